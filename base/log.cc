@@ -1,0 +1,112 @@
+#include "base/log.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/check.h"
+
+namespace sluice {
+namespace {
+
+// Process-wide log sink. main() sets it once before any thread exists; this is
+// the single piece of global state in the project, because a CHECK anywhere
+// must be able to report without being handed a logger.
+const char* g_role = "sluice";
+int g_fd = 2;
+LogLevel g_min = LogLevel::kInfo;
+
+const char* level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
+  }
+  return "?";
+}
+
+/// Writes all of `buf` to the log fd, retrying on EINTR; drops the rest on error.
+void write_all(const char* buf, size_t len) noexcept {
+  while (len > 0) {
+    ssize_t n = ::write(g_fd, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    buf += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+void log_init(const char* role, int fd, LogLevel min_level) noexcept {
+  g_role = role;
+  g_fd = fd;
+  g_min = min_level;
+}
+
+void log_set_level(LogLevel min_level) noexcept { g_min = min_level; }
+
+bool log_enabled(LogLevel level) noexcept { return level >= g_min; }
+
+void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept {
+  if (!log_enabled(level)) return;
+  // Limit: one line is at most 4 KiB; longer messages are cut, never allocated.
+  char buf[4096];
+  int off = std::snprintf(buf, sizeof(buf), "%s: %s: ", g_role, level_name(level));
+  if (level == LogLevel::kDebug || level == LogLevel::kError) {
+    off += std::snprintf(buf + off, sizeof(buf) - static_cast<size_t>(off), "%s: ", func);
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int n = std::vsnprintf(buf + off, sizeof(buf) - static_cast<size_t>(off), fmt, ap);
+  va_end(ap);
+  size_t len = static_cast<size_t>(off) + (n < 0 ? 0 : static_cast<size_t>(n));
+  if (len > sizeof(buf) - 2) len = sizeof(buf) - 2;
+  buf[len++] = '\n';
+  write_all(buf, len);
+}
+
+bool LogRateLimit::allow() noexcept {
+  uint64_t now = monotonic_ns();
+  if (last_ns_ != 0 && per_second_ != 0) {
+    uint64_t refill = (now - last_ns_) * per_second_ / 1000000000ULL;
+    if (refill > 0) {
+      tokens_ = static_cast<uint32_t>(refill + tokens_ > burst_ ? burst_ : refill + tokens_);
+      last_ns_ = now;
+    }
+  } else {
+    last_ns_ = now;
+  }
+  if (tokens_ == 0) {
+    ++suppressed_;
+    return false;
+  }
+  --tokens_;
+  suppressed_ = 0;
+  return true;
+}
+
+uint64_t monotonic_ns() noexcept {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void check_failed(const char* func, const char* file, int line, const char* cond,
+                  const char* msg) noexcept {
+  char buf[1024];
+  int n = std::snprintf(buf, sizeof(buf), "%s: CHECK failed in %s (%s:%d): %s%s%s\n", g_role,
+                        func, file, line, cond, msg[0] ? ": " : "", msg);
+  if (n > 0) write_all(buf, static_cast<size_t>(n) < sizeof(buf) ? static_cast<size_t>(n) : sizeof(buf) - 1);
+  std::abort();
+}
+
+}  // namespace sluice

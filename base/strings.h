@@ -1,0 +1,25 @@
+// Small string helpers shared by every process: errno names for user-facing
+// messages, and sanitising of peer-supplied bytes before they reach a log.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace sluice {
+
+/// Returns the symbolic name of `err` ("EADDRINUSE"), or "E?" for an unknown value.
+const char* errno_name(int err) noexcept;
+
+/// Returns "EADDRINUSE (Address already in use)": the name and strerror text.
+std::string errno_text(int err);
+
+/// Returns `bytes` with every byte outside printable ASCII replaced by a \xNN
+/// escape, cut to `max_len` input bytes. Used for anything a peer supplied
+/// (including exception texts that may quote it) before logging or replying.
+std::string sanitize(std::string_view bytes, size_t max_len = 256);
+
+/// Parses a decimal unsigned integer with no sign, no spaces and no leading
+/// "+"; returns false on any other character, an empty string, or a value above `max`.
+bool parse_uint(std::string_view text, unsigned long max, unsigned long* out) noexcept;
+
+}  // namespace sluice

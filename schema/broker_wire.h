@@ -1,0 +1,129 @@
+// The worker <-> broker protocol: every message that crosses that boundary.
+//
+// Transport: a SOCK_SEQPACKET socketpair, one message per datagram. Every
+// message is one fixed-layout struct of a static_asserted size, starts with a
+// WireHeader whose `type` is a BrokerMsg, and carries a known number of fds.
+// The broker checks the exact length, the type and its state before it looks
+// at anything else, and exits on anything it did not permit: a worker that
+// sends a malformed request is compromised. No Cap'n Proto here: the broker
+// includes this header and links nothing that parses.
+//
+// Exchange (worker = client side in worker/broker_client.*, broker = host side
+// in broker/broker_host.*):
+//   worker -> broker  Hello                       (once, first)
+//   broker -> worker  HelloReply
+//   worker -> broker  OpenListeners  {count, entries[count]}          (any number)
+//   broker -> worker  ListenersOpened {count, status[count]} + one fd per
+//                     entry whose status is kStatusOk, in entry order
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace sluice::wire {
+
+/// Protocol version. Bumped on any layout change; Hello refuses a mismatch
+/// (both binaries come from one build, so a mismatch is a packaging error).
+inline constexpr uint32_t kBrokerWireVersion = 1;
+/// "SLCB" in little-endian: catches a peer that speaks something else entirely.
+inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
+
+/// Fixed fd numbers in the worker, set by the broker before exec. Fixed numbers
+/// let the worker close_range() everything else without being told what to keep.
+inline constexpr int kWorkerFdBroker = 3;   // SOCK_SEQPACKET to the broker
+inline constexpr int kWorkerFdControl = 4;  // listening UNIX stream control socket
+inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
+inline constexpr int kWorkerFirstFreeFd = 6;
+
+enum class BrokerMsg : uint32_t {
+  kHello = 1,            // worker -> broker, 0 fds
+  kHelloReply = 2,       // broker -> worker, 0 fds
+  kOpenListeners = 3,    // worker -> broker, 0 fds
+  kListenersOpened = 4,  // broker -> worker, one fd per kStatusOk entry
+};
+
+/// Limit: entries per OpenListeners. The reply carries one fd per entry and
+/// the kernel accepts at most 253 fds in one SCM_RIGHTS message (SCM_MAX_FD).
+inline constexpr uint32_t kMaxListenersPerMessage = 253;
+
+/// Status of one entry in ListenersOpened: 0 is success, 1..4095 is the errno
+/// the kernel returned (the kernel never returns an errno above 4095,
+/// MAX_ERRNO), and kStatusPolicyDenied is a refusal by the bind policy, which
+/// can therefore never be confused with a kernel errno.
+inline constexpr int32_t kStatusOk = 0;
+inline constexpr int32_t kStatusMaxErrno = 4095;
+inline constexpr int32_t kStatusPolicyDenied = 0x10000;
+
+enum class WireProto : uint8_t { kTcp = 6, kUdp = 17 };  // IPPROTO_* values
+enum class WireFamily : uint8_t { kInet = 2, kInet6 = 10 };  // AF_* values
+
+/// Listener flags. Any bit outside kListenerFlagMask is a malformed request.
+inline constexpr uint32_t kListenerDualStack = 1u << 0;  // AF_INET6 [::] with V6ONLY=0
+inline constexpr uint32_t kListenerFlagMask = kListenerDualStack;
+
+/// Limit: interface name length including the NUL, IFNAMSIZ on Linux.
+inline constexpr size_t kIfNameSize = 16;
+
+struct WireHeader {
+  uint32_t magic;     // kBrokerWireMagic
+  uint32_t type;      // a BrokerMsg
+  uint64_t sequence;  // echoed in the reply; lets the worker pipeline requests
+};
+static_assert(sizeof(WireHeader) == 16);
+
+struct HelloMsg {
+  WireHeader header;  // type kHello
+  uint32_t version;   // kBrokerWireVersion
+  uint32_t reserved;  // must be 0
+};
+static_assert(sizeof(HelloMsg) == 24);
+
+/// Facts the broker tells the worker so that the worker can pre-check the bind
+/// policy and report a denial clearly before asking.
+inline constexpr uint32_t kBrokerHasBindCap = 1u << 0;  // holds CAP_NET_BIND_SERVICE
+struct HelloReplyMsg {
+  WireHeader header;             // type kHelloReply
+  uint32_t version;              // kBrokerWireVersion
+  uint32_t flags;                // kBrokerHasBindCap
+  uint32_t unprivileged_port_start;  // net.ipv4.ip_unprivileged_port_start
+  uint32_t reserved;             // 0
+};
+static_assert(sizeof(HelloReplyMsg) == 32);
+
+/// One listening socket to open. The address is 16 bytes; IPv4 is given
+/// v4-mapped (::ffff:a.b.c.d) with family kInet.
+struct ListenerSpec {
+  uint8_t proto;      // WireProto
+  uint8_t family;     // WireFamily
+  uint16_t port;      // host byte order, 1..65535
+  uint32_t flags;     // kListener*
+  uint8_t addr[16];   // network byte order
+  char ifname[kIfNameSize];  // NUL-terminated, empty for none
+};
+static_assert(sizeof(ListenerSpec) == 40);
+static_assert(std::is_trivially_copyable_v<ListenerSpec>);
+
+struct OpenListenersMsg {
+  WireHeader header;  // type kOpenListeners
+  uint32_t count;     // 1..kMaxListenersPerMessage
+  uint32_t reserved;  // 0
+  ListenerSpec entries[kMaxListenersPerMessage];  // entries past `count` are all zero
+};
+static_assert(sizeof(OpenListenersMsg) == 24 + 40 * kMaxListenersPerMessage);
+
+struct ListenersOpenedMsg {
+  WireHeader header;  // type kListenersOpened, sequence of the request
+  uint32_t count;     // equals the request's count
+  uint32_t fd_count;  // number of kStatusOk entries == fds attached
+  int32_t status[kMaxListenersPerMessage];  // per entry: kStatusOk, errno, or kStatusPolicyDenied
+  uint32_t reserved;  // 0, keeps the size a multiple of 8
+};
+static_assert(sizeof(ListenersOpenedMsg) == 24 + 4 * kMaxListenersPerMessage + 4);
+
+/// Largest message either side sends; receive buffers are this plus one byte so
+/// that an oversized datagram shows up as a length mismatch, not a silent cut.
+inline constexpr size_t kMaxWireMessage = sizeof(OpenListenersMsg);
+static_assert(sizeof(ListenersOpenedMsg) <= kMaxWireMessage);
+
+}  // namespace sluice::wire

@@ -1,0 +1,39 @@
+// The worker's sandbox, entered in named stages before it reads any input
+// (from the broker, the control socket, or its own argv's rule text).
+#pragma once
+
+#include <cstdint>
+
+#include "base/result.h"
+
+namespace sluice {
+
+/// Kernel facts the worker needs after its root is gone, read from /proc
+/// before the sandbox closes it off.
+struct HostFacts {
+  uint16_t ephemeral_first = 32768;  // net.ipv4.ip_local_port_range
+  uint16_t ephemeral_last = 60999;
+  bool ipv4 = true;  // an AF_INET socket can be created
+  bool ipv6 = true;  // an AF_INET6 socket can be created (module loaded, not disabled)
+};
+
+/// Reads HostFacts. Falls back to the kernel defaults, with a warning, when a
+/// file cannot be read. Must run before enter_sandbox().
+HostFacts gather_host_facts();
+
+/// Enters the sandbox, in order (each stage is a function in sandbox.cc with a
+/// comment saying why it is safe and needed):
+///   1. close every fd from wire::kWorkerFirstFreeFd up (close_range);
+///   2. if running as root in the initial user namespace, switch to the
+///      unprivileged uid/gid 65534 (nobody/nogroup), dropping supplementary groups;
+///   3. PR_SET_PDEATHSIG(SIGKILL), then exit if the broker is already gone;
+///   4. a new user namespace, mapping only the current uid/gid;
+///   5. unshare of mount, IPC, UTS and PID namespaces;
+///   6. pivot_root into an empty, read-only tmpfs;
+///   7. drop the bounding set, ambient, inheritable, permitted and effective capabilities;
+///   8. PR_SET_DUMPABLE 0 and PR_SET_NO_NEW_PRIVS 1;
+///   9. the seccomp allowlist of policy/seccomp_worker.cc (KILL_PROCESS default).
+/// Returns an Error naming the stage and errno on any failure; the caller exits.
+Result<void> enter_sandbox();
+
+}  // namespace sluice
