@@ -1,1 +1,128 @@
-// placeholder: replaced by its owner
+#include "client/control_client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/strings.h"
+#include "schema/frame.h"
+
+namespace sluice {
+
+Result<ControlConnection> ControlConnection::connect(const std::string& path, int timeout_ms) {
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return Err(ENAMETOOLONG, "control socket path '" + path + "' is longer than " +
+                                 std::to_string(sizeof(addr.sun_path) - 1) +
+                                 " bytes; use a shorter path");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Err(errno, "socket: " + errno_text(errno));
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
+    int err = errno;
+    std::string advice;
+    if (err == ENOENT || err == ECONNREFUSED) {
+      advice = "; is sluiced running with this control socket? Start it (./scripts/run, or "
+               "sluiced -c " + path + ") or pass the right path";
+    } else if (err == EACCES || err == EPERM) {
+      advice = "; the socket is mode 0660: run sluicectl as the user sluiced runs as, or as a "
+               "member of its group";
+    }
+    return Err(err, "cannot connect to " + path + ": " + errno_text(err) + advice);
+  }
+  return ControlConnection(std::move(fd));
+}
+
+Result<void> ControlConnection::write_all(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not accept the request in time");
+      return Err(err, "sending to the server: " + errno_text(err));
+    }
+    off += static_cast<size_t>(n);
+  }
+  return Ok();
+}
+
+Result<control::Response> ControlConnection::read_response() {
+  if (buf_.empty()) buf_.resize(512);
+  for (;;) {
+    auto* data = reinterpret_cast<uint8_t*>(buf_.data());
+    FrameCheck check = check_frame(data, len_, kMaxControlMessageBytes);
+    if (check.status == FrameStatus::kInvalid) {
+      return Err(EPROTO, "the server sent an invalid frame: " + check.error);
+    }
+    if (check.status == FrameStatus::kComplete) {
+      auto response = control::decode_response(data, check.frame_bytes);
+      std::memmove(data, data + check.frame_bytes, len_ - check.frame_bytes);
+      len_ -= check.frame_bytes;
+      if (!response) return Err(EPROTO, "the server sent a malformed response: " +
+                                            response.error().message);
+      return response;
+    }
+    size_t need = check.frame_bytes > len_ ? check.frame_bytes : len_ + 4096;
+    if (need > buf_.size() * 8) buf_.resize((need + 7) / 8);
+    ssize_t n = ::recv(fd_.get(), data + len_, buf_.size() * 8 - len_, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not answer in time");
+      return Err(err, "reading from the server: " + errno_text(err));
+    }
+    if (n == 0) return Err(ECONNRESET, "the server closed the connection");
+    len_ += static_cast<size_t>(n);
+  }
+}
+
+Result<control::ServerHello> ControlConnection::handshake() {
+  auto first = read_response();
+  if (!first) return Err(first.error());
+  if (auto* error = std::get_if<control::ProtocolError>(&first->body)) {
+    return Err(EPROTO, std::string("the server refused the connection: ") + error->message);
+  }
+  auto* hello = std::get_if<control::ServerHello>(&first->body);
+  if (hello == nullptr) return Err(EPROTO, "the server did not start with a hello");
+  if (hello->protocol_version != control::kProtocolVersion) {
+    return Err(EPROTO, "the server speaks control protocol version " +
+                           std::to_string(hello->protocol_version) + " and this sluicectl speaks " +
+                           std::to_string(control::kProtocolVersion) +
+                           "; use a sluicectl from the same release as sluiced");
+  }
+  control::Request reply;
+  reply.id = next_id_++;
+  reply.body = control::ClientHello{control::kProtocolVersion,
+                                    std::string("sluicectl ") + SLUICE_VERSION};
+  auto sent = write_all(control::encode_request(reply));
+  if (!sent) return Err(sent.error());
+  return *hello;
+}
+
+Result<control::Response> ControlConnection::call(control::Request request) {
+  request.id = next_id_++;
+  auto sent = write_all(control::encode_request(request));
+  if (!sent) return Err(sent.error());
+  auto response = read_response();
+  if (!response) return response;
+  if (auto* error = std::get_if<control::ProtocolError>(&response->body)) {
+    return Err(EPROTO, std::string("the server refused the request (") +
+                           control::error_code_name(error->code) + "): " + error->message);
+  }
+  if (response->id != request.id) {
+    return Err(EPROTO, "the server answered request " + std::to_string(response->id) +
+                           " instead of " + std::to_string(request.id));
+  }
+  return response;
+}
+
+}  // namespace sluice

@@ -6,6 +6,7 @@
 
 #include <seccomp.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,26 @@ struct SyscallRule {
   const char* reason;               // why the binary needs it
 };
 
+/// Argument condition: the low 32 bits of argument `arg` equal `value`. Every
+/// int-sized argument is compared this way (STYLE.md 10): the kernel ignores
+/// the upper half, and callers may leave it sign-extended (AT_FDCWD) or dirty.
+inline scmp_arg_cmp arg_eq32(unsigned arg, uint32_t value) {
+  return scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, value};
+}
+
+/// Argument condition: (argument `arg` & `mask` & 0xFFFFFFFF) == `value`. Used
+/// for a field inside a flag word, for example the socket type without
+/// SOCK_NONBLOCK and SOCK_CLOEXEC.
+inline scmp_arg_cmp arg_masked_eq32(unsigned arg, uint32_t mask, uint32_t value) {
+  return scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, mask, value};
+}
+
+/// Argument condition: the 32-bit flag word `arg` has no bit outside `allowed`
+/// (any subset of `allowed`, including none, passes).
+inline scmp_arg_cmp arg_flags_within(unsigned arg, uint32_t allowed) {
+  return scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, ~allowed & 0xFFFFFFFFu, 0};
+}
+
 /// The worker's allowlist. `self_pid` restricts signal syscalls (abort) to the
 /// worker itself.
 std::vector<SyscallRule> worker_seccomp_rules(int self_pid);
@@ -34,10 +55,26 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid);
 /// returned context and frees it with seccomp_release().
 Result<scmp_filter_ctx> build_seccomp_filter(const std::vector<SyscallRule>& rules);
 
-/// Builds and loads a filter (needs NO_NEW_PRIVS already set, or CAP_SYS_ADMIN).
+/// Builds and loads a filter (needs NO_NEW_PRIVS already set, or CAP_SYS_ADMIN;
+/// libseccomp also sets NO_NEW_PRIVS itself on load). The filter applies to
+/// every thread (TSYNC). In sanitizer builds (SLUICE_SANITIZE) the rows of
+/// sanitizer_seccomp_rules() are added; the exported, reviewed policy never
+/// contains them. Fails with the libseccomp errno.
 Result<void> install_seccomp(const std::vector<SyscallRule>& rules);
 
+/// Rows that only the ASan/UBSan runtime needs (empty unless SLUICE_SANITIZE).
+/// Sanitizer builds are for tests; LeakSanitizer's exit-time check (ptrace,
+/// clone, /proc) cannot run under any allowlist, so run them with
+/// ASAN_OPTIONS=detect_leaks=0.
+std::vector<SyscallRule> sanitizer_seccomp_rules();
+
 /// Returns the filter's human-readable PFC export, for golden tests and review.
+/// Fails like build_seccomp_filter(), or with the errno of the export. Uses
+/// memfd_create, so call it outside any sandbox (tests, review tooling).
 Result<std::string> export_seccomp_pfc(const std::vector<SyscallRule>& rules);
+
+/// Returns the number of distinct syscall names in `rules` (several rows may
+/// allow one syscall with different arguments). Never fails.
+size_t distinct_syscalls(const std::vector<SyscallRule>& rules);
 
 }  // namespace sluice

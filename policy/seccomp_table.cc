@@ -1,1 +1,166 @@
-// placeholder: replaced by its owner
+// Turns a reviewed allowlist table (policy/seccomp_*.cc) into a libseccomp
+// filter, loads it, or exports it as PFC text for golden tests and review.
+//
+// The libseccomp traps this file guards against (see DEPENDENCIES.md):
+//  - SCMP_ACT_KILL kills only the thread: the default is SCMP_ACT_KILL_PROCESS;
+//  - the bad-architecture action defaults to kill-thread: set to kill-process;
+//  - seccomp_syscall_resolve_name() returns __NR_SCMP_ERROR for a misspelt
+//    name and a negative pseudo-number for a syscall that does not exist on
+//    this architecture; both are errors here, never a silently missing row;
+//  - TSYNC is off by default: it is switched on, so a filter loaded after a
+//    thread was started still covers every thread.
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "base/unique_fd.h"
+#include "policy/seccomp.h"
+
+namespace sluice {
+namespace {
+
+/// Deleter so that a filter context is released on every early return.
+struct FilterReleaser {
+  void operator()(void* ctx) const noexcept { seccomp_release(ctx); }
+};
+using FilterPtr = std::unique_ptr<void, FilterReleaser>;
+
+/// Formats a libseccomp failure: libseccomp returns -errno.
+Unexpected seccomp_error(int rc, const std::string& what) {
+  int err = rc < 0 ? -rc : rc;
+  return Err(err, "seccomp: " + what + ": " + errno_text(err));
+}
+
+/// Adds one row to `ctx`. Fails, naming the syscall, when the name is unknown
+/// or not a syscall of the native architecture, or when libseccomp refuses the
+/// conditions (for example two comparisons of the same argument in one row).
+Result<void> add_row(scmp_filter_ctx ctx, const SyscallRule& row) {
+  CHECK_MSG(row.name != nullptr && row.reason != nullptr && row.reason[0] != '\0',
+            "every seccomp row needs a name and a reason");
+  int nr = seccomp_syscall_resolve_name(row.name);
+  if (nr == __NR_SCMP_ERROR) {
+    return Err(EINVAL, std::string("seccomp: unknown syscall name '") + row.name +
+                           "' in the allowlist; fix the table");
+  }
+  if (nr < 0) {
+    // A pseudo-number: libseccomp knows the name, but this architecture has no
+    // such syscall (for example "poll" on aarch64). A row that matches nothing
+    // would hide a policy mistake, so refuse it.
+    return Err(EINVAL, std::string("seccomp: '") + row.name +
+                           "' is not a syscall on this architecture; fix the table");
+  }
+  int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr,
+                                  static_cast<unsigned int>(row.conds.size()), row.conds.data());
+  if (rc < 0) {
+    return seccomp_error(rc, std::string("adding the row for '") + row.name + "' (" +
+                                 std::to_string(row.conds.size()) + " conditions)");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<scmp_filter_ctx> build_seccomp_filter(const std::vector<SyscallRule>& rules) {
+  FilterPtr ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
+  if (!ctx) return Err(ENOMEM, "seccomp: seccomp_init failed (out of memory?)");
+
+  // A syscall made through a foreign ABI (int 0x80 from x86_64) must not slip
+  // past a table written for the native one: kill the process, not the thread.
+  int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc < 0) return seccomp_error(rc, "setting the bad-architecture action");
+  // Cover every thread that exists when the filter is loaded.
+  rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1);
+  if (rc < 0) return seccomp_error(rc, "enabling TSYNC");
+
+  for (const SyscallRule& row : rules) {
+    Result<void> added = add_row(ctx.get(), row);
+    if (!added) return Err(std::move(added).error());
+  }
+  return ctx.release();
+}
+
+Result<void> install_seccomp(const std::vector<SyscallRule>& rules) {
+  std::vector<SyscallRule> all = rules;
+  for (SyscallRule& row : sanitizer_seccomp_rules()) all.push_back(std::move(row));
+
+  Result<scmp_filter_ctx> built = build_seccomp_filter(all);
+  if (!built) return Err(std::move(built).error());
+  FilterPtr ctx(*built);
+  int rc = seccomp_load(ctx.get());
+  if (rc < 0) return seccomp_error(rc, "loading the filter");
+  LOG_DEBUG("seccomp allowlist loaded: %zu rows, %zu syscalls", all.size(),
+            distinct_syscalls(all));
+  return Ok();
+}
+
+Result<std::string> export_seccomp_pfc(const std::vector<SyscallRule>& rules) {
+  Result<scmp_filter_ctx> built = build_seccomp_filter(rules);
+  if (!built) return Err(std::move(built).error());
+  FilterPtr ctx(*built);
+
+  // Only tests and reviewers export, never a sandboxed process, so a memfd
+  // (which the allowlists do not grant) is fine here.
+  UniqueFd mem(memfd_create("sluice-seccomp-pfc", MFD_CLOEXEC));
+  if (!mem.valid()) {
+    int err = errno;
+    return Err(err, "seccomp: memfd_create for the PFC export: " + errno_text(err));
+  }
+  int rc = seccomp_export_pfc(ctx.get(), mem.get());
+  if (rc < 0) return seccomp_error(rc, "exporting PFC");
+  if (lseek(mem.get(), 0, SEEK_SET) != 0) {
+    int err = errno;
+    return Err(err, "seccomp: rewinding the PFC export: " + errno_text(err));
+  }
+
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(mem.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      return Err(err, "seccomp: reading the PFC export: " + errno_text(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+size_t distinct_syscalls(const std::vector<SyscallRule>& rules) {
+  std::set<std::string> names;
+  for (const SyscallRule& row : rules) names.insert(row.name);
+  return names.size();
+}
+
+std::vector<SyscallRule> sanitizer_seccomp_rules() {
+#ifdef SLUICE_SANITIZE
+  // Only in ASan+UBSan builds, which are for tests. None of these is in the
+  // exported (golden) policy. The runtime's allocator releases and reserves
+  // memory and backs off in spin locks; a report writes to stderr (write is in
+  // every table already) and may need an alternate signal stack.
+  return {
+      {"madvise", {}, "sanitizer runtime only: allocator releases pages (MADV_DONTNEED etc.)"},
+      {"sched_yield", {}, "sanitizer runtime only: spin-lock back-off"},
+      {"sigaltstack", {}, "sanitizer runtime only: alternate stack for its fatal-signal handlers"},
+      {"getpid", {}, "sanitizer runtime only: report headers"},
+      {"gettid", {}, "sanitizer runtime only: report headers"},
+      {"munmap", {}, "sanitizer runtime only: allocator and shadow bookkeeping"},
+      {"mmap",
+       {arg_flags_within(2, PROT_READ | PROT_WRITE)},
+       "sanitizer runtime only: allocator; still never PROT_EXEC"},
+      {"exit_group", {}, "sanitizer runtime only: exits with its own status after a report"},
+  };
+#else
+  return {};
+#endif
+}
+
+}  // namespace sluice

@@ -1,1 +1,182 @@
-// placeholder: replaced by its owner
+// The worker's seccomp allowlist: one row per syscall (or per allowed argument
+// combination) with the reason the worker needs it. Loaded as the last stage
+// of worker/sandbox.cc, after which the worker only runs its event loop.
+//
+// What the worker can NOT do, on purpose (default action: kill the process):
+// bind, listen (every listening socket comes from the broker), open/openat
+// (its root is an empty tmpfs anyway), execve/execveat, ptrace, clone/fork,
+// unshare, mount, ioctl, prctl, socket() of any family but AF_INET/AF_INET6,
+// and any PROT_EXEC mapping.
+//
+// Resources the loop needs (the epoll fd, the pipe pool's first pipes, the
+// broker and control sockets) are created before the filter is loaded, so
+// epoll_create1 is not granted. Arguments of int type are compared on their
+// low 32 bits (arg_eq32); flag words allow no bit outside a mask
+// (arg_flags_within). Syscalls are named as on x86_64; a name this
+// architecture lacks fails build_seccomp_filter(), it is never dropped.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "policy/seccomp.h"
+
+namespace sluice {
+namespace {
+
+/// The socket(2) flags the worker may add to a type.
+constexpr uint32_t kSockTypeFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+/// Memory protections the worker may ask for: never PROT_EXEC (nor
+/// PROT_GROWSDOWN/UP or arch bits), so no new code can be mapped.
+constexpr uint32_t kProtAllowed = PROT_READ | PROT_WRITE;
+
+/// Appends the socket() rows for `family` x `type`: protocol 0 or `proto`.
+/// One row per protocol, because libseccomp 2.5 refuses two comparisons of
+/// the same argument in one row.
+void add_socket_rows(std::vector<SyscallRule>& rules, int family, int type, int proto,
+                     const char* reason) {
+  for (uint32_t p : {0u, static_cast<uint32_t>(proto)}) {
+    rules.push_back({"socket",
+                     {arg_eq32(0, static_cast<uint32_t>(family)),
+                      arg_masked_eq32(1, ~kSockTypeFlags, static_cast<uint32_t>(type)),
+                      arg_eq32(2, p)},
+                     reason});
+  }
+}
+
+/// Returns a getsockopt/setsockopt row for exactly (level, optname).
+SyscallRule sockopt_row(const char* name, int level, int optname, const char* reason) {
+  return {name,
+          {arg_eq32(1, static_cast<uint32_t>(level)), arg_eq32(2, static_cast<uint32_t>(optname))},
+          reason};
+}
+
+/// Returns an fcntl row for exactly `cmd`, plus `more` conditions.
+SyscallRule fcntl_row(int cmd, std::vector<scmp_arg_cmp> more, const char* reason) {
+  std::vector<scmp_arg_cmp> conds{arg_eq32(1, static_cast<uint32_t>(cmd))};
+  conds.insert(conds.end(), more.begin(), more.end());
+  return {"fcntl", std::move(conds), reason};
+}
+
+}  // namespace
+
+std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
+  const uint32_t self = static_cast<uint32_t>(self_pid);
+  std::vector<SyscallRule> r;
+
+  // --- Event loop (the epoll fd exists before the filter).
+  r.push_back({"epoll_wait", {}, "edge-triggered event loop: wait for readiness"});
+  r.push_back({"epoll_pwait", {}, "event loop variant with a signal mask (glibc may use it)"});
+  r.push_back({"epoll_ctl", {}, "event loop: add, modify and remove watched fds"});
+
+  // --- TCP data path.
+  r.push_back({"accept4",
+               {arg_flags_within(3, kSockTypeFlags)},
+               "accept on broker-provided listeners; flags only NONBLOCK|CLOEXEC"});
+  add_socket_rows(r, AF_INET, SOCK_STREAM, IPPROTO_TCP, "TCP connection to an IPv4 target");
+  add_socket_rows(r, AF_INET6, SOCK_STREAM, IPPROTO_TCP, "TCP connection to an IPv6 target");
+  add_socket_rows(r, AF_INET, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv4 target");
+  add_socket_rows(r, AF_INET6, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv6 target");
+  r.push_back({"connect", {}, "non-blocking connect to a forwarding target"});
+  r.push_back({"splice",
+               {arg_flags_within(5, SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE)},
+               "zero-copy TCP forwarding socket -> pipe -> socket"});
+  r.push_back({"pipe2",
+               {arg_flags_within(1, O_NONBLOCK | O_CLOEXEC)},
+               "grow the splice pipe pool; flags only NONBLOCK|CLOEXEC"});
+  r.push_back({"shutdown", {}, "propagate a half-close to the other side of a connection"});
+  r.push_back({"close", {}, "close connections, flows, pipes and dropped clients"});
+
+  // --- fcntl: the commands the data path uses, nothing that changes owners,
+  // locks, leases or duplicates fds.
+  r.push_back(fcntl_row(F_GETFL, {}, "read status flags before setting O_NONBLOCK"));
+  r.push_back(fcntl_row(F_SETFL, {arg_flags_within(2, O_ACCMODE | O_NONBLOCK)},
+                        "set O_NONBLOCK; the access mode from F_GETFL may be passed back"));
+  r.push_back(fcntl_row(F_GETFD, {}, "read FD_CLOEXEC (checks on received fds)"));
+  r.push_back(fcntl_row(F_SETFD, {arg_flags_within(2, FD_CLOEXEC)}, "set FD_CLOEXEC only"));
+  r.push_back(fcntl_row(F_GETPIPE_SZ, {}, "read a splice pipe's size"));
+  r.push_back(fcntl_row(F_SETPIPE_SZ, {}, "size splice pipes deliberately (DEPENDENCIES.md)"));
+
+  // --- I/O on sockets, pipes, the broker channel, the control socket, the log.
+  r.push_back({"read", {}, "control frames, pipes; generic reads"});
+  r.push_back({"write", {}, "log lines, audit records, control replies"});
+  r.push_back({"readv", {}, "scatter reads of control frames"});
+  r.push_back({"writev", {}, "gather writes of control replies and audit records"});
+  r.push_back({"recvfrom", {}, "recv() on sockets; UDP datagrams with the peer address"});
+  r.push_back({"sendto", {}, "send() on sockets; UDP replies"});
+  r.push_back({"recvmsg", {}, "broker replies with SCM_RIGHTS listeners; UDP with IP_PKTINFO"});
+  r.push_back({"sendmsg", {}, "broker requests; UDP replies from the address the client used"});
+  r.push_back({"recvmmsg", {}, "UDP datagrams in batches"});
+  r.push_back({"sendmmsg", {}, "UDP datagrams in batches"});
+  r.push_back({"getsockname", {}, "check received listeners and accepted sockets"});
+  r.push_back({"getpeername", {}, "peer address of accepted connections"});
+
+  // --- getsockopt: checks of received fds, connect results, peer credentials.
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_ERROR, "result of a non-blocking connect"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_TYPE, "check a received listener's type"));
+  r.push_back(
+      sockopt_row("getsockopt", SOL_SOCKET, SO_DOMAIN, "check a received listener's family"));
+  r.push_back(
+      sockopt_row("getsockopt", SOL_SOCKET, SO_PROTOCOL, "check a received listener's protocol"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_ACCEPTCONN,
+                          "check that a received TCP socket is listening"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_PEERCRED,
+                          "control client uid/gid/pid for the control policy"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_RCVBUF, "buffer sizes for stats"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_SNDBUF, "buffer sizes for stats"));
+  r.push_back(sockopt_row("getsockopt", IPPROTO_TCP, TCP_INFO, "connection state for stats"));
+
+  // --- setsockopt: per-connection tuning and UDP ancillary data only; nothing
+  // that binds (SO_BINDTODEVICE), reuses ports, or changes marks or filters.
+  r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_LINGER, "RST propagation (linger 0)"));
+  r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_KEEPALIVE, "TCP keepalive on connections"));
+  r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_RCVBUF, "size socket buffers"));
+  r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_SNDBUF, "size socket buffers"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_NODELAY, "no Nagle delay on forwarding"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPIDLE, "keepalive timing"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPINTVL, "keepalive timing"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPCNT, "keepalive timing"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_PKTINFO,
+                          "UDP: learn the local address a datagram was sent to"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_RECVERR, "UDP: ICMP errors of flows"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_RECVPKTINFO,
+                          "UDP: learn the local IPv6 address a datagram was sent to"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_RECVERR, "UDP: ICMPv6 errors of flows"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_V6ONLY,
+                          "IPv6 target sockets that must not fall back to IPv4"));
+
+  // --- Memory (glibc malloc, Cap'n Proto segments). Never executable.
+  r.push_back({"brk", {}, "glibc malloc main arena"});
+  r.push_back({"mmap",
+               {arg_flags_within(2, kProtAllowed)},
+               "large allocations; prot only READ|WRITE (or NONE), never EXEC"});
+  r.push_back({"munmap", {}, "free large allocations"});
+  r.push_back({"mremap", {arg_flags_within(3, MREMAP_MAYMOVE)}, "realloc of large allocations"});
+  r.push_back({"mprotect",
+               {arg_flags_within(2, kProtAllowed)},
+               "glibc malloc arena growth; never PROT_EXEC"});
+  // MADV_FREE is not granted: glibc 2.36 malloc never issues it.
+  r.push_back({"madvise",
+               {arg_eq32(2, MADV_DONTNEED)},
+               "glibc malloc returns memory (heap shrink, malloc_trim)"});
+  r.push_back({"futex", {}, "glibc/libstdc++ locks; Cap'n Proto's first exception"});
+
+  // --- Time, exit, signals.
+  r.push_back({"clock_gettime", {}, "timeouts (vDSO fallback when the clocksource has none)"});
+  r.push_back({"exit_group", {}, "_exit() and exit()"});
+  r.push_back({"exit", {}, "end of a thread; can only end the caller"});
+  r.push_back({"rt_sigreturn", {}, "return from a signal handler"});
+  r.push_back({"restart_syscall", {}, "kernel restart of an interrupted syscall"});
+  r.push_back({"rt_sigprocmask", {}, "abort() and raise() mask signals around tgkill"});
+  r.push_back({"getpid", {}, "raise(): tgkill needs the pid (abort on a CHECK failure)"});
+  r.push_back({"gettid", {}, "raise(): tgkill needs the tid (abort on a CHECK failure)"});
+  r.push_back({"tgkill",
+               {arg_eq32(0, self), arg_eq32(2, SIGABRT)},
+               "abort() on a CHECK failure: SIGABRT to the worker itself only"});
+  return r;
+}
+
+}  // namespace sluice

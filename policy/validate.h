@@ -9,16 +9,7 @@
 
 namespace sluice {
 
-/// What the server can do, as announced in its Hello. Rules needing a missing
-/// capability are invalid.
-struct ServerCaps {
-  bool ipv4 = true;
-  bool ipv6 = true;
-  bool tcp = true;
-  bool udp = true;
-  bool scan = true;
-  bool ifname = true;
-};
+// ServerCaps (what the server can do, from its Hello) is declared in schema/model.h.
 
 /// Why a table was rejected. Matches the failure kinds of the control protocol.
 enum class IssueKind { kInvalid, kConflict, kCapacity };

@@ -1,1 +1,359 @@
-// placeholder: replaced by its owner
+#include "schema/codec.h"
+
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "base/strings.h"
+#include "schema/control.capnp.h"
+#include "schema/frame.h"
+
+namespace sluice::control {
+namespace cp = ::sluice::capnp_control;
+
+static_assert(cp::PROTOCOL_VERSION == kProtocolVersion);
+
+namespace {
+
+/// Reader limits: the traversal limit matches the frame limit (every word may
+/// be visited once); nesting is at most Response > State > Table > Rule plus
+/// margin, so 16 refuses deep-nesting attacks early.
+capnp::ReaderOptions reader_options() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = kMaxControlMessageBytes / sizeof(capnp::word);
+  options.nestingLimit = 16;
+  return options;
+}
+
+/// Thrown inside the one decode try-block for semantic violations; converted to
+/// an Error there. Never escapes this file.
+struct DecodeError {
+  std::string message;
+};
+
+/// Writes the rule model into a capnp Rule builder.
+void encode_rule(const Rule& rule, cp::Rule::Builder out) {
+  out.setProto(rule.proto == Proto::kTcp ? cp::Proto::TCP : cp::Proto::UDP);
+  out.setListen(kj::arrayPtr(rule.listen.data(), rule.listen.size()));
+  out.setIfname(rule.ifname);
+  out.setFirst(rule.first);
+  out.setLast(rule.last);
+  out.setTo(rule.to);
+  out.setTarget(kj::arrayPtr(rule.target.data(), rule.target.size()));
+  out.setDualStack(rule.dual_stack);
+  out.setWeak(rule.weak);
+  out.setScan(rule.scan);
+}
+
+/// Writes every table of `tables` into a List(Table) builder of kPifCount entries.
+void encode_tables(const TableSet& tables, capnp::List<cp::Table>::Builder out) {
+  for (size_t i = 0; i < kPifCount; ++i) {
+    const Table& table = tables.tables[i];
+    auto t = out[static_cast<unsigned>(i)];
+    t.setPif(table.pif == Pif::kHost ? cp::Pif::HOST : cp::Pif::SPLICE);
+    auto rules = t.initRules(static_cast<unsigned>(table.rules.size()));
+    for (size_t r = 0; r < table.rules.size(); ++r) {
+      encode_rule(table.rules[r], rules[static_cast<unsigned>(r)]);
+    }
+  }
+}
+
+/// Converts a capnp Pif enum, rejecting values this build does not know.
+Pif decode_pif(cp::Pif pif) {
+  switch (pif) {
+    case cp::Pif::HOST:
+      return Pif::kHost;
+    case cp::Pif::SPLICE:
+      return Pif::kSplice;
+  }
+  throw DecodeError{"unknown pif value " + std::to_string(static_cast<unsigned>(pif))};
+}
+
+/// Copies a Data field that must be exactly 16 bytes into an Addr.
+Addr decode_addr(capnp::Data::Reader data, const char* what) {
+  if (data.size() != 16) {
+    throw DecodeError{std::string(what) + " address has " + std::to_string(data.size()) +
+                      " bytes; exactly 16 are required"};
+  }
+  Addr out;
+  std::memcpy(out.data(), data.begin(), 16);
+  return out;
+}
+
+/// Copies a Text field, rejecting texts over `max` bytes or with embedded NULs.
+std::string decode_text(capnp::Text::Reader text, size_t max, const char* what) {
+  if (text.size() > max) {
+    throw DecodeError{std::string(what) + " is " + std::to_string(text.size()) +
+                      " bytes; at most " + std::to_string(max) + " are accepted"};
+  }
+  std::string out(text.cStr(), text.size());
+  if (out.find('\0') != std::string::npos) throw DecodeError{std::string(what) + " contains NUL"};
+  return out;
+}
+
+/// Converts one capnp Rule into the model, checking field shapes only (the
+/// validator checks semantics).
+Rule decode_rule(cp::Rule::Reader in) {
+  Rule rule;
+  switch (in.getProto()) {
+    case cp::Proto::TCP:
+      rule.proto = Proto::kTcp;
+      break;
+    case cp::Proto::UDP:
+      rule.proto = Proto::kUdp;
+      break;
+    default:
+      throw DecodeError{"unknown protocol value " +
+                        std::to_string(static_cast<unsigned>(in.getProto()))};
+  }
+  rule.listen = decode_addr(in.getListen(), "listen");
+  rule.ifname = decode_text(in.getIfname(), kMaxIfNameLen, "interface name");
+  rule.first = in.getFirst();
+  rule.last = in.getLast();
+  rule.to = in.getTo();
+  rule.target = decode_addr(in.getTarget(), "target");
+  rule.dual_stack = in.getDualStack();
+  rule.weak = in.getWeak();
+  rule.scan = in.getScan();
+  return rule;
+}
+
+/// Converts a List(Table): at most one table per pif, at most
+/// kMaxRulesPerTable rules each. Missing pifs stay empty.
+TableSet decode_tables(capnp::List<cp::Table>::Reader in) {
+  if (in.size() > kPifCount) {
+    throw DecodeError{std::to_string(in.size()) + " tables sent; there are only " +
+                      std::to_string(kPifCount) + " pifs"};
+  }
+  TableSet out;
+  bool seen[kPifCount] = {};
+  for (auto t : in) {
+    Pif pif = decode_pif(t.getPif());
+    size_t index = static_cast<size_t>(pif);
+    if (seen[index]) throw DecodeError{std::string("table ") + pif_name(pif) + " sent twice"};
+    seen[index] = true;
+    auto rules = t.getRules();
+    if (rules.size() > kMaxRulesPerTable) {
+      throw DecodeError{std::string("table ") + pif_name(pif) + " has " +
+                        std::to_string(rules.size()) + " rules; at most " +
+                        std::to_string(kMaxRulesPerTable) + " are accepted"};
+    }
+    Table& table = out.of(pif);
+    table.rules.reserve(rules.size());
+    for (auto r : rules) table.rules.push_back(decode_rule(r));
+  }
+  return out;
+}
+
+/// Checks the magic number of a hello.
+void check_magic(uint32_t magic) {
+  if (magic != cp::MAGIC) {
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "0x%08x", magic);
+    throw DecodeError{std::string("hello has magic ") + hex +
+                      ", which is not the sluice control protocol; is this a sluice socket?"};
+  }
+}
+
+/// Serialises a finished builder with standard framing.
+std::string to_frame(capnp::MallocMessageBuilder& builder) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+/// Runs `body` on a FlatArrayMessageReader of the frame, inside the one
+/// try-block that turns every capnp exception and DecodeError into an Error.
+template <typename T, typename Body>
+Result<T> decode_frame(const void* frame, size_t len, Body body) {
+  if (len % sizeof(capnp::word) != 0 ||
+      reinterpret_cast<uintptr_t>(frame) % alignof(capnp::word) != 0) {
+    return Err(EBADMSG, "frame is not a whole number of aligned 8-byte words");
+  }
+  try {
+    kj::ArrayPtr<const capnp::word> words(static_cast<const capnp::word*>(frame),
+                                          len / sizeof(capnp::word));
+    capnp::FlatArrayMessageReader reader(words, reader_options());
+    return body(reader);
+  } catch (const DecodeError& e) {
+    return Err(EBADMSG, sanitize(e.message));
+  } catch (const std::exception& e) {
+    // kj::Exception derives from std::exception; its text may quote raw bytes.
+    return Err(EBADMSG, "malformed message: " + sanitize(e.what(), 200));
+  }
+}
+
+}  // namespace
+
+std::string encode_request(const Request& request) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<cp::Request>();
+  root.setId(request.id);
+  if (const auto* hello = std::get_if<ClientHello>(&request.body)) {
+    auto h = root.initHello();
+    h.setMagic(cp::MAGIC);
+    h.setProtocolVersion(hello->protocol_version);
+    h.setClientVersion(hello->client_version);
+  } else {
+    root.setGetState();
+  }
+  return to_frame(builder);
+}
+
+std::string encode_response(const Response& response) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<cp::Response>();
+  root.setId(response.id);
+  if (const auto* hello = std::get_if<ServerHello>(&response.body)) {
+    auto h = root.initHello();
+    h.setMagic(cp::MAGIC);
+    h.setProtocolVersion(hello->protocol_version);
+    h.setServerVersion(hello->server_version);
+    auto caps = h.initCapabilities();
+    caps.setIpv4(hello->caps.ipv4);
+    caps.setIpv6(hello->caps.ipv6);
+    caps.setTcp(hello->caps.tcp);
+    caps.setUdp(hello->caps.udp);
+    caps.setScan(hello->caps.scan);
+    caps.setIfname(hello->caps.ifname);
+    auto limits = h.initLimits();
+    limits.setRulesPerTable(hello->rules_per_table);
+    limits.setListenersPerTable(hello->listeners_per_table);
+    limits.setMessageBytes(hello->message_bytes);
+    auto pifs = h.initPifs(static_cast<unsigned>(hello->pifs.size()));
+    for (size_t i = 0; i < hello->pifs.size(); ++i) {
+      auto p = pifs[static_cast<unsigned>(i)];
+      p.setPif(hello->pifs[i].pif == Pif::kHost ? cp::Pif::HOST : cp::Pif::SPLICE);
+      p.setName(hello->pifs[i].name);
+    }
+    h.setEphemeralFirst(hello->ephemeral_first);
+    h.setEphemeralLast(hello->ephemeral_last);
+  } else if (const auto* state = std::get_if<State>(&response.body)) {
+    auto s = root.initState();
+    s.setGeneration(state->generation);
+    s.setDigest(kj::arrayPtr(state->digest.data(), state->digest.size()));
+    encode_tables(state->tables, s.initTables(kPifCount));
+  } else {
+    const auto& error = std::get<ProtocolError>(response.body);
+    auto e = root.initError();
+    e.setCode(static_cast<cp::ErrorCode>(static_cast<uint16_t>(error.code)));
+    e.setMessage(error.message);
+  }
+  return to_frame(builder);
+}
+
+Result<Request> decode_request(const void* frame, size_t len) {
+  return decode_frame<Request>(frame, len, [](capnp::MessageReader& reader) -> Result<Request> {
+    auto root = reader.getRoot<cp::Request>();
+    Request out;
+    out.id = root.getId();
+    switch (root.which()) {
+      case cp::Request::HELLO: {
+        auto h = root.getHello();
+        check_magic(h.getMagic());
+        ClientHello hello;
+        hello.protocol_version = h.getProtocolVersion();
+        hello.client_version = decode_text(h.getClientVersion(), kMaxTextBytes, "client version");
+        out.body = std::move(hello);
+        return out;
+      }
+      case cp::Request::GET_STATE:
+        out.body = GetState{};
+        return out;
+    }
+    throw DecodeError{"unknown request kind " + std::to_string(static_cast<unsigned>(root.which()))};
+  });
+}
+
+Result<Response> decode_response(const void* frame, size_t len) {
+  return decode_frame<Response>(frame, len, [](capnp::MessageReader& reader) -> Result<Response> {
+    auto root = reader.getRoot<cp::Response>();
+    Response out;
+    out.id = root.getId();
+    switch (root.which()) {
+      case cp::Response::HELLO: {
+        auto h = root.getHello();
+        check_magic(h.getMagic());
+        ServerHello hello;
+        hello.protocol_version = h.getProtocolVersion();
+        hello.server_version = decode_text(h.getServerVersion(), kMaxTextBytes, "server version");
+        auto caps = h.getCapabilities();
+        hello.caps = ServerCaps{caps.getIpv4(), caps.getIpv6(), caps.getTcp(),
+                                caps.getUdp(),  caps.getScan(), caps.getIfname()};
+        auto limits = h.getLimits();
+        hello.rules_per_table = limits.getRulesPerTable();
+        hello.listeners_per_table = limits.getListenersPerTable();
+        hello.message_bytes = limits.getMessageBytes();
+        auto pifs = h.getPifs();
+        if (pifs.size() > kPifCount) throw DecodeError{"hello lists more pifs than exist"};
+        for (auto p : pifs) {
+          hello.pifs.push_back(
+              PifInfo{decode_pif(p.getPif()), decode_text(p.getName(), 64, "pif name")});
+        }
+        hello.ephemeral_first = h.getEphemeralFirst();
+        hello.ephemeral_last = h.getEphemeralLast();
+        out.body = std::move(hello);
+        return out;
+      }
+      case cp::Response::STATE: {
+        auto s = root.getState();
+        State state;
+        state.generation = s.getGeneration();
+        auto digest = s.getDigest();
+        if (digest.size() != state.digest.size()) throw DecodeError{"digest is not 32 bytes"};
+        std::memcpy(state.digest.data(), digest.begin(), digest.size());
+        state.tables = decode_tables(s.getTables());
+        out.body = std::move(state);
+        return out;
+      }
+      case cp::Response::ERROR: {
+        auto e = root.getError();
+        auto code = static_cast<uint16_t>(e.getCode());
+        if (code > static_cast<uint16_t>(ErrorCode::kTimeout)) {
+          throw DecodeError{"unknown error code " + std::to_string(code)};
+        }
+        out.body = ProtocolError{static_cast<ErrorCode>(code),
+                                 decode_text(e.getMessage(), kMaxTextBytes, "error message")};
+        return out;
+      }
+    }
+    throw DecodeError{"unknown response kind " +
+                      std::to_string(static_cast<unsigned>(root.which()))};
+  });
+}
+
+Sha256Digest digest_tables(const TableSet& tables) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<cp::State>();
+  encode_tables(tables, root.initTables(kPifCount));
+  kj::Array<capnp::word> canonical = capnp::AnyStruct::Reader(root.asReader()).canonicalize();
+  auto bytes = canonical.asBytes();
+  return sha256(bytes.begin(), bytes.size());
+}
+
+const char* error_code_name(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::kMalformed:
+      return "malformed";
+    case ErrorCode::kUnsupportedVersion:
+      return "unsupported-version";
+    case ErrorCode::kUnknownRequest:
+      return "unknown-request";
+    case ErrorCode::kNotPermitted:
+      return "not-permitted";
+    case ErrorCode::kTooLarge:
+      return "too-large";
+    case ErrorCode::kOutOfOrder:
+      return "out-of-order";
+    case ErrorCode::kTimeout:
+      return "timeout";
+  }
+  return "unknown";
+}
+
+}  // namespace sluice::control

@@ -63,6 +63,18 @@ struct TableSet {
   bool operator==(const TableSet&) const = default;
 };
 
+/// What the server can do, as announced in its Hello. Rules needing a missing
+/// capability are invalid.
+struct ServerCaps {
+  bool ipv4 = true;
+  bool ipv6 = true;
+  bool tcp = true;
+  bool udp = true;
+  bool scan = true;
+  bool ifname = true;
+  bool operator==(const ServerCaps&) const = default;
+};
+
 /// One listening socket a table needs. Two tables that need the same key can
 /// share the socket across a commit.
 struct ListenerKey {

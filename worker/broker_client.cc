@@ -1,1 +1,161 @@
-// placeholder: replaced by its owner
+#include "worker/broker_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "base/scm_rights.h"
+#include "base/strings.h"
+
+namespace sluice {
+
+wire::ListenerSpec to_wire(const ListenerKey& key) noexcept {
+  wire::ListenerSpec spec = {};
+  spec.proto = static_cast<uint8_t>(key.proto == Proto::kTcp ? wire::WireProto::kTcp
+                                                             : wire::WireProto::kUdp);
+  bool v4 = !key.dual_stack && addr_is_v4(key.addr);
+  spec.family =
+      static_cast<uint8_t>(v4 ? wire::WireFamily::kInet : wire::WireFamily::kInet6);
+  spec.port = key.port;
+  spec.flags = key.dual_stack ? wire::kListenerDualStack : 0;
+  std::memcpy(spec.addr, key.addr.data(), 16);
+  std::memcpy(spec.ifname, key.ifname.data(), wire::kIfNameSize);
+  spec.ifname[wire::kIfNameSize - 1] = '\0';
+  return spec;
+}
+
+Result<void> verify_listener(int fd, const ListenerKey& key) {
+  wire::ListenerSpec want = to_wire(key);
+  int domain = 0, type = 0, listening = 0;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    return Err(errno, "getsockopt(SO_DOMAIN): " + errno_text(errno));
+  }
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return Err(errno, "getsockopt(SO_TYPE): " + errno_text(errno));
+  }
+  if (domain != want.family) return Err(EPROTO, "socket has the wrong address family");
+  int want_type = key.proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM;
+  if (type != want_type) return Err(EPROTO, "socket has the wrong type");
+  if (key.proto == Proto::kTcp) {
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+      return Err(EPROTO, "TCP socket is not listening");
+    }
+  }
+  struct sockaddr_storage ss;
+  socklen_t slen = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &slen) != 0) {
+    return Err(errno, "getsockname: " + errno_text(errno));
+  }
+  Addr bound{};
+  uint16_t port;
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+    bound = addr_v4(0, 0, 0, 0);
+    std::memcpy(bound.data() + 12, &sin->sin_addr, 4);
+    port = ntohs(sin->sin_port);
+  } else {
+    auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    std::memcpy(bound.data(), &sin6->sin6_addr, 16);
+    port = ntohs(sin6->sin6_port);
+  }
+  if (port != key.port) return Err(EPROTO, "socket is bound to the wrong port");
+  if (std::memcmp(bound.data(), key.addr.data(), 16) != 0) {
+    return Err(EPROTO, "socket is bound to the wrong address");
+  }
+  return Ok();
+}
+
+Result<BrokerInfo> BrokerClient::hello() {
+  wire::HelloMsg msg = {};
+  msg.header.magic = wire::kBrokerWireMagic;
+  msg.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHello);
+  msg.header.sequence = ++sequence_;
+  msg.version = wire::kBrokerWireVersion;
+  auto sent = send_message(channel_.get(), &msg, sizeof(msg), {});
+  if (!sent) return Err(sent.error().err, "sending Hello to sluiced: " + sent.error().message);
+
+  wire::HelloReplyMsg reply;
+  auto got = receive_message(channel_.get(), &reply, sizeof(reply), 0);
+  if (!got) return Err(got.error().err, "reading HelloReply: " + got.error().message);
+  if (got->len == 0) return Err(EPIPE, "sluiced closed the channel before answering Hello");
+  if (got->len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
+      reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kHelloReply) ||
+      reply.header.sequence != sequence_) {
+    return Err(EPROTO, "malformed HelloReply from sluiced");
+  }
+  if (reply.version != wire::kBrokerWireVersion) {
+    return Err(EPROTO, "sluiced speaks broker protocol version " + std::to_string(reply.version) +
+                           ", this worker speaks " +
+                           std::to_string(wire::kBrokerWireVersion) +
+                           "; install sluiced and sluice-worker from the same build");
+  }
+  BrokerInfo info;
+  info.has_bind_cap = (reply.flags & wire::kBrokerHasBindCap) != 0;
+  info.unprivileged_port_start = reply.unprivileged_port_start;
+  return info;
+}
+
+Result<std::vector<OpenedListener>> BrokerClient::open_listeners(
+    std::span<const ListenerKey> keys) {
+  std::vector<OpenedListener> out;
+  out.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); i += wire::kMaxListenersPerMessage) {
+    size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, keys.size() - i);
+    auto batch = open_batch(keys.subspan(i, n), &out);
+    if (!batch) return Err(batch.error());
+  }
+  return out;
+}
+
+Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
+                                      std::vector<OpenedListener>* out) {
+  // The messages are ~10 KiB each: keep them off the stack.
+  auto msg = std::make_unique<wire::OpenListenersMsg>();
+  std::memset(msg.get(), 0, sizeof(*msg));
+  msg->header.magic = wire::kBrokerWireMagic;
+  msg->header.type = static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners);
+  msg->header.sequence = ++sequence_;
+  msg->count = static_cast<uint32_t>(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) msg->entries[i] = to_wire(keys[i]);
+  auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
+  if (!sent) return Err(sent.error().err, "sending OpenListeners: " + sent.error().message);
+
+  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
+  auto got = receive_message(channel_.get(), reply.get(), sizeof(*reply),
+                             wire::kMaxListenersPerMessage);
+  if (!got) return Err(got.error().err, "reading ListenersOpened: " + got.error().message);
+  if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during OpenListeners");
+  if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
+      reply->header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
+      reply->header.sequence != msg->header.sequence || reply->count != keys.size() ||
+      reply->fd_count != got->fds.size()) {
+    return Err(EPROTO, "malformed ListenersOpened from sluiced");
+  }
+  size_t next_fd = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    OpenedListener result;
+    result.status = reply->status[i];
+    if (result.status == wire::kStatusOk) {
+      if (next_fd >= got->fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
+      result.fd = std::move(got->fds[next_fd++]);
+      auto ok = verify_listener(result.fd.get(), keys[i]);
+      if (!ok) return Err(EPROTO, "socket from sluiced for port " +
+                                      std::to_string(keys[i].port) + ": " + ok.error().message);
+    } else if (result.status != wire::kStatusPolicyDenied &&
+               (result.status < 1 || result.status > wire::kStatusMaxErrno)) {
+      return Err(EPROTO, "ListenersOpened has an invalid status " + std::to_string(result.status));
+    }
+    out->push_back(std::move(result));
+  }
+  if (next_fd != got->fds.size()) return Err(EPROTO, "ListenersOpened carries too many fds");
+  return Ok();
+}
+
+}  // namespace sluice

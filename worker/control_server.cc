@@ -1,1 +1,254 @@
-// placeholder: replaced by its owner
+#include "worker/control_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "schema/frame.h"
+
+namespace sluice {
+
+using control::ErrorCode;
+
+ControlClient::ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer,
+                             uint64_t now_ns)
+    : server_(server), fd_(std::move(fd)), peer_(peer), idle_since_ns_(now_ns) {
+  // Start with 4 KiB: every request but a large commit fits without growing.
+  in_.resize(512);
+}
+
+bool ControlClient::timed_out(uint64_t now_ns) const noexcept {
+  const ControlLimits& limits = server_.limits();
+  if (busy_since_ns_ != 0) return now_ns - busy_since_ns_ > limits.request_timeout_ns;
+  return now_ns - idle_since_ns_ > limits.idle_timeout_ns;
+}
+
+void ControlClient::on_event(uint32_t events) noexcept {
+  if (dead_) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_input();
+  if (!dead_) flush();
+}
+
+void ControlClient::reserve_input(size_t bytes) noexcept {
+  size_t words = (bytes + 7) / 8;
+  if (words > in_.size()) in_.resize(words);
+}
+
+void ControlClient::read_input() noexcept {
+  while (!dead_ && !closing_) {
+    size_t cap = in_.size() * 8;
+    if (in_len_ == cap) {
+      // Grow geometrically up to the frame limit; check_frame refuses any
+      // frame above the limit before we ever get here with a full buffer.
+      size_t want = cap * 2 > kMaxControlMessageBytes ? kMaxControlMessageBytes : cap * 2;
+      if (want <= cap) return fail(ErrorCode::kTooLarge, "request exceeds the message limit");
+      reserve_input(want);
+      cap = in_.size() * 8;
+    }
+    ssize_t n = ::read(fd_.get(), reinterpret_cast<char*>(in_.data()) + in_len_, cap - in_len_);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      return server_.drop(this);
+    }
+    if (n == 0) {
+      // The client closed its side. Pending replies cannot be read any more.
+      return server_.drop(this);
+    }
+    in_len_ += static_cast<size_t>(n);
+    if (busy_since_ns_ == 0) busy_since_ns_ = monotonic_ns();
+    process_frames();
+  }
+}
+
+void ControlClient::process_frames() noexcept {
+  while (!dead_ && !closing_ && in_len_ > 0) {
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(in_.data());
+    FrameCheck check = check_frame(data, in_len_, kMaxControlMessageBytes);
+    if (check.status == FrameStatus::kInvalid) {
+      return fail(check.error.find("limit") != std::string::npos ? ErrorCode::kTooLarge
+                                                                 : ErrorCode::kMalformed,
+                  check.error);
+    }
+    if (check.status == FrameStatus::kNeedMore) {
+      if (check.frame_bytes > in_.size() * 8) reserve_input(check.frame_bytes);
+      return;
+    }
+    auto request = control::decode_request(data, check.frame_bytes);
+    // Consume the frame before handling, so the handler sees a clean buffer.
+    std::memmove(in_.data(), data + check.frame_bytes, in_len_ - check.frame_bytes);
+    in_len_ -= check.frame_bytes;
+    if (!request) return fail(ErrorCode::kMalformed, request.error().message);
+    handle(*request);
+  }
+  if (in_len_ == 0 && out_off_ == out_.size()) {
+    busy_since_ns_ = 0;
+    idle_since_ns_ = monotonic_ns();
+  }
+}
+
+void ControlClient::handle(const control::Request& request) noexcept {
+  if (const auto* hello = std::get_if<control::ClientHello>(&request.body)) {
+    if (hello_done_) return fail(ErrorCode::kOutOfOrder, "hello sent twice");
+    if (hello->protocol_version != control::kProtocolVersion) {
+      return fail(ErrorCode::kUnsupportedVersion,
+                  "this server speaks control protocol version " +
+                      std::to_string(control::kProtocolVersion) + " and the client speaks " +
+                      std::to_string(hello->protocol_version) +
+                      "; use a sluicectl from the same release as sluiced");
+    }
+    hello_done_ = true;
+    LOG_DEBUG("client pid %d uid %u: %s", peer_.pid, peer_.uid,
+              sanitize(hello->client_version, 64).c_str());
+    return;
+  }
+  if (!hello_done_) return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
+  if (std::holds_alternative<control::GetState>(request.body)) {
+    const TableState& state = server_.state();
+    control::Response response;
+    response.id = request.id;
+    response.body = control::State{state.generation(), state.digest(), state.tables()};
+    return queue(control::encode_response(response));
+  }
+  fail(ErrorCode::kUnknownRequest, "this server does not serve that request");
+}
+
+void ControlClient::fail(ErrorCode code, const std::string& message) noexcept {
+  if (closing_ || dead_) return;
+  LOG_INFO("control client pid %d uid %u dropped: %s: %s", peer_.pid, peer_.uid,
+           control::error_code_name(code), message.c_str());
+  control::Response response;
+  response.body = control::ProtocolError{code, message};
+  queue(control::encode_response(response));
+  closing_ = true;
+  in_len_ = 0;
+  if (busy_since_ns_ == 0) busy_since_ns_ = monotonic_ns();
+}
+
+void ControlClient::queue(const std::string& frame) noexcept {
+  if (dead_) return;
+  if (out_.size() - out_off_ + frame.size() > server_.limits().max_output_bytes) {
+    LOG_INFO("control client pid %d dropped: it does not read its replies", peer_.pid);
+    return server_.drop(this);
+  }
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+  }
+  out_ += frame;
+  if (busy_since_ns_ == 0) busy_since_ns_ = monotonic_ns();
+}
+
+void ControlClient::flush() noexcept {
+  while (out_off_ < out_.size()) {
+    ssize_t n = ::send(fd_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      return server_.drop(this);
+    }
+    out_off_ += static_cast<size_t>(n);
+  }
+  if (closing_) return server_.drop(this);
+  if (in_len_ == 0) {
+    busy_since_ns_ = 0;
+    idle_since_ns_ = monotonic_ns();
+  }
+}
+
+ControlServer::ControlServer(EventLoop& loop, UniqueFd listen_fd, const TableState& state,
+                             control::ServerHello hello, ControlLimits limits)
+    : loop_(loop),
+      listen_fd_(std::move(listen_fd)),
+      state_(state),
+      hello_(std::move(hello)),
+      limits_(limits) {}
+
+ControlServer::~ControlServer() {
+  for (auto& client : clients_) loop_.remove(client->fd());
+  loop_.remove(listen_fd_.get());
+}
+
+Result<void> ControlServer::start() {
+  auto added = loop_.add(listen_fd_.get(), EPOLLIN | EPOLLET, this);
+  if (!added) return added;
+  loop_.add_ticker(this);
+  on_event(EPOLLIN);  // clients may have connected before the loop started
+  return Ok();
+}
+
+void ControlServer::on_event(uint32_t /*events*/) noexcept {
+  for (;;) {
+    int fd = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && log_limit_.allow()) {
+        LOG_WARN("accept on the control socket: %s", errno_text(errno).c_str());
+      }
+      return;
+    }
+    UniqueFd client_fd(fd);
+    struct ucred peer = {};
+    socklen_t len = sizeof(peer);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+      if (log_limit_.allow()) LOG_WARN("SO_PEERCRED: %s", errno_text(errno).c_str());
+      continue;
+    }
+    if (clients_.size() >= limits_.max_clients) {
+      // Refuse with a reason rather than leaving the client to time out.
+      control::Response response;
+      response.body = control::ProtocolError{
+          ErrorCode::kTooLarge, "the server already has " + std::to_string(clients_.size()) +
+                                    " control clients connected; retry later"};
+      std::string frame = control::encode_response(response);
+      (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (log_limit_.allow()) LOG_WARN("control client pid %d refused: too many clients", peer.pid);
+      continue;
+    }
+    auto client = std::make_unique<ControlClient>(*this, std::move(client_fd), peer, monotonic_ns());
+    ControlClient* raw = client.get();
+    raw->slot = clients_.size();
+    clients_.push_back(std::move(client));
+    if (!loop_.add(raw->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, raw)) {
+      drop(raw);
+      continue;
+    }
+    LOG_DEBUG("control client pid %d uid %u gid %u connected", peer.pid, peer.uid, peer.gid);
+    // The server speaks first.
+    control::Response greeting;
+    greeting.body = hello_;
+    raw->queue(control::encode_response(greeting));
+    raw->on_event(EPOLLOUT);
+  }
+}
+
+void ControlServer::on_tick(uint64_t now_ns) noexcept {
+  for (size_t i = 0; i < clients_.size();) {
+    ControlClient* client = clients_[i].get();
+    if (client->timed_out(now_ns)) {
+      LOG_INFO("control client pid %d dropped: timed out", client->peer().pid);
+      drop(client);  // swaps the last client into slot i
+      continue;
+    }
+    ++i;
+  }
+}
+
+void ControlServer::drop(ControlClient* client) noexcept {
+  size_t slot = client->slot;
+  if (slot >= clients_.size() || clients_[slot].get() != client) return;  // already dropped
+  client->mark_dead();
+  loop_.remove(client->fd());
+  loop_.retire(std::move(clients_[slot]));
+  if (slot != clients_.size() - 1) {
+    clients_[slot] = std::move(clients_.back());
+    clients_[slot]->slot = slot;
+  }
+  clients_.pop_back();
+}
+
+}  // namespace sluice

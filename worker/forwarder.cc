@@ -1,1 +1,206 @@
-// placeholder: replaced by its owner
+#include "worker/forwarder.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/strings.h"
+#include "worker/tcp_connection.h"
+
+namespace sluice {
+namespace {
+
+/// Builds the sockaddr of the target for a connection that arrived from `peer`
+/// on `port`: the route's address, or loopback of the peer's own family
+/// (v4-mapped peers on a dual-stack socket count as IPv4).
+socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer,
+                          uint16_t port, struct sockaddr_storage* out) {
+  uint16_t target_port = static_cast<uint16_t>(route.to + (port - route.first));
+  bool v4;
+  Addr addr = route.target;
+  if (addr_is_unspecified(addr)) {
+    v4 = peer.ss_family == AF_INET ||
+         (peer.ss_family == AF_INET6 &&
+          IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const struct sockaddr_in6*>(&peer)->sin6_addr));
+    addr = v4 ? addr_v4(127, 0, 0, 1) : Addr{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  } else {
+    v4 = addr_is_v4(addr);
+  }
+  std::memset(out, 0, sizeof(*out));
+  if (v4) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(out);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(target_port);
+    std::memcpy(&sin->sin_addr, addr.data() + 12, 4);
+    return sizeof(*sin);
+  }
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(out);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(target_port);
+  std::memcpy(&sin6->sin6_addr, addr.data(), 16);
+  return sizeof(*sin6);
+}
+
+/// Sends an RST instead of a FIN when `fd` is closed (SO_LINGER 0).
+void set_reset_on_close(int fd) noexcept {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+}  // namespace
+
+void TcpListener::on_event(uint32_t /*events*/) noexcept { accept_all(); }
+
+void TcpListener::accept_all() noexcept {
+  // Limit: connections accepted per wake-up. Fairness between listeners: a
+  // flood on one port cannot starve the others for a whole batch. Edge
+  // triggering would lose the rest, so the listener re-arms itself by parking
+  // (resumed on the next tick) when it stops early.
+  constexpr int kMaxAcceptsPerWake = 64;
+  for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
+    if (owner_.at_capacity()) {
+      owner_.park(this, false);
+      return;
+    }
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int fd = accept4(fd_.get(), reinterpret_cast<struct sockaddr*>(&peer), &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: stop accepting instead of spinning, and
+        // retry when a connection closes or on the next tick.
+        if (owner_.conn_log().allow()) {
+          LOG_WARN("accept on port %u paused: %s", port_, errno_text(errno).c_str());
+        }
+        owner_.park(this, false);
+        return;
+      }
+      if (owner_.conn_log().allow()) {
+        LOG_WARN("accept on port %u: %s", port_, errno_text(errno).c_str());
+      }
+      return;
+    }
+    owner_.start_connection(UniqueFd(fd), peer, port_, *route_);
+  }
+  owner_.park(this, true);
+}
+
+Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits) : loop_(loop), limits_(limits) {}
+
+Forwarder::~Forwarder() {
+  for (auto& listener : listeners_) loop_.remove(listener->fd());
+}
+
+Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
+                                                 std::shared_ptr<const Route> route) {
+  auto listener = std::make_unique<TcpListener>(*this, std::move(fd), port, std::move(route));
+  TcpListener* raw = listener.get();
+  auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
+  if (!added) return Err(added.error());
+  listeners_.push_back(std::move(listener));
+  // Connections may already wait in the queue (the socket listened before it
+  // reached us); edge triggering reports only new ones, so accept now.
+  raw->accept_all();
+  return raw;
+}
+
+void Forwarder::close_listener(TcpListener* listener) noexcept {
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    if (listeners_[i].get() != listener) continue;
+    loop_.remove(listener->fd());
+    std::erase(parked_, listener);
+    loop_.retire(std::move(listeners_[i]));
+    listeners_[i] = std::move(listeners_.back());
+    listeners_.pop_back();
+    return;
+  }
+}
+
+void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage& peer,
+                                 uint16_t port, const Route& route) noexcept {
+  struct sockaddr_storage target;
+  socklen_t target_len = target_sockaddr(route, peer, port, &target);
+  ++counters_.accepted;
+  UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) {
+    ++counters_.connect_failed;
+    if (conn_log_.allow()) LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
+    set_reset_on_close(client.get());
+    return;
+  }
+  bool connected = true;
+  if (connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
+    if (errno != EINPROGRESS) {
+      ++counters_.connect_failed;
+      if (conn_log_.allow()) {
+        LOG_WARN("%s: connect to target: %s", route.text.c_str(), errno_text(errno).c_str());
+      }
+      set_reset_on_close(client.get());  // the client sees a refusal, not a silent EOF
+      return;
+    }
+    connected = false;
+  }
+  auto conn = std::make_unique<TcpConnection>(*this, std::move(client), std::move(sock), connected);
+  TcpConnection* raw = conn.get();
+  raw->slot = connections_.size();
+  connections_.push_back(std::move(conn));
+  ++counters_.active;
+  if (!raw->start()) end_connection(raw);
+}
+
+void Forwarder::end_connection(TcpConnection* conn) noexcept {
+  size_t slot = conn->slot;
+  CHECK(slot < connections_.size() && connections_[slot].get() == conn);
+  loop_.retire(std::move(connections_[slot]));
+  if (slot != connections_.size() - 1) {
+    connections_[slot] = std::move(connections_.back());
+    connections_[slot]->slot = slot;
+  }
+  connections_.pop_back();
+  --counters_.active;
+  // Room again: resume listeners that stopped at a limit, after this batch.
+  if (!parked_.empty()) loop_.request_immediate_tick();
+}
+
+void Forwarder::park(TcpListener* listener, bool soon) noexcept {
+  if (soon) loop_.request_immediate_tick();
+  for (TcpListener* p : parked_) {
+    if (p == listener) return;
+  }
+  parked_.push_back(listener);
+}
+
+void Forwarder::on_tick(uint64_t /*now_ns*/) noexcept {
+  if (parked_.empty() || at_capacity()) return;
+  std::vector<TcpListener*> resume;
+  resume.swap(parked_);
+  for (TcpListener* listener : resume) listener->accept_all();
+}
+
+Result<Pipe> Forwarder::take_pipe() noexcept {
+  if (!idle_pipes_.empty()) {
+    Pipe p = std::move(idle_pipes_.back());
+    idle_pipes_.pop_back();
+    return p;
+  }
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return Err(errno, "pipe2: " + errno_text(errno));
+  Pipe p;
+  p.read_end.reset(fds[0]);
+  p.write_end.reset(fds[1]);
+  return p;
+}
+
+void Forwarder::give_pipe(Pipe pipe) noexcept {
+  if (!pipe.read_end.valid() || pipe.bytes != 0) return;  // closes it
+  if (idle_pipes_.size() < limits_.max_idle_pipes) idle_pipes_.push_back(std::move(pipe));
+}
+
+}  // namespace sluice

@@ -1,1 +1,197 @@
-int main() { return 1; }
+// sluice-worker: the sandboxed half of sluice. Started only by sluiced, with
+// its fds at the fixed numbers of schema/broker_wire.h and its initial rules
+// as argv. It enters its sandbox before it reads any input, then serves the
+// data path and the control socket in one event loop.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "client/spec_parser.h"
+#include "schema/broker_wire.h"
+#include "schema/codec.h"
+#include "schema/frame.h"
+#include "worker/broker_client.h"
+#include "worker/control_server.h"
+#include "worker/event_loop.h"
+#include "worker/forwarder.h"
+#include "worker/sandbox.h"
+#include "worker/tables.h"
+
+namespace sluice {
+namespace {
+
+/// Watches the broker channel while no request is in flight: any readiness
+/// means the broker exited (EOF) or broke protocol, and either way the worker
+/// must stop, because it can no longer get sockets or trust its peer.
+class BrokerWatch final : public EventHandler {
+ public:
+  explicit BrokerWatch(EventLoop& loop) : loop_(loop) {}
+  /// Stops the loop.
+  void on_event(uint32_t /*events*/) noexcept override {
+    LOG_INFO("sluiced closed the broker channel; stopping");
+    loop_.stop();
+  }
+
+ private:
+  EventLoop& loop_;
+};
+
+/// The worker's command line, as sluiced builds it: [-d|-q] then rule options.
+struct WorkerArgs {
+  LogLevel level = LogLevel::kInfo;
+  std::vector<SpecOption> specs;
+};
+
+/// Parses argv. Only sluiced starts the worker, so anything unexpected is a
+/// packaging or invocation error: report it and fail.
+Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
+  WorkerArgs args;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "-d") {
+      args.level = LogLevel::kDebug;
+    } else if (a == "-q") {
+      args.level = LogLevel::kWarn;
+    } else if (a.size() == 2 && a[0] == '-' && std::strchr("tuTU", a[1]) != nullptr) {
+      if (i + 1 >= argv.size()) return Err("option " + a + " needs a SPEC");
+      args.specs.push_back(SpecOption{a[1], argv[++i]});
+    } else {
+      return Err("unexpected argument '" + a +
+                 "'; sluice-worker is started by sluiced and takes no options of its own");
+    }
+  }
+  return args;
+}
+
+/// Builds the initial tables: each spec appends its rules to its pif's table,
+/// in the order given (the tables start empty, so this is pesto's "replace").
+Result<TableSet> build_tables(const std::vector<SpecOption>& specs, const HostFacts& facts) {
+  SpecContext ctx;
+  ctx.ephemeral_first = facts.ephemeral_first;
+  ctx.ephemeral_last = facts.ephemeral_last;
+  ctx.ipv4 = facts.ipv4;
+  ctx.ipv6 = facts.ipv6;
+  TableSet tables;
+  for (const SpecOption& spec : specs) {
+    auto rules = parse_spec(spec.option, spec.spec, ctx);
+    if (!rules) return Err(rules.error());
+    auto& table = tables.of(option_pif(spec.option)).rules;
+    table.insert(table.end(), rules->begin(), rules->end());
+  }
+  return tables;
+}
+
+/// The greeting every control client receives.
+control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps) {
+  control::ServerHello hello;
+  hello.server_version = std::string("sluice-worker ") + SLUICE_VERSION;
+  hello.caps = caps;
+  hello.rules_per_table = kMaxRulesPerTable;
+  hello.listeners_per_table = kMaxListenersPerTable;
+  hello.message_bytes = kMaxControlMessageBytes;
+  hello.pifs = {control::PifInfo{Pif::kHost, pif_name(Pif::kHost)}};
+  hello.ephemeral_first = facts.ephemeral_first;
+  hello.ephemeral_last = facts.ephemeral_last;
+  return hello;
+}
+
+/// Runs the worker; returns the process exit status.
+int run(int argc, char** argv) {
+  // argv is copied as plain bytes now and parsed only after the sandbox is up.
+  std::vector<std::string> raw(argv, argv + argc);
+  for (const std::string& a : raw) {
+    if (a == "-d") log_set_level(LogLevel::kDebug);
+    if (a == "-q") log_set_level(LogLevel::kWarn);
+  }
+  // A peer that vanishes must surface as EPIPE from splice/send, never as a
+  // signal that kills the data path. Set before the filter: no rt_sigaction after.
+  signal(SIGPIPE, SIG_IGN);
+
+  HostFacts facts = gather_host_facts();
+  auto loop = EventLoop::create();
+  if (!loop) {
+    LOG_ERROR("%s", loop.error().message.c_str());
+    return 1;
+  }
+  auto sandboxed = enter_sandbox();
+  if (!sandboxed) {
+    LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
+    return 1;
+  }
+
+  auto args = parse_args(raw);
+  if (!args) {
+    LOG_ERROR("%s", args.error().message.c_str());
+    return 2;
+  }
+  auto tables = build_tables(args->specs, facts);
+  if (!tables) {
+    LOG_ERROR("initial rules: %s", tables.error().message.c_str());
+    return 1;
+  }
+
+  BrokerClient broker(UniqueFd(wire::kWorkerFdBroker));
+  auto info = broker.hello();
+  if (!info) {
+    LOG_ERROR("%s", info.error().message.c_str());
+    return 1;
+  }
+
+  // UDP, auto-scan and SPLICE are announced only once the data path has them.
+  ServerCaps caps;
+  caps.ipv4 = facts.ipv4;
+  caps.ipv6 = facts.ipv6;
+  caps.udp = false;
+  caps.scan = false;
+  Forwarder forwarder(**loop, ForwarderLimits{});
+  (*loop)->add_ticker(&forwarder);
+  TableState state(forwarder, broker, *info, caps);
+  std::vector<CommitFailure> failures = state.install_initial(*tables);
+  if (!failures.empty()) {
+    for (const CommitFailure& f : failures) {
+      LOG_ERROR("initial rules: %s: %s", failure_kind_name(f.kind), f.message.c_str());
+    }
+    LOG_ERROR("no rule was applied (%zu failure%s); fix the rules and start sluiced again",
+              failures.size(), failures.size() == 1 ? "" : "s");
+    return 1;
+  }
+  for (const Rule& rule : state.tables().of(Pif::kHost).rules) {
+    LOG_INFO("forwarding %s", format_rule(rule).c_str());
+  }
+
+  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), state,
+                        make_hello(facts, caps), ControlLimits{});
+  auto started = control.start();
+  if (!started) {
+    LOG_ERROR("control socket: %s", started.error().message.c_str());
+    return 1;
+  }
+  BrokerWatch watch(**loop);
+  auto watched = (*loop)->add(broker.fd(), EPOLLIN | EPOLLRDHUP, &watch);
+  if (!watched) {
+    LOG_ERROR("broker channel: %s", watched.error().message.c_str());
+    return 1;
+  }
+  LOG_INFO("ready: %zu listener%s, generation %llu", state.listener_count(),
+           state.listener_count() == 1 ? "" : "s",
+           static_cast<unsigned long long>(state.generation()));
+  // Limit: tick every 250 ms, the resolution of control-client timeouts and
+  // of resuming listeners paused at the descriptor limit.
+  (*loop)->run(250);
+  return 0;
+}
+
+}  // namespace
+}  // namespace sluice
+
+/// Entry point: logs as "sluice-worker" to stderr (fd 2, set up by sluiced).
+int main(int argc, char** argv) {
+  sluice::log_init("sluice-worker", 2, sluice::LogLevel::kInfo);
+  return sluice::run(argc, argv);
+}

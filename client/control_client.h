@@ -1,0 +1,44 @@
+// sluicectl's side of the control protocol: connect, handshake, and
+// request/response calls with a timeout.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "schema/codec.h"
+
+namespace sluice {
+
+class ControlConnection {
+ public:
+  /// Connects to the UNIX socket at `path` with send/receive timeouts of
+  /// `timeout_ms`. Errors explain what to do (is sluiced running? permissions?).
+  static Result<ControlConnection> connect(const std::string& path, int timeout_ms);
+
+  /// Reads the server's Hello, refuses a protocol version this client does not
+  /// speak, and answers with the client's own Hello.
+  Result<control::ServerHello> handshake();
+
+  /// Sends `request` (its id is assigned here) and returns the response with
+  /// the same id. A ProtocolError response becomes an Error.
+  Result<control::Response> call(control::Request request);
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  explicit ControlConnection(UniqueFd fd) : fd_(std::move(fd)) {}
+  /// Reads one whole frame and decodes it. Needs `recvfrom`.
+  Result<control::Response> read_response();
+  /// Writes all of `bytes`. Needs `sendto`.
+  Result<void> write_all(const std::string& bytes);
+
+  UniqueFd fd_;
+  std::vector<uint64_t> buf_;  // 8-byte aligned frame buffer
+  size_t len_ = 0;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace sluice

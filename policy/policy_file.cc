@@ -1,0 +1,244 @@
+// Parser of the administrator's policy file (format in policy_file.h).
+#include "policy/policy_file.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/strings.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+namespace {
+
+/// Returns true for the blanks that separate fields ('\r' too, for files
+/// written on Windows).
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+/// Splits `line` into blank-separated fields.
+std::vector<std::string_view> fields_of(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && is_blank(line[i])) ++i;
+    size_t start = i;
+    while (i < line.size() && !is_blank(line[i])) ++i;
+    if (i > start) out.push_back(line.substr(start, i - start));
+  }
+  return out;
+}
+
+/// Splits `text` at every `sep`, keeping empty elements (so "80,,81" is caught).
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t pos = text.find(sep, start);
+    out.push_back(text.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos) return out;
+    start = pos + 1;
+  }
+}
+
+/// Quotes a field for an error message, sanitised.
+std::string quoted(std::string_view field) { return "\"" + sanitize(field, 64) + "\""; }
+
+/// Parses PROTOS (tcp | udp | tcp,udp | *) into `rule`. Fails naming the bad element.
+Result<void> parse_protos(std::string_view field, BindRule* rule) {
+  if (field == "*") {
+    rule->tcp = rule->udp = true;
+    return Ok();
+  }
+  for (std::string_view p : split(field, ',')) {
+    bool* slot = p == "tcp" ? &rule->tcp : p == "udp" ? &rule->udp : nullptr;
+    if (slot == nullptr) {
+      return Err("unknown protocol " + quoted(p) + " (expected tcp, udp, tcp,udp or *)");
+    }
+    if (*slot) return Err("protocol " + quoted(p) + " is listed twice");
+    *slot = true;
+  }
+  return Ok();
+}
+
+/// Parses one port number, 1..65535.
+Result<uint16_t> parse_port(std::string_view text) {
+  unsigned long v = 0;
+  if (!parse_uint(text, 65535, &v) || v == 0) {
+    return Err("bad port " + quoted(text) + " (expected a number from 1 to 65535)");
+  }
+  return static_cast<uint16_t>(v);
+}
+
+/// Parses PORTS (* | N | N-M, comma-separated) into `rule`.
+Result<void> parse_ports(std::string_view field, BindRule* rule) {
+  if (field == "*") {
+    rule->any_port = true;
+    return Ok();
+  }
+  for (std::string_view item : split(field, ',')) {
+    size_t dash = item.find('-');
+    auto first = parse_port(item.substr(0, dash));
+    if (!first) return Err(first.error());
+    PortRange range{*first, *first};
+    if (dash != std::string_view::npos) {
+      auto last = parse_port(item.substr(dash + 1));
+      if (!last) return Err(last.error());
+      if (*last < *first) {
+        return Err("port range " + quoted(item) + " ends before it starts (write N-M with N <= M)");
+      }
+      range.last = *last;
+    }
+    rule->ports.push_back(range);
+  }
+  return Ok();
+}
+
+/// Parses one address or CIDR prefix ("10.0.0.0/8", "::1") into the 16-byte
+/// form of bind_policy.h. Rejects host bits beyond the prefix (naming the
+/// intended prefix) and IPv4-mapped IPv6 addresses (IPv4 is written plainly).
+Result<AddrPrefix> parse_prefix(std::string_view item) {
+  size_t slash = item.find('/');
+  std::string addr_text(item.substr(0, slash));
+  AddrPrefix p;
+  bool v6 = addr_text.find(':') != std::string::npos;
+  p.family = v6 ? wire::WireFamily::kInet6 : wire::WireFamily::kInet;
+  unsigned max_len = v6 ? 128 : 32;
+  int parsed = v6 ? inet_pton(AF_INET6, addr_text.c_str(), p.addr)
+                  : inet_pton(AF_INET, addr_text.c_str(), p.addr + 12);
+  if (parsed != 1 || addr_text.find('\0') != std::string::npos) {
+    return Err("bad address " + quoted(addr_text) +
+               " (expected an IPv4 or IPv6 address, optionally with /LENGTH, or *)");
+  }
+  static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (v6 && std::memcmp(p.addr, kMappedPrefix, 12) == 0) {
+    return Err("IPv4-mapped address " + quoted(addr_text) + ": write IPv4 addresses plainly");
+  }
+  if (!v6) std::memcpy(p.addr, kMappedPrefix, 12);
+  unsigned long len = max_len;
+  if (slash != std::string_view::npos && !parse_uint(item.substr(slash + 1), max_len, &len)) {
+    return Err("bad prefix length in " + quoted(item) + " (expected /0 to /" +
+               std::to_string(max_len) + ")");
+  }
+  p.bits = static_cast<uint8_t>(len + (v6 ? 0 : 96));
+  AddrPrefix masked = p;
+  for (unsigned bit = p.bits; bit < 128; ++bit) {
+    masked.addr[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
+  }
+  if (std::memcmp(masked.addr, p.addr, 16) != 0) {
+    char text[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? masked.addr : masked.addr + 12, text, sizeof(text));
+    return Err(quoted(item) + " has bits set beyond its prefix; did you mean " + text + "/" +
+               std::to_string(len) + "?");
+  }
+  return p;
+}
+
+/// Parses ADDRS (* | comma-separated prefixes) into `rule`.
+Result<void> parse_addrs(std::string_view field, BindRule* rule) {
+  if (field == "*") {
+    rule->any_addr = true;
+    return Ok();
+  }
+  for (std::string_view item : split(field, ',')) {
+    auto p = parse_prefix(item);
+    if (!p) return Err(p.error());
+    rule->addrs.push_back(*p);
+  }
+  return Ok();
+}
+
+/// Parses the fields of one `bind` line (fields[0] == "bind").
+Result<BindRule> parse_bind_line(const std::vector<std::string_view>& fields) {
+  if (fields.size() != 5) {
+    return Err("a bind line has 5 fields, `bind allow|deny PROTOS PORTS ADDRS`, this one has " +
+               std::to_string(fields.size()));
+  }
+  BindRule rule;
+  if (fields[1] != "allow" && fields[1] != "deny") {
+    return Err("unknown action " + quoted(fields[1]) + " (expected allow or deny)");
+  }
+  rule.allow = fields[1] == "allow";
+  if (auto r = parse_protos(fields[2], &rule); !r) return Err(r.error());
+  if (auto r = parse_ports(fields[3], &rule); !r) return Err(r.error());
+  if (auto r = parse_addrs(fields[4], &rule); !r) return Err(r.error());
+  return rule;
+}
+
+}  // namespace
+
+Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& source) {
+  PolicyFile file;
+  file.source = source;
+  unsigned line_no = 0;
+  for (std::string_view line : split(text, '\n')) {
+    ++line_no;
+    std::string_view content = line.substr(0, line.find('#'));
+    std::vector<std::string_view> fields = fields_of(content);
+    if (fields.empty()) continue;
+    std::string normal;
+    for (std::string_view f : fields) normal += (normal.empty() ? "" : " ") + std::string(f);
+    std::string where = source + " line " + std::to_string(line_no) + ": ";
+    if (fields[0] == "target" || fields[0] == "control") {
+      ++file.other_lines;
+      continue;
+    }
+    if (fields[0] != "bind") {
+      return Err(where + "unknown keyword " + quoted(fields[0]) +
+                 " (expected bind, target or control)");
+    }
+    auto rule = parse_bind_line(fields);
+    if (!rule) return Err(where + rule.error().message + " in `" + sanitize(normal) + "`");
+    rule->line = line_no;
+    rule->text = sanitize(normal);
+    file.bind_rules.push_back(std::move(*rule));
+  }
+  return file;
+}
+
+Result<PolicyFile> load_policy_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "cannot open policy file " + path + ": " + errno_text(err) +
+                        "; check the path given to --policy");
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    int err = errno;
+    return Err(err, "cannot stat policy file " + path + ": " + errno_text(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Err("policy file " + path + " is not a regular file; give --policy a file");
+  }
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      return Err(err, "cannot read policy file " + path + ": " + errno_text(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxPolicyFileBytes) {
+      return Err("policy file " + path + " is larger than " +
+                 std::to_string(kMaxPolicyFileBytes) + " bytes; is it the right file?");
+    }
+  }
+  return parse_policy_text(text, path);
+}
+
+BindPolicy bind_policy_from_file(const PolicyFile& file) {
+  BindPolicy policy;
+  policy.use_rules = true;
+  policy.source = file.source;
+  policy.rules = file.bind_rules;
+  return policy;
+}
+
+}  // namespace sluice

@@ -1,0 +1,69 @@
+// The worker's side of the broker protocol (schema/broker_wire.h): it asks the
+// broker for listening sockets and checks every socket it gets back.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "schema/broker_wire.h"
+#include "schema/model.h"
+
+namespace sluice {
+
+/// What the broker said in its HelloReply.
+struct BrokerInfo {
+  bool has_bind_cap = false;
+  uint32_t unprivileged_port_start = 1024;
+};
+
+/// The outcome for one requested listener: `status` is wire::kStatusOk (and
+/// `fd` holds the checked socket), an errno, or wire::kStatusPolicyDenied.
+struct OpenedListener {
+  int32_t status = wire::kStatusOk;
+  UniqueFd fd;
+};
+
+class BrokerClient {
+ public:
+  /// Wraps the broker channel (a SOCK_SEQPACKET socket).
+  explicit BrokerClient(UniqueFd channel) : channel_(std::move(channel)) {}
+
+  /// Sends Hello and reads HelloReply. Fails if the broker speaks another
+  /// version or closes the channel. Needs `sendmsg`, `recvmsg`.
+  Result<BrokerInfo> hello();
+
+  /// Asks for one listening socket per key, in batches of at most
+  /// wire::kMaxListenersPerMessage, and returns one result per key in order.
+  /// Every socket received is checked against its request (family, type,
+  /// listening state, bound address and port); a mismatch, a reply out of
+  /// sequence or a malformed reply is an Error: the broker is the more
+  /// privileged side, so this can only be a bug, and the caller exits.
+  /// Blocks until every batch is answered.
+  /// TODO(perf): pipeline batches and run them from the event loop, so that a
+  /// commit of thousands of ports never blocks forwarding (commit issue).
+  Result<std::vector<OpenedListener>> open_listeners(std::span<const ListenerKey> keys);
+
+  /// The channel fd, watched by the event loop for the broker's exit.
+  int fd() const { return channel_.get(); }
+
+ private:
+  /// Sends one batch and receives its reply into `out` (appending).
+  Result<void> open_batch(std::span<const ListenerKey> keys, std::vector<OpenedListener>* out);
+
+  UniqueFd channel_;
+  uint64_t sequence_ = 0;
+};
+
+/// Fills the wire form of a listener key.
+wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
+
+/// Checks that `fd` is the socket `key` asked for: SO_DOMAIN, SO_TYPE,
+/// SO_ACCEPTCONN for TCP, and getsockname's address and port. Returns an
+/// Error naming the first mismatch. Needs `getsockopt`, `getsockname`.
+Result<void> verify_listener(int fd, const ListenerKey& key);
+
+}  // namespace sluice

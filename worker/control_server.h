@@ -1,0 +1,121 @@
+// The control server: serves sluicectl clients on the UNIX socket that
+// sluiced created, inside the worker's event loop.
+//
+// Every client is non-blocking and buffered with hard caps; frames are checked
+// by hand (schema/frame.h) before the one decode (schema/codec.h). A client
+// that sends something malformed gets an error reply and is dropped; a slow or
+// idle one is dropped after a timeout. Nothing a client does can block
+// forwarding: the data path shares the loop, and no call here waits.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "schema/codec.h"
+#include "worker/event_loop.h"
+#include "worker/tables.h"
+
+namespace sluice {
+
+/// Limits of the control server.
+struct ControlLimits {
+  /// Limit: clients connected at once. Each may hold up to one maximal frame
+  /// in memory (4 MiB); 64 bounds that at 256 MiB in the worst case while
+  /// leaving room for many concurrent scripted clients.
+  size_t max_clients = 64;
+  /// Limit: a request must arrive whole within this time once it has begun,
+  /// and replies must drain within it: slow-loris clients are cut off.
+  uint64_t request_timeout_ns = 5'000'000'000ULL;
+  /// Limit: a connected client with nothing in flight is dropped after this.
+  uint64_t idle_timeout_ns = 60'000'000'000ULL;
+  /// Limit: reply bytes queued for a client that does not read; two maximal
+  /// responses.
+  size_t max_output_bytes = 8u << 20;
+};
+
+class ControlServer;
+
+/// One connected client.
+class ControlClient final : public EventHandler {
+ public:
+  ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer, uint64_t now_ns);
+  /// Reads what arrived, answers every complete request, flushes replies.
+  void on_event(uint32_t events) noexcept override;
+  /// Returns true when the client has overstayed a timeout at `now_ns`.
+  bool timed_out(uint64_t now_ns) const noexcept;
+  /// Queues a protocol error and closes the connection once it is sent.
+  void fail(control::ErrorCode code, const std::string& message) noexcept;
+  /// Queues a framed response; drops the client if too much is queued.
+  void queue(const std::string& frame) noexcept;
+
+  /// Marks the client gone: later events in the same batch are ignored.
+  void mark_dead() noexcept { dead_ = true; }
+  int fd() const { return fd_.get(); }
+  const struct ucred& peer() const { return peer_; }
+  size_t slot = 0;  // index in the server's client table
+
+ private:
+  /// Reads until EAGAIN, processing frames as they complete. Needs `read`.
+  void read_input() noexcept;
+  /// Decodes and answers every complete frame in the buffer.
+  void process_frames() noexcept;
+  /// Answers one decoded request.
+  void handle(const control::Request& request) noexcept;
+  /// Writes queued output until EAGAIN. Needs `sendto` (MSG_NOSIGNAL).
+  void flush() noexcept;
+  /// Grows the input buffer to at least `bytes` (never past the frame limit).
+  void reserve_input(size_t bytes) noexcept;
+
+  ControlServer& server_;
+  UniqueFd fd_;
+  struct ucred peer_;
+  std::vector<uint64_t> in_;  // 8-byte aligned storage for capnp words
+  size_t in_len_ = 0;
+  std::string out_;
+  size_t out_off_ = 0;
+  bool hello_done_ = false;
+  bool closing_ = false;  // close once the output is flushed
+  bool dead_ = false;
+  uint64_t idle_since_ns_;
+  uint64_t busy_since_ns_ = 0;  // partial input or unsent output since then; 0 when neither
+};
+
+class ControlServer final : public EventHandler, public Ticker {
+ public:
+  /// Serves `listen_fd` (listening, non-blocking) with `state` as the source
+  /// of truth and `hello` as the greeting.
+  ControlServer(EventLoop& loop, UniqueFd listen_fd, const TableState& state,
+                control::ServerHello hello, ControlLimits limits);
+  ~ControlServer() override;
+  /// Registers the listening socket with the loop.
+  Result<void> start();
+  /// Accepts new clients (edge-triggered). Needs `accept4`, `getsockopt(SO_PEERCRED)`.
+  void on_event(uint32_t events) noexcept override;
+  /// Drops clients that overstayed a timeout.
+  void on_tick(uint64_t now_ns) noexcept override;
+  /// Closes a client and frees it after the current batch.
+  void drop(ControlClient* client) noexcept;
+
+  const TableState& state() const { return state_; }
+  const control::ServerHello& hello() const { return hello_; }
+  const ControlLimits& limits() const { return limits_; }
+  EventLoop& loop() { return loop_; }
+  size_t client_count() const { return clients_.size(); }
+
+ private:
+  EventLoop& loop_;
+  UniqueFd listen_fd_;
+  const TableState& state_;
+  control::ServerHello hello_;
+  ControlLimits limits_;
+  std::vector<std::unique_ptr<ControlClient>> clients_;
+  // Rejected or failed clients: at most 10 lines at once, then 1 per second.
+  LogRateLimit log_limit_{10, 1};
+};
+
+}  // namespace sluice

@@ -1,0 +1,73 @@
+// The worker's single-threaded epoll loop. Handlers are registered by pointer;
+// objects that die while a batch of events is being dispatched are parked in a
+// graveyard until the batch ends, so a later event in the same batch never
+// touches freed memory.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// Something that receives epoll events. on_event must not throw.
+class EventHandler {
+ public:
+  virtual ~EventHandler() = default;
+  /// Called with the epoll event mask for a registered fd.
+  virtual void on_event(uint32_t events) noexcept = 0;
+};
+
+/// Something that runs once per loop iteration, at least every tick interval.
+class Ticker {
+ public:
+  virtual ~Ticker() = default;
+  /// Called with the monotonic time in nanoseconds.
+  virtual void on_tick(uint64_t now_ns) noexcept = 0;
+};
+
+class EventLoop {
+ public:
+  /// Creates the epoll instance (epoll_create1 happens before the seccomp
+  /// filter is loaded; the worker's allowlist has no epoll_create1).
+  static Result<std::unique_ptr<EventLoop>> create();
+
+  /// Registers `fd` for `events` with `handler` as its cookie (epoll_ctl ADD).
+  Result<void> add(int fd, uint32_t events, EventHandler* handler) noexcept;
+  /// Changes the events of a registered fd (epoll_ctl MOD).
+  Result<void> modify(int fd, uint32_t events, EventHandler* handler) noexcept;
+  /// Unregisters `fd` (epoll_ctl DEL). Closing an fd also unregisters it.
+  void remove(int fd) noexcept;
+
+  /// Keeps `handler` alive until the current batch of events is dispatched.
+  void retire(std::unique_ptr<EventHandler> handler) noexcept;
+  /// Adds a ticker called after every batch (never removed; lives as long as the loop).
+  void add_ticker(Ticker* ticker) { tickers_.push_back(ticker); }
+
+  /// Waits up to `timeout_ms`, dispatches one batch, frees retired handlers,
+  /// then calls the tickers. Returns false after stop().
+  bool run_once(int timeout_ms) noexcept;
+  /// Runs until stop(). Wakes at least every `tick_ms` for the tickers.
+  void run(int tick_ms) noexcept;
+  /// Makes the next wait return at once, so that tickers run again without
+  /// waiting for an event (used for work left over from a batch).
+  void request_immediate_tick() noexcept { immediate_ = true; }
+  /// Makes run() return after the current batch.
+  void stop() noexcept { stopped_ = true; }
+
+ private:
+  explicit EventLoop(UniqueFd epfd) : epfd_(std::move(epfd)) {}
+
+  UniqueFd epfd_;
+  std::vector<std::unique_ptr<EventHandler>> graveyard_;
+  std::vector<Ticker*> tickers_;
+  bool stopped_ = false;
+  bool immediate_ = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,133 @@
+// The TCP data path: listeners that accept, connections that splice.
+//
+// accept4() a client, start a non-blocking connect() to the target, and once
+// it completes move bytes both ways with splice() through a pair of pooled
+// pipes, without copying them to user space. Half-close is propagated with
+// shutdown(SHUT_WR); a reset on one side becomes a reset on the other
+// (SO_LINGER 0). All of it is edge-triggered and noexcept.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "schema/model.h"
+#include "worker/event_loop.h"
+
+namespace sluice {
+
+/// Where the connections of one rule go. Shared by the listeners of that rule.
+struct Route {
+  Addr target{};       // all zero: loopback of the connection's own family
+  uint16_t first = 0;  // the rule's first port
+  uint16_t to = 0;     // port `first` goes to `to`
+  std::string text;    // the rule in listing format, for logs
+};
+
+/// Limits of the data path.
+struct ForwarderLimits {
+  /// Limit: concurrent TCP connections. Each takes two sockets and up to two
+  /// pipes (four fds); 4096 stays well inside the default 20000-fd limit
+  /// together with 10,000 listeners.
+  size_t max_connections = 4096;
+  /// Limit: idle pipes kept for reuse; each idle pipe holds two fds and up to
+  /// 64 KiB of kernel memory reserved only while it carries data.
+  size_t max_idle_pipes = 256;
+};
+
+/// Totals across all listeners (per-rule counters come with `stats`).
+struct ForwarderCounters {
+  uint64_t accepted = 0;
+  uint64_t connect_failed = 0;
+  uint64_t bytes_to_target = 0;
+  uint64_t bytes_to_client = 0;
+  uint64_t active = 0;
+};
+
+class Forwarder;
+
+/// One listening TCP socket, received from the broker.
+class TcpListener final : public EventHandler {
+ public:
+  TcpListener(Forwarder& owner, UniqueFd fd, uint16_t port, std::shared_ptr<const Route> route)
+      : owner_(owner), fd_(std::move(fd)), port_(port), route_(std::move(route)) {}
+  /// Accepts every pending connection (edge-triggered).
+  void on_event(uint32_t events) noexcept override;
+  /// Accepts until EAGAIN, or until the connection limit is reached (then the
+  /// listener is parked and resumed when a connection closes).
+  void accept_all() noexcept;
+  /// Points the listener at a new rule (a kept socket across a commit).
+  void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
+  int fd() const { return fd_.get(); }
+  uint16_t port() const { return port_; }
+
+ private:
+  Forwarder& owner_;
+  UniqueFd fd_;
+  uint16_t port_;
+  std::shared_ptr<const Route> route_;
+};
+
+/// A pipe used to splice one direction of a connection.
+struct Pipe {
+  UniqueFd read_end, write_end;
+  size_t bytes = 0;  // bytes currently held in the pipe
+};
+
+class Forwarder final : public Ticker {
+ public:
+  /// Creates an empty data path on `loop`.
+  Forwarder(EventLoop& loop, ForwarderLimits limits);
+  /// Unregisters the listeners; closes every socket.
+  ~Forwarder() override;
+
+  /// Starts serving a listening TCP socket on `port` with `route`. Returns the
+  /// listener (owned by the forwarder) or an Error if epoll refuses the fd.
+  Result<TcpListener*> add_tcp_listener(UniqueFd fd, uint16_t port,
+                                        std::shared_ptr<const Route> route);
+  /// Stops serving `listener` and closes its socket.
+  void close_listener(TcpListener* listener) noexcept;
+
+  /// Called by a listener for each accepted client: connects to the target.
+  void start_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                        const Route& route) noexcept;
+  /// Called by a connection when it is finished; frees it after the batch.
+  void end_connection(class TcpConnection* conn) noexcept;
+  /// True when no further connection may be accepted now.
+  bool at_capacity() const noexcept { return counters_.active >= limits_.max_connections; }
+  /// Parks a listener that stopped accepting early. With `soon`, it resumes
+  /// after the current batch (fairness cut); otherwise on the next tick or when
+  /// a connection closes (descriptor or connection limit).
+  void park(TcpListener* listener, bool soon) noexcept;
+  /// Resumes parked listeners when there is room again.
+  void on_tick(uint64_t now_ns) noexcept override;
+
+  /// Takes a pipe from the pool, or creates one (pipe2). Needs `pipe2`.
+  Result<Pipe> take_pipe() noexcept;
+  /// Returns an empty pipe to the pool; closes pipes that still hold data.
+  void give_pipe(Pipe pipe) noexcept;
+
+  EventLoop& loop() { return loop_; }
+  ForwarderCounters& counters() { return counters_; }
+  const ForwarderCounters& counters() const { return counters_; }
+  size_t listener_count() const { return listeners_.size(); }
+  LogRateLimit& conn_log() { return conn_log_; }
+
+ private:
+  EventLoop& loop_;
+  ForwarderLimits limits_;
+  ForwarderCounters counters_;
+  std::vector<std::unique_ptr<TcpListener>> listeners_;
+  std::vector<std::unique_ptr<class TcpConnection>> connections_;
+  std::vector<TcpListener*> parked_;
+  std::vector<Pipe> idle_pipes_;
+  // Per-connection errors: at most 20 lines at once, then 5 per second.
+  LogRateLimit conn_log_{20, 5};
+};
+
+}  // namespace sluice

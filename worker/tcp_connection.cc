@@ -1,0 +1,133 @@
+#include "worker/tcp_connection.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+/// Limit: bytes asked of one splice() call. The pipe's capacity bounds what
+/// moves anyway; asking for more than it holds costs nothing.
+constexpr size_t kSpliceChunk = 1u << 20;
+
+}  // namespace
+
+TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected)
+    : owner_(owner), client_(std::move(client)), target_(std::move(target)), connected_(connected) {}
+
+Result<void> TcpConnection::start() noexcept {
+  constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  auto a = owner_.loop().add(client_.get(), kEvents, this);
+  if (!a) return a;
+  auto b = owner_.loop().add(target_.get(), kEvents, this);
+  if (!b) return b;
+  return Ok();
+}
+
+void TcpConnection::on_event(uint32_t /*events*/) noexcept {
+  if (closed_) return;
+  if (!connected_) {
+    finish_connect();
+    if (!connected_ || closed_) return;
+  }
+  // Pump both directions on any event: with edge triggering, readiness of one
+  // socket can unblock the other direction (pipe drained, peer writable).
+  Pump up = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target);
+  if (up == Pump::kError) return close_all(true);
+  Pump down = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client);
+  if (down == Pump::kError) return close_all(true);
+  if (up_.write_shut && down_.write_shut) close_all(false);
+}
+
+void TcpConnection::finish_connect() noexcept {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(target_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == 0) {
+    // Writable with no error means connected; a still-pending connect shows up
+    // as neither (no EPOLLOUT yet), so check the peer to be sure.
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (getpeername(target_.get(), reinterpret_cast<struct sockaddr*>(&peer), &plen) == 0) {
+      connected_ = true;
+      return;
+    }
+    if (errno == ENOTCONN) return;  // still in progress
+    err = errno;
+  }
+  ++owner_.counters().connect_failed;
+  if (owner_.conn_log().allow()) LOG_WARN("connect to target: %s", errno_text(err).c_str());
+  close_all(true);  // the client sees a reset, as if the target had refused it directly
+}
+
+TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir,
+                                        uint64_t* byte_counter) noexcept {
+  if (dir.write_shut) return Pump::kFinished;
+  if (!dir.pipe.read_end.valid()) {
+    auto pipe = owner_.take_pipe();
+    if (!pipe) {
+      if (owner_.conn_log().allow()) LOG_WARN("%s", pipe.error().message.c_str());
+      return Pump::kError;
+    }
+    dir.pipe = std::move(pipe).value();
+  }
+  for (;;) {
+    bool progress = false;
+    if (!dir.read_eof) {
+      ssize_t n = splice(from, nullptr, dir.pipe.write_end.get(), nullptr, kSpliceChunk,
+                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n > 0) {
+        dir.pipe.bytes += static_cast<size_t>(n);
+        progress = true;
+      } else if (n == 0) {
+        dir.read_eof = true;
+        progress = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        return Pump::kError;
+      }
+    }
+    if (dir.pipe.bytes > 0) {
+      ssize_t n = splice(dir.pipe.read_end.get(), nullptr, to, nullptr, dir.pipe.bytes,
+                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      if (n > 0) {
+        dir.pipe.bytes -= static_cast<size_t>(n);
+        *byte_counter += static_cast<uint64_t>(n);
+        progress = true;
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        return Pump::kError;
+      }
+    }
+    if (dir.read_eof && dir.pipe.bytes == 0) {
+      // Everything the source sent has been delivered: forward its FIN.
+      shutdown(to, SHUT_WR);
+      dir.write_shut = true;
+      owner_.give_pipe(std::move(dir.pipe));
+      return Pump::kFinished;
+    }
+    if (!progress) return Pump::kIdle;
+  }
+}
+
+void TcpConnection::close_all(bool reset) noexcept {
+  if (closed_) return;
+  closed_ = true;
+  if (reset) {
+    struct linger lg = {1, 0};
+    setsockopt(client_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    setsockopt(target_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  owner_.loop().remove(client_.get());
+  owner_.loop().remove(target_.get());
+  client_.reset();
+  target_.reset();
+  owner_.give_pipe(std::move(up_.pipe));
+  owner_.give_pipe(std::move(down_.pipe));
+  owner_.end_connection(this);
+}
+
+}  // namespace sluice

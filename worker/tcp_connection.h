@@ -1,0 +1,50 @@
+// One forwarded TCP connection: client <-> target through two pipes.
+#pragma once
+
+#include <cstdint>
+
+#include "base/unique_fd.h"
+#include "worker/event_loop.h"
+#include "worker/forwarder.h"
+
+namespace sluice {
+
+class TcpConnection final : public EventHandler {
+ public:
+  /// Takes the accepted client and the target socket whose connect() is in
+  /// progress (or done). Registers nothing; call start().
+  TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected);
+  /// Registers both sockets with the loop (edge-triggered, in and out).
+  Result<void> start() noexcept;
+  /// Handles readiness on either socket: finishes the connect, then pumps
+  /// both directions until neither can make progress.
+  void on_event(uint32_t events) noexcept override;
+
+  size_t slot = 0;  // index in the forwarder's connection table
+
+ private:
+  /// One direction of the connection.
+  struct Direction {
+    Pipe pipe;
+    bool read_eof = false;    // the source sent FIN
+    bool write_shut = false;  // FIN forwarded to the destination
+  };
+  enum class Pump { kIdle, kFinished, kError };
+
+  /// Checks the result of the non-blocking connect (SO_ERROR).
+  void finish_connect() noexcept;
+  /// Moves bytes `from` -> pipe -> `to` until both would block. Needs `splice`.
+  Pump pump(int from, int to, Direction& dir, uint64_t* byte_counter) noexcept;
+  /// Closes both sockets. With `reset`, the surviving peer gets an RST
+  /// (SO_LINGER 0) instead of a FIN, so a reset or refusal is propagated.
+  void close_all(bool reset) noexcept;
+
+  Forwarder& owner_;
+  UniqueFd client_, target_;
+  Direction up_;    // client -> target
+  Direction down_;  // target -> client
+  bool connected_;
+  bool closed_ = false;
+};
+
+}  // namespace sluice
