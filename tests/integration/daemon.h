@@ -1,0 +1,65 @@
+// Test harness: runs the real sluiced (which starts the real sluice-worker)
+// and sluicectl as child processes, with bounded waits everywhere.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::test {
+
+/// Path of a binary in the build's bin directory.
+std::string bin(const std::string& name);
+
+/// The result of running a command to completion.
+struct RunResult {
+  int status = -1;  // exit code, or 128 + signal
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+/// Runs `argv` to completion (at most `timeout_ms`, then SIGKILL) and captures
+/// its output.
+RunResult run_command(const std::vector<std::string>& argv, int timeout_ms = 20000);
+
+/// A running sluiced with its own temporary control socket and log file.
+class Daemon {
+ public:
+  Daemon();
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  /// Starts sluiced with `args` plus `-c <socket>`. With `drop_bind_cap`, the
+  /// child first removes CAP_NET_BIND_SERVICE from its bounding set, so the
+  /// broker runs without it. Does not wait.
+  void start(const std::vector<std::string>& args, bool drop_bind_cap = false);
+  /// Waits until sluicectl gets an answer (at most `timeout_ms`). Returns
+  /// false if the daemon exited or never answered.
+  bool wait_ready(int timeout_ms = 10000);
+  /// Waits for the daemon to exit (at most `timeout_ms`); returns its status
+  /// as in RunResult, or -1 on timeout.
+  int wait_exit(int timeout_ms = 10000);
+  /// Sends `sig` to sluiced.
+  void signal(int sig);
+  /// Returns the worker's pid (the broker's only child), or -1.
+  pid_t worker_pid() const;
+  /// Runs sluicectl against this daemon's socket with extra `args`.
+  RunResult ctl(const std::vector<std::string>& args = {});
+  /// Everything sluiced and the worker logged so far.
+  std::string log() const;
+
+  pid_t pid() const { return pid_; }
+  const std::string& socket_path() const { return socket_; }
+
+ private:
+  std::string dir_, socket_, log_path_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+/// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".
+std::string proc_status_field(pid_t pid, const std::string& field);
+
+}  // namespace sluice::test

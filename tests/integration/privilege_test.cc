@@ -1,0 +1,153 @@
+// The privilege split, checked on the running processes: the worker's
+// sandbox, the broker's capabilities, what links what, low ports with and
+// without CAP_NET_BIND_SERVICE, and how the processes end together.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/tcp_util.h"
+
+namespace sluice::test {
+namespace {
+
+/// Parses a hex capability mask from /proc/PID/status.
+uint64_t cap_mask(pid_t pid, const char* field) {
+  return std::strtoull(proc_status_field(pid, field).c_str(), nullptr, 16);
+}
+
+constexpr uint64_t kCapNetBindService = 1ULL << 10;
+
+TEST(Privilege, WorkerIsSandboxed) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  EXPECT_EQ(proc_status_field(worker, "Seccomp"), "2");
+  EXPECT_EQ(proc_status_field(worker, "NoNewPrivs"), "1");
+  EXPECT_EQ(proc_status_field(worker, "CapEff"), "0000000000000000");
+  EXPECT_EQ(proc_status_field(worker, "CapPrm"), "0000000000000000");
+  EXPECT_EQ(proc_status_field(worker, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(proc_status_field(worker, "CapAmb"), "0000000000000000");
+  // Its own namespaces: user, mount, IPC, UTS differ from the broker's.
+  for (const char* ns : {"user", "mnt", "ipc", "uts"}) {
+    char a[128] = {}, b[128] = {};
+    std::string pa = "/proc/" + std::to_string(worker) + "/ns/" + ns;
+    std::string pb = "/proc/" + std::to_string(d.pid()) + "/ns/" + ns;
+    ASSERT_GT(readlink(pa.c_str(), a, sizeof(a) - 1), 0) << pa;
+    ASSERT_GT(readlink(pb.c_str(), b, sizeof(b) - 1), 0) << pb;
+    EXPECT_STRNE(a, b) << ns;
+  }
+}
+
+TEST(Privilege, BrokerKeepsAtMostNetBindService) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(cap_mask(d.pid(), "CapEff") & ~kCapNetBindService, 0u);
+  EXPECT_EQ(cap_mask(d.pid(), "CapPrm") & ~kCapNetBindService, 0u);
+  EXPECT_EQ(cap_mask(d.pid(), "CapBnd") & ~kCapNetBindService, 0u);
+  EXPECT_EQ(cap_mask(d.pid(), "CapAmb"), 0u);
+  // In the test's namespace it started with every capability, so it kept this one.
+  EXPECT_EQ(cap_mask(d.pid(), "CapEff"), kCapNetBindService);
+}
+
+TEST(Privilege, BrokerLinksNoCapnProto) {
+  RunResult broker = run_command({"/usr/bin/ldd", bin("sluiced")});
+  ASSERT_EQ(broker.status, 0) << broker.err;
+  EXPECT_EQ(broker.out.find("libcapnp"), std::string::npos) << broker.out;
+  EXPECT_EQ(broker.out.find("libkj"), std::string::npos) << broker.out;
+  // The same check on the worker finds Cap'n Proto, so the check can fail.
+  RunResult worker = run_command({"/usr/bin/ldd", bin("sluice-worker")});
+  EXPECT_NE(worker.out.find("libcapnp"), std::string::npos) << worker.out;
+}
+
+TEST(Privilege, LowPortRefusedWithoutTheCapability) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/80:18000"}, /*drop_bind_cap=*/true);
+  int status = d.wait_exit();
+  EXPECT_NE(status, 0);
+  EXPECT_NE(status, -1) << "sluiced did not exit";
+  std::string log = d.log();
+  EXPECT_NE(log.find("port 80"), std::string::npos) << log;
+  EXPECT_NE(log.find("CAP_NET_BIND_SERVICE"), std::string::npos) << log;
+  EXPECT_NE(log.find("ip_unprivileged_port_start"), std::string::npos) << log;
+}
+
+TEST(Privilege, LowPortWorksWithTheCapability) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/80:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  std::thread server([&] {
+    UniqueFd conn = accept_one(target.get());
+    if (conn.valid()) send_stream(conn.get(), 5, 100000);
+  });
+  UniqueFd client = connect_tcp("127.0.0.1", 80);
+  ASSERT_TRUE(client.valid());
+  size_t n = 0;
+  Sha256Digest got = receive_all(client.get(), &n);
+  server.join();
+  EXPECT_EQ(n, 100000u);
+  EXPECT_EQ(got, stream_digest(5, 100000));
+}
+
+TEST(Privilege, SigtermShutsDownCleanly) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  struct stat st;
+  EXPECT_NE(stat(d.socket_path().c_str(), &st), 0) << "the control socket file was left behind";
+  // The worker is gone too (reaped by the broker).
+  EXPECT_NE(kill(worker, 0), 0);
+}
+
+TEST(Privilege, BrokerExitsWhenTheWorkerDies) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  int status = d.wait_exit();
+  EXPECT_NE(status, -1) << "sluiced did not exit after its worker died";
+  EXPECT_NE(status, 0);
+}
+
+TEST(Privilege, BindFailureNamesRulePortAndErrno) {
+  UniqueFd squatter = listen_tcp("127.0.0.1", 18081);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080-18082:18000"});
+  int status = d.wait_exit();
+  EXPECT_NE(status, 0);
+  EXPECT_NE(status, -1);
+  std::string log = d.log();
+  EXPECT_NE(log.find("HOST rule 0 (TCP [127.0.0.1]:18080-18082 => 18000-18002), port 18081"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("EADDRINUSE"), std::string::npos) << log;
+}
+
+TEST(Privilege, BadSpecIsAClearError) {
+  Daemon d;
+  d.start({"-t", "80-70"});
+  int status = d.wait_exit();
+  EXPECT_NE(status, 0);
+  EXPECT_NE(status, -1);
+  std::string log = d.log();
+  EXPECT_NE(log.find("80-70"), std::string::npos) << log;
+  EXPECT_NE(log.find("position"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace sluice::test

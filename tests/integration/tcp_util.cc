@@ -1,0 +1,128 @@
+#include "tests/integration/tcp_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace sluice::test {
+namespace {
+
+/// Fills a sockaddr for an IPv4 or IPv6 literal.
+socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out) {
+  std::memset(out, 0, sizeof(*out));
+  auto* sin = reinterpret_cast<struct sockaddr_in*>(out);
+  if (inet_pton(AF_INET, addr.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    return sizeof(*sin);
+  }
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(out);
+  EXPECT_EQ(inet_pton(AF_INET6, addr.c_str(), &sin6->sin6_addr), 1) << addr;
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  return sizeof(*sin6);
+}
+
+/// Fills `buf` with the stream seeded by `seed` starting at its `offset`
+/// (xorshift64 per 8-byte block, so any offset that is a multiple of 8 works).
+void fill(uint64_t seed, size_t offset, uint8_t* buf, size_t len) {
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t x = seed ^ ((offset + i) / 8 + 1) * 0x9E3779B97F4A7C15ULL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(buf + i, &x, len - i < 8 ? len - i : 8);
+  }
+}
+
+/// Chunk size of the test streams: a multiple of 8 for fill().
+constexpr size_t kChunk = 256 * 1024;
+
+}  // namespace
+
+UniqueFd listen_tcp(const std::string& addr, uint16_t port) {
+  struct sockaddr_storage ss;
+  socklen_t len = make_addr(addr, port, &ss);
+  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_TRUE(fd.valid());
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len), 0)
+      << addr << ":" << port << ": " << std::strerror(errno);
+  EXPECT_EQ(listen(fd.get(), 128), 0);
+  return fd;
+}
+
+UniqueFd connect_tcp(const std::string& addr, uint16_t port, int timeout_ms) {
+  struct sockaddr_storage ss;
+  socklen_t len = make_addr(addr, port, &ss);
+  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (connect(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0) return UniqueFd();
+  return fd;
+}
+
+UniqueFd accept_one(int listen_fd, int timeout_ms) {
+  struct pollfd pfd = {listen_fd, POLLIN, 0};
+  if (poll(&pfd, 1, timeout_ms) != 1) return UniqueFd();
+  UniqueFd fd(accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+  struct timeval tv = {10, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+Sha256Digest send_stream(int fd, uint64_t seed, size_t bytes) {
+  std::vector<uint8_t> buf(kChunk);
+  Sha256 hash;
+  for (size_t off = 0; off < bytes; off += kChunk) {
+    size_t n = bytes - off < kChunk ? bytes - off : kChunk;
+    fill(seed, off, buf.data(), n);
+    hash.update(buf.data(), n);
+    size_t sent = 0;
+    while (sent < n) {
+      ssize_t w = send(fd, buf.data() + sent, n - sent, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return Sha256Digest{};
+      sent += static_cast<size_t>(w);
+    }
+  }
+  return hash.finish();
+}
+
+Sha256Digest receive_all(int fd, size_t* bytes) {
+  std::vector<uint8_t> buf(kChunk);
+  Sha256 hash;
+  *bytes = 0;
+  for (;;) {
+    ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    hash.update(buf.data(), static_cast<size_t>(n));
+    *bytes += static_cast<size_t>(n);
+  }
+  return hash.finish();
+}
+
+Sha256Digest stream_digest(uint64_t seed, size_t bytes) {
+  std::vector<uint8_t> buf(kChunk);
+  Sha256 hash;
+  for (size_t off = 0; off < bytes; off += kChunk) {
+    size_t n = bytes - off < kChunk ? bytes - off : kChunk;
+    fill(seed, off, buf.data(), n);
+    hash.update(buf.data(), n);
+  }
+  return hash.finish();
+}
+
+}  // namespace sluice::test

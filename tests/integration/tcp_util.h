@@ -1,0 +1,30 @@
+// Small TCP helpers for integration tests: blocking sockets with timeouts and
+// deterministic byte streams whose SHA-256 both ends can compute.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/sha256.h"
+#include "base/unique_fd.h"
+
+namespace sluice::test {
+
+/// Listens on addr:port (TCP, SO_REUSEADDR). Fails the test on error.
+UniqueFd listen_tcp(const std::string& addr, uint16_t port);
+/// Connects to addr:port with send/receive timeouts of `timeout_ms`; returns
+/// an empty UniqueFd and sets errno on failure.
+UniqueFd connect_tcp(const std::string& addr, uint16_t port, int timeout_ms = 10000);
+/// Accepts one connection with a timeout (poll); empty on timeout.
+UniqueFd accept_one(int listen_fd, int timeout_ms = 10000);
+
+/// Writes `bytes` bytes of the stream seeded by `seed`; returns the SHA-256 of
+/// what was written, or all zeros if a write failed.
+Sha256Digest send_stream(int fd, uint64_t seed, size_t bytes);
+/// Reads until EOF (or error/timeout); stores the byte count and returns the
+/// SHA-256 of everything read.
+Sha256Digest receive_all(int fd, size_t* bytes);
+/// Returns the SHA-256 of the stream seeded by `seed` without sending it.
+Sha256Digest stream_digest(uint64_t seed, size_t bytes);
+
+}  // namespace sluice::test

@@ -1,0 +1,143 @@
+// Unit tests of base/: UniqueFd, Result, strings, SHA-256.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <type_traits>
+
+#include "base/result.h"
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+namespace {
+
+/// True when `fd` refers to an open descriptor.
+bool is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+
+TEST(UniqueFd, ClosesOnDestruction) {
+  int raw;
+  {
+    UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    raw = fd.get();
+    ASSERT_TRUE(is_open(raw));
+  }
+  EXPECT_FALSE(is_open(raw));
+}
+
+TEST(UniqueFd, MoveTransfersOwnership) {
+  UniqueFd a(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int raw = a.get();
+  UniqueFd b(std::move(a));
+  EXPECT_EQ(a.get(), -1);  // NOLINT: moved-from state is specified
+  EXPECT_EQ(b.get(), raw);
+  UniqueFd c;
+  c = std::move(b);
+  EXPECT_EQ(c.get(), raw);
+  EXPECT_TRUE(is_open(raw));
+}
+
+TEST(UniqueFd, MoveAssignClosesThePreviousFd) {
+  UniqueFd a(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd b(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int old = a.get();
+  a = std::move(b);
+  EXPECT_FALSE(is_open(old));
+}
+
+TEST(UniqueFd, ReleaseGivesUpOwnership) {
+  UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int raw = fd.release();
+  EXPECT_FALSE(fd.valid());
+  EXPECT_TRUE(is_open(raw));
+  close(raw);
+}
+
+TEST(UniqueFd, ResetClosesAndNegativeMeansEmpty) {
+  UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int raw = fd.get();
+  fd.reset();
+  EXPECT_FALSE(is_open(raw));
+  EXPECT_FALSE(fd.valid());
+  UniqueFd neg(-5);
+  EXPECT_EQ(neg.get(), -1);
+}
+
+TEST(UniqueFd, HasNoImplicitConversions) {
+  static_assert(!std::is_convertible_v<UniqueFd, int>);
+  static_assert(!std::is_convertible_v<UniqueFd, bool>);
+  static_assert(!std::is_convertible_v<int, UniqueFd>);
+  static_assert(!std::is_copy_constructible_v<UniqueFd>);
+  static_assert(std::is_nothrow_move_constructible_v<UniqueFd>);
+  static_assert(std::is_nothrow_destructible_v<UniqueFd>);
+}
+
+TEST(Result, CarriesValueOrError) {
+  Result<int> ok = 7;
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(*ok, 7);
+  Result<int> bad = Err(EINVAL, "no");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().err, EINVAL);
+  EXPECT_EQ(bad.error().message, "no");
+  Result<void> v = Ok();
+  EXPECT_TRUE(v.ok());
+  Result<void> e = Err("broken");
+  EXPECT_EQ(e.error().message, "broken");
+}
+
+TEST(ResultDeathTest, ValueOfAnErrorIsABug) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Result<int> bad = Err("no");
+  EXPECT_DEATH((void)bad.value(), "CHECK failed in value");
+}
+
+TEST(Strings, ErrnoNames) {
+  EXPECT_STREQ(errno_name(EADDRINUSE), "EADDRINUSE");
+  EXPECT_STREQ(errno_name(EACCES), "EACCES");
+  EXPECT_STREQ(errno_name(99999), "E?");
+  EXPECT_EQ(errno_text(ENOENT), "ENOENT (No such file or directory)");
+}
+
+TEST(Strings, SanitizeEscapesEverythingUnprintable) {
+  EXPECT_EQ(sanitize("ok"), "ok");
+  EXPECT_EQ(sanitize(std::string("a\0b\n\x7f\\", 6)), "a\\x00b\\x0a\\x7f\\x5c");
+  EXPECT_EQ(sanitize("abcdef", 3), "abc...");
+}
+
+TEST(Strings, ParseUint) {
+  unsigned long v = 0;
+  EXPECT_TRUE(parse_uint("65535", 65535, &v));
+  EXPECT_EQ(v, 65535u);
+  EXPECT_FALSE(parse_uint("65536", 65535, &v));
+  EXPECT_FALSE(parse_uint("", 10, &v));
+  EXPECT_FALSE(parse_uint("+1", 10, &v));
+  EXPECT_FALSE(parse_uint("1 ", 10, &v));
+  EXPECT_FALSE(parse_uint("7", 5, &v));
+  EXPECT_FALSE(parse_uint("99999999999999999999999", ~0UL, &v));
+}
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(to_hex(sha256("", 0)),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(to_hex(sha256("abc", 3)),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const char* two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(to_hex(sha256(two_blocks, 56)),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(Sha256, IncrementalMatchesOneShot) {
+  std::string data(1000, 'x');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7);
+  Sha256 s;
+  for (size_t off = 0; off < data.size(); off += 37) {
+    s.update(data.data() + off, std::min<size_t>(37, data.size() - off));
+  }
+  EXPECT_EQ(s.finish(), sha256(data.data(), data.size()));
+}
+
+}  // namespace
+}  // namespace sluice
