@@ -1,1 +1,254 @@
-// placeholder: replaced by its owner
+// The host side of the worker <-> broker protocol (see broker_host.h).
+#include "broker/broker_host.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+#include "base/scm_rights.h"
+#include "base/strings.h"
+#include "base/unique_fd.h"
+#include "broker/listener_factory.h"
+
+namespace sluice {
+namespace {
+
+/// Returns true when all `len` bytes at `p` are zero.
+bool all_zero(const void* p, size_t len) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < len; ++i) {
+    if (b[i] != 0) return false;
+  }
+  return true;
+}
+
+/// The v4-mapped prefix ::ffff:0:0/96 that marks an IPv4 address.
+constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/// Returns true for the bytes the kernel's dev_valid_name() refuses besides
+/// '/' and NUL: isspace() in the C locale.
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+}  // namespace
+
+// The dispatch table. A request type not listed here, or listed but arriving
+// in another state, means the worker is compromised.
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[2] = {
+    {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), "Hello",
+     &BrokerHost::answer_hello},
+    {wire::BrokerMsg::kOpenListeners, HostState::kReady, sizeof(wire::OpenListenersMsg),
+     "OpenListeners", &BrokerHost::answer_open_listeners},
+};
+
+const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept {
+  for (const DispatchEntry& entry : kDispatch) {
+    if (static_cast<uint32_t>(entry.type) == type) return &entry;
+  }
+  return nullptr;
+}
+
+Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_count,
+                                       HostState state) {
+  if (fd_count != 0) {
+    return Err(std::to_string(fd_count) + " fd(s) attached to a request; requests carry none");
+  }
+  if (msg.size() < sizeof(wire::WireHeader)) {
+    return Err("truncated message: " + std::to_string(msg.size()) +
+               " bytes, shorter than the 16-byte header");
+  }
+  if (msg.size() > wire::kMaxWireMessage) {
+    return Err("oversized message: more than " + std::to_string(wire::kMaxWireMessage) +
+               " bytes, the largest request");
+  }
+  wire::WireHeader header;
+  std::memcpy(&header, msg.data(), sizeof(header));
+  if (header.magic != wire::kBrokerWireMagic) {
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "0x%08x", header.magic);
+    return Err(std::string("bad magic ") + hex + " (not a sluice broker message)");
+  }
+  const BrokerHost::DispatchEntry* entry = BrokerHost::find_entry(header.type);
+  if (entry == nullptr) {
+    return Err("message type " + std::to_string(header.type) +
+               " is not a request the broker accepts (only Hello and OpenListeners)");
+  }
+  if (msg.size() != entry->size) {
+    return Err(std::string(entry->name) + " of " + std::to_string(msg.size()) +
+               " bytes; it must be exactly " + std::to_string(entry->size));
+  }
+  if (state != entry->state) {
+    return Err(std::string(entry->name) +
+               (state == HostState::kAwaitHello
+                    ? " before Hello (Hello must come first)"
+                    : " after the conversation started (Hello is permitted once, first)"));
+  }
+  return entry->type;
+}
+
+Result<void> validate_hello(const wire::HelloMsg& msg) {
+  if (msg.version != wire::kBrokerWireVersion) {
+    return Err("worker speaks broker protocol version " + std::to_string(msg.version) +
+               ", this sluiced speaks " + std::to_string(wire::kBrokerWireVersion) +
+               "; install sluiced and sluice-worker from the same build");
+  }
+  if (msg.reserved != 0) return Err("Hello reserved field is not 0");
+  return Ok();
+}
+
+Result<void> validate_listener_spec(const wire::ListenerSpec& spec) {
+  if (spec.proto != static_cast<uint8_t>(wire::WireProto::kTcp) &&
+      spec.proto != static_cast<uint8_t>(wire::WireProto::kUdp)) {
+    return Err("proto " + std::to_string(spec.proto) + " is neither TCP (6) nor UDP (17)");
+  }
+  const bool v4 = spec.family == static_cast<uint8_t>(wire::WireFamily::kInet);
+  if (!v4 && spec.family != static_cast<uint8_t>(wire::WireFamily::kInet6)) {
+    return Err("family " + std::to_string(spec.family) + " is neither AF_INET nor AF_INET6");
+  }
+  const bool mapped = std::memcmp(spec.addr, kMappedPrefix, sizeof(kMappedPrefix)) == 0;
+  if (v4 && !mapped) return Err("family AF_INET with an address that is not v4-mapped");
+  if (!v4 && mapped) return Err("family AF_INET6 with a v4-mapped address");
+  if (spec.port == 0) return Err("port 0 (the kernel would pick a random port)");
+  if ((spec.flags & ~wire::kListenerFlagMask) != 0) {
+    return Err("unknown flags " + std::to_string(spec.flags & ~wire::kListenerFlagMask));
+  }
+  if ((spec.flags & wire::kListenerDualStack) != 0 &&
+      (v4 || !all_zero(spec.addr, sizeof(spec.addr)))) {
+    return Err("dual-stack requested for an address other than AF_INET6 ::");
+  }
+  const void* nul = std::memchr(spec.ifname, '\0', sizeof(spec.ifname));
+  if (nul == nullptr) return Err("ifname is not NUL-terminated within 16 bytes");
+  size_t len = static_cast<size_t>(static_cast<const char*>(nul) - spec.ifname);
+  if (!all_zero(spec.ifname + len, sizeof(spec.ifname) - len)) {
+    return Err("ifname has bytes after its NUL (they must be zero)");
+  }
+  std::string_view name(spec.ifname, len);
+  for (char c : name) {
+    if (c == '/' || is_space(c)) return Err("ifname \"" + sanitize(name) + "\" has '/' or a blank");
+  }
+  if (name == "." || name == "..") return Err("ifname \"" + std::string(name) + "\" is not valid");
+  return Ok();
+}
+
+Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg) {
+  if (msg.count < 1 || msg.count > wire::kMaxListenersPerMessage) {
+    return Err("count " + std::to_string(msg.count) + " outside 1.." +
+               std::to_string(wire::kMaxListenersPerMessage));
+  }
+  if (msg.reserved != 0) return Err("OpenListeners reserved field is not 0");
+  for (uint32_t i = 0; i < msg.count; ++i) {
+    auto ok = validate_listener_spec(msg.entries[i]);
+    if (!ok) return Err("entry " + std::to_string(i) + ": " + ok.error().message);
+  }
+  for (uint32_t i = msg.count; i < wire::kMaxListenersPerMessage; ++i) {
+    if (!all_zero(&msg.entries[i], sizeof(msg.entries[i]))) {
+      return Err("entry " + std::to_string(i) + " past count " + std::to_string(msg.count) +
+                 " is not all zero");
+    }
+  }
+  return Ok();
+}
+
+BrokerHost::BrokerHost(BindPolicy policy)
+    : policy_(std::move(policy)),
+      buf_(new uint8_t[wire::kMaxWireMessage + 1]),
+      request_(std::make_unique<wire::OpenListenersMsg>()),
+      reply_(std::make_unique<wire::ListenersOpenedMsg>()) {}
+
+HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
+  last_error_ = std::move(what);
+  return status;
+}
+
+HandleStatus BrokerHost::handle_one(int fd) {
+  // One byte more than the largest request: an oversized datagram then shows
+  // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
+  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 0, MSG_DONTWAIT);
+  if (!got) {
+    const Error& e = got.error();
+    if (e.err == EAGAIN || e.err == EWOULDBLOCK) return HandleStatus::kContinue;
+    if (e.err == ECONNRESET) return fail(HandleStatus::kPeerClosed, "channel reset: " + e.message);
+    // receive_message reports fds where none may be (max_fds 0), MSG_TRUNC,
+    // MSG_CTRUNC and foreign control messages as EPROTO or EMSGSIZE.
+    if (e.err == EPROTO || e.err == EMSGSIZE) return fail(HandleStatus::kViolation, e.message);
+    return fail(HandleStatus::kIoError, "receiving from the worker: " + e.message);
+  }
+  if (got->len == 0) return fail(HandleStatus::kPeerClosed, "the worker closed its channel");
+  len_ = got->len;
+  auto type = check_envelope({buf_.get(), len_}, got->fds.size(), state_);
+  if (!type) return fail(HandleStatus::kViolation, type.error().message);
+  const DispatchEntry* entry = find_entry(static_cast<uint32_t>(*type));
+  CHECK(entry != nullptr);
+  return (this->*entry->answer)(fd);
+}
+
+HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
+                                    std::span<const int> fds) {
+  auto sent = send_message(fd, reply, len, fds);  // MSG_NOSIGNAL: no SIGPIPE
+  if (sent) return HandleStatus::kContinue;
+  int err = sent.error().err;
+  if (err == EPIPE || err == ECONNRESET) {
+    return fail(HandleStatus::kPeerClosed,
+                "the worker went away before its reply was sent: " + sent.error().message);
+  }
+  return fail(HandleStatus::kIoError,
+              "sending a reply to the worker: " + sent.error().message +
+                  (err == EAGAIN ? " (the worker stopped reading its replies)" : ""));
+}
+
+HandleStatus BrokerHost::answer_hello(int fd) {
+  wire::HelloMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_hello(msg);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed Hello: " + ok.error().message);
+  wire::HelloReplyMsg reply = {};
+  reply.header.magic = wire::kBrokerWireMagic;
+  reply.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHelloReply);
+  reply.header.sequence = msg.header.sequence;
+  reply.version = wire::kBrokerWireVersion;
+  reply.flags = policy_.has_bind_cap ? wire::kBrokerHasBindCap : 0;
+  reply.unprivileged_port_start = policy_.unprivileged_port_start;
+  state_ = HostState::kReady;
+  LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",
+            policy_.has_bind_cap ? 1 : 0, policy_.unprivileged_port_start);
+  return send_reply(fd, &reply, sizeof(reply), {});
+}
+
+HandleStatus BrokerHost::answer_open_listeners(int fd) {
+  std::memcpy(request_.get(), buf_.get(), sizeof(*request_));
+  const wire::OpenListenersMsg& req = *request_;
+  auto ok = validate_open_listeners(req);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed OpenListeners: " + ok.error().message);
+
+  std::memset(reply_.get(), 0, sizeof(*reply_));
+  reply_->header.magic = wire::kBrokerWireMagic;
+  reply_->header.type = static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened);
+  reply_->header.sequence = req.header.sequence;
+  reply_->count = req.count;
+  // The broker's copies stay owned here and are closed when this returns,
+  // whether or not the send succeeded: the worker holds its own after it.
+  std::vector<UniqueFd> opened;
+  opened.reserve(req.count);
+  int raw[wire::kMaxListenersPerMessage];
+  unsigned denied = 0;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    UniqueFd sock;
+    int32_t status = open_listener_checked(policy_, req.entries[i], &sock);
+    reply_->status[i] = status;
+    if (status == wire::kStatusPolicyDenied) ++denied;
+    if (status != wire::kStatusOk) continue;
+    raw[opened.size()] = sock.get();
+    opened.push_back(std::move(sock));
+  }
+  reply_->fd_count = static_cast<uint32_t>(opened.size());
+  LOG_DEBUG("OpenListeners #%llu: %u entries, %zu opened, %u denied by policy, %zu failed",
+            static_cast<unsigned long long>(req.header.sequence), req.count, opened.size(), denied,
+            req.count - opened.size() - denied);
+  return send_reply(fd, reply_.get(), sizeof(*reply_), std::span<const int>(raw, opened.size()));
+}
+
+}  // namespace sluice

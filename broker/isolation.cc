@@ -1,1 +1,256 @@
-// placeholder: replaced by its owner
+// The broker's isolation stages (see isolation.h for the order).
+#include "broker/isolation.h"
+
+#include <cap-ng.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "policy/seccomp.h"
+
+namespace sluice {
+namespace {
+
+/// Reads a small /proc file whole. Fails with the path and errno.
+Result<std::string> read_proc_file(const char* path) {
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, std::string("cannot open ") + path + ": " + errno_text(err));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      return Err(err, std::string("cannot read ") + path + ": " + errno_text(err));
+    }
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+    // Limit: /proc/self/status is about 1.5 KiB; 64 KiB means something is off.
+    if (text.size() > 65536) return Err(std::string(path) + " is unexpectedly large");
+  }
+}
+
+/// Parses a hexadecimal u64 of 1..16 digits; false on anything else.
+bool parse_hex64(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 16) return false;
+  uint64_t v = 0;
+  for (char c : text) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+/// Formats a capability mask for messages: "0x000001ffffffffff".
+std::string cap_hex(uint64_t mask) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%016llx", static_cast<unsigned long long>(mask));
+  return buf;
+}
+
+}  // namespace
+
+Result<void> sanitize_inherited_fds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // Not CLOEXEC: these are the standard fds, and open() takes the lowest free
+    // number, which is `fd` because the lower ones are open by now.
+    int opened = ::open("/dev/null", O_RDWR | O_NOCTTY);
+    if (opened < 0) {
+      int err = errno;
+      return Err(err, "cannot open /dev/null for closed fd " + std::to_string(fd) + ": " +
+                          errno_text(err));
+    }
+    CHECK(opened == fd);
+  }
+  if (::close_range(3, ~0U, 0) != 0) {
+    int err = errno;
+    return Err(err, "close_range of inherited fds: " + errno_text(err));
+  }
+  return Ok();
+}
+
+Result<void> raise_nofile_limit() {
+  struct rlimit lim;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    int err = errno;
+    return Err(err, "getrlimit(RLIMIT_NOFILE): " + errno_text(err));
+  }
+  if (lim.rlim_cur == lim.rlim_max) return Ok();
+  lim.rlim_cur = lim.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    int err = errno;
+    return Err(err, "setrlimit(RLIMIT_NOFILE) to the hard limit: " + errno_text(err));
+  }
+  LOG_DEBUG("RLIMIT_NOFILE raised to %llu", static_cast<unsigned long long>(lim.rlim_cur));
+  return Ok();
+}
+
+uint32_t read_unprivileged_port_start() {
+  static constexpr const char* kPath = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+  auto text = read_proc_file(kPath);
+  unsigned long value = 0;
+  if (text) {
+    std::string_view v = *text;
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
+    if (parse_uint(v, 65536, &value)) return static_cast<uint32_t>(value);
+  }
+  LOG_WARN("cannot read %s (%s); assuming the kernel default 1024", kPath,
+           text ? "not a number" : text.error().message.c_str());
+  return 1024;
+}
+
+Result<CapSets> parse_cap_status(std::string_view status) {
+  CapSets caps;
+  struct Field {
+    const char* key;
+    uint64_t* slot;
+    bool seen;
+  } fields[] = {{"CapInh:", &caps.inh, false},
+                {"CapPrm:", &caps.prm, false},
+                {"CapEff:", &caps.eff, false},
+                {"CapBnd:", &caps.bnd, false},
+                {"CapAmb:", &caps.amb, false}};
+  while (!status.empty()) {
+    size_t nl = status.find('\n');
+    std::string_view line = status.substr(0, nl);
+    status.remove_prefix(nl == std::string_view::npos ? status.size() : nl + 1);
+    for (Field& f : fields) {
+      std::string_view key(f.key);
+      if (line.substr(0, key.size()) != key) continue;
+      std::string_view value = line.substr(key.size());
+      while (!value.empty() && (value.front() == '\t' || value.front() == ' ')) {
+        value.remove_prefix(1);
+      }
+      if (!parse_hex64(value, f.slot)) {
+        return Err(std::string("malformed ") + f.key + " line in /proc/self/status");
+      }
+      f.seen = true;
+    }
+  }
+  for (const Field& f : fields) {
+    if (!f.seen) return Err(std::string("no ") + f.key + " line in /proc/self/status");
+  }
+  return caps;
+}
+
+Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared) {
+  const struct {
+    const char* name;
+    uint64_t value;
+    bool checked;
+  } sets[] = {{"CapEff", caps.eff, true},
+              {"CapPrm", caps.prm, true},
+              {"CapInh", caps.inh, true},
+              {"CapAmb", caps.amb, true},
+              {"CapBnd", caps.bnd, bounding_cleared}};
+  for (const auto& s : sets) {
+    if (s.checked && (s.value & ~kBindCapMask) != 0) {
+      return Err(std::string("capabilities were not dropped: ") + s.name + " is " +
+                 cap_hex(s.value) + ", but only CAP_NET_BIND_SERVICE (" + cap_hex(kBindCapMask) +
+                 ") may remain; refusing to run with more privilege than that");
+    }
+  }
+  return Ok();
+}
+
+Result<bool> drop_capabilities() {
+  // Stage 4. Why here: the worker is already forked (it needs CAP_SETUID to
+  // switch to an unprivileged user); from now on the broker needs nothing but
+  // CAP_NET_BIND_SERVICE, and only for bind() below the unprivileged port start.
+  if (capng_get_caps_process() != 0) {
+    return Err("cannot read this process's capabilities (capng_get_caps_process)");
+  }
+  const bool has_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) != 0;
+  const bool had_bind = capng_have_capability(CAPNG_PERMITTED, CAP_NET_BIND_SERVICE) != 0;
+  capng_clear(CAPNG_SELECT_BOTH);
+  if (had_bind &&
+      capng_update(CAPNG_ADD, static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED),
+                   CAP_NET_BIND_SERVICE) != 0) {
+    return Err("capng_update(CAP_NET_BIND_SERVICE) failed");
+  }
+  // The bounding set first, while CAP_SETPCAP is still held: Debian's
+  // libcap-ng returns success without dropping anything when it is not
+  // (DEPENDENCIES.md), which the read-back below would then catch.
+  if (has_setpcap && capng_apply(CAPNG_SELECT_BOUNDS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_BOUNDS) failed to clear the bounding set");
+  }
+  if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_CAPS) failed to drop capabilities");
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+    int err = errno;
+    return Err(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL): " + errno_text(err));
+  }
+  // NO_NEW_PRIVS: no exec can ever gain privilege again (the bounding set is
+  // then irrelevant), and the seccomp filter can be loaded without
+  // CAP_SYS_ADMIN.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    int err = errno;
+    return Err(err, "prctl(PR_SET_NO_NEW_PRIVS): " + errno_text(err));
+  }
+  auto status = read_proc_file("/proc/self/status");
+  if (!status) return Err(status.error());
+  auto caps = parse_cap_status(*status);
+  if (!caps) return Err(caps.error());
+  if (auto ok = check_caps_dropped(*caps, has_setpcap); !ok) return Err(ok.error());
+  if (!has_setpcap) {
+    LOG_DEBUG(
+        "bounding set left as is (%s): clearing it needs CAP_SETPCAP, which an "
+        "unprivileged sluiced lacks; NO_NEW_PRIVS makes it irrelevant",
+        cap_hex(caps->bnd).c_str());
+  }
+  const bool has_bind_cap = (caps->eff & kBindCapMask) != 0;
+  LOG_DEBUG("capabilities dropped; CAP_NET_BIND_SERVICE %s", has_bind_cap ? "kept" : "not held");
+  return has_bind_cap;
+}
+
+Result<void> place_fds(std::span<const FdPlacement> placements) {
+  int highest = 0;
+  for (const FdPlacement& p : placements) highest = p.target > highest ? p.target : highest;
+  for (const FdPlacement& p : placements) {
+    UniqueFd moved(::fcntl(p.fd->get(), F_DUPFD_CLOEXEC, highest + 1));
+    if (!moved.valid()) {
+      int err = errno;
+      return Err(err, "fcntl(F_DUPFD_CLOEXEC): " + errno_text(err));
+    }
+    *p.fd = std::move(moved);  // closes the old number
+  }
+  for (const FdPlacement& p : placements) {
+    // Every fd the broker holds is owned by a UniqueFd; a foreign fd on a
+    // target would be closed behind its owner's back.
+    CHECK_MSG(::fcntl(p.target, F_GETFD) == -1 && errno == EBADF, "fixed fd number in use");
+    if (::dup3(p.fd->get(), p.target, O_CLOEXEC) != p.target) {
+      int err = errno;
+      return Err(err, "dup3 to fd " + std::to_string(p.target) + ": " + errno_text(err));
+    }
+    p.fd->reset(p.target);
+  }
+  return Ok();
+}
+
+Result<void> install_broker_seccomp() {
+#if defined(SLUICE_SANITIZE)
+  LOG_WARN(
+      "sanitizer build: the broker's seccomp filter is NOT loaded (the sanitizer runtime "
+      "needs syscalls outside it)");
+  return Ok();
+#else
+  return install_seccomp(broker_seccomp_rules(static_cast<int>(::getpid())));
+#endif
+}
+
+}  // namespace sluice

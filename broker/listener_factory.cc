@@ -1,1 +1,105 @@
-// placeholder: replaced by its owner
+// The listener factory (see listener_factory.h).
+#include "broker/listener_factory.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+/// Returns an Error for the syscall `what` that just failed, carrying errno.
+Unexpected syscall_error(const char* what) {
+  int err = errno != 0 ? errno : EIO;
+  return Err(err, std::string(what) + ": " + errno_text(err));
+}
+
+/// Sets an int socket option; fails with the errno of setsockopt.
+Result<void> set_int_option(int fd, int level, int name, int value, const char* what) {
+  if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return syscall_error(what);
+  return Ok();
+}
+
+}  // namespace
+
+Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
+  const bool tcp = spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp);
+  const bool v4 = spec.family == static_cast<uint8_t>(wire::WireFamily::kInet);
+  const int type = (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
+  UniqueFd fd(::socket(v4 ? AF_INET : AF_INET6, type, 0));
+  if (!fd.valid()) return syscall_error("socket");
+
+  if (tcp) {
+    // SO_REUSEADDR lets a port whose previous listener was closed be bound
+    // again while that listener's old connections sit in TIME_WAIT, which a
+    // table switch or restart would otherwise hit as EADDRINUSE. It does not
+    // allow two listeners on one port (that would be SO_REUSEPORT).
+    auto r = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+    if (!r) return Err(r.error());
+  }
+  if (!v4) {
+    // Explicit either way, never the sysctl default (net.ipv6.bindv6only): a
+    // [::] listener must receive IPv4 only when the rule asked for dual-stack.
+    int v6only = (spec.flags & wire::kListenerDualStack) != 0 ? 0 : 1;
+    auto r = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, "setsockopt(IPV6_V6ONLY)");
+    if (!r) return Err(r.error());
+  }
+  size_t ifname_len = strnlen(spec.ifname, sizeof(spec.ifname));
+  if (ifname_len > 0) {
+    // The validated name is NUL-terminated within IFNAMSIZ; pass it with its NUL.
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_BINDTODEVICE, spec.ifname,
+                     static_cast<socklen_t>(ifname_len + 1)) != 0) {
+      return syscall_error("setsockopt(SO_BINDTODEVICE)");
+    }
+  }
+
+  struct sockaddr_storage ss = {};
+  socklen_t len;
+  if (v4) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(spec.port);
+    std::memcpy(&sin->sin_addr, spec.addr + 12, 4);  // the v4-mapped tail
+    len = sizeof(*sin);
+  } else {
+    auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(spec.port);
+    std::memcpy(&sin6->sin6_addr, spec.addr, 16);
+    len = sizeof(*sin6);
+  }
+  if (::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0) {
+    return syscall_error("bind");
+  }
+  // SOMAXCONN: the kernel's own ceiling (net.core.somaxconn caps it further).
+  // Forwarded ports may take bursts of connections; the worker accepts in
+  // batches, and a short queue would turn a burst into refused connections.
+  if (tcp && ::listen(fd.get(), SOMAXCONN) != 0) return syscall_error("listen");
+  return fd;
+}
+
+int32_t open_listener_checked(const BindPolicy& policy, const wire::ListenerSpec& spec,
+                              UniqueFd* out) {
+  BindDecision decision = check_bind(policy, spec);
+  if (!decision.allowed) {
+    LOG_INFO("refused %s: %s", describe_listener(spec).c_str(), decision.reason.c_str());
+    return wire::kStatusPolicyDenied;
+  }
+  auto fd = open_listener(spec);
+  if (!fd) {
+    int err = fd.error().err;
+    LOG_DEBUG("%s failed: %s", describe_listener(spec).c_str(), fd.error().message.c_str());
+    // Kernel errnos are 1..4095 (MAX_ERRNO); keep the wire contract even if not.
+    return err >= 1 && err <= wire::kStatusMaxErrno ? err : EIO;
+  }
+  LOG_DEBUG("opened %s", describe_listener(spec).c_str());
+  *out = std::move(*fd);
+  return wire::kStatusOk;
+}
+
+}  // namespace sluice

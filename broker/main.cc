@@ -1,1 +1,278 @@
-int main() { return 1; }
+// sluiced: the privileged broker. Start-up in order: options, inherited fds,
+// policy file, audit fd, control socket, worker; then its own isolation
+// stages (isolation.h); then the loop that answers the worker (broker_host.h)
+// until a signal, the worker's exit, or a request it does not permit.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "broker/broker_host.h"
+#include "broker/control_socket.h"
+#include "broker/isolation.h"
+#include "broker/options.h"
+#include "broker/worker_launch.h"
+#include "policy/policy_file.h"
+#include "policy/seccomp_broker.h"
+
+namespace sluice {
+namespace {
+
+/// Exit code of a start-up failure or a misbehaving worker.
+constexpr int kExitFailure = 1;
+
+/// Blocks SIGTERM, SIGINT and SIGCHLD and returns a signalfd for them, so that
+/// they are handled in the loop (and, blocked from the start, never lost or
+/// handled halfway through start-up). SIGPIPE is ignored: a log write to a
+/// closed stderr pipe must not kill the broker (replies use MSG_NOSIGNAL).
+/// The worker gets both reset before exec. Fails with the errno.
+Result<UniqueFd> take_signals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGCHLD);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    int err = errno;
+    return Err(err, "sigprocmask: " + errno_text(err));
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  UniqueFd fd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "signalfd: " + errno_text(err));
+  }
+  return fd;
+}
+
+/// Opens the audit sink the worker writes to: --audit-log FILE (append-only,
+/// created 0600), else a dup of stderr. Fails with the path and errno.
+Result<UniqueFd> open_audit_fd(const std::string& path) {
+  if (path.empty()) {
+    UniqueFd fd(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+    if (!fd.valid()) {
+      int err = errno;
+      return Err(err, "cannot duplicate stderr for the audit records: " + errno_text(err));
+    }
+    return fd;
+  }
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "cannot open audit log " + path + ": " + errno_text(err) +
+                        "; check the path given to --audit-log");
+  }
+  return fd;
+}
+
+/// Builds the bind policy: the --policy file's rules, or the default policy.
+/// The kernel facts are filled in later. Fails with the file's error.
+Result<BindPolicy> load_bind_policy(const std::string& path) {
+  if (path.empty()) {
+    LOG_DEBUG(
+        "no --policy: default bind policy (any address and port; privileged ports "
+        "need CAP_NET_BIND_SERVICE)");
+    return BindPolicy{};
+  }
+  auto file = load_policy_file(path);
+  if (!file) return Err(file.error());
+  LOG_INFO("bind policy %s: %zu bind rule(s), first match wins, no match is denied", path.c_str(),
+           file->bind_rules.size());
+  return bind_policy_from_file(*file);
+}
+
+/// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
+/// worker's code when it exits, kExitFailure on a violation or channel error.
+/// Needs `poll`, `read` on the signalfd, and what BrokerHost and
+/// stop_worker() need.
+int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals,
+          const std::string& control_path) {
+  bool announced = false;
+  for (;;) {
+    struct pollfd fds[3] = {{worker.pidfd.get(), POLLIN, 0},
+                            {signals.get(), POLLIN, 0},
+                            {worker.channel.get(), POLLIN, 0}};
+    if (::poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
+      stop_worker(worker, StopMode::kTerminate);
+      return kExitFailure;
+    }
+    // Signals first: an operator's SIGTERM/SIGINT is a clean shutdown (exit 0)
+    // even when the worker's exit is already visible in the same wakeup.
+    if (fds[1].revents != 0) {
+      struct signalfd_siginfo si;
+      if (::read(signals.get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si)) &&
+          (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+        LOG_INFO("%s received; stopping the worker",
+                 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        stop_worker(worker, StopMode::kTerminate);
+        return 0;
+      }
+      continue;  // SIGCHLD: the pidfd reports the worker's exit
+    }
+    if (fds[0].revents != 0) {
+      int code = poll_worker_exit(worker);
+      if (code >= 0) return code;
+    }
+    if (fds[2].revents == 0) continue;
+    switch (host.handle_one(worker.channel.get())) {
+      case HandleStatus::kContinue:
+        if (!announced && host.state() == HostState::kReady) {
+          LOG_INFO("control socket %s; list the rules with: sluicectl %s", control_path.c_str(),
+                   control_path.c_str());
+          announced = true;
+        }
+        break;
+      case HandleStatus::kPeerClosed:
+        LOG_INFO("%s; waiting for the worker to exit", host.last_error().c_str());
+        return stop_worker(worker, StopMode::kAwaitExit);
+      case HandleStatus::kViolation:
+        LOG_ERROR(
+            "the worker sent a request the broker does not permit: %s; the worker is "
+            "treated as compromised and killed",
+            host.last_error().c_str());
+        stop_worker(worker, StopMode::kKill);
+        return kExitFailure;
+      case HandleStatus::kIoError:
+        LOG_ERROR("%s; stopping the worker", host.last_error().c_str());
+        stop_worker(worker, StopMode::kTerminate);
+        return kExitFailure;
+    }
+  }
+}
+
+/// Everything after the control socket exists: worker, isolation, loop.
+/// Returns the exit code; the caller removes the socket file afterwards.
+int run_with_socket(const BrokerOptions& options, BindPolicy policy, ControlSocket& control,
+                    UniqueFd signals, UniqueFd audit) {
+  auto worker_path = find_worker_binary();
+  if (!worker_path) {
+    LOG_ERROR("%s", worker_path.error().message.c_str());
+    return kExitFailure;
+  }
+  bool used_default = false;
+  std::vector<std::string> argv = worker_argv(options, &used_default);
+  if (used_default) {
+    LOG_INFO(
+        "no -t/-u/-T/-U given: using the default rule set %s %s (forward 127.0.0.1:8080 "
+        "to 127.0.0.1:8000); pass -t none for an empty table",
+        kDefaultRuleOption, kDefaultRuleSpec);
+  }
+  // Stage 2, before the fork so that the worker inherits the raised limit.
+  if (auto ok = raise_nofile_limit(); !ok) LOG_WARN("%s", ok.error().message.c_str());
+  // Stage 3, while /proc is reachable (the seccomp filter has no open).
+  policy.unprivileged_port_start = read_unprivileged_port_start();
+
+  // The worker is forked BEFORE the broker drops its capabilities and loads
+  // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
+  // switch to an unprivileged user (its first stages drop everything else),
+  // and a seccomp filter would be inherited and forbids execve.
+  auto launched = launch_worker(*worker_path, argv, control.listen_fd.get(), audit.get());
+  if (!launched) {
+    LOG_ERROR("%s", launched.error().message.c_str());
+    return kExitFailure;
+  }
+  WorkerProcess worker = std::move(*launched);
+  // The worker owns the control socket and the audit sink now.
+  control.listen_fd.reset();
+  audit.reset();
+
+  auto has_bind_cap = drop_capabilities();  // stage 4
+  if (!has_bind_cap) {
+    LOG_ERROR("%s", has_bind_cap.error().message.c_str());
+    stop_worker(worker, StopMode::kKill);
+    return kExitFailure;
+  }
+  policy.has_bind_cap = *has_bind_cap;
+  const FdPlacement placements[] = {{&worker.channel, broker_fd::kChannel},
+                                    {&signals, broker_fd::kSignal},
+                                    {&worker.pidfd, broker_fd::kWorker},
+                                    {&control.dir_fd, broker_fd::kControlDir}};
+  auto placed = place_fds(placements);                         // stage 5
+  auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
+  if (!filtered) {
+    LOG_ERROR("isolating the broker: %s", filtered.error().message.c_str());
+    stop_worker(worker, StopMode::kKill);
+    return kExitFailure;
+  }
+  LOG_DEBUG("isolated: CAP_NET_BIND_SERVICE %s, unprivileged_port_start %u, seccomp loaded",
+            policy.has_bind_cap ? "held" : "not held", policy.unprivileged_port_start);
+
+  BrokerHost host(std::move(policy));
+  return serve(host, worker, signals, control.path);
+}
+
+/// Runs sluiced with parsed options; returns its exit code.
+int run(const BrokerOptions& options) {
+  // Stage 1: a known fd table before anything is opened.
+  if (auto ok = sanitize_inherited_fds(); !ok) {
+    LOG_ERROR("%s", ok.error().message.c_str());
+    return kExitFailure;
+  }
+  auto signals = take_signals();
+  if (!signals) {
+    LOG_ERROR("%s", signals.error().message.c_str());
+    return kExitFailure;
+  }
+  auto policy = load_bind_policy(options.policy_path);
+  if (!policy) {
+    LOG_ERROR("%s", policy.error().message.c_str());
+    return kExitFailure;
+  }
+  auto audit = open_audit_fd(options.audit_log_path);
+  if (!audit) {
+    LOG_ERROR("%s", audit.error().message.c_str());
+    return kExitFailure;
+  }
+  auto path = options.control_path.empty() ? default_control_path()
+                                           : Result<std::string>(options.control_path);
+  if (!path) {
+    LOG_ERROR("%s", path.error().message.c_str());
+    return kExitFailure;
+  }
+  auto control = create_control_socket(*path);
+  if (!control) {
+    LOG_ERROR("%s", control.error().message.c_str());
+    return kExitFailure;
+  }
+  int code = run_with_socket(options, std::move(*policy), *control, std::move(*signals),
+                             std::move(*audit));
+  remove_control_socket(*control);
+  return code;
+}
+
+}  // namespace
+}  // namespace sluice
+
+int main(int argc, char** argv) {
+  sluice::log_init("sluiced", 2, sluice::LogLevel::kInfo);
+  auto parsed = sluice::parse_broker_options(argc, argv);
+  if (!parsed) {
+    std::fprintf(stderr, "sluiced: error: %s\nTry 'sluiced --help' for more information.\n",
+                 parsed.error().message.c_str());
+    return 2;
+  }
+  switch (parsed->action) {
+    case sluice::OptionsAction::kHelp:
+      sluice::print_usage(stdout);
+      return 0;
+    case sluice::OptionsAction::kVersion:
+      std::printf("sluiced %s\n", SLUICE_VERSION);
+      return 0;
+    case sluice::OptionsAction::kRun:
+      break;
+  }
+  const sluice::BrokerOptions& options = parsed->options;
+  sluice::log_set_level(options.debug   ? sluice::LogLevel::kDebug
+                        : options.quiet ? sluice::LogLevel::kWarn
+                                        : sluice::LogLevel::kInfo);
+  return sluice::run(options);
+}

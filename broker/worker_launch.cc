@@ -1,1 +1,214 @@
-// placeholder: replaced by its owner
+// Starting and stopping sluice-worker (see worker_launch.h).
+#include "broker/worker_launch.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// glibc 2.36's <sys/pidfd.h> lacks __BEGIN_DECLS (fixed in 2.37): C linkage by hand.
+extern "C" {
+#include <sys/pidfd.h>
+}
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+namespace {
+
+/// In the forked child: writes "sluiced: error: cannot start the worker PATH:
+/// WHAT: ERRNO" to fd 2 and exits 127 (the shell's "command not found" code).
+[[noreturn]] void child_fail(const char* path, const char* what) noexcept {
+  int err = errno;
+  char buf[512];
+  int n =
+      std::snprintf(buf, sizeof(buf), "sluiced: error: cannot start the worker %s: %s: %s (%s)\n",
+                    path, what, errno_name(err), std::strerror(err));
+  if (n > 0) {
+    ssize_t ignored = ::write(2, buf, static_cast<size_t>(n) < sizeof(buf) ? n : sizeof(buf) - 1);
+    (void)ignored;
+  }
+  ::_exit(127);
+}
+
+/// In the forked child: sets up the worker's fds and signals and execs it.
+/// Sources are first moved above every target (F_DUPFD_CLOEXEC from 10), so
+/// that a source already sitting on 0..5 cannot be overwritten by an earlier
+/// dup2; dup2 then places each at its number with CLOEXEC cleared.
+[[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
+                             int channel, int control_fd, int audit_fd) noexcept {
+  const int sources[] = {devnull, 2, 2, channel, control_fd, audit_fd};
+  static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
+  int moved[wire::kWorkerFirstFreeFd];
+  for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
+    moved[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, 10);
+    if (moved[i] < 0) child_fail(path, "fcntl(F_DUPFD_CLOEXEC)");
+  }
+  for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
+    if (::dup2(moved[i], i) < 0) child_fail(path, "dup2");
+  }
+  if (::close_range(wire::kWorkerFirstFreeFd, ~0U, 0) != 0) child_fail(path, "close_range");
+  // Its own process group: a terminal's Ctrl-C reaches only the broker, which
+  // then stops the worker in order (SIGTERM, bounded wait) and exits 0.
+  if (::setpgid(0, 0) != 0) child_fail(path, "setpgid");
+  // Dispositions first (the broker ignores SIGPIPE; ignored signals survive
+  // exec), then the mask (SIGTERM/SIGINT/SIGCHLD are blocked for signalfd).
+  // Errors for SIGKILL, SIGSTOP and libc's reserved signals are expected.
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) child_fail(path, "sigprocmask");
+  ::execve(path, argv, envp);
+  child_fail(path, "execve");
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable (a pidfd: the process
+/// exited). Returns true when it did.
+bool wait_readable(int fd, int timeout_ms) {
+  const uint64_t deadline = monotonic_ns() + static_cast<uint64_t>(timeout_ms) * 1000000ULL;
+  for (;;) {
+    uint64_t now = monotonic_ns();
+    if (now >= deadline) return false;
+    struct pollfd p = {fd, POLLIN, 0};
+    int left_ms = static_cast<int>((deadline - now + 999999) / 1000000);
+    int rc = ::poll(&p, 1, left_ms);
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
+Result<std::string> find_worker_binary() {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) {
+    int err = errno;
+    return Err(err, "cannot find this binary (readlink /proc/self/exe): " + errno_text(err) +
+                        "; is /proc mounted?");
+  }
+  std::string dir(self, static_cast<size_t>(n));
+  dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/'));
+  std::string path = dir + "/sluice-worker";
+  if (::access(path.c_str(), X_OK) != 0) {
+    int err = errno;
+    return Err(err, "sluice-worker not found next to sluiced: " + path + ": " + errno_text(err) +
+                        "; install both binaries in the same directory");
+  }
+  return path;
+}
+
+Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
+                                    int control_fd, int audit_fd) {
+  CHECK(!argv.empty());
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    int err = errno;
+    return Err(err, "socketpair(SOCK_SEQPACKET) for the worker channel: " + errno_text(err));
+  }
+  UniqueFd broker_end(sv[0]);
+  UniqueFd worker_end(sv[1]);
+  struct timeval timeout = {kReplySendTimeoutMs / 1000, (kReplySendTimeoutMs % 1000) * 1000};
+  if (::setsockopt(broker_end.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) != 0) {
+    int err = errno;
+    return Err(err, "setsockopt(SO_SNDTIMEO) on the worker channel: " + errno_text(err));
+  }
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
+  if (!devnull.valid()) {
+    int err = errno;
+    return Err(err, "cannot open /dev/null for the worker's stdin: " + errno_text(err));
+  }
+  // Everything the child needs is built before fork, so the child only makes
+  // plain syscalls between fork and exec.
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  char* envp[] = {nullptr};  // an empty environment: nothing to inherit or parse
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    return Err(err, "fork for the worker: " + errno_text(err));
+  }
+  if (pid == 0) {
+    exec_child(path.c_str(), args.data(), envp, devnull.get(), worker_end.get(), control_fd,
+               audit_fd);
+  }
+  WorkerProcess worker;
+  worker.pid = pid;
+  worker.channel = std::move(broker_end);
+  worker.pidfd.reset(::pidfd_open(pid, 0));
+  if (!worker.pidfd.valid()) {
+    int err = errno;
+    ::kill(pid, SIGKILL);  // not yet reaped, so the pid cannot have been recycled
+    ::waitpid(pid, nullptr, 0);
+    return Err(err,
+               "pidfd_open for the worker: " + errno_text(err) + " (needs Linux 5.3 or later)");
+  }
+  LOG_DEBUG("started %s as pid %d", path.c_str(), static_cast<int>(pid));
+  return worker;
+}
+
+int poll_worker_exit(const WorkerProcess& worker, int expected_signal) {
+  siginfo_t info = {};
+  if (::waitid(P_PIDFD, static_cast<id_t>(worker.pidfd.get()), &info, WEXITED | WNOHANG) != 0) {
+    LOG_ERROR("waitid for the worker: %s", errno_text(errno).c_str());
+    return 1;
+  }
+  if (info.si_pid == 0) return -1;  // still running
+  if (info.si_code == CLD_EXITED) {
+    if (info.si_status == 0) {
+      LOG_INFO("worker exited with status 0");
+    } else {
+      LOG_ERROR("worker exited with status %d", info.si_status);
+    }
+    return info.si_status;
+  }
+  const char* name = sigabbrev_np(info.si_status);
+  log_write(info.si_status == expected_signal ? LogLevel::kInfo : LogLevel::kError, __func__,
+            "worker was killed by signal %d (SIG%s)%s", info.si_status, name ? name : "?",
+            info.si_status == SIGSYS ? ": a syscall outside its seccomp allowlist" : "");
+  return 128 + info.si_status;
+}
+
+int stop_worker(const WorkerProcess& worker, StopMode mode) {
+  int code = poll_worker_exit(worker);
+  if (code >= 0) return code;
+  if (mode == StopMode::kTerminate &&
+      ::pidfd_send_signal(worker.pidfd.get(), SIGTERM, nullptr, 0) != 0) {
+    LOG_WARN("cannot send SIGTERM to the worker: %s", errno_text(errno).c_str());
+  }
+  if (mode != StopMode::kKill) {
+    if (wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs)) {
+      code = poll_worker_exit(worker, mode == StopMode::kTerminate ? SIGTERM : 0);
+      if (code >= 0) return code;
+    }
+    LOG_WARN("worker did not exit within %d ms; killing it", kWorkerStopTimeoutMs);
+  }
+  if (::pidfd_send_signal(worker.pidfd.get(), SIGKILL, nullptr, 0) != 0) {
+    LOG_ERROR("cannot send SIGKILL to the worker: %s", errno_text(errno).c_str());
+  }
+  // After SIGKILL only a task stuck in the kernel takes long; still bounded.
+  wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs);
+  code = poll_worker_exit(worker, SIGKILL);
+  if (code < 0) {
+    LOG_ERROR("worker (pid %d) did not die after SIGKILL; leaving it",
+              static_cast<int>(worker.pid));
+    return 1;
+  }
+  return code;
+}
+
+}  // namespace sluice

@@ -132,8 +132,8 @@ BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec
                          hint};
     }
     if (!match->allow) {
-      return {false, "denied by " + policy.source + " line " + std::to_string(match->line) +
-                         " (" + match->text + ")"};
+      return {false, "denied by " + policy.source + " line " + std::to_string(match->line) + " (" +
+                         match->text + ")"};
     }
   }
   if (spec.port < policy.unprivileged_port_start && !policy.has_bind_cap) {

@@ -17,7 +17,9 @@ namespace {
 
 /// Returns true for the blanks that separate fields ('\r' too, for files
 /// written on Windows).
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /// Splits `line` into blank-separated fields.
 std::vector<std::string_view> fields_of(std::string_view line) {
@@ -45,7 +47,9 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 }
 
 /// Quotes a field for an error message, sanitised.
-std::string quoted(std::string_view field) { return "\"" + sanitize(field, 64) + "\""; }
+std::string quoted(std::string_view field) {
+  return "\"" + sanitize(field, 64) + "\"";
+}
 
 /// Parses PROTOS (tcp | udp | tcp,udp | *) into `rule`. Fails naming the bad element.
 Result<void> parse_protos(std::string_view field, BindRule* rule) {
@@ -226,8 +230,8 @@ Result<PolicyFile> load_policy_file(const std::string& path) {
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > kMaxPolicyFileBytes) {
-      return Err("policy file " + path + " is larger than " +
-                 std::to_string(kMaxPolicyFileBytes) + " bytes; is it the right file?");
+      return Err("policy file " + path + " is larger than " + std::to_string(kMaxPolicyFileBytes) +
+                 " bytes; is it the right file?");
     }
   }
   return parse_policy_text(text, path);

@@ -29,9 +29,9 @@ inline constexpr size_t kMaxPolicyFileBytes = 1 << 20;
 
 /// A parsed policy file.
 struct PolicyFile {
-  std::string source;               // the path (or name) errors and reasons cite
+  std::string source;                // the path (or name) errors and reasons cite
   std::vector<BindRule> bind_rules;  // in file order
-  unsigned other_lines = 0;         // `target`/`control` lines, left to the worker
+  unsigned other_lines = 0;          // `target`/`control` lines, left to the worker
 };
 
 /// Parses the text of a policy file. `source` names the file in messages.

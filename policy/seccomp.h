@@ -63,9 +63,10 @@ Result<scmp_filter_ctx> build_seccomp_filter(const std::vector<SyscallRule>& rul
 Result<void> install_seccomp(const std::vector<SyscallRule>& rules);
 
 /// Rows that only the ASan/UBSan runtime needs (empty unless SLUICE_SANITIZE).
-/// Sanitizer builds are for tests; LeakSanitizer's exit-time check (ptrace,
-/// clone, /proc) cannot run under any allowlist, so run them with
-/// ASAN_OPTIONS=detect_leaks=0.
+/// Sanitizer builds are for tests. LeakSanitizer's exit-time check (ptrace,
+/// clone, /proc) cannot run under any allowlist, so in those builds
+/// seccomp_table.cc defines __lsan_is_turned_off(), which turns leak checking
+/// off once install_seccomp() has loaded a filter.
 std::vector<SyscallRule> sanitizer_seccomp_rules();
 
 /// Returns the filter's human-readable PFC export, for golden tests and review.

@@ -1,1 +1,112 @@
-// placeholder: replaced by its owner
+// sluiced's seccomp allowlist: the syscalls of the broker loop after start-up
+// (broker/main.cc), its host side (broker/broker_host.cc) and listener factory
+// (broker/listener_factory.cc). Everything before the filter (options, policy
+// file, control socket, fork/exec of the worker, capabilities, /proc reads) is
+// deliberately not here. Descriptor arguments are pinned to the fixed numbers
+// of seccomp_broker.h. Default action: KILL_PROCESS (seccomp_table.cc).
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <cstdint>
+
+#include "policy/seccomp.h"
+#include "policy/seccomp_broker.h"
+
+namespace sluice {
+namespace {
+
+/// A 32-bit argument (int, unsigned) equal to `value`. Masked to 32 bits so
+/// that garbage in the upper half of the register cannot slip past.
+scmp_arg_cmp eq32(unsigned arg, uint32_t value) {
+  return {arg, SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, value};
+}
+
+/// A 64-bit argument (pointer, size) equal to `value`.
+scmp_arg_cmp eq64(unsigned arg, uint64_t value) {
+  return {arg, SCMP_CMP_EQ, value, 0};
+}
+
+/// A flags argument with none of the bits in `forbidden` set.
+scmp_arg_cmp none_of(unsigned arg, uint64_t forbidden) {
+  return {arg, SCMP_CMP_MASKED_EQ, forbidden, 0};
+}
+
+/// The only socket types the listener factory creates.
+constexpr uint32_t kStream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+constexpr uint32_t kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+}  // namespace
+
+std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
+  const uint32_t self = static_cast<uint32_t>(self_pid);
+  using namespace broker_fd;  // NOLINT: the fixed fd names read best unqualified here
+  return {
+      // --- The worker channel and the loop (main.cc, broker_host.cc) ---
+      {"poll", {}, "wait on the channel, the signalfd and the worker's pidfd"},
+      {"recvmsg",
+       {eq32(0, kChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
+       "receive one request from the worker (base/scm_rights.cc receive_message)"},
+      {"sendmsg",
+       {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
+       "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
+       "not SIGPIPE"},
+      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
+      {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
+
+      // --- The listener factory (listener_factory.cc), the broker's purpose ---
+      {"socket", {eq32(0, AF_INET), eq32(1, kStream), eq32(2, 0)}, "IPv4 TCP listener"},
+      {"socket", {eq32(0, AF_INET), eq32(1, kDgram), eq32(2, 0)}, "IPv4 UDP listener"},
+      {"socket", {eq32(0, AF_INET6), eq32(1, kStream), eq32(2, 0)}, "IPv6 TCP listener"},
+      {"socket", {eq32(0, AF_INET6), eq32(1, kDgram), eq32(2, 0)}, "IPv6 UDP listener"},
+      {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_REUSEADDR)},
+       "TCP: re-bind a port whose old connections are in TIME_WAIT"},
+      {"setsockopt",
+       {eq32(1, IPPROTO_IPV6), eq32(2, IPV6_V6ONLY)},
+       "IPv6: V6ONLY=1, or 0 for a dual-stack [::] listener"},
+      {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_BINDTODEVICE)},
+       "a listener bound to an interface (rule with %IFNAME)"},
+      {"bind", {}, "bind the listener; checked against the bind policy first"},
+      {"listen", {eq32(1, SOMAXCONN)}, "TCP listeners listen with the kernel's maximum backlog"},
+      {"close", {}, "close the broker's copy of a listener once it is sent"},
+
+      // --- The worker's lifetime (main.cc, worker_launch.cc) ---
+      {"pidfd_send_signal",
+       {eq32(0, kWorker), eq32(1, SIGTERM), eq64(2, 0), eq32(3, 0)},
+       "ask the worker to stop at shutdown"},
+      {"pidfd_send_signal",
+       {eq32(0, kWorker), eq32(1, SIGKILL), eq64(2, 0), eq32(3, 0)},
+       "kill a worker that misbehaved or did not stop in time"},
+      {"waitid",
+       {eq32(0, P_PIDFD), eq32(1, kWorker), eq32(3, WEXITED | WNOHANG)},
+       "reap the worker and learn its exit status"},
+
+      // --- Shutdown (control_socket.cc) ---
+      {"newfstatat",
+       {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
+       "check that the control socket file is still the one this broker created"},
+      {"unlinkat", {eq32(0, kControlDir), eq32(2, 0)}, "remove the control socket file"},
+      {"exit_group", {}, "exit"},
+
+      // --- Memory and time (libc) ---
+      {"brk", {}, "malloc: grow the heap (strings of log lines and reasons)"},
+      {"mmap", {none_of(2, PROT_EXEC)}, "malloc of a large block; never executable"},
+      {"munmap", {}, "free of a large block"},
+      {"clock_gettime", {}, "bounded waits (monotonic_ns) when the vDSO falls back to a syscall"},
+      {"restart_syscall", {}, "the kernel restarts an interrupted poll"},
+
+      // --- abort() after a failed CHECK: it must be able to die by SIGABRT ---
+      {"rt_sigprocmask", {}, "abort() unblocks SIGABRT"},
+      {"rt_sigaction", {eq32(0, SIGABRT)}, "abort() resets SIGABRT to its default action"},
+      {"getpid", {}, "abort() raises SIGABRT on this process"},
+      {"gettid", {}, "abort() raises SIGABRT on this thread"},
+      {"tgkill", {eq32(0, self), eq32(2, SIGABRT)}, "abort() raises SIGABRT on itself only"},
+  };
+}
+
+}  // namespace sluice

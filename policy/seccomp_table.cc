@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
@@ -25,6 +24,12 @@
 
 namespace sluice {
 namespace {
+
+#ifdef SLUICE_SANITIZE
+/// Set once install_seccomp() has loaded a filter. Process-wide on purpose:
+/// it describes the process, and LeakSanitizer's hook takes no arguments.
+bool g_filter_loaded = false;
+#endif
 
 /// Deleter so that a filter context is released on every early return.
 struct FilterReleaser {
@@ -67,6 +72,18 @@ Result<void> add_row(scmp_filter_ctx ctx, const SyscallRule& row) {
 
 }  // namespace
 
+#ifdef SLUICE_SANITIZE
+/// LeakSanitizer's hook, consulted when the process exits: its leak check
+/// needs ptrace, clone and /proc, which no allowlist grants, so a process
+/// under a filter would die of SIGSYS on its way out. Leak checking is off
+/// only once a filter is loaded. Sanitizer builds are for tests, and the
+/// broker does not pass ASAN_OPTIONS to the worker, so this cannot be left
+/// to ASAN_OPTIONS=detect_leaks=0.
+extern "C" int __lsan_is_turned_off() {
+  return g_filter_loaded ? 1 : 0;
+}
+#endif
+
 Result<scmp_filter_ctx> build_seccomp_filter(const std::vector<SyscallRule>& rules) {
   FilterPtr ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return Err(ENOMEM, "seccomp: seccomp_init failed (out of memory?)");
@@ -93,10 +110,16 @@ Result<void> install_seccomp(const std::vector<SyscallRule>& rules) {
   Result<scmp_filter_ctx> built = build_seccomp_filter(all);
   if (!built) return Err(std::move(built).error());
   FilterPtr ctx(*built);
+  // Logged before loading: after it, only the caller's allowlist applies
+  // (libseccomp itself still frees its BPF buffer, so every table keeps brk
+  // and munmap; the release of `ctx` below needs the same).
+  LOG_DEBUG("loading the seccomp allowlist: %zu rows, %zu syscalls", all.size(),
+            distinct_syscalls(all));
   int rc = seccomp_load(ctx.get());
   if (rc < 0) return seccomp_error(rc, "loading the filter");
-  LOG_DEBUG("seccomp allowlist loaded: %zu rows, %zu syscalls", all.size(),
-            distinct_syscalls(all));
+#ifdef SLUICE_SANITIZE
+  g_filter_loaded = true;
+#endif
   return Ok();
 }
 
@@ -143,21 +166,32 @@ size_t distinct_syscalls(const std::vector<SyscallRule>& rules) {
 std::vector<SyscallRule> sanitizer_seccomp_rules() {
 #ifdef SLUICE_SANITIZE
   // Only in ASan+UBSan builds, which are for tests. None of these is in the
-  // exported (golden) policy. The runtime's allocator releases and reserves
-  // memory and backs off in spin locks; a report writes to stderr (write is in
-  // every table already) and may need an alternate signal stack.
-  return {
-      {"madvise", {}, "sanitizer runtime only: allocator releases pages (MADV_DONTNEED etc.)"},
+  // exported (golden) policy, and none widens a row that the death tests
+  // probe with a forbidden argument. Found with strace on gcc 12's libasan:
+  // the allocator maps, unmaps and advises memory, spin locks yield,
+  // IsAccessibleMemoryRange() probes memory by writing it into a pipe.
+  // LeakSanitizer's exit-time check needs ptrace, clone and /proc and cannot
+  // be allowed: __lsan_is_turned_off() above turns it off once a filter is
+  // loaded. Reports from a sandboxed process are unsymbolized (no /proc).
+  std::vector<SyscallRule> rows = {
+      {"mmap",
+       {arg_flags_within(2, PROT_READ | PROT_WRITE)},
+       "sanitizer runtime only: allocator and shadow; still never PROT_EXEC"},
+      {"munmap", {}, "sanitizer runtime only: allocator"},
       {"sched_yield", {}, "sanitizer runtime only: spin-lock back-off"},
       {"sigaltstack", {}, "sanitizer runtime only: alternate stack for its fatal-signal handlers"},
       {"getpid", {}, "sanitizer runtime only: report headers"},
-      {"gettid", {}, "sanitizer runtime only: report headers"},
-      {"munmap", {}, "sanitizer runtime only: allocator and shadow bookkeeping"},
-      {"mmap",
-       {arg_flags_within(2, PROT_READ | PROT_WRITE)},
-       "sanitizer runtime only: allocator; still never PROT_EXEC"},
+      {"gettid", {}, "sanitizer runtime only: report headers, lock owners"},
+      {"pipe2", {arg_eq32(1, 0)}, "sanitizer runtime only: IsAccessibleMemoryRange() pipe"},
+      {"close", {}, "sanitizer runtime only: closes that pipe"},
       {"exit_group", {}, "sanitizer runtime only: exits with its own status after a report"},
   };
+  for (int advice : {MADV_DONTNEED, MADV_NOHUGEPAGE, MADV_HUGEPAGE, MADV_DONTDUMP}) {
+    rows.push_back({"madvise",
+                    {arg_eq32(2, static_cast<uint32_t>(advice))},
+                    "sanitizer runtime only: allocator and shadow memory advice"});
+  }
+  return rows;
 #else
   return {};
 #endif

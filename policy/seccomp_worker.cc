@@ -8,10 +8,10 @@
 // unshare, mount, ioctl, prctl, socket() of any family but AF_INET/AF_INET6,
 // and any PROT_EXEC mapping.
 //
-// Resources the loop needs (the epoll fd, the pipe pool's first pipes, the
-// broker and control sockets) are created before the filter is loaded, so
-// epoll_create1 is not granted. Arguments of int type are compared on their
-// low 32 bits (arg_eq32); flag words allow no bit outside a mask
+// Resources the loop needs (the epoll fd, the broker and control sockets) are
+// created before the filter is loaded, so epoll_create1 is not granted; the
+// epoll fd must be passed to enter_sandbox() to survive its stage 1. Arguments of int type are
+// compared on their low 32 bits (arg_eq32); flag words allow no bit outside a mask
 // (arg_flags_within). Syscalls are named as on x86_64; a name this
 // architecture lacks fails build_seccomp_filter(), it is never dropped.
 #include <fcntl.h>
@@ -39,11 +39,11 @@ constexpr uint32_t kProtAllowed = PROT_READ | PROT_WRITE;
 void add_socket_rows(std::vector<SyscallRule>& rules, int family, int type, int proto,
                      const char* reason) {
   for (uint32_t p : {0u, static_cast<uint32_t>(proto)}) {
-    rules.push_back({"socket",
-                     {arg_eq32(0, static_cast<uint32_t>(family)),
-                      arg_masked_eq32(1, ~kSockTypeFlags, static_cast<uint32_t>(type)),
-                      arg_eq32(2, p)},
-                     reason});
+    rules.push_back(
+        {"socket",
+         {arg_eq32(0, static_cast<uint32_t>(family)),
+          arg_masked_eq32(1, ~kSockTypeFlags, static_cast<uint32_t>(type)), arg_eq32(2, p)},
+         reason});
   }
 }
 

@@ -54,6 +54,8 @@ class EventLoop {
   bool run_once(int timeout_ms) noexcept;
   /// Runs until stop(). Wakes at least every `tick_ms` for the tickers.
   void run(int tick_ms) noexcept;
+  /// The epoll fd, which the sandbox must keep open (it closes every other fd).
+  int fd() const noexcept { return epfd_.get(); }
   /// Makes the next wait return at once, so that tickers run again without
   /// waiting for an event (used for work left over from a batch).
   void request_immediate_tick() noexcept { immediate_ = true; }

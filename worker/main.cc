@@ -119,7 +119,8 @@ int run(int argc, char** argv) {
     LOG_ERROR("%s", loop.error().message.c_str());
     return 1;
   }
-  auto sandboxed = enter_sandbox();
+  const int keep[] = {(*loop)->fd()};
+  auto sandboxed = enter_sandbox(keep);
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;

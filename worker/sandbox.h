@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "base/result.h"
 
@@ -23,7 +24,10 @@ HostFacts gather_host_facts();
 
 /// Enters the sandbox, in order (each stage is a function in sandbox.cc with a
 /// comment saying why it is safe and needed):
-///   1. close every fd from wire::kWorkerFirstFreeFd up (close_range);
+///   1. close every fd from wire::kWorkerFirstFreeFd up (close_range), except
+///      `keep_fds`: what the worker made before the sandbox and still needs,
+///      such as its epoll fd (the allowlist has no epoll_create1). The log fd
+///      must be below wire::kWorkerFirstFreeFd or in `keep_fds`;
 ///   2. if running as root in the initial user namespace, switch to the
 ///      unprivileged uid/gid 65534 (nobody/nogroup), dropping supplementary groups;
 ///   3. PR_SET_PDEATHSIG(SIGKILL), then exit if the broker is already gone;
@@ -33,7 +37,8 @@ HostFacts gather_host_facts();
 ///   7. drop the bounding set, ambient, inheritable, permitted and effective capabilities;
 ///   8. PR_SET_DUMPABLE 0 and PR_SET_NO_NEW_PRIVS 1;
 ///   9. the seccomp allowlist of policy/seccomp_worker.cc (KILL_PROCESS default).
-/// Returns an Error naming the stage and errno on any failure; the caller exits.
-Result<void> enter_sandbox();
+/// Returns an Error naming the stage and errno on any failure (also when an
+/// fd in `keep_fds` is not open); the caller exits.
+Result<void> enter_sandbox(std::span<const int> keep_fds = {});
 
 }  // namespace sluice

@@ -127,7 +127,7 @@ TEST(Privilege, BrokerExitsWhenTheWorkerDies) {
 TEST(Privilege, BindFailureNamesRulePortAndErrno) {
   UniqueFd squatter = listen_tcp("127.0.0.1", 18081);
   Daemon d;
-  d.start({"-t", "127.0.0.1/18080-18082:18000"});
+  d.start({"-t", "127.0.0.1/18080-18082:18000-18002"});
   int status = d.wait_exit();
   EXPECT_NE(status, 0);
   EXPECT_NE(status, -1);

@@ -1,0 +1,109 @@
+// The host side of the worker <-> broker protocol (schema/broker_wire.h): one
+// handler per request (answer_*), reached through a dispatch table of
+// {type, permitted state, exact size, handler}. Anything the table does not
+// permit means the worker is compromised; handle_one() then reports
+// kViolation with the failed check, and main() kills the worker and exits.
+//
+// The validation is in pure functions so that tests can call them directly;
+// BrokerHost itself is driven over a real SOCK_SEQPACKET socketpair in tests.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/result.h"
+#include "policy/bind_policy.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+
+/// Where the conversation with the worker is: Hello is permitted once, first;
+/// OpenListeners only afterwards.
+enum class HostState { kAwaitHello, kReady };
+
+/// What handle_one() saw; main() decides what to do with it.
+enum class HandleStatus {
+  kContinue,    // a request was answered, or nothing was there to read (EAGAIN)
+  kPeerClosed,  // the worker closed its end (EOF), or died before its reply was sent
+  kViolation,   // the worker sent something not permitted: it is compromised
+  kIoError,     // the channel failed otherwise (e.g. a send timed out)
+};
+
+/// Checks the envelope of one received datagram of `msg.size()` bytes that
+/// came with `fd_count` fds, in order: no fds; at least a header; no larger
+/// than any request; the magic; a type the broker accepts from a worker; the
+/// exact size of that type; the type permitted in `state`. Returns the type,
+/// or an Error naming the failed check.
+Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_count,
+                                       HostState state);
+
+/// Checks a Hello: version == kBrokerWireVersion, reserved == 0.
+Result<void> validate_hello(const wire::HelloMsg& msg);
+
+/// Checks one entry: proto TCP/UDP; family inet/inet6; a v4-mapped address
+/// iff family inet; port != 0; no flags outside kListenerFlagMask; dual-stack
+/// only for inet6 with address ::; an ifname NUL-terminated within 16 bytes,
+/// zero after its NUL, without '/' or whitespace, and not "." or "..".
+/// The Error names the field.
+Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
+
+/// Checks an OpenListeners: 1 <= count <= kMaxListenersPerMessage,
+/// reserved == 0, every entry below count well-formed, every entry past it
+/// all zero. The Error names the entry and the field.
+Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg);
+
+/// Answers the worker's requests on one channel.
+class BrokerHost {
+ public:
+  /// `policy` decides every OpenListeners entry; its unprivileged_port_start
+  /// and has_bind_cap also go to the worker in HelloReply.
+  explicit BrokerHost(BindPolicy policy);
+
+  /// Receives one datagram from `fd` (non-blocking, MSG_DONTWAIT), checks it
+  /// and answers it. Never exits or throws; `last_error()` explains any status
+  /// other than kContinue. Needs `recvmsg` and `sendmsg` on `fd`, and what
+  /// open_listener() needs, in the seccomp policy.
+  HandleStatus handle_one(int fd);
+
+  /// The current protocol state.
+  HostState state() const noexcept { return state_; }
+  /// Why the last non-kContinue status was returned.
+  const std::string& last_error() const noexcept { return last_error_; }
+
+ private:
+  /// One row of the dispatch table.
+  struct DispatchEntry {
+    wire::BrokerMsg type;
+    HostState state;  // the only state in which the request is permitted
+    size_t size;      // the exact datagram length
+    const char* name;
+    HandleStatus (BrokerHost::*answer)(int fd);
+  };
+  static const DispatchEntry kDispatch[2];
+  friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
+  /// Returns the dispatch row for a wire `type`, or nullptr for a type the
+  /// broker never accepts from a worker.
+  static const DispatchEntry* find_entry(uint32_t type) noexcept;
+
+  /// Answers Hello with HelloReply and moves to kReady.
+  HandleStatus answer_hello(int fd);
+  /// Answers OpenListeners with ListenersOpened plus the fds of the OK entries.
+  HandleStatus answer_open_listeners(int fd);
+  /// Sends `len` bytes of reply and `fds`; maps a failure to a status.
+  HandleStatus send_reply(int fd, const void* reply, size_t len, std::span<const int> fds);
+  /// Records `what` and returns `status`.
+  HandleStatus fail(HandleStatus status, std::string what);
+
+  BindPolicy policy_;
+  HostState state_ = HostState::kAwaitHello;
+  std::string last_error_;
+  size_t len_ = 0;                                   // length of the datagram in buf_
+  std::unique_ptr<uint8_t[]> buf_;                   // kMaxWireMessage + 1 bytes
+  std::unique_ptr<wire::OpenListenersMsg> request_;  // aligned copy of buf_
+  std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // reused for every answer
+};
+
+}  // namespace sluice

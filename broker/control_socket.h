@@ -1,0 +1,47 @@
+// The control socket: a listening UNIX stream socket that sluicectl connects
+// to. The broker creates it (mode 0660) and hands it to the worker, which
+// serves it; the broker only removes the file again at shutdown.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// Limit: pending connections on the control socket. Clients are operators'
+/// tools and scripts, each commit is short, and the worker accepts in its loop;
+/// 64 absorbs a burst of scripted pushes, and the kernel caps it at somaxconn.
+inline constexpr int kControlBacklog = 64;
+
+/// A created control socket and what is needed to remove it later.
+struct ControlSocket {
+  UniqueFd listen_fd;  // SOCK_STREAM | NONBLOCK | CLOEXEC, listening; goes to the worker
+  UniqueFd dir_fd;     // O_PATH of the socket's directory, for removal under seccomp
+  std::string path;    // as given or defaulted
+  std::string name;    // the last path component, relative to dir_fd
+  dev_t dev = 0;       // identity of the socket file created, so that shutdown
+  ino_t ino = 0;       // removes only that file, never a successor's
+};
+
+/// Returns the default control socket path, creating its directory:
+/// /run/sluice/control.sock as root (/run/sluice mode 0755), else
+/// $XDG_RUNTIME_DIR/sluice/control.sock (the sluice directory mode 0700).
+/// Fails, saying what was tried and to pass -c PATH, when neither works.
+Result<std::string> default_control_path();
+
+/// Creates the control socket at `path`. An existing socket file is probed
+/// with connect(): ECONNREFUSED means stale (it is removed), a connection
+/// means "another sluiced is listening" (an error), a non-socket is an error.
+/// Then socket, bind with umask 0177, chmod 0660, listen(kControlBacklog).
+Result<ControlSocket> create_control_socket(const std::string& path);
+
+/// Removes the socket file of `sock` (name in dir_fd) if it is still the one
+/// this broker created (same dev/ino); logs a warning when it cannot. Needs
+/// `newfstatat` and `unlinkat` on dir_fd in the seccomp policy.
+void remove_control_socket(const ControlSocket& sock);
+
+}  // namespace sluice

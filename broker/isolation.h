@@ -1,0 +1,78 @@
+// The broker's own isolation, in named stages that main() runs in this order:
+//   1. sanitize_inherited_fds  (first thing: a known fd table)
+//   2. raise_nofile_limit      (before the worker is forked, which inherits it)
+//   3. read_unprivileged_port_start (while /proc is still reachable)
+//   4. drop_capabilities       (after the worker is forked: see main.cc)
+//   5. place_fds               (the fixed numbers the seccomp filter expects)
+//   6. install_broker_seccomp  (last)
+// Each stage says why it is there and why it is safe at that point.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// CAP_NET_BIND_SERVICE as a bit mask of /proc/self/status (bit 10).
+inline constexpr uint64_t kBindCapMask = 1ULL << 10;
+
+/// The capability sets of /proc/self/status.
+struct CapSets {
+  uint64_t inh = 0, prm = 0, eff = 0, bnd = 0, amb = 0;
+};
+
+/// Stage 1: makes sure fds 0, 1 and 2 are open (on /dev/null when closed, so
+/// that no socket ever lands on them and log writes cannot hit a socket) and
+/// closes every other inherited fd, which the broker never asked for.
+/// Fails when /dev/null cannot be opened or close_range fails.
+Result<void> sanitize_inherited_fds();
+
+/// Stage 2: raises the RLIMIT_NOFILE soft limit to the hard limit. Each
+/// OpenListeners briefly holds up to 253 sockets in the broker, and the worker
+/// (which inherits the limit) holds every listener and connection.
+/// Fails with the errno of setrlimit.
+Result<void> raise_nofile_limit();
+
+/// Stage 3: reads net.ipv4.ip_unprivileged_port_start; returns 1024 (the
+/// kernel default) with a warning when it cannot be read or parsed.
+uint32_t read_unprivileged_port_start();
+
+/// Parses the Cap* lines of /proc/self/status text. Fails when one of CapInh,
+/// CapPrm, CapEff, CapBnd or CapAmb is missing or malformed.
+Result<CapSets> parse_cap_status(std::string_view status);
+
+/// Checks that nothing beyond CAP_NET_BIND_SERVICE is left in the effective,
+/// permitted, inheritable and ambient sets, and (when `bounding_cleared`) in
+/// the bounding set. The Error names the set and its value.
+Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared);
+
+/// Stage 4: cuts capabilities to CAP_NET_BIND_SERVICE (kept only if it was
+/// permitted) with libcap-ng, clears the bounding set while CAP_SETPCAP is
+/// still held (or, without it, leaves it: NO_NEW_PRIVS makes it irrelevant),
+/// clears the ambient set, sets NO_NEW_PRIVS, and reads the result back from
+/// /proc/self/status. Returns whether CAP_NET_BIND_SERVICE is effective.
+/// Fails, naming what is left, if anything else remains.
+Result<bool> drop_capabilities();
+
+/// One descriptor and the fixed number it must end up on.
+struct FdPlacement {
+  UniqueFd* fd;
+  int target;
+};
+
+/// Stage 5: moves each `*fd` to its `target` number (with CLOEXEC). All are
+/// first moved above every target, so that one already sitting on another's
+/// target is never overwritten; a target held by anything else is a bug
+/// (CHECKed). Fails with the errno of fcntl/dup3.
+Result<void> place_fds(std::span<const FdPlacement> placements);
+
+/// Stage 6: loads policy/seccomp_broker.cc's allowlist (KILL_PROCESS by
+/// default). Skipped with a warning in sanitizer builds, whose runtime needs
+/// more syscalls. Fails with the libseccomp error.
+Result<void> install_broker_seccomp();
+
+}  // namespace sluice

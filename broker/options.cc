@@ -1,0 +1,154 @@
+// sluiced's command line (getopt_long).
+#include "broker/options.h"
+
+#include <getopt.h>
+
+#include <cstring>
+
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+// Long-only options get values outside the char range.
+enum LongOnly : int { kOptPolicy = 256, kOptAuditLog, kOptVersion };
+
+constexpr struct option kLongOptions[] = {
+    {"control", required_argument, nullptr, 'c'},
+    {"policy", required_argument, nullptr, kOptPolicy},
+    {"audit-log", required_argument, nullptr, kOptAuditLog},
+    {"debug", no_argument, nullptr, 'd'},
+    {"quiet", no_argument, nullptr, 'q'},
+    {"help", no_argument, nullptr, 'h'},
+    {"version", no_argument, nullptr, kOptVersion},
+    {nullptr, 0, nullptr, 0},
+};
+// Leading ':' makes getopt report a missing argument as ':' instead of '?',
+// and (with opterr = 0) print nothing itself: the messages below say more.
+constexpr const char kShortOptions[] = ":c:t:u:T:U:dqh";
+
+/// Stores `value` into `slot`, refusing a second occurrence of `name`.
+Result<void> set_once(std::string* slot, const char* name, const char* value) {
+  if (!slot->empty()) return Err(std::string(name) + " given twice");
+  if (value[0] == '\0') return Err(std::string(name) + " needs a non-empty argument");
+  *slot = value;
+  return Ok();
+}
+
+/// Names the option getopt just rejected, for the error message: the short
+/// option letter when there is one, else the argv word (a long option).
+std::string rejected_option(int argc, char* const* argv) {
+  const char* word = optind >= 1 && optind <= argc ? argv[optind - 1] : "";
+  if (std::strncmp(word, "--", 2) == 0) return sanitize(word, 64);
+  if (optopt > ' ' && optopt < 0x7f) return std::string("-") + static_cast<char>(optopt);
+  return sanitize(word, 64);
+}
+
+}  // namespace
+
+Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
+  ParsedOptions out;
+  BrokerOptions& o = out.options;
+  optind = 0;  // full re-initialisation of getopt's state (glibc)
+  opterr = 0;
+  for (;;) {
+    int opt = getopt_long(argc, argv, kShortOptions, kLongOptions, nullptr);
+    if (opt == -1) break;
+    switch (opt) {
+      case 'c':
+        if (auto r = set_once(&o.control_path, "-c/--control", optarg); !r) return Err(r.error());
+        break;
+      case 't':
+      case 'u':
+      case 'T':
+      case 'U':
+        // Passed through as two argv entries, in order; never parsed here.
+        o.rule_args.push_back(std::string("-") + static_cast<char>(opt));
+        o.rule_args.push_back(optarg);
+        break;
+      case kOptPolicy:
+        if (auto r = set_once(&o.policy_path, "--policy", optarg); !r) return Err(r.error());
+        break;
+      case kOptAuditLog:
+        if (auto r = set_once(&o.audit_log_path, "--audit-log", optarg); !r) {
+          return Err(r.error());
+        }
+        break;
+      case 'd':
+        o.debug = true;
+        break;
+      case 'q':
+        o.quiet = true;
+        break;
+      case 'h':
+        out.action = OptionsAction::kHelp;
+        return out;
+      case kOptVersion:
+        out.action = OptionsAction::kVersion;
+        return out;
+      case ':':
+        return Err("option " + rejected_option(argc, argv) + " needs an argument");
+      default: {
+        std::string word = rejected_option(argc, argv);
+        if (word.rfind("--", 0) == 0 && word.find('=') != std::string::npos) {
+          return Err("option " + word.substr(0, word.find('=')) + " takes no argument");
+        }
+        return Err("unknown option " + word);
+      }
+    }
+  }
+  if (optind < argc) {
+    return Err("unexpected argument \"" + sanitize(argv[optind], 64) +
+               "\" (sluiced takes options only; rule specs go after -t/-u/-T/-U)");
+  }
+  if (o.debug && o.quiet) return Err("-d/--debug and -q/--quiet exclude each other");
+  return out;
+}
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out,
+               "Usage: sluiced [OPTION]...\n"
+               "The privileged broker of sluice: creates the control socket, starts sluice-worker\n"
+               "and opens the listening sockets the worker asks for, within the bind policy.\n"
+               "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT.\n"
+               "\n"
+               "  -c, --control PATH    control socket for sluicectl (default:\n"
+               "                        /run/sluice/control.sock as root, else\n"
+               "                        $XDG_RUNTIME_DIR/sluice/control.sock)\n"
+               "  -t, -u, -T, -U SPEC   initial rules, as for sluicectl; repeatable, passed to\n"
+               "                        sluice-worker unchanged and in order. Without any, the\n"
+               "                        default rule set is: %s %s\n"
+               "                        (forward 127.0.0.1:8080 to 127.0.0.1:8000);\n"
+               "                        -t none starts with an empty table\n"
+               "      --policy FILE     bind policy file (`bind allow|deny PROTOS PORTS ADDRS`\n"
+               "                        lines, first match wins, no match = deny); the\n"
+               "                        default allows any address and port. Either way, a\n"
+               "                        port below net.ipv4.ip_unprivileged_port_start needs\n"
+               "                        CAP_NET_BIND_SERVICE (run as root, or setcap sluiced)\n"
+               "      --audit-log FILE  append the audit records to FILE (default: stderr)\n"
+               "  -d, --debug           debug logging (also for the worker)\n"
+               "  -q, --quiet           warnings and errors only (also for the worker)\n"
+               "  -h, --help            show this help\n"
+               "      --version         show the version\n"
+               "\n"
+               "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
+               "failure or a misbehaving worker; otherwise the worker's exit status\n"
+               "(128+N when it was killed by signal N).\n",
+               kDefaultRuleOption, kDefaultRuleSpec);
+}
+
+std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default) {
+  std::vector<std::string> argv = {"sluice-worker"};
+  if (options.debug) argv.push_back("-d");
+  if (options.quiet) argv.push_back("-q");
+  *used_default = options.rule_args.empty();
+  if (*used_default) {
+    argv.push_back(kDefaultRuleOption);
+    argv.push_back(kDefaultRuleSpec);
+  } else {
+    argv.insert(argv.end(), options.rule_args.begin(), options.rule_args.end());
+  }
+  return argv;
+}
+
+}  // namespace sluice

@@ -1,0 +1,50 @@
+// sluiced's command line. The administrator's argv is the only input the broker
+// parses besides its policy file; the rule specs in it are NOT parsed here:
+// they go to sluice-worker unchanged, which parses them inside its sandbox.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace sluice {
+
+/// The rule options used when none of -t/-u/-T/-U is given: forward
+/// 127.0.0.1:8080 to 127.0.0.1:8000 (documented in --help).
+inline constexpr const char* kDefaultRuleOption = "-t";
+inline constexpr const char* kDefaultRuleSpec = "127.0.0.1/8080:8000";
+
+/// The options sluiced runs with.
+struct BrokerOptions {
+  std::string control_path;            // -c; empty: default_control_path()
+  std::vector<std::string> rule_args;  // {"-t", SPEC, "-U", SPEC, ...} in command-line order
+  std::string policy_path;             // --policy; empty: the default bind policy
+  std::string audit_log_path;          // --audit-log; empty: a dup of stderr
+  bool debug = false;                  // -d
+  bool quiet = false;                  // -q
+};
+
+/// What main() should do after parsing.
+enum class OptionsAction { kRun, kHelp, kVersion };
+
+struct ParsedOptions {
+  OptionsAction action = OptionsAction::kRun;
+  BrokerOptions options;
+};
+
+/// Parses argv with getopt_long (re-entrant: resets optind, so tests may call
+/// it repeatedly). Fails with a usage message on an unknown option, a missing
+/// argument, a repeated -c/--policy/--audit-log, -d with -q, or any
+/// non-option argument; main() prints it and exits 2.
+Result<ParsedOptions> parse_broker_options(int argc, char* const* argv);
+
+/// Writes the --help text to `out`.
+void print_usage(std::FILE* out);
+
+/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], rule args...};
+/// the default rule options when none were given (then *used_default is set).
+std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default);
+
+}  // namespace sluice

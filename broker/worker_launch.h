@@ -1,0 +1,69 @@
+// Starting and stopping sluice-worker. The broker forks and execs the worker
+// with its descriptors at the fixed numbers of schema/broker_wire.h and an
+// empty environment; the worker sandboxes itself before it reads anything.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// Limit: how long a worker gets to exit after SIGTERM (or after closing its
+/// channel) before it is killed. The worker only closes sockets and writes
+/// one audit line on its way out; 3 s is ample even on a loaded host, and
+/// short enough for a service manager's stop timeout.
+inline constexpr int kWorkerStopTimeoutMs = 3000;
+
+/// Limit: how long the broker waits to send one reply. A worker that does
+/// not read its replies for this long is stuck or hostile; the broker then
+/// gives up instead of blocking forever (SO_SNDTIMEO on the channel).
+inline constexpr int kReplySendTimeoutMs = 5000;
+
+/// A running worker.
+struct WorkerProcess {
+  pid_t pid = -1;
+  UniqueFd pidfd;    // pidfd_open(pid): signals and waits never hit a recycled pid
+  UniqueFd channel;  // the broker's end of the SOCK_SEQPACKET socketpair
+};
+
+/// Returns the path of sluice-worker in the directory of this binary
+/// (readlink /proc/self/exe). Fails with the path and what to do when it is
+/// missing or not executable.
+Result<std::string> find_worker_binary();
+
+/// Forks and execs `path` with `argv` (argv[0] included), an empty
+/// environment, fd 0 on /dev/null, fds 1 and 2 on the broker's stderr, and
+/// fds 3/4/5 = the worker's end of a new SOCK_SEQPACKET socketpair,
+/// `control_fd` and `audit_fd` (kWorkerFdBroker/Control/Audit); everything
+/// else closed, signal mask and dispositions reset, in its own process group
+/// (terminal signals reach the broker only). The child reports an exec
+/// failure on stderr and exits 127. Block SIGCHLD before calling. Fails when
+/// the socketpair, /dev/null, fork or pidfd_open fail.
+Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
+                                    int control_fd, int audit_fd);
+
+/// Returns the worker's exit code as the broker reproduces it, or -1 when it
+/// is still running: its exit status, or 128+N when killed by signal N; logs
+/// "worker exited with status N" once it has exited (an error unless 0, or
+/// unless it died of `expected_signal`, the one the broker itself sent).
+/// Needs `waitid` (P_PIDFD, WEXITED|WNOHANG).
+int poll_worker_exit(const WorkerProcess& worker, int expected_signal = 0);
+
+/// How stop_worker() ends the worker.
+enum class StopMode {
+  kTerminate,  // SIGTERM, then up to kWorkerStopTimeoutMs, then SIGKILL (shutdown)
+  kAwaitExit,  // no signal, up to kWorkerStopTimeoutMs, then SIGKILL (it closed its channel)
+  kKill,       // SIGKILL at once (it misbehaved)
+};
+
+/// Ends the worker as `mode` says and reaps it. Returns the exit code as
+/// poll_worker_exit() does (1 when it could not be reaped). Needs
+/// `pidfd_send_signal`, `poll`, `waitid` and `clock_gettime`.
+int stop_worker(const WorkerProcess& worker, StopMode mode);
+
+}  // namespace sluice

@@ -1,0 +1,473 @@
+// BrokerHost over a real SOCK_SEQPACKET socketpair: the test plays the
+// worker, sends well-formed and hostile datagrams, and checks the replies and
+// the sockets that come back with them (real binds on loopback).
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "base/scm_rights.h"
+#include "broker/broker_host.h"
+#include "policy/policy_file.h"
+#include "tests/broker/test_wire.h"
+
+namespace sluice {
+namespace {
+
+using testing::add_entry;
+using testing::hello;
+using testing::open_listeners;
+using testing::spec_v4;
+using testing::spec_v6;
+
+constexpr uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+/// The two ends of a worker channel: `broker` is handed to BrokerHost.
+struct Channel {
+  UniqueFd broker;
+  UniqueFd worker;
+};
+
+/// Returns a new SOCK_SEQPACKET channel.
+Channel make_channel() {
+  int sv[2];
+  CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+/// Counts this process's open fds (the /proc/self/fd directory fd included,
+/// consistently).
+int open_fd_count() {
+  DIR* d = ::opendir("/proc/self/fd");
+  CHECK(d != nullptr);
+  int n = 0;
+  while (::readdir(d) != nullptr) ++n;
+  ::closedir(d);
+  return n;
+}
+
+/// Returns a port that was free for `type` on `family`'s loopback (or on [::]
+/// for dual-stack) a moment ago: bound to port 0, read back, closed.
+uint16_t free_port(int family, int type, bool dual = false) {
+  UniqueFd fd(::socket(family, type | SOCK_CLOEXEC, 0));
+  CHECK(fd.valid());
+  struct sockaddr_storage ss = {};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(*sin);
+  } else {
+    int v6only = dual ? 0 : 1;
+    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    if (!dual) std::memcpy(&sin6->sin6_addr, kLoop6, 16);
+    len = sizeof(*sin6);
+  }
+  CHECK(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0);
+  CHECK(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+  return ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                 : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+/// Returns true when an IPv6 loopback socket can be bound here.
+bool have_ipv6() {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in6 sin6 = {};
+  sin6.sin6_family = AF_INET6;
+  std::memcpy(&sin6.sin6_addr, kLoop6, 16);
+  return fd.valid() && ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
+}
+
+/// Returns true when net.ipv4.ip_nonlocal_bind is on (binding a foreign
+/// address then succeeds).
+bool nonlocal_bind() {
+  UniqueFd fd(::open("/proc/sys/net/ipv4/ip_nonlocal_bind", O_RDONLY | O_CLOEXEC));
+  char c = '0';
+  return fd.valid() && ::read(fd.get(), &c, 1) == 1 && c == '1';
+}
+
+/// Returns an int socket option of `fd`.
+int sockopt(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof(v);
+  CHECK(::getsockopt(fd, level, name, &v, &len) == 0);
+  return v;
+}
+
+/// Returns the port `fd` is bound to.
+uint16_t bound_port(int fd) {
+  struct sockaddr_storage ss = {};
+  socklen_t len = sizeof(ss);
+  CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+class BrokerHostTest : public ::testing::Test {
+ protected:
+  /// A host with the default policy, a port start of 1024 and the capability
+  /// as the test process really has it (root here: binding low ports works).
+  BrokerHostTest() : host_(make_policy(true)) {}
+
+  static BindPolicy make_policy(bool has_bind_cap) {
+    BindPolicy p;
+    p.unprivileged_port_start = 1024;
+    p.has_bind_cap = has_bind_cap;
+    return p;
+  }
+
+  /// Sends `len` bytes of `data` (and `fds`) as the worker.
+  void send_raw(const void* data, size_t len, std::span<const int> fds = {}) {
+    auto r = send_message(ch_.worker.get(), data, len, fds);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+
+  /// Sends Hello and checks that the host answers it.
+  void do_hello() {
+    auto m = hello(1);
+    send_raw(&m, sizeof(m));
+    ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+    wire::HelloReplyMsg reply;
+    auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+  }
+
+  /// Sends `req`, lets the host answer, and returns the reply and its fds.
+  ReceivedMessage request(const wire::OpenListenersMsg& req, wire::ListenersOpenedMsg* reply) {
+    EXPECT_TRUE(send_message(ch_.worker.get(), &req, sizeof(req), {}).ok());
+    HandleStatus st = host_.handle_one(ch_.broker.get());
+    EXPECT_EQ(st, HandleStatus::kContinue) << host_.last_error();
+    auto got = receive_message(ch_.worker.get(), reply, sizeof(*reply), kScmMaxFds, MSG_DONTWAIT);
+    CHECK(got.ok());
+    EXPECT_EQ(got->len, sizeof(*reply));
+    EXPECT_EQ(reply->header.magic, wire::kBrokerWireMagic);
+    EXPECT_EQ(reply->header.type, static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened));
+    EXPECT_EQ(reply->header.sequence, req.header.sequence);
+    EXPECT_EQ(reply->count, req.count);
+    EXPECT_EQ(reply->fd_count, got->fds.size());
+    return std::move(*got);
+  }
+
+  /// Expects the next handle_one() to report a violation mentioning `needle`.
+  void expect_violation(const char* needle) {
+    EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
+    EXPECT_NE(host_.last_error().find(needle), std::string::npos) << host_.last_error();
+  }
+
+  Channel ch_ = make_channel();
+  BrokerHost host_;
+};
+
+TEST_F(BrokerHostTest, HelloGetsHelloReply) {
+  auto m = hello(77);
+  send_raw(&m, sizeof(m));
+  ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_EQ(host_.state(), HostState::kReady);
+  wire::HelloReplyMsg reply;
+  auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->len, sizeof(reply));
+  EXPECT_EQ(reply.header.magic, wire::kBrokerWireMagic);
+  EXPECT_EQ(reply.header.type, static_cast<uint32_t>(wire::BrokerMsg::kHelloReply));
+  EXPECT_EQ(reply.header.sequence, 77u);
+  EXPECT_EQ(reply.version, wire::kBrokerWireVersion);
+  EXPECT_EQ(reply.flags, wire::kBrokerHasBindCap);
+  EXPECT_EQ(reply.unprivileged_port_start, 1024u);
+  EXPECT_EQ(reply.reserved, 0u);
+}
+
+TEST_F(BrokerHostTest, HelloReplyTellsWhenTheCapabilityIsMissing) {
+  BindPolicy p = make_policy(false);
+  p.unprivileged_port_start = 900;
+  BrokerHost host(p);
+  auto m = hello(1);
+  send_raw(&m, sizeof(m));
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  wire::HelloReplyMsg reply;
+  ASSERT_TRUE(receive_message(ch_.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT).ok());
+  EXPECT_EQ(reply.flags, 0u);
+  EXPECT_EQ(reply.unprivileged_port_start, 900u);
+}
+
+TEST_F(BrokerHostTest, NothingToReadIsContinue) {
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  EXPECT_EQ(host_.state(), HostState::kAwaitHello);
+}
+
+TEST_F(BrokerHostTest, ClosedChannelIsPeerClosed) {
+  ch_.worker.reset();
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kPeerClosed);
+}
+
+TEST_F(BrokerHostTest, OpenListenersBeforeHelloIsViolation) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, free_port(AF_INET, SOCK_STREAM)));
+  send_raw(m.get(), sizeof(*m));
+  expect_violation("before Hello");
+}
+
+TEST_F(BrokerHostTest, SecondHelloIsViolation) {
+  do_hello();
+  auto m = hello(2);
+  send_raw(&m, sizeof(m));
+  expect_violation("permitted once");
+}
+
+TEST_F(BrokerHostTest, AttachedFdIsViolationAndIsClosed) {
+  int before = open_fd_count();
+  {
+    UniqueFd extra(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    auto m = hello();
+    int fds[] = {extra.get()};
+    send_raw(&m, sizeof(m), fds);
+  }
+  expect_violation("fds");
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+TEST_F(BrokerHostTest, TruncatedMessageIsViolation) {
+  auto m = hello();
+  send_raw(&m, 10);
+  expect_violation("truncated");
+}
+
+TEST_F(BrokerHostTest, MessageOneByteTooLongIsViolation) {
+  std::vector<uint8_t> big(wire::kMaxWireMessage + 1, 0);
+  auto m = hello();
+  std::memcpy(big.data(), &m, sizeof(m));
+  send_raw(big.data(), big.size());
+  expect_violation("oversized");
+}
+
+TEST_F(BrokerHostTest, MessageFarTooLongIsViolation) {
+  std::vector<uint8_t> big(wire::kMaxWireMessage * 4, 0);
+  send_raw(big.data(), big.size());
+  expect_violation("MSG_TRUNC");
+}
+
+TEST_F(BrokerHostTest, BadMagicIsViolation) {
+  auto m = hello();
+  m.header.magic = 0;
+  send_raw(&m, sizeof(m));
+  expect_violation("bad magic");
+}
+
+TEST_F(BrokerHostTest, WrongTypeIsViolation) {
+  do_hello();
+  wire::HelloReplyMsg m = {};
+  m.header.magic = wire::kBrokerWireMagic;
+  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHelloReply);
+  send_raw(&m, sizeof(m));
+  expect_violation("not a request");
+}
+
+TEST_F(BrokerHostTest, BadHelloVersionIsViolation) {
+  auto m = hello();
+  m.version = 999;
+  send_raw(&m, sizeof(m));
+  expect_violation("version 999");
+}
+
+TEST_F(BrokerHostTest, MalformedEntryIsViolation) {
+  do_hello();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 0));  // port 0 is invalid
+  send_raw(m.get(), sizeof(*m));
+  expect_violation("entry 0: port 0");
+}
+
+TEST_F(BrokerHostTest, OpensRealListenersWithOneFdPerOkEntry) {
+  do_hello();
+  const uint16_t tcp_port = free_port(AF_INET, SOCK_STREAM);
+  const uint16_t udp_port = free_port(AF_INET, SOCK_DGRAM);
+  auto m = open_listeners(42);
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, tcp_port));
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, udp_port, wire::WireProto::kUdp));
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = request(*m, &reply);
+  ASSERT_EQ(got.fds.size(), 2u);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  EXPECT_EQ(reply.status[1], wire::kStatusOk);
+
+  int tcp = got.fds[0].get();
+  EXPECT_EQ(sockopt(tcp, SOL_SOCKET, SO_DOMAIN), AF_INET);
+  EXPECT_EQ(sockopt(tcp, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
+  EXPECT_EQ(sockopt(tcp, SOL_SOCKET, SO_ACCEPTCONN), 1);
+  EXPECT_EQ(sockopt(tcp, SOL_SOCKET, SO_REUSEADDR), 1);
+  EXPECT_EQ(bound_port(tcp), tcp_port);
+  EXPECT_NE(::fcntl(tcp, F_GETFL) & O_NONBLOCK, 0);
+
+  int udp = got.fds[1].get();
+  EXPECT_EQ(sockopt(udp, SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
+  EXPECT_EQ(sockopt(udp, SOL_SOCKET, SO_ACCEPTCONN), 0);
+  EXPECT_EQ(bound_port(udp), udp_port);
+
+  // The listener really accepts a connection.
+  UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(tcp_port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  struct pollfd p = {tcp, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  UniqueFd accepted(::accept4(tcp, nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_TRUE(accepted.valid());
+}
+
+TEST_F(BrokerHostTest, Ipv6AndDualStackSetV6Only) {
+  if (!have_ipv6()) GTEST_SKIP() << "no IPv6 loopback here";
+  do_hello();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v6(kLoop6, free_port(AF_INET6, SOCK_STREAM)));
+  add_entry(m.get(), spec_v6(nullptr, free_port(AF_INET6, SOCK_STREAM, true), true));
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = request(*m, &reply);
+  ASSERT_EQ(got.fds.size(), 2u);
+  EXPECT_EQ(sockopt(got.fds[0].get(), SOL_SOCKET, SO_DOMAIN), AF_INET6);
+  EXPECT_EQ(sockopt(got.fds[0].get(), IPPROTO_IPV6, IPV6_V6ONLY), 1);
+  EXPECT_EQ(sockopt(got.fds[1].get(), IPPROTO_IPV6, IPV6_V6ONLY), 0);
+  EXPECT_EQ(bound_port(got.fds[1].get()), m->entries[1].port);
+}
+
+TEST_F(BrokerHostTest, KernelErrorsComeBackAsErrnoAndFdsStayInOrder) {
+  do_hello();
+  // Occupy a port so that the broker's bind fails with EADDRINUSE.
+  const uint16_t busy = free_port(AF_INET, SOCK_STREAM);
+  UniqueFd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(busy);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+
+  const uint16_t ok_port = free_port(AF_INET, SOCK_STREAM);
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, busy));
+  add_entry(m.get(), spec_v4(192, 0, 2, 123, ok_port));  // not a local address
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, ok_port));
+  auto bad_if = spec_v4(127, 0, 0, 1, ok_port);
+  std::strcpy(bad_if.ifname, "nosuchif0");
+  add_entry(m.get(), bad_if);
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = request(*m, &reply);
+  EXPECT_EQ(reply.status[0], EADDRINUSE);
+  // With net.ipv4.ip_nonlocal_bind=1 the kernel lets any address be bound.
+  if (!nonlocal_bind()) {
+    EXPECT_EQ(reply.status[1], EADDRNOTAVAIL);
+  }
+  EXPECT_EQ(reply.status[2], wire::kStatusOk);
+  EXPECT_EQ(reply.status[3], ENODEV);
+  ASSERT_EQ(got.fds.size(), 1u);
+  EXPECT_EQ(bound_port(got.fds[0].get()), ok_port);
+}
+
+TEST_F(BrokerHostTest, PrivilegedPortWithoutCapabilityIsPolicyDenied) {
+  BrokerHost host(make_policy(false));
+  auto h = hello();
+  send_raw(&h, sizeof(h));
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  wire::HelloReplyMsg hr;
+  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+
+  const uint16_t ok_port = free_port(AF_INET, SOCK_STREAM);
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, ok_port));
+  send_raw(m.get(), sizeof(*m));
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host.last_error();
+  wire::ListenersOpenedMsg reply;
+  auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), kScmMaxFds, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(reply.status[0], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.status[1], wire::kStatusOk);
+  EXPECT_EQ(reply.fd_count, 1u);
+  ASSERT_EQ(got->fds.size(), 1u);
+  EXPECT_EQ(bound_port(got->fds[0].get()), ok_port);
+}
+
+TEST_F(BrokerHostTest, PolicyFileDenialIsPolicyDenied) {
+  auto file = parse_policy_text("bind deny tcp * 127.0.0.1\nbind allow * * *\n", "test-policy");
+  ASSERT_TRUE(file.ok()) << file.error().message;
+  BindPolicy p = bind_policy_from_file(*file);
+  p.has_bind_cap = true;
+  BrokerHost host(p);
+  auto h = hello();
+  send_raw(&h, sizeof(h));
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  wire::HelloReplyMsg hr;
+  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, free_port(AF_INET, SOCK_STREAM)));
+  send_raw(m.get(), sizeof(*m));
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  wire::ListenersOpenedMsg reply;
+  auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), kScmMaxFds, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(reply.status[0], wire::kStatusPolicyDenied);
+  EXPECT_TRUE(got->fds.empty());
+}
+
+TEST_F(BrokerHostTest, PeerDyingMidRequestIsAnErrorNotSigpipe) {
+  // Make sure SIGPIPE would kill this process if it were raised.
+  struct sigaction dfl = {}, old = {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, &old);
+  do_hello();
+  int before = open_fd_count();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, free_port(AF_INET, SOCK_STREAM)));
+  send_raw(m.get(), sizeof(*m));
+  ch_.worker.reset();  // the worker dies with its request queued
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kPeerClosed);
+  EXPECT_NE(host_.last_error().find("EPIPE"), std::string::npos) << host_.last_error();
+  EXPECT_EQ(open_fd_count(), before - 1);  // the worker end is gone; the listener was closed
+  ::sigaction(SIGPIPE, &old, nullptr);
+}
+
+TEST_F(BrokerHostTest, FdFloodUnderLowFdLimitIsViolationWithoutLeak) {
+  // In a child, so that the lowered limit does not outlive the test.
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<UniqueFd> flood;
+    std::vector<int> raw;
+    for (int i = 0; i < 200; ++i) {
+      flood.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      raw.push_back(flood.back().get());
+    }
+    auto m = hello();
+    if (!send_message(ch_.worker.get(), &m, sizeof(m), raw).ok()) ::_exit(2);
+    flood.clear();
+    int before = open_fd_count();
+    // Room for only a few of the 200 fds: the kernel truncates (MSG_CTRUNC).
+    struct rlimit lim = {static_cast<rlim_t>(before + 8), static_cast<rlim_t>(before + 8)};
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(3);
+    BrokerHost host(make_policy(true));
+    if (host.handle_one(ch_.broker.get()) != HandleStatus::kViolation) ::_exit(4);
+    if (open_fd_count() != before) ::_exit(5);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace sluice

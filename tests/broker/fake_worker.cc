@@ -1,0 +1,152 @@
+// A stand-in for sluice-worker, for tests that run the real sluiced binary
+// under its seccomp filter without the real worker. sluiced passes its rule
+// options through unchanged, so the "specs" here are commands, run in order:
+//   check-env        verify what sluiced promised: empty environment, fd 0 on
+//                    /dev/null, fds 3/4/5 as in broker_wire.h, nothing above,
+//                    CLOEXEC clear, no blocked signals (exit 99 otherwise)
+//   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
+//   violate          send an OpenListeners with port 0 (a compromised worker)
+//   exit:N           exit with status N
+// Hello is sent first. Afterwards it waits until the channel closes (exit 0)
+// or a signal ends it. Every result is one "fake-worker: ..." line on stderr.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/scm_rights.h"
+#include "schema/broker_wire.h"
+
+extern char** environ;
+
+namespace sluice {
+namespace {
+
+uint64_t g_sequence = 0;       // of the last request sent
+std::vector<UniqueFd> g_kept;  // listeners received, held until exit
+
+/// Reports a broken promise of sluiced and exits 99.
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "fake-worker: FAIL %s\n", what);
+  std::exit(99);
+}
+
+/// Checks the process state sluiced promises the worker.
+void check_env() {
+  if (environ != nullptr && environ[0] != nullptr) fail("environment is not empty");
+  struct stat st;
+  if (::fstat(0, &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) {
+    fail("fd 0 is not /dev/null");
+  }
+  for (int fd = 0; fd < wire::kWorkerFirstFreeFd; ++fd) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags < 0) fail("a fixed fd is closed");
+    if (flags & FD_CLOEXEC) fail("a fixed fd has CLOEXEC set");
+  }
+  for (int fd = wire::kWorkerFirstFreeFd; fd < 256; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0) fail("an fd above the fixed ones is open");
+  }
+  int v = 0;
+  socklen_t len = sizeof(v);
+  if (::getsockopt(wire::kWorkerFdBroker, SOL_SOCKET, SO_TYPE, &v, &len) != 0 ||
+      v != SOCK_SEQPACKET) {
+    fail("fd 3 is not SOCK_SEQPACKET");
+  }
+  len = sizeof(v);
+  if (::getsockopt(wire::kWorkerFdControl, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) != 0 || v != 1) {
+    fail("fd 4 is not a listening socket");
+  }
+  if ((::fcntl(wire::kWorkerFdAudit, F_GETFL) & O_ACCMODE) == O_RDONLY) fail("fd 5 not writable");
+  sigset_t mask;
+  ::sigprocmask(SIG_BLOCK, nullptr, &mask);
+  if (sigismember(&mask, SIGTERM) || sigismember(&mask, SIGCHLD)) fail("signals blocked");
+  struct sigaction sa;
+  ::sigaction(SIGPIPE, nullptr, &sa);
+  if (sa.sa_handler != SIG_DFL) fail("SIGPIPE disposition not reset");
+  std::fprintf(stderr, "fake-worker: env ok\n");
+}
+
+/// Sends Hello and reads the reply.
+void hello() {
+  wire::HelloMsg m = {};
+  m.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kHello), ++g_sequence};
+  m.version = wire::kBrokerWireVersion;
+  if (!send_message(wire::kWorkerFdBroker, &m, sizeof(m), {}).ok()) fail("send Hello");
+  wire::HelloReplyMsg r;
+  auto got = receive_message(wire::kWorkerFdBroker, &r, sizeof(r), 0);
+  if (!got.ok() || got->len != sizeof(r)) fail("HelloReply");
+  std::fprintf(stderr, "fake-worker: hello flags=%u port_start=%u\n", r.flags,
+               r.unprivileged_port_start);
+}
+
+/// Asks for TCP 127.0.0.1:port (port 0: a malformed request) and reports the result.
+void open_tcp4(uint16_t port) {
+  auto m = std::make_unique<wire::OpenListenersMsg>();
+  std::memset(m.get(), 0, sizeof(*m));
+  m->header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners),
+               ++g_sequence};
+  m->count = 1;
+  wire::ListenerSpec& s = m->entries[0];
+  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  s.port = port;
+  const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  std::memcpy(s.addr, addr, 16);
+  if (!send_message(wire::kWorkerFdBroker, m.get(), sizeof(*m), {}).ok()) fail("send Open");
+  auto r = std::make_unique<wire::ListenersOpenedMsg>();
+  auto got = receive_message(wire::kWorkerFdBroker, r.get(), sizeof(*r), kScmMaxFds);
+  if (!got.ok() || got->len == 0) {
+    std::fprintf(stderr, "fake-worker: no reply to OpenListeners\n");
+    std::exit(98);
+  }
+  std::fprintf(stderr, "fake-worker: open 127.0.0.1:%u status %d fds %zu\n", port, r->status[0],
+               got->fds.size());
+  for (UniqueFd& fd : got->fds) g_kept.push_back(std::move(fd));
+}
+
+}  // namespace
+}  // namespace sluice
+
+int main(int argc, char** argv) {
+  using namespace sluice;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  std::string args;
+  for (int i = 1; i < argc; ++i) args += std::string(" ") + argv[i];
+  std::fprintf(stderr, "fake-worker: argv%s\n", args.c_str());
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "-t") == 0 && std::strcmp(argv[i + 1], "check-env") == 0) {
+      check_env();  // before Hello: nothing opened yet
+    }
+  }
+  hello();
+  const char audit[] = "fake-worker audit line\n";
+  if (::write(wire::kWorkerFdAudit, audit, sizeof(audit) - 1) < 0) fail("audit write");
+  for (int i = 1; i + 1 < argc; ++i) {
+    std::string cmd = argv[i + 1];
+    if (argv[i][0] != '-' || argv[i][1] == 'd' || argv[i][1] == 'q') continue;
+    ++i;
+    if (cmd.rfind("open-tcp4:", 0) == 0) {
+      open_tcp4(static_cast<uint16_t>(std::atoi(cmd.c_str() + 10)));
+    } else if (cmd == "violate") {
+      open_tcp4(0);
+    } else if (cmd.rfind("exit:", 0) == 0) {
+      std::fprintf(stderr, "fake-worker: exiting with %d\n", std::atoi(cmd.c_str() + 5));
+      return std::atoi(cmd.c_str() + 5);
+    }
+  }
+  std::fprintf(stderr, "fake-worker: waiting\n");
+  struct pollfd p = {wire::kWorkerFdBroker, POLLIN, 0};
+  ::poll(&p, 1, 60000);  // bounded: a test never waits longer than this
+  return 0;
+}

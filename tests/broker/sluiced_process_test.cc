@@ -1,0 +1,252 @@
+// The real sluiced binary, under its seccomp filter, with the fake worker of
+// fake_worker.cc in place of sluice-worker (copied next to it, which is where
+// sluiced looks). Covers start-up, the ready line, listeners opened through
+// the filter, policy denials, errno replies, SIGTERM shutdown, the worker's
+// exit code, and a violation. The real sluiced+worker pair is tested by the
+// integration tests.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/check.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Limit: how long any wait in these tests may take (start-up takes ~10 ms).
+constexpr auto kTimeout = std::chrono::seconds(10);
+
+/// Returns the whole content of `path` ("" when missing).
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago.
+uint16_t free_port() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  CHECK(::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), len) == 0);
+  CHECK(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sin), &len) == 0);
+  return ntohs(sin.sin_port);
+}
+
+class SluicedProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sluiced-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::copy_file(SLUICED_BIN, dir_ / "sluiced");
+    fs::copy_file(FAKE_WORKER_BIN, dir_ / "sluice-worker");
+    control_ = (dir_ / "control.sock").string();
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+  }
+
+  /// Starts sluiced with `args`, stderr (and stdout) into log().
+  void start(std::vector<std::string> args) {
+    args.insert(args.begin(), {(dir_ / "sluiced").string(), "-c", control_});
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string log = (dir_ / "stderr.log").string();
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0 || ::dup2(fd, 1) < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+
+  std::string log() const { return slurp(dir_ / "stderr.log"); }
+
+  /// Waits until the log contains `needle`; fails the test after kTimeout.
+  bool wait_for_log(const std::string& needle) {
+    auto deadline = std::chrono::steady_clock::now() + kTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (log().find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "no \"" << needle << "\" in the log:\n" << log();
+    return false;
+  }
+
+  /// Waits for sluiced to exit; returns its exit status (-1 on a timeout or
+  /// a death by signal, which the log then explains).
+  int wait_exit() {
+    auto deadline = std::chrono::steady_clock::now() + kTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        if (WIFEXITED(status)) return WEXITSTATUS(status);
+        ADD_FAILURE() << "sluiced died by signal " << WTERMSIG(status) << "\n" << log();
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "sluiced did not exit\n" << log();
+    return -1;
+  }
+
+  /// Returns the value of `key` in /proc/<sluiced>/status.
+  std::string proc_status(const std::string& key) {
+    std::istringstream in(slurp("/proc/" + std::to_string(pid_) + "/status"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(key + ":", 0) == 0) {
+        size_t v = line.find_first_not_of(" \t", key.size() + 1);
+        return v == std::string::npos ? "" : line.substr(v);
+      }
+    }
+    return "";
+  }
+
+  fs::path dir_;
+  std::string control_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(SluicedProcessTest, ServesTheWorkerUnderItsFilterAndStopsOnSigterm) {
+  const uint16_t port = free_port();
+  const std::string open = "open-tcp4:" + std::to_string(port);
+  start({"-t", "check-env", "-t", open, "-t", open, "--audit-log", (dir_ / "audit").string()});
+  ASSERT_TRUE(wait_for_log("fake-worker: env ok"));
+  ASSERT_TRUE(wait_for_log("list the rules with: sluicectl " + control_));
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  // The first request succeeds; the second finds the port taken (EADDRINUSE).
+  EXPECT_NE(log().find(open.substr(10) + " status 0 fds 1"), std::string::npos) << log();
+  EXPECT_NE(log().find(open.substr(10) + " status " + std::to_string(EADDRINUSE) + " fds 0"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(log().find("fake-worker: hello flags=1"), std::string::npos) << log();
+
+  struct stat st;
+  ASSERT_EQ(::lstat(control_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+#if !defined(SLUICE_SANITIZE)
+  EXPECT_EQ(proc_status("Seccomp"), "2");
+#endif
+  EXPECT_EQ(proc_status("NoNewPrivs"), "1");
+  EXPECT_EQ(proc_status("CapEff"), "0000000000000400");  // root: only CAP_NET_BIND_SERVICE
+  EXPECT_EQ(proc_status("CapPrm"), "0000000000000400");
+  EXPECT_EQ(proc_status("CapBnd"), "0000000000000000");
+
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+  EXPECT_NE(log().find("SIGTERM received"), std::string::npos) << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+  EXPECT_EQ(slurp(dir_ / "audit"), "fake-worker audit line\n");
+}
+
+TEST_F(SluicedProcessTest, PassesTheDefaultRuleSet) {
+  start({});
+  ASSERT_TRUE(wait_for_log("fake-worker: argv -t 127.0.0.1/8080:8000\n"));
+  EXPECT_NE(log().find("using the default rule set -t 127.0.0.1/8080:8000"), std::string::npos);
+  ASSERT_EQ(::kill(pid_, SIGINT), 0);
+  EXPECT_EQ(wait_exit(), 0);
+}
+
+TEST_F(SluicedProcessTest, PolicyDenialUnderTheFilter) {
+  const std::string policy = (dir_ / "policy").string();
+  std::ofstream(policy) << "# test\nbind deny tcp * 127.0.0.1\nbind allow * * *\n";
+  const uint16_t port = free_port();
+  start({"--policy", policy, "-t", "open-tcp4:" + std::to_string(port)});
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  EXPECT_NE(log().find("status 65536 fds 0"), std::string::npos) << log();
+  EXPECT_NE(log().find("denied by " + policy + " line 2 (bind deny tcp * 127.0.0.1)"),
+            std::string::npos)
+      << log();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+}
+
+TEST_F(SluicedProcessTest, ReproducesTheWorkersExitStatus) {
+  start({"-q", "-t", "exit:3"});
+  EXPECT_EQ(wait_exit(), 3);
+  EXPECT_NE(log().find("worker exited with status 3"), std::string::npos) << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(SluicedProcessTest, ViolationKillsTheWorkerAndExitsNonzero) {
+  start({"-t", "violate"});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("does not permit: malformed OpenListeners: entry 0: port 0"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(log().find("killed by signal 9"), std::string::npos) << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(SluicedProcessTest, ReportsAWorkerThatCannotBeExecuted) {
+  fs::remove(dir_ / "sluice-worker");
+  {
+    std::ofstream garbage(dir_ / "sluice-worker");
+    garbage << "not an executable\n";
+  }
+  fs::permissions(dir_ / "sluice-worker", fs::perms::owner_all);
+  start({});
+  EXPECT_EQ(wait_exit(), 127);
+  EXPECT_NE(log().find("cannot start the worker " + (dir_ / "sluice-worker").string() +
+                       ": execve: ENOEXEC"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(SluicedProcessTest, ReportsAMissingWorker) {
+  fs::remove(dir_ / "sluice-worker");
+  start({});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("sluice-worker not found next to sluiced"), std::string::npos) << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(SluicedProcessTest, RefusesASecondBrokerOnTheSameSocket) {
+  start({});
+  ASSERT_TRUE(wait_for_log("list the rules with"));
+  pid_t first = pid_;
+  std::string first_log = (dir_ / "stderr.log").string();
+  fs::rename(first_log, dir_ / "first.log");
+  start({});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("another sluiced is listening on " + control_), std::string::npos) << log();
+  pid_ = first;
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,252 @@
+// sluiced's start-up pieces that run before the loop: option parsing and the
+// worker's argv, the control socket (stale / live / non-socket), the
+// capability read-back checks, and fd placement.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "broker/control_socket.h"
+#include "broker/isolation.h"
+#include "broker/options.h"
+
+namespace sluice {
+namespace {
+
+/// Parses `args` (without argv[0]).
+Result<ParsedOptions> parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "sluiced");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return parse_broker_options(static_cast<int>(args.size()), argv.data());
+}
+
+/// Expects `args` to be a usage error mentioning `needle`.
+void expect_usage_error(std::vector<std::string> args, const char* needle) {
+  auto r = parse(std::move(args));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
+}
+
+// --- options ---
+
+TEST(Options, RuleOptionsPassThroughInOrder) {
+  auto r = parse({"-c", "/tmp/x.sock", "-u", "53", "-t", "8080:80", "--debug", "-U", "1-2", "-T",
+                  "none", "--policy", "/etc/p", "--audit-log", "/var/log/a"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->action, OptionsAction::kRun);
+  const BrokerOptions& o = r->options;
+  EXPECT_EQ(o.control_path, "/tmp/x.sock");
+  EXPECT_EQ(o.policy_path, "/etc/p");
+  EXPECT_EQ(o.audit_log_path, "/var/log/a");
+  EXPECT_TRUE(o.debug);
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(o, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-d", "-u", "53", "-t", "8080:80", "-U",
+                                      "1-2", "-T", "none"}));
+  EXPECT_FALSE(used_default);
+}
+
+TEST(Options, SpecsAreNotParsed) {
+  // Anything goes through unchanged, even what looks like an option.
+  auto r = parse({"-t", "-q", "-t", "  weird spec "});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-t", "-q", "-t", "  weird spec "}));
+}
+
+TEST(Options, DefaultRuleSetWhenNoRuleOption) {
+  auto r = parse({"-q"});
+  ASSERT_TRUE(r.ok());
+  bool used_default = false;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-q", "-t", "127.0.0.1/8080:8000"}));
+  EXPECT_TRUE(used_default);
+}
+
+TEST(Options, TNoneIsPassedNotDefaulted) {
+  auto r = parse({"-t", "none"});
+  ASSERT_TRUE(r.ok());
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-t", "none"}));
+  EXPECT_FALSE(used_default);
+}
+
+TEST(Options, HelpAndVersion) {
+  EXPECT_EQ(parse({"-h"})->action, OptionsAction::kHelp);
+  EXPECT_EQ(parse({"--help"})->action, OptionsAction::kHelp);
+  EXPECT_EQ(parse({"--version"})->action, OptionsAction::kVersion);
+}
+
+TEST(Options, UsageErrors) {
+  expect_usage_error({"--bogus"}, "unknown option --bogus");
+  expect_usage_error({"-x"}, "unknown option -x");
+  expect_usage_error({"-t"}, "-t needs an argument");
+  expect_usage_error({"--policy"}, "--policy needs an argument");
+  expect_usage_error({"extra"}, "unexpected argument \"extra\"");
+  expect_usage_error({"-c", "a", "-c", "b"}, "given twice");
+  expect_usage_error({"-c", ""}, "non-empty");
+  expect_usage_error({"-d", "-q"}, "exclude each other");
+  expect_usage_error({"--debug=1"}, "takes no argument");
+}
+
+// --- control socket ---
+
+class ControlSocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sluice-ctl-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/control.sock";
+  }
+  void TearDown() override {
+    ::unlink(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string dir_, path_;
+};
+
+TEST_F(ControlSocketTest, CreatesListeningSocketWithMode0660) {
+  auto s = create_control_socket(path_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  struct stat st;
+  ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  int listening = 0;
+  socklen_t len = sizeof(listening);
+  ASSERT_EQ(::getsockopt(s->listen_fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
+  EXPECT_EQ(listening, 1);
+  EXPECT_NE(::fcntl(s->listen_fd.get(), F_GETFL) & O_NONBLOCK, 0);
+  EXPECT_NE(::fcntl(s->listen_fd.get(), F_GETFD) & FD_CLOEXEC, 0);
+
+  // A second broker on the same path is refused while this one listens.
+  auto second = create_control_socket(path_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("another sluiced is listening on " + path_),
+            std::string::npos)
+      << second.error().message;
+
+  remove_control_socket(*s);
+  EXPECT_NE(::access(path_.c_str(), F_OK), 0);
+}
+
+TEST_F(ControlSocketTest, ReplacesStaleSocket) {
+  {
+    auto s = create_control_socket(path_);
+    ASSERT_TRUE(s.ok());
+  }  // closed without removing the file: stale
+  ASSERT_EQ(::access(path_.c_str(), F_OK), 0);
+  auto s = create_control_socket(path_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  remove_control_socket(*s);
+}
+
+TEST_F(ControlSocketTest, RefusesNonSocketFile) {
+  int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  auto s = create_control_socket(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("is not a socket"), std::string::npos);
+}
+
+TEST_F(ControlSocketTest, RemoveLeavesASuccessorsSocketAlone) {
+  auto s = create_control_socket(path_);
+  ASSERT_TRUE(s.ok());
+  ::unlink(path_.c_str());
+  auto other = create_control_socket(path_);  // a new file at the same path
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  remove_control_socket(*s);
+  EXPECT_EQ(::access(path_.c_str(), F_OK), 0);
+  remove_control_socket(*other);
+  EXPECT_NE(::access(path_.c_str(), F_OK), 0);
+}
+
+TEST_F(ControlSocketTest, RejectsTooLongAndMissingDirectory) {
+  auto longer = create_control_socket(dir_ + "/" + std::string(120, 'x'));
+  ASSERT_FALSE(longer.ok());
+  EXPECT_NE(longer.error().message.find("pass a shorter -c PATH"), std::string::npos);
+  auto missing = create_control_socket(dir_ + "/nodir/control.sock");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("ENOENT"), std::string::npos);
+}
+
+// --- capability read-back ---
+
+constexpr const char* kStatusTemplate =
+    "Name:\tsluiced\nCapInh:\t0000000000000000\nCapPrm:\t%s\nCapEff:\t%s\n"
+    "CapBnd:\t%s\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n";
+
+std::string status_with(const char* prm, const char* eff, const char* bnd) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), kStatusTemplate, prm, eff, bnd);
+  return buf;
+}
+
+TEST(Capabilities, ParsesStatus) {
+  auto caps =
+      parse_cap_status(status_with("0000000000000400", "0000000000000400", "000001ffffffffff"));
+  ASSERT_TRUE(caps.ok()) << caps.error().message;
+  EXPECT_EQ(caps->prm, 0x400u);
+  EXPECT_EQ(caps->eff, 0x400u);
+  EXPECT_EQ(caps->bnd, 0x1ffffffffffu);
+  EXPECT_EQ(caps->amb, 0u);
+  EXPECT_FALSE(parse_cap_status("CapEff:\t0\n").ok());  // the other sets missing
+  EXPECT_FALSE(parse_cap_status(status_with("xyz", "0", "0")).ok());
+}
+
+TEST(Capabilities, OnlyNetBindServiceMayRemain) {
+  CapSets caps;
+  caps.eff = caps.prm = kBindCapMask;
+  EXPECT_TRUE(check_caps_dropped(caps, true).ok());
+  caps.bnd = 0x1ffffffffffULL;  // a full bounding set: fine when it could not be cleared
+  EXPECT_TRUE(check_caps_dropped(caps, false).ok());
+  auto r = check_caps_dropped(caps, true);  // ...but not when it should have been
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("CapBnd"), std::string::npos);
+  caps.bnd = 0;
+  caps.prm |= 1ULL << 21;  // CAP_SYS_ADMIN left behind
+  r = check_caps_dropped(caps, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("CapPrm"), std::string::npos);
+  caps.prm = kBindCapMask;
+  caps.amb = 1;
+  EXPECT_FALSE(check_caps_dropped(caps, false).ok());
+}
+
+// --- fd placement ---
+
+TEST(PlaceFds, SwapsCollidingFdsIntoTheirTargets) {
+  // Two fds placed onto each other's numbers: the naive dup2 order would
+  // overwrite one of them.
+  int a_target = 0, b_target = 0;
+  UniqueFd a(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd b(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  a_target = b.get();
+  b_target = a.get();
+  FdPlacement placements[] = {{&a, a_target}, {&b, b_target}};
+  auto r = place_fds(placements);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(a.get(), a_target);
+  EXPECT_EQ(b.get(), b_target);
+  int type = 0;
+  socklen_t len = sizeof(type);
+  EXPECT_EQ(::getsockopt(b.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);  // b is the socket
+  EXPECT_NE(::getsockopt(a.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);  // a is /dev/null
+  EXPECT_NE(::fcntl(a.get(), F_GETFD) & FD_CLOEXEC, 0);
+}
+
+}  // namespace
+}  // namespace sluice

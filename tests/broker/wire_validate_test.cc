@@ -1,0 +1,282 @@
+// The broker's pure checks of worker messages: one test per rule, each
+// starting from a well-formed message and perturbing exactly one thing.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "broker/broker_host.h"
+#include "tests/broker/test_wire.h"
+
+namespace sluice {
+namespace {
+
+using testing::add_entry;
+using testing::hello;
+using testing::open_listeners;
+using testing::spec_v4;
+using testing::spec_v6;
+
+/// The bytes of `msg` as a datagram.
+template <typename T>
+std::vector<uint8_t> bytes_of(const T& msg) {
+  std::vector<uint8_t> out(sizeof(T));
+  std::memcpy(out.data(), &msg, sizeof(T));
+  return out;
+}
+
+/// Expects `r` to fail with a message containing `needle`.
+template <typename R>
+void expect_error(const R& r, const char* needle) {
+  ASSERT_FALSE(r.ok()) << "expected an error containing: " << needle;
+  EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
+}
+
+// --- check_envelope ---
+
+TEST(CheckEnvelope, AcceptsHelloFirst) {
+  auto type = check_envelope(bytes_of(hello()), 0, HostState::kAwaitHello);
+  ASSERT_TRUE(type.ok()) << type.error().message;
+  EXPECT_EQ(*type, wire::BrokerMsg::kHello);
+}
+
+TEST(CheckEnvelope, AcceptsOpenListenersWhenReady) {
+  auto m = open_listeners();
+  auto type = check_envelope(bytes_of(*m), 0, HostState::kReady);
+  ASSERT_TRUE(type.ok()) << type.error().message;
+  EXPECT_EQ(*type, wire::BrokerMsg::kOpenListeners);
+}
+
+TEST(CheckEnvelope, RejectsAttachedFds) {
+  expect_error(check_envelope(bytes_of(hello()), 1, HostState::kAwaitHello), "fd(s) attached");
+}
+
+TEST(CheckEnvelope, RejectsTruncatedHeader) {
+  auto b = bytes_of(hello());
+  b.resize(sizeof(wire::WireHeader) - 1);
+  expect_error(check_envelope(b, 0, HostState::kAwaitHello), "truncated");
+}
+
+TEST(CheckEnvelope, RejectsEmptyMessage) {
+  expect_error(check_envelope({}, 0, HostState::kAwaitHello), "truncated");
+}
+
+TEST(CheckEnvelope, RejectsTruncatedBody) {
+  auto b = bytes_of(hello());
+  b.pop_back();
+  expect_error(check_envelope(b, 0, HostState::kAwaitHello), "must be exactly 24");
+}
+
+TEST(CheckEnvelope, RejectsHelloWithTrailingBytes) {
+  auto b = bytes_of(hello());
+  b.push_back(0);
+  expect_error(check_envelope(b, 0, HostState::kAwaitHello), "must be exactly 24");
+}
+
+TEST(CheckEnvelope, RejectsOversizedMessage) {
+  auto m = open_listeners();
+  auto b = bytes_of(*m);
+  b.push_back(0);
+  expect_error(check_envelope(b, 0, HostState::kReady), "oversized");
+}
+
+TEST(CheckEnvelope, RejectsShortOpenListeners) {
+  auto m = open_listeners();
+  auto b = bytes_of(*m);
+  b.resize(sizeof(wire::HelloMsg));  // the size of another message
+  expect_error(check_envelope(b, 0, HostState::kReady), "OpenListeners of 24 bytes");
+}
+
+TEST(CheckEnvelope, RejectsBadMagic) {
+  auto m = hello();
+  m.header.magic ^= 1;
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kAwaitHello), "bad magic");
+}
+
+TEST(CheckEnvelope, RejectsUnknownType) {
+  auto m = hello();
+  m.header.type = 99;
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kAwaitHello), "type 99");
+}
+
+TEST(CheckEnvelope, RejectsReplyTypesFromTheWorker) {
+  auto m = hello();
+  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHelloReply);
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kAwaitHello), "not a request");
+  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened);
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kReady), "not a request");
+}
+
+TEST(CheckEnvelope, RejectsOpenListenersBeforeHello) {
+  auto m = open_listeners();
+  expect_error(check_envelope(bytes_of(*m), 0, HostState::kAwaitHello), "before Hello");
+}
+
+TEST(CheckEnvelope, RejectsSecondHello) {
+  expect_error(check_envelope(bytes_of(hello()), 0, HostState::kReady), "permitted once");
+}
+
+// --- validate_hello ---
+
+TEST(ValidateHello, AcceptsWellFormed) {
+  EXPECT_TRUE(validate_hello(hello()).ok());
+}
+
+TEST(ValidateHello, RejectsOtherVersion) {
+  auto m = hello();
+  m.version = wire::kBrokerWireVersion + 1;
+  expect_error(validate_hello(m), "same build");
+}
+
+TEST(ValidateHello, RejectsNonzeroReserved) {
+  auto m = hello();
+  m.reserved = 1;
+  expect_error(validate_hello(m), "reserved");
+}
+
+// --- validate_listener_spec: one test per field ---
+
+TEST(ValidateSpec, AcceptsWellFormedVariants) {
+  const uint8_t loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  EXPECT_TRUE(validate_listener_spec(spec_v4(127, 0, 0, 1, 80)).ok());
+  EXPECT_TRUE(validate_listener_spec(spec_v4(0, 0, 0, 0, 65535, wire::WireProto::kUdp)).ok());
+  EXPECT_TRUE(validate_listener_spec(spec_v6(loop6, 443)).ok());
+  EXPECT_TRUE(validate_listener_spec(spec_v6(nullptr, 443, true)).ok());
+  auto s = spec_v4(10, 0, 0, 1, 80);
+  std::strcpy(s.ifname, "eth0.100");
+  EXPECT_TRUE(validate_listener_spec(s).ok());
+  std::memcpy(s.ifname, "fifteen-chars-x", 16);  // 15 bytes + NUL: the maximum
+  EXPECT_TRUE(validate_listener_spec(s).ok());
+}
+
+TEST(ValidateSpec, RejectsBadProto) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  s.proto = 1;  // ICMP
+  expect_error(validate_listener_spec(s), "proto 1");
+}
+
+TEST(ValidateSpec, RejectsBadFamily) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  s.family = 1;  // AF_UNIX
+  expect_error(validate_listener_spec(s), "family 1");
+}
+
+TEST(ValidateSpec, RejectsInetWithoutMappedAddress) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  s.addr[10] = 0;
+  expect_error(validate_listener_spec(s), "not v4-mapped");
+}
+
+TEST(ValidateSpec, RejectsInet6WithMappedAddress) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  s.family = static_cast<uint8_t>(wire::WireFamily::kInet6);
+  expect_error(validate_listener_spec(s), "AF_INET6 with a v4-mapped");
+}
+
+TEST(ValidateSpec, RejectsPortZero) {
+  expect_error(validate_listener_spec(spec_v4(127, 0, 0, 1, 0)), "port 0");
+}
+
+TEST(ValidateSpec, RejectsUnknownFlags) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  s.flags = 1u << 5;
+  expect_error(validate_listener_spec(s), "unknown flags");
+}
+
+TEST(ValidateSpec, RejectsDualStackOnInet) {
+  auto s = spec_v4(0, 0, 0, 0, 80);
+  s.flags = wire::kListenerDualStack;
+  expect_error(validate_listener_spec(s), "dual-stack");
+}
+
+TEST(ValidateSpec, RejectsDualStackOnSpecificInet6) {
+  const uint8_t loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  expect_error(validate_listener_spec(spec_v6(loop6, 80, true)), "dual-stack");
+}
+
+TEST(ValidateSpec, RejectsUnterminatedIfname) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  std::memset(s.ifname, 'a', sizeof(s.ifname));
+  expect_error(validate_listener_spec(s), "not NUL-terminated");
+}
+
+TEST(ValidateSpec, RejectsBytesAfterIfnameNul) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  std::strcpy(s.ifname, "lo");
+  s.ifname[10] = 'x';
+  expect_error(validate_listener_spec(s), "after its NUL");
+}
+
+TEST(ValidateSpec, RejectsSlashInIfname) {
+  auto s = spec_v4(127, 0, 0, 1, 80);
+  std::strcpy(s.ifname, "../etc");
+  expect_error(validate_listener_spec(s), "'/'");
+}
+
+TEST(ValidateSpec, RejectsWhitespaceInIfname) {
+  for (const char* name : {"et h0", "eth0\n", "\teth0"}) {
+    auto s = spec_v4(127, 0, 0, 1, 80);
+    std::strcpy(s.ifname, name);
+    expect_error(validate_listener_spec(s), "blank");
+  }
+}
+
+TEST(ValidateSpec, RejectsDotNames) {
+  for (const char* name : {".", ".."}) {
+    auto s = spec_v4(127, 0, 0, 1, 80);
+    std::strcpy(s.ifname, name);
+    expect_error(validate_listener_spec(s), "is not valid");
+  }
+}
+
+// --- validate_open_listeners ---
+
+TEST(ValidateOpenListeners, AcceptsOneAndMaximum) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  EXPECT_TRUE(validate_open_listeners(*m).ok());
+  while (m->count < wire::kMaxListenersPerMessage) {
+    add_entry(m.get(), spec_v4(127, 0, 0, 1, static_cast<uint16_t>(1000 + m->count)));
+  }
+  EXPECT_TRUE(validate_open_listeners(*m).ok());
+}
+
+TEST(ValidateOpenListeners, RejectsCountZero) {
+  auto m = open_listeners();
+  expect_error(validate_open_listeners(*m), "count 0");
+}
+
+TEST(ValidateOpenListeners, RejectsCountAboveMaximum) {
+  auto m = open_listeners();
+  for (uint32_t i = 0; i < wire::kMaxListenersPerMessage; ++i) {
+    add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  }
+  m->count = wire::kMaxListenersPerMessage + 1;
+  expect_error(validate_open_listeners(*m), "count 254");
+  m->count = 0xffffffffu;
+  expect_error(validate_open_listeners(*m), "outside 1..253");
+}
+
+TEST(ValidateOpenListeners, RejectsNonzeroReserved) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  m->reserved = 7;
+  expect_error(validate_open_listeners(*m), "reserved");
+}
+
+TEST(ValidateOpenListeners, NamesTheMalformedEntry) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 0));
+  expect_error(validate_open_listeners(*m), "entry 1: port 0");
+}
+
+TEST(ValidateOpenListeners, RejectsDataPastCount) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  m->entries[200].port = 1;
+  expect_error(validate_open_listeners(*m), "entry 200 past count 1");
+}
+
+}  // namespace
+}  // namespace sluice
