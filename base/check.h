@@ -11,12 +11,12 @@ namespace sluice {
 
 }  // namespace sluice
 
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) ::sluice::check_failed(__func__, __FILE__, __LINE__, #cond, "");         \
+#define CHECK(cond)                                                               \
+  do {                                                                            \
+    if (!(cond)) ::sluice::check_failed(__func__, __FILE__, __LINE__, #cond, ""); \
   } while (0)
 
-#define CHECK_MSG(cond, msg)                                                              \
-  do {                                                                                    \
-    if (!(cond)) ::sluice::check_failed(__func__, __FILE__, __LINE__, #cond, (msg));      \
+#define CHECK_MSG(cond, msg)                                                         \
+  do {                                                                               \
+    if (!(cond)) ::sluice::check_failed(__func__, __FILE__, __LINE__, #cond, (msg)); \
   } while (0)

@@ -52,9 +52,13 @@ void log_init(const char* role, int fd, LogLevel min_level) noexcept {
   g_min = min_level;
 }
 
-void log_set_level(LogLevel min_level) noexcept { g_min = min_level; }
+void log_set_level(LogLevel min_level) noexcept {
+  g_min = min_level;
+}
 
-bool log_enabled(LogLevel level) noexcept { return level >= g_min; }
+bool log_enabled(LogLevel level) noexcept {
+  return level >= g_min;
+}
 
 void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept {
   if (!log_enabled(level)) return;
@@ -103,9 +107,10 @@ uint64_t monotonic_ns() noexcept {
 void check_failed(const char* func, const char* file, int line, const char* cond,
                   const char* msg) noexcept {
   char buf[1024];
-  int n = std::snprintf(buf, sizeof(buf), "%s: CHECK failed in %s (%s:%d): %s%s%s\n", g_role,
-                        func, file, line, cond, msg[0] ? ": " : "", msg);
-  if (n > 0) write_all(buf, static_cast<size_t>(n) < sizeof(buf) ? static_cast<size_t>(n) : sizeof(buf) - 1);
+  int n = std::snprintf(buf, sizeof(buf), "%s: CHECK failed in %s (%s:%d): %s%s%s\n", g_role, func,
+                        file, line, cond, msg[0] ? ": " : "", msg);
+  if (n > 0)
+    write_all(buf, static_cast<size_t>(n) < sizeof(buf) ? static_cast<size_t>(n) : sizeof(buf) - 1);
   std::abort();
 }
 

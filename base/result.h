@@ -24,13 +24,17 @@ struct Unexpected {
 };
 
 /// Builds an Unexpected from a message alone.
-inline Unexpected Err(std::string message) { return Unexpected{Error{0, std::move(message)}}; }
+inline Unexpected Err(std::string message) {
+  return Unexpected{Error{0, std::move(message)}};
+}
 /// Builds an Unexpected from an errno and a message.
 inline Unexpected Err(int err, std::string message) {
   return Unexpected{Error{err, std::move(message)}};
 }
 /// Re-wraps an existing Error (to propagate it from another Result type).
-inline Unexpected Err(Error error) { return Unexpected{std::move(error)}; }
+inline Unexpected Err(Error error) {
+  return Unexpected{std::move(error)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
@@ -100,6 +104,8 @@ class [[nodiscard]] Result<void> {
 };
 
 /// Shorthand for a successful Result<void>.
-inline Result<void> Ok() { return Result<void>(); }
+inline Result<void> Ok() {
+  return Result<void>();
+}
 
 }  // namespace sluice

@@ -72,8 +72,9 @@ Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t 
     }
   }
   if (msg.msg_flags & MSG_CTRUNC) {
-    return Err(EMSGSIZE, "message arrived with truncated control data (MSG_CTRUNC): the fd limit "
-                         "was reached or the peer sent too many fds");
+    return Err(EMSGSIZE,
+               "message arrived with truncated control data (MSG_CTRUNC): the fd limit "
+               "was reached or the peer sent too many fds");
   }
   if (msg.msg_flags & MSG_TRUNC) return Err(EMSGSIZE, "message larger than its buffer (MSG_TRUNC)");
   if ((msg.msg_flags & ~MSG_CMSG_CLOEXEC) != 0) {

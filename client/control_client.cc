@@ -29,11 +29,14 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
     int err = errno;
     std::string advice;
     if (err == ENOENT || err == ECONNREFUSED) {
-      advice = "; is sluiced running with this control socket? Start it (./scripts/run, or "
-               "sluiced -c " + path + ") or pass the right path";
+      advice =
+          "; is sluiced running with this control socket? Start it (./scripts/run, or "
+          "sluiced -c " +
+          path + ") or pass the right path";
     } else if (err == EACCES || err == EPERM) {
-      advice = "; the socket is mode 0660: run sluicectl as the user sluiced runs as, or as a "
-               "member of its group";
+      advice =
+          "; the socket is mode 0660: run sluicectl as the user sluiced runs as, or as a "
+          "member of its group";
     }
     return Err(err, "cannot connect to " + path + ": " + errno_text(err) + advice);
   }
@@ -67,8 +70,8 @@ Result<control::Response> ControlConnection::read_response() {
       auto response = control::decode_response(data, check.frame_bytes);
       std::memmove(data, data + check.frame_bytes, len_ - check.frame_bytes);
       len_ -= check.frame_bytes;
-      if (!response) return Err(EPROTO, "the server sent a malformed response: " +
-                                            response.error().message);
+      if (!response)
+        return Err(EPROTO, "the server sent a malformed response: " + response.error().message);
       return response;
     }
     size_t need = check.frame_bytes > len_ ? check.frame_bytes : len_ + 4096;
@@ -101,8 +104,8 @@ Result<control::ServerHello> ControlConnection::handshake() {
   }
   control::Request reply;
   reply.id = next_id_++;
-  reply.body = control::ClientHello{control::kProtocolVersion,
-                                    std::string("sluicectl ") + SLUICE_VERSION};
+  reply.body =
+      control::ClientHello{control::kProtocolVersion, std::string("sluicectl ") + SLUICE_VERSION};
   auto sent = write_all(control::encode_request(reply));
   if (!sent) return Err(sent.error());
   return *hello;

@@ -83,7 +83,8 @@ int run(int argc, char** argv) {
         unsigned long seconds;
         // Limit: one hour; a longer wait is a mistake, not a slow server.
         if (!parse_uint(optarg, 3600, &seconds) || seconds == 0) {
-          std::fprintf(stderr, "sluicectl: --timeout takes whole seconds from 1 to 3600, not '%s'\n",
+          std::fprintf(stderr,
+                       "sluicectl: --timeout takes whole seconds from 1 to 3600, not '%s'\n",
                        optarg);
           return kExitUsage;
         }

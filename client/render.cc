@@ -3,8 +3,8 @@
 namespace sluice {
 
 std::string render_state(const control::State& state, const control::ServerHello& hello) {
-  std::string out = "generation " + std::to_string(state.generation) + ", digest " +
-                    to_hex(state.digest) + "\n";
+  std::string out =
+      "generation " + std::to_string(state.generation) + ", digest " + to_hex(state.digest) + "\n";
   for (const control::PifInfo& pif : hello.pifs) {
     out += pif.name;
     out += '\n';

@@ -55,7 +55,7 @@ inline constexpr int32_t kStatusOk = 0;
 inline constexpr int32_t kStatusMaxErrno = 4095;
 inline constexpr int32_t kStatusPolicyDenied = 0x10000;
 
-enum class WireProto : uint8_t { kTcp = 6, kUdp = 17 };  // IPPROTO_* values
+enum class WireProto : uint8_t { kTcp = 6, kUdp = 17 };      // IPPROTO_* values
 enum class WireFamily : uint8_t { kInet = 2, kInet6 = 10 };  // AF_* values
 
 /// Listener flags. Any bit outside kListenerFlagMask is a malformed request.
@@ -83,41 +83,41 @@ static_assert(sizeof(HelloMsg) == 24);
 /// policy and report a denial clearly before asking.
 inline constexpr uint32_t kBrokerHasBindCap = 1u << 0;  // holds CAP_NET_BIND_SERVICE
 struct HelloReplyMsg {
-  WireHeader header;             // type kHelloReply
-  uint32_t version;              // kBrokerWireVersion
-  uint32_t flags;                // kBrokerHasBindCap
+  WireHeader header;                 // type kHelloReply
+  uint32_t version;                  // kBrokerWireVersion
+  uint32_t flags;                    // kBrokerHasBindCap
   uint32_t unprivileged_port_start;  // net.ipv4.ip_unprivileged_port_start
-  uint32_t reserved;             // 0
+  uint32_t reserved;                 // 0
 };
 static_assert(sizeof(HelloReplyMsg) == 32);
 
 /// One listening socket to open. The address is 16 bytes; IPv4 is given
 /// v4-mapped (::ffff:a.b.c.d) with family kInet.
 struct ListenerSpec {
-  uint8_t proto;      // WireProto
-  uint8_t family;     // WireFamily
-  uint16_t port;      // host byte order, 1..65535
-  uint32_t flags;     // kListener*
-  uint8_t addr[16];   // network byte order
+  uint8_t proto;             // WireProto
+  uint8_t family;            // WireFamily
+  uint16_t port;             // host byte order, 1..65535
+  uint32_t flags;            // kListener*
+  uint8_t addr[16];          // network byte order
   char ifname[kIfNameSize];  // NUL-terminated, empty for none
 };
 static_assert(sizeof(ListenerSpec) == 40);
 static_assert(std::is_trivially_copyable_v<ListenerSpec>);
 
 struct OpenListenersMsg {
-  WireHeader header;  // type kOpenListeners
-  uint32_t count;     // 1..kMaxListenersPerMessage
-  uint32_t reserved;  // 0
+  WireHeader header;                              // type kOpenListeners
+  uint32_t count;                                 // 1..kMaxListenersPerMessage
+  uint32_t reserved;                              // 0
   ListenerSpec entries[kMaxListenersPerMessage];  // entries past `count` are all zero
 };
 static_assert(sizeof(OpenListenersMsg) == 24 + 40 * kMaxListenersPerMessage);
 
 struct ListenersOpenedMsg {
-  WireHeader header;  // type kListenersOpened, sequence of the request
-  uint32_t count;     // equals the request's count
-  uint32_t fd_count;  // number of kStatusOk entries == fds attached
+  WireHeader header;                        // type kListenersOpened, sequence of the request
+  uint32_t count;                           // equals the request's count
+  uint32_t fd_count;                        // number of kStatusOk entries == fds attached
   int32_t status[kMaxListenersPerMessage];  // per entry: kStatusOk, errno, or kStatusPolicyDenied
-  uint32_t reserved;  // 0, keeps the size a multiple of 8
+  uint32_t reserved;                        // 0, keeps the size a multiple of 8
 };
 static_assert(sizeof(ListenersOpenedMsg) == 24 + 4 * kMaxListenersPerMessage + 4);
 

@@ -266,7 +266,8 @@ Result<Request> decode_request(const void* frame, size_t len) {
         out.body = GetState{};
         return out;
     }
-    throw DecodeError{"unknown request kind " + std::to_string(static_cast<unsigned>(root.which()))};
+    throw DecodeError{"unknown request kind " +
+                      std::to_string(static_cast<unsigned>(root.which()))};
   });
 }
 

@@ -6,9 +6,13 @@
 
 namespace sluice {
 
-const char* pif_name(Pif pif) noexcept { return pif == Pif::kHost ? "HOST" : "SPLICE"; }
+const char* pif_name(Pif pif) noexcept {
+  return pif == Pif::kHost ? "HOST" : "SPLICE";
+}
 
-const char* proto_name(Proto proto) noexcept { return proto == Proto::kTcp ? "TCP" : "UDP"; }
+const char* proto_name(Proto proto) noexcept {
+  return proto == Proto::kTcp ? "TCP" : "UDP";
+}
 
 Addr addr_v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) noexcept {
   Addr out{};

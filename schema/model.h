@@ -36,12 +36,12 @@ inline constexpr size_t kMaxIfNameLen = 15;
 
 struct Rule {
   Proto proto = Proto::kTcp;
-  Addr listen{};        // unspecified with dual_stack for "*"
-  std::string ifname;   // empty: no interface binding
-  uint16_t first = 0;   // first listening port
-  uint16_t last = 0;    // last listening port, >= first
-  uint16_t to = 0;      // port `first` maps to; port n goes to to + n - first
-  Addr target{};        // all zero: the default target (loopback of the connection's family)
+  Addr listen{};            // unspecified with dual_stack for "*"
+  std::string ifname;       // empty: no interface binding
+  uint16_t first = 0;       // first listening port
+  uint16_t last = 0;        // last listening port, >= first
+  uint16_t to = 0;          // port `first` maps to; port n goes to to + n - first
+  Addr target{};            // all zero: the default target (loopback of the connection's family)
   bool dual_stack = false;  // one [::] socket with V6ONLY=0 serves both families
   bool weak = false;        // "best effort": single-port bind failures only warn
   bool scan = false;        // "auto-scan": listen only while the target port is bound

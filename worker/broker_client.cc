@@ -18,8 +18,7 @@ wire::ListenerSpec to_wire(const ListenerKey& key) noexcept {
   spec.proto = static_cast<uint8_t>(key.proto == Proto::kTcp ? wire::WireProto::kTcp
                                                              : wire::WireProto::kUdp);
   bool v4 = !key.dual_stack && addr_is_v4(key.addr);
-  spec.family =
-      static_cast<uint8_t>(v4 ? wire::WireFamily::kInet : wire::WireFamily::kInet6);
+  spec.family = static_cast<uint8_t>(v4 ? wire::WireFamily::kInet : wire::WireFamily::kInet6);
   spec.port = key.port;
   spec.flags = key.dual_stack ? wire::kListenerDualStack : 0;
   std::memcpy(spec.addr, key.addr.data(), 16);
@@ -92,8 +91,7 @@ Result<BrokerInfo> BrokerClient::hello() {
   }
   if (reply.version != wire::kBrokerWireVersion) {
     return Err(EPROTO, "sluiced speaks broker protocol version " + std::to_string(reply.version) +
-                           ", this worker speaks " +
-                           std::to_string(wire::kBrokerWireVersion) +
+                           ", this worker speaks " + std::to_string(wire::kBrokerWireVersion) +
                            "; install sluiced and sluice-worker from the same build");
   }
   BrokerInfo info;
@@ -128,8 +126,8 @@ Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
   if (!sent) return Err(sent.error().err, "sending OpenListeners: " + sent.error().message);
 
   auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  auto got = receive_message(channel_.get(), reply.get(), sizeof(*reply),
-                             wire::kMaxListenersPerMessage);
+  auto got =
+      receive_message(channel_.get(), reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage);
   if (!got) return Err(got.error().err, "reading ListenersOpened: " + got.error().message);
   if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during OpenListeners");
   if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
@@ -146,8 +144,9 @@ Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
       if (next_fd >= got->fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
       result.fd = std::move(got->fds[next_fd++]);
       auto ok = verify_listener(result.fd.get(), keys[i]);
-      if (!ok) return Err(EPROTO, "socket from sluiced for port " +
-                                      std::to_string(keys[i].port) + ": " + ok.error().message);
+      if (!ok)
+        return Err(EPROTO, "socket from sluiced for port " + std::to_string(keys[i].port) + ": " +
+                               ok.error().message);
     } else if (result.status != wire::kStatusPolicyDenied &&
                (result.status < 1 || result.status > wire::kStatusMaxErrno)) {
       return Err(EPROTO, "ListenersOpened has an invalid status " + std::to_string(result.status));

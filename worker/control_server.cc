@@ -14,8 +14,7 @@ namespace sluice {
 
 using control::ErrorCode;
 
-ControlClient::ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer,
-                             uint64_t now_ns)
+ControlClient::ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer, uint64_t now_ns)
     : server_(server), fd_(std::move(fd)), peer_(peer), idle_since_ns_(now_ns) {
   // Start with 4 KiB: every request but a large commit fits without growing.
   in_.resize(512);
@@ -209,7 +208,8 @@ void ControlServer::on_event(uint32_t /*events*/) noexcept {
       if (log_limit_.allow()) LOG_WARN("control client pid %d refused: too many clients", peer.pid);
       continue;
     }
-    auto client = std::make_unique<ControlClient>(*this, std::move(client_fd), peer, monotonic_ns());
+    auto client =
+        std::make_unique<ControlClient>(*this, std::move(client_fd), peer, monotonic_ns());
     ControlClient* raw = client.get();
     raw->slot = clients_.size();
     clients_.push_back(std::move(client));

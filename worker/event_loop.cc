@@ -33,7 +33,9 @@ Result<void> EventLoop::modify(int fd, uint32_t events, EventHandler* handler) n
   return Ok();
 }
 
-void EventLoop::remove(int fd) noexcept { epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) noexcept {
+  epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void EventLoop::retire(std::unique_ptr<EventHandler> handler) noexcept {
   graveyard_.push_back(std::move(handler));

@@ -17,8 +17,8 @@ namespace {
 /// Builds the sockaddr of the target for a connection that arrived from `peer`
 /// on `port`: the route's address, or loopback of the peer's own family
 /// (v4-mapped peers on a dual-stack socket count as IPv4).
-socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer,
-                          uint16_t port, struct sockaddr_storage* out) {
+socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,
+                          struct sockaddr_storage* out) {
   uint16_t target_port = static_cast<uint16_t>(route.to + (port - route.first));
   bool v4;
   Addr addr = route.target;
@@ -53,7 +53,9 @@ void set_reset_on_close(int fd) noexcept {
 
 }  // namespace
 
-void TcpListener::on_event(uint32_t /*events*/) noexcept { accept_all(); }
+void TcpListener::on_event(uint32_t /*events*/) noexcept {
+  accept_all();
+}
 
 void TcpListener::accept_all() noexcept {
   // Limit: connections accepted per wake-up. Fairness between listeners: a
@@ -131,7 +133,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.valid()) {
     ++counters_.connect_failed;
-    if (conn_log_.allow()) LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
+    if (conn_log_.allow())
+      LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
     set_reset_on_close(client.get());
     return;
   }

@@ -166,8 +166,8 @@ int run(int argc, char** argv) {
     LOG_INFO("forwarding %s", format_rule(rule).c_str());
   }
 
-  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), state,
-                        make_hello(facts, caps), ControlLimits{});
+  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), state, make_hello(facts, caps),
+                        ControlLimits{});
   auto started = control.start();
   if (!started) {
     LOG_ERROR("control socket: %s", started.error().message.c_str());

@@ -67,8 +67,7 @@ std::string bind_errno_advice(int err, uint16_t port, const BrokerInfo& broker) 
              "`) or forward a different port";
     case EACCES:
       if (port < broker.unprivileged_port_start) {
-        return "port " + std::to_string(port) +
-               " is below net.ipv4.ip_unprivileged_port_start (" +
+        return "port " + std::to_string(port) + " is below net.ipv4.ip_unprivileged_port_start (" +
                std::to_string(broker.unprivileged_port_start) +
                "); grant CAP_NET_BIND_SERVICE to sluiced or lower that sysctl";
       }
@@ -175,8 +174,8 @@ std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
       f.rule = static_cast<int>(origins[i].rule);
       f.text = format_rule(rule);
       f.port = keys[k].port;
-      std::string where = std::string(pif_name(f.pif)) + " rule " + std::to_string(f.rule) +
-                          " (" + f.text + "), port " + std::to_string(f.port) + ": ";
+      std::string where = std::string(pif_name(f.pif)) + " rule " + std::to_string(f.rule) + " (" +
+                          f.text + "), port " + std::to_string(f.port) + ": ";
       if (status[k] == wire::kStatusPolicyDenied) {
         f.kind = FailureKind::kPolicyDenied;
         f.err = EACCES;
@@ -190,8 +189,8 @@ std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
         f.kind = FailureKind::kBindFailed;
         f.err = status[k];
         std::string advice = bind_errno_advice(f.err, f.port, broker_info_);
-        f.message = where + "bind failed: " + errno_text(f.err) +
-                    (advice.empty() ? "" : "; " + advice);
+        f.message =
+            where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; " + advice);
       }
       if (rule_fails) {
         failures.push_back(std::move(f));

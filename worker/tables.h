@@ -28,10 +28,10 @@ enum class FailureKind { kInvalid, kConflict, kPolicyDenied, kBindFailed, kCapac
 struct CommitFailure {
   FailureKind kind = FailureKind::kInvalid;
   Pif pif = Pif::kHost;
-  int rule = -1;         // index in its table, -1 when the table as a whole failed
-  std::string text;      // the rule in listing format, empty when rule < 0
-  uint16_t port = 0;     // 0 when the failure is not about one port
-  int err = 0;           // errno, 0 when not a syscall's failure
+  int rule = -1;      // index in its table, -1 when the table as a whole failed
+  std::string text;   // the rule in listing format, empty when rule < 0
+  uint16_t port = 0;  // 0 when the failure is not about one port
+  int err = 0;        // errno, 0 when not a syscall's failure
   std::string message;
 };
 

@@ -18,7 +18,10 @@ constexpr size_t kSpliceChunk = 1u << 20;
 }  // namespace
 
 TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected)
-    : owner_(owner), client_(std::move(client)), target_(std::move(target)), connected_(connected) {}
+    : owner_(owner),
+      client_(std::move(client)),
+      target_(std::move(target)),
+      connected_(connected) {}
 
 Result<void> TcpConnection::start() noexcept {
   constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;

@@ -58,7 +58,9 @@ std::vector<char*> c_argv(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-std::string bin(const std::string& name) { return std::string(SLUICE_BIN_DIR) + "/" + name; }
+std::string bin(const std::string& name) {
+  return std::string(SLUICE_BIN_DIR) + "/" + name;
+}
 
 RunResult run_command(const std::vector<std::string>& argv, int timeout_ms) {
   char out_tmpl[] = "/tmp/sluice-run-out-XXXXXX";
@@ -146,7 +148,9 @@ int Daemon::wait_exit(int timeout_ms) {
   return exit_status_;
 }
 
-void Daemon::signal(int sig) { kill(pid_, sig); }
+void Daemon::signal(int sig) {
+  kill(pid_, sig);
+}
 
 pid_t Daemon::worker_pid() const {
   std::string children =
@@ -162,7 +166,9 @@ RunResult Daemon::ctl(const std::vector<std::string>& args) {
   return run_command(argv);
 }
 
-std::string Daemon::log() const { return read_file(log_path_); }
+std::string Daemon::log() const {
+  return read_file(log_path_);
+}
 
 std::string proc_status_field(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

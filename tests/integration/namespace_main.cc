@@ -58,8 +58,9 @@ int main(int argc, char** argv) {
   bool listing = false;
   for (int i = 1; i < argc; ++i) listing |= std::strstr(argv[i], "gtest_list_tests") != nullptr;
   if (!listing && !enter_test_namespace()) {
-    std::fprintf(stderr, "integration tests need user and network namespaces "
-                         "(kernel.unprivileged_userns_clone=1)\n");
+    std::fprintf(stderr,
+                 "integration tests need user and network namespaces "
+                 "(kernel.unprivileged_userns_clone=1)\n");
     return 1;
   }
   testing::InitGoogleTest(&argc, argv);

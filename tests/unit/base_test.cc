@@ -15,7 +15,9 @@ namespace sluice {
 namespace {
 
 /// True when `fd` refers to an open descriptor.
-bool is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+bool is_open(int fd) {
+  return fcntl(fd, F_GETFD) != -1;
+}
 
 TEST(UniqueFd, ClosesOnDestruction) {
   int raw;
