@@ -1,1 +1,495 @@
-// placeholder: replaced by its owner
+// The grammar of a spec (see docs/RULES.md):
+//   SPEC   := "none" | [LISTEN "/"] PORTS
+//   LISTEN := (ADDR | "*" | "") ["%" IFNAME]
+//   PORTS  := CHUNK {"," CHUNK}
+//   CHUNK  := "all" [":" TADDR] | "auto" | "~" RANGE
+//           | RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE]
+// This file splits the spec into its listen part and chunks and reads each
+// chunk into a ParsedSpec; spec_expand.cc turns that into rules, and
+// spec_lexer.cc reads the tokens.
+#include "client/spec_parser.h"
+
+#include "base/strings.h"
+#include "client/spec_expand.h"
+#include "client/spec_lexer.h"
+
+namespace sluice {
+namespace spec_detail {
+namespace {
+
+/// True when `text` starts with `word` followed by its end or by ':'.
+bool starts_with_word(std::string_view text, std::string_view word) {
+  return text.substr(0, word.size()) == word &&
+         (text.size() == word.size() || text[word.size()] == ':');
+}
+
+/// True when the text before the first '/' reads as the start of a chunk
+/// rather than a listen address: '~', a keyword, a lone port, a port range,
+/// or a port followed by ':' and a target address ('[' or IPv4 digits). An
+/// IPv6 listen address may start with digits and ':' too, but never with
+/// "N-", "N:[", "N:N." or "N:N" alone, so the two cannot be confused.
+bool looks_like_chunk(std::string_view prefix) {
+  if (prefix.empty()) return false;
+  if (prefix[0] == '~') return true;
+  if (starts_with_word(prefix, "all") || starts_with_word(prefix, "auto") ||
+      starts_with_word(prefix, "none")) {
+    return true;
+  }
+  size_t i = 0;
+  while (i < prefix.size() && is_digit(prefix[i])) ++i;
+  if (i == 0) return false;
+  if (i == prefix.size() || prefix[i] == '-') return true;
+  if (prefix[i] != ':') return false;
+  size_t j = i + 1;
+  if (j < prefix.size() && prefix[j] == '[') return true;
+  size_t k = j;
+  while (k < prefix.size() && is_digit(prefix[k])) ++k;
+  return k > j && (k == prefix.size() || prefix[k] == '.');
+}
+
+/// Returns the offset of the '/' that ends the listen part, or npos when the
+/// spec has none: the first '/' counts only when no ',' comes before it and
+/// the text before it is not the start of a chunk (see looks_like_chunk).
+size_t find_listen_end(std::string_view spec) {
+  size_t slash = spec.find('/');
+  if (slash == std::string_view::npos) return slash;
+  size_t comma = spec.find(',');
+  if (comma < slash) return std::string_view::npos;
+  if (looks_like_chunk(spec.substr(0, slash))) return std::string_view::npos;
+  return slash;
+}
+
+/// Makes `base` listen on the wildcard: dual-stack `::` when the server has
+/// both families, else that family's own wildcard.
+void set_wildcard(const SpecContext& ctx, Rule* base) {
+  if (ctx.ipv4 && ctx.ipv6) {
+    base->listen = Addr{};
+    base->dual_stack = true;
+  } else if (ctx.ipv4) {
+    base->listen = addr_v4(0, 0, 0, 0);
+  } else {
+    base->listen = Addr{};
+  }
+}
+
+/// Parses LISTEN, the spec bytes [0, end), into `base` (listen, dual_stack,
+/// ifname). Sets `*specific` when it names an address or an interface. Fails
+/// on a bad address, unbalanced brackets or a bad interface name.
+Result<void> parse_listen(const SpecErrors& errs, size_t end, const SpecContext& ctx, Rule* base,
+                          bool* specific) {
+  std::string_view spec = errs.spec();
+  size_t addr_begin = 0;
+  size_t addr_end = end;
+  size_t percent = std::string_view::npos;
+  bool bracketed = false;
+  if (end > 0 && spec[0] == '[') {
+    size_t close = spec.find(']');
+    if (close == std::string_view::npos || close > end) {
+      return errs.at(0, "the '[' of the listen address has no matching ']'; write e.g. [::1]/22");
+    }
+    bracketed = true;
+    addr_begin = 1;
+    addr_end = close;
+    if (close + 1 < end) {
+      if (spec[close + 1] != '%') {
+        return errs.at(close + 1, "unexpected " + show_byte(spec[close + 1]) +
+                                      " after the listen address; write '/' (and before it "
+                                      "%IFNAME for an interface), e.g. [::1]%eth0/22");
+      }
+      percent = close + 1;
+    }
+  } else {
+    percent = spec.substr(0, end).find('%');
+    if (percent != std::string_view::npos) addr_end = percent;
+  }
+
+  std::string_view addr_text = spec.substr(addr_begin, addr_end - addr_begin);
+  if (!bracketed && (addr_text.empty() || addr_text == "*")) {
+    set_wildcard(ctx, base);
+  } else if (bracketed && addr_text == "*") {
+    return errs.at(1, "write * without brackets for every address, e.g. */22");
+  } else {
+    auto addr = parse_address(errs, addr_begin, addr_end, "listen address");
+    if (!addr) return Err(std::move(addr).error());
+    base->listen = *addr;
+    base->dual_stack = false;
+    *specific = true;
+  }
+  if (percent != std::string_view::npos) {
+    auto name = parse_ifname(errs, percent + 1, end);
+    if (!name) return Err(std::move(name).error());
+    base->ifname = std::move(*name);
+    *specific = true;
+  }
+  return Ok();
+}
+
+/// Returns the error for an unexpected byte at `pos`, after `after` (e.g.
+/// "the range 22-80"), with a hint chosen by the byte.
+Unexpected unexpected_after(const SpecErrors& errs, size_t pos, const std::string& after) {
+  char c = errs.spec()[pos];
+  std::string what = "unexpected " + show_byte(c) + " after " + after + "; ";
+  switch (c) {
+    case '/':
+      what +=
+          "a listen address goes before the first '/', at the start of the spec (192.0.2.1/22), "
+          "and target ports follow a target address (22:192.0.2.1/80)";
+      break;
+    case '.':
+      what +=
+          "an address is either the listen address at the start (192.0.2.1/22) or a target "
+          "after ':' (22:192.0.2.1)";
+      break;
+    case ':':
+      what +=
+          "a chunk has at most one ':'; to map ports to a target address write "
+          "PORTS:ADDRESS/TOPORTS, e.g. 22:192.0.2.1/80";
+      break;
+    case ' ':
+    case '\t':
+      what += "remove the spaces; chunks are separated by ',' alone";
+      break;
+    default:
+      what += "expected ',' or the end of the spec";
+      break;
+  }
+  return errs.at(pos, what);
+}
+
+/// Checks that `target` suits the listen side of `base`; `pos` is where the
+/// target was written and `ports_begin` where the PORTS part starts (for the
+/// suggestion). Fails for a multicast target, for a dual-stack rule with an
+/// IPv4 target and for an IPv4 listener with an IPv6 target.
+Result<void> check_target_family(const SpecErrors& errs, const Rule& base, const Addr& target,
+                                 size_t pos, size_t ports_begin) {
+  if (addr_is_unspecified(target)) return Ok();
+  if (addr_is_multicast(target)) {
+    return errs.at(pos, "the target " + format_addr(target) +
+                            " is a multicast address, which cannot take a connection or a flow; "
+                            "give a unicast target address");
+  }
+  bool v4_target = addr_is_v4(target);
+  if (base.dual_stack && v4_target) {
+    std::string what =
+        "the rule listens dual-stack (on every IPv4 and IPv6 address), and IPv6 "
+        "clients cannot be forwarded to the IPv4 target " +
+        format_addr(target) + "; ";
+    if (option_pif(errs.option()) == Pif::kSplice) {
+      what += "give an IPv6 target in brackets, or leave the target out for the default";
+    } else {
+      std::string listen = "0.0.0.0";
+      if (!base.ifname.empty()) listen += "%" + sanitize(base.ifname);
+      what += "to forward IPv4 clients only, write " + listen + "/" +
+              sanitize(errs.spec().substr(ports_begin), kMaxQuotedBytes);
+    }
+    return errs.at(pos, what);
+  }
+  if (!base.dual_stack && addr_is_v4(base.listen) && !v4_target) {
+    return errs.at(pos, "the rule listens on IPv4 (" + format_addr(base.listen) +
+                            ") and cannot forward to the IPv6 target " + format_addr(target) +
+                            "; give an IPv4 target, or listen on IPv6 (e.g. [::]/PORTS)");
+  }
+  return Ok();
+}
+
+/// True when `text` (what follows "PORTS:") reads as an unbracketed IPv6
+/// address: only address bytes up to an optional '/', and at least two ':'.
+bool looks_like_ipv6(std::string_view text) {
+  size_t colons = 0;
+  for (char c : text) {
+    if (c == '/') break;
+    if (c == ':') {
+      ++colons;
+    } else if (!is_digit(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) && c != '.') {
+      return false;
+    }
+  }
+  return colons >= 2;
+}
+
+/// Reads the rest of an include chunk after its source range: nothing,
+/// ":" RANGE, ":" TADDR or ":" TADDR "/" RANGE. Fills `inc`.
+Result<void> parse_include_target(const SpecErrors& errs, Cursor* cur, const ParsedSpec& parsed,
+                                  size_t ports_begin, Include* inc) {
+  const PortRange& src = inc->source;
+  std::string src_text =
+      (src.first == src.last ? "port " : "the range ") + range_text(src.first, src.last);
+  if (cur->done()) return Ok();
+  if (!cur->next_is(':')) return unexpected_after(errs, cur->pos, src_text);
+  ++cur->pos;
+  if (cur->done()) {
+    return errs.at(cur->pos,
+                   "nothing follows ':'; give target ports (22:2222), a target address "
+                   "(22:192.0.2.1) or both (22:192.0.2.1/2222)");
+  }
+  bool has_address = false;
+  size_t addr_pos = cur->pos;
+  char c = cur->spec[cur->pos];
+  bool digits_then_dot = false;
+  if (is_digit(c)) {
+    size_t k = cur->pos;
+    while (k < cur->end && is_digit(cur->spec[k])) ++k;
+    digits_then_dot = k < cur->end && cur->spec[k] == '.';
+  }
+  if (c == '[' || digits_then_dot || (!is_digit(c) && (c == ':' || is_alpha(c)))) {
+    if (is_alpha(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return errs.at(cur->pos, "unexpected " + show_byte(c) +
+                                   " after ':'; give target ports (22:2222), a target address "
+                                   "(22:192.0.2.1) or both (22:192.0.2.1/2222)");
+    }
+    auto addr = parse_target_address(errs, cur);
+    if (!addr) return Err(std::move(addr).error());
+    inc->target = addr_is_unspecified(*addr) ? Addr{} : *addr;
+    has_address = true;
+    auto family = check_target_family(errs, parsed.base, inc->target, addr_pos, ports_begin);
+    if (!family) return family;
+    if (cur->done()) return Ok();
+    if (cur->next_is(':')) {
+      // Echo the ports the user wrote after the ':' when they look like ports.
+      std::string_view rest = cur->spec.substr(cur->pos + 1, cur->end - cur->pos - 1);
+      bool ports = !rest.empty() && rest.size() <= 11 &&
+                   rest.find_first_not_of("0123456789-") == std::string_view::npos;
+      return errs.at(cur->pos, "target ports follow the target address after '/', not ':'; write " +
+                                   range_text(src.first, src.last) + ":" +
+                                   sanitize(cur->spec.substr(addr_pos, cur->pos - addr_pos)) + "/" +
+                                   (ports ? std::string(rest) : std::string("PORTS")));
+    }
+    if (!cur->next_is('/')) return unexpected_after(errs, cur->pos, "the target address");
+    ++cur->pos;
+  }
+  auto to = parse_range(errs, cur);
+  if (!to) return Err(std::move(to).error());
+  if (!cur->done()) {
+    if (!has_address && looks_like_ipv6(cur->spec.substr(addr_pos, cur->end - addr_pos))) {
+      std::string_view text = cur->spec.substr(addr_pos, cur->end - addr_pos);
+      size_t slash = text.find('/');
+      std::string hint =
+          range_text(src.first, src.last) + ":[" +
+          sanitize(text.substr(0, slash), kMaxQuotedBytes) + "]" +
+          (slash == std::string_view::npos ? std::string()
+                                           : sanitize(text.substr(slash), kMaxQuotedBytes));
+      return errs.at(addr_pos,
+                     "an IPv6 target address must be in brackets, because ':' also "
+                     "separates ports: write " +
+                         hint);
+    }
+    return unexpected_after(errs, cur->pos, "the target range " + range_text(to->first, to->last));
+  }
+  if (to->first == 0) {
+    return errs.at(to->begin, "cannot forward to port 0; target ports go from 1 to 65535");
+  }
+  if (to->size() != src.size()) {
+    std::string what = "the target range " + range_text(to->first, to->last) + " has " +
+                       std::to_string(to->size()) + (to->size() == 1 ? " port" : " ports") +
+                       " but the source range " + range_text(src.first, src.last) + " has " +
+                       std::to_string(src.size()) + "; give ranges of the same length";
+    if (to->first + src.size() - 1 <= 65535) {
+      what += " (e.g. " + range_text(src.first, src.last) + ":" +
+              range_text(to->first, to->first + src.size() - 1) + ")";
+    }
+    return errs.at(to->begin, what);
+  }
+  inc->to = to->first;
+  return Ok();
+}
+
+/// Parses an include chunk: RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE].
+Result<void> parse_include(const SpecErrors& errs, Cursor* cur, size_t ports_begin,
+                           ParsedSpec* parsed) {
+  auto src = parse_range(errs, cur);
+  if (!src) return Err(std::move(src).error());
+  if (src->first == 0) {
+    std::string what = "port 0 cannot be forwarded; use 1-65535";
+    if (src->last > 0)
+      what =
+          "port 0 cannot be forwarded; start the range at 1 (1-" + std::to_string(src->last) + ")";
+    return errs.at(src->begin, what);
+  }
+  Include inc;
+  inc.source = *src;
+  inc.to = src->first;
+  auto target = parse_include_target(errs, cur, *parsed, ports_begin, &inc);
+  if (!target) return target;
+  parsed->includes.push_back(inc);
+  return Ok();
+}
+
+/// Parses "all" [":" TADDR] after the word; `word_pos` is where "all" starts.
+Result<void> parse_all(const SpecErrors& errs, Cursor* cur, size_t word_pos, size_t ports_begin,
+                       ParsedSpec* parsed) {
+  Addr target{};
+  if (!cur->done()) {
+    if (!cur->next_is(':')) return unexpected_after(errs, cur->pos, "all");
+    ++cur->pos;
+    size_t addr_pos = cur->pos;
+    if (cur->done()) {
+      return errs.at(cur->pos,
+                     "nothing follows 'all:'; give a target address, e.g. "
+                     "all:192.0.2.1 or all:[2001:db8::1]");
+    }
+    auto addr = parse_target_address(errs, cur);
+    if (!addr) return Err(std::move(addr).error());
+    target = addr_is_unspecified(*addr) ? Addr{} : *addr;
+    auto family = check_target_family(errs, parsed->base, target, addr_pos, ports_begin);
+    if (!family) return family;
+    if (!cur->done()) {
+      if (cur->next_is('/') || cur->next_is(':')) {
+        return errs.at(cur->pos,
+                       "all keeps every port number, so it takes a target address "
+                       "(all:192.0.2.1) but no target ports");
+      }
+      return unexpected_after(errs, cur->pos, "the target address");
+    }
+  }
+  if (parsed->all && parsed->all_target != target) {
+    return errs.at(word_pos, "all is given twice with different targets; keep one of them");
+  }
+  parsed->all = true;
+  parsed->all_target = target;
+  return Ok();
+}
+
+/// Parses one chunk, the bytes [cur->pos, cur->end), into `parsed`.
+Result<void> parse_chunk(const SpecErrors& errs, Cursor cur, size_t ports_begin,
+                         ParsedSpec* parsed) {
+  std::string_view spec = cur.spec;
+  char c = spec[cur.pos];
+  if (c == '~') {
+    ++cur.pos;
+    auto ex = parse_range(errs, &cur);
+    if (!ex) return Err(std::move(ex).error());
+    if (!cur.done()) {
+      if (cur.next_is(':')) {
+        return errs.at(cur.pos, "an exclusion (~" + range_text(ex->first, ex->last) +
+                                    ") only removes ports and takes no target");
+      }
+      return unexpected_after(errs, cur.pos, "the exclusion ~" + range_text(ex->first, ex->last));
+    }
+    parsed->excludes.push_back(*ex);
+    return Ok();
+  }
+  if (is_digit(c)) return parse_include(errs, &cur, ports_begin, parsed);
+  if (is_alpha(c)) {
+    size_t word_pos = cur.pos;
+    while (!cur.done() && is_alpha(spec[cur.pos])) ++cur.pos;
+    std::string_view word = spec.substr(word_pos, cur.pos - word_pos);
+    if (word == "all") return parse_all(errs, &cur, word_pos, ports_begin, parsed);
+    if (word == "auto") {
+      if (!cur.done()) {
+        return errs.at(cur.pos,
+                       "auto takes nothing after it; it applies to every rule of its "
+                       "spec (write e.g. 8000-8010,auto)");
+      }
+      parsed->scan = true;
+      return Ok();
+    }
+    if (word == "none") {
+      return errs.at(word_pos, "none must be the whole spec; remove it, or remove everything else");
+    }
+    return errs.at(word_pos, "unknown word " + show_text(word) +
+                                 "; a chunk is a port (22), a range (8000-8010), a mapping "
+                                 "(80:8080), all, auto or an exclusion (~25)");
+  }
+  std::string what = "unexpected " + show_byte(c) + "; ";
+  if (c == '[' || c == '*' || c == '%' || c == '/') {
+    what +=
+        "a listen address or interface goes once, at the start of the spec, followed by '/' "
+        "(e.g. [::1]/22 or %eth0/22)";
+  } else if (c == '-') {
+    what += "a range needs its first port (8000-8010)";
+  } else {
+    what +=
+        "a chunk is a port (22), a range (8000-8010), a mapping (80:8080), all, auto or an "
+        "exclusion (~25)";
+  }
+  return errs.at(cur.pos, what);
+}
+
+}  // namespace
+}  // namespace spec_detail
+
+Pif option_pif(char option) noexcept {
+  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
+            "option letter is not one of t, u, T, U");
+  return option == 't' || option == 'u' ? Pif::kHost : Pif::kSplice;
+}
+
+Proto option_proto(char option) noexcept {
+  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
+            "option letter is not one of t, u, T, U");
+  return option == 't' || option == 'T' ? Proto::kTcp : Proto::kUdp;
+}
+
+Result<std::vector<Rule>> parse_spec(char option, std::string_view spec, const SpecContext& ctx) {
+  using namespace spec_detail;  // NOLINT: this file's own helpers
+  if (option != 't' && option != 'u' && option != 'T' && option != 'U') {
+    return Err("unknown forwarding option -" + sanitize(std::string_view(&option, 1)) +
+               "; use -t or -u (TCP or UDP into the target) or -T or -U (out of it)");
+  }
+  SpecErrors errs(option, spec);
+  if (spec.size() > kMaxSpecBytes) {
+    return errs.whole("the spec is " + std::to_string(spec.size()) +
+                      " bytes long, over the limit "
+                      "of " +
+                      std::to_string(kMaxSpecBytes) + "; split it into several -" +
+                      std::string(1, option) + " options");
+  }
+  if (spec.empty()) {
+    return errs.whole(
+        "the spec is empty; give ports such as 22 or 8000-8010, or none to "
+        "forward nothing");
+  }
+  if (spec == "none") return std::vector<Rule>{};
+  if (!ctx.ipv4 && !ctx.ipv6) {
+    return errs.whole("the server has neither IPv4 nor IPv6 enabled, so nothing can be forwarded");
+  }
+
+  ParsedSpec parsed;
+  parsed.base.proto = option_proto(option);
+  set_wildcard(ctx, &parsed.base);
+  size_t ports_begin = 0;
+  size_t listen_end = find_listen_end(spec);
+  if (listen_end != std::string_view::npos) {
+    bool specific = false;
+    auto listen = parse_listen(errs, listen_end, ctx, &parsed.base, &specific);
+    if (!listen) return Err(std::move(listen).error());
+    ports_begin = listen_end + 1;
+    if (specific && option_pif(option) == Pif::kSplice) {
+      return errs.whole(
+          "-T and -U listen inside the target namespace and take no address or "
+          "interface; drop " +
+          show_text(spec.substr(0, ports_begin)) + " and write " +
+          show_text(spec.substr(ports_begin)));
+    }
+    if (ports_begin == spec.size()) {
+      return errs.at(ports_begin, "nothing follows '/'; give the ports to forward, e.g. " +
+                                      sanitize(spec.substr(0, ports_begin)) + "22");
+    }
+  }
+  if (option_pif(option) == Pif::kSplice) {
+    parsed.base.ifname = "lo";  // SPLICE rules listen on the target namespace's loopback
+  }
+
+  // Chunks: at most kMaxSpecBytes / 2 + 1 of them, since each but the last ends with ','.
+  size_t pos = ports_begin;
+  for (;;) {
+    size_t comma = spec.find(',', pos);
+    size_t end = comma == std::string_view::npos ? spec.size() : comma;
+    if (end == pos) {
+      if (pos == ports_begin) {
+        return errs.at(pos, "a ',' with nothing before it; remove it, or put ports before it");
+      }
+      return errs.at(pos, "an empty chunk between two commas; remove one ','");
+    }
+    auto chunk = parse_chunk(errs, Cursor{spec, pos, end}, ports_begin, &parsed);
+    if (!chunk) return Err(std::move(chunk).error());
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+    if (pos == spec.size()) {
+      return errs.at(comma, "the spec ends with ','; remove it, or add ports after it");
+    }
+  }
+  return expand_spec(errs, parsed, ctx);
+}
+
+}  // namespace sluice

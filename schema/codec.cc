@@ -188,6 +188,133 @@ Result<T> decode_frame(const void* frame, size_t len, Body body) {
   }
 }
 
+/// Writes a failure into its builder.
+void encode_failure(const Failure& f, cp::Failure::Builder out) {
+  out.setPif(f.pif == Pif::kHost ? cp::Pif::HOST : cp::Pif::SPLICE);
+  out.setRule(f.rule);
+  out.setText(f.text);
+  out.setPort(f.port);
+  out.setErrno(f.err);
+  out.setErrnoName(f.err != 0 ? errno_name(f.err) : "");
+  out.setKind(static_cast<cp::FailureKind>(static_cast<uint16_t>(f.kind)));
+  out.setMessage(f.message);
+}
+
+/// Reads a failure; the errno name is derived, never trusted from the wire.
+Failure decode_failure(cp::Failure::Reader in) {
+  Failure f;
+  f.pif = decode_pif(in.getPif());
+  f.rule = in.getRule();
+  f.text = decode_text(in.getText(), kMaxTextBytes, "failure rule text");
+  f.port = in.getPort();
+  f.err = in.getErrno();
+  auto kind = static_cast<uint16_t>(in.getKind());
+  if (kind > static_cast<uint16_t>(FailureKind::kStale)) {
+    throw DecodeError{"unknown failure kind " + std::to_string(kind)};
+  }
+  f.kind = static_cast<FailureKind>(kind);
+  f.message = decode_text(in.getMessage(), kMaxTextBytes, "failure message");
+  return f;
+}
+
+/// Writes a commit result into its builder.
+void encode_commit_result(const CommitResult& r, cp::CommitResult::Builder out) {
+  out.setApplied(r.applied);
+  out.setDryRun(r.dry_run);
+  out.setGeneration(r.generation);
+  out.setDigest(kj::arrayPtr(r.digest.data(), r.digest.size()));
+  out.setKept(r.kept);
+  out.setOpened(r.opened);
+  out.setClosed(r.closed);
+  out.setRebound(r.rebound);
+  auto failures = out.initFailures(static_cast<unsigned>(r.failures.size()));
+  for (size_t i = 0; i < r.failures.size(); ++i) {
+    encode_failure(r.failures[i], failures[static_cast<unsigned>(i)]);
+  }
+  out.setDurationMicros(r.duration_micros);
+}
+
+/// Reads a commit result.
+CommitResult decode_commit_result(cp::CommitResult::Reader in) {
+  CommitResult r;
+  r.applied = in.getApplied();
+  r.dry_run = in.getDryRun();
+  r.generation = in.getGeneration();
+  auto digest = in.getDigest();
+  if (digest.size() != r.digest.size()) throw DecodeError{"digest is not 32 bytes"};
+  std::memcpy(r.digest.data(), digest.begin(), digest.size());
+  r.kept = in.getKept();
+  r.opened = in.getOpened();
+  r.closed = in.getClosed();
+  r.rebound = in.getRebound();
+  auto failures = in.getFailures();
+  if (failures.size() > kMaxFailures) throw DecodeError{"too many failures"};
+  for (auto f : failures) r.failures.push_back(decode_failure(f));
+  r.duration_micros = in.getDurationMicros();
+  return r;
+}
+
+/// Writes a list of texts (rule listings) into a List(Text) builder.
+void encode_texts(const std::vector<std::string>& texts, capnp::List<capnp::Text>::Builder out) {
+  for (size_t i = 0; i < texts.size(); ++i) out.set(static_cast<unsigned>(i), texts[i]);
+}
+
+/// Reads a List(Text) of at most 2 * kMaxRulesPerTable rule listings.
+std::vector<std::string> decode_texts(capnp::List<capnp::Text>::Reader in, const char* what) {
+  if (in.size() > 2 * kMaxRulesPerTable) throw DecodeError{std::string("too many ") + what};
+  std::vector<std::string> out;
+  for (auto t : in) out.push_back(decode_text(t, kMaxTextBytes, what));
+  return out;
+}
+
+/// Writes one history entry.
+void encode_history_entry(const HistoryEntry& e, cp::HistoryEntry::Builder out) {
+  out.setSequence(e.sequence);
+  out.setUnixMillis(e.unix_millis);
+  out.setPid(e.pid);
+  out.setUid(e.uid);
+  out.setGid(e.gid);
+  out.setComment(e.comment);
+  out.setOutcome(static_cast<cp::Outcome>(static_cast<uint16_t>(e.outcome)));
+  out.setGenerationBefore(e.generation_before);
+  out.setGenerationAfter(e.generation_after);
+  encode_texts(e.added, out.initAdded(static_cast<unsigned>(e.added.size())));
+  encode_texts(e.removed, out.initRemoved(static_cast<unsigned>(e.removed.size())));
+  out.setKept(e.kept);
+  out.setOpened(e.opened);
+  out.setClosed(e.closed);
+  out.setRebound(e.rebound);
+  out.setFailures(e.failures);
+  out.setDurationMicros(e.duration_micros);
+}
+
+/// Reads one history entry.
+HistoryEntry decode_history_entry(cp::HistoryEntry::Reader in) {
+  HistoryEntry e;
+  e.sequence = in.getSequence();
+  e.unix_millis = in.getUnixMillis();
+  e.pid = in.getPid();
+  e.uid = in.getUid();
+  e.gid = in.getGid();
+  e.comment = decode_text(in.getComment(), kMaxCommentBytes, "comment");
+  auto outcome = static_cast<uint16_t>(in.getOutcome());
+  if (outcome > static_cast<uint16_t>(Outcome::kStale)) {
+    throw DecodeError{"unknown outcome " + std::to_string(outcome)};
+  }
+  e.outcome = static_cast<Outcome>(outcome);
+  e.generation_before = in.getGenerationBefore();
+  e.generation_after = in.getGenerationAfter();
+  e.added = decode_texts(in.getAdded(), "added rules");
+  e.removed = decode_texts(in.getRemoved(), "removed rules");
+  e.kept = in.getKept();
+  e.opened = in.getOpened();
+  e.closed = in.getClosed();
+  e.rebound = in.getRebound();
+  e.failures = in.getFailures();
+  e.duration_micros = in.getDurationMicros();
+  return e;
+}
+
 }  // namespace
 
 std::string encode_request(const Request& request) {
@@ -199,6 +326,15 @@ std::string encode_request(const Request& request) {
     h.setMagic(cp::MAGIC);
     h.setProtocolVersion(hello->protocol_version);
     h.setClientVersion(hello->client_version);
+  } else if (const auto* commit = std::get_if<CommitRequest>(&request.body)) {
+    auto c = root.initCommit();
+    encode_tables(commit->tables, c.initTables(kPifCount));
+    c.setExpectedGeneration(commit->expected_generation);
+    c.setDryRun(commit->dry_run);
+    c.setComment(commit->comment);
+    c.setEndRemovedFlows(commit->end_removed_flows);
+  } else if (const auto* history = std::get_if<HistoryRequest>(&request.body)) {
+    root.setHistory(history->limit);
   } else {
     root.setGetState();
   }
@@ -238,6 +374,13 @@ std::string encode_response(const Response& response) {
     s.setGeneration(state->generation);
     s.setDigest(kj::arrayPtr(state->digest.data(), state->digest.size()));
     encode_tables(state->tables, s.initTables(kPifCount));
+  } else if (const auto* result = std::get_if<CommitResult>(&response.body)) {
+    encode_commit_result(*result, root.initCommit());
+  } else if (const auto* history = std::get_if<History>(&response.body)) {
+    auto entries = root.initHistory(static_cast<unsigned>(history->entries.size()));
+    for (size_t i = 0; i < history->entries.size(); ++i) {
+      encode_history_entry(history->entries[i], entries[static_cast<unsigned>(i)]);
+    }
   } else {
     const auto& error = std::get<ProtocolError>(response.body);
     auto e = root.initError();
@@ -265,6 +408,26 @@ Result<Request> decode_request(const void* frame, size_t len) {
       case cp::Request::GET_STATE:
         out.body = GetState{};
         return out;
+      case cp::Request::COMMIT: {
+        auto c = root.getCommit();
+        CommitRequest commit;
+        commit.tables = decode_tables(c.getTables());
+        commit.expected_generation = c.getExpectedGeneration();
+        commit.dry_run = c.getDryRun();
+        commit.comment = decode_text(c.getComment(), kMaxCommentBytes, "comment");
+        commit.end_removed_flows = c.getEndRemovedFlows();
+        out.body = std::move(commit);
+        return out;
+      }
+      case cp::Request::HISTORY: {
+        uint32_t limit = root.getHistory();
+        if (limit > kMaxHistory) {
+          throw DecodeError{"history of " + std::to_string(limit) + " entries asked; at most " +
+                            std::to_string(kMaxHistory) + " are kept"};
+        }
+        out.body = HistoryRequest{limit};
+        return out;
+      }
     }
     throw DecodeError{"unknown request kind " +
                       std::to_string(static_cast<unsigned>(root.which()))};
@@ -312,6 +475,17 @@ Result<Response> decode_response(const void* frame, size_t len) {
         out.body = std::move(state);
         return out;
       }
+      case cp::Response::COMMIT:
+        out.body = decode_commit_result(root.getCommit());
+        return out;
+      case cp::Response::HISTORY: {
+        auto entries = root.getHistory();
+        if (entries.size() > kMaxHistory) throw DecodeError{"too many history entries"};
+        History history;
+        for (auto e : entries) history.entries.push_back(decode_history_entry(e));
+        out.body = std::move(history);
+        return out;
+      }
       case cp::Response::ERROR: {
         auto e = root.getError();
         auto code = static_cast<uint16_t>(e.getCode());
@@ -335,6 +509,38 @@ Sha256Digest digest_tables(const TableSet& tables) {
   kj::Array<capnp::word> canonical = capnp::AnyStruct::Reader(root.asReader()).canonicalize();
   auto bytes = canonical.asBytes();
   return sha256(bytes.begin(), bytes.size());
+}
+
+const char* failure_kind_name(FailureKind kind) noexcept {
+  switch (kind) {
+    case FailureKind::kInvalid:
+      return "invalid";
+    case FailureKind::kConflict:
+      return "conflict";
+    case FailureKind::kPolicyDenied:
+      return "policy-denied";
+    case FailureKind::kBindFailed:
+      return "bind-failed";
+    case FailureKind::kCapacity:
+      return "capacity";
+    case FailureKind::kStale:
+      return "stale-generation";
+  }
+  return "unknown";
+}
+
+const char* outcome_name(Outcome outcome) noexcept {
+  switch (outcome) {
+    case Outcome::kApplied:
+      return "applied";
+    case Outcome::kRejected:
+      return "rejected";
+    case Outcome::kDryRun:
+      return "dry-run";
+    case Outcome::kStale:
+      return "stale";
+  }
+  return "unknown";
 }
 
 const char* error_code_name(ErrorCode code) noexcept {

@@ -73,15 +73,96 @@ struct ProtocolError {
   bool operator==(const ProtocolError&) const = default;
 };
 
+/// Limit: bytes of a commit comment. One line of prose for the audit record;
+/// longer texts are malformed.
+inline constexpr size_t kMaxCommentBytes = 1024;
+/// Limit: history entries kept and returned. Enough to review a busy day of
+/// pushes in `sluicectl --history`; the audit log keeps everything.
+inline constexpr uint32_t kMaxHistory = 256;
+/// Limit: failures reported for one commit. A table of 4096 rules can fail on
+/// every rule; beyond that the list is cut and the last entry says so.
+inline constexpr size_t kMaxFailures = 4096;
+
+struct CommitRequest {
+  TableSet tables;
+  uint64_t expected_generation = 0;
+  bool dry_run = false;
+  std::string comment;
+  bool end_removed_flows = false;
+  bool operator==(const CommitRequest&) const = default;
+};
+
+struct HistoryRequest {
+  uint32_t limit = 0;
+  bool operator==(const HistoryRequest&) const = default;
+};
+
+enum class FailureKind { kInvalid, kConflict, kPolicyDenied, kBindFailed, kCapacity, kStale };
+
+/// One reason a commit failed: which rule, which port, which errno, and a
+/// complete message saying what failed, why, and what to do.
+struct Failure {
+  FailureKind kind = FailureKind::kInvalid;
+  Pif pif = Pif::kHost;
+  int32_t rule = -1;  // index in its table, -1 when not about one rule
+  std::string text;   // the rule in listing format, empty when rule is -1
+  uint16_t port = 0;  // 0 when not about one port
+  int32_t err = 0;    // errno, 0 when not a syscall's failure
+  std::string message;
+  bool operator==(const Failure&) const = default;
+};
+
+struct CommitResult {
+  bool applied = false;
+  bool dry_run = false;
+  uint64_t generation = 0;
+  Sha256Digest digest{};
+  uint32_t kept = 0;
+  uint32_t opened = 0;
+  uint32_t closed = 0;
+  uint32_t rebound = 0;
+  std::vector<Failure> failures;
+  uint64_t duration_micros = 0;
+  bool operator==(const CommitResult&) const = default;
+};
+
+enum class Outcome { kApplied, kRejected, kDryRun, kStale };
+
+struct HistoryEntry {
+  uint64_t sequence = 0;
+  int64_t unix_millis = 0;
+  int32_t pid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string comment;
+  Outcome outcome = Outcome::kApplied;
+  uint64_t generation_before = 0;
+  uint64_t generation_after = 0;
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  uint32_t kept = 0;
+  uint32_t opened = 0;
+  uint32_t closed = 0;
+  uint32_t rebound = 0;
+  uint32_t failures = 0;
+  uint64_t duration_micros = 0;
+  bool operator==(const HistoryEntry&) const = default;
+};
+
+struct History {
+  std::vector<HistoryEntry> entries;
+  bool operator==(const History&) const = default;
+};
+
 struct Request {
   uint64_t id = 0;
-  std::variant<ClientHello, GetState> body;
+  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest> body;
   bool operator==(const Request&) const = default;
 };
 
 struct Response {
   uint64_t id = 0;
-  std::variant<ServerHello, State, ProtocolError> body;
+  std::variant<ServerHello, State, ProtocolError, CommitResult, History> body;
   bool operator==(const Response&) const = default;
 };
 
@@ -105,6 +186,12 @@ Result<Response> decode_response(const void* frame, size_t len);
 /// SHA-256 of the canonical Cap'n Proto encoding of `tables`. Equal tables
 /// give equal digests whatever order their fields were set in.
 Sha256Digest digest_tables(const TableSet& tables);
+
+/// Returns "invalid", "conflict", "policy-denied", "bind-failed", "capacity"
+/// or "stale-generation".
+const char* failure_kind_name(FailureKind kind) noexcept;
+/// Returns "applied", "rejected", "dry-run" or "stale".
+const char* outcome_name(Outcome outcome) noexcept;
 
 /// Returns a short name for an error code ("malformed", "unsupported-version"...).
 const char* error_code_name(ErrorCode code) noexcept;

@@ -103,11 +103,81 @@ struct ProtocolError {
   message @1 :Text;
 }
 
+struct CommitRequest {
+  tables @0 :List(Table);       # the complete new tables, one per pif (a missing pif: empty)
+  expectedGeneration @1 :UInt64; # compare-and-swap: the generation the client edited
+  dryRun @2 :Bool;              # validate, plan and trial-bind, but change nothing
+  comment @3 :Text;             # free text for the audit record, at most 1 KiB
+  endRemovedFlows @4 :Bool;     # also end the connections of removed rules
+}
+
+enum FailureKind {
+  invalid @0;
+  conflict @1;
+  policyDenied @2;
+  bindFailed @3;
+  capacity @4;
+  staleGeneration @5;
+}
+
+struct Failure {
+  pif @0 :Pif;
+  rule @1 :Int32;       # index in its table, -1 for the table or commit as a whole
+  text @2 :Text;        # the rule in listing format, empty when rule is -1
+  port @3 :UInt16;      # 0 when the failure is not about one port
+  errno @4 :Int32;      # 0 when not a syscall's failure
+  errnoName @5 :Text;   # "EADDRINUSE", empty when errno is 0
+  kind @6 :FailureKind;
+  message @7 :Text;     # what failed, why, and what to do
+}
+
+struct CommitResult {
+  applied @0 :Bool;
+  dryRun @1 :Bool;
+  generation @2 :UInt64;  # after the commit (unchanged when not applied)
+  digest @3 :Data;        # after the commit
+  kept @4 :UInt32;        # listening sockets carried over
+  opened @5 :UInt32;
+  closed @6 :UInt32;
+  rebound @7 :UInt32;     # opens that had to wait for a clashing close
+  failures @8 :List(Failure);
+  durationMicros @9 :UInt64;
+}
+
+enum Outcome {
+  applied @0;
+  rejected @1;
+  dryRun @2;
+  stale @3;
+}
+
+struct HistoryEntry {
+  sequence @0 :UInt64;
+  unixMillis @1 :Int64;
+  pid @2 :Int32;
+  uid @3 :UInt32;
+  gid @4 :UInt32;
+  comment @5 :Text;
+  outcome @6 :Outcome;
+  generationBefore @7 :UInt64;
+  generationAfter @8 :UInt64;
+  added @9 :List(Text);    # rules added, in listing format with their pif
+  removed @10 :List(Text);
+  kept @11 :UInt32;
+  opened @12 :UInt32;
+  closed @13 :UInt32;
+  rebound @14 :UInt32;
+  failures @15 :UInt32;
+  durationMicros @16 :UInt64;
+}
+
 struct Request {
   id @0 :UInt64;
   union {
     hello @1 :ClientHello;
     getState @2 :Void;
+    commit @3 :CommitRequest;
+    history @4 :UInt32;  # the last N commit attempts, N at most 256
   }
 }
 
@@ -117,5 +187,7 @@ struct Response {
     hello @1 :ServerHello;
     state @2 :State;
     error @3 :ProtocolError;  # the connection is closed after this
+    commit @4 :CommitResult;
+    history @5 :List(HistoryEntry);
   }
 }

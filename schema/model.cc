@@ -60,6 +60,8 @@ std::string format_addr(const Addr& addr) {
 }
 
 bool parse_addr(const std::string& text, Addr* out) {
+  // inet_pton reads a C string: an embedded NUL would hide what follows it.
+  if (text.find('\0') != std::string::npos) return false;
   Addr a{};
   if (inet_pton(AF_INET, text.c_str(), a.data() + 12) == 1) {
     a[10] = 0xff;

@@ -153,10 +153,10 @@ int run(int argc, char** argv) {
   Forwarder forwarder(**loop, ForwarderLimits{});
   (*loop)->add_ticker(&forwarder);
   TableState state(forwarder, broker, *info, caps);
-  std::vector<CommitFailure> failures = state.install_initial(*tables);
+  std::vector<control::Failure> failures = state.install_initial(*tables);
   if (!failures.empty()) {
-    for (const CommitFailure& f : failures) {
-      LOG_ERROR("initial rules: %s: %s", failure_kind_name(f.kind), f.message.c_str());
+    for (const control::Failure& f : failures) {
+      LOG_ERROR("initial rules: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
     }
     LOG_ERROR("no rule was applied (%zu failure%s); fix the rules and start sluiced again",
               failures.size(), failures.size() == 1 ? "" : "s");

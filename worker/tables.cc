@@ -12,17 +12,17 @@ namespace sluice {
 namespace {
 
 /// Converts a validator issue into a commit failure.
-CommitFailure from_issue(const ValidationIssue& issue, const TableSet& tables) {
-  CommitFailure f;
+control::Failure from_issue(const ValidationIssue& issue, const TableSet& tables) {
+  control::Failure f;
   switch (issue.kind) {
     case IssueKind::kInvalid:
-      f.kind = FailureKind::kInvalid;
+      f.kind = control::FailureKind::kInvalid;
       break;
     case IssueKind::kConflict:
-      f.kind = FailureKind::kConflict;
+      f.kind = control::FailureKind::kConflict;
       break;
     case IssueKind::kCapacity:
-      f.kind = FailureKind::kCapacity;
+      f.kind = control::FailureKind::kCapacity;
       break;
   }
   f.pif = issue.pif;
@@ -42,22 +42,6 @@ struct KeyOrigin {
 };
 
 }  // namespace
-
-const char* failure_kind_name(FailureKind kind) noexcept {
-  switch (kind) {
-    case FailureKind::kInvalid:
-      return "invalid";
-    case FailureKind::kConflict:
-      return "conflict";
-    case FailureKind::kPolicyDenied:
-      return "policy-denied";
-    case FailureKind::kBindFailed:
-      return "bind-failed";
-    case FailureKind::kCapacity:
-      return "capacity";
-  }
-  return "unknown";
-}
 
 std::string bind_errno_advice(int err, uint16_t port, const BrokerInfo& broker) {
   switch (err) {
@@ -93,14 +77,14 @@ TableState::TableState(Forwarder& forwarder, BrokerClient& broker, BrokerInfo br
   digest_ = control::digest_tables(tables_);
 }
 
-std::vector<CommitFailure> TableState::validate(const TableSet& tables) const {
-  std::vector<CommitFailure> failures;
+std::vector<control::Failure> TableState::validate(const TableSet& tables) const {
+  std::vector<control::Failure> failures;
   for (const ValidationIssue& issue : validate_tables(tables, caps_)) {
     failures.push_back(from_issue(issue, tables));
   }
   if (!tables.of(Pif::kSplice).rules.empty()) {
-    CommitFailure f;
-    f.kind = FailureKind::kInvalid;
+    control::Failure f;
+    f.kind = control::FailureKind::kInvalid;
     f.pif = Pif::kSplice;
     f.message =
         "this sluice-worker serves only the HOST table (-t/-u); SPLICE rules (-T/-U) need "
@@ -111,9 +95,9 @@ std::vector<CommitFailure> TableState::validate(const TableSet& tables) const {
   return failures;
 }
 
-std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
+std::vector<control::Failure> TableState::install_initial(const TableSet& tables) {
   CHECK(generation_ == 0);
-  std::vector<CommitFailure> failures = validate(tables);
+  std::vector<control::Failure> failures = validate(tables);
   if (!failures.empty()) return failures;
 
   // Plan: every port of every rule needs a socket; remember where each came from.
@@ -169,7 +153,7 @@ std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
     bool rule_fails = rule.weak ? bound == 0 : bound != end - i;
     for (size_t k = i; k < end; ++k) {
       if (status[k] == wire::kStatusOk) continue;
-      CommitFailure f;
+      control::Failure f;
       f.pif = origins[i].pif;
       f.rule = static_cast<int>(origins[i].rule);
       f.text = format_rule(rule);
@@ -177,7 +161,7 @@ std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
       std::string where = std::string(pif_name(f.pif)) + " rule " + std::to_string(f.rule) + " (" +
                           f.text + "), port " + std::to_string(f.port) + ": ";
       if (status[k] == wire::kStatusPolicyDenied) {
-        f.kind = FailureKind::kPolicyDenied;
+        f.kind = control::FailureKind::kPolicyDenied;
         f.err = EACCES;
         BindDecision why = check_bind(policy, to_wire(keys[k]));
         f.message = where + "denied by the bind policy of sluiced: " +
@@ -186,7 +170,7 @@ std::vector<CommitFailure> TableState::install_initial(const TableSet& tables) {
                                                "rule")
                                  : why.reason);
       } else {
-        f.kind = FailureKind::kBindFailed;
+        f.kind = control::FailureKind::kBindFailed;
         f.err = status[k];
         std::string advice = bind_errno_advice(f.err, f.port, broker_info_);
         f.message =

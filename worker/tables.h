@@ -14,29 +14,12 @@
 
 #include "base/sha256.h"
 #include "policy/validate.h"
+#include "schema/codec.h"
 #include "schema/model.h"
 #include "worker/broker_client.h"
 #include "worker/forwarder.h"
 
 namespace sluice {
-
-/// The kinds of commit failure of the control protocol.
-enum class FailureKind { kInvalid, kConflict, kPolicyDenied, kBindFailed, kCapacity };
-
-/// One reason a commit failed: which rule, which port, which errno, and a
-/// complete message saying what failed, why, and what to do.
-struct CommitFailure {
-  FailureKind kind = FailureKind::kInvalid;
-  Pif pif = Pif::kHost;
-  int rule = -1;      // index in its table, -1 when the table as a whole failed
-  std::string text;   // the rule in listing format, empty when rule < 0
-  uint16_t port = 0;  // 0 when the failure is not about one port
-  int err = 0;        // errno, 0 when not a syscall's failure
-  std::string message;
-};
-
-/// Returns "invalid", "conflict", "policy-denied", "bind-failed" or "capacity".
-const char* failure_kind_name(FailureKind kind) noexcept;
 
 /// Returns advice for a bind errno ("another process listens on ..."), or an
 /// empty string when there is none to give.
@@ -50,7 +33,7 @@ class TableState {
   /// then serve. On failure returns every reason and installs nothing.
   /// TODO(perf): the commit issue replaces this with plan/acquire/swap/release
   /// against the tables in force, keeping the sockets of ports that stay.
-  std::vector<CommitFailure> install_initial(const TableSet& tables);
+  std::vector<control::Failure> install_initial(const TableSet& tables);
 
   const TableSet& tables() const { return tables_; }
   uint64_t generation() const { return generation_; }
@@ -60,7 +43,7 @@ class TableState {
 
  private:
   /// Validates `tables` against the server's capabilities and the pifs it serves.
-  std::vector<CommitFailure> validate(const TableSet& tables) const;
+  std::vector<control::Failure> validate(const TableSet& tables) const;
 
   Forwarder& forwarder_;
   BrokerClient& broker_;

@@ -1,0 +1,41 @@
+// The second half of the spec parser: a spec as written (its listen part and
+// its chunks) becomes rules. Exclusions are applied, "all" ports are worked
+// out from the server's ephemeral range, and the rule count is capped.
+// Internal to client/.
+#pragma once
+
+#include <vector>
+
+#include "client/spec_lexer.h"
+#include "client/spec_parser.h"
+#include "schema/model.h"
+
+namespace sluice::spec_detail {
+
+/// One include chunk: RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE].
+struct Include {
+  PortRange source;  // first >= 1
+  uint32_t to = 0;   // the port source.first goes to; to + size - 1 <= 65535
+  Addr target{};     // all zero: the default target
+};
+
+/// A spec as written, before expansion.
+struct ParsedSpec {
+  Rule base;                        // proto, listen, ifname, dual_stack; ports unset
+  std::vector<Include> includes;    // in spec order
+  std::vector<PortRange> excludes;  // "~RANGE" chunks, in spec order
+  bool all = false;                 // an "all" chunk was given
+  Addr all_target{};                // its target (all zero: the default)
+  bool scan = false;                // an "auto" chunk was given
+};
+
+/// Turns a parsed spec into rules: each include split around the exclusions
+/// (one rule per maximal run, `to` shifted to keep the mapping), then, when
+/// the spec has no include or has "all", the weak rules covering 1-65535
+/// minus the ephemeral range of `ctx`, the exclusions and the includes.
+/// Fails when two includes overlap, when nothing is left to forward, or when
+/// the spec would make more than kMaxRulesPerTable rules.
+Result<std::vector<Rule>> expand_spec(const SpecErrors& errs, const ParsedSpec& parsed,
+                                      const SpecContext& ctx);
+
+}  // namespace sluice::spec_detail
