@@ -186,19 +186,25 @@ int poll_worker_exit(const WorkerProcess& worker, int expected_signal) {
 int stop_worker(const WorkerProcess& worker, StopMode mode) {
   int code = poll_worker_exit(worker);
   if (code >= 0) return code;
-  if (mode == StopMode::kTerminate &&
-      ::pidfd_send_signal(worker.pidfd.get(), SIGTERM, nullptr, 0) != 0) {
-    LOG_WARN("cannot send SIGTERM to the worker: %s", errno_text(errno).c_str());
-  }
+  // EOF on the channel makes the worker stop by itself (its BrokerWatch), and
+  // unlike a signal it needs no permission over the worker's uid.
+  ::shutdown(worker.channel.get(), SHUT_RDWR);
   if (mode != StopMode::kKill) {
     if (wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs)) {
-      code = poll_worker_exit(worker, mode == StopMode::kTerminate ? SIGTERM : 0);
+      code = poll_worker_exit(worker);
       if (code >= 0) return code;
     }
     LOG_WARN("worker did not exit within %d ms; killing it", kWorkerStopTimeoutMs);
   }
   if (::pidfd_send_signal(worker.pidfd.get(), SIGKILL, nullptr, 0) != 0) {
-    LOG_ERROR("cannot send SIGKILL to the worker: %s", errno_text(errno).c_str());
+    int err = errno;
+    if (err == EPERM) {
+      // Started as root, the worker runs as another uid and the broker holds
+      // no CAP_KILL. Its PR_SET_PDEATHSIG(SIGKILL) ends it when sluiced exits.
+      LOG_INFO("the worker runs as another user; it is killed when sluiced exits");
+      return 1;
+    }
+    LOG_ERROR("cannot send SIGKILL to the worker: %s", errno_text(err).c_str());
   }
   // After SIGKILL only a task stuck in the kernel takes long; still bounded.
   wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs);

@@ -56,13 +56,18 @@ int poll_worker_exit(const WorkerProcess& worker, int expected_signal = 0);
 
 /// How stop_worker() ends the worker.
 enum class StopMode {
-  kTerminate,  // SIGTERM, then up to kWorkerStopTimeoutMs, then SIGKILL (shutdown)
+  kTerminate,  // close the channel, up to kWorkerStopTimeoutMs, then SIGKILL (shutdown)
   kAwaitExit,  // no signal, up to kWorkerStopTimeoutMs, then SIGKILL (it closed its channel)
   kKill,       // SIGKILL at once (it misbehaved)
 };
 
 /// Ends the worker as `mode` says and reaps it. Returns the exit code as
-/// poll_worker_exit() does (1 when it could not be reaped). Needs
+/// poll_worker_exit() does (1 when it could not be reaped).
+///
+/// A clean stop closes the broker channel instead of signalling: the worker
+/// stops on EOF. Signals may be refused: a worker started by root runs as
+/// 65534, and the broker keeps no CAP_KILL. Then the worker still dies when
+/// sluiced exits, through its PR_SET_PDEATHSIG(SIGKILL). Needs `shutdown`,
 /// `pidfd_send_signal`, `poll`, `waitid` and `clock_gettime`.
 int stop_worker(const WorkerProcess& worker, StopMode mode);
 

@@ -74,6 +74,9 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       {"bind", {}, "bind the listener; checked against the bind policy first"},
       {"listen", {eq32(1, SOMAXCONN)}, "TCP listeners listen with the kernel's maximum backlog"},
       {"close", {}, "close the broker's copy of a listener once it is sent"},
+      {"shutdown",
+       {eq32(0, kChannel), eq32(1, SHUT_RDWR)},
+       "stop the worker by closing its channel: needs no permission to signal it"},
 
       // --- The worker's lifetime (main.cc, worker_launch.cc) ---
       {"pidfd_send_signal",
