@@ -100,20 +100,8 @@ Result<BrokerInfo> BrokerClient::hello() {
   return info;
 }
 
-Result<std::vector<OpenedListener>> BrokerClient::open_listeners(
-    std::span<const ListenerKey> keys) {
-  std::vector<OpenedListener> out;
-  out.reserve(keys.size());
-  for (size_t i = 0; i < keys.size(); i += wire::kMaxListenersPerMessage) {
-    size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, keys.size() - i);
-    auto batch = open_batch(keys.subspan(i, n), &out);
-    if (!batch) return Err(batch.error());
-  }
-  return out;
-}
-
-Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
-                                      std::vector<OpenedListener>* out) {
+Result<void> BrokerClient::send_request(std::span<const ListenerKey> keys) {
+  CHECK(!keys.empty() && keys.size() <= wire::kMaxListenersPerMessage);
   // The messages are ~10 KiB each: keep them off the stack.
   auto msg = std::make_unique<wire::OpenListenersMsg>();
   std::memset(msg.get(), 0, sizeof(*msg));
@@ -124,18 +112,28 @@ Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
   for (size_t i = 0; i < keys.size(); ++i) msg->entries[i] = to_wire(keys[i]);
   auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
   if (!sent) return Err(sent.error().err, "sending OpenListeners: " + sent.error().message);
+  pending_.push_back(Pending{msg->header.sequence, {keys.begin(), keys.end()}});
+  return Ok();
+}
 
+Result<std::vector<OpenedListener>> BrokerClient::receive_reply() {
+  CHECK(!pending_.empty());
+  Pending request = std::move(pending_.front());
+  pending_.pop_front();
+  const std::vector<ListenerKey>& keys = request.keys;
   auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  auto got =
-      receive_message(channel_.get(), reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage);
+  auto got = receive_message(channel_.get(), reply.get(), sizeof(*reply),
+                             wire::kMaxListenersPerMessage);
   if (!got) return Err(got.error().err, "reading ListenersOpened: " + got.error().message);
   if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during OpenListeners");
   if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
       reply->header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
-      reply->header.sequence != msg->header.sequence || reply->count != keys.size() ||
+      reply->header.sequence != request.sequence || reply->count != keys.size() ||
       reply->fd_count != got->fds.size()) {
     return Err(EPROTO, "malformed ListenersOpened from sluiced");
   }
+  std::vector<OpenedListener> out;
+  out.reserve(keys.size());
   size_t next_fd = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     OpenedListener result;
@@ -144,17 +142,18 @@ Result<void> BrokerClient::open_batch(std::span<const ListenerKey> keys,
       if (next_fd >= got->fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
       result.fd = std::move(got->fds[next_fd++]);
       auto ok = verify_listener(result.fd.get(), keys[i]);
-      if (!ok)
+      if (!ok) {
         return Err(EPROTO, "socket from sluiced for port " + std::to_string(keys[i].port) + ": " +
                                ok.error().message);
+      }
     } else if (result.status != wire::kStatusPolicyDenied &&
                (result.status < 1 || result.status > wire::kStatusMaxErrno)) {
       return Err(EPROTO, "ListenersOpened has an invalid status " + std::to_string(result.status));
     }
-    out->push_back(std::move(result));
+    out.push_back(std::move(result));
   }
   if (next_fd != got->fds.size()) return Err(EPROTO, "ListenersOpened carries too many fds");
-  return Ok();
+  return out;
 }
 
 }  // namespace sluice

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,26 +37,35 @@ class BrokerClient {
   /// version or closes the channel. Needs `sendmsg`, `recvmsg`.
   Result<BrokerInfo> hello();
 
-  /// Asks for one listening socket per key, in batches of at most
-  /// wire::kMaxListenersPerMessage, and returns one result per key in order.
-  /// Every socket received is checked against its request (family, type,
-  /// listening state, bound address and port); a mismatch, a reply out of
-  /// sequence or a malformed reply is an Error: the broker is the more
-  /// privileged side, so this can only be a bug, and the caller exits.
-  /// Blocks until every batch is answered.
-  /// TODO(perf): pipeline batches and run them from the event loop, so that a
-  /// commit of thousands of ports never blocks forwarding (commit issue).
-  Result<std::vector<OpenedListener>> open_listeners(std::span<const ListenerKey> keys);
+  /// Sends one OpenListeners for at most wire::kMaxListenersPerMessage keys.
+  /// Replies come back in order; read each with receive_reply(). Needs `sendmsg`.
+  Result<void> send_request(std::span<const ListenerKey> keys);
+
+  /// Reads the reply to the oldest request sent and returns one result per
+  /// key of that request, in order. Every socket received is checked against
+  /// its request (family, type, listening state, bound address and port); a
+  /// mismatch, a reply out of sequence or a malformed reply is an Error: the
+  /// broker is the more privileged side, so this can only be a bug or a dying
+  /// broker, and the caller stops. Blocks until the reply is there (call it
+  /// when the channel is readable). Needs `recvmsg`, `getsockopt`, `getsockname`.
+  Result<std::vector<OpenedListener>> receive_reply();
+
+  /// Requests sent and not yet answered.
+  size_t pending() const { return pending_.size(); }
 
   /// The channel fd, watched by the event loop for the broker's exit.
   int fd() const { return channel_.get(); }
 
  private:
-  /// Sends one batch and receives its reply into `out` (appending).
-  Result<void> open_batch(std::span<const ListenerKey> keys, std::vector<OpenedListener>* out);
+  /// A request in flight: its sequence number and keys, to check the reply.
+  struct Pending {
+    uint64_t sequence;
+    std::vector<ListenerKey> keys;
+  };
 
   UniqueFd channel_;
   uint64_t sequence_ = 0;
+  std::deque<Pending> pending_;
 };
 
 /// Fills the wire form of a listener key.

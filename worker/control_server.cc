@@ -22,6 +22,7 @@ ControlClient::ControlClient(ControlServer& server, UniqueFd fd, struct ucred pe
 
 bool ControlClient::timed_out(uint64_t now_ns) const noexcept {
   const ControlLimits& limits = server_.limits();
+  if (commit_pending_) return false;  // the server is the slow side, not the client
   if (busy_since_ns_ != 0) return now_ns - busy_since_ns_ > limits.request_timeout_ns;
   return now_ns - idle_since_ns_ > limits.idle_timeout_ns;
 }
@@ -65,7 +66,7 @@ void ControlClient::read_input() noexcept {
 }
 
 void ControlClient::process_frames() noexcept {
-  while (!dead_ && !closing_ && in_len_ > 0) {
+  while (!dead_ && !closing_ && !commit_pending_ && in_len_ > 0) {
     const uint8_t* data = reinterpret_cast<const uint8_t*>(in_.data());
     FrameCheck check = check_frame(data, in_len_, kMaxControlMessageBytes);
     if (check.status == FrameStatus::kInvalid) {
@@ -107,13 +108,46 @@ void ControlClient::handle(const control::Request& request) noexcept {
   }
   if (!hello_done_) return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
   if (std::holds_alternative<control::GetState>(request.body)) {
-    const TableState& state = server_.state();
+    const CommitEngine& engine = server_.engine();
     control::Response response;
     response.id = request.id;
-    response.body = control::State{state.generation(), state.digest(), state.tables()};
+    response.body = control::State{engine.generation(), engine.digest(), engine.tables()};
     return queue(control::encode_response(response));
   }
+  if (const auto* history = std::get_if<control::HistoryRequest>(&request.body)) {
+    control::Response response;
+    response.id = request.id;
+    response.body = server_.engine().history(history->limit);
+    return queue(control::encode_response(response));
+  }
+  if (const auto* commit = std::get_if<control::CommitRequest>(&request.body)) {
+    // The commit runs in the loop between data events; this client's further
+    // requests wait in its buffer so that answers keep their order.
+    commit_pending_ = true;
+    ControlServer& server = server_;
+    uint64_t client_id = id;
+    uint64_t request_id = request.id;
+    server.engine().submit(*commit, peer_, [&server, client_id, request_id](
+                                               const control::CommitResult& result) {
+      if (ControlClient* client = server.find(client_id)) {
+        client->commit_done(request_id, result);
+      }
+    });
+    return;
+  }
   fail(ErrorCode::kUnknownRequest, "this server does not serve that request");
+}
+
+void ControlClient::commit_done(uint64_t request_id, const control::CommitResult& result) noexcept {
+  if (dead_) return;
+  commit_pending_ = false;
+  busy_since_ns_ = monotonic_ns();  // the reply must drain in time from now on
+  control::Response response;
+  response.id = request_id;
+  response.body = result;
+  queue(control::encode_response(response));
+  process_frames();  // requests that arrived meanwhile
+  if (!dead_) flush();
 }
 
 void ControlClient::fail(ErrorCode code, const std::string& message) noexcept {
@@ -159,11 +193,11 @@ void ControlClient::flush() noexcept {
   }
 }
 
-ControlServer::ControlServer(EventLoop& loop, UniqueFd listen_fd, const TableState& state,
+ControlServer::ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
                              control::ServerHello hello, ControlLimits limits)
     : loop_(loop),
       listen_fd_(std::move(listen_fd)),
-      state_(state),
+      engine_(engine),
       hello_(std::move(hello)),
       limits_(limits) {}
 
@@ -212,6 +246,7 @@ void ControlServer::on_event(uint32_t /*events*/) noexcept {
         std::make_unique<ControlClient>(*this, std::move(client_fd), peer, monotonic_ns());
     ControlClient* raw = client.get();
     raw->slot = clients_.size();
+    raw->id = next_client_id_++;
     clients_.push_back(std::move(client));
     if (!loop_.add(raw->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, raw)) {
       drop(raw);
@@ -236,6 +271,13 @@ void ControlServer::on_tick(uint64_t now_ns) noexcept {
     }
     ++i;
   }
+}
+
+ControlClient* ControlServer::find(uint64_t id) noexcept {
+  for (auto& client : clients_) {
+    if (client->id == id) return client.get();
+  }
+  return nullptr;
 }
 
 void ControlServer::drop(ControlClient* client) noexcept {

@@ -18,7 +18,7 @@
 #include "base/unique_fd.h"
 #include "schema/codec.h"
 #include "worker/event_loop.h"
-#include "worker/tables.h"
+#include "worker/commit_engine.h"
 
 namespace sluice {
 
@@ -53,11 +53,15 @@ class ControlClient final : public EventHandler {
   /// Queues a framed response; drops the client if too much is queued.
   void queue(const std::string& frame) noexcept;
 
+  /// Sends the result of this client's commit and resumes reading its requests.
+  void commit_done(uint64_t request_id, const control::CommitResult& result) noexcept;
+
   /// Marks the client gone: later events in the same batch are ignored.
   void mark_dead() noexcept { dead_ = true; }
   int fd() const { return fd_.get(); }
   const struct ucred& peer() const { return peer_; }
   size_t slot = 0;  // index in the server's client table
+  uint64_t id = 0;  // never reused: a finished commit finds its client by id
 
  private:
   /// Reads until EAGAIN, processing frames as they complete. Needs `read`.
@@ -79,6 +83,7 @@ class ControlClient final : public EventHandler {
   std::string out_;
   size_t out_off_ = 0;
   bool hello_done_ = false;
+  bool commit_pending_ = false;  // requests wait (in order) until the commit answers
   bool closing_ = false;  // close once the output is flushed
   bool dead_ = false;
   uint64_t idle_since_ns_;
@@ -89,7 +94,7 @@ class ControlServer final : public EventHandler, public Ticker {
  public:
   /// Serves `listen_fd` (listening, non-blocking) with `state` as the source
   /// of truth and `hello` as the greeting.
-  ControlServer(EventLoop& loop, UniqueFd listen_fd, const TableState& state,
+  ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
                 control::ServerHello hello, ControlLimits limits);
   ~ControlServer() override;
   /// Registers the listening socket with the loop.
@@ -101,7 +106,9 @@ class ControlServer final : public EventHandler, public Ticker {
   /// Closes a client and frees it after the current batch.
   void drop(ControlClient* client) noexcept;
 
-  const TableState& state() const { return state_; }
+  CommitEngine& engine() { return engine_; }
+  /// Finds a connected client by id, or nullptr when it is gone.
+  ControlClient* find(uint64_t id) noexcept;
   const control::ServerHello& hello() const { return hello_; }
   const ControlLimits& limits() const { return limits_; }
   EventLoop& loop() { return loop_; }
@@ -110,7 +117,8 @@ class ControlServer final : public EventHandler, public Ticker {
  private:
   EventLoop& loop_;
   UniqueFd listen_fd_;
-  const TableState& state_;
+  CommitEngine& engine_;
+  uint64_t next_client_id_ = 1;
   control::ServerHello hello_;
   ControlLimits limits_;
   std::vector<std::unique_ptr<ControlClient>> clients_;

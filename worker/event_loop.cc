@@ -64,7 +64,8 @@ bool EventLoop::run_once(int timeout_ms) noexcept {
 }
 
 void EventLoop::run(int tick_ms) noexcept {
-  while (run_once(tick_ms)) {
+  // stop() may come before the first wait (a failed initial commit).
+  while (!stopped_ && run_once(tick_ms)) {
   }
 }
 

@@ -57,23 +57,18 @@ void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();
 }
 
-void TcpListener::accept_all() noexcept {
-  // Limit: connections accepted per wake-up. Fairness between listeners: a
-  // flood on one port cannot starve the others for a whole batch. Edge
-  // triggering would lose the rest, so the listener re-arms itself by parking
-  // (resumed on the next tick) when it stops early.
-  constexpr int kMaxAcceptsPerWake = 64;
-  for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
+bool TcpListener::accept_up_to(int max) noexcept {
+  for (int i = 0; i < max; ++i) {
     if (owner_.at_capacity()) {
       owner_.park(this, false);
-      return;
+      return false;
     }
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
     int fd = accept4(fd_.get(), reinterpret_cast<struct sockaddr*>(&peer), &len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: stop accepting instead of spinning, and
@@ -82,16 +77,27 @@ void TcpListener::accept_all() noexcept {
           LOG_WARN("accept on port %u paused: %s", port_, errno_text(errno).c_str());
         }
         owner_.park(this, false);
-        return;
+        return false;
       }
       if (owner_.conn_log().allow()) {
         LOG_WARN("accept on port %u: %s", port_, errno_text(errno).c_str());
       }
-      return;
+      return false;
     }
     owner_.start_connection(UniqueFd(fd), peer, port_, *route_);
   }
   owner_.park(this, true);
+  return false;
+}
+
+void TcpListener::drain() noexcept {
+  // Limit: connections accepted while draining. The accept queue holds at
+  // most SOMAXCONN (4096); twice that empties any queue that existed when the
+  // drain began, even while new connections keep arriving.
+  constexpr int kMaxDrain = 8192;
+  if (!accept_up_to(kMaxDrain) && owner_.conn_log().allow()) {
+    LOG_WARN("port %u closed at a limit: connections still queued on it are reset", port_);
+  }
 }
 
 Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits) : loop_(loop), limits_(limits) {}

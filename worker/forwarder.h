@@ -60,13 +60,28 @@ class TcpListener final : public EventHandler {
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
   /// listener is parked and resumed when a connection closes).
-  void accept_all() noexcept;
+  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake); }
+  /// Accepts everything already queued, without the per-wake cap, before the
+  /// listener is closed: the kernel resets connections left in the queue.
+  /// Stops early only at the connection or descriptor limit.
+  void drain() noexcept;
   /// Points the listener at a new rule (a kept socket across a commit).
   void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
+  /// The rule the listener serves now.
+  const std::shared_ptr<const Route>& route() const { return route_; }
   int fd() const { return fd_.get(); }
   uint16_t port() const { return port_; }
 
  private:
+  /// Limit: connections accepted per wake-up. Fairness between listeners: a
+  /// flood on one port cannot starve the others for a whole batch. Edge
+  /// triggering would lose the rest, so a listener that stops early parks and
+  /// resumes right after the batch.
+  static constexpr int kMaxAcceptsPerWake = 64;
+  /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
+  /// the queue was emptied.
+  bool accept_up_to(int max) noexcept;
+
   Forwarder& owner_;
   UniqueFd fd_;
   uint16_t port_;

@@ -16,31 +16,16 @@
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
+#include "worker/audit.h"
 #include "worker/broker_client.h"
+#include "worker/commit_engine.h"
 #include "worker/control_server.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/sandbox.h"
-#include "worker/tables.h"
 
 namespace sluice {
 namespace {
-
-/// Watches the broker channel while no request is in flight: any readiness
-/// means the broker exited (EOF) or broke protocol, and either way the worker
-/// must stop, because it can no longer get sockets or trust its peer.
-class BrokerWatch final : public EventHandler {
- public:
-  explicit BrokerWatch(EventLoop& loop) : loop_(loop) {}
-  /// Stops the loop.
-  void on_event(uint32_t /*events*/) noexcept override {
-    LOG_INFO("sluiced closed the broker channel; stopping");
-    loop_.stop();
-  }
-
- private:
-  EventLoop& loop_;
-};
 
 /// The worker's command line, as sluiced builds it: [-d|-q] then rule options.
 struct WorkerArgs {
@@ -114,6 +99,9 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   HostFacts facts = gather_host_facts();
+  // The initial rules come from sluiced's command line: audit them as sluiced's
+  // (its pid, and the ids it runs as, which the sandbox is about to change).
+  struct ucred sluiced_cred = {getppid(), getuid(), getgid()};
   auto loop = EventLoop::create();
   if (!loop) {
     LOG_ERROR("%s", loop.error().message.c_str());
@@ -152,40 +140,49 @@ int run(int argc, char** argv) {
   caps.scan = false;
   Forwarder forwarder(**loop, ForwarderLimits{});
   (*loop)->add_ticker(&forwarder);
-  TableState state(forwarder, broker, *info, caps);
-  std::vector<control::Failure> failures = state.install_initial(*tables);
-  if (!failures.empty()) {
-    for (const control::Failure& f : failures) {
-      LOG_ERROR("initial rules: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
-    }
-    LOG_ERROR("no rule was applied (%zu failure%s); fix the rules and start sluiced again",
-              failures.size(), failures.size() == 1 ? "" : "s");
+  AuditLog audit(wire::kWorkerFdAudit);
+  CommitEngine engine(**loop, forwarder, broker, *info, caps, audit);
+  if (auto ok = engine.start(); !ok) {
+    LOG_ERROR("broker channel: %s", ok.error().message.c_str());
     return 1;
   }
-  for (const Rule& rule : state.tables().of(Pif::kHost).rules) {
-    LOG_INFO("forwarding %s", format_rule(rule).c_str());
-  }
-
-  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), state, make_hello(facts, caps),
+  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine, make_hello(facts, caps),
                         ControlLimits{});
-  auto started = control.start();
-  if (!started) {
-    LOG_ERROR("control socket: %s", started.error().message.c_str());
-    return 1;
-  }
-  BrokerWatch watch(**loop);
-  auto watched = (*loop)->add(broker.fd(), EPOLLIN | EPOLLRDHUP, &watch);
-  if (!watched) {
-    LOG_ERROR("broker channel: %s", watched.error().message.c_str());
-    return 1;
-  }
-  LOG_INFO("ready: %zu listener%s, generation %llu", state.listener_count(),
-           state.listener_count() == 1 ? "" : "s",
-           static_cast<unsigned long long>(state.generation()));
+
+  // The initial rules are the first commit, through the same engine as every
+  // later one; the control socket is served only once they are in force.
+  int status = 0;
+  control::CommitRequest initial;
+  initial.tables = std::move(*tables);
+  initial.comment = "initial rules from the sluiced command line";
+  engine.submit(std::move(initial), sluiced_cred, [&](const control::CommitResult& result) {
+    if (!result.applied) {
+      for (const control::Failure& f : result.failures) {
+        LOG_ERROR("initial rules: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
+      }
+      LOG_ERROR("no rule was applied (%zu failure%s); fix the rules and start sluiced again",
+                result.failures.size(), result.failures.size() == 1 ? "" : "s");
+      status = 1;
+      (*loop)->stop();
+      return;
+    }
+    for (const Rule& rule : engine.tables().of(Pif::kHost).rules) {
+      LOG_INFO("forwarding %s", format_rule(rule).c_str());
+    }
+    if (auto started = control.start(); !started) {
+      LOG_ERROR("control socket: %s", started.error().message.c_str());
+      status = 1;
+      (*loop)->stop();
+      return;
+    }
+    LOG_INFO("ready: %zu listener%s, generation %llu", engine.listener_count(),
+             engine.listener_count() == 1 ? "" : "s",
+             static_cast<unsigned long long>(engine.generation()));
+  });
   // Limit: tick every 250 ms, the resolution of control-client timeouts and
   // of resuming listeners paused at the descriptor limit.
   (*loop)->run(250);
-  return 0;
+  return status;
 }
 
 }  // namespace

@@ -1,0 +1,84 @@
+// The audit log: one JSON line per commit attempt (applied, rejected, dry-run
+// or stale), written to the audit fd that sluiced opened (--audit-log FILE,
+// append-only, or stderr). Each line carries `prev`, the SHA-256 of the
+// previous line, so that `sluicectl --verify-audit FILE` detects edits,
+// deletions and reordering. A worker restart starts a new chain segment
+// (prev of 64 zeros and "chain":"start"); the verifier reports each segment.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "base/sha256.h"
+#include "schema/codec.h"
+
+namespace sluice {
+
+/// Limit: bytes of one audit line, its newline included. 64 KiB is the default
+/// capacity of a pipe (16 pages), so a line fits whole into an empty pipe
+/// (stderr under systemd or in a shell pipeline) and its one write(2) is
+/// never split; in an O_APPEND file any size would be whole. A longer line has
+/// its lists cut (added, removed, failures), each cut list ending with an
+/// entry that says how many items were left out. Counts stay complete.
+inline constexpr size_t kMaxAuditLineBytes = 64 * 1024;
+
+/// Everything one audit line records about a commit attempt.
+struct AuditRecord {
+  control::Outcome outcome = control::Outcome::kApplied;
+  struct ucred peer = {};  // SO_PEERCRED of the client
+  std::string comment;     // the client's free text (escaped on output)
+  uint64_t generation_before = 0;
+  uint64_t generation_after = 0;
+  Sha256Digest digest_before{};
+  Sha256Digest digest_after{};
+  std::vector<std::string> added;    // "HOST TCP [*]:80 => 80"
+  std::vector<std::string> removed;  // same format
+  uint32_t kept = 0;
+  uint32_t opened = 0;
+  uint32_t closed = 0;
+  uint32_t rebound = 0;
+  std::vector<control::Failure> failures;
+  uint64_t duration_micros = 0;
+};
+
+class AuditLog {
+ public:
+  /// Writes to `fd` (not owned: it is the fixed audit fd). The first line
+  /// written starts a new chain segment.
+  explicit AuditLog(int fd) noexcept : fd_(fd) {}
+
+  /// Formats `record` as one JSON line with the next sequence number, the UTC
+  /// time, and `prev`, writes it with one write(2), and keeps the line's
+  /// SHA-256 as the next `prev`. Returns the history entry for the same
+  /// attempt. A failed write is logged (rate-limited) and does not stop the
+  /// commit: forwarding must not depend on the audit sink. Needs `write`,
+  /// `clock_gettime(CLOCK_REALTIME)`.
+  control::HistoryEntry write(const AuditRecord& record) noexcept;
+
+  /// Builds the JSON line for `record` without writing it (write() uses it;
+  /// tests call it with a fixed time). Returns the line, newline included, at
+  /// most kMaxAuditLineBytes long and pure ASCII (see docs/AUDIT.md). Times
+  /// outside years 1970..9999 are clamped into them. Never fails; no syscalls.
+  std::string format_line(const AuditRecord& record, uint64_t sequence, int64_t unix_millis,
+                          const Sha256Digest& prev, bool chain_start) const;
+
+  /// Returns the sequence number the next line will carry (1 for the first).
+  uint64_t next_sequence() const { return sequence_ + 1; }
+
+  /// Returns how many lines were not written whole (failed or short writes).
+  uint64_t failed_writes() const noexcept { return failed_writes_; }
+
+ private:
+  int fd_;
+  uint64_t sequence_ = 0;
+  Sha256Digest prev_{};
+  uint64_t failed_writes_ = 0;
+  /// Warnings about a failing sink: a full disk must not flood the log.
+  LogRateLimit warn_limit_{4, 1};
+};
+
+}  // namespace sluice

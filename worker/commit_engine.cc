@@ -1,0 +1,403 @@
+#include "worker/commit_engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "policy/bind_policy.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+namespace {
+
+/// Limit: OpenListeners requests in flight at once. Four 253-socket batches
+/// keep the broker busy while one reply is processed, and four 10 KiB
+/// requests fit easily in the channel's socket buffer, so sends never block.
+constexpr size_t kPipelineWindow = 4;
+
+/// Builds the route of every rule of `tables`, indexed [pif][rule].
+std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(const TableSet& tables) {
+  std::vector<std::vector<std::shared_ptr<const Route>>> routes(kPifCount);
+  for (size_t p = 0; p < kPifCount; ++p) {
+    for (const Rule& rule : tables.tables[p].rules) {
+      routes[p].push_back(std::make_shared<const Route>(
+          Route{rule.target, rule.first, rule.to, format_rule(rule)}));
+    }
+  }
+  return routes;
+}
+
+/// A failure about the commit as a whole.
+control::Failure whole_commit_failure(control::FailureKind kind, Pif pif, std::string message) {
+  control::Failure f;
+  f.kind = kind;
+  f.pif = pif;
+  f.message = std::move(message);
+  return f;
+}
+
+}  // namespace
+
+CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, BrokerClient& broker,
+                           BrokerInfo info, ServerCaps caps, AuditLog& audit)
+    : loop_(loop), forwarder_(forwarder), broker_(broker), info_(info), caps_(caps), audit_(audit) {
+  digest_ = control::digest_tables(tables_);
+}
+
+CommitEngine::~CommitEngine() { loop_.remove(broker_.fd()); }
+
+Result<void> CommitEngine::start() {
+  // Level-triggered: every queued reply keeps the channel readable until read.
+  return loop_.add(broker_.fd(), EPOLLIN | EPOLLRDHUP, this);
+}
+
+void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Done done) {
+  queue_.push_back(Job{std::move(request), peer, std::move(done)});
+  start_next();
+}
+
+void CommitEngine::start_next() noexcept {
+  if (active_ || queue_.empty()) return;
+  Job job = std::move(queue_.front());
+  queue_.pop_front();
+  begin(std::move(job));
+}
+
+control::History CommitEngine::history(uint32_t limit) const {
+  control::History out;
+  size_t n = std::min<size_t>(limit, history_.size());
+  out.entries.assign(history_.end() - static_cast<std::ptrdiff_t>(n), history_.end());
+  return out;
+}
+
+CommitEngine::Acquisition& CommitEngine::current() {
+  Active& a = *active_;
+  switch (a.phase) {
+    case Phase::kAcquire:
+      return a.opens;
+    case Phase::kRebind:
+      return a.rebinds;
+    case Phase::kRestore:
+      return a.restore;
+  }
+  return a.opens;
+}
+
+void CommitEngine::begin(Job job) noexcept {
+  active_.emplace();
+  Active& a = *active_;
+  a.job = std::move(job);
+  a.start_ns = monotonic_ns();
+  a.generation_before = generation_;
+  a.digest_before = digest_;
+  const control::CommitRequest& req = a.job.request;
+  a.added = rule_diff(req.tables, tables_);
+  a.removed = rule_diff(tables_, req.tables);
+
+  // Compare-and-swap: a client that edited an older generation would undo
+  // somebody else's commit without knowing it.
+  if (req.expected_generation != generation_) {
+    a.failures.push_back(whole_commit_failure(
+        control::FailureKind::kStale, Pif::kHost,
+        "the tables changed since generation " + std::to_string(req.expected_generation) +
+            " was read (now " + std::to_string(generation_) +
+            "); read the state again and re-apply the edits (sluicectl does this by itself)"));
+    return finish(control::Outcome::kStale, false);
+  }
+  a.failures = failures_from_validation(req.tables, caps_);
+  if (!req.tables.of(Pif::kSplice).rules.empty()) {
+    a.failures.push_back(whole_commit_failure(
+        control::FailureKind::kInvalid, Pif::kSplice,
+        "this sluice-worker serves only the HOST table (-t/-u); SPLICE rules (-T/-U) need "
+        "sockets in the target namespace, which this build cannot open yet; remove the -T/-U "
+        "rules"));
+  }
+  if (req.end_removed_flows) {
+    // TODO(feature): end the connections of removed rules (commit issue).
+    a.failures.push_back(whole_commit_failure(
+        control::FailureKind::kInvalid, Pif::kHost,
+        "endRemovedFlows is not supported by this server yet: connections of removed rules "
+        "always live on; commit without it"));
+  }
+  if (!a.failures.empty()) {
+    return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected, false);
+  }
+
+  std::vector<ListenerKey> keys;
+  keys.reserve(installed_.size());
+  for (const Installed& i : installed_) keys.push_back(i.key);
+  a.plan = plan_commit(keys, req.tables);
+  a.phase = Phase::kAcquire;
+  prepare(a.opens, a.plan.open);
+  pump(a.opens);
+  if (active_ && a.opens.complete()) advance();
+}
+
+void CommitEngine::prepare(Acquisition& acq, std::vector<PlannedKey> keys) const {
+  BindPolicy policy{info_.unprivileged_port_start, info_.has_bind_cap};
+  std::vector<PlannedKey> denied;
+  std::vector<std::string> reasons;
+  acq.keys.clear();
+  for (PlannedKey& k : keys) {
+    BindDecision d = check_bind(policy, to_wire(k.key));
+    if (d.allowed) {
+      acq.keys.push_back(std::move(k));
+    } else {
+      denied.push_back(std::move(k));
+      reasons.push_back(std::move(d.reason));
+    }
+  }
+  acq.asked = acq.keys.size();
+  acq.keys.insert(acq.keys.end(), denied.begin(), denied.end());
+  acq.status.assign(acq.keys.size(), wire::kStatusOk);
+  acq.fds.clear();
+  acq.fds.resize(acq.keys.size());
+  acq.policy_reason.assign(acq.keys.size(), "");
+  for (size_t i = 0; i < denied.size(); ++i) {
+    acq.status[acq.asked + i] = wire::kStatusPolicyDenied;
+    acq.policy_reason[acq.asked + i] = std::move(reasons[i]);
+  }
+  acq.sent = 0;
+  acq.answered = 0;
+}
+
+void CommitEngine::pump(Acquisition& acq) noexcept {
+  while (broker_.pending() < kPipelineWindow && acq.sent < acq.asked) {
+    size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, acq.asked - acq.sent);
+    std::vector<ListenerKey> batch;
+    batch.reserve(n);
+    for (size_t i = 0; i < n; ++i) batch.push_back(acq.keys[acq.sent + i].key);
+    auto sent = broker_.send_request(batch);
+    if (!sent) return broker_failed(sent.error().message);
+    acq.sent += n;
+  }
+}
+
+void CommitEngine::on_event(uint32_t /*events*/) noexcept {
+  if (!active_ || broker_.pending() == 0) {
+    // Nothing was asked: this is EOF, or the broker speaking out of turn.
+    LOG_INFO("sluiced closed the broker channel; stopping");
+    loop_.stop();
+    return;
+  }
+  auto reply = broker_.receive_reply();
+  if (!reply) return broker_failed(reply.error().message);
+  Acquisition& acq = current();
+  for (OpenedListener& r : *reply) {
+    acq.status[acq.answered] = r.status;
+    acq.fds[acq.answered] = std::move(r.fd);
+    ++acq.answered;
+  }
+  pump(acq);
+  if (active_ && acq.complete()) advance();
+}
+
+std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
+  const Active& a = *active_;
+  std::vector<PlannedKey> keys = a.opens.keys;
+  std::vector<int32_t> status = a.opens.status;
+  std::vector<std::string> reasons = a.opens.policy_reason;
+  if (with_rebinds) {
+    keys.insert(keys.end(), a.rebinds.keys.begin(), a.rebinds.keys.end());
+    status.insert(status.end(), a.rebinds.status.begin(), a.rebinds.status.end());
+    reasons.insert(reasons.end(), a.rebinds.policy_reason.begin(), a.rebinds.policy_reason.end());
+  }
+  std::vector<std::string> warnings;
+  auto failures = judge_rules(a.job.request.tables, keys, status, reasons,
+                              BindContext{info_.has_bind_cap, info_.unprivileged_port_start},
+                              &warnings);
+  for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
+  return failures;
+}
+
+void CommitEngine::advance() noexcept {
+  Active& a = *active_;
+  const control::CommitRequest& req = a.job.request;
+  switch (a.phase) {
+    case Phase::kAcquire: {
+      a.failures = judge(false);
+      if (req.dry_run) {
+        // Trial binds done: close them. Rebinds cannot be trial-bound while
+        // the clashing sockets listen; they are counted in the plan.
+        a.opens.fds.clear();
+        return finish(control::Outcome::kDryRun, false);
+      }
+      if (!a.failures.empty()) {
+        a.opens.fds.clear();  // roll back: the old table never stopped serving
+        return finish(control::Outcome::kRejected, false);
+      }
+      if (a.plan.rebind.empty()) {
+        swap();
+        return finish(control::Outcome::kApplied, true);
+      }
+      // Rebinds: remember how to restore the clashing listeners, close them,
+      // then bind their successors.
+      for (size_t i : a.plan.clashing) {
+        a.restore_routes.push_back(installed_[i].listener->route());
+      }
+      release(a.plan.clashing);
+      a.phase = Phase::kRebind;
+      prepare(a.rebinds, a.plan.rebind);
+      pump(a.rebinds);
+      if (active_ && a.rebinds.complete()) advance();
+      return;
+    }
+    case Phase::kRebind: {
+      a.failures = judge(true);
+      if (a.failures.empty()) {
+        swap();
+        return finish(control::Outcome::kApplied, true);
+      }
+      // Roll back: re-acquire the sockets the rebinds replaced.
+      a.rebinds.fds.clear();
+      a.opens.fds.clear();
+      std::vector<PlannedKey> old;
+      for (size_t i : a.plan.clashing) old.push_back(PlannedKey{installed_[i].key, KeyOrigin{}});
+      a.phase = Phase::kRestore;
+      prepare(a.restore, std::move(old));
+      pump(a.restore);
+      if (active_ && a.restore.complete()) advance();
+      return;
+    }
+    case Phase::kRestore: {
+      // prepare() keeps the order of allowed keys, and the old keys were all
+      // allowed before, so restore.keys[i] matches plan.clashing[i].
+      for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
+        Installed& slot = installed_[a.plan.clashing[i]];
+        if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
+          auto listener = forwarder_.add_tcp_listener(std::move(a.restore.fds[i]), slot.key.port,
+                                                      a.restore_routes[i]);
+          if (listener) {
+            slot.listener = *listener;
+            continue;
+          }
+        }
+        control::Failure f = whole_commit_failure(
+            control::FailureKind::kBindFailed, slot.key.pif,
+            "rolling back a failed rebind, port " + std::to_string(slot.key.port) +
+                " could not be bound again (" +
+                (a.restore.status[i] > 0 && a.restore.status[i] <= wire::kStatusMaxErrno
+                     ? errno_text(a.restore.status[i])
+                     : std::string("refused")) +
+                "); the old table is in force but this port is not served until the next "
+                "commit; commit the current tables again to retry");
+        f.port = slot.key.port;
+        LOG_ERROR("%s", f.message.c_str());
+        a.failures.push_back(std::move(f));
+      }
+      // Drop entries that could not be restored: the next plan opens them.
+      std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
+      return finish(control::Outcome::kRejected, false);
+    }
+  }
+}
+
+void CommitEngine::release(const std::vector<size_t>& indices) noexcept {
+  for (size_t i : indices) {
+    TcpListener* listener = installed_[i].listener;
+    if (listener == nullptr) continue;
+    // Accept what the kernel already queued and forward it under the old
+    // rule; closing a listener resets every connection left in its queue.
+    listener->drain();
+    forwarder_.close_listener(listener);
+    installed_[i].listener = nullptr;
+  }
+}
+
+void CommitEngine::swap() noexcept {
+  Active& a = *active_;
+  const TableSet& next = a.job.request.tables;
+  auto routes = make_routes(next);
+  auto route_of = [&](const KeyOrigin& o) {
+    return routes[static_cast<size_t>(o.pif)][o.rule];
+  };
+  std::vector<Installed> next_installed;
+  next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
+  for (const CommitPlan::Keep& keep : a.plan.keep) {
+    Installed inst = installed_[keep.installed];
+    inst.listener->set_route(route_of(keep.origin));
+    next_installed.push_back(inst);
+  }
+  for (Acquisition* acq : {&a.opens, &a.rebinds}) {
+    for (size_t i = 0; i < acq->keys.size(); ++i) {
+      if (!acq->fds[i].valid()) continue;  // a failed port of a weak rule
+      const PlannedKey& k = acq->keys[i];
+      auto listener =
+          forwarder_.add_tcp_listener(std::move(acq->fds[i]), k.key.port, route_of(k.origin));
+      CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
+      next_installed.push_back(Installed{k.key, *listener});
+    }
+  }
+  // Release after the new sockets serve: the closing ones drain under the old rule.
+  release(a.plan.close);
+  std::sort(next_installed.begin(), next_installed.end(),
+            [](const Installed& x, const Installed& y) { return x.key < y.key; });
+  installed_ = std::move(next_installed);
+  tables_ = next;
+  ++generation_;
+  digest_ = control::digest_tables(tables_);
+}
+
+void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
+  Active& a = *active_;
+  control::CommitResult r;
+  r.applied = applied;
+  r.dry_run = a.job.request.dry_run;
+  r.generation = generation_;
+  r.digest = digest_;
+  r.kept = static_cast<uint32_t>(a.plan.keep.size());
+  r.opened = static_cast<uint32_t>(a.plan.open.size());
+  r.closed = static_cast<uint32_t>(a.plan.close.size());
+  r.rebound = static_cast<uint32_t>(a.plan.rebind.size());
+  r.failures = std::move(a.failures);
+  if (r.failures.size() > control::kMaxFailures) {
+    size_t cut = r.failures.size() - (control::kMaxFailures - 1);
+    r.failures.resize(control::kMaxFailures - 1);
+    r.failures.push_back(whole_commit_failure(
+        r.failures.front().kind, r.failures.front().pif,
+        std::to_string(cut) + " more failures are not listed; fix the ones above first"));
+  }
+  r.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
+
+  AuditRecord record;
+  record.outcome = outcome;
+  record.peer = a.job.peer;
+  record.comment = a.job.request.comment;
+  record.generation_before = a.generation_before;
+  record.generation_after = generation_;
+  record.digest_before = a.digest_before;
+  record.digest_after = digest_;
+  record.added = std::move(a.added);
+  record.removed = std::move(a.removed);
+  record.kept = r.kept;
+  record.opened = r.opened;
+  record.closed = r.closed;
+  record.rebound = r.rebound;
+  record.failures = r.failures;
+  record.duration_micros = r.duration_micros;
+  history_.push_back(audit_.write(record));
+  while (history_.size() > control::kMaxHistory) history_.pop_front();
+  LOG_INFO("commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
+           "rebound %u, %zu failure%s, %llu us",
+           a.job.peer.pid, a.job.peer.uid, control::outcome_name(outcome),
+           static_cast<unsigned long long>(generation_), r.kept, r.opened, r.closed, r.rebound,
+           r.failures.size(), r.failures.size() == 1 ? "" : "s",
+           static_cast<unsigned long long>(r.duration_micros));
+
+  Done done = std::move(a.job.done);
+  active_.reset();
+  if (done) done(r);
+  start_next();
+}
+
+void CommitEngine::broker_failed(const std::string& why) noexcept {
+  // The broker is the more privileged side and the only source of sockets: a
+  // failure on its channel is a dying broker or a bug, and the worker stops.
+  LOG_ERROR("broker channel: %s; stopping", why.c_str());
+  loop_.stop();
+}
+
+}  // namespace sluice

@@ -1,0 +1,236 @@
+#include "worker/commit_plan.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+
+#include "base/strings.h"
+#include "policy/validate.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+namespace {
+
+/// The address families a key's socket covers.
+struct Families {
+  bool v4, v6;
+};
+
+/// Returns the families a listener binds: dual-stack covers both.
+Families families(const ListenerKey& k) noexcept {
+  if (k.dual_stack) return {true, true};
+  bool v4 = addr_is_v4(k.addr);
+  return {v4, !v4};
+}
+
+}  // namespace
+
+std::vector<PlannedKey> planned_keys(const TableSet& tables) {
+  std::vector<PlannedKey> out;
+  std::vector<ListenerKey> keys;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    const Table& table = tables.tables[p];
+    for (size_t r = 0; r < table.rules.size(); ++r) {
+      keys.clear();
+      expand_listeners(Table{table.pif, {table.rules[r]}}, &keys);
+      for (const ListenerKey& k : keys) {
+        out.push_back(PlannedKey{k, KeyOrigin{table.pif, static_cast<uint32_t>(r)}});
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const PlannedKey& a, const PlannedKey& b) { return a.key < b.key; });
+  return out;
+}
+
+bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept {
+  if (a.pif != b.pif || a.proto != b.proto || a.port != b.port) return false;
+  if (a.ifname[0] != '\0' && b.ifname[0] != '\0' && a.ifname != b.ifname) return false;
+  if (a.dual_stack || b.dual_stack) {
+    Families fa = families(a), fb = families(b);
+    return (fa.v4 && fb.v4) || (fa.v6 && fb.v6);
+  }
+  if (addr_is_v4(a.addr) != addr_is_v4(b.addr)) return false;
+  return addr_is_unspecified(a.addr) || addr_is_unspecified(b.addr) || a.addr == b.addr;
+}
+
+CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next) {
+  CommitPlan plan;
+  std::vector<PlannedKey> wanted = planned_keys(next);
+  std::vector<PlannedKey> opens;
+  // Merge-join two sorted sequences: O(n + m).
+  size_t i = 0, j = 0;
+  while (i < installed.size() || j < wanted.size()) {
+    if (j == wanted.size() || (i < installed.size() && installed[i] < wanted[j].key)) {
+      plan.close.push_back(i++);
+    } else if (i == installed.size() || wanted[j].key < installed[i]) {
+      opens.push_back(wanted[j++]);
+    } else {
+      plan.keep.push_back(CommitPlan::Keep{i++, wanted[j++].origin});
+    }
+  }
+  // An open that clashes with a closing socket must wait for that close. Index
+  // the closing keys by (protocol, port) and look each open up by range.
+  struct Slot {
+    Proto proto;
+    uint16_t port;
+    size_t installed;
+    bool operator<(const Slot& o) const {
+      return proto != o.proto ? proto < o.proto : port < o.port;
+    }
+  };
+  std::vector<Slot> closing;
+  closing.reserve(plan.close.size());
+  for (size_t c : plan.close) closing.push_back(Slot{installed[c].proto, installed[c].port, c});
+  std::sort(closing.begin(), closing.end());
+  std::vector<bool> is_clashing(installed.size(), false);
+  for (PlannedKey& open : opens) {
+    auto range = std::equal_range(closing.begin(), closing.end(),
+                                  Slot{open.key.proto, open.key.port, 0});
+    bool clash = false;
+    for (auto it = range.first; it != range.second; ++it) {
+      if (kernel_clash(open.key, installed[it->installed])) {
+        clash = true;
+        is_clashing[it->installed] = true;
+      }
+    }
+    (clash ? plan.rebind : plan.open).push_back(open);
+  }
+  for (size_t c : plan.close) {
+    if (is_clashing[c]) plan.clashing.push_back(c);
+  }
+  return plan;
+}
+
+std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
+  std::string p = std::to_string(port);
+  switch (err) {
+    case EADDRINUSE:
+      return "another socket already listens on port " + p + "; stop that service (see `ss " +
+             "-ltnup sport = :" + p + "`) or forward a different port";
+    case EACCES:
+      if (port < ctx.unprivileged_port_start) {
+        return "port " + p + " is below net.ipv4.ip_unprivileged_port_start (" +
+               std::to_string(ctx.unprivileged_port_start) +
+               "); grant CAP_NET_BIND_SERVICE to sluiced or lower that sysctl";
+      }
+      return "the kernel refused the bind; check LSM policy (SELinux, AppArmor) for sluiced";
+    case EADDRNOTAVAIL:
+      return "the listen address is not configured on any interface of this host; add it or "
+             "listen on another address";
+    case ENODEV:
+      return "the interface does not exist; check the name with `ip link`";
+    case EAFNOSUPPORT:
+      return "the address family is disabled on this host";
+    case EMFILE:
+    case ENFILE:
+      return "sluiced ran out of file descriptors; raise its RLIMIT_NOFILE or forward fewer ports";
+    default:
+      return "";
+  }
+}
+
+std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const PlannedKey> keys,
+                                          std::span<const int32_t> status,
+                                          std::span<const std::string> policy_reason,
+                                          const BindContext& ctx,
+                                          std::vector<std::string>* warnings) {
+  // Per rule: how many of its ports failed (kept ports never fail).
+  struct Tally {
+    size_t failed = 0;
+  };
+  std::map<std::pair<Pif, uint32_t>, Tally> tally;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (status[i] != wire::kStatusOk) ++tally[{keys[i].origin.pif, keys[i].origin.rule}].failed;
+  }
+  std::vector<control::Failure> failures;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (status[i] == wire::kStatusOk) continue;
+    const KeyOrigin& o = keys[i].origin;
+    const Rule& rule = next.of(o.pif).rules[o.rule];
+    size_t width = static_cast<size_t>(rule.last - rule.first) + 1;
+    bool rule_fails = rule.weak ? tally[{o.pif, o.rule}].failed == width : true;
+    control::Failure f;
+    f.pif = o.pif;
+    f.rule = static_cast<int32_t>(o.rule);
+    f.text = format_rule(rule);
+    f.port = keys[i].key.port;
+    std::string where = std::string(pif_name(f.pif)) + " rule " + std::to_string(f.rule) + " (" +
+                        f.text + "), port " + std::to_string(f.port) + ": ";
+    if (status[i] == wire::kStatusPolicyDenied) {
+      f.kind = control::FailureKind::kPolicyDenied;
+      f.err = EACCES;
+      f.message = where + "denied by the bind policy of sluiced: " +
+                  (policy_reason[i].empty()
+                       ? std::string("a line of its policy file refuses it (sluiced's log names "
+                                     "the line); change the policy or the rule")
+                       : policy_reason[i]);
+    } else {
+      f.kind = control::FailureKind::kBindFailed;
+      f.err = status[i];
+      std::string advice = bind_errno_advice(f.err, f.port, ctx);
+      f.message = where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; ") +
+                  advice;
+    }
+    if (rule_fails) {
+      failures.push_back(std::move(f));
+    } else if (warnings != nullptr) {
+      warnings->push_back(f.message + " (best effort: the rule keeps its other ports)");
+    }
+  }
+  std::sort(failures.begin(), failures.end(),
+            [](const control::Failure& a, const control::Failure& b) {
+              if (a.pif != b.pif) return a.pif < b.pif;
+              if (a.rule != b.rule) return a.rule < b.rule;
+              return a.port < b.port;
+            });
+  return failures;
+}
+
+std::vector<control::Failure> failures_from_validation(const TableSet& tables,
+                                                       const ServerCaps& caps) {
+  std::vector<control::Failure> out;
+  for (const ValidationIssue& issue : validate_tables(tables, caps)) {
+    control::Failure f;
+    switch (issue.kind) {
+      case IssueKind::kInvalid:
+        f.kind = control::FailureKind::kInvalid;
+        break;
+      case IssueKind::kConflict:
+        f.kind = control::FailureKind::kConflict;
+        break;
+      case IssueKind::kCapacity:
+        f.kind = control::FailureKind::kCapacity;
+        break;
+    }
+    f.pif = issue.pif;
+    f.rule = issue.rule;
+    const Table& table = tables.of(issue.pif);
+    if (issue.rule >= 0 && static_cast<size_t>(issue.rule) < table.rules.size()) {
+      f.text = format_rule(table.rules[static_cast<size_t>(issue.rule)]);
+    }
+    f.message = issue.message;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<std::string> rule_diff(const TableSet& a, const TableSet& b) {
+  std::vector<std::string> out;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    std::map<std::string, int> remaining;
+    for (const Rule& r : b.tables[p].rules) ++remaining[format_rule(r)];
+    for (const Rule& r : a.tables[p].rules) {
+      std::string text = format_rule(r);
+      auto it = remaining.find(text);
+      if (it != remaining.end() && it->second > 0) {
+        --it->second;
+        continue;
+      }
+      out.push_back(std::string(pif_name(a.tables[p].pif)) + " " + text);
+    }
+  }
+  return out;
+}
+
+}  // namespace sluice
