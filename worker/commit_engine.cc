@@ -47,7 +47,9 @@ CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, BrokerClient& 
   digest_ = control::digest_tables(tables_);
 }
 
-CommitEngine::~CommitEngine() { loop_.remove(broker_.fd()); }
+CommitEngine::~CommitEngine() {
+  loop_.remove(broker_.fd());
+}
 
 Result<void> CommitEngine::start() {
   // Level-triggered: every queued reply keeps the channel readable until read.
@@ -206,9 +208,9 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
     reasons.insert(reasons.end(), a.rebinds.policy_reason.begin(), a.rebinds.policy_reason.end());
   }
   std::vector<std::string> warnings;
-  auto failures = judge_rules(a.job.request.tables, keys, status, reasons,
-                              BindContext{info_.has_bind_cap, info_.unprivileged_port_start},
-                              &warnings);
+  auto failures =
+      judge_rules(a.job.request.tables, keys, status, reasons,
+                  BindContext{info_.has_bind_cap, info_.unprivileged_port_start}, &warnings);
   for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
   return failures;
 }
@@ -311,9 +313,7 @@ void CommitEngine::swap() noexcept {
   Active& a = *active_;
   const TableSet& next = a.job.request.tables;
   auto routes = make_routes(next);
-  auto route_of = [&](const KeyOrigin& o) {
-    return routes[static_cast<size_t>(o.pif)][o.rule];
-  };
+  auto route_of = [&](const KeyOrigin& o) { return routes[static_cast<size_t>(o.pif)][o.rule]; };
   std::vector<Installed> next_installed;
   next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
   for (const CommitPlan::Keep& keep : a.plan.keep) {
@@ -380,12 +380,13 @@ void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
   record.duration_micros = r.duration_micros;
   history_.push_back(audit_.write(record));
   while (history_.size() > control::kMaxHistory) history_.pop_front();
-  LOG_INFO("commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
-           "rebound %u, %zu failure%s, %llu us",
-           a.job.peer.pid, a.job.peer.uid, control::outcome_name(outcome),
-           static_cast<unsigned long long>(generation_), r.kept, r.opened, r.closed, r.rebound,
-           r.failures.size(), r.failures.size() == 1 ? "" : "s",
-           static_cast<unsigned long long>(r.duration_micros));
+  LOG_INFO(
+      "commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
+      "rebound %u, %zu failure%s, %llu us",
+      a.job.peer.pid, a.job.peer.uid, control::outcome_name(outcome),
+      static_cast<unsigned long long>(generation_), r.kept, r.opened, r.closed, r.rebound,
+      r.failures.size(), r.failures.size() == 1 ? "" : "s",
+      static_cast<unsigned long long>(r.duration_micros));
 
   Done done = std::move(a.job.done);
   active_.reset();

@@ -100,7 +100,7 @@ class CommitEngine final : public EventHandler {
     Acquisition rebinds;  // plan.rebind
     Acquisition restore;  // the clashing keys, re-acquired after a failed rebind
     std::vector<std::shared_ptr<const Route>> restore_routes;
-    std::vector<control::Failure> failures;  // collected for the reply
+    std::vector<control::Failure> failures;   // collected for the reply
     std::vector<std::string> added, removed;  // the requested diff, for the audit record
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};

@@ -85,8 +85,8 @@ CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& n
   std::sort(closing.begin(), closing.end());
   std::vector<bool> is_clashing(installed.size(), false);
   for (PlannedKey& open : opens) {
-    auto range = std::equal_range(closing.begin(), closing.end(),
-                                  Slot{open.key.proto, open.key.port, 0});
+    auto range =
+        std::equal_range(closing.begin(), closing.end(), Slot{open.key.proto, open.key.port, 0});
     bool clash = false;
     for (auto it = range.first; it != range.second; ++it) {
       if (kernel_clash(open.key, installed[it->installed])) {
@@ -169,8 +169,8 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
       f.kind = control::FailureKind::kBindFailed;
       f.err = status[i];
       std::string advice = bind_errno_advice(f.err, f.port, ctx);
-      f.message = where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; ") +
-                  advice;
+      f.message =
+          where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; ") + advice;
     }
     if (rule_fails) {
       failures.push_back(std::move(f));

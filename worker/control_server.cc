@@ -127,12 +127,12 @@ void ControlClient::handle(const control::Request& request) noexcept {
     ControlServer& server = server_;
     uint64_t client_id = id;
     uint64_t request_id = request.id;
-    server.engine().submit(*commit, peer_, [&server, client_id, request_id](
-                                               const control::CommitResult& result) {
-      if (ControlClient* client = server.find(client_id)) {
-        client->commit_done(request_id, result);
-      }
-    });
+    server.engine().submit(*commit, peer_,
+                           [&server, client_id, request_id](const control::CommitResult& result) {
+                             if (ControlClient* client = server.find(client_id)) {
+                               client->commit_done(request_id, result);
+                             }
+                           });
     return;
   }
   fail(ErrorCode::kUnknownRequest, "this server does not serve that request");

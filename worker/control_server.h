@@ -17,8 +17,8 @@
 
 #include "base/unique_fd.h"
 #include "schema/codec.h"
-#include "worker/event_loop.h"
 #include "worker/commit_engine.h"
+#include "worker/event_loop.h"
 
 namespace sluice {
 
@@ -84,7 +84,7 @@ class ControlClient final : public EventHandler {
   size_t out_off_ = 0;
   bool hello_done_ = false;
   bool commit_pending_ = false;  // requests wait (in order) until the commit answers
-  bool closing_ = false;  // close once the output is flushed
+  bool closing_ = false;         // close once the output is flushed
   bool dead_ = false;
   uint64_t idle_since_ns_;
   uint64_t busy_since_ns_ = 0;  // partial input or unsent output since then; 0 when neither

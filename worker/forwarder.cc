@@ -58,6 +58,7 @@ void TcpListener::on_event(uint32_t /*events*/) noexcept {
 }
 
 bool TcpListener::accept_up_to(int max) noexcept {
+  if (!fd_.valid()) return true;  // closed by a commit earlier in this batch
   for (int i = 0; i < max; ++i) {
     if (owner_.at_capacity()) {
       owner_.park(this, false);
@@ -124,6 +125,9 @@ void Forwarder::close_listener(TcpListener* listener) noexcept {
     if (listeners_[i].get() != listener) continue;
     loop_.remove(listener->fd());
     std::erase(parked_, listener);
+    // Close now, not when the batch ends: the commit's reply goes out in this
+    // batch, and a client reading it must find the port closed.
+    listener->close_socket();
     loop_.retire(std::move(listeners_[i]));
     listeners_[i] = std::move(listeners_.back());
     listeners_.pop_back();

@@ -69,6 +69,9 @@ class TcpListener final : public EventHandler {
   void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
   /// The rule the listener serves now.
   const std::shared_ptr<const Route>& route() const { return route_; }
+  /// Closes the socket now; the object lives on until the batch ends, and
+  /// ignores events meanwhile.
+  void close_socket() noexcept { fd_.reset(); }
   int fd() const { return fd_.get(); }
   uint16_t port() const { return port_; }
 

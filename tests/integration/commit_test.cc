@@ -1,0 +1,280 @@
+// Commits against the real daemon, over the real control socket: hitless
+// keeps under load, rollback on a bind failure, compare-and-swap, dry runs,
+// rebinds and a 10,000-port table. The server's checks are exercised without
+// any client-side validation: these tests send tables as they are.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "client/control_client.h"
+#include "schema/broker_wire.h"
+#include "tests/integration/daemon.h"
+#include "tests/integration/tcp_util.h"
+
+namespace sluice::test {
+namespace {
+
+/// A rule listening on 127.0.0.1:`port` (or `first`-`last`) to loopback `to`.
+Rule loopback_rule(uint16_t first, uint16_t last, uint16_t to, const char* listen = "127.0.0.1") {
+  Rule r;
+  parse_addr(listen, &r.listen);
+  r.first = first;
+  r.last = last;
+  r.to = to;
+  return r;
+}
+
+/// A connected, greeted control client for `d`.
+ControlConnection connect_control(Daemon& d) {
+  auto conn = ControlConnection::connect(d.socket_path(), 10000);
+  EXPECT_TRUE(conn.ok()) << (conn.ok() ? "" : conn.error().message);
+  auto hello = conn->handshake();
+  EXPECT_TRUE(hello.ok()) << (hello.ok() ? "" : hello.error().message);
+  return std::move(*conn);
+}
+
+/// Reads the state.
+control::State get_state(ControlConnection& c) {
+  auto r = c.call(control::Request{0, control::GetState{}});
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return std::get<control::State>(r->body);
+}
+
+/// Commits `tables` at `generation`; returns the result.
+control::CommitResult commit(ControlConnection& c, const TableSet& tables, uint64_t generation,
+                             bool dry_run = false) {
+  control::CommitRequest req;
+  req.tables = tables;
+  req.expected_generation = generation;
+  req.dry_run = dry_run;
+  req.comment = "commit_test";
+  auto r = c.call(control::Request{0, req});
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return std::get<control::CommitResult>(r->body);
+}
+
+/// True when a TCP connection to 127.0.0.1:`port` is accepted by someone.
+bool listening(uint16_t port) {
+  UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
+  return c.valid();
+}
+
+TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // The target accepts and closes; the prober counts what the kept port does.
+  std::atomic<bool> stop{false};
+  std::thread acceptor([&] {
+    while (!stop) {
+      UniqueFd c = accept_one(target.get(), 100);
+    }
+  });
+  std::atomic<int> ok{0}, refused{0}, reset{0};
+  std::thread prober([&] {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (int i = 0; i < 200000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+      UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
+      if (!c.valid()) {
+        (errno == ECONNREFUSED ? refused : reset)++;
+        continue;
+      }
+      char b;
+      ssize_t n = recv(c.get(), &b, 1, 0);  // EOF from the target's close
+      if (n < 0 && errno == ECONNRESET) {
+        reset++;
+      } else {
+        ok++;
+      }
+    }
+  });
+  ControlConnection c = connect_control(d);
+  uint64_t gen = get_state(c).generation;
+  for (int i = 0; i < 200; ++i) {
+    TableSet t;
+    t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000),
+                              loopback_rule(static_cast<uint16_t>(18090 + i % 2),
+                                            static_cast<uint16_t>(18090 + i % 2), 18000)};
+    control::CommitResult r = commit(c, t, gen);
+    ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+    EXPECT_EQ(r.kept, 1u);
+    EXPECT_EQ(r.opened, 1u);
+    EXPECT_EQ(r.closed, i == 0 ? 0u : 1u);
+    gen = r.generation;
+    // Interleave: let at least one probe through the kept port between commits.
+    int seen = ok.load();
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (ok.load() == seen && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  stop = true;
+  prober.join();
+  acceptor.join();
+  EXPECT_GE(ok.load(), 200);
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_EQ(reset.load(), 0);
+}
+
+TEST(Commit, BindFailureRollsBackEverything) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  UniqueFd squatter = listen_tcp("127.0.0.1", 18085);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  control::State before = get_state(c);
+  TableSet t;
+  t.of(Pif::kHost).rules = {loopback_rule(18082, 18082, 18000), loopback_rule(18084, 18086, 18000)};
+  control::CommitResult r = commit(c, t, before.generation);
+  EXPECT_FALSE(r.applied);
+  ASSERT_EQ(r.failures.size(), 1u);
+  const control::Failure& f = r.failures[0];
+  EXPECT_EQ(f.kind, control::FailureKind::kBindFailed);
+  EXPECT_EQ(f.rule, 1);
+  EXPECT_EQ(f.port, 18085);
+  EXPECT_EQ(f.err, EADDRINUSE);
+  EXPECT_EQ(f.text, "TCP [127.0.0.1]:18084-18086 => 18000-18002");
+  EXPECT_NE(f.message.find("EADDRINUSE"), std::string::npos) << f.message;
+  // Nothing changed: same generation and tables, the old port still serves,
+  // the new ones that did bind were closed again.
+  control::State after = get_state(c);
+  EXPECT_EQ(after.generation, before.generation);
+  EXPECT_EQ(after.tables, before.tables);
+  EXPECT_TRUE(listening(18080));
+  EXPECT_FALSE(listening(18082));
+  EXPECT_FALSE(listening(18084));
+}
+
+TEST(Commit, StaleGenerationIsRefused) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  control::State s = get_state(c);
+  TableSet t;
+  t.of(Pif::kHost).rules = {loopback_rule(18081, 18081, 18000)};
+  control::CommitResult r = commit(c, t, s.generation - 1);
+  EXPECT_FALSE(r.applied);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0].kind, control::FailureKind::kStale);
+  EXPECT_EQ(get_state(c).tables, s.tables);
+  EXPECT_FALSE(listening(18081));
+}
+
+TEST(Commit, InvalidTablesAreRefusedByTheServerItself) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  control::State s = get_state(c);
+  TableSet t;  // two rules that conflict, and one from port 0
+  Rule wild = loopback_rule(18070, 18079, 18000, "0.0.0.0");
+  t.of(Pif::kHost).rules = {wild, loopback_rule(18075, 18075, 18000), loopback_rule(0, 0, 1)};
+  control::CommitResult r = commit(c, t, s.generation);
+  EXPECT_FALSE(r.applied);
+  bool conflict = false, invalid = false;
+  for (const auto& f : r.failures) {
+    conflict |= f.kind == control::FailureKind::kConflict;
+    invalid |= f.kind == control::FailureKind::kInvalid;
+  }
+  EXPECT_TRUE(conflict);
+  EXPECT_TRUE(invalid);
+  EXPECT_EQ(get_state(c).generation, s.generation);
+}
+
+TEST(Commit, DryRunTrialBindsAndChangesNothing) {
+  UniqueFd squatter = listen_tcp("127.0.0.1", 18085);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  control::State s = get_state(c);
+  TableSet ok;
+  ok.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000), loopback_rule(18081, 18082, 1)};
+  control::CommitResult r = commit(c, ok, s.generation, true);
+  EXPECT_FALSE(r.applied);
+  EXPECT_TRUE(r.dry_run);
+  EXPECT_TRUE(r.failures.empty());
+  EXPECT_EQ(r.kept, 1u);
+  EXPECT_EQ(r.opened, 2u);
+  EXPECT_FALSE(listening(18081));
+  TableSet bad;
+  bad.of(Pif::kHost).rules = {loopback_rule(18085, 18085, 18000)};
+  r = commit(c, bad, s.generation, true);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0].err, EADDRINUSE);
+  EXPECT_EQ(get_state(c).generation, s.generation);
+}
+
+TEST(Commit, RebindIsCountedAndServes) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  TableSet t;
+  t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000, "0.0.0.0")};
+  control::CommitResult r = commit(c, t, get_state(c).generation);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+  EXPECT_EQ(r.rebound, 1u);
+  EXPECT_EQ(r.closed, 1u);
+  EXPECT_EQ(r.opened, 0u);
+  std::thread server([&] {
+    UniqueFd conn = accept_one(target.get());
+    if (conn.valid()) send_stream(conn.get(), 3, 1000);
+  });
+  UniqueFd client = connect_tcp("127.0.0.1", 18080);
+  size_t n = 0;
+  Sha256Digest got = receive_all(client.get(), &n);
+  server.join();
+  EXPECT_EQ(got, stream_digest(3, 1000));
+}
+
+TEST(Commit, TenThousandPortsAndBackToOne) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  TableSet big;
+  big.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000),
+                              loopback_rule(20000, 29999, 20000)};
+  control::CommitResult r = commit(c, big, get_state(c).generation);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+  EXPECT_EQ(r.opened, 10000u);
+  EXPECT_EQ(r.kept, 1u);
+  EXPECT_TRUE(listening(25000));
+  TableSet small;
+  small.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000)};
+  r = commit(c, small, r.generation);
+  ASSERT_TRUE(r.applied);
+  EXPECT_EQ(r.closed, 10000u);
+  EXPECT_FALSE(listening(25000));
+}
+
+TEST(Commit, HistoryRecordsEveryAttempt) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ControlConnection c = connect_control(d);
+  TableSet t;
+  t.of(Pif::kHost).rules = {loopback_rule(18081, 18081, 18000)};
+  commit(c, t, 0);                        // stale
+  commit(c, t, get_state(c).generation);  // applied
+  auto r = c.call(control::Request{0, control::HistoryRequest{10}});
+  ASSERT_TRUE(r.ok());
+  const auto& h = std::get<control::History>(r->body);
+  ASSERT_EQ(h.entries.size(), 3u);  // the initial rules, the stale one, the applied one
+  EXPECT_EQ(h.entries[1].outcome, control::Outcome::kStale);
+  EXPECT_EQ(h.entries[2].outcome, control::Outcome::kApplied);
+  EXPECT_EQ(h.entries[2].comment, "commit_test");
+}
+
+}  // namespace
+}  // namespace sluice::test
