@@ -159,7 +159,7 @@ void ControlClient::fail(ErrorCode code, const std::string& message) noexcept {
   queue(control::encode_response(response));
   closing_ = true;
   in_len_ = 0;
-  if (busy_since_ns_ == 0) busy_since_ns_ = monotonic_ns();
+  busy_since_ns_ = monotonic_ns();
 }
 
 void ControlClient::queue(const std::string& frame) noexcept {
@@ -265,9 +265,20 @@ void ControlServer::on_tick(uint64_t now_ns) noexcept {
   for (size_t i = 0; i < clients_.size();) {
     ControlClient* client = clients_[i].get();
     if (client->timed_out(now_ns)) {
-      LOG_INFO("control client pid %d dropped: timed out", client->peer().pid);
-      drop(client);  // swaps the last client into slot i
-      continue;
+      if (client->closing()) {
+        // It did not even read the error in time: cut it off.
+        LOG_INFO("control client pid %d dropped: timed out", client->peer().pid);
+        drop(client);  // swaps the last client into slot i
+        continue;
+      }
+      // Tell it why, then close; fail() restarts the clock for that reply.
+      client->fail(ErrorCode::kTimeout,
+                   "timed out: a request must arrive whole, and replies be read, within " +
+                       std::to_string(limits_.request_timeout_ns / 1000000000ULL) +
+                       " s; an idle connection is closed after " +
+                       std::to_string(limits_.idle_timeout_ns / 1000000000ULL) + " s");
+      client->on_event(EPOLLOUT);
+      if (i < clients_.size() && clients_[i].get() != client) continue;  // dropped: slot reused
     }
     ++i;
   }

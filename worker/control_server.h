@@ -56,6 +56,8 @@ class ControlClient final : public EventHandler {
   /// Sends the result of this client's commit and resumes reading its requests.
   void commit_done(uint64_t request_id, const control::CommitResult& result) noexcept;
 
+  /// True once an error was queued and the connection closes after sending it.
+  bool closing() const { return closing_; }
   /// Marks the client gone: later events in the same batch are ignored.
   void mark_dead() noexcept { dead_ = true; }
   int fd() const { return fd_.get(); }

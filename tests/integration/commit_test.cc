@@ -66,9 +66,21 @@ bool listening(uint16_t port) {
 
 TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  UniqueFd echo_target = listen_tcp("127.0.0.1", 18001);
   Daemon d;
-  d.start({"-t", "127.0.0.1/18080:18000"});
+  d.start({"-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1/18070:18001"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
+  // An established connection through another kept rule echoes throughout.
+  std::thread echo([&] {
+    UniqueFd c = accept_one(echo_target.get());
+    char buf[64];
+    for (ssize_t n; c.valid() && (n = recv(c.get(), buf, sizeof(buf), 0)) > 0;) {
+      if (send(c.get(), buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+  });
+  UniqueFd established = connect_tcp("127.0.0.1", 18070);
+  ASSERT_TRUE(established.valid());
+  int echoes = 0;
   // The target accepts and closes; the prober counts what the kept port does.
   std::atomic<bool> stop{false};
   std::thread acceptor([&] {
@@ -99,11 +111,17 @@ TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
   for (int i = 0; i < 200; ++i) {
     TableSet t;
     t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000),
+                              loopback_rule(18070, 18070, 18001),
                               loopback_rule(static_cast<uint16_t>(18090 + i % 2),
                                             static_cast<uint16_t>(18090 + i % 2), 18000)};
     control::CommitResult r = commit(c, t, gen);
     ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
-    EXPECT_EQ(r.kept, 1u);
+    char b = static_cast<char>(i);
+    if (send(established.get(), &b, 1, MSG_NOSIGNAL) == 1 &&
+        recv(established.get(), &b, 1, 0) == 1 && b == static_cast<char>(i)) {
+      ++echoes;
+    }
+    EXPECT_EQ(r.kept, 2u);
     EXPECT_EQ(r.opened, 1u);
     EXPECT_EQ(r.closed, i == 0 ? 0u : 1u);
     gen = r.generation;
@@ -117,6 +135,9 @@ TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
   stop = true;
   prober.join();
   acceptor.join();
+  shutdown(established.get(), SHUT_RDWR);
+  echo.join();
+  EXPECT_EQ(echoes, 200);
   EXPECT_GE(ok.load(), 200);
   EXPECT_EQ(refused.load(), 0);
   EXPECT_EQ(reset.load(), 0);
