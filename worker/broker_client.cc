@@ -122,8 +122,8 @@ Result<std::vector<OpenedListener>> BrokerClient::receive_reply() {
   pending_.pop_front();
   const std::vector<ListenerKey>& keys = request.keys;
   auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  auto got = receive_message(channel_.get(), reply.get(), sizeof(*reply),
-                             wire::kMaxListenersPerMessage);
+  auto got =
+      receive_message(channel_.get(), reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage);
   if (!got) return Err(got.error().err, "reading ListenersOpened: " + got.error().message);
   if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during OpenListeners");
   if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
