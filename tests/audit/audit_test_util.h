@@ -1,0 +1,94 @@
+// Helpers shared by the audit tests: sample records, well-formed chains made
+// with the real formatter, and splitting a log into its lines.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/sha256.h"
+#include "worker/audit.h"
+
+namespace sluice::testing {
+
+/// 2026-11-24T17:03:11.123Z in milliseconds since the epoch.
+inline constexpr int64_t kSampleMillis = 1795539791123;
+
+/// Returns an applied record with generations `before` -> `before + 1`, one
+/// added and one removed rule, and a plain comment.
+inline AuditRecord sample_record(uint64_t before = 7) {
+  AuditRecord r;
+  r.outcome = control::Outcome::kApplied;
+  r.peer.pid = 4242;
+  r.peer.uid = 1000;
+  r.peer.gid = 100;
+  r.comment = "open web";
+  r.generation_before = before;
+  r.generation_after = before + 1;
+  r.digest_before = sha256("a", 1);
+  r.digest_after = sha256("b", 1);
+  r.added = {"HOST TCP [*]:80 => 80"};
+  r.removed = {"HOST TCP [*]:22 => 22"};
+  r.kept = 3;
+  r.opened = 1;
+  r.closed = 1;
+  r.rebound = 0;
+  r.duration_micros = 1234;
+  return r;
+}
+
+/// One line to build into a chain: its seq and the record it holds.
+struct ChainItem {
+  uint64_t seq;
+  AuditRecord record;
+};
+
+/// Returns the lines of a well-formed chain segment: the first item starts the
+/// segment, and each later line's prev is the hash of the line before it.
+inline std::vector<std::string> chain_lines(const std::vector<ChainItem>& items) {
+  AuditLog formatter(-1);
+  std::vector<std::string> lines;
+  Sha256Digest prev{};
+  for (size_t i = 0; i < items.size(); ++i) {
+    lines.push_back(formatter.format_line(items[i].record, items[i].seq,
+                                          kSampleMillis + static_cast<int64_t>(i), prev, i == 0));
+    prev = sha256(lines.back().data(), lines.back().size());
+  }
+  return lines;
+}
+
+/// Returns a segment of `count` applied lines, seq 1..count, generations
+/// `first_generation` upwards without gaps.
+inline std::vector<std::string> segment(size_t count, uint64_t first_generation = 1) {
+  std::vector<ChainItem> items;
+  for (size_t i = 0; i < count; ++i) {
+    items.push_back({i + 1, sample_record(first_generation + i)});
+  }
+  return chain_lines(items);
+}
+
+/// Concatenates lines into one file's contents.
+inline std::string join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& l : lines) out += l;
+  return out;
+}
+
+/// Splits `text` after each "\n"; a final piece without "\n" is kept as is.
+inline std::vector<std::string> split_lines(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    size_t len = nl == std::string_view::npos ? text.size() : nl + 1;
+    out.emplace_back(text.substr(0, len));
+    text.remove_prefix(len);
+  }
+  return out;
+}
+
+/// Returns the hex SHA-256 of `line`.
+inline std::string hash_hex(std::string_view line) {
+  return to_hex(sha256(line.data(), line.size()));
+}
+
+}  // namespace sluice::testing
