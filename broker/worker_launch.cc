@@ -186,9 +186,11 @@ int poll_worker_exit(const WorkerProcess& worker, int expected_signal) {
 int stop_worker(const WorkerProcess& worker, StopMode mode) {
   int code = poll_worker_exit(worker);
   if (code >= 0) return code;
-  // EOF on the channel makes the worker stop by itself (its BrokerWatch), and
-  // unlike a signal it needs no permission over the worker's uid.
-  ::shutdown(worker.channel.get(), SHUT_RDWR);
+  // EOF on the channel makes the worker stop by itself, and unlike a signal
+  // it needs no permission over the worker's uid. A compromised worker
+  // (kKill) gets SIGKILL first instead, and the channel is closed only if
+  // the signal is refused.
+  if (mode != StopMode::kKill) ::shutdown(worker.channel.get(), SHUT_RDWR);
   if (mode != StopMode::kKill) {
     if (wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs)) {
       code = poll_worker_exit(worker);
@@ -201,6 +203,7 @@ int stop_worker(const WorkerProcess& worker, StopMode mode) {
     if (err == EPERM) {
       // Started as root, the worker runs as another uid and the broker holds
       // no CAP_KILL. Its PR_SET_PDEATHSIG(SIGKILL) ends it when sluiced exits.
+      ::shutdown(worker.channel.get(), SHUT_RDWR);
       LOG_INFO("the worker runs as another user; it is killed when sluiced exits");
       return 1;
     }

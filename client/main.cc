@@ -1,48 +1,48 @@
-// sluicectl: the unprivileged client of sluice. It connects to the control
-// socket, sandboxes itself (NO_NEW_PRIVS and a seccomp allowlist), and shows
-// the tables in pesto's listing format.
-#include <getopt.h>
+// sluicectl: the unprivileged client of sluice, command-line compatible with
+// pasta's pesto. The order of its steps is its security:
+//   1. parse the command line, reading every --file (the sandbox has no open);
+//   2. connect to the control socket;
+//   3. sandbox itself (NO_NEW_PRIVS and a seccomp allowlist) before it reads
+//      a byte from the server;
+//   4. handshake, read the state, apply the edits to a copy of the tables,
+//      validate them with the worker's own validator, show, commit, and retry
+//      on a stale generation.
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "base/paths.h"
 #include "base/strings.h"
+#include "client/audit_verify.h"
+#include "client/cli.h"
 #include "client/control_client.h"
 #include "client/render.h"
+#include "client/table_edit.h"
 #include "policy/seccomp.h"
+#include "policy/validate.h"
 
 namespace sluice {
 namespace {
 
 /// Exit codes, documented in sluicectl(1).
 constexpr int kExitOk = 0;
+constexpr int kExitRejected = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitConnection = 3;
+constexpr int kExitStale = 4;
 
-/// Prints the usage text to `out`.
-void usage(FILE* out) {
-  std::fputs(
-      "Usage: sluicectl [OPTION]... [PATH]\n"
-      "Show the forwarding tables of a running sluiced.\n"
-      "\n"
-      "  PATH               control socket (default: /run/sluice/control.sock as root,\n"
-      "                     else $XDG_RUNTIME_DIR/sluice/control.sock)\n"
-      "  --timeout SECONDS  give up on an unresponsive server after this (default 10)\n"
-      "  -d, --debug        print debugging messages\n"
-      "  -h, --help         show this help and exit\n"
-      "      --version      show the version and exit\n"
-      "\n"
-      "Exit status: 0 shown, 2 usage error, 3 connection or protocol error.\n",
-      out);
-}
+/// Limit: commit attempts when another client commits in between (stale
+/// generation). Three rides out a burst of concurrent pushes; a table that
+/// keeps changing needs a person to look, not a loop.
+constexpr int kMaxCommitAttempts = 3;
 
 /// Confines the client once its only socket is connected: no new privileges
-/// and a seccomp allowlist of what printing the result needs.
+/// and a seccomp allowlist of what talking and printing need (no open).
 Result<void> sandbox_client() {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return Err(errno, "prctl(PR_SET_NO_NEW_PRIVS): " + errno_text(errno));
@@ -55,97 +55,266 @@ Result<void> sandbox_client() {
 #endif
 }
 
+/// Writes `text` to stdout and flushes; returns false when that fails.
+bool print_out(const std::string& text) {
+  if (!text.empty() && std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) {
+    return false;
+  }
+  return std::fflush(stdout) == 0;
+}
+
+/// Writes "sluicectl: " + `message` as one line to stderr.
+void print_err(const std::string& message) {
+  std::fprintf(stderr, "sluicectl: %s\n", message.c_str());
+}
+
+/// One conversation with the server, after the handshake.
+struct Session {
+  ControlConnection& conn;
+  const control::ServerHello& hello;
+  const Plan& plan;
+  const std::string& path;
+};
+
+/// Asks for the state. Fails (with the socket path in the message) on a
+/// connection or protocol error, or an answer that is not a State.
+Result<control::State> get_state(const Session& s) {
+  control::Request request;
+  request.body = control::GetState{};
+  auto response = s.conn.call(request);
+  if (!response) return Err(s.path + ": " + response.error().message);
+  auto* state = std::get_if<control::State>(&response->body);
+  if (state == nullptr) {
+    return Err(s.path +
+               ": the server answered getState with something else; use a sluicectl "
+               "from the same release as sluiced");
+  }
+  return *state;
+}
+
+/// Returns an issue for every pif that has rules in `tables` but is not
+/// served by the server (not in its Hello): such rules could never forward.
+std::vector<ValidationIssue> unserved_pif_issues(const TableSet& tables,
+                                                 const control::ServerHello& hello) {
+  std::vector<ValidationIssue> out;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    Pif pif = static_cast<Pif>(p);
+    bool served = false;
+    for (const control::PifInfo& info : hello.pifs) served = served || info.pif == pif;
+    if (served || tables.of(pif).rules.empty()) continue;
+    ValidationIssue issue;
+    issue.kind = IssueKind::kInvalid;
+    issue.pif = pif;
+    issue.message = std::string(pif_name(pif)) +
+                    " table: this server does not serve it (its hello lists no " + pif_name(pif) +
+                    " table), so its rules cannot forward; drop the " +
+                    (pif == Pif::kSplice ? "-T/-U" : "-t/-u") + " options";
+    out.push_back(std::move(issue));
+  }
+  return out;
+}
+
+/// Lists the tables (text or JSON). Returns the exit status.
+int list_tables(const Session& s) {
+  auto state = get_state(s);
+  if (!state) {
+    print_err(state.error().message);
+    return kExitConnection;
+  }
+  std::string text =
+      s.plan.json ? render_state_json(*state, s.hello) : render_state(*state, s.hello);
+  return print_out(text) ? kExitOk : kExitConnection;
+}
+
+/// Shows the last --history N commit attempts. Returns the exit status.
+int show_history(const Session& s) {
+  control::Request request;
+  request.body = control::HistoryRequest{s.plan.history};
+  auto response = s.conn.call(request);
+  if (!response) {
+    print_err(s.path + ": " + response.error().message);
+    return kExitConnection;
+  }
+  auto* history = std::get_if<control::History>(&response->body);
+  if (history == nullptr) {
+    print_err(s.path +
+              ": the server answered history with something else; use a sluicectl "
+              "from the same release as sluiced");
+    return kExitConnection;
+  }
+  std::string text = s.plan.json ? render_history_json(*history) : render_history(*history);
+  return print_out(text) ? kExitOk : kExitConnection;
+}
+
+/// Prints the outcome of an edit that was not sent, or was answered: JSON
+/// (one object on stdout), or the -s view on stdout. Returns false when
+/// stdout fails.
+bool report(const Session& s, const control::State& before, const TableSet& after,
+            const control::CommitResult& result, bool unchanged) {
+  if (s.plan.json) return print_out(render_edit_json(before, after, result, s.hello, unchanged));
+  if (s.plan.show) return print_out(render_show(before, after, s.hello));
+  return true;
+}
+
+/// Prints every failure ("sluicectl: KIND: MESSAGE") to stderr.
+void print_failures(const std::vector<control::Failure>& failures) {
+  for (const std::string& line : render_failures(failures)) print_err(line);
+}
+
+/// Applies the plan's edits to the server's tables, validates them and
+/// commits them, re-reading the state and retrying on a stale generation.
+/// Returns the exit status.
+int edit_tables(const Session& s) {
+  SpecContext ctx = spec_context(s.hello);
+  uint64_t first_generation = 0;
+  for (int attempt = 1;; ++attempt) {
+    auto state = get_state(s);
+    if (!state) {
+      print_err(state.error().message);
+      return kExitConnection;
+    }
+    if (attempt == 1) first_generation = state->generation;
+    auto after = apply_edits(state->tables, s.plan.edits, ctx);
+    if (!after) {
+      print_err(after.error().message);
+      return kExitRejected;
+    }
+
+    std::vector<ValidationIssue> issues = unserved_pif_issues(*after, s.hello);
+    std::vector<ValidationIssue> checked = validate_tables(*after, s.hello.caps);
+    issues.insert(issues.end(), checked.begin(), checked.end());
+    control::CommitResult local;  // the answer when nothing is sent
+    local.dry_run = s.plan.dry_run;
+    local.generation = state->generation;
+    local.digest = state->digest;
+    if (!issues.empty()) {
+      local.failures = issues_as_failures(issues, *after);
+      if (!report(s, *state, *after, local, false)) return kExitConnection;
+      print_failures(local.failures);
+      print_err("the edited tables are invalid (" + std::to_string(issues.size()) +
+                (issues.size() == 1 ? " problem" : " problems") +
+                "); nothing was sent, and generation " + std::to_string(state->generation) +
+                " still serves");
+      return kExitRejected;
+    }
+    if (*after == state->tables) {
+      if (!report(s, *state, *after, local, true)) return kExitConnection;
+      if (!s.plan.json) {
+        if (!print_out("no change: the tables already are what the edits ask for (generation " +
+                       std::to_string(state->generation) + "); nothing was sent\n")) {
+          return kExitConnection;
+        }
+      }
+      return kExitOk;
+    }
+
+    control::Request request;
+    request.body =
+        control::CommitRequest{*after, state->generation, s.plan.dry_run, s.plan.comment, false};
+    auto response = s.conn.call(request);
+    if (!response) {
+      print_err(s.path + ": commit: " + response.error().message +
+                "; whether the tables changed is unknown: run sluicectl to list them");
+      return kExitConnection;
+    }
+    auto* result = std::get_if<control::CommitResult>(&response->body);
+    if (result == nullptr) {
+      print_err(s.path +
+                ": the server answered commit with something else; use a sluicectl "
+                "from the same release as sluiced");
+      return kExitConnection;
+    }
+    bool stale = false;
+    for (const control::Failure& f : result->failures) {
+      stale = stale || f.kind == control::FailureKind::kStale;
+    }
+    if (stale && attempt < kMaxCommitAttempts) {
+      LOG_DEBUG("generation %llu is stale (attempt %d of %d); reading the tables again",
+                static_cast<unsigned long long>(state->generation), attempt, kMaxCommitAttempts);
+      continue;
+    }
+
+    if (!report(s, *state, *after, *result, false)) return kExitConnection;
+    if (stale) {
+      print_failures(result->failures);
+      print_err("another client changed the tables concurrently: the generation moved on from " +
+                std::to_string(first_generation) + " during each of " +
+                std::to_string(kMaxCommitAttempts) +
+                " attempts; nothing was applied; run sluicectl again (sluicectl --history "
+                "shows who else commits)");
+      return kExitStale;
+    }
+    if (!result->failures.empty()) {
+      print_failures(result->failures);
+      print_err("the server rejected the tables (" + std::to_string(result->failures.size()) +
+                (result->failures.size() == 1 ? " failure" : " failures") +
+                "); nothing changed, and generation " + std::to_string(state->generation) +
+                " still serves");
+      return kExitRejected;
+    }
+    if (!result->applied && !result->dry_run) {
+      print_err(s.path +
+                ": the server neither applied nor rejected the tables; list them with "
+                "sluicectl and report this as a bug");
+      return kExitConnection;
+    }
+    if (!s.plan.json && !print_out(render_commit_summary(*result) + "\n")) return kExitConnection;
+    return kExitOk;
+  }
+}
+
 /// Runs sluicectl; returns the exit status.
 int run(int argc, char** argv) {
-  enum { kOptVersion = 256, kOptTimeout };
-  static const struct option kOptions[] = {
-      {"debug", no_argument, nullptr, 'd'},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, kOptVersion},
-      {"timeout", required_argument, nullptr, kOptTimeout},
-      {nullptr, 0, nullptr, 0},
-  };
-  int timeout_ms = 10000;
-  for (;;) {
-    int c = getopt_long(argc, argv, "dh", kOptions, nullptr);
-    if (c == -1) break;
-    switch (c) {
-      case 'd':
-        log_set_level(LogLevel::kDebug);
-        break;
-      case 'h':
-        usage(stdout);
-        return kExitOk;
-      case kOptVersion:
-        std::printf("sluicectl %s\n", SLUICE_VERSION);
-        return kExitOk;
-      case kOptTimeout: {
-        unsigned long seconds;
-        // Limit: one hour; a longer wait is a mistake, not a slow server.
-        if (!parse_uint(optarg, 3600, &seconds) || seconds == 0) {
-          std::fprintf(stderr,
-                       "sluicectl: --timeout takes whole seconds from 1 to 3600, not '%s'\n",
-                       optarg);
-          return kExitUsage;
-        }
-        timeout_ms = static_cast<int>(seconds * 1000);
-        break;
-      }
-      default:
-        usage(stderr);
-        return kExitUsage;
-    }
-  }
-  if (argc - optind > 1) {
-    std::fprintf(stderr, "sluicectl: one control socket path at most; got '%s' and '%s'\n",
-                 argv[optind], argv[optind + 1]);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // Step 1: every --file is read here, before the sandbox.
+  auto plan = parse_command_line(args, read_option_file);
+  if (!plan) {
+    print_err(plan.error().message);
     return kExitUsage;
   }
-  std::string path;
-  if (optind < argc) {
-    path = argv[optind];
-  } else {
+  if (plan->debug) log_set_level(LogLevel::kDebug);
+  if (plan->action == Plan::Action::kHelp) {
+    return print_out(usage_text()) ? kExitOk : kExitConnection;
+  }
+  if (plan->action == Plan::Action::kVerifyAudit) {
+    // A file, no server: read and checked before (and without) any connection.
+    return run_verify_audit(plan->audit_path, plan->json, stdout, stderr);
+  }
+  if (plan->action == Plan::Action::kVersion) {
+    return print_out(std::string("sluicectl ") + SLUICE_VERSION + "\n") ? kExitOk : kExitConnection;
+  }
+  std::string path = plan->path;
+  if (path.empty()) {
     auto def = default_control_path();
     if (!def) {
-      std::fprintf(stderr, "sluicectl: %s\n", def.error().message.c_str());
+      print_err(def.error().message);
       return kExitUsage;
     }
     path = *def;
   }
 
-  auto conn = ControlConnection::connect(path, timeout_ms);
+  // Step 2 and 3: connect, then confine, before reading anything.
+  auto conn = ControlConnection::connect(path, plan->timeout_ms);
   if (!conn) {
-    std::fprintf(stderr, "sluicectl: %s\n", conn.error().message.c_str());
+    print_err(conn.error().message);
     return kExitConnection;
   }
   auto sandboxed = sandbox_client();
   if (!sandboxed) {
-    std::fprintf(stderr, "sluicectl: cannot sandbox itself: %s\n",
-                 sandboxed.error().message.c_str());
+    print_err("cannot sandbox itself: " + sandboxed.error().message);
     return kExitConnection;
   }
   auto hello = conn->handshake();
   if (!hello) {
-    std::fprintf(stderr, "sluicectl: %s: %s\n", path.c_str(), hello.error().message.c_str());
+    print_err(path + ": " + hello.error().message);
     return kExitConnection;
   }
   LOG_DEBUG("server %s", sanitize(hello->server_version, 64).c_str());
-  control::Request request;
-  request.body = control::GetState{};
-  auto response = conn->call(request);
-  if (!response) {
-    std::fprintf(stderr, "sluicectl: %s: %s\n", path.c_str(), response.error().message.c_str());
-    return kExitConnection;
-  }
-  const auto* state = std::get_if<control::State>(&response->body);
-  if (state == nullptr) {
-    std::fprintf(stderr, "sluicectl: %s: the server answered getState with something else\n",
-                 path.c_str());
-    return kExitConnection;
-  }
-  std::string text = render_state(*state, *hello);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  return std::fflush(stdout) == 0 ? kExitOk : kExitConnection;
+
+  Session session{*conn, *hello, *plan, path};
+  if (plan->history != 0) return show_history(session);
+  if (!plan->has_edits()) return list_tables(session);
+  return edit_tables(session);
 }
 
 }  // namespace

@@ -1,8 +1,15 @@
-// Rendering of tables for people: pesto's listing format, grouped by pif.
+// Rendering for sluicectl: the tables in pesto's listing format, the -s diff,
+// commit results and history as text, and the same as JSON (--json). Text
+// from the server (rule texts, messages, comments) is sanitised for a
+// terminal, or escaped in JSON, so a hostile peer cannot inject control
+// sequences or break the JSON.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "policy/validate.h"
 #include "schema/codec.h"
 
 namespace sluice {
@@ -14,7 +21,75 @@ namespace sluice {
 ///       UDP [0.0.0.0]:53 => 192.0.2.5:5353
 ///   SPLICE
 ///       (no rules)
-/// Pifs the server does not serve (absent from its Hello) are left out.
+/// Shows the pifs of the Hello, in its order, then any other pif that has
+/// rules (none from a correct server), so that no rule is ever hidden.
 std::string render_state(const control::State& state, const control::ServerHello& hello);
+
+/// Renders the tables alone, as render_state does after its first line.
+std::string render_tables(const TableSet& tables, const control::ServerHello& hello);
+
+/// Renders the difference of two table sets as lines "- HOST TCP [*]:80 => 80"
+/// (in `before`, not in `after`) and "+ HOST ..." (the reverse): per pif, the
+/// multiset difference of rule texts, removals then additions, each in table
+/// order. Returns "" when the tables render the same.
+std::string render_diff(const TableSet& before, const TableSet& after,
+                        const control::ServerHello& hello);
+
+/// Renders -s: "before: " + the state, "after: digest HEX" + the tables, and
+/// "diff:" with render_diff's lines (or "    (no change)").
+std::string render_show(const control::State& before, const TableSet& after,
+                        const control::ServerHello& hello);
+
+/// Returns one line for a result without failures:
+///   "applied: generation 4, kept 1, opened 2, closed 0, rebound 0; digest HEX"
+///   "dry run: would keep 1, open 2, close 0, rebind 0; nothing changed"
+/// with a note when ports are rebound (they stop listening for a moment).
+std::string render_commit_summary(const control::CommitResult& result);
+
+/// Returns one line per failure, "KIND: MESSAGE" (kind as failure_kind_name),
+/// each sanitised; the caller prefixes "sluicectl: ".
+std::vector<std::string> render_failures(const std::vector<control::Failure>& failures);
+
+/// Converts the validator's issues into failures of the control protocol
+/// (kinds invalid, conflict, capacity), with the rule text taken from
+/// `tables`, so that local and server rejections print and serialise alike.
+std::vector<control::Failure> issues_as_failures(const std::vector<ValidationIssue>& issues,
+                                                 const TableSet& tables);
+
+/// Formats milliseconds since the Unix epoch as ISO 8601 UTC with
+/// milliseconds, "2026-07-01T12:00:00.123Z". Pure arithmetic: it reads no
+/// time zone file (the client runs under seccomp without open).
+std::string format_utc_millis(int64_t unix_millis);
+
+/// Renders history entries as text, oldest first as given: one line per
+/// entry (sequence, time, outcome, pid/uid/gid, generations, counts,
+/// duration, comment), then its rule lines indented, "+ " added and "- "
+/// removed. "(no commits yet)" when empty.
+std::string render_history(const control::History& history);
+
+/// Returns the --json listing: one object
+///   {"generation":N,"digest":"HEX","pifs":[{"name":"HOST","caps":[...],
+///    "rules":[{"proto":"tcp","listen":"*","ifname":null,"first":P,"last":P,
+///              "to":P,"target":null,"weak":false,"scan":false,"text":"..."}]}]}
+/// "caps" lists the server's capabilities that are on (IPv4, IPv6, TCP, UDP,
+/// SCAN, IFNAME); "listen" is "*" for dual-stack, else the address;
+/// "target" is null for the default target.
+std::string render_state_json(const control::State& state, const control::ServerHello& hello);
+
+/// Returns the --json report of an edit:
+///   {"before":<state>,"after":<tables, "generation":null, "digest" computed
+///    locally>,"result":{"applied":B,"dryRun":B,"unchanged":B,"generation":N,
+///    "digest":"HEX","kept":N,"opened":N,"closed":N,"rebound":N,
+///    "durationMicros":N,"failures":[{"pif":"HOST","rule":I|null,
+///    "text":"..."|null,"port":P|null,"errno":N|null,"errnoName":"..."|null,
+///    "kind":"bind-failed","message":"..."}]}}
+/// `unchanged` says the edit left the tables as they were and nothing was sent.
+std::string render_edit_json(const control::State& before, const TableSet& after,
+                             const control::CommitResult& result, const control::ServerHello& hello,
+                             bool unchanged);
+
+/// Returns --history --json: an array of objects with the fields of
+/// HistoryEntry in camelCase, plus "time" (format_utc_millis).
+std::string render_history_json(const control::History& history);
 
 }  // namespace sluice

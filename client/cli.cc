@@ -1,0 +1,533 @@
+#include "client/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "base/strings.h"
+#include "base/unique_fd.h"
+#include "schema/codec.h"
+
+namespace sluice {
+namespace {
+
+/// Limit: bytes of an argument quoted in a usage error; a hostile or mistaken
+/// argument cannot make a huge message.
+constexpr size_t kMaxQuotedBytes = 96;
+
+/// One argument and where it came from.
+struct Arg {
+  std::string text;
+  std::string origin;  // "" on the command line, "FILE:LINE" from a file
+};
+
+/// Returns "FILE:LINE: " for an argument from a file, else "".
+std::string where(const Arg& arg) {
+  return arg.origin.empty() ? std::string() : arg.origin + ": ";
+}
+
+/// Returns `text` quoted for a message: 'text', sanitised and cut.
+std::string quote(std::string_view text) {
+  return "'" + sanitize(text, kMaxQuotedBytes) + "'";
+}
+
+/// True when `text` is a non-empty run of decimal digits.
+bool all_digits(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+/// Returns the pif named `text` (HOST or SPLICE, any case), or nullopt.
+std::optional<Pif> parse_pif(std::string_view text) {
+  std::string upper;
+  for (char c : text) upper += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+  if (upper == "HOST") return Pif::kHost;
+  if (upper == "SPLICE") return Pif::kSplice;
+  return std::nullopt;
+}
+
+/// How a long option takes its value.
+enum class ArgKind { kNone, kRequired, kOptionalNumber };
+
+struct LongOption {
+  const char* name;  // without the leading "--"
+  ArgKind kind;
+};
+
+constexpr LongOption kLongOptions[] = {
+    {"help", ArgKind::kNone},
+    {"debug", ArgKind::kNone},
+    {"version", ArgKind::kNone},
+    {"json", ArgKind::kNone},
+    {"dry-run", ArgKind::kNone},
+    {"comment", ArgKind::kRequired},
+    {"file", ArgKind::kRequired},
+    {"timeout", ArgKind::kRequired},
+    {"history", ArgKind::kOptionalNumber},
+    {"verify-audit", ArgKind::kRequired},
+};
+
+/// Builds a plan from arguments; one instance per parse_command_line call.
+class Parser {
+ public:
+  explicit Parser(const FileReader& reader) : reader_(reader) {}
+
+  /// Parses `args`, which come from the command line or (`in_file`) from one
+  /// option file. Fails on the first usage error.
+  Result<void> parse(const std::vector<Arg>& args, bool in_file);
+  /// Checks how the options combine, once everything is parsed.
+  Result<void> finish();
+
+  Plan plan;
+  bool stopped = false;  // -h or --version seen
+
+ private:
+  /// Reads the value of option `name` from the rest of a short cluster or
+  /// the next argument (in a file: on the same line). Advances `*i`.
+  Result<std::string> take_value(const std::vector<Arg>& args, size_t* i, std::string attached,
+                                 const std::string& name, const char* what);
+  /// Handles one short option letter; `value` is its value when it takes one.
+  Result<void> short_option(char c, const std::string& value, const Arg& arg);
+  /// Handles one argument that starts with "--". Advances `*i` past a value.
+  Result<void> long_option(const std::vector<Arg>& args, size_t* i, bool in_file);
+  /// Handles --file: reads, splits and parses the file in place.
+  Result<void> include_file(const std::string& path, const Arg& arg, bool in_file);
+  /// Handles an argument that is not an option: the control socket path.
+  Result<void> positional(const Arg& arg, bool in_file);
+
+  const FileReader& reader_;
+  bool comment_given_ = false;
+  bool path_given_ = false;
+  std::string history_where_;  // how --history was given, for messages
+  std::string verify_where_;   // how --verify-audit was given, for messages
+  std::string dry_run_where_, comment_where_;
+};
+
+Result<std::string> Parser::take_value(const std::vector<Arg>& args, size_t* i,
+                                       std::string attached, const std::string& name,
+                                       const char* what) {
+  const Arg& arg = args[*i];
+  if (!attached.empty()) return attached;
+  // From a file, the value must be on the option's own line: the origins
+  // ("FILE:LINE") are equal. On the command line both are "".
+  if (*i + 1 < args.size() && args[*i + 1].origin == arg.origin) {
+    ++*i;
+    return args[*i].text;
+  }
+  return Err(where(arg) + name + " needs " + what +
+             (arg.origin.empty() ? "" : " on the same line"));
+}
+
+Result<void> Parser::short_option(char c, const std::string& value, const Arg& arg) {
+  switch (c) {
+    case 't':
+    case 'u':
+    case 'T':
+    case 'U': {
+      EditCommand command;
+      command.kind = EditCommand::Kind::kSpec;
+      command.option = c;
+      command.spec = value;
+      command.origin = arg.origin;
+      plan.edits.push_back(std::move(command));
+      return Ok();
+    }
+    case 'A':
+    case 'D': {
+      EditCommand command;
+      command.kind = c == 'A' ? EditCommand::Kind::kAppend : EditCommand::Kind::kDelete;
+      command.origin = arg.origin;
+      plan.edits.push_back(std::move(command));
+      return Ok();
+    }
+    case 'C': {
+      std::optional<Pif> pif = parse_pif(value);
+      if (!pif) {
+        return Err(where(arg) + "-C " + quote(value) +
+                   ": no such table; write -C HOST (the -t/-u rules) or -C SPLICE (the -T/-U "
+                   "rules)");
+      }
+      EditCommand command;
+      command.kind = EditCommand::Kind::kClear;
+      command.pif = *pif;
+      command.origin = arg.origin;
+      plan.edits.push_back(std::move(command));
+      return Ok();
+    }
+    case 's':
+      plan.show = true;
+      return Ok();
+    case 'd':
+      plan.debug = true;
+      return Ok();
+    case 'h':
+      plan.action = Plan::Action::kHelp;
+      stopped = true;
+      return Ok();
+    default:
+      return Err(where(arg) + "unknown option -" + sanitize(std::string_view(&c, 1)) + " in " +
+                 quote(arg.text) + "; see sluicectl -h for the options");
+  }
+}
+
+Result<void> Parser::include_file(const std::string& path, const Arg& arg, bool in_file) {
+  if (in_file) {
+    return Err(where(arg) +
+               "--file cannot be used inside an option file (files do not nest); give every "
+               "--file on the command line");
+  }
+  auto text = reader_(path);
+  if (!text) return Err("--file " + quote(path) + ": " + text.error().message);
+  auto words = split_option_file(*text, path);
+  if (!words) return Err(words.error());  // the message starts with "FILE:LINE: "
+  std::vector<Arg> args;
+  args.reserve(words->size());
+  for (FileWord& word : *words) {
+    args.push_back(Arg{std::move(word.text), path + ":" + std::to_string(word.line)});
+  }
+  return parse(args, true);
+}
+
+Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool in_file) {
+  const Arg& arg = args[*i];
+  std::string_view body = std::string_view(arg.text).substr(2);
+  std::optional<std::string> inline_value;
+  size_t eq = body.find('=');
+  if (eq != std::string_view::npos) {
+    inline_value = std::string(body.substr(eq + 1));
+    body = body.substr(0, eq);
+  }
+  const LongOption* option = nullptr;
+  for (const LongOption& o : kLongOptions) {
+    if (body == o.name) option = &o;
+  }
+  if (option == nullptr) {
+    return Err(where(arg) + "unknown option " + quote("--" + std::string(body)) +
+               "; see sluicectl -h for the options");
+  }
+  std::string name = "--" + std::string(body);
+  std::string value;
+  if (option->kind == ArgKind::kNone && inline_value) {
+    return Err(where(arg) + name + " takes no value; write " + name + " alone");
+  }
+  if (option->kind == ArgKind::kRequired) {
+    if (inline_value) {
+      value = *inline_value;
+    } else {
+      const char* what = body == "comment" ? "a TEXT (quote it if it has spaces)"
+                         : body == "file"  ? "a FILE of options"
+                                           : "a number of SECONDS";
+      auto v = take_value(args, i, "", name, what);
+      if (!v) return Err(v.error());
+      value = *v;
+    }
+  }
+  if (body == "help") {
+    plan.action = Plan::Action::kHelp;
+    stopped = true;
+  } else if (body == "version") {
+    plan.action = Plan::Action::kVersion;
+    stopped = true;
+  } else if (body == "verify-audit") {
+    plan.action = Plan::Action::kVerifyAudit;
+    plan.audit_path = value;
+    verify_where_ = where(arg);
+  } else if (body == "debug") {
+    plan.debug = true;
+  } else if (body == "json") {
+    plan.json = true;
+  } else if (body == "dry-run") {
+    plan.dry_run = true;
+    dry_run_where_ = where(arg);
+  } else if (body == "comment") {
+    if (comment_given_) {
+      return Err(where(arg) + "--comment is given twice; give one comment for the commit");
+    }
+    if (value.size() > control::kMaxCommentBytes) {
+      return Err(where(arg) + "--comment has " + std::to_string(value.size()) +
+                 " bytes, over the limit of " + std::to_string(control::kMaxCommentBytes) +
+                 "; shorten it to one line of prose (the audit log keeps the details)");
+    }
+    for (char c : value) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        return Err(where(arg) + "--comment " + quote(value) +
+                   " has a control character (such as a newline); write it on one line");
+      }
+    }
+    comment_given_ = true;
+    comment_where_ = where(arg);
+    plan.comment = value;
+  } else if (body == "file") {
+    return include_file(value, arg, in_file);
+  } else if (body == "timeout") {
+    unsigned long seconds = 0;
+    if (!parse_uint(value, kMaxTimeoutSeconds, &seconds) || seconds == 0) {
+      return Err(where(arg) + "--timeout takes whole seconds from 1 to " +
+                 std::to_string(kMaxTimeoutSeconds) + ", not " + quote(value));
+    }
+    plan.timeout_ms = static_cast<int>(seconds * 1000);
+  } else if (body == "history") {
+    if (!inline_value && *i + 1 < args.size() && all_digits(args[*i + 1].text) &&
+        args[*i + 1].origin == arg.origin) {
+      ++*i;
+      inline_value = args[*i].text;
+    }
+    unsigned long n = kDefaultHistory;
+    if (inline_value && (!parse_uint(*inline_value, control::kMaxHistory, &n) || n == 0)) {
+      return Err(where(arg) + "--history takes a number of entries from 1 to " +
+                 std::to_string(control::kMaxHistory) + " (the server keeps that many), not " +
+                 quote(*inline_value));
+    }
+    plan.history = static_cast<uint32_t>(n);
+    history_where_ = where(arg);
+  }
+  return Ok();
+}
+
+Result<void> Parser::positional(const Arg& arg, bool in_file) {
+  if (in_file) {
+    return Err(where(arg) + "unexpected word " + quote(arg.text) +
+               ": an option file holds options only (a SPEC goes after its -t/-u/-T/-U); give "
+               "the control socket PATH on the command line");
+  }
+  if (path_given_) {
+    return Err("one control socket PATH at most; got " + quote(plan.path) + " and " +
+               quote(arg.text) + " (a SPEC goes right after its -t/-u/-T/-U)");
+  }
+  if (arg.text.empty()) return Err("the control socket PATH is empty; give a path or leave it out");
+  path_given_ = true;
+  plan.path = arg.text;
+  return Ok();
+}
+
+Result<void> Parser::parse(const std::vector<Arg>& args, bool in_file) {
+  bool options_done = false;
+  for (size_t i = 0; i < args.size() && !stopped; ++i) {
+    const Arg& arg = args[i];
+    const std::string& text = arg.text;
+    if (options_done || text.size() < 2 || text[0] != '-') {
+      auto r = positional(arg, in_file);
+      if (!r) return r;
+      continue;
+    }
+    if (text == "--") {
+      if (in_file) return Err(where(arg) + "'--' has no meaning in an option file; remove it");
+      options_done = true;
+      continue;
+    }
+    if (text[1] == '-') {
+      auto r = long_option(args, &i, in_file);
+      if (!r) return r;
+      continue;
+    }
+    // A cluster of short options: flags, then at most one that takes a value
+    // (the rest of the cluster, or the next argument).
+    for (size_t k = 1; k < text.size() && !stopped; ++k) {
+      char c = text[k];
+      if (std::strchr("tuTUC", c) != nullptr) {
+        std::string name = std::string("-") + c;
+        const char* what = c == 'C' ? "a table: HOST or SPLICE" : "a SPEC (e.g. 8080:80)";
+        auto value = take_value(args, &i, text.substr(k + 1), name, what);
+        if (!value) return Err(value.error());
+        auto r = short_option(c, *value, arg);
+        if (!r) return r;
+        break;
+      }
+      auto r = short_option(c, "", arg);
+      if (!r) return r;
+    }
+  }
+  return Ok();
+}
+
+Result<void> Parser::finish() {
+  if (stopped) return Ok();
+  if (plan.action == Plan::Action::kVerifyAudit &&
+      (plan.has_edits() || plan.history != 0 || plan.dry_run || comment_given_ || plan.show ||
+       !plan.path.empty())) {
+    return Err(verify_where_ +
+               "--verify-audit reads a file and talks to no server: it goes with --json only; "
+               "run other actions as a separate command");
+  }
+  if (plan.history != 0) {
+    if (plan.has_edits()) {
+      return Err(history_where_ +
+                 "--history shows past commits and does not go with edits (-t/-u/-T/-U/-A/-D/"
+                 "-C); run them as two commands");
+    }
+    if (plan.dry_run || comment_given_ || plan.show) {
+      return Err(history_where_ +
+                 "--history does not go with --dry-run, --comment or -s, which are about an "
+                 "edit; drop them");
+    }
+  }
+  if (!plan.has_edits()) {
+    if (plan.dry_run) {
+      return Err(dry_run_where_ +
+                 "--dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
+    }
+    if (comment_given_) {
+      return Err(comment_where_ +
+                 "--comment describes an edit for the audit log, and there is no edit; add "
+                 "the -t/-u/-T/-U/-A/-D/-C options it describes");
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<std::vector<FileWord>> split_option_file(std::string_view text, const std::string& name) {
+  std::vector<FileWord> words;
+  int line = 1;
+  size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i];
+    if (c == '\0') {
+      return Err(name + ":" + std::to_string(line) +
+                 ": the file has a NUL byte; an option file is text, one or more options a line");
+    }
+    if (c == '\n') {
+      ++line;
+      ++i;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f') {
+      ++i;
+      continue;
+    }
+    if (c == '#') {  // a comment, to the end of the line
+      while (i < text.size() && text[i] != '\n') ++i;
+      continue;
+    }
+    // A word: unquoted bytes and quoted runs, up to whitespace.
+    std::string word;
+    while (i < text.size()) {
+      c = text[i];
+      if (c == '\n' || c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f') break;
+      if (c == '\0') {
+        return Err(name + ":" + std::to_string(line) +
+                   ": the file has a NUL byte; an option file is text, one or more options a "
+                   "line");
+      }
+      if (c == '\'' || c == '"') {
+        size_t close = i + 1;
+        while (close < text.size() && text[close] != c && text[close] != '\n' &&
+               text[close] != '\0') {
+          ++close;
+        }
+        if (close >= text.size() || text[close] != c) {
+          return Err(name + ":" + std::to_string(line) + ": the " + std::string(1, c) +
+                     " quote is not closed on this line; close it (quotes cannot span lines "
+                     "and have no escapes)");
+        }
+        word.append(text.substr(i + 1, close - i - 1));
+        i = close + 1;
+        continue;
+      }
+      word += c;
+      ++i;
+    }
+    words.push_back(FileWord{std::move(word), line});
+  }
+  return words;
+}
+
+Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader) {
+  std::vector<Arg> in;
+  in.reserve(args.size());
+  for (const std::string& a : args) in.push_back(Arg{a, ""});
+  Parser parser(reader);
+  auto parsed = parser.parse(in, false);
+  if (!parsed) return Err(parsed.error());
+  auto finished = parser.finish();
+  if (!finished) return Err(finished.error());
+  return std::move(parser.plan);
+}
+
+Result<std::string> read_option_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "cannot open it: " + errno_text(err) + "; give the path of a file of options");
+  }
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) {
+    int err = errno;
+    return Err(err, "cannot stat it: " + errno_text(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return Err(EISDIR, "it is a directory; give the path of a file of options");
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      return Err(err, "cannot read it: " + errno_text(err));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > kMaxOptionFileBytes) {
+      return Err(EFBIG, "it is larger than " + std::to_string(kMaxOptionFileBytes) +
+                            " bytes; split it into several --file options");
+    }
+  }
+  return out;
+}
+
+}  // namespace sluice
+
+namespace sluice {
+
+std::string usage_text() {
+  return "Usage: sluicectl [OPTION]... [PATH]\n"
+         "Show or edit the forwarding tables of a running sluiced (pesto-compatible).\n"
+         "Without an edit option, list the tables.\n"
+         "\n"
+         "Edits, applied in order to the tables read from the server:\n"
+         "  -t SPEC            TCP rules of the HOST table (inbound)\n"
+         "  -u SPEC            UDP rules of the HOST table\n"
+         "  -T SPEC            TCP rules of the SPLICE table (outbound)\n"
+         "  -U SPEC            UDP rules of the SPLICE table\n"
+         "                     Without -A/-D, specs replace their table: the first -t/-u\n"
+         "                     empties HOST, the first -T/-U empties SPLICE.\n"
+         "  -A                 the specs that follow add to their table\n"
+         "  -D                 the specs that follow delete exactly their ports\n"
+         "  -C PIF             empty table PIF (HOST or SPLICE)\n"
+         "  -s                 show the tables before and after, and the difference\n"
+         "      --dry-run      check the edit on the server, change nothing\n"
+         "      --comment TEXT record TEXT with the commit (at most 1024 bytes)\n"
+         "      --file FILE    read options from FILE, in place: one or more a line,\n"
+         "                     words split at spaces, '#' comments, '...' or \"...\" quotes\n"
+         "\n"
+         "Other options:\n"
+         "  PATH               control socket (default: /run/sluice/control.sock as root,\n"
+         "                     else $XDG_RUNTIME_DIR/sluice/control.sock)\n"
+         "      --json         print one JSON object instead of text\n"
+         "      --history [N]  show the last N commit attempts (default 20, at most 256)\n"
+         "      --verify-audit FILE  check the hash chain of an audit log (sluiced\n"
+         "                     --audit-log); exit 0 intact, 1 broken, 3 unreadable\n"
+         "      --timeout SECONDS  give up on an unresponsive server (default 10)\n"
+         "  -d, --debug        print debugging messages\n"
+         "  -h, --help         show this help and exit\n"
+         "      --version      show the version and exit\n"
+         "\n"
+         "SPEC is the pasta/pesto syntax, e.g. 22, 8080:80, 127.0.0.1/8080:80,\n"
+         "2000-2010,~2005, all, auto, none (see sluicectl(1) and docs/RULES.md).\n"
+         "\n"
+         "Exit status: 0 shown or applied (or nothing to change), 1 rejected (with the\n"
+         "reasons), 2 usage error, 3 connection or protocol error, 4 the tables kept\n"
+         "changing under concurrent clients (stale generation after 3 attempts).\n";
+}
+
+}  // namespace sluice

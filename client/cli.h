@@ -1,0 +1,94 @@
+// sluicectl's command line: pesto's options plus sluice's own, parsed into a
+// plan of commands. Pure apart from reading --file, which goes through a
+// reader the caller passes in (main.cc reads real files before the sandbox;
+// tests pass a map), so every rule here is unit-tested.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "client/table_edit.h"
+
+namespace sluice {
+
+/// Limit: bytes of one --file. Far above any hand-written option file (a few
+/// thousand specs), and it bounds what the client reads before its sandbox.
+inline constexpr size_t kMaxOptionFileBytes = 1 << 20;
+/// Default and limits of --timeout: a server that does not answer in ten
+/// seconds is stuck; an hour is the most a person would wait on purpose.
+inline constexpr int kDefaultTimeoutSeconds = 10;
+inline constexpr unsigned long kMaxTimeoutSeconds = 3600;
+/// Default of --history: a screenful of recent pushes.
+inline constexpr uint32_t kDefaultHistory = 20;
+
+/// What sluicectl was asked to do, in the order it was asked.
+struct Plan {
+  enum class Action {
+    kRun,          // connect, then list, edit or show history
+    kHelp,         // -h: print the usage and exit
+    kVersion,      // --version: print the version and exit
+    kVerifyAudit,  // --verify-audit FILE: check an audit log's chain; no server involved
+  };
+  Action action = Action::kRun;
+  std::vector<EditCommand> edits;  // -t/-u/-T/-U/-A/-D/-C in order; empty: list
+  bool show = false;               // -s: before, after and diff
+  bool debug = false;              // -d
+  bool json = false;               // --json
+  bool dry_run = false;            // --dry-run
+  std::string comment;             // --comment, for the audit record
+  int timeout_ms = kDefaultTimeoutSeconds * 1000;
+  uint32_t history = 0;    // --history N: how many entries; 0 when not asked
+  std::string path;        // the control socket; "" for default_control_path()
+  std::string audit_path;  // --verify-audit FILE
+
+  /// True when the plan edits the tables (any -t/-u/-T/-U/-A/-D/-C).
+  bool has_edits() const { return !edits.empty(); }
+};
+
+/// Reads a whole --file: returns its bytes, or fails with a message naming the
+/// path and the reason. Tests pass a fake.
+using FileReader = std::function<Result<std::string>(const std::string& path)>;
+
+/// One word of an option file and the line it is on (1-based).
+struct FileWord {
+  std::string text;
+  int line = 0;
+  bool operator==(const FileWord&) const = default;
+};
+
+/// Splits the text of an option file into words: words are separated by
+/// whitespace; a word starting with '#' starts a comment to the end of the
+/// line; '...' and "..." quote text with spaces or '#' in it (no escapes, no
+/// newline inside; quotes may join with unquoted text, as in a shell). Fails
+/// on an unterminated quote or a NUL byte, with "NAME:LINE: " and what to do.
+Result<std::vector<FileWord>> split_option_file(std::string_view text, const std::string& name);
+
+/// Parses sluicectl's arguments (`args` without the program name) into a plan.
+/// Options:
+///   -t/-u/-T/-U SPEC, -A, -D, -C PIF (HOST or SPLICE, any case), -s, -d, -h,
+///   --help, --debug, --version, --json, --dry-run, --comment TEXT,
+///   --file FILE, --timeout SECONDS, --history [N], and one PATH.
+/// Short options may be bundled (-As) and take their value attached (-t22)
+/// or as the next argument; long options take "--opt VALUE" or "--opt=VALUE";
+/// "--history" takes N only when the next argument is a number; "--" ends the
+/// options. --file splices the file's options in place (see
+/// split_option_file); a file may not name a PATH or another --file.
+/// -h and --version stop parsing at once. Fails with a usage error that names
+/// the option (and "FILE:LINE: " inside a file), why, and what to do: an
+/// unknown option, a missing or bad value, a second PATH, --history with
+/// edits, --dry-run or --comment without edits, an unreadable file.
+Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader);
+
+/// Reads the file at `path` with open/read (before the sandbox: the client's
+/// seccomp allowlist has no open). Fails on an error of open or read, on a
+/// directory or other non-regular file, and over kMaxOptionFileBytes.
+Result<std::string> read_option_file(const std::string& path);
+
+/// Returns the usage text printed by -h.
+std::string usage_text();
+
+}  // namespace sluice

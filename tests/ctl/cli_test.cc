@@ -1,0 +1,330 @@
+// sluicectl's command line: options into a plan, --file splicing with
+// file:line in errors, and every usage error naming its option.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "client/cli.h"
+
+namespace sluice {
+namespace {
+
+/// A FileReader over an in-memory map of files.
+FileReader fake_files(std::map<std::string, std::string> files) {
+  return [files = std::move(files)](const std::string& path) -> Result<std::string> {
+    auto it = files.find(path);
+    if (it == files.end()) return Err(ENOENT, "cannot open it: ENOENT (No such file or directory)");
+    return it->second;
+  };
+}
+
+/// Parses `args` with `files`; fails the test on an error.
+Plan parse(const std::vector<std::string>& args,
+           const std::map<std::string, std::string>& files = {}) {
+  auto plan = parse_command_line(args, fake_files(files));
+  EXPECT_TRUE(plan.ok()) << (plan.ok() ? "" : plan.error().message);
+  return plan.ok() ? *plan : Plan{};
+}
+
+/// Parses `args` and returns the usage error ("" and a test failure on success).
+std::string usage_error(const std::vector<std::string>& args,
+                        const std::map<std::string, std::string>& files = {}) {
+  auto plan = parse_command_line(args, fake_files(files));
+  EXPECT_FALSE(plan.ok()) << "expected a usage error";
+  return plan.ok() ? "" : plan.error().message;
+}
+
+/// A spec command as parse_command_line builds it.
+EditCommand spec(char option, const std::string& text, const std::string& origin = "") {
+  EditCommand c;
+  c.option = option;
+  c.spec = text;
+  c.origin = origin;
+  return c;
+}
+
+/// A -A/-D/-C command.
+EditCommand mode(EditCommand::Kind kind, const std::string& origin = "", Pif pif = Pif::kHost) {
+  EditCommand c;
+  c.kind = kind;
+  c.origin = origin;
+  c.pif = pif;
+  return c;
+}
+
+constexpr auto kAppend = EditCommand::Kind::kAppend;
+constexpr auto kDelete = EditCommand::Kind::kDelete;
+constexpr auto kClear = EditCommand::Kind::kClear;
+
+TEST(Cli, NoArgumentsListsWithDefaults) {
+  Plan p = parse({});
+  EXPECT_EQ(p.action, Plan::Action::kRun);
+  EXPECT_FALSE(p.has_edits());
+  EXPECT_EQ(p.path, "");
+  EXPECT_EQ(p.timeout_ms, 10000);
+  EXPECT_EQ(p.history, 0u);
+  EXPECT_FALSE(p.json || p.show || p.dry_run || p.debug);
+}
+
+TEST(Cli, EditCommandsKeepTheirOrder) {
+  Plan p = parse(
+      {"-t", "22", "-A", "-u", "53", "-D", "-T", "3000", "-C", "splice", "-U", "4", "/run/x.sock"});
+  std::vector<EditCommand> want = {spec('t', "22"),   mode(kAppend),
+                                   spec('u', "53"),   mode(kDelete),
+                                   spec('T', "3000"), mode(kClear, "", Pif::kSplice),
+                                   spec('U', "4")};
+  EXPECT_EQ(p.edits, want);
+  EXPECT_EQ(p.path, "/run/x.sock");
+  EXPECT_TRUE(p.has_edits());
+}
+
+TEST(Cli, ShortOptionsBundleAndTakeAttachedValues) {
+  Plan p = parse({"-t22", "-sAt", "23", "-dDu53"});
+  std::vector<EditCommand> want = {spec('t', "22"), mode(kAppend), spec('t', "23"), mode(kDelete),
+                                   spec('u', "53")};
+  EXPECT_EQ(p.edits, want);
+  EXPECT_TRUE(p.show);
+  EXPECT_TRUE(p.debug);
+}
+
+TEST(Cli, TheNextArgumentIsTheValueEvenWithADash) {
+  Plan p = parse({"-t", "-22"});
+  EXPECT_EQ(p.edits, (std::vector<EditCommand>{spec('t', "-22")}));
+}
+
+TEST(Cli, ClearTakesAPifInAnyCase) {
+  EXPECT_EQ(parse({"-C", "host"}).edits[0].pif, Pif::kHost);
+  EXPECT_EQ(parse({"-C", "HOST"}).edits[0].pif, Pif::kHost);
+  EXPECT_EQ(parse({"-CSplice"}).edits[0].pif, Pif::kSplice);
+  std::string e = usage_error({"-C", "foo"});
+  EXPECT_EQ(e,
+            "-C 'foo': no such table; write -C HOST (the -t/-u rules) or -C SPLICE (the -T/-U "
+            "rules)");
+}
+
+TEST(Cli, MissingValuesNameTheOption) {
+  EXPECT_EQ(usage_error({"-t"}), "-t needs a SPEC (e.g. 8080:80)");
+  EXPECT_EQ(usage_error({"-C"}), "-C needs a table: HOST or SPLICE");
+  EXPECT_EQ(usage_error({"--timeout"}), "--timeout needs a number of SECONDS");
+  EXPECT_EQ(usage_error({"--comment"}), "--comment needs a TEXT (quote it if it has spaces)");
+  EXPECT_EQ(usage_error({"--file"}), "--file needs a FILE of options");
+}
+
+TEST(Cli, UnknownOptionsSayWhereToLook) {
+  EXPECT_EQ(usage_error({"-x"}), "unknown option -x in '-x'; see sluicectl -h for the options");
+  EXPECT_EQ(usage_error({"-Ax"}), "unknown option -x in '-Ax'; see sluicectl -h for the options");
+  EXPECT_EQ(usage_error({"--frob"}), "unknown option '--frob'; see sluicectl -h for the options");
+  EXPECT_EQ(usage_error({"--json=yes"}), "--json takes no value; write --json alone");
+}
+
+TEST(Cli, LongOptionsTakeValuesBothWays) {
+  Plan p = parse({"--timeout=5", "--comment", "deploy 42", "--json", "--dry-run", "-t", "1"});
+  EXPECT_EQ(p.timeout_ms, 5000);
+  EXPECT_EQ(p.comment, "deploy 42");
+  EXPECT_TRUE(p.json);
+  EXPECT_TRUE(p.dry_run);
+  EXPECT_EQ(parse({"--timeout", "3600"}).timeout_ms, 3600000);
+  EXPECT_EQ(parse({"--comment=a=b", "-A"}).comment, "a=b");
+}
+
+TEST(Cli, TimeoutIsChecked) {
+  EXPECT_EQ(usage_error({"--timeout", "0"}),
+            "--timeout takes whole seconds from 1 to 3600, not '0'");
+  EXPECT_EQ(usage_error({"--timeout", "3601"}),
+            "--timeout takes whole seconds from 1 to 3600, not '3601'");
+  EXPECT_EQ(usage_error({"--timeout=1.5"}),
+            "--timeout takes whole seconds from 1 to 3600, not '1.5'");
+}
+
+TEST(Cli, OnePathAtMost) {
+  EXPECT_EQ(usage_error({"a.sock", "b.sock"}),
+            "one control socket PATH at most; got 'a.sock' and 'b.sock' (a SPEC goes right after "
+            "its -t/-u/-T/-U)");
+  EXPECT_EQ(parse({"--", "-odd.sock"}).path, "-odd.sock");
+  EXPECT_EQ(parse({"x.sock", "-t", "22"}).path, "x.sock");
+  EXPECT_EQ(parse({"-"}).path, "-");
+}
+
+TEST(Cli, HelpAndVersionStopParsing) {
+  EXPECT_EQ(parse({"-h", "--bogus"}).action, Plan::Action::kHelp);
+  EXPECT_EQ(parse({"--help"}).action, Plan::Action::kHelp);
+  EXPECT_EQ(parse({"--version", "-x"}).action, Plan::Action::kVersion);
+  // An error before -h is still an error.
+  EXPECT_EQ(usage_error({"-x", "-h"}),
+            "unknown option -x in '-x'; see sluicectl -h for the options");
+}
+
+TEST(Cli, HistoryTakesAnOptionalCount) {
+  EXPECT_EQ(parse({"--history"}).history, 20u);
+  EXPECT_EQ(parse({"--history", "5"}).history, 5u);
+  EXPECT_EQ(parse({"--history=256"}).history, 256u);
+  Plan p = parse({"--history", "/run/x.sock"});
+  EXPECT_EQ(p.history, 20u);
+  EXPECT_EQ(p.path, "/run/x.sock");
+  EXPECT_EQ(usage_error({"--history", "0"}),
+            "--history takes a number of entries from 1 to 256 (the server keeps that many), not "
+            "'0'");
+  EXPECT_NE(usage_error({"--history=257"}).find("not '257'"), std::string::npos);
+  EXPECT_NE(usage_error({"--history", "-t", "22"})
+                .find("--history shows past commits and does not "
+                      "go with edits"),
+            std::string::npos);
+  EXPECT_NE(usage_error({"--history", "-s"}).find("does not go with --dry-run, --comment or -s"),
+            std::string::npos);
+}
+
+TEST(Cli, DryRunAndCommentNeedAnEdit) {
+  EXPECT_EQ(usage_error({"--dry-run"}),
+            "--dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
+  EXPECT_NE(usage_error({"--comment", "x"}).find("--comment describes an edit"), std::string::npos);
+  EXPECT_TRUE(parse({"--dry-run", "-C", "HOST"}).dry_run);
+}
+
+TEST(Cli, CommentLimits) {
+  EXPECT_EQ(parse({"--comment", std::string(1024, 'a'), "-A"}).comment.size(), 1024u);
+  EXPECT_EQ(
+      usage_error({"--comment", std::string(1025, 'a'), "-A"}),
+      "--comment has 1025 bytes, over the limit of 1024; shorten it to one line of prose (the "
+      "audit log keeps the details)");
+  EXPECT_EQ(usage_error({"--comment", "a\nb", "-A"}),
+            "--comment 'a\\x0ab' has a control character (such as a newline); write it on one "
+            "line");
+  EXPECT_EQ(usage_error({"--comment", "a", "--comment", "b", "-A"}),
+            "--comment is given twice; give one comment for the commit");
+  EXPECT_EQ(parse({"--comment", "naïve", "-A"}).comment, "naïve");
+}
+
+TEST(CliFile, OptionsAreSplicedInPlaceWithTheirLines) {
+  std::map<std::string, std::string> files = {{"a.conf",
+                                               "# forwarding for the web tier\n"
+                                               "-t 22 -A\n"
+                                               "\n"
+                                               "  -u 53   # DNS\n"
+                                               "--comment 'fix #12 now'\n"}};
+  Plan p = parse({"-t", "1", "--file", "a.conf", "-T", "3"}, files);
+  std::vector<EditCommand> want = {spec('t', "1"), spec('t', "22", "a.conf:2"),
+                                   mode(kAppend, "a.conf:2"), spec('u', "53", "a.conf:4"),
+                                   spec('T', "3")};
+  EXPECT_EQ(p.edits, want);
+  EXPECT_EQ(p.comment, "fix #12 now");
+  EXPECT_EQ(parse({"--file=a.conf"}, files).edits.size(), 3u);
+}
+
+TEST(CliFile, SeveralFilesAndTheSameFileTwice) {
+  std::map<std::string, std::string> files = {{"a", "-t 1"}, {"b", "-A -t 2"}};
+  Plan p = parse({"--file", "a", "--file", "b", "--file", "b"}, files);
+  EXPECT_EQ(p.edits.size(), 5u);
+  EXPECT_EQ(p.edits[4], spec('t', "2", "b:1"));
+}
+
+TEST(CliFile, ErrorsNameFileAndLine) {
+  std::map<std::string, std::string> files = {{"unknown", "-t 22\n\n--frob\n"},
+                                              {"split", "-t\n22\n"},
+                                              {"nested", "-A\n--file other\n"},
+                                              {"path", "-t 22 /run/x.sock\n"},
+                                              {"quote", "-t 22\n--comment 'oops\n"},
+                                              {"nul", std::string("-t 22\n-t 2\0 3\n", 14)},
+                                              {"badpif", "\n-C LOCAL\n"},
+                                              {"dashdash", "--\n"},
+                                              {"history", "--history 0\n"}};
+  EXPECT_EQ(usage_error({"--file", "unknown"}, files),
+            "unknown:3: unknown option '--frob'; see sluicectl -h for the options");
+  EXPECT_EQ(usage_error({"--file", "split"}, files),
+            "split:1: -t needs a SPEC (e.g. 8080:80) on the same line");
+  EXPECT_EQ(usage_error({"--file", "nested"}, files),
+            "nested:2: --file cannot be used inside an option file (files do not nest); give "
+            "every --file on the command line");
+  EXPECT_EQ(usage_error({"--file", "path"}, files),
+            "path:1: unexpected word '/run/x.sock': an option file holds options only (a SPEC "
+            "goes after its -t/-u/-T/-U); give the control socket PATH on the command line");
+  EXPECT_EQ(usage_error({"--file", "quote"}, files),
+            "quote:2: the ' quote is not closed on this line; close it (quotes "
+            "cannot span lines and have no escapes)");
+  EXPECT_EQ(usage_error({"--file", "nul"}, files),
+            "nul:2: the file has a NUL byte; an option file is text, one or more "
+            "options a line");
+  EXPECT_EQ(
+      usage_error({"--file", "badpif"}, files).rfind("badpif:2: -C 'LOCAL': no such table", 0), 0u);
+  EXPECT_EQ(usage_error({"--file", "dashdash"}, files),
+            "dashdash:1: '--' has no meaning in an option file; remove it");
+  EXPECT_EQ(usage_error({"--file", "history"}, files).rfind("history:1: --history takes", 0), 0u);
+  EXPECT_EQ(usage_error({"--file", "missing"}, files),
+            "--file 'missing': cannot open it: ENOENT (No such file or directory)");
+}
+
+TEST(CliFile, CombinationErrorsNameTheFileLine) {
+  std::map<std::string, std::string> files = {{"f", "\n--dry-run\n"}};
+  EXPECT_EQ(usage_error({"--file", "f"}, files),
+            "f:2: --dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
+}
+
+TEST(CliFile, SplitWords) {
+  auto words = split_option_file("a'b c'd \"x y\" '' x#y #z\n  -t\t22\r\n", "n");
+  ASSERT_TRUE(words.ok());
+  std::vector<FileWord> want = {{"ab cd", 1}, {"x y", 1}, {"", 1},
+                                {"x#y", 1},   {"-t", 2},  {"22", 2}};
+  EXPECT_EQ(*words, want);
+  auto empty = split_option_file("", "n");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  auto open_quote = split_option_file("\n\n\"abc", "n");
+  ASSERT_FALSE(open_quote.ok());
+  EXPECT_EQ(open_quote.error().message.rfind("n:3: the \" quote is not closed", 0), 0u);
+}
+
+TEST(CliFile, ReadsRealFilesWithLimits) {
+  char dir_tmpl[] = "/tmp/sluicectl-cli-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_tmpl), nullptr);
+  std::string dir = dir_tmpl;
+  std::string small = dir + "/small.conf";
+  std::string big = dir + "/big.conf";
+  int fd = open(small.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "-t 22\n", 6), 6);
+  close(fd);
+  fd = open(big.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, kMaxOptionFileBytes + 1), 0);
+  close(fd);
+
+  auto text = read_option_file(small);
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  EXPECT_EQ(*text, "-t 22\n");
+  auto too_big = read_option_file(big);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.error().err, EFBIG);
+  auto is_dir = read_option_file(dir);
+  ASSERT_FALSE(is_dir.ok());
+  EXPECT_EQ(is_dir.error().err, EISDIR);
+  auto missing = read_option_file(dir + "/missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().err, ENOENT);
+  EXPECT_NE(missing.error().message.find("ENOENT"), std::string::npos);
+
+  auto plan = parse_command_line({"--file", small}, read_option_file);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->edits, (std::vector<EditCommand>{spec('t', "22", small + ":1")}));
+  unlink(small.c_str());
+  unlink(big.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Cli, UsageNamesEveryOption) {
+  std::string u = usage_text();
+  for (const char* option :
+       {"-t SPEC", "-u SPEC", "-T SPEC", "-U SPEC", "-A", "-D", "-C PIF", "-s", "--dry-run",
+        "--comment TEXT", "--file FILE", "--json", "--history [N]", "--timeout SECONDS", "--debug",
+        "--help", "--version", "Exit status"}) {
+    EXPECT_NE(u.find(option), std::string::npos) << option;
+  }
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,382 @@
+// Rendering: the listing format (checked by the integration tests too), the
+// -s view and its +/- diff, commit summaries and failures, history, and the
+// exact JSON shapes, parsed back with a strict reader.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <ctime>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/strings.h"
+#include "client/render.h"
+#include "client/table_edit.h"
+#include "tests/ctl/json_check.h"
+
+namespace sluice {
+namespace {
+
+using test::JsonValue;
+using test::parse_json;
+
+/// A spec command.
+EditCommand spec(char option, const std::string& text) {
+  EditCommand c;
+  c.option = option;
+  c.spec = text;
+  return c;
+}
+
+/// Tables made by `edits` from empty tables.
+TableSet make(const std::vector<EditCommand>& edits) {
+  auto t = apply_edits(TableSet{}, edits, SpecContext{});
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+  return t.ok() ? *t : TableSet{};
+}
+
+/// A Hello serving HOST only (as the worker does today), all capabilities on.
+control::ServerHello host_hello() {
+  control::ServerHello hello;
+  hello.pifs = {{Pif::kHost, "HOST"}};
+  hello.ephemeral_first = 32768;
+  hello.ephemeral_last = 60999;
+  return hello;
+}
+
+/// A Hello serving both tables.
+control::ServerHello both_hello() {
+  control::ServerHello hello = host_hello();
+  hello.pifs.push_back({Pif::kSplice, "SPLICE"});
+  return hello;
+}
+
+/// A state of generation `gen` over `tables`, with its real digest.
+control::State state_of(uint64_t gen, const TableSet& tables) {
+  control::State s;
+  s.generation = gen;
+  s.tables = tables;
+  s.digest = control::digest_tables(tables);
+  return s;
+}
+
+TEST(RenderListing, PestoFormatGroupedByPif) {
+  control::State s = state_of(3, make({spec('t', "127.0.0.1/18080:18000"), spec('t', "22-80:32-90"),
+                                       spec('u', "0.0.0.0/53:192.0.2.5/5353")}));
+  EXPECT_EQ(render_state(s, both_hello()), "generation 3, digest " + to_hex(s.digest) +
+                                               "\n"
+                                               "HOST\n"
+                                               "    TCP [127.0.0.1]:18080 => 18000\n"
+                                               "    TCP [*]:22-80 => 32-90\n"
+                                               "    UDP [0.0.0.0]:53 => 192.0.2.5:5353\n"
+                                               "SPLICE\n"
+                                               "    (no rules)\n");
+}
+
+TEST(RenderListing, PifsOutsideTheHelloAreShownWhenTheyHaveRules) {
+  TableSet t = make({spec('T', "3000")});
+  EXPECT_EQ(render_tables(t, host_hello()),
+            "HOST\n    (no rules)\nSPLICE\n    TCP [*]%lo:3000 => 3000\n");
+  EXPECT_EQ(render_tables(TableSet{}, host_hello()), "HOST\n    (no rules)\n");
+}
+
+TEST(RenderDiff, MultisetDifferencePerPifInTableOrder) {
+  TableSet before = make({spec('t', "80"), spec('t', "22"), spec('T', "3000")});
+  TableSet after =
+      make({spec('t', "22"), spec('t', "8080:80"), spec('t', "443"), spec('T', "3001")});
+  EXPECT_EQ(render_diff(before, after, both_hello()),
+            "- HOST TCP [*]:80 => 80\n"
+            "+ HOST TCP [*]:8080 => 80\n"
+            "+ HOST TCP [*]:443 => 443\n"
+            "- SPLICE TCP [*]%lo:3000 => 3000\n"
+            "+ SPLICE TCP [*]%lo:3001 => 3001\n");
+  EXPECT_EQ(render_diff(before, before, both_hello()), "");
+}
+
+TEST(RenderDiff, RepeatedRulesCountOnce) {
+  // A table with the same text twice (invalid, but rendering must not care).
+  TableSet before = make({spec('t', "22")});
+  before.of(Pif::kHost).rules.push_back(before.of(Pif::kHost).rules[0]);
+  TableSet after = make({spec('t', "22")});
+  EXPECT_EQ(render_diff(before, after, host_hello()), "- HOST TCP [*]:22 => 22\n");
+  EXPECT_EQ(render_diff(after, before, host_hello()), "+ HOST TCP [*]:22 => 22\n");
+}
+
+TEST(RenderShow, BeforeAfterAndDiff) {
+  control::State before = state_of(7, make({spec('t', "80")}));
+  TableSet after = make({spec('t', "8080:80")});
+  EXPECT_EQ(render_show(before, after, host_hello()), "before: generation 7, digest " +
+                                                          to_hex(before.digest) +
+                                                          "\nHOST\n    TCP [*]:80 => 80\n"
+                                                          "after: digest " +
+                                                          to_hex(control::digest_tables(after)) +
+                                                          "\nHOST\n    TCP [*]:8080 => 80\n"
+                                                          "diff:\n"
+                                                          "- HOST TCP [*]:80 => 80\n"
+                                                          "+ HOST TCP [*]:8080 => 80\n");
+  EXPECT_NE(render_show(before, before.tables, host_hello()).find("diff:\n    (no change)\n"),
+            std::string::npos);
+}
+
+TEST(RenderResult, Summaries) {
+  control::CommitResult r;
+  r.applied = true;
+  r.generation = 4;
+  r.kept = 1;
+  r.opened = 2;
+  r.digest[0] = 0xab;
+  EXPECT_EQ(
+      render_commit_summary(r),
+      "applied: generation 4, kept 1, opened 2, closed 0, rebound 0; digest " + to_hex(r.digest));
+  r.applied = false;
+  r.dry_run = true;
+  r.closed = 3;
+  r.rebound = 1;
+  EXPECT_EQ(render_commit_summary(r),
+            "dry run: would keep 1, open 2, close 3, rebind 1; nothing changed (a rebound port "
+            "stops listening for a moment)");
+}
+
+TEST(RenderResult, FailuresAreKindAndSanitisedMessage) {
+  control::Failure f;
+  f.kind = control::FailureKind::kBindFailed;
+  f.message = "port 80: EADDRINUSE\x1b[2J";
+  control::Failure g;
+  g.kind = control::FailureKind::kStale;
+  g.message = "stale";
+  EXPECT_EQ(render_failures({f, g}),
+            (std::vector<std::string>{"bind-failed: port 80: EADDRINUSE\\x1b[2J",
+                                      "stale-generation: stale"}));
+}
+
+TEST(RenderResult, IssuesBecomeFailures) {
+  TableSet t = make({spec('t', "80")});
+  t.of(Pif::kHost).rules.push_back(t.of(Pif::kHost).rules[0]);
+  auto issues = validate_tables(t, ServerCaps{});
+  ASSERT_EQ(issues.size(), 1u);
+  auto failures = issues_as_failures(issues, t);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].kind, control::FailureKind::kConflict);
+  EXPECT_EQ(failures[0].pif, Pif::kHost);
+  EXPECT_EQ(failures[0].rule, issues[0].rule);
+  EXPECT_EQ(failures[0].text, "TCP [*]:80 => 80");
+  EXPECT_EQ(failures[0].message, issues[0].message);
+  ValidationIssue whole;
+  whole.kind = IssueKind::kCapacity;
+  whole.message = "too many";
+  auto f = issues_as_failures({whole}, t);
+  EXPECT_EQ(f[0].kind, control::FailureKind::kCapacity);
+  EXPECT_EQ(f[0].rule, -1);
+  EXPECT_EQ(f[0].text, "");
+}
+
+TEST(RenderTime, Iso8601Utc) {
+  EXPECT_EQ(format_utc_millis(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(format_utc_millis(1700000000123), "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(format_utc_millis(951782400000), "2000-02-29T00:00:00.000Z");
+  EXPECT_EQ(format_utc_millis(-1), "1969-12-31T23:59:59.999Z");
+  // Against gmtime_r over a spread of times, 1900 to 2200.
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    int64_t ms = static_cast<int64_t>(rng() % 9467280000000ull) - 2208988800000ll;
+    time_t secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    struct tm tm;
+    ASSERT_NE(gmtime_r(&secs, &tm), nullptr);
+    char want[64];
+    std::snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(((ms % 1000) + 1000) % 1000));
+    EXPECT_EQ(format_utc_millis(ms), want) << ms;
+  }
+}
+
+/// A history of two entries.
+control::History sample_history() {
+  control::HistoryEntry a;
+  a.sequence = 1;
+  a.unix_millis = 1700000000123;
+  a.pid = 42;
+  a.uid = 1000;
+  a.gid = 100;
+  a.comment = "open \"web\"";
+  a.outcome = control::Outcome::kApplied;
+  a.generation_before = 1;
+  a.generation_after = 2;
+  a.added = {"HOST TCP [*]:443 => 443"};
+  a.removed = {"HOST TCP [*]:80 => 80"};
+  a.kept = 1;
+  a.opened = 1;
+  a.closed = 1;
+  a.duration_micros = 1500;
+  control::HistoryEntry b = a;
+  b.sequence = 2;
+  b.comment = "";
+  b.outcome = control::Outcome::kRejected;
+  b.generation_before = b.generation_after = 2;
+  b.added = {"HOST TCP [*]:22 => 22"};
+  b.removed = {};
+  b.failures = 1;
+  return control::History{{a, b}};
+}
+
+TEST(RenderHistory, OneLinePerEntryThenItsRules) {
+  EXPECT_EQ(render_history(control::History{}), "(no commits yet)\n");
+  EXPECT_EQ(render_history(sample_history()),
+            "#1 2023-11-14T22:13:20.123Z applied pid 42 uid 1000 gid 100 generation 1->2, kept "
+            "1, opened 1, closed 1, rebound 0, failures 0, 1.5 ms: \"open \"web\"\"\n"
+            "    + HOST TCP [*]:443 => 443\n"
+            "    - HOST TCP [*]:80 => 80\n"
+            "#2 2023-11-14T22:13:20.123Z rejected pid 42 uid 1000 gid 100 generation 2->2, kept "
+            "1, opened 1, closed 1, rebound 0, failures 1, 1.5 ms\n"
+            "    + HOST TCP [*]:22 => 22\n");
+}
+
+TEST(RenderHistory, Json) {
+  std::string text = render_history_json(sample_history());
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  ASSERT_EQ(v->type, JsonValue::Type::kArray);
+  ASSERT_EQ(v->array.size(), 2u);
+  const JsonValue& e = v->array[0];
+  EXPECT_EQ(e.keys, (std::vector<std::string>{
+                        "sequence", "time", "unixMillis", "outcome", "pid", "uid", "gid", "comment",
+                        "generationBefore", "generationAfter", "added", "removed", "kept", "opened",
+                        "closed", "rebound", "failures", "durationMicros"}));
+  EXPECT_EQ(e.get("time")->string, "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(e.get("comment")->string, "open \"web\"");
+  EXPECT_EQ(e.get("added")->array[0].string, "HOST TCP [*]:443 => 443");
+  EXPECT_EQ(v->array[1].get("outcome")->string, "rejected");
+  EXPECT_EQ(render_history_json(control::History{}), "[]\n");
+}
+
+TEST(RenderJson, StateHasTheExactShape) {
+  control::State s = state_of(5, make({spec('t', "127.0.0.1/8080:80")}));
+  control::ServerHello hello = host_hello();
+  hello.caps.udp = false;
+  hello.caps.scan = false;
+  EXPECT_EQ(render_state_json(s, hello),
+            "{\"generation\":5,\"digest\":\"" + to_hex(s.digest) +
+                "\",\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\",\"IPv6\",\"TCP\",\"IFNAME\"],"
+                "\"rules\":[{\"proto\":\"tcp\",\"listen\":\"127.0.0.1\",\"ifname\":null,"
+                "\"first\":8080,\"last\":8080,\"to\":80,\"target\":null,\"weak\":false,"
+                "\"scan\":false,\"text\":\"TCP [127.0.0.1]:8080 => 80\"}]}]}\n");
+}
+
+TEST(RenderJson, RuleFieldsParseBack) {
+  control::State s = state_of(
+      1,
+      make({spec('t', "%eth0/22"), spec('u', "0.0.0.0/1000-1010:192.0.2.5/2000-2010"),
+            spec('t', "[::1]/5000:[::2]/6000"), spec('t', "8000-8001,auto"), spec('T', "40000")}));
+  std::string text = render_state_json(s, both_hello());
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pifs"}));
+  EXPECT_EQ(v->get("generation")->integer(), 1);
+  EXPECT_EQ(v->get("digest")->string, to_hex(s.digest));
+  const auto& pifs = v->get("pifs")->array;
+  ASSERT_EQ(pifs.size(), 2u);
+  EXPECT_EQ(pifs[0].get("name")->string, "HOST");
+  EXPECT_EQ(pifs[0].get("caps")->array.size(), 6u);
+  const auto& rules = pifs[0].get("rules")->array;
+  ASSERT_EQ(rules.size(), 4u);
+  EXPECT_EQ(rules[0].keys, (std::vector<std::string>{"proto", "listen", "ifname", "first", "last",
+                                                     "to", "target", "weak", "scan", "text"}));
+  EXPECT_EQ(rules[0].get("listen")->string, "*");
+  EXPECT_EQ(rules[0].get("ifname")->string, "eth0");
+  EXPECT_TRUE(rules[0].get("target")->is_null());
+  EXPECT_EQ(rules[1].get("proto")->string, "udp");
+  EXPECT_EQ(rules[1].get("listen")->string, "0.0.0.0");
+  EXPECT_TRUE(rules[1].get("ifname")->is_null());
+  EXPECT_EQ(rules[1].get("first")->integer(), 1000);
+  EXPECT_EQ(rules[1].get("last")->integer(), 1010);
+  EXPECT_EQ(rules[1].get("to")->integer(), 2000);
+  EXPECT_EQ(rules[1].get("target")->string, "192.0.2.5");
+  EXPECT_EQ(rules[1].get("text")->string, "UDP [0.0.0.0]:1000-1010 => 192.0.2.5:2000-2010");
+  EXPECT_EQ(rules[2].get("listen")->string, "::1");
+  EXPECT_EQ(rules[2].get("target")->string, "::2");
+  EXPECT_TRUE(rules[3].get("scan")->boolean);
+  EXPECT_FALSE(rules[3].get("weak")->boolean);
+  EXPECT_EQ(pifs[1].get("rules")->array[0].get("ifname")->string, "lo");
+}
+
+TEST(RenderJson, HostileTextStaysInsideItsString) {
+  TableSet t;
+  Rule r;
+  r.dual_stack = true;
+  r.ifname = "e\"}],\n\x01\xff";
+  r.first = r.last = r.to = 22;
+  t.of(Pif::kHost).rules.push_back(r);
+  std::string text = render_state_json(state_of(1, t), host_hello());
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  EXPECT_EQ(v->get("pifs")->array[0].get("rules")->array[0].get("ifname")->string,
+            "e\"}],\n\x01\xc3\xbf");  // the invalid byte comes back as U+00FF
+}
+
+TEST(RenderJson, EditReportHasBeforeAfterAndResult) {
+  control::State before = state_of(2, make({spec('t', "80")}));
+  TableSet after = make({spec('t', "80"), spec('t', "443")});
+  control::CommitResult r;
+  r.applied = false;
+  r.generation = 2;
+  r.digest = before.digest;
+  r.duration_micros = 77;
+  control::Failure f;
+  f.kind = control::FailureKind::kBindFailed;
+  f.pif = Pif::kHost;
+  f.rule = 1;
+  f.text = "TCP [*]:443 => 443";
+  f.port = 443;
+  f.err = EADDRINUSE;
+  f.message = "HOST rule 1 (TCP [*]:443 => 443), port 443: bind failed";
+  control::Failure g;
+  g.kind = control::FailureKind::kCapacity;
+  g.message = "whole table";
+  r.failures = {f, g};
+  std::string text = render_edit_json(before, after, r, host_hello(), false);
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"before", "after", "result"}));
+  EXPECT_EQ(v->get("before")->get("generation")->integer(), 2);
+  EXPECT_EQ(v->get("before")->get("pifs")->array[0].get("rules")->array.size(), 1u);
+  const JsonValue* a = v->get("after");
+  EXPECT_TRUE(a->get("generation")->is_null());
+  EXPECT_EQ(a->get("digest")->string, to_hex(control::digest_tables(after)));
+  EXPECT_EQ(a->get("pifs")->array[0].get("rules")->array.size(), 2u);
+  const JsonValue* res = v->get("result");
+  EXPECT_EQ(res->keys, (std::vector<std::string>{"applied", "dryRun", "unchanged", "generation",
+                                                 "digest", "kept", "opened", "closed", "rebound",
+                                                 "durationMicros", "failures"}));
+  EXPECT_FALSE(res->get("applied")->boolean);
+  EXPECT_FALSE(res->get("unchanged")->boolean);
+  EXPECT_EQ(res->get("durationMicros")->integer(), 77);
+  const auto& failures = res->get("failures")->array;
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_EQ(failures[0].keys, (std::vector<std::string>{"pif", "rule", "text", "port", "errno",
+                                                        "errnoName", "kind", "message"}));
+  EXPECT_EQ(failures[0].get("pif")->string, "HOST");
+  EXPECT_EQ(failures[0].get("rule")->integer(), 1);
+  EXPECT_EQ(failures[0].get("port")->integer(), 443);
+  EXPECT_EQ(failures[0].get("errno")->integer(), EADDRINUSE);
+  EXPECT_EQ(failures[0].get("errnoName")->string, "EADDRINUSE");
+  EXPECT_EQ(failures[0].get("kind")->string, "bind-failed");
+  EXPECT_EQ(failures[0].get("text")->string, "TCP [*]:443 => 443");
+  for (const char* key : {"rule", "text", "port", "errno", "errnoName"}) {
+    EXPECT_TRUE(failures[1].get(key)->is_null()) << key;
+  }
+  EXPECT_EQ(failures[1].get("kind")->string, "capacity");
+}
+
+TEST(RenderJson, UnchangedEdit) {
+  control::State before = state_of(9, make({spec('t', "80")}));
+  control::CommitResult r;
+  r.generation = 9;
+  r.digest = before.digest;
+  auto v = parse_json(render_edit_json(before, before.tables, r, host_hello(), true));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_TRUE(v->get("result")->get("unchanged")->boolean);
+  EXPECT_EQ(v->get("result")->get("digest")->string, v->get("after")->get("digest")->string);
+}
+
+}  // namespace
+}  // namespace sluice
