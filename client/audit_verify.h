@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "base/sha256.h"
+#include "schema/sha256.h"
 
 namespace sluice {
 

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "base/log.h"
-#include "base/sha256.h"
 #include "schema/codec.h"
+#include "schema/sha256.h"
 
 namespace sluice {
 

@@ -27,8 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "base/sha256.h"
 #include "schema/codec.h"
+#include "schema/sha256.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_plan.h"

@@ -16,6 +16,7 @@
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
+#include "schema/sha256.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
@@ -99,6 +100,7 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   HostFacts facts = gather_host_facts();
+  sha256_prepare();  // libcrypto set up while files are still reachable (it reads none)
   // The initial rules come from sluiced's command line: audit them as sluiced's
   // (its pid, and the ids it runs as, which the sandbox is about to change).
   struct ucred sluiced_cred = {getppid(), getuid(), getgid()};
