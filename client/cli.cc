@@ -72,6 +72,7 @@ constexpr LongOption kLongOptions[] = {
     {"timeout", ArgKind::kRequired},
     {"history", ArgKind::kOptionalNumber},
     {"verify-audit", ArgKind::kRequired},
+    {"end-removed-flows", ArgKind::kNone},
 };
 
 /// Builds a plan from arguments; one instance per parse_command_line call.
@@ -105,8 +106,9 @@ class Parser {
   const FileReader& reader_;
   bool comment_given_ = false;
   bool path_given_ = false;
-  std::string history_where_;  // how --history was given, for messages
-  std::string verify_where_;   // how --verify-audit was given, for messages
+  std::string history_where_;    // how --history was given, for messages
+  std::string verify_where_;     // how --verify-audit was given, for messages
+  std::string end_flows_where_;  // how --end-removed-flows was given, for messages
   std::string dry_run_where_, comment_where_;
 };
 
@@ -235,6 +237,9 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
   } else if (body == "version") {
     plan.action = Plan::Action::kVersion;
     stopped = true;
+  } else if (body == "end-removed-flows") {
+    plan.end_removed_flows = true;
+    end_flows_where_ = where(arg);
   } else if (body == "verify-audit") {
     plan.action = Plan::Action::kVerifyAudit;
     plan.audit_path = value;
@@ -369,6 +374,11 @@ Result<void> Parser::finish() {
     }
   }
   if (!plan.has_edits()) {
+    if (plan.end_removed_flows) {
+      return Err(end_flows_where_ +
+                 "--end-removed-flows applies to the rules an edit removes, and there is no "
+                 "edit; e.g. sluicectl --end-removed-flows -D -t 8080");
+    }
     if (plan.dry_run) {
       return Err(dry_run_where_ +
                  "--dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
@@ -507,6 +517,8 @@ std::string usage_text() {
          "  -s                 show the tables before and after, and the difference\n"
          "      --dry-run      check the edit on the server, change nothing\n"
          "      --comment TEXT record TEXT with the commit (at most 1024 bytes)\n"
+         "      --end-removed-flows  reset the connections of the rules the edit removes\n"
+         "                     (by default they live on until they close)\n"
          "      --file FILE    read options from FILE, in place: one or more a line,\n"
          "                     words split at spaces, '#' comments, '...' or \"...\" quotes\n"
          "\n"

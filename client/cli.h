@@ -39,6 +39,7 @@ struct Plan {
   bool debug = false;              // -d
   bool json = false;               // --json
   bool dry_run = false;            // --dry-run
+  bool end_removed_flows = false;  // --end-removed-flows: reset connections of removed rules
   std::string comment;             // --comment, for the audit record
   int timeout_ms = kDefaultTimeoutSeconds * 1000;
   uint32_t history = 0;    // --history N: how many entries; 0 when not asked

@@ -209,8 +209,8 @@ int edit_tables(const Session& s) {
     }
 
     control::Request request;
-    request.body =
-        control::CommitRequest{*after, state->generation, s.plan.dry_run, s.plan.comment, false};
+    request.body = control::CommitRequest{*after, state->generation, s.plan.dry_run, s.plan.comment,
+                                          s.plan.end_removed_flows};
     auto response = s.conn.call(request);
     if (!response) {
       print_err(s.path + ": commit: " + response.error().message +

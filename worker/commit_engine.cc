@@ -24,7 +24,7 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(const TableSe
   for (size_t p = 0; p < kPifCount; ++p) {
     for (const Rule& rule : tables.tables[p].rules) {
       routes[p].push_back(std::make_shared<const Route>(
-          Route{rule.target, rule.first, rule.to, format_rule(rule)}));
+          Route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)}));
     }
   }
   return routes;
@@ -116,13 +116,6 @@ void CommitEngine::begin(Job job) noexcept {
         "this sluice-worker serves only the HOST table (-t/-u); SPLICE rules (-T/-U) need "
         "sockets in the target namespace, which this build cannot open yet; remove the -T/-U "
         "rules"));
-  }
-  if (req.end_removed_flows) {
-    // TODO(feature): end the connections of removed rules (commit issue).
-    a.failures.push_back(whole_commit_failure(
-        control::FailureKind::kInvalid, Pif::kHost,
-        "endRemovedFlows is not supported by this server yet: connections of removed rules "
-        "always live on; commit without it"));
   }
   if (!a.failures.empty()) {
     return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected, false);
@@ -339,6 +332,18 @@ void CommitEngine::swap() noexcept {
   tables_ = next;
   ++generation_;
   digest_ = control::digest_tables(tables_);
+  if (a.job.request.end_removed_flows && !a.removed.empty()) {
+    // a.removed holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
+    // changed target counts as removed and re-added) loses its connections.
+    std::vector<std::string> removed = a.removed;
+    std::sort(removed.begin(), removed.end());
+    size_t ended = forwarder_.end_connections([&](const Route& route) {
+      return std::binary_search(removed.begin(), removed.end(),
+                                std::string(pif_name(route.pif)) + " " + route.text);
+    });
+    if (ended > 0)
+      LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+  }
 }
 
 void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {

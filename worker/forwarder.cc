@@ -85,7 +85,7 @@ bool TcpListener::accept_up_to(int max) noexcept {
       }
       return false;
     }
-    owner_.start_connection(UniqueFd(fd), peer, port_, *route_);
+    owner_.start_connection(UniqueFd(fd), peer, port_, route_);
   }
   owner_.park(this, true);
   return false;
@@ -136,7 +136,9 @@ void Forwarder::close_listener(TcpListener* listener) noexcept {
 }
 
 void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage& peer,
-                                 uint16_t port, const Route& route) noexcept {
+                                 uint16_t port,
+                                 const std::shared_ptr<const Route>& route_ptr) noexcept {
+  const Route& route = *route_ptr;
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(route, peer, port, &target);
   ++counters_.accepted;
@@ -160,7 +162,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     }
     connected = false;
   }
-  auto conn = std::make_unique<TcpConnection>(*this, std::move(client), std::move(sock), connected);
+  auto conn = std::make_unique<TcpConnection>(*this, std::move(client), std::move(sock), connected,
+                                              route_ptr);
   TcpConnection* raw = conn.get();
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
@@ -180,6 +183,16 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   --counters_.active;
   // Room again: resume listeners that stopped at a limit, after this batch.
   if (!parked_.empty()) loop_.request_immediate_tick();
+}
+
+size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred) noexcept {
+  // Collect first: closing a connection swaps the table's last entry into its slot.
+  std::vector<TcpConnection*> doomed;
+  for (auto& conn : connections_) {
+    if (pred(conn->route())) doomed.push_back(conn.get());
+  }
+  for (TcpConnection* conn : doomed) conn->reset();
+  return doomed.size();
 }
 
 void Forwarder::park(TcpListener* listener, bool soon) noexcept {

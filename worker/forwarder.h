@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ namespace sluice {
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
 struct Route {
+  Pif pif = Pif::kHost;
   Addr target{};       // all zero: loopback of the connection's own family
   uint16_t first = 0;  // the rule's first port
   uint16_t to = 0;     // port `first` goes to `to`
@@ -113,7 +115,10 @@ class Forwarder final : public Ticker {
 
   /// Called by a listener for each accepted client: connects to the target.
   void start_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                        const Route& route) noexcept;
+                        const std::shared_ptr<const Route>& route) noexcept;
+  /// Resets every connection whose rule matches `pred` (a commit's
+  /// endRemovedFlows); returns how many were ended.
+  size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
   /// Called by a connection when it is finished; frees it after the batch.
   void end_connection(class TcpConnection* conn) noexcept;
   /// True when no further connection may be accepted now.

@@ -17,10 +17,12 @@ constexpr size_t kSpliceChunk = 1u << 20;
 
 }  // namespace
 
-TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected)
+TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
+                             std::shared_ptr<const Route> route)
     : owner_(owner),
       client_(std::move(client)),
       target_(std::move(target)),
+      route_(std::move(route)),
       connected_(connected) {}
 
 Result<void> TcpConnection::start() noexcept {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "base/unique_fd.h"
 #include "worker/event_loop.h"
@@ -13,12 +14,18 @@ class TcpConnection final : public EventHandler {
  public:
   /// Takes the accepted client and the target socket whose connect() is in
   /// progress (or done). Registers nothing; call start().
-  TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected);
+  TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
+                std::shared_ptr<const Route> route);
   /// Registers both sockets with the loop (edge-triggered, in and out).
   Result<void> start() noexcept;
   /// Handles readiness on either socket: finishes the connect, then pumps
   /// both directions until neither can make progress.
   void on_event(uint32_t events) noexcept override;
+
+  /// Ends the connection with a reset to both peers (a removed rule's flow).
+  void reset() noexcept { close_all(true); }
+  /// The rule the connection was accepted under.
+  const Route& route() const { return *route_; }
 
   size_t slot = 0;  // index in the forwarder's connection table
 
@@ -41,6 +48,7 @@ class TcpConnection final : public EventHandler {
 
   Forwarder& owner_;
   UniqueFd client_, target_;
+  std::shared_ptr<const Route> route_;
   Direction up_;    // client -> target
   Direction down_;  // target -> client
   bool connected_;

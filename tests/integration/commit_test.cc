@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "client/control_client.h"
 #include "schema/broker_wire.h"
@@ -295,6 +296,74 @@ TEST(Commit, HistoryRecordsEveryAttempt) {
   EXPECT_EQ(h.entries[1].outcome, control::Outcome::kStale);
   EXPECT_EQ(h.entries[2].outcome, control::Outcome::kApplied);
   EXPECT_EQ(h.entries[2].comment, "commit_test");
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+/// Serves echo on every connection `listen_fd` accepts, until `stop`.
+std::thread echo_forever(int listen_fd, std::atomic<bool>& stop) {
+  return std::thread([listen_fd, &stop] {
+    std::vector<std::thread> conns;
+    while (!stop) {
+      UniqueFd c = accept_one(listen_fd, 50);
+      if (!c.valid()) continue;
+      conns.emplace_back([fd = std::move(c)] {
+        char buf[256];
+        for (ssize_t n; (n = recv(fd.get(), buf, sizeof(buf), 0)) > 0;) {
+          if (send(fd.get(), buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+        }
+      });
+    }
+    for (auto& t : conns) t.join();
+  });
+}
+
+/// One echo round trip; false when the connection is gone.
+bool echoes(int fd) {
+  char b = 'e';
+  return send(fd, &b, 1, MSG_NOSIGNAL) == 1 && recv(fd, &b, 1, 0) == 1 && b == 'e';
+}
+
+TEST(Commit, FlowsOutliveCommitsUnlessAskedToEnd) {
+  UniqueFd ta = listen_tcp("127.0.0.1", 18001);
+  UniqueFd tb = listen_tcp("127.0.0.1", 18002);
+  std::atomic<bool> stop{false};
+  std::thread ea = echo_forever(ta.get(), stop);
+  std::thread eb = echo_forever(tb.get(), stop);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18070:18001", "-t", "127.0.0.1/18071:18002"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd a = connect_tcp("127.0.0.1", 18070);
+  UniqueFd b = connect_tcp("127.0.0.1", 18071);
+  ASSERT_TRUE(echoes(a.get()) && echoes(b.get()));
+
+  // Removing A without the flag: its connection lives on.
+  RunResult r = d.ctl({"-D", "-t", "127.0.0.1/18070"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(echoes(a.get()));
+  EXPECT_FALSE(listening(18070));
+
+  // Re-add A, connect again, then remove it with --end-removed-flows.
+  r = d.ctl({"-A", "-t", "127.0.0.1/18070:18001"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  UniqueFd a2 = connect_tcp("127.0.0.1", 18070);
+  ASSERT_TRUE(echoes(a2.get()));
+  r = d.ctl({"--end-removed-flows", "-D", "-t", "127.0.0.1/18070"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_FALSE(echoes(a2.get()));
+  EXPECT_FALSE(echoes(a.get()));  // it belonged to the same rule text
+  EXPECT_TRUE(echoes(b.get()));   // B was not removed
+  EXPECT_NE(d.log().find("ended 2 connections of removed rules"), std::string::npos) << d.log();
+  stop = true;
+  a.reset();
+  a2.reset();
+  b.reset();
+  ea.join();
+  eb.join();
 }
 
 }  // namespace
