@@ -1,110 +1,14 @@
 #include "client/json.h"
 
 #include "base/check.h"
+#include "base/json_escape.h"
 
 namespace sluice {
-namespace {
-
-/// Returns the length (2 to 4) of the valid UTF-8 sequence that starts at
-/// `s[i]`, or 0 when the bytes there are not one (a lone continuation byte, a
-/// truncated sequence, an overlong form, a surrogate, or above U+10FFFF).
-/// Follows the well-formed byte table of Unicode 15, section 3.9.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) -> unsigned {
-    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0x100u;
-  };
-  auto in = [](unsigned b, unsigned lo, unsigned hi) { return b >= lo && b <= hi; };
-  unsigned b0 = byte(0);
-  if (in(b0, 0xc2, 0xdf)) return in(byte(1), 0x80, 0xbf) ? 2 : 0;
-  unsigned lo = 0x80, hi = 0xbf;
-  size_t len = 0;
-  if (b0 == 0xe0) {
-    lo = 0xa0;  // no overlong three-byte forms
-    len = 3;
-  } else if (b0 == 0xed) {
-    hi = 0x9f;  // no UTF-16 surrogates
-    len = 3;
-  } else if (in(b0, 0xe1, 0xef)) {
-    len = 3;
-  } else if (b0 == 0xf0) {
-    lo = 0x90;  // no overlong four-byte forms
-    len = 4;
-  } else if (b0 == 0xf4) {
-    hi = 0x8f;  // nothing above U+10FFFF
-    len = 4;
-  } else if (in(b0, 0xf1, 0xf3)) {
-    len = 4;
-  } else {
-    return 0;
-  }
-  if (!in(byte(1), lo, hi)) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    if (!in(byte(k), 0x80, 0xbf)) return 0;
-  }
-  return len;
-}
-
-/// Appends the \u00XX escape of `b`.
-void append_u00(std::string* out, unsigned char b) {
-  static const char kHex[] = "0123456789abcdef";
-  *out += "\\u00";
-  *out += kHex[b >> 4];
-  *out += kHex[b & 15];
-}
-
-}  // namespace
 
 std::string json_quote(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() + 2);
-  out += '"';
-  size_t i = 0;
-  while (i < bytes.size()) {
-    unsigned char c = static_cast<unsigned char>(bytes[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            append_u00(&out, c);
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    size_t len = utf8_sequence(bytes, i);
-    if (len == 0) {
-      // Not UTF-8: keep the byte's value visible without breaking the text.
-      append_u00(&out, c);
-      ++i;
-    } else {
-      out.append(bytes.substr(i, len));
-      i += len;
-    }
-  }
-  out += '"';
+  append_json_string(&out, bytes, JsonText::kUtf8);
   return out;
 }
 

@@ -25,6 +25,7 @@
 #include "client/table_edit.h"
 #include "policy/seccomp.h"
 #include "policy/validate.h"
+#include "policy/validate_failures.h"
 
 namespace sluice {
 namespace {

@@ -249,35 +249,6 @@ std::vector<std::string> render_failures(const std::vector<control::Failure>& fa
   return out;
 }
 
-std::vector<control::Failure> issues_as_failures(const std::vector<ValidationIssue>& issues,
-                                                 const TableSet& tables) {
-  std::vector<control::Failure> out;
-  out.reserve(issues.size());
-  for (const ValidationIssue& issue : issues) {
-    control::Failure f;
-    switch (issue.kind) {
-      case IssueKind::kInvalid:
-        f.kind = control::FailureKind::kInvalid;
-        break;
-      case IssueKind::kConflict:
-        f.kind = control::FailureKind::kConflict;
-        break;
-      case IssueKind::kCapacity:
-        f.kind = control::FailureKind::kCapacity;
-        break;
-    }
-    f.pif = issue.pif;
-    f.rule = issue.rule;
-    const Table& table = tables.of(issue.pif);
-    if (issue.rule >= 0 && static_cast<size_t>(issue.rule) < table.rules.size()) {
-      f.text = format_rule(table.rules[static_cast<size_t>(issue.rule)]);
-    }
-    f.message = issue.message;
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 std::string format_utc_millis(int64_t unix_millis) {
   // Split into days and milliseconds of the day, flooring for times before 1970.
   constexpr int64_t kDayMillis = 86400000;

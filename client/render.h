@@ -50,12 +50,6 @@ std::string render_commit_summary(const control::CommitResult& result);
 /// each sanitised; the caller prefixes "sluicectl: ".
 std::vector<std::string> render_failures(const std::vector<control::Failure>& failures);
 
-/// Converts the validator's issues into failures of the control protocol
-/// (kinds invalid, conflict, capacity), with the rule text taken from
-/// `tables`, so that local and server rejections print and serialise alike.
-std::vector<control::Failure> issues_as_failures(const std::vector<ValidationIssue>& issues,
-                                                 const TableSet& tables);
-
 /// Formats milliseconds since the Unix epoch as ISO 8601 UTC with
 /// milliseconds, "2026-07-01T12:00:00.123Z". Pure arithmetic: it reads no
 /// time zone file (the client runs under seccomp without open).

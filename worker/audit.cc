@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "base/check.h"
+#include "base/json_escape.h"
 #include "base/strings.h"
 
 namespace sluice {
@@ -63,48 +64,13 @@ void append_int(std::string& out, int64_t value) {
 
 /// Appends `bytes` as a JSON string literal, quotes included, cut to
 /// `max_bytes` input bytes (a cut string ends in "...[N bytes cut]").
-/// Escaping is total, so the result is printable ASCII and no input can end
-/// the string or the line early: `"` and `\` are escaped, \b \f \n \r \t
-/// use their short forms, and every other byte below 0x20, 0x7f and every
-/// byte from 0x80 up is written as \u00xx (lower-case hex), one per byte.
-/// Never fails.
-void append_json_string(std::string& out, std::string_view bytes, size_t max_bytes) {
+/// Escaping is total and ASCII-only (base/json_escape.h, JsonText::kAscii),
+/// so the result is printable ASCII and no input can end the string or the
+/// line early. Never fails.
+void append_cut_json_string(std::string& out, std::string_view bytes, size_t max_bytes) {
   size_t n = std::min(bytes.size(), max_bytes);
-  out += '"';
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(bytes[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          out += "\\u00";
-          out += kHexDigits[c >> 4];
-          out += kHexDigits[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
+  append_json_string(&out, bytes.substr(0, n), JsonText::kAscii);
+  out.pop_back();  // reopen the string for the cut marker
   if (n < bytes.size()) {
     out += "...[";
     append_uint(out, bytes.size() - n);
@@ -174,7 +140,7 @@ std::string failure_json(const control::Failure& f) {
   out += ",\"errnoName\":\"";
   if (f.err != 0) out += errno_name(f.err);
   out += "\",\"message\":";
-  append_json_string(out, f.message, kMaxItemBytes);
+  append_cut_json_string(out, f.message, kMaxItemBytes);
   out += '}';
   return out;
 }
@@ -194,11 +160,11 @@ std::string failures_cut_marker(size_t left_out) {
 /// "(", which no rule text does. Never fails.
 std::string rules_cut_marker(size_t left_out) {
   std::string out;
-  append_json_string(out,
-                     "(" + std::to_string(left_out) +
-                         " more rules not recorded: an audit line is limited to " +
-                         std::to_string(kMaxAuditLineBytes) + " bytes)",
-                     kMaxItemBytes);
+  append_cut_json_string(out,
+                         "(" + std::to_string(left_out) +
+                             " more rules not recorded: an audit line is limited to " +
+                             std::to_string(kMaxAuditLineBytes) + " bytes)",
+                         kMaxItemBytes);
   return out;
 }
 
@@ -295,7 +261,7 @@ std::string AuditLog::format_line(const AuditRecord& record, uint64_t sequence, 
   head += ",\"gid\":";
   append_uint(head, record.peer.gid);
   head += ",\"comment\":";
-  append_json_string(head, record.comment, control::kMaxCommentBytes);
+  append_cut_json_string(head, record.comment, control::kMaxCommentBytes);
   head += ",\"generation\":{\"before\":";
   append_uint(head, record.generation_before);
   head += ",\"after\":";
@@ -328,12 +294,12 @@ std::string AuditLog::format_line(const AuditRecord& record, uint64_t sequence, 
   added.reserve(record.added.size());
   for (const std::string& rule : record.added) {
     added.emplace_back();
-    append_json_string(added.back(), rule, kMaxItemBytes);
+    append_cut_json_string(added.back(), rule, kMaxItemBytes);
   }
   removed.reserve(record.removed.size());
   for (const std::string& rule : record.removed) {
     removed.emplace_back();
-    append_json_string(removed.back(), rule, kMaxItemBytes);
+    append_cut_json_string(removed.back(), rule, kMaxItemBytes);
   }
   failures.reserve(record.failures.size());
   for (const control::Failure& f : record.failures) failures.push_back(failure_json(f));

@@ -5,7 +5,7 @@
 #include <map>
 
 #include "base/strings.h"
-#include "policy/validate.h"
+#include "policy/validate_failures.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -189,30 +189,7 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
 
 std::vector<control::Failure> failures_from_validation(const TableSet& tables,
                                                        const ServerCaps& caps) {
-  std::vector<control::Failure> out;
-  for (const ValidationIssue& issue : validate_tables(tables, caps)) {
-    control::Failure f;
-    switch (issue.kind) {
-      case IssueKind::kInvalid:
-        f.kind = control::FailureKind::kInvalid;
-        break;
-      case IssueKind::kConflict:
-        f.kind = control::FailureKind::kConflict;
-        break;
-      case IssueKind::kCapacity:
-        f.kind = control::FailureKind::kCapacity;
-        break;
-    }
-    f.pif = issue.pif;
-    f.rule = issue.rule;
-    const Table& table = tables.of(issue.pif);
-    if (issue.rule >= 0 && static_cast<size_t>(issue.rule) < table.rules.size()) {
-      f.text = format_rule(table.rules[static_cast<size_t>(issue.rule)]);
-    }
-    f.message = issue.message;
-    out.push_back(std::move(f));
-  }
-  return out;
+  return issues_as_failures(validate_tables(tables, caps), tables);
 }
 
 std::vector<std::string> rule_diff(const TableSet& a, const TableSet& b) {

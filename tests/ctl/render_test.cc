@@ -12,6 +12,7 @@
 #include "base/strings.h"
 #include "client/render.h"
 #include "client/table_edit.h"
+#include "policy/validate_failures.h"
 #include "tests/ctl/json_check.h"
 
 namespace sluice {
