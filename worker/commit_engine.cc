@@ -13,6 +13,12 @@
 namespace sluice {
 namespace {
 
+/// Limit: listeners installed or released per slice. Each costs a few
+/// syscalls (epoll_ctl, accept4, close: a few microseconds); 256 keep one
+/// slice near a millisecond, so a 10,000-port commit never holds traffic up
+/// for longer than that between data events.
+constexpr size_t kSliceListeners = 256;
+
 /// Limit: OpenListeners requests in flight at once. Four 253-socket batches
 /// keep the broker busy while one reply is processed, and four 10 KiB
 /// requests fit easily in the channel's socket buffer, so sends never block.
@@ -52,8 +58,48 @@ CommitEngine::~CommitEngine() {
 }
 
 Result<void> CommitEngine::start() {
+  loop_.add_ticker(this);
   // Level-triggered: every queued reply keeps the channel readable until read.
   return loop_.add(broker_.fd(), EPOLLIN | EPOLLRDHUP, this);
+}
+
+void CommitEngine::on_tick(uint64_t /*now_ns*/) noexcept {
+  if (active_ && (active_->phase == Phase::kReleaseClashing || active_->phase == Phase::kInstall)) {
+    step();
+  }
+}
+
+void CommitEngine::step() noexcept {
+  Active& a = *active_;
+  size_t budget = kSliceListeners;
+  if (a.phase == Phase::kReleaseClashing) {
+    if (!release_slice(&budget)) return loop_.request_immediate_tick();
+    // The clashing sockets are closed: bind their successors.
+    a.phase = Phase::kRebind;
+    prepare(a.rebinds, a.plan.rebind);
+    pump(a.rebinds);
+    if (active_ && a.rebinds.complete()) advance();
+    return;
+  }
+  // kInstall: serve the new sockets first, then release the old ones, so a
+  // closing listener drains under the old rule while its successor serves.
+  if (!install_slice(&budget) || !release_slice(&budget)) return loop_.request_immediate_tick();
+  std::sort(a.next_installed.begin(), a.next_installed.end(),
+            [](const Installed& x, const Installed& y) { return x.key < y.key; });
+  installed_ = std::move(a.next_installed);
+  if (a.job.request.end_removed_flows && !a.removed.empty()) {
+    // a.removed holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
+    // changed target counts as removed and re-added) loses its connections.
+    std::vector<std::string> removed = a.removed;
+    std::sort(removed.begin(), removed.end());
+    size_t ended = forwarder_.end_connections([&](const Route& route) {
+      return std::binary_search(removed.begin(), removed.end(),
+                                std::string(pif_name(route.pif)) + " " + route.text);
+    });
+    if (ended > 0)
+      LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+  }
+  finish(control::Outcome::kApplied, true);
 }
 
 void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Done done) {
@@ -79,7 +125,9 @@ CommitEngine::Acquisition& CommitEngine::current() {
   Active& a = *active_;
   switch (a.phase) {
     case Phase::kAcquire:
+    case Phase::kInstall:  // no broker request is in flight while installing
       return a.opens;
+    case Phase::kReleaseClashing:
     case Phase::kRebind:
       return a.rebinds;
     case Phase::kRestore:
@@ -226,25 +274,23 @@ void CommitEngine::advance() noexcept {
       }
       if (a.plan.rebind.empty()) {
         swap();
-        return finish(control::Outcome::kApplied, true);
+        return step();
       }
-      // Rebinds: remember how to restore the clashing listeners, close them,
-      // then bind their successors.
+      // Rebinds: remember how to restore the clashing listeners, close them
+      // (in slices), then bind their successors.
       for (size_t i : a.plan.clashing) {
         a.restore_routes.push_back(installed_[i].listener->route());
       }
-      release(a.plan.clashing);
-      a.phase = Phase::kRebind;
-      prepare(a.rebinds, a.plan.rebind);
-      pump(a.rebinds);
-      if (active_ && a.rebinds.complete()) advance();
-      return;
+      a.to_release = a.plan.clashing;
+      a.released = 0;
+      a.phase = Phase::kReleaseClashing;
+      return step();
     }
     case Phase::kRebind: {
       a.failures = judge(true);
       if (a.failures.empty()) {
         swap();
-        return finish(control::Outcome::kApplied, true);
+        return step();
       }
       // Roll back: re-acquire the sockets the rebinds replaced.
       a.rebinds.fds.clear();
@@ -257,6 +303,9 @@ void CommitEngine::advance() noexcept {
       if (active_ && a.restore.complete()) advance();
       return;
     }
+    case Phase::kReleaseClashing:
+    case Phase::kInstall:
+      return;  // sliced phases move on in step()
     case Phase::kRestore: {
       // prepare() keeps the order of allowed keys, and the old keys were all
       // allowed before, so restore.keys[i] matches plan.clashing[i].
@@ -290,60 +339,61 @@ void CommitEngine::advance() noexcept {
   }
 }
 
-void CommitEngine::release(const std::vector<size_t>& indices) noexcept {
-  for (size_t i : indices) {
-    TcpListener* listener = installed_[i].listener;
+bool CommitEngine::release_slice(size_t* budget) noexcept {
+  Active& a = *active_;
+  for (; a.released < a.to_release.size() && *budget > 0; ++a.released, --*budget) {
+    TcpListener* listener = installed_[a.to_release[a.released]].listener;
     if (listener == nullptr) continue;
     // Accept what the kernel already queued and forward it under the old
     // rule; closing a listener resets every connection left in its queue.
     listener->drain();
     forwarder_.close_listener(listener);
-    installed_[i].listener = nullptr;
+    installed_[a.to_release[a.released]].listener = nullptr;
   }
+  return a.released == a.to_release.size();
 }
 
 void CommitEngine::swap() noexcept {
   Active& a = *active_;
   const TableSet& next = a.job.request.tables;
-  auto routes = make_routes(next);
-  auto route_of = [&](const KeyOrigin& o) { return routes[static_cast<size_t>(o.pif)][o.rule]; };
-  std::vector<Installed> next_installed;
-  next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
+  a.routes = make_routes(next);
+  a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
   for (const CommitPlan::Keep& keep : a.plan.keep) {
     Installed inst = installed_[keep.installed];
-    inst.listener->set_route(route_of(keep.origin));
-    next_installed.push_back(inst);
+    inst.listener->set_route(a.routes[static_cast<size_t>(keep.origin.pif)][keep.origin.rule]);
+    a.next_installed.push_back(inst);
   }
-  for (Acquisition* acq : {&a.opens, &a.rebinds}) {
-    for (size_t i = 0; i < acq->keys.size(); ++i) {
-      if (!acq->fds[i].valid()) continue;  // a failed port of a weak rule
-      const PlannedKey& k = acq->keys[i];
-      auto listener =
-          forwarder_.add_tcp_listener(std::move(acq->fds[i]), k.key.port, route_of(k.origin));
-      CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
-      next_installed.push_back(Installed{k.key, *listener});
-    }
-  }
-  // Release after the new sockets serve: the closing ones drain under the old rule.
-  release(a.plan.close);
-  std::sort(next_installed.begin(), next_installed.end(),
-            [](const Installed& x, const Installed& y) { return x.key < y.key; });
-  installed_ = std::move(next_installed);
+  // The new sockets listen already (the broker called listen()), so the
+  // kernel queues their connections from now on; serving them in slices only
+  // delays the first accept by a slice, it refuses nothing.
+  a.install_acq = 0;
+  a.install_next = 0;
+  a.to_release = a.plan.close;
+  a.released = 0;
+  a.phase = Phase::kInstall;
   tables_ = next;
   ++generation_;
   digest_ = control::digest_tables(tables_);
-  if (a.job.request.end_removed_flows && !a.removed.empty()) {
-    // a.removed holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
-    // changed target counts as removed and re-added) loses its connections.
-    std::vector<std::string> removed = a.removed;
-    std::sort(removed.begin(), removed.end());
-    size_t ended = forwarder_.end_connections([&](const Route& route) {
-      return std::binary_search(removed.begin(), removed.end(),
-                                std::string(pif_name(route.pif)) + " " + route.text);
-    });
-    if (ended > 0)
-      LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+}
+
+bool CommitEngine::install_slice(size_t* budget) noexcept {
+  Active& a = *active_;
+  Acquisition* acqs[] = {&a.opens, &a.rebinds};
+  for (; a.install_acq < 2; ++a.install_acq, a.install_next = 0) {
+    Acquisition& acq = *acqs[a.install_acq];
+    for (; a.install_next < acq.keys.size(); ++a.install_next) {
+      if (*budget == 0) return false;
+      UniqueFd& fd = acq.fds[a.install_next];
+      if (!fd.valid()) continue;  // a failed port of a weak rule
+      const PlannedKey& k = acq.keys[a.install_next];
+      auto listener = forwarder_.add_tcp_listener(
+          std::move(fd), k.key.port, a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
+      CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
+      a.next_installed.push_back(Installed{k.key, *listener});
+      --*budget;
+    }
   }
+  return true;
 }
 
 void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {

@@ -37,7 +37,7 @@
 
 namespace sluice {
 
-class CommitEngine final : public EventHandler {
+class CommitEngine final : public EventHandler, public Ticker {
  public:
   using Done = std::function<void(const control::CommitResult&)>;
 
@@ -56,8 +56,10 @@ class CommitEngine final : public EventHandler {
   /// submit() returns, when no broker round trip is needed).
   void submit(control::CommitRequest request, struct ucred peer, Done done);
 
-  /// Handles broker replies (edge: level-triggered on the channel).
+  /// Handles broker replies (level-triggered on the channel).
   void on_event(uint32_t events) noexcept override;
+  /// Runs the next slice of a commit's socket work (install, release).
+  void on_tick(uint64_t now_ns) noexcept override;
 
   const TableSet& tables() const { return tables_; }
   uint64_t generation() const { return generation_; }
@@ -78,7 +80,9 @@ class CommitEngine final : public EventHandler {
     ListenerKey key;
     TcpListener* listener;
   };
-  enum class Phase { kAcquire, kRebind, kRestore };
+  // kReleaseClashing and kInstall run in slices between data events; the
+  // others wait for broker replies.
+  enum class Phase { kAcquire, kReleaseClashing, kRebind, kRestore, kInstall };
   /// Keys to acquire from the broker, and what came back. Keys the bind
   /// policy denies are answered without asking; the asked keys come first.
   struct Acquisition {
@@ -102,6 +106,14 @@ class CommitEngine final : public EventHandler {
     std::vector<std::shared_ptr<const Route>> restore_routes;
     std::vector<control::Failure> failures;   // collected for the reply
     std::vector<std::string> added, removed;  // the requested diff, for the audit record
+    // Sliced work: listeners to release (indices into installed_), new
+    // sockets to serve, and the table of listeners being built.
+    std::vector<size_t> to_release;
+    size_t released = 0;
+    size_t install_acq = 0;  // 0: opens, 1: rebinds
+    size_t install_next = 0;
+    std::vector<Installed> next_installed;
+    std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
   };
@@ -117,13 +129,19 @@ class CommitEngine final : public EventHandler {
   void pump(Acquisition& acq) noexcept;
   /// Continues the active commit once its current acquisition is complete.
   void advance() noexcept;
-  /// Drains and closes installed listeners (indices into installed_); their
-  /// entries keep the key with a null listener until the swap drops them.
-  void release(const std::vector<size_t>& indices) noexcept;
+  /// Drains and closes up to `budget` listeners of a.to_release (indices into
+  /// installed_); their entries keep the key with a null listener until the
+  /// swap drops them. Returns true when all are released.
+  bool release_slice(size_t* budget) noexcept;
   /// Judges the rules of the active commit on everything acquired so far.
   std::vector<control::Failure> judge(bool with_rebinds) const;
-  /// Installs the new tables with the acquired sockets.
+  /// Flips to the new tables: re-points kept listeners, bumps the generation,
+  /// and queues the new sockets to serve and the old ones to release.
   void swap() noexcept;
+  /// Serves up to `budget` acquired sockets; true when all are served.
+  bool install_slice(size_t* budget) noexcept;
+  /// Does one slice of the current sliced phase, and moves on when it is done.
+  void step() noexcept;
   /// Replies, audits and starts the next commit.
   void finish(control::Outcome outcome, bool applied) noexcept;
   /// The acquisition of the current phase.

@@ -113,6 +113,7 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   TcpListener* raw = listener.get();
   auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
+  raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
   // Connections may already wait in the queue (the socket listened before it
   // reached us); edge triggering reports only new ones, so accept now.
@@ -121,18 +122,19 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
 }
 
 void Forwarder::close_listener(TcpListener* listener) noexcept {
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    if (listeners_[i].get() != listener) continue;
-    loop_.remove(listener->fd());
-    std::erase(parked_, listener);
-    // Close now, not when the batch ends: the commit's reply goes out in this
-    // batch, and a client reading it must find the port closed.
-    listener->close_socket();
-    loop_.retire(std::move(listeners_[i]));
-    listeners_[i] = std::move(listeners_.back());
-    listeners_.pop_back();
-    return;
+  size_t slot = listener->slot;
+  CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
+  loop_.remove(listener->fd());
+  if (!parked_.empty()) std::erase(parked_, listener);
+  // Close now, not when the batch ends: the commit's reply goes out in this
+  // batch, and a client reading it must find the port closed.
+  listener->close_socket();
+  loop_.retire(std::move(listeners_[slot]));
+  if (slot != listeners_.size() - 1) {
+    listeners_[slot] = std::move(listeners_.back());
+    listeners_[slot]->slot = slot;
   }
+  listeners_.pop_back();
 }
 
 void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage& peer,

@@ -76,6 +76,7 @@ class TcpListener final : public EventHandler {
   void close_socket() noexcept { fd_.reset(); }
   int fd() const { return fd_.get(); }
   uint16_t port() const { return port_; }
+  size_t slot = 0;  // index in the forwarder's listener table: O(1) removal
 
  private:
   /// Limit: connections accepted per wake-up. Fairness between listeners: a

@@ -236,7 +236,7 @@ TEST(Control, RemovedPortDrainsItsQueueInsteadOfResetting) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1/18081:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  std::atomic<int> served{0}, reset{0}, refused{0};
+  std::atomic<int> served{0}, reset{0}, refused{0}, connected{0};
   std::atomic<bool> go{false};
   std::thread clients([&] {
     while (!go) std::this_thread::yield();
@@ -248,6 +248,7 @@ TEST(Control, RemovedPortDrainsItsQueueInsteadOfResetting) {
         continue;
       }
       conns.push_back(std::move(c));
+      ++connected;
     }
     for (auto& c : conns) {
       char buf[8];
@@ -265,7 +266,12 @@ TEST(Control, RemovedPortDrainsItsQueueInsteadOfResetting) {
   req.tables.of(Pif::kHost).rules.pop_back();  // remove 18081
   req.expected_generation = std::get<control::State>(state->body).generation;
   go = true;
-  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  // Commit while the clients are mid-stream: some connected before, more
+  // arrive while the port is released (bounded wait, also on a loaded machine).
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (connected.load() < 20 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   auto r = conn->call(control::Request{0, req});
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(std::get<control::CommitResult>(r->body).applied);
