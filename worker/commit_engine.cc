@@ -158,6 +158,7 @@ void CommitEngine::begin(Job job) noexcept {
     return finish(control::Outcome::kStale, false);
   }
   a.failures = failures_from_validation(req.tables, caps_);
+  if (a.failures.empty()) a.failures = find_forwarding_loops(req.tables);
   if (!req.tables.of(Pif::kSplice).rules.empty()) {
     a.failures.push_back(whole_commit_failure(
         control::FailureKind::kInvalid, Pif::kSplice,

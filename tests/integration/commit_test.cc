@@ -266,7 +266,7 @@ TEST(Commit, TenThousandPortsAndBackToOne) {
   ControlConnection c = connect_control(d);
   TableSet big;
   big.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000),
-                              loopback_rule(20000, 29999, 20000)};
+                              loopback_rule(20000, 29999, 40000)};
   control::CommitResult r = commit(c, big, get_state(c).generation);
   ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
   EXPECT_EQ(r.opened, 10000u);
@@ -364,6 +364,28 @@ TEST(Commit, FlowsOutliveCommitsUnlessAskedToEnd) {
   b.reset();
   ea.join();
   eb.join();
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+TEST(Commit, ForwardingLoopIsRefused) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // 18085 to loopback 18085: every connection would come back to the rule itself.
+  RunResult r = d.ctl({"-A", "-t", "127.0.0.1/18085"});
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("come back into sluice"), std::string::npos) << r.out << r.err;
+  EXPECT_FALSE(listening(18085));
+  // The same as an initial rule: sluiced refuses to start with it.
+  Daemon bad;
+  bad.start({"-t", "8080"});
+  EXPECT_EQ(bad.wait_exit(), 1) << bad.log();
+  EXPECT_NE(bad.log().find("come back into sluice"), std::string::npos) << bad.log();
 }
 
 }  // namespace

@@ -118,6 +118,9 @@ void Daemon::start(const std::vector<std::string>& args, bool drop_bind_cap) {
   pid_ = fork();
   ASSERT_GE(pid_, 0);
   if (pid_ == 0) {
+    // A test that crashes must not leave a daemon running: sluiced gets
+    // SIGTERM when the test process dies (its worker follows it).
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) _exit(126);
     if (drop_bind_cap && prctl(PR_CAPBSET_DROP, CAP_NET_BIND_SERVICE, 0, 0, 0) != 0) _exit(126);
     dup2(log_fd, 1);
     dup2(log_fd, 2);

@@ -187,3 +187,44 @@ TEST(BindAdvice, SaysWhatToDo) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ForwardingLoops, IdentityMappingOnLoopbackLoops) {
+  auto loops = find_forwarding_loops(host({rule("127.0.0.1", 8080, 8080, 8080)}));
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].rule, 0);
+  EXPECT_EQ(loops[0].port, 8080);
+  EXPECT_NE(loops[0].message.find("the rule itself"), std::string::npos) << loops[0].message;
+  EXPECT_EQ(find_forwarding_loops(host({rule("*", 22, 80, 22)})).size(), 1u);
+}
+
+TEST(ForwardingLoops, TargetServedByAnotherRuleLoops) {
+  auto loops = find_forwarding_loops(
+      host({rule("127.0.0.1", 8080, 8080, 9000), rule("0.0.0.0", 9000, 9010, 7000)}));
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].rule, 0);
+  EXPECT_NE(loops[0].message.find("HOST rule 1 (TCP [0.0.0.0]:9000-9010 => 7000-7010)"),
+            std::string::npos)
+      << loops[0].message;
+}
+
+TEST(ForwardingLoops, OtherPortsFamiliesAndTargetsDoNotLoop) {
+  EXPECT_TRUE(find_forwarding_loops(host({rule("127.0.0.1", 8080, 8080, 8000)})).empty());
+  // An IPv4 listener's default target is 127.0.0.1, not served by a ::1 listener.
+  EXPECT_TRUE(
+      find_forwarding_loops(host({rule("127.0.0.1", 8080, 8080, 9000), rule("::1", 9000, 9000, 1)}))
+          .empty());
+  // An explicit target elsewhere does not loop, even on the same port.
+  Rule away = rule("127.0.0.1", 8080, 8080, 8080);
+  parse_addr("192.0.2.7", &away.target);
+  EXPECT_TRUE(find_forwarding_loops(host({away})).empty());
+  // UDP does not loop into TCP.
+  Rule udp = rule("0.0.0.0", 9000, 9000, 1);
+  udp.proto = Proto::kUdp;
+  EXPECT_TRUE(find_forwarding_loops(host({rule("127.0.0.1", 8080, 8080, 9000), udp})).empty());
+}
+
+}  // namespace
+}  // namespace sluice
