@@ -106,7 +106,9 @@ TableSet kept_plus_range(uint16_t kept, uint16_t to, size_t extra) {
   t.of(Pif::kHost).rules.push_back(loopback_rule(kept, kept, to));
   if (extra > 0) {
     auto last = static_cast<uint16_t>(kRangeFirst + extra - 1);
-    t.of(Pif::kHost).rules.push_back(loopback_rule(kRangeFirst, last, kRangeFirst));
+    // Mapped 20000 ports up, to loopback ports nothing forwards: mapping a
+    // port onto itself would loop (the worker refuses that).
+    t.of(Pif::kHost).rules.push_back(loopback_rule(kRangeFirst, last, kRangeFirst + 20000));
   }
   return t;
 }
