@@ -92,7 +92,9 @@ Result<control::ServerHello> ControlConnection::handshake() {
   auto first = read_response();
   if (!first) return Err(first.error());
   if (auto* error = std::get_if<control::ProtocolError>(&first->body)) {
-    return Err(EPROTO, std::string("the server refused the connection: ") + error->message);
+    // The text is the server's: sanitise it before it reaches a terminal.
+    return Err(EPROTO, "the server refused the connection: " +
+                           sanitize(error->message, control::kMaxTextBytes));
   }
   auto* hello = std::get_if<control::ServerHello>(&first->body);
   if (hello == nullptr) return Err(EPROTO, "the server did not start with a hello");
@@ -108,6 +110,16 @@ Result<control::ServerHello> ControlConnection::handshake() {
       control::ClientHello{control::kProtocolVersion, std::string("sluicectl ") + SLUICE_VERSION};
   auto sent = write_all(control::encode_request(reply));
   if (!sent) return Err(sent.error());
+  // The server accepts the hello (welcome) or says why not (error).
+  auto answer = read_response();
+  if (!answer) return Err(answer.error());
+  if (auto* error = std::get_if<control::ProtocolError>(&answer->body)) {
+    return Err(EPROTO, "the server refused this client's hello: " +
+                           sanitize(error->message, control::kMaxTextBytes));
+  }
+  if (!std::holds_alternative<control::Welcome>(answer->body) || answer->id != reply.id) {
+    return Err(EPROTO, "the server did not answer the hello with a welcome");
+  }
   return *hello;
 }
 
@@ -119,7 +131,8 @@ Result<control::Response> ControlConnection::call(control::Request request) {
   if (!response) return response;
   if (auto* error = std::get_if<control::ProtocolError>(&response->body)) {
     return Err(EPROTO, std::string("the server refused the request (") +
-                           control::error_code_name(error->code) + "): " + error->message);
+                           control::error_code_name(error->code) +
+                           "): " + sanitize(error->message, control::kMaxTextBytes));
   }
   if (response->id != request.id) {
     return Err(EPROTO, "the server answered request " + std::to_string(response->id) +

@@ -376,6 +376,8 @@ std::string encode_response(const Response& response) {
     encode_tables(state->tables, s.initTables(kPifCount));
   } else if (const auto* result = std::get_if<CommitResult>(&response.body)) {
     encode_commit_result(*result, root.initCommit());
+  } else if (std::holds_alternative<Welcome>(response.body)) {
+    root.setWelcome();
   } else if (const auto* history = std::get_if<History>(&response.body)) {
     auto entries = root.initHistory(static_cast<unsigned>(history->entries.size()));
     for (size_t i = 0; i < history->entries.size(); ++i) {
@@ -477,6 +479,9 @@ Result<Response> decode_response(const void* frame, size_t len) {
       }
       case cp::Response::COMMIT:
         out.body = decode_commit_result(root.getCommit());
+        return out;
+      case cp::Response::WELCOME:
+        out.body = Welcome{};
         return out;
       case cp::Response::HISTORY: {
         auto entries = root.getHistory();

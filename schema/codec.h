@@ -154,6 +154,11 @@ struct History {
   bool operator==(const History&) const = default;
 };
 
+/// The server's answer to an accepted client hello.
+struct Welcome {
+  bool operator==(const Welcome&) const = default;
+};
+
 struct Request {
   uint64_t id = 0;
   std::variant<ClientHello, GetState, CommitRequest, HistoryRequest> body;
@@ -162,7 +167,7 @@ struct Request {
 
 struct Response {
   uint64_t id = 0;
-  std::variant<ServerHello, State, ProtocolError, CommitResult, History> body;
+  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome> body;
   bool operator==(const Response&) const = default;
 };
 

@@ -3,8 +3,9 @@
 # Transport: a UNIX stream socket created by sluiced (mode 0660) and served by
 # the worker. Framing: standard Cap'n Proto stream framing, one Response or
 # Request per frame. The server speaks first with Response.hello; the client
-# answers with Request.hello; then the client sends requests, and every request
-# gets exactly one response carrying the request's id.
+# answers with Request.hello, which the server accepts with Response.welcome
+# (or refuses with Response.error); then the client sends requests. Every
+# request gets exactly one response carrying the request's id.
 #
 # The worker checks each frame's segment table itself before decoding (Debian's
 # Cap'n Proto 0.9.2 predates the 2026 segment-count fix) and decodes every
@@ -189,5 +190,6 @@ struct Response {
     error @3 :ProtocolError;  # the connection is closed after this
     commit @4 :CommitResult;
     history @5 :List(HistoryEntry);
+    welcome @6 :Void;  # the client's hello is accepted: requests may follow
   }
 }

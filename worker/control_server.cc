@@ -109,7 +109,7 @@ void ControlClient::handle(const control::Request& request) noexcept {
     hello_done_ = true;
     LOG_DEBUG("client pid %d uid %u: %s", peer_.pid, peer_.uid,
               sanitize(hello->client_version, 64).c_str());
-    return;
+    return queue(control::encode_response(control::Response{request.id, control::Welcome{}}));
   }
   if (!hello_done_) return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
   if (std::holds_alternative<control::GetState>(request.body)) {

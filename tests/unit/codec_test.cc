@@ -97,6 +97,11 @@ TEST(Codec, ResponsesRoundTrip) {
   ASSERT_TRUE(got2.ok()) << got2.error().message;
   EXPECT_EQ(*got2, r2);
 
+  Response welcome{5, Welcome{}};
+  auto got_welcome = decode_resp(encode_response(welcome));
+  ASSERT_TRUE(got_welcome.ok());
+  EXPECT_EQ(*got_welcome, welcome);
+
   Response r3{4, ProtocolError{ErrorCode::kOutOfOrder, "no"}};
   auto got3 = decode_resp(encode_response(r3));
   ASSERT_TRUE(got3.ok());
