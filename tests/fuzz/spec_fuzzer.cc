@@ -10,7 +10,9 @@
 
 #include "client/spec_parser.h"
 #include "policy/validate.h"
+#include "tests/fuzz/fuzz_util.h"
 
+namespace sluice::fuzz {
 namespace {
 
 /// Returns the option letter picked by the low two bits of `selector`.
@@ -49,7 +51,7 @@ sluice::SpecContext pick_context(uint8_t selector) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+int spec_one_input(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   char option = pick_option(data[0]);
   sluice::SpecContext ctx = pick_context(data[0]);
@@ -58,15 +60,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto rules = sluice::parse_spec(option, spec, ctx);
   if (!rules.ok()) {
     const std::string& msg = rules.error().message;
-    if (msg.empty() || msg.size() > 1024) std::abort();
-    for (char c : msg) {
-      if (c < 0x20 || c >= 0x7f) std::abort();
-    }
+    FUZZ_CHECK(!msg.empty() && msg.size() <= 1024, "an empty or over-long parse error");
+    FUZZ_CHECK(printable(msg), "a parse error with raw bytes");
     return 0;
   }
-  if (rules->size() > sluice::kMaxRulesPerTable) std::abort();
+  FUZZ_CHECK(rules->size() <= sluice::kMaxRulesPerTable, "more rules than a table holds");
   sluice::TableSet tables;
   tables.of(sluice::option_pif(option)).rules = std::move(*rules);
-  if (!sluice::validate_tables(tables, sluice::ServerCaps{}).empty()) std::abort();
+  FUZZ_CHECK(sluice::validate_tables(tables, sluice::ServerCaps{}).empty(),
+             "a parsed spec that the validator refuses");
   return 0;
 }
+
+}  // namespace sluice::fuzz
+
+#ifndef SLUICE_FUZZ_NO_MAIN
+/// libFuzzer's entry point.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return sluice::fuzz::spec_one_input(data, size);
+}
+#endif

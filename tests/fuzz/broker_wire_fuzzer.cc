@@ -1,0 +1,154 @@
+// libFuzzer target for the broker's side of the worker channel: the only
+// bytes the privileged process reads from the sandboxed, possibly compromised
+// worker. It drives the pure checks BrokerHost::handle_one runs on every
+// datagram (check_envelope, then validate_hello or validate_open_listeners on
+// an aligned copy, then the bind policy on every well-formed entry).
+//
+// Input: one control byte, then the datagram.
+//   bit 0      the host state: 0 awaiting Hello, 1 ready;
+//   bit 1      pad: zero-extend the datagram to the size of the type its
+//              header names, as an honest worker's fixed-size struct would be
+//              (so short inputs reach the entry checks of a 10 KiB message);
+//   bits 2..7  how many fds came with the datagram (0..63).
+//
+// Contracts checked: check_envelope accepts only a datagram without fds, of
+// the exact size of a request type permitted in the state, with the magic;
+// every refusal is a printable message (it goes to the broker's log); a valid
+// OpenListeners has its count in range and entries the policy can judge; a
+// policy denial always has a printable reason and an allowed entry none.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/broker_host.h"
+#include "policy/bind_policy.h"
+#include "policy/policy_file.h"
+#include "schema/broker_wire.h"
+#include "tests/fuzz/fuzz_util.h"
+
+namespace sluice::fuzz {
+namespace {
+
+/// A policy file with a line of every kind, so that matching, overlap and
+/// first-match-wins are all reached.
+constexpr std::string_view kPolicyText =
+    "bind deny  tcp      22            *\n"
+    "bind allow tcp      80,443        0.0.0.0,::\n"
+    "bind deny  udp      *             127.0.0.0/8\n"
+    "bind allow tcp,udp  1-1023        10.0.0.0/8,fd00::/8\n"
+    "bind allow tcp,udp  1024-65535    *\n"
+    "target allow * 127.0.0.0/8\n"
+    "control commit uid=0\n";
+
+/// Returns the policies the broker may run with: the default (with and
+/// without CAP_NET_BIND_SERVICE) and one from kPolicyText.
+const std::vector<BindPolicy>& policies() {
+  static const std::vector<BindPolicy> all = [] {
+    std::vector<BindPolicy> out;
+    out.push_back(BindPolicy{1024, false});
+    out.push_back(BindPolicy{0, true});
+    Result<PolicyFile> file = parse_policy_text(kPolicyText, "fuzz.policy");
+    FUZZ_CHECK(file.ok(), "the fuzzer's own policy text does not parse");
+    BindPolicy from_file = bind_policy_from_file(*file);
+    from_file.unprivileged_port_start = 1024;
+    out.push_back(std::move(from_file));
+    return out;
+  }();
+  return all;
+}
+
+/// Checks a refusal's message: non-empty and printable.
+void check_refusal(const Error& error) {
+  FUZZ_CHECK(!error.message.empty(), "a refusal without a message");
+  FUZZ_CHECK(printable(error.message), "a refusal with raw bytes (it is logged)");
+}
+
+/// Judges one well-formed entry under every policy.
+void judge_entry(const wire::ListenerSpec& spec) {
+  FUZZ_CHECK(printable(describe_listener(spec)), "a listener description with raw bytes");
+  for (const BindPolicy& policy : policies()) {
+    BindDecision decision = check_bind(policy, spec);
+    FUZZ_CHECK(decision.allowed == decision.reason.empty(), "a decision with the wrong reason");
+    FUZZ_CHECK(printable(decision.reason), "a denial reason with raw bytes");
+  }
+}
+
+/// Runs the checks the broker runs after the envelope of a `type` message.
+void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
+  if (type == wire::BrokerMsg::kHello) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::HelloMsg), "a Hello of the wrong size passed");
+    wire::HelloMsg hello;
+    std::memcpy(&hello, msg.data(), sizeof(hello));
+    Result<void> ok = validate_hello(hello);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(hello.version == wire::kBrokerWireVersion && hello.reserved == 0,
+               "a bad Hello passed");
+    return;
+  }
+  FUZZ_CHECK(type == wire::BrokerMsg::kOpenListeners, "a type the broker never accepts passed");
+  FUZZ_CHECK(msg.size() == sizeof(wire::OpenListenersMsg), "an OpenListeners of the wrong size");
+  auto request = std::make_unique<wire::OpenListenersMsg>();
+  std::memcpy(request.get(), msg.data(), sizeof(*request));
+  Result<void> ok = validate_open_listeners(*request);
+  if (!ok) return check_refusal(ok.error());
+  FUZZ_CHECK(request->count >= 1 && request->count <= wire::kMaxListenersPerMessage,
+             "an OpenListeners count out of range passed");
+  for (uint32_t i = 0; i < request->count; ++i) {
+    FUZZ_CHECK(validate_listener_spec(request->entries[i]).ok(), "a bad entry passed");
+    judge_entry(request->entries[i]);
+  }
+}
+
+/// Returns the exact size of the request `type` names, or 0 for another type.
+size_t request_size(uint32_t type) {
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kHello)) return sizeof(wire::HelloMsg);
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners)) {
+    return sizeof(wire::OpenListenersMsg);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int broker_wire_one_input(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const uint8_t control = data[0];
+  const HostState state = (control & 1) != 0 ? HostState::kReady : HostState::kAwaitHello;
+  const bool pad = (control & 2) != 0;
+  const size_t fd_count = control >> 2;
+  // One byte more than the largest request can arrive, as in handle_one.
+  size_t len = size - 1 > wire::kMaxWireMessage + 1 ? wire::kMaxWireMessage + 1 : size - 1;
+  std::vector<uint8_t> msg(data + 1, data + 1 + len);
+  if (pad && msg.size() >= sizeof(wire::WireHeader)) {
+    wire::WireHeader header;
+    std::memcpy(&header, msg.data(), sizeof(header));
+    size_t want = request_size(header.type);
+    if (msg.size() < want) msg.resize(want, 0);
+  }
+
+  Result<wire::BrokerMsg> type = check_envelope(msg, fd_count, state);
+  if (!type) {
+    check_refusal(type.error());
+    return 0;
+  }
+  FUZZ_CHECK(fd_count == 0, "a request with fds passed");
+  wire::WireHeader header;
+  FUZZ_CHECK(msg.size() >= sizeof(header), "a truncated request passed");
+  std::memcpy(&header, msg.data(), sizeof(header));
+  FUZZ_CHECK(header.magic == wire::kBrokerWireMagic, "a request without the magic passed");
+  FUZZ_CHECK(header.type == static_cast<uint32_t>(*type), "the wrong type was returned");
+  FUZZ_CHECK(msg.size() == request_size(header.type), "a request of the wrong size passed");
+  FUZZ_CHECK((*type == wire::BrokerMsg::kHello) == (state == HostState::kAwaitHello),
+             "a request passed out of state");
+  validate_body(*type, msg);
+  return 0;
+}
+
+}  // namespace sluice::fuzz
+
+#ifndef SLUICE_FUZZ_NO_MAIN
+/// libFuzzer's entry point.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return sluice::fuzz::broker_wire_one_input(data, size);
+}
+#endif

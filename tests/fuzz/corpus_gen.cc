@@ -1,0 +1,391 @@
+// Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/)
+// with the real encoders: control frames from the codec, broker datagrams
+// from the broker_wire.h structs, audit lines from the worker's formatter.
+// Run it once after a format changes, and commit the result:
+//   cmake --build build --target fuzz_corpus_gen
+//   build/bin/fuzz_corpus_gen tests/fuzz/corpus
+// The output is deterministic (fixed times and values), so a rerun with an
+// unchanged format changes no file. No gtest: a plain program.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "schema/broker_wire.h"
+#include "schema/codec.h"
+#include "schema/control.capnp.h"
+#include "schema/sha256.h"
+#include "worker/audit.h"
+
+namespace sluice {
+namespace {
+
+namespace cp = ::sluice::capnp_control;
+
+/// 2026-11-24T17:03:11.123Z, the time of every audit seed.
+constexpr int64_t kSeedMillis = 1795539791123;
+
+std::string g_root;  // the corpus directory given on the command line
+
+/// Writes `bytes` to ROOT/TARGET/NAME, creating the directories; exits on error.
+void put(const std::string& target, const std::string& name, const std::string& bytes) {
+  std::string dir = g_root + "/" + target;
+  if (::mkdir(g_root.c_str(), 0755) != 0 && errno != EEXIST) std::perror(g_root.c_str());
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) std::perror(dir.c_str());
+  std::string path = dir + "/" + name;
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size() ||
+      std::fclose(f) != 0) {
+    std::perror(path.c_str());
+    std::exit(1);
+  }
+}
+
+/// Returns the raw bytes of a trivially copyable struct.
+template <typename T>
+std::string raw(const T& value) {
+  return std::string(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
+/// Returns an address parsed from text; exits on a typo.
+Addr addr(const char* text) {
+  Addr out{};
+  if (!parse_addr(text, &out)) {
+    std::fprintf(stderr, "bad address %s\n", text);
+    std::exit(1);
+  }
+  return out;
+}
+
+/// Returns a table set with a rule of every shape in both tables.
+TableSet sample_tables() {
+  TableSet t;
+  Rule a;
+  a.dual_stack = true;
+  a.first = 22;
+  a.last = 80;
+  a.to = 32;
+  Rule b;
+  b.listen = addr("192.0.2.1");
+  b.ifname = "eth0";
+  b.first = b.last = 5000;
+  b.to = 6000;
+  b.target = addr("192.0.2.5");
+  b.proto = Proto::kUdp;
+  b.weak = true;
+  Rule c;
+  c.listen = addr("::1");
+  c.first = 8000;
+  c.last = 8010;
+  c.to = 9000;
+  c.target = addr("2001:db8::5");
+  t.of(Pif::kHost).rules = {a, b, c};
+  Rule d;
+  d.dual_stack = true;
+  d.ifname = "lo";
+  d.first = d.last = d.to = 20000;
+  d.scan = true;
+  t.of(Pif::kSplice).rules = {d};
+  return t;
+}
+
+/// Returns tables the validator refuses: a conflict, port 0, an IPv4
+/// listener to an IPv6 target, a SPLICE rule with an address.
+TableSet invalid_tables() {
+  TableSet t;
+  Rule a;
+  a.dual_stack = true;
+  a.first = 1000;
+  a.last = 2000;
+  a.to = 1000;
+  Rule b = a;
+  b.dual_stack = false;
+  b.listen = addr("127.0.0.1");
+  b.first = b.last = b.to = 1500;
+  Rule zero;
+  zero.first = zero.last = zero.to = 0;
+  Rule cross;
+  cross.listen = addr("10.0.0.1");
+  cross.first = cross.last = cross.to = 7000;
+  cross.target = addr("::1");
+  t.of(Pif::kHost).rules = {a, b, zero, cross};
+  Rule splice;
+  splice.listen = addr("10.0.0.2");
+  splice.first = splice.last = splice.to = 3000;
+  t.of(Pif::kSplice).rules = {splice};
+  return t;
+}
+
+/// Returns `frame` (one standard-framed message of root type T) rebuilt in
+/// segments of 8 words each, so that the segment table has many entries.
+template <typename T>
+std::string multi_segment(const std::string& frame) {
+  std::vector<capnp::word> words(frame.size() / sizeof(capnp::word));
+  std::memcpy(words.data(), frame.data(), frame.size());
+  capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+  capnp::MallocMessageBuilder builder(8, capnp::AllocationStrategy::FIXED_SIZE);
+  builder.setRoot(reader.getRoot<T>());
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(builder);
+  auto bytes = flat.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+/// Seeds of control_fuzzer: every request and response kind.
+void control_seeds() {
+  using namespace control;
+  const std::string t = "control_fuzzer";
+  auto req = [](uint64_t id, decltype(Request::body) body) {
+    return encode_request(Request{id, std::move(body)});
+  };
+  auto resp = [](uint64_t id, decltype(Response::body) body) {
+    return encode_response(Response{id, std::move(body)});
+  };
+  put(t, "req_hello", req(1, ClientHello{kProtocolVersion, "sluicectl 0.1.0"}));
+  put(t, "req_get_state", req(2, GetState{}));
+  put(t, "req_history", req(3, HistoryRequest{20}));
+  CommitRequest commit{sample_tables(), 7, false, "open web", false};
+  put(t, "req_commit", req(4, commit));
+  put(t, "req_commit_multisegment", multi_segment<cp::Request>(req(4, commit)));
+  put(t, "req_commit_dry_run", req(5, CommitRequest{invalid_tables(), 0, true, "naïve", true}));
+  put(t, "req_pipelined",
+      req(1, ClientHello{kProtocolVersion, "x"}) + req(2, GetState{}) + req(3, commit));
+
+  ServerHello hello;
+  hello.server_version = "sluiced 0.1.0";
+  hello.rules_per_table = 4096;
+  hello.listeners_per_table = 327680;
+  hello.message_bytes = 4u << 20;
+  hello.pifs = {{Pif::kHost, "HOST"}, {Pif::kSplice, "SPLICE"}};
+  hello.ephemeral_first = 32768;
+  hello.ephemeral_last = 60999;
+  put(t, "resp_hello", resp(0, hello));
+  State state{3, sha256("tables", 6), sample_tables()};
+  put(t, "resp_state", resp(2, state));
+  put(t, "resp_state_multisegment", multi_segment<cp::Response>(resp(2, state)));
+  CommitResult applied;
+  applied.applied = true;
+  applied.generation = 8;
+  applied.digest = sha256("after", 5);
+  applied.kept = 1;
+  applied.opened = 2;
+  applied.rebound = 1;
+  applied.duration_micros = 1500;
+  put(t, "resp_commit_applied", resp(4, applied));
+  CommitResult rejected;
+  rejected.generation = 7;
+  rejected.failures = {
+      {FailureKind::kBindFailed, Pif::kHost, 0, "TCP [*]:22-80 => 32-90", 22, 98,
+       "HOST rule 0 (TCP [*]:22-80 => 32-90), port 22: bind failed: EADDRINUSE"},
+      {FailureKind::kPolicyDenied, Pif::kHost, 1, "UDP [192.0.2.1%eth0]:5000", 5000, 13,
+       "denied by the bind policy \x1b[31mred\x1b[0m"},
+      {FailureKind::kStale, Pif::kHost, -1, "", 0, 0, "the tables changed since generation 6"}};
+  put(t, "resp_commit_rejected", resp(4, rejected));
+  HistoryEntry entry;
+  entry.sequence = 12;
+  entry.unix_millis = kSeedMillis;
+  entry.pid = 4242;
+  entry.uid = 1000;
+  entry.gid = 100;
+  entry.comment = "open web \xe2\x80\x94 ticket #12";
+  entry.generation_before = 7;
+  entry.generation_after = 8;
+  entry.added = {"HOST TCP [*]:80 => 80"};
+  entry.removed = {"HOST TCP [*]:22 => 22", "SPLICE UDP [::1]:53 => 53"};
+  entry.kept = 3;
+  entry.opened = 1;
+  entry.closed = 1;
+  HistoryEntry stale = entry;
+  stale.sequence = 13;
+  stale.outcome = Outcome::kStale;
+  stale.comment = "";
+  put(t, "resp_history", resp(3, History{{entry, stale}}));
+  put(t, "resp_error", resp(9, ProtocolError{ErrorCode::kOutOfOrder, "hello sent twice"}));
+  put(t, "resp_welcome", resp(1, Welcome{}));
+  // A whole conversation as sluicectl sees it: the Hello, the Welcome to its
+  // own hello (request 1), then the answers to its requests 2, 3, ...
+  put(t, "session",
+      resp(0, hello) + resp(1, Welcome{}) + resp(2, state) + resp(3, History{{entry}}) +
+          resp(4, applied) +
+          resp(5, ProtocolError{ErrorCode::kTimeout, "the request took too long"}));
+  // A one-word header claiming 2^32 segments: check_frame must refuse it.
+  put(t, "frame_huge_segment_count", std::string("\xff\xff\xff\xff\x01\x00\x00\x00", 8));
+}
+
+/// Returns a ListenerSpec for `text` (an address), `port`, and options.
+wire::ListenerSpec listener(wire::WireProto proto, const char* text, uint16_t port,
+                            const char* ifname = "", bool dual_stack = false) {
+  wire::ListenerSpec spec{};
+  Addr a = addr(text);
+  spec.proto = static_cast<uint8_t>(proto);
+  spec.family =
+      static_cast<uint8_t>(addr_is_v4(a) ? wire::WireFamily::kInet : wire::WireFamily::kInet6);
+  spec.port = port;
+  spec.flags = dual_stack ? wire::kListenerDualStack : 0;
+  std::memcpy(spec.addr, a.data(), sizeof(spec.addr));
+  std::strncpy(spec.ifname, ifname, sizeof(spec.ifname) - 1);
+  return spec;
+}
+
+/// Seeds of broker_wire_fuzzer: a control byte (state, pad, fd count) and a
+/// datagram, as broker_wire_fuzzer.cc describes.
+void broker_seeds() {
+  const std::string t = "broker_wire_fuzzer";
+  const std::string await_hello(1, '\x00'), ready(1, '\x01'), ready_padded(1, '\x03');
+  wire::HelloMsg hello{};
+  hello.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kHello), 1};
+  hello.version = wire::kBrokerWireVersion;
+  put(t, "hello", await_hello + raw(hello));
+  put(t, "hello_out_of_state", ready + raw(hello));
+  put(t, "hello_with_fd", std::string(1, '\x04') + raw(hello));
+
+  wire::OpenListenersMsg open{};
+  open.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners), 2};
+  open.entries[0] = listener(wire::WireProto::kTcp, "127.0.0.1", 8080);
+  open.entries[1] = listener(wire::WireProto::kUdp, "::1", 53, "lo");
+  open.entries[2] = listener(wire::WireProto::kTcp, "::", 80, "", true);
+  open.entries[3] = listener(wire::WireProto::kTcp, "10.1.2.3", 22, "eth0");
+  open.count = 4;
+  put(t, "open_listeners_full", ready + raw(open));
+  // The same request cut after its last entry; the pad bit restores the size.
+  size_t used = offsetof(wire::OpenListenersMsg, entries) + 4 * sizeof(wire::ListenerSpec);
+  put(t, "open_listeners_padded", ready_padded + raw(open).substr(0, used));
+  wire::OpenListenersMsg privileged{};
+  privileged.header = open.header;
+  privileged.entries[0] = listener(wire::WireProto::kUdp, "0.0.0.0", 443);
+  privileged.entries[1] = listener(wire::WireProto::kTcp, "fd00::1", 25, "veth-a");
+  privileged.count = 2;
+  used = offsetof(wire::OpenListenersMsg, entries) + 2 * sizeof(wire::ListenerSpec);
+  put(t, "open_listeners_privileged", ready_padded + raw(privileged).substr(0, used));
+}
+
+/// Returns an audit record: `outcome`, generations `before` -> `after`.
+AuditRecord record(control::Outcome outcome, uint64_t before, uint64_t after) {
+  AuditRecord r;
+  r.outcome = outcome;
+  r.peer.pid = 4242;
+  r.peer.uid = 1000;
+  r.peer.gid = 100;
+  r.comment = "open web";
+  r.generation_before = before;
+  r.generation_after = after;
+  r.digest_before = sha256("a", 1);
+  r.digest_after = sha256(outcome == control::Outcome::kApplied ? "b" : "a", 1);
+  r.added = {"HOST TCP [*]:80 => 80"};
+  r.removed = {"HOST TCP [*]:22 => 22"};
+  r.kept = 3;
+  r.opened = 1;
+  r.closed = 1;
+  r.duration_micros = 1234;
+  return r;
+}
+
+/// Returns the lines of one chain segment of `records`, seq 1.., joined.
+std::string chain(const std::vector<AuditRecord>& records) {
+  AuditLog formatter(-1);
+  std::string out;
+  Sha256Digest prev{};
+  for (size_t i = 0; i < records.size(); ++i) {
+    std::string line = formatter.format_line(
+        records[i], i + 1, kSeedMillis + static_cast<int64_t>(i) * 1000, prev, i == 0);
+    prev = sha256(line.data(), line.size());
+    out += line;
+  }
+  return out;
+}
+
+/// Seeds of audit_verify_fuzzer: intact logs of every outcome, and damaged ones.
+void audit_seeds() {
+  using control::Outcome;
+  const std::string t = "audit_verify_fuzzer";
+  std::string intact = chain({record(Outcome::kApplied, 0, 1), record(Outcome::kApplied, 1, 2),
+                              record(Outcome::kDryRun, 2, 2)});
+  put(t, "intact", intact);
+  AuditRecord rejected = record(Outcome::kRejected, 2, 2);
+  rejected.comment = "tab\there, quote \" and \x1b escape, caf\xc3\xa9";
+  rejected.failures = {{control::FailureKind::kConflict, Pif::kHost, 1, "TCP [*]:80 => 80", 0, 0,
+                        "HOST rules 0 and 1 both listen on port 80"},
+                       {control::FailureKind::kBindFailed, Pif::kSplice, 0, "UDP [::1]:53 => 53",
+                        53, 98, "bind failed: EADDRINUSE"}};
+  AuditRecord stale = record(Outcome::kStale, 5, 5);
+  stale.added.clear();
+  stale.removed.clear();
+  stale.comment.clear();
+  put(t, "failures_and_escapes",
+      chain({record(Outcome::kApplied, 1, 2), rejected, stale, record(Outcome::kApplied, 2, 3)}));
+  std::string second = chain({record(Outcome::kApplied, 0, 1)});
+  put(t, "two_segments", intact + second);
+  put(t, "truncated_last_line", intact.substr(0, intact.size() - 40));
+  std::string edited = intact;
+  size_t at = edited.find("open web", edited.find('\n'));
+  edited.replace(at, 8, "shut web");
+  put(t, "edited_second_line", edited);
+  size_t first_nl = intact.find('\n');
+  put(t, "starts_mid_chain", intact.substr(first_nl + 1));
+}
+
+/// Seeds of option_file_fuzzer: option files as a person writes them.
+void option_file_seeds() {
+  const std::string t = "option_file_fuzzer";
+  put(t, "basic",
+      "# forwarding for the web tier\n"
+      "-t 22 -A\n"
+      "\n"
+      "  -u 53   # DNS\n"
+      "--comment 'fix #12 now'\n");
+  put(t, "delete_and_clear",
+      "-A -t 8080:80\n-D -t 85\n-C SPLICE\n-T 5432\n--dry-run --json\n--timeout=30\n");
+  put(t, "quotes",
+      "--comment \"it's \"'\"quoted\"'\n-t '127.0.0.1/8080:80' -u\t\"[::1]/53\"\r\n-s -d\n");
+  put(t, "specs", "-t all,~22 -u auto\n-T none\n-t 192.0.2.1%eth0/1000-2000:3000-4000\n");
+  put(t, "errors", "-t\n22\n--history 5\n");
+  put(t, "unclosed_quote", "-t 22\n--comment 'oops\n");
+}
+
+/// Seeds of spec_fuzzer: a selector byte (option and context, see
+/// spec_fuzzer.cc), then a spec.
+void spec_seeds() {
+  const std::string t = "spec_fuzzer";
+  const char* specs[] = {"22",
+                         "22-80:32-90",
+                         "22,25",
+                         "192.0.2.1/22",
+                         "%eth0/22",
+                         "2000-5000,~3000-3010",
+                         "~20000-20010",
+                         "all",
+                         "auto",
+                         "8000-8010,auto",
+                         "0.0.0.0/5000:192.0.2.5/6000",
+                         "[::1]/5000:[::2]/6000",
+                         "192.0.2.1%eth0/22",
+                         "none",
+                         "65535"};
+  for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); ++i) {
+    // Vary the option letter (low two bits) and the context (next three).
+    char selector = static_cast<char>((i & 3) | ((i % 6) << 2));
+    put(t, "spec_" + std::to_string(i), std::string(1, selector) + specs[i]);
+  }
+}
+
+}  // namespace
+}  // namespace sluice
+
+/// Writes every seed corpus under argv[1]. Returns 0, or 1 on a write error.
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIR (normally tests/fuzz/corpus)\n", argv[0]);
+    return 2;
+  }
+  sluice::g_root = argv[1];
+  sluice::control_seeds();
+  sluice::broker_seeds();
+  sluice::audit_seeds();
+  sluice::option_file_seeds();
+  sluice::spec_seeds();
+  return 0;
+}
