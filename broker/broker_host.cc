@@ -38,11 +38,13 @@ bool is_space(char c) {
 
 // The dispatch table. A request type not listed here, or listed but arriving
 // in another state, means the worker is compromised.
-const BrokerHost::DispatchEntry BrokerHost::kDispatch[2] = {
-    {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), "Hello",
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[3] = {
+    {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), 0, "Hello",
      &BrokerHost::answer_hello},
-    {wire::BrokerMsg::kOpenListeners, HostState::kReady, sizeof(wire::OpenListenersMsg),
+    {wire::BrokerMsg::kOpenListeners, HostState::kReady, sizeof(wire::OpenListenersMsg), 0,
      "OpenListeners", &BrokerHost::answer_open_listeners},
+    {wire::BrokerMsg::kPeerQuery, HostState::kReady, sizeof(wire::PeerQueryMsg), 1, "PeerQuery",
+     &BrokerHost::answer_peer_query},
 };
 
 const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept {
@@ -54,9 +56,6 @@ const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept 
 
 Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_count,
                                        HostState state) {
-  if (fd_count != 0) {
-    return Err(std::to_string(fd_count) + " fd(s) attached to a request; requests carry none");
-  }
   if (msg.size() < sizeof(wire::WireHeader)) {
     return Err("truncated message: " + std::to_string(msg.size()) +
                " bytes, shorter than the 16-byte header");
@@ -75,11 +74,16 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
   const BrokerHost::DispatchEntry* entry = BrokerHost::find_entry(header.type);
   if (entry == nullptr) {
     return Err("message type " + std::to_string(header.type) +
-               " is not a request the broker accepts (only Hello and OpenListeners)");
+               " is not a request the broker accepts (only Hello, OpenListeners and "
+               "PeerQuery)");
   }
   if (msg.size() != entry->size) {
     return Err(std::string(entry->name) + " of " + std::to_string(msg.size()) +
                " bytes; it must be exactly " + std::to_string(entry->size));
+  }
+  if (fd_count != entry->fds) {
+    return Err(std::string("a ") + entry->name + " carries " + std::to_string(entry->fds) +
+               " fds, this one came with " + std::to_string(fd_count));
   }
   if (state != entry->state) {
     return Err(std::string(entry->name) +
@@ -153,8 +157,50 @@ Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg) {
   return Ok();
 }
 
-BrokerHost::BrokerHost(BindPolicy policy)
+Result<void> validate_peer_query(const wire::PeerQueryMsg& msg) {
+  if (msg.reserved[0] != 0 || msg.reserved[1] != 0) return Err("PeerQuery reserved field is not 0");
+  return Ok();
+}
+
+void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply) {
+  reply->status = 0;
+  reply->pid = 0;
+  reply->uid = reply->gid = 0;
+  reply->access = wire::kAccessNone;
+  reply->line = 0;
+  struct ucred cred = {};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    reply->status = errno;
+    return;
+  }
+  // One more slot than the limit: a peer with more groups fails with ERANGE
+  // from the kernel, or fills every slot; either way it is refused.
+  gid_t groups[kMaxPeerGroups + 1];
+  socklen_t glen = sizeof(groups);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) != 0) {
+    reply->status = errno;
+    return;
+  }
+  const size_t count = glen / sizeof(gid_t);
+  if (count > kMaxPeerGroups) {
+    reply->status = ERANGE;
+    return;
+  }
+  static_assert(sizeof(gid_t) == sizeof(uint32_t));
+  ControlDecision d =
+      decide_control(policy, cred.uid, cred.gid,
+                     std::span<const uint32_t>(reinterpret_cast<const uint32_t*>(groups), count));
+  reply->pid = cred.pid;
+  reply->uid = cred.uid;
+  reply->gid = cred.gid;
+  reply->access = static_cast<uint32_t>(d.access);
+  reply->line = d.line;
+}
+
+BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
     : policy_(std::move(policy)),
+      control_(std::move(control)),
       buf_(new uint8_t[wire::kMaxWireMessage + 1]),
       request_(std::make_unique<wire::OpenListenersMsg>()),
       reply_(std::make_unique<wire::ListenersOpenedMsg>()) {}
@@ -167,20 +213,27 @@ HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
 HandleStatus BrokerHost::handle_one(int fd) {
   // One byte more than the largest request: an oversized datagram then shows
   // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
-  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 0, MSG_DONTWAIT);
+  fds_.clear();
+  // At most one fd (a PeerQuery's); more is MSG_CTRUNC, a violation, and
+  // receive_message closes whatever arrived.
+  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 1, MSG_DONTWAIT);
   if (!got) {
     const Error& e = got.error();
     if (e.err == EAGAIN || e.err == EWOULDBLOCK) return HandleStatus::kContinue;
     if (e.err == ECONNRESET) return fail(HandleStatus::kPeerClosed, "channel reset: " + e.message);
-    // receive_message reports fds where none may be (max_fds 0), MSG_TRUNC,
+    // receive_message reports more fds than one, MSG_TRUNC,
     // MSG_CTRUNC and foreign control messages as EPROTO or EMSGSIZE.
     if (e.err == EPROTO || e.err == EMSGSIZE) return fail(HandleStatus::kViolation, e.message);
     return fail(HandleStatus::kIoError, "receiving from the worker: " + e.message);
   }
   if (got->len == 0) return fail(HandleStatus::kPeerClosed, "the worker closed its channel");
   len_ = got->len;
-  auto type = check_envelope({buf_.get(), len_}, got->fds.size(), state_);
-  if (!type) return fail(HandleStatus::kViolation, type.error().message);
+  fds_ = std::move(got->fds);
+  auto type = check_envelope({buf_.get(), len_}, fds_.size(), state_);
+  if (!type) {
+    fds_.clear();  // a violation keeps nothing the worker sent
+    return fail(HandleStatus::kViolation, type.error().message);
+  }
   const DispatchEntry* entry = find_entry(static_cast<uint32_t>(*type));
   CHECK(entry != nullptr);
   return (this->*entry->answer)(fd);
@@ -215,6 +268,23 @@ HandleStatus BrokerHost::answer_hello(int fd) {
   state_ = HostState::kReady;
   LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",
             policy_.has_bind_cap ? 1 : 0, policy_.unprivileged_port_start);
+  return send_reply(fd, &reply, sizeof(reply), {});
+}
+
+HandleStatus BrokerHost::answer_peer_query(int fd) {
+  wire::PeerQueryMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_peer_query(msg);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed PeerQuery: " + ok.error().message);
+  wire::PeerReplyMsg reply = {};
+  reply.header.magic = wire::kBrokerWireMagic;
+  reply.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerReply);
+  reply.header.sequence = msg.header.sequence;
+  answer_peer(control_, fds_.at(0).get(), &reply);
+  fds_.clear();  // the broker's copy of the connection is closed before it answers
+  LOG_DEBUG("PeerQuery #%llu: status %d pid %d uid %u gid %u access %u (line %u)",
+            static_cast<unsigned long long>(msg.header.sequence), reply.status, reply.pid,
+            reply.uid, reply.gid, reply.access, reply.line);
   return send_reply(fd, &reply, sizeof(reply), {});
 }
 

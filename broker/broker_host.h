@@ -13,9 +13,12 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "policy/bind_policy.h"
+#include "policy/control_policy.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -33,10 +36,11 @@ enum class HandleStatus {
 };
 
 /// Checks the envelope of one received datagram of `msg.size()` bytes that
-/// came with `fd_count` fds, in order: no fds; at least a header; no larger
-/// than any request; the magic; a type the broker accepts from a worker; the
-/// exact size of that type; the type permitted in `state`. Returns the type,
-/// or an Error naming the failed check.
+/// came with `fd_count` fds, in order: at least a header; no larger than any
+/// request; the magic; a type the broker accepts from a worker; the exact
+/// size of that type; exactly the fds that type carries (one for PeerQuery,
+/// none otherwise); the type permitted in `state`. Returns the type, or an
+/// Error naming the failed check.
 Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_count,
                                        HostState state);
 
@@ -50,6 +54,15 @@ Result<void> validate_hello(const wire::HelloMsg& msg);
 /// The Error names the field.
 Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
 
+/// Checks a PeerQuery: its reserved words are 0.
+Result<void> validate_peer_query(const wire::PeerQueryMsg& msg);
+
+/// Reads the peer credentials of the connected UNIX socket `fd`
+/// (SO_PEERCRED, SO_PEERGROUPS) and decides its access under `policy` into
+/// `reply` (status, pid, uid, gid, access, line). Never fails: a getsockopt
+/// error becomes the reply's status with no access. Needs `getsockopt`.
+void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply);
+
 /// Checks an OpenListeners: 1 <= count <= kMaxListenersPerMessage,
 /// reserved == 0, every entry below count well-formed, every entry past it
 /// all zero. The Error names the entry and the field.
@@ -59,8 +72,9 @@ Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg);
 class BrokerHost {
  public:
   /// `policy` decides every OpenListeners entry; its unprivileged_port_start
-  /// and has_bind_cap also go to the worker in HelloReply.
-  explicit BrokerHost(BindPolicy policy);
+  /// and has_bind_cap also go to the worker in HelloReply. `control` decides
+  /// every PeerQuery.
+  explicit BrokerHost(BindPolicy policy, ControlPolicy control = {});
 
   /// Receives one datagram from `fd` (non-blocking, MSG_DONTWAIT), checks it
   /// and answers it. Never exits or throws; `last_error()` explains any status
@@ -79,10 +93,11 @@ class BrokerHost {
     wire::BrokerMsg type;
     HostState state;  // the only state in which the request is permitted
     size_t size;      // the exact datagram length
+    size_t fds;       // the exact number of fds attached
     const char* name;
     HandleStatus (BrokerHost::*answer)(int fd);
   };
-  static const DispatchEntry kDispatch[2];
+  static const DispatchEntry kDispatch[3];
   friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
   /// Returns the dispatch row for a wire `type`, or nullptr for a type the
   /// broker never accepts from a worker.
@@ -92,12 +107,16 @@ class BrokerHost {
   HandleStatus answer_hello(int fd);
   /// Answers OpenListeners with ListenersOpened plus the fds of the OK entries.
   HandleStatus answer_open_listeners(int fd);
+  /// Answers PeerQuery with PeerReply and closes the received fd.
+  HandleStatus answer_peer_query(int fd);
   /// Sends `len` bytes of reply and `fds`; maps a failure to a status.
   HandleStatus send_reply(int fd, const void* reply, size_t len, std::span<const int> fds);
   /// Records `what` and returns `status`.
   HandleStatus fail(HandleStatus status, std::string what);
 
   BindPolicy policy_;
+  ControlPolicy control_;
+  std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;
   std::string last_error_;
   size_t len_ = 0;                                   // length of the datagram in buf_

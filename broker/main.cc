@@ -3,13 +3,17 @@
 // stages (isolation.h); then the loop that answers the worker (broker_host.h)
 // until a signal, the worker's exit, or a request it does not permit.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "base/log.h"
@@ -72,20 +76,85 @@ Result<UniqueFd> open_audit_fd(const std::string& path) {
   return fd;
 }
 
-/// Builds the bind policy: the --policy file's rules, or the default policy.
-/// The kernel facts are filled in later. Fails with the file's error.
-Result<BindPolicy> load_bind_policy(const std::string& path) {
+/// The administrator's policy as the broker enforces it, and its text for the
+/// worker (schema/broker_wire.h kWorkerFdPolicy).
+struct LoadedPolicy {
+  BindPolicy bind;
+  ControlPolicy control;
+  UniqueFd text;  // a sealed, read-only memfd holding the file's text
+};
+
+/// Resolves user and group names of `control` lines with the system's user
+/// database (NSS), before the seccomp filter.
+std::optional<uint32_t> resolve_name(bool group, const std::string& name) {
+  char buf[16384];  // Limit: NSS scratch space; a passwd/group entry beyond 16 KiB is refused
+  if (group) {
+    struct group gr, *found = nullptr;
+    if (::getgrnam_r(name.c_str(), &gr, buf, sizeof(buf), &found) != 0 || found == nullptr) {
+      return std::nullopt;
+    }
+    return found->gr_gid;
+  }
+  struct passwd pw, *found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return found->pw_uid;
+}
+
+/// Puts `text` into a sealed memfd positioned at offset 0, for the worker.
+Result<UniqueFd> policy_memfd(const std::string& text) {
+  UniqueFd fd(::memfd_create("sluice-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "memfd_create for the policy text: " + errno_text(err));
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      return Err(err, "writing the policy text to its memfd: " + errno_text(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
+          0 ||
+      ::lseek(fd.get(), 0, SEEK_SET) != 0) {
+    int err = errno;
+    return Err(err, "sealing the policy memfd: " + errno_text(err));
+  }
+  return fd;
+}
+
+/// Loads the --policy file (or the default policy) for the bind and control
+/// checks and its text for the worker. The kernel facts are filled in later.
+/// Fails with the file's error.
+Result<LoadedPolicy> load_policy(const std::string& path) {
+  LoadedPolicy loaded;
+  loaded.control.owner_uid = ::getuid();
+  PolicyFile file;
   if (path.empty()) {
     LOG_DEBUG(
-        "no --policy: default bind policy (any address and port; privileged ports "
-        "need CAP_NET_BIND_SERVICE)");
-    return BindPolicy{};
+        "no --policy: default policy (bind any address and port, privileged ports need "
+        "CAP_NET_BIND_SERVICE; any target; control by uid %u and root)",
+        loaded.control.owner_uid);
+  } else {
+    const NameResolver resolver = resolve_name;
+    auto parsed = load_policy_file(path, &resolver);
+    if (!parsed) return Err(parsed.error());
+    file = std::move(*parsed);
+    LOG_INFO("policy %s: %zu bind, %zu target and %zu control line(s); first match wins",
+             path.c_str(), file.bind_rules.size(), file.target_rules.size(),
+             file.control_rules.size());
+    loaded.bind = bind_policy_from_file(file);
+    loaded.control = control_policy_from_file(file, loaded.control.owner_uid);
   }
-  auto file = load_policy_file(path);
-  if (!file) return Err(file.error());
-  LOG_INFO("bind policy %s: %zu bind rule(s), first match wins, no match is denied", path.c_str(),
-           file->bind_rules.size());
-  return bind_policy_from_file(*file);
+  auto text = policy_memfd(file.text);
+  if (!text) return Err(text.error());
+  loaded.text = std::move(*text);
+  return loaded;
 }
 
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
@@ -151,8 +220,9 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
 
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
-int run_with_socket(const BrokerOptions& options, BindPolicy policy, ControlSocket& control,
+int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
                     UniqueFd signals, UniqueFd audit) {
+  BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
   if (!worker_path) {
     LOG_ERROR("%s", worker_path.error().message.c_str());
@@ -175,15 +245,17 @@ int run_with_socket(const BrokerOptions& options, BindPolicy policy, ControlSock
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
-  auto launched = launch_worker(*worker_path, argv, control.listen_fd.get(), audit.get());
+  auto launched =
+      launch_worker(*worker_path, argv, control.listen_fd.get(), audit.get(), loaded.text.get());
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
   }
   WorkerProcess worker = std::move(*launched);
-  // The worker owns the control socket and the audit sink now.
+  // The worker owns the control socket, the audit sink and the policy text now.
   control.listen_fd.reset();
   audit.reset();
+  loaded.text.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
   if (!has_bind_cap) {
@@ -206,7 +278,7 @@ int run_with_socket(const BrokerOptions& options, BindPolicy policy, ControlSock
   LOG_DEBUG("isolated: CAP_NET_BIND_SERVICE %s, unprivileged_port_start %u, seccomp loaded",
             policy.has_bind_cap ? "held" : "not held", policy.unprivileged_port_start);
 
-  BrokerHost host(std::move(policy));
+  BrokerHost host(std::move(policy), std::move(loaded.control));
   return serve(host, worker, signals, control.path);
 }
 
@@ -222,7 +294,7 @@ int run(const BrokerOptions& options) {
     LOG_ERROR("%s", signals.error().message.c_str());
     return kExitFailure;
   }
-  auto policy = load_bind_policy(options.policy_path);
+  auto policy = load_policy(options.policy_path);
   if (!policy) {
     LOG_ERROR("%s", policy.error().message.c_str());
     return kExitFailure;

@@ -141,6 +141,11 @@ std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_de
   std::vector<std::string> argv = {"sluice-worker"};
   if (options.debug) argv.push_back("-d");
   if (options.quiet) argv.push_back("-q");
+  if (!options.policy_path.empty()) {
+    // Only for messages: the worker reads the text from kWorkerFdPolicy.
+    argv.push_back("--policy-source");
+    argv.push_back(options.policy_path);
+  }
   *used_default = options.rule_args.empty();
   if (*used_default) {
     argv.push_back(kDefaultRuleOption);

@@ -46,8 +46,8 @@ namespace {
 /// that a source already sitting on 0..5 cannot be overwritten by an earlier
 /// dup2; dup2 then places each at its number with CLOEXEC cleared.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
-                             int channel, int control_fd, int audit_fd) noexcept {
-  const int sources[] = {devnull, 2, 2, channel, control_fd, audit_fd};
+                             int channel, int control_fd, int audit_fd, int policy_fd) noexcept {
+  const int sources[] = {devnull, 2, 2, channel, control_fd, audit_fd, policy_fd};
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
@@ -111,7 +111,7 @@ Result<std::string> find_worker_binary() {
 }
 
 Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
-                                    int control_fd, int audit_fd) {
+                                    int control_fd, int audit_fd, int policy_fd) {
   CHECK(!argv.empty());
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -144,7 +144,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<s
   }
   if (pid == 0) {
     exec_child(path.c_str(), args.data(), envp, devnull.get(), worker_end.get(), control_fd,
-               audit_fd);
+               audit_fd, policy_fd);
   }
   WorkerProcess worker;
   worker.pid = pid;

@@ -38,14 +38,15 @@ Result<std::string> find_worker_binary();
 
 /// Forks and execs `path` with `argv` (argv[0] included), an empty
 /// environment, fd 0 on /dev/null, fds 1 and 2 on the broker's stderr, and
-/// fds 3/4/5 = the worker's end of a new SOCK_SEQPACKET socketpair,
-/// `control_fd` and `audit_fd` (kWorkerFdBroker/Control/Audit); everything
+/// fds 3/4/5/6 = the worker's end of a new SOCK_SEQPACKET socketpair,
+/// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
+/// Policy); everything
 /// else closed, signal mask and dispositions reset, in its own process group
 /// (terminal signals reach the broker only). The child reports an exec
 /// failure on stderr and exits 127. Block SIGCHLD before calling. Fails when
 /// the socketpair, /dev/null, fork or pidfd_open fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
-                                    int control_fd, int audit_fd);
+                                    int control_fd, int audit_fd, int policy_fd);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it
 /// is still running: its exit status, or 128+N when killed by signal N; logs

@@ -133,7 +133,9 @@ BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec
     }
     if (!match->allow) {
       return {false, "denied by " + policy.source + " line " + std::to_string(match->line) + " (" +
-                         match->text + ")"};
+                         match->text +
+                         "); use a port and address the policy allows, or ask the administrator "
+                         "to change that line"};
     }
   }
   if (spec.port < policy.unprivileged_port_start && !policy.has_bind_cap) {

@@ -172,9 +172,115 @@ Result<BindRule> parse_bind_line(const std::vector<std::string_view>& fields) {
   return rule;
 }
 
+/// Parses the fields of one `target` line (fields[0] == "target"):
+/// `target allow|deny PROTOS ADDRS [PORTS]`, PORTS defaulting to `*`.
+Result<TargetRule> parse_target_line(const std::vector<std::string_view>& fields) {
+  if (fields.size() != 4 && fields.size() != 5) {
+    return Err(
+        "a target line has 4 or 5 fields, `target allow|deny PROTOS ADDRS [PORTS]`, this one "
+        "has " +
+        std::to_string(fields.size()));
+  }
+  TargetRule rule;
+  if (fields[1] != "allow" && fields[1] != "deny") {
+    return Err("unknown action " + quoted(fields[1]) + " (expected allow or deny)");
+  }
+  rule.allow = fields[1] == "allow";
+  if (auto r = parse_protos(fields[2], &rule); !r) return Err(r.error());
+  if (auto r = parse_addrs(fields[3], &rule); !r) return Err(r.error());
+  if (fields.size() == 5) {
+    if (auto r = parse_ports(fields[4], &rule); !r) return Err(r.error());
+  } else {
+    rule.any_port = true;
+  }
+  return rule;
+}
+
+/// Returns true for a user or group name as useradd accepts it: a letter or
+/// '_' first, then letters, digits, '_', '.', '-', at most 32 bytes.
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 32) return false;
+  auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  if (!alpha(name[0])) return false;
+  for (char c : name) {
+    if (!alpha(c) && !(c >= '0' && c <= '9') && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+/// Parses one LIST of a `uid=` or `gid=` subject into `ids` (numbers, or
+/// names through `resolver`; kept in `unresolved` without one).
+Result<void> parse_ids(std::string_view list, bool group, const NameResolver* resolver,
+                       std::vector<uint32_t>* ids, std::vector<std::string>* unresolved) {
+  const char* what = group ? "group" : "user";
+  for (std::string_view item : split(list, ',')) {
+    unsigned long v = 0;
+    if (!item.empty() && item[0] >= '0' && item[0] <= '9') {
+      // 4294967295 is (uid_t)-1, "no id", which no process has.
+      if (!parse_uint(item, 4294967294UL, &v)) {
+        return Err(std::string("bad ") + what + " id " + quoted(item) +
+                   " (expected a number from 0 to 4294967294, or a name)");
+      }
+      ids->push_back(static_cast<uint32_t>(v));
+    } else if (!valid_name(item)) {
+      return Err(std::string("bad ") + what + " name " + quoted(item) +
+                 " (expected a name like alice or a number)");
+    } else if (resolver == nullptr) {
+      unresolved->emplace_back(item);
+    } else {
+      std::optional<uint32_t> id = (*resolver)(group, std::string(item));
+      if (!id) {
+        return Err(std::string("unknown ") + what + " " + quoted(item) + " (no such " + what +
+                   " on this system; use a number or create the " + what + ")");
+      }
+      ids->push_back(*id);
+    }
+    if (ids->size() + unresolved->size() > kMaxControlIds) {
+      return Err("more than " + std::to_string(kMaxControlIds) +
+                 " ids on one line; use a group instead");
+    }
+  }
+  return Ok();
+}
+
+/// Parses the fields of one `control` line (fields[0] == "control"):
+/// `control read|commit SUBJECT...` with SUBJECT uid=LIST, gid=LIST or `*`.
+Result<ControlRule> parse_control_line(const std::vector<std::string_view>& fields,
+                                       const NameResolver* resolver) {
+  if (fields.size() < 3) {
+    return Err(
+        "a control line is `control read|commit SUBJECT...` with at least one SUBJECT "
+        "(uid=LIST, gid=LIST or *)");
+  }
+  ControlRule rule;
+  if (fields[1] == "read") {
+    rule.access = ControlAccess::kRead;
+  } else if (fields[1] == "commit") {
+    rule.access = ControlAccess::kCommit;
+  } else {
+    return Err("unknown access " + quoted(fields[1]) + " (expected read or commit)");
+  }
+  for (size_t i = 2; i < fields.size(); ++i) {
+    std::string_view subject = fields[i];
+    if (subject == "*") {
+      rule.anyone = true;
+    } else if (subject.starts_with("uid=")) {
+      if (auto r = parse_ids(subject.substr(4), false, resolver, &rule.uids, &rule.unresolved); !r)
+        return Err(r.error());
+    } else if (subject.starts_with("gid=")) {
+      if (auto r = parse_ids(subject.substr(4), true, resolver, &rule.gids, &rule.unresolved); !r)
+        return Err(r.error());
+    } else {
+      return Err("unknown subject " + quoted(subject) + " (expected uid=LIST, gid=LIST or *)");
+    }
+  }
+  return rule;
+}
+
 }  // namespace
 
-Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& source) {
+Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& source,
+                                     const NameResolver* resolver) {
   PolicyFile file;
   file.source = source;
   unsigned line_no = 0;
@@ -186,8 +292,20 @@ Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& s
     std::string normal;
     for (std::string_view f : fields) normal += (normal.empty() ? "" : " ") + std::string(f);
     std::string where = source + " line " + std::to_string(line_no) + ": ";
-    if (fields[0] == "target" || fields[0] == "control") {
-      ++file.other_lines;
+    if (fields[0] == "target") {
+      auto rule = parse_target_line(fields);
+      if (!rule) return Err(where + rule.error().message + " in `" + sanitize(normal) + "`");
+      rule->line = line_no;
+      rule->text = sanitize(normal);
+      file.target_rules.push_back(std::move(*rule));
+      continue;
+    }
+    if (fields[0] == "control") {
+      auto rule = parse_control_line(fields, resolver);
+      if (!rule) return Err(where + rule.error().message + " in `" + sanitize(normal) + "`");
+      rule->line = line_no;
+      rule->text = sanitize(normal);
+      file.control_rules.push_back(std::move(*rule));
       continue;
     }
     if (fields[0] != "bind") {
@@ -203,7 +321,7 @@ Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& s
   return file;
 }
 
-Result<PolicyFile> load_policy_file(const std::string& path) {
+Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver* resolver) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int err = errno;
@@ -234,14 +352,33 @@ Result<PolicyFile> load_policy_file(const std::string& path) {
                  " bytes; is it the right file?");
     }
   }
-  return parse_policy_text(text, path);
+  auto file = parse_policy_text(text, path, resolver);
+  if (file) file->text = std::move(text);
+  return file;
 }
 
 BindPolicy bind_policy_from_file(const PolicyFile& file) {
   BindPolicy policy;
-  policy.use_rules = true;
+  policy.use_rules = !file.bind_rules.empty();
   policy.source = file.source;
   policy.rules = file.bind_rules;
+  return policy;
+}
+
+TargetPolicy target_policy_from_file(const PolicyFile& file) {
+  TargetPolicy policy;
+  policy.use_rules = !file.target_rules.empty();
+  policy.source = file.source;
+  policy.rules = file.target_rules;
+  return policy;
+}
+
+ControlPolicy control_policy_from_file(const PolicyFile& file, uint32_t owner_uid) {
+  ControlPolicy policy;
+  policy.use_rules = !file.control_rules.empty();
+  policy.source = file.source;
+  policy.rules = file.control_rules;
+  policy.owner_uid = owner_uid;
   return policy;
 }
 

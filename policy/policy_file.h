@@ -6,20 +6,32 @@
 //     PORTS   * | a comma list of N or N-M (1..65535)
 //     ADDRS   * | a comma list of IPv4 or IPv6 addresses or CIDR prefixes
 //             (10.0.0.0/8, ::1, fd00::/8); host bits must be zero
-//   target ...   accepted here and enforced by the worker (not yet parsed)
-//   control ...  accepted here and enforced by the worker (not yet parsed)
+//   target allow|deny PROTOS ADDRS [PORTS]      (target_policy.h)
+//   control read|commit SUBJECT...               (control_policy.h)
+//     SUBJECT uid=LIST | gid=LIST | *   LIST: comma-separated numbers or names
 //
-// `bind` lines are checked in order; the first that matches decides, and a
-// request no line matches is denied (bind_policy.h says how lines match).
-// Parsed by the broker (which enforces `bind`), and later by the worker.
+// Lines of each kind are checked in order; the first that matches decides,
+// and a request no line matches is denied. A kind without any line in the
+// file keeps its default (bind: any address and port; target: any; control:
+// the uid sluiced runs as, and root). docs/POLICY.md is the user's guide.
+//
+// Parsed by the broker, which enforces `bind` and `control` and resolves the
+// user and group names of `control` lines, and by the worker, which enforces
+// `target` and pre-checks `bind` so that denials name their line. The broker
+// hands the worker the file's text (schema/broker_wire.h, kWorkerFdPolicy).
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "policy/bind_policy.h"
+#include "policy/control_policy.h"
+#include "policy/target_policy.h"
 
 namespace sluice {
 
@@ -29,24 +41,46 @@ inline constexpr size_t kMaxPolicyFileBytes = 1 << 20;
 
 /// A parsed policy file.
 struct PolicyFile {
-  std::string source;                // the path (or name) errors and reasons cite
-  std::vector<BindRule> bind_rules;  // in file order
-  unsigned other_lines = 0;          // `target`/`control` lines, left to the worker
+  std::string source;                      // the path (or name) errors and reasons cite
+  std::string text;                        // the file as read (load_policy_file only)
+  std::vector<BindRule> bind_rules;        // in file order
+  std::vector<TargetRule> target_rules;    // in file order
+  std::vector<ControlRule> control_rules;  // in file order
 };
 
+/// Resolves a user name (`group` false) or group name (`group` true) of a
+/// `control` line to its id, or nullopt when there is no such name.
+using NameResolver = std::function<std::optional<uint32_t>(bool group, const std::string& name)>;
+
+/// Limit: ids per `control` line. A line naming more than 1024 users or groups
+/// is a generated file gone wrong; groups are the tool for many users.
+inline constexpr size_t kMaxControlIds = 1024;
+
 /// Parses the text of a policy file. `source` names the file in messages.
-/// Fails on the first bad line with "SOURCE line N: what is wrong in `LINE`
-/// (what is expected)".
-Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& source);
+/// With a `resolver`, user and group names of `control` lines are resolved
+/// (an unknown name is an error); without one they are kept unresolved and
+/// never match (the worker, which does not decide control). Fails on the first
+/// bad line with "SOURCE line N: what is wrong in `LINE` (what is expected)".
+Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& source,
+                                     const NameResolver* resolver = nullptr);
 
 /// Reads and parses the policy file at `path` (a regular file of at most
-/// kMaxPolicyFileBytes). Fails with the path, the errno text and what to do
-/// when it cannot be read, or with the parse error. Needs `openat`, `fstat`
-/// and `read`; called before the broker's seccomp filter.
-Result<PolicyFile> load_policy_file(const std::string& path);
+/// kMaxPolicyFileBytes), keeping its text. Fails with the path, the errno
+/// text and what to do when it cannot be read, or with the parse error.
+/// Needs `openat`, `fstat` and `read`; called before the broker's seccomp filter.
+Result<PolicyFile> load_policy_file(const std::string& path,
+                                    const NameResolver* resolver = nullptr);
 
 /// Returns a BindPolicy that enforces the `bind` lines of `file` (the kernel
-/// facts, unprivileged_port_start and has_bind_cap, are filled in by the caller).
+/// facts, unprivileged_port_start and has_bind_cap, are filled in by the
+/// caller). Without bind lines, the default (layer 1 allows everything).
 BindPolicy bind_policy_from_file(const PolicyFile& file);
+
+/// Returns the TargetPolicy of `file` (the default when it has no target line).
+TargetPolicy target_policy_from_file(const PolicyFile& file);
+
+/// Returns the ControlPolicy of `file` for a sluiced running as `owner_uid`
+/// (the default when it has no control line).
+ControlPolicy control_policy_from_file(const PolicyFile& file, uint32_t owner_uid);
 
 }  // namespace sluice

@@ -4,6 +4,9 @@
 // file, control socket, fork/exec of the worker, capabilities, /proc reads) is
 // deliberately not here. Descriptor arguments are pinned to the fixed numbers
 // of seccomp_broker.h. Default action: KILL_PROCESS (seccomp_table.cc).
+// Reviewed like the other tables: a golden export (tests/sandbox/golden/
+// broker.pfc) and a death test per row and per argument condition
+// (tests/sandbox/broker_probes.cc).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -28,11 +31,6 @@ scmp_arg_cmp eq32(unsigned arg, uint32_t value) {
 /// A 64-bit argument (pointer, size) equal to `value`.
 scmp_arg_cmp eq64(unsigned arg, uint64_t value) {
   return {arg, SCMP_CMP_EQ, value, 0};
-}
-
-/// A flags argument with none of the bits in `forbidden` set.
-scmp_arg_cmp none_of(unsigned arg, uint64_t forbidden) {
-  return {arg, SCMP_CMP_MASKED_EQ, forbidden, 0};
 }
 
 /// The only socket types the listener factory creates.
@@ -72,6 +70,15 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        {eq32(1, SOL_SOCKET), eq32(2, SO_BINDTODEVICE)},
        "a listener bound to an interface (rule with %IFNAME)"},
       {"bind", {}, "bind the listener; checked against the bind policy first"},
+
+      // --- PeerQuery (broker_host.cc answer_peer): who a control client is.
+      // The fd is the worker's, received moments earlier: no fixed number.
+      {"getsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_PEERCRED)},
+       "PeerQuery: the control client's pid, uid and gid, as only the broker sees them"},
+      {"getsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_PEERGROUPS)},
+       "PeerQuery: the control client's supplementary groups, for `control gid=` lines"},
       {"listen", {eq32(1, SOMAXCONN)}, "TCP listeners listen with the kernel's maximum backlog"},
       {"close", {}, "close the broker's copy of a listener once it is sent"},
       {"shutdown",
@@ -94,11 +101,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
        "check that the control socket file is still the one this broker created"},
       {"unlinkat", {eq32(0, kControlDir), eq32(2, 0)}, "remove the control socket file"},
-      {"exit_group", {}, "exit"},
+      {"exit_group", {}, "exit() at shutdown or after a fatal error"},
 
       // --- Memory and time (libc) ---
       {"brk", {}, "malloc: grow the heap (strings of log lines and reasons)"},
-      {"mmap", {none_of(2, PROT_EXEC)}, "malloc of a large block; never executable"},
+      {"mmap",
+       {arg_flags_within(2, PROT_READ | PROT_WRITE)},
+       "malloc of a large block; prot only READ|WRITE (or NONE), never EXEC"},
       {"munmap", {}, "free of a large block"},
       {"clock_gettime", {}, "bounded waits (monotonic_ns) when the vDSO falls back to a syscall"},
       {"restart_syscall", {}, "the kernel restarts an interrupted poll"},

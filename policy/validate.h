@@ -2,6 +2,7 @@
 // worker (authority). The worker never trusts that the client ran it.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,7 @@ namespace sluice {
 // ServerCaps (what the server can do, from its Hello) is declared in schema/model.h.
 
 /// Why a table was rejected. Matches the failure kinds of the control protocol.
-enum class IssueKind { kInvalid, kConflict, kCapacity };
+enum class IssueKind { kInvalid, kConflict, kCapacity, kPolicyDenied };
 
 /// One reason a table set is invalid.
 struct ValidationIssue {
@@ -20,6 +21,7 @@ struct ValidationIssue {
   Pif pif = Pif::kHost;
   int rule = -1;        // index in its table, -1 when the whole table is at fault
   int other_rule = -1;  // the other rule of a conflict, else -1
+  uint16_t port = 0;    // the port at fault (a policy denial), else 0
   std::string message;  // complete: names the rule(s) in listing format and says what to do
 };
 

@@ -11,7 +11,7 @@
 namespace sluice {
 
 /// Converts validator issues into commit failures (kinds invalid, conflict,
-/// capacity), naming each rule of `tables` in listing format.
+/// capacity, policy-denied), naming each rule of `tables` in listing format.
 inline std::vector<control::Failure> issues_as_failures(const std::vector<ValidationIssue>& issues,
                                                         const TableSet& tables) {
   std::vector<control::Failure> out;
@@ -28,9 +28,13 @@ inline std::vector<control::Failure> issues_as_failures(const std::vector<Valida
       case IssueKind::kCapacity:
         f.kind = control::FailureKind::kCapacity;
         break;
+      case IssueKind::kPolicyDenied:
+        f.kind = control::FailureKind::kPolicyDenied;
+        break;
     }
     f.pif = issue.pif;
     f.rule = issue.rule;
+    f.port = issue.port;
     const Table& table = tables.of(issue.pif);
     if (issue.rule >= 0 && static_cast<size_t>(issue.rule) < table.rules.size()) {
       f.text = format_rule(table.rules[static_cast<size_t>(issue.rule)]);

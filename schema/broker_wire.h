@@ -15,6 +15,11 @@
 //   worker -> broker  OpenListeners  {count, entries[count]}          (any number)
 //   broker -> worker  ListenersOpened {count, status[count]} + one fd per
 //                     entry whose status is kStatusOk, in entry order
+//   worker -> broker  PeerQuery + the fd of one accepted control connection
+//                                                                    (any number)
+//   broker -> worker  PeerReply {the peer's pid, uid, gid as the broker sees
+//                     them, and the access the control policy grants}
+// Requests are answered one at a time, in order; the worker pipelines them.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +30,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 1;
+inline constexpr uint32_t kBrokerWireVersion = 2;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -34,13 +39,21 @@ inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 inline constexpr int kWorkerFdBroker = 3;   // SOCK_SEQPACKET to the broker
 inline constexpr int kWorkerFdControl = 4;  // listening UNIX stream control socket
 inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
-inline constexpr int kWorkerFirstFreeFd = 6;
+/// The administrator's policy file as sluiced read it: a read-only memfd
+/// holding its text (empty without --policy), parsed by the worker with
+/// policy/policy_file.h after its sandbox is up. The worker enforces the
+/// `target` lines and pre-checks the `bind` lines so that denials name their
+/// line; the broker enforces `bind` and decides `control` itself.
+inline constexpr int kWorkerFdPolicy = 6;
+inline constexpr int kWorkerFirstFreeFd = 7;
 
 enum class BrokerMsg : uint32_t {
   kHello = 1,            // worker -> broker, 0 fds
   kHelloReply = 2,       // broker -> worker, 0 fds
   kOpenListeners = 3,    // worker -> broker, 0 fds
   kListenersOpened = 4,  // broker -> worker, one fd per kStatusOk entry
+  kPeerQuery = 5,        // worker -> broker, exactly 1 fd
+  kPeerReply = 6,        // broker -> worker, 0 fds
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -120,6 +133,39 @@ struct ListenersOpenedMsg {
   uint32_t reserved;                        // 0, keeps the size a multiple of 8
 };
 static_assert(sizeof(ListenersOpenedMsg) == 24 + 4 * kMaxListenersPerMessage + 4);
+
+/// Who is on the other end of a control connection. The worker lives in its
+/// own user namespace, where SO_PEERCRED reads every id it does not map as
+/// the overflow id 65534, so it asks the broker, which sees the real ids. The
+/// attached fd is the accepted connection; the broker only calls getsockopt
+/// (SO_PEERCRED, SO_PEERGROUPS) on it, never reads or writes it, and closes
+/// its copy before replying.
+struct PeerQueryMsg {
+  WireHeader header;     // type kPeerQuery
+  uint32_t reserved[2];  // 0
+};
+static_assert(sizeof(PeerQueryMsg) == 24);
+
+/// PeerReply access values (policy/control_policy.h ControlAccess).
+inline constexpr uint32_t kAccessNone = 0;
+inline constexpr uint32_t kAccessRead = 1;
+inline constexpr uint32_t kAccessCommit = 2;
+
+/// The answer to a PeerQuery. `status` is 0, or the errno of the getsockopt
+/// that failed (ENOTSOCK: not a socket; ERANGE: the peer has more than
+/// kMaxPeerGroups supplementary groups), and the ids are then 0 and access
+/// kAccessNone. `line` is the policy line that decided, 0 for the default
+/// policy or when no line matched.
+struct PeerReplyMsg {
+  WireHeader header;  // type kPeerReply, sequence of the query
+  int32_t status;     // 0 or an errno (1..kStatusMaxErrno)
+  int32_t pid;        // in the broker's pid namespace (for logs and audit)
+  uint32_t uid;       // in the broker's user namespace
+  uint32_t gid;
+  uint32_t access;  // kAccessNone, kAccessRead or kAccessCommit
+  uint32_t line;    // 0, or the deciding `control` line's number
+};
+static_assert(sizeof(PeerReplyMsg) == 40);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

@@ -112,12 +112,53 @@ Result<void> BrokerClient::send_request(std::span<const ListenerKey> keys) {
   for (size_t i = 0; i < keys.size(); ++i) msg->entries[i] = to_wire(keys[i]);
   auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
   if (!sent) return Err(sent.error().err, "sending OpenListeners: " + sent.error().message);
-  pending_.push_back(Pending{msg->header.sequence, {keys.begin(), keys.end()}});
+  pending_.push_back(Pending{msg->header.sequence, {keys.begin(), keys.end()}, nullptr});
+  return Ok();
+}
+
+Result<void> BrokerClient::send_peer_query(int conn,
+                                           std::function<void(const PeerIdentity&)> done) {
+  CHECK(done != nullptr);
+  wire::PeerQueryMsg msg = {};
+  msg.header.magic = wire::kBrokerWireMagic;
+  msg.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery);
+  msg.header.sequence = ++sequence_;
+  const int fds[] = {conn};
+  auto sent = send_message(channel_.get(), &msg, sizeof(msg), fds);
+  if (!sent) return Err(sent.error().err, "sending PeerQuery: " + sent.error().message);
+  pending_.push_back(Pending{msg.header.sequence, {}, std::move(done)});
+  ++pending_peers_;
+  return Ok();
+}
+
+Result<void> BrokerClient::receive_peer_reply() {
+  CHECK(next_is_peer_query());
+  Pending request = std::move(pending_.front());
+  pending_.pop_front();
+  --pending_peers_;
+  wire::PeerReplyMsg reply;
+  auto got = receive_message(channel_.get(), &reply, sizeof(reply), 0);
+  if (!got) return Err(got.error().err, "reading PeerReply: " + got.error().message);
+  if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during PeerQuery");
+  if (got->len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
+      reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kPeerReply) ||
+      reply.header.sequence != request.sequence || reply.status < 0 ||
+      reply.status > wire::kStatusMaxErrno || reply.access > wire::kAccessCommit) {
+    return Err(EPROTO, "malformed PeerReply from sluiced");
+  }
+  PeerIdentity id;
+  id.status = reply.status;
+  id.pid = reply.pid;
+  id.uid = reply.uid;
+  id.gid = reply.gid;
+  id.access = reply.status == 0 ? reply.access : wire::kAccessNone;
+  id.line = reply.line;
+  request.peer_done(id);
   return Ok();
 }
 
 Result<std::vector<OpenedListener>> BrokerClient::receive_reply() {
-  CHECK(!pending_.empty());
+  CHECK(!pending_.empty() && !next_is_peer_query());
   Pending request = std::move(pending_.front());
   pending_.pop_front();
   const std::vector<ListenerKey>& keys = request.keys;

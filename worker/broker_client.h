@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +29,16 @@ struct OpenedListener {
   UniqueFd fd;
 };
 
+/// Who a control client is, as the broker saw it (PeerReply).
+struct PeerIdentity {
+  int32_t status = 0;  // 0, or the errno of the broker's getsockopt
+  int32_t pid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t access = wire::kAccessNone;
+  uint32_t line = 0;  // the deciding `control` line, 0 for the default or no match
+};
+
 class BrokerClient {
  public:
   /// Wraps the broker channel (a SOCK_SEQPACKET socket).
@@ -41,7 +52,7 @@ class BrokerClient {
   /// Replies come back in order; read each with receive_reply(). Needs `sendmsg`.
   Result<void> send_request(std::span<const ListenerKey> keys);
 
-  /// Reads the reply to the oldest request sent and returns one result per
+  /// Reads the reply to the oldest request sent (an OpenListeners) and returns one result per
   /// key of that request, in order. Every socket received is checked against
   /// its request (family, type, listening state, bound address and port); a
   /// mismatch, a reply out of sequence or a malformed reply is an Error: the
@@ -50,8 +61,24 @@ class BrokerClient {
   /// when the channel is readable). Needs `recvmsg`, `getsockopt`, `getsockname`.
   Result<std::vector<OpenedListener>> receive_reply();
 
-  /// Requests sent and not yet answered.
+  /// Sends one PeerQuery with the accepted control connection `conn`; `done`
+  /// is called by receive_peer_reply() with the answer. Needs `sendmsg`.
+  Result<void> send_peer_query(int conn, std::function<void(const PeerIdentity&)> done);
+
+  /// True when the oldest request in flight is a PeerQuery.
+  bool next_is_peer_query() const {
+    return !pending_.empty() && pending_.front().peer_done != nullptr;
+  }
+
+  /// Reads the reply to the oldest request, a PeerQuery, checks it and calls
+  /// its `done`. A malformed reply is an Error, as for receive_reply().
+  /// Needs `recvmsg`.
+  Result<void> receive_peer_reply();
+
+  /// Requests sent and not yet answered (both kinds).
   size_t pending() const { return pending_.size(); }
+  /// OpenListeners requests sent and not yet answered (the pipelining window).
+  size_t pending_listeners() const { return pending_.size() - pending_peers_; }
 
   /// The channel fd, watched by the event loop for the broker's exit.
   int fd() const { return channel_.get(); }
@@ -60,12 +87,14 @@ class BrokerClient {
   /// A request in flight: its sequence number and keys, to check the reply.
   struct Pending {
     uint64_t sequence;
-    std::vector<ListenerKey> keys;
+    std::vector<ListenerKey> keys;                       // OpenListeners
+    std::function<void(const PeerIdentity&)> peer_done;  // PeerQuery
   };
 
   UniqueFd channel_;
   uint64_t sequence_ = 0;
   std::deque<Pending> pending_;
+  size_t pending_peers_ = 0;
 };
 
 /// Fills the wire form of a listener key.

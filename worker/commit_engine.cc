@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "policy/bind_policy.h"
+#include "policy/validate_failures.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -160,6 +161,9 @@ void CommitEngine::begin(Job job) noexcept {
   }
   a.failures = failures_from_validation(req.tables, caps_);
   if (a.failures.empty()) a.failures = find_forwarding_loops(req.tables);
+  if (a.failures.empty()) {
+    a.failures = issues_as_failures(check_table_targets(target_policy_, req.tables), req.tables);
+  }
   if (!req.tables.of(Pif::kSplice).rules.empty()) {
     a.failures.push_back(whole_commit_failure(
         control::FailureKind::kInvalid, Pif::kSplice,
@@ -182,7 +186,9 @@ void CommitEngine::begin(Job job) noexcept {
 }
 
 void CommitEngine::prepare(Acquisition& acq, std::vector<PlannedKey> keys) const {
-  BindPolicy policy{info_.unprivileged_port_start, info_.has_bind_cap};
+  BindPolicy policy = bind_policy_;  // the file's bind lines, pre-checked to name the line
+  policy.unprivileged_port_start = info_.unprivileged_port_start;
+  policy.has_bind_cap = info_.has_bind_cap;
   std::vector<PlannedKey> denied;
   std::vector<std::string> reasons;
   acq.keys.clear();
@@ -210,7 +216,7 @@ void CommitEngine::prepare(Acquisition& acq, std::vector<PlannedKey> keys) const
 }
 
 void CommitEngine::pump(Acquisition& acq) noexcept {
-  while (broker_.pending() < kPipelineWindow && acq.sent < acq.asked) {
+  while (broker_.pending_listeners() < kPipelineWindow && acq.sent < acq.asked) {
     size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, acq.asked - acq.sent);
     std::vector<ListenerKey> batch;
     batch.reserve(n);
@@ -222,6 +228,11 @@ void CommitEngine::pump(Acquisition& acq) noexcept {
 }
 
 void CommitEngine::on_event(uint32_t /*events*/) noexcept {
+  if (broker_.next_is_peer_query()) {
+    auto answered = broker_.receive_peer_reply();
+    if (!answered) broker_failed(answered.error().message);
+    return;
+  }
   if (!active_ || broker_.pending() == 0) {
     // Nothing was asked: this is EOF, or the broker speaking out of turn.
     LOG_INFO("sluiced closed the broker channel; stopping");

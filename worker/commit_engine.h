@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "policy/bind_policy.h"
+#include "policy/target_policy.h"
 #include "schema/codec.h"
 #include "schema/sha256.h"
 #include "worker/audit.h"
@@ -51,12 +53,22 @@ class CommitEngine final : public EventHandler, public Ticker {
   /// Registers the broker channel with the loop.
   Result<void> start();
 
+  /// Sets the administrator's policy: `bind` carries the file's bind lines
+  /// (pre-checked before asking the broker, so that a denial names its
+  /// line; the broker enforces them regardless), `target` is enforced on
+  /// every commit. Both default to allowing everything.
+  void set_policy(BindPolicy bind, TargetPolicy target) {
+    bind_policy_ = std::move(bind);
+    target_policy_ = std::move(target);
+  }
+
   /// Queues a commit from the client `peer`. Commits run one at a time, in
   /// order; `done` is called with the result from the event loop (or before
   /// submit() returns, when no broker round trip is needed).
   void submit(control::CommitRequest request, struct ucred peer, Done done);
 
-  /// Handles broker replies (level-triggered on the channel).
+  /// Handles broker replies (level-triggered on the channel): PeerReplies go
+  /// to their callbacks, ListenersOpened to the active commit.
   void on_event(uint32_t events) noexcept override;
   /// Runs the next slice of a commit's socket work (install, release).
   void on_tick(uint64_t now_ns) noexcept override;
@@ -155,6 +167,8 @@ class CommitEngine final : public EventHandler, public Ticker {
   BrokerInfo info_;
   ServerCaps caps_;
   AuditLog& audit_;
+  BindPolicy bind_policy_;
+  TargetPolicy target_policy_;
   TableSet tables_;
   uint64_t generation_ = 0;
   Sha256Digest digest_{};

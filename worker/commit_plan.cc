@@ -160,7 +160,7 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
     if (status[i] == wire::kStatusPolicyDenied) {
       f.kind = control::FailureKind::kPolicyDenied;
       f.err = EACCES;
-      f.message = where + "denied by the bind policy of sluiced: " +
+      f.message = where + "the bind policy refuses it: " +
                   (policy_reason[i].empty()
                        ? std::string("a line of its policy file refuses it (sluiced's log names "
                                      "the line); change the policy or the rule")

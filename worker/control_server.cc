@@ -70,8 +70,49 @@ void ControlClient::read_input() noexcept {
   }
 }
 
+void ControlClient::identified(const PeerIdentity& identity) noexcept {
+  if (dead_) return;
+  identified_ = true;
+  identity_ = identity;
+  // From now on, logs and audit records carry the ids the broker saw.
+  peer_.pid = identity.pid;
+  peer_.uid = identity.uid;
+  peer_.gid = identity.gid;
+  LOG_DEBUG("control client pid %d uid %u gid %u: access %s (policy line %u)", peer_.pid, peer_.uid,
+            peer_.gid, access_name(static_cast<ControlAccess>(identity.access)), identity.line);
+  process_frames();
+  if (!dead_) flush();
+}
+
+bool ControlClient::permitted(ControlAccess needed, const char* what) noexcept {
+  const auto access = static_cast<ControlAccess>(identity_.access);
+  if (access >= needed) return true;
+  std::string why;
+  if (identity_.status == ERANGE) {
+    why = "the client process has more than " + std::to_string(kMaxPeerGroups) +
+          " supplementary groups, too many to check against the control policy; run sluicectl "
+          "with fewer groups";
+  } else if (identity_.status != 0) {
+    why = "sluiced could not read the client's credentials (" + errno_text(identity_.status) +
+          "); try again";
+  } else {
+    const ControlPolicy& policy = server_.policy();
+    std::string text;
+    for (const ControlRule& rule : policy.rules) {
+      if (rule.line == identity_.line) text = rule.text;
+    }
+    why = explain_control(policy.source, policy.use_rules, policy.owner_uid,
+                          ControlDecision{access, identity_.line}, text, identity_.uid) +
+          "; run sluicectl as a permitted user, or ask the administrator to add a `control " +
+          access_name(needed) + "` line for uid " + std::to_string(identity_.uid);
+  }
+  fail(ErrorCode::kNotPermitted, std::string("permission denied: ") + what + " needs " +
+                                     access_name(needed) + " access, and " + why);
+  return false;
+}
+
 void ControlClient::process_frames() noexcept {
-  while (!dead_ && !closing_ && !commit_pending_ && in_len_ > 0) {
+  while (!dead_ && !closing_ && !commit_pending_ && identified_ && in_len_ > 0) {
     const uint8_t* data = reinterpret_cast<const uint8_t*>(in_.data());
     FrameCheck check = check_frame(data, in_len_, kMaxControlMessageBytes);
     if (check.status == FrameStatus::kInvalid) {
@@ -106,6 +147,7 @@ void ControlClient::handle(const control::Request& request) noexcept {
                       std::to_string(hello->protocol_version) +
                       "; use a sluicectl from the same release as sluiced");
     }
+    if (!permitted(ControlAccess::kRead, "connecting")) return;
     hello_done_ = true;
     LOG_DEBUG("client pid %d uid %u: %s", peer_.pid, peer_.uid,
               sanitize(hello->client_version, 64).c_str());
@@ -113,6 +155,7 @@ void ControlClient::handle(const control::Request& request) noexcept {
   }
   if (!hello_done_) return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
   if (std::holds_alternative<control::GetState>(request.body)) {
+    if (!permitted(ControlAccess::kRead, "reading the state")) return;
     const CommitEngine& engine = server_.engine();
     control::Response response;
     response.id = request.id;
@@ -120,12 +163,14 @@ void ControlClient::handle(const control::Request& request) noexcept {
     return queue(control::encode_response(response));
   }
   if (const auto* history = std::get_if<control::HistoryRequest>(&request.body)) {
+    if (!permitted(ControlAccess::kRead, "reading the history")) return;
     control::Response response;
     response.id = request.id;
     response.body = server_.engine().history(history->limit);
     return queue(control::encode_response(response));
   }
   if (const auto* commit = std::get_if<control::CommitRequest>(&request.body)) {
+    if (!permitted(ControlAccess::kCommit, commit->dry_run ? "a dry run" : "committing")) return;
     // The commit runs in the loop between data events; this client's further
     // requests wait in its buffer so that answers keep their order.
     commit_pending_ = true;
@@ -199,12 +244,15 @@ void ControlClient::flush() noexcept {
 }
 
 ControlServer::ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
-                             control::ServerHello hello, ControlLimits limits)
+                             control::ServerHello hello, ControlLimits limits, PeerLookup lookup,
+                             ControlPolicy policy)
     : loop_(loop),
       listen_fd_(std::move(listen_fd)),
       engine_(engine),
       hello_(std::move(hello)),
-      limits_(limits) {}
+      limits_(limits),
+      lookup_(std::move(lookup)),
+      policy_(std::move(policy)) {}
 
 ControlServer::~ControlServer() {
   for (auto& client : clients_) loop_.remove(client->fd());
@@ -257,7 +305,17 @@ void ControlServer::on_event(uint32_t /*events*/) noexcept {
       drop(raw);
       continue;
     }
-    LOG_DEBUG("control client pid %d uid %u gid %u connected", peer.pid, peer.uid, peer.gid);
+    LOG_DEBUG("control client pid %d connected", peer.pid);
+    // Who it is, and what it may do, only sluiced can tell (control_policy.h).
+    uint64_t client_id = raw->id;
+    auto asked = lookup_(raw->fd(), [this, client_id](const PeerIdentity& identity) {
+      if (ControlClient* c = find(client_id)) c->identified(identity);
+    });
+    if (!asked) {
+      // The broker channel failed; the engine stops the worker.
+      drop(raw);
+      return;
+    }
     // The server speaks first.
     control::Response greeting;
     greeting.body = hello_;

@@ -11,12 +11,15 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "policy/control_policy.h"
 #include "schema/codec.h"
+#include "worker/broker_client.h"
 #include "worker/commit_engine.h"
 #include "worker/event_loop.h"
 
@@ -40,6 +43,12 @@ struct ControlLimits {
 
 class ControlServer;
 
+/// Asks who is behind the control connection `fd` (the broker's PeerQuery)
+/// and calls `done` with the answer from the event loop. Fails when the
+/// question cannot be sent.
+using PeerLookup =
+    std::function<Result<void>(int fd, std::function<void(const PeerIdentity&)> done)>;
+
 /// One connected client.
 class ControlClient final : public EventHandler {
  public:
@@ -55,6 +64,9 @@ class ControlClient final : public EventHandler {
 
   /// Sends the result of this client's commit and resumes reading its requests.
   void commit_done(uint64_t request_id, const control::CommitResult& result) noexcept;
+  /// Takes the broker's answer about who the client is; requests that
+  /// arrived meanwhile are answered now.
+  void identified(const PeerIdentity& identity) noexcept;
 
   /// True once an error was queued and the connection closes after sending it.
   bool closing() const { return closing_; }
@@ -76,6 +88,10 @@ class ControlClient final : public EventHandler {
   void flush() noexcept;
   /// Grows the input buffer to at least `bytes` (never past the frame limit).
   void reserve_input(size_t bytes) noexcept;
+  /// True when the client's access is at least `needed`; otherwise fails the
+  /// client with notPermitted, saying what `what` needs and which policy line
+  /// decided, and returns false.
+  bool permitted(ControlAccess needed, const char* what) noexcept;
 
   ControlServer& server_;
   UniqueFd fd_;
@@ -85,6 +101,8 @@ class ControlClient final : public EventHandler {
   std::string out_;
   size_t out_off_ = 0;
   bool hello_done_ = false;
+  bool identified_ = false;      // the broker answered the PeerQuery; until then requests wait
+  PeerIdentity identity_;        // the broker's view: real ids and the access granted
   bool commit_pending_ = false;  // requests wait (in order) until the commit answers
   bool closing_ = false;         // close once the output is flushed
   bool dead_ = false;
@@ -95,13 +113,18 @@ class ControlClient final : public EventHandler {
 class ControlServer final : public EventHandler, public Ticker {
  public:
   /// Serves `listen_fd` (listening, non-blocking) with `state` as the source
-  /// of truth and `hello` as the greeting.
+  /// of truth and `hello` as the greeting. Every client is identified with
+  /// `lookup` before any of its requests is answered; `policy` (as the worker
+  /// parsed the file: names unresolved) only words the denials.
   ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
-                control::ServerHello hello, ControlLimits limits);
+                control::ServerHello hello, ControlLimits limits, PeerLookup lookup,
+                ControlPolicy policy);
   ~ControlServer() override;
   /// Registers the listening socket with the loop.
   Result<void> start();
-  /// Accepts new clients (edge-triggered). Needs `accept4`, `getsockopt(SO_PEERCRED)`.
+  /// Accepts new clients (edge-triggered) and asks the broker who each is.
+  /// Needs `accept4`, `getsockopt(SO_PEERCRED)` (the pid, for logs until the
+  /// broker answers).
   void on_event(uint32_t events) noexcept override;
   /// Drops clients that overstayed a timeout.
   void on_tick(uint64_t now_ns) noexcept override;
@@ -113,6 +136,7 @@ class ControlServer final : public EventHandler, public Ticker {
   ControlClient* find(uint64_t id) noexcept;
   const control::ServerHello& hello() const { return hello_; }
   const ControlLimits& limits() const { return limits_; }
+  const ControlPolicy& policy() const { return policy_; }
   EventLoop& loop() { return loop_; }
   size_t client_count() const { return clients_.size(); }
 
@@ -123,6 +147,8 @@ class ControlServer final : public EventHandler, public Ticker {
   uint64_t next_client_id_ = 1;
   control::ServerHello hello_;
   ControlLimits limits_;
+  PeerLookup lookup_;
+  ControlPolicy policy_;
   std::vector<std::unique_ptr<ControlClient>> clients_;
   // Rejected or failed clients: at most 10 lines at once, then 1 per second.
   LogRateLimit log_limit_{10, 1};

@@ -5,14 +5,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "base/log.h"
+#include "base/strings.h"
 #include "client/spec_parser.h"
+#include "policy/policy_file.h"
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
@@ -31,6 +35,7 @@ namespace {
 /// The worker's command line, as sluiced builds it: [-d|-q] then rule options.
 struct WorkerArgs {
   LogLevel level = LogLevel::kInfo;
+  std::string policy_source = "the default policy";  // the --policy path, for messages
   std::vector<SpecOption> specs;
 };
 
@@ -44,6 +49,9 @@ Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
       args.level = LogLevel::kDebug;
     } else if (a == "-q") {
       args.level = LogLevel::kWarn;
+    } else if (a == "--policy-source") {
+      if (i + 1 >= argv.size()) return Err("option --policy-source needs a PATH");
+      args.policy_source = argv[++i];
     } else if (a.size() == 2 && a[0] == '-' && std::strchr("tuTU", a[1]) != nullptr) {
       if (i + 1 >= argv.size()) return Err("option " + a + " needs a SPEC");
       args.specs.push_back(SpecOption{a[1], argv[++i]});
@@ -71,6 +79,24 @@ Result<TableSet> build_tables(const std::vector<SpecOption>& specs, const HostFa
     table.insert(table.end(), rules->begin(), rules->end());
   }
   return tables;
+}
+
+/// Reads the policy text sluiced put on kWorkerFdPolicy (to EOF, at most
+/// kMaxPolicyFileBytes) and parses it; `source` names it in messages. Needs
+/// `read`.
+Result<PolicyFile> read_policy(const std::string& source) {
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(wire::kWorkerFdPolicy, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Err(errno, "reading the policy text from sluiced: " + errno_text(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxPolicyFileBytes) return Err("the policy text from sluiced is too large");
+  }
+  ::close(wire::kWorkerFdPolicy);
+  return parse_policy_text(text, source);
 }
 
 /// The greeting every control client receives.
@@ -121,6 +147,11 @@ int run(int argc, char** argv) {
     LOG_ERROR("%s", args.error().message.c_str());
     return 2;
   }
+  auto policy = read_policy(args->policy_source);
+  if (!policy) {
+    LOG_ERROR("policy: %s", policy.error().message.c_str());
+    return 1;
+  }
   auto tables = build_tables(args->specs, facts);
   if (!tables) {
     LOG_ERROR("initial rules: %s", tables.error().message.c_str());
@@ -144,12 +175,17 @@ int run(int argc, char** argv) {
   (*loop)->add_ticker(&forwarder);
   AuditLog audit(wire::kWorkerFdAudit);
   CommitEngine engine(**loop, forwarder, broker, *info, caps, audit);
+  engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   if (auto ok = engine.start(); !ok) {
     LOG_ERROR("broker channel: %s", ok.error().message.c_str());
     return 1;
   }
+  PeerLookup lookup = [&broker](int fd, std::function<void(const PeerIdentity&)> done) {
+    return broker.send_peer_query(fd, std::move(done));
+  };
   ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine, make_hello(facts, caps),
-                        ControlLimits{});
+                        ControlLimits{}, std::move(lookup),
+                        control_policy_from_file(*policy, sluiced_cred.uid));
 
   // The initial rules are the first commit, through the same engine as every
   // later one; the control socket is served only once they are in force.

@@ -28,6 +28,7 @@ namespace {
 using testing::add_entry;
 using testing::hello;
 using testing::open_listeners;
+using testing::peer_query;
 using testing::spec_v4;
 using testing::spec_v6;
 
@@ -467,6 +468,106 @@ TEST_F(BrokerHostTest, FdFloodUnderLowFdLimitIsViolationWithoutLeak) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// --- PeerQuery: the broker tells the worker who a control client is ---
+
+/// Sends a PeerQuery carrying `fds`, lets `host` answer, and reads the reply.
+wire::PeerReplyMsg ask_peer(BrokerHost& host, Channel& ch, std::span<const int> fds) {
+  auto q = peer_query(7);
+  EXPECT_TRUE(send_message(ch.worker.get(), &q, sizeof(q), fds).ok());
+  EXPECT_EQ(host.handle_one(ch.broker.get()), HandleStatus::kContinue) << host.last_error();
+  wire::PeerReplyMsg reply = {};
+  auto got = receive_message(ch.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
+  EXPECT_TRUE(got.ok()) << (got.ok() ? "" : got.error().message);
+  EXPECT_EQ(got.ok() ? got->len : 0, sizeof(reply));
+  EXPECT_EQ(reply.header.type, static_cast<uint32_t>(wire::BrokerMsg::kPeerReply));
+  EXPECT_EQ(reply.header.sequence, 7u);
+  return reply;
+}
+
+TEST_F(BrokerHostTest, PeerQueryReportsTheRealIdsAndTheDefaultAccess) {
+  do_hello();
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  int before = open_fd_count();
+  const int fds[] = {a.get()};
+  wire::PeerReplyMsg r = ask_peer(host_, ch_, fds);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.pid, ::getpid());
+  EXPECT_EQ(r.uid, ::getuid());
+  EXPECT_EQ(r.gid, ::getgid());
+  // The default policy (owner uid 0 here): root may commit, anyone else nothing.
+  EXPECT_EQ(r.access, ::getuid() == 0 ? wire::kAccessCommit : wire::kAccessNone);
+  EXPECT_EQ(r.line, 0u);
+  EXPECT_EQ(open_fd_count(), before);  // the broker closed its copy
+}
+
+TEST_F(BrokerHostTest, PeerQueryAppliesTheControlLines) {
+  ControlPolicy control;
+  control.use_rules = true;
+  control.source = "P";
+  ControlRule read_all;
+  read_all.access = ControlAccess::kRead;
+  read_all.gids = {::getgid()};
+  read_all.line = 4;
+  control.rules = {read_all};
+  BrokerHost host(make_policy(true), control);
+  auto h = hello(1);
+  ASSERT_TRUE(send_message(ch_.worker.get(), &h, sizeof(h), {}).ok());
+  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  wire::HelloReplyMsg hr;
+  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  const int fds[] = {a.get()};
+  wire::PeerReplyMsg r = ask_peer(host, ch_, fds);
+  EXPECT_EQ(r.access, wire::kAccessRead);
+  EXPECT_EQ(r.line, 4u);
+}
+
+TEST_F(BrokerHostTest, PeerQueryOnANonSocketIsAnErrnoNotAViolation) {
+  do_hello();
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int fds[] = {devnull.get()};
+  wire::PeerReplyMsg r = ask_peer(host_, ch_, fds);
+  EXPECT_EQ(r.status, ENOTSOCK);
+  EXPECT_EQ(r.access, wire::kAccessNone);
+  EXPECT_EQ(r.uid, 0u);
+}
+
+TEST_F(BrokerHostTest, PeerQueryWithoutItsFdIsViolation) {
+  do_hello();
+  auto q = peer_query();
+  send_raw(&q, sizeof(q));
+  expect_violation("a PeerQuery carries 1 fds, this one came with 0");
+}
+
+TEST_F(BrokerHostTest, PeerQueryWithTwoFdsIsViolationAndLeaksNothing) {
+  do_hello();
+  int before = open_fd_count();
+  {
+    UniqueFd x(::open("/dev/null", O_RDONLY | O_CLOEXEC)), y(::open("/dev/null", O_RDONLY));
+    auto q = peer_query();
+    const int fds[] = {x.get(), y.get()};
+    send_raw(&q, sizeof(q), fds);
+  }
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+TEST_F(BrokerHostTest, PeerQueryBeforeHelloOrWithReservedBitsIsViolation) {
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const int fds[] = {devnull.get()};
+  auto q = peer_query();
+  send_raw(&q, sizeof(q), fds);
+  expect_violation("PeerQuery before Hello");
+  do_hello();
+  q.reserved[1] = 1;
+  send_raw(&q, sizeof(q), fds);
+  expect_violation("reserved");
 }
 
 }  // namespace

@@ -52,9 +52,10 @@ TEST(PolicyFile, ParsesEveryFieldForm) {
       "  bind   deny\tudp 53,1000-2000 10.0.0.0/8,::1,fd00::/8\r\n"
       "bind allow tcp,udp * *\n"
       "target allow * *\n"
-      "control commit uid 0\n");
+      "control commit uid=0\n");
   ASSERT_EQ(f.bind_rules.size(), 3u);
-  EXPECT_EQ(f.other_lines, 2u);
+  EXPECT_EQ(f.target_rules.size(), 1u);
+  EXPECT_EQ(f.control_rules.size(), 1u);
   const BindRule& a = f.bind_rules[0];
   EXPECT_TRUE(a.allow);
   EXPECT_TRUE(a.tcp);
@@ -185,7 +186,9 @@ TEST(CheckBind, FirstMatchWins) {
   p.source = "/etc/sluice/policy";
   BindDecision d = check_bind(p, spec_v4(0, 0, 0, 0, 22));
   EXPECT_FALSE(d.allowed);
-  EXPECT_EQ(d.reason, "denied by /etc/sluice/policy line 1 (bind deny tcp 22 *)");
+  EXPECT_EQ(d.reason,
+            "denied by /etc/sluice/policy line 1 (bind deny tcp 22 *); use a port and address the "
+            "policy allows, or ask the administrator to change that line");
   EXPECT_TRUE(check_bind(p, spec_v4(0, 0, 0, 0, 80)).allowed);  // line 2 matched first
 }
 
@@ -197,7 +200,16 @@ TEST(CheckBind, NoMatchIsDenied) {
   EXPECT_NE(d.reason.find("no `bind` line matches tcp 127.0.0.1 port 9000"), std::string::npos)
       << d.reason;
   EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 1, 8080, wire::WireProto::kUdp)).allowed);
-  EXPECT_FALSE(check_bind(policy_of(""), spec_v4(127, 0, 0, 1, 8080)).allowed);
+}
+
+// A file without `bind` lines (empty, or only target/control lines) keeps the
+// default bind policy: each kind of line has its own default.
+TEST(CheckBind, FileWithoutBindLinesKeepsTheDefault) {
+  EXPECT_TRUE(check_bind(policy_of(""), spec_v4(127, 0, 0, 1, 8080)).allowed);
+  EXPECT_TRUE(
+      check_bind(policy_of("control commit uid=0\ntarget deny * *\n"), spec_v4(127, 0, 0, 1, 8080))
+          .allowed);
+  EXPECT_FALSE(check_bind(policy_of("bind allow udp * *\n"), spec_v4(127, 0, 0, 1, 8080)).allowed);
 }
 
 TEST(CheckBind, AllowNeedsTheLiteralAddress) {

@@ -50,8 +50,8 @@ TEST(Options, RuleOptionsPassThroughInOrder) {
   EXPECT_TRUE(o.debug);
   bool used_default = true;
   EXPECT_EQ(worker_argv(o, &used_default),
-            (std::vector<std::string>{"sluice-worker", "-d", "-u", "53", "-t", "8080:80", "-U",
-                                      "1-2", "-T", "none"}));
+            (std::vector<std::string>{"sluice-worker", "-d", "--policy-source", "/etc/p", "-u",
+                                      "53", "-t", "8080:80", "-U", "1-2", "-T", "none"}));
   EXPECT_FALSE(used_default);
 }
 

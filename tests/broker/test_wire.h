@@ -55,6 +55,15 @@ inline std::unique_ptr<wire::OpenListenersMsg> open_listeners(uint64_t sequence 
   return m;
 }
 
+/// A well-formed PeerQuery (its fd travels beside it).
+inline wire::PeerQueryMsg peer_query(uint64_t sequence = 3) {
+  wire::PeerQueryMsg m = {};
+  m.header.magic = wire::kBrokerWireMagic;
+  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery);
+  m.header.sequence = sequence;
+  return m;
+}
+
 /// Appends `spec` to `m` (count + 1).
 inline void add_entry(wire::OpenListenersMsg* m, const wire::ListenerSpec& spec) {
   m->entries[m->count++] = spec;

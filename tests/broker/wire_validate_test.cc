@@ -48,7 +48,18 @@ TEST(CheckEnvelope, AcceptsOpenListenersWhenReady) {
 }
 
 TEST(CheckEnvelope, RejectsAttachedFds) {
-  expect_error(check_envelope(bytes_of(hello()), 1, HostState::kAwaitHello), "fd(s) attached");
+  expect_error(check_envelope(bytes_of(hello()), 1, HostState::kAwaitHello),
+               "a Hello carries 0 fds, this one came with 1");
+}
+
+TEST(CheckEnvelope, PeerQueryCarriesExactlyOneFd) {
+  wire::PeerQueryMsg q = testing::peer_query();
+  auto one = check_envelope(bytes_of(q), 1, HostState::kReady);
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(*one, wire::BrokerMsg::kPeerQuery);
+  expect_error(check_envelope(bytes_of(q), 0, HostState::kReady), "came with 0");
+  expect_error(check_envelope(bytes_of(q), 2, HostState::kReady), "came with 2");
+  expect_error(check_envelope(bytes_of(q), 1, HostState::kAwaitHello), "PeerQuery before Hello");
 }
 
 TEST(CheckEnvelope, RejectsTruncatedHeader) {

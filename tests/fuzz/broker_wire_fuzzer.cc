@@ -1,8 +1,9 @@
 // libFuzzer target for the broker's side of the worker channel: the only
 // bytes the privileged process reads from the sandboxed, possibly compromised
 // worker. It drives the pure checks BrokerHost::handle_one runs on every
-// datagram (check_envelope, then validate_hello or validate_open_listeners on
-// an aligned copy, then the bind policy on every well-formed entry).
+// datagram (check_envelope, then validate_hello, validate_open_listeners or
+// validate_peer_query on an aligned copy, then the bind policy on every
+// well-formed entry).
 //
 // Input: one control byte, then the datagram.
 //   bit 0      the host state: 0 awaiting Hello, 1 ready;
@@ -11,8 +12,9 @@
 //              (so short inputs reach the entry checks of a 10 KiB message);
 //   bits 2..7  how many fds came with the datagram (0..63).
 //
-// Contracts checked: check_envelope accepts only a datagram without fds, of
-// the exact size of a request type permitted in the state, with the magic;
+// Contracts checked: check_envelope accepts only a datagram with exactly the
+// fds of its type (one for PeerQuery, none otherwise), of the exact size of a
+// request type permitted in the state, with the magic;
 // every refusal is a printable message (it goes to the broker's log); a valid
 // OpenListeners has its count in range and entries the policy can judge; a
 // policy denial always has a printable reason and an allowed entry none.
@@ -85,6 +87,15 @@ void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
                "a bad Hello passed");
     return;
   }
+  if (type == wire::BrokerMsg::kPeerQuery) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::PeerQueryMsg), "a PeerQuery of the wrong size passed");
+    wire::PeerQueryMsg query;
+    std::memcpy(&query, msg.data(), sizeof(query));
+    Result<void> ok = validate_peer_query(query);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(query.reserved[0] == 0 && query.reserved[1] == 0, "a bad PeerQuery passed");
+    return;
+  }
   FUZZ_CHECK(type == wire::BrokerMsg::kOpenListeners, "a type the broker never accepts passed");
   FUZZ_CHECK(msg.size() == sizeof(wire::OpenListenersMsg), "an OpenListeners of the wrong size");
   auto request = std::make_unique<wire::OpenListenersMsg>();
@@ -105,6 +116,7 @@ size_t request_size(uint32_t type) {
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners)) {
     return sizeof(wire::OpenListenersMsg);
   }
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery)) return sizeof(wire::PeerQueryMsg);
   return 0;
 }
 
@@ -131,7 +143,8 @@ int broker_wire_one_input(const uint8_t* data, size_t size) {
     check_refusal(type.error());
     return 0;
   }
-  FUZZ_CHECK(fd_count == 0, "a request with fds passed");
+  FUZZ_CHECK(fd_count == (*type == wire::BrokerMsg::kPeerQuery ? 1u : 0u),
+             "a request with the wrong number of fds passed");
   wire::WireHeader header;
   FUZZ_CHECK(msg.size() >= sizeof(header), "a truncated request passed");
   std::memcpy(&header, msg.data(), sizeof(header));

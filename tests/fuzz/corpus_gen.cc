@@ -261,6 +261,11 @@ void broker_seeds() {
   privileged.count = 2;
   used = offsetof(wire::OpenListenersMsg, entries) + 2 * sizeof(wire::ListenerSpec);
   put(t, "open_listeners_privileged", ready_padded + raw(privileged).substr(0, used));
+
+  wire::PeerQueryMsg query{};
+  query.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery), 3};
+  put(t, "peer_query", std::string(1, '\x05') + raw(query));  // ready, one fd
+  put(t, "peer_query_without_fd", ready + raw(query));
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
