@@ -124,7 +124,7 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_ACCEPTCONN,
                           "check that a received TCP socket is listening"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_PEERCRED,
-                          "control client uid/gid/pid for the control policy"));
+                          "control client pid for logs; sluiced tells its real ids (PeerQuery)"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_RCVBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_SNDBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_TCP, TCP_INFO, "connection state for stats"));
