@@ -19,7 +19,7 @@ namespace {
 
 constexpr uint16_t kTargetPort = 18000;
 constexpr uint16_t kListenPort = 18080;
-constexpr size_t kBig = 64u << 20;  // 64 MiB each way, as the foundation issue asks
+constexpr size_t kBig = 256u << 20;  // 256 MiB each way, as the data-path issue asks
 
 /// Starts sluiced forwarding 127.0.0.1:kListenPort to kTargetPort and waits for it.
 void start_forwarder(Daemon& d) {
@@ -33,7 +33,7 @@ TEST(Forward, BulkBothWaysWithHalfClose) {
   start_forwarder(d);
 
   // The target reads the client's whole stream, and only after the client's
-  // FIN arrives (half-close) sends its own 64 MiB back on the same connection.
+  // FIN arrives (half-close) sends its own 256 MiB back on the same connection.
   Sha256Digest target_got{};
   size_t target_bytes = 0;
   Sha256Digest target_sent{};

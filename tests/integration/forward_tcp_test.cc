@@ -1,0 +1,197 @@
+// The TCP data path's semantics end to end, with the real daemon: a reset on
+// either side reaches the other as a reset, 1,000 concurrent connections each
+// get their own bytes back, and IPv6, dual-stack and IPv6-target rules carry
+// data on the family they were asked for.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/tcp_util.h"
+
+namespace sluice::test {
+namespace {
+
+constexpr uint16_t kTargetPort = 18000;
+constexpr uint16_t kListenPort = 18080;
+
+/// Closes `fd` with an RST (SO_LINGER 0).
+void reset_close(UniqueFd& fd) {
+  struct linger lg = {1, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  fd.reset();
+}
+
+/// Reads from `fd` until EOF or an error (bounded by its receive timeout);
+/// returns 0 on EOF or the errno of the failed recv.
+int read_until_end(int fd) {
+  char buf[4096];
+  for (int i = 0; i < 10000; ++i) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) return 0;
+    if (n < 0) return errno;
+  }
+  return -1;
+}
+
+/// Starts sluiced with `rule` (a -t spec) and waits until it serves.
+void start_with(Daemon& d, const std::string& rule) {
+  d.start({"-t", rule});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+}
+
+/// Sends a short `token` from `client`, checks it arrives on `server`, and
+/// the answer comes back.
+void expect_exchange(int client, int server, const std::string& token) {
+  ASSERT_EQ(send(client, token.data(), token.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(token.size()));
+  std::string got(token.size(), '\0');
+  ASSERT_EQ(recv(server, got.data(), got.size(), MSG_WAITALL), static_cast<ssize_t>(got.size()));
+  EXPECT_EQ(got, token);
+  ASSERT_EQ(send(server, "ok", 2, MSG_NOSIGNAL), 2);
+  char ack[2];
+  ASSERT_EQ(recv(client, ack, 2, MSG_WAITALL), 2);
+}
+
+/// The family of the peer of an accepted socket.
+int peer_family(int fd) {
+  struct sockaddr_storage ss = {};
+  socklen_t len = sizeof(ss);
+  getpeername(fd, reinterpret_cast<struct sockaddr*>(&ss), &len);
+  return ss.ss_family;
+}
+
+TEST(ForwardTcp, ResetByTheTargetReachesTheClientAsReset) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(client.valid());
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  expect_exchange(client.get(), conn.get(), "before the reset");
+  reset_close(conn);
+  EXPECT_EQ(read_until_end(client.get()), ECONNRESET) << "a reset became a silent EOF";
+}
+
+TEST(ForwardTcp, ResetByTheClientReachesTheTargetAsReset) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(client.valid());
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  struct timeval tv = {10, 0};
+  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  expect_exchange(client.get(), conn.get(), "before the reset");
+  reset_close(client);
+  EXPECT_EQ(read_until_end(conn.get()), ECONNRESET) << "a reset became a silent EOF";
+}
+
+TEST(ForwardTcp, ThousandConcurrentConnectionsEachGetTheirOwnBytes) {
+  constexpr int kConns = 1000;
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  // The target answers every connection with what it read, prefixed by '>'.
+  std::thread server([&] {
+    std::vector<UniqueFd> conns;
+    for (int i = 0; i < kConns; ++i) {
+      UniqueFd c = accept_one(target.get(), 20000);
+      if (!c.valid()) return;
+      conns.push_back(std::move(c));
+    }
+    for (UniqueFd& c : conns) {
+      struct timeval tv = {20, 0};
+      setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      std::array<char, 8> token{};
+      if (recv(c.get(), token.data(), token.size(), MSG_WAITALL) != 8) return;
+      std::string answer = ">" + std::string(token.data(), token.size());
+      if (send(c.get(), answer.data(), answer.size(), MSG_NOSIGNAL) != 9) return;
+    }
+  });
+  // All 1,000 are open at once before any is answered.
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kConns; ++i) {
+    UniqueFd c = connect_tcp("127.0.0.1", kListenPort, 20000);
+    ASSERT_TRUE(c.valid()) << "connection " << i << "\n" << d.log();
+    char token[9];
+    std::snprintf(token, sizeof(token), "%08d", i);
+    ASSERT_EQ(send(c.get(), token, 8, MSG_NOSIGNAL), 8);
+    clients.push_back(std::move(c));
+  }
+  int answered = 0;
+  for (int i = 0; i < kConns; ++i) {
+    char got[10] = {};
+    char want[10];
+    std::snprintf(want, sizeof(want), ">%08d", i);
+    if (recv(clients[static_cast<size_t>(i)].get(), got, 9, MSG_WAITALL) == 9 &&
+        std::memcmp(got, want, 9) == 0) {
+      ++answered;
+    }
+  }
+  server.join();
+  EXPECT_EQ(answered, kConns) << d.log();
+}
+
+TEST(ForwardTcp, IPv6RuleCarriesIPv6) {
+  UniqueFd target = listen_tcp("::1", kTargetPort);
+  Daemon d;
+  start_with(d, "::1/18080:18000");
+  UniqueFd client = connect_tcp("::1", kListenPort);
+  ASSERT_TRUE(client.valid()) << d.log();
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  EXPECT_EQ(peer_family(conn.get()), AF_INET6);  // the default target is ::1 for IPv6
+  expect_exchange(client.get(), conn.get(), "over IPv6");
+}
+
+TEST(ForwardTcp, DualStackRuleServesBothFamiliesEachToItsOwnLoopback) {
+  // `-t 18080:18000` listens on one [::] socket with V6ONLY=0; each client
+  // reaches the target on the loopback of its own family.
+  UniqueFd target4 = listen_tcp("127.0.0.1", kTargetPort);
+  UniqueFd target6 = listen_tcp("::1", kTargetPort);
+  Daemon d;
+  start_with(d, "18080:18000");
+  RunResult list = d.ctl();
+  EXPECT_NE(list.out.find("TCP [*]:18080 => 18000"), std::string::npos) << list.out;
+
+  UniqueFd c4 = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(c4.valid()) << d.log();
+  UniqueFd s4 = accept_one(target4.get());
+  ASSERT_TRUE(s4.valid());
+  expect_exchange(c4.get(), s4.get(), "IPv4 through a dual-stack socket");
+
+  UniqueFd c6 = connect_tcp("::1", kListenPort);
+  ASSERT_TRUE(c6.valid()) << d.log();
+  UniqueFd s6 = accept_one(target6.get());
+  ASSERT_TRUE(s6.valid());
+  EXPECT_EQ(peer_family(s6.get()), AF_INET6);
+  expect_exchange(c6.get(), s6.get(), "IPv6 through a dual-stack socket");
+}
+
+TEST(ForwardTcp, ExplicitIPv6TargetAddress) {
+  UniqueFd target = listen_tcp("::1", 18001);
+  Daemon d;
+  start_with(d, "::1/18080:[::1]/18001");
+  RunResult list = d.ctl();
+  EXPECT_NE(list.out.find("TCP [::1]:18080 => ::1:18001"), std::string::npos) << list.out;
+  UniqueFd client = connect_tcp("::1", kListenPort);
+  ASSERT_TRUE(client.valid()) << d.log();
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  expect_exchange(client.get(), conn.get(), "to an explicit IPv6 target");
+}
+
+}  // namespace
+}  // namespace sluice::test
