@@ -76,6 +76,8 @@ Result<control::Response> ControlConnection::read_response() {
     }
     size_t need = check.frame_bytes > len_ ? check.frame_bytes : len_ + 4096;
     if (need > buf_.size() * 8) buf_.resize((need + 7) / 8);
+    // Re-read the address: the resize may have moved the buffer.
+    data = reinterpret_cast<uint8_t*>(buf_.data());
     ssize_t n = ::recv(fd_.get(), data + len_, buf_.size() * 8 - len_, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {

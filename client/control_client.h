@@ -30,9 +30,11 @@ class ControlConnection {
 
  private:
   explicit ControlConnection(UniqueFd fd) : fd_(std::move(fd)) {}
-  /// Reads one whole frame and decodes it. Needs `recvfrom`.
+  /// Reads one whole frame and decodes it. Needs `recvfrom` with no flags
+  /// (recv); SO_RCVTIMEO bounds each wait.
   Result<control::Response> read_response();
-  /// Writes all of `bytes`. Needs `sendto`.
+  /// Writes all of `bytes`. Needs `sendto` with MSG_NOSIGNAL (send), so a
+  /// closed server gives EPIPE and never SIGPIPE; SO_SNDTIMEO bounds each wait.
   Result<void> write_all(const std::string& bytes);
 
   UniqueFd fd_;

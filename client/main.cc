@@ -42,9 +42,13 @@ constexpr int kExitStale = 4;
 /// keeps changing needs a person to look, not a loop.
 constexpr int kMaxCommitAttempts = 3;
 
-/// Confines the client once its only socket is connected: no new privileges
-/// and a seccomp allowlist of what talking and printing need (no open).
+/// Confines the client once its only socket is connected: stdio and malloc
+/// set up so that they need no probing later (prepare_client_for_seccomp), no
+/// new privileges, and a seccomp allowlist of what talking and printing need
+/// (no open, no read). Fails with the step that failed.
 Result<void> sandbox_client() {
+  auto prepared = prepare_client_for_seccomp();
+  if (!prepared) return prepared;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return Err(errno, "prctl(PR_SET_NO_NEW_PRIVS): " + errno_text(errno));
   }

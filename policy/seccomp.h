@@ -45,8 +45,16 @@ inline scmp_arg_cmp arg_flags_within(unsigned arg, uint32_t allowed) {
 /// The worker's allowlist. `self_pid` restricts signal syscalls (abort) to the
 /// worker itself.
 std::vector<SyscallRule> worker_seccomp_rules(int self_pid);
-/// sluicectl's allowlist, loaded once its control socket is connected.
+/// sluicectl's allowlist, loaded once its control socket is connected and
+/// after prepare_client_for_seccomp(). `self_pid` restricts tgkill (abort) to
+/// the client itself.
 std::vector<SyscallRule> client_seccomp_rules(int self_pid);
+/// Puts the process into the state client_seccomp_rules() assumes; call it
+/// just before the filter is loaded. It gives stdout its buffer and stderr its
+/// unbuffered mode (stdio then never fstats them or asks for TCGETS), and turns
+/// off malloc's own mmap chunks (realloc then never needs mremap). Fails with
+/// the step that failed.
+Result<void> prepare_client_for_seccomp();
 /// sluiced's allowlist, loaded after start-up.
 std::vector<SyscallRule> broker_seccomp_rules(int self_pid);
 

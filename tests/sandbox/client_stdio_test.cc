@@ -1,8 +1,10 @@
-// Empirical check of the client allowlist's stdio rows: the real glibc stdio
-// and libstdc++ iostreams, first used after the filter is loaded, writing to
-// each kind of stdout sluicectl may get (pipe, regular file, /dev/null, pty).
-// glibc probes a character device that is not a pty with ioctl(TCGETS), a pty
-// only with newfstatat, and a pipe or file with newfstatat; all must pass.
+// Empirical check of the client allowlist's output: the real glibc stdio and
+// libstdc++ iostreams, first used after the filter is loaded, writing to each
+// kind of stdout sluicectl may get (pipe, regular file, /dev/null, pty).
+// glibc probes a stream when it allocates its buffer: newfstatat, plus
+// ioctl(TCGETS) for a character device that is not a pty. The allowlist has
+// neither; prepare_client_for_seccomp() gives the buffers before the filter,
+// so all four must pass, and without it the first printf must die of SIGSYS.
 // In sanitizer builds, LeakSanitizer is off once the filter is loaded (see
 // __lsan_is_turned_off in policy/seccomp_table.cc).
 #include <fcntl.h>
@@ -23,14 +25,15 @@ namespace sluice {
 namespace {
 
 /// Runs the probe with `out` as its stdout (and stderr to /dev/null), and
-/// returns its wait status; -1 when it could not be started.
-int run_probe_with_stdout(int out) {
+/// returns its wait status; -1 when it could not be started. `arg`, when not
+/// null, is passed to the probe ("--unprepared").
+int run_probe_with_stdout(int out, const char* arg = nullptr) {
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
     int null = open("/dev/null", O_WRONLY);
     if (null < 0 || dup2(out, 1) < 0 || dup2(null, 2) < 0) _exit(96);
-    execl(SLUICE_CLIENT_PROBE, "client_filter_probe", static_cast<char*>(nullptr));
+    execl(SLUICE_CLIENT_PROBE, "client_filter_probe", arg, static_cast<char*>(nullptr));
     _exit(95);
   }
   int status = 0;
@@ -69,6 +72,16 @@ TEST(ClientStdio, Pipe) {
   std::string out = drain(r.get());
   EXPECT_EQ(out.rfind("printf 42\ncout line\n262144\n", 0), 0u) << out.substr(0, 200);
   EXPECT_NE(out.find("\nend\n"), std::string::npos);
+}
+
+TEST(ClientStdio, UnpreparedStdoutIsKilled) {
+  // The negative control: without prepare_client_for_seccomp(), glibc's first
+  // printf fstats the pipe, which the allowlist does not grant.
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  int status = run_probe_with_stdout(w.get(), "--unprepared");
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) << describe(status);
 }
 
 TEST(ClientStdio, RegularFile) {

@@ -46,6 +46,12 @@ bool abort_handler_ran() {
 
 ProbeFds make_probe_fds(unsigned setup) {
   ProbeFds f;
+  if (setup & kSetupStdoutDevNull) {
+    int null = need(open("/dev/null", O_WRONLY | O_CLOEXEC), "open(/dev/null)");
+    std::fflush(stdout);
+    if (dup2(null, 1) != 1) setup_failed("dup2(/dev/null, 1)");
+    close(null);
+  }
   f.tcp4 = need(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "tcp4");
   f.tcp6 = need(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), "tcp6");
   f.udp4 = need(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "udp4");
@@ -102,9 +108,10 @@ void load_filter_or_exit(const std::vector<SyscallRule>& rules) {
   }
 }
 
-void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int)) {
+void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int), void (*prepare)()) {
   ProbeFds fds = make_probe_fds(probe.setup);
   std::fflush(nullptr);  // nothing buffered may need a syscall later
+  if (prepare != nullptr) prepare();
   load_filter_or_exit(rules(static_cast<int>(getpid())));
   bool ok = probe.run(fds);
   if (probe.expect != Expect::kAllowed) _exit(kExitNotKilled);

@@ -61,7 +61,8 @@ struct Probe {
 };
 
 /// Probe::setup bits.
-inline constexpr unsigned kSetupAbortHandler = 1u << 0;  // a SIGABRT handler that returns
+inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler that returns
+inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null
 
 /// True once the kSetupAbortHandler handler has run.
 bool abort_handler_ran();
@@ -84,8 +85,10 @@ void load_filter_or_exit(const std::vector<SyscallRule>& rules);
 /// process (CONFIG_IA32_EMULATION, not disabled with ia32_emulation=0).
 bool ia32_syscalls_work();
 
-/// The whole death-test statement: fds, filter, probe, exit code.
-[[noreturn]] void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int));
+/// The whole death-test statement: fds, `prepare` (when not null: what the
+/// binary does to itself just before its filter), filter, probe, exit code.
+[[noreturn]] void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int),
+                            void (*prepare)() = nullptr);
 
 /// Probe tables, defined in worker_probes.cc and client_probes.cc.
 const std::vector<Probe>& worker_probes();

@@ -1,14 +1,18 @@
 // Per-row death tests of the worker's and the client's seccomp allowlists
 // (STYLE.md 17): each probe (worker_probes.cc, client_probes.cc) runs in its
-// own death-test child, which creates its kernel objects, loads the filter,
-// makes one call and exits. Allowed calls must exit 0, forbidden ones must be
-// killed by SIGSYS (the filter's KILL_PROCESS), abort() by SIGABRT.
+// own death-test child, which creates its kernel objects, prepares itself as
+// the binary does (the client), loads the filter, makes one call and exits.
+// Allowed calls must exit 0, forbidden ones must be killed by SIGSYS (the
+// filter's KILL_PROCESS), abort() by SIGABRT.
 //
 // Sanitizer builds (SLUICE_SANITIZE) run these too: the children end with
 // _exit() or a signal, where LeakSanitizer does not run, and the rows that
 // install_seccomp() adds for the sanitizer runtime never widen an argument
 // that a probe perturbs (checked with gcc 12's libasan).
 #include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <gtest/gtest.h>
 
@@ -22,26 +26,37 @@ std::string probe_name(const ::testing::TestParamInfo<Probe>& info) {
   return info.param.name;
 }
 
-/// Runs `probe` in a death-test child under the filter of `rules` and checks
-/// how that child ended.
-void expect_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int)) {
+/// What sluicectl does to itself just before its filter (client/main.cc);
+/// exits kExitFilterFailed when that fails.
+void prepare_client() {
+  Result<void> prepared = prepare_client_for_seccomp();
+  if (!prepared) {
+    std::fprintf(stderr, "prepare_client_for_seccomp: %s\n", prepared.error().message.c_str());
+    _exit(kExitFilterFailed);
+  }
+}
+
+/// Runs `probe` in a death-test child under the filter of `rules`, after
+/// `prepare` when set, and checks how that child ended.
+void expect_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int),
+                  void (*prepare)() = nullptr) {
   if (probe.supported != nullptr && !probe.supported()) {
     GTEST_SKIP() << probe.name << ": not supported by this kernel";
   }
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   switch (probe.expect) {
     case Expect::kAllowed:
-      EXPECT_EXIT(run_probe(probe, rules), ::testing::ExitedWithCode(0), "")
+      EXPECT_EXIT(run_probe(probe, rules, prepare), ::testing::ExitedWithCode(0), "")
           << probe.name << ": an allowed call was killed or misbehaved (exit " << kExitProbeFailed
           << " = wrong result, " << kExitFilterFailed << " = setup failed)";
       break;
     case Expect::kKilled:
-      EXPECT_EXIT(run_probe(probe, rules), ::testing::KilledBySignal(SIGSYS), "")
+      EXPECT_EXIT(run_probe(probe, rules, prepare), ::testing::KilledBySignal(SIGSYS), "")
           << probe.name << ": a forbidden call was not killed (exit " << kExitNotKilled
           << " = it returned)";
       break;
     case Expect::kAborts:
-      EXPECT_EXIT(run_probe(probe, rules), ::testing::KilledBySignal(SIGABRT), "")
+      EXPECT_EXIT(run_probe(probe, rules, prepare), ::testing::KilledBySignal(SIGABRT), "")
           << probe.name << ": abort() must end with SIGABRT under the filter";
       break;
   }
@@ -54,7 +69,7 @@ TEST_P(WorkerFilter, Probe) {
   expect_probe(GetParam(), worker_seccomp_rules);
 }
 TEST_P(ClientFilter, Probe) {
-  expect_probe(GetParam(), client_seccomp_rules);
+  expect_probe(GetParam(), client_seccomp_rules, prepare_client);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seccomp, WorkerFilter, ::testing::ValuesIn(worker_probes()), probe_name);
