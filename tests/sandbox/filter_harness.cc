@@ -9,12 +9,16 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+
+#include "policy/seccomp_broker.h"
 
 namespace sluice::testing {
 namespace {
@@ -38,6 +42,70 @@ void on_abort(int) {
   g_abort_handled = 1;
 }
 
+/// Returns a copy of `fd` at 100 or above and closes `fd`, so that it cannot
+/// sit on a number that is about to be placed.
+int move_high(int fd, const char* what) {
+  int high = need(fcntl(fd, F_DUPFD_CLOEXEC, 100), what);
+  close(fd);
+  return high;
+}
+
+/// Starts a child that waits to be killed and dies with its parent (the
+/// death-test child) at the latest; returns its pid.
+pid_t start_waiting_child() {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) setup_failed("fork");
+  if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) _exit(0);
+    for (;;) pause();
+  }
+  return pid;
+}
+
+/// kSetupBrokerFds: puts what sluiced keeps on its fixed descriptor numbers
+/// there. Runs first, so that the other probe objects get higher numbers.
+/// A fixed number may be the death-test pipe of gtest; replacing it is
+/// harmless, since a probe never returns into gtest: the parent reads end of
+/// file and judges the child by its exit status alone.
+void place_broker_fds(ProbeFds& f) {
+  int channel[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET)");
+  }
+  // One request queued for the broker's recvmsg.
+  if (send(channel[1], "q", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  if (sigprocmask(SIG_BLOCK, &usr1, nullptr) != 0) setup_failed("sigprocmask");
+  int signal_fd = need(signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd");
+  if (raise(SIGUSR1) != 0) setup_failed("raise(SIGUSR1)");  // pending: read() finds it
+
+  f.child = start_waiting_child();
+  int pidfd = need(static_cast<int>(syscall(SYS_pidfd_open, f.child, 0)), "pidfd_open");
+  int dir = need(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/, O_PATH)");
+
+  // Everything out of the way first, the peer included: any of them may sit
+  // on a fixed number.
+  f.channel_peer = move_high(channel[1], "channel peer");
+  const int sources[] = {move_high(channel[0], "channel"), move_high(signal_fd, "signalfd"),
+                         move_high(pidfd, "pidfd"), move_high(dir, "dir")};
+  const int targets[] = {broker_fd::kChannel, broker_fd::kSignal, broker_fd::kWorker,
+                         broker_fd::kControlDir};
+  for (size_t i = 0; i < 4; ++i) {
+    if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");
+    close(sources[i]);
+  }
+  for (int i = 0; i < 10; ++i) {
+    char l[64] = {};
+    char p[32];
+    snprintf(p, 32, "/proc/self/fd/%d", i);
+    if (readlink(p, l, 63) > 0) fprintf(stderr, "DBG fd %d %s\n", i, l);
+  }
+}
+
 }  // namespace
 
 bool abort_handler_ran() {
@@ -46,6 +114,7 @@ bool abort_handler_ran() {
 
 ProbeFds make_probe_fds(unsigned setup) {
   ProbeFds f;
+  if (setup & kSetupBrokerFds) place_broker_fds(f);
   if (setup & kSetupStdoutDevNull) {
     int null = need(open("/dev/null", O_WRONLY | O_CLOEXEC), "open(/dev/null)");
     std::fflush(stdout);

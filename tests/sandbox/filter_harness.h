@@ -1,5 +1,5 @@
 // Shared pieces of the seccomp death tests: loading a filter inside a
-// death-test child, the table of probes, and the kernel objects the probes
+// death-test child, the tables of probes, and the kernel objects the probes
 // act on (created before the filter, as the real binaries do).
 #pragma once
 
@@ -42,6 +42,12 @@ struct ProbeFds {
   int pipe_r = -1, pipe_w = -1;  // non-blocking pipe
   int epoll = -1;                // epoll fd
   void* page = nullptr;          // one anonymous RW page
+  // kSetupBrokerFds: the broker's fixed descriptors (policy/seccomp_broker.h)
+  // hold what sluiced keeps there: kChannel a SOCK_SEQPACKET end with one
+  // message queued, kSignal a signalfd with SIGUSR1 pending, kWorker the
+  // pidfd of `child`, kControlDir an O_PATH fd of "/".
+  int channel_peer = -1;  // the other end of kChannel (the "worker")
+  pid_t child = -1;       // a child that waits to be killed; it dies with us
 };
 
 /// A pid that never exists (above the kernel's PID_MAX_LIMIT of 2^22), for
@@ -63,6 +69,7 @@ struct Probe {
 /// Probe::setup bits.
 inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler that returns
 inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null
+inline constexpr unsigned kSetupBrokerFds = 1u << 2;      // see ProbeFds::channel_peer
 
 /// True once the kSetupAbortHandler handler has run.
 bool abort_handler_ran();
@@ -90,8 +97,10 @@ bool ia32_syscalls_work();
 [[noreturn]] void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int),
                             void (*prepare)() = nullptr);
 
-/// Probe tables, defined in worker_probes.cc and client_probes.cc.
+/// Probe tables, defined in worker_probes.cc, client_probes.cc and
+/// broker_probes.cc.
 const std::vector<Probe>& worker_probes();
 const std::vector<Probe>& client_probes();
+const std::vector<Probe>& broker_probes();
 
 }  // namespace sluice::testing

@@ -99,6 +99,9 @@ TEST(SeccompGolden, Worker) {
 TEST(SeccompGolden, Client) {
   check_golden(client_seccomp_rules(kGoldenPid), "client.pfc");
 }
+TEST(SeccompGolden, Broker) {
+  check_golden(broker_seccomp_rules(kGoldenPid), "broker.pfc");
+}
 
 TEST(SeccompGolden, DiffShowsChangedLines) {
   EXPECT_EQ(line_diff("a\nb\nc\n", "a\nB\nc\nd\n"), "@2 + B\n@2 - b\n@4 + d\n");
@@ -225,6 +228,25 @@ TEST(SeccompTable, ClientTable) {
         "read",       "readv",  "recvmsg", "sendmsg", "poll",         "ppoll",
         "newfstatat", "ioctl",  "lseek",   "mremap",  "rt_sigaction", "rt_sigreturn"}) {
     EXPECT_EQ(names.count(forbidden), 0u) << "client allows " << forbidden;
+  }
+}
+
+TEST(SeccompTable, BrokerTable) {
+  std::vector<SyscallRule> rules = broker_seccomp_rules(kGoldenPid);
+  check_table(rules, 30, "broker");
+  std::set<std::string> names;
+  for (const SyscallRule& row : rules) names.insert(row.name);
+  // Everything before the filter (options, policy file, fork and exec of the
+  // worker, capabilities, /proc) stays out; so does anything that would let a
+  // compromised broker reach beyond its listeners and its one worker.
+  for (const char* forbidden : {"open",       "openat",   "openat2",  "creat",
+                                "execve",     "execveat", "clone",    "clone3",
+                                "fork",       "vfork",    "ptrace",   "prctl",
+                                "fcntl",      "ioctl",    "kill",     "pidfd_open",
+                                "connect",    "accept4",  "mprotect", "unshare",
+                                "setns",      "mount",    "setuid",   "capset",
+                                "socketpair", "seccomp",  "bpf",      "process_vm_writev"}) {
+    EXPECT_EQ(names.count(forbidden), 0u) << "broker allows " << forbidden;
   }
 }
 

@@ -1,0 +1,440 @@
+// Probes of sluiced's allowlist (policy/seccomp_broker.cc), one or more per
+// row: the call as the broker makes it passes, and every argument condition
+// is perturbed once (another fd than the fixed one of seccomp_broker.h,
+// another flag, family, type, option, signal or id type) and must die of
+// SIGSYS. Every probe runs with the fixed descriptors in place
+// (kSetupBrokerFds): the worker channel, the signalfd, the worker's pidfd (of
+// a real child) and the control socket's directory. Then what the broker
+// never needs after start-up: open, exec, fork, ioctl, fcntl, prctl, ...
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "base/scm_rights.h"
+#include "policy/seccomp_broker.h"
+#include "tests/sandbox/filter_harness.h"
+
+namespace sluice::testing {
+namespace {
+
+using broker_fd::kChannel;
+using broker_fd::kControlDir;
+using broker_fd::kSignal;
+using broker_fd::kWorker;
+
+/// The socket types the listener factory creates (listener_factory.cc).
+constexpr int kStream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+constexpr int kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+/// A name that does not exist in the control socket's directory ("/").
+constexpr const char* kNoSuchFile = "sluice-broker-probe-no-such-file";
+
+/// A probe that returns false, for forbidden calls (they must not return).
+#define FORBIDDEN(call)            \
+  +[](const ProbeFds& f) -> bool { \
+    (void)f;                       \
+    (void)(call);                  \
+    return false;                  \
+  }
+
+/// Creates a socket as the listener factory does and closes it; true when
+/// that worked.
+bool make_socket(int family, int type) {
+  int fd = socket(family, type, 0);
+  return fd >= 0 && close(fd) == 0;
+}
+
+/// setsockopt(fd, level, name) with the int `value`.
+int set_int(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+/// recvmsg of one byte from `fd` with `flags`.
+ssize_t recv_one(int fd, int flags) {
+  char byte;
+  iovec iov = {&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  return recvmsg(fd, &msg, flags);
+}
+
+/// sendmsg of one byte to `fd` with `flags`.
+ssize_t send_one(int fd, int flags) {
+  char byte = 'r';
+  iovec iov = {&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  return sendmsg(fd, &msg, flags);
+}
+
+/// pidfd_send_signal(2); glibc 2.36 has no wrapper that every header declares.
+long pidfd_signal(int pidfd, int sig, siginfo_t* info, unsigned flags) {
+  return syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags);
+}
+
+/// waitid(2) as the raw syscall (5 arguments, the last the rusage).
+long raw_waitid(int idtype, int id, int options) {
+  siginfo_t info{};
+  return syscall(SYS_waitid, idtype, id, &info, options, nullptr);
+}
+
+/// fstatat(2) (newfstatat on x86_64) of `path` under `dirfd` with `flags`.
+int stat_at(int dirfd, const char* path, int flags) {
+  struct stat st;
+  return fstatat(dirfd, path, &st, flags);
+}
+
+/// Binds `fd` (AF_INET) to 127.0.0.1 on an ephemeral port.
+int bind_loopback(int fd) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+}
+
+}  // namespace
+
+const std::vector<Probe>& broker_probes() {
+  // Long by nature: one entry per row and per perturbed argument.
+  static const std::vector<Probe> probes = {
+    // --- The worker channel and the loop.
+    {"poll_fixed_fds", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       pollfd fds[3] = {{kWorker, POLLIN, 0}, {kSignal, POLLIN, 0}, {kChannel, POLLIN, 0}};
+       return poll(fds, 3, 0) == 2;  // the signal and the queued request
+     },
+     kSetupBrokerFds},
+    {"recvmsg_channel", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[8];
+       Result<ReceivedMessage> got = receive_message(kChannel, buf, sizeof(buf), 1, MSG_DONTWAIT);
+       return got && got->len == 1;
+     },
+     kSetupBrokerFds},
+    {"recvmsg_channel_blocking", Expect::kKilled,
+     FORBIDDEN(recv_one(kChannel, MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"recvmsg_channel_peek", Expect::kKilled,
+     FORBIDDEN(recv_one(kChannel, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_PEEK)), kSetupBrokerFds},
+    {"recvmsg_other_fd", Expect::kKilled,
+     FORBIDDEN(recv_one(f.channel_peer, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"sendmsg_channel_with_fd", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       const int fds[] = {f.listener};  // a reply carries a listener
+       return send_message(kChannel, "r", 1, fds).ok();
+     },
+     kSetupBrokerFds},
+    {"sendmsg_channel_without_nosignal", Expect::kKilled, FORBIDDEN(send_one(kChannel, 0)),
+     kSetupBrokerFds},
+    {"sendmsg_other_fd", Expect::kKilled, FORBIDDEN(send_one(f.channel_peer, MSG_NOSIGNAL)),
+     kSetupBrokerFds},
+    {"read_signalfd", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       signalfd_siginfo si;
+       return read(kSignal, &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si)) &&
+              si.ssi_signo == SIGUSR1;
+     },
+     kSetupBrokerFds},
+    {"read_channel", Expect::kKilled,
+     +[](const ProbeFds&) {
+       char c;
+       (void)read(kChannel, &c, 1);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"read_stdin", Expect::kKilled,
+     +[](const ProbeFds&) {
+       char c;
+       (void)read(0, &c, 0);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"write_log", Expect::kAllowed, +[](const ProbeFds&) { return write(2, "", 0) == 0; },
+     kSetupBrokerFds},
+    {"write_stdout", Expect::kKilled, FORBIDDEN(write(1, "", 0)), kSetupBrokerFds},
+    {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},
+
+    // --- The listener factory.
+    {"socket_tcp4", Expect::kAllowed, +[](const ProbeFds&) { return make_socket(AF_INET, kStream); },
+     kSetupBrokerFds},
+    {"socket_udp4", Expect::kAllowed, +[](const ProbeFds&) { return make_socket(AF_INET, kDgram); },
+     kSetupBrokerFds},
+    {"socket_tcp6", Expect::kAllowed,
+     +[](const ProbeFds&) { return make_socket(AF_INET6, kStream); }, kSetupBrokerFds},
+    {"socket_udp6", Expect::kAllowed,
+     +[](const ProbeFds&) { return make_socket(AF_INET6, kDgram); }, kSetupBrokerFds},
+    {"socket_unix", Expect::kKilled, FORBIDDEN(socket(AF_UNIX, kStream, 0)), kSetupBrokerFds},
+    {"socket_netlink", Expect::kKilled, FORBIDDEN(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0)),
+     kSetupBrokerFds},
+    {"socket_packet", Expect::kKilled, FORBIDDEN(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0)),
+     kSetupBrokerFds},
+    {"socket_raw_ip", Expect::kKilled,
+     FORBIDDEN(socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP)),
+     kSetupBrokerFds},
+    {"socket_tcp_blocking", Expect::kKilled,
+     FORBIDDEN(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)), kSetupBrokerFds},
+    {"socket_tcp_inheritable", Expect::kKilled,
+     FORBIDDEN(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0)), kSetupBrokerFds},
+    {"socket_tcp_protocol", Expect::kKilled, FORBIDDEN(socket(AF_INET, kStream, IPPROTO_TCP)),
+     kSetupBrokerFds},
+    {"socket_seqpacket", Expect::kKilled,
+     FORBIDDEN(socket(AF_INET, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)), kSetupBrokerFds},
+    {"setsockopt_reuseaddr", Expect::kAllowed,
+     +[](const ProbeFds& f) { return set_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR, 1) == 0; },
+     kSetupBrokerFds},
+    {"setsockopt_v6only", Expect::kAllowed,
+     +[](const ProbeFds& f) { return set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY, 0) == 0; },
+     kSetupBrokerFds},
+    {"setsockopt_bindtodevice", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       // Allowed by the filter; the kernel may still want CAP_NET_RAW.
+       static const char kLo[] = "lo";
+       return setsockopt(f.tcp4, SOL_SOCKET, SO_BINDTODEVICE, kLo, sizeof(kLo)) == 0 ||
+              errno == EPERM;
+     },
+     kSetupBrokerFds},
+    {"setsockopt_reuseport", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEPORT, 1)), kSetupBrokerFds},
+    {"setsockopt_mark", Expect::kKilled, FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_MARK, 1)),
+     kSetupBrokerFds},
+    {"setsockopt_attach_filter", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_ATTACH_FILTER, 0)), kSetupBrokerFds},
+    {"setsockopt_ip_transparent", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TRANSPARENT, 1)), kSetupBrokerFds},
+    {"setsockopt_ipv6_other", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp6, IPPROTO_IPV6, IPV6_TRANSPARENT, 1)), kSetupBrokerFds},
+    {"setsockopt_reuseaddr_wrong_level", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, IPPROTO_TCP, SO_REUSEADDR, 1)), kSetupBrokerFds},
+    // --- PeerQuery: the ids of a control client, on an fd with no fixed number.
+    {"getsockopt_peercred", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       ucred cred{};
+       socklen_t len = sizeof(cred);
+       return getsockopt(f.stream[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+              cred.pid == getpid();
+     },
+     kSetupBrokerFds},
+    {"getsockopt_peergroups", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       gid_t groups[256];
+       socklen_t len = sizeof(groups);
+       return getsockopt(f.stream[0], SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0 ||
+              errno == ERANGE;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_other_option", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       int type = 0;
+       socklen_t len = sizeof(type);
+       (void)getsockopt(f.tcp4, SOL_SOCKET, SO_TYPE, &type, &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_peercred_wrong_level", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       ucred cred{};
+       socklen_t len = sizeof(cred);
+       (void)getsockopt(f.stream[0], IPPROTO_TCP, SO_PEERCRED, &cred, &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"bind", Expect::kAllowed, +[](const ProbeFds& f) { return bind_loopback(f.tcp4) == 0; },
+     kSetupBrokerFds},
+    {"listen_somaxconn", Expect::kAllowed,
+     +[](const ProbeFds& f) { return listen(f.listener, SOMAXCONN) == 0; }, kSetupBrokerFds},
+    {"listen_other_backlog", Expect::kKilled, FORBIDDEN(listen(f.listener, 8)), kSetupBrokerFds},
+    {"close", Expect::kAllowed, +[](const ProbeFds& f) { return close(f.tcp4) == 0; },
+     kSetupBrokerFds},
+    {"shutdown_channel", Expect::kAllowed,
+     +[](const ProbeFds&) { return shutdown(kChannel, SHUT_RDWR) == 0; }, kSetupBrokerFds},
+    {"shutdown_channel_write_only", Expect::kKilled, FORBIDDEN(shutdown(kChannel, SHUT_WR)),
+     kSetupBrokerFds},
+    {"shutdown_other_fd", Expect::kKilled, FORBIDDEN(shutdown(f.stream[0], SHUT_RDWR)),
+     kSetupBrokerFds},
+
+    // --- The worker's lifetime, through its pidfd.
+    {"pidfd_sigterm", Expect::kAllowed,
+     +[](const ProbeFds&) { return pidfd_signal(kWorker, SIGTERM, nullptr, 0) == 0; },
+     kSetupBrokerFds},
+    {"pidfd_sigkill_then_waitid", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       if (pidfd_signal(kWorker, SIGKILL, nullptr, 0) != 0) return false;
+       pollfd p = {kWorker, POLLIN, 0};
+       siginfo_t info{};
+       return poll(&p, 1, 5000) == 1 &&
+              syscall(SYS_waitid, P_PIDFD, kWorker, &info, WEXITED | WNOHANG, nullptr) == 0 &&
+              info.si_code == CLD_KILLED && info.si_status == SIGKILL;
+     },
+     kSetupBrokerFds},
+    {"pidfd_other_signal", Expect::kKilled, FORBIDDEN(pidfd_signal(kWorker, SIGUSR1, nullptr, 0)),
+     kSetupBrokerFds},
+    {"pidfd_other_fd", Expect::kKilled, FORBIDDEN(pidfd_signal(kChannel, SIGTERM, nullptr, 0)),
+     kSetupBrokerFds},
+    {"pidfd_with_siginfo", Expect::kKilled,
+     +[](const ProbeFds&) {
+       siginfo_t info{};
+       (void)pidfd_signal(kWorker, SIGTERM, &info, 0);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"pidfd_with_flags", Expect::kKilled, FORBIDDEN(pidfd_signal(kWorker, SIGTERM, nullptr, 1)),
+     kSetupBrokerFds},
+    {"waitid_pidfd_nohang", Expect::kAllowed,
+     +[](const ProbeFds&) { return raw_waitid(P_PIDFD, kWorker, WEXITED | WNOHANG) == 0; },
+     kSetupBrokerFds},
+    {"waitid_blocking", Expect::kKilled, FORBIDDEN(raw_waitid(P_PIDFD, kWorker, WEXITED)),
+     kSetupBrokerFds},
+    {"waitid_stopped", Expect::kKilled,
+     FORBIDDEN(raw_waitid(P_PIDFD, kWorker, WSTOPPED | WNOHANG)), kSetupBrokerFds},
+    {"waitid_pid", Expect::kKilled, FORBIDDEN(raw_waitid(P_PID, f.child, WEXITED | WNOHANG)),
+     kSetupBrokerFds},
+    {"waitid_all", Expect::kKilled, FORBIDDEN(raw_waitid(P_ALL, 0, WEXITED | WNOHANG)),
+     kSetupBrokerFds},
+    {"waitid_other_fd", Expect::kKilled,
+     FORBIDDEN(raw_waitid(P_PIDFD, kChannel, WEXITED | WNOHANG)), kSetupBrokerFds},
+
+    // --- Shutdown: the control socket's directory only.
+    {"newfstatat_control_dir", Expect::kAllowed,
+     +[](const ProbeFds&) { return stat_at(kControlDir, ".", AT_SYMLINK_NOFOLLOW) == 0; },
+     kSetupBrokerFds},
+    {"newfstatat_cwd", Expect::kKilled, FORBIDDEN(stat_at(AT_FDCWD, "/", AT_SYMLINK_NOFOLLOW)),
+     kSetupBrokerFds},
+    {"newfstatat_following_links", Expect::kKilled, FORBIDDEN(stat_at(kControlDir, ".", 0)),
+     kSetupBrokerFds},
+    {"fstat", Expect::kKilled, FORBIDDEN(stat_at(kControlDir, "", AT_EMPTY_PATH)),
+     kSetupBrokerFds},
+    {"unlinkat_control_dir", Expect::kAllowed,
+     +[](const ProbeFds&) { return unlinkat(kControlDir, kNoSuchFile, 0) == -1 && errno == ENOENT; },
+     kSetupBrokerFds},
+    {"unlinkat_removedir", Expect::kKilled,
+     FORBIDDEN(unlinkat(kControlDir, kNoSuchFile, AT_REMOVEDIR)), kSetupBrokerFds},
+    {"unlinkat_cwd", Expect::kKilled, FORBIDDEN(unlinkat(AT_FDCWD, kNoSuchFile, 0)),
+     kSetupBrokerFds},
+    {"exit_group", Expect::kAllowed, +[](const ProbeFds&) -> bool { _exit(0); }, kSetupBrokerFds},
+
+    // --- Memory and time.
+    {"malloc_brk_mmap_munmap", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       for (size_t size = 16; size <= (8u << 20); size *= 4) {
+         void* p = std::malloc(size);  // large sizes: mmap and munmap
+         if (p == nullptr) return false;
+         std::free(p);
+       }
+       void* a = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+       return syscall(SYS_brk, 0) > 0 && a != MAP_FAILED && munmap(a, 4096) == 0;
+     },
+     kSetupBrokerFds},
+    {"mmap_exec", Expect::kKilled,
+     FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
+     kSetupBrokerFds},
+    {"mmap_growsdown", Expect::kKilled,
+     FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_GROWSDOWN,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
+     kSetupBrokerFds},
+    {"mprotect", Expect::kKilled, FORBIDDEN(mprotect(f.page, 4096, PROT_READ)), kSetupBrokerFds},
+    {"mremap", Expect::kKilled, FORBIDDEN(mremap(f.page, 4096, 8192, MREMAP_MAYMOVE)),
+     kSetupBrokerFds},
+    {"clock_gettime_syscall", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       timespec ts;
+       return syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) == 0;
+     },
+     kSetupBrokerFds},
+    {"restart_syscall", Expect::kAllowed,
+     // With nothing to restart the kernel answers EINTR.
+     +[](const ProbeFds&) { return syscall(SYS_restart_syscall) == -1 && errno == EINTR; },
+     kSetupBrokerFds},
+
+    // --- abort(): SIGABRT to the broker itself, and nothing else.
+    {"abort", Expect::kAborts, +[](const ProbeFds&) -> bool { std::abort(); }, kSetupBrokerFds},
+    {"sigprocmask_getpid_gettid", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       sigset_t none;
+       sigemptyset(&none);
+       return sigprocmask(SIG_BLOCK, &none, nullptr) == 0 && syscall(SYS_getpid) == getpid() &&
+              syscall(SYS_gettid) == gettid();
+     },
+     kSetupBrokerFds},
+    {"sigaction_sigabrt_default", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       struct sigaction dfl = {};
+       dfl.sa_handler = SIG_DFL;
+       return sigaction(SIGABRT, &dfl, nullptr) == 0;
+     },
+     kSetupBrokerFds},
+    {"sigaction_other_signal", Expect::kKilled,
+     +[](const ProbeFds&) {
+       struct sigaction ign = {};
+       ign.sa_handler = SIG_IGN;
+       (void)sigaction(SIGTERM, &ign, nullptr);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"signal_handler_return", Expect::kKilled,
+     // The handler runs, and its return (rt_sigreturn) is killed: sluiced
+     // takes its signals through the signalfd and installs no handler.
+     +[](const ProbeFds&) {
+       (void)raise(SIGABRT);
+       return false;
+     },
+     kSetupBrokerFds | kSetupAbortHandler},
+    {"tgkill_other_process", Expect::kKilled,
+     FORBIDDEN(syscall(SYS_tgkill, kNoSuchPid, kNoSuchPid, SIGABRT)), kSetupBrokerFds},
+    {"tgkill_self_sigterm", Expect::kKilled,
+     FORBIDDEN(syscall(SYS_tgkill, getpid(), gettid(), SIGTERM)), kSetupBrokerFds},
+    {"kill_worker_by_pid", Expect::kKilled, FORBIDDEN(kill(f.child, SIGKILL)), kSetupBrokerFds},
+
+    // --- What the broker never needs after start-up.
+    {"openat", Expect::kKilled, FORBIDDEN(openat(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY)),
+     kSetupBrokerFds},
+    {"openat_control_dir", Expect::kKilled, FORBIDDEN(openat(kControlDir, ".", O_RDONLY)),
+     kSetupBrokerFds},
+    {"execve", Expect::kKilled,
+     +[](const ProbeFds&) {
+       char* const argv[] = {const_cast<char*>("true"), nullptr};
+       execve("/bin/true", argv, nullptr);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"fork", Expect::kKilled, FORBIDDEN(syscall(SYS_fork)), kSetupBrokerFds},
+    {"pidfd_open", Expect::kKilled, FORBIDDEN(syscall(SYS_pidfd_open, f.child, 0)),
+     kSetupBrokerFds},
+    {"fcntl_getfl", Expect::kKilled, FORBIDDEN(fcntl(kChannel, F_GETFL)), kSetupBrokerFds},
+    {"fcntl_dupfd", Expect::kKilled, FORBIDDEN(fcntl(kChannel, F_DUPFD_CLOEXEC, 0)),
+     kSetupBrokerFds},
+    {"fcntl_setfl", Expect::kKilled, FORBIDDEN(fcntl(f.tcp4, F_SETFL, O_NONBLOCK)),
+     kSetupBrokerFds},
+    {"ioctl", Expect::kKilled, FORBIDDEN(ioctl(f.tcp4, FIONREAD, nullptr)), kSetupBrokerFds},
+    {"prctl", Expect::kKilled, FORBIDDEN(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)), kSetupBrokerFds},
+    {"connect", Expect::kKilled, FORBIDDEN(connect(f.tcp4, nullptr, 0)), kSetupBrokerFds},
+    {"accept4", Expect::kKilled, FORBIDDEN(accept4(f.listener, nullptr, nullptr, SOCK_CLOEXEC)),
+     kSetupBrokerFds},
+    {"socketpair", Expect::kKilled,
+     +[](const ProbeFds&) {
+       int sv[2];
+       (void)socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"setuid", Expect::kKilled, FORBIDDEN(setuid(0)), kSetupBrokerFds},
+  };
+  return probes;
+}
+
+}  // namespace sluice::testing
