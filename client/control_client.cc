@@ -132,9 +132,9 @@ Result<control::Response> ControlConnection::call(control::Request request) {
   auto response = read_response();
   if (!response) return response;
   if (auto* error = std::get_if<control::ProtocolError>(&response->body)) {
-    return Err(EPROTO, std::string("the server refused the request (") +
-                           control::error_code_name(error->code) +
-                           "): " + sanitize(error->message, control::kMaxTextBytes));
+    return Err(kServerRefused, std::string("the server refused the request (") +
+                                   control::error_code_name(error->code) +
+                                   "): " + sanitize(error->message, control::kMaxTextBytes));
   }
   if (response->id != request.id) {
     return Err(EPROTO, "the server answered request " + std::to_string(response->id) +

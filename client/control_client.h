@@ -2,6 +2,7 @@
 // request/response calls with a timeout.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,6 +12,11 @@
 #include "schema/codec.h"
 
 namespace sluice {
+
+/// Error::err of call() when the server answered the request with a
+/// ProtocolError (not permitted, malformed...): the server refused it and did
+/// not carry it out, unlike a connection that broke before any answer.
+inline constexpr int kServerRefused = ECANCELED;
 
 class ControlConnection {
  public:
@@ -23,7 +29,8 @@ class ControlConnection {
   Result<control::ServerHello> handshake();
 
   /// Sends `request` (its id is assigned here) and returns the response with
-  /// the same id. A ProtocolError response becomes an Error.
+  /// the same id. A ProtocolError response becomes an Error whose err is
+  /// kServerRefused.
   Result<control::Response> call(control::Request request);
 
   int fd() const { return fd_.get(); }

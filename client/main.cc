@@ -219,7 +219,9 @@ int edit_tables(const Session& s) {
     auto response = s.conn.call(request);
     if (!response) {
       print_err(s.path + ": commit: " + response.error().message +
-                "; whether the tables changed is unknown: run sluicectl to list them");
+                (response.error().err == kServerRefused
+                     ? "; nothing changed"
+                     : "; whether the tables changed is unknown: run sluicectl to list them"));
       return kExitConnection;
     }
     auto* result = std::get_if<control::CommitResult>(&response->body);
