@@ -315,6 +315,70 @@ HistoryEntry decode_history_entry(cp::HistoryEntry::Reader in) {
   return e;
 }
 
+/// Writes the counters of every rule.
+void encode_stats(const Stats& st, cp::Stats::Builder out) {
+  out.setGeneration(st.generation);
+  out.setUptimeMillis(st.uptime_millis);
+  out.setConnectionsActive(st.connections_active);
+  out.setConnectionLimit(st.connection_limit);
+  out.setFlowsActive(st.flows_active);
+  out.setFlowLimit(st.flow_limit);
+  out.setListeners(st.listeners);
+  out.setPausedListeners(st.paused_listeners);
+  auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
+  for (size_t i = 0; i < st.rules.size(); ++i) {
+    const RuleStats& r = st.rules[i];
+    auto o = rules[static_cast<unsigned>(i)];
+    o.setPif(static_cast<cp::Pif>(static_cast<uint16_t>(r.pif)));
+    o.setRule(r.rule);
+    o.setText(r.text);
+    o.setAccepted(r.accepted);
+    o.setActive(r.active);
+    o.setFailed(r.failed);
+    o.setBytesToTarget(r.bytes_to_target);
+    o.setBytesToClient(r.bytes_to_client);
+    o.setFlowsActive(r.flows_active);
+    o.setFlowsCreated(r.flows_created);
+    o.setDatagramsToTarget(r.datagrams_to_target);
+    o.setDatagramsToClient(r.datagrams_to_client);
+    o.setDropped(r.dropped);
+  }
+}
+
+/// Reads the counters of every rule (at most 2 * kMaxRulesPerTable).
+Stats decode_stats(cp::Stats::Reader in) {
+  Stats st;
+  st.generation = in.getGeneration();
+  st.uptime_millis = in.getUptimeMillis();
+  st.connections_active = in.getConnectionsActive();
+  st.connection_limit = in.getConnectionLimit();
+  st.flows_active = in.getFlowsActive();
+  st.flow_limit = in.getFlowLimit();
+  st.listeners = in.getListeners();
+  st.paused_listeners = in.getPausedListeners();
+  auto rules = in.getRules();
+  if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
+  st.rules.reserve(rules.size());
+  for (auto r : rules) {
+    RuleStats o;
+    o.pif = decode_pif(r.getPif());
+    o.rule = r.getRule();
+    o.text = decode_text(r.getText(), kMaxTextBytes, "rule text");
+    o.accepted = r.getAccepted();
+    o.active = r.getActive();
+    o.failed = r.getFailed();
+    o.bytes_to_target = r.getBytesToTarget();
+    o.bytes_to_client = r.getBytesToClient();
+    o.flows_active = r.getFlowsActive();
+    o.flows_created = r.getFlowsCreated();
+    o.datagrams_to_target = r.getDatagramsToTarget();
+    o.datagrams_to_client = r.getDatagramsToClient();
+    o.dropped = r.getDropped();
+    st.rules.push_back(std::move(o));
+  }
+  return st;
+}
+
 }  // namespace
 
 std::string encode_request(const Request& request) {
@@ -335,6 +399,8 @@ std::string encode_request(const Request& request) {
     c.setEndRemovedFlows(commit->end_removed_flows);
   } else if (const auto* history = std::get_if<HistoryRequest>(&request.body)) {
     root.setHistory(history->limit);
+  } else if (std::holds_alternative<StatsRequest>(request.body)) {
+    root.setStats();
   } else {
     root.setGetState();
   }
@@ -378,6 +444,8 @@ std::string encode_response(const Response& response) {
     encode_commit_result(*result, root.initCommit());
   } else if (std::holds_alternative<Welcome>(response.body)) {
     root.setWelcome();
+  } else if (const auto* stats = std::get_if<Stats>(&response.body)) {
+    encode_stats(*stats, root.initStats());
   } else if (const auto* history = std::get_if<History>(&response.body)) {
     auto entries = root.initHistory(static_cast<unsigned>(history->entries.size()));
     for (size_t i = 0; i < history->entries.size(); ++i) {
@@ -430,6 +498,9 @@ Result<Request> decode_request(const void* frame, size_t len) {
         out.body = HistoryRequest{limit};
         return out;
       }
+      case cp::Request::STATS:
+        out.body = StatsRequest{};
+        return out;
     }
     throw DecodeError{"unknown request kind " +
                       std::to_string(static_cast<unsigned>(root.which()))};
@@ -482,6 +553,9 @@ Result<Response> decode_response(const void* frame, size_t len) {
         return out;
       case cp::Response::WELCOME:
         out.body = Welcome{};
+        return out;
+      case cp::Response::STATS:
+        out.body = decode_stats(root.getStats());
         return out;
       case cp::Response::HISTORY: {
         auto entries = root.getHistory();

@@ -154,6 +154,43 @@ struct History {
   bool operator==(const History&) const = default;
 };
 
+/// A request for the counters of every rule.
+struct StatsRequest {
+  bool operator==(const StatsRequest&) const = default;
+};
+
+/// Counters of one rule since it entered the tables (control.capnp RuleStats).
+struct RuleStats {
+  Pif pif = Pif::kHost;
+  uint32_t rule = 0;
+  std::string text;
+  uint64_t accepted = 0;
+  uint64_t active = 0;
+  uint64_t failed = 0;
+  uint64_t bytes_to_target = 0;
+  uint64_t bytes_to_client = 0;
+  uint64_t flows_active = 0;
+  uint64_t flows_created = 0;
+  uint64_t datagrams_to_target = 0;
+  uint64_t datagrams_to_client = 0;
+  uint64_t dropped = 0;
+  bool operator==(const RuleStats&) const = default;
+};
+
+/// The answer to a StatsRequest.
+struct Stats {
+  uint64_t generation = 0;
+  uint64_t uptime_millis = 0;
+  std::vector<RuleStats> rules;
+  uint64_t connections_active = 0;
+  uint64_t connection_limit = 0;
+  uint64_t flows_active = 0;
+  uint64_t flow_limit = 0;
+  uint64_t listeners = 0;
+  uint64_t paused_listeners = 0;
+  bool operator==(const Stats&) const = default;
+};
+
 /// The server's answer to an accepted client hello.
 struct Welcome {
   bool operator==(const Welcome&) const = default;
@@ -161,13 +198,13 @@ struct Welcome {
 
 struct Request {
   uint64_t id = 0;
-  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest> body;
+  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest, StatsRequest> body;
   bool operator==(const Request&) const = default;
 };
 
 struct Response {
   uint64_t id = 0;
-  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome> body;
+  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome, Stats> body;
   bool operator==(const Response&) const = default;
 };
 

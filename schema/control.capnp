@@ -172,6 +172,36 @@ struct HistoryEntry {
   durationMicros @16 :UInt64;
 }
 
+# Counters of one rule, since it entered the tables (a commit that keeps the
+# rule keeps its counters).
+struct RuleStats {
+  pif @0 :Pif;
+  rule @1 :UInt32;              # index in its table
+  text @2 :Text;                # the rule in listing format
+  accepted @3 :UInt64;          # TCP connections accepted
+  active @4 :UInt64;            # TCP connections open now
+  failed @5 :UInt64;            # TCP connections whose target could not be reached
+  bytesToTarget @6 :UInt64;     # client to target, TCP and UDP payload
+  bytesToClient @7 :UInt64;     # target to client
+  flowsActive @8 :UInt64;       # UDP flows open now
+  flowsCreated @9 :UInt64;      # UDP flows created
+  datagramsToTarget @10 :UInt64;
+  datagramsToClient @11 :UInt64;
+  dropped @12 :UInt64;          # UDP datagrams dropped (flow limit, full socket buffers)
+}
+
+struct Stats {
+  generation @0 :UInt64;
+  uptimeMillis @1 :UInt64;      # since the worker started
+  rules @2 :List(RuleStats);    # every rule of every table, in table order
+  connectionsActive @3 :UInt64;
+  connectionLimit @4 :UInt64;
+  flowsActive @5 :UInt64;
+  flowLimit @6 :UInt64;
+  listeners @7 :UInt64;         # listening sockets in force
+  pausedListeners @8 :UInt64;   # listeners not accepting now (a limit was reached)
+}
+
 struct Request {
   id @0 :UInt64;
   union {
@@ -179,6 +209,7 @@ struct Request {
     getState @2 :Void;
     commit @3 :CommitRequest;
     history @4 :UInt32;  # the last N commit attempts, N at most 256
+    stats @5 :Void;      # counters per rule (read access)
   }
 }
 
@@ -191,5 +222,6 @@ struct Response {
     commit @4 :CommitResult;
     history @5 :List(HistoryEntry);
     welcome @6 :Void;  # the client's hello is accepted: requests may follow
+    stats @7 :Stats;
   }
 }

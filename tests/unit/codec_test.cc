@@ -108,6 +108,55 @@ TEST(Codec, ResponsesRoundTrip) {
   EXPECT_EQ(*got3, r3);
 }
 
+TEST(Codec, StatsRoundTrip) {
+  Request ask{6, StatsRequest{}};
+  auto got_ask = decode_req(encode_request(ask));
+  ASSERT_TRUE(got_ask.ok()) << got_ask.error().message;
+  EXPECT_EQ(*got_ask, ask);
+
+  Stats st;
+  st.generation = 12;
+  st.uptime_millis = 123456;
+  st.connections_active = 3;
+  st.connection_limit = 4096;
+  st.flows_active = 2;
+  st.flow_limit = 8192;
+  st.listeners = 5;
+  st.paused_listeners = 1;
+  RuleStats tcp;
+  tcp.rule = 0;
+  tcp.text = "TCP [127.0.0.1]:8080 => 8000";
+  tcp.accepted = 1000;
+  tcp.active = 3;
+  tcp.failed = 7;
+  tcp.bytes_to_target = 1ULL << 40;  // 64-bit counters survive the wire
+  tcp.bytes_to_client = 99;
+  RuleStats udp;
+  udp.pif = Pif::kSplice;
+  udp.rule = 4;
+  udp.text = "UDP [*]:53 => 53";
+  udp.flows_active = 2;
+  udp.flows_created = 10;
+  udp.datagrams_to_target = 20;
+  udp.datagrams_to_client = 19;
+  udp.dropped = 1;
+  st.rules = {tcp, udp};
+  Response r{6, st};
+  auto got = decode_resp(encode_response(r));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, r);
+}
+
+TEST(Codec, OverlongRuleTextInStatsIsRefused) {
+  Stats st;
+  RuleStats r;
+  r.text = std::string(kMaxTextBytes + 1, 'x');
+  st.rules = {r};
+  auto got = decode_resp(encode_response(Response{1, st}));
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.error().message.find("rule text"), std::string::npos) << got.error().message;
+}
+
 TEST(Codec, DigestIsCanonicalAndSensitive) {
   TableSet t = sample_tables();
   EXPECT_EQ(digest_tables(t), digest_tables(sample_tables()));
