@@ -73,6 +73,7 @@ constexpr LongOption kLongOptions[] = {
     {"history", ArgKind::kOptionalNumber},
     {"verify-audit", ArgKind::kRequired},
     {"end-removed-flows", ArgKind::kNone},
+    {"stats", ArgKind::kNone},
 };
 
 /// Builds a plan from arguments; one instance per parse_command_line call.
@@ -107,6 +108,7 @@ class Parser {
   bool comment_given_ = false;
   bool path_given_ = false;
   std::string history_where_;    // how --history was given, for messages
+  std::string stats_where_;      // how --stats was given, for messages
   std::string verify_where_;     // how --verify-audit was given, for messages
   std::string end_flows_where_;  // how --end-removed-flows was given, for messages
   std::string dry_run_where_, comment_where_;
@@ -248,6 +250,9 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     plan.debug = true;
   } else if (body == "json") {
     plan.json = true;
+  } else if (body == "stats") {
+    plan.stats = true;
+    stats_where_ = where(arg);
   } else if (body == "dry-run") {
     plan.dry_run = true;
     dry_run_where_ = where(arg);
@@ -360,6 +365,18 @@ Result<void> Parser::finish() {
     return Err(verify_where_ +
                "--verify-audit reads a file and talks to no server: it goes with --json only; "
                "run other actions as a separate command");
+  }
+  if (plan.stats) {
+    if (plan.has_edits() || plan.history != 0) {
+      return Err(stats_where_ +
+                 "--stats shows counters and does not go with edits (-t/-u/-T/-U/-A/-D/-C) or "
+                 "--history; run them as separate commands");
+    }
+    if (plan.dry_run || comment_given_ || plan.show) {
+      return Err(stats_where_ +
+                 "--stats does not go with --dry-run, --comment or -s, which are about an edit; "
+                 "drop them");
+    }
   }
   if (plan.history != 0) {
     if (plan.has_edits()) {
@@ -527,6 +544,8 @@ std::string usage_text() {
          "                     else $XDG_RUNTIME_DIR/sluice/control.sock)\n"
          "      --json         print one JSON object instead of text\n"
          "      --history [N]  show the last N commit attempts (default 20, at most 256)\n"
+         "      --stats        show the counters of every rule: connections, bytes,\n"
+         "                     UDP flows and datagrams\n"
          "      --verify-audit FILE  check the hash chain of an audit log (sluiced\n"
          "                     --audit-log); exit 0 intact, 1 broken, 3 unreadable\n"
          "      --timeout SECONDS  give up on an unresponsive server (default 10)\n"

@@ -43,6 +43,7 @@ struct Plan {
   std::string comment;             // --comment, for the audit record
   int timeout_ms = kDefaultTimeoutSeconds * 1000;
   uint32_t history = 0;    // --history N: how many entries; 0 when not asked
+  bool stats = false;      // --stats: counters per rule
   std::string path;        // the control socket; "" for default_control_path()
   std::string audit_path;  // --verify-audit FILE
 
@@ -72,7 +73,7 @@ Result<std::vector<FileWord>> split_option_file(std::string_view text, const std
 /// Options:
 ///   -t/-u/-T/-U SPEC, -A, -D, -C PIF (HOST or SPLICE, any case), -s, -d, -h,
 ///   --help, --debug, --version, --json, --dry-run, --comment TEXT,
-///   --file FILE, --timeout SECONDS, --history [N], and one PATH.
+///   --file FILE, --timeout SECONDS, --history [N], --stats, and one PATH.
 /// Short options may be bundled (-As) and take their value attached (-t22)
 /// or as the next argument; long options take "--opt VALUE" or "--opt=VALUE";
 /// "--history" takes N only when the next argument is a number; "--" ends the
@@ -80,8 +81,8 @@ Result<std::vector<FileWord>> split_option_file(std::string_view text, const std
 /// split_option_file); a file may not name a PATH or another --file.
 /// -h and --version stop parsing at once. Fails with a usage error that names
 /// the option (and "FILE:LINE: " inside a file), why, and what to do: an
-/// unknown option, a missing or bad value, a second PATH, --history with
-/// edits, --dry-run or --comment without edits, an unreadable file.
+/// unknown option, a missing or bad value, a second PATH, --history or
+/// --stats with edits or with each other, --dry-run or --comment without edits, an unreadable file.
 Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader);
 
 /// Reads the file at `path` with open/read (before the sandbox: the client's

@@ -151,6 +151,27 @@ int show_history(const Session& s) {
   return print_out(text) ? kExitOk : kExitConnection;
 }
 
+/// Shows --stats: the counters of every rule. Returns the exit status.
+int show_stats(const Session& s) {
+  control::Request request;
+  request.body = control::StatsRequest{};
+  auto response = s.conn.call(request);
+  if (!response) {
+    print_err(s.path + ": " + response.error().message);
+    return kExitConnection;
+  }
+  auto* stats = std::get_if<control::Stats>(&response->body);
+  if (stats == nullptr) {
+    print_err(s.path +
+              ": the server answered stats with something else; use a sluicectl from the same "
+              "release as sluiced");
+    return kExitConnection;
+  }
+  return print_out(s.plan.json ? render_stats_json(*stats) : render_stats(*stats))
+             ? kExitOk
+             : kExitConnection;
+}
+
 /// Prints the outcome of an edit that was not sent, or was answered: JSON
 /// (one object on stdout), or the -s view on stdout. Returns false when
 /// stdout fails.
@@ -320,6 +341,7 @@ int run(int argc, char** argv) {
 
   Session session{*conn, *hello, *plan, path};
   if (plan->history != 0) return show_history(session);
+  if (plan->stats) return show_stats(session);
   if (!plan->has_edits()) return list_tables(session);
   return edit_tables(session);
 }

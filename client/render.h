@@ -86,4 +86,16 @@ std::string render_edit_json(const control::State& before, const TableSet& after
 /// HistoryEntry in camelCase, plus "time" (format_utc_millis).
 std::string render_history_json(const control::History& history);
 
+/// Renders --stats as text: a summary line (generation, uptime, listening
+/// sockets and how many are paused at a limit, connections and flows against
+/// their limits), then per pif each rule in listing format with its counters
+/// on the next line (connections for TCP, flows and datagrams for UDP, bytes
+/// for both). Rule texts are sanitised. (render_stats.cc)
+std::string render_stats(const control::Stats& stats);
+
+/// Renders --stats --json: one object with the summary fields and "rules", an
+/// array of objects with every RuleStats field in camelCase, "pif" and
+/// "proto" as names. (render_stats.cc)
+std::string render_stats_json(const control::Stats& stats);
+
 }  // namespace sluice

@@ -63,6 +63,17 @@ void encode_tables(const TableSet& tables, capnp::List<cp::Table>::Builder out) 
   }
 }
 
+/// Converts a wire protocol, refusing values this build does not know.
+Proto decode_proto(cp::Proto proto) {
+  switch (proto) {
+    case cp::Proto::TCP:
+      return Proto::kTcp;
+    case cp::Proto::UDP:
+      return Proto::kUdp;
+  }
+  throw DecodeError{"unknown protocol value " + std::to_string(static_cast<unsigned>(proto))};
+}
+
 /// Converts a capnp Pif enum, rejecting values this build does not know.
 Pif decode_pif(cp::Pif pif) {
   switch (pif) {
@@ -100,17 +111,7 @@ std::string decode_text(capnp::Text::Reader text, size_t max, const char* what) 
 /// validator checks semantics).
 Rule decode_rule(cp::Rule::Reader in) {
   Rule rule;
-  switch (in.getProto()) {
-    case cp::Proto::TCP:
-      rule.proto = Proto::kTcp;
-      break;
-    case cp::Proto::UDP:
-      rule.proto = Proto::kUdp;
-      break;
-    default:
-      throw DecodeError{"unknown protocol value " +
-                        std::to_string(static_cast<unsigned>(in.getProto()))};
-  }
+  rule.proto = decode_proto(in.getProto());
   rule.listen = decode_addr(in.getListen(), "listen");
   rule.ifname = decode_text(in.getIfname(), kMaxIfNameLen, "interface name");
   rule.first = in.getFirst();
@@ -330,6 +331,7 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     const RuleStats& r = st.rules[i];
     auto o = rules[static_cast<unsigned>(i)];
     o.setPif(static_cast<cp::Pif>(static_cast<uint16_t>(r.pif)));
+    o.setProto(static_cast<cp::Proto>(static_cast<uint16_t>(r.proto)));
     o.setRule(r.rule);
     o.setText(r.text);
     o.setAccepted(r.accepted);
@@ -362,6 +364,7 @@ Stats decode_stats(cp::Stats::Reader in) {
   for (auto r : rules) {
     RuleStats o;
     o.pif = decode_pif(r.getPif());
+    o.proto = decode_proto(r.getProto());
     o.rule = r.getRule();
     o.text = decode_text(r.getText(), kMaxTextBytes, "rule text");
     o.accepted = r.getAccepted();

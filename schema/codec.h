@@ -162,6 +162,7 @@ struct StatsRequest {
 /// Counters of one rule since it entered the tables (control.capnp RuleStats).
 struct RuleStats {
   Pif pif = Pif::kHost;
+  Proto proto = Proto::kTcp;
   uint32_t rule = 0;
   std::string text;
   uint64_t accepted = 0;

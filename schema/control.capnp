@@ -188,6 +188,7 @@ struct RuleStats {
   datagramsToTarget @10 :UInt64;
   datagramsToClient @11 :UInt64;
   dropped @12 :UInt64;          # UDP datagrams dropped (flow limit, full socket buffers)
+  proto @13 :Proto;
 }
 
 struct Stats {

@@ -180,6 +180,20 @@ TEST(Cli, HistoryTakesAnOptionalCount) {
             std::string::npos);
 }
 
+TEST(Cli, StatsStandsAlone) {
+  Plan p = parse({"--stats", "--json", "/run/x.sock"});
+  EXPECT_TRUE(p.stats);
+  EXPECT_TRUE(p.json);
+  EXPECT_EQ(p.path, "/run/x.sock");
+  EXPECT_FALSE(parse({}).stats);
+  EXPECT_NE(usage_error({"--stats", "-t", "22"})
+                .find("--stats shows counters and does not go with edits"),
+            std::string::npos);
+  EXPECT_NE(usage_error({"--stats", "--history"}).find("or --history"), std::string::npos);
+  EXPECT_NE(usage_error({"--stats", "-s"}).find("does not go with --dry-run, --comment or -s"),
+            std::string::npos);
+}
+
 TEST(Cli, DryRunAndCommentNeedAnEdit) {
   EXPECT_EQ(usage_error({"--dry-run"}),
             "--dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
@@ -320,8 +334,8 @@ TEST(Cli, UsageNamesEveryOption) {
   std::string u = usage_text();
   for (const char* option :
        {"-t SPEC", "-u SPEC", "-T SPEC", "-U SPEC", "-A", "-D", "-C PIF", "-s", "--dry-run",
-        "--comment TEXT", "--file FILE", "--json", "--history [N]", "--timeout SECONDS", "--debug",
-        "--help", "--version", "Exit status"}) {
+        "--comment TEXT", "--file FILE", "--json", "--history [N]", "--stats", "--timeout SECONDS",
+        "--debug", "--help", "--version", "Exit status"}) {
     EXPECT_NE(u.find(option), std::string::npos) << option;
   }
 }

@@ -250,6 +250,76 @@ TEST(RenderHistory, Json) {
   EXPECT_EQ(render_history_json(control::History{}), "[]\n");
 }
 
+/// Counters of a TCP and a UDP rule, as a server would report them.
+control::Stats sample_stats() {
+  control::Stats st;
+  st.generation = 4;
+  st.uptime_millis = 3723000;  // 1h02m03s
+  st.listeners = 3;
+  st.paused_listeners = 1;
+  st.connections_active = 2;
+  st.connection_limit = 4096;
+  st.flows_active = 1;
+  st.flow_limit = 8192;
+  control::RuleStats tcp;
+  tcp.text = "TCP [127.0.0.1]:8080 => 8000";
+  tcp.accepted = 10;
+  tcp.active = 2;
+  tcp.failed = 1;
+  tcp.bytes_to_target = 1536;
+  tcp.bytes_to_client = 3u << 20;
+  control::RuleStats udp;
+  udp.rule = 1;
+  udp.proto = Proto::kUdp;
+  udp.text = "UDP [*]:53 => 5353\x1b[31m";  // a hostile text is sanitised
+  udp.flows_active = 1;
+  udp.flows_created = 5;
+  udp.datagrams_to_target = 7;
+  udp.datagrams_to_client = 6;
+  udp.dropped = 1;
+  udp.bytes_to_target = 700;
+  udp.bytes_to_client = 600;
+  st.rules = {tcp, udp};
+  return st;
+}
+
+TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
+  std::string text = render_stats(sample_stats());
+  EXPECT_EQ(text,
+            "generation 4, up 1h02m; 3 listening sockets (1 paused at a limit); TCP connections "
+            "2 of 4096; UDP flows 1 of 8192\n"
+            "HOST\n"
+            "    TCP [127.0.0.1]:8080 => 8000\n"
+            "        connections 10 accepted, 2 active, 1 failed; 1.5 KiB to target, 3.0 MiB to "
+            "client\n"
+            "    UDP [*]:53 => 5353\\x1b[31m\n"
+            "        flows 1 active, 5 created; datagrams 7 to target, 6 to client, 1 dropped; "
+            "700 B to target, 600 B to client\n");
+  control::Stats empty;
+  EXPECT_NE(render_stats(empty).find("(no rules)"), std::string::npos);
+}
+
+TEST(RenderStats, JsonHasEveryCounter) {
+  std::string text = render_stats_json(sample_stats());
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  EXPECT_EQ(v->keys,
+            (std::vector<std::string>{"generation", "uptimeMillis", "listeners", "pausedListeners",
+                                      "connectionsActive", "connectionLimit", "flowsActive",
+                                      "flowLimit", "rules"}));
+  const JsonValue& rules = *v->get("rules");
+  ASSERT_EQ(rules.array.size(), 2u);
+  EXPECT_EQ(
+      rules.array[0].keys,
+      (std::vector<std::string>{"pif", "rule", "proto", "text", "accepted", "active", "failed",
+                                "bytesToTarget", "bytesToClient", "flowsActive", "flowsCreated",
+                                "datagramsToTarget", "datagramsToClient", "dropped"}));
+  EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
+  EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
+  EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
+  EXPECT_EQ(rules.array[1].get("dropped")->integer(), 1);
+}
+
 TEST(RenderJson, StateHasTheExactShape) {
   control::State s = state_of(5, make({spec('t', "127.0.0.1/8080:80")}));
   control::ServerHello hello = host_hello();

@@ -133,6 +133,7 @@ TEST(Codec, StatsRoundTrip) {
   tcp.bytes_to_client = 99;
   RuleStats udp;
   udp.pif = Pif::kSplice;
+  udp.proto = Proto::kUdp;
   udp.rule = 4;
   udp.text = "UDP [*]:53 => 53";
   udp.flows_active = 2;

@@ -1,0 +1,147 @@
+// sluicectl --stats: the counters of every rule as text and as JSON.
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+
+#include "base/strings.h"
+#include "client/json.h"
+#include "client/render.h"
+
+namespace sluice {
+namespace {
+
+/// Formats a byte count with a binary unit: "999 B", "1.5 KiB", "2.0 GiB".
+std::string format_bytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[unit]);
+  return buf;
+}
+
+/// Formats a duration in milliseconds as "45s", "12m03s", "5h07m", "3d04h".
+std::string format_uptime(uint64_t millis) {
+  uint64_t s = millis / 1000;
+  char buf[48];
+  if (s < 60) {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 "s", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+  } else if (s < 86400) {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 "h%02" PRIu64 "m", s / 3600, (s % 3600) / 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 "d%02" PRIu64 "h", s / 86400, (s % 86400) / 3600);
+  }
+  return buf;
+}
+
+/// Writes the fields of one rule's counters into an open JSON object.
+void rule_json(const control::RuleStats& r, JsonWriter* w) {
+  w->key("pif");
+  w->string(pif_name(r.pif));
+  w->key("rule");
+  w->number(r.rule);
+  w->key("proto");
+  w->string(proto_name(r.proto));
+  w->key("text");
+  w->string(r.text);
+  w->key("accepted");
+  w->number(r.accepted);
+  w->key("active");
+  w->number(r.active);
+  w->key("failed");
+  w->number(r.failed);
+  w->key("bytesToTarget");
+  w->number(r.bytes_to_target);
+  w->key("bytesToClient");
+  w->number(r.bytes_to_client);
+  w->key("flowsActive");
+  w->number(r.flows_active);
+  w->key("flowsCreated");
+  w->number(r.flows_created);
+  w->key("datagramsToTarget");
+  w->number(r.datagrams_to_target);
+  w->key("datagramsToClient");
+  w->number(r.datagrams_to_client);
+  w->key("dropped");
+  w->number(r.dropped);
+}
+
+}  // namespace
+
+std::string render_stats(const control::Stats& stats) {
+  std::string out = "generation " + std::to_string(stats.generation) + ", up " +
+                    format_uptime(stats.uptime_millis) + "; " + std::to_string(stats.listeners) +
+                    " listening socket" + (stats.listeners == 1 ? "" : "s");
+  if (stats.paused_listeners != 0) {
+    out += " (" + std::to_string(stats.paused_listeners) + " paused at a limit)";
+  }
+  out += "; TCP connections " + std::to_string(stats.connections_active) + " of " +
+         std::to_string(stats.connection_limit) + "; UDP flows " +
+         std::to_string(stats.flows_active) + " of " + std::to_string(stats.flow_limit) + "\n";
+  bool any[kPifCount] = {};
+  for (const control::RuleStats& r : stats.rules) any[static_cast<size_t>(r.pif)] = true;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    const Pif pif = static_cast<Pif>(p);
+    if (!any[p]) continue;
+    out += std::string(pif_name(pif)) + "\n";
+    for (const control::RuleStats& r : stats.rules) {
+      if (r.pif != pif) continue;
+      // Rule texts come from the server: sanitise before they reach a terminal.
+      out += "    " + sanitize(r.text, control::kMaxTextBytes) + "\n        ";
+      if (r.proto == Proto::kUdp) {
+        out += "flows " + std::to_string(r.flows_active) + " active, " +
+               std::to_string(r.flows_created) + " created; datagrams " +
+               std::to_string(r.datagrams_to_target) + " to target, " +
+               std::to_string(r.datagrams_to_client) + " to client, " + std::to_string(r.dropped) +
+               " dropped";
+      } else {
+        out += "connections " + std::to_string(r.accepted) + " accepted, " +
+               std::to_string(r.active) + " active, " + std::to_string(r.failed) + " failed";
+      }
+      out += "; " + format_bytes(r.bytes_to_target) + " to target, " +
+             format_bytes(r.bytes_to_client) + " to client\n";
+    }
+  }
+  if (stats.rules.empty()) out += "(no rules)\n";
+  return out;
+}
+
+std::string render_stats_json(const control::Stats& stats) {
+  JsonWriter w;
+  w.begin_object();
+  w.key("generation");
+  w.number(stats.generation);
+  w.key("uptimeMillis");
+  w.number(stats.uptime_millis);
+  w.key("listeners");
+  w.number(stats.listeners);
+  w.key("pausedListeners");
+  w.number(stats.paused_listeners);
+  w.key("connectionsActive");
+  w.number(stats.connections_active);
+  w.key("connectionLimit");
+  w.number(stats.connection_limit);
+  w.key("flowsActive");
+  w.number(stats.flows_active);
+  w.key("flowLimit");
+  w.number(stats.flow_limit);
+  w.key("rules");
+  w.begin_array();
+  for (const control::RuleStats& r : stats.rules) {
+    w.begin_object();
+    rule_json(r, &w);
+    w.end_object();
+  }
+  w.end_array();
+  w.end_object();
+  return w.str() + "\n";
+}
+
+}  // namespace sluice
