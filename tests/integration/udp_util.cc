@@ -156,13 +156,15 @@ void UdpEcho::run() {
     ssize_t n = recvfrom(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT,
                          reinterpret_cast<struct sockaddr*>(&from), &len);
     if (n < 0) continue;
+    // Counted before the answer goes out: a client that has its reply must
+    // find it counted.
+    ++received_;
     uint16_t port = 0;
     addr_text(from, &port);
     std::string reply =
         tag_ + "|" + std::to_string(port) + "|" + std::string(buf, static_cast<size_t>(n));
     sendto(fd_.get(), reply.data(), reply.size(), 0, reinterpret_cast<struct sockaddr*>(&from),
            len);
-    ++answered_;
   }
 }
 

@@ -57,8 +57,8 @@ class UdpEcho {
   ~UdpEcho();
   UdpEcho(const UdpEcho&) = delete;
   UdpEcho& operator=(const UdpEcho&) = delete;
-  /// Datagrams answered so far.
-  uint64_t answered() const { return answered_; }
+  /// Datagrams received so far (each is counted before it is answered).
+  uint64_t received() const { return received_; }
 
  private:
   /// The thread: receive, answer, until stopped.
@@ -67,7 +67,7 @@ class UdpEcho {
   UniqueFd fd_;
   std::string tag_;
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> answered_{0};
+  std::atomic<uint64_t> received_{0};
   std::thread thread_;
 };
 
