@@ -324,6 +324,30 @@ TEST(Udp, RemovedRuleStopsForwarding) {
   EXPECT_EQ(target.received(), received + 1) << "the removed port's datagrams reached the target";
 }
 
+TEST(Udp, RebindFromTheWildcardToOneAddress) {
+  // 0.0.0.0:P giving way to 127.0.0.1:P clashes in the kernel: the old socket
+  // is drained and closed (its flows end), then the new one is bound.
+  UdpEcho target("127.0.0.1", kTarget, "t");
+  Daemon d;
+  d.start({"-u", "0.0.0.0/" + std::to_string(kPort) + ":" + std::to_string(kTarget)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd client = bind_udp("127.0.0.1");
+  Datagram before = request(client.get(), "127.0.0.2", kPort, "before");
+  ASSERT_TRUE(before.ok) << d.log();
+  EXPECT_EQ(before.from_addr, "127.0.0.2");
+  ControlConnection c = connect_control(d);
+  uint64_t gen = 1;
+  control::CommitResult r = commit(c, {udp_rule(kPort, kTarget)}, &gen);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+  EXPECT_EQ(r.rebound, 1u);
+  Datagram after = request(client.get(), "127.0.0.1", kPort, "after");
+  ASSERT_TRUE(after.ok) << d.log();
+  EXPECT_EQ(after.from_addr, "127.0.0.1");
+  uint64_t received = target.received();
+  EXPECT_FALSE(request(client.get(), "127.0.0.2", kPort, "gone", 300, 1).ok);
+  EXPECT_EQ(target.received(), received);
+}
+
 TEST(Udp, FlowsOutliveCommitsUnlessEndRemovedFlows) {
   UdpEcho one("127.0.0.1", kTarget, "one");
   UdpEcho two("127.0.0.1", kTarget2, "two");

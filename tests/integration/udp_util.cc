@@ -45,7 +45,7 @@ std::string addr_text(const struct sockaddr_storage& ss, uint16_t* port) {
   return buf;
 }
 
-/// Ends with `suffix`.
+/// True when `s` ends with `suffix`.
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
