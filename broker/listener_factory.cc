@@ -42,6 +42,16 @@ Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
     auto r = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
     if (!r) return Err(r.error());
   }
+  if (!tcp) {
+    // The worker answers each client from the address it sent to, which only
+    // the datagram's pktinfo tells on a wildcard socket. Set before bind, so
+    // no datagram is ever queued without it. On a dual-stack socket
+    // IPV6_RECVPKTINFO covers IPv4 too (as a v4-mapped address).
+    auto r = v4 ? set_int_option(fd.get(), IPPROTO_IP, IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
+                : set_int_option(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, 1,
+                                 "setsockopt(IPV6_RECVPKTINFO)");
+    if (!r) return Err(r.error());
+  }
   if (!v4) {
     // Explicit either way, never the sysctl default (net.ipv6.bindv6only): a
     // [::] listener must receive IPv4 only when the rule asked for dual-stack.

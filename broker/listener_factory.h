@@ -13,12 +13,12 @@
 namespace sluice {
 
 /// Opens the socket `spec` asks for: socket(family, STREAM or DGRAM |
-/// NONBLOCK | CLOEXEC), SO_REUSEADDR for TCP, IPV6_V6ONLY (0 only for
-/// dual-stack), SO_BINDTODEVICE when an interface is named, bind, and for TCP
-/// listen(SOMAXCONN). `spec` must be well-formed (validate_listener_spec).
-/// Returns the socket, or an Error whose `err` is the errno of the failing
-/// syscall (never 0). Does no policy check. Needs `socket`, `setsockopt`,
-/// `bind`, `listen` and `close` in the seccomp policy.
+/// NONBLOCK | CLOEXEC), SO_REUSEADDR for TCP, IP_PKTINFO or IPV6_RECVPKTINFO
+/// for UDP, IPV6_V6ONLY (0 only for dual-stack), SO_BINDTODEVICE when an
+/// interface is named, bind, and for TCP listen(SOMAXCONN). `spec` must be well-formed
+/// (validate_listener_spec). Returns the socket, or an Error whose `err` is the errno of the
+/// failing syscall (never 0). Does no policy check. Needs `socket`, `setsockopt`, `bind`, `listen`
+/// and `close` in the seccomp policy.
 Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept;
 
 /// Checks `spec` against `policy` BEFORE creating anything, then opens it.

@@ -6,17 +6,20 @@
 #include <cstring>
 
 #include "base/strings.h"
+#include "schema/broker_wire.h"
 
 namespace sluice {
 namespace {
 
 // Long-only options get values outside the char range.
-enum LongOnly : int { kOptPolicy = 256, kOptAuditLog, kOptVersion };
+enum LongOnly : int { kOptPolicy = 256, kOptAuditLog, kOptVersion, kOptUdpFlows, kOptUdpIdle };
 
 constexpr struct option kLongOptions[] = {
     {"control", required_argument, nullptr, 'c'},
     {"policy", required_argument, nullptr, kOptPolicy},
     {"audit-log", required_argument, nullptr, kOptAuditLog},
+    {"udp-flows", required_argument, nullptr, kOptUdpFlows},
+    {"udp-idle-timeout", required_argument, nullptr, kOptUdpIdle},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -32,6 +35,25 @@ Result<void> set_once(std::string* slot, const char* name, const char* value) {
   if (!slot->empty()) return Err(std::string(name) + " given twice");
   if (value[0] == '\0') return Err(std::string(name) + " needs a non-empty argument");
   *slot = value;
+  return Ok();
+}
+
+/// Stores the decimal number `value` (1..max) into `slot`, refusing a second
+/// occurrence of `name`, a zero, a sign, or anything that is not a number.
+Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value, uint32_t max) {
+  if (*slot != 0) return Err(std::string(name) + " given twice");
+  uint64_t n = 0;
+  size_t len = std::strlen(value);
+  bool ok = len > 0 && len <= 10;
+  for (size_t i = 0; ok && i < len; ++i) {
+    if (value[i] < '0' || value[i] > '9') ok = false;
+    n = n * 10 + static_cast<uint64_t>(value[i] - '0');
+  }
+  if (!ok || n < 1 || n > max) {
+    return Err(std::string(name) + " needs a number from 1 to " + std::to_string(max) + ", not \"" +
+               sanitize(value, 32) + "\"");
+  }
+  *slot = static_cast<uint32_t>(n);
   return Ok();
 }
 
@@ -71,6 +93,18 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
         break;
       case kOptAuditLog:
         if (auto r = set_once(&o.audit_log_path, "--audit-log", optarg); !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptUdpFlows:
+        if (auto r = set_limit_once(&o.udp_flows, "--udp-flows", optarg, wire::kUdpFlowsMax); !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptUdpIdle:
+        if (auto r = set_limit_once(&o.udp_idle_timeout_s, "--udp-idle-timeout", optarg,
+                                    wire::kUdpIdleTimeoutMaxS);
+            !r) {
           return Err(r.error());
         }
         break;
@@ -126,6 +160,11 @@ void print_usage(std::FILE* out) {
                "                        port below net.ipv4.ip_unprivileged_port_start needs\n"
                "                        CAP_NET_BIND_SERVICE (run as root, or setcap sluiced)\n"
                "      --audit-log FILE  append the audit records to FILE (default: stderr)\n"
+               "      --udp-flows N     at most N UDP flows at once (1-%u, default %u); at\n"
+               "                        the limit, datagrams of new clients are dropped\n"
+               "      --udp-idle-timeout SECONDS\n"
+               "                        end a UDP flow after SECONDS without a datagram\n"
+               "                        (1-%u, default %u)\n"
                "  -d, --debug           debug logging (also for the worker)\n"
                "  -q, --quiet           warnings and errors only (also for the worker)\n"
                "  -h, --help            show this help\n"
@@ -134,7 +173,8 @@ void print_usage(std::FILE* out) {
                "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
                "failure or a misbehaving worker; otherwise the worker's exit status\n"
                "(128+N when it was killed by signal N).\n",
-               kDefaultRuleOption, kDefaultRuleSpec);
+               kDefaultRuleOption, kDefaultRuleSpec, wire::kUdpFlowsMax, wire::kUdpFlowsDefault,
+               wire::kUdpIdleTimeoutMaxS, wire::kUdpIdleTimeoutDefaultS);
 }
 
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default) {
@@ -145,6 +185,14 @@ std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_de
     // Only for messages: the worker reads the text from kWorkerFdPolicy.
     argv.push_back("--policy-source");
     argv.push_back(options.policy_path);
+  }
+  if (options.udp_flows != 0) {
+    argv.push_back("--udp-flows");
+    argv.push_back(std::to_string(options.udp_flows));
+  }
+  if (options.udp_idle_timeout_s != 0) {
+    argv.push_back("--udp-idle-timeout");
+    argv.push_back(std::to_string(options.udp_idle_timeout_s));
   }
   *used_default = options.rule_args.empty();
   if (*used_default) {

@@ -3,6 +3,7 @@
 // they go to sluice-worker unchanged, which parses them inside its sandbox.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct BrokerOptions {
   std::string audit_log_path;          // --audit-log; empty: a dup of stderr
   bool debug = false;                  // -d
   bool quiet = false;                  // -q
+  uint32_t udp_flows = 0;              // --udp-flows; 0: the worker's default
+  uint32_t udp_idle_timeout_s = 0;     // --udp-idle-timeout; 0: the worker's default
 };
 
 /// What main() should do after parsing.
@@ -36,15 +39,17 @@ struct ParsedOptions {
 
 /// Parses argv with getopt_long (re-entrant: resets optind, so tests may call
 /// it repeatedly). Fails with a usage message on an unknown option, a missing
-/// argument, a repeated -c/--policy/--audit-log, -d with -q, or any
+/// argument, a repeated -c/--policy/--audit-log/--udp-flows/--udp-idle-timeout,
+/// a UDP limit out of its range (schema/broker_wire.h), -d with -q, or any
 /// non-option argument; main() prints it and exits 2.
 Result<ParsedOptions> parse_broker_options(int argc, char* const* argv);
 
 /// Writes the --help text to `out`.
 void print_usage(std::FILE* out);
 
-/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], rule args...};
-/// the default rule options when none were given (then *used_default is set).
+/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], [--udp-flows N],
+/// [--udp-idle-timeout S], rule args...}; the default rule options when none
+/// were given (then *used_default is set).
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default);
 
 }  // namespace sluice

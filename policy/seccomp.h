@@ -36,6 +36,12 @@ inline scmp_arg_cmp arg_masked_eq32(unsigned arg, uint32_t mask, uint32_t value)
   return scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, mask, value};
 }
 
+/// Argument condition: the whole 64-bit argument `arg` equals `value`. For
+/// pointers, where only NULL is allowed (recvmmsg's timeout).
+inline scmp_arg_cmp arg_eq64(unsigned arg, uint64_t value) {
+  return scmp_arg_cmp{arg, SCMP_CMP_EQ, value, 0};
+}
+
 /// Argument condition: the 32-bit flag word `arg` has no bit outside `allowed`
 /// (any subset of `allowed`, including none, passes).
 inline scmp_arg_cmp arg_flags_within(unsigned arg, uint32_t allowed) {

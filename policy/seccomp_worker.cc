@@ -80,7 +80,7 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   add_socket_rows(r, AF_INET6, SOCK_STREAM, IPPROTO_TCP, "TCP connection to an IPv6 target");
   add_socket_rows(r, AF_INET, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv4 target");
   add_socket_rows(r, AF_INET6, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv6 target");
-  r.push_back({"connect", {}, "non-blocking connect to a forwarding target"});
+  r.push_back({"connect", {}, "non-blocking connect to a TCP target; a UDP flow socket's target"});
   r.push_back({"splice",
                {arg_flags_within(5, SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE)},
                "zero-copy TCP forwarding socket -> pipe -> socket"});
@@ -105,14 +105,25 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"write", {}, "log lines, audit records, control replies"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});
-  r.push_back({"recvfrom", {}, "recv() on sockets; UDP datagrams with the peer address"});
-  r.push_back({"sendto", {}, "send() on sockets; UDP replies"});
-  r.push_back({"recvmsg", {}, "broker replies with SCM_RIGHTS listeners; UDP with IP_PKTINFO"});
-  r.push_back({"sendmsg", {}, "broker requests; UDP replies from the address the client used"});
-  r.push_back({"recvmmsg", {}, "UDP datagrams in batches"});
-  r.push_back({"sendmmsg", {}, "UDP datagrams in batches"});
+  r.push_back({"recvfrom", {}, "recv() on control clients"});
+  r.push_back({"sendto", {}, "send() of control replies"});
+  r.push_back({"recvmsg", {}, "broker replies with SCM_RIGHTS listeners"});
+  r.push_back({"sendmsg", {}, "broker requests"});
+
+  // --- UDP data path (worker/udp_batch.cc): every datagram moves in batches
+  // through these two, on non-blocking sockets.
+  r.push_back({"recvmmsg",
+               {arg_flags_within(3, MSG_DONTWAIT), arg_eq64(4, 0)},
+               "UDP: up to 32 datagrams (with their IP_PKTINFO/IPV6_PKTINFO) per call from a "
+               "listener or flow; flags only MSG_DONTWAIT, and no timeout (the loop waits)"});
+  r.push_back({"sendmmsg",
+               {arg_flags_within(3, MSG_DONTWAIT)},
+               "UDP: a run of datagrams per call to a target, or to a client from the address it "
+               "sent to (IP_PKTINFO/IPV6_PKTINFO); flags only MSG_DONTWAIT"});
+
   r.push_back({"getsockname", {}, "check received listeners and accepted sockets"});
-  r.push_back({"getpeername", {}, "peer address of accepted connections"});
+  r.push_back(
+      {"getpeername", {}, "TCP connect results; check that a received UDP socket has no peer"});
 
   // --- getsockopt: checks of received fds, connect results, peer credentials.
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_ERROR, "result of a non-blocking connect"));
@@ -128,9 +139,15 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_RCVBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_SNDBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_TCP, TCP_INFO, "connection state for stats"));
+  r.push_back(sockopt_row("getsockopt", IPPROTO_IP, IP_PKTINFO,
+                          "check that a received IPv4 UDP socket reports local addresses"));
+  r.push_back(sockopt_row("getsockopt", IPPROTO_IPV6, IPV6_RECVPKTINFO,
+                          "check that a received IPv6 UDP socket reports local addresses"));
 
-  // --- setsockopt: per-connection tuning and UDP ancillary data only; nothing
-  // that binds (SO_BINDTODEVICE), reuses ports, or changes marks or filters.
+  // --- setsockopt: per-connection tuning only; nothing that binds
+  // (SO_BINDTODEVICE), reuses ports, or changes marks or filters. UDP needs
+  // none: the broker sets IP_PKTINFO/IPV6_RECVPKTINFO before bind, and flow
+  // sockets take ICMP errors as plain errnos (no IP_RECVERR).
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_LINGER, "RST propagation (linger 0)"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_KEEPALIVE, "TCP keepalive on connections"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_RCVBUF, "size socket buffers"));
@@ -139,12 +156,6 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPIDLE, "keepalive timing"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPINTVL, "keepalive timing"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPCNT, "keepalive timing"));
-  r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_PKTINFO,
-                          "UDP: learn the local address a datagram was sent to"));
-  r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_RECVERR, "UDP: ICMP errors of flows"));
-  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_RECVPKTINFO,
-                          "UDP: learn the local IPv6 address a datagram was sent to"));
-  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_RECVERR, "UDP: ICMPv6 errors of flows"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_V6ONLY,
                           "IPv6 target sockets that must not fall back to IPv4"));
 

@@ -47,6 +47,31 @@ inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
 inline constexpr int kWorkerFdPolicy = 6;
 inline constexpr int kWorkerFirstFreeFd = 7;
 
+/// The UDP limits sluiced passes on the worker's command line (--udp-flows N,
+/// --udp-idle-timeout SECONDS). Like the fd numbers above, they are part of
+/// how the broker starts the worker; both sides check the ranges.
+///
+/// Limit: concurrent UDP flows by default. Each flow holds one socket toward
+/// its target, so 4096 flows next to 10,000 listeners and the TCP path's
+/// connections stay within the 20,000-descriptor limit of the hosts sluice
+/// targets; conntrack pays no descriptors and can afford more entries.
+inline constexpr uint32_t kUdpFlowsDefault = 4096;
+/// Limit: the most --udp-flows accepts: fs.nr_open's default (1,048,576), the
+/// most descriptors one process may ever hold, so a larger table could never
+/// give every flow its socket.
+inline constexpr uint32_t kUdpFlowsMax = 1u << 20;
+/// Limit: a flow ends after this long without a datagram either way. 180 s
+/// was conntrack's UDP stream timeout (nf_conntrack_udp_timeout_stream) until
+/// Linux 5.0 lowered it to 120 s; keeping the longer value means a flow never
+/// expires before the conntrack and NAT state along its path would, so a
+/// stream whose peers exchange a datagram every two minutes keeps its flow,
+/// and with it the source port the target may key its session on. An idle
+/// flow costs one socket.
+inline constexpr uint32_t kUdpIdleTimeoutDefaultS = 180;
+/// Limit: the longest --udp-idle-timeout, one day. A flow idle longer than
+/// that is a leaked socket, not a session.
+inline constexpr uint32_t kUdpIdleTimeoutMaxS = 86400;
+
 enum class BrokerMsg : uint32_t {
   kHello = 1,            // worker -> broker, 0 fds
   kHelloReply = 2,       // broker -> worker, 0 fds

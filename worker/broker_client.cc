@@ -46,6 +46,24 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
       return Err(EPROTO, "TCP socket is not listening");
     }
+  } else {
+    // Replies leave from the address each client sent to, which only the
+    // pktinfo of the received datagram tells. The broker enables it before
+    // bind, so that no datagram ever arrives without it.
+    bool v4 = want.family == AF_INET;
+    int pktinfo = 0;
+    len = sizeof(int);
+    if (getsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_PKTINFO : IPV6_RECVPKTINFO, &pktinfo,
+                   &len) != 0 ||
+        !pktinfo) {
+      return Err(EPROTO, std::string("UDP socket does not report local addresses (") +
+                             (v4 ? "IP_PKTINFO" : "IPV6_RECVPKTINFO") + " is off)");
+    }
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<struct sockaddr*>(&peer), &plen) == 0) {
+      return Err(EPROTO, "UDP socket is connected to a peer");
+    }
   }
   struct sockaddr_storage ss;
   socklen_t slen = sizeof(ss);

@@ -101,8 +101,9 @@ class BrokerClient {
 wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
 
 /// Checks that `fd` is the socket `key` asked for: SO_DOMAIN, SO_TYPE,
-/// SO_ACCEPTCONN for TCP, and getsockname's address and port. Returns an
-/// Error naming the first mismatch. Needs `getsockopt`, `getsockname`.
+/// SO_ACCEPTCONN for TCP, IP_PKTINFO or IPV6_RECVPKTINFO on and no peer for
+/// UDP, and getsockname's address and port. Returns an Error naming the
+/// first mismatch. Needs `getsockopt`, `getsockname`, `getpeername`.
 Result<void> verify_listener(int fd, const ListenerKey& key);
 
 }  // namespace sluice

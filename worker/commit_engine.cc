@@ -49,9 +49,15 @@ control::Failure whole_commit_failure(control::FailureKind kind, Pif pif, std::s
 
 }  // namespace
 
-CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, BrokerClient& broker,
-                           BrokerInfo info, ServerCaps caps, AuditLog& audit)
-    : loop_(loop), forwarder_(forwarder), broker_(broker), info_(info), caps_(caps), audit_(audit) {
+CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& udp,
+                           BrokerClient& broker, BrokerInfo info, ServerCaps caps, AuditLog& audit)
+    : loop_(loop),
+      forwarder_(forwarder),
+      udp_(udp),
+      broker_(broker),
+      info_(info),
+      caps_(caps),
+      audit_(audit) {
   digest_ = control::digest_tables(tables_);
 }
 
@@ -90,18 +96,37 @@ void CommitEngine::step() noexcept {
             [](const Installed& x, const Installed& y) { return x.key < y.key; });
   installed_ = std::move(a.next_installed);
   if (a.job.request.end_removed_flows && !a.removed.empty()) {
-    // a.removed holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
-    // changed target counts as removed and re-added) loses its connections.
     std::vector<std::string> removed = a.removed;
     std::sort(removed.begin(), removed.end());
-    size_t ended = forwarder_.end_connections([&](const Route& route) {
-      return std::binary_search(removed.begin(), removed.end(),
-                                std::string(pif_name(route.pif)) + " " + route.text);
-    });
-    if (ended > 0)
-      LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+    end_removed_flows(removed);
   }
   finish(control::Outcome::kApplied, true);
+}
+
+void CommitEngine::end_removed_flows(const std::vector<std::string>& removed) noexcept {
+  // `removed` holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
+  // changed target counts as removed and re-added) loses its connections and
+  // flows.
+  auto gone = [&](const Route& route) {
+    return std::binary_search(removed.begin(), removed.end(),
+                              std::string(pif_name(route.pif)) + " " + route.text);
+  };
+  size_t ended = forwarder_.end_connections(gone);
+  if (ended > 0) LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+  size_t flows = udp_.end_flows(gone);
+  if (flows > 0) LOG_INFO("ended %zu UDP flow%s of removed rules", flows, flows == 1 ? "" : "s");
+}
+
+Result<Listener*> CommitEngine::serve(const ListenerKey& key, UniqueFd fd,
+                                      std::shared_ptr<const Route> route) {
+  if (key.proto == Proto::kUdp) {
+    auto udp = udp_.add_listener(std::move(fd), key, std::move(route));
+    if (!udp) return Err(udp.error());
+    return static_cast<Listener*>(*udp);
+  }
+  auto tcp = forwarder_.add_tcp_listener(std::move(fd), key.port, std::move(route));
+  if (!tcp) return Err(tcp.error());
+  return static_cast<Listener*>(*tcp);
 }
 
 void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Done done) {
@@ -325,8 +350,7 @@ void CommitEngine::advance() noexcept {
       for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
         Installed& slot = installed_[a.plan.clashing[i]];
         if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
-          auto listener = forwarder_.add_tcp_listener(std::move(a.restore.fds[i]), slot.key.port,
-                                                      a.restore_routes[i]);
+          auto listener = serve(slot.key, std::move(a.restore.fds[i]), a.restore_routes[i]);
           if (listener) {
             slot.listener = *listener;
             continue;
@@ -355,12 +379,13 @@ void CommitEngine::advance() noexcept {
 bool CommitEngine::release_slice(size_t* budget) noexcept {
   Active& a = *active_;
   for (; a.released < a.to_release.size() && *budget > 0; ++a.released, --*budget) {
-    TcpListener* listener = installed_[a.to_release[a.released]].listener;
+    Listener* listener = installed_[a.to_release[a.released]].listener;
     if (listener == nullptr) continue;
-    // Accept what the kernel already queued and forward it under the old
-    // rule; closing a listener resets every connection left in its queue.
+    // Forward what the kernel already queued under the old rule: closing a
+    // TCP listener resets every connection left in its queue, and closing a
+    // UDP socket discards its datagrams.
     listener->drain();
-    forwarder_.close_listener(listener);
+    listener->release();
     installed_[a.to_release[a.released]].listener = nullptr;
   }
   return a.released == a.to_release.size();
@@ -399,8 +424,8 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
       UniqueFd& fd = acq.fds[a.install_next];
       if (!fd.valid()) continue;  // a failed port of a weak rule
       const PlannedKey& k = acq.keys[a.install_next];
-      auto listener = forwarder_.add_tcp_listener(
-          std::move(fd), k.key.port, a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
+      auto listener =
+          serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
       CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
       a.next_installed.push_back(Installed{k.key, *listener});
       --*budget;

@@ -36,6 +36,7 @@
 #include "worker/commit_plan.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
+#include "worker/udp_forwarder.h"
 
 namespace sluice {
 
@@ -46,8 +47,8 @@ class CommitEngine final : public EventHandler, public Ticker {
   /// The engine starts with empty tables at generation 0. It watches the
   /// broker channel on `loop`: readiness with no request in flight means the
   /// broker exited or broke protocol, and the loop is stopped.
-  CommitEngine(EventLoop& loop, Forwarder& forwarder, BrokerClient& broker, BrokerInfo info,
-               ServerCaps caps, AuditLog& audit);
+  CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& udp, BrokerClient& broker,
+               BrokerInfo info, ServerCaps caps, AuditLog& audit);
   ~CommitEngine() override;
 
   /// Registers the broker channel with the loop.
@@ -90,7 +91,7 @@ class CommitEngine final : public EventHandler, public Ticker {
   /// One socket in force and the key it was opened for.
   struct Installed {
     ListenerKey key;
-    TcpListener* listener;
+    Listener* listener;  // a TcpListener or a UdpListener, as key.proto says
   };
   // kReleaseClashing and kInstall run in slices between data events; the
   // others wait for broker replies.
@@ -160,9 +161,16 @@ class CommitEngine final : public EventHandler, public Ticker {
   Acquisition& current();
   /// Stops the worker after a broker failure (there is no safe way on).
   void broker_failed(const std::string& why) noexcept;
+  /// Starts serving the socket `fd` of `key` with `route`, on the data path
+  /// of the key's protocol. Fails only if epoll refuses the fd.
+  Result<Listener*> serve(const ListenerKey& key, UniqueFd fd, std::shared_ptr<const Route> route);
+  /// Ends the connections and flows of the rules in `removed` ("PIF RULE-TEXT"
+  /// lines, sorted): a commit's endRemovedFlows.
+  void end_removed_flows(const std::vector<std::string>& removed) noexcept;
 
   EventLoop& loop_;
   Forwarder& forwarder_;
+  UdpForwarder& udp_;
   BrokerClient& broker_;
   BrokerInfo info_;
   ServerCaps caps_;

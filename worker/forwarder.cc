@@ -14,11 +14,16 @@
 namespace sluice {
 namespace {
 
-/// Builds the sockaddr of the target for a connection that arrived from `peer`
-/// on `port`: the route's address, or loopback of the peer's own family
-/// (v4-mapped peers on a dual-stack socket count as IPv4).
+/// Sends an RST instead of a FIN when `fd` is closed (SO_LINGER 0).
+void set_reset_on_close(int fd) noexcept {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+}  // namespace
+
 socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,
-                          struct sockaddr_storage* out) {
+                          struct sockaddr_storage* out) noexcept {
   uint16_t target_port = static_cast<uint16_t>(route.to + (port - route.first));
   bool v4;
   Addr addr = route.target;
@@ -45,13 +50,9 @@ socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& pee
   return sizeof(*sin6);
 }
 
-/// Sends an RST instead of a FIN when `fd` is closed (SO_LINGER 0).
-void set_reset_on_close(int fd) noexcept {
-  struct linger lg = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+void TcpListener::release() noexcept {
+  owner_.close_listener(this);
 }
-
-}  // namespace
 
 void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();

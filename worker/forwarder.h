@@ -31,6 +31,40 @@ struct Route {
   std::string text;    // the rule in listing format, for logs
 };
 
+/// Builds the sockaddr of the target for traffic that arrived from `peer` on
+/// `port` under `route`: the route's address, or loopback of the peer's own
+/// family (v4-mapped peers on a dual-stack socket count as IPv4), with the
+/// port mapped by the rule's offset. Returns its length. Never fails.
+socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,
+                          struct sockaddr_storage* out) noexcept;
+
+/// A listening socket from the broker, TCP or UDP, as the commit engine sees
+/// it: it serves one key, points at the rule in force, is drained before it
+/// is closed, and is owned by the forwarder of its protocol.
+class Listener : public EventHandler {
+ public:
+  Listener(uint16_t port, std::shared_ptr<const Route> route)
+      : port_(port), route_(std::move(route)) {}
+  /// Points the listener at a new rule (a kept socket across a commit).
+  void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
+  /// The rule the listener serves now.
+  const std::shared_ptr<const Route>& route() const { return route_; }
+  uint16_t port() const { return port_; }
+  /// Forwards what the kernel already queued on the socket under the current
+  /// rule, before the socket is closed (which would discard it). Bounded.
+  virtual void drain() noexcept = 0;
+  /// Stops serving, closes the socket now, and hands the object to its
+  /// forwarder, which frees it after the current batch of events. The
+  /// pointer must not be used afterwards.
+  virtual void release() noexcept = 0;
+
+  size_t slot = 0;  // index in the owning forwarder's listener table: O(1) removal
+
+ protected:
+  uint16_t port_;
+  std::shared_ptr<const Route> route_;
+};
+
 /// Limits of the data path.
 struct ForwarderLimits {
   /// Limit: concurrent TCP connections. Each takes two sockets and up to two
@@ -54,10 +88,10 @@ struct ForwarderCounters {
 class Forwarder;
 
 /// One listening TCP socket, received from the broker.
-class TcpListener final : public EventHandler {
+class TcpListener final : public Listener {
  public:
   TcpListener(Forwarder& owner, UniqueFd fd, uint16_t port, std::shared_ptr<const Route> route)
-      : owner_(owner), fd_(std::move(fd)), port_(port), route_(std::move(route)) {}
+      : Listener(port, std::move(route)), owner_(owner), fd_(std::move(fd)) {}
   /// Accepts every pending connection (edge-triggered).
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
@@ -66,17 +100,13 @@ class TcpListener final : public EventHandler {
   /// Accepts everything already queued, without the per-wake cap, before the
   /// listener is closed: the kernel resets connections left in the queue.
   /// Stops early only at the connection or descriptor limit.
-  void drain() noexcept;
-  /// Points the listener at a new rule (a kept socket across a commit).
-  void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
-  /// The rule the listener serves now.
-  const std::shared_ptr<const Route>& route() const { return route_; }
+  void drain() noexcept override;
+  /// Forwarder::close_listener(this).
+  void release() noexcept override;
   /// Closes the socket now; the object lives on until the batch ends, and
   /// ignores events meanwhile.
   void close_socket() noexcept { fd_.reset(); }
   int fd() const { return fd_.get(); }
-  uint16_t port() const { return port_; }
-  size_t slot = 0;  // index in the forwarder's listener table: O(1) removal
 
  private:
   /// Limit: connections accepted per wake-up. Fairness between listeners: a
@@ -90,8 +120,6 @@ class TcpListener final : public EventHandler {
 
   Forwarder& owner_;
   UniqueFd fd_;
-  uint16_t port_;
-  std::shared_ptr<const Route> route_;
 };
 
 /// A pipe used to splice one direction of a connection.

@@ -3,6 +3,7 @@
 // as argv. It enters its sandbox before it reads any input, then serves the
 // data path and the control socket in one event loop.
 #include <signal.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,16 +29,35 @@
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/sandbox.h"
+#include "worker/udp_forwarder.h"
 
 namespace sluice {
 namespace {
 
-/// The worker's command line, as sluiced builds it: [-d|-q] then rule options.
+/// The worker's command line, as sluiced builds it: [-d|-q], the UDP
+/// limits, then rule options.
 struct WorkerArgs {
   LogLevel level = LogLevel::kInfo;
   std::string policy_source = "the default policy";  // the --policy path, for messages
+  uint32_t udp_flows = wire::kUdpFlowsDefault;
+  uint32_t udp_idle_timeout_s = wire::kUdpIdleTimeoutDefaultS;
   std::vector<SpecOption> specs;
 };
+
+/// Parses the value of `option` as a decimal number in [1, max]. Fails with a
+/// message naming the option.
+Result<uint32_t> parse_limit(const std::string& option, const std::string& text, uint32_t max) {
+  uint64_t value = 0;
+  bool ok = !text.empty() && text.size() <= 10;
+  for (char c : text) {
+    if (c < '0' || c > '9') ok = false;
+    if (ok) value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (!ok || value < 1 || value > max) {
+    return Err(option + " needs a number from 1 to " + std::to_string(max));
+  }
+  return static_cast<uint32_t>(value);
+}
 
 /// Parses argv. Only sluiced starts the worker, so anything unexpected is a
 /// packaging or invocation error: report it and fail.
@@ -45,7 +65,14 @@ Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
   WorkerArgs args;
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& a = argv[i];
-    if (a == "-d") {
+    if (a == "--udp-flows" || a == "--udp-idle-timeout") {
+      if (i + 1 >= argv.size()) return Err("option " + a + " needs a value");
+      bool flows = a == "--udp-flows";
+      auto value =
+          parse_limit(a, argv[++i], flows ? wire::kUdpFlowsMax : wire::kUdpIdleTimeoutMaxS);
+      if (!value) return Err(value.error());
+      (flows ? args.udp_flows : args.udp_idle_timeout_s) = *value;
+    } else if (a == "-d") {
       args.level = LogLevel::kDebug;
     } else if (a == "-q") {
       args.level = LogLevel::kWarn;
@@ -57,7 +84,9 @@ Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
       args.specs.push_back(SpecOption{a[1], argv[++i]});
     } else {
       return Err("unexpected argument '" + a +
-                 "'; sluice-worker is started by sluiced and takes no options of its own");
+                 "'; sluice-worker is started by sluiced, which passes it -d/-q, --policy-source, "
+                 "--udp-flows, "
+                 "--udp-idle-timeout and the rule options");
     }
   }
   return args;
@@ -126,6 +155,14 @@ int run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   HostFacts facts = gather_host_facts();
+  // The key of the UDP flow table's hash, drawn while getrandom is still
+  // allowed: senders must not be able to choose colliding keys.
+  uint64_t seed[2] = {0, 0};
+  if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(seed))) {
+    seed[0] = monotonic_ns() ^ (static_cast<uint64_t>(getpid()) << 32);
+    seed[1] = reinterpret_cast<uintptr_t>(&seed) ^ 0x9E3779B97F4A7C15ULL;
+    LOG_WARN("getrandom failed; the UDP flow table's hash key is not secret");
+  }
   sha256_prepare();  // libcrypto set up while files are still reachable (it reads none)
   // The initial rules come from sluiced's command line: audit them as sluiced's
   // (its pid, and the ids it runs as, which the sandbox is about to change).
@@ -165,16 +202,24 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  // UDP, auto-scan and SPLICE are announced only once the data path has them.
+  // Auto-scan and SPLICE are announced only once the data path has them.
   ServerCaps caps;
   caps.ipv4 = facts.ipv4;
   caps.ipv6 = facts.ipv6;
-  caps.udp = false;
+  caps.udp = true;
   caps.scan = false;
   Forwarder forwarder(**loop, ForwarderLimits{});
   (*loop)->add_ticker(&forwarder);
+  UdpLimits udp_limits;
+  udp_limits.max_flows = args->udp_flows;
+  udp_limits.idle_timeout_s = args->udp_idle_timeout_s;
+  udp_limits.hash_seed[0] = seed[0];
+  udp_limits.hash_seed[1] = seed[1];
+  // On the heap: its batch headers take about 12 KiB.
+  auto udp = std::make_unique<UdpForwarder>(**loop, udp_limits);
+  (*loop)->add_ticker(udp.get());
   AuditLog audit(wire::kWorkerFdAudit);
-  CommitEngine engine(**loop, forwarder, broker, *info, caps, audit);
+  CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   if (auto ok = engine.start(); !ok) {
     LOG_ERROR("broker channel: %s", ok.error().message.c_str());

@@ -82,6 +82,41 @@ TEST(Options, TNoneIsPassedNotDefaulted) {
   EXPECT_FALSE(used_default);
 }
 
+TEST(Options, UdpLimitsGoToTheWorkerBeforeTheRules) {
+  auto r = parse({"-u", "53", "--udp-idle-timeout", "5", "--udp-flows", "10", "-q"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->options.udp_flows, 10u);
+  EXPECT_EQ(r->options.udp_idle_timeout_s, 5u);
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-q", "--udp-flows", "10",
+                                      "--udp-idle-timeout", "5", "-u", "53"}));
+  // Unset limits are left to the worker's defaults.
+  r = parse({"-u", "53"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-u", "53"}));
+  // The extremes of the ranges.
+  r = parse({"--udp-flows", "1048576", "--udp-idle-timeout", "86400"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->options.udp_flows, 1048576u);
+  EXPECT_EQ(parse({"--udp-flows=1", "--udp-idle-timeout=1"})->options.udp_idle_timeout_s, 1u);
+}
+
+TEST(Options, UdpLimitErrors) {
+  expect_usage_error({"--udp-flows", "0"}, "--udp-flows needs a number from 1 to 1048576");
+  expect_usage_error({"--udp-flows", "1048577"}, "from 1 to 1048576");
+  expect_usage_error({"--udp-flows", "-5"}, "from 1 to 1048576, not \"-5\"");
+  expect_usage_error({"--udp-flows", "12x"}, "not \"12x\"");
+  expect_usage_error({"--udp-flows", "99999999999"}, "from 1 to 1048576");
+  expect_usage_error({"--udp-idle-timeout", "0"},
+                     "--udp-idle-timeout needs a number from 1 to 86400");
+  expect_usage_error({"--udp-idle-timeout", "86401"}, "from 1 to 86400");
+  expect_usage_error({"--udp-idle-timeout", ""}, "--udp-idle-timeout needs a number");
+  expect_usage_error({"--udp-idle-timeout"}, "--udp-idle-timeout needs an argument");
+  expect_usage_error({"--udp-flows", "3", "--udp-flows", "4"}, "--udp-flows given twice");
+}
+
 TEST(Options, HelpAndVersion) {
   EXPECT_EQ(parse({"-h"})->action, OptionsAction::kHelp);
   EXPECT_EQ(parse({"--help"})->action, OptionsAction::kHelp);

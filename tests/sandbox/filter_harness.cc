@@ -131,6 +131,15 @@ ProbeFds make_probe_fds(unsigned setup) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(f.listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) setup_failed("bind");
   if (listen(f.listener, 8) != 0) setup_failed("listen");
+  f.udp_listener =
+      need(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "udp_listener");
+  int one = 1;
+  if (setsockopt(f.udp_listener, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) != 0) {
+    setup_failed("IP_PKTINFO");
+  }
+  if (bind(f.udp_listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    setup_failed("bind udp_listener");
+  }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.stream) != 0) setup_failed("stream");
   if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, f.dgram) != 0) setup_failed("dgram");
   int p[2];

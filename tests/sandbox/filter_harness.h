@@ -32,11 +32,13 @@ enum class Expect {
 /// UniqueFd on purpose: they live in a death-test child that ends in _exit()
 /// or a signal, and some probes close them.
 struct ProbeFds {
-  int tcp4 = -1;      // AF_INET SOCK_STREAM, unbound, non-blocking
-  int tcp6 = -1;      // AF_INET6 SOCK_STREAM, unbound
-  int udp4 = -1;      // AF_INET SOCK_DGRAM
-  int udp6 = -1;      // AF_INET6 SOCK_DGRAM
-  int listener = -1;  // AF_INET SOCK_STREAM on 127.0.0.1:<ephemeral>, listening, non-blocking
+  int tcp4 = -1;          // AF_INET SOCK_STREAM, unbound, non-blocking
+  int tcp6 = -1;          // AF_INET6 SOCK_STREAM, unbound
+  int udp4 = -1;          // AF_INET SOCK_DGRAM
+  int udp6 = -1;          // AF_INET6 SOCK_DGRAM
+  int listener = -1;      // AF_INET SOCK_STREAM on 127.0.0.1:<ephemeral>, listening, non-blocking
+  int udp_listener = -1;  // AF_INET SOCK_DGRAM on 127.0.0.1:<ephemeral>, IP_PKTINFO on,
+                          // non-blocking: a UDP listener as the broker opens it
   int stream[2] = {-1, -1};      // AF_UNIX SOCK_STREAM pair
   int dgram[2] = {-1, -1};       // AF_UNIX SOCK_DGRAM pair
   int pipe_r = -1, pipe_w = -1;  // non-blocking pipe

@@ -23,6 +23,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "base/scm_rights.h"
 #include "tests/sandbox/filter_harness.h"
@@ -54,6 +55,90 @@ sockaddr_in listener_addr(const ProbeFds& f) {
   socklen_t len = sizeof(addr);
   getsockname(f.listener, reinterpret_cast<sockaddr*>(&addr), &len);
   return addr;
+}
+
+/// The IPv4 address and port `fd` is bound to.
+sockaddr_in bound_addr(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return addr;
+}
+
+/// One message header over `iov`, with optional name and control buffers.
+mmsghdr one_msg(iovec* iov, void* name, socklen_t name_len, void* control, size_t control_len) {
+  mmsghdr m = {};
+  m.msg_hdr.msg_iov = iov;
+  m.msg_hdr.msg_iovlen = 1;
+  m.msg_hdr.msg_name = name;
+  m.msg_hdr.msg_namelen = name_len;
+  m.msg_hdr.msg_control = control;
+  m.msg_hdr.msg_controllen = control_len;
+  return m;
+}
+
+/// The UDP data path's calls, as worker/udp_batch.cc makes them: a flow
+/// socket connected to a listener (the broker's kind, IP_PKTINFO on) sends
+/// two datagrams in one sendmmsg; the listener receives both with their
+/// pktinfo in one recvmmsg; a reply leaves the listener from the address the
+/// datagram was sent to (an IP_PKTINFO cmsg) and reaches the flow socket.
+bool udp_flow_round_trip(const ProbeFds& f) {
+  int flow = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in listener = bound_addr(f.udp_listener);
+  if (flow < 0 || connect(flow, reinterpret_cast<sockaddr*>(&listener), sizeof(listener)) != 0) {
+    return false;
+  }
+  char out[2] = {'a', 'b'};
+  iovec o[2] = {{&out[0], 1}, {&out[1], 1}};
+  mmsghdr om[2] = {one_msg(&o[0], nullptr, 0, nullptr, 0), one_msg(&o[1], nullptr, 0, nullptr, 0)};
+  if (sendmmsg(flow, om, 2, MSG_DONTWAIT) != 2) return false;
+
+  char in[2] = {};
+  iovec i[2] = {{&in[0], 1}, {&in[1], 1}};
+  sockaddr_in from[2] = {};
+  alignas(cmsghdr) char control[2][64] = {};
+  mmsghdr im[2] = {one_msg(&i[0], &from[0], sizeof(from[0]), control[0], sizeof(control[0])),
+                   one_msg(&i[1], &from[1], sizeof(from[1]), control[1], sizeof(control[1]))};
+  if (recvmmsg(f.udp_listener, im, 2, MSG_DONTWAIT, nullptr) != 2 || in[0] != 'a') return false;
+  cmsghdr* c = CMSG_FIRSTHDR(&im[0].msg_hdr);
+  if (c == nullptr || c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO) return false;
+  in_pktinfo info;
+  std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+  if (info.ipi_spec_dst.s_addr != htonl(INADDR_LOOPBACK)) return false;
+
+  alignas(cmsghdr) char reply_control[CMSG_SPACE(sizeof(in_pktinfo))] = {};
+  mmsghdr reply =
+      one_msg(&i[0], &from[0], im[0].msg_hdr.msg_namelen, reply_control, sizeof(reply_control));
+  cmsghdr* rc = CMSG_FIRSTHDR(&reply.msg_hdr);
+  rc->cmsg_level = IPPROTO_IP;
+  rc->cmsg_type = IP_PKTINFO;
+  rc->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+  in_pktinfo source = {};
+  source.ipi_spec_dst = info.ipi_spec_dst;
+  std::memcpy(CMSG_DATA(rc), &source, sizeof(source));
+  if (sendmmsg(f.udp_listener, &reply, 1, MSG_DONTWAIT) != 1) return false;
+
+  char back = 0;
+  iovec bi = {&back, 1};
+  mmsghdr bm = one_msg(&bi, nullptr, 0, nullptr, 0);
+  return recvmmsg(flow, &bm, 1, MSG_DONTWAIT, nullptr) == 1 && back == 'a';
+}
+
+/// recvmmsg of one datagram from `fd` with `flags` and `timeout`, through the
+/// raw syscall so that no wrapper changes the arguments.
+long raw_recvmmsg(int fd, unsigned long flags, struct timespec* timeout) {
+  char c;
+  iovec iov = {&c, 1};
+  mmsghdr m = one_msg(&iov, nullptr, 0, nullptr, 0);
+  return syscall(SYS_recvmmsg, fd, &m, 1, flags, timeout);
+}
+
+/// sendmmsg of one byte on `fd` with `flags`, through the raw syscall.
+long raw_sendmmsg(int fd, unsigned long flags) {
+  char c = 'z';
+  iovec iov = {&c, 1};
+  mmsghdr m = one_msg(&iov, nullptr, 0, nullptr, 0);
+  return syscall(SYS_sendmmsg, fd, &m, 1, flags);
 }
 
 /// A probe that returns false, for forbidden calls (they must not return).
@@ -210,6 +295,55 @@ const std::vector<Probe>& worker_probes() {
          return sendmmsg(f.dgram[0], om, 2, 0) == 2 &&
                 recvmmsg(f.dgram[1], im, 2, MSG_DONTWAIT, nullptr) == 2;
        }},
+
+      // --- The UDP data path: recvmmsg (flags only MSG_DONTWAIT, no
+      // timeout), sendmmsg (flags only MSG_DONTWAIT), with pktinfo cmsgs.
+      {"udp_flow_round_trip", Expect::kAllowed, udp_flow_round_trip},
+      {"recvmmsg_flags_high_bits_ignored", Expect::kAllowed,
+       +[](const ProbeFds& f) {
+         // The kernel reads flags as an unsigned int: a dirty upper half passes.
+         return raw_recvmmsg(f.udp_listener, 0xdead000000000000ul | MSG_DONTWAIT, nullptr) < 0 &&
+                errno == EAGAIN;
+       }},
+      {"recvmmsg_timeout", Expect::kKilled,
+       +[](const ProbeFds& f) {
+         struct timespec ts = {0, 1000};
+         (void)raw_recvmmsg(f.udp_listener, MSG_DONTWAIT, &ts);
+         return false;
+       }},
+      {"recvmmsg_waitforone", Expect::kKilled,
+       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_WAITFORONE, nullptr))},
+      {"recvmmsg_errqueue", Expect::kKilled,
+       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_ERRQUEUE, nullptr))},
+      {"recvmmsg_peek", Expect::kKilled,
+       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_PEEK, nullptr))},
+      {"sendmmsg_dontwait", Expect::kAllowed,
+       +[](const ProbeFds& f) {
+         return raw_sendmmsg(f.dgram[0], MSG_DONTWAIT) == 1 && raw_sendmmsg(f.dgram[0], 0) == 1;
+       }},
+      {"sendmmsg_confirm", Expect::kKilled,
+       FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_DONTWAIT | MSG_CONFIRM))},
+      {"sendmmsg_oob", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_OOB))},
+      {"sendmmsg_nosignal", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_NOSIGNAL))},
+      {"udp_listener_checks", Expect::kAllowed,
+       +[](const ProbeFds& f) {
+         // verify_listener(): pktinfo on, and no peer.
+         int on = 0;
+         socklen_t len = sizeof(on);
+         sockaddr_storage peer;
+         socklen_t plen = sizeof(peer);
+         return getsockopt(f.udp_listener, IPPROTO_IP, IP_PKTINFO, &on, &len) == 0 && on == 1 &&
+                get_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO) &&
+                getpeername(f.udp_listener, reinterpret_cast<sockaddr*>(&peer), &plen) != 0 &&
+                errno == ENOTCONN;
+       }},
+      {"getsockopt_ip_options", Expect::kKilled,
+       FORBIDDEN(get_int(f.udp_listener, IPPROTO_IP, IP_OPTIONS))},
+      {"getsockopt_ipv6_recvpktinfo_wrong_level", Expect::kKilled,
+       FORBIDDEN(get_int(f.udp6, IPPROTO_IP, IPV6_RECVPKTINFO))},
+      {"getsockopt_ip_pktinfo_wrong_level", Expect::kKilled,
+       FORBIDDEN(get_int(f.udp6, IPPROTO_IPV6, IP_PKTINFO))},
+
       {"getsockname_getpeername", Expect::kAllowed,
        +[](const ProbeFds& f) {
          sockaddr_storage ss;
@@ -264,12 +398,14 @@ const std::vector<Probe>& worker_probes() {
                 set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPIDLE) &&
                 set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPINTVL) &&
                 set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPCNT) &&
-                set_int(f.udp4, IPPROTO_IP, IP_PKTINFO) &&
-                set_int(f.udp4, IPPROTO_IP, IP_RECVERR) &&
-                set_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO) &&
-                set_int(f.udp6, IPPROTO_IPV6, IPV6_RECVERR) &&
                 set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY);
        }},
+      // The broker sets pktinfo before bind; the worker sets no UDP option.
+      {"setsockopt_ip_pktinfo", Expect::kKilled,
+       FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_PKTINFO))},
+      {"setsockopt_ipv6_recvpktinfo", Expect::kKilled,
+       FORBIDDEN(set_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO))},
+      {"setsockopt_ip_recverr", Expect::kKilled, FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_RECVERR))},
       {"setsockopt_reuseaddr", Expect::kKilled,
        FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR))},
       {"setsockopt_reuseport", Expect::kKilled,

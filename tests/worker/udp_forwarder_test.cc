@@ -1,0 +1,215 @@
+// The UDP data path with a real event loop and real loopback sockets, but no
+// broker and no sandbox: flows are created per client, counted, limited,
+// expired, ended by a commit's endRemovedFlows and by their listener's
+// close, and a closing listener forwards what it had queued.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "worker/udp_forwarder.h"
+
+namespace sluice {
+namespace {
+
+/// A non-blocking UDP socket on 127.0.0.1:0, with IP_PKTINFO when `pktinfo`.
+UniqueFd udp_socket(bool pktinfo) {
+  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  int one = 1;
+  if (pktinfo) setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)), 0);
+  return fd;
+}
+
+/// The port `fd` is bound to.
+uint16_t port_of(int fd) {
+  struct sockaddr_in sin;
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<struct sockaddr*>(&sin), &len);
+  return ntohs(sin.sin_port);
+}
+
+/// Sends `text` from `fd` to 127.0.0.1:`port`.
+void send_to(int fd, uint16_t port, const std::string& text) {
+  struct sockaddr_in to = {};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(
+      sendto(fd, text.data(), text.size(), 0, reinterpret_cast<struct sockaddr*>(&to), sizeof(to)),
+      static_cast<ssize_t>(text.size()));
+}
+
+/// Receives one datagram within 2 s; its source port goes to *from_port.
+std::string receive(int fd, uint16_t* from_port = nullptr) {
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 2000) != 1) return "<timeout>";
+  char buf[256];
+  struct sockaddr_in from;
+  socklen_t len = sizeof(from);
+  ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<struct sockaddr*>(&from), &len);
+  if (n < 0) return "<error>";
+  if (from_port != nullptr) *from_port = ntohs(from.sin_port);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+class UdpForwarderTest : public ::testing::Test {
+ protected:
+  /// Runs the loop until `done` holds (at most 500 iterations of 10 ms).
+  bool pump(const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) loop_->run_once(10);
+    return done();
+  }
+  /// Serves `listener` on the forwarder, forwarding to target_.
+  UdpListener* serve(UniqueFd listener) {
+    ListenerKey key;
+    key.proto = Proto::kUdp;
+    key.addr = addr_v4(127, 0, 0, 1);
+    key.port = port_of(listener.get());
+    auto route = std::make_shared<const Route>(Route{Pif::kHost, addr_v4(127, 0, 0, 1), key.port,
+                                                     port_of(target_.get()), "UDP test rule"});
+    auto served = udp_->add_listener(std::move(listener), key, route);
+    EXPECT_TRUE(served.ok());
+    return served.ok() ? *served : nullptr;
+  }
+  /// Answers every datagram queued at the target with "re:" + payload.
+  void echo_all() {
+    for (int i = 0; i < 64; ++i) {
+      char buf[256];
+      struct sockaddr_in from;
+      socklen_t len = sizeof(from);
+      ssize_t n = recvfrom(target_.get(), buf, sizeof(buf), MSG_DONTWAIT,
+                           reinterpret_cast<struct sockaddr*>(&from), &len);
+      if (n < 0) return;
+      std::string reply = "re:" + std::string(buf, static_cast<size_t>(n));
+      sendto(target_.get(), reply.data(), reply.size(), 0,
+             reinterpret_cast<struct sockaddr*>(&from), len);
+    }
+  }
+  void SetUp() override {
+    auto loop = EventLoop::create();
+    ASSERT_TRUE(loop.ok());
+    loop_ = std::move(*loop);
+    target_ = udp_socket(false);
+    UdpLimits limits;
+    limits.max_flows = 2;
+    limits.idle_timeout_s = 1;
+    limits.hash_seed[0] = 1;
+    limits.hash_seed[1] = 2;
+    udp_ = std::make_unique<UdpForwarder>(*loop_, limits);
+    loop_->add_ticker(udp_.get());
+  }
+  void TearDown() override { udp_.reset(); }
+
+  std::unique_ptr<EventLoop> loop_;
+  UniqueFd target_;
+  std::unique_ptr<UdpForwarder> udp_;
+};
+
+TEST_F(UdpForwarderTest, FlowsAreLimitedCountedAndExpire) {
+  UdpListener* listener = serve(udp_socket(true));
+  ASSERT_NE(listener, nullptr);
+  uint16_t port = listener->port();
+  UniqueFd c1 = udp_socket(false), c2 = udp_socket(false), c3 = udp_socket(false);
+  send_to(c1.get(), port, "1");
+  send_to(c2.get(), port, "2");
+  const UdpCounters& n = udp_->counters();
+  ASSERT_TRUE(pump([&] { return n.to_target == 2; }));
+  // The table (2 flows) is full: the third client is dropped and counted.
+  send_to(c3.get(), port, "3");
+  ASSERT_TRUE(pump([&] { return n.dropped_flow_limit == 1; }));
+  EXPECT_EQ(n.flows_created, 2u);
+  EXPECT_EQ(n.active, 2u);
+  EXPECT_EQ(udp_->flow_count(), 2u);
+
+  echo_all();
+  ASSERT_TRUE(pump([&] { return n.to_client == 2; }));
+  uint16_t from = 0;
+  EXPECT_EQ(receive(c1.get(), &from), "re:1");
+  EXPECT_EQ(from, port);  // from the listener, not from the flow socket
+  EXPECT_EQ(receive(c2.get(), &from), "re:2");
+  EXPECT_EQ(from, port);
+  EXPECT_EQ(n.bytes_to_target, 2u);
+  EXPECT_EQ(n.bytes_to_client, 8u);
+
+  // A second datagram of a known client takes its flow: no new flow.
+  send_to(c1.get(), port, "1b");
+  ASSERT_TRUE(pump([&] { return n.to_target == 3; }));
+  EXPECT_EQ(n.flows_created, 2u);
+
+  // A tick past the idle timeout expires both; the third client gets in.
+  udp_->on_tick(monotonic_ns() + 2000000000ULL);
+  EXPECT_EQ(n.flows_expired, 2u);
+  EXPECT_EQ(n.active, 0u);
+  EXPECT_EQ(udp_->flow_count(), 0u);
+  send_to(c3.get(), port, "3b");
+  ASSERT_TRUE(pump([&] { return n.to_target == 4; }));
+  EXPECT_EQ(n.flows_created, 3u);
+  EXPECT_EQ(n.dropped_flow_limit, 1u);
+}
+
+TEST_F(UdpForwarderTest, CommitsEndFlows) {
+  UdpListener* listener = serve(udp_socket(true));
+  ASSERT_NE(listener, nullptr);
+  uint16_t port = listener->port();
+  UniqueFd c1 = udp_socket(false), c2 = udp_socket(false);
+  send_to(c1.get(), port, "a");
+  send_to(c2.get(), port, "b");
+  const UdpCounters& n = udp_->counters();
+  ASSERT_TRUE(pump([&] { return n.to_target == 2; }));
+  // endRemovedFlows: only flows of matching rules end.
+  EXPECT_EQ(udp_->end_flows([](const Route& r) { return r.text == "another rule"; }), 0u);
+  EXPECT_EQ(udp_->end_flows([](const Route& r) { return r.text == "UDP test rule"; }), 2u);
+  EXPECT_EQ(n.flows_ended, 2u);
+  EXPECT_EQ(n.active, 0u);
+  // A closing listener takes its flows with it.
+  send_to(c1.get(), port, "c");
+  ASSERT_TRUE(pump([&] { return n.to_target == 3; }));
+  EXPECT_EQ(n.active, 1u);
+  listener->release();
+  EXPECT_EQ(n.active, 0u);
+  EXPECT_EQ(n.flows_ended, 3u);
+  EXPECT_EQ(udp_->listener_count(), 0u);
+  loop_->run_once(0);  // frees the retired objects
+}
+
+TEST_F(UdpForwarderTest, ClosingListenerForwardsWhatItHadQueued) {
+  UdpListener* listener = serve(udp_socket(true));
+  ASSERT_NE(listener, nullptr);
+  uint16_t port = listener->port();
+  UniqueFd c1 = udp_socket(false);
+  // Queued while the loop does not run (as during a commit's slice).
+  for (int i = 0; i < 40; ++i) send_to(c1.get(), port, "q" + std::to_string(i));
+  listener->drain();
+  EXPECT_EQ(udp_->counters().to_target, 40u);
+  listener->release();
+  int got = 0;
+  char buf[64];
+  for (int i = 0; i < 64 && recv(target_.get(), buf, sizeof(buf), MSG_DONTWAIT) > 0; ++i) ++got;
+  EXPECT_EQ(got, 40);
+}
+
+TEST_F(UdpForwarderTest, RefusedTargetIsCountedAndTheFlowStays) {
+  UdpListener* listener = serve(udp_socket(true));
+  ASSERT_NE(listener, nullptr);
+  target_.reset();  // nothing listens on the target port any more: ICMP port unreachable
+  UniqueFd c1 = udp_socket(false);
+  send_to(c1.get(), listener->port(), "x");
+  const UdpCounters& n = udp_->counters();
+  ASSERT_TRUE(pump([&] { return n.target_errors >= 1; }));
+  EXPECT_EQ(n.active, 1u);
+  EXPECT_EQ(n.to_target, 1u);
+}
+
+}  // namespace
+}  // namespace sluice

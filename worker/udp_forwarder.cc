@@ -1,0 +1,304 @@
+#include "worker/udp_forwarder.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+/// Nanoseconds in a second.
+constexpr uint64_t kNsPerSecond = 1000000000ULL;
+
+/// True when datagram `i` of `batch` belongs to `key` (same sender, same
+/// local address; the listener is the same for the whole batch).
+bool same_flow(const UdpBatch& batch, size_t i, const FlowKey& key) noexcept {
+  return endpoint_from_sockaddr(batch.name(i)) == key.peer && batch.local(i).addr == key.local;
+}
+
+}  // namespace
+
+void UdpListener::on_event(uint32_t /*events*/) noexcept {
+  if (!fd_.valid()) return;  // closed by a commit earlier in this batch
+  owner_.read_listener(*this, UdpForwarder::kMaxBatchesPerWake);
+}
+
+void UdpListener::drain() noexcept {
+  if (!fd_.valid()) return;
+  if (!owner_.read_listener(*this, UdpForwarder::kMaxDrainBatches)) {
+    LOG_WARN("UDP port %u closed while datagrams kept arriving: the rest are dropped", port_);
+  }
+}
+
+void UdpListener::release() noexcept {
+  owner_.close_listener(this);
+}
+
+void UdpFlow::on_event(uint32_t /*events*/) noexcept {
+  if (!sock_.valid()) return;  // ended earlier in this batch
+  owner_.read_flow(*this, UdpForwarder::kMaxBatchesPerWake);
+}
+
+UdpForwarder::UdpForwarder(EventLoop& loop, UdpLimits limits)
+    : loop_(loop),
+      limits_(limits),
+      table_(limits.max_flows, limits.idle_timeout_s * kNsPerSecond, limits.hash_seed[0],
+             limits.hash_seed[1]) {}
+
+UdpForwarder::~UdpForwarder() {
+  for (auto& flow : flows_) {
+    if (flow) loop_.remove(flow->fd());
+  }
+  for (auto& listener : listeners_) loop_.remove(listener->fd());
+}
+
+Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& key,
+                                                std::shared_ptr<const Route> route) {
+  int family = !key.dual_stack && addr_is_v4(key.addr) ? AF_INET : AF_INET6;
+  auto listener = std::make_unique<UdpListener>(*this, std::move(fd), key.port, family,
+                                                next_listener_id_++, std::move(route));
+  UdpListener* raw = listener.get();
+  auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
+  if (!added) return Err(added.error());
+  raw->slot = listeners_.size();
+  listeners_.push_back(std::move(listener));
+  // Datagrams may have arrived between the broker's bind and now; edge
+  // triggering reports only new ones, so read now.
+  read_listener(*raw, kMaxBatchesPerWake);
+  return raw;
+}
+
+void UdpForwarder::close_listener(UdpListener* listener) noexcept {
+  size_t slot = listener->slot;
+  CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
+  // Replies of its flows would have no socket to leave from: end them first.
+  while (!listener->flows.empty()) {
+    end_flow(flows_[listener->flows.back()].get());
+    ++counters_.flows_ended;
+  }
+  loop_.remove(listener->fd());
+  unpark(listener, parked_listeners_);
+  // Close now, not when the batch ends: a client reading the commit's reply
+  // must find the port closed.
+  listener->close_socket();
+  loop_.retire(std::move(listeners_[slot]));
+  if (slot != listeners_.size() - 1) {
+    listeners_[slot] = std::move(listeners_.back());
+    listeners_[slot]->slot = slot;
+  }
+  listeners_.pop_back();
+}
+
+size_t UdpForwarder::end_flows(const std::function<bool(const Route&)>& pred) noexcept {
+  // Collect first: ending a flow changes its listener's list.
+  std::vector<UdpFlow*> doomed;
+  for (auto& flow : flows_) {
+    if (flow && pred(flow->route())) doomed.push_back(flow.get());
+  }
+  for (UdpFlow* flow : doomed) end_flow(flow);
+  counters_.flows_ended += doomed.size();
+  return doomed.size();
+}
+
+void UdpForwarder::on_tick(uint64_t now_ns) noexcept {
+  size_t expired = 0;
+  for (FlowId id = table_.oldest_expired(now_ns); id != kNoFlow;
+       id = table_.oldest_expired(now_ns)) {
+    if (expired == kMaxExpiriesPerTick) {
+      loop_.request_immediate_tick();  // the rest right after the next batch
+      break;
+    }
+    end_flow(flows_[id].get());
+    ++expired;
+  }
+  counters_.flows_expired += expired;
+  if (expired > 0) {
+    LOG_DEBUG("expired %zu idle UDP flow%s, %zu left", expired, expired == 1 ? "" : "s",
+              table_.size());
+  }
+  if (parked_listeners_.empty() && parked_flows_.empty()) return;
+  std::vector<UdpListener*> listeners;
+  std::vector<UdpFlow*> flows;
+  listeners.swap(parked_listeners_);
+  flows.swap(parked_flows_);
+  // Clear every flag before resuming any: a resumed socket may park again.
+  for (UdpListener* l : listeners) l->parked = false;
+  for (UdpFlow* f : flows) f->parked = false;
+  // Nothing here ends a flow or closes a listener, so every pointer stays
+  // valid (an ended one was taken off the list by unpark()).
+  for (UdpListener* l : listeners) l->on_event(EPOLLIN);
+  for (UdpFlow* f : flows) f->on_event(EPOLLIN);
+}
+
+bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcept {
+  for (int b = 0; b < max_batches; ++b) {
+    if (listener.fd() < 0) return true;
+    int n = batch_.receive(listener.fd());
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      if (errno == EINTR) continue;
+      // Out of memory (ENOMEM) or similar: try again after this batch rather
+      // than lose the edge.
+      if (log_.allow()) {
+        LOG_WARN("UDP port %u: recvmmsg: %s", listener.port(), errno_text(errno).c_str());
+      }
+      park(&listener, parked_listeners_);
+      return false;
+    }
+    uint64_t now = monotonic_ns();
+    size_t count = static_cast<size_t>(n);
+    for (size_t i = 0; i < count;) {
+      if (batch_.truncated(i)) {
+        ++counters_.dropped_error;
+        ++i;
+        continue;
+      }
+      LocalAddr local = batch_.local(i);
+      FlowKey key{listener.id(), local.addr, endpoint_from_sockaddr(batch_.name(i))};
+      // A run: the datagrams of one flow that follow each other in the batch
+      // go out in one sendmmsg().
+      size_t end = i + 1;
+      while (end < count && !batch_.truncated(end) && same_flow(batch_, end, key)) ++end;
+      UdpFlow* flow = flow_for(listener, key, local, i, end - i, now);
+      if (flow != nullptr) {
+        account(batch_.send_connected(flow->fd(), i, end), true);
+        table_.touch(flow->id(), now);
+      }
+      i = end;
+    }
+    if (count < kUdpBatch) return true;  // a short batch: the queue is empty
+  }
+  park(&listener, parked_listeners_);
+  return false;
+}
+
+void UdpForwarder::read_flow(UdpFlow& flow, int max_batches) noexcept {
+  for (int b = 0; b < max_batches; ++b) {
+    if (flow.fd() < 0) return;
+    int n = batch_.receive(flow.fd());
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno != EINTR) {
+        // An ICMP error for an earlier datagram (the target port is closed,
+        // or unreachable): reported once, and already cleared. UDP has no
+        // way to pass it on; the flow stays for the target's return.
+        ++counters_.target_errors;
+        if (log_.allow()) {
+          LOG_DEBUG("%s: target: %s", flow.route().text.c_str(), errno_text(errno).c_str());
+        }
+      }
+      continue;
+    }
+    size_t count = static_cast<size_t>(n);
+    for (size_t i = 0; i < count; ++i) {
+      if (batch_.truncated(i)) ++counters_.dropped_error;
+    }
+    UdpListener& l = flow.listener();
+    account(batch_.send_to(l.fd(), l.family(), flow.peer(), flow.local(), 0, count), false);
+    table_.touch(flow.id(), monotonic_ns());
+    if (count < kUdpBatch) return;
+  }
+  park(&flow, parked_flows_);
+}
+
+UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const LocalAddr& local,
+                                size_t i, size_t run, uint64_t now_ns) noexcept {
+  FlowId id = table_.find(key);
+  if (id != kNoFlow) return flows_[id].get();
+  if (table_.full()) {
+    counters_.dropped_flow_limit += run;
+    if (limit_log_.allow()) {
+      LOG_WARN(
+          "UDP flow limit of %zu reached: datagrams from new clients are dropped (%llu so "
+          "far); flows free up after %llu s idle; raise sluiced --udp-flows or lower "
+          "--udp-idle-timeout",
+          table_.capacity(), static_cast<unsigned long long>(counters_.dropped_flow_limit),
+          static_cast<unsigned long long>(limits_.idle_timeout_s));
+    }
+    return nullptr;
+  }
+  const std::shared_ptr<const Route>& route = listener.route();
+  struct sockaddr_storage target;
+  socklen_t target_len = target_sockaddr(*route, batch_.name(i), listener.port(), &target);
+  UniqueFd sock(socket(target.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!sock.valid() ||
+      connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
+    // EMFILE at the descriptor limit, ENETUNREACH for a target family the
+    // namespace has no route for: each datagram of a new client tries again.
+    counters_.dropped_no_flow += run;
+    if (log_.allow()) {
+      LOG_WARN("%s: %s for a new UDP flow: %s", route->text.c_str(),
+               sock.valid() ? "connect" : "socket", errno_text(errno).c_str());
+    }
+    return nullptr;
+  }
+  id = table_.insert(key, now_ns);
+  CHECK(id != kNoFlow);  // not full: checked above
+  if (flows_.size() < table_.id_bound()) flows_.resize(table_.id_bound());
+  flows_[id] =
+      std::make_unique<UdpFlow>(*this, id, std::move(sock), listener, route, key.peer, local);
+  UdpFlow* flow = flows_[id].get();
+  if (auto added = loop_.add(flow->fd(), EPOLLIN | EPOLLET, flow); !added) {
+    counters_.dropped_no_flow += run;
+    if (log_.allow()) LOG_WARN("%s: %s", route->text.c_str(), added.error().message.c_str());
+    flows_[id].reset();
+    table_.erase(id);
+    return nullptr;
+  }
+  flow->listener_slot = listener.flows.size();
+  listener.flows.push_back(id);
+  ++counters_.flows_created;
+  ++counters_.active;
+  return flow;
+}
+
+void UdpForwarder::end_flow(UdpFlow* flow) noexcept {
+  FlowId id = flow->id();
+  CHECK(id < flows_.size() && flows_[id].get() == flow);
+  loop_.remove(flow->fd());
+  flow->close_socket();
+  unpark(flow, parked_flows_);
+  // Swap-remove from the listener's list.
+  std::vector<FlowId>& list = flow->listener().flows;
+  size_t slot = flow->listener_slot;
+  CHECK(slot < list.size() && list[slot] == id);
+  if (slot != list.size() - 1) {
+    list[slot] = list.back();
+    flows_[list[slot]]->listener_slot = slot;
+  }
+  list.pop_back();
+  table_.erase(id);
+  loop_.retire(std::move(flows_[id]));
+  --counters_.active;
+}
+
+template <typename T>
+void UdpForwarder::park(T* socket, std::vector<T*>& list) noexcept {
+  loop_.request_immediate_tick();
+  if (socket->parked) return;
+  socket->parked = true;
+  list.push_back(socket);
+}
+
+template <typename T>
+void UdpForwarder::unpark(T* socket, std::vector<T*>& list) noexcept {
+  if (!socket->parked) return;
+  socket->parked = false;
+  std::erase(list, socket);
+}
+
+void UdpForwarder::account(const SendResult& r, bool to_target) noexcept {
+  (to_target ? counters_.to_target : counters_.to_client) += r.sent;
+  (to_target ? counters_.bytes_to_target : counters_.bytes_to_client) += r.bytes;
+  counters_.dropped_would_block += r.would_block;
+  counters_.dropped_error += r.failed;
+  if (r.failed > 0 && log_.allow()) {
+    LOG_WARN("UDP send %s: %s (%zu datagram%s dropped)", to_target ? "to a target" : "to a client",
+             errno_text(r.last_errno).c_str(), r.failed, r.failed == 1 ? "" : "s");
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,220 @@
+// The UDP data path: listeners that receive datagrams in batches, and flows
+// that carry them to the target and the replies back.
+//
+// A datagram that arrives on a listener belongs to the flow of (listener,
+// local address, client address and port); the first one creates the flow: a
+// socket connect()ed to the target of the listener's rule (the same Route and
+// port mapping as TCP). Datagrams go to the target on that socket; replies
+// read from it go back to the client through the listener's socket, and
+// leave from the address the client sent to (IP_PKTINFO / IPV6_PKTINFO,
+// which the broker enabled on the socket before binding it), so wildcard and
+// dual-stack listeners answer from the right address.
+//
+// Flows end after an idle timeout, when their listener closes (a commit that
+// removes the port: the replies would have no way back), or when a commit
+// with endRemovedFlows removes their rule. At the flow limit, datagrams of
+// new clients are dropped and counted. Nothing is queued: a send that would
+// block drops its datagrams. Edge-triggered and noexcept throughout.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "schema/broker_wire.h"
+#include "worker/event_loop.h"
+#include "worker/forwarder.h"
+#include "worker/udp_batch.h"
+#include "worker/udp_flow_table.h"
+
+namespace sluice {
+
+/// Limits of the UDP data path (sluiced --udp-flows, --udp-idle-timeout; the
+/// defaults and their reasons are in schema/broker_wire.h).
+struct UdpLimits {
+  size_t max_flows = wire::kUdpFlowsDefault;
+  uint64_t idle_timeout_s = wire::kUdpIdleTimeoutDefaultS;
+  uint64_t hash_seed[2] = {0, 0};  // keys the flow table's hash (getrandom before the sandbox)
+};
+
+/// Totals of the UDP data path. Every datagram that is not forwarded is
+/// counted under exactly one dropped_* reason.
+struct UdpCounters {
+  uint64_t to_target = 0;  // datagrams forwarded client -> target
+  uint64_t to_client = 0;  // datagrams forwarded target -> client
+  uint64_t bytes_to_target = 0;
+  uint64_t bytes_to_client = 0;
+  uint64_t flows_created = 0;
+  uint64_t flows_expired = 0;        // ended by the idle timeout
+  uint64_t flows_ended = 0;          // ended by a commit (port removed, endRemovedFlows)
+  uint64_t dropped_flow_limit = 0;   // from new clients while the table was full
+  uint64_t dropped_would_block = 0;  // a socket buffer was full
+  uint64_t dropped_no_flow = 0;      // the flow's socket could not be created or connected
+  uint64_t dropped_error = 0;        // a send failed, or a datagram was truncated
+  uint64_t target_errors = 0;        // ICMP errors reported on flow sockets (refused, unreachable)
+  uint64_t active = 0;               // flows now
+};
+
+class UdpForwarder;
+
+/// One bound UDP socket, received from the broker.
+class UdpListener final : public Listener {
+ public:
+  /// `family` is the socket's (AF_INET, or AF_INET6 also for dual-stack);
+  /// `id` is unique for the worker's lifetime and keys the listener's flows.
+  UdpListener(UdpForwarder& owner, UniqueFd fd, uint16_t port, int family, uint64_t id,
+              std::shared_ptr<const Route> route)
+      : Listener(port, std::move(route)),
+        owner_(owner),
+        fd_(std::move(fd)),
+        family_(family),
+        id_(id) {}
+  /// Reads and forwards datagrams (edge-triggered), at most
+  /// kMaxBatchesPerWake batches, then parks if more may be queued.
+  void on_event(uint32_t events) noexcept override;
+  /// Forwards what is already queued (up to kMaxDrainBatches batches) before
+  /// the socket is closed.
+  void drain() noexcept override;
+  /// UdpForwarder::close_listener(this): ends its flows, closes the socket.
+  void release() noexcept override;
+  /// Closes the socket now; the object ignores events until it is freed.
+  void close_socket() noexcept { fd_.reset(); }
+  int fd() const { return fd_.get(); }
+  int family() const { return family_; }
+  uint64_t id() const { return id_; }
+
+  std::vector<FlowId> flows;  // the flows answering through this socket
+  bool parked = false;        // in the forwarder's resume list
+
+ private:
+  UdpForwarder& owner_;
+  UniqueFd fd_;
+  int family_;
+  uint64_t id_;
+};
+
+/// One flow: a socket connected to the target, for one client of a listener.
+class UdpFlow final : public EventHandler {
+ public:
+  /// Takes the connected socket; registers nothing.
+  UdpFlow(UdpForwarder& owner, FlowId id, UniqueFd sock, UdpListener& listener,
+          std::shared_ptr<const Route> route, const UdpEndpoint& peer, const LocalAddr& local)
+      : owner_(owner),
+        id_(id),
+        sock_(std::move(sock)),
+        listener_(listener),
+        route_(std::move(route)),
+        peer_(peer),
+        local_(local) {}
+  /// Reads replies from the target and sends them to the client.
+  void on_event(uint32_t events) noexcept override;
+  /// Closes the socket now; the object ignores events until it is freed.
+  void close_socket() noexcept { sock_.reset(); }
+
+  int fd() const { return sock_.get(); }
+  FlowId id() const { return id_; }
+  UdpListener& listener() const { return listener_; }
+  /// The rule the flow was created under (a commit may re-point its listener).
+  const Route& route() const { return *route_; }
+  const UdpEndpoint& peer() const { return peer_; }
+  const LocalAddr& local() const { return local_; }
+
+  size_t listener_slot = 0;  // index in listener().flows: O(1) removal
+  bool parked = false;       // in the forwarder's resume list
+
+ private:
+  UdpForwarder& owner_;
+  FlowId id_;
+  UniqueFd sock_;
+  UdpListener& listener_;
+  std::shared_ptr<const Route> route_;
+  UdpEndpoint peer_;
+  LocalAddr local_;
+};
+
+class UdpForwarder final : public Ticker {
+ public:
+  /// Limit: batches one socket reads per wake-up (4 x 32 datagrams).
+  /// Fairness: a flood on one port or flow cannot starve the others for a
+  /// whole event batch; a socket that stops early parks and resumes right
+  /// after the batch (edge triggering would not report it again).
+  static constexpr int kMaxBatchesPerWake = 4;
+  /// Limit: batches a closing listener forwards. 64 x 32 = 2048 datagrams,
+  /// more than a default receive buffer (net.core.rmem_default, 208 KiB)
+  /// can hold, so everything queued when the drain began is forwarded.
+  static constexpr int kMaxDrainBatches = 64;
+  /// Limit: flows expired per tick. Each costs an epoll_ctl and a close; 1024
+  /// keep a tick under a millisecond, and the rest follow right after the
+  /// next batch of events instead of stalling this one.
+  static constexpr size_t kMaxExpiriesPerTick = 1024;
+
+  /// Creates an empty UDP data path on `loop` with `limits`.
+  UdpForwarder(EventLoop& loop, UdpLimits limits);
+  /// Unregisters every socket; closes them.
+  ~UdpForwarder() override;
+
+  /// Starts serving the bound UDP socket `fd` of `key` with `route`.
+  /// Returns the listener (owned by the forwarder), or an Error if epoll
+  /// refuses the fd. Forwards what is already queued.
+  Result<UdpListener*> add_listener(UniqueFd fd, const ListenerKey& key,
+                                    std::shared_ptr<const Route> route);
+  /// Ends the listener's flows, stops serving it and closes its socket.
+  void close_listener(UdpListener* listener) noexcept;
+  /// Ends every flow whose rule matches `pred` (a commit's endRemovedFlows);
+  /// returns how many were ended.
+  size_t end_flows(const std::function<bool(const Route&)>& pred) noexcept;
+  /// Expires idle flows and resumes parked sockets.
+  void on_tick(uint64_t now_ns) noexcept override;
+
+  /// Reads up to `max_batches` batches from `listener` and forwards them,
+  /// creating flows as needed. Returns true when the socket's queue was
+  /// emptied. Needs `recvmmsg`, `sendmmsg`, `socket`, `connect`, `epoll_ctl`.
+  bool read_listener(UdpListener& listener, int max_batches) noexcept;
+  /// Reads up to `max_batches` batches of replies from `flow` and sends them
+  /// to its client from the listener's socket. Needs `recvmmsg`, `sendmmsg`.
+  void read_flow(UdpFlow& flow, int max_batches) noexcept;
+
+  const UdpCounters& counters() const { return counters_; }
+  size_t listener_count() const { return listeners_.size(); }
+  size_t flow_count() const { return table_.size(); }
+  const UdpLimits& limits() const { return limits_; }
+
+ private:
+  /// Returns the flow for datagram `i` of the batch (key `key`), creating
+  /// it; nullptr when it cannot exist now, after counting the `run`
+  /// datagrams it would have carried as dropped.
+  UdpFlow* flow_for(UdpListener& listener, const FlowKey& key, const LocalAddr& local, size_t i,
+                    size_t run, uint64_t now_ns) noexcept;
+  /// Ends `flow`: unregisters and closes its socket, frees its slot, and
+  /// frees the object after the batch.
+  void end_flow(UdpFlow* flow) noexcept;
+  /// Puts a listener or flow that stopped early on its resume list, to be
+  /// read again right after the current batch of events.
+  template <typename T>
+  void park(T* socket, std::vector<T*>& list) noexcept;
+  /// Takes a listener or flow off its resume list, if it is there.
+  template <typename T>
+  void unpark(T* socket, std::vector<T*>& list) noexcept;
+  /// Counts a send's outcome into the totals of one direction.
+  void account(const SendResult& r, bool to_target) noexcept;
+
+  EventLoop& loop_;
+  UdpLimits limits_;
+  UdpCounters counters_;
+  FlowTable table_;
+  UdpBatch batch_;
+  uint64_t next_listener_id_ = 1;
+  std::vector<std::unique_ptr<UdpListener>> listeners_;
+  std::vector<std::unique_ptr<UdpFlow>> flows_;  // indexed by FlowId
+  std::vector<UdpListener*> parked_listeners_;   // stopped early: read again after the batch
+  std::vector<UdpFlow*> parked_flows_;
+  // Per-datagram errors: at most 20 lines at once, then 5 per second.
+  LogRateLimit log_{20, 5};
+  // The flow-limit warning: one line per second at most, with the running count.
+  LogRateLimit limit_log_{1, 1};
+};
+
+}  // namespace sluice
