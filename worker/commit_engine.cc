@@ -26,13 +26,27 @@ constexpr size_t kSliceListeners = 64;
 /// requests fit easily in the channel's socket buffer, so sends never block.
 constexpr size_t kPipelineWindow = 4;
 
-/// Builds the route of every rule of `tables`, indexed [pif][rule].
-std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(const TableSet& tables) {
+/// Builds the route of every rule of `tables`, indexed [pif][rule]. A rule
+/// that `current` (the routes in force) already has, by pif and listing text,
+/// keeps its counters: they count from when the rule entered the tables.
+std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
+    const TableSet& tables, const std::vector<std::vector<std::shared_ptr<const Route>>>& current) {
   std::vector<std::vector<std::shared_ptr<const Route>>> routes(kPifCount);
   for (size_t p = 0; p < kPifCount; ++p) {
+    // The routes in force, by text: one sort, then a binary search per rule.
+    std::vector<const Route*> old;
+    if (p < current.size()) {
+      for (const auto& r : current[p]) old.push_back(r.get());
+    }
+    auto by_text = [](const Route* a, const Route* b) { return a->text < b->text; };
+    std::sort(old.begin(), old.end(), by_text);
     for (const Rule& rule : tables.tables[p].rules) {
-      routes[p].push_back(std::make_shared<const Route>(
-          Route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)}));
+      Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
+      Route probe;
+      probe.text = route.text;
+      auto it = std::lower_bound(old.begin(), old.end(), &probe, by_text);
+      if (it != old.end() && (*it)->text == route.text) route.counters = (*it)->counters;
+      routes[p].push_back(std::make_shared<const Route>(std::move(route)));
     }
   }
   return routes;
@@ -394,7 +408,7 @@ bool CommitEngine::release_slice(size_t* budget) noexcept {
 void CommitEngine::swap() noexcept {
   Active& a = *active_;
   const TableSet& next = a.job.request.tables;
-  a.routes = make_routes(next);
+  a.routes = make_routes(next, routes_);
   a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
   for (const CommitPlan::Keep& keep : a.plan.keep) {
     Installed inst = installed_[keep.installed];
@@ -410,8 +424,44 @@ void CommitEngine::swap() noexcept {
   a.released = 0;
   a.phase = Phase::kInstall;
   tables_ = next;
+  routes_ = a.routes;
   ++generation_;
   digest_ = control::digest_tables(tables_);
+}
+
+control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
+  control::Stats st;
+  st.generation = generation_;
+  st.uptime_millis = uptime_millis;
+  st.connections_active = forwarder_.counters().active;
+  st.connection_limit = forwarder_.max_connections();
+  st.flows_active = udp_.flow_count();
+  st.flow_limit = udp_.limits().max_flows;
+  st.listeners = installed_.size();
+  st.paused_listeners = forwarder_.parked_count();
+  for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
+    const Table& table = tables_.tables[p];
+    for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {
+      const RuleCounters& c = *routes_[p][i]->counters;
+      control::RuleStats r;
+      r.pif = table.pif;
+      r.proto = table.rules[i].proto;
+      r.rule = static_cast<uint32_t>(i);
+      r.text = routes_[p][i]->text;
+      r.accepted = c.accepted;
+      r.active = c.active;
+      r.failed = c.failed;
+      r.bytes_to_target = c.bytes_to_target;
+      r.bytes_to_client = c.bytes_to_client;
+      r.flows_active = c.flows_active;
+      r.flows_created = c.flows_created;
+      r.datagrams_to_target = c.datagrams_to_target;
+      r.datagrams_to_client = c.datagrams_to_client;
+      r.dropped = c.dropped;
+      st.rules.push_back(std::move(r));
+    }
+  }
+  return st;
 }
 
 bool CommitEngine::install_slice(size_t* budget) noexcept {

@@ -81,6 +81,9 @@ class CommitEngine final : public EventHandler, public Ticker {
   const ServerCaps& caps() const { return caps_; }
   /// The last `limit` commit attempts, oldest first.
   control::History history(uint32_t limit) const;
+  /// The counters of every rule in force and the data path's totals and
+  /// limits; `uptime_millis` is the worker's.
+  control::Stats stats(uint64_t uptime_millis) const;
 
  private:
   struct Job {
@@ -184,6 +187,9 @@ class CommitEngine final : public EventHandler, public Ticker {
   std::deque<Job> queue_;
   std::optional<Active> active_;
   std::deque<control::HistoryEntry> history_;
+  /// The routes of the tables in force, [pif][rule]; a kept rule's new route
+  /// takes over its counters.
+  std::vector<std::vector<std::shared_ptr<const Route>>> routes_;
 };
 
 }  // namespace sluice

@@ -169,6 +169,13 @@ void ControlClient::handle(const control::Request& request) noexcept {
     response.body = server_.engine().history(history->limit);
     return queue(control::encode_response(response));
   }
+  if (std::holds_alternative<control::StatsRequest>(request.body)) {
+    if (!permitted(ControlAccess::kRead, "reading the counters")) return;
+    control::Response response;
+    response.id = request.id;
+    response.body = server_.engine().stats(server_.uptime_millis());
+    return queue(control::encode_response(response));
+  }
   if (const auto* commit = std::get_if<control::CommitRequest>(&request.body)) {
     if (!permitted(ControlAccess::kCommit, commit->dry_run ? "a dry run" : "committing")) return;
     // The commit runs in the loop between data events; this client's further

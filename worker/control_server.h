@@ -137,6 +137,8 @@ class ControlServer final : public EventHandler, public Ticker {
   const control::ServerHello& hello() const { return hello_; }
   const ControlLimits& limits() const { return limits_; }
   const ControlPolicy& policy() const { return policy_; }
+  /// Milliseconds since the server was created (the worker's uptime).
+  uint64_t uptime_millis() const { return (monotonic_ns() - started_ns_) / 1000000; }
   EventLoop& loop() { return loop_; }
   size_t client_count() const { return clients_.size(); }
 
@@ -149,6 +151,7 @@ class ControlServer final : public EventHandler, public Ticker {
   ControlLimits limits_;
   PeerLookup lookup_;
   ControlPolicy policy_;
+  uint64_t started_ns_ = monotonic_ns();
   std::vector<std::unique_ptr<ControlClient>> clients_;
   // Rejected or failed clients: at most 10 lines at once, then 1 per second.
   LogRateLimit log_limit_{10, 1};

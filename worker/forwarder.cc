@@ -144,10 +144,13 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   const Route& route = *route_ptr;
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(route, peer, port, &target);
+  RuleCounters& rule = *route.counters;
   ++counters_.accepted;
+  ++rule.accepted;
   UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.valid()) {
     ++counters_.connect_failed;
+    ++rule.failed;
     if (conn_log_.allow())
       LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
     set_reset_on_close(client.get());
@@ -157,6 +160,7 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   if (connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
     if (errno != EINPROGRESS) {
       ++counters_.connect_failed;
+      ++rule.failed;
       if (conn_log_.allow()) {
         LOG_WARN("%s: connect to target: %s", route.text.c_str(), errno_text(errno).c_str());
       }
@@ -171,12 +175,14 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
   ++counters_.active;
+  ++rule.active;
   if (!raw->start()) end_connection(raw);
 }
 
 void Forwarder::end_connection(TcpConnection* conn) noexcept {
   size_t slot = conn->slot;
   CHECK(slot < connections_.size() && connections_[slot].get() == conn);
+  --conn->route().counters->active;
   loop_.retire(std::move(connections_[slot]));
   if (slot != connections_.size() - 1) {
     connections_[slot] = std::move(connections_.back());

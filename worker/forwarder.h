@@ -22,6 +22,22 @@
 
 namespace sluice {
 
+/// Counters of one rule (sluicectl --stats). A commit that keeps the rule
+/// hands the same object to the rule's new Route, so they count from the
+/// moment the rule entered the tables. Only the event loop's thread touches them.
+struct RuleCounters {
+  uint64_t accepted = 0;  // TCP connections accepted
+  uint64_t active = 0;    // TCP connections open now
+  uint64_t failed = 0;    // TCP connections whose target could not be reached
+  uint64_t bytes_to_target = 0;
+  uint64_t bytes_to_client = 0;
+  uint64_t flows_active = 0;  // UDP flows open now
+  uint64_t flows_created = 0;
+  uint64_t datagrams_to_target = 0;
+  uint64_t datagrams_to_client = 0;
+  uint64_t dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
+};
+
 /// Where the connections of one rule go. Shared by the listeners of that rule.
 struct Route {
   Pif pif = Pif::kHost;
@@ -29,6 +45,8 @@ struct Route {
   uint16_t first = 0;  // the rule's first port
   uint16_t to = 0;     // port `first` goes to `to`
   std::string text;    // the rule in listing format, for logs
+  /// The rule's counters; the pointer is fixed, the counts change.
+  std::shared_ptr<RuleCounters> counters = std::make_shared<RuleCounters>();
 };
 
 /// Builds the sockaddr of the target for traffic that arrived from `peer` on
@@ -150,6 +168,10 @@ class Forwarder final : public Ticker {
   size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
   /// Called by a connection when it is finished; frees it after the batch.
   void end_connection(class TcpConnection* conn) noexcept;
+  /// Listeners paused now at a limit (connections, descriptors).
+  size_t parked_count() const { return parked_.size(); }
+  /// The connection limit in force.
+  size_t max_connections() const { return limits_.max_connections; }
   /// True when no further connection may be accepted now.
   bool at_capacity() const noexcept { return counters_.active >= limits_.max_connections; }
   /// Parks a listener that stopped accepting early. With `soon`, it resumes

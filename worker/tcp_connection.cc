@@ -42,9 +42,12 @@ void TcpConnection::on_event(uint32_t /*events*/) noexcept {
   }
   // Pump both directions on any event: with edge triggering, readiness of one
   // socket can unblock the other direction (pipe drained, peer writable).
-  Pump up = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target);
+  RuleCounters& rule = *route_->counters;
+  Pump up = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target,
+                 &rule.bytes_to_target);
   if (up == Pump::kError) return close_all(true);
-  Pump down = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client);
+  Pump down = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client,
+                   &rule.bytes_to_client);
   if (down == Pump::kError) return close_all(true);
   if (up_.write_shut && down_.write_shut) close_all(false);
 }
@@ -66,12 +69,13 @@ void TcpConnection::finish_connect() noexcept {
     err = errno;
   }
   ++owner_.counters().connect_failed;
+  ++route_->counters->failed;
   if (owner_.conn_log().allow()) LOG_WARN("connect to target: %s", errno_text(err).c_str());
   close_all(true);  // the client sees a reset, as if the target had refused it directly
 }
 
-TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir,
-                                        uint64_t* byte_counter) noexcept {
+TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64_t* byte_counter,
+                                        uint64_t* rule_counter) noexcept {
   if (dir.write_shut) return Pump::kFinished;
   if (!dir.pipe.read_end.valid()) {
     auto pipe = owner_.take_pipe();
@@ -102,6 +106,7 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir,
       if (n > 0) {
         dir.pipe.bytes -= static_cast<size_t>(n);
         *byte_counter += static_cast<uint64_t>(n);
+        *rule_counter += static_cast<uint64_t>(n);
         progress = true;
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         return Pump::kError;

@@ -40,8 +40,11 @@ class TcpConnection final : public EventHandler {
 
   /// Checks the result of the non-blocking connect (SO_ERROR).
   void finish_connect() noexcept;
-  /// Moves bytes `from` -> pipe -> `to` until both would block. Needs `splice`.
-  Pump pump(int from, int to, Direction& dir, uint64_t* byte_counter) noexcept;
+  /// Moves bytes `from` -> pipe -> `to` until both would block, adding what
+  /// was delivered to `byte_counter` (the total) and `rule_counter` (the
+  /// rule's). Needs `splice`.
+  Pump pump(int from, int to, Direction& dir, uint64_t* byte_counter,
+            uint64_t* rule_counter) noexcept;
   /// Closes both sockets. With `reset`, the surviving peer gets an RST
   /// (SO_LINGER 0) instead of a FIN, so a reset or refusal is propagated.
   void close_all(bool reset) noexcept;

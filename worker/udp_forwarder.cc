@@ -153,6 +153,7 @@ bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcep
     for (size_t i = 0; i < count;) {
       if (batch_.truncated(i)) {
         ++counters_.dropped_error;
+        ++listener.route()->counters->dropped;
         ++i;
         continue;
       }
@@ -164,7 +165,7 @@ bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcep
       while (end < count && !batch_.truncated(end) && same_flow(batch_, end, key)) ++end;
       UdpFlow* flow = flow_for(listener, key, local, i, end - i, now);
       if (flow != nullptr) {
-        account(batch_.send_connected(flow->fd(), i, end), true);
+        account(batch_.send_connected(flow->fd(), i, end), true, *flow->route().counters);
         table_.touch(flow->id(), now);
       }
       i = end;
@@ -194,10 +195,14 @@ void UdpForwarder::read_flow(UdpFlow& flow, int max_batches) noexcept {
     }
     size_t count = static_cast<size_t>(n);
     for (size_t i = 0; i < count; ++i) {
-      if (batch_.truncated(i)) ++counters_.dropped_error;
+      if (batch_.truncated(i)) {
+        ++counters_.dropped_error;
+        ++flow.route().counters->dropped;
+      }
     }
     UdpListener& l = flow.listener();
-    account(batch_.send_to(l.fd(), l.family(), flow.peer(), flow.local(), 0, count), false);
+    account(batch_.send_to(l.fd(), l.family(), flow.peer(), flow.local(), 0, count), false,
+            *flow.route().counters);
     table_.touch(flow.id(), monotonic_ns());
     if (count < kUdpBatch) return;
   }
@@ -210,6 +215,7 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   if (id != kNoFlow) return flows_[id].get();
   if (table_.full()) {
     counters_.dropped_flow_limit += run;
+    listener.route()->counters->dropped += run;
     if (limit_log_.allow()) {
       LOG_WARN(
           "UDP flow limit of %zu reached: datagrams from new clients are dropped (%llu so "
@@ -229,6 +235,7 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
     // EMFILE at the descriptor limit, ENETUNREACH for a target family the
     // namespace has no route for: each datagram of a new client tries again.
     counters_.dropped_no_flow += run;
+    route->counters->dropped += run;
     if (log_.allow()) {
       LOG_WARN("%s: %s for a new UDP flow: %s", route->text.c_str(),
                sock.valid() ? "connect" : "socket", errno_text(errno).c_str());
@@ -243,6 +250,7 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   UdpFlow* flow = flows_[id].get();
   if (auto added = loop_.add(flow->fd(), EPOLLIN | EPOLLET, flow); !added) {
     counters_.dropped_no_flow += run;
+    route->counters->dropped += run;
     if (log_.allow()) LOG_WARN("%s: %s", route->text.c_str(), added.error().message.c_str());
     flows_[id].reset();
     table_.erase(id);
@@ -252,6 +260,8 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   listener.flows.push_back(id);
   ++counters_.flows_created;
   ++counters_.active;
+  ++route->counters->flows_created;
+  ++route->counters->flows_active;
   return flow;
 }
 
@@ -271,6 +281,7 @@ void UdpForwarder::end_flow(UdpFlow* flow) noexcept {
   }
   list.pop_back();
   table_.erase(id);
+  --flow->route().counters->flows_active;
   loop_.retire(std::move(flows_[id]));
   --counters_.active;
 }
@@ -290,11 +301,14 @@ void UdpForwarder::unpark(T* socket, std::vector<T*>& list) noexcept {
   std::erase(list, socket);
 }
 
-void UdpForwarder::account(const SendResult& r, bool to_target) noexcept {
+void UdpForwarder::account(const SendResult& r, bool to_target, RuleCounters& rule) noexcept {
   (to_target ? counters_.to_target : counters_.to_client) += r.sent;
   (to_target ? counters_.bytes_to_target : counters_.bytes_to_client) += r.bytes;
   counters_.dropped_would_block += r.would_block;
   counters_.dropped_error += r.failed;
+  (to_target ? rule.datagrams_to_target : rule.datagrams_to_client) += r.sent;
+  (to_target ? rule.bytes_to_target : rule.bytes_to_client) += r.bytes;
+  rule.dropped += r.would_block + r.failed;
   if (r.failed > 0 && log_.allow()) {
     LOG_WARN("UDP send %s: %s (%zu datagram%s dropped)", to_target ? "to a target" : "to a client",
              errno_text(r.last_errno).c_str(), r.failed, r.failed == 1 ? "" : "s");

@@ -198,8 +198,9 @@ class UdpForwarder final : public Ticker {
   /// Takes a listener or flow off its resume list, if it is there.
   template <typename T>
   void unpark(T* socket, std::vector<T*>& list) noexcept;
-  /// Counts a send's outcome into the totals of one direction.
-  void account(const SendResult& r, bool to_target) noexcept;
+  /// Counts a send's outcome into the totals of one direction and into the
+  /// counters of the flow's rule.
+  void account(const SendResult& r, bool to_target, RuleCounters& rule) noexcept;
 
   EventLoop& loop_;
   UdpLimits limits_;
