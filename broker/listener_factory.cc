@@ -2,6 +2,7 @@
 #include "broker/listener_factory.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -40,6 +41,14 @@ Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
     // table switch or restart would otherwise hit as EADDRINUSE. It does not
     // allow two listeners on one port (that would be SO_REUSEPORT).
     auto r = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
+    if (!r) return Err(r.error());
+    // Accepted connections inherit these from the listener, so the worker
+    // pays no syscall per connection for them: no Nagle delay (the client
+    // already batched its writes; a forwarder must not add a delay), and
+    // keepalive, so a client that vanished frees its connection (timing:
+    // the net.ipv4.tcp_keepalive_* sysctls).
+    r = set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
+    if (r) r = set_int_option(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1, "setsockopt(SO_KEEPALIVE)");
     if (!r) return Err(r.error());
   }
   if (!tcp) {

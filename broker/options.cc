@@ -12,7 +12,16 @@ namespace sluice {
 namespace {
 
 // Long-only options get values outside the char range.
-enum LongOnly : int { kOptPolicy = 256, kOptAuditLog, kOptVersion, kOptUdpFlows, kOptUdpIdle };
+enum LongOnly : int {
+  kOptPolicy = 256,
+  kOptAuditLog,
+  kOptVersion,
+  kOptUdpFlows,
+  kOptUdpIdle,
+  kOptMaxConnections,
+  kOptConnectTimeout,
+  kOptPipeSize,
+};
 
 constexpr struct option kLongOptions[] = {
     {"control", required_argument, nullptr, 'c'},
@@ -20,6 +29,9 @@ constexpr struct option kLongOptions[] = {
     {"audit-log", required_argument, nullptr, kOptAuditLog},
     {"udp-flows", required_argument, nullptr, kOptUdpFlows},
     {"udp-idle-timeout", required_argument, nullptr, kOptUdpIdle},
+    {"max-connections", required_argument, nullptr, kOptMaxConnections},
+    {"connect-timeout", required_argument, nullptr, kOptConnectTimeout},
+    {"pipe-size", required_argument, nullptr, kOptPipeSize},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -108,6 +120,29 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptMaxConnections:
+        if (auto r = set_limit_once(&o.max_connections, "--max-connections", optarg,
+                                    wire::kTcpConnectionsMax);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptConnectTimeout:
+        if (auto r = set_limit_once(&o.connect_timeout_s, "--connect-timeout", optarg,
+                                    wire::kConnectTimeoutMaxS);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptPipeSize:
+        if (auto r = set_limit_once(&o.pipe_size, "--pipe-size", optarg, wire::kPipeSizeMax); !r) {
+          return Err(r.error());
+        }
+        if (o.pipe_size < wire::kPipeSizeMin) {
+          return Err("--pipe-size needs at least " + std::to_string(wire::kPipeSizeMin) +
+                     " bytes (one page)");
+        }
+        break;
       case 'd':
         o.debug = true;
         break;
@@ -165,6 +200,14 @@ void print_usage(std::FILE* out) {
                "      --udp-idle-timeout SECONDS\n"
                "                        end a UDP flow after SECONDS without a datagram\n"
                "                        (1-%u, default %u)\n"
+               "      --max-connections N\n"
+               "                        at most N TCP connections at once (1-%u, default\n"
+               "                        %u); at the limit, listeners pause and resume\n"
+               "      --connect-timeout SECONDS\n"
+               "                        reset the client when the target has not answered\n"
+               "                        within SECONDS (1-%u, default %u)\n"
+               "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
+               "                        fs.pipe-user-pages-soft\n"
                "  -d, --debug           debug logging (also for the worker)\n"
                "  -q, --quiet           warnings and errors only (also for the worker)\n"
                "  -h, --help            show this help\n"
@@ -174,7 +217,10 @@ void print_usage(std::FILE* out) {
                "failure or a misbehaving worker; otherwise the worker's exit status\n"
                "(128+N when it was killed by signal N).\n",
                kDefaultRuleOption, kDefaultRuleSpec, wire::kUdpFlowsMax, wire::kUdpFlowsDefault,
-               wire::kUdpIdleTimeoutMaxS, wire::kUdpIdleTimeoutDefaultS);
+               wire::kUdpIdleTimeoutMaxS, wire::kUdpIdleTimeoutDefaultS, wire::kTcpConnectionsMax,
+               wire::kTcpConnectionsDefault, wire::kConnectTimeoutMaxS,
+               wire::kConnectTimeoutDefaultS, wire::kPipeSizeMin, wire::kPipeSizeMax,
+               wire::kPipeSizeDefault);
 }
 
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default) {
@@ -193,6 +239,18 @@ std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_de
   if (options.udp_idle_timeout_s != 0) {
     argv.push_back("--udp-idle-timeout");
     argv.push_back(std::to_string(options.udp_idle_timeout_s));
+  }
+  if (options.max_connections != 0) {
+    argv.push_back("--max-connections");
+    argv.push_back(std::to_string(options.max_connections));
+  }
+  if (options.connect_timeout_s != 0) {
+    argv.push_back("--connect-timeout");
+    argv.push_back(std::to_string(options.connect_timeout_s));
+  }
+  if (options.pipe_size != 0) {
+    argv.push_back("--pipe-size");
+    argv.push_back(std::to_string(options.pipe_size));
   }
   *used_default = options.rule_args.empty();
   if (*used_default) {

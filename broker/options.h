@@ -27,6 +27,9 @@ struct BrokerOptions {
   bool quiet = false;                  // -q
   uint32_t udp_flows = 0;              // --udp-flows; 0: the worker's default
   uint32_t udp_idle_timeout_s = 0;     // --udp-idle-timeout; 0: the worker's default
+  uint32_t max_connections = 0;        // --max-connections; 0: the worker's default
+  uint32_t connect_timeout_s = 0;      // --connect-timeout; 0: the worker's default
+  uint32_t pipe_size = 0;              // --pipe-size; 0: the worker's default
 };
 
 /// What main() should do after parsing.
@@ -39,17 +42,18 @@ struct ParsedOptions {
 
 /// Parses argv with getopt_long (re-entrant: resets optind, so tests may call
 /// it repeatedly). Fails with a usage message on an unknown option, a missing
-/// argument, a repeated -c/--policy/--audit-log/--udp-flows/--udp-idle-timeout,
-/// a UDP limit out of its range (schema/broker_wire.h), -d with -q, or any
+/// argument, a repeated option (other than the rule options), a limit out of
+/// its range (schema/broker_wire.h), -d with -q, or any
 /// non-option argument; main() prints it and exits 2.
 Result<ParsedOptions> parse_broker_options(int argc, char* const* argv);
 
 /// Writes the --help text to `out`.
 void print_usage(std::FILE* out);
 
-/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], [--udp-flows N],
-/// [--udp-idle-timeout S], rule args...}; the default rule options when none
-/// were given (then *used_default is set).
+/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], [--policy-source
+/// PATH], [--udp-flows N], [--udp-idle-timeout S], [--max-connections N],
+/// [--connect-timeout S], [--pipe-size BYTES], rule args...}; the default rule
+/// options when none were given (then *used_default is set).
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default);
 
 }  // namespace sluice

@@ -9,6 +9,7 @@
 // (tests/sandbox/broker_probes.cc).
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -69,6 +70,12 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       {"setsockopt",
        {eq32(1, IPPROTO_IPV6), eq32(2, IPV6_RECVPKTINFO)},
        "IPv6 and dual-stack UDP: datagrams tell the worker their local address"},
+      {"setsockopt",
+       {eq32(1, IPPROTO_TCP), eq32(2, TCP_NODELAY)},
+       "TCP listeners: no Nagle delay, inherited by every accepted connection"},
+      {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_KEEPALIVE)},
+       "TCP listeners: keepalive, inherited by every accepted connection"},
       {"setsockopt",
        {eq32(1, IPPROTO_IPV6), eq32(2, IPV6_V6ONLY)},
        "IPv6: V6ONLY=1, or 0 for a dual-stack [::] listener"},

@@ -72,6 +72,36 @@ inline constexpr uint32_t kUdpIdleTimeoutDefaultS = 180;
 /// that is a leaked socket, not a session.
 inline constexpr uint32_t kUdpIdleTimeoutMaxS = 86400;
 
+/// The TCP limits sluiced passes on the worker's command line
+/// (--max-connections N, --connect-timeout SECONDS, --pipe-size BYTES); both
+/// sides check the ranges.
+///
+/// Limit: concurrent TCP connections by default. Each takes two sockets and,
+/// while bytes are in flight, up to two pipes (four fds); 4096 stays well
+/// inside a 20,000-descriptor limit together with 10,000 listeners and the
+/// UDP flows.
+inline constexpr uint32_t kTcpConnectionsDefault = 4096;
+/// Limit: the most --max-connections accepts: four descriptors per
+/// connection within fs.nr_open's default of 1,048,576.
+inline constexpr uint32_t kTcpConnectionsMax = 1u << 18;
+/// Limit: a target that has not completed the handshake after this long gets
+/// its client reset. 10 s is past any loopback or LAN answer and several SYN
+/// retransmissions (1, 3, 7 s), far below the kernel's own ~127 s, which
+/// would hold a connection slot and leave the client hanging for two minutes.
+inline constexpr uint32_t kConnectTimeoutDefaultS = 10;
+/// Limit: the longest --connect-timeout, ten minutes.
+inline constexpr uint32_t kConnectTimeoutMaxS = 600;
+/// Limit: bytes per splice pipe by default. 256 KiB moves a loopback stream
+/// in 4x fewer splice calls than the kernel's 64 KiB pipe (measured in
+/// bench/peers: about 40% less CPU per Gbit with larger pipes). Pipes above
+/// the default size are only made while they fit in half of the user's
+/// fs.pipe-user-pages-soft, so they never push the user's other pipes into
+/// the shrunken one-page regime; beyond that they keep the kernel's size.
+inline constexpr uint32_t kPipeSizeDefault = 256 * 1024;
+/// Limits of --pipe-size: one page, and fs.pipe-max-size's default (1 MiB).
+inline constexpr uint32_t kPipeSizeMin = 4096;
+inline constexpr uint32_t kPipeSizeMax = 1u << 20;
+
 enum class BrokerMsg : uint32_t {
   kHello = 1,            // worker -> broker, 0 fds
   kHelloReply = 2,       // broker -> worker, 0 fds

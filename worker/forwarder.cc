@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -13,6 +14,15 @@
 
 namespace sluice {
 namespace {
+
+/// The kernel's default pipe size, and its page size (x86-64, arm64 4K).
+constexpr size_t kDefaultPipeBytes = 65536;
+constexpr size_t kPageBytes = 4096;
+
+/// Sets an int socket option, ignoring failure (tuning, not correctness).
+void set_int_option(int fd, int level, int name, int value) noexcept {
+  setsockopt(fd, level, name, &value, sizeof(value));
+}
 
 /// Sends an RST instead of a FIN when `fd` is closed (SO_LINGER 0).
 void set_reset_on_close(int fd) noexcept {
@@ -156,6 +166,13 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     set_reset_on_close(client.get());
     return;
   }
+  // The target side as the client side already is (its options come from the
+  // listener, which the broker set up): no Nagle delay, since the peers
+  // already decided how to batch their writes and a forwarder must not add
+  // a delay on top; keepalive, so a target that vanished frees the
+  // connection (timing: the net.ipv4.tcp_keepalive_* sysctls).
+  set_int_option(sock.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  set_int_option(sock.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
   bool connected = true;
   if (connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
     if (errno != EINPROGRESS) {
@@ -169,8 +186,9 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     }
     connected = false;
   }
-  auto conn = std::make_unique<TcpConnection>(*this, std::move(client), std::move(sock), connected,
-                                              route_ptr);
+  auto conn = std::make_unique<TcpConnection>(
+      *this, std::move(client), std::move(sock), connected, route_ptr,
+      connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
@@ -212,7 +230,14 @@ void Forwarder::park(TcpListener* listener, bool soon) noexcept {
   parked_.push_back(listener);
 }
 
-void Forwarder::on_tick(uint64_t /*now_ns*/) noexcept {
+void Forwarder::on_tick(uint64_t now_ns) noexcept {
+  // Connect timeouts: collect first, since ending a connection moves another
+  // into its slot. The scan is one comparison per connection per tick.
+  std::vector<TcpConnection*> overdue;
+  for (auto& conn : connections_) {
+    if (conn->connect_overdue(now_ns)) overdue.push_back(conn.get());
+  }
+  for (TcpConnection* conn : overdue) conn->connect_timed_out();
   if (parked_.empty() || at_capacity()) return;
   std::vector<TcpListener*> resume;
   resume.swap(parked_);
@@ -230,12 +255,31 @@ Result<Pipe> Forwarder::take_pipe() noexcept {
   Pipe p;
   p.read_end.reset(fds[0]);
   p.write_end.reset(fds[1]);
+  if (limits_.pipe_size > kDefaultPipeBytes) {
+    const uint64_t extra = (limits_.pipe_size - kDefaultPipeBytes) / kPageBytes;
+    if (limits_.pipe_pages_budget == 0 || extra_pipe_pages_ + extra <= limits_.pipe_pages_budget) {
+      if (fcntl(p.write_end.get(), F_SETPIPE_SZ, static_cast<int>(limits_.pipe_size)) >= 0) {
+        p.extra_pages = extra;
+        extra_pipe_pages_ += extra;
+      } else if (!pipe_size_warned_) {
+        // EPERM: the user is over fs.pipe-user-pages-soft (other processes
+        // of the same uid hold pipes); the kernel's size still works.
+        pipe_size_warned_ = true;
+        LOG_WARN("splice pipes keep the kernel's 64 KiB: F_SETPIPE_SZ %zu: %s", limits_.pipe_size,
+                 errno_text(errno).c_str());
+      }
+    }
+  }
   return p;
 }
 
 void Forwarder::give_pipe(Pipe pipe) noexcept {
-  if (!pipe.read_end.valid() || pipe.bytes != 0) return;  // closes it
-  if (idle_pipes_.size() < limits_.max_idle_pipes) idle_pipes_.push_back(std::move(pipe));
+  if (!pipe.read_end.valid()) return;
+  if (pipe.bytes == 0 && idle_pipes_.size() < limits_.max_idle_pipes) {
+    idle_pipes_.push_back(std::move(pipe));
+    return;
+  }
+  extra_pipe_pages_ -= pipe.extra_pages;  // closed when `pipe` goes out of scope
 }
 
 }  // namespace sluice

@@ -17,6 +17,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "schema/broker_wire.h"
 #include "schema/model.h"
 #include "worker/event_loop.h"
 
@@ -83,15 +84,19 @@ class Listener : public EventHandler {
   std::shared_ptr<const Route> route_;
 };
 
-/// Limits of the data path.
+/// Limits of the data path (the defaults and their reasons are in
+/// schema/broker_wire.h, with the sluiced options that change them).
 struct ForwarderLimits {
-  /// Limit: concurrent TCP connections. Each takes two sockets and up to two
-  /// pipes (four fds); 4096 stays well inside the default 20000-fd limit
-  /// together with 10,000 listeners.
-  size_t max_connections = 4096;
-  /// Limit: idle pipes kept for reuse; each idle pipe holds two fds and up to
-  /// 64 KiB of kernel memory reserved only while it carries data.
+  size_t max_connections = wire::kTcpConnectionsDefault;
+  /// Limit: idle pipes kept for reuse; each idle pipe holds two fds and, at
+  /// the default size, 256 KiB of pipe pages counted against the user.
   size_t max_idle_pipes = 256;
+  /// Bytes per pipe; 0 or 65536 keep the kernel's default size.
+  size_t pipe_size = wire::kPipeSizeDefault;
+  /// Pages that enlarged pipes may hold in all: half the user's
+  /// fs.pipe-user-pages-soft (0: no limit there).
+  uint64_t pipe_pages_budget = 8192;
+  uint64_t connect_timeout_ns = uint64_t{wire::kConnectTimeoutDefaultS} * 1000000000ULL;
 };
 
 /// Totals across all listeners (per-rule counters come with `stats`).
@@ -143,7 +148,8 @@ class TcpListener final : public Listener {
 /// A pipe used to splice one direction of a connection.
 struct Pipe {
   UniqueFd read_end, write_end;
-  size_t bytes = 0;  // bytes currently held in the pipe
+  size_t bytes = 0;          // bytes currently held in the pipe
+  uint64_t extra_pages = 0;  // pages above the kernel's default size, counted in the budget
 };
 
 class Forwarder final : public Ticker {
@@ -178,13 +184,21 @@ class Forwarder final : public Ticker {
   /// after the current batch (fairness cut); otherwise on the next tick or when
   /// a connection closes (descriptor or connection limit).
   void park(TcpListener* listener, bool soon) noexcept;
-  /// Resumes parked listeners when there is room again.
+  /// Resumes parked listeners when there is room again, and resets the
+  /// clients of connections whose target did not answer within the connect
+  /// timeout.
   void on_tick(uint64_t now_ns) noexcept override;
 
-  /// Takes a pipe from the pool, or creates one (pipe2). Needs `pipe2`.
+  /// Takes a pipe from the pool, or creates one (pipe2) and enlarges it to
+  /// limits.pipe_size while the enlarged pipes fit in the pipe page budget.
+  /// Needs `pipe2`, `fcntl(F_SETPIPE_SZ)`.
   Result<Pipe> take_pipe() noexcept;
-  /// Returns an empty pipe to the pool; closes pipes that still hold data.
+  /// Returns an empty pipe to the pool; closes pipes that still hold data or
+  /// do not fit in the pool, giving back their pages to the budget.
   void give_pipe(Pipe pipe) noexcept;
+  /// Pages held by enlarged pipes now, beyond the kernel's default size.
+  uint64_t extra_pipe_pages() const { return extra_pipe_pages_; }
+  const ForwarderLimits& limits() const { return limits_; }
 
   EventLoop& loop() { return loop_; }
   ForwarderCounters& counters() { return counters_; }
@@ -200,6 +214,8 @@ class Forwarder final : public Ticker {
   std::vector<std::unique_ptr<class TcpConnection>> connections_;
   std::vector<TcpListener*> parked_;
   std::vector<Pipe> idle_pipes_;
+  uint64_t extra_pipe_pages_ = 0;
+  bool pipe_size_warned_ = false;
   // Per-connection errors: at most 20 lines at once, then 5 per second.
   LogRateLimit conn_log_{20, 5};
 };

@@ -41,6 +41,9 @@ struct WorkerArgs {
   std::string policy_source = "the default policy";  // the --policy path, for messages
   uint32_t udp_flows = wire::kUdpFlowsDefault;
   uint32_t udp_idle_timeout_s = wire::kUdpIdleTimeoutDefaultS;
+  uint32_t max_connections = wire::kTcpConnectionsDefault;
+  uint32_t connect_timeout_s = wire::kConnectTimeoutDefaultS;
+  uint32_t pipe_size = wire::kPipeSizeDefault;
   std::vector<SpecOption> specs;
 };
 
@@ -72,6 +75,22 @@ Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
           parse_limit(a, argv[++i], flows ? wire::kUdpFlowsMax : wire::kUdpIdleTimeoutMaxS);
       if (!value) return Err(value.error());
       (flows ? args.udp_flows : args.udp_idle_timeout_s) = *value;
+    } else if (a == "--max-connections" || a == "--connect-timeout" || a == "--pipe-size") {
+      if (i + 1 >= argv.size()) return Err("option " + a + " needs a value");
+      const uint32_t max = a == "--max-connections"   ? wire::kTcpConnectionsMax
+                           : a == "--connect-timeout" ? wire::kConnectTimeoutMaxS
+                                                      : wire::kPipeSizeMax;
+      auto value = parse_limit(a, argv[++i], max);
+      if (!value) return Err(value.error());
+      if (a == "--max-connections") {
+        args.max_connections = *value;
+      } else if (a == "--connect-timeout") {
+        args.connect_timeout_s = *value;
+      } else if (*value < wire::kPipeSizeMin) {
+        return Err("option --pipe-size needs at least " + std::to_string(wire::kPipeSizeMin));
+      } else {
+        args.pipe_size = *value;
+      }
     } else if (a == "-d") {
       args.level = LogLevel::kDebug;
     } else if (a == "-q") {
@@ -85,8 +104,7 @@ Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
     } else {
       return Err("unexpected argument '" + a +
                  "'; sluice-worker is started by sluiced, which passes it -d/-q, --policy-source, "
-                 "--udp-flows, "
-                 "--udp-idle-timeout and the rule options");
+                 "the UDP and TCP limits and the rule options");
     }
   }
   return args;
@@ -208,7 +226,12 @@ int run(int argc, char** argv) {
   caps.ipv6 = facts.ipv6;
   caps.udp = true;
   caps.scan = false;
-  Forwarder forwarder(**loop, ForwarderLimits{});
+  ForwarderLimits tcp_limits;
+  tcp_limits.max_connections = args->max_connections;
+  tcp_limits.connect_timeout_ns = uint64_t{args->connect_timeout_s} * 1000000000ULL;
+  tcp_limits.pipe_size = args->pipe_size;
+  tcp_limits.pipe_pages_budget = facts.pipe_user_pages_soft / 2;
+  Forwarder forwarder(**loop, tcp_limits);
   (*loop)->add_ticker(&forwarder);
   UdpLimits udp_limits;
   udp_limits.max_flows = args->udp_flows;

@@ -480,6 +480,17 @@ HostFacts gather_host_facts() {
   }
   facts.ipv4 = probe_family(AF_INET, "IPv4");
   facts.ipv6 = probe_family(AF_INET6, "IPv6");
+  static constexpr const char* kPipePagesPath = "/proc/sys/fs/pipe-user-pages-soft";
+  Result<std::string> pages = read_small_file(kPipePagesPath);
+  std::vector<std::string_view> words;
+  if (pages) words = split_words(*pages);
+  unsigned long soft = 0;
+  if (words.size() == 1 && parse_uint(words[0], 1UL << 40, &soft)) {
+    facts.pipe_user_pages_soft = soft;
+  } else {
+    LOG_WARN("cannot read %s; assuming %llu pipe pages per user", kPipePagesPath,
+             static_cast<unsigned long long>(facts.pipe_user_pages_soft));
+  }
   return facts;
 }
 

@@ -16,6 +16,9 @@ struct HostFacts {
   uint16_t ephemeral_last = 60999;
   bool ipv4 = true;  // an AF_INET socket can be created
   bool ipv6 = true;  // an AF_INET6 socket can be created (module loaded, not disabled)
+  /// fs.pipe-user-pages-soft: pipe pages a user may hold before new pipes
+  /// shrink to one or two pages; 0 means no limit.
+  uint64_t pipe_user_pages_soft = 16384;
 };
 
 /// Reads HostFacts. Falls back to the kernel defaults, with a warning, when a

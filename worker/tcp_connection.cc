@@ -18,12 +18,25 @@ constexpr size_t kSpliceChunk = 1u << 20;
 }  // namespace
 
 TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
-                             std::shared_ptr<const Route> route)
+                             std::shared_ptr<const Route> route, uint64_t connect_deadline_ns)
     : owner_(owner),
       client_(std::move(client)),
       target_(std::move(target)),
       route_(std::move(route)),
-      connected_(connected) {}
+      connected_(connected),
+      connect_deadline_ns_(connect_deadline_ns) {}
+
+void TcpConnection::connect_timed_out() noexcept {
+  if (connected_ || closed_) return;
+  ++owner_.counters().connect_failed;
+  ++route_->counters->failed;
+  if (owner_.conn_log().allow()) {
+    LOG_WARN("%s: the target did not answer within %llu s; the client is reset",
+             route_->text.c_str(),
+             static_cast<unsigned long long>(owner_.limits().connect_timeout_ns / 1000000000ULL));
+  }
+  close_all(true);
+}
 
 Result<void> TcpConnection::start() noexcept {
   constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -119,7 +132,12 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
       owner_.give_pipe(std::move(dir.pipe));
       return Pump::kFinished;
     }
-    if (!progress) return Pump::kIdle;
+    if (!progress) {
+      // Nothing in flight: the pipe goes back to the pool, so an idle
+      // connection holds no pipe (pipes are counted per user, DEPENDENCIES.md).
+      if (dir.pipe.bytes == 0) owner_.give_pipe(std::move(dir.pipe));
+      return Pump::kIdle;
+    }
   }
 }
 

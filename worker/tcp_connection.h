@@ -14,8 +14,10 @@ class TcpConnection final : public EventHandler {
  public:
   /// Takes the accepted client and the target socket whose connect() is in
   /// progress (or done). Registers nothing; call start().
+  /// `connect_deadline_ns` is when a connect still in progress is given up
+  /// (monotonic_ns), 0 when already connected.
   TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
-                std::shared_ptr<const Route> route);
+                std::shared_ptr<const Route> route, uint64_t connect_deadline_ns);
   /// Registers both sockets with the loop (edge-triggered, in and out).
   Result<void> start() noexcept;
   /// Handles readiness on either socket: finishes the connect, then pumps
@@ -24,6 +26,14 @@ class TcpConnection final : public EventHandler {
 
   /// Ends the connection with a reset to both peers (a removed rule's flow).
   void reset() noexcept { close_all(true); }
+  /// True when the connect to the target is still in progress at `now_ns`
+  /// and past its deadline.
+  bool connect_overdue(uint64_t now_ns) const noexcept {
+    return !connected_ && !closed_ && now_ns >= connect_deadline_ns_;
+  }
+  /// Gives up on the target: counts the failure, logs it (rate-limited) and
+  /// resets the client, which sees a refusal rather than a hang.
+  void connect_timed_out() noexcept;
   /// The rule the connection was accepted under.
   const Route& route() const { return *route_; }
 
@@ -56,6 +66,7 @@ class TcpConnection final : public EventHandler {
   Direction down_;  // target -> client
   bool connected_;
   bool closed_ = false;
+  uint64_t connect_deadline_ns_;
 };
 
 }  // namespace sluice

@@ -117,6 +117,33 @@ TEST(Options, UdpLimitErrors) {
   expect_usage_error({"--udp-flows", "3", "--udp-flows", "4"}, "--udp-flows given twice");
 }
 
+TEST(Options, TcpLimitsGoToTheWorker) {
+  auto r =
+      parse({"--max-connections", "2", "--connect-timeout=3", "--pipe-size", "131072", "-t", "80"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  EXPECT_EQ(
+      worker_argv(r->options, &used_default),
+      (std::vector<std::string>{"sluice-worker", "--max-connections", "2", "--connect-timeout", "3",
+                                "--pipe-size", "131072", "-t", "80"}));
+  r = parse({"--max-connections", "262144", "--connect-timeout", "600", "--pipe-size", "1048576"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->options.max_connections, 262144u);
+  EXPECT_EQ(r->options.pipe_size, 1048576u);
+}
+
+TEST(Options, TcpLimitErrors) {
+  expect_usage_error({"--max-connections", "0"},
+                     "--max-connections needs a number from 1 to 262144");
+  expect_usage_error({"--max-connections", "262145"}, "from 1 to 262144");
+  expect_usage_error({"--connect-timeout", "601"},
+                     "--connect-timeout needs a number from 1 to 600");
+  expect_usage_error({"--pipe-size", "4095"}, "--pipe-size needs at least 4096 bytes (one page)");
+  expect_usage_error({"--pipe-size", "1048577"}, "--pipe-size needs a number from 1 to 1048576");
+  expect_usage_error({"--connect-timeout", "1", "--connect-timeout", "2"},
+                     "--connect-timeout given twice");
+}
+
 TEST(Options, HelpAndVersion) {
   EXPECT_EQ(parse({"-h"})->action, OptionsAction::kHelp);
   EXPECT_EQ(parse({"--help"})->action, OptionsAction::kHelp);

@@ -193,5 +193,60 @@ TEST(ForwardTcp, ExplicitIPv6TargetAddress) {
   expect_exchange(client.get(), conn.get(), "to an explicit IPv6 target");
 }
 
+TEST(ForwardTcp, TargetThatNeverAnswersIsResetAfterTheConnectTimeout) {
+  // A target whose accept queue is full drops further SYNs: the worker's
+  // connect hangs. After --connect-timeout the client gets a reset.
+  UniqueFd target(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kTargetPort);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(target.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ASSERT_EQ(bind(target.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(target.get(), 0), 0);
+  UniqueFd filler = connect_tcp("127.0.0.1", kTargetPort);  // fills the queue, never accepted
+  ASSERT_TRUE(filler.valid());
+  Daemon d;
+  d.start({"--connect-timeout", "1", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto start = std::chrono::steady_clock::now();
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort, 10000);
+  ASSERT_TRUE(client.valid());
+  EXPECT_EQ(read_until_end(client.get()), ECONNRESET) << d.log();
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::seconds(5)) << "the timeout did not fire";
+  EXPECT_NE(d.log().find("did not answer within 1 s"), std::string::npos) << d.log();
+}
+
+TEST(ForwardTcp, AcceptingStopsAtTheConnectionLimitAndResumes) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  d.start({"--max-connections", "2", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd c1 = connect_tcp("127.0.0.1", kListenPort);
+  UniqueFd s1 = accept_one(target.get());
+  UniqueFd c2 = connect_tcp("127.0.0.1", kListenPort);
+  UniqueFd s2 = accept_one(target.get());
+  ASSERT_TRUE(c1.valid() && s1.valid() && c2.valid() && s2.valid());
+  // The third waits in the listener's queue: the kernel completed the
+  // handshake, the worker does not accept it while two are open.
+  UniqueFd c3 = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(c3.valid());
+  UniqueFd early = accept_one(target.get(), 500);
+  EXPECT_FALSE(early.valid()) << "a third connection was forwarded past the limit";
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_NE(stats.out.find("(1 paused at a limit); TCP connections 2 of 2"), std::string::npos)
+      << stats.out;
+  // One closes: the listener resumes and the waiting client gets through.
+  c1.reset();
+  s1.reset();
+  UniqueFd s3 = accept_one(target.get(), 5000);
+  ASSERT_TRUE(s3.valid()) << "accepting did not resume\n" << d.log();
+  expect_exchange(c3.get(), s3.get(), "after the limit");
+  expect_exchange(c2.get(), s2.get(), "the others go on");
+}
+
 }  // namespace
 }  // namespace sluice::test

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -209,6 +210,16 @@ const std::vector<Probe>& broker_probes() {
               errno == EPERM;
      },
      kSetupBrokerFds},
+    {"setsockopt_tcp_nodelay", Expect::kAllowed,
+     +[](const ProbeFds& f) { return set_int(f.tcp4, IPPROTO_TCP, TCP_NODELAY, 1) == 0; },
+     kSetupBrokerFds},
+    {"setsockopt_keepalive", Expect::kAllowed,
+     +[](const ProbeFds& f) { return set_int(f.tcp4, SOL_SOCKET, SO_KEEPALIVE, 1) == 0; },
+     kSetupBrokerFds},
+    {"setsockopt_tcp_cork", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, IPPROTO_TCP, TCP_CORK, 1)), kSetupBrokerFds},
+    {"setsockopt_keepalive_wrong_level", Expect::kKilled,
+     FORBIDDEN(set_int(f.tcp4, IPPROTO_TCP, SO_KEEPALIVE, 1)), kSetupBrokerFds},
     {"setsockopt_ip_pktinfo", Expect::kAllowed,
      +[](const ProbeFds& f) { return set_int(f.udp4, IPPROTO_IP, IP_PKTINFO, 1) == 0; },
      kSetupBrokerFds},
