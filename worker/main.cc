@@ -181,7 +181,6 @@ int run(int argc, char** argv) {
     seed[1] = reinterpret_cast<uintptr_t>(&seed) ^ 0x9E3779B97F4A7C15ULL;
     LOG_WARN("getrandom failed; the UDP flow table's hash key is not secret");
   }
-  sha256_prepare();  // libcrypto set up while files are still reachable (it reads none)
   // The initial rules come from sluiced's command line: audit them as sluiced's
   // (its pid, and the ids it runs as, which the sandbox is about to change).
   struct ucred sluiced_cred = {getppid(), getuid(), getgid()};
