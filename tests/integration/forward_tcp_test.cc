@@ -248,5 +248,27 @@ TEST(ForwardTcp, AcceptingStopsAtTheConnectionLimitAndResumes) {
   expect_exchange(c2.get(), s2.get(), "the others go on");
 }
 
+TEST(ForwardTcp, InterfaceBoundRulesServeOnlyThroughTheirInterface) {
+  // %IFNAME: the broker binds the listener to the interface (SO_BINDTODEVICE).
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1%lo/18080:18000");
+  RunResult list = d.ctl();
+  EXPECT_NE(list.out.find("TCP [127.0.0.1]%lo:18080 => 18000"), std::string::npos) << list.out;
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(client.valid()) << d.log();
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  expect_exchange(client.get(), conn.get(), "through lo");
+  // An interface that does not exist: the commit fails whole, naming the
+  // rule, the port and the errno, and the old rule keeps serving.
+  RunResult bad = d.ctl({"-A", "-t", "127.0.0.1%nosuch0/18081:18000"});
+  EXPECT_EQ(bad.status, 1) << bad.err;
+  EXPECT_NE(bad.err.find("port 18081"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("ENODEV"), std::string::npos) << bad.err;
+  UniqueFd again = connect_tcp("127.0.0.1", kListenPort);
+  EXPECT_TRUE(again.valid());
+}
+
 }  // namespace
 }  // namespace sluice::test
