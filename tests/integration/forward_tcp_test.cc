@@ -248,7 +248,7 @@ TEST(ForwardTcp, AcceptingStopsAtTheConnectionLimitAndResumes) {
   expect_exchange(c2.get(), s2.get(), "the others go on");
 }
 
-TEST(ForwardTcp, InterfaceBoundRulesServeOnlyThroughTheirInterface) {
+TEST(ForwardTcp, InterfaceBoundRuleServesAndAMissingInterfaceFailsTheCommit) {
   // %IFNAME: the broker binds the listener to the interface (SO_BINDTODEVICE).
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
