@@ -149,8 +149,9 @@ void TcpConnection::close_all(bool reset) noexcept {
     setsockopt(client_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     setsockopt(target_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   }
-  owner_.loop().remove(client_.get());
-  owner_.loop().remove(target_.get());
+  // No epoll_ctl(DEL) first: closing the only descriptor of a socket takes it
+  // out of the epoll set, and events already in this batch are ignored
+  // (closed_). Two syscalls less per connection.
   client_.reset();
   target_.reset();
   owner_.give_pipe(std::move(up_.pipe));
