@@ -270,5 +270,29 @@ TEST(ForwardTcp, InterfaceBoundRuleServesAndAMissingInterfaceFailsTheCommit) {
   EXPECT_TRUE(again.valid());
 }
 
+TEST(ForwardTcp, BothSidesOfAConnectionKeepAlive) {
+  // The worker's two sockets of a connection run a keepalive timer: the
+  // accepted one inherits SO_KEEPALIVE from the listener, the one to the
+  // target sets it. `ss -o` shows the timer of every socket in the namespace.
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(client.valid());
+  UniqueFd conn = accept_one(target.get());
+  ASSERT_TRUE(conn.valid());
+  expect_exchange(client.get(), conn.get(), "keepalive");
+  RunResult worker_side = run_command(
+      {"/usr/bin/ss", "-tnoH", "state", "established", "(", "sport", "=", ":18080", ")"});
+  EXPECT_NE(worker_side.out.find("timer:(keepalive"), std::string::npos) << worker_side.out;
+  RunResult target_side = run_command(
+      {"/usr/bin/ss", "-tnoH", "state", "established", "(", "dport", "=", ":18000", ")"});
+  EXPECT_NE(target_side.out.find("timer:(keepalive"), std::string::npos) << target_side.out;
+  // The test's own sockets set nothing: the check can fail.
+  RunResult plain = run_command(
+      {"/usr/bin/ss", "-tnoH", "state", "established", "(", "sport", "=", ":18000", ")"});
+  EXPECT_EQ(plain.out.find("timer:(keepalive"), std::string::npos) << plain.out;
+}
+
 }  // namespace
 }  // namespace sluice::test
