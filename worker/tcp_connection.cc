@@ -15,6 +15,12 @@ namespace {
 /// moves anyway; asking for more than it holds costs nothing.
 constexpr size_t kSpliceChunk = 1u << 20;
 
+/// Events that let a socket's bytes be read (EOF and errors included: the
+/// splice then reports them).
+constexpr uint32_t kReadable = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+/// Events that let bytes be written to a socket.
+constexpr uint32_t kWritable = EPOLLOUT | EPOLLHUP | EPOLLERR;
+
 }  // namespace
 
 TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
@@ -42,36 +48,73 @@ Result<void> TcpConnection::start() noexcept {
   constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   auto a = owner_.loop().add(client_.get(), kEvents, this);
   if (!a) return a;
-  auto b = owner_.loop().add(target_.get(), kEvents, this);
+  auto b = owner_.loop().add(target_.get(), kEvents, &target_side_);
   if (!b) return b;
   return Ok();
 }
 
-void TcpConnection::on_event(uint32_t /*events*/) noexcept {
-  if (closed_) return;
-  if (!connected_) {
-    finish_connect();
-    if (!connected_ || closed_) return;
+bool TcpConnection::pump_up() noexcept {
+  Pump r = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target,
+                &route_->counters->bytes_to_target);
+  if (r == Pump::kError) {
+    close_all(true);
+    return false;
   }
-  // Pump both directions on any event: with edge triggering, readiness of one
-  // socket can unblock the other direction (pipe drained, peer writable).
-  RuleCounters& rule = *route_->counters;
-  Pump up = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target,
-                 &rule.bytes_to_target);
-  if (up == Pump::kError) return close_all(true);
-  Pump down = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client,
-                   &rule.bytes_to_client);
-  if (down == Pump::kError) return close_all(true);
-  if (up_.write_shut && down_.write_shut) close_all(false);
+  if (up_.write_shut && down_.write_shut) {
+    close_all(false);
+    return false;
+  }
+  return true;
 }
 
-void TcpConnection::finish_connect() noexcept {
+bool TcpConnection::pump_down() noexcept {
+  Pump r = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client,
+                &route_->counters->bytes_to_client);
+  if (r == Pump::kError) {
+    close_all(true);
+    return false;
+  }
+  if (up_.write_shut && down_.write_shut) {
+    close_all(false);
+    return false;
+  }
+  return true;
+}
+
+void TcpConnection::on_event(uint32_t events) noexcept {
+  // Only the direction a socket's readiness can move is pumped: with edge
+  // triggering, each pump runs until its source or destination would block,
+  // and that socket's next edge resumes it. No splice is spent on a side that
+  // has nothing to do.
+  if (closed_ || !connected_) return;  // the target's first event pumps both
+  if ((events & kReadable) != 0 && !pump_up()) return;
+  if ((events & kWritable) != 0) pump_down();
+}
+
+void TcpConnection::on_target_event(uint32_t events) noexcept {
+  if (closed_) return;
+  if (!connected_) {
+    finish_connect(events);
+    if (!connected_ || closed_) return;
+    // The client may have sent (or closed) while the target was connecting.
+    if (pump_up()) pump_down();
+    return;
+  }
+  if ((events & kReadable) != 0 && !pump_down()) return;
+  if ((events & kWritable) != 0) pump_up();
+}
+
+void TcpConnection::finish_connect(uint32_t events) noexcept {
   int err = 0;
   socklen_t len = sizeof(err);
   if (getsockopt(target_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err == 0) {
-    // Writable with no error means connected; a still-pending connect shows up
-    // as neither (no EPOLLOUT yet), so check the peer to be sure.
+    // Writable with no error is a completed connect: no need to ask further.
+    if ((events & EPOLLOUT) != 0) {
+      connected_ = true;
+      return;
+    }
+    // Another event first (rare): ask the peer to be sure.
     struct sockaddr_storage peer;
     socklen_t plen = sizeof(peer);
     if (getpeername(target_.get(), reinterpret_cast<struct sockaddr*>(&peer), &plen) == 0) {

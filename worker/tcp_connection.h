@@ -18,11 +18,18 @@ class TcpConnection final : public EventHandler {
   /// (monotonic_ns), 0 when already connected.
   TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
                 std::shared_ptr<const Route> route, uint64_t connect_deadline_ns);
-  /// Registers both sockets with the loop (edge-triggered, in and out).
+  /// Registers both sockets with the loop (edge-triggered, in and out): the
+  /// client socket with this object, the target socket with target_side_,
+  /// so that each event says which socket it is for.
   Result<void> start() noexcept;
-  /// Handles readiness on either socket: finishes the connect, then pumps
-  /// both directions until neither can make progress.
+  /// Handles readiness of the client socket: readable moves the client's
+  /// bytes to the target, writable lets the target's bytes through. Before
+  /// the target has answered, client events wait (its bytes stay queued).
   void on_event(uint32_t events) noexcept override;
+  /// Handles readiness of the target socket: the first one completes the
+  /// connect (then both directions are pumped once); afterwards readable
+  /// moves the target's bytes to the client, writable the client's bytes on.
+  void on_target_event(uint32_t events) noexcept;
 
   /// Ends the connection with a reset to both peers (a removed rule's flow).
   void reset() noexcept { close_all(true); }
@@ -48,8 +55,22 @@ class TcpConnection final : public EventHandler {
   };
   enum class Pump { kIdle, kFinished, kError };
 
-  /// Checks the result of the non-blocking connect (SO_ERROR).
-  void finish_connect() noexcept;
+  /// The epoll cookie of the target socket: forwards to on_target_event().
+  struct TargetSide final : public EventHandler {
+    explicit TargetSide(TcpConnection* owner) : conn(owner) {}
+    /// Forwards the target socket's events to the connection.
+    void on_event(uint32_t events) noexcept override { conn->on_target_event(events); }
+    TcpConnection* conn;
+  };
+
+  /// Pumps the client -> target direction; false when the connection ended.
+  bool pump_up() noexcept;
+  /// Pumps the target -> client direction; false when the connection ended.
+  bool pump_down() noexcept;
+
+  /// Checks the result of the non-blocking connect (SO_ERROR) when the
+  /// target socket reported `events`: EPOLLOUT with no error means connected.
+  void finish_connect(uint32_t events) noexcept;
   /// Moves bytes `from` -> pipe -> `to` until both would block, adding what
   /// was delivered to `byte_counter` (the total) and `rule_counter` (the
   /// rule's). Needs `splice`.
@@ -64,6 +85,7 @@ class TcpConnection final : public EventHandler {
   std::shared_ptr<const Route> route_;
   Direction up_;    // client -> target
   Direction down_;  // target -> client
+  TargetSide target_side_{this};
   bool connected_;
   bool closed_ = false;
   uint64_t connect_deadline_ns_;
