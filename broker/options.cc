@@ -54,14 +54,8 @@ Result<void> set_once(std::string* slot, const char* name, const char* value) {
 /// occurrence of `name`, a zero, a sign, or anything that is not a number.
 Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value, uint32_t max) {
   if (*slot != 0) return Err(std::string(name) + " given twice");
-  uint64_t n = 0;
-  size_t len = std::strlen(value);
-  bool ok = len > 0 && len <= 10;
-  for (size_t i = 0; ok && i < len; ++i) {
-    if (value[i] < '0' || value[i] > '9') ok = false;
-    n = n * 10 + static_cast<uint64_t>(value[i] - '0');
-  }
-  if (!ok || n < 1 || n > max) {
+  unsigned long n = 0;
+  if (!parse_uint(value, max, &n) || n < 1) {
     return Err(std::string(name) + " needs a number from 1 to " + std::to_string(max) + ", not \"" +
                sanitize(value, 32) + "\"");
   }

@@ -42,9 +42,9 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
     std::sort(old.begin(), old.end(), by_text);
     for (const Rule& rule : tables.tables[p].rules) {
       Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
-      Route probe;
-      probe.text = route.text;
-      auto it = std::lower_bound(old.begin(), old.end(), &probe, by_text);
+      auto it =
+          std::lower_bound(old.begin(), old.end(), route.text,
+                           [](const Route* r, const std::string& text) { return r->text < text; });
       if (it != old.end() && (*it)->text == route.text) route.counters = (*it)->counters;
       routes[p].push_back(std::make_shared<const Route>(std::move(route)));
     }

@@ -231,13 +231,18 @@ void Forwarder::park(TcpListener* listener, bool soon) noexcept {
 }
 
 void Forwarder::on_tick(uint64_t now_ns) noexcept {
-  // Connect timeouts: collect first, since ending a connection moves another
-  // into its slot. The scan is one comparison per connection per tick.
-  std::vector<TcpConnection*> overdue;
-  for (auto& conn : connections_) {
-    if (conn->connect_overdue(now_ns)) overdue.push_back(conn.get());
+  // Connect timeouts. Tickers run after every batch of events, so the scan
+  // (one comparison per connection) runs at most every kTimeoutScanNs, not
+  // on the data path's every wake-up. Collect first: ending a connection
+  // moves another into its slot.
+  if (now_ns >= next_timeout_scan_ns_) {
+    next_timeout_scan_ns_ = now_ns + kTimeoutScanNs;
+    std::vector<TcpConnection*> overdue;
+    for (auto& conn : connections_) {
+      if (conn->connect_overdue(now_ns)) overdue.push_back(conn.get());
+    }
+    for (TcpConnection* conn : overdue) conn->connect_timed_out();
   }
-  for (TcpConnection* conn : overdue) conn->connect_timed_out();
   if (parked_.empty() || at_capacity()) return;
   std::vector<TcpListener*> resume;
   resume.swap(parked_);

@@ -215,6 +215,10 @@ class Forwarder final : public Ticker {
   std::vector<TcpListener*> parked_;
   std::vector<Pipe> idle_pipes_;
   uint64_t extra_pipe_pages_ = 0;
+  /// Limit: connect timeouts are checked every 100 ms, a tenth of the
+  /// shortest --connect-timeout, so they fire at most that late.
+  static constexpr uint64_t kTimeoutScanNs = 100'000'000;
+  uint64_t next_timeout_scan_ns_ = 0;
   bool pipe_size_warned_ = false;
   // Per-connection errors: at most 20 lines at once, then 5 per second.
   LogRateLimit conn_log_{20, 5};

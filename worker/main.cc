@@ -50,13 +50,8 @@ struct WorkerArgs {
 /// Parses the value of `option` as a decimal number in [1, max]. Fails with a
 /// message naming the option.
 Result<uint32_t> parse_limit(const std::string& option, const std::string& text, uint32_t max) {
-  uint64_t value = 0;
-  bool ok = !text.empty() && text.size() <= 10;
-  for (char c : text) {
-    if (c < '0' || c > '9') ok = false;
-    if (ok) value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (!ok || value < 1 || value > max) {
+  unsigned long value = 0;
+  if (!parse_uint(text, max, &value) || value < 1) {
     return Err(option + " needs a number from 1 to " + std::to_string(max));
   }
   return static_cast<uint32_t>(value);

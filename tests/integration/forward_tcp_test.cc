@@ -62,6 +62,21 @@ void expect_exchange(int client, int server, const std::string& token) {
   ASSERT_EQ(recv(client, ack, 2, MSG_WAITALL), 2);
 }
 
+/// A client connected through the daemon's kListenPort and the target's end.
+struct Connected {
+  UniqueFd client;
+  UniqueFd server;
+};
+
+/// Connects to `addr`:kListenPort and accepts the forwarded connection on
+/// `target_listener`; either end is empty when that step failed.
+Connected connect_through(int target_listener, const std::string& addr) {
+  Connected c;
+  c.client = connect_tcp(addr, kListenPort);
+  if (c.client.valid()) c.server = accept_one(target_listener);
+  return c;
+}
+
 /// The family of the peer of an accepted socket.
 int peer_family(int fd) {
   struct sockaddr_storage ss = {};
@@ -74,10 +89,8 @@ TEST(ForwardTcp, ResetByTheTargetReachesTheClientAsReset) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
   start_with(d, "127.0.0.1/18080:18000");
-  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
-  ASSERT_TRUE(client.valid());
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   expect_exchange(client.get(), conn.get(), "before the reset");
   reset_close(conn);
   EXPECT_EQ(read_until_end(client.get()), ECONNRESET) << "a reset became a silent EOF";
@@ -87,10 +100,8 @@ TEST(ForwardTcp, ResetByTheClientReachesTheTargetAsReset) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
   start_with(d, "127.0.0.1/18080:18000");
-  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
-  ASSERT_TRUE(client.valid());
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   struct timeval tv = {10, 0};
   setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   expect_exchange(client.get(), conn.get(), "before the reset");
@@ -148,10 +159,8 @@ TEST(ForwardTcp, IPv6RuleCarriesIPv6) {
   UniqueFd target = listen_tcp("::1", kTargetPort);
   Daemon d;
   start_with(d, "::1/18080:18000");
-  UniqueFd client = connect_tcp("::1", kListenPort);
-  ASSERT_TRUE(client.valid()) << d.log();
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "::1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   EXPECT_EQ(peer_family(conn.get()), AF_INET6);  // the default target is ::1 for IPv6
   expect_exchange(client.get(), conn.get(), "over IPv6");
 }
@@ -166,16 +175,12 @@ TEST(ForwardTcp, DualStackRuleServesBothFamiliesEachToItsOwnLoopback) {
   RunResult list = d.ctl();
   EXPECT_NE(list.out.find("TCP [*]:18080 => 18000"), std::string::npos) << list.out;
 
-  UniqueFd c4 = connect_tcp("127.0.0.1", kListenPort);
-  ASSERT_TRUE(c4.valid()) << d.log();
-  UniqueFd s4 = accept_one(target4.get());
-  ASSERT_TRUE(s4.valid());
+  auto [c4, s4] = connect_through(target4.get(), "127.0.0.1");
+  ASSERT_TRUE(c4.valid() && s4.valid()) << d.log();
   expect_exchange(c4.get(), s4.get(), "IPv4 through a dual-stack socket");
 
-  UniqueFd c6 = connect_tcp("::1", kListenPort);
-  ASSERT_TRUE(c6.valid()) << d.log();
-  UniqueFd s6 = accept_one(target6.get());
-  ASSERT_TRUE(s6.valid());
+  auto [c6, s6] = connect_through(target6.get(), "::1");
+  ASSERT_TRUE(c6.valid() && s6.valid()) << d.log();
   EXPECT_EQ(peer_family(s6.get()), AF_INET6);
   expect_exchange(c6.get(), s6.get(), "IPv6 through a dual-stack socket");
 }
@@ -186,10 +191,8 @@ TEST(ForwardTcp, ExplicitIPv6TargetAddress) {
   start_with(d, "::1/18080:[::1]/18001");
   RunResult list = d.ctl();
   EXPECT_NE(list.out.find("TCP [::1]:18080 => ::1:18001"), std::string::npos) << list.out;
-  UniqueFd client = connect_tcp("::1", kListenPort);
-  ASSERT_TRUE(client.valid()) << d.log();
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "::1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   expect_exchange(client.get(), conn.get(), "to an explicit IPv6 target");
 }
 
@@ -255,10 +258,8 @@ TEST(ForwardTcp, InterfaceBoundRuleServesAndAMissingInterfaceFailsTheCommit) {
   start_with(d, "127.0.0.1%lo/18080:18000");
   RunResult list = d.ctl();
   EXPECT_NE(list.out.find("TCP [127.0.0.1]%lo:18080 => 18000"), std::string::npos) << list.out;
-  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
-  ASSERT_TRUE(client.valid()) << d.log();
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   expect_exchange(client.get(), conn.get(), "through lo");
   // An interface that does not exist: the commit fails whole, naming the
   // rule, the port and the errno, and the old rule keeps serving.
@@ -277,10 +278,8 @@ TEST(ForwardTcp, BothSidesOfAConnectionKeepAlive) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
   start_with(d, "127.0.0.1/18080:18000");
-  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
-  ASSERT_TRUE(client.valid());
-  UniqueFd conn = accept_one(target.get());
-  ASSERT_TRUE(conn.valid());
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
   expect_exchange(client.get(), conn.get(), "keepalive");
   RunResult worker_side = run_command(
       {"/usr/bin/ss", "-tnoH", "state", "established", "(", "sport", "=", ":18080", ")"});

@@ -1,70 +1,21 @@
 // sluicectl --stats against the real daemon: per-rule TCP and UDP counters
 // that match the traffic sent, counters that survive a commit keeping their
 // rule, and the text and JSON forms.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstring>
 #include <string>
-#include <thread>
 
 #include "tests/ctl/json_check.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
+#include "tests/integration/udp_util.h"
 
 namespace sluice::test {
 namespace {
-
-/// A UDP echo server on 127.0.0.1:`port` until `stop` is set (bounded by a
-/// 100 ms receive timeout per wait).
-std::thread udp_echo(uint16_t port, std::atomic<bool>& stop) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof(a)), 0);
-  struct timeval tv = {0, 100000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return std::thread([fd, &stop] {
-    char buf[2048];
-    while (!stop) {
-      struct sockaddr_storage from;
-      socklen_t len = sizeof(from);
-      ssize_t n =
-          recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<struct sockaddr*>(&from), &len);
-      if (n > 0)
-        sendto(fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
-    }
-    close(fd);
-  });
-}
-
-/// Sends `count` datagrams of `size` bytes to 127.0.0.1:`port` from one
-/// socket and returns how many answers came back (1 s timeout each).
-int udp_round_trips(uint16_t port, int count, size_t size) {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {1, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::string payload(size, 'u');
-  int answered = 0;
-  for (int i = 0; i < count; ++i) {
-    sendto(fd.get(), payload.data(), payload.size(), 0, reinterpret_cast<struct sockaddr*>(&a),
-           sizeof(a));
-    char buf[2048];
-    if (recv(fd.get(), buf, sizeof(buf), 0) == static_cast<ssize_t>(size)) ++answered;
-  }
-  return answered;
-}
 
 /// Finds the rule whose text contains `needle` in a --stats --json document.
 const JsonValue* rule_with(const JsonValue& doc, const std::string& needle) {
@@ -87,8 +38,7 @@ std::optional<JsonValue> stats_json(Daemon& d) {
 
 TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
-  std::atomic<bool> stop{false};
-  std::thread echo = udp_echo(5353, stop);
+  UdpEcho echo("127.0.0.1", 5353, "dns");
   Daemon d;
   // 18081 forwards to a port nobody listens on: its connections fail.
   d.start(
@@ -115,8 +65,13 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
     char b;
     EXPECT_EQ(recv(c.get(), &b, 1, 0), -1);
   }
-  // Five UDP round trips of 100 bytes from one client: one flow.
-  EXPECT_EQ(udp_round_trips(15353, 5, 100), 5);
+  // Five UDP round trips of 100 bytes from one client socket: one flow. One
+  // attempt each, so the counts below are exact.
+  UniqueFd udp_client = bind_udp("127.0.0.1");
+  for (int i = 0; i < 5; ++i) {
+    Datagram reply = request(udp_client.get(), "127.0.0.1", 15353, std::string(100, 'u'), 2000, 1);
+    EXPECT_TRUE(reply.ok) << "round trip " << i;
+  }
 
   auto doc = stats_json(d);
   ASSERT_TRUE(doc.has_value());
@@ -165,8 +120,6 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
                           "0 dropped"),
             std::string::npos)
       << text.out;
-  stop = true;
-  echo.join();
 }
 
 }  // namespace

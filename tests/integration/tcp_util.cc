@@ -15,22 +15,6 @@
 namespace sluice::test {
 namespace {
 
-/// Fills a sockaddr for an IPv4 or IPv6 literal.
-socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out) {
-  std::memset(out, 0, sizeof(*out));
-  auto* sin = reinterpret_cast<struct sockaddr_in*>(out);
-  if (inet_pton(AF_INET, addr.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    return sizeof(*sin);
-  }
-  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(out);
-  EXPECT_EQ(inet_pton(AF_INET6, addr.c_str(), &sin6->sin6_addr), 1) << addr;
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  return sizeof(*sin6);
-}
-
 /// Fills `buf` with the stream seeded by `seed` starting at its `offset`
 /// (xorshift64 per 8-byte block, so any offset that is a multiple of 8 works).
 void fill(uint64_t seed, size_t offset, uint8_t* buf, size_t len) {
@@ -47,6 +31,21 @@ void fill(uint64_t seed, size_t offset, uint8_t* buf, size_t len) {
 constexpr size_t kChunk = 256 * 1024;
 
 }  // namespace
+
+socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out) {
+  std::memset(out, 0, sizeof(*out));
+  auto* sin = reinterpret_cast<struct sockaddr_in*>(out);
+  if (inet_pton(AF_INET, addr.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    return sizeof(*sin);
+  }
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(out);
+  EXPECT_EQ(inet_pton(AF_INET6, addr.c_str(), &sin6->sin6_addr), 1) << addr;
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  return sizeof(*sin6);
+}
 
 UniqueFd listen_tcp(const std::string& addr, uint16_t port) {
   struct sockaddr_storage ss;

@@ -2,6 +2,8 @@
 // deterministic byte streams whose SHA-256 both ends can compute.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 
@@ -9,6 +11,10 @@
 #include "schema/sha256.h"
 
 namespace sluice::test {
+
+/// Fills a sockaddr for an IPv4 or IPv6 literal and port; returns its
+/// length. Fails the test on a literal that is neither.
+socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out);
 
 /// Listens on addr:port (TCP, SO_REUSEADDR). Fails the test on error.
 UniqueFd listen_tcp(const std::string& addr, uint16_t port);

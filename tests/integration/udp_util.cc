@@ -11,24 +11,10 @@
 #include <chrono>
 #include <cstring>
 
+#include "tests/integration/tcp_util.h"
+
 namespace sluice::test {
 namespace {
-
-/// Fills a sockaddr for an IPv4 or IPv6 literal; returns its length.
-socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out) {
-  std::memset(out, 0, sizeof(*out));
-  auto* sin = reinterpret_cast<struct sockaddr_in*>(out);
-  if (inet_pton(AF_INET, addr.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    return sizeof(*sin);
-  }
-  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(out);
-  EXPECT_EQ(inet_pton(AF_INET6, addr.c_str(), &sin6->sin6_addr), 1) << addr;
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  return sizeof(*sin6);
-}
 
 /// Formats a sockaddr's address as text and returns its port in *port.
 std::string addr_text(const struct sockaddr_storage& ss, uint16_t* port) {
