@@ -87,7 +87,8 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"pipe2",
                {arg_flags_within(1, O_NONBLOCK | O_CLOEXEC)},
                "grow the splice pipe pool; flags only NONBLOCK|CLOEXEC"});
-  r.push_back({"shutdown", {}, "propagate a half-close to the other side of a connection"});
+  r.push_back(
+      {"shutdown", {}, "propagate a half-close; stop a rolled-back listener sluiced still holds"});
   r.push_back({"close", {}, "close connections, flows, pipes and dropped clients"});
 
   // --- fcntl: the commands the data path uses, nothing that changes owners,

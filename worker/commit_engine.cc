@@ -1,5 +1,6 @@
 #include "worker/commit_engine.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +60,23 @@ control::Failure whole_commit_failure(control::FailureKind kind, Pif pif, std::s
   f.pif = pif;
   f.message = std::move(message);
   return f;
+}
+
+/// Closes sockets the broker opened for a commit that will not use them (a
+/// dry run's trial binds, a rollback). sluiced closes its own copy of each
+/// socket only after sending it, so a plain close() here could leave a TCP
+/// listener accepting for a moment after the client was told nothing changed,
+/// and a connection the kernel queued on it in that moment would be reset.
+/// shutdown(SHUT_RD) moves a listening socket to CLOSE for every descriptor
+/// at once, so the port refuses from here on, whatever copy still exists.
+/// On a UDP socket it fails with ENOTCONN and changes nothing that matters:
+/// nothing reads its datagrams, and later binds of the port are asked of
+/// sluiced, which has closed its copies by the time it reads them.
+void discard_unpublished(std::vector<UniqueFd>* fds) noexcept {
+  for (UniqueFd& fd : *fds) {
+    if (fd.valid()) ::shutdown(fd.get(), SHUT_RD);
+  }
+  fds->clear();
 }
 
 }  // namespace
@@ -317,11 +335,11 @@ void CommitEngine::advance() noexcept {
       if (req.dry_run) {
         // Trial binds done: close them. Rebinds cannot be trial-bound while
         // the clashing sockets listen; they are counted in the plan.
-        a.opens.fds.clear();
+        discard_unpublished(&a.opens.fds);
         return finish(control::Outcome::kDryRun, false);
       }
       if (!a.failures.empty()) {
-        a.opens.fds.clear();  // roll back: the old table never stopped serving
+        discard_unpublished(&a.opens.fds);  // roll back: the old table never stopped serving
         return finish(control::Outcome::kRejected, false);
       }
       if (a.plan.rebind.empty()) {
@@ -345,8 +363,8 @@ void CommitEngine::advance() noexcept {
         return step();
       }
       // Roll back: re-acquire the sockets the rebinds replaced.
-      a.rebinds.fds.clear();
-      a.opens.fds.clear();
+      discard_unpublished(&a.rebinds.fds);
+      discard_unpublished(&a.opens.fds);
       std::vector<PlannedKey> old;
       for (size_t i : a.plan.clashing) old.push_back(PlannedKey{installed_[i].key, KeyOrigin{}});
       a.phase = Phase::kRestore;
