@@ -85,6 +85,9 @@ std::string render_stats(const control::Stats& stats) {
   out += "; TCP connections " + std::to_string(stats.connections_active) + " of " +
          std::to_string(stats.connection_limit) + "; UDP flows " +
          std::to_string(stats.flows_active) + " of " + std::to_string(stats.flow_limit) + "\n";
+  out += "pipes " + format_bytes(stats.pipe_size) + "; connect timeout " +
+         std::to_string(stats.connect_timeout_seconds) + " s; UDP idle timeout " +
+         std::to_string(stats.udp_idle_timeout_seconds) + " s\n";
   bool any[kPifCount] = {};
   for (const control::RuleStats& r : stats.rules) any[static_cast<size_t>(r.pif)] = true;
   for (size_t p = 0; p < kPifCount; ++p) {
@@ -132,6 +135,12 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.flows_active);
   w.key("flowLimit");
   w.number(stats.flow_limit);
+  w.key("pipeSize");
+  w.number(stats.pipe_size);
+  w.key("connectTimeoutSeconds");
+  w.number(stats.connect_timeout_seconds);
+  w.key("udpIdleTimeoutSeconds");
+  w.number(stats.udp_idle_timeout_seconds);
   w.key("rules");
   w.begin_array();
   for (const control::RuleStats& r : stats.rules) {

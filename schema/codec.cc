@@ -326,6 +326,9 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setFlowLimit(st.flow_limit);
   out.setListeners(st.listeners);
   out.setPausedListeners(st.paused_listeners);
+  out.setPipeSize(st.pipe_size);
+  out.setConnectTimeoutSeconds(st.connect_timeout_seconds);
+  out.setUdpIdleTimeoutSeconds(st.udp_idle_timeout_seconds);
   auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
   for (size_t i = 0; i < st.rules.size(); ++i) {
     const RuleStats& r = st.rules[i];
@@ -358,6 +361,9 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.flow_limit = in.getFlowLimit();
   st.listeners = in.getListeners();
   st.paused_listeners = in.getPausedListeners();
+  st.pipe_size = in.getPipeSize();
+  st.connect_timeout_seconds = in.getConnectTimeoutSeconds();
+  st.udp_idle_timeout_seconds = in.getUdpIdleTimeoutSeconds();
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
   st.rules.reserve(rules.size());

@@ -189,6 +189,9 @@ struct Stats {
   uint64_t flow_limit = 0;
   uint64_t listeners = 0;
   uint64_t paused_listeners = 0;
+  uint32_t pipe_size = 0;                 // bytes per splice pipe
+  uint32_t connect_timeout_seconds = 0;   // a TCP target's handshake deadline
+  uint32_t udp_idle_timeout_seconds = 0;  // a UDP flow ends after this long idle
   bool operator==(const Stats&) const = default;
 };
 

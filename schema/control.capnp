@@ -201,6 +201,9 @@ struct Stats {
   flowLimit @6 :UInt64;
   listeners @7 :UInt64;         # listening sockets in force
   pausedListeners @8 :UInt64;   # listeners not accepting now (a limit was reached)
+  pipeSize @9 :UInt32;          # bytes per splice pipe (--pipe-size)
+  connectTimeoutSeconds @10 :UInt32;  # --connect-timeout
+  udpIdleTimeoutSeconds @11 :UInt32;  # --udp-idle-timeout
 }
 
 struct Request {

@@ -457,6 +457,12 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.flow_limit = udp_.limits().max_flows;
   st.listeners = installed_.size();
   st.paused_listeners = forwarder_.parked_count();
+  // Both sides checked these options against their wire:: maxima, which all
+  // fit in 32 bits.
+  st.pipe_size = static_cast<uint32_t>(forwarder_.limits().pipe_size);
+  st.connect_timeout_seconds =
+      static_cast<uint32_t>(forwarder_.limits().connect_timeout_ns / 1000000000ULL);
+  st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];
     for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {

@@ -261,6 +261,9 @@ control::Stats sample_stats() {
   st.connection_limit = 4096;
   st.flows_active = 1;
   st.flow_limit = 8192;
+  st.pipe_size = 256 * 1024;
+  st.connect_timeout_seconds = 10;
+  st.udp_idle_timeout_seconds = 180;
   control::RuleStats tcp;
   tcp.text = "TCP [127.0.0.1]:8080 => 8000";
   tcp.accepted = 10;
@@ -288,6 +291,7 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
   EXPECT_EQ(text,
             "generation 4, up 1h02m; 3 listening sockets (1 paused at a limit); TCP connections "
             "2 of 4096; UDP flows 1 of 8192\n"
+            "pipes 256.0 KiB; connect timeout 10 s; UDP idle timeout 180 s\n"
             "HOST\n"
             "    TCP [127.0.0.1]:8080 => 8000\n"
             "        connections 10 accepted, 2 active, 1 failed; 1.5 KiB to target, 3.0 MiB to "
@@ -303,10 +307,10 @@ TEST(RenderStats, JsonHasEveryCounter) {
   std::string text = render_stats_json(sample_stats());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys,
-            (std::vector<std::string>{"generation", "uptimeMillis", "listeners", "pausedListeners",
-                                      "connectionsActive", "connectionLimit", "flowsActive",
-                                      "flowLimit", "rules"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{
+                         "generation", "uptimeMillis", "listeners", "pausedListeners",
+                         "connectionsActive", "connectionLimit", "flowsActive", "flowLimit",
+                         "pipeSize", "connectTimeoutSeconds", "udpIdleTimeoutSeconds", "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
   EXPECT_EQ(

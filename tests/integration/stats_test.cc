@@ -122,5 +122,25 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
       << text.out;
 }
 
+TEST(Stats, ShowTheLimitsSluicedWasStartedWith) {
+  Daemon d;
+  d.start({"--max-connections", "100", "--udp-flows", "50", "--pipe-size", "131072",
+           "--connect-timeout", "7", "--udp-idle-timeout", "60", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto doc = stats_json(d);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->get("connectionLimit")->integer(), 100);
+  EXPECT_EQ(doc->get("flowLimit")->integer(), 50);
+  EXPECT_EQ(doc->get("pipeSize")->integer(), 131072);
+  EXPECT_EQ(doc->get("connectTimeoutSeconds")->integer(), 7);
+  EXPECT_EQ(doc->get("udpIdleTimeoutSeconds")->integer(), 60);
+  RunResult text = d.ctl({"--stats"});
+  EXPECT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("TCP connections 0 of 100; UDP flows 0 of 50\n"
+                          "pipes 128.0 KiB; connect timeout 7 s; UDP idle timeout 60 s\n"),
+            std::string::npos)
+      << text.out;
+}
+
 }  // namespace
 }  // namespace sluice::test

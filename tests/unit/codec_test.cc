@@ -123,6 +123,9 @@ TEST(Codec, StatsRoundTrip) {
   st.flow_limit = 8192;
   st.listeners = 5;
   st.paused_listeners = 1;
+  st.pipe_size = 262144;
+  st.connect_timeout_seconds = 10;
+  st.udp_idle_timeout_seconds = 180;
   RuleStats tcp;
   tcp.rule = 0;
   tcp.text = "TCP [127.0.0.1]:8080 => 8000";
