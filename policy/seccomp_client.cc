@@ -27,6 +27,7 @@
 // fd (recvfrom only works on sockets), write to any fd but 1 and 2 (sendto
 // only works on sockets), map executable memory, wait with poll, or send
 // signals to anyone but itself.
+#include <linux/futex.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -93,10 +94,15 @@ std::vector<SyscallRule> client_seccomp_rules(int self_pid) {
                {arg_flags_within(2, PROT_READ | PROT_WRITE)},
                "malloc's fallback when brk fails; prot only READ|WRITE (or NONE), never EXEC"});
   r.push_back({"munmap", {}, "free memory mapped before or by that fallback"});
+  // futex: only process-private wait and wake; no shared futexes, no requeue
+  // and no PI operations (CVE-2014-3153 was a requeue-PI bug).
   r.push_back({"futex",
-               {},
+               {arg_eq32(1, FUTEX_WAKE_PRIVATE)},
                "pthread_once's wake-up (std::locale's first use in rendering); Cap'n Proto's "
                "first exception"});
+  r.push_back({"futex",
+               {arg_eq32(1, FUTEX_WAIT_PRIVATE)},
+               "wait on a lock held elsewhere (glibc, kj::Mutex); never reached single-threaded"});
 
   // --- Exit and abort.
   r.push_back({"exit_group", {}, "exit() and _exit()"});

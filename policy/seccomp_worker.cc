@@ -15,6 +15,7 @@
 // (arg_flags_within). Syscalls are named as on x86_64; a name this
 // architecture lacks fails build_seccomp_filter(), it is never dropped.
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -174,7 +175,16 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"madvise",
                {arg_eq32(2, MADV_DONTNEED)},
                "glibc malloc returns memory (heap shrink, malloc_trim)"});
-  r.push_back({"futex", {}, "glibc/libstdc++ locks; Cap'n Proto's first exception"});
+  // futex: only the process-private wait and wake a single-threaded process
+  // can reach (glibc's pthread_once, kj's Mutex and Once). No shared futexes,
+  // no requeue and no PI operations, the part of futex with a history of
+  // kernel exploits (CVE-2014-3153).
+  r.push_back({"futex",
+               {arg_eq32(1, FUTEX_WAKE_PRIVATE)},
+               "wake after a one-time initialisation (pthread_once, kj::Once)"});
+  r.push_back({"futex",
+               {arg_eq32(1, FUTEX_WAIT_PRIVATE)},
+               "wait on a lock held elsewhere (glibc, kj::Mutex); never reached single-threaded"});
 
   // --- Time, exit, signals.
   r.push_back({"clock_gettime", {}, "timeouts (vDSO fallback when the clocksource has none)"});
