@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,12 @@ namespace {
 const char* g_role = "sluice";
 int g_fd = 2;
 LogLevel g_min = LogLevel::kInfo;
+// Lines a non-blocking log fd pushed back (EAGAIN), and whether the last of
+// them was cut after part of it went out. sluiced hands the worker such an fd
+// when stderr is a pipe or a terminal, so a reader that stops never blocks
+// the worker; the lines are lost instead, and a notice says how many.
+uint64_t g_dropped = 0;
+bool g_dropped_mid_line = false;
 
 const char* level_name(LogLevel level) {
   switch (level) {
@@ -33,15 +40,46 @@ const char* level_name(LogLevel level) {
   return "?";
 }
 
-/// Writes all of `buf` to the log fd, retrying on EINTR; drops the rest on error.
-void write_all(const char* buf, size_t len) noexcept {
+/// Writes all of `buf` to the log fd, retrying on EINTR; drops the rest on
+/// error. When the fd pushes back (EAGAIN), the line counts as dropped.
+/// Returns true when all of it was written.
+bool write_all(const char* buf, size_t len) noexcept {
+  bool some = false;
   while (len > 0) {
     ssize_t n = ::write(g_fd, buf, len);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ++g_dropped;
+      if (some) g_dropped_mid_line = true;  // cleared once the notice ends the line
+      return false;
+    }
+    if (n <= 0) return false;
+    some = true;
     buf += n;
     len -= static_cast<size_t>(n);
   }
+  return true;
+}
+
+/// Before the next line after lines were dropped: says how many, ending a
+/// line that was cut first. Returns false when the fd still pushes back.
+bool report_dropped() noexcept {
+  if (g_dropped == 0) return true;
+  char buf[160];
+  int n = std::snprintf(buf, sizeof(buf),
+                        "%s%s: warning: %llu log line%s dropped: stderr was not being read\n",
+                        g_dropped_mid_line ? "\n" : "", g_role,
+                        static_cast<unsigned long long>(g_dropped), g_dropped == 1 ? "" : "s");
+  const uint64_t dropped = g_dropped;
+  if (n <= 0 || !write_all(buf, std::min(static_cast<size_t>(n), sizeof(buf) - 1))) {
+    // The notice itself was pushed back (and counted): keep the count of the
+    // lines that came before it, plus the line about to be dropped.
+    g_dropped = dropped;
+    return false;
+  }
+  g_dropped = 0;
+  g_dropped_mid_line = false;
+  return true;
 }
 
 }  // namespace
@@ -75,6 +113,10 @@ void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept 
   size_t len = static_cast<size_t>(off) + (n < 0 ? 0 : static_cast<size_t>(n));
   if (len > sizeof(buf) - 2) len = sizeof(buf) - 2;
   buf[len++] = '\n';
+  if (!report_dropped()) {
+    ++g_dropped;
+    return;
+  }
   write_all(buf, len);
 }
 

@@ -57,14 +57,12 @@ Result<UniqueFd> take_signals() {
 }
 
 /// Opens the audit sink the worker writes to: --audit-log FILE (append-only,
-/// created 0600), else a dup of stderr. Fails with the path and errno.
+/// created 0600), else stderr as stderr_for_worker() gives it (non-blocking
+/// when it is a pipe or a terminal). Fails with the path and errno.
 Result<UniqueFd> open_audit_fd(const std::string& path) {
   if (path.empty()) {
-    UniqueFd fd(::fcntl(2, F_DUPFD_CLOEXEC, 3));
-    if (!fd.valid()) {
-      int err = errno;
-      return Err(err, "cannot duplicate stderr for the audit records: " + errno_text(err));
-    }
+    auto fd = stderr_for_worker();
+    if (!fd) return Err(fd.error().err, "audit records: " + fd.error().message);
     return fd;
   }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));

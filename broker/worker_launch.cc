@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,8 +47,9 @@ namespace {
 /// that a source already sitting on 0..5 cannot be overwritten by an earlier
 /// dup2; dup2 then places each at its number with CLOEXEC cleared.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
-                             int channel, int control_fd, int audit_fd, int policy_fd) noexcept {
-  const int sources[] = {devnull, 2, 2, channel, control_fd, audit_fd, policy_fd};
+                             int log_fd, int channel, int control_fd, int audit_fd,
+                             int policy_fd) noexcept {
+  const int sources[] = {devnull, log_fd, log_fd, channel, control_fd, audit_fd, policy_fd};
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
@@ -91,6 +93,24 @@ bool wait_readable(int fd, int timeout_ms) {
 
 }  // namespace
 
+Result<UniqueFd> stderr_for_worker() {
+  struct stat st;
+  if (::fstat(2, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+    // Opening the /proc link makes a new file description for a pipe or a
+    // terminal (a dup would share sluiced's, and its O_NONBLOCK with it).
+    UniqueFd fd(::open("/proc/self/fd/2", O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    if (fd.valid()) return fd;
+    LOG_DEBUG("cannot reopen stderr for the worker (%s); it shares sluiced's, blocking",
+              errno_text(errno).c_str());
+  }
+  UniqueFd fd(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+  if (!fd.valid()) {
+    int err = errno;
+    return Err(err, "cannot duplicate stderr for the worker: " + errno_text(err));
+  }
+  return fd;
+}
+
 Result<std::string> find_worker_binary() {
   char self[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -130,6 +150,8 @@ Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<s
     int err = errno;
     return Err(err, "cannot open /dev/null for the worker's stdin: " + errno_text(err));
   }
+  auto log_fd = stderr_for_worker();
+  if (!log_fd) return Err(log_fd.error().err, log_fd.error().message);
   // Everything the child needs is built before fork, so the child only makes
   // plain syscalls between fork and exec.
   std::vector<char*> args;
@@ -143,8 +165,8 @@ Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<s
     return Err(err, "fork for the worker: " + errno_text(err));
   }
   if (pid == 0) {
-    exec_child(path.c_str(), args.data(), envp, devnull.get(), worker_end.get(), control_fd,
-               audit_fd, policy_fd);
+    exec_child(path.c_str(), args.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
+               control_fd, audit_fd, policy_fd);
   }
   WorkerProcess worker;
   worker.pid = pid;

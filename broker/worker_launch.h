@@ -31,13 +31,23 @@ struct WorkerProcess {
   UniqueFd channel;  // the broker's end of the SOCK_SEQPACKET socketpair
 };
 
+/// Returns an fd on sluiced's stderr for the worker's logs (and, without
+/// --audit-log, its audit lines). When stderr is a pipe or a terminal, the fd
+/// is a new, non-blocking file description of it (opened through
+/// /proc/self/fd/2): a reader that stops then pushes back on the worker,
+/// which drops log lines and holds audit lines (bounded) instead of freezing
+/// all forwarding, while sluiced's own stderr stays blocking. Anything else
+/// (a regular file never blocks for long; a socket cannot be reopened) gets a
+/// plain dup. Fails only when the dup fails.
+Result<UniqueFd> stderr_for_worker();
+
 /// Returns the path of sluice-worker in the directory of this binary
 /// (readlink /proc/self/exe). Fails with the path and what to do when it is
 /// missing or not executable.
 Result<std::string> find_worker_binary();
 
 /// Forks and execs `path` with `argv` (argv[0] included), an empty
-/// environment, fd 0 on /dev/null, fds 1 and 2 on the broker's stderr, and
+/// environment, fd 0 on /dev/null, fds 1 and 2 on stderr_for_worker(), and
 /// fds 3/4/5/6 = the worker's end of a new SOCK_SEQPACKET socketpair,
 /// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
 /// Policy); everything

@@ -1,9 +1,12 @@
 // The audit log writer: formats one JSON line per commit attempt, chains it to
-// the previous line with SHA-256, and writes it with one write(2). The line
-// format is specified in docs/AUDIT.md; client/audit_verify.cc reads it back.
+// the previous line with SHA-256, and writes it with one write(2) when the
+// sink has room; what a non-blocking sink pushes back waits, bounded, for the
+// sink to drain. The line format is specified in docs/AUDIT.md;
+// client/audit_verify.cc reads it back.
 //
 // Everything here runs inside the worker's seccomp sandbox, so it uses only
-// `write` and `clock_gettime` (CLOCK_REALTIME, normally through the vDSO).
+// `write`, `epoll_ctl` (through the event loop) and `clock_gettime`
+// (CLOCK_REALTIME, normally through the vDSO).
 // In particular it does not call gmtime_r or strftime: glibc's first time
 // conversion initialises the time zone, which opens /etc/localtime, and
 // `open` is not on the worker's allowlist. The civil date is computed here.
@@ -325,38 +328,27 @@ std::string AuditLog::format_line(const AuditRecord& record, uint64_t sequence, 
 control::HistoryEntry AuditLog::write(const AuditRecord& record) noexcept {
   const int64_t now = realtime_millis();
   const uint64_t sequence = sequence_ + 1;
-  const std::string line = format_line(record, sequence, now, prev_, sequence_ == 0);
-
-  // One write(2) of the whole line; only EINTR (nothing written) is retried.
-  ssize_t n = -1;
-  int err = 0;
-  for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
-    n = ::write(fd_, line.data(), line.size());
-    err = n < 0 ? errno : 0;
-    if (!(n < 0 && err == EINTR)) break;
-  }
-  if (n != static_cast<ssize_t>(line.size())) {
-    ++failed_writes_;
-    if (warn_limit_.allow()) {
-      if (n < 0) {
-        LOG_WARN(
-            "audit line %llu was not written to fd %d: %s; the audit chain will show it "
-            "missing (%llu lines not written so far); check the --audit-log sink",
-            static_cast<unsigned long long>(sequence), fd_, errno_text(err).c_str(),
-            static_cast<unsigned long long>(failed_writes_));
-      } else {
-        LOG_WARN(
-            "audit line %llu was cut short on fd %d: %zd of %zu bytes written; the audit "
-            "chain will show a damaged line (%llu lines not written whole so far)",
-            static_cast<unsigned long long>(sequence), fd_, n, line.size(),
-            static_cast<unsigned long long>(failed_writes_));
-      }
-    }
-  }
+  std::string line = format_line(record, sequence, now, prev_, sequence_ == 0);
   // The chain continues from the line as formatted, written or not: a lost
   // line then shows as a broken chain, which is the signal it deserves.
   sequence_ = sequence;
   prev_ = sha256(line.data(), line.size());
+
+  if (pending_bytes_ + line.size() > kMaxAuditBacklogBytes) {
+    ++failed_writes_;
+    if (warn_limit_.allow()) {
+      LOG_WARN(
+          "audit line %llu dropped: the audit sink on fd %d has not taken the last %zu bytes; "
+          "the audit chain will show the gap (%llu lines lost so far); make sure whatever "
+          "reads sluiced's stderr keeps reading, or use --audit-log FILE",
+          static_cast<unsigned long long>(sequence), fd_, pending_bytes_,
+          static_cast<unsigned long long>(failed_writes_));
+    }
+  } else {
+    pending_bytes_ += line.size();
+    pending_.push_back(Waiting{sequence, std::move(line), 0});
+    flush();
+  }
 
   control::HistoryEntry entry;
   entry.sequence = sequence;
@@ -377,6 +369,65 @@ control::HistoryEntry AuditLog::write(const AuditRecord& record) noexcept {
   entry.failures = static_cast<uint32_t>(record.failures.size());
   entry.duration_micros = record.duration_micros;
   return entry;
+}
+
+bool AuditLog::flush() noexcept {
+  while (!pending_.empty()) {
+    Waiting& head = pending_.front();
+    // Only EINTR (nothing written) is retried at once.
+    ssize_t n = -1;
+    int err = 0;
+    for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
+      n = ::write(fd_, head.text.data() + head.sent, head.text.size() - head.sent);
+      err = n < 0 ? errno : 0;
+      if (!(n < 0 && err == EINTR)) break;
+    }
+    if (n > 0) {
+      head.sent += static_cast<size_t>(n);
+      pending_bytes_ -= static_cast<size_t>(n);
+      if (head.sent == head.text.size()) pending_.pop_front();
+      continue;
+    }
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+      watch();
+      return false;
+    }
+    drop_head(n == 0 ? EIO : err);
+  }
+  return true;
+}
+
+void AuditLog::on_event(uint32_t /*events*/) noexcept {
+  flush();
+}
+
+void AuditLog::drop_head(int err) noexcept {
+  Waiting& head = pending_.front();
+  ++failed_writes_;
+  if (warn_limit_.allow()) {
+    if (head.sent == 0) {
+      LOG_WARN(
+          "audit line %llu was not written to fd %d: %s; the audit chain will show it "
+          "missing (%llu lines not written so far); check the --audit-log sink",
+          static_cast<unsigned long long>(head.sequence), fd_, errno_text(err).c_str(),
+          static_cast<unsigned long long>(failed_writes_));
+    } else {
+      LOG_WARN(
+          "audit line %llu was cut short on fd %d: %zu of %zu bytes written (%s); the audit "
+          "chain will show a damaged line (%llu lines not written whole so far)",
+          static_cast<unsigned long long>(head.sequence), fd_, head.sent, head.text.size(),
+          errno_text(err).c_str(), static_cast<unsigned long long>(failed_writes_));
+    }
+  }
+  pending_bytes_ -= head.text.size() - head.sent;
+  pending_.pop_front();
+}
+
+void AuditLog::watch() noexcept {
+  if (watching_ || loop_ == nullptr) return;
+  // Edge-triggered: one wake-up each time the reader makes room. A sink that
+  // cannot be watched (epoll refuses it) is retried on the next write().
+  if (loop_->add(fd_, EPOLLOUT | EPOLLET, this)) watching_ = true;
 }
 
 }  // namespace sluice

@@ -9,12 +9,14 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "base/log.h"
 #include "schema/codec.h"
 #include "schema/sha256.h"
+#include "worker/event_loop.h"
 
 namespace sluice {
 
@@ -25,6 +27,16 @@ namespace sluice {
 /// its lists cut (added, removed, failures), each cut list ending with an
 /// entry that says how many items were left out. Counts stay complete.
 inline constexpr size_t kMaxAuditLineBytes = 64 * 1024;
+
+/// Limit: audit bytes held while the sink does not take them. sluiced hands
+/// the worker a non-blocking sink when stderr is a pipe or a terminal, so a
+/// reader that stops (a paused pager, a stuck log collector) pushes back
+/// instead of freezing the worker and all forwarding with it. 1 MiB holds
+/// 16 lines of the largest size and well over a thousand ordinary ones
+/// (about 700 bytes), so a reader that pauses loses nothing, and one that
+/// never comes back costs bounded memory. Past it, lines are dropped and
+/// counted, and the chain shows the gap.
+inline constexpr size_t kMaxAuditBacklogBytes = 1 << 20;
 
 /// Everything one audit line records about a commit attempt.
 struct AuditRecord {
@@ -45,19 +57,40 @@ struct AuditRecord {
   uint64_t duration_micros = 0;
 };
 
-class AuditLog {
+class AuditLog : public EventHandler {
  public:
   /// Writes to `fd` (not owned: it is the fixed audit fd). The first line
-  /// written starts a new chain segment.
+  /// written starts a new chain segment. Without attach(), lines the sink
+  /// pushes back wait for the next write() or flush().
   explicit AuditLog(int fd) noexcept : fd_(fd) {}
 
+  /// Lets the log watch its sink for room (EPOLLOUT, edge-triggered) on
+  /// `loop` once the sink has pushed back, and write what waits when there
+  /// is room. Registration is lazy: a regular file never pushes back, and
+  /// epoll refuses regular files.
+  void attach(EventLoop* loop) noexcept { loop_ = loop; }
+
   /// Formats `record` as one JSON line with the next sequence number, the UTC
-  /// time, and `prev`, writes it with one write(2), and keeps the line's
-  /// SHA-256 as the next `prev`. Returns the history entry for the same
-  /// attempt. A failed write is logged (rate-limited) and does not stop the
-  /// commit: forwarding must not depend on the audit sink. Needs `write`,
-  /// `clock_gettime(CLOCK_REALTIME)`.
+  /// time, and `prev`, and keeps the line's SHA-256 as the next `prev`. The
+  /// line goes out with one write(2) when nothing waits before it; what a
+  /// non-blocking sink does not take waits, in order, up to
+  /// kMaxAuditBacklogBytes, and goes out as the sink drains. Returns the
+  /// history entry for the same attempt. A line that cannot be written, or
+  /// does not fit the backlog, is counted and logged (rate-limited) and does
+  /// not stop the commit: forwarding must not depend on the audit sink. Needs
+  /// `write`, `clock_gettime(CLOCK_REALTIME)`, and `epoll_ctl` once attached.
   control::HistoryEntry write(const AuditRecord& record) noexcept;
+
+  /// Writes what waits until the sink pushes back or nothing is left. Returns
+  /// true when nothing is left. Lines the sink refuses with an error other
+  /// than EAGAIN are dropped and counted.
+  bool flush() noexcept;
+
+  /// The sink has room again (EPOLLOUT): writes what waits.
+  void on_event(uint32_t events) noexcept override;
+
+  /// Bytes of audit lines formatted and not yet taken by the sink.
+  size_t pending_bytes() const noexcept { return pending_bytes_; }
 
   /// Builds the JSON line for `record` without writing it (write() uses it;
   /// tests call it with a fixed time). Returns the line, newline included, at
@@ -69,14 +102,31 @@ class AuditLog {
   /// Returns the sequence number the next line will carry (1 for the first).
   uint64_t next_sequence() const { return sequence_ + 1; }
 
-  /// Returns how many lines were not written whole (failed or short writes).
+  /// Returns how many lines were not written whole (write errors, or no room
+  /// in the backlog).
   uint64_t failed_writes() const noexcept { return failed_writes_; }
 
  private:
+  /// A line waiting for the sink; `sent` bytes of it are written already.
+  struct Waiting {
+    uint64_t sequence;
+    std::string text;
+    size_t sent = 0;
+  };
+
+  /// Counts the oldest waiting line as lost (write error `err`) and drops it.
+  void drop_head(int err) noexcept;
+  /// Starts watching the sink for room, once.
+  void watch() noexcept;
+
   int fd_;
   uint64_t sequence_ = 0;
   Sha256Digest prev_{};
   uint64_t failed_writes_ = 0;
+  std::deque<Waiting> pending_;
+  size_t pending_bytes_ = 0;
+  EventLoop* loop_ = nullptr;
+  bool watching_ = false;
   /// Warnings about a failing sink: a full disk must not flood the log.
   LogRateLimit warn_limit_{4, 1};
 };

@@ -236,6 +236,7 @@ int run(int argc, char** argv) {
   auto udp = std::make_unique<UdpForwarder>(**loop, udp_limits);
   (*loop)->add_ticker(udp.get());
   AuditLog audit(wire::kWorkerFdAudit);
+  audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   if (auto ok = engine.start(); !ok) {
@@ -282,6 +283,12 @@ int run(int argc, char** argv) {
   // Limit: tick every 250 ms, the resolution of control-client timeouts and
   // of resuming listeners paused at the descriptor limit.
   (*loop)->run(250);
+  if (!audit.flush()) {
+    LOG_WARN(
+        "%zu bytes of audit lines were never taken by the audit sink (its reader stopped); "
+        "the audit chain will end before them",
+        audit.pending_bytes());
+  }
   return status;
 }
 

@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "client/audit_verify.h"
 #include "tests/audit/audit_test_util.h"
+#include "worker/event_loop.h"
 
 namespace sluice::testing {
 namespace {
@@ -273,6 +274,82 @@ TEST(AuditWrite, FailedWriteIsCountedAndShowsAsABrokenChain) {
   ASSERT_FALSE(report.problems.empty());
   EXPECT_EQ(report.problems[0].line, 2u);
   EXPECT_NE(report.problems[0].message.find("prev does not match"), std::string::npos);
+}
+
+/// Reads everything a non-blocking pipe holds now.
+std::string read_pipe(int fd) {
+  std::string out;
+  char buf[4096];
+  for (int i = 0; i < 100000; ++i) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+TEST(AuditWrite, SinkThatPushesBackGetsEveryLineInOrderOnceItDrains) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_GT(fcntl(w.get(), F_SETPIPE_SZ, 4096), 0);  // holds about five lines
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  AuditLog log(w.get());
+  log.attach(loop->get());
+  for (uint64_t g = 1; g <= 20; ++g) log.write(sample_record(g));
+  EXPECT_GT(log.pending_bytes(), 0u);
+  EXPECT_EQ(log.failed_writes(), 0u);
+  // The reader comes back: each read makes room, and the loop's EPOLLOUT
+  // event writes what waits (at most 200 rounds of 10 ms).
+  std::string got = read_pipe(r.get());
+  for (int round = 0; round < 200 && log.pending_bytes() > 0; ++round) {
+    (*loop)->run_once(10);
+    got += read_pipe(r.get());
+  }
+  got += read_pipe(r.get());
+  EXPECT_EQ(log.pending_bytes(), 0u);
+  EXPECT_EQ(log.failed_writes(), 0u);
+  AuditReport report = verify_audit_bytes(got);
+  EXPECT_TRUE(report.ok) << audit_report_text(report);
+  EXPECT_EQ(report.lines, 20u);
+}
+
+TEST(AuditWrite, BacklogPastItsLimitDropsLinesAndTheChainShowsTheGap) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_GT(fcntl(w.get(), F_SETPIPE_SZ, 4096), 0);
+  AuditLog log(w.get());
+  // Nobody reads: the backlog fills (lines are under 1 KiB, so at most
+  // 2 * kMaxAuditBacklogBytes / 512 lines are needed).
+  uint64_t g = 1;
+  for (; g < 2 * kMaxAuditBacklogBytes / 512 && log.failed_writes() == 0; ++g) {
+    log.write(sample_record(g));
+  }
+  ASSERT_EQ(log.failed_writes(), 1u);
+  EXPECT_LE(log.pending_bytes(), kMaxAuditBacklogBytes);
+  const uint64_t lost = g - 1;
+  log.write(sample_record(g));  // still no room: a second loss
+  EXPECT_EQ(log.failed_writes(), 2u);
+  std::string got;
+  for (int round = 0; round < 100000 && log.pending_bytes() > 0; ++round) {
+    got += read_pipe(r.get());
+    log.flush();
+  }
+  got += read_pipe(r.get());
+  EXPECT_EQ(log.pending_bytes(), 0u);
+  log.write(sample_record(g + 1));
+  got += read_pipe(r.get());
+  AuditReport report = verify_audit_bytes(got);
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.lines, lost - 1 + 1);
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_EQ(report.problems[0].line, lost);
+  EXPECT_NE(audit_report_text(report).find("seq " + std::to_string(lost + 2) + " follows seq " +
+                                           std::to_string(lost - 1)),
+            std::string::npos)
+      << audit_report_text(report);
 }
 
 TEST(AuditLimit, HugeListsAreCutWithMarkers) {

@@ -122,8 +122,9 @@ void Daemon::start(const std::vector<std::string>& args, bool drop_bind_cap) {
     // SIGTERM when the test process dies (its worker follows it).
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) _exit(126);
     if (drop_bind_cap && prctl(PR_CAPBSET_DROP, CAP_NET_BIND_SERVICE, 0, 0, 0) != 0) _exit(126);
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
+    const int out = stderr_fd_ >= 0 ? stderr_fd_ : log_fd;
+    dup2(out, 1);
+    dup2(out, 2);
     auto c = c_argv(argv);
     execv(c[0], c.data());
     _exit(127);

@@ -49,6 +49,9 @@ class Daemon {
   RunResult ctl(const std::vector<std::string>& args = {});
   /// Everything sluiced and the worker logged so far.
   std::string log() const;
+  /// Makes the next start() give sluiced `fd` (not owned) as its stdout and
+  /// stderr instead of the log file; log() is then empty.
+  void use_stderr(int fd) { stderr_fd_ = fd; }
 
   pid_t pid() const { return pid_; }
   const std::string& socket_path() const { return socket_; }
@@ -57,6 +60,7 @@ class Daemon {
   std::string dir_, socket_, log_path_;
   pid_t pid_ = -1;
   int exit_status_ = -1;
+  int stderr_fd_ = -1;
 };
 
 /// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".

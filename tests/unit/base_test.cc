@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
 #include <type_traits>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
@@ -121,4 +124,40 @@ TEST(Strings, ParseUint) {
 }
 
 }  // namespace
+/// Reads everything a non-blocking `fd` holds.
+std::string drain(int fd) {
+  std::string got;
+  char buf[4096];
+  for (int i = 0; i < 1000; ++i) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+TEST(Log, LinesAFullNonBlockingSinkRefusesAreCountedAndReported) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_GT(fcntl(w.get(), F_SETPIPE_SZ, 4096), 0);
+  log_init("log-test", w.get(), LogLevel::kInfo);
+  // 100-byte lines: 40 fill the pipe's 4 KiB, the other 20 are pushed back.
+  const std::string text(80, 'a');
+  for (int i = 0; i < 60; ++i) LOG_INFO("%s", text.c_str());
+  std::string first = drain(r.get());
+  EXPECT_LE(first.size(), 4096u);
+  EXPECT_EQ(first.find("dropped"), std::string::npos);
+  LOG_INFO("after");
+  std::string second = drain(r.get());
+  log_init("sluice", 2, LogLevel::kInfo);
+  // The notice starts on a line of its own, whether or not a line was cut.
+  const size_t dropped = 60 - static_cast<size_t>(std::count(first.begin(), first.end(), '\n'));
+  EXPECT_NE(second.find("log-test: warning: " + std::to_string(dropped) +
+                        " log lines dropped: stderr was not being read\n"),
+            std::string::npos)
+      << second;
+  EXPECT_NE(second.find("log-test: info: after\n"), std::string::npos) << second;
+}
+
 }  // namespace sluice
