@@ -88,6 +88,13 @@ std::string render_stats(const control::Stats& stats) {
   out += "pipes " + format_bytes(stats.pipe_size) + "; connect timeout " +
          std::to_string(stats.connect_timeout_seconds) + " s; UDP idle timeout " +
          std::to_string(stats.udp_idle_timeout_seconds) + " s\n";
+  // Only a problem is shown: a healthy audit sink takes every line at once.
+  if (stats.audit_lines_lost != 0 || stats.audit_bytes_waiting != 0) {
+    out += "audit: " + std::to_string(stats.audit_lines_lost) + " line" +
+           (stats.audit_lines_lost == 1 ? "" : "s") + " lost, " +
+           format_bytes(stats.audit_bytes_waiting) +
+           " waiting for the sink; check what reads the audit sink (--audit-log)\n";
+  }
   bool any[kPifCount] = {};
   for (const control::RuleStats& r : stats.rules) any[static_cast<size_t>(r.pif)] = true;
   for (size_t p = 0; p < kPifCount; ++p) {
@@ -141,6 +148,10 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.connect_timeout_seconds);
   w.key("udpIdleTimeoutSeconds");
   w.number(stats.udp_idle_timeout_seconds);
+  w.key("auditLinesLost");
+  w.number(stats.audit_lines_lost);
+  w.key("auditBytesWaiting");
+  w.number(stats.audit_bytes_waiting);
   w.key("rules");
   w.begin_array();
   for (const control::RuleStats& r : stats.rules) {

@@ -329,6 +329,8 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setPipeSize(st.pipe_size);
   out.setConnectTimeoutSeconds(st.connect_timeout_seconds);
   out.setUdpIdleTimeoutSeconds(st.udp_idle_timeout_seconds);
+  out.setAuditLinesLost(st.audit_lines_lost);
+  out.setAuditBytesWaiting(st.audit_bytes_waiting);
   auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
   for (size_t i = 0; i < st.rules.size(); ++i) {
     const RuleStats& r = st.rules[i];
@@ -364,6 +366,8 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.pipe_size = in.getPipeSize();
   st.connect_timeout_seconds = in.getConnectTimeoutSeconds();
   st.udp_idle_timeout_seconds = in.getUdpIdleTimeoutSeconds();
+  st.audit_lines_lost = in.getAuditLinesLost();
+  st.audit_bytes_waiting = in.getAuditBytesWaiting();
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
   st.rules.reserve(rules.size());

@@ -192,6 +192,8 @@ struct Stats {
   uint32_t pipe_size = 0;                 // bytes per splice pipe
   uint32_t connect_timeout_seconds = 0;   // a TCP target's handshake deadline
   uint32_t udp_idle_timeout_seconds = 0;  // a UDP flow ends after this long idle
+  uint64_t audit_lines_lost = 0;          // audit lines not written whole
+  uint64_t audit_bytes_waiting = 0;       // audit bytes the sink has not taken yet
   bool operator==(const Stats&) const = default;
 };
 

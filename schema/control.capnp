@@ -204,6 +204,8 @@ struct Stats {
   pipeSize @9 :UInt32;          # bytes per splice pipe (--pipe-size)
   connectTimeoutSeconds @10 :UInt32;  # --connect-timeout
   udpIdleTimeoutSeconds @11 :UInt32;  # --udp-idle-timeout
+  auditLinesLost @12 :UInt64;     # audit lines not written whole (sink errors, full backlog)
+  auditBytesWaiting @13 :UInt64;  # audit bytes waiting for a sink that pushes back
 }
 
 struct Request {

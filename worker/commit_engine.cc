@@ -463,6 +463,8 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.connect_timeout_seconds =
       static_cast<uint32_t>(forwarder_.limits().connect_timeout_ns / 1000000000ULL);
   st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
+  st.audit_lines_lost = audit_.failed_writes();
+  st.audit_bytes_waiting = audit_.pending_bytes();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];
     for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {

@@ -301,16 +301,23 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
             "700 B to target, 600 B to client\n");
   control::Stats empty;
   EXPECT_NE(render_stats(empty).find("(no rules)"), std::string::npos);
+  control::Stats lossy = sample_stats();
+  lossy.audit_lines_lost = 1;
+  lossy.audit_bytes_waiting = 2048;
+  EXPECT_NE(render_stats(lossy).find("audit: 1 line lost, 2.0 KiB waiting for the sink; "),
+            std::string::npos)
+      << render_stats(lossy);
 }
 
 TEST(RenderStats, JsonHasEveryCounter) {
   std::string text = render_stats_json(sample_stats());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys, (std::vector<std::string>{
-                         "generation", "uptimeMillis", "listeners", "pausedListeners",
-                         "connectionsActive", "connectionLimit", "flowsActive", "flowLimit",
-                         "pipeSize", "connectTimeoutSeconds", "udpIdleTimeoutSeconds", "rules"}));
+  EXPECT_EQ(v->keys,
+            (std::vector<std::string>{
+                "generation", "uptimeMillis", "listeners", "pausedListeners", "connectionsActive",
+                "connectionLimit", "flowsActive", "flowLimit", "pipeSize", "connectTimeoutSeconds",
+                "udpIdleTimeoutSeconds", "auditLinesLost", "auditBytesWaiting", "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
   EXPECT_EQ(

@@ -159,6 +159,9 @@ TEST(Audit, StderrThatNobodyReadsStallsNeitherForwardingNorCommits) {
   RunResult list = d.ctl({});
   EXPECT_EQ(list.status, 0) << list.err;
   EXPECT_NE(list.out.find(":18119"), std::string::npos) << list.out;
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_EQ(stats.status, 0) << stats.err;
+  EXPECT_NE(stats.out.find("audit: 0 lines lost, "), std::string::npos) << stats.out;
 
   // Once the pipe is read again, every audit line arrives, whole and in
   // order (the chain verifies), and the worker says how many log lines it

@@ -126,6 +126,8 @@ TEST(Codec, StatsRoundTrip) {
   st.pipe_size = 262144;
   st.connect_timeout_seconds = 10;
   st.udp_idle_timeout_seconds = 180;
+  st.audit_lines_lost = 2;
+  st.audit_bytes_waiting = 1400;
   RuleStats tcp;
   tcp.rule = 0;
   tcp.text = "TCP [127.0.0.1]:8080 => 8000";
