@@ -22,6 +22,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "bench/loopback.h"
+
 namespace sluice::bench {
 namespace {
 
@@ -87,15 +89,6 @@ pid_t spawn(const std::vector<std::string>& argv, int out_fd) {
     _exit(127);
   }
   return pid;
-}
-
-/// Fills a sockaddr_in for 127.0.0.1:`port`.
-struct sockaddr_in loopback(uint16_t port) {
-  struct sockaddr_in sin = {};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sin;
 }
 
 /// Sets SO_RCVTIMEO and SO_SNDTIMEO on `fd` to `timeout_ms`.

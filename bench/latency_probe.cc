@@ -33,11 +33,19 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
+#include "bench/loopback.h"
 
 namespace {
 
 using sluice::UniqueFd;
+using sluice::bench::loopback;
+
+/// CLOCK_MONOTONIC in nanoseconds.
+uint64_t now_ns() {
+  return sluice::monotonic_ns();
+}
 
 /// Limit: connections the echo server serves at once; the benchmark uses one.
 constexpr size_t kMaxClients = 64;
@@ -45,22 +53,6 @@ constexpr size_t kMaxClients = 64;
 constexpr size_t kMaxSize = 65536;
 /// Limit: measured ping-pongs per run (the samples are kept in memory).
 constexpr long kMaxCount = 10'000'000;
-
-/// Returns CLOCK_MONOTONIC in nanoseconds.
-uint64_t now_ns() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-/// Fills a sockaddr_in for 127.0.0.1:`port`.
-struct sockaddr_in loopback(uint16_t port) {
-  struct sockaddr_in sin = {};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sin;
-}
 
 /// Sets TCP_NODELAY and, when `timeout_ms` > 0, send and receive timeouts.
 void tune(int fd, int timeout_ms) {

@@ -54,22 +54,16 @@ Result<void> TcpConnection::start() noexcept {
 }
 
 bool TcpConnection::pump_up() noexcept {
-  Pump r = pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target,
-                &route_->counters->bytes_to_target);
-  if (r == Pump::kError) {
-    close_all(true);
-    return false;
-  }
-  if (up_.write_shut && down_.write_shut) {
-    close_all(false);
-    return false;
-  }
-  return true;
+  return settle(pump(client_.get(), target_.get(), up_, &owner_.counters().bytes_to_target,
+                     &route_->counters->bytes_to_target));
 }
 
 bool TcpConnection::pump_down() noexcept {
-  Pump r = pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client,
-                &route_->counters->bytes_to_client);
+  return settle(pump(target_.get(), client_.get(), down_, &owner_.counters().bytes_to_client,
+                     &route_->counters->bytes_to_client));
+}
+
+bool TcpConnection::settle(Pump r) noexcept {
   if (r == Pump::kError) {
     close_all(true);
     return false;

@@ -67,6 +67,9 @@ class TcpConnection final : public EventHandler {
   bool pump_up() noexcept;
   /// Pumps the target -> client direction; false when the connection ended.
   bool pump_down() noexcept;
+  /// Ends the connection after a pump when it failed (reset) or when both
+  /// directions are shut (orderly close); false when it ended.
+  bool settle(Pump r) noexcept;
 
   /// Checks the result of the non-blocking connect (SO_ERROR) when the
   /// target socket reported `events`: EPOLLOUT with no error means connected.

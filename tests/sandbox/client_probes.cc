@@ -46,7 +46,7 @@ bool tcgets(int fd) {
 }  // namespace
 
 const std::vector<Probe>& client_probes() {
-  static const std::vector<Probe> probes = {
+  static const std::vector<Probe> probes = with_futex_probes({
       // --- The control connection: send() and recv(), with the client's flags.
       {"send_recv", Expect::kAllowed,
        +[](const ProbeFds& f) {
@@ -174,31 +174,6 @@ const std::vector<Probe>& client_probes() {
          return syscall(SYS_brk, 0) > 0 &&
                 syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0) == 0;
        }},
-      {"futex_wait_private", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         // The word is not 1, so the wait returns EAGAIN at once.
-         int word = 0;
-         return syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 1, nullptr, nullptr, 0) == -1 &&
-                errno == EAGAIN;
-       }},
-      {"futex_shared_wake", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int word = 0;
-         (void)syscall(SYS_futex, &word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-         return false;
-       }},
-      {"futex_cmp_requeue_pi", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int a = 0, b = 0;
-         (void)syscall(SYS_futex, &a, FUTEX_CMP_REQUEUE_PI | FUTEX_PRIVATE_FLAG, 1, 0, &b, 0);
-         return false;
-       }},
-      {"futex_lock_pi", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int word = 0;
-         (void)syscall(SYS_futex, &word, FUTEX_LOCK_PI_PRIVATE, 0, nullptr, nullptr, 0);
-         return false;
-       }},
       {"mmap_exec", Expect::kKilled,
        FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
       {"mremap", Expect::kKilled, FORBIDDEN(mremap(f.page, 4096, 8192, MREMAP_MAYMOVE))},
@@ -238,7 +213,7 @@ const std::vector<Probe>& client_probes() {
          return false;
        }},
       {"fork", Expect::kKilled, FORBIDDEN(syscall(SYS_fork))},
-  };
+  });
   return probes;
 }
 

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -194,6 +195,38 @@ void run_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int), void 
   bool ok = probe.run(fds);
   if (probe.expect != Expect::kAllowed) _exit(kExitNotKilled);
   _exit(ok ? 0 : kExitProbeFailed);
+}
+
+std::vector<Probe> with_futex_probes(std::vector<Probe> probes) {
+  static const Probe kFutex[] = {
+      {"futex_wait_private", Expect::kAllowed,
+       +[](const ProbeFds&) {
+         // The word is not 1, so the wait returns EAGAIN at once.
+         int word = 0;
+         return syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 1, nullptr, nullptr, 0) == -1 &&
+                errno == EAGAIN;
+       }},
+      {"futex_shared_wake", Expect::kKilled,
+       +[](const ProbeFds&) {
+         int word = 0;
+         (void)syscall(SYS_futex, &word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+         return false;
+       }},
+      {"futex_cmp_requeue_pi", Expect::kKilled,
+       +[](const ProbeFds&) {
+         int a = 0, b = 0;
+         (void)syscall(SYS_futex, &a, FUTEX_CMP_REQUEUE_PI | FUTEX_PRIVATE_FLAG, 1, 0, &b, 0);
+         return false;
+       }},
+      {"futex_lock_pi", Expect::kKilled,
+       +[](const ProbeFds&) {
+         int word = 0;
+         (void)syscall(SYS_futex, &word, FUTEX_LOCK_PI_PRIVATE, 0, nullptr, nullptr, 0);
+         return false;
+       }},
+  };
+  probes.insert(probes.end(), std::begin(kFutex), std::end(kFutex));
+  return probes;
 }
 
 }  // namespace sluice::testing

@@ -68,6 +68,11 @@ struct Probe {
   bool (*supported)() = nullptr;  // when set and false, the test is skipped
 };
 
+/// Returns `probes` followed by the probes of the futex rows that the worker
+/// and client allowlists share: process-private wait and wake pass, a shared
+/// wake and the requeue and PI operations die.
+std::vector<Probe> with_futex_probes(std::vector<Probe> probes);
+
 /// Probe::setup bits.
 inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler that returns
 inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null

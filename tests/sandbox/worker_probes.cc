@@ -152,414 +152,399 @@ long raw_sendmmsg(int fd, unsigned long flags) {
 }  // namespace
 
 const std::vector<Probe>& worker_probes() {
-  static const std::vector<Probe> probes = {
-      // --- socket(): AF_INET/AF_INET6 x STREAM/DGRAM, protocol 0 or the matching one.
-      {"socket_tcp4", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         return socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) >= 0;
-       }},
-      {"socket_tcp4_ipproto_tcp", Expect::kAllowed,
-       +[](const ProbeFds&) { return socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) >= 0; }},
-      {"socket_tcp6", Expect::kAllowed,
-       +[](const ProbeFds&) { return socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0) >= 0; }},
-      {"socket_udp4", Expect::kAllowed,
-       +[](const ProbeFds&) { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) >= 0; }},
-      {"socket_udp6_ipproto_udp", Expect::kAllowed,
-       +[](const ProbeFds&) { return socket(AF_INET6, SOCK_DGRAM, IPPROTO_UDP) >= 0; }},
-      {"socket_high_bits_ignored", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         // The kernel reads an int: dirty upper halves must not matter (STYLE.md 10).
-         return raw_socket(0xdead000000000000ul | AF_INET, 0xbeef000000000000ul | SOCK_STREAM,
-                           0xf00d000000000000ul) >= 0;
-       }},
-      {"socket_unix", Expect::kKilled, FORBIDDEN(socket(AF_UNIX, SOCK_STREAM, 0))},
-      {"socket_netlink", Expect::kKilled, FORBIDDEN(socket(AF_NETLINK, SOCK_RAW, 0))},
-      {"socket_packet", Expect::kKilled, FORBIDDEN(socket(AF_PACKET, SOCK_DGRAM, 0))},
-      {"socket_raw", Expect::kKilled, FORBIDDEN(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP))},
-      {"socket_seqpacket", Expect::kKilled, FORBIDDEN(socket(AF_INET, SOCK_SEQPACKET, 0))},
-      {"socket_stream_udp", Expect::kKilled, FORBIDDEN(socket(AF_INET, SOCK_STREAM, IPPROTO_UDP))},
-      {"socket_dgram_tcp", Expect::kKilled, FORBIDDEN(socket(AF_INET6, SOCK_DGRAM, IPPROTO_TCP))},
-      {"socket_unknown_type_flag", Expect::kKilled,
-       FORBIDDEN(raw_socket(AF_INET, SOCK_STREAM | 0x1000, 0))},
+  static const std::vector<Probe> probes = with_futex_probes({
+    // --- socket(): AF_INET/AF_INET6 x STREAM/DGRAM, protocol 0 or the matching one.
+    {"socket_tcp4", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       return socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) >= 0;
+     }},
+        {"socket_tcp4_ipproto_tcp", Expect::kAllowed,
+         +[](const ProbeFds&) { return socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) >= 0; }},
+        {"socket_tcp6", Expect::kAllowed,
+         +[](const ProbeFds&) { return socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0) >= 0; }},
+        {"socket_udp4", Expect::kAllowed,
+         +[](const ProbeFds&) { return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) >= 0; }},
+        {"socket_udp6_ipproto_udp", Expect::kAllowed,
+         +[](const ProbeFds&) { return socket(AF_INET6, SOCK_DGRAM, IPPROTO_UDP) >= 0; }},
+        {"socket_high_bits_ignored", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           // The kernel reads an int: dirty upper halves must not matter (STYLE.md 10).
+           return raw_socket(0xdead000000000000ul | AF_INET, 0xbeef000000000000ul | SOCK_STREAM,
+                             0xf00d000000000000ul) >= 0;
+         }},
+        {"socket_unix", Expect::kKilled, FORBIDDEN(socket(AF_UNIX, SOCK_STREAM, 0))},
+        {"socket_netlink", Expect::kKilled, FORBIDDEN(socket(AF_NETLINK, SOCK_RAW, 0))},
+        {"socket_packet", Expect::kKilled, FORBIDDEN(socket(AF_PACKET, SOCK_DGRAM, 0))},
+        {"socket_raw", Expect::kKilled, FORBIDDEN(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP))},
+        {"socket_seqpacket", Expect::kKilled, FORBIDDEN(socket(AF_INET, SOCK_SEQPACKET, 0))},
+        {"socket_stream_udp", Expect::kKilled,
+         FORBIDDEN(socket(AF_INET, SOCK_STREAM, IPPROTO_UDP))},
+        {"socket_dgram_tcp", Expect::kKilled, FORBIDDEN(socket(AF_INET6, SOCK_DGRAM, IPPROTO_TCP))},
+        {"socket_unknown_type_flag", Expect::kKilled,
+         FORBIDDEN(raw_socket(AF_INET, SOCK_STREAM | 0x1000, 0))},
 
-      // --- accept4 (flags only NONBLOCK|CLOEXEC); plain accept is not granted.
-      {"accept4_flags", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return accept4(f.listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC) < 0 &&
-                errno == EAGAIN;
-       }},
-      {"accept4_no_flags", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return accept4(f.listener, nullptr, nullptr, 0) < 0 && errno == EAGAIN;
-       }},
-      {"accept4_other_flag", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_accept4, f.listener, nullptr, nullptr, SOCK_NONBLOCK | 0x4))},
-      {"accept", Expect::kKilled, FORBIDDEN(syscall(SYS_accept, f.listener, nullptr, nullptr))},
+        // --- accept4 (flags only NONBLOCK|CLOEXEC); plain accept is not granted.
+        {"accept4_flags", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return accept4(f.listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC) < 0 &&
+                  errno == EAGAIN;
+         }},
+        {"accept4_no_flags", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return accept4(f.listener, nullptr, nullptr, 0) < 0 && errno == EAGAIN;
+         }},
+        {"accept4_other_flag", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_accept4, f.listener, nullptr, nullptr, SOCK_NONBLOCK | 0x4))},
+        {"accept", Expect::kKilled, FORBIDDEN(syscall(SYS_accept, f.listener, nullptr, nullptr))},
 
-      // --- connect, then a real accept: the TCP data path's first steps.
-      {"connect_and_accept", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         sockaddr_in addr = listener_addr(f);
-         int rc = connect(f.tcp4, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-         if (rc != 0 && errno != EINPROGRESS) return false;
-         for (int i = 0; i < 1000; ++i) {  // bounded: loopback connects in microseconds
-           int c = accept4(f.listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-           if (c >= 0) return get_int(f.tcp4, SOL_SOCKET, SO_ERROR) && shutdown(c, SHUT_WR) == 0;
-           if (errno != EAGAIN) return false;
-           epoll_event ev;
-           epoll_wait(f.epoll, &ev, 1, 1);  // nothing registered: a 1 ms sleep
-         }
-         return false;
-       }},
+        // --- connect, then a real accept: the TCP data path's first steps.
+        {"connect_and_accept", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           sockaddr_in addr = listener_addr(f);
+           int rc = connect(f.tcp4, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+           if (rc != 0 && errno != EINPROGRESS) return false;
+           for (int i = 0; i < 1000; ++i) {  // bounded: loopback connects in microseconds
+             int c = accept4(f.listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+             if (c >= 0) return get_int(f.tcp4, SOL_SOCKET, SO_ERROR) && shutdown(c, SHUT_WR) == 0;
+             if (errno != EAGAIN) return false;
+             epoll_event ev;
+             epoll_wait(f.epoll, &ev, 1, 1);  // nothing registered: a 1 ms sleep
+           }
+           return false;
+         }},
 
-      // --- fcntl: six commands, F_SETFL/F_SETFD with restricted flags.
-      {"fcntl_getfl_setfl", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         int fl = fcntl(f.tcp6, F_GETFL);
-         return fl >= 0 && fcntl(f.tcp6, F_SETFL, fl | O_NONBLOCK) == 0;
-       }},
-      {"fcntl_getfd_setfd", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return fcntl(f.udp4, F_GETFD) >= 0 && fcntl(f.udp4, F_SETFD, FD_CLOEXEC) == 0;
-       }},
-      {"fcntl_pipe_size", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return fcntl(f.pipe_w, F_SETPIPE_SZ, 1 << 17) >= (1 << 17) &&
-                fcntl(f.pipe_w, F_GETPIPE_SZ) >= (1 << 17);
-       }},
-      {"fcntl_setfl_async", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_ASYNC))},
-      {"fcntl_setfl_append", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_APPEND))},
-      {"fcntl_setfd_other_bit", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFD, 2))},
-      {"fcntl_dupfd", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_DUPFD_CLOEXEC, 0))},
-      {"fcntl_setown", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETOWN, 1))},
-      {"fcntl_setlk", Expect::kKilled, FORBIDDEN(fcntl(f.pipe_r, F_SETLK, nullptr))},
+        // --- fcntl: six commands, F_SETFL/F_SETFD with restricted flags.
+        {"fcntl_getfl_setfl", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           int fl = fcntl(f.tcp6, F_GETFL);
+           return fl >= 0 && fcntl(f.tcp6, F_SETFL, fl | O_NONBLOCK) == 0;
+         }},
+        {"fcntl_getfd_setfd", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return fcntl(f.udp4, F_GETFD) >= 0 && fcntl(f.udp4, F_SETFD, FD_CLOEXEC) == 0;
+         }},
+        {"fcntl_pipe_size", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return fcntl(f.pipe_w, F_SETPIPE_SZ, 1 << 17) >= (1 << 17) &&
+                  fcntl(f.pipe_w, F_GETPIPE_SZ) >= (1 << 17);
+         }},
+        {"fcntl_setfl_async", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_ASYNC))},
+        {"fcntl_setfl_append", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_APPEND))},
+        {"fcntl_setfd_other_bit", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFD, 2))},
+        {"fcntl_dupfd", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_DUPFD_CLOEXEC, 0))},
+        {"fcntl_setown", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETOWN, 1))},
+        {"fcntl_setlk", Expect::kKilled, FORBIDDEN(fcntl(f.pipe_r, F_SETLK, nullptr))},
 
-      // --- splice and pipe2 (flag masks).
-      {"splice", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         if (write(f.stream[0], "abc", 3) != 3) return false;
-         return splice(f.stream[1], nullptr, f.pipe_w, nullptr, 3,
-                       SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE) == 3 &&
-                splice(f.pipe_r, nullptr, f.stream[0], nullptr, 3, SPLICE_F_NONBLOCK) == 3;
-       }},
-      {"splice_gift", Expect::kKilled,
-       FORBIDDEN(splice(f.stream[1], nullptr, f.pipe_w, nullptr, 1, SPLICE_F_GIFT))},
-      {"pipe2", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         int p[2];
-         return pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0 && pipe2(p, 0) == 0;
-       }},
-      {"pipe2_direct", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int p[2];
-         return pipe2(p, O_DIRECT) == 0 && false;
-       }},
-      {"pipe", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int p[2];
-         return syscall(SYS_pipe, p) == 0 && false;
-       }},
+        // --- splice and pipe2 (flag masks).
+        {"splice", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           if (write(f.stream[0], "abc", 3) != 3) return false;
+           return splice(f.stream[1], nullptr, f.pipe_w, nullptr, 3,
+                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE) == 3 &&
+                  splice(f.pipe_r, nullptr, f.stream[0], nullptr, 3, SPLICE_F_NONBLOCK) == 3;
+         }},
+        {"splice_gift", Expect::kKilled,
+         FORBIDDEN(splice(f.stream[1], nullptr, f.pipe_w, nullptr, 1, SPLICE_F_GIFT))},
+        {"pipe2", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           int p[2];
+           return pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0 && pipe2(p, 0) == 0;
+         }},
+        {"pipe2_direct", Expect::kKilled,
+         +[](const ProbeFds&) {
+           int p[2];
+           return pipe2(p, O_DIRECT) == 0 && false;
+         }},
+        {"pipe", Expect::kKilled,
+         +[](const ProbeFds&) {
+           int p[2];
+           return syscall(SYS_pipe, p) == 0 && false;
+         }},
 
-      // --- I/O without argument filters.
-      {"read_write_readv_writev", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         char buf[8] = {};
-         iovec iov = {buf, sizeof(buf)};
-         return write(f.pipe_w, "x", 1) == 1 && read(f.pipe_r, buf, 1) == 1 &&
-                writev(f.pipe_w, &iov, 1) == 8 && readv(f.pipe_r, &iov, 1) == 8;
-       }},
-      {"send_recv", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         char c;
-         return send(f.stream[0], "y", 1, MSG_NOSIGNAL) == 1 && recv(f.stream[1], &c, 1, 0) == 1;
-       }},
-      {"sendmsg_recvmsg_scm_rights", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         int fd = f.pipe_r;
-         if (!send_message(f.dgram[0], "m", 1, {&fd, 1})) return false;
-         char buf[4];
-         Result<ReceivedMessage> got = receive_message(f.dgram[1], buf, sizeof(buf), 1);
-         return got && got->len == 1 && got->fds.size() == 1;
-       }},
-      {"sendmmsg_recvmmsg", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         char out[2] = {'a', 'b'}, in[2];
-         iovec o[2] = {{&out[0], 1}, {&out[1], 1}}, i[2] = {{&in[0], 1}, {&in[1], 1}};
-         mmsghdr om[2] = {}, im[2] = {};
-         for (int k = 0; k < 2; ++k) {
-           om[k].msg_hdr.msg_iov = &o[k];
-           om[k].msg_hdr.msg_iovlen = 1;
-           im[k].msg_hdr.msg_iov = &i[k];
-           im[k].msg_hdr.msg_iovlen = 1;
-         }
-         return sendmmsg(f.dgram[0], om, 2, 0) == 2 &&
-                recvmmsg(f.dgram[1], im, 2, MSG_DONTWAIT, nullptr) == 2;
-       }},
+        // --- I/O without argument filters.
+        {"read_write_readv_writev", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           char buf[8] = {};
+           iovec iov = {buf, sizeof(buf)};
+           return write(f.pipe_w, "x", 1) == 1 && read(f.pipe_r, buf, 1) == 1 &&
+                  writev(f.pipe_w, &iov, 1) == 8 && readv(f.pipe_r, &iov, 1) == 8;
+         }},
+        {"send_recv", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           char c;
+           return send(f.stream[0], "y", 1, MSG_NOSIGNAL) == 1 && recv(f.stream[1], &c, 1, 0) == 1;
+         }},
+        {"sendmsg_recvmsg_scm_rights", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           int fd = f.pipe_r;
+           if (!send_message(f.dgram[0], "m", 1, {&fd, 1})) return false;
+           char buf[4];
+           Result<ReceivedMessage> got = receive_message(f.dgram[1], buf, sizeof(buf), 1);
+           return got && got->len == 1 && got->fds.size() == 1;
+         }},
+        {"sendmmsg_recvmmsg", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           char out[2] = {'a', 'b'}, in[2];
+           iovec o[2] = {{&out[0], 1}, {&out[1], 1}}, i[2] = {{&in[0], 1}, {&in[1], 1}};
+           mmsghdr om[2] = {}, im[2] = {};
+           for (int k = 0; k < 2; ++k) {
+             om[k].msg_hdr.msg_iov = &o[k];
+             om[k].msg_hdr.msg_iovlen = 1;
+             im[k].msg_hdr.msg_iov = &i[k];
+             im[k].msg_hdr.msg_iovlen = 1;
+           }
+           return sendmmsg(f.dgram[0], om, 2, 0) == 2 &&
+                  recvmmsg(f.dgram[1], im, 2, MSG_DONTWAIT, nullptr) == 2;
+         }},
 
-      // --- The UDP data path: recvmmsg (flags only MSG_DONTWAIT, no
-      // timeout), sendmmsg (flags only MSG_DONTWAIT), with pktinfo cmsgs.
-      {"udp_flow_round_trip", Expect::kAllowed, udp_flow_round_trip},
-      {"recvmmsg_flags_high_bits_ignored", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         // The kernel reads flags as an unsigned int: a dirty upper half passes.
-         return raw_recvmmsg(f.udp_listener, 0xdead000000000000ul | MSG_DONTWAIT, nullptr) < 0 &&
-                errno == EAGAIN;
-       }},
-      {"recvmmsg_timeout", Expect::kKilled,
-       +[](const ProbeFds& f) {
-         struct timespec ts = {0, 1000};
-         (void)raw_recvmmsg(f.udp_listener, MSG_DONTWAIT, &ts);
-         return false;
-       }},
-      {"recvmmsg_waitforone", Expect::kKilled,
-       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_WAITFORONE, nullptr))},
-      {"recvmmsg_errqueue", Expect::kKilled,
-       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_ERRQUEUE, nullptr))},
-      {"recvmmsg_peek", Expect::kKilled,
-       FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_PEEK, nullptr))},
-      {"sendmmsg_dontwait", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return raw_sendmmsg(f.dgram[0], MSG_DONTWAIT) == 1 && raw_sendmmsg(f.dgram[0], 0) == 1;
-       }},
-      {"sendmmsg_confirm", Expect::kKilled,
-       FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_DONTWAIT | MSG_CONFIRM))},
-      {"sendmmsg_oob", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_OOB))},
-      {"sendmmsg_nosignal", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_NOSIGNAL))},
-      {"udp_listener_checks", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         // verify_listener(): pktinfo on, and no peer.
-         int on = 0;
-         socklen_t len = sizeof(on);
-         sockaddr_storage peer;
-         socklen_t plen = sizeof(peer);
-         return getsockopt(f.udp_listener, IPPROTO_IP, IP_PKTINFO, &on, &len) == 0 && on == 1 &&
-                get_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO) &&
-                getpeername(f.udp_listener, reinterpret_cast<sockaddr*>(&peer), &plen) != 0 &&
-                errno == ENOTCONN;
-       }},
-      {"getsockopt_ip_options", Expect::kKilled,
-       FORBIDDEN(get_int(f.udp_listener, IPPROTO_IP, IP_OPTIONS))},
-      {"getsockopt_ipv6_recvpktinfo_wrong_level", Expect::kKilled,
-       FORBIDDEN(get_int(f.udp6, IPPROTO_IP, IPV6_RECVPKTINFO))},
-      {"getsockopt_ip_pktinfo_wrong_level", Expect::kKilled,
-       FORBIDDEN(get_int(f.udp6, IPPROTO_IPV6, IP_PKTINFO))},
+        // --- The UDP data path: recvmmsg (flags only MSG_DONTWAIT, no
+        // timeout), sendmmsg (flags only MSG_DONTWAIT), with pktinfo cmsgs.
+        {"udp_flow_round_trip", Expect::kAllowed, udp_flow_round_trip},
+        {"recvmmsg_flags_high_bits_ignored", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           // The kernel reads flags as an unsigned int: a dirty upper half passes.
+           return raw_recvmmsg(f.udp_listener, 0xdead000000000000ul | MSG_DONTWAIT, nullptr) < 0 &&
+                  errno == EAGAIN;
+         }},
+        {"recvmmsg_timeout", Expect::kKilled,
+         +[](const ProbeFds& f) {
+           struct timespec ts = {0, 1000};
+           (void)raw_recvmmsg(f.udp_listener, MSG_DONTWAIT, &ts);
+           return false;
+         }},
+        {"recvmmsg_waitforone", Expect::kKilled,
+         FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_WAITFORONE, nullptr))},
+        {"recvmmsg_errqueue", Expect::kKilled,
+         FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_ERRQUEUE, nullptr))},
+        {"recvmmsg_peek", Expect::kKilled,
+         FORBIDDEN(raw_recvmmsg(f.udp_listener, MSG_DONTWAIT | MSG_PEEK, nullptr))},
+        {"sendmmsg_dontwait", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return raw_sendmmsg(f.dgram[0], MSG_DONTWAIT) == 1 && raw_sendmmsg(f.dgram[0], 0) == 1;
+         }},
+        {"sendmmsg_confirm", Expect::kKilled,
+         FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_DONTWAIT | MSG_CONFIRM))},
+        {"sendmmsg_oob", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_OOB))},
+        {"sendmmsg_nosignal", Expect::kKilled, FORBIDDEN(raw_sendmmsg(f.dgram[0], MSG_NOSIGNAL))},
+        {"udp_listener_checks", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           // verify_listener(): pktinfo on, and no peer.
+           int on = 0;
+           socklen_t len = sizeof(on);
+           sockaddr_storage peer;
+           socklen_t plen = sizeof(peer);
+           return getsockopt(f.udp_listener, IPPROTO_IP, IP_PKTINFO, &on, &len) == 0 && on == 1 &&
+                  get_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO) &&
+                  getpeername(f.udp_listener, reinterpret_cast<sockaddr*>(&peer), &plen) != 0 &&
+                  errno == ENOTCONN;
+         }},
+        {"getsockopt_ip_options", Expect::kKilled,
+         FORBIDDEN(get_int(f.udp_listener, IPPROTO_IP, IP_OPTIONS))},
+        {"getsockopt_ipv6_recvpktinfo_wrong_level", Expect::kKilled,
+         FORBIDDEN(get_int(f.udp6, IPPROTO_IP, IPV6_RECVPKTINFO))},
+        {"getsockopt_ip_pktinfo_wrong_level", Expect::kKilled,
+         FORBIDDEN(get_int(f.udp6, IPPROTO_IPV6, IP_PKTINFO))},
 
-      {"getsockname_getpeername", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         sockaddr_storage ss;
-         socklen_t len = sizeof(ss);
-         if (getsockname(f.listener, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
-         len = sizeof(ss);
-         return getpeername(f.stream[0], reinterpret_cast<sockaddr*>(&ss), &len) == 0;
-       }},
-      {"epoll", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         epoll_event ev = {EPOLLIN | EPOLLET, {}};
-         epoll_event out[4];
-         sigset_t none;
-         sigemptyset(&none);
-         return epoll_ctl(f.epoll, EPOLL_CTL_ADD, f.pipe_r, &ev) == 0 &&
-                epoll_wait(f.epoll, out, 4, 0) >= 0 && epoll_pwait(f.epoll, out, 4, 0, &none) >= 0 &&
-                epoll_ctl(f.epoll, EPOLL_CTL_DEL, f.pipe_r, nullptr) == 0;
-       }},
-      {"close", Expect::kAllowed, +[](const ProbeFds& f) { return close(f.udp6) == 0; }},
+        {"getsockname_getpeername", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           sockaddr_storage ss;
+           socklen_t len = sizeof(ss);
+           if (getsockname(f.listener, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+           len = sizeof(ss);
+           return getpeername(f.stream[0], reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+         }},
+        {"epoll", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           epoll_event ev = {EPOLLIN | EPOLLET, {}};
+           epoll_event out[4];
+           sigset_t none;
+           sigemptyset(&none);
+           return epoll_ctl(f.epoll, EPOLL_CTL_ADD, f.pipe_r, &ev) == 0 &&
+                  epoll_wait(f.epoll, out, 4, 0) >= 0 &&
+                  epoll_pwait(f.epoll, out, 4, 0, &none) >= 0 &&
+                  epoll_ctl(f.epoll, EPOLL_CTL_DEL, f.pipe_r, nullptr) == 0;
+         }},
+        {"close", Expect::kAllowed, +[](const ProbeFds& f) { return close(f.udp6) == 0; }},
 
-      // --- getsockopt rows.
-      {"getsockopt_allowed", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         ucred cred;
-         socklen_t len = sizeof(cred);
-         tcp_info info;
-         socklen_t ilen = sizeof(info);
-         return get_int(f.listener, SOL_SOCKET, SO_ERROR) &&
-                get_int(f.listener, SOL_SOCKET, SO_TYPE) &&
-                get_int(f.listener, SOL_SOCKET, SO_DOMAIN) &&
-                get_int(f.listener, SOL_SOCKET, SO_PROTOCOL) &&
-                get_int(f.listener, SOL_SOCKET, SO_ACCEPTCONN) &&
-                get_int(f.tcp4, SOL_SOCKET, SO_RCVBUF) && get_int(f.tcp4, SOL_SOCKET, SO_SNDBUF) &&
-                getsockopt(f.stream[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-                getsockopt(f.tcp4, IPPROTO_TCP, TCP_INFO, &info, &ilen) == 0;
-       }},
-      {"getsockopt_reuseaddr", Expect::kKilled,
-       FORBIDDEN(get_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR))},
-      {"getsockopt_tcp_info_wrong_level", Expect::kKilled,
-       FORBIDDEN(get_int(f.tcp4, SOL_SOCKET, TCP_INFO))},
-      {"getsockopt_peersec", Expect::kKilled,
-       FORBIDDEN(get_int(f.stream[0], SOL_SOCKET, SO_PEERSEC))},
+        // --- getsockopt rows.
+        {"getsockopt_allowed", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           ucred cred;
+           socklen_t len = sizeof(cred);
+           tcp_info info;
+           socklen_t ilen = sizeof(info);
+           return get_int(f.listener, SOL_SOCKET, SO_ERROR) &&
+                  get_int(f.listener, SOL_SOCKET, SO_TYPE) &&
+                  get_int(f.listener, SOL_SOCKET, SO_DOMAIN) &&
+                  get_int(f.listener, SOL_SOCKET, SO_PROTOCOL) &&
+                  get_int(f.listener, SOL_SOCKET, SO_ACCEPTCONN) &&
+                  get_int(f.tcp4, SOL_SOCKET, SO_RCVBUF) &&
+                  get_int(f.tcp4, SOL_SOCKET, SO_SNDBUF) &&
+                  getsockopt(f.stream[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+                  getsockopt(f.tcp4, IPPROTO_TCP, TCP_INFO, &info, &ilen) == 0;
+         }},
+        {"getsockopt_reuseaddr", Expect::kKilled,
+         FORBIDDEN(get_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR))},
+        {"getsockopt_tcp_info_wrong_level", Expect::kKilled,
+         FORBIDDEN(get_int(f.tcp4, SOL_SOCKET, TCP_INFO))},
+        {"getsockopt_peersec", Expect::kKilled,
+         FORBIDDEN(get_int(f.stream[0], SOL_SOCKET, SO_PEERSEC))},
 
-      // --- setsockopt rows.
-      {"setsockopt_allowed", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         linger lg = {1, 0};
-         return setsockopt(f.tcp4, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0 &&
-                set_int(f.tcp4, SOL_SOCKET, SO_KEEPALIVE) &&
-                set_int(f.tcp4, SOL_SOCKET, SO_RCVBUF) && set_int(f.tcp4, SOL_SOCKET, SO_SNDBUF) &&
-                set_int(f.tcp4, IPPROTO_TCP, TCP_NODELAY) &&
-                set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPIDLE) &&
-                set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPINTVL) &&
-                set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPCNT) &&
-                set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY);
-       }},
-      // The broker sets pktinfo before bind; the worker sets no UDP option.
-      {"setsockopt_ip_pktinfo", Expect::kKilled,
-       FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_PKTINFO))},
-      {"setsockopt_ipv6_recvpktinfo", Expect::kKilled,
-       FORBIDDEN(set_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO))},
-      {"setsockopt_ip_recverr", Expect::kKilled, FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_RECVERR))},
-      {"setsockopt_reuseaddr", Expect::kKilled,
-       FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR))},
-      {"setsockopt_reuseport", Expect::kKilled,
-       FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEPORT))},
-      {"setsockopt_bindtodevice", Expect::kKilled,
-       FORBIDDEN(setsockopt(f.tcp4, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3))},
-      {"setsockopt_mark", Expect::kKilled, FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_MARK))},
-      {"setsockopt_ip_transparent", Expect::kKilled,
-       FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TRANSPARENT))},
-      {"setsockopt_nodelay_wrong_level", Expect::kKilled,
-       FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, TCP_NODELAY))},
+        // --- setsockopt rows.
+        {"setsockopt_allowed", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           linger lg = {1, 0};
+           return setsockopt(f.tcp4, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0 &&
+                  set_int(f.tcp4, SOL_SOCKET, SO_KEEPALIVE) &&
+                  set_int(f.tcp4, SOL_SOCKET, SO_RCVBUF) &&
+                  set_int(f.tcp4, SOL_SOCKET, SO_SNDBUF) &&
+                  set_int(f.tcp4, IPPROTO_TCP, TCP_NODELAY) &&
+                  set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPIDLE) &&
+                  set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPINTVL) &&
+                  set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPCNT) &&
+                  set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY);
+         }},
+        // The broker sets pktinfo before bind; the worker sets no UDP option.
+        {"setsockopt_ip_pktinfo", Expect::kKilled,
+         FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_PKTINFO))},
+        {"setsockopt_ipv6_recvpktinfo", Expect::kKilled,
+         FORBIDDEN(set_int(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO))},
+        {"setsockopt_ip_recverr", Expect::kKilled,
+         FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_RECVERR))},
+        {"setsockopt_reuseaddr", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEADDR))},
+        {"setsockopt_reuseport", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEPORT))},
+        {"setsockopt_bindtodevice", Expect::kKilled,
+         FORBIDDEN(setsockopt(f.tcp4, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3))},
+        {"setsockopt_mark", Expect::kKilled, FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_MARK))},
+        {"setsockopt_ip_transparent", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TRANSPARENT))},
+        {"setsockopt_nodelay_wrong_level", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, TCP_NODELAY))},
 
-      // --- Memory: never executable.
-      {"mmap_rw_none", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         void* a = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-         void* b = mmap(nullptr, 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-         return a != MAP_FAILED && b != MAP_FAILED && munmap(b, 8192) == 0 &&
-                mremap(a, 8192, 1 << 20, MREMAP_MAYMOVE) != MAP_FAILED;
-       }},
-      {"mmap_exec", Expect::kKilled,
-       FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
-      {"mmap_rwx", Expect::kKilled,
-       FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
-      {"mprotect_rw_ro", Expect::kAllowed,
-       +[](const ProbeFds& f) {
-         return mprotect(f.page, 4096, PROT_READ) == 0 &&
-                mprotect(f.page, 4096, PROT_READ | PROT_WRITE) == 0;
-       }},
-      {"mprotect_exec", Expect::kKilled, FORBIDDEN(mprotect(f.page, 4096, PROT_READ | PROT_EXEC))},
-      {"mremap_fixed", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_mremap, f.page, 4096, 4096, MREMAP_MAYMOVE | MREMAP_FIXED,
-                         static_cast<char*>(f.page) + (1 << 20)))},
-      {"madvise_dontneed", Expect::kAllowed,
-       +[](const ProbeFds& f) { return madvise(f.page, 4096, MADV_DONTNEED) == 0; }},
-      {"madvise_dontfork", Expect::kKilled, FORBIDDEN(madvise(f.page, 4096, MADV_DONTFORK))},
-      {"brk_futex_clock", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         int word = 0;
-         struct timespec ts;
-         return syscall(SYS_brk, 0) > 0 &&
-                syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0) == 0 &&
-                syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) == 0;
-       }},
-      {"futex_wait_private", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         // The word is not 1, so the wait returns EAGAIN at once.
-         int word = 0;
-         return syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 1, nullptr, nullptr, 0) == -1 &&
-                errno == EAGAIN;
-       }},
-      {"futex_shared_wake", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int word = 0;
-         (void)syscall(SYS_futex, &word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-         return false;
-       }},
-      {"futex_cmp_requeue_pi", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int a = 0, b = 0;
-         (void)syscall(SYS_futex, &a, FUTEX_CMP_REQUEUE_PI | FUTEX_PRIVATE_FLAG, 1, 0, &b, 0);
-         return false;
-       }},
-      {"futex_lock_pi", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int word = 0;
-         (void)syscall(SYS_futex, &word, FUTEX_LOCK_PI_PRIVATE, 0, nullptr, nullptr, 0);
-         return false;
-       }},
-      {"malloc_free", Expect::kAllowed,
-       +[](const ProbeFds&) {
-         for (size_t size = 16; size <= (8u << 20); size *= 4) {
-           void* p = std::malloc(size);
-           if (p == nullptr) return false;
-           static_cast<char*>(p)[size - 1] = 1;
-           p = std::realloc(p, size * 2);
-           std::free(p);
-         }
-         return true;
-       }},
+        // --- Memory: never executable.
+        {"mmap_rw_none", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           void* a =
+               mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+           void* b = mmap(nullptr, 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+           return a != MAP_FAILED && b != MAP_FAILED && munmap(b, 8192) == 0 &&
+                  mremap(a, 8192, 1 << 20, MREMAP_MAYMOVE) != MAP_FAILED;
+         }},
+        {"mmap_exec", Expect::kKilled,
+         FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
+        {"mmap_rwx", Expect::kKilled,
+         FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
+        {"mprotect_rw_ro", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           return mprotect(f.page, 4096, PROT_READ) == 0 &&
+                  mprotect(f.page, 4096, PROT_READ | PROT_WRITE) == 0;
+         }},
+        {"mprotect_exec", Expect::kKilled,
+         FORBIDDEN(mprotect(f.page, 4096, PROT_READ | PROT_EXEC))},
+        {"mremap_fixed", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_mremap, f.page, 4096, 4096, MREMAP_MAYMOVE | MREMAP_FIXED,
+                           static_cast<char*>(f.page) + (1 << 20)))},
+        {"madvise_dontneed", Expect::kAllowed,
+         +[](const ProbeFds& f) { return madvise(f.page, 4096, MADV_DONTNEED) == 0; }},
+        {"madvise_dontfork", Expect::kKilled, FORBIDDEN(madvise(f.page, 4096, MADV_DONTFORK))},
+        {"brk_futex_clock", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           int word = 0;
+           struct timespec ts;
+           return syscall(SYS_brk, 0) > 0 &&
+                  syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0) == 0 &&
+                  syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) == 0;
+         }},
+        {"malloc_free", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           for (size_t size = 16; size <= (8u << 20); size *= 4) {
+             void* p = std::malloc(size);
+             if (p == nullptr) return false;
+             static_cast<char*>(p)[size - 1] = 1;
+             p = std::realloc(p, size * 2);
+             std::free(p);
+           }
+           return true;
+         }},
 
-      // --- Signals: abort() works; a handler returns through rt_sigreturn;
-      // signals to anyone else, or other signals, die.
-      {"abort", Expect::kAborts, +[](const ProbeFds&) -> bool { std::abort(); }},
-      {"raise_sigabrt_handled", Expect::kAllowed,
-       +[](const ProbeFds&) { return raise(SIGABRT) == 0 && abort_handler_ran(); },
-       kSetupAbortHandler},
-      {"rt_sigaction", Expect::kKilled, FORBIDDEN(signal(SIGABRT, SIG_IGN))},
-      {"tgkill_other_process", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_tgkill, kNoSuchPid, kNoSuchPid, SIGABRT))},
-      {"tgkill_other_signal", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1))},
-      {"kill", Expect::kKilled, FORBIDDEN(kill(getpid(), 0))},
-      {"exit_thread", Expect::kAllowed,
-       +[](const ProbeFds&) -> bool { syscall(SYS_exit, 0); return false; }},
+        // --- Signals: abort() works; a handler returns through rt_sigreturn;
+        // signals to anyone else, or other signals, die.
+        {"abort", Expect::kAborts, +[](const ProbeFds&) -> bool { std::abort(); }},
+        {"raise_sigabrt_handled", Expect::kAllowed,
+         +[](const ProbeFds&) { return raise(SIGABRT) == 0 && abort_handler_ran(); },
+         kSetupAbortHandler},
+        {"rt_sigaction", Expect::kKilled, FORBIDDEN(signal(SIGABRT, SIG_IGN))},
+        {"tgkill_other_process", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_tgkill, kNoSuchPid, kNoSuchPid, SIGABRT))},
+        {"tgkill_other_signal", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1))},
+        {"kill", Expect::kKilled, FORBIDDEN(kill(getpid(), 0))},
+        {"exit_thread", Expect::kAllowed,
+         +[](const ProbeFds&) -> bool {
+           syscall(SYS_exit, 0);
+           return false;
+         }},
 
-      // --- Forbidden outright by the design.
-      {"bind", Expect::kKilled,
-       +[](const ProbeFds& f) {
-         sockaddr_in addr{};
-         addr.sin_family = AF_INET;
-         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-         (void)bind(f.tcp4, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-         return false;
-       }},
-      {"listen", Expect::kKilled, FORBIDDEN(listen(f.tcp4, 1))},
-      {"openat", Expect::kKilled, FORBIDDEN(openat(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY))},
-      {"open", Expect::kKilled, FORBIDDEN(syscall(SYS_open, "/", O_RDONLY))},
-      {"execve", Expect::kKilled,
-       +[](const ProbeFds&) {
-         char* const argv[] = {const_cast<char*>("true"), nullptr};
-         execve("/bin/true", argv, nullptr);
-         return false;
-       }},
-      {"execveat", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_execveat, AT_FDCWD, "/bin/true", nullptr, nullptr, 0))},
-      {"ptrace", Expect::kKilled, FORBIDDEN(ptrace(PTRACE_TRACEME, 0, nullptr, nullptr))},
-      {"fork", Expect::kKilled, FORBIDDEN(syscall(SYS_fork))},
-      {"clone", Expect::kKilled, FORBIDDEN(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0))},
-      {"unshare", Expect::kKilled, FORBIDDEN(unshare(CLONE_NEWUTS))},
-      {"mount", Expect::kKilled, FORBIDDEN(mount("none", "/", "tmpfs", 0, nullptr))},
-      {"ioctl", Expect::kKilled,
-       +[](const ProbeFds& f) {
-         int n = 0;
-         (void)ioctl(f.pipe_r, FIONREAD, &n);
-         return false;
-       }},
-      {"prctl", Expect::kKilled, FORBIDDEN(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))},
-      {"epoll_create1", Expect::kKilled, FORBIDDEN(epoll_create1(EPOLL_CLOEXEC))},
-      {"socketpair", Expect::kKilled,
-       +[](const ProbeFds&) {
-         int sv[2];
-         (void)socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-         return false;
-       }},
-      {"dup", Expect::kKilled, FORBIDDEN(dup(f.pipe_r))},
-      {"memfd_create", Expect::kKilled, FORBIDDEN(memfd_create("x", 0))},
-      {"setuid", Expect::kKilled, FORBIDDEN(syscall(SYS_setuid, 0))},
-      {"x32_abi_getpid", Expect::kKilled, FORBIDDEN(syscall(0x40000000 | SYS_getpid))},
+        // --- Forbidden outright by the design.
+        {"bind", Expect::kKilled,
+         +[](const ProbeFds& f) {
+           sockaddr_in addr{};
+           addr.sin_family = AF_INET;
+           addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+           (void)bind(f.tcp4, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+           return false;
+         }},
+        {"listen", Expect::kKilled, FORBIDDEN(listen(f.tcp4, 1))},
+        {"openat", Expect::kKilled, FORBIDDEN(openat(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY))},
+        {"open", Expect::kKilled, FORBIDDEN(syscall(SYS_open, "/", O_RDONLY))},
+        {"execve", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char* const argv[] = {const_cast<char*>("true"), nullptr};
+           execve("/bin/true", argv, nullptr);
+           return false;
+         }},
+        {"execveat", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_execveat, AT_FDCWD, "/bin/true", nullptr, nullptr, 0))},
+        {"ptrace", Expect::kKilled, FORBIDDEN(ptrace(PTRACE_TRACEME, 0, nullptr, nullptr))},
+        {"fork", Expect::kKilled, FORBIDDEN(syscall(SYS_fork))},
+        {"clone", Expect::kKilled, FORBIDDEN(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0))},
+        {"unshare", Expect::kKilled, FORBIDDEN(unshare(CLONE_NEWUTS))},
+        {"mount", Expect::kKilled, FORBIDDEN(mount("none", "/", "tmpfs", 0, nullptr))},
+        {"ioctl", Expect::kKilled,
+         +[](const ProbeFds& f) {
+           int n = 0;
+           (void)ioctl(f.pipe_r, FIONREAD, &n);
+           return false;
+         }},
+        {"prctl", Expect::kKilled, FORBIDDEN(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))},
+        {"epoll_create1", Expect::kKilled, FORBIDDEN(epoll_create1(EPOLL_CLOEXEC))},
+        {"socketpair", Expect::kKilled,
+         +[](const ProbeFds&) {
+           int sv[2];
+           (void)socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+           return false;
+         }},
+        {"dup", Expect::kKilled, FORBIDDEN(dup(f.pipe_r))},
+        {"memfd_create", Expect::kKilled, FORBIDDEN(memfd_create("x", 0))},
+        {"setuid", Expect::kKilled, FORBIDDEN(syscall(SYS_setuid, 0))},
+        {"x32_abi_getpid", Expect::kKilled, FORBIDDEN(syscall(0x40000000 | SYS_getpid))},
 #if defined(__x86_64__)
-      {"i386_abi_getpid", Expect::kKilled,
-       +[](const ProbeFds&) {
-         // int 0x80 from a 64-bit process is checked as the i386 architecture:
-         // SCMP_FLTATR_ACT_BADARCH must kill the process.
-         long ret = 20;  // __NR_getpid on i386
-         asm volatile("int $0x80" : "+a"(ret) : : "memory");
-         return false;
-       },
-       0, ia32_syscalls_work},
+        {"i386_abi_getpid", Expect::kKilled,
+         +[](const ProbeFds&) {
+           // int 0x80 from a 64-bit process is checked as the i386 architecture:
+           // SCMP_FLTATR_ACT_BADARCH must kill the process.
+           long ret = 20;  // __NR_getpid on i386
+           asm volatile("int $0x80" : "+a"(ret) : : "memory");
+           return false;
+         },
+         0, ia32_syscalls_work},
 #endif
-      {"sendfile", Expect::kKilled,
-       FORBIDDEN(syscall(SYS_sendfile, f.stream[0], f.pipe_r, nullptr, 1))},
-  };
+        {"sendfile", Expect::kKilled,
+         FORBIDDEN(syscall(SYS_sendfile, f.stream[0], f.pipe_r, nullptr, 1))},
+  });
   return probes;
 }
 
