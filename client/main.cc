@@ -23,9 +23,8 @@
 #include "client/control_client.h"
 #include "client/render.h"
 #include "client/table_edit.h"
+#include "policy/check_commit.h"
 #include "policy/seccomp.h"
-#include "policy/validate.h"
-#include "policy/validate_failures.h"
 
 namespace sluice {
 namespace {
@@ -97,26 +96,19 @@ Result<control::State> get_state(const Session& s) {
   return *state;
 }
 
-/// Returns an issue for every pif that has rules in `tables` but is not
-/// served by the server (not in its Hello): such rules could never forward.
-std::vector<ValidationIssue> unserved_pif_issues(const TableSet& tables,
-                                                 const control::ServerHello& hello) {
-  std::vector<ValidationIssue> out;
-  for (size_t p = 0; p < kPifCount; ++p) {
-    Pif pif = static_cast<Pif>(p);
-    bool served = false;
-    for (const control::PifInfo& info : hello.pifs) served = served || info.pif == pif;
-    if (served || tables.of(pif).rules.empty()) continue;
-    ValidationIssue issue;
-    issue.kind = IssueKind::kInvalid;
-    issue.pif = pif;
-    issue.message = std::string(pif_name(pif)) +
-                    " table: this server does not serve it (its hello lists no " + pif_name(pif) +
-                    " table), so its rules cannot forward; drop the " +
-                    (pif == Pif::kSplice ? "-T/-U" : "-t/-u") + " options";
-    out.push_back(std::move(issue));
+/// What sluicectl knows of the server for check_commit: its capabilities and
+/// the tables its hello lists. Every server of this release listens and
+/// connects in one network namespace.
+CommitFacts facts_of(const control::ServerHello& hello) {
+  CommitFacts facts;
+  facts.caps = hello.caps;
+  facts.served = {false, false};
+  for (const control::PifInfo& info : hello.pifs) {
+    if (static_cast<size_t>(info.pif) < kPifCount)
+      facts.served[static_cast<size_t>(info.pif)] = true;
   }
-  return out;
+  facts.targets_share_namespace = true;
+  return facts;
 }
 
 /// Lists the tables (text or JSON). Returns the exit status.
@@ -206,15 +198,14 @@ int edit_tables(const Session& s) {
       return kExitRejected;
     }
 
-    std::vector<ValidationIssue> issues = unserved_pif_issues(*after, s.hello);
-    std::vector<ValidationIssue> checked = validate_tables(*after, s.hello.caps);
-    issues.insert(issues.end(), checked.begin(), checked.end());
+    // The worker's target policy is not known here; the worker checks it.
+    std::vector<control::Failure> issues = check_commit(*after, facts_of(s.hello), nullptr);
     control::CommitResult local;  // the answer when nothing is sent
     local.dry_run = s.plan.dry_run;
     local.generation = state->generation;
     local.digest = state->digest;
     if (!issues.empty()) {
-      local.failures = issues_as_failures(issues, *after);
+      local.failures = issues;
       if (!report(s, *state, *after, local, false)) return kExitConnection;
       print_failures(local.failures);
       print_err("the edited tables are invalid (" + std::to_string(issues.size()) +

@@ -73,7 +73,7 @@ void rule_json(const Rule& rule, JsonWriter* w) {
   w->key("to");
   w->number(rule.to);
   w->key("target");
-  if (addr_is_unspecified(rule.target)) {
+  if (is_default_target(rule.target)) {
     w->null();
   } else {
     w->string(format_addr(rule.target));

@@ -71,6 +71,8 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->number(r.datagrams_to_client);
   w->key("dropped");
   w->number(r.dropped);
+  w->key("loops");
+  w->number(r.loops);
 }
 
 }  // namespace
@@ -114,6 +116,8 @@ std::string render_stats(const control::Stats& stats) {
       } else {
         out += "connections " + std::to_string(r.accepted) + " accepted, " +
                std::to_string(r.active) + " active, " + std::to_string(r.failed) + " failed";
+        // Only a problem is shown: a rule that never saw a loop says nothing.
+        if (r.loops != 0) out += ", " + std::to_string(r.loops) + " reset as forwarding loops";
       }
       out += "; " + format_bytes(r.bytes_to_target) + " to target, " +
              format_bytes(r.bytes_to_client) + " to client\n";

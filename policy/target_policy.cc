@@ -31,20 +31,14 @@ bool port_matches(const TargetRule& rule, uint16_t port) noexcept {
   return false;
 }
 
-/// The IPv6 loopback address ::1.
-Addr loopback6() noexcept {
-  Addr a{};
-  a[15] = 1;
-  return a;
-}
-
-/// Builds the issue for a denied destination of rule `index` in `pif`.
-ValidationIssue denial(const TargetPolicy& policy, Pif pif, const Rule& rule, int index,
-                       const Addr& addr, uint16_t port, const TargetRule* line) {
-  ValidationIssue issue;
-  issue.kind = IssueKind::kPolicyDenied;
+/// Builds the failure for a denied destination of rule `index` in `pif`.
+control::Failure denial(const TargetPolicy& policy, Pif pif, const Rule& rule, int index,
+                        const Addr& addr, uint16_t port, const TargetRule* line) {
+  control::Failure issue;
+  issue.kind = control::FailureKind::kPolicyDenied;
   issue.pif = pif;
   issue.rule = index;
+  issue.text = format_rule(rule);
   issue.port = port;
   const std::string dest = std::string(proto_name(rule.proto)) + " " +
                            (addr_is_v4(addr) ? format_addr(addr) : "[" + format_addr(addr) + "]") +
@@ -79,16 +73,9 @@ TargetDecision check_target(const TargetPolicy& policy, Proto proto, const Addr&
   return TargetDecision{false, nullptr};
 }
 
-std::vector<Addr> target_addresses(const Rule& rule) {
-  if (!addr_is_zero(rule.target)) return {rule.target};
-  if (rule.dual_stack) return {addr_v4(127, 0, 0, 1), loopback6()};
-  if (addr_is_v4(rule.listen)) return {addr_v4(127, 0, 0, 1)};
-  return {loopback6()};
-}
-
-std::vector<ValidationIssue> check_table_targets(const TargetPolicy& policy,
-                                                 const TableSet& tables) {
-  std::vector<ValidationIssue> issues;
+std::vector<control::Failure> check_table_targets(const TargetPolicy& policy,
+                                                  const TableSet& tables) {
+  std::vector<control::Failure> issues;
   if (!policy.use_rules) return issues;
   std::vector<const TargetRule*> candidates;
   for (const Table& table : tables.tables) {
@@ -98,7 +85,7 @@ std::vector<ValidationIssue> check_table_targets(const TargetPolicy& policy,
       const uint32_t width = static_cast<uint32_t>(rule.last - rule.first);
       if (static_cast<uint32_t>(rule.to) + width > 65535 || rule.to == 0) continue;  // likewise
       bool denied = false;
-      for (const Addr& addr : target_addresses(rule)) {
+      for (const Addr& addr : rule_target_addresses(rule)) {
         // The lines that can match this rule at all (protocol and address),
         // in file order; then each port only looks at their port ranges.
         candidates.clear();

@@ -11,8 +11,9 @@
 //
 // What is checked is every (protocol, address, port) a rule can connect to:
 // its target port range, and its target address, or for the default target
-// (all zero) the loopback address of each family the rule's listener accepts
-// (127.0.0.1 for IPv4, ::1 for IPv6, both for a dual-stack `*`).
+// (is_default_target, schema/model.h) the loopback address of each family the
+// rule's listener accepts (127.0.0.1 for IPv4, ::1 for IPv6, both for a
+// dual-stack `*`): rule_target_addresses, the forwarder's own definition.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,7 @@
 #include <vector>
 
 #include "policy/bind_policy.h"
-#include "policy/validate.h"
+#include "schema/control_types.h"
 #include "schema/model.h"
 
 namespace sluice {
@@ -55,16 +56,12 @@ TargetDecision check_target(const TargetPolicy& policy, Proto proto, const Addr&
 bool target_rule_matches(const TargetRule& rule, Proto proto, const Addr& addr,
                          uint16_t port) noexcept;
 
-/// The addresses a rule's connections may go to: its target, or for the
-/// default target the loopback address of each family the listener accepts.
-std::vector<Addr> target_addresses(const Rule& rule);
-
 /// Checks every rule of `tables` against the policy. Each denied rule gives
-/// one issue of kind kPolicyDenied naming the rule, the first denied port
+/// one failure of kind policy-denied naming the rule, the first denied port
 /// and address, and the policy line that denied it (or that no line
 /// matched), with what to do. The cost is bounded by the ports of the
 /// tables times the lines that match a rule's protocol and address.
-std::vector<ValidationIssue> check_table_targets(const TargetPolicy& policy,
-                                                 const TableSet& tables);
+std::vector<control::Failure> check_table_targets(const TargetPolicy& policy,
+                                                  const TableSet& tables);
 
 }  // namespace sluice

@@ -41,7 +41,7 @@ std::string range_text(unsigned first, unsigned last) {
 std::string spec_ports(const Rule& rule) {
   std::string out = range_text(rule.first, rule.last);
   bool mapped = rule.to != rule.first;
-  if (!addr_is_unspecified(rule.target)) {
+  if (!is_default_target(rule.target)) {
     out += ":";
     out +=
         addr_is_v4(rule.target) ? format_addr(rule.target) : "[" + format_addr(rule.target) + "]";
@@ -77,26 +77,28 @@ class RuleIssues {
  public:
   /// Prepares to report on rule `index` of `pif`.
   RuleIssues(Pif pif, int index, const Rule& rule)
-      : pif_(pif), index_(index), label_(rule_label(pif, index, rule)) {}
+      : pif_(pif), index_(index), label_(rule_label(pif, index, rule)), text_(format_rule(rule)) {}
 
   /// Adds an invalid-rule issue: "LABEL: WHY; WHAT TO DO".
   void add(const std::string& why) {
-    ValidationIssue issue;
-    issue.kind = IssueKind::kInvalid;
+    control::Failure issue;
+    issue.kind = control::FailureKind::kInvalid;
     issue.pif = pif_;
     issue.rule = index_;
+    issue.text = text_;
     issue.message = label_ + ": " + why;
     issues_.push_back(std::move(issue));
   }
 
   /// Hands over the issues collected.
-  std::vector<ValidationIssue> take() { return std::move(issues_); }
+  std::vector<control::Failure> take() { return std::move(issues_); }
 
  private:
   Pif pif_;
   int index_;
   std::string label_;
-  std::vector<ValidationIssue> issues_;
+  std::string text_;  // the rule in listing format (Failure::text)
+  std::vector<control::Failure> issues_;
 };
 
 /// Checks the ports of `rule`: the range order, port 0 on either side, and a
@@ -123,7 +125,7 @@ void check_ports(const Rule& rule, RuleIssues* out) {
 
 /// Checks the listen address, the target address and their families.
 void check_addresses(Pif pif, const Rule& rule, RuleIssues* out) {
-  bool target_default = addr_is_unspecified(rule.target);
+  bool target_default = is_default_target(rule.target);
   bool target_v4 = !target_default && addr_is_v4(rule.target);
   bool target_v6 = !target_default && !addr_is_v4(rule.target);
   if (rule.dual_stack && !addr_is_zero(rule.listen)) {
@@ -201,7 +203,7 @@ void check_caps(Pif pif, const Rule& rule, const ServerCaps& caps, RuleIssues* o
       out->add("it listens on IPv6, which the server has disabled; listen on an IPv4 address");
     }
   }
-  if (!addr_is_unspecified(rule.target)) {
+  if (!is_default_target(rule.target)) {
     bool v4 = addr_is_v4(rule.target);
     if (v4 && !caps.ipv4) {
       out->add("its target is IPv4, which the server has disabled; give an IPv6 target");
@@ -265,15 +267,16 @@ std::string conflict_reason(const Rule& a, const Rule& b) {
 }
 
 /// Builds the conflict issue between rules `i` and `j` of `table` (i > j).
-ValidationIssue conflict_issue(const Table& table, int i, int j) {
+control::Failure conflict_issue(const Table& table, int i, int j) {
   const Rule& a = table.rules[static_cast<size_t>(i)];
   const Rule& b = table.rules[static_cast<size_t>(j)];
   unsigned lo = std::max(a.first, b.first);
   unsigned hi = std::min(a.last, b.last);
-  ValidationIssue issue;
-  issue.kind = IssueKind::kConflict;
+  control::Failure issue;
+  issue.kind = control::FailureKind::kConflict;
   issue.pif = table.pif;
   issue.rule = i;
+  issue.text = format_rule(a);
   issue.other_rule = j;
   issue.message = rule_label(table.pif, i, a) + " conflicts with rule " + std::to_string(j) + " (" +
                   sanitize(format_rule(b)) + "): both listen for " + proto_name(a.proto) + " on " +
@@ -289,7 +292,7 @@ ValidationIssue conflict_issue(const Table& table, int i, int j) {
 /// reaching earlier rule of each address class it can conflict with, so the
 /// cost is O(n log n) and each rule is reported at most once, with one
 /// partner. Rules whose range runs backwards are skipped (reported already).
-void find_conflicts(const Table& table, std::vector<ValidationIssue>* out) {
+void find_conflicts(const Table& table, std::vector<control::Failure>* out) {
   const std::vector<Rule>& rules = table.rules;
   std::vector<int> order;
   order.reserve(rules.size());
@@ -377,9 +380,9 @@ void find_conflicts(const Table& table, std::vector<ValidationIssue>* out) {
 }
 
 /// Returns a table-level capacity issue.
-ValidationIssue capacity_issue(Pif pif, std::string message) {
-  ValidationIssue issue;
-  issue.kind = IssueKind::kCapacity;
+control::Failure capacity_issue(Pif pif, std::string message) {
+  control::Failure issue;
+  issue.kind = control::FailureKind::kCapacity;
   issue.pif = pif;
   issue.message = std::move(message);
   return issue;
@@ -389,7 +392,8 @@ ValidationIssue capacity_issue(Pif pif, std::string message) {
 /// that alone, so that the cost of the other checks stays bounded), then every
 /// rule, the conflicts and the listener count. Appends at most
 /// kMaxIssuesPerTable + 1 issues to `out`, sorted by rule index.
-void validate_table(const Table& table, const ServerCaps& caps, std::vector<ValidationIssue>* out) {
+void validate_table(const Table& table, const ServerCaps& caps,
+                    std::vector<control::Failure>* out) {
   const char* name = pif_name(table.pif);
   if (table.rules.size() > kMaxRulesPerTable) {
     out->push_back(capacity_issue(
@@ -399,7 +403,7 @@ void validate_table(const Table& table, const ServerCaps& caps, std::vector<Vali
                        "22,23,24,25) or forward fewer ports"));
     return;
   }
-  std::vector<ValidationIssue> issues;
+  std::vector<control::Failure> issues;
   size_t listeners = count_listeners(table);
   if (listeners > kMaxListenersPerTable) {
     issues.push_back(capacity_issue(
@@ -408,26 +412,26 @@ void validate_table(const Table& table, const ServerCaps& caps, std::vector<Vali
                        std::to_string(kMaxListenersPerTable) + "; forward fewer ports"));
   }
   for (size_t i = 0; i < table.rules.size(); ++i) {
-    std::vector<ValidationIssue> rule_issues =
+    std::vector<control::Failure> rule_issues =
         validate_rule(table.pif, table.rules[i], static_cast<int>(i), caps);
-    for (ValidationIssue& issue : rule_issues) issues.push_back(std::move(issue));
+    for (control::Failure& issue : rule_issues) issues.push_back(std::move(issue));
   }
   find_conflicts(table, &issues);
   std::stable_sort(
       issues.begin(), issues.end(),
-      [](const ValidationIssue& a, const ValidationIssue& b) { return a.rule < b.rule; });
+      [](const control::Failure& a, const control::Failure& b) { return a.rule < b.rule; });
   if (issues.size() > kMaxIssuesPerTable) {
     size_t dropped = issues.size() - kMaxIssuesPerTable;
-    IssueKind kind = issues[kMaxIssuesPerTable].kind;
+    control::FailureKind kind = issues[kMaxIssuesPerTable].kind;
     issues.resize(kMaxIssuesPerTable);
-    ValidationIssue more;
+    control::Failure more;
     more.kind = kind;
     more.pif = table.pif;
     more.message = std::string(name) + " table: " + std::to_string(dropped) +
                    " more problems are not shown; fix the ones above and validate again";
     issues.push_back(std::move(more));
   }
-  for (ValidationIssue& issue : issues) out->push_back(std::move(issue));
+  for (control::Failure& issue : issues) out->push_back(std::move(issue));
 }
 
 }  // namespace
@@ -444,8 +448,8 @@ bool rules_conflict(const Rule& a, const Rule& b) noexcept {
   return a.listen == b.listen;
 }
 
-std::vector<ValidationIssue> validate_rule(Pif pif, const Rule& rule, int index,
-                                           const ServerCaps& caps) {
+std::vector<control::Failure> validate_rule(Pif pif, const Rule& rule, int index,
+                                            const ServerCaps& caps) {
   RuleIssues issues(pif, index, rule);
   if (pif != Pif::kHost && pif != Pif::kSplice) {
     issues.add("it belongs to an unknown table (pif " + std::to_string(static_cast<unsigned>(pif)) +
@@ -464,12 +468,12 @@ std::vector<ValidationIssue> validate_rule(Pif pif, const Rule& rule, int index,
   return issues.take();
 }
 
-std::vector<ValidationIssue> validate_tables(const TableSet& tables, const ServerCaps& caps) {
-  std::vector<ValidationIssue> out;
+std::vector<control::Failure> validate_tables(const TableSet& tables, const ServerCaps& caps) {
+  std::vector<control::Failure> out;
   for (size_t i = 0; i < kPifCount; ++i) {
     const Table& table = tables.tables[i];
     if (table.pif != static_cast<Pif>(i)) {
-      ValidationIssue issue;
+      control::Failure issue;
       issue.pif = static_cast<Pif>(i);
       issue.message = "table " + std::to_string(i) + " claims to be pif " +
                       std::to_string(static_cast<unsigned>(table.pif)) +

@@ -117,7 +117,10 @@ Rule decode_rule(cp::Rule::Reader in) {
   rule.first = in.getFirst();
   rule.last = in.getLast();
   rule.to = in.getTo();
-  rule.target = decode_addr(in.getTarget(), "target");
+  // The default target has two spellings on the wire (:: and the
+  // v4-mapped ::ffff:0.0.0.0); both decode to the one canonical form, so
+  // every check, the digest and the listing see the same rule.
+  rule.target = canonical_target(decode_addr(in.getTarget(), "target"));
   rule.dual_stack = in.getDualStack();
   rule.weak = in.getWeak();
   rule.scan = in.getScan();
@@ -199,6 +202,7 @@ void encode_failure(const Failure& f, cp::Failure::Builder out) {
   out.setErrnoName(f.err != 0 ? errno_name(f.err) : "");
   out.setKind(static_cast<cp::FailureKind>(static_cast<uint16_t>(f.kind)));
   out.setMessage(f.message);
+  out.setOtherRule(f.other_rule);
 }
 
 /// Reads a failure; the errno name is derived, never trusted from the wire.
@@ -215,6 +219,7 @@ Failure decode_failure(cp::Failure::Reader in) {
   }
   f.kind = static_cast<FailureKind>(kind);
   f.message = decode_text(in.getMessage(), kMaxTextBytes, "failure message");
+  f.other_rule = in.getOtherRule();
   return f;
 }
 
@@ -349,6 +354,7 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setDatagramsToTarget(r.datagrams_to_target);
     o.setDatagramsToClient(r.datagrams_to_client);
     o.setDropped(r.dropped);
+    o.setLoops(r.loops);
   }
 }
 
@@ -387,6 +393,7 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.datagrams_to_target = r.getDatagramsToTarget();
     o.datagrams_to_client = r.getDatagramsToClient();
     o.dropped = r.getDropped();
+    o.loops = r.getLoops();
     st.rules.push_back(std::move(o));
   }
   return st;
@@ -601,58 +608,6 @@ Sha256Digest digest_tables(const TableSet& tables) {
   kj::Array<capnp::word> canonical = capnp::AnyStruct::Reader(root.asReader()).canonicalize();
   auto bytes = canonical.asBytes();
   return sha256(bytes.begin(), bytes.size());
-}
-
-const char* failure_kind_name(FailureKind kind) noexcept {
-  switch (kind) {
-    case FailureKind::kInvalid:
-      return "invalid";
-    case FailureKind::kConflict:
-      return "conflict";
-    case FailureKind::kPolicyDenied:
-      return "policy-denied";
-    case FailureKind::kBindFailed:
-      return "bind-failed";
-    case FailureKind::kCapacity:
-      return "capacity";
-    case FailureKind::kStale:
-      return "stale-generation";
-  }
-  return "unknown";
-}
-
-const char* outcome_name(Outcome outcome) noexcept {
-  switch (outcome) {
-    case Outcome::kApplied:
-      return "applied";
-    case Outcome::kRejected:
-      return "rejected";
-    case Outcome::kDryRun:
-      return "dry-run";
-    case Outcome::kStale:
-      return "stale";
-  }
-  return "unknown";
-}
-
-const char* error_code_name(ErrorCode code) noexcept {
-  switch (code) {
-    case ErrorCode::kMalformed:
-      return "malformed";
-    case ErrorCode::kUnsupportedVersion:
-      return "unsupported-version";
-    case ErrorCode::kUnknownRequest:
-      return "unknown-request";
-    case ErrorCode::kNotPermitted:
-      return "not-permitted";
-    case ErrorCode::kTooLarge:
-      return "too-large";
-    case ErrorCode::kOutOfOrder:
-      return "out-of-order";
-    case ErrorCode::kTimeout:
-      return "timeout";
-  }
-  return "unknown";
 }
 
 }  // namespace sluice::control

@@ -1,4 +1,5 @@
-// The codec between plain C++ control messages and schema/control.capnp.
+// The codec between the plain control messages (schema/control_types.h) and
+// schema/control.capnp.
 //
 // Decoding happens here and nowhere else: a frame becomes plain, checked
 // values inside one try-block, and no capnp Reader outlives the decode call
@@ -6,217 +7,13 @@
 // pass only frames that check_frame() (schema/frame.h) called complete.
 #pragma once
 
-#include <cstdint>
+#include <cstddef>
 #include <string>
-#include <utility>
-#include <variant>
-#include <vector>
 
 #include "base/result.h"
-#include "schema/model.h"
-#include "schema/sha256.h"
+#include "schema/control_types.h"
 
 namespace sluice::control {
-
-/// The protocol version this build speaks (control.capnp protocolVersion).
-inline constexpr uint32_t kProtocolVersion = 1;
-
-struct PifInfo {
-  Pif pif = Pif::kHost;
-  std::string name;
-  bool operator==(const PifInfo&) const = default;
-};
-
-struct ServerHello {
-  uint32_t protocol_version = kProtocolVersion;
-  std::string server_version;
-  ServerCaps caps;
-  uint32_t rules_per_table = 0;
-  uint32_t listeners_per_table = 0;
-  uint32_t message_bytes = 0;
-  std::vector<PifInfo> pifs;
-  uint16_t ephemeral_first = 0;
-  uint16_t ephemeral_last = 0;
-  bool operator==(const ServerHello&) const = default;
-};
-
-struct ClientHello {
-  uint32_t protocol_version = kProtocolVersion;
-  std::string client_version;
-  bool operator==(const ClientHello&) const = default;
-};
-
-struct GetState {
-  bool operator==(const GetState&) const = default;
-};
-
-struct State {
-  uint64_t generation = 0;
-  Sha256Digest digest{};
-  TableSet tables;
-  bool operator==(const State&) const = default;
-};
-
-enum class ErrorCode {
-  kMalformed,
-  kUnsupportedVersion,
-  kUnknownRequest,
-  kNotPermitted,
-  kTooLarge,
-  kOutOfOrder,
-  kTimeout,
-};
-
-struct ProtocolError {
-  ErrorCode code = ErrorCode::kMalformed;
-  std::string message;
-  bool operator==(const ProtocolError&) const = default;
-};
-
-/// Limit: bytes of a commit comment. One line of prose for the audit record;
-/// longer texts are malformed.
-inline constexpr size_t kMaxCommentBytes = 1024;
-/// Limit: history entries kept and returned. Enough to review a busy day of
-/// pushes in `sluicectl --history`; the audit log keeps everything.
-inline constexpr uint32_t kMaxHistory = 256;
-/// Limit: failures reported for one commit. A table of 4096 rules can fail on
-/// every rule; beyond that the list is cut and the last entry says so.
-inline constexpr size_t kMaxFailures = 4096;
-
-struct CommitRequest {
-  TableSet tables;
-  uint64_t expected_generation = 0;
-  bool dry_run = false;
-  std::string comment;
-  bool end_removed_flows = false;
-  bool operator==(const CommitRequest&) const = default;
-};
-
-struct HistoryRequest {
-  uint32_t limit = 0;
-  bool operator==(const HistoryRequest&) const = default;
-};
-
-enum class FailureKind { kInvalid, kConflict, kPolicyDenied, kBindFailed, kCapacity, kStale };
-
-/// One reason a commit failed: which rule, which port, which errno, and a
-/// complete message saying what failed, why, and what to do.
-struct Failure {
-  FailureKind kind = FailureKind::kInvalid;
-  Pif pif = Pif::kHost;
-  int32_t rule = -1;  // index in its table, -1 when not about one rule
-  std::string text;   // the rule in listing format, empty when rule is -1
-  uint16_t port = 0;  // 0 when not about one port
-  int32_t err = 0;    // errno, 0 when not a syscall's failure
-  std::string message;
-  bool operator==(const Failure&) const = default;
-};
-
-struct CommitResult {
-  bool applied = false;
-  bool dry_run = false;
-  uint64_t generation = 0;
-  Sha256Digest digest{};
-  uint32_t kept = 0;
-  uint32_t opened = 0;
-  uint32_t closed = 0;
-  uint32_t rebound = 0;
-  std::vector<Failure> failures;
-  uint64_t duration_micros = 0;
-  bool operator==(const CommitResult&) const = default;
-};
-
-enum class Outcome { kApplied, kRejected, kDryRun, kStale };
-
-struct HistoryEntry {
-  uint64_t sequence = 0;
-  int64_t unix_millis = 0;
-  int32_t pid = 0;
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  std::string comment;
-  Outcome outcome = Outcome::kApplied;
-  uint64_t generation_before = 0;
-  uint64_t generation_after = 0;
-  std::vector<std::string> added;
-  std::vector<std::string> removed;
-  uint32_t kept = 0;
-  uint32_t opened = 0;
-  uint32_t closed = 0;
-  uint32_t rebound = 0;
-  uint32_t failures = 0;
-  uint64_t duration_micros = 0;
-  bool operator==(const HistoryEntry&) const = default;
-};
-
-struct History {
-  std::vector<HistoryEntry> entries;
-  bool operator==(const History&) const = default;
-};
-
-/// A request for the counters of every rule.
-struct StatsRequest {
-  bool operator==(const StatsRequest&) const = default;
-};
-
-/// Counters of one rule since it entered the tables (control.capnp RuleStats).
-struct RuleStats {
-  Pif pif = Pif::kHost;
-  Proto proto = Proto::kTcp;
-  uint32_t rule = 0;
-  std::string text;
-  uint64_t accepted = 0;
-  uint64_t active = 0;
-  uint64_t failed = 0;
-  uint64_t bytes_to_target = 0;
-  uint64_t bytes_to_client = 0;
-  uint64_t flows_active = 0;
-  uint64_t flows_created = 0;
-  uint64_t datagrams_to_target = 0;
-  uint64_t datagrams_to_client = 0;
-  uint64_t dropped = 0;
-  bool operator==(const RuleStats&) const = default;
-};
-
-/// The answer to a StatsRequest.
-struct Stats {
-  uint64_t generation = 0;
-  uint64_t uptime_millis = 0;
-  std::vector<RuleStats> rules;
-  uint64_t connections_active = 0;
-  uint64_t connection_limit = 0;
-  uint64_t flows_active = 0;
-  uint64_t flow_limit = 0;
-  uint64_t listeners = 0;
-  uint64_t paused_listeners = 0;
-  uint32_t pipe_size = 0;                 // bytes per splice pipe
-  uint32_t connect_timeout_seconds = 0;   // a TCP target's handshake deadline
-  uint32_t udp_idle_timeout_seconds = 0;  // a UDP flow ends after this long idle
-  uint64_t audit_lines_lost = 0;          // audit lines not written whole
-  uint64_t audit_bytes_waiting = 0;       // audit bytes the sink has not taken yet
-  bool operator==(const Stats&) const = default;
-};
-
-/// The server's answer to an accepted client hello.
-struct Welcome {
-  bool operator==(const Welcome&) const = default;
-};
-
-struct Request {
-  uint64_t id = 0;
-  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest, StatsRequest> body;
-  bool operator==(const Request&) const = default;
-};
-
-struct Response {
-  uint64_t id = 0;
-  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome, Stats> body;
-  bool operator==(const Response&) const = default;
-};
-
-/// Limit: bytes of a version string or error message accepted from a peer.
-/// Longer texts are a malformed message (they only ever hold a line of prose).
-inline constexpr size_t kMaxTextBytes = 1024;
 
 /// Encodes a request as one framed message (standard stream framing).
 std::string encode_request(const Request& request);
@@ -234,14 +31,5 @@ Result<Response> decode_response(const void* frame, size_t len);
 /// SHA-256 of the canonical Cap'n Proto encoding of `tables`. Equal tables
 /// give equal digests whatever order their fields were set in.
 Sha256Digest digest_tables(const TableSet& tables);
-
-/// Returns "invalid", "conflict", "policy-denied", "bind-failed", "capacity"
-/// or "stale-generation".
-const char* failure_kind_name(FailureKind kind) noexcept;
-/// Returns "applied", "rejected", "dry-run" or "stale".
-const char* outcome_name(Outcome outcome) noexcept;
-
-/// Returns a short name for an error code ("malformed", "unsupported-version"...).
-const char* error_code_name(ErrorCode code) noexcept;
 
 }  // namespace sluice::control

@@ -130,6 +130,7 @@ struct Failure {
   errnoName @5 :Text;   # "EADDRINUSE", empty when errno is 0
   kind @6 :FailureKind;
   message @7 :Text;     # what failed, why, and what to do
+  otherRule @8 :Int32 = -1;  # the other rule of a conflict (same table), else -1
 }
 
 struct CommitResult {
@@ -189,6 +190,7 @@ struct RuleStats {
   datagramsToClient @11 :UInt64;
   dropped @12 :UInt64;          # UDP datagrams dropped (flow limit, full socket buffers)
   proto @13 :Proto;
+  loops @14 :UInt64;            # TCP connections accepted here that came from sluice itself, reset
 }
 
 struct Stats {

@@ -44,6 +44,34 @@ bool addr_is_unspecified(const Addr& addr) noexcept {
   return addr_is_v4(addr) && addr[12] == 0 && addr[13] == 0 && addr[14] == 0 && addr[15] == 0;
 }
 
+bool addr_is_loopback(const Addr& addr) noexcept {
+  if (addr_is_v4(addr)) return addr[12] == 127;
+  Addr one{};
+  one[15] = 1;
+  return addr == one;
+}
+
+Addr loopback_addr(bool v4) noexcept {
+  if (v4) return addr_v4(127, 0, 0, 1);
+  Addr one{};
+  one[15] = 1;
+  return one;
+}
+
+bool is_default_target(const Addr& target) noexcept {
+  return addr_is_unspecified(target);
+}
+
+Addr canonical_target(const Addr& target) noexcept {
+  return is_default_target(target) ? Addr{} : target;
+}
+
+std::vector<Addr> rule_target_addresses(const Rule& rule) {
+  if (!is_default_target(rule.target)) return {rule.target};
+  if (rule.dual_stack) return {loopback_addr(true), loopback_addr(false)};
+  return {loopback_addr(addr_is_v4(rule.listen))};
+}
+
 bool addr_is_multicast(const Addr& addr) noexcept {
   if (addr_is_v4(addr)) return (addr[12] & 0xf0) == 0xe0;
   return addr[0] == 0xff;
@@ -101,7 +129,7 @@ std::string format_rule(const Rule& rule) {
   out += ':';
   append_range(&out, rule.first, rule.last);
   out += " => ";
-  if (!addr_is_unspecified(rule.target)) {
+  if (!is_default_target(rule.target)) {
     out += format_addr(rule.target);  // IPv6 targets print without brackets, as pesto does
     out += ':';
   }

@@ -41,7 +41,7 @@ struct Rule {
   uint16_t first = 0;       // first listening port
   uint16_t last = 0;        // last listening port, >= first
   uint16_t to = 0;          // port `first` maps to; port n goes to to + n - first
-  Addr target{};            // all zero: the default target (loopback of the connection's family)
+  Addr target{};            // the default target when unspecified (is_default_target)
   bool dual_stack = false;  // one [::] socket with V6ONLY=0 serves both families
   bool weak = false;        // "best effort": single-port bind failures only warn
   bool scan = false;        // "auto-scan": listen only while the target port is bound
@@ -100,6 +100,24 @@ bool addr_is_v4(const Addr& addr) noexcept;
 bool addr_is_unspecified(const Addr& addr) noexcept;
 /// True for all-zero bytes (:: only).
 bool addr_is_zero(const Addr& addr) noexcept;
+/// True for 127.0.0.0/8 (v4-mapped) and ::1.
+bool addr_is_loopback(const Addr& addr) noexcept;
+/// Returns the loopback address of a family: 127.0.0.1 (v4-mapped) or ::1.
+Addr loopback_addr(bool v4) noexcept;
+
+/// The one definition of "the default target": a target that is the
+/// unspecified address of either family (:: or ::ffff:0.0.0.0). Connections
+/// of such a rule go to the loopback of the connection's own family. Every
+/// check, the forwarder and the formatter ask this, never the bytes.
+bool is_default_target(const Addr& target) noexcept;
+/// Returns the canonical form of a target: the default target as all zero
+/// bytes (what the codec decodes and the parser builds), any other unchanged.
+Addr canonical_target(const Addr& target) noexcept;
+/// The addresses the connections of `rule` may go to: its target, or for the
+/// default target the loopback address of each family its listener accepts
+/// (127.0.0.1 for IPv4, ::1 for IPv6, both for a dual-stack `*`).
+std::vector<Addr> rule_target_addresses(const Rule& rule);
+
 /// True for 224.0.0.0/4 (v4-mapped) and ff00::/8.
 bool addr_is_multicast(const Addr& addr) noexcept;
 /// Formats as dotted quad for v4-mapped, RFC 5952 text otherwise.

@@ -9,7 +9,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "policy/bind_policy.h"
-#include "policy/validate_failures.h"
+#include "policy/check_commit.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -30,8 +30,11 @@ constexpr size_t kPipelineWindow = 4;
 /// Builds the route of every rule of `tables`, indexed [pif][rule]. A rule
 /// that `current` (the routes in force) already has, by pif and listing text,
 /// keeps its counters: they count from when the rule entered the tables.
+/// Rules whose target may be a local address served by the table get the run
+/// time loop guard (rules_needing_loop_guard under `facts`).
 std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
-    const TableSet& tables, const std::vector<std::vector<std::shared_ptr<const Route>>>& current) {
+    const TableSet& tables, const std::vector<std::vector<std::shared_ptr<const Route>>>& current,
+    const CommitFacts& facts) {
   std::vector<std::vector<std::shared_ptr<const Route>>> routes(kPifCount);
   for (size_t p = 0; p < kPifCount; ++p) {
     // The routes in force, by text: one sort, then a binary search per rule.
@@ -41,8 +44,11 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
     }
     auto by_text = [](const Route* a, const Route* b) { return a->text < b->text; };
     std::sort(old.begin(), old.end(), by_text);
-    for (const Rule& rule : tables.tables[p].rules) {
+    const std::vector<bool> guard = rules_needing_loop_guard(tables.tables[p], facts);
+    for (size_t i = 0; i < tables.tables[p].rules.size(); ++i) {
+      const Rule& rule = tables.tables[p].rules[i];
       Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
+      route.guard_loops = guard[i];
       auto it =
           std::lower_bound(old.begin(), old.end(), route.text,
                            [](const Route* r, const std::string& text) { return r->text < text; });
@@ -83,13 +89,12 @@ void discard_unpublished(std::vector<UniqueFd>* fds) noexcept {
 
 CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& udp,
                            BrokerClient& broker, BrokerInfo info, ServerCaps caps, AuditLog& audit)
-    : loop_(loop),
-      forwarder_(forwarder),
-      udp_(udp),
-      broker_(broker),
-      info_(info),
-      caps_(caps),
-      audit_(audit) {
+    : loop_(loop), forwarder_(forwarder), udp_(udp), broker_(broker), info_(info), audit_(audit) {
+  facts_.caps = caps;
+  // This worker listens and connects in one network namespace, and serves
+  // the HOST table only (SPLICE rules listen in a target namespace).
+  facts_.served = {true, false};
+  facts_.targets_share_namespace = true;
   digest_ = control::digest_tables(tables_);
 }
 
@@ -216,18 +221,7 @@ void CommitEngine::begin(Job job) noexcept {
             "); read the state again and re-apply the edits (sluicectl does this by itself)"));
     return finish(control::Outcome::kStale, false);
   }
-  a.failures = failures_from_validation(req.tables, caps_);
-  if (a.failures.empty()) a.failures = find_forwarding_loops(req.tables);
-  if (a.failures.empty()) {
-    a.failures = issues_as_failures(check_table_targets(target_policy_, req.tables), req.tables);
-  }
-  if (!req.tables.of(Pif::kSplice).rules.empty()) {
-    a.failures.push_back(whole_commit_failure(
-        control::FailureKind::kInvalid, Pif::kSplice,
-        "this sluice-worker serves only the HOST table (-t/-u); SPLICE rules (-T/-U) need "
-        "sockets in the target namespace, which this build cannot open yet; remove the -T/-U "
-        "rules"));
-  }
+  a.failures = check_commit(req.tables, facts_, &target_policy_);
   if (!a.failures.empty()) {
     return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected, false);
   }
@@ -426,7 +420,7 @@ bool CommitEngine::release_slice(size_t* budget) noexcept {
 void CommitEngine::swap() noexcept {
   Active& a = *active_;
   const TableSet& next = a.job.request.tables;
-  a.routes = make_routes(next, routes_);
+  a.routes = make_routes(next, routes_, facts_);
   a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
   for (const CommitPlan::Keep& keep : a.plan.keep) {
     Installed inst = installed_[keep.installed];
@@ -484,6 +478,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
       r.datagrams_to_target = c.datagrams_to_target;
       r.datagrams_to_client = c.datagrams_to_client;
       r.dropped = c.dropped;
+      r.loops = c.loops;
       st.rules.push_back(std::move(r));
     }
   }

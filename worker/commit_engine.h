@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "policy/bind_policy.h"
+#include "policy/check_commit.h"
 #include "policy/target_policy.h"
 #include "schema/codec.h"
 #include "schema/sha256.h"
@@ -78,7 +79,9 @@ class CommitEngine final : public EventHandler, public Ticker {
   uint64_t generation() const { return generation_; }
   const Sha256Digest& digest() const { return digest_; }
   size_t listener_count() const { return installed_.size(); }
-  const ServerCaps& caps() const { return caps_; }
+  const ServerCaps& caps() const { return facts_.caps; }
+  /// What check_commit is told about this server.
+  const CommitFacts& facts() const { return facts_; }
   /// The last `limit` commit attempts, oldest first.
   control::History history(uint32_t limit) const;
   /// The counters of every rule in force and the data path's totals and
@@ -176,7 +179,7 @@ class CommitEngine final : public EventHandler, public Ticker {
   UdpForwarder& udp_;
   BrokerClient& broker_;
   BrokerInfo info_;
-  ServerCaps caps_;
+  CommitFacts facts_;  // what every commit is checked against
   AuditLog& audit_;
   BindPolicy bind_policy_;
   TargetPolicy target_policy_;

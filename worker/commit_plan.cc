@@ -5,7 +5,6 @@
 #include <map>
 
 #include "base/strings.h"
-#include "policy/validate_failures.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -185,71 +184,6 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
               return a.port < b.port;
             });
   return failures;
-}
-
-std::vector<control::Failure> failures_from_validation(const TableSet& tables,
-                                                       const ServerCaps& caps) {
-  return issues_as_failures(validate_tables(tables, caps), tables);
-}
-
-namespace {
-
-/// True when a listener of `listener` accepts connections to `target`.
-bool serves(const Rule& listener, const Addr& target) noexcept {
-  if (listener.dual_stack) return true;
-  if (addr_is_v4(listener.listen) != addr_is_v4(target)) return false;
-  return addr_is_unspecified(listener.listen) || listener.listen == target;
-}
-
-}  // namespace
-
-std::vector<control::Failure> find_forwarding_loops(const TableSet& tables) {
-  std::vector<control::Failure> out;
-  const Table& table = tables.of(Pif::kHost);
-  const Addr v4_loopback = addr_v4(127, 0, 0, 1);
-  Addr v6_loopback{};
-  v6_loopback[15] = 1;
-  for (size_t i = 0; i < table.rules.size(); ++i) {
-    const Rule& r = table.rules[i];
-    unsigned t0 = r.to, t1 = static_cast<unsigned>(r.to) + (r.last - r.first);
-    // The addresses a connection of this rule may be sent to.
-    std::vector<Addr> targets;
-    if (addr_is_unspecified(r.target)) {
-      if (r.dual_stack || addr_is_v4(r.listen)) targets.push_back(v4_loopback);
-      if (r.dual_stack || !addr_is_v4(r.listen)) targets.push_back(v6_loopback);
-    } else {
-      targets.push_back(r.target);
-    }
-    for (size_t j = 0; j < table.rules.size(); ++j) {
-      const Rule& s = table.rules[j];
-      if (s.proto != r.proto || s.last < t0 || s.first > t1) continue;
-      bool loops = false;
-      for (const Addr& t : targets) loops = loops || serves(s, t);
-      if (!loops) continue;
-      unsigned port = std::max<unsigned>(t0, s.first);
-      control::Failure f;
-      f.kind = control::FailureKind::kInvalid;
-      f.pif = Pif::kHost;
-      f.rule = static_cast<int32_t>(i);
-      f.text = format_rule(r);
-      f.port = static_cast<uint16_t>(r.first + (port - t0));
-      f.message =
-          "HOST rule " + std::to_string(i) + " (" + f.text + ") forwards port " +
-          std::to_string(f.port) + " to port " + std::to_string(port) + " of " +
-          (addr_is_unspecified(r.target) ? std::string("loopback") : format_addr(r.target)) +
-          ", where " +
-          (i == j ? std::string("the rule itself")
-                  : "HOST rule " + std::to_string(j) + " (" + format_rule(s) + ")") +
-          " listens: every connection would come back into sluice and multiply; map it "
-          "to a port nothing forwards (e.g. " +
-          std::to_string(r.first) + ":" +
-          std::to_string(r.first + 1000 <= 65535 ? r.first + 1000 : r.first - 1000) +
-          ") or give a target address";
-      out.push_back(std::move(f));
-      break;  // one failure per looping rule
-    }
-  }
-  return out;
 }
 
 std::vector<std::string> rule_diff(const TableSet& a, const TableSet& b) {

@@ -74,22 +74,6 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
                                           const BindContext& ctx,
                                           std::vector<std::string>* warnings);
 
-/// Converts validator issues into commit failures (kinds invalid, conflict,
-/// capacity), naming each rule in listing format.
-std::vector<control::Failure> failures_from_validation(const TableSet& tables,
-                                                       const ServerCaps& caps);
-
-/// Finds rules that would forward into a listener of the same table: the
-/// worker's targets live in its own network namespace, so a rule whose
-/// target address (the default loopback, or an explicit one) and target port
-/// are served by a rule of the table sends every connection back into sluice,
-/// which multiplies it until descriptors run out. A listener serves a target
-/// address when it is dual-stack, the wildcard of the target's family, or the
-/// target address itself. Returns one failure (kind invalid) per looping
-/// rule, naming both rules. O(n^2) in the rule count,
-/// with cheap tests first; at most kMaxRulesPerTable rules.
-std::vector<control::Failure> find_forwarding_loops(const TableSet& tables);
-
 /// Returns the rules of `a` missing from `b`, as "PIF RULE-TEXT" lines, in
 /// table order (a multiset difference: duplicates count).
 std::vector<std::string> rule_diff(const TableSet& a, const TableSet& b);

@@ -32,16 +32,39 @@ void set_reset_on_close(int fd) noexcept {
 
 }  // namespace
 
+size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
+  uint64_t h = 1469598103934665603ULL;
+  for (uint8_t b : e.addr) h = (h ^ b) * 1099511628211ULL;
+  h = (h ^ (e.port & 0xff)) * 1099511628211ULL;
+  h = (h ^ (e.port >> 8)) * 1099511628211ULL;
+  return static_cast<size_t>(h);
+}
+
+Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept {
+  Endpoint e;
+  if (sa.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const struct sockaddr_in*>(&sa);
+    e.addr = addr_v4(0, 0, 0, 0);
+    std::memcpy(e.addr.data() + 12, &sin->sin_addr, 4);
+    e.port = ntohs(sin->sin_port);
+  } else if (sa.ss_family == AF_INET6) {
+    const auto* sin6 = reinterpret_cast<const struct sockaddr_in6*>(&sa);
+    std::memcpy(e.addr.data(), &sin6->sin6_addr, 16);  // v4-mapped stays v4-mapped
+    e.port = ntohs(sin6->sin6_port);
+  }
+  return e;
+}
+
 socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,
                           struct sockaddr_storage* out) noexcept {
   uint16_t target_port = static_cast<uint16_t>(route.to + (port - route.first));
   bool v4;
   Addr addr = route.target;
-  if (addr_is_unspecified(addr)) {
+  if (is_default_target(addr)) {
     v4 = peer.ss_family == AF_INET ||
          (peer.ss_family == AF_INET6 &&
           IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const struct sockaddr_in6*>(&peer)->sin6_addr));
-    addr = v4 ? addr_v4(127, 0, 0, 1) : Addr{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    addr = loopback_addr(v4);
   } else {
     v4 = addr_is_v4(addr);
   }
@@ -95,6 +118,10 @@ bool TcpListener::accept_up_to(int max) noexcept {
         LOG_WARN("accept on port %u: %s", port_, errno_text(errno).c_str());
       }
       return false;
+    }
+    if (owner_.is_own_connection(peer)) {
+      owner_.refuse_loop(UniqueFd(fd), peer, port_, *route_);
+      continue;
     }
     owner_.start_connection(UniqueFd(fd), peer, port_, route_);
   }
@@ -186,10 +213,23 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     }
     connected = false;
   }
+  Endpoint own;
+  bool guard = false;
+  if (route.guard_loops) {
+    // The kernel picked the local endpoint in connect(); a connection that
+    // arrives from it later came back into sluice. Needs `getsockname`.
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof(local);
+    if (getsockname(sock.get(), reinterpret_cast<struct sockaddr*>(&local), &local_len) == 0) {
+      own = endpoint_of(local);
+      guard = true;
+    }
+  }
   auto conn = std::make_unique<TcpConnection>(
       *this, std::move(client), std::move(sock), connected, route_ptr,
       connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
+  if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
   ++counters_.active;
@@ -201,6 +241,7 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   size_t slot = conn->slot;
   CHECK(slot < connections_.size() && connections_[slot].get() == conn);
   --conn->route().counters->active;
+  if (conn->guarded) own_endpoints_.erase(conn->own_endpoint);
   loop_.retire(std::move(connections_[slot]));
   if (slot != connections_.size() - 1) {
     connections_[slot] = std::move(connections_.back());
@@ -210,6 +251,21 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   --counters_.active;
   // Room again: resume listeners that stopped at a limit, after this batch.
   if (!parked_.empty()) loop_.request_immediate_tick();
+}
+
+void Forwarder::refuse_loop(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                            const Route& route) noexcept {
+  auto it = own_endpoints_.find(endpoint_of(peer));
+  ++counters_.loops;
+  ++route.counters->loops;
+  if (conn_log_.allow()) {
+    LOG_WARN(
+        "forwarding loop reset: %s sent a connection to one of this host's own addresses, and it "
+        "came back on port %u under %s; give that rule a target that is not an address of this "
+        "host, or listen on specific addresses instead of a wildcard",
+        it != own_endpoints_.end() ? it->second->text.c_str() : "a rule", port, route.text.c_str());
+  }
+  set_reset_on_close(client.get());
 }
 
 size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred) noexcept {

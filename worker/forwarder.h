@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/log.h"
@@ -37,18 +38,41 @@ struct RuleCounters {
   uint64_t datagrams_to_target = 0;
   uint64_t datagrams_to_client = 0;
   uint64_t dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
+  uint64_t loops = 0;    // TCP connections accepted under this rule and reset as a forwarding loop
 };
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
 struct Route {
   Pif pif = Pif::kHost;
-  Addr target{};       // all zero: loopback of the connection's own family
+  Addr target{};       // is_default_target: loopback of the connection's own family
   uint16_t first = 0;  // the rule's first port
   uint16_t to = 0;     // port `first` goes to `to`
   std::string text;    // the rule in listing format, for logs
+  /// The target may be one of this host's own addresses, served by a
+  /// wildcard listener of the table (rules_needing_loop_guard): the local
+  /// endpoint of every connection to it is recorded, so a connection that
+  /// comes back into sluice is recognised and reset.
+  bool guard_loops = false;
   /// The rule's counters; the pointer is fixed, the counts change.
   std::shared_ptr<RuleCounters> counters = std::make_shared<RuleCounters>();
 };
+
+/// A TCP endpoint: the address (IPv4 v4-mapped) and the port.
+struct Endpoint {
+  Addr addr{};
+  uint16_t port = 0;
+  bool operator==(const Endpoint&) const = default;
+};
+
+/// Hashes an endpoint (FNV-1a; the endpoints are sluice's own local ones,
+/// chosen by the kernel, so nobody outside can aim at one bucket).
+struct EndpointHash {
+  size_t operator()(const Endpoint& e) const noexcept;
+};
+
+/// Returns the endpoint of an AF_INET or AF_INET6 address (a v4-mapped
+/// IPv6 address counts as IPv4, as a dual-stack listener reports it).
+Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept;
 
 /// Builds the sockaddr of the target for traffic that arrived from `peer` on
 /// `port` under `route`: the route's address, or loopback of the peer's own
@@ -106,6 +130,7 @@ struct ForwarderCounters {
   uint64_t bytes_to_target = 0;
   uint64_t bytes_to_client = 0;
   uint64_t active = 0;
+  uint64_t loops = 0;  // connections reset as forwarding loops
 };
 
 class Forwarder;
@@ -172,6 +197,19 @@ class Forwarder final : public Ticker {
   /// Resets every connection whose rule matches `pred` (a commit's
   /// endRemovedFlows); returns how many were ended.
   size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
+  /// True when `peer` is the local endpoint of one of sluice's own outgoing
+  /// connections of a guarded rule: the connection came back into sluice.
+  /// O(1); false at once while no guarded connection is open.
+  bool is_own_connection(const struct sockaddr_storage& peer) const noexcept {
+    return !own_endpoints_.empty() && own_endpoints_.count(endpoint_of(peer)) != 0;
+  }
+  /// Resets `client`, accepted on `port` under `route` but coming from
+  /// sluice's own connection: a forwarding loop. Counts it (the total and the
+  /// accepting rule) and logs, rate-limited, both rules. The outgoing
+  /// connection then sees the reset and resets its own client, so the loop
+  /// ends after one round instead of multiplying.
+  void refuse_loop(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                   const Route& route) noexcept;
   /// Called by a connection when it is finished; frees it after the batch.
   void end_connection(class TcpConnection* conn) noexcept;
   /// Listeners paused now at a limit (connections, descriptors).
@@ -215,6 +253,10 @@ class Forwarder final : public Ticker {
   std::vector<TcpListener*> parked_;
   std::vector<Pipe> idle_pipes_;
   uint64_t extra_pipe_pages_ = 0;
+  /// Local endpoints of the open outgoing connections of guarded rules, with
+  /// the rule that made each (the connection holds the route, and its entry
+  /// is erased when the connection ends).
+  std::unordered_map<Endpoint, const Route*, EndpointHash> own_endpoints_;
   /// Limit: connect timeouts are checked every 100 ms, a tenth of the
   /// shortest --connect-timeout, so they fire at most that late.
   static constexpr uint64_t kTimeoutScanNs = 100'000'000;

@@ -45,6 +45,10 @@ class TcpConnection final : public EventHandler {
   const Route& route() const { return *route_; }
 
   size_t slot = 0;  // index in the forwarder's connection table
+  /// The local endpoint of the target socket, recorded for the loop guard
+  /// (valid when `guarded`).
+  Endpoint own_endpoint;
+  bool guarded = false;
 
  private:
   /// One direction of the connection.

@@ -119,15 +119,15 @@ TEST(TargetCheck, IPv4LinesDoNotMatchIPv6Targets) {
 
 TEST(TargetCheck, DefaultTargetIsTheLoopbackOfEachListenedFamily) {
   Rule v4 = tcp_rule(80, 80, 8080);
-  ASSERT_EQ(target_addresses(v4).size(), 1u);
-  EXPECT_EQ(format_addr(target_addresses(v4)[0]), "127.0.0.1");
+  ASSERT_EQ(rule_target_addresses(v4).size(), 1u);
+  EXPECT_EQ(format_addr(rule_target_addresses(v4)[0]), "127.0.0.1");
   Rule dual = v4;
   dual.listen = Addr{};
   dual.dual_stack = true;
-  ASSERT_EQ(target_addresses(dual).size(), 2u);
-  EXPECT_EQ(format_addr(target_addresses(dual)[1]), "::1");
+  ASSERT_EQ(rule_target_addresses(dual).size(), 2u);
+  EXPECT_EQ(format_addr(rule_target_addresses(dual)[1]), "::1");
   Rule explicit_target = tcp_rule(80, 80, 8080, addr_v4(192, 0, 2, 7));
-  EXPECT_EQ(format_addr(target_addresses(explicit_target)[0]), "192.0.2.7");
+  EXPECT_EQ(format_addr(rule_target_addresses(explicit_target)[0]), "192.0.2.7");
   // A dual-stack rule needs both loopbacks allowed.
   TargetPolicy only_v4 = target_policy_from_file(parse_ok("target allow tcp 127.0.0.1\n"));
   auto issues = check_table_targets(only_v4, host({dual}));
@@ -145,8 +145,8 @@ TEST(TargetCheck, FailureNamesRulePortAndLine) {
   // port 8010 (listening port 105) is denied by line 3.
   auto issues = check_table_targets(p, host({tcp_rule(80, 89, 8000), tcp_rule(100, 119, 8005)}));
   ASSERT_EQ(issues.size(), 1u);
-  const ValidationIssue& i = issues[0];
-  EXPECT_EQ(i.kind, IssueKind::kPolicyDenied);
+  const control::Failure& i = issues[0];
+  EXPECT_EQ(i.kind, control::FailureKind::kPolicyDenied);
   EXPECT_EQ(i.rule, 1);
   EXPECT_EQ(i.port, 8010);
   EXPECT_NE(i.message.find("denied by P line 3 (target deny tcp 127.0.0.1 8010)"),

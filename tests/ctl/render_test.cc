@@ -12,7 +12,7 @@
 #include "base/strings.h"
 #include "client/render.h"
 #include "client/table_edit.h"
-#include "policy/validate_failures.h"
+#include "policy/validate.h"
 #include "tests/ctl/json_check.h"
 
 namespace sluice {
@@ -150,22 +150,24 @@ TEST(RenderResult, FailuresAreKindAndSanitisedMessage) {
                                       "stale-generation: stale"}));
 }
 
-TEST(RenderResult, IssuesBecomeFailures) {
+TEST(RenderResult, ValidatorFailuresNameTheirRule) {
   TableSet t = make({spec('t', "80")});
   t.of(Pif::kHost).rules.push_back(t.of(Pif::kHost).rules[0]);
-  auto issues = validate_tables(t, ServerCaps{});
-  ASSERT_EQ(issues.size(), 1u);
-  auto failures = issues_as_failures(issues, t);
+  auto failures = validate_tables(t, ServerCaps{});
   ASSERT_EQ(failures.size(), 1u);
   EXPECT_EQ(failures[0].kind, control::FailureKind::kConflict);
   EXPECT_EQ(failures[0].pif, Pif::kHost);
-  EXPECT_EQ(failures[0].rule, issues[0].rule);
+  EXPECT_EQ(failures[0].rule, 1);
+  EXPECT_EQ(failures[0].other_rule, 0);
   EXPECT_EQ(failures[0].text, "TCP [*]:80 => 80");
-  EXPECT_EQ(failures[0].message, issues[0].message);
-  ValidationIssue whole;
-  whole.kind = IssueKind::kCapacity;
-  whole.message = "too many";
-  auto f = issues_as_failures({whole}, t);
+  std::vector<std::string> lines = render_failures(failures);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("conflicts with rule 0"), std::string::npos) << lines[0];
+  // A failure of a whole table names no rule.
+  TableSet big;
+  big.of(Pif::kHost).rules.assign(kMaxRulesPerTable + 1, t.of(Pif::kHost).rules[0]);
+  auto f = validate_tables(big, ServerCaps{});
+  ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].kind, control::FailureKind::kCapacity);
   EXPECT_EQ(f[0].rule, -1);
   EXPECT_EQ(f[0].text, "");
@@ -324,7 +326,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
       rules.array[0].keys,
       (std::vector<std::string>{"pif", "rule", "proto", "text", "accepted", "active", "failed",
                                 "bytesToTarget", "bytesToClient", "flowsActive", "flowsCreated",
-                                "datagramsToTarget", "datagramsToClient", "dropped"}));
+                                "datagramsToTarget", "datagramsToClient", "dropped", "loops"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
   EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");

@@ -120,7 +120,7 @@ TEST(TableEditAppend, ResultIsLeftToTheValidator) {
   ASSERT_TRUE(t.ok());
   auto issues = validate_tables(*t, ServerCaps{});
   ASSERT_EQ(issues.size(), 1u);
-  EXPECT_EQ(issues[0].kind, IssueKind::kConflict);
+  EXPECT_EQ(issues[0].kind, control::FailureKind::kConflict);
 }
 
 TEST(TableEditDelete, RemovesAnExactRule) {

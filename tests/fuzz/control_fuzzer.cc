@@ -108,7 +108,7 @@ void worker_checks_tables(const TableSet& tables) {
   narrow.scan = false;
   narrow.ifname = false;
   for (const ServerCaps& caps : {ServerCaps{}, narrow}) {
-    for (const ValidationIssue& issue : validate_tables(tables, caps)) {
+    for (const control::Failure& issue : validate_tables(tables, caps)) {
       FUZZ_CHECK(!issue.message.empty(), "an issue without a message");
       const Table& table = tables.of(issue.pif);
       FUZZ_CHECK(issue.rule >= -1 && issue.rule < static_cast<int>(table.rules.size()),

@@ -119,7 +119,7 @@ int option_file_one_input(const uint8_t* data, size_t size) {
     check_error(after.error().message);
     return 0;
   }
-  for (const ValidationIssue& issue : validate_tables(*after, ServerCaps{})) {
+  for (const control::Failure& issue : validate_tables(*after, ServerCaps{})) {
     FUZZ_CHECK(!issue.message.empty(), "an issue without a message");
   }
   return 0;

@@ -59,12 +59,6 @@ control::CommitResult commit(ControlConnection& c, const TableSet& tables, uint6
   return std::get<control::CommitResult>(r->body);
 }
 
-/// True when a TCP connection to 127.0.0.1:`port` is accepted by someone.
-bool listening(uint16_t port) {
-  UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
-  return c.valid();
-}
-
 TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   UniqueFd echo_target = listen_tcp("127.0.0.1", 18001);

@@ -41,11 +41,6 @@ bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-/// True when a TCP connection to 127.0.0.1:`port` is accepted.
-bool listening(uint16_t port) {
-  return connect_tcp("127.0.0.1", port, 2000).valid();
-}
-
 /// Connects to 127.0.0.1:`port` and checks that the target listening on
 /// `target` receives the connection.
 void expect_forwarded(uint16_t port, int target) {

@@ -1,10 +1,13 @@
 #include "tests/integration/daemon.h"
 
+#include "base/check.h"
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -184,6 +187,22 @@ std::string proc_status_field(pid_t pid, const std::string& field) {
     }
   }
   return "";
+}
+
+PolicyFileFixture::PolicyFileFixture(const std::string& text) {
+  char tmpl[] = "/tmp/sluice-policy-XXXXXX";
+  const char* dir = ::mkdtemp(tmpl);
+  CHECK(dir != nullptr);
+  dir_ = dir;
+  path_ = dir_ + "/policy";
+  std::ofstream(path_) << text;
+  ::chmod(dir_.c_str(), 0755);
+  ::chmod(path_.c_str(), 0644);
+}
+
+PolicyFileFixture::~PolicyFileFixture() {
+  ::unlink(path_.c_str());
+  ::rmdir(dir_.c_str());
 }
 
 }  // namespace sluice::test

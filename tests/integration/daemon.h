@@ -63,6 +63,21 @@ class Daemon {
   int stderr_fd_ = -1;
 };
 
+/// A policy file in a temporary directory, removed with the object.
+class PolicyFileFixture {
+ public:
+  /// Writes `text` to a new file, readable by everybody (sluiced reads it
+  /// before it drops anything).
+  explicit PolicyFileFixture(const std::string& text);
+  ~PolicyFileFixture();
+  PolicyFileFixture(const PolicyFileFixture&) = delete;
+  PolicyFileFixture& operator=(const PolicyFileFixture&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
+
 /// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".
 std::string proc_status_field(pid_t pid, const std::string& field);
 

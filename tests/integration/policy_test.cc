@@ -24,30 +24,6 @@ namespace {
 constexpr uint16_t kTargetPort = 18000;
 constexpr uint16_t kListenPort = 18080;
 
-/// A policy file in a temporary directory, removed with the object.
-class PolicyFileFixture {
- public:
-  /// Writes `text` to a new file.
-  explicit PolicyFileFixture(const std::string& text) {
-    char tmpl[] = "/tmp/sluice-policy-XXXXXX";
-    const char* dir = ::mkdtemp(tmpl);
-    CHECK(dir != nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/policy";
-    std::ofstream(path_) << text;
-    ::chmod(dir_.c_str(), 0755);
-    ::chmod(path_.c_str(), 0644);
-  }
-  ~PolicyFileFixture() {
-    ::unlink(path_.c_str());
-    ::rmdir(dir_.c_str());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string dir_, path_;
-};
-
 /// True when the test runs as real root in a network namespace only (other
 /// uids exist there); in the user-namespace run only one uid is mapped.
 bool real_root_run() {

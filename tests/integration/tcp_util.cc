@@ -124,4 +124,8 @@ Sha256Digest stream_digest(uint64_t seed, size_t bytes) {
   return hash.finish();
 }
 
+bool listening(uint16_t port) {
+  return connect_tcp("127.0.0.1", port, 2000).valid();
+}
+
 }  // namespace sluice::test

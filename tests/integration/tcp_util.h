@@ -24,6 +24,10 @@ UniqueFd connect_tcp(const std::string& addr, uint16_t port, int timeout_ms = 10
 /// Accepts one connection with a timeout (poll); empty on timeout.
 UniqueFd accept_one(int listen_fd, int timeout_ms = 10000);
 
+/// True when a TCP connection to 127.0.0.1:`port` is accepted by someone
+/// within 2 s.
+bool listening(uint16_t port);
+
 /// Writes `bytes` bytes of the stream seeded by `seed`; returns the SHA-256 of
 /// what was written, or all zeros if a write failed.
 Sha256Digest send_stream(int fd, uint64_t seed, size_t bytes);

@@ -194,7 +194,7 @@ TEST_P(Conformance, ParsesToListing) {
   caps.ipv6 = ctx.ipv6;
   TableSet tables;
   tables.of(option_pif(c.option)).rules = *rules;
-  for (const ValidationIssue& issue : validate_tables(tables, caps)) {
+  for (const control::Failure& issue : validate_tables(tables, caps)) {
     ADD_FAILURE() << issue.message;
   }
 }

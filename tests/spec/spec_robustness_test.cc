@@ -30,7 +30,7 @@ bool check_one(char option, const std::string& spec, const SpecContext& ctx) {
   EXPECT_LE(rules->size(), kMaxRulesPerTable);
   TableSet tables;
   tables.of(option_pif(option)).rules = *rules;
-  std::vector<ValidationIssue> issues = validate_tables(tables, ServerCaps{});
+  std::vector<control::Failure> issues = validate_tables(tables, ServerCaps{});
   EXPECT_TRUE(issues.empty()) << "-" << option << " '" << spec << "' made an invalid table: "
                               << (issues.empty() ? "" : issues[0].message);
   return true;

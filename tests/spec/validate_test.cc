@@ -40,8 +40,8 @@ Rule rule(const std::string& listen, unsigned first, unsigned last = 0) {
 std::vector<std::string> problems(const Rule& r, Pif pif = Pif::kHost,
                                   const ServerCaps& caps = ServerCaps{}) {
   std::vector<std::string> out;
-  for (const ValidationIssue& issue : validate_rule(pif, r, 0, caps)) {
-    EXPECT_EQ(issue.kind, IssueKind::kInvalid);
+  for (const control::Failure& issue : validate_rule(pif, r, 0, caps)) {
+    EXPECT_EQ(issue.kind, control::FailureKind::kInvalid);
     EXPECT_EQ(issue.rule, 0);
     EXPECT_EQ(issue.pif, pif);
     out.push_back(issue.message);
@@ -202,7 +202,7 @@ TEST(ValidateRule, CorruptEnums) {
 }
 
 /// Validates a HOST table of `rules` and returns the issues.
-std::vector<ValidationIssue> check_table(std::vector<Rule> rules) {
+std::vector<control::Failure> check_table(std::vector<Rule> rules) {
   TableSet tables;
   tables.of(Pif::kHost).rules = std::move(rules);
   return validate_tables(tables, ServerCaps{});
@@ -215,10 +215,10 @@ bool conflict_both_orders(const Rule& a, const Rule& b) {
   for (int order = 0; order < 2; ++order) {
     const Rule& x = order == 0 ? a : b;
     const Rule& y = order == 0 ? b : a;
-    std::vector<ValidationIssue> issues = check_table({x, y});
-    bool conflict = issues.size() == 1 && issues[0].kind == IssueKind::kConflict;
+    std::vector<control::Failure> issues = check_table({x, y});
+    bool conflict = issues.size() == 1 && issues[0].kind == control::FailureKind::kConflict;
     if (conflict) {
-      const ValidationIssue& issue = issues[0];
+      const control::Failure& issue = issues[0];
       EXPECT_EQ(issue.rule, 1);
       EXPECT_EQ(issue.other_rule, 0);
       EXPECT_NE(issue.message.find("HOST rule 1 (" + format_rule(y) + ")"), std::string::npos)
@@ -278,7 +278,7 @@ TEST(Conflicts, NonMatching) {
 }
 
 TEST(Conflicts, MessageNamesTheOverlapAndTheReason) {
-  std::vector<ValidationIssue> issues = check_table({rule("*", 20, 30), rule("0.0.0.0", 25, 40)});
+  std::vector<control::Failure> issues = check_table({rule("*", 20, 30), rule("0.0.0.0", 25, 40)});
   ASSERT_EQ(issues.size(), 1u);
   EXPECT_NE(issues[0].message.find("both listen for TCP on ports 25-30"), std::string::npos)
       << issues[0].message;
@@ -331,10 +331,10 @@ TEST(Conflicts, SweepAgreesWithBruteForce) {
       }
       if (hit) ++flagged;
     }
-    std::vector<ValidationIssue> issues = check_table(rules);
+    std::vector<control::Failure> issues = check_table(rules);
     std::set<int> named;
-    for (const ValidationIssue& issue : issues) {
-      ASSERT_EQ(issue.kind, IssueKind::kConflict) << issue.message;
+    for (const control::Failure& issue : issues) {
+      ASSERT_EQ(issue.kind, control::FailureKind::kConflict) << issue.message;
       ASSERT_GT(issue.rule, issue.other_rule);
       EXPECT_TRUE(rules_conflict(rules[static_cast<size_t>(issue.rule)],
                                  rules[static_cast<size_t>(issue.other_rule)]));
@@ -366,9 +366,9 @@ TEST(Limits, FullTableOfDistinctPortsValidates) {
 TEST(Limits, TooManyRules) {
   std::vector<Rule> rules;
   for (unsigned port = 1; port <= kMaxRulesPerTable + 1; ++port) rules.push_back(rule("*", port));
-  std::vector<ValidationIssue> issues = check_table(rules);
+  std::vector<control::Failure> issues = check_table(rules);
   ASSERT_EQ(issues.size(), 1u);
-  EXPECT_EQ(issues[0].kind, IssueKind::kCapacity);
+  EXPECT_EQ(issues[0].kind, control::FailureKind::kCapacity);
   EXPECT_EQ(issues[0].rule, -1);
   EXPECT_NE(issues[0].message.find("4097 rules, over the limit of 4096"), std::string::npos)
       << issues[0].message;
@@ -379,9 +379,9 @@ TEST(Limits, TooManyListeners) {
   for (int i = 1; i <= 6; ++i) {
     rules.push_back(rule("192.0.2." + std::to_string(i), 1, 65535));
   }
-  std::vector<ValidationIssue> issues = check_table(rules);
+  std::vector<control::Failure> issues = check_table(rules);
   ASSERT_EQ(issues.size(), 1u) << issues[0].message;
-  EXPECT_EQ(issues[0].kind, IssueKind::kCapacity);
+  EXPECT_EQ(issues[0].kind, control::FailureKind::kCapacity);
   EXPECT_NE(issues[0].message.find("393210 listening sockets"), std::string::npos)
       << issues[0].message;
 }
@@ -392,7 +392,7 @@ TEST(Limits, IssuesPerTableAreCapped) {
   std::vector<Rule> rules(kMaxRulesPerTable, rule("*", 1, 65535));
   rules[0].first = rules[0].last = 1;  // keep the listener count under its limit
   for (Rule& r : rules) r.last = r.first;
-  std::vector<ValidationIssue> issues = check_table(rules);
+  std::vector<control::Failure> issues = check_table(rules);
   ASSERT_EQ(issues.size(), 101u);
   EXPECT_NE(issues.back().message.find("3995 more problems are not shown"), std::string::npos)
       << issues.back().message;
@@ -400,19 +400,19 @@ TEST(Limits, IssuesPerTableAreCapped) {
 
 TEST(Limits, IssuesComeInRuleOrder) {
   Rule bad = rule("*", 80, 70);
-  std::vector<ValidationIssue> issues =
+  std::vector<control::Failure> issues =
       check_table({rule("*", 22), rule("*", 500), bad, rule("0.0.0.0", 22), bad});
   ASSERT_EQ(issues.size(), 3u);
   EXPECT_EQ(issues[0].rule, 2);
   EXPECT_EQ(issues[1].rule, 3);
-  EXPECT_EQ(issues[1].kind, IssueKind::kConflict);
+  EXPECT_EQ(issues[1].kind, control::FailureKind::kConflict);
   EXPECT_EQ(issues[2].rule, 4);
 }
 
 TEST(Limits, TablesMustBeInPifOrder) {
   TableSet tables;
   tables.tables[0].pif = Pif::kSplice;
-  std::vector<ValidationIssue> issues = validate_tables(tables, ServerCaps{});
+  std::vector<control::Failure> issues = validate_tables(tables, ServerCaps{});
   ASSERT_EQ(issues.size(), 1u);
   EXPECT_NE(issues[0].message.find("pif order"), std::string::npos);
 }

@@ -146,11 +146,57 @@ TEST(Codec, StatsRoundTrip) {
   udp.datagrams_to_target = 20;
   udp.datagrams_to_client = 19;
   udp.dropped = 1;
+  tcp.loops = 2;
   st.rules = {tcp, udp};
   Response r{6, st};
   auto got = decode_resp(encode_response(r));
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_EQ(*got, r);
+}
+
+TEST(Codec, FailuresRoundTripWithTheOtherRuleOfAConflict) {
+  CommitResult result;
+  Failure conflict;
+  conflict.kind = FailureKind::kConflict;
+  conflict.rule = 3;
+  conflict.other_rule = 1;
+  conflict.text = "TCP [*]:80 => 80";
+  conflict.message = "HOST rule 3 conflicts with rule 1";
+  Failure bind;
+  bind.kind = FailureKind::kBindFailed;
+  bind.rule = 0;
+  bind.port = 80;
+  bind.err = 98;
+  bind.message = "bind failed";
+  result.failures = {conflict, bind};
+  Response r{9, result};
+  auto got = decode_resp(encode_response(r));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, r);
+  EXPECT_EQ(std::get<CommitResult>(got->body).failures[1].other_rule, -1);
+}
+
+TEST(Codec, TheDefaultTargetDecodesToOneCanonicalForm) {
+  // ::ffff:0.0.0.0 is the default target spelt as an IPv4 address; it
+  // decodes to the same rule as ::, so every check, the digest and the
+  // listing see one rule.
+  CommitRequest commit;
+  Rule spelt;
+  spelt.listen = addr_v4(0, 0, 0, 0);
+  spelt.first = spelt.last = 8080;
+  spelt.to = 8081;
+  spelt.target = addr_v4(0, 0, 0, 0);
+  commit.tables.of(Pif::kHost).rules = {spelt};
+  auto got = decode_req(encode_request(Request{7, commit}));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  const Rule& decoded = std::get<CommitRequest>(got->body).tables.of(Pif::kHost).rules.at(0);
+  EXPECT_EQ(decoded.target, Addr{});
+  EXPECT_EQ(decoded.listen, addr_v4(0, 0, 0, 0)) << "a listen address keeps its family";
+  Rule canonical = spelt;
+  canonical.target = Addr{};
+  TableSet expected;
+  expected.of(Pif::kHost).rules = {canonical};
+  EXPECT_EQ(digest_tables(std::get<CommitRequest>(got->body).tables), digest_tables(expected));
 }
 
 TEST(Codec, OverlongRuleTextInStatsIsRefused) {

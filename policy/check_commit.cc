@@ -1,0 +1,153 @@
+// The one rule check (see check_commit.h).
+#include "policy/check_commit.h"
+
+#include <algorithm>
+#include <string>
+
+#include "policy/validate.h"
+
+namespace sluice {
+namespace {
+
+/// True when a listener of `s` can receive sluice's own connections: they
+/// travel on lo, so a socket bound to any other interface never sees them.
+bool sees_local_traffic(const Rule& s) noexcept {
+  return s.ifname.empty() || s.ifname == "lo";
+}
+
+/// True when a listener of `s` accepts connections to the loopback address `t`.
+bool serves_loopback(const Rule& s, const Addr& t) noexcept {
+  if (!sees_local_traffic(s)) return false;
+  if (s.dual_stack) return true;
+  if (addr_is_v4(s.listen) != addr_is_v4(t)) return false;
+  return addr_is_unspecified(s.listen) || s.listen == t;
+}
+
+/// True when `s` listens explicitly on the address `t` (not a wildcard).
+bool listens_on(const Rule& s, const Addr& t) noexcept {
+  return sees_local_traffic(s) && !s.dual_stack && !addr_is_unspecified(s.listen) && s.listen == t;
+}
+
+/// True when a wildcard listener of `s` (dual-stack, or the unspecified
+/// address of `t`'s family) would accept connections to `t` if `t` were one
+/// of the host's own addresses.
+bool wildcard_for(const Rule& s, const Addr& t) noexcept {
+  if (!sees_local_traffic(s)) return false;
+  if (s.dual_stack) return true;
+  return addr_is_v4(s.listen) == addr_is_v4(t) && addr_is_unspecified(s.listen);
+}
+
+/// The target port range of `r`: [*t0, *t1].
+void target_ports(const Rule& r, unsigned* t0, unsigned* t1) noexcept {
+  *t0 = r.to;
+  *t1 = static_cast<unsigned>(r.to) + (r.last - r.first);
+}
+
+/// Builds the failure for rule `i` (`r`) forwarding into rule `j` (`s`) at
+/// target address `t`.
+control::Failure loop_failure(size_t i, const Rule& r, size_t j, const Rule& s, const Addr& t) {
+  unsigned t0, t1;
+  target_ports(r, &t0, &t1);
+  const unsigned port = std::max<unsigned>(t0, s.first);
+  control::Failure f;
+  f.kind = control::FailureKind::kInvalid;
+  f.pif = Pif::kHost;
+  f.rule = static_cast<int32_t>(i);
+  f.text = format_rule(r);
+  f.port = static_cast<uint16_t>(r.first + (port - t0));
+  if (i != j) f.other_rule = static_cast<int32_t>(j);
+  const bool loopback = is_default_target(r.target);
+  f.message =
+      "HOST rule " + std::to_string(i) + " (" + f.text + ") forwards port " +
+      std::to_string(f.port) + " to port " + std::to_string(port) + " of " +
+      (loopback ? std::string("loopback") : format_addr(t)) + ", where " +
+      (i == j ? std::string("the rule itself")
+              : "HOST rule " + std::to_string(j) + " (" + format_rule(s) + ")") +
+      " listens: every connection would come back into sluice and multiply; map it to a port "
+      "nothing forwards (e.g. " +
+      std::to_string(r.first) + ":" +
+      std::to_string(r.first + 1000 <= 65535 ? r.first + 1000 : r.first - 1000) + ") or give " +
+      (loopback ? "a target address" : "another target address");
+  return f;
+}
+
+/// Returns a failure for every table with rules that the server does not
+/// serve: such rules could never forward.
+std::vector<control::Failure> unserved_tables(const TableSet& tables, const CommitFacts& facts) {
+  std::vector<control::Failure> out;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    const Pif pif = static_cast<Pif>(p);
+    if (facts.served[p] || tables.of(pif).rules.empty()) continue;
+    control::Failure f;
+    f.kind = control::FailureKind::kInvalid;
+    f.pif = pif;
+    f.message = std::string(pif_name(pif)) +
+                " table: this server does not serve it (its hello lists no " + pif_name(pif) +
+                " table), so its rules cannot forward; " +
+                (pif == Pif::kSplice
+                     ? "SPLICE rules (-T/-U) listen in a target namespace, which this server "
+                       "has none of; drop the -T/-U options"
+                     : "drop the -t/-u options");
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<control::Failure> find_certain_loops(const TableSet& tables, const CommitFacts& facts) {
+  std::vector<control::Failure> out;
+  if (!facts.targets_share_namespace) return out;
+  const Table& table = tables.of(Pif::kHost);
+  for (size_t i = 0; i < table.rules.size(); ++i) {
+    const Rule& r = table.rules[i];
+    unsigned t0, t1;
+    target_ports(r, &t0, &t1);
+    const std::vector<Addr> targets = rule_target_addresses(r);
+    bool found = false;
+    for (size_t j = 0; j < table.rules.size() && !found; ++j) {
+      const Rule& s = table.rules[j];
+      if (s.proto != r.proto || s.last < t0 || s.first > t1) continue;
+      for (const Addr& t : targets) {
+        const bool loops = addr_is_loopback(t) ? serves_loopback(s, t) : listens_on(s, t);
+        if (!loops) continue;
+        out.push_back(loop_failure(i, r, j, s, t));
+        found = true;  // one failure per looping rule
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<bool> rules_needing_loop_guard(const Table& table, const CommitFacts& facts) {
+  std::vector<bool> out(table.rules.size(), false);
+  if (!facts.targets_share_namespace || table.pif != Pif::kHost) return out;
+  for (size_t i = 0; i < table.rules.size(); ++i) {
+    const Rule& r = table.rules[i];
+    if (is_default_target(r.target) || addr_is_loopback(r.target)) continue;
+    unsigned t0, t1;
+    target_ports(r, &t0, &t1);
+    for (const Rule& s : table.rules) {
+      if (s.proto == r.proto && s.last >= t0 && s.first <= t1 && wildcard_for(s, r.target)) {
+        out[i] = true;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<control::Failure> check_commit(const TableSet& tables, const CommitFacts& facts,
+                                           const TargetPolicy* target_policy) {
+  std::vector<control::Failure> failures = validate_tables(tables, facts.caps);
+  if (!failures.empty()) return failures;
+  failures = unserved_tables(tables, facts);
+  if (!failures.empty()) return failures;
+  failures = find_certain_loops(tables, facts);
+  if (!failures.empty()) return failures;
+  if (target_policy != nullptr) failures = check_table_targets(*target_policy, tables);
+  return failures;
+}
+
+}  // namespace sluice

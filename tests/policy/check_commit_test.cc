@@ -1,0 +1,207 @@
+// The one rule check: the order of its steps, the certain loops it refuses,
+// the possible loops it leaves to the run-time guard, and the one definition
+// of the default target that every check shares.
+#include "policy/check_commit.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice {
+namespace {
+
+/// A TCP rule on `listen` (or dual-stack "*") for ports first..last to `to`,
+/// with `target` ("" for the default target).
+Rule rule(const char* listen, uint16_t first, uint16_t last, uint16_t to, const char* target = "") {
+  Rule r;
+  if (std::string(listen) == "*") {
+    r.dual_stack = true;
+  } else {
+    EXPECT_TRUE(parse_addr(listen, &r.listen)) << listen;
+  }
+  r.first = first;
+  r.last = last;
+  r.to = to;
+  if (*target != '\0') {
+    EXPECT_TRUE(parse_addr(target, &r.target)) << target;
+  }
+  return r;
+}
+
+/// A HOST-only table set.
+TableSet host(std::vector<Rule> rules) {
+  TableSet t;
+  t.of(Pif::kHost).rules = std::move(rules);
+  return t;
+}
+
+/// The loops check_commit finds with a server that listens and connects in
+/// one namespace.
+std::vector<control::Failure> loops(const TableSet& t) {
+  return find_certain_loops(t, CommitFacts{});
+}
+
+TEST(ForwardingLoops, IdentityMappingOnLoopbackLoops) {
+  auto found = loops(host({rule("127.0.0.1", 8080, 8080, 8080)}));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].rule, 0);
+  EXPECT_EQ(found[0].port, 8080);
+  EXPECT_EQ(found[0].text, "TCP [127.0.0.1]:8080 => 8080");
+  EXPECT_NE(found[0].message.find("the rule itself"), std::string::npos) << found[0].message;
+  EXPECT_EQ(loops(host({rule("*", 22, 80, 22)})).size(), 1u);
+  // -t 8080: the default target on every address.
+  EXPECT_EQ(loops(host({rule("0.0.0.0", 8080, 8080, 8080)})).size(), 1u);
+  EXPECT_EQ(loops(host({rule("::", 8080, 8080, 8080)})).size(), 1u);
+}
+
+TEST(ForwardingLoops, TargetServedByAnotherRuleLoops) {
+  auto found =
+      loops(host({rule("127.0.0.1", 8080, 8080, 9000), rule("0.0.0.0", 9000, 9010, 7000)}));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].rule, 0);
+  EXPECT_EQ(found[0].other_rule, 1);
+  EXPECT_NE(found[0].message.find("HOST rule 1 (TCP [0.0.0.0]:9000-9010 => 7000-7010)"),
+            std::string::npos)
+      << found[0].message;
+}
+
+TEST(ForwardingLoops, TwoRulesThatFeedEachOtherLoop) {
+  // 127.0.0.1:8080 -> 127.0.0.2:9090 and 127.0.0.2:9090 -> 127.0.0.1:8080.
+  auto found = loops(host({rule("127.0.0.1", 8080, 8080, 9090, "127.0.0.2"),
+                           rule("127.0.0.2", 9090, 9090, 8080, "127.0.0.1")}));
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].other_rule, 1);
+  EXPECT_EQ(found[1].other_rule, 0);
+}
+
+TEST(ForwardingLoops, TargetEqualToAnExplicitListenAddressLoops) {
+  auto found =
+      loops(host({rule("0.0.0.0", 80, 80, 8080, "192.0.2.7"), rule("192.0.2.7", 8080, 8080, 81)}));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].rule, 0);
+  EXPECT_NE(found[0].message.find("of 192.0.2.7"), std::string::npos) << found[0].message;
+}
+
+TEST(ForwardingLoops, OtherPortsFamiliesTargetsAndInterfacesDoNotLoop) {
+  EXPECT_TRUE(loops(host({rule("127.0.0.1", 8080, 8080, 8000)})).empty());
+  // An IPv4 listener's default target is 127.0.0.1, not served by a ::1 listener.
+  EXPECT_TRUE(
+      loops(host({rule("127.0.0.1", 8080, 8080, 9000), rule("::1", 9000, 9000, 1)})).empty());
+  // An explicit target elsewhere does not loop, even on the same port.
+  EXPECT_TRUE(loops(host({rule("127.0.0.1", 8080, 8080, 8080, "192.0.2.7")})).empty());
+  // UDP does not loop into TCP.
+  Rule udp = rule("0.0.0.0", 9000, 9000, 1);
+  udp.proto = Proto::kUdp;
+  EXPECT_TRUE(loops(host({rule("127.0.0.1", 8080, 8080, 9000), udp})).empty());
+  // A listener bound to another interface never sees sluice's own
+  // connections, which travel on lo.
+  Rule eth = rule("0.0.0.0", 8080, 8080, 8080);
+  eth.ifname = "eth0";
+  EXPECT_TRUE(loops(host({eth})).empty());
+  Rule lo = eth;
+  lo.ifname = "lo";
+  EXPECT_EQ(loops(host({lo})).size(), 1u);
+}
+
+TEST(ForwardingLoops, ContainerPublishFormsAreNotLoops) {
+  // -t 0.0.0.0/8080:10.88.0.5/8080 (podman -p 8080:8080) and its IPv6 twin:
+  // nothing says the target is local, so nothing is refused at commit time.
+  TableSet v4 = host({rule("0.0.0.0", 8080, 8080, 8080, "10.88.0.5")});
+  TableSet v6 = host({rule("::", 8080, 8080, 8080, "fd00::5")});
+  TableSet dual = host({rule("*", 8080, 8080, 8080, "fd00::5")});
+  for (const TableSet* t : {&v4, &v6, &dual}) {
+    EXPECT_TRUE(check_commit(*t, CommitFacts{}, nullptr).empty())
+        << check_commit(*t, CommitFacts{}, nullptr)[0].message;
+  }
+  // They may still loop if the target is one of the host's own addresses:
+  // the forwarder guards them at run time.
+  EXPECT_EQ(rules_needing_loop_guard(v4.of(Pif::kHost), CommitFacts{}), std::vector<bool>{true});
+  EXPECT_EQ(rules_needing_loop_guard(v6.of(Pif::kHost), CommitFacts{}), std::vector<bool>{true});
+}
+
+TEST(ForwardingLoops, OnlyRulesThatMayLoopAreGuarded) {
+  Table t = host({rule("127.0.0.1", 80, 80, 8080, "192.0.2.7"),  // nothing listens on *:8080
+                  rule("0.0.0.0", 443, 443, 443, "10.0.0.9"),    // *:443 serves 10.0.0.9:443
+                  rule("0.0.0.0", 22, 22, 2222, "::1"),          // IPv6 target: no v4 wildcard
+                  rule("127.0.0.1", 53, 53, 5353)})              // default target: checked
+                .of(Pif::kHost);
+  EXPECT_EQ(rules_needing_loop_guard(t, CommitFacts{}),
+            (std::vector<bool>{false, true, false, false}));
+  CommitFacts apart;
+  apart.targets_share_namespace = false;
+  EXPECT_EQ(rules_needing_loop_guard(t, apart), (std::vector<bool>{false, false, false, false}));
+}
+
+TEST(ForwardingLoops, NoneWhenTargetsAreInAnotherNamespace) {
+  CommitFacts apart;
+  apart.targets_share_namespace = false;
+  EXPECT_TRUE(find_certain_loops(host({rule("0.0.0.0", 8080, 8080, 8080)}), apart).empty());
+}
+
+TEST(DefaultTarget, OneDefinitionForBothSpellings) {
+  Addr mapped_any = addr_v4(0, 0, 0, 0);
+  EXPECT_TRUE(is_default_target(Addr{}));
+  EXPECT_TRUE(is_default_target(mapped_any));
+  EXPECT_EQ(canonical_target(mapped_any), Addr{});
+  EXPECT_FALSE(is_default_target(addr_v4(127, 0, 0, 1)));
+  Rule r = rule("0.0.0.0", 8080, 8080, 8081);
+  r.target = mapped_any;
+  EXPECT_EQ(rule_target_addresses(r), std::vector<Addr>{addr_v4(127, 0, 0, 1)});
+  EXPECT_EQ(format_rule(r), "TCP [0.0.0.0]:8080 => 8081");
+}
+
+TEST(CheckCommit, V4MappedUnspecifiedTargetIsCheckedAsTheDefaultTarget) {
+  // The bypass: a target sent as ::ffff:0.0.0.0 must meet the same target
+  // policy as the default target (it forwards to loopback).
+  TargetPolicy deny_loopback;
+  deny_loopback.use_rules = true;
+  deny_loopback.source = "policy";
+  TargetRule deny;
+  deny.allow = false;
+  deny.tcp = true;
+  deny.udp = true;
+  deny.any_addr = true;
+  deny.any_port = true;
+  deny.line = 1;
+  deny.text = "target deny tcp,udp * *";
+  deny_loopback.rules.push_back(deny);
+  Rule plain = rule("0.0.0.0", 8080, 8080, 8081);
+  Rule mapped = plain;
+  mapped.target = addr_v4(0, 0, 0, 0);
+  for (const Rule& r : {plain, mapped}) {
+    auto failures = check_commit(host({r}), CommitFacts{}, &deny_loopback);
+    ASSERT_EQ(failures.size(), 1u) << format_rule(r);
+    EXPECT_EQ(failures[0].kind, control::FailureKind::kPolicyDenied);
+    EXPECT_NE(failures[0].message.find("127.0.0.1"), std::string::npos) << failures[0].message;
+  }
+}
+
+TEST(CheckCommit, StepsRunInOrderAndStopAtTheFirstThatFails) {
+  // A conflict is reported alone, although the rules also loop.
+  auto conflict =
+      check_commit(host({rule("*", 80, 80, 80), rule("*", 80, 80, 80)}), CommitFacts{}, nullptr);
+  ASSERT_EQ(conflict.size(), 1u);
+  EXPECT_EQ(conflict[0].kind, control::FailureKind::kConflict);
+  // A table the server does not serve.
+  TableSet splice;
+  Rule s = rule("::", 8080, 8080, 8081);
+  s.dual_stack = false;
+  s.ifname = "lo";
+  splice.of(Pif::kSplice).rules.push_back(s);
+  CommitFacts host_only;
+  host_only.served = {true, false};
+  auto unserved = check_commit(splice, host_only, nullptr);
+  ASSERT_EQ(unserved.size(), 1u);
+  EXPECT_EQ(unserved[0].pif, Pif::kSplice);
+  EXPECT_EQ(unserved[0].rule, -1);
+  EXPECT_NE(unserved[0].message.find("does not serve it"), std::string::npos);
+  EXPECT_TRUE(check_commit(splice, CommitFacts{}, nullptr).empty());
+  // Then loops.
+  auto loop = check_commit(host({rule("*", 80, 80, 80)}), CommitFacts{}, nullptr);
+  ASSERT_EQ(loop.size(), 1u);
+  EXPECT_NE(loop[0].message.find("come back into sluice"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice
