@@ -227,10 +227,10 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   bool used_default = false;
-  std::vector<std::string> argv = worker_argv(options, &used_default);
+  const WorkerArgs args = worker_args(options, &used_default);
   if (used_default) {
     LOG_INFO(
-        "no -t/-u/-T/-U given: using the default rule set %s %s (forward 127.0.0.1:8080 "
+        "no -t/-u/-T/-U given: using the default rule set -%c %s (forward 127.0.0.1:8080 "
         "to 127.0.0.1:8000); pass -t none for an empty table",
         kDefaultRuleOption, kDefaultRuleSpec);
   }
@@ -244,7 +244,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
   auto launched =
-      launch_worker(*worker_path, argv, control.listen_fd.get(), audit.get(), loaded.text.get());
+      launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(), loaded.text.get());
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "base/strings.h"
-#include "schema/broker_wire.h"
+#include "schema/worker_args.h"
 
 namespace sluice {
 namespace {
@@ -50,14 +50,20 @@ Result<void> set_once(std::string* slot, const char* name, const char* value) {
   return Ok();
 }
 
-/// Stores the decimal number `value` (1..max) into `slot`, refusing a second
-/// occurrence of `name`, a zero, a sign, or anything that is not a number.
-Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value, uint32_t max) {
+/// Stores the decimal number `value` into `slot`, within `limit`'s range
+/// (schema/worker_args.h), refusing a second occurrence of `name`, a zero, a
+/// sign, anything that is not a number, or a number below the limit's
+/// minimum (`min_unit` names its unit in that message).
+Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
+                            const WorkerLimit& limit, const char* min_unit = "") {
   if (*slot != 0) return Err(std::string(name) + " given twice");
   unsigned long n = 0;
-  if (!parse_uint(value, max, &n) || n < 1) {
-    return Err(std::string(name) + " needs a number from 1 to " + std::to_string(max) + ", not \"" +
-               sanitize(value, 32) + "\"");
+  if (!parse_uint(value, limit.max, &n) || n < 1) {
+    return Err(std::string(name) + " needs a number from 1 to " + std::to_string(limit.max) +
+               ", not \"" + sanitize(value, 32) + "\"");
+  }
+  if (n < limit.min) {
+    return Err(std::string(name) + " needs at least " + std::to_string(limit.min) + min_unit);
   }
   *slot = static_cast<uint32_t>(n);
   return Ok();
@@ -90,9 +96,8 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
       case 'u':
       case 'T':
       case 'U':
-        // Passed through as two argv entries, in order; never parsed here.
-        o.rule_args.push_back(std::string("-") + static_cast<char>(opt));
-        o.rule_args.push_back(optarg);
+        // Carried to the worker as text, in order; never parsed here.
+        o.rule_args.push_back(WorkerRuleArg{static_cast<char>(opt), optarg});
         break;
       case kOptPolicy:
         if (auto r = set_once(&o.policy_path, "--policy", optarg); !r) return Err(r.error());
@@ -103,38 +108,36 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
         }
         break;
       case kOptUdpFlows:
-        if (auto r = set_limit_once(&o.udp_flows, "--udp-flows", optarg, wire::kUdpFlowsMax); !r) {
+        if (auto r = set_limit_once(&o.udp_flows, "--udp-flows", optarg, kUdpFlowsLimit); !r) {
           return Err(r.error());
         }
         break;
       case kOptUdpIdle:
         if (auto r = set_limit_once(&o.udp_idle_timeout_s, "--udp-idle-timeout", optarg,
-                                    wire::kUdpIdleTimeoutMaxS);
+                                    kUdpIdleTimeoutLimit);
             !r) {
           return Err(r.error());
         }
         break;
       case kOptMaxConnections:
         if (auto r = set_limit_once(&o.max_connections, "--max-connections", optarg,
-                                    wire::kTcpConnectionsMax);
+                                    kTcpConnectionsLimit);
             !r) {
           return Err(r.error());
         }
         break;
       case kOptConnectTimeout:
         if (auto r = set_limit_once(&o.connect_timeout_s, "--connect-timeout", optarg,
-                                    wire::kConnectTimeoutMaxS);
+                                    kConnectTimeoutLimit);
             !r) {
           return Err(r.error());
         }
         break;
       case kOptPipeSize:
-        if (auto r = set_limit_once(&o.pipe_size, "--pipe-size", optarg, wire::kPipeSizeMax); !r) {
+        if (auto r = set_limit_once(&o.pipe_size, "--pipe-size", optarg, kPipeSizeLimit,
+                                    " bytes (one page)");
+            !r) {
           return Err(r.error());
-        }
-        if (o.pipe_size < wire::kPipeSizeMin) {
-          return Err("--pipe-size needs at least " + std::to_string(wire::kPipeSizeMin) +
-                     " bytes (one page)");
         }
         break;
       case 'd':
@@ -180,7 +183,7 @@ void print_usage(std::FILE* out) {
                "                        $XDG_RUNTIME_DIR/sluice/control.sock)\n"
                "  -t, -u, -T, -U SPEC   initial rules, as for sluicectl; repeatable, passed to\n"
                "                        sluice-worker unchanged and in order. Without any, the\n"
-               "                        default rule set is: %s %s\n"
+               "                        default rule set is: -%c %s\n"
                "                        (forward 127.0.0.1:8080 to 127.0.0.1:8000);\n"
                "                        -t none starts with an empty table\n"
                "      --policy FILE     bind policy file (`bind allow|deny PROTOS PORTS ADDRS`\n"
@@ -210,50 +213,35 @@ void print_usage(std::FILE* out) {
                "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
                "failure or a misbehaving worker; otherwise the worker's exit status\n"
                "(128+N when it was killed by signal N).\n",
-               kDefaultRuleOption, kDefaultRuleSpec, wire::kUdpFlowsMax, wire::kUdpFlowsDefault,
-               wire::kUdpIdleTimeoutMaxS, wire::kUdpIdleTimeoutDefaultS, wire::kTcpConnectionsMax,
-               wire::kTcpConnectionsDefault, wire::kConnectTimeoutMaxS,
-               wire::kConnectTimeoutDefaultS, wire::kPipeSizeMin, wire::kPipeSizeMax,
-               wire::kPipeSizeDefault);
+               kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault,
+               kUdpIdleTimeoutMaxS, kUdpIdleTimeoutDefaultS, kTcpConnectionsMax,
+               kTcpConnectionsDefault, kConnectTimeoutMaxS, kConnectTimeoutDefaultS, kPipeSizeMin,
+               kPipeSizeMax, kPipeSizeDefault);
+}
+
+WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
+  WorkerArgs args;
+  args.debug = options.debug;
+  args.quiet = options.quiet;
+  // Only for messages: the worker reads the text from kWorkerFdPolicy.
+  args.policy_source = options.policy_path;
+  // A limit that was not given (0) keeps the worker's default.
+  if (options.udp_flows != 0) args.udp_flows = options.udp_flows;
+  if (options.udp_idle_timeout_s != 0) args.udp_idle_timeout_s = options.udp_idle_timeout_s;
+  if (options.max_connections != 0) args.max_connections = options.max_connections;
+  if (options.connect_timeout_s != 0) args.connect_timeout_s = options.connect_timeout_s;
+  if (options.pipe_size != 0) args.pipe_size = options.pipe_size;
+  *used_default = options.rule_args.empty();
+  if (*used_default) {
+    args.rules.push_back(WorkerRuleArg{kDefaultRuleOption, kDefaultRuleSpec});
+  } else {
+    args.rules = options.rule_args;
+  }
+  return args;
 }
 
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default) {
-  std::vector<std::string> argv = {"sluice-worker"};
-  if (options.debug) argv.push_back("-d");
-  if (options.quiet) argv.push_back("-q");
-  if (!options.policy_path.empty()) {
-    // Only for messages: the worker reads the text from kWorkerFdPolicy.
-    argv.push_back("--policy-source");
-    argv.push_back(options.policy_path);
-  }
-  if (options.udp_flows != 0) {
-    argv.push_back("--udp-flows");
-    argv.push_back(std::to_string(options.udp_flows));
-  }
-  if (options.udp_idle_timeout_s != 0) {
-    argv.push_back("--udp-idle-timeout");
-    argv.push_back(std::to_string(options.udp_idle_timeout_s));
-  }
-  if (options.max_connections != 0) {
-    argv.push_back("--max-connections");
-    argv.push_back(std::to_string(options.max_connections));
-  }
-  if (options.connect_timeout_s != 0) {
-    argv.push_back("--connect-timeout");
-    argv.push_back(std::to_string(options.connect_timeout_s));
-  }
-  if (options.pipe_size != 0) {
-    argv.push_back("--pipe-size");
-    argv.push_back(std::to_string(options.pipe_size));
-  }
-  *used_default = options.rule_args.empty();
-  if (*used_default) {
-    argv.push_back(kDefaultRuleOption);
-    argv.push_back(kDefaultRuleSpec);
-  } else {
-    argv.insert(argv.end(), options.rule_args.begin(), options.rule_args.end());
-  }
-  return argv;
+  return to_argv(worker_args(options, used_default));
 }
 
 }  // namespace sluice

@@ -9,27 +9,28 @@
 #include <vector>
 
 #include "base/result.h"
+#include "schema/worker_args.h"
 
 namespace sluice {
 
-/// The rule options used when none of -t/-u/-T/-U is given: forward
+/// The rule option used when none of -t/-u/-T/-U is given: -t, forwarding
 /// 127.0.0.1:8080 to 127.0.0.1:8000 (documented in --help).
-inline constexpr const char* kDefaultRuleOption = "-t";
+inline constexpr char kDefaultRuleOption = 't';
 inline constexpr const char* kDefaultRuleSpec = "127.0.0.1/8080:8000";
 
 /// The options sluiced runs with.
 struct BrokerOptions {
-  std::string control_path;            // -c; empty: default_control_path()
-  std::vector<std::string> rule_args;  // {"-t", SPEC, "-U", SPEC, ...} in command-line order
-  std::string policy_path;             // --policy; empty: the default bind policy
-  std::string audit_log_path;          // --audit-log; empty: a dup of stderr
-  bool debug = false;                  // -d
-  bool quiet = false;                  // -q
-  uint32_t udp_flows = 0;              // --udp-flows; 0: the worker's default
-  uint32_t udp_idle_timeout_s = 0;     // --udp-idle-timeout; 0: the worker's default
-  uint32_t max_connections = 0;        // --max-connections; 0: the worker's default
-  uint32_t connect_timeout_s = 0;      // --connect-timeout; 0: the worker's default
-  uint32_t pipe_size = 0;              // --pipe-size; 0: the worker's default
+  std::string control_path;              // -c; empty: default_control_path()
+  std::vector<WorkerRuleArg> rule_args;  // -t/-u/-T/-U SPEC, unparsed, in command-line order
+  std::string policy_path;               // --policy; empty: the default bind policy
+  std::string audit_log_path;            // --audit-log; empty: a dup of stderr
+  bool debug = false;                    // -d
+  bool quiet = false;                    // -q
+  uint32_t udp_flows = 0;                // --udp-flows; 0: the worker's default
+  uint32_t udp_idle_timeout_s = 0;       // --udp-idle-timeout; 0: the worker's default
+  uint32_t max_connections = 0;          // --max-connections; 0: the worker's default
+  uint32_t connect_timeout_s = 0;        // --connect-timeout; 0: the worker's default
+  uint32_t pipe_size = 0;                // --pipe-size; 0: the worker's default
 };
 
 /// What main() should do after parsing.
@@ -50,10 +51,15 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv);
 /// Writes the --help text to `out`.
 void print_usage(std::FILE* out);
 
-/// Returns the worker's argv: {"sluice-worker", ["-d"|"-q"], [--policy-source
-/// PATH], [--udp-flows N], [--udp-idle-timeout S], [--max-connections N],
-/// [--connect-timeout S], [--pipe-size BYTES], rule args...}; the default rule
-/// options when none were given (then *used_default is set).
+/// Returns the start-up arguments of the worker (schema/worker_args.h) for
+/// `options`: its -d/-q, the --policy path (for the worker's messages), the
+/// limits given (the others keep the worker's defaults) and the rule options,
+/// carried unparsed; the default rule option when none was given (then
+/// *used_default is set). Never fails: every value was checked when parsed.
+WorkerArgs worker_args(const BrokerOptions& options, bool* used_default);
+
+/// Returns to_argv(worker_args(options, used_default)): the argv the worker
+/// is exec'd with, argv[0] included.
 std::vector<std::string> worker_argv(const BrokerOptions& options, bool* used_default);
 
 }  // namespace sluice

@@ -23,6 +23,7 @@ extern "C" {
 #include "base/log.h"
 #include "base/strings.h"
 #include "schema/broker_wire.h"
+#include "schema/worker_args.h"
 
 namespace sluice {
 namespace {
@@ -121,18 +122,18 @@ Result<std::string> find_worker_binary() {
   }
   std::string dir(self, static_cast<size_t>(n));
   dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/'));
-  std::string path = dir + "/sluice-worker";
+  std::string path = dir + "/" + kWorkerProgram;
   if (::access(path.c_str(), X_OK) != 0) {
     int err = errno;
-    return Err(err, "sluice-worker not found next to sluiced: " + path + ": " + errno_text(err) +
-                        "; install both binaries in the same directory");
+    return Err(err, std::string(kWorkerProgram) + " not found next to sluiced: " + path + ": " +
+                        errno_text(err) + "; install both binaries in the same directory");
   }
   return path;
 }
 
-Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
-                                    int control_fd, int audit_fd, int policy_fd) {
-  CHECK(!argv.empty());
+Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
+                                    int audit_fd, int policy_fd) {
+  const std::vector<std::string> argv = to_argv(args);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     int err = errno;
@@ -154,9 +155,9 @@ Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<s
   if (!log_fd) return Err(log_fd.error().err, log_fd.error().message);
   // Everything the child needs is built before fork, so the child only makes
   // plain syscalls between fork and exec.
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> exec_argv;
+  for (const std::string& a : argv) exec_argv.push_back(const_cast<char*>(a.c_str()));
+  exec_argv.push_back(nullptr);
   char* envp[] = {nullptr};  // an empty environment: nothing to inherit or parse
 
   pid_t pid = ::fork();
@@ -165,7 +166,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<s
     return Err(err, "fork for the worker: " + errno_text(err));
   }
   if (pid == 0) {
-    exec_child(path.c_str(), args.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
+    exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
                control_fd, audit_fd, policy_fd);
   }
   WorkerProcess worker;

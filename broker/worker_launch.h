@@ -10,6 +10,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "schema/worker_args.h"
 
 namespace sluice {
 
@@ -41,12 +42,13 @@ struct WorkerProcess {
 /// plain dup. Fails only when the dup fails.
 Result<UniqueFd> stderr_for_worker();
 
-/// Returns the path of sluice-worker in the directory of this binary
-/// (readlink /proc/self/exe). Fails with the path and what to do when it is
-/// missing or not executable.
+/// Returns the path of sluice-worker (kWorkerProgram) in the directory of
+/// this binary (readlink /proc/self/exe). Fails with the path and what to do
+/// when it is missing or not executable.
 Result<std::string> find_worker_binary();
 
-/// Forks and execs `path` with `argv` (argv[0] included), an empty
+/// Forks and execs `path` with to_argv(`args`) as its argv (the start-up
+/// arguments of schema/worker_args.h; CHECKs that they are in range), an empty
 /// environment, fd 0 on /dev/null, fds 1 and 2 on stderr_for_worker(), and
 /// fds 3/4/5/6 = the worker's end of a new SOCK_SEQPACKET socketpair,
 /// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
@@ -55,8 +57,8 @@ Result<std::string> find_worker_binary();
 /// (terminal signals reach the broker only). The child reports an exec
 /// failure on stderr and exits 127. Block SIGCHLD before calling. Fails when
 /// the socketpair, /dev/null, fork or pidfd_open fail.
-Result<WorkerProcess> launch_worker(const std::string& path, const std::vector<std::string>& argv,
-                                    int control_fd, int audit_fd, int policy_fd);
+Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
+                                    int audit_fd, int policy_fd);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it
 /// is still running: its exit status, or 128+N when killed by signal N; logs

@@ -47,60 +47,8 @@ inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
 inline constexpr int kWorkerFdPolicy = 6;
 inline constexpr int kWorkerFirstFreeFd = 7;
 
-/// The UDP limits sluiced passes on the worker's command line (--udp-flows N,
-/// --udp-idle-timeout SECONDS). Like the fd numbers above, they are part of
-/// how the broker starts the worker; both sides check the ranges.
-///
-/// Limit: concurrent UDP flows by default. Each flow holds one socket toward
-/// its target, so 4096 flows next to 10,000 listeners and the TCP path's
-/// connections stay within the 20,000-descriptor limit of the hosts sluice
-/// targets; conntrack pays no descriptors and can afford more entries.
-inline constexpr uint32_t kUdpFlowsDefault = 4096;
-/// Limit: the most --udp-flows accepts: fs.nr_open's default (1,048,576), the
-/// most descriptors one process may ever hold, so a larger table could never
-/// give every flow its socket.
-inline constexpr uint32_t kUdpFlowsMax = 1u << 20;
-/// Limit: a flow ends after this long without a datagram either way. 180 s
-/// was conntrack's UDP stream timeout (nf_conntrack_udp_timeout_stream) until
-/// Linux 5.0 lowered it to 120 s; keeping the longer value means a flow never
-/// expires before the conntrack and NAT state along its path would, so a
-/// stream whose peers exchange a datagram every two minutes keeps its flow,
-/// and with it the source port the target may key its session on. An idle
-/// flow costs one socket.
-inline constexpr uint32_t kUdpIdleTimeoutDefaultS = 180;
-/// Limit: the longest --udp-idle-timeout, one day. A flow idle longer than
-/// that is a leaked socket, not a session.
-inline constexpr uint32_t kUdpIdleTimeoutMaxS = 86400;
-
-/// The TCP limits sluiced passes on the worker's command line
-/// (--max-connections N, --connect-timeout SECONDS, --pipe-size BYTES); both
-/// sides check the ranges.
-///
-/// Limit: concurrent TCP connections by default. Each takes two sockets and,
-/// while bytes are in flight, up to two pipes (four fds); 4096 stays well
-/// inside a 20,000-descriptor limit together with 10,000 listeners and the
-/// UDP flows.
-inline constexpr uint32_t kTcpConnectionsDefault = 4096;
-/// Limit: the most --max-connections accepts: four descriptors per
-/// connection within fs.nr_open's default of 1,048,576.
-inline constexpr uint32_t kTcpConnectionsMax = 1u << 18;
-/// Limit: a target that has not completed the handshake after this long gets
-/// its client reset. 10 s is past any loopback or LAN answer and several SYN
-/// retransmissions (1, 3, 7 s), far below the kernel's own ~127 s, which
-/// would hold a connection slot and leave the client hanging for two minutes.
-inline constexpr uint32_t kConnectTimeoutDefaultS = 10;
-/// Limit: the longest --connect-timeout, ten minutes.
-inline constexpr uint32_t kConnectTimeoutMaxS = 600;
-/// Limit: bytes per splice pipe by default. 256 KiB moves a loopback stream
-/// in 4x fewer splice calls than the kernel's 64 KiB pipe (measured in
-/// bench/peers: about 40% less CPU per Gbit with larger pipes). Pipes above
-/// the default size are only made while they fit in half of the user's
-/// fs.pipe-user-pages-soft, so they never push the user's other pipes into
-/// the shrunken one-page regime; beyond that they keep the kernel's size.
-inline constexpr uint32_t kPipeSizeDefault = 256 * 1024;
-/// Limits of --pipe-size: one page, and fs.pipe-max-size's default (1 MiB).
-inline constexpr uint32_t kPipeSizeMin = 4096;
-inline constexpr uint32_t kPipeSizeMax = 1u << 20;
+/// The worker's argv (its rule specs and limits) is declared in
+/// schema/worker_args.h.
 
 enum class BrokerMsg : uint32_t {
   kHello = 1,            // worker -> broker, 0 fds

@@ -18,8 +18,8 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
-#include "schema/broker_wire.h"
 #include "schema/model.h"
+#include "schema/worker_args.h"
 #include "worker/event_loop.h"
 
 namespace sluice {
@@ -109,18 +109,18 @@ class Listener : public EventHandler {
 };
 
 /// Limits of the data path (the defaults and their reasons are in
-/// schema/broker_wire.h, with the sluiced options that change them).
+/// schema/worker_args.h, with the sluiced options that change them).
 struct ForwarderLimits {
-  size_t max_connections = wire::kTcpConnectionsDefault;
+  size_t max_connections = kTcpConnectionsDefault;
   /// Limit: idle pipes kept for reuse; each idle pipe holds two fds and, at
   /// the default size, 256 KiB of pipe pages counted against the user.
   size_t max_idle_pipes = 256;
   /// Bytes per pipe; 0 or 65536 keep the kernel's default size.
-  size_t pipe_size = wire::kPipeSizeDefault;
+  size_t pipe_size = kPipeSizeDefault;
   /// Pages that enlarged pipes may hold in all: half the user's
   /// fs.pipe-user-pages-soft (0: no limit there).
   uint64_t pipe_pages_budget = 8192;
-  uint64_t connect_timeout_ns = uint64_t{wire::kConnectTimeoutDefaultS} * 1000000000ULL;
+  uint64_t connect_timeout_ns = uint64_t{kConnectTimeoutDefaultS} * 1000000000ULL;
 };
 
 /// Totals across all listeners (per-rule counters come with `stats`).

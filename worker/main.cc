@@ -1,7 +1,8 @@
 // sluice-worker: the sandboxed half of sluice. Started only by sluiced, with
-// its fds at the fixed numbers of schema/broker_wire.h and its initial rules
-// as argv. It enters its sandbox before it reads any input, then serves the
-// data path and the control socket in one event loop.
+// its fds at the fixed numbers of schema/broker_wire.h and its start-up
+// arguments (initial rules, limits) as argv, declared in schema/worker_args.h.
+// It enters its sandbox before it reads any input, then serves the data path
+// and the control socket in one event loop.
 #include <signal.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -9,7 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -22,6 +22,7 @@
 #include "schema/codec.h"
 #include "schema/frame.h"
 #include "schema/sha256.h"
+#include "schema/worker_args.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
@@ -34,87 +35,16 @@
 namespace sluice {
 namespace {
 
-/// The worker's command line, as sluiced builds it: [-d|-q], the UDP
-/// limits, then rule options.
-struct WorkerArgs {
-  LogLevel level = LogLevel::kInfo;
-  std::string policy_source = "the default policy";  // the --policy path, for messages
-  uint32_t udp_flows = wire::kUdpFlowsDefault;
-  uint32_t udp_idle_timeout_s = wire::kUdpIdleTimeoutDefaultS;
-  uint32_t max_connections = wire::kTcpConnectionsDefault;
-  uint32_t connect_timeout_s = wire::kConnectTimeoutDefaultS;
-  uint32_t pipe_size = wire::kPipeSizeDefault;
-  std::vector<SpecOption> specs;
-};
-
-/// Parses the value of `option` as a decimal number in [1, max]. Fails with a
-/// message naming the option.
-Result<uint32_t> parse_limit(const std::string& option, const std::string& text, uint32_t max) {
-  unsigned long value = 0;
-  if (!parse_uint(text, max, &value) || value < 1) {
-    return Err(option + " needs a number from 1 to " + std::to_string(max));
-  }
-  return static_cast<uint32_t>(value);
-}
-
-/// Parses argv. Only sluiced starts the worker, so anything unexpected is a
-/// packaging or invocation error: report it and fail.
-Result<WorkerArgs> parse_args(const std::vector<std::string>& argv) {
-  WorkerArgs args;
-  for (size_t i = 1; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    if (a == "--udp-flows" || a == "--udp-idle-timeout") {
-      if (i + 1 >= argv.size()) return Err("option " + a + " needs a value");
-      bool flows = a == "--udp-flows";
-      auto value =
-          parse_limit(a, argv[++i], flows ? wire::kUdpFlowsMax : wire::kUdpIdleTimeoutMaxS);
-      if (!value) return Err(value.error());
-      (flows ? args.udp_flows : args.udp_idle_timeout_s) = *value;
-    } else if (a == "--max-connections" || a == "--connect-timeout" || a == "--pipe-size") {
-      if (i + 1 >= argv.size()) return Err("option " + a + " needs a value");
-      const uint32_t max = a == "--max-connections"   ? wire::kTcpConnectionsMax
-                           : a == "--connect-timeout" ? wire::kConnectTimeoutMaxS
-                                                      : wire::kPipeSizeMax;
-      auto value = parse_limit(a, argv[++i], max);
-      if (!value) return Err(value.error());
-      if (a == "--max-connections") {
-        args.max_connections = *value;
-      } else if (a == "--connect-timeout") {
-        args.connect_timeout_s = *value;
-      } else if (*value < wire::kPipeSizeMin) {
-        return Err("option --pipe-size needs at least " + std::to_string(wire::kPipeSizeMin));
-      } else {
-        args.pipe_size = *value;
-      }
-    } else if (a == "-d") {
-      args.level = LogLevel::kDebug;
-    } else if (a == "-q") {
-      args.level = LogLevel::kWarn;
-    } else if (a == "--policy-source") {
-      if (i + 1 >= argv.size()) return Err("option --policy-source needs a PATH");
-      args.policy_source = argv[++i];
-    } else if (a.size() == 2 && a[0] == '-' && std::strchr("tuTU", a[1]) != nullptr) {
-      if (i + 1 >= argv.size()) return Err("option " + a + " needs a SPEC");
-      args.specs.push_back(SpecOption{a[1], argv[++i]});
-    } else {
-      return Err("unexpected argument '" + a +
-                 "'; sluice-worker is started by sluiced, which passes it -d/-q, --policy-source, "
-                 "the UDP and TCP limits and the rule options");
-    }
-  }
-  return args;
-}
-
 /// Builds the initial tables: each spec appends its rules to its pif's table,
 /// in the order given (the tables start empty, so this is pesto's "replace").
-Result<TableSet> build_tables(const std::vector<SpecOption>& specs, const HostFacts& facts) {
+Result<TableSet> build_tables(const std::vector<WorkerRuleArg>& specs, const HostFacts& facts) {
   SpecContext ctx;
   ctx.ephemeral_first = facts.ephemeral_first;
   ctx.ephemeral_last = facts.ephemeral_last;
   ctx.ipv4 = facts.ipv4;
   ctx.ipv6 = facts.ipv6;
   TableSet tables;
-  for (const SpecOption& spec : specs) {
+  for (const WorkerRuleArg& spec : specs) {
     auto rules = parse_spec(spec.option, spec.spec, ctx);
     if (!rules) return Err(rules.error());
     auto& table = tables.of(option_pif(spec.option)).rules;
@@ -160,8 +90,8 @@ int run(int argc, char** argv) {
   // argv is copied as plain bytes now and parsed only after the sandbox is up.
   std::vector<std::string> raw(argv, argv + argc);
   for (const std::string& a : raw) {
-    if (a == "-d") log_set_level(LogLevel::kDebug);
-    if (a == "-q") log_set_level(LogLevel::kWarn);
+    if (a == kWorkerOptDebug) log_set_level(LogLevel::kDebug);
+    if (a == kWorkerOptQuiet) log_set_level(LogLevel::kWarn);
   }
   // A peer that vanishes must surface as EPIPE from splice/send, never as a
   // signal that kills the data path. Set before the filter: no rt_sigaction after.
@@ -191,17 +121,18 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  auto args = parse_args(raw);
+  auto args = parse_worker_args(raw);
   if (!args) {
-    LOG_ERROR("%s", args.error().message.c_str());
+    LOG_ERROR("start-up arguments: %s", args.error().message.c_str());
     return 2;
   }
-  auto policy = read_policy(args->policy_source);
+  auto policy =
+      read_policy(args->policy_source.empty() ? "the default policy" : args->policy_source);
   if (!policy) {
     LOG_ERROR("policy: %s", policy.error().message.c_str());
     return 1;
   }
-  auto tables = build_tables(args->specs, facts);
+  auto tables = build_tables(args->rules, facts);
   if (!tables) {
     LOG_ERROR("initial rules: %s", tables.error().message.c_str());
     return 1;

@@ -24,7 +24,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
-#include "schema/broker_wire.h"
+#include "schema/worker_args.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/udp_batch.h"
@@ -33,10 +33,10 @@
 namespace sluice {
 
 /// Limits of the UDP data path (sluiced --udp-flows, --udp-idle-timeout; the
-/// defaults and their reasons are in schema/broker_wire.h).
+/// defaults and their reasons are in schema/worker_args.h).
 struct UdpLimits {
-  size_t max_flows = wire::kUdpFlowsDefault;
-  uint64_t idle_timeout_s = wire::kUdpIdleTimeoutDefaultS;
+  size_t max_flows = kUdpFlowsDefault;
+  uint64_t idle_timeout_s = kUdpIdleTimeoutDefaultS;
   uint64_t hash_seed[2] = {0, 0};  // keys the flow table's hash (getrandom before the sandbox)
 };
 

@@ -144,6 +144,35 @@ TEST(Options, TcpLimitErrors) {
                      "--connect-timeout given twice");
 }
 
+TEST(Options, TheWorkerParsesWhatTheBrokerSends) {
+  // The broker's side of schema/worker_args.h: every option sluiced carries
+  // to the worker comes back from the worker's own parser unchanged.
+  auto r = parse({"-q", "--policy", "/etc/p", "--udp-flows", "7", "--udp-idle-timeout", "9",
+                  "--max-connections", "11", "--connect-timeout", "13", "--pipe-size", "65536",
+                  "-U", "1-2", "-t", "-d"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  const WorkerArgs sent = worker_args(r->options, &used_default);
+  EXPECT_FALSE(used_default);
+  auto received = parse_worker_args(worker_argv(r->options, &used_default));
+  ASSERT_TRUE(received.ok()) << received.error().message;
+  EXPECT_EQ(*received, sent);
+  EXPECT_TRUE(received->quiet);
+  EXPECT_EQ(received->policy_source, "/etc/p");
+  EXPECT_EQ(received->udp_flows, 7u);
+  EXPECT_EQ(received->udp_idle_timeout_s, 9u);
+  EXPECT_EQ(received->max_connections, 11u);
+  EXPECT_EQ(received->connect_timeout_s, 13u);
+  EXPECT_EQ(received->pipe_size, 65536u);
+  EXPECT_EQ(received->rules, (std::vector<WorkerRuleArg>{{'U', "1-2"}, {'t', "-d"}}));
+  // Without rule options, the default rule set arrives.
+  r = parse({});
+  ASSERT_TRUE(r.ok());
+  received = parse_worker_args(worker_argv(r->options, &used_default));
+  ASSERT_TRUE(received.ok()) << received.error().message;
+  EXPECT_EQ(received->rules, (std::vector<WorkerRuleArg>{{kDefaultRuleOption, kDefaultRuleSpec}}));
+}
+
 TEST(Options, HelpAndVersion) {
   EXPECT_EQ(parse({"-h"})->action, OptionsAction::kHelp);
   EXPECT_EQ(parse({"--help"})->action, OptionsAction::kHelp);

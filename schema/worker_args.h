@@ -1,0 +1,198 @@
+// The worker's start-up arguments: the one message sluiced sends sluice-worker
+// outside the broker channel, as its argv (the fds it inherits are in
+// schema/broker_wire.h).
+//
+// sluiced fills a WorkerArgs from its own command line and execs the worker
+// with to_argv(); the worker, inside its sandbox, turns its argv back into a
+// WorkerArgs with parse_worker_args(). Both sides use the option words and the
+// limits below, so nothing is spelled twice. The rule specs are carried as
+// text: the broker never parses them, the worker does (client/spec_parser.h).
+//
+// The worker does not trust its argv more than it needs to: only sluiced
+// starts it, but parse_worker_args() checks every word and every value against
+// its range again, and refuses anything else with a one-line message.
+//
+// No Cap'n Proto here: this is part of sluice_model, which the broker links.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace sluice {
+
+/// argv[0] of the worker, and the name of its binary next to sluiced.
+inline constexpr const char* kWorkerProgram = "sluice-worker";
+
+/// The option words of the worker's argv. Each one that takes a value is
+/// followed by it as the next argv entry (never "--opt=value").
+inline constexpr const char* kWorkerOptDebug = "-d";  // debug logging
+inline constexpr const char* kWorkerOptQuiet = "-q";  // warnings and errors only
+inline constexpr const char* kWorkerOptPolicySource = "--policy-source";       // PATH, for messages
+inline constexpr const char* kWorkerOptUdpFlows = "--udp-flows";               // N
+inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  // SECONDS
+inline constexpr const char* kWorkerOptMaxConnections = "--max-connections";   // N
+inline constexpr const char* kWorkerOptConnectTimeout = "--connect-timeout";   // SECONDS
+inline constexpr const char* kWorkerOptPipeSize = "--pipe-size";               // BYTES
+/// The rule option letters, each followed by one SPEC, as for sluicectl: -t
+/// and -u fill the HOST table, -T and -U the SPLICE table.
+inline constexpr std::string_view kWorkerRuleOptions = "tuTU";
+
+// ---- UDP limits (--udp-flows, --udp-idle-timeout) ----
+
+/// Limit: concurrent UDP flows by default. Each flow holds one socket toward
+/// its target, so 4096 flows next to 10,000 listeners and the TCP path's
+/// connections stay within the 20,000-descriptor limit of the hosts sluice
+/// targets; conntrack pays no descriptors and can afford more entries.
+inline constexpr uint32_t kUdpFlowsDefault = 4096;
+/// Limit: the fewest --udp-flows, one: zero flows would forward no datagram
+/// at all (a table without -u rules says that).
+inline constexpr uint32_t kUdpFlowsMin = 1;
+/// Limit: the most --udp-flows accepts: fs.nr_open's default (1,048,576), the
+/// most descriptors one process may ever hold, so a larger table could never
+/// give every flow its socket.
+inline constexpr uint32_t kUdpFlowsMax = 1u << 20;
+/// Limit: a flow ends after this long without a datagram either way. 180 s
+/// was conntrack's UDP stream timeout (nf_conntrack_udp_timeout_stream) until
+/// Linux 5.0 lowered it to 120 s; keeping the longer value means a flow never
+/// expires before the conntrack and NAT state along its path would, so a
+/// stream whose peers exchange a datagram every two minutes keeps its flow,
+/// and with it the source port the target may key its session on. An idle
+/// flow costs one socket.
+inline constexpr uint32_t kUdpIdleTimeoutDefaultS = 180;
+/// Limit: the shortest --udp-idle-timeout, one second (the option's unit);
+/// zero would end every flow before its reply could arrive.
+inline constexpr uint32_t kUdpIdleTimeoutMinS = 1;
+/// Limit: the longest --udp-idle-timeout, one day. A flow idle longer than
+/// that is a leaked socket, not a session.
+inline constexpr uint32_t kUdpIdleTimeoutMaxS = 86400;
+
+// ---- TCP limits (--max-connections, --connect-timeout, --pipe-size) ----
+
+/// Limit: concurrent TCP connections by default. Each takes two sockets and,
+/// while bytes are in flight, up to two pipes (four fds); 4096 stays well
+/// inside a 20,000-descriptor limit together with 10,000 listeners and the
+/// UDP flows.
+inline constexpr uint32_t kTcpConnectionsDefault = 4096;
+/// Limit: the fewest --max-connections, one: with zero every listener would
+/// stay paused forever.
+inline constexpr uint32_t kTcpConnectionsMin = 1;
+/// Limit: the most --max-connections accepts: four descriptors per
+/// connection within fs.nr_open's default of 1,048,576.
+inline constexpr uint32_t kTcpConnectionsMax = 1u << 18;
+/// Limit: a target that has not completed the handshake after this long gets
+/// its client reset. 10 s is past any loopback or LAN answer and several SYN
+/// retransmissions (1, 3, 7 s), far below the kernel's own ~127 s, which
+/// would hold a connection slot and leave the client hanging for two minutes.
+inline constexpr uint32_t kConnectTimeoutDefaultS = 10;
+/// Limit: the shortest --connect-timeout, one second (the option's unit);
+/// zero would reset every client before its target could answer.
+inline constexpr uint32_t kConnectTimeoutMinS = 1;
+/// Limit: the longest --connect-timeout, ten minutes; a client that waits
+/// longer for a handshake has long given up.
+inline constexpr uint32_t kConnectTimeoutMaxS = 600;
+/// Limit: bytes per splice pipe by default. 256 KiB moves a loopback stream
+/// in 4x fewer splice calls than the kernel's 64 KiB pipe (measured in
+/// bench/peers: about 40% less CPU per Gbit with larger pipes). Pipes above
+/// the default size are only made while they fit in half of the user's
+/// fs.pipe-user-pages-soft, so they never push the user's other pipes into
+/// the shrunken one-page regime; beyond that they keep the kernel's size.
+inline constexpr uint32_t kPipeSizeDefault = 256 * 1024;
+/// Limit: the smallest --pipe-size, one page, the smallest pipe the kernel
+/// makes (F_SETPIPE_SZ rounds up to it).
+inline constexpr uint32_t kPipeSizeMin = 4096;
+/// Limit: the largest --pipe-size, fs.pipe-max-size's default (1 MiB), the
+/// most an unprivileged process may ask F_SETPIPE_SZ for.
+inline constexpr uint32_t kPipeSizeMax = 1u << 20;
+
+/// One rule option of the worker's argv: an option letter and its spec,
+/// carried as the administrator typed it.
+struct WorkerRuleArg {
+  char option = 't';  // one of kWorkerRuleOptions
+  std::string spec;   // unparsed rule text; may be empty (the worker's parser refuses it)
+
+  bool operator==(const WorkerRuleArg&) const = default;
+};
+
+/// Everything sluice-worker is started with, besides its fds. The limits hold
+/// the values in force: a limit sluiced was not given keeps its default.
+struct WorkerArgs {
+  bool debug = false;  // -d: debug logging
+  bool quiet = false;  // -q: warnings and errors only (never with debug)
+  /// --policy-source: sluiced's --policy path, only to name the policy in
+  /// messages (its text arrives on fd 6); empty: the default policy.
+  std::string policy_source;
+  uint32_t udp_flows = kUdpFlowsDefault;                  // --udp-flows
+  uint32_t udp_idle_timeout_s = kUdpIdleTimeoutDefaultS;  // --udp-idle-timeout
+  uint32_t max_connections = kTcpConnectionsDefault;      // --max-connections
+  uint32_t connect_timeout_s = kConnectTimeoutDefaultS;   // --connect-timeout
+  uint32_t pipe_size = kPipeSizeDefault;                  // --pipe-size
+  std::vector<WorkerRuleArg> rules;                       // -t/-u/-T/-U, in order
+
+  bool operator==(const WorkerArgs&) const = default;
+};
+
+/// One numeric limit of WorkerArgs: its option word, range and default, and
+/// the field that holds it.
+struct WorkerLimit {
+  const char* option;           // kWorkerOpt*
+  uint32_t min;                 // smallest value accepted
+  uint32_t max;                 // largest value accepted
+  uint32_t fallback;            // the value when the option is absent
+  uint32_t WorkerArgs::*field;  // where WorkerArgs keeps it
+};
+
+/// Each numeric limit with its option word, for the broker's checks and the
+/// worker's.
+inline constexpr WorkerLimit kUdpFlowsLimit = {kWorkerOptUdpFlows, kUdpFlowsMin, kUdpFlowsMax,
+                                               kUdpFlowsDefault, &WorkerArgs::udp_flows};
+inline constexpr WorkerLimit kUdpIdleTimeoutLimit = {kWorkerOptUdpIdleTimeout, kUdpIdleTimeoutMinS,
+                                                     kUdpIdleTimeoutMaxS, kUdpIdleTimeoutDefaultS,
+                                                     &WorkerArgs::udp_idle_timeout_s};
+inline constexpr WorkerLimit kTcpConnectionsLimit = {kWorkerOptMaxConnections, kTcpConnectionsMin,
+                                                     kTcpConnectionsMax, kTcpConnectionsDefault,
+                                                     &WorkerArgs::max_connections};
+inline constexpr WorkerLimit kConnectTimeoutLimit = {kWorkerOptConnectTimeout, kConnectTimeoutMinS,
+                                                     kConnectTimeoutMaxS, kConnectTimeoutDefaultS,
+                                                     &WorkerArgs::connect_timeout_s};
+inline constexpr WorkerLimit kPipeSizeLimit = {kWorkerOptPipeSize, kPipeSizeMin, kPipeSizeMax,
+                                               kPipeSizeDefault, &WorkerArgs::pipe_size};
+
+/// The numeric limits, in the order to_argv() writes them.
+inline constexpr WorkerLimit kWorkerLimits[] = {kUdpFlowsLimit, kUdpIdleTimeoutLimit,
+                                                kTcpConnectionsLimit, kConnectTimeoutLimit,
+                                                kPipeSizeLimit};
+
+/// Returns "--udp-flows needs a number from 1 to 1048576, not "0"": the
+/// message for `value` (sanitised and cut) outside `limit`'s range.
+std::string worker_limit_error(const WorkerLimit& limit, std::string_view value);
+
+/// Checks a filled WorkerArgs: -d and -q not both, every limit within its
+/// range, every rule option one of kWorkerRuleOptions, and no NUL byte in a
+/// spec or the policy source (argv strings cannot carry one). Returns the
+/// first problem as a one-line message.
+Result<void> check_worker_args(const WorkerArgs& args);
+
+/// Returns the worker's argv, argv[0] (kWorkerProgram) included:
+/// [-d|-q] [--policy-source PATH] [LIMIT N]... [-t|-u|-T|-U SPEC]..., with
+/// the limits in kWorkerLimits order and the rules in theirs. A limit at its
+/// default and an empty policy source are left out. CHECKs that
+/// check_worker_args() accepts `args`: the broker checked every value when it
+/// parsed its own command line, so anything else is a bug.
+std::vector<std::string> to_argv(const WorkerArgs& args);
+
+/// Parses the worker's argv (argv[0] included, and skipped) into a
+/// WorkerArgs; a limit that is absent keeps its default. Fails with a one-line
+/// message on an unknown word, an option without its value, a number outside
+/// its range, an option other than a rule option given twice, an empty
+/// policy source, or -d with -q. parse_worker_args(to_argv(a)) == a for every
+/// `a` that check_worker_args() accepts.
+Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv);
+
+/// The same, from main()'s argc and argv.
+Result<WorkerArgs> parse_worker_args(int argc, const char* const* argv);
+
+}  // namespace sluice
