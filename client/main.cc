@@ -22,10 +22,11 @@
 #include "client/cli.h"
 #include "client/control_client.h"
 #include "client/render.h"
-#include "client/table_edit.h"
+#include "client/spec_context.h"
 #include "policy/seccomp.h"
 #include "policy/validate.h"
 #include "policy/validate_failures.h"
+#include "schema/rules/table_edit.h"
 
 namespace sluice {
 namespace {
