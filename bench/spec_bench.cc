@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "client/spec_parser.h"
-#include "client/table_edit.h"
 #include "policy/validate.h"
+#include "schema/rules/spec_parser.h"
+#include "schema/rules/table_edit.h"
 
 namespace sluice {
 namespace {
@@ -38,13 +38,13 @@ std::pair<double, double> time_ms(Fn fn) {
   return {ms[ms.size() / 2], ms.back()};
 }
 
-/// The largest spec under the parser's 4096-byte limit: ports 1-65535 with
+/// The largest spec under the parser's limit (kMaxSpecBytes): ports 1-65535 with
 /// every other port from 2 up excluded, as many exclusions as fit.
 std::string largest_spec() {
   std::string spec = "1-65535";
-  for (unsigned port = 2; port < 65535; port += 2) {
+  for (unsigned port = 2; port < kMaxPort; port += 2) {
     std::string chunk = ",~" + std::to_string(port);
-    if (spec.size() + chunk.size() > 4096) break;
+    if (spec.size() + chunk.size() > kMaxSpecBytes) break;
     spec += chunk;
   }
   return spec;

@@ -11,13 +11,10 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "schema/codec.h"
+#include "schema/rules/spec_parser.h"
 
 namespace sluice {
 namespace {
-
-/// Limit: bytes of an argument quoted in a usage error; a hostile or mistaken
-/// argument cannot make a huge message.
-constexpr size_t kMaxQuotedBytes = 96;
 
 /// One argument and where it came from.
 struct Arg {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "client/table_edit.h"
+#include "schema/rules/table_edit.h"
 
 namespace sluice {
 

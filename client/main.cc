@@ -22,9 +22,10 @@
 #include "client/cli.h"
 #include "client/control_client.h"
 #include "client/render.h"
-#include "client/table_edit.h"
+#include "client/spec_context.h"
 #include "policy/check_commit.h"
 #include "policy/seccomp.h"
+#include "schema/rules/table_edit.h"
 
 namespace sluice {
 namespace {

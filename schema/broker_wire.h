@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "schema/model.h"
+
 namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
@@ -78,8 +80,9 @@ enum class WireFamily : uint8_t { kInet = 2, kInet6 = 10 };  // AF_* values
 inline constexpr uint32_t kListenerDualStack = 1u << 0;  // AF_INET6 [::] with V6ONLY=0
 inline constexpr uint32_t kListenerFlagMask = kListenerDualStack;
 
-/// Limit: interface name length including the NUL, IFNAMSIZ on Linux.
-inline constexpr size_t kIfNameSize = 16;
+/// Limit: interface name length including the NUL, IFNAMSIZ on Linux: the
+/// model's kMaxIfNameLen and its NUL.
+inline constexpr size_t kIfNameSize = kMaxIfNameLen + 1;
 
 struct WireHeader {
   uint32_t magic;     // kBrokerWireMagic

@@ -34,6 +34,15 @@ inline constexpr size_t kMaxListenersPerTable = 327680;
 /// Limit: interface name bytes, without the NUL (IFNAMSIZ - 1).
 inline constexpr size_t kMaxIfNameLen = 15;
 
+/// The highest TCP or UDP port number. Port 0 is never forwarded.
+inline constexpr uint32_t kMaxPort = 65535;
+
+/// The kernel's default ephemeral port range (net.ipv4.ip_local_port_range),
+/// assumed where a server's own range is not known: a worker that cannot read
+/// it from /proc, a spec context built without a server's Hello.
+inline constexpr uint16_t kDefaultEphemeralFirst = 32768;
+inline constexpr uint16_t kDefaultEphemeralLast = 60999;
+
 struct Rule {
   Proto proto = Proto::kTcp;
   Addr listen{};            // unspecified with dual_stack for "*"
@@ -81,7 +90,7 @@ struct ListenerKey {
   Pif pif = Pif::kHost;
   Proto proto = Proto::kTcp;
   Addr addr{};
-  std::array<char, 16> ifname{};  // NUL-padded
+  std::array<char, kMaxIfNameLen + 1> ifname{};  // NUL-padded
   bool dual_stack = false;
   uint16_t port = 0;
   auto operator<=>(const ListenerKey&) const = default;

@@ -16,11 +16,11 @@
 
 #include "base/log.h"
 #include "base/strings.h"
-#include "client/spec_parser.h"
 #include "policy/policy_file.h"
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
+#include "schema/rules/spec_parser.h"
 #include "schema/sha256.h"
 #include "schema/worker_args.h"
 #include "worker/audit.h"

@@ -6,14 +6,15 @@
 #include <span>
 
 #include "base/result.h"
+#include "schema/model.h"
 
 namespace sluice {
 
 /// Kernel facts the worker needs after its root is gone, read from /proc
 /// before the sandbox closes it off.
 struct HostFacts {
-  uint16_t ephemeral_first = 32768;  // net.ipv4.ip_local_port_range
-  uint16_t ephemeral_last = 60999;
+  uint16_t ephemeral_first = kDefaultEphemeralFirst;  // net.ipv4.ip_local_port_range
+  uint16_t ephemeral_last = kDefaultEphemeralLast;
   bool ipv4 = true;  // an AF_INET socket can be created
   bool ipv6 = true;  // an AF_INET6 socket can be created (module loaded, not disabled)
   /// fs.pipe-user-pages-soft: pipe pages a user may hold before new pipes

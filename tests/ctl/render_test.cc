@@ -11,8 +11,8 @@
 
 #include "base/strings.h"
 #include "client/render.h"
-#include "client/table_edit.h"
 #include "policy/validate.h"
+#include "schema/rules/table_edit.h"
 #include "tests/ctl/json_check.h"
 
 namespace sluice {

@@ -6,8 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "client/table_edit.h"
+#include "client/spec_context.h"
 #include "policy/validate.h"
+#include "schema/rules/table_edit.h"
 
 namespace sluice {
 namespace {

@@ -30,10 +30,11 @@
 #include "base/unique_fd.h"
 #include "client/control_client.h"
 #include "client/render.h"
-#include "client/table_edit.h"
+#include "client/spec_context.h"
 #include "policy/validate.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
+#include "schema/rules/table_edit.h"
 #include "tests/ctl/json_check.h"
 #include "tests/fuzz/fuzz_util.h"
 

@@ -37,7 +37,7 @@ int broker_wire_one_input(const uint8_t* data, size_t size);
 int audit_verify_one_input(const uint8_t* data, size_t size);
 /// sluicectl --file: split_option_file and the command line around it.
 int option_file_one_input(const uint8_t* data, size_t size);
-/// The rule-text parser (client/spec_parser.h).
+/// The rule-text parser (schema/rules/spec_parser.h).
 int spec_one_input(const uint8_t* data, size_t size);
 
 /// Returns true when every byte of `text` is printable ASCII, or '\n' when

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "client/cli.h"
-#include "client/table_edit.h"
 #include "policy/validate.h"
+#include "schema/rules/table_edit.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace sluice::fuzz {

@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "client/spec_parser.h"
 #include "policy/validate.h"
+#include "schema/rules/spec_parser.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace sluice::fuzz {

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "client/spec_parser.h"
 #include "policy/validate.h"
+#include "schema/rules/spec_parser.h"
 
 namespace sluice {
 namespace {

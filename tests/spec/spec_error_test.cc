@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "client/spec_parser.h"
+#include "schema/rules/spec_parser.h"
 
 namespace sluice {
 namespace {

@@ -1,4 +1,4 @@
-#include "client/spec_expand.h"
+#include "schema/rules/spec_expand.h"
 
 #include <algorithm>
 
@@ -133,7 +133,7 @@ Result<std::vector<Rule>> expand_spec(const SpecErrors& errs, const ParsedSpec& 
     }
     holes = merge_intervals(std::move(holes));
     runs.clear();
-    subtract(1, 65535, holes, &runs);
+    subtract(1, kMaxPort, holes, &runs);
     auto emitted = emit_runs(errs, base, runs, 0, 0, parsed.all_target, true, &rules);
     if (!emitted) return Err(std::move(emitted).error());
   }

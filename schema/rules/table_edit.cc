@@ -1,17 +1,17 @@
-#include "client/table_edit.h"
+#include "schema/rules/table_edit.h"
 
 #include <algorithm>
 #include <array>
 #include <utility>
 
 #include "base/strings.h"
+#include "schema/rules/scan.h"
 
 namespace sluice {
 namespace {
 
-/// Limit: spec bytes quoted in a message, as the parser quotes them; a
-/// hostile spec cannot make a huge message.
-constexpr size_t kMaxQuotedBytes = 96;
+using spec_detail::range_text;
+
 /// Limit: missing port ranges named in one -D error. The first few are enough
 /// to see the mistake; the rest are counted.
 constexpr size_t kMaxMissingNamed = 8;
@@ -25,11 +25,6 @@ std::string listen_text(const Rule& rule) {
   std::string out = rule.dual_stack ? "[*]" : "[" + format_addr(rule.listen) + "]";
   if (!rule.ifname.empty()) out += "%" + sanitize(rule.ifname);
   return out;
-}
-
-/// Returns "N" or "N-M".
-std::string range_text(uint32_t first, uint32_t last) {
-  return first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last);
 }
 
 /// True when `rule` listens where `what` does: same protocol, listen
@@ -56,7 +51,8 @@ std::vector<std::pair<uint32_t, uint32_t>> uncovered(
   return out;
 }
 
-/// Builds the message for ports of `what` that no matching rule forwards.
+/// Returns the message for ports of `what` that no matching rule forwards:
+/// which ports, and the rule that forwards the first of them elsewhere, if any.
 std::string missing_message(const Table& table, const Rule& what, const char* label,
                             const std::vector<std::pair<uint32_t, uint32_t>>& missing) {
   size_t ports = 0;
@@ -104,15 +100,6 @@ std::string origin_prefix(const EditCommand& command) {
 }
 
 }  // namespace
-
-SpecContext spec_context(const control::ServerHello& hello) {
-  SpecContext ctx;
-  ctx.ephemeral_first = hello.ephemeral_first;
-  ctx.ephemeral_last = hello.ephemeral_last;
-  ctx.ipv4 = hello.caps.ipv4;
-  ctx.ipv6 = hello.caps.ipv6;
-  return ctx;
-}
 
 std::string describe_spec(const EditCommand& command, bool deleting) {
   std::string out = deleting ? "-D -" : "-";

@@ -4,18 +4,174 @@
 //   PORTS  := CHUNK {"," CHUNK}
 //   CHUNK  := "all" [":" TADDR] | "auto" | "~" RANGE
 //           | RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE]
+//   TADDR  := IPv4 | "[" IPv6 "]" | "[" IPv4 "]"
+//   RANGE  := N ["-" M]
 // This file splits the spec into its listen part and chunks and reads each
-// chunk into a ParsedSpec; spec_expand.cc turns that into rules, and
-// spec_lexer.cc reads the tokens.
-#include "client/spec_parser.h"
+// chunk, with its ranges, addresses and interface name, into a ParsedSpec;
+// spec_expand.cc turns that into rules. scan.h has the cursor it reads with.
+#include "schema/rules/spec_parser.h"
 
 #include "base/strings.h"
-#include "client/spec_expand.h"
-#include "client/spec_lexer.h"
+#include "schema/rules/scan.h"
+#include "schema/rules/spec_expand.h"
 
 namespace sluice {
 namespace spec_detail {
 namespace {
+
+/// Limit: bytes of an address text. The longest IPv6 text form is 45 bytes
+/// (INET6_ADDRSTRLEN - 1); anything longer is not an address, and the cap
+/// keeps the copy handed to inet_pton small.
+constexpr size_t kMaxAddressText = 45;
+
+/// Parses one decimal port number at `cur->pos` and advances past it.
+/// `after` says what the number follows, for the message when it is missing
+/// (e.g. "after '-'"). Returns the number (0 included); fails on no digit or
+/// a value above kMaxPort.
+Result<uint32_t> parse_port_number(const SpecErrors& errs, Scanner* cur, const char* after) {
+  size_t begin = cur->pos;
+  // Saturating one above the highest port keeps a long run of digits an error.
+  std::optional<uint32_t> value = take_number(cur, kMaxPort + 1);
+  if (!value) {
+    std::string what = "expected a port number (1-65535)";
+    if (*after != '\0') {
+      what += ' ';
+      what += after;
+    }
+    if (cur->done()) return errs.at(cur->pos, what + ", but the chunk ends here");
+    return errs.at(cur->pos, what + ", not " + show_byte(cur->peek()));
+  }
+  if (*value > kMaxPort) {
+    return errs.at(begin, "port " + show_text(cur->slice(begin, cur->pos)) +
+                              " is out of range; port numbers go from 1 to 65535");
+  }
+  return *value;
+}
+
+/// Parses RANGE := N ["-" M] at `cur->pos` and advances past it. Returns the
+/// range with the offsets of its text. Fails, with the position of the
+/// offending byte, on a missing number, a number above kMaxPort, or a range
+/// that runs backwards.
+Result<PortRange> parse_range(const SpecErrors& errs, Scanner* cur) {
+  PortRange range;
+  range.begin = cur->pos;
+  auto first = parse_port_number(errs, cur, "");
+  if (!first) return Err(std::move(first).error());
+  range.first = range.last = *first;
+  if (cur->take_char('-')) {
+    auto last = parse_port_number(errs, cur, "after '-'");
+    if (!last) return Err(std::move(last).error());
+    range.last = *last;
+    if (range.last < range.first) {
+      return errs.at(range.begin, "the range " + std::to_string(range.first) + "-" +
+                                      std::to_string(range.last) + " runs backwards; write " +
+                                      range_text(range.last, range.first));
+    }
+  }
+  range.end = cur->pos;
+  return range;
+}
+
+/// Parses an IPv4 or IPv6 address (no brackets) in the spec bytes
+/// [begin, end). `role` names it in messages ("listen address", "target
+/// address"). Returns the address (IPv4 v4-mapped). Fails on an empty text,
+/// a byte that cannot be in an address (reported at its own position) or
+/// text that is not an address.
+Result<Addr> parse_address(const SpecErrors& errs, size_t begin, size_t end, const char* role) {
+  std::string_view spec = errs.spec();
+  if (begin >= end) {
+    return errs.at(begin, std::string("the ") + role + " is empty; write an IPv4 or IPv6 address");
+  }
+  Scanner text{spec, begin, end};
+  text.take_while(is_address_byte);
+  if (!text.done()) {
+    return errs.at(text.pos, std::string("unexpected ") + show_byte(text.peek()) + " in the " +
+                                 role + " " + show_text(text.slice(begin, end)) +
+                                 "; an address is IPv4 (192.0.2.1) or IPv6 (2001:db8::1)");
+  }
+  std::string copy(text.slice(begin, end));
+  Addr addr{};
+  if (copy.size() > kMaxAddressText || !parse_addr(copy, &addr)) {
+    return errs.at(begin, show_text(copy) + " is not a valid " + role +
+                              "; write an IPv4 address (192.0.2.1) or an IPv6 address "
+                              "(2001:db8::1)");
+  }
+  return addr;
+}
+
+/// True for the bytes of a dotted IPv4 address: digits and '.'.
+bool is_ipv4_byte(char c) {
+  return is_digit(c) || c == '.';
+}
+
+/// Parses a target address at `cur->pos`: "[" ADDR "]" (IPv6 or IPv4) or a
+/// dotted IPv4 address, and advances past it. Returns the address. An
+/// unbracketed IPv6 address is refused with a hint to add the brackets,
+/// because ':' also separates the target ports. Fails with the position of
+/// the problem.
+Result<Addr> parse_target_address(const SpecErrors& errs, Scanner* cur) {
+  size_t begin = cur->pos;
+  if (cur->next_is('[')) {
+    size_t close = cur->find(']');
+    if (close >= cur->end) {
+      return errs.at(begin,
+                     "the '[' of the target address has no matching ']'; write e.g. "
+                     "22:[2001:db8::1]/80");
+    }
+    auto addr = parse_address(errs, begin + 1, close, "target address");
+    if (!addr) return addr;
+    cur->pos = close + 1;
+    return addr;
+  }
+  Scanner probe = *cur;
+  probe.take_while(is_ipv4_byte);
+  size_t end = probe.pos;
+  // A ':' or a hex letter right after the digits means an IPv6 address
+  // without brackets, which cannot be told apart from "PORTS:TOPORTS".
+  // (With a '.', it is IPv4, and the caller explains what may follow it.)
+  bool dotted = cur->slice(begin, end).find('.') != std::string_view::npos;
+  if (!dotted) probe.take_while(is_address_byte);
+  if (probe.pos > end) {
+    return errs.at(begin,
+                   "an IPv6 target address must be in brackets, because ':' also "
+                   "separates ports: write [" +
+                       sanitize(cur->slice(begin, probe.pos), kMaxAddressText) + "]");
+  }
+  auto addr = parse_address(errs, begin, end, "target address");
+  if (!addr) return addr;
+  cur->pos = end;
+  return addr;
+}
+
+/// Checks an interface name in the spec bytes [begin, end) (the bytes after
+/// '%'): 1 to kMaxIfNameLen bytes, not "." or "..", no whitespace, control
+/// bytes, '/' or ':' (the kernel's own rules for names). Returns the name, or
+/// an error at the offending byte.
+Result<std::string> parse_ifname(const SpecErrors& errs, size_t begin, size_t end) {
+  std::string_view spec = errs.spec();
+  if (begin >= end) {
+    return errs.at(begin, "'%' must be followed by an interface name, e.g. %eth0");
+  }
+  std::string_view name = spec.substr(begin, end - begin);
+  if (name.size() > kMaxIfNameLen) {
+    return errs.at(begin, "the interface name " + show_text(name) + " is " +
+                              std::to_string(name.size()) +
+                              " bytes long; Linux interface names have at most " +
+                              std::to_string(kMaxIfNameLen));
+  }
+  if (name == "." || name == "..") {
+    return errs.at(begin, "'" + std::string(name) +
+                              "' is not an interface name; check the name with `ip link`");
+  }
+  for (size_t i = begin; i < end; ++i) {
+    unsigned char c = static_cast<unsigned char>(spec[i]);
+    if (c <= 0x20 || c == 0x7f || c == '/' || c == ':') {
+      return errs.at(i, "interface names cannot contain " + show_byte(spec[i]) +
+                            "; check the name with `ip link`");
+    }
+  }
+  return std::string(name);
+}
 
 /// True when `text` starts with `word` followed by its end or by ':'.
 bool starts_with_word(std::string_view text, std::string_view word) {
@@ -35,16 +191,14 @@ bool looks_like_chunk(std::string_view prefix) {
       starts_with_word(prefix, "none")) {
     return true;
   }
-  size_t i = 0;
-  while (i < prefix.size() && is_digit(prefix[i])) ++i;
-  if (i == 0) return false;
-  if (i == prefix.size() || prefix[i] == '-') return true;
-  if (prefix[i] != ':') return false;
-  size_t j = i + 1;
-  if (j < prefix.size() && prefix[j] == '[') return true;
-  size_t k = j;
-  while (k < prefix.size() && is_digit(prefix[k])) ++k;
-  return k > j && (k == prefix.size() || prefix[k] == '.');
+  Scanner s{prefix, 0, prefix.size()};
+  size_t port = s.take_while(is_digit);
+  if (s.pos == port) return false;
+  if (s.done() || s.next_is('-')) return true;
+  if (!s.take_char(':')) return false;
+  if (s.next_is('[')) return true;
+  size_t target = s.take_while(is_digit);
+  return s.pos > target && (s.done() || s.next_is('.'));
 }
 
 /// Returns the offset of the '/' that ends the listen part, or npos when the
@@ -78,13 +232,14 @@ void set_wildcard(const SpecContext& ctx, Rule* base) {
 Result<void> parse_listen(const SpecErrors& errs, size_t end, const SpecContext& ctx, Rule* base,
                           bool* specific) {
   std::string_view spec = errs.spec();
+  Scanner listen{spec, 0, end};
   size_t addr_begin = 0;
   size_t addr_end = end;
   size_t percent = std::string_view::npos;
   bool bracketed = false;
-  if (end > 0 && spec[0] == '[') {
-    size_t close = spec.find(']');
-    if (close == std::string_view::npos || close > end) {
+  if (listen.next_is('[')) {
+    size_t close = listen.find(']');
+    if (close >= end) {
       return errs.at(0, "the '[' of the listen address has no matching ']'; write e.g. [::1]/22");
     }
     bracketed = true;
@@ -98,9 +253,9 @@ Result<void> parse_listen(const SpecErrors& errs, size_t end, const SpecContext&
       }
       percent = close + 1;
     }
-  } else {
-    percent = spec.substr(0, end).find('%');
-    if (percent != std::string_view::npos) addr_end = percent;
+  } else if (size_t at = listen.find('%'); at < end) {
+    percent = at;
+    addr_end = at;
   }
 
   std::string_view addr_text = spec.substr(addr_begin, addr_end - addr_begin);
@@ -162,7 +317,7 @@ Unexpected unexpected_after(const SpecErrors& errs, size_t pos, const std::strin
 /// IPv4 target and for an IPv4 listener with an IPv6 target.
 Result<void> check_target_family(const SpecErrors& errs, const Rule& base, const Addr& target,
                                  size_t pos, size_t ports_begin) {
-  if (addr_is_unspecified(target)) return Ok();
+  if (is_default_target(target)) return Ok();
   if (addr_is_multicast(target)) {
     return errs.at(pos, "the target " + format_addr(target) +
                             " is a multicast address, which cannot take a connection or a flow; "
@@ -200,7 +355,7 @@ bool looks_like_ipv6(std::string_view text) {
     if (c == '/') break;
     if (c == ':') {
       ++colons;
-    } else if (!is_digit(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) && c != '.') {
+    } else if (!is_address_byte(c)) {
       return false;
     }
   }
@@ -208,15 +363,16 @@ bool looks_like_ipv6(std::string_view text) {
 }
 
 /// Reads the rest of an include chunk after its source range: nothing,
-/// ":" RANGE, ":" TADDR or ":" TADDR "/" RANGE. Fills `inc`.
-Result<void> parse_include_target(const SpecErrors& errs, Cursor* cur, const ParsedSpec& parsed,
+/// ":" RANGE, ":" TADDR or ":" TADDR "/" RANGE. Fills `inc`. Fails on
+/// anything else, on a target that does not suit the listen side, on target
+/// port 0 and on a target range of another length than the source.
+Result<void> parse_include_target(const SpecErrors& errs, Scanner* cur, const ParsedSpec& parsed,
                                   size_t ports_begin, Include* inc) {
   const PortRange& src = inc->source;
   std::string src_text =
       (src.first == src.last ? "port " : "the range ") + range_text(src.first, src.last);
   if (cur->done()) return Ok();
-  if (!cur->next_is(':')) return unexpected_after(errs, cur->pos, src_text);
-  ++cur->pos;
+  if (!cur->take_char(':')) return unexpected_after(errs, cur->pos, src_text);
   if (cur->done()) {
     return errs.at(cur->pos,
                    "nothing follows ':'; give target ports (22:2222), a target address "
@@ -224,44 +380,40 @@ Result<void> parse_include_target(const SpecErrors& errs, Cursor* cur, const Par
   }
   bool has_address = false;
   size_t addr_pos = cur->pos;
-  char c = cur->spec[cur->pos];
-  bool digits_then_dot = false;
-  if (is_digit(c)) {
-    size_t k = cur->pos;
-    while (k < cur->end && is_digit(cur->spec[k])) ++k;
-    digits_then_dot = k < cur->end && cur->spec[k] == '.';
-  }
+  char c = cur->peek();
+  Scanner digits = *cur;
+  digits.take_while(is_digit);
+  bool digits_then_dot = digits.pos > cur->pos && digits.next_is('.');
   if (c == '[' || digits_then_dot || (!is_digit(c) && (c == ':' || is_alpha(c)))) {
-    if (is_alpha(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+    if (is_alpha(c) && !is_hex_letter(c)) {
       return errs.at(cur->pos, "unexpected " + show_byte(c) +
                                    " after ':'; give target ports (22:2222), a target address "
                                    "(22:192.0.2.1) or both (22:192.0.2.1/2222)");
     }
     auto addr = parse_target_address(errs, cur);
     if (!addr) return Err(std::move(addr).error());
-    inc->target = addr_is_unspecified(*addr) ? Addr{} : *addr;
+    inc->target = canonical_target(*addr);
     has_address = true;
     auto family = check_target_family(errs, parsed.base, inc->target, addr_pos, ports_begin);
     if (!family) return family;
     if (cur->done()) return Ok();
     if (cur->next_is(':')) {
       // Echo the ports the user wrote after the ':' when they look like ports.
-      std::string_view rest = cur->spec.substr(cur->pos + 1, cur->end - cur->pos - 1);
+      std::string_view rest = cur->slice(cur->pos + 1, cur->end);
       bool ports = !rest.empty() && rest.size() <= 11 &&
                    rest.find_first_not_of("0123456789-") == std::string_view::npos;
       return errs.at(cur->pos, "target ports follow the target address after '/', not ':'; write " +
                                    range_text(src.first, src.last) + ":" +
-                                   sanitize(cur->spec.substr(addr_pos, cur->pos - addr_pos)) + "/" +
+                                   sanitize(cur->slice(addr_pos, cur->pos)) + "/" +
                                    (ports ? std::string(rest) : std::string("PORTS")));
     }
-    if (!cur->next_is('/')) return unexpected_after(errs, cur->pos, "the target address");
-    ++cur->pos;
+    if (!cur->take_char('/')) return unexpected_after(errs, cur->pos, "the target address");
   }
   auto to = parse_range(errs, cur);
   if (!to) return Err(std::move(to).error());
   if (!cur->done()) {
-    if (!has_address && looks_like_ipv6(cur->spec.substr(addr_pos, cur->end - addr_pos))) {
-      std::string_view text = cur->spec.substr(addr_pos, cur->end - addr_pos);
+    if (!has_address && looks_like_ipv6(cur->slice(addr_pos, cur->end))) {
+      std::string_view text = cur->slice(addr_pos, cur->end);
       size_t slash = text.find('/');
       std::string hint =
           range_text(src.first, src.last) + ":[" +
@@ -283,7 +435,7 @@ Result<void> parse_include_target(const SpecErrors& errs, Cursor* cur, const Par
                        std::to_string(to->size()) + (to->size() == 1 ? " port" : " ports") +
                        " but the source range " + range_text(src.first, src.last) + " has " +
                        std::to_string(src.size()) + "; give ranges of the same length";
-    if (to->first + src.size() - 1 <= 65535) {
+    if (to->first + src.size() - 1 <= kMaxPort) {
       what += " (e.g. " + range_text(src.first, src.last) + ":" +
               range_text(to->first, to->first + src.size() - 1) + ")";
     }
@@ -293,8 +445,10 @@ Result<void> parse_include_target(const SpecErrors& errs, Cursor* cur, const Par
   return Ok();
 }
 
-/// Parses an include chunk: RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE].
-Result<void> parse_include(const SpecErrors& errs, Cursor* cur, size_t ports_begin,
+/// Parses an include chunk: RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE],
+/// and appends it to `parsed`. Fails on a bad range, on port 0 and as
+/// parse_include_target does.
+Result<void> parse_include(const SpecErrors& errs, Scanner* cur, size_t ports_begin,
                            ParsedSpec* parsed) {
   auto src = parse_range(errs, cur);
   if (!src) return Err(std::move(src).error());
@@ -315,12 +469,13 @@ Result<void> parse_include(const SpecErrors& errs, Cursor* cur, size_t ports_beg
 }
 
 /// Parses "all" [":" TADDR] after the word; `word_pos` is where "all" starts.
-Result<void> parse_all(const SpecErrors& errs, Cursor* cur, size_t word_pos, size_t ports_begin,
+/// Marks `parsed` as having "all", with its target. Fails on a bad or
+/// unsuitable target, on target ports, and on a second "all" with another target.
+Result<void> parse_all(const SpecErrors& errs, Scanner* cur, size_t word_pos, size_t ports_begin,
                        ParsedSpec* parsed) {
   Addr target{};
   if (!cur->done()) {
-    if (!cur->next_is(':')) return unexpected_after(errs, cur->pos, "all");
-    ++cur->pos;
+    if (!cur->take_char(':')) return unexpected_after(errs, cur->pos, "all");
     size_t addr_pos = cur->pos;
     if (cur->done()) {
       return errs.at(cur->pos,
@@ -329,7 +484,7 @@ Result<void> parse_all(const SpecErrors& errs, Cursor* cur, size_t word_pos, siz
     }
     auto addr = parse_target_address(errs, cur);
     if (!addr) return Err(std::move(addr).error());
-    target = addr_is_unspecified(*addr) ? Addr{} : *addr;
+    target = canonical_target(*addr);
     auto family = check_target_family(errs, parsed->base, target, addr_pos, ports_begin);
     if (!family) return family;
     if (!cur->done()) {
@@ -349,13 +504,13 @@ Result<void> parse_all(const SpecErrors& errs, Cursor* cur, size_t word_pos, siz
   return Ok();
 }
 
-/// Parses one chunk, the bytes [cur->pos, cur->end), into `parsed`.
-Result<void> parse_chunk(const SpecErrors& errs, Cursor cur, size_t ports_begin,
+/// Parses one chunk, the bytes [cur.pos, cur.end) (at least one), into
+/// `parsed`. Fails, at the offending byte, on anything the grammar does not
+/// allow there, with a hint chosen by what was written.
+Result<void> parse_chunk(const SpecErrors& errs, Scanner cur, size_t ports_begin,
                          ParsedSpec* parsed) {
-  std::string_view spec = cur.spec;
-  char c = spec[cur.pos];
-  if (c == '~') {
-    ++cur.pos;
+  char c = cur.peek();
+  if (cur.take_char('~')) {
     auto ex = parse_range(errs, &cur);
     if (!ex) return Err(std::move(ex).error());
     if (!cur.done()) {
@@ -370,9 +525,8 @@ Result<void> parse_chunk(const SpecErrors& errs, Cursor cur, size_t ports_begin,
   }
   if (is_digit(c)) return parse_include(errs, &cur, ports_begin, parsed);
   if (is_alpha(c)) {
-    size_t word_pos = cur.pos;
-    while (!cur.done() && is_alpha(spec[cur.pos])) ++cur.pos;
-    std::string_view word = spec.substr(word_pos, cur.pos - word_pos);
+    size_t word_pos = cur.take_while(is_alpha);
+    std::string_view word = cur.slice(word_pos, cur.pos);
     if (word == "all") return parse_all(errs, &cur, word_pos, ports_begin, parsed);
     if (word == "auto") {
       if (!cur.done()) {
@@ -481,7 +635,7 @@ Result<std::vector<Rule>> parse_spec(char option, std::string_view spec, const S
       }
       return errs.at(pos, "an empty chunk between two commas; remove one ','");
     }
-    auto chunk = parse_chunk(errs, Cursor{spec, pos, end}, ports_begin, &parsed);
+    auto chunk = parse_chunk(errs, Scanner{spec, pos, end}, ports_begin, &parsed);
     if (!chunk) return Err(std::move(chunk).error());
     if (comma == std::string_view::npos) break;
     pos = comma + 1;

@@ -3,6 +3,7 @@
 // rules an administrator gives sluiced. Nothing on the privileged side parses.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,10 +14,21 @@
 
 namespace sluice {
 
+/// Limit: bytes of one spec. A real spec is a few dozen bytes; 4096 fits any
+/// hand-written one (about 800 single ports) and bounds every loop and
+/// allocation of the parser, including the number of chunks (at most 2048).
+/// Longer rule sets can be split over several options of the same kind.
+inline constexpr size_t kMaxSpecBytes = 4096;
+
+/// Limit: bytes of a spec (or of another argument of sluicectl) quoted in an
+/// error message, so that a hostile 4096-byte spec does not make a 16 KiB
+/// message; the message also quotes the offending part on its own.
+inline constexpr size_t kMaxQuotedBytes = 96;
+
 /// Facts about the server a spec is parsed for (from its Hello).
 struct SpecContext {
-  uint16_t ephemeral_first = 32768;  // the server's ip_local_port_range
-  uint16_t ephemeral_last = 60999;
+  uint16_t ephemeral_first = kDefaultEphemeralFirst;  // the server's ip_local_port_range
+  uint16_t ephemeral_last = kDefaultEphemeralLast;
   bool ipv4 = true;  // a wildcard becomes dual-stack only with both families
   bool ipv6 = true;
 };

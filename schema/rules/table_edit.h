@@ -1,7 +1,9 @@
 // Table edits as in pesto(1): sluicectl reads the server's tables, applies the
 // command line's -t/-u/-T/-U specs and -A/-D/-C commands to a copy, in order,
 // and sends the whole result as the new shadow table. See docs/RULES.md,
-// "Edits", for the semantics and where they improve on upstream.
+// "Edits", for the semantics and where they improve on upstream. Plain model
+// in, plain model out: the SpecContext comes from the caller (sluicectl
+// builds it from the server's Hello), and the caller validates the result.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +11,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "client/spec_parser.h"
-#include "schema/codec.h"
 #include "schema/model.h"
+#include "schema/rules/spec_parser.h"
 
 namespace sluice {
 
@@ -31,11 +32,6 @@ struct EditCommand {
 
   bool operator==(const EditCommand&) const = default;
 };
-
-/// Returns the facts a spec is parsed with, from the server's Hello: its
-/// ephemeral port range and its address families (upstream pesto wrongly
-/// uses the client's own range).
-SpecContext spec_context(const control::ServerHello& hello);
 
 /// Applies `edits` to a copy of `tables`, in order, and returns the result:
 /// - Specs before any -A/-D replace their table: the first -t/-u empties HOST
