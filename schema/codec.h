@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/sha256.h"
 #include "schema/model.h"
-#include "schema/sha256.h"
 
 namespace sluice::control {
 

@@ -21,7 +21,6 @@
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/frame.h"
-#include "schema/sha256.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
