@@ -1,18 +1,18 @@
-// The audit log verifier: a strict parser of exactly the line format that
-// worker/audit.cc writes (docs/AUDIT.md), and the chain, sequence and
-// generation checks over a whole file. It reads hostile bytes: every access
-// is bounds-checked, nothing recurses, and a line is kept only up to
-// kMaxVerifyLineBytes (longer lines are still hashed, never stored).
+// The audit log verifier: the chain, sequence and generation checks over a
+// whole file, and the reports. Each line is parsed by the audit line format's
+// own strict parser (schema/audit_line.h), which accepts exactly what the
+// worker writes (docs/AUDIT.md). A line is kept only up to kMaxVerifyLineBytes
+// (longer lines are still hashed, never stored).
 #include "client/audit_verify.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstring>
-
+#include "base/json.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
+#include "schema/audit_line.h"
 
 namespace sluice {
 namespace {
@@ -21,297 +21,10 @@ namespace {
 /// size, since it is checked as a stream.
 constexpr size_t kReadChunkBytes = 64 * 1024;
 
-constexpr std::string_view kZeroHash =
-    "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The fields of one audit line that the checks across lines need.
-struct ParsedLine {
-  uint64_t seq = 0;
-  std::string time;
-  bool applied = false;
-  uint64_t generation_before = 0;
-  uint64_t generation_after = 0;
-  bool chain_start = false;
-  std::string prev;  // 64 lower-case hex digits
-};
-
-/// Returns true when `c` is a lower-case hex digit; stores its value.
-bool hex_value(char c, unsigned* value) {
-  if (c >= '0' && c <= '9') {
-    *value = static_cast<unsigned>(c - '0');
-    return true;
-  }
-  if (c >= 'a' && c <= 'f') {
-    *value = static_cast<unsigned>(c - 'a' + 10);
-    return true;
-  }
-  return false;
-}
-
-/// Returns true when `time` has the writer's shape, "YYYY-MM-DDTHH:MM:SS.mmmZ",
-/// with a month, day, hour, minute and second in range.
-bool valid_time(std::string_view time) {
-  static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddZ";
-  if (time.size() != kShape.size()) return false;
-  for (size_t i = 0; i < kShape.size(); ++i) {
-    bool digit = time[i] >= '0' && time[i] <= '9';
-    if (kShape[i] == 'd' ? !digit : time[i] != kShape[i]) return false;
-  }
-  auto two = [&](size_t at) { return (time[at] - '0') * 10 + (time[at + 1] - '0'); };
-  return two(5) >= 1 && two(5) <= 12 && two(8) >= 1 && two(8) <= 31 && two(11) <= 23 &&
-         two(14) <= 59 && two(17) <= 59;
-}
-
-/// A strict, non-recursive parser of one audit line (without its "\n"). It
-/// accepts exactly what the writer produces: keys in order, no spaces,
-/// canonical numbers and escapes, printable ASCII only.
-class LineParser {
- public:
-  explicit LineParser(std::string_view line) : s_(line) {}
-
-  /// Parses the whole line into `out`. Returns false, with error() set, at
-  /// the first byte that differs from the format.
-  bool parse(ParsedLine* out) {
-    std::string text;
-    int64_t sint = 0;
-    uint64_t uint = 0;
-    if (!lit("{\"seq\":") || !number(UINT64_MAX, &out->seq)) return false;
-    if (out->seq == 0) return fail("a seq of 1 or more");
-    if (!lit(",\"time\":") || !string(&text)) return false;
-    if (!valid_time(text)) return fail("a time like 2026-11-24T17:03:11.123Z");
-    out->time = text;
-    if (!lit(",\"outcome\":") || !string(&text)) return false;
-    if (text != "applied" && text != "rejected" && text != "dry-run" && text != "stale") {
-      return fail("an outcome of applied, rejected, dry-run or stale");
-    }
-    out->applied = text == "applied";
-    if (!lit(",\"pid\":") || !signed_number(INT32_MIN, INT32_MAX, &sint)) return false;
-    if (!lit(",\"uid\":") || !number(UINT32_MAX, &uint)) return false;
-    if (!lit(",\"gid\":") || !number(UINT32_MAX, &uint)) return false;
-    if (!lit(",\"comment\":") || !string(nullptr)) return false;
-    if (!lit(",\"generation\":{\"before\":") || !number(UINT64_MAX, &out->generation_before) ||
-        !lit(",\"after\":") || !number(UINT64_MAX, &out->generation_after) || !lit("}")) {
-      return false;
-    }
-    if (!lit(",\"digest\":{\"before\":") || !hex64(nullptr) || !lit(",\"after\":") ||
-        !hex64(nullptr) || !lit("}")) {
-      return false;
-    }
-    if (!lit(",\"added\":") || !string_array()) return false;
-    if (!lit(",\"removed\":") || !string_array()) return false;
-    if (!lit(",\"counts\":{\"kept\":") || !number(UINT32_MAX, &uint) || !lit(",\"opened\":") ||
-        !number(UINT32_MAX, &uint) || !lit(",\"closed\":") || !number(UINT32_MAX, &uint) ||
-        !lit(",\"rebound\":") || !number(UINT32_MAX, &uint) || !lit("}")) {
-      return false;
-    }
-    if (!lit(",\"failures\":") || !failure_array()) return false;
-    if (!lit(",\"durationMicros\":") || !number(UINT64_MAX, &uint)) return false;
-    if (!lit(",\"chain\":") || !string(&text)) return false;
-    if (text != "start" && text != "continue") return fail("a chain of start or continue");
-    out->chain_start = text == "start";
-    if (!lit(",\"prev\":") || !hex64(&out->prev) || !lit("}")) return false;
-    if (pos_ != s_.size()) return fail("the end of the line after the closing }");
-    return true;
-  }
-
-  /// What was expected where parsing stopped: "column C: expected X".
-  const std::string& error() const { return error_; }
-
- private:
-  /// Records that `what` was expected at the current column; returns false.
-  bool fail(const std::string& what) {
-    error_ = "column " + std::to_string(pos_ + 1) + ": expected " + what;
-    return false;
-  }
-
-  /// Consumes `text` exactly, or fails.
-  bool lit(std::string_view text) {
-    if (s_.substr(pos_, text.size()) != text) return fail(std::string(text));
-    pos_ += text.size();
-    return true;
-  }
-
-  /// Consumes a canonical unsigned decimal ("0", or no leading zero) of at
-  /// most `max`, or fails.
-  bool number(uint64_t max, uint64_t* out) {
-    size_t start = pos_;
-    uint64_t value = 0;
-    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-      unsigned d = static_cast<unsigned>(s_[pos_] - '0');
-      if (value > (max - d) / 10) {
-        pos_ = start;
-        return fail("a number of at most " + std::to_string(max));
-      }
-      value = value * 10 + d;
-      ++pos_;
-    }
-    if (pos_ == start || (s_[start] == '0' && pos_ - start > 1)) {
-      pos_ = start;
-      return fail("a decimal number without leading zeros");
-    }
-    *out = value;
-    return true;
-  }
-
-  /// Consumes a canonical signed decimal in [min, max] (no "-0"), or fails.
-  bool signed_number(int64_t min, int64_t max, int64_t* out) {
-    bool negative = pos_ < s_.size() && s_[pos_] == '-';
-    if (negative) ++pos_;
-    uint64_t magnitude = 0;
-    uint64_t limit = negative ? static_cast<uint64_t>(-(min + 1)) + 1 : static_cast<uint64_t>(max);
-    if (!number(limit, &magnitude)) return false;
-    if (negative && magnitude == 0) return fail("a number other than -0");
-    *out = negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
-    return true;
-  }
-
-  /// Consumes a JSON string in the writer's canonical escaping and stores the
-  /// bytes it stands for in `out` (when not null), or fails. Raw bytes must be
-  /// printable ASCII; \u escapes must be \u00xx in lower-case hex, and only
-  /// for bytes that have no shorter form and are not printable ASCII.
-  bool string(std::string* out) {
-    if (out != nullptr) out->clear();
-    if (!lit("\"")) return false;
-    while (pos_ < s_.size()) {
-      unsigned char c = static_cast<unsigned char>(s_[pos_]);
-      if (c == '"') {
-        ++pos_;
-        return true;
-      }
-      unsigned char byte = c;
-      if (c == '\\') {
-        if (pos_ + 1 >= s_.size()) return fail("an escape after \\");
-        char e = s_[pos_ + 1];
-        static constexpr std::string_view kShort = "\"\\bfnrt";
-        static constexpr std::string_view kBytes = "\"\\\b\f\n\r\t";
-        size_t k = kShort.find(e);
-        if (k != std::string_view::npos) {
-          byte = static_cast<unsigned char>(kBytes[k]);
-          pos_ += 2;
-        } else {
-          unsigned hi = 0, lo = 0;
-          if (e != 'u' || s_.substr(pos_ + 2, 2) != "00" || pos_ + 5 >= s_.size() ||
-              !hex_value(s_[pos_ + 4], &hi) || !hex_value(s_[pos_ + 5], &lo)) {
-            return fail("an escape of the form \\\" \\\\ \\b \\f \\n \\r \\t or \\u00xx");
-          }
-          byte = static_cast<unsigned char>(hi * 16 + lo);
-          bool has_short = kBytes.find(static_cast<char>(byte)) != std::string_view::npos;
-          if ((byte >= 0x20 && byte < 0x7f) || has_short) {
-            return fail("the shortest escape (\\u00xx only for control and non-ASCII bytes)");
-          }
-          pos_ += 6;
-        }
-      } else if (c < 0x20 || c >= 0x7f) {
-        return fail("printable ASCII (other bytes are escaped)");
-      } else {
-        ++pos_;
-      }
-      if (out != nullptr) out->push_back(static_cast<char>(byte));
-    }
-    return fail("the closing quote of a string");
-  }
-
-  /// Consumes a string of exactly 64 lower-case hex digits, or fails.
-  bool hex64(std::string* out) {
-    std::string text;
-    size_t start = pos_;
-    if (!string(&text)) return false;
-    unsigned v = 0;
-    bool ok = text.size() == 64;
-    for (size_t i = 0; ok && i < text.size(); ++i) ok = hex_value(text[i], &v);
-    if (!ok) {
-      pos_ = start;
-      return fail("a SHA-256 as 64 lower-case hex digits");
-    }
-    if (out != nullptr) *out = std::move(text);
-    return true;
-  }
-
-  /// Consumes "[", then strings separated by ",", then "]", or fails.
-  bool string_array() {
-    if (!lit("[")) return false;
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      if (!string(nullptr)) return false;
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      return lit("]");
-    }
-  }
-
-  /// Consumes one failure object, keys in order, or fails.
-  bool failure() {
-    std::string text;
-    int64_t sint = 0;
-    uint64_t uint = 0;
-    if (!lit("{\"kind\":") || !string(&text)) return false;
-    if (text != "invalid" && text != "conflict" && text != "policy-denied" &&
-        text != "bind-failed" && text != "capacity" && text != "stale-generation") {
-      return fail(
-          "a failure kind (invalid, conflict, policy-denied, bind-failed, capacity, "
-          "stale-generation)");
-    }
-    if (!lit(",\"pif\":") || !string(&text)) return false;
-    if (text != "HOST" && text != "SPLICE") return fail("a pif of HOST or SPLICE");
-    return lit(",\"rule\":") && signed_number(INT32_MIN, INT32_MAX, &sint) && lit(",\"port\":") &&
-           number(65535, &uint) && lit(",\"errno\":") &&
-           signed_number(INT32_MIN, INT32_MAX, &sint) && lit(",\"errnoName\":") &&
-           string(nullptr) && lit(",\"message\":") && string(nullptr) && lit("}");
-  }
-
-  /// Consumes "[", then failure objects separated by ",", then "]", or fails.
-  bool failure_array() {
-    if (!lit("[")) return false;
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      if (!failure()) return false;
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      return lit("]");
-    }
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-  std::string error_;
-};
-
-/// Appends `bytes` as a JSON string literal with total escaping (as the
-/// writer does), so the report is valid JSON whatever a time or message
-/// holds. Never fails.
-void append_json(std::string& out, std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (char ch : bytes) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\u00";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
 }  // namespace
 
 AuditVerifier::AuditVerifier() {
-  report_.last_hash = std::string(kZeroHash);
+  report_.last_hash = to_hex(Sha256Digest{});
 }
 
 void AuditVerifier::problem(std::string message) {
@@ -346,17 +59,20 @@ void AuditVerifier::feed(std::string_view bytes) {
 
 void AuditVerifier::check_line(std::string_view line, bool oversized, const Sha256Digest& digest) {
   const uint64_t n = report_.lines;
-  ParsedLine rec;
+  AuditLine rec;
   bool parsed = false;
   if (oversized) {
     problem("line " + std::to_string(n) + ": longer than " + std::to_string(kMaxVerifyLineBytes) +
-            " bytes; not an audit record (sluice writes at most 65536), so it was inserted or "
-            "damaged");
+            " bytes; not an audit record (sluice writes at most " +
+            std::to_string(kMaxAuditLineBytes) + "), so it was inserted or damaged");
   } else {
-    LineParser parser(line);
-    parsed = parser.parse(&rec);
-    if (!parsed) {
-      problem("line " + std::to_string(n) + ": not an audit record (" + parser.error() +
+    Result<AuditLine> line_fields = parse_audit_line(line);
+    parsed = line_fields.ok();
+    if (parsed) {
+      rec = std::move(line_fields).value();
+    } else {
+      problem("line " + std::to_string(n) + ": not an audit record (" +
+              line_fields.error().message +
               "); the line was edited, damaged, or written by something other than sluice");
     }
   }
@@ -365,7 +81,7 @@ void AuditVerifier::check_line(std::string_view line, bool oversized, const Sha2
     const std::string prev_line = "line " + std::to_string(n - 1);
     bool chain_ok = false;
     if (rec.chain_start) {
-      if (rec.prev != kZeroHash) {
+      if (rec.prev != Sha256Digest{}) {
         problem("line " + std::to_string(n) +
                 ": \"chain\":\"start\" with a prev other than 64 zeros; the line was edited");
       }
@@ -382,7 +98,7 @@ void AuditVerifier::check_line(std::string_view line, bool oversized, const Sha2
                 ": continues a chain whose earlier lines are not in this file; the start of the "
                 "log was deleted, or the file was rotated: verify it appended to the file before "
                 "it");
-      } else if (rec.prev != to_hex(prev_hash_)) {
+      } else if (rec.prev != prev_hash_) {
         problem("line " + std::to_string(n) + ": prev does not match the SHA-256 of " + prev_line +
                 "; " + prev_line + " was edited, or lines were deleted, inserted or reordered " +
                 "between " + prev_line + " and line " + std::to_string(n));
@@ -401,7 +117,7 @@ void AuditVerifier::check_line(std::string_view line, bool oversized, const Sha2
                           "recomputed after an edit"
                         : "lines were deleted, inserted or reordered here"));
     }
-    if (rec.applied) {
+    if (rec.outcome == kAuditApplied) {
       if (applied_known_ && rec.generation_before != applied_after_) {
         problem("line " + std::to_string(n) + ": generation.before " +
                 std::to_string(rec.generation_before) + " is not generation.after " +
@@ -497,30 +213,45 @@ std::string audit_report_text(const AuditReport& report) {
 }
 
 std::string audit_report_json(const AuditReport& report) {
-  std::string out = "{\"ok\":";
-  out += report.ok ? "true" : "false";
-  out += ",\"lines\":" + std::to_string(report.lines);
-  out += ",\"segments\":" + std::to_string(report.segments.size());
-  out += ",\"lastHash\":";
-  append_json(out, report.last_hash);
-  out += ",\"problems\":[";
-  for (size_t i = 0; i < report.problems.size(); ++i) {
-    if (i > 0) out += ',';
-    out += "{\"line\":" + std::to_string(report.problems[i].line) + ",\"message\":";
-    append_json(out, report.problems[i].message);
-    out += '}';
+  // ASCII mode: the report is printable whatever a time or message holds.
+  JsonWriter w(JsonText::kAscii);
+  w.begin_object();
+  w.key("ok");
+  w.boolean(report.ok);
+  w.key("lines");
+  w.number(report.lines);
+  w.key("segments");
+  w.number(report.segments.size());
+  w.key("lastHash");
+  w.string(report.last_hash);
+  w.key("problems");
+  w.begin_array();
+  for (const AuditProblem& p : report.problems) {
+    w.begin_object();
+    w.key("line");
+    w.number(p.line);
+    w.key("message");
+    w.string(p.message);
+    w.end_object();
   }
-  out += "],\"problemsOmitted\":" + std::to_string(report.problems_omitted);
-  out += ",\"segmentStarts\":[";
-  for (size_t i = 0; i < report.segments.size(); ++i) {
-    if (i > 0) out += ',';
-    out += "{\"line\":" + std::to_string(report.segments[i].first_line) +
-           ",\"seq\":" + std::to_string(report.segments[i].first_seq) + ",\"time\":";
-    append_json(out, report.segments[i].first_time);
-    out += '}';
+  w.end_array();
+  w.key("problemsOmitted");
+  w.number(report.problems_omitted);
+  w.key("segmentStarts");
+  w.begin_array();
+  for (const AuditSegment& seg : report.segments) {
+    w.begin_object();
+    w.key("line");
+    w.number(seg.first_line);
+    w.key("seq");
+    w.number(seg.first_seq);
+    w.key("time");
+    w.string(seg.first_time);
+    w.end_object();
   }
-  out += "]}\n";
-  return out;
+  w.end_array();
+  w.end_object();
+  return w.str() + "\n";
 }
 
 int run_verify_audit(const std::string& path, bool json, FILE* out, FILE* err) {

@@ -3,8 +3,9 @@
 // names every line where the chain, the sequence numbers or the generations
 // break. The format and what a verified chain proves are in docs/AUDIT.md.
 //
-// The input is hostile bytes: the parser accepts exactly the writer's format
-// and nothing else, never reads out of bounds, and keeps memory bounded (one
+// The input is hostile bytes: each line goes through the format's own strict
+// parser (schema/audit_line.h), which accepts exactly the writer's format and
+// nothing else and never reads out of bounds, and memory stays bounded (one
 // line of at most kMaxVerifyLineBytes, and at most kMaxReportedProblems
 // problems) however large the file is.
 #pragma once
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "schema/sha256.h"
+#include "base/sha256.h"
 
 namespace sluice {
 

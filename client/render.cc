@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include "base/json.h"
 #include "base/strings.h"
-#include "client/json.h"
 
 namespace sluice {
 namespace {

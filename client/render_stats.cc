@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <string>
 
+#include "base/json.h"
 #include "base/strings.h"
-#include "client/json.h"
 #include "client/render.h"
 
 namespace sluice {

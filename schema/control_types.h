@@ -9,8 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/sha256.h"
 #include "schema/model.h"
-#include "schema/sha256.h"
 
 namespace sluice::control {
 

@@ -4,6 +4,8 @@
 // previous line, so that `sluicectl --verify-audit FILE` detects edits,
 // deletions and reordering. A worker restart starts a new chain segment
 // (prev of 64 zeros and "chain":"start"); the verifier reports each segment.
+// The line format itself is schema/audit_line.h, shared with the verifier;
+// this file adds the record the commit engine fills, the chain, and the sink.
 #pragma once
 
 #include <sys/socket.h>
@@ -14,19 +16,12 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/sha256.h"
+#include "schema/audit_line.h"
 #include "schema/codec.h"
-#include "schema/sha256.h"
 #include "worker/event_loop.h"
 
 namespace sluice {
-
-/// Limit: bytes of one audit line, its newline included. 64 KiB is the default
-/// capacity of a pipe (16 pages), so a line fits whole into an empty pipe
-/// (stderr under systemd or in a shell pipeline) and its one write(2) is
-/// never split; in an O_APPEND file any size would be whole. A longer line has
-/// its lists cut (added, removed, failures), each cut list ending with an
-/// entry that says how many items were left out. Counts stay complete.
-inline constexpr size_t kMaxAuditLineBytes = 64 * 1024;
 
 /// Limit: audit bytes held while the sink does not take them. sluiced hands
 /// the worker a non-blocking sink when stderr is a pipe or a terminal, so a
@@ -93,7 +88,9 @@ class AuditLog : public EventHandler {
   size_t pending_bytes() const noexcept { return pending_bytes_; }
 
   /// Builds the JSON line for `record` without writing it (write() uses it;
-  /// tests call it with a fixed time). Returns the line, newline included, at
+  /// tests call it with a fixed time): the record's fields with `sequence`,
+  /// the UTC time of `unix_millis`, and `prev` (64 zeros when `chain_start`),
+  /// rendered by render_audit_line(). Returns the line, newline included, at
   /// most kMaxAuditLineBytes long and pure ASCII (see docs/AUDIT.md). Times
   /// outside years 1970..9999 are clamped into them. Never fails; no syscalls.
   std::string format_line(const AuditRecord& record, uint64_t sequence, int64_t unix_millis,

@@ -27,11 +27,11 @@
 #include <string>
 #include <vector>
 
+#include "base/sha256.h"
 #include "policy/bind_policy.h"
 #include "policy/check_commit.h"
 #include "policy/target_policy.h"
 #include "schema/codec.h"
-#include "schema/sha256.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_plan.h"

@@ -21,7 +21,6 @@
 #include "schema/codec.h"
 #include "schema/frame.h"
 #include "schema/rules/spec_parser.h"
-#include "schema/sha256.h"
 #include "schema/worker_args.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "schema/sha256.h"
+#include "base/sha256.h"
 #include "worker/audit.h"
 
 namespace sluice::testing {

@@ -11,12 +11,15 @@
 // Contracts checked: the three feeds give identical reports; the line count is
 // the number of lines; `ok` means no problems; problems are in line order and
 // within the file; the text report is printable ASCII (it goes to a terminal)
-// and the JSON report parses.
+// and the JSON report parses; and every line the format's parser accepts is
+// rendered back to the same bytes (schema/audit_line.h: the writer and the
+// verifier share one format), unless the renderer would cut it.
 #include <string>
 #include <string_view>
 
+#include "base/sha256.h"
 #include "client/audit_verify.h"
-#include "schema/sha256.h"
+#include "schema/audit_line.h"
 #include "tests/ctl/json_check.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -141,11 +144,42 @@ std::string rechain(std::string_view text) {
   return out;
 }
 
+/// Returns true when render_audit_line() writes `line`, which was `size`
+/// bytes without its newline, without cutting anything: the comment and
+/// every item within their limits, and room for the line whole.
+bool renders_uncut(const AuditLine& line, size_t size) {
+  if (size + 1 + 3 > kMaxAuditLineBytes) return false;  // + one byte per list in fit_lists
+  if (line.comment.size() > kMaxAuditCommentBytes) return false;
+  for (const auto* list : {&line.added, &line.removed}) {
+    for (const std::string& item : *list) {
+      if (item.size() > kMaxAuditItemBytes) return false;
+    }
+  }
+  for (const AuditFailure& f : line.failures) {
+    if (f.message.size() > kMaxAuditItemBytes) return false;
+  }
+  return true;
+}
+
+/// Checks that each complete line of `text` that parses renders back to
+/// exactly its bytes, newline included, when nothing in it would be cut.
+void check_round_trip(std::string_view text) {
+  for (size_t nl = text.find('\n'); nl != std::string_view::npos; nl = text.find('\n')) {
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    Result<AuditLine> parsed = parse_audit_line(line);
+    if (!parsed.ok() || !renders_uncut(*parsed, line.size())) continue;
+    FUZZ_CHECK(render_audit_line(*parsed) == std::string(line) + "\n",
+               "a line the parser accepts renders to other bytes");
+  }
+}
+
 }  // namespace
 
 int audit_verify_one_input(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   verify_three_ways(text);
+  check_round_trip(text);
   std::string rechained = rechain(text);
   if (rechained != text) verify_three_ways(rechained);
   return 0;

@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "base/sha256.h"
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/control.capnp.h"
-#include "schema/sha256.h"
 #include "worker/audit.h"
 
 namespace sluice {

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/sha256.h"
 #include "base/unique_fd.h"
-#include "schema/sha256.h"
 
 namespace sluice::test {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "schema/sha256.h"
+#include "base/sha256.h"
 
 namespace sluice {
 namespace {

@@ -1,4 +1,6 @@
-// SHA-256 (FIPS 180-4), for the table digest and the audit chain.
+// SHA-256 (FIPS 180-4), for the table digest and the audit chain. It lives in
+// base/ because the worker (digest, audit chain) and sluicectl's audit
+// verifier both hash, and neither should need Cap'n Proto to do it.
 //
 // Our own implementation, not libcrypto's: linking libcrypto cost the worker
 // 2.8 MiB of resident memory (its pages touched at initialisation) for one
@@ -19,21 +21,19 @@ namespace sluice {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 
-/// Nothing to prepare any more; kept so that callers need not know. Never fails.
-inline void sha256_prepare() noexcept {}
-
 /// Incremental SHA-256. Copyable (a copy continues independently).
 class Sha256 {
  public:
   /// Starts a digest with the initial hash value (FIPS 180-4, 5.3.3).
   Sha256() noexcept;
-  /// Feeds `len` bytes.
+  /// Feeds `len` bytes at `data`. Never fails.
   void update(const void* data, size_t len) noexcept;
-  /// Returns the digest; the object must not be updated afterwards.
+  /// Pads the message and returns its digest; the object must not be
+  /// updated afterwards. Never fails.
   Sha256Digest finish() noexcept;
 
  private:
-  /// Processes one 64-byte block (FIPS 180-4, 6.2.2).
+  /// Processes one 64-byte block (FIPS 180-4, 6.2.2). Never fails.
   void block(const uint8_t* p) noexcept;
 
   std::array<uint32_t, 8> h_;
@@ -42,10 +42,11 @@ class Sha256 {
   uint64_t total_ = 0;  // bytes fed so far
 };
 
-/// One-shot SHA-256 of `len` bytes at `data`.
+/// Returns the SHA-256 of `len` bytes at `data`. Never fails.
 Sha256Digest sha256(const void* data, size_t len) noexcept;
 
-/// Lower-case hex of a digest (64 characters).
+/// Returns the lower-case hex of a digest (64 characters). Never fails
+/// (beyond allocation).
 std::string to_hex(const Sha256Digest& digest);
 
 }  // namespace sluice

@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "client/json.h"
+#include "base/json.h"
 #include "tests/ctl/json_check.h"
 
 namespace sluice {

@@ -1,5 +1,5 @@
 // SHA-256 as FIPS 180-4 specifies it (see sha256.h for why it is our own).
-#include "schema/sha256.h"
+#include "base/sha256.h"
 
 #include <cstring>
 

@@ -1,0 +1,166 @@
+// The audit line: one JSON object per commit attempt, then "\n" (docs/AUDIT.md
+// specifies it). This is the format's one home. The worker renders lines with
+// render_audit_line() (worker/audit.cc, which adds the sink and the chain),
+// and `sluicectl --verify-audit` reads them back with parse_audit_line()
+// (client/audit_verify.cc, which adds the checks across lines). Both use the
+// key names and values declared here.
+//
+// Target sluice_audit_format: base and the plain model only, no Cap'n Proto,
+// so that the verifier needs no codec. Nothing here makes a syscall, so both
+// sides may call it inside their seccomp sandboxes.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sha256.h"
+#include "schema/model.h"
+
+namespace sluice {
+
+/// The keys of an audit line. A line holds them in the order of AuditLine's
+/// fields; a failure object holds kKind to kMessage, in that order.
+namespace audit_key {
+inline constexpr std::string_view kSeq = "seq";
+inline constexpr std::string_view kTime = "time";
+inline constexpr std::string_view kOutcome = "outcome";
+inline constexpr std::string_view kPid = "pid";
+inline constexpr std::string_view kUid = "uid";
+inline constexpr std::string_view kGid = "gid";
+inline constexpr std::string_view kComment = "comment";
+inline constexpr std::string_view kGeneration = "generation";  // {"before","after"}
+inline constexpr std::string_view kDigest = "digest";          // {"before","after"}
+inline constexpr std::string_view kBefore = "before";
+inline constexpr std::string_view kAfter = "after";
+inline constexpr std::string_view kAdded = "added";
+inline constexpr std::string_view kRemoved = "removed";
+inline constexpr std::string_view kCounts = "counts";  // {"kept","opened","closed","rebound"}
+inline constexpr std::string_view kKept = "kept";
+inline constexpr std::string_view kOpened = "opened";
+inline constexpr std::string_view kClosed = "closed";
+inline constexpr std::string_view kRebound = "rebound";
+inline constexpr std::string_view kFailures = "failures";
+inline constexpr std::string_view kKind = "kind";
+inline constexpr std::string_view kPif = "pif";
+inline constexpr std::string_view kRule = "rule";
+inline constexpr std::string_view kPort = "port";
+inline constexpr std::string_view kErrno = "errno";
+inline constexpr std::string_view kErrnoName = "errnoName";
+inline constexpr std::string_view kMessage = "message";
+inline constexpr std::string_view kDurationMicros = "durationMicros";
+inline constexpr std::string_view kChain = "chain";
+inline constexpr std::string_view kPrev = "prev";
+}  // namespace audit_key
+
+/// The `outcome` of a commit that changed the tables; the verifier follows
+/// the generations from one such line to the next.
+inline constexpr std::string_view kAuditApplied = "applied";
+/// Every `outcome` a line may hold: control::outcome_name() of each
+/// control::Outcome (tests/audit checks that the two agree).
+inline constexpr std::array<std::string_view, 4> kAuditOutcomes = {kAuditApplied, "rejected",
+                                                                   "dry-run", "stale"};
+/// The `kind` of the failure that ends a cut failures list.
+inline constexpr std::string_view kAuditCapacity = "capacity";
+/// Every failure `kind` a line may hold: control::failure_kind_name() of each
+/// control::FailureKind (tests/audit checks that the two agree).
+inline constexpr std::array<std::string_view, 6> kAuditFailureKinds = {
+    "invalid", "conflict", "policy-denied", "bind-failed", kAuditCapacity, "stale-generation"};
+/// The `chain` of a segment's first line, and of every other line.
+inline constexpr std::string_view kAuditChainStart = "start";
+inline constexpr std::string_view kAuditChainContinue = "continue";
+
+/// Limit: bytes of one audit line, its newline included. 64 KiB is the default
+/// capacity of a pipe (16 pages), so a line fits whole into an empty pipe
+/// (stderr under systemd or in a shell pipeline) and its one write(2) is
+/// never split; in an O_APPEND file any size would be whole. A longer line has
+/// its lists cut (added, removed, failures), each cut list ending with an
+/// entry that says how many items were left out. Counts stay complete.
+inline constexpr size_t kMaxAuditLineBytes = 64 * 1024;
+
+/// Limit: bytes of the comment in a line, the control protocol's own limit
+/// (control::kMaxCommentBytes, static_asserted equal in worker/audit.cc); a
+/// longer comment is cut and ends in "...[N bytes cut]".
+inline constexpr size_t kMaxAuditCommentBytes = 1024;
+
+/// Limit: bytes of one rule text or failure message in a line. A rule in
+/// listing format is under 200 bytes and a message is one line of prose; the
+/// cap only bounds an item so that the cut of the lists works. A longer item
+/// is cut and ends in "...[N bytes cut]".
+inline constexpr size_t kMaxAuditItemBytes = 4096;
+
+/// Limit: the latest time a line can show, 9999-12-31T23:59:59.999Z, so that
+/// the year always has four digits (the parser checks the shape). A clock
+/// before 1970 is shown as 1970-01-01T00:00:00.000Z.
+inline constexpr int64_t kMaxAuditUnixMillis = 253402300799999;
+
+/// One failure object of a line, as written.
+struct AuditFailure {
+  std::string kind;        // one of kAuditFailureKinds
+  Pif pif = Pif::kHost;    // written as pif_name()
+  int32_t rule = -1;       // index in its table, -1 when not about one rule
+  uint16_t port = 0;       // 0 when not about one port
+  int32_t err = 0;         // `errno`: 0 when not a syscall's failure
+  std::string errno_name;  // `errnoName`: "EADDRINUSE", empty when err is 0
+  std::string message;     // cut to kMaxAuditItemBytes when written
+  bool operator==(const AuditFailure&) const = default;
+};
+
+/// One audit line, as written: every field, in the order written.
+struct AuditLine {
+  uint64_t seq = 0;     // 1 for a segment's first line, then +1 per line
+  std::string time;     // "YYYY-MM-DDTHH:MM:SS.mmmZ" (audit_time_text)
+  std::string outcome;  // one of kAuditOutcomes
+  int32_t pid = 0;      // the control client's SO_PEERCRED
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string comment;  // cut to kMaxAuditCommentBytes when written
+  uint64_t generation_before = 0;
+  uint64_t generation_after = 0;
+  Sha256Digest digest_before{};
+  Sha256Digest digest_after{};
+  std::vector<std::string> added;    // rule texts, "HOST TCP [*]:80 => 80"
+  std::vector<std::string> removed;  // same format
+  uint32_t kept = 0;                 // counts of listeners
+  uint32_t opened = 0;
+  uint32_t closed = 0;
+  uint32_t rebound = 0;
+  std::vector<AuditFailure> failures;
+  uint64_t duration_micros = 0;
+  bool chain_start = false;  // `chain`: kAuditChainStart or kAuditChainContinue
+  Sha256Digest prev{};       // SHA-256 of the line before; all zeros on a start line
+  bool operator==(const AuditLine&) const = default;
+};
+
+/// Returns `unix_millis` as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, proleptic
+/// Gregorian), clamped to 0..kMaxAuditUnixMillis. Pure arithmetic: no time
+/// zone, no locale, no syscall (glibc's gmtime_r would open /etc/localtime,
+/// which the worker's sandbox forbids). Never fails.
+std::string audit_time_text(int64_t unix_millis);
+
+/// Renders `line` as the bytes written: one JSON object with the keys in
+/// order, no spaces, then "\n". Every string is escaped totally and
+/// ASCII-only (base/json.h, JsonText::kAscii), so the result is printable
+/// ASCII with its only newline last, and no text can add a key or a line.
+/// The comment is cut to kMaxAuditCommentBytes and each list item to
+/// kMaxAuditItemBytes; when the lists still do not fit kMaxAuditLineBytes,
+/// each keeps what fits of its share and ends with a marker item that says
+/// how many were left out (docs/AUDIT.md, "Size"). Returns at most
+/// kMaxAuditLineBytes bytes. A `time`, `outcome` or failure `kind` so long
+/// that the fixed part leaves no room for the lists is a bug and CHECK-fails.
+/// No syscalls.
+std::string render_audit_line(const AuditLine& line);
+
+/// Parses one line (without its "\n") strictly: exactly what
+/// render_audit_line() writes, with keys in order, no spaces, canonical
+/// numbers and escapes, printable ASCII only, values in range (seq from 1, a
+/// valid time, a known outcome, failure kind, pif and chain). Returns the
+/// fields; fails with "column C: expected X" at the first byte that differs
+/// from the format. Never reads out of bounds and does not recurse, so any
+/// bytes are safe input. No syscalls.
+Result<AuditLine> parse_audit_line(std::string_view line);
+
+}  // namespace sluice
