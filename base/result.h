@@ -31,6 +31,13 @@ inline Unexpected Err(std::string message) {
 inline Unexpected Err(int err, std::string message) {
   return Unexpected{Error{err, std::move(message)}};
 }
+/// Builds an Unexpected for a failed syscall: errno `err`, and the message
+/// "WHAT: ENAME (text)" (errno_text, base/strings.h). Callers name what
+/// failed; the reason comes from the errno. Defined in base/strings.cc.
+Unexpected SysErr(int err, const std::string& what);
+/// The same for the current errno, read before anything else happens (so
+/// `what` is a literal: building a string could change errno).
+Unexpected SysErr(const char* what);
 /// Re-wraps an existing Error (to propagate it from another Result type).
 inline Unexpected Err(Error error) {
   return Unexpected{std::move(error)};

@@ -32,7 +32,7 @@ Result<void> send_message(int sock, const void* data, size_t len,
   for (;;) {
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Err(errno, "sendmsg: " + errno_text(errno));
+    if (n < 0) return SysErr("sendmsg");
     if (static_cast<size_t>(n) != len) return Err(EMSGSIZE, "sendmsg: short send");
     return Ok();
   }
@@ -51,7 +51,7 @@ Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t 
   do {
     n = ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return Err(errno, "recvmsg: " + errno_text(errno));
+  if (n < 0) return SysErr("recvmsg");
 
   // Wrap every fd before looking at anything else, so that no path leaks one.
   ReceivedMessage out;

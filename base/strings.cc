@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include "base/result.h"
+
 #include <cerrno>
 #include <cstring>
 
@@ -78,6 +80,15 @@ bool parse_uint(std::string_view text, unsigned long max, unsigned long* out) no
   }
   *out = v;
   return true;
+}
+
+Unexpected SysErr(int err, const std::string& what) {
+  return Err(err, what + ": " + errno_text(err));
+}
+
+Unexpected SysErr(const char* what) {
+  const int err = errno;
+  return SysErr(err, std::string(what));
 }
 
 }  // namespace sluice

@@ -25,18 +25,18 @@ Result<void> ensure_dir(const std::string& dir, mode_t mode) {
   if (::mkdir(dir.c_str(), mode) == 0) {
     if (::chmod(dir.c_str(), mode) != 0) {
       int err = errno;
-      return Err(err, "cannot set the mode of " + dir + ": " + errno_text(err));
+      return SysErr(err, "cannot set the mode of " + dir);
     }
     return Ok();
   }
   if (errno != EEXIST) {
     int err = errno;
-    return Err(err, "cannot create " + dir + ": " + errno_text(err));
+    return SysErr(err, "cannot create " + dir);
   }
   struct stat st;
   if (::lstat(dir.c_str(), &st) != 0) {
     int err = errno;
-    return Err(err, "cannot stat " + dir + ": " + errno_text(err));
+    return SysErr(err, "cannot stat " + dir);
   }
   if (!S_ISDIR(st.st_mode)) return Err(dir + " exists and is not a directory");
   return Ok();
@@ -57,7 +57,7 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return Ok();
     int err = errno;
-    return Err(err, "cannot stat " + sock.path + ": " + errno_text(err));
+    return SysErr(err, "cannot stat " + sock.path);
   }
   if (!S_ISSOCK(st.st_mode)) {
     return Err(sock.path + " exists and is not a socket; remove it, or pass another -c PATH");
@@ -67,7 +67,7 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!probe.valid()) {
     int err = errno;
-    return Err(err, "socket(AF_UNIX): " + errno_text(err));
+    return SysErr(err, "socket(AF_UNIX)");
   }
   struct sockaddr_un addr;
   socklen_t len = fill_addr(sock.path, &addr);
@@ -84,7 +84,7 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   LOG_INFO("removing stale control socket %s (nothing listens on it)", sock.path.c_str());
   if (::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0) != 0) {
     int err = errno;
-    return Err(err, "cannot remove stale control socket " + sock.path + ": " + errno_text(err));
+    return SysErr(err, "cannot remove stale control socket " + sock.path);
   }
   return Ok();
 }
@@ -139,7 +139,7 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
   sock.listen_fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.listen_fd.valid()) {
     int err = errno;
-    return Err(err, "socket(AF_UNIX): " + errno_text(err));
+    return SysErr(err, "socket(AF_UNIX)");
   }
   socklen_t len = fill_addr(path, &addr);
   // bind() creates the file with the umask applied (fchmod before bind has no
@@ -150,7 +150,7 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
   int bind_err = errno;
   ::umask(old_umask);
   if (rc != 0) {
-    return Err(bind_err, "cannot bind the control socket " + path + ": " + errno_text(bind_err));
+    return SysErr(bind_err, "cannot bind the control socket " + path);
   }
   struct stat st;
   if (::fchmodat(sock.dir_fd.get(), sock.name.c_str(), 0660, 0) != 0 ||
@@ -158,7 +158,7 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
       ::listen(sock.listen_fd.get(), kControlBacklog) != 0) {
     int err = errno;
     ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
-    return Err(err, "cannot set up the control socket " + path + ": " + errno_text(err));
+    return SysErr(err, "cannot set up the control socket " + path);
   }
   sock.dev = st.st_dev;
   sock.ino = st.st_ino;

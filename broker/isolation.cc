@@ -23,7 +23,7 @@ Result<std::string> read_proc_file(const char* path) {
   UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, std::string("cannot open ") + path + ": " + errno_text(err));
+    return SysErr(err, std::string("cannot open ") + path);
   }
   std::string text;
   char buf[4096];
@@ -32,7 +32,7 @@ Result<std::string> read_proc_file(const char* path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, std::string("cannot read ") + path + ": " + errno_text(err));
+      return SysErr(err, std::string("cannot read ") + path);
     }
     if (n == 0) return text;
     text.append(buf, static_cast<size_t>(n));
@@ -78,7 +78,7 @@ Result<void> sanitize_inherited_fds() {
   }
   if (::close_range(3, ~0U, 0) != 0) {
     int err = errno;
-    return Err(err, "close_range of inherited fds: " + errno_text(err));
+    return SysErr(err, "close_range of inherited fds");
   }
   return Ok();
 }
@@ -87,13 +87,13 @@ Result<void> raise_nofile_limit() {
   struct rlimit lim;
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
     int err = errno;
-    return Err(err, "getrlimit(RLIMIT_NOFILE): " + errno_text(err));
+    return SysErr(err, "getrlimit(RLIMIT_NOFILE)");
   }
   if (lim.rlim_cur == lim.rlim_max) return Ok();
   lim.rlim_cur = lim.rlim_max;
   if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
     int err = errno;
-    return Err(err, "setrlimit(RLIMIT_NOFILE) to the hard limit: " + errno_text(err));
+    return SysErr(err, "setrlimit(RLIMIT_NOFILE) to the hard limit");
   }
   LOG_DEBUG("RLIMIT_NOFILE raised to %llu", static_cast<unsigned long long>(lim.rlim_cur));
   return Ok();
@@ -193,14 +193,14 @@ Result<bool> drop_capabilities() {
   }
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
     int err = errno;
-    return Err(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL): " + errno_text(err));
+    return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
   }
   // NO_NEW_PRIVS: no exec can ever gain privilege again (the bounding set is
   // then irrelevant), and the seccomp filter can be loaded without
   // CAP_SYS_ADMIN.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     int err = errno;
-    return Err(err, "prctl(PR_SET_NO_NEW_PRIVS): " + errno_text(err));
+    return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
   }
   auto status = read_proc_file("/proc/self/status");
   if (!status) return Err(status.error());
@@ -225,7 +225,7 @@ Result<void> place_fds(std::span<const FdPlacement> placements) {
     UniqueFd moved(::fcntl(p.fd->get(), F_DUPFD_CLOEXEC, highest + 1));
     if (!moved.valid()) {
       int err = errno;
-      return Err(err, "fcntl(F_DUPFD_CLOEXEC): " + errno_text(err));
+      return SysErr(err, "fcntl(F_DUPFD_CLOEXEC)");
     }
     *p.fd = std::move(moved);  // closes the old number
   }
@@ -235,7 +235,7 @@ Result<void> place_fds(std::span<const FdPlacement> placements) {
     CHECK_MSG(::fcntl(p.target, F_GETFD) == -1 && errno == EBADF, "fixed fd number in use");
     if (::dup3(p.fd->get(), p.target, O_CLOEXEC) != p.target) {
       int err = errno;
-      return Err(err, "dup3 to fd " + std::to_string(p.target) + ": " + errno_text(err));
+      return SysErr(err, "dup3 to fd " + std::to_string(p.target));
     }
     p.fd->reset(p.target);
   }

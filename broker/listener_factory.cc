@@ -17,7 +17,7 @@ namespace {
 /// Returns an Error for the syscall `what` that just failed, carrying errno.
 Unexpected syscall_error(const char* what) {
   int err = errno != 0 ? errno : EIO;
-  return Err(err, std::string(what) + ": " + errno_text(err));
+  return SysErr(err, std::string(what));
 }
 
 /// Sets an int socket option; fails with the errno of setsockopt.

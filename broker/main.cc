@@ -45,13 +45,13 @@ Result<UniqueFd> take_signals() {
   sigaddset(&mask, SIGCHLD);
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
     int err = errno;
-    return Err(err, "sigprocmask: " + errno_text(err));
+    return SysErr(err, "sigprocmask");
   }
   ::signal(SIGPIPE, SIG_IGN);
   UniqueFd fd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, "signalfd: " + errno_text(err));
+    return SysErr(err, "signalfd");
   }
   return fd;
 }
@@ -105,7 +105,7 @@ Result<UniqueFd> policy_memfd(const std::string& text) {
   UniqueFd fd(::memfd_create("sluice-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, "memfd_create for the policy text: " + errno_text(err));
+    return SysErr(err, "memfd_create for the policy text");
   }
   size_t done = 0;
   while (done < text.size()) {
@@ -113,7 +113,7 @@ Result<UniqueFd> policy_memfd(const std::string& text) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
-      return Err(err, "writing the policy text to its memfd: " + errno_text(err));
+      return SysErr(err, "writing the policy text to its memfd");
     }
     done += static_cast<size_t>(n);
   }
@@ -121,7 +121,7 @@ Result<UniqueFd> policy_memfd(const std::string& text) {
           0 ||
       ::lseek(fd.get(), 0, SEEK_SET) != 0) {
     int err = errno;
-    return Err(err, "sealing the policy memfd: " + errno_text(err));
+    return SysErr(err, "sealing the policy memfd");
   }
   return fd;
 }

@@ -107,7 +107,7 @@ Result<UniqueFd> stderr_for_worker() {
   UniqueFd fd(::fcntl(2, F_DUPFD_CLOEXEC, 3));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, "cannot duplicate stderr for the worker: " + errno_text(err));
+    return SysErr(err, "cannot duplicate stderr for the worker");
   }
   return fd;
 }
@@ -137,19 +137,19 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     int err = errno;
-    return Err(err, "socketpair(SOCK_SEQPACKET) for the worker channel: " + errno_text(err));
+    return SysErr(err, "socketpair(SOCK_SEQPACKET) for the worker channel");
   }
   UniqueFd broker_end(sv[0]);
   UniqueFd worker_end(sv[1]);
   struct timeval timeout = {kReplySendTimeoutMs / 1000, (kReplySendTimeoutMs % 1000) * 1000};
   if (::setsockopt(broker_end.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) != 0) {
     int err = errno;
-    return Err(err, "setsockopt(SO_SNDTIMEO) on the worker channel: " + errno_text(err));
+    return SysErr(err, "setsockopt(SO_SNDTIMEO) on the worker channel");
   }
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
   if (!devnull.valid()) {
     int err = errno;
-    return Err(err, "cannot open /dev/null for the worker's stdin: " + errno_text(err));
+    return SysErr(err, "cannot open /dev/null for the worker's stdin");
   }
   auto log_fd = stderr_for_worker();
   if (!log_fd) return Err(log_fd.error().err, log_fd.error().message);
@@ -163,7 +163,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
-    return Err(err, "fork for the worker: " + errno_text(err));
+    return SysErr(err, "fork for the worker");
   }
   if (pid == 0) {
     exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),

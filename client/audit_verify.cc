@@ -174,7 +174,7 @@ Result<AuditReport> verify_audit_fd(int fd) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, "cannot read the audit log: " + errno_text(err));
+      return SysErr(err, "cannot read the audit log");
     }
     if (n == 0) break;
     verifier.feed(std::string_view(buf.data(), static_cast<size_t>(n)));

@@ -485,7 +485,7 @@ Result<std::string> read_option_file(const std::string& path) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) {
     int err = errno;
-    return Err(err, "cannot stat it: " + errno_text(err));
+    return SysErr(err, "cannot stat it");
   }
   if (S_ISDIR(st.st_mode)) {
     return Err(EISDIR, "it is a directory; give the path of a file of options");
@@ -497,7 +497,7 @@ Result<std::string> read_option_file(const std::string& path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, "cannot read it: " + errno_text(err));
+      return SysErr(err, "cannot read it");
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));

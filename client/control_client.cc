@@ -21,7 +21,7 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Err(errno, "socket: " + errno_text(errno));
+  if (!fd.valid()) return SysErr("socket");
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -51,7 +51,7 @@ Result<void> ControlConnection::write_all(const std::string& bytes) {
     if (n < 0) {
       int err = errno;
       if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not accept the request in time");
-      return Err(err, "sending to the server: " + errno_text(err));
+      return SysErr(err, "sending to the server");
     }
     off += static_cast<size_t>(n);
   }
@@ -83,7 +83,7 @@ Result<control::Response> ControlConnection::read_response() {
     if (n < 0) {
       int err = errno;
       if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not answer in time");
-      return Err(err, "reading from the server: " + errno_text(err));
+      return SysErr(err, "reading from the server");
     }
     if (n == 0) return Err(ECONNRESET, "the server closed the connection");
     len_ += static_cast<size_t>(n);

@@ -50,7 +50,7 @@ Result<void> sandbox_client() {
   auto prepared = prepare_client_for_seccomp();
   if (!prepared) return prepared;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    return Err(errno, "prctl(PR_SET_NO_NEW_PRIVS): " + errno_text(errno));
+    return SysErr("prctl(PR_SET_NO_NEW_PRIVS)");
   }
 #ifdef SLUICE_SANITIZE
   // The sanitizer runtime makes syscalls outside the client's allowlist.

@@ -331,7 +331,7 @@ Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver*
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
     int err = errno;
-    return Err(err, "cannot stat policy file " + path + ": " + errno_text(err));
+    return SysErr(err, "cannot stat policy file " + path);
   }
   if (!S_ISREG(st.st_mode)) {
     return Err("policy file " + path + " is not a regular file; give --policy a file");
@@ -343,7 +343,7 @@ Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver*
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, "cannot read policy file " + path + ": " + errno_text(err));
+      return SysErr(err, "cannot read policy file " + path);
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));

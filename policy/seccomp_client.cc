@@ -55,12 +55,12 @@ Result<void> prepare_client_for_seccomp() {
   // glibc would choose on first use. isatty() is ioctl(TCGETS), made here.
   int mode = isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF;
   if (std::setvbuf(stdout, g_stdout_buffer, mode, sizeof(g_stdout_buffer)) != 0) {
-    return Err(errno, "setvbuf(stdout): " + errno_text(errno));
+    return SysErr("setvbuf(stdout)");
   }
   // stderr: unbuffered, as C requires; set explicitly so that stdio has its
   // one-byte buffer now and never asks for a real one.
   if (std::setvbuf(stderr, nullptr, _IONBF, 0) != 0) {
-    return Err(errno, "setvbuf(stderr): " + errno_text(errno));
+    return SysErr("setvbuf(stderr)");
   }
 #ifndef SLUICE_SANITIZE
   // glibc's mallopt returns 1 on success. The sanitizer runtime replaces

@@ -40,7 +40,7 @@ using FilterPtr = std::unique_ptr<void, FilterReleaser>;
 /// Formats a libseccomp failure: libseccomp returns -errno.
 Unexpected seccomp_error(int rc, const std::string& what) {
   int err = rc < 0 ? -rc : rc;
-  return Err(err, "seccomp: " + what + ": " + errno_text(err));
+  return SysErr(err, "seccomp: " + what);
 }
 
 /// Adds one row to `ctx`. Fails, naming the syscall, when the name is unknown
@@ -133,13 +133,13 @@ Result<std::string> export_seccomp_pfc(const std::vector<SyscallRule>& rules) {
   UniqueFd mem(memfd_create("sluice-seccomp-pfc", MFD_CLOEXEC));
   if (!mem.valid()) {
     int err = errno;
-    return Err(err, "seccomp: memfd_create for the PFC export: " + errno_text(err));
+    return SysErr(err, "seccomp: memfd_create for the PFC export");
   }
   int rc = seccomp_export_pfc(ctx.get(), mem.get());
   if (rc < 0) return seccomp_error(rc, "exporting PFC");
   if (lseek(mem.get(), 0, SEEK_SET) != 0) {
     int err = errno;
-    return Err(err, "seccomp: rewinding the PFC export: " + errno_text(err));
+    return SysErr(err, "seccomp: rewinding the PFC export");
   }
 
   std::string text;
@@ -149,7 +149,7 @@ Result<std::string> export_seccomp_pfc(const std::vector<SyscallRule>& rules) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, "seccomp: reading the PFC export: " + errno_text(err));
+      return SysErr(err, "seccomp: reading the PFC export");
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));

@@ -32,11 +32,11 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
   int domain = 0, type = 0, listening = 0;
   socklen_t len = sizeof(int);
   if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
-    return Err(errno, "getsockopt(SO_DOMAIN): " + errno_text(errno));
+    return SysErr("getsockopt(SO_DOMAIN)");
   }
   len = sizeof(int);
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return Err(errno, "getsockopt(SO_TYPE): " + errno_text(errno));
+    return SysErr("getsockopt(SO_TYPE)");
   }
   if (domain != want.family) return Err(EPROTO, "socket has the wrong address family");
   int want_type = key.proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM;
@@ -68,7 +68,7 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
   struct sockaddr_storage ss;
   socklen_t slen = sizeof(ss);
   if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &slen) != 0) {
-    return Err(errno, "getsockname: " + errno_text(errno));
+    return SysErr("getsockname");
   }
   Addr bound{};
   uint16_t port;

@@ -9,7 +9,7 @@ namespace sluice {
 
 Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   UniqueFd epfd(epoll_create1(EPOLL_CLOEXEC));
-  if (!epfd.valid()) return Err(errno, "epoll_create1: " + errno_text(errno));
+  if (!epfd.valid()) return SysErr("epoll_create1");
   return std::unique_ptr<EventLoop>(new EventLoop(std::move(epfd)));
 }
 
@@ -18,7 +18,7 @@ Result<void> EventLoop::add(int fd, uint32_t events, EventHandler* handler) noex
   ev.events = events;
   ev.data.ptr = handler;
   if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    return Err(errno, "epoll_ctl(ADD): " + errno_text(errno));
+    return SysErr("epoll_ctl(ADD)");
   }
   return Ok();
 }
@@ -28,7 +28,7 @@ Result<void> EventLoop::modify(int fd, uint32_t events, EventHandler* handler) n
   ev.events = events;
   ev.data.ptr = handler;
   if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
-    return Err(errno, "epoll_ctl(MOD): " + errno_text(errno));
+    return SysErr("epoll_ctl(MOD)");
   }
   return Ok();
 }

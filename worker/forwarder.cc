@@ -312,7 +312,7 @@ Result<Pipe> Forwarder::take_pipe() noexcept {
     return p;
   }
   int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return Err(errno, "pipe2: " + errno_text(errno));
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return SysErr("pipe2");
   Pipe p;
   p.read_end.reset(fds[0]);
   p.write_end.reset(fds[1]);

@@ -61,7 +61,7 @@ Result<PolicyFile> read_policy(const std::string& source) {
   for (;;) {
     ssize_t n = ::read(wire::kWorkerFdPolicy, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Err(errno, "reading the policy text from sluiced: " + errno_text(errno));
+    if (n < 0) return SysErr("reading the policy text from sluiced");
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > kMaxPolicyFileBytes) return Err("the policy text from sluiced is too large");

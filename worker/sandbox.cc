@@ -83,7 +83,7 @@ Result<std::string> read_small_file(const char* path) {
   UniqueFd fd(open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, std::string("open ") + path + ": " + errno_text(err));
+    return SysErr(err, std::string("open ") + path);
   }
   std::string text;
   char buf[512];
@@ -92,7 +92,7 @@ Result<std::string> read_small_file(const char* path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
-      return Err(err, std::string("read ") + path + ": " + errno_text(err));
+      return SysErr(err, std::string("read ") + path);
     }
     if (n == 0) return text;
     text.append(buf, static_cast<size_t>(n));
@@ -106,12 +106,12 @@ Result<void> write_whole_file(const char* path, std::string_view text) {
   UniqueFd fd(open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int err = errno;
-    return Err(err, std::string("open ") + path + ": " + errno_text(err));
+    return SysErr(err, std::string("open ") + path);
   }
   ssize_t n = write(fd.get(), text.data(), text.size());
   if (n < 0) {
     int err = errno;
-    return Err(err, std::string("write ") + path + ": " + errno_text(err));
+    return SysErr(err, std::string("write ") + path);
   }
   if (static_cast<size_t>(n) != text.size()) {
     return Err(EIO, std::string("short write to ") + path);
@@ -148,13 +148,12 @@ Result<void> close_fd_range(unsigned first, unsigned last) {
   if (close_range(first, last, 0) == 0) return Ok();
   if (errno != ENOSYS) {
     int err = errno;
-    return Err(err, "close_range(" + std::to_string(first) + ", " + std::to_string(last) +
-                        "): " + errno_text(err));
+    return SysErr(err, "close_range(" + std::to_string(first) + ", " + std::to_string(last) + ")");
   }
   struct rlimit lim;
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
     int err = errno;
-    return Err(err, "getrlimit(RLIMIT_NOFILE): " + errno_text(err));
+    return SysErr(err, "getrlimit(RLIMIT_NOFILE)");
   }
   for (rlim_t fd = first; fd <= last && fd < lim.rlim_cur; ++fd) close(static_cast<int>(fd));
   return Ok();
