@@ -259,9 +259,7 @@ HandleStatus BrokerHost::answer_hello(int fd) {
   auto ok = validate_hello(msg);
   if (!ok) return fail(HandleStatus::kViolation, "malformed Hello: " + ok.error().message);
   wire::HelloReplyMsg reply = {};
-  reply.header.magic = wire::kBrokerWireMagic;
-  reply.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHelloReply);
-  reply.header.sequence = msg.header.sequence;
+  reply.header = wire::header(wire::BrokerMsg::kHelloReply, msg.header.sequence);
   reply.version = wire::kBrokerWireVersion;
   reply.flags = policy_.has_bind_cap ? wire::kBrokerHasBindCap : 0;
   reply.unprivileged_port_start = policy_.unprivileged_port_start;
@@ -277,9 +275,7 @@ HandleStatus BrokerHost::answer_peer_query(int fd) {
   auto ok = validate_peer_query(msg);
   if (!ok) return fail(HandleStatus::kViolation, "malformed PeerQuery: " + ok.error().message);
   wire::PeerReplyMsg reply = {};
-  reply.header.magic = wire::kBrokerWireMagic;
-  reply.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerReply);
-  reply.header.sequence = msg.header.sequence;
+  reply.header = wire::header(wire::BrokerMsg::kPeerReply, msg.header.sequence);
   answer_peer(control_, fds_.at(0).get(), &reply);
   fds_.clear();  // the broker's copy of the connection is closed before it answers
   LOG_DEBUG("PeerQuery #%llu: status %d pid %d uid %u gid %u access %u (line %u)",
@@ -295,9 +291,7 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
   if (!ok) return fail(HandleStatus::kViolation, "malformed OpenListeners: " + ok.error().message);
 
   std::memset(reply_.get(), 0, sizeof(*reply_));
-  reply_->header.magic = wire::kBrokerWireMagic;
-  reply_->header.type = static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened);
-  reply_->header.sequence = req.header.sequence;
+  reply_->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
   reply_->count = req.count;
   // The broker's copies stay owned here and are closed when this returns,
   // whether or not the send succeeded: the worker holds its own after it.

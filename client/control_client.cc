@@ -10,6 +10,25 @@
 #include "schema/frame.h"
 
 namespace sluice {
+namespace {
+
+/// Returns the error for a connection the server refused before any request
+/// (with the ProtocolError `error` it sent first or in answer to the hello):
+/// what happened and what to do, with the server's own text sanitised.
+/// `refused` says which step was refused. A busy server is worth another try
+/// (err EBUSY); every other refusal is a protocol error (EPROTO).
+Error refusal(const control::ProtocolError& error, const char* refused) {
+  std::string said = sanitize(error.message, control::kMaxTextBytes);
+  if (error.code == control::ErrorCode::kBusy) {
+    return Error{EBUSY,
+                 "the server has too many control clients now; try again in a moment (the "
+                 "server said: " +
+                     said + ")"};
+  }
+  return Error{EPROTO, std::string(refused) + ": " + said};
+}
+
+}  // namespace
 
 Result<ControlConnection> ControlConnection::connect(const std::string& path, int timeout_ms) {
   struct sockaddr_un addr = {};
@@ -64,7 +83,7 @@ Result<control::Response> ControlConnection::read_response() {
     auto* data = reinterpret_cast<uint8_t*>(buf_.data());
     FrameCheck check = check_frame(data, len_, kMaxControlMessageBytes);
     if (check.status == FrameStatus::kInvalid) {
-      return Err(EPROTO, "the server sent an invalid frame: " + check.error);
+      return Err(EPROTO, "the server sent an invalid frame: " + check.message);
     }
     if (check.status == FrameStatus::kComplete) {
       auto response = control::decode_response(data, check.frame_bytes);
@@ -94,9 +113,7 @@ Result<control::ServerHello> ControlConnection::handshake() {
   auto first = read_response();
   if (!first) return Err(first.error());
   if (auto* error = std::get_if<control::ProtocolError>(&first->body)) {
-    // The text is the server's: sanitise it before it reaches a terminal.
-    return Err(EPROTO, "the server refused the connection: " +
-                           sanitize(error->message, control::kMaxTextBytes));
+    return Err(refusal(*error, "the server refused the connection"));
   }
   auto* hello = std::get_if<control::ServerHello>(&first->body);
   if (hello == nullptr) return Err(EPROTO, "the server did not start with a hello");
@@ -116,8 +133,7 @@ Result<control::ServerHello> ControlConnection::handshake() {
   auto answer = read_response();
   if (!answer) return Err(answer.error());
   if (auto* error = std::get_if<control::ProtocolError>(&answer->body)) {
-    return Err(EPROTO, "the server refused this client's hello: " +
-                           sanitize(error->message, control::kMaxTextBytes));
+    return Err(refusal(*error, "the server refused this client's hello"));
   }
   if (!std::holds_alternative<control::Welcome>(answer->body) || answer->id != reply.id) {
     return Err(EPROTO, "the server did not answer the hello with a welcome");

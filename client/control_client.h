@@ -25,7 +25,11 @@ class ControlConnection {
   static Result<ControlConnection> connect(const std::string& path, int timeout_ms);
 
   /// Reads the server's Hello, refuses a protocol version this client does not
-  /// speak, and answers with the client's own Hello.
+  /// speak, and answers with the client's own Hello. Returns the server's
+  /// Hello once it welcomed this client. Fails with EBUSY when the server
+  /// has too many control clients (try again), with EPROTO when it refused
+  /// the client otherwise or spoke out of turn, or with the connection's
+  /// error.
   Result<control::ServerHello> handshake();
 
   /// Sends `request` (its id is assigned here) and returns the response with
@@ -33,9 +37,8 @@ class ControlConnection {
   /// kServerRefused.
   Result<control::Response> call(control::Request request);
 
-  int fd() const { return fd_.get(); }
-
  private:
+  /// Wraps a connected socket; only connect() makes one.
   explicit ControlConnection(UniqueFd fd) : fd_(std::move(fd)) {}
   /// Reads one whole frame and decodes it. Needs `recvfrom` with no flags
   /// (recv); SO_RCVTIMEO bounds each wait.

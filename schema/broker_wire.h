@@ -91,6 +91,13 @@ struct WireHeader {
 };
 static_assert(sizeof(WireHeader) == 16);
 
+/// Returns the header of a message of `type` with `sequence` (a request's
+/// own, or the request's echoed in its reply), with the magic number. Every
+/// message either side builds starts with one of these. Cannot fail.
+constexpr WireHeader header(BrokerMsg type, uint64_t sequence) noexcept {
+  return WireHeader{kBrokerWireMagic, static_cast<uint32_t>(type), sequence};
+}
+
 struct HelloMsg {
   WireHeader header;  // type kHello
   uint32_t version;   // kBrokerWireVersion

@@ -20,6 +20,49 @@ static_assert(cp::PROTOCOL_VERSION == kProtocolVersion);
 
 namespace {
 
+/// True when the model enumerator `model` and the control.capnp enumerator
+/// `wire` have the same ordinal. The codec casts these enums to and from each
+/// other by ordinal, so the asserts below make any reordering, insertion or
+/// renumbering on either side break the build instead of the wire.
+template <typename Model, typename Wire>
+constexpr bool same_ordinal(Model model, Wire wire) {
+  return static_cast<uint16_t>(model) == static_cast<uint16_t>(wire);
+}
+
+static_assert(same_ordinal(Pif::kHost, cp::Pif::HOST));
+static_assert(same_ordinal(Pif::kSplice, cp::Pif::SPLICE));
+
+static_assert(same_ordinal(Proto::kTcp, cp::Proto::TCP));
+static_assert(same_ordinal(Proto::kUdp, cp::Proto::UDP));
+
+static_assert(same_ordinal(ErrorCode::kMalformed, cp::ErrorCode::MALFORMED));
+static_assert(same_ordinal(ErrorCode::kUnsupportedVersion, cp::ErrorCode::UNSUPPORTED_VERSION));
+static_assert(same_ordinal(ErrorCode::kUnknownRequest, cp::ErrorCode::UNKNOWN_REQUEST));
+static_assert(same_ordinal(ErrorCode::kNotPermitted, cp::ErrorCode::NOT_PERMITTED));
+static_assert(same_ordinal(ErrorCode::kTooLarge, cp::ErrorCode::TOO_LARGE));
+static_assert(same_ordinal(ErrorCode::kOutOfOrder, cp::ErrorCode::OUT_OF_ORDER));
+static_assert(same_ordinal(ErrorCode::kTimeout, cp::ErrorCode::TIMEOUT));
+static_assert(same_ordinal(ErrorCode::kBusy, cp::ErrorCode::BUSY));
+/// The last code the decoder accepts; a code appended to the schema must be
+/// appended to ErrorCode too, and this moved to it.
+constexpr ErrorCode kLastErrorCode = ErrorCode::kBusy;
+
+static_assert(same_ordinal(FailureKind::kInvalid, cp::FailureKind::INVALID));
+static_assert(same_ordinal(FailureKind::kConflict, cp::FailureKind::CONFLICT));
+static_assert(same_ordinal(FailureKind::kPolicyDenied, cp::FailureKind::POLICY_DENIED));
+static_assert(same_ordinal(FailureKind::kBindFailed, cp::FailureKind::BIND_FAILED));
+static_assert(same_ordinal(FailureKind::kCapacity, cp::FailureKind::CAPACITY));
+static_assert(same_ordinal(FailureKind::kStale, cp::FailureKind::STALE_GENERATION));
+/// The last failure kind the decoder accepts.
+constexpr FailureKind kLastFailureKind = FailureKind::kStale;
+
+static_assert(same_ordinal(Outcome::kApplied, cp::Outcome::APPLIED));
+static_assert(same_ordinal(Outcome::kRejected, cp::Outcome::REJECTED));
+static_assert(same_ordinal(Outcome::kDryRun, cp::Outcome::DRY_RUN));
+static_assert(same_ordinal(Outcome::kStale, cp::Outcome::STALE));
+/// The last outcome the decoder accepts.
+constexpr Outcome kLastOutcome = Outcome::kStale;
+
 /// Reader limits: the traversal limit matches the frame limit (every word may
 /// be visited once); nesting is at most Response > State > Table > Rule plus
 /// margin, so 16 refuses deep-nesting attacks early.
@@ -214,7 +257,7 @@ Failure decode_failure(cp::Failure::Reader in) {
   f.port = in.getPort();
   f.err = in.getErrno();
   auto kind = static_cast<uint16_t>(in.getKind());
-  if (kind > static_cast<uint16_t>(FailureKind::kStale)) {
+  if (kind > static_cast<uint16_t>(kLastFailureKind)) {
     throw DecodeError{"unknown failure kind " + std::to_string(kind)};
   }
   f.kind = static_cast<FailureKind>(kind);
@@ -304,7 +347,7 @@ HistoryEntry decode_history_entry(cp::HistoryEntry::Reader in) {
   e.gid = in.getGid();
   e.comment = decode_text(in.getComment(), kMaxCommentBytes, "comment");
   auto outcome = static_cast<uint16_t>(in.getOutcome());
-  if (outcome > static_cast<uint16_t>(Outcome::kStale)) {
+  if (outcome > static_cast<uint16_t>(kLastOutcome)) {
     throw DecodeError{"unknown outcome " + std::to_string(outcome)};
   }
   e.outcome = static_cast<Outcome>(outcome);
@@ -588,7 +631,7 @@ Result<Response> decode_response(const void* frame, size_t len) {
       case cp::Response::ERROR: {
         auto e = root.getError();
         auto code = static_cast<uint16_t>(e.getCode());
-        if (code > static_cast<uint16_t>(ErrorCode::kTimeout)) {
+        if (code > static_cast<uint16_t>(kLastErrorCode)) {
           throw DecodeError{"unknown error code " + std::to_string(code)};
         }
         out.body = ProtocolError{static_cast<ErrorCode>(code),

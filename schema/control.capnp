@@ -97,6 +97,7 @@ enum ErrorCode {
   tooLarge @4;            # the frame exceeds the message limit
   outOfOrder @5;          # a request before hello, or a second hello
   timeout @6;             # the client was idle or too slow
+  busy @7;                # the server has too many control clients now; try again
 }
 
 struct ProtocolError {

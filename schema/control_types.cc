@@ -52,6 +52,8 @@ const char* error_code_name(ErrorCode code) noexcept {
       return "out-of-order";
     case ErrorCode::kTimeout:
       return "timeout";
+    case ErrorCode::kBusy:
+      return "busy";
   }
   return "unknown";
 }

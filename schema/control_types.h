@@ -53,6 +53,8 @@ struct State {
   bool operator==(const State&) const = default;
 };
 
+/// Why the server refused a client and closed the connection
+/// (control.capnp ErrorCode; the codec checks that the ordinals agree).
 enum class ErrorCode {
   kMalformed,
   kUnsupportedVersion,
@@ -61,6 +63,7 @@ enum class ErrorCode {
   kTooLarge,
   kOutOfOrder,
   kTimeout,
+  kBusy,  // too many control clients are connected; the client may try again
 };
 
 struct ProtocolError {
@@ -222,7 +225,8 @@ const char* failure_kind_name(FailureKind kind) noexcept;
 /// Returns "applied", "rejected", "dry-run" or "stale".
 const char* outcome_name(Outcome outcome) noexcept;
 
-/// Returns a short name for an error code ("malformed", "unsupported-version"...).
+/// Returns a short name for an error code ("malformed", "unsupported-version",
+/// ..., "busy"), or "unknown" for a value outside the enum.
 const char* error_code_name(ErrorCode code) noexcept;
 
 }  // namespace sluice::control

@@ -21,8 +21,9 @@ FrameCheck check_frame(const uint8_t* data, size_t len, size_t max_bytes) noexce
   // compare before adding one.
   if (count_minus_one >= kMaxControlSegments) {
     out.status = FrameStatus::kInvalid;
-    out.error = "frame claims " + std::to_string(static_cast<uint64_t>(count_minus_one) + 1) +
-                " segments; at most " + std::to_string(kMaxControlSegments) + " are accepted";
+    out.error = FrameError::kTooManySegments;
+    out.message = "frame claims " + std::to_string(static_cast<uint64_t>(count_minus_one) + 1) +
+                  " segments; at most " + std::to_string(kMaxControlSegments) + " are accepted";
     return out;
   }
   size_t count = count_minus_one + 1;
@@ -36,14 +37,16 @@ FrameCheck check_frame(const uint8_t* data, size_t len, size_t max_bytes) noexce
   uint64_t total = header_bytes + total_words * 8;
   if (total > max_bytes) {
     out.status = FrameStatus::kInvalid;
-    out.error = "frame of " + std::to_string(total) + " bytes exceeds the limit of " +
-                std::to_string(max_bytes) + " bytes";
+    out.error = FrameError::kTooLarge;
+    out.message = "frame of " + std::to_string(total) + " bytes exceeds the limit of " +
+                  std::to_string(max_bytes) + " bytes";
     return out;
   }
   out.frame_bytes = static_cast<size_t>(total);
   if (total_words == 0) {
     out.status = FrameStatus::kInvalid;
-    out.error = "frame has no content (every segment is empty)";
+    out.error = FrameError::kEmpty;
+    out.message = "frame has no content (every segment is empty)";
     return out;
   }
   out.status = len >= total ? FrameStatus::kComplete : FrameStatus::kNeedMore;

@@ -28,18 +28,29 @@ enum class FrameStatus {
   kInvalid,   // the header breaks a limit; `error` says which. Drop the peer.
 };
 
+/// Why check_frame() called a frame invalid. Callers switch on this, never on
+/// the text of `FrameCheck::message`.
+enum class FrameError {
+  kNone,             // the frame is not invalid (kNeedMore or kComplete)
+  kTooManySegments,  // the segment table claims more than kMaxControlSegments
+  kTooLarge,         // the segments add up to more than the caller's byte limit
+  kEmpty,            // every segment is empty: there is no message at all
+};
+
 struct FrameCheck {
   FrameStatus status = FrameStatus::kNeedMore;
-  size_t frame_bytes = 0;  // total frame size, once the segment table is complete
-  std::string error;
+  size_t frame_bytes = 0;                // total frame size, once the segment table is complete
+  FrameError error = FrameError::kNone;  // set exactly when status is kInvalid
+  std::string message;                   // for people: what broke which limit
 };
 
 /// Inspects the first `len` bytes of a stream (8-byte aligned at `data`).
 /// Returns kComplete with the frame size when a whole frame is there,
 /// kNeedMore when more bytes are needed (also while the segment table itself
-/// is incomplete), and kInvalid when the segment count exceeds
-/// kMaxControlSegments, a segment is empty-sized beyond reason, or the total
-/// exceeds `max_bytes`. Pure: no allocation, no exceptions.
+/// is incomplete), and kInvalid with its FrameError when the segment count
+/// exceeds kMaxControlSegments (kTooManySegments), the total exceeds
+/// `max_bytes` (kTooLarge), or every segment is empty (kEmpty). Pure: it
+/// allocates only the message of an invalid frame, and throws nothing.
 FrameCheck check_frame(const uint8_t* data, size_t len, size_t max_bytes) noexcept;
 
 }  // namespace sluice

@@ -91,9 +91,7 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
 
 Result<BrokerInfo> BrokerClient::hello() {
   wire::HelloMsg msg = {};
-  msg.header.magic = wire::kBrokerWireMagic;
-  msg.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHello);
-  msg.header.sequence = ++sequence_;
+  msg.header = wire::header(wire::BrokerMsg::kHello, ++sequence_);
   msg.version = wire::kBrokerWireVersion;
   auto sent = send_message(channel_.get(), &msg, sizeof(msg), {});
   if (!sent) return Err(sent.error().err, "sending Hello to sluiced: " + sent.error().message);
@@ -123,9 +121,7 @@ Result<void> BrokerClient::send_request(std::span<const ListenerKey> keys) {
   // The messages are ~10 KiB each: keep them off the stack.
   auto msg = std::make_unique<wire::OpenListenersMsg>();
   std::memset(msg.get(), 0, sizeof(*msg));
-  msg->header.magic = wire::kBrokerWireMagic;
-  msg->header.type = static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners);
-  msg->header.sequence = ++sequence_;
+  msg->header = wire::header(wire::BrokerMsg::kOpenListeners, ++sequence_);
   msg->count = static_cast<uint32_t>(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) msg->entries[i] = to_wire(keys[i]);
   auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
@@ -138,9 +134,7 @@ Result<void> BrokerClient::send_peer_query(int conn,
                                            std::function<void(const PeerIdentity&)> done) {
   CHECK(done != nullptr);
   wire::PeerQueryMsg msg = {};
-  msg.header.magic = wire::kBrokerWireMagic;
-  msg.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery);
-  msg.header.sequence = ++sequence_;
+  msg.header = wire::header(wire::BrokerMsg::kPeerQuery, ++sequence_);
   const int fds[] = {conn};
   auto sent = send_message(channel_.get(), &msg, sizeof(msg), fds);
   if (!sent) return Err(sent.error().err, "sending PeerQuery: " + sent.error().message);

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
+#include <variant>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -13,6 +15,85 @@
 namespace sluice {
 
 using control::ErrorCode;
+
+namespace {
+
+/// Returns the index of request type T in control::Request::body, the kind
+/// that names T's row in the dispatch table.
+template <typename T, typename... Ts>
+constexpr size_t kind_in(const std::variant<Ts...>* /*body*/) {
+  constexpr bool same[] = {std::is_same_v<T, Ts>...};
+  for (size_t i = 0; i < sizeof...(Ts); ++i) {
+    if (same[i]) return i;
+  }
+  return sizeof...(Ts);
+}
+
+/// The request kind of T (see kind_in); a T that is no request type fails
+/// the build.
+template <typename T>
+constexpr size_t kKind = [] {
+  using Body = decltype(control::Request::body);
+  constexpr size_t kind = kind_in<T>(static_cast<const Body*>(nullptr));
+  static_assert(kind < std::variant_size_v<Body>, "not a control request type");
+  return kind;
+}();
+
+/// Returns the body of `request` as a T. The dispatch table hands each
+/// handler only its own kind, so any other type is a bug (CHECK).
+template <typename T>
+const T& body_of(const control::Request& request) noexcept {
+  const T* body = std::get_if<T>(&request.body);
+  CHECK(body != nullptr);
+  return *body;
+}
+
+/// Maps an invalid frame to the error its client gets: a frame over the
+/// message limit is tooLarge, any other broken segment table is malformed.
+ErrorCode frame_error_code(FrameError error) noexcept {
+  switch (error) {
+    case FrameError::kTooLarge:
+      return ErrorCode::kTooLarge;
+    case FrameError::kTooManySegments:
+    case FrameError::kEmpty:
+    case FrameError::kNone:
+      return ErrorCode::kMalformed;
+  }
+  return ErrorCode::kMalformed;
+}
+
+}  // namespace
+
+// The dispatch table: every request a client may make, where in the
+// conversation it may come, the access the control policy must grant for it
+// (policy/control_policy.h), and its handler. A request that is out of
+// place, or not permitted, fails the client and closes its connection.
+const ControlClient::Route ControlClient::kRoutes[5] = {
+    {kKind<control::ClientHello>, Stage::kHello, ControlAccess::kRead,
+     [](const control::Request&) { return "connecting"; }, &ControlClient::check_hello,
+     &ControlClient::answer_hello},
+    {kKind<control::GetState>, Stage::kSession, ControlAccess::kRead,
+     [](const control::Request&) { return "reading the state"; }, nullptr,
+     &ControlClient::answer_get_state},
+    {kKind<control::HistoryRequest>, Stage::kSession, ControlAccess::kRead,
+     [](const control::Request&) { return "reading the history"; }, nullptr,
+     &ControlClient::answer_history},
+    {kKind<control::StatsRequest>, Stage::kSession, ControlAccess::kRead,
+     [](const control::Request&) { return "reading the counters"; }, nullptr,
+     &ControlClient::answer_stats},
+    {kKind<control::CommitRequest>, Stage::kSession, ControlAccess::kCommit,
+     [](const control::Request& request) {
+       return body_of<control::CommitRequest>(request).dry_run ? "a dry run" : "committing";
+     },
+     nullptr, &ControlClient::answer_commit},
+};
+
+const ControlClient::Route* ControlClient::find_route(size_t kind) noexcept {
+  for (const Route& route : kRoutes) {
+    if (route.kind == kind) return &route;
+  }
+  return nullptr;
+}
 
 ControlClient::ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer, uint64_t now_ns)
     : server_(server), fd_(std::move(fd)), peer_(peer), idle_since_ns_(now_ns) {
@@ -116,9 +197,7 @@ void ControlClient::process_frames() noexcept {
     const uint8_t* data = reinterpret_cast<const uint8_t*>(in_.data());
     FrameCheck check = check_frame(data, in_len_, kMaxControlMessageBytes);
     if (check.status == FrameStatus::kInvalid) {
-      return fail(check.error.find("limit") != std::string::npos ? ErrorCode::kTooLarge
-                                                                 : ErrorCode::kMalformed,
-                  check.error);
+      return fail(frame_error_code(check.error), check.message);
     }
     if (check.status == FrameStatus::kNeedMore) {
       if (check.frame_bytes > in_.size() * 8) reserve_input(check.frame_bytes);
@@ -138,61 +217,76 @@ void ControlClient::process_frames() noexcept {
 }
 
 void ControlClient::handle(const control::Request& request) noexcept {
-  if (const auto* hello = std::get_if<control::ClientHello>(&request.body)) {
-    if (hello_done_) return fail(ErrorCode::kOutOfOrder, "hello sent twice");
-    if (hello->protocol_version != control::kProtocolVersion) {
-      return fail(ErrorCode::kUnsupportedVersion,
-                  "this server speaks control protocol version " +
-                      std::to_string(control::kProtocolVersion) + " and the client speaks " +
-                      std::to_string(hello->protocol_version) +
-                      "; use a sluicectl from the same release as sluiced");
-    }
-    if (!permitted(ControlAccess::kRead, "connecting")) return;
-    hello_done_ = true;
-    LOG_DEBUG("client pid %d uid %u: %s", peer_.pid, peer_.uid,
-              sanitize(hello->client_version, 64).c_str());
-    return queue(control::encode_response(control::Response{request.id, control::Welcome{}}));
+  const Route* route = find_route(request.body.index());
+  // A kind without a row is judged as a request of the session: before the
+  // hello it is out of order, after it unknown.
+  const Stage stage = route != nullptr ? route->stage : Stage::kSession;
+  if (stage == Stage::kHello && hello_done_)
+    return fail(ErrorCode::kOutOfOrder, "hello sent twice");
+  if (stage == Stage::kSession && !hello_done_) {
+    return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
   }
-  if (!hello_done_) return fail(ErrorCode::kOutOfOrder, "a request arrived before hello");
-  if (std::holds_alternative<control::GetState>(request.body)) {
-    if (!permitted(ControlAccess::kRead, "reading the state")) return;
-    const CommitEngine& engine = server_.engine();
-    control::Response response;
-    response.id = request.id;
-    response.body = control::State{engine.generation(), engine.digest(), engine.tables()};
-    return queue(control::encode_response(response));
+  if (route == nullptr) {
+    return fail(ErrorCode::kUnknownRequest, "this server does not serve that request");
   }
-  if (const auto* history = std::get_if<control::HistoryRequest>(&request.body)) {
-    if (!permitted(ControlAccess::kRead, "reading the history")) return;
-    control::Response response;
-    response.id = request.id;
-    response.body = server_.engine().history(history->limit);
-    return queue(control::encode_response(response));
-  }
-  if (std::holds_alternative<control::StatsRequest>(request.body)) {
-    if (!permitted(ControlAccess::kRead, "reading the counters")) return;
-    control::Response response;
-    response.id = request.id;
-    response.body = server_.engine().stats(server_.uptime_millis());
-    return queue(control::encode_response(response));
-  }
-  if (const auto* commit = std::get_if<control::CommitRequest>(&request.body)) {
-    if (!permitted(ControlAccess::kCommit, commit->dry_run ? "a dry run" : "committing")) return;
-    // The commit runs in the loop between data events; this client's further
-    // requests wait in its buffer so that answers keep their order.
-    commit_pending_ = true;
-    ControlServer& server = server_;
-    uint64_t client_id = id;
-    uint64_t request_id = request.id;
-    server.engine().submit(*commit, peer_,
-                           [&server, client_id, request_id](const control::CommitResult& result) {
-                             if (ControlClient* client = server.find(client_id)) {
-                               client->commit_done(request_id, result);
-                             }
-                           });
-    return;
-  }
-  fail(ErrorCode::kUnknownRequest, "this server does not serve that request");
+  if (route->check != nullptr && !(this->*route->check)(request)) return;
+  if (!permitted(route->needed, route->what(request))) return;
+  (this->*route->answer)(request);
+}
+
+bool ControlClient::check_hello(const control::Request& request) noexcept {
+  const auto& hello = body_of<control::ClientHello>(request);
+  if (hello.protocol_version == control::kProtocolVersion) return true;
+  fail(ErrorCode::kUnsupportedVersion,
+       "this server speaks control protocol version " + std::to_string(control::kProtocolVersion) +
+           " and the client speaks " + std::to_string(hello.protocol_version) +
+           "; use a sluicectl from the same release as sluiced");
+  return false;
+}
+
+void ControlClient::answer_hello(const control::Request& request) noexcept {
+  const auto& hello = body_of<control::ClientHello>(request);
+  hello_done_ = true;
+  LOG_DEBUG("client pid %d uid %u: %s", peer_.pid, peer_.uid,
+            sanitize(hello.client_version, 64).c_str());
+  queue(control::encode_response(control::Response{request.id, control::Welcome{}}));
+}
+
+void ControlClient::answer_get_state(const control::Request& request) noexcept {
+  const CommitEngine& engine = server_.engine();
+  control::Response response;
+  response.id = request.id;
+  response.body = control::State{engine.generation(), engine.digest(), engine.tables()};
+  queue(control::encode_response(response));
+}
+
+void ControlClient::answer_history(const control::Request& request) noexcept {
+  control::Response response;
+  response.id = request.id;
+  response.body = server_.engine().history(body_of<control::HistoryRequest>(request).limit);
+  queue(control::encode_response(response));
+}
+
+void ControlClient::answer_stats(const control::Request& request) noexcept {
+  control::Response response;
+  response.id = request.id;
+  response.body = server_.engine().stats(server_.uptime_millis());
+  queue(control::encode_response(response));
+}
+
+void ControlClient::answer_commit(const control::Request& request) noexcept {
+  // The commit runs in the loop between data events; this client's further
+  // requests wait in its buffer so that answers keep their order.
+  commit_pending_ = true;
+  ControlServer& server = server_;
+  uint64_t client_id = id;
+  uint64_t request_id = request.id;
+  server.engine().submit(body_of<control::CommitRequest>(request), peer_,
+                         [&server, client_id, request_id](const control::CommitResult& result) {
+                           if (ControlClient* client = server.find(client_id)) {
+                             client->commit_done(request_id, result);
+                           }
+                         });
 }
 
 void ControlClient::commit_done(uint64_t request_id, const control::CommitResult& result) noexcept {
@@ -295,8 +389,8 @@ void ControlServer::on_event(uint32_t /*events*/) noexcept {
       // Refuse with a reason rather than leaving the client to time out.
       control::Response response;
       response.body = control::ProtocolError{
-          ErrorCode::kTooLarge, "the server already has " + std::to_string(clients_.size()) +
-                                    " control clients connected; retry later"};
+          ErrorCode::kBusy, "the server already has " + std::to_string(clients_.size()) +
+                                " control clients connected; retry later"};
       std::string frame = control::encode_response(response);
       (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (log_limit_.allow()) LOG_WARN("control client pid %d refused: too many clients", peer.pid);

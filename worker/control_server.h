@@ -52,6 +52,8 @@ using PeerLookup =
 /// One connected client.
 class ControlClient final : public EventHandler {
  public:
+  /// Takes the accepted connection `fd` of `peer` (SO_PEERCRED as the worker
+  /// sees it, until the broker answers), idle since `now_ns`.
   ControlClient(ControlServer& server, UniqueFd fd, struct ucred peer, uint64_t now_ns);
   /// Reads what arrived, answers every complete request, flushes replies.
   void on_event(uint32_t events) noexcept override;
@@ -72,7 +74,9 @@ class ControlClient final : public EventHandler {
   bool closing() const { return closing_; }
   /// Marks the client gone: later events in the same batch are ignored.
   void mark_dead() noexcept { dead_ = true; }
+  /// The client's connection.
   int fd() const { return fd_.get(); }
+  /// Who the client is: the broker's ids once identified, for logs and audit.
   const struct ucred& peer() const { return peer_; }
   size_t slot = 0;  // index in the server's client table
   uint64_t id = 0;  // never reused: a finished commit finds its client by id
@@ -82,8 +86,28 @@ class ControlClient final : public EventHandler {
   void read_input() noexcept;
   /// Decodes and answers every complete frame in the buffer.
   void process_frames() noexcept;
-  /// Answers one decoded request.
+  /// Answers one decoded request through the dispatch table: the request
+  /// must be in its place in the conversation (the hello first and once,
+  /// everything else after it), pass its row's own check, and be permitted
+  /// the row's access; otherwise the client fails with outOfOrder, the
+  /// check's error or notPermitted. A kind with no row fails as
+  /// unknownRequest.
   void handle(const control::Request& request) noexcept;
+
+  /// Checks the hello's protocol version; fails the client with
+  /// unsupportedVersion and returns false when it is not this server's.
+  bool check_hello(const control::Request& request) noexcept;
+  /// Accepts the hello: marks the conversation started and queues welcome.
+  void answer_hello(const control::Request& request) noexcept;
+  /// Queues the state: generation, digest and tables.
+  void answer_get_state(const control::Request& request) noexcept;
+  /// Queues the last N commit attempts.
+  void answer_history(const control::Request& request) noexcept;
+  /// Queues the counters of every rule.
+  void answer_stats(const control::Request& request) noexcept;
+  /// Submits the commit to the engine; this client's later requests wait in
+  /// its buffer until commit_done() answers it.
+  void answer_commit(const control::Request& request) noexcept;
   /// Writes queued output until EAGAIN. Needs `sendto` (MSG_NOSIGNAL).
   void flush() noexcept;
   /// Grows the input buffer to at least `bytes` (never past the frame limit).
@@ -92,6 +116,28 @@ class ControlClient final : public EventHandler {
   /// client with notPermitted, saying what `what` needs and which policy line
   /// decided, and returns false.
   bool permitted(ControlAccess needed, const char* what) noexcept;
+
+  /// Where in the conversation a request is permitted.
+  enum class Stage {
+    kHello,    // only as the first request, once
+    kSession,  // only after the hello was accepted
+  };
+  /// One row of the dispatch table: a request kind (the index of its type in
+  /// control::Request::body), where it may come, the access it needs, what
+  /// it is called in a denial, an optional check of its own fields that runs
+  /// before the access check (nullptr: none), and its handler.
+  struct Route {
+    size_t kind;
+    Stage stage;
+    ControlAccess needed;
+    const char* (*what)(const control::Request& request);
+    bool (ControlClient::*check)(const control::Request& request) noexcept;
+    void (ControlClient::*answer)(const control::Request& request) noexcept;
+  };
+  static const Route kRoutes[5];
+  /// Returns the row for a request kind, or nullptr when this server serves
+  /// no such request.
+  static const Route* find_route(size_t kind) noexcept;
 
   ControlServer& server_;
   UniqueFd fd_;
@@ -119,6 +165,7 @@ class ControlServer final : public EventHandler, public Ticker {
   ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
                 control::ServerHello hello, ControlLimits limits, PeerLookup lookup,
                 ControlPolicy policy);
+  /// Takes every client and the listening socket out of the loop.
   ~ControlServer() override;
   /// Registers the listening socket with the loop.
   Result<void> start();
@@ -131,16 +178,16 @@ class ControlServer final : public EventHandler, public Ticker {
   /// Closes a client and frees it after the current batch.
   void drop(ControlClient* client) noexcept;
 
+  /// The engine every commit goes through, and the source of the state.
   CommitEngine& engine() { return engine_; }
   /// Finds a connected client by id, or nullptr when it is gone.
   ControlClient* find(uint64_t id) noexcept;
-  const control::ServerHello& hello() const { return hello_; }
+  /// The limits every client is held to.
   const ControlLimits& limits() const { return limits_; }
+  /// The control policy as the worker parsed it (for wording denials only).
   const ControlPolicy& policy() const { return policy_; }
   /// Milliseconds since the server was created (the worker's uptime).
   uint64_t uptime_millis() const { return (monotonic_ns() - started_ns_) / 1000000; }
-  EventLoop& loop() { return loop_; }
-  size_t client_count() const { return clients_.size(); }
 
  private:
   EventLoop& loop_;

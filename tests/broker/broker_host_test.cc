@@ -270,8 +270,7 @@ TEST_F(BrokerHostTest, BadMagicIsViolation) {
 TEST_F(BrokerHostTest, WrongTypeIsViolation) {
   do_hello();
   wire::HelloReplyMsg m = {};
-  m.header.magic = wire::kBrokerWireMagic;
-  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHelloReply);
+  m.header = wire::header(wire::BrokerMsg::kHelloReply, 0);
   send_raw(&m, sizeof(m));
   expect_violation("not a request");
 }

@@ -80,7 +80,7 @@ void check_env() {
 /// Sends Hello and reads the reply.
 void hello() {
   wire::HelloMsg m = {};
-  m.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kHello), ++g_sequence};
+  m.header = wire::header(wire::BrokerMsg::kHello, ++g_sequence);
   m.version = wire::kBrokerWireVersion;
   if (!send_message(wire::kWorkerFdBroker, &m, sizeof(m), {}).ok()) fail("send Hello");
   wire::HelloReplyMsg r;
@@ -94,8 +94,7 @@ void hello() {
 void open_tcp4(uint16_t port) {
   auto m = std::make_unique<wire::OpenListenersMsg>();
   std::memset(m.get(), 0, sizeof(*m));
-  m->header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners),
-               ++g_sequence};
+  m->header = wire::header(wire::BrokerMsg::kOpenListeners, ++g_sequence);
   m->count = 1;
   wire::ListenerSpec& s = m->entries[0];
   s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);

@@ -38,9 +38,7 @@ inline wire::ListenerSpec spec_v6(const uint8_t* addr16, uint16_t port, bool dua
 /// A well-formed Hello.
 inline wire::HelloMsg hello(uint64_t sequence = 1) {
   wire::HelloMsg m = {};
-  m.header.magic = wire::kBrokerWireMagic;
-  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kHello);
-  m.header.sequence = sequence;
+  m.header = wire::header(wire::BrokerMsg::kHello, sequence);
   m.version = wire::kBrokerWireVersion;
   return m;
 }
@@ -49,18 +47,14 @@ inline wire::HelloMsg hello(uint64_t sequence = 1) {
 inline std::unique_ptr<wire::OpenListenersMsg> open_listeners(uint64_t sequence = 2) {
   auto m = std::make_unique<wire::OpenListenersMsg>();
   std::memset(m.get(), 0, sizeof(*m));
-  m->header.magic = wire::kBrokerWireMagic;
-  m->header.type = static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners);
-  m->header.sequence = sequence;
+  m->header = wire::header(wire::BrokerMsg::kOpenListeners, sequence);
   return m;
 }
 
 /// A well-formed PeerQuery (its fd travels beside it).
 inline wire::PeerQueryMsg peer_query(uint64_t sequence = 3) {
   wire::PeerQueryMsg m = {};
-  m.header.magic = wire::kBrokerWireMagic;
-  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery);
-  m.header.sequence = sequence;
+  m.header = wire::header(wire::BrokerMsg::kPeerQuery, sequence);
   return m;
 }
 

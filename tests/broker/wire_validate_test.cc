@@ -32,6 +32,27 @@ void expect_error(const R& r, const char* needle) {
   EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
 }
 
+// --- wire::header ---
+
+// The one way a header is built: the magic, the type and the sequence, in
+// that order, as a constant expression.
+static_assert(wire::header(wire::BrokerMsg::kPeerReply, 9).magic == wire::kBrokerWireMagic);
+static_assert(wire::header(wire::BrokerMsg::kPeerReply, 9).type ==
+              static_cast<uint32_t>(wire::BrokerMsg::kPeerReply));
+static_assert(wire::header(wire::BrokerMsg::kPeerReply, 9).sequence == 9);
+
+TEST(WireHeader, BuildsTheBytesTheBrokerChecks) {
+  wire::HelloMsg m = {};
+  m.header = wire::header(wire::BrokerMsg::kHello, 41);
+  m.version = wire::kBrokerWireVersion;
+  const uint8_t magic[4] = {'S', 'L', 'C', 'B'};  // little-endian on the wire
+  EXPECT_EQ(std::memcmp(&m, magic, 4), 0);
+  EXPECT_EQ(m.header.sequence, 41u);
+  auto type = check_envelope(bytes_of(m), 0, HostState::kAwaitHello);
+  ASSERT_TRUE(type.ok()) << type.error().message;
+  EXPECT_EQ(*type, wire::BrokerMsg::kHello);
+}
+
 // --- check_envelope ---
 
 TEST(CheckEnvelope, AcceptsHelloFirst) {

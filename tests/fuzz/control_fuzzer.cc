@@ -57,6 +57,8 @@ void check_error_message(const std::string& message) {
 FrameCheck checked_frame(const uint8_t* data, size_t len) {
   FrameCheck check = check_frame(data, len, kMaxControlMessageBytes);
   FUZZ_CHECK(check.frame_bytes <= kMaxControlMessageBytes, "a frame size above the limit");
+  FUZZ_CHECK((check.status == FrameStatus::kInvalid) == (check.error != FrameError::kNone),
+             "a frame error without an invalid frame, or the other way round");
   switch (check.status) {
     case FrameStatus::kComplete:
       FUZZ_CHECK(check.frame_bytes <= len, "a complete frame longer than the input");
@@ -67,7 +69,7 @@ FrameCheck checked_frame(const uint8_t* data, size_t len) {
       FUZZ_CHECK(check.frame_bytes == 0 || check.frame_bytes > len, "need more of a whole frame");
       break;
     case FrameStatus::kInvalid:
-      check_error_message(check.error);
+      check_error_message(check.message);
       break;
   }
   return check;

@@ -237,14 +237,14 @@ void broker_seeds() {
   const std::string t = "broker_wire_fuzzer";
   const std::string await_hello(1, '\x00'), ready(1, '\x01'), ready_padded(1, '\x03');
   wire::HelloMsg hello{};
-  hello.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kHello), 1};
+  hello.header = wire::header(wire::BrokerMsg::kHello, 1);
   hello.version = wire::kBrokerWireVersion;
   put(t, "hello", await_hello + raw(hello));
   put(t, "hello_out_of_state", ready + raw(hello));
   put(t, "hello_with_fd", std::string(1, '\x04') + raw(hello));
 
   wire::OpenListenersMsg open{};
-  open.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kOpenListeners), 2};
+  open.header = wire::header(wire::BrokerMsg::kOpenListeners, 2);
   open.entries[0] = listener(wire::WireProto::kTcp, "127.0.0.1", 8080);
   open.entries[1] = listener(wire::WireProto::kUdp, "::1", 53, "lo");
   open.entries[2] = listener(wire::WireProto::kTcp, "::", 80, "", true);
@@ -263,7 +263,7 @@ void broker_seeds() {
   put(t, "open_listeners_privileged", ready_padded + raw(privileged).substr(0, used));
 
   wire::PeerQueryMsg query{};
-  query.header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery), 3};
+  query.header = wire::header(wire::BrokerMsg::kPeerQuery, 3);
   put(t, "peer_query", std::string(1, '\x05') + raw(query));  // ready, one fd
   put(t, "peer_query_without_fd", ready + raw(query));
 }

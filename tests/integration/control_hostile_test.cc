@@ -2,8 +2,9 @@
 // daemon is alive and still forwarding": random bytes, a message that points
 // back into itself, tables that alias one rule list (the amplification the
 // reader's traversal limit exists for), oversized Text, and many clients at
-// once. (A huge segment count and truncation are in control_test.cc; a client
-// the control policy refuses is in policy_test.cc.)
+// once, where the one too many is told the server is busy. (A huge segment
+// count and truncation are in control_test.cc; a client the control policy
+// refuses is in policy_test.cc.)
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -201,7 +202,16 @@ TEST_F(HostileControl, ManyClientsAtOnceAreServedUpToTheLimit) {
   auto responses = decode_all(answer);
   ASSERT_FALSE(responses.empty());
   ASSERT_NE(error_of(responses.back()), nullptr);
+  EXPECT_EQ(error_of(responses.back())->code, control::ErrorCode::kBusy)
+      << error_of(responses.back())->message;
   EXPECT_NE(error_of(responses.back())->message.find("64 control clients"), std::string::npos);
+  // sluicectl says what happened and what to do, and fails as a connection
+  // problem (exit status 3).
+  RunResult busy = d_.ctl();
+  EXPECT_EQ(busy.status, 3) << busy.out << busy.err;
+  EXPECT_NE(busy.err.find("the server has too many control clients now; try again"),
+            std::string::npos)
+      << busy.err;
   EXPECT_TRUE(ping(conn_.get()));
   // Every connected client is still served, in any order.
   std::string get_state = control::encode_request(control::Request{2, control::GetState{}});

@@ -76,6 +76,16 @@ TEST(Policy, ReadOnlyClientListsButCannotCommit) {
       << commit.err;
   // The server answered with a refusal: the client knows nothing changed.
   EXPECT_NE(commit.err.find("; nothing changed"), std::string::npos) << commit.err;
+  // The other rows of the server's dispatch table: the counters and the
+  // history need read access only; a dry run needs commit access, and says so.
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_EQ(stats.status, 0) << stats.err;
+  RunResult history = d.ctl({"--history=5"});
+  EXPECT_EQ(history.status, 0) << history.err;
+  RunResult dry = d.ctl({"--dry-run", "-t", "127.0.0.1/18081:18000"});
+  EXPECT_EQ(dry.status, 3) << dry.err;
+  EXPECT_NE(dry.err.find("permission denied: a dry run needs commit access"), std::string::npos)
+      << dry.err;
   expect_forwarding(target.get(), d);
   EXPECT_EQ(d.ctl().status, 0);  // the next client is served as before
 }

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "schema/codec.h"
@@ -106,6 +107,48 @@ TEST(Codec, ResponsesRoundTrip) {
   auto got3 = decode_resp(encode_response(r3));
   ASSERT_TRUE(got3.ok());
   EXPECT_EQ(*got3, r3);
+}
+
+TEST(Codec, EveryErrorCodeRoundTripsWithItsName) {
+  const std::pair<ErrorCode, const char*> codes[] = {
+      {ErrorCode::kMalformed, "malformed"},
+      {ErrorCode::kUnsupportedVersion, "unsupported-version"},
+      {ErrorCode::kUnknownRequest, "unknown-request"},
+      {ErrorCode::kNotPermitted, "not-permitted"},
+      {ErrorCode::kTooLarge, "too-large"},
+      {ErrorCode::kOutOfOrder, "out-of-order"},
+      {ErrorCode::kTimeout, "timeout"},
+      {ErrorCode::kBusy, "busy"},
+  };
+  for (const auto& [code, name] : codes) {
+    EXPECT_STREQ(error_code_name(code), name);
+    Response r{0, ProtocolError{code, std::string("because ") + name}};
+    auto got = decode_resp(encode_response(r));
+    ASSERT_TRUE(got.ok()) << name << ": " << got.error().message;
+    EXPECT_EQ(*got, r) << name;
+  }
+}
+
+TEST(Codec, BusyIsTheSchemasEighthErrorCode) {
+  // Appended to control.capnp, never renumbered: older peers keep their codes.
+  EXPECT_EQ(static_cast<uint16_t>(cp::ErrorCode::BUSY), 7);
+  capnp::MallocMessageBuilder b;
+  auto e = b.initRoot<cp::Response>().initError();
+  e.setCode(cp::ErrorCode::BUSY);
+  e.setMessage("the server already has 64 control clients connected; retry later");
+  auto got = decode_resp(frame_of(b));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(std::get<ProtocolError>(got->body).code, ErrorCode::kBusy);
+}
+
+TEST(Codec, UnknownErrorCodeIsRefused) {
+  capnp::MallocMessageBuilder b;
+  auto e = b.initRoot<cp::Response>().initError();
+  e.setCode(static_cast<cp::ErrorCode>(static_cast<uint16_t>(cp::ErrorCode::BUSY) + 1));
+  auto got = decode_resp(frame_of(b));
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.error().message.find("unknown error code 8"), std::string::npos)
+      << got.error().message;
 }
 
 TEST(Codec, StatsRoundTrip) {
@@ -282,22 +325,42 @@ TEST(Codec, UnknownUnionMemberIsRefused) {
 
 TEST(Codec, RandomBytesNeverEscapeAsExceptions) {
   std::mt19937 rng(1234);
-  for (int i = 0; i < 3000; ++i) {
-    size_t words = 1 + rng() % 64;
+  constexpr int kInputs = 3000;
+  int decoded = 0;  // inputs that passed the frame check and reached the decoder
+  for (int i = 0; i < kInputs; ++i) {
+    // Three in four get a valid segment table (one segment, or two that
+    // split the body) over random body words, so that most inputs reach the
+    // decoder; the rest are random throughout, header included.
+    const size_t segments = i % 4 == 0 ? 0 : i % 4 == 3 ? 2 : 1;
+    const size_t header_words = segments == 2 ? 2 : 1;  // 4 + 4 * segments bytes, padded
+    const size_t words = header_words + 1 + rng() % 63;
     std::vector<uint64_t> buf(words);
     for (auto& w : buf) w = (static_cast<uint64_t>(rng()) << 32) | rng();
-    // Make some of them plausible frames: a valid single-segment header.
-    if (i % 2 == 0) {
-      uint32_t zero = 0, size = static_cast<uint32_t>(words - 1);
-      std::memcpy(buf.data(), &zero, 4);
-      std::memcpy(reinterpret_cast<char*>(buf.data()) + 4, &size, 4);
+    auto* bytes = reinterpret_cast<char*>(buf.data());
+    const auto body = static_cast<uint32_t>(words - header_words);
+    if (segments == 1) {
+      uint32_t zero = 0;
+      std::memcpy(bytes, &zero, 4);
+      std::memcpy(bytes + 4, &body, 4);
+    } else if (segments == 2) {
+      uint32_t one = 1, first = static_cast<uint32_t>(rng() % (body + 1)), second = body - first;
+      std::memcpy(bytes, &one, 4);
+      std::memcpy(bytes + 4, &first, 4);
+      std::memcpy(bytes + 8, &second, 4);
     }
     FrameCheck c =
         check_frame(reinterpret_cast<uint8_t*>(buf.data()), words * 8, kMaxControlMessageBytes);
+    if (segments != 0) {
+      EXPECT_EQ(c.status, FrameStatus::kComplete) << "input " << i << ": " << c.message;
+    }
     if (c.status != FrameStatus::kComplete) continue;
+    ++decoded;
     (void)decode_request(buf.data(), c.frame_bytes);
     (void)decode_response(buf.data(), c.frame_bytes);
   }
+  // The test means something only if the decoder saw most of the inputs:
+  // every framed one (three in four), and hardly any wholly random one.
+  EXPECT_GE(decoded, kInputs * 7 / 10) << "too few random frames reached the decoder";
 }
 
 TEST(Codec, ChainedListRootIsRefused) {

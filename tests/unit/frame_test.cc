@@ -30,6 +30,8 @@ TEST(Frame, CompleteSingleSegment) {
   auto w = make_frame({3}, 3);
   EXPECT_EQ(check(w, 32).status, FrameStatus::kComplete);
   EXPECT_EQ(check(w, 32).frame_bytes, 32u);
+  EXPECT_EQ(check(w, 32).error, FrameError::kNone);
+  EXPECT_EQ(check(w, 31).error, FrameError::kNone);
   EXPECT_EQ(check(w, 31).status, FrameStatus::kNeedMore);
   EXPECT_EQ(check(w, 7).status, FrameStatus::kNeedMore);
 }
@@ -49,13 +51,15 @@ TEST(Frame, HugeSegmentCountIsRefused) {
   std::memcpy(w.data(), &all_ones, 4);
   FrameCheck c = check(w, 8);
   EXPECT_EQ(c.status, FrameStatus::kInvalid);
-  EXPECT_NE(c.error.find("segments"), std::string::npos);
+  EXPECT_EQ(c.error, FrameError::kTooManySegments);
+  EXPECT_NE(c.message.find("segments"), std::string::npos);
 }
 
 TEST(Frame, SegmentCountJustOverTheLimitIsRefused) {
   std::vector<uint32_t> sizes(kMaxControlSegments + 1, 1);
   auto w = make_frame(sizes, 0);
   EXPECT_EQ(check(w, 8).status, FrameStatus::kInvalid);
+  EXPECT_EQ(check(w, 8).error, FrameError::kTooManySegments);
   std::vector<uint32_t> ok_sizes(kMaxControlSegments, 1);
   auto w2 = make_frame(ok_sizes, kMaxControlSegments);
   EXPECT_EQ(check(w2, w2.size() * 8).status, FrameStatus::kComplete);
@@ -66,13 +70,15 @@ TEST(Frame, OneHugeSegmentIsRefusedBeforeAnyBody) {
   auto w = make_frame({0xffffffff}, 0);
   FrameCheck c = check(w, 8);
   EXPECT_EQ(c.status, FrameStatus::kInvalid);
-  EXPECT_NE(c.error.find("limit"), std::string::npos);
+  EXPECT_EQ(c.error, FrameError::kTooLarge);
+  EXPECT_NE(c.message.find("limit"), std::string::npos);
 }
 
 TEST(Frame, TotalJustOverTheLimitIsRefused) {
   uint32_t words = static_cast<uint32_t>(kMaxControlMessageBytes / 8);  // + 8 header bytes > limit
   auto w = make_frame({words}, 0);
   EXPECT_EQ(check(w, 8).status, FrameStatus::kInvalid);
+  EXPECT_EQ(check(w, 8).error, FrameError::kTooLarge);
   auto ok = make_frame({words - 1}, 0);
   EXPECT_EQ(check(ok, 8).status, FrameStatus::kNeedMore);
 }
@@ -80,6 +86,8 @@ TEST(Frame, TotalJustOverTheLimitIsRefused) {
 TEST(Frame, EmptyFrameIsRefused) {
   auto w = make_frame({0}, 0);
   EXPECT_EQ(check(w, 8).status, FrameStatus::kInvalid);
+  EXPECT_EQ(check(w, 8).error, FrameError::kEmpty);
+  EXPECT_FALSE(check(w, 8).message.empty());
 }
 
 }  // namespace
