@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "client/control_client.h"
 #include "schema/broker_wire.h"
+#include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
 
@@ -30,22 +30,6 @@ Rule loopback_rule(uint16_t first, uint16_t last, uint16_t to, const char* liste
   return r;
 }
 
-/// A connected, greeted control client for `d`.
-ControlConnection connect_control(Daemon& d) {
-  auto conn = ControlConnection::connect(d.socket_path(), 10000);
-  EXPECT_TRUE(conn.ok()) << (conn.ok() ? "" : conn.error().message);
-  auto hello = conn->handshake();
-  EXPECT_TRUE(hello.ok()) << (hello.ok() ? "" : hello.error().message);
-  return std::move(*conn);
-}
-
-/// Reads the state.
-control::State get_state(ControlConnection& c) {
-  auto r = c.call(control::Request{0, control::GetState{}});
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  return std::get<control::State>(r->body);
-}
-
 /// Commits `tables` at `generation`; returns the result.
 control::CommitResult commit(ControlConnection& c, const TableSet& tables, uint64_t generation,
                              bool dry_run = false) {
@@ -54,9 +38,7 @@ control::CommitResult commit(ControlConnection& c, const TableSet& tables, uint6
   req.expected_generation = generation;
   req.dry_run = dry_run;
   req.comment = "commit_test";
-  auto r = c.call(control::Request{0, req});
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  return std::get<control::CommitResult>(r->body);
+  return commit_request(c, req);
 }
 
 TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
@@ -101,7 +83,9 @@ TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
       }
     }
   });
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   uint64_t gen = get_state(c).generation;
   for (int i = 0; i < 200; ++i) {
     TableSet t;
@@ -144,7 +128,9 @@ TEST(Commit, BindFailureRollsBackEverything) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   control::State before = get_state(c);
   TableSet t;
   t.of(Pif::kHost).rules = {loopback_rule(18082, 18082, 18000), loopback_rule(18084, 18086, 18000)};
@@ -172,7 +158,9 @@ TEST(Commit, StaleGenerationIsRefused) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   control::State s = get_state(c);
   TableSet t;
   t.of(Pif::kHost).rules = {loopback_rule(18081, 18081, 18000)};
@@ -188,7 +176,9 @@ TEST(Commit, InvalidTablesAreRefusedByTheServerItself) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   control::State s = get_state(c);
   TableSet t;  // two rules that conflict, and one from port 0
   Rule wild = loopback_rule(18070, 18079, 18000, "0.0.0.0");
@@ -210,7 +200,9 @@ TEST(Commit, DryRunTrialBindsAndChangesNothing) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   control::State s = get_state(c);
   TableSet ok;
   ok.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000), loopback_rule(18081, 18082, 1)};
@@ -234,7 +226,9 @@ TEST(Commit, RebindIsCountedAndServes) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   TableSet t;
   t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000, "0.0.0.0")};
   control::CommitResult r = commit(c, t, get_state(c).generation);
@@ -257,7 +251,9 @@ TEST(Commit, TenThousandPortsAndBackToOne) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   TableSet big;
   big.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000),
                               loopback_rule(20000, 29999, 40000)};
@@ -278,14 +274,15 @@ TEST(Commit, HistoryRecordsEveryAttempt) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  ControlConnection c = connect_control(d);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
   TableSet t;
   t.of(Pif::kHost).rules = {loopback_rule(18081, 18081, 18000)};
   commit(c, t, 0);                        // stale
   commit(c, t, get_state(c).generation);  // applied
-  auto r = c.call(control::Request{0, control::HistoryRequest{10}});
-  ASSERT_TRUE(r.ok());
-  const auto& h = std::get<control::History>(r->body);
+  auto h = body_as<control::History>(c.call(control::Request{0, control::HistoryRequest{10}}))
+               .value_or(control::History{});
   ASSERT_EQ(h.entries.size(), 3u);  // the initial rules, the stale one, the applied one
   EXPECT_EQ(h.entries[1].outcome, control::Outcome::kStale);
   EXPECT_EQ(h.entries[2].outcome, control::Outcome::kApplied);

@@ -138,4 +138,29 @@ uint64_t list_ptr(int32_t offset, uint8_t size, uint32_t count) {
          (static_cast<uint64_t>(size & 7) << 32) | (static_cast<uint64_t>(count) << 35);
 }
 
+std::optional<ControlConnection> connect_control(const Daemon& d, control::ServerHello* hello) {
+  auto conn = ControlConnection::connect(d.socket_path(), 10000);
+  if (!conn.ok()) {
+    ADD_FAILURE() << "connect: " << conn.error().message;
+    return std::nullopt;
+  }
+  auto greeting = conn->handshake();
+  if (!greeting.ok()) {
+    ADD_FAILURE() << "handshake: " << greeting.error().message;
+    return std::nullopt;
+  }
+  if (hello != nullptr) *hello = *greeting;
+  return std::move(*conn);
+}
+
+control::State get_state(ControlConnection& c) {
+  return body_as<control::State>(c.call(control::Request{0, control::GetState{}}))
+      .value_or(control::State{});
+}
+
+control::CommitResult commit_request(ControlConnection& c, const control::CommitRequest& req) {
+  return body_as<control::CommitResult>(c.call(control::Request{0, req}))
+      .value_or(control::CommitResult{});
+}
+
 }  // namespace sluice::test

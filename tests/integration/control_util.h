@@ -3,12 +3,16 @@
 // target to show that forwarding goes on.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "client/control_client.h"
 #include "schema/codec.h"
 #include "tests/integration/daemon.h"
 
@@ -50,5 +54,33 @@ uint64_t struct_ptr(int32_t offset, uint16_t data, uint16_t ptrs);
 /// A Cap'n Proto list pointer: `offset` words after the pointer, element size
 /// code `size` (2 = bytes, 7 = composite), `count` elements (words for composite).
 uint64_t list_ptr(int32_t offset, uint8_t size, uint32_t count);
+
+/// A connected, greeted control client for `d` (sluicectl's own connection
+/// code), or nothing, with a test failure that says why. The server's hello
+/// goes to `*hello` when it is given.
+std::optional<ControlConnection> connect_control(const Daemon& d,
+                                                 control::ServerHello* hello = nullptr);
+
+/// The body of the response `r` as a T, or nothing, with a test failure
+/// naming what came instead (an error, or another kind of response). Never
+/// aborts the test binary, whatever the server sent.
+template <typename T>
+std::optional<T> body_as(const Result<control::Response>& r) {
+  if (!r.ok()) {
+    ADD_FAILURE() << "no response: " << r.error().message;
+    return std::nullopt;
+  }
+  if (const T* body = std::get_if<T>(&r->body)) return *body;
+  ADD_FAILURE() << "the server answered with response kind " << r->body.index();
+  return std::nullopt;
+}
+
+/// Reads the state; an empty State, with a test failure, when the server
+/// did not answer with one.
+control::State get_state(ControlConnection& c);
+
+/// Sends `req` and returns its result; an unapplied CommitResult, with a
+/// test failure, when the server did not answer with one.
+control::CommitResult commit_request(ControlConnection& c, const control::CommitRequest& req);
 
 }  // namespace sluice::test

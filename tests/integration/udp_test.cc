@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/control_client.h"
+#include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/udp_util.h"
 
@@ -45,16 +45,6 @@ Rule udp_rule(uint16_t port, uint16_t to, const char* listen = "127.0.0.1") {
   return r;
 }
 
-/// A connected, greeted control client for `d`.
-ControlConnection connect_control(Daemon& d) {
-  auto conn = ControlConnection::connect(d.socket_path(), 10000);
-  EXPECT_TRUE(conn.ok()) << (conn.ok() ? "" : conn.error().message);
-  auto hello = conn->handshake();
-  EXPECT_TRUE(hello.ok()) << (hello.ok() ? "" : hello.error().message);
-  EXPECT_TRUE(hello->caps.udp);
-  return std::move(*conn);
-}
-
 /// Commits `rules` as the HOST table on top of `*generation`, which it
 /// advances; returns the result.
 control::CommitResult commit(ControlConnection& c, std::vector<Rule> rules, uint64_t* generation,
@@ -64,9 +54,7 @@ control::CommitResult commit(ControlConnection& c, std::vector<Rule> rules, uint
   req.expected_generation = *generation;
   req.end_removed_flows = end_removed_flows;
   req.comment = "udp_test";
-  auto r = c.call(control::Request{0, req});
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-  auto result = std::get<control::CommitResult>(r->body);
+  control::CommitResult result = commit_request(c, req);
   if (result.applied) *generation = result.generation;
   return result;
 }
@@ -272,7 +260,11 @@ TEST(Udp, KeptPortDeliversThrough50Commits) {
       if (reply.from_addr != "127.0.0.1" || reply.from_port != kPort) ++wrong_source;
     }
   });
-  ControlConnection c = connect_control(d);
+  control::ServerHello hello;
+  auto control = connect_control(d, &hello);
+  ASSERT_TRUE(control.has_value());
+  EXPECT_TRUE(hello.caps.udp);
+  ControlConnection& c = *control;
   uint64_t gen = 1;
   for (int i = 0; i < 50; ++i) {
     std::vector<Rule> rules = {udp_rule(kPort, kTarget)};
@@ -307,7 +299,11 @@ TEST(Udp, RemovedRuleStopsForwarding) {
   ASSERT_TRUE(request(kept.get(), "127.0.0.1", kPort, "k").ok) << d.log();
   ASSERT_TRUE(request(removed.get(), "127.0.0.1", kPort2, "r").ok) << d.log();
 
-  ControlConnection c = connect_control(d);
+  control::ServerHello hello;
+  auto control = connect_control(d, &hello);
+  ASSERT_TRUE(control.has_value());
+  EXPECT_TRUE(hello.caps.udp);
+  ControlConnection& c = *control;
   uint64_t gen = 1;
   control::CommitResult r = commit(c, {udp_rule(kPort, kTarget)}, &gen);
   ASSERT_TRUE(r.applied);
@@ -335,7 +331,11 @@ TEST(Udp, RebindFromTheWildcardToOneAddress) {
   Datagram before = request(client.get(), "127.0.0.2", kPort, "before");
   ASSERT_TRUE(before.ok) << d.log();
   EXPECT_EQ(before.from_addr, "127.0.0.2");
-  ControlConnection c = connect_control(d);
+  control::ServerHello hello;
+  auto control = connect_control(d, &hello);
+  ASSERT_TRUE(control.has_value());
+  EXPECT_TRUE(hello.caps.udp);
+  ControlConnection& c = *control;
   uint64_t gen = 1;
   control::CommitResult r = commit(c, {udp_rule(kPort, kTarget)}, &gen);
   ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
@@ -357,7 +357,11 @@ TEST(Udp, FlowsOutliveCommitsUnlessEndRemovedFlows) {
   UniqueFd a = bind_udp("127.0.0.1");
   UniqueFd b = bind_udp("127.0.0.1");
   ASSERT_EQ(parse_echo(request(a.get(), "127.0.0.1", kPort, "a1").payload).tag, "one");
-  ControlConnection c = connect_control(d);
+  control::ServerHello hello;
+  auto control = connect_control(d, &hello);
+  ASSERT_TRUE(control.has_value());
+  EXPECT_TRUE(hello.caps.udp);
+  ControlConnection& c = *control;
   uint64_t gen = 1;
   // The port stays, its target changes: A's flow keeps going to the old
   // target; a new client B goes to the new one.
