@@ -11,6 +11,7 @@
 
 #include "base/strings.h"
 #include "worker/tcp_connection.h"
+#include "worker/udp_batch.h"
 
 namespace sluice {
 namespace {
@@ -41,18 +42,8 @@ size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
 }
 
 Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept {
-  Endpoint e;
-  if (sa.ss_family == AF_INET) {
-    const auto* sin = reinterpret_cast<const struct sockaddr_in*>(&sa);
-    e.addr = addr_v4(0, 0, 0, 0);
-    std::memcpy(e.addr.data() + 12, &sin->sin_addr, 4);
-    e.port = ntohs(sin->sin_port);
-  } else if (sa.ss_family == AF_INET6) {
-    const auto* sin6 = reinterpret_cast<const struct sockaddr_in6*>(&sa);
-    std::memcpy(e.addr.data(), &sin6->sin6_addr, 16);  // v4-mapped stays v4-mapped
-    e.port = ntohs(sin6->sin6_port);
-  }
-  return e;
+  const UdpEndpoint e = endpoint_from_sockaddr(sa);  // the one sockaddr reader; TCP has no scope
+  return Endpoint{e.addr, e.port};
 }
 
 socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,

@@ -8,32 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "tests/rule_util.h"
+
 namespace sluice {
 namespace {
 
-/// A TCP rule on `listen` (or dual-stack "*") for ports first..last to `to`,
-/// with `target` ("" for the default target).
+using test::make_rule;
+
+/// A TCP rule (test::make_rule).
 Rule rule(const char* listen, uint16_t first, uint16_t last, uint16_t to, const char* target = "") {
-  Rule r;
-  if (std::string(listen) == "*") {
-    r.dual_stack = true;
-  } else {
-    EXPECT_TRUE(parse_addr(listen, &r.listen)) << listen;
-  }
-  r.first = first;
-  r.last = last;
-  r.to = to;
-  if (*target != '\0') {
-    EXPECT_TRUE(parse_addr(target, &r.target)) << target;
-  }
-  return r;
+  return make_rule(listen, first, last, to, target);
 }
 
 /// A HOST-only table set.
 TableSet host(std::vector<Rule> rules) {
-  TableSet t;
-  t.of(Pif::kHost).rules = std::move(rules);
-  return t;
+  return test::host_table(std::move(rules));
 }
 
 /// The loops check_commit finds with a server that listens and connects in

@@ -5,31 +5,22 @@
 #include <algorithm>
 
 #include "schema/broker_wire.h"
+#include "tests/rule_util.h"
 #include "worker/commit_plan.h"
 
 namespace sluice {
 namespace {
 
-/// A rule on `listen` (or dual-stack "*") for ports first..last to `to`.
+/// A TCP rule on `listen` (or dual-stack "*") for ports first..last to `to`.
 Rule rule(const char* listen, uint16_t first, uint16_t last, uint16_t to, bool weak = false) {
-  Rule r;
-  if (std::string(listen) == "*") {
-    r.dual_stack = true;
-  } else {
-    EXPECT_TRUE(parse_addr(listen, &r.listen)) << listen;
-  }
-  r.first = first;
-  r.last = last;
-  r.to = to;
+  Rule r = test::make_rule(listen, first, last, to);
   r.weak = weak;
   return r;
 }
 
 /// A HOST-only table set.
 TableSet host(std::vector<Rule> rules) {
-  TableSet t;
-  t.of(Pif::kHost).rules = std::move(rules);
-  return t;
+  return test::host_table(std::move(rules));
 }
 
 /// The sorted keys a table set needs (what would be installed after it).
