@@ -113,6 +113,7 @@ std::string render_stats(const control::Stats& stats) {
                std::to_string(r.datagrams_to_target) + " to target, " +
                std::to_string(r.datagrams_to_client) + " to client, " + std::to_string(r.dropped) +
                " dropped";
+        if (r.loops != 0) out += " (" + std::to_string(r.loops) + " as forwarding loops)";
       } else {
         out += "connections " + std::to_string(r.accepted) + " accepted, " +
                std::to_string(r.active) + " active, " + std::to_string(r.failed) + " failed";

@@ -191,7 +191,7 @@ struct RuleStats {
   datagramsToClient @11 :UInt64;
   dropped @12 :UInt64;          # UDP datagrams dropped (flow limit, full socket buffers)
   proto @13 :Proto;
-  loops @14 :UInt64;            # TCP connections accepted here that came from sluice itself, reset
+  loops @14 :UInt64;            # came from sluice itself: TCP connections reset, UDP datagrams dropped
 }
 
 struct Stats {

@@ -175,7 +175,7 @@ struct RuleStats {
   uint64_t datagrams_to_target = 0;
   uint64_t datagrams_to_client = 0;
   uint64_t dropped = 0;
-  uint64_t loops = 0;  // TCP connections that came from sluice itself (a loop), reset
+  uint64_t loops = 0;  // came from sluice itself (a loop): TCP connections reset, datagrams dropped
   bool operator==(const RuleStats&) const = default;
 };
 

@@ -213,6 +213,23 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
                                 size_t i, size_t run, uint64_t now_ns) noexcept {
   FlowId id = table_.find(key);
   if (id != kNoFlow) return flows_[id].get();
+  if (!own_endpoints_.empty()) {
+    auto own = own_endpoints_.find(Endpoint{key.peer.addr, key.peer.port});
+    if (own != own_endpoints_.end()) {
+      // A forwarding loop: the datagrams came from sluice's own flow socket.
+      // Dropped, not forwarded again, so they cannot circle for ever.
+      listener.route()->counters->loops += run;
+      listener.route()->counters->dropped += run;
+      if (log_.allow()) {
+        LOG_WARN(
+            "forwarding loop: %s sent datagrams to one of this host's own addresses, and they "
+            "came back on UDP port %u under %s; dropped. Give that rule a target that is not an "
+            "address of this host, or listen on specific addresses instead of a wildcard",
+            own->second->text.c_str(), listener.port(), listener.route()->text.c_str());
+      }
+      return nullptr;
+    }
+  }
   if (table_.full()) {
     counters_.dropped_flow_limit += run;
     listener.route()->counters->dropped += run;
@@ -242,16 +259,29 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
     }
     return nullptr;
   }
+  Endpoint own;
+  bool guard = false;
+  if (route->guard_loops) {
+    // The kernel picked the local endpoint in connect(). Needs `getsockname`.
+    struct sockaddr_storage mine;
+    socklen_t mine_len = sizeof(mine);
+    if (getsockname(sock.get(), reinterpret_cast<struct sockaddr*>(&mine), &mine_len) == 0) {
+      own = endpoint_of(mine);
+      guard = true;
+    }
+  }
   id = table_.insert(key, now_ns);
   CHECK(id != kNoFlow);  // not full: checked above
   if (flows_.size() < table_.id_bound()) flows_.resize(table_.id_bound());
   flows_[id] =
       std::make_unique<UdpFlow>(*this, id, std::move(sock), listener, route, key.peer, local);
   UdpFlow* flow = flows_[id].get();
+  if (guard) flow->guarded = own_endpoints_.emplace(flow->own_endpoint = own, route.get()).second;
   if (auto added = loop_.add(flow->fd(), EPOLLIN | EPOLLET, flow); !added) {
     counters_.dropped_no_flow += run;
     route->counters->dropped += run;
     if (log_.allow()) LOG_WARN("%s: %s", route->text.c_str(), added.error().message.c_str());
+    if (flow->guarded) own_endpoints_.erase(flow->own_endpoint);
     flows_[id].reset();
     table_.erase(id);
     return nullptr;
@@ -269,6 +299,7 @@ void UdpForwarder::end_flow(UdpFlow* flow) noexcept {
   FlowId id = flow->id();
   CHECK(id < flows_.size() && flows_[id].get() == flow);
   loop_.remove(flow->fd());
+  if (flow->guarded) own_endpoints_.erase(flow->own_endpoint);
   flow->close_socket();
   unpark(flow, parked_flows_);
   // Swap-remove from the listener's list.

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "base/log.h"
@@ -123,7 +124,11 @@ class UdpFlow final : public EventHandler {
   const LocalAddr& local() const { return local_; }
 
   size_t listener_slot = 0;  // index in listener().flows: O(1) removal
-  bool parked = false;       // in the forwarder's resume list
+  /// The local endpoint of the flow socket, recorded for the loop guard
+  /// (valid when `guarded`).
+  Endpoint own_endpoint;
+  bool guarded = false;
+  bool parked = false;  // in the forwarder's resume list
 
  private:
   UdpForwarder& owner_;
@@ -212,6 +217,9 @@ class UdpForwarder final : public Ticker {
   std::vector<std::unique_ptr<UdpFlow>> flows_;  // indexed by FlowId
   std::vector<UdpListener*> parked_listeners_;   // stopped early: read again after the batch
   std::vector<UdpFlow*> parked_flows_;
+  /// Local endpoints of the flow sockets of guarded rules (Route::guard_loops),
+  /// with their rule: a datagram from one of them came back into sluice.
+  std::unordered_map<Endpoint, const Route*, EndpointHash> own_endpoints_;
   // Per-datagram errors: at most 20 lines at once, then 5 per second.
   LogRateLimit log_{20, 5};
   // The flow-limit warning: one line per second at most, with the running count.

@@ -18,6 +18,7 @@
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
+#include "tests/integration/udp_util.h"
 
 namespace sluice::test {
 namespace {
@@ -179,7 +180,7 @@ TEST(RuleCheck, RunTimeLoopThroughAWildcardListenerIsResetAndCounted) {
   // 192.0.2.1 is one of this namespace's own addresses, so the publish form
   // -t 0.0.0.0/18080:192.0.2.1/18080 sends its connections back to itself.
   // Nothing at commit time can know that; the forwarder sees it.
-  RunResult ip = run_command({"/sbin/ip", "addr", "add", "192.0.2.1/32", "dev", "lo"});
+  RunResult ip = run_command({"/sbin/ip", "addr", "replace", "192.0.2.1/32", "dev", "lo"});
   ASSERT_EQ(ip.status, 0) << ip.err;
   Daemon d;
   d.start({"-t", "0.0.0.0/18080:192.0.2.1/18080"});
@@ -207,6 +208,36 @@ TEST(RuleCheck, RunTimeLoopThroughAWildcardListenerIsResetAndCounted) {
   EXPECT_NE(text.out.find("1 reset as forwarding loops"), std::string::npos) << text.out;
   // The listener still serves.
   EXPECT_TRUE(listening(18080));
+}
+
+TEST(RuleCheck, RunTimeUdpLoopThroughAWildcardListenerIsDroppedAndCounted) {
+  RunResult ip = run_command({"/sbin/ip", "addr", "replace", "192.0.2.1/32", "dev", "lo"});
+  ASSERT_EQ(ip.status, 0) << ip.err;
+  Daemon d;
+  d.start({"-u", "0.0.0.0/18080:192.0.2.1/18080"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd client = bind_udp("127.0.0.1");
+  ASSERT_TRUE(send_udp(client.get(), "127.0.0.1", 18080, "once"));
+  // The datagram goes out once and comes back once: it is dropped there,
+  // not sent round again (without the guard it would circle until the flow
+  // limit, one new flow per round). Wait (bounded) for the drop to show.
+  const JsonValue* rule = nullptr;
+  std::optional<JsonValue> doc;
+  for (int i = 0; i < 100; ++i) {
+    RunResult stats = d.ctl({"--stats", "--json"});
+    ASSERT_EQ(stats.status, 0) << stats.err;
+    doc = parse_json(stats.out);
+    ASSERT_TRUE(doc.has_value()) << stats.out;
+    rule = rule_stats(*doc, "UDP [0.0.0.0]:18080 => 192.0.2.1:18080");
+    ASSERT_NE(rule, nullptr) << stats.out;
+    if (rule->get("loops")->integer() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(rule->get("loops")->integer(), 1) << d.log();
+  EXPECT_EQ(rule->get("flowsCreated")->integer(), 1) << d.log();
+  EXPECT_NE(d.log().find("forwarding loop: UDP [0.0.0.0]:18080"), std::string::npos) << d.log();
+  // The client got nothing back.
+  EXPECT_FALSE(recv_udp(client.get(), 200).ok);
 }
 
 }  // namespace
