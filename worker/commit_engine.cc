@@ -137,7 +137,7 @@ void CommitEngine::step() noexcept {
     std::sort(removed.begin(), removed.end());
     end_removed_flows(removed);
   }
-  finish(control::Outcome::kApplied, true);
+  finish(control::Outcome::kApplied);
 }
 
 void CommitEngine::end_removed_flows(const std::vector<std::string>& removed) noexcept {
@@ -219,11 +219,11 @@ void CommitEngine::begin(Job job) noexcept {
         "the tables changed since generation " + std::to_string(req.expected_generation) +
             " was read (now " + std::to_string(generation_) +
             "); read the state again and re-apply the edits (sluicectl does this by itself)"));
-    return finish(control::Outcome::kStale, false);
+    return finish(control::Outcome::kStale);
   }
   a.failures = check_commit(req.tables, facts_, &target_policy_);
   if (!a.failures.empty()) {
-    return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected, false);
+    return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected);
   }
 
   std::vector<ListenerKey> keys;
@@ -330,11 +330,11 @@ void CommitEngine::advance() noexcept {
         // Trial binds done: close them. Rebinds cannot be trial-bound while
         // the clashing sockets listen; they are counted in the plan.
         discard_unpublished(&a.opens.fds);
-        return finish(control::Outcome::kDryRun, false);
+        return finish(control::Outcome::kDryRun);
       }
       if (!a.failures.empty()) {
         discard_unpublished(&a.opens.fds);  // roll back: the old table never stopped serving
-        return finish(control::Outcome::kRejected, false);
+        return finish(control::Outcome::kRejected);
       }
       if (a.plan.rebind.empty()) {
         swap();
@@ -397,7 +397,7 @@ void CommitEngine::advance() noexcept {
       }
       // Drop entries that could not be restored: the next plan opens them.
       std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
-      return finish(control::Outcome::kRejected, false);
+      return finish(control::Outcome::kRejected);
     }
   }
 }
@@ -505,29 +505,11 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
   return true;
 }
 
-void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
+void CommitEngine::finish(control::Outcome outcome) noexcept {
   Active& a = *active_;
-  control::CommitResult r;
-  r.applied = applied;
-  r.dry_run = a.job.request.dry_run;
-  r.generation = generation_;
-  r.digest = digest_;
-  r.kept = static_cast<uint32_t>(a.plan.keep.size());
-  r.opened = static_cast<uint32_t>(a.plan.open.size());
-  r.closed = static_cast<uint32_t>(a.plan.close.size());
-  r.rebound = static_cast<uint32_t>(a.plan.rebind.size());
-  r.failures = std::move(a.failures);
-  if (r.failures.size() > control::kMaxFailures) {
-    size_t cut = r.failures.size() - (control::kMaxFailures - 1);
-    r.failures.resize(control::kMaxFailures - 1);
-    r.failures.push_back(whole_commit_failure(
-        r.failures.front().kind, r.failures.front().pif,
-        std::to_string(cut) + " more failures are not listed; fix the ones above first"));
-  }
-  r.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
-
-  AuditRecord record;
+  CommitRecord record;
   record.outcome = outcome;
+  record.dry_run = a.job.request.dry_run;
   record.peer = a.job.peer;
   record.comment = a.job.request.comment;
   record.generation_before = a.generation_before;
@@ -536,25 +518,27 @@ void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
   record.digest_after = digest_;
   record.added = std::move(a.added);
   record.removed = std::move(a.removed);
-  record.kept = r.kept;
-  record.opened = r.opened;
-  record.closed = r.closed;
-  record.rebound = r.rebound;
-  record.failures = r.failures;
-  record.duration_micros = r.duration_micros;
-  history_.push_back(audit_.write(record));
+  record.kept = static_cast<uint32_t>(a.plan.keep.size());
+  record.opened = static_cast<uint32_t>(a.plan.open.size());
+  record.closed = static_cast<uint32_t>(a.plan.close.size());
+  record.rebound = static_cast<uint32_t>(a.plan.rebind.size());
+  record.failures = std::move(a.failures);
+  cut_failures(&record.failures);
+  record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
+  record = audit_.write(std::move(record));  // stamps the sequence and the time
+  history_.push_back(to_history_entry(record));
   while (history_.size() > control::kMaxHistory) history_.pop_front();
   LOG_INFO(
       "commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
       "rebound %u, %zu failure%s, %llu us",
-      a.job.peer.pid, a.job.peer.uid, control::outcome_name(outcome),
-      static_cast<unsigned long long>(generation_), r.kept, r.opened, r.closed, r.rebound,
-      r.failures.size(), r.failures.size() == 1 ? "" : "s",
-      static_cast<unsigned long long>(r.duration_micros));
+      record.peer.pid, record.peer.uid, control::outcome_name(outcome),
+      static_cast<unsigned long long>(record.generation_after), record.kept, record.opened,
+      record.closed, record.rebound, record.failures.size(), record.failures.size() == 1 ? "" : "s",
+      static_cast<unsigned long long>(record.duration_micros));
 
   Done done = std::move(a.job.done);
   active_.reset();
-  if (done) done(r);
+  if (done) done(to_result(record));
   start_next();
 }
 

@@ -35,6 +35,7 @@
 #include "worker/audit.h"
 #include "worker/broker_client.h"
 #include "worker/commit_plan.h"
+#include "worker/commit_record.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/udp_forwarder.h"
@@ -162,7 +163,7 @@ class CommitEngine final : public EventHandler, public Ticker {
   /// Does one slice of the current sliced phase, and moves on when it is done.
   void step() noexcept;
   /// Replies, audits and starts the next commit.
-  void finish(control::Outcome outcome, bool applied) noexcept;
+  void finish(control::Outcome outcome) noexcept;
   /// The acquisition of the current phase.
   Acquisition& current();
   /// Stops the worker after a broker failure (there is no safe way on).
