@@ -155,15 +155,20 @@ void CommitEngine::start() {
 void CommitEngine::fire(Event event) noexcept {
   const Transition* row = nullptr;
   for (const Transition& t : kTransitions) {
-    if (t.from == state_ && t.event == event) row = &t;
+    if (t.from == state_ && t.event == event) {
+      row = &t;
+      break;
+    }
   }
   if (row == nullptr) {
     std::string why =
         std::string("no transition from ") + state_name(state_) + " on " + event_name(event);
     CHECK_MSG(row != nullptr, why.c_str());
   }
-  LOG_DEBUG("commit engine: %s --%s--> %s", state_name(state_), event_name(event),
-            state_name(row->to));
+  if (event != Event::kTick) {  // one line per slice would flood a 10,000-port commit's log
+    LOG_DEBUG("commit engine: %s --%s--> %s", state_name(state_), event_name(event),
+              state_name(row->to));
+  }
   state_ = row->to;
   // Handlers fire the next event last, if they can; nothing runs after a
   // fire() that could see a state changed under it.
