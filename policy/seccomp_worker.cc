@@ -109,7 +109,9 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});
   r.push_back({"recvfrom", {}, "recv() on control clients"});
   r.push_back({"sendto", {}, "send() of control replies"});
-  r.push_back({"recvmsg", {}, "broker replies with SCM_RIGHTS listeners"});
+  r.push_back({"recvmsg",
+               {},
+               "broker replies with SCM_RIGHTS listeners, drained with MSG_DONTWAIT until EAGAIN"});
   r.push_back({"sendmsg", {}, "broker requests"});
 
   // --- UDP data path (worker/udp_batch.cc): every datagram moves in batches

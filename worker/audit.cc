@@ -1,8 +1,9 @@
-// The audit log writer: fills one audit line per commit attempt
-// (schema/audit_line.h renders it; docs/AUDIT.md specifies it), chains it to
-// the previous line with SHA-256, and writes it with one write(2) when the
-// sink has room; what a non-blocking sink pushes back waits, bounded, for the
-// sink to drain. client/audit_verify.cc reads the lines back.
+// The audit log writer: one audit line per commit attempt, a view of the
+// commit's record (to_audit_line in worker/commit_record.h;
+// schema/audit_line.h renders it; docs/AUDIT.md specifies it). Each line is
+// chained to the previous one with SHA-256 and written with one write(2) when
+// the sink has room; what a non-blocking sink pushes back waits, bounded, for
+// the sink to drain. client/audit_verify.cc reads the lines back.
 //
 // Everything here runs inside the worker's seccomp sandbox, so it uses only
 // `write`, `epoll_ctl` (through the event loop) and `clock_gettime`
@@ -40,57 +41,24 @@ int64_t realtime_millis() noexcept {
   return std::clamp<int64_t>(ms, 0, kMaxAuditUnixMillis);
 }
 
-/// Returns one failure as the line holds it: its kind and errno by name (no
-/// errno name when `f.err` is 0). Never fails.
-AuditFailure audit_failure(const control::Failure& f) {
-  AuditFailure out;
-  out.kind = control::failure_kind_name(f.kind);
-  out.pif = f.pif;
-  out.rule = f.rule;
-  out.port = f.port;
-  out.err = f.err;
-  if (f.err != 0) out.errno_name = errno_name(f.err);
-  out.message = f.message;
-  return out;
-}
-
 }  // namespace
 
-std::string AuditLog::format_line(const AuditRecord& record, uint64_t sequence, int64_t unix_millis,
-                                  const Sha256Digest& prev, bool chain_start) const {
-  AuditLine line;
+std::string AuditLog::format_line(const CommitRecord& record, uint64_t sequence,
+                                  int64_t unix_millis, const Sha256Digest& prev,
+                                  bool chain_start) const {
+  AuditLine line = to_audit_line(record, prev, chain_start);
   line.seq = sequence;
   line.time = audit_time_text(unix_millis);
-  line.outcome = control::outcome_name(record.outcome);
-  line.pid = record.peer.pid;
-  line.uid = record.peer.uid;
-  line.gid = record.peer.gid;
-  line.comment = record.comment;
-  line.generation_before = record.generation_before;
-  line.generation_after = record.generation_after;
-  line.digest_before = record.digest_before;
-  line.digest_after = record.digest_after;
-  line.added = record.added;
-  line.removed = record.removed;
-  line.kept = record.kept;
-  line.opened = record.opened;
-  line.closed = record.closed;
-  line.rebound = record.rebound;
-  line.failures.reserve(record.failures.size());
-  for (const control::Failure& f : record.failures) line.failures.push_back(audit_failure(f));
-  line.duration_micros = record.duration_micros;
-  line.chain_start = chain_start;
-  line.prev = chain_start ? Sha256Digest{} : prev;
   return render_audit_line(line);
 }
 
-control::HistoryEntry AuditLog::write(const AuditRecord& record) noexcept {
-  const int64_t now = realtime_millis();
-  const uint64_t sequence = sequence_ + 1;
-  std::string line = format_line(record, sequence, now, prev_, sequence_ == 0);
+CommitRecord AuditLog::write(CommitRecord record) noexcept {
+  record.unix_millis = realtime_millis();
+  record.sequence = sequence_ + 1;
+  std::string line = render_audit_line(to_audit_line(record, prev_, sequence_ == 0));
   // The chain continues from the line as formatted, written or not: a lost
   // line then shows as a broken chain, which is the signal it deserves.
-  sequence_ = sequence;
+  sequence_ = record.sequence;
   prev_ = sha256(line.data(), line.size());
 
   if (pending_bytes_ + line.size() > kMaxAuditBacklogBytes) {
@@ -100,34 +68,15 @@ control::HistoryEntry AuditLog::write(const AuditRecord& record) noexcept {
           "audit line %llu dropped: the audit sink on fd %d has not taken the last %zu bytes; "
           "the audit chain will show the gap (%llu lines lost so far); make sure whatever "
           "reads sluiced's stderr keeps reading, or use --audit-log FILE",
-          static_cast<unsigned long long>(sequence), fd_, pending_bytes_,
+          static_cast<unsigned long long>(record.sequence), fd_, pending_bytes_,
           static_cast<unsigned long long>(failed_writes_));
     }
   } else {
     pending_bytes_ += line.size();
-    pending_.push_back(Waiting{sequence, std::move(line), 0});
+    pending_.push_back(Waiting{record.sequence, std::move(line), 0});
     flush();
   }
-
-  control::HistoryEntry entry;
-  entry.sequence = sequence;
-  entry.unix_millis = now;
-  entry.pid = record.peer.pid;
-  entry.uid = record.peer.uid;
-  entry.gid = record.peer.gid;
-  entry.comment = record.comment;
-  entry.outcome = record.outcome;
-  entry.generation_before = record.generation_before;
-  entry.generation_after = record.generation_after;
-  entry.added = record.added;
-  entry.removed = record.removed;
-  entry.kept = record.kept;
-  entry.opened = record.opened;
-  entry.closed = record.closed;
-  entry.rebound = record.rebound;
-  entry.failures = static_cast<uint32_t>(record.failures.size());
-  entry.duration_micros = record.duration_micros;
-  return entry;
+  return record;
 }
 
 bool AuditLog::flush() noexcept {

@@ -5,7 +5,8 @@
 // deletions and reordering. A worker restart starts a new chain segment
 // (prev of 64 zeros and "chain":"start"); the verifier reports each segment.
 // The line format itself is schema/audit_line.h, shared with the verifier;
-// this file adds the record the commit engine fills, the chain, and the sink.
+// the line is a view of the commit's one record (worker/commit_record.h);
+// this file adds the sequence, the time, the chain, and the sink.
 #pragma once
 
 #include <sys/socket.h>
@@ -18,7 +19,7 @@
 #include "base/log.h"
 #include "base/sha256.h"
 #include "schema/audit_line.h"
-#include "schema/codec.h"
+#include "worker/commit_record.h"
 #include "worker/event_loop.h"
 
 namespace sluice {
@@ -33,25 +34,6 @@ namespace sluice {
 /// counted, and the chain shows the gap.
 inline constexpr size_t kMaxAuditBacklogBytes = 1 << 20;
 
-/// Everything one audit line records about a commit attempt.
-struct AuditRecord {
-  control::Outcome outcome = control::Outcome::kApplied;
-  struct ucred peer = {};  // SO_PEERCRED of the client
-  std::string comment;     // the client's free text (escaped on output)
-  uint64_t generation_before = 0;
-  uint64_t generation_after = 0;
-  Sha256Digest digest_before{};
-  Sha256Digest digest_after{};
-  std::vector<std::string> added;    // "HOST TCP [*]:80 => 80"
-  std::vector<std::string> removed;  // same format
-  uint32_t kept = 0;
-  uint32_t opened = 0;
-  uint32_t closed = 0;
-  uint32_t rebound = 0;
-  std::vector<control::Failure> failures;
-  uint64_t duration_micros = 0;
-};
-
 class AuditLog : public EventHandler {
  public:
   /// Writes to `fd` (not owned: it is the fixed audit fd). The first line
@@ -65,16 +47,17 @@ class AuditLog : public EventHandler {
   /// epoll refuses regular files.
   void attach(EventLoop* loop) noexcept { loop_ = loop; }
 
-  /// Formats `record` as one JSON line with the next sequence number, the UTC
-  /// time, and `prev`, and keeps the line's SHA-256 as the next `prev`. The
-  /// line goes out with one write(2) when nothing waits before it; what a
-  /// non-blocking sink does not take waits, in order, up to
-  /// kMaxAuditBacklogBytes, and goes out as the sink drains. Returns the
-  /// history entry for the same attempt. A line that cannot be written, or
-  /// does not fit the backlog, is counted and logged (rate-limited) and does
-  /// not stop the commit: forwarding must not depend on the audit sink. Needs
-  /// `write`, `clock_gettime(CLOCK_REALTIME)`, and `epoll_ctl` once attached.
-  control::HistoryEntry write(const AuditRecord& record) noexcept;
+  /// Stamps `record` with the next sequence number and the UTC time
+  /// (record.sequence, record.unix_millis) and returns it, stamped. Formats
+  /// it as one JSON line with `prev`, and keeps the line's SHA-256 as the
+  /// next `prev`. The line goes out with one write(2) when nothing waits
+  /// before it; what a non-blocking sink does not take waits, in order, up to
+  /// kMaxAuditBacklogBytes, and goes out as the sink drains. A line that
+  /// cannot be written, or does not fit the backlog, is counted and logged
+  /// (rate-limited) and does not stop the commit: forwarding must not depend
+  /// on the audit sink; the record is stamped either way. Needs `write`,
+  /// `clock_gettime(CLOCK_REALTIME)`, and `epoll_ctl` once attached.
+  CommitRecord write(CommitRecord record) noexcept;
 
   /// Writes what waits until the sink pushes back or nothing is left. Returns
   /// true when nothing is left. Lines the sink refuses with an error other
@@ -88,12 +71,13 @@ class AuditLog : public EventHandler {
   size_t pending_bytes() const noexcept { return pending_bytes_; }
 
   /// Builds the JSON line for `record` without writing it (write() uses it;
-  /// tests call it with a fixed time): the record's fields with `sequence`,
-  /// the UTC time of `unix_millis`, and `prev` (64 zeros when `chain_start`),
-  /// rendered by render_audit_line(). Returns the line, newline included, at
-  /// most kMaxAuditLineBytes long and pure ASCII (see docs/AUDIT.md). Times
-  /// outside years 1970..9999 are clamped into them. Never fails; no syscalls.
-  std::string format_line(const AuditRecord& record, uint64_t sequence, int64_t unix_millis,
+  /// tests call it with a fixed time): to_audit_line() of the record with
+  /// `sequence` and the UTC time of `unix_millis` in place of its stamps, and
+  /// `prev` (64 zeros when `chain_start`), rendered by render_audit_line().
+  /// Returns the line, newline included, at most kMaxAuditLineBytes long and
+  /// pure ASCII (see docs/AUDIT.md). Times outside years 1970..9999 are
+  /// clamped into them. Never fails; no syscalls.
+  std::string format_line(const CommitRecord& record, uint64_t sequence, int64_t unix_millis,
                           const Sha256Digest& prev, bool chain_start) const;
 
   /// Returns the sequence number the next line will carry (1 for the first).

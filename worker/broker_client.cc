@@ -4,9 +4,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <memory>
+#include <utility>
 
 #include "base/scm_rights.h"
 #include "base/strings.h"
@@ -89,6 +90,49 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
   return Ok();
 }
 
+Result<std::vector<OpenedListener>> check_listeners_opened(const wire::ListenersOpenedMsg& reply,
+                                                           size_t len, std::vector<UniqueFd> fds,
+                                                           uint64_t sequence,
+                                                           std::span<const ListenerKey> keys) {
+  if (len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
+      reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
+      reply.header.sequence != sequence || reply.count != keys.size() ||
+      reply.fd_count != fds.size()) {
+    return Err(EPROTO, "malformed ListenersOpened from sluiced");
+  }
+  std::vector<OpenedListener> out;
+  out.reserve(keys.size());
+  size_t next_fd = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    OpenedListener result;
+    result.status = reply.status[i];
+    if (result.status == wire::kStatusOk) {
+      if (next_fd >= fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
+      result.fd = std::move(fds[next_fd++]);
+      auto ok = verify_listener(result.fd.get(), keys[i]);
+      if (!ok) {
+        return Err(EPROTO, "socket from sluiced for port " + std::to_string(keys[i].port) + ": " +
+                               ok.error().message);
+      }
+    } else if (result.status != wire::kStatusPolicyDenied &&
+               (result.status < 1 || result.status > wire::kStatusMaxErrno)) {
+      return Err(EPROTO, "ListenersOpened has an invalid status " + std::to_string(result.status));
+    }
+    out.push_back(std::move(result));
+  }
+  if (next_fd != fds.size()) return Err(EPROTO, "ListenersOpened carries too many fds");
+  return out;
+}
+
+BrokerClient::BrokerClient(EventLoop& loop, UniqueFd channel)
+    : loop_(loop),
+      channel_(std::move(channel)),
+      reply_(std::make_unique<wire::ListenersOpenedMsg>()) {}
+
+BrokerClient::~BrokerClient() {
+  if (registered_) loop_.remove(channel_.get());
+}
+
 Result<BrokerInfo> BrokerClient::hello() {
   wire::HelloMsg msg = {};
   msg.header = wire::header(wire::BrokerMsg::kHello, ++sequence_);
@@ -116,47 +160,115 @@ Result<BrokerInfo> BrokerClient::hello() {
   return info;
 }
 
-Result<void> BrokerClient::send_request(std::span<const ListenerKey> keys) {
-  CHECK(!keys.empty() && keys.size() <= wire::kMaxListenersPerMessage);
-  // The messages are ~10 KiB each: keep them off the stack.
-  auto msg = std::make_unique<wire::OpenListenersMsg>();
-  std::memset(msg.get(), 0, sizeof(*msg));
-  msg->header = wire::header(wire::BrokerMsg::kOpenListeners, ++sequence_);
-  msg->count = static_cast<uint32_t>(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) msg->entries[i] = to_wire(keys[i]);
-  auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
-  if (!sent) return Err(sent.error().err, "sending OpenListeners: " + sent.error().message);
-  pending_.push_back(Pending{msg->header.sequence, {keys.begin(), keys.end()}, nullptr});
+Result<void> BrokerClient::start(Lost on_lost) {
+  CHECK(!registered_);
+  on_lost_ = std::move(on_lost);
+  // Level-triggered: a reply that arrives while on_event runs keeps the
+  // channel readable, so it is never missed between the drain and the wait.
+  auto added = loop_.add(channel_.get(), EPOLLIN | EPOLLRDHUP, this);
+  if (!added) return added;
+  registered_ = true;
   return Ok();
 }
 
-Result<void> BrokerClient::send_peer_query(int conn,
-                                           std::function<void(const PeerIdentity&)> done) {
+void BrokerClient::open_listeners(std::vector<ListenerKey> keys, OpenDone done) {
+  CHECK(!keys.empty() && done != nullptr);
+  if (lost_) return;  // the worker is stopping; nobody is answered any more
+  OpenCall call;
+  call.results.reserve(keys.size());
+  call.keys = std::move(keys);
+  call.done = std::move(done);
+  calls_.push_back(std::move(call));
+  pump();
+}
+
+void BrokerClient::pump() noexcept {
+  // Batches go out in call order: a call's batches all precede the next
+  // call's, so every OpenListeners reply belongs to calls_.front().
+  for (OpenCall& call : calls_) {
+    while (call.sent < call.keys.size()) {
+      if (lost_ || listener_batches_in_flight() >= kPipelineWindow) return;
+      size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, call.keys.size() - call.sent);
+      // The messages are ~10 KiB each: keep them off the stack.
+      auto msg = std::make_unique<wire::OpenListenersMsg>();
+      std::memset(msg.get(), 0, sizeof(*msg));
+      msg->header = wire::header(wire::BrokerMsg::kOpenListeners, ++sequence_);
+      msg->count = static_cast<uint32_t>(n);
+      for (size_t i = 0; i < n; ++i) msg->entries[i] = to_wire(call.keys[call.sent + i]);
+      auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
+      if (!sent) return lose("sending OpenListeners: " + sent.error().message);
+      in_flight_.push_back(InFlight{msg->header.sequence, n, nullptr});
+      call.sent += n;
+    }
+  }
+}
+
+Result<void> BrokerClient::peer_query(int conn, PeerDone done) {
   CHECK(done != nullptr);
+  if (lost_) return Err(EPIPE, "the broker channel is closed");
   wire::PeerQueryMsg msg = {};
   msg.header = wire::header(wire::BrokerMsg::kPeerQuery, ++sequence_);
   const int fds[] = {conn};
   auto sent = send_message(channel_.get(), &msg, sizeof(msg), fds);
   if (!sent) return Err(sent.error().err, "sending PeerQuery: " + sent.error().message);
-  pending_.push_back(Pending{msg.header.sequence, {}, std::move(done)});
-  ++pending_peers_;
+  in_flight_.push_back(InFlight{msg.header.sequence, 0, std::move(done)});
+  ++peers_in_flight_;
   return Ok();
 }
 
-Result<void> BrokerClient::receive_peer_reply() {
-  CHECK(next_is_peer_query());
-  Pending request = std::move(pending_.front());
-  pending_.pop_front();
-  --pending_peers_;
+void BrokerClient::on_event(uint32_t /*events*/) noexcept {
+  // Every reply already there is handled now: at most one per request in
+  // flight at wake-up. Each reply frees room in the window for the next
+  // batch, and a quick broker may answer that one while this drain runs;
+  // it waits for the next wake-up (the channel is level-triggered), so data
+  // events run between batches and a 10,000-port commit never holds them up
+  // for more than the replies of one window. The callbacks may send more
+  // requests (a commit's next phase, a new client's PeerQuery).
+  size_t budget = std::max<size_t>(in_flight_.size(), 1);  // 1: EOF with nothing asked
+  while (!lost_ && budget-- > 0 && receive_one()) {
+  }
+}
+
+bool BrokerClient::receive_one() noexcept {
+  if (in_flight_.empty()) return receive_unasked();
+  if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();
+  return receive_listeners();
+}
+
+bool BrokerClient::receive_unasked() noexcept {
+  // Readable with nothing asked: EOF, or the broker speaking out of turn.
+  char byte;
+  auto got = receive_message(channel_.get(), &byte, sizeof(byte), 0, MSG_DONTWAIT);
+  if (!got && (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK)) return false;
+  if (got && got->len == 0) {
+    lose("sluiced closed the broker channel", true);
+  } else {
+    lose("sluiced sent a message nobody asked for");
+  }
+  return false;
+}
+
+bool BrokerClient::receive_peer_reply() noexcept {
   wire::PeerReplyMsg reply;
-  auto got = receive_message(channel_.get(), &reply, sizeof(reply), 0);
-  if (!got) return Err(got.error().err, "reading PeerReply: " + got.error().message);
-  if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during PeerQuery");
+  auto got = receive_message(channel_.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
+  if (!got) {
+    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
+    lose("reading PeerReply: " + got.error().message);
+    return false;
+  }
+  if (got->len == 0) {
+    lose("sluiced closed the channel during PeerQuery");
+    return false;
+  }
+  InFlight request = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  --peers_in_flight_;
   if (got->len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
       reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kPeerReply) ||
       reply.header.sequence != request.sequence || reply.status < 0 ||
       reply.status > wire::kStatusMaxErrno || reply.access > wire::kAccessCommit) {
-    return Err(EPROTO, "malformed PeerReply from sluiced");
+    lose("malformed PeerReply from sluiced");
+    return false;
   }
   PeerIdentity id;
   id.status = reply.status;
@@ -166,47 +278,54 @@ Result<void> BrokerClient::receive_peer_reply() {
   id.access = reply.status == 0 ? reply.access : wire::kAccessNone;
   id.line = reply.line;
   request.peer_done(id);
-  return Ok();
+  return true;
 }
 
-Result<std::vector<OpenedListener>> BrokerClient::receive_reply() {
-  CHECK(!pending_.empty() && !next_is_peer_query());
-  Pending request = std::move(pending_.front());
-  pending_.pop_front();
-  const std::vector<ListenerKey>& keys = request.keys;
-  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  auto got =
-      receive_message(channel_.get(), reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage);
-  if (!got) return Err(got.error().err, "reading ListenersOpened: " + got.error().message);
-  if (got->len == 0) return Err(EPIPE, "sluiced closed the channel during OpenListeners");
-  if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
-      reply->header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
-      reply->header.sequence != request.sequence || reply->count != keys.size() ||
-      reply->fd_count != got->fds.size()) {
-    return Err(EPROTO, "malformed ListenersOpened from sluiced");
+bool BrokerClient::receive_listeners() noexcept {
+  auto got = receive_message(channel_.get(), reply_.get(), sizeof(*reply_),
+                             wire::kMaxListenersPerMessage, MSG_DONTWAIT);
+  if (!got) {
+    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
+    lose("reading ListenersOpened: " + got.error().message);
+    return false;
   }
-  std::vector<OpenedListener> out;
-  out.reserve(keys.size());
-  size_t next_fd = 0;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    OpenedListener result;
-    result.status = reply->status[i];
-    if (result.status == wire::kStatusOk) {
-      if (next_fd >= got->fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
-      result.fd = std::move(got->fds[next_fd++]);
-      auto ok = verify_listener(result.fd.get(), keys[i]);
-      if (!ok) {
-        return Err(EPROTO, "socket from sluiced for port " + std::to_string(keys[i].port) + ": " +
-                               ok.error().message);
-      }
-    } else if (result.status != wire::kStatusPolicyDenied &&
-               (result.status < 1 || result.status > wire::kStatusMaxErrno)) {
-      return Err(EPROTO, "ListenersOpened has an invalid status " + std::to_string(result.status));
-    }
-    out.push_back(std::move(result));
+  if (got->len == 0) {
+    lose("sluiced closed the channel during OpenListeners");
+    return false;
   }
-  if (next_fd != got->fds.size()) return Err(EPROTO, "ListenersOpened carries too many fds");
-  return out;
+  CHECK(!calls_.empty());
+  InFlight request = in_flight_.front();
+  in_flight_.pop_front();
+  OpenCall& call = calls_.front();
+  const size_t first = call.results.size();
+  auto results =
+      check_listeners_opened(*reply_, got->len, std::move(got->fds), request.sequence,
+                             std::span<const ListenerKey>(call.keys).subspan(first, request.count));
+  if (!results) {
+    lose(results.error().message);
+    return false;
+  }
+  for (OpenedListener& r : *results) call.results.push_back(std::move(r));
+  pump();  // the window has room again
+  if (lost_) return false;
+  if (calls_.front().results.size() < calls_.front().keys.size()) return true;
+  // Complete: take the call out first, so that `done` may ask again.
+  OpenCall complete = std::move(calls_.front());
+  calls_.pop_front();
+  complete.done(std::move(complete.results));
+  return true;
+}
+
+void BrokerClient::lose(std::string reason, bool idle_eof) noexcept {
+  if (lost_) return;
+  lost_ = true;
+  if (registered_) loop_.remove(channel_.get());
+  registered_ = false;
+  // Requests still open are never answered; their sockets close here.
+  in_flight_.clear();
+  peers_in_flight_ = 0;
+  calls_.clear();
+  if (on_lost_) on_lost_(BrokerLoss{std::move(reason), idle_eof});
 }
 
 }  // namespace sluice

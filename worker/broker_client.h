@@ -1,10 +1,27 @@
-// The worker's side of the broker protocol (schema/broker_wire.h): it asks the
-// broker for listening sockets and checks every socket it gets back.
+// The worker's side of the broker protocol (schema/broker_wire.h): the broker
+// channel object. It asks the broker for listening sockets and for the ids of
+// control clients, and checks every socket it gets back.
+//
+// After hello(), the channel is an event handler on the worker's loop. Every
+// request completes by callback, from the loop:
+//   - open_listeners(keys, done): any number of keys, sent in OpenListeners
+//     batches of at most 253, with at most kPipelineWindow batches in flight;
+//     batches beyond the window wait here and go out as replies come back.
+//     `done` receives one result per key, in order, once all are answered;
+//   - peer_query(fd, done): who is behind an accepted control connection.
+// Replies come back in order. Each wake-up drains every reply already there
+// (recvmsg with MSG_DONTWAIT until EAGAIN), not just one; replies to batches
+// sent during that drain wait for the next wake-up, so data events run
+// between windows. EOF, a send that fails, or a
+// malformed reply means the broker is gone or broken: on_lost is called once,
+// every request still open is dropped unanswered (their sockets closed), and
+// the channel is closed to the loop. The worker then stops.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,8 +30,14 @@
 #include "base/unique_fd.h"
 #include "schema/broker_wire.h"
 #include "schema/model.h"
+#include "worker/event_loop.h"
 
 namespace sluice {
+
+/// Limit: OpenListeners requests in flight at once. Four 253-socket batches
+/// keep the broker busy while one reply is processed, and four 10 KiB
+/// requests fit easily in the channel's socket buffer, so sends never block.
+inline constexpr size_t kPipelineWindow = 4;
 
 /// What the broker said in its HelloReply.
 struct BrokerInfo {
@@ -39,62 +62,109 @@ struct PeerIdentity {
   uint32_t line = 0;  // the deciding `control` line, 0 for the default or no match
 };
 
-class BrokerClient {
- public:
-  /// Wraps the broker channel (a SOCK_SEQPACKET socket).
-  explicit BrokerClient(UniqueFd channel) : channel_(std::move(channel)) {}
+/// Why the broker channel ended.
+struct BrokerLoss {
+  std::string reason;
+  /// True when the broker closed the channel with nothing asked of it: it
+  /// exited (as on SIGTERM) rather than failing a request.
+  bool idle_eof = false;
+};
 
-  /// Sends Hello and reads HelloReply. Fails if the broker speaks another
-  /// version or closes the channel. Needs `sendmsg`, `recvmsg`.
+class BrokerClient final : public EventHandler {
+ public:
+  using OpenDone = std::function<void(std::vector<OpenedListener>)>;
+  using PeerDone = std::function<void(const PeerIdentity&)>;
+  using Lost = std::function<void(const BrokerLoss&)>;
+
+  /// Wraps the broker channel (a SOCK_SEQPACKET socket) for `loop`.
+  BrokerClient(EventLoop& loop, UniqueFd channel);
+  /// Unregisters the channel; requests still open are dropped unanswered.
+  ~BrokerClient() override;
+
+  /// Sends Hello and reads HelloReply, blocking: call it before start().
+  /// Fails if the broker speaks another version or closes the channel.
+  /// Needs `sendmsg`, `recvmsg`.
   Result<BrokerInfo> hello();
 
-  /// Sends one OpenListeners for at most wire::kMaxListenersPerMessage keys.
-  /// Replies come back in order; read each with receive_reply(). Needs `sendmsg`.
-  Result<void> send_request(std::span<const ListenerKey> keys);
+  /// Registers the channel with the loop (level-triggered EPOLLIN) and sets
+  /// the one callback for the end of the channel. Fails only if epoll
+  /// refuses the fd.
+  Result<void> start(Lost on_lost);
 
-  /// Reads the reply to the oldest request sent (an OpenListeners) and returns one result per
-  /// key of that request, in order. Every socket received is checked against
-  /// its request (family, type, listening state, bound address and port); a
-  /// mismatch, a reply out of sequence or a malformed reply is an Error: the
-  /// broker is the more privileged side, so this can only be a bug or a dying
-  /// broker, and the caller stops. Blocks until the reply is there (call it
-  /// when the channel is readable). Needs `recvmsg`, `getsockopt`, `getsockname`.
-  Result<std::vector<OpenedListener>> receive_reply();
+  /// Asks the broker for a listening socket per key (at least one) and calls
+  /// `done` with one result per key, in order, once every batch is answered.
+  /// Each socket is checked against its key (verify_listener) before `done`
+  /// sees it. A send that fails loses the channel (on_lost, possibly before
+  /// this returns) and `done` is never called. Needs `sendmsg`.
+  void open_listeners(std::vector<ListenerKey> keys, OpenDone done);
 
   /// Sends one PeerQuery with the accepted control connection `conn`; `done`
-  /// is called by receive_peer_reply() with the answer. Needs `sendmsg`.
-  Result<void> send_peer_query(int conn, std::function<void(const PeerIdentity&)> done);
+  /// is called from the loop with the answer. Does not count against the
+  /// pipelining window. Fails when the query cannot be sent (then `done` is
+  /// never called). Needs `sendmsg`.
+  Result<void> peer_query(int conn, PeerDone done);
 
-  /// True when the oldest request in flight is a PeerQuery.
-  bool next_is_peer_query() const {
-    return !pending_.empty() && pending_.front().peer_done != nullptr;
-  }
-
-  /// Reads the reply to the oldest request, a PeerQuery, checks it and calls
-  /// its `done`. A malformed reply is an Error, as for receive_reply().
-  /// Needs `recvmsg`.
-  Result<void> receive_peer_reply();
+  /// Drains every reply already on the channel (MSG_DONTWAIT), at most one
+  /// per request in flight at wake-up, and completes the requests they
+  /// answer; EOF or a malformed reply loses the channel.
+  /// Needs `recvmsg`, `getsockopt`, `getsockname`, `getpeername`.
+  void on_event(uint32_t events) noexcept override;
 
   /// Requests sent and not yet answered (both kinds).
-  size_t pending() const { return pending_.size(); }
+  size_t in_flight() const { return in_flight_.size(); }
   /// OpenListeners requests sent and not yet answered (the pipelining window).
-  size_t pending_listeners() const { return pending_.size() - pending_peers_; }
-
-  /// The channel fd, watched by the event loop for the broker's exit.
+  size_t listener_batches_in_flight() const { return in_flight_.size() - peers_in_flight_; }
+  /// True once the channel is lost; nothing is sent or received afterwards.
+  bool lost() const { return lost_; }
+  /// The channel fd.
   int fd() const { return channel_.get(); }
 
  private:
-  /// A request in flight: its sequence number and keys, to check the reply.
-  struct Pending {
+  /// A request sent and not yet answered: its sequence number, and for an
+  /// OpenListeners batch how many keys it carries (of calls_.front(), from
+  /// its `answered` on); for a PeerQuery, its callback.
+  struct InFlight {
     uint64_t sequence;
-    std::vector<ListenerKey> keys;                       // OpenListeners
-    std::function<void(const PeerIdentity&)> peer_done;  // PeerQuery
+    size_t count;        // OpenListeners: keys in the batch; PeerQuery: 0
+    PeerDone peer_done;  // PeerQuery only
+  };
+  /// One open_listeners() call: its keys, the results so far, and `done`.
+  struct OpenCall {
+    std::vector<ListenerKey> keys;
+    std::vector<OpenedListener> results;  // one per key answered so far
+    size_t sent = 0;                      // keys handed to the broker so far
+    OpenDone done;
   };
 
+  /// Sends OpenListeners batches while the window allows. Loses the channel
+  /// when a send fails. Needs `sendmsg`.
+  void pump() noexcept;
+  /// Reads and handles one reply, if one is there. Returns false when
+  /// nothing was there (EAGAIN) or the channel is lost.
+  bool receive_one() noexcept;
+  /// Reads the reply to the oldest request, a PeerQuery, and calls its
+  /// callback. Returns false as receive_one().
+  bool receive_peer_reply() noexcept;
+  /// Reads the reply to the oldest request, an OpenListeners batch, checks
+  /// it and its sockets, and completes the call when all its batches are
+  /// answered. Returns false as receive_one().
+  bool receive_listeners() noexcept;
+  /// With nothing asked: EOF, or a message out of turn. Returns false.
+  bool receive_unasked() noexcept;
+  /// Marks the channel lost, drops every open request, unregisters the
+  /// channel and calls on_lost, once.
+  void lose(std::string reason, bool idle_eof = false) noexcept;
+
+  EventLoop& loop_;
   UniqueFd channel_;
+  Lost on_lost_;
+  bool registered_ = false;
+  bool lost_ = false;
   uint64_t sequence_ = 0;
-  std::deque<Pending> pending_;
-  size_t pending_peers_ = 0;
+  std::deque<InFlight> in_flight_;
+  size_t peers_in_flight_ = 0;
+  std::deque<OpenCall> calls_;                       // in order; only the front one is answered
+  std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // receive buffer, about 1 KiB
 };
 
 /// Fills the wire form of a listener key.
@@ -105,5 +175,14 @@ wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
 /// UDP, and getsockname's address and port. Returns an Error naming the
 /// first mismatch. Needs `getsockopt`, `getsockname`, `getpeername`.
 Result<void> verify_listener(int fd, const ListenerKey& key);
+
+/// Checks a ListenersOpened of `len` bytes with `fds` against the request
+/// `sequence` for `keys`: exact length, magic, type, sequence, count,
+/// fd_count, valid statuses, and every socket with verify_listener. Returns
+/// one result per key; an Error names what is wrong (the fds are closed).
+Result<std::vector<OpenedListener>> check_listeners_opened(const wire::ListenersOpenedMsg& reply,
+                                                           size_t len, std::vector<UniqueFd> fds,
+                                                           uint64_t sequence,
+                                                           std::span<const ListenerKey> keys);
 
 }  // namespace sluice

@@ -1,18 +1,22 @@
+// The commit engine's state machine (see commit_engine.h): the transition
+// table, the handlers that run on each transition, and the judging of the
+// broker's answers into events. The socket work the handlers do on the
+// tables in force (serving, releasing, stats) is in commit_sockets.cc.
 #include "worker/commit_engine.h"
-
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
 #include "base/log.h"
 #include "base/strings.h"
-#include "policy/bind_policy.h"
 #include "policy/check_commit.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
+
+using State = CommitEngine::State;
+using Event = CommitEngine::Event;
+
 namespace {
 
 /// Limit: listeners installed or released per slice. Each costs a few
@@ -21,43 +25,6 @@ namespace {
 /// traffic up for longer than that between data events. Smaller slices only
 /// add loop iterations (about 160 for 10,000 ports).
 constexpr size_t kSliceListeners = 64;
-
-/// Limit: OpenListeners requests in flight at once. Four 253-socket batches
-/// keep the broker busy while one reply is processed, and four 10 KiB
-/// requests fit easily in the channel's socket buffer, so sends never block.
-constexpr size_t kPipelineWindow = 4;
-
-/// Builds the route of every rule of `tables`, indexed [pif][rule]. A rule
-/// that `current` (the routes in force) already has, by pif and listing text,
-/// keeps its counters: they count from when the rule entered the tables.
-/// Rules whose target may be a local address served by the table get the run
-/// time loop guard (rules_needing_loop_guard under `facts`).
-std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
-    const TableSet& tables, const std::vector<std::vector<std::shared_ptr<const Route>>>& current,
-    const CommitFacts& facts) {
-  std::vector<std::vector<std::shared_ptr<const Route>>> routes(kPifCount);
-  for (size_t p = 0; p < kPifCount; ++p) {
-    // The routes in force, by text: one sort, then a binary search per rule.
-    std::vector<const Route*> old;
-    if (p < current.size()) {
-      for (const auto& r : current[p]) old.push_back(r.get());
-    }
-    auto by_text = [](const Route* a, const Route* b) { return a->text < b->text; };
-    std::sort(old.begin(), old.end(), by_text);
-    const std::vector<bool> guard = rules_needing_loop_guard(tables.tables[p], facts);
-    for (size_t i = 0; i < tables.tables[p].rules.size(); ++i) {
-      const Rule& rule = tables.tables[p].rules[i];
-      Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
-      route.guard_loops = guard[i];
-      auto it =
-          std::lower_bound(old.begin(), old.end(), route.text,
-                           [](const Route* r, const std::string& text) { return r->text < text; });
-      if (it != old.end() && (*it)->text == route.text) route.counters = (*it)->counters;
-      routes[p].push_back(std::make_shared<const Route>(std::move(route)));
-    }
-  }
-  return routes;
-}
 
 /// A failure about the commit as a whole.
 control::Failure whole_commit_failure(control::FailureKind kind, Pif pif, std::string message) {
@@ -68,24 +35,105 @@ control::Failure whole_commit_failure(control::FailureKind kind, Pif pif, std::s
   return f;
 }
 
-/// Closes sockets the broker opened for a commit that will not use them (a
-/// dry run's trial binds, a rollback). sluiced closes its own copy of each
-/// socket only after sending it, so a plain close() here could leave a TCP
-/// listener accepting for a moment after the client was told nothing changed,
-/// and a connection the kernel queued on it in that moment would be reset.
-/// shutdown(SHUT_RD) moves a listening socket to CLOSE for every descriptor
-/// at once, so the port refuses from here on, whatever copy still exists.
-/// On a UDP socket it fails with ENOTCONN and changes nothing that matters:
-/// nothing reads its datagrams, and later binds of the port are asked of
-/// sluiced, which has closed its copies by the time it reads them.
-void discard_unpublished(std::vector<UniqueFd>* fds) noexcept {
-  for (UniqueFd& fd : *fds) {
-    if (fd.valid()) ::shutdown(fd.get(), SHUT_RD);
+}  // namespace
+
+// clang-format off
+const CommitEngine::Transition CommitEngine::kTransitions[] = {
+    // from                    event                 to                         handler
+    {State::kIdle,              Event::kSubmitted,    State::kChecking,          &CommitEngine::check},
+    {State::kChecking,          Event::kStale,        State::kFinishing,         &CommitEngine::finish_stale},
+    {State::kChecking,          Event::kRefused,      State::kFinishing,         &CommitEngine::finish_refused},
+    {State::kChecking,          Event::kPlanned,      State::kAcquiring,         &CommitEngine::acquire_opens},
+    {State::kAcquiring,         Event::kTrialBound,   State::kFinishing,         &CommitEngine::discard_trial},
+    {State::kAcquiring,         Event::kOpenFailed,   State::kFinishing,         &CommitEngine::roll_back_opens},
+    {State::kAcquiring,         Event::kOpened,       State::kInstalling,        &CommitEngine::swap_tables},
+    {State::kAcquiring,         Event::kClashes,      State::kReleasingClashing, &CommitEngine::release_clashing},
+    {State::kReleasingClashing, Event::kTick,         State::kReleasingClashing, &CommitEngine::release_clashing_slice},
+    {State::kReleasingClashing, Event::kReleased,     State::kRebinding,         &CommitEngine::acquire_rebinds},
+    {State::kRebinding,         Event::kRebound,      State::kInstalling,        &CommitEngine::swap_tables},
+    {State::kRebinding,         Event::kRebindFailed, State::kRestoring,         &CommitEngine::restore_clashing},
+    {State::kRestoring,         Event::kRestored,     State::kFinishing,         &CommitEngine::reinstall_restored},
+    {State::kInstalling,        Event::kTick,         State::kInstalling,        &CommitEngine::install_slice_step},
+    {State::kInstalling,        Event::kInstalled,    State::kFinishing,         &CommitEngine::finish_applied},
+    {State::kFinishing,         Event::kReplied,      State::kIdle,              &CommitEngine::start_next},
+    // The broker can go away whenever the engine waits, for the broker or for a tick.
+    {State::kIdle,              Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+    {State::kAcquiring,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+    {State::kReleasingClashing, Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+    {State::kRebinding,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+    {State::kRestoring,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+    {State::kInstalling,        Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
+};
+// clang-format on
+
+std::optional<State> CommitEngine::next_state(State from, Event event) noexcept {
+  for (const Transition& t : kTransitions) {
+    if (t.from == from && t.event == event) return t.to;
   }
-  fds->clear();
+  return std::nullopt;
 }
 
-}  // namespace
+const char* CommitEngine::state_name(State state) noexcept {
+  switch (state) {
+    case State::kIdle:
+      return "Idle";
+    case State::kChecking:
+      return "Checking";
+    case State::kAcquiring:
+      return "Acquiring";
+    case State::kReleasingClashing:
+      return "ReleasingClashing";
+    case State::kRebinding:
+      return "Rebinding";
+    case State::kRestoring:
+      return "Restoring";
+    case State::kInstalling:
+      return "Installing";
+    case State::kFinishing:
+      return "Finishing";
+    case State::kStopped:
+      return "Stopped";
+  }
+  return "?";
+}
+
+const char* CommitEngine::event_name(Event event) noexcept {
+  switch (event) {
+    case Event::kSubmitted:
+      return "Submitted";
+    case Event::kStale:
+      return "Stale";
+    case Event::kRefused:
+      return "Refused";
+    case Event::kPlanned:
+      return "Planned";
+    case Event::kTrialBound:
+      return "TrialBound";
+    case Event::kOpenFailed:
+      return "OpenFailed";
+    case Event::kOpened:
+      return "Opened";
+    case Event::kClashes:
+      return "Clashes";
+    case Event::kTick:
+      return "Tick";
+    case Event::kReleased:
+      return "Released";
+    case Event::kRebound:
+      return "Rebound";
+    case Event::kRebindFailed:
+      return "RebindFailed";
+    case Event::kRestored:
+      return "Restored";
+    case Event::kInstalled:
+      return "Installed";
+    case Event::kReplied:
+      return "Replied";
+    case Event::kBrokerLost:
+      return "BrokerLost";
+  }
+  return "?";
+}
 
 CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& udp,
                            BrokerClient& broker, BrokerInfo info, ServerCaps caps, AuditLog& audit)
@@ -98,112 +146,55 @@ CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& 
   digest_ = control::digest_tables(tables_);
 }
 
-CommitEngine::~CommitEngine() {
-  loop_.remove(broker_.fd());
-}
+CommitEngine::~CommitEngine() = default;
 
-Result<void> CommitEngine::start() {
+void CommitEngine::start() {
   loop_.add_ticker(this);
-  // Level-triggered: every queued reply keeps the channel readable until read.
-  return loop_.add(broker_.fd(), EPOLLIN | EPOLLRDHUP, this);
 }
 
-void CommitEngine::on_tick(uint64_t /*now_ns*/) noexcept {
-  if (active_ && (active_->phase == Phase::kReleaseClashing || active_->phase == Phase::kInstall)) {
-    step();
+void CommitEngine::fire(Event event) noexcept {
+  const Transition* row = nullptr;
+  for (const Transition& t : kTransitions) {
+    if (t.from == state_ && t.event == event) {
+      row = &t;
+      break;
+    }
   }
-}
-
-void CommitEngine::step() noexcept {
-  Active& a = *active_;
-  size_t budget = kSliceListeners;
-  if (a.phase == Phase::kReleaseClashing) {
-    if (!release_slice(&budget)) return loop_.request_immediate_tick();
-    // The clashing sockets are closed: bind their successors.
-    a.phase = Phase::kRebind;
-    prepare(a.rebinds, a.plan.rebind);
-    pump(a.rebinds);
-    if (active_ && a.rebinds.complete()) advance();
-    return;
+  if (row == nullptr) {
+    std::string why =
+        std::string("no transition from ") + state_name(state_) + " on " + event_name(event);
+    CHECK_MSG(row != nullptr, why.c_str());
   }
-  // kInstall: serve the new sockets first, then release the old ones, so a
-  // closing listener drains under the old rule while its successor serves.
-  if (!install_slice(&budget) || !release_slice(&budget)) return loop_.request_immediate_tick();
-  std::sort(a.next_installed.begin(), a.next_installed.end(),
-            [](const Installed& x, const Installed& y) { return x.key < y.key; });
-  installed_ = std::move(a.next_installed);
-  if (a.job.request.end_removed_flows && !a.removed.empty()) {
-    std::vector<std::string> removed = a.removed;
-    std::sort(removed.begin(), removed.end());
-    end_removed_flows(removed);
+  if (event != Event::kTick) {  // one line per slice would flood a 10,000-port commit's log
+    LOG_DEBUG("commit engine: %s --%s--> %s", state_name(state_), event_name(event),
+              state_name(row->to));
   }
-  finish(control::Outcome::kApplied, true);
-}
-
-void CommitEngine::end_removed_flows(const std::vector<std::string>& removed) noexcept {
-  // `removed` holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
-  // changed target counts as removed and re-added) loses its connections and
-  // flows.
-  auto gone = [&](const Route& route) {
-    return std::binary_search(removed.begin(), removed.end(),
-                              std::string(pif_name(route.pif)) + " " + route.text);
-  };
-  size_t ended = forwarder_.end_connections(gone);
-  if (ended > 0) LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
-  size_t flows = udp_.end_flows(gone);
-  if (flows > 0) LOG_INFO("ended %zu UDP flow%s of removed rules", flows, flows == 1 ? "" : "s");
-}
-
-Result<Listener*> CommitEngine::serve(const ListenerKey& key, UniqueFd fd,
-                                      std::shared_ptr<const Route> route) {
-  if (key.proto == Proto::kUdp) {
-    auto udp = udp_.add_listener(std::move(fd), key, std::move(route));
-    if (!udp) return Err(udp.error());
-    return static_cast<Listener*>(*udp);
-  }
-  auto tcp = forwarder_.add_tcp_listener(std::move(fd), key.port, std::move(route));
-  if (!tcp) return Err(tcp.error());
-  return static_cast<Listener*>(*tcp);
+  state_ = row->to;
+  // Handlers fire the next event last, if they can; nothing runs after a
+  // fire() that could see a state changed under it.
+  (this->*(row->handler))();
 }
 
 void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Done done) {
   queue_.push_back(Job{std::move(request), peer, std::move(done)});
-  start_next();
+  if (state_ == State::kIdle) fire(Event::kSubmitted);
 }
 
-void CommitEngine::start_next() noexcept {
-  if (active_ || queue_.empty()) return;
-  Job job = std::move(queue_.front());
-  queue_.pop_front();
-  begin(std::move(job));
+void CommitEngine::on_tick(uint64_t /*now_ns*/) noexcept {
+  if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
 }
 
-control::History CommitEngine::history(uint32_t limit) const {
-  control::History out;
-  size_t n = std::min<size_t>(limit, history_.size());
-  out.entries.assign(history_.end() - static_cast<std::ptrdiff_t>(n), history_.end());
-  return out;
+void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {
+  loss_ = loss;
+  fire(Event::kBrokerLost);
 }
 
-CommitEngine::Acquisition& CommitEngine::current() {
-  Active& a = *active_;
-  switch (a.phase) {
-    case Phase::kAcquire:
-    case Phase::kInstall:  // no broker request is in flight while installing
-      return a.opens;
-    case Phase::kReleaseClashing:
-    case Phase::kRebind:
-      return a.rebinds;
-    case Phase::kRestore:
-      return a.restore;
-  }
-  return a.opens;
-}
-
-void CommitEngine::begin(Job job) noexcept {
+void CommitEngine::check() noexcept {
+  CHECK(!queue_.empty() && !active_);
   active_.emplace();
   Active& a = *active_;
-  a.job = std::move(job);
+  a.job = std::move(queue_.front());
+  queue_.pop_front();
   a.start_ns = monotonic_ns();
   a.generation_before = generation_;
   a.digest_before = digest_;
@@ -219,87 +210,186 @@ void CommitEngine::begin(Job job) noexcept {
         "the tables changed since generation " + std::to_string(req.expected_generation) +
             " was read (now " + std::to_string(generation_) +
             "); read the state again and re-apply the edits (sluicectl does this by itself)"));
-    return finish(control::Outcome::kStale, false);
+    return fire(Event::kStale);
   }
   a.failures = check_commit(req.tables, facts_, &target_policy_);
-  if (!a.failures.empty()) {
-    return finish(req.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected, false);
-  }
+  if (!a.failures.empty()) return fire(Event::kRefused);
 
   std::vector<ListenerKey> keys;
   keys.reserve(installed_.size());
   for (const Installed& i : installed_) keys.push_back(i.key);
   a.plan = plan_commit(keys, req.tables);
-  a.phase = Phase::kAcquire;
-  prepare(a.opens, a.plan.open);
-  pump(a.opens);
-  if (active_ && a.opens.complete()) advance();
+  fire(Event::kPlanned);
 }
 
-void CommitEngine::prepare(Acquisition& acq, std::vector<PlannedKey> keys) const {
-  BindPolicy policy = bind_policy_;  // the file's bind lines, pre-checked to name the line
-  policy.unprivileged_port_start = info_.unprivileged_port_start;
-  policy.has_bind_cap = info_.has_bind_cap;
-  std::vector<PlannedKey> denied;
-  std::vector<std::string> reasons;
-  acq.keys.clear();
-  for (PlannedKey& k : keys) {
-    BindDecision d = check_bind(policy, to_wire(k.key));
-    if (d.allowed) {
-      acq.keys.push_back(std::move(k));
-    } else {
-      denied.push_back(std::move(k));
-      reasons.push_back(std::move(d.reason));
+void CommitEngine::finish_stale() noexcept {
+  finish(control::Outcome::kStale);
+}
+
+void CommitEngine::finish_refused() noexcept {
+  finish(active_->job.request.dry_run ? control::Outcome::kDryRun : control::Outcome::kRejected);
+}
+
+void CommitEngine::acquire_opens() noexcept {
+  Active& a = *active_;
+  a.opens = prepare_acquisition(a.plan.open, bind_policy_, info_);
+  acquire(a.opens, &CommitEngine::opens_answered);
+}
+
+void CommitEngine::acquire(Acquisition& acq, Answered answered) noexcept {
+  if (acq.asked == 0) return (this->*answered)({});
+  // The callback never runs once the channel is lost, and the engine
+  // outlives the broker's requests (it is destroyed after the loop stops).
+  broker_.open_listeners(acq.asked_keys(), [this, answered](std::vector<OpenedListener> results) {
+    (this->*answered)(std::move(results));
+  });
+}
+
+void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept {
+  Active& a = *active_;
+  a.opens.take(std::move(results));
+  a.failures = judge(false);
+  // Rebinds cannot be trial-bound while the clashing sockets listen; a dry
+  // run counts them in the plan.
+  if (a.job.request.dry_run) return fire(Event::kTrialBound);
+  if (!a.failures.empty()) return fire(Event::kOpenFailed);
+  fire(a.plan.rebind.empty() ? Event::kOpened : Event::kClashes);
+}
+
+void CommitEngine::discard_trial() noexcept {
+  active_->opens.discard();
+  finish(control::Outcome::kDryRun);
+}
+
+void CommitEngine::roll_back_opens() noexcept {
+  active_->opens.discard();  // the old table never stopped serving
+  finish(control::Outcome::kRejected);
+}
+
+void CommitEngine::release_clashing() noexcept {
+  Active& a = *active_;
+  // Remember how to restore the clashing listeners, then close them (in
+  // slices) before their successors are bound.
+  for (size_t i : a.plan.clashing) a.restore_routes.push_back(installed_[i].listener->route());
+  a.to_release = a.plan.clashing;
+  a.released = 0;
+  release_clashing_slice();
+}
+
+void CommitEngine::release_clashing_slice() noexcept {
+  size_t budget = kSliceListeners;
+  if (!release_slice(&budget)) return loop_.request_immediate_tick();
+  fire(Event::kReleased);
+}
+
+void CommitEngine::acquire_rebinds() noexcept {
+  Active& a = *active_;
+  a.rebinds = prepare_acquisition(a.plan.rebind, bind_policy_, info_);
+  acquire(a.rebinds, &CommitEngine::rebinds_answered);
+}
+
+void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcept {
+  Active& a = *active_;
+  a.rebinds.take(std::move(results));
+  a.failures = judge(true);
+  fire(a.failures.empty() ? Event::kRebound : Event::kRebindFailed);
+}
+
+void CommitEngine::restore_clashing() noexcept {
+  Active& a = *active_;
+  // Roll back: re-acquire the sockets the rebinds replaced.
+  a.rebinds.discard();
+  a.opens.discard();
+  std::vector<PlannedKey> old;
+  for (size_t i : a.plan.clashing) old.push_back(PlannedKey{installed_[i].key, KeyOrigin{}});
+  a.restore = prepare_acquisition(std::move(old), bind_policy_, info_);
+  acquire(a.restore, &CommitEngine::restore_answered);
+}
+
+void CommitEngine::restore_answered(std::vector<OpenedListener> results) noexcept {
+  active_->restore.take(std::move(results));
+  fire(Event::kRestored);
+}
+
+void CommitEngine::reinstall_restored() noexcept {
+  Active& a = *active_;
+  // prepare_acquisition() keeps the order of allowed keys, and the old keys
+  // were all allowed before, so restore.keys[i] matches plan.clashing[i].
+  for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
+    Installed& slot = installed_[a.plan.clashing[i]];
+    if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
+      auto listener = serve(slot.key, std::move(a.restore.fds[i]), a.restore_routes[i]);
+      if (listener) {
+        slot.listener = *listener;
+        continue;
+      }
     }
+    control::Failure f = whole_commit_failure(
+        control::FailureKind::kBindFailed, slot.key.pif,
+        "rolling back a failed rebind, port " + std::to_string(slot.key.port) +
+            " could not be bound again (" +
+            (a.restore.status[i] > 0 && a.restore.status[i] <= wire::kStatusMaxErrno
+                 ? errno_text(a.restore.status[i])
+                 : std::string("refused")) +
+            "); the old table is in force but this port is not served until the next "
+            "commit; commit the current tables again to retry");
+    f.port = slot.key.port;
+    LOG_ERROR("%s", f.message.c_str());
+    a.failures.push_back(std::move(f));
   }
-  acq.asked = acq.keys.size();
-  acq.keys.insert(acq.keys.end(), denied.begin(), denied.end());
-  acq.status.assign(acq.keys.size(), wire::kStatusOk);
-  acq.fds.clear();
-  acq.fds.resize(acq.keys.size());
-  acq.policy_reason.assign(acq.keys.size(), "");
-  for (size_t i = 0; i < denied.size(); ++i) {
-    acq.status[acq.asked + i] = wire::kStatusPolicyDenied;
-    acq.policy_reason[acq.asked + i] = std::move(reasons[i]);
-  }
-  acq.sent = 0;
-  acq.answered = 0;
+  // Drop entries that could not be restored: the next plan opens them.
+  std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
+  finish(control::Outcome::kRejected);
 }
 
-void CommitEngine::pump(Acquisition& acq) noexcept {
-  while (broker_.pending_listeners() < kPipelineWindow && acq.sent < acq.asked) {
-    size_t n = std::min<size_t>(wire::kMaxListenersPerMessage, acq.asked - acq.sent);
-    std::vector<ListenerKey> batch;
-    batch.reserve(n);
-    for (size_t i = 0; i < n; ++i) batch.push_back(acq.keys[acq.sent + i].key);
-    auto sent = broker_.send_request(batch);
-    if (!sent) return broker_failed(sent.error().message);
-    acq.sent += n;
-  }
+void CommitEngine::swap_tables() noexcept {
+  swap();
+  install_slice_step();
 }
 
-void CommitEngine::on_event(uint32_t /*events*/) noexcept {
-  if (broker_.next_is_peer_query()) {
-    auto answered = broker_.receive_peer_reply();
-    if (!answered) broker_failed(answered.error().message);
-    return;
+void CommitEngine::install_slice_step() noexcept {
+  size_t budget = kSliceListeners;
+  // Serve the new sockets first, then release the old ones, so a closing
+  // listener drains under the old rule while its successor serves.
+  if (!install_slice(&budget) || !release_slice(&budget)) return loop_.request_immediate_tick();
+  fire(Event::kInstalled);
+}
+
+void CommitEngine::finish_applied() noexcept {
+  Active& a = *active_;
+  std::sort(a.next_installed.begin(), a.next_installed.end(),
+            [](const Installed& x, const Installed& y) { return x.key < y.key; });
+  installed_ = std::move(a.next_installed);
+  if (a.job.request.end_removed_flows && !a.removed.empty()) {
+    std::vector<std::string> removed = a.removed;
+    std::sort(removed.begin(), removed.end());
+    end_removed_flows(removed);
   }
-  if (!active_ || broker_.pending() == 0) {
-    // Nothing was asked: this is EOF, or the broker speaking out of turn.
-    LOG_INFO("sluiced closed the broker channel; stopping");
-    loop_.stop();
-    return;
+  finish(control::Outcome::kApplied);
+}
+
+void CommitEngine::start_next() noexcept {
+  if (!queue_.empty()) fire(Event::kSubmitted);
+}
+
+void CommitEngine::stop_for_broker() noexcept {
+  broker_loss_ = loss_.reason;
+  // The broker is the more privileged side and the only source of sockets:
+  // a failure on its channel is a dying broker or a bug, and the worker stops.
+  if (loss_.idle_eof) {
+    LOG_INFO("%s; stopping", loss_.reason.c_str());
+  } else {
+    LOG_ERROR("broker channel: %s; stopping", loss_.reason.c_str());
   }
-  auto reply = broker_.receive_reply();
-  if (!reply) return broker_failed(reply.error().message);
-  Acquisition& acq = current();
-  for (OpenedListener& r : *reply) {
-    acq.status[acq.answered] = r.status;
-    acq.fds[acq.answered] = std::move(r.fd);
-    ++acq.answered;
+  if (active_) {
+    // Nothing is published of what the commit acquired and did not serve
+    // yet; its client is not answered, and sees the worker exit.
+    active_->opens.discard();
+    active_->rebinds.discard();
+    active_->restore.discard();
+    active_.reset();
   }
-  pump(acq);
-  if (active_ && acq.complete()) advance();
+  loop_.stop();
 }
 
 std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
@@ -320,214 +410,11 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
   return failures;
 }
 
-void CommitEngine::advance() noexcept {
+void CommitEngine::finish(control::Outcome outcome) noexcept {
   Active& a = *active_;
-  const control::CommitRequest& req = a.job.request;
-  switch (a.phase) {
-    case Phase::kAcquire: {
-      a.failures = judge(false);
-      if (req.dry_run) {
-        // Trial binds done: close them. Rebinds cannot be trial-bound while
-        // the clashing sockets listen; they are counted in the plan.
-        discard_unpublished(&a.opens.fds);
-        return finish(control::Outcome::kDryRun, false);
-      }
-      if (!a.failures.empty()) {
-        discard_unpublished(&a.opens.fds);  // roll back: the old table never stopped serving
-        return finish(control::Outcome::kRejected, false);
-      }
-      if (a.plan.rebind.empty()) {
-        swap();
-        return step();
-      }
-      // Rebinds: remember how to restore the clashing listeners, close them
-      // (in slices), then bind their successors.
-      for (size_t i : a.plan.clashing) {
-        a.restore_routes.push_back(installed_[i].listener->route());
-      }
-      a.to_release = a.plan.clashing;
-      a.released = 0;
-      a.phase = Phase::kReleaseClashing;
-      return step();
-    }
-    case Phase::kRebind: {
-      a.failures = judge(true);
-      if (a.failures.empty()) {
-        swap();
-        return step();
-      }
-      // Roll back: re-acquire the sockets the rebinds replaced.
-      discard_unpublished(&a.rebinds.fds);
-      discard_unpublished(&a.opens.fds);
-      std::vector<PlannedKey> old;
-      for (size_t i : a.plan.clashing) old.push_back(PlannedKey{installed_[i].key, KeyOrigin{}});
-      a.phase = Phase::kRestore;
-      prepare(a.restore, std::move(old));
-      pump(a.restore);
-      if (active_ && a.restore.complete()) advance();
-      return;
-    }
-    case Phase::kReleaseClashing:
-    case Phase::kInstall:
-      return;  // sliced phases move on in step()
-    case Phase::kRestore: {
-      // prepare() keeps the order of allowed keys, and the old keys were all
-      // allowed before, so restore.keys[i] matches plan.clashing[i].
-      for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
-        Installed& slot = installed_[a.plan.clashing[i]];
-        if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
-          auto listener = serve(slot.key, std::move(a.restore.fds[i]), a.restore_routes[i]);
-          if (listener) {
-            slot.listener = *listener;
-            continue;
-          }
-        }
-        control::Failure f = whole_commit_failure(
-            control::FailureKind::kBindFailed, slot.key.pif,
-            "rolling back a failed rebind, port " + std::to_string(slot.key.port) +
-                " could not be bound again (" +
-                (a.restore.status[i] > 0 && a.restore.status[i] <= wire::kStatusMaxErrno
-                     ? errno_text(a.restore.status[i])
-                     : std::string("refused")) +
-                "); the old table is in force but this port is not served until the next "
-                "commit; commit the current tables again to retry");
-        f.port = slot.key.port;
-        LOG_ERROR("%s", f.message.c_str());
-        a.failures.push_back(std::move(f));
-      }
-      // Drop entries that could not be restored: the next plan opens them.
-      std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
-      return finish(control::Outcome::kRejected, false);
-    }
-  }
-}
-
-bool CommitEngine::release_slice(size_t* budget) noexcept {
-  Active& a = *active_;
-  for (; a.released < a.to_release.size() && *budget > 0; ++a.released, --*budget) {
-    Listener* listener = installed_[a.to_release[a.released]].listener;
-    if (listener == nullptr) continue;
-    // Forward what the kernel already queued under the old rule: closing a
-    // TCP listener resets every connection left in its queue, and closing a
-    // UDP socket discards its datagrams.
-    listener->drain();
-    listener->release();
-    installed_[a.to_release[a.released]].listener = nullptr;
-  }
-  return a.released == a.to_release.size();
-}
-
-void CommitEngine::swap() noexcept {
-  Active& a = *active_;
-  const TableSet& next = a.job.request.tables;
-  a.routes = make_routes(next, routes_, facts_);
-  a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
-  for (const CommitPlan::Keep& keep : a.plan.keep) {
-    Installed inst = installed_[keep.installed];
-    inst.listener->set_route(a.routes[static_cast<size_t>(keep.origin.pif)][keep.origin.rule]);
-    a.next_installed.push_back(inst);
-  }
-  // The new sockets listen already (the broker called listen()), so the
-  // kernel queues their connections from now on; serving them in slices only
-  // delays the first accept by a slice, it refuses nothing.
-  a.install_acq = 0;
-  a.install_next = 0;
-  a.to_release = a.plan.close;
-  a.released = 0;
-  a.phase = Phase::kInstall;
-  tables_ = next;
-  routes_ = a.routes;
-  ++generation_;
-  digest_ = control::digest_tables(tables_);
-}
-
-control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
-  control::Stats st;
-  st.generation = generation_;
-  st.uptime_millis = uptime_millis;
-  st.connections_active = forwarder_.counters().active;
-  st.connection_limit = forwarder_.max_connections();
-  st.flows_active = udp_.flow_count();
-  st.flow_limit = udp_.limits().max_flows;
-  st.listeners = installed_.size();
-  st.paused_listeners = forwarder_.parked_count();
-  // Both sides checked these options against their wire:: maxima, which all
-  // fit in 32 bits.
-  st.pipe_size = static_cast<uint32_t>(forwarder_.limits().pipe_size);
-  st.connect_timeout_seconds =
-      static_cast<uint32_t>(forwarder_.limits().connect_timeout_ns / 1000000000ULL);
-  st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
-  st.audit_lines_lost = audit_.failed_writes();
-  st.audit_bytes_waiting = audit_.pending_bytes();
-  for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
-    const Table& table = tables_.tables[p];
-    for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {
-      const RuleCounters& c = *routes_[p][i]->counters;
-      control::RuleStats r;
-      r.pif = table.pif;
-      r.proto = table.rules[i].proto;
-      r.rule = static_cast<uint32_t>(i);
-      r.text = routes_[p][i]->text;
-      r.accepted = c.accepted;
-      r.active = c.active;
-      r.failed = c.failed;
-      r.bytes_to_target = c.bytes_to_target;
-      r.bytes_to_client = c.bytes_to_client;
-      r.flows_active = c.flows_active;
-      r.flows_created = c.flows_created;
-      r.datagrams_to_target = c.datagrams_to_target;
-      r.datagrams_to_client = c.datagrams_to_client;
-      r.dropped = c.dropped;
-      r.loops = c.loops;
-      st.rules.push_back(std::move(r));
-    }
-  }
-  return st;
-}
-
-bool CommitEngine::install_slice(size_t* budget) noexcept {
-  Active& a = *active_;
-  Acquisition* acqs[] = {&a.opens, &a.rebinds};
-  for (; a.install_acq < 2; ++a.install_acq, a.install_next = 0) {
-    Acquisition& acq = *acqs[a.install_acq];
-    for (; a.install_next < acq.keys.size(); ++a.install_next) {
-      if (*budget == 0) return false;
-      UniqueFd& fd = acq.fds[a.install_next];
-      if (!fd.valid()) continue;  // a failed port of a weak rule
-      const PlannedKey& k = acq.keys[a.install_next];
-      auto listener =
-          serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
-      CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
-      a.next_installed.push_back(Installed{k.key, *listener});
-      --*budget;
-    }
-  }
-  return true;
-}
-
-void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
-  Active& a = *active_;
-  control::CommitResult r;
-  r.applied = applied;
-  r.dry_run = a.job.request.dry_run;
-  r.generation = generation_;
-  r.digest = digest_;
-  r.kept = static_cast<uint32_t>(a.plan.keep.size());
-  r.opened = static_cast<uint32_t>(a.plan.open.size());
-  r.closed = static_cast<uint32_t>(a.plan.close.size());
-  r.rebound = static_cast<uint32_t>(a.plan.rebind.size());
-  r.failures = std::move(a.failures);
-  if (r.failures.size() > control::kMaxFailures) {
-    size_t cut = r.failures.size() - (control::kMaxFailures - 1);
-    r.failures.resize(control::kMaxFailures - 1);
-    r.failures.push_back(whole_commit_failure(
-        r.failures.front().kind, r.failures.front().pif,
-        std::to_string(cut) + " more failures are not listed; fix the ones above first"));
-  }
-  r.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
-
-  AuditRecord record;
+  CommitRecord record;
   record.outcome = outcome;
+  record.dry_run = a.job.request.dry_run;
   record.peer = a.job.peer;
   record.comment = a.job.request.comment;
   record.generation_before = a.generation_before;
@@ -536,33 +423,28 @@ void CommitEngine::finish(control::Outcome outcome, bool applied) noexcept {
   record.digest_after = digest_;
   record.added = std::move(a.added);
   record.removed = std::move(a.removed);
-  record.kept = r.kept;
-  record.opened = r.opened;
-  record.closed = r.closed;
-  record.rebound = r.rebound;
-  record.failures = r.failures;
-  record.duration_micros = r.duration_micros;
-  history_.push_back(audit_.write(record));
+  record.kept = static_cast<uint32_t>(a.plan.keep.size());
+  record.opened = static_cast<uint32_t>(a.plan.open.size());
+  record.closed = static_cast<uint32_t>(a.plan.close.size());
+  record.rebound = static_cast<uint32_t>(a.plan.rebind.size());
+  record.failures = std::move(a.failures);
+  cut_failures(&record.failures);
+  record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
+  record = audit_.write(std::move(record));  // stamps the sequence and the time
+  history_.push_back(to_history_entry(record));
   while (history_.size() > control::kMaxHistory) history_.pop_front();
   LOG_INFO(
       "commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
       "rebound %u, %zu failure%s, %llu us",
-      a.job.peer.pid, a.job.peer.uid, control::outcome_name(outcome),
-      static_cast<unsigned long long>(generation_), r.kept, r.opened, r.closed, r.rebound,
-      r.failures.size(), r.failures.size() == 1 ? "" : "s",
-      static_cast<unsigned long long>(r.duration_micros));
+      record.peer.pid, record.peer.uid, control::outcome_name(outcome),
+      static_cast<unsigned long long>(record.generation_after), record.kept, record.opened,
+      record.closed, record.rebound, record.failures.size(), record.failures.size() == 1 ? "" : "s",
+      static_cast<unsigned long long>(record.duration_micros));
 
   Done done = std::move(a.job.done);
   active_.reset();
-  if (done) done(r);
-  start_next();
-}
-
-void CommitEngine::broker_failed(const std::string& why) noexcept {
-  // The broker is the more privileged side and the only source of sockets: a
-  // failure on its channel is a dying broker or a bug, and the worker stops.
-  LOG_ERROR("broker channel: %s; stopping", why.c_str());
-  loop_.stop();
+  if (done) done(to_result(record));
+  fire(Event::kReplied);
 }
 
 }  // namespace sluice

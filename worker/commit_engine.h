@@ -13,8 +13,53 @@
 // are re-acquired and the old table stays. Rebinds are the only moment a port
 // of the table stops listening, and they are counted and reported.
 //
-// The engine never blocks the loop: broker requests are sent and their
-// replies handled as the channel becomes readable, between data events.
+// The engine is an explicit state machine. Every change of state goes through
+// one table of transitions (state, event) -> next state, with the handler
+// that runs on the way; an event the table does not allow in the current
+// state is a bug and CHECK-fails. Handlers that wait (for the broker, or for
+// the next slice between data events) return; the broker's callback or the
+// next tick fires the next event.
+//
+//                 +------+
+//     submit() -->| Idle |<-------------------------------------------------+
+//                 +------+                                                  |
+//                    | Submitted                                            |
+//                    v                                                      |
+//              +----------+  Stale, Refused                                 |
+//              | Checking |------------------------------------+            |
+//              +----------+                                    |            |
+//                    | Planned                                 |            |
+//                    v                                         v            |
+//              +-----------+  TrialBound, OpenFailed     +-----------+      |
+//              | Acquiring |---------------------------->| Finishing |------+
+//              +-----------+                             +-----------+ Replied
+//          Opened |     | Clashes                Restored  ^       ^ Installed
+//                 |     v                                  |       |
+//                 |  +-------------------+ Tick            |       |
+//                 |  | ReleasingClashing |-----+           |       |
+//                 |  +-------------------+<----+           |       |
+//                 |     | Released                         |       |
+//                 |     v                                  |       |
+//                 |  +-----------+  RebindFailed  +-----------+    |
+//                 |  | Rebinding |--------------->| Restoring |    |
+//                 |  +-----------+                +-----------+    |
+//                 |     | Rebound                                  |
+//                 v     v                                          |
+//              +------------+ Tick                                 |
+//              | Installing |-----+                                |
+//              +------------+<----+                                |
+//                    |                                             |
+//                    +---------------------------------------------+
+//
+//     Idle, Acquiring, ReleasingClashing, Rebinding, Restoring, Installing
+//        --BrokerLost--> Stopped (final: the broker is gone, the worker stops)
+//
+// Checking and Finishing never wait: a commit passes through them within one
+// call. Acquiring, Rebinding and Restoring wait for the broker
+// (BrokerClient::open_listeners completes them by callback);
+// ReleasingClashing and Installing work in slices, one per loop iteration,
+// so that a 10,000-port commit never holds traffic up. The engine never
+// reads the broker channel itself.
 #pragma once
 
 #include <sys/socket.h>
@@ -34,26 +79,61 @@
 #include "schema/codec.h"
 #include "worker/audit.h"
 #include "worker/broker_client.h"
+#include "worker/commit_acquisition.h"
 #include "worker/commit_plan.h"
+#include "worker/commit_record.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
 
-class CommitEngine final : public EventHandler, public Ticker {
+class CommitEngine final : public Ticker {
  public:
   using Done = std::function<void(const control::CommitResult&)>;
 
-  /// The engine starts with empty tables at generation 0. It watches the
-  /// broker channel on `loop`: readiness with no request in flight means the
-  /// broker exited or broke protocol, and the loop is stopped.
+  /// The states of the engine (see the diagram above).
+  enum class State : uint8_t {
+    kIdle,               // no commit runs; the next queued one starts at once
+    kChecking,           // compare-and-swap, check_commit, plan (never waits)
+    kAcquiring,          // the new sockets (plan.open) are asked of the broker
+    kReleasingClashing,  // the listeners the rebinds clash with are released, in slices
+    kRebinding,          // the rebind sockets are asked of the broker
+    kRestoring,          // a rebind failed: the released listeners are asked for again
+    kInstalling,         // swapped: new sockets served, old ones released, in slices
+    kFinishing,          // the record is written and the client answered (never waits)
+    kStopped,            // the broker is gone; the worker stops
+  };
+
+  /// What moves the engine from one state to the next.
+  enum class Event : uint8_t {
+    kSubmitted,     // a commit is queued and the engine is idle
+    kStale,         // the commit names another generation than the current one
+    kRefused,       // check_commit found failures
+    kPlanned,       // the plan is made
+    kTrialBound,    // a dry run's sockets are all answered
+    kOpenFailed,    // the broker answered every open, and a rule fails
+    kOpened,        // every open is answered, no rule fails, and nothing clashes
+    kClashes,       // as kOpened, but rebinds must wait for clashing listeners
+    kTick,          // the next slice of sliced work
+    kReleased,      // the clashing listeners are closed
+    kRebound,       // every rebind is answered, and no rule fails
+    kRebindFailed,  // every rebind is answered, and a rule fails
+    kRestored,      // the broker answered for every clashing key again
+    kInstalled,     // every new socket is served and every old one released
+    kReplied,       // the record is written and the client answered
+    kBrokerLost,    // the broker channel ended (EOF, failed send, bad reply)
+  };
+
+  /// The engine starts with empty tables at generation 0, in state kIdle.
+  /// Broker requests go through `broker`; its loss must be reported with
+  /// on_broker_lost().
   CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& udp, BrokerClient& broker,
                BrokerInfo info, ServerCaps caps, AuditLog& audit);
   ~CommitEngine() override;
 
-  /// Registers the broker channel with the loop.
-  Result<void> start();
+  /// Registers the engine as a ticker of the loop (its sliced work runs there).
+  void start();
 
   /// Sets the administrator's policy: `bind` carries the file's bind lines
   /// (pre-checked before asking the broker, so that a denial names its
@@ -66,15 +146,22 @@ class CommitEngine final : public EventHandler, public Ticker {
 
   /// Queues a commit from the client `peer`. Commits run one at a time, in
   /// order; `done` is called with the result from the event loop (or before
-  /// submit() returns, when no broker round trip is needed).
+  /// submit() returns, when no broker round trip is needed). After the
+  /// broker is lost, commits are queued and never run.
   void submit(control::CommitRequest request, struct ucred peer, Done done);
 
-  /// Handles broker replies (level-triggered on the channel): PeerReplies go
-  /// to their callbacks, ListenersOpened to the active commit.
-  void on_event(uint32_t events) noexcept override;
-  /// Runs the next slice of a commit's socket work (install, release).
+  /// The broker channel ended: logs why, closes the sockets the commit in
+  /// progress acquired and did not publish, drops that commit unanswered
+  /// (the worker exits, and its client sees the connection close), and
+  /// stops the loop. The engine is kStopped afterwards.
+  void on_broker_lost(const BrokerLoss& loss) noexcept;
+
+  /// Runs the next slice of a commit's socket work (release, install).
   void on_tick(uint64_t now_ns) noexcept override;
 
+  State state() const { return state_; }
+  /// Why the broker was lost (empty unless state() is kStopped).
+  const std::string& broker_loss() const { return broker_loss_; }
   const TableSet& tables() const { return tables_; }
   uint64_t generation() const { return generation_; }
   const Sha256Digest& digest() const { return digest_; }
@@ -88,7 +175,26 @@ class CommitEngine final : public EventHandler, public Ticker {
   /// limits; `uptime_millis` is the worker's.
   control::Stats stats(uint64_t uptime_millis) const;
 
+  /// Returns the state the transition table leads to from `from` on `event`,
+  /// or nothing when the table does not allow that event there.
+  static std::optional<State> next_state(State from, Event event) noexcept;
+  /// Returns the name of a state ("Idle", "Acquiring", ...), for logs.
+  static const char* state_name(State state) noexcept;
+  /// Returns the name of an event ("Submitted", "Opened", ...), for logs.
+  static const char* event_name(Event event) noexcept;
+
  private:
+  using Handler = void (CommitEngine::*)() noexcept;
+  /// One row of the transition table.
+  struct Transition {
+    State from;
+    Event event;
+    State to;
+    Handler handler;  // runs once the state is `to`
+  };
+  /// The transition table: every change of state the engine may make.
+  static const Transition kTransitions[];
+
   struct Job {
     control::CommitRequest request;
     struct ucred peer;
@@ -99,32 +205,17 @@ class CommitEngine final : public EventHandler, public Ticker {
     ListenerKey key;
     Listener* listener;  // a TcpListener or a UdpListener, as key.proto says
   };
-  // kReleaseClashing and kInstall run in slices between data events; the
-  // others wait for broker replies.
-  enum class Phase { kAcquire, kReleaseClashing, kRebind, kRestore, kInstall };
-  /// Keys to acquire from the broker, and what came back. Keys the bind
-  /// policy denies are answered without asking; the asked keys come first.
-  struct Acquisition {
-    std::vector<PlannedKey> keys;
-    std::vector<int32_t> status;             // per key
-    std::vector<UniqueFd> fds;               // per key, valid when status is kStatusOk
-    std::vector<std::string> policy_reason;  // per key, for policy denials
-    size_t asked = 0;                        // keys[0, asked) go to the broker
-    size_t sent = 0;                         // of those, handed to the broker so far
-    size_t answered = 0;                     // of those, answered so far
-    bool complete() const { return answered == asked; }
-  };
+  /// The commit in progress.
   struct Active {
     Job job;
     uint64_t start_ns = 0;
     CommitPlan plan;
-    Phase phase = Phase::kAcquire;
     Acquisition opens;    // plan.open
     Acquisition rebinds;  // plan.rebind
     Acquisition restore;  // the clashing keys, re-acquired after a failed rebind
     std::vector<std::shared_ptr<const Route>> restore_routes;
-    std::vector<control::Failure> failures;   // collected for the reply
-    std::vector<std::string> added, removed;  // the requested diff, for the audit record
+    std::vector<control::Failure> failures;   // collected for the record
+    std::vector<std::string> added, removed;  // the requested diff, for the record
     // Sliced work: listeners to release (indices into installed_), new
     // sockets to serve, and the table of listeners being built.
     std::vector<size_t> to_release;
@@ -136,37 +227,77 @@ class CommitEngine final : public EventHandler, public Ticker {
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
   };
+  /// What the broker's answers are handed to.
+  using Answered = void (CommitEngine::*)(std::vector<OpenedListener>) noexcept;
 
-  /// Starts the next queued commit if none is running.
+  /// Moves the engine along the row for (state_, event) and runs its
+  /// handler; CHECK-fails when the table has no such row.
+  void fire(Event event) noexcept;
+
+  // Transition handlers, one per row group of the table (commit_engine.cc).
+  /// Idle -> Checking: takes the next job; compare-and-swap, check, plan.
+  void check() noexcept;
+  /// Checking -> Finishing on Stale: answers stale-generation.
+  void finish_stale() noexcept;
+  /// Checking -> Finishing on Refused: answers the check's failures.
+  void finish_refused() noexcept;
+  /// Checking -> Acquiring: asks the broker for the opens.
+  void acquire_opens() noexcept;
+  /// Acquiring -> Finishing on TrialBound: closes the trial binds.
+  void discard_trial() noexcept;
+  /// Acquiring -> Finishing on OpenFailed: rolls the opens back.
+  void roll_back_opens() noexcept;
+  /// Acquiring -> ReleasingClashing: remembers how to restore the clashing
+  /// listeners, then releases the first slice of them.
+  void release_clashing() noexcept;
+  /// ReleasingClashing -> ReleasingClashing on Tick: one slice of releases.
+  void release_clashing_slice() noexcept;
+  /// ReleasingClashing -> Rebinding: asks the broker for the rebinds.
+  void acquire_rebinds() noexcept;
+  /// Rebinding -> Restoring: closes what was acquired, asks for the
+  /// clashing keys again.
+  void restore_clashing() noexcept;
+  /// Restoring -> Finishing: serves what came back, reports what did not.
+  void reinstall_restored() noexcept;
+  /// Acquiring or Rebinding -> Installing: swaps the tables, then installs
+  /// the first slice.
+  void swap_tables() noexcept;
+  /// Installing -> Installing on Tick: one slice of installs and releases.
+  void install_slice_step() noexcept;
+  /// Installing -> Finishing: the new listener table takes over; removed
+  /// rules' flows end when asked.
+  void finish_applied() noexcept;
+  /// Finishing -> Idle: starts the next queued commit, if any.
   void start_next() noexcept;
-  /// Validates, checks the generation, plans, and starts acquiring.
-  void begin(Job job) noexcept;
-  /// Prepares `acq` for `keys`: pre-checks the bind policy (denied keys are
-  /// answered at once, with the reason) and puts the keys to ask first.
-  void prepare(Acquisition& acq, std::vector<PlannedKey> keys) const;
-  /// Sends requests for `acq` while the pipelining window allows.
-  void pump(Acquisition& acq) noexcept;
-  /// Continues the active commit once its current acquisition is complete.
-  void advance() noexcept;
+  /// Any waiting state -> Stopped on BrokerLost.
+  void stop_for_broker() noexcept;
+
+  // Event sources: the broker's answers, judged into the event they make.
+  /// The opens are answered: TrialBound, OpenFailed, Opened or Clashes.
+  void opens_answered(std::vector<OpenedListener> results) noexcept;
+  /// The rebinds are answered: Rebound or RebindFailed.
+  void rebinds_answered(std::vector<OpenedListener> results) noexcept;
+  /// The clashing keys are answered again: Restored.
+  void restore_answered(std::vector<OpenedListener> results) noexcept;
+
+  /// Asks the broker for the asked keys of `acq`, and hands the answers to
+  /// `answered`; with nothing to ask, hands it an empty answer at once.
+  void acquire(Acquisition& acq, Answered answered) noexcept;
+  /// Writes the record of the active commit with `outcome`, answers its
+  /// client, and fires Replied.
+  void finish(control::Outcome outcome) noexcept;
+  /// Flips to the new tables: re-points kept listeners, bumps the
+  /// generation, and queues the new sockets to serve and the old ones to
+  /// release (commit_sockets.cc).
+  void swap() noexcept;
   /// Drains and closes up to `budget` listeners of a.to_release (indices into
   /// installed_); their entries keep the key with a null listener until the
   /// swap drops them. Returns true when all are released.
   bool release_slice(size_t* budget) noexcept;
-  /// Judges the rules of the active commit on everything acquired so far.
-  std::vector<control::Failure> judge(bool with_rebinds) const;
-  /// Flips to the new tables: re-points kept listeners, bumps the generation,
-  /// and queues the new sockets to serve and the old ones to release.
-  void swap() noexcept;
   /// Serves up to `budget` acquired sockets; true when all are served.
   bool install_slice(size_t* budget) noexcept;
-  /// Does one slice of the current sliced phase, and moves on when it is done.
-  void step() noexcept;
-  /// Replies, audits and starts the next commit.
-  void finish(control::Outcome outcome, bool applied) noexcept;
-  /// The acquisition of the current phase.
-  Acquisition& current();
-  /// Stops the worker after a broker failure (there is no safe way on).
-  void broker_failed(const std::string& why) noexcept;
+  /// Judges the rules of the active commit on everything acquired so far.
+  std::vector<control::Failure> judge(bool with_rebinds) const;
   /// Starts serving the socket `fd` of `key` with `route`, on the data path
   /// of the key's protocol. Fails only if epoll refuses the fd.
   Result<Listener*> serve(const ListenerKey& key, UniqueFd fd, std::shared_ptr<const Route> route);
@@ -183,6 +314,9 @@ class CommitEngine final : public EventHandler, public Ticker {
   AuditLog& audit_;
   BindPolicy bind_policy_;
   TargetPolicy target_policy_;
+  State state_ = State::kIdle;
+  BrokerLoss loss_;          // why the broker was lost, for stop_for_broker()
+  std::string broker_loss_;  // the same reason, kept for broker_loss()
   TableSet tables_;
   uint64_t generation_ = 0;
   Sha256Digest digest_{};

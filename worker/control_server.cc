@@ -345,14 +345,14 @@ void ControlClient::flush() noexcept {
 }
 
 ControlServer::ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
-                             control::ServerHello hello, ControlLimits limits, PeerLookup lookup,
+                             control::ServerHello hello, ControlLimits limits, BrokerClient& broker,
                              ControlPolicy policy)
     : loop_(loop),
       listen_fd_(std::move(listen_fd)),
       engine_(engine),
       hello_(std::move(hello)),
       limits_(limits),
-      lookup_(std::move(lookup)),
+      broker_(broker),
       policy_(std::move(policy)) {}
 
 ControlServer::~ControlServer() {
@@ -409,11 +409,11 @@ void ControlServer::on_event(uint32_t /*events*/) noexcept {
     LOG_DEBUG("control client pid %d connected", peer.pid);
     // Who it is, and what it may do, only sluiced can tell (control_policy.h).
     uint64_t client_id = raw->id;
-    auto asked = lookup_(raw->fd(), [this, client_id](const PeerIdentity& identity) {
+    auto asked = broker_.peer_query(raw->fd(), [this, client_id](const PeerIdentity& identity) {
       if (ControlClient* c = find(client_id)) c->identified(identity);
     });
     if (!asked) {
-      // The broker channel failed; the engine stops the worker.
+      // The broker channel failed; its end stops the worker (BrokerClient).
       drop(raw);
       return;
     }

@@ -43,12 +43,6 @@ struct ControlLimits {
 
 class ControlServer;
 
-/// Asks who is behind the control connection `fd` (the broker's PeerQuery)
-/// and calls `done` with the answer from the event loop. Fails when the
-/// question cannot be sent.
-using PeerLookup =
-    std::function<Result<void>(int fd, std::function<void(const PeerIdentity&)> done)>;
-
 /// One connected client.
 class ControlClient final : public EventHandler {
  public:
@@ -159,11 +153,12 @@ class ControlClient final : public EventHandler {
 class ControlServer final : public EventHandler, public Ticker {
  public:
   /// Serves `listen_fd` (listening, non-blocking) with `state` as the source
-  /// of truth and `hello` as the greeting. Every client is identified with
-  /// `lookup` before any of its requests is answered; `policy` (as the worker
-  /// parsed the file: names unresolved) only words the denials.
+  /// of truth and `hello` as the greeting. Every client is identified by the
+  /// broker (broker.peer_query) before any of its requests is answered;
+  /// `policy` (as the worker parsed the file: names unresolved) only words
+  /// the denials.
   ControlServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
-                control::ServerHello hello, ControlLimits limits, PeerLookup lookup,
+                control::ServerHello hello, ControlLimits limits, BrokerClient& broker,
                 ControlPolicy policy);
   /// Takes every client and the listening socket out of the loop.
   ~ControlServer() override;
@@ -196,7 +191,7 @@ class ControlServer final : public EventHandler, public Ticker {
   uint64_t next_client_id_ = 1;
   control::ServerHello hello_;
   ControlLimits limits_;
-  PeerLookup lookup_;
+  BrokerClient& broker_;
   ControlPolicy policy_;
   uint64_t started_ns_ = monotonic_ns();
   std::vector<std::unique_ptr<ControlClient>> clients_;

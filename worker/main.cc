@@ -137,7 +137,7 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  BrokerClient broker(UniqueFd(wire::kWorkerFdBroker));
+  BrokerClient broker(**loop, UniqueFd(wire::kWorkerFdBroker));
   auto info = broker.hello();
   if (!info) {
     LOG_ERROR("%s", info.error().message.c_str());
@@ -169,15 +169,16 @@ int run(int argc, char** argv) {
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
-  if (auto ok = engine.start(); !ok) {
+  engine.start();
+  // The end of the broker channel (EOF, a failed send, a malformed reply)
+  // stops the engine and the loop: there is no safe way on without sluiced.
+  if (auto ok = broker.start([&engine](const BrokerLoss& loss) { engine.on_broker_lost(loss); });
+      !ok) {
     LOG_ERROR("broker channel: %s", ok.error().message.c_str());
     return 1;
   }
-  PeerLookup lookup = [&broker](int fd, std::function<void(const PeerIdentity&)> done) {
-    return broker.send_peer_query(fd, std::move(done));
-  };
   ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine, make_hello(facts, caps),
-                        ControlLimits{}, std::move(lookup),
+                        ControlLimits{}, broker,
                         control_policy_from_file(*policy, sluiced_cred.uid));
 
   // The initial rules are the first commit, through the same engine as every

@@ -29,7 +29,7 @@ std::string time_of(const std::string& line) {
 }
 
 /// Formats `record` as a segment's first line at kSampleMillis, seq 1.
-std::string first_line(const AuditRecord& record) {
+std::string first_line(const CommitRecord& record) {
   return AuditLog(-1).format_line(record, 1, kSampleMillis, Sha256Digest{}, true);
 }
 
@@ -47,7 +47,7 @@ std::string read_all(int fd) {
 }
 
 TEST(AuditFormat, ExactLineForAFixedRecord) {
-  AuditRecord r = sample_record(7);
+  CommitRecord r = sample_record(7);
   control::Failure f;
   f.kind = control::FailureKind::kBindFailed;
   f.pif = Pif::kHost;
@@ -81,7 +81,7 @@ TEST(AuditFormat, ChainStartHasZeroPrevWhateverIsPassed) {
 }
 
 TEST(AuditFormat, OutcomesNegativePidAndNoErrnoName) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.outcome = control::Outcome::kDryRun;
   r.peer.pid = -1;
   control::Failure f;
@@ -136,7 +136,7 @@ TEST(AuditTime, AgreesWithGmtime) {
 }
 
 TEST(AuditEscape, QuotesBackslashControlsDelAndHighBytes) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.comment = std::string("a\"b\\c\nd\te\r\b\f\x01\x1f\x7f") + "\xc3\xa9" + std::string(1, '\0');
   std::string line = first_line(r);
   EXPECT_NE(line.find("\"comment\":\"a\\\"b\\\\c\\nd\\te\\r\\b\\f\\u0001\\u001f\\u007f\\u00c3"
@@ -146,7 +146,7 @@ TEST(AuditEscape, QuotesBackslashControlsDelAndHighBytes) {
 }
 
 TEST(AuditEscape, CommentCannotInjectAKey) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.outcome = control::Outcome::kRejected;
   r.comment = "x\",\"outcome\":\"applied";
   std::string line = first_line(r);
@@ -161,7 +161,7 @@ TEST(AuditEscape, CommentCannotInjectAKey) {
 TEST(AuditEscape, EveryByteKeepsTheLineOneAsciiLine) {
   std::string all;
   for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.comment = all;
   r.added = {all, "HOST TCP [*]:1 => 1\n{\"seq\":1}"};
   control::Failure f;
@@ -179,7 +179,7 @@ TEST(AuditEscape, EveryByteKeepsTheLineOneAsciiLine) {
 }
 
 TEST(AuditEscape, OverlongCommentIsCut) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.comment = std::string(control::kMaxCommentBytes + 10, 'c');
   std::string line = first_line(r);
   EXPECT_NE(line.find(std::string(control::kMaxCommentBytes, 'c') + "...[10 bytes cut]\""),
@@ -189,7 +189,8 @@ TEST(AuditEscape, OverlongCommentIsCut) {
 /// Writes three records through `log` and checks the lines in `contents`.
 void expect_three_chained(AuditLog& log, const std::function<std::string()>& contents) {
   std::vector<control::HistoryEntry> entries;
-  for (uint64_t g = 1; g <= 3; ++g) entries.push_back(log.write(sample_record(g)));
+  for (uint64_t g = 1; g <= 3; ++g)
+    entries.push_back(to_history_entry(log.write(sample_record(g))));
   EXPECT_EQ(log.next_sequence(), 4u);
   EXPECT_EQ(log.failed_writes(), 0u);
   std::vector<std::string> lines = split_lines(contents());
@@ -261,7 +262,7 @@ TEST(AuditWrite, FailedWriteIsCountedAndShowsAsABrokenChain) {
   AuditLog log(sink.get());
   log.write(sample_record(1));
   ASSERT_EQ(dup3(full.get(), sink.get(), O_CLOEXEC), sink.get());
-  control::HistoryEntry lost = log.write(sample_record(2));  // ENOSPC
+  control::HistoryEntry lost = to_history_entry(log.write(sample_record(2)));  // ENOSPC
   EXPECT_EQ(lost.sequence, 2u);
   EXPECT_EQ(log.failed_writes(), 1u);
   ASSERT_EQ(dup3(file.get(), sink.get(), O_CLOEXEC), sink.get());
@@ -353,7 +354,7 @@ TEST(AuditWrite, BacklogPastItsLimitDropsLinesAndTheChainShowsTheGap) {
 }
 
 TEST(AuditLimit, HugeListsAreCutWithMarkers) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.added.clear();
   r.removed.clear();
   for (int i = 0; i < 10000; ++i) {
@@ -383,7 +384,7 @@ TEST(AuditLimit, HugeListsAreCutWithMarkers) {
 }
 
 TEST(AuditLimit, CutCountsAddUp) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   r.added.clear();
   r.removed = {"HOST TCP [*]:22 => 22"};
   for (int i = 0; i < 8000; ++i) r.added.push_back("HOST TCP [*]:" + std::to_string(i) + " => 1");
@@ -404,7 +405,7 @@ TEST(AuditLimit, CutCountsAddUp) {
 }
 
 TEST(AuditLimit, FailuresAloneAreCutAndListsKept) {
-  AuditRecord r = sample_record();
+  CommitRecord r = sample_record();
   control::Failure f;
   f.message = std::string(4000, 'x');  // escaped: 4000 bytes each
   r.failures.assign(40, f);

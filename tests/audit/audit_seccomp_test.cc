@@ -66,15 +66,15 @@ void load_worker_filter() {
 /// history entries are what they should be.
 bool write_two_records(int fd) {
   AuditLog log(fd);
-  AuditRecord record = sample_record(1);
+  CommitRecord record = sample_record(1);
   record.comment = "under \"seccomp\"\n\x01\xff";
   control::Failure f;
   f.kind = control::FailureKind::kBindFailed;
   f.err = 98;
   f.message = "port in use";
   record.failures = {f};
-  control::HistoryEntry first = log.write(record);
-  control::HistoryEntry second = log.write(sample_record(2));
+  control::HistoryEntry first = to_history_entry(log.write(record));
+  control::HistoryEntry second = to_history_entry(log.write(sample_record(2)));
   return first.sequence == 1 && second.sequence == 2 && first.failures == 1 &&
          first.unix_millis > 0 && log.failed_writes() == 0;
 }

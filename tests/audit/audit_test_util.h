@@ -16,8 +16,8 @@ inline constexpr int64_t kSampleMillis = 1795539791123;
 
 /// Returns an applied record with generations `before` -> `before + 1`, one
 /// added and one removed rule, and a plain comment.
-inline AuditRecord sample_record(uint64_t before = 7) {
-  AuditRecord r;
+inline CommitRecord sample_record(uint64_t before = 7) {
+  CommitRecord r;
   r.outcome = control::Outcome::kApplied;
   r.peer.pid = 4242;
   r.peer.uid = 1000;
@@ -40,7 +40,7 @@ inline AuditRecord sample_record(uint64_t before = 7) {
 /// One line to build into a chain: its seq and the record it holds.
 struct ChainItem {
   uint64_t seq;
-  AuditRecord record;
+  CommitRecord record;
 };
 
 /// Returns the lines of a well-formed chain segment: the first item starts the

@@ -151,7 +151,7 @@ TEST(AuditTamper, SeqGapWithAnIntactChain) {
 }
 
 TEST(AuditTamper, GenerationGapBetweenAppliedLines) {
-  AuditRecord rejected = sample_record(2);
+  CommitRecord rejected = sample_record(2);
   rejected.outcome = control::Outcome::kRejected;
   rejected.generation_after = 2;
   std::vector<std::string> lines = chain_lines(

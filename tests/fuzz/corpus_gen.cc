@@ -269,8 +269,8 @@ void broker_seeds() {
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
-AuditRecord record(control::Outcome outcome, uint64_t before, uint64_t after) {
-  AuditRecord r;
+CommitRecord record(control::Outcome outcome, uint64_t before, uint64_t after) {
+  CommitRecord r;
   r.outcome = outcome;
   r.peer.pid = 4242;
   r.peer.uid = 1000;
@@ -290,7 +290,7 @@ AuditRecord record(control::Outcome outcome, uint64_t before, uint64_t after) {
 }
 
 /// Returns the lines of one chain segment of `records`, seq 1.., joined.
-std::string chain(const std::vector<AuditRecord>& records) {
+std::string chain(const std::vector<CommitRecord>& records) {
   AuditLog formatter(-1);
   std::string out;
   Sha256Digest prev{};
@@ -310,13 +310,13 @@ void audit_seeds() {
   std::string intact = chain({record(Outcome::kApplied, 0, 1), record(Outcome::kApplied, 1, 2),
                               record(Outcome::kDryRun, 2, 2)});
   put(t, "intact", intact);
-  AuditRecord rejected = record(Outcome::kRejected, 2, 2);
+  CommitRecord rejected = record(Outcome::kRejected, 2, 2);
   rejected.comment = "tab\there, quote \" and \x1b escape, caf\xc3\xa9";
   rejected.failures = {{control::FailureKind::kConflict, Pif::kHost, 1, "TCP [*]:80 => 80", 0, 0,
                         "HOST rules 0 and 1 both listen on port 80"},
                        {control::FailureKind::kBindFailed, Pif::kSplice, 0, "UDP [::1]:53 => 53",
                         53, 98, "bind failed: EADDRINUSE"}};
-  AuditRecord stale = record(Outcome::kStale, 5, 5);
+  CommitRecord stale = record(Outcome::kStale, 5, 5);
   stale.added.clear();
   stale.removed.clear();
   stale.comment.clear();

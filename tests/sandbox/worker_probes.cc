@@ -282,6 +282,18 @@ const std::vector<Probe>& worker_probes() {
            Result<ReceivedMessage> got = receive_message(f.dgram[1], buf, sizeof(buf), 1);
            return got && got->len == 1 && got->fds.size() == 1;
          }},
+        // The broker channel is drained without blocking (BrokerClient::on_event):
+        // recvmsg with MSG_DONTWAIT until EAGAIN.
+        {"recvmsg_dontwait_drain", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           if (!send_message(f.dgram[0], "r", 1, {})) return false;
+           char buf[4];
+           Result<ReceivedMessage> got =
+               receive_message(f.dgram[1], buf, sizeof(buf), 0, MSG_DONTWAIT);
+           Result<ReceivedMessage> none =
+               receive_message(f.dgram[1], buf, sizeof(buf), 0, MSG_DONTWAIT);
+           return got && got->len == 1 && !none && none.error().err == EAGAIN;
+         }},
         {"sendmmsg_recvmmsg", Expect::kAllowed,
          +[](const ProbeFds& f) {
            char out[2] = {'a', 'b'}, in[2];

@@ -1,0 +1,188 @@
+// The broker channel object (worker/broker_client.h) on a real event loop,
+// against the fake broker (engine_fixture.h): the pipelining window, the
+// drain of every reply already there on one wake-up, PeerQuery answered in
+// order among OpenListeners, and the end of the channel (EOF while idle, a
+// broker that dies mid-commit, a malformed or unasked reply): the engine is
+// told once, stops, and leaks no socket.
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tests/worker/engine_fixture.h"
+
+namespace sluice::testing {
+namespace {
+
+using State = CommitEngine::State;
+using BrokerChannelTest = EngineTest;
+
+/// A rule of `count` TCP ports on 127.0.0.1 from `first`, to ports from 40000.
+Rule wide_rule(uint16_t first, uint16_t count) {
+  return make_rule(Proto::kTcp, addr_v4(127, 0, 0, 1), first,
+                   static_cast<uint16_t>(first + count - 1), 40000);
+}
+
+TEST_F(BrokerChannelTest, AtMostFourBatchesInFlightAndEveryReplyDrainedPerWakeUp) {
+  // 1100 ports: five OpenListeners batches (4 x 253 + 88).
+  fake.hold_after(0);
+  auto s = submit(host_tables({wide_rule(21000, 1100)}));
+  ASSERT_TRUE(run_until([&] { return fake.open_requests() == 4; }));
+  for (int i = 0; i < 5; ++i) {  // more turns send nothing more: the window is full
+    fake.serve();
+    loop->run_once(0);
+  }
+  EXPECT_EQ(fake.open_requests(), 4u);
+  EXPECT_EQ(broker->listener_batches_in_flight(), 4u);
+  EXPECT_EQ(engine->state(), State::kAcquiring);
+
+  // All four replies arrive at once; one wake-up takes them all, and the
+  // room they free sends the fifth batch.
+  fake.release();
+  EXPECT_EQ(fake.serve(), 4u);
+  ASSERT_TRUE(loop->run_once(1000));
+  EXPECT_EQ(broker->listener_batches_in_flight(), 1u);  // the fifth, sent as room came
+
+  ASSERT_TRUE(run_until([&] { return s->done; }));
+  EXPECT_TRUE(s->result.applied);
+  EXPECT_EQ(s->result.opened, 1100u);
+  EXPECT_EQ(engine->listener_count(), 1100u);
+  EXPECT_EQ(fake.open_requests(), 5u);
+  EXPECT_EQ(fake.asked().size(), 1100u);
+}
+
+TEST_F(BrokerChannelTest, PeerQueryIsAnsweredInOrderAmongOpenListeners) {
+  fake.set_peer_reply(777, 1234, 99, wire::kAccessRead, 3);
+  fake.hold_after(0);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}));
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::optional<PeerIdentity> who;
+  ASSERT_TRUE(broker->peer_query(a.get(), [&](const PeerIdentity& id) { who = id; }).ok());
+  EXPECT_EQ(broker->in_flight(), 2u);
+  EXPECT_EQ(broker->listener_batches_in_flight(), 1u);  // PeerQuery is outside the window
+  // The query waits behind the held OpenListeners: replies come in order.
+  ASSERT_TRUE(run_until([&] { return fake.waiting() == 2; }));
+  EXPECT_FALSE(who.has_value());
+  fake.release();
+  ASSERT_TRUE(run_until([&] { return who.has_value() && s->done; }));
+  EXPECT_EQ(who->status, 0);
+  EXPECT_EQ(who->pid, 777);
+  EXPECT_EQ(who->uid, 1234u);
+  EXPECT_EQ(who->gid, 99u);
+  EXPECT_EQ(who->access, wire::kAccessRead);
+  EXPECT_EQ(who->line, 3u);
+  EXPECT_TRUE(s->result.applied);
+  EXPECT_EQ(fake.peer_replies(), 1u);
+}
+
+TEST_F(BrokerChannelTest, BrokerDyingMidCommitStopsTheEngineWithoutALeak) {
+  // 300 ports: two batches. The broker answers the first (253 sockets reach
+  // the worker), then dies before the second.
+  const std::set<int> before = open_fds();
+  fake.hold_after(1);
+  auto s = submit(host_tables({wide_rule(20100, 300)}));
+  ASSERT_TRUE(run_until([&] {
+    return fake.open_replies() == 1 && fake.waiting() == 1 &&
+           broker->listener_batches_in_flight() == 1;
+  }));
+  EXPECT_GT(open_fds().size(), before.size() + 200);  // the first batch's sockets are here
+  fake.close();
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_FALSE(lost->idle_eof);
+  EXPECT_NE(lost->reason.find("closed the channel during OpenListeners"), std::string::npos)
+      << lost->reason;
+  EXPECT_EQ(engine->broker_loss(), lost->reason);
+  EXPECT_TRUE(broker->lost());
+  EXPECT_FALSE(loop->run_once(0));  // the loop was stopped
+  EXPECT_FALSE(s->done);            // the client is not answered: the worker exits
+  EXPECT_EQ(engine->generation(), 0u);
+  EXPECT_EQ(engine->listener_count(), 0u);
+  // Every socket that reached the worker is closed again; nothing else opened.
+  for (int fd : open_fds()) EXPECT_TRUE(before.count(fd)) << "fd " << fd << " leaked";
+  EXPECT_TRUE(refused(20100));
+  // Later commits queue and never run.
+  auto later = submit(host_tables({}));
+  EXPECT_FALSE(later->done);
+  EXPECT_EQ(engine->state(), State::kStopped);
+}
+
+TEST_F(BrokerChannelTest, BrokerDyingOnARequestIsReported) {
+  fake.close_on_request(1);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->reason.find("during OpenListeners"), std::string::npos) << lost->reason;
+  EXPECT_FALSE(s->done);
+}
+
+TEST_F(BrokerChannelTest, EofWhileIdleIsTheBrokerExiting) {
+  fake.close();
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_TRUE(lost->idle_eof);
+  EXPECT_EQ(lost->reason, "sluiced closed the broker channel");
+  EXPECT_FALSE(loop->run_once(0));
+}
+
+TEST_F(BrokerChannelTest, MalformedReplyLosesTheChannel) {
+  fake.hold_after(0);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}));
+  ASSERT_TRUE(run_until([&] { return fake.waiting() == 1; }));
+  ASSERT_TRUE(fake.send_raw("not a ListenersOpened"));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_FALSE(lost->idle_eof);
+  EXPECT_NE(lost->reason.find("ListenersOpened"), std::string::npos) << lost->reason;
+  EXPECT_FALSE(s->done);
+}
+
+TEST_F(BrokerChannelTest, AReplyNobodyAskedForLosesTheChannel) {
+  ASSERT_TRUE(fake.send_raw(std::string(40, 'x')));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_FALSE(lost->idle_eof);
+  EXPECT_NE(lost->reason.find("nobody asked for"), std::string::npos) << lost->reason;
+}
+
+TEST(BrokerReplyCheck, EverySocketIsCheckedAgainstItsKey) {
+  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
+  std::memset(reply.get(), 0, sizeof(*reply));
+  reply->header = {wire::kBrokerWireMagic, static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened),
+                   7};
+  reply->count = 1;
+  reply->fd_count = 1;
+  ListenerKey key;
+  key.addr = addr_v4(127, 0, 0, 1);
+  key.port = 20001;
+  const std::vector<ListenerKey> keys = {key};
+  // fd_count says 1, and no fd came.
+  EXPECT_FALSE(check_listeners_opened(*reply, sizeof(*reply), {}, 7, keys).ok());
+  // A listening socket, but on another port than asked.
+  UniqueFd wrong = tcp_target(20002);
+  std::vector<UniqueFd> fds;
+  fds.emplace_back(dup(wrong.get()));
+  auto got = check_listeners_opened(*reply, sizeof(*reply), std::move(fds), 7, keys);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.error().message.find("wrong port"), std::string::npos) << got.error().message;
+  // The right socket, but the reply answers another request.
+  UniqueFd right = tcp_target(20001);
+  fds.clear();
+  fds.emplace_back(dup(right.get()));
+  EXPECT_FALSE(check_listeners_opened(*reply, sizeof(*reply), std::move(fds), 8, keys).ok());
+  // The right socket for the right request passes.
+  fds.clear();
+  fds.emplace_back(dup(right.get()));
+  got = check_listeners_opened(*reply, sizeof(*reply), std::move(fds), 7, keys);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].status, wire::kStatusOk);
+  EXPECT_TRUE((*got)[0].fd.valid());
+}
+
+}  // namespace
+}  // namespace sluice::testing

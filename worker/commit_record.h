@@ -1,0 +1,66 @@
+// The outcome of one commit attempt, recorded once. The commit engine fills
+// one CommitRecord per attempt (applied, rejected, dry-run or stale); the
+// audit writer stamps it with the line's sequence number and time. Everything
+// else is a view of that one record:
+//   - to_result():        the control protocol's reply to the client;
+//   - to_audit_line():    the audit line (schema/audit_line.h renders it);
+//   - to_history_entry(): the entry `sluicectl --history` shows.
+// So the three can never disagree about a field. Nothing here makes a
+// syscall.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/sha256.h"
+#include "schema/audit_line.h"
+#include "schema/control_types.h"
+
+namespace sluice {
+
+/// Everything known about one commit attempt once it has ended.
+struct CommitRecord {
+  control::Outcome outcome = control::Outcome::kApplied;
+  bool dry_run = false;    // the request asked for a dry run (also when it was stale)
+  struct ucred peer = {};  // the client's ids, as the broker saw them (PeerQuery)
+  std::string comment;     // the client's free text (escaped in the audit line)
+  uint64_t generation_before = 0;
+  uint64_t generation_after = 0;  // equals generation_before unless applied
+  Sha256Digest digest_before{};
+  Sha256Digest digest_after{};
+  std::vector<std::string> added;    // the requested diff as "HOST TCP [*]:80 => 80" lines
+  std::vector<std::string> removed;  // same format
+  uint32_t kept = 0;                 // listeners of the plan, also when refused or a dry run
+  uint32_t opened = 0;
+  uint32_t closed = 0;
+  uint32_t rebound = 0;
+  std::vector<control::Failure> failures;  // at most control::kMaxFailures (cut_failures)
+  uint64_t duration_micros = 0;
+  int64_t unix_millis = 0;  // when the audit line was written (AuditLog::write stamps it)
+  uint64_t sequence = 0;    // the audit line's `seq` (AuditLog::write stamps it)
+};
+
+/// Cuts `failures` to control::kMaxFailures: the last kept entry then says
+/// how many more there were (with the kind and pif of the first). Never
+/// fails; no syscalls.
+void cut_failures(std::vector<control::Failure>* failures);
+
+/// Returns the reply to the client: applied when the outcome is applied, the
+/// generation and digest after the attempt, the counts, the failures and the
+/// duration. Never fails; no syscalls.
+control::CommitResult to_result(const CommitRecord& record);
+
+/// Returns the audit line of the record: its sequence and time (UTC text of
+/// unix_millis), its fields, and the chain: `prev` (64 zeros when
+/// `chain_start`) and the chain marker. render_audit_line() turns it into
+/// bytes. Never fails; no syscalls.
+AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bool chain_start);
+
+/// Returns the history entry of the record: its fields, with the number of
+/// failures rather than the failures. Never fails; no syscalls.
+control::HistoryEntry to_history_entry(const CommitRecord& record);
+
+}  // namespace sluice

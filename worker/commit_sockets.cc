@@ -1,0 +1,182 @@
+// The commit engine's socket work on the tables in force (see
+// commit_engine.h): the routes of new tables, the swap, serving acquired
+// sockets and releasing old ones in slices, ending removed flows, and the
+// history and counters that `sluicectl --history` and `--stats` show.
+#include <algorithm>
+
+#include "base/log.h"
+#include "worker/commit_engine.h"
+
+namespace sluice {
+namespace {
+
+/// Builds the route of every rule of `tables`, indexed [pif][rule]. A rule
+/// that `current` (the routes in force) already has, by pif and listing text,
+/// keeps its counters: they count from when the rule entered the tables.
+/// Rules whose target may be a local address served by the table get the run
+/// time loop guard (rules_needing_loop_guard under `facts`).
+std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
+    const TableSet& tables, const std::vector<std::vector<std::shared_ptr<const Route>>>& current,
+    const CommitFacts& facts) {
+  std::vector<std::vector<std::shared_ptr<const Route>>> routes(kPifCount);
+  for (size_t p = 0; p < kPifCount; ++p) {
+    // The routes in force, by text: one sort, then a binary search per rule.
+    std::vector<const Route*> old;
+    if (p < current.size()) {
+      for (const auto& r : current[p]) old.push_back(r.get());
+    }
+    auto by_text = [](const Route* a, const Route* b) { return a->text < b->text; };
+    std::sort(old.begin(), old.end(), by_text);
+    const std::vector<bool> guard = rules_needing_loop_guard(tables.tables[p], facts);
+    for (size_t i = 0; i < tables.tables[p].rules.size(); ++i) {
+      const Rule& rule = tables.tables[p].rules[i];
+      Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
+      route.guard_loops = guard[i];
+      auto it =
+          std::lower_bound(old.begin(), old.end(), route.text,
+                           [](const Route* r, const std::string& text) { return r->text < text; });
+      if (it != old.end() && (*it)->text == route.text) route.counters = (*it)->counters;
+      routes[p].push_back(std::make_shared<const Route>(std::move(route)));
+    }
+  }
+  return routes;
+}
+
+}  // namespace
+
+void CommitEngine::swap() noexcept {
+  Active& a = *active_;
+  const TableSet& next = a.job.request.tables;
+  a.routes = make_routes(next, routes_, facts_);
+  a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
+  for (const CommitPlan::Keep& keep : a.plan.keep) {
+    Installed inst = installed_[keep.installed];
+    inst.listener->set_route(a.routes[static_cast<size_t>(keep.origin.pif)][keep.origin.rule]);
+    a.next_installed.push_back(inst);
+  }
+  // The new sockets listen already (the broker called listen()), so the
+  // kernel queues their connections from now on; serving them in slices only
+  // delays the first accept by a slice, it refuses nothing.
+  a.install_acq = 0;
+  a.install_next = 0;
+  a.to_release = a.plan.close;
+  a.released = 0;
+  tables_ = next;
+  routes_ = a.routes;
+  ++generation_;
+  digest_ = control::digest_tables(tables_);
+}
+
+bool CommitEngine::install_slice(size_t* budget) noexcept {
+  Active& a = *active_;
+  Acquisition* acqs[] = {&a.opens, &a.rebinds};
+  for (; a.install_acq < 2; ++a.install_acq, a.install_next = 0) {
+    Acquisition& acq = *acqs[a.install_acq];
+    for (; a.install_next < acq.keys.size(); ++a.install_next) {
+      if (*budget == 0) return false;
+      UniqueFd& fd = acq.fds[a.install_next];
+      if (!fd.valid()) continue;  // a failed port of a weak rule
+      const PlannedKey& k = acq.keys[a.install_next];
+      auto listener =
+          serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
+      CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
+      a.next_installed.push_back(Installed{k.key, *listener});
+      --*budget;
+    }
+  }
+  return true;
+}
+
+bool CommitEngine::release_slice(size_t* budget) noexcept {
+  Active& a = *active_;
+  for (; a.released < a.to_release.size() && *budget > 0; ++a.released, --*budget) {
+    Listener* listener = installed_[a.to_release[a.released]].listener;
+    if (listener == nullptr) continue;
+    // Forward what the kernel already queued under the old rule: closing a
+    // TCP listener resets every connection left in its queue, and closing a
+    // UDP socket discards its datagrams.
+    listener->drain();
+    listener->release();
+    installed_[a.to_release[a.released]].listener = nullptr;
+  }
+  return a.released == a.to_release.size();
+}
+
+Result<Listener*> CommitEngine::serve(const ListenerKey& key, UniqueFd fd,
+                                      std::shared_ptr<const Route> route) {
+  if (key.proto == Proto::kUdp) {
+    auto udp = udp_.add_listener(std::move(fd), key, std::move(route));
+    if (!udp) return Err(udp.error());
+    return static_cast<Listener*>(*udp);
+  }
+  auto tcp = forwarder_.add_tcp_listener(std::move(fd), key.port, std::move(route));
+  if (!tcp) return Err(tcp.error());
+  return static_cast<Listener*>(*tcp);
+}
+
+void CommitEngine::end_removed_flows(const std::vector<std::string>& removed) noexcept {
+  // `removed` holds "PIF RULE-TEXT" lines: a rule whose text is gone (a
+  // changed target counts as removed and re-added) loses its connections and
+  // flows.
+  auto gone = [&](const Route& route) {
+    return std::binary_search(removed.begin(), removed.end(),
+                              std::string(pif_name(route.pif)) + " " + route.text);
+  };
+  size_t ended = forwarder_.end_connections(gone);
+  if (ended > 0) LOG_INFO("ended %zu connection%s of removed rules", ended, ended == 1 ? "" : "s");
+  size_t flows = udp_.end_flows(gone);
+  if (flows > 0) LOG_INFO("ended %zu UDP flow%s of removed rules", flows, flows == 1 ? "" : "s");
+}
+
+control::History CommitEngine::history(uint32_t limit) const {
+  control::History out;
+  size_t n = std::min<size_t>(limit, history_.size());
+  out.entries.assign(history_.end() - static_cast<std::ptrdiff_t>(n), history_.end());
+  return out;
+}
+
+control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
+  control::Stats st;
+  st.generation = generation_;
+  st.uptime_millis = uptime_millis;
+  st.connections_active = forwarder_.counters().active;
+  st.connection_limit = forwarder_.max_connections();
+  st.flows_active = udp_.flow_count();
+  st.flow_limit = udp_.limits().max_flows;
+  st.listeners = installed_.size();
+  st.paused_listeners = forwarder_.parked_count();
+  // Both sides checked these options against their wire:: maxima, which all
+  // fit in 32 bits.
+  st.pipe_size = static_cast<uint32_t>(forwarder_.limits().pipe_size);
+  st.connect_timeout_seconds =
+      static_cast<uint32_t>(forwarder_.limits().connect_timeout_ns / 1000000000ULL);
+  st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
+  st.audit_lines_lost = audit_.failed_writes();
+  st.audit_bytes_waiting = audit_.pending_bytes();
+  for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
+    const Table& table = tables_.tables[p];
+    for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {
+      const RuleCounters& c = *routes_[p][i]->counters;
+      control::RuleStats r;
+      r.pif = table.pif;
+      r.proto = table.rules[i].proto;
+      r.rule = static_cast<uint32_t>(i);
+      r.text = routes_[p][i]->text;
+      r.accepted = c.accepted;
+      r.active = c.active;
+      r.failed = c.failed;
+      r.bytes_to_target = c.bytes_to_target;
+      r.bytes_to_client = c.bytes_to_client;
+      r.flows_active = c.flows_active;
+      r.flows_created = c.flows_created;
+      r.datagrams_to_target = c.datagrams_to_target;
+      r.datagrams_to_client = c.datagrams_to_client;
+      r.dropped = c.dropped;
+      r.loops = c.loops;
+      st.rules.push_back(std::move(r));
+    }
+  }
+  return st;
+}
+
+}  // namespace sluice
