@@ -219,7 +219,7 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
-                    UniqueFd signals, UniqueFd audit) {
+                    UniqueFd signals, UniqueFd audit, TargetNamespace* target) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
   if (!worker_path) {
@@ -243,14 +243,17 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
-  auto launched =
-      launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(), loaded.text.get());
+  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(),
+                                loaded.text.get(), target);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
   }
   WorkerProcess worker = std::move(*launched);
-  // The worker owns the control socket, the audit sink and the policy text now.
+  // The worker owns the control socket, the audit sink and the policy text now,
+  // and runs in the target namespace: sluiced keeps no namespace fd (its own
+  // fds go to fixed numbers next).
+  if (target != nullptr) *target = TargetNamespace{};
   control.listen_fd.reset();
   audit.reset();
   loaded.text.reset();
@@ -302,6 +305,22 @@ int run(const BrokerOptions& options) {
     LOG_ERROR("%s", audit.error().message.c_str());
     return kExitFailure;
   }
+  // The target namespace is opened and tried before anything is created, so
+  // that a wrong --netns is one clear line and exit 1.
+  std::optional<TargetNamespace> target;
+  if (!options.netns.empty()) {
+    auto opened = open_target_namespace(options.netns, options.userns);
+    if (!opened) {
+      LOG_ERROR("%s", opened.error().message.c_str());
+      return kExitFailure;
+    }
+    if (auto joinable = probe_target_namespace(*opened); !joinable) {
+      LOG_ERROR("%s", joinable.error().message.c_str());
+      return kExitFailure;
+    }
+    target = std::move(*opened);
+    LOG_INFO("target namespace %s: HOST rules connect inside it", target->name.c_str());
+  }
   auto path = options.control_path.empty() ? default_control_path()
                                            : Result<std::string>(options.control_path);
   if (!path) {
@@ -314,7 +333,7 @@ int run(const BrokerOptions& options) {
     return kExitFailure;
   }
   int code = run_with_socket(options, std::move(*policy), *control, std::move(*signals),
-                             std::move(*audit));
+                             std::move(*audit), target ? &*target : nullptr);
   remove_control_socket(*control);
   return code;
 }

@@ -21,6 +21,8 @@ enum LongOnly : int {
   kOptMaxConnections,
   kOptConnectTimeout,
   kOptPipeSize,
+  kOptNetns,
+  kOptUserns,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -32,6 +34,8 @@ constexpr struct option kLongOptions[] = {
     {"max-connections", required_argument, nullptr, kOptMaxConnections},
     {"connect-timeout", required_argument, nullptr, kOptConnectTimeout},
     {"pipe-size", required_argument, nullptr, kOptPipeSize},
+    {"netns", required_argument, nullptr, kOptNetns},
+    {"userns", required_argument, nullptr, kOptUserns},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -67,6 +71,15 @@ Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
   }
   *slot = static_cast<uint32_t>(n);
   return Ok();
+}
+
+/// True when `text` is a non-empty run of decimal digits.
+bool is_decimal(const char* text) {
+  if (*text == '\0') return false;
+  for (; *text != '\0'; ++text) {
+    if (*text < '0' || *text > '9') return false;
+  }
+  return true;
 }
 
 /// Names the option getopt just rejected, for the error message: the short
@@ -140,6 +153,12 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptNetns:
+        if (auto r = set_once(&o.netns, "--netns", optarg); !r) return Err(r.error());
+        break;
+      case kOptUserns:
+        if (auto r = set_once(&o.userns, "--userns", optarg); !r) return Err(r.error());
+        break;
       case 'd':
         o.debug = true;
         break;
@@ -163,9 +182,17 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
       }
     }
   }
+  // pasta's form: one trailing PID names the target namespace.
+  if (optind + 1 == argc && is_decimal(argv[optind]) && o.netns.empty()) {
+    o.netns = argv[optind++];
+  }
   if (optind < argc) {
     return Err("unexpected argument \"" + sanitize(argv[optind], 64) +
-               "\" (sluiced takes options only; rule specs go after -t/-u/-T/-U)");
+               "\" (sluiced takes options, and at most one trailing PID of the target "
+               "namespace; rule specs go after -t/-u/-T/-U)");
+  }
+  if (!o.userns.empty() && o.netns.empty()) {
+    return Err("--userns needs a target namespace: give --netns PATH|PID too");
   }
   if (o.debug && o.quiet) return Err("-d/--debug and -q/--quiet exclude each other");
   return out;
@@ -173,7 +200,7 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
 
 void print_usage(std::FILE* out) {
   std::fprintf(out,
-               "Usage: sluiced [OPTION]...\n"
+               "Usage: sluiced [OPTION]... [PID]\n"
                "The privileged broker of sluice: creates the control socket, starts sluice-worker\n"
                "and opens the listening sockets the worker asks for, within the bind policy.\n"
                "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT.\n"
@@ -205,6 +232,12 @@ void print_usage(std::FILE* out) {
                "                        within SECONDS (1-%u, default %u)\n"
                "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
                "                        fs.pipe-user-pages-soft\n"
+               "      --netns PATH|PID  target network namespace (a container's): HOST rules\n"
+               "                        connect inside it, and their default target is its\n"
+               "                        loopback; a PID may also be given as the last\n"
+               "                        argument, as for pasta\n"
+               "      --userns PATH     the user namespace that owns --netns (joined first; for\n"
+               "                        a PID, its own is used when it is not sluiced's)\n"
                "  -d, --debug           debug logging (also for the worker)\n"
                "  -q, --quiet           warnings and errors only (also for the worker)\n"
                "  -h, --help            show this help\n"
@@ -223,6 +256,7 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   WorkerArgs args;
   args.debug = options.debug;
   args.quiet = options.quiet;
+  args.target_netns = !options.netns.empty();
   // Only for messages: the worker reads the text from kWorkerFdPolicy.
   args.policy_source = options.policy_path;
   // A limit that was not given (0) keeps the worker's default.

@@ -31,6 +31,8 @@ struct BrokerOptions {
   uint32_t max_connections = 0;          // --max-connections; 0: the worker's default
   uint32_t connect_timeout_s = 0;        // --connect-timeout; 0: the worker's default
   uint32_t pipe_size = 0;                // --pipe-size; 0: the worker's default
+  std::string netns;                     // --netns PATH|PID, or a trailing PID; empty: none
+  std::string userns;                    // --userns PATH (only with a target namespace)
 };
 
 /// What main() should do after parsing.

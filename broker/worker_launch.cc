@@ -22,6 +22,7 @@ extern "C" {
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "broker/target_namespace.h"
 #include "schema/broker_wire.h"
 #include "schema/worker_args.h"
 
@@ -48,8 +49,17 @@ namespace {
 /// that a source already sitting on 0..5 cannot be overwritten by an earlier
 /// dup2; dup2 then places each at its number with CLOEXEC cleared.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
-                             int log_fd, int channel, int control_fd, int audit_fd,
-                             int policy_fd) noexcept {
+                             int log_fd, int channel, int control_fd, int audit_fd, int policy_fd,
+                             const TargetNamespace* target) noexcept {
+  // First, while the namespace fds are still open: the worker runs inside the
+  // target network namespace, so its connections go there, while the
+  // listeners it gets from sluiced stay in sluiced's (target_namespace.h).
+  if (target != nullptr) {
+    if (int err = join_target_namespace(*target); err != 0) {
+      errno = err;
+      child_fail(path, "setns into the target namespace");
+    }
+  }
   const int sources[] = {devnull, log_fd, log_fd, channel, control_fd, audit_fd, policy_fd};
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
@@ -132,7 +142,7 @@ Result<std::string> find_worker_binary() {
 }
 
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd) {
+                                    int audit_fd, int policy_fd, const TargetNamespace* target) {
   const std::vector<std::string> argv = to_argv(args);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -167,7 +177,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   }
   if (pid == 0) {
     exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
-               control_fd, audit_fd, policy_fd);
+               control_fd, audit_fd, policy_fd, target);
   }
   WorkerProcess worker;
   worker.pid = pid;

@@ -10,6 +10,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "broker/target_namespace.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
@@ -54,11 +55,14 @@ Result<std::string> find_worker_binary();
 /// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
 /// Policy); everything
 /// else closed, signal mask and dispositions reset, in its own process group
-/// (terminal signals reach the broker only). The child reports an exec
+/// (terminal signals reach the broker only). With `target`, the child first
+/// joins the target namespace (join_target_namespace), so the worker runs in
+/// it. The child reports a setns or exec
 /// failure on stderr and exits 127. Block SIGCHLD before calling. Fails when
 /// the socketpair, /dev/null, fork or pidfd_open fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd);
+                                    int audit_fd, int policy_fd,
+                                    const TargetNamespace* target = nullptr);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it
 /// is still running: its exit status, or 128+N when killed by signal N; logs

@@ -98,8 +98,8 @@ Result<control::State> get_state(const Session& s) {
 }
 
 /// What sluicectl knows of the server for check_commit: its capabilities and
-/// the tables its hello lists. Every server of this release listens and
-/// connects in one network namespace.
+/// the tables its hello lists, and whether HOST rules connect in a target
+/// namespace (then no target of theirs is one of sluice's listeners).
 CommitFacts facts_of(const control::ServerHello& hello) {
   CommitFacts facts;
   facts.caps = hello.caps;
@@ -108,7 +108,7 @@ CommitFacts facts_of(const control::ServerHello& hello) {
     if (static_cast<size_t>(info.pif) < kPifCount)
       facts.served[static_cast<size_t>(info.pif)] = true;
   }
-  facts.targets_share_namespace = true;
+  facts.targets_share_namespace = !hello.target_namespace;
   return facts;
 }
 

@@ -498,6 +498,7 @@ std::string encode_response(const Response& response) {
     }
     h.setEphemeralFirst(hello->ephemeral_first);
     h.setEphemeralLast(hello->ephemeral_last);
+    h.setTargetNamespace(hello->target_namespace);
   } else if (const auto* state = std::get_if<State>(&response.body)) {
     auto s = root.initState();
     s.setGeneration(state->generation);
@@ -597,6 +598,7 @@ Result<Response> decode_response(const void* frame, size_t len) {
         }
         hello.ephemeral_first = h.getEphemeralFirst();
         hello.ephemeral_last = h.getEphemeralLast();
+        hello.target_namespace = h.getTargetNamespace();
         out.body = std::move(hello);
         return out;
       }

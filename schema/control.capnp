@@ -75,6 +75,7 @@ struct ServerHello {
   pifs @5 :List(PifInfo);
   ephemeralFirst @6 :UInt16;  # the server's ip_local_port_range, used for "all"
   ephemeralLast @7 :UInt16;
+  targetNamespace @8 :Bool;   # HOST rules connect in a target namespace (sluiced --netns)
 }
 
 struct ClientHello {

@@ -33,6 +33,10 @@ struct ServerHello {
   std::vector<PifInfo> pifs;
   uint16_t ephemeral_first = 0;
   uint16_t ephemeral_last = 0;
+  /// HOST rules connect in a target namespace (sluiced --netns): their
+  /// targets, the default one included, are the namespace's, never sluice's
+  /// own listeners.
+  bool target_namespace = false;
   bool operator==(const ServerHello&) const = default;
 };
 

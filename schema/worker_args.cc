@@ -91,6 +91,7 @@ std::vector<std::string> to_argv(const WorkerArgs& args) {
   std::vector<std::string> argv = {kWorkerProgram};
   if (args.debug) argv.push_back(kWorkerOptDebug);
   if (args.quiet) argv.push_back(kWorkerOptQuiet);
+  if (args.target_netns) argv.push_back(kWorkerOptTargetNetns);
   if (!args.policy_source.empty()) {
     argv.push_back(kWorkerOptPolicySource);
     argv.push_back(args.policy_source);
@@ -115,8 +116,10 @@ Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv) {
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& word = argv[i];
     const bool has_value = i + 1 < argv.size();
-    if (word == kWorkerOptDebug || word == kWorkerOptQuiet) {
-      bool& flag = word == kWorkerOptDebug ? args.debug : args.quiet;
+    if (word == kWorkerOptDebug || word == kWorkerOptQuiet || word == kWorkerOptTargetNetns) {
+      bool& flag = word == kWorkerOptDebug   ? args.debug
+                   : word == kWorkerOptQuiet ? args.quiet
+                                             : args.target_netns;
       if (flag) return Err(twice(word));
       flag = true;
     } else if (word == kWorkerOptPolicySource) {
@@ -138,8 +141,8 @@ Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv) {
     } else {
       return Err("unexpected argument \"" + sanitize(word, kQuotedWordMax) + "\"; " +
                  kWorkerProgram +
-                 " is started by sluiced, which passes it -d/-q, --policy-source, the UDP and "
-                 "TCP limits and the rule options");
+                 " is started by sluiced, which passes it -d/-q, --target-netns, --policy-source, "
+                 "the UDP and TCP limits and the rule options");
     }
   }
   if (auto checked = check_worker_args(args); !checked) return Err(checked.error());

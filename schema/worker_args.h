@@ -31,6 +31,9 @@ inline constexpr const char* kWorkerProgram = "sluice-worker";
 /// followed by it as the next argv entry (never "--opt=value").
 inline constexpr const char* kWorkerOptDebug = "-d";  // debug logging
 inline constexpr const char* kWorkerOptQuiet = "-q";  // warnings and errors only
+/// The worker was started inside sluiced's target network namespace
+/// (--netns): HOST rules connect there, so their targets are not sluice's own.
+inline constexpr const char* kWorkerOptTargetNetns = "--target-netns";
 inline constexpr const char* kWorkerOptPolicySource = "--policy-source";       // PATH, for messages
 inline constexpr const char* kWorkerOptUdpFlows = "--udp-flows";               // N
 inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  // SECONDS
@@ -120,8 +123,9 @@ struct WorkerRuleArg {
 /// Everything sluice-worker is started with, besides its fds. The limits hold
 /// the values in force: a limit sluiced was not given keeps its default.
 struct WorkerArgs {
-  bool debug = false;  // -d: debug logging
-  bool quiet = false;  // -q: warnings and errors only (never with debug)
+  bool debug = false;         // -d: debug logging
+  bool quiet = false;         // -q: warnings and errors only (never with debug)
+  bool target_netns = false;  // --target-netns: started inside sluiced's --netns
   /// --policy-source: sluiced's --policy path, only to name the policy in
   /// messages (its text arrives on fd 6); empty: the default policy.
   std::string policy_source;

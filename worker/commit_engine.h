@@ -169,6 +169,9 @@ class CommitEngine final : public Ticker {
   const ServerCaps& caps() const { return facts_.caps; }
   /// What check_commit is told about this server.
   const CommitFacts& facts() const { return facts_; }
+  /// Records that HOST rules connect in a target namespace (sluiced --netns):
+  /// their targets are then never sluice's own listeners, so no loop check.
+  void set_target_namespace(bool in_namespace) { facts_.targets_share_namespace = !in_namespace; }
   /// The last `limit` commit attempts, oldest first.
   control::History history(uint32_t limit) const;
   /// The counters of every rule in force and the data path's totals and

@@ -71,7 +71,8 @@ Result<PolicyFile> read_policy(const std::string& source) {
 }
 
 /// The greeting every control client receives.
-control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps) {
+control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps,
+                                bool target_namespace) {
   control::ServerHello hello;
   hello.server_version = std::string("sluice-worker ") + SLUICE_VERSION;
   hello.caps = caps;
@@ -81,6 +82,7 @@ control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps) 
   hello.pifs = {control::PifInfo{Pif::kHost, pif_name(Pif::kHost)}};
   hello.ephemeral_first = facts.ephemeral_first;
   hello.ephemeral_last = facts.ephemeral_last;
+  hello.target_namespace = target_namespace;
   return hello;
 }
 
@@ -169,6 +171,7 @@ int run(int argc, char** argv) {
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
+  engine.set_target_namespace(args->target_netns);
   engine.start();
   // The end of the broker channel (EOF, a failed send, a malformed reply)
   // stops the engine and the loop: there is no safe way on without sluiced.
@@ -177,8 +180,8 @@ int run(int argc, char** argv) {
     LOG_ERROR("broker channel: %s", ok.error().message.c_str());
     return 1;
   }
-  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine, make_hello(facts, caps),
-                        ControlLimits{}, broker,
+  ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine,
+                        make_hello(facts, caps, args->target_netns), ControlLimits{}, broker,
                         control_policy_from_file(*policy, sluiced_cred.uid));
 
   // The initial rules are the first commit, through the same engine as every

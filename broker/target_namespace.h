@@ -1,0 +1,56 @@
+// The target namespace (sluiced --netns PATH|PID [--userns PATH], or pasta's
+// trailing PID): the network namespace of a container, where HOST rules
+// connect and their default target, the namespace's loopback, lives.
+//
+// The design: the worker runs inside the target network namespace, while
+// every listening socket is still made by sluiced in its own namespace and
+// handed over. A socket keeps the namespace it was created in, so the
+// worker accepts on the host side and connects on the namespace side, with
+// no per-connection round trip. sluiced opens the namespace files at start
+// (they are the administrator's input, like the rest of its command line),
+// checks what they are, and proves that they can be joined by joining them
+// in a throwaway child; the worker's child process joins them between fork
+// and exec, before the worker sandboxes itself. Neither sluiced nor the
+// worker ever calls setns on itself.
+//
+// Joining a user namespace owned by the user that runs sluiced needs no
+// capability: the owner holds every capability inside it, which setns
+// (CAP_SYS_ADMIN in the namespace joined) and the network namespace it owns
+// then require.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// The namespace files of a target namespace, opened and checked.
+struct TargetNamespace {
+  UniqueFd netns;    // a network namespace (NS_GET_NSTYPE == CLONE_NEWNET)
+  UniqueFd userns;   // its user namespace to join first; invalid: none to join
+  std::string name;  // what the administrator gave, for messages
+};
+
+/// Opens the target namespace: `netns` is a path to a network namespace file
+/// (/run/netns/NAME, /proc/PID/ns/net) or a PID, `userns` an optional path to
+/// a user namespace file. For a PID without `userns`, the PID's user namespace
+/// is joined too when it is not sluiced's own (as pasta does). Fails with one
+/// line that says what is wrong and what to do: a PID that does not exist, a
+/// file that is not a namespace of the right type, one that cannot be opened.
+/// Needs `openat`, `ioctl(NS_GET_NSTYPE)`, `fstat`.
+Result<TargetNamespace> open_target_namespace(const std::string& netns, const std::string& userns);
+
+/// Joins the target namespace: its user namespace first when there is one,
+/// then its network namespace. For the worker's child, between fork and exec.
+/// Returns 0, or the errno of the setns that failed (the caller reports it).
+int join_target_namespace(const TargetNamespace& target) noexcept;
+
+/// Proves that the target namespace can be joined, in a child that joins it
+/// and exits, so that sluiced reports a namespace it may not join at start,
+/// with what to do, instead of a worker that dies. Fails with that message.
+/// Needs `fork`, `setns` (in the child), `waitpid`.
+Result<void> probe_target_namespace(const TargetNamespace& target);
+
+}  // namespace sluice

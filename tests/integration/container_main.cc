@@ -1,0 +1,130 @@
+// sluice_test_container: a stand-in for a rootless container, for the target
+// namespace tests. It enters a new user namespace (owned by the user that
+// runs it) and a new network namespace with only lo, serves TCP and UDP echo
+// on the loopback addresses inside, says "ready PID" on stdout, and exits
+// when its stdin closes (the test ends, or the test process dies).
+//
+// Usage: sluice_test_container [tcp PORT | udp PORT]...
+// A TCP echo answers every byte it reads; a UDP echo answers each datagram
+// with "PORT|" and the datagram (so a test sees which server answered).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tests/integration/netns_util.h"
+
+namespace {
+
+/// Limit: sockets served at once: listeners and connections of one test.
+constexpr size_t kMaxFds = 256;
+
+/// One socket the container serves.
+struct Served {
+  int fd;
+  enum Kind { kTcpListener, kTcpConnection, kUdp } kind;
+  uint16_t port;
+};
+
+/// Binds a socket of `type` on the loopback of `family` at `port`; -1 on failure.
+int bind_loopback(int family, int type, uint16_t port) {
+  int fd = socket(family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_storage ss = {};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(*sin);
+  } else {
+    auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    sin6->sin6_addr = in6addr_loopback;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    len = sizeof(*sin6);
+  }
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0 ||
+      (type == SOCK_STREAM && listen(fd, 64) != 0)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// Serves one readable socket; returns false when it is done (closed).
+bool serve(std::vector<Served>& served, size_t i) {
+  Served s = served[i];
+  char buf[65536];
+  if (s.kind == Served::kTcpListener) {
+    int c = accept4(s.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0 && served.size() < kMaxFds) {
+      served.push_back({c, Served::kTcpConnection, s.port});
+    } else if (c >= 0) {
+      close(c);
+    }
+    return true;
+  }
+  if (s.kind == Served::kTcpConnection) {
+    ssize_t n = read(s.fd, buf, sizeof(buf));
+    if (n <= 0) return false;
+    return write(s.fd, buf, static_cast<size_t>(n)) == n;
+  }
+  struct sockaddr_storage from;
+  socklen_t from_len = sizeof(from);
+  const std::string prefix = std::to_string(s.port) + "|";
+  std::memcpy(buf, prefix.data(), prefix.size());
+  ssize_t n = recvfrom(s.fd, buf + prefix.size(), sizeof(buf) - prefix.size(), 0,
+                       reinterpret_cast<struct sockaddr*>(&from), &from_len);
+  if (n >= 0) {
+    sendto(s.fd, buf, prefix.size() + static_cast<size_t>(n), 0,
+           reinterpret_cast<struct sockaddr*>(&from), from_len);
+  }
+  return true;
+}
+
+}  // namespace
+
+/// Enters the namespaces, binds the servers, says ready, serves until stdin closes.
+int main(int argc, char** argv) {
+  if (!sluice::test::enter_user_namespace() || !sluice::test::enter_net_namespace()) return 1;
+  std::vector<Served> served;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const bool tcp = std::strcmp(argv[i], "tcp") == 0;
+    const uint16_t port = static_cast<uint16_t>(std::atoi(argv[i + 1]));
+    for (int family : {AF_INET, AF_INET6}) {
+      int fd = bind_loopback(family, tcp ? SOCK_STREAM : SOCK_DGRAM, port);
+      if (fd < 0) {
+        std::perror("sluice_test_container: bind");
+        return 1;
+      }
+      served.push_back({fd, tcp ? Served::kTcpListener : Served::kUdp, port});
+    }
+  }
+  std::printf("ready %d\n", static_cast<int>(getpid()));
+  std::fflush(stdout);
+  for (;;) {
+    std::vector<struct pollfd> fds = {{0, POLLIN, 0}};
+    for (const Served& s : served) fds.push_back({s.fd, POLLIN, 0});
+    if (poll(fds.data(), fds.size(), -1) < 0) continue;
+    if (fds[0].revents != 0) return 0;  // stdin closed: the test is over
+    for (size_t i = served.size(); i-- > 0;) {
+      if (fds[i + 1].revents == 0) continue;
+      if (!serve(served, i)) {
+        close(served[i].fd);
+        served.erase(served.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// The target namespace end to end: sluiced --netns joins a container-like
+// namespace (its own user namespace, owned by the test's user, with servers on
+// its loopback), so HOST rules listen here and connect in there. The default
+// target is the namespace's loopback, so `-t 8080` publishes the container's
+// port 8080 instead of being refused as a loop. Bad --netns input is one
+// clear line and exit 1.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/tcp_util.h"
+#include "tests/integration/udp_util.h"
+
+namespace sluice::test {
+namespace {
+
+/// A running sluice_test_container: a user + network namespace of its own
+/// with echo servers on its loopback. It ends when the object goes.
+class Container {
+ public:
+  /// Starts it with `args` ("tcp 8080 udp 5353") and waits (at most 10 s)
+  /// until it says ready. pid() is -1 when it did not.
+  explicit Container(const std::vector<std::string>& args) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
+    std::vector<std::string> argv = {bin("sluice_test_container")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> c;
+    for (std::string& a : argv) c.push_back(a.data());
+    c.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      execv(c[0], c.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    stdin_ = in[1];
+    struct pollfd ready = {out[0], POLLIN, 0};
+    const bool said = poll(&ready, 1, 10000) == 1;  // bounded: 10 s to start
+    FILE* f = fdopen(out[0], "r");
+    char line[64] = {};
+    if (pid > 0 && said && f != nullptr && std::fgets(line, sizeof(line), f) != nullptr &&
+        std::sscanf(line, "ready %d", &pid_) == 1) {
+      child_ = pid;
+    } else {
+      pid_ = -1;
+      child_ = pid;
+    }
+    if (f != nullptr) std::fclose(f);
+  }
+  ~Container() {
+    if (stdin_ >= 0) close(stdin_);  // it exits when its stdin closes
+    if (child_ > 0) {
+      for (int i = 0; i < 100; ++i) {
+        if (waitpid(child_, nullptr, WNOHANG) == child_) return;
+        usleep(20000);
+      }
+      kill(child_, SIGKILL);
+      waitpid(child_, nullptr, 0);
+    }
+  }
+  Container(const Container&) = delete;
+  Container& operator=(const Container&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string netns() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
+  std::string userns() const { return "/proc/" + std::to_string(pid_) + "/ns/user"; }
+
+ private:
+  pid_t pid_ = -1;
+  pid_t child_ = -1;
+  int stdin_ = -1;
+};
+
+/// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
+/// `v6`) and returns what came back, "" on any failure.
+std::string tcp_echo(uint16_t port, const std::string& text, bool v6 = false) {
+  UniqueFd c = connect_tcp(v6 ? "::1" : "127.0.0.1", port, 5000);
+  if (!c.valid()) return "";
+  struct timeval tv = {5, 0};
+  setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (send(c.get(), text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+    return "";
+  }
+  std::string got(text.size(), '\0');
+  size_t have = 0;
+  while (have < got.size()) {
+    ssize_t n = recv(c.get(), got.data() + have, got.size() - have, 0);
+    if (n <= 0) return "";
+    have += static_cast<size_t>(n);
+  }
+  return got;
+}
+
+TEST(TargetNamespace, HostRulesForwardIntoTheNamespaceByDefault) {
+  Container box({"tcp", "8080", "udp", "5353"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  Daemon d;
+  // -t 8080: port 8080 here to port 8080 of the container; no loop, since
+  // the target is the namespace's loopback.
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "8080", "-u", "18053:5353"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(tcp_echo(8080, "hello v4"), "hello v4") << d.log();
+  EXPECT_EQ(tcp_echo(8080, "hello v6", true), "hello v6") << d.log();
+  UniqueFd u = bind_udp("127.0.0.1");
+  Datagram reply = request(u.get(), "127.0.0.1", 18053, "ping");
+  ASSERT_TRUE(reply.ok) << d.log() << d.ctl({"--stats"}).out;
+  EXPECT_EQ(reply.payload, "5353|ping");
+  // Nothing listens on 8080 on this side except sluice: the echo came from inside.
+  RunResult list = d.ctl();
+  EXPECT_NE(list.out.find("TCP [*]:8080 => 8080"), std::string::npos) << list.out;
+}
+
+TEST(TargetNamespace, RulesAddedAtRunTimeAndExplicitTargetsReachTheNamespace) {
+  Container box({"tcp", "8080", "tcp", "9090"});
+  ASSERT_GT(box.pid(), 0);
+  Daemon d;
+  // pasta's form: the PID as the last argument (its user namespace is joined).
+  d.start({"-t", "none", std::to_string(box.pid())});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult add = d.ctl({"-A", "-t", "18080:8080", "-t", "127.0.0.1/18090:127.0.0.1/9090"});
+  ASSERT_EQ(add.status, 0) << add.out << add.err;
+  EXPECT_EQ(tcp_echo(18080, "runtime"), "runtime") << d.log();
+  EXPECT_EQ(tcp_echo(18090, "explicit"), "explicit") << d.log();
+  // A range into the namespace.
+  RunResult range = d.ctl({"-A", "-t", "18100-18101:8080-8081"});
+  ASSERT_EQ(range.status, 0) << range.out << range.err;
+  EXPECT_EQ(tcp_echo(18100, "range"), "range");
+}
+
+TEST(TargetNamespace, CommitsIntoTheNamespaceStayAtomic) {
+  Container box({"tcp", "8080"});
+  ASSERT_GT(box.pid(), 0);
+  UniqueFd taken = listen_tcp("127.0.0.1", 18091);  // a bind error on this side
+  Daemon d;
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "127.0.0.1/18080:8080"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult bad = d.ctl({"-A", "-t", "127.0.0.1/18090:8080", "-t", "127.0.0.1/18091:8080"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE((bad.out + bad.err).find("18091"), std::string::npos) << bad.out << bad.err;
+  EXPECT_NE((bad.out + bad.err).find("EADDRINUSE"), std::string::npos) << bad.out << bad.err;
+  EXPECT_FALSE(listening(18090)) << "rolled back";
+  EXPECT_EQ(tcp_echo(18080, "still"), "still") << d.log();
+}
+
+TEST(TargetNamespace, BadNamespaceArgumentsAreOneClearLine) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--netns", "/nonexistent/ns"}, "cannot open it"},
+      {{"--netns", "4194000"}, "no process has this PID"},
+      {{"--netns", "/proc/self/ns/user"}, "not a network namespace file"},
+      {{"--userns", "/proc/self/ns/user"}, "--userns needs a target namespace"},
+  };
+  for (const Case& c : cases) {
+    Daemon d;
+    d.start(c.args);
+    const int status = d.wait_exit();
+    EXPECT_TRUE(status == 1 || status == 2) << status << d.log();
+    EXPECT_NE(d.log().find(c.says), std::string::npos) << d.log();
+  }
+}
+
+}  // namespace
+}  // namespace sluice::test
