@@ -13,13 +13,19 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
+#include "tests/rule_util.h"
 
 namespace sluice::test {
 namespace {
@@ -154,6 +160,88 @@ TEST(TargetNamespace, CommitsIntoTheNamespaceStayAtomic) {
   EXPECT_NE((bad.out + bad.err).find("EADDRINUSE"), std::string::npos) << bad.out << bad.err;
   EXPECT_FALSE(listening(18090)) << "rolled back";
   EXPECT_EQ(tcp_echo(18080, "still"), "still") << d.log();
+}
+
+TEST(TargetNamespace, KeptPortIntoTheNamespaceRefusesNothingAcross200Commits) {
+  Container box({"tcp", "8080", "tcp", "8081"});
+  ASSERT_GT(box.pid(), 0);
+  Daemon d;
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "127.0.0.1/18080:8080"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // An established connection into the namespace echoes across every commit.
+  UniqueFd established = connect_tcp("127.0.0.1", 18080, 5000);
+  ASSERT_TRUE(established.valid()) << d.log();
+  struct timeval tv = {5, 0};
+  setsockopt(established.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, refused{0}, reset{0};
+  std::thread prober([&] {
+    // Bounded: at most 200000 probes and 60 s.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (int i = 0; i < 200000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+      UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
+      if (!c.valid()) {
+        (errno == ECONNREFUSED ? refused : reset)++;
+        continue;
+      }
+      char b = 'p';
+      if (send(c.get(), &b, 1, MSG_NOSIGNAL) == 1 && recv(c.get(), &b, 1, 0) == 1) {
+        ok++;
+      } else {
+        reset++;
+      }
+    }
+  });
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  uint64_t gen = get_state(*control).generation;
+  int echoes = 0;
+  for (int i = 0; i < 200; ++i) {
+    control::CommitRequest req;
+    req.tables = host_table({make_rule("127.0.0.1", 18080, 18080, 8080),
+                             make_rule("127.0.0.1", static_cast<uint16_t>(18090 + i % 2),
+                                       static_cast<uint16_t>(18090 + i % 2), 8081)});
+    req.expected_generation = gen;
+    control::CommitResult r = commit_request(*control, req);
+    ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+    gen = r.generation;
+    char b = static_cast<char>(i);
+    if (send(established.get(), &b, 1, MSG_NOSIGNAL) == 1 &&
+        recv(established.get(), &b, 1, 0) == 1 && b == static_cast<char>(i)) {
+      ++echoes;
+    }
+    // Interleave: at least one probe through the kept port between commits (bounded).
+    int seen = ok.load();
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (ok.load() == seen && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  stop = true;
+  prober.join();
+  EXPECT_EQ(echoes, 200);
+  EXPECT_GE(ok.load(), 200);
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_EQ(reset.load(), 0);
+}
+
+TEST(TargetNamespace, ContainerThatStopsLeavesSluicedServingWhatItCan) {
+  auto box = std::make_unique<Container>(std::vector<std::string>{"tcp", "8080"});
+  ASSERT_GT(box->pid(), 0);
+  Daemon d;
+  d.start({"--netns", box->netns(), "--userns", box->userns(), "-t", "127.0.0.1/18080:8080"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(tcp_echo(18080, "before"), "before");
+  box.reset();  // the container stops: its servers are gone
+  // A new connection is refused inside the namespace, and its client reset:
+  // clear, at once, and nothing else changes.
+  EXPECT_EQ(tcp_echo(18080, "after"), "");
+  RunResult list = d.ctl();
+  EXPECT_EQ(list.status, 0) << list.err << d.log();
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_NE(stats.out.find("1 failed"), std::string::npos) << stats.out;
+  EXPECT_NE(d.log().find("ECONNREFUSED"), std::string::npos) << d.log();
+  EXPECT_EQ(d.wait_exit(200), -1) << "sluiced must keep running\n" << d.log();
 }
 
 TEST(TargetNamespace, BadNamespaceArgumentsAreOneClearLine) {
