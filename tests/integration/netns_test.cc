@@ -147,6 +147,25 @@ TEST(TargetNamespace, RulesAddedAtRunTimeAndExplicitTargetsReachTheNamespace) {
   EXPECT_EQ(tcp_echo(18100, "range"), "range");
 }
 
+TEST(TargetNamespace, Ipv6TargetsInterfacesAndUdpRangesReachTheNamespace) {
+  Container box({"tcp", "8080", "udp", "5353", "udp", "5354"});
+  ASSERT_GT(box.pid(), 0);
+  Daemon d;
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t",
+           "::1/18095:[::1]/8080",                     // IPv6, an explicit in-namespace address
+           "-t", "127.0.0.1%lo/18096:8080",            // bound to an interface on this side
+           "-u", "127.0.0.1/18053-18054:5353-5354"});  // a UDP range
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(tcp_echo(18095, "six", true), "six") << d.log();
+  EXPECT_EQ(tcp_echo(18096, "lo"), "lo") << d.log();
+  UniqueFd u = bind_udp("127.0.0.1");
+  for (uint16_t i = 0; i < 2; ++i) {
+    Datagram reply = request(u.get(), "127.0.0.1", static_cast<uint16_t>(18053 + i), "range");
+    ASSERT_TRUE(reply.ok) << d.log();
+    EXPECT_EQ(reply.payload, std::to_string(5353 + i) + "|range");
+  }
+}
+
 TEST(TargetNamespace, CommitsIntoTheNamespaceStayAtomic) {
   Container box({"tcp", "8080"});
   ASSERT_GT(box.pid(), 0);
