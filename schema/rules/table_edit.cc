@@ -90,9 +90,8 @@ std::string forwarding_text(const Rule& rule, uint32_t first, uint32_t last) {
 
 /// Returns a spec that -D can delete ports first..last of `rule` with, in
 /// table `pif`: its listen part (none for SPLICE or a plain dual-stack rule),
-/// the ports and its target;
-/// "all" for a best-effort rule, which no port list can name; ",auto" for
-/// scan.
+/// the ports and its target; "all" for a best-effort rule, which no port
+/// list can name; ",auto" for scan.
 std::string delete_spec(const Rule& rule, Pif pif, uint32_t first, uint32_t last) {
   std::string out;
   if (pif == Pif::kHost && (!rule.dual_stack || !rule.ifname.empty())) {
