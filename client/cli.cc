@@ -10,6 +10,7 @@
 
 #include "base/strings.h"
 #include "base/unique_fd.h"
+#include "client/long_options.h"
 #include "schema/codec.h"
 #include "schema/rules/spec_parser.h"
 
@@ -49,29 +50,6 @@ std::optional<Pif> parse_pif(std::string_view text) {
   if (upper == "SPLICE") return Pif::kSplice;
   return std::nullopt;
 }
-
-/// How a long option takes its value.
-enum class ArgKind { kNone, kRequired, kOptionalNumber };
-
-struct LongOption {
-  const char* name;  // without the leading "--"
-  ArgKind kind;
-};
-
-constexpr LongOption kLongOptions[] = {
-    {"help", ArgKind::kNone},
-    {"debug", ArgKind::kNone},
-    {"version", ArgKind::kNone},
-    {"json", ArgKind::kNone},
-    {"dry-run", ArgKind::kNone},
-    {"comment", ArgKind::kRequired},
-    {"file", ArgKind::kRequired},
-    {"timeout", ArgKind::kRequired},
-    {"history", ArgKind::kOptionalNumber},
-    {"verify-audit", ArgKind::kRequired},
-    {"end-removed-flows", ArgKind::kNone},
-    {"stats", ArgKind::kNone},
-};
 
 /// Builds a plan from arguments; one instance per parse_command_line call.
 class Parser {
@@ -205,15 +183,10 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     inline_value = std::string(body.substr(eq + 1));
     body = body.substr(0, eq);
   }
-  const LongOption* option = nullptr;
-  for (const LongOption& o : kLongOptions) {
-    if (body == o.name) option = &o;
-  }
-  if (option == nullptr) {
-    return Err(where(arg) + "unknown option " + quote("--" + std::string(body)) +
-               "; see sluicectl -h for the options");
-  }
-  std::string name = "--" + std::string(body);
+  auto found = find_long_option(body);
+  if (!found) return Err(where(arg) + found.error().message);
+  const LongOption* option = *found;
+  std::string name = std::string("--") + option->name;
   std::string value;
   if (option->kind == ArgKind::kNone && inline_value) {
     return Err(where(arg) + name + " takes no value; write " + name + " alone");
@@ -222,18 +195,16 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     if (inline_value) {
       value = *inline_value;
     } else {
-      const char* what = body == "comment" ? "a TEXT (quote it if it has spaces)"
-                         : body == "file"  ? "a FILE of options"
-                                           : "a number of SECONDS";
-      auto v = take_value(args, i, "", name, what);
+      auto v = take_value(args, i, "", name, option->value);
       if (!v) return Err(v.error());
       value = *v;
     }
   }
-  if (body == "help") {
-    plan.action = Plan::Action::kHelp;
-    stopped = true;
-  } else if (body == "version") {
+  // pesto's options with a short name (--add, --tcp-ports, ...) are that
+  // short option under another name.
+  if (option->short_name != 0) return short_option(option->short_name, value, arg);
+  body = option->name;
+  if (body == "version") {
     plan.action = Plan::Action::kVersion;
     stopped = true;
   } else if (body == "end-removed-flows") {
@@ -243,8 +214,6 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     plan.action = Plan::Action::kVerifyAudit;
     plan.audit_path = value;
     verify_where_ = where(arg);
-  } else if (body == "debug") {
-    plan.debug = true;
   } else if (body == "json") {
     plan.json = true;
   } else if (body == "stats") {
@@ -515,20 +484,21 @@ namespace sluice {
 
 std::string usage_text() {
   return "Usage: sluicectl [OPTION]... [PATH]\n"
-         "Show or edit the forwarding tables of a running sluiced (pesto-compatible).\n"
-         "Without an edit option, list the tables.\n"
+         "Show or edit the forwarding tables of a running sluiced. Takes pesto's command\n"
+         "line. Without an edit option, list the tables.\n"
          "\n"
          "Edits, applied in order to the tables read from the server:\n"
-         "  -t SPEC            TCP rules of the HOST table (inbound)\n"
-         "  -u SPEC            UDP rules of the HOST table\n"
-         "  -T SPEC            TCP rules of the SPLICE table (outbound)\n"
-         "  -U SPEC            UDP rules of the SPLICE table\n"
+         "  -t SPEC, --tcp-ports=SPEC  TCP rules of the HOST table (inbound)\n"
+         "  -u SPEC, --udp-ports=SPEC  UDP rules of the HOST table\n"
+         "  -T SPEC, --tcp-ns=SPEC     TCP rules of the SPLICE table (outbound)\n"
+         "  -U SPEC, --udp-ns=SPEC     UDP rules of the SPLICE table\n"
          "                     Without -A/-D, specs replace their table: the first -t/-u\n"
          "                     empties HOST, the first -T/-U empties SPLICE.\n"
-         "  -A                 the specs that follow add to their table\n"
-         "  -D                 the specs that follow delete exactly their ports\n"
-         "  -C PIF             empty table PIF (HOST or SPLICE)\n"
-         "  -s                 show the tables before and after, and the difference\n"
+         "  -A, --add          the specs that follow add to their table\n"
+         "  -D, --delete       the specs that follow delete the rules they match (listen\n"
+         "                     part, target and flags; part of a rule's ports splits it)\n"
+         "  -C PIF, --clear=PIF  empty table PIF (HOST or SPLICE)\n"
+         "  -s, --show         show the tables before and after, and the difference\n"
          "      --dry-run      check the edit on the server, change nothing\n"
          "      --comment TEXT record TEXT with the commit (at most 1024 bytes)\n"
          "      --end-removed-flows  reset the connections of the rules the edit removes\n"
@@ -537,8 +507,9 @@ std::string usage_text() {
          "                     words split at spaces, '#' comments, '...' or \"...\" quotes\n"
          "\n"
          "Other options:\n"
-         "  PATH               control socket (default: /run/sluice/control.sock as root,\n"
-         "                     else $XDG_RUNTIME_DIR/sluice/control.sock)\n"
+         "  PATH               control socket, anywhere on the line (default:\n"
+         "                     /run/sluice/control.sock as root, else\n"
+         "                     $XDG_RUNTIME_DIR/sluice/control.sock)\n"
          "      --json         print one JSON object instead of text\n"
          "      --history [N]  show the last N commit attempts (default 20, at most 256)\n"
          "      --stats        show the counters of every rule: connections, bytes,\n"
@@ -549,6 +520,8 @@ std::string usage_text() {
          "  -d, --debug        print debugging messages\n"
          "  -h, --help         show this help and exit\n"
          "      --version      show the version and exit\n"
+         "Long options take --opt=VALUE or --opt VALUE, and any unambiguous prefix\n"
+         "(--del); a prefix of one of pesto's options means what it means to pesto.\n"
          "\n"
          "SPEC is the pasta/pesto syntax, e.g. 22, 8080:80, 127.0.0.1/8080:80,\n"
          "2000-2010,~2005, all, auto, none (see sluicectl(1) and docs/RULES.md).\n"

@@ -70,18 +70,20 @@ struct FileWord {
 Result<std::vector<FileWord>> split_option_file(std::string_view text, const std::string& name);
 
 /// Parses sluicectl's arguments (`args` without the program name) into a plan.
-/// Options:
-///   -t/-u/-T/-U SPEC, -A, -D, -C PIF (HOST or SPLICE, any case), -s, -d, -h,
-///   --help, --debug, --version, --json, --dry-run, --comment TEXT,
-///   --file FILE, --timeout SECONDS, --history [N], --stats, and one PATH.
-/// Short options may be bundled (-As) and take their value attached (-t22)
-/// or as the next argument; long options take "--opt VALUE" or "--opt=VALUE";
-/// "--history" takes N only when the next argument is a number; "--" ends the
-/// options. --file splices the file's options in place (see
+/// Options: pesto's whole table, -t/--tcp-ports, -u/--udp-ports, -T/--tcp-ns,
+/// -U/--udp-ns SPEC, -A/--add, -D/--delete, -C/--clear PIF (HOST or SPLICE,
+/// any case), -s/--show, -d/--debug, -h/--help, --version; sluice's --json,
+/// --dry-run, --comment TEXT, --file FILE, --timeout SECONDS, --history [N],
+/// --stats, --verify-audit FILE, --end-removed-flows; and one PATH, anywhere
+/// (GNU getopt's permutation, as pesto). Short options may be bundled (-As)
+/// and take their value attached (-t22) or as the next argument; long options
+/// take "--opt VALUE" or "--opt=VALUE" and may be abbreviated as
+/// find_long_option allows; "--history" takes N only when the next argument
+/// is a number; "--" ends the options. --file splices the file's options in place (see
 /// split_option_file); a file may not name a PATH or another --file.
 /// -h and --version stop parsing at once. Fails with a usage error that names
 /// the option (and "FILE:LINE: " inside a file), why, and what to do: an
-/// unknown option, a missing or bad value, a second PATH, --history or
+/// unknown or ambiguous option, a missing or bad value, a second PATH, --history or
 /// --stats with edits or with each other, --dry-run or --comment without edits, an unreadable file.
 Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader);
 

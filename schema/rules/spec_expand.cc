@@ -43,26 +43,33 @@ void subtract(uint32_t first, uint32_t last, const std::vector<Interval>& holes,
   if (next <= last) runs->push_back(Interval{next, last});
 }
 
-/// Fails when two includes of the spec share a port: rules of one spec must
-/// not conflict with each other. Reports the one written later, naming the
-/// other. Sorts indices by first port, so it costs O(n log n).
-Result<void> check_includes_disjoint(const SpecErrors& errs, const std::vector<Include>& includes) {
-  std::vector<size_t> order(includes.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return includes[a].source.first != includes[b].source.first
-               ? includes[a].source.first < includes[b].source.first
-               : a < b;
+/// A run of ports an include forwards once the exclusions are taken out,
+/// and the index of that include in the spec.
+struct IncludeRun {
+  Interval ports;
+  size_t include = 0;
+};
+
+/// Fails when two includes of the spec still share a port once the
+/// exclusions are taken out (`runs`, each include's runs in order): rules of
+/// one spec must not conflict with each other. A port that an exclusion
+/// removes may be named twice ("15100-15101,~15100,15100"), as in pasta.
+/// Reports the include written later, naming the other. Sorts, so it costs
+/// O(n log n) in the number of runs.
+Result<void> check_runs_disjoint(const SpecErrors& errs, const std::vector<Include>& includes,
+                                 std::vector<IncludeRun> runs) {
+  std::stable_sort(runs.begin(), runs.end(), [](const IncludeRun& a, const IncludeRun& b) {
+    return a.ports.first < b.ports.first;
   });
-  size_t reach = 0;  // the include with the highest last port so far
-  for (size_t k = 1; k < order.size(); ++k) {
-    const PortRange& prev = includes[order[reach]].source;
-    const PortRange& cur = includes[order[k]].source;
-    if (cur.first <= prev.last) {
-      const PortRange& later = order[k] > order[reach] ? cur : prev;
-      const PortRange& earlier = order[k] > order[reach] ? prev : cur;
-      uint32_t lo = std::max(prev.first, cur.first);
-      uint32_t hi = std::min(prev.last, cur.last);
+  size_t reach = 0;  // the run with the highest last port so far
+  for (size_t k = 1; k < runs.size(); ++k) {
+    const IncludeRun& prev = runs[reach];
+    const IncludeRun& cur = runs[k];
+    if (cur.ports.first <= prev.ports.last) {
+      const PortRange& later = includes[std::max(prev.include, cur.include)].source;
+      const PortRange& earlier = includes[std::min(prev.include, cur.include)].source;
+      uint32_t lo = std::max(prev.ports.first, cur.ports.first);
+      uint32_t hi = std::min(prev.ports.last, cur.ports.last);
       return errs.at(later.begin,
                      std::string(lo == hi ? "port " : "ports ") + range_text(lo, hi) +
                          (lo == hi ? " is" : " are") + " already forwarded by " +
@@ -71,9 +78,16 @@ Result<void> check_includes_disjoint(const SpecErrors& errs, const std::vector<I
                          "; each port may appear only once in a spec, so remove or narrow one "
                          "of them");
     }
-    if (cur.last > prev.last) reach = k;
+    if (cur.ports.last > prev.ports.last) reach = k;
   }
   return Ok();
+}
+
+/// Returns the error for a spec that would make more than kMaxRulesPerTable rules.
+Unexpected too_many_rules(const SpecErrors& errs) {
+  return errs.whole("the spec makes more than " + std::to_string(kMaxRulesPerTable) +
+                    " rules, the limit of one table; merge its ranges or use fewer "
+                    "exclusions (each exclusion inside a range splits it in two)");
 }
 
 /// Appends one rule per run, all made from `base`; `to_of_first` is where
@@ -82,11 +96,7 @@ Result<void> emit_runs(const SpecErrors& errs, const Rule& base, const std::vect
                        uint32_t source_first, uint32_t to_of_first, const Addr& target, bool weak,
                        std::vector<Rule>* rules) {
   for (const Interval& run : runs) {
-    if (rules->size() >= kMaxRulesPerTable) {
-      return errs.whole("the spec makes more than " + std::to_string(kMaxRulesPerTable) +
-                        " rules, the limit of one table; merge its ranges or use fewer "
-                        "exclusions (each exclusion inside a range splits it in two)");
-    }
+    if (rules->size() >= kMaxRulesPerTable) return too_many_rules(errs);
     Rule rule = base;
     rule.first = static_cast<uint16_t>(run.first);
     rule.last = static_cast<uint16_t>(run.last);
@@ -107,17 +117,27 @@ Result<std::vector<Rule>> expand_spec(const SpecErrors& errs, const ParsedSpec& 
   for (const PortRange& ex : parsed.excludes) raw_excludes.push_back(Interval{ex.first, ex.last});
   const std::vector<Interval> excludes = merge_intervals(std::move(raw_excludes));
 
-  auto disjoint = check_includes_disjoint(errs, parsed.includes);
+  // Each include split around the exclusions; the runs are capped, since
+  // every run becomes a rule, so overlapping includes cannot make many.
+  std::vector<IncludeRun> include_runs;
+  std::vector<Interval> runs;
+  for (size_t i = 0; i < parsed.includes.size(); ++i) {
+    const Include& inc = parsed.includes[i];
+    runs.clear();
+    subtract(inc.source.first, inc.source.last, excludes, &runs);
+    if (include_runs.size() + runs.size() > kMaxRulesPerTable) return too_many_rules(errs);
+    for (const Interval& run : runs) include_runs.push_back(IncludeRun{run, i});
+  }
+  auto disjoint = check_runs_disjoint(errs, parsed.includes, include_runs);
   if (!disjoint) return Err(std::move(disjoint).error());
 
   Rule base = parsed.base;
   base.scan = parsed.scan;
   std::vector<Rule> rules;
-  std::vector<Interval> runs;
-  for (const Include& inc : parsed.includes) {
-    runs.clear();
-    subtract(inc.source.first, inc.source.last, excludes, &runs);
-    auto emitted = emit_runs(errs, base, runs, inc.source.first, inc.to, inc.target, false, &rules);
+  for (const IncludeRun& run : include_runs) {
+    const Include& inc = parsed.includes[run.include];
+    auto emitted =
+        emit_runs(errs, base, {run.ports}, inc.source.first, inc.to, inc.target, false, &rules);
     if (!emitted) return Err(std::move(emitted).error());
   }
 

@@ -48,8 +48,10 @@ struct ParsedSpec {
 /// (one rule per maximal run, `to` shifted to keep the mapping), then, when
 /// the spec has no include or has "all", the weak rules covering 1-kMaxPort
 /// minus the ephemeral range of `ctx`, the exclusions and the includes.
-/// Fails when two includes overlap, when nothing is left to forward, or when
-/// the spec would make more than kMaxRulesPerTable rules.
+/// Exclusions win: a port an exclusion removes may be named by several
+/// includes. Fails when two includes share a port that no exclusion removes,
+/// when nothing is left to forward, or when the spec would make more than
+/// kMaxRulesPerTable rules.
 Result<std::vector<Rule>> expand_spec(const SpecErrors& errs, const ParsedSpec& parsed,
                                       const SpecContext& ctx);
 

@@ -4,12 +4,14 @@
 //   PORTS  := CHUNK {"," CHUNK}
 //   CHUNK  := "all" [":" TADDR] | "auto" | "~" RANGE
 //           | RANGE [":" TADDR "/" RANGE | ":" TADDR | ":" RANGE]
-//   TADDR  := IPv4 | "[" IPv6 "]" | "[" IPv4 "]"
+//   TADDR  := IPv4 | IPv6 | "[" IPv6 "]" | "[" IPv4 "]"
 //   RANGE  := N ["-" M]
 // This file splits the spec into its listen part and chunks and reads each
 // chunk, with its ranges, addresses and interface name, into a ParsedSpec;
 // spec_expand.cc turns that into rules. scan.h has the cursor it reads with.
 #include "schema/rules/spec_parser.h"
+
+#include <optional>
 
 #include "base/strings.h"
 #include "schema/rules/scan.h"
@@ -104,11 +106,36 @@ bool is_ipv4_byte(char c) {
   return is_digit(c) || c == '.';
 }
 
-/// Parses a target address at `cur->pos`: "[" ADDR "]" (IPv6 or IPv4) or a
-/// dotted IPv4 address, and advances past it. Returns the address. An
-/// unbracketed IPv6 address is refused with a hint to add the brackets,
-/// because ':' also separates the target ports. Fails with the position of
-/// the problem.
+/// Reads an unbracketed address at `cur->pos` the way pasta does: the
+/// longest run of address bytes (hex digits, ':' and '.') when it is an IPv6
+/// or IPv4 address, else the longest run of digits and '.' when that is an
+/// IPv4 address. Advances past it and returns the address, or returns nullopt
+/// without moving. There is no backtracking inside a run: "22:fd00::5:80"
+/// after a ':' is the address fd00::5:80, as in pasta.
+std::optional<Addr> take_plain_address(Scanner* cur) {
+  for (bool (*in_class)(char) : {is_address_byte, is_ipv4_byte}) {
+    Scanner probe = *cur;
+    size_t begin = probe.take_while(in_class);
+    std::string_view text = probe.slice(begin, probe.pos);
+    Addr addr{};
+    if (!text.empty() && text.size() <= kMaxAddressText && parse_addr(std::string(text), &addr)) {
+      cur->pos = probe.pos;
+      return addr;
+    }
+  }
+  return std::nullopt;
+}
+
+/// True when all of `text` is one address as take_plain_address reads it.
+bool is_plain_address(std::string_view text) {
+  Scanner s{text, 0, text.size()};
+  return take_plain_address(&s) && s.done();
+}
+
+/// Parses a target address at `cur->pos`: "[" ADDR "]" (IPv6 or IPv4), or an
+/// unbracketed IPv6 or IPv4 address read as take_plain_address does, and
+/// advances past it. Returns the address. Fails, with the position, on
+/// unbalanced brackets or text that is not an address.
 Result<Addr> parse_target_address(const SpecErrors& errs, Scanner* cur) {
   size_t begin = cur->pos;
   if (cur->next_is('[')) {
@@ -123,24 +150,18 @@ Result<Addr> parse_target_address(const SpecErrors& errs, Scanner* cur) {
     cur->pos = close + 1;
     return addr;
   }
+  if (std::optional<Addr> addr = take_plain_address(cur)) return *addr;
   Scanner probe = *cur;
-  probe.take_while(is_ipv4_byte);
-  size_t end = probe.pos;
-  // A ':' or a hex letter right after the digits means an IPv6 address
-  // without brackets, which cannot be told apart from "PORTS:TOPORTS".
-  // (With a '.', it is IPv4, and the caller explains what may follow it.)
-  bool dotted = cur->slice(begin, end).find('.') != std::string_view::npos;
-  if (!dotted) probe.take_while(is_address_byte);
-  if (probe.pos > end) {
-    return errs.at(begin,
-                   "an IPv6 target address must be in brackets, because ':' also "
-                   "separates ports: write [" +
-                       sanitize(cur->slice(begin, probe.pos), kMaxAddressText) + "]");
+  probe.take_while(is_address_byte);
+  std::string_view run = cur->slice(begin, probe.pos);
+  if (run.find_first_not_of("0123456789.") != std::string_view::npos) {
+    return errs.at(begin, show_text(run) +
+                              " is not a valid target address; write an IPv4 address "
+                              "(192.0.2.1) or an IPv6 address (2001:db8::1, or [2001:db8::1])");
   }
-  auto addr = parse_address(errs, begin, end, "target address");
-  if (!addr) return addr;
-  cur->pos = end;
-  return addr;
+  probe = *cur;
+  probe.take_while(is_ipv4_byte);
+  return parse_address(errs, begin, probe.pos, "target address");
 }
 
 /// Checks an interface name in the spec bytes [begin, end) (the bytes after
@@ -181,9 +202,12 @@ bool starts_with_word(std::string_view text, std::string_view word) {
 
 /// True when the text before the first '/' reads as the start of a chunk
 /// rather than a listen address: '~', a keyword, a lone port, a port range,
-/// or a port followed by ':' and a target address ('[' or IPv4 digits). An
-/// IPv6 listen address may start with digits and ':' too, but never with
-/// "N-", "N:[", "N:N." or "N:N" alone, so the two cannot be confused.
+/// or a port followed by ':' and a target address ('[', IPv4 digits, or an
+/// unbracketed address that the text as a whole is not). An IPv6 listen
+/// address may start with digits and ':' too, but never with "N-", "N:[",
+/// "N:N." or "N:N" alone; and when both readings are addresses
+/// ("22:fe80::1"), the caller has already taken the listen address, as pasta
+/// does.
 bool looks_like_chunk(std::string_view prefix) {
   if (prefix.empty()) return false;
   if (prefix[0] == '~') return true;
@@ -197,19 +221,26 @@ bool looks_like_chunk(std::string_view prefix) {
   if (s.done() || s.next_is('-')) return true;
   if (!s.take_char(':')) return false;
   if (s.next_is('[')) return true;
+  if (is_plain_address(prefix.substr(s.pos))) return true;  // "15001:::1" of "15001:::1/16001"
   size_t target = s.take_while(is_digit);
   return s.pos > target && (s.done() || s.next_is('.'));
 }
 
 /// Returns the offset of the '/' that ends the listen part, or npos when the
-/// spec has none: the first '/' counts only when no ',' comes before it and
-/// the text before it is not the start of a chunk (see looks_like_chunk).
+/// spec has none. The first '/' never counts when a ',' comes before it. As
+/// in pasta, it ends a listen part when the text before it is an address
+/// (unbracketed, as take_plain_address reads it), optionally followed by
+/// "%IFNAME". Otherwise it counts when the text before it is not the start
+/// of a chunk (see looks_like_chunk); parse_listen then reports what is wrong
+/// with that listen part.
 size_t find_listen_end(std::string_view spec) {
   size_t slash = spec.find('/');
   if (slash == std::string_view::npos) return slash;
   size_t comma = spec.find(',');
-  if (comma < slash) return std::string_view::npos;
-  if (looks_like_chunk(spec.substr(0, slash))) return std::string_view::npos;
+  if (comma < slash) return std::string_view::npos;  // no address has one; see RULES.md on IFNAME
+  std::string_view prefix = spec.substr(0, slash);
+  if (is_plain_address(prefix.substr(0, prefix.find('%')))) return slash;
+  if (looks_like_chunk(prefix)) return std::string_view::npos;
   return slash;
 }
 
@@ -347,7 +378,7 @@ Result<void> check_target_family(const SpecErrors& errs, const Rule& base, const
   return Ok();
 }
 
-/// True when `text` (what follows "PORTS:") reads as an unbracketed IPv6
+/// True when `text` (what follows "PORTS:") was meant as an unbracketed IPv6
 /// address: only address bytes up to an optional '/', and at least two ':'.
 bool looks_like_ipv6(std::string_view text) {
   size_t colons = 0;
@@ -384,7 +415,9 @@ Result<void> parse_include_target(const SpecErrors& errs, Scanner* cur, const Pa
   Scanner digits = *cur;
   digits.take_while(is_digit);
   bool digits_then_dot = digits.pos > cur->pos && digits.next_is('.');
-  if (c == '[' || digits_then_dot || (!is_digit(c) && (c == ':' || is_alpha(c)))) {
+  Scanner probe = *cur;
+  bool plain_address = take_plain_address(&probe).has_value();  // as pasta tries it first
+  if (c == '[' || plain_address || digits_then_dot || (!is_digit(c) && (c == ':' || is_alpha(c)))) {
     if (is_alpha(c) && !is_hex_letter(c)) {
       return errs.at(cur->pos, "unexpected " + show_byte(c) +
                                    " after ':'; give target ports (22:2222), a target address "
@@ -414,16 +447,11 @@ Result<void> parse_include_target(const SpecErrors& errs, Scanner* cur, const Pa
   if (!cur->done()) {
     if (!has_address && looks_like_ipv6(cur->slice(addr_pos, cur->end))) {
       std::string_view text = cur->slice(addr_pos, cur->end);
-      size_t slash = text.find('/');
-      std::string hint =
-          range_text(src.first, src.last) + ":[" +
-          sanitize(text.substr(0, slash), kMaxQuotedBytes) + "]" +
-          (slash == std::string_view::npos ? std::string()
-                                           : sanitize(text.substr(slash), kMaxQuotedBytes));
-      return errs.at(addr_pos,
-                     "an IPv6 target address must be in brackets, because ':' also "
-                     "separates ports: write " +
-                         hint);
+      return errs.at(addr_pos, show_text(text.substr(0, text.find('/'))) +
+                                   " is not a valid IPv6 target address; write one such as "
+                                   "2001:db8::1 (or [2001:db8::1]), e.g. " +
+                                   range_text(src.first, src.last) + ":2001:db8::1/" +
+                                   range_text(src.first, src.last));
     }
     return unexpected_after(errs, cur->pos, "the target range " + range_text(to->first, to->last));
   }

@@ -34,6 +34,24 @@ bool same_listener(const Rule& rule, const Rule& what) {
          rule.dual_stack == what.dual_stack && rule.ifname == what.ifname;
 }
 
+/// True when `rule` forwards each port it shares with `what` exactly as
+/// `what` does: same listener, target address, target port and flags. This
+/// is pesto's exact match, widened to the ports two rules share.
+bool same_forwarding(const Rule& rule, const Rule& what) {
+  return same_listener(rule, what) && rule.target == what.target && rule.weak == what.weak &&
+         rule.scan == what.scan &&
+         static_cast<uint16_t>(rule.to - rule.first) == static_cast<uint16_t>(what.to - what.first);
+}
+
+/// True when `a` and `b` listen on overlapping addresses, as the validator's
+/// conflict check has it: either is dual-stack, either is the unspecified
+/// address of the other's family, or both are equal. Interfaces are ignored.
+bool addresses_overlap(const Rule& a, const Rule& b) {
+  if (a.dual_stack || b.dual_stack || a.listen == b.listen) return true;
+  if (addr_is_v4(a.listen) != addr_is_v4(b.listen)) return false;
+  return addr_is_unspecified(a.listen) || addr_is_unspecified(b.listen);
+}
+
 /// Returns the sub-ranges of first..last that no interval in `covered`
 /// (unsorted, inclusive) reaches, in ascending order.
 std::vector<std::pair<uint32_t, uint32_t>> uncovered(
@@ -51,8 +69,63 @@ std::vector<std::pair<uint32_t, uint32_t>> uncovered(
   return out;
 }
 
-/// Returns the message for ports of `what` that no matching rule forwards:
-/// which ports, and the rule that forwards the first of them elsewhere, if any.
+/// Returns an address as a spec writes it: IPv4 dotted, IPv6 in brackets.
+std::string spec_addr(const Addr& addr) {
+  return addr_is_v4(addr) ? format_addr(addr) : "[" + format_addr(addr) + "]";
+}
+
+/// Returns where `rule` sends ports first..last, and how: "port 80",
+/// "10.88.0.5:80-84", "[fd00::5]:80", with ", best effort" and ", with
+/// auto-scan" for its flags.
+std::string forwarding_text(const Rule& rule, uint32_t first, uint32_t last) {
+  uint32_t to = static_cast<uint16_t>(rule.to + (first - rule.first));
+  uint32_t to_last = to + (last - first);
+  std::string out = is_default_target(rule.target)
+                        ? (first == last ? "port " : "ports ") + range_text(to, to_last)
+                        : spec_addr(rule.target) + ":" + range_text(to, to_last);
+  if (rule.weak) out += ", best effort";
+  if (rule.scan) out += ", with auto-scan";
+  return out;
+}
+
+/// Returns a spec that -D can delete ports first..last of `rule` with, in
+/// table `pif`: its listen part (none for SPLICE or a plain dual-stack rule),
+/// the ports and its target; "all" for a best-effort rule, which no port
+/// list can name; ",auto" for scan.
+std::string delete_spec(const Rule& rule, Pif pif, uint32_t first, uint32_t last) {
+  std::string out;
+  if (pif == Pif::kHost && (!rule.dual_stack || !rule.ifname.empty())) {
+    out = (rule.dual_stack ? std::string("*") : spec_addr(rule.listen)) +
+          (rule.ifname.empty() ? "" : "%" + sanitize(rule.ifname)) + "/";
+  }
+  bool default_target = is_default_target(rule.target);
+  if (rule.weak) {
+    out += "all";
+    if (!default_target) out += ":" + spec_addr(rule.target);
+  } else {
+    uint32_t to = static_cast<uint16_t>(rule.to + (first - rule.first));
+    uint32_t to_last = to + (last - first);
+    out += range_text(first, last);
+    if (!default_target) {
+      out += ":" + spec_addr(rule.target) + "/" + range_text(to, to_last);
+    } else if (to != first) {
+      out += ":" + range_text(to, to_last);
+    }
+  }
+  if (rule.scan) out += ",auto";
+  return out;
+}
+
+/// True when `what` forwards its ports as a plain spec does: to the same
+/// port numbers on the default target, without flags.
+bool plain_forwarding(const Rule& what) {
+  return is_default_target(what.target) && what.to == what.first && !what.weak && !what.scan;
+}
+
+/// Returns the message for ports of `what` that no rule forwards exactly as
+/// `what` does (-D's rule): which ports ("no such rule"), and the rule that
+/// forwards the first of them otherwise, if any, with the spec that would
+/// delete from it.
 std::string missing_message(const Table& table, const Rule& what, const char* label,
                             const std::vector<std::pair<uint32_t, uint32_t>>& missing) {
   size_t ports = 0;
@@ -65,23 +138,41 @@ std::string missing_message(const Table& table, const Rule& what, const char* la
   if (missing.size() > kMaxMissingNamed) {
     list += " and " + std::to_string(missing.size() - kMaxMissingNamed) + " more ranges";
   }
+  std::string how =
+      plain_forwarding(what) ? "" : " to " + forwarding_text(what, what.first, what.last);
   std::string msg = std::string(proto_name(what.proto)) + (ports == 1 ? " port " : " ports ") +
                     list + " on " + listen_text(what) + (ports == 1 ? " is" : " are") +
-                    " not forwarded in " + label + ", so " + (ports == 1 ? "it" : "they") +
-                    " cannot be deleted; nothing was changed";
-  // A rule that forwards the first missing port on another address or
-  // interface is the usual mistake: point at it.
+                    " not forwarded" + how + " in " + label + " (no such rule), so " +
+                    (ports == 1 ? "it" : "they") + " cannot be deleted; nothing was changed";
+  // A rule that forwards the first missing port otherwise is the usual
+  // mistake: point at it, preferring one that listens where `what` does,
+  // then one whose address overlaps (pesto: "conflicts with rule ..., but
+  // doesn't match it"), then any.
   uint32_t port = missing.front().first;
+  const Rule* best = nullptr;
+  size_t best_index = 0;
+  int best_rank = -1;
   for (size_t i = 0; i < table.rules.size(); ++i) {
     const Rule& r = table.rules[i];
-    if (r.proto == what.proto && r.first <= port && port <= r.last) {
-      msg += "; " + std::string(label) + " rule " + std::to_string(i) + " (" +
-             sanitize(format_rule(r)) + ") forwards port " + std::to_string(port) + " on " +
-             listen_text(r) + ": to delete from it, give that listen part (e.g. " +
-             (r.dual_stack ? std::string("*") : format_addr(r.listen)) +
-             (r.ifname.empty() ? "" : "%" + sanitize(r.ifname)) + "/" + std::to_string(port) + ")";
-      return msg;
+    if (r.proto != what.proto || port < r.first || r.last < port) continue;
+    int rank = same_listener(r, what) ? 2 : addresses_overlap(r, what) ? 1 : 0;
+    if (rank > best_rank) {
+      best = &r;
+      best_index = i;
+      best_rank = rank;
     }
+  }
+  if (best != nullptr) {
+    const Rule& r = *best;
+    size_t i = best_index;
+    uint32_t first = std::max<uint32_t>(r.first, what.first);
+    uint32_t last = std::min<uint32_t>(r.last, what.last);
+    return msg + "; " + label + " rule " + std::to_string(i) + " (" + sanitize(format_rule(r)) +
+           ") forwards port " + std::to_string(port) + " on " + listen_text(r) + " to " +
+           forwarding_text(r, port, port) +
+           ": -D deletes what matches a rule in listen address, interface, target and flags, "
+           "as pesto's does; to delete from it, give its spec (e.g. " +
+           delete_spec(r, table.pif, first, last) + ")";
   }
   return msg + "; list the rules with sluicectl and delete only ports that are forwarded";
 }
@@ -112,7 +203,7 @@ Result<void> delete_ports(Table* table, const Rule& what, const char* label) {
   CHECK(what.first <= what.last);
   std::vector<std::pair<uint32_t, uint32_t>> covered;
   for (const Rule& r : table->rules) {
-    if (same_listener(r, what) && r.first <= what.last && what.first <= r.last) {
+    if (same_forwarding(r, what) && r.first <= what.last && what.first <= r.last) {
       covered.emplace_back(r.first, r.last);
     }
   }
@@ -122,7 +213,7 @@ Result<void> delete_ports(Table* table, const Rule& what, const char* label) {
   std::vector<Rule> out;
   out.reserve(table->rules.size() + 1);
   for (const Rule& r : table->rules) {
-    if (!same_listener(r, what) || r.last < what.first || what.last < r.first) {
+    if (!same_forwarding(r, what) || r.last < what.first || what.last < r.first) {
       out.push_back(r);
       continue;
     }

@@ -40,9 +40,11 @@ struct EditCommand {
 /// - After -A, specs append; after -D, they delete; -C PIF empties PIF.
 /// - "none" adds nothing, and fails when the table already has a rule of its
 ///   protocol, or when a later spec adds one.
-/// - A deleted port must be forwarded by a rule of the same protocol, listen
-///   address (or dual-stack) and interface; such a rule loses exactly that
-///   port and is split around it, keeping its mapping, target and flags.
+/// - -D follows pesto: a spec deletes a rule that matches it exactly (listen
+///   address or dual-stack, interface, ports, target address and port, and
+///   flags). sluice also deletes part of a rule where all else matches: that
+///   rule is split around the deleted ports, keeping its mapping, target and
+///   flags.
 /// Fails, with nothing applied, on the first spec that does not parse
 /// (parse_spec's message) or cannot be applied (a port not forwarded, a
 /// misplaced none); the message starts with the origin ("FILE:LINE: ") of
@@ -50,15 +52,18 @@ struct EditCommand {
 Result<TableSet> apply_edits(const TableSet& tables, const std::vector<EditCommand>& edits,
                              const SpecContext& ctx);
 
-/// Removes from `table` exactly the ports first..last of `what` wherever a
-/// rule with the same protocol, listen address, dual-stack flag and
-/// interface forwards them; a rule that also covers other ports is cut into
-/// the parts before and after, in its place, with `to` shifted so every
-/// remaining port keeps its target port. Targets, mappings and flags of
-/// `what` are ignored. Fails, leaving `table` unchanged, when some of those
-/// ports are not forwarded by such a rule: the message names the ports (and a
-/// rule that forwards them on another address, if there is one) and says
-/// what to do. `label` is the table name used in messages ("HOST").
+/// Removes from `table` the ports first..last of `what` wherever a rule
+/// forwards them exactly as `what` does: same protocol, listen address,
+/// dual-stack flag, interface, target address, target port of each port, and
+/// flags (weak, scan). A rule equal to `what` goes (pesto's exact match); a
+/// rule that also covers other ports is cut into the parts before and after,
+/// in its place, with `to` shifted so every remaining port keeps its target
+/// port. Fails, leaving `table` unchanged, when some of those ports are not
+/// forwarded that way: the message says there is no such rule, names the
+/// ports, points at a rule that forwards the first of them otherwise (another
+/// address, interface, target or flags), if there is one, and gives the spec
+/// that would delete from it. `label` is the table name used in messages
+/// ("HOST").
 Result<void> delete_ports(Table* table, const Rule& what, const char* label);
 
 /// Returns how a spec command reads on the command line, for messages:

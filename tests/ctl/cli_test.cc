@@ -215,6 +215,99 @@ TEST(Cli, CommentLimits) {
   EXPECT_EQ(parse({"--comment", "naïve", "-A"}).comment, "naïve");
 }
 
+TEST(CliPesto, EveryLongOptionOfPestosTable) {
+  Plan p = parse({"--tcp-ports", "22", "--add", "--udp-ports", "53", "--delete", "--tcp-ns", "3000",
+                  "--clear", "SPLICE", "--udp-ns", "4", "--show", "--debug", "x.sock"});
+  std::vector<EditCommand> want = {spec('t', "22"),   mode(kAppend),
+                                   spec('u', "53"),   mode(kDelete),
+                                   spec('T', "3000"), mode(kClear, "", Pif::kSplice),
+                                   spec('U', "4")};
+  EXPECT_EQ(p.edits, want);
+  EXPECT_TRUE(p.show);
+  EXPECT_TRUE(p.debug);
+  EXPECT_EQ(p.path, "x.sock");
+  EXPECT_EQ(parse({"--help"}).action, Plan::Action::kHelp);
+  EXPECT_EQ(parse({"--version"}).action, Plan::Action::kVersion);
+}
+
+TEST(CliPesto, LongOptionsTakeTheirValueAttachedOrNext) {
+  std::vector<EditCommand> want = {mode(kAppend), spec('t', "0.0.0.0/8080:80")};
+  EXPECT_EQ(parse({"-A", "--tcp-ports=0.0.0.0/8080:80", "s"}).edits, want);
+  EXPECT_EQ(parse({"-A", "--tcp-ports", "0.0.0.0/8080:80", "s"}).edits, want);
+  // As getopt_long: the next argument is the value, whatever it starts with,
+  // and "=" may give an empty one (which the spec parser then refuses).
+  EXPECT_EQ(parse({"--udp-ports", "-5"}).edits, (std::vector<EditCommand>{spec('u', "-5")}));
+  EXPECT_EQ(parse({"--tcp-ns="}).edits, (std::vector<EditCommand>{spec('T', "")}));
+  EXPECT_EQ(parse({"--clear=HOST"}).edits, (std::vector<EditCommand>{mode(kClear)}));
+  EXPECT_EQ(usage_error({"--tcp-ports"}), "--tcp-ports needs a SPEC (e.g. 8080:80)");
+  EXPECT_EQ(usage_error({"--clear"}), "--clear needs a table: HOST or SPLICE");
+  EXPECT_EQ(usage_error({"--add=1"}), "--add takes no value; write --add alone");
+  EXPECT_EQ(usage_error({"--verify-audit"}), "--verify-audit needs an audit log FILE");
+}
+
+TEST(CliPesto, UniquePrefixesAsGetoptLong) {
+  EXPECT_EQ(parse({"--del", "-t", "22"}).edits[0], mode(kDelete));
+  EXPECT_EQ(parse({"--a", "-t", "22"}).edits[0], mode(kAppend));
+  EXPECT_EQ(parse({"--tcp-p", "22"}).edits, (std::vector<EditCommand>{spec('t', "22")}));
+  EXPECT_EQ(parse({"--tcp-n=22"}).edits, (std::vector<EditCommand>{spec('T', "22")}));
+  EXPECT_EQ(parse({"--udp-p=53"}).edits, (std::vector<EditCommand>{spec('u', "53")}));
+  EXPECT_EQ(parse({"--udp-n", "53"}).edits, (std::vector<EditCommand>{spec('U', "53")}));
+  EXPECT_EQ(parse({"--cl", "HOST"}).edits, (std::vector<EditCommand>{mode(kClear)}));
+  EXPECT_TRUE(parse({"--sh"}).show);
+  EXPECT_TRUE(parse({"--deb"}).debug);
+  EXPECT_EQ(parse({"--vers"}).action, Plan::Action::kVersion);
+  // sluice's own options abbreviate too.
+  EXPECT_TRUE(parse({"--j"}).json);
+  EXPECT_TRUE(parse({"--st"}).stats);
+  EXPECT_EQ(parse({"--hist=3"}).history, 3u);
+  EXPECT_EQ(parse({"--time", "7"}).timeout_ms, 7000);
+}
+
+TEST(CliPesto, PestosOwnPrefixesKeepTheirMeaning) {
+  // Unique among pesto's options, so pesto takes them; sluice's extra
+  // options (--stats, --comment, --verify-audit, --history) do not steal them.
+  EXPECT_TRUE(parse({"--s"}).show);
+  EXPECT_FALSE(parse({"--s"}).stats);
+  EXPECT_EQ(parse({"--c", "HOST"}).edits, (std::vector<EditCommand>{mode(kClear)}));
+  EXPECT_EQ(parse({"--v"}).action, Plan::Action::kVersion);
+  EXPECT_EQ(parse({"--h"}).action, Plan::Action::kHelp);
+}
+
+TEST(CliPesto, AmbiguousAndUnknownPrefixes) {
+  EXPECT_EQ(usage_error({"--de"}),
+            "option '--de' is ambiguous: it could be --debug, --delete; write more of the name");
+  EXPECT_EQ(usage_error({"--tcp", "22"}),
+            "option '--tcp' is ambiguous: it could be --tcp-ports, --tcp-ns; write more of the "
+            "name");
+  EXPECT_EQ(usage_error({"--t=22"}),
+            "option '--t' is ambiguous: it could be --tcp-ports, --tcp-ns, --timeout; write more "
+            "of the name");
+  // --version and --verify-audit share "--ver", but pesto has only --version.
+  EXPECT_EQ(parse({"--ver"}).action, Plan::Action::kVersion);
+  EXPECT_EQ(parse({"--veri", "a.log"}).action, Plan::Action::kVerifyAudit);
+  EXPECT_EQ(usage_error({"--addx"}), "unknown option '--addx'; see sluicectl -h for the options");
+  EXPECT_EQ(usage_error({"--=x"}),
+            "'--' followed by '=' is no option; write the option's name, e.g. --add");
+}
+
+TEST(CliPesto, PathMayStandAnywhere) {
+  std::vector<EditCommand> want = {mode(kAppend), spec('t', "0.0.0.0/8080"),
+                                   spec('t', "[::]/8080")};
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080", "/run/p.sock"},
+           {"/run/p.sock", "--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
+           {"--add", "/run/p.sock", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
+           {"--add", "-t", "0.0.0.0/8080", "/run/p.sock", "-t", "[::]/8080"},
+           {"--add", "--tcp-ports=0.0.0.0/8080", "/run/p.sock", "--tcp-ports", "[::]/8080"}}) {
+    Plan p = parse(args);
+    EXPECT_EQ(p.edits, want) << args[0];
+    EXPECT_EQ(p.path, "/run/p.sock") << args[0];
+  }
+  EXPECT_EQ(usage_error({"a.sock", "--add", "-t", "22", "b.sock"}),
+            "one control socket PATH at most; got 'a.sock' and 'b.sock' (a SPEC goes right after "
+            "its -t/-u/-T/-U)");
+}
+
 TEST(CliFile, OptionsAreSplicedInPlaceWithTheirLines) {
   std::map<std::string, std::string> files = {{"a.conf",
                                                "# forwarding for the web tier\n"
@@ -332,10 +425,35 @@ TEST(CliFile, ReadsRealFilesWithLimits) {
 
 TEST(Cli, UsageNamesEveryOption) {
   std::string u = usage_text();
-  for (const char* option :
-       {"-t SPEC", "-u SPEC", "-T SPEC", "-U SPEC", "-A", "-D", "-C PIF", "-s", "--dry-run",
-        "--comment TEXT", "--file FILE", "--json", "--history [N]", "--stats", "--timeout SECONDS",
-        "--debug", "--help", "--version", "Exit status"}) {
+  for (const char* option : {"-t SPEC",
+                             "-u SPEC",
+                             "-T SPEC",
+                             "-U SPEC",
+                             "-A",
+                             "-D",
+                             "-C PIF",
+                             "-s",
+                             "--dry-run",
+                             "--tcp-ports",
+                             "--udp-ports",
+                             "--tcp-ns",
+                             "--udp-ns",
+                             "--add",
+                             "--delete",
+                             "--clear",
+                             "--show",
+                             "--verify-audit",
+                             "--end-removed-flows",
+                             "--comment TEXT",
+                             "--file FILE",
+                             "--json",
+                             "--history [N]",
+                             "--stats",
+                             "--timeout SECONDS",
+                             "--debug",
+                             "--help",
+                             "--version",
+                             "Exit status"}) {
     EXPECT_NE(u.find(option), std::string::npos) << option;
   }
 }

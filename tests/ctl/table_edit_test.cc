@@ -136,50 +136,86 @@ TEST(TableEditDelete, SplitsARuleAroundAMiddlePort) {
 }
 
 TEST(TableEditDelete, SplitKeepsTheMapping) {
+  // The spec names the mapping, as pesto's -D needs: port 1500 goes to 3500.
   TableSet start = tables_of({spec('t', "1000-2000:3000-4000")});
-  EXPECT_EQ(host_after(start, {del(), spec('t', "1500")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "1500:3500")}),
             (Texts{"TCP [*]:1000-1499 => 3000-3499", "TCP [*]:1501-2000 => 3501-4000"}));
-  EXPECT_EQ(host_after(start, {del(), spec('t', "1000")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "1000:3000")}),
             (Texts{"TCP [*]:1001-2000 => 3001-4000"}));
-  EXPECT_EQ(host_after(start, {del(), spec('t', "2000")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "2000:4000")}),
             (Texts{"TCP [*]:1000-1999 => 3000-3999"}));
-  EXPECT_EQ(host_after(start, {del(), spec('t', "1000-1001,1999-2000")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "1000-1001:3000-3001,1999-2000:3999-4000")}),
             (Texts{"TCP [*]:1002-1998 => 3002-3998"}));
 }
 
 TEST(TableEditDelete, SplitLeavesSinglePortsAtTheEdges) {
   TableSet start = tables_of({spec('t', "10-12:20-22")});
-  EXPECT_EQ(host_after(start, {del(), spec('t', "11")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "11:21")}),
             (Texts{"TCP [*]:10 => 20", "TCP [*]:12 => 22"}));
 }
 
 TEST(TableEditDelete, SplitKeepsTargetAddressListenAddressAndPlace) {
   TableSet start = tables_of(
       {spec('t', "22"), spec('t', "0.0.0.0/1000-2000:192.0.2.5/3000-4000"), spec('t', "25")});
-  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/1200-1299")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/1200-1299:192.0.2.5/3200-3299")}),
             (Texts{"TCP [*]:22 => 22", "TCP [0.0.0.0]:1000-1199 => 192.0.2.5:3000-3199",
                    "TCP [0.0.0.0]:1300-2000 => 192.0.2.5:3300-4000", "TCP [*]:25 => 25"}));
 }
 
 TEST(TableEditDelete, SplitKeepsWeakAndScanFlags) {
+  // The spec's flags must match: a best-effort port is named by a spec of
+  // exclusions only, which makes best-effort rules.
   TableSet start = tables_of({spec('t', "all")});
   EXPECT_EQ(
-      host_after(start, {del(), spec('t', "22")}),
+      host_after(start, {del(), spec('t', "~1-21,~23-65535")}),
       (Texts{"TCP [*]:1-21 => 1-21 (best effort)", "TCP [*]:23-32767 => 23-32767 (best effort)",
              "TCP [*]:61000-65535 => 61000-65535 (best effort)"}));
   TableSet scan = tables_of({spec('t', "8000-8010,auto")});
-  EXPECT_EQ(host_after(scan, {del(), spec('t', "8005")}),
+  EXPECT_EQ(host_after(scan, {del(), spec('t', "8005,auto")}),
             (Texts{"TCP [*]:8000-8004 => 8000-8004 (auto-scan)",
                    "TCP [*]:8006-8010 => 8006-8010 (auto-scan)"}));
 }
 
+TEST(TableEditDelete, FlagsMustMatch) {
+  TableSet start = tables_of({spec('t', "all")});
+  std::string e = error_of(start, {del(), spec('t', "22")});
+  EXPECT_NE(e.find("-D -t '22': TCP port 22 on [*] is not forwarded in HOST (no such rule)"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("HOST rule 0 (TCP [*]:1-32767 => 1-32767 (best effort)) forwards port 22 on "
+                   "[*] to port 22, best effort"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("(e.g. all)"), std::string::npos) << e;
+  EXPECT_EQ(host_after(start, {del(), spec('t', "all")}), Texts{});
+
+  TableSet scan = tables_of({spec('t', "8000-8010,auto")});
+  e = error_of(scan, {del(), spec('t', "8005")});
+  EXPECT_NE(e.find("to port 8005, with auto-scan"), std::string::npos) << e;
+  EXPECT_NE(e.find("(e.g. 8005,auto)"), std::string::npos) << e;
+  e = error_of(tables_of({spec('t', "8005")}), {del(), spec('t', "8005,auto")});
+  EXPECT_NE(e.find("TCP port 8005 on [*] is not forwarded to port 8005, with auto-scan in HOST"),
+            std::string::npos)
+      << e;
+}
+
 TEST(TableEditDelete, RangeAcrossSeveralAdjacentRules) {
   TableSet start = tables_of({spec('t', "10-20,21-40:121-140,41-50")});
-  EXPECT_EQ(host_after(start, {del(), spec('t', "15-45")}),
+  EXPECT_EQ(host_after(start, {del(), spec('t', "15-20,21-40:121-140,41-45")}),
             (Texts{"TCP [*]:10-14 => 10-14", "TCP [*]:46-50 => 46-50"}));
   EXPECT_EQ(
-      host_after(start, {del(), spec('t', "15-30")}),
+      host_after(start, {del(), spec('t', "15-20,21-30:121-130")}),
       (Texts{"TCP [*]:10-14 => 10-14", "TCP [*]:31-40 => 131-140", "TCP [*]:41-50 => 41-50"}));
+  // One range across rules with other mappings matches only where they agree.
+  std::string e = error_of(start, {del(), spec('t', "15-45")});
+  EXPECT_NE(e.find("TCP ports 21-40 on [*] are not forwarded in HOST"), std::string::npos) << e;
+  EXPECT_NE(e.find("HOST rule 1 (TCP [*]:21-40 => 121-140) forwards port 21 on [*] to port 121"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("(e.g. 21-40:121-140)"), std::string::npos) << e;
+  TableSet plain = tables_of({spec('t', "10-20,21-40,41-50")});
+  EXPECT_EQ(host_after(plain, {del(), spec('t', "15-45")}),
+            (Texts{"TCP [*]:10-14 => 10-14", "TCP [*]:46-50 => 46-50"}));
 }
 
 TEST(TableEditDelete, PortNotForwardedIsAnErrorNamingIt) {
@@ -243,10 +279,55 @@ TEST(TableEditDelete, ProtocolAndInterfaceMustMatch) {
   EXPECT_EQ(host_after(start, {del(), spec('t', "%eth0/22")}), (Texts{"TCP [*]:53 => 53"}));
 }
 
-TEST(TableEditDelete, TargetOfTheDeleteSpecIsIgnored) {
+TEST(TableEditDelete, TargetOfTheDeleteSpecMustMatch) {
+  // pesto's -D: the target port is part of the match.
   TableSet start = tables_of({spec('t', "1000-2000:3000-4000")});
-  EXPECT_EQ(host_after(start, {del(), spec('t', "1500:80")}),
-            (Texts{"TCP [*]:1000-1499 => 3000-3499", "TCP [*]:1501-2000 => 3501-4000"}));
+  std::string e = error_of(start, {del(), spec('t', "1500:80")});
+  EXPECT_NE(e.find("-D -t '1500:80': TCP port 1500 on [*] is not forwarded to port 80 in HOST "
+                   "(no such rule), so it cannot be deleted; nothing was changed; HOST rule 0 "
+                   "(TCP [*]:1000-2000 => 3000-4000) forwards port 1500 on [*] to port 3500"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("(e.g. 1500:3500)"), std::string::npos) << e;
+  e = error_of(start, {del(), spec('t', "1500")});
+  EXPECT_NE(e.find("TCP port 1500 on [*] is not forwarded in HOST (no such rule)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(TableEditDelete, PodmanWrongTargetIsNoSuchRule) {
+  // -D -t 0.0.0.0/8080:10.88.0.6/80 must not delete 0.0.0.0/8080:10.88.0.5/80.
+  TableSet start = tables_of({spec('t', "0.0.0.0/8080:10.88.0.5/80")});
+  std::string e = error_of(start, {del(), spec('t', "0.0.0.0/8080:10.88.0.6/80")});
+  EXPECT_EQ(e,
+            "-D -t '0.0.0.0/8080:10.88.0.6/80': TCP port 8080 on [0.0.0.0] is not forwarded to "
+            "10.88.0.6:80 in HOST (no such rule), so it cannot be deleted; nothing was changed; "
+            "HOST rule 0 (TCP [0.0.0.0]:8080 => 10.88.0.5:80) forwards port 8080 on [0.0.0.0] to "
+            "10.88.0.5:80: -D deletes what matches a rule in listen address, interface, target "
+            "and flags, as pesto's does; to delete from it, give its spec (e.g. "
+            "0.0.0.0/8080:10.88.0.5/80)");
+  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/8080:10.88.0.5/80")}), Texts{});
+}
+
+TEST(TableEditDelete, PodmanIPv6TargetIsMatchedUnbracketedOrBracketed) {
+  TableSet start =
+      tables_of({spec('t', "0.0.0.0/8080:10.88.0.5/80"), spec('t', "[::]/8080:fd00::5/80")});
+  EXPECT_EQ(host_after(start, {del(), spec('t', "[::]/8080:[fd00::5]/80")}),
+            (Texts{"TCP [0.0.0.0]:8080 => 10.88.0.5:80"}));
+  std::string e = error_of(start, {del(), spec('t', "[::]/8080:fd00::6/80")});
+  EXPECT_NE(e.find("forwards port 8080 on [::] to [fd00::5]:80"), std::string::npos) << e;
+  EXPECT_NE(e.find("(e.g. [::]/8080:[fd00::5]/80)"), std::string::npos) << e;
+}
+
+TEST(TableEditDelete, ExactRangeRuleAndPartOfIt) {
+  TableSet start = tables_of({spec('t', "0.0.0.0/8000-8004:10.88.0.5/80-84")});
+  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/8000-8004:10.88.0.5/80-84")}), Texts{});
+  // sluice's improvement: part of a rule, where everything else matches.
+  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/8002:10.88.0.5/82")}),
+            (Texts{"TCP [0.0.0.0]:8000-8001 => 10.88.0.5:80-81",
+                   "TCP [0.0.0.0]:8003-8004 => 10.88.0.5:83-84"}));
+  std::string e = error_of(start, {del(), spec('t', "0.0.0.0/8002:10.88.0.5/80")});
+  EXPECT_NE(e.find("(e.g. 0.0.0.0/8002:10.88.0.5/82)"), std::string::npos) << e;
 }
 
 TEST(TableEditDelete, DeleteThenAppendWorks) {

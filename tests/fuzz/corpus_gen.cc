@@ -369,7 +369,11 @@ void spec_seeds() {
                          "[::1]/5000:[::2]/6000",
                          "192.0.2.1%eth0/22",
                          "none",
-                         "65535"};
+                         "65535",
+                         "[::]/8080:fd00::5/80",
+                         "::1/15001:::1/16001",
+                         "15100-15101,~15100,15100",
+                         "22:2001:db8::1"};
   for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); ++i) {
     // Vary the option letter (low two bits) and the context (next three).
     char selector = static_cast<char>((i & 3) | ((i % 6) << 2));

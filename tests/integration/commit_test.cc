@@ -333,7 +333,7 @@ TEST(Commit, FlowsOutliveCommitsUnlessAskedToEnd) {
   ASSERT_TRUE(echoes(a.get()) && echoes(b.get()));
 
   // Removing A without the flag: its connection lives on.
-  RunResult r = d.ctl({"-D", "-t", "127.0.0.1/18070"});
+  RunResult r = d.ctl({"-D", "-t", "127.0.0.1/18070:18001"});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_TRUE(echoes(a.get()));
   EXPECT_FALSE(listening(18070));
@@ -343,7 +343,7 @@ TEST(Commit, FlowsOutliveCommitsUnlessAskedToEnd) {
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   UniqueFd a2 = connect_tcp("127.0.0.1", 18070);
   ASSERT_TRUE(echoes(a2.get()));
-  r = d.ctl({"--end-removed-flows", "-D", "-t", "127.0.0.1/18070"});
+  r = d.ctl({"--end-removed-flows", "-D", "-t", "127.0.0.1/18070:18001"});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_FALSE(echoes(a2.get()));
   EXPECT_FALSE(echoes(a.get()));  // it belonged to the same rule text

@@ -104,7 +104,7 @@ TEST(Ctl, DeleteSplitsARuleAndClosesOnlyThatPort) {
   UniqueFd target = listen_tcp("127.0.0.1", 18206);
   Daemon d;
   start(d, "127.0.0.1/18100-18110:18200-18210");
-  RunResult r = d.ctl({"-D", "-t", "127.0.0.1/18105"});
+  RunResult r = d.ctl({"-D", "-t", "127.0.0.1/18105:18205"});  // -D names the mapping, as pesto
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.out, "applied: generation 2, kept 10, opened 0, closed 1")) << r.out;
   EXPECT_TRUE(has(listing(d),

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/container.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
@@ -29,67 +30,6 @@
 
 namespace sluice::test {
 namespace {
-
-/// A running sluice_test_container: a user + network namespace of its own
-/// with echo servers on its loopback. It ends when the object goes.
-class Container {
- public:
-  /// Starts it with `args` ("tcp 8080 udp 5353") and waits (at most 10 s)
-  /// until it says ready. pid() is -1 when it did not.
-  explicit Container(const std::vector<std::string>& args) {
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
-    std::vector<std::string> argv = {bin("sluice_test_container")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> c;
-    for (std::string& a : argv) c.push_back(a.data());
-    c.push_back(nullptr);
-    pid_t pid = fork();
-    if (pid == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      execv(c[0], c.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    stdin_ = in[1];
-    struct pollfd ready = {out[0], POLLIN, 0};
-    const bool said = poll(&ready, 1, 10000) == 1;  // bounded: 10 s to start
-    FILE* f = fdopen(out[0], "r");
-    char line[64] = {};
-    if (pid > 0 && said && f != nullptr && std::fgets(line, sizeof(line), f) != nullptr &&
-        std::sscanf(line, "ready %d", &pid_) == 1) {
-      child_ = pid;
-    } else {
-      pid_ = -1;
-      child_ = pid;
-    }
-    if (f != nullptr) std::fclose(f);
-  }
-  ~Container() {
-    if (stdin_ >= 0) close(stdin_);  // it exits when its stdin closes
-    if (child_ > 0) {
-      for (int i = 0; i < 100; ++i) {
-        if (waitpid(child_, nullptr, WNOHANG) == child_) return;
-        usleep(20000);
-      }
-      kill(child_, SIGKILL);
-      waitpid(child_, nullptr, 0);
-    }
-  }
-  Container(const Container&) = delete;
-  Container& operator=(const Container&) = delete;
-
-  pid_t pid() const { return pid_; }
-  std::string netns() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
-  std::string userns() const { return "/proc/" + std::to_string(pid_) + "/ns/user"; }
-
- private:
-  pid_t pid_ = -1;
-  pid_t child_ = -1;
-  int stdin_ = -1;
-};
 
 /// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
 /// `v6`) and returns what came back, "" on any failure.

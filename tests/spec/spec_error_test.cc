@@ -86,9 +86,14 @@ const ErrorCase kErrors[] = {
     {'T', "%eth0/22", {"-T and -U listen inside the target namespace"}},
     {'U', "::1/53", {"-U '::1/53': -T and -U listen"}},
     // Targets.
-    {'t', "22:2001:db8::1", {"at position 4", "IPv6 target address must be in brackets", "write 22:[2001:db8::1]"}},
-    {'t', "::/22:fe80::1/80", {"at position 7", "must be in brackets", "[fe80::1]"}},
-    {'t', "22:::1", {"at position 4", "must be in brackets"}},
+    // (Unbracketed IPv6 targets are accepted as pasta reads them: spec_pasta_test.cc.)
+    {'t', "22:2001:db8::1::2", {"at position 4", "'2001:db8::1::2' is not a valid IPv6 target address"}},
+    {'t', "::/22:80::90::1/80", {"at position 7", "'80::90::1' is not a valid IPv6 target address"}},
+    {'t', "22::80", {"at position 4", "':80' is not a valid target address"}},
+    {'t', "22:abc", {"at position 4", "'abc' is not a valid target address"}},
+    {'t', "22:fd00::5x", {"at position 11", "unexpected 'x' after the target address"}},
+    {'t', "22:fd00::5x/80", {"at position 11", "unexpected 'x' in the listen address"}},
+    {'t', "all:fd00::5::1", {"at position 5", "'fd00::5::1' is not a valid target address"}},
     {'t', "0.0.0.0/22:192.0.2.1:80", {"at position 21", "after '/', not ':'", "write 22:192.0.2.1/80"}},
     {'t', "22:[::1", {"at position 4", "no matching ']'"}},
     {'t', "22:[::1]x", {"at position 9", "unexpected 'x' after the target address"}},

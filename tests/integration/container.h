@@ -1,0 +1,38 @@
+// A stand-in for a rootless container, for the target namespace tests: the
+// sluice_test_container binary (container_main.cc) run as a child, with its
+// own user and network namespace and echo servers on its loopback.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::test {
+
+/// A running sluice_test_container. It ends when the object goes.
+class Container {
+ public:
+  /// Starts it with `args` ("tcp 8080 udp 5353": TCP and UDP echo servers on
+  /// 127.0.0.1 and ::1 inside) and waits (at most 10 s) until it says ready.
+  /// pid() is -1 when it did not.
+  explicit Container(const std::vector<std::string>& args);
+  /// Closes its stdin, so it exits; waits up to 2 s, then kills it.
+  ~Container();
+  Container(const Container&) = delete;
+  Container& operator=(const Container&) = delete;
+
+  /// The pid of the process inside the namespaces, or -1.
+  pid_t pid() const { return pid_; }
+  /// Its network namespace file, for sluiced --netns.
+  std::string netns() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
+  /// Its user namespace file, for sluiced --userns.
+  std::string userns() const { return "/proc/" + std::to_string(pid_) + "/ns/user"; }
+
+ private:
+  pid_t pid_ = -1;
+  pid_t child_ = -1;
+  int stdin_ = -1;
+};
+
+}  // namespace sluice::test
