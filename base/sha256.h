@@ -8,7 +8,7 @@
 // broker and worker together (docs/BENCHMARKS.md). The code is the
 // specification's, checked against the NIST example vectors and against
 // libcrypto on random inputs of every length up to several blocks
-// (tests/unit/sha256_test.cc). It needs no syscall, so it is safe under
+// (tests/base/sha256_test.cc). It needs no syscall, so it is safe under
 // every seccomp filter.
 #pragma once
 

@@ -1,7 +1,7 @@
 // sluicectl's long options: pesto's own option table (pesto.c) and sluice's
 // additions, and how a name on the command line finds its option, as
 // getopt_long(3) finds it: the exact name, or an unambiguous prefix. Pure;
-// used by cli.cc and unit-tested in tests/ctl/cli_test.cc.
+// used by cli.cc and unit-tested in tests/client/cli_test.cc.
 #pragma once
 
 #include <span>

@@ -20,8 +20,8 @@
 #include "base/sha256.h"
 #include "client/audit_verify.h"
 #include "schema/audit_line.h"
-#include "tests/ctl/json_check.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/json_check.h"
 
 namespace sluice::fuzz {
 namespace {

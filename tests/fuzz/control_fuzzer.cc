@@ -35,8 +35,8 @@
 #include "schema/codec.h"
 #include "schema/frame.h"
 #include "schema/rules/table_edit.h"
-#include "tests/ctl/json_check.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/json_check.h"
 
 namespace sluice::fuzz {
 namespace {

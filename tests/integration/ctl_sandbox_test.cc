@@ -21,8 +21,8 @@
 
 #include "base/unique_fd.h"
 #include "schema/codec.h"
-#include "tests/ctl/json_check.h"
 #include "tests/integration/daemon.h"
+#include "tests/json_check.h"
 
 namespace sluice::test {
 namespace {

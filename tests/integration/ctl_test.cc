@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "tests/ctl/json_check.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
+#include "tests/json_check.h"
 
 namespace sluice::test {
 namespace {

@@ -14,11 +14,11 @@
 #include <string>
 #include <thread>
 
-#include "tests/ctl/json_check.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
+#include "tests/json_check.h"
 
 namespace sluice::test {
 namespace {

@@ -9,10 +9,10 @@
 #include <cstring>
 #include <string>
 
-#include "tests/ctl/json_check.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
+#include "tests/json_check.h"
 
 namespace sluice::test {
 namespace {

@@ -23,7 +23,7 @@
 #include "base/unique_fd.h"
 #include "client/audit_verify.h"
 #include "policy/seccomp.h"
-#include "tests/audit/audit_test_util.h"
+#include "tests/audit_util.h"
 
 namespace sluice::testing {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "schema/audit_line.h"
 #include "schema/codec.h"
-#include "tests/audit/audit_test_util.h"
+#include "tests/audit_util.h"
 
 namespace sluice::testing {
 namespace {

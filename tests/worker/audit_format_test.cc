@@ -15,7 +15,7 @@
 
 #include "base/unique_fd.h"
 #include "client/audit_verify.h"
-#include "tests/audit/audit_test_util.h"
+#include "tests/audit_util.h"
 #include "worker/event_loop.h"
 
 namespace sluice::testing {

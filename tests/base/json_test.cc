@@ -7,7 +7,7 @@
 #include <string>
 
 #include "base/json.h"
-#include "tests/ctl/json_check.h"
+#include "tests/json_check.h"
 
 namespace sluice {
 namespace {

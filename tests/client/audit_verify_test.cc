@@ -12,7 +12,7 @@
 #include <random>
 
 #include "client/audit_verify.h"
-#include "tests/audit/audit_test_util.h"
+#include "tests/audit_util.h"
 
 namespace sluice::testing {
 namespace {

@@ -13,7 +13,7 @@
 #include "client/render.h"
 #include "policy/validate.h"
 #include "schema/rules/table_edit.h"
-#include "tests/ctl/json_check.h"
+#include "tests/json_check.h"
 
 namespace sluice {
 namespace {
