@@ -234,6 +234,24 @@ TEST_F(SluicedProcessTest, ReportsAMissingWorker) {
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
 }
 
+TEST_F(SluicedProcessTest, RefusesAControlSocketDirectoryOthersCanWrite) {
+  // Security review item 7: anyone who can write to the directory could
+  // replace the socket; sluiced stops with one line saying what to change.
+  const fs::path shared = dir_ / "shared";
+  fs::create_directory(shared);
+  fs::permissions(shared, fs::perms::all);
+  control_ = (shared / "control.sock").string();
+  start({});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find(shared.string() +
+                       ", the control socket's directory, is writable by other users (mode "
+                       "0777), who could replace the socket; run chmod go-w (or chmod +t) on "
+                       "it, or pass another -c PATH\n"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "a socket was created there";
+}
+
 TEST_F(SluicedProcessTest, RefusesASecondBrokerOnTheSameSocket) {
   start({});
   ASSERT_TRUE(wait_for_log("list the rules with"));

@@ -1,14 +1,17 @@
 // sluiced's start-up pieces that run before the loop: option parsing and the
-// worker's argv, the control socket (stale / live / non-socket), the
-// capability read-back checks, and fd placement.
+// worker's argv, the control socket (stale / live / non-socket, its
+// directory, its mode), the capability read-back checks, and fd placement.
 #include <fcntl.h>
+#include <seccomp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -272,6 +275,100 @@ TEST_F(ControlSocketTest, RejectsTooLongAndMissingDirectory) {
   auto missing = create_control_socket(dir_ + "/nodir/control.sock");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("ENOENT"), std::string::npos);
+}
+
+// Security review item 7: with -c PATH in a directory others can write, a
+// symlink swapped in between bind() and a chmod by path made a root sluiced
+// chmod any file to 0660. The socket is now born 0660 (umask around bind), no
+// chmod follows, and such a directory is refused.
+
+TEST_F(ControlSocketTest, DirectoryWritableByOthersIsRefused) {
+  ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
+  auto s = create_control_socket(path_);
+  ASSERT_FALSE(s.ok()) << "a world-writable directory was accepted";
+  EXPECT_EQ(s.error().message, dir_ +
+                                   ", the control socket's directory, is writable by other "
+                                   "users (mode 0777), who could replace the socket; run chmod "
+                                   "go-w (or chmod +t) on it, or pass another -c PATH");
+  EXPECT_NE(::access(path_.c_str(), F_OK), 0) << "nothing may be created there";
+  ASSERT_EQ(::chmod(dir_.c_str(), 0770), 0);  // group-writable: the same
+  EXPECT_FALSE(create_control_socket(path_).ok());
+}
+
+TEST_F(ControlSocketTest, StickyDirectoryWritableByOthersIsAccepted) {
+  // Like /tmp: others may add files, but not remove or rename ours.
+  ASSERT_EQ(::chmod(dir_.c_str(), 01777), 0);
+  auto s = create_control_socket(path_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  struct stat st;
+  ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  remove_control_socket(*s);
+}
+
+TEST(ControlDir, OnlyRootOrSluicedsUserMayOwnIt) {
+  EXPECT_TRUE(check_control_dir("/run/sluice", 0, 040755, 0).ok());
+  EXPECT_TRUE(check_control_dir("/run/user/1000/sluice", 1000, 040700, 1000).ok());
+  EXPECT_TRUE(check_control_dir("/run", 0, 040755, 1000).ok());  // root's directory
+  auto other = check_control_dir("/home/eve", 1001, 040755, 0);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().message,
+            "/home/eve, the control socket's directory, belongs to uid 1001, who could replace "
+            "the socket; use a directory of root or of uid 0 (such as /run/sluice), or pass "
+            "another -c PATH");
+  EXPECT_FALSE(check_control_dir("/tmp/eve", 1001, 041777, 1000).ok());  // sticky, but hers
+}
+
+TEST(ControlDir, WritableByOthersOnlyWhenSticky) {
+  EXPECT_FALSE(check_control_dir("/d", 0, 040777, 0).ok());
+  EXPECT_FALSE(check_control_dir("/d", 0, 040775, 0).ok());
+  EXPECT_FALSE(check_control_dir("/d", 0, 040757, 0).ok());
+  EXPECT_TRUE(check_control_dir("/tmp", 0, 041777, 0).ok());
+  EXPECT_TRUE(check_control_dir("/d", 0, 041775, 0).ok());
+  EXPECT_TRUE(check_control_dir("/d", 0, 040750, 0).ok());
+}
+
+/// In a child: loads a filter that fails every chmod with EPERM, sets the
+/// umask to `umask_value`, and creates the control socket at `path`. Exits 0
+/// when that worked, 1 when it failed (the message on stderr), 2 when the
+/// filter could not be loaded.
+[[noreturn]] void create_without_chmod(const std::string& path, mode_t umask_value) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) ::_exit(2);
+  for (const char* name : {"chmod", "fchmod", "fchmodat"}) {
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), seccomp_syscall_resolve_name(name), 0) != 0) {
+      ::_exit(2);
+    }
+  }
+  if (seccomp_load(ctx) != 0) ::_exit(2);
+  ::umask(umask_value);
+  auto s = create_control_socket(path);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", s.error().message.c_str());
+    ::_exit(1);
+  }
+  s->listen_fd.release();  // the file stays for the parent to check
+  ::_exit(0);
+}
+
+TEST_F(ControlSocketTest, SocketIsBornWithItsModeWithoutAnyChmod) {
+  // Whatever the process umask, the socket is 0660 straight from bind(): a
+  // chmod by path after it is what a swapped-in symlink would redirect.
+  for (mode_t umask_value : {mode_t{0}, mode_t{022}, mode_t{077}}) {
+    SCOPED_TRACE(umask_value);
+    ::unlink(path_.c_str());
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) create_without_chmod(path_, umask_value);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "the control socket needed a chmod (or failed)";
+    struct stat st;
+    ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0660u);
+  }
 }
 
 // --- capability read-back ---
