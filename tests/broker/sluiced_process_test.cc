@@ -252,6 +252,30 @@ TEST_F(SluicedProcessTest, RefusesAControlSocketDirectoryOthersCanWrite) {
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "a socket was created there";
 }
 
+TEST_F(SluicedProcessTest, RefusesAnAuditLogThatIsASymlinkOrADevice) {
+  // Security review item 8: --audit-log followed symlinks and took FIFOs and
+  // devices. sluiced now exits 1 with one line, before it starts a worker.
+  const fs::path target = dir_ / "elsewhere";
+  fs::create_symlink(target, dir_ / "audit.link");
+  start({"--audit-log", (dir_ / "audit.link").string()});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("audit log " + (dir_ / "audit.link").string() +
+                       " is a symbolic link, which sluiced does not follow; give the path of "
+                       "the file itself to --audit-log\n"),
+            std::string::npos)
+      << log();
+  EXPECT_FALSE(fs::exists(target)) << "the symlink was followed";
+  EXPECT_EQ(log().find("fake-worker"), std::string::npos) << "a worker was started\n" << log();
+
+  fs::rename(dir_ / "stderr.log", dir_ / "first.log");
+  start({"--audit-log", "/dev/null"});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("audit log /dev/null is a character device; --audit-log needs a regular "
+                       "file"),
+            std::string::npos)
+      << log();
+}
+
 TEST_F(SluicedProcessTest, RefusesASecondBrokerOnTheSameSocket) {
   start({});
   ASSERT_TRUE(wait_for_log("list the rules with"));

@@ -1,6 +1,7 @@
 // sluiced's start-up pieces that run before the loop: option parsing and the
 // worker's argv, the control socket (stale / live / non-socket, its
-// directory, its mode), the capability read-back checks, and fd placement.
+// directory, its mode), the audit log, the capability read-back checks, and
+// fd placement.
 #include <fcntl.h>
 #include <seccomp.h>
 #include <sys/socket.h>
@@ -13,12 +14,14 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "broker/control_socket.h"
 #include "broker/isolation.h"
 #include "broker/options.h"
+#include "broker/worker_launch.h"
 
 namespace sluice {
 namespace {
@@ -369,6 +372,122 @@ TEST_F(ControlSocketTest, SocketIsBornWithItsModeWithoutAnyChmod) {
     EXPECT_TRUE(S_ISSOCK(st.st_mode));
     EXPECT_EQ(st.st_mode & 07777, 0660u);
   }
+}
+
+// --- the audit log (--audit-log FILE) ---
+//
+// Security review item 8: the file was opened following symlinks, and a FIFO
+// or a device was taken as the log (a FIFO without a reader hung sluiced in
+// open). Now: O_NOFOLLOW|O_NONBLOCK, then only a regular file of sluiced's
+// user, with one name and no group or other write bit.
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sluice-audit-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  /// Returns `name` inside the test directory.
+  std::string at(const char* name) const { return dir_ + "/" + name; }
+
+  /// Runs open_audit_log(`path`) in a child that a hang cannot outlive
+  /// (SIGALRM after 5 s), and expects it to be refused with an error that
+  /// contains `needle`.
+  void expect_refused(const std::string& path, const std::string& needle) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::alarm(5);
+      auto fd = open_audit_log(path);
+      if (fd.ok()) ::_exit(10);
+      std::fprintf(stderr, "%s\n", fd.error().message.c_str());
+      ::_exit(fd.error().message.find(needle) != std::string::npos &&
+                      fd.error().message.find('\n') == std::string::npos
+                  ? 0
+                  : 11);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_FALSE(WIFSIGNALED(status))
+        << path << ": open_audit_log hung (signal " << WTERMSIG(status) << ")";
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_NE(WEXITSTATUS(status), 10) << path << " was accepted as the audit log";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << path << ": the error does not say \"" << needle << "\"";
+  }
+
+  std::string dir_;
+};
+
+TEST_F(AuditLogTest, CreatesAnAppendOnlyBlockingFileOfMode0600) {
+  auto fd = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  struct stat st;
+  ASSERT_EQ(::fstat(fd->get(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0077, 0u);
+  const int flags = ::fcntl(fd->get(), F_GETFL);
+  EXPECT_NE(flags & O_APPEND, 0);
+  EXPECT_EQ(flags & O_NONBLOCK, 0) << "the sink blocks as it always did";
+  EXPECT_EQ(flags & O_ACCMODE, O_WRONLY);
+  EXPECT_NE(::fcntl(fd->get(), F_GETFD) & FD_CLOEXEC, 0);
+  // An existing log is opened again and appended to.
+  ASSERT_EQ(::write(fd->get(), "a\n", 2), 2);
+  auto again = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  ASSERT_EQ(::write(again->get(), "b\n", 2), 2);
+  ASSERT_EQ(::fstat(again->get(), &st), 0);
+  EXPECT_EQ(st.st_size, 4);
+}
+
+TEST_F(AuditLogTest, SymlinkIsRefusedAndNotFollowed) {
+  const std::string target = at("target");
+  ASSERT_EQ(::symlink(target.c_str(), at("dangling").c_str()), 0);
+  expect_refused(at("dangling"), "is a symbolic link, which sluiced does not follow");
+  EXPECT_NE(::access(target.c_str(), F_OK), 0) << "the symlink's target was created";
+  UniqueFd existing(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(existing.valid());
+  ASSERT_EQ(::symlink(target.c_str(), at("link").c_str()), 0);
+  expect_refused(at("link"), "is a symbolic link");
+}
+
+TEST_F(AuditLogTest, FifoIsRefusedWithOrWithoutAReader) {
+  ASSERT_EQ(::mkfifo(at("fifo").c_str(), 0600), 0);
+  expect_refused(at("fifo"), "--audit-log needs a regular file");  // no reader: ENXIO at once
+  UniqueFd reader(::open(at("fifo").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  expect_refused(at("fifo"), "is a FIFO; --audit-log needs a regular file");
+}
+
+TEST_F(AuditLogTest, DeviceIsRefused) {
+  expect_refused("/dev/null", "/dev/null is a character device; --audit-log needs a regular file");
+}
+
+TEST_F(AuditLogTest, FileWritableByOthersIsRefused) {
+  for (mode_t mode : {mode_t{0620}, mode_t{0602}, mode_t{0666}}) {
+    const std::string path = at("shared.log");
+    ::unlink(path.c_str());
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+    expect_refused(path, "is writable by other users");
+  }
+}
+
+TEST_F(AuditLogTest, FileWithASecondNameIsRefused) {
+  UniqueFd fd(::open(at("one").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::link(at("one").c_str(), at("two").c_str()), 0);
+  expect_refused(at("one"), "has 2 names (hard links)");
+}
+
+TEST_F(AuditLogTest, AnotherUsersFileIsRefused) {
+  UniqueFd fd(::open(at("theirs").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd.valid());
+  if (::fchown(fd.get(), 65534, 65534) != 0) GTEST_SKIP() << "cannot chown here (not root)";
+  expect_refused(at("theirs"), "belongs to uid 65534, not to uid");
 }
 
 // --- capability read-back ---
