@@ -38,7 +38,7 @@ struct RuleCounters {
   uint64_t datagrams_to_target = 0;
   uint64_t datagrams_to_client = 0;
   uint64_t dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
-  uint64_t loops = 0;    // TCP connections reset, UDP datagrams dropped: they came from sluice itself
+  uint64_t loops = 0;  // TCP connections reset, UDP datagrams dropped: they came from sluice itself
 };
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
