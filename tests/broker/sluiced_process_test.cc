@@ -210,6 +210,23 @@ TEST_F(SluicedProcessTest, ViolationKillsTheWorkerAndExitsNonzero) {
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
 }
 
+TEST_F(SluicedProcessTest, PeerQueryWithALingeringTcpSocketIsAViolationWithoutAHang) {
+  // Security review item 9, under the broker's seccomp filter: the socket's
+  // kind is checked first (SO_DOMAIN, SO_TYPE) and its close does not linger
+  // (SO_LINGER 0), so sluiced kills the worker and exits at once instead of
+  // waiting 30 s in close() with SIGTERM blocked.
+  start({"-t", "peer-query-tcp"});
+  ASSERT_TRUE(wait_for_log("fake-worker: sending a PeerQuery with a lingering TCP socket"));
+  auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
+  EXPECT_NE(log().find("does not permit: PeerQuery with a socket of family 2 and type 1, not the "
+                       "UNIX stream socket of a control client"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(log().find("killed by signal 9"), std::string::npos) << log();
+}
+
 TEST_F(SluicedProcessTest, ReportsAWorkerThatCannotBeExecuted) {
   fs::remove(dir_ / "sluice-worker");
   {
