@@ -178,6 +178,15 @@ const std::vector<Probe>& client_probes() {
        FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
       {"mremap", Expect::kKilled, FORBIDDEN(mremap(f.page, 4096, 8192, MREMAP_MAYMOVE))},
       {"mprotect", Expect::kKilled, FORBIDDEN(mprotect(f.page, 4096, PROT_READ))},
+      // Request deadlines read CLOCK_MONOTONIC_COARSE, which the vDSO
+      // serves without the syscall (client/control_client.cc).
+      {"clock_monotonic_coarse_from_vdso", Expect::kAllowed,
+       +[](const ProbeFds&) {
+         timespec a, b;
+         return clock_gettime(CLOCK_MONOTONIC_COARSE, &a) == 0 &&
+                clock_gettime(CLOCK_MONOTONIC_COARSE, &b) == 0 &&
+                (b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec));
+       }},
       {"clock_gettime_syscall", Expect::kKilled,
        +[](const ProbeFds&) {
          timespec ts;
