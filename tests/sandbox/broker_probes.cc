@@ -46,11 +46,11 @@ constexpr int kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 constexpr const char* kNoSuchFile = "sluice-broker-probe-no-such-file";
 
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 /// Creates a socket as the listener factory does and closes it; true when
@@ -155,14 +155,14 @@ const std::vector<Probe>& broker_probes() {
     {"read_channel", Expect::kKilled,
      +[](const ProbeFds&) {
        char c;
-       (void)read(kChannel, &c, 1);
+       [[maybe_unused]] ssize_t n = read(kChannel, &c, 1);
        return false;
      },
      kSetupBrokerFds},
     {"read_stdin", Expect::kKilled,
      +[](const ProbeFds&) {
        char c;
-       (void)read(0, &c, 0);
+       [[maybe_unused]] ssize_t n = read(0, &c, 0);
        return false;
      },
      kSetupBrokerFds},

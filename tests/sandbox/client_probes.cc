@@ -30,11 +30,11 @@ namespace sluice::testing {
 namespace {
 
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 /// ioctl(fd, TCGETS), as isatty() makes it.
@@ -82,13 +82,13 @@ const std::vector<Probe>& client_probes() {
       {"read", Expect::kKilled,
        +[](const ProbeFds& f) {
          char c;
-         (void)read(f.stream[1], &c, 1);
+         [[maybe_unused]] ssize_t n = read(f.stream[1], &c, 1);
          return false;
        }},
       {"read_stdin", Expect::kKilled,
        +[](const ProbeFds&) {
          char c;
-         (void)read(0, &c, 0);
+         [[maybe_unused]] ssize_t n = read(0, &c, 0);
          return false;
        }},
       {"sendmsg", Expect::kKilled,

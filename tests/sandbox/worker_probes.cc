@@ -147,11 +147,11 @@ long raw_sendmmsg(int fd, unsigned long flags) {
 constexpr int kAuditFd = wire::kWorkerFdAudit;
 
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 }  // namespace
@@ -257,7 +257,7 @@ const std::vector<Probe>& worker_probes() {
         {"splice_offset_out_into_audit_fd", Expect::kKilled,
          +[](const ProbeFds& f) {
            loff_t at = 0;
-           (void)write(f.pipe_w, "xx", 2);
+           [[maybe_unused]] ssize_t n = write(f.pipe_w, "xx", 2);
            (void)splice(f.pipe_r, nullptr, kAuditFd, &at, 2, 0);
            return false;
          },
@@ -277,7 +277,8 @@ const std::vector<Probe>& worker_probes() {
         {"pipe2_direct", Expect::kKilled,
          +[](const ProbeFds&) {
            int p[2];
-           return pipe2(p, O_DIRECT) == 0 && false;
+           [[maybe_unused]] int rc = pipe2(p, O_DIRECT);
+           return false;
          }},
         {"pipe", Expect::kKilled,
          +[](const ProbeFds&) {
