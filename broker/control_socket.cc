@@ -57,7 +57,7 @@ socklen_t fill_addr(const std::string& name, struct sockaddr_un* addr) {
 /// the path's components meanwhile. The broker is single-threaded here.
 class ScopedCwd {
  public:
-  /// Remembers the current directory and moves to `dir_fd`; check ok().
+  /// Remembers the current directory and moves to `dir_fd`; check error().
   explicit ScopedCwd(int dir_fd) : old_(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) {
     if (!old_.valid() || ::fchdir(dir_fd) != 0) {
       err_ = errno;
@@ -124,7 +124,7 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   return Ok();
 }
 
-/// Binds `fd` to `sock.name` in the working directory (sock.dir_fd) with the
+/// Binds sock.listen_fd to sock.name in the working directory (sock.dir_fd) with the
 /// socket file's final mode 0660 from birth: bind() applies the umask to
 /// 0777, and no chmod by path follows, which a symlink swapped in after the
 /// bind would redirect to any file. Then checks what was created (a socket,
