@@ -45,12 +45,38 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   return len;
 }
 
+/// Returns the code point of the valid UTF-8 sequence of `len` (2 to 4)
+/// bytes at `s[i]` (utf8_sequence() vouched for it).
+uint32_t code_point(std::string_view s, size_t i, size_t len) {
+  static const unsigned kLeadMask[5] = {0, 0, 0x1f, 0x0f, 0x07};
+  uint32_t cp = static_cast<unsigned char>(s[i]) & kLeadMask[len];
+  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+  return cp;
+}
+
+/// Returns true for the valid characters that are escaped all the same,
+/// because a terminal acts on them when --json output is shown as it is:
+///   - U+0080 to U+009F, the C1 controls (U+009B is CSI on terminals that
+///     take 8-bit controls, U+009D OSC);
+///   - U+202A to U+202E and U+2066 to U+2069, the bidirectional embeddings,
+///     overrides and isolates, which reorder what follows them on the line
+///     (CVE-2021-42574, "Trojan Source").
+bool terminal_hazard(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+         (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/// Appends the \uXXXX escape (lower-case hex) of the code point `cp`, which
+/// is at most U+FFFF.
+void append_u(std::string* out, uint32_t cp) {
+  static const char kHex[] = "0123456789abcdef";
+  *out += "\\u";
+  for (int shift = 12; shift >= 0; shift -= 4) *out += kHex[(cp >> shift) & 15];
+}
+
 /// Appends the \u00XX escape of `b`.
 void append_u00(std::string* out, unsigned char b) {
-  static const char kHex[] = "0123456789abcdef";
-  *out += "\\u00";
-  *out += kHex[b >> 4];
-  *out += kHex[b & 15];
+  append_u(out, b);
 }
 
 }  // namespace
@@ -65,6 +91,9 @@ void append_json_string(std::string* out, std::string_view bytes, JsonText mode)
       if (len == 0) {
         append_u00(out, c);  // not UTF-8, or ASCII-only output: keep the value visible
         ++i;
+      } else if (uint32_t cp = code_point(bytes, i, len); terminal_hazard(cp)) {
+        append_u(out, cp);  // the same character to a JSON reader, inert on a terminal
+        i += len;
       } else {
         out->append(bytes.substr(i, len));
         i += len;

@@ -7,9 +7,12 @@
 //
 // Strings are bytes. In UTF-8 mode, valid UTF-8 passes through and every byte
 // that is not part of a valid UTF-8 sequence (and every control byte) is
-// written as \u00XX; in ASCII mode every byte from 0x7f up is. Either way the
-// output is always valid JSON and a hostile rule or message text cannot break
-// its structure.
+// written as \u00XX; the C1 controls (U+0080 to U+009F) and the bidi
+// embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069) are
+// valid but written as \uXXXX too, since a terminal acts on them. In ASCII mode
+// every byte from 0x7f up is written as \u00XX. Either way the output is always
+// valid JSON, and a hostile rule or message text can neither break its
+// structure nor act on the terminal that shows it.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +24,8 @@ namespace sluice {
 
 /// What passes through unescaped besides printable ASCII.
 enum class JsonText {
-  kUtf8,   // valid UTF-8 sequences pass through; invalid bytes become \u00XX
+  kUtf8,   // valid UTF-8 passes through, but for C1 and bidi controls (\uXXXX);
+           // invalid bytes become \u00XX
   kAscii,  // every byte from 0x7f up becomes \u00XX: the output is pure ASCII
 };
 
@@ -30,7 +34,8 @@ enum class JsonText {
 /// byte below 0x20 and 0x7f is written as \u00xx (lower-case hex), so no
 /// input can end the string or the line early. Bytes from 0x80 up follow
 /// `mode`; in kUtf8, overlong forms, surrogates and code points above
-/// U+10FFFF are invalid. Never fails.
+/// U+10FFFF are invalid, and U+0080 to U+009F, U+202A to U+202E and U+2066 to
+/// U+2069 are written as \uXXXX (lower-case hex). Never fails.
 void append_json_string(std::string* out, std::string_view bytes, JsonText mode);
 
 /// Returns `bytes` as a JSON string literal in UTF-8 mode (see

@@ -38,8 +38,29 @@ Result<void> send_message(int sock, const void* data, size_t len,
   }
 }
 
-Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t max_fds,
-                                        int flags) noexcept {
+void close_without_linger(std::vector<UniqueFd>& fds) noexcept {
+  const struct linger off = {0, 0};
+  for (UniqueFd& fd : fds) {
+    (void)::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &off, sizeof(off));  // ENOTSOCK: fine
+    fd.reset();
+  }
+  fds.clear();
+}
+
+namespace {
+
+/// Returns `error` as a failure, after closing the fds of `out` as `refused`
+/// says.
+Unexpected refuse(ReceivedMessage& out, RefusedFds refused, Error error) noexcept {
+  if (refused == RefusedFds::kCloseWithoutLinger) close_without_linger(out.fds);
+  out.fds.clear();
+  return Err(std::move(error));
+}
+
+}  // namespace
+
+Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t max_fds, int flags,
+                                        RefusedFds refused) noexcept {
   struct iovec iov = {buf, cap};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
@@ -72,18 +93,25 @@ Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t 
     }
   }
   if (msg.msg_flags & MSG_CTRUNC) {
-    return Err(EMSGSIZE,
-               "message arrived with truncated control data (MSG_CTRUNC): the fd limit "
-               "was reached or the peer sent too many fds");
+    return refuse(out, refused,
+                  Error{EMSGSIZE,
+                        "message arrived with truncated control data (MSG_CTRUNC): the fd "
+                        "limit was reached or the peer sent too many fds"});
   }
-  if (msg.msg_flags & MSG_TRUNC) return Err(EMSGSIZE, "message larger than its buffer (MSG_TRUNC)");
+  if (msg.msg_flags & MSG_TRUNC) {
+    return refuse(out, refused, Error{EMSGSIZE, "message larger than its buffer (MSG_TRUNC)"});
+  }
   if ((msg.msg_flags & ~MSG_CMSG_CLOEXEC) != 0) {
-    return Err(EPROTO, "unexpected msg_flags " + std::to_string(msg.msg_flags));
+    return refuse(out, refused,
+                  Error{EPROTO, "unexpected msg_flags " + std::to_string(msg.msg_flags)});
   }
-  if (foreign_cmsg) return Err(EPROTO, "control message that is not SCM_RIGHTS");
+  if (foreign_cmsg) {
+    return refuse(out, refused, Error{EPROTO, "control message that is not SCM_RIGHTS"});
+  }
   if (out.fds.size() > max_fds) {
-    return Err(EPROTO, "message carried " + std::to_string(out.fds.size()) + " fds, at most " +
-                           std::to_string(max_fds) + " allowed");
+    return refuse(out, refused,
+                  Error{EPROTO, "message carried " + std::to_string(out.fds.size()) +
+                                    " fds, at most " + std::to_string(max_fds) + " allowed"});
   }
   return out;
 }

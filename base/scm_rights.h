@@ -27,13 +27,31 @@ struct ReceivedMessage {
 Result<void> send_message(int sock, const void* data, size_t len,
                           std::span<const int> fds) noexcept;
 
+/// How receive_message() closes the fds of a message it refuses.
+enum class RefusedFds {
+  kClose,               // plain close(): for fds from a trusted peer
+  kCloseWithoutLinger,  // close_without_linger(): for fds from a less privileged peer
+};
+
 /// Receives one message into `buf` (capacity `cap`) with MSG_CMSG_CLOEXEC, and
-/// wraps every fd at once. Fails, closing whatever fds arrived, on a truncated
-/// payload (MSG_TRUNC), truncated control data (MSG_CTRUNC), any other
-/// unexpected msg_flags, a control message that is not SCM_RIGHTS, or more than
-/// `max_fds` fds. EAGAIN/EINTR come back as an Error with that errno.
-/// Needs the `recvmsg` syscall.
+/// wraps every fd at once. Fails, closing whatever fds arrived as `refused`
+/// says, on a truncated payload (MSG_TRUNC), truncated control data
+/// (MSG_CTRUNC), any other unexpected msg_flags, a control message that is not
+/// SCM_RIGHTS, or more than `max_fds` fds. EAGAIN/EINTR come back as an Error
+/// with that errno. Needs the `recvmsg` syscall (and what
+/// close_without_linger() needs, with kCloseWithoutLinger).
 Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t max_fds,
-                                        int flags = 0) noexcept;
+                                        int flags = 0,
+                                        RefusedFds refused = RefusedFds::kClose) noexcept;
+
+/// Closes every fd of `fds` (and empties it) so that no close() can block.
+/// The peer that sent them chose what they are: the last close of a TCP
+/// socket with SO_LINGER on waits up to the linger time for its unsent data to
+/// leave, and with signals handled through a signalfd (as in sluiced) nothing
+/// interrupts that wait. So each fd first gets SO_LINGER {0, 0}, which makes
+/// the close return at once (the kernel still sends what it can); a non-socket
+/// refuses the option and is closed as it is. Never fails. Needs `setsockopt`
+/// (SOL_SOCKET, SO_LINGER) and `close`.
+void close_without_linger(std::vector<UniqueFd>& fds) noexcept;
 
 }  // namespace sluice

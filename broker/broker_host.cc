@@ -162,6 +162,28 @@ Result<void> validate_peer_query(const wire::PeerQueryMsg& msg) {
   return Ok();
 }
 
+Result<void> check_peer_socket(int fd) {
+  int domain = -1, type = -1;
+  socklen_t len = sizeof(domain);
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    int err = errno;
+    return Err(err, "getsockopt(SO_DOMAIN): " + errno_text(err));
+  }
+  len = sizeof(type);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    int err = errno;
+    return Err(EPROTO, "a socket of family " + std::to_string(domain) +
+                           " whose type cannot be read (" + errno_text(err) + ")");
+  }
+  if (domain != AF_UNIX || type != SOCK_STREAM) {
+    return Err(EPROTO, "a socket of family " + std::to_string(domain) + " and type " +
+                           std::to_string(type) +
+                           ", not the UNIX stream socket of a control client (family " +
+                           std::to_string(AF_UNIX) + ", type " + std::to_string(SOCK_STREAM) + ")");
+  }
+  return Ok();
+}
+
 void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply) {
   reply->status = 0;
   reply->pid = 0;
@@ -214,9 +236,11 @@ HandleStatus BrokerHost::handle_one(int fd) {
   // One byte more than the largest request: an oversized datagram then shows
   // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
   fds_.clear();
-  // At most one fd (a PeerQuery's); more is MSG_CTRUNC, a violation, and
-  // receive_message closes whatever arrived.
-  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 1, MSG_DONTWAIT);
+  // At most one fd (a PeerQuery's); more is a violation, and receive_message
+  // closes whatever arrived. Every fd the worker sent that the broker closes
+  // is closed without lingering (close_without_linger): the worker chose it.
+  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 1, MSG_DONTWAIT,
+                             RefusedFds::kCloseWithoutLinger);
   if (!got) {
     const Error& e = got.error();
     if (e.err == EAGAIN || e.err == EWOULDBLOCK) return HandleStatus::kContinue;
@@ -231,7 +255,7 @@ HandleStatus BrokerHost::handle_one(int fd) {
   fds_ = std::move(got->fds);
   auto type = check_envelope({buf_.get(), len_}, fds_.size(), state_);
   if (!type) {
-    fds_.clear();  // a violation keeps nothing the worker sent
+    close_without_linger(fds_);  // a violation keeps nothing the worker sent
     return fail(HandleStatus::kViolation, type.error().message);
   }
   const DispatchEntry* entry = find_entry(static_cast<uint32_t>(*type));
@@ -274,10 +298,24 @@ HandleStatus BrokerHost::answer_peer_query(int fd) {
   std::memcpy(&msg, buf_.get(), sizeof(msg));
   auto ok = validate_peer_query(msg);
   if (!ok) return fail(HandleStatus::kViolation, "malformed PeerQuery: " + ok.error().message);
+  // What the fd is comes first: only a UNIX stream socket, whose close never
+  // lingers, is asked anything. Another socket cannot have come from the
+  // control socket, so the worker is compromised; its fd is closed without
+  // lingering. A non-socket keeps its errno answer (ENOTSOCK).
+  auto kind = check_peer_socket(fds_.at(0).get());
+  if (!kind && kind.error().err == EPROTO) {
+    close_without_linger(fds_);
+    return fail(HandleStatus::kViolation, "PeerQuery with " + kind.error().message);
+  }
   wire::PeerReplyMsg reply = {};
   reply.header = wire::header(wire::BrokerMsg::kPeerReply, msg.header.sequence);
-  answer_peer(control_, fds_.at(0).get(), &reply);
-  fds_.clear();  // the broker's copy of the connection is closed before it answers
+  if (kind) {
+    answer_peer(control_, fds_.at(0).get(), &reply);
+  } else {
+    reply.status = kind.error().err;
+    reply.access = wire::kAccessNone;
+  }
+  close_without_linger(fds_);  // the broker's copy is closed before it answers
   LOG_DEBUG("PeerQuery #%llu: status %d pid %d uid %u gid %u access %u (line %u)",
             static_cast<unsigned long long>(msg.header.sequence), reply.status, reply.pid,
             reply.uid, reply.gid, reply.access, reply.line);

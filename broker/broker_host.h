@@ -57,6 +57,15 @@ Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
 /// Checks a PeerQuery: its reserved words are 0.
 Result<void> validate_peer_query(const wire::PeerQueryMsg& msg);
 
+/// Checks the fd of a PeerQuery before anything else is done with it: it must
+/// be a UNIX stream socket (SO_DOMAIN AF_UNIX, SO_TYPE SOCK_STREAM), the only
+/// kind the worker's control socket accepts, and the only kind the broker
+/// asks for credentials. Fails with the errno of SO_DOMAIN for a non-socket
+/// (ENOTSOCK), and with EPROTO, naming the family and type, for any other
+/// socket: one the worker cannot have accepted from a control client.
+/// Needs `getsockopt` (SOL_SOCKET, SO_DOMAIN and SO_TYPE).
+Result<void> check_peer_socket(int fd);
+
 /// Reads the peer credentials of the connected UNIX socket `fd`
 /// (SO_PEERCRED, SO_PEERGROUPS) and decides its access under `policy` into
 /// `reply` (status, pid, uid, gid, access, line). Never fails: a getsockopt
@@ -107,7 +116,9 @@ class BrokerHost {
   HandleStatus answer_hello(int fd);
   /// Answers OpenListeners with ListenersOpened plus the fds of the OK entries.
   HandleStatus answer_open_listeners(int fd);
-  /// Answers PeerQuery with PeerReply and closes the received fd.
+  /// Answers PeerQuery with PeerReply and closes the received fd; a socket
+  /// that check_peer_socket() refuses is a violation (closed without
+  /// lingering, no reply).
   HandleStatus answer_peer_query(int fd);
   /// Sends `len` bytes of reply and `fds`; maps a failure to a status.
   HandleStatus send_reply(int fd, const void* reply, size_t len, std::span<const int> fds);

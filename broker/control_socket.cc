@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -42,16 +43,50 @@ Result<void> ensure_dir(const std::string& dir, mode_t mode) {
   return Ok();
 }
 
-/// Fills `addr` for `path`; the caller checked that the path fits.
-socklen_t fill_addr(const std::string& path, struct sockaddr_un* addr) {
+/// Fills `addr` for `name`; the caller checked that it fits.
+socklen_t fill_addr(const std::string& name, struct sockaddr_un* addr) {
   std::memset(addr, 0, sizeof(*addr));
   addr->sun_family = AF_UNIX;
-  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
-  return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() + 1);
+  std::memcpy(addr->sun_path, name.c_str(), name.size() + 1);
+  return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + name.size() + 1);
 }
 
-/// Handles an existing file at the socket's path: removes a stale socket
-/// (connect refused), refuses a live one or a non-socket.
+/// The working directory moved to a directory fd for as long as it lives, so
+/// that bind() and connect() of a UNIX socket, which take only a path, act in
+/// exactly the directory that was opened and checked, whatever happens to
+/// the path's components meanwhile. The broker is single-threaded here.
+class ScopedCwd {
+ public:
+  /// Remembers the current directory and moves to `dir_fd`; check error().
+  explicit ScopedCwd(int dir_fd) : old_(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) {
+    if (!old_.valid() || ::fchdir(dir_fd) != 0) {
+      err_ = errno;
+      old_.reset();
+    }
+  }
+  /// Returns to the remembered directory (see restore()).
+  ~ScopedCwd() { (void)restore(); }
+  ScopedCwd(const ScopedCwd&) = delete;
+  ScopedCwd& operator=(const ScopedCwd&) = delete;
+
+  /// Returns 0 once in the directory, else the errno of the move.
+  int error() const { return err_; }
+  /// Returns to the remembered directory; 0, or the errno of fchdir.
+  int restore() {
+    if (!old_.valid()) return 0;
+    int rc = ::fchdir(old_.get()) == 0 ? 0 : errno;
+    old_.reset();
+    return rc;
+  }
+
+ private:
+  UniqueFd old_;
+  int err_ = 0;
+};
+
+/// Handles an existing file called `sock.name` in the working directory
+/// (which is sock.dir_fd): removes a stale socket (connect refused), refuses
+/// a live one or a non-socket.
 Result<void> clear_old_socket(const ControlSocket& sock) {
   struct stat st;
   if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -70,7 +105,7 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
     return SysErr(err, "socket(AF_UNIX)");
   }
   struct sockaddr_un addr;
-  socklen_t len = fill_addr(sock.path, &addr);
+  socklen_t len = fill_addr(sock.name, &addr);
   if (::connect(probe.get(), reinterpret_cast<struct sockaddr*>(&addr), len) == 0 ||
       errno == EAGAIN || errno == EINPROGRESS) {
     return Err("another sluiced is listening on " + sock.path +
@@ -89,7 +124,56 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   return Ok();
 }
 
+/// Binds sock.listen_fd to sock.name in the working directory (sock.dir_fd) with the
+/// socket file's final mode 0660 from birth: bind() applies the umask to
+/// 0777, and no chmod by path follows, which a symlink swapped in after the
+/// bind would redirect to any file. Then checks what was created (a socket,
+/// mode 0660: a default ACL on the directory would replace the umask) and
+/// records its identity in `sock`. Fails with the errno or the mode found;
+/// a socket it created with the wrong mode is removed again.
+Result<void> bind_0660(ControlSocket& sock) {
+  struct sockaddr_un addr;
+  socklen_t len = fill_addr(sock.name, &addr);
+  mode_t old_umask = ::umask(kControlSocketUmask);
+  int rc = ::bind(sock.listen_fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len);
+  int bind_err = errno;
+  ::umask(old_umask);
+  if (rc != 0) return SysErr(bind_err, "cannot bind the control socket " + sock.path);
+  struct stat st;
+  if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    int err = errno;
+    return SysErr(err, "cannot stat the control socket " + sock.path);
+  }
+  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != kControlSocketMode) {
+    if (S_ISSOCK(st.st_mode)) ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Err(sock.path + " was created with mode " + mode + ", not 0660 (a default ACL on " +
+               "its directory?); remove the ACL (setfacl -k), or pass another -c PATH");
+  }
+  sock.dev = st.st_dev;
+  sock.ino = st.st_ino;
+  return Ok();
+}
+
 }  // namespace
+
+Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode,
+                               uint32_t euid) {
+  if (owner != 0 && owner != euid) {
+    return Err(dir + ", the control socket's directory, belongs to uid " + std::to_string(owner) +
+               ", who could replace the socket; use a directory of root or of uid " +
+               std::to_string(euid) + " (such as /run/sluice), or pass another -c PATH");
+  }
+  if ((mode & (S_IWGRP | S_IWOTH)) != 0 && (mode & S_ISVTX) == 0) {
+    char octal[8];
+    std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
+    return Err(dir + ", the control socket's directory, is writable by other users (mode " + octal +
+               "), who could replace the socket; run chmod go-w (or chmod +t) on it, " +
+               "or pass another -c PATH");
+  }
+  return Ok();
+}
 
 Result<std::string> default_control_path() {
   std::string tried;
@@ -134,6 +218,18 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
     return Err(err, "cannot open " + dir + ", the directory of the control socket: " +
                         errno_text(err) + "; create it, or pass another -c PATH");
   }
+  struct stat dir_st;
+  if (::fstat(sock.dir_fd.get(), &dir_st) != 0) {
+    int err = errno;
+    return SysErr(err, "cannot stat " + dir);
+  }
+  auto safe = check_control_dir(dir, dir_st.st_uid, dir_st.st_mode, ::geteuid());
+  if (!safe) return Err(safe.error());
+
+  ScopedCwd in_dir(sock.dir_fd.get());
+  if (in_dir.error() != 0) {
+    return SysErr(in_dir.error(), "cannot enter " + dir + ", the directory of the control socket");
+  }
   if (auto ok = clear_old_socket(sock); !ok) return Err(ok.error());
 
   sock.listen_fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -141,27 +237,18 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
     int err = errno;
     return SysErr(err, "socket(AF_UNIX)");
   }
-  socklen_t len = fill_addr(path, &addr);
-  // bind() creates the file with the umask applied (fchmod before bind has no
-  // effect on AF_UNIX). umask 0177 makes it 0600 at birth, so that it is never
-  // more open than intended, and chmod below widens it to exactly 0660.
-  mode_t old_umask = ::umask(0177);
-  int rc = ::bind(sock.listen_fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len);
-  int bind_err = errno;
-  ::umask(old_umask);
-  if (rc != 0) {
-    return SysErr(bind_err, "cannot bind the control socket " + path);
+  auto bound = bind_0660(sock);
+  int back = in_dir.restore();
+  if (!bound) return Err(bound.error());
+  if (back != 0) {
+    ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
+    return SysErr(back, "cannot return to the working directory after binding " + path);
   }
-  struct stat st;
-  if (::fchmodat(sock.dir_fd.get(), sock.name.c_str(), 0660, 0) != 0 ||
-      ::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-      ::listen(sock.listen_fd.get(), kControlBacklog) != 0) {
+  if (::listen(sock.listen_fd.get(), kControlBacklog) != 0) {
     int err = errno;
     ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
-    return SysErr(err, "cannot set up the control socket " + path);
+    return SysErr(err, "cannot listen on the control socket " + path);
   }
-  sock.dev = st.st_dev;
-  sock.ino = st.st_ino;
   return sock;
 }
 

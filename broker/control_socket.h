@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "base/result.h"
@@ -16,6 +17,14 @@ namespace sluice {
 /// tools and scripts, each commit is short, and the worker accepts in its loop;
 /// 64 absorbs a burst of scripted pushes, and the kernel caps it at somaxconn.
 inline constexpr int kControlBacklog = 64;
+
+/// The control socket's mode: its owner (sluiced's user) and group may
+/// connect; the `control` policy then decides what each client may do.
+inline constexpr mode_t kControlSocketMode = 0660;
+/// The umask in force while the socket is bound: bind() creates the file as
+/// 0777 & ~umask, so the socket is born kControlSocketMode, and no chmod by
+/// path (which follows a symlink swapped in after the bind) is needed.
+inline constexpr mode_t kControlSocketUmask = 0117;
 
 /// A created control socket and what is needed to remove it later.
 struct ControlSocket {
@@ -33,10 +42,25 @@ struct ControlSocket {
 /// Fails, saying what was tried and to pass -c PATH, when neither works.
 Result<std::string> default_control_path();
 
-/// Creates the control socket at `path`. An existing socket file is probed
-/// with connect(): ECONNREFUSED means stale (it is removed), a connection
-/// means "another sluiced is listening" (an error), a non-socket is an error.
-/// Then socket, bind with umask 0177, chmod 0660, listen(kControlBacklog).
+/// The rule for the directory that holds the control socket, given its
+/// owner and mode and sluiced's effective uid. Anyone who can write to the
+/// directory can replace the socket (and then hear what clients send), so:
+///   - it must belong to root or to sluiced's user, and
+///   - it must not be writable by group or others, unless it is sticky (like
+///     /tmp): then only its owner and a file's owner may remove or rename
+///     the socket.
+/// Fails with one line naming the directory and what to do.
+Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode,
+                               uint32_t euid);
+
+/// Creates the control socket at `path`. Opens its directory and checks it
+/// with check_control_dir(), then works inside that directory (fchdir), so a
+/// component of the path that changes meanwhile cannot move the socket. An
+/// existing socket file is probed with connect(): ECONNREFUSED means stale
+/// (it is removed), a connection means "another sluiced is listening" (an
+/// error), a non-socket is an error. Then socket, bind with umask
+/// kControlSocketUmask (the file is born 0660; no chmod), a check that it is
+/// a socket of mode 0660, listen(kControlBacklog). Fails with what to do.
 Result<ControlSocket> create_control_socket(const std::string& path);
 
 /// Removes the socket file of `sock` (name in dir_fd) if it is still the one

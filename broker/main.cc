@@ -57,21 +57,16 @@ Result<UniqueFd> take_signals() {
 }
 
 /// Opens the audit sink the worker writes to: --audit-log FILE (append-only,
-/// created 0600), else stderr as stderr_for_worker() gives it (non-blocking
-/// when it is a pipe or a terminal). Fails with the path and errno.
+/// created 0600, checked by open_audit_log()), else stderr as
+/// stderr_for_worker() gives it (non-blocking when it is a pipe or a
+/// terminal). Fails with the path and what to do.
 Result<UniqueFd> open_audit_fd(const std::string& path) {
   if (path.empty()) {
     auto fd = stderr_for_worker();
     if (!fd) return Err(fd.error().err, "audit records: " + fd.error().message);
     return fd;
   }
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));
-  if (!fd.valid()) {
-    int err = errno;
-    return Err(err, "cannot open audit log " + path + ": " + errno_text(err) +
-                        "; check the path given to --audit-log");
-  }
-  return fd;
+  return open_audit_log(path);
 }
 
 /// The administrator's policy as the broker enforces it, and its text for the

@@ -122,6 +122,59 @@ Result<UniqueFd> stderr_for_worker() {
   return fd;
 }
 
+Result<UniqueFd> open_audit_log(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(),
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+                     0600));
+  if (!fd.valid()) {
+    int err = errno;
+    if (err == ELOOP) {
+      return Err(err, "audit log " + path +
+                          " is a symbolic link, which sluiced does not follow; give the path of "
+                          "the file itself to --audit-log");
+    }
+    return Err(err, "cannot open audit log " + path + ": " + errno_text(err) +
+                        (err == ENXIO ? "; --audit-log needs a regular file, not a FIFO or device"
+                                      : "; check the path given to --audit-log"));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    int err = errno;
+    return SysErr(err, "cannot stat audit log " + path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return Err(EINVAL, "audit log " + path + " is " + kind +
+                           "; --audit-log needs a regular file (to ship lines elsewhere, "
+                           "follow the file: docs/AUDIT.md)");
+  }
+  if (st.st_uid != ::geteuid()) {
+    return Err(EPERM, "audit log " + path + " belongs to uid " + std::to_string(st.st_uid) +
+                          ", not to uid " + std::to_string(::geteuid()) +
+                          " that sluiced runs as; chown it, or give another --audit-log FILE");
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Err(EPERM, "audit log " + path + " is writable by other users (mode " + mode +
+                          "), who could rewrite it; run chmod go-w on it");
+  }
+  if (st.st_nlink != 1) {
+    return Err(EPERM, "audit log " + path + " has " + std::to_string(st.st_nlink) +
+                          " names (hard links); give --audit-log a file with exactly one");
+  }
+  int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int err = errno;
+    return SysErr(err, "cannot clear O_NONBLOCK on audit log " + path);
+  }
+  return fd;
+}
+
 Result<std::string> find_worker_binary() {
   char self[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);

@@ -43,6 +43,18 @@ struct WorkerProcess {
 /// plain dup. Fails only when the dup fails.
 Result<UniqueFd> stderr_for_worker();
 
+/// Opens the --audit-log FILE for the worker's audit fd (kWorkerFdAudit):
+/// O_WRONLY|O_APPEND|O_CREAT (mode 0600)|O_CLOEXEC|O_NOCTTY, plus O_NOFOLLOW
+/// (a symlink is refused, never followed) and O_NONBLOCK (a FIFO without a
+/// reader fails at once instead of hanging sluiced; a device's open cannot
+/// wait). Then checks the file it got: a regular file, owned by sluiced's
+/// effective uid, with one name (no hard link elsewhere), and no group or
+/// other write bit; otherwise anyone could rewrite the log, or its lines would
+/// go to a device, a pipe or another file. O_NONBLOCK is then cleared, so the
+/// description is exactly what it always was. Fails with one line naming the
+/// file and what to do. Needs `open`, `fstat` and `fcntl` (before the filter).
+Result<UniqueFd> open_audit_log(const std::string& path);
+
 /// Returns the path of sluice-worker (kWorkerProgram) in the directory of
 /// this binary (readlink /proc/self/exe). Fails with the path and what to do
 /// when it is missing or not executable.

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,6 +29,18 @@ Error refusal(const control::ProtocolError& error, const char* refused) {
   return Error{EPROTO, std::string(refused) + ": " + said};
 }
 
+/// Returns CLOCK_MONOTONIC_COARSE in nanoseconds: the clock of request
+/// deadlines. The coarse clocks are read from the vDSO's data page without
+/// touching the clock hardware, so, unlike CLOCK_MONOTONIC on a clocksource
+/// the vDSO cannot read, they never fall back to the clock_gettime syscall,
+/// which sluicectl's seccomp filter does not allow. Their resolution (a
+/// jiffy, a few ms) is ample for a deadline in seconds. Never fails.
+uint64_t coarse_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 }  // namespace
 
 Result<ControlConnection> ControlConnection::connect(const std::string& path, int timeout_ms) {
@@ -41,9 +54,15 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return SysErr("socket");
-  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // connect() waits (for room in a full backlog) up to the whole timeout;
+  // every later wait is a slice, between which the request's deadline is
+  // checked (no poll, and no per-read timeout that a trickling server could
+  // renew).
+  const int slice_ms = timeout_ms < kWaitSliceMs ? timeout_ms : kWaitSliceMs;
+  const struct timeval whole = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  const struct timeval slice = {slice_ms / 1000, (slice_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &whole, sizeof(whole));
   if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
     std::string advice;
@@ -59,25 +78,36 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
     }
     return Err(err, "cannot connect to " + path + ": " + errno_text(err) + advice);
   }
-  return ControlConnection(std::move(fd));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof(slice));
+  return ControlConnection(std::move(fd), timeout_ms);
 }
 
-Result<void> ControlConnection::write_all(const std::string& bytes) {
+uint64_t ControlConnection::deadline_from_now() const {
+  return coarse_now_ns() + static_cast<uint64_t>(timeout_ms_) * 1000000ULL;
+}
+
+Error ControlConnection::timed_out(const char* what) const {
+  std::string limit = timeout_ms_ % 1000 == 0 ? std::to_string(timeout_ms_ / 1000) + " s"
+                                              : std::to_string(timeout_ms_) + " ms";
+  return Error{ETIMEDOUT, std::string(what) + " (the request took longer than --timeout, " + limit +
+                              "; the server is stuck or overloaded)"};
+}
+
+Result<void> ControlConnection::write_all(const std::string& bytes, uint64_t deadline_ns) {
   size_t off = 0;
   while (off < bytes.size()) {
-    ssize_t n = ::send(fd_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not accept the request in time");
-      return SysErr(err, "sending to the server");
+    if (coarse_now_ns() >= deadline_ns) {
+      return Err(timed_out("the server did not accept the request in time"));
     }
+    ssize_t n = ::send(fd_.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;  // the deadline decides
+    if (n < 0) return SysErr("sending to the server");
     off += static_cast<size_t>(n);
   }
   return Ok();
 }
 
-Result<control::Response> ControlConnection::read_response() {
+Result<control::Response> ControlConnection::read_response(uint64_t deadline_ns) {
   if (buf_.empty()) buf_.resize(512);
   for (;;) {
     auto* data = reinterpret_cast<uint8_t*>(buf_.data());
@@ -95,22 +125,22 @@ Result<control::Response> ControlConnection::read_response() {
     }
     size_t need = check.frame_bytes > len_ ? check.frame_bytes : len_ + 4096;
     if (need > buf_.size() * 8) buf_.resize((need + 7) / 8);
+    // Checked before every wait, so bytes arriving just often enough to
+    // renew a per-read timeout cannot keep the client here.
+    if (coarse_now_ns() >= deadline_ns) return Err(timed_out("the server did not answer in time"));
     // Re-read the address: the resize may have moved the buffer.
     data = reinterpret_cast<uint8_t*>(buf_.data());
     ssize_t n = ::recv(fd_.get(), data + len_, buf_.size() * 8 - len_, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      if (err == EAGAIN) return Err(ETIMEDOUT, "the server did not answer in time");
-      return SysErr(err, "reading from the server");
-    }
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;  // the deadline decides
+    if (n < 0) return SysErr("reading from the server");
     if (n == 0) return Err(ECONNRESET, "the server closed the connection");
     len_ += static_cast<size_t>(n);
   }
 }
 
 Result<control::ServerHello> ControlConnection::handshake() {
-  auto first = read_response();
+  const uint64_t deadline = deadline_from_now();  // one for the whole handshake
+  auto first = read_response(deadline);
   if (!first) return Err(first.error());
   if (auto* error = std::get_if<control::ProtocolError>(&first->body)) {
     return Err(refusal(*error, "the server refused the connection"));
@@ -127,10 +157,10 @@ Result<control::ServerHello> ControlConnection::handshake() {
   reply.id = next_id_++;
   reply.body =
       control::ClientHello{control::kProtocolVersion, std::string("sluicectl ") + SLUICE_VERSION};
-  auto sent = write_all(control::encode_request(reply));
+  auto sent = write_all(control::encode_request(reply), deadline);
   if (!sent) return Err(sent.error());
   // The server accepts the hello (welcome) or says why not (error).
-  auto answer = read_response();
+  auto answer = read_response(deadline);
   if (!answer) return Err(answer.error());
   if (auto* error = std::get_if<control::ProtocolError>(&answer->body)) {
     return Err(refusal(*error, "the server refused this client's hello"));
@@ -143,9 +173,10 @@ Result<control::ServerHello> ControlConnection::handshake() {
 
 Result<control::Response> ControlConnection::call(control::Request request) {
   request.id = next_id_++;
-  auto sent = write_all(control::encode_request(request));
+  const uint64_t deadline = deadline_from_now();  // one for the request and its response
+  auto sent = write_all(control::encode_request(request), deadline);
   if (!sent) return Err(sent.error());
-  auto response = read_response();
+  auto response = read_response(deadline);
   if (!response) return response;
   if (auto* error = std::get_if<control::ProtocolError>(&response->body)) {
     return Err(kServerRefused, std::string("the server refused the request (") +

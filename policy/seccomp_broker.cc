@@ -87,6 +87,16 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       // --- PeerQuery (broker_host.cc answer_peer): who a control client is.
       // The fd is the worker's, received moments earlier: no fixed number.
       {"getsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_DOMAIN)},
+       "PeerQuery: check first that the fd is an AF_UNIX socket (check_peer_socket)"},
+      {"getsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_TYPE)},
+       "PeerQuery: check first that the fd is a SOCK_STREAM socket (check_peer_socket)"},
+      {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_LINGER)},
+       "close a worker's fd without lingering (close_without_linger): a TCP socket with "
+       "SO_LINGER would block the broker's close() on its unsent data"},
+      {"getsockopt",
        {eq32(1, SOL_SOCKET), eq32(2, SO_PEERCRED)},
        "PeerQuery: the control client's pid, uid and gid, as only the broker sees them"},
       {"getsockopt",

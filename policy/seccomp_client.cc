@@ -8,8 +8,11 @@
 // /dev/null and a pty:
 //  - The control socket is used through send() and recv() only (sendto and
 //    recvfrom on x86_64): MSG_NOSIGNAL, so a server that closes gives EPIPE,
-//    not SIGPIPE, and stdout keeps the usual SIGPIPE. Its timeouts are
-//    SO_RCVTIMEO and SO_SNDTIMEO, set before the filter: no poll, no clock.
+//    not SIGPIPE, and stdout keeps the usual SIGPIPE. Each request has one
+//    deadline: SO_RCVTIMEO and SO_SNDTIMEO, set before the filter, cut every
+//    wait into short slices, and CLOCK_MONOTONIC_COARSE is read between them.
+//    The vDSO serves the coarse clocks from its data page and never falls
+//    back to the syscall: no poll, and no clock_gettime.
 //  - stdio: glibc fstats a stream (and asks a character device for TCGETS)
 //    the first time it allocates the stream's buffer. prepare_client_for_seccomp()
 //    gives stdout a buffer and stderr its unbuffered mode before the filter,

@@ -6,7 +6,8 @@
 // bind, listen (every listening socket comes from the broker), open/openat
 // (its root is an empty tmpfs anyway), execve/execveat, ptrace, clone/fork,
 // unshare, mount, ioctl, prctl, socket() of any family but AF_INET/AF_INET6,
-// and any PROT_EXEC mapping.
+// any PROT_EXEC mapping, fcntl(F_SETFL) (it would clear O_APPEND on the audit
+// log) and splice() at a file offset (it would write inside the audit log).
 //
 // Resources the loop needs (the epoll fd, the broker and control sockets) are
 // created before the filter is loaded, so epoll_create1 is not granted; the
@@ -82,9 +83,15 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   add_socket_rows(r, AF_INET, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv4 target");
   add_socket_rows(r, AF_INET6, SOCK_DGRAM, IPPROTO_UDP, "UDP flow socket toward an IPv6 target");
   r.push_back({"connect", {}, "non-blocking connect to a TCP target; a UDP flow socket's target"});
+  // Offsets must be NULL: the data path splices socket -> pipe -> socket,
+  // where an offset means nothing. A file offset would let a compromised
+  // worker write at any position of a file it holds, such as the audit log
+  // (fd 5), instead of only appending to it.
   r.push_back({"splice",
-               {arg_flags_within(5, SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE)},
-               "zero-copy TCP forwarding socket -> pipe -> socket"});
+               {arg_eq64(1, 0), arg_eq64(3, 0),
+                arg_flags_within(5, SPLICE_F_NONBLOCK | SPLICE_F_MOVE | SPLICE_F_MORE)},
+               "zero-copy TCP forwarding socket -> pipe -> socket; offsets NULL, flags only "
+               "NONBLOCK|MOVE|MORE"});
   r.push_back({"pipe2",
                {arg_flags_within(1, O_NONBLOCK | O_CLOEXEC)},
                "grow the splice pipe pool; flags only NONBLOCK|CLOEXEC"});
@@ -93,10 +100,11 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"close", {}, "close connections, flows, pipes and dropped clients"});
 
   // --- fcntl: the commands the data path uses, nothing that changes owners,
-  // locks, leases or duplicates fds.
-  r.push_back(fcntl_row(F_GETFL, {}, "read status flags before setting O_NONBLOCK"));
-  r.push_back(fcntl_row(F_SETFL, {arg_flags_within(2, O_ACCMODE | O_NONBLOCK)},
-                        "set O_NONBLOCK; the access mode from F_GETFL may be passed back"));
+  // locks, leases or duplicates fds. No F_GETFL and no F_SETFL: every fd the
+  // worker makes is created non-blocking (SOCK_NONBLOCK, O_NONBLOCK), and
+  // sluiced creates the listeners it sends that way. F_SETFL would let a compromised worker clear
+  // O_APPEND on the audit log (fd 5) or on stderr (fds 1 and 2), and then
+  // overwrite earlier audit lines.
   r.push_back(fcntl_row(F_GETFD, {}, "read FD_CLOEXEC (checks on received fds)"));
   r.push_back(fcntl_row(F_SETFD, {arg_flags_within(2, FD_CLOEXEC)}, "set FD_CLOEXEC only"));
   r.push_back(fcntl_row(F_GETPIPE_SZ, {}, "read a splice pipe's size"));

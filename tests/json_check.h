@@ -282,4 +282,22 @@ inline std::optional<JsonValue> parse_json(std::string_view text) {
   return json_detail::Reader(text).document();
 }
 
+/// Returns true when `text` (UTF-8) holds, unescaped, a character a terminal
+/// acts on although it is valid text: a C1 control (U+0080 to U+009F, bytes
+/// C2 80 to C2 9F) or a bidi embedding, override or isolate (U+202A to
+/// U+202E, bytes E2 80 AA to AE; U+2066 to U+2069, bytes E2 81 A6 to A9).
+/// sluicectl's --json output must write them as \uXXXX (base/json.h).
+inline bool has_raw_terminal_controls(std::string_view text) {
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    const auto b0 = static_cast<unsigned char>(text[i]);
+    const auto b1 = static_cast<unsigned char>(text[i + 1]);
+    if (b0 == 0xc2 && b1 >= 0x80 && b1 <= 0x9f) return true;
+    if (b0 != 0xe2 || i + 2 >= text.size()) continue;
+    const auto b2 = static_cast<unsigned char>(text[i + 2]);
+    if (b1 == 0x80 && b2 >= 0xaa && b2 <= 0xae) return true;
+    if (b1 == 0x81 && b2 >= 0xa6 && b2 <= 0xa9) return true;
+  }
+  return false;
+}
+
 }  // namespace sluice::test

@@ -41,11 +41,38 @@ TEST(JsonQuote, ControlBytes) {
 TEST(JsonQuote, ValidUtf8PassesThrough) {
   EXPECT_EQ(json_quote("naïve € 𝄞 ﻿"), "\"naïve € 𝄞 ﻿\"");
   EXPECT_EQ(round_trip("naïve € 𝄞"), "naïve € 𝄞");
-  // The edges of the well-formed table.
-  EXPECT_EQ(json_quote("\xc2\x80\xdf\xbf"), "\"\xc2\x80\xdf\xbf\"");
+  // The edges of the well-formed table. (U+0080, the first two-byte
+  // sequence, is a C1 control: TerminalControlsAreEscaped checks it.)
+  EXPECT_EQ(json_quote("\xc2\xa0\xdf\xbf"), "\"\xc2\xa0\xdf\xbf\"");
+  EXPECT_EQ(json_quote("\xc2\x80"), "\"\\u0080\"");  // valid, so one escape, not two
   EXPECT_EQ(json_quote("\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80"),
             "\"\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\"");
   EXPECT_EQ(json_quote("\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"), "\"\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"");
+}
+
+// Security review item 11: sluicectl --json passed C1 controls and bidi
+// overrides from the server to the terminal. They are valid UTF-8, so they
+// come out as \uXXXX: the same text to a JSON reader, inert on a terminal.
+TEST(JsonQuote, TerminalControlsAreEscaped) {
+  EXPECT_EQ(json_quote("\xc2\x80"), "\"\\u0080\"");  // U+0080, the first C1
+  EXPECT_EQ(json_quote("a\xc2\x9b"
+                       "31mb"),
+            "\"a\\u009b31mb\"");  // U+009B, CSI
+  EXPECT_EQ(json_quote("\xc2\x9d\xc2\x9f"), "\"\\u009d\\u009f\"");
+  EXPECT_EQ(json_quote("\xc2\xa0"), "\"\xc2\xa0\"");  // U+00A0, after the C1 block: kept
+  EXPECT_EQ(json_quote("\xe2\x80\xaa\xe2\x80\xae"), "\"\\u202a\\u202e\"");  // LRE, RLO
+  EXPECT_EQ(json_quote("\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad"), "\"\\u202b\\u202c\\u202d\"");
+  EXPECT_EQ(json_quote("\xe2\x81\xa6x\xe2\x81\xa9"), "\"\\u2066x\\u2069\"");  // LRI, PDI
+  EXPECT_EQ(json_quote("\xe2\x81\xa7\xe2\x81\xa8"), "\"\\u2067\\u2068\"");    // RLI, FSI
+  // Their neighbours are ordinary text.
+  EXPECT_EQ(json_quote("\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa"),
+            "\"\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa\"");
+  // A reader gets the characters back.
+  EXPECT_EQ(round_trip("x\xe2\x80\xaey\xc2\x85"), "x\xe2\x80\xaey\xc2\x85");
+  // ASCII mode (audit lines) escapes each byte, as before.
+  std::string ascii;
+  append_json_string(&ascii, "\xe2\x80\xae", JsonText::kAscii);
+  EXPECT_EQ(ascii, "\"\\u00e2\\u0080\\u00ae\"");
 }
 
 TEST(JsonQuote, InvalidUtf8BytesAreEscaped) {

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -555,6 +556,137 @@ TEST_F(BrokerHostTest, PeerQueryWithTwoFdsIsViolationAndLeaksNothing) {
   }
   EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
   EXPECT_EQ(open_fd_count(), before);
+}
+
+// --- Security review item 9: a worker's fd whose close() would linger ---
+//
+// A PeerQuery carried a TCP socket with SO_LINGER and unsent data; the broker
+// asked it for credentials and then closed it, and that close waited out the
+// linger time with SIGTERM blocked (signalfd). Now the fd's kind is checked
+// first, anything but a UNIX stream socket is a violation, and every fd the
+// broker closes for the worker is closed without lingering.
+
+/// Limit: the linger time of the test sockets. A broker that lingers takes
+/// this long per close, so a failing test stays short.
+constexpr int kLingerSeconds = 2;
+
+/// A connected TCP socket whose last close() lingers: SO_LINGER on, and bytes
+/// in its send queue that its peer (held here, never reading) will not take.
+struct LingeringTcp {
+  UniqueFd listener, peer;  // kept open: the peer's window stays shut
+  UniqueFd sock;            // the one to send to the broker
+};
+
+/// Returns a LingeringTcp on loopback; CHECKs every step.
+LingeringTcp make_lingering_tcp() {
+  LingeringTcp t;
+  const int small = 4096;
+  t.listener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  CHECK(::setsockopt(t.listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  CHECK(::bind(t.listener.get(), reinterpret_cast<sockaddr*>(&sin), len) == 0);
+  CHECK(::listen(t.listener.get(), 1) == 0);
+  CHECK(::getsockname(t.listener.get(), reinterpret_cast<sockaddr*>(&sin), &len) == 0);
+  t.sock.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  CHECK(::setsockopt(t.sock.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+  CHECK(::connect(t.sock.get(), reinterpret_cast<sockaddr*>(&sin), len) == 0);
+  t.peer.reset(::accept4(t.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  CHECK(t.peer.valid());
+  char chunk[4096] = {};
+  for (int i = 0; i < 1024; ++i) {  // bounded: both buffers fill after a few KiB
+    if (::send(t.sock.get(), chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL) <= 0) break;
+  }
+  struct linger lg = {1, kLingerSeconds};
+  CHECK(::setsockopt(t.sock.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+  return t;
+}
+
+/// Sends `msg` with the lingering socket of `t` as the worker, gives up the
+/// test's own copy (the broker's close is then the last), and returns how
+/// long `host` took to handle it, with its status in `status`.
+template <typename Msg>
+std::chrono::milliseconds handle_with_lingering_fd(BrokerHost& host, Channel& ch, const Msg& msg,
+                                                   LingeringTcp& t, HandleStatus* status) {
+  const int fds[] = {t.sock.get()};
+  EXPECT_TRUE(send_message(ch.worker.get(), &msg, sizeof(msg), fds).ok());
+  t.sock.reset();
+  auto start = std::chrono::steady_clock::now();
+  *status = host.handle_one(ch.broker.get());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+TEST_F(BrokerHostTest, PeerQueryWithATcpSocketIsViolationAndItsCloseDoesNotLinger) {
+  do_hello();
+  int before = open_fd_count();
+  LingeringTcp t = make_lingering_tcp();
+  HandleStatus st = HandleStatus::kContinue;
+  auto took = handle_with_lingering_fd(host_, ch_, peer_query(), t, &st);
+  EXPECT_EQ(st, HandleStatus::kViolation) << "a TCP socket was asked for credentials";
+  EXPECT_NE(host_.last_error().find("PeerQuery with a socket of family 2 and type 1, not the "
+                                    "UNIX stream socket of a control client"),
+            std::string::npos)
+      << host_.last_error();
+  EXPECT_LT(took.count(), 1000) << "the broker's close() lingered";
+  t = {};
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+TEST_F(BrokerHostTest, AnyFdOfAViolationIsClosedWithoutLingering) {
+  // The envelope check refuses an fd on a Hello; its close must not linger
+  // either, nor that of two fds on a PeerQuery (refused inside receive_message).
+  LingeringTcp t = make_lingering_tcp();
+  HandleStatus st = HandleStatus::kContinue;
+  auto took = handle_with_lingering_fd(host_, ch_, hello(), t, &st);
+  EXPECT_EQ(st, HandleStatus::kViolation);
+  EXPECT_LT(took.count(), 1000) << "the broker's close() lingered";
+
+  Channel ch = make_channel();
+  BrokerHost host(make_policy(true));
+  auto h = hello(1);
+  ASSERT_TRUE(send_message(ch.worker.get(), &h, sizeof(h), {}).ok());
+  ASSERT_EQ(host.handle_one(ch.broker.get()), HandleStatus::kContinue);
+  LingeringTcp a = make_lingering_tcp(), b = make_lingering_tcp();
+  auto q = peer_query();
+  const int fds[] = {a.sock.get(), b.sock.get()};
+  ASSERT_TRUE(send_message(ch.worker.get(), &q, sizeof(q), fds).ok());
+  a.sock.reset();
+  b.sock.reset();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(host.handle_one(ch.broker.get()), HandleStatus::kViolation);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1))
+      << "the broker's close() lingered";
+}
+
+TEST_F(BrokerHostTest, PeerQueryWithAUnixSocketOfAnotherTypeIsViolation) {
+  do_hello();
+  for (int type : {SOCK_DGRAM, SOCK_SEQPACKET}) {
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd a(pair[0]), b(pair[1]);
+    auto q = peer_query();
+    const int fds[] = {a.get()};
+    send_raw(&q, sizeof(q), fds);
+    expect_violation(("a socket of family 1 and type " + std::to_string(type)).c_str());
+  }
+}
+
+TEST(CheckPeerSocket, OnlyAUnixStreamSocketPasses) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  EXPECT_TRUE(check_peer_socket(a.get()).ok());
+  UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  auto r = check_peer_socket(udp.get());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().err, EPROTO);
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  r = check_peer_socket(devnull.get());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().err, ENOTSOCK);
 }
 
 TEST_F(BrokerHostTest, PeerQueryBeforeHelloOrWithReservedBitsIsViolation) {

@@ -6,10 +6,14 @@
 //                    CLOEXEC clear, no blocked signals (exit 99 otherwise)
 //   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
 //   violate          send an OpenListeners with port 0 (a compromised worker)
+//   peer-query-tcp   send a PeerQuery carrying a TCP socket whose close would
+//                    linger (SO_LINGER 30 s, unsent bytes), without a copy of
+//                    its own (a compromised worker; security review item 9)
 //   exit:N           exit with status N
 // Hello is sent first. Afterwards it waits until the channel closes (exit 0)
 // or a signal ends it. Every result is one "fake-worker: ..." line on stderr.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -114,6 +118,47 @@ void open_tcp4(uint16_t port) {
   for (UniqueFd& fd : got->fds) g_kept.push_back(std::move(fd));
 }
 
+/// Sends a PeerQuery with a TCP socket whose last close would linger for 30 s:
+/// SO_LINGER on, and bytes queued that its peer (kept here, never reading)
+/// does not take. The fake worker keeps no copy of that socket, so the
+/// broker's close is the last one.
+void peer_query_tcp() {
+  const int small = 4096;
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  if (::setsockopt(listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) != 0 ||
+      ::bind(listener.get(), reinterpret_cast<sockaddr*>(&sin), len) != 0 ||
+      ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
+    fail("peer-query-tcp listener");
+  }
+  UniqueFd sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (::setsockopt(sock.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) != 0 ||
+      ::connect(sock.get(), reinterpret_cast<sockaddr*>(&sin), len) != 0) {
+    fail("peer-query-tcp connect");
+  }
+  UniqueFd peer(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!peer.valid()) fail("peer-query-tcp accept");
+  char chunk[4096] = {};
+  for (int i = 0; i < 1024; ++i) {  // bounded: both buffers fill after a few KiB
+    if (::send(sock.get(), chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL) <= 0) break;
+  }
+  struct linger lg = {1, 30};
+  if (::setsockopt(sock.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0) fail("SO_LINGER");
+  wire::PeerQueryMsg q = {};
+  q.header = wire::header(wire::BrokerMsg::kPeerQuery, ++g_sequence);
+  const int fds[] = {sock.get()};
+  g_kept.push_back(std::move(listener));
+  g_kept.push_back(std::move(peer));
+  // Before the send: the broker kills the fake worker as soon as it reads it.
+  std::fprintf(stderr, "fake-worker: sending a PeerQuery with a lingering TCP socket\n");
+  if (!send_message(wire::kWorkerFdBroker, &q, sizeof(q), fds).ok()) fail("send PeerQuery");
+  sock.reset();
+}
+
 }  // namespace
 }  // namespace sluice
 
@@ -139,6 +184,8 @@ int main(int argc, char** argv) {
       open_tcp4(static_cast<uint16_t>(std::atoi(cmd.c_str() + 10)));
     } else if (cmd == "violate") {
       open_tcp4(0);
+    } else if (cmd == "peer-query-tcp") {
+      peer_query_tcp();
     } else if (cmd.rfind("exit:", 0) == 0) {
       std::fprintf(stderr, "fake-worker: exiting with %d\n", std::atoi(cmd.c_str() + 5));
       return std::atoi(cmd.c_str() + 5);

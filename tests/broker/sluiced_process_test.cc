@@ -210,6 +210,23 @@ TEST_F(SluicedProcessTest, ViolationKillsTheWorkerAndExitsNonzero) {
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
 }
 
+TEST_F(SluicedProcessTest, PeerQueryWithALingeringTcpSocketIsAViolationWithoutAHang) {
+  // Security review item 9, under the broker's seccomp filter: the socket's
+  // kind is checked first (SO_DOMAIN, SO_TYPE) and its close does not linger
+  // (SO_LINGER 0), so sluiced kills the worker and exits at once instead of
+  // waiting 30 s in close() with SIGTERM blocked.
+  start({"-t", "peer-query-tcp"});
+  ASSERT_TRUE(wait_for_log("fake-worker: sending a PeerQuery with a lingering TCP socket"));
+  auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
+  EXPECT_NE(log().find("does not permit: PeerQuery with a socket of family 2 and type 1, not the "
+                       "UNIX stream socket of a control client"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(log().find("killed by signal 9"), std::string::npos) << log();
+}
+
 TEST_F(SluicedProcessTest, ReportsAWorkerThatCannotBeExecuted) {
   fs::remove(dir_ / "sluice-worker");
   {
@@ -232,6 +249,48 @@ TEST_F(SluicedProcessTest, ReportsAMissingWorker) {
   EXPECT_EQ(wait_exit(), 1);
   EXPECT_NE(log().find("sluice-worker not found next to sluiced"), std::string::npos) << log();
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(SluicedProcessTest, RefusesAControlSocketDirectoryOthersCanWrite) {
+  // Security review item 7: anyone who can write to the directory could
+  // replace the socket; sluiced stops with one line saying what to change.
+  const fs::path shared = dir_ / "shared";
+  fs::create_directory(shared);
+  fs::permissions(shared, fs::perms::all);
+  control_ = (shared / "control.sock").string();
+  start({});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find(shared.string() +
+                       ", the control socket's directory, is writable by other users (mode "
+                       "0777), who could replace the socket; run chmod go-w (or chmod +t) on "
+                       "it, or pass another -c PATH\n"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "a socket was created there";
+}
+
+TEST_F(SluicedProcessTest, RefusesAnAuditLogThatIsASymlinkOrADevice) {
+  // Security review item 8: --audit-log followed symlinks and took FIFOs and
+  // devices. sluiced now exits 1 with one line, before it starts a worker.
+  const fs::path target = dir_ / "elsewhere";
+  fs::create_symlink(target, dir_ / "audit.link");
+  start({"--audit-log", (dir_ / "audit.link").string()});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("audit log " + (dir_ / "audit.link").string() +
+                       " is a symbolic link, which sluiced does not follow; give the path of "
+                       "the file itself to --audit-log\n"),
+            std::string::npos)
+      << log();
+  EXPECT_FALSE(fs::exists(target)) << "the symlink was followed";
+  EXPECT_EQ(log().find("fake-worker"), std::string::npos) << "a worker was started\n" << log();
+
+  fs::rename(dir_ / "stderr.log", dir_ / "first.log");
+  start({"--audit-log", "/dev/null"});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("audit log /dev/null is a character device; --audit-log needs a regular "
+                       "file"),
+            std::string::npos)
+      << log();
 }
 
 TEST_F(SluicedProcessTest, RefusesASecondBrokerOnTheSameSocket) {

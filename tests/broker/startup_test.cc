@@ -1,21 +1,27 @@
 // sluiced's start-up pieces that run before the loop: option parsing and the
-// worker's argv, the control socket (stale / live / non-socket), the
-// capability read-back checks, and fd placement.
+// worker's argv, the control socket (stale / live / non-socket, its
+// directory, its mode), the audit log, the capability read-back checks, and
+// fd placement.
 #include <fcntl.h>
+#include <seccomp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "broker/control_socket.h"
 #include "broker/isolation.h"
 #include "broker/options.h"
+#include "broker/worker_launch.h"
 
 namespace sluice {
 namespace {
@@ -272,6 +278,216 @@ TEST_F(ControlSocketTest, RejectsTooLongAndMissingDirectory) {
   auto missing = create_control_socket(dir_ + "/nodir/control.sock");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("ENOENT"), std::string::npos);
+}
+
+// Security review item 7: with -c PATH in a directory others can write, a
+// symlink swapped in between bind() and a chmod by path made a root sluiced
+// chmod any file to 0660. The socket is now born 0660 (umask around bind), no
+// chmod follows, and such a directory is refused.
+
+TEST_F(ControlSocketTest, DirectoryWritableByOthersIsRefused) {
+  ASSERT_EQ(::chmod(dir_.c_str(), 0777), 0);
+  auto s = create_control_socket(path_);
+  ASSERT_FALSE(s.ok()) << "a world-writable directory was accepted";
+  EXPECT_EQ(s.error().message, dir_ +
+                                   ", the control socket's directory, is writable by other "
+                                   "users (mode 0777), who could replace the socket; run chmod "
+                                   "go-w (or chmod +t) on it, or pass another -c PATH");
+  EXPECT_NE(::access(path_.c_str(), F_OK), 0) << "nothing may be created there";
+  ASSERT_EQ(::chmod(dir_.c_str(), 0770), 0);  // group-writable: the same
+  EXPECT_FALSE(create_control_socket(path_).ok());
+}
+
+TEST_F(ControlSocketTest, StickyDirectoryWritableByOthersIsAccepted) {
+  // Like /tmp: others may add files, but not remove or rename ours.
+  ASSERT_EQ(::chmod(dir_.c_str(), 01777), 0);
+  auto s = create_control_socket(path_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  struct stat st;
+  ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  remove_control_socket(*s);
+}
+
+TEST(ControlDir, OnlyRootOrSluicedsUserMayOwnIt) {
+  EXPECT_TRUE(check_control_dir("/run/sluice", 0, 040755, 0).ok());
+  EXPECT_TRUE(check_control_dir("/run/user/1000/sluice", 1000, 040700, 1000).ok());
+  EXPECT_TRUE(check_control_dir("/run", 0, 040755, 1000).ok());  // root's directory
+  auto other = check_control_dir("/home/eve", 1001, 040755, 0);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().message,
+            "/home/eve, the control socket's directory, belongs to uid 1001, who could replace "
+            "the socket; use a directory of root or of uid 0 (such as /run/sluice), or pass "
+            "another -c PATH");
+  EXPECT_FALSE(check_control_dir("/tmp/eve", 1001, 041777, 1000).ok());  // sticky, but hers
+}
+
+TEST(ControlDir, WritableByOthersOnlyWhenSticky) {
+  EXPECT_FALSE(check_control_dir("/d", 0, 040777, 0).ok());
+  EXPECT_FALSE(check_control_dir("/d", 0, 040775, 0).ok());
+  EXPECT_FALSE(check_control_dir("/d", 0, 040757, 0).ok());
+  EXPECT_TRUE(check_control_dir("/tmp", 0, 041777, 0).ok());
+  EXPECT_TRUE(check_control_dir("/d", 0, 041775, 0).ok());
+  EXPECT_TRUE(check_control_dir("/d", 0, 040750, 0).ok());
+}
+
+/// In a child: loads a filter that fails every chmod with EPERM, sets the
+/// umask to `umask_value`, and creates the control socket at `path`. Exits 0
+/// when that worked, 1 when it failed (the message on stderr), 2 when the
+/// filter could not be loaded.
+[[noreturn]] void create_without_chmod(const std::string& path, mode_t umask_value) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) ::_exit(2);
+  for (const char* name : {"chmod", "fchmod", "fchmodat"}) {
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), seccomp_syscall_resolve_name(name), 0) != 0) {
+      ::_exit(2);
+    }
+  }
+  if (seccomp_load(ctx) != 0) ::_exit(2);
+  ::umask(umask_value);
+  auto s = create_control_socket(path);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", s.error().message.c_str());
+    ::_exit(1);
+  }
+  s->listen_fd.release();  // the file stays for the parent to check
+  ::_exit(0);
+}
+
+TEST_F(ControlSocketTest, SocketIsBornWithItsModeWithoutAnyChmod) {
+  // Whatever the process umask, the socket is 0660 straight from bind(): a
+  // chmod by path after it is what a swapped-in symlink would redirect.
+  for (mode_t umask_value : {mode_t{0}, mode_t{022}, mode_t{077}}) {
+    SCOPED_TRACE(umask_value);
+    ::unlink(path_.c_str());
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) create_without_chmod(path_, umask_value);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "the control socket needed a chmod (or failed)";
+    struct stat st;
+    ASSERT_EQ(::lstat(path_.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0660u);
+  }
+}
+
+// --- the audit log (--audit-log FILE) ---
+//
+// Security review item 8: the file was opened following symlinks, and a FIFO
+// or a device was taken as the log (a FIFO without a reader hung sluiced in
+// open). Now: O_NOFOLLOW|O_NONBLOCK, then only a regular file of sluiced's
+// user, with one name and no group or other write bit.
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sluice-audit-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  /// Returns `name` inside the test directory.
+  std::string at(const char* name) const { return dir_ + "/" + name; }
+
+  /// Runs open_audit_log(`path`) in a child that a hang cannot outlive
+  /// (SIGALRM after 5 s), and expects it to be refused with an error that
+  /// contains `needle`.
+  void expect_refused(const std::string& path, const std::string& needle) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::alarm(5);
+      auto fd = open_audit_log(path);
+      if (fd.ok()) ::_exit(10);
+      std::fprintf(stderr, "%s\n", fd.error().message.c_str());
+      ::_exit(fd.error().message.find(needle) != std::string::npos &&
+                      fd.error().message.find('\n') == std::string::npos
+                  ? 0
+                  : 11);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_FALSE(WIFSIGNALED(status))
+        << path << ": open_audit_log hung (signal " << WTERMSIG(status) << ")";
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_NE(WEXITSTATUS(status), 10) << path << " was accepted as the audit log";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << path << ": the error does not say \"" << needle << "\"";
+  }
+
+  std::string dir_;
+};
+
+TEST_F(AuditLogTest, CreatesAnAppendOnlyBlockingFileOfMode0600) {
+  auto fd = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  struct stat st;
+  ASSERT_EQ(::fstat(fd->get(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0077, 0u);
+  const int flags = ::fcntl(fd->get(), F_GETFL);
+  EXPECT_NE(flags & O_APPEND, 0);
+  EXPECT_EQ(flags & O_NONBLOCK, 0) << "the sink blocks as it always did";
+  EXPECT_EQ(flags & O_ACCMODE, O_WRONLY);
+  EXPECT_NE(::fcntl(fd->get(), F_GETFD) & FD_CLOEXEC, 0);
+  // An existing log is opened again and appended to.
+  ASSERT_EQ(::write(fd->get(), "a\n", 2), 2);
+  auto again = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  ASSERT_EQ(::write(again->get(), "b\n", 2), 2);
+  ASSERT_EQ(::fstat(again->get(), &st), 0);
+  EXPECT_EQ(st.st_size, 4);
+}
+
+TEST_F(AuditLogTest, SymlinkIsRefusedAndNotFollowed) {
+  const std::string target = at("target");
+  ASSERT_EQ(::symlink(target.c_str(), at("dangling").c_str()), 0);
+  expect_refused(at("dangling"), "is a symbolic link, which sluiced does not follow");
+  EXPECT_NE(::access(target.c_str(), F_OK), 0) << "the symlink's target was created";
+  UniqueFd existing(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(existing.valid());
+  ASSERT_EQ(::symlink(target.c_str(), at("link").c_str()), 0);
+  expect_refused(at("link"), "is a symbolic link");
+}
+
+TEST_F(AuditLogTest, FifoIsRefusedWithOrWithoutAReader) {
+  ASSERT_EQ(::mkfifo(at("fifo").c_str(), 0600), 0);
+  expect_refused(at("fifo"), "--audit-log needs a regular file");  // no reader: ENXIO at once
+  UniqueFd reader(::open(at("fifo").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  expect_refused(at("fifo"), "is a FIFO; --audit-log needs a regular file");
+}
+
+TEST_F(AuditLogTest, DeviceIsRefused) {
+  expect_refused("/dev/null", "/dev/null is a character device; --audit-log needs a regular file");
+}
+
+TEST_F(AuditLogTest, FileWritableByOthersIsRefused) {
+  for (mode_t mode : {mode_t{0620}, mode_t{0602}, mode_t{0666}}) {
+    const std::string path = at("shared.log");
+    ::unlink(path.c_str());
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fchmod(fd.get(), mode), 0);
+    expect_refused(path, "is writable by other users");
+  }
+}
+
+TEST_F(AuditLogTest, FileWithASecondNameIsRefused) {
+  UniqueFd fd(::open(at("one").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::link(at("one").c_str(), at("two").c_str()), 0);
+  expect_refused(at("one"), "has 2 names (hard links)");
+}
+
+TEST_F(AuditLogTest, AnotherUsersFileIsRefused) {
+  UniqueFd fd(::open(at("theirs").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fd.valid());
+  if (::fchown(fd.get(), 65534, 65534) != 0) GTEST_SKIP() << "cannot chown here (not root)";
+  expect_refused(at("theirs"), "belongs to uid 65534, not to uid");
 }
 
 // --- capability read-back ---

@@ -14,7 +14,8 @@
 //     of capabilities, the digest, each rule's listing text) never crashes,
 //     and every issue points at a rule that exists;
 //   - what sluicectl prints from a response (text and --json renderings) is
-//     printable ASCII, and the JSON parses.
+//     printable ASCII, and the JSON parses and holds no raw C1 control or bidi
+//     override (only their \uXXXX escapes).
 //
 // Then the whole input is served to sluicectl's real ControlConnection over a
 // UNIX socket (handshake, then requests until one fails), so that its read
@@ -141,7 +142,8 @@ void exercise_request(const uint8_t* frame, size_t len) {
 }
 
 /// Checks a --json rendering: it parses, and holds no control bytes besides
-/// its final newline (non-ASCII text stays as valid UTF-8).
+/// its final newline (non-ASCII text stays as valid UTF-8), and no C1 control
+/// or bidi embedding, override or isolate unescaped (a terminal acts on them).
 void check_json(const std::string& json) {
   FUZZ_CHECK(test::parse_json(json).has_value(), "--json output that does not parse");
   for (char ch : json) {
@@ -149,6 +151,8 @@ void check_json(const std::string& json) {
     FUZZ_CHECK(c >= 0x20 || c == '\n', "--json output with a control byte");
     FUZZ_CHECK(c != 0x7f, "--json output with DEL");
   }
+  FUZZ_CHECK(!test::has_raw_terminal_controls(json),
+             "--json output with a raw C1 control or bidi override");
 }
 
 /// Returns the Hello a well-behaved server sends, for rendering other replies.

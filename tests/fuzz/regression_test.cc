@@ -90,5 +90,23 @@ TEST(FuzzRegression, ControlRequestRefusalWithEscapesIsSanitised) {
   EXPECT_EQ(feed(control_one_input, input), 0);
 }
 
+// Security review item 11: sluicectl --json passed C1 controls (U+009B is
+// CSI on terminals that take 8-bit controls) and bidi overrides from the
+// server to the terminal. A history whose comment and rule text carry them
+// must come out with \uXXXX escapes only. Fixed in base/json.cc; the oracle
+// (check_json in control_fuzzer.cc) rejects the raw characters.
+TEST(FuzzRegression, JsonOutputEscapesC1ControlsAndBidiOverrides) {
+  control::HistoryEntry entry;
+  entry.comment =
+      "ok\xe2\x80\xae"
+      "evil\xc2\x9b"
+      "2J\xe2\x81\xa6";
+  entry.added = {"HOST TCP [*]:80 => 80 \xe2\x80\xab\xc2\x85"};
+  control::History history;
+  history.entries = {entry};
+  std::string input = control::encode_response(control::Response{0, history});
+  EXPECT_EQ(feed(control_one_input, input), 0);
+}
+
 }  // namespace
 }  // namespace sluice::fuzz

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -117,6 +118,40 @@ TEST(CtlSandbox, SilentServerTimesOut) {
   EXPECT_TRUE(has(r.err, server.path() + ": the server did not answer in time")) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_LT(took, std::chrono::seconds(10));
+}
+
+// Security review item 12: the timeout was per read, so a server that sent a
+// byte a little more often than --timeout kept sluicectl forever. Now each
+// request has one deadline, and the real binary under its filter gives up on
+// time, however the bytes trickle in.
+TEST(CtlSandbox, TricklingServerIsGivenUpOnAtTheDeadline) {
+  FakeServer server;
+  std::atomic<bool> stop{false};
+  std::thread serve([&] {
+    UniqueFd client = server.accept_one();
+    ASSERT_TRUE(client.valid());
+    std::string hello = hello_frame();
+    // One byte every 300 ms: far more often than the 1 s timeout, so every
+    // single read finishes in time, and the hello would take this long:
+    for (size_t i = 0; i < hello.size() && !stop; ++i) {
+      if (send(client.get(), hello.data() + i, 1, MSG_NOSIGNAL) != 1) break;  // the client left
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  auto start = std::chrono::steady_clock::now();
+  RunResult r = run_command({bin("sluicectl"), "--timeout", "1", server.path()});
+  auto took = std::chrono::steady_clock::now() - start;
+  stop = true;
+  serve.join();
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_NE(r.status, kKilledBySigsys);
+  EXPECT_TRUE(has(r.err, server.path() +
+                             ": the server did not answer in time (the request took longer than "
+                             "--timeout, 1 s; the server is stuck or overloaded)\n"))
+      << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_LT(took, std::chrono::milliseconds(2500)) << "the deadline was not kept";
+  EXPECT_GE(took, std::chrono::milliseconds(900)) << "gave up before the deadline";
 }
 
 TEST(CtlSandbox, ServerClosingMidReplyIsAnError) {

@@ -46,11 +46,11 @@ constexpr int kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 constexpr const char* kNoSuchFile = "sluice-broker-probe-no-such-file";
 
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 /// Creates a socket as the listener factory does and closes it; true when
@@ -155,14 +155,14 @@ const std::vector<Probe>& broker_probes() {
     {"read_channel", Expect::kKilled,
      +[](const ProbeFds&) {
        char c;
-       (void)read(kChannel, &c, 1);
+       [[maybe_unused]] ssize_t n = read(kChannel, &c, 1);
        return false;
      },
      kSetupBrokerFds},
     {"read_stdin", Expect::kKilled,
      +[](const ProbeFds&) {
        char c;
-       (void)read(0, &c, 0);
+       [[maybe_unused]] ssize_t n = read(0, &c, 0);
        return false;
      },
      kSetupBrokerFds},
@@ -259,11 +259,45 @@ const std::vector<Probe>& broker_probes() {
               errno == ERANGE;
      },
      kSetupBrokerFds},
+    // check_peer_socket(): the fd's family and type before anything else.
+    {"getsockopt_domain_type", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       int domain = 0, type = 0;
+       socklen_t len = sizeof(domain);
+       if (getsockopt(f.stream[0], SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return false;
+       len = sizeof(type);
+       return getsockopt(f.stream[0], SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+              domain == AF_UNIX && type == SOCK_STREAM;
+     },
+     kSetupBrokerFds},
     {"getsockopt_other_option", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       int size = 0;
+       socklen_t len = sizeof(size);
+       (void)getsockopt(f.tcp4, SOL_SOCKET, SO_RCVBUF, &size, &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_type_wrong_level", Expect::kKilled,
      +[](const ProbeFds& f) {
        int type = 0;
        socklen_t len = sizeof(type);
-       (void)getsockopt(f.tcp4, SOL_SOCKET, SO_TYPE, &type, &len);
+       (void)getsockopt(f.tcp4, IPPROTO_TCP, SO_TYPE, &type, &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    // close_without_linger(): SO_LINGER {0, 0} on a worker's fd before close.
+    {"setsockopt_linger_then_close", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       struct linger off = {0, 0};
+       return setsockopt(f.tcp4, SOL_SOCKET, SO_LINGER, &off, sizeof(off)) == 0 &&
+              close(f.tcp4) == 0;
+     },
+     kSetupBrokerFds},
+    {"setsockopt_linger_wrong_level", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       struct linger off = {0, 0};
+       (void)setsockopt(f.tcp4, IPPROTO_TCP, SO_LINGER, &off, sizeof(off));
        return false;
      },
      kSetupBrokerFds},

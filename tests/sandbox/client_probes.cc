@@ -30,11 +30,11 @@ namespace sluice::testing {
 namespace {
 
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 /// ioctl(fd, TCGETS), as isatty() makes it.
@@ -82,13 +82,13 @@ const std::vector<Probe>& client_probes() {
       {"read", Expect::kKilled,
        +[](const ProbeFds& f) {
          char c;
-         (void)read(f.stream[1], &c, 1);
+         [[maybe_unused]] ssize_t n = read(f.stream[1], &c, 1);
          return false;
        }},
       {"read_stdin", Expect::kKilled,
        +[](const ProbeFds&) {
          char c;
-         (void)read(0, &c, 0);
+         [[maybe_unused]] ssize_t n = read(0, &c, 0);
          return false;
        }},
       {"sendmsg", Expect::kKilled,
@@ -178,6 +178,15 @@ const std::vector<Probe>& client_probes() {
        FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))},
       {"mremap", Expect::kKilled, FORBIDDEN(mremap(f.page, 4096, 8192, MREMAP_MAYMOVE))},
       {"mprotect", Expect::kKilled, FORBIDDEN(mprotect(f.page, 4096, PROT_READ))},
+      // Request deadlines read CLOCK_MONOTONIC_COARSE, which the vDSO
+      // serves without the syscall (client/control_client.cc).
+      {"clock_monotonic_coarse_from_vdso", Expect::kAllowed,
+       +[](const ProbeFds&) {
+         timespec a, b;
+         return clock_gettime(CLOCK_MONOTONIC_COARSE, &a) == 0 &&
+                clock_gettime(CLOCK_MONOTONIC_COARSE, &b) == 0 &&
+                (b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec));
+       }},
       {"clock_gettime_syscall", Expect::kKilled,
        +[](const ProbeFds&) {
          timespec ts;

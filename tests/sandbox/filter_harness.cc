@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "policy/seccomp_broker.h"
+#include "schema/broker_wire.h"
 
 namespace sluice::testing {
 namespace {
@@ -107,6 +108,21 @@ void place_broker_fds(ProbeFds& f) {
   }
 }
 
+/// kSetupAuditFd: puts on the worker's audit fd (kWorkerFdAudit, 5) what
+/// sluiced puts there, an append-only file, holding one earlier line. A
+/// memfd stands in for the file. Runs first, like place_broker_fds().
+void place_audit_fd() {
+  int fd = need(memfd_create("probe-audit", MFD_CLOEXEC), "memfd_create");
+  static const char kLine[] = "{\"seq\":1}\n";
+  if (write(fd, kLine, sizeof(kLine) - 1) != static_cast<ssize_t>(sizeof(kLine) - 1)) {
+    setup_failed("write(audit)");
+  }
+  if (fcntl(fd, F_SETFL, O_APPEND) != 0) setup_failed("F_SETFL O_APPEND");
+  int high = move_high(fd, "audit");
+  if (dup3(high, wire::kWorkerFdAudit, O_CLOEXEC) != wire::kWorkerFdAudit) setup_failed("dup3");
+  close(high);
+}
+
 }  // namespace
 
 bool abort_handler_ran() {
@@ -116,6 +132,7 @@ bool abort_handler_ran() {
 ProbeFds make_probe_fds(unsigned setup) {
   ProbeFds f;
   if (setup & kSetupBrokerFds) place_broker_fds(f);
+  if (setup & kSetupAuditFd) place_audit_fd();
   if (setup & kSetupStdoutDevNull) {
     int null = need(open("/dev/null", O_WRONLY | O_CLOEXEC), "open(/dev/null)");
     std::fflush(stdout);

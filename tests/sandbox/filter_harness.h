@@ -77,6 +77,7 @@ std::vector<Probe> with_futex_probes(std::vector<Probe> probes);
 inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler that returns
 inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null
 inline constexpr unsigned kSetupBrokerFds = 1u << 2;      // see ProbeFds::channel_peer
+inline constexpr unsigned kSetupAuditFd = 1u << 3;        // fd 5: an O_APPEND file with a line
 
 /// True once the kSetupAbortHandler handler has run.
 bool abort_handler_ran();

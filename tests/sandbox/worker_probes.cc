@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "base/scm_rights.h"
+#include "schema/broker_wire.h"
 #include "tests/sandbox/filter_harness.h"
 
 namespace sluice::testing {
@@ -141,12 +142,16 @@ long raw_sendmmsg(int fd, unsigned long flags) {
   return syscall(SYS_sendmmsg, fd, &m, 1, flags);
 }
 
+/// The worker's audit sink, where kSetupAuditFd puts an O_APPEND file that
+/// already holds a line.
+constexpr int kAuditFd = wire::kWorkerFdAudit;
+
 /// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)            \
-  +[](const ProbeFds& f) -> bool { \
-    (void)f;                       \
-    (void)(call);                  \
-    return false;                  \
+#define FORBIDDEN(call)                            \
+  +[](const ProbeFds& f) -> bool {                 \
+    (void)f;                                       \
+    [[maybe_unused]] auto forbidden_call = (call); \
+    return false;                                  \
   }
 
 }  // namespace
@@ -213,12 +218,14 @@ const std::vector<Probe>& worker_probes() {
            return false;
          }},
 
-        // --- fcntl: six commands, F_SETFL/F_SETFD with restricted flags.
-        {"fcntl_getfl_setfl", Expect::kAllowed,
-         +[](const ProbeFds& f) {
-           int fl = fcntl(f.tcp6, F_GETFL);
-           return fl >= 0 && fcntl(f.tcp6, F_SETFL, fl | O_NONBLOCK) == 0;
-         }},
+        // --- fcntl: four commands, F_SETFD with restricted flags; no F_GETFL
+        // and no F_SETFL at all (every fd is created non-blocking).
+        {"fcntl_getfl", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_GETFL))},
+        {"fcntl_setfl_nonblock", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_NONBLOCK))},
+        // The harmful direction: clearing O_APPEND on the audit log (fd 5), so
+        // that later writes land on earlier audit lines.
+        {"fcntl_setfl_clears_append_on_audit_fd", Expect::kKilled,
+         FORBIDDEN(fcntl(kAuditFd, F_SETFL, 0)), kSetupAuditFd},
         {"fcntl_getfd_setfd", Expect::kAllowed,
          +[](const ProbeFds& f) {
            return fcntl(f.udp4, F_GETFD) >= 0 && fcntl(f.udp4, F_SETFD, FD_CLOEXEC) == 0;
@@ -245,6 +252,23 @@ const std::vector<Probe>& worker_probes() {
          }},
         {"splice_gift", Expect::kKilled,
          FORBIDDEN(splice(f.stream[1], nullptr, f.pipe_w, nullptr, 1, SPLICE_F_GIFT))},
+        // Offsets: only NULL. An output offset writes inside a file, such as
+        // the audit log at offset 0, whatever O_APPEND says.
+        {"splice_offset_out_into_audit_fd", Expect::kKilled,
+         +[](const ProbeFds& f) {
+           loff_t at = 0;
+           [[maybe_unused]] ssize_t n = write(f.pipe_w, "xx", 2);
+           (void)splice(f.pipe_r, nullptr, kAuditFd, &at, 2, 0);
+           return false;
+         },
+         kSetupAuditFd},
+        {"splice_offset_in", Expect::kKilled,
+         +[](const ProbeFds& f) {
+           loff_t at = 0;
+           (void)splice(kAuditFd, &at, f.pipe_w, nullptr, 1, SPLICE_F_NONBLOCK);
+           return false;
+         },
+         kSetupAuditFd},
         {"pipe2", Expect::kAllowed,
          +[](const ProbeFds&) {
            int p[2];
@@ -253,7 +277,8 @@ const std::vector<Probe>& worker_probes() {
         {"pipe2_direct", Expect::kKilled,
          +[](const ProbeFds&) {
            int p[2];
-           return pipe2(p, O_DIRECT) == 0 && false;
+           [[maybe_unused]] int rc = pipe2(p, O_DIRECT);
+           return false;
          }},
         {"pipe", Expect::kKilled,
          +[](const ProbeFds&) {
