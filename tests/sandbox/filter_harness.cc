@@ -100,12 +100,6 @@ void place_broker_fds(ProbeFds& f) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");
     close(sources[i]);
   }
-  for (int i = 0; i < 10; ++i) {
-    char l[64] = {};
-    char p[32];
-    snprintf(p, 32, "/proc/self/fd/%d", i);
-    if (readlink(p, l, 63) > 0) fprintf(stderr, "DBG fd %d %s\n", i, l);
-  }
 }
 
 /// kSetupAuditFd: puts on the worker's audit fd (kWorkerFdAudit, 5) what
