@@ -12,6 +12,7 @@
 #include "client/cli.h"
 #include "policy/validate.h"
 #include "schema/rules/table_edit.h"
+#include "tests/interop_lines.h"
 
 namespace sluice {
 namespace {
@@ -63,58 +64,15 @@ Args with_sock(Args args) {
   return args;
 }
 
-/// One client command line: the add, the delete that undoes it, and the
-/// HOST rules the add makes.
-struct ClientLine {
-  Args add;
-  Args del;
-  Texts rules;
-};
+using ClientLine = test::InteropLine;
 
-// clang-format off
-const ClientLine kPodman[] = {
-    // First generation: no target (the same port in the namespace).
-    {{"--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
-     {"--delete", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
-     {"TCP [0.0.0.0]:8080 => 8080", "TCP [::]:8080 => 8080"}},
-    {{"--add", "-u", "0.0.0.0/53", "-u", "[::]/53"},
-     {"--delete", "-u", "0.0.0.0/53", "-u", "[::]/53"},
-     {"UDP [0.0.0.0]:53 => 53", "UDP [::]:53 => 53"}},
-    {{"--add", "-t", "0.0.0.0/8000-8004", "-t", "[::]/8000-8004"},
-     {"--delete", "-t", "0.0.0.0/8000-8004", "-t", "[::]/8000-8004"},
-     {"TCP [0.0.0.0]:8000-8004 => 8000-8004", "TCP [::]:8000-8004 => 8000-8004"}},
-    {{"--add", "-t", "127.0.0.1/443"}, {"--delete", "-t", "127.0.0.1/443"},
-     {"TCP [127.0.0.1]:443 => 443"}},
-    {{"--add", "-t", "[::1]/8080"}, {"--delete", "-t", "[::1]/8080"}, {"TCP [::1]:8080 => 8080"}},
-    {{"--add", "-u", "[fd00::1]/80"}, {"--delete", "-u", "[fd00::1]/80"},
-     {"UDP [fd00::1]:80 => 80"}},
-    // Later generations: the container's address, IPv6 never bracketed.
-    {{"--add", "-t", "0.0.0.0/8080:10.88.0.5/80", "-t", "[::]/8080:fd00::5/80"},
-     {"--delete", "-t", "0.0.0.0/8080:10.88.0.5/80", "-t", "[::]/8080:fd00::5/80"},
-     {"TCP [0.0.0.0]:8080 => 10.88.0.5:80", "TCP [::]:8080 => fd00::5:80"}},
-    {{"--add", "-t", "0.0.0.0/8000-8004:10.88.0.5/80-84"},
-     {"--delete", "-t", "0.0.0.0/8000-8004:10.88.0.5/80-84"},
-     {"TCP [0.0.0.0]:8000-8004 => 10.88.0.5:80-84"}},
-    // -p 80/tcp,udp: -t A -t B -u A -u B in one call.
-    {{"--add", "-t", "0.0.0.0/80:10.88.0.5/80", "-t", "[::]/80:fd00::5/80",
-      "-u", "0.0.0.0/80:10.88.0.5/80", "-u", "[::]/80:fd00::5/80"},
-     {"--delete", "-t", "0.0.0.0/80:10.88.0.5/80", "-t", "[::]/80:fd00::5/80",
-      "-u", "0.0.0.0/80:10.88.0.5/80", "-u", "[::]/80:fd00::5/80"},
-     {"TCP [0.0.0.0]:80 => 10.88.0.5:80", "TCP [::]:80 => fd00::5:80",
-      "UDP [0.0.0.0]:80 => 10.88.0.5:80", "UDP [::]:80 => fd00::5:80"}},
-};
-
-const ClientLine kRootlesskit[] = {
-    {{"-A", "--tcp-ports=0.0.0.0/8080:80"}, {"-D", "--tcp-ports=0.0.0.0/8080:80"},
-     {"TCP [0.0.0.0]:8080 => 80"}},
-    {{"-A", "--udp-ports=0.0.0.0/8080:80"}, {"-D", "--udp-ports=0.0.0.0/8080:80"},
-     {"UDP [0.0.0.0]:8080 => 80"}},
-    {{"-A", "--tcp-ports=::/8080:80"}, {"-D", "--tcp-ports=::/8080:80"}, {"TCP [::]:8080 => 80"}},
-    {{"-A", "--tcp-ports=::1/8080:80"}, {"-D", "--tcp-ports=::1/8080:80"},
-     {"TCP [::1]:8080 => 80"}},
-    {{"-A", "--udp-ports=::/8080:80"}, {"-D", "--udp-ports=::/8080:80"}, {"UDP [::]:8080 => 80"}},
-};
-// clang-format on
+/// Every Podman line (INTEROP.md), in the order the generations came.
+std::vector<ClientLine> podman_lines() {
+  std::vector<ClientLine> out = test::kPodmanWithoutTarget;
+  out.push_back(test::kPodmanListenAddress);
+  out.insert(out.end(), test::kPodmanWithTarget.begin(), test::kPodmanWithTarget.end());
+  return out;
+}
 
 /// The tables before a client runs: another container's rule, which neither
 /// the adds nor the deletes may touch.
@@ -138,11 +96,11 @@ void check_round_trip(const ClientLine& line) {
 }
 
 TEST(PestoCli, PodmanCommandLinesAddAndDelete) {
-  for (const ClientLine& line : kPodman) check_round_trip(line);
+  for (const ClientLine& line : podman_lines()) check_round_trip(line);
 }
 
 TEST(PestoCli, RootlesskitCommandLinesAddAndDelete) {
-  for (const ClientLine& line : kRootlesskit) check_round_trip(line);
+  for (const ClientLine& line : test::kRootlesskit) check_round_trip(line);
 }
 
 TEST(PestoCli, CommandLinesParseToTheirEdits) {

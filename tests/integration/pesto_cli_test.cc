@@ -24,6 +24,7 @@
 #include "tests/integration/container.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
+#include "tests/interop_lines.h"
 
 namespace sluice::test {
 namespace {
@@ -66,13 +67,7 @@ bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-/// One client command line: the add, the delete that undoes it, and the
-/// HOST rules the add makes.
-struct ClientLine {
-  Args add;
-  Args del;
-  Lines rules;
-};
+using ClientLine = InteropLine;
 
 /// Runs `line`'s add, checks the listing, runs its delete and checks that
 /// only kOther is left. Every call puts the socket last, as the clients do.
@@ -111,30 +106,13 @@ void add_ipv6_to_lo(const char* addr) {
 TEST(PestoCli, PodmanCommandLinesWithATargetAddress) {
   Daemon d;
   start(d);
-  // clang-format off
-  const ClientLine lines[] = {
-      {{"--add", "-t", "0.0.0.0/8080:10.88.0.5/80", "-t", "[::]/8080:fd00::5/80"},
-       {"--delete", "-t", "0.0.0.0/8080:10.88.0.5/80", "-t", "[::]/8080:fd00::5/80"},
-       {"TCP [0.0.0.0]:8080 => 10.88.0.5:80", "TCP [::]:8080 => fd00::5:80"}},
-      {{"--add", "-t", "0.0.0.0/8000-8004:10.88.0.5/80-84"},
-       {"--delete", "-t", "0.0.0.0/8000-8004:10.88.0.5/80-84"},
-       {"TCP [0.0.0.0]:8000-8004 => 10.88.0.5:80-84"}},
-      // -p 80/tcp,udp: -t A -t B -u A -u B in one call.
-      {{"--add", "-t", "0.0.0.0/80:10.88.0.5/80", "-t", "[::]/80:fd00::5/80",
-        "-u", "0.0.0.0/80:10.88.0.5/80", "-u", "[::]/80:fd00::5/80"},
-       {"--delete", "-t", "0.0.0.0/80:10.88.0.5/80", "-t", "[::]/80:fd00::5/80",
-        "-u", "0.0.0.0/80:10.88.0.5/80", "-u", "[::]/80:fd00::5/80"},
-       {"TCP [0.0.0.0]:80 => 10.88.0.5:80", "TCP [::]:80 => fd00::5:80",
-        "UDP [0.0.0.0]:80 => 10.88.0.5:80", "UDP [::]:80 => fd00::5:80"}},
-  };
-  // clang-format on
-  for (const ClientLine& line : lines) add_then_delete(d, line);
+  for (const ClientLine& line : kPodmanWithTarget) add_then_delete(d, line);
 
   // The ports really are served while the rules stand, and closed after.
-  RunResult add = d.ctl(lines[0].add);
+  RunResult add = d.ctl(kPodmanWithTarget[0].add);
   ASSERT_EQ(add.status, 0) << add.err;
   EXPECT_TRUE(listening(8080));
-  RunResult del = d.ctl(lines[0].del);
+  RunResult del = d.ctl(kPodmanWithTarget[0].del);
   ASSERT_EQ(del.status, 0) << del.err;
   EXPECT_FALSE(listening(8080));
 }
@@ -145,9 +123,7 @@ TEST(PestoCli, PodmanListenAddressWithoutATarget) {
   add_ipv6_to_lo("fd00::1");
   Daemon d;
   start(d);
-  add_then_delete(d, {{"--add", "-u", "[fd00::1]/80"},
-                      {"--delete", "-u", "[fd00::1]/80"},
-                      {"UDP [fd00::1]:80 => 80"}});
+  add_then_delete(d, kPodmanListenAddress);
 }
 
 TEST(PestoCli, RootlesskitCommandLines) {
@@ -155,21 +131,7 @@ TEST(PestoCli, RootlesskitCommandLines) {
   EXPECT_EQ(version.status, 0) << version.err;
   Daemon d;
   start(d);
-  // clang-format off
-  const ClientLine lines[] = {
-      {{"-A", "--tcp-ports=0.0.0.0/8080:80"}, {"-D", "--tcp-ports=0.0.0.0/8080:80"},
-       {"TCP [0.0.0.0]:8080 => 80"}},
-      {{"-A", "--udp-ports=0.0.0.0/8080:80"}, {"-D", "--udp-ports=0.0.0.0/8080:80"},
-       {"UDP [0.0.0.0]:8080 => 80"}},
-      {{"-A", "--tcp-ports=::/8080:80"}, {"-D", "--tcp-ports=::/8080:80"},
-       {"TCP [::]:8080 => 80"}},
-      {{"-A", "--tcp-ports=::1/8080:80"}, {"-D", "--tcp-ports=::1/8080:80"},
-       {"TCP [::1]:8080 => 80"}},
-      {{"-A", "--udp-ports=::/8080:80"}, {"-D", "--udp-ports=::/8080:80"},
-       {"UDP [::]:8080 => 80"}},
-  };
-  // clang-format on
-  for (const ClientLine& line : lines) add_then_delete(d, line);
+  for (const ClientLine& line : kRootlesskit) add_then_delete(d, line);
 
   // Its integration test expects a conflicting add to fail.
   ASSERT_EQ(d.ctl({"-A", "--tcp-ports=0.0.0.0/8080:80"}).status, 0);
@@ -225,16 +187,9 @@ TEST(PestoCli, PodmanLinesWithoutATargetAreRefusedAsLoopsWithoutATargetNamespace
   // loopback: each of these rules would forward into itself.
   Daemon d;
   start(d);
-  const Args adds[] = {
-      {"--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
-      {"--add", "-u", "0.0.0.0/53", "-u", "[::]/53"},
-      {"--add", "-t", "0.0.0.0/8000-8004", "-t", "[::]/8000-8004"},
-      {"--add", "-t", "127.0.0.1/443"},
-      {"--add", "-t", "[::1]/8080"},
-  };
-  for (const Args& add : adds) {
-    RunResult r = d.ctl(add);
-    EXPECT_EQ(r.status, 1) << add[2];
+  for (const ClientLine& line : kPodmanWithoutTarget) {
+    RunResult r = d.ctl(line.add);
+    EXPECT_EQ(r.status, 1) << line.add[2];
     EXPECT_TRUE(has(r.err, "every connection would come back into sluice")) << r.err;
     EXPECT_TRUE(has(r.err, "nothing was sent")) << r.err;
   }
@@ -251,22 +206,7 @@ TEST(PestoCli, PodmanLinesWithoutATargetPublishTheContainerWithATargetNamespace)
   Daemon d;
   d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", kOther});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  const ClientLine lines[] = {
-      {{"--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
-       {"--delete", "-t", "0.0.0.0/8080", "-t", "[::]/8080"},
-       {"TCP [0.0.0.0]:8080 => 8080", "TCP [::]:8080 => 8080"}},
-      {{"--add", "-u", "0.0.0.0/53", "-u", "[::]/53"},
-       {"--delete", "-u", "0.0.0.0/53", "-u", "[::]/53"},
-       {"UDP [0.0.0.0]:53 => 53", "UDP [::]:53 => 53"}},
-      {{"--add", "-t", "0.0.0.0/8000-8004", "-t", "[::]/8000-8004"},
-       {"--delete", "-t", "0.0.0.0/8000-8004", "-t", "[::]/8000-8004"},
-       {"TCP [0.0.0.0]:8000-8004 => 8000-8004", "TCP [::]:8000-8004 => 8000-8004"}},
-      {{"--add", "-t", "127.0.0.1/443"},
-       {"--delete", "-t", "127.0.0.1/443"},
-       {"TCP [127.0.0.1]:443 => 443"}},
-      {{"--add", "-t", "[::1]/8080"}, {"--delete", "-t", "[::1]/8080"}, {"TCP [::1]:8080 => 8080"}},
-  };
-  for (const ClientLine& line : lines) add_then_delete(d, line);
+  for (const ClientLine& line : kPodmanWithoutTarget) add_then_delete(d, line);
   // With a rule in place, traffic reaches the server inside the container.
   RunResult add = d.ctl({"--add", "-t", "0.0.0.0/8080", "-t", "[::]/8080"});
   ASSERT_EQ(add.status, 0) << add.err;
