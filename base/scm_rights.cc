@@ -9,8 +9,8 @@
 
 namespace sluice {
 
-Result<void> send_message(int sock, const void* data, size_t len,
-                          std::span<const int> fds) noexcept {
+Result<void> send_message(int sock, const void* data, size_t len, std::span<const int> fds,
+                          int flags) noexcept {
   CHECK(len > 0);
   CHECK(fds.size() <= kScmMaxFds);
   struct iovec iov = {const_cast<void*>(data), len};
@@ -30,7 +30,7 @@ Result<void> send_message(int sock, const void* data, size_t len,
     std::memcpy(CMSG_DATA(cmsg), fds.data(), bytes);
   }
   for (;;) {
-    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return SysErr("sendmsg");
     if (static_cast<size_t>(n) != len) return Err(EMSGSIZE, "sendmsg: short send");

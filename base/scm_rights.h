@@ -22,10 +22,12 @@ struct ReceivedMessage {
 };
 
 /// Sends `len` bytes (at least 1: a zero-length payload would read as EOF) and
-/// `fds` in one message with MSG_NOSIGNAL. Returns an Error with the errno on
-/// failure or on a short send. Needs the `sendmsg` syscall.
-Result<void> send_message(int sock, const void* data, size_t len,
-                          std::span<const int> fds) noexcept;
+/// `fds` in one message with MSG_NOSIGNAL and `flags` (MSG_DONTWAIT for a
+/// send that must not wait for room). Returns an Error with the errno on
+/// failure (EAGAIN when a non-blocking send found no room: nothing was sent)
+/// or on a short send. Needs the `sendmsg` syscall.
+Result<void> send_message(int sock, const void* data, size_t len, std::span<const int> fds,
+                          int flags = 0) noexcept;
 
 /// How receive_message() closes the fds of a message it refuses.
 enum class RefusedFds {

@@ -225,7 +225,8 @@ BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
       control_(std::move(control)),
       buf_(new uint8_t[wire::kMaxWireMessage + 1]),
       request_(std::make_unique<wire::OpenListenersMsg>()),
-      reply_(std::make_unique<wire::ListenersOpenedMsg>()) {}
+      reply_(std::make_unique<wire::ListenersOpenedMsg>()),
+      pending_(new uint8_t[sizeof(wire::ListenersOpenedMsg)]) {}
 
 HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
   last_error_ = std::move(what);
@@ -233,6 +234,8 @@ HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
 }
 
 HandleStatus BrokerHost::handle_one(int fd) {
+  // One request at a time: the next is read only once this reply is sent.
+  if (reply_pending()) return HandleStatus::kContinue;
   // One byte more than the largest request: an oversized datagram then shows
   // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
   fds_.clear();
@@ -264,17 +267,45 @@ HandleStatus BrokerHost::handle_one(int fd) {
 }
 
 HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
-                                    std::span<const int> fds) {
-  auto sent = send_message(fd, reply, len, fds);  // MSG_NOSIGNAL: no SIGPIPE
-  if (sent) return HandleStatus::kContinue;
+                                    std::vector<UniqueFd> fds) {
+  // Every reply fits the pending buffer: ListenersOpened is the largest.
+  static_assert(sizeof(wire::HelloReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
+  static_assert(sizeof(wire::PeerReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
+  CHECK(!reply_pending() && len <= sizeof(wire::ListenersOpenedMsg));
+  std::memcpy(pending_.get(), reply, len);
+  pending_len_ = len;
+  pending_fds_ = std::move(fds);
+  return flush_reply(fd);
+}
+
+HandleStatus BrokerHost::flush_reply(int fd) {
+  CHECK(reply_pending());
+  int raw[wire::kMaxListenersPerMessage];
+  CHECK(pending_fds_.size() <= wire::kMaxListenersPerMessage);
+  for (size_t i = 0; i < pending_fds_.size(); ++i) raw[i] = pending_fds_[i].get();
+  // MSG_NOSIGNAL: no SIGPIPE. The channel is non-blocking (worker_launch.cc).
+  auto sent = send_message(fd, pending_.get(), pending_len_,
+                           std::span<const int>(raw, pending_fds_.size()));
+  if (sent) {
+    // The broker's copies of the sockets close here: the worker holds its own.
+    pending_len_ = 0;
+    pending_fds_.clear();
+    return HandleStatus::kContinue;
+  }
   int err = sent.error().err;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    // The worker has not read its earlier replies yet. It is slow, not
+    // hostile: the reply waits here, and main() waits for room.
+    LOG_DEBUG("the worker's channel is full; the reply waits until it reads");
+    return HandleStatus::kContinue;
+  }
+  pending_len_ = 0;
+  pending_fds_.clear();
   if (err == EPIPE || err == ECONNRESET) {
     return fail(HandleStatus::kPeerClosed,
                 "the worker went away before its reply was sent: " + sent.error().message);
   }
-  return fail(HandleStatus::kIoError,
-              "sending a reply to the worker: " + sent.error().message +
-                  (err == EAGAIN ? " (the worker stopped reading its replies)" : ""));
+  return fail(HandleStatus::kIoError, "sending a reply to the worker: " + sent.error().message);
 }
 
 HandleStatus BrokerHost::answer_hello(int fd) {
@@ -331,11 +362,10 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
   std::memset(reply_.get(), 0, sizeof(*reply_));
   reply_->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
   reply_->count = req.count;
-  // The broker's copies stay owned here and are closed when this returns,
-  // whether or not the send succeeded: the worker holds its own after it.
+  // The broker's copies stay owned by the reply until it is sent (or the
+  // worker is gone), then close: the worker holds its own after it.
   std::vector<UniqueFd> opened;
   opened.reserve(req.count);
-  int raw[wire::kMaxListenersPerMessage];
   unsigned denied = 0;
   for (uint32_t i = 0; i < req.count; ++i) {
     UniqueFd sock;
@@ -343,14 +373,13 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
     reply_->status[i] = status;
     if (status == wire::kStatusPolicyDenied) ++denied;
     if (status != wire::kStatusOk) continue;
-    raw[opened.size()] = sock.get();
     opened.push_back(std::move(sock));
   }
   reply_->fd_count = static_cast<uint32_t>(opened.size());
   LOG_DEBUG("OpenListeners #%llu: %u entries, %zu opened, %u denied by policy, %zu failed",
             static_cast<unsigned long long>(req.header.sequence), req.count, opened.size(), denied,
             req.count - opened.size() - denied);
-  return send_reply(fd, reply_.get(), sizeof(*reply_), std::span<const int>(raw, opened.size()));
+  return send_reply(fd, reply_.get(), sizeof(*reply_), std::move(opened));
 }
 
 }  // namespace sluice

@@ -32,7 +32,7 @@ enum class HandleStatus {
   kContinue,    // a request was answered, or nothing was there to read (EAGAIN)
   kPeerClosed,  // the worker closed its end (EOF), or died before its reply was sent
   kViolation,   // the worker sent something not permitted: it is compromised
-  kIoError,     // the channel failed otherwise (e.g. a send timed out)
+  kIoError,     // the channel failed otherwise
 };
 
 /// Checks the envelope of one received datagram of `msg.size()` bytes that
@@ -86,10 +86,19 @@ class BrokerHost {
   explicit BrokerHost(BindPolicy policy, ControlPolicy control = {});
 
   /// Receives one datagram from `fd` (non-blocking, MSG_DONTWAIT), checks it
-  /// and answers it. Never exits or throws; `last_error()` explains any status
-  /// other than kContinue. Needs `recvmsg` and `sendmsg` on `fd`, and what
+  /// and answers it. When `fd` is non-blocking and the worker has not read
+  /// its earlier replies, the answer waits (reply_pending()) and the status
+  /// is kContinue; nothing more is read until flush_reply() has sent it.
+  /// Never exits or throws; `last_error()` explains any status other than
+  /// kContinue. Needs `recvmsg` and `sendmsg` on `fd`, and what
   /// open_listener() needs, in the seccomp policy.
   HandleStatus handle_one(int fd);
+  /// True while an answer waits for room on the channel.
+  bool reply_pending() const noexcept { return pending_len_ != 0; }
+  /// Sends the answer that waits (call when `fd` is writable): kContinue
+  /// when it went out, or still waits (EAGAIN); kPeerClosed or kIoError as
+  /// handle_one(). Needs `sendmsg` on `fd`.
+  HandleStatus flush_reply(int fd);
 
   /// The current protocol state.
   HostState state() const noexcept { return state_; }
@@ -120,8 +129,9 @@ class BrokerHost {
   /// that check_peer_socket() refuses is a violation (closed without
   /// lingering, no reply).
   HandleStatus answer_peer_query(int fd);
-  /// Sends `len` bytes of reply and `fds`; maps a failure to a status.
-  HandleStatus send_reply(int fd, const void* reply, size_t len, std::span<const int> fds);
+  /// Sends `len` bytes of reply and `fds` (closed once sent), or keeps them
+  /// pending when the channel is full; maps a failure to a status.
+  HandleStatus send_reply(int fd, const void* reply, size_t len, std::vector<UniqueFd> fds);
   /// Records `what` and returns `status`.
   HandleStatus fail(HandleStatus status, std::string what);
 
@@ -134,6 +144,9 @@ class BrokerHost {
   std::unique_ptr<uint8_t[]> buf_;                   // kMaxWireMessage + 1 bytes
   std::unique_ptr<wire::OpenListenersMsg> request_;  // aligned copy of buf_
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // reused for every answer
+  std::unique_ptr<uint8_t[]> pending_;               // the answer not sent yet
+  size_t pending_len_ = 0;                           // its length; 0 when none waits
+  std::vector<UniqueFd> pending_fds_;                // its sockets, closed once sent
 };
 
 }  // namespace sluice

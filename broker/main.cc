@@ -152,15 +152,21 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
 
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
 /// worker's code when it exits, kExitFailure on a violation or channel error.
+/// While an answer waits for room on the channel (the worker is slow to read
+/// its replies), the loop waits for POLLOUT instead of reading: as long as
+/// the worker lives, with no time limit, since a slow worker is not a broken
+/// one; signals and the worker's exit are still seen at once.
 /// Needs `poll`, `read` on the signalfd, and what BrokerHost and
 /// stop_worker() need.
 int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals,
           const std::string& control_path) {
   bool announced = false;
   for (;;) {
-    struct pollfd fds[3] = {{worker.pidfd.get(), POLLIN, 0},
-                            {signals.get(), POLLIN, 0},
-                            {worker.channel.get(), POLLIN, 0}};
+    const bool waiting = host.reply_pending();
+    struct pollfd fds[3] = {
+        {worker.pidfd.get(), POLLIN, 0},
+        {signals.get(), POLLIN, 0},
+        {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0}};
     if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
@@ -185,7 +191,9 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
       if (code >= 0) return code;
     }
     if (fds[2].revents == 0) continue;
-    switch (host.handle_one(worker.channel.get())) {
+    const HandleStatus status =
+        waiting ? host.flush_reply(worker.channel.get()) : host.handle_one(worker.channel.get());
+    switch (status) {
       case HandleStatus::kContinue:
         if (!announced && host.state() == HostState::kReady) {
           LOG_INFO("control socket %s; list the rules with: sluicectl %s", control_path.c_str(),

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -204,10 +203,12 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   }
   UniqueFd broker_end(sv[0]);
   UniqueFd worker_end(sv[1]);
-  struct timeval timeout = {kReplySendTimeoutMs / 1000, (kReplySendTimeoutMs % 1000) * 1000};
-  if (::setsockopt(broker_end.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) != 0) {
+  // Only the broker's end: the worker's end stays blocking for its start-up
+  // Hello, and the worker sends with MSG_DONTWAIT afterwards.
+  const int flags = ::fcntl(broker_end.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(broker_end.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     int err = errno;
-    return SysErr(err, "setsockopt(SO_SNDTIMEO) on the worker channel");
+    return SysErr(err, "fcntl(O_NONBLOCK) on the worker channel");
   }
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
   if (!devnull.valid()) {

@@ -21,16 +21,15 @@ namespace sluice {
 /// short enough for a service manager's stop timeout.
 inline constexpr int kWorkerStopTimeoutMs = 3000;
 
-/// Limit: how long the broker waits to send one reply. A worker that does
-/// not read its replies for this long is stuck or hostile; the broker then
-/// gives up instead of blocking forever (SO_SNDTIMEO on the channel).
-inline constexpr int kReplySendTimeoutMs = 5000;
-
 /// A running worker.
 struct WorkerProcess {
   pid_t pid = -1;
-  UniqueFd pidfd;    // pidfd_open(pid): signals and waits never hit a recycled pid
-  UniqueFd channel;  // the broker's end of the SOCK_SEQPACKET socketpair
+  UniqueFd pidfd;  // pidfd_open(pid): signals and waits never hit a recycled pid
+  // The broker's end of the SOCK_SEQPACKET socketpair, non-blocking: a reply
+  // the worker has no room for yet waits in BrokerHost, and the broker's loop
+  // waits for room (POLLOUT) as long as the worker lives, with no time limit.
+  // A worker is slow when flooded (it answers the flood first), not broken.
+  UniqueFd channel;
 };
 
 /// Returns an fd on sluiced's stderr for the worker's logs (and, without
@@ -65,13 +64,14 @@ Result<std::string> find_worker_binary();
 /// environment, fd 0 on /dev/null, fds 1 and 2 on stderr_for_worker(), and
 /// fds 3/4/5/6 = the worker's end of a new SOCK_SEQPACKET socketpair,
 /// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
-/// Policy); everything
-/// else closed, signal mask and dispositions reset, in its own process group
-/// (terminal signals reach the broker only). With `target`, the child first
-/// joins the target namespace (join_target_namespace), so the worker runs in
-/// it. The child reports a setns or exec
-/// failure on stderr and exits 127. Block SIGCHLD before calling. Fails when
-/// the socketpair, /dev/null, fork or pidfd_open fail.
+/// Policy); everything else closed, signal mask and dispositions reset, in
+/// its own process group (terminal signals reach the broker only). The
+/// broker's end of the pair is made non-blocking (see WorkerProcess). With
+/// `target`, the child first joins the target namespace
+/// (join_target_namespace), so the worker runs in it. The child reports a
+/// setns or exec failure on stderr and exits 127. Block SIGCHLD before
+/// calling. Fails when the socketpair, fcntl, /dev/null, fork or pidfd_open
+/// fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
                                     int audit_fd, int policy_fd,
                                     const TargetNamespace* target = nullptr);

@@ -45,14 +45,18 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
   using namespace broker_fd;  // NOLINT: the fixed fd names read best unqualified here
   return {
       // --- The worker channel and the loop (main.cc, broker_host.cc) ---
-      {"poll", {}, "wait on the channel, the signalfd and the worker's pidfd"},
+      {"poll",
+       {},
+       "wait on the channel (a request, or room for a reply that waits), the signalfd and the "
+       "worker's pidfd"},
       {"recvmsg",
        {eq32(0, kChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
        "receive one request from the worker (base/scm_rights.cc receive_message)"},
       {"sendmsg",
        {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
        "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
-       "not SIGPIPE"},
+       "not SIGPIPE. The channel is non-blocking (set before the filter): a full one gives "
+       "EAGAIN, and the reply waits for POLLOUT"},
       {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
 

@@ -120,7 +120,10 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"recvmsg",
                {},
                "broker replies with SCM_RIGHTS listeners, drained with MSG_DONTWAIT until EAGAIN"});
-  r.push_back({"sendmsg", {}, "broker requests"});
+  r.push_back({"sendmsg",
+               {},
+               "broker requests, with MSG_DONTWAIT once the loop runs: the worker never waits "
+               "for sluiced"});
 
   // --- UDP data path (worker/udp_batch.cc): every datagram moves in batches
   // through these two, on non-blocking sockets.

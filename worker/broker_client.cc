@@ -165,10 +165,33 @@ Result<void> BrokerClient::start(Lost on_lost) {
   on_lost_ = std::move(on_lost);
   // Level-triggered: a reply that arrives while on_event runs keeps the
   // channel readable, so it is never missed between the drain and the wait.
-  auto added = loop_.add(channel_.get(), EPOLLIN | EPOLLRDHUP, this);
+  auto added =
+      loop_.add(channel_.get(), EPOLLIN | EPOLLRDHUP | (waiting_for_room_ ? EPOLLOUT : 0u), this);
   if (!added) return added;
   registered_ = true;
   return Ok();
+}
+
+void BrokerClient::watch_for_room(bool on) noexcept {
+  if (waiting_for_room_ == on) return;
+  waiting_for_room_ = on;
+  if (!registered_) return;  // start() registers with the right events
+  auto changed = loop_.modify(channel_.get(), EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u), this);
+  if (!changed) lose("watching the broker channel: " + changed.error().message);
+}
+
+BrokerClient::Sent BrokerClient::send_now(const void* msg, size_t len, std::span<const int> fds,
+                                          const char* what) noexcept {
+  // Never wait for sluiced: a full channel keeps the message here instead,
+  // and the loop says when there is room again.
+  auto sent = send_message(channel_.get(), msg, len, fds, MSG_DONTWAIT);
+  if (sent) return Sent::kYes;
+  if (sent.error().err == EAGAIN || sent.error().err == EWOULDBLOCK) {
+    watch_for_room(true);
+    return lost_ ? Sent::kLost : Sent::kNoRoom;
+  }
+  lose(std::string("sending ") + what + ": " + sent.error().message);
+  return Sent::kLost;
 }
 
 void BrokerClient::open_listeners(std::vector<ListenerKey> keys, OpenDone done) {
@@ -192,11 +215,13 @@ void BrokerClient::pump() noexcept {
       // The messages are ~10 KiB each: keep them off the stack.
       auto msg = std::make_unique<wire::OpenListenersMsg>();
       std::memset(msg.get(), 0, sizeof(*msg));
-      msg->header = wire::header(wire::BrokerMsg::kOpenListeners, ++sequence_);
+      msg->header = wire::header(wire::BrokerMsg::kOpenListeners, sequence_ + 1);
       msg->count = static_cast<uint32_t>(n);
       for (size_t i = 0; i < n; ++i) msg->entries[i] = to_wire(call.keys[call.sent + i]);
-      auto sent = send_message(channel_.get(), msg.get(), sizeof(*msg), {});
-      if (!sent) return lose("sending OpenListeners: " + sent.error().message);
+      // The sequence is taken only once the batch is sent: requests are
+      // answered in the order they were sent, whatever waited for room.
+      if (send_now(msg.get(), sizeof(*msg), {}, "OpenListeners") != Sent::kYes) return;
+      ++sequence_;
       in_flight_.push_back(InFlight{msg->header.sequence, n, nullptr});
       call.sent += n;
     }
@@ -206,17 +231,35 @@ void BrokerClient::pump() noexcept {
 Result<void> BrokerClient::peer_query(int conn, PeerDone done) {
   CHECK(done != nullptr);
   if (lost_) return Err(EPIPE, "the broker channel is closed");
-  wire::PeerQueryMsg msg = {};
-  msg.header = wire::header(wire::BrokerMsg::kPeerQuery, ++sequence_);
-  const int fds[] = {conn};
-  auto sent = send_message(channel_.get(), &msg, sizeof(msg), fds);
-  if (!sent) return Err(sent.error().err, "sending PeerQuery: " + sent.error().message);
-  in_flight_.push_back(InFlight{msg.header.sequence, 0, std::move(done)});
-  ++peers_in_flight_;
+  CHECK(peer_queries_open() < kPeerQueryWindow);  // the control server keeps the bound
+  unsent_peers_.push_back(UnsentPeer{conn, std::move(done)});
+  send_peers();
+  if (lost_) return Err(EPIPE, "the broker channel is closed");
   return Ok();
 }
 
-void BrokerClient::on_event(uint32_t /*events*/) noexcept {
+void BrokerClient::send_peers() noexcept {
+  while (!lost_ && !unsent_peers_.empty()) {
+    UnsentPeer& next = unsent_peers_.front();
+    wire::PeerQueryMsg msg = {};
+    msg.header = wire::header(wire::BrokerMsg::kPeerQuery, sequence_ + 1);
+    const int fds[] = {next.conn};
+    if (send_now(&msg, sizeof(msg), fds, "PeerQuery") != Sent::kYes) return;
+    ++sequence_;
+    in_flight_.push_back(InFlight{msg.header.sequence, 0, std::move(next.done)});
+    ++peers_in_flight_;
+    unsent_peers_.pop_front();
+  }
+}
+
+void BrokerClient::on_event(uint32_t events) noexcept {
+  if (events & EPOLLOUT) {
+    // Room again: what waited goes out first, in order, then it is watched
+    // no longer unless a send finds the channel full again.
+    watch_for_room(false);
+    send_peers();
+    pump();
+  }
   // Every reply already there is handled now: at most one per request in
   // flight at wake-up. Each reply frees room in the window for the next
   // batch, and a quick broker may answer that one while this drain runs;
@@ -324,6 +367,7 @@ void BrokerClient::lose(std::string reason, bool idle_eof) noexcept {
   // Requests still open are never answered; their sockets close here.
   in_flight_.clear();
   peers_in_flight_ = 0;
+  unsent_peers_.clear();
   calls_.clear();
   if (on_lost_) on_lost_(BrokerLoss{std::move(reason), idle_eof});
 }

@@ -8,11 +8,17 @@
 //     batches of at most 253, with at most kPipelineWindow batches in flight;
 //     batches beyond the window wait here and go out as replies come back.
 //     `done` receives one result per key, in order, once all are answered;
-//   - peer_query(fd, done): who is behind an accepted control connection.
+//   - peer_query(fd, done): who is behind an accepted control connection; at
+//     most kPeerQueryWindow of them open at once (the control server stops
+//     accepting at that bound).
+// Sends never wait: each is MSG_DONTWAIT, and a request that finds the
+// channel full stays here, in order, until the loop reports it writable
+// (EPOLLOUT, watched only while something waits to go out). So the worker
+// never blocks on sluiced, whatever sluiced does.
 // Replies come back in order. Each wake-up drains every reply already there
 // (recvmsg with MSG_DONTWAIT until EAGAIN), not just one; replies to batches
 // sent during that drain wait for the next wake-up, so data events run
-// between windows. EOF, a send that fails, or a
+// between windows. EOF, a send that fails (other than for room), or a
 // malformed reply means the broker is gone or broken: on_lost is called once,
 // every request still open is dropped unanswered (their sockets closed), and
 // the channel is closed to the loop. The worker then stops.
@@ -38,6 +44,17 @@ namespace sluice {
 /// keep the broker busy while one reply is processed, and four 10 KiB
 /// requests fit easily in the channel's socket buffer, so sends never block.
 inline constexpr size_t kPipelineWindow = 4;
+
+/// Limit: PeerQuery requests open at once (sent or waiting to be sent). Each
+/// accepted control connection costs one before anything else happens, so
+/// without a bound a local user who connects and closes in a loop makes the
+/// worker send queries faster than sluiced answers them. 32 identifies a
+/// burst of sluicectl invocations in one round trip, and 32 queries and
+/// their replies (about 1 KiB of socket buffer each) with kPipelineWindow
+/// batches (about 16 KiB each) stay far below the channel's default socket
+/// buffers (208 KiB): neither side's send finds the channel full in normal
+/// operation, and if it does, nothing blocks (see above).
+inline constexpr size_t kPeerQueryWindow = 32;
 
 /// What the broker said in its HelloReply.
 struct BrokerInfo {
@@ -98,20 +115,31 @@ class BrokerClient final : public EventHandler {
   /// this returns) and `done` is never called. Needs `sendmsg`.
   void open_listeners(std::vector<ListenerKey> keys, OpenDone done);
 
-  /// Sends one PeerQuery with the accepted control connection `conn`; `done`
-  /// is called from the loop with the answer. Does not count against the
-  /// pipelining window. Fails when the query cannot be sent (then `done` is
-  /// never called). Needs `sendmsg`.
+  /// Asks who is behind the accepted control connection `conn`: sends one
+  /// PeerQuery with it now, or, when the channel is full, as soon as it has
+  /// room, in order. `done` is called from the loop with the answer. Does
+  /// not count against the pipelining window; the caller keeps at most
+  /// kPeerQueryWindow open (peer_queries_open(); more is a bug, CHECK) and
+  /// keeps `conn` open until `done` runs or the channel is lost. Fails when
+  /// the channel is lost, before or by this send (then `done` is never
+  /// called). Needs `sendmsg` (MSG_DONTWAIT).
   Result<void> peer_query(int conn, PeerDone done);
 
-  /// Drains every reply already on the channel (MSG_DONTWAIT), at most one
-  /// per request in flight at wake-up, and completes the requests they
-  /// answer; EOF or a malformed reply loses the channel.
-  /// Needs `recvmsg`, `getsockopt`, `getsockname`, `getpeername`.
+  /// EPOLLOUT: sends what waited for room. Then drains every reply already
+  /// on the channel (MSG_DONTWAIT), at most one per request in flight at
+  /// wake-up, and completes the requests they answer; EOF or a malformed
+  /// reply loses the channel. Needs `recvmsg`, `sendmsg`, `getsockopt`,
+  /// `getsockname`, `getpeername`, `epoll_ctl`.
   void on_event(uint32_t events) noexcept override;
 
   /// Requests sent and not yet answered (both kinds).
   size_t in_flight() const { return in_flight_.size(); }
+  /// PeerQuery requests not answered yet: sent, or waiting for room.
+  size_t peer_queries_open() const { return peers_in_flight_ + unsent_peers_.size(); }
+  /// PeerQuery requests waiting for room on the channel.
+  size_t peer_queries_unsent() const { return unsent_peers_.size(); }
+  /// True while a send found the channel full and the loop watches for room.
+  bool waiting_for_room() const { return waiting_for_room_; }
   /// OpenListeners requests sent and not yet answered (the pipelining window).
   size_t listener_batches_in_flight() const { return in_flight_.size() - peers_in_flight_; }
   /// True once the channel is lost; nothing is sent or received afterwards.
@@ -136,9 +164,28 @@ class BrokerClient final : public EventHandler {
     OpenDone done;
   };
 
-  /// Sends OpenListeners batches while the window allows. Loses the channel
-  /// when a send fails. Needs `sendmsg`.
+  /// A PeerQuery not sent yet: the connection and the callback.
+  struct UnsentPeer {
+    int conn;
+    PeerDone done;
+  };
+  /// What one non-blocking send did.
+  enum class Sent { kYes, kNoRoom, kLost };
+
+  /// Sends one message and its fds with MSG_DONTWAIT. On EAGAIN nothing was
+  /// sent: returns kNoRoom and watches the channel for room. Any other
+  /// failure loses the channel (`what` names the message). Needs `sendmsg`.
+  Sent send_now(const void* msg, size_t len, std::span<const int> fds, const char* what) noexcept;
+  /// Sends the PeerQuery requests that wait, in order, until the channel is
+  /// full. Needs `sendmsg`.
+  void send_peers() noexcept;
+  /// Sends OpenListeners batches while the window and the channel allow.
+  /// Needs `sendmsg`.
   void pump() noexcept;
+  /// Watches the channel for room (EPOLLOUT) or stops watching, as `on`
+  /// says; level-triggered, so it is watched only while something waits.
+  /// Needs `epoll_ctl`.
+  void watch_for_room(bool on) noexcept;
   /// Reads and handles one reply, if one is there. Returns false when
   /// nothing was there (EAGAIN) or the channel is lost.
   bool receive_one() noexcept;
@@ -163,6 +210,8 @@ class BrokerClient final : public EventHandler {
   uint64_t sequence_ = 0;
   std::deque<InFlight> in_flight_;
   size_t peers_in_flight_ = 0;
+  std::deque<UnsentPeer> unsent_peers_;              // in order; at most kPeerQueryWindow
+  bool waiting_for_room_ = false;                    // a send found the channel full
   std::deque<OpenCall> calls_;                       // in order; only the front one is answered
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // receive buffer, about 1 KiB
 };

@@ -470,6 +470,67 @@ TEST_F(BrokerHostTest, FdFloodUnderLowFdLimitIsViolationWithoutLeak) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+TEST_F(BrokerHostTest, AReplyTheWorkerHasNoRoomForWaitsWithItsSocketsAndGoesOutInOrder) {
+  // As sluiced runs it: the broker's end non-blocking. A small send buffer
+  // on it fills after a few replies the worker has not read.
+  do_hello();
+  const int flags = ::fcntl(ch_.broker.get(), F_GETFL);
+  ASSERT_EQ(::fcntl(ch_.broker.get(), F_SETFL, flags | O_NONBLOCK), 0);
+  const int tiny = 1;  // the kernel rounds it up to its minimum
+  ASSERT_EQ(::setsockopt(ch_.broker.get(), SOL_SOCKET, SO_SNDBUF, &tiny, sizeof(tiny)), 0);
+  std::vector<uint16_t> ports;
+  for (uint64_t seq = 10; seq < 60 && !host_.reply_pending(); ++seq) {
+    auto m = open_listeners(seq);
+    ports.push_back(free_port(AF_INET, SOCK_STREAM));
+    add_entry(m.get(), spec_v4(127, 0, 0, 1, ports.back()));
+    send_raw(m.get(), sizeof(*m));
+    // Before the broker waited, a full channel was an error that stopped it.
+    ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  }
+  ASSERT_TRUE(host_.reply_pending()) << "the channel never filled";
+  // While the reply waits, the next request is not even read.
+  auto next = peer_query(99);
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  const int conn[] = {a.get()};
+  send_raw(&next, sizeof(next), conn);
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue);
+  EXPECT_TRUE(host_.reply_pending());
+  EXPECT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue);  // still no room
+  EXPECT_TRUE(host_.reply_pending());
+
+  // The worker reads: every reply arrives in order, each with its socket.
+  size_t answered = 0;
+  bool peer_answered = false;
+  for (int i = 0; i < 200 && !peer_answered; ++i) {
+    if (host_.reply_pending()) {
+      ASSERT_NE(host_.flush_reply(ch_.broker.get()), HandleStatus::kIoError) << host_.last_error();
+    } else {
+      ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+    }
+    wire::ListenersOpenedMsg reply;
+    auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), kScmMaxFds, MSG_DONTWAIT);
+    if (!got.ok()) continue;
+    if (got->len == sizeof(wire::PeerReplyMsg)) {
+      EXPECT_EQ(answered, ports.size()) << "the PeerQuery overtook an earlier request";
+      EXPECT_EQ(reply.header.sequence, 99u);
+      peer_answered = true;
+      break;
+    }
+    ASSERT_EQ(got->len, sizeof(reply));
+    ASSERT_LT(answered, ports.size());
+    EXPECT_EQ(reply.header.sequence, 10 + answered);
+    ASSERT_EQ(got->fds.size(), 1u);
+    EXPECT_EQ(bound_port(got->fds[0].get()), ports[answered]);
+    EXPECT_EQ(sockopt(got->fds[0].get(), SOL_SOCKET, SO_ACCEPTCONN), 1);
+    ++answered;
+  }
+  EXPECT_EQ(answered, ports.size());
+  EXPECT_TRUE(peer_answered);
+  EXPECT_FALSE(host_.reply_pending());
+}
+
 // --- PeerQuery: the broker tells the worker who a control client is ---
 
 /// Sends a PeerQuery carrying `fds`, lets `host` answer, and reads the reply.

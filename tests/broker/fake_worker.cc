@@ -9,6 +9,11 @@
 //   peer-query-tcp   send a PeerQuery carrying a TCP socket whose close would
 //                    linger (SO_LINGER 30 s, unsent bytes), without a copy of
 //                    its own (a compromised worker; security review item 9)
+//   stall:N:MS       a worker slow to read its replies: send up to N PeerQuery
+//                    requests without reading, until the channel stays full
+//                    for 1 s (sluiced has stopped reading: its replies fill
+//                    the channel the other way), read nothing for MS more
+//                    milliseconds, then read every reply
 //   exit:N           exit with status N
 // Hello is sent first. Afterwards it waits until the channel closes (exit 0)
 // or a signal ends it. Every result is one "fake-worker: ..." line on stderr.
@@ -159,6 +164,42 @@ void peer_query_tcp() {
   sock.reset();
 }
 
+/// Sends up to `count` PeerQuery requests (each with the control socket, fd
+/// 4) without reading a reply, until the channel has had no room for 1 s;
+/// then waits `ms` milliseconds and reads every reply (each wait bounded by
+/// 10 s). Reports how many were sent and answered.
+void stall(size_t count, int ms) {
+  size_t sent = 0;
+  for (; sent < count; ++sent) {
+    wire::PeerQueryMsg m = {};
+    m.header = wire::header(wire::BrokerMsg::kPeerQuery, g_sequence + 1);
+    const int fds[] = {wire::kWorkerFdControl};
+    auto ok = send_message(wire::kWorkerFdBroker, &m, sizeof(m), fds, MSG_DONTWAIT);
+    if (!ok) {
+      if (ok.error().err != EAGAIN) fail("send PeerQuery");
+      // Full: sluiced may just be behind. No room for a whole second means
+      // it stopped reading, its replies having filled the other way.
+      struct pollfd p = {wire::kWorkerFdBroker, POLLOUT, 0};
+      if (::poll(&p, 1, 1000) <= 0) break;
+      --sent;  // try this one again
+      continue;
+    }
+    ++g_sequence;
+  }
+  std::fprintf(stderr, "fake-worker: stalling with %zu queries sent\n", sent);
+  ::poll(nullptr, 0, ms);
+  size_t answered = 0;
+  while (answered < sent) {
+    struct pollfd p = {wire::kWorkerFdBroker, POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) break;
+    wire::PeerReplyMsg r;
+    auto got = receive_message(wire::kWorkerFdBroker, &r, sizeof(r), 0);
+    if (!got.ok() || got->len != sizeof(r)) break;
+    ++answered;
+  }
+  std::fprintf(stderr, "fake-worker: stall answered %zu of %zu\n", answered, sent);
+}
+
 }  // namespace
 }  // namespace sluice
 
@@ -182,6 +223,11 @@ int main(int argc, char** argv) {
     ++i;
     if (cmd.rfind("open-tcp4:", 0) == 0) {
       open_tcp4(static_cast<uint16_t>(std::atoi(cmd.c_str() + 10)));
+    } else if (cmd.rfind("stall:", 0) == 0) {
+      const char* rest = cmd.c_str() + 6;
+      const char* colon = std::strchr(rest, ':');
+      if (colon == nullptr) fail("stall:N:MS");
+      stall(static_cast<size_t>(std::atoi(rest)), std::atoi(colon + 1));
     } else if (cmd == "violate") {
       open_tcp4(0);
     } else if (cmd == "peer-query-tcp") {

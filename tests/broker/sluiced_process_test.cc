@@ -227,6 +227,29 @@ TEST_F(SluicedProcessTest, PeerQueryWithALingeringTcpSocketIsAViolationWithoutAH
   EXPECT_NE(log().find("killed by signal 9"), std::string::npos) << log();
 }
 
+TEST_F(SluicedProcessTest, WaitsForAWorkerThatIsSlowToReadItsReplies) {
+  // The worker fills the channel both ways, then reads nothing for 6 s:
+  // longer than the 5 s after which sluiced used to give up, stop the worker
+  // and exit 1. A slow worker is not a broken one: sluiced waits for room,
+  // and every reply arrives once the worker reads again.
+  start({"-t", "stall:100000:6000"});
+  ASSERT_TRUE(wait_for_log("fake-worker: stalling with"));
+  ASSERT_TRUE(wait_for_log("fake-worker: stall answered"));
+  const std::string text = log();
+  const size_t at = text.find("fake-worker: stalling with ");
+  ASSERT_NE(at, std::string::npos);
+  const size_t sent = std::stoul(text.substr(at + 27));
+  EXPECT_GT(sent, 0u);
+  EXPECT_NE(text.find("stall answered " + std::to_string(sent) + " of " + std::to_string(sent)),
+            std::string::npos)
+      << text;
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  EXPECT_EQ(::waitpid(pid_, nullptr, WNOHANG), 0) << "sluiced exited\n" << log();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+  EXPECT_EQ(log().find("sending a reply to the worker"), std::string::npos) << log();
+}
+
 TEST_F(SluicedProcessTest, ReportsAWorkerThatCannotBeExecuted) {
   fs::remove(dir_ / "sluice-worker");
   {

@@ -79,6 +79,42 @@ TEST_F(BrokerChannelTest, PeerQueryIsAnsweredInOrderAmongOpenListeners) {
   EXPECT_EQ(fake.peer_replies(), 1u);
 }
 
+TEST_F(BrokerChannelTest, AFullChannelNeverBlocksTheWorkerAndKeepsRequestsInOrder) {
+  // A broker slow to read: the worker's send buffer (16 KiB: the kernel
+  // doubles what is set) takes one OpenListeners batch or a few dozen
+  // queries. A send that waited for room would stop the whole worker; the
+  // timeout turns such a wait into a failure of this test instead of a hang.
+  const int small = 8192;
+  ASSERT_EQ(setsockopt(broker->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  struct timeval guard = {1, 0};
+  ASSERT_EQ(setsockopt(broker->fd(), SOL_SOCKET, SO_SNDTIMEO, &guard, sizeof(guard)), 0);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::vector<size_t> order;
+  for (size_t i = 0; i < kPeerQueryWindow; ++i) {
+    ASSERT_TRUE(
+        broker->peer_query(a.get(), [&order, i](const PeerIdentity&) { order.push_back(i); }).ok())
+        << "query " << i;
+  }
+  EXPECT_FALSE(broker->lost());
+  EXPECT_TRUE(broker->waiting_for_room());
+  EXPECT_GT(broker->peer_queries_unsent(), 0u);
+  EXPECT_EQ(broker->peer_queries_open(), kPeerQueryWindow);
+  // A commit asked meanwhile waits behind them, and is answered after them.
+  auto s = submit(host_tables({wide_rule(21000, 600)}));
+  EXPECT_FALSE(broker->lost());
+  ASSERT_TRUE(run_until([&] { return order.size() == kPeerQueryWindow && s->done; }))
+      << order.size() << " of " << kPeerQueryWindow << " answered";
+  for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], i);
+  EXPECT_TRUE(s->result.applied);
+  EXPECT_EQ(s->result.opened, 600u);
+  EXPECT_EQ(fake.peer_replies(), kPeerQueryWindow);
+  EXPECT_FALSE(broker->waiting_for_room());
+  EXPECT_EQ(broker->peer_queries_open(), 0u);
+  EXPECT_TRUE(fake.error().empty()) << fake.error();
+}
+
 TEST_F(BrokerChannelTest, BrokerDyingMidCommitStopsTheEngineWithoutALeak) {
   // 300 ports: two batches. The broker answers the first (253 sockets reach
   // the worker), then dies before the second.
