@@ -82,6 +82,14 @@ inline constexpr size_t kMaxCommentBytes = 1024;
 /// Limit: history entries kept and returned. Enough to review a busy day of
 /// pushes in `sluicectl --history`; the audit log keeps everything.
 inline constexpr uint32_t kMaxHistory = 256;
+/// Limit: rule texts of each list (added, removed) of one history entry. A
+/// commit may add and remove thousands of rules: 256 entries with every rule
+/// would be hundreds of MiB, far over the 4 MiB message, and the worker would
+/// keep them all. With 16, and a last text saying how many more there were
+/// ("(N more rules not kept: ...)"; no rule text starts with "("), 256
+/// entries of the longest rule texts and comments stay under 3 MiB (a test
+/// checks this). The table itself is identified by its digest.
+inline constexpr size_t kMaxHistoryRules = 16;
 /// Limit: failures reported for one commit. A table of 4096 rules can fail on
 /// every rule; beyond that the list is cut and the last entry says so.
 inline constexpr size_t kMaxFailures = 4096;

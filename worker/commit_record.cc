@@ -75,6 +75,15 @@ AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bo
   return line;
 }
 
+std::vector<std::string> history_rules(const std::vector<std::string>& rules) {
+  if (rules.size() <= control::kMaxHistoryRules) return rules;
+  std::vector<std::string> out(rules.begin(), rules.begin() + control::kMaxHistoryRules);
+  out.push_back("(" + std::to_string(rules.size() - control::kMaxHistoryRules) +
+                " more rules not kept: a history entry keeps the first " +
+                std::to_string(control::kMaxHistoryRules) + ")");
+  return out;
+}
+
 control::HistoryEntry to_history_entry(const CommitRecord& record) {
   control::HistoryEntry entry;
   entry.sequence = record.sequence;
@@ -86,8 +95,8 @@ control::HistoryEntry to_history_entry(const CommitRecord& record) {
   entry.outcome = record.outcome;
   entry.generation_before = record.generation_before;
   entry.generation_after = record.generation_after;
-  entry.added = record.added;
-  entry.removed = record.removed;
+  entry.added = history_rules(record.added);
+  entry.removed = history_rules(record.removed);
   entry.kept = record.kept;
   entry.opened = record.opened;
   entry.closed = record.closed;

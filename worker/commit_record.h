@@ -4,7 +4,8 @@
 // else is a view of that one record:
 //   - to_result():        the control protocol's reply to the client;
 //   - to_audit_line():    the audit line (schema/audit_line.h renders it);
-//   - to_history_entry(): the entry `sluicectl --history` shows.
+//   - to_history_entry(): the entry `sluicectl --history` shows (its rule
+//                         lists cut to control::kMaxHistoryRules each).
 // So the three can never disagree about a field. Nothing here makes a
 // syscall.
 #pragma once
@@ -59,8 +60,15 @@ control::CommitResult to_result(const CommitRecord& record);
 /// bytes. Never fails; no syscalls.
 AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bool chain_start);
 
+/// Returns `rules` when there are at most control::kMaxHistoryRules of them;
+/// otherwise the first kMaxHistoryRules and one more text, "(N more rules not
+/// kept: a history entry keeps the first 16)". Never fails; no syscalls.
+std::vector<std::string> history_rules(const std::vector<std::string>& rules);
+
 /// Returns the history entry of the record: its fields, with the number of
-/// failures rather than the failures. Never fails; no syscalls.
+/// failures rather than the failures, and its added and removed rules cut by
+/// history_rules(), so that the whole history always fits one control
+/// message. Never fails; no syscalls.
 control::HistoryEntry to_history_entry(const CommitRecord& record);
 
 }  // namespace sluice

@@ -289,6 +289,51 @@ TEST(Commit, HistoryRecordsEveryAttempt) {
   EXPECT_EQ(h.entries[2].comment, "commit_test");
 }
 
+TEST(Commit, HistoryOfCommitsOfThousandsOfRulesFitsOneMessage) {
+  // Two tables of 4000 single-port rules each. Every attempt records the
+  // rules it adds and removes, also a stale one: with every rule in each
+  // entry, these 14 attempts made a history reply of over 5 MiB, more than
+  // any client reads (4 MiB).
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
+  TableSet a, b;
+  for (uint16_t i = 0; i < 4000; ++i) {
+    a.of(Pif::kHost)
+        .rules.push_back(loopback_rule(static_cast<uint16_t>(20000 + i),
+                                       static_cast<uint16_t>(20000 + i),
+                                       static_cast<uint16_t>(40000 + i)));
+    b.of(Pif::kHost)
+        .rules.push_back(loopback_rule(static_cast<uint16_t>(24000 + i),
+                                       static_cast<uint16_t>(24000 + i),
+                                       static_cast<uint16_t>(40000 + i)));
+  }
+  EXPECT_TRUE(commit(c, a, get_state(c).generation).applied);
+  EXPECT_TRUE(commit(c, b, get_state(c).generation).applied);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(commit(c, a, 0).failures.size(), 1u);  // stale: adds 4000, removes 4000
+  }
+  auto h = body_as<control::History>(c.call(control::Request{0, control::HistoryRequest{256}}))
+               .value_or(control::History{});
+  ASSERT_EQ(h.entries.size(), 15u);  // the initial rules, two applied, twelve stale
+  const control::HistoryEntry& second = h.entries[2];
+  EXPECT_EQ(second.outcome, control::Outcome::kApplied);
+  ASSERT_EQ(second.added.size(), control::kMaxHistoryRules + 1);
+  EXPECT_EQ(second.added[0], "HOST TCP [127.0.0.1]:24000 => 40000");
+  EXPECT_EQ(second.added.back(), "(3984 more rules not kept: a history entry keeps the first 16)");
+  EXPECT_EQ(second.removed.back(),
+            "(3984 more rules not kept: a history entry keeps the first 16)");
+  // sluicectl shows it, with the count of the rules left out.
+  RunResult shown = d.ctl({"--history=256"});
+  EXPECT_EQ(shown.status, 0) << shown.err;
+  EXPECT_NE(shown.out.find("    + (3984 more rules not kept: a history entry keeps the first 16)"),
+            std::string::npos)
+      << shown.out.substr(0, 2000);
+}
+
 }  // namespace
 }  // namespace sluice::test
 

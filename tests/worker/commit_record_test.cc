@@ -7,6 +7,9 @@
 
 #include "base/sha256.h"
 #include "schema/audit_line.h"
+#include "schema/codec.h"
+#include "schema/frame.h"
+#include "schema/model.h"
 #include "worker/audit.h"
 #include "worker/commit_record.h"
 
@@ -149,6 +152,47 @@ TEST(CommitRecord, HistoryEntryIsAViewOfTheRecord) {
   EXPECT_EQ(e.rebound, 4u);
   EXPECT_EQ(e.failures, 2u);
   EXPECT_EQ(e.duration_micros, 1234u);
+}
+
+TEST(CommitRecord, HistoryEntryCutsLongRuleListsWithACountOfTheRest) {
+  CommitRecord r = sample();
+  r.added.clear();
+  for (int i = 0; i < 4000; ++i) r.added.push_back("HOST TCP [*]:" + std::to_string(20000 + i));
+  control::HistoryEntry e = to_history_entry(r);
+  ASSERT_EQ(e.added.size(), control::kMaxHistoryRules + 1);
+  for (size_t i = 0; i < control::kMaxHistoryRules; ++i) EXPECT_EQ(e.added[i], r.added[i]);
+  EXPECT_EQ(e.added.back(), "(3984 more rules not kept: a history entry keeps the first 16)");
+  EXPECT_EQ(e.removed, r.removed);  // short lists stay whole
+  // The audit line keeps every rule.
+  EXPECT_EQ(to_audit_line(r, Sha256Digest{}, true).added.size(), 4000u);
+}
+
+TEST(CommitRecord, TheFullestHistoryFitsOneMessage) {
+  // The longest rule text there is: full IPv6 addresses both ways, the
+  // longest interface name, five-digit ports, every flag, on SPLICE.
+  Rule longest;
+  longest.proto = Proto::kUdp;
+  longest.listen.fill(0xfe);
+  longest.ifname = std::string(15, 'i');
+  longest.first = 65000;
+  longest.last = 65535;
+  longest.to = 10000;
+  longest.target.fill(0xfd);
+  longest.weak = true;
+  longest.scan = true;
+  const std::string text = "SPLICE " + format_rule(longest);
+  ASSERT_LT(text.size(), 200u) << text;
+  // Every commit of the history at the limits: 4096 rules added and 4096
+  // removed in each table, and the longest comment.
+  CommitRecord r = sample();
+  r.comment = std::string(control::kMaxCommentBytes, 'c');
+  r.added.assign(2 * kMaxRulesPerTable, std::string(200, 'a'));
+  r.removed.assign(2 * kMaxRulesPerTable, std::string(200, 'r'));
+  control::History history;
+  history.entries.assign(control::kMaxHistory, to_history_entry(r));
+  const std::string frame = control::encode_response(control::Response{9, history});
+  EXPECT_LT(frame.size(), size_t{3} << 20);
+  EXPECT_LT(frame.size(), kMaxControlMessageBytes);
 }
 
 TEST(CommitRecord, TheWriterStampsTheRecordItReturns) {
