@@ -158,8 +158,15 @@ TEST(ControlMemory, ReadersPipeliningLargeRepliesHoldOneReplyEachAndAreAllAnswer
   const long grown_kib = after - before;
   std::printf("[ memory   ] %d clients x %d replies of %zu bytes; worker peak grew by %ld KiB\n",
               kClients, requests, reply_bytes, grown_kib);
+#ifndef SLUICE_SANITIZE
   EXPECT_LT(grown_kib, static_cast<long>(kClients) * 2 * 1024)
       << "the worker's peak grew by " << grown_kib << " KiB";
+#else
+  // Under AddressSanitizer the worker's freed memory stays in ASan's
+  // quarantine (256 MiB by default), so its peak measures the sanitizer, not
+  // the worker; the bound is checked in the normal build, and every reply
+  // above and below is still checked here.
+#endif
 
   // A deeper pipeline is not a reason to drop a client any more: the next
   // request simply waits until the client reads.
