@@ -37,25 +37,9 @@ namespace {
 constexpr uint16_t kTargetPort = 18000;
 constexpr uint16_t kListenPort = 18080;
 
-/// True when the test runs as real root in a network namespace only (other
-/// uids exist there); in the user-namespace run only one uid is mapped.
-bool real_root_run() {
-  const char* mode = std::getenv("SLUICE_TEST_NS");
-  return mode != nullptr && std::string(mode) == "net";
-}
-
 /// The rule of the tests: 127.0.0.1:kListenPort to kTargetPort.
 std::string base_rule() {
   return "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort);
-}
-
-/// Waits (at most 10 s) until the daemon logged `needle`.
-bool wait_for_log(const Daemon& d, const std::string& needle) {
-  for (int i = 0; i < 500; ++i) {
-    if (d.log().find(needle) != std::string::npos) return true;
-    usleep(20000);
-  }
-  return false;
 }
 
 /// Lets every uid reach the daemon's socket: the control policy, not the

@@ -49,13 +49,6 @@ constexpr size_t kChunkBytes = 4096;
 constexpr int kChunkIntervalMs = 2;
 constexpr size_t kMaxChunks = 20000;
 
-/// True when the test runs as real root in a network namespace only (other
-/// uids exist there); in the user-namespace run only one uid is mapped.
-bool real_root_run() {
-  const char* mode = std::getenv("SLUICE_TEST_NS");
-  return mode != nullptr && std::string(mode) == "net";
-}
-
 /// Monotonic milliseconds (async-signal-safe: the flood child uses it).
 int64_t now_ms() {
   struct timespec ts;

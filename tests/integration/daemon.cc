@@ -205,4 +205,17 @@ PolicyFileFixture::~PolicyFileFixture() {
   ::rmdir(dir_.c_str());
 }
 
+bool real_root_run() {
+  const char* mode = std::getenv("SLUICE_TEST_NS");
+  return mode != nullptr && std::string(mode) == "net";
+}
+
+bool wait_for_log(const Daemon& d, const std::string& needle) {
+  for (int i = 0; i < 500; ++i) {
+    if (d.log().find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 }  // namespace sluice::test

@@ -78,6 +78,14 @@ class PolicyFileFixture {
   std::string dir_, path_;
 };
 
+/// True in the SLUICE_TEST_NS=net run: real root in a network namespace
+/// only, where other uids exist and the worker switches to 65534; in the
+/// user-namespace run only one uid is mapped.
+bool real_root_run();
+
+/// Waits (at most 10 s) until the daemon logged `needle`.
+bool wait_for_log(const Daemon& d, const std::string& needle);
+
 /// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".
 std::string proc_status_field(pid_t pid, const std::string& field);
 

@@ -24,22 +24,6 @@ namespace {
 constexpr uint16_t kTargetPort = 18000;
 constexpr uint16_t kListenPort = 18080;
 
-/// True when the test runs as real root in a network namespace only (other
-/// uids exist there); in the user-namespace run only one uid is mapped.
-bool real_root_run() {
-  const char* mode = std::getenv("SLUICE_TEST_NS");
-  return mode != nullptr && std::string(mode) == "net";
-}
-
-/// Waits (at most 10 s) until the daemon logged `needle`.
-bool wait_for_log(const Daemon& d, const std::string& needle) {
-  for (int i = 0; i < 500; ++i) {
-    if (d.log().find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 /// Expects one connection through the forwarded port to reach the target.
 void expect_forwarding(int target_listener, const Daemon& d) {
   UniqueFd client = connect_tcp("127.0.0.1", kListenPort, 5000);

@@ -23,12 +23,6 @@ uint64_t cap_mask(pid_t pid, const char* field) {
 
 constexpr uint64_t kCapNetBindService = 1ULL << 10;
 
-/// True in the SLUICE_TEST_NS=net run: real root, so the worker switches to 65534.
-bool real_root_run() {
-  const char* mode = std::getenv("SLUICE_TEST_NS");
-  return mode != nullptr && std::string(mode) == "net";
-}
-
 TEST(Privilege, WorkerIsSandboxed) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});
