@@ -111,7 +111,7 @@ enum class WireError {
   kBadFlags,      // unknown flag bits, or dual-stack on an address other than ::
   kBadPorts,      // port 0, first > last, or to + (last - first) beyond 65535
   kTrailing,      // bytes after the terminating 0x00
-  kTooLarge,      // an update longer than kMaxUpdateBytes
+  kTooLarge,      // an update longer than kMaxUpdateBytes (wins over kTrailing)
 };
 
 /// A refusal: the kind, and a message for the log naming the table, the
@@ -128,14 +128,16 @@ const char* wire_pif_name(Pif pif) noexcept;
 /// Returns the capability bits of `caps` (kCapIpv4 ...).
 uint32_t caps_bits(const ServerCaps& caps) noexcept;
 
-/// Encodes `rule` as a record: the default target as all zero bytes.
+/// Encodes `rule` as a record: the default target as all zero bytes. The
+/// interface name must fit (at most kMaxIfNameLen bytes, no NUL: CHECK); the
+/// validator refuses any other name first.
 RuleRecord encode_rule(const Rule& rule) noexcept;
 /// Decodes one record, checking every field: the interface name is
 /// NUL-terminated and zero-padded, the protocol is TCP or UDP, only known
 /// flags are set and dual-stack only on ::, ports are non-zero with first <=
 /// last and the mapped range within 65535. The target comes back canonical
 /// (canonical_target). Returns true with `*out` set, or false with
-/// `*failure` set; `where` prefixes its message ("HOST rule 3").
+/// `*failure` set; `where` prefixes its message ("HOST rule 3 (bytes 81-136)").
 bool decode_rule(const RuleRecord& record, const std::string& where, Rule* out,
                  WireFailure* failure);
 
@@ -147,13 +149,16 @@ std::string encode_hello(const std::vector<WireTable>& tables);
 /// Decodes a whole hello (for clients and tests): checks what pesto checks
 /// (magic, version, sizes, at most 3 tables, pif ids known and not repeated,
 /// counts, names with NUL) and every rule, and that nothing follows the
-/// terminator. Returns true with `*out` set, or false with `*failure` set.
+/// terminator. Stricter than pesto in one point: a name must be NUL-padded
+/// (what encode_hello writes). Caps are taken as they are; version 1 is
+/// accepted, as pesto accepts it, and read with the same layout. Returns
+/// true with `*out` set, or false with `*failure` set (`*out` unchanged).
 bool decode_hello(const uint8_t* data, size_t len, std::vector<WireTable>* out,
                   WireFailure* failure);
 
 /// Encodes a client's update: each table's pif, count and records, then the
-/// terminator. Records are sent as they are (tests use this to send what
-/// pesto would).
+/// terminator. Records and counts are sent as they are, unchecked (tests use
+/// this to send what pesto, or a hostile client, would).
 std::string encode_update(const std::vector<WireTable>& tables);
 
 /// Decodes a client's update incrementally, as bytes arrive: the server
@@ -162,13 +167,16 @@ std::string encode_update(const std::vector<WireTable>& tables);
 class UpdateDecoder {
  public:
   enum class Status { kNeedMore, kComplete, kInvalid };
-  /// A decoder for an update to the tables `offered` (wire ids the server
+  /// A decoder for an update to the tables `offered` (the tables the server
   /// sent in its hello). Any other table id is refused.
   explicit UpdateDecoder(std::vector<Pif> offered);
   /// Takes the next `len` bytes. Returns kComplete once the terminator was
   /// read (every byte after it is kTrailing), kInvalid on the first bad
   /// field (then failure() says which, and later calls return kInvalid),
-  /// kNeedMore otherwise. Never buffers more than one record.
+  /// kNeedMore otherwise. Never buffers more than one record. The result,
+  /// failure() and consumed() do not depend on how the input is split. A
+  /// byte beyond kMaxUpdateBytes is kTooLarge whatever it is; no valid update
+  /// is longer, so only a byte after the longest one can get there.
   Status feed(const uint8_t* data, size_t len);
   /// The peer closed: kComplete if the update was complete, kInvalid with
   /// kTruncated when it stopped inside one. A client that closes before
@@ -179,7 +187,8 @@ class UpdateDecoder {
   const std::vector<WireTable>& tables() const { return tables_; }
   /// Why the update was refused (error kNone unless kInvalid).
   const WireFailure& failure() const { return failure_; }
-  /// Bytes taken so far.
+  /// Bytes taken so far: up to and including the terminator, or the field
+  /// that was refused; a refused trailing or excess byte is not taken.
   size_t consumed() const { return consumed_; }
 
  private:
