@@ -1,6 +1,7 @@
 // Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/)
 // with the real encoders: control frames from the codec, broker datagrams
-// from the broker_wire.h structs, audit lines from the worker's formatter.
+// from the broker_wire.h structs, audit lines from the worker's formatter,
+// pesto updates and hellos from pesto_wire.h.
 // Run it once after a format changes, and commit the result:
 //   cmake --build build --target fuzz_corpus_gen
 //   build/bin/fuzz_corpus_gen tests/fuzz/corpus
@@ -20,6 +21,7 @@
 #include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/control.capnp.h"
+#include "schema/pesto_wire.h"
 #include "worker/audit.h"
 
 namespace sluice {
@@ -381,6 +383,69 @@ void spec_seeds() {
   }
 }
 
+/// Returns the pesto tables of `tables`: each rule with its canonical record.
+std::vector<pesto::WireTable> pesto_tables(const TableSet& tables, uint32_t caps) {
+  std::vector<pesto::WireTable> out;
+  for (const Table& table : tables.tables) {
+    pesto::WireTable t{table.pif, caps, {}};
+    for (const Rule& rule : table.rules) t.rules.push_back({rule, pesto::encode_rule(rule)});
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+/// Returns the bytes of a pesto record.
+std::string record_bytes(const pesto::RuleRecord& record) {
+  return std::string(reinterpret_cast<const char*>(record.data()), record.size());
+}
+
+/// Seeds of pesto_wire_fuzzer: a control byte (where the update is split,
+/// see pesto_wire_fuzzer.cc), then an update or a hello.
+void pesto_seeds() {
+  const std::string t = "pesto_wire_fuzzer";
+  const std::string whole(1, '\xff'), half(1, '\x80'), early(1, '\x10');
+  std::vector<pesto::WireTable> tables = pesto_tables(sample_tables(), 0);
+  const std::string update = pesto::encode_update(tables);
+  put(t, "update_both", half + update);
+  put(t, "update_both_whole", whole + update);
+  put(t, "update_splice_first", early + pesto::encode_update({tables[1], tables[0]}));
+  put(t, "update_empty", whole + std::string(1, '\0'));
+  put(t, "update_host_emptied", half + pesto::encode_update({{Pif::kHost, 0, {}}}));
+  // 0.0.0.0/8080:0.0.0.0/80 as pesto spells it: the target ::ffff:0.0.0.0.
+  Rule v4;
+  v4.listen = addr("0.0.0.0");
+  v4.first = v4.last = 8080;
+  v4.to = 80;
+  pesto::RuleRecord v4_record = pesto::encode_rule(v4);
+  v4_record[16 + 10] = v4_record[16 + 11] = 0xff;
+  pesto::WireTable v4_table{Pif::kHost, 0, {{v4, v4_record}}};
+  put(t, "update_v4_default_target", half + pesto::encode_update({v4_table}));
+  pesto::WireTable full{Pif::kSplice, 0, {}};
+  for (uint16_t port = 1; full.rules.size() < pesto::kMaxRules; port += 7) {
+    Rule r;
+    r.dual_stack = true;
+    r.first = r.last = r.to = port;
+    full.rules.push_back({r, pesto::encode_rule(r)});
+  }
+  put(t, "update_full_table", half + pesto::encode_update({full}));
+  // Refusals: trailing bytes, TAP, a count above 255, a name not padded.
+  put(t, "update_trailing", half + update + std::string(1, '\x01'));
+  put(t, "update_tap", early + std::string("\x02\x00\x00\x00\x00\x00", 6));
+  put(t, "update_count_256", early + std::string("\x01\x00\x00\x01\x00\x00", 6));
+  std::string bad = record_bytes(tables[0].rules[1].record);
+  bad[32 + 6] = 'x';  // after "eth0" and its NUL
+  put(t, "update_ifname_not_padded", half + std::string("\x01\x00\x00\x00\x01", 5) + bad + '\0');
+
+  std::vector<pesto::WireTable> offered = pesto_tables(sample_tables(), pesto::kCapAll);
+  const std::string hello = pesto::encode_hello(offered);
+  put(t, "hello_both", half + hello);
+  put(t, "hello_empty", half + pesto::encode_hello({}));
+  std::string v1 = hello;
+  v1[11] = 1;
+  put(t, "hello_version_1", half + v1);
+  put(t, "hello_v4_default_target", half + pesto::encode_hello({v4_table}));
+}
+
 }  // namespace
 }  // namespace sluice
 
@@ -396,5 +461,6 @@ int main(int argc, char** argv) {
   sluice::audit_seeds();
   sluice::option_file_seeds();
   sluice::spec_seeds();
+  sluice::pesto_seeds();
   return 0;
 }

@@ -39,6 +39,9 @@ int audit_verify_one_input(const uint8_t* data, size_t size);
 int option_file_one_input(const uint8_t* data, size_t size);
 /// The rule-text parser (schema/rules/spec_parser.h).
 int spec_one_input(const uint8_t* data, size_t size);
+/// pesto's protocol v2 (schema/pesto_wire.h): an update split in two feeds,
+/// and a hello.
+int pesto_wire_one_input(const uint8_t* data, size_t size);
 
 /// Returns true when every byte of `text` is printable ASCII, or '\n' when
 /// `newlines` is set: what may reach a terminal from a hostile peer.

@@ -47,6 +47,7 @@ const Target kTargets[] = {
     {"broker_wire_fuzzer", broker_wire_one_input},
     {"audit_verify_fuzzer", audit_verify_one_input},
     {"option_file_fuzzer", option_file_one_input},
+    {"pesto_wire_fuzzer", pesto_wire_one_input},
 };
 
 TEST(FuzzCorpus, EverySeedPassesItsTarget) {
