@@ -95,7 +95,8 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
     return SysErr(err, "cannot stat " + sock.path);
   }
   if (!S_ISSOCK(st.st_mode)) {
-    return Err(sock.path + " exists and is not a socket; remove it, or pass another -c PATH");
+    return Err(sock.path + " exists and is not a socket; remove it, or pass another " +
+               std::string(sock.role.option));
   }
   // Non-blocking, so that a live listener with a full backlog (EAGAIN) cannot
   // hang the probe; it counts as in use.
@@ -109,17 +110,17 @@ Result<void> clear_old_socket(const ControlSocket& sock) {
   if (::connect(probe.get(), reinterpret_cast<struct sockaddr*>(&addr), len) == 0 ||
       errno == EAGAIN || errno == EINPROGRESS) {
     return Err("another sluiced is listening on " + sock.path +
-               "; stop it first, or pass another -c PATH");
+               "; stop it first, or pass another " + std::string(sock.role.option));
   }
   if (errno != ECONNREFUSED) {
     int err = errno;
     return Err(err, "cannot tell whether " + sock.path + " is in use: connect: " + errno_text(err) +
                         "; remove it if no sluiced is running");
   }
-  LOG_INFO("removing stale control socket %s (nothing listens on it)", sock.path.c_str());
+  LOG_INFO("removing stale %s %s (nothing listens on it)", sock.role.noun, sock.path.c_str());
   if (::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0) != 0) {
     int err = errno;
-    return SysErr(err, "cannot remove stale control socket " + sock.path);
+    return SysErr(err, "cannot remove stale " + std::string(sock.role.noun) + " " + sock.path);
   }
   return Ok();
 }
@@ -138,18 +139,19 @@ Result<void> bind_0660(ControlSocket& sock) {
   int rc = ::bind(sock.listen_fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len);
   int bind_err = errno;
   ::umask(old_umask);
-  if (rc != 0) return SysErr(bind_err, "cannot bind the control socket " + sock.path);
+  if (rc != 0)
+    return SysErr(bind_err, "cannot bind the " + std::string(sock.role.noun) + " " + sock.path);
   struct stat st;
   if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     int err = errno;
-    return SysErr(err, "cannot stat the control socket " + sock.path);
+    return SysErr(err, "cannot stat the " + std::string(sock.role.noun) + " " + sock.path);
   }
   if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != kControlSocketMode) {
     if (S_ISSOCK(st.st_mode)) ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return Err(sock.path + " was created with mode " + mode + ", not 0660 (a default ACL on " +
-               "its directory?); remove the ACL (setfacl -k), or pass another -c PATH");
+               "its directory?); remove the ACL (setfacl -k), or pass another " + sock.role.option);
   }
   sock.dev = st.st_dev;
   sock.ino = st.st_ino;
@@ -158,19 +160,21 @@ Result<void> bind_0660(ControlSocket& sock) {
 
 }  // namespace
 
-Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode,
-                               uint32_t euid) {
+Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode, uint32_t euid,
+                               const SocketRole& role) {
+  const std::string noun = role.noun;
+  const std::string option = role.option;
   if (owner != 0 && owner != euid) {
-    return Err(dir + ", the control socket's directory, belongs to uid " + std::to_string(owner) +
+    return Err(dir + ", the " + noun + "'s directory, belongs to uid " + std::to_string(owner) +
                ", who could replace the socket; use a directory of root or of uid " +
-               std::to_string(euid) + " (such as /run/sluice), or pass another -c PATH");
+               std::to_string(euid) + " (such as /run/sluice), or pass another " + option);
   }
   if ((mode & (S_IWGRP | S_IWOTH)) != 0 && (mode & S_ISVTX) == 0) {
     char octal[8];
     std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
-    return Err(dir + ", the control socket's directory, is writable by other users (mode " + octal +
+    return Err(dir + ", the " + noun + "'s directory, is writable by other users (mode " + octal +
                "), who could replace the socket; run chmod go-w (or chmod +t) on it, " +
-               "or pass another -c PATH");
+               "or pass another " + option);
   }
   return Ok();
 }
@@ -197,38 +201,41 @@ Result<std::string> default_control_path() {
   return Err("no default place for the control socket (" + tried + "); pass one with -c PATH");
 }
 
-Result<ControlSocket> create_control_socket(const std::string& path) {
+Result<ControlSocket> create_control_socket(const std::string& path, const SocketRole& role) {
   ControlSocket sock;
   sock.path = path;
+  sock.role = role;
+  const std::string noun = role.noun;
+  const std::string option = role.option;
   struct sockaddr_un addr;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return Err("control socket path \"" + sanitize(path) + "\" must be 1 to " +
+    return Err(noun + " path \"" + sanitize(path) + "\" must be 1 to " +
                std::to_string(sizeof(addr.sun_path) - 1) +
-               " bytes (the UNIX socket address limit); pass a shorter -c PATH");
+               " bytes (the UNIX socket address limit); pass a shorter " + option);
   }
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   sock.name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (sock.name.empty() || sock.name == "." || sock.name == "..") {
-    return Err("control socket path " + path + " names a directory; give a file name");
+    return Err(noun + " path " + path + " names a directory; give a file name");
   }
   sock.dir_fd.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!sock.dir_fd.valid()) {
     int err = errno;
-    return Err(err, "cannot open " + dir + ", the directory of the control socket: " +
-                        errno_text(err) + "; create it, or pass another -c PATH");
+    return Err(err, "cannot open " + dir + ", the directory of the " + noun + ": " +
+                        errno_text(err) + "; create it, or pass another " + option);
   }
   struct stat dir_st;
   if (::fstat(sock.dir_fd.get(), &dir_st) != 0) {
     int err = errno;
     return SysErr(err, "cannot stat " + dir);
   }
-  auto safe = check_control_dir(dir, dir_st.st_uid, dir_st.st_mode, ::geteuid());
+  auto safe = check_control_dir(dir, dir_st.st_uid, dir_st.st_mode, ::geteuid(), role);
   if (!safe) return Err(safe.error());
 
   ScopedCwd in_dir(sock.dir_fd.get());
   if (in_dir.error() != 0) {
-    return SysErr(in_dir.error(), "cannot enter " + dir + ", the directory of the control socket");
+    return SysErr(in_dir.error(), "cannot enter " + dir + ", the directory of the " + noun);
   }
   if (auto ok = clear_old_socket(sock); !ok) return Err(ok.error());
 
@@ -247,7 +254,7 @@ Result<ControlSocket> create_control_socket(const std::string& path) {
   if (::listen(sock.listen_fd.get(), kControlBacklog) != 0) {
     int err = errno;
     ::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0);
-    return SysErr(err, "cannot listen on the control socket " + path);
+    return SysErr(err, "cannot listen on the " + noun + " " + path);
   }
   return sock;
 }
@@ -256,7 +263,8 @@ void remove_control_socket(const ControlSocket& sock) {
   struct stat st;
   if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) {
-      LOG_WARN("cannot check control socket %s: %s", sock.path.c_str(), errno_text(errno).c_str());
+      LOG_WARN("cannot check %s %s: %s", sock.role.noun, sock.path.c_str(),
+               errno_text(errno).c_str());
     }
     return;
   }
@@ -265,7 +273,7 @@ void remove_control_socket(const ControlSocket& sock) {
     return;
   }
   if (::unlinkat(sock.dir_fd.get(), sock.name.c_str(), 0) != 0) {
-    LOG_WARN("cannot remove control socket %s: %s; remove it by hand", sock.path.c_str(),
+    LOG_WARN("cannot remove %s %s: %s; remove it by hand", sock.role.noun, sock.path.c_str(),
              errno_text(errno).c_str());
   }
 }

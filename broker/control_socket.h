@@ -26,8 +26,20 @@ inline constexpr mode_t kControlSocketMode = 0660;
 /// path (which follows a symlink swapped in after the bind) is needed.
 inline constexpr mode_t kControlSocketUmask = 0117;
 
+/// Which socket is made, for messages: its name and the option that sets
+/// its path.
+struct SocketRole {
+  const char* noun;    // "control socket"
+  const char* option;  // "-c PATH"
+};
+/// sluicectl's control socket (-c).
+inline constexpr SocketRole kControlRole = {"control socket", "-c PATH"};
+/// pesto's socket (--pesto-socket), made with the same rules.
+inline constexpr SocketRole kPestoRole = {"pesto socket", "--pesto-socket PATH"};
+
 /// A created control socket and what is needed to remove it later.
 struct ControlSocket {
+  SocketRole role = kControlRole;  // for messages
   UniqueFd listen_fd;  // SOCK_STREAM | NONBLOCK | CLOEXEC, listening; goes to the worker
   UniqueFd dir_fd;     // O_PATH of the socket's directory, for removal under seccomp
   std::string path;    // as given or defaulted
@@ -50,8 +62,9 @@ Result<std::string> default_control_path();
 ///     /tmp): then only its owner and a file's owner may remove or rename
 ///     the socket.
 /// Fails with one line naming the directory and what to do.
-Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode,
-                               uint32_t euid);
+/// `role` words the message.
+Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode, uint32_t euid,
+                               const SocketRole& role = kControlRole);
 
 /// Creates the control socket at `path`. Opens its directory and checks it
 /// with check_control_dir(), then works inside that directory (fchdir), so a
@@ -61,7 +74,9 @@ Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t 
 /// error), a non-socket is an error. Then socket, bind with umask
 /// kControlSocketUmask (the file is born 0660; no chmod), a check that it is
 /// a socket of mode 0660, listen(kControlBacklog). Fails with what to do.
-Result<ControlSocket> create_control_socket(const std::string& path);
+/// `role` words the messages (the pesto socket is made the same way).
+Result<ControlSocket> create_control_socket(const std::string& path,
+                                            const SocketRole& role = kControlRole);
 
 /// Removes the socket file of `sock` (name in dir_fd) if it is still the one
 /// this broker created (same dev/ino); logs a warning when it cannot. Needs

@@ -159,7 +159,7 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
 /// Needs `poll`, `read` on the signalfd, and what BrokerHost and
 /// stop_worker() need.
 int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals,
-          const std::string& control_path) {
+          const std::string& control_path, const std::string& pesto_path) {
   bool announced = false;
   for (;;) {
     const bool waiting = host.reply_pending();
@@ -198,6 +198,10 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
         if (!announced && host.state() == HostState::kReady) {
           LOG_INFO("control socket %s; list the rules with: sluicectl %s", control_path.c_str(),
                    control_path.c_str());
+          if (!pesto_path.empty()) {
+            LOG_INFO("pesto socket %s; pesto edits the rules with: pesto --add -t 8080 %s",
+                     pesto_path.c_str(), pesto_path.c_str());
+          }
           announced = true;
         }
         break;
@@ -222,7 +226,8 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
-                    UniqueFd signals, UniqueFd audit, TargetNamespace* target) {
+                    ControlSocket* pesto, UniqueFd signals, UniqueFd audit,
+                    TargetNamespace* target) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
   if (!worker_path) {
@@ -247,7 +252,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
   auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(),
-                                loaded.text.get(), target);
+                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1, target);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
@@ -258,6 +263,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // fds go to fixed numbers next).
   if (target != nullptr) *target = TargetNamespace{};
   control.listen_fd.reset();
+  if (pesto != nullptr) pesto->listen_fd.reset();
   audit.reset();
   loaded.text.reset();
 
@@ -268,10 +274,21 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   policy.has_bind_cap = *has_bind_cap;
+  // Without a pesto socket, /dev/null holds its directory's number: a fixed
+  // table of fds, and unlinkat there fails (ENOTDIR).
+  UniqueFd no_pesto_dir;
+  if (pesto == nullptr) no_pesto_dir.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd& pesto_dir = pesto != nullptr ? pesto->dir_fd : no_pesto_dir;
+  if (!pesto_dir.valid()) {
+    LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
+    stop_worker(worker, StopMode::kKill);
+    return kExitFailure;
+  }
   const FdPlacement placements[] = {{&worker.channel, broker_fd::kChannel},
                                     {&signals, broker_fd::kSignal},
                                     {&worker.pidfd, broker_fd::kWorker},
-                                    {&control.dir_fd, broker_fd::kControlDir}};
+                                    {&control.dir_fd, broker_fd::kControlDir},
+                                    {&pesto_dir, broker_fd::kPestoDir}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -283,7 +300,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
             policy.has_bind_cap ? "held" : "not held", policy.unprivileged_port_start);
 
   BrokerHost host(std::move(policy), std::move(loaded.control));
-  return serve(host, worker, signals, control.path);
+  return serve(host, worker, signals, control.path, pesto != nullptr ? pesto->path : "");
 }
 
 /// Runs sluiced with parsed options; returns its exit code.
@@ -330,14 +347,30 @@ int run(const BrokerOptions& options) {
     LOG_ERROR("%s", path.error().message.c_str());
     return kExitFailure;
   }
+  if (!options.pesto_path.empty() && options.pesto_path == *path) {
+    LOG_ERROR("--pesto-socket %s is also the control socket; give them different paths",
+              path->c_str());
+    return kExitFailure;
+  }
   auto control = create_control_socket(*path);
   if (!control) {
     LOG_ERROR("%s", control.error().message.c_str());
     return kExitFailure;
   }
-  int code = run_with_socket(options, std::move(*policy), *control, std::move(*signals),
-                             std::move(*audit), target ? &*target : nullptr);
+  std::optional<ControlSocket> pesto;
+  if (!options.pesto_path.empty()) {
+    auto made = create_control_socket(options.pesto_path, kPestoRole);
+    if (!made) {
+      LOG_ERROR("%s", made.error().message.c_str());
+      remove_control_socket(*control);
+      return kExitFailure;
+    }
+    pesto = std::move(*made);
+  }
+  int code = run_with_socket(options, std::move(*policy), *control, pesto ? &*pesto : nullptr,
+                             std::move(*signals), std::move(*audit), target ? &*target : nullptr);
   remove_control_socket(*control);
+  if (pesto) remove_control_socket(*pesto);
   return code;
 }
 

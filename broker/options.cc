@@ -23,6 +23,7 @@ enum LongOnly : int {
   kOptPipeSize,
   kOptNetns,
   kOptUserns,
+  kOptPestoSocket,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -36,6 +37,7 @@ constexpr struct option kLongOptions[] = {
     {"pipe-size", required_argument, nullptr, kOptPipeSize},
     {"netns", required_argument, nullptr, kOptNetns},
     {"userns", required_argument, nullptr, kOptUserns},
+    {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -159,6 +161,11 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
       case kOptUserns:
         if (auto r = set_once(&o.userns, "--userns", optarg); !r) return Err(r.error());
         break;
+      case kOptPestoSocket:
+        if (auto r = set_once(&o.pesto_path, "--pesto-socket", optarg); !r) {
+          return Err(r.error());
+        }
+        break;
       case 'd':
         o.debug = true;
         break;
@@ -238,6 +245,10 @@ void print_usage(std::FILE* out) {
                "                        argument, as for pasta\n"
                "      --userns PATH     the user namespace that owns --netns (joined first; for\n"
                "                        a PID, its own is used when it is not sluiced's)\n"
+               "      --pesto-socket PATH\n"
+               "                        also serve pesto's protocol (v2) on PATH, so that the\n"
+               "                        pesto binary (Podman, rootlesskit) edits the tables;\n"
+               "                        each update is one commit, as from sluicectl\n"
                "  -d, --debug           debug logging (also for the worker)\n"
                "  -q, --quiet           warnings and errors only (also for the worker)\n"
                "  -h, --help            show this help\n"
@@ -257,6 +268,7 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   args.debug = options.debug;
   args.quiet = options.quiet;
   args.target_netns = !options.netns.empty();
+  args.pesto = !options.pesto_path.empty();
   // Only for messages: the worker reads the text from kWorkerFdPolicy.
   args.policy_source = options.policy_path;
   // A limit that was not given (0) keeps the worker's default.

@@ -33,6 +33,7 @@ struct BrokerOptions {
   uint32_t pipe_size = 0;                // --pipe-size; 0: the worker's default
   std::string netns;                     // --netns PATH|PID, or a trailing PID; empty: none
   std::string userns;                    // --userns PATH (only with a target namespace)
+  std::string pesto_path;                // --pesto-socket PATH; empty: no pesto endpoint
 };
 
 /// What main() should do after parsing.

@@ -49,7 +49,7 @@ namespace {
 /// dup2; dup2 then places each at its number with CLOEXEC cleared.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
                              int log_fd, int channel, int control_fd, int audit_fd, int policy_fd,
-                             const TargetNamespace* target) noexcept {
+                             int pesto_fd, const TargetNamespace* target) noexcept {
   // First, while the namespace fds are still open: the worker runs inside the
   // target network namespace, so its connections go there, while the
   // listeners it gets from sluiced stay in sluiced's (target_namespace.h).
@@ -59,7 +59,8 @@ namespace {
       child_fail(path, "setns into the target namespace");
     }
   }
-  const int sources[] = {devnull, log_fd, log_fd, channel, control_fd, audit_fd, policy_fd};
+  const int sources[] = {devnull,    log_fd,   log_fd,    channel,
+                         control_fd, audit_fd, policy_fd, pesto_fd < 0 ? devnull : pesto_fd};
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
@@ -194,7 +195,8 @@ Result<std::string> find_worker_binary() {
 }
 
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd, const TargetNamespace* target) {
+                                    int audit_fd, int policy_fd, int pesto_fd,
+                                    const TargetNamespace* target) {
   const std::vector<std::string> argv = to_argv(args);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -231,7 +233,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   }
   if (pid == 0) {
     exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
-               control_fd, audit_fd, policy_fd, target);
+               control_fd, audit_fd, policy_fd, pesto_fd, target);
   }
   WorkerProcess worker;
   worker.pid = pid;

@@ -62,9 +62,10 @@ Result<std::string> find_worker_binary();
 /// Forks and execs `path` with to_argv(`args`) as its argv (the start-up
 /// arguments of schema/worker_args.h; CHECKs that they are in range), an empty
 /// environment, fd 0 on /dev/null, fds 1 and 2 on stderr_for_worker(), and
-/// fds 3/4/5/6 = the worker's end of a new SOCK_SEQPACKET socketpair,
-/// `control_fd`, `audit_fd` and `policy_fd` (kWorkerFdBroker/Control/Audit/
-/// Policy); everything else closed, signal mask and dispositions reset, in
+/// fds 3/4/5/6/7 = the worker's end of a new SOCK_SEQPACKET socketpair,
+/// `control_fd`, `audit_fd`, `policy_fd` and `pesto_fd` (kWorkerFdBroker/
+/// Control/Audit/Policy/Pesto; -1 for no pesto socket puts /dev/null there);
+/// everything else closed, signal mask and dispositions reset, in
 /// its own process group (terminal signals reach the broker only). The
 /// broker's end of the pair is made non-blocking (see WorkerProcess). With
 /// `target`, the child first joins the target namespace
@@ -73,7 +74,7 @@ Result<std::string> find_worker_binary();
 /// calling. Fails when the socketpair, fcntl, /dev/null, fork or pidfd_open
 /// fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd,
+                                    int audit_fd, int policy_fd, int pesto_fd,
                                     const TargetNamespace* target = nullptr);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it

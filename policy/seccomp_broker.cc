@@ -128,6 +128,10 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
        "check that the control socket file is still the one this broker created"},
       {"unlinkat", {eq32(0, kControlDir), eq32(2, 0)}, "remove the control socket file"},
+      {"newfstatat",
+       {eq32(0, kPestoDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
+       "check that the --pesto-socket file is still the one this broker created"},
+      {"unlinkat", {eq32(0, kPestoDir), eq32(2, 0)}, "remove the --pesto-socket file"},
       {"exit_group", {}, "exit() at shutdown or after a fatal error"},
 
       // --- Memory and time (libc) ---

@@ -19,7 +19,10 @@ inline constexpr int kSignal = 4;
 inline constexpr int kWorker = 5;
 /// O_PATH directory of the control socket (newfstatat, unlinkat at shutdown).
 inline constexpr int kControlDir = 6;
+/// O_PATH directory of the --pesto-socket file (newfstatat, unlinkat at
+/// shutdown); /dev/null when there is none.
+inline constexpr int kPestoDir = 7;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 7;
+inline constexpr int kFirstFree = 8;
 
 }  // namespace sluice::broker_fd

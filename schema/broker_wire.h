@@ -47,7 +47,10 @@ inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
 /// `target` lines and pre-checks the `bind` lines so that denials name their
 /// line; the broker enforces `bind` and decides `control` itself.
 inline constexpr int kWorkerFdPolicy = 6;
-inline constexpr int kWorkerFirstFreeFd = 7;
+/// The listening UNIX stream socket of --pesto-socket (pesto's protocol v2,
+/// schema/pesto_wire.h), or /dev/null when sluiced was not given one.
+inline constexpr int kWorkerFdPesto = 7;
+inline constexpr int kWorkerFirstFreeFd = 8;
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.

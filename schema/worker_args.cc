@@ -92,6 +92,7 @@ std::vector<std::string> to_argv(const WorkerArgs& args) {
   if (args.debug) argv.push_back(kWorkerOptDebug);
   if (args.quiet) argv.push_back(kWorkerOptQuiet);
   if (args.target_netns) argv.push_back(kWorkerOptTargetNetns);
+  if (args.pesto) argv.push_back(kWorkerOptPesto);
   if (!args.policy_source.empty()) {
     argv.push_back(kWorkerOptPolicySource);
     argv.push_back(args.policy_source);
@@ -116,10 +117,12 @@ Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv) {
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& word = argv[i];
     const bool has_value = i + 1 < argv.size();
-    if (word == kWorkerOptDebug || word == kWorkerOptQuiet || word == kWorkerOptTargetNetns) {
-      bool& flag = word == kWorkerOptDebug   ? args.debug
-                   : word == kWorkerOptQuiet ? args.quiet
-                                             : args.target_netns;
+    if (word == kWorkerOptDebug || word == kWorkerOptQuiet || word == kWorkerOptTargetNetns ||
+        word == kWorkerOptPesto) {
+      bool& flag = word == kWorkerOptDebug         ? args.debug
+                   : word == kWorkerOptQuiet       ? args.quiet
+                   : word == kWorkerOptTargetNetns ? args.target_netns
+                                                   : args.pesto;
       if (flag) return Err(twice(word));
       flag = true;
     } else if (word == kWorkerOptPolicySource) {

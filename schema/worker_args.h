@@ -34,6 +34,9 @@ inline constexpr const char* kWorkerOptQuiet = "-q";  // warnings and errors onl
 /// The worker was started inside sluiced's target network namespace
 /// (--netns): HOST rules connect there, so their targets are not sluice's own.
 inline constexpr const char* kWorkerOptTargetNetns = "--target-netns";
+/// sluiced was given --pesto-socket: the worker serves pesto's protocol on
+/// kWorkerFdPesto (schema/broker_wire.h); without it, that fd is /dev/null.
+inline constexpr const char* kWorkerOptPesto = "--pesto";
 inline constexpr const char* kWorkerOptPolicySource = "--policy-source";       // PATH, for messages
 inline constexpr const char* kWorkerOptUdpFlows = "--udp-flows";               // N
 inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  // SECONDS
@@ -126,6 +129,7 @@ struct WorkerArgs {
   bool debug = false;         // -d: debug logging
   bool quiet = false;         // -q: warnings and errors only (never with debug)
   bool target_netns = false;  // --target-netns: started inside sluiced's --netns
+  bool pesto = false;         // --pesto: serve pesto's protocol on kWorkerFdPesto
   /// --policy-source: sluiced's --policy path, only to name the policy in
   /// messages (its text arrives on fd 6); empty: the default policy.
   std::string policy_source;

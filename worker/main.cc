@@ -28,6 +28,7 @@
 #include "worker/control_server.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
+#include "worker/pesto_server.h"
 #include "worker/sandbox.h"
 #include "worker/udp_forwarder.h"
 
@@ -183,6 +184,14 @@ int run(int argc, char** argv) {
   ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine,
                         make_hello(facts, caps, args->target_netns), ControlLimits{}, broker,
                         control_policy_from_file(*policy, sluiced_cred.uid));
+  // pesto's protocol on --pesto-socket, served once the initial rules are in
+  // force, like the control socket; without it, fd 7 is /dev/null.
+  std::unique_ptr<PestoServer> pesto;
+  if (args->pesto) {
+    pesto = std::make_unique<PestoServer>(**loop, UniqueFd(wire::kWorkerFdPesto), engine, broker);
+  } else {
+    ::close(wire::kWorkerFdPesto);
+  }
 
   // The initial rules are the first commit, through the same engine as every
   // later one; the control socket is served only once they are in force.
@@ -209,6 +218,14 @@ int run(int argc, char** argv) {
       status = 1;
       (*loop)->stop();
       return;
+    }
+    if (pesto) {
+      if (auto started = pesto->start(); !started) {
+        LOG_ERROR("pesto socket: %s", started.error().message.c_str());
+        status = 1;
+        (*loop)->stop();
+        return;
+      }
     }
     LOG_INFO("ready: %zu listener%s, generation %llu", engine.listener_count(),
              engine.listener_count() == 1 ? "" : "s",

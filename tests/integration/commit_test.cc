@@ -15,6 +15,7 @@
 #include "schema/broker_wire.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/kept_port.h"
 #include "tests/integration/tcp_util.h"
 
 namespace sluice::test {
@@ -65,24 +66,7 @@ TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
       UniqueFd c = accept_one(target.get(), 100);
     }
   });
-  std::atomic<int> ok{0}, refused{0}, reset{0};
-  std::thread prober([&] {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (int i = 0; i < 200000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
-      UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
-      if (!c.valid()) {
-        (errno == ECONNREFUSED ? refused : reset)++;
-        continue;
-      }
-      char b;
-      ssize_t n = recv(c.get(), &b, 1, 0);  // EOF from the target's close
-      if (n < 0 && errno == ECONNRESET) {
-        reset++;
-      } else {
-        ok++;
-      }
-    }
-  });
+  KeptPortProber prober(18080, KeptPortProber::Target::kClose);
   auto control = connect_control(d);
   ASSERT_TRUE(control.has_value());
   ControlConnection& c = *control;
@@ -104,22 +88,17 @@ TEST(Commit, KeptPortNeverRefusesAcross200Commits) {
     EXPECT_EQ(r.opened, 1u);
     EXPECT_EQ(r.closed, i == 0 ? 0u : 1u);
     gen = r.generation;
-    // Interleave: let at least one probe through the kept port between commits.
-    int seen = ok.load();
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (ok.load() == seen && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
+    prober.await_probe();  // interleave: a probe through the kept port between commits
   }
+  prober.stop();
   stop = true;
-  prober.join();
   acceptor.join();
   shutdown(established.get(), SHUT_RDWR);
   echo.join();
   EXPECT_EQ(echoes, 200);
-  EXPECT_GE(ok.load(), 200);
-  EXPECT_EQ(refused.load(), 0);
-  EXPECT_EQ(reset.load(), 0);
+  EXPECT_GE(prober.ok(), 200);
+  EXPECT_EQ(prober.refused(), 0);
+  EXPECT_EQ(prober.reset(), 0);
 }
 
 TEST(Commit, BindFailureRollsBackEverything) {

@@ -4,15 +4,19 @@
 // on the loopback addresses inside, says "ready PID" on stdout, and exits
 // when its stdin closes (the test ends, or the test process dies).
 //
-// Usage: sluice_test_container [tcp PORT | udp PORT]...
-// A TCP echo answers every byte it reads; a UDP echo answers each datagram
-// with "PORT|" and the datagram (so a test sees which server answered).
+// Usage: sluice_test_container [addr IP | tcp PORT | udp PORT]...
+// `addr` adds IP to the namespace's lo (a container's address, such as
+// 10.88.0.5 or fd00::5); every server then listens on the loopback address
+// and on each added address of its family. A TCP echo answers every byte it
+// reads; a UDP echo answers each datagram with "PORT|" and the datagram (so
+// a test sees which server answered).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,8 +37,9 @@ struct Served {
   uint16_t port;
 };
 
-/// Binds a socket of `type` on the loopback of `family` at `port`; -1 on failure.
-int bind_loopback(int family, int type, uint16_t port) {
+/// Binds a socket of `type` on `addr` (of `family`; nullptr: its loopback)
+/// at `port`; -1 on failure.
+int bind_at(int family, int type, const char* addr, uint16_t port) {
   int fd = socket(family, type | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int one = 1;
@@ -46,17 +51,25 @@ int bind_loopback(int family, int type, uint16_t port) {
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (addr != nullptr && inet_pton(AF_INET, addr, &sin->sin_addr) != 1) return -1;
     len = sizeof(*sin);
   } else {
     auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
     sin6->sin6_addr = in6addr_loopback;
+    if (addr != nullptr && inet_pton(AF_INET6, addr, &sin6->sin6_addr) != 1) return -1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     len = sizeof(*sin6);
   }
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0 ||
-      (type == SOCK_STREAM && listen(fd, 64) != 0)) {
+  // An added IPv6 address may still be tentative where duplicate address
+  // detection could not be turned off: wait for it, at most 5 s.
+  int rc = bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
+  for (int i = 0; i < 100 && rc != 0 && errno == EADDRNOTAVAIL && addr != nullptr; ++i) {
+    usleep(50000);
+    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
+  }
+  if (rc != 0 || (type == SOCK_STREAM && listen(fd, 64) != 0)) {
     close(fd);
     return -1;
   }
@@ -99,17 +112,29 @@ bool serve(std::vector<Served>& served, size_t i) {
 /// Enters the namespaces, binds the servers, says ready, serves until stdin closes.
 int main(int argc, char** argv) {
   if (!sluice::test::enter_user_namespace() || !sluice::test::enter_net_namespace()) return 1;
+  std::vector<const char*> addrs = {nullptr};  // nullptr: the loopback address
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "addr") != 0) continue;
+    if (!sluice::test::add_address_to_lo(argv[i + 1])) return 1;
+    addrs.push_back(argv[i + 1]);
+  }
   std::vector<Served> served;
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "addr") == 0) continue;
     const bool tcp = std::strcmp(argv[i], "tcp") == 0;
     const uint16_t port = static_cast<uint16_t>(std::atoi(argv[i + 1]));
     for (int family : {AF_INET, AF_INET6}) {
-      int fd = bind_loopback(family, tcp ? SOCK_STREAM : SOCK_DGRAM, port);
-      if (fd < 0) {
-        std::perror("sluice_test_container: bind");
-        return 1;
+      for (const char* addr : addrs) {
+        if (addr != nullptr && (std::strchr(addr, ':') != nullptr) != (family == AF_INET6)) {
+          continue;  // an address of the other family
+        }
+        int fd = bind_at(family, tcp ? SOCK_STREAM : SOCK_DGRAM, addr, port);
+        if (fd < 0) {
+          std::perror("sluice_test_container: bind");
+          return 1;
+        }
+        served.push_back({fd, tcp ? Served::kTcpListener : Served::kUdp, port});
       }
-      served.push_back({fd, tcp ? Served::kTcpListener : Served::kUdp, port});
     }
   }
   std::printf("ready %d\n", static_cast<int>(getpid()));

@@ -110,6 +110,7 @@ Daemon::~Daemon() {
   }
   unlink(log_path_.c_str());
   unlink(socket_.c_str());
+  unlink(pesto_path().c_str());
   rmdir(dir_.c_str());
 }
 

@@ -55,6 +55,9 @@ class Daemon {
 
   pid_t pid() const { return pid_; }
   const std::string& socket_path() const { return socket_; }
+  /// A path for sluiced's --pesto-socket in the daemon's own directory
+  /// (removed with it).
+  std::string pesto_path() const { return dir_ + "/pesto.sock"; }
 
  private:
   std::string dir_, socket_, log_path_;

@@ -24,32 +24,13 @@
 #include "tests/integration/container.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/kept_port.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
 #include "tests/rule_util.h"
 
 namespace sluice::test {
 namespace {
-
-/// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
-/// `v6`) and returns what came back, "" on any failure.
-std::string tcp_echo(uint16_t port, const std::string& text, bool v6 = false) {
-  UniqueFd c = connect_tcp(v6 ? "::1" : "127.0.0.1", port, 5000);
-  if (!c.valid()) return "";
-  struct timeval tv = {5, 0};
-  setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (send(c.get(), text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
-    return "";
-  }
-  std::string got(text.size(), '\0');
-  size_t have = 0;
-  while (have < got.size()) {
-    ssize_t n = recv(c.get(), got.data() + have, got.size() - have, 0);
-    if (n <= 0) return "";
-    have += static_cast<size_t>(n);
-  }
-  return got;
-}
 
 TEST(TargetNamespace, HostRulesForwardIntoTheNamespaceByDefault) {
   Container box({"tcp", "8080", "udp", "5353"});
@@ -132,25 +113,7 @@ TEST(TargetNamespace, KeptPortIntoTheNamespaceRefusesNothingAcross200Commits) {
   ASSERT_TRUE(established.valid()) << d.log();
   struct timeval tv = {5, 0};
   setsockopt(established.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, refused{0}, reset{0};
-  std::thread prober([&] {
-    // Bounded: at most 200000 probes and 60 s.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (int i = 0; i < 200000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
-      UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
-      if (!c.valid()) {
-        (errno == ECONNREFUSED ? refused : reset)++;
-        continue;
-      }
-      char b = 'p';
-      if (send(c.get(), &b, 1, MSG_NOSIGNAL) == 1 && recv(c.get(), &b, 1, 0) == 1) {
-        ok++;
-      } else {
-        reset++;
-      }
-    }
-  });
+  KeptPortProber prober(18080, KeptPortProber::Target::kEcho);
   auto control = connect_control(d);
   ASSERT_TRUE(control.has_value());
   uint64_t gen = get_state(*control).generation;
@@ -169,19 +132,13 @@ TEST(TargetNamespace, KeptPortIntoTheNamespaceRefusesNothingAcross200Commits) {
         recv(established.get(), &b, 1, 0) == 1 && b == static_cast<char>(i)) {
       ++echoes;
     }
-    // Interleave: at least one probe through the kept port between commits (bounded).
-    int seen = ok.load();
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (ok.load() == seen && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
+    prober.await_probe();  // interleave: a probe through the kept port between commits
   }
-  stop = true;
-  prober.join();
+  prober.stop();
   EXPECT_EQ(echoes, 200);
-  EXPECT_GE(ok.load(), 200);
-  EXPECT_EQ(refused.load(), 0);
-  EXPECT_EQ(reset.load(), 0);
+  EXPECT_GE(prober.ok(), 200);
+  EXPECT_EQ(prober.refused(), 0);
+  EXPECT_EQ(prober.reset(), 0);
 }
 
 TEST(TargetNamespace, ContainerThatStopsLeavesSluicedServingWhatItCan) {

@@ -14,4 +14,9 @@ bool enter_user_namespace();
 /// perror, on failure.
 bool enter_net_namespace();
 
+/// Adds the address `text` (IPv4 as a /32 alias "lo:N", IPv6 as a /128) to lo
+/// of the current network namespace, as a container network gives one to its
+/// interface. Needs CAP_NET_ADMIN there. Returns false, with perror, on failure.
+bool add_address_to_lo(const char* text);
+
 }  // namespace sluice::test

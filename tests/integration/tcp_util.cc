@@ -124,6 +124,24 @@ Sha256Digest stream_digest(uint64_t seed, size_t bytes) {
   return hash.finish();
 }
 
+std::string tcp_echo(uint16_t port, const std::string& text, bool v6) {
+  UniqueFd c = connect_tcp(v6 ? "::1" : "127.0.0.1", port, 5000);
+  if (!c.valid()) return "";
+  struct timeval tv = {5, 0};
+  setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (send(c.get(), text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+    return "";
+  }
+  std::string got(text.size(), '\0');
+  size_t have = 0;
+  while (have < got.size()) {
+    ssize_t n = recv(c.get(), got.data() + have, got.size() - have, 0);
+    if (n <= 0) return "";
+    have += static_cast<size_t>(n);
+  }
+  return got;
+}
+
 bool listening(uint16_t port) {
   return connect_tcp("127.0.0.1", port, 2000).valid();
 }

@@ -24,6 +24,9 @@ UniqueFd connect_tcp(const std::string& addr, uint16_t port, int timeout_ms = 10
 /// Accepts one connection with a timeout (poll); empty on timeout.
 UniqueFd accept_one(int listen_fd, int timeout_ms = 10000);
 
+/// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
+/// `v6`) and returns what came back, "" on any failure (5 s timeouts).
+std::string tcp_echo(uint16_t port, const std::string& text, bool v6 = false);
 /// True when a TCP connection to 127.0.0.1:`port` is accepted by someone
 /// within 2 s.
 bool listening(uint16_t port);

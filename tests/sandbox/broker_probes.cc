@@ -35,6 +35,7 @@ namespace {
 
 using broker_fd::kChannel;
 using broker_fd::kControlDir;
+using broker_fd::kPestoDir;
 using broker_fd::kSignal;
 using broker_fd::kWorker;
 
@@ -381,6 +382,17 @@ const std::vector<Probe>& broker_probes() {
      FORBIDDEN(unlinkat(kControlDir, kNoSuchFile, AT_REMOVEDIR)), kSetupBrokerFds},
     {"unlinkat_cwd", Expect::kKilled, FORBIDDEN(unlinkat(AT_FDCWD, kNoSuchFile, 0)),
      kSetupBrokerFds},
+    // --- Shutdown: the --pesto-socket directory, the same rows.
+    {"newfstatat_pesto_dir", Expect::kAllowed,
+     +[](const ProbeFds&) { return stat_at(kPestoDir, ".", AT_SYMLINK_NOFOLLOW) == 0; },
+     kSetupBrokerFds},
+    {"newfstatat_pesto_dir_following_links", Expect::kKilled,
+     FORBIDDEN(stat_at(kPestoDir, ".", 0)), kSetupBrokerFds},
+    {"unlinkat_pesto_dir", Expect::kAllowed,
+     +[](const ProbeFds&) { return unlinkat(kPestoDir, kNoSuchFile, 0) == -1 && errno == ENOENT; },
+     kSetupBrokerFds},
+    {"unlinkat_pesto_dir_removedir", Expect::kKilled,
+     FORBIDDEN(unlinkat(kPestoDir, kNoSuchFile, AT_REMOVEDIR)), kSetupBrokerFds},
     {"exit_group", Expect::kAllowed, +[](const ProbeFds&) -> bool { _exit(0); }, kSetupBrokerFds},
 
     // --- Memory and time.

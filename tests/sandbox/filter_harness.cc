@@ -88,15 +88,17 @@ void place_broker_fds(ProbeFds& f) {
   f.child = start_waiting_child();
   int pidfd = need(static_cast<int>(syscall(SYS_pidfd_open, f.child, 0)), "pidfd_open");
   int dir = need(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/, O_PATH)");
+  int pesto_dir = need(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/, O_PATH)");
 
   // Everything out of the way first, the peer included: any of them may sit
   // on a fixed number.
   f.channel_peer = move_high(channel[1], "channel peer");
   const int sources[] = {move_high(channel[0], "channel"), move_high(signal_fd, "signalfd"),
-                         move_high(pidfd, "pidfd"), move_high(dir, "dir")};
+                         move_high(pidfd, "pidfd"), move_high(dir, "dir"),
+                         move_high(pesto_dir, "pesto dir")};
   const int targets[] = {broker_fd::kChannel, broker_fd::kSignal, broker_fd::kWorker,
-                         broker_fd::kControlDir};
-  for (size_t i = 0; i < 4; ++i) {
+                         broker_fd::kControlDir, broker_fd::kPestoDir};
+  for (size_t i = 0; i < 5; ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");
     close(sources[i]);
   }

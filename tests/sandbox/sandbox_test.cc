@@ -99,6 +99,9 @@ bool wait_bounded(pid_t pid, int* wstatus) {
   // dup to high numbers first, so that the dup2s below cannot clobber them.
   int s = fcntl(status_w, F_DUPFD_CLOEXEC, 100), r = fcntl(release_r, F_DUPFD_CLOEXEC, 100);
   if (s < 0 || r < 0 || dup2(s, kStatusFd) < 0 || dup2(r, kReleaseFd) < 0) _exit(90);
+  // The other fixed numbers are the broker's to fill; stage 1 keeps them, so
+  // nothing of the test process (a copy of the release pipe) may sit there.
+  for (int fd = kReleaseFd + 1; fd < wire::kWorkerFirstFreeFd; ++fd) close(fd);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0 || dup3(ep, kKeptEpollFd, O_CLOEXEC) < 0) _exit(91);
   log_init("sandbox-test-child", 2, LogLevel::kDebug);

@@ -1,0 +1,48 @@
+// The kept-port prober of the hitless tests: while a test changes the tables
+// (commits, scans, pesto updates), a thread connects to a port that stays in
+// every table, over and over, and counts what happens to each connection. The
+// bar is 0 refused and 0 reset.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+namespace sluice::test {
+
+class KeptPortProber {
+ public:
+  /// What the target behind the port does with a connection.
+  enum class Target {
+    kEcho,   // echoes: a probe sends one byte and must get it back
+    kClose,  // accepts and closes: a probe must see EOF, not a reset
+  };
+  /// Starts probing 127.0.0.1:`port`. Bounded: at most 200,000 probes and
+  /// 60 s, each connect with a 2 s timeout.
+  KeptPortProber(uint16_t port, Target target);
+  /// Stops and joins the thread.
+  ~KeptPortProber();
+  KeptPortProber(const KeptPortProber&) = delete;
+  KeptPortProber& operator=(const KeptPortProber&) = delete;
+  /// Waits until one more probe succeeded than when called (at most 2 s), so
+  /// that probes interleave with the changes of the test.
+  void await_probe() const;
+  /// Stops probing and joins the thread; the counts are final afterwards.
+  void stop();
+  /// Probes that went through.
+  int ok() const { return ok_.load(); }
+  /// Probes whose connect was refused (ECONNREFUSED).
+  int refused() const { return refused_.load(); }
+  /// Probes that failed otherwise: a reset, a timeout, a wrong answer.
+  int reset() const { return reset_.load(); }
+
+ private:
+  /// The thread's loop.
+  void run(uint16_t port, Target target);
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, refused_{0}, reset_{0};
+  std::thread thread_;
+};
+
+}  // namespace sluice::test

@@ -1,0 +1,401 @@
+// The pesto endpoint (see pesto_server.h): one session at a time, identified
+// by sluiced, greeted with the tables in force, read without blocking, and
+// committed through the commit engine.
+#include "worker/pesto_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+/// Limit: bytes read per read() call. An update is at most
+/// pesto::kMaxUpdateBytes (about 28 KiB); 4 KiB reads keep the stack small
+/// and the loop fair, and the decoder holds no more than one record.
+constexpr size_t kReadChunk = 4096;
+/// Limit: failure lines logged for one refused update. A table of 255 rules
+/// may fail on every one; the first 16 say what is wrong, the history and
+/// the audit log hold the rest.
+constexpr size_t kMaxFailureLines = 16;
+
+/// Returns the table of `pif` in `tables`, or nullptr.
+const pesto::WireTable* find_table(const std::vector<pesto::WireTable>& tables, Pif pif) {
+  for (const pesto::WireTable& t : tables) {
+    if (t.pif == pif) return &t;
+  }
+  return nullptr;
+}
+
+/// Returns the rules of `a` that `b` lacks, counting duplicates (each rule
+/// of `b` matches at most one of `a`).
+std::vector<Rule> missing_from(const std::vector<Rule>& a, const std::vector<Rule>& b) {
+  std::vector<bool> used(b.size(), false);
+  std::vector<Rule> out;
+  for (const Rule& rule : a) {
+    bool found = false;
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (!used[i] && b[i] == rule) {
+        used[i] = true;
+        found = true;
+        break;
+      }
+    }
+    if (!found) out.push_back(rule);
+  }
+  return out;
+}
+
+/// Returns the model rules of a wire table (none for nullptr).
+std::vector<Rule> rules_of(const pesto::WireTable* table) {
+  std::vector<Rule> out;
+  if (table == nullptr) return out;
+  out.reserve(table->rules.size());
+  for (const pesto::WireRule& r : table->rules) out.push_back(r.rule);
+  return out;
+}
+
+/// Returns "pid P (uid U)" for log lines.
+std::string who(const struct ucred& peer) {
+  return "pid " + std::to_string(peer.pid) + " (uid " + std::to_string(peer.uid) + ")";
+}
+
+}  // namespace
+
+TableSet rebase_update(const PestoOffer& offered, const std::vector<pesto::WireTable>& update,
+                       const TableSet& current) {
+  bool unchanged = true;
+  for (const pesto::WireTable& t : offered.tables) {
+    if (rules_of(&t) != current.of(t.pif).rules) unchanged = false;
+  }
+  TableSet out = current;
+  for (const pesto::WireTable& t : offered.tables) {
+    std::vector<Rule> sent = rules_of(&t);
+    std::vector<Rule> wanted = rules_of(find_table(update, t.pif));
+    std::vector<Rule>& rules = out.of(t.pif).rules;
+    if (unchanged) {
+      rules = std::move(wanted);
+      continue;
+    }
+    // Someone else committed since the hello: apply only the client's edit.
+    for (const Rule& gone : missing_from(sent, wanted)) {
+      auto it = std::find(rules.begin(), rules.end(), gone);
+      if (it != rules.end()) rules.erase(it);
+    }
+    for (const Rule& added : missing_from(wanted, sent)) {
+      if (std::find(rules.begin(), rules.end(), added) == rules.end()) rules.push_back(added);
+    }
+  }
+  return out;
+}
+
+PestoSession::PestoSession(PestoServer& server, UniqueFd fd, struct ucred peer)
+    : server_(server), fd_(std::move(fd)), peer_(peer), decoder_({}) {}
+
+void PestoSession::on_event(uint32_t /*events*/) noexcept {
+  if (!identity_known_ || done_) return;  // nothing is read before sluiced answers
+  flush();
+  if (!done_) read_update();
+}
+
+void PestoSession::identified(const PeerIdentity& identity, const std::string& hello) noexcept {
+  identity_known_ = true;
+  peer_ = ucred{identity.pid, identity.uid, identity.gid};
+  access_ = static_cast<ControlAccess>(identity.access);
+  decoder_ = pesto::UpdateDecoder(server_.offered_pifs());
+  out_ = hello;
+  admitted_ns_ = monotonic_ns();
+  flush();
+  if (!done_) read_update();
+}
+
+void PestoSession::flush() noexcept {
+  while (out_off_ < out_.size()) {
+    ssize_t n = ::send(fd_.get(), out_.data() + out_off_, out_.size() - out_off_,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_off_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // EPOLLOUT resumes
+    if (server_.log_allowed()) {
+      LOG_INFO("pesto client %s went away before reading the tables: %s", who(peer_).c_str(),
+               n < 0 ? errno_text(errno).c_str() : "connection closed");
+    }
+    done_ = true;
+    server_.end(this);
+    return;
+  }
+}
+
+void PestoSession::read_update() noexcept {
+  uint8_t buf[kReadChunk];
+  for (;;) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+    pesto::UpdateDecoder::Status status;
+    if (n > 0) {
+      status = decoder_.feed(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      status = decoder_.finish();
+      if (status == pesto::UpdateDecoder::Status::kNeedMore) {
+        // Closed without a byte: pesto only showed the tables.
+        LOG_DEBUG("pesto client %s read the tables", who(peer_).c_str());
+        done_ = true;
+        server_.end(this);
+        return;
+      }
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return;
+    } else {
+      if (server_.log_allowed()) {
+        LOG_WARN("pesto client %s: read: %s; nothing changed", who(peer_).c_str(),
+                 errno_text(errno).c_str());
+      }
+      done_ = true;
+      server_.end(this);
+      return;
+    }
+    if (status == pesto::UpdateDecoder::Status::kNeedMore) continue;
+    done_ = true;
+    if (status == pesto::UpdateDecoder::Status::kInvalid) {
+      if (server_.log_allowed()) {
+        LOG_WARN("pesto client %s sent a malformed update, refused; nothing changed: %s",
+                 who(peer_).c_str(), decoder_.failure().message.c_str());
+      }
+      server_.end(this);
+      return;
+    }
+    if (access_ < ControlAccess::kCommit) {
+      if (server_.log_allowed()) {
+        LOG_WARN(
+            "pesto client %s may read the tables but not change them (control policy); its "
+            "update is refused; nothing changed. Give it `control commit` in the policy file",
+            who(peer_).c_str());
+      }
+      server_.end(this);
+      return;
+    }
+    server_.commit(this, decoder_.tables());
+    return;
+  }
+}
+
+PestoServer::PestoServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engine,
+                         BrokerClient& broker)
+    : loop_(loop), listen_fd_(std::move(listen_fd)), engine_(engine), broker_(broker) {}
+
+PestoServer::~PestoServer() {
+  if (session_) loop_.remove(session_->fd());
+  loop_.remove(listen_fd_.get());
+}
+
+Result<void> PestoServer::start() {
+  auto added = loop_.add(listen_fd_.get(), EPOLLIN | EPOLLET, this);
+  if (!added) return added;
+  loop_.add_ticker(this);
+  accept_next();  // clients may have connected before the loop started
+  return Ok();
+}
+
+void PestoServer::on_event(uint32_t /*events*/) noexcept {
+  accept_next();
+}
+
+void PestoServer::on_tick(uint64_t now_ns) noexcept {
+  if (session_ && session_->admitted_ns() != 0 &&
+      now_ns - session_->admitted_ns() > kPestoSessionTimeoutNs) {
+    if (log_allowed()) {
+      LOG_WARN(
+          "pesto client %s dropped: no complete update within %llu s of the tables; nothing "
+          "changed, the next pesto client is served",
+          who(session_->peer()).c_str(),
+          static_cast<unsigned long long>(kPestoSessionTimeoutNs / 1000000000ULL));
+    }
+    end(session_.get());
+  }
+  if (accept_waiting_) accept_next();
+}
+
+void PestoServer::accept_next() noexcept {
+  accept_waiting_ = false;
+  while (!session_ && !committing_ && !broker_.lost()) {
+    if (broker_.peer_queries_open() >= kPeerQueryWindow) {
+      accept_waiting_ = true;  // the control server's clients fill the window
+      return;
+    }
+    int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (log_allowed()) LOG_WARN("accept on the pesto socket: %s", errno_text(errno).c_str());
+      accept_waiting_ = true;  // EMFILE and the like: retry at the next tick
+      return;
+    }
+    UniqueFd conn(fd);
+    struct ucred peer = {};
+    socklen_t len = sizeof(peer);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+      if (log_allowed()) LOG_WARN("SO_PEERCRED: %s", errno_text(errno).c_str());
+      continue;
+    }
+    session_ = std::make_unique<PestoSession>(*this, std::move(conn), peer);
+    PestoSession* session = session_.get();
+    if (!loop_.add(session->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, session)) {
+      loop_.retire(std::move(session_));
+      continue;
+    }
+    // Who it is, and what it may do, only sluiced can tell; nothing is sent
+    // to it or read from it before the answer.
+    auto asked = broker_.peer_query(session->fd(), [this, session](const PeerIdentity& identity) {
+      if (session_.get() != session) return;  // cannot happen: never dropped while asked
+      if (identity.status != 0 || identity.access == wire::kAccessNone) {
+        if (log_allowed()) {
+          LOG_WARN(
+              "pesto client pid %d refused: the control policy gives uid %u no access; add a "
+              "`control commit` line for it to the policy file",
+              identity.pid, identity.uid);
+        }
+        end(session);
+        return;
+      }
+      auto hello = make_hello();
+      if (!hello) {
+        if (log_allowed()) {
+          LOG_WARN("pesto client pid %d refused: %s", identity.pid, hello.error().message.c_str());
+        }
+        end(session);
+        return;
+      }
+      session->identified(identity, *hello);
+    });
+    if (!asked) {
+      // The broker channel failed; its end stops the worker. The fd was
+      // never sent, so it may close now.
+      loop_.remove(session->fd());
+      loop_.retire(std::move(session_));
+    }
+    return;
+  }
+}
+
+Result<std::string> PestoServer::make_hello() {
+  const uint32_t caps = pesto::caps_bits(engine_.caps());
+  offer_ = PestoOffer{};
+  offer_.generation = engine_.generation();
+  // SPLICE is offered only where it is served; today HOST alone.
+  for (Pif pif : {Pif::kHost}) {
+    const Table& table = engine_.tables().of(pif);
+    if (table.rules.size() > pesto::kMaxRules) {
+      return Err("the " + std::string(pif_name(pif)) + " table holds " +
+                 std::to_string(table.rules.size()) +
+                 " rules, and pesto's protocol carries at most 255 per table; list and edit it "
+                 "with sluicectl");
+    }
+    pesto::WireTable out;
+    out.pif = pif;
+    out.caps = caps;
+    for (const Rule& rule : table.rules) out.rules.push_back({rule, record_of(rule)});
+    offer_.tables.push_back(std::move(out));
+  }
+  return pesto::encode_hello(offer_.tables);
+}
+
+std::vector<Pif> PestoServer::offered_pifs() const {
+  std::vector<Pif> out;
+  for (const pesto::WireTable& t : offer_.tables) out.push_back(t.pif);
+  return out;
+}
+
+void PestoServer::commit(PestoSession* session, std::vector<pesto::WireTable> update) noexcept {
+  const struct ucred peer = session->peer();
+  committing_ = true;  // the next client waits for these tables
+  end(session);
+  submit(std::move(update), peer, 0);
+}
+
+void PestoServer::submit(std::vector<pesto::WireTable> update, struct ucred peer,
+                         int attempt) noexcept {
+  control::CommitRequest request;
+  request.tables = rebase_update(offer_, update, engine_.tables());
+  request.expected_generation = engine_.generation();
+  request.comment = "pesto update from pid " + std::to_string(peer.pid);
+  if (engine_.generation() != offer_.generation) {
+    LOG_INFO("pesto update from %s: the tables changed since its hello; applying its edit to %s",
+             who(peer).c_str(), "the tables in force");
+  }
+  engine_.submit(
+      std::move(request), peer, [this, update, peer, attempt](const control::CommitResult& result) {
+        bool stale = !result.applied && !result.failures.empty() &&
+                     result.failures.front().kind == control::FailureKind::kStale;
+        if (stale && attempt + 1 < kPestoStaleRetries) {
+          submit(update, peer, attempt + 1);
+          return;
+        }
+        if (result.applied) {
+          remember(update);
+          LOG_INFO(
+              "pesto update from %s applied: generation %llu, %u kept, %u opened, "
+              "%u closed",
+              who(peer).c_str(), static_cast<unsigned long long>(result.generation), result.kept,
+              result.opened, result.closed);
+        } else {
+          LOG_WARN(
+              "pesto update from %s refused, nothing changed (%zu failure%s; "
+              "`sluicectl --history` has them all):",
+              who(peer).c_str(), result.failures.size(), result.failures.size() == 1 ? "" : "s");
+          for (size_t i = 0; i < result.failures.size() && i < kMaxFailureLines; ++i) {
+            LOG_WARN("  %s", result.failures[i].message.c_str());
+          }
+        }
+        committing_ = false;
+        accept_next();
+      });
+}
+
+void PestoServer::remember(const std::vector<pesto::WireTable>& update) noexcept {
+  std::vector<pesto::WireRule> next;
+  auto in_force = [this](const Rule& rule) {
+    for (const Table& table : engine_.tables().tables) {
+      if (std::find(table.rules.begin(), table.rules.end(), rule) != table.rules.end()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  auto keep = [&](const pesto::WireRule& wr) {
+    // Only spellings other than the canonical one need remembering.
+    if (wr.record == pesto::encode_rule(wr.rule) || !in_force(wr.rule)) return;
+    for (const pesto::WireRule& have : next) {
+      if (have.rule == wr.rule) return;
+    }
+    next.push_back(wr);
+  };
+  for (const pesto::WireTable& table : update) {
+    for (const pesto::WireRule& wr : table.rules) keep(wr);
+  }
+  for (const pesto::WireRule& wr : remembered_) keep(wr);
+  remembered_ = std::move(next);
+}
+
+pesto::RuleRecord PestoServer::record_of(const Rule& rule) const noexcept {
+  for (const pesto::WireRule& wr : remembered_) {
+    if (wr.rule == rule) return wr.record;
+  }
+  return pesto::encode_rule(rule);
+}
+
+void PestoServer::end(PestoSession* session) noexcept {
+  if (!session_ || session_.get() != session) return;
+  loop_.remove(session->fd());
+  loop_.retire(std::move(session_));
+  if (!committing_) accept_next();
+}
+
+}  // namespace sluice
