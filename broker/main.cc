@@ -56,17 +56,34 @@ Result<UniqueFd> take_signals() {
   return fd;
 }
 
-/// Opens the audit sink the worker writes to: --audit-log FILE (append-only,
-/// created 0600, checked by open_audit_log()), else stderr as
-/// stderr_for_worker() gives it (non-blocking when it is a pipe or a
-/// terminal). Fails with the path and what to do.
-Result<UniqueFd> open_audit_fd(const std::string& path) {
+/// The audit sink the worker writes to, and the same file read-only for the
+/// worker to link its run to the log's last line (schema/broker_wire.h
+/// kWorkerFdAudit, kWorkerFdAuditTail).
+struct AuditFds {
+  UniqueFd sink;
+  UniqueFd tail;  // invalid when the sink is stderr: the worker gets /dev/null
+};
+
+/// Opens the audit sink: --audit-log FILE (append-only, created 0600, checked
+/// by open_audit_log()) and the same file read-only (open_audit_tail()), else
+/// stderr as stderr_for_worker() gives it (non-blocking when it is a pipe or a
+/// terminal), with no tail to read. sluiced reads neither. Fails with the
+/// path and what to do.
+Result<AuditFds> open_audit_fds(const std::string& path) {
+  AuditFds fds;
   if (path.empty()) {
     auto fd = stderr_for_worker();
     if (!fd) return Err(fd.error().err, "audit records: " + fd.error().message);
-    return fd;
+    fds.sink = std::move(*fd);
+    return fds;
   }
-  return open_audit_log(path);
+  auto sink = open_audit_log(path);
+  if (!sink) return Err(sink.error());
+  auto tail = open_audit_tail(path, *sink);
+  if (!tail) return Err(tail.error());
+  fds.sink = std::move(*sink);
+  fds.tail = std::move(*tail);
+  return fds;
 }
 
 /// The administrator's policy as the broker enforces it, and its text for the
@@ -226,7 +243,7 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
-                    ControlSocket* pesto, UniqueFd signals, UniqueFd audit,
+                    ControlSocket* pesto, UniqueFd signals, AuditFds audit,
                     TargetNamespace* target) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
@@ -251,8 +268,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
-  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(),
-                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1, target);
+  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.sink.get(),
+                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1,
+                                audit.tail.valid() ? audit.tail.get() : -1, target);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
@@ -264,7 +282,8 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   if (target != nullptr) *target = TargetNamespace{};
   control.listen_fd.reset();
   if (pesto != nullptr) pesto->listen_fd.reset();
-  audit.reset();
+  audit.sink.reset();
+  audit.tail.reset();
   loaded.text.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
@@ -320,7 +339,7 @@ int run(const BrokerOptions& options) {
     LOG_ERROR("%s", policy.error().message.c_str());
     return kExitFailure;
   }
-  auto audit = open_audit_fd(options.audit_log_path);
+  auto audit = open_audit_fds(options.audit_log_path);
   if (!audit) {
     LOG_ERROR("%s", audit.error().message.c_str());
     return kExitFailure;

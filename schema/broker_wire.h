@@ -50,7 +50,14 @@ inline constexpr int kWorkerFdPolicy = 6;
 /// The listening UNIX stream socket of --pesto-socket (pesto's protocol v2,
 /// schema/pesto_wire.h), or /dev/null when sluiced was not given one.
 inline constexpr int kWorkerFdPesto = 7;
-inline constexpr int kWorkerFirstFreeFd = 8;
+/// The --audit-log FILE once more, opened read-only by sluiced (the same
+/// file as kWorkerFdAudit: sluiced checks device and inode), or /dev/null
+/// when the audit sink is sluiced's stderr. Before its sandbox the worker
+/// reads the file's last line from it, then closes it; inside the sandbox it
+/// parses that line and links its run's start record to it
+/// (worker/audit_tail.h). sluiced never reads the file.
+inline constexpr int kWorkerFdAuditTail = 8;
+inline constexpr int kWorkerFirstFreeFd = 9;
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.

@@ -2,7 +2,8 @@
 // under its seccomp filter without the real worker. sluiced passes its rule
 // options through unchanged, so the "specs" here are commands, run in order:
 //   check-env        verify what sluiced promised: empty environment, fd 0 on
-//                    /dev/null, fds 3/4/5 as in broker_wire.h, nothing above,
+//                    /dev/null, fds 3/4/5/8 as in broker_wire.h (fd 8 the
+//                    audit log read-only, or /dev/null), nothing above,
 //                    CLOEXEC clear, no blocked signals (exit 99 otherwise)
 //   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
 //   violate          send an OpenListeners with port 0 (a compromised worker)
@@ -77,6 +78,23 @@ void check_env() {
     fail("fd 4 is not a listening socket");
   }
   if ((::fcntl(wire::kWorkerFdAudit, F_GETFL) & O_ACCMODE) == O_RDONLY) fail("fd 5 not writable");
+  // fd 8: the --audit-log file once more, read-only, or /dev/null.
+  struct stat tail_st, audit_st;
+  if (::fstat(wire::kWorkerFdAuditTail, &tail_st) != 0) fail("fd 8 cannot be stat'ed");
+  if (S_ISREG(tail_st.st_mode)) {
+    if ((::fcntl(wire::kWorkerFdAuditTail, F_GETFL) & O_ACCMODE) != O_RDONLY) {
+      fail("fd 8 is not read-only");
+    }
+    if (::fstat(wire::kWorkerFdAudit, &audit_st) != 0 || audit_st.st_dev != tail_st.st_dev ||
+        audit_st.st_ino != tail_st.st_ino) {
+      fail("fd 8 is not the audit log of fd 5");
+    }
+    std::fprintf(stderr, "fake-worker: fd 8 is the audit log, read-only\n");
+  } else if (S_ISCHR(tail_st.st_mode) && tail_st.st_rdev == makedev(1, 3)) {
+    std::fprintf(stderr, "fake-worker: fd 8 is /dev/null\n");
+  } else {
+    fail("fd 8 is neither the audit log nor /dev/null");
+  }
   sigset_t mask;
   ::sigprocmask(SIG_BLOCK, nullptr, &mask);
   if (sigismember(&mask, SIGTERM) || sigismember(&mask, SIGCHLD)) fail("signals blocked");

@@ -144,6 +144,8 @@ TEST_F(SluicedProcessTest, ServesTheWorkerUnderItsFilterAndStopsOnSigterm) {
   const std::string open = "open-tcp4:" + std::to_string(port);
   start({"-t", "check-env", "-t", open, "-t", open, "--audit-log", (dir_ / "audit").string()});
   ASSERT_TRUE(wait_for_log("fake-worker: env ok"));
+  EXPECT_NE(log().find("fake-worker: fd 8 is the audit log, read-only"), std::string::npos)
+      << log();
   ASSERT_TRUE(wait_for_log("list the rules with: sluicectl " + control_));
   ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
   // The first request succeeds; the second finds the port taken (EADDRINUSE).
@@ -169,6 +171,18 @@ TEST_F(SluicedProcessTest, ServesTheWorkerUnderItsFilterAndStopsOnSigterm) {
   EXPECT_NE(log().find("SIGTERM received"), std::string::npos) << log();
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
   EXPECT_EQ(slurp(dir_ / "audit"), "fake-worker audit line\n");
+}
+
+TEST_F(SluicedProcessTest, WithoutAnAuditLogTheWorkersFd8IsDevNull) {
+  // With stderr as the audit sink there is no file whose last line a run
+  // could link to: the worker gets /dev/null there and says so in its start
+  // record (tail "none").
+  start({"-t", "check-env"});
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  EXPECT_NE(log().find("fake-worker: env ok"), std::string::npos) << log();
+  EXPECT_NE(log().find("fake-worker: fd 8 is /dev/null"), std::string::npos) << log();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
 }
 
 TEST_F(SluicedProcessTest, PassesTheDefaultRuleSet) {

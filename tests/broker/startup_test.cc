@@ -3,6 +3,7 @@
 // directory, its mode), the audit log, the capability read-back checks, and
 // fd placement.
 #include <fcntl.h>
+#include <grp.h>
 #include <seccomp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -488,6 +489,85 @@ TEST_F(AuditLogTest, AnotherUsersFileIsRefused) {
   ASSERT_TRUE(fd.valid());
   if (::fchown(fd.get(), 65534, 65534) != 0) GTEST_SKIP() << "cannot chown here (not root)";
   expect_refused(at("theirs"), "belongs to uid 65534, not to uid");
+}
+
+// Security review item 3: the worker links its run to the log's
+// last line through a read-only descriptor of the very same file.
+
+TEST_F(AuditLogTest, TheTailDescriptorIsTheSameFileReadOnly) {
+  auto sink = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  ASSERT_EQ(::write(sink->get(), "line\n", 5), 5);
+  auto tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  const int flags = ::fcntl(tail->get(), F_GETFL);
+  EXPECT_EQ(flags & O_ACCMODE, O_RDONLY);
+  EXPECT_NE(::fcntl(tail->get(), F_GETFD) & FD_CLOEXEC, 0);
+  char buf[8] = {};
+  EXPECT_EQ(::pread(tail->get(), buf, sizeof(buf), 0), 5);
+  EXPECT_EQ(std::string(buf), "line\n");
+  EXPECT_EQ(::write(tail->get(), "x", 1), -1);  // it cannot write
+}
+
+TEST_F(AuditLogTest, ATailDescriptorOfAReplacedFileIsRefused) {
+  auto sink = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  // Between the two opens, the name comes to mean another file.
+  ASSERT_EQ(::rename(at("audit.log").c_str(), at("old.log").c_str()), 0);
+  UniqueFd other(::open(at("audit.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(other.valid());
+  auto tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_FALSE(tail.ok());
+  EXPECT_NE(tail.error().message.find("was replaced by another file while sluiced opened it"),
+            std::string::npos)
+      << tail.error().message;
+  // A symlink in its place is not followed either.
+  ASSERT_EQ(::unlink(at("audit.log").c_str()), 0);
+  ASSERT_EQ(::symlink(at("old.log").c_str(), at("audit.log").c_str()), 0);
+  tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_FALSE(tail.ok());
+  EXPECT_NE(tail.error().message.find("cannot open audit log"), std::string::npos);
+}
+
+/// Opens `path` as the audit log, makes it write-only for its owner, and
+/// returns 0 when open_audit_tail() refuses it with EACCES and what to do;
+/// 1 to 3 when a step fails.
+int refuses_a_write_only_log(const std::string& path) {
+  auto sink = open_audit_log(path);
+  if (!sink.ok() || ::fchmod(sink->get(), 0200) != 0) return 1;
+  auto tail = open_audit_tail(path, *sink);
+  if (tail.ok()) return 2;
+  std::fprintf(stderr, "%s\n", tail.error().message.c_str());
+  const std::string& m = tail.error().message;
+  return m.find("for reading: EACCES") != std::string::npos &&
+                 m.find("(chmod u+r)") != std::string::npos
+             ? 0
+             : 3;
+}
+
+TEST_F(AuditLogTest, AFileSluicedCannotReadIsRefusedWithWhatToDo) {
+  if (::geteuid() != 0) {
+    EXPECT_EQ(refuses_a_write_only_log(at("audit.log")), 0);
+    return;
+  }
+  // Root reads any file: the check runs as another user, in a child, on a
+  // file of its own in the world-writable /tmp.
+  const std::string path = "/tmp/sluice-audit-unreadable-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      ::_exit(10);
+    }
+    ::_exit(refuses_a_write_only_log(path));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::unlink(path.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 10) GTEST_SKIP() << "cannot become uid 65534 here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: open, 2: accepted, 3: the message";
 }
 
 // --- capability read-back ---
