@@ -156,7 +156,8 @@ void AuditVerifier::check_start(const AuditLine& rec) {
             ": its prev is the SHA-256 of the log's last line when it started, and " + before +
             " is not that line; lines before line " + std::to_string(n) +
             " were deleted, inserted or edited after this run started (a whole earlier run "
-            "deleted, or edited and its chain recomputed)");
+            "deleted, or edited and its chain recomputed); compare them with a copy of the log "
+            "kept off the host, or with an anchored last hash");
   } else if (rec.tail == AuditTail::kEmpty && have_prev_line_) {
     problem(at + run + " found the log file empty when it started, yet " + std::to_string(n - 1) +
             " lines come before it: they were put there afterwards, or files were joined (a run "
