@@ -48,6 +48,16 @@ inline constexpr int kWorkerFdAudit = 5;    // append-only audit sink
 /// line; the broker enforces `bind` and decides `control` itself.
 inline constexpr int kWorkerFdPolicy = 6;
 inline constexpr int kWorkerFirstFreeFd = 7;
+/// Auto-scan (worker/port_scan.h): the worker's own /proc/self/net/{tcp,
+/// tcp6,udp,udp6}, in that order, when it runs in a target namespace. Not
+/// set by sluiced: the worker opens them itself before its sandbox and moves
+/// them to these numbers, so that its seccomp filter can allow `pread64` on
+/// them alone. 8 to 11 is a block of four aligned on four, which one masked
+/// comparison (fd & ~3 == 8) admits exactly; fd 7 stays free.
+inline constexpr int kWorkerFdScanFirst = 8;
+inline constexpr int kWorkerFdScanCount = 4;
+static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanFirst % 4 == 0 &&
+              kWorkerFdScanCount == 4);
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.
