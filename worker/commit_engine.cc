@@ -418,8 +418,11 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
   auto failures =
       judge_rules(a.job.request.tables, keys, status, reasons,
                   BindContext{info_.has_bind_cap, info_.unprivileged_port_start}, &warnings);
+  // A scan job retries a failing port every second: the same failures are
+  // logged once a minute there, and any burst is rate-limited.
+  const bool log_them = !a.job.scan || warnings.empty() || scan_failures_worth_logging();
   for (const std::string& w : warnings) {
-    // A scan job may retry a failing port every second: rate-limited there.
+    if (!log_them) break;
     if (!a.job.scan || scan_.fail_log.allow()) {
       LOG_WARN("%s%s", a.job.scan ? "auto-scan: " : "", w.c_str());
     }

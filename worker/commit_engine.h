@@ -232,15 +232,17 @@ class CommitEngine final : public Ticker {
   };
   /// Auto-scan's state (commit_scan.cc).
   struct ScanState {
-    BoundPorts bound;                // the ports bound in the target namespace at the last read
-    BoundPorts watched;              // the target ports the scan rules of tables_ watch
-    BoundPorts applied;              // bound & watched when the listeners in force were planned
-    bool active = false;             // the tables in force have a scan rule
-    bool retry = false;              // a scan port failed to bind: plan again at the next scan
-    bool queued = false;             // a scan job waits in queue_
-    uint64_t next_ns = 0;            // when the next scan is due
-    LogRateLimit change_log{10, 1};  // the info line of each scan change
-    LogRateLimit fail_log{5, 1};     // scan ports that failed to bind
+    BoundPorts bound;                  // the ports bound in the target namespace at the last read
+    BoundPorts watched;                // the target ports the scan rules of tables_ watch
+    BoundPorts applied;                // bound & watched when the listeners in force were planned
+    bool active = false;               // the tables in force have a scan rule
+    bool retry = false;                // a scan port failed to bind: plan again at the next scan
+    bool queued = false;               // a scan job waits in queue_
+    uint64_t next_ns = 0;              // when the next scan is due
+    LogRateLimit change_log{10, 1};    // the info line of each scan change
+    LogRateLimit fail_log{5, 1};       // scan ports that failed to bind
+    std::vector<ListenerKey> failing;  // the scan keys that failed to bind last time, sorted
+    uint64_t next_repeat_log_ns = 0;   // when the same failures may be logged again
   };
   /// The commit in progress.
   struct Active {
@@ -264,7 +266,8 @@ class CommitEngine final : public Ticker {
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
     BoundPorts scan_seen;                   // bound & watched ports the plan was made on
-    bool scan_bind_failed = false;          // a port of a scan rule failed to bind
+    std::vector<ListenerKey> scan_failing;  // keys of scan rules that failed, sorted
+    bool scan_retry = false;                // one failed with an errno: worth another try
     std::vector<ListenerKey> scan_closing;  // a scan job's closing keys, for its log line
   };
   /// What the broker's answers are handed to.
@@ -358,9 +361,14 @@ class CommitEngine final : public Ticker {
   /// Checking, for a scan job: plans the scan rules' sockets on the ports
   /// bound now, and fires Planned.
   void plan_scan_job() noexcept;
-  /// Notes in the active job whether a port of a scan rule failed to bind in
-  /// `acq`, and logs each failure (rate-limited in a scan job).
+  /// Notes in the active job the keys of scan rules that failed in `acq`,
+  /// and whether one failed with an errno (worth another try; a policy
+  /// denial is not).
   void note_scan_failures(const Acquisition& acq) noexcept;
+  /// True when a scan job's bind failures should be logged now: they differ
+  /// from the last job's, or the same ones were last logged
+  /// kScanRepeatLogNs ago (a port taken on the host side fails at every scan).
+  bool scan_failures_worth_logging() noexcept;
   /// After a job that applied: the listeners in force now reflect the ports
   /// the plan saw.
   void scan_applied() noexcept;

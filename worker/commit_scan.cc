@@ -13,6 +13,11 @@
 namespace sluice {
 namespace {
 
+/// Limit: the same scan ports failing to bind again (a port that another
+/// service holds on the host side fails at every scan, once a second) are
+/// logged once a minute; new failures at once.
+constexpr uint64_t kScanRepeatLogNs = 60 * 1000000000ULL;
+
 /// Limit: ports named in one log line of a scan change; the rest are
 /// counted. A `-t auto` rule meeting a container that starts hundreds of
 /// servers at once would otherwise write a line of kilobytes.
@@ -104,12 +109,23 @@ void CommitEngine::note_scan_failures(const Acquisition& acq) noexcept {
   Active& a = *active_;
   const TableSet& tables = a.job.request.tables;
   for (size_t i = 0; i < acq.keys.size(); ++i) {
-    // An errno is worth another try; a policy denial stays one.
-    if (acq.status[i] <= 0 || acq.status[i] > wire::kStatusMaxErrno) continue;
+    if (acq.status[i] == wire::kStatusOk) continue;
     const KeyOrigin& o = acq.keys[i].origin;
     const Table& table = tables.of(o.pif);
-    if (o.rule < table.rules.size() && table.rules[o.rule].scan) a.scan_bind_failed = true;
+    if (o.rule >= table.rules.size() || !table.rules[o.rule].scan) continue;
+    a.scan_failing.push_back(acq.keys[i].key);
+    // An errno is worth another try; a policy denial stays one.
+    if (acq.status[i] > 0 && acq.status[i] <= wire::kStatusMaxErrno) a.scan_retry = true;
   }
+  std::sort(a.scan_failing.begin(), a.scan_failing.end());
+}
+
+bool CommitEngine::scan_failures_worth_logging() noexcept {
+  const Active& a = *active_;
+  const uint64_t now = monotonic_ns();
+  if (a.scan_failing == scan_.failing && now < scan_.next_repeat_log_ns) return false;
+  scan_.next_repeat_log_ns = now + kScanRepeatLogNs;
+  return true;
 }
 
 void CommitEngine::scan_applied() noexcept {
@@ -117,7 +133,8 @@ void CommitEngine::scan_applied() noexcept {
   scan_.watched = watched_ports(tables_);
   scan_.active = scan_.watched.tcp.any() || scan_.watched.udp.any();
   scan_.applied = a.scan_seen;
-  scan_.retry = a.scan_bind_failed;
+  scan_.retry = a.scan_retry;
+  scan_.failing = a.scan_failing;
 }
 
 void CommitEngine::finish_scan_job(control::Outcome outcome) noexcept {

@@ -10,12 +10,15 @@
 // Scans run once a second (kScanIntervalNs): every wait here is bounded by
 // run_until (at most 2000 turns of at most 10 ms), far beyond the 1 to 2 s a
 // scan takes, and each failure message says how long it waited.
+#include <sys/mman.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <optional>
 #include <string>
 
+#include "base/log.h"
 #include "tests/worker/engine_fixture.h"
 #include "worker/port_scan.h"
 
@@ -198,6 +201,30 @@ TEST_F(CommitScanTest, AScanPortThatFailsToBindFailsNothingAndIsTriedAgain) {
   ASSERT_TRUE(run_until([&] { return s->done; }));
   EXPECT_TRUE(s->result.applied);
   EXPECT_TRUE(s->result.failures.empty());
+}
+
+TEST_F(CommitScanTest, TheSameFailingScanPortIsLoggedOnceAMinuteNotAtEveryScan) {
+  // The engine logs to a memfd for this test, then to stderr again.
+  UniqueFd log(memfd_create("scan-log", MFD_CLOEXEC));
+  ASSERT_TRUE(log.valid());
+  log_init("worker", log.get(), LogLevel::kInfo);
+  fake.fail_port(20031, EADDRINUSE);
+  ASSERT_TRUE(commit(host_tables({scan_rule(Proto::kTcp, 20030, 20039, 21030)})).applied);
+  UniqueFd target = tcp_target(21031);
+  const auto start = Clock::now();
+  const bool retried = run_until([&] { return asked_for(20031) >= 4; });
+  log_init("sluice", 2, LogLevel::kInfo);  // the defaults
+  ASSERT_TRUE(retried) << "asked " << asked_for(20031) << " times in " << ms_since(start) << " ms";
+  std::string text(1 << 16, '\0');
+  ssize_t n = pread(log.get(), text.data(), text.size(), 0);
+  ASSERT_GE(n, 0);
+  text.resize(static_cast<size_t>(n));
+  size_t lines = 0;
+  for (size_t at = 0; (at = text.find("port 20031: bind failed", at)) != std::string::npos; ++at) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << asked_for(20031) << " tries logged as:\n" << text;
+  EXPECT_NE(text.find("(auto-scan: tried again at the next scan)"), std::string::npos) << text;
 }
 
 TEST_F(CommitScanTest, OtherWeakRulesFailedPortsAreNotRetriedByScans) {
