@@ -29,6 +29,7 @@
 #include "tests/integration/container.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/kept_port.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
 #include "tests/json_check.h"
@@ -77,24 +78,6 @@ bool udp_free(uint16_t port) {
   sin.sin_port = htons(port);
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)) == 0;
-}
-
-/// Sends `text` on a new TCP connection to 127.0.0.1:`port` and returns what
-/// came back, "" on any failure.
-std::string tcp_echo(uint16_t port, const std::string& text) {
-  UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
-  if (!c.valid()) return "";
-  if (send(c.get(), text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
-    return "";
-  }
-  std::string got(text.size(), '\0');
-  size_t have = 0;
-  while (have < got.size()) {  // bounded: connect_tcp set a 2 s receive timeout
-    ssize_t n = recv(c.get(), got.data() + have, got.size() - have, 0);
-    if (n <= 0) return "";
-    have += static_cast<size_t>(n);
-  }
-  return got;
 }
 
 /// Starts sluiced in `box`'s namespaces with `rules` and waits until it serves.
@@ -158,25 +141,7 @@ TEST(TargetNamespaceScan, AKeptPortRefusesAndResetsNothingWhileScansComeAndGo) {
   ASSERT_GT(box.pid(), 0);
   Daemon d;
   start_in(d, box, {"-t", "127.0.0.1/18080:8080", "-t", "127.0.0.1/18100-18139,auto"});
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, refused{0}, reset{0};
-  std::thread prober([&] {
-    // Bounded: at most 200000 probes and 100 s.
-    auto deadline = Clock::now() + std::chrono::seconds(100);
-    for (int i = 0; i < 200000 && !stop && Clock::now() < deadline; ++i) {
-      UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
-      if (!c.valid()) {
-        (errno == ECONNREFUSED ? refused : reset)++;
-        continue;
-      }
-      char b = 'p';
-      if (send(c.get(), &b, 1, MSG_NOSIGNAL) == 1 && recv(c.get(), &b, 1, 0) == 1) {
-        ok++;
-      } else {
-        reset++;
-      }
-    }
-  });
+  KeptPortProber prober(18080, KeptPortProber::Target::kEcho, 100);
   // 22 scan changes: each starts a server on the next port inside and stops
   // the one before, so each change opens one listener and closes another.
   constexpr int kChanges = 22;
@@ -196,14 +161,13 @@ TEST(TargetNamespaceScan, AKeptPortRefusesAndResetsNothingWhileScansComeAndGo) {
     slowest = std::max(slowest, took);
     ++changes;
   }
-  stop = true;
-  prober.join();
+  prober.stop();
   EXPECT_EQ(changes, kChanges);
-  EXPECT_GE(ok.load(), kChanges);
-  EXPECT_EQ(refused.load(), 0);
-  EXPECT_EQ(reset.load(), 0);
-  std::cout << changes << " scan changes (slowest " << slowest << " ms), " << ok.load()
-            << " probes of the kept port\n";
+  EXPECT_GE(prober.ok(), kChanges);
+  EXPECT_EQ(prober.refused(), 0);
+  EXPECT_EQ(prober.reset(), 0);
+  std::cout << changes << " scan changes (slowest " << slowest << " ms), " << prober.ok()
+            << " probes of the kept port, " << prober.slow() << " without an answer in 10 s\n";
   // Scans are not commits: the generation of the initial rules stays.
   auto v = parse_json(d.ctl({"--json"}).out);
   ASSERT_TRUE(v.has_value());
