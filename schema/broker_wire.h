@@ -58,6 +58,17 @@ inline constexpr int kWorkerFdPesto = 7;
 /// (worker/audit_tail.h). sluiced never reads the file.
 inline constexpr int kWorkerFdAuditTail = 8;
 inline constexpr int kWorkerFirstFreeFd = 9;
+/// Auto-scan (worker/port_scan.h): the worker's own /proc/self/net/{tcp,
+/// tcp6,udp,udp6}, in that order, when it runs in a target namespace. Not
+/// set by sluiced: the worker opens them itself before its sandbox and moves
+/// them to these numbers, so that its seccomp filter can allow `pread64` on
+/// them alone. 12 to 15 is a block of four aligned on four, which one masked
+/// comparison (fd & ~3 == 12) admits exactly; fds 0 to 8 are sluiced's, and
+/// 9 to 11 stay free (the next block aligned on four starts at 12).
+inline constexpr int kWorkerFdScanFirst = 12;
+inline constexpr int kWorkerFdScanCount = 4;
+static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanFirst % 4 == 0 &&
+              kWorkerFdScanCount == 4);
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.

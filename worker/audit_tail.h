@@ -8,8 +8,9 @@
 //  1. read_audit_tail(), before its sandbox: fstat and pread copy the last
 //     line's bytes, reading backwards from the end in bounded chunks, and the
 //     worker closes the descriptor. Nothing is parsed yet, just as argv is
-//     only copied before the sandbox. fstat and pread are not on the
-//     worker's seccomp allowlist, so this is the only time they can run.
+//     only copied before the sandbox. The worker's seccomp allowlist has no
+//     fstat, and pread64 only on auto-scan's fds 12 to 15, so this is the
+//     only time the file can be read.
 //  2. link_audit_tail(), inside the sandbox: the strict parser of
 //     schema/audit_line.h judges the bytes. The result is what the start
 //     record says: its tail, its prev and, when the line was unusable, why.
@@ -58,8 +59,8 @@ struct AuditTailBytes {
 /// /dev/null there when the sink is its stderr); kError with the reason when
 /// fstat or pread fails, the file shrinks while it is read, or the two
 /// descriptors name different files. Never parses. Needs `fstat` and
-/// `pread64`, which the worker's seccomp filter does not allow: call it
-/// before the sandbox.
+/// `pread64` on `tail_fd`, which the worker's seccomp filter does not allow
+/// (pread64 only on auto-scan's fds): call it before the sandbox.
 AuditTailBytes read_audit_tail(int tail_fd, int sink_fd) noexcept;
 
 /// What a run's start record says about the lines before it.
