@@ -141,8 +141,8 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
   PolicyFile file;
   if (path.empty()) {
     LOG_DEBUG(
-        "no --policy: default policy (bind any address and port, privileged ports need "
-        "CAP_NET_BIND_SERVICE; any target; control by uid %u and root)",
+        "no --policy: default policy (bind: unprivileged ports on any address, and the "
+        "privileged ports of the initial rules; any target; control by uid %u and root)",
         loaded.control.owner_uid);
   } else {
     const NameResolver resolver = resolve_name;
