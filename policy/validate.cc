@@ -214,7 +214,8 @@ void check_caps(Pif pif, const Rule& rule, const ServerCaps& caps, RuleIssues* o
   }
   if (rule.scan && !caps.scan) {
     out->add(
-        "it asks for auto-scan (auto), which the server does not support; drop auto and "
+        "auto (auto-scan) needs a target namespace whose bound ports it follows: start "
+        "sluiced with --netns PATH|PID (the container's network namespace), or drop auto and "
         "list the ports to forward");
   }
   // SPLICE's "lo" is implied by -T/-U and bound by the server its own way.

@@ -186,7 +186,9 @@ TEST(ValidateRule, Capabilities) {
   caps.scan = false;
   Rule scan = rule("*", 22);
   scan.scan = true;
-  expect_problem(scan, {"auto-scan", "drop auto"}, Pif::kHost, caps);
+  expect_problem(scan,
+                 {"auto (auto-scan) needs a target namespace", "sluiced with --netns", "drop auto"},
+                 Pif::kHost, caps);
   caps = ServerCaps{};
   caps.ifname = false;
   Rule eth = rule("*", 22);
