@@ -59,6 +59,11 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "EAGAIN, and the reply waits for POLLOUT"},
       {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
+      {"sendto",
+       {eq32(0, kLog), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0), eq32(5, 0)},
+       "log lines when stderr is a socket (a journal stream; broker/isolation.cc unblock_log): "
+       "send(MSG_DONTWAIT) never waits for a stalled reader, and changes no file description "
+       "that others share; no address, no other fd"},
 
       // --- The listener factory (listener_factory.cc), the broker's purpose ---
       {"socket", {eq32(0, AF_INET), eq32(1, kStream), eq32(2, 0)}, "IPv4 TCP listener"},

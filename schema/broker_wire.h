@@ -12,6 +12,9 @@
 // in broker/broker_host.*):
 //   worker -> broker  Hello                       (once, first)
 //   broker -> worker  HelloReply
+//   worker -> broker  InitialPorts {count, flags, grants[count]}  (one or more,
+//                     right after HelloReply; the last has kInitialPortsLast;
+//                     no reply): the privileged ports of the initial rules
 //   worker -> broker  OpenListeners  {count, entries[count]}          (any number)
 //   broker -> worker  ListenersOpened {count, status[count]} + one fd per
 //                     entry whose status is kStatusOk, in entry order
@@ -20,6 +23,9 @@
 //   broker -> worker  PeerReply {the peer's pid, uid, gid as the broker sees
 //                     them, and the access the control policy grants}
 // Requests are answered one at a time, in order; the worker pipelines them.
+// InitialPorts is a statement, not a request: the broker records it and
+// answers nothing, and it is permitted only between Hello and the first
+// request, exactly once (see InitialPortsMsg for why).
 #pragma once
 
 #include <cstddef>
@@ -32,7 +38,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 2;
+inline constexpr uint32_t kBrokerWireVersion = 3;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -80,6 +86,7 @@ enum class BrokerMsg : uint32_t {
   kListenersOpened = 4,  // broker -> worker, one fd per kStatusOk entry
   kPeerQuery = 5,        // worker -> broker, exactly 1 fd
   kPeerReply = 6,        // broker -> worker, 0 fds
+  kInitialPorts = 7,     // worker -> broker, 0 fds, no reply
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -201,9 +208,54 @@ struct PeerReplyMsg {
 };
 static_assert(sizeof(PeerReplyMsg) == 40);
 
+/// One range of privileged ports that an initial rule listens on: the rule's
+/// protocol, address, interface and dual-stack flag as in ListenerSpec, and
+/// its ports from `listener.port` to `last_port`, cut at the broker's
+/// unprivileged_port_start (every port of a grant lies below it).
+struct PortGrant {
+  ListenerSpec listener;  // port: the first port of the range
+  uint16_t last_port;     // listener.port <= last_port < unprivileged_port_start
+  uint16_t reserved16;    // 0
+  uint32_t reserved;      // 0
+};
+static_assert(sizeof(PortGrant) == 48);
+static_assert(std::is_trivially_copyable_v<PortGrant>);
+
+/// Limit: grants per InitialPorts message. 200 grants (9,624 bytes) keep the
+/// message below OpenListeners, the largest request, so receive buffers stay
+/// as they are.
+inline constexpr uint32_t kMaxGrantsPerMessage = 200;
+/// Limit: grants in all InitialPorts messages together: one per rule of a
+/// full table set (a rule is one contiguous range), so every valid set of
+/// initial rules fits, and the broker holds at most 384 KiB of them.
+inline constexpr uint32_t kMaxInitialGrants = kMaxRulesPerTable * kPifCount;
+/// InitialPorts flags. Any bit outside kInitialPortsFlagMask is malformed.
+inline constexpr uint32_t kInitialPortsLast = 1u << 0;  // the declaration is complete
+inline constexpr uint32_t kInitialPortsFlagMask = kInitialPortsLast;
+
+/// The privileged ports of the initial rules (security review item 6).
+/// Without --policy, a sluiced that holds CAP_NET_BIND_SERVICE opens ports
+/// below unprivileged_port_start only inside these grants, for its whole
+/// life; everything else below it is denied, so a worker compromised later
+/// cannot take 22, 53 or 443. The broker never parses rule specs, so the
+/// worker computes the grants from the rules on sluiced's command line (the
+/// administrator's input) and declares them before it has read anything
+/// from a peer: its only inputs so far are its argv and the policy text,
+/// both from sluiced. The broker admits InitialPorts only between Hello and
+/// the first request, and never again, so nothing a peer sends the worker
+/// later can add a grant. Grants past `count` are all zero.
+struct InitialPortsMsg {
+  WireHeader header;  // type kInitialPorts
+  uint32_t count;     // 0..kMaxGrantsPerMessage
+  uint32_t flags;     // kInitialPortsLast on the last message
+  PortGrant grants[kMaxGrantsPerMessage];
+};
+static_assert(sizeof(InitialPortsMsg) == 24 + 48 * kMaxGrantsPerMessage);
+
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.
 inline constexpr size_t kMaxWireMessage = sizeof(OpenListenersMsg);
 static_assert(sizeof(ListenersOpenedMsg) <= kMaxWireMessage);
+static_assert(sizeof(InitialPortsMsg) <= kMaxWireMessage);
 
 }  // namespace sluice::wire

@@ -32,6 +32,7 @@ Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& 
   BindPolicy policy = file_policy;  // the file's bind lines, pre-checked to name the line
   policy.unprivileged_port_start = info.unprivileged_port_start;
   policy.has_bind_cap = info.has_bind_cap;
+  policy.initial_grants = info.initial_grants;  // the default policy's privileged ports
   Acquisition acq;
   std::vector<PlannedKey> denied;
   std::vector<std::string> reasons;

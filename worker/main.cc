@@ -197,8 +197,11 @@ int run(int argc, char** argv) {
     return 1;
   }
 
+  // Hello, then the initial rules' privileged ports, before anything from a
+  // peer is read: the broker admits that declaration only now, once
+  // (schema/broker_wire.h InitialPortsMsg).
   BrokerClient broker(**loop, UniqueFd(wire::kWorkerFdBroker));
-  auto info = broker.hello();
+  auto info = broker.hello(*tables);
   if (!info) {
     LOG_ERROR("%s", info.error().message.c_str());
     return 1;

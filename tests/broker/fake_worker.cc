@@ -5,6 +5,9 @@
 //                    /dev/null, fds 3/4/5/8 as in broker_wire.h (fd 8 the
 //                    audit log read-only, or /dev/null), nothing above,
 //                    CLOEXEC clear, no blocked signals (exit 99 otherwise)
+//   grant-tcp4:PORT  declare TCP 127.0.0.1:PORT as a privileged port of the
+//                    initial rules (InitialPorts, sent after Hello whatever
+//                    the order of the commands)
 //   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
 //   violate          send an OpenListeners with port 0 (a compromised worker)
 //   peer-query-tcp   send a PeerQuery carrying a TCP socket whose close would
@@ -16,7 +19,8 @@
 //                    the channel the other way), read nothing for MS more
 //                    milliseconds, then read every reply
 //   exit:N           exit with status N
-// Hello is sent first. Afterwards it waits until the channel closes (exit 0)
+// Hello is sent first, then one InitialPorts with the grant-tcp4 ports (none:
+// an empty one). Afterwards it waits until the channel closes (exit 0)
 // or a signal ends it. Every result is one "fake-worker: ..." line on stderr.
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -117,18 +121,40 @@ void hello() {
                r.unprivileged_port_start);
 }
 
+/// Returns the wire form of TCP 127.0.0.1:port.
+wire::ListenerSpec tcp4(uint16_t port) {
+  wire::ListenerSpec s = {};
+  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  s.port = port;
+  const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  std::memcpy(s.addr, addr, 16);
+  return s;
+}
+
+/// Sends the one InitialPorts (flagged last) that declares TCP
+/// 127.0.0.1:PORT for each of `ports` (at most kMaxGrantsPerMessage).
+void initial_ports(const std::vector<uint16_t>& ports) {
+  auto m = std::make_unique<wire::InitialPortsMsg>();
+  std::memset(m.get(), 0, sizeof(*m));
+  m->header = wire::header(wire::BrokerMsg::kInitialPorts, ++g_sequence);
+  m->flags = wire::kInitialPortsLast;
+  for (uint16_t port : ports) {
+    wire::PortGrant& g = m->grants[m->count++];
+    g.listener = tcp4(port);
+    g.last_port = port;
+  }
+  if (!send_message(wire::kWorkerFdBroker, m.get(), sizeof(*m), {}).ok()) fail("InitialPorts");
+  std::fprintf(stderr, "fake-worker: declared %u initial port(s)\n", m->count);
+}
+
 /// Asks for TCP 127.0.0.1:port (port 0: a malformed request) and reports the result.
 void open_tcp4(uint16_t port) {
   auto m = std::make_unique<wire::OpenListenersMsg>();
   std::memset(m.get(), 0, sizeof(*m));
   m->header = wire::header(wire::BrokerMsg::kOpenListeners, ++g_sequence);
   m->count = 1;
-  wire::ListenerSpec& s = m->entries[0];
-  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
-  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
-  s.port = port;
-  const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
-  std::memcpy(s.addr, addr, 16);
+  m->entries[0] = tcp4(port);
   if (!send_message(wire::kWorkerFdBroker, m.get(), sizeof(*m), {}).ok()) fail("send Open");
   auto r = std::make_unique<wire::ListenersOpenedMsg>();
   auto got = receive_message(wire::kWorkerFdBroker, r.get(), sizeof(*r), kScmMaxFds);
@@ -233,6 +259,13 @@ int main(int argc, char** argv) {
     }
   }
   hello();
+  std::vector<uint16_t> grants;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strncmp(argv[i + 1], "grant-tcp4:", 11) == 0) {
+      grants.push_back(static_cast<uint16_t>(std::atoi(argv[i + 1] + 11)));
+    }
+  }
+  initial_ports(grants);
   const char audit[] = "fake-worker audit line\n";
   if (::write(wire::kWorkerFdAudit, audit, sizeof(audit) - 1) < 0) fail("audit write");
   for (int i = 1; i + 1 < argc; ++i) {

@@ -268,6 +268,27 @@ void broker_seeds() {
   query.header = wire::header(wire::BrokerMsg::kPeerQuery, 3);
   put(t, "peer_query", std::string(1, '\x05') + raw(query));  // ready, one fd
   put(t, "peer_query_without_fd", ready + raw(query));
+
+  // The declaration of the initial rules' privileged ports, right after
+  // Hello (bit 7 of the control byte: the host awaits it).
+  const std::string await_initial(1, '\x80'), await_initial_padded(1, '\x82');
+  wire::InitialPortsMsg initial{};
+  initial.header = wire::header(wire::BrokerMsg::kInitialPorts, 2);
+  initial.flags = wire::kInitialPortsLast;
+  initial.grants[0].listener = listener(wire::WireProto::kTcp, "127.0.0.1", 80);
+  initial.grants[0].last_port = 80;
+  initial.grants[1].listener = listener(wire::WireProto::kUdp, "::", 1, "", true);
+  initial.grants[1].last_port = 1023;
+  initial.grants[2].listener = listener(wire::WireProto::kTcp, "fd00::1", 22, "eth0");
+  initial.grants[2].last_port = 25;
+  initial.count = 3;
+  used = offsetof(wire::InitialPortsMsg, grants) + 3 * sizeof(wire::PortGrant);
+  put(t, "initial_ports", await_initial_padded + raw(initial).substr(0, used));
+  put(t, "initial_ports_out_of_state", ready_padded + raw(initial).substr(0, used));
+  wire::InitialPortsMsg none{};
+  none.header = initial.header;
+  none.flags = wire::kInitialPortsLast;
+  put(t, "initial_ports_none", await_initial + raw(none));
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
