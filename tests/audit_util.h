@@ -3,6 +3,8 @@
 // lines.
 #pragma once
 
+#include <unistd.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +13,20 @@
 #include "worker/audit.h"
 
 namespace sluice::testing {
+
+/// Returns the whole contents of `fd` read from offset 0 (pread; the fd's
+/// offset is left alone).
+inline std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (off_t off = 0;;) {
+    ssize_t n = pread(fd, buf, sizeof(buf), off);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    off += n;
+  }
+  return out;
+}
 
 /// 2026-11-24T17:03:11.123Z in milliseconds since the epoch.
 inline constexpr int64_t kSampleMillis = 1795539791123;

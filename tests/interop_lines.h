@@ -17,6 +17,12 @@ struct InteropLine {
   std::vector<std::string> rules;
 };
 
+/// Another container's rule, there from the start of the tests that run these
+/// lines: no add or delete of the clients may touch it.
+inline constexpr const char* kOther = "0.0.0.0/19090:10.88.0.9/90";
+/// kOther in sluicectl's listing format.
+inline constexpr const char* kOtherText = "TCP [0.0.0.0]:19090 => 10.88.0.9:90";
+
 // clang-format off
 /// Podman's first generation: no target, the same port in the namespace.
 inline const std::vector<InteropLine> kPodmanWithoutTarget = {

@@ -97,13 +97,12 @@ PestoSession::PestoSession(PestoServer& server, UniqueFd fd, struct ucred peer)
     : server_(server), fd_(std::move(fd)), peer_(peer), decoder_({}) {}
 
 void PestoSession::on_event(uint32_t /*events*/) noexcept {
-  if (!identity_known_ || done_) return;  // nothing is read before sluiced answers
+  if (admitted_ns_ == 0 || done_) return;  // nothing is read before sluiced answers
   flush();
   if (!done_) read_update();
 }
 
 void PestoSession::identified(const PeerIdentity& identity, const std::string& hello) noexcept {
-  identity_known_ = true;
   peer_ = ucred{identity.pid, identity.uid, identity.gid};
   access_ = static_cast<ControlAccess>(identity.access);
   decoder_ = pesto::UpdateDecoder(server_.offered_pifs());

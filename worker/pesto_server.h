@@ -83,14 +83,10 @@ class PestoSession final : public EventHandler {
   /// Takes sluiced's answer: refuses a client without at least read access,
   /// greets the others with `offer`'s tables (encoded with `hello`).
   void identified(const PeerIdentity& identity, const std::string& hello) noexcept;
-  /// True once the broker answered.
-  bool identity_known() const { return identity_known_; }
   /// Who the client is (the broker's ids once identified).
   const struct ucred& peer() const { return peer_; }
   /// The client's connection.
   int fd() const { return fd_.get(); }
-  /// The access sluiced granted (kNone until identified).
-  ControlAccess access() const { return access_; }
   /// When the session was admitted (0 before), for the timeout.
   uint64_t admitted_ns() const { return admitted_ns_; }
 
@@ -104,13 +100,12 @@ class PestoSession final : public EventHandler {
   PestoServer& server_;
   UniqueFd fd_;
   struct ucred peer_;
-  bool identity_known_ = false;
   ControlAccess access_ = ControlAccess::kNone;
   std::string out_;
   size_t out_off_ = 0;
   pesto::UpdateDecoder decoder_;
-  uint64_t admitted_ns_ = 0;
-  bool done_ = false;  // ended: the server frees it after the current batch
+  uint64_t admitted_ns_ = 0;  // 0 until sluiced answered: nothing is read before
+  bool done_ = false;         // ended: the server frees it after the current batch
 };
 
 /// The pesto socket: one session at a time, each a whole-table commit.

@@ -72,14 +72,9 @@ int bind_at(int family, int type, const char* addr, uint16_t port) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     len = sizeof(*sin6);
   }
-  // An added IPv6 address may still be tentative where duplicate address
-  // detection could not be turned off: wait for it, at most 5 s.
-  int rc = bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
-  for (int i = 0; i < 100 && rc != 0 && errno == EADDRNOTAVAIL && addr != nullptr; ++i) {
-    usleep(50000);
-    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
-  }
-  if (rc != 0 || (type == SOCK_STREAM && listen(fd, 64) != 0)) {
+  // Added addresses are usable at once: add_address_to_lo waited for them.
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0 ||
+      (type == SOCK_STREAM && listen(fd, 64) != 0)) {
     close(fd);
     return -1;
   }

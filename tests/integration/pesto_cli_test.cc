@@ -30,11 +30,6 @@ namespace {
 using Args = std::vector<std::string>;
 using Lines = std::vector<std::string>;
 
-/// Another container's rule, there from the start: no add or delete of the
-/// clients may touch it.
-const char* const kOther = "0.0.0.0/19090:10.88.0.9/90";
-const char* const kOtherText = "TCP [0.0.0.0]:19090 => 10.88.0.9:90";
-
 /// Starts `d` with kOther, and a policy that lets Podman's lines publish
 /// their privileged ports, and waits for it.
 void start(Daemon& d) {

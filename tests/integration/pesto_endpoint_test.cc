@@ -31,11 +31,6 @@ namespace {
 using Args = std::vector<std::string>;
 using Lines = std::vector<std::string>;
 
-/// Another container's rule, there from the start: no pesto session may
-/// touch it.
-const char* const kOther = "0.0.0.0/19090:10.88.0.9/90";
-const char* const kOtherText = "TCP [0.0.0.0]:19090 => 10.88.0.9:90";
-
 /// Runs pesto with `args` against `d`'s pesto socket, then waits until its
 /// update was handled (a read-only session is served only after it).
 RunResult pesto(Daemon& d, const Args& args) {

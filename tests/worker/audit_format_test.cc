@@ -41,19 +41,6 @@ AuditReport verify_run_of(const CommitRecord& record) {
   return verify_audit_bytes(join(chain_lines({{2, record}})));
 }
 
-/// Returns the whole contents of `fd` read from offset 0.
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (off_t off = 0;;) {
-    ssize_t n = pread(fd, buf, sizeof(buf), off);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    off += n;
-  }
-  return out;
-}
-
 TEST(AuditFormat, ExactLineForAFixedRecord) {
   CommitRecord r = sample_record(7);
   control::Failure f;

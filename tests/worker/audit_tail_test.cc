@@ -43,19 +43,6 @@ AuditTailBytes tail_of(const std::string& contents) {
   return read_audit_tail(fd.get(), fd.get());
 }
 
-/// Returns the whole contents of `fd` from offset 0.
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (off_t off = 0;;) {
-    ssize_t n = pread(fd, buf, sizeof(buf), off);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    off += n;
-  }
-  return out;
-}
-
 TEST(AuditTail, AStderrSinkHasNoTail) {
   UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(null.valid());
