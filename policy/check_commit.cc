@@ -85,8 +85,10 @@ std::vector<control::Failure> unserved_tables(const TableSet& tables, const Comm
                 " table: this server does not serve it (its hello lists no " + pif_name(pif) +
                 " table), so its rules cannot forward; " +
                 (pif == Pif::kSplice
-                     ? "SPLICE rules (-T/-U) listen in a target namespace, which this server "
-                       "has none of; drop the -T/-U options"
+                     ? "SPLICE rules (-T/-U) listen inside a target namespace and connect to "
+                       "sluiced's side, and this sluiced has none; start sluiced with --netns "
+                       "PATH|PID (the container's network namespace) to serve them, or drop "
+                       "the -T/-U options"
                      : "drop the -t/-u options");
     out.push_back(std::move(f));
   }

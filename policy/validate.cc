@@ -156,11 +156,23 @@ void check_addresses(Pif pif, const Rule& rule, RuleIssues* out) {
              " is a multicast address, which cannot take a connection or a flow; give a unicast "
              "target address");
   }
-  if (pif == Pif::kSplice && !addr_is_unspecified(rule.listen)) {
+  // A loopback address is what pesto writes for -T/-U on a server without
+  // SO_BINDTODEVICE (127.0.0.1 and ::1 instead of %lo), and pasta takes it:
+  // such a listener still hears only the namespace's own processes.
+  if (pif == Pif::kSplice && !addr_is_unspecified(rule.listen) && !addr_is_loopback(rule.listen)) {
     out->add(
         "SPLICE rules (-T/-U) listen on the loopback of the target namespace and take no "
-        "listen address; drop " +
-        format_addr(rule.listen));
+        "other listen address; drop " +
+        format_addr(rule.listen) + " (or give 127.0.0.1 or ::1)");
+  }
+  // The wildcard only with lo: on every interface of the namespace, a SPLICE
+  // listener would hand this side's loopback services to the container's
+  // network (sluiced refuses such a listener).
+  if (pif == Pif::kSplice && (rule.dual_stack || addr_is_unspecified(rule.listen)) &&
+      rule.ifname.empty()) {
+    out->add(
+        "SPLICE rules (-T/-U) listen on the loopback of the target namespace, and this one "
+        "would listen on every interface there; bind it to lo (sluicectl's -T/-U do)");
   }
 }
 

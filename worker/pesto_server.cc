@@ -289,8 +289,11 @@ Result<std::string> PestoServer::make_hello() {
   const uint32_t caps = pesto::caps_bits(engine_.caps());
   offer_ = PestoOffer{};
   offer_.generation = engine_.generation();
-  // SPLICE is offered only where it is served; today HOST alone.
-  for (Pif pif : {Pif::kHost}) {
+  // SPLICE (pif 3) is offered only where it is served: sluiced has a target
+  // namespace. Both tables carry the same caps (IFNAME included: pesto then
+  // writes -T/-U rules as [*]%lo, the form the SPLICE table takes).
+  for (Pif pif : {Pif::kHost, Pif::kSplice}) {
+    if (!engine_.facts().served[static_cast<size_t>(pif)]) continue;
     const Table& table = engine_.tables().of(pif);
     if (table.rules.size() > pesto::kMaxRules) {
       return Err("the " + std::string(pif_name(pif)) + " table holds " +
