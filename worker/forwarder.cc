@@ -144,8 +144,10 @@ void Forwarder::host_sockets_ready(int family) noexcept {
       ++it;
       continue;
     }
+    // A refill that came back empty (sluiced out of descriptors) is asked
+    // again from on_tick, not at once: no loop of requests against it.
+    if (host_sockets_->ready(family, Proto::kTcp) == 0) return;
     UniqueFd sock = host_sockets_->take(family, Proto::kTcp);
-    if (!sock.valid()) return;  // the next refill is asked; the rest wait for it
     Waiting w = std::move(*it);
     it = waiting_.erase(it);
     connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock));
