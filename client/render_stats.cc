@@ -2,6 +2,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "base/json.h"
 #include "base/strings.h"
@@ -41,6 +42,28 @@ std::string format_uptime(uint64_t millis) {
   return buf;
 }
 
+/// Limit: port runs of one auto-scan rule shown in the text output; the rest
+/// are counted ("and N more"), and --json lists them all. A `-t auto` rule
+/// can have thousands, which would make one line of the listing unreadable.
+constexpr size_t kMaxRunsShown = 32;
+
+/// Formats the ports an auto-scan rule listens on now, for the text output:
+/// "listening on 22, 8080-8081", or that nothing is bound there now.
+std::string scan_line(const std::vector<control::PortRange>& runs) {
+  if (runs.empty()) return "auto-scan: no port of this rule is bound in the target namespace now";
+  std::string out = "auto-scan: listening on ";
+  for (size_t i = 0; i < runs.size() && i < kMaxRunsShown; ++i) {
+    if (i != 0) out += ", ";
+    out += std::to_string(runs[i].first);
+    if (runs[i].last != runs[i].first) out += "-" + std::to_string(runs[i].last);
+  }
+  if (runs.size() > kMaxRunsShown) {
+    out +=
+        ", and " + std::to_string(runs.size() - kMaxRunsShown) + " more runs (--json lists them)";
+  }
+  return out;
+}
+
 /// Writes the fields of one rule's counters into an open JSON object.
 void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->key("pif");
@@ -73,6 +96,21 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->number(r.dropped);
   w->key("loops");
   w->number(r.loops);
+  w->key("scanActive");
+  if (!r.scan_active) {
+    w->null();
+    return;
+  }
+  w->begin_array();
+  for (const control::PortRange& run : *r.scan_active) {
+    w->begin_object();
+    w->key("first");
+    w->number(run.first);
+    w->key("last");
+    w->number(run.last);
+    w->end_object();
+  }
+  w->end_array();
 }
 
 }  // namespace
@@ -107,6 +145,7 @@ std::string render_stats(const control::Stats& stats) {
       if (r.pif != pif) continue;
       // Rule texts come from the server: sanitise before they reach a terminal.
       out += "    " + sanitize(r.text, control::kMaxTextBytes) + "\n        ";
+      if (r.scan_active) out += scan_line(*r.scan_active) + "\n        ";
       if (r.proto == Proto::kUdp) {
         out += "flows " + std::to_string(r.flows_active) + " active, " +
                std::to_string(r.flows_created) + " created; datagrams " +

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "policy/seccomp.h"
+#include "schema/broker_wire.h"
 
 namespace sluice {
 namespace {
@@ -112,6 +113,16 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
 
   // --- I/O on sockets, pipes, the broker channel, the control socket, the log.
   r.push_back({"read", {}, "control frames, pipes; generic reads"});
+  // Auto-scan re-reads the target namespace's /proc/net/{tcp,tcp6,udp,udp6}
+  // from offset 0 each second (worker/port_scan.cc); no lseek is granted, and
+  // a seq_file continues at the offset given. Only on the four fixed fds the
+  // worker put them on (8-11: fd & ~3 == 8), so no other file's earlier bytes
+  // can be re-read; pread writes nothing.
+  r.push_back({"pread64",
+               {arg_masked_eq32(0, ~static_cast<uint32_t>(wire::kWorkerFdScanCount - 1),
+                                static_cast<uint32_t>(wire::kWorkerFdScanFirst))},
+               "auto-scan: read the target namespace's /proc/net tables from offset 0; only on "
+               "fds 8-11, where the worker put them before its sandbox"});
   r.push_back({"write", {}, "log lines, audit records, control replies"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});

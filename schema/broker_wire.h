@@ -66,6 +66,16 @@ inline constexpr int kWorkerFdPolicy = 6;
 /// schema/pesto_wire.h), or /dev/null when sluiced was not given one.
 inline constexpr int kWorkerFdPesto = 7;
 inline constexpr int kWorkerFirstFreeFd = 8;
+/// Auto-scan (worker/port_scan.h): the worker's own /proc/self/net/{tcp,
+/// tcp6,udp,udp6}, in that order, when it runs in a target namespace. Not
+/// set by sluiced: the worker opens them itself before its sandbox and moves
+/// them to these numbers, so that its seccomp filter can allow `pread64` on
+/// them alone. 8 to 11 is a block of four aligned on four, which one masked
+/// comparison (fd & ~3 == 8) admits exactly; fd 7 is the pesto socket.
+inline constexpr int kWorkerFdScanFirst = 8;
+inline constexpr int kWorkerFdScanCount = 4;
+static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanFirst % 4 == 0 &&
+              kWorkerFdScanCount == 4);
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.

@@ -398,7 +398,30 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setDatagramsToClient(r.datagrams_to_client);
     o.setDropped(r.dropped);
     o.setLoops(r.loops);
+    if (r.scan_active) {
+      auto runs = o.initScanActive(static_cast<unsigned>(r.scan_active->size()));
+      for (size_t k = 0; k < r.scan_active->size(); ++k) {
+        runs[static_cast<unsigned>(k)].setFirst((*r.scan_active)[k].first);
+        runs[static_cast<unsigned>(k)].setLast((*r.scan_active)[k].last);
+      }
+    }
   }
+}
+
+/// Reads an auto-scan rule's active ports: at most kMaxPortRuns runs, each
+/// 1 <= first <= last, each after the one before; anything else is malformed.
+std::vector<PortRange> decode_port_runs(capnp::List<cp::PortRange>::Reader in) {
+  if (in.size() > kMaxPortRuns) throw DecodeError{"too many port runs"};
+  std::vector<PortRange> out;
+  out.reserve(in.size());
+  for (auto run : in) {
+    PortRange r{run.getFirst(), run.getLast()};
+    if (r.first == 0 || r.first > r.last || (!out.empty() && r.first <= out.back().last)) {
+      throw DecodeError{"port runs out of order"};
+    }
+    out.push_back(r);
+  }
+  return out;
 }
 
 /// Reads the counters of every rule (at most 2 * kMaxRulesPerTable).
@@ -437,6 +460,7 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.datagrams_to_client = r.getDatagramsToClient();
     o.dropped = r.getDropped();
     o.loops = r.getLoops();
+    if (r.hasScanActive()) o.scan_active = decode_port_runs(r.getScanActive());
     st.rules.push_back(std::move(o));
   }
   return st;

@@ -175,6 +175,12 @@ struct HistoryEntry {
   durationMicros @16 :UInt64;
 }
 
+# An inclusive run of ports, first <= last.
+struct PortRange {
+  first @0 :UInt16;
+  last @1 :UInt16;
+}
+
 # Counters of one rule, since it entered the tables (a commit that keeps the
 # rule keeps its counters).
 struct RuleStats {
@@ -193,6 +199,9 @@ struct RuleStats {
   dropped @12 :UInt64;          # UDP datagrams dropped (flow limit, full socket buffers)
   proto @13 :Proto;
   loops @14 :UInt64;            # came from sluice itself: TCP connections reset, UDP datagrams dropped
+  scanActive @15 :List(PortRange);  # an auto-scan rule's ports listening now, in increasing
+                                    # disjoint runs (an empty list: none now); absent (null)
+                                    # for a rule without auto-scan
 }
 
 struct Stats {

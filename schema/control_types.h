@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -171,6 +172,18 @@ struct StatsRequest {
   bool operator==(const StatsRequest&) const = default;
 };
 
+/// An inclusive run of ports, first <= last (control.capnp PortRange).
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+  bool operator==(const PortRange&) const = default;
+};
+
+/// Limit: runs in one rule's scanActive. Runs are disjoint and increasing and
+/// hold at least one port each, so no rule has more than there are ports; a
+/// longer list is malformed.
+inline constexpr size_t kMaxPortRuns = kMaxPort;
+
 /// Counters of one rule since it entered the tables (control.capnp RuleStats).
 struct RuleStats {
   Pif pif = Pif::kHost;
@@ -188,6 +201,9 @@ struct RuleStats {
   uint64_t datagrams_to_client = 0;
   uint64_t dropped = 0;
   uint64_t loops = 0;  // came from sluice itself (a loop): TCP connections reset, datagrams dropped
+  /// An auto-scan rule's ports listening now, in increasing disjoint runs;
+  /// nullopt for a rule without auto-scan.
+  std::optional<std::vector<PortRange>> scan_active;
   bool operator==(const RuleStats&) const = default;
 };
 

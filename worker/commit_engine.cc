@@ -180,8 +180,9 @@ void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Don
   if (state_ == State::kIdle) fire(Event::kSubmitted);
 }
 
-void CommitEngine::on_tick(uint64_t /*now_ns*/) noexcept {
+void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
+  scan_tick(now_ns);
 }
 
 void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {
@@ -198,6 +199,7 @@ void CommitEngine::check() noexcept {
   a.start_ns = monotonic_ns();
   a.generation_before = generation_;
   a.digest_before = digest_;
+  if (a.job.scan) return plan_scan_job();
   const control::CommitRequest& req = a.job.request;
   a.added = rule_diff(req.tables, tables_);
   a.removed = rule_diff(tables_, req.tables);
@@ -215,10 +217,15 @@ void CommitEngine::check() noexcept {
   a.failures = check_commit(req.tables, facts_, &target_policy_);
   if (!a.failures.empty()) return fire(Event::kRefused);
 
+  // Auto-scan rules listen on the ports bound now, from this commit on.
+  const BoundPorts watched = watched_ports(req.tables);
+  if (watched.tcp.any() || watched.udp.any()) refresh_scan();
+  a.scan_seen.tcp = scan_.bound.tcp & watched.tcp;
+  a.scan_seen.udp = scan_.bound.udp & watched.udp;
   std::vector<ListenerKey> keys;
   keys.reserve(installed_.size());
   for (const Installed& i : installed_) keys.push_back(i.key);
-  a.plan = plan_commit(keys, req.tables);
+  a.plan = plan_commit(keys, req.tables, &scan_.bound);
   fire(Event::kPlanned);
 }
 
@@ -248,6 +255,7 @@ void CommitEngine::acquire(Acquisition& acq, Answered answered) noexcept {
 void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept {
   Active& a = *active_;
   a.opens.take(std::move(results));
+  note_scan_failures(a.opens);
   a.failures = judge(false);
   // Rebinds cannot be trial-bound while the clashing sockets listen; a dry
   // run counts them in the plan.
@@ -291,6 +299,7 @@ void CommitEngine::acquire_rebinds() noexcept {
 void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcept {
   Active& a = *active_;
   a.rebinds.take(std::move(results));
+  note_scan_failures(a.rebinds);
   a.failures = judge(true);
   fire(a.failures.empty() ? Event::kRebound : Event::kRebindFailed);
 }
@@ -337,8 +346,10 @@ void CommitEngine::reinstall_restored() noexcept {
     LOG_ERROR("%s", f.message.c_str());
     a.failures.push_back(std::move(f));
   }
-  // Drop entries that could not be restored: the next plan opens them.
+  // Drop entries that could not be restored: the next plan opens them (a
+  // scan rule's at the next scan).
   std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
+  scan_.retry = true;
   finish(control::Outcome::kRejected);
 }
 
@@ -360,6 +371,7 @@ void CommitEngine::finish_applied() noexcept {
   std::sort(a.next_installed.begin(), a.next_installed.end(),
             [](const Installed& x, const Installed& y) { return x.key < y.key; });
   installed_ = std::move(a.next_installed);
+  scan_applied();
   if (a.job.request.end_removed_flows && !a.removed.empty()) {
     std::vector<std::string> removed = a.removed;
     std::sort(removed.begin(), removed.end());
@@ -392,7 +404,7 @@ void CommitEngine::stop_for_broker() noexcept {
   loop_.stop();
 }
 
-std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
+std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
   const Active& a = *active_;
   std::vector<PlannedKey> keys = a.opens.keys;
   std::vector<int32_t> status = a.opens.status;
@@ -408,12 +420,21 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) const {
                   BindContext{info_.has_bind_cap, info_.unprivileged_port_start,
                               info_.splice_has_bind_cap, info_.splice_unprivileged_port_start},
                   &warnings);
-  for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
+  // A scan job retries a failing port every second: the same failures are
+  // logged once a minute there, and any burst is rate-limited.
+  const bool log_them = !a.job.scan || warnings.empty() || scan_failures_worth_logging();
+  for (const std::string& w : warnings) {
+    if (!log_them) break;
+    if (!a.job.scan || scan_.fail_log.allow()) {
+      LOG_WARN("%s%s", a.job.scan ? "auto-scan: " : "", w.c_str());
+    }
+  }
   return failures;
 }
 
 void CommitEngine::finish(control::Outcome outcome) noexcept {
   Active& a = *active_;
+  if (a.job.scan) return finish_scan_job(outcome);
   CommitRecord record;
   record.outcome = outcome;
   record.dry_run = a.job.request.dry_run;

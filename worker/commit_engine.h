@@ -7,6 +7,18 @@
 //   -> swap: re-point kept sockets, serve new ones, bump the generation
 //   -> release: drain each closing listener's accept queue, then close it
 //
+// Auto-scan (sluiced --netns): a scan rule listens on a port only while its
+// target port is bound in the target namespace (worker/port_scan.h). About
+// once a second the engine reads which ports are bound there; when that
+// changes what the scan rules need, it queues a scan job behind any commit.
+// A scan job is internal, not a client's commit: it runs through the same
+// states (Checking plans only the scan rules' sockets; Acquiring asks the
+// broker, pipelined; Installing serves the new sockets and drains and closes
+// the old), but it keeps the tables, the generation and the digest, writes
+// no audit line or history entry, answers nobody, and never fails: a port
+// that cannot be bound is logged (rate-limited) and tried at the next scan.
+// A commit plans its scan rules on the ports bound at that moment.
+//
 // Opens that clash in the kernel with a closing socket (0.0.0.0:80 giving way
 // to 127.0.0.1:80) are rebinds: the clashing listeners are drained and closed
 // first, then the rebinds are acquired; if one fails, the closed listeners
@@ -20,8 +32,8 @@
 // the next slice between data events) return; the broker's callback or the
 // next tick fires the next event.
 //
-//                 +------+
-//     submit() -->| Idle |<-------------------------------------------------+
+//     submit(),   +------+
+//     scan job -->| Idle |<-------------------------------------------------+
 //                 +------+                                                  |
 //                    | Submitted                                            |
 //                    v                                                      |
@@ -55,11 +67,12 @@
 //        --BrokerLost--> Stopped (final: the broker is gone, the worker stops)
 //
 // Checking and Finishing never wait: a commit passes through them within one
-// call. Acquiring, Rebinding and Restoring wait for the broker
-// (BrokerClient::open_listeners completes them by callback);
-// ReleasingClashing and Installing work in slices, one per loop iteration,
-// so that a 10,000-port commit never holds traffic up. The engine never
-// reads the broker channel itself.
+// call. A scan job only ever takes Planned, Opened (or Clashes, Released,
+// Rebound, RebindFailed, Restored: never in practice, since the keys of one
+// valid table set do not clash), Tick, Installed and Replied. Acquiring, Rebinding and Restoring
+// wait for the broker (BrokerClient::open_listeners completes them by callback); ReleasingClashing
+// and Installing work in slices, one per loop iteration, so that a 10,000-port commit never holds
+// traffic up. The engine never reads the broker channel itself.
 #pragma once
 
 #include <sys/socket.h>
@@ -84,6 +97,7 @@
 #include "worker/commit_record.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
+#include "worker/port_scan.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
@@ -172,6 +186,12 @@ class CommitEngine final : public Ticker {
   /// Records that HOST rules connect in a target namespace (sluiced --netns):
   /// their targets are then never sluice's own listeners, so no loop check.
   void set_target_namespace(bool in_namespace) { facts_.targets_share_namespace = !in_namespace; }
+  /// Gives the engine the reader of the target namespace's bound ports (not
+  /// owned; it outlives the engine). Without one, an auto-scan rule listens
+  /// on no port (check_commit refuses them anyway: caps.scan is false).
+  void set_scanner(PortScanner* scanner) { scanner_ = scanner; }
+  /// The ports bound in the target namespace at the last scan.
+  const BoundPorts& scan_bound() const { return scan_.bound; }
   /// The last `limit` commit attempts, oldest first.
   control::History history(uint32_t limit) const;
   /// The counters of every rule in force and the data path's totals and
@@ -199,14 +219,30 @@ class CommitEngine final : public Ticker {
   static const Transition kTransitions[];
 
   struct Job {
-    control::CommitRequest request;
+    control::CommitRequest request;  // a scan job's tables are the ones in force when it starts
     struct ucred peer;
     Done done;
+    bool scan = false;  // an internal scan job (auto-scan), not a client's commit
   };
-  /// One socket in force and the key it was opened for.
+  /// One socket in force, the key it was opened for, and its rule.
   struct Installed {
     ListenerKey key;
     Listener* listener;  // a TcpListener or a UdpListener, as key.proto says
+    KeyOrigin origin;    // the rule of the tables in force it serves
+  };
+  /// Auto-scan's state (commit_scan.cc).
+  struct ScanState {
+    BoundPorts bound;                  // the ports bound in the target namespace at the last read
+    BoundPorts watched;                // the target ports the scan rules of tables_ watch
+    BoundPorts applied;                // bound & watched when the listeners in force were planned
+    bool active = false;               // the tables in force have a scan rule
+    bool retry = false;                // a scan port failed to bind: plan again at the next scan
+    bool queued = false;               // a scan job waits in queue_
+    uint64_t next_ns = 0;              // when the next scan is due
+    LogRateLimit change_log{10, 1};    // the info line of each scan change
+    LogRateLimit fail_log{5, 1};       // scan ports that failed to bind
+    std::vector<ListenerKey> failing;  // the scan keys that failed to bind last time, sorted
+    uint64_t next_repeat_log_ns = 0;   // when the same failures may be logged again
   };
   /// The commit in progress.
   struct Active {
@@ -229,6 +265,10 @@ class CommitEngine final : public Ticker {
     std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
+    BoundPorts scan_seen;                   // bound & watched ports the plan was made on
+    std::vector<ListenerKey> scan_failing;  // keys of scan rules that failed, sorted
+    bool scan_retry = false;                // one failed with an errno: worth another try
+    std::vector<ListenerKey> scan_closing;  // a scan job's closing keys, for its log line
   };
   /// What the broker's answers are handed to.
   using Answered = void (CommitEngine::*)(std::vector<OpenedListener>) noexcept;
@@ -299,14 +339,45 @@ class CommitEngine final : public Ticker {
   bool release_slice(size_t* budget) noexcept;
   /// Serves up to `budget` acquired sockets; true when all are served.
   bool install_slice(size_t* budget) noexcept;
-  /// Judges the rules of the active commit on everything acquired so far.
-  std::vector<control::Failure> judge(bool with_rebinds) const;
+  /// Judges the rules of the active commit on everything acquired so far,
+  /// and logs the failed ports of rules that do not fail (rate-limited in a
+  /// scan job).
+  std::vector<control::Failure> judge(bool with_rebinds);
   /// Starts serving the socket `fd` of `key` with `route`, on the data path
   /// of the key's protocol. Fails only if epoll refuses the fd.
   Result<Listener*> serve(const ListenerKey& key, UniqueFd fd, std::shared_ptr<const Route> route);
   /// Ends the connections and flows of the rules in `removed` ("PIF RULE-TEXT"
   /// lines, sorted): a commit's endRemovedFlows.
   void end_removed_flows(const std::vector<std::string>& removed) noexcept;
+
+  // Auto-scan (commit_scan.cc).
+  /// Reads the bound ports when a scan is due and the tables have scan
+  /// rules, and queues a scan job when the scan rules need other sockets
+  /// than they have (or a scan port is to be tried again).
+  void scan_tick(uint64_t now_ns) noexcept;
+  /// Reads the bound ports into scan_.bound now; keeps the last ones when
+  /// the read fails (logged by the scanner). Needs `pread64`.
+  void refresh_scan() noexcept;
+  /// Checking, for a scan job: plans the scan rules' sockets on the ports
+  /// bound now, and fires Planned.
+  void plan_scan_job() noexcept;
+  /// Notes in the active job the keys of scan rules that failed in `acq`,
+  /// and whether one failed with an errno (worth another try; a policy
+  /// denial is not).
+  void note_scan_failures(const Acquisition& acq) noexcept;
+  /// True when a scan job's bind failures should be logged now: they differ
+  /// from the last job's, or the same ones were last logged
+  /// kScanRepeatLogNs ago (a port taken on the host side fails at every scan).
+  bool scan_failures_worth_logging() noexcept;
+  /// After a job that applied: the listeners in force now reflect the ports
+  /// the plan saw.
+  void scan_applied() noexcept;
+  /// Finishing, for a scan job: logs what changed (rate-limited) and fires
+  /// Replied; no record, no history, no reply.
+  void finish_scan_job(control::Outcome outcome) noexcept;
+  /// The ports each scan rule listens on now, in runs, [pif][rule]; empty
+  /// for other rules.
+  std::vector<std::vector<std::vector<control::PortRange>>> scan_active() const;
 
   EventLoop& loop_;
   Forwarder& forwarder_;
@@ -330,6 +401,8 @@ class CommitEngine final : public Ticker {
   /// The routes of the tables in force, [pif][rule]; a kept rule's new route
   /// takes over its counters.
   std::vector<std::vector<std::shared_ptr<const Route>>> routes_;
+  PortScanner* scanner_ = nullptr;  // the target namespace's bound ports, or none
+  ScanState scan_;
 };
 
 }  // namespace sluice

@@ -22,40 +22,43 @@ Families families(const ListenerKey& k) noexcept {
   return {v4, !v4};
 }
 
-}  // namespace
-
-std::vector<PlannedKey> planned_keys(const TableSet& tables) {
-  std::vector<PlannedKey> out;
+/// Appends the keys of rule `r` of `table` to `out`: every port, or for an
+/// auto-scan rule the ports whose target is in `bound` (none without it).
+void append_rule_keys(const Table& table, size_t r, const BoundPorts* bound,
+                      std::vector<PlannedKey>* out) {
+  const Rule& rule = table.rules[r];
+  const KeyOrigin origin{table.pif, static_cast<uint32_t>(r)};
   std::vector<ListenerKey> keys;
-  for (size_t p = 0; p < kPifCount; ++p) {
-    const Table& table = tables.tables[p];
-    for (size_t r = 0; r < table.rules.size(); ++r) {
-      keys.clear();
-      expand_listeners(Table{table.pif, {table.rules[r]}}, &keys);
-      for (const ListenerKey& k : keys) {
-        out.push_back(PlannedKey{k, KeyOrigin{table.pif, static_cast<uint32_t>(r)}});
-      }
-    }
+  if (!rule.scan) {
+    expand_listeners(Table{table.pif, {rule}}, &keys);
+    for (const ListenerKey& k : keys) out->push_back(PlannedKey{k, origin});
+    return;
   }
-  std::sort(out.begin(), out.end(),
+  if (bound == nullptr || rule.last < rule.first || rule.first == 0) return;
+  // One key as a template, then only the ports that are bound on the other side.
+  Rule one = rule;
+  one.last = one.first;
+  expand_listeners(Table{table.pif, {one}}, &keys);
+  if (keys.size() != 1) return;
+  ListenerKey key = keys[0];
+  const PortSet& set = bound->of(rule.proto);
+  for (unsigned port = rule.first; port <= rule.last; ++port) {
+    if (!set.test(scan_target_port(rule, static_cast<uint16_t>(port)))) continue;
+    key.port = static_cast<uint16_t>(port);
+    out->push_back(PlannedKey{key, origin});
+  }
+}
+
+/// Sorts planned keys by key.
+void sort_keys(std::vector<PlannedKey>* keys) {
+  std::sort(keys->begin(), keys->end(),
             [](const PlannedKey& a, const PlannedKey& b) { return a.key < b.key; });
-  return out;
 }
 
-bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept {
-  if (a.pif != b.pif || a.proto != b.proto || a.port != b.port) return false;
-  if (a.ifname[0] != '\0' && b.ifname[0] != '\0' && a.ifname != b.ifname) return false;
-  if (a.dual_stack || b.dual_stack) {
-    Families fa = families(a), fb = families(b);
-    return (fa.v4 && fb.v4) || (fa.v6 && fb.v6);
-  }
-  if (addr_is_v4(a.addr) != addr_is_v4(b.addr)) return false;
-  return addr_is_unspecified(a.addr) || addr_is_unspecified(b.addr) || a.addr == b.addr;
-}
-
-CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next) {
+/// Plans the change from the sorted keys in force to the sorted `wanted`:
+/// keep, open, close, and the opens that must wait for a clashing close.
+CommitPlan plan_to(std::span<const ListenerKey> installed, const std::vector<PlannedKey>& wanted) {
   CommitPlan plan;
-  std::vector<PlannedKey> wanted = planned_keys(next);
   std::vector<PlannedKey> opens;
   // Merge-join two sorted sequences: O(n + m).
   size_t i = 0, j = 0;
@@ -99,6 +102,52 @@ CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& n
     if (is_clashing[c]) plan.clashing.push_back(c);
   }
   return plan;
+}
+
+}  // namespace
+
+std::vector<PlannedKey> planned_keys(const TableSet& tables, const BoundPorts* bound) {
+  std::vector<PlannedKey> out;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    const Table& table = tables.tables[p];
+    for (size_t r = 0; r < table.rules.size(); ++r) append_rule_keys(table, r, bound, &out);
+  }
+  sort_keys(&out);
+  return out;
+}
+
+bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept {
+  if (a.pif != b.pif || a.proto != b.proto || a.port != b.port) return false;
+  if (a.ifname[0] != '\0' && b.ifname[0] != '\0' && a.ifname != b.ifname) return false;
+  if (a.dual_stack || b.dual_stack) {
+    Families fa = families(a), fb = families(b);
+    return (fa.v4 && fb.v4) || (fa.v6 && fb.v6);
+  }
+  if (addr_is_v4(a.addr) != addr_is_v4(b.addr)) return false;
+  return addr_is_unspecified(a.addr) || addr_is_unspecified(b.addr) || a.addr == b.addr;
+}
+
+CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next,
+                       const BoundPorts* bound) {
+  return plan_to(installed, planned_keys(next, bound));
+}
+
+CommitPlan plan_scan(std::span<const ListenerKey> installed, std::span<const KeyOrigin> origins,
+                     const TableSet& tables, const BoundPorts& bound) {
+  std::vector<PlannedKey> wanted;
+  for (size_t i = 0; i < installed.size(); ++i) {
+    const Table& table = tables.of(origins[i].pif);
+    const bool scan = origins[i].rule < table.rules.size() && table.rules[origins[i].rule].scan;
+    if (!scan) wanted.push_back(PlannedKey{installed[i], origins[i]});
+  }
+  for (size_t p = 0; p < kPifCount; ++p) {
+    const Table& table = tables.tables[p];
+    for (size_t r = 0; r < table.rules.size(); ++r) {
+      if (table.rules[r].scan) append_rule_keys(table, r, &bound, &wanted);
+    }
+  }
+  sort_keys(&wanted);
+  return plan_to(installed, wanted);
 }
 
 std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
@@ -155,7 +204,8 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
     const KeyOrigin& o = keys[i].origin;
     const Rule& rule = next.of(o.pif).rules[o.rule];
     size_t width = static_cast<size_t>(rule.last - rule.first) + 1;
-    bool rule_fails = rule.weak ? tally[{o.pif, o.rule}].failed == width : true;
+    // A scan rule's port that fails is tried again at the next scan.
+    bool rule_fails = rule.scan ? false : rule.weak ? tally[{o.pif, o.rule}].failed == width : true;
     control::Failure f;
     f.pif = o.pif;
     f.rule = static_cast<int32_t>(o.rule);
@@ -187,7 +237,9 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
     if (rule_fails) {
       failures.push_back(std::move(f));
     } else if (warnings != nullptr) {
-      warnings->push_back(f.message + " (best effort: the rule keeps its other ports)");
+      warnings->push_back(f.message + (rule.scan
+                                           ? " (auto-scan: tried again at the next scan)"
+                                           : " (best effort: the rule keeps its other ports)"));
     }
   }
   std::sort(failures.begin(), failures.end(),

@@ -10,6 +10,7 @@
 
 #include "schema/codec.h"
 #include "schema/model.h"
+#include "worker/port_scan.h"
 
 namespace sluice {
 
@@ -39,8 +40,11 @@ struct CommitPlan {
   std::vector<size_t> clashing;    // the subset of `close` that the rebinds wait for
 };
 
-/// Returns every listener key `tables` needs with its rule, sorted by key.
-std::vector<PlannedKey> planned_keys(const TableSet& tables);
+/// Returns every listener key `tables` needs with its rule, sorted by key. A
+/// port of an auto-scan rule needs a socket only while its target port
+/// (scan_target_port) is in `bound`; without `bound`, no port of a scan rule
+/// does.
+std::vector<PlannedKey> planned_keys(const TableSet& tables, const BoundPorts* bound = nullptr);
 
 /// True when two listening sockets cannot both be bound: the same protocol
 /// and port, compatible devices (either unbound or the same), and overlapping
@@ -48,8 +52,19 @@ std::vector<PlannedKey> planned_keys(const TableSet& tables);
 /// family with either the wildcard or the same address).
 bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept;
 
-/// Plans a commit from the sorted keys in force to `next`.
-CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next);
+/// Plans a commit from the sorted keys in force to `next`, whose auto-scan
+/// rules listen on the ports whose targets are in `bound` (planned_keys).
+CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next,
+                       const BoundPorts* bound = nullptr);
+
+/// Plans an auto-scan change of the tables in force, `tables`: the sorted
+/// keys in force `installed`, each opened for the rule `origins[i]`, stay as
+/// they are unless their rule is an auto-scan rule; the keys of auto-scan
+/// rules follow `bound`. So a scan never retries the failed ports of other
+/// weak rules, nor touches their sockets. O(n + m) after the sort of the
+/// scan rules' keys.
+CommitPlan plan_scan(std::span<const ListenerKey> installed, std::span<const KeyOrigin> origins,
+                     const TableSet& tables, const BoundPorts& bound);
 
 /// Facts needed to word a bind failure.
 struct BindContext {
@@ -72,7 +87,9 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx);
 /// `policy_reason` the text for a policy denial of each key ("" when the
 /// broker's policy file refused it). A strict rule fails on any failed port;
 /// a weak rule only when none of its ports is bound (kept ports count as
-/// bound). Failed ports of rules that do not fail are returned in `warnings`.
+/// bound); an auto-scan rule never fails: its failed ports are tried again
+/// at the next scan. Failed ports of rules that do not fail are returned in
+/// `warnings`.
 std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const PlannedKey> keys,
                                           std::span<const int32_t> status,
                                           std::span<const std::string> policy_reason,

@@ -47,11 +47,13 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
 void CommitEngine::swap() noexcept {
   Active& a = *active_;
   const TableSet& next = a.job.request.tables;
-  a.routes = make_routes(next, routes_, facts_);
+  // A scan job keeps the tables in force, and with them their routes.
+  a.routes = a.job.scan ? routes_ : make_routes(next, routes_, facts_);
   a.next_installed.reserve(a.plan.keep.size() + a.plan.open.size() + a.plan.rebind.size());
   for (const CommitPlan::Keep& keep : a.plan.keep) {
     Installed inst = installed_[keep.installed];
     inst.listener->set_route(a.routes[static_cast<size_t>(keep.origin.pif)][keep.origin.rule]);
+    inst.origin = keep.origin;
     a.next_installed.push_back(inst);
   }
   // The new sockets listen already (the broker called listen()), so the
@@ -61,6 +63,8 @@ void CommitEngine::swap() noexcept {
   a.install_next = 0;
   a.to_release = a.plan.close;
   a.released = 0;
+  // A scan change is not a commit: same tables, generation and digest.
+  if (a.job.scan) return;
   tables_ = next;
   routes_ = a.routes;
   ++generation_;
@@ -80,7 +84,7 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
       auto listener =
           serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
       CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
-      a.next_installed.push_back(Installed{k.key, *listener});
+      a.next_installed.push_back(Installed{k.key, *listener, k.origin});
       --*budget;
     }
   }
@@ -153,6 +157,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
   st.audit_lines_lost = audit_.failed_writes();
   st.audit_bytes_waiting = audit_.pending_bytes();
+  const auto active = scan_active();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];
     for (size_t i = 0; i < table.rules.size() && i < routes_[p].size(); ++i) {
@@ -173,6 +178,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
       r.datagrams_to_client = c.datagrams_to_client;
       r.dropped = c.dropped;
       r.loops = c.loops;
+      if (table.rules[i].scan) r.scan_active = active[p][i];
       st.rules.push_back(std::move(r));
     }
   }

@@ -7,10 +7,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/pesto_server.h"
+#include "worker/port_scan.h"
 #include "worker/sandbox.h"
 #include "worker/socket_pool.h"
 #include "worker/udp_forwarder.h"
@@ -98,6 +101,12 @@ int run(int argc, char** argv) {
     if (a == kWorkerOptDebug) log_set_level(LogLevel::kDebug);
     if (a == kWorkerOptQuiet) log_set_level(LogLevel::kWarn);
   }
+  // Auto-scan reads the target namespace's /proc/net tables: opened first,
+  // onto their fixed fds, while open is allowed (worker/port_scan.h).
+  std::optional<PortScanner> scanner;
+  if (std::find(raw.begin(), raw.end(), kWorkerOptTargetNetns) != raw.end()) {
+    scanner = PortScanner::open_pinned(wire::kWorkerFdScanFirst);
+  }
   // A peer that vanishes must surface as EPIPE from splice/send, never as a
   // signal that kills the data path. Set before the filter: no rt_sigaction after.
   signal(SIGPIPE, SIG_IGN);
@@ -119,7 +128,12 @@ int run(int argc, char** argv) {
     LOG_ERROR("%s", loop.error().message.c_str());
     return 1;
   }
-  const int keep[] = {(*loop)->fd()};
+  std::vector<int> keep = {(*loop)->fd()};
+  if (scanner) {
+    for (int fd : scanner->fds()) {
+      if (fd >= 0) keep.push_back(fd);
+    }
+  }
   auto sandboxed = enter_sandbox(keep);
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
@@ -150,13 +164,14 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  // Auto-scan is announced only once the data path has it; SPLICE is served
-  // where sluiced says it is (a target namespace and its namespace helper).
+  // SPLICE is served where sluiced says it is (a target namespace and its
+  // namespace helper); auto-scan exactly when the worker has a target
+  // namespace to scan.
   ServerCaps caps;
   caps.ipv4 = facts.ipv4;
   caps.ipv6 = facts.ipv6;
   caps.udp = true;
-  caps.scan = false;
+  caps.scan = scanner.has_value();
   ForwarderLimits tcp_limits;
   tcp_limits.max_connections = args->max_connections;
   tcp_limits.connect_timeout_ns = uint64_t{args->connect_timeout_s} * 1000000000ULL;
@@ -186,6 +201,7 @@ int run(int argc, char** argv) {
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   engine.set_target_namespace(args->target_netns);
+  engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.start();
   // The end of the broker channel (EOF, a failed send, a malformed reply)
   // stops the engine and the loop: there is no safe way on without sluiced.

@@ -290,8 +290,9 @@ Result<std::string> PestoServer::make_hello() {
   offer_ = PestoOffer{};
   offer_.generation = engine_.generation();
   // SPLICE (pif 3) is offered only where it is served: sluiced has a target
-  // namespace. Both tables carry the same caps (IFNAME included: pesto then
-  // writes -T/-U rules as [*]%lo, the form the SPLICE table takes).
+  // namespace. Both tables carry the server's caps (IFNAME included: pesto
+  // then writes -T/-U rules as [*]%lo, the form the SPLICE table takes),
+  // except SCAN for SPLICE: auto on -T/-U is not served.
   for (Pif pif : {Pif::kHost, Pif::kSplice}) {
     if (!engine_.facts().served[static_cast<size_t>(pif)]) continue;
     const Table& table = engine_.tables().of(pif);
@@ -303,7 +304,7 @@ Result<std::string> PestoServer::make_hello() {
     }
     pesto::WireTable out;
     out.pif = pif;
-    out.caps = caps;
+    out.caps = pif == Pif::kSplice ? (caps & ~pesto::kCapScan) : caps;
     for (const Rule& rule : table.rules) out.rules.push_back({rule, record_of(rule)});
     offer_.tables.push_back(std::move(out));
   }

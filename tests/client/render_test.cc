@@ -322,15 +322,76 @@ TEST(RenderStats, JsonHasEveryCounter) {
                 "udpIdleTimeoutSeconds", "auditLinesLost", "auditBytesWaiting", "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
-  EXPECT_EQ(
-      rules.array[0].keys,
-      (std::vector<std::string>{"pif", "rule", "proto", "text", "accepted", "active", "failed",
-                                "bytesToTarget", "bytesToClient", "flowsActive", "flowsCreated",
-                                "datagramsToTarget", "datagramsToClient", "dropped", "loops"}));
+  EXPECT_EQ(rules.array[0].keys,
+            (std::vector<std::string>{"pif", "rule", "proto", "text", "accepted", "active",
+                                      "failed", "bytesToTarget", "bytesToClient", "flowsActive",
+                                      "flowsCreated", "datagramsToTarget", "datagramsToClient",
+                                      "dropped", "loops", "scanActive"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
   EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
   EXPECT_EQ(rules.array[1].get("dropped")->integer(), 1);
+}
+
+TEST(RenderStats, ScanRulesShowThePortsListeningNow) {
+  control::Stats st = sample_stats();
+  control::RuleStats idle, busy;
+  idle.rule = 2;
+  idle.text = "TCP [*]:8000-8010 => 8000-8010 (auto-scan)";
+  idle.scan_active = std::vector<control::PortRange>{};
+  busy.rule = 3;
+  busy.proto = Proto::kUdp;
+  busy.text = "UDP [*]:1-1000 => 1-1000 (auto-scan)";
+  busy.scan_active = std::vector<control::PortRange>{{22, 22}, {53, 55}};
+  st.rules.push_back(idle);
+  st.rules.push_back(busy);
+  std::string text = render_stats(st);
+  EXPECT_NE(text.find("    TCP [*]:8000-8010 => 8000-8010 (auto-scan)\n"
+                      "        auto-scan: no port of this rule is bound in the target namespace "
+                      "now\n        connections 0 accepted"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("    UDP [*]:1-1000 => 1-1000 (auto-scan)\n"
+                      "        auto-scan: listening on 22, 53-55\n        flows 0 active"),
+            std::string::npos)
+      << text;
+  // Rules without auto-scan say nothing about it.
+  EXPECT_EQ(text.find("auto-scan: "), text.find("auto-scan: no port")) << text;
+
+  // Thousands of runs: the first 32, then a count.
+  control::RuleStats wide;
+  wide.text = "TCP [*]:1-32767 => 1-32767 (best effort) (auto-scan)";
+  wide.scan_active = std::vector<control::PortRange>{};
+  for (uint16_t p = 1; p <= 200; p += 2) wide.scan_active->push_back({p, p});
+  control::Stats many;
+  many.rules = {wide};
+  std::string long_text = render_stats(many);
+  EXPECT_NE(long_text.find(", 63, and 68 more runs (--json lists them)\n"), std::string::npos)
+      << long_text;
+}
+
+TEST(RenderStats, JsonScanActiveIsNullOrTheRuns) {
+  control::Stats st = sample_stats();
+  control::RuleStats busy;
+  busy.text = "TCP [*]:1-1000 => 1-1000 (auto-scan)";
+  busy.scan_active = std::vector<control::PortRange>{{22, 22}, {53, 55}};
+  control::RuleStats idle = busy;
+  idle.scan_active = std::vector<control::PortRange>{};
+  st.rules.push_back(busy);
+  st.rules.push_back(idle);
+  std::string text = render_stats_json(st);
+  auto v = parse_json(text);
+  ASSERT_TRUE(v.has_value()) << text;
+  const JsonValue& rules = *v->get("rules");
+  ASSERT_EQ(rules.array.size(), 4u);
+  EXPECT_TRUE(rules.array[0].get("scanActive")->is_null());
+  const JsonValue& runs = *rules.array[2].get("scanActive");
+  ASSERT_EQ(runs.array.size(), 2u);
+  EXPECT_EQ(runs.array[0].keys, (std::vector<std::string>{"first", "last"}));
+  EXPECT_EQ(runs.array[1].get("first")->integer(), 53);
+  EXPECT_EQ(runs.array[1].get("last")->integer(), 55);
+  EXPECT_EQ(rules.array[3].get("scanActive")->type, JsonValue::Type::kArray);
+  EXPECT_TRUE(rules.array[3].get("scanActive")->array.empty());
 }
 
 TEST(RenderJson, StateHasTheExactShape) {

@@ -2,11 +2,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <string>
 
 #include "tests/integration/daemon.h"
 
@@ -30,22 +34,53 @@ Container::Container(const std::vector<std::string>& args) {
   close(in[0]);
   close(out[1]);
   stdin_ = in[1];
-  struct pollfd ready = {out[0], POLLIN, 0};
-  const bool said = poll(&ready, 1, 10000) == 1;  // bounded: 10 s to start
-  FILE* f = fdopen(out[0], "r");
-  char line[64] = {};
-  if (pid > 0 && said && f != nullptr && std::fgets(line, sizeof(line), f) != nullptr &&
-      std::sscanf(line, "ready %d", &pid_) == 1) {
-    child_ = pid;
-  } else {
-    pid_ = -1;
-    child_ = pid;
+  stdout_ = out[0];
+  child_ = pid;
+  // Bounded: 10 s to start.
+  const std::string line = pid > 0 ? read_line(10000) : "";
+  if (std::sscanf(line.c_str(), "ready %d", &pid_) != 1) pid_ = -1;
+}
+
+std::string Container::read_line(int timeout_ms) {
+  // One byte at a time: nothing after the newline is taken from the pipe.
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (line.size() < 256) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    struct pollfd p = {stdout_, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) != 1) return "";
+    char c;
+    if (read(stdout_, &c, 1) != 1) return "";
+    if (c == '\n') return line;
+    line += c;
   }
-  if (f != nullptr) std::fclose(f);
+  return "";
+}
+
+std::string Container::command(const std::string& line) {
+  if (stdin_ < 0) return "";
+  const std::string text = line + "\n";
+  // A container that died must not take the test with it: SIGPIPE is held
+  // back during the write, and one it raised is taken off again.
+  sigset_t pipe_signal, old;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, &old);
+  const ssize_t n = write(stdin_, text.data(), text.size());
+  if (n < 0 && errno == EPIPE) {
+    const struct timespec none = {0, 0};
+    sigtimedwait(&pipe_signal, nullptr, &none);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (n != static_cast<ssize_t>(text.size())) return "";
+  return read_line(5000);
 }
 
 Container::~Container() {
   if (stdin_ >= 0) close(stdin_);  // it exits when its stdin closes
+  if (stdout_ >= 0) close(stdout_);
   if (child_ > 0) {
     for (int i = 0; i < 100; ++i) {
       if (waitpid(child_, nullptr, WNOHANG) == child_) return;

@@ -24,15 +24,24 @@ class Container {
 
   /// The pid of the process inside the namespaces, or -1.
   pid_t pid() const { return pid_; }
+  /// Sends one command line ("tcp 8080", "close udp 5353", "ports 40000
+  /// 40009"; see container_main.cc) and returns its answer line ("ok", or
+  /// "fail: WHY"), or "" when none came within 5 s.
+  std::string command(const std::string& line);
   /// Its network namespace file, for sluiced --netns.
   std::string netns() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
   /// Its user namespace file, for sluiced --userns.
   std::string userns() const { return "/proc/" + std::to_string(pid_) + "/ns/user"; }
 
  private:
+  /// Reads one line of its stdout within `timeout_ms`, without the newline;
+  /// "" on timeout, EOF or a line over 256 bytes.
+  std::string read_line(int timeout_ms);
+
   pid_t pid_ = -1;
   pid_t child_ = -1;
   int stdin_ = -1;
+  int stdout_ = -1;  // its answers, read line by line
 };
 
 }  // namespace sluice::test

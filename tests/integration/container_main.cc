@@ -10,7 +10,15 @@
 // and on each added address of its family. A TCP echo answers every byte it
 // reads; a UDP echo answers each datagram with "PORT|" and the datagram (so
 // a test sees which server answered).
+//
+// While it runs, it takes one command per line on stdin and answers each with
+// one line on stdout, "ok" or "fail: WHY", so that servers can come and go
+// inside (the auto-scan tests):
+//   tcp PORT | udp PORT               start an echo server (both families)
+//   close tcp PORT | close udp PORT   stop it (connections it accepted stay)
+//   ports FIRST LAST                  set the namespace's ephemeral port range
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -29,6 +37,8 @@ namespace {
 
 /// Limit: sockets served at once: listeners and connections of one test.
 constexpr size_t kMaxFds = 256;
+/// Limit: bytes of one command line; the commands are a few words.
+constexpr size_t kMaxCommand = 128;
 
 /// One socket the container serves.
 struct Served {
@@ -107,43 +117,111 @@ bool serve(std::vector<Served>& served, size_t i) {
   return true;
 }
 
+/// The addresses every server listens on: nullptr for the loopback address
+/// of each family, then the `addr` arguments.
+std::vector<const char*> g_addrs = {nullptr};
+
+/// Starts the echo servers of `proto` ("tcp" or "udp") on `port`, on 127.0.0.1,
+/// ::1 and every added address; false (with nothing left bound) when a bind
+/// fails.
+bool start_servers(std::vector<Served>& served, const std::string& proto, uint16_t port) {
+  const bool tcp = proto == "tcp";
+  std::vector<Served> added;
+  for (int family : {AF_INET, AF_INET6}) {
+    for (const char* addr : g_addrs) {
+      if (addr != nullptr && (std::strchr(addr, ':') != nullptr) != (family == AF_INET6)) {
+        continue;  // an address of the other family
+      }
+      int fd = bind_at(family, tcp ? SOCK_STREAM : SOCK_DGRAM, addr, port);
+      if (fd < 0 || served.size() + added.size() >= kMaxFds) {
+        if (fd >= 0) close(fd);
+        for (const Served& s : added) close(s.fd);
+        return false;
+      }
+      added.push_back({fd, tcp ? Served::kTcpListener : Served::kUdp, port});
+    }
+  }
+  served.insert(served.end(), added.begin(), added.end());
+  return true;
+}
+
+/// Runs one command line (see the top of this file); returns the answer.
+std::string run_command(std::vector<Served>& served, const std::string& line) {
+  char word[16] = {}, proto[16] = {};
+  unsigned a = 0, b = 0;
+  if (std::sscanf(line.c_str(), "close %15s %u", proto, &a) == 2 && a <= 65535) {
+    const Served::Kind kind = std::strcmp(proto, "tcp") == 0 ? Served::kTcpListener : Served::kUdp;
+    for (size_t i = served.size(); i-- > 0;) {
+      if (served[i].kind == kind && served[i].port == a) {
+        close(served[i].fd);
+        served.erase(served.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    return "ok";
+  }
+  if (std::sscanf(line.c_str(), "ports %u %u", &a, &b) == 2) {
+    int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_WRONLY | O_CLOEXEC);
+    const std::string text = std::to_string(a) + " " + std::to_string(b);
+    bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    if (fd >= 0) close(fd);
+    return ok ? "ok" : std::string("fail: ") + std::strerror(errno);
+  }
+  if (std::sscanf(line.c_str(), "%15s %u", word, &a) == 2 && a <= 65535 &&
+      (std::strcmp(word, "tcp") == 0 || std::strcmp(word, "udp") == 0)) {
+    return start_servers(served, word, static_cast<uint16_t>(a))
+               ? "ok"
+               : std::string("fail: ") + std::strerror(errno);
+  }
+  return "fail: unknown command";
+}
+
+/// Reads what stdin holds, runs each whole line as a command and answers it.
+/// Returns false at EOF (the test is over) or on an overlong line.
+bool serve_commands(std::vector<Served>& served, std::string& pending) {
+  char buf[256];
+  ssize_t n = read(0, buf, sizeof(buf));
+  if (n <= 0) return false;
+  pending.append(buf, static_cast<size_t>(n));
+  for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+    std::string answer = run_command(served, pending.substr(0, nl)) + "\n";
+    pending.erase(0, nl + 1);
+    if (write(1, answer.data(), answer.size()) != static_cast<ssize_t>(answer.size())) return false;
+  }
+  return pending.size() <= kMaxCommand;
+}
+
 }  // namespace
 
 /// Enters the namespaces, binds the servers, says ready, serves until stdin closes.
 int main(int argc, char** argv) {
   if (!sluice::test::enter_user_namespace() || !sluice::test::enter_net_namespace()) return 1;
-  std::vector<const char*> addrs = {nullptr};  // nullptr: the loopback address
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "addr") != 0) continue;
     if (!sluice::test::add_address_to_lo(argv[i + 1])) return 1;
-    addrs.push_back(argv[i + 1]);
+    g_addrs.push_back(argv[i + 1]);
   }
   std::vector<Served> served;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "addr") == 0) continue;
-    const bool tcp = std::strcmp(argv[i], "tcp") == 0;
     const uint16_t port = static_cast<uint16_t>(std::atoi(argv[i + 1]));
-    for (int family : {AF_INET, AF_INET6}) {
-      for (const char* addr : addrs) {
-        if (addr != nullptr && (std::strchr(addr, ':') != nullptr) != (family == AF_INET6)) {
-          continue;  // an address of the other family
-        }
-        int fd = bind_at(family, tcp ? SOCK_STREAM : SOCK_DGRAM, addr, port);
-        if (fd < 0) {
-          std::perror("sluice_test_container: bind");
-          return 1;
-        }
-        served.push_back({fd, tcp ? Served::kTcpListener : Served::kUdp, port});
-      }
+    if (!start_servers(served, std::strcmp(argv[i], "tcp") == 0 ? "tcp" : "udp", port)) {
+      std::perror("sluice_test_container: bind");
+      return 1;
     }
   }
   std::printf("ready %d\n", static_cast<int>(getpid()));
   std::fflush(stdout);
+  std::string pending;
   for (;;) {
     std::vector<struct pollfd> fds = {{0, POLLIN, 0}};
     for (const Served& s : served) fds.push_back({s.fd, POLLIN, 0});
     if (poll(fds.data(), fds.size(), -1) < 0) continue;
-    if (fds[0].revents != 0) return 0;  // stdin closed: the test is over
+    // stdin closed (the test is over), or a command. A command may change
+    // the servers: poll again (level-triggered, nothing is lost).
+    if (fds[0].revents != 0) {
+      if (!serve_commands(served, pending)) return 0;
+      continue;
+    }
     for (size_t i = served.size(); i-- > 0;) {
       if (fds[i + 1].revents == 0) continue;
       if (!serve(served, i)) {

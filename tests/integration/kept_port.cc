@@ -9,8 +9,21 @@
 
 namespace sluice::test {
 
-KeptPortProber::KeptPortProber(uint16_t port, Target target)
-    : thread_([this, port, target] { run(port, target); }) {}
+namespace {
+
+/// True for the errnos of a timeout: a blocking connect or recv with a
+/// timeout that ran out (EINPROGRESS for connect, EAGAIN for recv).
+bool timed_out(int err) {
+  return err == EINPROGRESS || err == EAGAIN || err == EWOULDBLOCK || err == ETIMEDOUT;
+}
+
+/// Limit: how long one probe waits for its connect and its answer.
+constexpr int kProbeTimeoutMs = 10000;
+
+}  // namespace
+
+KeptPortProber::KeptPortProber(uint16_t port, Target target, int seconds)
+    : thread_([this, port, target, seconds] { run(port, target, seconds); }) {}
 
 KeptPortProber::~KeptPortProber() {
   stop();
@@ -29,28 +42,34 @@ void KeptPortProber::await_probe() const {
   }
 }
 
-void KeptPortProber::run(uint16_t port, Target target) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+void KeptPortProber::run(uint16_t port, Target target, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   for (int i = 0; i < 200000 && !stop_ && std::chrono::steady_clock::now() < deadline; ++i) {
-    UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
+    UniqueFd c = connect_tcp("127.0.0.1", port, kProbeTimeoutMs);
     if (!c.valid()) {
-      (errno == ECONNREFUSED ? refused_ : reset_)++;
+      const int err = errno;
+      (err == ECONNREFUSED ? refused_ : timed_out(err) ? slow_ : reset_)++;
       continue;
     }
     char b = 'p';
     if (target == Target::kEcho) {
-      if (send(c.get(), &b, 1, MSG_NOSIGNAL) == 1 && recv(c.get(), &b, 1, 0) == 1 && b == 'p') {
+      if (send(c.get(), &b, 1, MSG_NOSIGNAL) != 1) {
+        reset_++;
+        continue;
+      }
+      ssize_t n = recv(c.get(), &b, 1, 0);
+      if (n == 1 && b == 'p') {
         ok_++;
       } else {
-        reset_++;
+        (n < 0 && timed_out(errno) ? slow_ : reset_)++;
       }
       continue;
     }
     ssize_t n = recv(c.get(), &b, 1, 0);  // EOF from the target's close
-    if (n < 0 && errno == ECONNRESET) {
-      reset_++;
-    } else {
+    if (n >= 0) {
       ok_++;
+    } else {
+      (timed_out(errno) ? slow_ : reset_)++;
     }
   }
 }

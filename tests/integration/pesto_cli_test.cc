@@ -8,10 +8,6 @@
 // check_commit refuses it (checked); with sluiced --netns, as Podman runs
 // pasta, the default target is the container's loopback, and the same lines
 // publish the container's ports (checked, with traffic).
-#include <arpa/inet.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +19,8 @@
 #include "base/unique_fd.h"
 #include "tests/integration/container.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/netns_util.h"
+#include "tests/integration/pesto_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/interop_lines.h"
 
@@ -41,25 +39,6 @@ const char* const kOtherText = "TCP [0.0.0.0]:19090 => 10.88.0.9:90";
 void start(Daemon& d) {
   d.start({"-t", kOther});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-}
-
-/// Returns the rule lines of the HOST table in sluicectl's listing (fails
-/// the test when the listing fails).
-Lines host_rules(Daemon& d) {
-  RunResult r = d.ctl();
-  EXPECT_EQ(r.status, 0) << r.err;
-  Lines out;
-  size_t at = r.out.find("HOST\n");
-  if (at == std::string::npos) return out;
-  at += 5;
-  while (r.out.compare(at, 4, "    ") == 0) {
-    size_t end = r.out.find('\n', at);
-    if (end == std::string::npos) break;
-    std::string line = r.out.substr(at + 4, end - at - 4);
-    if (line != "(no rules)") out.push_back(line);
-    at = end + 1;
-  }
-  return out;
 }
 
 /// True when `text` contains `part`.
@@ -83,26 +62,6 @@ void add_then_delete(Daemon& d, const ClientLine& line) {
   EXPECT_EQ(host_rules(d), Lines{kOtherText}) << line.del[2];
 }
 
-/// The kernel's struct in6_ifreq (linux/ipv6.h, which clashes with glibc's
-/// netinet/in.h): the argument of SIOCSIFADDR on an AF_INET6 socket.
-struct In6Ifreq {
-  struct in6_addr addr;
-  uint32_t prefixlen;
-  int ifindex;
-};
-
-/// Adds `addr` (IPv6) to lo, as a container network would have it; fails
-/// the test on error. Needs CAP_NET_ADMIN in the test's network namespace.
-void add_ipv6_to_lo(const char* addr) {
-  UniqueFd fd(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(fd.valid());
-  In6Ifreq req = {};
-  ASSERT_EQ(inet_pton(AF_INET6, addr, &req.addr), 1);
-  req.prefixlen = 128;
-  req.ifindex = static_cast<int>(if_nametoindex("lo"));
-  ASSERT_EQ(ioctl(fd.get(), SIOCSIFADDR, &req), 0) << "adding " << addr << " to lo";
-}
-
 TEST(PestoCli, PodmanCommandLinesWithATargetAddress) {
   Daemon d;
   start(d);
@@ -120,7 +79,7 @@ TEST(PestoCli, PodmanCommandLinesWithATargetAddress) {
 TEST(PestoCli, PodmanListenAddressWithoutATarget) {
   // -u [fd00::1]/80 forwards to port 80 of the default target: no loop, since
   // nothing listens on loopback port 80. The address must exist to be bound.
-  add_ipv6_to_lo("fd00::1");
+  ASSERT_TRUE(add_address_to_lo("fd00::1"));
   Daemon d;
   start(d);
   add_then_delete(d, kPodmanListenAddress);

@@ -12,7 +12,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/container.h"
@@ -220,6 +222,33 @@ TEST(PestoEndpoint, SluicectlAndPestoMakeTheSameTables) {
   EXPECT_NE(shown.out.find("TCP [0.0.0.0]:8080  =>  10.88.0.5:80 \n"), std::string::npos)
       << shown.out;
   EXPECT_NE(shown.out.find("TCP [::]:8080  =>  fd00::5:80 \n"), std::string::npos) << shown.out;
+}
+
+TEST(PestoEndpoint, AutoThroughPestoFollowsTheServersOfTheContainer) {
+  SKIP_WITHOUT_REAL_PESTO();
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  Daemon d;
+  start_with_pesto(d, {"--netns", box.netns(), "--userns", box.userns(), "-t", "none"});
+  // With a target namespace, auto works for HOST, so that table offers
+  // SCAN; SPLICE (offered too, with a target namespace) does not.
+  std::vector<pesto::WireTable> offered = pesto_tables(d.pesto_path());
+  ASSERT_EQ(offered.size(), 2u);
+  EXPECT_EQ(offered[0].pif, Pif::kHost);
+  EXPECT_NE(offered[0].caps & pesto::kCapScan, 0u);
+  EXPECT_EQ(offered[1].caps & pesto::kCapScan, 0u);
+  ASSERT_EQ(pesto(d, {"-A", "-t", "auto"}).status, 0) << d.log();
+  ASSERT_EQ(box.command("tcp 8090"), "ok");
+  // Scans run about once a second; 15 s leaves room for a loaded machine.
+  bool reached = false;
+  for (int i = 0; i < 750 && !reached; ++i) {
+    reached = tcp_echo(8090, "scanned") == "scanned";
+    if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(reached) << d.log();
+  // pesto deletes the scan rule it added, byte for byte.
+  ASSERT_EQ(pesto(d, {"-D", "-t", "auto"}).status, 0) << d.log();
+  EXPECT_EQ(host_rules(d), Lines{});
 }
 
 }  // namespace

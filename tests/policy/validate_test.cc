@@ -159,6 +159,12 @@ TEST(ValidateRule, Splice) {
   Rule eth = rule("*", 20000);
   eth.ifname = "eth0";
   expect_problem(eth, {"SPLICE rules", "take no interface", "drop %eth0"}, Pif::kSplice);
+  Rule scan = lo;
+  scan.scan = true;
+  ServerCaps with_scan;
+  with_scan.scan = true;
+  expect_problem(scan, {"auto (auto-scan) on -T/-U is not served yet", "list the ports"},
+                 Pif::kSplice, with_scan);
   Rule v4 = rule("*", 20000);
   v4.ifname = "lo";
   v4.target = addr("192.0.2.1");
@@ -193,7 +199,9 @@ TEST(ValidateRule, Capabilities) {
   caps.scan = false;
   Rule scan = rule("*", 22);
   scan.scan = true;
-  expect_problem(scan, {"auto-scan", "drop auto"}, Pif::kHost, caps);
+  expect_problem(scan,
+                 {"auto (auto-scan) needs a target namespace", "sluiced with --netns", "drop auto"},
+                 Pif::kHost, caps);
   caps = ServerCaps{};
   caps.ifname = false;
   Rule eth = rule("*", 22);

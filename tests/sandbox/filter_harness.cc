@@ -151,6 +151,34 @@ void place_audit_fd() {
   close(high);
 }
 
+/// kSetupScanFds: puts /proc/self/net/{tcp,tcp6,udp,udp6} on the worker's
+/// fixed auto-scan fds (8 to 11), and a readable memfd on fds 7 and 12 next
+/// to them. A table missing here (no IPv6) gets /proc/self/net/tcp instead:
+/// the probes only need a readable file there. Runs first, like
+/// place_broker_fds().
+void place_scan_fds() {
+  static const char* const kFiles[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6",
+                                       "/proc/self/net/udp", "/proc/self/net/udp6"};
+  int sources[wire::kWorkerFdScanCount];
+  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+    int fd = open(kFiles[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fd = need(open(kFiles[0], O_RDONLY | O_CLOEXEC), "open(/proc/self/net/tcp)");
+    sources[i] = move_high(fd, "scan file");
+  }
+  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+    const int target = wire::kWorkerFdScanFirst + i;
+    if (dup3(sources[i], target, O_CLOEXEC) != target) setup_failed("dup3(scan file)");
+    close(sources[i]);
+  }
+  for (int target : {wire::kWorkerFdScanFirst - 1, wire::kWorkerFdScanFirst + 4}) {
+    int fd = need(memfd_create("probe-other", MFD_CLOEXEC), "memfd_create");
+    if (write(fd, "other file\n", 11) != 11) setup_failed("write(other file)");
+    int high = move_high(fd, "other file");
+    if (dup3(high, target, O_CLOEXEC) != target) setup_failed("dup3(other file)");
+    close(high);
+  }
+}
+
 }  // namespace
 
 bool abort_handler_ran() {
@@ -162,6 +190,7 @@ ProbeFds make_probe_fds(unsigned setup) {
   if (setup & kSetupBrokerFds) place_broker_fds(f);
   if (setup & kSetupHelperFds) place_helper_fds(f);
   if (setup & kSetupAuditFd) place_audit_fd();
+  if (setup & kSetupScanFds) place_scan_fds();
   if (setup & kSetupStdoutDevNull) {
     int null = need(open("/dev/null", O_WRONLY | O_CLOEXEC), "open(/dev/null)");
     std::fflush(stdout);

@@ -286,6 +286,51 @@ const std::vector<Probe>& worker_probes() {
            return syscall(SYS_pipe, p) == 0 && false;
          }},
 
+        // --- pread64: auto-scan's re-read of the /proc/net tables, only on
+        // fds 8 to 11 (fd & ~3 == 8); any offset there, nowhere else.
+        {"pread64_scan_fds", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           char buf[256];
+           for (int fd = wire::kWorkerFdScanFirst; fd < wire::kWorkerFdScanFirst + 4; ++fd) {
+             if (pread(fd, buf, sizeof(buf), 0) <= 0 || pread(fd, buf, sizeof(buf), 64) < 0) {
+               return false;
+             }
+           }
+           return true;
+         },
+         kSetupScanFds},
+        {"pread64_scan_fd_high_bits_ignored", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           char buf[64];
+           return syscall(SYS_pread64, 0xdead000000000000ul | wire::kWorkerFdScanFirst, buf,
+                          sizeof(buf), 0) > 0;
+         },
+         kSetupScanFds},
+        {"pread64_fd_below_the_block", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n = pread(wire::kWorkerFdScanFirst - 1, buf, sizeof(buf), 0);
+           return false;
+         },
+         kSetupScanFds},
+        {"pread64_fd_above_the_block", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n = pread(wire::kWorkerFdScanFirst + 4, buf, sizeof(buf), 0);
+           return false;
+         },
+         kSetupScanFds},
+        // The audit log's earlier lines cannot be read back at an offset either.
+        {"pread64_audit_fd", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n = pread(kAuditFd, buf, sizeof(buf), 0);
+           return false;
+         },
+         kSetupAuditFd},
+        {"lseek", Expect::kKilled, FORBIDDEN(lseek(f.pipe_r, 0, SEEK_SET))},
+        {"pwrite64", Expect::kKilled, FORBIDDEN(pwrite(f.pipe_w, "x", 1, 0))},
+
         // --- I/O without argument filters.
         {"read_write_readv_writev", Expect::kAllowed,
          +[](const ProbeFds& f) {

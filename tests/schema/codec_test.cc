@@ -197,6 +197,64 @@ TEST(Codec, StatsRoundTrip) {
   EXPECT_EQ(*got, r);
 }
 
+TEST(Codec, ScanActivePortsRoundTripAndTellAScanRuleFromOthers) {
+  Stats st;
+  RuleStats plain, idle, busy;
+  plain.text = "TCP [*]:22 => 22";  // not a scan rule: no list at all
+  idle.text = "TCP [*]:8000-8010 => 8000-8010 (auto-scan)";
+  idle.scan_active = std::vector<PortRange>{};  // a scan rule with nothing bound now
+  busy.proto = Proto::kUdp;
+  busy.text = "UDP [*]:1-32767 => 1-32767 (best effort) (auto-scan)";
+  busy.scan_active = std::vector<PortRange>{{53, 53}, {8000, 8002}, {65535, 65535}};
+  st.rules = {plain, idle, busy};
+  Response r{3, st};
+  auto got = decode_resp(encode_response(r));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, r);
+  const Stats& back = std::get<Stats>(got->body);
+  EXPECT_FALSE(back.rules[0].scan_active.has_value());
+  ASSERT_TRUE(back.rules[1].scan_active.has_value());
+  EXPECT_TRUE(back.rules[1].scan_active->empty());
+}
+
+TEST(Codec, ScanActivePortsOutOfOrderOrEmptyRunsAreRefused) {
+  struct Case {
+    std::vector<std::pair<uint16_t, uint16_t>> runs;
+    const char* why;
+  };
+  const Case cases[] = {
+      {{{10, 9}}, "first > last"},
+      {{{0, 5}}, "port 0"},
+      {{{10, 20}, {20, 30}}, "overlapping"},
+      {{{30, 40}, {10, 20}}, "decreasing"},
+  };
+  for (const Case& c : cases) {
+    capnp::MallocMessageBuilder b;
+    auto root = b.initRoot<cp::Response>();
+    root.setId(1);
+    auto rules = root.initStats().initRules(1);
+    rules[0].setText("TCP [*]:1-100 => 1-100 (auto-scan)");
+    auto runs = rules[0].initScanActive(static_cast<unsigned>(c.runs.size()));
+    for (size_t i = 0; i < c.runs.size(); ++i) {
+      runs[static_cast<unsigned>(i)].setFirst(c.runs[i].first);
+      runs[static_cast<unsigned>(i)].setLast(c.runs[i].second);
+    }
+    auto got = decode_resp(frame_of(b));
+    ASSERT_FALSE(got.ok()) << c.why;
+    EXPECT_NE(got.error().message.find("port runs out of order"), std::string::npos)
+        << c.why << ": " << got.error().message;
+  }
+  // More runs than there are ports cannot be a server's answer.
+  capnp::MallocMessageBuilder b;
+  auto root = b.initRoot<cp::Response>();
+  auto rules = root.initStats().initRules(1);
+  rules[0].initScanActive(static_cast<unsigned>(kMaxPortRuns + 1));
+  auto got = decode_resp(frame_of(b));
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.error().message.find("too many port runs"), std::string::npos)
+      << got.error().message;
+}
+
 TEST(Codec, FailuresRoundTripWithTheOtherRuleOfAConflict) {
   CommitResult result;
   Failure conflict;

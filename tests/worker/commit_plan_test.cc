@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
 
 #include "schema/broker_wire.h"
 #include "tests/rule_util.h"
@@ -174,6 +177,71 @@ TEST(BindAdvice, SaysWhatToDo) {
   EXPECT_NE(bind_errno_advice(EACCES, 80, {false, 1024}).find("CAP_NET_BIND_SERVICE"),
             std::string::npos);
   EXPECT_EQ(bind_errno_advice(EIO, 80, {}), "");
+}
+
+/// An auto-scan rule on 127.0.0.1 for ports first..last to `to`.
+Rule scan(uint16_t first, uint16_t last, uint16_t to, bool weak = false) {
+  Rule r = rule("127.0.0.1", first, last, to, weak);
+  r.scan = true;
+  return r;
+}
+
+TEST(CommitPlan, AScanRuleNeedsTheListenPortsWhoseTargetsAreBound) {
+  BoundPorts bound;
+  bound.tcp.set(9001);  // the target of listen port 81
+  bound.tcp.set(82);    // the same number as listen port 82, whose target is 9002: not it
+  bound.udp.set(9003);  // another protocol
+  TableSet t = host({scan(80, 83, 9000), rule("127.0.0.1", 22, 22, 22)});
+  EXPECT_EQ(ports(planned_keys(t, &bound)), (std::vector<uint16_t>{22, 81}));
+  // Without the bound ports, a scan rule needs nothing.
+  EXPECT_EQ(ports(planned_keys(t)), (std::vector<uint16_t>{22}));
+  CommitPlan plan = plan_commit({}, t, &bound);
+  EXPECT_EQ(ports(plan.open), (std::vector<uint16_t>{22, 81}));
+}
+
+TEST(CommitPlan, AScanPlanTouchesOnlyTheScanRulesSockets) {
+  // In force: port 22 of a plain rule, 81 of the scan rule; port 23 of the
+  // weak rule failed to bind earlier, so it is not in force.
+  TableSet t = host({scan(80, 83, 80), rule("127.0.0.1", 22, 23, 22, true)});
+  BoundPorts before;
+  before.tcp.set(81);
+  std::vector<PlannedKey> in_force;
+  for (const PlannedKey& k : planned_keys(t, &before)) {
+    if (k.key.port != 23) in_force.push_back(k);
+  }
+  std::vector<ListenerKey> keys;
+  std::vector<KeyOrigin> origins;
+  for (const PlannedKey& k : in_force) {
+    keys.push_back(k.key);
+    origins.push_back(k.origin);
+  }
+  BoundPorts now;
+  now.tcp.set(82);
+  now.tcp.set(23);  // bound inside, but port 23 is not a scan rule's
+  CommitPlan plan = plan_scan(keys, origins, t, now);
+  EXPECT_EQ(ports(plan.open), (std::vector<uint16_t>{82})) << "the weak rule's 23 is not retried";
+  ASSERT_EQ(plan.close.size(), 1u);
+  EXPECT_EQ(keys[plan.close[0]].port, 81);
+  ASSERT_EQ(plan.keep.size(), 1u);
+  EXPECT_EQ(keys[plan.keep[0].installed].port, 22);
+  EXPECT_EQ(plan.keep[0].origin, (KeyOrigin{Pif::kHost, 1}));
+  EXPECT_TRUE(plan.rebind.empty());
+}
+
+TEST(JudgeRules, AScanRuleNeverFailsItsPortsAreWarnings) {
+  TableSet t = host({scan(80, 81, 80)});  // strict, not weak
+  BoundPorts bound;
+  bound.tcp.set(80);
+  bound.tcp.set(81);
+  std::vector<PlannedKey> keys = planned_keys(t, &bound);
+  std::vector<int32_t> status = {EADDRINUSE, EADDRINUSE};
+  std::vector<std::string> reasons = {"", ""};
+  std::vector<std::string> warnings;
+  auto failures = judge_rules(t, keys, status, reasons, BindContext{}, &warnings);
+  EXPECT_TRUE(failures.empty());
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_NE(warnings[0].find("auto-scan: tried again at the next scan"), std::string::npos)
+      << warnings[0];
 }
 
 }  // namespace

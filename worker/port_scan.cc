@@ -1,0 +1,286 @@
+// Auto-scan's view of the target namespace (see port_scan.h): the parser of
+// /proc/net/{tcp,tcp6,udp,udp6}, the ports the scan rules watch, and the
+// reader of the worker's own four files.
+#include "worker/port_scan.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace sluice {
+namespace {
+
+/// The kernel's TCP_LISTEN (include/net/tcp_states.h): a listening socket.
+constexpr unsigned kStateListen = 0x0A;
+/// The kernel's TCP_CLOSE, which UDP uses for a socket without a peer.
+constexpr unsigned kStateUdpUnconnected = 0x07;
+
+/// Returns the value of hex digit `c`, or -1.
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/// Parses exactly `text` as hex digits into `*out`; false on any other byte,
+/// on an empty text, or on more than 8 digits.
+bool parse_hex(std::string_view text, unsigned* out) noexcept {
+  if (text.empty() || text.size() > 8) return false;
+  unsigned v = 0;
+  for (char c : text) {
+    int d = hex_value(c);
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<unsigned>(d);
+  }
+  *out = v;
+  return true;
+}
+
+/// An address and port as the kernel prints them: "0100007F:1F90".
+struct Endpoint {
+  bool zero_addr = false;  // every address digit is 0
+  unsigned port = 0;
+};
+
+/// Parses "HEX:PORT" with an address of 8 (IPv4) or 32 (IPv6) hex digits and
+/// a port of 4; false on anything else.
+bool parse_endpoint(std::string_view field, Endpoint* out) noexcept {
+  const size_t colon = field.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view addr = field.substr(0, colon);
+  std::string_view port = field.substr(colon + 1);
+  if ((addr.size() != 8 && addr.size() != 32) || port.size() != 4) return false;
+  bool zero = true;
+  for (char c : addr) {
+    if (hex_value(c) < 0) return false;
+    if (c != '0') zero = false;
+  }
+  unsigned p = 0;
+  if (!parse_hex(port, &p)) return false;
+  out->zero_addr = zero;
+  out->port = p;
+  return true;
+}
+
+/// Splits off the next field of `*rest` (separated by spaces) and returns it;
+/// empty when there is none.
+std::string_view next_field(std::string_view* rest) noexcept {
+  size_t start = rest->find_first_not_of(' ');
+  if (start == std::string_view::npos) {
+    *rest = {};
+    return {};
+  }
+  size_t end = rest->find(' ', start);
+  std::string_view field =
+      rest->substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  *rest = end == std::string_view::npos ? std::string_view{} : rest->substr(end);
+  return field;
+}
+
+/// Parses one socket line. Returns false when it is not the kernel's shape;
+/// otherwise sets `*counts` when the socket counts as bound for `kind`, and
+/// `*port` to its local port.
+bool parse_line(std::string_view line, ProcNetKind kind, bool* counts, unsigned* port) noexcept {
+  std::string_view rest = line;
+  std::string_view slot = next_field(&rest);
+  // "N:": the slot number and a colon.
+  if (slot.size() < 2 || slot.back() != ':') return false;
+  for (char c : slot.substr(0, slot.size() - 1)) {
+    if (c < '0' || c > '9') return false;
+  }
+  Endpoint local, remote;
+  if (!parse_endpoint(next_field(&rest), &local)) return false;
+  if (!parse_endpoint(next_field(&rest), &remote)) return false;
+  std::string_view st = next_field(&rest);
+  unsigned state = 0;
+  if (st.size() != 2 || !parse_hex(st, &state)) return false;
+  *port = local.port;
+  if (kind == ProcNetKind::kTcp) {
+    *counts = state == kStateListen;
+  } else {
+    // Bound and not connected. A connected socket (a client, or one of the
+    // worker's own flow sockets) has st 01 and its peer as the remote.
+    *counts = state == kStateUdpUnconnected && remote.zero_addr && remote.port == 0;
+  }
+  return true;
+}
+
+}  // namespace
+
+ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept {
+  ProcNetParse result;
+  size_t at = 0;
+  size_t lines = 0;
+  bool header = true;
+  while (at < text.size()) {
+    const size_t nl = text.find('\n', at);
+    if (nl == std::string_view::npos) {
+      result.truncated = true;  // the read was cut mid-line: not a whole line
+      break;
+    }
+    if (lines == kMaxProcNetLines) {
+      result.truncated = true;
+      break;
+    }
+    ++lines;
+    std::string_view line = text.substr(at, nl - at);
+    at = nl + 1;
+    if (header) {
+      header = false;
+      continue;
+    }
+    if (line.size() > kMaxProcNetLineBytes) {
+      ++result.malformed;
+      continue;
+    }
+    bool counts = false;
+    unsigned port = 0;
+    if (!parse_line(line, kind, &counts, &port)) {
+      ++result.malformed;
+      continue;
+    }
+    ++result.entries;
+    if (counts && port != 0) {
+      out->set(port);
+      ++result.bound;
+    }
+  }
+  return result;
+}
+
+BoundPorts watched_ports(const TableSet& tables) {
+  BoundPorts out;
+  for (const Table& table : tables.tables) {
+    for (const Rule& rule : table.rules) {
+      if (!rule.scan || rule.last < rule.first) continue;
+      PortSet& set = out.of(rule.proto);
+      for (unsigned port = rule.first; port <= rule.last && port != 0; ++port) {
+        set.set(scan_target_port(rule, static_cast<uint16_t>(port)));
+      }
+    }
+  }
+  return out;
+}
+
+PortScanner::PortScanner(std::array<UniqueFd, kFiles> files)
+    : files_(std::move(files)), buf_(kMaxProcNetBytes) {}
+
+Result<PortScanner> PortScanner::open_own() {
+  std::array<UniqueFd, kFiles> files;
+  for (size_t i = 0; i < kFiles; ++i) {
+    files[i].reset(::open(kProcNetFiles[i], O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (files[i].valid()) continue;
+    const int err = errno;
+    // tcp6 and udp6 exist only with IPv6; their sockets cannot exist without.
+    if (err == ENOENT && (i == 1 || i == 3)) continue;
+    return SysErr(err, std::string("opening ") + kProcNetFiles[i] + " for auto-scan");
+  }
+  return PortScanner(std::move(files));
+}
+
+std::optional<PortScanner> PortScanner::open_pinned(int first) {
+  Result<PortScanner> scanner = open_own();
+  Result<void> pinned = scanner ? scanner->pin(first) : Result<void>(Err(scanner.error()));
+  if (!pinned) {
+    LOG_WARN("auto-scan is off (rules with auto are refused): %s", pinned.error().message.c_str());
+    return std::nullopt;
+  }
+  return std::move(*scanner);
+}
+
+Result<void> PortScanner::pin(int first) {
+  // First out of the way of the target numbers (a file may already sit on
+  // one of them), then onto them.
+  std::array<UniqueFd, kFiles> moved;
+  for (size_t i = 0; i < kFiles; ++i) {
+    if (!files_[i].valid()) continue;
+    moved[i].reset(::fcntl(files_[i].get(), F_DUPFD_CLOEXEC, first + static_cast<int>(kFiles)));
+    if (!moved[i].valid()) return SysErr("moving an auto-scan file out of the way (fcntl)");
+    files_[i].reset();
+  }
+  for (size_t i = 0; i < kFiles; ++i) {
+    if (!moved[i].valid()) continue;
+    const int target = first + static_cast<int>(i);
+    if (::dup3(moved[i].get(), target, O_CLOEXEC) != target) {
+      return SysErr("placing an auto-scan file on its fixed fd (dup3)");
+    }
+    files_[i].reset(target);
+  }
+  return Ok();
+}
+
+std::array<int, PortScanner::kFiles> PortScanner::fds() const {
+  std::array<int, kFiles> out;
+  for (size_t i = 0; i < kFiles; ++i) out[i] = files_[i].get();
+  return out;
+}
+
+Result<size_t> PortScanner::read_file(size_t i, bool* full) {
+  size_t have = 0;
+  *full = false;
+  // Offset 0 first: a seq_file starts over from the first socket. Each later
+  // read continues where the last one ended, which the kernel serves without
+  // walking the table again.
+  while (have < buf_.size()) {
+    ssize_t n =
+        ::pread(files_[i].get(), buf_.data() + have, buf_.size() - have, static_cast<off_t>(have));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      return SysErr(err, std::string("reading ") + kProcNetFiles[i]);
+    }
+    if (n == 0) return have;
+    have += static_cast<size_t>(n);
+  }
+  *full = true;
+  return have;
+}
+
+bool PortScanner::may_warn() noexcept {
+  const uint64_t now = monotonic_ns();
+  if (now < next_warn_ns_) return false;
+  next_warn_ns_ = now + kScanWarnIntervalNs;
+  return true;
+}
+
+Result<BoundPorts> PortScanner::scan() {
+  BoundPorts out;
+  for (size_t i = 0; i < kFiles; ++i) {
+    if (!files_[i].valid()) continue;
+    bool full = false;
+    Result<size_t> got = read_file(i, &full);
+    if (!got) {
+      if (may_warn()) {
+        LOG_WARN("auto-scan: %s; the listeners stay as they are until a read succeeds",
+                 got.error().message.c_str());
+      }
+      return Err(got.error());
+    }
+    const ProcNetKind kind = i < 2 ? ProcNetKind::kTcp : ProcNetKind::kUdp;
+    ProcNetParse parsed =
+        parse_proc_net(std::string_view(buf_.data(), *got), kind, i < 2 ? &out.tcp : &out.udp);
+    if ((full || parsed.truncated || parsed.malformed != 0) && may_warn()) {
+      LOG_WARN(
+          "auto-scan: %s: read %zu entries%s%s; ports of sockets beyond them are not seen "
+          "(at most %zu bytes and %zu lines are read each second)",
+          kProcNetFiles[i], parsed.entries,
+          full || parsed.truncated ? ", and the table goes on" : "",
+          parsed.malformed != 0
+              ? (", skipped " + std::to_string(parsed.malformed) + " malformed lines").c_str()
+              : "",
+          kMaxProcNetBytes, kMaxProcNetLines);
+    }
+  }
+  // pasta's rule: a TCP listener's port is watched for UDP too (iperf3 and
+  // others set up UDP transfers on the number of their TCP control port).
+  out.udp |= out.tcp;
+  return out;
+}
+
+}  // namespace sluice

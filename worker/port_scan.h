@@ -1,0 +1,172 @@
+// Auto-scan's view of the target namespace: which TCP and UDP ports are bound
+// there now. The worker runs inside the target namespace (sluiced --netns),
+// so its own /proc/self/net/{tcp,tcp6,udp,udp6} list the container's
+// sockets. It opens them before its sandbox (the sandbox has no open and no
+// /proc) and re-reads them with pread from offset 0 about once a second.
+//
+// What counts as bound, as in pasta:
+//   - TCP: a socket in LISTEN state (st 0A), IPv4 or IPv6;
+//   - UDP: a socket that is bound and not connected: st 07 (TCP_CLOSE, which
+//     UDP uses for "not connected") with no remote address and port. A
+//     connected UDP socket (st 01, a remote set) is somebody's client, not a
+//     server;
+//   - UDP also counts every port a TCP socket listens on, as pasta does for
+//     protocols such as iperf3, whose TCP control port sets up transfers on
+//     the UDP port of the same number.
+// sluice's own sockets never count: its listeners are made by sluiced on the
+// host side and are not in these tables at all; the worker's outgoing TCP
+// connections are never in LISTEN state, and its UDP flow sockets are
+// connected to their target (st 01, a remote set). So a port never flaps
+// because of sluice itself.
+//
+// The text comes from the kernel, but it is parsed all the same: every read
+// is bounded (kMaxProcNetBytes), and so is every line (kMaxProcNetLineBytes)
+// and the number of lines (kMaxProcNetLines); a line that does not have the
+// kernel's exact shape is skipped and counted.
+#pragma once
+
+#include <array>
+#include <bitset>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "schema/model.h"
+
+namespace sluice {
+
+/// Limit: how often the target namespace's tables are read: once a second,
+/// as pasta does (FWD_PORT_SCAN_INTERVAL). A server that starts inside is
+/// published about a second later, and one that stops is let go as soon.
+/// Reading the four files costs well under a millisecond for a container's
+/// usual hundreds of sockets, so a shorter interval would buy little and
+/// cost CPU on hosts with many workers.
+inline constexpr uint64_t kScanIntervalNs = 1000000000ULL;
+
+/// Limit: bytes read of each file per scan (1 MiB, about 6,000 entries of
+/// 150 to 180 bytes). The kernel lists TCP listeners before established
+/// connections, so a cut drops only connections there, which never count;
+/// a container with more bound UDP sockets than that is far outside what
+/// auto-scan is for. The buffer is allocated once and reused.
+inline constexpr size_t kMaxProcNetBytes = 1 << 20;
+/// Limit: lines parsed of one file, whatever text the parser is given
+/// (kMaxProcNetBytes holds fewer kernel lines than this).
+inline constexpr size_t kMaxProcNetLines = 16384;
+/// Limit: bytes of one line. The kernel's lines have fixed widths: 150 bytes
+/// for tcp, 178 for tcp6, at most about 170 for udp6 (its drop counter
+/// widens it). A longer line is not the kernel's format, and is skipped.
+inline constexpr size_t kMaxProcNetLineBytes = 256;
+/// Limit: at most one warning about unreadable, cut or malformed tables per
+/// minute: the condition would otherwise repeat at every scan.
+inline constexpr uint64_t kScanWarnIntervalNs = 60 * 1000000000ULL;
+
+/// One bit per port number (bit 0 unused).
+using PortSet = std::bitset<kMaxPort + 1>;
+
+/// The ports bound in the target namespace, per protocol.
+struct BoundPorts {
+  PortSet tcp;
+  PortSet udp;
+
+  /// The set of `proto`.
+  PortSet& of(Proto proto) { return proto == Proto::kTcp ? tcp : udp; }
+  const PortSet& of(Proto proto) const { return proto == Proto::kTcp ? tcp : udp; }
+  bool operator==(const BoundPorts&) const = default;
+};
+
+/// Which table a text comes from: tcp/tcp6 or udp/udp6 (the two families have
+/// the same layout, with 8 or 32 hex digits of address).
+enum class ProcNetKind : uint8_t { kTcp, kUdp };
+
+/// What parse_proc_net() saw.
+struct ProcNetParse {
+  size_t entries = 0;      // well-formed socket lines
+  size_t bound = 0;        // of them, the ones that count as bound
+  size_t malformed = 0;    // lines skipped: too long, or not the kernel's shape
+  bool truncated = false;  // stopped at kMaxProcNetLines, or the text ends mid-line
+};
+
+/// Parses the text of one /proc/net/{tcp,tcp6,udp,udp6} file (its first line
+/// is the header, and is skipped) and sets in `out` the local port of every
+/// socket that counts as bound (see the top of this file). Lines longer than
+/// kMaxProcNetLineBytes, or whose first four fields are not "N:",
+/// "HEX:PORT", "HEX:PORT" and a two-digit state (addresses of 8 or 32 hex
+/// digits, ports of 4), are skipped and counted; parsing stops after
+/// kMaxProcNetLines lines. A last line without its newline is not parsed
+/// (the read that made the text was cut). Pure; never fails.
+ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept;
+
+/// Returns the target port of `port` of `rule`: to + port - first. Auto-scan
+/// watches this port in the target namespace (for a rule without a mapping,
+/// the port itself). The validator guarantees that it fits.
+inline uint16_t scan_target_port(const Rule& rule, uint16_t port) noexcept {
+  return static_cast<uint16_t>(rule.to + (port - rule.first));
+}
+
+/// Returns the target ports the auto-scan rules of `tables` watch, per
+/// protocol. O(listeners of the scan rules).
+BoundPorts watched_ports(const TableSet& tables);
+
+/// The four files of the worker's own network namespace, and the buffer they
+/// are read into.
+class PortScanner {
+ public:
+  /// The files, in the order of kProcNetFiles.
+  static constexpr size_t kFiles = 4;
+  /// Paths, in the order of the fixed fds (wire::kWorkerFdScanFirst + i).
+  static constexpr const char* kProcNetFiles[kFiles] = {
+      "/proc/self/net/tcp", "/proc/self/net/tcp6", "/proc/self/net/udp", "/proc/self/net/udp6"};
+
+  /// Opens the four files of the caller's network namespace (read-only,
+  /// close-on-exec). tcp6 and udp6 may be missing (IPv6 disabled) and are then
+  /// skipped; tcp or udp missing is an error. Must run before the sandbox.
+  /// Needs `openat`.
+  static Result<PortScanner> open_own();
+
+  /// The worker's start-up: open_own(), then pin(`first`). Returns nothing,
+  /// with a warning that auto-scan is off, when either fails. Must run
+  /// before the sandbox, and before anything else the worker keeps open.
+  static std::optional<PortScanner> open_pinned(int first);
+
+  PortScanner(PortScanner&&) noexcept = default;
+  PortScanner& operator=(PortScanner&&) noexcept = default;
+
+  /// Moves the open files to fds `first` .. `first` + 3, in the order of
+  /// kProcNetFiles (the worker uses wire::kWorkerFdScanFirst, which its
+  /// seccomp filter names). Whatever was open on those numbers is closed.
+  /// Fails with the errno of fcntl or dup3. Must run before the sandbox
+  /// (its filter has no dup3), and before anything else the worker keeps
+  /// open is made (it could sit on one of those numbers).
+  Result<void> pin(int first);
+
+  /// The fd of each file (-1 for one that is missing), to keep open across
+  /// the sandbox's first stage.
+  std::array<int, kFiles> fds() const;
+
+  /// Reads the four files and returns the ports bound now. A file is read
+  /// with pread from offset 0 onward into the buffer, at most
+  /// kMaxProcNetBytes. Cut, unreadable or malformed tables are warned about
+  /// at most once per kScanWarnIntervalNs, with what was lost. Fails with
+  /// the errno when a file cannot be read at all; the caller then keeps its
+  /// last result. Needs `pread64`.
+  Result<BoundPorts> scan();
+
+ private:
+  explicit PortScanner(std::array<UniqueFd, kFiles> files);
+
+  /// Reads file `i` from offset 0 into buf_; returns the bytes read and sets
+  /// `*full` when the buffer filled up before the end. Needs `pread64`.
+  Result<size_t> read_file(size_t i, bool* full);
+  /// True when a warning may be written now (kScanWarnIntervalNs).
+  bool may_warn() noexcept;
+
+  std::array<UniqueFd, kFiles> files_;
+  std::vector<char> buf_;
+  uint64_t next_warn_ns_ = 0;
+};
+
+}  // namespace sluice
