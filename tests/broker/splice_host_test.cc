@@ -60,6 +60,7 @@ uint16_t free_dual_port() {
 /// A forked namespace helper running the real loop on this side's network
 /// namespace (no setns, no filter); reaped by the destructor.
 struct ForkedHelper {
+  /// Forks the helper on `channel` (its end of the pair).
   explicit ForkedHelper(int channel) {
     pid = ::fork();
     if (pid == 0) {
@@ -80,6 +81,7 @@ struct ForkedHelper {
     pid = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  /// Kills and reaps a helper that is still running.
   ~ForkedHelper() {
     if (pid > 0) {
       ::kill(pid, SIGKILL);
@@ -91,6 +93,7 @@ struct ForkedHelper {
 
 class SpliceHostTest : public ::testing::Test {
  protected:
+  /// A host with the default policy.
   SpliceHostTest() : host_(policy()) {}
 
   /// The default policy with the capability, port start 1024.

@@ -44,6 +44,7 @@ class HostEcho {
     for (const UniqueFd& l : fds_) fcntl(l.get(), F_SETFL, O_NONBLOCK);
     thread_ = std::thread([this] { run(); });
   }
+  /// Stops the loop and joins its thread; the sockets close.
   ~HostEcho() {
     stop_ = true;
     thread_.join();

@@ -20,6 +20,7 @@ namespace {
 /// host-side sockets wired to the data path as the worker's main() does.
 class SocketPoolTest : public EngineTest {
  protected:
+  /// SPLICE served, then the engine fixture, then the pool wired in.
   void SetUp() override {
     fake.set_splice(true, 1024);
     EngineTest::SetUp();
@@ -31,6 +32,7 @@ class SocketPoolTest : public EngineTest {
       if (proto == Proto::kTcp) forwarder->host_sockets_ready(family);
     });
   }
+  /// Unwires the pool before it goes.
   void TearDown() override {
     // The data path forgets the pool first, as in the worker.
     forwarder->set_host_sockets(nullptr);
