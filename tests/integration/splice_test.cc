@@ -211,6 +211,11 @@ TEST(Splice, HostAndSpliceRulesCommitTogetherAndABindErrorInsideRollsBackBoth) {
   EXPECT_EQ(tcp_echo(18080, "kept host"), "kept host") << d.log();
   EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29000, "kept splice"), "kept splice") << d.log();
   EXPECT_EQ(inside.tcp_echo("::1", 29001, "kept splice v6"), "kept splice v6") << d.log();
+  // A HOST and a SPLICE rule that would send each other's connections back.
+  RunResult loop = d.ctl({"-A", "-t", "127.0.0.1/18083:29003", "-T", "29003:18083"});
+  EXPECT_NE(loop.status, 0);
+  EXPECT_NE((loop.out + loop.err).find("would circle between them"), std::string::npos)
+      << loop.out << loop.err;
 }
 
 TEST(Splice, KeptSplicePortRefusesNothingAcross60Commits) {
