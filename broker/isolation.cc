@@ -113,6 +113,33 @@ uint32_t read_unprivileged_port_start() {
   return 1024;
 }
 
+bool read_local_port_range(uint32_t* first, uint32_t* last) {
+  static constexpr const char* kPath = "/proc/sys/net/ipv4/ip_local_port_range";
+  auto text = read_proc_file(kPath);
+  if (text) {
+    // "FIRST<tab>LAST\n"
+    std::string_view v = *text;
+    const size_t gap = v.find_first_of(" \t");
+    const size_t next = gap == std::string_view::npos ? gap : v.find_first_not_of(" \t", gap);
+    unsigned long a = 0, b = 0;
+    if (next != std::string_view::npos) {
+      std::string_view second = v.substr(next);
+      while (!second.empty() && (second.back() == '\n' || second.back() == ' ')) {
+        second.remove_suffix(1);
+      }
+      if (parse_uint(v.substr(0, gap), 65535, &a) && parse_uint(second, 65535, &b) && a >= 1 &&
+          a <= b) {
+        *first = static_cast<uint32_t>(a);
+        *last = static_cast<uint32_t>(b);
+        return true;
+      }
+    }
+  }
+  LOG_WARN("cannot read %s (%s); the worker assumes the kernel's default range", kPath,
+           text ? "not a range" : text.error().message.c_str());
+  return false;
+}
+
 Result<CapSets> parse_cap_status(std::string_view status) {
   CapSets caps;
   struct Field {

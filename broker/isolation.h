@@ -40,6 +40,9 @@ Result<void> raise_nofile_limit();
 /// Stage 3: reads net.ipv4.ip_unprivileged_port_start; returns 1024 (the
 /// kernel default) with a warning when it cannot be read or parsed.
 uint32_t read_unprivileged_port_start();
+/// Reads net.ipv4.ip_local_port_range of sluiced's namespace into `*first`
+/// and `*last`; false (with a warning) when it cannot be read or parsed.
+bool read_local_port_range(uint32_t* first, uint32_t* last);
 
 /// Parses the Cap* lines of /proc/self/status text. Fails when one of CapInh,
 /// CapPrm, CapEff, CapBnd or CapAmb is missing or malformed.

@@ -245,7 +245,12 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   bool used_default = false;
-  const WorkerArgs args = worker_args(options, &used_default);
+  WorkerArgs args = worker_args(options, &used_default);
+  // With a target namespace, the worker runs inside it and would read the
+  // namespace's ephemeral range; HOST rules listen here, so it gets ours.
+  if (target != nullptr) {
+    read_local_port_range(&args.host_ephemeral_first, &args.host_ephemeral_last);
+  }
   if (used_default) {
     LOG_INFO(
         "no -t/-u/-T/-U given: using the default rule set -%c %s (forward 127.0.0.1:8080 "

@@ -43,6 +43,12 @@ inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  /
 inline constexpr const char* kWorkerOptMaxConnections = "--max-connections";   // N
 inline constexpr const char* kWorkerOptConnectTimeout = "--connect-timeout";   // SECONDS
 inline constexpr const char* kWorkerOptPipeSize = "--pipe-size";               // BYTES
+/// With --target-netns: net.ipv4.ip_local_port_range of sluiced's namespace,
+/// where HOST rules listen, read by sluiced (the worker, inside the target
+/// namespace, would read the namespace's). The hello carries it, so that
+/// `all` leaves out the host side's ephemeral ports, as pasta's does.
+inline constexpr const char* kWorkerOptHostEphemeralFirst = "--host-ephemeral-first";  // PORT
+inline constexpr const char* kWorkerOptHostEphemeralLast = "--host-ephemeral-last";    // PORT
 /// The rule option letters, each followed by one SPEC, as for sluicectl: -t
 /// and -u fill the HOST table, -T and -U the SPLICE table.
 inline constexpr std::string_view kWorkerRuleOptions = "tuTU";
@@ -138,6 +144,8 @@ struct WorkerArgs {
   uint32_t max_connections = kTcpConnectionsDefault;      // --max-connections
   uint32_t connect_timeout_s = kConnectTimeoutDefaultS;   // --connect-timeout
   uint32_t pipe_size = kPipeSizeDefault;                  // --pipe-size
+  uint32_t host_ephemeral_first = 0;                      // --host-ephemeral-first; 0: not given
+  uint32_t host_ephemeral_last = 0;                       // --host-ephemeral-last; 0: not given
   std::vector<WorkerRuleArg> rules;                       // -t/-u/-T/-U, in order
 
   bool operator==(const WorkerArgs&) const = default;
@@ -169,10 +177,17 @@ inline constexpr WorkerLimit kConnectTimeoutLimit = {kWorkerOptConnectTimeout, k
 inline constexpr WorkerLimit kPipeSizeLimit = {kWorkerOptPipeSize, kPipeSizeMin, kPipeSizeMax,
                                                kPipeSizeDefault, &WorkerArgs::pipe_size};
 
+/// The host side's ephemeral range (not limits, but numbers with a range):
+/// a port, 0 when sluiced did not send it.
+inline constexpr WorkerLimit kHostEphemeralFirst = {kWorkerOptHostEphemeralFirst, 0, 65535, 0,
+                                                    &WorkerArgs::host_ephemeral_first};
+inline constexpr WorkerLimit kHostEphemeralLast = {kWorkerOptHostEphemeralLast, 0, 65535, 0,
+                                                   &WorkerArgs::host_ephemeral_last};
+
 /// The numeric limits, in the order to_argv() writes them.
-inline constexpr WorkerLimit kWorkerLimits[] = {kUdpFlowsLimit, kUdpIdleTimeoutLimit,
-                                                kTcpConnectionsLimit, kConnectTimeoutLimit,
-                                                kPipeSizeLimit};
+inline constexpr WorkerLimit kWorkerLimits[] = {
+    kUdpFlowsLimit, kUdpIdleTimeoutLimit, kTcpConnectionsLimit, kConnectTimeoutLimit,
+    kPipeSizeLimit, kHostEphemeralFirst,  kHostEphemeralLast};
 
 /// Returns "--udp-flows needs a number from 1 to 1048576, not "0"": the
 /// message for `value` (sanitised and cut) outside `limit`'s range.

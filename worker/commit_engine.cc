@@ -180,6 +180,18 @@ void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Don
   if (state_ == State::kIdle) fire(Event::kSubmitted);
 }
 
+void CommitEngine::submit_refused(struct ucred peer, std::string comment,
+                                  std::vector<control::Failure> failures, Done done) {
+  CHECK(!failures.empty());
+  Job job;
+  job.request.comment = std::move(comment);
+  job.peer = peer;
+  job.done = std::move(done);
+  job.refused = std::move(failures);
+  queue_.push_back(std::move(job));
+  if (state_ == State::kIdle) fire(Event::kSubmitted);
+}
+
 void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
@@ -200,6 +212,11 @@ void CommitEngine::check() noexcept {
   a.generation_before = generation_;
   a.digest_before = digest_;
   if (a.job.scan) return plan_scan_job();
+  if (!a.job.refused.empty()) {
+    // Refused before it got here: recorded as it is, the tables untouched.
+    a.failures = std::move(a.job.refused);
+    return fire(Event::kRefused);
+  }
   const control::CommitRequest& req = a.job.request;
   a.added = rule_diff(req.tables, tables_);
   a.removed = rule_diff(tables_, req.tables);

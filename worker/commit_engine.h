@@ -163,6 +163,12 @@ class CommitEngine final : public Ticker {
   /// submit() returns, when no broker round trip is needed). After the
   /// broker is lost, commits are queued and never run.
   void submit(control::CommitRequest request, struct ucred peer, Done done);
+  /// Queues an attempt that its transport already refused (a malformed pesto
+  /// update): it is recorded like a refused commit, in order with the others
+  /// (audit line, history entry with `comment` and `failures`, `done`), and
+  /// never checked or applied.
+  void submit_refused(struct ucred peer, std::string comment,
+                      std::vector<control::Failure> failures, Done done);
 
   /// The broker channel ended: logs why, closes the sockets the commit in
   /// progress acquired and did not publish, drops that commit unanswered
@@ -223,6 +229,9 @@ class CommitEngine final : public Ticker {
     struct ucred peer;
     Done done;
     bool scan = false;  // an internal scan job (auto-scan), not a client's commit
+    // Failures found before the engine (submit_refused): the job is recorded
+    // as rejected with them, and never checked or applied.
+    std::vector<control::Failure> refused;
   };
   /// One socket in force, the key it was opened for, and its rule.
   struct Installed {

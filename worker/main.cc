@@ -151,6 +151,16 @@ int run(int argc, char** argv) {
     LOG_ERROR("policy: %s", policy.error().message.c_str());
     return 1;
   }
+  if (args->host_ephemeral_first != 0 && args->host_ephemeral_first <= args->host_ephemeral_last) {
+    // Inside a target namespace, /proc showed the namespace's range; HOST
+    // rules listen on sluiced's side, whose range sluiced sent.
+    facts.ephemeral_first = static_cast<uint16_t>(args->host_ephemeral_first);
+    facts.ephemeral_last = static_cast<uint16_t>(args->host_ephemeral_last);
+  } else if (args->host_ephemeral_first != 0 || args->host_ephemeral_last != 0) {
+    LOG_WARN("the host side's ephemeral range %u-%u from sluiced is not a range; using %u-%u",
+             args->host_ephemeral_first, args->host_ephemeral_last, facts.ephemeral_first,
+             facts.ephemeral_last);
+  }
   auto tables = build_tables(args->rules, facts);
   if (!tables) {
     LOG_ERROR("initial rules: %s", tables.error().message.c_str());

@@ -165,21 +165,17 @@ void PestoSession::read_update() noexcept {
     if (status == pesto::UpdateDecoder::Status::kNeedMore) continue;
     done_ = true;
     if (status == pesto::UpdateDecoder::Status::kInvalid) {
-      if (server_.log_allowed()) {
-        LOG_WARN("pesto client %s sent a malformed update, refused; nothing changed: %s",
-                 who(peer_).c_str(), decoder_.failure().message.c_str());
-      }
-      server_.end(this);
+      server_.refuse(
+          this, control::FailureKind::kInvalid,
+          "malformed pesto update, refused; nothing changed: " + decoder_.failure().message);
       return;
     }
     if (access_ < ControlAccess::kCommit) {
-      if (server_.log_allowed()) {
-        LOG_WARN(
-            "pesto client %s may read the tables but not change them (control policy); its "
-            "update is refused; nothing changed. Give it `control commit` in the policy file",
-            who(peer_).c_str());
-      }
-      server_.end(this);
+      server_.refuse(this, control::FailureKind::kPolicyDenied,
+                     "pesto client " + who(peer_) +
+                         " may read the tables but not change them (control policy); its update "
+                         "is refused; nothing changed. Give it `control commit` in the policy "
+                         "file");
       return;
     }
     server_.commit(this, decoder_.tables());
@@ -393,6 +389,21 @@ pesto::RuleRecord PestoServer::record_of(const Rule& rule) const noexcept {
     if (wr.rule == rule) return wr.record;
   }
   return pesto::encode_rule(rule);
+}
+
+void PestoServer::refuse(PestoSession* session, control::FailureKind kind,
+                         const std::string& message) noexcept {
+  const struct ucred peer = session->peer();
+  if (log_allowed()) LOG_WARN("pesto client %s: %s", who(peer).c_str(), message.c_str());
+  control::Failure failure;
+  failure.kind = kind;
+  failure.pif = Pif::kHost;
+  failure.message = message;
+  // Recorded like a refused commit (audit, history); the next session need
+  // not wait for it, since nothing changes.
+  engine_.submit_refused(peer, "pesto update from pid " + std::to_string(peer.pid), {failure},
+                         [](const control::CommitResult&) {});
+  end(session);
 }
 
 void PestoServer::end(PestoSession* session) noexcept {

@@ -21,8 +21,8 @@
 //     the bind and target policies. If a sluicectl client committed since
 //     the hello, the client's edit (the rules it added and removed) is
 //     applied to the tables in force instead of overwriting them.
-// v2 has no reply: a refused or malformed update is logged, and a refused
-// commit is in the audit log and in `sluicectl --history`. pesto exits 0 once
+// v2 has no reply: a refused or malformed update is logged, and is in the
+// audit log and in `sluicectl --history` like any refused commit. pesto exits 0 once
 // the update is sent, whatever happens to it.
 #pragma once
 
@@ -138,6 +138,12 @@ class PestoServer final : public EventHandler, public Ticker {
   std::vector<Pif> offered_pifs() const;
   /// Commits a complete update of `session` as one whole-table commit.
   void commit(PestoSession* session, std::vector<pesto::WireTable> update) noexcept;
+  /// Refuses the update of `session` before it reaches the engine as a
+  /// commit: logs `message` (rate-limited), records it as a rejected attempt
+  /// (audit line, history entry with one failure of `kind`), and ends the
+  /// session.
+  void refuse(PestoSession* session, control::FailureKind kind,
+              const std::string& message) noexcept;
   /// Ends `session` (closes it after the current batch) and serves the next.
   void end(PestoSession* session) noexcept;
   /// True when a refusal may be logged now (10 at once, then 1 per second).

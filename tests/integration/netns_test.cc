@@ -141,6 +141,30 @@ TEST(TargetNamespace, KeptPortIntoTheNamespaceRefusesNothingAcross200Commits) {
   EXPECT_EQ(prober.reset(), 0);
 }
 
+TEST(TargetNamespace, AllLeavesOutTheHostSidesEphemeralPortsNotTheNamespaces) {
+  // HOST rules listen on sluiced's side, so `all` leaves out that side's
+  // ephemeral range, as pasta's does, whatever the namespace's range is.
+  Container box({});
+  ASSERT_GT(box.pid(), 0);
+  ASSERT_EQ(box.command("ports 40000 40009"), "ok");
+  unsigned first = 0, last = 0;
+  FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(std::fscanf(f, "%u %u", &first, &last), 2);
+  std::fclose(f);
+  ASSERT_TRUE(first <= 39990 && last >= 60999) << "this test expects the kernel's default range";
+  Daemon d;
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "none"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // Of 39990-40019 and 61000-61009, the host side's range leaves the latter.
+  RunResult add = d.ctl({"-A", "-t", "all,~1-39989,~40020-60999,~61010-65535"});
+  ASSERT_EQ(add.status, 0) << add.err << d.log();
+  RunResult list = d.ctl();
+  EXPECT_NE(list.out.find("TCP [*]:61000-61009 => 61000-61009"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("39990"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("40010"), std::string::npos) << list.out;
+}
+
 TEST(TargetNamespace, ContainerThatStopsLeavesSluicedServingWhatItCan) {
   auto box = std::make_unique<Container>(std::vector<std::string>{"tcp", "8080"});
   ASSERT_GT(box->pid(), 0);

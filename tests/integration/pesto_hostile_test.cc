@@ -94,7 +94,18 @@ TEST(PestoHostile, MalformedUpdatesAreDroppedAndChangeNothing) {
     EXPECT_EQ(f.generation(), generation) << c.what << "\n" << f.d.log();
     EXPECT_EQ(tcp_echo(18080, c.what), c.what) << c.what;
   }
-  EXPECT_TRUE(wait_for_log(f.d, "sent a malformed update, refused; nothing changed")) << f.d.log();
+  EXPECT_TRUE(wait_for_log(f.d, "malformed pesto update, refused; nothing changed")) << f.d.log();
+  // Each is a rejected attempt in the history (and, with why, in the audit
+  // log), with who sent it, though pesto gets no reply.
+  RunResult history = f.d.ctl({"--history=16"});
+  ASSERT_EQ(history.status, 0) << history.err;
+  size_t rejected = 0;
+  for (size_t at = 0; (at = history.out.find(" rejected pid ", at)) != std::string::npos; ++at) {
+    ++rejected;
+  }
+  EXPECT_EQ(rejected, std::size(cases)) << history.out;
+  EXPECT_NE(history.out.find("failures 1, "), std::string::npos) << history.out;
+  EXPECT_NE(history.out.find("\"pesto update from pid "), std::string::npos) << history.out;
   EXPECT_EQ(host_rules(f.d), Lines{"TCP [*]:18080 => 8080"});
   EXPECT_FALSE(listening(19000));
 }

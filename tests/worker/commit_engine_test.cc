@@ -305,6 +305,37 @@ TEST_F(CommitEngineTest, CommitsQueueAndRunInOrder) {
   EXPECT_EQ(engine->generation(), 2u);
 }
 
+TEST_F(CommitEngineTest, AnAttemptRefusedBeforeTheEngineIsRecordedInOrderAndChangesNothing) {
+  ASSERT_TRUE(commit(host_tables({tcp_rule(20001, 21001)})).applied);
+  fake.hold_after(0);
+  auto running = submit(host_tables({tcp_rule(20001, 21001), tcp_rule(20002, 21002)}), false, 1);
+  control::Failure bad;
+  bad.kind = control::FailureKind::kInvalid;
+  bad.message = "malformed pesto update";
+  bool answered = false;
+  control::CommitResult result;
+  engine->submit_refused(ucred{42, 1000, 1000}, "pesto update from pid 42", {bad},
+                         [&](const control::CommitResult& r) {
+                           answered = true;
+                           result = r;
+                         });
+  EXPECT_FALSE(answered);  // queued behind the commit in progress
+  fake.release();
+  ASSERT_TRUE(run_until([&] { return answered; }));
+  EXPECT_TRUE(running->result.applied);
+  EXPECT_FALSE(result.applied);
+  ASSERT_EQ(result.failures.size(), 1u);
+  EXPECT_EQ(result.failures[0].message, "malformed pesto update");
+  EXPECT_EQ(engine->generation(), 2u);
+  control::History h = engine->history(1);
+  ASSERT_EQ(h.entries.size(), 1u);
+  EXPECT_EQ(h.entries[0].outcome, control::Outcome::kRejected);
+  EXPECT_EQ(h.entries[0].pid, 42);
+  EXPECT_EQ(h.entries[0].comment, "pesto update from pid 42");
+  EXPECT_TRUE(h.entries[0].added.empty());
+  EXPECT_EQ(engine->state(), State::kIdle);
+}
+
 TEST(CommitEngineStates, TheTransitionTable) {
   EXPECT_EQ(CommitEngine::next_state(State::kIdle, Event::kSubmitted), State::kChecking);
   EXPECT_EQ(CommitEngine::next_state(State::kAcquiring, Event::kClashes),
