@@ -1,5 +1,6 @@
 #include "base/log.h"
 
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +26,11 @@ LogLevel g_min = LogLevel::kInfo;
 // the worker; the lines are lost instead, and a notice says how many.
 uint64_t g_dropped = 0;
 bool g_dropped_mid_line = false;
+uint64_t g_dropped_total = 0;  // every line dropped so far, reported or not
+// The rate limit of log_set_rate_limit(); burst 0 is off.
+LogRateLimit g_limit(0, 0);
+// The log fd is a socket: send with MSG_DONTWAIT instead of write.
+bool g_socket = false;
 
 const char* level_name(LogLevel level) {
   switch (level) {
@@ -40,29 +46,42 @@ const char* level_name(LogLevel level) {
   return "?";
 }
 
-/// Writes all of `buf` to the log fd, retrying on EINTR; drops the rest on
-/// error. When the fd pushes back (EAGAIN), the line counts as dropped.
-/// Returns true when all of it was written.
-bool write_all(const char* buf, size_t len) noexcept {
+/// What write_all() did with a line.
+enum class Wrote { kAll, kPushedBack, kFailed };
+
+/// Writes all of `buf` to the log fd (send with MSG_DONTWAIT for a socket
+/// sink), retrying on EINTR. Returns kAll, kPushedBack when the fd has no
+/// room (EAGAIN; the rest is dropped, and a line cut after part of it went
+/// out is remembered so that the next notice starts a line of its own), or
+/// kFailed on any other error. Counts nothing: the caller decides what was
+/// lost.
+Wrote write_all(const char* buf, size_t len) noexcept {
   bool some = false;
   while (len > 0) {
-    ssize_t n = ::write(g_fd, buf, len);
+    ssize_t n =
+        g_socket ? ::send(g_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) : ::write(g_fd, buf, len);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      ++g_dropped;
       if (some) g_dropped_mid_line = true;  // cleared once the notice ends the line
-      return false;
+      return Wrote::kPushedBack;
     }
-    if (n <= 0) return false;
+    if (n <= 0) return Wrote::kFailed;
     some = true;
     buf += n;
     len -= static_cast<size_t>(n);
   }
-  return true;
+  return Wrote::kAll;
+}
+
+/// Counts one line lost to a sink that pushed back.
+void count_dropped() noexcept {
+  ++g_dropped;
+  ++g_dropped_total;
 }
 
 /// Before the next line after lines were dropped: says how many, ending a
-/// line that was cut first. Returns false when the fd still pushes back.
+/// line that was cut first. Returns false when the notice did not go out
+/// (the fd still pushes back); the count stays for the next try.
 bool report_dropped() noexcept {
   if (g_dropped == 0) return true;
   char buf[160];
@@ -70,15 +89,30 @@ bool report_dropped() noexcept {
                         "%s%s: warning: %llu log line%s dropped: stderr was not being read\n",
                         g_dropped_mid_line ? "\n" : "", g_role,
                         static_cast<unsigned long long>(g_dropped), g_dropped == 1 ? "" : "s");
-  const uint64_t dropped = g_dropped;
-  if (n <= 0 || !write_all(buf, std::min(static_cast<size_t>(n), sizeof(buf) - 1))) {
-    // The notice itself was pushed back (and counted): keep the count of the
-    // lines that came before it, plus the line about to be dropped.
-    g_dropped = dropped;
+  if (n <= 0 || write_all(buf, std::min(static_cast<size_t>(n), sizeof(buf) - 1)) != Wrote::kAll) {
     return false;
   }
   g_dropped = 0;
   g_dropped_mid_line = false;
+  return true;
+}
+
+/// Before the next line after the rate limit held lines back: says how
+/// many. Returns false when the notice did not go out; the count stays.
+bool report_suppressed() noexcept {
+  const uint64_t k = g_limit.suppressed();
+  if (k == 0) return true;
+  char note[200];
+  int m = std::snprintf(note, sizeof(note),
+                        "%s: warning: %llu log line%s suppressed (at most %u at once, then %u "
+                        "a second)\n",
+                        g_role, static_cast<unsigned long long>(k), k == 1 ? "" : "s",
+                        g_limit.burst(), g_limit.per_second());
+  if (m <= 0 ||
+      write_all(note, std::min(static_cast<size_t>(m), sizeof(note) - 1)) != Wrote::kAll) {
+    return false;
+  }
+  g_limit.take_suppressed();
   return true;
 }
 
@@ -94,12 +128,25 @@ void log_set_level(LogLevel min_level) noexcept {
   g_min = min_level;
 }
 
+void log_set_rate_limit(uint32_t burst, uint32_t per_second) noexcept {
+  g_limit = LogRateLimit(burst, per_second);
+}
+
+void log_set_socket_sink(bool socket) noexcept {
+  g_socket = socket;
+}
+
+uint64_t log_dropped_total() noexcept {
+  return g_dropped_total;
+}
+
 bool log_enabled(LogLevel level) noexcept {
   return level >= g_min;
 }
 
 void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept {
   if (!log_enabled(level)) return;
+  if (g_limit.burst() != 0 && level != LogLevel::kError && !g_limit.allow()) return;
   // Limit: one line is at most 4 KiB; longer messages are cut, never allocated.
   char buf[4096];
   int off = std::snprintf(buf, sizeof(buf), "%s: %s: ", g_role, level_name(level));
@@ -113,15 +160,26 @@ void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept 
   size_t len = static_cast<size_t>(off) + (n < 0 ? 0 : static_cast<size_t>(n));
   if (len > sizeof(buf) - 2) len = sizeof(buf) - 2;
   buf[len++] = '\n';
-  if (!report_dropped()) {
-    ++g_dropped;
+  // Notices first, so that they stand where the lines went missing; a line
+  // whose notice did not go out is lost too (the sink still pushes back).
+  if (!report_dropped() || !report_suppressed()) {
+    count_dropped();
     return;
   }
-  write_all(buf, len);
+  if (write_all(buf, len) == Wrote::kPushedBack) count_dropped();
 }
 
 bool LogRateLimit::allow() noexcept {
-  uint64_t now = monotonic_ns();
+  return allow_at(monotonic_ns());
+}
+
+uint64_t LogRateLimit::take_suppressed() noexcept {
+  const uint64_t n = suppressed_;
+  suppressed_ = 0;
+  return n;
+}
+
+bool LogRateLimit::allow_at(uint64_t now) noexcept {
   if (last_ns_ != 0 && per_second_ != 0) {
     uint64_t refill = (now - last_ns_) * per_second_ / 1000000000ULL;
     if (refill > 0) {
@@ -136,7 +194,6 @@ bool LogRateLimit::allow() noexcept {
     return false;
   }
   --tokens_;
-  suppressed_ = 0;
   return true;
 }
 
@@ -151,8 +208,9 @@ void check_failed(const char* func, const char* file, int line, const char* cond
   char buf[1024];
   int n = std::snprintf(buf, sizeof(buf), "%s: CHECK failed in %s (%s:%d): %s%s%s\n", g_role, func,
                         file, line, cond, msg[0] ? ": " : "", msg);
-  if (n > 0)
+  if (n > 0) {
     write_all(buf, static_cast<size_t>(n) < sizeof(buf) ? static_cast<size_t>(n) : sizeof(buf) - 1);
+  }
   std::abort();
 }
 

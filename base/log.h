@@ -1,7 +1,15 @@
 // Logging: one macro family that adds the process role and the function name,
 // writing to a descriptor chosen before the sandbox (stderr by default). It
 // formats into a stack buffer and makes one write(2), so it needs no syscall
-// beyond `write` and works under every seccomp allowlist in the project.
+// beyond `write` and works under every seccomp allowlist in the project (a
+// socket sink, log_set_socket_sink(), uses `sendto` instead).
+//
+// A process may also cap how fast it logs (log_set_rate_limit(): sluiced
+// does, so that neither a flood of requests nor a compromised worker can
+// fill its log), and a sink that pushes back (a non-blocking pipe or
+// terminal whose reader stopped, a full socket) never blocks the caller:
+// the line is dropped and counted, and a notice says how many once lines go
+// out again.
 #pragma once
 
 #include <cstdarg>
@@ -19,7 +27,9 @@ void log_set_level(LogLevel min_level) noexcept;
 /// Returns true when `level` would be printed.
 bool log_enabled(LogLevel level) noexcept;
 /// Formats and writes one line: "role: LEVEL: func: message\n". Never fails
-/// loudly: a short or failed write is dropped.
+/// loudly: a short or failed write is dropped. Under a rate limit
+/// (log_set_rate_limit), a line beyond it is suppressed and counted, and the
+/// next line that goes out is preceded by a notice of how many were.
 void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept
     __attribute__((format(printf, 3, 4)));
 
@@ -29,10 +39,18 @@ class LogRateLimit {
  public:
   LogRateLimit(uint32_t burst, uint32_t per_second) noexcept
       : burst_(burst), per_second_(per_second), tokens_(burst) {}
-  /// Takes one token if available; counts what was suppressed.
+  /// Takes one token if available (at monotonic_ns()); counts a refusal as
+  /// suppressed.
   bool allow() noexcept;
-  /// Lines suppressed since the last allowed one.
+  /// As allow(), at the monotonic time `now_ns` (for tests: a clock of
+  /// their own). Times must not go backwards.
+  bool allow_at(uint64_t now_ns) noexcept;
+  /// Lines suppressed since the last take_suppressed().
   uint64_t suppressed() const noexcept { return suppressed_; }
+  /// Returns the lines suppressed so far and starts counting from zero.
+  uint64_t take_suppressed() noexcept;
+  uint32_t burst() const noexcept { return burst_; }
+  uint32_t per_second() const noexcept { return per_second_; }
 
  private:
   uint32_t burst_, per_second_;
@@ -40,6 +58,25 @@ class LogRateLimit {
   uint64_t last_ns_ = 0;
   uint64_t suppressed_ = 0;
 };
+
+/// Caps the lines this process logs below kError: `burst` at once, then
+/// `per_second` (a token bucket, LogRateLimit). Errors always go out: a
+/// process writes them on its way out, where they matter most. The lines
+/// held back are counted, and the next line written is preceded by
+/// "role: warning: K log lines suppressed (...)". `burst` 0 turns the
+/// limit off (the default).
+void log_set_rate_limit(uint32_t burst, uint32_t per_second) noexcept;
+
+/// Declares the log fd a socket (a service manager's journal stream): lines
+/// then go out with send(MSG_DONTWAIT | MSG_NOSIGNAL), which never blocks
+/// and never raises SIGPIPE, without changing the file description that
+/// other processes may share (O_NONBLOCK would change it for all of them).
+/// Needs `sendto` on the log fd with exactly those flags.
+void log_set_socket_sink(bool socket) noexcept;
+
+/// Log lines lost so far: refused by a sink that pushed back. Lines the rate
+/// limit held back are not counted here.
+uint64_t log_dropped_total() noexcept;
 
 /// Monotonic clock in nanoseconds (clock_gettime through the vDSO).
 uint64_t monotonic_ns() noexcept;

@@ -2,15 +2,23 @@
 // base/ because the worker (digest, audit chain) and sluicectl's audit
 // verifier both hash, and neither should need Cap'n Proto to do it.
 //
-// Our own implementation, not libcrypto's: linking libcrypto cost the worker
-// 2.8 MiB of resident memory (its pages touched at initialisation) for one
-// hash over a few kilobytes per commit, against the goal of under 8 MiB for
-// broker and worker together (docs/BENCHMARKS.md). The code is the
-// specification's, checked against the NIST example vectors and against
-// libcrypto on random inputs of every length up to several blocks
-// (tests/base/sha256_test.cc). It needs no syscall, so it is safe under
-// every seccomp filter.
+// The hashing is libnettle's (`nettle/sha2.h`), a small, well-kept library
+// with hand-written SHA-NI and SSE code behind a run-time CPU check, instead
+// of an implementation of our own (security review, "the test suite
+// itself"). It is linked statically (SLUICE_STATIC_DEPS), so a binary
+// carries only the code it calls and resident memory grows by those pages
+// alone; libcrypto, linked shared, cost the worker 2.8 MiB for one hash per
+// commit (docs/BENCHMARKS.md). The interface stays ours, so no caller sees
+// nettle. Checked against the NIST example vectors and against libcrypto
+// on inputs of every length up to several blocks (tests/base/sha256_test.cc).
+// Hashing needs no syscall, so it is safe under every seccomp filter.
+//
+// Its own CMake target, sluice_sha256: the broker links sluice_base and has
+// nothing to hash, so it does not link nettle (tests/broker/CMakeLists.txt
+// checks the binary).
 #pragma once
+
+#include <nettle/sha2.h>
 
 #include <array>
 #include <cstddef>
@@ -33,13 +41,7 @@ class Sha256 {
   Sha256Digest finish() noexcept;
 
  private:
-  /// Processes one 64-byte block (FIPS 180-4, 6.2.2). Never fails.
-  void block(const uint8_t* p) noexcept;
-
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buf_{};
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;  // bytes fed so far
+  struct sha256_ctx ctx_;  // nettle's state: plain data, so copying copies the digest so far
 };
 
 /// Returns the SHA-256 of `len` bytes at `data`. Never fails.

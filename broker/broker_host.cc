@@ -47,9 +47,11 @@ bool is_space(char c) {
 
 // The dispatch table. A request type not listed here, or listed but arriving
 // in another state, means the worker is compromised.
-const BrokerHost::DispatchEntry BrokerHost::kDispatch[4] = {
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[5] = {
     {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), 0, "Hello",
      &BrokerHost::answer_hello},
+    {wire::BrokerMsg::kInitialPorts, HostState::kAwaitInitial, sizeof(wire::InitialPortsMsg), 0,
+     "InitialPorts", &BrokerHost::answer_initial_ports},
     {wire::BrokerMsg::kOpenListeners, HostState::kReady, sizeof(wire::OpenListenersMsg), 0,
      "OpenListeners", &BrokerHost::answer_open_listeners},
     {wire::BrokerMsg::kPeerQuery, HostState::kReady, sizeof(wire::PeerQueryMsg), 1, "PeerQuery",
@@ -85,7 +87,7 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
   const BrokerHost::DispatchEntry* entry = BrokerHost::find_entry(header.type);
   if (entry == nullptr) {
     return Err("message type " + std::to_string(header.type) +
-               " is not a request the broker accepts (only Hello, OpenListeners, "
+               " is not a request the broker accepts (only Hello, InitialPorts, OpenListeners, "
                "PeerQuery and OpenSockets)");
   }
   if (msg.size() != entry->size) {
@@ -97,10 +99,19 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
                " fds, this one came with " + std::to_string(fd_count));
   }
   if (state != entry->state) {
-    return Err(std::string(entry->name) +
-               (state == HostState::kAwaitHello
-                    ? " before Hello (Hello must come first)"
-                    : " after the conversation started (Hello is permitted once, first)"));
+    const char* why = "";
+    if (state == HostState::kAwaitHello) {
+      why = " before Hello (Hello must come first)";
+    } else if (entry->type == wire::BrokerMsg::kHello) {
+      why = " after the conversation started (Hello is permitted once, first)";
+    } else if (entry->type == wire::BrokerMsg::kInitialPorts) {
+      why =
+          " after the initial rules' ports were declared (they are declared once, right after "
+          "Hello, before a peer could have reached the worker)";
+    } else {
+      why = " before the initial rules' ports were declared (InitialPorts must follow Hello)";
+    }
+    return Err(std::string(entry->name) + why);
   }
   return entry->type;
 }
@@ -200,6 +211,53 @@ Result<void> validate_open_sockets(const wire::OpenSocketsMsg& msg, bool splice_
   return Ok();
 }
 
+Result<void> validate_initial_ports(const wire::InitialPortsMsg& msg, size_t declared,
+                                    uint32_t unprivileged_port_start, bool splice_served,
+                                    uint32_t splice_unprivileged_port_start) {
+  if (msg.count > wire::kMaxGrantsPerMessage) {
+    return Err("count " + std::to_string(msg.count) + " above " +
+               std::to_string(wire::kMaxGrantsPerMessage));
+  }
+  if ((msg.flags & ~wire::kInitialPortsFlagMask) != 0) {
+    return Err("unknown flags " + std::to_string(msg.flags & ~wire::kInitialPortsFlagMask));
+  }
+  if (declared + msg.count > wire::kMaxInitialGrants) {
+    return Err("more than " + std::to_string(wire::kMaxInitialGrants) +
+               " grants in all (one per rule of a full table set)");
+  }
+  for (uint32_t i = 0; i < msg.count; ++i) {
+    const wire::PortGrant& g = msg.grants[i];
+    const std::string which = "grant " + std::to_string(i) + ": ";
+    auto ok = validate_listener_spec(g.listener);
+    if (!ok) return Err(which + ok.error().message);
+    if (g.last_port < g.listener.port) {
+      return Err(which + "last port " + std::to_string(g.last_port) + " below its first " +
+                 std::to_string(g.listener.port));
+    }
+    // A SPLICE rule's ports are privileged or not inside the target
+    // namespace, by its own sysctl.
+    const bool splice = (g.listener.flags & wire::kListenerSplice) != 0;
+    if (splice && !splice_served) {
+      return Err(which + "a SPLICE grant, but sluiced has no target namespace (--netns)");
+    }
+    const uint32_t start = splice ? splice_unprivileged_port_start : unprivileged_port_start;
+    if (g.last_port >= start) {
+      return Err(which + "port " + std::to_string(g.last_port) +
+                 " is not privileged (net.ipv4.ip_unprivileged_port_start is " +
+                 std::to_string(start) + (splice ? " in the target namespace" : "") +
+                 "); grants name privileged ports only");
+    }
+    if (g.reserved16 != 0 || g.reserved != 0) return Err(which + "reserved field is not 0");
+  }
+  for (uint32_t i = msg.count; i < wire::kMaxGrantsPerMessage; ++i) {
+    if (!all_zero(&msg.grants[i], sizeof(msg.grants[i]))) {
+      return Err("grant " + std::to_string(i) + " past count " + std::to_string(msg.count) +
+                 " is not all zero");
+    }
+  }
+  return Ok();
+}
+
 Result<void> validate_peer_query(const wire::PeerQueryMsg& msg) {
   if (msg.reserved[0] != 0 || msg.reserved[1] != 0) return Err("PeerQuery reserved field is not 0");
   return Ok();
@@ -269,6 +327,7 @@ BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
       buf_(new uint8_t[wire::kMaxWireMessage + 1]),
       request_(std::make_unique<wire::OpenListenersMsg>()),
       reply_(std::make_unique<wire::ListenersOpenedMsg>()),
+      initial_(std::make_unique<wire::InitialPortsMsg>()),
       pending_(new uint8_t[sizeof(wire::ListenersOpenedMsg)]) {}
 
 void BrokerHost::serve_splice(int helper_channel, bool has_bind_cap,
@@ -376,10 +435,30 @@ HandleStatus BrokerHost::answer_hello(int fd) {
     if (splice_policy_.has_bind_cap) reply.flags |= wire::kBrokerSpliceHasBindCap;
     reply.splice_unprivileged_port_start = splice_policy_.unprivileged_port_start;
   }
-  state_ = HostState::kReady;
+  state_ = HostState::kAwaitInitial;
   LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",
             policy_.has_bind_cap ? 1 : 0, policy_.unprivileged_port_start);
   return send_reply(fd, &reply, sizeof(reply), {});
+}
+
+HandleStatus BrokerHost::answer_initial_ports(int /*fd*/) {
+  std::memcpy(initial_.get(), buf_.get(), sizeof(*initial_));
+  const wire::InitialPortsMsg& msg = *initial_;
+  auto ok =
+      validate_initial_ports(msg, policy_.initial_grants.size(), policy_.unprivileged_port_start,
+                             splice_served(), splice_policy_.unprivileged_port_start);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed InitialPorts: " + ok.error().message);
+  policy_.initial_grants.insert(policy_.initial_grants.end(), msg.grants, msg.grants + msg.count);
+  if ((msg.flags & wire::kInitialPortsLast) != 0) {
+    // The set is closed for sluiced's lifetime: the dispatch table admits no
+    // InitialPorts in kReady. One line says which policy is in force.
+    state_ = HostState::kReady;
+    LOG_INFO("%s", describe_bind_policy(policy_).c_str());
+    // SPLICE entries are judged by the same grants (a SPLICE rule's carry
+    // kListenerSplice, so each table's grants match only its own entries).
+    if (splice_served()) splice_policy_.initial_grants = policy_.initial_grants;
+  }
+  return HandleStatus::kContinue;
 }
 
 HandleStatus BrokerHost::answer_peer_query(int fd) {

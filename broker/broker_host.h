@@ -24,8 +24,9 @@
 namespace sluice {
 
 /// Where the conversation with the worker is: Hello is permitted once, first;
-/// OpenListeners only afterwards.
-enum class HostState { kAwaitHello, kReady };
+/// then InitialPorts until the one flagged last; OpenListeners and PeerQuery
+/// only afterwards.
+enum class HostState { kAwaitHello, kAwaitInitial, kReady };
 
 /// What handle_one() saw; main() decides what to do with it.
 enum class HandleStatus {
@@ -55,6 +56,19 @@ Result<void> validate_hello(const wire::HelloMsg& msg);
 /// bound to `lo`, or to 127.0.0.0/8 or ::1 with no other interface.
 /// The Error names the field.
 Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
+
+/// Checks an InitialPorts of a worker that has declared `declared` grants so
+/// far: count <= kMaxGrantsPerMessage, no flag outside
+/// kInitialPortsFlagMask, `declared` + count <= kMaxInitialGrants; every
+/// grant below count a well-formed listener (validate_listener_spec) with
+/// listener.port <= last_port < `unprivileged_port_start` and zero reserved
+/// fields; a SPLICE grant (kListenerSplice: a -T/-U rule's) only when
+/// `splice_served`, below `splice_unprivileged_port_start` (the target
+/// namespace's); every grant past it all zero. The Error names the grant and
+/// the field.
+Result<void> validate_initial_ports(const wire::InitialPortsMsg& msg, size_t declared,
+                                    uint32_t unprivileged_port_start, bool splice_served = false,
+                                    uint32_t splice_unprivileged_port_start = 0);
 
 /// Checks a PeerQuery: its reserved words are 0.
 Result<void> validate_peer_query(const wire::PeerQueryMsg& msg);
@@ -134,14 +148,17 @@ class BrokerHost {
     const char* name;
     HandleStatus (BrokerHost::*answer)(int fd);
   };
-  static const DispatchEntry kDispatch[4];
+  static const DispatchEntry kDispatch[5];
   friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
   /// Returns the dispatch row for a wire `type`, or nullptr for a type the
   /// broker never accepts from a worker.
   static const DispatchEntry* find_entry(uint32_t type) noexcept;
 
-  /// Answers Hello with HelloReply and moves to kReady.
+  /// Answers Hello with HelloReply and moves to kAwaitInitial.
   HandleStatus answer_hello(int fd);
+  /// Records the grants of an InitialPorts (no reply); the one flagged last
+  /// logs the bind policy in force and moves to kReady.
+  HandleStatus answer_initial_ports(int fd);
   /// Answers OpenListeners with ListenersOpened plus the fds of the OK entries.
   HandleStatus answer_open_listeners(int fd);
   /// Answers OpenSockets with SocketsOpened and the fresh sockets.
@@ -175,6 +192,7 @@ class BrokerHost {
   std::unique_ptr<uint8_t[]> buf_;                   // kMaxWireMessage + 1 bytes
   std::unique_ptr<wire::OpenListenersMsg> request_;  // aligned copy of buf_
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // reused for every answer
+  std::unique_ptr<wire::InitialPortsMsg> initial_;   // aligned copy of buf_
   std::unique_ptr<uint8_t[]> pending_;               // the answer not sent yet
   size_t pending_len_ = 0;                           // its length; 0 when none waits
   std::vector<UniqueFd> pending_fds_;                // its sockets, closed once sent

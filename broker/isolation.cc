@@ -6,6 +6,7 @@
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,6 +82,39 @@ Result<void> sanitize_inherited_fds() {
     return SysErr(err, "close_range of inherited fds");
   }
   return Ok();
+}
+
+Result<std::string> unblock_log() {
+  struct stat st;
+  if (::fstat(2, &st) != 0) {
+    int err = errno;
+    return SysErr(err, "fstat of stderr");
+  }
+  if (S_ISSOCK(st.st_mode)) {
+    log_set_socket_sink(true);
+    return std::string("stderr is a socket: log lines are sent with MSG_DONTWAIT");
+  }
+  if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+    return std::string("stderr is a file: a write there does not wait for a reader");
+  }
+  // A new file description of the same pipe or terminal: O_NONBLOCK on it
+  // changes nothing for fd 1 or for the processes that share the old one.
+  // O_NOCTTY: a terminal never becomes sluiced's controlling terminal.
+  UniqueFd fresh(::open("/proc/self/fd/2", O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fresh.valid()) {
+    int err = errno;
+    return Err(err, "cannot reopen stderr non-blocking (" + errno_text(err) +
+                        "); its log lines may wait for a slow reader");
+  }
+  // Not close-on-exec, as fd 2 always was (the worker's fds are set
+  // explicitly anyway).
+  if (::dup3(fresh.get(), 2, 0) != 2) {
+    int err = errno;
+    return SysErr(err, "dup3 of the non-blocking stderr to fd 2");
+  }
+  return std::string(
+      "stderr is a pipe or terminal: sluiced writes it through a non-blocking description of "
+      "its own");
 }
 
 Result<void> raise_nofile_limit() {

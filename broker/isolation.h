@@ -1,5 +1,6 @@
 // The broker's own isolation, in named stages that main() runs in this order:
 //   1. sanitize_inherited_fds  (first thing: a known fd table)
+//      unblock_log             (then: a log that never blocks the broker)
 //   2. raise_nofile_limit      (before the worker is forked, which inherits it)
 //   3. read_unprivileged_port_start (while /proc is still reachable)
 //   4. drop_capabilities       (after the worker is forked: see main.cc)
@@ -10,6 +11,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "base/result.h"
@@ -30,6 +32,25 @@ struct CapSets {
 /// closes every other inherited fd, which the broker never asked for.
 /// Fails when /dev/null cannot be opened or close_range fails.
 Result<void> sanitize_inherited_fds();
+
+/// Stage 1, second half: makes sluiced's log (fd 2, broker_fd::kLog) one
+/// that never blocks it (security review item 15), without setting
+/// O_NONBLOCK on a file description anything else shares:
+///   - a pipe or a terminal: fd 2 becomes a new, non-blocking file
+///     description of it, opened through /proc/self/fd/2 (as
+///     stderr_for_worker() does for the worker). The old description, which
+///     fd 1, the shell and other processes may share and which they may
+///     need blocking, is left exactly as it was;
+///   - a socket (a service manager's journal stream): cannot be reopened;
+///     lines go out with send(MSG_DONTWAIT) instead (log_set_socket_sink),
+///     which is non-blocking per call and changes no description;
+///   - anything else (a regular file, /dev/null): kept; a write there does
+///     not wait for a reader.
+/// A line the sink pushes back is dropped and counted (base/log.h). Returns
+/// what was done, for a debug line. Fails, leaving fd 2 as it was, when
+/// stderr cannot be examined or reopened (no /proc; a pipe whose reader is
+/// gone: writes then fail with EPIPE and never wait either).
+Result<std::string> unblock_log();
 
 /// Stage 2: raises the RLIMIT_NOFILE soft limit to the hard limit. Each
 /// OpenListeners briefly holds up to 253 sockets in the broker, and the worker

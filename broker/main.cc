@@ -33,6 +33,17 @@ namespace {
 /// Exit code of a start-up failure or a misbehaving worker.
 constexpr int kExitFailure = 1;
 
+/// Limit: log lines below kError that sluiced writes at once, then per
+/// second (security review item 15). At the info level it writes about ten
+/// lines at start and a few at exit, well within the burst; lines per
+/// request come only from a denied request (a compromised worker could ask
+/// for denied ports without end) or from -d. Ten a second, about 1 KiB,
+/// keeps such a flood from filling a disk or a journal; the lines held back
+/// are counted in a notice. Errors are never held back: sluiced writes them
+/// as it stops.
+constexpr uint32_t kLogBurst = 50;
+constexpr uint32_t kLogPerSecond = 10;
+
 /// Blocks SIGTERM, SIGINT and SIGCHLD and returns a signalfd for them, so that
 /// they are handled in the loop (and, blocked from the start, never lost or
 /// handled halfway through start-up). SIGPIPE is ignored: a log write to a
@@ -57,17 +68,34 @@ Result<UniqueFd> take_signals() {
   return fd;
 }
 
-/// Opens the audit sink the worker writes to: --audit-log FILE (append-only,
-/// created 0600, checked by open_audit_log()), else stderr as
-/// stderr_for_worker() gives it (non-blocking when it is a pipe or a
-/// terminal). Fails with the path and what to do.
-Result<UniqueFd> open_audit_fd(const std::string& path) {
+/// The audit sink the worker writes to, and the same file read-only for the
+/// worker to link its run to the log's last line (schema/broker_wire.h
+/// kWorkerFdAudit, kWorkerFdAuditTail).
+struct AuditFds {
+  UniqueFd sink;
+  UniqueFd tail;  // invalid when the sink is stderr: the worker gets /dev/null
+};
+
+/// Opens the audit sink: --audit-log FILE (append-only, created 0600, checked
+/// by open_audit_log()) and the same file read-only (open_audit_tail()), else
+/// stderr as stderr_for_worker() gives it (non-blocking when it is a pipe or a
+/// terminal), with no tail to read. sluiced reads neither. Fails with the
+/// path and what to do.
+Result<AuditFds> open_audit_fds(const std::string& path) {
+  AuditFds fds;
   if (path.empty()) {
     auto fd = stderr_for_worker();
     if (!fd) return Err(fd.error().err, "audit records: " + fd.error().message);
-    return fd;
+    fds.sink = std::move(*fd);
+    return fds;
   }
-  return open_audit_log(path);
+  auto sink = open_audit_log(path);
+  if (!sink) return Err(sink.error());
+  auto tail = open_audit_tail(path, *sink);
+  if (!tail) return Err(tail.error());
+  fds.sink = std::move(*sink);
+  fds.tail = std::move(*tail);
+  return fds;
 }
 
 /// The administrator's policy as the broker enforces it, and its text for the
@@ -131,8 +159,8 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
   PolicyFile file;
   if (path.empty()) {
     LOG_DEBUG(
-        "no --policy: default policy (bind any address and port, privileged ports need "
-        "CAP_NET_BIND_SERVICE; any target; control by uid %u and root)",
+        "no --policy: default policy (bind: unprivileged ports on any address, and the "
+        "privileged ports of the initial rules; any target; control by uid %u and root)",
         loaded.control.owner_uid);
   } else {
     const NameResolver resolver = resolve_name;
@@ -236,7 +264,7 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* 
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
-                    ControlSocket* pesto, UniqueFd signals, UniqueFd audit,
+                    ControlSocket* pesto, UniqueFd signals, AuditFds audit,
                     TargetNamespace* target) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
@@ -267,7 +295,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // worker exists: a helper that cannot start is one line and exit 1.
   std::optional<NamespaceHelper> helper;
   if (target != nullptr) {
-    auto started = start_namespace_helper(*target, policy);
+    auto started = start_namespace_helper(*target);
     if (!started) {
       LOG_ERROR("%s", started.error().message.c_str());
       return kExitFailure;
@@ -281,8 +309,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
-  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.get(),
-                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1, target);
+  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.sink.get(),
+                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1,
+                                audit.tail.valid() ? audit.tail.get() : -1, target);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
@@ -294,7 +323,8 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   if (target != nullptr) *target = TargetNamespace{};
   control.listen_fd.reset();
   if (pesto != nullptr) pesto->listen_fd.reset();
-  audit.reset();
+  audit.sink.reset();
+  audit.tail.reset();
   loaded.text.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
@@ -355,10 +385,17 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
 
 /// Runs sluiced with parsed options; returns its exit code.
 int run(const BrokerOptions& options) {
-  // Stage 1: a known fd table before anything is opened.
+  // Stage 1: a known fd table before anything is opened, then a log that
+  // never blocks sluiced and cannot be flooded.
   if (auto ok = sanitize_inherited_fds(); !ok) {
     LOG_ERROR("%s", ok.error().message.c_str());
     return kExitFailure;
+  }
+  log_set_rate_limit(kLogBurst, kLogPerSecond);
+  if (auto sink = unblock_log(); sink) {
+    LOG_DEBUG("%s", sink->c_str());
+  } else {
+    LOG_WARN("%s", sink.error().message.c_str());
   }
   auto signals = take_signals();
   if (!signals) {
@@ -370,7 +407,7 @@ int run(const BrokerOptions& options) {
     LOG_ERROR("%s", policy.error().message.c_str());
     return kExitFailure;
   }
-  auto audit = open_audit_fd(options.audit_log_path);
+  auto audit = open_audit_fds(options.audit_log_path);
   if (!audit) {
     LOG_ERROR("%s", audit.error().message.c_str());
     return kExitFailure;

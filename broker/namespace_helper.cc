@@ -42,8 +42,7 @@ LogLevel current_level() {
 
 /// In the forked child: the helper's stages in order (namespace_helper.h),
 /// then its loop. Never returns; exits 1 after logging a failed stage.
-[[noreturn]] void helper_main(const TargetNamespace& target, int channel, BindPolicy policy,
-                              pid_t parent) noexcept {
+[[noreturn]] void helper_main(const TargetNamespace& target, int channel, pid_t parent) noexcept {
   log_init("sluiced-netns", 2, current_level());
   // Stage 1: die with sluiced. Checked after the prctl: sluiced may already
   // have died between the fork and the call.
@@ -62,14 +61,13 @@ LogLevel current_level() {
     ::_exit(1);
   }
   // Stage 4: the target namespace's sysctl (/proc/sys/net is the caller's).
-  policy.unprivileged_port_start = read_unprivileged_port_start();
+  const uint32_t unprivileged_port_start = read_unprivileged_port_start();
   // Stage 5: CAP_NET_BIND_SERVICE alone, and NO_NEW_PRIVS.
   auto has_bind_cap = drop_capabilities();
   if (!has_bind_cap) {
     LOG_ERROR("%s", has_bind_cap.error().message.c_str());
     ::_exit(1);
   }
-  policy.has_bind_cap = *has_bind_cap;
   // Stage 6: last, as in sluiced.
   if (auto filtered = install_helper_seccomp(); !filtered) {
     LOG_ERROR("the helper's seccomp filter: %s", filtered.error().message.c_str());
@@ -78,13 +76,12 @@ LogLevel current_level() {
   wire::HelperReadyMsg ready = {};
   ready.header = wire::header(wire::BrokerMsg::kHelperReady, 0);
   ready.version = wire::kBrokerWireVersion;
-  ready.flags = policy.has_bind_cap ? wire::kBrokerHasBindCap : 0;
-  ready.unprivileged_port_start = policy.unprivileged_port_start;
+  ready.flags = *has_bind_cap ? wire::kBrokerHasBindCap : 0;
+  ready.unprivileged_port_start = unprivileged_port_start;
   if (!send_message(helper_fd::kChannel, &ready, sizeof(ready), {}).ok()) ::_exit(1);
   LOG_DEBUG("in %s: CAP_NET_BIND_SERVICE %s, unprivileged_port_start %u, seccomp loaded",
-            target.name.c_str(), policy.has_bind_cap ? "held" : "not held",
-            policy.unprivileged_port_start);
-  ::_exit(serve_helper_requests(helper_fd::kChannel, policy));
+            target.name.c_str(), *has_bind_cap ? "held" : "not held", unprivileged_port_start);
+  ::_exit(serve_helper_requests(helper_fd::kChannel));
 }
 
 /// Waits up to `timeout_ms` for `fd` to become readable; true when it did.
@@ -130,8 +127,7 @@ bool valid_status(int32_t status) {
 
 }  // namespace
 
-Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target,
-                                               const BindPolicy& policy) {
+Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return SysErr("socketpair(SOCK_SEQPACKET) for the namespace helper");
@@ -140,7 +136,7 @@ Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target,
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return SysErr("fork for the namespace helper");
-  if (pid == 0) helper_main(target, theirs.get(), policy, parent);
+  if (pid == 0) helper_main(target, theirs.get(), parent);
   theirs.reset();
   NamespaceHelper helper;
   helper.pid = pid;
@@ -253,7 +249,7 @@ Result<void> ask_helper(int channel, uint64_t sequence, std::span<const wire::Li
   return Ok();
 }
 
-int serve_helper_requests(int channel, const BindPolicy& policy) noexcept {
+int serve_helper_requests(int channel) noexcept {
   // One byte more than a request: a longer datagram shows as a wrong length.
   auto buf = std::make_unique<uint8_t[]>(sizeof(wire::OpenListenersMsg) + 1);
   auto req = std::make_unique<wire::OpenListenersMsg>();
@@ -289,11 +285,18 @@ int serve_helper_requests(int channel, const BindPolicy& policy) noexcept {
     std::vector<UniqueFd> opened;
     std::vector<int> raw;
     for (uint32_t i = 0; i < req->count; ++i) {
-      UniqueFd sock;
-      reply->status[i] = open_listener_checked(policy, req->entries[i], &sock);
-      if (reply->status[i] != wire::kStatusOk) continue;
-      raw.push_back(sock.get());
-      opened.push_back(std::move(sock));
+      auto sock = open_listener(req->entries[i]);
+      if (!sock) {
+        // Kernel errnos are 1..4095 (MAX_ERRNO); the wire contract holds either way.
+        const int err = sock.error().err;
+        reply->status[i] = err >= 1 && err <= wire::kStatusMaxErrno ? err : EIO;
+        LOG_DEBUG("%s failed: %s", describe_listener(req->entries[i]).c_str(),
+                  sock.error().message.c_str());
+        continue;
+      }
+      LOG_DEBUG("opened %s", describe_listener(req->entries[i]).c_str());
+      raw.push_back(sock->get());
+      opened.push_back(std::move(*sock));
     }
     reply->fd_count = static_cast<uint32_t>(opened.size());
     if (auto sent = send_message(channel, reply.get(), sizeof(*reply), raw); !sent) {

@@ -35,7 +35,6 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "broker/target_namespace.h"
-#include "policy/bind_policy.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -56,16 +55,17 @@ struct NamespaceHelper {
   uint32_t unprivileged_port_start = 1024;  // the target namespace's sysctl
 };
 
-/// Forks the helper into `target` with `policy` (the administrator's bind
-/// lines; the helper checks each entry again under its own kernel facts) and
-/// waits, at most kHelperStartTimeoutMs, for its HelperReady. Call before
-/// sluiced drops its capabilities (joining needs them, or the ownership of
-/// the namespace) and loads its filter (which has no fork). Fails with one
-/// line that says what happened: the helper could not join (its own error
-/// line is logged just before), died, or sent something else.
-/// Needs `socketpair`, `fork`, `pidfd_open`, `poll`, `recvmsg`, `waitpid`.
-Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target,
-                                               const BindPolicy& policy);
+/// Forks the helper into `target` and waits, at most kHelperStartTimeoutMs,
+/// for its HelperReady. The helper does not judge the bind policy: sluiced
+/// does, with every fact (the policy file, the target namespace's kernel,
+/// the initial rules' grants, declared after the fork), before it asks. Call
+/// before sluiced drops its capabilities (joining needs them, or the
+/// ownership of the namespace) and loads its filter (which has no fork).
+/// Fails with one line that says what happened: the helper could not join
+/// (its own error line is logged just before), died, or sent something
+/// else. Needs `socketpair`, `fork`, `pidfd_open`, `poll`, `recvmsg`,
+/// `waitpid`.
+Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target);
 
 /// Asks the helper on `channel` to open `specs` (each a well-formed SPLICE
 /// entry that sluiced's bind policy allowed) in one OpenListeners with
@@ -87,11 +87,12 @@ Result<void> check_opened_listener(int fd, const wire::ListenerSpec& spec);
 
 /// The helper's loop: receives OpenListeners on `channel` (blocking),
 /// refuses anything but a well-formed one whose entries are all SPLICE
-/// entries, opens each entry with open_listener_checked(`policy`), and
+/// entries, opens each entry with open_listener() (sluiced checked the bind
+/// policy before it asked: it alone holds every fact of it), and
 /// answers ListenersOpened with the sockets. Returns 0 when sluiced closes
 /// the channel, 1 after logging what was wrong (a malformed request, a
 /// failed send). Needs `recvmsg`, `sendmsg`, and what open_listener() needs.
-int serve_helper_requests(int channel, const BindPolicy& policy) noexcept;
+int serve_helper_requests(int channel) noexcept;
 
 /// Returns the helper's exit code, or -1 while it runs; logs once it has
 /// exited, as an error (sluiced cannot serve SPLICE without it). Needs

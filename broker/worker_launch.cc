@@ -44,12 +44,14 @@ namespace {
 }
 
 /// In the forked child: sets up the worker's fds and signals and execs it.
-/// Sources are first moved above every target (F_DUPFD_CLOEXEC from 10), so
-/// that a source already sitting on 0..5 cannot be overwritten by an earlier
-/// dup2; dup2 then places each at its number with CLOEXEC cleared.
+/// Sources are first moved above every target (F_DUPFD_CLOEXEC from
+/// kWorkerFirstFreeFd), so that a source already sitting on 0..8 cannot be
+/// overwritten by an earlier dup2; dup2 then places each at its number with
+/// CLOEXEC cleared.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
                              int log_fd, int channel, int control_fd, int audit_fd, int policy_fd,
-                             int pesto_fd, const TargetNamespace* target) noexcept {
+                             int pesto_fd, int audit_tail_fd,
+                             const TargetNamespace* target) noexcept {
   // First, while the namespace fds are still open: the worker runs inside the
   // target network namespace, so its connections go there, while the
   // listeners it gets from sluiced stay in sluiced's (target_namespace.h).
@@ -59,12 +61,19 @@ namespace {
       child_fail(path, "setns into the target namespace");
     }
   }
-  const int sources[] = {devnull,    log_fd,   log_fd,    channel,
-                         control_fd, audit_fd, policy_fd, pesto_fd < 0 ? devnull : pesto_fd};
+  const int sources[] = {devnull,
+                         log_fd,
+                         log_fd,
+                         channel,
+                         control_fd,
+                         audit_fd,
+                         policy_fd,
+                         pesto_fd < 0 ? devnull : pesto_fd,
+                         audit_tail_fd < 0 ? devnull : audit_tail_fd};
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
-    moved[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, 10);
+    moved[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, wire::kWorkerFirstFreeFd);
     if (moved[i] < 0) child_fail(path, "fcntl(F_DUPFD_CLOEXEC)");
   }
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
@@ -175,6 +184,33 @@ Result<UniqueFd> open_audit_log(const std::string& path) {
   return fd;
 }
 
+Result<UniqueFd> open_audit_tail(const std::string& path, const UniqueFd& sink) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd.valid()) {
+    int err = errno;
+    std::string what =
+        err == EACCES ? "give sluiced's user read permission (chmod u+r)"
+        : err == ELOOP
+            ? "it was replaced by a symbolic link after sluiced opened it; start sluiced again"
+            : "check the file";
+    return Err(err, "cannot open audit log " + path + " for reading: " + errno_text(err) +
+                        "; sluiced hands the worker a read-only descriptor of it, so that each "
+                        "run links to the log's last line: " +
+                        what);
+  }
+  struct stat tail_st, sink_st;
+  if (::fstat(fd.get(), &tail_st) != 0 || ::fstat(sink.get(), &sink_st) != 0) {
+    int err = errno;
+    return SysErr(err, "cannot stat audit log " + path);
+  }
+  if (tail_st.st_dev != sink_st.st_dev || tail_st.st_ino != sink_st.st_ino) {
+    return Err(EAGAIN, "audit log " + path +
+                           " was replaced by another file while sluiced opened it; make sure "
+                           "nothing else renames or creates it, and start sluiced again");
+  }
+  return fd;
+}
+
 Result<std::string> find_worker_binary() {
   char self[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -195,7 +231,7 @@ Result<std::string> find_worker_binary() {
 }
 
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd, int pesto_fd,
+                                    int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
                                     const TargetNamespace* target) {
   const std::vector<std::string> argv = to_argv(args);
   int sv[2];
@@ -233,7 +269,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   }
   if (pid == 0) {
     exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
-               control_fd, audit_fd, policy_fd, pesto_fd, target);
+               control_fd, audit_fd, policy_fd, pesto_fd, audit_tail_fd, target);
   }
   WorkerProcess worker;
   worker.pid = pid;

@@ -54,6 +54,17 @@ Result<UniqueFd> stderr_for_worker();
 /// file and what to do. Needs `open`, `fstat` and `fcntl` (before the filter).
 Result<UniqueFd> open_audit_log(const std::string& path);
 
+/// Opens the --audit-log FILE a second time, read-only, for the worker's
+/// kWorkerFdAuditTail: O_RDONLY|O_CLOEXEC|O_NOCTTY|O_NOFOLLOW|O_NONBLOCK (a
+/// FIFO swapped in cannot hang sluiced), then checks with fstat that it is
+/// the very file `sink` (from open_audit_log) appends to: same device and
+/// inode. The worker reads the file's last line from it to link its run to
+/// the lines before (worker/audit_tail.h); sluiced itself never reads it, so
+/// it parses nothing it did not write. Fails with one line naming the file
+/// and what to do (no read permission; the file was replaced in between).
+/// Needs `open` and `fstat` (before the filter).
+Result<UniqueFd> open_audit_tail(const std::string& path, const UniqueFd& sink);
+
 /// Returns the path of sluice-worker (kWorkerProgram) in the directory of
 /// this binary (readlink /proc/self/exe). Fails with the path and what to do
 /// when it is missing or not executable.
@@ -62,9 +73,10 @@ Result<std::string> find_worker_binary();
 /// Forks and execs `path` with to_argv(`args`) as its argv (the start-up
 /// arguments of schema/worker_args.h; CHECKs that they are in range), an empty
 /// environment, fd 0 on /dev/null, fds 1 and 2 on stderr_for_worker(), and
-/// fds 3/4/5/6/7 = the worker's end of a new SOCK_SEQPACKET socketpair,
-/// `control_fd`, `audit_fd`, `policy_fd` and `pesto_fd` (kWorkerFdBroker/
-/// Control/Audit/Policy/Pesto; -1 for no pesto socket puts /dev/null there);
+/// fds 3/4/5/6/7/8 = the worker's end of a new SOCK_SEQPACKET socketpair,
+/// `control_fd`, `audit_fd`, `policy_fd`, `pesto_fd` and `audit_tail_fd`
+/// (kWorkerFdBroker/Control/Audit/Policy/Pesto/AuditTail; -1 for no pesto
+/// socket, or for no audit file to read the tail of, puts /dev/null there);
 /// everything else closed, signal mask and dispositions reset, in
 /// its own process group (terminal signals reach the broker only). The
 /// broker's end of the pair is made non-blocking (see WorkerProcess). With
@@ -74,7 +86,7 @@ Result<std::string> find_worker_binary();
 /// calling. Fails when the socketpair, fcntl, /dev/null, fork or pidfd_open
 /// fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
-                                    int audit_fd, int policy_fd, int pesto_fd,
+                                    int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
                                     const TargetNamespace* target = nullptr);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it

@@ -1,5 +1,5 @@
-// The audit log verifier: the chain, sequence and generation checks over a
-// whole file, and the reports. Each line is parsed by the audit line format's
+// The audit log verifier: the chain, run link, sequence and generation checks
+// over a whole file, and the reports. Each line is parsed by the audit line format's
 // own strict parser (schema/audit_line.h), which accepts exactly what the
 // worker writes (docs/AUDIT.md). A line is kept only up to kMaxVerifyLineBytes
 // (longer lines are still hashed, never stored).
@@ -23,7 +23,7 @@ constexpr size_t kReadChunkBytes = 64 * 1024;
 
 }  // namespace
 
-AuditVerifier::AuditVerifier() {
+AuditVerifier::AuditVerifier(AuditVerifyOptions options) : options_(options) {
   report_.last_hash = to_hex(Sha256Digest{});
 }
 
@@ -78,73 +78,141 @@ void AuditVerifier::check_line(std::string_view line, bool oversized, const Sha2
   }
 
   if (parsed) {
-    const std::string prev_line = "line " + std::to_string(n - 1);
-    bool chain_ok = false;
-    if (rec.chain_start) {
-      if (rec.prev != Sha256Digest{}) {
-        problem("line " + std::to_string(n) +
-                ": \"chain\":\"start\" with a prev other than 64 zeros; the line was edited");
-      }
-      if (rec.seq != 1) {
-        problem("line " + std::to_string(n) + ": a chain segment starts at seq " +
-                std::to_string(rec.seq) + ", not 1; the line was edited");
-      }
-      report_.segments.push_back({n, n, rec.seq, rec.seq, rec.time, rec.time});
-      prev_known_ = false;
-      applied_known_ = false;
+    if (rec.start) {
+      check_start(rec);
     } else {
-      if (!have_prev_line_) {
-        problem("line " + std::to_string(n) +
-                ": continues a chain whose earlier lines are not in this file; the start of the "
-                "log was deleted, or the file was rotated: verify it appended to the file before "
-                "it");
-      } else if (rec.prev != prev_hash_) {
-        problem("line " + std::to_string(n) + ": prev does not match the SHA-256 of " + prev_line +
-                "; " + prev_line + " was edited, or lines were deleted, inserted or reordered " +
-                "between " + prev_line + " and line " + std::to_string(n));
-      } else {
-        chain_ok = true;
-      }
-      // A file that begins mid-chain still has a first (partial) segment.
-      if (report_.segments.empty()) {
-        report_.segments.push_back({n, n, rec.seq, rec.seq, rec.time, rec.time});
-      }
-    }
-    if (prev_known_ && rec.seq != prev_seq_ + 1) {
-      problem("line " + std::to_string(n) + ": seq " + std::to_string(rec.seq) + " follows seq " +
-              std::to_string(prev_seq_) + " on " + prev_line + "; " +
-              (chain_ok ? "the chain holds, so the writer skipped a number or the chain was "
-                          "recomputed after an edit"
-                        : "lines were deleted, inserted or reordered here"));
-    }
-    if (rec.outcome == kAuditApplied) {
-      if (applied_known_ && rec.generation_before != applied_after_) {
-        problem("line " + std::to_string(n) + ": generation.before " +
-                std::to_string(rec.generation_before) + " is not generation.after " +
-                std::to_string(applied_after_) + " of the applied commit on line " +
-                std::to_string(applied_line_) +
-                "; an applied commit between them is missing from the log");
-      }
-      applied_known_ = true;
-      applied_after_ = rec.generation_after;
-      applied_line_ = n;
+      check_commit(rec);
     }
     prev_known_ = true;
     prev_seq_ = rec.seq;
-    AuditSegment& seg = report_.segments.back();
-    seg.last_line = n;
-    seg.last_seq = rec.seq;
-    seg.last_time = rec.time;
+    if (report_.run_count <= kMaxReportedRuns) {  // the open run is kept
+      AuditRun& run = report_.runs.back();
+      run.last_line = n;
+      run.last_seq = rec.seq;
+      run.last_time = rec.time;
+    }
   } else {
     // Nothing is known of this line but its hash: the next line's prev is
     // still checked against it, its seq and generation are not.
     prev_known_ = false;
     applied_known_ = false;
-    if (!report_.segments.empty()) report_.segments.back().last_line = n;
+    if (!report_.runs.empty() && report_.run_count <= kMaxReportedRuns) {
+      report_.runs.back().last_line = n;
+    }
   }
   prev_hash_ = digest;
   have_prev_line_ = true;
   report_.last_hash = to_hex(digest);
+}
+
+void AuditVerifier::open_run(const AuditLine& rec) {
+  const uint64_t n = report_.lines;
+  // Past the limit, runs are counted only.
+  if (++report_.run_count > kMaxReportedRuns) return;
+  AuditRun run{n, n, rec.seq, rec.seq, rec.time, rec.time, "", "", 0};
+  if (rec.start) {
+    run.id = audit_run_hex(rec.run);
+    run.tail = std::string(audit_tail_name(rec.tail));
+    run.pid = rec.pid;
+  }
+  report_.runs.push_back(std::move(run));
+}
+
+void AuditVerifier::check_start(const AuditLine& rec) {
+  const uint64_t n = report_.lines;
+  const std::string at = "line " + std::to_string(n) + ": ";
+  const std::string run = "run " + audit_run_hex(rec.run);
+  const std::string before = "line " + std::to_string(n - 1);
+  const bool zeros = rec.prev == Sha256Digest{};
+  if (rec.seq != 1) {
+    problem(at + "a start record with seq " + std::to_string(rec.seq) +
+            ", not 1; the line was edited");
+  }
+  if (rec.tail != AuditTail::kUnreadable && !rec.tail_error.empty()) {
+    problem(at + "a start record with tail " + std::string(audit_tail_name(rec.tail)) +
+            " and a tailError; the line was edited");
+  }
+  if ((rec.tail == AuditTail::kEmpty || rec.tail == AuditTail::kNone) && !zeros) {
+    problem(at + "a start record with tail " + std::string(audit_tail_name(rec.tail)) +
+            " and a prev other than 64 zeros; the line was edited");
+  }
+  if (rec.tail == AuditTail::kUnreadable) {
+    problem(at + run + " could not read the log's last line when it started (" +
+            sanitize(rec.tail_error, kMaxQuotedTailErrorBytes) +
+            "); that line was damaged before this run began" +
+            (have_prev_line_ ? " (see " + before + ")" : "") +
+            ": compare with a copy of the log kept elsewhere");
+  }
+  const bool claims_a_line =
+      rec.tail == AuditTail::kLinked || (rec.tail == AuditTail::kUnreadable && !zeros);
+  if (claims_a_line && !have_prev_line_) {
+    problem(at + run + " links to a line that is not in this file (the log's last line when " +
+            "it started, SHA-256 " + to_hex(rec.prev) +
+            "): lines before line 1 were cut off (the head of the log was deleted), or this "
+            "file continues a rotated one; verify the files together, oldest first: cat "
+            "audit.log.1 audit.log | sluicectl --verify-audit /dev/stdin");
+  } else if (claims_a_line && rec.prev != prev_hash_) {
+    problem(at + run + " does not link to " + before +
+            ": its prev is the SHA-256 of the log's last line when it started, and " + before +
+            " is not that line; lines before line " + std::to_string(n) +
+            " were deleted, inserted or edited after this run started (a whole earlier run "
+            "deleted, or edited and its chain recomputed); compare them with a copy of the log "
+            "kept off the host, or with an anchored last hash");
+  } else if (rec.tail == AuditTail::kEmpty && have_prev_line_) {
+    problem(at + run + " found the log file empty when it started, yet " + std::to_string(n - 1) +
+            " lines come before it: they were put there afterwards, or files were joined (a run "
+            "that started on an empty file can only be line 1; verify such files one by one)");
+  } else if (rec.tail == AuditTail::kNone && have_prev_line_) {
+    problem(at + run +
+            " wrote to sluiced's stderr, not to an --audit-log file, so it could not link to "
+            "the lines before it: a whole run before line " +
+            std::to_string(n) +
+            " could have been deleted unseen; run sluiced with --audit-log FILE, whose runs link");
+  }
+  open_run(rec);
+  // Generations restart with each run of the worker.
+  prev_known_ = false;
+  applied_known_ = false;
+}
+
+void AuditVerifier::check_commit(const AuditLine& rec) {
+  const uint64_t n = report_.lines;
+  const std::string prev_line = "line " + std::to_string(n - 1);
+  bool chain_ok = false;
+  if (!have_prev_line_) {
+    problem("line " + std::to_string(n) +
+            ": the file does not begin with a run's start record: lines before line 1 were cut "
+            "off (the head of the log was deleted), or this file continues a rotated one; "
+            "verify the files together, oldest first: cat audit.log.1 audit.log | sluicectl "
+            "--verify-audit /dev/stdin");
+  } else if (rec.prev != prev_hash_) {
+    problem("line " + std::to_string(n) + ": prev does not match the SHA-256 of " + prev_line +
+            "; " + prev_line + " was edited, or lines were deleted, inserted or reordered " +
+            "between " + prev_line + " and line " + std::to_string(n));
+  } else {
+    chain_ok = true;
+  }
+  // A file that begins inside a run still has a first (partial) run.
+  if (report_.runs.empty()) open_run(rec);
+  if (prev_known_ && rec.seq != prev_seq_ + 1) {
+    problem("line " + std::to_string(n) + ": seq " + std::to_string(rec.seq) + " follows seq " +
+            std::to_string(prev_seq_) + " on " + prev_line + "; " +
+            (chain_ok ? "the chain holds, so the writer skipped a number or the chain was "
+                        "recomputed after an edit"
+                      : "lines were deleted, inserted or reordered here"));
+  }
+  if (rec.outcome == kAuditApplied) {
+    if (applied_known_ && rec.generation_before != applied_after_) {
+      problem("line " + std::to_string(n) + ": generation.before " +
+              std::to_string(rec.generation_before) + " is not generation.after " +
+              std::to_string(applied_after_) + " of the applied commit on line " +
+              std::to_string(applied_line_) +
+              "; an applied commit between them is missing from the log");
+    }
+    applied_known_ = true;
+    applied_after_ = rec.generation_after;
+    applied_line_ = n;
+  }
 }
 
 AuditReport AuditVerifier::finish() {
@@ -157,17 +225,26 @@ AuditReport AuditVerifier::finish() {
     line_.clear();
     line_bytes_ = 0;
   }
+  if (report_.lines == 0) {
+    report_.empty = true;
+    if (!options_.allow_empty) {
+      problem(
+          "the file is empty: it holds no line, not even a run's start record, which sluiced "
+          "writes as soon as it starts; the log was emptied or replaced, or no sluiced has "
+          "written to it yet (then pass --allow-empty)");
+    }
+  }
   return std::move(report_);
 }
 
-AuditReport verify_audit_bytes(std::string_view contents) {
-  AuditVerifier verifier;
+AuditReport verify_audit_bytes(std::string_view contents, AuditVerifyOptions options) {
+  AuditVerifier verifier(options);
   verifier.feed(contents);
   return verifier.finish();
 }
 
-Result<AuditReport> verify_audit_fd(int fd) {
-  AuditVerifier verifier;
+Result<AuditReport> verify_audit_fd(int fd, AuditVerifyOptions options) {
+  AuditVerifier verifier(options);
   std::string buf(kReadChunkBytes, '\0');
   for (;;) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -182,19 +259,43 @@ Result<AuditReport> verify_audit_fd(int fd) {
   return verifier.finish();
 }
 
+namespace {
+
+/// Returns what a run's start says about the lines before it, for the text
+/// report of an intact log. Never fails.
+std::string run_origin(const AuditRun& run, size_t index) {
+  if (run.tail == "linked") {
+    return "linked to line " + std::to_string(run.first_line - 1) +
+           ", the log's last line when it started";
+  }
+  if (run.tail == "empty") return "the log starts here (the file was empty)";
+  if (run.tail == "none") return "the log starts here (the sink was sluiced's stderr)";
+  return index == 0 ? "the file begins inside this run" : "unlinked";
+}
+
+}  // namespace
+
 std::string audit_report_text(const AuditReport& report) {
   std::string out;
+  if (report.ok && report.empty) {
+    return "empty: the file holds no line; accepted because of --allow-empty\n";
+  }
   if (report.ok) {
     out += "intact: " + std::to_string(report.lines) + " lines in " +
-           std::to_string(report.segments.size()) + " segments; last hash " + report.last_hash +
-           "\n";
-    for (size_t i = 0; i < report.segments.size(); ++i) {
-      const AuditSegment& seg = report.segments[i];
-      out += "segment " + std::to_string(i + 1) + ": lines " + std::to_string(seg.first_line) +
-             "-" + std::to_string(seg.last_line) + ", seq " + std::to_string(seg.first_seq) + "-" +
-             std::to_string(seg.last_seq) + ", " + seg.first_time + " to " + seg.last_time;
-      if (i > 0) out += "; a new chain (the worker restarted)";
-      out += "\n";
+           std::to_string(report.run_count) + " runs; last hash " + report.last_hash + "\n";
+    for (size_t i = 0; i < report.runs.size(); ++i) {
+      const AuditRun& run = report.runs[i];
+      out += "run " + std::to_string(i + 1) + ": lines " + std::to_string(run.first_line) + "-" +
+             std::to_string(run.last_line) + ", seq " + std::to_string(run.first_seq) + "-" +
+             std::to_string(run.last_seq) + ", " + run.first_time + " to " + run.last_time;
+      if (!run.id.empty()) {
+        out += "; id " + run.id + ", sluiced pid " + std::to_string(run.pid);
+      }
+      out += "; " + run_origin(run, i) + "\n";
+    }
+    if (report.run_count > report.runs.size()) {
+      out +=
+          "(" + std::to_string(report.run_count - report.runs.size()) + " more runs not shown)\n";
     }
     return out;
   }
@@ -204,8 +305,8 @@ std::string audit_report_text(const AuditReport& report) {
   }
   uint64_t total = report.problems.size() + report.problems_omitted;
   out += "not intact: " + std::to_string(total) + " problems in " + std::to_string(report.lines) +
-         " lines (" + std::to_string(report.segments.size()) + " segments)";
-  if (!report.problems.empty()) {
+         " lines (" + std::to_string(report.run_count) + " runs)";
+  if (!report.problems.empty() && report.problems.front().line > 0) {
     out += "; the first at line " + std::to_string(report.problems.front().line);
   }
   out += "\n";
@@ -218,10 +319,12 @@ std::string audit_report_json(const AuditReport& report) {
   w.begin_object();
   w.key("ok");
   w.boolean(report.ok);
+  w.key("empty");
+  w.boolean(report.empty);
   w.key("lines");
   w.number(report.lines);
-  w.key("segments");
-  w.number(report.segments.size());
+  w.key("runs");
+  w.number(report.run_count);
   w.key("lastHash");
   w.string(report.last_hash);
   w.key("problems");
@@ -237,24 +340,31 @@ std::string audit_report_json(const AuditReport& report) {
   w.end_array();
   w.key("problemsOmitted");
   w.number(report.problems_omitted);
-  w.key("segmentStarts");
+  w.key("runStarts");
   w.begin_array();
-  for (const AuditSegment& seg : report.segments) {
+  for (const AuditRun& run : report.runs) {
     w.begin_object();
     w.key("line");
-    w.number(seg.first_line);
+    w.number(run.first_line);
     w.key("seq");
-    w.number(seg.first_seq);
+    w.number(run.first_seq);
     w.key("time");
-    w.string(seg.first_time);
+    w.string(run.first_time);
+    w.key("run");
+    w.string(run.id);
+    w.key("tail");
+    w.string(run.tail);
     w.end_object();
   }
   w.end_array();
+  w.key("runsOmitted");
+  w.number(report.run_count - report.runs.size());
   w.end_object();
   return w.str() + "\n";
 }
 
-int run_verify_audit(const std::string& path, bool json, FILE* out, FILE* err) {
+int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions options, FILE* out,
+                     FILE* err) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int e = errno;
@@ -262,7 +372,7 @@ int run_verify_audit(const std::string& path, bool json, FILE* out, FILE* err) {
                  errno_text(e).c_str());
     return kVerifyExitUnreadable;
   }
-  Result<AuditReport> report = verify_audit_fd(fd.get());
+  Result<AuditReport> report = verify_audit_fd(fd.get(), options);
   if (!report) {
     std::fprintf(err, "sluicectl: %s (%s)\n", report.error().message.c_str(),
                  sanitize(path).c_str());

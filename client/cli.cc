@@ -82,10 +82,11 @@ class Parser {
   const FileReader& reader_;
   bool comment_given_ = false;
   bool path_given_ = false;
-  std::string history_where_;    // how --history was given, for messages
-  std::string stats_where_;      // how --stats was given, for messages
-  std::string verify_where_;     // how --verify-audit was given, for messages
-  std::string end_flows_where_;  // how --end-removed-flows was given, for messages
+  std::string history_where_;      // how --history was given, for messages
+  std::string stats_where_;        // how --stats was given, for messages
+  std::string verify_where_;       // how --verify-audit was given, for messages
+  std::string allow_empty_where_;  // how --allow-empty was given, for messages
+  std::string end_flows_where_;    // how --end-removed-flows was given, for messages
   std::string dry_run_where_, comment_where_;
 };
 
@@ -214,6 +215,9 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     plan.action = Plan::Action::kVerifyAudit;
     plan.audit_path = value;
     verify_where_ = where(arg);
+  } else if (body == "allow-empty") {
+    plan.allow_empty = true;
+    allow_empty_where_ = where(arg);
   } else if (body == "json") {
     plan.json = true;
   } else if (body == "stats") {
@@ -329,8 +333,13 @@ Result<void> Parser::finish() {
       (plan.has_edits() || plan.history != 0 || plan.dry_run || comment_given_ || plan.show ||
        !plan.path.empty())) {
     return Err(verify_where_ +
-               "--verify-audit reads a file and talks to no server: it goes with --json only; "
+               "--verify-audit reads a file and talks to no server: it goes with --json and "
+               "--allow-empty only; "
                "run other actions as a separate command");
+  }
+  if (plan.allow_empty && plan.action != Plan::Action::kVerifyAudit) {
+    return Err(allow_empty_where_ +
+               "--allow-empty is about an audit log: it goes with --verify-audit FILE only");
   }
   if (plan.stats) {
     if (plan.has_edits() || plan.history != 0) {
@@ -515,7 +524,9 @@ std::string usage_text() {
          "      --stats        show the counters of every rule: connections, bytes,\n"
          "                     UDP flows and datagrams\n"
          "      --verify-audit FILE  check the hash chain of an audit log (sluiced\n"
-         "                     --audit-log); exit 0 intact, 1 broken, 3 unreadable\n"
+         "                     --audit-log) and the links between its runs; exit 0\n"
+         "                     intact, 1 broken, unlinked or empty, 3 unreadable\n"
+         "      --allow-empty  with --verify-audit: an empty file is intact\n"
          "      --timeout SECONDS  give up on an unresponsive server (default 10)\n"
          "  -d, --debug        print debugging messages\n"
          "  -h, --help         show this help and exit\n"

@@ -42,10 +42,11 @@ struct Plan {
   bool end_removed_flows = false;  // --end-removed-flows: reset connections of removed rules
   std::string comment;             // --comment, for the audit record
   int timeout_ms = kDefaultTimeoutSeconds * 1000;
-  uint32_t history = 0;    // --history N: how many entries; 0 when not asked
-  bool stats = false;      // --stats: counters per rule
-  std::string path;        // the control socket; "" for default_control_path()
-  std::string audit_path;  // --verify-audit FILE
+  uint32_t history = 0;      // --history N: how many entries; 0 when not asked
+  bool stats = false;        // --stats: counters per rule
+  std::string path;          // the control socket; "" for default_control_path()
+  std::string audit_path;    // --verify-audit FILE
+  bool allow_empty = false;  // --allow-empty: an empty audit log verifies as intact
 
   /// True when the plan edits the tables (any -t/-u/-T/-U/-A/-D/-C).
   bool has_edits() const { return !edits.empty(); }

@@ -35,6 +35,7 @@ constexpr LongOption kLongOptions[] = {
     {"timeout", ArgKind::kRequired, 0, false, "a number of SECONDS"},
     {"history", ArgKind::kOptionalNumber, 0, false, ""},
     {"verify-audit", ArgKind::kRequired, 0, false, "an audit log FILE"},
+    {"allow-empty", ArgKind::kNone, 0, false, ""},
     {"end-removed-flows", ArgKind::kNone, 0, false, ""},
     {"stats", ArgKind::kNone, 0, false, ""},
 };

@@ -298,7 +298,9 @@ int run(int argc, char** argv) {
   }
   if (plan->action == Plan::Action::kVerifyAudit) {
     // A file, no server: read and checked before (and without) any connection.
-    return run_verify_audit(plan->audit_path, plan->json, stdout, stderr);
+    AuditVerifyOptions options;
+    options.allow_empty = plan->allow_empty;
+    return run_verify_audit(plan->audit_path, plan->json, options, stdout, stderr);
   }
   if (plan->action == Plan::Action::kVersion) {
     return print_out(std::string("sluicectl ") + SLUICE_VERSION + "\n") ? kExitOk : kExitConnection;

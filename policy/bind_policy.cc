@@ -70,6 +70,49 @@ bool port_matches(const BindRule& rule, uint16_t port) {
   return false;
 }
 
+/// Describes what a request binds, without its port: "tcp 127.0.0.1",
+/// "udp [::1]%eth0", "tcp * (dual-stack)". The interface name is sanitised
+/// (it comes from the worker).
+std::string describe_bound(const wire::ListenerSpec& spec) {
+  std::string out = spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp) ? "tcp " : "udp ";
+  char text[INET6_ADDRSTRLEN] = "?";
+  if ((spec.flags & wire::kListenerDualStack) != 0) {
+    out += "*";
+  } else if (family_of(spec) == wire::WireFamily::kInet) {
+    inet_ntop(AF_INET, spec.addr + 12, text, sizeof(text));
+    out += text;
+  } else {
+    inet_ntop(AF_INET6, spec.addr, text, sizeof(text));
+    out += "[";
+    out += text;
+    out += "]";
+  }
+  size_t ifname_len = strnlen(spec.ifname, sizeof(spec.ifname));
+  if (ifname_len > 0) out += "%" + sanitize(std::string_view(spec.ifname, ifname_len));
+  if ((spec.flags & wire::kListenerDualStack) != 0) out += " (dual-stack)";
+  return out;
+}
+
+/// The `bind allow` line that would allow `spec`, for denial reasons:
+/// "bind allow tcp 22 127.0.0.1"; a dual-stack listener names both halves
+/// ("::,0.0.0.0"), as an allow line must (BindRule).
+std::string allow_line_for(const wire::ListenerSpec& spec) {
+  std::string addr;
+  char text[INET6_ADDRSTRLEN] = "?";
+  if ((spec.flags & wire::kListenerDualStack) != 0) {
+    addr = "::,0.0.0.0";
+  } else if (family_of(spec) == wire::WireFamily::kInet) {
+    inet_ntop(AF_INET, spec.addr + 12, text, sizeof(text));
+    addr = text;
+  } else {
+    inet_ntop(AF_INET6, spec.addr, text, sizeof(text));
+    addr = text;
+  }
+  return std::string("bind allow ") +
+         (spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp) ? "tcp " : "udp ") +
+         std::to_string(spec.port) + " " + addr;
+}
+
 }  // namespace
 
 bool prefix_contains(const AddrPrefix& prefix, wire::WireFamily family, const uint8_t* addr) {
@@ -91,24 +134,68 @@ bool bind_rule_matches(const BindRule& rule, const wire::ListenerSpec& spec) {
 }
 
 std::string describe_listener(const wire::ListenerSpec& spec) {
-  std::string out = spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp) ? "tcp " : "udp ";
-  char text[INET6_ADDRSTRLEN] = "?";
-  if ((spec.flags & wire::kListenerDualStack) != 0) {
-    out += "*";
-  } else if (family_of(spec) == wire::WireFamily::kInet) {
-    inet_ntop(AF_INET, spec.addr + 12, text, sizeof(text));
-    out += text;
-  } else {
-    inet_ntop(AF_INET6, spec.addr, text, sizeof(text));
-    out += "[";
-    out += text;
-    out += "]";
+  return describe_bound(spec) + " port " + std::to_string(spec.port);
+}
+
+std::string describe_grant(const wire::PortGrant& grant) {
+  const wire::ListenerSpec& spec = grant.listener;
+  if (grant.last_port == spec.port) return describe_listener(spec);
+  return describe_bound(spec) + " ports " + std::to_string(spec.port) + "-" +
+         std::to_string(grant.last_port);
+}
+
+bool granted(std::span<const wire::PortGrant> grants, const wire::ListenerSpec& spec) {
+  for (const wire::PortGrant& g : grants) {
+    const wire::ListenerSpec& l = g.listener;
+    if (l.proto == spec.proto && l.family == spec.family && l.flags == spec.flags &&
+        std::memcmp(l.addr, spec.addr, sizeof(l.addr)) == 0 &&
+        std::memcmp(l.ifname, spec.ifname, sizeof(l.ifname)) == 0 && spec.port >= l.port &&
+        spec.port <= g.last_port) {
+      return true;
+    }
   }
-  size_t ifname_len = strnlen(spec.ifname, sizeof(spec.ifname));
-  if (ifname_len > 0) out += "%" + sanitize(std::string_view(spec.ifname, ifname_len));
-  if ((spec.flags & wire::kListenerDualStack) != 0) out += " (dual-stack)";
-  out += " port " + std::to_string(spec.port);
-  return out;
+  return false;
+}
+
+std::string describe_bind_policy(const BindPolicy& policy) {
+  const std::string low = std::to_string(policy.unprivileged_port_start);
+  if (policy.use_rules) {
+    std::string out = "bind policy: " + policy.source + ", " + std::to_string(policy.rules.size()) +
+                      " `bind` line" + (policy.rules.size() == 1 ? "" : "s") +
+                      "; the first that matches decides, a request no line matches is denied";
+    if (policy.unprivileged_port_start == 0) return out;
+    return out +
+           (policy.has_bind_cap
+                ? "; ports below " + low + " also need CAP_NET_BIND_SERVICE, which sluiced holds"
+                : "; ports below " + low +
+                      " are refused: sluiced does not hold CAP_NET_BIND_SERVICE");
+  }
+  std::string out = "bind policy: the default (" +
+                    (policy.source.empty() ? std::string("no --policy")
+                                           : policy.source + " has no `bind` lines") +
+                    "): ";
+  if (policy.unprivileged_port_start == 0) {
+    return out + "any port on any address (net.ipv4.ip_unprivileged_port_start is 0)";
+  }
+  out += "ports " + low + "-65535 on any address";
+  if (!policy.has_bind_cap) {
+    return out + "; ports below " + low +
+           " are refused: sluiced does not hold CAP_NET_BIND_SERVICE";
+  }
+  const size_t n = policy.initial_grants.size();
+  if (n == 0) {
+    out += ", and no port below " + low + " (the initial rules name none)";
+  } else {
+    out += ", and below " + low + " only the privileged ports of the initial rules: ";
+    for (size_t i = 0; i < n && i < kMaxGrantsDescribed; ++i) {
+      out += (i == 0 ? "" : ", ") + describe_grant(policy.initial_grants[i]);
+    }
+    if (n > kMaxGrantsDescribed) {
+      out += ", and " + std::to_string(n - kMaxGrantsDescribed) + " more range" +
+             (n - kMaxGrantsDescribed == 1 ? "" : "s");
+    }
+  }
+  return out + "; for other privileged ports, give --policy FILE with `bind` lines";
 }
 
 BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec) {
@@ -145,6 +232,18 @@ BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec
                        ") and sluiced does not hold CAP_NET_BIND_SERVICE; grant it with `setcap "
                        "cap_net_bind_service=ep sluiced` or run sluiced as root, or lower "
                        "net.ipv4.ip_unprivileged_port_start"};
+  }
+  if (!policy.use_rules && spec.port < policy.unprivileged_port_start &&
+      !granted(policy.initial_grants, spec)) {
+    return {false, "port " + std::to_string(spec.port) +
+                       " is below net.ipv4.ip_unprivileged_port_start (" +
+                       std::to_string(policy.unprivileged_port_start) +
+                       ") and sluiced's initial rules do not name " + describe_listener(spec) +
+                       ": without `bind` lines in a policy, sluiced opens privileged ports only "
+                       "for the rules on its command line; to allow it, start sluiced with "
+                       "--policy FILE holding `" +
+                       allow_line_for(spec) +
+                       "` (a policy's `bind` lines decide every port: docs/POLICY.md)"};
   }
   return {true, ""};
 }

@@ -3,15 +3,22 @@
 // so that a denial reaches the user as a clear policy-denied failure.
 //
 // Two layers, both always applied:
-//   1. the `bind` lines of the administrator's policy file, if one was given
+//   1. the `bind` lines of the administrator's policy file, if it has any
 //      (policy/policy_file.h parses it): first match wins, no match = deny;
 //   2. the kernel rule, always: a port below net.ipv4.ip_unprivileged_port_start
 //      needs CAP_NET_BIND_SERVICE, so the broker refuses it up front with a
 //      reason that says what to do instead of returning a bare EACCES.
-// Without a policy file, layer 1 allows everything.
+// Without `bind` lines, layer 1 is the default policy: any address and any
+// port from unprivileged_port_start on, and below it only the privileged
+// ports of the initial rules (`initial_grants`, security review item 6). A
+// sluiced that holds CAP_NET_BIND_SERVICE would otherwise let a compromised
+// worker take 22, 53 or 443; the administrator who wants more privileged
+// ports at run time names them in `bind` lines (docs/POLICY.md).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,12 +68,19 @@ struct BindRule {
 struct BindPolicy {
   uint32_t unprivileged_port_start = 1024;
   bool has_bind_cap = false;
-  /// True when a policy file was loaded: its `rules` decide (first match wins,
-  /// no match = deny). False: the default policy, which allows any protocol,
-  /// address and port the kernel rule allows.
+  /// True when a policy file with `bind` lines was loaded: its `rules`
+  /// decide (first match wins, no match = deny). False: the default policy,
+  /// which allows any protocol and address on ports from
+  /// unprivileged_port_start on, and below it only `initial_grants`.
   bool use_rules = false;
   std::string source;  // the policy file's path, named in denial reasons
   std::vector<BindRule> rules;
+  /// The default policy's privileged ports: the ranges of the initial rules
+  /// below unprivileged_port_start, as the worker declared them right after
+  /// Hello (schema/broker_wire.h InitialPortsMsg). A privileged request is
+  /// allowed when one grant has its protocol, family, address, interface
+  /// and dual-stack flag exactly, and its port in the grant's range.
+  std::vector<wire::PortGrant> initial_grants;
 };
 
 /// The outcome of a policy check; `reason` is empty when allowed and otherwise
@@ -78,9 +92,30 @@ struct BindDecision {
 
 /// Checks one well-formed listener request against the policy: the file's
 /// rules first (a denial names the file and line), then the kernel's privileged
-/// port rule. Never fails for other reasons: the caller validates the entry's
-/// shape first (broker_host.h validate_listener_spec).
+/// port rule, then, for the default policy, the initial rules' grants (a
+/// denial says how to allow the port: --policy with a `bind allow` line).
+/// Never fails for other reasons: the caller validates the entry's shape
+/// first (broker_host.h validate_listener_spec).
 BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec);
+
+/// Returns true when one of `grants` covers `spec`: the same protocol,
+/// family, address, interface and dual-stack flag, and the port in range.
+bool granted(std::span<const wire::PortGrant> grants, const wire::ListenerSpec& spec);
+
+/// Describes the bind policy in force, in one sentence for sluiced's start-up
+/// log: the file and its number of `bind` lines, or the default with its
+/// unprivileged range and the initial rules' privileged ports (the first
+/// kMaxGrantsDescribed of them, then a count); and whether privileged
+/// ports are possible at all (CAP_NET_BIND_SERVICE).
+std::string describe_bind_policy(const BindPolicy& policy);
+
+/// Limit: grants named one by one in describe_bind_policy(); the rest are
+/// counted. Eight keep the line readable and far below the log's 4 KiB.
+inline constexpr size_t kMaxGrantsDescribed = 8;
+
+/// Describes a grant as describe_listener() does, with its port range:
+/// "tcp 127.0.0.1 port 80", "udp * (dual-stack) ports 1-1023".
+std::string describe_grant(const wire::PortGrant& grant);
 
 /// Returns true when `rule` matches the well-formed request `spec` (protocol,
 /// port, and address as described at BindRule).

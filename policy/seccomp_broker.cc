@@ -83,6 +83,17 @@ std::vector<SyscallRule> listener_factory_rows() {
   };
 }
 
+/// The log row for a stderr that is a socket (a journal stream;
+/// broker/isolation.cc unblock_log), shared by sluiced and its helper.
+SyscallRule log_socket_row(int log_fd) {
+  return {"sendto",
+          {eq32(0, static_cast<uint32_t>(log_fd)), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0),
+           eq32(5, 0)},
+          "log lines when stderr is a socket (a journal stream; broker/isolation.cc unblock_log): "
+          "send(MSG_DONTWAIT) never waits for a stalled reader, and changes no file description "
+          "that others share; no address, no other fd"};
+}
+
 /// The rows of memory, time and abort() that every sluiced process needs.
 std::vector<SyscallRule> libc_rows(uint32_t self) {
   return {
@@ -129,6 +140,7 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "EAGAIN, and the reply waits for POLLOUT"},
       {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
+      log_socket_row(kLog),
   };
   // --- The listener factory (listener_factory.cc), the broker's purpose ---
   append(rules, listener_factory_rows());
@@ -223,6 +235,7 @@ std::vector<SyscallRule> helper_seccomp_rules(int self_pid) {
        {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
        "answer sluiced with the listeners; MSG_NOSIGNAL: a dead sluiced gives EPIPE"},
       {"write", {eq32(0, kLog)}, "log lines to sluiced's stderr (base/log.cc)"},
+      log_socket_row(kLog),
   };
   // --- The listener factory, inside the target namespace: its only purpose ---
   append(rules, listener_factory_rows());

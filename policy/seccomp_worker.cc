@@ -116,13 +116,13 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   // Auto-scan re-reads the target namespace's /proc/net/{tcp,tcp6,udp,udp6}
   // from offset 0 each second (worker/port_scan.cc); no lseek is granted, and
   // a seq_file continues at the offset given. Only on the four fixed fds the
-  // worker put them on (8-11: fd & ~3 == 8), so no other file's earlier bytes
+  // worker put them on (12-15: fd & ~3 == 12), so no other file's earlier bytes
   // can be re-read; pread writes nothing.
   r.push_back({"pread64",
                {arg_masked_eq32(0, ~static_cast<uint32_t>(wire::kWorkerFdScanCount - 1),
                                 static_cast<uint32_t>(wire::kWorkerFdScanFirst))},
                "auto-scan: read the target namespace's /proc/net tables from offset 0; only on "
-               "fds 8-11, where the worker put them before its sandbox"});
+               "fds 12-15, where the worker put them before its sandbox"});
   r.push_back({"write", {}, "log lines, audit records, control replies"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});

@@ -84,18 +84,64 @@ void write_rules(JsonWriter& w, const std::vector<std::string>& items, size_t ke
   w.end_array();
 }
 
+/// Returns `run` as 32 lower-case hex digits. Never fails.
+std::string run_hex(const AuditRunId& run) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * run.size());
+  for (uint8_t b : run) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
+
 /// How many leading items of added, removed and failures a line holds.
 using ListKeep = std::array<size_t, 3>;
 
-/// Writes the whole line object (no newline) with `keep` items of each list;
-/// `mark` adds the marker of each cut list. Never fails.
-void write_line(JsonWriter& w, const AuditLine& line, const ListKeep& keep, bool mark) {
+/// Writes the keys every line begins with: format, seq, time and record.
+/// Never fails.
+void write_head(JsonWriter& w, const AuditLine& line) {
   namespace k = audit_key;
-  w.begin_object();
+  w.key(k::kFormat);
+  w.number(kAuditFormat);
   w.key(k::kSeq);
   w.number(line.seq);
   w.key(k::kTime);
   w.string(line.time);
+  w.key(k::kRecord);
+  w.string(line.start ? kAuditRecordStart : kAuditRecordCommit);
+}
+
+/// Writes the whole start record object (no newline), its tail_error cut to
+/// kMaxAuditItemBytes. Never fails.
+void write_start_line(JsonWriter& w, const AuditLine& line) {
+  namespace k = audit_key;
+  w.begin_object();
+  write_head(w, line);
+  w.key(k::kRun);
+  w.string(run_hex(line.run));
+  w.key(k::kPid);
+  w.signed_number(line.pid);
+  w.key(k::kUid);
+  w.number(line.uid);
+  w.key(k::kGid);
+  w.number(line.gid);
+  w.key(k::kTail);
+  w.string(audit_tail_name(line.tail));
+  w.key(k::kTailError);
+  w.string(cut_text(line.tail_error, kMaxAuditItemBytes));
+  w.key(k::kPrev);
+  w.string(to_hex(line.prev));
+  w.end_object();
+}
+
+/// Writes the whole commit record object (no newline) with `keep` items of
+/// each list; `mark` adds the marker of each cut list. Never fails.
+void write_line(JsonWriter& w, const AuditLine& line, const ListKeep& keep, bool mark) {
+  namespace k = audit_key;
+  w.begin_object();
+  write_head(w, line);
   w.key(k::kOutcome);
   w.string(line.outcome);
   w.key(k::kPid);
@@ -144,8 +190,6 @@ void write_line(JsonWriter& w, const AuditLine& line, const ListKeep& keep, bool
   w.end_array();
   w.key(k::kDurationMicros);
   w.number(line.duration_micros);
-  w.key(k::kChain);
-  w.string(line.chain_start ? kAuditChainStart : kAuditChainContinue);
   w.key(k::kPrev);
   w.string(to_hex(line.prev));
   w.end_object();
@@ -298,22 +342,93 @@ class LineParser {
   bool parse(AuditLine* out) {
     namespace k = audit_key;
     std::string text;
-    int64_t sint = 0;
-    uint64_t uint = 0;
-    if (!lit(key_text("{", k::kSeq)) || !number(UINT64_MAX, &out->seq)) return false;
+    uint64_t format = 0;
+    if (s_.starts_with(key_text("{", k::kSeq))) {
+      return fail(
+          "\"format\" first; this is a line of audit format 1 (sluice before runs were "
+          "linked), which this version does not read; verify it with the sluicectl of "
+          "the sluice that wrote it");
+    }
+    if (!lit(key_text("{", k::kFormat)) || !number(UINT64_MAX, &format)) return false;
+    if (format != kAuditFormat) {
+      return fail("format " + std::to_string(kAuditFormat) + " (this line is of format " +
+                  std::to_string(format) +
+                  ", written by another version of sluice; verify it with that version's "
+                  "sluicectl)");
+    }
+    if (!lit(key_text(",", k::kSeq)) || !number(UINT64_MAX, &out->seq)) return false;
     if (out->seq == 0) return fail("a seq of 1 or more");
     if (!lit(key_text(",", k::kTime)) || !string(&out->time)) return false;
     if (!valid_time(out->time)) return fail("a time like 2026-11-24T17:03:11.123Z");
-    if (!lit(key_text(",", k::kOutcome)) || !string(&out->outcome)) return false;
-    if (!one_of(kAuditOutcomes, out->outcome)) {
-      return fail("an outcome of " + join_names(kAuditOutcomes, " or "));
+    if (!lit(key_text(",", k::kRecord)) || !string(&text)) return false;
+    if (text == kAuditRecordStart) {
+      out->start = true;
+      if (!start_fields(out)) return false;
+    } else if (text == kAuditRecordCommit) {
+      if (!commit_fields(out)) return false;
+    } else {
+      return fail("a record of " + std::string(kAuditRecordStart) + " or " +
+                  std::string(kAuditRecordCommit));
     }
+    if (!lit(key_text(",", k::kPrev)) || !hex64(&out->prev) || !lit("}")) return false;
+    if (pos_ != s_.size()) return fail("the end of the line after the closing }");
+    return true;
+  }
+
+  /// What was expected where parsing stopped: "column C: expected X".
+  const std::string& error() const { return error_; }
+
+ private:
+  /// Consumes the fields of a start record after `record` (run to
+  /// tailError) into `out`, or fails.
+  bool start_fields(AuditLine* out) {
+    namespace k = audit_key;
+    std::string text;
+    if (!lit(key_text(",", k::kRun))) return false;
+    const size_t at = pos_;
+    if (!string(&text)) return false;
+    bool ok = text.size() == 2 * out->run.size();
+    for (size_t i = 0; ok && i < out->run.size(); ++i) {
+      unsigned hi = 0, lo = 0;
+      ok = hex_value(text[2 * i], &hi) && hex_value(text[2 * i + 1], &lo);
+      out->run[i] = static_cast<uint8_t>(hi * 16 + lo);
+    }
+    if (!ok) {
+      pos_ = at;
+      return fail("a run id of 32 lower-case hex digits");
+    }
+    if (!ids(out)) return false;
+    if (!lit(key_text(",", k::kTail)) || !string(&text)) return false;
+    auto tail = std::find(kAuditTailNames.begin(), kAuditTailNames.end(), text);
+    if (tail == kAuditTailNames.end())
+      return fail("a tail of " + join_names(kAuditTailNames, " or "));
+    out->tail = static_cast<AuditTail>(tail - kAuditTailNames.begin());
+    return lit(key_text(",", k::kTailError)) && string(&out->tail_error);
+  }
+
+  /// Consumes pid, uid and gid into `out`, or fails.
+  bool ids(AuditLine* out) {
+    namespace k = audit_key;
+    int64_t sint = 0;
+    uint64_t uint = 0;
     if (!lit(key_text(",", k::kPid)) || !signed_number(INT32_MIN, INT32_MAX, &sint)) return false;
     out->pid = static_cast<int32_t>(sint);
     if (!lit(key_text(",", k::kUid)) || !number(UINT32_MAX, &uint)) return false;
     out->uid = static_cast<uint32_t>(uint);
     if (!lit(key_text(",", k::kGid)) || !number(UINT32_MAX, &uint)) return false;
     out->gid = static_cast<uint32_t>(uint);
+    return true;
+  }
+
+  /// Consumes the fields of a commit record after `record` (outcome to
+  /// durationMicros) into `out`, or fails.
+  bool commit_fields(AuditLine* out) {
+    namespace k = audit_key;
+    if (!lit(key_text(",", k::kOutcome)) || !string(&out->outcome)) return false;
+    if (!one_of(kAuditOutcomes, out->outcome)) {
+      return fail("an outcome of " + join_names(kAuditOutcomes, " or "));
+    }
+    if (!ids(out)) return false;
     if (!lit(key_text(",", k::kComment)) || !string(&out->comment)) return false;
     if (!lit(key_text(",", k::kGeneration) + key_text("{", k::kBefore)) ||
         !number(UINT64_MAX, &out->generation_before) || !lit(key_text(",", k::kAfter)) ||
@@ -334,24 +449,9 @@ class LineParser {
       return false;
     }
     if (!lit(key_text(",", k::kFailures)) || !failure_array(&out->failures)) return false;
-    if (!lit(key_text(",", k::kDurationMicros)) || !number(UINT64_MAX, &out->duration_micros)) {
-      return false;
-    }
-    if (!lit(key_text(",", k::kChain)) || !string(&text)) return false;
-    if (text != kAuditChainStart && text != kAuditChainContinue) {
-      return fail("a chain of " + std::string(kAuditChainStart) + " or " +
-                  std::string(kAuditChainContinue));
-    }
-    out->chain_start = text == kAuditChainStart;
-    if (!lit(key_text(",", k::kPrev)) || !hex64(&out->prev) || !lit("}")) return false;
-    if (pos_ != s_.size()) return fail("the end of the line after the closing }");
-    return true;
+    return lit(key_text(",", k::kDurationMicros)) && number(UINT64_MAX, &out->duration_micros);
   }
 
-  /// What was expected where parsing stopped: "column C: expected X".
-  const std::string& error() const { return error_; }
-
- private:
   /// Records that `what` was expected at the current column; returns false.
   bool fail(const std::string& what) {
     error_ = "column " + std::to_string(pos_ + 1) + ": expected " + what;
@@ -577,7 +677,20 @@ std::string audit_time_text(int64_t unix_millis) {
   return out;
 }
 
+std::string audit_run_hex(const AuditRunId& run) {
+  return run_hex(run);
+}
+
 std::string render_audit_line(const AuditLine& line) {
+  if (line.start) {
+    JsonWriter w(JsonText::kAscii);
+    write_start_line(w, line);
+    std::string out = w.str() + "\n";
+    // Its only free text, tail_error, is cut to kMaxAuditItemBytes (6 bytes
+    // a byte when escaped): far under the limit.
+    CHECK_MSG(out.size() <= kMaxAuditLineBytes, "a start record outgrew its limit");
+    return out;
+  }
   // The fixed part: the line with its three lists empty, newline included.
   JsonWriter bare(JsonText::kAscii);
   write_line(bare, line, ListKeep{}, false);

@@ -1,9 +1,12 @@
-// The audit line: one JSON object per commit attempt, then "\n" (docs/AUDIT.md
-// specifies it). This is the format's one home. The worker renders lines with
-// render_audit_line() (worker/audit.cc, which adds the sink and the chain),
-// and `sluicectl --verify-audit` reads them back with parse_audit_line()
-// (client/audit_verify.cc, which adds the checks across lines). Both use the
-// key names and values declared here.
+// The audit line: one JSON object, then "\n" (docs/AUDIT.md specifies it).
+// Each run of the worker writes a start record first (its run id, sluiced's
+// ids, and its link to the file's last line before it), then one commit
+// record per commit attempt. This is the format's one home. The worker renders
+// lines with render_audit_line() (worker/audit.cc, which adds the sink and the
+// chain; worker/audit_tail.cc parses the previous run's last line with
+// parse_audit_line()), and `sluicectl --verify-audit` reads them back with
+// parse_audit_line() (client/audit_verify.cc, which adds the checks across
+// lines). All of them use the key names and values declared here.
 //
 // Target sluice_audit_format: base and the plain model only, no Cap'n Proto,
 // so that the verifier needs no codec. Nothing here makes a syscall, so both
@@ -22,11 +25,19 @@
 
 namespace sluice {
 
-/// The keys of an audit line. A line holds them in the order of AuditLine's
-/// fields; a failure object holds kKind to kMessage, in that order.
+/// The keys of an audit line. Every line begins with kFormat, kSeq, kTime and
+/// kRecord and ends with kPrev. Between them, a start record holds kRun, kPid,
+/// kUid, kGid, kTail and kTailError; a commit record holds kOutcome to
+/// kDurationMicros in the order of AuditLine's fields. A failure object holds
+/// kKind to kMessage, in that order.
 namespace audit_key {
+inline constexpr std::string_view kFormat = "format";
 inline constexpr std::string_view kSeq = "seq";
 inline constexpr std::string_view kTime = "time";
+inline constexpr std::string_view kRecord = "record";  // kAuditRecordStart or kAuditRecordCommit
+inline constexpr std::string_view kRun = "run";
+inline constexpr std::string_view kTail = "tail";
+inline constexpr std::string_view kTailError = "tailError";
 inline constexpr std::string_view kOutcome = "outcome";
 inline constexpr std::string_view kPid = "pid";
 inline constexpr std::string_view kUid = "uid";
@@ -52,7 +63,6 @@ inline constexpr std::string_view kErrno = "errno";
 inline constexpr std::string_view kErrnoName = "errnoName";
 inline constexpr std::string_view kMessage = "message";
 inline constexpr std::string_view kDurationMicros = "durationMicros";
-inline constexpr std::string_view kChain = "chain";
 inline constexpr std::string_view kPrev = "prev";
 }  // namespace audit_key
 
@@ -69,9 +79,46 @@ inline constexpr std::string_view kAuditCapacity = "capacity";
 /// control::FailureKind (tests/audit checks that the two agree).
 inline constexpr std::array<std::string_view, 6> kAuditFailureKinds = {
     "invalid", "conflict", "policy-denied", "bind-failed", kAuditCapacity, "stale-generation"};
-/// The `chain` of a segment's first line, and of every other line.
-inline constexpr std::string_view kAuditChainStart = "start";
-inline constexpr std::string_view kAuditChainContinue = "continue";
+
+/// The `format` of every line this build writes and reads. Format 2 begins
+/// each run with a start record that links to the line before it. Format 1
+/// (no `format` key; a run began with a commit line marked "chain":"start" and
+/// a prev of zeros, so that nothing linked runs together) is not read.
+inline constexpr uint64_t kAuditFormat = 2;
+
+/// The `record` of a run's first line, and of the line of a commit attempt.
+inline constexpr std::string_view kAuditRecordStart = "start";
+inline constexpr std::string_view kAuditRecordCommit = "commit";
+
+/// Bytes of a run id: 128 random bits, so that two runs never share one.
+inline constexpr size_t kAuditRunIdBytes = 16;
+using AuditRunId = std::array<uint8_t, kAuditRunIdBytes>;
+
+/// What a run found before it: the `tail` of its start record, which says
+/// what its `prev` means.
+enum class AuditTail : uint8_t {
+  /// "linked": prev is the SHA-256 of the file's last line (its "\n"
+  /// included) when the run started, a line that parsed as an audit line.
+  kLinked,
+  /// "empty": the file was empty. The log starts here; prev is 64 zeros.
+  kEmpty,
+  /// "none": the sink is not a file (sluiced's stderr), so there was no last
+  /// line to read; prev is 64 zeros.
+  kNone,
+  /// "unreadable": the file was not empty, but its last line could not be
+  /// read, or did not parse; tailError says why. prev is the SHA-256 of that
+  /// line when it could be read whole, else 64 zeros.
+  kUnreadable,
+};
+
+/// The `tail` names, in AuditTail order.
+inline constexpr std::array<std::string_view, 4> kAuditTailNames = {"linked", "empty", "none",
+                                                                    "unreadable"};
+
+/// Returns the `tail` name of `tail`. Never fails.
+inline std::string_view audit_tail_name(AuditTail tail) {
+  return kAuditTailNames[static_cast<size_t>(tail)];
+}
 
 /// Limit: bytes of one audit line, its newline included. 64 KiB is the default
 /// capacity of a pipe (16 pages), so a line fits whole into an empty pipe
@@ -109,12 +156,23 @@ struct AuditFailure {
   bool operator==(const AuditFailure&) const = default;
 };
 
-/// One audit line, as written: every field, in the order written.
+/// One audit line, as written: every field, in the order written. A start
+/// record (`start`) uses seq, time, run, pid, uid, gid, tail, tail_error and
+/// prev, and leaves the others at their defaults; a commit record uses all
+/// but run, tail and tail_error.
 struct AuditLine {
-  uint64_t seq = 0;     // 1 for a segment's first line, then +1 per line
-  std::string time;     // "YYYY-MM-DDTHH:MM:SS.mmmZ" (audit_time_text)
+  uint64_t seq = 0;    // 1 for a run's start record, then +1 per line
+  std::string time;    // "YYYY-MM-DDTHH:MM:SS.mmmZ" (audit_time_text)
+  bool start = false;  // `record`: kAuditRecordStart, else kAuditRecordCommit
+  // Start record only.
+  AuditRunId run{};                   // `run`, as 32 lower-case hex digits
+  AuditTail tail = AuditTail::kNone;  // `tail`: what prev links to
+  std::string tail_error;             // `tailError`: why, when kUnreadable; else empty
+  // Commit record only.
   std::string outcome;  // one of kAuditOutcomes
-  int32_t pid = 0;      // the control client's SO_PEERCRED
+  // Both: the control client's SO_PEERCRED on a commit record (sluiced's own
+  // for the initial rules); on a start record, the ids sluiced runs as.
+  int32_t pid = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::string comment;  // cut to kMaxAuditCommentBytes when written
@@ -130,8 +188,9 @@ struct AuditLine {
   uint32_t rebound = 0;
   std::vector<AuditFailure> failures;
   uint64_t duration_micros = 0;
-  bool chain_start = false;  // `chain`: kAuditChainStart or kAuditChainContinue
-  Sha256Digest prev{};       // SHA-256 of the line before; all zeros on a start line
+  // Both: the SHA-256 of the line before, "\n" included. On a start record,
+  // what `tail` says.
+  Sha256Digest prev{};
   bool operator==(const AuditLine&) const = default;
 };
 
@@ -141,25 +200,29 @@ struct AuditLine {
 /// which the worker's sandbox forbids). Never fails.
 std::string audit_time_text(int64_t unix_millis);
 
-/// Renders `line` as the bytes written: one JSON object with the keys in
-/// order, no spaces, then "\n". Every string is escaped totally and
-/// ASCII-only (base/json.h, JsonText::kAscii), so the result is printable
-/// ASCII with its only newline last, and no text can add a key or a line.
-/// The comment is cut to kMaxAuditCommentBytes and each list item to
-/// kMaxAuditItemBytes; when the lists still do not fit kMaxAuditLineBytes,
-/// each keeps what fits of its share and ends with a marker item that says
-/// how many were left out (docs/AUDIT.md, "Size"). Returns at most
-/// kMaxAuditLineBytes bytes. A `time`, `outcome` or failure `kind` so long
-/// that the fixed part leaves no room for the lists is a bug and CHECK-fails.
-/// No syscalls.
+/// Returns `run` as written in a start record: 32 lower-case hex digits.
+/// Never fails; no syscalls.
+std::string audit_run_hex(const AuditRunId& run);
+
+/// Renders `line` as the bytes written: one JSON object with the keys of its
+/// record (start or commit) in order, `format` first, no spaces, then "\n". Every string is escaped
+/// totally and ASCII-only (base/json.h, JsonText::kAscii), so the result is printable ASCII with
+/// its only newline last, and no text can add a key or a line. The comment is cut to
+/// kMaxAuditCommentBytes and each list item to kMaxAuditItemBytes; when the lists still do not fit
+/// kMaxAuditLineBytes, each keeps what fits of its share and ends with a marker item that says how
+/// many were left out (docs/AUDIT.md, "Size"). A start record's tail_error is cut to
+/// kMaxAuditItemBytes. Returns at most kMaxAuditLineBytes bytes. A `time`, `outcome` or failure
+/// `kind` so long that the fixed part leaves no room for the lists is a bug and CHECK-fails. No
+/// syscalls.
 std::string render_audit_line(const AuditLine& line);
 
 /// Parses one line (without its "\n") strictly: exactly what
 /// render_audit_line() writes, with keys in order, no spaces, canonical
-/// numbers and escapes, printable ASCII only, values in range (seq from 1, a
-/// valid time, a known outcome, failure kind, pif and chain). Returns the
-/// fields; fails with "column C: expected X" at the first byte that differs
-/// from the format. Never reads out of bounds and does not recurse, so any
+/// numbers and escapes, printable ASCII only, values in range (format
+/// kAuditFormat, seq from 1, a valid time, a known record, outcome, failure
+/// kind, pif and tail). Returns the fields; fails with "column C: expected X"
+/// at the first byte that differs from the format (a line of format 1 is
+/// named as such). Never reads out of bounds and does not recurse, so any
 /// bytes are safe input. No syscalls.
 Result<AuditLine> parse_audit_line(std::string_view line);
 

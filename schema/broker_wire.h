@@ -12,6 +12,9 @@
 // in broker/broker_host.*):
 //   worker -> broker  Hello                       (once, first)
 //   broker -> worker  HelloReply
+//   worker -> broker  InitialPorts {count, flags, grants[count]}  (one or more,
+//                     right after HelloReply; the last has kInitialPortsLast;
+//                     no reply): the privileged ports of the initial rules
 //   worker -> broker  OpenListeners  {count, entries[count]}          (any number)
 //   broker -> worker  ListenersOpened {count, status[count]} + one fd per
 //                     entry whose status is kStatusOk, in entry order
@@ -25,6 +28,9 @@
 //                     in sluiced's network namespace: unbound, unconnected,
 //                     non-blocking, close-on-exec
 // Requests are answered one at a time, in order; the worker pipelines them.
+// InitialPorts is a statement, not a request: the broker records it and
+// answers nothing, and it is permitted only between Hello and the first
+// request, exactly once (see InitialPortsMsg for why).
 //
 // With a target namespace (sluiced --netns), sluiced also runs a namespace
 // helper (broker/namespace_helper.h): a fork of sluiced inside the target
@@ -47,7 +53,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 3;
+inline constexpr uint32_t kBrokerWireVersion = 4;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -65,14 +71,22 @@ inline constexpr int kWorkerFdPolicy = 6;
 /// The listening UNIX stream socket of --pesto-socket (pesto's protocol v2,
 /// schema/pesto_wire.h), or /dev/null when sluiced was not given one.
 inline constexpr int kWorkerFdPesto = 7;
-inline constexpr int kWorkerFirstFreeFd = 8;
+/// The --audit-log FILE once more, opened read-only by sluiced (the same
+/// file as kWorkerFdAudit: sluiced checks device and inode), or /dev/null
+/// when the audit sink is sluiced's stderr. Before its sandbox the worker
+/// reads the file's last line from it, then closes it; inside the sandbox it
+/// parses that line and links its run's start record to it
+/// (worker/audit_tail.h). sluiced never reads the file.
+inline constexpr int kWorkerFdAuditTail = 8;
+inline constexpr int kWorkerFirstFreeFd = 9;
 /// Auto-scan (worker/port_scan.h): the worker's own /proc/self/net/{tcp,
 /// tcp6,udp,udp6}, in that order, when it runs in a target namespace. Not
 /// set by sluiced: the worker opens them itself before its sandbox and moves
 /// them to these numbers, so that its seccomp filter can allow `pread64` on
-/// them alone. 8 to 11 is a block of four aligned on four, which one masked
-/// comparison (fd & ~3 == 8) admits exactly; fd 7 is the pesto socket.
-inline constexpr int kWorkerFdScanFirst = 8;
+/// them alone. 12 to 15 is a block of four aligned on four, which one masked
+/// comparison (fd & ~3 == 12) admits exactly; fds 0 to 8 are sluiced's, and
+/// 9 to 11 stay free (the next block aligned on four starts at 12).
+inline constexpr int kWorkerFdScanFirst = 12;
 inline constexpr int kWorkerFdScanCount = 4;
 static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanFirst % 4 == 0 &&
               kWorkerFdScanCount == 4);
@@ -87,9 +101,10 @@ enum class BrokerMsg : uint32_t {
   kListenersOpened = 4,  // broker -> worker, one fd per kStatusOk entry
   kPeerQuery = 5,        // worker -> broker, exactly 1 fd
   kPeerReply = 6,        // broker -> worker, 0 fds
-  kOpenSockets = 7,      // worker -> broker, 0 fds
-  kSocketsOpened = 8,    // broker -> worker, `count` fds
-  kHelperReady = 9,      // namespace helper -> sluiced, 0 fds (never from a worker)
+  kInitialPorts = 7,     // worker -> broker, 0 fds, no reply
+  kOpenSockets = 8,      // worker -> broker, 0 fds
+  kSocketsOpened = 9,    // broker -> worker, `count` fds
+  kHelperReady = 10,     // namespace helper -> sluiced, 0 fds (never from a worker)
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -229,6 +244,50 @@ struct PeerReplyMsg {
 };
 static_assert(sizeof(PeerReplyMsg) == 40);
 
+/// One range of privileged ports that an initial rule listens on: the rule's
+/// protocol, address, interface and dual-stack flag as in ListenerSpec, and
+/// its ports from `listener.port` to `last_port`, cut at the broker's
+/// unprivileged_port_start (every port of a grant lies below it).
+struct PortGrant {
+  ListenerSpec listener;  // port: the first port of the range
+  uint16_t last_port;     // listener.port <= last_port < unprivileged_port_start
+  uint16_t reserved16;    // 0
+  uint32_t reserved;      // 0
+};
+static_assert(sizeof(PortGrant) == 48);
+static_assert(std::is_trivially_copyable_v<PortGrant>);
+
+/// Limit: grants per InitialPorts message. 200 grants (9,624 bytes) keep the
+/// message below OpenListeners, the largest request, so receive buffers stay
+/// as they are.
+inline constexpr uint32_t kMaxGrantsPerMessage = 200;
+/// Limit: grants in all InitialPorts messages together: one per rule of a
+/// full table set (a rule is one contiguous range), so every valid set of
+/// initial rules fits, and the broker holds at most 384 KiB of them.
+inline constexpr uint32_t kMaxInitialGrants = kMaxRulesPerTable * kPifCount;
+/// InitialPorts flags. Any bit outside kInitialPortsFlagMask is malformed.
+inline constexpr uint32_t kInitialPortsLast = 1u << 0;  // the declaration is complete
+inline constexpr uint32_t kInitialPortsFlagMask = kInitialPortsLast;
+
+/// The privileged ports of the initial rules (security review item 6).
+/// Without --policy, a sluiced that holds CAP_NET_BIND_SERVICE opens ports
+/// below unprivileged_port_start only inside these grants, for its whole
+/// life; everything else below it is denied, so a worker compromised later
+/// cannot take 22, 53 or 443. The broker never parses rule specs, so the
+/// worker computes the grants from the rules on sluiced's command line (the
+/// administrator's input) and declares them before it has read anything
+/// from a peer: its only inputs so far are its argv and the policy text,
+/// both from sluiced. The broker admits InitialPorts only between Hello and
+/// the first request, and never again, so nothing a peer sends the worker
+/// later can add a grant. Grants past `count` are all zero.
+struct InitialPortsMsg {
+  WireHeader header;  // type kInitialPorts
+  uint32_t count;     // 0..kMaxGrantsPerMessage
+  uint32_t flags;     // kInitialPortsLast on the last message
+  PortGrant grants[kMaxGrantsPerMessage];
+};
+static_assert(sizeof(InitialPortsMsg) == 24 + 48 * kMaxGrantsPerMessage);
+
 /// Limit: sockets per OpenSockets. The worker's pool of host-side sockets
 /// asks for at most its own size (worker/socket_pool.h, 32) at a time; 64
 /// leaves room while keeping one request's work in sluiced short (64
@@ -277,5 +336,6 @@ static_assert(sizeof(HelperReadyMsg) == 32);
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.
 inline constexpr size_t kMaxWireMessage = sizeof(OpenListenersMsg);
 static_assert(sizeof(ListenersOpenedMsg) <= kMaxWireMessage);
+static_assert(sizeof(InitialPortsMsg) <= kMaxWireMessage);
 
 }  // namespace sluice::wire

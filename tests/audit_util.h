@@ -1,5 +1,6 @@
-// Helpers shared by the audit tests: sample records, well-formed chains made
-// with the real formatter, and splitting a log into its lines.
+// Helpers shared by the audit tests: sample records and run starts,
+// well-formed runs made with the real formatter, and splitting a log into its
+// lines.
 #pragma once
 
 #include <string>
@@ -43,28 +44,62 @@ struct ChainItem {
   CommitRecord record;
 };
 
-/// Returns the lines of a well-formed chain segment: the first item starts the
-/// segment, and each later line's prev is the hash of the line before it.
-inline std::vector<std::string> chain_lines(const std::vector<ChainItem>& items) {
+/// Returns the link of a run that found the file empty.
+inline AuditLink empty_link() {
+  AuditLink link;
+  link.tail = AuditTail::kEmpty;
+  return link;
+}
+
+/// Returns the link of a run that found `last_line` (its "\n" included) at
+/// the end of the file.
+inline AuditLink link_to(std::string_view last_line) {
+  AuditLink link;
+  link.tail = AuditTail::kLinked;
+  link.prev = sha256(last_line.data(), last_line.size());
+  return link;
+}
+
+/// Returns a run's start: run id bytes `tag`, `tag` + 1, ...; sluiced pid
+/// 77, uid 1000, gid 100; and `link`.
+inline AuditRunStart sample_start(const AuditLink& link, uint8_t tag = 0x11) {
+  AuditRunStart start;
+  for (size_t i = 0; i < start.run.size(); ++i) start.run[i] = static_cast<uint8_t>(tag + i);
+  start.pid = 77;
+  start.uid = 1000;
+  start.gid = 100;
+  start.link = link;
+  return start;
+}
+
+/// Returns the lines of a well-formed run: its start record (seq 1, with
+/// `link`, run id `tag`), then one line per item with the item's seq, each
+/// line's prev the hash of the line before it. The start record does not
+/// carry the "\n" of a newline_first link.
+inline std::vector<std::string> chain_lines(const std::vector<ChainItem>& items,
+                                            const AuditLink& link = empty_link(),
+                                            uint8_t tag = 0x11) {
   AuditLog formatter(-1);
   std::vector<std::string> lines;
-  Sha256Digest prev{};
+  lines.push_back(formatter.format_start(sample_start(link, tag), kSampleMillis));
+  Sha256Digest prev = sha256(lines.back().data(), lines.back().size());
   for (size_t i = 0; i < items.size(); ++i) {
     lines.push_back(formatter.format_line(items[i].record, items[i].seq,
-                                          kSampleMillis + static_cast<int64_t>(i), prev, i == 0));
+                                          kSampleMillis + static_cast<int64_t>(i) + 1, prev));
     prev = sha256(lines.back().data(), lines.back().size());
   }
   return lines;
 }
 
-/// Returns a segment of `count` applied lines, seq 1..count, generations
-/// `first_generation` upwards without gaps.
-inline std::vector<std::string> segment(size_t count, uint64_t first_generation = 1) {
+/// Returns a run of a start record and `count` applied lines, seq 1 to
+/// count + 1, generations `first_generation` upwards without gaps.
+inline std::vector<std::string> log_run(size_t count, uint64_t first_generation = 1,
+                                        const AuditLink& link = empty_link(), uint8_t tag = 0x11) {
   std::vector<ChainItem> items;
   for (size_t i = 0; i < count; ++i) {
-    items.push_back({i + 1, sample_record(first_generation + i)});
+    items.push_back({i + 2, sample_record(first_generation + i)});
   }
-  return chain_lines(items);
+  return chain_lines(items, link, tag);
 }
 
 /// Concatenates lines into one file's contents.

@@ -1,9 +1,11 @@
-// The audit log writer: one audit line per commit attempt, a view of the
-// commit's record (to_audit_line in worker/commit_record.h;
-// schema/audit_line.h renders it; docs/AUDIT.md specifies it). Each line is
-// chained to the previous one with SHA-256 and written with one write(2) when
-// the sink has room; what a non-blocking sink pushes back waits, bounded, for
-// the sink to drain. client/audit_verify.cc reads the lines back.
+// The audit log writer: a start record per run, then one audit line per
+// commit attempt, a view of the commit's record (to_audit_line in
+// worker/commit_record.h; schema/audit_line.h renders both; docs/AUDIT.md
+// specifies them). Each line is chained to the previous one with SHA-256,
+// the start record to the file's last line before the run
+// (worker/audit_tail.h). A line goes out with one write(2) when the sink has
+// room; what a non-blocking sink pushes back waits, bounded, for the sink to
+// drain. client/audit_verify.cc reads the lines back.
 //
 // Everything here runs inside the worker's seccomp sandbox, so it uses only
 // `write`, `epoll_ctl` (through the event loop) and `clock_gettime`
@@ -19,6 +21,7 @@
 
 #include <algorithm>
 
+#include "base/check.h"
 #include "base/strings.h"
 
 namespace sluice {
@@ -44,39 +47,69 @@ int64_t realtime_millis() noexcept {
 }  // namespace
 
 std::string AuditLog::format_line(const CommitRecord& record, uint64_t sequence,
-                                  int64_t unix_millis, const Sha256Digest& prev,
-                                  bool chain_start) const {
-  AuditLine line = to_audit_line(record, prev, chain_start);
+                                  int64_t unix_millis, const Sha256Digest& prev) const {
+  AuditLine line = to_audit_line(record, prev);
   line.seq = sequence;
   line.time = audit_time_text(unix_millis);
   return render_audit_line(line);
 }
 
+std::string AuditLog::format_start(const AuditRunStart& start, int64_t unix_millis) const {
+  AuditLine line;
+  line.seq = 1;
+  line.time = audit_time_text(unix_millis);
+  line.start = true;
+  line.run = start.run;
+  line.pid = start.pid;
+  line.uid = start.uid;
+  line.gid = start.gid;
+  line.tail = start.link.tail;
+  line.tail_error = start.link.error;
+  line.prev = start.link.prev;
+  return render_audit_line(line);
+}
+
+void AuditLog::start(const AuditRunStart& start) noexcept {
+  CHECK_MSG(!started_, "a run has one start record");
+  started_ = true;
+  std::string line = format_start(start, realtime_millis());
+  sequence_ = 1;
+  prev_ = sha256(line.data(), line.size());
+  // The "\n" ends a line the previous run left cut short; it is that line's,
+  // not this one's, so the chain does not include it.
+  if (start.link.newline_first) line.insert(0, 1, '\n');
+  enqueue(sequence_, std::move(line));
+}
+
 CommitRecord AuditLog::write(CommitRecord record) noexcept {
+  CHECK_MSG(started_, "the start record comes before the first commit record");
   record.unix_millis = realtime_millis();
   record.sequence = sequence_ + 1;
-  std::string line = render_audit_line(to_audit_line(record, prev_, sequence_ == 0));
+  std::string line = render_audit_line(to_audit_line(record, prev_));
   // The chain continues from the line as formatted, written or not: a lost
   // line then shows as a broken chain, which is the signal it deserves.
   sequence_ = record.sequence;
   prev_ = sha256(line.data(), line.size());
+  enqueue(record.sequence, std::move(line));
+  return record;
+}
 
-  if (pending_bytes_ + line.size() > kMaxAuditBacklogBytes) {
+void AuditLog::enqueue(uint64_t sequence, std::string text) noexcept {
+  if (pending_bytes_ + text.size() > kMaxAuditBacklogBytes) {
     ++failed_writes_;
     if (warn_limit_.allow()) {
       LOG_WARN(
           "audit line %llu dropped: the audit sink on fd %d has not taken the last %zu bytes; "
           "the audit chain will show the gap (%llu lines lost so far); make sure whatever "
           "reads sluiced's stderr keeps reading, or use --audit-log FILE",
-          static_cast<unsigned long long>(record.sequence), fd_, pending_bytes_,
+          static_cast<unsigned long long>(sequence), fd_, pending_bytes_,
           static_cast<unsigned long long>(failed_writes_));
     }
-  } else {
-    pending_bytes_ += line.size();
-    pending_.push_back(Waiting{record.sequence, std::move(line), 0});
-    flush();
+    return;
   }
-  return record;
+  pending_bytes_ += text.size();
+  pending_.push_back(Waiting{sequence, std::move(text), 0});
+  flush();
 }
 
 bool AuditLog::flush() noexcept {

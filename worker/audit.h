@@ -2,11 +2,13 @@
 // or stale), written to the audit fd that sluiced opened (--audit-log FILE,
 // append-only, or stderr). Each line carries `prev`, the SHA-256 of the
 // previous line, so that `sluicectl --verify-audit FILE` detects edits,
-// deletions and reordering. A worker restart starts a new chain segment
-// (prev of 64 zeros and "chain":"start"); the verifier reports each segment.
-// The line format itself is schema/audit_line.h, shared with the verifier;
-// the line is a view of the commit's one record (worker/commit_record.h);
-// this file adds the sequence, the time, the chain, and the sink.
+// deletions and reordering. Each run of the worker begins with a start
+// record whose prev is the SHA-256 of the file's last line before it
+// (worker/audit_tail.h), so runs link too: deleting or rewriting a whole
+// earlier run shows as well. The line format itself is schema/audit_line.h,
+// shared with the verifier; a commit line is a view of the commit's one
+// record (worker/commit_record.h); this file adds the sequence, the time, the
+// chain, and the sink.
 #pragma once
 
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 #include "base/log.h"
 #include "base/sha256.h"
 #include "schema/audit_line.h"
+#include "worker/audit_tail.h"
 #include "worker/commit_record.h"
 #include "worker/event_loop.h"
 
@@ -34,11 +37,20 @@ namespace sluice {
 /// counted, and the chain shows the gap.
 inline constexpr size_t kMaxAuditBacklogBytes = 1 << 20;
 
+/// What a run's start record says: who the run is, and what it links to.
+struct AuditRunStart {
+  AuditRunId run{};  // 128 random bits, drawn before the sandbox
+  int32_t pid = 0;   // sluiced's pid, uid and gid as the worker saw them
+  uint32_t uid = 0;  // before its sandbox (getppid, getuid, getgid)
+  uint32_t gid = 0;
+  AuditLink link;  // link_audit_tail() of the file's last line
+};
+
 class AuditLog : public EventHandler {
  public:
-  /// Writes to `fd` (not owned: it is the fixed audit fd). The first line
-  /// written starts a new chain segment. Without attach(), lines the sink
-  /// pushes back wait for the next write() or flush().
+  /// Writes to `fd` (not owned: it is the fixed audit fd). start() must come
+  /// first. Without attach(), lines the sink pushes back wait for the next
+  /// write() or flush().
   explicit AuditLog(int fd) noexcept : fd_(fd) {}
 
   /// Lets the log watch its sink for room (EPOLLOUT, edge-triggered) on
@@ -46,6 +58,14 @@ class AuditLog : public EventHandler {
   /// is room. Registration is lazy: a regular file never pushes back, and
   /// epoll refuses regular files.
   void attach(EventLoop* loop) noexcept { loop_ = loop; }
+
+  /// Writes the run's start record as line 1 of the run (seq 1, the UTC time
+  /// now), preceded by a "\n" when `start.link.newline_first`, and keeps its
+  /// SHA-256 as the next `prev`. Call it once, before write() and before the
+  /// worker serves anything; calling it twice is a bug (CHECK). A sink that
+  /// fails is handled as for write(). Needs `write` and
+  /// `clock_gettime(CLOCK_REALTIME)`.
+  void start(const AuditRunStart& start) noexcept;
 
   /// Stamps `record` with the next sequence number and the UTC time
   /// (record.sequence, record.unix_millis) and returns it, stamped. Formats
@@ -55,8 +75,9 @@ class AuditLog : public EventHandler {
   /// kMaxAuditBacklogBytes, and goes out as the sink drains. A line that
   /// cannot be written, or does not fit the backlog, is counted and logged
   /// (rate-limited) and does not stop the commit: forwarding must not depend
-  /// on the audit sink; the record is stamped either way. Needs `write`,
-  /// `clock_gettime(CLOCK_REALTIME)`, and `epoll_ctl` once attached.
+  /// on the audit sink; the record is stamped either way. start() must have
+  /// been called (CHECK). Needs `write`, `clock_gettime(CLOCK_REALTIME)`, and
+  /// `epoll_ctl` once attached.
   CommitRecord write(CommitRecord record) noexcept;
 
   /// Writes what waits until the sink pushes back or nothing is left. Returns
@@ -73,12 +94,19 @@ class AuditLog : public EventHandler {
   /// Builds the JSON line for `record` without writing it (write() uses it;
   /// tests call it with a fixed time): to_audit_line() of the record with
   /// `sequence` and the UTC time of `unix_millis` in place of its stamps, and
-  /// `prev` (64 zeros when `chain_start`), rendered by render_audit_line().
-  /// Returns the line, newline included, at most kMaxAuditLineBytes long and
-  /// pure ASCII (see docs/AUDIT.md). Times outside years 1970..9999 are
-  /// clamped into them. Never fails; no syscalls.
+  /// `prev`, rendered by render_audit_line(). Returns the line, newline
+  /// included, at most kMaxAuditLineBytes long and pure ASCII (see
+  /// docs/AUDIT.md). Times outside years 1970..9999 are clamped into them.
+  /// Never fails; no syscalls.
   std::string format_line(const CommitRecord& record, uint64_t sequence, int64_t unix_millis,
-                          const Sha256Digest& prev, bool chain_start) const;
+                          const Sha256Digest& prev) const;
+
+  /// Builds the start record of `start` at the UTC time of `unix_millis`
+  /// without writing it (start() uses it; tests call it with a fixed time):
+  /// seq 1, the run id, sluiced's ids, and the link's tail, tailError and
+  /// prev. Returns the line, newline included, without the "\n" that
+  /// newline_first puts before it. Never fails; no syscalls.
+  std::string format_start(const AuditRunStart& start, int64_t unix_millis) const;
 
   /// Returns the sequence number the next line will carry (1 for the first).
   uint64_t next_sequence() const { return sequence_ + 1; }
@@ -95,12 +123,17 @@ class AuditLog : public EventHandler {
     size_t sent = 0;
   };
 
+  /// Queues `text` (line `sequence`, whose SHA-256 the chain already holds)
+  /// for the sink and writes what it can; counts it as lost when the backlog
+  /// has no room for it.
+  void enqueue(uint64_t sequence, std::string text) noexcept;
   /// Counts the oldest waiting line as lost (write error `err`) and drops it.
   void drop_head(int err) noexcept;
   /// Starts watching the sink for room, once.
   void watch() noexcept;
 
   int fd_;
+  bool started_ = false;
   uint64_t sequence_ = 0;
   Sha256Digest prev_{};
   uint64_t failed_writes_ = 0;

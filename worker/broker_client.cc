@@ -29,6 +29,42 @@ wire::ListenerSpec to_wire(const ListenerKey& key) noexcept {
   return spec;
 }
 
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables, const BrokerInfo& info) {
+  std::vector<wire::PortGrant> out;
+  for (const Table& table : tables.tables) {
+    // A SPLICE rule's ports are privileged or not inside the target
+    // namespace; without one, SPLICE rules are refused anyway.
+    const bool splice = table.pif == Pif::kSplice;
+    if (splice && !info.splice_served) continue;
+    const uint32_t unprivileged_port_start =
+        splice ? info.splice_unprivileged_port_start : info.unprivileged_port_start;
+    for (const Rule& rule : table.rules) {
+      if (rule.first == 0 || rule.first >= unprivileged_port_start) continue;
+      // The rule's key at its first port: the same fields the planner asks
+      // the broker for (expand_listeners), so every privileged key of the
+      // rule falls inside the grant.
+      std::vector<ListenerKey> first;
+      Table one{table.pif, {rule}};
+      one.rules[0].last = rule.first;
+      expand_listeners(one, &first);
+      CHECK(first.size() == 1);
+      wire::PortGrant grant = {};
+      grant.listener = to_wire(first[0]);
+      const uint32_t top = std::min<uint32_t>(rule.last, unprivileged_port_start - 1);
+      grant.last_port = static_cast<uint16_t>(top);
+      out.push_back(grant);
+    }
+  }
+  return out;
+}
+
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
+                                                 uint32_t unprivileged_port_start) {
+  BrokerInfo info;
+  info.unprivileged_port_start = unprivileged_port_start;
+  return initial_port_grants(tables, info);
+}
+
 Result<void> verify_listener(int fd, const ListenerKey& key) {
   wire::ListenerSpec want = to_wire(key);
   int domain = 0, type = 0, listening = 0;
@@ -177,7 +213,7 @@ BrokerClient::~BrokerClient() {
   if (registered_) loop_.remove(channel_.get());
 }
 
-Result<BrokerInfo> BrokerClient::hello() {
+Result<BrokerInfo> BrokerClient::hello(const TableSet& initial) {
   wire::HelloMsg msg = {};
   msg.header = wire::header(wire::BrokerMsg::kHello, ++sequence_);
   msg.version = wire::kBrokerWireVersion;
@@ -207,6 +243,33 @@ Result<BrokerInfo> BrokerClient::hello() {
   info.splice_served = (reply.flags & wire::kBrokerSpliceServed) != 0;
   info.splice_has_bind_cap = (reply.flags & wire::kBrokerSpliceHasBindCap) != 0;
   info.splice_unprivileged_port_start = reply.splice_unprivileged_port_start;
+
+  // The initial rules' privileged ports, now and only now: the broker admits
+  // InitialPorts between Hello and the first request, never later.
+  info.initial_grants = initial_port_grants(initial, info);
+  const size_t total = info.initial_grants.size();
+  if (total > wire::kMaxInitialGrants) {
+    return Err(E2BIG, "the initial rules have " + std::to_string(total) +
+                          " rules with privileged ports, more than " +
+                          std::to_string(wire::kMaxInitialGrants) +
+                          " (every rule of two full "
+                          "tables); split them");
+  }
+  auto ports = std::make_unique<wire::InitialPortsMsg>();
+  size_t done = 0;
+  do {
+    std::memset(ports.get(), 0, sizeof(*ports));
+    ports->header = wire::header(wire::BrokerMsg::kInitialPorts, ++sequence_);
+    const size_t n = std::min<size_t>(total - done, wire::kMaxGrantsPerMessage);
+    ports->count = static_cast<uint32_t>(n);
+    std::copy_n(info.initial_grants.begin() + static_cast<ptrdiff_t>(done), n, ports->grants);
+    done += n;
+    ports->flags = done == total ? wire::kInitialPortsLast : 0;
+    auto ok = send_message(channel_.get(), ports.get(), sizeof(*ports), {});
+    if (!ok) {
+      return Err(ok.error().err, "sending InitialPorts to sluiced: " + ok.error().message);
+    }
+  } while (done < total);
   return info;
 }
 

@@ -60,7 +60,8 @@ inline constexpr size_t kPipelineWindow = 4;
 /// operation, and if it does, nothing blocks (see above).
 inline constexpr size_t kPeerQueryWindow = 32;
 
-/// What the broker said in its HelloReply.
+/// What the broker said in its HelloReply, and the privileged ports the
+/// worker declared to it right after (InitialPorts).
 struct BrokerInfo {
   bool has_bind_cap = false;
   uint32_t unprivileged_port_start = 1024;
@@ -69,6 +70,10 @@ struct BrokerInfo {
   bool splice_served = false;
   bool splice_has_bind_cap = false;
   uint32_t splice_unprivileged_port_start = 1024;
+  /// The initial rules' privileged port ranges, as sent: the default bind
+  /// policy's only privileged ports, in the broker and in the worker's own
+  /// pre-check (policy/bind_policy.h BindPolicy::initial_grants).
+  std::vector<wire::PortGrant> initial_grants;
 };
 
 /// The outcome for one requested listener: `status` is wire::kStatusOk (and
@@ -110,10 +115,16 @@ class BrokerClient final : public EventHandler {
   /// Unregisters the channel; requests still open are dropped unanswered.
   ~BrokerClient() override;
 
-  /// Sends Hello and reads HelloReply, blocking: call it before start().
-  /// Fails if the broker speaks another version or closes the channel.
-  /// Needs `sendmsg`, `recvmsg`.
-  Result<BrokerInfo> hello();
+  /// Sends Hello and reads HelloReply, then declares the privileged ports of
+  /// `initial`, the tables built from sluiced's command line, in
+  /// InitialPorts messages (initial_port_grants()), all blocking: call it
+  /// before start(), and before anything from a peer is read, since the
+  /// broker admits these grants only now (schema/broker_wire.h
+  /// InitialPortsMsg). Fails if the broker speaks another version or closes
+  /// the channel, or if `initial` has more than wire::kMaxInitialGrants
+  /// privileged ranges (more rules than a valid table set holds). Needs
+  /// `sendmsg`, `recvmsg`.
+  Result<BrokerInfo> hello(const TableSet& initial);
 
   /// Registers the channel with the loop (level-triggered EPOLLIN) and sets
   /// the one callback for the end of the channel. Fails only if epoll
@@ -260,6 +271,19 @@ class BrokerClient final : public EventHandler {
 
 /// Fills the wire form of a listener key.
 wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
+
+/// Returns the privileged port ranges of `tables`: for every rule with a
+/// port below the unprivileged port start of the side it listens on (`info`:
+/// this side's for HOST, the target namespace's for SPLICE, whose rules count
+/// only when SPLICE is served), one grant of its protocol, address,
+/// interface and flags (dual-stack, SPLICE), from its first port to its last
+/// one or that start - 1, whichever is lower; in table and rule order.
+/// Never fails.
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables, const BrokerInfo& info);
+/// The same for a sluiced without a target namespace whose port start is
+/// `unprivileged_port_start`. Never fails.
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
+                                                 uint32_t unprivileged_port_start);
 
 /// Checks that `fd` is the socket `key` asked for: SO_DOMAIN, SO_TYPE,
 /// SO_ACCEPTCONN for TCP, IP_PKTINFO or IPV6_RECVPKTINFO on and no peer for

@@ -32,8 +32,9 @@ Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& 
   BindPolicy policy = file_policy;  // the file's bind lines, pre-checked to name the line
   policy.unprivileged_port_start = info.unprivileged_port_start;
   policy.has_bind_cap = info.has_bind_cap;
+  policy.initial_grants = info.initial_grants;  // the default policy's privileged ports
   // SPLICE listeners are bound inside the target namespace, under its kernel.
-  BindPolicy splice_policy = file_policy;
+  BindPolicy splice_policy = policy;
   splice_policy.unprivileged_port_start = info.splice_unprivileged_port_start;
   splice_policy.has_bind_cap = info.splice_has_bind_cap;
   Acquisition acq;

@@ -48,7 +48,7 @@ control::CommitResult to_result(const CommitRecord& record) {
   return r;
 }
 
-AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bool chain_start) {
+AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev) {
   AuditLine line;
   line.seq = record.sequence;
   line.time = audit_time_text(record.unix_millis);
@@ -70,8 +70,7 @@ AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bo
   line.failures.reserve(record.failures.size());
   for (const control::Failure& f : record.failures) line.failures.push_back(audit_failure(f));
   line.duration_micros = record.duration_micros;
-  line.chain_start = chain_start;
-  line.prev = chain_start ? Sha256Digest{} : prev;
+  line.prev = prev;
   return line;
 }
 

@@ -54,11 +54,11 @@ void cut_failures(std::vector<control::Failure>* failures);
 /// duration. Never fails; no syscalls.
 control::CommitResult to_result(const CommitRecord& record);
 
-/// Returns the audit line of the record: its sequence and time (UTC text of
-/// unix_millis), its fields, and the chain: `prev` (64 zeros when
-/// `chain_start`) and the chain marker. render_audit_line() turns it into
-/// bytes. Never fails; no syscalls.
-AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev, bool chain_start);
+/// Returns the commit record line of the record: its sequence and time (UTC
+/// text of unix_millis), its fields, and `prev`, the SHA-256 of the line
+/// before it. render_audit_line() turns it into bytes. Never fails; no
+/// syscalls.
+AuditLine to_audit_line(const CommitRecord& record, const Sha256Digest& prev);
 
 /// Returns `rules` when there are at most control::kMaxHistoryRules of them;
 /// otherwise the first kMaxHistoryRules and one more text, "(N more rules not

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@
 #include "schema/rules/spec_parser.h"
 #include "schema/worker_args.h"
 #include "worker/audit.h"
+#include "worker/audit_tail.h"
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
 #include "worker/control_server.h"
@@ -123,6 +125,24 @@ int run(int argc, char** argv) {
   // The initial rules come from sluiced's command line: audit them as sluiced's
   // (its pid, and the ids it runs as, which the sandbox is about to change).
   struct ucred sluiced_cred = {getppid(), getuid(), getgid()};
+  // The audit log's last line, as bytes, while fstat and pread are still
+  // allowed (the filter has no fstat, and pread64 only on the auto-scan fds);
+  // parsed only inside the sandbox. The descriptor is closed at once: nothing
+  // else of the file is ever read.
+  const AuditTailBytes audit_tail = read_audit_tail(wire::kWorkerFdAuditTail, wire::kWorkerFdAudit);
+  ::close(wire::kWorkerFdAuditTail);
+  // The run's id, while getrandom is still allowed. It names the run; nothing
+  // depends on it being secret, so a clock-based id will do if getrandom fails.
+  AuditRunStart run_start;
+  if (getrandom(run_start.run.data(), run_start.run.size(), GRND_NONBLOCK) !=
+      static_cast<ssize_t>(run_start.run.size())) {
+    const uint64_t parts[2] = {monotonic_ns(), static_cast<uint64_t>(getpid())};
+    static_assert(sizeof(parts) == kAuditRunIdBytes);
+    std::memcpy(run_start.run.data(), parts, sizeof(parts));
+  }
+  run_start.pid = sluiced_cred.pid;
+  run_start.uid = sluiced_cred.uid;
+  run_start.gid = sluiced_cred.gid;
   auto loop = EventLoop::create();
   if (!loop) {
     LOG_ERROR("%s", loop.error().message.c_str());
@@ -138,6 +158,19 @@ int run(int argc, char** argv) {
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;
+  }
+
+  // The run's start record comes first, before anything is served or even
+  // parsed: it links this run to the log's last line, or says why it cannot.
+  AuditLog audit(wire::kWorkerFdAudit);
+  run_start.link = link_audit_tail(audit_tail);
+  audit.start(run_start);
+  if (run_start.link.tail == AuditTail::kUnreadable) {
+    LOG_WARN("audit log: run %s cannot link to the lines before it: %s; its start record says so",
+             audit_run_hex(run_start.run).c_str(), run_start.link.error.c_str());
+  } else {
+    LOG_DEBUG("audit log: run %s starts (tail %s)", audit_run_hex(run_start.run).c_str(),
+              std::string(audit_tail_name(run_start.link.tail)).c_str());
   }
 
   auto args = parse_worker_args(raw);
@@ -167,8 +200,11 @@ int run(int argc, char** argv) {
     return 1;
   }
 
+  // Hello, then the initial rules' privileged ports, before anything from a
+  // peer is read: the broker admits that declaration only now, once
+  // (schema/broker_wire.h InitialPortsMsg).
   BrokerClient broker(**loop, UniqueFd(wire::kWorkerFdBroker));
-  auto info = broker.hello();
+  auto info = broker.hello(*tables);
   if (!info) {
     LOG_ERROR("%s", info.error().message.c_str());
     return 1;
@@ -206,7 +242,6 @@ int run(int argc, char** argv) {
       if (proto == Proto::kTcp) forwarder.host_sockets_ready(family);
     });
   }
-  AuditLog audit(wire::kWorkerFdAudit);
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));

@@ -162,9 +162,10 @@ Result<void> close_fd_range(unsigned first, unsigned last) {
 // ---------------------------------------------------------------------------
 // Stage 1: close every inherited fd from wire::kWorkerFirstFreeFd up, except
 // `keep_fds`.
-// Why: the broker passes exactly fds 0-5 (stdio, broker channel, control
-// socket, audit sink). Anything else that leaked across exec (a missing
-// CLOEXEC in the broker, a test harness) must not survive into the sandbox.
+// Why: the broker passes exactly fds 0-8 (stdio, broker channel, control
+// socket, audit sink, policy text, pesto socket, audit tail; broker_wire.h).
+// Anything else that leaked across exec (a missing CLOEXEC in the broker, a
+// test harness) must not survive into the sandbox.
 // Safe: the fds the worker needs sit below kWorkerFirstFreeFd by contract,
 // or are named by the caller (the epoll fd, made before the sandbox).
 Result<void> close_inherited_fds(std::span<const int> keep_fds) {

@@ -160,4 +160,50 @@ TEST(Log, LinesAFullNonBlockingSinkRefusesAreCountedAndReported) {
   EXPECT_NE(second.find("log-test: info: after\n"), std::string::npos) << second;
 }
 
+TEST(LogRateLimit, ABurstThenTheRateAndACountOfWhatItHeldBack) {
+  constexpr uint64_t kSecond = 1000000000ULL;
+  LogRateLimit limit(3, 2);  // 3 at once, then 2 a second
+  uint64_t t = 5 * kSecond;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limit.allow_at(t)) << i;
+  EXPECT_FALSE(limit.allow_at(t));
+  EXPECT_FALSE(limit.allow_at(t + kSecond / 4));  // half a token so far
+  EXPECT_EQ(limit.suppressed(), 2u);
+  EXPECT_TRUE(limit.allow_at(t + kSecond / 2));  // one token back
+  EXPECT_FALSE(limit.allow_at(t + kSecond / 2));
+  // Allowing a line does not forget what was held back; taking it does.
+  EXPECT_EQ(limit.take_suppressed(), 3u);
+  EXPECT_EQ(limit.suppressed(), 0u);
+  // A long pause refills up to the burst, never beyond.
+  t += 100 * kSecond;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limit.allow_at(t)) << i;
+  EXPECT_FALSE(limit.allow_at(t));
+}
+
+// Security review item 15: sluiced caps how fast it logs. Lines beyond the
+// limit are held back and counted, the next line that goes out is preceded
+// by a note of how many, and errors always go out.
+TEST(Log, RateLimitHoldsLinesBackAndSaysHowMany) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  log_init("log-test", w.get(), LogLevel::kInfo);
+  log_set_rate_limit(5, 0);  // no refill: the count does not depend on time
+  for (int i = 0; i < 20; ++i) LOG_INFO("line %d", i);
+  LOG_ERROR("the last words");
+  LOG_WARN("held back too");
+  log_set_rate_limit(0, 0);
+  LOG_INFO("unlimited again");
+  log_init("sluice", 2, LogLevel::kInfo);
+  const std::string got = drain(r.get());
+  EXPECT_EQ(got,
+            "log-test: info: line 0\n"
+            "log-test: info: line 1\n"
+            "log-test: info: line 2\n"
+            "log-test: info: line 3\n"
+            "log-test: info: line 4\n"
+            "log-test: warning: 15 log lines suppressed (at most 5 at once, then 0 a second)\n"
+            "log-test: error: TestBody: the last words\n"
+            "log-test: info: unlimited again\n");
+}
+
 }  // namespace sluice

@@ -21,164 +21,19 @@
 #include "base/scm_rights.h"
 #include "broker/broker_host.h"
 #include "policy/policy_file.h"
+#include "tests/broker/host_fixture.h"
 #include "tests/broker/test_wire.h"
 
 namespace sluice {
 namespace {
 
-using testing::add_entry;
-using testing::hello;
-using testing::open_listeners;
-using testing::peer_query;
-using testing::spec_v4;
-using testing::spec_v6;
-
-constexpr uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-
-/// The two ends of a worker channel: `broker` is handed to BrokerHost.
-struct Channel {
-  UniqueFd broker;
-  UniqueFd worker;
-};
-
-/// Returns a new SOCK_SEQPACKET channel.
-Channel make_channel() {
-  int sv[2];
-  CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
-  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
-}
-
-/// Counts this process's open fds (the /proc/self/fd directory fd included,
-/// consistently).
-int open_fd_count() {
-  DIR* d = ::opendir("/proc/self/fd");
-  CHECK(d != nullptr);
-  int n = 0;
-  while (::readdir(d) != nullptr) ++n;
-  ::closedir(d);
-  return n;
-}
-
-/// Returns a port that was free for `type` on `family`'s loopback (or on [::]
-/// for dual-stack) a moment ago: bound to port 0, read back, closed.
-uint16_t free_port(int family, int type, bool dual = false) {
-  UniqueFd fd(::socket(family, type | SOCK_CLOEXEC, 0));
-  CHECK(fd.valid());
-  struct sockaddr_storage ss = {};
-  socklen_t len;
-  if (family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = sizeof(*sin);
-  } else {
-    int v6only = dual ? 0 : 1;
-    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    if (!dual) std::memcpy(&sin6->sin6_addr, kLoop6, 16);
-    len = sizeof(*sin6);
-  }
-  CHECK(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0);
-  CHECK(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-  return ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
-                                 : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-}
-
-/// Returns true when an IPv6 loopback socket can be bound here.
-bool have_ipv6() {
-  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_in6 sin6 = {};
-  sin6.sin6_family = AF_INET6;
-  std::memcpy(&sin6.sin6_addr, kLoop6, 16);
-  return fd.valid() && ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
-}
-
-/// Returns true when net.ipv4.ip_nonlocal_bind is on (binding a foreign
-/// address then succeeds).
-bool nonlocal_bind() {
-  UniqueFd fd(::open("/proc/sys/net/ipv4/ip_nonlocal_bind", O_RDONLY | O_CLOEXEC));
-  char c = '0';
-  return fd.valid() && ::read(fd.get(), &c, 1) == 1 && c == '1';
-}
-
-/// Returns an int socket option of `fd`.
-int sockopt(int fd, int level, int name) {
-  int v = -1;
-  socklen_t len = sizeof(v);
-  CHECK(::getsockopt(fd, level, name, &v, &len) == 0);
-  return v;
-}
-
-/// Returns the port `fd` is bound to.
-uint16_t bound_port(int fd) {
-  struct sockaddr_storage ss = {};
-  socklen_t len = sizeof(ss);
-  CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
-                                       : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-}
-
-class BrokerHostTest : public ::testing::Test {
- protected:
-  /// A host with the default policy, a port start of 1024 and the capability
-  /// as the test process really has it (root here: binding low ports works).
-  BrokerHostTest() : host_(make_policy(true)) {}
-
-  static BindPolicy make_policy(bool has_bind_cap) {
-    BindPolicy p;
-    p.unprivileged_port_start = 1024;
-    p.has_bind_cap = has_bind_cap;
-    return p;
-  }
-
-  /// Sends `len` bytes of `data` (and `fds`) as the worker.
-  void send_raw(const void* data, size_t len, std::span<const int> fds = {}) {
-    auto r = send_message(ch_.worker.get(), data, len, fds);
-    ASSERT_TRUE(r.ok()) << r.error().message;
-  }
-
-  /// Sends Hello and checks that the host answers it.
-  void do_hello() {
-    auto m = hello(1);
-    send_raw(&m, sizeof(m));
-    ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
-    wire::HelloReplyMsg reply;
-    auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
-    ASSERT_TRUE(got.ok()) << got.error().message;
-  }
-
-  /// Sends `req`, lets the host answer, and returns the reply and its fds.
-  ReceivedMessage request(const wire::OpenListenersMsg& req, wire::ListenersOpenedMsg* reply) {
-    EXPECT_TRUE(send_message(ch_.worker.get(), &req, sizeof(req), {}).ok());
-    HandleStatus st = host_.handle_one(ch_.broker.get());
-    EXPECT_EQ(st, HandleStatus::kContinue) << host_.last_error();
-    auto got = receive_message(ch_.worker.get(), reply, sizeof(*reply), kScmMaxFds, MSG_DONTWAIT);
-    CHECK(got.ok());
-    EXPECT_EQ(got->len, sizeof(*reply));
-    EXPECT_EQ(reply->header.magic, wire::kBrokerWireMagic);
-    EXPECT_EQ(reply->header.type, static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened));
-    EXPECT_EQ(reply->header.sequence, req.header.sequence);
-    EXPECT_EQ(reply->count, req.count);
-    EXPECT_EQ(reply->fd_count, got->fds.size());
-    return std::move(*got);
-  }
-
-  /// Expects the next handle_one() to report a violation mentioning `needle`.
-  void expect_violation(const char* needle) {
-    EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
-    EXPECT_NE(host_.last_error().find(needle), std::string::npos) << host_.last_error();
-  }
-
-  Channel ch_ = make_channel();
-  BrokerHost host_;
-};
+using namespace testing;  // NOLINT: the fixture's helpers and messages read best unqualified
 
 TEST_F(BrokerHostTest, HelloGetsHelloReply) {
   auto m = hello(77);
   send_raw(&m, sizeof(m));
   ASSERT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
-  EXPECT_EQ(host_.state(), HostState::kReady);
+  EXPECT_EQ(host_.state(), HostState::kAwaitInitial);
   wire::HelloReplyMsg reply;
   auto got = receive_message(ch_.worker.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
   ASSERT_TRUE(got.ok()) << got.error().message;
@@ -380,11 +235,7 @@ TEST_F(BrokerHostTest, KernelErrorsComeBackAsErrnoAndFdsStayInOrder) {
 
 TEST_F(BrokerHostTest, PrivilegedPortWithoutCapabilityIsPolicyDenied) {
   BrokerHost host(make_policy(false));
-  auto h = hello();
-  send_raw(&h, sizeof(h));
-  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
-  wire::HelloReplyMsg hr;
-  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+  handshake(host, ch_);
 
   const uint16_t ok_port = free_port(AF_INET, SOCK_STREAM);
   auto m = open_listeners();
@@ -408,11 +259,7 @@ TEST_F(BrokerHostTest, PolicyFileDenialIsPolicyDenied) {
   BindPolicy p = bind_policy_from_file(*file);
   p.has_bind_cap = true;
   BrokerHost host(p);
-  auto h = hello();
-  send_raw(&h, sizeof(h));
-  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
-  wire::HelloReplyMsg hr;
-  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+  handshake(host, ch_);
   auto m = open_listeners();
   add_entry(m.get(), spec_v4(127, 0, 0, 1, free_port(AF_INET, SOCK_STREAM)));
   send_raw(m.get(), sizeof(*m));
@@ -575,11 +422,7 @@ TEST_F(BrokerHostTest, PeerQueryAppliesTheControlLines) {
   read_all.line = 4;
   control.rules = {read_all};
   BrokerHost host(make_policy(true), control);
-  auto h = hello(1);
-  ASSERT_TRUE(send_message(ch_.worker.get(), &h, sizeof(h), {}).ok());
-  ASSERT_EQ(host.handle_one(ch_.broker.get()), HandleStatus::kContinue);
-  wire::HelloReplyMsg hr;
-  ASSERT_TRUE(receive_message(ch_.worker.get(), &hr, sizeof(hr), 0, MSG_DONTWAIT).ok());
+  handshake(host, ch_);
   int pair[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd a(pair[0]), b(pair[1]);
@@ -707,9 +550,7 @@ TEST_F(BrokerHostTest, AnyFdOfAViolationIsClosedWithoutLingering) {
 
   Channel ch = make_channel();
   BrokerHost host(make_policy(true));
-  auto h = hello(1);
-  ASSERT_TRUE(send_message(ch.worker.get(), &h, sizeof(h), {}).ok());
-  ASSERT_EQ(host.handle_one(ch.broker.get()), HandleStatus::kContinue);
+  handshake(host, ch);
   LingeringTcp a = make_lingering_tcp(), b = make_lingering_tcp();
   auto q = peer_query();
   const int fds[] = {a.sock.get(), b.sock.get()};

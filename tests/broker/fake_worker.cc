@@ -2,8 +2,12 @@
 // under its seccomp filter without the real worker. sluiced passes its rule
 // options through unchanged, so the "specs" here are commands, run in order:
 //   check-env        verify what sluiced promised: empty environment, fd 0 on
-//                    /dev/null, fds 3/4/5 as in broker_wire.h, nothing above,
+//                    /dev/null, fds 3/4/5/8 as in broker_wire.h (fd 8 the
+//                    audit log read-only, or /dev/null), nothing above,
 //                    CLOEXEC clear, no blocked signals (exit 99 otherwise)
+//   grant-tcp4:PORT  declare TCP 127.0.0.1:PORT as a privileged port of the
+//                    initial rules (InitialPorts, sent after Hello whatever
+//                    the order of the commands)
 //   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
 //   violate          send an OpenListeners with port 0 (a compromised worker)
 //   open-sockets     send an OpenSockets for 4 IPv4 TCP sockets (without
@@ -17,7 +21,8 @@
 //                    the channel the other way), read nothing for MS more
 //                    milliseconds, then read every reply
 //   exit:N           exit with status N
-// Hello is sent first. Afterwards it waits until the channel closes (exit 0)
+// Hello is sent first, then one InitialPorts with the grant-tcp4 ports (none:
+// an empty one). Afterwards it waits until the channel closes (exit 0)
 // or a signal ends it. Every result is one "fake-worker: ..." line on stderr.
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -79,6 +84,23 @@ void check_env() {
     fail("fd 4 is not a listening socket");
   }
   if ((::fcntl(wire::kWorkerFdAudit, F_GETFL) & O_ACCMODE) == O_RDONLY) fail("fd 5 not writable");
+  // fd 8: the --audit-log file once more, read-only, or /dev/null.
+  struct stat tail_st, audit_st;
+  if (::fstat(wire::kWorkerFdAuditTail, &tail_st) != 0) fail("fd 8 cannot be stat'ed");
+  if (S_ISREG(tail_st.st_mode)) {
+    if ((::fcntl(wire::kWorkerFdAuditTail, F_GETFL) & O_ACCMODE) != O_RDONLY) {
+      fail("fd 8 is not read-only");
+    }
+    if (::fstat(wire::kWorkerFdAudit, &audit_st) != 0 || audit_st.st_dev != tail_st.st_dev ||
+        audit_st.st_ino != tail_st.st_ino) {
+      fail("fd 8 is not the audit log of fd 5");
+    }
+    std::fprintf(stderr, "fake-worker: fd 8 is the audit log, read-only\n");
+  } else if (S_ISCHR(tail_st.st_mode) && tail_st.st_rdev == makedev(1, 3)) {
+    std::fprintf(stderr, "fake-worker: fd 8 is /dev/null\n");
+  } else {
+    fail("fd 8 is neither the audit log nor /dev/null");
+  }
   sigset_t mask;
   ::sigprocmask(SIG_BLOCK, nullptr, &mask);
   if (sigismember(&mask, SIGTERM) || sigismember(&mask, SIGCHLD)) fail("signals blocked");
@@ -101,18 +123,40 @@ void hello() {
                r.unprivileged_port_start);
 }
 
+/// Returns the wire form of TCP 127.0.0.1:port.
+wire::ListenerSpec tcp4(uint16_t port) {
+  wire::ListenerSpec s = {};
+  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  s.port = port;
+  const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  std::memcpy(s.addr, addr, 16);
+  return s;
+}
+
+/// Sends the one InitialPorts (flagged last) that declares TCP
+/// 127.0.0.1:PORT for each of `ports` (at most kMaxGrantsPerMessage).
+void initial_ports(const std::vector<uint16_t>& ports) {
+  auto m = std::make_unique<wire::InitialPortsMsg>();
+  std::memset(m.get(), 0, sizeof(*m));
+  m->header = wire::header(wire::BrokerMsg::kInitialPorts, ++g_sequence);
+  m->flags = wire::kInitialPortsLast;
+  for (uint16_t port : ports) {
+    wire::PortGrant& g = m->grants[m->count++];
+    g.listener = tcp4(port);
+    g.last_port = port;
+  }
+  if (!send_message(wire::kWorkerFdBroker, m.get(), sizeof(*m), {}).ok()) fail("InitialPorts");
+  std::fprintf(stderr, "fake-worker: declared %u initial port(s)\n", m->count);
+}
+
 /// Asks for TCP 127.0.0.1:port (port 0: a malformed request) and reports the result.
 void open_tcp4(uint16_t port) {
   auto m = std::make_unique<wire::OpenListenersMsg>();
   std::memset(m.get(), 0, sizeof(*m));
   m->header = wire::header(wire::BrokerMsg::kOpenListeners, ++g_sequence);
   m->count = 1;
-  wire::ListenerSpec& s = m->entries[0];
-  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
-  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
-  s.port = port;
-  const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
-  std::memcpy(s.addr, addr, 16);
+  m->entries[0] = tcp4(port);
   if (!send_message(wire::kWorkerFdBroker, m.get(), sizeof(*m), {}).ok()) fail("send Open");
   auto r = std::make_unique<wire::ListenersOpenedMsg>();
   auto got = receive_message(wire::kWorkerFdBroker, r.get(), sizeof(*r), kScmMaxFds);
@@ -217,6 +261,13 @@ int main(int argc, char** argv) {
     }
   }
   hello();
+  std::vector<uint16_t> grants;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strncmp(argv[i + 1], "grant-tcp4:", 11) == 0) {
+      grants.push_back(static_cast<uint16_t>(std::atoi(argv[i + 1] + 11)));
+    }
+  }
+  initial_ports(grants);
   const char audit[] = "fake-worker audit line\n";
   if (::write(wire::kWorkerFdAudit, audit, sizeof(audit) - 1) < 0) fail("audit write");
   for (int i = 1; i + 1 < argc; ++i) {

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/check.h"
@@ -144,6 +145,8 @@ TEST_F(SluicedProcessTest, ServesTheWorkerUnderItsFilterAndStopsOnSigterm) {
   const std::string open = "open-tcp4:" + std::to_string(port);
   start({"-t", "check-env", "-t", open, "-t", open, "--audit-log", (dir_ / "audit").string()});
   ASSERT_TRUE(wait_for_log("fake-worker: env ok"));
+  EXPECT_NE(log().find("fake-worker: fd 8 is the audit log, read-only"), std::string::npos)
+      << log();
   ASSERT_TRUE(wait_for_log("list the rules with: sluicectl " + control_));
   ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
   // The first request succeeds; the second finds the port taken (EADDRINUSE).
@@ -171,6 +174,18 @@ TEST_F(SluicedProcessTest, ServesTheWorkerUnderItsFilterAndStopsOnSigterm) {
   EXPECT_EQ(slurp(dir_ / "audit"), "fake-worker audit line\n");
 }
 
+TEST_F(SluicedProcessTest, WithoutAnAuditLogTheWorkersFd8IsDevNull) {
+  // With stderr as the audit sink there is no file whose last line a run
+  // could link to: the worker gets /dev/null there and says so in its start
+  // record (tail "none").
+  start({"-t", "check-env"});
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  EXPECT_NE(log().find("fake-worker: env ok"), std::string::npos) << log();
+  EXPECT_NE(log().find("fake-worker: fd 8 is /dev/null"), std::string::npos) << log();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+}
+
 TEST_F(SluicedProcessTest, PassesTheDefaultRuleSet) {
   start({});
   ASSERT_TRUE(wait_for_log("fake-worker: argv -t 127.0.0.1/8080:8000\n"));
@@ -189,6 +204,57 @@ TEST_F(SluicedProcessTest, PolicyDenialUnderTheFilter) {
   EXPECT_NE(log().find("denied by " + policy + " line 2 (bind deny tcp * 127.0.0.1)"),
             std::string::npos)
       << log();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(wait_exit(), 0);
+}
+
+/// Returns two privileged TCP ports that were free on 127.0.0.1 a moment
+/// ago (searched from 1023 down, at most 400 tries), or {0, 0} when none
+/// can be bound here.
+std::pair<uint16_t, uint16_t> free_privileged_ports() {
+  uint16_t found[2] = {0, 0};
+  int n = 0;
+  for (uint16_t port = 1023; port > 623 && n < 2; --port) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_in sin = {};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0) found[n++] = port;
+  }
+  return n == 2 ? std::pair{found[0], found[1]} : std::pair<uint16_t, uint16_t>{0, 0};
+}
+
+// Security review item 6, under the broker's filter, with a worker that asks
+// for what it wants (as a compromised one would, skipping its own check):
+// the port the initial rules declared opens; another privileged port is
+// refused, and the log says how to allow it.
+TEST_F(SluicedProcessTest, PrivilegedPortOutsideTheInitialRulesIsRefusedUnderTheFilter) {
+  if (slurp("/proc/sys/net/ipv4/ip_unprivileged_port_start") != "1024\n") {
+    GTEST_SKIP() << "net.ipv4.ip_unprivileged_port_start is not the default 1024 here";
+  }
+  auto [declared, other] = free_privileged_ports();
+  if (declared == 0) GTEST_SKIP() << "privileged ports cannot be bound here";
+  const std::string d = std::to_string(declared), o = std::to_string(other);
+  start({"-t", "grant-tcp4:" + d, "-t", "open-tcp4:" + d, "-t", "open-tcp4:" + o});
+  ASSERT_TRUE(wait_for_log("fake-worker: waiting"));
+  const std::string text = log();
+  EXPECT_NE(text.find("fake-worker: declared 1 initial port(s)"), std::string::npos) << text;
+  EXPECT_NE(text.find("sluiced: info: bind policy: the default (no --policy): ports 1024-65535 on "
+                      "any address, and below 1024 only the privileged ports of the initial "
+                      "rules: tcp 127.0.0.1 port " +
+                      d + ";"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("open 127.0.0.1:" + d + " status 0 fds 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("open 127.0.0.1:" + o + " status 65536 fds 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("sluiced's initial rules do not name tcp 127.0.0.1 port " + o),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("start sluiced with --policy FILE holding `bind allow tcp " + o + " 127.0.0.1`"),
+      std::string::npos)
+      << text;
   ASSERT_EQ(::kill(pid_, SIGTERM), 0);
   EXPECT_EQ(wait_exit(), 0);
 }

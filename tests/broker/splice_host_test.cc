@@ -69,9 +69,7 @@ struct ForkedHelper {
       if (channel != 3 && ::dup3(channel, 3, 0) != 3) ::_exit(2);
       ::close_range(4, ~0U, 0);
       channel = 3;
-      BindPolicy policy;
-      policy.has_bind_cap = true;
-      ::_exit(serve_helper_requests(channel, policy));
+      ::_exit(serve_helper_requests(channel));
     }
   }
   /// Waits for the helper and returns its exit status (-1 when killed).
@@ -109,12 +107,20 @@ class SpliceHostTest : public ::testing::Test {
     return host_.handle_one(worker_.a.get());
   }
 
-  /// Hello and its reply.
-  wire::HelloReplyMsg do_hello() {
+  /// Hello and its reply, then the declaration of the initial rules'
+  /// privileged ports (`grants`, none by default), which has no reply.
+  wire::HelloReplyMsg do_hello(const std::vector<wire::PortGrant>& grants = {}) {
     auto m = hello(1);
     EXPECT_EQ(request(&m, sizeof(m)), HandleStatus::kContinue) << host_.last_error();
     wire::HelloReplyMsg reply = {};
     EXPECT_TRUE(receive_message(worker_.b.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT).ok());
+    auto declared = testing::initial_ports();
+    for (const wire::PortGrant& g : grants) {
+      testing::add_grant(declared.get(), g.listener, g.last_port);
+    }
+    EXPECT_EQ(request(declared.get(), sizeof(*declared)), HandleStatus::kContinue)
+        << host_.last_error();
+    EXPECT_EQ(host_.state(), HostState::kReady);
     return reply;
   }
 
@@ -187,6 +193,52 @@ TEST_F(SpliceHostTest, EntriesTheTargetNamespacesPolicyDeniesAreNotAsked) {
   listeners_reply(&reply);
   EXPECT_EQ(reply.status[0], wire::kStatusPolicyDenied);
   EXPECT_EQ(reply.fd_count, 0u);
+}
+
+TEST_F(SpliceHostTest, WithoutBindLinesPrivilegedPortsInsideAreTheInitialSpliceRulesOnly) {
+  // The helper holds the capability inside; the default policy then opens
+  // privileged ports there only within the grants of the initial SPLICE
+  // rules, which carry the SPLICE flag: a HOST grant opens nothing inside,
+  // and a SPLICE grant nothing here.
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  ForkedHelper helper(helper_.b.get());
+  helper_.b.reset();
+  wire::PortGrant inside = {};
+  inside.listener = spec_splice(80);
+  inside.last_port = 80;
+  wire::PortGrant here = {};
+  here.listener = spec_v4(127, 0, 0, 1, 90);
+  here.last_port = 90;
+  do_hello({inside, here});
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(80));            // granted inside
+  add_entry(m.get(), spec_splice(81));            // not granted
+  add_entry(m.get(), spec_splice(90));            // only granted here
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));  // only granted inside
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = listeners_reply(&reply);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  EXPECT_EQ(reply.status[1], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.status[2], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.status[3], wire::kStatusPolicyDenied);
+  EXPECT_EQ(got.fds.size(), 1u);
+}
+
+TEST_F(SpliceHostTest, SpliceGrantsOnlyWithATargetNamespaceAndBelowItsPortStart) {
+  auto m = testing::initial_ports();
+  testing::add_grant(m.get(), spec_splice(80), 80);
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1024, true, 1024).ok());
+  auto without = validate_initial_ports(*m, 0, 1024);
+  ASSERT_FALSE(without.ok());
+  EXPECT_NE(without.error().message.find("a SPLICE grant, but sluiced has no target namespace"),
+            std::string::npos)
+      << without.error().message;
+  // The target namespace's own port start decides, not this side's.
+  auto above = validate_initial_ports(*m, 0, 1024, true, 80);
+  ASSERT_FALSE(above.ok());
+  EXPECT_NE(above.error().message.find("in the target namespace"), std::string::npos)
+      << above.error().message;
 }
 
 TEST_F(SpliceHostTest, SpliceEntriesWithoutATargetNamespaceAreViolation) {

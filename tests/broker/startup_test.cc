@@ -1,9 +1,11 @@
 // sluiced's start-up pieces that run before the loop: option parsing and the
 // worker's argv, the control socket (stale / live / non-socket, its
-// directory, its mode), the audit log, the capability read-back checks, and
-// fd placement.
+// directory, its mode), the audit log, the capability read-back checks, fd
+// placement, and a log that never blocks.
 #include <fcntl.h>
+#include <grp.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,12 +14,16 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "base/log.h"
 #include "broker/control_socket.h"
 #include "broker/isolation.h"
 #include "broker/options.h"
@@ -490,6 +496,85 @@ TEST_F(AuditLogTest, AnotherUsersFileIsRefused) {
   expect_refused(at("theirs"), "belongs to uid 65534, not to uid");
 }
 
+// Security review item 3: the worker links its run to the log's
+// last line through a read-only descriptor of the very same file.
+
+TEST_F(AuditLogTest, TheTailDescriptorIsTheSameFileReadOnly) {
+  auto sink = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  ASSERT_EQ(::write(sink->get(), "line\n", 5), 5);
+  auto tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  const int flags = ::fcntl(tail->get(), F_GETFL);
+  EXPECT_EQ(flags & O_ACCMODE, O_RDONLY);
+  EXPECT_NE(::fcntl(tail->get(), F_GETFD) & FD_CLOEXEC, 0);
+  char buf[8] = {};
+  EXPECT_EQ(::pread(tail->get(), buf, sizeof(buf), 0), 5);
+  EXPECT_EQ(std::string(buf), "line\n");
+  EXPECT_EQ(::write(tail->get(), "x", 1), -1);  // it cannot write
+}
+
+TEST_F(AuditLogTest, ATailDescriptorOfAReplacedFileIsRefused) {
+  auto sink = open_audit_log(at("audit.log"));
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  // Between the two opens, the name comes to mean another file.
+  ASSERT_EQ(::rename(at("audit.log").c_str(), at("old.log").c_str()), 0);
+  UniqueFd other(::open(at("audit.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(other.valid());
+  auto tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_FALSE(tail.ok());
+  EXPECT_NE(tail.error().message.find("was replaced by another file while sluiced opened it"),
+            std::string::npos)
+      << tail.error().message;
+  // A symlink in its place is not followed either.
+  ASSERT_EQ(::unlink(at("audit.log").c_str()), 0);
+  ASSERT_EQ(::symlink(at("old.log").c_str(), at("audit.log").c_str()), 0);
+  tail = open_audit_tail(at("audit.log"), *sink);
+  ASSERT_FALSE(tail.ok());
+  EXPECT_NE(tail.error().message.find("cannot open audit log"), std::string::npos);
+}
+
+/// Opens `path` as the audit log, makes it write-only for its owner, and
+/// returns 0 when open_audit_tail() refuses it with EACCES and what to do;
+/// 1 to 3 when a step fails.
+int refuses_a_write_only_log(const std::string& path) {
+  auto sink = open_audit_log(path);
+  if (!sink.ok() || ::fchmod(sink->get(), 0200) != 0) return 1;
+  auto tail = open_audit_tail(path, *sink);
+  if (tail.ok()) return 2;
+  std::fprintf(stderr, "%s\n", tail.error().message.c_str());
+  const std::string& m = tail.error().message;
+  return m.find("for reading: EACCES") != std::string::npos &&
+                 m.find("(chmod u+r)") != std::string::npos
+             ? 0
+             : 3;
+}
+
+TEST_F(AuditLogTest, AFileSluicedCannotReadIsRefusedWithWhatToDo) {
+  if (::geteuid() != 0) {
+    EXPECT_EQ(refuses_a_write_only_log(at("audit.log")), 0);
+    return;
+  }
+  // Root reads any file: the check runs as another user, in a child, on a
+  // file of its own in the world-writable /tmp.
+  const std::string path = "/tmp/sluice-audit-unreadable-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      ::_exit(10);
+    }
+    ::_exit(refuses_a_write_only_log(path));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::unlink(path.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 10) GTEST_SKIP() << "cannot become uid 65534 here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: open, 2: accepted, 3: the message";
+}
+
 // --- capability read-back ---
 
 constexpr const char* kStatusTemplate =
@@ -553,6 +638,84 @@ TEST(PlaceFds, SwapsCollidingFdsIntoTheirTargets) {
   EXPECT_EQ(::getsockopt(b.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);  // b is the socket
   EXPECT_NE(::getsockopt(a.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);  // a is /dev/null
   EXPECT_NE(::fcntl(a.get(), F_GETFD) & FD_CLOEXEC, 0);
+}
+
+// --- unblock_log: stage 1's log that never blocks (security review item 15) ---
+
+/// Runs `body` in a child whose fds 1 and 2 are `sink`, and returns its exit
+/// status, or -1 when it did not exit within 10 s (it blocked: killed).
+int in_child_writing_to(int sink, const std::function<int()>& body) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::dup2(sink, 1) != 1 || ::dup2(sink, 2) != 2) ::_exit(90);
+    ::_exit(body());
+  }
+  for (int i = 0; i < 1000; ++i) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+/// In the child: logs 2,000 lines of 100 bytes to fd 2 (far more than a
+/// pipe or a small socket buffer holds, which nobody reads). Returns 0 when
+/// it finished and counted dropped lines, 1 when nothing was dropped.
+int log_a_lot() {
+  log_init("flood", 2, LogLevel::kInfo);
+  const std::string text(90, 'x');
+  for (int i = 0; i < 2000; ++i) LOG_INFO("%s", text.c_str());
+  return log_dropped_total() > 0 ? 0 : 1;
+}
+
+TEST(UnblockLog, APipeGetsANewNonBlockingDescriptionAndTheSharedOneStaysBlocking) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);  // blocking, as a shell makes it
+  UniqueFd reader(p[0]), writer(p[1]);
+  int status = in_child_writing_to(writer.get(), [] {
+    auto done = unblock_log();
+    if (!done || done->find("pipe or terminal") == std::string::npos) return 10;
+    if ((::fcntl(2, F_GETFL) & O_NONBLOCK) == 0) return 11;
+    // fd 1 shares the description the shell made: it stays blocking.
+    if ((::fcntl(1, F_GETFL) & O_NONBLOCK) != 0) return 12;
+    return log_a_lot();
+  });
+  EXPECT_EQ(status, 0) << "10: not reopened, 11: blocking, 12: the shared description changed, "
+                          "1: nothing dropped, -1: the child blocked";
+  EXPECT_EQ(::fcntl(writer.get(), F_GETFL) & O_NONBLOCK, 0);
+}
+
+TEST(UnblockLog, ASocketIsWrittenWithoutWaitingAndLeftBlocking) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd reader(sv[0]), writer(sv[1]);
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(writer.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  int status = in_child_writing_to(writer.get(), [] {
+    auto done = unblock_log();
+    if (!done || done->find("socket") == std::string::npos) return 10;
+    if ((::fcntl(2, F_GETFL) & O_NONBLOCK) != 0) return 12;  // the description is shared
+    return log_a_lot();
+  });
+  EXPECT_EQ(status, 0) << "10: not seen as a socket, 12: O_NONBLOCK set on a shared "
+                          "description, 1: nothing dropped, -1: the child blocked";
+}
+
+TEST(UnblockLog, AFileIsLeftAsItIs) {
+  char path[] = "/tmp/sluice-unblock-log-XXXXXX";
+  UniqueFd file(::mkstemp(path));
+  ASSERT_TRUE(file.valid());
+  ::unlink(path);
+  const int before = ::fcntl(file.get(), F_GETFL);
+  int status = in_child_writing_to(file.get(), [] {
+    auto done = unblock_log();
+    return done && done->find("file") != std::string::npos ? 0 : 10;
+  });
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(::fcntl(file.get(), F_GETFL), before);
 }
 
 }  // namespace

@@ -43,6 +43,23 @@ inline wire::HelloMsg hello(uint64_t sequence = 1) {
   return m;
 }
 
+/// A zeroed InitialPorts with a valid header, flagged last, and no grants
+/// yet (count 0).
+inline std::unique_ptr<wire::InitialPortsMsg> initial_ports(uint64_t sequence = 2) {
+  auto m = std::make_unique<wire::InitialPortsMsg>();
+  std::memset(m.get(), 0, sizeof(*m));
+  m->header = wire::header(wire::BrokerMsg::kInitialPorts, sequence);
+  m->flags = wire::kInitialPortsLast;
+  return m;
+}
+
+/// Appends a grant of `spec`'s ports up to `last` to `m` (count + 1).
+inline void add_grant(wire::InitialPortsMsg* m, const wire::ListenerSpec& spec, uint16_t last) {
+  wire::PortGrant& g = m->grants[m->count++];
+  g.listener = spec;
+  g.last_port = last;
+}
+
 /// A zeroed OpenListeners with a valid header and no entries yet (count 0).
 inline std::unique_ptr<wire::OpenListenersMsg> open_listeners(uint64_t sequence = 2) {
   auto m = std::make_unique<wire::OpenListenersMsg>();

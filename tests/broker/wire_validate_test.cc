@@ -12,7 +12,9 @@ namespace sluice {
 namespace {
 
 using testing::add_entry;
+using testing::add_grant;
 using testing::hello;
+using testing::initial_ports;
 using testing::open_listeners;
 using testing::open_sockets;
 using testing::spec_splice;
@@ -148,6 +150,28 @@ TEST(CheckEnvelope, RejectsOpenListenersBeforeHello) {
 
 TEST(CheckEnvelope, RejectsSecondHello) {
   expect_error(check_envelope(bytes_of(hello()), 0, HostState::kReady), "permitted once");
+}
+
+// The declaration of the initial rules' privileged ports (security review
+// item 6) comes right after Hello, before any request, and never again.
+TEST(CheckEnvelope, InitialPortsOnlyBetweenHelloAndTheFirstRequest) {
+  auto m = initial_ports();
+  auto type = check_envelope(bytes_of(*m), 0, HostState::kAwaitInitial);
+  ASSERT_TRUE(type.ok()) << type.error().message;
+  EXPECT_EQ(*type, wire::BrokerMsg::kInitialPorts);
+  expect_error(check_envelope(bytes_of(*m), 0, HostState::kAwaitHello), "before Hello");
+  expect_error(check_envelope(bytes_of(*m), 0, HostState::kReady),
+               "InitialPorts after the initial rules' ports were declared");
+  expect_error(check_envelope(bytes_of(*m), 1, HostState::kAwaitInitial), "came with 1");
+  auto open = open_listeners();
+  expect_error(check_envelope(bytes_of(*open), 0, HostState::kAwaitInitial),
+               "OpenListeners before the initial rules' ports were declared");
+  expect_error(check_envelope(bytes_of(testing::peer_query()), 1, HostState::kAwaitInitial),
+               "PeerQuery before the initial rules' ports were declared");
+  expect_error(check_envelope(bytes_of(hello()), 0, HostState::kAwaitInitial), "permitted once");
+  auto b = bytes_of(*m);
+  b.pop_back();
+  expect_error(check_envelope(b, 0, HostState::kAwaitInitial), "InitialPorts of");
 }
 
 // --- validate_hello ---
@@ -414,6 +438,71 @@ TEST(ValidateOpenSockets, RejectsCountZeroAndAboveTheMaximum) {
   expect_error(validate_open_sockets(open_sockets(0), true), "count 0 outside 1..64");
   expect_error(validate_open_sockets(open_sockets(wire::kMaxSocketsPerMessage + 1), true),
                "count 65");
+}
+
+// --- validate_initial_ports ---
+
+TEST(ValidateInitialPorts, AcceptsNoneAndMaximum) {
+  auto m = initial_ports();
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1024).ok());
+  add_grant(m.get(), spec_v4(127, 0, 0, 1, 80), 80);
+  add_grant(m.get(), spec_v6(nullptr, 1, true, wire::WireProto::kUdp), 1023);
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1024).ok());
+  while (m->count < wire::kMaxGrantsPerMessage) add_grant(m.get(), spec_v4(0, 0, 0, 0, 22), 22);
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1024).ok());
+  // The last message of a full declaration.
+  EXPECT_TRUE(
+      validate_initial_ports(*m, wire::kMaxInitialGrants - wire::kMaxGrantsPerMessage, 1024).ok());
+}
+
+TEST(ValidateInitialPorts, RejectsCountAboveMaximumAndTooManyInAll) {
+  auto m = initial_ports();
+  m->count = wire::kMaxGrantsPerMessage + 1;
+  expect_error(validate_initial_ports(*m, 0, 1024), "count 201 above 200");
+  m->count = 1;
+  m->grants[0].listener = spec_v4(127, 0, 0, 1, 80);
+  m->grants[0].last_port = 80;
+  expect_error(validate_initial_ports(*m, wire::kMaxInitialGrants, 1024),
+               "more than 8192 grants in all");
+}
+
+TEST(ValidateInitialPorts, RejectsUnknownFlags) {
+  auto m = initial_ports();
+  m->flags |= 2;
+  expect_error(validate_initial_ports(*m, 0, 1024), "unknown flags 2");
+}
+
+TEST(ValidateInitialPorts, NamesTheMalformedGrant) {
+  auto m = initial_ports();
+  add_grant(m.get(), spec_v4(127, 0, 0, 1, 80), 80);
+  add_grant(m.get(), spec_v4(127, 0, 0, 1, 0), 10);
+  expect_error(validate_initial_ports(*m, 0, 1024), "grant 1: port 0");
+  m->grants[1].listener = spec_v4(127, 0, 0, 2, 90);
+  m->grants[1].last_port = 89;
+  expect_error(validate_initial_ports(*m, 0, 1024), "grant 1: last port 89 below its first 90");
+  m->grants[1].last_port = 90;
+  m->grants[1].reserved16 = 1;
+  expect_error(validate_initial_ports(*m, 0, 1024), "grant 1: reserved field is not 0");
+  m->grants[1].reserved16 = 0;
+  m->grants[1].reserved = 1;
+  expect_error(validate_initial_ports(*m, 0, 1024), "grant 1: reserved field is not 0");
+}
+
+TEST(ValidateInitialPorts, GrantsNamePrivilegedPortsOnly) {
+  auto m = initial_ports();
+  add_grant(m.get(), spec_v4(127, 0, 0, 1, 1000), 1024);
+  expect_error(validate_initial_ports(*m, 0, 1024),
+               "grant 0: port 1024 is not privileged (net.ipv4.ip_unprivileged_port_start is "
+               "1024)");
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1025).ok());
+  expect_error(validate_initial_ports(*m, 0, 0), "is not privileged");
+}
+
+TEST(ValidateInitialPorts, RejectsDataPastCount) {
+  auto m = initial_ports();
+  add_grant(m.get(), spec_v4(127, 0, 0, 1, 80), 80);
+  m->grants[150].last_port = 1;
+  expect_error(validate_initial_ports(*m, 0, 1024), "grant 150 past count 1");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
-// Tests of the audit verifier (client/audit_verify.cc): an intact chain, each
-// kind of tampering (edited byte, deleted, swapped and inserted lines, a
-// truncated last line, seq and generation gaps), segments, garbage, huge
+// Tests of the audit verifier (client/audit_verify.cc): an intact run, an
+// empty file, each kind of tampering (edited byte, deleted, swapped and
+// inserted lines, a truncated last line, seq and generation gaps), runs and
+// how they link (a deleted or re-chained earlier run, a cut head, rotated
+// files, stderr runs, unreadable tails, forged start records), garbage, huge
 // lines, random damage, the reports and run_verify_audit's exit codes.
 #include <stdlib.h>
 #include <unistd.h>
@@ -32,31 +34,55 @@ bool has_problem(const AuditReport& report, uint64_t line, const std::string& te
   return false;
 }
 
-TEST(AuditVerify, IntactChain) {
-  std::vector<std::string> lines = segment(5);
+TEST(AuditVerify, IntactRun) {
+  std::vector<std::string> lines = log_run(4);
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_TRUE(report.ok) << audit_report_text(report);
+  EXPECT_FALSE(report.empty);
   EXPECT_EQ(report.lines, 5u);
-  ASSERT_EQ(report.segments.size(), 1u);
+  ASSERT_EQ(report.runs.size(), 1u);
+  EXPECT_EQ(report.run_count, 1u);
+  EXPECT_EQ(report.runs[0].id, "1112131415161718191a1b1c1d1e1f20");
+  EXPECT_EQ(report.runs[0].tail, "empty");
+  EXPECT_EQ(report.runs[0].pid, 77);
   EXPECT_EQ(report.last_hash, hash_hex(lines[4]));
   std::string text = audit_report_text(report);
-  EXPECT_EQ(text.substr(0, text.find('\n')),
-            "intact: 5 lines in 1 segments; last hash " + hash_hex(lines[4]));
-  EXPECT_NE(text.find("segment 1: lines 1-5, seq 1-5, 2026-11-24T17:03:11.123Z to "
-                      "2026-11-24T17:03:11.127Z"),
-            std::string::npos)
-      << text;
+  EXPECT_EQ(text,
+            "intact: 5 lines in 1 runs; last hash " + hash_hex(lines[4]) +
+                "\nrun 1: lines 1-5, seq 1-5, 2026-11-24T17:03:11.123Z to "
+                "2026-11-24T17:03:11.127Z; id 1112131415161718191a1b1c1d1e1f20, sluiced pid 77; "
+                "the log starts here (the file was empty)\n");
 }
 
-TEST(AuditVerify, EmptyFileIsIntactWithZeroHash) {
+TEST(AuditVerify, EmptyFileIsReportedUnlessAllowed) {
+  // Security review item 3: an empty file verified as intact.
   AuditReport report = verify_audit_bytes("");
-  EXPECT_TRUE(report.ok);
+  EXPECT_FALSE(report.ok);
+  EXPECT_TRUE(report.empty);
   EXPECT_EQ(report.lines, 0u);
   EXPECT_EQ(report.last_hash, std::string(64, '0'));
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_EQ(report.problems[0].line, 0u);
+  EXPECT_EQ(audit_report_text(report),
+            "the file is empty: it holds no line, not even a run's start record, which sluiced "
+            "writes as soon as it starts; the log was emptied or replaced, or no sluiced has "
+            "written to it yet (then pass --allow-empty)\n"
+            "not intact: 1 problems in 0 lines (0 runs)\n");
+  AuditVerifyOptions allow;
+  allow.allow_empty = true;
+  AuditReport allowed = verify_audit_bytes("", allow);
+  EXPECT_TRUE(allowed.ok);
+  EXPECT_TRUE(allowed.empty);
+  EXPECT_EQ(audit_report_text(allowed),
+            "empty: the file holds no line; accepted because of --allow-empty\n");
+  EXPECT_NE(audit_report_json(allowed).find("{\"ok\":true,\"empty\":true,\"lines\":0,\"runs\":0,"),
+            std::string::npos);
+  // --allow-empty changes nothing else: a file of one newline is not empty.
+  EXPECT_FALSE(verify_audit_bytes("\n", allow).ok);
 }
 
 TEST(AuditVerify, ByteByByteFeedingGivesTheSameReport) {
-  std::string text = join(segment(4));
+  std::string text = join(log_run(4));
   text.insert(text.find('\n') + 1, "garbage\n");
   AuditVerifier verifier;
   for (char c : text) verifier.feed(std::string_view(&c, 1));
@@ -67,19 +93,27 @@ TEST(AuditVerify, ByteByByteFeedingGivesTheSameReport) {
 }
 
 TEST(AuditTamper, EditedByteIsFoundAtTheNextLine) {
-  std::vector<std::string> lines = segment(5);
-  size_t at = lines[1].find("open web");
-  lines[1][at] = 'O';
+  std::vector<std::string> lines = log_run(4);
+  size_t at = lines[2].find("open web");
+  lines[2][at] = 'O';
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_FALSE(report.ok);
-  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{3});
-  EXPECT_TRUE(has_problem(report, 3, "prev does not match the SHA-256 of line 2"));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{4});
+  EXPECT_TRUE(has_problem(report, 4, "prev does not match the SHA-256 of line 3"));
+}
+
+TEST(AuditTamper, EditedStartRecordIsFoundAtTheNextLine) {
+  std::vector<std::string> lines = log_run(2);
+  lines[0].replace(lines[0].find("\"pid\":77"), 8, "\"pid\":78");
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{2});
+  EXPECT_TRUE(has_problem(report, 2, "prev does not match the SHA-256 of line 1"));
 }
 
 TEST(AuditTamper, EditedLastLineChangesOnlyTheLastHash) {
   // Documented limit: nothing follows the last line, so only an anchored copy
   // of the last hash reveals an edit there.
-  std::vector<std::string> lines = segment(3);
+  std::vector<std::string> lines = log_run(2);
   std::string before = verify_audit_bytes(join(lines)).last_hash;
   lines[2][lines[2].find("open web")] = 'O';
   AuditReport report = verify_audit_bytes(join(lines));
@@ -88,7 +122,7 @@ TEST(AuditTamper, EditedLastLineChangesOnlyTheLastHash) {
 }
 
 TEST(AuditTamper, EditedByteThatBreaksTheFormat) {
-  std::vector<std::string> lines = segment(3);
+  std::vector<std::string> lines = log_run(2);
   lines[1][lines[1].find("\"uid\"")] = 'X';
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_TRUE(has_problem(report, 2, "not an audit record (column"));
@@ -96,58 +130,58 @@ TEST(AuditTamper, EditedByteThatBreaksTheFormat) {
 }
 
 TEST(AuditTamper, DeletedLine) {
-  std::vector<std::string> lines = segment(5);
-  lines.erase(lines.begin() + 2);
+  std::vector<std::string> lines = log_run(4);
+  lines.erase(lines.begin() + 3);
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_FALSE(report.ok);
-  EXPECT_TRUE(has_problem(report, 3, "prev does not match the SHA-256 of line 2"));
-  EXPECT_TRUE(has_problem(report, 3, "seq 4 follows seq 2 on line 2"));
-  EXPECT_TRUE(has_problem(report, 3, "generation.before 4 is not generation.after 3"));
-  EXPECT_EQ(report.problems.front().line, 3u);
+  EXPECT_TRUE(has_problem(report, 4, "prev does not match the SHA-256 of line 3"));
+  EXPECT_TRUE(has_problem(report, 4, "seq 5 follows seq 3 on line 3"));
+  EXPECT_TRUE(has_problem(report, 4, "generation.before 4 is not generation.after 3"));
+  EXPECT_EQ(report.problems.front().line, 4u);
 }
 
 TEST(AuditTamper, SwappedLines) {
-  std::vector<std::string> lines = segment(5);
-  std::swap(lines[1], lines[2]);
+  std::vector<std::string> lines = log_run(4);
+  std::swap(lines[2], lines[3]);
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_FALSE(report.ok);
-  EXPECT_TRUE(has_problem(report, 2, "prev does not match"));
   EXPECT_TRUE(has_problem(report, 3, "prev does not match"));
   EXPECT_TRUE(has_problem(report, 4, "prev does not match"));
-  EXPECT_FALSE(has_problem(report, 5, "prev"));
+  EXPECT_TRUE(has_problem(report, 5, "prev does not match"));
+  EXPECT_FALSE(has_problem(report, 2, "prev"));
 }
 
 TEST(AuditTamper, InsertedLine) {
-  std::vector<std::string> lines = segment(4);
-  // A forged, well-formed line that chains to line 2: line 3 still does not.
+  std::vector<std::string> lines = log_run(3);
+  // A forged, well-formed line that chains to line 3: line 4 still does not.
   AuditLog forger(-1);
-  std::string forged = forger.format_line(sample_record(3), 3, kSampleMillis,
-                                          sha256(lines[1].data(), lines[1].size()), false);
-  lines.insert(lines.begin() + 2, forged);
+  std::string forged = forger.format_line(sample_record(3), 4, kSampleMillis,
+                                          sha256(lines[2].data(), lines[2].size()));
+  lines.insert(lines.begin() + 3, forged);
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_FALSE(report.ok);
-  EXPECT_FALSE(has_problem(report, 3, "prev"));
-  EXPECT_TRUE(has_problem(report, 4, "prev does not match the SHA-256 of line 3"));
-  EXPECT_TRUE(has_problem(report, 4, "seq 3 follows seq 3"));
+  EXPECT_FALSE(has_problem(report, 4, "prev"));
+  EXPECT_TRUE(has_problem(report, 5, "prev does not match the SHA-256 of line 4"));
+  EXPECT_TRUE(has_problem(report, 5, "seq 4 follows seq 4"));
 }
 
 TEST(AuditTamper, TruncatedLastLine) {
-  std::string text = join(segment(3));
+  std::string text = join(log_run(2));
   AuditReport cut = verify_audit_bytes(text.substr(0, text.size() - 10));
   EXPECT_FALSE(cut.ok);
   EXPECT_EQ(cut.lines, 3u);
   EXPECT_TRUE(has_problem(cut, 3, "no final newline"));
   AuditReport no_newline = verify_audit_bytes(text.substr(0, text.size() - 1));
   EXPECT_TRUE(has_problem(no_newline, 3, "no final newline"));
-  EXPECT_EQ(no_newline.last_hash, hash_hex(segment(3)[1]));
+  EXPECT_EQ(no_newline.last_hash, hash_hex(log_run(2)[1]));
 }
 
 TEST(AuditTamper, SeqGapWithAnIntactChain) {
   std::vector<std::string> lines =
-      chain_lines({{1, sample_record(1)}, {2, sample_record(2)}, {4, sample_record(3)}});
+      chain_lines({{2, sample_record(1)}, {3, sample_record(2)}, {5, sample_record(3)}});
   AuditReport report = verify_audit_bytes(join(lines));
-  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{3});
-  EXPECT_TRUE(has_problem(report, 3, "seq 4 follows seq 2 on line 2; the chain holds"));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{4});
+  EXPECT_TRUE(has_problem(report, 4, "seq 5 follows seq 3 on line 3; the chain holds"));
 }
 
 TEST(AuditTamper, GenerationGapBetweenAppliedLines) {
@@ -155,89 +189,244 @@ TEST(AuditTamper, GenerationGapBetweenAppliedLines) {
   rejected.outcome = control::Outcome::kRejected;
   rejected.generation_after = 2;
   std::vector<std::string> lines = chain_lines(
-      {{1, sample_record(1)}, {2, rejected}, {3, sample_record(2)}, {4, sample_record(5)}});
+      {{2, sample_record(1)}, {3, rejected}, {4, sample_record(2)}, {5, sample_record(5)}});
   AuditReport report = verify_audit_bytes(join(lines));
-  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{4});
-  EXPECT_TRUE(has_problem(report, 4,
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{5});
+  EXPECT_TRUE(has_problem(report, 5,
                           "generation.before 5 is not generation.after 3 of the applied commit "
-                          "on line 3"));
+                          "on line 4"));
 }
 
-TEST(AuditSegments, RestartIsAcceptedAndReported) {
-  std::vector<std::string> lines = segment(3, 1);
-  for (const std::string& l : segment(2, 1)) lines.push_back(l);  // generations restart too
-  AuditReport report = verify_audit_bytes(join(lines));
+TEST(AuditRuns, RunsThatLinkAreIntactAndReported) {
+  std::vector<std::string> lines = log_run(2, 1);
+  for (const std::string& l : log_run(1, 1, link_to(lines.back()), 0x22)) lines.push_back(l);
+  for (const std::string& l : log_run(0, 1, link_to(lines.back()), 0x33)) lines.push_back(l);
+  AuditReport report = verify_audit_bytes(join(lines));  // generations restart per run
   EXPECT_TRUE(report.ok) << audit_report_text(report);
-  EXPECT_EQ(report.lines, 5u);
-  ASSERT_EQ(report.segments.size(), 2u);
-  EXPECT_EQ(report.segments[1].first_line, 4u);
-  EXPECT_EQ(report.segments[1].last_line, 5u);
+  EXPECT_EQ(report.lines, 6u);
+  ASSERT_EQ(report.runs.size(), 3u);
+  EXPECT_EQ(report.runs[1].first_line, 4u);
+  EXPECT_EQ(report.runs[1].last_line, 5u);
+  EXPECT_EQ(report.runs[2].first_line, 6u);
   std::string text = audit_report_text(report);
-  EXPECT_NE(text.find("intact: 5 lines in 2 segments"), std::string::npos);
-  EXPECT_NE(text.find("segment 2: lines 4-5, seq 1-2, "), std::string::npos);
-  EXPECT_NE(text.find("the worker restarted"), std::string::npos);
+  EXPECT_NE(text.find("intact: 6 lines in 3 runs"), std::string::npos) << text;
+  EXPECT_NE(text.find("run 2: lines 4-5, seq 1-2, 2026-11-24T17:03:11.123Z to "
+                      "2026-11-24T17:03:11.124Z; id 22232425262728292a2b2c2d2e2f3031, sluiced pid "
+                      "77; linked to line 3, the log's last line when it started\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("run 3: lines 6-6, seq 1-1, "), std::string::npos) << text;
   EXPECT_NE(audit_report_json(report).find(
-                "\"segmentStarts\":[{\"line\":1,\"seq\":1,\"time\":\"2026-11-24T17:03:11.123Z\"},"
+                "\"runStarts\":[{\"line\":1,\"seq\":1,\"time\":\"2026-11-24T17:03:11.123Z\","
+                "\"run\":\"1112131415161718191a1b1c1d1e1f20\",\"tail\":\"empty\"},"
                 "{\"line\":4,\"seq\":1,"),
-            std::string::npos);
+            std::string::npos)
+      << audit_report_json(report);
 }
 
-TEST(AuditSegments, ForgedStartLines) {
-  std::vector<std::string> lines = segment(3);
-  // "continue" turned into "start": the prev is not zeros and seq is not 1.
-  std::string& l = lines[2];
-  l.replace(l.find("\"chain\":\"continue\""), 18, "\"chain\":\"start\"");
+/// Returns two runs: the first of three commits, the second linked to it.
+std::vector<std::string> two_runs() {
+  std::vector<std::string> lines = log_run(3, 1);
+  for (const std::string& l : log_run(2, 1, link_to(lines.back()), 0x22)) lines.push_back(l);
+  return lines;
+}
+
+TEST(AuditRuns, DeletedFirstRunIsFound) {
+  // Security review item 3: deleting a whole earlier run verified
+  // as intact. The run left now claims a last line that is not in the file.
+  std::vector<std::string> lines = two_runs();
+  lines.erase(lines.begin(), lines.begin() + 4);
   AuditReport report = verify_audit_bytes(join(lines));
-  EXPECT_TRUE(has_problem(report, 3, "\"chain\":\"start\" with a prev other than 64 zeros"));
-  EXPECT_TRUE(has_problem(report, 3, "starts at seq 3, not 1"));
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{1});
+  EXPECT_TRUE(has_problem(report, 1,
+                          "line 1: run 22232425262728292a2b2c2d2e2f3031 links to a line that is "
+                          "not in this file (the log's last line when it started, SHA-256 " +
+                              hash_hex(two_runs()[3]) +
+                              "): lines before line 1 were cut off (the head of the log was "
+                              "deleted), or this file continues a rotated one"));
 }
 
-TEST(AuditSegments, FileStartingMidChain) {
-  std::vector<std::string> lines = segment(4);
+TEST(AuditRuns, DeletedMiddleRunIsFound) {
+  std::vector<std::string> lines = two_runs();
+  for (const std::string& l : log_run(1, 1, link_to(lines.back()), 0x44)) lines.push_back(l);
+  lines.erase(lines.begin() + 4, lines.begin() + 7);  // the second run, whole
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{5});
+  EXPECT_TRUE(has_problem(report, 5,
+                          "line 5: run 4445464748494a4b4c4d4e4f50515253 does not link to line 4: "
+                          "its prev is the SHA-256 of the log's last line when it started, and "
+                          "line 4 is not that line"));
+}
+
+TEST(AuditRuns, EditedAndRechainedFirstRunIsFound) {
+  // Security review item 3: an earlier run edited and its chain
+  // recomputed verified as intact, with the same last hash.
+  std::vector<std::string> lines = two_runs();
+  CommitRecord forged = sample_record(2);
+  forged.comment = "nothing to see";
+  std::vector<std::string> rewritten =
+      chain_lines({{2, sample_record(1)}, {3, forged}, {4, sample_record(3)}});
+  ASSERT_EQ(rewritten.size(), 4u);
+  std::copy(rewritten.begin(), rewritten.end(), lines.begin());
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{5});
+  EXPECT_TRUE(has_problem(report, 5, "does not link to line 4"));
+  EXPECT_TRUE(has_problem(report, 5,
+                          "(a whole earlier run deleted, or edited and its chain "
+                          "recomputed)"));
+}
+
+TEST(AuditRuns, RotatedFilesVerifyJoinedButTheNewerOneAloneIsCut) {
+  std::vector<std::string> lines = two_runs();
+  std::string older = join(std::vector<std::string>(lines.begin(), lines.begin() + 4));
+  std::string newer = join(std::vector<std::string>(lines.begin() + 4, lines.end()));
+  EXPECT_TRUE(verify_audit_bytes(older).ok);
+  AuditReport alone = verify_audit_bytes(newer);
+  EXPECT_TRUE(has_problem(alone, 1,
+                          "verify the files together, oldest first: cat audit.log.1 "
+                          "audit.log | sluicectl --verify-audit /dev/stdin"));
+  EXPECT_TRUE(verify_audit_bytes(older + newer).ok);
+}
+
+TEST(AuditRuns, FileStartingInsideARun) {
+  std::vector<std::string> lines = log_run(3);
   lines.erase(lines.begin());
   AuditReport report = verify_audit_bytes(join(lines));
   EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{1});
-  EXPECT_TRUE(has_problem(report, 1, "continues a chain whose earlier lines are not in this file"));
-  EXPECT_EQ(report.segments.size(), 1u);
+  EXPECT_TRUE(has_problem(report, 1, "the file does not begin with a run's start record"));
+  ASSERT_EQ(report.runs.size(), 1u);
+  EXPECT_EQ(report.runs[0].id, "");
+}
+
+TEST(AuditRuns, AFreshFileStartAfterOtherLinesIsReported) {
+  std::vector<std::string> lines = log_run(1);
+  for (const std::string& l : log_run(1, 1, empty_link(), 0x22)) lines.push_back(l);
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{3});
+  EXPECT_TRUE(has_problem(report, 3,
+                          "found the log file empty when it started, yet 2 lines come "
+                          "before it"));
+}
+
+TEST(AuditRuns, AStderrRunStartsALogButCannotFollowOne) {
+  std::vector<std::string> lines = log_run(1, 1, AuditLink{});
+  AuditReport first = verify_audit_bytes(join(lines));
+  EXPECT_TRUE(first.ok) << audit_report_text(first);
+  EXPECT_NE(audit_report_text(first).find("the log starts here (the sink was sluiced's stderr)"),
+            std::string::npos);
+  for (const std::string& l : log_run(1, 1, AuditLink{}, 0x22)) lines.push_back(l);
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_EQ(problem_lines(report), std::vector<uint64_t>{3});
+  EXPECT_TRUE(has_problem(report, 3,
+                          "wrote to sluiced's stderr, not to an --audit-log file, so "
+                          "it could not link to the lines before it"));
+}
+
+TEST(AuditRuns, AnUnreadableTailIsReportedAndStillLinked) {
+  std::vector<std::string> lines = log_run(1);
+  lines[1] = "damaged\n";
+  AuditLink link;
+  link.tail = AuditTail::kUnreadable;
+  link.prev = sha256(lines[1].data(), lines[1].size());
+  link.error = "the last line is not an audit line (column 1: expected {\"format\":)";
+  for (const std::string& l : log_run(1, 1, link, 0x22)) lines.push_back(l);
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_EQ(problem_lines(report), (std::vector<uint64_t>{2, 3}));
+  EXPECT_TRUE(has_problem(report, 3,
+                          "line 3: run 22232425262728292a2b2c2d2e2f3031 could not read the log's "
+                          "last line when it started (the last line is not an audit line (column "
+                          "1: expected {\"format\":)); that line was damaged before this run "
+                          "began (see line 2)"));
+  EXPECT_FALSE(has_problem(report, 3, "does not link"));
+  // Its prev is still checked: the damaged line replaced by another one.
+  lines[1] = "other\n";
+  EXPECT_TRUE(has_problem(verify_audit_bytes(join(lines)), 3, "does not link to line 2"));
+}
+
+TEST(AuditRuns, ForgedStartRecords) {
+  std::vector<std::string> lines = log_run(1);
+  std::string& start = lines[0];
+  start.replace(start.find("\"seq\":1,"), 8, "\"seq\":3,");
+  start.replace(start.find("\"prev\":\"0"), 9, "\"prev\":\"1");
+  start.replace(start.find("\"tailError\":\"\""), 14, "\"tailError\":\"x\"");
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_TRUE(has_problem(report, 1, "a start record with seq 3, not 1; the line was edited"));
+  EXPECT_TRUE(has_problem(report, 1, "a start record with tail empty and a tailError"));
+  EXPECT_TRUE(has_problem(report, 1,
+                          "a start record with tail empty and a prev other than 64 "
+                          "zeros; the line was edited"));
+}
+
+TEST(AuditRuns, ATailErrorIsShownSanitizedAndCut) {
+  AuditLink link;
+  link.tail = AuditTail::kUnreadable;
+  link.error = "\x1b[2J" + std::string(3000, 'e');
+  AuditReport report = verify_audit_bytes(join(log_run(0, 1, link)));
+  ASSERT_EQ(report.problems.size(), 1u);
+  const std::string& message = report.problems[0].message;
+  EXPECT_NE(message.find("(\\x1b[2Jeee"), std::string::npos) << message;
+  EXPECT_LT(message.size(), kMaxQuotedTailErrorBytes + 400);
+}
+
+TEST(AuditRuns, RunsAreCountedBeyondTheReportLimit) {
+  std::vector<std::string> lines = log_run(0);
+  for (size_t i = 1; i < kMaxReportedRuns + 5; ++i) {
+    lines.push_back(log_run(0, 1, link_to(lines.back()), static_cast<uint8_t>(i))[0]);
+  }
+  AuditReport report = verify_audit_bytes(join(lines));
+  EXPECT_TRUE(report.ok) << report.problems.front().message;
+  EXPECT_EQ(report.runs.size(), kMaxReportedRuns);
+  EXPECT_EQ(report.run_count, kMaxReportedRuns + 5);
+  EXPECT_EQ(report.runs.back().last_line, kMaxReportedRuns);
+  EXPECT_NE(audit_report_text(report).find("(5 more runs not shown)"), std::string::npos);
+  EXPECT_NE(audit_report_json(report).find(",\"runsOmitted\":5}"), std::string::npos);
 }
 
 TEST(AuditGarbage, GarbageLinesAreReportedOneByOne) {
-  std::vector<std::string> lines = segment(2);
-  lines.insert(lines.begin() + 1,
+  std::vector<std::string> lines = log_run(2);
+  lines.insert(lines.begin() + 2,
                {"hello\n", "\n", "{}\n", std::string("\0\xff\x01{\"seq\":1\n", 12),
-                "{\"seq\":01,\"time\":\"x\"}\n", "[1,2,3]\n"});
+                "{\"format\":02,\"seq\":1}\n", "[1,2,3]\n"});
   AuditReport report = verify_audit_bytes(join(lines));
-  for (uint64_t n = 2; n <= 7; ++n) {
+  for (uint64_t n = 3; n <= 8; ++n) {
     EXPECT_TRUE(has_problem(report, n, "not an audit record")) << n;
   }
-  EXPECT_TRUE(has_problem(report, 8, "prev does not match"));
-  EXPECT_TRUE(has_problem(report, 5, "column 1: expected {\"seq\":"));
-  EXPECT_TRUE(has_problem(report, 6, "column 8: expected a decimal number without leading zeros"));
+  EXPECT_TRUE(has_problem(report, 9, "prev does not match"));
+  EXPECT_TRUE(has_problem(report, 6, "column 1: expected {\"format\":"));
+  EXPECT_TRUE(has_problem(report, 7, "column 11: expected a decimal number without leading zeros"));
 }
 
 TEST(AuditGarbage, NonCanonicalFormsAreRefused) {
-  const std::string base = segment(1)[0];
+  const std::vector<std::string> lines = log_run(1);
   struct Edit {
+    size_t line;  // 0: the start record, 1: the commit record
     const char* from;
     const char* to;
   };
   const Edit edits[] = {
-      {"open web", "open\\u0020web"},   // printable byte as \u
-      {"open web", "open\\u000aweb"},   // \n has a short form
-      {"open web", "open\\u00E9web"},   // upper-case hex
-      {"open web", "open\\/web"},       // not an escape the writer uses
-      {"open web", "open\xc3\xa9web"},  // raw non-ASCII
-      {"\"pid\":4242", "\"pid\": 4242"},
-      {"\"pid\":4242", "\"pid\":-0"},
-      {"\"uid\":1000", "\"uid\":4294967296"},
-      {"\"outcome\":\"applied\"", "\"outcome\":\"done\""},
-      {"\"seq\":1,", "\"seq\":0,"},
-      {"\"chain\":\"start\"", "\"chain\":\"begin\""},
-      {"2026-11-24T17", "2026-13-24T17"},
-      {"}\n", "} \n"},
+      {1, "open web", "open\\u0020web"},   // printable byte as \u
+      {1, "open web", "open\\u000aweb"},   // \n has a short form
+      {1, "open web", "open\\u00E9web"},   // upper-case hex
+      {1, "open web", "open\\/web"},       // not an escape the writer uses
+      {1, "open web", "open\xc3\xa9web"},  // raw non-ASCII
+      {1, "\"pid\":4242", "\"pid\": 4242"},
+      {1, "\"pid\":4242", "\"pid\":-0"},
+      {1, "\"uid\":1000", "\"uid\":4294967296"},
+      {1, "\"outcome\":\"applied\"", "\"outcome\":\"done\""},
+      {1, "\"seq\":2,", "\"seq\":0,"},
+      {1, "\"record\":\"commit\"", "\"record\":\"Commit\""},
+      {1, "\"format\":2,", "\"format\":1,"},
+      {1, "2026-11-24T17", "2026-13-24T17"},
+      {1, "}\n", "} \n"},
+      {0, "\"tail\":\"empty\"", "\"tail\":\"EMPTY\""},
+      {0, "\"run\":\"11", "\"run\":\"1"},
+      {0, "\"tailError\":\"\"", "\"tailError\":\"\\u0041\""},
+      {0, "\"record\":\"start\",", "\"record\":\"start\",\"outcome\":\"applied\","},
   };
   for (const Edit& e : edits) {
-    std::string line = base;
+    std::string line = lines[e.line];
     size_t at = line.find(e.from);
     ASSERT_NE(at, std::string::npos) << e.from;
     line.replace(at, std::strlen(e.from), e.to);
@@ -247,7 +436,7 @@ TEST(AuditGarbage, NonCanonicalFormsAreRefused) {
 }
 
 TEST(AuditGarbage, HugeLineIsInvalidButHashed) {
-  std::vector<std::string> lines = segment(3);
+  std::vector<std::string> lines = log_run(2);
   std::string huge(2 * kMaxVerifyLineBytes, 'a');
   huge += '\n';
   lines.insert(lines.begin() + 1, huge);
@@ -256,7 +445,7 @@ TEST(AuditGarbage, HugeLineIsInvalidButHashed) {
   EXPECT_TRUE(has_problem(report, 3, "prev does not match"));
   EXPECT_EQ(report.lines, 4u);
   // A huge final line without a newline is reported as truncated.
-  AuditReport tail = verify_audit_bytes(join(segment(1)) + std::string(3 << 20, 'b'));
+  AuditReport tail = verify_audit_bytes(join(log_run(0)) + std::string(3 << 20, 'b'));
   EXPECT_TRUE(has_problem(tail, 2, "no final newline after 3145728 bytes"));
 }
 
@@ -269,7 +458,10 @@ TEST(AuditGarbage, ProblemsAreCapped) {
 }
 
 TEST(AuditGarbage, RandomDamageNeverCrashes) {
-  const std::vector<std::string> good_lines = segment(6);
+  std::vector<std::string> good_lines = log_run(3);
+  for (const std::string& l : log_run(2, 1, link_to(good_lines.back()), 0x22)) {
+    good_lines.push_back(l);
+  }
   const std::string good = join(good_lines);
   std::mt19937 rng(7);
   for (int round = 0; round < 3000; ++round) {
@@ -307,19 +499,21 @@ TEST(AuditGarbage, RandomDamageNeverCrashes) {
 }
 
 TEST(AuditReportFormat, JsonOfABrokenFile) {
-  std::vector<std::string> lines = segment(3);
-  lines[0][lines[0].find("open web")] = 'O';
+  std::vector<std::string> lines = log_run(2);
+  lines[1][lines[1].find("open web")] = 'O';
   AuditReport report = verify_audit_bytes(join(lines));
   std::string json = audit_report_json(report);
-  EXPECT_EQ(json, "{\"ok\":false,\"lines\":3,\"segments\":1,\"lastHash\":\"" + hash_hex(lines[2]) +
-                      "\",\"problems\":[{\"line\":2,\"message\":\"line 2: prev does not match the "
-                      "SHA-256 of line 1; line 1 was edited, or lines were deleted, inserted or "
-                      "reordered between line 1 and line 2\"}],\"problemsOmitted\":0,"
-                      "\"segmentStarts\":[{\"line\":1,\"seq\":1,\"time\":"
-                      "\"2026-11-24T17:03:11.123Z\"}]}\n");
+  EXPECT_EQ(json, "{\"ok\":false,\"empty\":false,\"lines\":3,\"runs\":1,\"lastHash\":\"" +
+                      hash_hex(lines[2]) +
+                      "\",\"problems\":[{\"line\":3,\"message\":\"line 3: prev does not match the "
+                      "SHA-256 of line 2; line 2 was edited, or lines were deleted, inserted or "
+                      "reordered between line 2 and line 3\"}],\"problemsOmitted\":0,"
+                      "\"runStarts\":[{\"line\":1,\"seq\":1,\"time\":"
+                      "\"2026-11-24T17:03:11.123Z\",\"run\":\"1112131415161718191a1b1c1d1e1f20\","
+                      "\"tail\":\"empty\"}],\"runsOmitted\":0}\n");
   std::string text = audit_report_text(report);
-  EXPECT_NE(text.find("line 2: prev does not match"), std::string::npos);
-  EXPECT_NE(text.find("not intact: 1 problems in 3 lines (1 segments); the first at line 2"),
+  EXPECT_NE(text.find("line 3: prev does not match"), std::string::npos);
+  EXPECT_NE(text.find("not intact: 1 problems in 3 lines (1 runs); the first at line 3"),
             std::string::npos);
 }
 
@@ -340,10 +534,11 @@ class TempFile {
 };
 
 /// Runs run_verify_audit on `path`; returns the exit code, stores the output.
-int run(const std::string& path, bool json, std::string* out, std::string* err) {
+int run(const std::string& path, bool json, std::string* out, std::string* err,
+        AuditVerifyOptions options = {}) {
   FILE* o = tmpfile();
   FILE* e = tmpfile();
-  int rc = run_verify_audit(path, json, o, e);
+  int rc = run_verify_audit(path, json, options, o, e);
   for (auto [f, s] : {std::pair{o, out}, std::pair{e, err}}) {
     rewind(f);
     s->clear();
@@ -356,7 +551,7 @@ int run(const std::string& path, bool json, std::string* out, std::string* err) 
 }
 
 TEST(AuditRun, ExitCodes) {
-  std::vector<std::string> lines = segment(3);
+  std::vector<std::string> lines = log_run(2);
   TempFile intact(join(lines));
   std::string out, err;
   EXPECT_EQ(run(intact.path(), false, &out, &err), kVerifyExitIntact);
@@ -368,6 +563,14 @@ TEST(AuditRun, ExitCodes) {
   TempFile tampered(join(lines));
   EXPECT_EQ(run(tampered.path(), false, &out, &err), kVerifyExitBroken);
   EXPECT_EQ(out.substr(0, 32), "line 3: prev does not match the ");
+
+  TempFile empty("");
+  EXPECT_EQ(run(empty.path(), false, &out, &err), kVerifyExitBroken);
+  EXPECT_EQ(out.substr(0, 19), "the file is empty: ");
+  AuditVerifyOptions allow;
+  allow.allow_empty = true;
+  EXPECT_EQ(run(empty.path(), false, &out, &err, allow), kVerifyExitIntact);
+  EXPECT_EQ(out, "empty: the file holds no line; accepted because of --allow-empty\n");
 
   EXPECT_EQ(run("/nonexistent/audit.log", false, &out, &err), kVerifyExitUnreadable);
   EXPECT_NE(err.find("cannot open the audit log /nonexistent/audit.log: ENOENT"), std::string::npos)

@@ -194,6 +194,21 @@ TEST(Cli, StatsStandsAlone) {
             std::string::npos);
 }
 
+TEST(Cli, VerifyAuditTakesJsonAndAllowEmptyOnly) {
+  Plan p = parse({"--verify-audit", "a.log", "--allow-empty", "--json"});
+  EXPECT_EQ(p.action, Plan::Action::kVerifyAudit);
+  EXPECT_EQ(p.audit_path, "a.log");
+  EXPECT_TRUE(p.allow_empty);
+  EXPECT_TRUE(p.json);
+  EXPECT_FALSE(parse({"--verify-audit", "a.log"}).allow_empty);
+  EXPECT_TRUE(parse({"--allow", "--verify-audit", "a.log"}).allow_empty);  // a unique prefix
+  EXPECT_EQ(usage_error({"--allow-empty"}),
+            "--allow-empty is about an audit log: it goes with --verify-audit FILE only");
+  EXPECT_NE(usage_error({"--verify-audit", "a.log", "--stats", "-t", "22"})
+                .find("it goes with --json and --allow-empty only"),
+            std::string::npos);
+}
+
 TEST(Cli, DryRunAndCommentNeedAnEdit) {
   EXPECT_EQ(usage_error({"--dry-run"}),
             "--dry-run needs an edit to try, e.g. sluicectl --dry-run -t 8080:80");
@@ -443,6 +458,7 @@ TEST(Cli, UsageNamesEveryOption) {
                              "--clear",
                              "--show",
                              "--verify-audit",
+                             "--allow-empty",
                              "--end-removed-flows",
                              "--comment TEXT",
                              "--file FILE",

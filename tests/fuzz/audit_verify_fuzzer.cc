@@ -4,16 +4,20 @@
 //
 // It runs the verifier on the input whole, in pseudo-random chunks (from a
 // hash of the input, so each run is deterministic), and one byte at a time;
-// and again on a "rechained" copy in which each continuing line's prev is
-// replaced by the true hash of the line before, so that mutated records get
-// past the hash check into the sequence and generation checks.
+// and again on a "rechained" copy in which the prev of each commit record and
+// of each linked start record is replaced by the true hash of the line
+// before, so that mutated records get past the hash check into the sequence,
+// generation and run checks.
 //
 // Contracts checked: the three feeds give identical reports; the line count is
 // the number of lines; `ok` means no problems; problems are in line order and
-// within the file; the text report is printable ASCII (it goes to a terminal)
-// and the JSON report parses; and every line the format's parser accepts is
-// rendered back to the same bytes (schema/audit_line.h: the writer and the
-// verifier share one format), unless the renderer would cut it.
+// within the file (line 0 only for an empty file); runs are within the file
+// and counted; the text report is printable ASCII (it goes to a terminal, and
+// a start record's tailError is text from the file) and the JSON report
+// parses; and every line the format's parser accepts is rendered back to the
+// same bytes (schema/audit_line.h: the writer and the verifier share one
+// format), unless the renderer would cut it.
+#include <algorithm>
 #include <string>
 #include <string_view>
 
@@ -62,16 +66,17 @@ AuditReport verify_bytewise(std::string_view text) {
 
 /// Returns true when two reports say exactly the same.
 bool same_report(const AuditReport& a, const AuditReport& b) {
-  if (a.ok != b.ok || a.lines != b.lines || a.last_hash != b.last_hash ||
-      a.problems_omitted != b.problems_omitted || a.segments.size() != b.segments.size() ||
-      a.problems.size() != b.problems.size()) {
+  if (a.ok != b.ok || a.empty != b.empty || a.lines != b.lines || a.last_hash != b.last_hash ||
+      a.problems_omitted != b.problems_omitted || a.run_count != b.run_count ||
+      a.runs.size() != b.runs.size() || a.problems.size() != b.problems.size()) {
     return false;
   }
-  for (size_t i = 0; i < a.segments.size(); ++i) {
-    const AuditSegment& x = a.segments[i];
-    const AuditSegment& y = b.segments[i];
+  for (size_t i = 0; i < a.runs.size(); ++i) {
+    const AuditRun& x = a.runs[i];
+    const AuditRun& y = b.runs[i];
     if (x.first_line != y.first_line || x.last_line != y.last_line || x.first_seq != y.first_seq ||
-        x.last_seq != y.last_seq || x.first_time != y.first_time || x.last_time != y.last_time) {
+        x.last_seq != y.last_seq || x.first_time != y.first_time || x.last_time != y.last_time ||
+        x.id != y.id || x.tail != y.tail || x.pid != y.pid) {
       return false;
     }
   }
@@ -90,20 +95,26 @@ void check_report(const AuditReport& report, std::string_view text) {
   for (char c : text) lines += c == '\n';
   if (!text.empty() && text.back() != '\n') ++lines;
   FUZZ_CHECK(report.lines == lines, "the line count is wrong");
+  FUZZ_CHECK(report.empty == text.empty(), "empty does not say whether the file is empty");
   FUZZ_CHECK(report.ok == (report.problems.empty() && report.problems_omitted == 0),
              "ok does not match the problems");
+  FUZZ_CHECK(!text.empty() || !report.ok, "an empty file verified without --allow-empty");
   FUZZ_CHECK(report.problems.size() <= kMaxReportedProblems, "more problems kept than the limit");
   FUZZ_CHECK(report.last_hash.size() == 64, "a last hash that is not 64 hex digits");
   uint64_t previous = 0;
   for (const AuditProblem& p : report.problems) {
-    FUZZ_CHECK(p.line >= 1 && p.line <= report.lines, "a problem outside the file");
+    FUZZ_CHECK((p.line >= 1 || report.lines == 0) && p.line <= report.lines,
+               "a problem outside the file");
     FUZZ_CHECK(p.line >= previous, "problems out of line order");
     FUZZ_CHECK(!p.message.empty(), "a problem without a message");
     previous = p.line;
   }
-  for (const AuditSegment& s : report.segments) {
-    FUZZ_CHECK(s.first_line >= 1 && s.first_line <= s.last_line && s.last_line <= report.lines,
-               "a segment outside the file");
+  FUZZ_CHECK(report.runs.size() <= kMaxReportedRuns, "more runs kept than the limit");
+  FUZZ_CHECK(report.runs.size() == std::min<uint64_t>(report.run_count, kMaxReportedRuns),
+             "runs kept do not match the runs counted");
+  for (const AuditRun& r : report.runs) {
+    FUZZ_CHECK(r.first_line >= 1 && r.first_line <= r.last_line && r.last_line <= report.lines,
+               "a run outside the file");
   }
   FUZZ_CHECK(printable(audit_report_text(report), true), "raw bytes in the text report");
   std::string json = audit_report_json(report);
@@ -119,10 +130,11 @@ void verify_three_ways(std::string_view text) {
   FUZZ_CHECK(same_report(whole, verify_bytewise(text)), "bytewise feeding changes the report");
 }
 
-/// Returns `text` with the prev of every `"chain":"continue"` line set to the
-/// SHA-256 of the (rechained) line before it, newline included.
+/// Returns `text` with the prev of every commit record and every linked start
+/// record set to the SHA-256 of the (rechained) line before it, newline
+/// included.
 std::string rechain(std::string_view text) {
-  static constexpr std::string_view kMarker = "\"chain\":\"continue\",\"prev\":\"";
+  static constexpr std::string_view kMarker = ",\"prev\":\"";
   std::string out;
   out.reserve(text.size());
   Sha256Digest prev{};
@@ -135,7 +147,9 @@ std::string rechain(std::string_view text) {
     std::string line(text.substr(0, nl + 1));
     text.remove_prefix(nl + 1);
     size_t at = line.rfind(kMarker);
-    if (at != std::string::npos && line.size() - (at + kMarker.size()) == 64 + 3) {
+    const bool chained = line.find("\"record\":\"commit\"") != std::string::npos ||
+                         line.find("\"tail\":\"linked\"") != std::string::npos;
+    if (chained && at != std::string::npos && line.size() - (at + kMarker.size()) == 64 + 3) {
       line.replace(at + kMarker.size(), 64, to_hex(prev));
     }
     prev = sha256(line.data(), line.size());
@@ -149,6 +163,7 @@ std::string rechain(std::string_view text) {
 /// every item within their limits, and room for the line whole.
 bool renders_uncut(const AuditLine& line, size_t size) {
   if (size + 1 + 3 > kMaxAuditLineBytes) return false;  // + one byte per list in fit_lists
+  if (line.tail_error.size() > kMaxAuditItemBytes) return false;
   if (line.comment.size() > kMaxAuditCommentBytes) return false;
   for (const auto* list : {&line.added, &line.removed}) {
     for (const std::string& item : *list) {

@@ -1,18 +1,19 @@
 // libFuzzer target for the broker's side of the worker channel: the only
 // bytes the privileged process reads from the sandboxed, possibly compromised
 // worker. It drives the pure checks BrokerHost::handle_one runs on every
-// datagram (check_envelope, then validate_hello, validate_open_listeners,
-// validate_peer_query or validate_open_sockets on an aligned copy, then the
-// bind policy on every well-formed entry). OpenListeners and OpenSockets are
-// checked as a broker with a target namespace would (SPLICE served) and as
-// one without.
+// datagram (check_envelope, then validate_hello, validate_initial_ports,
+// validate_open_listeners, validate_peer_query or validate_open_sockets on an
+// aligned copy, then the bind policy on every well-formed entry and grant).
+// OpenListeners and OpenSockets are checked as a broker with a target
+// namespace would (SPLICE served) and as one without.
 //
 // Input: one control byte, then the datagram.
-//   bit 0      the host state: 0 awaiting Hello, 1 ready;
+//   bit 0      the host state: 0 awaiting Hello, 1 ready (unless bit 7);
 //   bit 1      pad: zero-extend the datagram to the size of the type its
 //              header names, as an honest worker's fixed-size struct would be
 //              (so short inputs reach the entry checks of a 10 KiB message);
-//   bits 2..7  how many fds came with the datagram (0..63).
+//   bits 2..6  how many fds came with the datagram (0..31);
+//   bit 7      the host state is awaiting InitialPorts (after Hello).
 //
 // Contracts checked: check_envelope accepts only a datagram with exactly the
 // fds of its type (one for PeerQuery, none otherwise), of the exact size of a
@@ -48,12 +49,22 @@ constexpr std::string_view kPolicyText =
     "control commit uid=0\n";
 
 /// Returns the policies the broker may run with: the default (with and
-/// without CAP_NET_BIND_SERVICE) and one from kPolicyText.
+/// without CAP_NET_BIND_SERVICE, and with it and a grant) and one from
+/// kPolicyText.
 const std::vector<BindPolicy>& policies() {
   static const std::vector<BindPolicy> all = [] {
     std::vector<BindPolicy> out;
     out.push_back(BindPolicy{1024, false});
     out.push_back(BindPolicy{0, true});
+    BindPolicy granted{1024, true};
+    wire::PortGrant web = {};
+    web.listener.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+    web.listener.family = static_cast<uint8_t>(wire::WireFamily::kInet6);
+    web.listener.flags = wire::kListenerDualStack;
+    web.listener.port = 80;
+    web.last_port = 443;
+    granted.initial_grants.push_back(web);
+    out.push_back(std::move(granted));
     Result<PolicyFile> file = parse_policy_text(kPolicyText, "fuzz.policy");
     FUZZ_CHECK(file.ok(), "the fuzzer's own policy text does not parse");
     BindPolicy from_file = bind_policy_from_file(*file);
@@ -80,8 +91,38 @@ void judge_entry(const wire::ListenerSpec& spec) {
   }
 }
 
+/// Checks a declaration the broker accepted: every grant is well-formed and
+/// privileged, describes itself printably, and under the default policy
+/// with the capability admits its own first and last port and nothing on
+/// the next port up.
+void judge_grants(const wire::InitialPortsMsg& msg) {
+  BindPolicy policy{1024, true};
+  policy.initial_grants.assign(msg.grants, msg.grants + msg.count);
+  for (uint32_t i = 0; i < msg.count; ++i) {
+    const wire::PortGrant& g = msg.grants[i];
+    FUZZ_CHECK(validate_listener_spec(g.listener).ok(), "a bad grant passed");
+    FUZZ_CHECK(g.listener.port <= g.last_port && g.last_port < 1024, "a grant out of range passed");
+    FUZZ_CHECK(printable(describe_grant(g)), "a grant description with raw bytes");
+    wire::ListenerSpec spec = g.listener;
+    FUZZ_CHECK(check_bind(policy, spec).allowed, "a grant does not admit its first port");
+    spec.port = g.last_port;
+    FUZZ_CHECK(check_bind(policy, spec).allowed, "a grant does not admit its last port");
+  }
+  FUZZ_CHECK(printable(describe_bind_policy(policy)), "a policy description with raw bytes");
+}
+
 /// Runs the checks the broker runs after the envelope of a `type` message.
 void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
+  if (type == wire::BrokerMsg::kInitialPorts) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::InitialPortsMsg), "an InitialPorts of the wrong size");
+    auto initial = std::make_unique<wire::InitialPortsMsg>();
+    std::memcpy(initial.get(), msg.data(), sizeof(*initial));
+    Result<void> ok = validate_initial_ports(*initial, 0, 1024);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(initial->count <= wire::kMaxGrantsPerMessage, "an InitialPorts count out of range");
+    judge_grants(*initial);
+    return;
+  }
   if (type == wire::BrokerMsg::kHello) {
     FUZZ_CHECK(msg.size() == sizeof(wire::HelloMsg), "a Hello of the wrong size passed");
     wire::HelloMsg hello;
@@ -161,6 +202,9 @@ size_t request_size(uint32_t type) {
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kOpenSockets)) {
     return sizeof(wire::OpenSocketsMsg);
   }
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kInitialPorts)) {
+    return sizeof(wire::InitialPortsMsg);
+  }
   return 0;
 }
 
@@ -169,9 +213,11 @@ size_t request_size(uint32_t type) {
 int broker_wire_one_input(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t control = data[0];
-  const HostState state = (control & 1) != 0 ? HostState::kReady : HostState::kAwaitHello;
+  const HostState state = (control & 0x80) != 0 ? HostState::kAwaitInitial
+                          : (control & 1) != 0  ? HostState::kReady
+                                                : HostState::kAwaitHello;
   const bool pad = (control & 2) != 0;
-  const size_t fd_count = control >> 2;
+  const size_t fd_count = (control >> 2) & 0x1f;
   // One byte more than the largest request can arrive, as in handle_one.
   size_t len = size - 1 > wire::kMaxWireMessage + 1 ? wire::kMaxWireMessage + 1 : size - 1;
   std::vector<uint8_t> msg(data + 1, data + 1 + len);
@@ -197,6 +243,8 @@ int broker_wire_one_input(const uint8_t* data, size_t size) {
   FUZZ_CHECK(msg.size() == request_size(header.type), "a request of the wrong size passed");
   FUZZ_CHECK((*type == wire::BrokerMsg::kHello) == (state == HostState::kAwaitHello),
              "a request passed out of state");
+  FUZZ_CHECK((*type == wire::BrokerMsg::kInitialPorts) == (state == HostState::kAwaitInitial),
+             "a declaration passed out of state");
   validate_body(*type, msg);
   return 0;
 }

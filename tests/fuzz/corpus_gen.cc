@@ -295,6 +295,27 @@ void broker_seeds() {
   put(t, "open_sockets", ready + raw(sockets));
   sockets.count = wire::kMaxSocketsPerMessage + 1;
   put(t, "open_sockets_too_many", ready + raw(sockets));
+
+  // The declaration of the initial rules' privileged ports, right after
+  // Hello (bit 7 of the control byte: the host awaits it).
+  const std::string await_initial(1, '\x80'), await_initial_padded(1, '\x82');
+  wire::InitialPortsMsg initial{};
+  initial.header = wire::header(wire::BrokerMsg::kInitialPorts, 2);
+  initial.flags = wire::kInitialPortsLast;
+  initial.grants[0].listener = listener(wire::WireProto::kTcp, "127.0.0.1", 80);
+  initial.grants[0].last_port = 80;
+  initial.grants[1].listener = listener(wire::WireProto::kUdp, "::", 1, "", true);
+  initial.grants[1].last_port = 1023;
+  initial.grants[2].listener = listener(wire::WireProto::kTcp, "fd00::1", 22, "eth0");
+  initial.grants[2].last_port = 25;
+  initial.count = 3;
+  used = offsetof(wire::InitialPortsMsg, grants) + 3 * sizeof(wire::PortGrant);
+  put(t, "initial_ports", await_initial_padded + raw(initial).substr(0, used));
+  put(t, "initial_ports_out_of_state", ready_padded + raw(initial).substr(0, used));
+  wire::InitialPortsMsg none{};
+  none.header = initial.header;
+  none.flags = wire::kInitialPortsLast;
+  put(t, "initial_ports_none", await_initial + raw(none));
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
@@ -318,26 +339,55 @@ CommitRecord record(control::Outcome outcome, uint64_t before, uint64_t after) {
   return r;
 }
 
-/// Returns the lines of one chain segment of `records`, seq 1.., joined.
-std::string chain(const std::vector<CommitRecord>& records) {
+/// Returns a run's start record: run id bytes `tag`.., sluiced pid 4241,
+/// and `link`. Not newline_first: the seeds add such a "\n" themselves.
+std::string start_line(const AuditLink& link, uint8_t tag, int64_t millis) {
+  AuditRunStart start;
+  for (size_t i = 0; i < start.run.size(); ++i) start.run[i] = static_cast<uint8_t>(tag + i);
+  start.pid = 4241;
+  start.uid = 1000;
+  start.gid = 100;
+  start.link = link;
+  return AuditLog(-1).format_start(start, millis);
+}
+
+/// Returns one run of `records` joined: a start record with `link` (seq 1),
+/// then the records, seq 2...
+std::string chain(const std::vector<CommitRecord>& records, const AuditLink& link,
+                  uint8_t tag = 0x11) {
   AuditLog formatter(-1);
-  std::string out;
-  Sha256Digest prev{};
+  std::string out = start_line(link, tag, kSeedMillis);
+  Sha256Digest prev = sha256(out.data(), out.size());
   for (size_t i = 0; i < records.size(); ++i) {
     std::string line = formatter.format_line(
-        records[i], i + 1, kSeedMillis + static_cast<int64_t>(i) * 1000, prev, i == 0);
+        records[i], i + 2, kSeedMillis + static_cast<int64_t>(i + 1) * 1000, prev);
     prev = sha256(line.data(), line.size());
     out += line;
   }
   return out;
 }
 
-/// Seeds of audit_verify_fuzzer: intact logs of every outcome, and damaged ones.
+/// Returns the link of a run to the last line of `log` (which ends in "\n").
+AuditLink link_after(const std::string& log) {
+  size_t start = log.rfind('\n', log.size() - 2);
+  start = start == std::string::npos ? 0 : start + 1;
+  AuditLink link;
+  link.tail = AuditTail::kLinked;
+  link.prev = sha256(log.data() + start, log.size() - start);
+  return link;
+}
+
+/// Seeds of audit_verify_fuzzer: intact logs of every outcome and of linked
+/// runs, and damaged ones (an edit, a cut line, a cut head, a deleted or
+/// re-chained earlier run, an unreadable tail, an empty file).
 void audit_seeds() {
   using control::Outcome;
   const std::string t = "audit_verify_fuzzer";
+  AuditLink empty;
+  empty.tail = AuditTail::kEmpty;
   std::string intact = chain({record(Outcome::kApplied, 0, 1), record(Outcome::kApplied, 1, 2),
-                              record(Outcome::kDryRun, 2, 2)});
+                              record(Outcome::kDryRun, 2, 2)},
+                             empty);
   put(t, "intact", intact);
   CommitRecord rejected = record(Outcome::kRejected, 2, 2);
   rejected.comment = "tab\there, quote \" and \x1b escape, caf\xc3\xa9";
@@ -350,16 +400,37 @@ void audit_seeds() {
   stale.removed.clear();
   stale.comment.clear();
   put(t, "failures_and_escapes",
-      chain({record(Outcome::kApplied, 1, 2), rejected, stale, record(Outcome::kApplied, 2, 3)}));
-  std::string second = chain({record(Outcome::kApplied, 0, 1)});
-  put(t, "two_segments", intact + second);
+      chain({record(Outcome::kApplied, 1, 2), rejected, stale, record(Outcome::kApplied, 2, 3)},
+            empty));
+  std::string second = chain({record(Outcome::kApplied, 0, 1)}, link_after(intact), 0x22);
+  put(t, "two_runs", intact + second);
+  put(t, "deleted_first_run", second);
+  std::string rechained = chain({record(Outcome::kApplied, 0, 1), record(Outcome::kRejected, 1, 1),
+                                 record(Outcome::kDryRun, 1, 1)},
+                                empty);
+  put(t, "rechained_first_run", rechained + second);
   put(t, "truncated_last_line", intact.substr(0, intact.size() - 40));
   std::string edited = intact;
   size_t at = edited.find("open web", edited.find('\n'));
   edited.replace(at, 8, "shut web");
   put(t, "edited_second_line", edited);
   size_t first_nl = intact.find('\n');
-  put(t, "starts_mid_chain", intact.substr(first_nl + 1));
+  put(t, "starts_inside_a_run", intact.substr(first_nl + 1));
+  // A run that found the last line cut short: it ended that line, and says
+  // why it could not use it.
+  std::string cut = intact.substr(0, intact.size() - 40) + "\n";
+  AuditLink unreadable;
+  unreadable.tail = AuditTail::kUnreadable;
+  unreadable.prev = link_after(cut).prev;
+  unreadable.error =
+      "the file did not end with a newline: its last line (300 bytes) was cut short by a crash "
+      "or a full disk during a write, or was edited; this run added the newline";
+  put(t, "unreadable_tail", cut + chain({record(Outcome::kApplied, 0, 1)}, unreadable, 0x33));
+  AuditLink none;  // the sink was sluiced's stderr: nothing to link to
+  put(t, "stderr_runs",
+      chain({record(Outcome::kApplied, 0, 1)}, none) +
+          chain({record(Outcome::kApplied, 0, 1)}, none, 0x44));
+  put(t, "empty", "");
 }
 
 /// Seeds of option_file_fuzzer: option files as a person writes them.

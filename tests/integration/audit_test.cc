@@ -1,7 +1,9 @@
-// The audit log end to end: sluiced opens --audit-log append-only, the
-// sandboxed worker writes one chained line per commit attempt, and
-// `sluicectl --verify-audit` accepts the file and names the first line that
-// was edited.
+// The audit log end to end: sluiced opens --audit-log append-only (and once
+// more read-only for the worker), the sandboxed worker writes a start record
+// linked to the file's last line, then one chained line per commit attempt,
+// and `sluicectl --verify-audit` accepts the file, names the first line that
+// was edited, and finds a deleted or re-chained earlier run and an empty
+// file.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,8 +15,11 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "base/sha256.h"
 #include "base/unique_fd.h"
 #include "client/control_client.h"
 #include "tests/integration/daemon.h"
@@ -59,8 +64,12 @@ TEST(Audit, ChainVerifiesAndAnEditedByteIsFound) {
     ASSERT_EQ(d.wait_exit(), 0) << d.log();
   }
   std::string text = slurp(log);
-  // Three attempts: the initial rules, the applied commit, the stale one.
-  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  // The run's start record, then three attempts: the initial rules, the
+  // applied commit, the stale one.
+  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 4) << text;
+  EXPECT_EQ(text.find("{\"format\":2,\"seq\":1,"), 0u) << text;
+  EXPECT_NE(text.find("\"record\":\"start\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"tail\":\"empty\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"outcome\":\"applied\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"outcome\":\"stale\""), std::string::npos) << text;
   EXPECT_NE(text.find("move the target \\\"quoted\\\"\\nand a newline"), std::string::npos) << text;
@@ -108,7 +117,7 @@ std::string audit_lines(const std::string& stream) {
   std::string out;
   std::istringstream in(stream);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("{\"seq\":", 0) == 0) out += line + "\n";
+    if (line.rfind("{\"format\":", 0) == 0) out += line + "\n";
   }
   return out;
 }
@@ -166,7 +175,8 @@ TEST(Audit, StderrThatNobodyReadsStallsNeitherForwardingNorCommits) {
   // Once the pipe is read again, every audit line arrives, whole and in
   // order (the chain verifies), and the worker says how many log lines it
   // had to drop.
-  const std::string last = "\"seq\":" + std::to_string(kCommits + 1) + ",";
+  // seq 1 is the start record, 2 the initial rules, then the commits.
+  const std::string last = "\"seq\":" + std::to_string(kCommits + 2) + ",";
   ASSERT_TRUE(read_until(
       reader.get(), &got, [&](const std::string& s) { return s.find(last) != std::string::npos; },
       10000))
@@ -178,7 +188,8 @@ TEST(Audit, StderrThatNobodyReadsStallsNeitherForwardingNorCommits) {
       [](const std::string& s) { return s.find("log lines dropped") != std::string::npos; }, 10000))
       << got.substr(got.size() > 3000 ? got.size() - 3000 : 0);
   const std::string audit = audit_lines(got);
-  EXPECT_EQ(std::count(audit.begin(), audit.end(), '\n'), kCommits + 2);
+  EXPECT_EQ(std::count(audit.begin(), audit.end(), '\n'), kCommits + 3);
+  EXPECT_NE(audit.find("\"tail\":\"none\""), std::string::npos) << audit.substr(0, 400);
   char tmpl[] = "/tmp/sluice-audit-XXXXXX";
   std::string dir = mkdtemp(tmpl);
   std::string path = dir + "/audit.log";
@@ -189,6 +200,159 @@ TEST(Audit, StderrThatNobodyReadsStallsNeitherForwardingNorCommits) {
   RunResult verify = run_command({bin("sluicectl"), "--verify-audit", path});
   EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
   unlink(path.c_str());
+  rmdir(dir.c_str());
+}
+
+/// Splits `text` after each "\n".
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at < text.size();) {
+    size_t nl = text.find('\n', at);
+    size_t end = nl == std::string::npos ? text.size() : nl + 1;
+    out.push_back(text.substr(at, end - at));
+    at = end;
+  }
+  return out;
+}
+
+/// Writes `text` to `path`, replacing what is there.
+void overwrite(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc | std::ios::binary);
+  out << text;
+}
+
+/// Runs sluiced once on `log`: the initial rules, then one added rule with
+/// `comment`; then SIGTERM. Returns false (with the daemon's log in `why`)
+/// when any step fails.
+bool one_run(const std::string& log, uint16_t port, const std::string& comment, std::string* why) {
+  Daemon d;
+  d.start({"--audit-log", log, "-t", "127.0.0.1/18080:18000"});
+  if (!d.wait_ready()) {
+    *why = "not ready: " + d.log();
+    return false;
+  }
+  RunResult r =
+      d.ctl({"-A", "-t", "127.0.0.1/" + std::to_string(port) + ":18000", "--comment", comment});
+  if (r.status != 0) {
+    *why = "commit: " + r.err;
+    return false;
+  }
+  d.signal(SIGTERM);
+  if (d.wait_exit() != 0) {
+    *why = "exit: " + d.log();
+    return false;
+  }
+  return true;
+}
+
+/// Runs sluicectl --verify-audit on `path` with `extra` options.
+RunResult verify(const std::string& path, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {bin("sluicectl"), "--verify-audit", path};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run_command(argv);
+}
+
+TEST(Audit, RunsLinkAndADeletedOrRechainedEarlierRunIsFound) {
+  // Security review item 3: each worker start began a new chain
+  // from zeros, so deleting a whole earlier run, or editing and re-chaining
+  // it, verified as intact, and so did an empty file.
+  char tmpl[] = "/tmp/sluice-audit-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string log = dir + "/audit.log";
+  std::string why;
+  ASSERT_TRUE(one_run(log, 18081, "first run", &why)) << why;
+  ASSERT_TRUE(one_run(log, 18082, "second run", &why)) << why;
+  const std::string text = slurp(log);
+  const std::vector<std::string> lines = lines_of(text);
+  // Each run: its start record, the initial rules, the added rule.
+  ASSERT_EQ(lines.size(), 6u) << text;
+  EXPECT_NE(lines[0].find("\"tail\":\"empty\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[3].find("\"tail\":\"linked\""), std::string::npos) << lines[3];
+  EXPECT_NE(lines[3].find("\"prev\":\"" + to_hex(sha256(lines[2].data(), lines[2].size()))),
+            std::string::npos)
+      << lines[3];
+
+  RunResult ok = verify(log);
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("intact: 6 lines in 2 runs"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("the log starts here (the file was empty)"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("linked to line 3, the log's last line when it started"), std::string::npos)
+      << ok.out;
+
+  // The whole first run deleted.
+  std::string second_run = lines[3] + lines[4] + lines[5];
+  overwrite(log, second_run);
+  RunResult deleted = verify(log);
+  EXPECT_EQ(deleted.status, 1) << deleted.out << deleted.err;
+  EXPECT_NE(deleted.out.find("line 1: run "), std::string::npos) << deleted.out;
+  EXPECT_NE(deleted.out.find("links to a line that is not in this file"), std::string::npos)
+      << deleted.out;
+
+  // The first run edited, and its chain recomputed so that it verifies alone.
+  std::vector<std::string> first(lines.begin(), lines.begin() + 3);
+  size_t at = first[2].find("first run");
+  ASSERT_NE(at, std::string::npos) << first[2];
+  first[2].replace(at, 9, "tidy runs");
+  const std::string marker = ",\"prev\":\"";
+  for (size_t i = 1; i < first.size(); ++i) {
+    size_t p = first[i].rfind(marker);
+    ASSERT_NE(p, std::string::npos);
+    first[i].replace(p + marker.size(), 64,
+                     to_hex(sha256(first[i - 1].data(), first[i - 1].size())));
+  }
+  overwrite(log, first[0] + first[1] + first[2]);
+  RunResult alone = verify(log);
+  EXPECT_EQ(alone.status, 0) << "the re-chained run must verify alone: " << alone.out;
+  overwrite(log, first[0] + first[1] + first[2] + second_run);
+  RunResult rechained = verify(log);
+  EXPECT_EQ(rechained.status, 1) << rechained.out << rechained.err;
+  EXPECT_NE(rechained.out.find("line 4: run "), std::string::npos) << rechained.out;
+  EXPECT_NE(rechained.out.find("does not link to line 3"), std::string::npos) << rechained.out;
+
+  // An empty file: reported, unless --allow-empty.
+  overwrite(log, "");
+  RunResult empty = verify(log);
+  EXPECT_EQ(empty.status, 1) << empty.out << empty.err;
+  EXPECT_NE(empty.out.find("the file is empty"), std::string::npos) << empty.out;
+  RunResult allowed = verify(log, {"--allow-empty"});
+  EXPECT_EQ(allowed.status, 0) << allowed.out << allowed.err;
+
+  // sluiced starts on the emptied file as on a new one: the log starts again.
+  ASSERT_TRUE(one_run(log, 18083, "third run", &why)) << why;
+  RunResult fresh = verify(log);
+  EXPECT_EQ(fresh.status, 0) << fresh.out << fresh.err;
+  EXPECT_NE(fresh.out.find("the log starts here (the file was empty)"), std::string::npos)
+      << fresh.out;
+  unlink(log.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(Audit, ARunAfterALineCutShortEndsItAndSaysWhy) {
+  char tmpl[] = "/tmp/sluice-audit-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string log = dir + "/audit.log";
+  std::string why;
+  ASSERT_TRUE(one_run(log, 18081, "first run", &why)) << why;
+  std::string text = slurp(log);
+  // A crash in the middle of the last write: 30 bytes of the last line lost.
+  overwrite(log, text.substr(0, text.size() - 30));
+  ASSERT_TRUE(one_run(log, 18082, "second run", &why)) << why;
+  std::vector<std::string> lines = lines_of(slurp(log));
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_NE(lines[3].find("\"tail\":\"unreadable\",\"tailError\":\"the file did not end with "
+                          "a newline"),
+            std::string::npos)
+      << lines[3];
+  RunResult r = verify(log);
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("line 3: not an audit record"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line 4: run "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("could not read the log's last line when it started (the file did not end "
+                       "with a newline"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("does not link"), std::string::npos) << r.out;
+  unlink(log.c_str());
   rmdir(dir.c_str());
 }
 

@@ -75,6 +75,20 @@ bool add_address_to_lo(const char* text) {
     req.prefixlen = 128;
     req.ifindex = static_cast<int>(if_nametoindex("lo"));
     ok = ioctl(fd, SIOCSIFADDR, &req) == 0;
+    // Where duplicate address detection could not be turned off, the address
+    // is tentative for about a second: wait until it can be bound (at most 5 s,
+    // a busy machine), so that callers never see EADDRNOTAVAIL.
+    for (int i = 0; ok && i < 100; ++i) {
+      int probe = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_in6 sin6 = {};
+      sin6.sin6_family = AF_INET6;
+      sin6.sin6_addr = v6;
+      const bool bound =
+          probe >= 0 && bind(probe, reinterpret_cast<struct sockaddr*>(&sin6), sizeof(sin6)) == 0;
+      if (probe >= 0) close(probe);
+      if (bound) break;
+      usleep(50000);
+    }
   }
   if (!ok) std::perror(text);
   close(fd);

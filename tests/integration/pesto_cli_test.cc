@@ -35,9 +35,10 @@ using Lines = std::vector<std::string>;
 const char* const kOther = "0.0.0.0/19090:10.88.0.9/90";
 const char* const kOtherText = "TCP [0.0.0.0]:19090 => 10.88.0.9:90";
 
-/// Starts `d` with kOther and waits for it.
+/// Starts `d` with kOther, and a policy that lets Podman's lines publish
+/// their privileged ports, and waits for it.
 void start(Daemon& d) {
-  d.start({"-t", kOther});
+  d.start({"--policy", container_host_policy(), "-t", kOther});
   ASSERT_TRUE(d.wait_ready()) << d.log();
 }
 
@@ -163,7 +164,8 @@ TEST(PestoCli, PodmanLinesWithoutATargetPublishTheContainerWithATargetNamespace)
   Container box({"tcp", "8080", "tcp", "8000", "tcp", "8004", "udp", "53"});
   ASSERT_GT(box.pid(), 0) << "the container did not start";
   Daemon d;
-  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", kOther});
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "--policy", container_host_policy(),
+           "-t", kOther});
   ASSERT_TRUE(d.wait_ready()) << d.log();
   for (const ClientLine& line : kPodmanWithoutTarget) add_then_delete(d, line);
   // With a rule in place, traffic reaches the server inside the container.

@@ -44,9 +44,11 @@ RunResult pesto(Daemon& d, const Args& args) {
   return r;
 }
 
-/// Starts `d` on `box`'s namespace with the pesto endpoint and kOther.
+/// Starts `d` on `box`'s namespace with the pesto endpoint and kOther, and a
+/// policy that lets Podman's lines publish their privileged ports.
 void start_on(Daemon& d, const Container& box) {
-  start_with_pesto(d, {"--netns", box.netns(), "--userns", box.userns(), "-t", kOther});
+  start_with_pesto(d, {"--netns", box.netns(), "--userns", box.userns(), "--policy",
+                       container_host_policy(), "-t", kOther});
 }
 
 /// Runs `line`'s add through pesto, checks its exit status and the tables,

@@ -23,6 +23,14 @@ RunResult run_pesto(const std::vector<std::string>& args, const std::string& soc
   return run_command(argv);
 }
 
+const std::string& container_host_policy() {
+  static const PolicyFileFixture policy(
+      "# Podman publishes these privileged ports at run time.\n"
+      "bind allow tcp,udp 53,80,443 *\n"
+      "bind allow tcp,udp 1024-65535 *\n");
+  return policy.path();
+}
+
 void start_with_pesto(Daemon& d, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"--pesto-socket", d.pesto_path()};
   argv.insert(argv.end(), args.begin(), args.end());

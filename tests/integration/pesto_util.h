@@ -31,6 +31,13 @@ std::string real_pesto();
 /// and rootlesskit do; at most 20 s.
 RunResult run_pesto(const std::vector<std::string>& args, const std::string& sock);
 
+/// The path of a policy file for a container host that publishes the
+/// privileged ports of Podman's command lines at run time (53, 80 and 443,
+/// tests/interop_lines.h) and every unprivileged port: without `bind` lines,
+/// a sluiced that holds CAP_NET_BIND_SERVICE, as in both namespace runs,
+/// opens only the initial rules' privileged ports (docs/POLICY.md).
+const std::string& container_host_policy();
+
 /// Starts `d` with the pesto endpoint on d.pesto_path() and `args`; fails the
 /// test when it does not come up.
 void start_with_pesto(Daemon& d, const std::vector<std::string>& args);

@@ -1,6 +1,7 @@
 // The privilege split, checked on the running processes: the worker's
 // sandbox, the broker's capabilities, what links what, low ports with and
-// without CAP_NET_BIND_SERVICE, and how the processes end together.
+// without CAP_NET_BIND_SERVICE, the default bind policy's privileged ports
+// (only the initial rules'), and how the processes end together.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "tests/integration/daemon.h"
@@ -22,6 +25,30 @@ uint64_t cap_mask(pid_t pid, const char* field) {
 }
 
 constexpr uint64_t kCapNetBindService = 1ULL << 10;
+
+/// net.ipv4.ip_unprivileged_port_start of the test's network namespace
+/// (1024 unless someone lowered it), or 1024 when it cannot be read.
+unsigned unprivileged_port_start() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+  unsigned v = 1024;
+  in >> v;
+  return v;
+}
+
+/// Expects `bytes` of a stream to pass from the target behind `target` to a
+/// client of 127.0.0.1:`port`, intact.
+void expect_transfer(int target, uint16_t port, const Daemon& d) {
+  std::thread server([&] {
+    UniqueFd conn = accept_one(target);
+    if (conn.valid()) send_stream(conn.get(), 7, 100000);
+  });
+  UniqueFd client = connect_tcp("127.0.0.1", port);
+  size_t n = 0;
+  Sha256Digest got = client.valid() ? receive_all(client.get(), &n) : Sha256Digest{};
+  server.join();
+  EXPECT_EQ(n, 100000u) << d.log();
+  EXPECT_EQ(got, stream_digest(7, 100000));
+}
 
 TEST(Privilege, WorkerIsSandboxed) {
   Daemon d;
@@ -108,6 +135,77 @@ TEST(Privilege, LowPortWorksWithTheCapability) {
   server.join();
   EXPECT_EQ(n, 100000u);
   EXPECT_EQ(got, stream_digest(5, 100000));
+}
+
+// Security review item 6. The namespace runs of this test both give sluiced
+// CAP_NET_BIND_SERVICE (in its own user namespace, or as real root), which
+// used to let any commit, and so a compromised worker, take any privileged
+// port. Without `bind` lines, only the initial rules' privileged ports open,
+// for sluiced's whole life, and a refusal says how to allow another.
+TEST(Privilege, DefaultPolicyOpensOnlyTheInitialRulesPrivilegedPorts) {
+  if (unprivileged_port_start() <= 80) GTEST_SKIP() << "port 80 is not privileged here";
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/80:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string low = std::to_string(unprivileged_port_start());
+  EXPECT_NE(d.log().find("sluiced: info: bind policy: the default (no --policy): ports " + low +
+                         "-65535 on any address, and below " + low +
+                         " only the privileged ports of the initial rules: tcp 127.0.0.1 port "
+                         "80; for other privileged ports, give --policy FILE with `bind` "
+                         "lines\n"),
+            std::string::npos)
+      << d.log();
+  expect_transfer(target.get(), 80, d);
+
+  // Another privileged port, and the same port on another address: refused,
+  // saying how to allow it. Nothing changes, and port 80 keeps forwarding.
+  for (const std::string& spec :
+       {std::string("127.0.0.1/22:18000"), std::string("127.0.0.2/80:18000")}) {
+    RunResult r = d.ctl({"-A", "-t", spec});
+    EXPECT_NE(r.status, 0) << spec << "\n" << r.out << r.err;
+    const std::string port = spec.find("/22") != std::string::npos ? "22" : "80";
+    const std::string addr =
+        spec.find("127.0.0.2") != std::string::npos ? "127.0.0.2" : "127.0.0.1";
+    EXPECT_NE(r.err.find("policy-denied"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("sluiced's initial rules do not name tcp " + addr + " port " + port),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("start sluiced with --policy FILE holding `bind allow tcp " + port + " " +
+                         addr + "`"),
+              std::string::npos)
+        << r.err;
+  }
+  EXPECT_FALSE(listening(22));
+  // The initial rules' port stays theirs: it may close and open again.
+  RunResult moved = d.ctl({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_EQ(moved.status, 0) << moved.err;
+  EXPECT_FALSE(listening(80));
+  RunResult back = d.ctl({"-t", "127.0.0.1/80:18000"});
+  ASSERT_EQ(back.status, 0) << back.err;
+  expect_transfer(target.get(), 80, d);
+}
+
+// What the refusal above advises: a `bind allow` line in --policy makes the
+// privileged port available at run time.
+TEST(Privilege, ABindLineAllowsAnotherPrivilegedPortAtRunTime) {
+  if (unprivileged_port_start() <= 22) GTEST_SKIP() << "port 22 is not privileged here";
+  PolicyFileFixture policy(
+      "bind allow tcp 22,80 127.0.0.1\n"
+      "bind allow tcp,udp 1024-65535 *\n");
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", "127.0.0.1/80:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_NE(d.log().find("bind policy: " + policy.path() + ", 2 `bind` lines"), std::string::npos)
+      << d.log();
+  RunResult r = d.ctl({"-A", "-t", "127.0.0.1/22:18000"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  expect_transfer(target.get(), 22, d);
+  RunResult other = d.ctl({"-A", "-t", "127.0.0.1/23:18000"});
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("no `bind` line matches tcp 127.0.0.1 port 23"), std::string::npos)
+      << other.err;
 }
 
 TEST(Privilege, SigtermShutsDownCleanly) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "policy/bind_policy.h"
@@ -33,6 +34,14 @@ void expect_parse_error(const std::string& text, const std::string& needle) {
   auto f = parse_policy_text(text, "P");
   ASSERT_FALSE(f.ok()) << "accepted: " << text;
   EXPECT_NE(f.error().message.find(needle), std::string::npos) << f.error().message;
+}
+
+/// A grant of `spec`'s address and so on, for its port up to `last`.
+wire::PortGrant grant(const wire::ListenerSpec& spec, uint16_t last) {
+  wire::PortGrant g = {};
+  g.listener = spec;
+  g.last_port = last;
+  return g;
 }
 
 /// A policy enforcing `text`, with the capability (so only the file decides).
@@ -167,10 +176,119 @@ TEST(CheckBind, PrivilegedPortNeedsTheCapability) {
       << d.reason;
   EXPECT_NE(d.reason.find("setcap cap_net_bind_service=ep sluiced"), std::string::npos);
   p.has_bind_cap = true;
+  p.initial_grants = {grant(spec_v4(127, 0, 0, 1, 80), 80)};
   EXPECT_TRUE(check_bind(p, spec_v4(127, 0, 0, 1, 80)).allowed);
   p.has_bind_cap = false;
+  p.initial_grants.clear();
   p.unprivileged_port_start = 0;  // the sysctl lowered: no capability needed
   EXPECT_TRUE(check_bind(p, spec_v4(127, 0, 0, 1, 80)).allowed);
+}
+
+// Security review item 6: with CAP_NET_BIND_SERVICE and no `bind` lines,
+// the default used to allow any port on any address, so a compromised worker
+// could take 22, 53 or 443. Now a privileged port needs a grant of the
+// initial rules, exactly: protocol, address, interface, dual-stack, range.
+TEST(CheckBind, DefaultPolicyWithTheCapabilityAllowsOnlyTheInitialRulesPrivilegedPorts) {
+  BindPolicy p;
+  p.unprivileged_port_start = 1024;
+  p.has_bind_cap = true;
+  EXPECT_TRUE(check_bind(p, spec_v4(0, 0, 0, 0, 1024)).allowed);
+  EXPECT_TRUE(check_bind(p, spec_v6(nullptr, 65535, true)).allowed);
+  for (uint16_t port : {22, 53, 443, 1023}) {
+    EXPECT_FALSE(check_bind(p, spec_v4(0, 0, 0, 0, port)).allowed) << port;
+  }
+  p.initial_grants = {grant(spec_v4(127, 0, 0, 1, 80), 89), grant(spec_v6(nullptr, 53, true), 53)};
+  EXPECT_TRUE(check_bind(p, spec_v4(127, 0, 0, 1, 80)).allowed);
+  EXPECT_TRUE(check_bind(p, spec_v4(127, 0, 0, 1, 89)).allowed);
+  EXPECT_TRUE(check_bind(p, spec_v6(nullptr, 53, true)).allowed);
+  EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 1, 79)).allowed);  // below the range
+  EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 1, 90)).allowed);  // above it
+  EXPECT_FALSE(check_bind(p, spec_v4(0, 0, 0, 0, 80)).allowed);    // another address
+  EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 2, 80)).allowed);  // another address
+  EXPECT_FALSE(check_bind(p, spec_v6(nullptr, 53)).allowed);       // not dual-stack
+  EXPECT_FALSE(check_bind(p, spec_v6(kLoop6, 53)).allowed);        // another family
+  EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 1, 80, wire::WireProto::kUdp)).allowed);
+  auto on_eth0 = spec_v4(127, 0, 0, 1, 80);
+  std::strcpy(on_eth0.ifname, "eth0");
+  EXPECT_FALSE(check_bind(p, on_eth0).allowed);  // another interface
+}
+
+TEST(CheckBind, DefaultPolicyDenialSaysHowToAllowThePort) {
+  BindPolicy p;
+  p.unprivileged_port_start = 1024;
+  p.has_bind_cap = true;
+  BindDecision d = check_bind(p, spec_v4(0, 0, 0, 0, 22));
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason,
+            "port 22 is below net.ipv4.ip_unprivileged_port_start (1024) and sluiced's initial "
+            "rules do not name tcp 0.0.0.0 port 22: without `bind` lines in a policy, sluiced "
+            "opens privileged ports only for the rules on its command line; to allow it, start "
+            "sluiced with --policy FILE holding `bind allow tcp 22 0.0.0.0` (a policy's `bind` "
+            "lines decide every port: docs/POLICY.md)");
+  // The suggested line allows what was refused: dual-stack names both halves.
+  auto dual = spec_v6(nullptr, 443, true, wire::WireProto::kUdp);
+  d = check_bind(p, dual);
+  EXPECT_NE(d.reason.find("`bind allow udp 443 ::,0.0.0.0`"), std::string::npos) << d.reason;
+  EXPECT_TRUE(check_bind(policy_of("bind allow udp 443 ::,0.0.0.0\n"), dual).allowed);
+  d = check_bind(p, spec_v6(kLoop6, 53));
+  EXPECT_NE(d.reason.find("`bind allow tcp 53 ::1`"), std::string::npos) << d.reason;
+  EXPECT_TRUE(check_bind(policy_of("bind allow tcp 53 ::1\n"), spec_v6(kLoop6, 53)).allowed);
+}
+
+TEST(CheckBind, PolicyFileBindLinesDecideWithoutGrants) {
+  // With `bind` lines, the file decides every port; grants play no part.
+  BindPolicy p = policy_of("bind allow tcp 22 127.0.0.1\nbind allow * 1024-65535 *\n");
+  EXPECT_TRUE(check_bind(p, spec_v4(127, 0, 0, 1, 22)).allowed);
+  p.initial_grants = {grant(spec_v4(127, 0, 0, 1, 80), 80)};
+  EXPECT_FALSE(check_bind(p, spec_v4(127, 0, 0, 1, 80)).allowed);
+  // A file with only target or control lines keeps the default, grants and all.
+  BindPolicy q = policy_of("control commit uid=0\n");
+  EXPECT_FALSE(check_bind(q, spec_v4(127, 0, 0, 1, 80)).allowed);
+  q.initial_grants = {grant(spec_v4(127, 0, 0, 1, 80), 80)};
+  EXPECT_TRUE(check_bind(q, spec_v4(127, 0, 0, 1, 80)).allowed);
+}
+
+// --- describe_bind_policy: the one line sluiced logs at start ---
+
+TEST(DescribeBindPolicy, NamesThePolicyInForce) {
+  BindPolicy p;
+  p.unprivileged_port_start = 1024;
+  EXPECT_EQ(describe_bind_policy(p),
+            "bind policy: the default (no --policy): ports 1024-65535 on any address; ports "
+            "below 1024 are refused: sluiced does not hold CAP_NET_BIND_SERVICE");
+  p.has_bind_cap = true;
+  EXPECT_EQ(describe_bind_policy(p),
+            "bind policy: the default (no --policy): ports 1024-65535 on any address, and no "
+            "port below 1024 (the initial rules name none); for other privileged ports, give "
+            "--policy FILE with `bind` lines");
+  p.initial_grants = {grant(spec_v4(127, 0, 0, 1, 80), 80),
+                      grant(spec_v6(nullptr, 1, true, wire::WireProto::kUdp), 1023)};
+  EXPECT_EQ(describe_bind_policy(p),
+            "bind policy: the default (no --policy): ports 1024-65535 on any address, and below "
+            "1024 only the privileged ports of the initial rules: tcp 127.0.0.1 port 80, udp * "
+            "(dual-stack) ports 1-1023; for other privileged ports, give --policy FILE with "
+            "`bind` lines");
+  p.initial_grants.assign(kMaxGrantsDescribed + 3, grant(spec_v4(127, 0, 0, 1, 80), 80));
+  EXPECT_NE(describe_bind_policy(p).find("port 80, and 3 more ranges;"), std::string::npos)
+      << describe_bind_policy(p);
+  p.unprivileged_port_start = 0;
+  EXPECT_EQ(describe_bind_policy(p),
+            "bind policy: the default (no --policy): any port on any address "
+            "(net.ipv4.ip_unprivileged_port_start is 0)");
+
+  BindPolicy f = policy_of("bind allow tcp 80 *\nbind allow * 1024-65535 *\n");
+  f.source = "/etc/sluice/policy";
+  f.unprivileged_port_start = 1024;
+  EXPECT_EQ(describe_bind_policy(f),
+            "bind policy: /etc/sluice/policy, 2 `bind` lines; the first that matches decides, a "
+            "request no line matches is denied; ports below 1024 also need "
+            "CAP_NET_BIND_SERVICE, which sluiced holds");
+  BindPolicy g = policy_of("control commit uid=0\n");
+  g.source = "/etc/sluice/policy";
+  EXPECT_EQ(describe_bind_policy(g).rfind(
+                "bind policy: the default (/etc/sluice/policy has no `bind` lines): ", 0),
+            0u)
+      << describe_bind_policy(g);
 }
 
 TEST(CheckBind, PolicyFileStillNeedsTheCapabilityForLowPorts) {

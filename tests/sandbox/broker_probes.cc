@@ -172,6 +172,27 @@ const std::vector<Probe>& broker_probes() {
     {"write_log", Expect::kAllowed, +[](const ProbeFds&) { return write(2, "", 0) == 0; },
      kSetupBrokerFds},
     {"write_stdout", Expect::kKilled, FORBIDDEN(write(1, "", 0)), kSetupBrokerFds},
+    // A socket sink (log_set_socket_sink): fd 2 here may be no socket, and
+    // ENOTSOCK then shows that the call got past the filter.
+    {"send_log_dontwait", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       ssize_t n = send(2, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+       return n == 0 || errno == ENOTSOCK;
+     },
+     kSetupBrokerFds},
+    {"send_log_blocking", Expect::kKilled, FORBIDDEN(send(2, "", 0, MSG_NOSIGNAL)),
+     kSetupBrokerFds},
+    {"send_log_with_address", Expect::kKilled,
+     +[](const ProbeFds&) {
+       sockaddr_in to{};
+       to.sin_family = AF_INET;
+       [[maybe_unused]] ssize_t n = sendto(2, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL,
+                                           reinterpret_cast<sockaddr*>(&to), sizeof(to));
+       return false;
+     },
+     kSetupBrokerFds},
+    {"send_channel", Expect::kKilled, FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)),
+     kSetupBrokerFds},
     {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},
 
     // --- The namespace helper's channel and pidfd.

@@ -152,8 +152,8 @@ void place_audit_fd() {
 }
 
 /// kSetupScanFds: puts /proc/self/net/{tcp,tcp6,udp,udp6} on the worker's
-/// fixed auto-scan fds (8 to 11), and a readable memfd on fds 7 and 12 next
-/// to them. A table missing here (no IPv6) gets /proc/self/net/tcp instead:
+/// fixed auto-scan fds (12 to 15), and a readable memfd on fds 11 and 16
+/// next to them. A table missing here (no IPv6) gets /proc/self/net/tcp instead:
 /// the probes only need a readable file there. Runs first, like
 /// place_broker_fds().
 void place_scan_fds() {

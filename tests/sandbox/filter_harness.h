@@ -83,8 +83,8 @@ inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler t
 inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null
 inline constexpr unsigned kSetupBrokerFds = 1u << 2;      // see ProbeFds::channel_peer
 inline constexpr unsigned kSetupAuditFd = 1u << 3;        // fd 5: an O_APPEND file with a line
-/// fds 8 to 11 (wire::kWorkerFdScanFirst..): the worker's own /proc/self/net
-/// tables, as the worker puts them there for auto-scan; fds 7 and 12: other
+/// fds 12 to 15 (wire::kWorkerFdScanFirst..): the worker's own /proc/self/net
+/// tables, as the worker puts them there for auto-scan; fds 11 and 16: other
 /// readable files, just outside that block.
 inline constexpr unsigned kSetupScanFds = 1u << 4;
 inline constexpr unsigned kSetupHelperFds = 1u << 5;  // see ProbeFds::channel_peer

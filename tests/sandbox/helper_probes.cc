@@ -114,6 +114,17 @@ const std::vector<Probe>& helper_probes() {
        kFds},
       {"write_log", Expect::kAllowed, +[](const ProbeFds&) { return write(2, "", 0) == 0; }, kFds},
       {"write_stdout", Expect::kKilled, FORBIDDEN(write(1, "", 0)), kFds},
+      // A socket sink (log_set_socket_sink, inherited from sluiced): fd 2 here
+      // may be no socket, and ENOTSOCK then shows that the call got past.
+      {"send_log_dontwait", Expect::kAllowed,
+       +[](const ProbeFds&) {
+         ssize_t n = send(2, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+         return n == 0 || errno == ENOTSOCK;
+       },
+       kFds},
+      {"send_log_blocking", Expect::kKilled, FORBIDDEN(send(2, "", 0, MSG_NOSIGNAL)), kFds},
+      {"send_channel", Expect::kKilled,
+       FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)), kFds},
       {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kFds},
       {"read_channel", Expect::kKilled,
        +[](const ProbeFds&) {

@@ -3,8 +3,9 @@
 // wire::kWorkerFirstFreeFd, and blocks in read() (allowed) until released.
 // The parent then inspects it from outside through /proc: seccomp mode 2,
 // NO_NEW_PRIVS, empty capability sets, its uid, new namespaces (but the same
-// network namespace), an empty tmpfs root and no fd at or above 6 except the
-// epoll fd it asked to keep (which still works under the allowlist).
+// network namespace), an empty tmpfs root and no fd at or above
+// wire::kWorkerFirstFreeFd except the epoll fd it asked to keep (which still
+// works under the allowlist).
 //
 // Two variants:
 //  - as the test runner (root in the initial user namespace here): stage 2

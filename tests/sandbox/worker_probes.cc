@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -287,7 +288,7 @@ const std::vector<Probe>& worker_probes() {
          }},
 
         // --- pread64: auto-scan's re-read of the /proc/net tables, only on
-        // fds 8 to 11 (fd & ~3 == 8); any offset there, nowhere else.
+        // fds 12 to 15 (fd & ~3 == 12); any offset there, nowhere else.
         {"pread64_scan_fds", Expect::kAllowed,
          +[](const ProbeFds&) {
            char buf[256];
@@ -609,6 +610,23 @@ const std::vector<Probe>& worker_probes() {
            (void)socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
            return false;
          }},
+        // The audit log's last line is read before the filter (worker/audit_tail.h):
+        // after it, the worker can neither stat the log nor read it at an
+        // offset, through fd 5 (pread64_audit_fd above) or through fd 8, so no
+        // row of the allowlist was added for it.
+        {"pread64_audit_tail_fd", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char c;
+           (void)syscall(SYS_pread64, wire::kWorkerFdAuditTail, &c, 1, 0);
+           return false;
+         }},
+        {"fstat_audit_fd", Expect::kKilled,
+         +[](const ProbeFds&) {
+           struct stat st;
+           (void)syscall(SYS_fstat, kAuditFd, &st);
+           return false;
+         },
+         kSetupAuditFd},
         {"dup", Expect::kKilled, FORBIDDEN(dup(f.pipe_r))},
         {"memfd_create", Expect::kKilled, FORBIDDEN(memfd_create("x", 0))},
         {"setuid", Expect::kKilled, FORBIDDEN(syscall(SYS_setuid, 0))},

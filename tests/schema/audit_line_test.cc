@@ -1,9 +1,12 @@
 // Tests of the audit line format's one home (schema/audit_line.h): what the
 // renderer writes, the strict parser reads back field for field, and the
-// other way round; the outcome and failure kind names are the control
-// protocol's; the parser names the column and what it expected.
+// other way round, for commit records and start records of every tail; lines
+// of another format are named as such; the outcome and failure kind names
+// are the control protocol's; the parser names the column and what it
+// expected.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 
 #include "schema/audit_line.h"
@@ -47,9 +50,32 @@ AuditLine full_line() {
   stale.message = "generation 3 is not 4";
   line.failures = {bind, stale};
   line.duration_micros = 99;
-  line.chain_start = false;
   line.prev = sha256("x", 1);
   return line;
+}
+
+/// Returns a start record with every field set and hostile bytes in its
+/// tailError.
+AuditLine full_start(AuditTail tail = AuditTail::kUnreadable) {
+  AuditLine line;
+  line.seq = 1;
+  line.time = audit_time_text(kSampleMillis);
+  line.start = true;
+  for (size_t i = 0; i < line.run.size(); ++i) line.run[i] = static_cast<uint8_t>(0xf0 + i);
+  line.pid = 2147483647;
+  line.uid = 0;
+  line.gid = 4294967295u;
+  line.tail = tail;
+  if (tail == AuditTail::kUnreadable) {
+    for (int c = 0; c < 256; ++c) line.tail_error += static_cast<char>(c);
+  }
+  line.prev = sha256("y", 1);
+  return line;
+}
+
+/// Returns `text` without its final "\n".
+std::string_view without_newline(const std::string& text) {
+  return std::string_view(text).substr(0, text.size() - 1);
 }
 
 TEST(AuditLine, ParseReadsBackWhatRenderWrites) {
@@ -62,8 +88,87 @@ TEST(AuditLine, ParseReadsBackWhatRenderWrites) {
   EXPECT_EQ(render_audit_line(*parsed), text);
 }
 
+TEST(AuditLine, StartRecordsOfEveryTailParseBackAndRenderAgain) {
+  for (size_t t = 0; t < kAuditTailNames.size(); ++t) {
+    AuditLine line = full_start(static_cast<AuditTail>(t));
+    std::string text = render_audit_line(line);
+    EXPECT_NE(text.find("\"tail\":\"" + std::string(kAuditTailNames[t]) + "\""), std::string::npos)
+        << text;
+    Result<AuditLine> parsed = parse_audit_line(without_newline(text));
+    ASSERT_TRUE(parsed.ok()) << parsed.error().message << "\n" << text;
+    EXPECT_EQ(*parsed, line);
+    EXPECT_EQ(render_audit_line(*parsed), text);
+  }
+  // The commit fields are not part of a start record.
+  std::string text = render_audit_line(full_start());
+  EXPECT_EQ(text.find("\"outcome\""), std::string::npos);
+  EXPECT_EQ(text.find("\"comment\""), std::string::npos);
+  EXPECT_EQ(text.find("{\"format\":2,\"seq\":1,\"time\":\"2026-11-24T17:03:11.123Z\","
+                      "\"record\":\"start\",\"run\":\"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\","
+                      "\"pid\":2147483647,\"uid\":0,\"gid\":4294967295,\"tail\":\"unreadable\","
+                      "\"tailError\":\"\\u0000"),
+            0u)
+      << text;
+}
+
+TEST(AuditLine, TailErrorIsCutToTheItemLimit) {
+  AuditLine line = full_start();
+  line.tail_error = std::string(kMaxAuditItemBytes + 7, 'e');
+  std::string text = render_audit_line(line);
+  EXPECT_NE(text.find(std::string(kMaxAuditItemBytes, 'e') + "...[7 bytes cut]\""),
+            std::string::npos);
+  EXPECT_TRUE(parse_audit_line(without_newline(text)).ok());
+}
+
+TEST(AuditLine, OtherFormatsAreNamed) {
+  // A line of format 1, as sluice wrote it before runs were linked.
+  const std::string v1 =
+      "{\"seq\":1,\"time\":\"2026-11-24T17:03:11.123Z\",\"outcome\":\"applied\",\"pid\":1}";
+  Result<AuditLine> parsed = parse_audit_line(v1);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.error().message,
+            "column 1: expected \"format\" first; this is a line of audit format 1 (sluice "
+            "before runs were linked), which this version does not read; verify it with the "
+            "sluicectl of the sluice that wrote it");
+  std::string v3 = render_audit_line(full_start());
+  v3.replace(0, 11, "{\"format\":3");
+  parsed = parse_audit_line(without_newline(v3));
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.error().message,
+            "column 12: expected format 2 (this line is of format 3, written by another version "
+            "of sluice; verify it with that version's sluicectl)");
+}
+
+TEST(AuditLine, StartRecordFieldsAreChecked) {
+  struct Edit {
+    const char* from;
+    const char* to;
+    const char* expected;
+  };
+  const Edit edits[] = {
+      {"\"record\":\"start\"", "\"record\":\"begin\"", "expected a record of start or commit"},
+      {"\"tail\":\"unreadable\"", "\"tail\":\"cut\"",
+       "expected a tail of linked, empty, none or unreadable"},
+      {"\"run\":\"f0", "\"run\":\"F0", "expected a run id of 32 lower-case hex digits"},
+      {"\"run\":\"f0", "\"run\":\"", "expected a run id of 32 lower-case hex digits"},
+      {"\"pid\":2147483647", "\"pid\":2147483648", "expected a number of at most 2147483647"},
+      {",\"tailError\":", ",\"error\":", "expected ,\"tailError\":"},
+      {"\"uid\":0,\"gid\"", "\"gid\":0,\"uid\"", "expected ,\"uid\":"},
+  };
+  for (const Edit& e : edits) {
+    std::string text = render_audit_line(full_start());
+    size_t at = text.find(e.from);
+    ASSERT_NE(at, std::string::npos) << e.from;
+    text.replace(at, std::strlen(e.from), e.to);
+    Result<AuditLine> parsed = parse_audit_line(without_newline(text));
+    ASSERT_FALSE(parsed.ok()) << e.to;
+    EXPECT_NE(parsed.error().message.find(e.expected), std::string::npos)
+        << e.to << ": " << parsed.error().message;
+  }
+}
+
 TEST(AuditLine, WorkerLinesParseAndRenderAgain) {
-  for (const std::string& text : segment(3)) {
+  for (const std::string& text : log_run(3)) {
     Result<AuditLine> parsed = parse_audit_line(std::string_view(text).substr(0, text.size() - 1));
     ASSERT_TRUE(parsed.ok()) << parsed.error().message;
     EXPECT_EQ(parsed->time.substr(0, 19), "2026-11-24T17:03:11");
@@ -134,35 +239,24 @@ TEST(AuditLine, ParserNamesTheColumnAndWhatItExpected) {
 
 TEST(AuditLine, KeysAreTheDeclaredNames) {
   std::string text = render_audit_line(full_line());
-  for (std::string_view key : {audit_key::kSeq,
-                               audit_key::kTime,
-                               audit_key::kOutcome,
-                               audit_key::kPid,
-                               audit_key::kUid,
-                               audit_key::kGid,
-                               audit_key::kComment,
-                               audit_key::kGeneration,
-                               audit_key::kDigest,
-                               audit_key::kAdded,
-                               audit_key::kRemoved,
-                               audit_key::kCounts,
-                               audit_key::kKept,
-                               audit_key::kOpened,
-                               audit_key::kClosed,
-                               audit_key::kRebound,
-                               audit_key::kFailures,
-                               audit_key::kKind,
-                               audit_key::kPif,
-                               audit_key::kRule,
-                               audit_key::kPort,
-                               audit_key::kErrno,
-                               audit_key::kErrnoName,
-                               audit_key::kMessage,
-                               audit_key::kDurationMicros,
-                               audit_key::kChain,
-                               audit_key::kPrev,
-                               audit_key::kBefore,
-                               audit_key::kAfter}) {
+  for (std::string_view key :
+       {audit_key::kFormat,     audit_key::kSeq,     audit_key::kTime,
+        audit_key::kRecord,     audit_key::kOutcome, audit_key::kPid,
+        audit_key::kUid,        audit_key::kGid,     audit_key::kComment,
+        audit_key::kGeneration, audit_key::kDigest,  audit_key::kAdded,
+        audit_key::kRemoved,    audit_key::kCounts,  audit_key::kKept,
+        audit_key::kOpened,     audit_key::kClosed,  audit_key::kRebound,
+        audit_key::kFailures,   audit_key::kKind,    audit_key::kPif,
+        audit_key::kRule,       audit_key::kPort,    audit_key::kErrno,
+        audit_key::kErrnoName,  audit_key::kMessage, audit_key::kDurationMicros,
+        audit_key::kPrev,       audit_key::kBefore,  audit_key::kAfter}) {
+    EXPECT_NE(text.find("\"" + std::string(key) + "\":"), std::string::npos) << key;
+  }
+  text = render_audit_line(full_start());
+  for (std::string_view key :
+       {audit_key::kFormat, audit_key::kSeq, audit_key::kTime, audit_key::kRecord, audit_key::kRun,
+        audit_key::kPid, audit_key::kUid, audit_key::kGid, audit_key::kTail, audit_key::kTailError,
+        audit_key::kPrev}) {
     EXPECT_NE(text.find("\"" + std::string(key) + "\":"), std::string::npos) << key;
   }
 }

@@ -1,6 +1,7 @@
-// AuditLog::write under the worker's real seccomp filter: a child sets
-// NO_NEW_PRIVS, loads worker_seccomp_rules(getpid()) and writes records to a
-// pipe made before the filter, as the worker writes to its audit fd. Any
+// AuditLog::start and AuditLog::write under the worker's real seccomp filter:
+// a child sets NO_NEW_PRIVS, loads worker_seccomp_rules(getpid()) and writes
+// a start record and commit records to a pipe made before the filter, as the
+// worker writes to its audit fd. Any
 // syscall outside the allowlist kills the child with SIGSYS.
 //
 // The trap this guards against: glibc's first time conversion in a process,
@@ -62,10 +63,11 @@ void load_worker_filter() {
   }
 }
 
-/// Writes two records to `fd` through a new AuditLog; returns true when the
-/// history entries are what they should be.
+/// Writes a start record and two commit records to `fd` through a new
+/// AuditLog; returns true when the history entries are what they should be.
 bool write_two_records(int fd) {
   AuditLog log(fd);
+  log.start(sample_start(AuditLink{}));
   CommitRecord record = sample_record(1);
   record.comment = "under \"seccomp\"\n\x01\xff";
   control::Failure f;
@@ -75,11 +77,11 @@ bool write_two_records(int fd) {
   record.failures = {f};
   control::HistoryEntry first = to_history_entry(log.write(record));
   control::HistoryEntry second = to_history_entry(log.write(sample_record(2)));
-  return first.sequence == 1 && second.sequence == 2 && first.failures == 1 &&
+  return first.sequence == 2 && second.sequence == 3 && first.failures == 1 &&
          first.unix_millis > 0 && log.failed_writes() == 0;
 }
 
-/// The death-test statement: pipe, filter, two records, then reads them back
+/// The death-test statement: pipe, filter, three records, then reads them back
 /// and verifies the chain, all under the filter. Exits 0 when all went well.
 [[noreturn]] void write_and_verify_under_filter() {
   int p[2];
@@ -89,13 +91,13 @@ bool write_two_records(int fd) {
   if (!write_two_records(p[1])) _exit(kExitWrongEntry);
   std::string got;
   char buf[4096];
-  for (int i = 0; i < 64; ++i) {  // two lines: a few reads at most
+  for (int i = 0; i < 64; ++i) {  // three lines: a few reads at most
     ssize_t n = read(p[0], buf, sizeof(buf));
     if (n <= 0) break;
     got.append(buf, static_cast<size_t>(n));
   }
   AuditReport report = verify_audit_bytes(got);
-  _exit(report.ok && report.lines == 2 ? 0 : kExitNotIntact);
+  _exit(report.ok && report.lines == 3 ? 0 : kExitNotIntact);
 }
 
 TEST(AuditSeccomp, WriteInAFreshProcessUnderTheWorkerFilter) {
@@ -143,16 +145,19 @@ TEST(AuditSeccomp, WriteWorksUnderTheWorkerFilter) {
   const std::string after = now_iso();
 
   std::vector<std::string> lines = split_lines(got);
-  ASSERT_EQ(lines.size(), 2u) << got;
-  EXPECT_NE(lines[0].find("\"comment\":\"under \\\"seccomp\\\"\\n\\u0001\\u00ff\""),
+  ASSERT_EQ(lines.size(), 3u) << got;  // the start record, then the two commit records
+  EXPECT_NE(lines[0].find("\"record\":\"start\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"comment\":\"under \\\"seccomp\\\"\\n\\u0001\\u00ff\""),
             std::string::npos)
-      << lines[0];
-  std::string time = lines[0].substr(lines[0].find("\"time\":\"") + 8, 24);
-  EXPECT_LE(before, time);
-  EXPECT_LE(time, after);
+      << lines[1];
+  for (const std::string& line : lines) {
+    std::string time = line.substr(line.find("\"time\":\"") + 8, 24);
+    EXPECT_LE(before, time);
+    EXPECT_LE(time, after);
+  }
   AuditReport report = verify_audit_bytes(got);
   EXPECT_TRUE(report.ok) << audit_report_text(report);
-  EXPECT_EQ(report.lines, 2u);
+  EXPECT_EQ(report.lines, 3u);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // drain of every reply already there on one wake-up, PeerQuery answered in
 // order among OpenListeners, and the end of the channel (EOF while idle, a
 // broker that dies mid-commit, a malformed or unasked reply): the engine is
-// told once, stops, and leaks no socket.
+// told once, stops, and leaks no socket. And the declaration of the initial
+// rules' privileged ports after Hello (InitialPorts, security review item
+// 6), and the worker's own check against it.
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include <cstring>
 
 #include "tests/worker/engine_fixture.h"
+#include "worker/commit_acquisition.h"
 
 namespace sluice::testing {
 namespace {
@@ -218,6 +221,77 @@ TEST(BrokerReplyCheck, EverySocketIsCheckedAgainstItsKey) {
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].status, wire::kStatusOk);
   EXPECT_TRUE((*got)[0].fd.valid());
+}
+
+// --- The initial rules' privileged ports ---
+
+TEST(InitialPortGrants, OneRangePerRuleCutAtTheUnprivilegedStart) {
+  Rule dual = make_rule(Proto::kUdp, Addr{}, 1, 2000, 1);
+  dual.dual_stack = true;
+  Rule eth0 = make_rule(Proto::kTcp, addr_v4(10, 0, 0, 1), 22, 22, 2222);
+  eth0.ifname = "eth0";
+  TableSet tables = host_tables({tcp_rule(80, 8080), tcp_rule(8081, 8081), dual, eth0});
+  const std::vector<wire::PortGrant> grants = initial_port_grants(tables, 1024);
+  ASSERT_EQ(grants.size(), 3u);  // 8081 is not privileged
+  EXPECT_EQ(grants[0].listener.port, 80);
+  EXPECT_EQ(grants[0].last_port, 80);
+  wire::ListenerSpec want =
+      to_wire(ListenerKey{Pif::kHost, Proto::kTcp, addr_v4(127, 0, 0, 1), {}, false, 80});
+  EXPECT_EQ(std::memcmp(&grants[0].listener, &want, sizeof(want)), 0);
+  EXPECT_EQ(grants[1].listener.port, 1);
+  EXPECT_EQ(grants[1].last_port, 1023);  // cut below the unprivileged start
+  EXPECT_EQ(grants[1].listener.flags, wire::kListenerDualStack);
+  EXPECT_EQ(grants[1].listener.proto, static_cast<uint8_t>(wire::WireProto::kUdp));
+  EXPECT_STREQ(grants[2].listener.ifname, "eth0");
+  // Every privileged key of the tables falls inside a grant, and nothing else.
+  std::vector<ListenerKey> keys;
+  expand_listeners(tables.of(Pif::kHost), &keys);
+  for (const ListenerKey& k : keys) {
+    if (k.port < 1024) {
+      EXPECT_TRUE(granted(grants, to_wire(k))) << k.port;
+    }
+  }
+  EXPECT_TRUE(initial_port_grants(tables, 0).empty());  // no privileged ports at all
+}
+
+TEST(InitialPortGrants, HelloDeclaresThemOnceInBatches) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  FakeBroker fake;
+  BrokerClient client(**loop, fake.take_worker_end());
+  std::vector<Rule> rules;
+  for (uint16_t port = 1; port <= 450; ++port) rules.push_back(tcp_rule(port, 8000));
+  const TableSet tables = host_tables(rules);
+  bool served = false;
+  std::thread helper([&] { served = fake.serve_hello(5000); });
+  auto info = client.hello(tables);
+  helper.join();
+  ASSERT_TRUE(served) << fake.error();
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  // 450 grants: three messages (200, 200, 50), the last flagged.
+  ASSERT_EQ(fake.initial_grants().size(), 450u);
+  EXPECT_EQ(info->initial_grants.size(), 450u);
+  EXPECT_EQ(fake.initial_grants()[449].listener.port, 450);
+}
+
+TEST(InitialPortGrants, TheWorkerRefusesWhatTheBrokerWouldWithItsReason) {
+  BrokerInfo info;
+  info.has_bind_cap = true;
+  info.unprivileged_port_start = 1024;
+  info.initial_grants = initial_port_grants(host_tables({tcp_rule(80, 8080)}), 1024);
+  auto key = [](uint16_t port) {
+    PlannedKey k;
+    k.key.addr = addr_v4(127, 0, 0, 1);
+    k.key.port = port;
+    return k;
+  };
+  Acquisition acq = prepare_acquisition({key(80), key(22), key(8080)}, BindPolicy{}, info);
+  ASSERT_EQ(acq.asked, 2u);  // 80 and 8080 go to the broker; 22 does not
+  EXPECT_EQ(acq.keys[0].key.port, 80);
+  EXPECT_EQ(acq.keys[1].key.port, 8080);
+  EXPECT_EQ(acq.status[2], wire::kStatusPolicyDenied);
+  EXPECT_NE(acq.policy_reason[2].find("`bind allow tcp 22 127.0.0.1`"), std::string::npos)
+      << acq.policy_reason[2];
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ TEST_F(CommitEngineTest, CommitKeepsOpensAndCloses) {
   EXPECT_EQ(history.entries[1].generation_before, 1u);
   EXPECT_EQ(history.entries[1].generation_after, 2u);
   EXPECT_EQ(history.entries[1].kept, 2u);
-  EXPECT_EQ(history.entries[1].sequence, 2u);
+  EXPECT_EQ(history.entries[1].sequence, 3u);  // after the start record and the first commit
   std::vector<std::string> lines = audit_lines();
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[1].find("\"outcome\":\"applied\""), std::string::npos) << lines[1];

@@ -88,7 +88,7 @@ TEST(CommitRecord, ResultIsAViewOfTheRecord) {
 TEST(CommitRecord, AuditLineIsAViewOfTheRecord) {
   const CommitRecord r = sample();
   Sha256Digest prev = sha256("x", 1);
-  AuditLine line = to_audit_line(r, prev, false);
+  AuditLine line = to_audit_line(r, prev);
   EXPECT_EQ(line.seq, 5u);
   EXPECT_EQ(line.time, "2026-11-24T17:03:11.123Z");
   EXPECT_EQ(line.outcome, "rejected");
@@ -117,15 +117,11 @@ TEST(CommitRecord, AuditLineIsAViewOfTheRecord) {
   EXPECT_EQ(line.failures[1].kind, "policy-denied");
   EXPECT_EQ(line.failures[1].errno_name, "");  // no errno: no name
   EXPECT_EQ(line.duration_micros, 1234u);
-  EXPECT_FALSE(line.chain_start);
+  EXPECT_FALSE(line.start);  // a commit record
   EXPECT_EQ(line.prev, prev);
 
-  AuditLine start = to_audit_line(r, prev, true);
-  EXPECT_TRUE(start.chain_start);
-  EXPECT_EQ(start.prev, Sha256Digest{});  // a segment's first line links to nothing
-
   // The writer's line is the rendered view, byte for byte, and parses back.
-  std::string bytes = AuditLog(-1).format_line(r, r.sequence, r.unix_millis, prev, false);
+  std::string bytes = AuditLog(-1).format_line(r, r.sequence, r.unix_millis, prev);
   EXPECT_EQ(bytes, render_audit_line(line));
   auto parsed = parse_audit_line(std::string_view(bytes).substr(0, bytes.size() - 1));
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
@@ -164,7 +160,7 @@ TEST(CommitRecord, HistoryEntryCutsLongRuleListsWithACountOfTheRest) {
   EXPECT_EQ(e.added.back(), "(3984 more rules not kept: a history entry keeps the first 16)");
   EXPECT_EQ(e.removed, r.removed);  // short lists stay whole
   // The audit line keeps every rule.
-  EXPECT_EQ(to_audit_line(r, Sha256Digest{}, true).added.size(), 4000u);
+  EXPECT_EQ(to_audit_line(r, Sha256Digest{}).added.size(), 4000u);
 }
 
 TEST(CommitRecord, TheFullestHistoryFitsOneMessage) {
@@ -197,13 +193,14 @@ TEST(CommitRecord, TheFullestHistoryFitsOneMessage) {
 
 TEST(CommitRecord, TheWriterStampsTheRecordItReturns) {
   AuditLog log(-1);  // no sink: the lines are lost, the stamps are not
+  log.start(AuditRunStart{});
   CommitRecord first = log.write(sample());
   CommitRecord second = log.write(sample());
-  EXPECT_EQ(first.sequence, 1u);
-  EXPECT_EQ(second.sequence, 2u);
+  EXPECT_EQ(first.sequence, 2u);  // the start record is line 1 of the run
+  EXPECT_EQ(second.sequence, 3u);
   EXPECT_GT(first.unix_millis, 0);
-  EXPECT_EQ(to_history_entry(second).sequence, 2u);
-  EXPECT_EQ(log.failed_writes(), 2u);
+  EXPECT_EQ(to_history_entry(second).sequence, 3u);
+  EXPECT_EQ(log.failed_writes(), 3u);
 }
 
 TEST(CommitRecord, FailuresAreCutOnceWithACountOfTheRest) {

@@ -89,7 +89,24 @@ bool FakeBroker::serve_hello(int timeout_ms) {
     if (splice_has_bind_cap_) reply.flags |= wire::kBrokerSpliceHasBindCap;
     reply.splice_unprivileged_port_start = splice_port_start_;
   }
-  return send_message(channel_.get(), &reply, sizeof(reply), {}).ok();
+  if (!send_message(channel_.get(), &reply, sizeof(reply), {}).ok()) return false;
+  // InitialPorts until the one flagged last; no reply.
+  auto initial = std::make_unique<wire::InitialPortsMsg>();
+  for (;;) {
+    if (poll(&p, 1, timeout_ms) != 1) {
+      error_ = "no InitialPorts within the timeout";
+      return false;
+    }
+    auto ports = receive_message(channel_.get(), initial.get(), sizeof(*initial), 0);
+    if (!ports || ports->len != sizeof(*initial) ||
+        initial->header.type != static_cast<uint32_t>(wire::BrokerMsg::kInitialPorts) ||
+        initial->count > wire::kMaxGrantsPerMessage) {
+      violation("malformed InitialPorts");
+      return false;
+    }
+    grants_.insert(grants_.end(), initial->grants, initial->grants + initial->count);
+    if ((initial->flags & wire::kInitialPortsLast) != 0) return true;
+  }
 }
 
 size_t FakeBroker::serve() {

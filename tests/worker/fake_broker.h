@@ -53,11 +53,15 @@ class FakeBroker {
     short_made_ = made;
     short_status_ = status;
   }
-  /// Reads one Hello within `timeout_ms` and answers it. Returns false when
-  /// none came in time, or it was malformed (see error()). Blocks: call it
-  /// from a helper thread while the worker's BrokerClient::hello() runs.
-  /// Needs `poll`, `recvmsg`, `sendmsg`.
+  /// Reads one Hello within `timeout_ms` and answers it, then reads the
+  /// InitialPorts messages that follow, up to the one flagged last (each
+  /// within `timeout_ms`), and keeps their grants (initial_grants()).
+  /// Returns false when something did not come in time, or was malformed
+  /// (see error()). Blocks: call it from a helper thread while the worker's
+  /// BrokerClient::hello() runs. Needs `poll`, `recvmsg`, `sendmsg`.
   bool serve_hello(int timeout_ms);
+  /// The grants the worker declared after Hello, in order.
+  const std::vector<wire::PortGrant>& initial_grants() const { return grants_; }
 
   /// Script: the key with this ordinal (0 for the first key ever asked, over
   /// all OpenListeners requests) gets `status`: an errno, or
@@ -141,6 +145,7 @@ class FakeBroker {
   wire::PeerReplyMsg peer_reply_ = {};
   std::deque<Request> waiting_;
   std::vector<wire::ListenerSpec> asked_;
+  std::vector<wire::PortGrant> grants_;
   size_t open_requests_ = 0;
   size_t open_replies_ = 0;
   size_t answered_keys_ = 0;  // keys of the OpenListeners answered so far
