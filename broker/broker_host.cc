@@ -12,6 +12,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "broker/listener_factory.h"
+#include "broker/namespace_helper.h"
 
 namespace sluice {
 namespace {
@@ -28,6 +29,14 @@ bool all_zero(const void* p, size_t len) {
 /// The v4-mapped prefix ::ffff:0:0/96 that marks an IPv4 address.
 constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+/// Returns true when the well-formed `spec` binds a loopback address:
+/// 127.0.0.0/8 (v4-mapped) or ::1.
+bool binds_loopback(const wire::ListenerSpec& spec) {
+  if (spec.family == static_cast<uint8_t>(wire::WireFamily::kInet)) return spec.addr[12] == 127;
+  static constexpr uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::memcmp(spec.addr, kLoop6, sizeof(kLoop6)) == 0;
+}
+
 /// Returns true for the bytes the kernel's dev_valid_name() refuses besides
 /// '/' and NUL: isspace() in the C locale.
 bool is_space(char c) {
@@ -38,7 +47,7 @@ bool is_space(char c) {
 
 // The dispatch table. A request type not listed here, or listed but arriving
 // in another state, means the worker is compromised.
-const BrokerHost::DispatchEntry BrokerHost::kDispatch[4] = {
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[5] = {
     {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), 0, "Hello",
      &BrokerHost::answer_hello},
     {wire::BrokerMsg::kInitialPorts, HostState::kAwaitInitial, sizeof(wire::InitialPortsMsg), 0,
@@ -47,6 +56,8 @@ const BrokerHost::DispatchEntry BrokerHost::kDispatch[4] = {
      "OpenListeners", &BrokerHost::answer_open_listeners},
     {wire::BrokerMsg::kPeerQuery, HostState::kReady, sizeof(wire::PeerQueryMsg), 1, "PeerQuery",
      &BrokerHost::answer_peer_query},
+    {wire::BrokerMsg::kOpenSockets, HostState::kReady, sizeof(wire::OpenSocketsMsg), 0,
+     "OpenSockets", &BrokerHost::answer_open_sockets},
 };
 
 const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept {
@@ -76,8 +87,8 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
   const BrokerHost::DispatchEntry* entry = BrokerHost::find_entry(header.type);
   if (entry == nullptr) {
     return Err("message type " + std::to_string(header.type) +
-               " is not a request the broker accepts (only Hello, InitialPorts, OpenListeners "
-               "and PeerQuery)");
+               " is not a request the broker accepts (only Hello, InitialPorts, OpenListeners, "
+               "PeerQuery and OpenSockets)");
   }
   if (msg.size() != entry->size) {
     return Err(std::string(entry->name) + " of " + std::to_string(msg.size()) +
@@ -146,10 +157,16 @@ Result<void> validate_listener_spec(const wire::ListenerSpec& spec) {
     if (c == '/' || is_space(c)) return Err("ifname \"" + sanitize(name) + "\" has '/' or a blank");
   }
   if (name == "." || name == "..") return Err("ifname \"" + std::string(name) + "\" is not valid");
+  if ((spec.flags & wire::kListenerSplice) != 0 && name != wire::kListenerSpliceIfName &&
+      !(name.empty() && binds_loopback(spec))) {
+    return Err(
+        "a SPLICE listener off the target namespace's loopback (it must be bound to lo, or to "
+        "127.0.0.0/8 or ::1)");
+  }
   return Ok();
 }
 
-Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg) {
+Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg, bool splice_served) {
   if (msg.count < 1 || msg.count > wire::kMaxListenersPerMessage) {
     return Err("count " + std::to_string(msg.count) + " outside 1.." +
                std::to_string(wire::kMaxListenersPerMessage));
@@ -158,6 +175,10 @@ Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg) {
   for (uint32_t i = 0; i < msg.count; ++i) {
     auto ok = validate_listener_spec(msg.entries[i]);
     if (!ok) return Err("entry " + std::to_string(i) + ": " + ok.error().message);
+    if ((msg.entries[i].flags & wire::kListenerSplice) != 0 && !splice_served) {
+      return Err("entry " + std::to_string(i) +
+                 ": a SPLICE listener, but sluiced has no target namespace (--netns)");
+    }
   }
   for (uint32_t i = msg.count; i < wire::kMaxListenersPerMessage; ++i) {
     if (!all_zero(&msg.entries[i], sizeof(msg.entries[i]))) {
@@ -168,8 +189,31 @@ Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg) {
   return Ok();
 }
 
+Result<void> validate_open_sockets(const wire::OpenSocketsMsg& msg, bool splice_served) {
+  if (!splice_served) {
+    return Err(
+        "OpenSockets, but sluiced has no target namespace (--netns): only SPLICE rules "
+        "connect through its sockets");
+  }
+  if (msg.family != static_cast<uint8_t>(wire::WireFamily::kInet) &&
+      msg.family != static_cast<uint8_t>(wire::WireFamily::kInet6)) {
+    return Err("family " + std::to_string(msg.family) + " is neither AF_INET nor AF_INET6");
+  }
+  if (msg.proto != static_cast<uint8_t>(wire::WireProto::kTcp) &&
+      msg.proto != static_cast<uint8_t>(wire::WireProto::kUdp)) {
+    return Err("proto " + std::to_string(msg.proto) + " is neither TCP (6) nor UDP (17)");
+  }
+  if (msg.reserved != 0) return Err("OpenSockets reserved field is not 0");
+  if (msg.count < 1 || msg.count > wire::kMaxSocketsPerMessage) {
+    return Err("count " + std::to_string(msg.count) + " outside 1.." +
+               std::to_string(wire::kMaxSocketsPerMessage));
+  }
+  return Ok();
+}
+
 Result<void> validate_initial_ports(const wire::InitialPortsMsg& msg, size_t declared,
-                                    uint32_t unprivileged_port_start) {
+                                    uint32_t unprivileged_port_start, bool splice_served,
+                                    uint32_t splice_unprivileged_port_start) {
   if (msg.count > wire::kMaxGrantsPerMessage) {
     return Err("count " + std::to_string(msg.count) + " above " +
                std::to_string(wire::kMaxGrantsPerMessage));
@@ -190,10 +234,18 @@ Result<void> validate_initial_ports(const wire::InitialPortsMsg& msg, size_t dec
       return Err(which + "last port " + std::to_string(g.last_port) + " below its first " +
                  std::to_string(g.listener.port));
     }
-    if (g.last_port >= unprivileged_port_start) {
+    // A SPLICE rule's ports are privileged or not inside the target
+    // namespace, by its own sysctl.
+    const bool splice = (g.listener.flags & wire::kListenerSplice) != 0;
+    if (splice && !splice_served) {
+      return Err(which + "a SPLICE grant, but sluiced has no target namespace (--netns)");
+    }
+    const uint32_t start = splice ? splice_unprivileged_port_start : unprivileged_port_start;
+    if (g.last_port >= start) {
       return Err(which + "port " + std::to_string(g.last_port) +
                  " is not privileged (net.ipv4.ip_unprivileged_port_start is " +
-                 std::to_string(unprivileged_port_start) + "); grants name privileged ports only");
+                 std::to_string(start) + (splice ? " in the target namespace" : "") +
+                 "); grants name privileged ports only");
     }
     if (g.reserved16 != 0 || g.reserved != 0) return Err(which + "reserved field is not 0");
   }
@@ -278,6 +330,15 @@ BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
       initial_(std::make_unique<wire::InitialPortsMsg>()),
       pending_(new uint8_t[sizeof(wire::ListenersOpenedMsg)]) {}
 
+void BrokerHost::serve_splice(int helper_channel, bool has_bind_cap,
+                              uint32_t unprivileged_port_start) {
+  CHECK(helper_channel >= 0 && state_ == HostState::kAwaitHello);
+  helper_channel_ = helper_channel;
+  splice_policy_ = policy_;  // the same bind lines, the target namespace's kernel
+  splice_policy_.has_bind_cap = has_bind_cap;
+  splice_policy_.unprivileged_port_start = unprivileged_port_start;
+}
+
 HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
   last_error_ = std::move(what);
   return status;
@@ -321,6 +382,7 @@ HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
   // Every reply fits the pending buffer: ListenersOpened is the largest.
   static_assert(sizeof(wire::HelloReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
   static_assert(sizeof(wire::PeerReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
+  static_assert(sizeof(wire::SocketsOpenedMsg) <= sizeof(wire::ListenersOpenedMsg));
   CHECK(!reply_pending() && len <= sizeof(wire::ListenersOpenedMsg));
   std::memcpy(pending_.get(), reply, len);
   pending_len_ = len;
@@ -368,6 +430,11 @@ HandleStatus BrokerHost::answer_hello(int fd) {
   reply.version = wire::kBrokerWireVersion;
   reply.flags = policy_.has_bind_cap ? wire::kBrokerHasBindCap : 0;
   reply.unprivileged_port_start = policy_.unprivileged_port_start;
+  if (splice_served()) {
+    reply.flags |= wire::kBrokerSpliceServed;
+    if (splice_policy_.has_bind_cap) reply.flags |= wire::kBrokerSpliceHasBindCap;
+    reply.splice_unprivileged_port_start = splice_policy_.unprivileged_port_start;
+  }
   state_ = HostState::kAwaitInitial;
   LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",
             policy_.has_bind_cap ? 1 : 0, policy_.unprivileged_port_start);
@@ -378,7 +445,8 @@ HandleStatus BrokerHost::answer_initial_ports(int /*fd*/) {
   std::memcpy(initial_.get(), buf_.get(), sizeof(*initial_));
   const wire::InitialPortsMsg& msg = *initial_;
   auto ok =
-      validate_initial_ports(msg, policy_.initial_grants.size(), policy_.unprivileged_port_start);
+      validate_initial_ports(msg, policy_.initial_grants.size(), policy_.unprivileged_port_start,
+                             splice_served(), splice_policy_.unprivileged_port_start);
   if (!ok) return fail(HandleStatus::kViolation, "malformed InitialPorts: " + ok.error().message);
   policy_.initial_grants.insert(policy_.initial_grants.end(), msg.grants, msg.grants + msg.count);
   if ((msg.flags & wire::kInitialPortsLast) != 0) {
@@ -386,6 +454,9 @@ HandleStatus BrokerHost::answer_initial_ports(int /*fd*/) {
     // InitialPorts in kReady. One line says which policy is in force.
     state_ = HostState::kReady;
     LOG_INFO("%s", describe_bind_policy(policy_).c_str());
+    // SPLICE entries are judged by the same grants (a SPLICE rule's carry
+    // kListenerSplice, so each table's grants match only its own entries).
+    if (splice_served()) splice_policy_.initial_grants = policy_.initial_grants;
   }
   return HandleStatus::kContinue;
 }
@@ -422,30 +493,99 @@ HandleStatus BrokerHost::answer_peer_query(int fd) {
 HandleStatus BrokerHost::answer_open_listeners(int fd) {
   std::memcpy(request_.get(), buf_.get(), sizeof(*request_));
   const wire::OpenListenersMsg& req = *request_;
-  auto ok = validate_open_listeners(req);
+  auto ok = validate_open_listeners(req, splice_served());
   if (!ok) return fail(HandleStatus::kViolation, "malformed OpenListeners: " + ok.error().message);
 
   std::memset(reply_.get(), 0, sizeof(*reply_));
   reply_->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
   reply_->count = req.count;
-  // The broker's copies stay owned by the reply until it is sent (or the
-  // worker is gone), then close: the worker holds its own after it.
+  // One slot per entry, so that the SPLICE entries the helper opens land in
+  // entry order among this side's. The broker's copies stay owned by the
+  // reply until it is sent (or the worker is gone), then close.
+  std::vector<UniqueFd> by_entry(req.count);
+  unsigned denied = 0;
+  bool any_splice = false;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    if ((req.entries[i].flags & wire::kListenerSplice) != 0) {
+      any_splice = true;  // opened below, all at once, inside the target namespace
+      continue;
+    }
+    reply_->status[i] = open_listener_checked(policy_, req.entries[i], &by_entry[i]);
+  }
+  if (any_splice) {
+    auto opened = open_splice_entries(req, reply_.get(), &by_entry);
+    if (!opened) return fail(HandleStatus::kIoError, opened.error().message);
+  }
   std::vector<UniqueFd> opened;
   opened.reserve(req.count);
-  unsigned denied = 0;
   for (uint32_t i = 0; i < req.count; ++i) {
-    UniqueFd sock;
-    int32_t status = open_listener_checked(policy_, req.entries[i], &sock);
-    reply_->status[i] = status;
-    if (status == wire::kStatusPolicyDenied) ++denied;
-    if (status != wire::kStatusOk) continue;
-    opened.push_back(std::move(sock));
+    if (reply_->status[i] == wire::kStatusPolicyDenied) ++denied;
+    if (reply_->status[i] == wire::kStatusOk) opened.push_back(std::move(by_entry[i]));
   }
   reply_->fd_count = static_cast<uint32_t>(opened.size());
   LOG_DEBUG("OpenListeners #%llu: %u entries, %zu opened, %u denied by policy, %zu failed",
             static_cast<unsigned long long>(req.header.sequence), req.count, opened.size(), denied,
             req.count - opened.size() - denied);
   return send_reply(fd, reply_.get(), sizeof(*reply_), std::move(opened));
+}
+
+Result<void> BrokerHost::open_splice_entries(const wire::OpenListenersMsg& req,
+                                             wire::ListenersOpenedMsg* reply,
+                                             std::vector<UniqueFd>* fds) {
+  // The bind policy first, here, under the target namespace's kernel facts:
+  // the helper is asked only for what the policy allows.
+  std::vector<wire::ListenerSpec> asked;
+  std::vector<uint32_t> index;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    const wire::ListenerSpec& spec = req.entries[i];
+    if ((spec.flags & wire::kListenerSplice) == 0) continue;
+    BindDecision decision = check_bind(splice_policy_, spec);
+    if (!decision.allowed) {
+      LOG_INFO("refused %s in the target namespace: %s", describe_listener(spec).c_str(),
+               decision.reason.c_str());
+      reply->status[i] = wire::kStatusPolicyDenied;
+      continue;
+    }
+    asked.push_back(spec);
+    index.push_back(i);
+  }
+  if (asked.empty()) return Ok();
+  std::vector<int32_t> status(asked.size(), 0);
+  std::vector<UniqueFd> got;
+  auto answered = ask_helper(helper_channel_, ++helper_sequence_, asked, status, &got);
+  if (!answered) return Err(answered.error());
+  for (size_t k = 0; k < asked.size(); ++k) {
+    reply->status[index[k]] = status[k];
+    (*fds)[index[k]] = std::move(got[k]);
+  }
+  return Ok();
+}
+
+HandleStatus BrokerHost::answer_open_sockets(int fd) {
+  wire::OpenSocketsMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_open_sockets(msg, splice_served());
+  if (!ok) return fail(HandleStatus::kViolation, "malformed OpenSockets: " + ok.error().message);
+  wire::SocketsOpenedMsg reply = {};
+  reply.header = wire::header(wire::BrokerMsg::kSocketsOpened, msg.header.sequence);
+  std::vector<UniqueFd> made;
+  made.reserve(msg.count);
+  for (uint32_t i = 0; i < msg.count; ++i) {
+    auto sock = open_fresh_socket(static_cast<wire::WireFamily>(msg.family),
+                                  static_cast<wire::WireProto>(msg.proto));
+    if (!sock) {
+      // Out of descriptors or memory: what was made goes out, with the errno.
+      const int err = sock.error().err;
+      reply.status = err >= 1 && err <= wire::kStatusMaxErrno ? err : EIO;
+      break;
+    }
+    made.push_back(std::move(*sock));
+  }
+  reply.count = static_cast<uint32_t>(made.size());
+  LOG_DEBUG("OpenSockets #%llu: %u of %u made (status %d)",
+            static_cast<unsigned long long>(msg.header.sequence), reply.count, msg.count,
+            reply.status);
+  return send_reply(fd, &reply, sizeof(reply), std::move(made));
 }
 
 }  // namespace sluice

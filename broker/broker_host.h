@@ -51,7 +51,9 @@ Result<void> validate_hello(const wire::HelloMsg& msg);
 /// Checks one entry: proto TCP/UDP; family inet/inet6; a v4-mapped address
 /// iff family inet; port != 0; no flags outside kListenerFlagMask; dual-stack
 /// only for inet6 with address ::; an ifname NUL-terminated within 16 bytes,
-/// zero after its NUL, without '/' or whitespace, and not "." or "..".
+/// zero after its NUL, without '/' or whitespace, and not "." or "..";
+/// a SPLICE entry (kListenerSplice) only on the target namespace's loopback:
+/// bound to `lo`, or to 127.0.0.0/8 or ::1 with no other interface.
 /// The Error names the field.
 Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
 
@@ -60,10 +62,13 @@ Result<void> validate_listener_spec(const wire::ListenerSpec& spec);
 /// kInitialPortsFlagMask, `declared` + count <= kMaxInitialGrants; every
 /// grant below count a well-formed listener (validate_listener_spec) with
 /// listener.port <= last_port < `unprivileged_port_start` and zero reserved
-/// fields; every grant past it all zero. The Error names the grant and the
-/// field.
+/// fields; a SPLICE grant (kListenerSplice: a -T/-U rule's) only when
+/// `splice_served`, below `splice_unprivileged_port_start` (the target
+/// namespace's); every grant past it all zero. The Error names the grant and
+/// the field.
 Result<void> validate_initial_ports(const wire::InitialPortsMsg& msg, size_t declared,
-                                    uint32_t unprivileged_port_start);
+                                    uint32_t unprivileged_port_start, bool splice_served = false,
+                                    uint32_t splice_unprivileged_port_start = 0);
 
 /// Checks a PeerQuery: its reserved words are 0.
 Result<void> validate_peer_query(const wire::PeerQueryMsg& msg);
@@ -84,9 +89,16 @@ Result<void> check_peer_socket(int fd);
 void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply);
 
 /// Checks an OpenListeners: 1 <= count <= kMaxListenersPerMessage,
-/// reserved == 0, every entry below count well-formed, every entry past it
-/// all zero. The Error names the entry and the field.
-Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg);
+/// reserved == 0, every entry below count well-formed, SPLICE entries only
+/// when `splice_served` (sluiced has a target namespace), every entry past
+/// count all zero. The Error names the entry and the field.
+Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg, bool splice_served = false);
+
+/// Checks an OpenSockets: permitted only when `splice_served` (the sockets
+/// serve SPLICE rules, which exist only with a target namespace); family
+/// inet/inet6; proto TCP/UDP; reserved == 0; 1 <= count <=
+/// kMaxSocketsPerMessage. The Error names the field.
+Result<void> validate_open_sockets(const wire::OpenSocketsMsg& msg, bool splice_served);
 
 /// Answers the worker's requests on one channel.
 class BrokerHost {
@@ -95,6 +107,16 @@ class BrokerHost {
   /// and has_bind_cap also go to the worker in HelloReply. `control` decides
   /// every PeerQuery.
   explicit BrokerHost(BindPolicy policy, ControlPolicy control = {});
+
+  /// Serves the SPLICE table: its listeners (kListenerSplice entries) are
+  /// forwarded, after the bind policy under the target namespace's kernel
+  /// facts (`has_bind_cap`, `unprivileged_port_start`, as the helper reported
+  /// them), to the namespace helper on `helper_channel` (a blocking
+  /// SOCK_SEQPACKET socket; ask_helper()), and OpenSockets is answered.
+  /// Without this call both are violations. Call before the first request.
+  void serve_splice(int helper_channel, bool has_bind_cap, uint32_t unprivileged_port_start);
+  /// True once serve_splice() was called.
+  bool splice_served() const noexcept { return helper_channel_ >= 0; }
 
   /// Receives one datagram from `fd` (non-blocking, MSG_DONTWAIT), checks it
   /// and answers it. When `fd` is non-blocking and the worker has not read
@@ -126,7 +148,7 @@ class BrokerHost {
     const char* name;
     HandleStatus (BrokerHost::*answer)(int fd);
   };
-  static const DispatchEntry kDispatch[4];
+  static const DispatchEntry kDispatch[5];
   friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
   /// Returns the dispatch row for a wire `type`, or nullptr for a type the
   /// broker never accepts from a worker.
@@ -139,6 +161,15 @@ class BrokerHost {
   HandleStatus answer_initial_ports(int fd);
   /// Answers OpenListeners with ListenersOpened plus the fds of the OK entries.
   HandleStatus answer_open_listeners(int fd);
+  /// Answers OpenSockets with SocketsOpened and the fresh sockets.
+  /// Needs `socket`.
+  HandleStatus answer_open_sockets(int fd);
+  /// Opens the SPLICE entries of the request in buf_ through the namespace
+  /// helper, after the bind policy of the target namespace: fills `status`
+  /// and `fds` at their entry indices. Fails (the helper is gone, or sent
+  /// something wrong) with the reason; sluiced then stops.
+  Result<void> open_splice_entries(const wire::OpenListenersMsg& req,
+                                   wire::ListenersOpenedMsg* reply, std::vector<UniqueFd>* fds);
   /// Answers PeerQuery with PeerReply and closes the received fd; a socket
   /// that check_peer_socket() refuses is a violation (closed without
   /// lingering, no reply).
@@ -150,6 +181,9 @@ class BrokerHost {
   HandleStatus fail(HandleStatus status, std::string what);
 
   BindPolicy policy_;
+  BindPolicy splice_policy_;  // policy_ with the target namespace's kernel facts
+  int helper_channel_ = -1;   // the namespace helper's channel, -1: no SPLICE table
+  uint64_t helper_sequence_ = 0;
   ControlPolicy control_;
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;

@@ -314,4 +314,15 @@ Result<void> install_broker_seccomp() {
 #endif
 }
 
+Result<void> install_helper_seccomp() {
+#if defined(SLUICE_SANITIZE)
+  LOG_WARN(
+      "sanitizer build: the namespace helper's seccomp filter is NOT loaded (the sanitizer "
+      "runtime needs syscalls outside it)");
+  return Ok();
+#else
+  return install_seccomp(helper_seccomp_rules(static_cast<int>(::getpid())));
+#endif
+}
+
 }  // namespace sluice

@@ -99,4 +99,9 @@ Result<void> place_fds(std::span<const FdPlacement> placements);
 /// more syscalls. Fails with the libseccomp error.
 Result<void> install_broker_seccomp();
 
+/// The namespace helper's last stage: loads helper_seccomp_rules()
+/// (KILL_PROCESS by default). Skipped with a warning in sanitizer builds, as
+/// install_broker_seccomp(). Fails with the libseccomp error.
+Result<void> install_helper_seccomp();
+
 }  // namespace sluice

@@ -102,6 +102,14 @@ Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
   return fd;
 }
 
+Result<UniqueFd> open_fresh_socket(wire::WireFamily family, wire::WireProto proto) noexcept {
+  const int type =
+      (proto == wire::WireProto::kTcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
+  UniqueFd fd(::socket(family == wire::WireFamily::kInet ? AF_INET : AF_INET6, type, 0));
+  if (!fd.valid()) return syscall_error("socket");
+  return fd;
+}
+
 int32_t open_listener_checked(const BindPolicy& policy, const wire::ListenerSpec& spec,
                               UniqueFd* out) {
   BindDecision decision = check_bind(policy, spec);

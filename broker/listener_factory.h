@@ -21,6 +21,12 @@ namespace sluice {
 /// and `close` in the seccomp policy.
 Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept;
 
+/// Makes a fresh socket of `family` and `proto` for the worker's host-side
+/// connections (OpenSockets): socket(family, STREAM or DGRAM | NONBLOCK |
+/// CLOEXEC, 0), nothing else: unbound, unconnected, no option set. Fails with
+/// the errno of socket(). Needs `socket` (the listeners' own rows).
+Result<UniqueFd> open_fresh_socket(wire::WireFamily family, wire::WireProto proto) noexcept;
+
 /// Checks `spec` against `policy` BEFORE creating anything, then opens it.
 /// Returns the wire status of the entry: kStatusOk (and the socket in *out),
 /// kStatusPolicyDenied (the reason is logged at info), or the errno (1..4095).

@@ -21,6 +21,7 @@
 #include "broker/broker_host.h"
 #include "broker/control_socket.h"
 #include "broker/isolation.h"
+#include "broker/namespace_helper.h"
 #include "broker/options.h"
 #include "broker/worker_launch.h"
 #include "policy/policy_file.h"
@@ -179,23 +180,25 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
 }
 
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
-/// worker's code when it exits, kExitFailure on a violation or channel error.
+/// worker's code when it exits, kExitFailure on a violation or channel error,
+/// or when the namespace helper (`helper`, nullptr without --netns) exits.
 /// While an answer waits for room on the channel (the worker is slow to read
 /// its replies), the loop waits for POLLOUT instead of reading: as long as
 /// the worker lives, with no time limit, since a slow worker is not a broken
 /// one; signals and the worker's exit are still seen at once.
 /// Needs `poll`, `read` on the signalfd, and what BrokerHost and
 /// stop_worker() need.
-int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals,
-          const std::string& control_path, const std::string& pesto_path) {
+int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* helper,
+          const UniqueFd& signals, const std::string& control_path, const std::string& pesto_path) {
   bool announced = false;
   for (;;) {
     const bool waiting = host.reply_pending();
-    struct pollfd fds[3] = {
+    struct pollfd fds[4] = {
         {worker.pidfd.get(), POLLIN, 0},
         {signals.get(), POLLIN, 0},
-        {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0}};
-    if (::poll(fds, 3, -1) < 0) {
+        {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
+        {helper != nullptr ? helper->pidfd.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       stop_worker(worker, StopMode::kTerminate);
@@ -217,6 +220,13 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const UniqueFd& signals
     if (fds[0].revents != 0) {
       int code = poll_worker_exit(worker);
       if (code >= 0) return code;
+    }
+    if (fds[3].revents != 0 && poll_helper_exit(*helper) >= 0) {
+      // SPLICE listeners can no longer be opened: stop cleanly rather than
+      // serve a table that a commit could not change.
+      LOG_ERROR("the namespace helper is gone, so SPLICE rules cannot be served; stopping");
+      stop_worker(worker, StopMode::kTerminate);
+      return kExitFailure;
     }
     if (fds[2].revents == 0) continue;
     const HandleStatus status =
@@ -280,6 +290,21 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // Stage 3, while /proc is reachable (the seccomp filter has no open).
   policy.unprivileged_port_start = read_unprivileged_port_start();
 
+  // The namespace helper is forked first, while sluiced still holds its
+  // capabilities and the namespace files (joining needs both), and before the
+  // worker exists: a helper that cannot start is one line and exit 1.
+  std::optional<NamespaceHelper> helper;
+  if (target != nullptr) {
+    auto started = start_namespace_helper(*target);
+    if (!started) {
+      LOG_ERROR("%s", started.error().message.c_str());
+      return kExitFailure;
+    }
+    helper = std::move(*started);
+    LOG_DEBUG("namespace helper pid %d: CAP_NET_BIND_SERVICE %s there, unprivileged_port_start %u",
+              static_cast<int>(helper->pid), helper->has_bind_cap ? "held" : "not held",
+              helper->unprivileged_port_start);
+  }
   // The worker is forked BEFORE the broker drops its capabilities and loads
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
@@ -319,11 +344,24 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
   }
-  const FdPlacement placements[] = {{&worker.channel, broker_fd::kChannel},
-                                    {&signals, broker_fd::kSignal},
-                                    {&worker.pidfd, broker_fd::kWorker},
-                                    {&control.dir_fd, broker_fd::kControlDir},
-                                    {&pesto_dir, broker_fd::kPestoDir}};
+  // Without --netns, /dev/null holds the helper's numbers too.
+  UniqueFd no_helper_channel, no_helper_pidfd;
+  if (!helper) {
+    no_helper_channel.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    no_helper_pidfd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+  UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
+  UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
+  if (!helper_channel.valid() || !helper_pidfd.valid()) {
+    LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
+    stop_worker(worker, StopMode::kKill);
+    return kExitFailure;
+  }
+  const FdPlacement placements[] = {
+      {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
+      {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
+      {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
+      {&helper_pidfd, broker_fd::kHelper}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -335,7 +373,14 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
             policy.has_bind_cap ? "held" : "not held", policy.unprivileged_port_start);
 
   BrokerHost host(std::move(policy), std::move(loaded.control));
-  return serve(host, worker, signals, control.path, pesto != nullptr ? pesto->path : "");
+  if (helper) {
+    host.serve_splice(broker_fd::kHelperChannel, helper->has_bind_cap,
+                      helper->unprivileged_port_start);
+  }
+  const int code = serve(host, worker, helper ? &*helper : nullptr, signals, control.path,
+                         pesto != nullptr ? pesto->path : "");
+  if (helper) stop_namespace_helper(*helper);
+  return code;
 }
 
 /// Runs sluiced with parsed options; returns its exit code.
@@ -381,7 +426,10 @@ int run(const BrokerOptions& options) {
       return kExitFailure;
     }
     target = std::move(*opened);
-    LOG_INFO("target namespace %s: HOST rules connect inside it", target->name.c_str());
+    LOG_INFO(
+        "target namespace %s: HOST rules connect inside it, SPLICE rules (-T/-U) listen "
+        "inside it",
+        target->name.c_str());
   }
   auto path = options.control_path.empty() ? default_control_path()
                                            : Result<std::string>(options.control_path);

@@ -85,8 +85,10 @@ std::vector<control::Failure> unserved_tables(const TableSet& tables, const Comm
                 " table: this server does not serve it (its hello lists no " + pif_name(pif) +
                 " table), so its rules cannot forward; " +
                 (pif == Pif::kSplice
-                     ? "SPLICE rules (-T/-U) listen in a target namespace, which this server "
-                       "has none of; drop the -T/-U options"
+                     ? "SPLICE rules (-T/-U) listen inside a target namespace and connect to "
+                       "sluiced's side, and this sluiced has none; start sluiced with --netns "
+                       "PATH|PID (the container's network namespace) to serve them, or drop "
+                       "the -T/-U options"
                      : "drop the -t/-u options");
     out.push_back(std::move(f));
   }
@@ -120,6 +122,61 @@ std::vector<control::Failure> find_certain_loops(const TableSet& tables, const C
   return out;
 }
 
+std::vector<control::Failure> find_cross_table_loops(const TableSet& tables,
+                                                     const CommitFacts& facts) {
+  std::vector<control::Failure> out;
+  // Without a target namespace both tables are on one side; SPLICE is then
+  // not served at all (unserved_tables).
+  if (facts.targets_share_namespace) return out;
+  const Table& host = tables.of(Pif::kHost);
+  const Table& splice = tables.of(Pif::kSplice);
+  for (size_t i = 0; i < host.rules.size(); ++i) {
+    const Rule& h = host.rules[i];
+    if (!is_default_target(h.target) && !addr_is_loopback(h.target)) continue;
+    bool found = false;
+    for (size_t j = 0; j < splice.rules.size() && !found; ++j) {
+      const Rule& s = splice.rules[j];
+      if (s.proto != h.proto) continue;
+      if (!is_default_target(s.target) && !addr_is_loopback(s.target)) continue;
+      // Port p goes to q = p + dh inside, and q back to q + ds here: the
+      // same port again exactly when the offsets cancel.
+      const long dh = static_cast<long>(h.to) - h.first;
+      const long ds = static_cast<long>(s.to) - s.first;
+      if (dh + ds != 0) continue;
+      // The ports of `h` whose target `s` listens on.
+      const long first = std::max<long>(h.first, static_cast<long>(s.first) - dh);
+      const long last = std::min<long>(h.last, static_cast<long>(s.last) - dh);
+      if (first > last) continue;
+      for (bool v4 : {true, false}) {
+        // A connection of family v4 (the default targets keep it).
+        const Addr inside = is_default_target(h.target) ? loopback_addr(v4) : h.target;
+        const Addr here =
+            is_default_target(s.target) ? loopback_addr(addr_is_v4(inside)) : s.target;
+        if (!serves_loopback(s, inside) || !serves_loopback(h, here)) continue;
+        control::Failure f;
+        f.kind = control::FailureKind::kInvalid;
+        f.pif = Pif::kHost;
+        f.rule = static_cast<int32_t>(i);
+        f.text = format_rule(h);
+        f.port = static_cast<uint16_t>(first);
+        const std::string p = std::to_string(first);
+        const std::string q = std::to_string(first + dh);
+        f.message = "HOST rule " + std::to_string(i) + " (" + f.text + ") forwards port " + p +
+                    " to port " + q + " of the target namespace's loopback, where SPLICE rule " +
+                    std::to_string(j) + " (" + format_rule(s) +
+                    ") listens and forwards it back to port " + p +
+                    " on this side, where the HOST rule listens: every connection would circle "
+                    "between them and multiply; map one of them to a port the other does not "
+                    "use";
+        out.push_back(std::move(f));
+        found = true;  // one failure per looping HOST rule
+        break;
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<bool> rules_needing_loop_guard(const Table& table, const CommitFacts& facts) {
   std::vector<bool> out(table.rules.size(), false);
   if (!facts.targets_share_namespace || table.pif != Pif::kHost) return out;
@@ -145,6 +202,8 @@ std::vector<control::Failure> check_commit(const TableSet& tables, const CommitF
   failures = unserved_tables(tables, facts);
   if (!failures.empty()) return failures;
   failures = find_certain_loops(tables, facts);
+  if (!failures.empty()) return failures;
+  failures = find_cross_table_loops(tables, facts);
   if (!failures.empty()) return failures;
   if (target_policy != nullptr) failures = check_table_targets(*target_policy, tables);
   return failures;

@@ -7,7 +7,8 @@
 // is malformed is not worth a policy verdict):
 //   1. structure, limits and conflicts (validate_tables, policy/validate.h);
 //   2. tables the server does not serve (their rules could never forward);
-//   3. forwarding loops that are certain (see find_certain_loops);
+//   3. forwarding loops that are certain (see find_certain_loops), also
+//      between a HOST and a SPLICE rule (find_cross_table_loops);
 //   4. the target policy, when the caller knows it (the worker does).
 #pragma once
 
@@ -54,6 +55,18 @@ std::vector<control::Failure> check_commit(const TableSet& tables, const CommitF
 /// namespace. O(n^2) in the rule count with cheap tests first; at most
 /// kMaxRulesPerTable rules.
 std::vector<control::Failure> find_certain_loops(const TableSet& tables, const CommitFacts& facts);
+
+/// With a target namespace, finds the HOST rules whose connections a SPLICE
+/// rule sends straight back: a HOST rule forwards port p to port q of the
+/// namespace's loopback (its default target, or a loopback address), a
+/// SPLICE rule listens on q there and forwards to port p of this side's
+/// loopback, where the HOST rule listens (`-t 8080 -T 8080`). Every
+/// connection would circle between the two and multiply. Returns one
+/// failure (kind invalid) per such HOST rule, naming both rules and the
+/// first looping port; nothing without a target namespace. Longer cycles
+/// (through more rules) are not looked for. O(n * m) in the two tables.
+std::vector<control::Failure> find_cross_table_loops(const TableSet& tables,
+                                                     const CommitFacts& facts);
 
 /// For each rule of the HOST table, true when its connections may come back
 /// into sluice although find_certain_loops let it pass: its target is an

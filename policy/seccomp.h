@@ -63,6 +63,10 @@ std::vector<SyscallRule> client_seccomp_rules(int self_pid);
 Result<void> prepare_client_for_seccomp();
 /// sluiced's allowlist, loaded after start-up.
 std::vector<SyscallRule> broker_seccomp_rules(int self_pid);
+/// The allowlist of sluiced's namespace helper (broker/namespace_helper.h),
+/// loaded once it runs inside the target namespace: its channel, its log and
+/// the listener factory. `self_pid` restricts tgkill (abort) to itself.
+std::vector<SyscallRule> helper_seccomp_rules(int self_pid);
 
 /// Builds a filter from `rules` (KILL_PROCESS default and bad-arch action).
 /// Fails with the syscall name when one is unknown. The caller owns the

@@ -1,12 +1,14 @@
-// sluiced's seccomp allowlist: the syscalls of the broker loop after start-up
-// (broker/main.cc), its host side (broker/broker_host.cc) and listener factory
-// (broker/listener_factory.cc). Everything before the filter (options, policy
-// file, control socket, fork/exec of the worker, capabilities, /proc reads) is
-// deliberately not here. Descriptor arguments are pinned to the fixed numbers
-// of seccomp_broker.h. Default action: KILL_PROCESS (seccomp_table.cc).
-// Reviewed like the other tables: a golden export (tests/sandbox/golden/
-// broker.pfc) and a death test per row and per argument condition
-// (tests/sandbox/broker_probes.cc).
+// sluiced's seccomp allowlists: the syscalls of the broker loop after start-up
+// (broker/main.cc), its host side (broker/broker_host.cc), listener factory
+// (broker/listener_factory.cc) and its side of the namespace helper's channel
+// (broker/namespace_helper.cc); and the namespace helper's own, smaller one
+// (its channel, its log, the listener factory). Everything before a filter
+// (options, policy file, control socket, fork/exec of the worker, the helper's
+// setns, capabilities, /proc reads) is deliberately not here. Descriptor
+// arguments are pinned to the fixed numbers of seccomp_broker.h. Default
+// action: KILL_PROCESS (seccomp_table.cc). Reviewed like the other tables:
+// golden exports (tests/sandbox/golden/broker.pfc and helper.pfc) and a death
+// test per row and per argument condition (tests/sandbox/broker_probes.cc).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,38 +40,22 @@ scmp_arg_cmp eq64(unsigned arg, uint64_t value) {
 constexpr uint32_t kStream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 constexpr uint32_t kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 
-}  // namespace
-
-std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
-  const uint32_t self = static_cast<uint32_t>(self_pid);
-  using namespace broker_fd;  // NOLINT: the fixed fd names read best unqualified here
+/// The listener factory's rows (listener_factory.cc), shared by sluiced and
+/// its namespace helper: the same sockets, options, bind and listen.
+std::vector<SyscallRule> listener_factory_rows() {
   return {
-      // --- The worker channel and the loop (main.cc, broker_host.cc) ---
-      {"poll",
-       {},
-       "wait on the channel (a request, or room for a reply that waits), the signalfd and the "
-       "worker's pidfd"},
-      {"recvmsg",
-       {eq32(0, kChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
-       "receive one request from the worker (base/scm_rights.cc receive_message)"},
-      {"sendmsg",
-       {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
-       "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
-       "not SIGPIPE. The channel is non-blocking (set before the filter): a full one gives "
-       "EAGAIN, and the reply waits for POLLOUT"},
-      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
-      {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
-      {"sendto",
-       {eq32(0, kLog), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0), eq32(5, 0)},
-       "log lines when stderr is a socket (a journal stream; broker/isolation.cc unblock_log): "
-       "send(MSG_DONTWAIT) never waits for a stalled reader, and changes no file description "
-       "that others share; no address, no other fd"},
-
-      // --- The listener factory (listener_factory.cc), the broker's purpose ---
-      {"socket", {eq32(0, AF_INET), eq32(1, kStream), eq32(2, 0)}, "IPv4 TCP listener"},
-      {"socket", {eq32(0, AF_INET), eq32(1, kDgram), eq32(2, 0)}, "IPv4 UDP listener"},
-      {"socket", {eq32(0, AF_INET6), eq32(1, kStream), eq32(2, 0)}, "IPv6 TCP listener"},
-      {"socket", {eq32(0, AF_INET6), eq32(1, kDgram), eq32(2, 0)}, "IPv6 UDP listener"},
+      {"socket",
+       {eq32(0, AF_INET), eq32(1, kStream), eq32(2, 0)},
+       "IPv4 TCP listener; sluiced also: a fresh socket for OpenSockets"},
+      {"socket",
+       {eq32(0, AF_INET), eq32(1, kDgram), eq32(2, 0)},
+       "IPv4 UDP listener; sluiced also: a fresh socket for OpenSockets"},
+      {"socket",
+       {eq32(0, AF_INET6), eq32(1, kStream), eq32(2, 0)},
+       "IPv6 TCP listener; sluiced also: a fresh socket for OpenSockets"},
+      {"socket",
+       {eq32(0, AF_INET6), eq32(1, kDgram), eq32(2, 0)},
+       "IPv6 UDP listener; sluiced also: a fresh socket for OpenSockets"},
       {"setsockopt",
        {eq32(1, SOL_SOCKET), eq32(2, SO_REUSEADDR)},
        "TCP: re-bind a port whose old connections are in TIME_WAIT"},
@@ -90,71 +76,171 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "IPv6: V6ONLY=1, or 0 for a dual-stack [::] listener"},
       {"setsockopt",
        {eq32(1, SOL_SOCKET), eq32(2, SO_BINDTODEVICE)},
-       "a listener bound to an interface (rule with %IFNAME)"},
+       "a listener bound to an interface (rule with %IFNAME; SPLICE listeners on lo)"},
       {"bind", {}, "bind the listener; checked against the bind policy first"},
-
-      // --- PeerQuery (broker_host.cc answer_peer): who a control client is.
-      // The fd is the worker's, received moments earlier: no fixed number.
-      {"getsockopt",
-       {eq32(1, SOL_SOCKET), eq32(2, SO_DOMAIN)},
-       "PeerQuery: check first that the fd is an AF_UNIX socket (check_peer_socket)"},
-      {"getsockopt",
-       {eq32(1, SOL_SOCKET), eq32(2, SO_TYPE)},
-       "PeerQuery: check first that the fd is a SOCK_STREAM socket (check_peer_socket)"},
-      {"setsockopt",
-       {eq32(1, SOL_SOCKET), eq32(2, SO_LINGER)},
-       "close a worker's fd without lingering (close_without_linger): a TCP socket with "
-       "SO_LINGER would block the broker's close() on its unsent data"},
-      {"getsockopt",
-       {eq32(1, SOL_SOCKET), eq32(2, SO_PEERCRED)},
-       "PeerQuery: the control client's pid, uid and gid, as only the broker sees them"},
-      {"getsockopt",
-       {eq32(1, SOL_SOCKET), eq32(2, SO_PEERGROUPS)},
-       "PeerQuery: the control client's supplementary groups, for `control gid=` lines"},
       {"listen", {eq32(1, SOMAXCONN)}, "TCP listeners listen with the kernel's maximum backlog"},
-      {"close", {}, "close the broker's copy of a listener once it is sent"},
-      {"shutdown",
-       {eq32(0, kChannel), eq32(1, SHUT_RDWR)},
-       "stop the worker by closing its channel: needs no permission to signal it"},
+      {"close", {}, "close the process's copy of a listener once it is sent"},
+  };
+}
 
-      // --- The worker's lifetime (main.cc, worker_launch.cc) ---
-      {"pidfd_send_signal",
-       {eq32(0, kWorker), eq32(1, SIGTERM), eq64(2, 0), eq32(3, 0)},
-       "ask the worker to stop at shutdown"},
-      {"pidfd_send_signal",
-       {eq32(0, kWorker), eq32(1, SIGKILL), eq64(2, 0), eq32(3, 0)},
-       "kill a worker that misbehaved or did not stop in time"},
-      {"waitid",
-       {eq32(0, P_PIDFD), eq32(1, kWorker), eq32(3, WEXITED | WNOHANG)},
-       "reap the worker and learn its exit status"},
+/// The log row for a stderr that is a socket (a journal stream;
+/// broker/isolation.cc unblock_log), shared by sluiced and its helper.
+SyscallRule log_socket_row(int log_fd) {
+  return {"sendto",
+          {eq32(0, static_cast<uint32_t>(log_fd)), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0),
+           eq32(5, 0)},
+          "log lines when stderr is a socket (a journal stream; broker/isolation.cc unblock_log): "
+          "send(MSG_DONTWAIT) never waits for a stalled reader, and changes no file description "
+          "that others share; no address, no other fd"};
+}
 
-      // --- Shutdown (control_socket.cc) ---
-      {"newfstatat",
-       {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
-       "check that the control socket file is still the one this broker created"},
-      {"unlinkat", {eq32(0, kControlDir), eq32(2, 0)}, "remove the control socket file"},
-      {"newfstatat",
-       {eq32(0, kPestoDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
-       "check that the --pesto-socket file is still the one this broker created"},
-      {"unlinkat", {eq32(0, kPestoDir), eq32(2, 0)}, "remove the --pesto-socket file"},
+/// The rows of memory, time and abort() that every sluiced process needs.
+std::vector<SyscallRule> libc_rows(uint32_t self) {
+  return {
       {"exit_group", {}, "exit() at shutdown or after a fatal error"},
-
-      // --- Memory and time (libc) ---
       {"brk", {}, "malloc: grow the heap (strings of log lines and reasons)"},
       {"mmap",
        {arg_flags_within(2, PROT_READ | PROT_WRITE)},
        "malloc of a large block; prot only READ|WRITE (or NONE), never EXEC"},
       {"munmap", {}, "free of a large block"},
       {"clock_gettime", {}, "bounded waits (monotonic_ns) when the vDSO falls back to a syscall"},
-      {"restart_syscall", {}, "the kernel restarts an interrupted poll"},
-
-      // --- abort() after a failed CHECK: it must be able to die by SIGABRT ---
+      {"restart_syscall", {}, "the kernel restarts an interrupted poll or recvmsg"},
+      // abort() after a failed CHECK: it must be able to die by SIGABRT.
       {"rt_sigprocmask", {}, "abort() unblocks SIGABRT"},
       {"rt_sigaction", {eq32(0, SIGABRT)}, "abort() resets SIGABRT to its default action"},
       {"getpid", {}, "abort() raises SIGABRT on this process"},
       {"gettid", {}, "abort() raises SIGABRT on this thread"},
       {"tgkill", {eq32(0, self), eq32(2, SIGABRT)}, "abort() raises SIGABRT on itself only"},
   };
+}
+
+/// Appends `more` to `rules`.
+void append(std::vector<SyscallRule>& rules, std::vector<SyscallRule> more) {
+  rules.insert(rules.end(), more.begin(), more.end());
+}
+
+}  // namespace
+
+std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
+  const uint32_t self = static_cast<uint32_t>(self_pid);
+  using namespace broker_fd;  // NOLINT: the fixed fd names read best unqualified here
+  std::vector<SyscallRule> rules = {
+      // --- The worker channel and the loop (main.cc, broker_host.cc) ---
+      {"poll",
+       {},
+       "wait on the channel (a request, or room for a reply that waits), the signalfd, the "
+       "worker's pidfd and the namespace helper's"},
+      {"recvmsg",
+       {eq32(0, kChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
+       "receive one request from the worker (base/scm_rights.cc receive_message)"},
+      {"sendmsg",
+       {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
+       "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
+       "not SIGPIPE. The channel is non-blocking (set before the filter): a full one gives "
+       "EAGAIN, and the reply waits for POLLOUT"},
+      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
+      {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
+      log_socket_row(kLog),
+  };
+  // --- The listener factory (listener_factory.cc), the broker's purpose ---
+  append(rules, listener_factory_rows());
+  append(
+      rules,
+      {
+          // --- The namespace helper (namespace_helper.cc): SPLICE listeners.
+          {"sendmsg",
+           {eq32(0, kHelperChannel), eq32(2, MSG_NOSIGNAL)},
+           "ask the namespace helper for the SPLICE listeners of a worker request; "
+           "MSG_NOSIGNAL: a dead helper gives EPIPE, and sluiced stops"},
+          {"recvmsg",
+           {eq32(0, kHelperChannel), eq32(2, MSG_CMSG_CLOEXEC)},
+           "the namespace helper's answer and its listeners, waited for (it answers at once: "
+           "bind and listen only)"},
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_ACCEPTCONN)},
+           "check that a TCP socket from the namespace helper listens (check_opened_listener)"},
+          {"getsockopt",
+           {eq32(1, IPPROTO_IP), eq32(2, IP_PKTINFO)},
+           "check that an IPv4 UDP socket from the namespace helper reports local addresses"},
+          {"getsockopt",
+           {eq32(1, IPPROTO_IPV6), eq32(2, IPV6_RECVPKTINFO)},
+           "check that an IPv6 UDP socket from the namespace helper reports local addresses"},
+          {"getsockname", {}, "check the address and port a namespace helper's socket is bound to"},
+          {"waitid",
+           {eq32(0, P_PIDFD), eq32(1, kHelper), eq32(3, WEXITED | WNOHANG)},
+           "learn that the namespace helper exited (its exit ends sluiced), and reap it"},
+          {"shutdown",
+           {eq32(0, kHelperChannel), eq32(1, SHUT_RDWR)},
+           "stop the namespace helper at shutdown by closing its channel"},
+
+          // --- PeerQuery (broker_host.cc answer_peer): who a control client is.
+          // The fd is the worker's, received moments earlier: no fixed number.
+          // SO_DOMAIN and SO_TYPE also check the namespace helper's sockets.
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_DOMAIN)},
+           "PeerQuery: check first that the fd is an AF_UNIX socket (check_peer_socket); the "
+           "family of a namespace helper's socket"},
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_TYPE)},
+           "PeerQuery: check first that the fd is a SOCK_STREAM socket (check_peer_socket); the "
+           "type of a namespace helper's socket"},
+          {"setsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_LINGER)},
+           "close a worker's fd without lingering (close_without_linger): a TCP socket with "
+           "SO_LINGER would block the broker's close() on its unsent data"},
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_PEERCRED)},
+           "PeerQuery: the control client's pid, uid and gid, as only the broker sees them"},
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_PEERGROUPS)},
+           "PeerQuery: the control client's supplementary groups, for `control gid=` lines"},
+          {"shutdown",
+           {eq32(0, kChannel), eq32(1, SHUT_RDWR)},
+           "stop the worker by closing its channel: needs no permission to signal it"},
+
+          // --- The worker's lifetime (main.cc, worker_launch.cc) ---
+          {"pidfd_send_signal",
+           {eq32(0, kWorker), eq32(1, SIGTERM), eq64(2, 0), eq32(3, 0)},
+           "ask the worker to stop at shutdown"},
+          {"pidfd_send_signal",
+           {eq32(0, kWorker), eq32(1, SIGKILL), eq64(2, 0), eq32(3, 0)},
+           "kill a worker that misbehaved or did not stop in time"},
+          {"waitid",
+           {eq32(0, P_PIDFD), eq32(1, kWorker), eq32(3, WEXITED | WNOHANG)},
+           "reap the worker and learn its exit status"},
+
+          // --- Shutdown (control_socket.cc) ---
+          {"newfstatat",
+           {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
+           "check that the control socket file is still the one this broker created"},
+          {"unlinkat", {eq32(0, kControlDir), eq32(2, 0)}, "remove the control socket file"},
+          {"newfstatat",
+           {eq32(0, kPestoDir), eq32(3, AT_SYMLINK_NOFOLLOW)},
+           "check that the --pesto-socket file is still the one this broker created"},
+          {"unlinkat", {eq32(0, kPestoDir), eq32(2, 0)}, "remove the --pesto-socket file"},
+      });
+  // --- Memory, time and abort() (libc) ---
+  append(rules, libc_rows(self));
+  return rules;
+}
+
+std::vector<SyscallRule> helper_seccomp_rules(int self_pid) {
+  using namespace helper_fd;  // NOLINT: the fixed fd names read best unqualified here
+  std::vector<SyscallRule> rules = {
+      // --- Its channel to sluiced and its log (namespace_helper.cc) ---
+      {"recvmsg",
+       {eq32(0, kChannel), eq32(2, MSG_CMSG_CLOEXEC)},
+       "wait for sluiced's next OpenListeners (blocking: the helper has nothing else to do)"},
+      {"sendmsg",
+       {eq32(0, kChannel), eq32(2, MSG_NOSIGNAL)},
+       "answer sluiced with the listeners; MSG_NOSIGNAL: a dead sluiced gives EPIPE"},
+      {"write", {eq32(0, kLog)}, "log lines to sluiced's stderr (base/log.cc)"},
+      log_socket_row(kLog),
+  };
+  // --- The listener factory, inside the target namespace: its only purpose ---
+  append(rules, listener_factory_rows());
+  append(rules, libc_rows(static_cast<uint32_t>(self_pid)));
+  return rules;
 }
 
 }  // namespace sluice

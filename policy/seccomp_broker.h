@@ -4,6 +4,8 @@
 // exactly these descriptors: messages only on the worker channel, signals only
 // through the worker's pidfd, unlinking only inside the control socket's
 // directory. The same idea as the worker's fixed fds in schema/broker_wire.h.
+// The namespace helper (a fork of sluiced inside the target namespace) has
+// its own, smaller set (helper_fd below).
 #pragma once
 
 namespace sluice::broker_fd {
@@ -22,7 +24,27 @@ inline constexpr int kControlDir = 6;
 /// O_PATH directory of the --pesto-socket file (newfstatat, unlinkat at
 /// shutdown); /dev/null when there is none.
 inline constexpr int kPestoDir = 7;
+/// SOCK_SEQPACKET to the namespace helper (broker/namespace_helper.h): SPLICE
+/// listeners are asked for there, blocking (sendmsg, recvmsg); shut down at
+/// exit. /dev/null without --netns.
+inline constexpr int kHelperChannel = 8;
+/// pidfd of the namespace helper (poll, waitid): its exit ends sluiced.
+/// /dev/null without --netns.
+inline constexpr int kHelper = 9;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 8;
+inline constexpr int kFirstFree = 10;
 
 }  // namespace sluice::broker_fd
+
+/// Fixed descriptor numbers of sluiced's namespace helper after its start-up,
+/// for its own filter (helper_seccomp_rules): it keeps nothing else.
+namespace sluice::helper_fd {
+
+/// Log lines: sluiced's stderr, inherited.
+inline constexpr int kLog = 2;
+/// SOCK_SEQPACKET to sluiced (recvmsg blocking, sendmsg).
+inline constexpr int kChannel = 3;
+/// The first number not reserved above; everything from here is closed.
+inline constexpr int kFirstFree = 4;
+
+}  // namespace sluice::helper_fd

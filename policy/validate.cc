@@ -156,11 +156,23 @@ void check_addresses(Pif pif, const Rule& rule, RuleIssues* out) {
              " is a multicast address, which cannot take a connection or a flow; give a unicast "
              "target address");
   }
-  if (pif == Pif::kSplice && !addr_is_unspecified(rule.listen)) {
+  // A loopback address is what pesto writes for -T/-U on a server without
+  // SO_BINDTODEVICE (127.0.0.1 and ::1 instead of %lo), and pasta takes it:
+  // such a listener still hears only the namespace's own processes.
+  if (pif == Pif::kSplice && !addr_is_unspecified(rule.listen) && !addr_is_loopback(rule.listen)) {
     out->add(
         "SPLICE rules (-T/-U) listen on the loopback of the target namespace and take no "
-        "listen address; drop " +
-        format_addr(rule.listen));
+        "other listen address; drop " +
+        format_addr(rule.listen) + " (or give 127.0.0.1 or ::1)");
+  }
+  // The wildcard only with lo: on every interface of the namespace, a SPLICE
+  // listener would hand this side's loopback services to the container's
+  // network (sluiced refuses such a listener).
+  if (pif == Pif::kSplice && (rule.dual_stack || addr_is_unspecified(rule.listen)) &&
+      rule.ifname.empty()) {
+    out->add(
+        "SPLICE rules (-T/-U) listen on the loopback of the target namespace, and this one "
+        "would listen on every interface there; bind it to lo (sluicectl's -T/-U do)");
   }
 }
 
@@ -212,7 +224,15 @@ void check_caps(Pif pif, const Rule& rule, const ServerCaps& caps, RuleIssues* o
       out->add("its target is IPv6, which the server has disabled; give an IPv4 target");
     }
   }
-  if (rule.scan && !caps.scan) {
+  if (rule.scan && pif == Pif::kSplice) {
+    // Auto-scan follows the ports bound on the side a rule connects to: for
+    // SPLICE that is sluiced's side, whose /proc/net the worker (inside the
+    // target namespace) cannot read.
+    out->add(
+        "auto (auto-scan) on -T/-U is not served yet: it would follow the ports bound on "
+        "sluiced's side, which the worker cannot see from inside the target namespace; list "
+        "the ports to forward");
+  } else if (rule.scan && !caps.scan) {
     out->add(
         "auto (auto-scan) needs a target namespace whose bound ports it follows: start "
         "sluiced with --netns PATH|PID (the container's network namespace), or drop auto and "

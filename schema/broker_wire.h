@@ -22,10 +22,25 @@
 //                                                                    (any number)
 //   broker -> worker  PeerReply {the peer's pid, uid, gid as the broker sees
 //                     them, and the access the control policy grants}
+//   worker -> broker  OpenSockets {family, proto, count}   (only with a target
+//                     namespace; any number)
+//   broker -> worker  SocketsOpened {count, status} + `count` fresh sockets made
+//                     in sluiced's network namespace: unbound, unconnected,
+//                     non-blocking, close-on-exec
 // Requests are answered one at a time, in order; the worker pipelines them.
 // InitialPorts is a statement, not a request: the broker records it and
 // answers nothing, and it is permitted only between Hello and the first
 // request, exactly once (see InitialPortsMsg for why).
+//
+// With a target namespace (sluiced --netns), sluiced also runs a namespace
+// helper (broker/namespace_helper.h): a fork of sluiced inside the target
+// namespace that opens the SPLICE table's listeners there. Its channel is a
+// second SOCK_SEQPACKET socketpair, private to sluiced, with the same structs:
+//   helper -> sluiced HelperReady {version, flags, unprivileged_port_start}
+//                     (once, first: what the kernel of the target namespace
+//                     allows it)
+//   sluiced -> helper OpenListeners (the SPLICE entries of one worker request)
+//   helper -> sluiced ListenersOpened + one fd per kStatusOk entry
 #pragma once
 
 #include <cstddef>
@@ -38,7 +53,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 3;
+inline constexpr uint32_t kBrokerWireVersion = 4;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -87,6 +102,9 @@ enum class BrokerMsg : uint32_t {
   kPeerQuery = 5,        // worker -> broker, exactly 1 fd
   kPeerReply = 6,        // broker -> worker, 0 fds
   kInitialPorts = 7,     // worker -> broker, 0 fds, no reply
+  kOpenSockets = 8,      // worker -> broker, 0 fds
+  kSocketsOpened = 9,    // broker -> worker, `count` fds
+  kHelperReady = 10,     // namespace helper -> sluiced, 0 fds (never from a worker)
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -106,7 +124,17 @@ enum class WireFamily : uint8_t { kInet = 2, kInet6 = 10 };  // AF_* values
 
 /// Listener flags. Any bit outside kListenerFlagMask is a malformed request.
 inline constexpr uint32_t kListenerDualStack = 1u << 0;  // AF_INET6 [::] with V6ONLY=0
-inline constexpr uint32_t kListenerFlagMask = kListenerDualStack;
+/// A listener of the SPLICE table: opened inside the target namespace by
+/// sluiced's namespace helper. Permitted only when sluiced has a target
+/// namespace, and only on the namespace's loopback: bound to `lo`, or to a
+/// loopback address (see kListenerSpliceIfName).
+inline constexpr uint32_t kListenerSplice = 1u << 1;
+inline constexpr uint32_t kListenerFlagMask = kListenerDualStack | kListenerSplice;
+/// The interface a SPLICE listener binds to: the target namespace's loopback,
+/// where pasta's -T/-U listen. A listener there hears only the namespace's
+/// own processes, never the container's network: an outbound rule must not
+/// expose this side's loopback services to whoever reaches the container.
+inline constexpr char kListenerSpliceIfName[] = "lo";
 
 /// Limit: interface name length including the NUL, IFNAMSIZ on Linux: the
 /// model's kMaxIfNameLen and its NUL.
@@ -136,12 +164,20 @@ static_assert(sizeof(HelloMsg) == 24);
 /// Facts the broker tells the worker so that the worker can pre-check the bind
 /// policy and report a denial clearly before asking.
 inline constexpr uint32_t kBrokerHasBindCap = 1u << 0;  // holds CAP_NET_BIND_SERVICE
+/// sluiced has a target namespace and its namespace helper runs: SPLICE
+/// listeners (kListenerSplice) and OpenSockets are served.
+inline constexpr uint32_t kBrokerSpliceServed = 1u << 1;
+/// The namespace helper holds CAP_NET_BIND_SERVICE in the target namespace
+/// (always, for a namespace owned by sluiced's user).
+inline constexpr uint32_t kBrokerSpliceHasBindCap = 1u << 2;
+inline constexpr uint32_t kBrokerFlagMask =
+    kBrokerHasBindCap | kBrokerSpliceServed | kBrokerSpliceHasBindCap;
 struct HelloReplyMsg {
-  WireHeader header;                 // type kHelloReply
-  uint32_t version;                  // kBrokerWireVersion
-  uint32_t flags;                    // kBrokerHasBindCap
-  uint32_t unprivileged_port_start;  // net.ipv4.ip_unprivileged_port_start
-  uint32_t reserved;                 // 0
+  WireHeader header;                        // type kHelloReply
+  uint32_t version;                         // kBrokerWireVersion
+  uint32_t flags;                           // kBroker*
+  uint32_t unprivileged_port_start;         // net.ipv4.ip_unprivileged_port_start here
+  uint32_t splice_unprivileged_port_start;  // the same in the target namespace, or 0
 };
 static_assert(sizeof(HelloReplyMsg) == 32);
 
@@ -251,6 +287,50 @@ struct InitialPortsMsg {
   PortGrant grants[kMaxGrantsPerMessage];
 };
 static_assert(sizeof(InitialPortsMsg) == 24 + 48 * kMaxGrantsPerMessage);
+
+/// Limit: sockets per OpenSockets. The worker's pool of host-side sockets
+/// asks for at most its own size (worker/socket_pool.h, 32) at a time; 64
+/// leaves room while keeping one request's work in sluiced short (64
+/// socket() calls, well under a millisecond), so that other requests are
+/// answered between refills.
+inline constexpr uint32_t kMaxSocketsPerMessage = 64;
+
+/// Fresh sockets in sluiced's network namespace, for the connections of
+/// SPLICE rules to this side (the worker lives in the target namespace, and a
+/// socket keeps the namespace it was made in). Each is made as
+/// socket(family, STREAM or DGRAM | NONBLOCK | CLOEXEC, 0) and sent as it is:
+/// unbound and unconnected. The worker connects them itself (TCP), or uses
+/// them as the connected sockets of UDP flows.
+struct OpenSocketsMsg {
+  WireHeader header;  // type kOpenSockets
+  uint8_t family;     // WireFamily
+  uint8_t proto;      // WireProto
+  uint16_t reserved;  // 0
+  uint32_t count;     // 1..kMaxSocketsPerMessage
+};
+static_assert(sizeof(OpenSocketsMsg) == 24);
+
+/// The answer to OpenSockets: `count` sockets attached, all of the family
+/// and protocol asked for. `count` is below the request's when socket()
+/// failed; `status` is then that errno (EMFILE, ENFILE, ENOBUFS), else 0.
+struct SocketsOpenedMsg {
+  WireHeader header;  // type kSocketsOpened, sequence of the request
+  uint32_t count;     // sockets attached, 0..the request's count
+  int32_t status;     // 0, or the errno that stopped socket() (1..kStatusMaxErrno)
+};
+static_assert(sizeof(SocketsOpenedMsg) == 24);
+
+/// The namespace helper's first message to sluiced, once it runs inside the
+/// target namespace with its capabilities dropped and its filter loaded: the
+/// kernel facts there, for the bind policy of SPLICE listeners.
+struct HelperReadyMsg {
+  WireHeader header;                 // type kHelperReady, sequence 0
+  uint32_t version;                  // kBrokerWireVersion
+  uint32_t flags;                    // kBrokerHasBindCap: held in the target namespace
+  uint32_t unprivileged_port_start;  // net.ipv4.ip_unprivileged_port_start there
+  uint32_t reserved;                 // 0
+};
+static_assert(sizeof(HelperReadyMsg) == 32);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

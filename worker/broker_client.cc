@@ -21,17 +21,23 @@ wire::ListenerSpec to_wire(const ListenerKey& key) noexcept {
   bool v4 = !key.dual_stack && addr_is_v4(key.addr);
   spec.family = static_cast<uint8_t>(v4 ? wire::WireFamily::kInet : wire::WireFamily::kInet6);
   spec.port = key.port;
-  spec.flags = key.dual_stack ? wire::kListenerDualStack : 0;
+  spec.flags = (key.dual_stack ? wire::kListenerDualStack : 0) |
+               (key.pif == Pif::kSplice ? wire::kListenerSplice : 0);
   std::memcpy(spec.addr, key.addr.data(), 16);
   std::memcpy(spec.ifname, key.ifname.data(), wire::kIfNameSize);
   spec.ifname[wire::kIfNameSize - 1] = '\0';
   return spec;
 }
 
-std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
-                                                 uint32_t unprivileged_port_start) {
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables, const BrokerInfo& info) {
   std::vector<wire::PortGrant> out;
   for (const Table& table : tables.tables) {
+    // A SPLICE rule's ports are privileged or not inside the target
+    // namespace; without one, SPLICE rules are refused anyway.
+    const bool splice = table.pif == Pif::kSplice;
+    if (splice && !info.splice_served) continue;
+    const uint32_t unprivileged_port_start =
+        splice ? info.splice_unprivileged_port_start : info.unprivileged_port_start;
     for (const Rule& rule : table.rules) {
       if (rule.first == 0 || rule.first >= unprivileged_port_start) continue;
       // The rule's key at its first port: the same fields the planner asks
@@ -50,6 +56,13 @@ std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
     }
   }
   return out;
+}
+
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
+                                                 uint32_t unprivileged_port_start) {
+  BrokerInfo info;
+  info.unprivileged_port_start = unprivileged_port_start;
+  return initial_port_grants(tables, info);
 }
 
 Result<void> verify_listener(int fd, const ListenerKey& key) {
@@ -110,6 +123,49 @@ Result<void> verify_listener(int fd, const ListenerKey& key) {
   if (port != key.port) return Err(EPROTO, "socket is bound to the wrong port");
   if (std::memcmp(bound.data(), key.addr.data(), 16) != 0) {
     return Err(EPROTO, "socket is bound to the wrong address");
+  }
+  return Ok();
+}
+
+Result<void> verify_fresh_socket(int fd, int family, Proto proto) {
+  int domain = 0, type = 0, listening = 0;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    return SysErr("getsockopt(SO_DOMAIN)");
+  }
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return SysErr("getsockopt(SO_TYPE)");
+  if (domain != family) return Err(EPROTO, "socket has the wrong address family");
+  if (type != (proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM)) {
+    return Err(EPROTO, "socket has the wrong type");
+  }
+  if (proto == Proto::kTcp) {
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening != 0) {
+      return Err(EPROTO, "socket is listening");
+    }
+  }
+  struct sockaddr_storage ss;
+  socklen_t slen = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &slen) != 0) {
+    return SysErr("getsockname");
+  }
+  Addr bound{};
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+    std::memcpy(bound.data() + 12, &sin->sin_addr, 4);
+    port = ntohs(sin->sin_port);
+  } else {
+    auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    std::memcpy(bound.data(), &sin6->sin6_addr, 16);
+    port = ntohs(sin6->sin6_port);
+  }
+  if (port != 0 || !addr_is_zero(bound)) return Err(EPROTO, "socket is already bound");
+  struct sockaddr_storage peer;
+  socklen_t plen = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<struct sockaddr*>(&peer), &plen) == 0 || errno != ENOTCONN) {
+    return Err(EPROTO, "socket is already connected");
   }
   return Ok();
 }
@@ -178,13 +234,19 @@ Result<BrokerInfo> BrokerClient::hello(const TableSet& initial) {
                            ", this worker speaks " + std::to_string(wire::kBrokerWireVersion) +
                            "; install sluiced and sluice-worker from the same build");
   }
+  if ((reply.flags & ~wire::kBrokerFlagMask) != 0) {
+    return Err(EPROTO, "HelloReply from sluiced has unknown flags");
+  }
   BrokerInfo info;
   info.has_bind_cap = (reply.flags & wire::kBrokerHasBindCap) != 0;
   info.unprivileged_port_start = reply.unprivileged_port_start;
+  info.splice_served = (reply.flags & wire::kBrokerSpliceServed) != 0;
+  info.splice_has_bind_cap = (reply.flags & wire::kBrokerSpliceHasBindCap) != 0;
+  info.splice_unprivileged_port_start = reply.splice_unprivileged_port_start;
 
   // The initial rules' privileged ports, now and only now: the broker admits
   // InitialPorts between Hello and the first request, never later.
-  info.initial_grants = initial_port_grants(initial, info.unprivileged_port_start);
+  info.initial_grants = initial_port_grants(initial, info);
   const size_t total = info.initial_grants.size();
   if (total > wire::kMaxInitialGrants) {
     return Err(E2BIG, "the initial rules have " + std::to_string(total) +
@@ -303,12 +365,76 @@ void BrokerClient::send_peers() noexcept {
   }
 }
 
+void BrokerClient::open_sockets(int family, Proto proto, uint32_t count, SocketsDone done) {
+  CHECK(done != nullptr && count >= 1 && count <= wire::kMaxSocketsPerMessage);
+  if (lost_) return;
+  unsent_sockets_.push_back(UnsentSockets{family, proto, count, std::move(done)});
+  send_sockets();
+}
+
+void BrokerClient::send_sockets() noexcept {
+  while (!lost_ && !unsent_sockets_.empty()) {
+    UnsentSockets& next = unsent_sockets_.front();
+    wire::OpenSocketsMsg msg = {};
+    msg.header = wire::header(wire::BrokerMsg::kOpenSockets, sequence_ + 1);
+    msg.family = static_cast<uint8_t>(next.family == AF_INET ? wire::WireFamily::kInet
+                                                             : wire::WireFamily::kInet6);
+    msg.proto = static_cast<uint8_t>(next.proto == Proto::kTcp ? wire::WireProto::kTcp
+                                                               : wire::WireProto::kUdp);
+    msg.count = next.count;
+    if (send_now(&msg, sizeof(msg), {}, "OpenSockets") != Sent::kYes) return;
+    ++sequence_;
+    InFlight sent{msg.header.sequence, next.count, nullptr};
+    sent.sockets_done = std::move(next.done);
+    sent.family = next.family;
+    sent.proto = next.proto;
+    in_flight_.push_back(std::move(sent));
+    ++sockets_in_flight_;
+    unsent_sockets_.pop_front();
+  }
+}
+
+bool BrokerClient::receive_sockets() noexcept {
+  wire::SocketsOpenedMsg reply;
+  auto got = receive_message(channel_.get(), &reply, sizeof(reply), wire::kMaxSocketsPerMessage,
+                             MSG_DONTWAIT);
+  if (!got) {
+    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
+    lose("reading SocketsOpened: " + got.error().message);
+    return false;
+  }
+  if (got->len == 0) {
+    lose("sluiced closed the channel during OpenSockets");
+    return false;
+  }
+  InFlight request = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  --sockets_in_flight_;
+  if (got->len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
+      reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kSocketsOpened) ||
+      reply.header.sequence != request.sequence || reply.count > request.count ||
+      reply.count != got->fds.size() || reply.status < 0 || reply.status > wire::kStatusMaxErrno ||
+      (reply.status == 0) != (reply.count == request.count)) {
+    lose("malformed SocketsOpened from sluiced");
+    return false;
+  }
+  for (UniqueFd& fd : got->fds) {
+    if (auto ok = verify_fresh_socket(fd.get(), request.family, request.proto); !ok) {
+      lose("a socket from sluiced for OpenSockets: " + ok.error().message);
+      return false;
+    }
+  }
+  request.sockets_done(std::move(got->fds), reply.status);
+  return true;
+}
+
 void BrokerClient::on_event(uint32_t events) noexcept {
   if (events & EPOLLOUT) {
     // Room again: what waited goes out first, in order, then it is watched
     // no longer unless a send finds the channel full again.
     watch_for_room(false);
     send_peers();
+    send_sockets();
     pump();
   }
   // Every reply already there is handled now: at most one per request in
@@ -326,6 +452,7 @@ void BrokerClient::on_event(uint32_t events) noexcept {
 bool BrokerClient::receive_one() noexcept {
   if (in_flight_.empty()) return receive_unasked();
   if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();
+  if (in_flight_.front().sockets_done != nullptr) return receive_sockets();
   return receive_listeners();
 }
 
@@ -418,7 +545,9 @@ void BrokerClient::lose(std::string reason, bool idle_eof) noexcept {
   // Requests still open are never answered; their sockets close here.
   in_flight_.clear();
   peers_in_flight_ = 0;
+  sockets_in_flight_ = 0;
   unsent_peers_.clear();
+  unsent_sockets_.clear();
   calls_.clear();
   if (on_lost_) on_lost_(BrokerLoss{std::move(reason), idle_eof});
 }

@@ -10,7 +10,11 @@
 //     `done` receives one result per key, in order, once all are answered;
 //   - peer_query(fd, done): who is behind an accepted control connection; at
 //     most kPeerQueryWindow of them open at once (the control server stops
-//     accepting at that bound).
+//     accepting at that bound);
+//   - open_sockets(family, proto, count, done): fresh sockets made in
+//     sluiced's network namespace, for the host-side connections of SPLICE
+//     rules (worker/socket_pool.h keeps at most one such request open per
+//     family and protocol).
 // Sends never wait: each is MSG_DONTWAIT, and a request that finds the
 // channel full stays here, in order, until the loop reports it writable
 // (EPOLLOUT, watched only while something waits to go out). So the worker
@@ -61,6 +65,11 @@ inline constexpr size_t kPeerQueryWindow = 32;
 struct BrokerInfo {
   bool has_bind_cap = false;
   uint32_t unprivileged_port_start = 1024;
+  /// sluiced has a target namespace: SPLICE listeners and host-side sockets
+  /// are served. The two facts below are the target namespace's kernel's.
+  bool splice_served = false;
+  bool splice_has_bind_cap = false;
+  uint32_t splice_unprivileged_port_start = 1024;
   /// The initial rules' privileged port ranges, as sent: the default bind
   /// policy's only privileged ports, in the broker and in the worker's own
   /// pre-check (policy/bind_policy.h BindPolicy::initial_grants).
@@ -96,6 +105,9 @@ class BrokerClient final : public EventHandler {
  public:
   using OpenDone = std::function<void(std::vector<OpenedListener>)>;
   using PeerDone = std::function<void(const PeerIdentity&)>;
+  /// The fresh sockets of one open_sockets() (each checked), and 0 or the
+  /// errno that stopped sluiced short of the count asked.
+  using SocketsDone = std::function<void(std::vector<UniqueFd>, int)>;
   using Lost = std::function<void(const BrokerLoss&)>;
 
   /// Wraps the broker channel (a SOCK_SEQPACKET socket) for `loop`.
@@ -136,6 +148,15 @@ class BrokerClient final : public EventHandler {
   /// called). Needs `sendmsg` (MSG_DONTWAIT).
   Result<void> peer_query(int conn, PeerDone done);
 
+  /// Asks sluiced for `count` (1..kMaxSocketsPerMessage) fresh sockets of
+  /// `family` (AF_INET, AF_INET6) and `proto`, made in its network namespace
+  /// (only served with a target namespace: BrokerInfo::splice_served). Sends
+  /// now, or when the channel has room, in order; `done` is called from the
+  /// loop with the sockets, each checked with verify_fresh_socket(). Does not
+  /// count against the pipelining window. Nothing happens once the channel is
+  /// lost. Needs `sendmsg` (MSG_DONTWAIT).
+  void open_sockets(int family, Proto proto, uint32_t count, SocketsDone done);
+
   /// EPOLLOUT: sends what waited for room. Then drains every reply already
   /// on the channel (MSG_DONTWAIT), at most one per request in flight at
   /// wake-up, and completes the requests they answer; EOF or a malformed
@@ -152,7 +173,9 @@ class BrokerClient final : public EventHandler {
   /// True while a send found the channel full and the loop watches for room.
   bool waiting_for_room() const { return waiting_for_room_; }
   /// OpenListeners requests sent and not yet answered (the pipelining window).
-  size_t listener_batches_in_flight() const { return in_flight_.size() - peers_in_flight_; }
+  size_t listener_batches_in_flight() const {
+    return in_flight_.size() - peers_in_flight_ - sockets_in_flight_;
+  }
   /// True once the channel is lost; nothing is sent or received afterwards.
   bool lost() const { return lost_; }
   /// The channel fd.
@@ -161,11 +184,22 @@ class BrokerClient final : public EventHandler {
  private:
   /// A request sent and not yet answered: its sequence number, and for an
   /// OpenListeners batch how many keys it carries (of calls_.front(), from
-  /// its `answered` on); for a PeerQuery, its callback.
+  /// its `answered` on); for a PeerQuery, its callback; for an OpenSockets,
+  /// what it asked and its callback.
   struct InFlight {
     uint64_t sequence;
-    size_t count;        // OpenListeners: keys in the batch; PeerQuery: 0
+    size_t count;        // OpenListeners: keys in the batch; OpenSockets: sockets asked
     PeerDone peer_done;  // PeerQuery only
+    SocketsDone sockets_done = nullptr;  // OpenSockets only
+    int family = 0;                      // OpenSockets only
+    Proto proto = Proto::kTcp;           // OpenSockets only
+  };
+  /// An OpenSockets not sent yet.
+  struct UnsentSockets {
+    int family;
+    Proto proto;
+    uint32_t count;
+    SocketsDone done;
   };
   /// One open_listeners() call: its keys, the results so far, and `done`.
   struct OpenCall {
@@ -190,6 +224,12 @@ class BrokerClient final : public EventHandler {
   /// Sends the PeerQuery requests that wait, in order, until the channel is
   /// full. Needs `sendmsg`.
   void send_peers() noexcept;
+  /// Sends the OpenSockets requests that wait, in order, until the channel
+  /// is full. Needs `sendmsg`.
+  void send_sockets() noexcept;
+  /// Reads the reply to the oldest request, an OpenSockets, checks it and
+  /// its sockets, and calls its callback. Returns false as receive_one().
+  bool receive_sockets() noexcept;
   /// Sends OpenListeners batches while the window and the channel allow.
   /// Needs `sendmsg`.
   void pump() noexcept;
@@ -221,7 +261,9 @@ class BrokerClient final : public EventHandler {
   uint64_t sequence_ = 0;
   std::deque<InFlight> in_flight_;
   size_t peers_in_flight_ = 0;
+  size_t sockets_in_flight_ = 0;
   std::deque<UnsentPeer> unsent_peers_;              // in order; at most kPeerQueryWindow
+  std::deque<UnsentSockets> unsent_sockets_;         // in order; at most one per pool
   bool waiting_for_room_ = false;                    // a send found the channel full
   std::deque<OpenCall> calls_;                       // in order; only the front one is answered
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // receive buffer, about 1 KiB
@@ -231,10 +273,15 @@ class BrokerClient final : public EventHandler {
 wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
 
 /// Returns the privileged port ranges of `tables`: for every rule with a
-/// port below `unprivileged_port_start`, one grant of its protocol, address,
-/// interface and dual-stack flag, from its first port to its last one or
-/// unprivileged_port_start - 1, whichever is lower; in table and rule order.
+/// port below the unprivileged port start of the side it listens on (`info`:
+/// this side's for HOST, the target namespace's for SPLICE, whose rules count
+/// only when SPLICE is served), one grant of its protocol, address,
+/// interface and flags (dual-stack, SPLICE), from its first port to its last
+/// one or that start - 1, whichever is lower; in table and rule order.
 /// Never fails.
+std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables, const BrokerInfo& info);
+/// The same for a sluiced without a target namespace whose port start is
+/// `unprivileged_port_start`. Never fails.
 std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
                                                  uint32_t unprivileged_port_start);
 
@@ -243,6 +290,13 @@ std::vector<wire::PortGrant> initial_port_grants(const TableSet& tables,
 /// UDP, and getsockname's address and port. Returns an Error naming the
 /// first mismatch. Needs `getsockopt`, `getsockname`, `getpeername`.
 Result<void> verify_listener(int fd, const ListenerKey& key);
+
+/// Checks that `fd` is a fresh socket of `family` and `proto` as
+/// OpenSockets promises: SO_DOMAIN, SO_TYPE, not listening (TCP), unbound
+/// (getsockname: port 0 and the unspecified address) and unconnected
+/// (getpeername fails with ENOTCONN). Returns an Error naming the first
+/// mismatch. Needs `getsockopt`, `getsockname`, `getpeername`.
+Result<void> verify_fresh_socket(int fd, int family, Proto proto);
 
 /// Checks a ListenersOpened of `len` bytes with `fds` against the request
 /// `sequence` for `keys`: exact length, magic, type, sequence, count,

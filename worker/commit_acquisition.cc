@@ -33,12 +33,16 @@ Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& 
   policy.unprivileged_port_start = info.unprivileged_port_start;
   policy.has_bind_cap = info.has_bind_cap;
   policy.initial_grants = info.initial_grants;  // the default policy's privileged ports
+  // SPLICE listeners are bound inside the target namespace, under its kernel.
+  BindPolicy splice_policy = policy;
+  splice_policy.unprivileged_port_start = info.splice_unprivileged_port_start;
+  splice_policy.has_bind_cap = info.splice_has_bind_cap;
   Acquisition acq;
   std::vector<PlannedKey> denied;
   std::vector<std::string> reasons;
   acq.keys.reserve(keys.size());
   for (PlannedKey& k : keys) {
-    BindDecision d = check_bind(policy, to_wire(k.key));
+    BindDecision d = check_bind(k.key.pif == Pif::kSplice ? splice_policy : policy, to_wire(k.key));
     if (d.allowed) {
       acq.keys.push_back(std::move(k));
     } else {

@@ -39,8 +39,9 @@ struct Acquisition {
 
 /// Prepares the acquisition of `keys`: each is checked against `file_policy`
 /// (the policy file's bind lines), the kernel's privileged port rule as
-/// the broker reported it (`info`), and without bind lines the default
-/// policy's grants (`info.initial_grants`), as the broker checks. Denied keys get
+/// the broker reported it (`info`; for SPLICE keys, the target namespace's),
+/// and without bind lines the default policy's grants (`info.initial_grants`),
+/// as the broker checks. Denied keys get
 /// kStatusPolicyDenied and the reason at once and move behind the allowed ones, which keep their
 /// order. Never fails; no syscalls.
 Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& file_policy,

@@ -139,9 +139,9 @@ CommitEngine::CommitEngine(EventLoop& loop, Forwarder& forwarder, UdpForwarder& 
                            BrokerClient& broker, BrokerInfo info, ServerCaps caps, AuditLog& audit)
     : loop_(loop), forwarder_(forwarder), udp_(udp), broker_(broker), info_(info), audit_(audit) {
   facts_.caps = caps;
-  // This worker listens and connects in one network namespace, and serves
-  // the HOST table only (SPLICE rules listen in a target namespace).
-  facts_.served = {true, false};
+  // HOST is always served; SPLICE rules listen in a target namespace, so
+  // only where sluiced has one (and its namespace helper runs).
+  facts_.served = {true, info.splice_served};
   facts_.targets_share_namespace = true;
   digest_ = control::digest_tables(tables_);
 }
@@ -434,7 +434,9 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
   std::vector<std::string> warnings;
   auto failures =
       judge_rules(a.job.request.tables, keys, status, reasons,
-                  BindContext{info_.has_bind_cap, info_.unprivileged_port_start}, &warnings);
+                  BindContext{info_.has_bind_cap, info_.unprivileged_port_start,
+                              info_.splice_has_bind_cap, info_.splice_unprivileged_port_start},
+                  &warnings);
   // A scan job retries a failing port every second: the same failures are
   // logged once a minute there, and any burst is rate-limited.
   const bool log_them = !a.job.scan || warnings.empty() || scan_failures_worth_logging();

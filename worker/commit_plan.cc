@@ -154,13 +154,20 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
   std::string p = std::to_string(port);
   switch (err) {
     case EADDRINUSE:
-      return "another socket already listens on port " + p + "; stop that service (see `ss " +
-             "-ltnup sport = :" + p + "`) or forward a different port";
+      return "another socket already listens on port " + p +
+             (ctx.in_target_namespace ? " inside the target namespace" : "") +
+             "; stop that service (see `" +
+             (ctx.in_target_namespace ? "nsenter -t PID -U -n ss" : "ss") +
+             " -ltnup sport = :" + p + "`) or forward a different port";
     case EACCES:
       if (port < ctx.unprivileged_port_start) {
         return "port " + p + " is below net.ipv4.ip_unprivileged_port_start (" +
-               std::to_string(ctx.unprivileged_port_start) +
-               "); grant CAP_NET_BIND_SERVICE to sluiced or lower that sysctl";
+               std::to_string(ctx.unprivileged_port_start) + ")" +
+               (ctx.in_target_namespace
+                    ? " of the target namespace, and sluiced holds no CAP_NET_BIND_SERVICE "
+                      "there; run sluiced as the user who owns the namespace, or lower that "
+                      "sysctl inside it"
+                    : "; grant CAP_NET_BIND_SERVICE to sluiced or lower that sysctl");
       }
       return "the kernel refused the bind; check LSM policy (SELinux, AppArmor) for sluiced";
     case EADDRNOTAVAIL:
@@ -217,7 +224,13 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
     } else {
       f.kind = control::FailureKind::kBindFailed;
       f.err = status[i];
-      std::string advice = bind_errno_advice(f.err, f.port, ctx);
+      BindContext where_ctx = ctx;
+      if (f.pif == Pif::kSplice) {
+        where_ctx.has_bind_cap = ctx.splice_has_bind_cap;
+        where_ctx.unprivileged_port_start = ctx.splice_unprivileged_port_start;
+        where_ctx.in_target_namespace = true;
+      }
+      std::string advice = bind_errno_advice(f.err, f.port, where_ctx);
       f.message =
           where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; ") + advice;
     }

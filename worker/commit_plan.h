@@ -70,6 +70,11 @@ CommitPlan plan_scan(std::span<const ListenerKey> installed, std::span<const Key
 struct BindContext {
   bool has_bind_cap = false;
   uint32_t unprivileged_port_start = 1024;
+  /// The same facts in the target namespace, for SPLICE listeners.
+  bool splice_has_bind_cap = false;
+  uint32_t splice_unprivileged_port_start = 1024;
+  /// True for the advice about a SPLICE listener (inside the target namespace).
+  bool in_target_namespace = false;
 };
 
 /// Returns advice for a bind errno ("another socket already listens ..."), or

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/strings.h"
+#include "worker/socket_pool.h"
 #include "worker/tcp_connection.h"
 #include "worker/udp_batch.h"
 
@@ -136,6 +137,31 @@ Forwarder::~Forwarder() {
   for (auto& listener : listeners_) loop_.remove(listener->fd());
 }
 
+void Forwarder::host_sockets_ready(int family) noexcept {
+  // In order of arrival; a waiter of the other family does not hold up this one's.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (it->family != family) {
+      ++it;
+      continue;
+    }
+    // A refill that came back empty (sluiced out of descriptors) is asked
+    // again from on_tick, not at once: no loop of requests against it.
+    if (host_sockets_->ready(family, Proto::kTcp) == 0) return;
+    UniqueFd sock = host_sockets_->take(family, Proto::kTcp);
+    Waiting w = std::move(*it);
+    it = waiting_.erase(it);
+    connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock));
+  }
+}
+
+void Forwarder::fail_waiting(Waiting& w, const char* why) noexcept {
+  ++counters_.connect_failed;
+  ++w.route->counters->failed;
+  if (conn_log_.allow()) LOG_WARN("%s: %s; the client is reset", w.route->text.c_str(), why);
+  set_reset_on_close(w.client.get());
+  w.client.reset();
+}
+
 Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
                                                  std::shared_ptr<const Route> route) {
   auto listener = std::make_unique<TcpListener>(*this, std::move(fd), port, std::move(route));
@@ -144,6 +170,9 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   if (!added) return Err(added.error());
   raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
+  if (raw->route()->pif == Pif::kSplice && host_sockets_ != nullptr && splice_listeners_++ == 0) {
+    host_sockets_->set_wanted(Proto::kTcp, true);  // filled before the first connection
+  }
   // Connections may already wait in the queue (the socket listened before it
   // reached us); edge triggering reports only new ones, so accept now.
   raw->accept_all();
@@ -155,6 +184,10 @@ void Forwarder::close_listener(TcpListener* listener) noexcept {
   CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
   loop_.remove(listener->fd());
   if (!parked_.empty()) std::erase(parked_, listener);
+  if (listener->route()->pif == Pif::kSplice && host_sockets_ != nullptr &&
+      --splice_listeners_ == 0) {
+    host_sockets_->set_wanted(Proto::kTcp, false);
+  }
   // Close now, not when the batch ends: the commit's reply goes out in this
   // batch, and a client reading it must find the port closed.
   listener->close_socket();
@@ -171,19 +204,45 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
                                  const std::shared_ptr<const Route>& route_ptr) noexcept {
   const Route& route = *route_ptr;
   struct sockaddr_storage target;
-  socklen_t target_len = target_sockaddr(route, peer, port, &target);
-  RuleCounters& rule = *route.counters;
+  target_sockaddr(route, peer, port, &target);
   ++counters_.accepted;
-  ++rule.accepted;
+  ++route.counters->accepted;
+  if (route.pif == Pif::kSplice && host_sockets_ != nullptr) {
+    // The target is on sluiced's side: its socket comes from sluiced.
+    UniqueFd sock = host_sockets_->take(target.ss_family, Proto::kTcp);
+    if (sock.valid()) {
+      connect_target(std::move(client), peer, port, route_ptr, std::move(sock));
+      return;
+    }
+    // None ready: wait for the refill, which take() has asked for (bounded
+    // by the connect timeout, and by the connection limit: at_capacity()).
+    if (log_enabled(LogLevel::kDebug) && conn_log_.allow()) {
+      LOG_DEBUG("%s: no host-side socket ready; the connection waits for sluiced's refill",
+                route.text.c_str());
+    }
+    waiting_.push_back(Waiting{std::move(client), peer, port, route_ptr, target.ss_family,
+                               monotonic_ns() + limits_.connect_timeout_ns});
+    return;
+  }
   UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.valid()) {
     ++counters_.connect_failed;
-    ++rule.failed;
+    ++route.counters->failed;
     if (conn_log_.allow())
       LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
     set_reset_on_close(client.get());
     return;
   }
+  connect_target(std::move(client), peer, port, route_ptr, std::move(sock));
+}
+
+void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                               const std::shared_ptr<const Route>& route_ptr,
+                               UniqueFd sock) noexcept {
+  const Route& route = *route_ptr;
+  struct sockaddr_storage target;
+  socklen_t target_len = target_sockaddr(route, peer, port, &target);
+  RuleCounters& rule = *route.counters;
   // The target side as the client side already is (its options come from the
   // listener, which the broker set up): no Nagle delay, since the peers
   // already decided how to batch their writes and a forwarder must not add
@@ -266,7 +325,17 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
     if (pred(conn->route())) doomed.push_back(conn.get());
   }
   for (TcpConnection* conn : doomed) conn->reset();
-  return doomed.size();
+  size_t waiting = 0;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (!pred(*it->route)) {
+      ++it;
+      continue;
+    }
+    set_reset_on_close(it->client.get());
+    it = waiting_.erase(it);
+    ++waiting;
+  }
+  return doomed.size() + waiting;
 }
 
 void Forwarder::park(TcpListener* listener, bool soon) noexcept {
@@ -289,6 +358,22 @@ void Forwarder::on_tick(uint64_t now_ns) noexcept {
       if (conn->connect_overdue(now_ns)) overdue.push_back(conn.get());
     }
     for (TcpConnection* conn : overdue) conn->connect_timed_out();
+    // Connections waiting for a host-side socket: the oldest first, so the
+    // overdue ones are at the front.
+    while (!waiting_.empty() && waiting_.front().deadline_ns <= now_ns) {
+      fail_waiting(waiting_.front(), "no host-side socket from sluiced within the connect timeout");
+      waiting_.pop_front();
+    }
+    // A refill that came back short leaves waiters: ask again, at most once
+    // per scan, rather than in a tight loop against a sluiced out of sockets.
+    for (int family : {AF_INET, AF_INET6}) {
+      for (const Waiting& w : waiting_) {
+        if (w.family == family) {
+          host_sockets_->refill(family, Proto::kTcp);
+          break;
+        }
+      }
+    }
   }
   if (parked_.empty() || at_capacity()) return;
   std::vector<TcpListener*> resume;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -134,6 +135,7 @@ struct ForwarderCounters {
 };
 
 class Forwarder;
+class SocketPool;
 
 /// One listening TCP socket, received from the broker.
 class TcpListener final : public Listener {
@@ -184,6 +186,16 @@ class Forwarder final : public Ticker {
   /// Unregisters the listeners; closes every socket.
   ~Forwarder() override;
 
+  /// Connections of SPLICE rules take their target socket from `pool`
+  /// (sluiced's namespace) instead of making one. Set before any SPLICE
+  /// listener is served; without it they connect where the worker is.
+  void set_host_sockets(SocketPool* pool) { host_sockets_ = pool; }
+  /// A refill of the host-side sockets of `family` arrived: connections
+  /// waiting for one go on, in order of arrival.
+  void host_sockets_ready(int family) noexcept;
+  /// Connections waiting for a host-side socket now.
+  size_t waiting_count() const { return waiting_.size(); }
+
   /// Starts serving a listening TCP socket on `port` with `route`. Returns the
   /// listener (owned by the forwarder) or an Error if epoll refuses the fd.
   Result<TcpListener*> add_tcp_listener(UniqueFd fd, uint16_t port,
@@ -216,15 +228,18 @@ class Forwarder final : public Ticker {
   size_t parked_count() const { return parked_.size(); }
   /// The connection limit in force.
   size_t max_connections() const { return limits_.max_connections; }
-  /// True when no further connection may be accepted now.
-  bool at_capacity() const noexcept { return counters_.active >= limits_.max_connections; }
+  /// True when no further connection may be accepted now (those waiting for
+  /// a host-side socket count: each holds its client).
+  bool at_capacity() const noexcept {
+    return counters_.active + waiting_.size() >= limits_.max_connections;
+  }
   /// Parks a listener that stopped accepting early. With `soon`, it resumes
   /// after the current batch (fairness cut); otherwise on the next tick or when
   /// a connection closes (descriptor or connection limit).
   void park(TcpListener* listener, bool soon) noexcept;
   /// Resumes parked listeners when there is room again, and resets the
   /// clients of connections whose target did not answer within the connect
-  /// timeout.
+  /// timeout, or that waited that long for a host-side socket.
   void on_tick(uint64_t now_ns) noexcept override;
 
   /// Takes a pipe from the pool, or creates one (pipe2) and enlarges it to
@@ -245,9 +260,31 @@ class Forwarder final : public Ticker {
   LogRateLimit& conn_log() { return conn_log_; }
 
  private:
+  /// An accepted client of a SPLICE rule whose pool had no host-side socket:
+  /// it waits, in order, for the refill, until its deadline.
+  struct Waiting {
+    UniqueFd client;
+    struct sockaddr_storage peer;
+    uint16_t port;
+    std::shared_ptr<const Route> route;
+    int family;  // of its target
+    uint64_t deadline_ns;
+  };
+  /// Connects `client` (accepted on `port` from `peer` under `route`) to
+  /// its target with `sock`, a fresh socket of the target's family, and
+  /// starts forwarding once the connect completes. Needs `connect`,
+  /// `setsockopt`, `getsockname`, `epoll_ctl`.
+  void connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                      const std::shared_ptr<const Route>& route, UniqueFd sock) noexcept;
+  /// Resets a client that never got a target socket, counting the failure.
+  void fail_waiting(Waiting& w, const char* why) noexcept;
+
   EventLoop& loop_;
   ForwarderLimits limits_;
   ForwarderCounters counters_;
+  SocketPool* host_sockets_ = nullptr;
+  std::deque<Waiting> waiting_;  // at most max_connections (at_capacity)
+  size_t splice_listeners_ = 0;  // SPLICE listeners served: the pool is wanted while > 0
   std::vector<std::unique_ptr<TcpListener>> listeners_;
   std::vector<std::unique_ptr<class TcpConnection>> connections_;
   std::vector<TcpListener*> parked_;

@@ -35,6 +35,7 @@
 #include "worker/pesto_server.h"
 #include "worker/port_scan.h"
 #include "worker/sandbox.h"
+#include "worker/socket_pool.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
@@ -76,9 +77,10 @@ Result<PolicyFile> read_policy(const std::string& source) {
   return parse_policy_text(text, source);
 }
 
-/// The greeting every control client receives.
+/// The greeting every control client receives: SPLICE is listed among the
+/// pifs only where it is served (`splice`: sluiced has a target namespace).
 control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps,
-                                bool target_namespace) {
+                                bool target_namespace, bool splice) {
   control::ServerHello hello;
   hello.server_version = std::string("sluice-worker ") + SLUICE_VERSION;
   hello.caps = caps;
@@ -86,6 +88,7 @@ control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps,
   hello.listeners_per_table = kMaxListenersPerTable;
   hello.message_bytes = kMaxControlMessageBytes;
   hello.pifs = {control::PifInfo{Pif::kHost, pif_name(Pif::kHost)}};
+  if (splice) hello.pifs.push_back(control::PifInfo{Pif::kSplice, pif_name(Pif::kSplice)});
   hello.ephemeral_first = facts.ephemeral_first;
   hello.ephemeral_last = facts.ephemeral_last;
   hello.target_namespace = target_namespace;
@@ -207,8 +210,9 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  // SPLICE is announced only once the data path has it; auto-scan exactly
-  // when the worker has a target namespace to scan.
+  // SPLICE is served where sluiced says it is (a target namespace and its
+  // namespace helper); auto-scan exactly when the worker has a target
+  // namespace to scan.
   ServerCaps caps;
   caps.ipv4 = facts.ipv4;
   caps.ipv6 = facts.ipv6;
@@ -229,6 +233,15 @@ int run(int argc, char** argv) {
   // On the heap: its batch headers take about 12 KiB.
   auto udp = std::make_unique<UdpForwarder>(**loop, udp_limits);
   (*loop)->add_ticker(udp.get());
+  // SPLICE rules connect to sluiced's side through sockets sluiced makes.
+  SocketPool host_sockets(broker, facts.ipv4, facts.ipv6);
+  if (info->splice_served) {
+    forwarder.set_host_sockets(&host_sockets);
+    udp->set_host_sockets(&host_sockets);
+    host_sockets.set_on_refilled([&forwarder](int family, Proto proto) {
+      if (proto == Proto::kTcp) forwarder.host_sockets_ready(family);
+    });
+  }
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
@@ -243,7 +256,8 @@ int run(int argc, char** argv) {
     return 1;
   }
   ControlServer control(**loop, UniqueFd(wire::kWorkerFdControl), engine,
-                        make_hello(facts, caps, args->target_netns), ControlLimits{}, broker,
+                        make_hello(facts, caps, args->target_netns, info->splice_served),
+                        ControlLimits{}, broker,
                         control_policy_from_file(*policy, sluiced_cred.uid));
   // pesto's protocol on --pesto-socket, served once the initial rules are in
   // force, like the control socket; without it, fd 7 is /dev/null.
@@ -273,6 +287,10 @@ int run(int argc, char** argv) {
     }
     for (const Rule& rule : engine.tables().of(Pif::kHost).rules) {
       LOG_INFO("forwarding %s", format_rule(rule).c_str());
+    }
+    for (const Rule& rule : engine.tables().of(Pif::kSplice).rules) {
+      LOG_INFO("forwarding SPLICE %s (inside the target namespace, to this side)",
+               format_rule(rule).c_str());
     }
     if (auto started = control.start(); !started) {
       LOG_ERROR("control socket: %s", started.error().message.c_str());

@@ -284,8 +284,12 @@ Result<std::string> PestoServer::make_hello() {
   const uint32_t caps = pesto::caps_bits(engine_.caps());
   offer_ = PestoOffer{};
   offer_.generation = engine_.generation();
-  // SPLICE is offered only where it is served; today HOST alone.
-  for (Pif pif : {Pif::kHost}) {
+  // SPLICE (pif 3) is offered only where it is served: sluiced has a target
+  // namespace. Both tables carry the server's caps (IFNAME included: pesto
+  // then writes -T/-U rules as [*]%lo, the form the SPLICE table takes),
+  // except SCAN for SPLICE: auto on -T/-U is not served.
+  for (Pif pif : {Pif::kHost, Pif::kSplice}) {
+    if (!engine_.facts().served[static_cast<size_t>(pif)]) continue;
     const Table& table = engine_.tables().of(pif);
     if (table.rules.size() > pesto::kMaxRules) {
       return Err("the " + std::string(pif_name(pif)) + " table holds " +
@@ -295,7 +299,7 @@ Result<std::string> PestoServer::make_hello() {
     }
     pesto::WireTable out;
     out.pif = pif;
-    out.caps = caps;
+    out.caps = pif == Pif::kSplice ? (caps & ~pesto::kCapScan) : caps;
     for (const Rule& rule : table.rules) out.rules.push_back({rule, record_of(rule)});
     offer_.tables.push_back(std::move(out));
   }

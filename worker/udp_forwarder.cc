@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "base/strings.h"
+#include "worker/socket_pool.h"
 
 namespace sluice {
 namespace {
@@ -65,6 +66,9 @@ Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& 
   if (!added) return Err(added.error());
   raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
+  if (key.pif == Pif::kSplice && host_sockets_ != nullptr && splice_listeners_++ == 0) {
+    host_sockets_->set_wanted(Proto::kUdp, true);  // filled before the first flow
+  }
   // Datagrams may have arrived between the broker's bind and now; edge
   // triggering reports only new ones, so read now.
   read_listener(*raw, kMaxBatchesPerWake);
@@ -81,6 +85,10 @@ void UdpForwarder::close_listener(UdpListener* listener) noexcept {
   }
   loop_.remove(listener->fd());
   unpark(listener, parked_listeners_);
+  if (listener->route()->pif == Pif::kSplice && host_sockets_ != nullptr &&
+      --splice_listeners_ == 0) {
+    host_sockets_->set_wanted(Proto::kUdp, false);
+  }
   // Close now, not when the batch ends: a client reading the commit's reply
   // must find the port closed.
   listener->close_socket();
@@ -246,16 +254,26 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   const std::shared_ptr<const Route>& route = listener.route();
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(*route, batch_.name(i), listener.port(), &target);
-  UniqueFd sock(socket(target.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  // A SPLICE rule's target is on sluiced's side: its socket comes from sluiced.
+  const bool from_pool = route->pif == Pif::kSplice && host_sockets_ != nullptr;
+  UniqueFd sock =
+      from_pool ? host_sockets_->take(target.ss_family, Proto::kUdp)
+                : UniqueFd(socket(target.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.valid() ||
       connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
     // EMFILE at the descriptor limit, ENETUNREACH for a target family the
-    // namespace has no route for: each datagram of a new client tries again.
+    // namespace has no route for, an empty pool of host-side sockets (its
+    // refill is on its way): each datagram of a new client tries again.
     counters_.dropped_no_flow += run;
     route->counters->dropped += run;
     if (log_.allow()) {
-      LOG_WARN("%s: %s for a new UDP flow: %s", route->text.c_str(),
-               sock.valid() ? "connect" : "socket", errno_text(errno).c_str());
+      if (from_pool && !sock.valid()) {
+        LOG_WARN("%s: no host-side socket ready for a new UDP flow (sluiced is asked for more)",
+                 route->text.c_str());
+      } else {
+        LOG_WARN("%s: %s for a new UDP flow: %s", route->text.c_str(),
+                 sock.valid() ? "connect" : "socket", errno_text(errno).c_str());
+      }
     }
     return nullptr;
   }

@@ -60,6 +60,7 @@ struct UdpCounters {
 };
 
 class UdpForwarder;
+class SocketPool;
 
 /// One bound UDP socket, received from the broker.
 class UdpListener final : public Listener {
@@ -161,6 +162,13 @@ class UdpForwarder final : public Ticker {
   /// Unregisters every socket; closes them.
   ~UdpForwarder() override;
 
+  /// Flows of SPLICE rules take their socket from `pool` (sluiced's
+  /// namespace) instead of making one. A new flow that finds the pool empty
+  /// drops its datagrams (counted as dropped_no_flow, as when socket() fails:
+  /// nothing is queued beyond the batch) while the refill is on its way.
+  /// Set before any SPLICE listener is served.
+  void set_host_sockets(SocketPool* pool) { host_sockets_ = pool; }
+
   /// Starts serving the bound UDP socket `fd` of `key` with `route`.
   /// Returns the listener (owned by the forwarder), or an Error if epoll
   /// refuses the fd. Forwards what is already queued.
@@ -210,6 +218,8 @@ class UdpForwarder final : public Ticker {
   EventLoop& loop_;
   UdpLimits limits_;
   UdpCounters counters_;
+  SocketPool* host_sockets_ = nullptr;
+  size_t splice_listeners_ = 0;  // SPLICE listeners served: the pool is wanted while > 0
   FlowTable table_;
   UdpBatch batch_;
   uint64_t next_listener_id_ = 1;

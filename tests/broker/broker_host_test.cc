@@ -44,7 +44,7 @@ TEST_F(BrokerHostTest, HelloGetsHelloReply) {
   EXPECT_EQ(reply.version, wire::kBrokerWireVersion);
   EXPECT_EQ(reply.flags, wire::kBrokerHasBindCap);
   EXPECT_EQ(reply.unprivileged_port_start, 1024u);
-  EXPECT_EQ(reply.reserved, 0u);
+  EXPECT_EQ(reply.splice_unprivileged_port_start, 0u);
 }
 
 TEST_F(BrokerHostTest, HelloReplyTellsWhenTheCapabilityIsMissing) {

@@ -10,6 +10,8 @@
 //                    the order of the commands)
 //   open-tcp4:PORT   ask for TCP 127.0.0.1:PORT and keep the socket
 //   violate          send an OpenListeners with port 0 (a compromised worker)
+//   open-sockets     send an OpenSockets for 4 IPv4 TCP sockets (without
+//                    --netns: a compromised worker)
 //   peer-query-tcp   send a PeerQuery carrying a TCP socket whose close would
 //                    linger (SO_LINGER 30 s, unsent bytes), without a copy of
 //                    its own (a compromised worker; security review item 9)
@@ -281,6 +283,13 @@ int main(int argc, char** argv) {
       stall(static_cast<size_t>(std::atoi(rest)), std::atoi(colon + 1));
     } else if (cmd == "violate") {
       open_tcp4(0);
+    } else if (cmd == "open-sockets") {
+      wire::OpenSocketsMsg m = {};
+      m.header = wire::header(wire::BrokerMsg::kOpenSockets, ++g_sequence);
+      m.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+      m.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+      m.count = 4;
+      if (!send_message(wire::kWorkerFdBroker, &m, sizeof(m), {}).ok()) fail("send OpenSockets");
     } else if (cmd == "peer-query-tcp") {
       peer_query_tcp();
     } else if (cmd.rfind("exit:", 0) == 0) {

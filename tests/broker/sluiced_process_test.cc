@@ -260,6 +260,18 @@ TEST_F(SluicedProcessTest, ViolationKillsTheWorkerAndExitsNonzero) {
   EXPECT_NE(::access(control_.c_str(), F_OK), 0) << "control socket left behind";
 }
 
+TEST_F(SluicedProcessTest, OpenSocketsWithoutATargetNamespaceIsAViolation) {
+  // Fresh sockets on sluiced's side serve only SPLICE rules, which exist only
+  // with --netns: a worker asking without one is compromised.
+  start({"-t", "open-sockets"});
+  EXPECT_EQ(wait_exit(), 1);
+  EXPECT_NE(log().find("does not permit: malformed OpenSockets: OpenSockets, but sluiced has no "
+                       "target namespace"),
+            std::string::npos)
+      << log();
+  EXPECT_NE(log().find("killed by signal 9"), std::string::npos) << log();
+}
+
 TEST_F(SluicedProcessTest, PeerQueryWithALingeringTcpSocketIsAViolationWithoutAHang) {
   // Security review item 9, under the broker's seccomp filter: the socket's
   // kind is checked first (SO_DOMAIN, SO_TYPE) and its close does not linger

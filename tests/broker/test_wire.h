@@ -75,6 +75,29 @@ inline wire::PeerQueryMsg peer_query(uint64_t sequence = 3) {
   return m;
 }
 
+/// A well-formed SPLICE listener request: dual-stack [::]%lo:port, as the
+/// worker asks for a -T/-U rule.
+inline wire::ListenerSpec spec_splice(uint16_t port,
+                                      wire::WireProto proto = wire::WireProto::kTcp) {
+  wire::ListenerSpec s = spec_v6(nullptr, port, true, proto);
+  s.flags |= wire::kListenerSplice;
+  std::memcpy(s.ifname, wire::kListenerSpliceIfName, sizeof(wire::kListenerSpliceIfName));
+  return s;
+}
+
+/// A well-formed OpenSockets for `count` sockets of (family, proto).
+inline wire::OpenSocketsMsg open_sockets(uint32_t count = 4,
+                                         wire::WireFamily family = wire::WireFamily::kInet,
+                                         wire::WireProto proto = wire::WireProto::kTcp,
+                                         uint64_t sequence = 4) {
+  wire::OpenSocketsMsg m = {};
+  m.header = wire::header(wire::BrokerMsg::kOpenSockets, sequence);
+  m.family = static_cast<uint8_t>(family);
+  m.proto = static_cast<uint8_t>(proto);
+  m.count = count;
+  return m;
+}
+
 /// Appends `spec` to `m` (count + 1).
 inline void add_entry(wire::OpenListenersMsg* m, const wire::ListenerSpec& spec) {
   m->entries[m->count++] = spec;

@@ -16,6 +16,8 @@ using testing::add_grant;
 using testing::hello;
 using testing::initial_ports;
 using testing::open_listeners;
+using testing::open_sockets;
+using testing::spec_splice;
 using testing::spec_v4;
 using testing::spec_v6;
 
@@ -332,6 +334,110 @@ TEST(ValidateOpenListeners, RejectsDataPastCount) {
   add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
   m->entries[200].port = 1;
   expect_error(validate_open_listeners(*m), "entry 200 past count 1");
+}
+
+// --- SPLICE listeners (kListenerSplice): only on the namespace's loopback ---
+
+TEST(ValidateSpec, AcceptsSpliceListenersOnTheLoopback) {
+  EXPECT_TRUE(validate_listener_spec(spec_splice(8080)).ok());
+  EXPECT_TRUE(validate_listener_spec(spec_splice(53, wire::WireProto::kUdp)).ok());
+  auto v4 = spec_v4(0, 0, 0, 0, 8080);  // 0.0.0.0%lo: a server with IPv4 only
+  v4.flags = wire::kListenerSplice;
+  std::strcpy(v4.ifname, "lo");
+  EXPECT_TRUE(validate_listener_spec(v4).ok());
+  auto loop4 = spec_v4(127, 0, 0, 1, 8080);  // pesto's form without IFNAME
+  loop4.flags = wire::kListenerSplice;
+  EXPECT_TRUE(validate_listener_spec(loop4).ok());
+}
+
+TEST(ValidateSpec, RejectsSpliceListenersOffTheLoopback) {
+  auto any = spec_splice(8080);
+  std::memset(any.ifname, 0, sizeof(any.ifname));  // [::] on every interface
+  expect_error(validate_listener_spec(any), "off the target namespace's loopback");
+  auto eth = spec_splice(8080);
+  std::strcpy(eth.ifname, "eth0");
+  expect_error(validate_listener_spec(eth), "off the target namespace's loopback");
+  auto addr = spec_v4(10, 88, 0, 5, 8080);
+  addr.flags = wire::kListenerSplice;
+  expect_error(validate_listener_spec(addr), "off the target namespace's loopback");
+  auto loop_eth = spec_v4(127, 0, 0, 1, 8080);
+  loop_eth.flags = wire::kListenerSplice;
+  std::strcpy(loop_eth.ifname, "eth0");
+  expect_error(validate_listener_spec(loop_eth), "off the target namespace's loopback");
+}
+
+TEST(ValidateOpenListeners, SpliceEntriesOnlyWithATargetNamespace) {
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));
+  add_entry(m.get(), spec_splice(8080));
+  EXPECT_TRUE(validate_open_listeners(*m, true).ok());
+  expect_error(validate_open_listeners(*m, false),
+               "entry 1: a SPLICE listener, but sluiced has no target namespace");
+  expect_error(validate_open_listeners(*m), "no target namespace");
+}
+
+// --- OpenSockets: the envelope, then one test per field ---
+
+TEST(CheckEnvelope, OpenSocketsWhenReadyWithoutFds) {
+  auto m = open_sockets();
+  auto type = check_envelope(bytes_of(m), 0, HostState::kReady);
+  ASSERT_TRUE(type.ok()) << type.error().message;
+  EXPECT_EQ(*type, wire::BrokerMsg::kOpenSockets);
+  expect_error(check_envelope(bytes_of(m), 1, HostState::kReady), "came with 1");
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kAwaitHello), "OpenSockets before Hello");
+  auto b = bytes_of(m);
+  b.push_back(0);
+  expect_error(check_envelope(b, 0, HostState::kReady), "OpenSockets of 25 bytes");
+  b.resize(sizeof(wire::WireHeader) + 4);
+  expect_error(check_envelope(b, 0, HostState::kReady), "must be exactly 24");
+}
+
+TEST(CheckEnvelope, RejectsHelperAndSocketReplyTypesFromTheWorker) {
+  auto m = open_sockets();
+  m.header.type = static_cast<uint32_t>(wire::BrokerMsg::kSocketsOpened);
+  expect_error(check_envelope(bytes_of(m), 0, HostState::kReady), "not a request");
+  wire::HelperReadyMsg ready = {};
+  ready.header = wire::header(wire::BrokerMsg::kHelperReady, 0);
+  expect_error(check_envelope(bytes_of(ready), 0, HostState::kReady), "not a request");
+}
+
+TEST(ValidateOpenSockets, AcceptsEveryFamilyAndProtocolUpToTheMaximum) {
+  for (auto family : {wire::WireFamily::kInet, wire::WireFamily::kInet6}) {
+    for (auto proto : {wire::WireProto::kTcp, wire::WireProto::kUdp}) {
+      EXPECT_TRUE(validate_open_sockets(open_sockets(1, family, proto), true).ok());
+      EXPECT_TRUE(
+          validate_open_sockets(open_sockets(wire::kMaxSocketsPerMessage, family, proto), true)
+              .ok());
+    }
+  }
+}
+
+TEST(ValidateOpenSockets, RejectsWithoutATargetNamespace) {
+  expect_error(validate_open_sockets(open_sockets(), false), "no target namespace");
+}
+
+TEST(ValidateOpenSockets, RejectsBadFamily) {
+  auto m = open_sockets();
+  m.family = 1;  // AF_UNIX
+  expect_error(validate_open_sockets(m, true), "family 1");
+}
+
+TEST(ValidateOpenSockets, RejectsBadProto) {
+  auto m = open_sockets();
+  m.proto = 132;  // SCTP
+  expect_error(validate_open_sockets(m, true), "proto 132");
+}
+
+TEST(ValidateOpenSockets, RejectsNonzeroReserved) {
+  auto m = open_sockets();
+  m.reserved = 1;
+  expect_error(validate_open_sockets(m, true), "reserved");
+}
+
+TEST(ValidateOpenSockets, RejectsCountZeroAndAboveTheMaximum) {
+  expect_error(validate_open_sockets(open_sockets(0), true), "count 0 outside 1..64");
+  expect_error(validate_open_sockets(open_sockets(wire::kMaxSocketsPerMessage + 1), true),
+               "count 65");
 }
 
 // --- validate_initial_ports ---

@@ -2,8 +2,10 @@
 // bytes the privileged process reads from the sandboxed, possibly compromised
 // worker. It drives the pure checks BrokerHost::handle_one runs on every
 // datagram (check_envelope, then validate_hello, validate_initial_ports,
-// validate_open_listeners or validate_peer_query on an aligned copy, then
-// the bind policy on every well-formed entry and grant).
+// validate_open_listeners, validate_peer_query or validate_open_sockets on an
+// aligned copy, then the bind policy on every well-formed entry and grant).
+// OpenListeners and OpenSockets are checked as a broker with a target
+// namespace would (SPLICE served) and as one without.
 //
 // Input: one control byte, then the datagram.
 //   bit 0      the host state: 0 awaiting Hello, 1 ready (unless bit 7);
@@ -18,7 +20,10 @@
 // request type permitted in the state, with the magic;
 // every refusal is a printable message (it goes to the broker's log); a valid
 // OpenListeners has its count in range and entries the policy can judge; a
-// policy denial always has a printable reason and an allowed entry none.
+// policy denial always has a printable reason and an allowed entry none;
+// without a target namespace no SPLICE entry and no OpenSockets passes, and
+// with one a SPLICE entry passes only on the namespace's loopback.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -137,18 +142,54 @@ void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
     FUZZ_CHECK(query.reserved[0] == 0 && query.reserved[1] == 0, "a bad PeerQuery passed");
     return;
   }
+  if (type == wire::BrokerMsg::kOpenSockets) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::OpenSocketsMsg), "an OpenSockets of the wrong size");
+    wire::OpenSocketsMsg sockets;
+    std::memcpy(&sockets, msg.data(), sizeof(sockets));
+    Result<void> without = validate_open_sockets(sockets, false);
+    FUZZ_CHECK(!without.ok(), "an OpenSockets passed without a target namespace");
+    check_refusal(without.error());
+    Result<void> ok = validate_open_sockets(sockets, true);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(sockets.count >= 1 && sockets.count <= wire::kMaxSocketsPerMessage &&
+                   sockets.reserved == 0 &&
+                   (sockets.family == static_cast<uint8_t>(wire::WireFamily::kInet) ||
+                    sockets.family == static_cast<uint8_t>(wire::WireFamily::kInet6)) &&
+                   (sockets.proto == static_cast<uint8_t>(wire::WireProto::kTcp) ||
+                    sockets.proto == static_cast<uint8_t>(wire::WireProto::kUdp)),
+               "a bad OpenSockets passed");
+    return;
+  }
   FUZZ_CHECK(type == wire::BrokerMsg::kOpenListeners, "a type the broker never accepts passed");
   FUZZ_CHECK(msg.size() == sizeof(wire::OpenListenersMsg), "an OpenListeners of the wrong size");
   auto request = std::make_unique<wire::OpenListenersMsg>();
   std::memcpy(request.get(), msg.data(), sizeof(*request));
-  Result<void> ok = validate_open_listeners(*request);
-  if (!ok) return check_refusal(ok.error());
+  Result<void> ok = validate_open_listeners(*request, true);
+  if (!ok) {
+    FUZZ_CHECK(!validate_open_listeners(*request, false).ok(),
+               "an OpenListeners passed without a target namespace and failed with one");
+    return check_refusal(ok.error());
+  }
   FUZZ_CHECK(request->count >= 1 && request->count <= wire::kMaxListenersPerMessage,
              "an OpenListeners count out of range passed");
+  bool any_splice = false;
   for (uint32_t i = 0; i < request->count; ++i) {
-    FUZZ_CHECK(validate_listener_spec(request->entries[i]).ok(), "a bad entry passed");
-    judge_entry(request->entries[i]);
+    const wire::ListenerSpec& spec = request->entries[i];
+    FUZZ_CHECK(validate_listener_spec(spec).ok(), "a bad entry passed");
+    if ((spec.flags & wire::kListenerSplice) != 0) {
+      any_splice = true;
+      const bool on_lo = std::string_view(spec.ifname) == wire::kListenerSpliceIfName;
+      const bool loopback =
+          spec.family == static_cast<uint8_t>(wire::WireFamily::kInet)
+              ? spec.addr[12] == 127
+              : spec.addr[15] == 1 && std::count(spec.addr, spec.addr + 15, 0) == 15;
+      FUZZ_CHECK(on_lo || (spec.ifname[0] == '\0' && loopback),
+                 "a SPLICE entry off the target namespace's loopback passed");
+    }
+    judge_entry(spec);
   }
+  FUZZ_CHECK(validate_open_listeners(*request, false).ok() == !any_splice,
+             "a SPLICE entry passed without a target namespace, or another one failed");
 }
 
 /// Returns the exact size of the request `type` names, or 0 for another type.
@@ -158,6 +199,9 @@ size_t request_size(uint32_t type) {
     return sizeof(wire::OpenListenersMsg);
   }
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kPeerQuery)) return sizeof(wire::PeerQueryMsg);
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kOpenSockets)) {
+    return sizeof(wire::OpenSocketsMsg);
+  }
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kInitialPorts)) {
     return sizeof(wire::InitialPortsMsg);
   }

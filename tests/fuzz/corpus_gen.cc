@@ -269,6 +269,33 @@ void broker_seeds() {
   put(t, "peer_query", std::string(1, '\x05') + raw(query));  // ready, one fd
   put(t, "peer_query_without_fd", ready + raw(query));
 
+  // SPLICE: listeners inside the target namespace, on its loopback or off it.
+  wire::OpenListenersMsg splice{};
+  splice.header = wire::header(wire::BrokerMsg::kOpenListeners, 5);
+  splice.entries[0] = listener(wire::WireProto::kTcp, "::", 8080, "lo", true);
+  splice.entries[0].flags |= wire::kListenerSplice;
+  splice.entries[1] = listener(wire::WireProto::kUdp, "127.0.0.1", 53);
+  splice.entries[1].flags |= wire::kListenerSplice;
+  splice.entries[2] = listener(wire::WireProto::kTcp, "0.0.0.0", 80);  // HOST beside them
+  splice.entries[3] = listener(wire::WireProto::kTcp, "::", 8081, "eth0", true);
+  splice.entries[3].flags |= wire::kListenerSplice;  // off the loopback: refused
+  splice.count = 4;
+  used = offsetof(wire::OpenListenersMsg, entries) + 4 * sizeof(wire::ListenerSpec);
+  put(t, "open_listeners_splice", ready_padded + raw(splice).substr(0, used));
+  splice.count = 3;
+  splice.entries[3] = {};
+  put(t, "open_listeners_splice_on_loopback", ready_padded + raw(splice).substr(0, used));
+
+  // Fresh sockets for the host-side connections of SPLICE rules.
+  wire::OpenSocketsMsg sockets{};
+  sockets.header = wire::header(wire::BrokerMsg::kOpenSockets, 6);
+  sockets.family = static_cast<uint8_t>(wire::WireFamily::kInet6);
+  sockets.proto = static_cast<uint8_t>(wire::WireProto::kUdp);
+  sockets.count = 32;
+  put(t, "open_sockets", ready + raw(sockets));
+  sockets.count = wire::kMaxSocketsPerMessage + 1;
+  put(t, "open_sockets_too_many", ready + raw(sockets));
+
   // The declaration of the initial rules' privileged ports, right after
   // Hello (bit 7 of the control byte: the host awaits it).
   const std::string await_initial(1, '\x80'), await_initial_padded(1, '\x82');

@@ -160,11 +160,25 @@ void Daemon::signal(int sig) {
   kill(pid_, sig);
 }
 
+/// Returns the first child of `parent` whose command name is `comm`, or -1.
+static pid_t child_named(pid_t parent, const std::string& comm) {
+  std::istringstream children(read_file("/proc/" + std::to_string(parent) + "/task/" +
+                                        std::to_string(parent) + "/children"));
+  pid_t child;
+  while (children >> child) {
+    std::string name = read_file("/proc/" + std::to_string(child) + "/comm");
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    if (name == comm) return child;
+  }
+  return -1;
+}
+
 pid_t Daemon::worker_pid() const {
-  std::string children =
-      read_file("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
-  if (children.empty()) return -1;
-  return static_cast<pid_t>(std::atoi(children.c_str()));
+  return child_named(pid_, "sluice-worker");
+}
+
+pid_t Daemon::helper_pid() const {
+  return child_named(pid_, "sluiced");  // a fork of sluiced, never exec'd
 }
 
 RunResult Daemon::ctl(const std::vector<std::string>& args) {

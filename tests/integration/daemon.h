@@ -43,8 +43,11 @@ class Daemon {
   int wait_exit(int timeout_ms = 10000);
   /// Sends `sig` to sluiced.
   void signal(int sig);
-  /// Returns the worker's pid (the broker's only child), or -1.
+  /// Returns the worker's pid (the broker's child named sluice-worker), or -1.
   pid_t worker_pid() const;
+  /// Returns the namespace helper's pid (with --netns: the broker's child
+  /// that is a fork of sluiced), or -1.
+  pid_t helper_pid() const;
   /// Runs sluicectl against this daemon's socket with extra `args`.
   RunResult ctl(const std::vector<std::string>& args = {});
   /// Everything sluiced and the worker logged so far.

@@ -78,7 +78,9 @@ TEST(PestoHostile, MalformedUpdatesAreDroppedAndChangeNothing) {
       {"an interface name without NUL", host_header(1) + bytes(no_nul) + '\0'},
       {"protocol 1", host_header(1) + bytes(bad_proto) + '\0'},
       {"first port above last", host_header(1) + bytes(bad_ports) + '\0'},
-      {"the SPLICE table, not offered", std::string(1, '\3') + be32(0) + '\0'},
+      // SPLICE is offered too (sluiced has a target namespace), but once only.
+      {"SPLICE twice", std::string(1, '\3') + be32(0) + std::string(1, '\3') + be32(0) + '\0'},
+      {"an unknown table id", std::string(1, '\4') + be32(0) + '\0'},
       {"the TAP table", std::string(1, '\2') + be32(0) + '\0'},
       {"HOST twice", host_header(0) + host_header(0) + '\0'},
   };
@@ -130,7 +132,8 @@ TEST(PestoHostile, ASilentClientHoldsUpOnlyTheNextPestoSessionForABoundedTime) {
   EXPECT_TRUE(wait_for_log(f.d, "dropped: no complete update within 5 s")) << f.d.log();
   // The hello it got has the commit made meanwhile, and nothing of the
   // silent client's half rule.
-  ASSERT_EQ(next.tables().size(), 1u);
+  ASSERT_EQ(next.tables().size(), 2u);  // HOST, and SPLICE (a target namespace)
+  EXPECT_EQ(next.tables()[0].pif, Pif::kHost);
   EXPECT_EQ(next.tables()[0].rules.size(), 2u);
   EXPECT_FALSE(listening(19000));
 }
@@ -167,7 +170,7 @@ TEST(PestoHostile, RulesComeBackWithTheBytesTheyWereSentWith) {
   RawPesto raw(f.d.pesto_path());
   ASSERT_TRUE(raw.valid());
   ASSERT_TRUE(raw.read_hello()) << raw.failure();
-  ASSERT_EQ(raw.tables().size(), 1u);
+  ASSERT_EQ(raw.tables().size(), 2u);  // HOST, and SPLICE (a target namespace)
   const uint32_t basic = pesto::kCapIpv4 | pesto::kCapIpv6 | pesto::kCapTcp | pesto::kCapUdp;
   EXPECT_EQ(raw.tables()[0].caps & basic, basic);
   ASSERT_EQ(raw.tables()[0].rules.size(), 1u);
@@ -185,7 +188,7 @@ TEST(PestoHostile, RulesComeBackWithTheBytesTheyWereSentWith) {
   ASSERT_TRUE(raw.send(update));
   raw.close();
   std::vector<pesto::WireTable> back = pesto_tables(f.d.pesto_path());
-  ASSERT_EQ(back.size(), 1u) << f.d.log();
+  ASSERT_EQ(back.size(), 2u) << f.d.log();
   ASSERT_EQ(back[0].rules.size(), sent.size()) << f.d.log();
   for (size_t i = 0; i < sent.size(); ++i) {
     EXPECT_EQ(back[0].rules[i].record, sent[i]) << "rule " << i;

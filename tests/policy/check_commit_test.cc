@@ -128,6 +128,57 @@ TEST(ForwardingLoops, NoneWhenTargetsAreInAnotherNamespace) {
   EXPECT_TRUE(find_certain_loops(host({rule("0.0.0.0", 8080, 8080, 8080)}), apart).empty());
 }
 
+/// A SPLICE rule as -T writes it: [*]%lo:first-last => to (or `target`).
+Rule splice(uint16_t first, uint16_t last, uint16_t to, const char* target = "") {
+  Rule r = rule("*", first, last, to, target);
+  r.ifname = "lo";
+  return r;
+}
+
+/// HOST and SPLICE tables together, checked as by a server with a target
+/// namespace.
+std::vector<control::Failure> cross(std::vector<Rule> host_rules, std::vector<Rule> splice_rules) {
+  TableSet t = host(std::move(host_rules));
+  t.of(Pif::kSplice).rules = std::move(splice_rules);
+  CommitFacts apart;
+  apart.targets_share_namespace = false;
+  return find_cross_table_loops(t, apart);
+}
+
+TEST(ForwardingLoops, AHostAndASpliceRuleThatSendEachOtherBackLoop) {
+  // -t 8080 -T 8080: into the namespace's 8080, and straight back out.
+  auto same = cross({rule("*", 8080, 8080, 8080)}, {splice(8080, 8080, 8080)});
+  ASSERT_EQ(same.size(), 1u);
+  EXPECT_EQ(same[0].pif, Pif::kHost);
+  EXPECT_EQ(same[0].rule, 0);
+  EXPECT_EQ(same[0].port, 8080);
+  EXPECT_NE(same[0].message.find("SPLICE rule 0 (TCP [*]%lo:8080 => 8080)"), std::string::npos)
+      << same[0].message;
+  EXPECT_NE(same[0].message.find("circle"), std::string::npos) << same[0].message;
+  // Mapped both ways, over a range, with an explicit loopback target.
+  auto mapped =
+      cross({rule("0.0.0.0", 18000, 18010, 9000, "127.0.0.1")}, {splice(9005, 9020, 18005)});
+  ASSERT_EQ(mapped.size(), 1u);
+  EXPECT_EQ(mapped[0].port, 18005);
+}
+
+TEST(ForwardingLoops, HostAndSpliceRulesThatDoNotMeetDoNotLoop) {
+  // Another port inside; back to another port here; a HOST listener that
+  // does not hear this side's loopback; a container address as the target;
+  // another protocol; no namespace at all.
+  EXPECT_TRUE(cross({rule("*", 8080, 8080, 8080)}, {splice(8081, 8081, 8081)}).empty());
+  EXPECT_TRUE(cross({rule("*", 8080, 8080, 9090)}, {splice(9090, 9090, 9091)}).empty());
+  EXPECT_TRUE(cross({rule("127.0.0.2", 8080, 8080, 8080)}, {splice(8080, 8080, 8080)}).empty());
+  EXPECT_TRUE(
+      cross({rule("0.0.0.0", 8080, 8080, 8080, "10.88.0.5")}, {splice(8080, 8080, 8080)}).empty());
+  Rule udp = splice(8080, 8080, 8080);
+  udp.proto = Proto::kUdp;
+  EXPECT_TRUE(cross({rule("*", 8080, 8080, 8080)}, {udp}).empty());
+  TableSet t = host({rule("*", 8080, 8080, 18080)});
+  t.of(Pif::kSplice).rules = {splice(18080, 18080, 8080)};
+  EXPECT_TRUE(find_cross_table_loops(t, CommitFacts{}).empty());
+}
+
 TEST(DefaultTarget, OneDefinitionForBothSpellings) {
   Addr mapped_any = addr_v4(0, 0, 0, 0);
   EXPECT_TRUE(is_default_target(Addr{}));

@@ -148,12 +148,25 @@ TEST(ValidateRule, Splice) {
   ServerCaps no_ifname;
   no_ifname.ifname = false;
   EXPECT_TRUE(problems(lo, Pif::kSplice, no_ifname).empty()) << "lo is implied by -T/-U";
-  expect_problem(rule("127.0.0.1", 20000), {"SPLICE rules", "take no listen address"},
+  // pesto's form for a server without SO_BINDTODEVICE: the loopback addresses.
+  EXPECT_TRUE(problems(rule("127.0.0.1", 20000), Pif::kSplice).empty());
+  EXPECT_TRUE(problems(rule("::1", 20000), Pif::kSplice).empty());
+  expect_problem(rule("192.0.2.1", 20000), {"SPLICE rules", "no other listen address"},
                  Pif::kSplice);
+  expect_problem(rule("0.0.0.0", 20000), {"SPLICE rules", "every interface", "bind it to lo"},
+                 Pif::kSplice);
+  expect_problem(rule("*", 20000), {"SPLICE rules", "every interface"}, Pif::kSplice);
   Rule eth = rule("*", 20000);
   eth.ifname = "eth0";
   expect_problem(eth, {"SPLICE rules", "take no interface", "drop %eth0"}, Pif::kSplice);
+  Rule scan = lo;
+  scan.scan = true;
+  ServerCaps with_scan;
+  with_scan.scan = true;
+  expect_problem(scan, {"auto (auto-scan) on -T/-U is not served yet", "list the ports"},
+                 Pif::kSplice, with_scan);
   Rule v4 = rule("*", 20000);
+  v4.ifname = "lo";
   v4.target = addr("192.0.2.1");
   expect_problem(v4, {"IPv4 target", "give an IPv6 target"}, Pif::kSplice);
 }

@@ -35,6 +35,8 @@ namespace {
 
 using broker_fd::kChannel;
 using broker_fd::kControlDir;
+using broker_fd::kHelper;
+using broker_fd::kHelperChannel;
 using broker_fd::kPestoDir;
 using broker_fd::kSignal;
 using broker_fd::kWorker;
@@ -192,6 +194,87 @@ const std::vector<Probe>& broker_probes() {
     {"send_channel", Expect::kKilled, FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)),
      kSetupBrokerFds},
     {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},
+
+    // --- The namespace helper's channel and pidfd.
+    {"poll_helper_pidfd", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       pollfd fds[2] = {{kHelper, POLLIN, 0}, {kHelperChannel, POLLIN, 0}};
+       return poll(fds, 2, 0) == 1;  // the answer queued on the channel
+     },
+     kSetupBrokerFds},
+    {"sendmsg_helper_channel", Expect::kAllowed,
+     +[](const ProbeFds&) { return send_message(kHelperChannel, "q", 1, {}).ok(); },
+     kSetupBrokerFds},
+    {"sendmsg_helper_channel_without_nosignal", Expect::kKilled,
+     FORBIDDEN(send_one(kHelperChannel, 0)), kSetupBrokerFds},
+    {"sendmsg_helper_channel_dontwait", Expect::kKilled,
+     FORBIDDEN(send_one(kHelperChannel, MSG_NOSIGNAL | MSG_DONTWAIT)), kSetupBrokerFds},
+    {"recvmsg_helper_channel_blocking", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[8];
+       Result<ReceivedMessage> got = receive_message(kHelperChannel, buf, sizeof(buf), 253);
+       return got && got->len == 1;
+     },
+     kSetupBrokerFds},
+    {"recvmsg_helper_channel_dontwait", Expect::kKilled,
+     FORBIDDEN(recv_one(kHelperChannel, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"recvmsg_helper_peer", Expect::kKilled, FORBIDDEN(recv_one(f.helper_peer, MSG_CMSG_CLOEXEC)),
+     kSetupBrokerFds},
+    {"getsockopt_acceptconn", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       int on = 0;
+       socklen_t len = sizeof(on);
+       return getsockopt(f.listener, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on == 1;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_ip_pktinfo", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       int on = 0;
+       socklen_t len = sizeof(on);
+       return getsockopt(f.udp_listener, IPPROTO_IP, IP_PKTINFO, &on, &len) == 0 && on == 1;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_ipv6_recvpktinfo", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       int on = 1;
+       socklen_t len = sizeof(on);
+       return getsockopt(f.udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, &len) == 0 && on == 0;
+     },
+     kSetupBrokerFds},
+    {"getsockopt_ip_pktinfo_wrong_level", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       int on = 0;
+       socklen_t len = sizeof(on);
+       (void)getsockopt(f.udp_listener, SOL_SOCKET, IP_PKTINFO, &on, &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"getsockname", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       sockaddr_storage ss{};
+       socklen_t len = sizeof(ss);
+       return getsockname(f.listener, reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+     },
+     kSetupBrokerFds},
+    {"getpeername", Expect::kKilled,
+     +[](const ProbeFds& f) {
+       sockaddr_storage ss{};
+       socklen_t len = sizeof(ss);
+       (void)getpeername(f.stream[0], reinterpret_cast<sockaddr*>(&ss), &len);
+       return false;
+     },
+     kSetupBrokerFds},
+    {"waitid_helper_nohang", Expect::kAllowed,
+     +[](const ProbeFds&) { return raw_waitid(P_PIDFD, kHelper, WEXITED | WNOHANG) == 0; },
+     kSetupBrokerFds},
+    {"waitid_helper_blocking", Expect::kKilled, FORBIDDEN(raw_waitid(P_PIDFD, kHelper, WEXITED)),
+     kSetupBrokerFds},
+    {"pidfd_signal_helper", Expect::kKilled, FORBIDDEN(pidfd_signal(kHelper, SIGKILL, nullptr, 0)),
+     kSetupBrokerFds},
+    {"shutdown_helper_channel", Expect::kAllowed,
+     +[](const ProbeFds&) { return shutdown(kHelperChannel, SHUT_RDWR) == 0; }, kSetupBrokerFds},
+    {"shutdown_helper_channel_read_only", Expect::kKilled,
+     FORBIDDEN(shutdown(kHelperChannel, SHUT_RD)), kSetupBrokerFds},
 
     // --- The listener factory.
     {"socket_tcp4", Expect::kAllowed, +[](const ProbeFds&) { return make_socket(AF_INET, kStream); },

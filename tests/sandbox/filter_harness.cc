@@ -89,19 +89,51 @@ void place_broker_fds(ProbeFds& f) {
   int pidfd = need(static_cast<int>(syscall(SYS_pidfd_open, f.child, 0)), "pidfd_open");
   int dir = need(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/, O_PATH)");
   int pesto_dir = need(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/, O_PATH)");
+  // The namespace helper's channel, with one answer queued for the broker's
+  // blocking recvmsg, and the pidfd of a second waiting child.
+  int helper[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, helper) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET) for the helper");
+  }
+  if (send(helper[1], "a", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+  f.helper_child = start_waiting_child();
+  int helper_pidfd =
+      need(static_cast<int>(syscall(SYS_pidfd_open, f.helper_child, 0)), "pidfd_open");
 
-  // Everything out of the way first, the peer included: any of them may sit
+  // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
   f.channel_peer = move_high(channel[1], "channel peer");
-  const int sources[] = {move_high(channel[0], "channel"), move_high(signal_fd, "signalfd"),
-                         move_high(pidfd, "pidfd"), move_high(dir, "dir"),
-                         move_high(pesto_dir, "pesto dir")};
-  const int targets[] = {broker_fd::kChannel, broker_fd::kSignal, broker_fd::kWorker,
-                         broker_fd::kControlDir, broker_fd::kPestoDir};
-  for (size_t i = 0; i < 5; ++i) {
+  f.helper_peer = move_high(helper[1], "helper peer");
+  const int sources[] = {move_high(channel[0], "channel"),
+                         move_high(signal_fd, "signalfd"),
+                         move_high(pidfd, "pidfd"),
+                         move_high(dir, "dir"),
+                         move_high(pesto_dir, "pesto dir"),
+                         move_high(helper[0], "helper"),
+                         move_high(helper_pidfd, "helper pidfd")};
+  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,   broker_fd::kWorker,
+                         broker_fd::kControlDir, broker_fd::kPestoDir, broker_fd::kHelperChannel,
+                         broker_fd::kHelper};
+  static_assert(sizeof(sources) == sizeof(targets));
+  for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");
     close(sources[i]);
   }
+}
+
+/// kSetupHelperFds: puts on the namespace helper's channel number
+/// (helper_fd::kChannel) a SOCK_SEQPACKET end with one request queued, as
+/// sluiced would send it; the peer goes to f.channel_peer.
+void place_helper_fds(ProbeFds& f) {
+  int channel[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET)");
+  }
+  if (send(channel[1], "q", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+  f.channel_peer = move_high(channel[1], "channel peer");
+  const int source = move_high(channel[0], "channel");
+  if (dup3(source, helper_fd::kChannel, O_CLOEXEC) != helper_fd::kChannel) setup_failed("dup3");
+  close(source);
 }
 
 /// kSetupAuditFd: puts on the worker's audit fd (kWorkerFdAudit, 5) what
@@ -156,6 +188,7 @@ bool abort_handler_ran() {
 ProbeFds make_probe_fds(unsigned setup) {
   ProbeFds f;
   if (setup & kSetupBrokerFds) place_broker_fds(f);
+  if (setup & kSetupHelperFds) place_helper_fds(f);
   if (setup & kSetupAuditFd) place_audit_fd();
   if (setup & kSetupScanFds) place_scan_fds();
   if (setup & kSetupStdoutDevNull) {

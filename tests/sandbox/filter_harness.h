@@ -48,8 +48,13 @@ struct ProbeFds {
   // hold what sluiced keeps there: kChannel a SOCK_SEQPACKET end with one
   // message queued, kSignal a signalfd with SIGUSR1 pending, kWorker the
   // pidfd of `child`, kControlDir an O_PATH fd of "/".
-  int channel_peer = -1;  // the other end of kChannel (the "worker")
+  int channel_peer = -1;  // the other end of kChannel (the "worker"), or of
+                          // helper_fd::kChannel (kSetupHelperFds: "sluiced")
   pid_t child = -1;       // a child that waits to be killed; it dies with us
+  // kSetupBrokerFds also: kHelperChannel a SOCK_SEQPACKET end with one answer
+  // queued, kHelper the pidfd of `helper_child`.
+  int helper_peer = -1;     // the other end of kHelperChannel (the "helper")
+  pid_t helper_child = -1;  // a second child that waits to be killed
 };
 
 /// A pid that never exists (above the kernel's PID_MAX_LIMIT of 2^22), for
@@ -82,6 +87,7 @@ inline constexpr unsigned kSetupAuditFd = 1u << 3;        // fd 5: an O_APPEND f
 /// tables, as the worker puts them there for auto-scan; fds 11 and 16: other
 /// readable files, just outside that block.
 inline constexpr unsigned kSetupScanFds = 1u << 4;
+inline constexpr unsigned kSetupHelperFds = 1u << 5;  // see ProbeFds::channel_peer
 
 /// True once the kSetupAbortHandler handler has run.
 bool abort_handler_ran();
@@ -110,9 +116,10 @@ bool ia32_syscalls_work();
                             void (*prepare)() = nullptr);
 
 /// Probe tables, defined in worker_probes.cc, client_probes.cc and
-/// broker_probes.cc.
+/// broker_probes.cc (sluiced's and its namespace helper's).
 const std::vector<Probe>& worker_probes();
 const std::vector<Probe>& client_probes();
 const std::vector<Probe>& broker_probes();
+const std::vector<Probe>& helper_probes();
 
 }  // namespace sluice::testing

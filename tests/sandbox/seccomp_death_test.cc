@@ -1,6 +1,6 @@
-// Per-row death tests of the worker's, the client's and the broker's seccomp
-// allowlists (STYLE.md 17): each probe (worker_probes.cc, client_probes.cc,
-// broker_probes.cc) runs in its own death-test child, which creates its
+// Per-row death tests of the worker's, the client's, the broker's and its namespace helper's
+// seccomp allowlists (STYLE.md 17): each probe (worker_probes.cc, client_probes.cc,
+// broker_probes.cc, helper_probes.cc) runs in its own death-test child, which creates its
 // kernel objects, prepares itself as the binary does (the client), loads the
 // filter, makes one call and exits. Allowed calls must exit 0, forbidden ones
 // must be killed by SIGSYS (the filter's KILL_PROCESS), abort() by SIGABRT.
@@ -65,6 +65,7 @@ void expect_probe(const Probe& probe, std::vector<SyscallRule> (*rules)(int),
 class WorkerFilter : public ::testing::TestWithParam<Probe> {};
 class ClientFilter : public ::testing::TestWithParam<Probe> {};
 class BrokerFilter : public ::testing::TestWithParam<Probe> {};
+class HelperFilter : public ::testing::TestWithParam<Probe> {};
 
 TEST_P(WorkerFilter, Probe) {
   expect_probe(GetParam(), worker_seccomp_rules);
@@ -75,15 +76,20 @@ TEST_P(ClientFilter, Probe) {
 TEST_P(BrokerFilter, Probe) {
   expect_probe(GetParam(), broker_seccomp_rules);
 }
+TEST_P(HelperFilter, Probe) {
+  expect_probe(GetParam(), helper_seccomp_rules);
+}
 
 INSTANTIATE_TEST_SUITE_P(Seccomp, WorkerFilter, ::testing::ValuesIn(worker_probes()), probe_name);
 INSTANTIATE_TEST_SUITE_P(Seccomp, ClientFilter, ::testing::ValuesIn(client_probes()), probe_name);
 INSTANTIATE_TEST_SUITE_P(Seccomp, BrokerFilter, ::testing::ValuesIn(broker_probes()), probe_name);
+INSTANTIATE_TEST_SUITE_P(Seccomp, HelperFilter, ::testing::ValuesIn(helper_probes()), probe_name);
 
 /// Every probe table holds both verdicts, so a filter that allowed or killed
 /// everything could not pass.
 TEST(SeccompProbes, TablesHaveBothVerdicts) {
-  for (const auto* table : {&worker_probes(), &client_probes(), &broker_probes()}) {
+  for (const auto* table :
+       {&worker_probes(), &client_probes(), &broker_probes(), &helper_probes()}) {
     size_t allowed = 0, killed = 0;
     for (const Probe& p : *table) {
       if (p.expect == Expect::kAllowed) ++allowed;

@@ -103,6 +103,10 @@ TEST(SeccompGolden, Broker) {
   check_golden(broker_seccomp_rules(kGoldenPid), "broker.pfc");
 }
 
+TEST(SeccompGolden, Helper) {
+  check_golden(helper_seccomp_rules(kGoldenPid), "helper.pfc");
+}
+
 TEST(SeccompGolden, DiffShowsChangedLines) {
   EXPECT_EQ(line_diff("a\nb\nc\n", "a\nB\nc\nd\n"), "@2 + B\n@2 - b\n@4 + d\n");
 }
@@ -224,6 +228,25 @@ TEST(SeccompTable, BrokerTable) {
                                 "setns",      "mount",    "setuid",   "capset",
                                 "socketpair", "seccomp",  "bpf",      "process_vm_writev"}) {
     EXPECT_EQ(names.count(forbidden), 0u) << "broker allows " << forbidden;
+  }
+}
+
+TEST(SeccompTable, HelperTable) {
+  std::vector<SyscallRule> rules = helper_seccomp_rules(kGoldenPid);
+  check_table(rules, 20, "helper");
+  std::set<std::string> names;
+  for (const SyscallRule& row : rules) names.insert(row.name);
+  // The namespace helper only opens listeners and answers sluiced: it joined
+  // the target namespace before its filter, and may never join another, nor
+  // connect, accept, signal, wait, or look at another socket's options.
+  for (const char* forbidden :
+       {"open",     "openat",     "openat2", "execve",  "execveat",   "clone",
+        "clone3",   "fork",       "vfork",   "ptrace",  "prctl",      "fcntl",
+        "ioctl",    "kill",       "connect", "accept4", "getsockopt", "poll",
+        "setns",    "unshare",    "mount",   "setuid",  "capset",     "socketpair",
+        "waitid",   "pidfd_open", "seccomp", "bpf",     "unlinkat",   "pidfd_send_signal",
+        "sendmmsg", "mprotect"}) {
+    EXPECT_EQ(names.count(forbidden), 0u) << "the namespace helper allows " << forbidden;
   }
 }
 

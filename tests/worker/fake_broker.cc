@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -83,6 +84,11 @@ bool FakeBroker::serve_hello(int timeout_ms) {
   reply.version = wire::kBrokerWireVersion;
   reply.flags = has_bind_cap_ ? wire::kBrokerHasBindCap : 0;
   reply.unprivileged_port_start = port_start_;
+  if (splice_) {
+    reply.flags |= wire::kBrokerSpliceServed;
+    if (splice_has_bind_cap_) reply.flags |= wire::kBrokerSpliceHasBindCap;
+    reply.splice_unprivileged_port_start = splice_port_start_;
+  }
   if (!send_message(channel_.get(), &reply, sizeof(reply), {}).ok()) return false;
   // InitialPorts until the one flagged last; no reply.
   auto initial = std::make_unique<wire::InitialPortsMsg>();
@@ -167,6 +173,17 @@ bool FakeBroker::read_one() {
       return false;
     }
     request.conn = std::move(got->fds[0]);
+  } else if (request.type == wire::BrokerMsg::kOpenSockets) {
+    if (got->len != sizeof(wire::OpenSocketsMsg) || !got->fds.empty() || !splice_) {
+      violation("OpenSockets of the wrong size, with fds, or without SPLICE served");
+      return false;
+    }
+    std::memcpy(&request.sockets, buffer_.get(), sizeof(request.sockets));
+    if (request.sockets.count < 1 || request.sockets.count > wire::kMaxSocketsPerMessage ||
+        request.sockets.reserved != 0) {
+      violation("OpenSockets with a bad count");
+      return false;
+    }
   } else {
     violation("a request of type " + std::to_string(h.type) + " after Hello");
     return false;
@@ -181,7 +198,10 @@ size_t FakeBroker::answer_waiting() {
     Request& next = waiting_.front();
     bool open = next.type == wire::BrokerMsg::kOpenListeners;
     if (open && open_replies_ >= answer_limit_) break;  // held back, in order
-    if (!(open ? answer_open(next) : answer_peer(next))) break;
+    const bool answered = open                                         ? answer_open(next)
+                          : next.type == wire::BrokerMsg::kOpenSockets ? answer_sockets(next)
+                                                                       : answer_peer(next);
+    if (!answered) break;
     waiting_.pop_front();
     ++sent;
   }
@@ -235,6 +255,37 @@ bool FakeBroker::answer_peer(const Request& request) {
     return false;
   }
   ++peer_replies_;
+  return true;
+}
+
+bool FakeBroker::answer_sockets(const Request& request) {
+  wire::SocketsOpenedMsg reply = {};
+  reply.header = header(wire::BrokerMsg::kSocketsOpened, request.sequence);
+  uint32_t count = request.sockets.count;
+  if (short_made_ != UINT32_MAX) {
+    count = std::min(count, short_made_);
+    reply.status = short_status_;
+    short_made_ = UINT32_MAX;
+  }
+  std::vector<UniqueFd> sockets;
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < count; ++i) {
+    auto fd = open_fresh_socket(static_cast<wire::WireFamily>(request.sockets.family),
+                                static_cast<wire::WireProto>(request.sockets.proto));
+    if (!fd) {
+      reply.status = fd.error().err;
+      break;
+    }
+    fds.push_back(fd->get());
+    sockets.push_back(std::move(*fd));
+  }
+  reply.count = static_cast<uint32_t>(sockets.size());
+  if (!send_message(channel_.get(), &reply, sizeof(reply), fds)) {
+    violation("sending SocketsOpened failed");
+    return false;
+  }
+  ++socket_replies_;
+  sockets_sent_ += sockets.size();
   return true;
 }
 

@@ -40,6 +40,19 @@ class FakeBroker {
 
   /// What HelloReply tells the worker (defaults: port start 1024, no cap).
   void set_hello(uint32_t unprivileged_port_start, bool has_bind_cap);
+  /// HelloReply says SPLICE is served (a target namespace), with its facts.
+  /// The fake then answers OpenSockets, and opens SPLICE entries itself, on
+  /// the test's own network namespace.
+  void set_splice(bool has_bind_cap = true, uint32_t unprivileged_port_start = 1024) {
+    splice_ = true;
+    splice_has_bind_cap_ = has_bind_cap;
+    splice_port_start_ = unprivileged_port_start;
+  }
+  /// Script: the next OpenSockets gets only `made` sockets and `status`.
+  void short_sockets(uint32_t made, int32_t status) {
+    short_made_ = made;
+    short_status_ = status;
+  }
   /// Reads one Hello within `timeout_ms` and answers it, then reads the
   /// InitialPorts messages that follow, up to the one flagged last (each
   /// within `timeout_ms`), and keeps their grants (initial_grants()).
@@ -90,6 +103,9 @@ class FakeBroker {
   size_t waiting() const { return waiting_.size(); }
   /// PeerQuery requests answered so far.
   size_t peer_replies() const { return peer_replies_; }
+  /// OpenSockets requests answered so far, and the sockets they carried.
+  size_t socket_replies() const { return socket_replies_; }
+  size_t sockets_sent() const { return sockets_sent_; }
   /// The first protocol violation the worker committed, or "".
   const std::string& error() const { return error_; }
   /// True while the broker's end is open.
@@ -102,6 +118,7 @@ class FakeBroker {
     uint64_t sequence;
     std::vector<wire::ListenerSpec> entries;  // OpenListeners
     UniqueFd conn;                            // PeerQuery
+    wire::OpenSocketsMsg sockets = {};        // OpenSockets
   };
 
   /// Reads one request if one waits; false on EAGAIN, EOF or a violation.
@@ -112,6 +129,8 @@ class FakeBroker {
   bool answer_open(const Request& request);
   /// Answers one PeerQuery with the scripted identity.
   bool answer_peer(const Request& request);
+  /// Answers one OpenSockets with fresh sockets (open_fresh_socket).
+  bool answer_sockets(const Request& request);
   /// Records the first violation and closes the channel.
   void violation(const std::string& what);
 
@@ -131,6 +150,13 @@ class FakeBroker {
   size_t open_replies_ = 0;
   size_t answered_keys_ = 0;  // keys of the OpenListeners answered so far
   size_t peer_replies_ = 0;
+  bool splice_ = false;
+  bool splice_has_bind_cap_ = true;
+  uint32_t splice_port_start_ = 1024;
+  uint32_t short_made_ = UINT32_MAX;
+  int32_t short_status_ = 0;
+  size_t socket_replies_ = 0;
+  size_t sockets_sent_ = 0;
   std::string error_;
   std::unique_ptr<uint8_t[]> buffer_;  // one request, plus a byte to see oversized ones
 };

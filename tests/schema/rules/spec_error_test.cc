@@ -55,6 +55,8 @@ const ErrorCase kErrors[] = {
     {'t', "22,none", {"at position 4", "none must be the whole spec"}},
     {'t', "none,22", {"at position 1", "none must be the whole spec"}},
     {'t', "auto:80", {"at position 5", "auto takes nothing after it"}},
+    {'T', "8000-8010,auto", {"at position 11", "auto on -T/-U is not served yet", "list the ports"}},
+    {'U', "auto", {"at position 1", "auto on -T/-U is not served yet"}},
     {'t', "~22:80", {"at position 4", "exclusion (~22)", "no target"}},
     {'t', "~", {"at position 2", "expected a port number"}},
     {'t', "1-10,5", {"at position 6", "port 5 is already forwarded by 1-10 at position 1"}},

@@ -1,0 +1,379 @@
+// The broker's side of SPLICE rules over real socketpairs: OpenListeners
+// entries with kListenerSplice go to the namespace helper (here its real
+// loop, serve_helper_requests, in a forked child on this side's network
+// namespace, or a thread that misbehaves on purpose), after the bind policy
+// under the target namespace's facts; OpenSockets is answered with fresh
+// sockets; both are violations without a target namespace.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "base/scm_rights.h"
+#include "broker/broker_host.h"
+#include "broker/listener_factory.h"
+#include "broker/namespace_helper.h"
+#include "tests/broker/test_wire.h"
+
+namespace sluice {
+namespace {
+
+using testing::add_entry;
+using testing::hello;
+using testing::open_listeners;
+using testing::open_sockets;
+using testing::spec_splice;
+using testing::spec_v4;
+
+/// A SOCK_SEQPACKET pair.
+struct Pair {
+  UniqueFd a, b;
+};
+
+/// Returns a new SOCK_SEQPACKET pair.
+Pair make_pair() {
+  int sv[2];
+  CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+/// A port that was free for TCP on [::] (dual-stack) a moment ago.
+uint16_t free_dual_port() {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int off = 0;
+  ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  struct sockaddr_in6 sin6 = {};
+  sin6.sin6_family = AF_INET6;
+  socklen_t len = sizeof(sin6);
+  CHECK(::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), len) == 0);
+  CHECK(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sin6), &len) == 0);
+  return ntohs(sin6.sin6_port);
+}
+
+/// A forked namespace helper running the real loop on this side's network
+/// namespace (no setns, no filter); reaped by the destructor.
+struct ForkedHelper {
+  /// Forks the helper on `channel` (its end of the pair).
+  explicit ForkedHelper(int channel) {
+    pid = ::fork();
+    if (pid == 0) {
+      // Only its channel stays open, as in the real helper: a copy of the
+      // broker's end here would keep it from seeing sluiced close.
+      if (channel != 3 && ::dup3(channel, 3, 0) != 3) ::_exit(2);
+      ::close_range(4, ~0U, 0);
+      channel = 3;
+      ::_exit(serve_helper_requests(channel));
+    }
+  }
+  /// Waits for the helper and returns its exit status (-1 when killed).
+  int wait() {
+    int status = 0;
+    if (pid <= 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  /// Kills and reaps a helper that is still running.
+  ~ForkedHelper() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  pid_t pid = -1;
+};
+
+class SpliceHostTest : public ::testing::Test {
+ protected:
+  /// A host with the default policy.
+  SpliceHostTest() : host_(policy()) {}
+
+  /// The default policy with the capability, port start 1024.
+  static BindPolicy policy() {
+    BindPolicy p;
+    p.has_bind_cap = true;
+    return p;
+  }
+
+  /// Sends `len` bytes as the worker and lets the host handle them.
+  HandleStatus request(const void* msg, size_t len) {
+    EXPECT_TRUE(send_message(worker_.b.get(), msg, len, {}).ok());
+    return host_.handle_one(worker_.a.get());
+  }
+
+  /// Hello and its reply, then the declaration of the initial rules'
+  /// privileged ports (`grants`, none by default), which has no reply.
+  wire::HelloReplyMsg do_hello(const std::vector<wire::PortGrant>& grants = {}) {
+    auto m = hello(1);
+    EXPECT_EQ(request(&m, sizeof(m)), HandleStatus::kContinue) << host_.last_error();
+    wire::HelloReplyMsg reply = {};
+    EXPECT_TRUE(receive_message(worker_.b.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT).ok());
+    auto declared = testing::initial_ports();
+    for (const wire::PortGrant& g : grants) {
+      testing::add_grant(declared.get(), g.listener, g.last_port);
+    }
+    EXPECT_EQ(request(declared.get(), sizeof(*declared)), HandleStatus::kContinue)
+        << host_.last_error();
+    EXPECT_EQ(host_.state(), HostState::kReady);
+    return reply;
+  }
+
+  /// Reads a ListenersOpened with its fds.
+  ReceivedMessage listeners_reply(wire::ListenersOpenedMsg* reply) {
+    auto got = receive_message(worker_.b.get(), reply, sizeof(*reply), kScmMaxFds, MSG_DONTWAIT);
+    CHECK(got.ok());
+    EXPECT_EQ(got->len, sizeof(*reply));
+    EXPECT_EQ(reply->fd_count, got->fds.size());
+    return std::move(*got);
+  }
+
+  Pair worker_ = make_pair();  // a: the broker's end, b: the worker's
+  Pair helper_ = make_pair();  // a: the broker's end, b: the helper's
+  BrokerHost host_;
+};
+
+TEST_F(SpliceHostTest, HelloReplyTellsTheTargetNamespacesFacts) {
+  host_.serve_splice(helper_.a.get(), false, 900);
+  wire::HelloReplyMsg reply = do_hello();
+  EXPECT_EQ(reply.flags, wire::kBrokerHasBindCap | wire::kBrokerSpliceServed);
+  EXPECT_EQ(reply.splice_unprivileged_port_start, 900u);
+}
+
+TEST_F(SpliceHostTest, HelloReplyWithoutATargetNamespaceServesNoSplice) {
+  wire::HelloReplyMsg reply = do_hello();
+  EXPECT_EQ(reply.flags, wire::kBrokerHasBindCap);
+  EXPECT_EQ(reply.splice_unprivileged_port_start, 0u);
+}
+
+TEST_F(SpliceHostTest, SpliceEntriesAreOpenedByTheHelperInEntryOrder) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  ForkedHelper helper(helper_.b.get());
+  helper_.b.reset();
+  do_hello();
+  const uint16_t splice_port = free_dual_port();
+  const uint16_t host_port = free_dual_port();
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(splice_port));
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, host_port));
+  add_entry(m.get(), spec_splice(splice_port, wire::WireProto::kUdp));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = listeners_reply(&reply);
+  ASSERT_EQ(reply.fd_count, 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(reply.status[i], wire::kStatusOk) << i;
+  // Each fd is the entry's own socket, checked as the broker checks the helper's.
+  EXPECT_TRUE(check_opened_listener(got.fds[0].get(), m->entries[0]).ok());
+  EXPECT_TRUE(check_opened_listener(got.fds[1].get(), m->entries[1]).ok());
+  EXPECT_TRUE(check_opened_listener(got.fds[2].get(), m->entries[2]).ok());
+  char ifname[16] = {};
+  socklen_t len = sizeof(ifname);
+  ASSERT_EQ(::getsockopt(got.fds[0].get(), SOL_SOCKET, SO_BINDTODEVICE, ifname, &len), 0);
+  EXPECT_STREQ(ifname, "lo");
+  // sluiced closing the channel ends the helper, with status 0.
+  helper_.a.reset();
+  EXPECT_EQ(helper.wait(), 0);
+}
+
+TEST_F(SpliceHostTest, EntriesTheTargetNamespacesPolicyDeniesAreNotAsked) {
+  // No capability in the target namespace: port 80 there is denied up
+  // front. The helper's end is closed, so asking it would fail.
+  host_.serve_splice(helper_.a.get(), false, 1024);
+  helper_.b.reset();
+  do_hello();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(80));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  wire::ListenersOpenedMsg reply;
+  listeners_reply(&reply);
+  EXPECT_EQ(reply.status[0], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.fd_count, 0u);
+}
+
+TEST_F(SpliceHostTest, WithoutBindLinesPrivilegedPortsInsideAreTheInitialSpliceRulesOnly) {
+  // The helper holds the capability inside; the default policy then opens
+  // privileged ports there only within the grants of the initial SPLICE
+  // rules, which carry the SPLICE flag: a HOST grant opens nothing inside,
+  // and a SPLICE grant nothing here.
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  ForkedHelper helper(helper_.b.get());
+  helper_.b.reset();
+  wire::PortGrant inside = {};
+  inside.listener = spec_splice(80);
+  inside.last_port = 80;
+  wire::PortGrant here = {};
+  here.listener = spec_v4(127, 0, 0, 1, 90);
+  here.last_port = 90;
+  do_hello({inside, here});
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(80));            // granted inside
+  add_entry(m.get(), spec_splice(81));            // not granted
+  add_entry(m.get(), spec_splice(90));            // only granted here
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));  // only granted inside
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = listeners_reply(&reply);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  EXPECT_EQ(reply.status[1], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.status[2], wire::kStatusPolicyDenied);
+  EXPECT_EQ(reply.status[3], wire::kStatusPolicyDenied);
+  EXPECT_EQ(got.fds.size(), 1u);
+}
+
+TEST_F(SpliceHostTest, SpliceGrantsOnlyWithATargetNamespaceAndBelowItsPortStart) {
+  auto m = testing::initial_ports();
+  testing::add_grant(m.get(), spec_splice(80), 80);
+  EXPECT_TRUE(validate_initial_ports(*m, 0, 1024, true, 1024).ok());
+  auto without = validate_initial_ports(*m, 0, 1024);
+  ASSERT_FALSE(without.ok());
+  EXPECT_NE(without.error().message.find("a SPLICE grant, but sluiced has no target namespace"),
+            std::string::npos)
+      << without.error().message;
+  // The target namespace's own port start decides, not this side's.
+  auto above = validate_initial_ports(*m, 0, 1024, true, 80);
+  ASSERT_FALSE(above.ok());
+  EXPECT_NE(above.error().message.find("in the target namespace"), std::string::npos)
+      << above.error().message;
+}
+
+TEST_F(SpliceHostTest, SpliceEntriesWithoutATargetNamespaceAreViolation) {
+  do_hello();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(8080));
+  EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kViolation);
+  EXPECT_NE(host_.last_error().find("no target namespace"), std::string::npos)
+      << host_.last_error();
+}
+
+TEST_F(SpliceHostTest, SpliceEntriesOffTheLoopbackAreViolation) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  auto m = open_listeners();
+  auto off = spec_splice(8080);
+  std::strcpy(off.ifname, "eth0");
+  add_entry(m.get(), off);
+  EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kViolation);
+  EXPECT_NE(host_.last_error().find("off the target namespace's loopback"), std::string::npos)
+      << host_.last_error();
+}
+
+TEST_F(SpliceHostTest, AHelperThatIsGoneStopsTheBroker) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  helper_.b.reset();
+  do_hello();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(free_dual_port()));
+  EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kIoError);
+  EXPECT_NE(host_.last_error().find("namespace helper"), std::string::npos) << host_.last_error();
+}
+
+TEST_F(SpliceHostTest, ASocketTheHelperWasNotAskedForStopsTheBroker) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  const uint16_t asked = free_dual_port();
+  // A helper that answers with a listener on another port.
+  std::thread liar([fd = helper_.b.get()] {
+    auto req = std::make_unique<wire::OpenListenersMsg>();
+    if (!receive_message(fd, req.get(), sizeof(*req), 0).ok()) return;
+    wire::ListenerSpec other = req->entries[0];
+    other.port = free_dual_port();
+    auto sock = open_listener(other);
+    if (!sock) return;
+    auto reply = std::make_unique<wire::ListenersOpenedMsg>();
+    std::memset(reply.get(), 0, sizeof(*reply));
+    reply->header = wire::header(wire::BrokerMsg::kListenersOpened, req->header.sequence);
+    reply->count = 1;
+    reply->fd_count = 1;
+    const int fds[] = {sock->get()};
+    (void)send_message(fd, reply.get(), sizeof(*reply), fds);
+  });
+  auto m = open_listeners();
+  add_entry(m.get(), spec_splice(asked));
+  EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kIoError);
+  liar.join();
+  EXPECT_NE(host_.last_error().find("not what was asked: bound to the wrong port"),
+            std::string::npos)
+      << host_.last_error();
+}
+
+TEST_F(SpliceHostTest, OpenSocketsAnswersFreshSocketsOfTheFamilyAndProtocol) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  struct Case {
+    wire::WireFamily family;
+    wire::WireProto proto;
+    int domain, type;
+  } cases[] = {{wire::WireFamily::kInet, wire::WireProto::kTcp, AF_INET, SOCK_STREAM},
+               {wire::WireFamily::kInet6, wire::WireProto::kUdp, AF_INET6, SOCK_DGRAM}};
+  uint64_t seq = 10;
+  for (const Case& c : cases) {
+    auto m = open_sockets(5, c.family, c.proto, ++seq);
+    ASSERT_EQ(request(&m, sizeof(m)), HandleStatus::kContinue) << host_.last_error();
+    wire::SocketsOpenedMsg reply;
+    auto got = receive_message(worker_.b.get(), &reply, sizeof(reply), wire::kMaxSocketsPerMessage,
+                               MSG_DONTWAIT);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    ASSERT_EQ(got->len, sizeof(reply));
+    EXPECT_EQ(reply.header.type, static_cast<uint32_t>(wire::BrokerMsg::kSocketsOpened));
+    EXPECT_EQ(reply.header.sequence, seq);
+    EXPECT_EQ(reply.status, 0);
+    ASSERT_EQ(reply.count, 5u);
+    ASSERT_EQ(got->fds.size(), 5u);
+    for (const UniqueFd& fd : got->fds) {
+      int domain = 0, type = 0;
+      socklen_t len = sizeof(int);
+      ASSERT_EQ(::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len), 0);
+      ASSERT_EQ(::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);
+      EXPECT_EQ(domain, c.domain);
+      EXPECT_EQ(type, c.type);
+      EXPECT_NE(::fcntl(fd.get(), F_GETFL) & O_NONBLOCK, 0);
+      struct sockaddr_storage ss = {};
+      socklen_t slen = sizeof(ss);
+      ASSERT_EQ(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &slen), 0);
+      EXPECT_EQ(reinterpret_cast<sockaddr_in*>(&ss)->sin_port, 0) << "unbound";
+    }
+  }
+}
+
+TEST_F(SpliceHostTest, OpenSocketsWithoutATargetNamespaceIsViolation) {
+  do_hello();
+  auto m = open_sockets();
+  EXPECT_EQ(request(&m, sizeof(m)), HandleStatus::kViolation);
+  EXPECT_NE(host_.last_error().find("no target namespace"), std::string::npos)
+      << host_.last_error();
+}
+
+TEST_F(SpliceHostTest, MalformedOpenSocketsIsViolation) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  auto m = open_sockets(wire::kMaxSocketsPerMessage + 1);
+  EXPECT_EQ(request(&m, sizeof(m)), HandleStatus::kViolation);
+  EXPECT_NE(host_.last_error().find("count 65"), std::string::npos) << host_.last_error();
+}
+
+TEST(ServeHelperRequests, AnEntryThatIsNotSpliceStopsTheHelper) {
+  Pair ch = make_pair();
+  ForkedHelper helper(ch.b.get());
+  ch.b.reset();
+  auto m = open_listeners();
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, 8080));
+  ASSERT_TRUE(send_message(ch.a.get(), m.get(), sizeof(*m), {}).ok());
+  EXPECT_EQ(helper.wait(), 1);
+}
+
+TEST(ServeHelperRequests, AMalformedRequestStopsTheHelper) {
+  Pair ch = make_pair();
+  ForkedHelper helper(ch.b.get());
+  ch.b.reset();
+  auto m = hello();
+  ASSERT_TRUE(send_message(ch.a.get(), &m, sizeof(m), {}).ok());
+  EXPECT_EQ(helper.wait(), 1);
+}
+
+}  // namespace
+}  // namespace sluice
