@@ -170,10 +170,11 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("getsockopt", IPPROTO_IPV6, IPV6_RECVPKTINFO,
                           "check that a received IPv6 UDP socket reports local addresses"));
 
-  // --- setsockopt: per-connection tuning only; nothing that binds
-  // (SO_BINDTODEVICE), reuses ports, or changes marks or filters. UDP needs
-  // none: the broker sets IP_PKTINFO/IPV6_RECVPKTINFO before bind, and flow
-  // sockets take ICMP errors as plain errnos (no IP_RECVERR).
+  // --- setsockopt: per-connection tuning, and the TTL floor with which a
+  // closing listener stops taking connections; nothing that binds
+  // (SO_BINDTODEVICE), reuses ports, or changes marks or (BPF) filters. UDP
+  // needs none: the broker sets IP_PKTINFO/IPV6_RECVPKTINFO before bind, and
+  // flow sockets take ICMP errors as plain errnos (no IP_RECVERR).
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_LINGER, "RST propagation (linger 0)"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_KEEPALIVE, "TCP keepalive on connections"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_RCVBUF, "size socket buffers"));
@@ -184,6 +185,13 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_KEEPCNT, "keepalive timing"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_V6ONLY,
                           "IPv6 target sockets that must not fall back to IPv4"));
+  // TcpListener::stop_new_connections: a floor of 255 makes the kernel drop
+  // new SYNs (and nothing already queued) before the drain and the close; the
+  // connections accepted then get 0 back. Affects only the worker's own sockets.
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_MINTTL,
+                          "a closing TCP listener completes no new handshake (TTL floor)"));
+  r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_MINHOPCOUNT,
+                          "a closing IPv6 TCP listener completes no new handshake (hop floor)"));
 
   // --- Memory (glibc malloc, Cap'n Proto segments). Never executable.
   r.push_back({"brk", {}, "glibc malloc main arena"});

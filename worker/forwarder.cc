@@ -32,6 +32,18 @@ void set_reset_on_close(int fd) noexcept {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/// The largest TTL (IPv4) and hop limit (IPv6) a packet can carry.
+constexpr int kMaxTtl = 255;
+
+/// Sets the minimum TTL that `fd` accepts segments with (IP_MINTTL: IPv4,
+/// also IPv4 on a dual-stack socket) and, when `v6`, the minimum hop limit
+/// (IPV6_MINHOPCOUNT). Returns false when the kernel refused either.
+bool set_min_ttl(int fd, bool v6, int value) noexcept {
+  bool ok = setsockopt(fd, IPPROTO_IP, IP_MINTTL, &value, sizeof(value)) == 0;
+  if (v6) ok = setsockopt(fd, IPPROTO_IPV6, IPV6_MINHOPCOUNT, &value, sizeof(value)) == 0 && ok;
+  return ok;
+}
+
 }  // namespace
 
 size_t EndpointHash::operator()(const Endpoint& e) const noexcept {
@@ -111,6 +123,9 @@ bool TcpListener::accept_up_to(int max) noexcept {
       }
       return false;
     }
+    // A connection completed after stop_new_connections() inherited its
+    // minimum TTL, which would drop everything the client sends.
+    if (stopped_) set_min_ttl(fd, v6_, 0);
     if (owner_.is_own_connection(peer)) {
       owner_.refuse_loop(UniqueFd(fd), peer, port_, *route_);
       continue;
@@ -121,11 +136,29 @@ bool TcpListener::accept_up_to(int max) noexcept {
   return false;
 }
 
+bool TcpListener::stop_new_connections() noexcept {
+  if (!fd_.valid()) return true;
+  if (!stopped_) {
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    v6_ = getsockname(fd_.get(), reinterpret_cast<struct sockaddr*>(&local), &len) == 0 &&
+          local.ss_family == AF_INET6;
+    stopped_ = true;
+  }
+  return set_min_ttl(fd_.get(), v6_, kMaxTtl);
+}
+
 void TcpListener::drain() noexcept {
   // Limit: connections accepted while draining. The accept queue holds at
-  // most SOMAXCONN (4096); twice that empties any queue that existed when the
-  // drain began, even while new connections keep arriving.
+  // most SOMAXCONN (4096) and takes nothing new once stopped; twice that
+  // empties it even while handshakes begun before the stop complete.
   constexpr int kMaxDrain = 8192;
+  if (!stop_new_connections() && owner_.conn_log().allow()) {
+    LOG_WARN(
+        "port %u: new connections could not be stopped before the close (%s); any that "
+        "arrive during it are reset",
+        port_, errno_text(errno).c_str());
+  }
   if (!accept_up_to(kMaxDrain) && owner_.conn_log().allow()) {
     LOG_WARN("port %u closed at a limit: connections still queued on it are reset", port_);
   }

@@ -96,6 +96,8 @@ class Listener : public EventHandler {
   uint16_t port() const { return port_; }
   /// Forwards what the kernel already queued on the socket under the current
   /// rule, before the socket is closed (which would discard it). Bounded.
+  /// A TCP listener first stops taking new connections, so that none can
+  /// join its queue between the drain and the close.
   virtual void drain() noexcept = 0;
   /// Stops serving, closes the socket now, and hands the object to its
   /// forwarder, which frees it after the current batch of events. The
@@ -147,10 +149,33 @@ class TcpListener final : public Listener {
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
   /// listener is parked and resumed when a connection closes).
   void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake); }
-  /// Accepts everything already queued, without the per-wake cap, before the
-  /// listener is closed: the kernel resets connections left in the queue.
-  /// Stops early only at the connection or descriptor limit.
+  /// Stops new connections (stop_new_connections), then accepts everything
+  /// queued, without the per-wake cap, before the listener is closed: the
+  /// kernel resets connections left in the queue. Stops early only at the
+  /// connection or descriptor limit.
   void drain() noexcept override;
+  /// Makes the kernel complete no new handshake on the socket; connections
+  /// already queued stay, for drain(). A client whose SYN arrives now gets no
+  /// answer, and retrying a second later finds the port closed (refused).
+  /// Without this, a connection completed between the drain's last accept
+  /// and the close is reset by the close, and a worker paused there by a busy
+  /// machine resets every client that connects meanwhile.
+  ///
+  /// How: a minimum TTL (IP_MINTTL) and, on an IPv6 socket, a minimum hop
+  /// limit (IPV6_MINHOPCOUNT) of 255, which the kernel checks on each segment
+  /// before the listener sees it. A SYN from another host has lost at least
+  /// one to a router, and this host's own stack sends 64 (the
+  /// net.ipv4.ip_default_ttl default); only a host on the same link that
+  /// sends with 255 still gets through, and may be reset as before.
+  /// A handshake already half-way (its SYN answered, its ACK not in yet)
+  /// still completes; if only after the drain, the close resets it: on
+  /// loopback only when the client is held up between the two, from another
+  /// host within about one round trip. Connections accepted from now on get
+  /// both limits back to 0, since children inherit them. Needs
+  /// `setsockopt(IP_MINTTL, IPV6_MINHOPCOUNT)` and `getsockname`. Returns
+  /// false when the kernel refused (the close may then reset late
+  /// arrivals); idempotent.
+  bool stop_new_connections() noexcept;
   /// Forwarder::close_listener(this).
   void release() noexcept override;
   /// Closes the socket now; the object lives on until the batch ends, and
@@ -170,6 +195,8 @@ class TcpListener final : public Listener {
 
   Forwarder& owner_;
   UniqueFd fd_;
+  bool stopped_ = false;  // stop_new_connections() ran: clear what accepted sockets inherit
+  bool v6_ = false;       // an AF_INET6 socket (known once stopped_)
 };
 
 /// A pipe used to splice one direction of a connection.

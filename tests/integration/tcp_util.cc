@@ -47,7 +47,7 @@ socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_stor
   return sizeof(*sin6);
 }
 
-UniqueFd listen_tcp(const std::string& addr, uint16_t port) {
+UniqueFd listen_tcp(const std::string& addr, uint16_t port, int backlog) {
   struct sockaddr_storage ss;
   socklen_t len = make_addr(addr, port, &ss);
   UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -56,7 +56,7 @@ UniqueFd listen_tcp(const std::string& addr, uint16_t port) {
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len), 0)
       << addr << ":" << port << ": " << std::strerror(errno);
-  EXPECT_EQ(listen(fd.get(), 128), 0);
+  EXPECT_EQ(listen(fd.get(), backlog), 0);
   return fd;
 }
 

@@ -16,8 +16,9 @@ namespace sluice::test {
 /// length. Fails the test on a literal that is neither.
 socklen_t make_addr(const std::string& addr, uint16_t port, struct sockaddr_storage* out);
 
-/// Listens on addr:port (TCP, SO_REUSEADDR). Fails the test on error.
-UniqueFd listen_tcp(const std::string& addr, uint16_t port);
+/// Listens on addr:port (TCP, SO_REUSEADDR) with an accept queue of
+/// `backlog` (which net.core.somaxconn caps). Fails the test on error.
+UniqueFd listen_tcp(const std::string& addr, uint16_t port, int backlog = 128);
 /// Connects to addr:port with send/receive timeouts of `timeout_ms`; returns
 /// an empty UniqueFd and sets errno on failure.
 UniqueFd connect_tcp(const std::string& addr, uint16_t port, int timeout_ms = 10000);

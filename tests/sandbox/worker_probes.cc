@@ -485,8 +485,18 @@ const std::vector<Probe>& worker_probes() {
                   set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPIDLE) &&
                   set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPINTVL) &&
                   set_int(f.tcp4, IPPROTO_TCP, TCP_KEEPCNT) &&
-                  set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY);
+                  set_int(f.tcp6, IPPROTO_IPV6, IPV6_V6ONLY) &&
+                  set_int(f.tcp4, IPPROTO_IP, IP_MINTTL) &&
+                  set_int(f.tcp6, IPPROTO_IP, IP_MINTTL) &&
+                  set_int(f.tcp6, IPPROTO_IPV6, IPV6_MINHOPCOUNT);
          }},
+        // The TTL floor that stops a closing listener, but no other IP option
+        // and no BPF filter.
+        {"setsockopt_ip_ttl", Expect::kKilled, FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TTL))},
+        {"setsockopt_minttl_wrong_level", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, IP_MINTTL))},
+        {"setsockopt_attach_filter", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_ATTACH_FILTER))},
         // The broker sets pktinfo before bind; the worker sets no UDP option.
         {"setsockopt_ip_pktinfo", Expect::kKilled,
          FORBIDDEN(set_int(f.udp4, IPPROTO_IP, IP_PKTINFO))},

@@ -1,11 +1,23 @@
-// The TCP data path's pipe pool with a real event loop: pipes are enlarged to
-// the configured size while they fit in the page budget, keep the kernel's
-// size beyond it, give their pages back when closed, and are reused.
+// The TCP data path with a real event loop: the pipe pool (pipes are enlarged
+// to the configured size while they fit in the page budget, keep the kernel's
+// size beyond it, give their pages back when closed, and are reused), and a
+// closing listener, which takes no new connection between its drain and its
+// close, on real loopback sockets.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "worker/forwarder.h"
@@ -79,6 +91,238 @@ TEST(PipePool, KernelSizeWhenNotAsked) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(pipe_size(*p), 65536);
   EXPECT_EQ(f.forwarder->extra_pipe_pages(), 0u);
+}
+
+/// A loopback address and port, IPv4 or IPv6.
+struct Where {
+  int family = AF_INET;
+  uint16_t port = 0;
+};
+
+/// Fills `ss` with the loopback address of `w.family` and `w.port`; returns its length.
+socklen_t loopback(const Where& w, struct sockaddr_storage* ss) {
+  std::memset(ss, 0, sizeof(*ss));
+  if (w.family == AF_INET) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(w.port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof(*sin);
+  }
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(ss);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(w.port);
+  sin6->sin6_addr = in6addr_loopback;
+  return sizeof(*sin6);
+}
+
+/// A non-blocking listening socket on loopback of `family` (with
+/// `dual_stack`, [::] accepting IPv4 too) on a port the kernel picks, which
+/// goes to `*port`; invalid when the host lacks that family.
+UniqueFd listen_loopback(int family, bool dual_stack, uint16_t* port) {
+  UniqueFd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  struct sockaddr_storage ss;
+  socklen_t len = loopback(Where{family, 0}, &ss);
+  if (family == AF_INET6) {
+    int v6only = dual_stack ? 0 : 1;
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    if (dual_stack) reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_addr = in6addr_any;
+  }
+  if (bind(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0 ||
+      listen(fd.get(), SOMAXCONN) != 0 ||
+      getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) {
+    return UniqueFd();
+  }
+  *port = ntohs(ss.ss_family == AF_INET ? reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port
+                                        : reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port);
+  return fd;
+}
+
+/// A blocking connection to `w` that gives up after `timeout_ms` (a SYN
+/// without an answer), sending with `ttl` (IPv4 TTL or IPv6 hop limit) when
+/// not 0; invalid on failure, with errno set.
+UniqueFd connect_to(const Where& w, int timeout_ms, int ttl = 0) {
+  UniqueFd fd(socket(w.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (ttl != 0 && w.family == AF_INET) setsockopt(fd.get(), IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
+  if (ttl != 0 && w.family == AF_INET6) {
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl));
+  }
+  struct sockaddr_storage ss;
+  socklen_t len = loopback(w, &ss);
+  if (connect(fd.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0) return UniqueFd();
+  return fd;
+}
+
+/// What a client read, non-blocking: its bytes, and whether it saw a reset.
+struct Received {
+  std::string bytes;
+  bool reset = false;
+  bool eof = false;
+  /// Reads what is there now from `fd`.
+  void read_from(int fd) {
+    char buf[256];
+    for (;;) {
+      ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) {
+        bytes.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) eof = true;
+      if (n < 0 && errno == ECONNRESET) reset = true;
+      return;
+    }
+  }
+};
+
+/// A target on loopback: it greets each connection with "hello", then echoes
+/// what it receives. It works only when serve() is called (single-threaded).
+class Target {
+ public:
+  /// Listens on loopback of `family` (with `dual_stack`, on [::] for both
+  /// families); `port()` is 0 when it could not.
+  explicit Target(int family, bool dual_stack = false)
+      : listener_(listen_loopback(family, dual_stack, &port_)) {}
+  /// The port it listens on (0: none).
+  uint16_t port() const { return port_; }
+  /// Accepts and greets new connections, and echoes what arrived.
+  void serve() {
+    for (;;) {
+      int fd = accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;
+      send(fd, "hello", 5, MSG_NOSIGNAL);
+      conns_.emplace_back(fd);
+    }
+    for (const UniqueFd& c : conns_) {
+      char buf[256];
+      ssize_t n = recv(c.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) send(c.get(), buf, static_cast<size_t>(n), MSG_NOSIGNAL);
+    }
+  }
+
+ private:
+  uint16_t port_ = 0;
+  UniqueFd listener_;
+  std::vector<UniqueFd> conns_;
+};
+
+/// Turns `loop` and serves `target` until `done` or 5 s; true when done.
+bool turn_until(EventLoop& loop, Target& target, const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    loop.run_once(5);
+    target.serve();
+  }
+  return true;
+}
+
+/// A forwarder with one TCP listener on loopback of `family` (dual-stack
+/// [::] with `dual_stack`) whose connections go to `target`.
+struct ListenerFixture {
+  /// Sets it up; `listener` is null (and the test skipped by the caller)
+  /// when the host lacks the family.
+  ListenerFixture(int family, bool dual_stack, const Target& target) : f(ForwarderLimits{}) {
+    UniqueFd fd = listen_loopback(family, dual_stack, &port);
+    if (!fd.valid() || target.port() == 0) return;
+    auto route = std::make_shared<Route>();
+    route->first = port;
+    route->to = target.port();
+    route->text = "test rule";
+    auto added = f.forwarder->add_tcp_listener(std::move(fd), port, route);
+    EXPECT_TRUE(added.ok());
+    if (added.ok()) listener = *added;
+  }
+  Fixture f;
+  uint16_t port = 0;
+  TcpListener* listener = nullptr;  // owned by the forwarder; gone after release()
+};
+
+/// Checks, for a listener of `family` (`dual_stack`: [::] also taking IPv4)
+/// and clients of `client_families`, that a client queued before the drain
+/// is served, that no handshake completes between the drain and the close
+/// (the close would reset it), and that the closed port refuses.
+void check_nothing_joins_between_drain_and_close(int family, bool dual_stack,
+                                                 std::vector<int> client_families) {
+  Target target(family, dual_stack);  // forwarded to loopback of the client's own family
+  ListenerFixture lf(family, dual_stack, target);
+  if (lf.listener == nullptr) GTEST_SKIP() << "no loopback of family " << family;
+  EventLoop& loop = **lf.f.loop;
+  std::vector<UniqueFd> early;
+  for (int cf : client_families) {
+    early.push_back(connect_to(Where{cf, lf.port}, 2000));  // queued: the loop has not turned
+    ASSERT_TRUE(early.back().valid()) << std::strerror(errno);
+  }
+  lf.listener->drain();
+  // The window: drained, not closed yet. A worker paused here by a busy
+  // machine used to let the kernel queue every client that came meanwhile,
+  // and the close reset them all.
+  std::vector<UniqueFd> late;
+  for (int cf : client_families) {
+    late.push_back(connect_to(Where{cf, lf.port}, 300));
+    EXPECT_FALSE(late.back().valid())
+        << "family " << cf << ": a handshake completed after the drain; the close resets it";
+  }
+  lf.listener->release();
+  std::vector<Received> got(early.size()), got_late(late.size());
+  EXPECT_TRUE(turn_until(loop, target, [&] {
+    bool all = true;
+    for (size_t i = 0; i < early.size(); ++i) {
+      got[i].read_from(early[i].get());
+      all = all && got[i].bytes == "hello";
+    }
+    return all;
+  }));
+  for (size_t i = 0; i < early.size(); ++i) {
+    EXPECT_EQ(got[i].bytes, "hello") << "queued client " << i << " reset " << got[i].reset;
+  }
+  for (size_t i = 0; i < late.size(); ++i) {
+    if (!late[i].valid()) continue;
+    got_late[i].read_from(late[i].get());
+    EXPECT_FALSE(got_late[i].reset) << "client " << i << " was accepted by the kernel, then reset";
+  }
+  for (int cf : client_families) {
+    EXPECT_FALSE(connect_to(Where{cf, lf.port}, 2000).valid());
+    EXPECT_EQ(errno, ECONNREFUSED) << "family " << cf << ": the closed port should refuse";
+  }
+}
+
+TEST(TcpListenerClose, NothingJoinsTheQueueBetweenTheDrainAndTheCloseIPv4) {
+  check_nothing_joins_between_drain_and_close(AF_INET, false, {AF_INET});
+}
+
+TEST(TcpListenerClose, NothingJoinsTheQueueBetweenTheDrainAndTheCloseDualStack) {
+  check_nothing_joins_between_drain_and_close(AF_INET6, true, {AF_INET, AF_INET6});
+}
+
+TEST(TcpListenerClose, ConnectionsAcceptedAfterTheStopGetTheirPacketsBack) {
+  // The TTL floor that stops a listener is inherited by connections the
+  // kernel completes after it: a client on the same link sending with TTL 255
+  // still gets through (the documented limit), and its connection must then
+  // carry the client's ordinary packets, so the drain takes the floor off.
+  Target target(AF_INET);
+  ListenerFixture lf(AF_INET, false, target);
+  ASSERT_NE(lf.listener, nullptr);
+  EventLoop& loop = **lf.f.loop;
+  ASSERT_TRUE(lf.listener->stop_new_connections());
+  EXPECT_FALSE(connect_to(Where{AF_INET, lf.port}, 300).valid()) << "TTL 64 is stopped";
+  UniqueFd client = connect_to(Where{AF_INET, lf.port}, 2000, 255);
+  ASSERT_TRUE(client.valid()) << std::strerror(errno);
+  int ttl = 64;
+  ASSERT_EQ(setsockopt(client.get(), IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)), 0);
+  lf.listener->drain();
+  lf.listener->release();
+  ASSERT_EQ(send(client.get(), "ping", 4, MSG_NOSIGNAL), 4);
+  Received got;
+  EXPECT_TRUE(turn_until(loop, target,
+                         [&] {
+                           got.read_from(client.get());
+                           return got.bytes == "helloping" || got.reset || got.eof;
+                         }))
+      << "received \"" << got.bytes << "\"";
+  EXPECT_EQ(got.bytes, "helloping");
 }
 
 }  // namespace
