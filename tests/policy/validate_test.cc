@@ -167,6 +167,7 @@ TEST(ValidateRule, Splice) {
   with_scan.scan = true;
   EXPECT_TRUE(problems(scan, Pif::kSplice, with_scan).empty());
   ServerCaps without_scan;
+  without_scan.scan = false;
   expect_problem(scan, {"auto (auto-scan) needs a target namespace", "--netns"}, Pif::kSplice,
                  without_scan);
   Rule v4 = rule("*", 20000);
