@@ -65,7 +65,7 @@ void start_on(Daemon& d, const Container& box, const std::vector<std::string>& r
 /// The ports the scan rules of `pif` and `proto` listen on now, from
 /// `sluicectl --stats --json` (scanActive runs, expanded); empty when there
 /// are none or the output cannot be read.
-std::vector<int> active_ports(const Daemon& d, const std::string& pif, const std::string& proto) {
+std::vector<int> active_ports(Daemon& d, const std::string& pif, const std::string& proto) {
   std::vector<int> out;
   auto stats = parse_json(d.ctl({"--stats", "--json"}).out);
   if (!stats.has_value() || stats->get("rules") == nullptr) return out;
