@@ -65,9 +65,10 @@ Result<UniqueFd> open_audit_log(const std::string& path);
 /// Needs `open` and `fstat` (before the filter).
 Result<UniqueFd> open_audit_tail(const std::string& path, const UniqueFd& sink);
 
-/// Returns the path of sluice-worker (kWorkerProgram) in the directory of
-/// this binary (readlink /proc/self/exe). Fails with the path and what to do
-/// when it is missing or not executable.
+/// Returns the path of sluice-worker (kWorkerProgram): in the directory of
+/// this binary (readlink /proc/self/exe), else in SLUICE_WORKER_RELDIR
+/// relative to it (the install layout: ../libexec/sluice from sbin). Fails
+/// with both paths and what to do when neither is executable.
 Result<std::string> find_worker_binary();
 
 /// Forks and execs `path` with to_argv(`args`) as its argv (the start-up
