@@ -24,6 +24,9 @@ enum LongOnly : int {
   kOptNetns,
   kOptUserns,
   kOptPestoSocket,
+  kOptRuleConnections,
+  kOptSourceConnections,
+  kOptIdleTimeout,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -35,6 +38,9 @@ constexpr struct option kLongOptions[] = {
     {"max-connections", required_argument, nullptr, kOptMaxConnections},
     {"connect-timeout", required_argument, nullptr, kOptConnectTimeout},
     {"pipe-size", required_argument, nullptr, kOptPipeSize},
+    {"max-connections-per-rule", required_argument, nullptr, kOptRuleConnections},
+    {"max-connections-per-source", required_argument, nullptr, kOptSourceConnections},
+    {"idle-timeout", required_argument, nullptr, kOptIdleTimeout},
     {"netns", required_argument, nullptr, kOptNetns},
     {"userns", required_argument, nullptr, kOptUserns},
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
@@ -70,6 +76,21 @@ Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
   }
   if (n < limit.min) {
     return Err(std::string(name) + " needs at least " + std::to_string(limit.min) + min_unit);
+  }
+  *slot = static_cast<uint32_t>(n);
+  return Ok();
+}
+
+/// Stores the decimal number `value` into `slot`, from 0 (off) to `limit`'s
+/// maximum, refusing a second occurrence of the option and anything that is
+/// not a number.
+Result<void> set_off_limit_once(std::optional<uint32_t>* slot, const WorkerLimit& limit,
+                                const char* value) {
+  if (slot->has_value()) return Err(std::string(limit.option) + " given twice");
+  unsigned long n = 0;
+  if (!parse_uint(value, limit.max, &n)) {
+    return Err(std::string(limit.option) + " needs a number from 0 (off) to " +
+               std::to_string(limit.max) + ", not \"" + sanitize(value, 32) + "\"");
   }
   *slot = static_cast<uint32_t>(n);
   return Ok();
@@ -155,6 +176,24 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptRuleConnections:
+        if (auto r = set_off_limit_once(&o.max_connections_per_rule, kRuleConnectionsLimit, optarg);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptSourceConnections:
+        if (auto r =
+                set_off_limit_once(&o.max_connections_per_source, kSourceConnectionsLimit, optarg);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptIdleTimeout:
+        if (auto r = set_off_limit_once(&o.idle_timeout_s, kIdleTimeoutLimit, optarg); !r) {
+          return Err(r.error());
+        }
+        break;
       case kOptNetns:
         if (auto r = set_once(&o.netns, "--netns", optarg); !r) return Err(r.error());
         break;
@@ -234,6 +273,19 @@ void print_usage(std::FILE* out) {
                "      --max-connections N\n"
                "                        at most N TCP connections at once (1-%u, default\n"
                "                        %u); at the limit, listeners pause and resume\n"
+               "      --max-connections-per-rule N\n"
+               "                        at most N of them per rule (0-%u, default 0: none\n"
+               "                        beyond the fair share: with several TCP rules, a\n"
+               "                        rule past its share of the limit leaves a quarter\n"
+               "                        of it to the others); at it, the rule's listeners\n"
+               "                        pause and resume\n"
+               "      --max-connections-per-source N\n"
+               "                        at most N of them from one IPv4 address or IPv6\n"
+               "                        /64 (0-%u, default %u; 0: off); further ones from\n"
+               "                        it are reset\n"
+               "      --idle-timeout SECONDS\n"
+               "                        reset a TCP connection after SECONDS without a byte\n"
+               "                        either way (0-%u, default 0: never)\n"
                "      --connect-timeout SECONDS\n"
                "                        reset the client when the target has not answered\n"
                "                        within SECONDS (1-%u, default %u)\n"
@@ -259,8 +311,9 @@ void print_usage(std::FILE* out) {
                "(128+N when it was killed by signal N).\n",
                kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault,
                kUdpIdleTimeoutMaxS, kUdpIdleTimeoutDefaultS, kTcpConnectionsMax,
-               kTcpConnectionsDefault, kConnectTimeoutMaxS, kConnectTimeoutDefaultS, kPipeSizeMin,
-               kPipeSizeMax, kPipeSizeDefault);
+               kTcpConnectionsDefault, kRuleConnectionsMax, kSourceConnectionsMax,
+               kSourceConnectionsDefault, kIdleTimeoutMaxS, kConnectTimeoutMaxS,
+               kConnectTimeoutDefaultS, kPipeSizeMin, kPipeSizeMax, kPipeSizeDefault);
 }
 
 WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
@@ -277,6 +330,13 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   if (options.max_connections != 0) args.max_connections = options.max_connections;
   if (options.connect_timeout_s != 0) args.connect_timeout_s = options.connect_timeout_s;
   if (options.pipe_size != 0) args.pipe_size = options.pipe_size;
+  if (options.max_connections_per_rule) {
+    args.max_connections_per_rule = *options.max_connections_per_rule;
+  }
+  if (options.max_connections_per_source) {
+    args.max_connections_per_source = *options.max_connections_per_source;
+  }
+  if (options.idle_timeout_s) args.idle_timeout_s = *options.idle_timeout_s;
   *used_default = options.rule_args.empty();
   if (*used_default) {
     args.rules.push_back(WorkerRuleArg{kDefaultRuleOption, kDefaultRuleSpec});
