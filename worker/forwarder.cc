@@ -95,13 +95,15 @@ void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();
 }
 
-bool TcpListener::accept_up_to(int max) noexcept {
+bool TcpListener::accept_up_to(int max, bool draining) noexcept {
   if (!fd_.valid()) return true;  // closed by a commit earlier in this batch
   for (int i = 0; i < max; ++i) {
     // The global limit, the rule's limit and its fair share: at any of them
     // the listener pauses and its clients wait in the kernel's queue, until
     // a connection of the rule (or any, for the global limit) ends.
-    if (RuleAdmit why = owner_.admit(*route_); why != RuleAdmit::kOk) {
+    RuleAdmit why = owner_.admit(*route_);
+    if (draining && why == RuleAdmit::kRule) why = RuleAdmit::kOk;
+    if (why != RuleAdmit::kOk) {
       owner_.park_at_limit(this, why);
       return false;
     }
@@ -162,7 +164,7 @@ void TcpListener::drain() noexcept {
         "arrive during it are reset",
         port_, errno_text(errno).c_str());
   }
-  if (!accept_up_to(kMaxDrain) && owner_.conn_log().allow()) {
+  if (!accept_up_to(kMaxDrain, true) && owner_.conn_log().allow()) {
     LOG_WARN("port %u closed at a limit: connections still queued on it are reset", port_);
   }
 }

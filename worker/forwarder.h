@@ -166,7 +166,7 @@ class TcpListener final : public Listener {
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
   /// listener is parked and resumed when a connection closes).
-  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake); }
+  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake, false); }
   /// Stops new connections (stop_new_connections), then accepts everything
   /// queued, without the per-wake cap, before the listener is closed: the
   /// kernel resets connections left in the queue. Stops early only at the
@@ -210,8 +210,10 @@ class TcpListener final : public Listener {
   /// resumes right after the batch.
   static constexpr int kMaxAcceptsPerWake = 64;
   /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
-  /// the queue was emptied.
-  bool accept_up_to(int max) noexcept;
+  /// the queue was emptied. With `draining` (the listener closes next) only
+  /// the global limit stops it, not the rule's share: what stays queued is
+  /// reset by the close, and a rule past its share is better than a reset.
+  bool accept_up_to(int max, bool draining) noexcept;
 
   Forwarder& owner_;
   UniqueFd fd_;
