@@ -379,6 +379,12 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setUdpIdleTimeoutSeconds(st.udp_idle_timeout_seconds);
   out.setAuditLinesLost(st.audit_lines_lost);
   out.setAuditBytesWaiting(st.audit_bytes_waiting);
+  out.setIdleTimeoutSeconds(st.idle_timeout_seconds);
+  out.setConnectionLimitPerRule(st.connection_limit_per_rule);
+  out.setConnectionLimitPerSource(st.connection_limit_per_source);
+  out.setConnectionShare(st.connection_share);
+  out.setConnectionReserve(st.connection_reserve);
+  out.setSourcesActive(st.sources_active);
   auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
   for (size_t i = 0; i < st.rules.size(); ++i) {
     const RuleStats& r = st.rules[i];
@@ -398,6 +404,10 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setDatagramsToClient(r.datagrams_to_client);
     o.setDropped(r.dropped);
     o.setLoops(r.loops);
+    o.setPausedAtRuleLimit(r.paused_rule_limit);
+    o.setPausedAtGlobalLimit(r.paused_global_limit);
+    o.setRefusedBySource(r.refused_source);
+    o.setClosedIdle(r.closed_idle);
     if (r.scan_active) {
       auto runs = o.initScanActive(static_cast<unsigned>(r.scan_active->size()));
       for (size_t k = 0; k < r.scan_active->size(); ++k) {
@@ -440,6 +450,12 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.udp_idle_timeout_seconds = in.getUdpIdleTimeoutSeconds();
   st.audit_lines_lost = in.getAuditLinesLost();
   st.audit_bytes_waiting = in.getAuditBytesWaiting();
+  st.idle_timeout_seconds = in.getIdleTimeoutSeconds();
+  st.connection_limit_per_rule = in.getConnectionLimitPerRule();
+  st.connection_limit_per_source = in.getConnectionLimitPerSource();
+  st.connection_share = in.getConnectionShare();
+  st.connection_reserve = in.getConnectionReserve();
+  st.sources_active = in.getSourcesActive();
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
   st.rules.reserve(rules.size());
@@ -460,6 +476,10 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.datagrams_to_client = r.getDatagramsToClient();
     o.dropped = r.getDropped();
     o.loops = r.getLoops();
+    o.paused_rule_limit = r.getPausedAtRuleLimit();
+    o.paused_global_limit = r.getPausedAtGlobalLimit();
+    o.refused_source = r.getRefusedBySource();
+    o.closed_idle = r.getClosedIdle();
     if (r.hasScanActive()) o.scan_active = decode_port_runs(r.getScanActive());
     st.rules.push_back(std::move(o));
   }

@@ -202,6 +202,10 @@ struct RuleStats {
   scanActive @15 :List(PortRange);  # an auto-scan rule's ports listening now, in increasing
                                     # disjoint runs (an empty list: none now); absent (null)
                                     # for a rule without auto-scan
+  pausedAtRuleLimit @16 :UInt64;    # times a listener of the rule paused at its limit or share
+  pausedAtGlobalLimit @17 :UInt64;  # times a listener of the rule paused at --max-connections
+  refusedBySource @18 :UInt64;      # TCP connections reset at --max-connections-per-source
+  closedIdle @19 :UInt64;           # TCP connections reset by --idle-timeout
 }
 
 struct Stats {
@@ -219,6 +223,12 @@ struct Stats {
   udpIdleTimeoutSeconds @11 :UInt32;  # --udp-idle-timeout
   auditLinesLost @12 :UInt64;     # audit lines not written whole (sink errors, full backlog)
   auditBytesWaiting @13 :UInt64;  # audit bytes waiting for a sink that pushes back
+  idleTimeoutSeconds @14 :UInt32;        # --idle-timeout; 0: off
+  connectionLimitPerRule @15 :UInt64;    # --max-connections-per-rule; 0: the fair share only
+  connectionLimitPerSource @16 :UInt64;  # --max-connections-per-source; 0: off
+  connectionShare @17 :UInt64;           # slots each TCP rule may always use now (fair share)
+  connectionReserve @18 :UInt64;         # free slots a rule past its share may not take
+  sourcesActive @19 :UInt64;             # sources (IPv4 addresses, IPv6 /64s) holding connections
 }
 
 struct Request {

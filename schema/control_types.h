@@ -204,6 +204,10 @@ struct RuleStats {
   /// An auto-scan rule's ports listening now, in increasing disjoint runs;
   /// nullopt for a rule without auto-scan.
   std::optional<std::vector<PortRange>> scan_active;
+  uint64_t paused_rule_limit = 0;    // listener pauses at the rule's limit or fair share
+  uint64_t paused_global_limit = 0;  // listener pauses at the global limit
+  uint64_t refused_source = 0;       // connections reset at the per-source limit
+  uint64_t closed_idle = 0;          // connections reset by the idle timeout
   bool operator==(const RuleStats&) const = default;
 };
 
@@ -218,11 +222,17 @@ struct Stats {
   uint64_t flow_limit = 0;
   uint64_t listeners = 0;
   uint64_t paused_listeners = 0;
-  uint32_t pipe_size = 0;                 // bytes per splice pipe
-  uint32_t connect_timeout_seconds = 0;   // a TCP target's handshake deadline
-  uint32_t udp_idle_timeout_seconds = 0;  // a UDP flow ends after this long idle
-  uint64_t audit_lines_lost = 0;          // audit lines not written whole
-  uint64_t audit_bytes_waiting = 0;       // audit bytes the sink has not taken yet
+  uint32_t pipe_size = 0;                    // bytes per splice pipe
+  uint32_t connect_timeout_seconds = 0;      // a TCP target's handshake deadline
+  uint32_t udp_idle_timeout_seconds = 0;     // a UDP flow ends after this long idle
+  uint64_t audit_lines_lost = 0;             // audit lines not written whole
+  uint64_t audit_bytes_waiting = 0;          // audit bytes the sink has not taken yet
+  uint32_t idle_timeout_seconds = 0;         // TCP idle timeout; 0: off
+  uint64_t connection_limit_per_rule = 0;    // 0: the fair share only
+  uint64_t connection_limit_per_source = 0;  // 0: off
+  uint64_t connection_share = 0;             // slots each TCP rule may always use now
+  uint64_t connection_reserve = 0;           // free slots a rule past its share may not take
+  uint64_t sources_active = 0;               // sources holding connections now
   bool operator==(const Stats&) const = default;
 };
 
