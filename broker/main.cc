@@ -426,6 +426,14 @@ int run(const BrokerOptions& options) {
       return kExitFailure;
     }
     target = std::move(*opened);
+    if (target->net_only) {
+      LOG_INFO(
+          "target namespace %s: joining its network namespace only: sluiced's uid is not mapped "
+          "in the user namespace that owns it (a rootless container), and it needs none of that "
+          "namespace's capabilities; the worker and the namespace helper stay in sluiced's user "
+          "namespace",
+          target->name.c_str());
+    }
     LOG_INFO(
         "target namespace %s: HOST rules connect inside it, SPLICE rules (-T/-U) listen "
         "inside it",
