@@ -428,10 +428,9 @@ int run(const BrokerOptions& options) {
     target = std::move(*opened);
     if (target->net_only) {
       LOG_INFO(
-          "target namespace %s: joining its network namespace only: sluiced's uid is not mapped "
-          "in the user namespace that owns it (a rootless container), and it needs none of that "
-          "namespace's capabilities; the worker and the namespace helper stay in sluiced's user "
-          "namespace",
+          "target namespace %s: joining its network namespace only, not its user namespace: "
+          "sluiced's capabilities reach it from here (and its uid may be unmapped in a rootless "
+          "container's); the worker and the namespace helper stay in sluiced's user namespace",
           target->name.c_str());
     }
     LOG_INFO(

@@ -63,8 +63,8 @@ bool in_initial_user_namespace() {
   char buf[128] = {};
   const ssize_t n = fd.valid() ? ::read(fd.get(), buf, sizeof(buf) - 1) : -1;
   unsigned long inside = 1, outside = 1, count = 0;
-  return n > 0 && std::sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 &&
-         inside == 0 && outside == 0 && count == 4294967295UL;
+  return n > 0 && std::sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+         outside == 0 && count == 4294967295UL;
 }
 
 }  // namespace
@@ -116,9 +116,9 @@ struct Trial {
 
 /// The steps a trial child takes, in order, and its exit status when one fails.
 enum TrialStep : int {
-  kJoinUser = 1,     // setns into the user namespace
-  kJoinNet = 2,      // setns into the network namespace
-  kNewUserNs = 3,    // unshare(CLONE_NEWUSER), as the worker's sandbox stage 4
+  kJoinUser = 1,   // setns into the user namespace
+  kJoinNet = 2,    // setns into the network namespace
+  kNewUserNs = 3,  // unshare(CLONE_NEWUSER), as the worker's sandbox stage 4
 };
 
 /// Forks a child that joins the target's network namespace, and first its user
@@ -183,11 +183,11 @@ Unexpected trial_error(const TargetNamespace& target, const Trial& trial) {
                               "join the network namespace without it; run sluiced as the user "
                               "who owns the container, or as root");
   }
-  return Err(trial.err, "--netns " + target.name +
-                            ": cannot join the user namespace that owns it: " +
-                            errno_text(trial.err) +
-                            "; run sluiced as the user who owns the namespace (who started the "
-                            "container), or as root");
+  return Err(trial.err,
+             "--netns " + target.name +
+                 ": cannot join the user namespace that owns it: " + errno_text(trial.err) +
+                 "; run sluiced as the user who owns the namespace (who started the "
+                 "container), or as root");
 }
 
 }  // namespace
