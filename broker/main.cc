@@ -24,6 +24,7 @@
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
 #include "broker/worker_launch.h"
+#include "broker/worker_user.h"
 #include "policy/policy_file.h"
 #include "policy/seccomp_broker.h"
 
@@ -274,6 +275,28 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   }
   bool used_default = false;
   WorkerArgs args = worker_args(options, &used_default);
+  // The worker's ids: switched to in its stage 2, only when sluiced is real
+  // root in the initial user namespace (otherwise it keeps sluiced's user).
+  if (root_in_initial_user_namespace()) {
+    auto user = resolve_worker_user(options.worker_user, lookup_system_user);
+    if (!user) {
+      LOG_ERROR("%s", user.error().message.c_str());
+      return kExitFailure;
+    }
+    args.worker_uid = user->uid;
+    args.worker_gid = user->gid;
+    if (user->shared_fallback) {
+      LOG_WARN("the worker runs as %s", user->description.c_str());
+    } else {
+      LOG_INFO("the worker runs as %s", user->description.c_str());
+    }
+  } else if (!options.worker_user.empty()) {
+    LOG_ERROR(
+        "--worker-user %s: sluiced is not real root, so its worker runs as sluiced's own user; "
+        "leave --worker-user out, or start sluiced as root",
+        sanitize(options.worker_user, 64).c_str());
+    return kExitFailure;
+  }
   // With a target namespace, the worker runs inside it and would read the
   // namespace's ephemeral range; HOST rules listen here, so it gets ours.
   if (target != nullptr) {

@@ -24,6 +24,7 @@ enum LongOnly : int {
   kOptNetns,
   kOptUserns,
   kOptPestoSocket,
+  kOptWorkerUser,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -38,6 +39,7 @@ constexpr struct option kLongOptions[] = {
     {"netns", required_argument, nullptr, kOptNetns},
     {"userns", required_argument, nullptr, kOptUserns},
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
+    {"worker-user", required_argument, nullptr, kOptWorkerUser},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -166,6 +168,11 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptWorkerUser:
+        if (auto r = set_once(&o.worker_user, "--worker-user", optarg); !r) {
+          return Err(r.error());
+        }
+        break;
       case 'd':
         o.debug = true;
         break;
@@ -249,6 +256,10 @@ void print_usage(std::FILE* out) {
                "                        also serve pesto's protocol (v2) on PATH, so that the\n"
                "                        pesto binary (Podman, rootlesskit) edits the tables;\n"
                "                        each update is one commit, as from sluicectl\n"
+               "      --worker-user NAME|UID[:GID]\n"
+               "                        started as root: the user the sandboxed worker runs\n"
+               "                        as (default: the user %s if it exists, else\n"
+               "                        nobody, which other processes may share)\n"
                "  -d, --debug           debug logging (also for the worker)\n"
                "  -q, --quiet           warnings and errors only (also for the worker)\n"
                "  -h, --help            show this help\n"
@@ -260,7 +271,7 @@ void print_usage(std::FILE* out) {
                kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault,
                kUdpIdleTimeoutMaxS, kUdpIdleTimeoutDefaultS, kTcpConnectionsMax,
                kTcpConnectionsDefault, kConnectTimeoutMaxS, kConnectTimeoutDefaultS, kPipeSizeMin,
-               kPipeSizeMax, kPipeSizeDefault);
+               kPipeSizeMax, kPipeSizeDefault, kWorkerUserName);
 }
 
 WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {

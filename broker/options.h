@@ -34,6 +34,7 @@ struct BrokerOptions {
   std::string netns;                     // --netns PATH|PID, or a trailing PID; empty: none
   std::string userns;                    // --userns PATH (only with a target namespace)
   std::string pesto_path;                // --pesto-socket PATH; empty: no pesto endpoint
+  std::string worker_user;  // --worker-user NAME|UID[:GID]; empty: broker/worker_user.h
 };
 
 /// What main() should do after parsing.

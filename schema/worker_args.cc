@@ -145,7 +145,7 @@ Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv) {
       return Err("unexpected argument \"" + sanitize(word, kQuotedWordMax) + "\"; " +
                  kWorkerProgram +
                  " is started by sluiced, which passes it -d/-q, --target-netns, --policy-source, "
-                 "the UDP and TCP limits and the rule options");
+                 "the UDP and TCP limits, the worker's ids and the rule options");
     }
   }
   if (auto checked = check_worker_args(args); !checked) return Err(checked.error());

@@ -49,6 +49,11 @@ inline constexpr const char* kWorkerOptPipeSize = "--pipe-size";               /
 /// `all` leaves out the host side's ephemeral ports, as pasta's does.
 inline constexpr const char* kWorkerOptHostEphemeralFirst = "--host-ephemeral-first";  // PORT
 inline constexpr const char* kWorkerOptHostEphemeralLast = "--host-ephemeral-last";    // PORT
+/// The ids a worker started as real root switches to in its sandbox's stage 2
+/// (worker/sandbox.h): sluiced's --worker-user, resolved by sluiced. Ignored
+/// by a worker that is not root in the initial user namespace.
+inline constexpr const char* kWorkerOptUid = "--worker-uid";  // UID
+inline constexpr const char* kWorkerOptGid = "--worker-gid";  // GID
 /// The rule option letters, each followed by one SPEC, as for sluicectl: -t
 /// and -u fill the HOST table, -T and -U the SPLICE table.
 inline constexpr std::string_view kWorkerRuleOptions = "tuTU";
@@ -120,6 +125,21 @@ inline constexpr uint32_t kPipeSizeMin = 4096;
 /// most an unprivileged process may ask F_SETPIPE_SZ for.
 inline constexpr uint32_t kPipeSizeMax = 1u << 20;
 
+// ---- The worker's user (--worker-uid, --worker-gid) ----
+
+/// The ids a root-started worker runs as when sluiced finds no dedicated
+/// user: nobody/nogroup on Debian. Other processes may share them (and could
+/// then signal the worker), which is why sluiced prefers the user
+/// kWorkerUserName when it exists and warns when it does not.
+inline constexpr uint32_t kWorkerIdFallback = 65534;
+/// The dedicated system user sluiced looks up when --worker-user is not
+/// given; the install step (sysusers.d) creates it.
+inline constexpr const char* kWorkerUserName = "sluice";
+/// Limit: a worker id is never 0 (root, the one id the switch must leave)
+/// and never 4294967295 ((uid_t)-1, which setresuid reads as "unchanged").
+inline constexpr uint32_t kWorkerIdMin = 1;
+inline constexpr uint32_t kWorkerIdMax = 4294967294u;
+
 /// One rule option of the worker's argv: an option letter and its spec,
 /// carried as the administrator typed it.
 struct WorkerRuleArg {
@@ -146,6 +166,8 @@ struct WorkerArgs {
   uint32_t pipe_size = kPipeSizeDefault;                  // --pipe-size
   uint32_t host_ephemeral_first = 0;                      // --host-ephemeral-first; 0: not given
   uint32_t host_ephemeral_last = 0;                       // --host-ephemeral-last; 0: not given
+  uint32_t worker_uid = kWorkerIdFallback;                // --worker-uid
+  uint32_t worker_gid = kWorkerIdFallback;                // --worker-gid
   std::vector<WorkerRuleArg> rules;                       // -t/-u/-T/-U, in order
 
   bool operator==(const WorkerArgs&) const = default;
@@ -184,10 +206,17 @@ inline constexpr WorkerLimit kHostEphemeralFirst = {kWorkerOptHostEphemeralFirst
 inline constexpr WorkerLimit kHostEphemeralLast = {kWorkerOptHostEphemeralLast, 0, 65535, 0,
                                                    &WorkerArgs::host_ephemeral_last};
 
+/// The worker's user: ids with a range, like the limits.
+inline constexpr WorkerLimit kWorkerUid = {kWorkerOptUid, kWorkerIdMin, kWorkerIdMax,
+                                           kWorkerIdFallback, &WorkerArgs::worker_uid};
+inline constexpr WorkerLimit kWorkerGid = {kWorkerOptGid, kWorkerIdMin, kWorkerIdMax,
+                                           kWorkerIdFallback, &WorkerArgs::worker_gid};
+
 /// The numeric limits, in the order to_argv() writes them.
 inline constexpr WorkerLimit kWorkerLimits[] = {
-    kUdpFlowsLimit, kUdpIdleTimeoutLimit, kTcpConnectionsLimit, kConnectTimeoutLimit,
-    kPipeSizeLimit, kHostEphemeralFirst,  kHostEphemeralLast};
+    kUdpFlowsLimit,       kUdpIdleTimeoutLimit, kTcpConnectionsLimit,
+    kConnectTimeoutLimit, kPipeSizeLimit,       kHostEphemeralFirst,
+    kHostEphemeralLast,   kWorkerUid,           kWorkerGid};
 
 /// Returns "--udp-flows needs a number from 1 to 1048576, not "0"": the
 /// message for `value` (sanitised and cut) outside `limit`'s range.

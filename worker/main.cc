@@ -97,16 +97,21 @@ control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps,
 
 /// Runs the worker; returns the process exit status.
 int run(int argc, char** argv) {
-  // argv is copied as plain bytes now and parsed only after the sandbox is up.
+  // argv comes from sluiced. Its words are split and its numbers checked
+  // here, before the sandbox, because stage 2 needs the worker's ids; the
+  // rule specs in it stay text until the sandbox is up (build_tables below).
   std::vector<std::string> raw(argv, argv + argc);
-  for (const std::string& a : raw) {
-    if (a == kWorkerOptDebug) log_set_level(LogLevel::kDebug);
-    if (a == kWorkerOptQuiet) log_set_level(LogLevel::kWarn);
+  auto args = parse_worker_args(raw);
+  if (!args) {
+    LOG_ERROR("start-up arguments: %s", args.error().message.c_str());
+    return 2;
   }
+  if (args->debug) log_set_level(LogLevel::kDebug);
+  if (args->quiet) log_set_level(LogLevel::kWarn);
   // Auto-scan reads the target namespace's /proc/net tables: opened first,
   // onto their fixed fds, while open is allowed (worker/port_scan.h).
   std::optional<PortScanner> scanner;
-  if (std::find(raw.begin(), raw.end(), kWorkerOptTargetNetns) != raw.end()) {
+  if (args->target_netns) {
     scanner = PortScanner::open_pinned(wire::kWorkerFdScanFirst);
   }
   // A peer that vanishes must surface as EPIPE from splice/send, never as a
@@ -154,13 +159,13 @@ int run(int argc, char** argv) {
       if (fd >= 0) keep.push_back(fd);
     }
   }
-  auto sandboxed = enter_sandbox(keep);
+  auto sandboxed = enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid});
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;
   }
 
-  // The run's start record comes first, before anything is served or even
+  // The run's start record comes first, before anything is served or a rule
   // parsed: it links this run to the log's last line, or says why it cannot.
   AuditLog audit(wire::kWorkerFdAudit);
   run_start.link = link_audit_tail(audit_tail);
@@ -173,11 +178,6 @@ int run(int argc, char** argv) {
               std::string(audit_tail_name(run_start.link.tail)).c_str());
   }
 
-  auto args = parse_worker_args(raw);
-  if (!args) {
-    LOG_ERROR("start-up arguments: %s", args.error().message.c_str());
-    return 2;
-  }
   auto policy =
       read_policy(args->policy_source.empty() ? "the default policy" : args->policy_source);
   if (!policy) {

@@ -45,15 +45,14 @@
 namespace sluice {
 namespace {
 
-/// The unprivileged ids a worker started as root switches to (nobody/nogroup
-/// on Debian). TODO(security): 65534 is also the kernel's overflow uid/gid,
-/// which is what SO_PEERCRED reports for every uid that stage 4 does not map:
-/// a root-started worker therefore sees every control client but its own
-/// uid as uid 65534, i.e. as itself. A dedicated system user (or creating
-/// the user namespace while still root, with an identity map of all ids)
-/// would fix that and keep other "nobody" processes from sharing the uid.
-constexpr uid_t kUnprivilegedUid = 65534;
-constexpr gid_t kUnprivilegedGid = 65534;
+// 65534 is also the kernel's overflow uid: what SO_PEERCRED reports inside the worker's
+// user namespace for every uid that stage 4 does not map. A worker left on
+// the fallback ids (65534, no dedicated user) therefore sees every control
+// client but its own uid as itself; access is decided by sluiced on the real
+// ids (PeerQuery), so this only blurs the worker's own log lines. With a
+// dedicated user (sluiced's --worker-user, or the user "sluice") the worker
+// also shares its uid with no other process, which could otherwise signal
+// it or trace it while it is dumpable for stage 4's map writes.
 
 /// Limit: the /proc files read here are one short line; 4 KiB is plenty and
 /// bounds the read.
@@ -194,16 +193,18 @@ Result<void> close_inherited_fds(std::span<const int> keep_fds) {
 }
 
 // ---------------------------------------------------------------------------
-// Stage 2: if root in the initial user namespace, become nobody/nogroup.
+// Stage 2: if root in the initial user namespace, become the worker's user.
 // Why: real root owns files, /proc entries and IPC objects of the host; the
 // namespaces and the empty capability sets of the later stages do not change
-// the uid that the host sees. Safe: the worker needs no uid-0 privilege (the
+// the uid that the host sees. The ids are sluiced's --worker-user (a
+// dedicated user, so that no other process shares them), nobody/nogroup
+// without one. Safe: the worker needs no uid-0 privilege (the
 // broker opens every privileged socket), and supplementary groups are dropped
 // first, while CAP_SETGID is still held. Root inside a non-initial user
 // namespace (e.g. under `unshare -Ur`) is skipped: it is an ordinary user's
 // uid outside, 65534 is usually not even mapped there (`unshare -Ur` maps
 // uid 0 only), and stage 7 drops all its capabilities anyway.
-Result<void> switch_to_unprivileged_user() {
+Result<void> switch_to_unprivileged_user(WorkerIds ids) {
   uid_t ruid, euid, suid;
   if (getresuid(&ruid, &euid, &suid) != 0) {
     return stage_error("2 (switch user)", "getresuid", errno);
@@ -218,22 +219,28 @@ Result<void> switch_to_unprivileged_user() {
     LOG_DEBUG("uid 0 in a non-initial user namespace: already unprivileged outside, not switching");
     return Ok();
   }
-  if (setgroups(0, nullptr) != 0) return stage_error("2 (switch user)", "setgroups(0)", errno);
-  if (setresgid(kUnprivilegedGid, kUnprivilegedGid, kUnprivilegedGid) != 0) {
-    return stage_error("2 (switch user)", "setresgid(65534)", errno);
+  // Never root: parse_worker_args() refuses id 0, and this checks it again.
+  const uid_t uid = ids.uid;
+  const gid_t gid = ids.gid;
+  if (uid == 0 || gid == 0) {
+    return stage_error("2 (switch user)", "the worker's ids must not be 0", EINVAL);
   }
-  if (setresuid(kUnprivilegedUid, kUnprivilegedUid, kUnprivilegedUid) != 0) {
-    return stage_error("2 (switch user)", "setresuid(65534)", errno);
+  const std::string to = std::to_string(uid) + ":" + std::to_string(gid);
+  if (setgroups(0, nullptr) != 0) return stage_error("2 (switch user)", "setgroups(0)", errno);
+  if (setresgid(gid, gid, gid) != 0) {
+    return stage_error("2 (switch user)", "setresgid(" + std::to_string(gid) + ")", errno);
+  }
+  if (setresuid(uid, uid, uid) != 0) {
+    return stage_error("2 (switch user)", "setresuid(" + std::to_string(uid) + ")", errno);
   }
   // Verify: a half-done switch must never go unnoticed.
   gid_t rgid, egid, sgid;
-  if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0 ||
-      ruid != kUnprivilegedUid || euid != kUnprivilegedUid || suid != kUnprivilegedUid ||
-      rgid != kUnprivilegedGid || egid != kUnprivilegedGid || sgid != kUnprivilegedGid ||
+  if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0 || ruid != uid ||
+      euid != uid || suid != uid || rgid != gid || egid != gid || sgid != gid ||
       getgroups(0, nullptr) != 0) {
-    return stage_error("2 (switch user)", "ids after the switch are not all 65534", EPERM);
+    return stage_error("2 (switch user)", "ids after the switch are not all " + to, EPERM);
   }
-  LOG_DEBUG("switched from root to uid/gid 65534");
+  LOG_DEBUG("switched from root to uid:gid %s", to.c_str());
   return Ok();
 }
 
@@ -265,7 +272,7 @@ Result<void> die_with_parent(pid_t parent_at_start) {
 // mount/IPC/UTS/PID namespaces and the empty root, without any privilege on
 // the host. Safe: the ids map to themselves, one each, so a control client
 // with our own uid keeps its number in SO_PEERCRED; any other uid reads as the
-// overflow uid 65534 (see kUnprivilegedUid for why that matters). setgroups is
+// overflow uid 65534 (see the note on 65534 at the top for why that matters). setgroups is
 // denied, so no group can be dropped to escape a negative group permission.
 Result<void> enter_user_namespace() {
   const uid_t uid = getuid();  // read before unshare: afterwards it is unmapped
@@ -496,12 +503,12 @@ HostFacts gather_host_facts() {
   return facts;
 }
 
-Result<void> enter_sandbox(std::span<const int> keep_fds) {
+Result<void> enter_sandbox(std::span<const int> keep_fds, WorkerIds ids) {
   // The broker's pid, read before anything can re-parent us (stage 3).
   const pid_t parent = getppid();
 
   if (Result<void> r = close_inherited_fds(keep_fds); !r) return r;
-  if (Result<void> r = switch_to_unprivileged_user(); !r) return r;
+  if (Result<void> r = switch_to_unprivileged_user(ids); !r) return r;
   if (Result<void> r = die_with_parent(parent); !r) return r;
   if (Result<void> r = enter_user_namespace(); !r) return r;
   if (Result<void> r = unshare_other_namespaces(); !r) return r;

@@ -7,6 +7,7 @@
 
 #include "base/result.h"
 #include "schema/model.h"
+#include "schema/worker_args.h"
 
 namespace sluice {
 
@@ -26,14 +27,21 @@ struct HostFacts {
 /// file cannot be read. Must run before enter_sandbox().
 HostFacts gather_host_facts();
 
+/// The ids a worker started as real root switches to in stage 2: sluiced's
+/// --worker-user (schema/worker_args.h), nobody/nogroup by default.
+struct WorkerIds {
+  uint32_t uid = kWorkerIdFallback;
+  uint32_t gid = kWorkerIdFallback;
+};
+
 /// Enters the sandbox, in order (each stage is a function in sandbox.cc with a
 /// comment saying why it is safe and needed):
 ///   1. close every fd from wire::kWorkerFirstFreeFd up (close_range), except
 ///      `keep_fds`: what the worker made before the sandbox and still needs,
 ///      such as its epoll fd (the allowlist has no epoll_create1). The log fd
 ///      must be below wire::kWorkerFirstFreeFd or in `keep_fds`;
-///   2. if running as root in the initial user namespace, switch to the
-///      unprivileged uid/gid 65534 (nobody/nogroup), dropping supplementary groups;
+///   2. if running as root in the initial user namespace, switch to `ids`
+///      (never 0), dropping supplementary groups;
 ///   3. PR_SET_PDEATHSIG(SIGKILL), then exit if the broker is already gone;
 ///   4. a new user namespace, mapping only the current uid/gid;
 ///   5. unshare of mount, IPC, UTS and PID namespaces;
@@ -43,6 +51,6 @@ HostFacts gather_host_facts();
 ///   9. the seccomp allowlist of policy/seccomp_worker.cc (KILL_PROCESS default).
 /// Returns an Error naming the stage and errno on any failure (also when an
 /// fd in `keep_fds` is not open); the caller exits.
-Result<void> enter_sandbox(std::span<const int> keep_fds = {});
+Result<void> enter_sandbox(std::span<const int> keep_fds = {}, WorkerIds ids = {});
 
 }  // namespace sluice

@@ -2,8 +2,11 @@
 // sandbox, the broker's capabilities, what links what, low ports with and
 // without CAP_NET_BIND_SERVICE, the default bind policy's privileged ports
 // (only the initial rules'), and how the processes end together.
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -75,6 +78,85 @@ TEST(Privilege, WorkerIsSandboxed) {
     ASSERT_GT(readlink(pa.c_str(), a, sizeof(a) - 1), 0) << pa;
     ASSERT_GT(readlink(pb.c_str(), b, sizeof(b) - 1), 0) << pb;
     EXPECT_STRNE(a, b) << ns;
+  }
+}
+
+/// Forks a process that becomes uid/gid 65534 (nobody, what other services
+/// run as) and tries kill(`pid`, 0). Returns the errno it saw, 0 when the
+/// signal would have been delivered, or -1 when the child could not switch.
+int errno_of_a_nobody_signalling(pid_t pid) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t child = fork();
+  if (child == 0) {
+    int result = -1;
+    if (setgroups(0, nullptr) == 0 && setresgid(65534, 65534, 65534) == 0 &&
+        setresuid(65534, 65534, 65534) == 0) {
+      result = kill(pid, 0) == 0 ? 0 : errno;
+    }
+    ssize_t ignored = write(fds[1], &result, sizeof(result));
+    (void)ignored;
+    _exit(0);
+  }
+  close(fds[1]);
+  int result = -1;
+  if (child < 0 || read(fds[0], &result, sizeof(result)) != static_cast<ssize_t>(sizeof(result))) {
+    result = -1;
+  }
+  close(fds[0]);
+  if (child > 0) waitpid(child, nullptr, 0);
+  return result;
+}
+
+TEST(Privilege, WorkerRunsAsItsOwnUserThatNoOtherProcessShares) {
+  if (!real_root_run()) {
+    // Not real root: the worker keeps sluiced's user, and asking for another
+    // one is one line that says so.
+    Daemon d;
+    d.start({"--worker-user", "64123:64124", "-t", "127.0.0.1/18080:18000"});
+    EXPECT_EQ(d.wait_exit(), 1) << d.log();
+    EXPECT_NE(d.log().find("--worker-user 64123:64124: sluiced is not real root"),
+              std::string::npos)
+        << d.log();
+    return;
+  }
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  d.start({"--worker-user", "64123:64124", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  EXPECT_EQ(proc_status_field(worker, "Uid"), "64123\t64123\t64123\t64123");
+  EXPECT_EQ(proc_status_field(worker, "Gid"), "64124\t64124\t64124\t64124");
+  EXPECT_EQ(proc_status_field(worker, "Groups"), "");
+  EXPECT_NE(d.log().find("the worker runs as uid 64123, gid 64124"), std::string::npos) << d.log();
+  expect_transfer(target.get(), 18080, d);
+  // Another service's uid cannot signal it (nor, by the same rule, trace it
+  // or change its limits).
+  EXPECT_EQ(errno_of_a_nobody_signalling(worker), EPERM);
+
+  // The fallback, without --worker-user and without a user "sluice" on this
+  // machine: nobody, which any nobody process can signal. That is what the
+  // warning says.
+  if (getpwnam("sluice") == nullptr) {
+    Daemon fallback;
+    fallback.start({"-t", "127.0.0.1/18081:18000"});
+    ASSERT_TRUE(fallback.wait_ready()) << fallback.log();
+    EXPECT_NE(fallback.log().find("warning: the worker runs as uid 65534, gid 65534 (nobody, "
+                                  "shared with other processes"),
+              std::string::npos)
+        << fallback.log();
+    EXPECT_EQ(errno_of_a_nobody_signalling(fallback.worker_pid()), 0);
+  }
+}
+
+TEST(Privilege, AWorkerUserThatIsRootOrUnknownIsRefused) {
+  for (const char* spec : {"0", "root", "no-such-user-here"}) {
+    Daemon d;
+    d.start({"--worker-user", spec, "-t", "127.0.0.1/18080:18000"});
+    EXPECT_EQ(d.wait_exit(), 1) << spec << "\n" << d.log();
+    EXPECT_NE(d.log().find(std::string("--worker-user ") + spec), std::string::npos) << d.log();
   }
 }
 

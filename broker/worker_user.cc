@@ -1,0 +1,134 @@
+// The worker's user (see worker_user.h).
+#include "broker/worker_user.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <string_view>
+#include <vector>
+
+#include "base/strings.h"
+#include "base/unique_fd.h"
+#include "schema/worker_args.h"
+
+namespace sluice {
+namespace {
+
+/// Limit: bytes of a refused --worker-user quoted in a message.
+constexpr size_t kQuotedMax = 64;
+
+/// How to get a dedicated user, for the messages.
+constexpr const char* kCreateHint =
+    "create a dedicated system user (useradd --system --no-create-home --shell "
+    "/usr/sbin/nologin sluice) or give --worker-user NAME|UID[:GID]";
+
+/// Parses one id of --worker-user: decimal, from kWorkerIdMin to
+/// kWorkerIdMax. Fails with a message naming `what` (user or group).
+Result<uint32_t> parse_id(std::string_view text, const char* what, const std::string& spec) {
+  unsigned long value = 0;
+  if (!parse_uint(text, kWorkerIdMax, &value)) {
+    return Err("--worker-user " + sanitize(spec, kQuotedMax) + ": the " + what +
+               " id must be a number from " + std::to_string(kWorkerIdMin) + " to " +
+               std::to_string(kWorkerIdMax));
+  }
+  if (value < kWorkerIdMin) {
+    return Err("--worker-user " + sanitize(spec, kQuotedMax) +
+               ": the worker never runs as root; give an unprivileged " + what +
+               " (or leave the option out for the user " + kWorkerUserName + " or nobody)");
+  }
+  return static_cast<uint32_t>(value);
+}
+
+/// Returns true when `text` starts with a decimal digit: a numeric spec.
+bool numeric(const std::string& text) {
+  return !text.empty() && text[0] >= '0' && text[0] <= '9';
+}
+
+/// Checks a user found in the user database: neither its uid nor its group
+/// may be 0.
+Result<WorkerUser> from_entry(const std::string& name, const UserEntry& entry) {
+  if (entry.uid == 0 || entry.gid == 0 || entry.uid > kWorkerIdMax || entry.gid > kWorkerIdMax) {
+    return Err("--worker-user " + sanitize(name, kQuotedMax) + ": the user has uid " +
+               std::to_string(entry.uid) + " and group " + std::to_string(entry.gid) +
+               "; the worker never runs as root: give an unprivileged user");
+  }
+  WorkerUser user;
+  user.uid = entry.uid;
+  user.gid = entry.gid;
+  user.description = "user " + sanitize(name, kQuotedMax) + " (uid " + std::to_string(entry.uid) +
+                     ", gid " + std::to_string(entry.gid) + ")";
+  return user;
+}
+
+}  // namespace
+
+Result<WorkerUser> resolve_worker_user(const std::string& spec, const UserLookup& lookup) {
+  if (spec.empty()) {
+    if (std::optional<UserEntry> found = lookup(kWorkerUserName)) {
+      return from_entry(kWorkerUserName, *found);
+    }
+    WorkerUser user;
+    user.uid = kWorkerIdFallback;
+    user.gid = kWorkerIdFallback;
+    user.shared_fallback = true;
+    user.description = "uid 65534, gid 65534 (nobody, shared with other processes; " +
+                       std::string(kCreateHint) + ")";
+    return user;
+  }
+  if (!numeric(spec)) {
+    std::optional<UserEntry> found = lookup(spec);
+    if (!found) {
+      return Err("--worker-user " + sanitize(spec, kQuotedMax) +
+                 ": no such user in the user database; " + kCreateHint);
+    }
+    return from_entry(spec, *found);
+  }
+  const size_t colon = spec.find(':');
+  auto uid = parse_id(std::string_view(spec).substr(0, colon), "user", spec);
+  if (!uid) return Err(uid.error());
+  uint32_t gid = *uid;
+  if (colon != std::string::npos) {
+    auto parsed = parse_id(std::string_view(spec).substr(colon + 1), "group", spec);
+    if (!parsed) return Err(parsed.error());
+    gid = *parsed;
+  }
+  WorkerUser user;
+  user.uid = *uid;
+  user.gid = gid;
+  user.description = "uid " + std::to_string(*uid) + ", gid " + std::to_string(gid);
+  return user;
+}
+
+std::optional<UserEntry> lookup_system_user(const std::string& name) {
+  char buf[16384];  // Limit: NSS scratch space; a passwd entry beyond 16 KiB is refused
+  struct passwd pw, *found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return UserEntry{found->pw_uid, found->pw_gid};
+}
+
+bool root_in_initial_user_namespace() {
+  uid_t ruid, euid, suid;
+  if (::getresuid(&ruid, &euid, &suid) != 0) return false;
+  if (ruid != 0 && euid != 0 && suid != 0) return false;
+  UniqueFd fd(::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  char buf[256];  // Limit: the initial namespace's map is one short line
+  ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return false;
+  std::string_view map(buf, static_cast<size_t>(n));
+  // The identity over the whole range: "0 0 4294967295", in columns.
+  std::vector<std::string> words;
+  size_t i = 0;
+  while (i < map.size() && words.size() < 4) {
+    while (i < map.size() && (map[i] == ' ' || map[i] == '\n')) ++i;
+    const size_t start = i;
+    while (i < map.size() && map[i] != ' ' && map[i] != '\n') ++i;
+    if (i > start) words.emplace_back(map.substr(start, i - start));
+  }
+  return words.size() == 3 && words[0] == "0" && words[1] == "0" && words[2] == "4294967295";
+}
+
+}  // namespace sluice

@@ -1,0 +1,127 @@
+// The worker's user (broker/worker_user.h): --worker-user by name and by
+// number, the dedicated user "sluice" by default, the shared fallback with
+// its hint, and the refusals (root, unknown names, malformed numbers); and
+// the ids reaching the worker's argv.
+#include "broker/worker_user.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "broker/options.h"
+#include "schema/worker_args.h"
+
+namespace sluice {
+namespace {
+
+/// A user database of `users`, for resolve_worker_user().
+UserLookup database(std::map<std::string, UserEntry> users) {
+  return [users = std::move(users)](const std::string& name) -> std::optional<UserEntry> {
+    auto it = users.find(name);
+    if (it == users.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+/// The message of a refused `spec`, or "" when it was accepted.
+std::string refusal(const std::string& spec, const UserLookup& lookup = database({})) {
+  auto r = resolve_worker_user(spec, lookup);
+  return r.ok() ? "" : r.error().message;
+}
+
+TEST(WorkerUser, DefaultIsTheDedicatedUserWhenItExists) {
+  auto r = resolve_worker_user("", database({{"sluice", {998, 997}}, {"nobody", {65534, 65534}}}));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 998u);
+  EXPECT_EQ(r->gid, 997u);
+  EXPECT_FALSE(r->shared_fallback);
+  EXPECT_EQ(r->description, "user sluice (uid 998, gid 997)");
+}
+
+TEST(WorkerUser, WithoutADedicatedUserTheSharedNobodyIsUsedAndSaysHowToCreateOne) {
+  auto r = resolve_worker_user("", database({{"nobody", {65534, 65534}}}));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 65534u);
+  EXPECT_EQ(r->gid, 65534u);
+  EXPECT_TRUE(r->shared_fallback);
+  EXPECT_NE(r->description.find("shared with other processes"), std::string::npos);
+  EXPECT_NE(r->description.find("useradd --system"), std::string::npos);
+  EXPECT_NE(r->description.find("--worker-user"), std::string::npos);
+}
+
+TEST(WorkerUser, ANameGivesItsUidAndPrimaryGroup) {
+  auto r = resolve_worker_user("proxy", database({{"proxy", {13, 13}}, {"sluice", {998, 998}}}));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 13u);
+  EXPECT_EQ(r->gid, 13u);
+  EXPECT_FALSE(r->shared_fallback);
+  EXPECT_EQ(r->description, "user proxy (uid 13, gid 13)");
+}
+
+TEST(WorkerUser, NumbersNeedNoDatabaseEntry) {
+  auto r = resolve_worker_user("64123:64124", database({}));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 64123u);
+  EXPECT_EQ(r->gid, 64124u);
+  EXPECT_EQ(r->description, "uid 64123, gid 64124");
+  auto same = resolve_worker_user("4242", database({}));
+  ASSERT_TRUE(same.ok()) << same.error().message;
+  EXPECT_EQ(same->uid, 4242u);
+  EXPECT_EQ(same->gid, 4242u);
+  auto top = resolve_worker_user("4294967294:4294967294", database({}));
+  ASSERT_TRUE(top.ok()) << top.error().message;
+  EXPECT_EQ(top->uid, 4294967294u);
+}
+
+TEST(WorkerUser, RootIsNeverTheWorkersUser) {
+  EXPECT_NE(refusal("0").find("never runs as root"), std::string::npos) << refusal("0");
+  EXPECT_NE(refusal("1000:0").find("never runs as root"), std::string::npos);
+  EXPECT_NE(refusal("root", database({{"root", {0, 0}}})).find("never runs as root"),
+            std::string::npos);
+  EXPECT_NE(refusal("daemon0", database({{"daemon0", {5, 0}}})).find("never runs as root"),
+            std::string::npos);
+  // A dedicated user that is root in disguise is refused too, not skipped.
+  EXPECT_NE(refusal("", database({{"sluice", {0, 0}}})).find("never runs as root"),
+            std::string::npos);
+}
+
+TEST(WorkerUser, UnknownNamesAndBadNumbersSayWhatToDo) {
+  std::string unknown = refusal("no-such-user");
+  EXPECT_NE(unknown.find("no-such-user: no such user"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("useradd --system"), std::string::npos) << unknown;
+  for (const char* bad :
+       {"12x", "12:", "12:x", "4294967295", "99999999999", "1:4294967295", "1:2:3", "1 "}) {
+    std::string message = refusal(bad);
+    EXPECT_NE(message.find("must be a number from 1 to 4294967294"), std::string::npos)
+        << bad << ": " << message;
+  }
+}
+
+TEST(WorkerUser, TheIdsReachTheWorkersArgvAndBack) {
+  BrokerOptions options;
+  bool used_default = false;
+  WorkerArgs args = worker_args(options, &used_default);
+  // Left at the fallback, the ids are not written (the worker's default).
+  std::vector<std::string> argv = to_argv(args);
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), kWorkerOptUid), argv.end());
+  args.worker_uid = 64123;
+  args.worker_gid = 64124;
+  argv = to_argv(args);
+  auto back = parse_worker_args(argv);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->worker_uid, 64123u);
+  EXPECT_EQ(back->worker_gid, 64124u);
+  // The worker refuses id 0 in its argv: nothing but sluiced's check stands
+  // between a bad argv and a root worker otherwise.
+  auto zero = parse_worker_args(std::vector<std::string>{kWorkerProgram, kWorkerOptUid, "0"});
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.error().message.find("--worker-uid needs a number from 1 to 4294967294"),
+            std::string::npos)
+      << zero.error().message;
+}
+
+}  // namespace
+}  // namespace sluice
