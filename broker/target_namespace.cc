@@ -202,7 +202,7 @@ Result<void> probe_target_namespace(TargetNamespace& target) {
   // Real root (CAP_SYS_ADMIN in the initial user namespace, and so over every
   // user namespace) joins the network namespace alone: the worker and the
   // helper stay in the initial user namespace, so the worker switches to
-  // 65534 as without --netns, and the container's owner holds no capability
+  // its user (--worker-user) as without --netns, and the container's owner holds no capability
   // over either of them. Anyone else fails this trial (EPERM) and goes on.
   const bool initial = in_initial_user_namespace();
   if (initial) {

@@ -4,7 +4,7 @@
 // root is not mapped in it). sluiced then joins the network namespace alone
 // (root holds CAP_SYS_ADMIN over every user namespace), and the worker and the
 // namespace helper stay in sluiced's user namespace: the worker switches to
-// 65534 and sandboxes itself as without --netns. Joining the container's user
+// its user (--worker-user) and sandboxes itself as without --netns. Joining the container's user
 // namespace instead left the worker unable to create its own user namespace
 // (EPERM: its uid is unmapped there). Only in the rootns run (real root).
 #include <sys/stat.h>
@@ -25,6 +25,9 @@ namespace {
 
 /// The ordinary uid that owns the container (no passwd entry is needed).
 constexpr uid_t kContainerOwner = 4242;
+/// The worker's own uid and gid (sluiced --worker-user), neither root nor the
+/// container's owner.
+constexpr uid_t kWorkerUser = 4343;
 
 /// The inode of /proc/PID/ns/KIND ("user"), or 0 when it cannot be read.
 ino_t namespace_inode(pid_t pid, const char* kind) {
@@ -40,7 +43,9 @@ TEST(RootlessContainer, RootSluicedForwardsIntoAContainerOfAnOrdinaryUser) {
   ASSERT_EQ(proc_status_field(box.pid(), "Uid"), "4242\t4242\t4242\t4242");
   Daemon d;
   // pasta's form: the trailing PID, whose user namespace is not sluiced's.
-  d.start({"-t", "18080:8080", "-u", "18053:5353", std::to_string(box.pid())});
+  const std::string worker_id = std::to_string(kWorkerUser);
+  d.start({"--worker-user", worker_id + ":" + worker_id, "-t", "18080:8080", "-u", "18053:5353",
+           std::to_string(box.pid())});
   ASSERT_TRUE(d.wait_ready()) << d.log();
   EXPECT_NE(d.log().find("joining its network namespace only"), std::string::npos) << d.log();
   EXPECT_EQ(tcp_echo(18080, "into a rootless container"), "into a rootless container") << d.log();
@@ -49,11 +54,13 @@ TEST(RootlessContainer, RootSluicedForwardsIntoAContainerOfAnOrdinaryUser) {
   Datagram reply = request(u.get(), "127.0.0.1", 18053, "ping");
   ASSERT_TRUE(reply.ok) << d.log();
   EXPECT_EQ(reply.payload, "5353|ping");
-  // The worker runs as 65534, in the container's network namespace; the
+  // The worker runs as its user, in the container's network namespace; the
   // helper stays in sluiced's user namespace (the test's), not the owner's.
   const pid_t worker = d.worker_pid();
   ASSERT_GT(worker, 0);
-  EXPECT_EQ(proc_status_field(worker, "Uid"), "65534\t65534\t65534\t65534");
+  const std::string ids = worker_id + "\t" + worker_id + "\t" + worker_id + "\t" + worker_id;
+  EXPECT_EQ(proc_status_field(worker, "Uid"), ids);
+  EXPECT_EQ(proc_status_field(worker, "Gid"), ids);
   EXPECT_EQ(namespace_inode(worker, "net"), namespace_inode(box.pid(), "net"));
   EXPECT_NE(namespace_inode(worker, "user"), namespace_inode(box.pid(), "user"));
   const pid_t helper = d.helper_pid();
@@ -82,6 +89,10 @@ TEST(RootlessContainer, ExplicitUserNamespaceAndALowSplicePortInsideWork) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   EXPECT_EQ(tcp_echo(18080, "explicit userns"), "explicit userns") << d.log();
   EXPECT_TRUE(inside.listening(80)) << d.log();
+  // The default worker user ("sluice", or 65534): never root, never the owner.
+  const std::string uid = proc_status_field(d.worker_pid(), "Uid");
+  EXPECT_NE(uid.rfind("0\t", 0), 0u) << uid;
+  EXPECT_EQ(uid.find(std::to_string(kContainerOwner)), std::string::npos) << uid;
 }
 
 }  // namespace
