@@ -179,9 +179,9 @@ Unexpected trial_error(const TargetNamespace& target, const Trial& trial) {
                               ": the worker could not sandbox itself inside the user namespace "
                               "that owns it (creating its own user namespace there fails: " +
                               errno_text(trial.err) +
-                              ", sluiced's uid or gid is not mapped in it), and sluiced cannot "
-                              "join the network namespace without it; run sluiced as the user "
-                              "who owns the container, or as root");
+                              "; sluiced's uid or gid is not mapped in it); run sluiced as the "
+                              "user who owns the container, or as real root, which joins the "
+                              "network namespace alone");
   }
   return Err(trial.err,
              "--netns " + target.name +
@@ -201,11 +201,11 @@ Result<void> probe_target_namespace(TargetNamespace& target) {
   }
   // Real root (CAP_SYS_ADMIN in the initial user namespace, and so over every
   // user namespace) joins the network namespace alone: the worker and the
-  // helper stay in the initial user namespace, so the worker switches to
-  // its user (--worker-user) as without --netns, and the container's owner holds no capability
-  // over either of them. Anyone else fails this trial (EPERM) and goes on.
-  const bool initial = in_initial_user_namespace();
-  if (initial) {
+  // helper stay in the initial user namespace, so the worker switches to its
+  // user (--worker-user) as without --netns, and the container's owner holds
+  // no capability over either of them. Anyone else fails this trial (EPERM)
+  // and goes on.
+  if (in_initial_user_namespace()) {
     auto net_only = try_in_child(target, /*join_user=*/false, /*sandbox_test=*/true);
     if (!net_only) return Err(net_only.error());
     if (net_only->step == 0) {
@@ -220,16 +220,7 @@ Result<void> probe_target_namespace(TargetNamespace& target) {
   auto full = try_in_child(target, /*join_user=*/true, /*sandbox_test=*/true);
   if (!full) return Err(full.error());
   if (full->step == 0) return Ok();
-  if (full->step != kNewUserNs || initial) return trial_error(target, *full);
-  // sluiced's ids are not mapped in that user namespace (root of a user
-  // namespace, and a container made in it by another of its users): the
-  // network namespace alone, when the capabilities sluiced holds suffice.
-  auto net_only = try_in_child(target, /*join_user=*/false, /*sandbox_test=*/true);
-  if (!net_only) return Err(net_only.error());
-  if (net_only->step != 0) return trial_error(target, *full);
-  target.userns.reset();
-  target.net_only = true;
-  return Ok();
+  return trial_error(target, *full);
 }
 
 }  // namespace sluice

@@ -63,8 +63,9 @@ int join_target_namespace(const TargetNamespace& target) noexcept;
 ///   - real root (sluiced in the initial user namespace, with CAP_SYS_ADMIN
 ///     over every user namespace) joins the network namespace alone;
 ///   - otherwise the user namespace is joined first, as `nsenter -U -n` does
-///     for the owner; when only the sandbox test fails there, and the network
-///     namespace can be joined alone, it is.
+///     for the owner; a sandbox test that fails there (ids not mapped: a
+///     container of another user) is an error that says to run sluiced as
+///     the container's owner or as real root.
 /// Joining the network namespace alone closes `target.userns` and sets
 /// `target.net_only`: the worker and the helper then stay in sluiced's user
 /// namespace. Fails with one line that says what to do. Needs `fork`, `setns`
