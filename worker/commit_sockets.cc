@@ -157,6 +157,12 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
   st.audit_lines_lost = audit_.failed_writes();
   st.audit_bytes_waiting = audit_.pending_bytes();
+  st.commits_applied = outcomes_[static_cast<size_t>(control::Outcome::kApplied)];
+  st.commits_rejected = outcomes_[static_cast<size_t>(control::Outcome::kRejected)];
+  st.commits_dry_run = outcomes_[static_cast<size_t>(control::Outcome::kDryRun)];
+  st.commits_stale = outcomes_[static_cast<size_t>(control::Outcome::kStale)];
+  st.rollbacks = confirm_.rollbacks();
+  st.pending_confirm = pending_confirm();
   const auto active = scan_active();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];

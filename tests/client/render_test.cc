@@ -315,11 +315,26 @@ TEST(RenderStats, JsonHasEveryCounter) {
   std::string text = render_stats_json(sample_stats());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys,
-            (std::vector<std::string>{
-                "generation", "uptimeMillis", "listeners", "pausedListeners", "connectionsActive",
-                "connectionLimit", "flowsActive", "flowLimit", "pipeSize", "connectTimeoutSeconds",
-                "udpIdleTimeoutSeconds", "auditLinesLost", "auditBytesWaiting", "rules"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation",
+                                               "uptimeMillis",
+                                               "listeners",
+                                               "pausedListeners",
+                                               "connectionsActive",
+                                               "connectionLimit",
+                                               "flowsActive",
+                                               "flowLimit",
+                                               "pipeSize",
+                                               "connectTimeoutSeconds",
+                                               "udpIdleTimeoutSeconds",
+                                               "auditLinesLost",
+                                               "auditBytesWaiting",
+                                               "commitsApplied",
+                                               "commitsRejected",
+                                               "commitsDryRun",
+                                               "commitsStale",
+                                               "rollbacks",
+                                               "pendingConfirm",
+                                               "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
   EXPECT_EQ(rules.array[0].keys,
@@ -415,7 +430,7 @@ TEST(RenderJson, RuleFieldsParseBack) {
   std::string text = render_state_json(s, both_hello());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pifs"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pendingConfirm", "pifs"}));
   EXPECT_EQ(v->get("generation")->integer(), 1);
   EXPECT_EQ(v->get("digest")->string, to_hex(s.digest));
   const auto& pifs = v->get("pifs")->array;

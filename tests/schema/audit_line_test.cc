@@ -224,7 +224,7 @@ TEST(AuditLine, ParserNamesTheColumnAndWhatItExpected) {
   ASSERT_FALSE(parsed.ok());
   EXPECT_NE(parsed.error().message.find(
                 "expected a failure kind (invalid, conflict, policy-denied, bind-failed, "
-                "capacity, stale-generation)"),
+                "capacity, stale-generation, confirm-pending)"),
             std::string::npos)
       << parsed.error().message;
 
