@@ -416,7 +416,8 @@ TEST(RenderJson, StateHasTheExactShape) {
   hello.caps.scan = false;
   EXPECT_EQ(render_state_json(s, hello),
             "{\"generation\":5,\"digest\":\"" + to_hex(s.digest) +
-                "\",\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\",\"IPv6\",\"TCP\",\"IFNAME\"],"
+                "\",\"pendingConfirm\":null,\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\","
+                "\"IPv6\",\"TCP\",\"IFNAME\"],"
                 "\"rules\":[{\"proto\":\"tcp\",\"listen\":\"127.0.0.1\",\"ifname\":null,"
                 "\"first\":8080,\"last\":8080,\"to\":80,\"target\":null,\"weak\":false,"
                 "\"scan\":false,\"text\":\"TCP [127.0.0.1]:8080 => 80\"}]}]}\n");
