@@ -52,7 +52,7 @@ TEST(Prometheus, PromtoolAcceptsTheOutput) {
   }
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   Daemon d;
-  d.start({"-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1%lo/18081-18083:18000", "-u",
+  d.start({"-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1%lo/18081-18083:18000-18002", "-u",
            "127.0.0.1/15353:5353", "-u", "15354:5353"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
   std::string raw;
