@@ -178,6 +178,7 @@ std::string render_stats(const control::Stats& stats) {
          std::to_string(stats.connect_timeout_seconds) + " s; UDP idle timeout " +
          std::to_string(stats.udp_idle_timeout_seconds) + " s\n";
   out += limits_line(stats);
+  if (stats.pending_confirm) out += render_pending(*stats.pending_confirm);
   // Only a problem is shown: a healthy audit sink takes every line at once.
   if (stats.audit_lines_lost != 0 || stats.audit_bytes_waiting != 0) {
     out += "audit: " + std::to_string(stats.audit_lines_lost) + " line" +
@@ -259,6 +260,17 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.connection_reserve);
   w.key("sourcesActive");
   w.number(stats.sources_active);
+  w.key("commitsApplied");
+  w.number(stats.commits_applied);
+  w.key("commitsRejected");
+  w.number(stats.commits_rejected);
+  w.key("commitsDryRun");
+  w.number(stats.commits_dry_run);
+  w.key("commitsStale");
+  w.number(stats.commits_stale);
+  w.key("rollbacks");
+  w.number(stats.rollbacks);
+  pending_json(stats.pending_confirm, &w);
   w.key("rules");
   w.begin_array();
   for (const control::RuleStats& r : stats.rules) {

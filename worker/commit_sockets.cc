@@ -171,6 +171,12 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.connection_share = fair_share(limits.global, forwarder_.tcp_rules());
   st.connection_reserve = share_reserve(limits.global, forwarder_.tcp_rules());
   st.sources_active = forwarder_.source_count();
+  st.commits_applied = outcomes_[static_cast<size_t>(control::Outcome::kApplied)];
+  st.commits_rejected = outcomes_[static_cast<size_t>(control::Outcome::kRejected)];
+  st.commits_dry_run = outcomes_[static_cast<size_t>(control::Outcome::kDryRun)];
+  st.commits_stale = outcomes_[static_cast<size_t>(control::Outcome::kStale)];
+  st.rollbacks = confirm_.rollbacks();
+  st.pending_confirm = pending_confirm();
   const auto active = scan_active();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];

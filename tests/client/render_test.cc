@@ -363,6 +363,12 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "connectionShare",
                                                "connectionReserve",
                                                "sourcesActive",
+                                               "commitsApplied",
+                                               "commitsRejected",
+                                               "commitsDryRun",
+                                               "commitsStale",
+                                               "rollbacks",
+                                               "pendingConfirm",
                                                "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
@@ -460,7 +466,8 @@ TEST(RenderJson, StateHasTheExactShape) {
   hello.caps.scan = false;
   EXPECT_EQ(render_state_json(s, hello),
             "{\"generation\":5,\"digest\":\"" + to_hex(s.digest) +
-                "\",\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\",\"IPv6\",\"TCP\",\"IFNAME\"],"
+                "\",\"pendingConfirm\":null,\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\","
+                "\"IPv6\",\"TCP\",\"IFNAME\"],"
                 "\"rules\":[{\"proto\":\"tcp\",\"listen\":\"127.0.0.1\",\"ifname\":null,"
                 "\"first\":8080,\"last\":8080,\"to\":80,\"target\":null,\"weak\":false,"
                 "\"scan\":false,\"text\":\"TCP [127.0.0.1]:8080 => 80\"}]}]}\n");
@@ -474,7 +481,7 @@ TEST(RenderJson, RuleFieldsParseBack) {
   std::string text = render_state_json(s, both_hello());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pifs"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pendingConfirm", "pifs"}));
   EXPECT_EQ(v->get("generation")->integer(), 1);
   EXPECT_EQ(v->get("digest")->string, to_hex(s.digest));
   const auto& pifs = v->get("pifs")->array;
