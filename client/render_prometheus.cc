@@ -69,6 +69,20 @@ const RuleFamily kRuleFamilies[] = {
      "Traffic of the rule that came from sluice itself, a forwarding loop (TCP connections "
      "reset, UDP datagrams dropped).",
      RuleKind::kAny, [](const control::RuleStats& r) { return r.loops; }, nullptr},
+    {"sluice_rule_tcp_pauses_rule_limit_total", "counter",
+     "Times a listener of the rule paused at the rule's limit (its fair share or "
+     "--max-connections-per-rule).",
+     RuleKind::kTcp, [](const control::RuleStats& r) { return r.paused_rule_limit; }, nullptr},
+    {"sluice_rule_tcp_pauses_global_limit_total", "counter",
+     "Times a listener of the rule paused at the global limit (--max-connections).", RuleKind::kTcp,
+     [](const control::RuleStats& r) { return r.paused_global_limit; }, nullptr},
+    {"sluice_rule_tcp_source_limit_resets_total", "counter",
+     "TCP connections of the rule reset at the per-source limit "
+     "(--max-connections-per-source).",
+     RuleKind::kTcp, [](const control::RuleStats& r) { return r.refused_source; }, nullptr},
+    {"sluice_rule_tcp_idle_resets_total", "counter",
+     "TCP connections of the rule reset by the idle timeout (--idle-timeout).", RuleKind::kTcp,
+     [](const control::RuleStats& r) { return r.closed_idle; }, nullptr},
     {"sluice_rule_scan_listening_ports", "gauge",
      "Ports an auto-scan rule listens on now (bound in the target namespace).", RuleKind::kScan,
      scan_ports, nullptr},
@@ -208,6 +222,23 @@ Result<std::string> render_prometheus(const control::Stats& stats, const TableSe
   single(&out, "sluice_udp_idle_timeout_seconds", "gauge",
          "A UDP flow ends after this long idle (--udp-idle-timeout).",
          stats.udp_idle_timeout_seconds);
+  single(&out, "sluice_tcp_idle_timeout_seconds", "gauge",
+         "A TCP connection idle this long is reset (--idle-timeout); 0: off.",
+         stats.idle_timeout_seconds);
+  single(&out, "sluice_tcp_connections_limit_per_rule", "gauge",
+         "The most TCP connections of one rule (--max-connections-per-rule); 0: its share only.",
+         stats.connection_limit_per_rule);
+  single(&out, "sluice_tcp_connections_limit_per_source", "gauge",
+         "The most TCP connections from one source (--max-connections-per-source); 0: off.",
+         stats.connection_limit_per_source);
+  single(&out, "sluice_tcp_connections_share", "gauge",
+         "TCP connection slots each rule may always use now (its fair share).",
+         stats.connection_share);
+  single(&out, "sluice_tcp_connections_reserve", "gauge",
+         "Free TCP connection slots a rule past its share may not take.", stats.connection_reserve);
+  single(&out, "sluice_tcp_sources", "gauge",
+         "Sources (IPv4 addresses, IPv6 /64 prefixes) holding TCP connections now.",
+         stats.sources_active);
   single(&out, "sluice_audit_lines_lost_total", "counter",
          "Audit lines not written whole (sink errors, full backlog).", stats.audit_lines_lost);
   single(&out, "sluice_audit_waiting_bytes", "gauge",
