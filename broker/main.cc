@@ -454,6 +454,13 @@ int run(const BrokerOptions& options) {
       return kExitFailure;
     }
     target = std::move(*opened);
+    if (target->net_only) {
+      LOG_INFO(
+          "target namespace %s: joining its network namespace only, not its user namespace: "
+          "sluiced's capabilities reach it from here (and its uid may be unmapped in a rootless "
+          "container's); the worker and the namespace helper stay in sluiced's user namespace",
+          target->name.c_str());
+    }
     LOG_INFO(
         "target namespace %s: HOST rules connect inside it, SPLICE rules (-T/-U) listen "
         "inside it",

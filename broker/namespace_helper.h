@@ -8,12 +8,15 @@
 // while sluiced still holds its capabilities, it forks this helper, which:
 //   1. asks for SIGKILL when sluiced dies (PR_SET_PDEATHSIG);
 //   2. joins the target namespace (join_target_namespace: its user namespace
-//      first, then its network namespace), as the worker's child does;
+//      first, then its network namespace; for real root the network
+//      namespace alone, see probe_target_namespace), as the worker's child
+//      does;
 //   3. closes every descriptor but its channel (moved to helper_fd::kChannel)
 //      and stderr;
 //   4. reads net.ipv4.ip_unprivileged_port_start of the target namespace;
 //   5. drops every capability but CAP_NET_BIND_SERVICE (drop_capabilities,
-//      the broker's own stage), which it holds in a namespace its user owns;
+//      the broker's own stage), which it holds in a namespace its user owns,
+//      or, for real root, in the initial one, above the container's;
 //   6. loads its own seccomp allowlist (helper_seccomp_rules: the listener
 //      factory, its channel and stderr; no fork, exec, setns or open);
 //   7. says HelperReady with what the kernel there allows, then answers

@@ -24,6 +24,9 @@ enum LongOnly : int {
   kOptNetns,
   kOptUserns,
   kOptPestoSocket,
+  kOptRuleConnections,
+  kOptSourceConnections,
+  kOptIdleTimeout,
   kOptWorkerUser,
 };
 
@@ -36,6 +39,9 @@ constexpr struct option kLongOptions[] = {
     {"max-connections", required_argument, nullptr, kOptMaxConnections},
     {"connect-timeout", required_argument, nullptr, kOptConnectTimeout},
     {"pipe-size", required_argument, nullptr, kOptPipeSize},
+    {"max-connections-per-rule", required_argument, nullptr, kOptRuleConnections},
+    {"max-connections-per-source", required_argument, nullptr, kOptSourceConnections},
+    {"idle-timeout", required_argument, nullptr, kOptIdleTimeout},
     {"netns", required_argument, nullptr, kOptNetns},
     {"userns", required_argument, nullptr, kOptUserns},
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
@@ -72,6 +78,21 @@ Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
   }
   if (n < limit.min) {
     return Err(std::string(name) + " needs at least " + std::to_string(limit.min) + min_unit);
+  }
+  *slot = static_cast<uint32_t>(n);
+  return Ok();
+}
+
+/// Stores the decimal number `value` into `slot`, from 0 (off) to `limit`'s
+/// maximum, refusing a second occurrence of the option and anything that is
+/// not a number.
+Result<void> set_off_limit_once(std::optional<uint32_t>* slot, const WorkerLimit& limit,
+                                const char* value) {
+  if (slot->has_value()) return Err(std::string(limit.option) + " given twice");
+  unsigned long n = 0;
+  if (!parse_uint(value, limit.max, &n)) {
+    return Err(std::string(limit.option) + " needs a number from 0 (off) to " +
+               std::to_string(limit.max) + ", not \"" + sanitize(value, 32) + "\"");
   }
   *slot = static_cast<uint32_t>(n);
   return Ok();
@@ -157,6 +178,24 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptRuleConnections:
+        if (auto r = set_off_limit_once(&o.max_connections_per_rule, kRuleConnectionsLimit, optarg);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptSourceConnections:
+        if (auto r =
+                set_off_limit_once(&o.max_connections_per_source, kSourceConnectionsLimit, optarg);
+            !r) {
+          return Err(r.error());
+        }
+        break;
+      case kOptIdleTimeout:
+        if (auto r = set_off_limit_once(&o.idle_timeout_s, kIdleTimeoutLimit, optarg); !r) {
+          return Err(r.error());
+        }
+        break;
       case kOptNetns:
         if (auto r = set_once(&o.netns, "--netns", optarg); !r) return Err(r.error());
         break;
@@ -213,65 +252,79 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
 }
 
 void print_usage(std::FILE* out) {
-  std::fprintf(out,
-               "Usage: sluiced [OPTION]... [PID]\n"
-               "The privileged broker of sluice: creates the control socket, starts sluice-worker\n"
-               "and opens the listening sockets the worker asks for, within the bind policy.\n"
-               "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT.\n"
-               "\n"
-               "  -c, --control PATH    control socket for sluicectl (default:\n"
-               "                        /run/sluice/control.sock as root, else\n"
-               "                        $XDG_RUNTIME_DIR/sluice/control.sock)\n"
-               "  -t, -u, -T, -U SPEC   initial rules, as for sluicectl; repeatable, passed to\n"
-               "                        sluice-worker unchanged and in order. Without any, the\n"
-               "                        default rule set is: -%c %s\n"
-               "                        (forward 127.0.0.1:8080 to 127.0.0.1:8000);\n"
-               "                        -t none starts with an empty table\n"
-               "      --policy FILE     bind policy file (`bind allow|deny PROTOS PORTS ADDRS`\n"
-               "                        lines, first match wins, no match = deny); the\n"
-               "                        default allows any address and port. Either way, a\n"
-               "                        port below net.ipv4.ip_unprivileged_port_start needs\n"
-               "                        CAP_NET_BIND_SERVICE (run as root, or setcap sluiced)\n"
-               "      --audit-log FILE  append the audit records to FILE (default: stderr)\n"
-               "      --udp-flows N     at most N UDP flows at once (1-%u, default %u); at\n"
-               "                        the limit, datagrams of new clients are dropped\n"
-               "      --udp-idle-timeout SECONDS\n"
-               "                        end a UDP flow after SECONDS without a datagram\n"
-               "                        (1-%u, default %u)\n"
-               "      --max-connections N\n"
-               "                        at most N TCP connections at once (1-%u, default\n"
-               "                        %u); at the limit, listeners pause and resume\n"
-               "      --connect-timeout SECONDS\n"
-               "                        reset the client when the target has not answered\n"
-               "                        within SECONDS (1-%u, default %u)\n"
-               "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
-               "                        fs.pipe-user-pages-soft\n"
-               "      --netns PATH|PID  target network namespace (a container's): HOST rules\n"
-               "                        connect inside it, and their default target is its\n"
-               "                        loopback; a PID may also be given as the last\n"
-               "                        argument, as for pasta\n"
-               "      --userns PATH     the user namespace that owns --netns (joined first; for\n"
-               "                        a PID, its own is used when it is not sluiced's)\n"
-               "      --pesto-socket PATH\n"
-               "                        also serve pesto's protocol (v2) on PATH, so that the\n"
-               "                        pesto binary (Podman, rootlesskit) edits the tables;\n"
-               "                        each update is one commit, as from sluicectl\n"
-               "      --worker-user NAME|UID[:GID]\n"
-               "                        started as root: the user the sandboxed worker runs\n"
-               "                        as (default: the user %s if it exists, else\n"
-               "                        nobody, which other processes may share)\n"
-               "  -d, --debug           debug logging (also for the worker)\n"
-               "  -q, --quiet           warnings and errors only (also for the worker)\n"
-               "  -h, --help            show this help\n"
-               "      --version         show the version\n"
-               "\n"
-               "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
-               "failure or a misbehaving worker; otherwise the worker's exit status\n"
-               "(128+N when it was killed by signal N).\n",
-               kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault,
-               kUdpIdleTimeoutMaxS, kUdpIdleTimeoutDefaultS, kTcpConnectionsMax,
-               kTcpConnectionsDefault, kConnectTimeoutMaxS, kConnectTimeoutDefaultS, kPipeSizeMin,
-               kPipeSizeMax, kPipeSizeDefault, kWorkerUserName);
+  std::fprintf(
+      out,
+      "Usage: sluiced [OPTION]... [PID]\n"
+      "The privileged broker of sluice: creates the control socket, starts sluice-worker\n"
+      "and opens the listening sockets the worker asks for, within the bind policy.\n"
+      "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT.\n"
+      "\n"
+      "  -c, --control PATH    control socket for sluicectl (default:\n"
+      "                        /run/sluice/control.sock as root, else\n"
+      "                        $XDG_RUNTIME_DIR/sluice/control.sock)\n"
+      "  -t, -u, -T, -U SPEC   initial rules, as for sluicectl; repeatable, passed to\n"
+      "                        sluice-worker unchanged and in order. Without any, the\n"
+      "                        default rule set is: -%c %s\n"
+      "                        (forward 127.0.0.1:8080 to 127.0.0.1:8000);\n"
+      "                        -t none starts with an empty table\n"
+      "      --policy FILE     bind policy file (`bind allow|deny PROTOS PORTS ADDRS`\n"
+      "                        lines, first match wins, no match = deny); the\n"
+      "                        default allows any address and port. Either way, a\n"
+      "                        port below net.ipv4.ip_unprivileged_port_start needs\n"
+      "                        CAP_NET_BIND_SERVICE (run as root, or setcap sluiced)\n"
+      "      --audit-log FILE  append the audit records to FILE (default: stderr)\n"
+      "      --udp-flows N     at most N UDP flows at once (1-%u, default %u); at\n"
+      "                        the limit, datagrams of new clients are dropped\n"
+      "      --udp-idle-timeout SECONDS\n"
+      "                        end a UDP flow after SECONDS without a datagram\n"
+      "                        (1-%u, default %u)\n"
+      "      --max-connections N\n"
+      "                        at most N TCP connections at once (1-%u, default\n"
+      "                        %u); at the limit, listeners pause and resume\n"
+      "      --max-connections-per-rule N\n"
+      "                        at most N of them per rule (0-%u, default 0: none\n"
+      "                        beyond the fair share: with several TCP rules, a\n"
+      "                        rule past its share of the limit leaves a quarter\n"
+      "                        of it to the others); at it, the rule's listeners\n"
+      "                        pause and resume\n"
+      "      --max-connections-per-source N\n"
+      "                        at most N of them from one IPv4 address or IPv6\n"
+      "                        /64 (0-%u, default %u; 0: off); further ones from\n"
+      "                        it are reset\n"
+      "      --idle-timeout SECONDS\n"
+      "                        reset a TCP connection after SECONDS without a byte\n"
+      "                        either way (0-%u, default 0: never)\n"
+      "      --connect-timeout SECONDS\n"
+      "                        reset the client when the target has not answered\n"
+      "                        within SECONDS (1-%u, default %u)\n"
+      "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
+      "                        fs.pipe-user-pages-soft\n"
+      "      --netns PATH|PID  target network namespace (a container's): HOST rules\n"
+      "                        connect inside it, and their default target is its\n"
+      "                        loopback; a PID may also be given as the last\n"
+      "                        argument, as for pasta\n"
+      "      --userns PATH     the user namespace that owns --netns (joined first; for\n"
+      "                        a PID, its own is used when it is not sluiced's)\n"
+      "      --pesto-socket PATH\n"
+      "                        also serve pesto's protocol (v2) on PATH, so that the\n"
+      "                        pesto binary (Podman, rootlesskit) edits the tables;\n"
+      "                        each update is one commit, as from sluicectl\n"
+      "      --worker-user NAME|UID[:GID]\n"
+      "                        started as root: the user the sandboxed worker runs\n"
+      "                        as (default: the user %s if it exists, else\n"
+      "                        nobody, which other processes may share)\n"
+      "  -d, --debug           debug logging (also for the worker)\n"
+      "  -q, --quiet           warnings and errors only (also for the worker)\n"
+      "  -h, --help            show this help\n"
+      "      --version         show the version\n"
+      "\n"
+      "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
+      "failure or a misbehaving worker; otherwise the worker's exit status\n"
+      "(128+N when it was killed by signal N).\n",
+      kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault, kUdpIdleTimeoutMaxS,
+      kUdpIdleTimeoutDefaultS, kTcpConnectionsMax, kTcpConnectionsDefault, kRuleConnectionsMax,
+      kSourceConnectionsMax, kSourceConnectionsDefault, kIdleTimeoutMaxS, kConnectTimeoutMaxS,
+      kConnectTimeoutDefaultS, kPipeSizeMin, kPipeSizeMax, kPipeSizeDefault, kWorkerUserName);
 }
 
 WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
@@ -288,6 +341,13 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   if (options.max_connections != 0) args.max_connections = options.max_connections;
   if (options.connect_timeout_s != 0) args.connect_timeout_s = options.connect_timeout_s;
   if (options.pipe_size != 0) args.pipe_size = options.pipe_size;
+  if (options.max_connections_per_rule) {
+    args.max_connections_per_rule = *options.max_connections_per_rule;
+  }
+  if (options.max_connections_per_source) {
+    args.max_connections_per_source = *options.max_connections_per_source;
+  }
+  if (options.idle_timeout_s) args.idle_timeout_s = *options.idle_timeout_s;
   *used_default = options.rule_args.empty();
   if (*used_default) {
     args.rules.push_back(WorkerRuleArg{kDefaultRuleOption, kDefaultRuleSpec});

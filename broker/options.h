@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,13 @@ struct BrokerOptions {
   uint32_t max_connections = 0;          // --max-connections; 0: the worker's default
   uint32_t connect_timeout_s = 0;        // --connect-timeout; 0: the worker's default
   uint32_t pipe_size = 0;                // --pipe-size; 0: the worker's default
-  std::string netns;                     // --netns PATH|PID, or a trailing PID; empty: none
-  std::string userns;                    // --userns PATH (only with a target namespace)
-  std::string pesto_path;                // --pesto-socket PATH; empty: no pesto endpoint
+  // These three take 0 (off), so "not given" is an empty optional.
+  std::optional<uint32_t> max_connections_per_rule;    // --max-connections-per-rule
+  std::optional<uint32_t> max_connections_per_source;  // --max-connections-per-source
+  std::optional<uint32_t> idle_timeout_s;              // --idle-timeout
+  std::string netns;        // --netns PATH|PID, or a trailing PID; empty: none
+  std::string userns;       // --userns PATH (only with a target namespace)
+  std::string pesto_path;   // --pesto-socket PATH; empty: no pesto endpoint
   std::string worker_user;  // --worker-user NAME|UID[:GID]; empty: broker/worker_user.h
 };
 

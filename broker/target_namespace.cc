@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "base/strings.h"
 
@@ -55,6 +56,17 @@ bool is_own_user_namespace(int fd) {
   return own.st_dev == other.st_dev && own.st_ino == other.st_ino;
 }
 
+/// True when sluiced runs in the initial user namespace, whose uid_map is the
+/// identity over the whole range ("0 0 4294967295").
+bool in_initial_user_namespace() {
+  UniqueFd fd(::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC));
+  char buf[128] = {};
+  const ssize_t n = fd.valid() ? ::read(fd.get(), buf, sizeof(buf) - 1) : -1;
+  unsigned long inside = 1, outside = 1, count = 0;
+  return n > 0 && std::sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+         outside == 0 && count == 4294967295UL;
+}
+
 }  // namespace
 
 Result<TargetNamespace> open_target_namespace(const std::string& netns, const std::string& userns) {
@@ -94,9 +106,27 @@ int join_target_namespace(const TargetNamespace& target) noexcept {
   return 0;
 }
 
-Result<void> probe_target_namespace(const TargetNamespace& target) {
-  // The child reports which step failed in its exit status (1: the user
-  // namespace, 2: the network namespace) and the errno through a pipe.
+namespace {
+
+/// What a throwaway child managed when it tried to join the target namespace.
+struct Trial {
+  int step = 0;  // 0: everything worked; else the step that failed (below)
+  int err = 0;   // that step's errno
+};
+
+/// The steps a trial child takes, in order, and its exit status when one fails.
+enum TrialStep : int {
+  kJoinUser = 1,   // setns into the user namespace
+  kJoinNet = 2,    // setns into the network namespace
+  kNewUserNs = 3,  // unshare(CLONE_NEWUSER), as the worker's sandbox stage 4
+};
+
+/// Forks a child that joins the target's network namespace, and first its user
+/// namespace when `join_user`; when `sandbox_test`, the child then creates a
+/// user namespace, as the worker's sandbox does inside. The child exits with
+/// the step that failed and writes its errno to a pipe. Fails only when the
+/// trial itself cannot run (pipe, fork, wait).
+Result<Trial> try_in_child(const TargetNamespace& target, bool join_user, bool sandbox_test) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return SysErr("pipe2 to try the target namespace");
   UniqueFd read_end(fds[0]), write_end(fds[1]);
@@ -104,10 +134,12 @@ Result<void> probe_target_namespace(const TargetNamespace& target) {
   if (pid < 0) return SysErr("fork to try the target namespace");
   if (pid == 0) {
     int step = 0;
-    if (target.userns.valid() && ::setns(target.userns.get(), CLONE_NEWUSER) != 0) {
-      step = 1;
+    if (join_user && ::setns(target.userns.get(), CLONE_NEWUSER) != 0) {
+      step = kJoinUser;
     } else if (::setns(target.netns.get(), CLONE_NEWNET) != 0) {
-      step = 2;
+      step = kJoinNet;
+    } else if (sandbox_test && ::unshare(CLONE_NEWUSER) != 0) {
+      step = kNewUserNs;
     }
     if (step != 0) {
       const int err = errno;
@@ -116,8 +148,11 @@ Result<void> probe_target_namespace(const TargetNamespace& target) {
     ::_exit(step);
   }
   write_end.reset();
-  int err = 0;
-  if (::read(read_end.get(), &err, sizeof(err)) != static_cast<ssize_t>(sizeof(err))) err = 0;
+  Trial trial;
+  if (::read(read_end.get(), &trial.err, sizeof(trial.err)) !=
+      static_cast<ssize_t>(sizeof(trial.err))) {
+    trial.err = 0;
+  }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return SysErr("waitpid for the target namespace probe");
@@ -126,19 +161,66 @@ Result<void> probe_target_namespace(const TargetNamespace& target) {
     return Err("the child that tried to join the target namespace " + target.name +
                " was killed (signal " + std::to_string(WTERMSIG(status)) + ")");
   }
-  const int code = WEXITSTATUS(status);
-  if (code == 0) return Ok();
-  if (code == 2) {
-    return Err(err, "--netns " + target.name +
-                        ": cannot join this network namespace: " + errno_text(err) +
-                        "; for a rootless container give --userns /proc/PID/ns/user (or the PID "
-                        "itself as --netns), and run sluiced as the user who owns the container, "
-                        "or as root");
+  trial.step = WEXITSTATUS(status);
+  return trial;
+}
+
+/// The one-line error for a trial that failed at `trial.step`.
+Unexpected trial_error(const TargetNamespace& target, const Trial& trial) {
+  if (trial.step == kJoinNet) {
+    return Err(trial.err, "--netns " + target.name +
+                              ": cannot join this network namespace: " + errno_text(trial.err) +
+                              "; for a rootless container give --userns /proc/PID/ns/user (or "
+                              "the PID itself as --netns), and run sluiced as the user who owns "
+                              "the container, or as root");
   }
-  return Err(err, "--netns " + target.name +
-                      ": cannot join the user namespace that owns it: " + errno_text(err) +
-                      "; run sluiced as the user who owns the namespace (who started the "
-                      "container), or as root");
+  if (trial.step == kNewUserNs) {
+    return Err(trial.err, "--netns " + target.name +
+                              ": the worker could not sandbox itself inside the user namespace "
+                              "that owns it (creating its own user namespace there fails: " +
+                              errno_text(trial.err) +
+                              "; sluiced's uid or gid is not mapped in it); run sluiced as the "
+                              "user who owns the container, or as real root, which joins the "
+                              "network namespace alone");
+  }
+  return Err(trial.err,
+             "--netns " + target.name +
+                 ": cannot join the user namespace that owns it: " + errno_text(trial.err) +
+                 "; run sluiced as the user who owns the namespace (who started the "
+                 "container), or as root");
+}
+
+}  // namespace
+
+Result<void> probe_target_namespace(TargetNamespace& target) {
+  if (!target.userns.valid()) {
+    auto trial = try_in_child(target, /*join_user=*/false, /*sandbox_test=*/false);
+    if (!trial) return Err(trial.error());
+    if (trial->step != 0) return trial_error(target, *trial);
+    return Ok();
+  }
+  // Real root (CAP_SYS_ADMIN in the initial user namespace, and so over every
+  // user namespace) joins the network namespace alone: the worker and the
+  // helper stay in the initial user namespace, so the worker switches to its
+  // user (--worker-user) as without --netns, and the container's owner holds
+  // no capability over either of them. Anyone else fails this trial (EPERM)
+  // and goes on.
+  if (in_initial_user_namespace()) {
+    auto net_only = try_in_child(target, /*join_user=*/false, /*sandbox_test=*/true);
+    if (!net_only) return Err(net_only.error());
+    if (net_only->step == 0) {
+      target.userns.reset();
+      target.net_only = true;
+      return Ok();
+    }
+  }
+  // The owner's way: join the user namespace, then the network namespace, and
+  // the worker's sandbox must be able to make its own user namespace there,
+  // which the kernel allows only while the caller's uid and gid are mapped.
+  auto full = try_in_child(target, /*join_user=*/true, /*sandbox_test=*/true);
+  if (!full) return Err(full.error());
+  if (full->step == 0) return Ok();
+  return trial_error(target, *full);
 }
 
 }  // namespace sluice

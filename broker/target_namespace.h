@@ -16,7 +16,10 @@
 // Joining a user namespace owned by the user that runs sluiced needs no
 // capability: the owner holds every capability inside it, which setns
 // (CAP_SYS_ADMIN in the namespace joined) and the network namespace it owns
-// then require.
+// then require. Real root joins the network namespace alone: it holds
+// CAP_SYS_ADMIN over every user namespace, and its uid is not mapped in a
+// rootless container's, where the worker could not sandbox itself
+// (probe_target_namespace).
 #pragma once
 
 #include <string>
@@ -31,6 +34,9 @@ struct TargetNamespace {
   UniqueFd netns;    // a network namespace (NS_GET_NSTYPE == CLONE_NEWNET)
   UniqueFd userns;   // its user namespace to join first; invalid: none to join
   std::string name;  // what the administrator gave, for messages
+  // True when probe_target_namespace chose to join the network namespace
+  // alone although it has a user namespace of its own (see there).
+  bool net_only = false;
 };
 
 /// Opens the target namespace: `netns` is a path to a network namespace file
@@ -47,10 +53,23 @@ Result<TargetNamespace> open_target_namespace(const std::string& netns, const st
 /// Returns 0, or the errno of the setns that failed (the caller reports it).
 int join_target_namespace(const TargetNamespace& target) noexcept;
 
-/// Proves that the target namespace can be joined, in a child that joins it
-/// and exits, so that sluiced reports a namespace it may not join at start,
-/// with what to do, instead of a worker that dies. Fails with that message.
-/// Needs `fork`, `setns` (in the child), `waitpid`.
-Result<void> probe_target_namespace(const TargetNamespace& target);
+/// Proves that the target namespace can be joined, in throwaway children that
+/// join it and exit, so that sluiced reports a namespace it may not join at
+/// start, with what to do, instead of a worker that dies; and decides how to
+/// join it. A child that joins also makes a user namespace inside, as the
+/// worker's sandbox will; the kernel refuses that (EPERM) when sluiced's uid or
+/// gid is not mapped in the user namespace joined (real root and a rootless
+/// container). So, with a user namespace to join:
+///   - real root (sluiced in the initial user namespace, with CAP_SYS_ADMIN
+///     over every user namespace) joins the network namespace alone;
+///   - otherwise the user namespace is joined first, as `nsenter -U -n` does
+///     for the owner; a sandbox test that fails there (ids not mapped: a
+///     container of another user) is an error that says to run sluiced as
+///     the container's owner or as real root.
+/// Joining the network namespace alone closes `target.userns` and sets
+/// `target.net_only`: the worker and the helper then stay in sluiced's user
+/// namespace. Fails with one line that says what to do. Needs `fork`, `setns`
+/// and `unshare` (in the children), `waitpid`, and reads /proc/self/uid_map.
+Result<void> probe_target_namespace(TargetNamespace& target);
 
 }  // namespace sluice

@@ -241,13 +241,19 @@ Result<std::string> find_worker_binary() {
   }
   std::string dir(self, static_cast<size_t>(n));
   dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/'));
-  std::string path = dir + "/" + kWorkerProgram;
-  if (::access(path.c_str(), X_OK) != 0) {
-    int err = errno;
-    return Err(err, std::string(kWorkerProgram) + " not found next to sluiced: " + path + ": " +
-                        errno_text(err) + "; install both binaries in the same directory");
+  // Next to sluiced (the build tree, a one-directory install), then where
+  // the install step puts it, relative to sluiced so that a relocated
+  // prefix works: from /usr/sbin, ../libexec/sluice.
+  const std::string candidates[] = {dir + "/" + kWorkerProgram,
+                                    dir + "/" + SLUICE_WORKER_RELDIR + "/" + kWorkerProgram};
+  int err = 0;
+  for (const std::string& path : candidates) {
+    if (::access(path.c_str(), X_OK) == 0) return path;
+    if (err == 0 || errno != ENOENT) err = errno;
   }
-  return path;
+  return Err(err, std::string(kWorkerProgram) + " not found: " + candidates[0] + " nor " +
+                      candidates[1] + ": " + errno_text(err) +
+                      "; install it next to sluiced or with `cmake --install`");
 }
 
 HostScanFiles open_host_scan_files() {

@@ -82,9 +82,10 @@ using HostScanFiles = std::array<UniqueFd, wire::kWorkerFdScanCount>;
 /// before the broker's filter (needs `openat`).
 HostScanFiles open_host_scan_files();
 
-/// Returns the path of sluice-worker (kWorkerProgram) in the directory of
-/// this binary (readlink /proc/self/exe). Fails with the path and what to do
-/// when it is missing or not executable.
+/// Returns the path of sluice-worker (kWorkerProgram): in the directory of
+/// this binary (readlink /proc/self/exe), else in SLUICE_WORKER_RELDIR
+/// relative to it (the install layout: ../libexec/sluice from sbin). Fails
+/// with both paths and what to do when neither is executable.
 Result<std::string> find_worker_binary();
 
 /// Forks and execs `path` with to_argv(`args`) as its argv (the start-up

@@ -84,6 +84,8 @@ class Parser {
   bool path_given_ = false;
   std::string history_where_;      // how --history was given, for messages
   std::string stats_where_;        // how --stats was given, for messages
+  std::string prometheus_where_;   // how --prometheus was given, for messages
+  std::string confirm_where_;      // how --confirm or --confirm-within was given
   std::string verify_where_;       // how --verify-audit was given, for messages
   std::string allow_empty_where_;  // how --allow-empty was given, for messages
   std::string end_flows_where_;    // how --end-removed-flows was given, for messages
@@ -223,6 +225,20 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
   } else if (body == "stats") {
     plan.stats = true;
     stats_where_ = where(arg);
+  } else if (body == "confirm-within") {
+    unsigned long seconds = 0;
+    if (!parse_uint(value, control::kMaxConfirmWithinSeconds, &seconds) || seconds == 0) {
+      return Err(where(arg) + "--confirm-within takes whole seconds from 1 to " +
+                 std::to_string(control::kMaxConfirmWithinSeconds) + ", not " + quote(value));
+    }
+    plan.confirm_within = static_cast<uint32_t>(seconds);
+    confirm_where_ = where(arg);
+  } else if (body == "confirm") {
+    plan.confirm = true;
+    confirm_where_ = where(arg);
+  } else if (body == "prometheus") {
+    plan.prometheus = true;
+    prometheus_where_ = where(arg);
   } else if (body == "dry-run") {
     plan.dry_run = true;
     dry_run_where_ = where(arg);
@@ -352,6 +368,30 @@ Result<void> Parser::finish() {
                  "--stats does not go with --dry-run, --comment or -s, which are about an edit; "
                  "drop them");
     }
+  }
+  if (plan.confirm && (plan.has_edits() || plan.stats || plan.history != 0 || plan.dry_run ||
+                       comment_given_ || plan.show || plan.confirm_within != 0)) {
+    return Err(confirm_where_ +
+               "--confirm confirms the commit that waits and does nothing else (it goes with "
+               "--json only); run other actions as a separate command");
+  }
+  if (plan.confirm_within != 0 && !plan.has_edits()) {
+    return Err(confirm_where_ +
+               "--confirm-within applies to an edit, and there is no edit; e.g. sluicectl "
+               "--confirm-within 60 -t 8080:80");
+  }
+  if (plan.confirm_within != 0 && plan.dry_run) {
+    return Err(confirm_where_ +
+               "--confirm-within and --dry-run do not go together: a dry run changes nothing, "
+               "so there is nothing to confirm or roll back");
+  }
+  if (plan.prometheus && !plan.stats) {
+    return Err(prometheus_where_ +
+               "--prometheus is a format of the counters: write sluicectl --stats --prometheus");
+  }
+  if (plan.prometheus && plan.json) {
+    return Err(prometheus_where_ +
+               "--prometheus and --json are two formats of the counters; choose one");
   }
   if (plan.history != 0) {
     if (plan.has_edits()) {
@@ -512,6 +552,11 @@ std::string usage_text() {
          "      --comment TEXT record TEXT with the commit (at most 1024 bytes)\n"
          "      --end-removed-flows  reset the connections of the rules the edit removes\n"
          "                     (by default they live on until they close)\n"
+         "      --confirm-within SECONDS  roll the commit back automatically (a new\n"
+         "                     commit of the tables before it) unless sluicectl\n"
+         "                     --confirm arrives within SECONDS (1 to 86400); other\n"
+         "                     commits are refused meanwhile\n"
+         "      --confirm      confirm the commit that waits for confirmation\n"
          "      --file FILE    read options from FILE, in place: one or more a line,\n"
          "                     words split at spaces, '#' comments, '...' or \"...\" quotes\n"
          "\n"
@@ -523,6 +568,8 @@ std::string usage_text() {
          "      --history [N]  show the last N commit attempts (default 20, at most 256)\n"
          "      --stats        show the counters of every rule: connections, bytes,\n"
          "                     UDP flows and datagrams\n"
+         "      --prometheus   with --stats: print the Prometheus text format (0.0.4),\n"
+         "                     for node_exporter's textfile collector\n"
          "      --verify-audit FILE  check the hash chain of an audit log (sluiced\n"
          "                     --audit-log) and the links between its runs; exit 0\n"
          "                     intact, 1 broken, unlinked or empty, 3 unreadable\n"

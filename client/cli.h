@@ -42,11 +42,14 @@ struct Plan {
   bool end_removed_flows = false;  // --end-removed-flows: reset connections of removed rules
   std::string comment;             // --comment, for the audit record
   int timeout_ms = kDefaultTimeoutSeconds * 1000;
-  uint32_t history = 0;      // --history N: how many entries; 0 when not asked
-  bool stats = false;        // --stats: counters per rule
-  std::string path;          // the control socket; "" for default_control_path()
-  std::string audit_path;    // --verify-audit FILE
-  bool allow_empty = false;  // --allow-empty: an empty audit log verifies as intact
+  uint32_t history = 0;         // --history N: how many entries; 0 when not asked
+  bool stats = false;           // --stats: counters per rule
+  bool prometheus = false;      // --prometheus (with --stats): the text exposition format
+  uint32_t confirm_within = 0;  // --confirm-within SECONDS: roll back unless confirmed; 0: no
+  bool confirm = false;         // --confirm: confirm the commit that waits
+  std::string path;             // the control socket; "" for default_control_path()
+  std::string audit_path;       // --verify-audit FILE
+  bool allow_empty = false;     // --allow-empty: an empty audit log verifies as intact
 
   /// True when the plan edits the tables (any -t/-u/-T/-U/-A/-D/-C).
   bool has_edits() const { return !edits.empty(); }
@@ -85,7 +88,9 @@ Result<std::vector<FileWord>> split_option_file(std::string_view text, const std
 /// -h and --version stop parsing at once. Fails with a usage error that names
 /// the option (and "FILE:LINE: " inside a file), why, and what to do: an
 /// unknown or ambiguous option, a missing or bad value, a second PATH, --history or
-/// --stats with edits or with each other, --dry-run or --comment without edits, an unreadable file.
+/// --stats with edits or with each other, --prometheus without --stats or with --json,
+/// --confirm-within without edits or with --dry-run, --confirm with anything but --json, --dry-run
+/// or --comment without edits, an unreadable file.
 Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader);
 
 /// Reads the file at `path` with open/read (before the sandbox: the client's

@@ -38,6 +38,9 @@ constexpr LongOption kLongOptions[] = {
     {"allow-empty", ArgKind::kNone, 0, false, ""},
     {"end-removed-flows", ArgKind::kNone, 0, false, ""},
     {"stats", ArgKind::kNone, 0, false, ""},
+    {"prometheus", ArgKind::kNone, 0, false, ""},
+    {"confirm-within", ArgKind::kRequired, 0, false, "a number of SECONDS"},
+    {"confirm", ArgKind::kNone, 0, false, ""},
 };
 
 /// Returns the options whose name starts with `prefix`, among pesto's only

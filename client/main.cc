@@ -22,6 +22,7 @@
 #include "client/cli.h"
 #include "client/control_client.h"
 #include "client/render.h"
+#include "client/render_prometheus.h"
 #include "client/spec_context.h"
 #include "policy/check_commit.h"
 #include "policy/seccomp.h"
@@ -144,25 +145,106 @@ int show_history(const Session& s) {
   return print_out(text) ? kExitOk : kExitConnection;
 }
 
-/// Shows --stats: the counters of every rule. Returns the exit status.
-int show_stats(const Session& s) {
+/// Limit: reads of the counters and the tables when a commit lands between
+/// them (--stats --prometheus labels the counters with the tables of the same
+/// generation). Three ride out a burst of commits; then the user tries again.
+constexpr int kMaxStatsAttempts = 3;
+
+/// Asks for the counters. Fails (with the socket path in the message) on a
+/// connection or protocol error, or an answer that is not Stats.
+Result<control::Stats> get_stats(const Session& s) {
   control::Request request;
   request.body = control::StatsRequest{};
   auto response = s.conn.call(request);
-  if (!response) {
-    print_err(s.path + ": " + response.error().message);
-    return kExitConnection;
-  }
+  if (!response) return Err(s.path + ": " + response.error().message);
   auto* stats = std::get_if<control::Stats>(&response->body);
   if (stats == nullptr) {
-    print_err(s.path +
-              ": the server answered stats with something else; use a sluicectl from the same "
-              "release as sluiced");
+    return Err(s.path +
+               ": the server answered stats with something else; use a sluicectl from the same "
+               "release as sluiced");
+  }
+  return *stats;
+}
+
+/// Renders --stats --prometheus: the counters, labelled with the tables of
+/// the same generation (read again when a commit landed in between, up to
+/// kMaxStatsAttempts times). Fails with what went wrong.
+Result<std::string> prometheus_text(const Session& s) {
+  for (int attempt = 1;; ++attempt) {
+    auto stats = get_stats(s);
+    if (!stats) return Err(stats.error());
+    auto state = get_state(s);
+    if (!state) return Err(state.error());
+    if (state->generation == stats->generation) {
+      auto text = render_prometheus(*stats, state->tables, s.hello.server_version);
+      if (text || attempt >= kMaxStatsAttempts) return text;
+    } else if (attempt >= kMaxStatsAttempts) {
+      return Err(s.path + ": the tables kept changing while the counters were read (generation " +
+                 std::to_string(stats->generation) + ", then " + std::to_string(state->generation) +
+                 "); run sluicectl --stats again");
+    }
+  }
+}
+
+/// Shows --stats: the counters of every rule, as text, JSON or the
+/// Prometheus format. Returns the exit status.
+int show_stats(const Session& s) {
+  if (s.plan.prometheus) {
+    auto text = prometheus_text(s);
+    if (!text) {
+      print_err(text.error().message);
+      return kExitConnection;
+    }
+    return print_out(*text) ? kExitOk : kExitConnection;
+  }
+  auto stats = get_stats(s);
+  if (!stats) {
+    print_err(stats.error().message);
     return kExitConnection;
   }
   return print_out(s.plan.json ? render_stats_json(*stats) : render_stats(*stats))
              ? kExitOk
              : kExitConnection;
+}
+
+/// Confirms the commit that waits for confirmation (--confirm): prints what
+/// the server says, on stdout when a commit was confirmed (exit 0), else on
+/// stderr (exit 1: nothing waited, or the deadline had passed). With --json,
+/// one object {"confirmed":B,"generation":N,"message":"..."} on stdout.
+int confirm_commit(const Session& s) {
+  control::Request request;
+  request.body = control::ConfirmRequest{};
+  auto response = s.conn.call(request);
+  if (!response) {
+    print_err(s.path + ": confirm: " + response.error().message);
+    return kExitConnection;
+  }
+  auto* result = std::get_if<control::ConfirmResult>(&response->body);
+  if (result == nullptr) {
+    print_err(s.path +
+              ": the server answered confirm with something else; use a sluicectl from the "
+              "same release as sluiced");
+    return kExitConnection;
+  }
+  const int status = result->confirmed ? kExitOk : kExitRejected;
+  const std::string message = sanitize(result->message, control::kMaxTextBytes);
+  if (s.plan.json) {
+    JsonWriter w;
+    w.begin_object();
+    w.key("confirmed");
+    w.boolean(result->confirmed);
+    w.key("generation");
+    w.number(result->generation);
+    w.key("message");
+    w.string(result->message);
+    w.end_object();
+    return print_out(w.str() + "\n") ? status : kExitConnection;
+  }
+  if (!result->confirmed) {
+    print_err(message);
+    return status;
+  }
+  return print_out(message + "\n") ? status : kExitConnection;
 }
 
 /// Prints the outcome of an edit that was not sent, or was answered: JSON
@@ -227,8 +309,9 @@ int edit_tables(const Session& s) {
     }
 
     control::Request request;
-    request.body = control::CommitRequest{*after, state->generation, s.plan.dry_run, s.plan.comment,
-                                          s.plan.end_removed_flows};
+    request.body =
+        control::CommitRequest{*after,         state->generation,        s.plan.dry_run,
+                               s.plan.comment, s.plan.end_removed_flows, s.plan.confirm_within};
     auto response = s.conn.call(request);
     if (!response) {
       print_err(s.path + ": commit: " + response.error().message +
@@ -279,6 +362,13 @@ int edit_tables(const Session& s) {
       return kExitConnection;
     }
     if (!s.plan.json && !print_out(render_commit_summary(*result) + "\n")) return kExitConnection;
+    if (!s.plan.json && s.plan.confirm_within != 0 && result->applied &&
+        !print_out("waits for confirmation: run sluicectl --confirm within " +
+                   std::to_string(s.plan.confirm_within) + " s, or the tables of generation " +
+                   std::to_string(state->generation) +
+                   " come back automatically; other commits are refused until then\n")) {
+      return kExitConnection;
+    }
     return kExitOk;
   }
 }
@@ -336,6 +426,7 @@ int run(int argc, char** argv) {
   Session session{*conn, *hello, *plan, path};
   if (plan->history != 0) return show_history(session);
   if (plan->stats) return show_stats(session);
+  if (plan->confirm) return confirm_commit(session);
   if (!plan->has_edits()) return list_tables(session);
   return edit_tables(session);
 }

@@ -122,6 +122,7 @@ void state_json(const control::State& state, const control::ServerHello& hello, 
   w->number(state.generation);
   w->key("digest");
   w->string(to_hex(state.digest));
+  pending_json(state.pending_confirm, w);
   pifs_json(state.tables, hello, w);
   w->end_object();
 }
@@ -192,7 +193,8 @@ std::string render_tables(const TableSet& tables, const control::ServerHello& he
 
 std::string render_state(const control::State& state, const control::ServerHello& hello) {
   return "generation " + std::to_string(state.generation) + ", digest " + to_hex(state.digest) +
-         "\n" + render_tables(state.tables, hello);
+         "\n" + (state.pending_confirm ? render_pending(*state.pending_confirm) : "") +
+         render_tables(state.tables, hello);
 }
 
 std::string render_diff(const TableSet& before, const TableSet& after,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
 #include "policy/validate.h"
 #include "schema/codec.h"
 
@@ -24,6 +25,19 @@ namespace sluice {
 /// Shows the pifs of the Hello, in its order, then any other pif that has
 /// rules (none from a correct server), so that no rule is ever hidden.
 std::string render_state(const control::State& state, const control::ServerHello& hello);
+
+/// Returns the line a listing shows while a commit waits for confirmation:
+///   "pending confirmation: generation 5 rolls back to the tables of
+///    generation 4 at 2026-07-01T12:00:30.000Z (in 27 s) unless sluicectl
+///    --confirm arrives (committed by uid 1000 pid 42)\n"
+/// (render_confirm.cc).
+std::string render_pending(const control::PendingConfirm& pending);
+
+/// Writes "pendingConfirm": null, or an object with generation,
+/// rollbackGeneration, deadline (ISO 8601 UTC), deadlineUnixMillis,
+/// remainingMillis, pid and uid, into an open JSON object
+/// (render_confirm.cc).
+void pending_json(const std::optional<control::PendingConfirm>& pending, JsonWriter* w);
 
 /// Renders the tables alone, as render_state does after its first line.
 std::string render_tables(const TableSet& tables, const control::ServerHello& hello);

@@ -101,6 +101,14 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->number(r.dropped);
   w->key("loops");
   w->number(r.loops);
+  w->key("pausedAtRuleLimit");
+  w->number(r.paused_rule_limit);
+  w->key("pausedAtGlobalLimit");
+  w->number(r.paused_global_limit);
+  w->key("refusedBySource");
+  w->number(r.refused_source);
+  w->key("closedIdle");
+  w->number(r.closed_idle);
   w->key("scanActive");
   if (!r.scan_active) {
     w->null();
@@ -118,6 +126,47 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->end_array();
 }
 
+/// Formats the TCP limits that divide the connections among rules and
+/// sources: "TCP limits: fair share 8 per rule, 4 kept for the others; no
+/// per-rule cap; 1024 per source (3 sources now); idle timeout off".
+std::string limits_line(const control::Stats& stats) {
+  std::string out =
+      "TCP limits: fair share " + std::to_string(stats.connection_share) + " per rule";
+  if (stats.connection_reserve != 0) {
+    out += ", " + std::to_string(stats.connection_reserve) + " kept for the others";
+  }
+  out += "; ";
+  out += stats.connection_limit_per_rule == 0
+             ? std::string("no per-rule cap")
+             : std::to_string(stats.connection_limit_per_rule) + " per rule at most";
+  out += "; ";
+  out += stats.connection_limit_per_source == 0
+             ? std::string("no per-source limit")
+             : std::to_string(stats.connection_limit_per_source) + " per source";
+  out += " (" + std::to_string(stats.sources_active) + " source" +
+         (stats.sources_active == 1 ? "" : "s") + " now); idle timeout ";
+  out += stats.idle_timeout_seconds == 0 ? std::string("off")
+                                         : std::to_string(stats.idle_timeout_seconds) + " s";
+  return out + "\n";
+}
+
+/// Formats what the TCP limits did to one rule, ", 3 reset at the source
+/// limit, 2 closed idle"; empty when they never acted (only a problem shows).
+std::string limit_counts(const control::RuleStats& r) {
+  std::string out;
+  if (r.refused_source != 0) {
+    out += ", " + std::to_string(r.refused_source) + " reset at the source limit";
+  }
+  if (r.closed_idle != 0) out += ", " + std::to_string(r.closed_idle) + " closed idle";
+  if (r.paused_rule_limit != 0) {
+    out += ", paused " + std::to_string(r.paused_rule_limit) + "x at the rule limit";
+  }
+  if (r.paused_global_limit != 0) {
+    out += ", paused " + std::to_string(r.paused_global_limit) + "x at the global limit";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string render_stats(const control::Stats& stats) {
@@ -133,6 +182,8 @@ std::string render_stats(const control::Stats& stats) {
   out += "pipes " + format_bytes(stats.pipe_size) + "; connect timeout " +
          std::to_string(stats.connect_timeout_seconds) + " s; UDP idle timeout " +
          std::to_string(stats.udp_idle_timeout_seconds) + " s\n";
+  out += limits_line(stats);
+  if (stats.pending_confirm) out += render_pending(*stats.pending_confirm);
   // Only a problem is shown: a healthy audit sink takes every line at once.
   if (stats.audit_lines_lost != 0 || stats.audit_bytes_waiting != 0) {
     out += "audit: " + std::to_string(stats.audit_lines_lost) + " line" +
@@ -163,6 +214,7 @@ std::string render_stats(const control::Stats& stats) {
                std::to_string(r.active) + " active, " + std::to_string(r.failed) + " failed";
         // Only a problem is shown: a rule that never saw a loop says nothing.
         if (r.loops != 0) out += ", " + std::to_string(r.loops) + " reset as forwarding loops";
+        out += limit_counts(r);
       }
       out += "; " + format_bytes(r.bytes_to_target) + " to target, " +
              format_bytes(r.bytes_to_client) + " to client\n";
@@ -201,6 +253,29 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.audit_lines_lost);
   w.key("auditBytesWaiting");
   w.number(stats.audit_bytes_waiting);
+  w.key("idleTimeoutSeconds");
+  w.number(stats.idle_timeout_seconds);
+  w.key("connectionLimitPerRule");
+  w.number(stats.connection_limit_per_rule);
+  w.key("connectionLimitPerSource");
+  w.number(stats.connection_limit_per_source);
+  w.key("connectionShare");
+  w.number(stats.connection_share);
+  w.key("connectionReserve");
+  w.number(stats.connection_reserve);
+  w.key("sourcesActive");
+  w.number(stats.sources_active);
+  w.key("commitsApplied");
+  w.number(stats.commits_applied);
+  w.key("commitsRejected");
+  w.number(stats.commits_rejected);
+  w.key("commitsDryRun");
+  w.number(stats.commits_dry_run);
+  w.key("commitsStale");
+  w.number(stats.commits_stale);
+  w.key("rollbacks");
+  w.number(stats.rollbacks);
+  pending_json(stats.pending_confirm, &w);
   w.key("rules");
   w.begin_array();
   for (const control::RuleStats& r : stats.rules) {

@@ -77,8 +77,9 @@ inline constexpr std::array<std::string_view, 4> kAuditOutcomes = {kAuditApplied
 inline constexpr std::string_view kAuditCapacity = "capacity";
 /// Every failure `kind` a line may hold: control::failure_kind_name() of each
 /// control::FailureKind (tests/audit checks that the two agree).
-inline constexpr std::array<std::string_view, 6> kAuditFailureKinds = {
-    "invalid", "conflict", "policy-denied", "bind-failed", kAuditCapacity, "stale-generation"};
+inline constexpr std::array<std::string_view, 7> kAuditFailureKinds = {
+    "invalid",      "conflict",         "policy-denied",  "bind-failed",
+    kAuditCapacity, "stale-generation", "confirm-pending"};
 
 /// The `format` of every line this build writes and reads. Format 2 begins
 /// each run with a start record that links to the line before it. Format 1

@@ -53,8 +53,9 @@ static_assert(same_ordinal(FailureKind::kPolicyDenied, cp::FailureKind::POLICY_D
 static_assert(same_ordinal(FailureKind::kBindFailed, cp::FailureKind::BIND_FAILED));
 static_assert(same_ordinal(FailureKind::kCapacity, cp::FailureKind::CAPACITY));
 static_assert(same_ordinal(FailureKind::kStale, cp::FailureKind::STALE_GENERATION));
+static_assert(same_ordinal(FailureKind::kConfirmPending, cp::FailureKind::CONFIRM_PENDING));
 /// The last failure kind the decoder accepts.
-constexpr FailureKind kLastFailureKind = FailureKind::kStale;
+constexpr FailureKind kLastFailureKind = FailureKind::kConfirmPending;
 
 static_assert(same_ordinal(Outcome::kApplied, cp::Outcome::APPLIED));
 static_assert(same_ordinal(Outcome::kRejected, cp::Outcome::REJECTED));
@@ -364,6 +365,28 @@ HistoryEntry decode_history_entry(cp::HistoryEntry::Reader in) {
   return e;
 }
 
+/// Writes a pending confirmation.
+void encode_pending(const PendingConfirm& p, cp::PendingConfirm::Builder out) {
+  out.setGeneration(p.generation);
+  out.setRollbackGeneration(p.rollback_generation);
+  out.setDeadlineUnixMillis(p.deadline_unix_millis);
+  out.setRemainingMillis(p.remaining_millis);
+  out.setPid(p.pid);
+  out.setUid(p.uid);
+}
+
+/// Reads a pending confirmation.
+PendingConfirm decode_pending(cp::PendingConfirm::Reader in) {
+  PendingConfirm p;
+  p.generation = in.getGeneration();
+  p.rollback_generation = in.getRollbackGeneration();
+  p.deadline_unix_millis = in.getDeadlineUnixMillis();
+  p.remaining_millis = in.getRemainingMillis();
+  p.pid = in.getPid();
+  p.uid = in.getUid();
+  return p;
+}
+
 /// Writes the counters of every rule.
 void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setGeneration(st.generation);
@@ -379,6 +402,18 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setUdpIdleTimeoutSeconds(st.udp_idle_timeout_seconds);
   out.setAuditLinesLost(st.audit_lines_lost);
   out.setAuditBytesWaiting(st.audit_bytes_waiting);
+  out.setIdleTimeoutSeconds(st.idle_timeout_seconds);
+  out.setConnectionLimitPerRule(st.connection_limit_per_rule);
+  out.setConnectionLimitPerSource(st.connection_limit_per_source);
+  out.setConnectionShare(st.connection_share);
+  out.setConnectionReserve(st.connection_reserve);
+  out.setSourcesActive(st.sources_active);
+  out.setCommitsApplied(st.commits_applied);
+  out.setCommitsRejected(st.commits_rejected);
+  out.setCommitsDryRun(st.commits_dry_run);
+  out.setCommitsStale(st.commits_stale);
+  out.setRollbacks(st.rollbacks);
+  if (st.pending_confirm) encode_pending(*st.pending_confirm, out.initPendingConfirm());
   auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
   for (size_t i = 0; i < st.rules.size(); ++i) {
     const RuleStats& r = st.rules[i];
@@ -398,6 +433,10 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setDatagramsToClient(r.datagrams_to_client);
     o.setDropped(r.dropped);
     o.setLoops(r.loops);
+    o.setPausedAtRuleLimit(r.paused_rule_limit);
+    o.setPausedAtGlobalLimit(r.paused_global_limit);
+    o.setRefusedBySource(r.refused_source);
+    o.setClosedIdle(r.closed_idle);
     if (r.scan_active) {
       auto runs = o.initScanActive(static_cast<unsigned>(r.scan_active->size()));
       for (size_t k = 0; k < r.scan_active->size(); ++k) {
@@ -440,6 +479,18 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.udp_idle_timeout_seconds = in.getUdpIdleTimeoutSeconds();
   st.audit_lines_lost = in.getAuditLinesLost();
   st.audit_bytes_waiting = in.getAuditBytesWaiting();
+  st.idle_timeout_seconds = in.getIdleTimeoutSeconds();
+  st.connection_limit_per_rule = in.getConnectionLimitPerRule();
+  st.connection_limit_per_source = in.getConnectionLimitPerSource();
+  st.connection_share = in.getConnectionShare();
+  st.connection_reserve = in.getConnectionReserve();
+  st.sources_active = in.getSourcesActive();
+  st.commits_applied = in.getCommitsApplied();
+  st.commits_rejected = in.getCommitsRejected();
+  st.commits_dry_run = in.getCommitsDryRun();
+  st.commits_stale = in.getCommitsStale();
+  st.rollbacks = in.getRollbacks();
+  if (in.hasPendingConfirm()) st.pending_confirm = decode_pending(in.getPendingConfirm());
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
   st.rules.reserve(rules.size());
@@ -460,6 +511,10 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.datagrams_to_client = r.getDatagramsToClient();
     o.dropped = r.getDropped();
     o.loops = r.getLoops();
+    o.paused_rule_limit = r.getPausedAtRuleLimit();
+    o.paused_global_limit = r.getPausedAtGlobalLimit();
+    o.refused_source = r.getRefusedBySource();
+    o.closed_idle = r.getClosedIdle();
     if (r.hasScanActive()) o.scan_active = decode_port_runs(r.getScanActive());
     st.rules.push_back(std::move(o));
   }
@@ -484,6 +539,9 @@ std::string encode_request(const Request& request) {
     c.setDryRun(commit->dry_run);
     c.setComment(commit->comment);
     c.setEndRemovedFlows(commit->end_removed_flows);
+    c.setConfirmWithinSeconds(commit->confirm_within_seconds);
+  } else if (std::holds_alternative<ConfirmRequest>(request.body)) {
+    root.setConfirm();
   } else if (const auto* history = std::get_if<HistoryRequest>(&request.body)) {
     root.setHistory(history->limit);
   } else if (std::holds_alternative<StatsRequest>(request.body)) {
@@ -528,6 +586,12 @@ std::string encode_response(const Response& response) {
     s.setGeneration(state->generation);
     s.setDigest(kj::arrayPtr(state->digest.data(), state->digest.size()));
     encode_tables(state->tables, s.initTables(kPifCount));
+    if (state->pending_confirm) encode_pending(*state->pending_confirm, s.initPendingConfirm());
+  } else if (const auto* confirm = std::get_if<ConfirmResult>(&response.body)) {
+    auto c = root.initConfirm();
+    c.setConfirmed(confirm->confirmed);
+    c.setGeneration(confirm->generation);
+    c.setMessage(confirm->message);
   } else if (const auto* result = std::get_if<CommitResult>(&response.body)) {
     encode_commit_result(*result, root.initCommit());
   } else if (std::holds_alternative<Welcome>(response.body)) {
@@ -574,6 +638,12 @@ Result<Request> decode_request(const void* frame, size_t len) {
         commit.dry_run = c.getDryRun();
         commit.comment = decode_text(c.getComment(), kMaxCommentBytes, "comment");
         commit.end_removed_flows = c.getEndRemovedFlows();
+        commit.confirm_within_seconds = c.getConfirmWithinSeconds();
+        if (commit.confirm_within_seconds > kMaxConfirmWithinSeconds) {
+          throw DecodeError{"confirmWithinSeconds is " +
+                            std::to_string(commit.confirm_within_seconds) + "; at most " +
+                            std::to_string(kMaxConfirmWithinSeconds) + " are accepted"};
+        }
         out.body = std::move(commit);
         return out;
       }
@@ -588,6 +658,9 @@ Result<Request> decode_request(const void* frame, size_t len) {
       }
       case cp::Request::STATS:
         out.body = StatsRequest{};
+        return out;
+      case cp::Request::CONFIRM:
+        out.body = ConfirmRequest{};
         return out;
     }
     throw DecodeError{"unknown request kind " +
@@ -634,6 +707,7 @@ Result<Response> decode_response(const void* frame, size_t len) {
         if (digest.size() != state.digest.size()) throw DecodeError{"digest is not 32 bytes"};
         std::memcpy(state.digest.data(), digest.begin(), digest.size());
         state.tables = decode_tables(s.getTables());
+        if (s.hasPendingConfirm()) state.pending_confirm = decode_pending(s.getPendingConfirm());
         out.body = std::move(state);
         return out;
       }
@@ -646,6 +720,12 @@ Result<Response> decode_response(const void* frame, size_t len) {
       case cp::Response::STATS:
         out.body = decode_stats(root.getStats());
         return out;
+      case cp::Response::CONFIRM: {
+        auto c = root.getConfirm();
+        out.body = ConfirmResult{c.getConfirmed(), c.getGeneration(),
+                                 decode_text(c.getMessage(), kMaxTextBytes, "confirm message")};
+        return out;
+      }
       case cp::Response::HISTORY: {
         auto entries = root.getHistory();
         if (entries.size() > kMaxHistory) throw DecodeError{"too many history entries"};

@@ -84,10 +84,23 @@ struct ClientHello {
   clientVersion @2 :Text;
 }
 
+# A commit applied with confirmWithinSeconds that waits for a confirm
+# request; unless one comes by the deadline, the worker commits the tables of
+# rollbackGeneration again (the automatic rollback, a new generation).
+struct PendingConfirm {
+  generation @0 :UInt64;          # the applied commit that waits
+  rollbackGeneration @1 :UInt64;  # the generation whose tables come back
+  deadlineUnixMillis @2 :Int64;   # when the rollback starts (UTC)
+  remainingMillis @3 :UInt64;     # until the deadline, when the reply was made
+  pid @4 :Int32;                  # who committed it
+  uid @5 :UInt32;
+}
+
 struct State {
   generation @0 :UInt64;  # bumped by every applied commit
   digest @1 :Data;        # SHA-256 of the canonical encoding of the tables
   tables @2 :List(Table);
+  pendingConfirm @3 :PendingConfirm;  # null when no commit waits for confirmation
 }
 
 enum ErrorCode {
@@ -112,6 +125,7 @@ struct CommitRequest {
   dryRun @2 :Bool;              # validate, plan and trial-bind, but change nothing
   comment @3 :Text;             # free text for the audit record, at most 1 KiB
   endRemovedFlows @4 :Bool;     # also end the connections of removed rules
+  confirmWithinSeconds @5 :UInt32;  # 0: none; else rolled back unless confirmed in time
 }
 
 enum FailureKind {
@@ -121,6 +135,7 @@ enum FailureKind {
   bindFailed @3;
   capacity @4;
   staleGeneration @5;
+  confirmPending @6;  # another commit waits for confirmation: only a confirm (or dry runs) now
 }
 
 struct Failure {
@@ -202,6 +217,10 @@ struct RuleStats {
   scanActive @15 :List(PortRange);  # an auto-scan rule's ports listening now, in increasing
                                     # disjoint runs (an empty list: none now); absent (null)
                                     # for a rule without auto-scan
+  pausedAtRuleLimit @16 :UInt64;    # times a listener of the rule paused at its limit or share
+  pausedAtGlobalLimit @17 :UInt64;  # times a listener of the rule paused at --max-connections
+  refusedBySource @18 :UInt64;      # TCP connections reset at --max-connections-per-source
+  closedIdle @19 :UInt64;           # TCP connections reset by --idle-timeout
 }
 
 struct Stats {
@@ -219,6 +238,26 @@ struct Stats {
   udpIdleTimeoutSeconds @11 :UInt32;  # --udp-idle-timeout
   auditLinesLost @12 :UInt64;     # audit lines not written whole (sink errors, full backlog)
   auditBytesWaiting @13 :UInt64;  # audit bytes waiting for a sink that pushes back
+  idleTimeoutSeconds @14 :UInt32;        # --idle-timeout; 0: off
+  connectionLimitPerRule @15 :UInt64;    # --max-connections-per-rule; 0: the fair share only
+  connectionLimitPerSource @16 :UInt64;  # --max-connections-per-source; 0: off
+  connectionShare @17 :UInt64;           # slots each TCP rule may always use now (fair share)
+  connectionReserve @18 :UInt64;         # free slots a rule past its share may not take
+  sourcesActive @19 :UInt64;             # sources (IPv4 addresses, IPv6 /64s) holding connections
+  # Commit attempts since the worker started, by outcome (pesto updates
+  # included; auto-scan's internal jobs are no commits).
+  commitsApplied @20 :UInt64;
+  commitsRejected @21 :UInt64;
+  commitsDryRun @22 :UInt64;
+  commitsStale @23 :UInt64;
+  rollbacks @24 :UInt64;              # automatic rollbacks of unconfirmed commits
+  pendingConfirm @25 :PendingConfirm;  # null when no commit waits for confirmation
+}
+
+struct ConfirmResult {
+  confirmed @0 :Bool;     # a pending commit was confirmed by this request
+  generation @1 :UInt64;  # the generation confirmed, or the one in force
+  message @2 :Text;       # what happened, one line: why nothing was confirmed
 }
 
 struct Request {
@@ -229,6 +268,7 @@ struct Request {
     commit @3 :CommitRequest;
     history @4 :UInt32;  # the last N commit attempts, N at most 256
     stats @5 :Void;      # counters per rule (read access)
+    confirm @6 :Void;    # confirm the commit that waits (commit access)
   }
 }
 
@@ -242,5 +282,6 @@ struct Response {
     history @5 :List(HistoryEntry);
     welcome @6 :Void;  # the client's hello is accepted: requests may follow
     stats @7 :Stats;
+    confirm @8 :ConfirmResult;
   }
 }

@@ -18,6 +18,8 @@ const char* failure_kind_name(FailureKind kind) noexcept {
       return "capacity";
     case FailureKind::kStale:
       return "stale-generation";
+    case FailureKind::kConfirmPending:
+      return "confirm-pending";
   }
   return "unknown";
 }

@@ -51,10 +51,23 @@ struct GetState {
   bool operator==(const GetState&) const = default;
 };
 
+/// A commit that waits for `sluicectl --confirm` (control.capnp PendingConfirm).
+struct PendingConfirm {
+  uint64_t generation = 0;           // the applied commit that waits
+  uint64_t rollback_generation = 0;  // the generation whose tables come back
+  int64_t deadline_unix_millis = 0;  // when the rollback starts (UTC)
+  uint64_t remaining_millis = 0;     // until then, when the reply was made
+  int32_t pid = 0;                   // who committed it
+  uint32_t uid = 0;
+  bool operator==(const PendingConfirm&) const = default;
+};
+
 struct State {
   uint64_t generation = 0;
   Sha256Digest digest{};
   TableSet tables;
+  /// The commit that waits for confirmation, if any.
+  std::optional<PendingConfirm> pending_confirm;
   bool operator==(const State&) const = default;
 };
 
@@ -95,13 +108,35 @@ inline constexpr size_t kMaxHistoryRules = 16;
 /// every rule; beyond that the list is cut and the last entry says so.
 inline constexpr size_t kMaxFailures = 4096;
 
+/// Limit: seconds a confirmed commit may wait for `sluicectl --confirm`. A
+/// day covers any maintenance window; a longer wait is a commit nobody will
+/// confirm, and it would refuse every other commit meanwhile.
+inline constexpr uint32_t kMaxConfirmWithinSeconds = 86400;
+
 struct CommitRequest {
   TableSet tables;
   uint64_t expected_generation = 0;
   bool dry_run = false;
   std::string comment;
   bool end_removed_flows = false;
+  /// 0: an ordinary commit. Otherwise the commit is rolled back (a new
+  /// commit of the tables before it) unless confirmed within this many
+  /// seconds, 1 to kMaxConfirmWithinSeconds.
+  uint32_t confirm_within_seconds = 0;
   bool operator==(const CommitRequest&) const = default;
+};
+
+/// A request to confirm the commit that waits (sluicectl --confirm).
+struct ConfirmRequest {
+  bool operator==(const ConfirmRequest&) const = default;
+};
+
+/// The answer to a ConfirmRequest.
+struct ConfirmResult {
+  bool confirmed = false;   // a pending commit was confirmed now
+  uint64_t generation = 0;  // the generation confirmed, or the one in force
+  std::string message;      // what happened, one line (why nothing was confirmed)
+  bool operator==(const ConfirmResult&) const = default;
 };
 
 struct HistoryRequest {
@@ -109,7 +144,17 @@ struct HistoryRequest {
   bool operator==(const HistoryRequest&) const = default;
 };
 
-enum class FailureKind { kInvalid, kConflict, kPolicyDenied, kBindFailed, kCapacity, kStale };
+/// kConfirmPending: a commit that waits for `sluicectl --confirm` refuses
+/// every other commit until it is confirmed or rolled back.
+enum class FailureKind {
+  kInvalid,
+  kConflict,
+  kPolicyDenied,
+  kBindFailed,
+  kCapacity,
+  kStale,
+  kConfirmPending,
+};
 
 /// One reason a commit failed: which rule, which port, which errno, and a
 /// complete message saying what failed, why, and what to do.
@@ -204,6 +249,10 @@ struct RuleStats {
   /// An auto-scan rule's ports listening now, in increasing disjoint runs;
   /// nullopt for a rule without auto-scan.
   std::optional<std::vector<PortRange>> scan_active;
+  uint64_t paused_rule_limit = 0;    // listener pauses at the rule's limit or fair share
+  uint64_t paused_global_limit = 0;  // listener pauses at the global limit
+  uint64_t refused_source = 0;       // connections reset at the per-source limit
+  uint64_t closed_idle = 0;          // connections reset by the idle timeout
   bool operator==(const RuleStats&) const = default;
 };
 
@@ -218,11 +267,27 @@ struct Stats {
   uint64_t flow_limit = 0;
   uint64_t listeners = 0;
   uint64_t paused_listeners = 0;
-  uint32_t pipe_size = 0;                 // bytes per splice pipe
-  uint32_t connect_timeout_seconds = 0;   // a TCP target's handshake deadline
-  uint32_t udp_idle_timeout_seconds = 0;  // a UDP flow ends after this long idle
-  uint64_t audit_lines_lost = 0;          // audit lines not written whole
-  uint64_t audit_bytes_waiting = 0;       // audit bytes the sink has not taken yet
+  uint32_t pipe_size = 0;                    // bytes per splice pipe
+  uint32_t connect_timeout_seconds = 0;      // a TCP target's handshake deadline
+  uint32_t udp_idle_timeout_seconds = 0;     // a UDP flow ends after this long idle
+  uint64_t audit_lines_lost = 0;             // audit lines not written whole
+  uint64_t audit_bytes_waiting = 0;          // audit bytes the sink has not taken yet
+  uint32_t idle_timeout_seconds = 0;         // TCP idle timeout; 0: off
+  uint64_t connection_limit_per_rule = 0;    // 0: the fair share only
+  uint64_t connection_limit_per_source = 0;  // 0: off
+  uint64_t connection_share = 0;             // slots each TCP rule may always use now
+  uint64_t connection_reserve = 0;           // free slots a rule past its share may not take
+  uint64_t sources_active = 0;               // sources holding connections now
+  /// Commit attempts since the worker started, by outcome (pesto updates
+  /// included; auto-scan jobs are not commits).
+  uint64_t commits_applied = 0;
+  uint64_t commits_rejected = 0;
+  uint64_t commits_dry_run = 0;
+  uint64_t commits_stale = 0;
+  /// Automatic rollbacks of unconfirmed commits (counted in commits_applied too).
+  uint64_t rollbacks = 0;
+  /// The commit that waits for confirmation, if any.
+  std::optional<PendingConfirm> pending_confirm;
   bool operator==(const Stats&) const = default;
 };
 
@@ -233,13 +298,16 @@ struct Welcome {
 
 struct Request {
   uint64_t id = 0;
-  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest, StatsRequest> body;
+  std::variant<ClientHello, GetState, CommitRequest, HistoryRequest, StatsRequest, ConfirmRequest>
+      body;
   bool operator==(const Request&) const = default;
 };
 
 struct Response {
   uint64_t id = 0;
-  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome, Stats> body;
+  std::variant<ServerHello, State, ProtocolError, CommitResult, History, Welcome, Stats,
+               ConfirmResult>
+      body;
   bool operator==(const Response&) const = default;
 };
 
@@ -248,7 +316,7 @@ struct Response {
 inline constexpr size_t kMaxTextBytes = 1024;
 
 /// Returns "invalid", "conflict", "policy-denied", "bind-failed", "capacity"
-/// or "stale-generation".
+/// "stale-generation" or "confirm-pending".
 const char* failure_kind_name(FailureKind kind) noexcept;
 /// Returns "applied", "rejected", "dry-run" or "stale".
 const char* outcome_name(Outcome outcome) noexcept;

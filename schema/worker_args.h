@@ -43,6 +43,10 @@ inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  /
 inline constexpr const char* kWorkerOptMaxConnections = "--max-connections";   // N
 inline constexpr const char* kWorkerOptConnectTimeout = "--connect-timeout";   // SECONDS
 inline constexpr const char* kWorkerOptPipeSize = "--pipe-size";               // BYTES
+inline constexpr const char* kWorkerOptMaxConnectionsPerRule = "--max-connections-per-rule";  // N
+inline constexpr const char* kWorkerOptMaxConnectionsPerSource =
+    "--max-connections-per-source";                                     // N
+inline constexpr const char* kWorkerOptIdleTimeout = "--idle-timeout";  // SECONDS
 /// With --target-netns: net.ipv4.ip_local_port_range of sluiced's namespace,
 /// where HOST rules listen, read by sluiced (the worker, inside the target
 /// namespace, would read the namespace's). The hello carries it, so that
@@ -125,6 +129,38 @@ inline constexpr uint32_t kPipeSizeMin = 4096;
 /// most an unprivileged process may ask F_SETPIPE_SZ for.
 inline constexpr uint32_t kPipeSizeMax = 1u << 20;
 
+// ---- TCP fairness (--max-connections-per-rule, --max-connections-per-source,
+// --idle-timeout; the accounting is in worker/conn_limits.h) ----
+
+/// Limit: no cap per rule beyond its fair share by default (0). The share
+/// already keeps a quarter of --max-connections from any one rule while other
+/// rules exist, and lets a rule that is alone use the whole limit, as before;
+/// a fixed default cap would cut a single busy rule short for nothing.
+inline constexpr uint32_t kRuleConnectionsDefault = 0;
+/// Limit: the most --max-connections-per-rule accepts, the most
+/// --max-connections does (a larger cap could never be reached).
+inline constexpr uint32_t kRuleConnectionsMax = kTcpConnectionsMax;
+/// Limit: concurrent TCP connections of one source (an IPv4 address, an IPv6
+/// /64) by default, across all rules: a quarter of the default
+/// --max-connections, so one client can hold at most a quarter of the slots.
+/// Generous for one real client (a browser opens 6 per host, a connection
+/// pool tens); clients behind one NAT or on this host share it, which is why
+/// 0 turns it off.
+inline constexpr uint32_t kSourceConnectionsDefault = 1024;
+/// Limit: the most --max-connections-per-source accepts, the most
+/// --max-connections does.
+inline constexpr uint32_t kSourceConnectionsMax = kTcpConnectionsMax;
+/// Limit: TCP connections are never ended for idleness by default (0).
+/// sluice stands in for pasta and rootlesskit, which never cut an idle
+/// connection: SSH sessions and database pools sit idle for hours, and
+/// keepalive (on for both sides) already frees a connection whose peer
+/// vanished. The fair share and the per-source limit keep idle connections of
+/// one rule or client from starving the others without it.
+inline constexpr uint32_t kIdleTimeoutDefaultS = 0;
+/// Limit: the longest --idle-timeout, a week: a connection idle longer than
+/// that is a session the operator wants kept, and 0 says so.
+inline constexpr uint32_t kIdleTimeoutMaxS = 7 * 86400;
+
 // ---- The worker's user (--worker-uid, --worker-gid) ----
 
 /// The ids a root-started worker runs as when sluiced finds no dedicated
@@ -159,16 +195,19 @@ struct WorkerArgs {
   /// --policy-source: sluiced's --policy path, only to name the policy in
   /// messages (its text arrives on fd 6); empty: the default policy.
   std::string policy_source;
-  uint32_t udp_flows = kUdpFlowsDefault;                  // --udp-flows
-  uint32_t udp_idle_timeout_s = kUdpIdleTimeoutDefaultS;  // --udp-idle-timeout
-  uint32_t max_connections = kTcpConnectionsDefault;      // --max-connections
-  uint32_t connect_timeout_s = kConnectTimeoutDefaultS;   // --connect-timeout
-  uint32_t pipe_size = kPipeSizeDefault;                  // --pipe-size
-  uint32_t host_ephemeral_first = 0;                      // --host-ephemeral-first; 0: not given
-  uint32_t host_ephemeral_last = 0;                       // --host-ephemeral-last; 0: not given
-  uint32_t worker_uid = kWorkerIdFallback;                // --worker-uid
-  uint32_t worker_gid = kWorkerIdFallback;                // --worker-gid
-  std::vector<WorkerRuleArg> rules;                       // -t/-u/-T/-U, in order
+  uint32_t udp_flows = kUdpFlowsDefault;                            // --udp-flows
+  uint32_t udp_idle_timeout_s = kUdpIdleTimeoutDefaultS;            // --udp-idle-timeout
+  uint32_t max_connections = kTcpConnectionsDefault;                // --max-connections
+  uint32_t connect_timeout_s = kConnectTimeoutDefaultS;             // --connect-timeout
+  uint32_t pipe_size = kPipeSizeDefault;                            // --pipe-size
+  uint32_t max_connections_per_rule = kRuleConnectionsDefault;      // 0: the fair share only
+  uint32_t max_connections_per_source = kSourceConnectionsDefault;  // 0: off
+  uint32_t idle_timeout_s = kIdleTimeoutDefaultS;                   // 0: never
+  uint32_t host_ephemeral_first = 0;        // --host-ephemeral-first; 0: not given
+  uint32_t host_ephemeral_last = 0;         // --host-ephemeral-last; 0: not given
+  uint32_t worker_uid = kWorkerIdFallback;  // --worker-uid
+  uint32_t worker_gid = kWorkerIdFallback;  // --worker-gid
+  std::vector<WorkerRuleArg> rules;         // -t/-u/-T/-U, in order
 
   bool operator==(const WorkerArgs&) const = default;
 };
@@ -199,6 +238,15 @@ inline constexpr WorkerLimit kConnectTimeoutLimit = {kWorkerOptConnectTimeout, k
 inline constexpr WorkerLimit kPipeSizeLimit = {kWorkerOptPipeSize, kPipeSizeMin, kPipeSizeMax,
                                                kPipeSizeDefault, &WorkerArgs::pipe_size};
 
+inline constexpr WorkerLimit kRuleConnectionsLimit = {kWorkerOptMaxConnectionsPerRule, 0,
+                                                      kRuleConnectionsMax, kRuleConnectionsDefault,
+                                                      &WorkerArgs::max_connections_per_rule};
+inline constexpr WorkerLimit kSourceConnectionsLimit = {
+    kWorkerOptMaxConnectionsPerSource, 0, kSourceConnectionsMax, kSourceConnectionsDefault,
+    &WorkerArgs::max_connections_per_source};
+inline constexpr WorkerLimit kIdleTimeoutLimit = {
+    kWorkerOptIdleTimeout, 0, kIdleTimeoutMaxS, kIdleTimeoutDefaultS, &WorkerArgs::idle_timeout_s};
+
 /// The host side's ephemeral range (not limits, but numbers with a range):
 /// a port, 0 when sluiced did not send it.
 inline constexpr WorkerLimit kHostEphemeralFirst = {kWorkerOptHostEphemeralFirst, 0, 65535, 0,
@@ -214,9 +262,10 @@ inline constexpr WorkerLimit kWorkerGid = {kWorkerOptGid, kWorkerIdMin, kWorkerI
 
 /// The numeric limits, in the order to_argv() writes them.
 inline constexpr WorkerLimit kWorkerLimits[] = {
-    kUdpFlowsLimit,       kUdpIdleTimeoutLimit, kTcpConnectionsLimit,
-    kConnectTimeoutLimit, kPipeSizeLimit,       kHostEphemeralFirst,
-    kHostEphemeralLast,   kWorkerUid,           kWorkerGid};
+    kUdpFlowsLimit,          kUdpIdleTimeoutLimit, kTcpConnectionsLimit,
+    kConnectTimeoutLimit,    kPipeSizeLimit,       kRuleConnectionsLimit,
+    kSourceConnectionsLimit, kIdleTimeoutLimit,    kHostEphemeralFirst,
+    kHostEphemeralLast,      kWorkerUid,           kWorkerGid};
 
 /// Returns "--udp-flows needs a number from 1 to 1048576, not "0"": the
 /// message for `value` (sanitised and cut) outside `limit`'s range.

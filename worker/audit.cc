@@ -34,6 +34,8 @@ static_assert(kMaxAuditCommentBytes == control::kMaxCommentBytes,
 /// written); a sink that keeps failing must not hold up the event loop.
 constexpr int kMaxWriteAttempts = 4;
 
+}  // namespace
+
 /// Returns CLOCK_REALTIME in milliseconds since the epoch, clamped to the
 /// range a line can show; 0 if the clock cannot be read (never expected).
 /// Needs `clock_gettime(CLOCK_REALTIME)` (normally served by the vDSO).
@@ -43,8 +45,6 @@ int64_t realtime_millis() noexcept {
   int64_t ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
   return std::clamp<int64_t>(ms, 0, kMaxAuditUnixMillis);
 }
-
-}  // namespace
 
 std::string AuditLog::format_line(const CommitRecord& record, uint64_t sequence,
                                   int64_t unix_millis, const Sha256Digest& prev) const {

@@ -46,6 +46,11 @@ struct AuditRunStart {
   AuditLink link;  // link_audit_tail() of the file's last line
 };
 
+/// Returns CLOCK_REALTIME in milliseconds since the epoch, clamped to the
+/// range an audit line can show; 0 if the clock cannot be read (never
+/// expected). Needs `clock_gettime(CLOCK_REALTIME)` (normally the vDSO).
+int64_t realtime_millis() noexcept;
+
 class AuditLog : public EventHandler {
  public:
   /// Writes to `fd` (not owned: it is the fixed audit fd). start() must come

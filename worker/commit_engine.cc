@@ -196,6 +196,7 @@ void CommitEngine::submit_refused(struct ucred peer, std::string comment,
 void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
+  confirm_tick(now_ns);
 }
 
 void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {
@@ -218,9 +219,17 @@ void CommitEngine::check() noexcept {
     a.failures = std::move(a.job.refused);
     return fire(Event::kRefused);
   }
+  // The rollback restores the tables before the unconfirmed commit over
+  // whatever generation is in force (no other commit ran meanwhile).
+  if (a.job.rollback) a.job.request.expected_generation = generation_;
   const control::CommitRequest& req = a.job.request;
   a.added = rule_diff(req.tables, tables_);
   a.removed = rule_diff(tables_, req.tables);
+  // While a commit waits for confirmation, no other commit is taken.
+  if (auto refused = check_confirmation()) {
+    a.failures.push_back(std::move(*refused));
+    return fire(Event::kRefused);
+  }
 
   // Compare-and-swap: a client that edited an older generation would undo
   // somebody else's commit without knowing it.
@@ -472,6 +481,8 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
   record = audit_.write(std::move(record));  // stamps the sequence and the time
   history_.push_back(to_history_entry(record));
+  ++outcomes_[static_cast<size_t>(outcome)];
+  note_confirmation(record);
   while (history_.size() > control::kMaxHistory) history_.pop_front();
   LOG_INFO(
       "commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "

@@ -97,6 +97,7 @@
 #include "worker/commit_acquisition.h"
 #include "worker/commit_plan.h"
 #include "worker/commit_record.h"
+#include "worker/confirm_state.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/port_scan.h"
@@ -212,6 +213,16 @@ class CommitEngine final : public Ticker {
   /// limits; `uptime_millis` is the worker's.
   control::Stats stats(uint64_t uptime_millis) const;
 
+  // Confirmed commits (commit_confirm.cc, worker/confirm_state.h).
+  /// Confirms the commit that waits for confirmation, for the client `peer`
+  /// (the control server has checked its commit access). Logs what happened;
+  /// the result says it (nothing waits, too late, confirmed).
+  control::ConfirmResult confirm(const struct ucred& peer) noexcept;
+  /// The commit that waits for confirmation now, if any (state and stats).
+  std::optional<control::PendingConfirm> pending_confirm() const noexcept;
+  /// The confirmation state machine, for tests.
+  const ConfirmState& confirmation() const noexcept { return confirm_; }
+
   /// Returns the state the transition table leads to from `from` on `event`,
   /// or nothing when the table does not allow that event there.
   static std::optional<State> next_state(State from, Event event) noexcept;
@@ -236,7 +247,8 @@ class CommitEngine final : public Ticker {
     control::CommitRequest request;  // a scan job's tables are the ones in force when it starts
     struct ucred peer;
     Done done;
-    bool scan = false;  // an internal scan job (auto-scan), not a client's commit
+    bool scan = false;      // an internal scan job (auto-scan), not a client's commit
+    bool rollback = false;  // the automatic rollback of an unconfirmed commit
     // Failures found before the engine (submit_refused): the job is recorded
     // as rejected with them, and never checked or applied.
     std::vector<control::Failure> refused;
@@ -273,6 +285,7 @@ class CommitEngine final : public Ticker {
     std::vector<std::shared_ptr<const Route>> restore_routes;
     std::vector<control::Failure> failures;   // collected for the record
     std::vector<std::string> added, removed;  // the requested diff, for the record
+    TableSet tables_before;                   // a confirmed commit's rollback tables
     // Sliced work: listeners to release (indices into installed_), new
     // sockets to serve, and the table of listeners being built.
     std::vector<size_t> to_release;
@@ -368,6 +381,18 @@ class CommitEngine final : public Ticker {
   /// lines, sorted): a commit's endRemovedFlows.
   void end_removed_flows(const std::vector<std::string>& removed) noexcept;
 
+  // Confirmed commits (commit_confirm.cc).
+  /// Checking: the failure that refuses the active job because a commit
+  /// waits for confirmation (not for a dry run, a scan or the rollback);
+  /// nullopt when the job may go on. Keeps the rollback tables of a
+  /// confirmed commit.
+  std::optional<control::Failure> check_confirmation() noexcept;
+  /// Finishing: arms the confirmation of a confirmed commit that applied,
+  /// or records how the rollback ended (applied, or retried later).
+  void note_confirmation(const CommitRecord& record) noexcept;
+  /// Queues the rollback when the deadline has passed at `now_ns`.
+  void confirm_tick(uint64_t now_ns) noexcept;
+
   // Auto-scan (commit_scan.cc).
   /// Reads the bound ports when a scan is due and the tables have scan
   /// rules, and queues a scan job when the scan rules need other sockets
@@ -418,12 +443,15 @@ class CommitEngine final : public Ticker {
   std::deque<Job> queue_;
   std::optional<Active> active_;
   std::deque<control::HistoryEntry> history_;
+  /// Commit attempts finished since the worker started, [outcome] (stats).
+  uint64_t outcomes_[static_cast<size_t>(control::Outcome::kStale) + 1] = {};
   /// The routes of the tables in force, [pif][rule]; a kept rule's new route
   /// takes over its counters.
   std::vector<std::vector<std::shared_ptr<const Route>>> routes_;
   PortScanner* scanner_ = nullptr;       // the target namespace's bound ports, or none
   PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
+  ConfirmState confirm_;  // the commit that waits for confirmation, if any
 };
 
 }  // namespace sluice

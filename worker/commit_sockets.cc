@@ -67,6 +67,12 @@ void CommitEngine::swap() noexcept {
   if (a.job.scan) return;
   tables_ = next;
   routes_ = a.routes;
+  // The fair share of the connection limit divides it among the TCP rules.
+  size_t tcp_rules = 0;
+  for (const Table& table : tables_.tables) {
+    for (const Rule& rule : table.rules) tcp_rules += rule.proto == Proto::kTcp ? 1 : 0;
+  }
+  forwarder_.set_tcp_rules(tcp_rules);
   ++generation_;
   digest_ = control::digest_tables(tables_);
 }
@@ -157,6 +163,20 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.udp_idle_timeout_seconds = static_cast<uint32_t>(udp_.limits().idle_timeout_s);
   st.audit_lines_lost = audit_.failed_writes();
   st.audit_bytes_waiting = audit_.pending_bytes();
+  const ConnLimits limits = forwarder_.conn_limits();
+  st.idle_timeout_seconds =
+      static_cast<uint32_t>(forwarder_.limits().idle_timeout_ns / 1000000000ULL);
+  st.connection_limit_per_rule = limits.per_rule;
+  st.connection_limit_per_source = limits.per_source;
+  st.connection_share = fair_share(limits.global, forwarder_.tcp_rules());
+  st.connection_reserve = share_reserve(limits.global, forwarder_.tcp_rules());
+  st.sources_active = forwarder_.source_count();
+  st.commits_applied = outcomes_[static_cast<size_t>(control::Outcome::kApplied)];
+  st.commits_rejected = outcomes_[static_cast<size_t>(control::Outcome::kRejected)];
+  st.commits_dry_run = outcomes_[static_cast<size_t>(control::Outcome::kDryRun)];
+  st.commits_stale = outcomes_[static_cast<size_t>(control::Outcome::kStale)];
+  st.rollbacks = confirm_.rollbacks();
+  st.pending_confirm = pending_confirm();
   const auto active = scan_active();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {
     const Table& table = tables_.tables[p];
@@ -178,6 +198,10 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
       r.datagrams_to_client = c.datagrams_to_client;
       r.dropped = c.dropped;
       r.loops = c.loops;
+      r.paused_rule_limit = c.paused_rule_limit;
+      r.paused_global_limit = c.paused_global_limit;
+      r.refused_source = c.refused_source;
+      r.closed_idle = c.closed_idle;
       if (table.rules[i].scan) r.scan_active = active[p][i];
       st.rules.push_back(std::move(r));
     }

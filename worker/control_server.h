@@ -138,6 +138,8 @@ class ControlClient final : public EventHandler {
   void answer_history(const control::Request& request) noexcept;
   /// Queues the counters of every rule.
   void answer_stats(const control::Request& request) noexcept;
+  /// Confirms the commit that waits for confirmation, and queues the result.
+  void answer_confirm(const control::Request& request) noexcept;
   /// Submits the commit to the engine; this client's later requests wait in
   /// its buffer until commit_done() answers it.
   void answer_commit(const control::Request& request) noexcept;
@@ -169,7 +171,7 @@ class ControlClient final : public EventHandler {
     bool (ControlClient::*check)(const control::Request& request) noexcept;
     void (ControlClient::*answer)(const control::Request& request) noexcept;
   };
-  static const Route kRoutes[5];
+  static const Route kRoutes[6];
   /// Returns the row for a request kind, or nullptr when this server serves
   /// no such request.
   static const Route* find_route(size_t kind) noexcept;

@@ -84,7 +84,7 @@ constexpr int kRequestsPerWake = 16;
 // conversation it may come, the access the control policy must grant for it
 // (policy/control_policy.h), and its handler. A request that is out of
 // place, or not permitted, fails the client and closes its connection.
-const ControlClient::Route ControlClient::kRoutes[5] = {
+const ControlClient::Route ControlClient::kRoutes[6] = {
     {kKind<control::ClientHello>, Stage::kHello, ControlAccess::kRead,
      [](const control::Request&) { return "connecting"; }, &ControlClient::check_hello,
      &ControlClient::answer_hello},
@@ -102,6 +102,11 @@ const ControlClient::Route ControlClient::kRoutes[5] = {
        return body_of<control::CommitRequest>(request).dry_run ? "a dry run" : "committing";
      },
      nullptr, &ControlClient::answer_commit},
+    // Whoever may commit may confirm a commit that waits: the confirmation
+    // is part of committing, and the one who pushed may have lost access.
+    {kKind<control::ConfirmRequest>, Stage::kSession, ControlAccess::kCommit,
+     [](const control::Request&) { return "confirming a commit"; }, nullptr,
+     &ControlClient::answer_confirm},
 };
 
 const ControlClient::Route* ControlClient::find_route(size_t kind) noexcept {
@@ -331,7 +336,8 @@ void ControlClient::answer_get_state(const control::Request& request) noexcept {
   const CommitEngine& engine = server_.engine();
   control::Response response;
   response.id = request.id;
-  response.body = control::State{engine.generation(), engine.digest(), engine.tables()};
+  response.body = control::State{engine.generation(), engine.digest(), engine.tables(),
+                                 engine.pending_confirm()};
   queue(control::encode_response(response));
 }
 
@@ -346,6 +352,13 @@ void ControlClient::answer_stats(const control::Request& request) noexcept {
   control::Response response;
   response.id = request.id;
   response.body = server_.engine().stats(server_.uptime_millis());
+  queue(control::encode_response(response));
+}
+
+void ControlClient::answer_confirm(const control::Request& request) noexcept {
+  control::Response response;
+  response.id = request.id;
+  response.body = server_.engine().confirm(peer_);
   queue(control::encode_response(response));
 }
 

@@ -95,11 +95,16 @@ void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();
 }
 
-bool TcpListener::accept_up_to(int max) noexcept {
+bool TcpListener::accept_up_to(int max, bool draining) noexcept {
   if (!fd_.valid()) return true;  // closed by a commit earlier in this batch
   for (int i = 0; i < max; ++i) {
-    if (owner_.at_capacity()) {
-      owner_.park(this, false);
+    // The global limit, the rule's limit and its fair share: at any of them
+    // the listener pauses and its clients wait in the kernel's queue, until
+    // a connection of the rule (or any, for the global limit) ends.
+    RuleAdmit why = owner_.admit(*route_);
+    if (draining && why == RuleAdmit::kRule) why = RuleAdmit::kOk;
+    if (why != RuleAdmit::kOk) {
+      owner_.park_at_limit(this, why);
       return false;
     }
     struct sockaddr_storage peer;
@@ -159,12 +164,13 @@ void TcpListener::drain() noexcept {
         "arrive during it are reset",
         port_, errno_text(errno).c_str());
   }
-  if (!accept_up_to(kMaxDrain) && owner_.conn_log().allow()) {
+  if (!accept_up_to(kMaxDrain, true) && owner_.conn_log().allow()) {
     LOG_WARN("port %u closed at a limit: connections still queued on it are reset", port_);
   }
 }
 
-Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits) : loop_(loop), limits_(limits) {}
+Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits)
+    : loop_(loop), limits_(limits), sources_(limits.hash_seed[0], limits.hash_seed[1]) {}
 
 Forwarder::~Forwarder() {
   for (auto& listener : listeners_) loop_.remove(listener->fd());
@@ -183,11 +189,15 @@ void Forwarder::host_sockets_ready(int family) noexcept {
     UniqueFd sock = host_sockets_->take(family, Proto::kTcp);
     Waiting w = std::move(*it);
     it = waiting_.erase(it);
-    connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock));
+    unwait(w);
+    connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock),
+                   std::move(w.source));
   }
 }
 
 void Forwarder::fail_waiting(Waiting& w, const char* why) noexcept {
+  unwait(w);
+  w.source.reset();
   ++counters_.connect_failed;
   ++w.route->counters->failed;
   if (conn_log_.allow()) LOG_WARN("%s: %s; the client is reset", w.route->text.c_str(), why);
@@ -216,7 +226,7 @@ void Forwarder::close_listener(TcpListener* listener) noexcept {
   size_t slot = listener->slot;
   CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
   loop_.remove(listener->fd());
-  if (!parked_.empty()) std::erase(parked_, listener);
+  if (listener->parked) std::erase(parked_, listener);
   if (listener->route()->pif == Pif::kSplice && host_sockets_ != nullptr &&
       --splice_listeners_ == 0) {
     host_sockets_->set_wanted(Proto::kTcp, false);
@@ -236,6 +246,15 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
                                  uint16_t port,
                                  const std::shared_ptr<const Route>& route_ptr) noexcept {
   const Route& route = *route_ptr;
+  SourceSlot source;
+  if (limits_.max_connections_per_source != 0) {
+    const Addr key = source_key(peer);
+    if (!sources_.try_add(key, limits_.max_connections_per_source)) {
+      refuse_source(std::move(client), peer, route);
+      return;
+    }
+    source = SourceSlot(&sources_, key);
+  }
   struct sockaddr_storage target;
   target_sockaddr(route, peer, port, &target);
   ++counters_.accepted;
@@ -244,7 +263,7 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     // The target is on sluiced's side: its socket comes from sluiced.
     UniqueFd sock = host_sockets_->take(target.ss_family, Proto::kTcp);
     if (sock.valid()) {
-      connect_target(std::move(client), peer, port, route_ptr, std::move(sock));
+      connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source));
       return;
     }
     // None ready: wait for the refill, which take() has asked for (bounded
@@ -254,7 +273,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
                 route.text.c_str());
     }
     waiting_.push_back(Waiting{std::move(client), peer, port, route_ptr, target.ss_family,
-                               monotonic_ns() + limits_.connect_timeout_ns});
+                               monotonic_ns() + limits_.connect_timeout_ns, std::move(source)});
+    ++route.counters->waiting;
     return;
   }
   UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -266,12 +286,12 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     set_reset_on_close(client.get());
     return;
   }
-  connect_target(std::move(client), peer, port, route_ptr, std::move(sock));
+  connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source));
 }
 
 void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                               const std::shared_ptr<const Route>& route_ptr,
-                               UniqueFd sock) noexcept {
+                               const std::shared_ptr<const Route>& route_ptr, UniqueFd sock,
+                               SourceSlot source) noexcept {
   const Route& route = *route_ptr;
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(route, peer, port, &target);
@@ -312,6 +332,7 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
       *this, std::move(client), std::move(sock), connected, route_ptr,
       connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
+  raw->source = std::move(source);
   if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
@@ -324,6 +345,9 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   size_t slot = conn->slot;
   CHECK(slot < connections_.size() && connections_[slot].get() == conn);
   --conn->route().counters->active;
+  // Now, not when the object is freed after the batch (maybe after the
+  // forwarder, at exit): the source's place is free for its next connection.
+  conn->source.reset();
   if (conn->guarded) own_endpoints_.erase(conn->own_endpoint);
   loop_.retire(std::move(connections_[slot]));
   if (slot != connections_.size() - 1) {
@@ -333,7 +357,36 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   connections_.pop_back();
   --counters_.active;
   // Room again: resume listeners that stopped at a limit, after this batch.
-  if (!parked_.empty()) loop_.request_immediate_tick();
+  if (!parked_.empty()) {
+    recheck_parked_ = true;
+    loop_.request_immediate_tick();
+  }
+}
+
+void Forwarder::refuse_source(UniqueFd client, const struct sockaddr_storage& peer,
+                              const Route& route) noexcept {
+  ++counters_.refused_source;
+  ++route.counters->refused_source;
+  if (conn_log_.allow()) {
+    char text[INET6_ADDRSTRLEN] = "?";
+    const Addr key = source_key(peer);
+    static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const bool v4 = std::memcmp(key.data(), kV4Mapped, sizeof(kV4Mapped)) == 0;
+    inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key.data() + 12 : key.data(), text, sizeof(text));
+    LOG_WARN(
+        "%s: source %s%s holds %zu connections (--max-connections-per-source); the new one "
+        "is reset",
+        route.text.c_str(), text, v4 ? "" : "/64", limits_.max_connections_per_source);
+  }
+  set_reset_on_close(client.get());
+}
+
+void Forwarder::set_tcp_rules(size_t rules) noexcept {
+  tcp_rules_ = rules;
+  if (!parked_.empty()) {
+    recheck_parked_ = true;
+    loop_.request_immediate_tick();
+  }
 }
 
 void Forwarder::refuse_loop(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
@@ -365,6 +418,7 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
       continue;
     }
     set_reset_on_close(it->client.get());
+    unwait(*it);
     it = waiting_.erase(it);
     ++waiting;
   }
@@ -372,11 +426,53 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
 }
 
 void Forwarder::park(TcpListener* listener, bool soon) noexcept {
-  if (soon) loop_.request_immediate_tick();
-  for (TcpListener* p : parked_) {
-    if (p == listener) return;
+  if (soon) {
+    recheck_parked_ = true;
+    loop_.request_immediate_tick();
   }
+  if (listener->parked) return;
+  listener->parked = true;
   parked_.push_back(listener);
+}
+
+void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
+  if (!listener->parked) {
+    const Route& route = *listener->route();
+    if (why == RuleAdmit::kGlobal) {
+      ++route.counters->paused_global_limit;
+    } else {
+      ++route.counters->paused_rule_limit;
+      if (conn_log_.allow()) {
+        const uint64_t held = route.counters->active + route.counters->waiting;
+        LOG_WARN(
+            "%s: port %u paused at the rule's connection limit (it holds %llu; %zu in use of "
+            "%zu; fair share %zu, per-rule limit %zu); it resumes when one of its connections "
+            "ends",
+            route.text.c_str(), listener->port(), static_cast<unsigned long long>(held), in_use(),
+            limits_.max_connections, fair_share(limits_.max_connections, tcp_rules_),
+            limits_.max_connections_per_rule);
+      }
+    }
+  }
+  park(listener, false);
+}
+
+void Forwarder::resume_parked() noexcept {
+  recheck_parked_ = false;
+  // Split first: a resumed listener that stops again parks itself anew.
+  std::vector<TcpListener*> resume;
+  std::vector<TcpListener*> keep;
+  for (TcpListener* listener : parked_) {
+    // Still at its rule's limit: stays parked, no syscall spent on it.
+    if (admit(*listener->route()) == RuleAdmit::kRule) {
+      keep.push_back(listener);
+    } else {
+      listener->parked = false;
+      resume.push_back(listener);
+    }
+  }
+  parked_.swap(keep);
+  for (TcpListener* listener : resume) listener->accept_all();
 }
 
 void Forwarder::on_tick(uint64_t now_ns) noexcept {
@@ -387,12 +483,21 @@ void Forwarder::on_tick(uint64_t now_ns) noexcept {
   if (now_ns >= next_timeout_scan_ns_) {
     next_timeout_scan_ns_ = now_ns + kTimeoutScanNs;
     std::vector<TcpConnection*> overdue;
+    std::vector<TcpConnection*> idle;
+    const uint64_t idle_ns = limits_.idle_timeout_ns;
     for (auto& conn : connections_) {
-      if (conn->connect_overdue(now_ns)) overdue.push_back(conn.get());
+      if (conn->connect_overdue(now_ns)) {
+        overdue.push_back(conn.get());
+      } else if (idle_ns != 0 && conn->idle_for(now_ns, idle_ns)) {
+        idle.push_back(conn.get());
+      }
     }
     for (TcpConnection* conn : overdue) conn->connect_timed_out();
+    for (TcpConnection* conn : idle) conn->idle_timed_out();
     // Connections waiting for a host-side socket: the oldest first, so the
     // overdue ones are at the front.
+    // Listeners parked at the descriptor limit retry this often.
+    recheck_parked_ = true;
     while (!waiting_.empty() && waiting_.front().deadline_ns <= now_ns) {
       fail_waiting(waiting_.front(), "no host-side socket from sluiced within the connect timeout");
       waiting_.pop_front();
@@ -408,10 +513,8 @@ void Forwarder::on_tick(uint64_t now_ns) noexcept {
       }
     }
   }
-  if (parked_.empty() || at_capacity()) return;
-  std::vector<TcpListener*> resume;
-  resume.swap(parked_);
-  for (TcpListener* listener : resume) listener->accept_all();
+  if (parked_.empty() || !recheck_parked_ || at_capacity()) return;
+  resume_parked();
 }
 
 Result<Pipe> Forwarder::take_pipe() noexcept {

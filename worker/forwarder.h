@@ -21,6 +21,7 @@
 #include "base/unique_fd.h"
 #include "schema/model.h"
 #include "schema/worker_args.h"
+#include "worker/conn_limits.h"
 #include "worker/event_loop.h"
 
 namespace sluice {
@@ -40,6 +41,11 @@ struct RuleCounters {
   uint64_t datagrams_to_client = 0;
   uint64_t dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
   uint64_t loops = 0;  // TCP connections reset, UDP datagrams dropped: they came from sluice itself
+  uint64_t waiting = 0;  // TCP connections waiting for a host-side socket now (they hold a slot)
+  uint64_t paused_rule_limit = 0;    // times a listener paused at the rule's limit or share
+  uint64_t paused_global_limit = 0;  // times a listener paused at --max-connections
+  uint64_t refused_source = 0;       // TCP connections reset at --max-connections-per-source
+  uint64_t closed_idle = 0;          // TCP connections reset after --idle-timeout without a byte
 };
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
@@ -115,6 +121,16 @@ class Listener : public EventHandler {
 /// schema/worker_args.h, with the sluiced options that change them).
 struct ForwarderLimits {
   size_t max_connections = kTcpConnectionsDefault;
+  /// --max-connections-per-rule; 0: each rule is held to its fair share only
+  /// (worker/conn_limits.h).
+  size_t max_connections_per_rule = 0;
+  /// --max-connections-per-source; 0: off.
+  size_t max_connections_per_source = kSourceConnectionsDefault;
+  /// --idle-timeout: a connection with no byte either way for this long is
+  /// reset; 0: never.
+  uint64_t idle_timeout_ns = 0;
+  /// Keys the hash of the per-source table (getrandom before the sandbox).
+  uint64_t hash_seed[2] = {0, 0};
   /// Limit: idle pipes kept for reuse; each idle pipe holds two fds and, at
   /// the default size, 256 KiB of pipe pages counted against the user.
   size_t max_idle_pipes = 256;
@@ -133,7 +149,9 @@ struct ForwarderCounters {
   uint64_t bytes_to_target = 0;
   uint64_t bytes_to_client = 0;
   uint64_t active = 0;
-  uint64_t loops = 0;  // connections reset as forwarding loops
+  uint64_t loops = 0;           // connections reset as forwarding loops
+  uint64_t refused_source = 0;  // connections reset at the per-source limit
+  uint64_t closed_idle = 0;     // connections reset by the idle timeout
 };
 
 class Forwarder;
@@ -148,7 +166,7 @@ class TcpListener final : public Listener {
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
   /// listener is parked and resumed when a connection closes).
-  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake); }
+  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake, false); }
   /// Stops new connections (stop_new_connections), then accepts everything
   /// queued, without the per-wake cap, before the listener is closed: the
   /// kernel resets connections left in the queue. Stops early only at the
@@ -183,6 +201,8 @@ class TcpListener final : public Listener {
   void close_socket() noexcept { fd_.reset(); }
   int fd() const { return fd_.get(); }
 
+  bool parked = false;  // in the forwarder's parked list (O(1) membership)
+
  private:
   /// Limit: connections accepted per wake-up. Fairness between listeners: a
   /// flood on one port cannot starve the others for a whole batch. Edge
@@ -190,8 +210,10 @@ class TcpListener final : public Listener {
   /// resumes right after the batch.
   static constexpr int kMaxAcceptsPerWake = 64;
   /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
-  /// the queue was emptied.
-  bool accept_up_to(int max) noexcept;
+  /// the queue was emptied. With `draining` (the listener closes next) only
+  /// the global limit stops it, not the rule's share: what stays queued is
+  /// reset by the close, and a rule past its share is better than a reset.
+  bool accept_up_to(int max, bool draining) noexcept;
 
   Forwarder& owner_;
   UniqueFd fd_;
@@ -255,18 +277,42 @@ class Forwarder final : public Ticker {
   size_t parked_count() const { return parked_.size(); }
   /// The connection limit in force.
   size_t max_connections() const { return limits_.max_connections; }
-  /// True when no further connection may be accepted now (those waiting for
-  /// a host-side socket count: each holds its client).
-  bool at_capacity() const noexcept {
-    return counters_.active + waiting_.size() >= limits_.max_connections;
+  /// Slots held now: open connections and those waiting for a host-side
+  /// socket (each holds its client).
+  size_t in_use() const noexcept { return counters_.active + waiting_.size(); }
+  /// True when no further connection may be accepted now.
+  bool at_capacity() const noexcept { return in_use() >= limits_.max_connections; }
+  /// Whether a listener of `route` may accept one more connection now: the
+  /// global limit, the per-rule limit and the rule's fair share
+  /// (worker/conn_limits.h). O(1).
+  RuleAdmit admit(const Route& route) const noexcept {
+    return admit_rule(conn_limits(), in_use(), route.counters->active + route.counters->waiting,
+                      tcp_rules_);
   }
+  /// The connection limits in force.
+  ConnLimits conn_limits() const noexcept {
+    return ConnLimits{limits_.max_connections, limits_.max_connections_per_rule,
+                      limits_.max_connections_per_source};
+  }
+  /// Sets the number of TCP rules in the tables in force, which divides the
+  /// limit into fair shares (a commit calls it). Parked listeners are looked
+  /// at again after the batch: a share may have grown.
+  void set_tcp_rules(size_t rules) noexcept;
+  /// TCP rules in the tables in force.
+  size_t tcp_rules() const { return tcp_rules_; }
+  /// Sources (IPv4 addresses, IPv6 /64s) holding connections now.
+  size_t source_count() const { return sources_.size(); }
   /// Parks a listener that stopped accepting early. With `soon`, it resumes
-  /// after the current batch (fairness cut); otherwise on the next tick or when
-  /// a connection closes (descriptor or connection limit).
+  /// after the current batch (fairness cut); otherwise when a connection
+  /// closes, or within kTimeoutScanNs (descriptor or connection limit).
   void park(TcpListener* listener, bool soon) noexcept;
-  /// Resumes parked listeners when there is room again, and resets the
-  /// clients of connections whose target did not answer within the connect
-  /// timeout, or that waited that long for a host-side socket.
+  /// Parks a listener that `admit()` refused with `why`, counting the pause
+  /// on its rule and logging it (rate-limited) the first time it parks.
+  void park_at_limit(TcpListener* listener, RuleAdmit why) noexcept;
+  /// Resumes parked listeners whose rule has room again, resets the clients
+  /// of connections whose target did not answer within the connect timeout
+  /// or that waited that long for a host-side socket, and resets connections
+  /// idle for the idle timeout.
   void on_tick(uint64_t now_ns) noexcept override;
 
   /// Takes a pipe from the pool, or creates one (pipe2) and enlarges it to
@@ -296,20 +342,37 @@ class Forwarder final : public Ticker {
     std::shared_ptr<const Route> route;
     int family;  // of its target
     uint64_t deadline_ns;
+    SourceSlot source;  // its place under the per-source limit
   };
   /// Connects `client` (accepted on `port` from `peer` under `route`) to
   /// its target with `sock`, a fresh socket of the target's family, and
   /// starts forwarding once the connect completes. Needs `connect`,
   /// `setsockopt`, `getsockname`, `epoll_ctl`.
   void connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                      const std::shared_ptr<const Route>& route, UniqueFd sock) noexcept;
+                      const std::shared_ptr<const Route>& route, UniqueFd sock,
+                      SourceSlot source) noexcept;
   /// Resets a client that never got a target socket, counting the failure.
   void fail_waiting(Waiting& w, const char* why) noexcept;
+  /// Takes `w` off the waiting list's count of its rule (the caller erases it).
+  static void unwait(Waiting& w) noexcept { --w.route->counters->waiting; }
+  /// Resets `client`, accepted under `route` from `peer`, whose source holds
+  /// --max-connections-per-source already: counts it and logs (rate-limited).
+  void refuse_source(UniqueFd client, const struct sockaddr_storage& peer,
+                     const Route& route) noexcept;
+  /// Resumes the parked listeners whose rule admits a connection now; the
+  /// others stay parked.
+  void resume_parked() noexcept;
 
   EventLoop& loop_;
   ForwarderLimits limits_;
   ForwarderCounters counters_;
   SocketPool* host_sockets_ = nullptr;
+  /// Connections per source: declared before every holder of a SourceSlot
+  /// (waiting_, connections_), so that it is destroyed after them.
+  SourceCounts sources_;
+  size_t tcp_rules_ = 1;  // TCP rules in force (set_tcp_rules)
+  /// Parked listeners may have room: look at them after the batch.
+  bool recheck_parked_ = false;
   std::deque<Waiting> waiting_;  // at most max_connections (at_capacity)
   size_t splice_listeners_ = 0;  // SPLICE listeners served: the pool is wanted while > 0
   std::vector<std::unique_ptr<TcpListener>> listeners_;
@@ -321,8 +384,9 @@ class Forwarder final : public Ticker {
   /// the rule that made each (the connection holds the route, and its entry
   /// is erased when the connection ends).
   std::unordered_map<Endpoint, const Route*, EndpointHash> own_endpoints_;
-  /// Limit: connect timeouts are checked every 100 ms, a tenth of the
-  /// shortest --connect-timeout, so they fire at most that late.
+  /// Limit: connect and idle timeouts are checked every 100 ms, a tenth of
+  /// the shortest --connect-timeout and --idle-timeout, so they fire at most
+  /// that late; listeners parked at the descriptor limit retry as often.
   static constexpr uint64_t kTimeoutScanNs = 100'000'000;
   uint64_t next_timeout_scan_ns_ = 0;
   bool pipe_size_warned_ = false;

@@ -229,6 +229,11 @@ int run(int argc, char** argv) {
   }
   ForwarderLimits tcp_limits;
   tcp_limits.max_connections = args->max_connections;
+  tcp_limits.max_connections_per_rule = args->max_connections_per_rule;
+  tcp_limits.max_connections_per_source = args->max_connections_per_source;
+  tcp_limits.idle_timeout_ns = uint64_t{args->idle_timeout_s} * 1000000000ULL;
+  tcp_limits.hash_seed[0] = seed[0];
+  tcp_limits.hash_seed[1] = seed[1];
   tcp_limits.connect_timeout_ns = uint64_t{args->connect_timeout_s} * 1000000000ULL;
   tcp_limits.pipe_size = args->pipe_size;
   tcp_limits.pipe_pages_budget = facts.pipe_user_pages_soft / 2;

@@ -280,7 +280,9 @@ Result<void> enter_user_namespace() {
   if (unshare(CLONE_NEWUSER) != 0) {
     return stage_error("4 (user namespace)", "unshare(CLONE_NEWUSER)", errno,
                        "enable unprivileged user namespaces (sysctl "
-                       "kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)");
+                       "kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); in "
+                       "a user namespace that does not map the worker's uid and gid, the kernel "
+                       "refuses it too (sluiced avoids joining one: see sluiced(8), --netns)");
   }
   // After a uid change (stage 2) the kernel makes the process non-dumpable,
   // and /proc/self then belongs to real root, whom this namespace does not

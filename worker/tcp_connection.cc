@@ -30,7 +30,20 @@ TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target,
       target_(std::move(target)),
       route_(std::move(route)),
       connected_(connected),
-      connect_deadline_ns_(connect_deadline_ns) {}
+      connect_deadline_ns_(connect_deadline_ns),
+      last_active_ns_(monotonic_ns()) {}
+
+void TcpConnection::idle_timed_out() noexcept {
+  if (closed_) return;
+  ++owner_.counters().closed_idle;
+  ++route_->counters->closed_idle;
+  if (log_enabled(LogLevel::kDebug) && owner_.conn_log().allow()) {
+    LOG_DEBUG("%s: no byte either way for %llu s (--idle-timeout); the connection is reset",
+              route_->text.c_str(),
+              static_cast<unsigned long long>(owner_.limits().idle_timeout_ns / 1000000000ULL));
+  }
+  close_all(true);
+}
 
 void TcpConnection::connect_timed_out() noexcept {
   if (connected_ || closed_) return;
@@ -106,6 +119,7 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
     // Writable with no error is a completed connect: no need to ask further.
     if ((events & EPOLLOUT) != 0) {
       connected_ = true;
+      moved_ = true;  // the idle timeout counts from the handshake, not the accept
       return;
     }
     // Another event first (rare): ask the peer to be sure.
@@ -113,6 +127,7 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
     socklen_t plen = sizeof(peer);
     if (getpeername(target_.get(), reinterpret_cast<struct sockaddr*>(&peer), &plen) == 0) {
       connected_ = true;
+      moved_ = true;
       return;
     }
     if (errno == ENOTCONN) return;  // still in progress
@@ -143,6 +158,7 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
       if (n > 0) {
         dir.pipe.bytes += static_cast<size_t>(n);
         progress = true;
+        moved_ = true;
       } else if (n == 0) {
         dir.read_eof = true;
         progress = true;
@@ -158,6 +174,7 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
         *byte_counter += static_cast<uint64_t>(n);
         *rule_counter += static_cast<uint64_t>(n);
         progress = true;
+        moved_ = true;
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         return Pump::kError;
       }

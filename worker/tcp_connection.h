@@ -41,6 +41,25 @@ class TcpConnection final : public EventHandler {
   /// Gives up on the target: counts the failure, logs it (rate-limited) and
   /// resets the client, which sees a refusal rather than a hang.
   void connect_timed_out() noexcept;
+  /// True when the connection is established and no byte has moved either
+  /// way for `idle_ns` at `now_ns`. Called by the forwarder's periodic scan:
+  /// a connection that moved bytes since the previous call is marked active
+  /// at `now_ns` (so the data path itself never reads the clock), which makes
+  /// the timeout fire up to one scan interval late, never early.
+  bool idle_for(uint64_t now_ns, uint64_t idle_ns) noexcept {
+    if (!connected_ || closed_) return false;
+    if (moved_) {
+      moved_ = false;
+      last_active_ns_ = now_ns;
+      return false;
+    }
+    return now_ns - last_active_ns_ >= idle_ns;
+  }
+  /// Ends an idle connection (--idle-timeout): counts it, logs it
+  /// (rate-limited, debug) and resets both peers. A reset rather than a FIN:
+  /// a FIN would tell each peer that the other finished its stream, which
+  /// can pass a cut-off transfer as complete; a reset says it was aborted.
+  void idle_timed_out() noexcept;
   /// The rule the connection was accepted under.
   const Route& route() const { return *route_; }
 
@@ -49,6 +68,9 @@ class TcpConnection final : public EventHandler {
   /// (valid when `guarded`).
   Endpoint own_endpoint;
   bool guarded = false;
+  /// Its place under --max-connections-per-source (empty when off); the
+  /// forwarder gives it back when the connection ends.
+  SourceSlot source;
 
  private:
   /// One direction of the connection.
@@ -95,7 +117,9 @@ class TcpConnection final : public EventHandler {
   TargetSide target_side_{this};
   bool connected_;
   bool closed_ = false;
+  bool moved_ = false;  // bytes moved since the idle scan last looked (idle_for)
   uint64_t connect_deadline_ns_;
+  uint64_t last_active_ns_;  // when the idle scan last saw bytes move (or the start)
 };
 
 }  // namespace sluice

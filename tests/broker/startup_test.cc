@@ -156,6 +156,29 @@ TEST(Options, TcpLimitErrors) {
                      "--connect-timeout given twice");
 }
 
+TEST(Options, FairnessLimitsTakeZeroForOffAndGoToTheWorker) {
+  auto r = parse({"--max-connections-per-rule", "8", "--max-connections-per-source", "0",
+                  "--idle-timeout", "30", "-t", "80"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "--max-connections-per-rule", "8",
+                                      "--max-connections-per-source", "0", "--idle-timeout", "30",
+                                      "-t", "80"}));
+  // Not given: the worker's defaults (nothing on its command line).
+  r = parse({"-t", "80"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-t", "80"}));
+  expect_usage_error({"--idle-timeout", "604801"},
+                     "--idle-timeout needs a number from 0 (off) to 604800");
+  expect_usage_error({"--max-connections-per-source", "-1"},
+                     "--max-connections-per-source needs a number from 0 (off) to 262144");
+  expect_usage_error({"--max-connections-per-rule", "1", "--max-connections-per-rule", "2"},
+                     "--max-connections-per-rule given twice");
+  expect_usage_error({"--idle-timeout"}, "--idle-timeout needs an argument");
+}
+
 TEST(Options, TheWorkerParsesWhatTheBrokerSends) {
   // The broker's side of schema/worker_args.h: every option sluiced carries
   // to the worker comes back from the worker's own parser unchanged.

@@ -194,6 +194,56 @@ TEST(Cli, StatsStandsAlone) {
             std::string::npos);
 }
 
+TEST(Cli, PrometheusIsAFormatOfStats) {
+  Plan p = parse({"--stats", "--prometheus"});
+  EXPECT_TRUE(p.stats);
+  EXPECT_TRUE(p.prometheus);
+  EXPECT_FALSE(parse({"--stats"}).prometheus);
+  EXPECT_EQ(usage_error({"--prometheus"}),
+            "--prometheus is a format of the counters: write sluicectl --stats --prometheus");
+  EXPECT_EQ(usage_error({"--stats", "--prometheus", "--json"}),
+            "--prometheus and --json are two formats of the counters; choose one");
+  EXPECT_EQ(usage_error({"--history", "--prometheus"}),
+            "--prometheus is a format of the counters: write sluicectl --stats --prometheus");
+}
+
+TEST(Cli, ConfirmWithinNeedsAnEditAndConfirmStandsAlone) {
+  Plan p = parse({"--confirm-within", "30", "-t", "22"});
+  EXPECT_EQ(p.confirm_within, 30u);
+  EXPECT_EQ(parse({"--confirm-within=86400", "-A", "-t", "22"}).confirm_within, 86400u);
+  EXPECT_EQ(parse({"-t", "22"}).confirm_within, 0u);
+  EXPECT_EQ(usage_error({"--confirm-within", "0", "-t", "22"}),
+            "--confirm-within takes whole seconds from 1 to 86400, not '0'");
+  EXPECT_EQ(usage_error({"--confirm-within", "86401", "-t", "22"}),
+            "--confirm-within takes whole seconds from 1 to 86400, not '86401'");
+  EXPECT_EQ(usage_error({"--confirm-within", "x", "-t", "22"}),
+            "--confirm-within takes whole seconds from 1 to 86400, not 'x'");
+  EXPECT_NE(usage_error({"--confirm-within", "5"}).find("applies to an edit, and there is no edit"),
+            std::string::npos);
+  EXPECT_NE(usage_error({"--confirm-within", "5", "--dry-run", "-t", "22"})
+                .find("--confirm-within and --dry-run do not go together"),
+            std::string::npos);
+  Plan c = parse({"--confirm", "--json", "/run/x.sock"});
+  EXPECT_TRUE(c.confirm);
+  EXPECT_TRUE(c.json);
+  EXPECT_EQ(c.path, "/run/x.sock");
+  for (const std::vector<std::string>& other :
+       std::vector<std::vector<std::string>>{{"--confirm", "-t", "22"},
+                                             {"--confirm", "--stats"},
+                                             {"--confirm", "--history"},
+                                             {"--confirm", "-s"},
+                                             {"--confirm", "--confirm-within", "5", "-t", "1"}}) {
+    EXPECT_NE(usage_error(other).find("--confirm confirms the commit that waits and does nothing "
+                                      "else"),
+              std::string::npos)
+        << other[1];
+  }
+  // "--co" now names three options; "--comment" and "--confirm" stay exact.
+  EXPECT_EQ(usage_error({"--co", "x"}),
+            "option '--co' is ambiguous: it could be --comment, --confirm-within, --confirm; "
+            "write more of the name");
+}
+
 TEST(Cli, VerifyAuditTakesJsonAndAllowEmptyOnly) {
   Plan p = parse({"--verify-audit", "a.log", "--allow-empty", "--json"});
   EXPECT_EQ(p.action, Plan::Action::kVerifyAudit);
@@ -458,6 +508,9 @@ TEST(Cli, UsageNamesEveryOption) {
                              "--clear",
                              "--show",
                              "--verify-audit",
+                             "--prometheus",
+                             "--confirm-within SECONDS",
+                             "--confirm",
                              "--allow-empty",
                              "--end-removed-flows",
                              "--comment TEXT",

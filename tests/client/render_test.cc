@@ -266,6 +266,10 @@ control::Stats sample_stats() {
   st.pipe_size = 256 * 1024;
   st.connect_timeout_seconds = 10;
   st.udp_idle_timeout_seconds = 180;
+  st.connection_limit_per_source = 1024;
+  st.connection_share = 2048;
+  st.connection_reserve = 1024;
+  st.sources_active = 1;
   control::RuleStats tcp;
   tcp.text = "TCP [127.0.0.1]:8080 => 8000";
   tcp.accepted = 10;
@@ -294,6 +298,8 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
             "generation 4, up 1h02m; 3 listening sockets (1 paused at a limit); TCP connections "
             "2 of 4096; UDP flows 1 of 8192\n"
             "pipes 256.0 KiB; connect timeout 10 s; UDP idle timeout 180 s\n"
+            "TCP limits: fair share 2048 per rule, 1024 kept for the others; no per-rule cap; "
+            "1024 per source (1 source now); idle timeout off\n"
             "HOST\n"
             "    TCP [127.0.0.1]:8080 => 8000\n"
             "        connections 10 accepted, 2 active, 1 failed; 1.5 KiB to target, 3.0 MiB to "
@@ -311,22 +317,81 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
       << render_stats(lossy);
 }
 
+TEST(RenderStats, TextShowsTheLimitsAndWhatTheyDidToEachRule) {
+  control::Stats st = sample_stats();
+  st.connection_limit_per_rule = 100;
+  st.connection_limit_per_source = 0;
+  st.connection_reserve = 0;
+  st.sources_active = 3;
+  st.idle_timeout_seconds = 300;
+  st.rules[0].refused_source = 3;
+  st.rules[0].closed_idle = 2;
+  st.rules[0].paused_rule_limit = 5;
+  st.rules[0].paused_global_limit = 1;
+  std::string text = render_stats(st);
+  EXPECT_NE(text.find("TCP limits: fair share 2048 per rule; 100 per rule at most; no per-source "
+                      "limit (3 sources now); idle timeout 300 s\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("connections 10 accepted, 2 active, 1 failed, 3 reset at the source limit, "
+                "2 closed idle, paused 5x at the rule limit, paused 1x at the global limit; "),
+      std::string::npos)
+      << text;
+}
+
 TEST(RenderStats, JsonHasEveryCounter) {
   std::string text = render_stats_json(sample_stats());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys,
-            (std::vector<std::string>{
-                "generation", "uptimeMillis", "listeners", "pausedListeners", "connectionsActive",
-                "connectionLimit", "flowsActive", "flowLimit", "pipeSize", "connectTimeoutSeconds",
-                "udpIdleTimeoutSeconds", "auditLinesLost", "auditBytesWaiting", "rules"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation",
+                                               "uptimeMillis",
+                                               "listeners",
+                                               "pausedListeners",
+                                               "connectionsActive",
+                                               "connectionLimit",
+                                               "flowsActive",
+                                               "flowLimit",
+                                               "pipeSize",
+                                               "connectTimeoutSeconds",
+                                               "udpIdleTimeoutSeconds",
+                                               "auditLinesLost",
+                                               "auditBytesWaiting",
+                                               "idleTimeoutSeconds",
+                                               "connectionLimitPerRule",
+                                               "connectionLimitPerSource",
+                                               "connectionShare",
+                                               "connectionReserve",
+                                               "sourcesActive",
+                                               "commitsApplied",
+                                               "commitsRejected",
+                                               "commitsDryRun",
+                                               "commitsStale",
+                                               "rollbacks",
+                                               "pendingConfirm",
+                                               "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
-  EXPECT_EQ(rules.array[0].keys,
-            (std::vector<std::string>{"pif", "rule", "proto", "text", "accepted", "active",
-                                      "failed", "bytesToTarget", "bytesToClient", "flowsActive",
-                                      "flowsCreated", "datagramsToTarget", "datagramsToClient",
-                                      "dropped", "loops", "scanActive"}));
+  EXPECT_EQ(rules.array[0].keys, (std::vector<std::string>{"pif",
+                                                           "rule",
+                                                           "proto",
+                                                           "text",
+                                                           "accepted",
+                                                           "active",
+                                                           "failed",
+                                                           "bytesToTarget",
+                                                           "bytesToClient",
+                                                           "flowsActive",
+                                                           "flowsCreated",
+                                                           "datagramsToTarget",
+                                                           "datagramsToClient",
+                                                           "dropped",
+                                                           "loops",
+                                                           "pausedAtRuleLimit",
+                                                           "pausedAtGlobalLimit",
+                                                           "refusedBySource",
+                                                           "closedIdle",
+                                                           "scanActive"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
   EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
@@ -401,7 +466,8 @@ TEST(RenderJson, StateHasTheExactShape) {
   hello.caps.scan = false;
   EXPECT_EQ(render_state_json(s, hello),
             "{\"generation\":5,\"digest\":\"" + to_hex(s.digest) +
-                "\",\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\",\"IPv6\",\"TCP\",\"IFNAME\"],"
+                "\",\"pendingConfirm\":null,\"pifs\":[{\"name\":\"HOST\",\"caps\":[\"IPv4\","
+                "\"IPv6\",\"TCP\",\"IFNAME\"],"
                 "\"rules\":[{\"proto\":\"tcp\",\"listen\":\"127.0.0.1\",\"ifname\":null,"
                 "\"first\":8080,\"last\":8080,\"to\":80,\"target\":null,\"weak\":false,"
                 "\"scan\":false,\"text\":\"TCP [127.0.0.1]:8080 => 80\"}]}]}\n");
@@ -415,7 +481,7 @@ TEST(RenderJson, RuleFieldsParseBack) {
   std::string text = render_state_json(s, both_hello());
   auto v = parse_json(text);
   ASSERT_TRUE(v.has_value()) << text;
-  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pifs"}));
+  EXPECT_EQ(v->keys, (std::vector<std::string>{"generation", "digest", "pendingConfirm", "pifs"}));
   EXPECT_EQ(v->get("generation")->integer(), 1);
   EXPECT_EQ(v->get("digest")->string, to_hex(s.digest));
   const auto& pifs = v->get("pifs")->array;

@@ -1,6 +1,7 @@
 #include "tests/integration/container.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,7 +17,7 @@
 
 namespace sluice::test {
 
-Container::Container(const std::vector<std::string>& args) {
+Container::Container(const std::vector<std::string>& args, uid_t owner) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
   std::vector<std::string> argv = {bin("sluice_test_container")};
@@ -28,6 +29,13 @@ Container::Container(const std::vector<std::string>& args) {
   if (pid == 0) {
     dup2(in[0], 0);
     dup2(out[1], 1);
+    if (owner != kTestUser) {
+      const gid_t group = static_cast<gid_t>(owner);
+      if (setgroups(0, nullptr) != 0 || setresgid(group, group, group) != 0 ||
+          setresuid(owner, owner, owner) != 0) {
+        _exit(126);
+      }
+    }
     execv(c[0], c.data());
     _exit(127);
   }

@@ -13,10 +13,16 @@ namespace sluice::test {
 /// A running sluice_test_container. It ends when the object goes.
 class Container {
  public:
+  /// Passed as `owner`: the container runs as the test's own user.
+  static constexpr uid_t kTestUser = static_cast<uid_t>(-1);
+
   /// Starts it with `args` ("tcp 8080 udp 5353": TCP and UDP echo servers on
   /// 127.0.0.1 and ::1 inside) and waits (at most 10 s) until it says ready.
-  /// pid() is -1 when it did not.
-  explicit Container(const std::vector<std::string>& args);
+  /// With `owner`, it first becomes that uid (and the gid of the same number,
+  /// no other groups; needs real root), so that an ordinary user owns its
+  /// user namespace, which then maps only that uid, as for a rootless
+  /// container. pid() is -1 when it did not start.
+  explicit Container(const std::vector<std::string>& args, uid_t owner = kTestUser);
   /// Closes its stdin, so it exits; waits up to 2 s, then kills it.
   ~Container();
   Container(const Container&) = delete;

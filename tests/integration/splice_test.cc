@@ -198,6 +198,21 @@ TEST(Splice, LowPortsInsideANamespaceTheUserOwnsWork) {
   ASSERT_TRUE(inside.ok());
   HostEcho tcp(19000);
   Daemon d;
+  if (real_root_run()) {
+    // Real root joins the network namespace alone (ARCHITECTURE.md, "Which
+    // namespaces are joined"): its helper holds no capability in the
+    // container's user namespace, so without CAP_NET_BIND_SERVICE a low port
+    // inside is refused, saying so.
+    d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "none", "-T", "29080:19000"},
+            /*drop_bind_cap=*/true);
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    RunResult low = d.ctl({"-A", "-T", "80:19000"});
+    EXPECT_NE(low.status, 0);
+    EXPECT_NE((low.out + low.err).find("CAP_NET_BIND_SERVICE"), std::string::npos)
+        << low.out << low.err;
+    EXPECT_FALSE(inside.listening(80));
+    return;
+  }
   // Without CAP_NET_BIND_SERVICE on this side: the helper holds it in the
   // container's user namespace, which the test's user owns.
   d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "none", "-T", "80:19000"},

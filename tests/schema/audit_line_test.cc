@@ -182,7 +182,7 @@ TEST(AuditLine, NamesAreTheControlProtocols) {
     EXPECT_EQ(kAuditOutcomes[i], control::outcome_name(static_cast<control::Outcome>(i)));
   }
   EXPECT_EQ(kAuditApplied, control::outcome_name(control::Outcome::kApplied));
-  ASSERT_EQ(kAuditFailureKinds.size(), 6u);
+  ASSERT_EQ(kAuditFailureKinds.size(), 7u);
   for (size_t i = 0; i < kAuditFailureKinds.size(); ++i) {
     EXPECT_EQ(kAuditFailureKinds[i],
               control::failure_kind_name(static_cast<control::FailureKind>(i)));
@@ -224,7 +224,7 @@ TEST(AuditLine, ParserNamesTheColumnAndWhatItExpected) {
   ASSERT_FALSE(parsed.ok());
   EXPECT_NE(parsed.error().message.find(
                 "expected a failure kind (invalid, conflict, policy-denied, bind-failed, "
-                "capacity, stale-generation)"),
+                "capacity, stale-generation, confirm-pending)"),
             std::string::npos)
       << parsed.error().message;
 

@@ -171,6 +171,12 @@ TEST(Codec, StatsRoundTrip) {
   st.udp_idle_timeout_seconds = 180;
   st.audit_lines_lost = 2;
   st.audit_bytes_waiting = 1400;
+  st.idle_timeout_seconds = 300;
+  st.connection_limit_per_rule = 500;
+  st.connection_limit_per_source = 64;
+  st.connection_share = 2048;
+  st.connection_reserve = 1024;
+  st.sources_active = 9;
   RuleStats tcp;
   tcp.rule = 0;
   tcp.text = "TCP [127.0.0.1]:8080 => 8000";
@@ -190,6 +196,10 @@ TEST(Codec, StatsRoundTrip) {
   udp.datagrams_to_client = 19;
   udp.dropped = 1;
   tcp.loops = 2;
+  tcp.paused_rule_limit = 3;
+  tcp.paused_global_limit = 4;
+  tcp.refused_source = 5;
+  tcp.closed_idle = 6;
   st.rules = {tcp, udp};
   Response r{6, st};
   auto got = decode_resp(encode_response(r));

@@ -24,6 +24,9 @@ WorkerArgs every_field_set() {
   a.max_connections = 2;
   a.connect_timeout_s = 3;
   a.pipe_size = 131072;
+  a.max_connections_per_rule = 7;
+  a.max_connections_per_source = 0;  // off: 0 is a value here, not "absent"
+  a.idle_timeout_s = 30;
   // Specs are text: one that looks like an option, one empty, one with spaces.
   a.rules = {{'t', "8080:80"}, {'u', "-q"}, {'T', ""}, {'U', "  1-2 "}, {'t', "none"}};
   return a;
@@ -60,6 +63,12 @@ TEST(WorkerArgs, RoundTripWithEveryFieldSet) {
                         "3",
                         "--pipe-size",
                         "131072",
+                        "--max-connections-per-rule",
+                        "7",
+                        "--max-connections-per-source",
+                        "0",
+                        "--idle-timeout",
+                        "30",
                         "-t",
                         "8080:80",
                         "-u",
@@ -100,6 +109,9 @@ TEST(WorkerArgs, DefaultsAreLeftOutAndComeBack) {
   EXPECT_EQ(back->max_connections, kTcpConnectionsDefault);
   EXPECT_EQ(back->connect_timeout_s, kConnectTimeoutDefaultS);
   EXPECT_EQ(back->pipe_size, kPipeSizeDefault);
+  EXPECT_EQ(back->max_connections_per_rule, 0u);
+  EXPECT_EQ(back->max_connections_per_source, kSourceConnectionsDefault);
+  EXPECT_EQ(back->idle_timeout_s, 0u);
   EXPECT_TRUE(back->policy_source.empty());
   EXPECT_TRUE(back->rules.empty());
 }
@@ -135,6 +147,10 @@ TEST(WorkerArgs, OutOfRangeValuesAreRefusedWithTheirRange) {
             "--connect-timeout needs a number from 1 to 600, not \"0\"");
   EXPECT_EQ(refusal(worker({"--connect-timeout", "601"})),
             "--connect-timeout needs a number from 1 to 600, not \"601\"");
+  EXPECT_EQ(refusal(worker({"--idle-timeout", "604801"})),
+            "--idle-timeout needs a number from 0 to 604800, not \"604801\"");
+  EXPECT_EQ(refusal(worker({"--max-connections-per-source", "262145"})),
+            "--max-connections-per-source needs a number from 0 to 262144, not \"262145\"");
   EXPECT_EQ(refusal(worker({"--pipe-size", "4095"})),
             "--pipe-size needs a number from 4096 to 1048576, not \"4095\"");
   EXPECT_EQ(refusal(worker({"--pipe-size", "1048577"})),
