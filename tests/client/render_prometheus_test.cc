@@ -8,6 +8,7 @@
 
 #include "client/render_prometheus.h"
 #include "schema/rules/table_edit.h"
+#include "tests/client/edit_fixture.h"
 #include "tests/prometheus_check.h"
 
 namespace sluice {
@@ -15,21 +16,6 @@ namespace {
 
 using test::parse_prometheus;
 using test::PromText;
-
-/// A spec command.
-EditCommand spec(char option, const std::string& text) {
-  EditCommand c;
-  c.option = option;
-  c.spec = text;
-  return c;
-}
-
-/// Tables made by `edits` from empty tables.
-TableSet make(const std::vector<EditCommand>& edits) {
-  auto t = apply_edits(TableSet{}, edits, SpecContext{});
-  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
-  return t.ok() ? *t : TableSet{};
-}
 
 /// Stats for tables of one TCP rule (index 0) and one UDP rule (index 1).
 control::Stats two_rule_stats() {

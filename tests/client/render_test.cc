@@ -13,6 +13,7 @@
 #include "client/render.h"
 #include "policy/validate.h"
 #include "schema/rules/table_edit.h"
+#include "tests/client/edit_fixture.h"
 #include "tests/json_check.h"
 
 namespace sluice {
@@ -20,21 +21,6 @@ namespace {
 
 using test::JsonValue;
 using test::parse_json;
-
-/// A spec command.
-EditCommand spec(char option, const std::string& text) {
-  EditCommand c;
-  c.option = option;
-  c.spec = text;
-  return c;
-}
-
-/// Tables made by `edits` from empty tables.
-TableSet make(const std::vector<EditCommand>& edits) {
-  auto t = apply_edits(TableSet{}, edits, SpecContext{});
-  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
-  return t.ok() ? *t : TableSet{};
-}
 
 /// A Hello serving HOST only (as the worker does today), all capabilities on.
 control::ServerHello host_hello() {
