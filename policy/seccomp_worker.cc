@@ -129,8 +129,11 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back({"write", {}, "log lines, audit records, control replies"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});
-  r.push_back({"recvfrom", {}, "recv() on control clients"});
-  r.push_back({"sendto", {}, "send() of control replies"});
+  r.push_back({"recvfrom",
+               {},
+               "recv() on control clients; a TCP connection's first bytes (the copy path)"});
+  r.push_back(
+      {"sendto", {}, "send() of control replies; a TCP connection's first bytes (the copy path)"});
   r.push_back({"recvmsg",
                {},
                "broker replies with SCM_RIGHTS listeners, drained with MSG_DONTWAIT until EAGAIN"});

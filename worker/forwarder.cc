@@ -170,7 +170,10 @@ void TcpListener::drain() noexcept {
 }
 
 Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits)
-    : loop_(loop), limits_(limits), sources_(limits.hash_seed[0], limits.hash_seed[1]) {}
+    : loop_(loop),
+      limits_(limits),
+      sources_(limits.hash_seed[0], limits.hash_seed[1]),
+      copy_buffer_(new char[kCopyChunk]) {}
 
 Forwarder::~Forwarder() {
   for (auto& listener : listeners_) loop_.remove(listener->fd());

@@ -23,6 +23,7 @@
 #include "schema/worker_args.h"
 #include "worker/conn_limits.h"
 #include "worker/event_loop.h"
+#include "worker/transfer_mode.h"
 
 namespace sluice {
 
@@ -140,6 +141,9 @@ struct ForwarderLimits {
   /// fs.pipe-user-pages-soft (0: no limit there).
   uint64_t pipe_pages_budget = 8192;
   uint64_t connect_timeout_ns = uint64_t{kConnectTimeoutDefaultS} * 1000000000ULL;
+  /// Bytes a direction copies before it splices (worker/transfer_mode.h);
+  /// tests raise it to hold a long stream on the copy path.
+  uint64_t splice_after_bytes = kSpliceAfterBytes;
 };
 
 /// Totals across all listeners (per-rule counters come with `stats`).
@@ -324,6 +328,12 @@ class Forwarder final : public Ticker {
   void give_pipe(Pipe pipe) noexcept;
   /// Pages held by enlarged pipes now, beyond the kernel's default size.
   uint64_t extra_pipe_pages() const { return extra_pipe_pages_; }
+  /// Idle pipes in the pool now.
+  size_t idle_pipes() const { return idle_pipes_.size(); }
+  /// The scratch buffer of the connections' copy path, kCopyChunk bytes
+  /// (worker/transfer_mode.h): one for the whole single-threaded loop, since
+  /// what a short send() leaves behind is moved to the connection.
+  char* copy_buffer() noexcept { return copy_buffer_.get(); }
   const ForwarderLimits& limits() const { return limits_; }
 
   EventLoop& loop() { return loop_; }
@@ -380,6 +390,8 @@ class Forwarder final : public Ticker {
   std::vector<TcpListener*> parked_;
   std::vector<Pipe> idle_pipes_;
   uint64_t extra_pipe_pages_ = 0;
+  /// The copy path's scratch buffer (copy_buffer), kCopyChunk bytes.
+  std::unique_ptr<char[]> copy_buffer_;
   /// Local endpoints of the open outgoing connections of guarded rules, with
   /// the rule that made each (the connection holds the route, and its entry
   /// is erased when the connection ends).

@@ -5,8 +5,12 @@
 
 #include <cerrno>
 
+#include <cstring>
+#include <new>
+
 #include "base/log.h"
 #include "base/strings.h"
+#include "worker/transfer_mode.h"
 
 namespace sluice {
 namespace {
@@ -20,6 +24,20 @@ constexpr size_t kSpliceChunk = 1u << 20;
 constexpr uint32_t kReadable = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 /// Events that let bytes be written to a socket.
 constexpr uint32_t kWritable = EPOLLOUT | EPOLLHUP | EPOLLERR;
+/// Events after which the socket's next read must be taken to its 0 or its
+/// error (read_drained).
+constexpr uint32_t kEnding = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+
+/// Records in `dir` what an event of its source (`events`) says of the
+/// source's end: a FIN, hang-up or error (eof_seen), and a FIN with no
+/// hang-up or error, now or before (fin_seen).
+template <typename Direction>
+void note_ending(Direction& dir, uint32_t events) noexcept {
+  const uint32_t end = events & kEnding;
+  if (end == 0) return;
+  dir.fin_seen = end == EPOLLRDHUP && (!dir.eof_seen || dir.fin_seen);
+  dir.eof_seen = true;
+}
 
 }  // namespace
 
@@ -91,14 +109,18 @@ bool TcpConnection::settle(Pump r) noexcept {
 void TcpConnection::on_event(uint32_t events) noexcept {
   // Only the direction a socket's readiness can move is pumped: with edge
   // triggering, each pump runs until its source or destination would block,
-  // and that socket's next edge resumes it. No splice is spent on a side that
-  // has nothing to do.
+  // and that socket's next edge resumes it. No syscall is spent on a side
+  // that has nothing to do: a writable edge (epoll reports EPOLLOUT with
+  // every readable one) matters only to a direction holding undelivered
+  // bytes; one with none is resumed by its source's readable edge.
+  note_ending(up_, events);            // even before the connect completes
   if (closed_ || !connected_) return;  // the target's first event pumps both
   if ((events & kReadable) != 0 && !pump_up()) return;
-  if ((events & kWritable) != 0) pump_down();
+  if ((events & kWritable) != 0 && down_.pending()) pump_down();
 }
 
 void TcpConnection::on_target_event(uint32_t events) noexcept {
+  note_ending(down_, events);
   if (closed_) return;
   if (!connected_) {
     finish_connect(events);
@@ -108,20 +130,22 @@ void TcpConnection::on_target_event(uint32_t events) noexcept {
     return;
   }
   if ((events & kReadable) != 0 && !pump_down()) return;
-  if ((events & kWritable) != 0) pump_up();
+  if ((events & kWritable) != 0 && up_.pending()) pump_up();
 }
 
 void TcpConnection::finish_connect(uint32_t events) noexcept {
+  // Writable with neither error nor hang-up is a completed connect: a socket
+  // still in SYN_SENT is never writable, and a failed one reports EPOLLERR
+  // (and EPOLLHUP). No getsockopt(SO_ERROR) for the common case.
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) {
+    connected_ = true;
+    moved_ = true;  // the idle timeout counts from the handshake, not the accept
+    return;
+  }
   int err = 0;
   socklen_t len = sizeof(err);
   if (getsockopt(target_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err == 0) {
-    // Writable with no error is a completed connect: no need to ask further.
-    if ((events & EPOLLOUT) != 0) {
-      connected_ = true;
-      moved_ = true;  // the idle timeout counts from the handshake, not the accept
-      return;
-    }
     // Another event first (rare): ask the peer to be sure.
     struct sockaddr_storage peer;
     socklen_t plen = sizeof(peer);
@@ -142,6 +166,89 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
 TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64_t* byte_counter,
                                         uint64_t* rule_counter) noexcept {
   if (dir.write_shut) return Pump::kFinished;
+  if (!dir.splicing) {
+    Pump r = pump_copy(from, to, dir, byte_counter, rule_counter);
+    if (!dir.splicing) return r;
+  }
+  return pump_splice(from, to, dir, byte_counter, rule_counter);
+}
+
+TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
+  // When the other direction is finished too, settle() closes both sockets
+  // next, and the close sends the FIN: `to` has nothing left to read (its
+  // own FIN was read and delivered), so the kernel sends no reset.
+  const Direction& other = &dir == &up_ ? down_ : up_;
+  if (!other.write_shut) shutdown(to, SHUT_WR);
+  dir.write_shut = true;
+  owner_.give_pipe(std::move(dir.pipe));
+  return Pump::kFinished;
+}
+
+TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
+                                             uint64_t* byte_counter,
+                                             uint64_t* rule_counter) noexcept {
+  // Counts `n` bytes delivered to the destination.
+  auto deliver = [&](size_t n) {
+    dir.delivered += n;
+    *byte_counter += n;
+    *rule_counter += n;
+    moved_ = true;
+  };
+  if (dir.held_len > 0) {
+    ssize_t n = send(to, dir.held.get() + dir.held_off, dir.held_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) return (errno == EAGAIN || errno == EINTR) ? Pump::kIdle : Pump::kError;
+    deliver(static_cast<size_t>(n));
+    dir.held_off += static_cast<size_t>(n);
+    dir.held_len -= static_cast<size_t>(n);
+    // A short send means the destination is full; its writable edge resumes.
+    if (dir.held_len > 0) return Pump::kIdle;
+    dir.held.reset();
+    dir.held_off = 0;
+  }
+  char* buf = owner_.copy_buffer();
+  for (;;) {
+    if (dir.read_eof) return finish(to, dir);  // everything the source sent was delivered
+    if (should_splice(dir.delivered, dir.held_len, owner_.limits().splice_after_bytes)) {
+      dir.splicing = true;
+      return Pump::kIdle;
+    }
+    ssize_t got = recv(from, buf, kCopyChunk, MSG_DONTWAIT);
+    if (got == 0) {
+      dir.read_eof = true;
+      continue;
+    }
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? Pump::kIdle : Pump::kError;
+    }
+    moved_ = true;
+    const size_t n = static_cast<size_t>(got);
+    ssize_t sent = send(to, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno != EAGAIN && errno != EINTR) return Pump::kError;
+      sent = 0;
+    }
+    deliver(static_cast<size_t>(sent));
+    if (static_cast<size_t>(sent) < n) {
+      // The destination is full: keep the rest (at most kCopyChunk) and
+      // read no more until it is delivered (back-pressure, as a full pipe).
+      dir.held_len = n - static_cast<size_t>(sent);
+      dir.held.reset(new (std::nothrow) char[dir.held_len]);
+      if (!dir.held) return Pump::kError;
+      std::memcpy(dir.held.get(), buf + sent, dir.held_len);
+      return Pump::kIdle;
+    }
+    if (read_reached_fin(n, kCopyChunk, dir.fin_seen)) {
+      dir.read_eof = true;  // the next recv() would return 0
+      continue;
+    }
+    if (read_drained(n, kCopyChunk, dir.eof_seen)) return Pump::kIdle;
+  }
+}
+
+TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
+                                               uint64_t* byte_counter,
+                                               uint64_t* rule_counter) noexcept {
   if (!dir.pipe.read_end.valid()) {
     auto pipe = owner_.take_pipe();
     if (!pipe) {
@@ -179,13 +286,8 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
         return Pump::kError;
       }
     }
-    if (dir.read_eof && dir.pipe.bytes == 0) {
-      // Everything the source sent has been delivered: forward its FIN.
-      shutdown(to, SHUT_WR);
-      dir.write_shut = true;
-      owner_.give_pipe(std::move(dir.pipe));
-      return Pump::kFinished;
-    }
+    // Everything the source sent has been delivered: forward its FIN.
+    if (dir.read_eof && dir.pipe.bytes == 0) return finish(to, dir);
     if (!progress) {
       // Nothing in flight: the pipe goes back to the pool, so an idle
       // connection holds no pipe (pipes are counted per user, DEPENDENCIES.md).

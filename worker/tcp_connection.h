@@ -1,4 +1,6 @@
-// One forwarded TCP connection: client <-> target through two pipes.
+// One forwarded TCP connection: client <-> target, each direction copied
+// through a small buffer for its first bytes, then spliced through a pipe
+// (worker/transfer_mode.h).
 #pragma once
 
 #include <cstdint>
@@ -75,9 +77,18 @@ class TcpConnection final : public EventHandler {
  private:
   /// One direction of the connection.
   struct Direction {
-    Pipe pipe;
+    Pipe pipe;                     // once splicing; taken from the pool, given back when empty
+    uint64_t delivered = 0;        // bytes delivered: decides the switch to splice
+    std::unique_ptr<char[]> held;  // copy path: bytes a short send() left behind
+    size_t held_off = 0, held_len = 0;
+    bool splicing = false;    // switched to splice() (should_splice)
+    bool eof_seen = false;    // an event of the source reported FIN, hang-up or error
+    bool fin_seen = false;    // one reported FIN alone (read_reached_fin)
     bool read_eof = false;    // the source sent FIN
     bool write_shut = false;  // FIN forwarded to the destination
+    /// Bytes read from the source and not yet delivered: the destination
+    /// was full, so its writable event must resume the direction.
+    bool pending() const noexcept { return pipe.bytes > 0 || held_len > 0; }
   };
   enum class Pump { kIdle, kFinished, kError };
 
@@ -100,11 +111,25 @@ class TcpConnection final : public EventHandler {
   /// Checks the result of the non-blocking connect (SO_ERROR) when the
   /// target socket reported `events`: EPOLLOUT with no error means connected.
   void finish_connect(uint32_t events) noexcept;
-  /// Moves bytes `from` -> pipe -> `to` until both would block, adding what
-  /// was delivered to `byte_counter` (the total) and `rule_counter` (the
-  /// rule's). Needs `splice`.
+  /// Moves bytes `from` -> `to`, adding what was delivered to
+  /// `byte_counter` (the total) and `rule_counter` (the rule's): by copy
+  /// while the direction is short, then by splice (transfer_mode.h).
   Pump pump(int from, int to, Direction& dir, uint64_t* byte_counter,
             uint64_t* rule_counter) noexcept;
+  /// The copy path: flushes held bytes, then recv() into the forwarder's
+  /// scratch buffer and send() on, until the source is drained, the
+  /// destination full, or the direction proves long enough to splice.
+  /// Needs `recvfrom`, `sendto`.
+  Pump pump_copy(int from, int to, Direction& dir, uint64_t* byte_counter,
+                 uint64_t* rule_counter) noexcept;
+  /// The splice path: moves bytes `from` -> pipe -> `to` until both would
+  /// block. Needs `splice`.
+  Pump pump_splice(int from, int to, Direction& dir, uint64_t* byte_counter,
+                   uint64_t* rule_counter) noexcept;
+  /// Forwards the source's FIN once everything it sent was delivered: by
+  /// shutdown(SHUT_WR), or by the close that follows when the other
+  /// direction is finished already.
+  Pump finish(int to, Direction& dir) noexcept;
   /// Closes both sockets. With `reset`, the surviving peer gets an RST
   /// (SO_LINGER 0) instead of a FIN, so a reset or refusal is propagated.
   void close_all(bool reset) noexcept;

@@ -378,6 +378,15 @@ const std::vector<Probe>& worker_probes() {
            char c;
            return send(f.stream[0], "y", 1, MSG_NOSIGNAL) == 1 && recv(f.stream[1], &c, 1, 0) == 1;
          }},
+        // The TCP data path's copy of a connection's first bytes
+        // (worker/transfer_mode.h): recv until drained, send without SIGPIPE.
+        {"send_recv_dontwait_copy_path", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           char buf[16];
+           return send(f.stream[0], "zz", 2, MSG_DONTWAIT | MSG_NOSIGNAL) == 2 &&
+                  recv(f.stream[1], buf, sizeof(buf), MSG_DONTWAIT) == 2 &&
+                  recv(f.stream[1], buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno == EAGAIN;
+         }},
         {"sendmsg_recvmsg_scm_rights", Expect::kAllowed,
          +[](const ProbeFds& f) {
            int fd = f.pipe_r;

@@ -2,7 +2,8 @@
 // to the configured size while they fit in the page budget, keep the kernel's
 // size beyond it, give their pages back when closed, and are reused), and a
 // closing listener, which takes no new connection between its drain and its
-// close, on real loopback sockets.
+// close, on real loopback sockets; and a connection that copies its first
+// bytes, splices once long, and keeps its streams, counters and half-close.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -323,6 +325,202 @@ TEST(TcpListenerClose, ConnectionsAcceptedAfterTheStopGetTheirPacketsBack) {
                          }))
       << "received \"" << got.bytes << "\"";
   EXPECT_EQ(got.bytes, "helloping");
+}
+
+/// A target that takes one connection and moves bulk bytes: it reads all
+/// that arrives, and writes what it was given to send, without blocking.
+class BulkTarget {
+ public:
+  /// With `rcvbuf`, its connection gets that small a receive buffer, so the
+  /// forwarder's sends to it fill up at once.
+  explicit BulkTarget(int rcvbuf = 0) : listener_(listen_loopback(AF_INET, false, &port_)) {
+    if (rcvbuf != 0) setsockopt(listener_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  }
+  uint16_t port() const { return port_; }
+  /// Accepts the connection, reads what arrived, sends what it can.
+  void serve() {
+    if (!conn_.valid()) conn_.reset(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK));
+    if (!conn_.valid() || paused) return;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = recv(conn_.get(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n == 0) eof = true;
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    while (sent_ < to_send.size()) {
+      ssize_t n = send(conn_.get(), to_send.data() + sent_, to_send.size() - sent_,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent_ += static_cast<size_t>(n);
+    }
+  }
+  /// True when everything of `to_send` went out.
+  bool all_sent() const { return sent_ == to_send.size(); }
+  /// Closes the connection (a FIN, or a reset with unread bytes).
+  void close() { conn_.reset(); }
+
+  std::string got;      // bytes received
+  bool eof = false;     // the forwarder forwarded the client's FIN
+  std::string to_send;  // bytes to send to the client
+  bool paused = false;  // reads and sends nothing
+
+ private:
+  uint16_t port_ = 0;
+  UniqueFd listener_;
+  UniqueFd conn_;
+  size_t sent_ = 0;
+};
+
+/// `n` bytes of a pattern that shows reordering and loss.
+std::string pattern(size_t n, char salt) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 4093 + salt) & 0xff);
+  return s;
+}
+
+/// A forwarder on its own loop with one listener to `target`, and a
+/// connected non-blocking client.
+struct TransferFixture {
+  /// Sets it up; `client` is invalid on failure.
+  /// With `copy_only`, the connection never switches to splice.
+  explicit TransferFixture(BulkTarget& t, bool copy_only = false)
+      : target(t), f(limits(copy_only)) {
+    uint16_t port = 0;
+    UniqueFd lfd = listen_loopback(AF_INET, false, &port);
+    auto route = std::make_shared<Route>();
+    route->first = port;
+    route->to = target.port();
+    route->text = "test rule";
+    if (!f.forwarder->add_tcp_listener(std::move(lfd), port, route).ok()) return;
+    client = connect_to(Where{AF_INET, port}, 2000);
+    if (client.valid()) fcntl(client.get(), F_SETFL, O_NONBLOCK);
+  }
+  /// The default limits, or (`copy_only`) ones that never splice.
+  static ForwarderLimits limits(bool copy_only) {
+    ForwarderLimits l;
+    if (copy_only) l.splice_after_bytes = UINT64_MAX;
+    return l;
+  }
+  /// Turns the loop and serves the target until `done` or 10 s; true when done.
+  bool turn(const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      (*f.loop)->run_once(2);
+      target.serve();
+    }
+    return done();
+  }
+  BulkTarget& target;
+  Fixture f;
+  UniqueFd client;
+};
+
+TEST(TcpTransfer, AFullTargetHoldsTheCopiedRestAndTheClientWaits) {
+  BulkTarget target(4096);
+  ASSERT_NE(target.port(), 0);
+  // Copy only, so that a long stream stays on the copy path: its sends to
+  // the paused target come back short, and the rest is held.
+  TransferFixture tf(target, true);
+  ASSERT_TRUE(tf.client.valid()) << std::strerror(errno);
+  target.paused = true;
+  const std::string up = pattern(16 << 20, 3);
+  size_t up_sent = 0;
+  // Sends what the client socket takes now.
+  auto push = [&] {
+    while (up_sent < up.size()) {
+      ssize_t n = send(tf.client.get(), up.data() + up_sent, up.size() - up_sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      up_sent += static_cast<size_t>(n);
+    }
+  };
+  int turns = 0;
+  tf.turn([&] {
+    push();
+    return ++turns > 200;
+  });
+  EXPECT_LT(up_sent, up.size()) << "back-pressure: a paused target must stop the client";
+  EXPECT_LT(tf.f.forwarder->counters().bytes_to_target, up_sent);
+  target.paused = false;
+  ASSERT_TRUE(tf.turn([&] {
+    push();
+    return target.got.size() == up.size();
+  })) << "got "
+      << target.got.size();
+  EXPECT_TRUE(target.got == up) << "the held bytes went out altered or out of order";
+  EXPECT_EQ(tf.f.forwarder->counters().bytes_to_target, up.size());
+  EXPECT_EQ(tf.f.forwarder->idle_pipes(), 0u) << "the copy path takes no pipe";
+}
+
+TEST(TcpTransfer, ShortExchangesCopyWithoutAPipeAndLongStreamsSpliceIntact) {
+  BulkTarget target;
+  ASSERT_NE(target.port(), 0);
+  Fixture f(ForwarderLimits{});
+  EventLoop& loop = **f.loop;
+  uint16_t port = 0;
+  UniqueFd lfd = listen_loopback(AF_INET, false, &port);
+  auto route = std::make_shared<Route>();
+  route->first = port;
+  route->to = target.port();
+  route->text = "test rule";
+  ASSERT_TRUE(f.forwarder->add_tcp_listener(std::move(lfd), port, route).ok());
+  UniqueFd client = connect_to(Where{AF_INET, port}, 2000);
+  ASSERT_TRUE(client.valid()) << std::strerror(errno);
+  ASSERT_EQ(fcntl(client.get(), F_SETFL, O_NONBLOCK), 0);
+  // Turns the loop and serves the target until `done` or 10 s.
+  auto turn = [&](const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      loop.run_once(2);
+      target.serve();
+    }
+    return done();
+  };
+
+  // A short request: copied, no pipe taken.
+  ASSERT_EQ(send(client.get(), "request", 7, MSG_NOSIGNAL), 7);
+  ASSERT_TRUE(turn([&] { return target.got == "request"; }));
+  EXPECT_EQ(f.forwarder->idle_pipes(), 0u) << "a short exchange should take no pipe";
+
+  // A long stream each way: the first bytes copied, the rest spliced, in order.
+  const std::string up = pattern(3 << 20, 1);
+  target.to_send = pattern(3 << 20, 2);
+  size_t up_sent = 0;
+  std::string down;
+  ASSERT_TRUE(turn([&] {
+    while (up_sent < up.size()) {
+      ssize_t n = send(client.get(), up.data() + up_sent, up.size() - up_sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      up_sent += static_cast<size_t>(n);
+    }
+    Received r;
+    r.read_from(client.get());
+    down += r.bytes;
+    return target.got.size() == 7 + up.size() && down.size() == target.to_send.size();
+  })) << "up "
+      << target.got.size() << " down " << down.size();
+  EXPECT_TRUE(target.got.substr(7) == up) << "the client's stream arrived altered";
+  EXPECT_TRUE(down == target.to_send) << "the target's stream arrived altered";
+  EXPECT_EQ(f.forwarder->counters().bytes_to_target, 7 + up.size());
+  EXPECT_EQ(f.forwarder->counters().bytes_to_client, target.to_send.size());
+  EXPECT_GE(f.forwarder->idle_pipes(), 1u) << "the long stream should have spliced";
+
+  // Half-close: the client's FIN reaches the target, which can still answer.
+  ASSERT_EQ(shutdown(client.get(), SHUT_WR), 0);
+  ASSERT_TRUE(turn([&] { return target.eof; }));
+  target.to_send += "bye";
+  Received tail;
+  ASSERT_TRUE(turn([&] {
+    tail.read_from(client.get());
+    return tail.bytes == "bye";
+  }));
+  target.close();
+  ASSERT_TRUE(turn([&] {
+    tail.read_from(client.get());
+    return tail.eof || tail.reset;
+  }));
+  EXPECT_TRUE(tail.eof && !tail.reset) << "an orderly close should reach the client as a FIN";
+  EXPECT_TRUE(turn([&] { return f.forwarder->counters().active == 0; }));
 }
 
 }  // namespace
