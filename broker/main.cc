@@ -409,9 +409,13 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
   // and a seccomp filter would be inherited and forbids execve.
+  // SPLICE auto-scan rules follow what is bound on this side: sluiced opens
+  // its own /proc/net tables for the worker, which reads them; sluiced does not.
+  HostScanFiles host_scan;
+  if (target != nullptr) host_scan = open_host_scan_files();
   auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.sink.get(),
                                 loaded.text.get(), pesto ? pesto->listen_fd.get() : -1,
-                                audit.tail.valid() ? audit.tail.get() : -1, target);
+                                audit.tail.valid() ? audit.tail.get() : -1, host_scan, target);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
@@ -426,6 +430,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   audit.sink.reset();
   audit.tail.reset();
   loaded.text.reset();
+  for (UniqueFd& f : host_scan) f.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
   if (!has_bind_cap) {

@@ -56,8 +56,8 @@ bool is_own_user_namespace(int fd) {
   return own.st_dev == other.st_dev && own.st_ino == other.st_ino;
 }
 
-/// True when sluiced runs in the initial user namespace, whose uid_map is the
-/// identity over the whole range ("0 0 4294967295").
+}  // namespace
+
 bool in_initial_user_namespace() {
   UniqueFd fd(::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC));
   char buf[128] = {};
@@ -66,8 +66,6 @@ bool in_initial_user_namespace() {
   return n > 0 && std::sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
          outside == 0 && count == 4294967295UL;
 }
-
-}  // namespace
 
 Result<TargetNamespace> open_target_namespace(const std::string& netns, const std::string& userns) {
   TargetNamespace target;

@@ -72,4 +72,9 @@ int join_target_namespace(const TargetNamespace& target) noexcept;
 /// and `unshare` (in the children), `waitpid`, and reads /proc/self/uid_map.
 Result<void> probe_target_namespace(TargetNamespace& target);
 
+/// True when sluiced runs in the initial user namespace, whose uid_map is the
+/// identity over the whole range ("0 0 4294967295"); false also when the map
+/// cannot be read.
+bool in_initial_user_namespace();
+
 }  // namespace sluice

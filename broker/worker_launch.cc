@@ -45,12 +45,13 @@ namespace {
 
 /// In the forked child: sets up the worker's fds and signals and execs it.
 /// Sources are first moved above every target (F_DUPFD_CLOEXEC from
-/// kWorkerFirstFreeFd), so that a source already sitting on 0..8 cannot be
-/// overwritten by an earlier dup2; dup2 then places each at its number with
-/// CLOEXEC cleared.
+/// kWorkerFdScanEnd), so that a source already sitting on 0..8 or 20..23
+/// cannot be overwritten by an earlier dup2; dup2 then places each at its
+/// number with CLOEXEC cleared. `host_scan` (-1 for a file that is not
+/// there) goes to kWorkerFdHostScanFirst..
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int devnull,
                              int log_fd, int channel, int control_fd, int audit_fd, int policy_fd,
-                             int pesto_fd, int audit_tail_fd,
+                             int pesto_fd, int audit_tail_fd, const HostScanFiles& host_scan,
                              const TargetNamespace* target) noexcept {
   // First, while the namespace fds are still open: the worker runs inside the
   // target network namespace, so its connections go there, while the
@@ -73,13 +74,32 @@ namespace {
   static_assert(sizeof(sources) / sizeof(sources[0]) == wire::kWorkerFirstFreeFd);
   int moved[wire::kWorkerFirstFreeFd];
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
-    moved[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, wire::kWorkerFirstFreeFd);
+    moved[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, wire::kWorkerFdScanEnd);
     if (moved[i] < 0) child_fail(path, "fcntl(F_DUPFD_CLOEXEC)");
+  }
+  int moved_scan[wire::kWorkerFdScanCount];
+  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+    const int fd = host_scan[static_cast<size_t>(i)].get();
+    moved_scan[i] = fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, wire::kWorkerFdScanEnd);
+    if (fd >= 0 && moved_scan[i] < 0) child_fail(path, "fcntl(F_DUPFD_CLOEXEC)");
   }
   for (int i = 0; i < wire::kWorkerFirstFreeFd; ++i) {
     if (::dup2(moved[i], i) < 0) child_fail(path, "dup2");
   }
-  if (::close_range(wire::kWorkerFirstFreeFd, ~0U, 0) != 0) child_fail(path, "close_range");
+  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+    if (moved_scan[i] >= 0 && ::dup2(moved_scan[i], wire::kWorkerFdHostScanFirst + i) < 0) {
+      child_fail(path, "dup2");
+    }
+  }
+  // Everything else goes, and so does a number of sluiced's scan block whose
+  // file does not exist: the worker takes a closed number there for "none".
+  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+    if (moved_scan[i] < 0) ::close(wire::kWorkerFdHostScanFirst + i);
+  }
+  if (::close_range(wire::kWorkerFirstFreeFd, wire::kWorkerFdHostScanFirst - 1, 0) != 0 ||
+      ::close_range(wire::kWorkerFdScanEnd, ~0U, 0) != 0) {
+    child_fail(path, "close_range");
+  }
   // Its own process group: a terminal's Ctrl-C reaches only the broker, which
   // then stops the worker in order (SIGTERM, bounded wait) and exits 0.
   if (::setpgid(0, 0) != 0) child_fail(path, "setpgid");
@@ -236,9 +256,23 @@ Result<std::string> find_worker_binary() {
                       "; install it next to sluiced or with `cmake --install`");
 }
 
+HostScanFiles open_host_scan_files() {
+  static constexpr const char* kFiles[wire::kWorkerFdScanCount] = {
+      "/proc/self/net/tcp", "/proc/self/net/tcp6", "/proc/self/net/udp", "/proc/self/net/udp6"};
+  HostScanFiles out;
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i].reset(::open(kFiles[i], O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    // tcp6 and udp6 are missing without IPv6; the worker says what else is.
+    if (!out[i].valid() && errno != ENOENT) {
+      LOG_WARN("cannot open %s for auto-scan of -T/-U: %s", kFiles[i], errno_text(errno).c_str());
+    }
+  }
+  return out;
+}
+
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
                                     int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
-                                    const TargetNamespace* target) {
+                                    const HostScanFiles& host_scan, const TargetNamespace* target) {
   const std::vector<std::string> argv = to_argv(args);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -275,7 +309,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   }
   if (pid == 0) {
     exec_child(path.c_str(), exec_argv.data(), envp, devnull.get(), log_fd->get(), worker_end.get(),
-               control_fd, audit_fd, policy_fd, pesto_fd, audit_tail_fd, target);
+               control_fd, audit_fd, policy_fd, pesto_fd, audit_tail_fd, host_scan, target);
   }
   WorkerProcess worker;
   worker.pid = pid;

@@ -5,12 +5,14 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "broker/target_namespace.h"
+#include "schema/broker_wire.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
@@ -65,6 +67,21 @@ Result<UniqueFd> open_audit_log(const std::string& path);
 /// Needs `open` and `fstat` (before the filter).
 Result<UniqueFd> open_audit_tail(const std::string& path, const UniqueFd& sink);
 
+/// sluiced's side's /proc/self/net/{tcp,tcp6,udp,udp6}, in that order, for
+/// the worker's kWorkerFdHostScanFirst.. (an invalid fd for a file that does
+/// not exist).
+using HostScanFiles = std::array<UniqueFd, wire::kWorkerFdScanCount>;
+
+/// Opens sluiced's own /proc/self/net/{tcp,tcp6,udp,udp6} read-only
+/// (O_CLOEXEC|O_NOCTTY), in sluiced's network namespace, for SPLICE auto-scan
+/// rules (-T/-U auto), which follow what is bound on this side. sluiced only
+/// opens them and hands them to the worker; it never reads them, so it
+/// parses nothing. A file that cannot be opened is left invalid: tcp6 and
+/// udp6 are missing without IPv6, and anything else is logged as a warning
+/// (the worker then says that auto on -T/-U is off). Call with --netns only,
+/// before the broker's filter (needs `openat`).
+HostScanFiles open_host_scan_files();
+
 /// Returns the path of sluice-worker (kWorkerProgram): in the directory of
 /// this binary (readlink /proc/self/exe), else in SLUICE_WORKER_RELDIR
 /// relative to it (the install layout: ../libexec/sluice from sbin). Fails
@@ -77,17 +94,17 @@ Result<std::string> find_worker_binary();
 /// fds 3/4/5/6/7/8 = the worker's end of a new SOCK_SEQPACKET socketpair,
 /// `control_fd`, `audit_fd`, `policy_fd`, `pesto_fd` and `audit_tail_fd`
 /// (kWorkerFdBroker/Control/Audit/Policy/Pesto/AuditTail; -1 for no pesto
-/// socket, or for no audit file to read the tail of, puts /dev/null there);
-/// everything else closed, signal mask and dispositions reset, in
-/// its own process group (terminal signals reach the broker only). The
-/// broker's end of the pair is made non-blocking (see WorkerProcess). With
-/// `target`, the child first joins the target namespace
-/// (join_target_namespace), so the worker runs in it. The child reports a
-/// setns or exec failure on stderr and exits 127. Block SIGCHLD before
-/// calling. Fails when the socketpair, fcntl, /dev/null, fork or pidfd_open
-/// fail.
+/// socket, or for no audit file to read the tail of, puts /dev/null there),
+/// fds 20 to 23 = the valid files of `host_scan` (kWorkerFdHostScanFirst..;
+/// an invalid one leaves its number closed); everything else closed, signal mask and dispositions
+/// reset, in its own process group (terminal signals reach the broker only). The broker's end of
+/// the pair is made non-blocking (see WorkerProcess). With `target`, the child first joins the
+/// target namespace (join_target_namespace), so the worker runs in it. The child reports a setns or
+/// exec failure on stderr and exits 127. Block SIGCHLD before calling. Fails when the socketpair,
+/// fcntl, /dev/null, fork or pidfd_open fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
                                     int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
+                                    const HostScanFiles& host_scan = {},
                                     const TargetNamespace* target = nullptr);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it

@@ -1,15 +1,13 @@
 // The worker's user (see worker_user.h).
 #include "broker/worker_user.h"
 
-#include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <string_view>
-#include <vector>
 
 #include "base/strings.h"
-#include "base/unique_fd.h"
+#include "broker/target_namespace.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
@@ -113,22 +111,7 @@ bool root_in_initial_user_namespace() {
   uid_t ruid, euid, suid;
   if (::getresuid(&ruid, &euid, &suid) != 0) return false;
   if (ruid != 0 && euid != 0 && suid != 0) return false;
-  UniqueFd fd(::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  char buf[256];  // Limit: the initial namespace's map is one short line
-  ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-  if (n <= 0) return false;
-  std::string_view map(buf, static_cast<size_t>(n));
-  // The identity over the whole range: "0 0 4294967295", in columns.
-  std::vector<std::string> words;
-  size_t i = 0;
-  while (i < map.size() && words.size() < 4) {
-    while (i < map.size() && (map[i] == ' ' || map[i] == '\n')) ++i;
-    const size_t start = i;
-    while (i < map.size() && map[i] != ' ' && map[i] != '\n') ++i;
-    if (i > start) words.emplace_back(map.substr(start, i - start));
-  }
-  return words.size() == 3 && words[0] == "0" && words[1] == "0" && words[2] == "4294967295";
+  return in_initial_user_namespace();
 }
 
 }  // namespace sluice

@@ -47,10 +47,15 @@ std::string format_uptime(uint64_t millis) {
 /// can have thousands, which would make one line of the listing unreadable.
 constexpr size_t kMaxRunsShown = 32;
 
-/// Formats the ports an auto-scan rule listens on now, for the text output:
-/// "listening on 22, 8080-8081", or that nothing is bound there now.
-std::string scan_line(const std::vector<control::PortRange>& runs) {
-  if (runs.empty()) return "auto-scan: no port of this rule is bound in the target namespace now";
+/// Formats the ports an auto-scan rule of `pif` listens on now, for the text
+/// output: "listening on 22, 8080-8081", or that nothing is bound now on the
+/// side it follows (the target namespace for HOST, sluiced's side for SPLICE).
+std::string scan_line(Pif pif, const std::vector<control::PortRange>& runs) {
+  if (runs.empty()) {
+    return pif == Pif::kSplice
+               ? "auto-scan: no port of this rule is bound on sluiced's side now"
+               : "auto-scan: no port of this rule is bound in the target namespace now";
+  }
   std::string out = "auto-scan: listening on ";
   for (size_t i = 0; i < runs.size() && i < kMaxRunsShown; ++i) {
     if (i != 0) out += ", ";
@@ -196,7 +201,7 @@ std::string render_stats(const control::Stats& stats) {
       if (r.pif != pif) continue;
       // Rule texts come from the server: sanitise before they reach a terminal.
       out += "    " + sanitize(r.text, control::kMaxTextBytes) + "\n        ";
-      if (r.scan_active) out += scan_line(*r.scan_active) + "\n        ";
+      if (r.scan_active) out += scan_line(pif, *r.scan_active) + "\n        ";
       if (r.proto == Proto::kUdp) {
         out += "flows " + std::to_string(r.flows_active) + " active, " +
                std::to_string(r.flows_created) + " created; datagrams " +

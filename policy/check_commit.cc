@@ -95,6 +95,13 @@ std::vector<control::Failure> unserved_tables(const TableSet& tables, const Comm
   return out;
 }
 
+/// True when `r` listens on the wildcard of its side (dual-stack, 0.0.0.0 or
+/// ::, with or without an interface): every other socket on its port there
+/// clashes with it in the kernel.
+bool listens_on_wildcard(const Rule& r) {
+  return r.dual_stack || addr_is_unspecified(r.listen);
+}
+
 }  // namespace
 
 std::vector<control::Failure> find_certain_loops(const TableSet& tables, const CommitFacts& facts) {
@@ -138,6 +145,13 @@ std::vector<control::Failure> find_cross_table_loops(const TableSet& tables,
       const Rule& s = splice.rules[j];
       if (s.proto != h.proto) continue;
       if (!is_default_target(s.target) && !addr_is_loopback(s.target)) continue;
+      // An auto-scan rule listens on a port only while a socket that is not
+      // sluice's holds its target port on the other side (each side's scan
+      // leaves sluice's own listeners out: worker/port_scan.h). Where the
+      // other rule listens on its side's wildcard, that socket and the other
+      // rule's listener cannot both be bound, so the two never listen at
+      // once: no circle (-t auto -T auto, -t auto -T 5432, -t 8080 -T auto).
+      if ((h.scan && listens_on_wildcard(s)) || (s.scan && listens_on_wildcard(h))) continue;
       // Port p goes to q = p + dh inside, and q back to q + ds here: the
       // same port again exactly when the offsets cancel.
       const long dh = static_cast<long>(h.to) - h.first;

@@ -113,16 +113,19 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
 
   // --- I/O on sockets, pipes, the broker channel, the control socket, the log.
   r.push_back({"read", {}, "control frames, pipes; generic reads"});
-  // Auto-scan re-reads the target namespace's /proc/net/{tcp,tcp6,udp,udp6}
-  // from offset 0 each second (worker/port_scan.cc); no lseek is granted, and
-  // a seq_file continues at the offset given. Only on the four fixed fds the
-  // worker put them on (12-15: fd & ~3 == 12), so no other file's earlier bytes
-  // can be re-read; pread writes nothing.
+  // Auto-scan re-reads /proc/net/{tcp,tcp6,udp,udp6} of both sides from
+  // offset 0 each second (worker/port_scan.cc); no lseek is granted, and a
+  // seq_file continues at the offset given. Only on the eight fixed fds they
+  // sit on (16-19: the target namespace's, which the worker opened; 20-23:
+  // sluiced's side's, which sluiced opened; one masked comparison,
+  // fd & ~7 == 16), so no other file's earlier bytes can be re-read; pread
+  // writes nothing.
   r.push_back({"pread64",
-               {arg_masked_eq32(0, ~static_cast<uint32_t>(wire::kWorkerFdScanCount - 1),
+               {arg_masked_eq32(0, wire::kWorkerFdScanMask,
                                 static_cast<uint32_t>(wire::kWorkerFdScanFirst))},
-               "auto-scan: read the target namespace's /proc/net tables from offset 0; only on "
-               "fds 12-15, where the worker put them before its sandbox"});
+               "auto-scan: read both sides' /proc/net tables from offset 0; only on fds 16-23 "
+               "(16-19 the target namespace's, 20-23 sluiced's side's), placed before the "
+               "sandbox"});
   r.push_back({"write", {}, "log lines, audit records, control replies"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});

@@ -224,15 +224,7 @@ void check_caps(Pif pif, const Rule& rule, const ServerCaps& caps, RuleIssues* o
       out->add("its target is IPv6, which the server has disabled; give an IPv4 target");
     }
   }
-  if (rule.scan && pif == Pif::kSplice) {
-    // Auto-scan follows the ports bound on the side a rule connects to: for
-    // SPLICE that is sluiced's side, whose /proc/net the worker (inside the
-    // target namespace) cannot read.
-    out->add(
-        "auto (auto-scan) on -T/-U is not served yet: it would follow the ports bound on "
-        "sluiced's side, which the worker cannot see from inside the target namespace; list "
-        "the ports to forward");
-  } else if (rule.scan && !caps.scan) {
+  if (rule.scan && !caps.scan) {
     out->add(
         "auto (auto-scan) needs a target namespace whose bound ports it follows: start "
         "sluiced with --netns PATH|PID (the container's network namespace), or drop auto and "

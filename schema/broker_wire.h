@@ -84,17 +84,30 @@ inline constexpr int kWorkerFdPesto = 7;
 /// (worker/audit_tail.h). sluiced never reads the file.
 inline constexpr int kWorkerFdAuditTail = 8;
 inline constexpr int kWorkerFirstFreeFd = 9;
-/// Auto-scan (worker/port_scan.h): the worker's own /proc/self/net/{tcp,
-/// tcp6,udp,udp6}, in that order, when it runs in a target namespace. Not
-/// set by sluiced: the worker opens them itself before its sandbox and moves
-/// them to these numbers, so that its seccomp filter can allow `pread64` on
-/// them alone. 12 to 15 is a block of four aligned on four, which one masked
-/// comparison (fd & ~3 == 12) admits exactly; fds 0 to 8 are sluiced's, and
-/// 9 to 11 stay free (the next block aligned on four starts at 12).
-inline constexpr int kWorkerFdScanFirst = 12;
-inline constexpr int kWorkerFdScanCount = 4;
-static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanFirst % 4 == 0 &&
-              kWorkerFdScanCount == 4);
+/// Auto-scan (worker/port_scan.h) reads /proc/net/{tcp,tcp6,udp,udp6} of
+/// both sides, in that order, each side on a block of four fixed fds:
+///   - kWorkerFdScanFirst (16-19): the target namespace's, which HOST scan
+///     rules follow. Not set by sluiced: the worker opens its own (it runs in
+///     the target namespace) before its sandbox and moves them there;
+///   - kWorkerFdHostScanFirst (20-23): sluiced's side's, which SPLICE scan
+///     rules follow. sluiced opens its own /proc/self/net files (in its own
+///     network namespace, before it forks the worker, only with --netns) and
+///     puts them there; it never reads them. A file that does not exist
+///     (tcp6 and udp6 without IPv6) leaves its number closed.
+/// The two blocks make one block of eight aligned on eight, 16 to 23, which
+/// one masked comparison (fd & ~7 == 16) admits exactly: the worker's filter
+/// allows `pread64` there and nowhere else. fds 0 to 8 are sluiced's, and 9
+/// to 15 stay free (the first block aligned on eight above 8 starts at 16).
+inline constexpr int kWorkerFdScanFirst = 16;
+inline constexpr int kWorkerFdHostScanFirst = 20;
+inline constexpr int kWorkerFdScanCount = 4;  // files per side
+/// The first fd above both blocks.
+inline constexpr int kWorkerFdScanEnd = kWorkerFdHostScanFirst + kWorkerFdScanCount;
+/// The mask of the one comparison that admits both blocks: fd & mask == kWorkerFdScanFirst.
+inline constexpr uint32_t kWorkerFdScanMask = ~static_cast<uint32_t>(2 * kWorkerFdScanCount - 1);
+static_assert(kWorkerFdScanFirst >= kWorkerFirstFreeFd && kWorkerFdScanCount == 4 &&
+              kWorkerFdScanFirst % (2 * kWorkerFdScanCount) == 0 &&
+              kWorkerFdHostScanFirst == kWorkerFdScanFirst + kWorkerFdScanCount);
 
 /// The worker's argv (its rule specs and limits) is declared in
 /// schema/worker_args.h.

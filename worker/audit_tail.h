@@ -9,7 +9,7 @@
 //     line's bytes, reading backwards from the end in bounded chunks, and the
 //     worker closes the descriptor. Nothing is parsed yet, just as argv is
 //     only copied before the sandbox. The worker's seccomp allowlist has no
-//     fstat, and pread64 only on auto-scan's fds 12 to 15, so this is the
+//     fstat, and pread64 only on auto-scan's fds 16 to 23, so this is the
 //     only time the file can be read.
 //  2. link_audit_tail(), inside the sandbox: the strict parser of
 //     schema/audit_line.h judges the bytes. The result is what the start

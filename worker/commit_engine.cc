@@ -245,10 +245,9 @@ void CommitEngine::check() noexcept {
   if (!a.failures.empty()) return fire(Event::kRefused);
 
   // Auto-scan rules listen on the ports bound now, from this commit on.
-  const BoundPorts watched = watched_ports(req.tables);
-  if (watched.tcp.any() || watched.udp.any()) refresh_scan();
-  a.scan_seen.tcp = scan_.bound.tcp & watched.tcp;
-  a.scan_seen.udp = scan_.bound.udp & watched.udp;
+  const PifPorts watched = watched_ports(req.tables);
+  if (watched.any()) refresh_scan(watched);
+  a.scan_seen = restrict_to(scan_.bound, watched);
   std::vector<ListenerKey> keys;
   keys.reserve(installed_.size());
   for (const Installed& i : installed_) keys.push_back(i.key);

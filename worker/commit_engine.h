@@ -8,8 +8,10 @@
 //   -> release: drain each closing listener's accept queue, then close it
 //
 // Auto-scan (sluiced --netns): a scan rule listens on a port only while its
-// target port is bound in the target namespace (worker/port_scan.h). About
-// once a second the engine reads which ports are bound there; when that
+// target port is bound on the side it connects to (worker/port_scan.h): the
+// target namespace for HOST rules, sluiced's side for SPLICE rules. About
+// once a second the engine reads which ports are bound there (leaving out
+// sluice's own listeners on that side); when that
 // changes what the scan rules need, it queues a scan job behind any commit.
 // A scan job is internal, not a client's commit: it runs through the same
 // states (Checking plans only the scan rules' sockets; Acquiring asks the
@@ -193,12 +195,18 @@ class CommitEngine final : public Ticker {
   /// Records that HOST rules connect in a target namespace (sluiced --netns):
   /// their targets are then never sluice's own listeners, so no loop check.
   void set_target_namespace(bool in_namespace) { facts_.targets_share_namespace = !in_namespace; }
-  /// Gives the engine the reader of the target namespace's bound ports (not
-  /// owned; it outlives the engine). Without one, an auto-scan rule listens
-  /// on no port (check_commit refuses them anyway: caps.scan is false).
+  /// Gives the engine the reader of the target namespace's bound ports,
+  /// which HOST scan rules follow (not owned; it outlives the engine).
+  /// Without one, a HOST auto-scan rule listens on no port (check_commit
+  /// refuses them anyway: caps.scan is false).
   void set_scanner(PortScanner* scanner) { scanner_ = scanner; }
-  /// The ports bound in the target namespace at the last scan.
-  const BoundPorts& scan_bound() const { return scan_.bound; }
+  /// Gives the engine the reader of sluiced's side's bound ports, which
+  /// SPLICE scan rules follow (not owned; it outlives the engine). Without
+  /// one, a SPLICE auto-scan rule listens on no port.
+  void set_host_scanner(PortScanner* scanner) { host_scanner_ = scanner; }
+  /// What each table's scan rules saw at the last scan, sluice's own
+  /// listeners left out.
+  const PifPorts& scan_bound() const { return scan_.bound; }
   /// The last `limit` commit attempts, oldest first.
   control::History history(uint32_t limit) const;
   /// The counters of every rule in force and the data path's totals and
@@ -253,13 +261,14 @@ class CommitEngine final : public Ticker {
   };
   /// Auto-scan's state (commit_scan.cc).
   struct ScanState {
-    BoundPorts bound;                  // the ports bound in the target namespace at the last read
-    BoundPorts watched;                // the target ports the scan rules of tables_ watch
-    BoundPorts applied;                // bound & watched when the listeners in force were planned
-    bool active = false;               // the tables in force have a scan rule
-    bool retry = false;                // a scan port failed to bind: plan again at the next scan
-    bool queued = false;               // a scan job waits in queue_
-    uint64_t next_ns = 0;              // when the next scan is due
+    PifPorts raw;          // per table, the ports bound on the side it follows, at the last read
+    PifPorts bound;        // raw without sluice's own listeners there (scan_view)
+    PifPorts watched;      // the target ports the scan rules of tables_ watch
+    PifPorts applied;      // bound & watched when the listeners in force were planned
+    bool active = false;   // the tables in force have a scan rule
+    bool retry = false;    // a scan port failed to bind: plan again at the next scan
+    bool queued = false;   // a scan job waits in queue_
+    uint64_t next_ns = 0;  // when the next scan is due
     LogRateLimit change_log{10, 1};    // the info line of each scan change
     LogRateLimit fail_log{5, 1};       // scan ports that failed to bind
     std::vector<ListenerKey> failing;  // the scan keys that failed to bind last time, sorted
@@ -287,7 +296,7 @@ class CommitEngine final : public Ticker {
     std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
-    BoundPorts scan_seen;                   // bound & watched ports the plan was made on
+    PifPorts scan_seen;                     // bound & watched ports the plan was made on
     std::vector<ListenerKey> scan_failing;  // keys of scan rules that failed, sorted
     bool scan_retry = false;                // one failed with an errno: worth another try
     std::vector<ListenerKey> scan_closing;  // a scan job's closing keys, for its log line
@@ -389,9 +398,11 @@ class CommitEngine final : public Ticker {
   /// rules, and queues a scan job when the scan rules need other sockets
   /// than they have (or a scan port is to be tried again).
   void scan_tick(uint64_t now_ns) noexcept;
-  /// Reads the bound ports into scan_.bound now; keeps the last ones when
-  /// the read fails (logged by the scanner). Needs `pread64`.
-  void refresh_scan() noexcept;
+  /// Reads the bound ports of each side some table's scan rules watch in
+  /// `watched` into scan_.raw (keeping a side's last ones when its read
+  /// fails; the scanner logs it), then sets scan_.bound from them without
+  /// the ports of sluice's own listeners in installed_. Needs `pread64`.
+  void refresh_scan(const PifPorts& watched) noexcept;
   /// Checking, for a scan job: plans the scan rules' sockets on the ports
   /// bound now, and fires Planned.
   void plan_scan_job() noexcept;
@@ -437,7 +448,8 @@ class CommitEngine final : public Ticker {
   /// The routes of the tables in force, [pif][rule]; a kept rule's new route
   /// takes over its counters.
   std::vector<std::vector<std::shared_ptr<const Route>>> routes_;
-  PortScanner* scanner_ = nullptr;  // the target namespace's bound ports, or none
+  PortScanner* scanner_ = nullptr;       // the target namespace's bound ports, or none
+  PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
   ConfirmState confirm_;  // the commit that waits for confirmation, if any
 };

@@ -23,8 +23,9 @@ Families families(const ListenerKey& k) noexcept {
 }
 
 /// Appends the keys of rule `r` of `table` to `out`: every port, or for an
-/// auto-scan rule the ports whose target is in `bound` (none without it).
-void append_rule_keys(const Table& table, size_t r, const BoundPorts* bound,
+/// auto-scan rule the ports whose target is in `bound` of the rule's table
+/// (none without it).
+void append_rule_keys(const Table& table, size_t r, const PifPorts* bound,
                       std::vector<PlannedKey>* out) {
   const Rule& rule = table.rules[r];
   const KeyOrigin origin{table.pif, static_cast<uint32_t>(r)};
@@ -41,7 +42,7 @@ void append_rule_keys(const Table& table, size_t r, const BoundPorts* bound,
   expand_listeners(Table{table.pif, {one}}, &keys);
   if (keys.size() != 1) return;
   ListenerKey key = keys[0];
-  const PortSet& set = bound->of(rule.proto);
+  const PortSet& set = bound->of(table.pif).of(rule.proto);
   for (unsigned port = rule.first; port <= rule.last; ++port) {
     if (!set.test(scan_target_port(rule, static_cast<uint16_t>(port)))) continue;
     key.port = static_cast<uint16_t>(port);
@@ -106,7 +107,7 @@ CommitPlan plan_to(std::span<const ListenerKey> installed, const std::vector<Pla
 
 }  // namespace
 
-std::vector<PlannedKey> planned_keys(const TableSet& tables, const BoundPorts* bound) {
+std::vector<PlannedKey> planned_keys(const TableSet& tables, const PifPorts* bound) {
   std::vector<PlannedKey> out;
   for (size_t p = 0; p < kPifCount; ++p) {
     const Table& table = tables.tables[p];
@@ -128,12 +129,12 @@ bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept {
 }
 
 CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next,
-                       const BoundPorts* bound) {
+                       const PifPorts* bound) {
   return plan_to(installed, planned_keys(next, bound));
 }
 
 CommitPlan plan_scan(std::span<const ListenerKey> installed, std::span<const KeyOrigin> origins,
-                     const TableSet& tables, const BoundPorts& bound) {
+                     const TableSet& tables, const PifPorts& bound) {
   std::vector<PlannedKey> wanted;
   for (size_t i = 0; i < installed.size(); ++i) {
     const Table& table = tables.of(origins[i].pif);

@@ -42,9 +42,10 @@ struct CommitPlan {
 
 /// Returns every listener key `tables` needs with its rule, sorted by key. A
 /// port of an auto-scan rule needs a socket only while its target port
-/// (scan_target_port) is in `bound`; without `bound`, no port of a scan rule
-/// does.
-std::vector<PlannedKey> planned_keys(const TableSet& tables, const BoundPorts* bound = nullptr);
+/// (scan_target_port) is in `bound` of its table (HOST rules follow the
+/// target namespace, SPLICE rules sluiced's side); without `bound`, no port
+/// of a scan rule does.
+std::vector<PlannedKey> planned_keys(const TableSet& tables, const PifPorts* bound = nullptr);
 
 /// True when two listening sockets cannot both be bound: the same protocol
 /// and port, compatible devices (either unbound or the same), and overlapping
@@ -55,16 +56,16 @@ bool kernel_clash(const ListenerKey& a, const ListenerKey& b) noexcept;
 /// Plans a commit from the sorted keys in force to `next`, whose auto-scan
 /// rules listen on the ports whose targets are in `bound` (planned_keys).
 CommitPlan plan_commit(std::span<const ListenerKey> installed, const TableSet& next,
-                       const BoundPorts* bound = nullptr);
+                       const PifPorts* bound = nullptr);
 
 /// Plans an auto-scan change of the tables in force, `tables`: the sorted
 /// keys in force `installed`, each opened for the rule `origins[i]`, stay as
 /// they are unless their rule is an auto-scan rule; the keys of auto-scan
-/// rules follow `bound`. So a scan never retries the failed ports of other
+/// rules follow `bound` of their table. So a scan never retries the failed ports of other
 /// weak rules, nor touches their sockets. O(n + m) after the sort of the
 /// scan rules' keys.
 CommitPlan plan_scan(std::span<const ListenerKey> installed, std::span<const KeyOrigin> origins,
-                     const TableSet& tables, const BoundPorts& bound);
+                     const TableSet& tables, const PifPorts& bound);
 
 /// Facts needed to word a bind failure.
 struct BindContext {

@@ -1,5 +1,7 @@
 // The commit engine's auto-scan (see commit_engine.h and port_scan.h): when
-// to read the target namespace's bound ports, the scan job that makes the
+// to read the bound ports of each side (the target namespace for HOST scan
+// rules, sluiced's side for SPLICE scan rules), what each table's scan rules
+// see once sluice's own listeners are left out, the scan job that makes the
 // scan rules' listeners follow them through the engine's own states, and the
 // ports each scan rule listens on now, for `sluicectl --stats`.
 #include <algorithm>
@@ -46,14 +48,6 @@ std::string port_list(std::vector<LoggedPort> ports) {
   return out;
 }
 
-/// Returns `bound` restricted to `watched`.
-BoundPorts restrict(const BoundPorts& bound, const BoundPorts& watched) {
-  BoundPorts out;
-  out.tcp = bound.tcp & watched.tcp;
-  out.udp = bound.udp & watched.udp;
-  return out;
-}
-
 /// Appends to `out` the ports of `acq` that the broker opened.
 void opened_ports(const Acquisition& acq, std::vector<LoggedPort>* out) {
   for (size_t i = 0; i < acq.keys.size(); ++i) {
@@ -65,12 +59,13 @@ void opened_ports(const Acquisition& acq, std::vector<LoggedPort>* out) {
 }  // namespace
 
 void CommitEngine::scan_tick(uint64_t now_ns) noexcept {
-  if (scanner_ == nullptr || !scan_.active || now_ns < scan_.next_ns || state_ == State::kStopped) {
+  if ((scanner_ == nullptr && host_scanner_ == nullptr) || !scan_.active ||
+      now_ns < scan_.next_ns || state_ == State::kStopped) {
     return;
   }
-  refresh_scan();
+  refresh_scan(scan_.watched);
   if (scan_.queued) return;  // the queued job reads again when it starts
-  if (restrict(scan_.bound, scan_.watched) == scan_.applied && !scan_.retry) return;
+  if (restrict_to(scan_.bound, scan_.watched) == scan_.applied && !scan_.retry) return;
   scan_.queued = true;
   Job job;
   job.scan = true;
@@ -79,19 +74,33 @@ void CommitEngine::scan_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kIdle) fire(Event::kSubmitted);
 }
 
-void CommitEngine::refresh_scan() noexcept {
-  if (scanner_ == nullptr) return;
+void CommitEngine::refresh_scan(const PifPorts& watched) noexcept {
   scan_.next_ns = monotonic_ns() + kScanIntervalNs;
-  Result<BoundPorts> got = scanner_->scan();
-  if (got) scan_.bound = *got;
+  // Only the sides some scan rule follows: sluiced's side may hold many
+  // more sockets than a container.
+  for (Pif pif : {Pif::kHost, Pif::kSplice}) {
+    PortScanner* scanner = pif == Pif::kHost ? scanner_ : host_scanner_;
+    const BoundPorts& w = watched.of(pif);
+    if (scanner == nullptr || (!w.tcp.any() && !w.udp.any())) continue;
+    Result<BoundPorts> got = scanner->scan();
+    if (got) scan_.raw.of(pif) = *got;
+  }
+  // sluice's own listeners on each side never count (port_scan.h), so that
+  // HOST and SPLICE scan rules never follow each other's listeners.
+  std::vector<ListenerKey> keys;
+  keys.reserve(installed_.size());
+  for (const Installed& i : installed_) keys.push_back(i.key);
+  for (Pif pif : {Pif::kHost, Pif::kSplice}) {
+    scan_.bound.of(pif) = scan_view(scan_.raw.of(pif), listener_ports(keys, other_table(pif)));
+  }
 }
 
 void CommitEngine::plan_scan_job() noexcept {
   Active& a = *active_;
   scan_.queued = false;
   a.job.request.tables = tables_;
-  refresh_scan();
-  a.scan_seen = restrict(scan_.bound, scan_.watched);
+  refresh_scan(scan_.watched);
+  a.scan_seen = restrict_to(scan_.bound, scan_.watched);
   std::vector<ListenerKey> keys;
   std::vector<KeyOrigin> origins;
   keys.reserve(installed_.size());
@@ -131,7 +140,7 @@ bool CommitEngine::scan_failures_worth_logging() noexcept {
 void CommitEngine::scan_applied() noexcept {
   const Active& a = *active_;
   scan_.watched = watched_ports(tables_);
-  scan_.active = scan_.watched.tcp.any() || scan_.watched.udp.any();
+  scan_.active = scan_.watched.any();
   scan_.applied = a.scan_seen;
   scan_.retry = a.scan_retry;
   scan_.failing = a.scan_failing;

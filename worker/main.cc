@@ -109,10 +109,14 @@ int run(int argc, char** argv) {
   }
   if (args->debug) log_set_level(LogLevel::kDebug);
   if (args->quiet) log_set_level(LogLevel::kWarn);
-  // Auto-scan reads the target namespace's /proc/net tables: opened first,
-  // onto their fixed fds, while open is allowed (worker/port_scan.h).
+  // Auto-scan reads both sides' /proc/net tables (worker/port_scan.h):
+  // sluiced's side's first, from the fixed fds sluiced put them on, before
+  // anything is opened that could take one of those numbers; then the target
+  // namespace's own, opened onto their fixed fds while open is allowed.
+  std::optional<PortScanner> host_scanner;
   std::optional<PortScanner> scanner;
   if (args->target_netns) {
+    host_scanner = PortScanner::adopt(wire::kWorkerFdHostScanFirst, "sluiced's side");
     scanner = PortScanner::open_pinned(wire::kWorkerFdScanFirst);
   }
   // A peer that vanishes must surface as EPIPE from splice/send, never as a
@@ -155,8 +159,9 @@ int run(int argc, char** argv) {
     return 1;
   }
   std::vector<int> keep = {(*loop)->fd()};
-  if (scanner) {
-    for (int fd : scanner->fds()) {
+  for (const std::optional<PortScanner>* s : {&scanner, &host_scanner}) {
+    if (!*s) continue;
+    for (int fd : (*s)->fds()) {
       if (fd >= 0) keep.push_back(fd);
     }
   }
@@ -212,13 +217,17 @@ int run(int argc, char** argv) {
   }
 
   // SPLICE is served where sluiced says it is (a target namespace and its
-  // namespace helper); auto-scan exactly when the worker has a target
-  // namespace to scan.
+  // namespace helper); auto-scan exactly when the worker can read the side
+  // each served table follows: the target namespace for HOST, sluiced's side
+  // for SPLICE. SCAN is one bit for every table the hello lists.
   ServerCaps caps;
   caps.ipv4 = facts.ipv4;
   caps.ipv6 = facts.ipv6;
   caps.udp = true;
-  caps.scan = scanner.has_value();
+  caps.scan = scanner.has_value() && (!info->splice_served || host_scanner.has_value());
+  if (scanner && info->splice_served && !host_scanner) {
+    LOG_WARN("auto-scan is off for every table: sluiced's side cannot be read (see above)");
+  }
   ForwarderLimits tcp_limits;
   tcp_limits.max_connections = args->max_connections;
   tcp_limits.max_connections_per_rule = args->max_connections_per_rule;
@@ -253,6 +262,7 @@ int run(int argc, char** argv) {
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   engine.set_target_namespace(args->target_netns);
   engine.set_scanner(scanner ? &*scanner : nullptr);
+  engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
   engine.start();
   // The heartbeat to sluiced, from the initial commit on (readiness and the
   // systemd watchdog, schema/broker_wire.h WorkerStatus).

@@ -286,8 +286,9 @@ Result<std::string> PestoServer::make_hello() {
   offer_.generation = engine_.generation();
   // SPLICE (pif 3) is offered only where it is served: sluiced has a target
   // namespace. Both tables carry the server's caps (IFNAME included: pesto
-  // then writes -T/-U rules as [*]%lo, the form the SPLICE table takes),
-  // except SCAN for SPLICE: auto on -T/-U is not served.
+  // then writes -T/-U rules as [*]%lo, the form the SPLICE table takes);
+  // SCAN among them when the worker reads the side each table follows (the
+  // control hello's one SCAN bit covers every table it lists).
   for (Pif pif : {Pif::kHost, Pif::kSplice}) {
     if (!engine_.facts().served[static_cast<size_t>(pif)]) continue;
     const Table& table = engine_.tables().of(pif);
@@ -299,7 +300,7 @@ Result<std::string> PestoServer::make_hello() {
     }
     pesto::WireTable out;
     out.pif = pif;
-    out.caps = pif == Pif::kSplice ? (caps & ~pesto::kCapScan) : caps;
+    out.caps = caps;
     for (const Rule& rule : table.rules) out.rules.push_back({rule, record_of(rule)});
     offer_.tables.push_back(std::move(out));
   }

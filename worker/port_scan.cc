@@ -1,16 +1,19 @@
-// Auto-scan's view of the target namespace (see port_scan.h): the parser of
-// /proc/net/{tcp,tcp6,udp,udp6}, the ports the scan rules watch, and the
-// reader of the worker's own four files.
+// Auto-scan's view of both sides (see port_scan.h): the parser of
+// /proc/net/{tcp,tcp6,udp,udp6}, the ports the scan rules watch, what a
+// table's scan rules see once sluice's own listeners are left out, and the
+// reader of one side's four files.
 #include "worker/port_scan.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "schema/broker_wire.h"
 
 namespace sluice {
 namespace {
@@ -154,12 +157,12 @@ ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* ou
   return result;
 }
 
-BoundPorts watched_ports(const TableSet& tables) {
-  BoundPorts out;
+PifPorts watched_ports(const TableSet& tables) {
+  PifPorts out;
   for (const Table& table : tables.tables) {
     for (const Rule& rule : table.rules) {
       if (!rule.scan || rule.last < rule.first) continue;
-      PortSet& set = out.of(rule.proto);
+      PortSet& set = out.of(table.pif).of(rule.proto);
       for (unsigned port = rule.first; port <= rule.last && port != 0; ++port) {
         set.set(scan_target_port(rule, static_cast<uint16_t>(port)));
       }
@@ -168,10 +171,38 @@ BoundPorts watched_ports(const TableSet& tables) {
   return out;
 }
 
-PortScanner::PortScanner(std::array<UniqueFd, kFiles> files)
-    : files_(std::move(files)), buf_(kMaxProcNetBytes) {}
+BoundPorts listener_ports(std::span<const ListenerKey> keys, Pif pif) {
+  BoundPorts out;
+  for (const ListenerKey& k : keys) {
+    if (k.pif == pif && k.port != 0) out.of(k.proto).set(k.port);
+  }
+  return out;
+}
 
-Result<PortScanner> PortScanner::open_own() {
+BoundPorts scan_view(const BoundPorts& raw, const BoundPorts& own) noexcept {
+  BoundPorts out;
+  out.tcp = raw.tcp & ~own.tcp;
+  // pasta's rule: a TCP listener's port is watched for UDP too (iperf3 and
+  // others set up UDP transfers on the number of their TCP control port);
+  // only a TCP port that is not sluice's own, so that a HOST TCP listener
+  // never opens a SPLICE UDP port, nor the reverse.
+  out.udp = (raw.udp | out.tcp) & ~own.udp;
+  return out;
+}
+
+PifPorts restrict_to(const PifPorts& bound, const PifPorts& watched) noexcept {
+  PifPorts out;
+  for (size_t p = 0; p < kPifCount; ++p) {
+    out.pifs[p].tcp = bound.pifs[p].tcp & watched.pifs[p].tcp;
+    out.pifs[p].udp = bound.pifs[p].udp & watched.pifs[p].udp;
+  }
+  return out;
+}
+
+PortScanner::PortScanner(std::array<UniqueFd, kFiles> files, std::string side)
+    : files_(std::move(files)), side_(std::move(side)), buf_(kMaxProcNetBytes) {}
+
+Result<PortScanner> PortScanner::open_own(std::string side) {
   std::array<UniqueFd, kFiles> files;
   for (size_t i = 0; i < kFiles; ++i) {
     files[i].reset(::open(kProcNetFiles[i], O_RDONLY | O_CLOEXEC | O_NOCTTY));
@@ -181,7 +212,25 @@ Result<PortScanner> PortScanner::open_own() {
     if (err == ENOENT && (i == 1 || i == 3)) continue;
     return SysErr(err, std::string("opening ") + kProcNetFiles[i] + " for auto-scan");
   }
-  return PortScanner(std::move(files));
+  return PortScanner(std::move(files), std::move(side));
+}
+
+std::optional<PortScanner> PortScanner::adopt(int first, std::string side) {
+  std::array<UniqueFd, kFiles> files;
+  for (size_t i = 0; i < kFiles; ++i) {
+    const int fd = first + static_cast<int>(i);
+    if (::fcntl(fd, F_GETFD) >= 0) files[i].reset(fd);
+  }
+  // tcp6 and udp6 exist only with IPv6; tcp and udp always do.
+  if (!files[0].valid() || !files[2].valid()) {
+    LOG_WARN(
+        "auto-scan of %s is off (auto on -T/-U is refused): sluiced passed no %s on fd %d; "
+        "check that /proc is mounted where sluiced runs",
+        side.c_str(), !files[0].valid() ? "/proc/net/tcp" : "/proc/net/udp",
+        first + (!files[0].valid() ? 0 : 2));
+    return std::nullopt;
+  }
+  return PortScanner(std::move(files), std::move(side));
 }
 
 std::optional<PortScanner> PortScanner::open_pinned(int first) {
@@ -200,7 +249,9 @@ Result<void> PortScanner::pin(int first) {
   std::array<UniqueFd, kFiles> moved;
   for (size_t i = 0; i < kFiles; ++i) {
     if (!files_[i].valid()) continue;
-    moved[i].reset(::fcntl(files_[i].get(), F_DUPFD_CLOEXEC, first + static_cast<int>(kFiles)));
+    // Above sluiced's block too (20-23), which may have gaps (no IPv6).
+    moved[i].reset(::fcntl(files_[i].get(), F_DUPFD_CLOEXEC,
+                           std::max(first + static_cast<int>(kFiles), wire::kWorkerFdScanEnd)));
     if (!moved[i].valid()) return SysErr("moving an auto-scan file out of the way (fcntl)");
     files_[i].reset();
   }
@@ -257,8 +308,8 @@ Result<BoundPorts> PortScanner::scan() {
     Result<size_t> got = read_file(i, &full);
     if (!got) {
       if (may_warn()) {
-        LOG_WARN("auto-scan: %s; the listeners stay as they are until a read succeeds",
-                 got.error().message.c_str());
+        LOG_WARN("auto-scan of %s: %s; the listeners stay as they are until a read succeeds",
+                 side_.c_str(), got.error().message.c_str());
       }
       return Err(got.error());
     }
@@ -267,9 +318,9 @@ Result<BoundPorts> PortScanner::scan() {
         parse_proc_net(std::string_view(buf_.data(), *got), kind, i < 2 ? &out.tcp : &out.udp);
     if ((full || parsed.truncated || parsed.malformed != 0) && may_warn()) {
       LOG_WARN(
-          "auto-scan: %s: read %zu entries%s%s; ports of sockets beyond them are not seen "
-          "(at most %zu bytes and %zu lines are read each second)",
-          kProcNetFiles[i], parsed.entries,
+          "auto-scan of %s: %s: read %zu entries%s%s; ports of sockets beyond them are not "
+          "seen (at most %zu bytes and %zu lines are read each second)",
+          side_.c_str(), kProcNetFiles[i], parsed.entries,
           full || parsed.truncated ? ", and the table goes on" : "",
           parsed.malformed != 0
               ? (", skipped " + std::to_string(parsed.malformed) + " malformed lines").c_str()
@@ -277,9 +328,6 @@ Result<BoundPorts> PortScanner::scan() {
           kMaxProcNetBytes, kMaxProcNetLines);
     }
   }
-  // pasta's rule: a TCP listener's port is watched for UDP too (iperf3 and
-  // others set up UDP transfers on the number of their TCP control port).
-  out.udp |= out.tcp;
   return out;
 }
 

@@ -1,8 +1,12 @@
-// Auto-scan's view of the target namespace: which TCP and UDP ports are bound
-// there now. The worker runs inside the target namespace (sluiced --netns),
-// so its own /proc/self/net/{tcp,tcp6,udp,udp6} list the container's
-// sockets. It opens them before its sandbox (the sandbox has no open and no
-// /proc) and re-reads them with pread from offset 0 about once a second.
+// Auto-scan's view of both sides: which TCP and UDP ports are bound there
+// now. HOST scan rules (-t/-u auto) follow the target namespace: the worker
+// runs inside it (sluiced --netns), so its own /proc/self/net/{tcp,tcp6,udp,
+// udp6} list the container's sockets; it opens them before its sandbox (the
+// sandbox has no open and no /proc). SPLICE scan rules (-T/-U auto) follow
+// sluiced's side (the host side): sluiced opens its own four files before it
+// forks the worker and hands them over on fixed fds (schema/broker_wire.h);
+// the worker adopts them. Both are re-read with pread from offset 0 about
+// once a second.
 //
 // What counts as bound, as in pasta:
 //   - TCP: a socket in LISTEN state (st 0A), IPv4 or IPv6;
@@ -13,11 +17,15 @@
 //   - UDP also counts every port a TCP socket listens on, as pasta does for
 //     protocols such as iperf3, whose TCP control port sets up transfers on
 //     the UDP port of the same number.
-// sluice's own sockets never count: its listeners are made by sluiced on the
-// host side and are not in these tables at all; the worker's outgoing TCP
-// connections are never in LISTEN state, and its UDP flow sockets are
-// connected to their target (st 01, a remote set). So a port never flaps
-// because of sluice itself.
+// sluice's own sockets never count (scan_view), so that a port never flaps
+// and the two tables never feed each other (ping-pong): on each side, the
+// ports of the other table's listeners there are left out (HOST listeners
+// are on the host side, SPLICE listeners inside the target namespace), as
+// pasta leaves out its own bound ports. The worker's outgoing TCP
+// connections (into the namespace for HOST rules, from sluiced's pool on the
+// host side for SPLICE rules) are never in LISTEN state, and its UDP flow
+// sockets are connected to their target (st 01, a remote set); the pool's
+// unused sockets are unbound, so they are in no table at all.
 //
 // The text comes from the kernel, but it is parsed all the same: every read
 // is bounded (kMaxProcNetBytes), and so is every line (kMaxProcNetLineBytes)
@@ -30,6 +38,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -78,6 +88,24 @@ struct BoundPorts {
   bool operator==(const BoundPorts&) const = default;
 };
 
+/// Ports per table: what each table's scan rules follow, [pif]. HOST rules
+/// follow the target namespace, SPLICE rules sluiced's side.
+struct PifPorts {
+  std::array<BoundPorts, kPifCount> pifs;
+
+  /// The ports of `pif`.
+  BoundPorts& of(Pif pif) { return pifs[static_cast<size_t>(pif)]; }
+  const BoundPorts& of(Pif pif) const { return pifs[static_cast<size_t>(pif)]; }
+  /// True when any table has any port.
+  bool any() const {
+    for (const BoundPorts& b : pifs) {
+      if (b.tcp.any() || b.udp.any()) return true;
+    }
+    return false;
+  }
+  bool operator==(const PifPorts&) const = default;
+};
+
 /// Which table a text comes from: tcp/tcp6 or udp/udp6 (the two families have
 /// the same layout, with 8 or 32 hex digits of address).
 enum class ProcNetKind : uint8_t { kTcp, kUdp };
@@ -108,36 +136,73 @@ inline uint16_t scan_target_port(const Rule& rule, uint16_t port) noexcept {
 }
 
 /// Returns the target ports the auto-scan rules of `tables` watch, per
-/// protocol. O(listeners of the scan rules).
-BoundPorts watched_ports(const TableSet& tables);
+/// table and protocol. O(listeners of the scan rules).
+PifPorts watched_ports(const TableSet& tables);
 
-/// The four files of the worker's own network namespace, and the buffer they
-/// are read into.
+/// Returns the ports of the listeners among `keys` that belong to `pif`, per
+/// protocol: the ports sluice itself holds on the side where `pif` listens.
+BoundPorts listener_ports(std::span<const ListenerKey> keys, Pif pif);
+
+/// Returns what a table's scan rules see of one side: `raw` (that side's
+/// bound ports as scan() read them, TCP and UDP apart) without `own` (the
+/// ports sluice's own listeners hold on that side: the other table's), so
+/// that sluice never follows itself. Then, as in pasta, UDP also counts each
+/// TCP port that is left, unless sluice holds that UDP port itself. Pure.
+BoundPorts scan_view(const BoundPorts& raw, const BoundPorts& own) noexcept;
+
+/// Returns the other table: the one whose listeners are on the side that the
+/// scan rules of `pif` follow. SPLICE listeners are in the target namespace,
+/// which HOST rules follow; HOST listeners are on sluiced's side, which
+/// SPLICE rules follow. So the scan rules of `pif` leave out
+/// listener_ports(keys, other_table(pif)).
+inline Pif other_table(Pif pif) noexcept {
+  return pif == Pif::kHost ? Pif::kSplice : Pif::kHost;
+}
+
+/// Returns `bound` restricted to `watched`, table by table. Pure.
+PifPorts restrict_to(const PifPorts& bound, const PifPorts& watched) noexcept;
+
+/// The four files of one side's network namespace, and the buffer they are
+/// read into.
 class PortScanner {
  public:
   /// The files, in the order of kProcNetFiles.
   static constexpr size_t kFiles = 4;
-  /// Paths, in the order of the fixed fds (wire::kWorkerFdScanFirst + i).
+  /// Paths, in the order of the fixed fds (wire::kWorkerFdScanFirst + i, and
+  /// wire::kWorkerFdHostScanFirst + i).
   static constexpr const char* kProcNetFiles[kFiles] = {
       "/proc/self/net/tcp", "/proc/self/net/tcp6", "/proc/self/net/udp", "/proc/self/net/udp6"};
 
   /// Opens the four files of the caller's network namespace (read-only,
   /// close-on-exec). tcp6 and udp6 may be missing (IPv6 disabled) and are then
-  /// skipped; tcp or udp missing is an error. Must run before the sandbox.
-  /// Needs `openat`.
-  static Result<PortScanner> open_own();
+  /// skipped; tcp or udp missing is an error. `side` names the side in log
+  /// lines ("the target namespace"). Must run before the sandbox. Needs
+  /// `openat`.
+  static Result<PortScanner> open_own(std::string side = "the target namespace");
 
   /// The worker's start-up: open_own(), then pin(`first`). Returns nothing,
   /// with a warning that auto-scan is off, when either fails. Must run
-  /// before the sandbox, and before anything else the worker keeps open.
+  /// before the sandbox, and before anything else the worker keeps open
+  /// (except what sits on fixed fds already).
   static std::optional<PortScanner> open_pinned(int first);
+
+  /// The worker's start-up for sluiced's side: takes over the files sluiced
+  /// left on fds `first` .. `first` + 3 (in the order of kProcNetFiles; a
+  /// closed number is a file that does not exist there). Returns nothing,
+  /// with a warning that auto-scan of -T/-U is off, when tcp or udp is
+  /// missing. Must run before the sandbox and before the worker opens
+  /// anything (a file it opened could otherwise sit on one of those
+  /// numbers). Needs `fcntl` (F_GETFD).
+  static std::optional<PortScanner> adopt(int first, std::string side);
 
   PortScanner(PortScanner&&) noexcept = default;
   PortScanner& operator=(PortScanner&&) noexcept = default;
 
   /// Moves the open files to fds `first` .. `first` + 3, in the order of
   /// kProcNetFiles (the worker uses wire::kWorkerFdScanFirst, which its
-  /// seccomp filter names). Whatever was open on those numbers is closed.
+  /// seccomp filter names), passing through numbers at or above
+  /// wire::kWorkerFdScanEnd on the way (never over sluiced's block).
+  /// Whatever was open on those numbers is closed.
   /// Fails with the errno of fcntl or dup3. Must run before the sandbox
   /// (its filter has no dup3), and before anything else the worker keeps
   /// open is made (it could sit on one of those numbers).
@@ -147,7 +212,8 @@ class PortScanner {
   /// the sandbox's first stage.
   std::array<int, kFiles> fds() const;
 
-  /// Reads the four files and returns the ports bound now. A file is read
+  /// Reads the four files and returns the ports bound now, TCP and UDP apart
+  /// (scan_view() adds TCP ports to UDP, once sluice's own are out). A file is read
   /// with pread from offset 0 onward into the buffer, at most
   /// kMaxProcNetBytes. Cut, unreadable or malformed tables are warned about
   /// at most once per kScanWarnIntervalNs, with what was lost. Fails with
@@ -156,7 +222,7 @@ class PortScanner {
   Result<BoundPorts> scan();
 
  private:
-  explicit PortScanner(std::array<UniqueFd, kFiles> files);
+  PortScanner(std::array<UniqueFd, kFiles> files, std::string side);
 
   /// Reads file `i` from offset 0 into buf_; returns the bytes read and sets
   /// `*full` when the buffer filled up before the end. Needs `pread64`.
@@ -165,6 +231,7 @@ class PortScanner {
   bool may_warn() noexcept;
 
   std::array<UniqueFd, kFiles> files_;
+  std::string side_;  // names the side in log lines
   std::vector<char> buf_;
   uint64_t next_warn_ns_ = 0;
 };

@@ -562,14 +562,6 @@ Result<void> parse_chunk(const SpecErrors& errs, Scanner cur, size_t ports_begin
                        "auto takes nothing after it; it applies to every rule of its "
                        "spec (write e.g. 8000-8010,auto)");
       }
-      // Auto-scan follows the side a rule connects to; for -T/-U that is
-      // sluiced's side, which the worker (inside the namespace) cannot read.
-      if (option_pif(errs.option()) == Pif::kSplice) {
-        return errs.at(word_pos,
-                       "auto on -T/-U is not served yet: it would follow the ports bound on "
-                       "sluiced's side, which sluice cannot watch from inside the namespace; "
-                       "list the ports to forward");
-      }
       parsed->scan = true;
       return Ok();
     }

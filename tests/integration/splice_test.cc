@@ -23,6 +23,7 @@
 #include "tests/integration/container.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/host_echo.h"
 #include "tests/integration/ns_client.h"
 #include "tests/integration/pesto_util.h"
 #include "tests/integration/tcp_util.h"
@@ -31,71 +32,6 @@
 
 namespace sluice::test {
 namespace {
-
-/// TCP echo servers on 127.0.0.1:PORT and [::1]:PORT on this side, served in
-/// a thread of their own by one poll loop (any number of connections, one
-/// after the other or at once), until destroyed. Bounded: 5 minutes.
-class HostEcho {
- public:
-  /// Listens on both loopback addresses at `port`.
-  explicit HostEcho(uint16_t port) {
-    fds_.push_back(listen_tcp("127.0.0.1", port));
-    fds_.push_back(listen_tcp("::1", port));
-    for (const UniqueFd& l : fds_) fcntl(l.get(), F_SETFL, O_NONBLOCK);
-    thread_ = std::thread([this] { run(); });
-  }
-  /// Stops the loop and joins its thread; the sockets close.
-  ~HostEcho() {
-    stop_ = true;
-    thread_.join();
-  }
-  HostEcho(const HostEcho&) = delete;
-  HostEcho& operator=(const HostEcho&) = delete;
-
- private:
-  /// The loop: accept on the two listeners, echo on the connections.
-  void run() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-    std::vector<UniqueFd> conns;
-    while (!stop_ && std::chrono::steady_clock::now() < deadline) {
-      std::vector<struct pollfd> p;
-      for (const UniqueFd& l : fds_) p.push_back({l.get(), POLLIN, 0});
-      for (const UniqueFd& c : conns) p.push_back({c.get(), POLLIN, 0});
-      if (poll(p.data(), p.size(), 100) <= 0) continue;
-      for (size_t i = 0; i < fds_.size(); ++i) {
-        if (p[i].revents == 0) continue;
-        // Everything queued, so that a burst never overflows the backlog.
-        // Limit: 512 connections at once; a prober holds one at a time.
-        for (int n = 0; n < 512; ++n) {
-          UniqueFd c(accept4(fds_[i].get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-          if (!c.valid()) break;
-          if (conns.size() < 512) conns.push_back(std::move(c));
-        }
-      }
-      // Connections accepted just now have no entry in `p` yet: they wait
-      // for the next poll.
-      const size_t polled = p.size() - fds_.size();
-      std::vector<UniqueFd> alive;
-      for (size_t i = 0; i < conns.size(); ++i) {
-        if (i >= polled || p[fds_.size() + i].revents == 0) {
-          alive.push_back(std::move(conns[i]));
-          continue;
-        }
-        char buf[4096];
-        ssize_t n = recv(conns[i].get(), buf, sizeof(buf), MSG_DONTWAIT);
-        if ((n < 0 && errno == EAGAIN) ||
-            (n > 0 && send(conns[i].get(), buf, static_cast<size_t>(n), MSG_NOSIGNAL) == n)) {
-          alive.push_back(std::move(conns[i]));
-        }
-      }
-      conns = std::move(alive);
-    }
-  }
-
-  std::vector<UniqueFd> fds_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 /// Starts `d` on `box`'s namespaces with `args`; fails the test when it does
 /// not come up.
@@ -333,8 +269,9 @@ TEST(Splice, PestoHelloOffersSpliceAndTheRealPestoAddsATRule) {
     const uint32_t caps = raw.tables()[1].caps;
     EXPECT_EQ(caps & (pesto::kCapTcp | pesto::kCapUdp | pesto::kCapIfName),
               pesto::kCapTcp | pesto::kCapUdp | pesto::kCapIfName);
-    // The server's caps, but SCAN: auto on -T/-U is not served.
-    EXPECT_EQ(caps, raw.tables()[0].caps & ~pesto::kCapScan);
+    // The server's caps, SCAN included: auto on -T/-U follows sluiced's side.
+    EXPECT_EQ(caps, raw.tables()[0].caps);
+    EXPECT_NE(caps & pesto::kCapScan, 0u);
   }
   SKIP_WITHOUT_REAL_PESTO();
   RunResult add = run_pesto({"-A", "-T", "8080"}, d.pesto_path());

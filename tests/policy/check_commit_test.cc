@@ -179,6 +179,24 @@ TEST(ForwardingLoops, HostAndSpliceRulesThatDoNotMeetDoNotLoop) {
   EXPECT_TRUE(find_cross_table_loops(t, CommitFacts{}).empty());
 }
 
+TEST(ForwardingLoops, AnAutoScanRuleFacingAWildcardListenerNeverCircles) {
+  // A scan rule listens only while a socket that is not sluice's holds its
+  // target port on the other side; that socket clashes with the other
+  // rule's wildcard listener there, so the two never listen at once.
+  Rule host_auto = rule("*", 1, 32767, 1);
+  host_auto.scan = true;
+  Rule splice_auto = splice(1, 32767, 1);
+  splice_auto.scan = true;
+  EXPECT_TRUE(cross({host_auto}, {splice_auto}).empty()) << "-t auto -T auto";
+  EXPECT_TRUE(cross({host_auto}, {splice(5432, 5432, 5432)}).empty()) << "-t auto -T 5432";
+  EXPECT_TRUE(cross({rule("*", 8080, 8080, 8080)}, {splice_auto}).empty()) << "-t 8080 -T auto";
+  // A HOST rule on one address leaves room for another server on the same
+  // port here, which a SPLICE scan follows: that pair can still circle.
+  auto specific = cross({rule("127.0.0.1", 8080, 8080, 8080)}, {splice_auto});
+  ASSERT_EQ(specific.size(), 1u);
+  EXPECT_NE(specific[0].message.find("circle"), std::string::npos) << specific[0].message;
+}
+
 TEST(DefaultTarget, OneDefinitionForBothSpellings) {
   Addr mapped_any = addr_v4(0, 0, 0, 0);
   EXPECT_TRUE(is_default_target(Addr{}));

@@ -159,12 +159,17 @@ TEST(ValidateRule, Splice) {
   Rule eth = rule("*", 20000);
   eth.ifname = "eth0";
   expect_problem(eth, {"SPLICE rules", "take no interface", "drop %eth0"}, Pif::kSplice);
+  // auto on -T/-U follows sluiced's side: served wherever SCAN is, refused
+  // with the line that says to start sluiced with --netns where it is not.
   Rule scan = lo;
   scan.scan = true;
   ServerCaps with_scan;
   with_scan.scan = true;
-  expect_problem(scan, {"auto (auto-scan) on -T/-U is not served yet", "list the ports"},
-                 Pif::kSplice, with_scan);
+  EXPECT_TRUE(problems(scan, Pif::kSplice, with_scan).empty());
+  ServerCaps without_scan;
+  without_scan.scan = false;
+  expect_problem(scan, {"auto (auto-scan) needs a target namespace", "--netns"}, Pif::kSplice,
+                 without_scan);
   Rule v4 = rule("*", 20000);
   v4.ifname = "lo";
   v4.target = addr("192.0.2.1");

@@ -152,25 +152,28 @@ void place_audit_fd() {
 }
 
 /// kSetupScanFds: puts /proc/self/net/{tcp,tcp6,udp,udp6} on the worker's
-/// fixed auto-scan fds (12 to 15), and a readable memfd on fds 11 and 16
-/// next to them. A table missing here (no IPv6) gets /proc/self/net/tcp instead:
-/// the probes only need a readable file there. Runs first, like
+/// fixed auto-scan fds of both sides (16 to 19, the target namespace's, and
+/// 20 to 23, sluiced's side's), and a readable memfd on fds 15 and 24 next to
+/// them. A table missing here (no IPv6) gets /proc/self/net/tcp instead: the
+/// probes only need a readable file there. Runs first, like
 /// place_broker_fds().
 void place_scan_fds() {
   static const char* const kFiles[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6",
                                        "/proc/self/net/udp", "/proc/self/net/udp6"};
-  int sources[wire::kWorkerFdScanCount];
-  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
-    int fd = open(kFiles[i], O_RDONLY | O_CLOEXEC);
+  constexpr int kBlock = 2 * wire::kWorkerFdScanCount;
+  int sources[kBlock];
+  for (int i = 0; i < kBlock; ++i) {
+    const char* file = kFiles[i % wire::kWorkerFdScanCount];
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fd = need(open(kFiles[0], O_RDONLY | O_CLOEXEC), "open(/proc/self/net/tcp)");
     sources[i] = move_high(fd, "scan file");
   }
-  for (int i = 0; i < wire::kWorkerFdScanCount; ++i) {
+  for (int i = 0; i < kBlock; ++i) {
     const int target = wire::kWorkerFdScanFirst + i;
     if (dup3(sources[i], target, O_CLOEXEC) != target) setup_failed("dup3(scan file)");
     close(sources[i]);
   }
-  for (int target : {wire::kWorkerFdScanFirst - 1, wire::kWorkerFdScanFirst + 4}) {
+  for (int target : {wire::kWorkerFdScanFirst - 1, wire::kWorkerFdScanEnd}) {
     int fd = need(memfd_create("probe-other", MFD_CLOEXEC), "memfd_create");
     if (write(fd, "other file\n", 11) != 11) setup_failed("write(other file)");
     int high = move_high(fd, "other file");

@@ -83,9 +83,9 @@ inline constexpr unsigned kSetupAbortHandler = 1u << 0;   // a SIGABRT handler t
 inline constexpr unsigned kSetupStdoutDevNull = 1u << 1;  // stdout is /dev/null
 inline constexpr unsigned kSetupBrokerFds = 1u << 2;      // see ProbeFds::channel_peer
 inline constexpr unsigned kSetupAuditFd = 1u << 3;        // fd 5: an O_APPEND file with a line
-/// fds 12 to 15 (wire::kWorkerFdScanFirst..): the worker's own /proc/self/net
-/// tables, as the worker puts them there for auto-scan; fds 11 and 16: other
-/// readable files, just outside that block.
+/// fds 16 to 23 (wire::kWorkerFdScanFirst..kWorkerFdScanEnd): /proc/self/net
+/// tables, as the worker (16-19) and sluiced (20-23) put them there for
+/// auto-scan; fds 15 and 24: other readable files, just outside that block.
 inline constexpr unsigned kSetupScanFds = 1u << 4;
 inline constexpr unsigned kSetupHelperFds = 1u << 5;  // see ProbeFds::channel_peer
 

@@ -287,12 +287,25 @@ const std::vector<Probe>& worker_probes() {
            return syscall(SYS_pipe, p) == 0 && false;
          }},
 
-        // --- pread64: auto-scan's re-read of the /proc/net tables, only on
-        // fds 12 to 15 (fd & ~3 == 12); any offset there, nowhere else.
+        // --- pread64: auto-scan's re-read of both sides' /proc/net tables,
+        // only on fds 16 to 23 (fd & ~7 == 16): 16-19 the target namespace's,
+        // 20-23 sluiced's side's; any offset there, nowhere else.
         {"pread64_scan_fds", Expect::kAllowed,
          +[](const ProbeFds&) {
            char buf[256];
-           for (int fd = wire::kWorkerFdScanFirst; fd < wire::kWorkerFdScanFirst + 4; ++fd) {
+           for (int fd = wire::kWorkerFdScanFirst;
+                fd < wire::kWorkerFdScanFirst + wire::kWorkerFdScanCount; ++fd) {
+             if (pread(fd, buf, sizeof(buf), 0) <= 0 || pread(fd, buf, sizeof(buf), 64) < 0) {
+               return false;
+             }
+           }
+           return true;
+         },
+         kSetupScanFds},
+        {"pread64_host_scan_fds", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           char buf[256];
+           for (int fd = wire::kWorkerFdHostScanFirst; fd < wire::kWorkerFdScanEnd; ++fd) {
              if (pread(fd, buf, sizeof(buf), 0) <= 0 || pread(fd, buf, sizeof(buf), 64) < 0) {
                return false;
              }
@@ -304,6 +317,8 @@ const std::vector<Probe>& worker_probes() {
          +[](const ProbeFds&) {
            char buf[64];
            return syscall(SYS_pread64, 0xdead000000000000ul | wire::kWorkerFdScanFirst, buf,
+                          sizeof(buf), 0) > 0 &&
+                  syscall(SYS_pread64, 0xdead000000000000ul | (wire::kWorkerFdScanEnd - 1), buf,
                           sizeof(buf), 0) > 0;
          },
          kSetupScanFds},
@@ -317,7 +332,25 @@ const std::vector<Probe>& worker_probes() {
         {"pread64_fd_above_the_block", Expect::kKilled,
          +[](const ProbeFds&) {
            char buf[8];
-           [[maybe_unused]] ssize_t n = pread(wire::kWorkerFdScanFirst + 4, buf, sizeof(buf), 0);
+           [[maybe_unused]] ssize_t n = pread(wire::kWorkerFdScanEnd, buf, sizeof(buf), 0);
+           return false;
+         },
+         kSetupScanFds},
+        // The old block of the target side (12-15) is no scan fd any more.
+        {"pread64_old_scan_block", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n = pread(12, buf, sizeof(buf), 0);
+           return false;
+         },
+         kSetupScanFds},
+        // A mask one bit too wide would admit 24-31 or 8-15: the first fd of
+        // each neighbouring block of eight dies.
+        {"pread64_fd_of_the_block_below", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n =
+               pread(wire::kWorkerFdScanFirst - 2 * wire::kWorkerFdScanCount, buf, sizeof(buf), 0);
            return false;
          },
          kSetupScanFds},

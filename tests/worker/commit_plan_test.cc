@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "schema/broker_wire.h"
@@ -187,10 +188,12 @@ Rule scan(uint16_t first, uint16_t last, uint16_t to, bool weak = false) {
 }
 
 TEST(CommitPlan, AScanRuleNeedsTheListenPortsWhoseTargetsAreBound) {
-  BoundPorts bound;
-  bound.tcp.set(9001);  // the target of listen port 81
-  bound.tcp.set(82);    // the same number as listen port 82, whose target is 9002: not it
-  bound.udp.set(9003);  // another protocol
+  PifPorts bound;
+  bound.of(Pif::kHost).tcp.set(9001);  // the target of listen port 81
+  bound.of(Pif::kHost)
+      .tcp.set(82);  // the same number as listen port 82, whose target is 9002: not it
+  bound.of(Pif::kHost).udp.set(9003);    // another protocol
+  bound.of(Pif::kSplice).tcp.set(9000);  // bound on the other side: not for a HOST rule
   TableSet t = host({scan(80, 83, 9000), rule("127.0.0.1", 22, 22, 22)});
   EXPECT_EQ(ports(planned_keys(t, &bound)), (std::vector<uint16_t>{22, 81}));
   // Without the bound ports, a scan rule needs nothing.
@@ -203,8 +206,8 @@ TEST(CommitPlan, AScanPlanTouchesOnlyTheScanRulesSockets) {
   // In force: port 22 of a plain rule, 81 of the scan rule; port 23 of the
   // weak rule failed to bind earlier, so it is not in force.
   TableSet t = host({scan(80, 83, 80), rule("127.0.0.1", 22, 23, 22, true)});
-  BoundPorts before;
-  before.tcp.set(81);
+  PifPorts before;
+  before.of(Pif::kHost).tcp.set(81);
   std::vector<PlannedKey> in_force;
   for (const PlannedKey& k : planned_keys(t, &before)) {
     if (k.key.port != 23) in_force.push_back(k);
@@ -215,9 +218,9 @@ TEST(CommitPlan, AScanPlanTouchesOnlyTheScanRulesSockets) {
     keys.push_back(k.key);
     origins.push_back(k.origin);
   }
-  BoundPorts now;
-  now.tcp.set(82);
-  now.tcp.set(23);  // bound inside, but port 23 is not a scan rule's
+  PifPorts now;
+  now.of(Pif::kHost).tcp.set(82);
+  now.of(Pif::kHost).tcp.set(23);  // bound inside, but port 23 is not a scan rule's
   CommitPlan plan = plan_scan(keys, origins, t, now);
   EXPECT_EQ(ports(plan.open), (std::vector<uint16_t>{82})) << "the weak rule's 23 is not retried";
   ASSERT_EQ(plan.close.size(), 1u);
@@ -228,11 +231,31 @@ TEST(CommitPlan, AScanPlanTouchesOnlyTheScanRulesSockets) {
   EXPECT_TRUE(plan.rebind.empty());
 }
 
+TEST(CommitPlan, ASpliceScanRuleFollowsSluicedsSideAndAHostOneTheNamespace) {
+  Rule splice = scan(5432, 5433, 5432);
+  splice.listen = Addr{};
+  splice.dual_stack = true;
+  splice.ifname = "lo";
+  TableSet t = host({scan(8080, 8081, 8080)});
+  t.of(Pif::kSplice).rules = {splice};
+  PifPorts bound;
+  bound.of(Pif::kHost).tcp.set(8081);    // bound inside the target namespace
+  bound.of(Pif::kHost).tcp.set(5432);    // inside too: not what a SPLICE rule follows
+  bound.of(Pif::kSplice).tcp.set(5433);  // bound on sluiced's side
+  bound.of(Pif::kSplice).tcp.set(8080);  // sluiced's side too: not what a HOST rule follows
+  std::vector<PlannedKey> keys = planned_keys(t, &bound);
+  ASSERT_EQ(keys.size(), 2u);
+  std::vector<std::pair<Pif, uint16_t>> got;
+  for (const PlannedKey& k : keys) got.push_back({k.key.pif, k.key.port});
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::pair<Pif, uint16_t>>{{Pif::kHost, 8081}, {Pif::kSplice, 5433}}));
+}
+
 TEST(JudgeRules, AScanRuleNeverFailsItsPortsAreWarnings) {
   TableSet t = host({scan(80, 81, 80)});  // strict, not weak
-  BoundPorts bound;
-  bound.tcp.set(80);
-  bound.tcp.set(81);
+  PifPorts bound;
+  bound.of(Pif::kHost).tcp.set(80);
+  bound.of(Pif::kHost).tcp.set(81);
   std::vector<PlannedKey> keys = planned_keys(t, &bound);
   std::vector<int32_t> status = {EADDRINUSE, EADDRINUSE};
   std::vector<std::string> reasons = {"", ""};

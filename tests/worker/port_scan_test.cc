@@ -13,7 +13,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <string>
+#include <vector>
 
 #include "base/unique_fd.h"
 
@@ -204,7 +206,19 @@ TEST(WatchedPorts, AScanRuleWatchesItsTargetPorts) {
   plain.scan = false;
   plain.first = plain.last = plain.to = 22;
   tables.of(Pif::kHost).rules = {mapped, udp, plain};
-  BoundPorts w = watched_ports(tables);
+  Rule splice = mapped;
+  splice.ifname = "lo";
+  splice.first = splice.last = 5432;
+  splice.to = 15432;
+  tables.of(Pif::kSplice).rules = {splice};
+  const PifPorts all = watched_ports(tables);
+  // Each table's own: a SPLICE rule watches sluiced's side, not the namespace.
+  EXPECT_EQ(all.of(Pif::kSplice).tcp.count(), 1u);
+  EXPECT_TRUE(all.of(Pif::kSplice).tcp.test(15432));
+  EXPECT_FALSE(all.of(Pif::kHost).tcp.test(15432));
+  EXPECT_TRUE(all.any());
+  EXPECT_FALSE(PifPorts{}.any());
+  const BoundPorts& w = all.of(Pif::kHost);
   EXPECT_EQ(w.tcp.count(), 2u);
   EXPECT_TRUE(w.tcp.test(8080));
   EXPECT_TRUE(w.tcp.test(8081));
@@ -277,9 +291,10 @@ TEST(PortScanner, SeesServersOfItsNamespaceAndNeverClientsOrConnectedSockets) {
   EXPECT_TRUE(bound->udp.test(udp4));
   EXPECT_TRUE(bound->udp.test(udp6));
   EXPECT_FALSE(bound->udp.test(flow));
-  // pasta's rule: a TCP listener's port is watched for UDP as well.
-  EXPECT_TRUE(bound->udp.test(tcp4));
+  // The read keeps TCP and UDP apart; scan_view() adds TCP ports to UDP
+  // (pasta's rule) once sluice's own are out.
   EXPECT_FALSE(bound->tcp.test(udp4));
+  EXPECT_TRUE(scan_view(*bound, BoundPorts{}).udp.test(tcp4));
   // Read again from offset 0: a server that stopped is gone.
   l4.reset();
   u4.reset();
@@ -328,6 +343,133 @@ TEST(PortScanner, PinMovesTheFilesToFixedNumbersAndTheyStillRead) {
   auto bound = scanner->scan();
   ASSERT_TRUE(bound.ok());
   EXPECT_TRUE(bound->tcp.test(port));
+}
+
+/// A listener key of `pif` on `port`.
+ListenerKey key_of(Pif pif, Proto proto, uint16_t port) {
+  ListenerKey k{};
+  k.pif = pif;
+  k.proto = proto;
+  k.dual_stack = true;
+  k.port = port;
+  return k;
+}
+
+TEST(ScanView, SluicesOwnListenersOnASideNeverCount) {
+  BoundPorts raw;
+  raw.tcp.set(8080);  // a real server
+  raw.tcp.set(5432);  // sluice's own listener of the other table
+  raw.udp.set(5353);  // a real server
+  raw.udp.set(53);    // sluice's own
+  BoundPorts own;
+  own.tcp.set(5432);
+  own.udp.set(53);
+  const BoundPorts seen = scan_view(raw, own);
+  EXPECT_TRUE(seen.tcp.test(8080));
+  EXPECT_FALSE(seen.tcp.test(5432));
+  EXPECT_TRUE(seen.udp.test(5353));
+  EXPECT_FALSE(seen.udp.test(53));
+  // pasta's rule: a TCP server's port counts for UDP too, but sluice's own
+  // TCP listener never makes a UDP port appear.
+  EXPECT_TRUE(seen.udp.test(8080));
+  EXPECT_FALSE(seen.udp.test(5432));
+  EXPECT_EQ(seen.tcp.count(), 1u);
+  EXPECT_EQ(seen.udp.count(), 2u);
+}
+
+TEST(ScanView, ATcpServerOnAPortSluiceHoldsForUdpDoesNotMakeThatUdpPortCount) {
+  BoundPorts raw;
+  raw.tcp.set(7000);  // a real TCP server
+  raw.udp.set(7000);  // sluice's own UDP listener on the same number
+  BoundPorts own;
+  own.udp.set(7000);
+  const BoundPorts seen = scan_view(raw, own);
+  EXPECT_TRUE(seen.tcp.test(7000));
+  EXPECT_FALSE(seen.udp.test(7000)) << "sluice's own UDP port never counts";
+}
+
+TEST(ScanView, EachTableLeavesOutTheOtherTablesListeners) {
+  // HOST listeners are on sluiced's side, which SPLICE rules follow; SPLICE
+  // listeners are inside the target namespace, which HOST rules follow.
+  EXPECT_EQ(other_table(Pif::kHost), Pif::kSplice);
+  EXPECT_EQ(other_table(Pif::kSplice), Pif::kHost);
+  const std::vector<ListenerKey> keys = {
+      key_of(Pif::kHost, Proto::kTcp, 8080), key_of(Pif::kHost, Proto::kUdp, 53),
+      key_of(Pif::kSplice, Proto::kTcp, 5432), key_of(Pif::kSplice, Proto::kTcp, 5433)};
+  const BoundPorts host = listener_ports(keys, Pif::kHost);
+  EXPECT_EQ(host.tcp.count(), 1u);
+  EXPECT_TRUE(host.tcp.test(8080));
+  EXPECT_TRUE(host.udp.test(53));
+  const BoundPorts splice = listener_ports(keys, Pif::kSplice);
+  EXPECT_EQ(splice.tcp.count(), 2u);
+  EXPECT_TRUE(splice.tcp.test(5432));
+  EXPECT_TRUE(splice.udp.none());
+
+  // Ping-pong, step by step: a server on sluiced's side at 9000 makes a
+  // SPLICE listener inside at 9000, which the namespace's tables then list.
+  // HOST rules (-t auto) must not follow it back out, and SPLICE rules must
+  // not follow a HOST listener that -t auto made.
+  BoundPorts inside;  // the target namespace as read
+  inside.tcp.set(9000);
+  const std::vector<ListenerKey> now = {key_of(Pif::kSplice, Proto::kTcp, 9000)};
+  EXPECT_FALSE(scan_view(inside, listener_ports(now, other_table(Pif::kHost))).tcp.test(9000));
+  BoundPorts outside;  // sluiced's side as read: a HOST listener at 8000
+  outside.tcp.set(8000);
+  const std::vector<ListenerKey> host_now = {key_of(Pif::kHost, Proto::kTcp, 8000)};
+  EXPECT_FALSE(
+      scan_view(outside, listener_ports(host_now, other_table(Pif::kSplice))).tcp.test(8000));
+}
+
+TEST(ScanView, RestrictKeepsEachTablesWatchedPorts) {
+  PifPorts bound, watched;
+  bound.of(Pif::kHost).tcp.set(80);
+  bound.of(Pif::kHost).tcp.set(81);
+  bound.of(Pif::kSplice).tcp.set(80);
+  watched.of(Pif::kHost).tcp.set(80);
+  watched.of(Pif::kSplice).udp.set(80);
+  const PifPorts r = restrict_to(bound, watched);
+  EXPECT_TRUE(r.of(Pif::kHost).tcp.test(80));
+  EXPECT_FALSE(r.of(Pif::kHost).tcp.test(81));
+  EXPECT_TRUE(r.of(Pif::kSplice).tcp.none()) << "watched for UDP only";
+  EXPECT_TRUE(r.of(Pif::kSplice).udp.none());
+}
+
+TEST(PortScanner, AdoptTakesTheFilesLeftOnFixedNumbers) {
+  // As sluiced leaves them: tcp and udp on first and first + 2; tcp6 and
+  // udp6 may be missing (closed numbers). High numbers, away from gtest's.
+  constexpr int kFirst = 240;
+  std::array<int, PortScanner::kFiles> placed;
+  {
+    auto opened = PortScanner::open_own("a test side");
+    ASSERT_TRUE(opened.ok());
+    const auto fds = opened->fds();
+    // Copies away from kFirst; the scanner closes its own at the end of the block.
+    for (size_t i = 0; i < PortScanner::kFiles; ++i) {
+      placed[i] = fds[i] < 0 ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 300);
+    }
+  }
+  for (size_t i = 0; i < PortScanner::kFiles; ++i) {
+    if (placed[i] >= 0) {
+      ASSERT_EQ(dup2(placed[i], kFirst + static_cast<int>(i)), kFirst + static_cast<int>(i));
+      close(placed[i]);
+    }
+  }
+  close(kFirst + 1);  // as without IPv6: no tcp6
+  auto adopted = PortScanner::adopt(kFirst, "sluiced's side");
+  ASSERT_TRUE(adopted.has_value());
+  EXPECT_EQ(adopted->fds()[0], kFirst);
+  EXPECT_EQ(adopted->fds()[1], -1);
+  EXPECT_EQ(adopted->fds()[2], kFirst + 2);
+  uint16_t port = 0;
+  UniqueFd l = bound_socket(SOCK_STREAM, false, &port);
+  auto bound = adopted->scan();
+  ASSERT_TRUE(bound.ok()) << bound.error().message;
+  EXPECT_TRUE(bound->tcp.test(port));
+}
+
+TEST(PortScanner, AdoptWithoutTcpOrUdpIsOff) {
+  constexpr int kFirst = 260;  // nothing open here
+  EXPECT_FALSE(PortScanner::adopt(kFirst, "sluiced's side").has_value());
 }
 
 }  // namespace
