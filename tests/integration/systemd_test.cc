@@ -242,6 +242,39 @@ TEST(Systemd, SocketActivationOfTheControlSocket) {
   EXPECT_EQ(access(d.socket_path().c_str(), F_OK), 0);
 }
 
+TEST(Systemd, SocketActivationOfTheControlAndPestoSockets) {
+  Daemon d;
+  UniqueFd control = unit_socket(d.socket_path());
+  UniqueFd pesto = unit_socket(d.pesto_path());
+  const int c = control.get(), p = pesto.get();
+  d.set_child_setup([c, p] {
+    // Above 4 first, so that neither lands on the other's number.
+    const int hc = fcntl(c, F_DUPFD, 100), hp = fcntl(p, F_DUPFD, 100);
+    dup2(hc, 3);
+    dup2(hp, 4);
+    setenv("LISTEN_FDS", "2", 1);
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("LISTEN_FDNAMES", "control:pesto", 1);
+  });
+  d.start({"-t", "127.0.0.1/18080:18000", "--pesto-socket", d.pesto_path()});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // The pesto socket is served: a client is accepted (and spoken to).
+  UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, d.pesto_path().c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  timeval tv = {10, 0};
+  setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char hello[8];
+  EXPECT_GT(recv(client.get(), hello, sizeof(hello), 0), 0) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  // Both files belong to the socket unit: sluiced leaves them.
+  EXPECT_EQ(access(d.socket_path().c_str(), F_OK), 0);
+  EXPECT_EQ(access(d.pesto_path().c_str(), F_OK), 0);
+}
+
 TEST(Systemd, SocketActivationClosesUnknownFds) {
   Daemon d;
   UniqueFd sock = unit_socket(d.socket_path() + "-metrics");
