@@ -28,14 +28,6 @@
 namespace sluice::test {
 namespace {
 
-/// Reads a whole file.
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(Audit, ChainVerifiesAndAnEditedByteIsFound) {
   char tmpl[] = "/tmp/sluice-audit-XXXXXX";
   std::string dir = mkdtemp(tmpl);

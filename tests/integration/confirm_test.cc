@@ -25,14 +25,6 @@
 namespace sluice::test {
 namespace {
 
-/// Reads a whole file.
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 /// Runs sluicectl --json and parses the listing.
 std::optional<JsonValue> state_json(Daemon& d) {
   RunResult r = d.ctl({"--json"});

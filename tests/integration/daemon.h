@@ -100,6 +100,9 @@ bool real_root_run();
 /// Waits (at most 10 s) until the daemon logged `needle`.
 bool wait_for_log(const Daemon& d, const std::string& needle);
 
+/// Reads the whole file at `path`; "" when it cannot be opened.
+std::string slurp(const std::string& path);
+
 /// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".
 std::string proc_status_field(pid_t pid, const std::string& field);
 

@@ -27,6 +27,7 @@
 #include "tests/integration/daemon.h"
 #include "tests/integration/host_echo.h"
 #include "tests/integration/ns_client.h"
+#include "tests/integration/scan_wait.h"
 #include "tests/integration/udp_util.h"
 #include "tests/json_check.h"
 
@@ -34,24 +35,6 @@ namespace sluice::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// Limit: how long a wait for one scan change may take before the test
-/// fails: a scan takes about a second; 15 s leaves room for a loaded machine.
-constexpr auto kScanDeadline = std::chrono::seconds(15);
-
-/// Polls `done` every 20 ms until it holds or `deadline` passes. Returns the
-/// milliseconds it took, or -1 when it never held.
-long long wait_ms(const std::function<bool()>& done,
-                  std::chrono::milliseconds deadline = kScanDeadline) {
-  const auto start = Clock::now();
-  for (;;) {  // bounded by `deadline`
-    if (done()) {
-      return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-    }
-    if (Clock::now() - start > deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 /// Starts `d` on `box`'s namespaces with `rules`; fails the test when it does
 /// not come up.

@@ -10,31 +10,13 @@
 #include <string>
 
 #include "tests/integration/daemon.h"
+#include "tests/integration/stats_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
 #include "tests/json_check.h"
 
 namespace sluice::test {
 namespace {
-
-/// Finds the rule whose text contains `needle` in a --stats --json document.
-const JsonValue* rule_with(const JsonValue& doc, const std::string& needle) {
-  const JsonValue* rules = doc.get("rules");
-  if (rules == nullptr) return nullptr;
-  for (const JsonValue& r : rules->array) {
-    if (r.get("text") != nullptr && r.get("text")->string.find(needle) != std::string::npos) {
-      return &r;
-    }
-  }
-  return nullptr;
-}
-
-/// Runs sluicectl --stats --json and parses it.
-std::optional<JsonValue> stats_json(Daemon& d) {
-  RunResult r = d.ctl({"--stats", "--json"});
-  EXPECT_EQ(r.status, 0) << r.err;
-  return parse_json(r.out);
-}
 
 TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
