@@ -47,7 +47,7 @@ bool is_space(char c) {
 
 // The dispatch table. A request type not listed here, or listed but arriving
 // in another state, means the worker is compromised.
-const BrokerHost::DispatchEntry BrokerHost::kDispatch[5] = {
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[6] = {
     {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), 0, "Hello",
      &BrokerHost::answer_hello},
     {wire::BrokerMsg::kInitialPorts, HostState::kAwaitInitial, sizeof(wire::InitialPortsMsg), 0,
@@ -58,6 +58,8 @@ const BrokerHost::DispatchEntry BrokerHost::kDispatch[5] = {
      &BrokerHost::answer_peer_query},
     {wire::BrokerMsg::kOpenSockets, HostState::kReady, sizeof(wire::OpenSocketsMsg), 0,
      "OpenSockets", &BrokerHost::answer_open_sockets},
+    {wire::BrokerMsg::kWorkerStatus, HostState::kReady, sizeof(wire::WorkerStatusMsg), 0,
+     "WorkerStatus", &BrokerHost::answer_worker_status},
 };
 
 const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept {
@@ -88,7 +90,7 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
   if (entry == nullptr) {
     return Err("message type " + std::to_string(header.type) +
                " is not a request the broker accepts (only Hello, InitialPorts, OpenListeners, "
-               "PeerQuery and OpenSockets)");
+               "PeerQuery, OpenSockets and WorkerStatus)");
   }
   if (msg.size() != entry->size) {
     return Err(std::string(entry->name) + " of " + std::to_string(msg.size()) +
@@ -458,6 +460,25 @@ HandleStatus BrokerHost::answer_initial_ports(int /*fd*/) {
     // kListenerSplice, so each table's grants match only its own entries).
     if (splice_served()) splice_policy_.initial_grants = policy_.initial_grants;
   }
+  return HandleStatus::kContinue;
+}
+
+Result<void> validate_worker_status(const wire::WorkerStatusMsg& msg) {
+  if (msg.reserved != 0) return Err("reserved field is " + std::to_string(msg.reserved));
+  return Ok();
+}
+
+HandleStatus BrokerHost::answer_worker_status(int /*fd*/) {
+  wire::WorkerStatusMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_worker_status(msg);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed WorkerStatus: " + ok.error().message);
+  // Two integers, kept as they are: sluiced prints them, never acts on them.
+  report_.seen = true;
+  report_.generation = msg.generation;
+  report_.listeners = msg.listeners;
+  report_.at_ns = monotonic_ns();
+  ++report_.count;
   return HandleStatus::kContinue;
 }
 

@@ -100,6 +100,19 @@ Result<void> validate_open_listeners(const wire::OpenListenersMsg& msg, bool spl
 /// kMaxSocketsPerMessage. The Error names the field.
 Result<void> validate_open_sockets(const wire::OpenSocketsMsg& msg, bool splice_served);
 
+/// Checks a WorkerStatus: its reserved word is 0 (the two numbers are any
+/// values: sluiced only prints them).
+Result<void> validate_worker_status(const wire::WorkerStatusMsg& msg);
+
+/// The worker's last WorkerStatus, as received.
+struct WorkerReport {
+  bool seen = false;        // a WorkerStatus arrived: the initial commit is in force
+  uint64_t generation = 0;  // as the worker sent it
+  uint32_t listeners = 0;   // as the worker sent it
+  uint64_t at_ns = 0;       // monotonic_ns() when it arrived
+  uint64_t count = 0;       // WorkerStatus messages received
+};
+
 /// Answers the worker's requests on one channel.
 class BrokerHost {
  public:
@@ -135,6 +148,8 @@ class BrokerHost {
 
   /// The current protocol state.
   HostState state() const noexcept { return state_; }
+  /// The worker's last WorkerStatus (readiness and the watchdog).
+  const WorkerReport& worker_report() const noexcept { return report_; }
   /// Why the last non-kContinue status was returned.
   const std::string& last_error() const noexcept { return last_error_; }
 
@@ -148,7 +163,7 @@ class BrokerHost {
     const char* name;
     HandleStatus (BrokerHost::*answer)(int fd);
   };
-  static const DispatchEntry kDispatch[5];
+  static const DispatchEntry kDispatch[6];
   friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
   /// Returns the dispatch row for a wire `type`, or nullptr for a type the
   /// broker never accepts from a worker.
@@ -170,6 +185,8 @@ class BrokerHost {
   /// something wrong) with the reason; sluiced then stops.
   Result<void> open_splice_entries(const wire::OpenListenersMsg& req,
                                    wire::ListenersOpenedMsg* reply, std::vector<UniqueFd>* fds);
+  /// Records a WorkerStatus (no reply).
+  HandleStatus answer_worker_status(int fd);
   /// Answers PeerQuery with PeerReply and closes the received fd; a socket
   /// that check_peer_socket() refuses is a violation (closed without
   /// lingering, no reply).
@@ -187,6 +204,7 @@ class BrokerHost {
   ControlPolicy control_;
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;
+  WorkerReport report_;
   std::string last_error_;
   size_t len_ = 0;                                   // length of the datagram in buf_
   std::unique_ptr<uint8_t[]> buf_;                   // kMaxWireMessage + 1 bytes

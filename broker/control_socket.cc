@@ -260,6 +260,7 @@ Result<ControlSocket> create_control_socket(const std::string& path, const Socke
 }
 
 void remove_control_socket(const ControlSocket& sock) {
+  if (sock.activated) return;
   struct stat st;
   if (::fstatat(sock.dir_fd.get(), sock.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) {

@@ -46,6 +46,10 @@ struct ControlSocket {
   std::string name;    // the last path component, relative to dir_fd
   dev_t dev = 0;       // identity of the socket file created, so that shutdown
   ino_t ino = 0;       // removes only that file, never a successor's
+  /// Passed by the service manager (socket activation): its file belongs to
+  /// the .socket unit, which outlives sluiced, so it is never removed, and
+  /// dir_fd is /dev/null.
+  bool activated = false;
 };
 
 /// Returns the default control socket path, creating its directory:
@@ -79,7 +83,8 @@ Result<ControlSocket> create_control_socket(const std::string& path,
                                             const SocketRole& role = kControlRole);
 
 /// Removes the socket file of `sock` (name in dir_fd) if it is still the one
-/// this broker created (same dev/ino); logs a warning when it cannot. Needs
+/// this broker created (same dev/ino); logs a warning when it cannot. Does
+/// nothing for an activated socket (the .socket unit owns its file). Needs
 /// `newfstatat` and `unlinkat` on dir_fd in the seccomp policy.
 void remove_control_socket(const ControlSocket& sock);
 

@@ -64,7 +64,7 @@ std::string cap_hex(uint64_t mask) {
 
 }  // namespace
 
-Result<void> sanitize_inherited_fds() {
+Result<void> sanitize_inherited_fds(int activated) {
   for (int fd = 0; fd <= 2; ++fd) {
     if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
     // Not CLOEXEC: these are the standard fds, and open() takes the lowest free
@@ -77,7 +77,7 @@ Result<void> sanitize_inherited_fds() {
     }
     CHECK(opened == fd);
   }
-  if (::close_range(3, ~0U, 0) != 0) {
+  if (::close_range(3 + static_cast<unsigned>(activated), ~0U, 0) != 0) {
     int err = errno;
     return SysErr(err, "close_range of inherited fds");
   }

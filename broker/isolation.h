@@ -29,9 +29,11 @@ struct CapSets {
 
 /// Stage 1: makes sure fds 0, 1 and 2 are open (on /dev/null when closed, so
 /// that no socket ever lands on them and log writes cannot hit a socket) and
-/// closes every other inherited fd, which the broker never asked for.
+/// closes every other inherited fd, which the broker never asked for, except
+/// the `activated` fds from 3 on that the service manager passed
+/// (LISTEN_FDS, broker/socket_activation.h): main() adopts or closes each.
 /// Fails when /dev/null cannot be opened or close_range fails.
-Result<void> sanitize_inherited_fds();
+Result<void> sanitize_inherited_fds(int activated = 0);
 
 /// Stage 1, second half: makes sluiced's log (fd 2, broker_fd::kLog) one
 /// that never blocks it (security review item 15), without setting

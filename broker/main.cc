@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,8 @@
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
+#include "broker/sd_notify.h"
+#include "broker/socket_activation.h"
 #include "broker/worker_launch.h"
 #include "broker/worker_user.h"
 #include "policy/policy_file.h"
@@ -180,6 +183,73 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
   return loaded;
 }
 
+/// The sockets the service manager passed (socket activation), adopted.
+struct AdoptedSockets {
+  UniqueFd control;  // named `control`, or invalid
+  UniqueFd pesto;    // named `pesto`, or invalid
+};
+
+/// Adopts the fds of `env` (from kListenFdsStart on): `control`, and `pesto`
+/// when sluiced has --pesto-socket (`want_pesto`), each checked with
+/// check_activated_socket() and made CLOEXEC and non-blocking (the worker
+/// accepts from its event loop); every other fd, or a second one of a name,
+/// is closed with a log line. Fails, naming the fd, when a `control` or
+/// `pesto` fd is not a listening UNIX stream socket; the caller exits.
+Result<AdoptedSockets> adopt_activated(const ListenEnv& env, bool want_pesto) {
+  AdoptedSockets out;
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < env.count; ++i) fds.emplace_back(kListenFdsStart + i);
+  for (int i = 0; i < env.count; ++i) {
+    const std::string& name = env.names[static_cast<size_t>(i)];
+    const int fd = kListenFdsStart + i;
+    UniqueFd* slot = nullptr;
+    if (name == kControlFdName) slot = &out.control;
+    if (name == kPestoFdName && want_pesto) slot = &out.pesto;
+    if (slot == nullptr || slot->valid()) {
+      LOG_WARN(
+          "socket activation: fd %d named %s is not one sluiced uses (it takes `control`%s); "
+          "closed",
+          fd, sanitize(name, 64).c_str(), want_pesto ? " and `pesto`" : "");
+      continue;
+    }
+    if (auto ok = check_activated_socket(fd, name); !ok) return Err(ok.error());
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      int err = errno;
+      return SysErr(err, "fcntl of the socket-activated fd " + std::to_string(fd));
+    }
+    *slot = std::move(fds[static_cast<size_t>(i)]);
+  }
+  return out;  // the fds not adopted close here
+}
+
+/// Wraps the adopted listening socket `fd` as a ControlSocket of `role`:
+/// never removed by sluiced (the .socket unit owns its file), its path as
+/// the socket reports it, else `fallback` (for messages only). Fails when
+/// /dev/null (the stand-in for its directory's fd) cannot be opened.
+Result<ControlSocket> activated_socket(UniqueFd fd, const SocketRole& role,
+                                       const std::string& fallback) {
+  ControlSocket sock;
+  sock.role = role;
+  sock.activated = true;
+  sock.path = socket_path_of(fd.get());
+  if (sock.path.empty()) sock.path = fallback;
+  if (sock.path != fallback) {
+    LOG_INFO("%s from the service manager (socket activation): %s; %s is not used", role.noun,
+             sock.path.c_str(), fallback.c_str());
+  } else {
+    LOG_DEBUG("%s from the service manager (socket activation): %s", role.noun, sock.path.c_str());
+  }
+  sock.listen_fd = std::move(fd);
+  sock.dir_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!sock.dir_fd.valid()) {
+    int err = errno;
+    return SysErr(err, "open /dev/null");
+  }
+  return sock;
+}
+
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
 /// worker's code when it exits, kExitFailure on a violation or channel error,
 /// or when the namespace helper (`helper`, nullptr without --netns) exits.
@@ -187,19 +257,25 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
 /// its replies), the loop waits for POLLOUT instead of reading: as long as
 /// the worker lives, with no time limit, since a slow worker is not a broken
 /// one; signals and the worker's exit are still seen at once.
-/// Needs `poll`, `read` on the signalfd, and what BrokerHost and
+/// Under systemd, `notifier` reports readiness, status and the watchdog as
+/// the worker's WorkerStatus messages say (broker/sd_notify.h); poll wakes
+/// for its deadlines.
+/// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier and
 /// stop_worker() need.
 int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* helper,
-          const UniqueFd& signals, const std::string& control_path, const std::string& pesto_path) {
+          const UniqueFd& signals, const std::string& control_path, const std::string& pesto_path,
+          Notifier& notifier) {
   bool announced = false;
   for (;;) {
+    const WorkerReport& report = host.worker_report();
+    notifier.update(monotonic_ns(), report.seen, report.generation, report.listeners, report.at_ns);
     const bool waiting = host.reply_pending();
     struct pollfd fds[4] = {
         {worker.pidfd.get(), POLLIN, 0},
         {signals.get(), POLLIN, 0},
         {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
         {helper != nullptr ? helper->pidfd.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 4, -1) < 0) {
+    if (::poll(fds, 4, notifier.timeout_ms(monotonic_ns())) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       stop_worker(worker, StopMode::kTerminate);
@@ -213,6 +289,7 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* 
           (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
         LOG_INFO("%s received; stopping the worker",
                  si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        notifier.stopping();
         stop_worker(worker, StopMode::kTerminate);
         return 0;
       }
@@ -265,8 +342,8 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* 
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
-                    ControlSocket* pesto, UniqueFd signals, AuditFds audit,
-                    TargetNamespace* target) {
+                    ControlSocket* pesto, UniqueFd signals, AuditFds audit, TargetNamespace* target,
+                    UniqueFd notify_fd, uint64_t watchdog_usec) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
   if (!worker_path) {
@@ -378,9 +455,12 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     no_helper_channel.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     no_helper_pidfd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   }
+  // Without NOTIFY_SOCKET, /dev/null holds its number (sendto there fails).
+  if (!notify_fd.valid()) notify_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const bool notify = watchdog_usec != UINT64_MAX;
   UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
   UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
-  if (!helper_channel.valid() || !helper_pidfd.valid()) {
+  if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid()) {
     LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
@@ -389,7 +469,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
       {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
       {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
       {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
-      {&helper_pidfd, broker_fd::kHelper}};
+      {&helper_pidfd, broker_fd::kHelper},    {&notify_fd, broker_fd::kNotify}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -405,17 +485,28 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     host.serve_splice(broker_fd::kHelperChannel, helper->has_bind_cap,
                       helper->unprivileged_port_start);
   }
+  Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
   const int code = serve(host, worker, helper ? &*helper : nullptr, signals, control.path,
-                         pesto != nullptr ? pesto->path : "");
+                         pesto != nullptr ? pesto->path : "", notifier);
   if (helper) stop_namespace_helper(*helper);
   return code;
 }
 
 /// Runs sluiced with parsed options; returns its exit code.
 int run(const BrokerOptions& options) {
+  // The service manager's variables are read first: LISTEN_FDS says which
+  // inherited fds stage 1 must leave open. All are unset before any child
+  // exists (the worker's environment is empty anyway).
+  auto activation = parse_listen_env(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"),
+                                     std::getenv("LISTEN_FDNAMES"), ::getpid());
+  const char* notify_socket = std::getenv("NOTIFY_SOCKET");
+  const std::string notify_path = notify_socket != nullptr ? notify_socket : "";
+  auto watchdog =
+      parse_watchdog(std::getenv("WATCHDOG_USEC"), std::getenv("WATCHDOG_PID"), ::getpid());
+  unset_service_manager_env();
   // Stage 1: a known fd table before anything is opened, then a log that
   // never blocks sluiced and cannot be flooded.
-  if (auto ok = sanitize_inherited_fds(); !ok) {
+  if (auto ok = sanitize_inherited_fds(activation ? activation->count : 0); !ok) {
     LOG_ERROR("%s", ok.error().message.c_str());
     return kExitFailure;
   }
@@ -424,6 +515,34 @@ int run(const BrokerOptions& options) {
     LOG_DEBUG("%s", sink->c_str());
   } else {
     LOG_WARN("%s", sink.error().message.c_str());
+  }
+  if (!activation) {
+    LOG_ERROR("socket activation: %s", activation.error().message.c_str());
+    return kExitFailure;
+  }
+  auto adopted = adopt_activated(*activation, !options.pesto_path.empty());
+  if (!adopted) {
+    LOG_ERROR("%s", adopted.error().message.c_str());
+    return kExitFailure;
+  }
+  // Readiness: connected now, before the filter (sd_notify.h).
+  UniqueFd notify_fd;
+  uint64_t watchdog_usec = UINT64_MAX;  // UINT64_MAX: no NOTIFY_SOCKET
+  if (!notify_path.empty()) {
+    if (!watchdog) {
+      LOG_ERROR("%s", watchdog.error().message.c_str());
+      return kExitFailure;
+    }
+    auto connected = connect_notify_socket(notify_path);
+    if (!connected) {
+      LOG_ERROR("%s", connected.error().message.c_str());
+      return kExitFailure;
+    }
+    notify_fd = std::move(*connected);
+    watchdog_usec = *watchdog;
+    LOG_DEBUG("NOTIFY_SOCKET %s: READY=1 once the initial rules are served%s",
+              sanitize(notify_path, 108).c_str(),
+              *watchdog != 0 ? ", WATCHDOG=1 while the worker reports" : "");
   }
   auto signals = take_signals();
   if (!signals) {
@@ -477,14 +596,18 @@ int run(const BrokerOptions& options) {
               path->c_str());
     return kExitFailure;
   }
-  auto control = create_control_socket(*path);
+  auto control = adopted->control.valid()
+                     ? activated_socket(std::move(adopted->control), kControlRole, *path)
+                     : create_control_socket(*path);
   if (!control) {
     LOG_ERROR("%s", control.error().message.c_str());
     return kExitFailure;
   }
   std::optional<ControlSocket> pesto;
   if (!options.pesto_path.empty()) {
-    auto made = create_control_socket(options.pesto_path, kPestoRole);
+    auto made = adopted->pesto.valid()
+                    ? activated_socket(std::move(adopted->pesto), kPestoRole, options.pesto_path)
+                    : create_control_socket(options.pesto_path, kPestoRole);
     if (!made) {
       LOG_ERROR("%s", made.error().message.c_str());
       remove_control_socket(*control);
@@ -493,7 +616,8 @@ int run(const BrokerOptions& options) {
     pesto = std::move(*made);
   }
   int code = run_with_socket(options, std::move(*policy), *control, pesto ? &*pesto : nullptr,
-                             std::move(*signals), std::move(*audit), target ? &*target : nullptr);
+                             std::move(*signals), std::move(*audit), target ? &*target : nullptr,
+                             std::move(notify_fd), watchdog_usec);
   remove_control_socket(*control);
   if (pesto) remove_control_socket(*pesto);
   return code;

@@ -141,6 +141,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
       log_socket_row(kLog),
+      // --- systemd's readiness protocol (sd_notify.cc) ---
+      {"sendto",
+       {eq32(0, kNotify), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0), eq32(5, 0)},
+       "READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 to the service manager on the "
+       "NOTIFY_SOCKET connected before the filter: no address (it cannot be sent elsewhere), "
+       "never waits (MSG_DONTWAIT), no SIGPIPE; /dev/null on that number without "
+       "NOTIFY_SOCKET, where sendto fails"},
   };
   // --- The listener factory (listener_factory.cc), the broker's purpose ---
   append(rules, listener_factory_rows());

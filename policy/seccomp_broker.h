@@ -31,8 +31,11 @@ inline constexpr int kHelperChannel = 8;
 /// pidfd of the namespace helper (poll, waitid): its exit ends sluiced.
 /// /dev/null without --netns.
 inline constexpr int kHelper = 9;
+/// systemd's NOTIFY_SOCKET, connected before the filter (broker/sd_notify.h):
+/// datagrams with no address (sendto). /dev/null without NOTIFY_SOCKET.
+inline constexpr int kNotify = 10;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 10;
+inline constexpr int kFirstFree = 11;
 
 }  // namespace sluice::broker_fd
 

@@ -27,6 +27,11 @@
 //   broker -> worker  SocketsOpened {count, status} + `count` fresh sockets made
 //                     in sluiced's network namespace: unbound, unconnected,
 //                     non-blocking, close-on-exec
+//   worker -> broker  WorkerStatus {generation, listeners} (any number, no
+//                     reply): the tables in force are served; sent once the
+//                     initial commit is in force, on every change and every
+//                     kWorkerStatusIntervalMs as a heartbeat (readiness and
+//                     the watchdog under systemd, broker/sd_notify.h)
 // Requests are answered one at a time, in order; the worker pipelines them.
 // InitialPorts is a statement, not a request: the broker records it and
 // answers nothing, and it is permitted only between Hello and the first
@@ -53,7 +58,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 4;
+inline constexpr uint32_t kBrokerWireVersion = 5;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -118,6 +123,7 @@ enum class BrokerMsg : uint32_t {
   kOpenSockets = 8,      // worker -> broker, 0 fds
   kSocketsOpened = 9,    // broker -> worker, `count` fds
   kHelperReady = 10,     // namespace helper -> sluiced, 0 fds (never from a worker)
+  kWorkerStatus = 11,    // worker -> broker, 0 fds, no reply
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -344,6 +350,32 @@ struct HelperReadyMsg {
   uint32_t reserved;                 // 0
 };
 static_assert(sizeof(HelperReadyMsg) == 32);
+
+/// Limit: the worker's heartbeat. It sends a WorkerStatus at least this
+/// often once its initial commit is in force, from its event loop's tick, so
+/// that the heartbeat stops when the loop is wedged. One second is the
+/// resolution systemd's watchdog is configured in, and one 32-byte datagram
+/// a second costs nothing.
+inline constexpr uint32_t kWorkerStatusIntervalMs = 1000;
+/// Limit: how old the worker's last WorkerStatus may be for sluiced to send
+/// systemd's WATCHDOG=1. Three heartbeats: one late tick (a long commit
+/// slice, a loaded machine) never stops the pings, a stopped or wedged
+/// worker stops them within three seconds.
+inline constexpr uint32_t kWorkerStatusStaleMs = 3 * kWorkerStatusIntervalMs;
+
+/// What the worker serves: the generation of the tables in force and the
+/// number of listening sockets it holds. The broker copies the two numbers
+/// into systemd's STATUS= line as decimal numbers and never interprets them
+/// otherwise (it never parses peer input: these are fixed-width integers).
+/// Permitted only once the broker is ready (after InitialPorts), any number
+/// of times; no reply.
+struct WorkerStatusMsg {
+  WireHeader header;    // type kWorkerStatus
+  uint64_t generation;  // the tables' generation (CommitEngine::generation)
+  uint32_t listeners;   // listening sockets held, HOST and SPLICE
+  uint32_t reserved;    // 0
+};
+static_assert(sizeof(WorkerStatusMsg) == 32);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

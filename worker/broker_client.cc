@@ -307,6 +307,15 @@ BrokerClient::Sent BrokerClient::send_now(const void* msg, size_t len, std::span
   return Sent::kLost;
 }
 
+bool BrokerClient::report_status(uint64_t generation, uint32_t listeners) noexcept {
+  if (lost_) return false;
+  wire::WorkerStatusMsg msg = {};
+  msg.header = wire::header(wire::BrokerMsg::kWorkerStatus, 0);  // no reply to match
+  msg.generation = generation;
+  msg.listeners = listeners;
+  return send_now(&msg, sizeof(msg), {}, "WorkerStatus") == Sent::kYes;
+}
+
 void BrokerClient::open_listeners(std::vector<ListenerKey> keys, OpenDone done) {
   CHECK(!keys.empty() && done != nullptr);
   if (lost_) return;  // the worker is stopping; nobody is answered any more

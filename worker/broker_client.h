@@ -157,6 +157,13 @@ class BrokerClient final : public EventHandler {
   /// lost. Needs `sendmsg` (MSG_DONTWAIT).
   void open_sockets(int family, Proto proto, uint32_t count, SocketsDone done);
 
+  /// Tells sluiced the generation and listener count in force
+  /// (WorkerStatus, no reply): the heartbeat behind readiness and the
+  /// systemd watchdog. Returns false when it did not go out (the channel is
+  /// full or lost); a heartbeat is never queued, the next one replaces it.
+  /// Needs `sendmsg` (MSG_DONTWAIT).
+  bool report_status(uint64_t generation, uint32_t listeners) noexcept;
+
   /// EPOLLOUT: sends what waited for room. Then drains every reply already
   /// on the channel (MSG_DONTWAIT), at most one per request in flight at
   /// wake-up, and completes the requests they answer; EOF or a malformed

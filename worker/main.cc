@@ -36,6 +36,7 @@
 #include "worker/port_scan.h"
 #include "worker/sandbox.h"
 #include "worker/socket_pool.h"
+#include "worker/status_reporter.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
@@ -263,6 +264,10 @@ int run(int argc, char** argv) {
   engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
   engine.start();
+  // The heartbeat to sluiced, from the initial commit on (readiness and the
+  // systemd watchdog, schema/broker_wire.h WorkerStatus).
+  StatusReporter reporter(**loop, broker, engine);
+  (*loop)->add_ticker(&reporter);
   // The end of the broker channel (EOF, a failed send, a malformed reply)
   // stops the engine and the loop: there is no safe way on without sluiced.
   if (auto ok = broker.start([&engine](const BrokerLoss& loss) { engine.on_broker_lost(loss); });
@@ -321,6 +326,7 @@ int run(int argc, char** argv) {
         return;
       }
     }
+    reporter.start();
     LOG_INFO("ready: %zu listener%s, generation %llu", engine.listener_count(),
              engine.listener_count() == 1 ? "" : "s",
              static_cast<unsigned long long>(engine.generation()));

@@ -77,6 +77,51 @@ TEST_F(BrokerHostTest, OpenListenersBeforeHelloIsViolation) {
   expect_violation("before Hello");
 }
 
+/// A WorkerStatus with `generation`, `listeners` and `reserved`.
+wire::WorkerStatusMsg worker_status(uint64_t generation, uint32_t listeners,
+                                    uint32_t reserved = 0) {
+  wire::WorkerStatusMsg m = {};
+  m.header = wire::header(wire::BrokerMsg::kWorkerStatus, 0);
+  m.generation = generation;
+  m.listeners = listeners;
+  m.reserved = reserved;
+  return m;
+}
+
+TEST_F(BrokerHostTest, WorkerStatusIsRecordedWithoutAReply) {
+  do_hello();
+  EXPECT_FALSE(host_.worker_report().seen);
+  auto m = worker_status(7, 12);
+  send_raw(&m, sizeof(m));
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_TRUE(host_.worker_report().seen);
+  EXPECT_EQ(host_.worker_report().generation, 7u);
+  EXPECT_EQ(host_.worker_report().listeners, 12u);
+  EXPECT_EQ(host_.worker_report().count, 1u);
+  char byte;
+  EXPECT_LT(::recv(ch_.worker.get(), &byte, 1, MSG_DONTWAIT), 0);  // no reply
+}
+
+TEST_F(BrokerHostTest, WorkerStatusBeforeTheInitialPortsIsViolation) {
+  auto m = worker_status(1, 1);
+  send_raw(&m, sizeof(m));
+  expect_violation("before Hello");
+}
+
+TEST_F(BrokerHostTest, WorkerStatusWithReservedBitsIsViolation) {
+  do_hello();
+  auto m = worker_status(1, 1, 1);
+  send_raw(&m, sizeof(m));
+  expect_violation("malformed WorkerStatus");
+}
+
+TEST_F(BrokerHostTest, WorkerStatusOneByteShortIsViolation) {
+  do_hello();
+  auto m = worker_status(1, 1);
+  send_raw(&m, sizeof(m) - 1);
+  expect_violation("WorkerStatus of 31 bytes");
+}
+
 TEST_F(BrokerHostTest, SecondHelloIsViolation) {
   do_hello();
   auto m = hello(2);

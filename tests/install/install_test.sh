@@ -5,7 +5,8 @@
 # namespace, so the host's files, users and ports are never touched), and
 # there:
 #   - the maintainer script created the worker's user "sluice";
-#   - systemd-analyze verify accepts the installed units (system and user);
+#   - systemd-analyze verify accepts the installed units (system service,
+#     its control socket unit, and the user service);
 #   - the installed sluiced finds its worker under libexec, forwards a TCP
 #     connection, and its worker runs as "sluice";
 #   - dpkg -r removes the binaries.
@@ -48,10 +49,12 @@ in_root() {
   if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify /usr/lib/systemd/system/sluiced.service ||
       fail "systemd-analyze verify refuses the system unit"
+    systemd-analyze verify /usr/lib/systemd/system/sluiced.socket ||
+      fail "systemd-analyze verify refuses the socket unit"
     mkdir -m 0700 /tmp/xdg-runtime
     XDG_RUNTIME_DIR=/tmp/xdg-runtime systemd-analyze --user verify \
       /usr/lib/systemd/user/sluiced.service || fail "systemd-analyze verify refuses the user unit"
-    echo "systemd-analyze verify: the system and the user unit pass"
+    echo "systemd-analyze verify: the system service, its socket and the user unit pass"
   else
     fail "systemd-analyze is missing (scripts/deps installs systemd)"
   fi
@@ -159,6 +162,7 @@ contents=$(dpkg-deb -c "$deb" | awk '{ print $6 }')
 for f in ./usr/sbin/sluiced ./usr/bin/sluicectl ./usr/libexec/sluice/sluice-worker \
   ./usr/share/man/man1/sluicectl.1 ./usr/share/man/man5/sluice-policy.5 \
   ./usr/share/man/man8/sluiced.8 ./usr/lib/systemd/system/sluiced.service \
+  ./usr/lib/systemd/system/sluiced.socket \
   ./usr/lib/systemd/user/sluiced.service ./usr/lib/sysusers.d/sluice.conf \
   ./usr/lib/tmpfiles.d/sluice.conf \
   ./usr/share/doc/sluice/examples/host-services.policy; do
@@ -167,6 +171,10 @@ done
 dpkg-deb -x "$deb" "$tmp/x"
 grep -q "^ExecStart=/usr/sbin/sluiced " "$tmp/x/usr/lib/systemd/system/sluiced.service" ||
   fail "the unit does not start /usr/sbin/sluiced"
+grep -q "^Type=notify$" "$tmp/x/usr/lib/systemd/system/sluiced.service" ||
+  fail "the unit is not Type=notify"
+grep -q "^FileDescriptorName=control$" "$tmp/x/usr/lib/systemd/system/sluiced.socket" ||
+  fail "the socket unit does not name its fd control"
 echo "contents: as expected"
 
 # Limit: the whole install, run and removal, far above its few seconds.

@@ -129,6 +129,7 @@ void Daemon::start(const std::vector<std::string>& args, bool drop_bind_cap) {
     const int out = stderr_fd_ >= 0 ? stderr_fd_ : log_fd;
     dup2(out, 1);
     dup2(out, 2);
+    if (child_setup_) child_setup_();
     auto c = c_argv(argv);
     execv(c[0], c.data());
     _exit(127);

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,12 @@ class Daemon {
   /// stderr instead of the log file; log() is then empty.
   void use_stderr(int fd) { stderr_fd_ = fd; }
 
+  /// Makes the next start() run `setup` in the child after fork, once its
+  /// stdout and stderr are in place and before exec: what a service manager
+  /// does there (environment, fds from 3 on). `setup` must only make
+  /// async-signal-safe calls, setenv and dup2.
+  void set_child_setup(std::function<void()> setup) { child_setup_ = std::move(setup); }
+
   pid_t pid() const { return pid_; }
   const std::string& socket_path() const { return socket_; }
   /// A path for sluiced's --pesto-socket in the daemon's own directory
@@ -67,6 +74,7 @@ class Daemon {
   pid_t pid_ = -1;
   int exit_status_ = -1;
   int stderr_fd_ = -1;
+  std::function<void()> child_setup_;
 };
 
 /// A policy file in a temporary directory, removed with the object.

@@ -191,6 +191,25 @@ const std::vector<Probe>& broker_probes() {
        return false;
      },
      kSetupBrokerFds},
+    // systemd's NOTIFY_SOCKET (broker/sd_notify.h) on its fixed fd: not set
+    // up here, so EBADF (or ENOTSOCK) shows that the call got past the filter.
+    {"send_notify_dontwait", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       ssize_t n = send(broker_fd::kNotify, "WATCHDOG=1", 10, MSG_DONTWAIT | MSG_NOSIGNAL);
+       return n == 10 || errno == EBADF || errno == ENOTSOCK;
+     },
+     kSetupBrokerFds},
+    {"send_notify_blocking", Expect::kKilled,
+     FORBIDDEN(send(broker_fd::kNotify, "READY=1", 7, MSG_NOSIGNAL)), kSetupBrokerFds},
+    {"send_notify_with_address", Expect::kKilled,
+     +[](const ProbeFds&) {
+       sockaddr_in to{};
+       to.sin_family = AF_INET;
+       [[maybe_unused]] ssize_t n = sendto(broker_fd::kNotify, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL,
+                                           reinterpret_cast<sockaddr*>(&to), sizeof(to));
+       return false;
+     },
+     kSetupBrokerFds},
     {"send_channel", Expect::kKilled, FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)),
      kSetupBrokerFds},
     {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},

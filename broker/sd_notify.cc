@@ -1,0 +1,174 @@
+// systemd's readiness protocol (see sd_notify.h).
+#include "broker/sd_notify.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+namespace {
+
+/// Parses a positive decimal number without sign, spaces or overflow.
+/// Returns 0 for anything else.
+uint64_t parse_positive(const char* text) {
+  if (text == nullptr || *text == '\0') return 0;
+  uint64_t value = 0;
+  for (const char* p = text; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9') return 0;
+    const uint64_t digit = static_cast<uint64_t>(*p - '0');
+    if (value > (UINT64_MAX - digit) / 10) return 0;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+}  // namespace
+
+Result<NotifyAddress> parse_notify_socket(std::string_view value) {
+  NotifyAddress out;
+  out.addr.sun_family = AF_UNIX;
+  const size_t room = sizeof(out.addr.sun_path);
+  if (value.empty()) return Err(EINVAL, "NOTIFY_SOCKET is empty");
+  if (value[0] == '@') {
+    if (value.size() < 2) return Err(EINVAL, "NOTIFY_SOCKET names an empty abstract socket");
+    if (value.size() > room) {
+      return Err(ENAMETOOLONG, "NOTIFY_SOCKET's abstract name is longer than " +
+                                   std::to_string(room - 1) + " bytes");
+    }
+    // The abstract namespace: a leading NUL, and exactly the name's bytes.
+    out.addr.sun_path[0] = '\0';
+    std::memcpy(out.addr.sun_path + 1, value.data() + 1, value.size() - 1);
+    out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + value.size());
+    return out;
+  }
+  if (value[0] != '/') {
+    return Err(EINVAL, "NOTIFY_SOCKET " + sanitize(std::string(value), 64) +
+                           " is neither an absolute path nor an @abstract name");
+  }
+  if (value.size() >= room) {
+    return Err(ENAMETOOLONG,
+               "NOTIFY_SOCKET's path is longer than " + std::to_string(room - 1) + " bytes");
+  }
+  if (value.find('\0') != std::string_view::npos) return Err(EINVAL, "NOTIFY_SOCKET holds a NUL");
+  std::memcpy(out.addr.sun_path, value.data(), value.size());
+  out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + value.size() + 1);
+  return out;
+}
+
+Result<UniqueFd> connect_notify_socket(std::string_view value) {
+  auto addr = parse_notify_socket(value);
+  if (!addr) return Err(addr.error());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) {
+    int err = errno;
+    return SysErr(err, "socket for NOTIFY_SOCKET");
+  }
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr->addr), addr->len) != 0) {
+    int err = errno;
+    return Err(err, "cannot connect to NOTIFY_SOCKET " + sanitize(std::string(value), 108) + ": " +
+                        errno_text(err) + "; is the service manager's socket there (Type=notify)?");
+  }
+  return fd;
+}
+
+Result<uint64_t> parse_watchdog(const char* usec, const char* pid, pid_t self) {
+  if (usec == nullptr) return uint64_t{0};
+  if (pid != nullptr) {
+    const uint64_t for_pid = parse_positive(pid);
+    if (for_pid == 0) return Err(EINVAL, "WATCHDOG_PID is not a pid");
+    if (for_pid != static_cast<uint64_t>(self)) return uint64_t{0};
+  }
+  const uint64_t value = parse_positive(usec);
+  if (value == 0) return Err(EINVAL, "WATCHDOG_USEC is not a positive number of microseconds");
+  return value;
+}
+
+std::string status_line(uint64_t generation, uint32_t listeners) {
+  return "STATUS=serving generation " + std::to_string(generation) + ", " +
+         std::to_string(listeners) + (listeners == 1 ? " listener" : " listeners");
+}
+
+std::string ready_message(uint64_t generation, uint32_t listeners, pid_t main_pid) {
+  return "READY=1\n" + status_line(generation, listeners) + "\nMAINPID=" + std::to_string(main_pid);
+}
+
+Notifier::Notifier(int fd, uint64_t watchdog_usec, pid_t main_pid)
+    : fd_(fd), watchdog_ns_(watchdog_usec * 1000 / 2), main_pid_(main_pid) {}
+
+void Notifier::send(const std::string& msg) noexcept {
+  if (fd_ < 0) return;
+  // A connected socket: send() is sendto() with no address.
+  if (::send(fd_, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    LOG_DEBUG("NOTIFY_SOCKET: %s", errno_text(errno).c_str());
+  }
+}
+
+void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
+                      uint64_t at_ns) noexcept {
+  if (fd_ < 0) return;
+  if (seen) {
+    generation_ = generation;
+    listeners_ = listeners;
+    if (!ready_sent_) {
+      send(ready_message(generation, listeners, main_pid_));
+      ready_sent_ = true;
+      sent_generation_ = generation;
+      sent_listeners_ = listeners;
+      status_at_ns_ = now_ns;
+    } else if (generation != sent_generation_ || listeners != sent_listeners_) {
+      status_pending_ = true;
+    }
+  }
+  if (status_pending_ && now_ns - status_at_ns_ >= kStatusMinIntervalNs) {
+    send(status_line(generation_, listeners_));
+    sent_generation_ = generation_;
+    sent_listeners_ = listeners_;
+    status_at_ns_ = now_ns;
+    status_pending_ = false;
+  }
+  if (watchdog_ns_ == 0 || (watchdog_at_ns_ != 0 && now_ns - watchdog_at_ns_ < watchdog_ns_)) {
+    return;
+  }
+  const uint64_t stale_ns = uint64_t{wire::kWorkerStatusStaleMs} * 1000000ULL;
+  if (seen && now_ns - at_ns > stale_ns) {
+    // The worker's loop has not run for three heartbeats: no ping, so that
+    // systemd's WatchdogSec ends a sluiced whose forwarding is wedged.
+    if (!stale_logged_) {
+      LOG_WARN("the worker has not reported for %llu ms; the systemd watchdog is no longer fed",
+               static_cast<unsigned long long>((now_ns - at_ns) / 1000000ULL));
+      stale_logged_ = true;
+    }
+    watchdog_at_ns_ = now_ns;  // look again in one interval
+    return;
+  }
+  stale_logged_ = false;
+  send("WATCHDOG=1");
+  watchdog_at_ns_ = now_ns;
+}
+
+int Notifier::timeout_ms(uint64_t now_ns) const noexcept {
+  if (fd_ < 0) return -1;
+  uint64_t due = UINT64_MAX;
+  if (status_pending_) due = status_at_ns_ + kStatusMinIntervalNs;
+  if (watchdog_ns_ != 0) due = std::min(due, watchdog_at_ns_ + watchdog_ns_);
+  if (due == UINT64_MAX) return -1;
+  if (due <= now_ns) return 0;
+  // Round up, so that the wake-up is never early (which would spin).
+  const uint64_t ms = (due - now_ns + 999999ULL) / 1000000ULL;
+  return ms > 60000 ? 60000 : static_cast<int>(ms);
+}
+
+void Notifier::stopping() noexcept {
+  send("STOPPING=1\nSTATUS=stopping");
+}
+
+}  // namespace sluice

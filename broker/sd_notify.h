@@ -1,0 +1,112 @@
+// systemd's readiness protocol (sd_notify(3)), spoken by sluiced itself:
+// no libsystemd. The service manager names a datagram socket in
+// NOTIFY_SOCKET (a path, or an abstract name written with a leading '@');
+// sluiced connects to it before its seccomp filter, on a fixed fd
+// (broker_fd::kNotify), and sends newline-separated KEY=VALUE datagrams:
+//   READY=1     once the worker's first WorkerStatus arrives: the initial
+//               rules are committed and served (schema/broker_wire.h);
+//   STATUS=...  the generation and the listener count, as the worker
+//               reports them, at most once a second (kStatusMinIntervalNs);
+//   WATCHDOG=1  every WATCHDOG_USEC/2 while sluiced runs its loop AND the
+//               worker's last heartbeat is fresh (kWorkerStatusStaleMs): a
+//               wedged worker stops the pings, and systemd restarts sluiced;
+//   STOPPING=1  on SIGTERM/SIGINT.
+// The worker never sees the socket (its environment is empty; sluiced
+// unsets NOTIFY_SOCKET for its children), so NotifyAccess=main suffices.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace sluice {
+
+/// Limit: STATUS= lines at most once a second: a commit loop (a script, a
+/// scan storm) must not flood the service manager; the last state is
+/// always sent once the second is over.
+inline constexpr uint64_t kStatusMinIntervalNs = 1000000000ULL;
+
+/// A parsed NOTIFY_SOCKET: the address to connect to and its length.
+struct NotifyAddress {
+  sockaddr_un addr = {};
+  socklen_t len = 0;
+};
+
+/// Parses NOTIFY_SOCKET: an absolute path ("/run/systemd/notify"), or an
+/// abstract name ("@name", whose '@' becomes the leading NUL). Fails on an
+/// empty value, a relative path, an empty abstract name, or one longer than
+/// sun_path (108 bytes; 107 for a path, which needs its NUL).
+Result<NotifyAddress> parse_notify_socket(std::string_view value);
+
+/// Makes the AF_UNIX SOCK_DGRAM socket (CLOEXEC, NONBLOCK) connected to
+/// `value` (parse_notify_socket()). Connected now, before the seccomp
+/// filter: later sends need only `sendto` on its fixed fd with no address.
+/// Fails with the address and errno.
+Result<UniqueFd> connect_notify_socket(std::string_view value);
+
+/// Parses WATCHDOG_USEC (`usec`) and WATCHDOG_PID (`pid`, may be null) for
+/// the process `self`: returns the watchdog interval in microseconds, or 0
+/// when there is none for this process (unset, or WATCHDOG_PID names
+/// another process). Fails on a value that is not a positive decimal number.
+Result<uint64_t> parse_watchdog(const char* usec, const char* pid, pid_t self);
+
+/// The STATUS= line for `generation` and `listeners` (no newline).
+std::string status_line(uint64_t generation, uint32_t listeners);
+
+/// The first message: READY=1, the STATUS= line, and MAINPID=`main_pid`.
+std::string ready_message(uint64_t generation, uint32_t listeners, pid_t main_pid);
+
+/// Sends sluiced's notifications on a connected datagram socket, with the
+/// rate limit and the watchdog's rules. Time is passed in (monotonic ns), so
+/// that tests drive it without sleeping.
+class Notifier {
+ public:
+  /// `fd`: the connected notify socket (not owned), or -1 to send nothing.
+  /// `watchdog_usec`: 0 for no watchdog. `main_pid`: sluiced's pid.
+  Notifier(int fd, uint64_t watchdog_usec, pid_t main_pid);
+
+  /// True when a notify socket was given.
+  bool enabled() const noexcept { return fd_ >= 0; }
+  /// Takes the worker's latest report (`seen`: one has arrived; its numbers
+  /// and arrival time `at_ns`), and sends what is due at `now_ns`: READY=1
+  /// with the first report, STATUS= after a change (rate-limited), WATCHDOG=1
+  /// when its half-interval passed and the report is fresh (or none arrived
+  /// yet: start-up is bounded by the unit's TimeoutStartSec instead). Needs
+  /// `sendto` on the fd.
+  void update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
+              uint64_t at_ns) noexcept;
+  /// Milliseconds until update() has something to do, for poll(); -1 when
+  /// nothing is scheduled.
+  int timeout_ms(uint64_t now_ns) const noexcept;
+  /// Sends STOPPING=1 (at SIGTERM/SIGINT). Needs `sendto`.
+  void stopping() noexcept;
+  /// True once READY=1 was sent.
+  bool ready_sent() const noexcept { return ready_sent_; }
+
+ private:
+  /// Sends one datagram (MSG_DONTWAIT | MSG_NOSIGNAL); a failure is logged
+  /// at debug level (the manager may be gone at shutdown) and dropped.
+  void send(const std::string& msg) noexcept;
+
+  int fd_;
+  uint64_t watchdog_ns_;  // the ping interval: WATCHDOG_USEC/2 in ns, 0 for none
+  pid_t main_pid_;
+  bool ready_sent_ = false;
+  bool status_pending_ = false;   // a change not yet sent (rate limit)
+  uint64_t sent_generation_ = 0;  // what the last STATUS= said
+  uint32_t sent_listeners_ = 0;
+  uint64_t generation_ = 0;  // the latest report
+  uint32_t listeners_ = 0;
+  uint64_t status_at_ns_ = 0;    // when the last STATUS= went out
+  uint64_t watchdog_at_ns_ = 0;  // when the last WATCHDOG=1 went out, 0: never
+  bool stale_logged_ = false;    // the stale-worker warning was logged
+};
+
+}  // namespace sluice

@@ -1,0 +1,178 @@
+// The pure parts of sluiced's service-manager support: NOTIFY_SOCKET
+// addresses, WATCHDOG_USEC/WATCHDOG_PID, the notify messages and their rate
+// limit and watchdog rules (over a real datagram socketpair, with time passed
+// in), LISTEN_* parsing, and the check of an activated socket.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "broker/sd_notify.h"
+#include "broker/socket_activation.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+namespace {
+
+constexpr uint64_t kMs = 1000000ULL;
+
+TEST(NotifyAddress, PathAndAbstract) {
+  auto path = parse_notify_socket("/run/systemd/notify");
+  ASSERT_TRUE(path.ok());
+  EXPECT_STREQ(path->addr.sun_path, "/run/systemd/notify");
+  EXPECT_EQ(path->len, offsetof(sockaddr_un, sun_path) + 20);
+  auto abstract = parse_notify_socket("@sd-notify/123");
+  ASSERT_TRUE(abstract.ok());
+  EXPECT_EQ(abstract->addr.sun_path[0], '\0');
+  EXPECT_EQ(std::string(abstract->addr.sun_path + 1, 13), "sd-notify/123");
+  EXPECT_EQ(abstract->len, offsetof(sockaddr_un, sun_path) + 14);
+}
+
+TEST(NotifyAddress, RefusesWhatIsNotAnAddress) {
+  EXPECT_FALSE(parse_notify_socket("").ok());
+  EXPECT_FALSE(parse_notify_socket("@").ok());
+  EXPECT_FALSE(parse_notify_socket("relative/notify").ok());
+  EXPECT_FALSE(parse_notify_socket("/" + std::string(107, 'a')).ok());
+  EXPECT_TRUE(parse_notify_socket("/" + std::string(106, 'a')).ok());
+  EXPECT_FALSE(parse_notify_socket("@" + std::string(108, 'a')).ok());
+  EXPECT_TRUE(parse_notify_socket("@" + std::string(107, 'a')).ok());
+}
+
+TEST(Watchdog, ForThisProcessOnly) {
+  EXPECT_EQ(*parse_watchdog(nullptr, nullptr, 42), 0u);
+  EXPECT_EQ(*parse_watchdog("30000000", nullptr, 42), 30000000u);
+  EXPECT_EQ(*parse_watchdog("30000000", "42", 42), 30000000u);
+  EXPECT_EQ(*parse_watchdog("30000000", "43", 42), 0u);
+  EXPECT_FALSE(parse_watchdog("0", "42", 42).ok());
+  EXPECT_FALSE(parse_watchdog("-5", "42", 42).ok());
+  EXPECT_FALSE(parse_watchdog("30s", "42", 42).ok());
+  EXPECT_FALSE(parse_watchdog("99999999999999999999999", "42", 42).ok());
+  EXPECT_FALSE(parse_watchdog("1000", "x", 42).ok());
+}
+
+TEST(NotifyMessages, Text) {
+  EXPECT_EQ(status_line(7, 1), "STATUS=serving generation 7, 1 listener");
+  EXPECT_EQ(status_line(7, 3), "STATUS=serving generation 7, 3 listeners");
+  EXPECT_EQ(ready_message(1, 0, 99),
+            "READY=1\nSTATUS=serving generation 1, 0 listeners\nMAINPID=99");
+}
+
+/// A socketpair standing in for the manager's socket.
+struct Manager {
+  int fds[2] = {-1, -1};
+  Manager() { EXPECT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds), 0); }
+  ~Manager() {
+    close(fds[0]);
+    close(fds[1]);
+  }
+  /// Everything sent so far, one string per datagram.
+  std::vector<std::string> take() {
+    std::vector<std::string> out;
+    char buf[512];
+    for (int i = 0; i < 1000; ++i) {
+      ssize_t n = recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0) break;
+      out.emplace_back(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+};
+
+TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, false, 0, 0, 0);
+  EXPECT_TRUE(m.take().empty());  // nothing before the worker reports
+  EXPECT_EQ(n.timeout_ms(t0), -1);
+  n.update(t0, true, 1, 2, t0);
+  EXPECT_EQ(m.take(), std::vector<std::string>{ready_message(1, 2, 7)});
+  n.update(t0 + 100 * kMs, true, 2, 3, t0 + 100 * kMs);
+  n.update(t0 + 200 * kMs, true, 3, 3, t0 + 200 * kMs);
+  EXPECT_TRUE(m.take().empty());  // within the second after READY
+  EXPECT_EQ(n.timeout_ms(t0 + 200 * kMs), 800);
+  n.update(t0 + 1000 * kMs, true, 3, 3, t0 + 1000 * kMs);
+  EXPECT_EQ(m.take(), std::vector<std::string>{status_line(3, 3)});  // only the latest
+  n.update(t0 + 1500 * kMs, true, 3, 3, t0 + 1500 * kMs);
+  EXPECT_TRUE(m.take().empty());  // nothing changed
+  n.stopping();
+  EXPECT_EQ(m.take(), std::vector<std::string>{"STOPPING=1\nSTATUS=stopping"});
+}
+
+TEST(Notifier, WatchdogNeedsAFreshWorkerReport) {
+  Manager m;
+  Notifier n(m.fds[0], 1000000, 7);  // WATCHDOG_USEC 1 s: a ping every 500 ms
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, false, 0, 0, 0);
+  EXPECT_EQ(m.take(), std::vector<std::string>{"WATCHDOG=1"});  // starting: sluiced lives
+  EXPECT_EQ(n.timeout_ms(t0), 500);
+  n.update(t0 + 100 * kMs, true, 1, 1, t0 + 100 * kMs);
+  EXPECT_EQ(m.take().size(), 1u);  // READY only
+  n.update(t0 + 500 * kMs, true, 1, 1, t0 + 100 * kMs);
+  EXPECT_EQ(m.take(), std::vector<std::string>{"WATCHDOG=1"});
+  // The last report is older than kWorkerStatusStaleMs: no ping.
+  const uint64_t late = t0 + 100 * kMs + wire::kWorkerStatusStaleMs * kMs + 1;
+  n.update(late, true, 1, 1, t0 + 100 * kMs);
+  EXPECT_TRUE(m.take().empty());
+  // A fresh report feeds it again, one interval later.
+  n.update(late + 500 * kMs, true, 1, 1, late + 400 * kMs);
+  EXPECT_EQ(m.take(), std::vector<std::string>{"WATCHDOG=1"});
+}
+
+TEST(Notifier, DisabledSendsNothing) {
+  Notifier n(-1, 1000000, 7);
+  EXPECT_FALSE(n.enabled());
+  n.update(1, true, 1, 1, 1);
+  n.stopping();
+  EXPECT_EQ(n.timeout_ms(1), -1);
+  EXPECT_FALSE(n.ready_sent());
+}
+
+TEST(ListenFds, Names) {
+  auto names = parse_listen_fdnames("control:pesto", 2);
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"control", "pesto"}));
+  EXPECT_EQ(*parse_listen_fdnames(nullptr, 2), (std::vector<std::string>{"unknown", "unknown"}));
+  EXPECT_FALSE(parse_listen_fdnames("control", 2).ok());
+  EXPECT_FALSE(parse_listen_fdnames("a:b:c", 2).ok());
+  EXPECT_FALSE(parse_listen_fdnames("a::b", 3).ok());
+  EXPECT_FALSE(parse_listen_fdnames("a\nb", 1).ok());
+  EXPECT_FALSE(parse_listen_fdnames(std::string(256, 'a').c_str(), 1).ok());
+}
+
+TEST(ListenFds, OnlyForThisPid) {
+  auto env = parse_listen_env("42", "1", "control", 42);
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(env->count, 1);
+  EXPECT_EQ(parse_listen_env("43", "1", "control", 42)->count, 0);
+  EXPECT_EQ(parse_listen_env(nullptr, "1", "control", 42)->count, 0);
+  EXPECT_FALSE(parse_listen_env("42", "x", "control", 42).ok());
+  EXPECT_FALSE(parse_listen_env("42", "65", nullptr, 42).ok());
+  EXPECT_FALSE(parse_listen_env("4x", "1", "control", 42).ok());
+}
+
+TEST(ListenFds, CheckActivatedSocket) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+  EXPECT_FALSE(check_activated_socket(pair[0], "control").ok());
+  close(pair[0]);
+  close(pair[1]);
+  int stream = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  auto not_listening = check_activated_socket(stream, "control");
+  ASSERT_FALSE(not_listening.ok());
+  EXPECT_NE(not_listening.error().message.find("does not listen"), std::string::npos);
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  ASSERT_EQ(bind(stream, reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)), 0);  // autobind
+  ASSERT_EQ(listen(stream, 1), 0);
+  EXPECT_TRUE(check_activated_socket(stream, "control").ok());
+  close(stream);
+  EXPECT_FALSE(check_activated_socket(0 + 1000, "control").ok());  // not open
+}
+
+}  // namespace
+}  // namespace sluice
