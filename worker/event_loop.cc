@@ -58,7 +58,9 @@ bool EventLoop::run_once(int timeout_ms) noexcept {
   }
   graveyard_.clear();
   uint64_t now = monotonic_ns();
-  for (Ticker* ticker : tickers_) ticker->on_tick(now);
+  // By index: a tick may add a ticker (the initial commit completing in a
+  // tick starts the control server), and push_back may move the vector.
+  for (size_t i = 0; i < tickers_.size(); ++i) tickers_[i]->on_tick(now);
   graveyard_.clear();
   return !stopped_;
 }
