@@ -133,6 +133,16 @@ void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
                "a bad Hello passed");
     return;
   }
+  if (type == wire::BrokerMsg::kWorkerStatus) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::WorkerStatusMsg),
+               "a WorkerStatus of the wrong size passed");
+    wire::WorkerStatusMsg status;
+    std::memcpy(&status, msg.data(), sizeof(status));
+    Result<void> ok = validate_worker_status(status);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(status.reserved == 0, "a WorkerStatus with reserved bits passed");
+    return;
+  }
   if (type == wire::BrokerMsg::kPeerQuery) {
     FUZZ_CHECK(msg.size() == sizeof(wire::PeerQueryMsg), "a PeerQuery of the wrong size passed");
     wire::PeerQueryMsg query;
@@ -204,6 +214,9 @@ size_t request_size(uint32_t type) {
   }
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kInitialPorts)) {
     return sizeof(wire::InitialPortsMsg);
+  }
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kWorkerStatus)) {
+    return sizeof(wire::WorkerStatusMsg);
   }
   return 0;
 }

@@ -296,6 +296,15 @@ void broker_seeds() {
   sockets.count = wire::kMaxSocketsPerMessage + 1;
   put(t, "open_sockets_too_many", ready + raw(sockets));
 
+  // The worker's status for sluiced's service-manager notifications.
+  wire::WorkerStatusMsg status{};
+  status.header = wire::header(wire::BrokerMsg::kWorkerStatus, 7);
+  status.generation = 42;
+  status.listeners = 3;
+  put(t, "worker_status", ready + raw(status));
+  status.reserved = 1;
+  put(t, "worker_status_reserved", ready + raw(status));
+
   // The declaration of the initial rules' privileged ports, right after
   // Hello (bit 7 of the control byte: the host awaits it).
   const std::string await_initial(1, '\x80'), await_initial_padded(1, '\x82');
