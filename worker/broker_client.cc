@@ -405,17 +405,9 @@ void BrokerClient::send_sockets() noexcept {
 
 bool BrokerClient::receive_sockets() noexcept {
   wire::SocketsOpenedMsg reply;
-  auto got = receive_message(channel_.get(), &reply, sizeof(reply), wire::kMaxSocketsPerMessage,
-                             MSG_DONTWAIT);
-  if (!got) {
-    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
-    lose("reading SocketsOpened: " + got.error().message);
-    return false;
-  }
-  if (got->len == 0) {
-    lose("sluiced closed the channel during OpenSockets");
-    return false;
-  }
+  auto got = receive_reply(&reply, sizeof(reply), wire::kMaxSocketsPerMessage, "SocketsOpened",
+                           "OpenSockets");
+  if (!got) return false;
   InFlight request = std::move(in_flight_.front());
   in_flight_.pop_front();
   --sockets_in_flight_;
@@ -465,6 +457,23 @@ bool BrokerClient::receive_one() noexcept {
   return receive_listeners();
 }
 
+std::optional<ReceivedMessage> BrokerClient::receive_reply(void* buf, size_t cap, size_t max_fds,
+                                                           const char* name,
+                                                           const char* request) noexcept {
+  auto got = receive_message(channel_.get(), buf, cap, max_fds, MSG_DONTWAIT);
+  if (!got) {
+    if (got.error().err != EAGAIN && got.error().err != EWOULDBLOCK) {
+      lose(std::string("reading ") + name + ": " + got.error().message);
+    }
+    return std::nullopt;
+  }
+  if (got->len == 0) {
+    lose(std::string("sluiced closed the channel during ") + request);
+    return std::nullopt;
+  }
+  return std::move(*got);
+}
+
 bool BrokerClient::receive_unasked() noexcept {
   // Readable with nothing asked: EOF, or the broker speaking out of turn.
   char byte;
@@ -480,16 +489,8 @@ bool BrokerClient::receive_unasked() noexcept {
 
 bool BrokerClient::receive_peer_reply() noexcept {
   wire::PeerReplyMsg reply;
-  auto got = receive_message(channel_.get(), &reply, sizeof(reply), 0, MSG_DONTWAIT);
-  if (!got) {
-    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
-    lose("reading PeerReply: " + got.error().message);
-    return false;
-  }
-  if (got->len == 0) {
-    lose("sluiced closed the channel during PeerQuery");
-    return false;
-  }
+  auto got = receive_reply(&reply, sizeof(reply), 0, "PeerReply", "PeerQuery");
+  if (!got) return false;
   InFlight request = std::move(in_flight_.front());
   in_flight_.pop_front();
   --peers_in_flight_;
@@ -512,17 +513,9 @@ bool BrokerClient::receive_peer_reply() noexcept {
 }
 
 bool BrokerClient::receive_listeners() noexcept {
-  auto got = receive_message(channel_.get(), reply_.get(), sizeof(*reply_),
-                             wire::kMaxListenersPerMessage, MSG_DONTWAIT);
-  if (!got) {
-    if (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK) return false;
-    lose("reading ListenersOpened: " + got.error().message);
-    return false;
-  }
-  if (got->len == 0) {
-    lose("sluiced closed the channel during OpenListeners");
-    return false;
-  }
+  auto got = receive_reply(reply_.get(), sizeof(*reply_), wire::kMaxListenersPerMessage,
+                           "ListenersOpened", "OpenListeners");
+  if (!got) return false;
   CHECK(!calls_.empty());
   InFlight request = in_flight_.front();
   in_flight_.pop_front();

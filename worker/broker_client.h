@@ -32,11 +32,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "base/scm_rights.h"
 #include "base/unique_fd.h"
 #include "schema/broker_wire.h"
 #include "schema/model.h"
@@ -256,6 +258,12 @@ class BrokerClient final : public EventHandler {
   bool receive_listeners() noexcept;
   /// With nothing asked: EOF, or a message out of turn. Returns false.
   bool receive_unasked() noexcept;
+  /// Reads the reply `name` to the oldest request, a `request`, into `buf`
+  /// (`cap` bytes, at most `max_fds` fds), without waiting. Returns nothing
+  /// when no reply is there (EAGAIN), and also, after lose(), on a read error
+  /// or EOF; the caller checks the reply itself.
+  std::optional<ReceivedMessage> receive_reply(void* buf, size_t cap, size_t max_fds,
+                                               const char* name, const char* request) noexcept;
   /// Marks the channel lost, drops every open request, unregisters the
   /// channel and calls on_lost, once.
   void lose(std::string reason, bool idle_eof = false) noexcept;
