@@ -99,6 +99,13 @@ void place_broker_fds(ProbeFds& f) {
   f.helper_child = start_waiting_child();
   int helper_pidfd =
       need(static_cast<int>(syscall(SYS_pidfd_open, f.helper_child, 0)), "pidfd_open");
+  // systemd's notify socket: a connected datagram socket, as sluiced keeps
+  // it; the peer end is left open so that a send finds a live receiver.
+  int notify[2];
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, notify) != 0) {
+    setup_failed("socketpair(SOCK_DGRAM) for the notify socket");
+  }
+  f.notify_peer = move_high(notify[1], "notify peer");
 
   // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
@@ -110,10 +117,11 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(dir, "dir"),
                          move_high(pesto_dir, "pesto dir"),
                          move_high(helper[0], "helper"),
-                         move_high(helper_pidfd, "helper pidfd")};
+                         move_high(helper_pidfd, "helper pidfd"),
+                         move_high(notify[0], "notify")};
   const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,   broker_fd::kWorker,
                          broker_fd::kControlDir, broker_fd::kPestoDir, broker_fd::kHelperChannel,
-                         broker_fd::kHelper};
+                         broker_fd::kHelper,     broker_fd::kNotify};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

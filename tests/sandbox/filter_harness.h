@@ -52,8 +52,10 @@ struct ProbeFds {
                           // helper_fd::kChannel (kSetupHelperFds: "sluiced")
   pid_t child = -1;       // a child that waits to be killed; it dies with us
   // kSetupBrokerFds also: kHelperChannel a SOCK_SEQPACKET end with one answer
-  // queued, kHelper the pidfd of `helper_child`.
+  // queued, kHelper the pidfd of `helper_child`, kNotify a connected
+  // SOCK_DGRAM end.
   int helper_peer = -1;     // the other end of kHelperChannel (the "helper")
+  int notify_peer = -1;     // the other end of kNotify, a SOCK_DGRAM pair (the "service manager")
   pid_t helper_child = -1;  // a second child that waits to be killed
 };
 
