@@ -208,7 +208,8 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
   char* buf = owner_.copy_buffer();
   for (;;) {
     if (dir.read_eof) return finish(to, dir);  // everything the source sent was delivered
-    if (should_splice(dir.delivered, dir.held_len, owner_.limits().splice_after_bytes)) {
+    if (should_splice(dir.delivered, dir.held_len, dir.read_full,
+                      owner_.limits().splice_after_bytes)) {
       dir.splicing = true;
       return Pump::kIdle;
     }
@@ -223,6 +224,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
     }
     moved_ = true;
     const size_t n = static_cast<size_t>(got);
+    if (n == kCopyChunk) dir.read_full = true;
     ssize_t sent = send(to, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent < 0) {
       if (errno != EAGAIN && errno != EINTR) return Pump::kError;

@@ -82,6 +82,7 @@ class TcpConnection final : public EventHandler {
     std::unique_ptr<char[]> held;  // copy path: bytes a short send() left behind
     size_t held_off = 0, held_len = 0;
     bool splicing = false;    // switched to splice() (should_splice)
+    bool read_full = false;   // a recv() filled the whole copy buffer (should_splice)
     bool eof_seen = false;    // an event of the source reported FIN, hang-up or error
     bool fin_seen = false;    // one reported FIN alone (read_reached_fin)
     bool read_eof = false;    // the source sent FIN

@@ -5,9 +5,13 @@
 // send() on at once. For the short exchanges that make up most connections
 // this is two syscalls per burst and no pipe at all, where splice() needs a
 // pipe and two splices plus one that finds the source empty. Once the
-// direction has delivered kSpliceAfterBytes it has proved a stream, and it
-// switches to splice() through a pooled pipe, which moves the bulk without
-// copying it through user space (HAProxy's splice-auto makes the same bet).
+// direction has delivered kSpliceAfterBytes and one recv() has filled the
+// whole buffer (the source had a backlog: bulk, not a reply), it has proved
+// a stream, and it switches to splice() through a pooled pipe, which moves
+// the bulk without copying it through user space (HAProxy's splice-auto
+// makes the same bet on a full buffer). A long-lived request/response
+// connection of small messages never fills the buffer, so it keeps the
+// copy path and its lower latency however many bytes it has carried.
 #pragma once
 
 #include <cstddef>
@@ -31,12 +35,13 @@ inline constexpr uint64_t kSpliceAfterBytes = 64 * 1024;
 inline constexpr size_t kCopyChunk = 16 * 1024;
 
 /// Whether a direction that has delivered `delivered` bytes should splice
-/// from now on, switching after `after` bytes (kSpliceAfterBytes unless a
-/// test asks otherwise). Only with nothing held back from an earlier short
+/// from now on: once it has delivered `after` bytes (kSpliceAfterBytes
+/// unless a test asks otherwise) and a recv() has filled the whole buffer
+/// (`read_was_full`). Only with nothing held back from an earlier short
 /// send: the held bytes must reach the destination before any spliced byte.
-constexpr bool should_splice(uint64_t delivered, size_t held,
+constexpr bool should_splice(uint64_t delivered, size_t held, bool read_was_full,
                              uint64_t after = kSpliceAfterBytes) noexcept {
-  return delivered >= after && held == 0;
+  return read_was_full && delivered >= after && held == 0;
 }
 
 /// Whether a recv() that returned `got` of `asked` bytes left the socket's

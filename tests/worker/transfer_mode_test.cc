@@ -9,18 +9,25 @@ namespace sluice {
 namespace {
 
 TEST(TransferMode, ShortDirectionsCopyAndLongOnesSplice) {
-  EXPECT_FALSE(should_splice(0, 0));
-  EXPECT_FALSE(should_splice(100, 0));
-  EXPECT_FALSE(should_splice(kSpliceAfterBytes - 1, 0));
-  EXPECT_TRUE(should_splice(kSpliceAfterBytes, 0));
-  EXPECT_TRUE(should_splice(uint64_t{1} << 40, 0));
+  EXPECT_FALSE(should_splice(0, 0, true));
+  EXPECT_FALSE(should_splice(100, 0, true));
+  EXPECT_FALSE(should_splice(kSpliceAfterBytes - 1, 0, true));
+  EXPECT_TRUE(should_splice(kSpliceAfterBytes, 0, true));
+  EXPECT_TRUE(should_splice(uint64_t{1} << 40, 0, true));
+}
+
+TEST(TransferMode, SmallMessagesCopyHoweverManyBytesTheyCarried) {
+  // A kept-alive request/response connection of small messages never fills
+  // the buffer: it keeps the copy path, whose latency is lower.
+  EXPECT_FALSE(should_splice(kSpliceAfterBytes, 0, false));
+  EXPECT_FALSE(should_splice(uint64_t{1} << 40, 0, false));
 }
 
 TEST(TransferMode, HeldBytesGoOutBeforeTheSwitch) {
   // Bytes a short send() left behind must reach the destination before any
   // spliced byte, or the stream would be reordered.
-  EXPECT_FALSE(should_splice(kSpliceAfterBytes, 1));
-  EXPECT_FALSE(should_splice(uint64_t{1} << 40, kCopyChunk));
+  EXPECT_FALSE(should_splice(kSpliceAfterBytes, 1, true));
+  EXPECT_FALSE(should_splice(uint64_t{1} << 40, kCopyChunk, true));
 }
 
 TEST(TransferMode, AShortReadMeansDrainedUnlessTheSourceEnded) {
