@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "broker/restart_policy.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
@@ -40,6 +41,7 @@ struct BrokerOptions {
   std::string userns;       // --userns PATH (only with a target namespace)
   std::string pesto_path;   // --pesto-socket PATH; empty: no pesto endpoint
   std::string worker_user;  // --worker-user NAME|UID[:GID]; empty: broker/worker_user.h
+  RestartLimit worker_restarts;  // --worker-restarts COUNT/SECONDS
 };
 
 /// What main() should do after parsing.
