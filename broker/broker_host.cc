@@ -60,8 +60,8 @@ const BrokerHost::DispatchEntry BrokerHost::kDispatch[9] = {
      "OpenSockets", &BrokerHost::answer_open_sockets},
     {wire::BrokerMsg::kWorkerStatus, HostState::kReady, sizeof(wire::WorkerStatusMsg), 0,
      "WorkerStatus", &BrokerHost::answer_worker_status},
-    {wire::BrokerMsg::kStoreState, HostState::kReady, sizeof(wire::StoreStateMsg), 2,
-     "StoreState", &BrokerHost::answer_store_state},
+    {wire::BrokerMsg::kStoreState, HostState::kReady, sizeof(wire::StoreStateMsg), 2, "StoreState",
+     &BrokerHost::answer_store_state},
     {wire::BrokerMsg::kResume, HostState::kAwaitResume, sizeof(wire::ResumeMsg), 0, "Resume",
      &BrokerHost::answer_resume},
     {wire::BrokerMsg::kReclaimListeners, HostState::kReclaiming, sizeof(wire::ReclaimListenersMsg),
@@ -563,8 +563,8 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
     if (reply_->status[i] != wire::kStatusOk) continue;
     // sluiced keeps its own copy, so that a restarted worker gets it back.
     if (auto kept = escrow_.keep(by_entry[i].get(), req.entries[i], req.header.sequence); !kept) {
-      LOG_WARN("%s: not kept for a worker restart: %s",
-               describe_listener(req.entries[i]).c_str(), kept.error().message.c_str());
+      LOG_WARN("%s: not kept for a worker restart: %s", describe_listener(req.entries[i]).c_str(),
+               kept.error().message.c_str());
     }
     opened.push_back(std::move(by_entry[i]));
   }

@@ -25,9 +25,9 @@
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
+#include "broker/restart_policy.h"
 #include "broker/sd_notify.h"
 #include "broker/socket_activation.h"
-#include "broker/restart_policy.h"
 #include "broker/worker_launch.h"
 #include "broker/worker_launcher.h"
 #include "broker/worker_user.h"
@@ -256,12 +256,12 @@ Result<ControlSocket> activated_socket(UniqueFd fd, const SocketRole& role,
 /// What serve() needs besides the host: the fixed-number descriptors and
 /// the bookkeeping of worker restarts.
 struct Serving {
-  WorkerProcess* worker;            // its pidfd and channel at kWorker and kChannel
-  const NamespaceHelper* helper;    // nullptr without --netns
+  WorkerProcess* worker;          // its pidfd and channel at kWorker and kChannel
+  const NamespaceHelper* helper;  // nullptr without --netns
   const UniqueFd* signals;
-  const UniqueFd* launcher_pidfd;   // at kLauncher
-  const UniqueFd* launcher_channel; // at kLauncherChannel
-  const UniqueFd* policy_text;      // the policy text a new worker gets (the one in force)
+  const UniqueFd* launcher_pidfd;    // at kLauncher
+  const UniqueFd* launcher_channel;  // at kLauncherChannel
+  const UniqueFd* policy_text;       // the policy text a new worker gets (the one in force)
   std::string control_path;
   std::string pesto_path;
   Notifier* notifier;
@@ -281,6 +281,57 @@ Result<void> relaunch(Serving& s, uint64_t sequence) {
   }
   s.worker->pid = launched->pid;
   return Ok();
+}
+
+/// The state of worker restarts in serve().
+struct RestartState {
+  bool alive = true;           // a worker runs on kWorker/kChannel
+  bool launcher_alive = true;  // restarts are possible
+  uint64_t restart_at_ns = 0;  // with !alive: when the next worker starts
+  uint64_t down_since_ns =
+      0;  // when the last worker died: the heartbeat's age until the next reports
+};
+
+/// A worker ended with `code` (as poll_worker_exit() gives it): logs how,
+/// and that its connections are lost, and schedules the next worker as the
+/// restart policy says. Returns -1 when a new one will start, else sluiced's
+/// exit code: the worker's when the first worker never served (a start-up
+/// failure) or restarts are off, kExitFailure when the policy gives up or
+/// the launcher is gone.
+int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) {
+  const WorkerReport& report = host.worker_report();
+  const bool served = report.at_ns != 0;
+  if (s.restarts->restarts() == 0 && !report.seen) return code;  // never served: start-up
+  if (s.restarts->limit().count == 0) return code;               // restarts are off
+  const uint64_t now = monotonic_ns();
+  auto delay = s.restarts->on_death(now, served);
+  const std::string how = describe_worker_end(code);
+  if (!delay) {
+    LOG_ERROR(
+        "the worker %s; %zu workers died within %u s (--worker-restarts %u/%u): sluiced gives up "
+        "and stops, and nothing is forwarded any more; find the cause in the worker's messages "
+        "above (or the kernel log), then start sluiced again",
+        how.c_str(), s.restarts->recent(), s.restarts->limit().seconds, s.restarts->limit().count,
+        s.restarts->limit().seconds);
+    return kExitFailure;
+  }
+  if (!r.launcher_alive) {
+    LOG_ERROR(
+        "the worker %s, and no new worker can be started: the worker launcher is gone (see "
+        "above); stopping. Start sluiced again",
+        how.c_str());
+    return kExitFailure;
+  }
+  const std::string when = *delay == 0 ? "now" : "in " + std::to_string(*delay) + " ms";
+  LOG_ERROR(
+      "the worker %s; its established connections and UDP flows are lost. The listeners stay "
+      "open in sluiced (new connections wait in the kernel) and a new worker takes them and the "
+      "tables over %s",
+      how.c_str(), when.c_str());
+  r.alive = false;
+  r.down_since_ns = now;
+  r.restart_at_ns = now + *delay * 1000000ULL;
+  return -1;
 }
 
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT,
@@ -305,51 +356,13 @@ Result<void> relaunch(Serving& s, uint64_t sequence) {
 int serve(BrokerHost& host, Serving& s) {
   WorkerProcess& worker = *s.worker;
   bool announced = false;
-  bool alive = true;            // a worker runs on kWorker/kChannel
-  bool launcher_alive = true;   // restarts are possible
-  uint64_t restart_at_ns = 0;   // with !alive: when the next worker starts
-  uint64_t down_since_ns = 0;   // with !alive or until the new one reports: when the last died
-  uint64_t launch_sequence = 1; // the first launch was 1
-  // A worker ended with `code` (as poll_worker_exit() gives it): returns
-  // -1 when a new one will start, else sluiced's exit code.
-  auto ended = [&](int code) -> int {
-    const WorkerReport& report = host.worker_report();
-    const bool served = report.at_ns != 0;
-    if (s.restarts->restarts() == 0 && !report.seen) return code;  // never served: start-up
-    if (s.restarts->limit().count == 0) return code;                // restarts are off
-    const uint64_t now = monotonic_ns();
-    auto delay = s.restarts->on_death(now, served);
-    const std::string how = describe_worker_end(code);
-    if (!delay) {
-      LOG_ERROR(
-          "the worker %s, the %zu%s worker to die within %u s (--worker-restarts %u/%u): "
-          "sluiced gives up and stops, and nothing is forwarded any more; find the cause in the "
-          "worker's messages above (or the kernel log), then start sluiced again",
-          how.c_str(), s.restarts->recent(), s.restarts->recent() == 1 ? "st" : "th",
-          s.restarts->limit().seconds, s.restarts->limit().count, s.restarts->limit().seconds);
-      return kExitFailure;
-    }
-    if (!launcher_alive) {
-      LOG_ERROR(
-          "the worker %s, and no new worker can be started: the worker launcher is gone (see "
-          "above); stopping. Start sluiced again",
-          how.c_str());
-      return kExitFailure;
-    }
-    LOG_ERROR(
-        "the worker %s; its established connections and UDP flows are lost. The listeners stay "
-        "open in sluiced (new connections wait in the kernel) and a new worker takes them and "
-        "the tables over %s",
-        how.c_str(),
-        *delay == 0 ? "now" : ("in " + std::to_string(*delay) + " ms").c_str());
-    alive = false;
-    down_since_ns = now;
-    restart_at_ns = now + *delay * 1000000ULL;
-    return -1;
-  };
+  RestartState r;
+  bool& alive = r.alive;
+  bool& launcher_alive = r.launcher_alive;
+  uint64_t launch_sequence = 1;  // the first launch was 1
   for (;;) {
     uint64_t now = monotonic_ns();
-    if (!alive && now >= restart_at_ns) {
+    if (!alive && now >= r.restart_at_ns) {
       if (auto ok = relaunch(s, ++launch_sequence); !ok) {
         LOG_ERROR("starting a new worker: %s; stopping", ok.error().message.c_str());
         return kExitFailure;
@@ -362,11 +375,11 @@ int serve(BrokerHost& host, Serving& s) {
     }
     const WorkerReport& report = host.worker_report();
     // Until the new worker reports, the heartbeat's age counts from the death.
-    const uint64_t beat = report.at_ns != 0 ? report.at_ns : down_since_ns;
+    const uint64_t beat = report.at_ns != 0 ? report.at_ns : r.down_since_ns;
     s.notifier->update(now, report.seen, report.generation, report.listeners, beat);
     int timeout = s.notifier->timeout_ms(now);
     if (!alive) {
-      const int until = static_cast<int>((restart_at_ns - now + 999999) / 1000000);
+      const int until = static_cast<int>((r.restart_at_ns - now + 999999) / 1000000);
       timeout = timeout < 0 || until < timeout ? until : timeout;
     }
     const bool waiting = alive && host.reply_pending();
@@ -407,7 +420,7 @@ int serve(BrokerHost& host, Serving& s) {
     if (fds[0].revents != 0) {
       int code = poll_worker_exit(worker);
       if (code >= 0) {
-        if (int exit_code = ended(code); exit_code >= 0) return exit_code;
+        if (int exit_code = worker_ended(host, s, r, code); exit_code >= 0) return exit_code;
         continue;
       }
     }
@@ -435,7 +448,8 @@ int serve(BrokerHost& host, Serving& s) {
         break;
       case HandleStatus::kPeerClosed: {
         LOG_INFO("%s; waiting for the worker to exit", host.last_error().c_str());
-        if (int exit_code = ended(stop_worker(worker, StopMode::kAwaitExit)); exit_code >= 0) {
+        if (int exit_code = worker_ended(host, s, r, stop_worker(worker, StopMode::kAwaitExit));
+            exit_code >= 0) {
           return exit_code;
         }
         break;
@@ -452,7 +466,8 @@ int serve(BrokerHost& host, Serving& s) {
         return kExitFailure;
       case HandleStatus::kIoError: {
         LOG_ERROR("%s; stopping the worker", host.last_error().c_str());
-        if (int exit_code = ended(stop_worker(worker, StopMode::kTerminate)); exit_code >= 0) {
+        if (int exit_code = worker_ended(host, s, r, stop_worker(worker, StopMode::kTerminate));
+            exit_code >= 0) {
           return exit_code;
         }
         break;
@@ -593,13 +608,17 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
   }
-  const FdPlacement placements[] = {
-      {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
-      {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
-      {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
-      {&helper_pidfd, broker_fd::kHelper},    {&notify_fd, broker_fd::kNotify},
-      {&launcher.channel, broker_fd::kLauncherChannel}, {&launcher.pidfd, broker_fd::kLauncher},
-      {&loaded.text, broker_fd::kPolicyText}};
+  const FdPlacement placements[] = {{&worker.channel, broker_fd::kChannel},
+                                    {&signals, broker_fd::kSignal},
+                                    {&worker.pidfd, broker_fd::kWorker},
+                                    {&control.dir_fd, broker_fd::kControlDir},
+                                    {&pesto_dir, broker_fd::kPestoDir},
+                                    {&helper_channel, broker_fd::kHelperChannel},
+                                    {&helper_pidfd, broker_fd::kHelper},
+                                    {&notify_fd, broker_fd::kNotify},
+                                    {&launcher.channel, broker_fd::kLauncherChannel},
+                                    {&launcher.pidfd, broker_fd::kLauncher},
+                                    {&loaded.text, broker_fd::kPolicyText}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -617,16 +636,11 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   }
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
   RestartPolicy restarts(options.worker_restarts);
-  Serving serving{&worker,
-                  helper ? &*helper : nullptr,
-                  &signals,
-                  &launcher.pidfd,
-                  &launcher.channel,
-                  &loaded.text,
-                  control.path,
-                  pesto != nullptr ? pesto->path : "",
-                  &notifier,
-                  &restarts};
+  Serving serving{&worker,           helper ? &*helper : nullptr,
+                  &signals,          &launcher.pidfd,
+                  &launcher.channel, &loaded.text,
+                  control.path,      pesto != nullptr ? pesto->path : "",
+                  &notifier,         &restarts};
   const int code = serve(host, serving);
   if (helper) stop_namespace_helper(*helper);
   return code;

@@ -32,7 +32,8 @@ Result<RestartLimit> parse_restart_limit(std::string_view text) {
                            : parse_number(text.substr(slash + 1), 1, kMaxRestartSeconds);
   if (!count || !seconds) {
     return Err(EINVAL, "--worker-restarts takes COUNT/SECONDS, COUNT 0.." +
-                           std::to_string(kMaxRestartCount) + " (0: never restart) and SECONDS 1.." +
+                           std::to_string(kMaxRestartCount) +
+                           " (0: never restart) and SECONDS 1.." +
                            std::to_string(kMaxRestartSeconds) + ", for example 30/60");
   }
   return RestartLimit{*count, *seconds};

@@ -96,7 +96,8 @@ std::string status_line(uint64_t generation, uint32_t listeners, uint32_t restar
   std::string line = "STATUS=serving generation " + std::to_string(generation) + ", " +
                      std::to_string(listeners) + (listeners == 1 ? " listener" : " listeners");
   if (restarts > 0) {
-    line += ", " + std::to_string(restarts) + (restarts == 1 ? " worker restart" : " worker restarts");
+    line +=
+        ", " + std::to_string(restarts) + (restarts == 1 ? " worker restart" : " worker restarts");
   }
   return line;
 }

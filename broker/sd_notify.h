@@ -109,7 +109,7 @@ class Notifier {
   uint32_t sent_listeners_ = 0;
   uint64_t generation_ = 0;  // the latest report
   uint32_t listeners_ = 0;
-  uint32_t restarts_ = 0;  // worker restarts, for STATUS=
+  uint32_t restarts_ = 0;        // worker restarts, for STATUS=
   uint64_t status_at_ns_ = 0;    // when the last STATUS= went out
   uint64_t watchdog_at_ns_ = 0;  // when the last WATCHDOG=1 went out, 0: never
   bool stale_logged_ = false;    // the stale-worker warning was logged

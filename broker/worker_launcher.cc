@@ -53,11 +53,11 @@ namespace {
       reply.status = errno;
       LOG_ERROR("cannot rewind the policy text for the worker: %s", errno_text(errno).c_str());
     } else {
-      auto launched = launch_worker(
-          set.path, set.args, set.control.get(), set.audit.get(), policy,
-          set.pesto.valid() ? set.pesto.get() : -1,
-          set.audit_tail.valid() ? set.audit_tail.get() : -1, set.host_scan,
-          set.target ? &*set.target : nullptr, /*sibling=*/true);
+      auto launched =
+          launch_worker(set.path, set.args, set.control.get(), set.audit.get(), policy,
+                        set.pesto.valid() ? set.pesto.get() : -1,
+                        set.audit_tail.valid() ? set.audit_tail.get() : -1, set.host_scan,
+                        set.target ? &*set.target : nullptr, /*sibling=*/true);
       if (launched) {
         worker = std::move(*launched);
         reply.pid = worker->pid;
@@ -104,9 +104,9 @@ Result<WorkerProcess> launch_through(int channel, int policy_fd, uint64_t sequen
   req.header = wire::header(wire::BrokerMsg::kLaunchWorker, sequence);
   const int fds[] = {policy_fd};
   if (auto sent = send_message(channel, &req, sizeof(req), fds); !sent) {
-    return Err(sent.error().err, "asking the worker launcher for a worker: " +
-                                     sent.error().message +
-                                     "; the launcher is gone, so no worker can be started");
+    return Err(sent.error().err,
+               "asking the worker launcher for a worker: " + sent.error().message +
+                   "; the launcher is gone, so no worker can be started");
   }
   struct pollfd p = {channel, POLLIN, 0};
   const uint64_t deadline = monotonic_ns() + uint64_t{kLaunchTimeoutMs} * 1000000ULL;

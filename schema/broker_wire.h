@@ -466,9 +466,9 @@ inline constexpr uint32_t kReclaimLast = 1u << 0;  // no listener is left to han
 /// One batch of escrowed listeners: the spec each was opened for (as the
 /// worker asked for it) and, attached in order, a copy of each socket.
 struct ListenersReclaimedMsg {
-  WireHeader header;  // type kListenersReclaimed, sequence of the request
-  uint32_t count;     // 0..kMaxListenersPerMessage, == fds attached
-  uint32_t flags;     // kReclaimLast on the last batch
+  WireHeader header;                            // type kListenersReclaimed, sequence of the request
+  uint32_t count;                               // 0..kMaxListenersPerMessage, == fds attached
+  uint32_t flags;                               // kReclaimLast on the last batch
   ListenerSpec specs[kMaxListenersPerMessage];  // past `count`: all zero
 };
 static_assert(sizeof(ListenersReclaimedMsg) == sizeof(OpenListenersMsg));
