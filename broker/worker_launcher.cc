@@ -23,11 +23,15 @@ namespace sluice {
 namespace {
 
 /// In the launcher: answers LaunchWorker requests on `channel` until it
-/// closes. Returns the launcher's exit code.
+/// closes, then exits 0 (1 when sluiced is gone or sent something else).
+/// Never returns.
 [[noreturn]] void launcher_main(const LaunchSet& set, int channel, pid_t parent) {
   // Stage 1: never outlive sluiced (the check closes the race with a
   // sluiced that died before the prctl).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
+  // Its own name in ps and /proc (sluiced's other fork is the namespace
+  // helper); the name has 15 bytes, the most comm holds.
+  ::prctl(PR_SET_NAME, "sluice-launcher", 0, 0, 0);
   for (;;) {
     wire::LaunchWorkerMsg req;
     auto got = receive_message(channel, &req, sizeof(req), 1);

@@ -1,0 +1,190 @@
+// Worker restarts end to end (docs/ARCHITECTURE.md "Worker restarts"): the
+// worker is killed again and again while a client connects through a
+// forwarded port in a loop. sluiced keeps the listeners, starts a new worker,
+// and hands it the listeners and the last tables: nothing is refused, the
+// generation and the tables stay, the audit chain goes on. A worker that
+// keeps dying is given up on with a clear error, and a listener the tables no
+// longer have is closed in sluiced too.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/kept_port.h"
+#include "tests/integration/tcp_util.h"
+
+namespace sluice::test {
+namespace {
+
+/// Counts the occurrences of `needle` in `text`.
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+/// Waits (at most 10 s) until the daemon's log holds `count` lines with
+/// `needle`. Returns whether it did.
+bool wait_for_count(const Daemon& d, const std::string& needle, size_t count) {
+  for (int i = 0; i < 1000; ++i) {
+    if (count_of(d.log(), needle) >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+/// Waits (at most 10 s) for a worker other than `old` (and not -1); returns
+/// it, or -1.
+pid_t wait_for_new_worker(const Daemon& d, pid_t old) {
+  for (int i = 0; i < 2000; ++i) {
+    pid_t w = d.worker_pid();
+    if (w > 0 && w != old) return w;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return -1;
+}
+
+/// Returns whether 127.0.0.1:`port` can be bound and listened on now.
+bool can_listen(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)) == 0 &&
+         ::listen(fd.get(), 1) == 0;
+}
+
+/// A temporary directory for an audit log, removed with the object.
+struct AuditDir {
+  AuditDir() {
+    char tmpl[] = "/tmp/sluice-restart-XXXXXX";
+    dir = mkdtemp(tmpl);
+  }
+  ~AuditDir() {
+    std::remove((dir + "/audit.log").c_str());
+    ::rmdir(dir.c_str());
+  }
+  std::string log() const { return dir + "/audit.log"; }
+  std::string dir;
+};
+
+TEST(Restart, TwentyKillsRefuseNothing) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  std::atomic<bool> stop{false};
+  std::thread acceptor([&] {
+    while (!stop) UniqueFd c = accept_one(target.get(), 100);
+  });
+  AuditDir audit;
+  Daemon d;
+  d.start({"--audit-log", audit.log(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // One commit first, so that the generation to keep is not the first one.
+  ASSERT_EQ(d.ctl({"-t", "127.0.0.1/18080:18000,18081:18000"}).status, 0) << d.log();
+  const RunResult before = d.ctl({"--json"});
+  ASSERT_EQ(before.status, 0);
+  ASSERT_NE(before.out.find("\"generation\":2"), std::string::npos) << before.out;
+
+  KeptPortProber prober(18080, KeptPortProber::Target::kClose);
+  prober.await_probe();
+  pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(::kill(worker, SIGKILL), 0);
+    // Bounded: the new worker is started and serves, then probes go on.
+    worker = wait_for_new_worker(d, worker);
+    ASSERT_GT(worker, 0) << "kill " << i + 1 << ": no new worker\n" << d.log();
+    ASSERT_TRUE(wait_for_count(d, "sluice-worker: info: ready:", static_cast<size_t>(i) + 2))
+        << "kill " << i + 1 << ": the new worker does not serve\n"
+        << d.log();
+    prober.await_probe();
+  }
+  prober.stop();
+  stop = true;
+  acceptor.join();
+
+  EXPECT_EQ(prober.refused(), 0) << d.log();
+  // A probe in flight through a worker as it is killed loses its connection
+  // (established connections of a dead worker are lost): at most one a kill.
+  EXPECT_LE(prober.reset(), 20);
+  EXPECT_GE(prober.ok(), 20);
+  EXPECT_EQ(::kill(d.pid(), 0), 0) << "sluiced died\n" << d.log();
+  const RunResult after = d.ctl({"--json"});
+  ASSERT_EQ(after.status, 0) << d.log();
+  EXPECT_EQ(after.out, before.out);  // generation, digest and tables unchanged
+  // Error lines are never rate-limited: one per death, saying what is lost.
+  EXPECT_EQ(count_of(d.log(), "its established connections and UDP flows are lost"), 20u);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  const RunResult verified = run_command({bin("sluicectl"), "--verify-audit", audit.log()});
+  EXPECT_EQ(verified.status, 0) << verified.out << verified.err;
+  // 21 runs: the first worker's and one per restart, each linked to the last.
+  EXPECT_NE(verified.out.find("in 21 runs"), std::string::npos) << verified.out;
+}
+
+TEST(Restart, AWorkerThatKeepsDyingIsGivenUpOn) {
+  Daemon d;
+  d.start({"--worker-restarts", "3/60", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  // Each worker is killed as soon as it exists, before it can serve.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::kill(worker, SIGKILL), 0);
+    if (i == 2) break;
+    worker = wait_for_new_worker(d, worker);
+    ASSERT_GT(worker, 0) << "kill " << i + 1 << ": no new worker\n" << d.log();
+  }
+  EXPECT_EQ(d.wait_exit(15000), 1) << d.log();
+  const std::string log = d.log();
+  EXPECT_NE(log.find("sluiced gives up and stops"), std::string::npos) << log;
+  EXPECT_NE(log.find("3 workers died within 60 s (--worker-restarts 3/60)"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("was killed by signal 9 (SIGKILL)"), std::string::npos) << log;
+}
+
+TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000,18081:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // sluiced holds its own copy of 18081 until the worker says it let go.
+  ASSERT_EQ(d.ctl({"-t", "127.0.0.1/18080:18000"}).status, 0) << d.log();
+  bool free_again = false;
+  for (int i = 0; i < 200 && !free_again; ++i) {
+    free_again = can_listen(18081);
+    if (!free_again) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(free_again) << "port 18081 is still held after its rule was removed\n" << d.log();
+  // And a restart hands over only what the tables have.
+  const pid_t worker = d.worker_pid();
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  ASSERT_GT(wait_for_new_worker(d, worker), 0) << d.log();
+  ASSERT_TRUE(wait_for_count(d, "sluice-worker: info: ready:", 2)) << d.log();
+  EXPECT_NE(d.log().find("takes over 1 listener"), std::string::npos) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(Restart, TheLauncherIsAChildOfSluiced) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_GT(d.launcher_pid(), 0);
+  EXPECT_EQ(d.helper_pid(), -1);  // without --netns there is no namespace helper
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace sluice::test
