@@ -325,6 +325,19 @@ void broker_seeds() {
   none.header = initial.header;
   none.flags = wire::kInitialPortsLast;
   put(t, "initial_ports_none", await_initial + raw(none));
+
+  // The worker's state for a restart: two fds (bits 2..6 of the control byte
+  // hold 2), then one with the fd of a PeerQuery only; a restarted worker's
+  // Resume out of its state.
+  wire::StoreStateMsg store{};
+  store.header = wire::header(wire::BrokerMsg::kStoreState, 9);
+  store.generation = 3;
+  store.listeners = 2;
+  put(t, "store_state", std::string(1, static_cast<char>(1 | (2 << 2))) + raw(store));
+  put(t, "store_state_one_fd", std::string(1, static_cast<char>(1 | (1 << 2))) + raw(store));
+  wire::ResumeMsg resume{};
+  resume.header = wire::header(wire::BrokerMsg::kResume, 3);
+  put(t, "resume_out_of_state", ready + raw(resume));
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
