@@ -231,8 +231,7 @@ Result<void> bench_latency(const Options& o, std::string* out) {
       server[1].push_back(remove->server_ms());
     }
     for (int op = 0; op < 2; ++op) {
-      *out += fmt("| %s | %s | %d | %s | %s |\n",
-                  thousands(ports).c_str(),
+      *out += fmt("| %s | %s | %d | %s | %s |\n", thousands(ports).c_str(),
                   op == 0 ? "add" : "remove", o.latency_reps,
                   med_max(summarize(client[op])).c_str(), med_max(summarize(server[op])).c_str());
     }
