@@ -430,9 +430,9 @@ HandleStatus BrokerHost::flush_reply(int fd) {
     if (err == EAGAIN || err == EWOULDBLOCK) return HandleStatus::kContinue;
     push_fd_ = -1;
     if (err == EPIPE || err == ECONNRESET) {
-      return fail(HandleStatus::kPeerClosed,
-                  "the worker went away before the reloaded policy was sent: " +
-                      sent.error().message);
+      return fail(
+          HandleStatus::kPeerClosed,
+          "the worker went away before the reloaded policy was sent: " + sent.error().message);
     }
     return fail(HandleStatus::kIoError,
                 "sending the reloaded policy to the worker: " + sent.error().message);

@@ -447,10 +447,10 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   const FdPlacement placements[] = {
-      {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
-      {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
-      {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
-      {&helper_pidfd, broker_fd::kHelper},    {&notify_fd, broker_fd::kNotify},
+      {&worker.channel, broker_fd::kChannel},      {&signals, broker_fd::kSignal},
+      {&worker.pidfd, broker_fd::kWorker},         {&control.dir_fd, broker_fd::kControlDir},
+      {&pesto_dir, broker_fd::kPestoDir},          {&helper_channel, broker_fd::kHelperChannel},
+      {&helper_pidfd, broker_fd::kHelper},         {&notify_fd, broker_fd::kNotify},
       {&reader_channel, broker_fd::kPolicyReader}, {&loaded.text, broker_fd::kPolicyText}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last

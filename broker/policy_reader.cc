@@ -234,8 +234,8 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   auto sent = send_message(channel_, &req, sizeof(req), {}, MSG_DONTWAIT);
   if (!sent) {
     lost_ = true;
-    end(notifier, "the policy reader is gone (" + sent.error().message +
-                      "); restart sluiced to reload");
+    end(notifier,
+        "the policy reader is gone (" + sent.error().message + "); restart sluiced to reload");
     return;
   }
   pending_ = true;
@@ -272,12 +272,16 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
 }
 
 Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t length) {
-  // The fixed number the filter reads from (pread64), then the received one closes.
-  if (::dup3(fd.get(), broker_fd::kPolicyStaging, O_CLOEXEC) != broker_fd::kPolicyStaging) {
-    return SysErr("dup3 of the reloaded policy text");
+  // The fixed number the filter reads from (pread64), then the received one
+  // closes. It may already sit there: the lowest free number, when nothing
+  // else is open above sluiced's fixed ones.
+  if (fd.get() != broker_fd::kPolicyStaging) {
+    if (::dup3(fd.get(), broker_fd::kPolicyStaging, O_CLOEXEC) != broker_fd::kPolicyStaging) {
+      return SysErr("dup3 of the reloaded policy text");
+    }
+    fd.reset();
   }
-  fd.reset();
-  UniqueFd staging(broker_fd::kPolicyStaging);
+  UniqueFd staging(fd.valid() ? fd.release() : broker_fd::kPolicyStaging);
   constexpr int kSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
   const int seals = ::fcntl(staging.get(), F_GET_SEALS);
   if (seals < 0 || (seals & kSeals) != kSeals) {
@@ -286,8 +290,8 @@ Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t lengt
   std::string text(static_cast<size_t>(length) + 1, '\0');  // one more: a longer text shows
   size_t done = 0;
   while (done < text.size()) {
-    ssize_t n = ::pread(staging.get(), text.data() + done, text.size() - done,
-                        static_cast<off_t>(done));
+    ssize_t n =
+        ::pread(staging.get(), text.data() + done, text.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return SysErr("reading the reloaded policy text");
     if (n == 0) break;

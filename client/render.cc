@@ -127,7 +127,6 @@ void state_json(const control::State& state, const control::ServerHello& hello, 
   w->end_object();
 }
 
-
 /// Writes a key and an array of strings.
 void strings_json(const char* key, const std::vector<std::string>& values, JsonWriter* w) {
   w->key(key);

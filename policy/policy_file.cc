@@ -405,9 +405,10 @@ Result<std::string> resolve_policy_names(std::string_view text, const std::strin
     out += rewritten;
   }
   if (out.size() > kMaxPolicyFileBytes) {
-    return Err(source + ": with its user and group names written as numbers, the file is "
-               "larger than " + std::to_string(kMaxPolicyFileBytes) +
-               " bytes; use numbers or fewer names");
+    return Err(source +
+               ": with its user and group names written as numbers, the file is "
+               "larger than " +
+               std::to_string(kMaxPolicyFileBytes) + " bytes; use numbers or fewer names");
   }
   return out;
 }

@@ -138,9 +138,7 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
        "not SIGPIPE. The channel is non-blocking (set before the filter): a full one gives "
        "EAGAIN, and the reply waits for POLLOUT"},
-      {"read",
-       {eq32(0, kSignal)},
-       "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD, SIGHUP)"},
+      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD, SIGHUP)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
       log_socket_row(kLog),
       // --- systemd's readiness protocol (sd_notify.cc) ---

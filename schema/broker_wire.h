@@ -429,10 +429,10 @@ inline constexpr size_t kPolicyErrorBytes = 1024;
 
 /// The policy reader's answer to PolicyRead.
 struct PolicyTextMsg {
-  WireHeader header;               // type kPolicyText, the request's sequence
-  uint32_t status;                 // kPolicyTextOk or kPolicyTextFailed
-  uint32_t length;                 // kPolicyTextOk: bytes in the memfd; else 0
-  char error[kPolicyErrorBytes];   // kPolicyTextFailed: NUL-terminated; else all 0
+  WireHeader header;              // type kPolicyText, the request's sequence
+  uint32_t status;                // kPolicyTextOk or kPolicyTextFailed
+  uint32_t length;                // kPolicyTextOk: bytes in the memfd; else 0
+  char error[kPolicyErrorBytes];  // kPolicyTextFailed: NUL-terminated; else all 0
 };
 static_assert(sizeof(PolicyTextMsg) == 24 + kPolicyErrorBytes);
 

@@ -471,8 +471,8 @@ bool BrokerClient::receive_policy_reload() noexcept {
     return false;
   }
   if (got->len != sizeof(msg) || msg.header.magic != wire::kBrokerWireMagic ||
-      msg.header.sequence != 0 || got->fds.size() != 1 ||
-      msg.length > wire::kMaxPolicyTextBytes || msg.reserved != 0) {
+      msg.header.sequence != 0 || got->fds.size() != 1 || msg.length > wire::kMaxPolicyTextBytes ||
+      msg.reserved != 0) {
     lose("malformed PolicyReload from sluiced");
     return false;
   }

@@ -35,7 +35,8 @@ std::vector<control::Failure> recheck_policy(const TableSet& tables,
   std::map<std::pair<Pif, uint32_t>, bool> reported;
   for (const auto& [where, d] : denied) {
     const auto& [pif, index] = where;
-    if (index >= tables.of(pif).rules.size()) continue;  // keys and tables disagree: a bug elsewhere
+    if (index >= tables.of(pif).rules.size())
+      continue;  // keys and tables disagree: a bug elsewhere
     control::Failure f;
     f.kind = control::FailureKind::kPolicyDenied;
     f.pif = pif;
@@ -85,11 +86,12 @@ void CommitEngine::reload_policy(const PolicyFile& file, const struct ucred& pee
   ++policy_reloads_;
   std::vector<control::Failure> failures = policy_failures();
   for (const control::Failure& f : failures) LOG_WARN("policy reload: %s", f.message.c_str());
-  LOG_INFO("policy %s in force for the next commit: %zu bind, %zu target and %zu control line(s); "
-           "%zu rule(s) in force no longer pass%s",
-           file.source.c_str(), file.bind_rules.size(), file.target_rules.size(),
-           file.control_rules.size(), failures.size(),
-           failures.empty() ? "" : " (kept; see `sluicectl --stats`)");
+  LOG_INFO(
+      "policy %s in force for the next commit: %zu bind, %zu target and %zu control line(s); "
+      "%zu rule(s) in force no longer pass%s",
+      file.source.c_str(), file.bind_rules.size(), file.target_rules.size(),
+      file.control_rules.size(), failures.size(),
+      failures.empty() ? "" : " (kept; see `sluicectl --stats`)");
   CommitRecord record;
   record.outcome = control::Outcome::kDryRun;
   record.dry_run = true;

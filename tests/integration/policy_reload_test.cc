@@ -75,8 +75,7 @@ TEST(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
   EXPECT_NE(stats.out.find("policy: reloaded 1 time; 1 rule in force no longer pass"),
             std::string::npos)
       << stats.out;
-  EXPECT_NE(stats.out.find("port 18080: in force, but the reloaded bind policy"),
-            std::string::npos)
+  EXPECT_NE(stats.out.find("port 18080: in force, but the reloaded bind policy"), std::string::npos)
       << stats.out;
   RunResult json = d.ctl({"--stats", "--json"});
   ASSERT_EQ(json.status, 0) << json.err;
@@ -155,8 +154,8 @@ TEST(PolicyReload, ControlLinesApplyToTheNextClient) {
   reload(d, 2);
   refused = d.ctl({"-A", "-t", rule(18082)});
   EXPECT_EQ(refused.status, 3) << refused.err;
-  EXPECT_NE(refused.err.find(policy.path() + " line 1 (control read uid=" +
-                             std::to_string(::getuid()) + ")"),
+  EXPECT_NE(refused.err.find(policy.path() +
+                             " line 1 (control read uid=" + std::to_string(::getuid()) + ")"),
             std::string::npos)
       << refused.err;
   expect_forwarding(target.get(), 18081, d);

@@ -207,13 +207,12 @@ TEST(Systemd, ReloadSaysReloadingThenReady) {
   static const std::regex usec_re("MONOTONIC_USEC=([0-9]+)");
   ASSERT_TRUE(std::regex_search(reloading, m, usec_re)) << reloading;
   const uint64_t usec = std::stoull(m[1]);
-  const uint64_t before_usec =
-      static_cast<uint64_t>(before.tv_sec) * 1000000ULL + static_cast<uint64_t>(before.tv_nsec) / 1000;
+  const uint64_t before_usec = static_cast<uint64_t>(before.tv_sec) * 1000000ULL +
+                               static_cast<uint64_t>(before.tv_nsec) / 1000;
   EXPECT_GE(usec, before_usec) << reloading;
   std::string ready = manager.wait_for("READY=1");
   ASSERT_FALSE(ready.empty()) << d.log();
-  EXPECT_NE(ready.find("STATUS=policy reloaded from " + policy.path()), std::string::npos)
-      << ready;
+  EXPECT_NE(ready.find("STATUS=policy reloaded from " + policy.path()), std::string::npos) << ready;
 
   // A broken file: READY=1 still (the old policy serves), and STATUS says why.
   policy.rewrite("bind allow tcp 18080 nowhere\n");

@@ -141,10 +141,11 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(reader[0], "reader"),
                          move_high(policy_text, "policy text"),
                          move_high(policy_staging, "policy staging")};
-  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,   broker_fd::kWorker,
-                         broker_fd::kControlDir, broker_fd::kPestoDir, broker_fd::kHelperChannel,
-                         broker_fd::kHelper,     broker_fd::kNotify,   broker_fd::kPolicyReader,
-                         broker_fd::kPolicyText, broker_fd::kPolicyStaging};
+  const int targets[] = {
+      broker_fd::kChannel,    broker_fd::kSignal,       broker_fd::kWorker,
+      broker_fd::kControlDir, broker_fd::kPestoDir,     broker_fd::kHelperChannel,
+      broker_fd::kHelper,     broker_fd::kNotify,       broker_fd::kPolicyReader,
+      broker_fd::kPolicyText, broker_fd::kPolicyStaging};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

@@ -42,8 +42,8 @@ TEST(PolicyRecheck, EverythingPassesAnOpenPolicy) {
 }
 
 TEST(PolicyRecheck, TightenedBindNamesRuleFirstPortAndLine) {
-  TableSet t = host_table({make_rule("127.0.0.1", 18080, 18080, 18000),
-                           make_rule("127.0.0.1", 18090, 18092, 18000)});
+  TableSet t = host_table(
+      {make_rule("127.0.0.1", 18080, 18080, 18000), make_rule("127.0.0.1", 18090, 18092, 18000)});
   auto failures = recheck(t,
                           "bind allow tcp 18080 127.0.0.1\n"
                           "bind deny tcp 18091-18092 *\n");
