@@ -385,7 +385,8 @@ HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
   static_assert(sizeof(wire::HelloReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
   static_assert(sizeof(wire::PeerReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
   static_assert(sizeof(wire::SocketsOpenedMsg) <= sizeof(wire::ListenersOpenedMsg));
-  CHECK(!reply_pending() && len <= sizeof(wire::ListenersOpenedMsg));
+  // A PolicyReload may wait (queued between two reads): it goes out after this.
+  CHECK(pending_len_ == 0 && len <= sizeof(wire::ListenersOpenedMsg));
   std::memcpy(pending_.get(), reply, len);
   pending_len_ = len;
   pending_fds_ = std::move(fds);
