@@ -226,7 +226,8 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   LOG_INFO("SIGHUP: reloading the policy from %s", path_.c_str());
   notifier.reloading(monotonic_ns());
   if (lost_) {
-    end(notifier, "the policy reader is gone (its error is above); restart sluiced to reload");
+    end_reload(notifier,
+               "the policy reader is gone (its error is above); restart sluiced to reload");
     return;
   }
   wire::PolicyReadMsg req = {};
@@ -234,8 +235,8 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   auto sent = send_message(channel_, &req, sizeof(req), {}, MSG_DONTWAIT);
   if (!sent) {
     lost_ = true;
-    end(notifier,
-        "the policy reader is gone (" + sent.error().message + "); restart sluiced to reload");
+    end_reload(notifier, "the policy reader is gone (" + sent.error().message +
+                             "); restart sluiced to reload");
     return;
   }
   pending_ = true;
@@ -248,9 +249,9 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
   pending_ = false;
   if (!got || got->len == 0) {
     lost_ = true;
-    end(notifier, std::string("the policy reader is gone (") +
-                      (got ? "it closed its channel" : got.error().message) +
-                      "); restart sluiced to reload");
+    end_reload(notifier, std::string("the policy reader is gone (") +
+                             (got ? "it closed its channel" : got.error().message) +
+                             "); restart sluiced to reload");
     return;
   }
   const bool ok_status = reply->status == wire::kPolicyTextOk;
@@ -260,15 +261,15 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
       (reply->status != wire::kPolicyTextOk && reply->status != wire::kPolicyTextFailed) ||
       got->fds.size() != (ok_status ? 1u : 0u) || reply->length > wire::kMaxPolicyTextBytes ||
       reply->error[sizeof(reply->error) - 1] != '\0') {
-    end(notifier, "the policy reader sent a malformed answer");
+    end_reload(notifier, "the policy reader sent a malformed answer");
     return;
   }
   if (!ok_status) {
-    end(notifier, sanitize(std::string(reply->error), sizeof(reply->error)));
+    end_reload(notifier, sanitize(std::string(reply->error), sizeof(reply->error)));
     return;
   }
   auto applied = apply(host, std::move(got->fds[0]), reply->length);
-  end(notifier, applied ? "" : applied.error().message);
+  end_reload(notifier, applied ? "" : applied.error().message);
 }
 
 Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t length) {
@@ -315,7 +316,7 @@ Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t lengt
   return Ok();
 }
 
-void PolicyReloader::end(Notifier& notifier, const std::string& error) noexcept {
+void PolicyReloader::end_reload(Notifier& notifier, const std::string& error) noexcept {
   std::string status;
   if (error.empty()) {
     ++applied_;

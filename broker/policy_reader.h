@@ -117,7 +117,7 @@ class PolicyReloader {
  private:
   /// Ends the reload: logs `error` (a failure, the old policy stays) or the
   /// new policy, and tells the service manager.
-  void end(Notifier& notifier, const std::string& error) noexcept;
+  void end_reload(Notifier& notifier, const std::string& error) noexcept;
   /// Takes the answer's memfd (`fd`, `length` bytes): checks its seals,
   /// reads and parses it, and swaps the policy in `host`. Fails with why.
   Result<void> apply(BrokerHost& host, UniqueFd fd, uint32_t length);

@@ -228,10 +228,11 @@ std::string render_stats(const control::Stats& stats) {
     if (stats.policy_failures.empty()) {
       out += "every rule in force passes it\n";
     } else {
-      out += std::to_string(stats.policy_failures.size()) + " rule" +
-             (stats.policy_failures.size() == 1 ? "" : "s") +
-             " in force no longer pass (still forwarding; commit without them, or change the "
-             "policy):\n";
+      const bool one = stats.policy_failures.size() == 1;
+      out += std::to_string(stats.policy_failures.size()) +
+             (one ? " rule in force no longer passes (still forwarding; commit without it"
+                  : " rules in force no longer pass (still forwarding; commit without them") +
+             ", or change the policy):\n";
       for (const std::string& line : render_failures(stats.policy_failures)) {
         out += "    " + line + "\n";
       }

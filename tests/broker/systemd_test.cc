@@ -111,9 +111,10 @@ TEST(Notifier, ReloadSaysReloadingThenReadyOnlyOnceReady) {
   // Before the first READY=1 (the initial rules are not served yet): STATUS only.
   n.reloading(5 * kMs);
   n.reloaded("policy reloaded from P: 1 bind, 0 target and 0 control line(s)");
-  EXPECT_EQ(m.take(), (std::vector<std::string>{
-                          "RELOADING=1\nMONOTONIC_USEC=5000\nSTATUS=reloading the policy",
-                          "STATUS=policy reloaded from P: 1 bind, 0 target and 0 control line(s)"}));
+  EXPECT_EQ(m.take(),
+            (std::vector<std::string>{
+                "RELOADING=1\nMONOTONIC_USEC=5000\nSTATUS=reloading the policy",
+                "STATUS=policy reloaded from P: 1 bind, 0 target and 0 control line(s)"}));
   n.update(10 * kMs, true, 1, 1, 10 * kMs);
   m.take();
   n.reloading(20 * kMs);

@@ -403,7 +403,7 @@ TEST(RenderStats, PolicyReloadShowsWhatNoLongerPasses) {
   st.policy_reloads = 2;
   st.policy_failures = {f};
   const std::string text = render_stats(st);
-  EXPECT_NE(text.find("policy: reloaded 2 times; 1 rule in force no longer pass"),
+  EXPECT_NE(text.find("policy: reloaded 2 times; 1 rule in force no longer passes"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("    policy-denied: HOST rule 0"), std::string::npos) << text;

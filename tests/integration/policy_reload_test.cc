@@ -72,7 +72,7 @@ TEST(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
   expect_forwarding(target.get(), 18080, d);
   RunResult stats = d.ctl({"--stats"});
   ASSERT_EQ(stats.status, 0) << stats.err;
-  EXPECT_NE(stats.out.find("policy: reloaded 1 time; 1 rule in force no longer pass"),
+  EXPECT_NE(stats.out.find("policy: reloaded 1 time; 1 rule in force no longer passes"),
             std::string::npos)
       << stats.out;
   EXPECT_NE(stats.out.find("port 18080: in force, but the reloaded bind policy"), std::string::npos)
