@@ -105,9 +105,9 @@ class PolicyReloader {
   /// in force in `host` (which tells the worker, PolicyReload) and keeps the
   /// text on broker_fd::kPolicyText; on failure keeps the policy in force
   /// and logs why. Either way sends READY=1 and a STATUS= that says what
-  /// happened. Needs `recvmsg` on the reader's channel, `dup3`, `fcntl`
-  /// (F_GET_SEALS), `pread64` and `close` on broker_fd::kPolicyStaging,
-  /// `dup3` onto broker_fd::kPolicyText.
+  /// happened. Needs `recvmsg` on the reader's channel, `dup3`, `pread64`
+  /// and `close` on broker_fd::kPolicyStaging, `dup3` onto
+  /// broker_fd::kPolicyText.
   void finish(BrokerHost& host, Notifier& notifier) noexcept;
 
   /// Reloads that put a new policy in force, and that failed.

@@ -42,7 +42,7 @@ inline constexpr int kPolicyReader = 11;
 /// the last reload's). Replaced only by dup3 from kPolicyStaging.
 inline constexpr int kPolicyText = 12;
 /// A reloaded policy text while sluiced reads and parses it (dup3 onto it,
-/// fcntl F_GET_SEALS, pread64, close); closed otherwise.
+/// pread64, close); closed otherwise.
 inline constexpr int kPolicyStaging = 13;
 /// The first number not reserved above.
 inline constexpr int kFirstFree = 14;

@@ -256,13 +256,8 @@ const std::vector<Probe>& broker_probes() {
      kSetupBrokerFds},
     {"dup3_channel_over_policy_in_force", Expect::kKilled,
      FORBIDDEN(dup3(kChannel, broker_fd::kPolicyText, O_CLOEXEC)), kSetupBrokerFds},
-    {"fcntl_get_seals_staging", Expect::kAllowed,
-     +[](const ProbeFds&) { return fcntl(broker_fd::kPolicyStaging, F_GET_SEALS) > 0; },
-     kSetupBrokerFds},
-    {"fcntl_get_seals_policy_in_force", Expect::kKilled,
-     FORBIDDEN(fcntl(broker_fd::kPolicyText, F_GET_SEALS)), kSetupBrokerFds},
-    {"fcntl_add_seals_staging", Expect::kKilled,
-     FORBIDDEN(fcntl(broker_fd::kPolicyStaging, F_ADD_SEALS, F_SEAL_WRITE)), kSetupBrokerFds},
+    {"fcntl_get_seals_staging", Expect::kKilled,
+     FORBIDDEN(fcntl(broker_fd::kPolicyStaging, F_GET_SEALS)), kSetupBrokerFds},
     {"pread_staging", Expect::kAllowed,
      +[](const ProbeFds&) {
        char buf[32];
