@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "policy/seccomp.h"
@@ -262,6 +265,30 @@ TEST(SeccompTable, SanitizerRowsOnlyInSanitizerBuilds) {
   EXPECT_TRUE(sanitizer_seccomp_rules().empty());
 #endif
 }
+
+#ifdef SLUICE_SANITIZE
+/// Overflows a heap block by one byte: an error AddressSanitizer reports.
+/// `volatile` keeps the compiler from proving it and dropping the store.
+void overflow_the_heap() {
+  char* volatile block = static_cast<char*>(std::malloc(8));
+  block[8] = 1;
+  std::free(block);
+}
+
+TEST(SeccompTable, ASanitizerReportFromTheSandboxedWorkerIsPrinted) {
+  // Under the worker's filter (with the sanitizer rows that install_seccomp
+  // adds), a memory error must show the first lines of the runtime's report
+  // (the kind of error and the address), not a bare SIGSYS. The frames need
+  // /proc/self/maps, which no filter opens: the process then dies of SIGSYS.
+  EXPECT_EXIT(
+      {
+        if (!install_seccomp(worker_seccomp_rules(getpid())).ok()) std::_Exit(97);
+        overflow_the_heap();
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), "AddressSanitizer: heap-buffer-overflow on address");
+}
+#endif
 
 }  // namespace
 }  // namespace sluice
