@@ -221,5 +221,25 @@ TEST(PolicyReload, TheReaderHoldsNothing) {
   reload(d, 1);
 }
 
+TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
+  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", rule(18080)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t reader = child_with_comm(d.pid(), "sluiced-policy");
+  ASSERT_GT(reader, 0) << d.log();
+  ASSERT_EQ(::kill(reader, SIGKILL), 0);
+  policy.rewrite("bind allow tcp 18080 127.0.0.1\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "policy reload failed: the policy reader is gone")) << d.log();
+  // The old policy stays, and sluiced serves on.
+  RunResult allowed = d.ctl({"-A", "-t", rule(18081)});
+  EXPECT_EQ(allowed.status, 0) << allowed.err;
+  expect_forwarding(target.get(), 18080, d);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
 }  // namespace
 }  // namespace sluice::test
