@@ -25,6 +25,9 @@
 // of that admits most of what a filter would stop. What it can reach is
 // bounded by the stages above: no capability, no descriptor of sluiced's,
 // a read-only file system when it started as root.
+// TODO(security): a broad allowlist for the reader (read-only opens, AF_UNIX
+// connects, memory), killing it on anything else, such as kill(2) of
+// root's other processes (docs/THREAT_MODEL.md, known gaps).
 //
 // sluiced trusts what comes back (its own child reading the administrator's
 // file) but parses it again with a resolver that accepts only numbers, so
