@@ -367,9 +367,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
               static_cast<int>(helper->pid), helper->has_bind_cap ? "held" : "not held",
               helper->unprivileged_port_start);
   }
-  // The policy reader too (policy_reader.h), only with --policy: it needs
-  // CAP_SYS_ADMIN for its read-only view of the file system, and its own
-  // NSS, which sluiced's filter would not admit.
+  // The policy reader too (policy_reader.h), only with --policy: its
+  // namespaces may need CAP_SYS_ADMIN, and its NSS needs what sluiced's
+  // filter does not admit.
   std::optional<PolicyReader> reader;
   if (!options.policy_path.empty()) {
     auto started = start_policy_reader(options.policy_path);

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,17 +36,21 @@ LogLevel current_level() {
   return log_enabled(LogLevel::kWarn) ? LogLevel::kWarn : LogLevel::kError;
 }
 
-/// Stage 3: a mount namespace of the reader's own in which every mount is
-/// read-only, when it may make one (CAP_SYS_ADMIN: sluiced started as root,
-/// or as root of its user namespace). Returns false after logging when a
-/// step fails with the capability held; true, with nothing done, without it.
-bool make_read_only_view() {
-  if (::unshare(CLONE_NEWNS) != 0) {
-    if (errno == EPERM) {
-      LOG_DEBUG("no mount namespace of its own (not privileged): the file system stays as is");
-      return true;
-    }
-    LOG_ERROR("unshare(CLONE_NEWNS): %s", errno_text(errno).c_str());
+/// Stage 3: namespaces of the reader's own: a user namespace (when the
+/// system lets any process make one; its uid stays sluiced's for every file
+/// and peer outside), a PID namespace (the reader's child is its first
+/// process and sees no process outside, so it can signal none, whatever its
+/// uid) and a mount namespace in which every mount is read-only (it keeps
+/// sluiced's uid, and root's uid writes root's files with no capability).
+/// Without a user namespace, the other two need CAP_SYS_ADMIN (sluiced
+/// started as root with it). Returns true when the three are made, false
+/// (with a debug line) when none could be: the reader then runs as it is.
+/// Exits 1 after logging when a step fails halfway.
+bool make_namespaces() {
+  if (::unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) != 0 &&
+      ::unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) {
+    LOG_DEBUG("no namespaces of its own (%s): the reader sees the system as sluiced does",
+              errno_text(errno).c_str());
     return false;
   }
   // Private first: the read-only change must not travel back to sluiced's mounts.
@@ -54,9 +59,33 @@ bool make_read_only_view() {
   attr.propagation = MS_PRIVATE;
   if (::syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof(attr)) != 0) {
     LOG_ERROR("mount_setattr(/, read-only, recursive): %s", errno_text(errno).c_str());
-    return false;
+    ::_exit(1);
   }
   return true;
+}
+
+/// In the reader made by make_namespaces(): forks the child that does the
+/// work (the first process of the new PID namespace) and, in the parent,
+/// closes the channel and waits for it, exiting with its status. Returns in
+/// the child only. The child dies with the parent, which dies with sluiced.
+void fork_into_pid_namespace() {
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    LOG_ERROR("fork into the policy reader's PID namespace: %s", errno_text(errno).c_str());
+    ::_exit(1);
+  }
+  if (pid == 0) {
+    // getppid() is 0 here (the parent is outside the namespace), so a parent
+    // that died before this call cannot be seen; then sluiced is gone too,
+    // and the channel's end of file ends the child.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) ::_exit(1);
+    return;
+  }
+  ::close(reader_fd::kChannel);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
 /// Answers one PolicyRead with `sequence`: reads `path`, resolves its names
@@ -118,13 +147,14 @@ bool answer_read(const std::string& path, uint64_t sequence) {
   // The channel is blocking here: the reader has nothing else to wait for.
   const int fl = ::fcntl(reader_fd::kChannel, F_GETFL);
   if (fl < 0 || ::fcntl(reader_fd::kChannel, F_SETFL, fl & ~O_NONBLOCK) != 0) ::_exit(1);
-  // Stage 3: a read-only view of the file system, while CAP_SYS_ADMIN is held.
-  if (!make_read_only_view()) ::_exit(1);
-  // Stage 4: no capability at all, and NO_NEW_PRIVS.
+  // Stage 3: namespaces of its own, while it may still make them.
+  const bool in_namespaces = make_namespaces();
+  // Stage 4: no capability at all, and NO_NEW_PRIVS (inherited by the child).
   if (auto dropped = drop_capabilities(false); !dropped) {
     LOG_ERROR("%s", dropped.error().message.c_str());
     ::_exit(1);
   }
+  if (in_namespaces) fork_into_pid_namespace();
   LOG_DEBUG("policy reader for %s: no capabilities, waiting for SIGHUP's request", path.c_str());
   // Stage 5: one answer per request, until sluiced closes the channel.
   for (;;) {

@@ -10,13 +10,18 @@
 //      itself sluiced-policy;
 //   2. closes every descriptor but its channel (moved to reader_fd::kChannel)
 //      and stderr;
-//   3. when it may (root, or root of its user namespace), moves to a mount
-//      namespace of its own in which every mount is read-only: it keeps
-//      sluiced's uid, and root's uid needs no capability to write root's
-//      files;
+//   3. moves to namespaces of its own when it may (make_namespaces): a user
+//      namespace (any process may make one where the system allows it), a
+//      PID namespace and a mount namespace in which every mount is
+//      read-only. It keeps sluiced's uid for files and peers, and root's
+//      uid needs no capability to write root's files or to signal root's
+//      processes: the read-only mounts stop the one, the PID namespace the
+//      other (it sees no process outside);
 //   4. drops every capability, the bounding set included, and sets
-//      NO_NEW_PRIVS (drop_capabilities without CAP_NET_BIND_SERVICE);
-//   5. waits for PolicyRead from sluiced; for each it reads the file, checks
+//      NO_NEW_PRIVS (drop_capabilities without CAP_NET_BIND_SERVICE), then
+//      forks the child that works, the first process of its PID namespace,
+//      and waits for it;
+//   5. (the child) waits for PolicyRead from sluiced; for each it reads the file, checks
 //      it, resolves its names (resolve_policy_names) and answers PolicyText
 //      with a sealed memfd of the text, names written as numbers, or with
 //      the parse error naming the line. It never talks to the worker.
@@ -24,10 +29,10 @@
 // to daemons as the system is configured, and an allowlist that admits all
 // of that admits most of what a filter would stop. What it can reach is
 // bounded by the stages above: no capability, no descriptor of sluiced's,
-// a read-only file system when it started as root.
+// a read-only file system, no process to signal.
 // TODO(security): a broad allowlist for the reader (read-only opens, AF_UNIX
-// connects, memory), killing it on anything else, such as kill(2) of
-// root's other processes (docs/THREAT_MODEL.md, known gaps).
+// connects, memory), killing it on anything else (docs/THREAT_MODEL.md,
+// known gaps).
 //
 // sluiced trusts what comes back (its own child reading the administrator's
 // file) but parses it again with a resolver that accepts only numbers, so
@@ -76,8 +81,8 @@ struct PolicyReader {
 };
 
 /// Forks the policy reader for the file at `path`. Call before sluiced drops
-/// its capabilities (the reader's read-only mount namespace needs
-/// CAP_SYS_ADMIN) and loads its filter (which has no fork). Does not wait
+/// its capabilities (where user namespaces are disabled, the reader's
+/// namespaces need CAP_SYS_ADMIN) and loads its filter (which has no fork). Does not wait
 /// for the reader: a reader that fails a stage logs why and exits, and the
 /// next reload says that it is gone. Fails with the errno of socketpair or
 /// fork.

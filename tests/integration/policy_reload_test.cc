@@ -192,8 +192,19 @@ TEST(PolicyReload, TheReaderHoldsNothing) {
   Daemon d;
   d.start({"--policy", policy.path(), "-t", rule(18080)});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  const pid_t reader = child_with_comm(d.pid(), "sluiced-policy");
+  const pid_t outer = child_with_comm(d.pid(), "sluiced-policy");
+  ASSERT_GT(outer, 0) << d.log();
+  // The reader works in a PID namespace of its own, as its first process: a
+  // child of the reader sluiced forked, which only waits for it.
+  const pid_t reader = child_with_comm(outer, "sluiced-policy");
   ASSERT_GT(reader, 0) << d.log();
+  const std::string nspid = proc_status_field(reader, "NSpid");  // "OUTER ... 1"
+  EXPECT_EQ(nspid.substr(nspid.find_last_of(" \t") + 1), "1") << nspid;
+  for (pid_t p : {outer, reader}) {
+    EXPECT_EQ(proc_status_field(p, "CapEff"), "0000000000000000") << p;
+    EXPECT_EQ(proc_status_field(p, "CapBnd"), "0000000000000000") << p;
+    EXPECT_EQ(proc_status_field(p, "NoNewPrivs"), "1") << p;
+  }
   EXPECT_EQ(proc_status_field(reader, "CapEff"), "0000000000000000");
   EXPECT_EQ(proc_status_field(reader, "CapPrm"), "0000000000000000");
   EXPECT_EQ(proc_status_field(reader, "CapBnd"), "0000000000000000");
@@ -229,7 +240,7 @@ TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   const pid_t reader = child_with_comm(d.pid(), "sluiced-policy");
   ASSERT_GT(reader, 0) << d.log();
-  ASSERT_EQ(::kill(reader, SIGKILL), 0);
+  ASSERT_EQ(::kill(reader, SIGKILL), 0);  // its child in the PID namespace dies with it
   policy.rewrite("bind allow tcp 18080 127.0.0.1\n");
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "policy reload failed: the policy reader is gone")) << d.log();
