@@ -240,7 +240,15 @@ TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   const pid_t reader = child_with_comm(d.pid(), "sluiced-policy");
   ASSERT_GT(reader, 0) << d.log();
-  ASSERT_EQ(::kill(reader, SIGKILL), 0);  // its child in the PID namespace dies with it
+  const pid_t child = child_with_comm(reader, "sluiced-policy");  // in its PID namespace
+  ASSERT_EQ(::kill(reader, SIGKILL), 0);  // its child dies with it (PDEATHSIG)
+  // Bounded wait until the child is gone too (or a zombie): otherwise it
+  // could still answer the reload below.
+  for (int i = 0; i < 200 && child > 0; ++i) {
+    const std::string state = proc_status_field(child, "State");
+    if (state.empty() || state[0] == 'Z') break;
+    usleep(50 * 1000);
+  }
   policy.rewrite("bind allow tcp 18080 127.0.0.1\n");
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "policy reload failed: the policy reader is gone")) << d.log();
