@@ -3,11 +3,8 @@
 // stages (isolation.h); then the loop that answers the worker (broker_host.h)
 // until a signal, the worker's exit, or a request it does not permit.
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -24,6 +21,7 @@
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
+#include "broker/policy_reader.h"
 #include "broker/sd_notify.h"
 #include "broker/socket_activation.h"
 #include "broker/worker_launch.h"
@@ -48,7 +46,8 @@ constexpr int kExitFailure = 1;
 constexpr uint32_t kLogBurst = 50;
 constexpr uint32_t kLogPerSecond = 10;
 
-/// Blocks SIGTERM, SIGINT and SIGCHLD and returns a signalfd for them, so that
+/// Blocks SIGTERM, SIGINT, SIGCHLD and SIGHUP (reload the policy) and returns
+/// a signalfd for them, so that
 /// they are handled in the loop (and, blocked from the start, never lost or
 /// handled halfway through start-up). SIGPIPE is ignored: a log write to a
 /// closed stderr pipe must not kill the broker (replies use MSG_NOSIGNAL).
@@ -59,6 +58,7 @@ Result<UniqueFd> take_signals() {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGHUP);
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
     int err = errno;
     return SysErr(err, "sigprocmask");
@@ -110,50 +110,6 @@ struct LoadedPolicy {
   UniqueFd text;  // a sealed, read-only memfd holding the file's text
 };
 
-/// Resolves user and group names of `control` lines with the system's user
-/// database (NSS), before the seccomp filter.
-std::optional<uint32_t> resolve_name(bool group, const std::string& name) {
-  char buf[16384];  // Limit: NSS scratch space; a passwd/group entry beyond 16 KiB is refused
-  if (group) {
-    struct group gr, *found = nullptr;
-    if (::getgrnam_r(name.c_str(), &gr, buf, sizeof(buf), &found) != 0 || found == nullptr) {
-      return std::nullopt;
-    }
-    return found->gr_gid;
-  }
-  struct passwd pw, *found = nullptr;
-  if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return found->pw_uid;
-}
-
-/// Puts `text` into a sealed memfd positioned at offset 0, for the worker.
-Result<UniqueFd> policy_memfd(const std::string& text) {
-  UniqueFd fd(::memfd_create("sluice-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) {
-    int err = errno;
-    return SysErr(err, "memfd_create for the policy text");
-  }
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      return SysErr(err, "writing the policy text to its memfd");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
-          0 ||
-      ::lseek(fd.get(), 0, SEEK_SET) != 0) {
-    int err = errno;
-    return SysErr(err, "sealing the policy memfd");
-  }
-  return fd;
-}
-
 /// Loads the --policy file (or the default policy) for the bind and control
 /// checks and its text for the worker. The kernel facts are filled in later.
 /// Fails with the file's error.
@@ -167,7 +123,7 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
         "privileged ports of the initial rules; any target; control by uid %u and root)",
         loaded.control.owner_uid);
   } else {
-    const NameResolver resolver = resolve_name;
+    const NameResolver resolver = resolve_system_name;
     auto parsed = load_policy_file(path, &resolver);
     if (!parsed) return Err(parsed.error());
     file = std::move(*parsed);
@@ -260,22 +216,26 @@ Result<ControlSocket> activated_socket(UniqueFd fd, const SocketRole& role,
 /// Under systemd, `notifier` reports readiness, status and the watchdog as
 /// the worker's WorkerStatus messages say (broker/sd_notify.h); poll wakes
 /// for its deadlines.
-/// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier and
-/// stop_worker() need.
+/// SIGHUP reloads the policy through `reloader` (policy_reader.h): the
+/// reader's answer is polled for like the rest, and the loop never waits
+/// for it.
+/// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier,
+/// PolicyReloader and stop_worker() need.
 int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* helper,
           const UniqueFd& signals, const std::string& control_path, const std::string& pesto_path,
-          Notifier& notifier) {
+          Notifier& notifier, PolicyReloader& reloader) {
   bool announced = false;
   for (;;) {
     const WorkerReport& report = host.worker_report();
     notifier.update(monotonic_ns(), report.seen, report.generation, report.listeners, report.at_ns);
     const bool waiting = host.reply_pending();
-    struct pollfd fds[4] = {
+    struct pollfd fds[5] = {
         {worker.pidfd.get(), POLLIN, 0},
         {signals.get(), POLLIN, 0},
         {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
-        {helper != nullptr ? helper->pidfd.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 4, notifier.timeout_ms(monotonic_ns())) < 0) {
+        {helper != nullptr ? helper->pidfd.get() : -1, POLLIN, 0},
+        {reloader.poll_fd(), POLLIN, 0}};
+    if (::poll(fds, 5, notifier.timeout_ms(monotonic_ns())) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       stop_worker(worker, StopMode::kTerminate);
@@ -293,8 +253,10 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* 
         stop_worker(worker, StopMode::kTerminate);
         return 0;
       }
+      if (si.ssi_signo == SIGHUP) reloader.start(notifier);
       continue;  // SIGCHLD: the pidfd reports the worker's exit
     }
+    if (fds[4].revents != 0) reloader.finish(host, notifier);
     if (fds[0].revents != 0) {
       int code = poll_worker_exit(worker);
       if (code >= 0) return code;
@@ -405,6 +367,20 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
               static_cast<int>(helper->pid), helper->has_bind_cap ? "held" : "not held",
               helper->unprivileged_port_start);
   }
+  // The policy reader too (policy_reader.h), only with --policy: its
+  // namespaces may need CAP_SYS_ADMIN, and its NSS needs what sluiced's
+  // filter does not admit.
+  std::optional<PolicyReader> reader;
+  if (!options.policy_path.empty()) {
+    auto started = start_policy_reader(options.policy_path);
+    if (!started) {
+      LOG_ERROR("%s", started.error().message.c_str());
+      return kExitFailure;
+    }
+    reader = std::move(*started);
+    LOG_DEBUG("policy reader pid %d: SIGHUP re-reads %s", static_cast<int>(reader->pid),
+              options.policy_path.c_str());
+  }
   // The worker is forked BEFORE the broker drops its capabilities and loads
   // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
   // switch to an unprivileged user (its first stages drop everything else),
@@ -421,15 +397,15 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   WorkerProcess worker = std::move(*launched);
-  // The worker owns the control socket, the audit sink and the policy text now,
-  // and runs in the target namespace: sluiced keeps no namespace fd (its own
-  // fds go to fixed numbers next).
+  // The worker owns the control socket and the audit sink now, and runs in
+  // the target namespace: sluiced keeps no namespace fd (its own fds go to
+  // fixed numbers next). It keeps the policy text (the policy in force, on
+  // broker_fd::kPolicyText): a reload replaces it there.
   if (target != nullptr) *target = TargetNamespace{};
   control.listen_fd.reset();
   if (pesto != nullptr) pesto->listen_fd.reset();
   audit.sink.reset();
   audit.tail.reset();
-  loaded.text.reset();
   for (UniqueFd& f : host_scan) f.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
@@ -458,18 +434,24 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // Without NOTIFY_SOCKET, /dev/null holds its number (sendto there fails).
   if (!notify_fd.valid()) notify_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   const bool notify = watchdog_usec != UINT64_MAX;
+  // Without --policy, /dev/null holds the policy reader's number.
+  UniqueFd no_reader;
+  if (!reader) no_reader.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd& reader_channel = reader ? reader->channel : no_reader;
   UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
   UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
-  if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid()) {
+  if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid() ||
+      !reader_channel.valid()) {
     LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
   }
   const FdPlacement placements[] = {
-      {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
-      {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
-      {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
-      {&helper_pidfd, broker_fd::kHelper},    {&notify_fd, broker_fd::kNotify}};
+      {&worker.channel, broker_fd::kChannel},      {&signals, broker_fd::kSignal},
+      {&worker.pidfd, broker_fd::kWorker},         {&control.dir_fd, broker_fd::kControlDir},
+      {&pesto_dir, broker_fd::kPestoDir},          {&helper_channel, broker_fd::kHelperChannel},
+      {&helper_pidfd, broker_fd::kHelper},         {&notify_fd, broker_fd::kNotify},
+      {&reader_channel, broker_fd::kPolicyReader}, {&loaded.text, broker_fd::kPolicyText}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -486,8 +468,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                       helper->unprivileged_port_start);
   }
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
+  PolicyReloader reloader(reader ? broker_fd::kPolicyReader : -1, options.policy_path);
   const int code = serve(host, worker, helper ? &*helper : nullptr, signals, control.path,
-                         pesto != nullptr ? pesto->path : "", notifier);
+                         pesto != nullptr ? pesto->path : "", notifier, reloader);
   if (helper) stop_namespace_helper(*helper);
   return code;
 }

@@ -34,8 +34,18 @@ inline constexpr int kHelper = 9;
 /// systemd's NOTIFY_SOCKET, connected before the filter (broker/sd_notify.h):
 /// datagrams with no address (sendto). /dev/null without NOTIFY_SOCKET.
 inline constexpr int kNotify = 10;
+/// SOCK_SEQPACKET to the policy reader (broker/policy_reader.h): PolicyRead
+/// out, PolicyText and its memfd in, never waiting (sendmsg, recvmsg).
+/// /dev/null without --policy.
+inline constexpr int kPolicyReader = 11;
+/// The policy in force, as text: a sealed memfd (the worker's at start, or
+/// the last reload's). Replaced only by dup3 from kPolicyStaging.
+inline constexpr int kPolicyText = 12;
+/// A reloaded policy text while sluiced reads and parses it (dup3 onto it,
+/// pread64, close); closed otherwise.
+inline constexpr int kPolicyStaging = 13;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 11;
+inline constexpr int kFirstFree = 14;
 
 }  // namespace sluice::broker_fd
 

@@ -106,6 +106,25 @@ void place_broker_fds(ProbeFds& f) {
     setup_failed("socketpair(SOCK_DGRAM) for the notify socket");
   }
   f.notify_peer = move_high(notify[1], "notify peer");
+  // The policy reader's channel, with one answer queued for the broker's
+  // non-blocking recvmsg; the policy text in force and a reloaded one, each
+  // a sealed memfd.
+  int reader[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, reader) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET) for the policy reader");
+  }
+  if (send(reader[1], "t", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+  f.reader_peer = move_high(reader[1], "reader peer");
+  auto sealed_memfd = [] {
+    int fd = need(memfd_create("probe-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
+    if (write(fd, "bind allow * * *\n", 17) != 17 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+      setup_failed("sealing a policy memfd");
+    }
+    return fd;
+  };
+  const int policy_text = sealed_memfd();
+  const int policy_staging = sealed_memfd();
 
   // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
@@ -118,10 +137,15 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(pesto_dir, "pesto dir"),
                          move_high(helper[0], "helper"),
                          move_high(helper_pidfd, "helper pidfd"),
-                         move_high(notify[0], "notify")};
-  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,   broker_fd::kWorker,
-                         broker_fd::kControlDir, broker_fd::kPestoDir, broker_fd::kHelperChannel,
-                         broker_fd::kHelper,     broker_fd::kNotify};
+                         move_high(notify[0], "notify"),
+                         move_high(reader[0], "reader"),
+                         move_high(policy_text, "policy text"),
+                         move_high(policy_staging, "policy staging")};
+  const int targets[] = {
+      broker_fd::kChannel,    broker_fd::kSignal,       broker_fd::kWorker,
+      broker_fd::kControlDir, broker_fd::kPestoDir,     broker_fd::kHelperChannel,
+      broker_fd::kHelper,     broker_fd::kNotify,       broker_fd::kPolicyReader,
+      broker_fd::kPolicyText, broker_fd::kPolicyStaging};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

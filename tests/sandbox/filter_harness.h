@@ -55,6 +55,7 @@ struct ProbeFds {
   // queued, kHelper the pidfd of `helper_child`, kNotify a connected
   // SOCK_DGRAM end.
   int helper_peer = -1;     // the other end of kHelperChannel (the "helper")
+  int reader_peer = -1;     // the other end of kPolicyReader (the "policy reader")
   int notify_peer = -1;     // the other end of kNotify, a SOCK_DGRAM pair (the "service manager")
   pid_t helper_child = -1;  // a second child that waits to be killed
 };
