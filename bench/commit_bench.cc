@@ -15,6 +15,9 @@
 //      every commit re-binds the kept port (close, then bind: what pasta does
 //      to every port on every update).
 //
+// `--ports N,M,...` measures 1 and 2 for those port counts instead (bench/memory
+// uses it for 100, 1,000 and 10,000 ports).
+//
 // The output is Markdown on stdout (progress goes to stderr); bench/run adds
 // the machine line. See docs/BENCHMARKS.md for what each number means.
 #include <signal.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -52,6 +56,9 @@ constexpr uint16_t kRangeFirst = 20000;  // the changed ports: 20000 .. 20000 + 
 
 /// The big commit of the issue: 10,000 ports added, then removed.
 constexpr size_t kBigPorts = 10000;
+/// Limit: the most ports --ports takes. The range starts at kRangeFirst and
+/// maps 20000 ports up, so its targets must stay at or below 65535.
+constexpr size_t kMaxRangePorts = 65535 - kRangeFirst - 20000;
 /// Limit: every control request must answer within 30 s; a 10,000-port
 /// commit takes milliseconds, so this only catches a hung daemon.
 constexpr int kControlTimeoutMs = 30000;
@@ -72,7 +79,9 @@ constexpr double kStallGoalMs = 5.0;
 struct Options {
   std::string bin_dir = SLUICE_BIN_DIR;
   int latency_reps = 20;  // per port count and direction
-  int stall_reps = 10;    // 10,000-port add+remove pairs under the ping-pong
+  int stall_reps = 10;    // add+remove pairs of each stall_ports count under the ping-pong
+  std::vector<size_t> latency_ports = {1, 100, kBigPorts};  // changed ports, part 1
+  std::vector<size_t> stall_ports = {kBigPorts};            // changed ports, part 2
   int loop_commits = 1000;
   int idle_ms = 1000;  // idle ping-pong baselines
 };
@@ -159,6 +168,26 @@ Result<ControlConnection> control_at_generation(const Sluiced& d, uint64_t* gene
   return c;
 }
 
+/// Formats a count with a comma every three digits ("10,000").
+std::string thousands(size_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+/// Formats port counts as "100, 1,000 and 10,000".
+std::string port_list(const std::vector<size_t>& counts) {
+  std::string out;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (i > 0) out += i + 1 == counts.size() ? " and " : ", ";
+    out += thousands(counts[i]);
+  }
+  return out;
+}
+
 /// Formats a Summary of milliseconds as "median / max".
 std::string med_max(const Summary& s) {
   return fmt("%.2f / %.2f", s.median, s.max);
@@ -166,7 +195,7 @@ std::string med_max(const Summary& s) {
 
 // ---------------------------------------------------------------- 1. latency
 
-/// Measures commit latency for 1, 100 and 10,000 changed ports: from a table
+/// Measures commit latency for o.latency_ports changed ports: from a table
 /// with one kept rule, alternately add and remove a range of N ports. One
 /// unmeasured add+remove pair first warms the daemon's allocations. Appends
 /// a Markdown table to `out`.
@@ -180,7 +209,7 @@ Result<void> bench_latency(const Options& o, std::string* out) {
   if (!c.ok()) return Err(c.error());
   *out += "| changed ports | commit | reps | client ms, median / max | server ms, median / max |\n";
   *out += "|---:|---|---:|---:|---:|\n";
-  for (size_t ports : {size_t{1}, size_t{100}, kBigPorts}) {
+  for (size_t ports : o.latency_ports) {
     std::fprintf(stderr, "latency: %zu ports x %d\n", ports, o.latency_reps);
     TableSet base = kept_plus_range(kLatencyKept, kLoopTarget, 0);
     TableSet grown = kept_plus_range(kLatencyKept, kLoopTarget, ports);
@@ -202,8 +231,7 @@ Result<void> bench_latency(const Options& o, std::string* out) {
       server[1].push_back(remove->server_ms());
     }
     for (int op = 0; op < 2; ++op) {
-      *out += fmt("| %s | %s | %d | %s | %s |\n",
-                  ports == kBigPorts ? "10,000" : std::to_string(ports).c_str(),
+      *out += fmt("| %s | %s | %d | %s | %s |\n", thousands(ports).c_str(),
                   op == 0 ? "add" : "remove", o.latency_reps,
                   med_max(summarize(client[op])).c_str(), med_max(summarize(server[op])).c_str());
     }
@@ -238,16 +266,16 @@ GapRow idle_row(PingPong& pp, const std::string& path, int ms) {
   return row;
 }
 
-/// Runs `pp` while `reps` pairs of commits add and then remove kBigPorts
+/// Runs `pp` while `reps` pairs of commits add and then remove `ports`
 /// ports on `d`, after one unmeasured warm-up pair. Fills `add` and `remove`
 /// with the gaps inside the add and the remove windows.
 Result<void> gaps_during_commits(const Sluiced& d, uint16_t kept, uint16_t to, PingPong& pp,
-                                 int reps, GapRow* add, GapRow* remove) {
+                                 size_t ports, int reps, GapRow* add, GapRow* remove) {
   uint64_t gen = 0;
   Result<ControlConnection> c = control_at_generation(d, &gen);
   if (!c.ok()) return Err(c.error());
   TableSet base = kept_plus_range(kept, to, 0);
-  TableSet grown = kept_plus_range(kept, to, kBigPorts);
+  TableSet grown = kept_plus_range(kept, to, ports);
   std::vector<TimedCommit> commits[2];  // [0] add, [1] remove
   pp.start();
   sleep_ms(kPauseMs);
@@ -273,7 +301,8 @@ Result<void> gaps_during_commits(const Sluiced& d, uint16_t kept, uint16_t to, P
       all.insert(all.end(), g.begin(), g.end());
       latency.push_back(t.client_ms());
     }
-    rows[op]->condition = op == 0 ? "commit adding 10,000 ports" : "commit removing 10,000 ports";
+    rows[op]->condition =
+        fmt("commit %s %s ports", op == 0 ? "adding" : "removing", thousands(ports).c_str());
     rows[op]->windows = commits[op].size();
     rows[op]->round_trips = all.size();
     rows[op]->gap_ms = summarize(to_ms(all));
@@ -321,7 +350,8 @@ void append_gap_row(const GapRow& row, const GapRow& direct, std::string* out) {
 }
 
 /// Measures the ping-pong gaps: direct idle, through sluice idle and during
-/// 10,000-port commits, direct during the same commits, and through pasta
+/// commits of each o.stall_ports count (10,000 ports by default), direct
+/// during the same commits, and through pasta
 /// idle. Appends a Markdown table and the goal line to `out`.
 Result<void> bench_stall(const Options& o, std::string* out) {
   // Direct: an echo server reached without any forwarder.
@@ -345,16 +375,24 @@ Result<void> bench_stall(const Options& o, std::string* out) {
   PingPong via;
   if (r = via.connect(kEchoViaSluice, 5000); !r.ok()) return r;
   GapRow sluice_idle = idle_row(via, "sluice", o.idle_ms);
-  std::fprintf(stderr, "ping-pong: sluice, %d x 10,000-port add+remove\n", o.stall_reps);
-  GapRow add{"sluice"}, remove{"sluice"};
-  r = gaps_during_commits(d, kEchoViaSluice, kEchoTarget, via, o.stall_reps, &add, &remove);
-  if (!r.ok()) return r;
-  // The same commits with the ping-pong on the direct connection: what the
-  // commit's CPU use alone does to an unrelated connection on this machine.
-  std::fprintf(stderr, "ping-pong: direct, %d x 10,000-port add+remove\n", o.stall_reps);
-  GapRow dadd{"direct"}, dremove{"direct"};
-  r = gaps_during_commits(d, kEchoViaSluice, kEchoTarget, direct, o.stall_reps, &dadd, &dremove);
-  if (!r.ok()) return r;
+  // Per port count: [0] sluice adding, [1] sluice removing, [2] direct
+  // adding, [3] direct removing.
+  std::vector<std::array<GapRow, 4>> during;
+  for (size_t ports : o.stall_ports) {
+    std::array<GapRow, 4> rows{GapRow{"sluice"}, GapRow{"sluice"}, GapRow{"direct"},
+                               GapRow{"direct"}};
+    std::fprintf(stderr, "ping-pong: sluice, %d x %zu-port add+remove\n", o.stall_reps, ports);
+    r = gaps_during_commits(d, kEchoViaSluice, kEchoTarget, via, ports, o.stall_reps, &rows[0],
+                            &rows[1]);
+    if (!r.ok()) return r;
+    // The same commits with the ping-pong on the direct connection: what the
+    // commit's CPU use alone does to an unrelated connection on this machine.
+    std::fprintf(stderr, "ping-pong: direct, %d x %zu-port add+remove\n", o.stall_reps, ports);
+    r = gaps_during_commits(d, kEchoViaSluice, kEchoTarget, direct, ports, o.stall_reps, &rows[2],
+                            &rows[3]);
+    if (!r.ok()) return r;
+    during.push_back(rows);
+  }
 
   // Through pasta, idle only: Debian's pasta cannot change its table at run
   // time at all (no pesto), so there is no commit to stall it.
@@ -384,15 +422,24 @@ Result<void> bench_stall(const Options& o, std::string* out) {
   append_gap_row(direct_idle, direct_idle, out);
   append_gap_row(sluice_idle, direct_idle, out);
   if (pasta_note.empty()) append_gap_row(pasta_idle, direct_idle, out);
-  append_gap_row(dadd, dadd, out);
-  append_gap_row(add, dadd, out);
-  append_gap_row(dremove, dremove, out);
-  append_gap_row(remove, dremove, out);
-  double worst = std::max(add.gap_ms.max, remove.gap_ms.max);
-  *out +=
-      fmt("\nLongest ping-pong gap through sluice during a 10,000-port commit: %.3f ms "
-          "(goal < %.0f ms: %s).\n\n",
-          worst, kStallGoalMs, worst < kStallGoalMs ? "met" : "MISSED");
+  for (const std::array<GapRow, 4>& rows : during) {
+    append_gap_row(rows[2], rows[2], out);
+    append_gap_row(rows[0], rows[2], out);
+    append_gap_row(rows[3], rows[3], out);
+    append_gap_row(rows[1], rows[3], out);
+  }
+  *out += "\n";
+  for (size_t i = 0; i < during.size(); ++i) {
+    double worst = std::max(during[i][0].gap_ms.max, during[i][1].gap_ms.max);
+    *out += fmt("Longest ping-pong gap through sluice during a %s-port commit: %.3f ms",
+                thousands(o.stall_ports[i]).c_str(), worst);
+    // The goal of the issue is for 10,000 ports.
+    if (o.stall_ports[i] == kBigPorts) {
+      *out += fmt(" (goal < %.0f ms: %s)", kStallGoalMs, worst < kStallGoalMs ? "met" : "MISSED");
+    }
+    *out += ".\n";
+  }
+  *out += "\n";
   *out += pasta_note;
   return Ok();
 }
@@ -529,9 +576,34 @@ Result<void> bench_connect_loop(const Options& o, std::string* out) {
 /// Prints the usage.
 void usage() {
   std::fprintf(stderr,
-               "usage: commit_bench [--quick] [--only latency|stall|loop]\n"
+               "usage: commit_bench [--quick] [--only latency|stall|loop] [--ports N,M,...]\n"
                "Runs the commit benchmark in a private user + network namespace and prints\n"
-               "Markdown tables. --quick: few repetitions, for a smoke run; --only: one part.\n");
+               "Markdown tables. --quick: few repetitions, for a smoke run; --only: one part;\n"
+               "--ports: the changed port counts of the latency and stall parts (default\n"
+               "1,100,10000 and 10000; each 1-%zu).\n",
+               kMaxRangePorts);
+}
+
+/// Parses a comma-separated list of port counts, each 1..kMaxRangePorts,
+/// into `*out`. Returns false, leaving `*out` alone, on anything else.
+bool parse_ports(const char* text, std::vector<size_t>* out) {
+  std::vector<size_t> counts;
+  const char* p = text;
+  // Limit: 16 counts; each one costs a sluiced run of several seconds.
+  while (counts.size() < 16) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = std::strtoul(p, &end, 10);
+    if (end == p || errno != 0 || n == 0 || n > kMaxRangePorts) return false;
+    counts.push_back(n);
+    if (*end == '\0') {
+      *out = counts;
+      return true;
+    }
+    if (*end != ',') return false;
+    p = end + 1;
+  }
+  return false;
 }
 
 }  // namespace
@@ -554,6 +626,12 @@ int main(int argc, char** argv) {
       o.idle_ms = 300;
     } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       only = argv[++i];
+    } else if (std::strcmp(argv[i], "--ports") == 0 && i + 1 < argc) {
+      if (!parse_ports(argv[++i], &o.latency_ports)) {
+        usage();
+        return 2;
+      }
+      o.stall_ports = o.latency_ports;
     } else {
       usage();
       return 2;
@@ -573,7 +651,11 @@ int main(int argc, char** argv) {
   };
   const Part parts[] = {
       {"latency", "Commit latency", bench_latency},
-      {"stall", "Longest ping-pong gap during a 10,000-port commit", bench_stall},
+      {"stall",
+       o.stall_ports == std::vector<size_t>{kBigPorts}
+           ? std::string("Longest ping-pong gap during a 10,000-port commit")
+           : "Longest ping-pong gap during commits of " + port_list(o.stall_ports) + " ports",
+       bench_stall},
       {"loop", fmt("Connect loop on a kept port during %d commits", o.loop_commits),
        bench_connect_loop},
   };

@@ -395,15 +395,59 @@ HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
                                     std::vector<UniqueFd> fds) {
   // Every reply fits the pending buffer: ListenersReclaimed is the largest.
   static_assert(sizeof(wire::ListenersReclaimedMsg) <= wire::kMaxWireMessage);
-  CHECK(!reply_pending() && len <= wire::kMaxWireMessage);
+  // A PolicyReload may wait (queued between two reads): it goes out after this.
+  CHECK(pending_len_ == 0 && len <= wire::kMaxWireMessage);
   std::memcpy(pending_.get(), reply, len);
   pending_len_ = len;
   pending_fds_ = std::move(fds);
   return flush_reply(fd);
 }
 
+void BrokerHost::replace_policy(BindPolicy bind, ControlPolicy control) {
+  bind.unprivileged_port_start = policy_.unprivileged_port_start;
+  bind.has_bind_cap = policy_.has_bind_cap;
+  bind.initial_grants = policy_.initial_grants;
+  if (splice_served()) {
+    BindPolicy splice = bind;
+    splice.unprivileged_port_start = splice_policy_.unprivileged_port_start;
+    splice.has_bind_cap = splice_policy_.has_bind_cap;
+    splice_policy_ = std::move(splice);
+  }
+  policy_ = std::move(bind);
+  control.owner_uid = control_.owner_uid;
+  control_ = std::move(control);
+}
+
+void BrokerHost::queue_policy_reload(int text_fd, uint32_t length) noexcept {
+  push_fd_ = text_fd;
+  push_length_ = length;
+}
+
 HandleStatus BrokerHost::flush_reply(int fd) {
   CHECK(reply_pending());
+  if (pending_len_ == 0) {
+    // Only a PolicyReload waits. The memfd stays sluiced's (the policy in
+    // force): the worker gets its own reference.
+    wire::PolicyReloadMsg msg = {};
+    msg.header = wire::header(wire::BrokerMsg::kPolicyReload, 0);
+    msg.length = push_length_;
+    const int raw[1] = {push_fd_};
+    auto sent = send_message(fd, &msg, sizeof(msg), raw);
+    if (sent) {
+      push_fd_ = -1;
+      return HandleStatus::kContinue;
+    }
+    const int err = sent.error().err;
+    if (err == EAGAIN || err == EWOULDBLOCK) return HandleStatus::kContinue;
+    push_fd_ = -1;
+    if (err == EPIPE || err == ECONNRESET) {
+      return fail(
+          HandleStatus::kPeerClosed,
+          "the worker went away before the reloaded policy was sent: " + sent.error().message);
+    }
+    return fail(HandleStatus::kIoError,
+                "sending the reloaded policy to the worker: " + sent.error().message);
+  }
   int raw[wire::kMaxListenersPerMessage];
   CHECK(pending_fds_.size() <= wire::kMaxListenersPerMessage);
   for (size_t i = 0; i < pending_fds_.size(); ++i) raw[i] = pending_fds_[i].get();

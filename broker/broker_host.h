@@ -146,8 +146,11 @@ class BrokerHost {
   /// kContinue. Needs `recvmsg` and `sendmsg` on `fd`, and what
   /// open_listener() needs, in the seccomp policy.
   HandleStatus handle_one(int fd);
-  /// True while an answer waits for room on the channel.
-  bool reply_pending() const noexcept { return pending_len_ != 0; }
+  /// True while an answer, or a PolicyReload once the worker is ready,
+  /// waits for room on the channel.
+  bool reply_pending() const noexcept {
+    return pending_len_ != 0 || (push_fd_ >= 0 && state_ == HostState::kReady);
+  }
   /// Sends the answer that waits (call when `fd` is writable): kContinue
   /// when it went out, or still waits (EAGAIN); kPeerClosed or kIoError as
   /// handle_one(). Needs `sendmsg` on `fd`.
@@ -161,6 +164,24 @@ class BrokerHost {
   void new_worker() noexcept;
   /// The listeners and the blob sluiced keeps for a restart.
   const ListenerEscrow& escrow() const noexcept { return escrow_; }
+  /// Reads StoreState's cookie lists on `fd` and keeps the escrow from
+  /// `min_fd` on (ListenerEscrow::set_staging_fd).
+  void set_state_staging_fd(int fd, int min_fd) noexcept { escrow_.set_staging_fd(fd, min_fd); }
+  /// Puts a reloaded policy in force: `bind` (the file's bind lines; the
+  /// kernel facts and the initial rules' grants in force are kept) decides
+  /// every later OpenListeners entry, `control` every later PeerQuery (its
+  /// owner_uid is kept too). Requests already answered are not revisited.
+  void replace_policy(BindPolicy bind, ControlPolicy control);
+  /// The control policy in force.
+  const ControlPolicy& control_policy() const noexcept { return control_; }
+  /// The bind policy in force (HOST listeners).
+  const BindPolicy& bind_policy() const noexcept { return policy_; }
+  /// Queues a PolicyReload for the worker with `text_fd` (not owned: it must
+  /// stay open until sent; a later call replaces the fd and length) holding
+  /// `length` bytes. It goes out, in order after any answer that waits,
+  /// through flush_reply(), once the worker is ready (after InitialPorts):
+  /// before that, the worker reads only HelloReply.
+  void queue_policy_reload(int text_fd, uint32_t length) noexcept;
 
   /// The current protocol state.
   HostState state() const noexcept { return state_; }
@@ -241,6 +262,8 @@ class BrokerHost {
   std::unique_ptr<wire::InitialPortsMsg> initial_;   // aligned copy of buf_
   std::unique_ptr<uint8_t[]> pending_;               // the answer not sent yet
   size_t pending_len_ = 0;                           // its length; 0 when none waits
+  int push_fd_ = -1;                                 // a PolicyReload's text to send, not owned
+  uint32_t push_length_ = 0;                         // its length
   std::vector<UniqueFd> pending_fds_;                // its sockets, closed once sent
 };
 

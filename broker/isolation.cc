@@ -228,7 +228,7 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared) {
   return Ok();
 }
 
-Result<bool> drop_capabilities() {
+Result<bool> drop_capabilities(bool keep_bind_cap) {
   // Stage 4. Why here: the worker is already forked (it needs CAP_SETUID to
   // switch to an unprivileged user); from now on the broker needs nothing but
   // CAP_NET_BIND_SERVICE, and only for bind() below the unprivileged port start.
@@ -236,7 +236,8 @@ Result<bool> drop_capabilities() {
     return Err("cannot read this process's capabilities (capng_get_caps_process)");
   }
   const bool has_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) != 0;
-  const bool had_bind = capng_have_capability(CAPNG_PERMITTED, CAP_NET_BIND_SERVICE) != 0;
+  const bool had_bind =
+      keep_bind_cap && capng_have_capability(CAPNG_PERMITTED, CAP_NET_BIND_SERVICE) != 0;
   capng_clear(CAPNG_SELECT_BOTH);
   if (had_bind &&
       capng_update(CAPNG_ADD, static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED),

@@ -81,8 +81,9 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared);
 /// still held (or, without it, leaves it: NO_NEW_PRIVS makes it irrelevant),
 /// clears the ambient set, sets NO_NEW_PRIVS, and reads the result back from
 /// /proc/self/status. Returns whether CAP_NET_BIND_SERVICE is effective.
-/// Fails, naming what is left, if anything else remains.
-Result<bool> drop_capabilities();
+/// Fails, naming what is left, if anything else remains. With
+/// `keep_bind_cap` false (the policy reader), nothing at all is kept.
+Result<bool> drop_capabilities(bool keep_bind_cap = true);
 
 /// One descriptor and the fixed number it must end up on.
 struct FdPlacement {

@@ -30,9 +30,10 @@ Result<uint64_t> cookie_of(int fd) {
   return cookie;
 }
 
-/// Returns a close-on-exec copy of `fd`. Needs `fcntl` (F_DUPFD_CLOEXEC).
-Result<UniqueFd> copy_of(int fd) {
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+/// Returns a close-on-exec copy of `fd` on a number from `min_fd` on. Needs
+/// `fcntl` (F_DUPFD_CLOEXEC).
+Result<UniqueFd> copy_of(int fd, int min_fd = 0) {
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, min_fd));
   if (!copy.valid()) {
     int err = errno;
     return SysErr(err, "fcntl(F_DUPFD_CLOEXEC)");
@@ -69,7 +70,7 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   }
   auto cookie = cookie_of(fd);
   if (!cookie) return Err(cookie.error());
-  auto copy = copy_of(fd);
+  auto copy = copy_of(fd, min_fd_);
   if (!copy) return Err(copy.error());
   entries_[*cookie] = Entry{std::move(*copy), spec, sequence};
   return Ok();
@@ -86,6 +87,21 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
   if (!list_size) return Err(list_size.error());
   if (*list_size % sizeof(uint64_t) != 0) {
     return Err(EPROTO, "the cookie list is not a whole number of 8-byte cookies");
+  }
+  // What sluiced keeps lives above its fixed numbers, so that no dup3 onto
+  // one of them (this staging number, the policy's) can ever close it.
+  if (min_fd_ > 0 && blob.get() < min_fd_) {
+    auto moved = copy_of(blob.get(), min_fd_);
+    if (!moved) return Err(moved.error());
+    blob = std::move(*moved);
+  }
+  // A list received onto the free staging number is there already.
+  if (staging_fd_ >= 0 && cookies.get() != staging_fd_) {
+    if (::dup3(cookies.get(), staging_fd_, O_CLOEXEC) != staging_fd_) {
+      int err = errno;
+      return SysErr(err, "dup3 of the cookie list");
+    }
+    cookies.reset(staging_fd_);  // the original closes; the staging number closes after
   }
   std::vector<uint64_t> held(*list_size / sizeof(uint64_t));
   size_t done = 0;

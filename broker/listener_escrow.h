@@ -46,9 +46,19 @@ class ListenerEscrow {
   /// number of cookies, strictly ascending), then keeps the blob and closes
   /// the escrowed listeners issued for requests up to `msg.header.sequence`
   /// whose cookie is not listed. Fails on any malformed part, changing
-  /// nothing: the worker is then compromised. Needs `pread64` besides what
-  /// check_sealed_memfd() needs, and `close`.
+  /// nothing: the worker is then compromised. Needs `pread64` (and `dup3`
+  /// with a staging fd) besides what check_sealed_memfd() needs, and `close`.
   Result<void> store(const wire::StoreStateMsg& msg, UniqueFd blob, UniqueFd cookies);
+  /// Reads cookie lists on `fd` from now on (sluiced: broker_fd::kStateStaging,
+  /// the one number its filter lets pread64 read; moved there with dup3 and
+  /// closed after), and keeps its copies and the blob on numbers from
+  /// `min_fd` on (sluiced: broker_fd::kFirstFree), above every fixed number
+  /// that a dup3 may replace. -1 and 0, the defaults, read lists where they
+  /// arrive and keep copies on any number.
+  void set_staging_fd(int fd, int min_fd) noexcept {
+    staging_fd_ = fd;
+    min_fd_ = min_fd;
+  }
 
   /// A new worker takes over: every listener in escrow now counts as issued
   /// before its first request (its sequences start again at 1), and the
@@ -78,6 +88,8 @@ class ListenerEscrow {
   UniqueFd blob_;
   uint64_t blob_bytes_ = 0;
   uint64_t reclaim_from_ = 0;  // the next cookie to hand over
+  int staging_fd_ = -1;        // where cookie lists are read, -1: where they arrive
+  int min_fd_ = 0;             // the lowest number of what the escrow keeps
 };
 
 }  // namespace sluice

@@ -3,11 +3,8 @@
 // stages (isolation.h); then the loop that answers the worker (broker_host.h)
 // until a signal, the worker's exit, or a request it does not permit.
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +22,7 @@
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
+#include "broker/policy_reader.h"
 #include "broker/restart_policy.h"
 #include "broker/sd_notify.h"
 #include "broker/socket_activation.h"
@@ -51,7 +49,8 @@ constexpr int kExitFailure = 1;
 constexpr uint32_t kLogBurst = 50;
 constexpr uint32_t kLogPerSecond = 10;
 
-/// Blocks SIGTERM, SIGINT and SIGCHLD and returns a signalfd for them, so that
+/// Blocks SIGTERM, SIGINT, SIGCHLD and SIGHUP (reload the policy) and returns
+/// a signalfd for them, so that
 /// they are handled in the loop (and, blocked from the start, never lost or
 /// handled halfway through start-up). SIGPIPE is ignored: a log write to a
 /// closed stderr pipe must not kill the broker (replies use MSG_NOSIGNAL).
@@ -62,6 +61,7 @@ Result<UniqueFd> take_signals() {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGHUP);
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
     int err = errno;
     return SysErr(err, "sigprocmask");
@@ -113,50 +113,6 @@ struct LoadedPolicy {
   UniqueFd text;  // a sealed, read-only memfd holding the file's text
 };
 
-/// Resolves user and group names of `control` lines with the system's user
-/// database (NSS), before the seccomp filter.
-std::optional<uint32_t> resolve_name(bool group, const std::string& name) {
-  char buf[16384];  // Limit: NSS scratch space; a passwd/group entry beyond 16 KiB is refused
-  if (group) {
-    struct group gr, *found = nullptr;
-    if (::getgrnam_r(name.c_str(), &gr, buf, sizeof(buf), &found) != 0 || found == nullptr) {
-      return std::nullopt;
-    }
-    return found->gr_gid;
-  }
-  struct passwd pw, *found = nullptr;
-  if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return found->pw_uid;
-}
-
-/// Puts `text` into a sealed memfd positioned at offset 0, for the worker.
-Result<UniqueFd> policy_memfd(const std::string& text) {
-  UniqueFd fd(::memfd_create("sluice-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) {
-    int err = errno;
-    return SysErr(err, "memfd_create for the policy text");
-  }
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      return SysErr(err, "writing the policy text to its memfd");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
-          0 ||
-      ::lseek(fd.get(), 0, SEEK_SET) != 0) {
-    int err = errno;
-    return SysErr(err, "sealing the policy memfd");
-  }
-  return fd;
-}
-
 /// Loads the --policy file (or the default policy) for the bind and control
 /// checks and its text for the worker. The kernel facts are filled in later.
 /// Fails with the file's error.
@@ -170,7 +126,7 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
         "privileged ports of the initial rules; any target; control by uid %u and root)",
         loaded.control.owner_uid);
   } else {
-    const NameResolver resolver = resolve_name;
+    const NameResolver resolver = resolve_system_name;
     auto parsed = load_policy_file(path, &resolver);
     if (!parsed) return Err(parsed.error());
     file = std::move(*parsed);
@@ -266,6 +222,7 @@ struct Serving {
   std::string pesto_path;
   Notifier* notifier;
   RestartPolicy* restarts;
+  PolicyReloader* reloader;  // SIGHUP: the policy reader's answers
 };
 
 /// Starts a new worker through the launcher and puts its pidfd and channel on
@@ -351,8 +308,11 @@ int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) 
 /// during a restart the heartbeat's age counts from the death, so a restart
 /// within kWorkerStatusStaleMs never stops the pings. poll wakes for its
 /// deadlines and for a delayed restart.
+/// SIGHUP reloads the policy through the reloader (policy_reader.h): the
+/// reader's answer is polled for like the rest, and the loop never waits
+/// for it.
 /// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier,
-/// relaunch() and stop_worker() need.
+/// PolicyReloader, relaunch() and stop_worker() need.
 int serve(BrokerHost& host, Serving& s) {
   WorkerProcess& worker = *s.worker;
   bool announced = false;
@@ -383,13 +343,14 @@ int serve(BrokerHost& host, Serving& s) {
       timeout = timeout < 0 || until < timeout ? until : timeout;
     }
     const bool waiting = alive && host.reply_pending();
-    struct pollfd fds[5] = {
+    struct pollfd fds[6] = {
         {alive ? worker.pidfd.get() : -1, POLLIN, 0},
         {s.signals->get(), POLLIN, 0},
         {alive ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
         {s.helper != nullptr ? s.helper->pidfd.get() : -1, POLLIN, 0},
+        {s.reloader->poll_fd(), POLLIN, 0},
         {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0}};
-    if (::poll(fds, 5, timeout) < 0) {
+    if (::poll(fds, 6, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       if (alive) stop_worker(worker, StopMode::kTerminate);
@@ -407,9 +368,11 @@ int serve(BrokerHost& host, Serving& s) {
         if (alive) stop_worker(worker, StopMode::kTerminate);
         return 0;
       }
+      if (si.ssi_signo == SIGHUP) s.reloader->start(*s.notifier);
       continue;  // SIGCHLD: the pidfds report the exits
     }
-    if (fds[4].revents != 0) {
+    if (fds[4].revents != 0) s.reloader->finish(host, *s.notifier);
+    if (fds[5].revents != 0) {
       siginfo_t info = {};
       ::waitid(P_PIDFD, static_cast<id_t>(s.launcher_pidfd->get()), &info, WEXITED | WNOHANG);
       launcher_alive = false;
@@ -542,6 +505,20 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
               static_cast<int>(helper->pid), helper->has_bind_cap ? "held" : "not held",
               helper->unprivileged_port_start);
   }
+  // The policy reader too (policy_reader.h), only with --policy: its
+  // namespaces may need CAP_SYS_ADMIN, and its NSS needs what sluiced's
+  // filter does not admit.
+  std::optional<PolicyReader> reader;
+  if (!options.policy_path.empty()) {
+    auto started = start_policy_reader(options.policy_path);
+    if (!started) {
+      LOG_ERROR("%s", started.error().message.c_str());
+      return kExitFailure;
+    }
+    reader = std::move(*started);
+    LOG_DEBUG("policy reader pid %d: SIGHUP re-reads %s", static_cast<int>(reader->pid),
+              options.policy_path.c_str());
+  }
   // Workers are started by the launcher (broker/worker_launcher.h), forked
   // BEFORE the broker drops its capabilities and loads its filter: started
   // as root, a worker needs CAP_SETUID/CAP_SETGID to switch to an
@@ -567,7 +544,8 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     return kExitFailure;
   }
   WorkerLauncher launcher = std::move(*started_launcher);
-  // The policy text stays here: every worker gets the one in force.
+  // The policy text stays here (on broker_fd::kPolicyText once placed, where a
+  // reload replaces it): every worker gets the one in force.
   auto launched = launch_through(launcher.channel.get(), loaded.text.get(), 1);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
@@ -601,9 +579,14 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // Without NOTIFY_SOCKET, /dev/null holds its number (sendto there fails).
   if (!notify_fd.valid()) notify_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   const bool notify = watchdog_usec != UINT64_MAX;
+  // Without --policy, /dev/null holds the policy reader's number.
+  UniqueFd no_reader;
+  if (!reader) no_reader.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd& reader_channel = reader ? reader->channel : no_reader;
   UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
   UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
-  if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid()) {
+  if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid() ||
+      !reader_channel.valid()) {
     LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
@@ -616,9 +599,10 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                                     {&helper_channel, broker_fd::kHelperChannel},
                                     {&helper_pidfd, broker_fd::kHelper},
                                     {&notify_fd, broker_fd::kNotify},
+                                    {&reader_channel, broker_fd::kPolicyReader},
+                                    {&loaded.text, broker_fd::kPolicyText},
                                     {&launcher.channel, broker_fd::kLauncherChannel},
-                                    {&launcher.pidfd, broker_fd::kLauncher},
-                                    {&loaded.text, broker_fd::kPolicyText}};
+                                    {&launcher.pidfd, broker_fd::kLauncher}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -635,12 +619,15 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                       helper->unprivileged_port_start);
   }
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
+  host.set_state_staging_fd(broker_fd::kStateStaging, broker_fd::kFirstFree);
+  PolicyReloader reloader(reader ? broker_fd::kPolicyReader : -1, options.policy_path);
   RestartPolicy restarts(options.worker_restarts);
   Serving serving{&worker,           helper ? &*helper : nullptr,
                   &signals,          &launcher.pidfd,
                   &launcher.channel, &loaded.text,
                   control.path,      pesto != nullptr ? pesto->path : "",
-                  &notifier,         &restarts};
+                  &notifier,         &restarts,
+                  &reloader};
   const int code = serve(host, serving);
   if (helper) stop_namespace_helper(*helper);
   return code;

@@ -178,6 +178,22 @@ int Notifier::timeout_ms(uint64_t now_ns) const noexcept {
   return ms > 60000 ? 60000 : static_cast<int>(ms);
 }
 
+std::string reloading_message(uint64_t now_ns) {
+  return "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now_ns / 1000) +
+         "\nSTATUS=reloading the policy";
+}
+
+void Notifier::reloading(uint64_t now_ns) noexcept {
+  send(reloading_message(now_ns));
+}
+
+void Notifier::reloaded(const std::string& status) noexcept {
+  // Before the first READY=1 the initial rules are not served yet: that
+  // READY=1 still waits for the worker (update()).
+  const std::string line = "STATUS=" + sanitize(status, kMaxStatusBytes);
+  send(ready_sent_ ? "READY=1\n" + line : line);
+}
+
 void Notifier::stopping() noexcept {
   send("STOPPING=1\nSTATUS=stopping");
 }

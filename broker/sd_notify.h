@@ -10,6 +10,10 @@
 //   WATCHDOG=1  every WATCHDOG_USEC/2 while sluiced runs its loop AND the
 //               worker's last heartbeat is fresh (kWorkerStatusStaleMs): a
 //               wedged worker stops the pings, and systemd restarts sluiced;
+//   RELOADING=1 on SIGHUP with --policy, with MONOTONIC_USEC= (systemd 253's
+//               Type=notify-reload wants it) and a STATUS=; then, once the
+//               reload is over, READY=1 and a STATUS= that says whether the
+//               new policy is in force or why the old one stays;
 //   STOPPING=1  on SIGTERM/SIGINT.
 // The worker never sees the socket (its environment is empty; sluiced
 // unsets NOTIFY_SOCKET for its children), so NotifyAccess=main suffices.
@@ -32,6 +36,11 @@ namespace sluice {
 /// scan storm) must not flood the service manager; the last state is
 /// always sent once the second is over.
 inline constexpr uint64_t kStatusMinIntervalNs = 1000000000ULL;
+
+/// Limit: bytes of a reload's STATUS= text (a parse error quotes the file's
+/// path and one line): far below a notify datagram's practical size, and
+/// readable in `systemctl status`.
+inline constexpr size_t kMaxStatusBytes = 512;
 
 /// A parsed NOTIFY_SOCKET: the address to connect to and its length.
 struct NotifyAddress {
@@ -64,6 +73,10 @@ std::string status_line(uint64_t generation, uint32_t listeners, uint32_t restar
 /// The first message: READY=1, the STATUS= line, and MAINPID=`main_pid`.
 std::string ready_message(uint64_t generation, uint32_t listeners, pid_t main_pid);
 
+/// The reload's first message at `now_ns` (CLOCK_MONOTONIC): RELOADING=1,
+/// MONOTONIC_USEC= in microseconds, and a STATUS= line.
+std::string reloading_message(uint64_t now_ns);
+
 /// Sends sluiced's notifications on a connected datagram socket, with the
 /// rate limit and the watchdog's rules. Time is passed in (monotonic ns), so
 /// that tests drive it without sleeping.
@@ -86,6 +99,11 @@ class Notifier {
   /// Milliseconds until update() has something to do, for poll(); -1 when
   /// nothing is scheduled.
   int timeout_ms(uint64_t now_ns) const noexcept;
+  /// Sends reloading_message(`now_ns`) (SIGHUP with --policy). Needs `sendto`.
+  void reloading(uint64_t now_ns) noexcept;
+  /// Ends a reload: READY=1 (only once the first READY=1 went out) and
+  /// STATUS=`status`, sanitised and cut at kMaxStatusBytes. Needs `sendto`.
+  void reloaded(const std::string& status) noexcept;
   /// Sends STOPPING=1 (at SIGTERM/SIGINT). Needs `sendto`.
   void stopping() noexcept;
   /// Records how many workers were started after one died, for STATUS=

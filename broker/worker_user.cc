@@ -38,7 +38,8 @@ Result<uint32_t> parse_id(std::string_view text, const char* what, const std::st
   return static_cast<uint32_t>(value);
 }
 
-/// Returns true when `text` starts with a decimal digit: a numeric spec.
+/// Returns true when `text` starts with a decimal digit: a numeric spec, or
+/// a user name that begins with a digit (tried when the numbers do not parse).
 bool numeric(const std::string& text) {
   return !text.empty() && text[0] >= '0' && text[0] <= '9';
 }
@@ -84,12 +85,16 @@ Result<WorkerUser> resolve_worker_user(const std::string& spec, const UserLookup
   }
   const size_t colon = spec.find(':');
   auto uid = parse_id(std::string_view(spec).substr(0, colon), "user", spec);
-  if (!uid) return Err(uid.error());
-  uint32_t gid = *uid;
-  if (colon != std::string::npos) {
+  uint32_t gid = uid ? *uid : 0;
+  if (uid && colon != std::string::npos) {
     auto parsed = parse_id(std::string_view(spec).substr(colon + 1), "group", spec);
-    if (!parsed) return Err(parsed.error());
-    gid = *parsed;
+    if (!parsed) uid = Err(parsed.error());
+    if (parsed) gid = *parsed;
+  }
+  if (!uid) {
+    // Not UID[:GID]: a user name may begin with a digit ("1password").
+    if (std::optional<UserEntry> found = lookup(spec)) return from_entry(spec, *found);
+    return Err(uid.error());
   }
   WorkerUser user;
   user.uid = *uid;

@@ -127,7 +127,16 @@ void state_json(const control::State& state, const control::ServerHello& hello, 
   w->end_object();
 }
 
-/// Writes one failure object.
+/// Writes a key and an array of strings.
+void strings_json(const char* key, const std::vector<std::string>& values, JsonWriter* w) {
+  w->key(key);
+  w->begin_array();
+  for (const std::string& v : values) w->string(v);
+  w->end_array();
+}
+
+}  // namespace
+
 void failure_json(const control::Failure& f, JsonWriter* w) {
   w->begin_object();
   w->key("pif");
@@ -168,16 +177,6 @@ void failure_json(const control::Failure& f, JsonWriter* w) {
   w->string(f.message);
   w->end_object();
 }
-
-/// Writes a key and an array of strings.
-void strings_json(const char* key, const std::vector<std::string>& values, JsonWriter* w) {
-  w->key(key);
-  w->begin_array();
-  for (const std::string& v : values) w->string(v);
-  w->end_array();
-}
-
-}  // namespace
 
 std::string render_tables(const TableSet& tables, const control::ServerHello& hello) {
   std::string out;

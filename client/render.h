@@ -60,6 +60,10 @@ std::string render_show(const control::State& before, const TableSet& after,
 /// with a note when ports are rebound (they stop listening for a moment).
 std::string render_commit_summary(const control::CommitResult& result);
 
+/// Writes one failure as a JSON object (pif, rule, text, port, errno,
+/// errnoName, kind, message, ...) into `w`, as a commit's --json does.
+void failure_json(const control::Failure& f, JsonWriter* w);
+
 /// Returns one line per failure, "KIND: MESSAGE" (kind as failure_kind_name),
 /// each sanitised; the caller prefixes "sluicectl: ".
 std::vector<std::string> render_failures(const std::vector<control::Failure>& failures);

@@ -221,6 +221,23 @@ std::string render_stats(const control::Stats& stats) {
     }
   }
   if (stats.rules.empty()) out += "(no rules)\n";
+  // Shown after a reload only: what the policy in force no longer lets pass.
+  if (stats.policy_reloads != 0) {
+    out += "policy: reloaded " + std::to_string(stats.policy_reloads) + " time" +
+           (stats.policy_reloads == 1 ? "" : "s") + "; ";
+    if (stats.policy_failures.empty()) {
+      out += "every rule in force passes it\n";
+    } else {
+      const bool one = stats.policy_failures.size() == 1;
+      out += std::to_string(stats.policy_failures.size()) +
+             (one ? " rule in force no longer passes (still forwarding; commit without it"
+                  : " rules in force no longer pass (still forwarding; commit without them") +
+             ", or change the policy):\n";
+      for (const std::string& line : render_failures(stats.policy_failures)) {
+        out += "    " + line + "\n";
+      }
+    }
+  }
   return out;
 }
 
@@ -276,6 +293,12 @@ std::string render_stats_json(const control::Stats& stats) {
   w.key("rollbacks");
   w.number(stats.rollbacks);
   pending_json(stats.pending_confirm, &w);
+  w.key("policyReloads");
+  w.number(stats.policy_reloads);
+  w.key("policyFailures");
+  w.begin_array();
+  for (const control::Failure& f : stats.policy_failures) failure_json(f, &w);
+  w.end_array();
   w.key("rules");
   w.begin_array();
   for (const control::RuleStats& r : stats.rules) {

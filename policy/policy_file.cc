@@ -357,6 +357,66 @@ Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver*
   return file;
 }
 
+Result<std::string> resolve_policy_names(std::string_view text, const std::string& source,
+                                         const NameResolver& resolver) {
+  auto parsed = parse_policy_text(text, source, &resolver);
+  if (!parsed) return Err(parsed.error());
+  std::string out;
+  out.reserve(text.size());
+  bool first = true;
+  for (std::string_view line : split(text, '\n')) {
+    if (!first) out += '\n';
+    first = false;
+    std::vector<std::string_view> fields = fields_of(line.substr(0, line.find('#')));
+    if (fields.empty() || fields[0] != "control") {
+      out += line;
+      continue;
+    }
+    // Parsed above: every subject is `*`, uid=LIST or gid=LIST, every name known.
+    std::string rewritten(fields[0]);
+    rewritten += ' ';
+    rewritten += fields[1];
+    for (size_t i = 2; i < fields.size(); ++i) {
+      std::string_view subject = fields[i];
+      rewritten += ' ';
+      if (subject == "*") {
+        rewritten += '*';
+        continue;
+      }
+      const bool group = subject.starts_with("gid=");
+      rewritten += subject.substr(0, 4);
+      bool first_id = true;
+      for (std::string_view item : split(subject.substr(4), ',')) {
+        if (!first_id) rewritten += ',';
+        first_id = false;
+        if (item[0] >= '0' && item[0] <= '9') {
+          rewritten += item;
+          continue;
+        }
+        std::optional<uint32_t> id = resolver(group, std::string(item));
+        if (!id) {
+          // The user database changed between the two look-ups.
+          return Err(source + ": " + (group ? "group " : "user ") + quoted(item) +
+                     " vanished while the file was read; try again");
+        }
+        rewritten += std::to_string(*id);
+      }
+    }
+    out += rewritten;
+  }
+  if (out.size() > kMaxPolicyFileBytes) {
+    return Err(source +
+               ": with its user and group names written as numbers, the file is "
+               "larger than " +
+               std::to_string(kMaxPolicyFileBytes) + " bytes; use numbers or fewer names");
+  }
+  return out;
+}
+
+std::optional<uint32_t> resolve_no_names(bool /*group*/, const std::string& /*name*/) {
+  return std::nullopt;
+}
+
 BindPolicy bind_policy_from_file(const PolicyFile& file) {
   BindPolicy policy;
   policy.use_rules = !file.bind_rules.empty();

@@ -71,6 +71,22 @@ Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& s
 Result<PolicyFile> load_policy_file(const std::string& path,
                                     const NameResolver* resolver = nullptr);
 
+/// Returns `text` with every user and group name of its `control` lines
+/// replaced by its number through `resolver` (numbers stay as written), so
+/// that whoever parses the result needs no user database: the policy
+/// reader's work on a reload (broker/policy_reader.h). A rewritten line is
+/// written in its normal form (single blanks, no comment); every other line,
+/// and the line count, stay as they are, so line numbers keep naming the
+/// administrator's lines. Fails with parse_policy_text()'s error (an
+/// unknown name included), or when the result is longer than
+/// kMaxPolicyFileBytes.
+Result<std::string> resolve_policy_names(std::string_view text, const std::string& source,
+                                         const NameResolver& resolver);
+
+/// A NameResolver that knows no name: for text that resolve_policy_names()
+/// wrote, where a name left over is an error.
+std::optional<uint32_t> resolve_no_names(bool group, const std::string& name);
+
 /// Returns a BindPolicy that enforces the `bind` lines of `file` (the kernel
 /// facts, unprivileged_port_start and has_bind_cap, are filled in by the
 /// caller). Without bind lines, the default (layer 1 allows everything).

@@ -138,13 +138,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "send a reply and its fds to the worker; MSG_NOSIGNAL: a dead worker gives EPIPE, "
        "not SIGPIPE. The channel is non-blocking (set before the filter): a full one gives "
        "EAGAIN, and the reply waits for POLLOUT"},
-      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD)"},
+      {"read", {eq32(0, kSignal)}, "read a signalfd_siginfo (SIGTERM, SIGINT, SIGCHLD, SIGHUP)"},
       {"write", {eq32(0, kLog)}, "log lines to stderr (base/log.cc)"},
       log_socket_row(kLog),
       // --- systemd's readiness protocol (sd_notify.cc) ---
       {"sendto",
        {eq32(0, kNotify), eq32(3, MSG_DONTWAIT | MSG_NOSIGNAL), eq64(4, 0), eq32(5, 0)},
-       "READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 to the service manager on the "
+       "READY=1, STATUS=, WATCHDOG=1, RELOADING=1 and STOPPING=1 to the service manager on the "
        "NOTIFY_SOCKET connected before the filter: no address (it cannot be sent elsewhere), "
        "never waits (MSG_DONTWAIT), no SIGPIPE; /dev/null on that number without "
        "NOTIFY_SOCKET, where sendto fails"},
@@ -179,6 +179,24 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
           {"shutdown",
            {eq32(0, kHelperChannel), eq32(1, SHUT_RDWR)},
            "stop the namespace helper at shutdown by closing its channel"},
+
+          // --- Policy reload on SIGHUP (broker/policy_reader.cc) ---
+          {"sendmsg",
+           {eq32(0, kPolicyReader), eq32(2, MSG_DONTWAIT | MSG_NOSIGNAL)},
+           "ask the policy reader to read the --policy file again (PolicyRead); never waits, "
+           "and a dead reader gives EPIPE, not SIGPIPE"},
+          {"recvmsg",
+           {eq32(0, kPolicyReader), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
+           "the policy reader's PolicyText and its memfd, once poll says it is there"},
+          {"dup3",
+           {eq32(1, kPolicyStaging), eq32(2, O_CLOEXEC)},
+           "move a reloaded policy text to the one number sluiced reads from"},
+          {"dup3",
+           {eq32(0, kPolicyStaging), eq32(1, kPolicyText), eq32(2, O_CLOEXEC)},
+           "put a parsed policy text in force: it replaces the old one on its fixed number"},
+          {"pread64",
+           {eq32(0, kPolicyStaging)},
+           "read a reloaded policy text without moving the offset the worker reads from"},
 
           // --- PeerQuery (broker_host.cc answer_peer): who a control client is.
           // The fd is the worker's, received moments earlier: no fixed number.
@@ -248,10 +266,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
            {eq32(3, AT_EMPTY_PATH)},
            "StoreState: fstat of the worker's memfds (regular file, size limits); glibc's "
            "fstat is newfstatat(fd, \"\", AT_EMPTY_PATH), which names no path"},
+          {"dup3",
+           {eq32(1, kStateStaging), eq32(2, O_CLOEXEC)},
+           "StoreState: put the cookie list on the one number pread64 reads"},
           {"pread64",
-           {},
+           {eq32(0, kStateStaging)},
            "StoreState: read the cookie list from the worker's sealed memfd (at most 8 bytes "
-           "per escrowed listener); pread writes nothing"},
+           "per escrowed listener), only on kStateStaging; pread writes nothing"},
 
           // --- Shutdown (control_socket.cc) ---
           {"newfstatat",

@@ -34,18 +34,29 @@ inline constexpr int kHelper = 9;
 /// systemd's NOTIFY_SOCKET, connected before the filter (broker/sd_notify.h):
 /// datagrams with no address (sendto). /dev/null without NOTIFY_SOCKET.
 inline constexpr int kNotify = 10;
+/// SOCK_SEQPACKET to the policy reader (broker/policy_reader.h): PolicyRead
+/// out, PolicyText and its memfd in, never waiting (sendmsg, recvmsg).
+/// /dev/null without --policy.
+inline constexpr int kPolicyReader = 11;
+/// The policy in force, as text: a sealed memfd (the worker's at start, or
+/// the last reload's). Replaced only by dup3 from kPolicyStaging. Every new
+/// worker gets it through the launcher (sendmsg to kLauncherChannel).
+inline constexpr int kPolicyText = 12;
+/// A reloaded policy text while sluiced reads and parses it (dup3 onto it,
+/// pread64, close); closed otherwise.
+inline constexpr int kPolicyStaging = 13;
 /// SOCK_SEQPACKET to the worker launcher (broker/worker_launcher.h):
 /// LaunchWorker out, WorkerLaunched and the new worker's pidfd and channel
 /// back (sendmsg, recvmsg), after which sluiced moves those two onto kWorker
 /// and kChannel (dup3).
-inline constexpr int kLauncherChannel = 11;
+inline constexpr int kLauncherChannel = 14;
 /// pidfd of the worker launcher (poll, waitid): its exit ends restarts.
-inline constexpr int kLauncher = 12;
-/// The policy text in force (a sealed memfd), which every new worker gets
-/// through the launcher (sendmsg to kLauncherChannel carries it).
-inline constexpr int kPolicyText = 13;
+inline constexpr int kLauncher = 15;
+/// The cookie list of a StoreState while sluiced reads it (dup3 onto it,
+/// pread64, close); closed otherwise (broker/listener_escrow.h).
+inline constexpr int kStateStaging = 16;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 14;
+inline constexpr int kFirstFree = 17;
 
 }  // namespace sluice::broker_fd
 

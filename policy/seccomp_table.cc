@@ -10,6 +10,7 @@
 //  - TSYNC is off by default: it is switched on, so a filter loaded after a
 //    thread was started still covers every thread.
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -172,7 +173,8 @@ std::vector<SyscallRule> sanitizer_seccomp_rules() {
   // IsAccessibleMemoryRange() probes memory by writing it into a pipe.
   // LeakSanitizer's exit-time check needs ptrace, clone and /proc and cannot
   // be allowed: __lsan_is_turned_off() above turns it off once a filter is
-  // loaded. Reports from a sandboxed process are unsymbolized (no /proc).
+  // loaded. A report from a sandboxed process stops after its first lines
+  // (the kind of error, the address, read or write), before the frames.
   std::vector<SyscallRule> rows = {
       {"mmap",
        {arg_flags_within(2, PROT_READ | PROT_WRITE)},
@@ -185,6 +187,12 @@ std::vector<SyscallRule> sanitizer_seccomp_rules() {
       {"pipe2", {arg_eq32(1, 0)}, "sanitizer runtime only: IsAccessibleMemoryRange() pipe"},
       {"close", {}, "sanitizer runtime only: closes that pipe"},
       {"exit_group", {}, "sanitizer runtime only: exits with its own status after a report"},
+      // Without it the runtime dies of SIGSYS before its report's first line;
+      // with it the report names the error and the address, and the process
+      // dies of SIGSYS when the runtime opens /proc/self/maps for the frames.
+      {"ioctl",
+       {arg_eq32(0, 2), arg_eq32(1, TCGETS)},
+       "sanitizer runtime only: isatty(2) before a report, to decide on colours"},
   };
   for (int advice : {MADV_DONTNEED, MADV_NOHUGEPAGE, MADV_HUGEPAGE, MADV_DONTDUMP}) {
     rows.push_back({"madvise",

@@ -47,7 +47,7 @@
 // blob. A new worker learns in HelloReply (kBrokerResume) that there is
 // something to take over, asks for it with Resume and ReclaimListeners, and
 // treats the blob as untrusted input. sluiced starts workers through its
-// launcher (broker/worker_launcher.h), on a third private channel:
+// launcher (broker/worker_launcher.h), on another private channel:
 //   sluiced -> launcher LaunchWorker + the policy text to hand to the worker
 //   launcher -> sluiced WorkerLaunched {status, pid} + the worker's pidfd and
 //                       sluiced's end of its channel (none when status != 0)
@@ -65,6 +65,18 @@
 //                     allows it)
 //   sluiced -> helper OpenListeners (the SPLICE entries of one worker request)
 //   helper -> sluiced ListenersOpened + one fd per kStatusOk entry
+//
+// On SIGHUP, with --policy, sluiced re-reads the policy file through its
+// policy reader (broker/policy_reader.h), a fork of sluiced with no
+// capabilities, on a third private SOCK_SEQPACKET socketpair:
+//   sluiced -> reader PolicyRead                       (one at a time)
+//   reader -> sluiced PolicyText {status, length, error} + one sealed memfd
+//                     of the text, names already resolved to numbers, when
+//                     the status is kPolicyTextOk
+// and, once sluiced has parsed and put the new policy in force, tells the
+// worker, unasked, between any two replies:
+//   broker -> worker  PolicyReload {length} + the same sealed memfd
+//                     (the worker tells it from a reply by its type)
 #pragma once
 
 #include <cstddef>
@@ -151,6 +163,9 @@ enum class BrokerMsg : uint32_t {
   kListenersReclaimed = 16,  // broker -> worker, `count` fds
   kLaunchWorker = 17,        // sluiced -> launcher, exactly 1 fd (never from a worker)
   kWorkerLaunched = 18,      // launcher -> sluiced, 2 fds when status is 0 (never from a worker)
+  kPolicyReload = 20,  // broker -> worker, exactly 1 fd, unasked, no reply
+  kPolicyRead = 21,    // sluiced -> policy reader, 0 fds (never to or from a worker)
+  kPolicyText = 22,    // policy reader -> sluiced, 1 fd when ok (never from a worker)
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -489,6 +504,48 @@ struct WorkerLaunchedMsg {
   int32_t pid;        // the worker's pid (a child of sluiced), or 0
 };
 static_assert(sizeof(WorkerLaunchedMsg) == 24);
+/// The policy in force changed (SIGHUP): sent by the broker, unasked and
+/// with no reply, with one fd, a sealed read-only memfd of the new policy
+/// text (names of `control` lines already numbers) of `length` bytes. The
+/// worker tells it from a reply by its header's type (it peeks first),
+/// parses the text as at start, puts it in force for the next commit and
+/// re-checks the tables in force. Sequence 0.
+struct PolicyReloadMsg {
+  WireHeader header;  // type kPolicyReload, sequence 0
+  uint32_t length;    // bytes of text, at most kMaxPolicyTextBytes
+  uint32_t reserved;  // 0
+};
+static_assert(sizeof(PolicyReloadMsg) == 24);
+
+/// Limit: policy text in a PolicyReload or PolicyText, the policy file's own
+/// limit (policy/policy_file.h kMaxPolicyFileBytes): 1 MiB. The reader
+/// refuses a file whose names, written as numbers, would make it longer.
+inline constexpr uint32_t kMaxPolicyTextBytes = 1u << 20;
+
+/// sluiced asks its policy reader to read the policy file again.
+struct PolicyReadMsg {
+  WireHeader header;  // type kPolicyRead, the reload's sequence
+};
+static_assert(sizeof(PolicyReadMsg) == 16);
+
+/// Status of a PolicyText: the file was read, parsed and its names resolved
+/// (one fd comes with it), or it was not (no fd; `error` says why, naming
+/// the file and the line).
+inline constexpr uint32_t kPolicyTextOk = 0;
+inline constexpr uint32_t kPolicyTextFailed = 1;
+/// Limit: the error of a PolicyText, NUL-terminated: one parse error line
+/// (the file, the line number, what is wrong, the line itself sanitised
+/// and cut at 64 bytes per field) fits in well under 1 KiB.
+inline constexpr size_t kPolicyErrorBytes = 1024;
+
+/// The policy reader's answer to PolicyRead.
+struct PolicyTextMsg {
+  WireHeader header;              // type kPolicyText, the request's sequence
+  uint32_t status;                // kPolicyTextOk or kPolicyTextFailed
+  uint32_t length;                // kPolicyTextOk: bytes in the memfd; else 0
+  char error[kPolicyErrorBytes];  // kPolicyTextFailed: NUL-terminated; else all 0
+};
+static_assert(sizeof(PolicyTextMsg) == 24 + kPolicyErrorBytes);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

@@ -413,6 +413,11 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setCommitsDryRun(st.commits_dry_run);
   out.setCommitsStale(st.commits_stale);
   out.setRollbacks(st.rollbacks);
+  out.setPolicyReloads(st.policy_reloads);
+  auto policy_failures = out.initPolicyFailures(static_cast<unsigned>(st.policy_failures.size()));
+  for (size_t i = 0; i < st.policy_failures.size(); ++i) {
+    encode_failure(st.policy_failures[i], policy_failures[static_cast<unsigned>(i)]);
+  }
   if (st.pending_confirm) encode_pending(*st.pending_confirm, out.initPendingConfirm());
   auto rules = out.initRules(static_cast<unsigned>(st.rules.size()));
   for (size_t i = 0; i < st.rules.size(); ++i) {
@@ -490,6 +495,10 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.commits_dry_run = in.getCommitsDryRun();
   st.commits_stale = in.getCommitsStale();
   st.rollbacks = in.getRollbacks();
+  st.policy_reloads = in.getPolicyReloads();
+  auto policy_failures = in.getPolicyFailures();
+  if (policy_failures.size() > kMaxFailures) throw DecodeError{"too many policy failures"};
+  for (auto f : policy_failures) st.policy_failures.push_back(decode_failure(f));
   if (in.hasPendingConfirm()) st.pending_confirm = decode_pending(in.getPendingConfirm());
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};

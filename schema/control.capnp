@@ -252,6 +252,11 @@ struct Stats {
   commitsStale @23 :UInt64;
   rollbacks @24 :UInt64;              # automatic rollbacks of unconfirmed commits
   pendingConfirm @25 :PendingConfirm;  # null when no commit waits for confirmation
+  # Policy reloads (sluiced's SIGHUP) the worker put in force, and the rules in
+  # force that the policy in force no longer lets pass, one failure each (kind
+  # policyDenied): they keep forwarding until a commit removes or changes them.
+  policyReloads @26 :UInt64;
+  policyFailures @27 :List(Failure);
 }
 
 struct ConfirmResult {

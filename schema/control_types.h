@@ -286,6 +286,11 @@ struct Stats {
   uint64_t commits_stale = 0;
   /// Automatic rollbacks of unconfirmed commits (counted in commits_applied too).
   uint64_t rollbacks = 0;
+  /// Policy reloads put in force since the worker started (sluiced's SIGHUP).
+  uint64_t policy_reloads = 0;
+  /// The rules in force that the policy in force no longer lets pass (after
+  /// a reload), one failure each, at most kMaxFailures; they keep forwarding.
+  std::vector<Failure> policy_failures;
   /// The commit that waits for confirmation, if any.
   std::optional<PendingConfirm> pending_confirm;
   bool operator==(const Stats&) const = default;

@@ -452,7 +452,43 @@ void BrokerClient::on_event(uint32_t events) noexcept {
   }
 }
 
+std::optional<uint32_t> BrokerClient::peek_type() noexcept {
+  wire::WireHeader h;
+  const ssize_t n = ::recv(channel_.get(), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      lose(std::string("reading from sluiced: ") + errno_text(errno));
+    }
+    return std::nullopt;
+  }
+  if (static_cast<size_t>(n) < sizeof(h)) return 0u;
+  return h.type;
+}
+
+bool BrokerClient::receive_policy_reload() noexcept {
+  wire::PolicyReloadMsg msg;
+  auto got = receive_message(channel_.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT);
+  if (!got) {
+    lose("reading PolicyReload: " + got.error().message);
+    return false;
+  }
+  if (got->len != sizeof(msg) || msg.header.magic != wire::kBrokerWireMagic ||
+      msg.header.sequence != 0 || got->fds.size() != 1 || msg.length > wire::kMaxPolicyTextBytes ||
+      msg.reserved != 0) {
+    lose("malformed PolicyReload from sluiced");
+    return false;
+  }
+  if (on_policy_) on_policy_(std::move(got->fds[0]), msg.length);
+  return true;
+}
+
 bool BrokerClient::receive_one() noexcept {
+  // sluiced's one unasked message may come between any two replies.
+  auto type = peek_type();
+  if (!type) return false;
+  if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload)) {
+    return receive_policy_reload();
+  }
   if (in_flight_.empty()) return receive_unasked();
   if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();
   if (in_flight_.front().sockets_done != nullptr) return receive_sockets();

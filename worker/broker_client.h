@@ -123,6 +123,9 @@ class BrokerClient final : public EventHandler {
   /// errno that stopped sluiced short of the count asked.
   using SocketsDone = std::function<void(std::vector<UniqueFd>, int)>;
   using Lost = std::function<void(const BrokerLoss&)>;
+  /// A PolicyReload: the memfd of the new policy text and its length
+  /// (at most wire::kMaxPolicyTextBytes).
+  using PolicyReloaded = std::function<void(UniqueFd text, uint32_t length)>;
 
   /// Wraps the broker channel (a SOCK_SEQPACKET socket) for `loop`.
   BrokerClient(EventLoop& loop, UniqueFd channel);
@@ -165,6 +168,10 @@ class BrokerClient final : public EventHandler {
   /// the one callback for the end of the channel. Fails only if epoll
   /// refuses the fd.
   Result<void> start(Lost on_lost);
+
+  /// Sets the callback for a PolicyReload (SIGHUP in sluiced), called from
+  /// the loop, between replies. Without one, a PolicyReload is dropped.
+  void on_policy_reload(PolicyReloaded done) { on_policy_ = std::move(done); }
 
   /// Asks the broker for a listening socket per key (at least one) and calls
   /// `done` with one result per key, in order, once every batch is answered.
@@ -296,6 +303,14 @@ class BrokerClient final : public EventHandler {
   /// it and its sockets, and completes the call when all its batches are
   /// answered. Returns false as receive_one().
   bool receive_listeners() noexcept;
+  /// Peeks at the type of the next message (recv with MSG_PEEK, no fds):
+  /// returns it, 0 for EOF or a datagram shorter than a header, or nothing
+  /// when nothing is there (EAGAIN) or the channel was lost.
+  std::optional<uint32_t> peek_type() noexcept;
+  /// Reads a PolicyReload, checks it (length, magic, sequence 0, one fd,
+  /// length limit, reserved) and hands it on. Returns false as
+  /// receive_one().
+  bool receive_policy_reload() noexcept;
   /// With nothing asked: EOF, or a message out of turn. Returns false.
   bool receive_unasked() noexcept;
   /// Reads the reply `name` to the oldest request, a `request`, into `buf`
@@ -311,6 +326,7 @@ class BrokerClient final : public EventHandler {
   EventLoop& loop_;
   UniqueFd channel_;
   Lost on_lost_;
+  PolicyReloaded on_policy_;
   bool registered_ = false;
   bool lost_ = false;
   uint64_t sequence_ = 0;

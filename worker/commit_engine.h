@@ -91,6 +91,7 @@
 #include "base/sha256.h"
 #include "policy/bind_policy.h"
 #include "policy/check_commit.h"
+#include "policy/policy_file.h"
 #include "policy/target_policy.h"
 #include "schema/codec.h"
 #include "worker/audit.h"
@@ -161,6 +162,20 @@ class CommitEngine final : public Ticker {
     bind_policy_ = std::move(bind);
     target_policy_ = std::move(target);
   }
+
+  /// Puts a reloaded policy (`file`, PolicyReload from sluiced, who sent it
+  /// as `peer`) in force for the next commit (set_policy), re-checks the
+  /// tables in force against it (policy_failures()), logs each rule that no
+  /// longer passes (such rules keep forwarding), and writes one audit line:
+  /// a dry-run record by `peer` whose comment names the file and whose
+  /// failures are those rules. No history entry, no generation change.
+  /// Defined in policy_recheck.cc. Needs `write` (audit).
+  void reload_policy(const PolicyFile& file, const struct ucred& peer);
+  /// The rules in force that the policy in force no longer lets pass, one
+  /// failure each (recheck_policy); empty until a reload. Never fails.
+  std::vector<control::Failure> policy_failures() const;
+  /// Reloaded policies put in force since the worker started.
+  uint64_t policy_reloads() const noexcept { return policy_reloads_; }
 
   /// Queues a commit from the client `peer`. Commits run one at a time, in
   /// order; `done` is called with the result from the event loop (or before
@@ -461,6 +476,7 @@ class CommitEngine final : public Ticker {
   AuditLog& audit_;
   BindPolicy bind_policy_;
   TargetPolicy target_policy_;
+  uint64_t policy_reloads_ = 0;  // reload_policy() calls (stats)
   State state_ = State::kIdle;
   BrokerLoss loss_;          // why the broker was lost, for stop_for_broker()
   std::string broker_loss_;  // the same reason, kept for broker_loss()

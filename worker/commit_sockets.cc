@@ -181,6 +181,9 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.commits_dry_run = outcomes_[static_cast<size_t>(control::Outcome::kDryRun)];
   st.commits_stale = outcomes_[static_cast<size_t>(control::Outcome::kStale)];
   st.rollbacks = confirm_.rollbacks();
+  st.policy_reloads = policy_reloads_;
+  st.policy_failures = policy_failures();
+  cut_failures(&st.policy_failures);
   st.pending_confirm = pending_confirm();
   const auto active = scan_active();
   for (size_t p = 0; p < kPifCount && p < routes_.size(); ++p) {

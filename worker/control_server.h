@@ -236,6 +236,9 @@ class ControlServer final : public EventHandler, public Ticker {
   const ControlLimits& limits() const { return limits_; }
   /// The control policy as the worker parsed it (for wording denials only).
   const ControlPolicy& policy() const { return policy_; }
+  /// Replaces it after a policy reload (sluiced decides access; this copy
+  /// words the denials of later clients).
+  void set_policy(ControlPolicy policy) { policy_ = std::move(policy); }
   /// Milliseconds since the server was created (the worker's uptime).
   uint64_t uptime_millis() const { return (monotonic_ns() - started_ns_) / 1000000; }
 

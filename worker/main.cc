@@ -33,6 +33,7 @@
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/pesto_server.h"
+#include "worker/policy_recheck.h"
 #include "worker/port_scan.h"
 #include "worker/sandbox.h"
 #include "worker/socket_pool.h"
@@ -316,6 +317,20 @@ int run(int argc, char** argv) {
                         make_hello(facts, caps, args->target_netns, info->splice_served),
                         ControlLimits{}, broker,
                         control_policy_from_file(*policy, sluiced_cred.uid));
+  // SIGHUP in sluiced: the reloaded policy, parsed as at start, applies to
+  // the next commit and the next client; the tables in force are re-checked.
+  const std::string policy_source =
+      args->policy_source.empty() ? "the default policy" : args->policy_source;
+  broker.on_policy_reload([&](UniqueFd text, uint32_t length) {
+    auto file = read_reloaded_policy(text.get(), length, policy_source);
+    if (!file) {
+      LOG_ERROR("policy reload: %s; the policy loaded before stays in force",
+                file.error().message.c_str());
+      return;
+    }
+    engine.reload_policy(*file, sluiced_cred);
+    control.set_policy(control_policy_from_file(*file, sluiced_cred.uid));
+  });
   // pesto's protocol on --pesto-socket, served once the initial rules are in
   // force, like the control socket; without it, fd 7 is /dev/null.
   std::unique_ptr<PestoServer> pesto;

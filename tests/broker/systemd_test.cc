@@ -103,6 +103,27 @@ TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
   EXPECT_EQ(m.take(), std::vector<std::string>{"STOPPING=1\nSTATUS=stopping"});
 }
 
+TEST(Notifier, ReloadSaysReloadingThenReadyOnlyOnceReady) {
+  EXPECT_EQ(reloading_message(1234567890123ULL),
+            "RELOADING=1\nMONOTONIC_USEC=1234567890\nSTATUS=reloading the policy");
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  // Before the first READY=1 (the initial rules are not served yet): STATUS only.
+  n.reloading(5 * kMs);
+  n.reloaded("policy reloaded from P: 1 bind, 0 target and 0 control line(s)");
+  EXPECT_EQ(m.take(),
+            (std::vector<std::string>{
+                "RELOADING=1\nMONOTONIC_USEC=5000\nSTATUS=reloading the policy",
+                "STATUS=policy reloaded from P: 1 bind, 0 target and 0 control line(s)"}));
+  n.update(10 * kMs, true, 1, 1, 10 * kMs);
+  m.take();
+  n.reloading(20 * kMs);
+  n.reloaded("policy reload failed: P line 1: \n bad");
+  EXPECT_EQ(m.take(), (std::vector<std::string>{
+                          "RELOADING=1\nMONOTONIC_USEC=20000\nSTATUS=reloading the policy",
+                          "READY=1\nSTATUS=policy reload failed: P line 1: \\x0a bad"}));
+}
+
 TEST(Notifier, WatchdogNeedsAFreshWorkerReport) {
   Manager m;
   Notifier n(m.fds[0], 1000000, 7);  // WATCHDOG_USEC 1 s: a ping every 500 ms

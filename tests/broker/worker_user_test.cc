@@ -100,6 +100,17 @@ TEST(WorkerUser, UnknownNamesAndBadNumbersSayWhatToDo) {
   }
 }
 
+TEST(WorkerUser, ANameThatBeginsWithADigitIsLookedUp) {
+  auto r = resolve_worker_user("1proxy", database({{"1proxy", {14, 15}}}));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->uid, 14u);
+  EXPECT_EQ(r->gid, 15u);
+  // Numbers stay numbers, even when a user of that name exists.
+  auto n = resolve_worker_user("4242", database({{"4242", {14, 15}}}));
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(n->uid, 4242u);
+}
+
 TEST(WorkerUser, TheIdsReachTheWorkersArgvAndBack) {
   BrokerOptions options;
   bool used_default = false;

@@ -355,6 +355,8 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "commitsStale",
                                                "rollbacks",
                                                "pendingConfirm",
+                                               "policyReloads",
+                                               "policyFailures",
                                                "rules"}));
   const JsonValue& rules = *v->get("rules");
   ASSERT_EQ(rules.array.size(), 2u);
@@ -382,6 +384,35 @@ TEST(RenderStats, JsonHasEveryCounter) {
   EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
   EXPECT_EQ(rules.array[1].get("dropped")->integer(), 1);
+}
+
+TEST(RenderStats, PolicyReloadShowsWhatNoLongerPasses) {
+  control::Stats st = sample_stats();
+  EXPECT_EQ(render_stats(st).find("policy:"), std::string::npos);  // no reload: nothing said
+  st.policy_reloads = 1;
+  EXPECT_NE(render_stats(st).find("policy: reloaded 1 time; every rule in force passes it\n"),
+            std::string::npos)
+      << render_stats(st);
+  control::Failure f;
+  f.kind = control::FailureKind::kPolicyDenied;
+  f.rule = 0;
+  f.text = "TCP [127.0.0.1]:80 => 8000";
+  f.port = 80;
+  f.err = 13;
+  f.message = "HOST rule 0 (TCP [127.0.0.1]:80 => 8000), port 80: in force, but \x1b";
+  st.policy_reloads = 2;
+  st.policy_failures = {f};
+  const std::string text = render_stats(st);
+  EXPECT_NE(text.find("policy: reloaded 2 times; 1 rule in force no longer passes"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("    policy-denied: HOST rule 0"), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << "server text is sanitised";
+  auto v = parse_json(render_stats_json(st));
+  ASSERT_TRUE(v.has_value());
+  const JsonValue& failures = *v->get("policyFailures");
+  ASSERT_EQ(failures.array.size(), 1u);
+  EXPECT_EQ(failures.array[0].get("port")->number, "80");
 }
 
 TEST(RenderStats, ScanRulesShowThePortsListeningNow) {

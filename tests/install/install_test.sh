@@ -173,6 +173,10 @@ grep -q "^ExecStart=/usr/sbin/sluiced " "$tmp/x/usr/lib/systemd/system/sluiced.s
   fail "the unit does not start /usr/sbin/sluiced"
 grep -q "^Type=notify$" "$tmp/x/usr/lib/systemd/system/sluiced.service" ||
   fail "the unit is not Type=notify"
+grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "$tmp/x/usr/lib/systemd/system/sluiced.service" ||
+  fail "the unit does not reload the policy with SIGHUP"
+grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "$tmp/x/usr/lib/systemd/user/sluiced.service" ||
+  fail "the user unit does not reload the policy with SIGHUP"
 grep -q "^FileDescriptorName=control$" "$tmp/x/usr/lib/systemd/system/sluiced.socket" ||
   fail "the socket unit does not name its fd control"
 echo "contents: as expected"

@@ -227,6 +227,13 @@ PolicyFileFixture::PolicyFileFixture(const std::string& text) {
   ::chmod(path_.c_str(), 0644);
 }
 
+void PolicyFileFixture::rewrite(const std::string& text) {
+  const std::string tmp = path_ + ".new";
+  std::ofstream(tmp) << text;
+  ::chmod(tmp.c_str(), 0644);
+  CHECK(::rename(tmp.c_str(), path_.c_str()) == 0);
+}
+
 PolicyFileFixture::~PolicyFileFixture() {
   ::unlink(path_.c_str());
   ::rmdir(dir_.c_str());

@@ -90,6 +90,8 @@ class PolicyFileFixture {
   PolicyFileFixture(const PolicyFileFixture&) = delete;
   PolicyFileFixture& operator=(const PolicyFileFixture&) = delete;
   const std::string& path() const { return path_; }
+  /// Replaces the file's text as an editor does: a new file renamed over it.
+  void rewrite(const std::string& text);
 
  private:
   std::string dir_, path_;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -185,6 +186,46 @@ TEST(Systemd, NotifyOnAPathSocket) {
 
 TEST(Systemd, NotifyOnAnAbstractSocket) {
   notify_life_cycle(true);
+}
+
+TEST(Systemd, ReloadSaysReloadingThenReady) {
+  NotifySocket manager(false);
+  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
+  Daemon d;
+  notify_env(d, manager.name(), false);
+  d.start({"--policy", policy.path(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_FALSE(manager.wait_for("READY=1").empty()) << d.log();
+
+  // A good file: RELOADING=1 with the monotonic clock, then READY=1.
+  policy.rewrite("bind allow tcp 18080 127.0.0.1\n");
+  struct timespec before;
+  clock_gettime(CLOCK_MONOTONIC, &before);
+  d.signal(SIGHUP);
+  std::string reloading = manager.wait_for("RELOADING=1");
+  ASSERT_FALSE(reloading.empty()) << d.log();
+  std::smatch m;
+  static const std::regex usec_re("MONOTONIC_USEC=([0-9]+)");
+  ASSERT_TRUE(std::regex_search(reloading, m, usec_re)) << reloading;
+  const uint64_t usec = std::stoull(m[1]);
+  const uint64_t before_usec = static_cast<uint64_t>(before.tv_sec) * 1000000ULL +
+                               static_cast<uint64_t>(before.tv_nsec) / 1000;
+  EXPECT_GE(usec, before_usec) << reloading;
+  std::string ready = manager.wait_for("READY=1");
+  ASSERT_FALSE(ready.empty()) << d.log();
+  EXPECT_NE(ready.find("STATUS=policy reloaded from " + policy.path()), std::string::npos) << ready;
+
+  // A broken file: READY=1 still (the old policy serves), and STATUS says why.
+  policy.rewrite("bind allow tcp 18080 nowhere\n");
+  d.signal(SIGHUP);
+  ASSERT_FALSE(manager.wait_for("RELOADING=1").empty()) << d.log();
+  ready = manager.wait_for("READY=1");
+  ASSERT_FALSE(ready.empty()) << d.log();
+  EXPECT_NE(ready.find("STATUS=policy reload failed, the previous policy stays in force: " +
+                       policy.path() + " line 1"),
+            std::string::npos)
+      << ready;
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
 TEST(Systemd, NoWatchdogWithoutWatchdogUsec) {

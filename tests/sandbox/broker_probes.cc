@@ -42,6 +42,7 @@ using broker_fd::kLauncherChannel;
 using broker_fd::kPestoDir;
 using broker_fd::kPolicyText;
 using broker_fd::kSignal;
+using broker_fd::kStateStaging;
 using broker_fd::kWorker;
 
 /// The socket types the listener factory creates (listener_factory.cc).
@@ -218,6 +219,62 @@ const std::vector<Probe>& broker_probes() {
      kSetupBrokerFds},
     {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},
 
+    // --- Policy reload: the reader's channel and the policy texts.
+    {"sendmsg_policy_reader", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       return send_message(broker_fd::kPolicyReader, "r", 1, {}, MSG_DONTWAIT).ok();
+     },
+     kSetupBrokerFds},
+    {"sendmsg_policy_reader_blocking", Expect::kKilled,
+     FORBIDDEN(send_one(broker_fd::kPolicyReader, MSG_NOSIGNAL)), kSetupBrokerFds},
+    {"sendmsg_channel_dontwait", Expect::kKilled,
+     FORBIDDEN(send_one(kChannel, MSG_NOSIGNAL | MSG_DONTWAIT)), kSetupBrokerFds},
+    {"recvmsg_policy_reader", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[8];
+       Result<ReceivedMessage> got =
+           receive_message(broker_fd::kPolicyReader, buf, sizeof(buf), 1, MSG_DONTWAIT);
+       return got && got->len == 1;
+     },
+     kSetupBrokerFds},
+    {"recvmsg_policy_reader_blocking", Expect::kKilled,
+     FORBIDDEN(recv_one(broker_fd::kPolicyReader, MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"recvmsg_reader_peer", Expect::kKilled,
+     FORBIDDEN(recv_one(f.reader_peer, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"dup3_to_policy_staging", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       return dup3(broker_fd::kPolicyText, broker_fd::kPolicyStaging, O_CLOEXEC) ==
+              broker_fd::kPolicyStaging;
+     },
+     kSetupBrokerFds},
+    {"dup3_to_policy_staging_without_cloexec", Expect::kKilled,
+     FORBIDDEN(dup3(broker_fd::kPolicyText, broker_fd::kPolicyStaging, 0)), kSetupBrokerFds},
+    {"dup3_to_another_number", Expect::kKilled,
+     FORBIDDEN(dup3(broker_fd::kPolicyText, broker_fd::kFirstFree + 20, O_CLOEXEC)),
+     kSetupBrokerFds},
+    {"dup3_policy_in_force", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       return dup3(broker_fd::kPolicyStaging, broker_fd::kPolicyText, O_CLOEXEC) ==
+              broker_fd::kPolicyText;
+     },
+     kSetupBrokerFds},
+    {"dup3_channel_over_policy_in_force", Expect::kKilled,
+     FORBIDDEN(dup3(kChannel, broker_fd::kPolicyText, O_CLOEXEC)), kSetupBrokerFds},
+    {"fcntl_get_seals_staging", Expect::kKilled,
+     FORBIDDEN(fcntl(broker_fd::kPolicyStaging, F_GET_SEALS)), kSetupBrokerFds},
+    {"pread_staging", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[32];
+       return pread(broker_fd::kPolicyStaging, buf, sizeof(buf), 0) == 17;
+     },
+     kSetupBrokerFds},
+    {"pread_policy_in_force", Expect::kKilled,
+     FORBIDDEN([] {
+       char buf[32];
+       return pread(broker_fd::kPolicyText, buf, sizeof(buf), 0);
+     }()),
+     kSetupBrokerFds},
+
     // --- The namespace helper's channel and pidfd.
     {"poll_helper_pidfd", Expect::kAllowed,
      +[](const ProbeFds&) {
@@ -344,11 +401,21 @@ const std::vector<Probe>& broker_probes() {
     {"fcntl_dupfd_without_cloexec", Expect::kKilled, FORBIDDEN(fcntl(f.listener, F_DUPFD, 0)),
      kSetupBrokerFds},
     {"store_state_checks", Expect::kAllowed,
-     +[](const ProbeFds&) {
+     +[](const ProbeFds& f) {
        struct stat st;
-       char buf[6];
-       return fstat(kPolicyText, &st) == 0 && st.st_size == 6 &&
-              fcntl(kPolicyText, F_GET_SEALS) > 0 && pread(kPolicyText, buf, 6, 0) == 6;
+       char buf[17];
+       return fstat(kPolicyText, &st) == 0 && st.st_size == 17 &&
+              fcntl(kPolicyText, F_GET_SEALS) > 0 &&
+              dup3(f.tcp4, kStateStaging, O_CLOEXEC) == kStateStaging &&
+              dup3(kPolicyText, kStateStaging, O_CLOEXEC) == kStateStaging &&
+              pread(kStateStaging, buf, sizeof(buf), 0) == 17;
+     },
+     kSetupBrokerFds},
+    {"pread_other_than_state_staging", Expect::kKilled,
+     +[](const ProbeFds&) -> bool {
+       char buf[1];
+       [[maybe_unused]] auto n = pread(kPolicyText, buf, 1, 0);
+       return false;
      },
      kSetupBrokerFds},
     {"fcntl_add_seals", Expect::kKilled, FORBIDDEN(fcntl(kPolicyText, F_ADD_SEALS, F_SEAL_SEAL)),

@@ -106,8 +106,27 @@ void place_broker_fds(ProbeFds& f) {
     setup_failed("socketpair(SOCK_DGRAM) for the notify socket");
   }
   f.notify_peer = move_high(notify[1], "notify peer");
+  // The policy reader's channel, with one answer queued for the broker's
+  // non-blocking recvmsg; the policy text in force and a reloaded one, each
+  // a sealed memfd.
+  int reader[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, reader) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET) for the policy reader");
+  }
+  if (send(reader[1], "t", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+  f.reader_peer = move_high(reader[1], "reader peer");
+  auto sealed_memfd = [] {
+    int fd = need(memfd_create("probe-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
+    if (write(fd, "bind allow * * *\n", 17) != 17 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+      setup_failed("sealing a policy memfd");
+    }
+    return fd;
+  };
+  const int policy_text = sealed_memfd();
+  const int policy_staging = sealed_memfd();
   // The worker launcher's channel with one answer queued, the pidfd of a
-  // third waiting child, and the policy text: a sealed memfd.
+  // third waiting child, and a StoreState's cookie list on its staging number.
   int launcher[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, launcher) != 0) {
     setup_failed("socketpair(SOCK_SEQPACKET) for the launcher");
@@ -116,11 +135,7 @@ void place_broker_fds(ProbeFds& f) {
   f.launcher_child = start_waiting_child();
   int launcher_pidfd =
       need(static_cast<int>(syscall(SYS_pidfd_open, f.launcher_child, 0)), "pidfd_open");
-  int policy = need(memfd_create("probe-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
-  if (write(policy, "policy", 6) != 6 ||
-      fcntl(policy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    setup_failed("sealing the policy memfd");
-  }
+  const int state_staging = sealed_memfd();
 
   // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
@@ -135,13 +150,18 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(helper[0], "helper"),
                          move_high(helper_pidfd, "helper pidfd"),
                          move_high(notify[0], "notify"),
+                         move_high(reader[0], "reader"),
+                         move_high(policy_text, "policy text"),
+                         move_high(policy_staging, "policy staging"),
                          move_high(launcher[0], "launcher"),
                          move_high(launcher_pidfd, "launcher pidfd"),
-                         move_high(policy, "policy")};
-  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,    broker_fd::kWorker,
-                         broker_fd::kControlDir, broker_fd::kPestoDir,  broker_fd::kHelperChannel,
-                         broker_fd::kHelper,     broker_fd::kNotify,    broker_fd::kLauncherChannel,
-                         broker_fd::kLauncher,   broker_fd::kPolicyText};
+                         move_high(state_staging, "state staging")};
+  const int targets[] = {
+      broker_fd::kChannel,    broker_fd::kSignal,        broker_fd::kWorker,
+      broker_fd::kControlDir, broker_fd::kPestoDir,      broker_fd::kHelperChannel,
+      broker_fd::kHelper,     broker_fd::kNotify,        broker_fd::kPolicyReader,
+      broker_fd::kPolicyText, broker_fd::kPolicyStaging, broker_fd::kLauncherChannel,
+      broker_fd::kLauncher,   broker_fd::kStateStaging};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

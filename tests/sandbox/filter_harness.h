@@ -55,11 +55,12 @@ struct ProbeFds {
   // queued, kHelper the pidfd of `helper_child`, kNotify a connected
   // SOCK_DGRAM end.
   int helper_peer = -1;     // the other end of kHelperChannel (the "helper")
+  int reader_peer = -1;     // the other end of kPolicyReader (the "policy reader")
   int notify_peer = -1;     // the other end of kNotify, a SOCK_DGRAM pair (the "service manager")
   pid_t helper_child = -1;  // a second child that waits to be killed
   // kSetupBrokerFds also: kLauncherChannel a SOCK_SEQPACKET end with one
-  // answer queued, kLauncher the pidfd of `launcher_child`, kPolicyText a
-  // sealed memfd holding "policy".
+  // answer queued, kLauncher the pidfd of `launcher_child`, kStateStaging a
+  // sealed memfd holding "bind allow * * *\n".
   int launcher_peer = -1;     // the other end of kLauncherChannel (the "launcher")
   pid_t launcher_child = -1;  // a third child that waits to be killed
 };

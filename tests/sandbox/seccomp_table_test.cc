@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "policy/seccomp.h"
@@ -216,8 +219,10 @@ TEST(SeccompTable, ClientTable) {
 
 TEST(SeccompTable, BrokerTable) {
   std::vector<SyscallRule> rules = broker_seccomp_rules(kGoldenPid);
-  // 32: dup3, fcntl (F_DUPFD_CLOEXEC and F_GET_SEALS only) and pread64 came
-  // with worker restarts (the launcher's answer, the escrow, StoreState).
+  // 32: policy reload added dup3 (onto its two policy-text numbers only) and
+  // pread64 (of the staged text only); worker restarts added fcntl
+  // (F_DUPFD_CLOEXEC and F_GET_SEALS only), dup3 onto the worker's channel,
+  // its pidfd and the cookie list's staging number, and pread64 there.
   check_table(rules, 32, "broker");
   std::set<std::string> names;
   for (const SyscallRule& row : rules) names.insert(row.name);
@@ -264,6 +269,30 @@ TEST(SeccompTable, SanitizerRowsOnlyInSanitizerBuilds) {
   EXPECT_TRUE(sanitizer_seccomp_rules().empty());
 #endif
 }
+
+#ifdef SLUICE_SANITIZE
+/// Overflows a heap block by one byte: an error AddressSanitizer reports.
+/// `volatile` keeps the compiler from proving it and dropping the store.
+void overflow_the_heap() {
+  char* volatile block = static_cast<char*>(std::malloc(8));
+  block[8] = 1;
+  std::free(block);
+}
+
+TEST(SeccompTable, ASanitizerReportFromTheSandboxedWorkerIsPrinted) {
+  // Under the worker's filter (with the sanitizer rows that install_seccomp
+  // adds), a memory error must show the first lines of the runtime's report
+  // (the kind of error and the address), not a bare SIGSYS. The frames need
+  // /proc/self/maps, which no filter opens: the process then dies of SIGSYS.
+  EXPECT_EXIT(
+      {
+        if (!install_seccomp(worker_seccomp_rules(getpid())).ok()) std::_Exit(97);
+        overflow_the_heap();
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGSYS), "AddressSanitizer: heap-buffer-overflow on address");
+}
+#endif
 
 }  // namespace
 }  // namespace sluice

@@ -172,6 +172,15 @@ TEST(Codec, StatsRoundTrip) {
   st.audit_lines_lost = 2;
   st.audit_bytes_waiting = 1400;
   st.idle_timeout_seconds = 300;
+  st.policy_reloads = 3;
+  Failure pf;
+  pf.kind = FailureKind::kPolicyDenied;
+  pf.rule = 1;
+  pf.text = "TCP [127.0.0.1]:80 => 8000";
+  pf.port = 80;
+  pf.err = 13;
+  pf.message = "no longer passes";
+  st.policy_failures = {pf};
   st.connection_limit_per_rule = 500;
   st.connection_limit_per_source = 64;
   st.connection_share = 2048;

@@ -6,7 +6,9 @@
 // told once, stops, and leaks no socket. And the declaration of the initial
 // rules' privileged ports after Hello (InitialPorts, security review item
 // 6), and the worker's own check against it.
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -186,6 +188,58 @@ TEST_F(BrokerChannelTest, AReplyNobodyAskedForLosesTheChannel) {
   ASSERT_TRUE(lost.has_value());
   EXPECT_FALSE(lost->idle_eof);
   EXPECT_NE(lost->reason.find("nobody asked for"), std::string::npos) << lost->reason;
+}
+
+/// A PolicyReload of `length` with the datagram's bytes.
+std::string policy_reload(uint32_t length, uint64_t sequence = 0) {
+  wire::PolicyReloadMsg msg = {};
+  msg.header = wire::header(wire::BrokerMsg::kPolicyReload, sequence);
+  msg.length = length;
+  return std::string(reinterpret_cast<const char*>(&msg), sizeof(msg));
+}
+
+/// A memfd holding `text`, at offset 0.
+UniqueFd text_memfd(const std::string& text) {
+  UniqueFd fd(memfd_create("policy", MFD_CLOEXEC));
+  CHECK(fd.valid() &&
+        write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+        lseek(fd.get(), 0, SEEK_SET) == 0);
+  return fd;
+}
+
+TEST_F(BrokerChannelTest, PolicyReloadBetweenRepliesIsHandedOnAndTheCommitGoesOn) {
+  std::string got_text;
+  broker->on_policy_reload([&](UniqueFd fd, uint32_t length) {
+    got_text.resize(length);
+    EXPECT_EQ(read(fd.get(), got_text.data(), length), static_cast<ssize_t>(length));
+  });
+  fake.hold_after(0);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}));
+  ASSERT_TRUE(run_until([&] { return fake.waiting() == 1; }));
+  const std::string text = "bind allow tcp 20001 127.0.0.1\n";
+  UniqueFd fd = text_memfd(text);
+  ASSERT_TRUE(fake.send_with_fd(policy_reload(static_cast<uint32_t>(text.size())), fd.get()));
+  ASSERT_TRUE(run_until([&] { return !got_text.empty(); }));
+  EXPECT_EQ(got_text, text);
+  fake.release();
+  ASSERT_TRUE(run_until([&] { return s->done; }));
+  EXPECT_TRUE(s->result.applied);
+  EXPECT_FALSE(lost.has_value());
+}
+
+TEST_F(BrokerChannelTest, MalformedPolicyReloadLosesTheChannel) {
+  ASSERT_TRUE(fake.send_with_fd(policy_reload(10), -1));  // no fd
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->reason.find("malformed PolicyReload"), std::string::npos) << lost->reason;
+}
+
+TEST_F(BrokerChannelTest, OverlongPolicyReloadLosesTheChannel) {
+  UniqueFd fd = text_memfd("x");
+  ASSERT_TRUE(fake.send_with_fd(policy_reload(wire::kMaxPolicyTextBytes + 1), fd.get()));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->reason.find("malformed PolicyReload"), std::string::npos) << lost->reason;
 }
 
 TEST(BrokerReplyCheck, EverySocketIsCheckedAgainstItsKey) {

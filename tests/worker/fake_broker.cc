@@ -119,6 +119,12 @@ bool FakeBroker::send_raw(const std::string& bytes) {
   return channel_.valid() && send_message(channel_.get(), bytes.data(), bytes.size(), {}).ok();
 }
 
+bool FakeBroker::send_with_fd(const std::string& bytes, int fd) {
+  std::vector<int> fds;
+  if (fd >= 0) fds.push_back(fd);
+  return channel_.valid() && send_message(channel_.get(), bytes.data(), bytes.size(), fds).ok();
+}
+
 bool FakeBroker::read_one() {
   auto got =
       receive_message(channel_.get(), buffer_.get(), wire::kMaxWireMessage + 1, 2, MSG_DONTWAIT);

@@ -92,6 +92,9 @@ class FakeBroker {
   /// Sends `bytes` as one datagram out of turn (a broken broker). Returns
   /// false when the send fails.
   bool send_raw(const std::string& bytes);
+  /// Sends `bytes` as one datagram with `fd` (-1: none), unasked, as sluiced
+  /// sends a PolicyReload. Returns false when the send fails.
+  bool send_with_fd(const std::string& bytes, int fd);
 
   /// Every key asked so far, in order.
   const std::vector<wire::ListenerSpec>& asked() const { return asked_; }

@@ -1,0 +1,115 @@
+// The broker's side of a policy reload, on a real channel with the test as
+// the worker: the reloaded bind policy decides the next request, the kernel
+// facts and the initial rules' grants stay, PolicyReload goes out with its
+// memfd only once the worker is ready and after a waiting answer, a worker
+// that sends one is a violation, and the reader's text is parsed with
+// numbers only.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "base/scm_rights.h"
+#include "broker/broker_host.h"
+#include "broker/policy_reader.h"
+#include "policy/policy_file.h"
+#include "tests/broker/host_fixture.h"
+#include "tests/broker/test_wire.h"
+
+namespace sluice::testing {
+namespace {
+
+/// A sealed memfd holding `text`.
+UniqueFd text_fd(const std::string& text) {
+  auto fd = policy_memfd(text);
+  CHECK(fd.ok());
+  return std::move(*fd);
+}
+
+/// The bind policy of `text`, parsed as a reload is.
+BindPolicy bind_of(const std::string& text) {
+  auto file = parse_reloaded_policy(text, "P");
+  CHECK(file.ok());
+  return bind_policy_from_file(*file);
+}
+
+TEST_F(BrokerHostTest, ReloadedBindPolicyDecidesTheNextRequest) {
+  do_hello();
+  const uint16_t port = free_port(AF_INET, SOCK_STREAM);
+  host_.replace_policy(bind_of("bind deny tcp " + std::to_string(port) + " *\n"), ControlPolicy{});
+  EXPECT_EQ(host_.bind_policy().unprivileged_port_start, 1024u);  // kernel facts kept
+  EXPECT_TRUE(host_.bind_policy().has_bind_cap);
+  auto req = open_listeners();
+  add_entry(req.get(), spec_v4(127, 0, 0, 1, port));
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = request(*req, &reply);
+  EXPECT_EQ(reply.status[0], wire::kStatusPolicyDenied);
+  EXPECT_TRUE(got.fds.empty());
+
+  host_.replace_policy(bind_of("bind allow tcp " + std::to_string(port) + " 127.0.0.1\n"),
+                       ControlPolicy{});
+  req->header.sequence = 3;
+  got = request(*req, &reply);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  EXPECT_EQ(got.fds.size(), 1u);
+}
+
+TEST_F(BrokerHostTest, ReloadedControlPolicyKeepsTheOwner) {
+  ControlPolicy start;
+  start.owner_uid = 4242;
+  BrokerHost host(make_policy(true), start);
+  auto file = parse_reloaded_policy("control commit uid=7\n", "P");
+  ASSERT_TRUE(file.ok());
+  host.replace_policy(bind_policy_from_file(*file), control_policy_from_file(*file, 0));
+  EXPECT_EQ(host.control_policy().owner_uid, 4242u);
+  EXPECT_TRUE(host.control_policy().use_rules);
+}
+
+TEST_F(BrokerHostTest, PolicyReloadWaitsUntilTheWorkerIsReady) {
+  const std::string text = "bind allow tcp 80 *\n";
+  UniqueFd fd = text_fd(text);
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  EXPECT_FALSE(host_.reply_pending());  // before InitialPorts: the worker reads only HelloReply
+  do_hello();
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_FALSE(host_.reply_pending());
+  wire::PolicyReloadMsg msg;
+  auto got = receive_message(ch_.worker.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(got->len, sizeof(msg));
+  EXPECT_EQ(msg.header.type, static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
+  EXPECT_EQ(msg.header.sequence, 0u);
+  EXPECT_EQ(msg.length, text.size());
+  EXPECT_EQ(msg.reserved, 0u);
+  ASSERT_EQ(got->fds.size(), 1u);
+  char buf[64] = {};
+  ASSERT_EQ(::read(got->fds[0].get(), buf, sizeof(buf)), static_cast<ssize_t>(text.size()));
+  EXPECT_EQ(std::string(buf), text);
+  // sluiced keeps its own reference: the policy in force.
+  EXPECT_GE(::fcntl(fd.get(), F_GET_SEALS), 0);
+}
+
+TEST_F(BrokerHostTest, AWorkerThatSendsPolicyReloadIsViolation) {
+  do_hello();
+  UniqueFd fd = text_fd("bind allow * * *\n");
+  wire::PolicyReloadMsg msg = {};
+  msg.header = wire::header(wire::BrokerMsg::kPolicyReload, 0);
+  msg.length = 17;
+  const int raw[1] = {fd.get()};
+  send_raw(&msg, sizeof(msg), raw);
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
+}
+
+TEST(ParseReloadedPolicy, NumbersOnly) {
+  EXPECT_TRUE(parse_reloaded_policy("control read uid=0 gid=5\n", "P").ok());
+  auto named = parse_reloaded_policy("control read uid=root\n", "P");
+  ASSERT_FALSE(named.ok());
+  EXPECT_NE(named.error().message.find("P line 1: unknown user \"root\""), std::string::npos)
+      << named.error().message;
+}
+
+}  // namespace
+}  // namespace sluice::testing
