@@ -21,8 +21,12 @@
 //      end of its channel, then closes its own copies.
 // It reads nothing from the worker or any peer, and it keeps sluiced's
 // capabilities for the worker's start (a worker started by root switches to
-// its own user). Each new worker re-reads the audit log's last line, so its
-// run links to the chain the dead worker wrote.
+// its own user).
+// TODO(security): cut its capabilities to those a worker's start needs
+// (CAP_SETUID, CAP_SETGID, and what joining the target namespace needs),
+// and give it a filter that admits clone, execve and exec_child's fd moves
+// only (docs/THREAT_MODEL.md "Known gaps"). Each new worker re-reads the audit log's last line, so
+// its run links to the chain the dead worker wrote.
 #pragma once
 
 #include <sys/types.h>

@@ -163,9 +163,9 @@ enum class BrokerMsg : uint32_t {
   kListenersReclaimed = 16,  // broker -> worker, `count` fds
   kLaunchWorker = 17,        // sluiced -> launcher, exactly 1 fd (never from a worker)
   kWorkerLaunched = 18,      // launcher -> sluiced, 2 fds when status is 0 (never from a worker)
-  kPolicyReload = 20,  // broker -> worker, exactly 1 fd, unasked, no reply
-  kPolicyRead = 21,    // sluiced -> policy reader, 0 fds (never to or from a worker)
-  kPolicyText = 22,    // policy reader -> sluiced, 1 fd when ok (never from a worker)
+  kPolicyReload = 20,        // broker -> worker, exactly 1 fd, unasked, no reply
+  kPolicyRead = 21,          // sluiced -> policy reader, 0 fds (never to or from a worker)
+  kPolicyText = 22,          // policy reader -> sluiced, 1 fd when ok (never from a worker)
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and

@@ -778,8 +778,7 @@ std::string encode_state_blob(const StateBlob& blob) {
 }
 
 Result<StateBlob> decode_state_blob(const void* frame, size_t len) {
-  // The frame's own header first, as for a control frame: the blob crossed
-  // two processes and is not trusted.
+  // The header first, as for a control frame: the blob is not trusted.
   if (reinterpret_cast<uintptr_t>(frame) % alignof(capnp::word) != 0) {
     return Err(EBADMSG, "state blob is not 8-byte aligned");
   }

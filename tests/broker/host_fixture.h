@@ -158,9 +158,9 @@ class BrokerHostTest : public ::testing::Test {
     auto sealed = [](const void* data, size_t len) {
       UniqueFd fd(::memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
       EXPECT_EQ(::write(fd.get(), data, len), static_cast<ssize_t>(len));
-      EXPECT_EQ(::fcntl(fd.get(), F_ADD_SEALS,
-                        F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
-                0);
+      EXPECT_EQ(
+          ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+          0);
       return fd;
     };
     UniqueFd blob = sealed("b", 1);

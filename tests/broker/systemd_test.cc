@@ -103,6 +103,22 @@ TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
   EXPECT_EQ(m.take(), std::vector<std::string>{"STOPPING=1\nSTATUS=stopping"});
 }
 
+TEST(Notifier, AWorkerRestartSendsNoSecondReadyAndCountsInStatus) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, true, 4, 2, t0);
+  EXPECT_EQ(m.take(), std::vector<std::string>{ready_message(4, 2, 7)});
+  // A new worker took over the same generation and listeners.
+  n.set_restarts(1);
+  n.update(t0 + 1000 * kMs, true, 4, 2, t0 + 1000 * kMs);
+  EXPECT_EQ(m.take(), std::vector<std::string>{status_line(4, 2, 1)});
+  EXPECT_EQ(status_line(4, 2, 1), "STATUS=serving generation 4, 2 listeners, 1 worker restart");
+  EXPECT_EQ(status_line(4, 1, 3), "STATUS=serving generation 4, 1 listener, 3 worker restarts");
+  n.update(t0 + 2000 * kMs, true, 4, 2, t0 + 2000 * kMs);
+  EXPECT_TRUE(m.take().empty());  // no READY=1 again, nothing changed
+}
+
 TEST(Notifier, ReloadSaysReloadingThenReadyOnlyOnceReady) {
   EXPECT_EQ(reloading_message(1234567890123ULL),
             "RELOADING=1\nMONOTONIC_USEC=1234567890\nSTATUS=reloading the policy");
