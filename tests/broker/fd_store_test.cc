@@ -1,0 +1,180 @@
+// The service manager's file-descriptor store (broker/fd_store.h): names,
+// the two messages as a manager receives them (a real datagram socket, the
+// descriptor in SCM_RIGHTS), the checks of stored listeners on real sockets,
+// and how LISTEN_FDS entries are sorted at start.
+#include "broker/fd_store.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "base/scm_rights.h"
+
+namespace sluice {
+namespace {
+
+/// A loopback IPv4 socket of `type`, bound to an ephemeral port, listening
+/// when `listen_too`.
+UniqueFd bound_socket(int type, bool listen_too) {
+  UniqueFd fd(socket(AF_INET, type | SOCK_CLOEXEC, 0));
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  if (listen_too) {
+    EXPECT_EQ(listen(fd.get(), 8), 0);
+  }
+  return fd;
+}
+
+/// The SO_COOKIE of `fd`.
+uint64_t cookie_of(int fd) {
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  EXPECT_EQ(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len), 0);
+  return cookie;
+}
+
+/// True when `a` and `b` are descriptors of the same open file.
+bool same_file(int a, int b) {
+  struct stat sa, sb;
+  return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+TEST(FdStore, NamesRoundTripAndNothingElseParses) {
+  EXPECT_EQ(stored_listener_name(0x1234abcdULL), "listener-000000001234abcd");
+  EXPECT_EQ(parse_stored_listener_name("listener-000000001234abcd"), 0x1234abcdULL);
+  EXPECT_EQ(parse_stored_listener_name(stored_listener_name(UINT64_MAX)), UINT64_MAX);
+  for (const char* bad :
+       {"listener-", "listener-1234abcd", "listener-000000001234ABCD", "listener-000000001234abcdx",
+        "listener-00000000-234abcd", "control", "Listener-000000001234abcd", "state-1"}) {
+    EXPECT_FALSE(parse_stored_listener_name(bad)) << bad;
+  }
+  EXPECT_EQ(stored_state_name(42), "state-42");
+  EXPECT_EQ(parse_stored_state_name("state-42"), 42u);
+  EXPECT_EQ(parse_stored_state_name("state-0"), 0u);
+  EXPECT_EQ(parse_stored_state_name("state-18446744073709551615"), UINT64_MAX);
+  for (const char* bad : {"state-", "state-042", "state-18446744073709551616", "state--1",
+                          "state-1x", "state-99999999999999999999", "pesto"}) {
+    EXPECT_FALSE(parse_stored_state_name(bad)) << bad;
+  }
+  // systemd refuses a name longer than 255 bytes or holding ':'.
+  EXPECT_LE(stored_listener_name(UINT64_MAX).size(), 255u);
+  EXPECT_EQ(stored_listener_name(UINT64_MAX).find(':'), std::string::npos);
+}
+
+TEST(FdStore, TheManagerReceivesTheDescriptorWithItsNameAndTheRemoval) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd manager(pair[0]), sluiced(pair[1]);
+  UniqueFd listener = bound_socket(SOCK_STREAM, true);
+  const std::string name = stored_listener_name(cookie_of(listener.get()));
+
+  ASSERT_TRUE(fd_store_put(sluiced.get(), name, listener.get()).ok());
+  char buf[512];
+  auto got = receive_message(manager.get(), buf, sizeof(buf), 4);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(std::string(buf, got->len), "FDSTORE=1\nFDNAME=" + name);
+  ASSERT_EQ(got->fds.size(), 1u);
+  EXPECT_TRUE(same_file(got->fds[0].get(), listener.get()));
+  EXPECT_EQ(cookie_of(got->fds[0].get()), cookie_of(listener.get()));
+
+  ASSERT_TRUE(fd_store_remove(sluiced.get(), name).ok());
+  got = receive_message(manager.get(), buf, sizeof(buf), 4);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(std::string(buf, got->len), "FDSTOREREMOVE=1\nFDNAME=" + name);
+  EXPECT_TRUE(got->fds.empty());
+
+  // A manager that is gone: the error comes back, nothing blocks.
+  manager.reset();
+  EXPECT_FALSE(fd_store_put(sluiced.get(), name, listener.get()).ok());
+  EXPECT_FALSE(fd_store_remove(sluiced.get(), name).ok());
+}
+
+TEST(FdStore, AStoredListenerMustBeTheSocketItsNameSays) {
+  UniqueFd tcp = bound_socket(SOCK_STREAM, true);
+  EXPECT_TRUE(check_stored_listener(tcp.get(), cookie_of(tcp.get())).ok());
+  UniqueFd udp = bound_socket(SOCK_DGRAM, false);
+  EXPECT_TRUE(check_stored_listener(udp.get(), cookie_of(udp.get())).ok());
+
+  auto wrong = check_stored_listener(tcp.get(), cookie_of(udp.get()));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.error().message.find("another socket's name"), std::string::npos);
+
+  UniqueFd quiet = bound_socket(SOCK_STREAM, false);
+  auto not_listening = check_stored_listener(quiet.get(), cookie_of(quiet.get()));
+  ASSERT_FALSE(not_listening.ok());
+  EXPECT_NE(not_listening.error().message.find("does not listen"), std::string::npos);
+
+  UniqueFd unbound(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  auto no_port = check_stored_listener(unbound.get(), cookie_of(unbound.get()));
+  ASSERT_FALSE(no_port.ok());
+  EXPECT_NE(no_port.error().message.find("no port"), std::string::npos);
+
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd a(pair[0]), b(pair[1]);
+  auto unix_socket = check_stored_listener(a.get(), cookie_of(a.get()));
+  ASSERT_FALSE(unix_socket.ok());
+  EXPECT_NE(unix_socket.error().message.find("not IPv4 or IPv6"), std::string::npos);
+
+  UniqueFd file(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  auto not_socket = check_stored_listener(file.get(), 1);
+  ASSERT_FALSE(not_socket.ok());
+  EXPECT_NE(not_socket.error().message.find("not a socket"), std::string::npos);
+}
+
+TEST(FdStore, StartUpTakesStoredListenersAndTheNewestStateAndLeavesTheRest) {
+  UniqueFd l1 = bound_socket(SOCK_STREAM, true);
+  UniqueFd l2 = bound_socket(SOCK_DGRAM, false);
+  UniqueFd impostor = bound_socket(SOCK_STREAM, true);
+  const uint64_t c1 = cookie_of(l1.get()), c2 = cookie_of(l2.get());
+  UniqueFd control(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd old_state(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd new_state(open("/dev/zero", O_RDONLY | O_CLOEXEC));
+  const int new_state_raw = new_state.get(), control_raw = control.get();
+
+  std::vector<UniqueFd> fds;
+  std::vector<std::string> names;
+  auto add = [&](UniqueFd fd, std::string name) {
+    fds.push_back(std::move(fd));
+    names.push_back(std::move(name));
+  };
+  UniqueFd l1_copy(dup(l1.get()));
+  add(std::move(control), "control");
+  add(std::move(old_state), "state-6");
+  add(std::move(l1), stored_listener_name(c1));
+  add(std::move(new_state), "state-7");
+  add(std::move(l2), stored_listener_name(c2));
+  add(std::move(impostor), stored_listener_name(c2 + 1000));  // a name not its own
+  add(std::move(l1_copy), stored_listener_name(c1));          // stored twice
+
+  StoredFds stored = take_stored_fds(fds, names);
+  ASSERT_EQ(stored.listeners.size(), 2u);
+  EXPECT_EQ(stored.listeners[0].cookie, c1);
+  EXPECT_EQ(stored.listeners[1].cookie, c2);
+  EXPECT_EQ(stored.state.get(), new_state_raw);
+  EXPECT_EQ(stored.state_sequence, 7u);
+  ASSERT_EQ(stored.dropped.size(), 3u);
+  EXPECT_NE(stored.dropped[0].find("state-6: an older state than state-7"), std::string::npos)
+      << stored.dropped[0];
+  EXPECT_NE(stored.dropped[1].find("another socket's name"), std::string::npos)
+      << stored.dropped[1];
+  EXPECT_NE(stored.dropped[2].find("stored twice"), std::string::npos) << stored.dropped[2];
+  // The socket unit's own descriptor is left where it was.
+  ASSERT_TRUE(fds[0].valid());
+  EXPECT_EQ(fds[0].get(), control_raw);
+  for (size_t i = 1; i < fds.size(); ++i) EXPECT_FALSE(fds[i].valid()) << names[i];
+}
+
+}  // namespace
+}  // namespace sluice
