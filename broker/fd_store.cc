@@ -9,7 +9,8 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <map>
+#include <cstring>
+#include <set>
 
 #include "base/scm_rights.h"
 #include "base/strings.h"
@@ -25,45 +26,69 @@ int sockopt_int(int fd, int opt) {
   return value;
 }
 
-/// The local port of the bound socket `fd`, or 0 when unbound or unknown.
-uint16_t local_port(int fd) {
+/// True when the socket `fd` is bound to the family, address and port of
+/// `spec` (getsockname).
+bool bound_as(int fd, const wire::ListenerSpec& spec) {
   sockaddr_storage addr = {};
   socklen_t len = sizeof(addr);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-  return 0;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return false;
+  if (addr.ss_family == AF_INET && spec.family == static_cast<uint8_t>(wire::WireFamily::kInet)) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    return ntohs(in->sin_port) == spec.port &&
+           std::memcmp(&in->sin_addr, spec.addr, sizeof(in->sin_addr)) == 0;
+  }
+  if (addr.ss_family == AF_INET6 && spec.family == static_cast<uint8_t>(wire::WireFamily::kInet6)) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    return ntohs(in6->sin6_port) == spec.port &&
+           std::memcmp(&in6->sin6_addr, spec.addr, sizeof(in6->sin6_addr)) == 0;
+  }
+  return false;
+}
+
+/// The value of the lower-case hex digit `c`, or -1.
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
 }
 
 }  // namespace
 
-std::string stored_listener_name(uint64_t cookie) {
+std::string stored_listener_name(uint64_t cookie, const wire::ListenerSpec& spec) {
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016" PRIx64, cookie);
-  return std::string(kStoredListenerPrefix) + hex;
+  std::string name = std::string(kStoredListenerPrefix) + hex + "-";
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&spec);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (size_t i = 0; i < sizeof(spec); ++i) {
+    name += kDigits[bytes[i] >> 4];
+    name += kDigits[bytes[i] & 15];
+  }
+  return name;
 }
 
 std::string stored_state_name(uint64_t sequence) {
   return std::string(kStoredStatePrefix) + std::to_string(sequence);
 }
 
-std::optional<uint64_t> parse_stored_listener_name(std::string_view name) {
+std::optional<StoredListenerName> parse_stored_listener_name(std::string_view name) {
   if (name.substr(0, kStoredListenerPrefix.size()) != kStoredListenerPrefix) return std::nullopt;
-  std::string_view hex = name.substr(kStoredListenerPrefix.size());
-  if (hex.size() != 16) return std::nullopt;
-  uint64_t cookie = 0;
-  for (char c : hex) {
-    int digit;
-    if (c >= '0' && c <= '9') {
-      digit = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      digit = c - 'a' + 10;
-    } else {
-      return std::nullopt;
-    }
-    cookie = cookie << 4 | static_cast<uint64_t>(digit);
+  std::string_view rest = name.substr(kStoredListenerPrefix.size());
+  constexpr size_t kSpecHex = 2 * sizeof(wire::ListenerSpec);
+  if (rest.size() != 16 + 1 + kSpecHex || rest[16] != '-') return std::nullopt;
+  StoredListenerName out;
+  for (size_t i = 0; i < 16; ++i) {
+    const int digit = hex_digit(rest[i]);
+    if (digit < 0) return std::nullopt;
+    out.cookie = out.cookie << 4 | static_cast<uint64_t>(digit);
   }
-  return cookie;
+  auto* bytes = reinterpret_cast<unsigned char*>(&out.spec);
+  for (size_t i = 0; i < sizeof(out.spec); ++i) {
+    const int hi = hex_digit(rest[17 + 2 * i]), lo = hex_digit(rest[18 + 2 * i]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    bytes[i] = static_cast<unsigned char>(hi << 4 | lo);
+  }
+  return out;
 }
 
 std::optional<uint64_t> parse_stored_state_name(std::string_view name) {
@@ -107,7 +132,7 @@ Result<void> fd_store_remove(int notify_fd, std::string_view name) noexcept {
   return Ok();
 }
 
-Result<void> check_stored_listener(int fd, uint64_t cookie) {
+Result<void> check_stored_listener(int fd, const StoredListenerName& name) {
   const std::string what = "the stored listener on fd " + std::to_string(fd);
   const int domain = sockopt_int(fd, SO_DOMAIN);
   if (domain < 0) {
@@ -126,40 +151,43 @@ Result<void> check_stored_listener(int fd, uint64_t cookie) {
     return Err(EPROTO,
                what + " is a socket of type " + std::to_string(type) + ", neither TCP nor UDP");
   }
-  if (local_port(fd) == 0) return Err(EPROTO, what + " is bound to no port");
+  const auto proto = type == SOCK_STREAM ? wire::WireProto::kTcp : wire::WireProto::kUdp;
+  if (name.spec.proto != static_cast<uint8_t>(proto) || !bound_as(fd, name.spec)) {
+    return Err(EPROTO, what + " is not bound as its name says (protocol, family, address or port)");
+  }
   uint64_t actual = 0;
   socklen_t len = sizeof(actual);
   if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &actual, &len) != 0) {
     int err = errno;
     return SysErr(err, what + ": getsockopt(SO_COOKIE)");
   }
-  if (actual != cookie) {
-    return Err(EPROTO, what + " has another socket's name (its cookie is " +
-                           stored_listener_name(actual) + ")");
+  if (actual != name.cookie) {
+    return Err(EPROTO, what + " is another socket than its name says (cookie " +
+                           std::to_string(actual) + ", not " + std::to_string(name.cookie) + ")");
   }
   return Ok();
 }
 
 StoredFds take_stored_fds(std::vector<UniqueFd>& fds, const std::vector<std::string>& names) {
   StoredFds out;
-  std::map<uint64_t, size_t> seen;  // cookie -> index in out.listeners
+  std::set<uint64_t> seen;  // cookies taken
   const size_t n = std::min(fds.size(), names.size());
   for (size_t i = 0; i < n; ++i) {
     const std::string& name = names[i];
-    if (auto cookie = parse_stored_listener_name(name)) {
+    if (auto listener = parse_stored_listener_name(name)) {
       UniqueFd fd = std::move(fds[i]);
-      if (auto ok = check_stored_listener(fd.get(), *cookie); !ok) {
+      if (auto ok = check_stored_listener(fd.get(), *listener); !ok) {
         out.dropped.push_back(name + ": " + ok.error().message + "; closed");
         continue;
       }
       // The manager keeps one copy of a socket however often it is stored,
       // but a second entry must never become a second listener.
-      if (seen.count(*cookie) != 0) {
+      if (seen.count(listener->cookie) != 0) {
         out.dropped.push_back(name + ": stored twice; the copy is closed");
         continue;
       }
-      seen[*cookie] = out.listeners.size();
-      out.listeners.push_back({*cookie, std::move(fd)});
+      seen.insert(listener->cookie);
+      out.listeners.push_back({*listener, std::move(fd)});
     } else if (auto sequence = parse_stored_state_name(name)) {
       UniqueFd fd = std::move(fds[i]);
       if (out.state.valid() && *sequence <= out.state_sequence) {

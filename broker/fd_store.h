@@ -7,10 +7,13 @@
 // accept queues.
 //
 // Names (FDNAME=, at most 255 bytes, no ':' and no control byte):
-//   listener-<16 hex digits>  a listener, by its SO_COOKIE, which every
-//                             descriptor of one socket shares: unique per
+//   listener-<16 hex>-<80 hex> a listener: its SO_COOKIE, which every
+//                             descriptor of one socket shares (unique per
 //                             socket, so FDSTOREREMOVE=1 of the name removes
-//                             exactly that listener when it is released;
+//                             exactly that listener when it is released),
+//                             and the bytes of the wire::ListenerSpec it was
+//                             opened for, which the escrow hands a new worker
+//                             (checked against the socket at start);
 //   state-<decimal sequence>  the worker's state (a sealed memfd). A new one
 //                             is stored before the previous is removed, so
 //                             the store never lacks one; at start the highest
@@ -28,21 +31,31 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "schema/broker_wire.h"
 
 namespace sluice {
 
-/// FDNAME prefix of a stored listener; 16 lower-case hex digits follow.
+/// FDNAME prefix of a stored listener; 16 lower-case hex digits (the
+/// cookie), '-' and 80 (the spec) follow.
 inline constexpr std::string_view kStoredListenerPrefix = "listener-";
 /// FDNAME prefix of a stored worker state; a decimal sequence number follows.
 inline constexpr std::string_view kStoredStatePrefix = "state-";
 
-/// The FDNAME of the listener whose SO_COOKIE is `cookie`.
-std::string stored_listener_name(uint64_t cookie);
+/// What a stored listener's name says.
+struct StoredListenerName {
+  uint64_t cookie = 0;
+  wire::ListenerSpec spec = {};
+};
+
+/// The FDNAME of the listener whose SO_COOKIE is `cookie`, opened for `spec`.
+std::string stored_listener_name(uint64_t cookie, const wire::ListenerSpec& spec);
 /// The FDNAME of the worker state number `sequence`.
 std::string stored_state_name(uint64_t sequence);
-/// The cookie of a listener's FDNAME, or nullopt when `name` is not exactly
-/// kStoredListenerPrefix and 16 lower-case hex digits.
-std::optional<uint64_t> parse_stored_listener_name(std::string_view name);
+/// The cookie and spec of a listener's FDNAME, or nullopt when `name` is not
+/// exactly kStoredListenerPrefix, 16 lower-case hex digits, '-' and 80.
+/// The spec is not validated here (check_stored_listener() compares it with
+/// the socket; the escrow's users validate it as every spec).
+std::optional<StoredListenerName> parse_stored_listener_name(std::string_view name);
 /// The sequence of a state's FDNAME, or nullopt when `name` is not exactly
 /// kStoredStatePrefix and 1 to 20 decimal digits (no leading zero, at most
 /// UINT64_MAX).
@@ -62,17 +75,17 @@ Result<void> fd_store_put(int notify_fd, std::string_view name, int fd) noexcept
 /// with the errno. Needs `sendto` on the notify fd (the readiness row).
 Result<void> fd_store_remove(int notify_fd, std::string_view name) noexcept;
 
-/// Checks a listener the store gave back: an AF_INET or AF_INET6 socket,
-/// SOCK_STREAM and listening or SOCK_DGRAM and bound to a port, whose
-/// SO_COOKIE is `cookie` (the one its name carries). Fails, naming `fd` and
-/// what it is instead. Needs `getsockopt` and `getsockname` (before the
-/// filter).
-Result<void> check_stored_listener(int fd, uint64_t cookie);
+/// Checks a listener the store gave back against its name: an AF_INET or
+/// AF_INET6 socket, SOCK_STREAM and listening or SOCK_DGRAM, of the spec's
+/// family and protocol, bound to the spec's address and port, whose
+/// SO_COOKIE is the name's. Fails, naming `fd` and what differs. Needs
+/// `getsockopt` and `getsockname` (before the filter).
+Result<void> check_stored_listener(int fd, const StoredListenerName& name);
 
 /// The descriptors of LISTEN_FDS that came from the store, sorted out.
 struct StoredFds {
   struct Listener {
-    uint64_t cookie = 0;
+    StoredListenerName name;
     UniqueFd fd;
   };
   std::vector<Listener> listeners;   // checked with check_stored_listener()

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,26 @@ uint64_t cookie_of(int fd) {
   return cookie;
 }
 
+/// The spec of the loopback IPv4 socket `fd` of `type`, as the broker
+/// would have opened it.
+wire::ListenerSpec spec_of(int fd, int type) {
+  wire::ListenerSpec spec = {};
+  spec.proto =
+      static_cast<uint8_t>(type == SOCK_STREAM ? wire::WireProto::kTcp : wire::WireProto::kUdp);
+  spec.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  sockaddr_in addr = {};
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  spec.port = ntohs(addr.sin_port);
+  std::memcpy(spec.addr, &addr.sin_addr, sizeof(addr.sin_addr));
+  return spec;
+}
+
+/// The name `fd` (of `type`) is stored under.
+StoredListenerName name_of(int fd, int type) {
+  return {cookie_of(fd), spec_of(fd, type)};
+}
+
 /// True when `a` and `b` are descriptors of the same open file.
 bool same_file(int a, int b) {
   struct stat sa, sb;
@@ -51,12 +72,30 @@ bool same_file(int a, int b) {
 }
 
 TEST(FdStore, NamesRoundTripAndNothingElseParses) {
-  EXPECT_EQ(stored_listener_name(0x1234abcdULL), "listener-000000001234abcd");
-  EXPECT_EQ(parse_stored_listener_name("listener-000000001234abcd"), 0x1234abcdULL);
-  EXPECT_EQ(parse_stored_listener_name(stored_listener_name(UINT64_MAX)), UINT64_MAX);
-  for (const char* bad :
-       {"listener-", "listener-1234abcd", "listener-000000001234ABCD", "listener-000000001234abcdx",
-        "listener-00000000-234abcd", "control", "Listener-000000001234abcd", "state-1"}) {
+  wire::ListenerSpec spec = {};
+  spec.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  spec.family = static_cast<uint8_t>(wire::WireFamily::kInet6);
+  spec.port = 8080;
+  spec.flags = wire::kListenerDualStack;
+  spec.addr[15] = 1;
+  std::memcpy(spec.ifname, "eth0", 5);
+  const std::string name = stored_listener_name(0x1234abcdULL, spec);
+  EXPECT_EQ(name.substr(0, 26), "listener-000000001234abcd-");
+  EXPECT_EQ(name.size(), 26 + 2 * sizeof(spec));
+  auto parsed = parse_stored_listener_name(name);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->cookie, 0x1234abcdULL);
+  EXPECT_EQ(std::memcmp(&parsed->spec, &spec, sizeof(spec)), 0);
+  EXPECT_EQ(parse_stored_listener_name(stored_listener_name(UINT64_MAX, spec))->cookie, UINT64_MAX);
+  std::string upper = name;
+  upper[20] = 'A';
+  std::string no_dash = name;
+  no_dash[25] = '0';
+  std::string bad_spec = name;
+  bad_spec.back() = 'g';
+  for (const std::string& bad :
+       {std::string("listener-"), name.substr(0, name.size() - 1), name + "0", upper, no_dash,
+        bad_spec, std::string("control"), "L" + name.substr(1), std::string("state-1")}) {
     EXPECT_FALSE(parse_stored_listener_name(bad)) << bad;
   }
   EXPECT_EQ(stored_state_name(42), "state-42");
@@ -68,8 +107,8 @@ TEST(FdStore, NamesRoundTripAndNothingElseParses) {
     EXPECT_FALSE(parse_stored_state_name(bad)) << bad;
   }
   // systemd refuses a name longer than 255 bytes or holding ':'.
-  EXPECT_LE(stored_listener_name(UINT64_MAX).size(), 255u);
-  EXPECT_EQ(stored_listener_name(UINT64_MAX).find(':'), std::string::npos);
+  EXPECT_LE(name.size(), 255u);
+  EXPECT_EQ(name.find(':'), std::string::npos);
 }
 
 TEST(FdStore, TheManagerReceivesTheDescriptorWithItsNameAndTheRemoval) {
@@ -77,7 +116,8 @@ TEST(FdStore, TheManagerReceivesTheDescriptorWithItsNameAndTheRemoval) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd manager(pair[0]), sluiced(pair[1]);
   UniqueFd listener = bound_socket(SOCK_STREAM, true);
-  const std::string name = stored_listener_name(cookie_of(listener.get()));
+  const std::string name =
+      stored_listener_name(cookie_of(listener.get()), spec_of(listener.get(), SOCK_STREAM));
 
   ASSERT_TRUE(fd_store_put(sluiced.get(), name, listener.get()).ok());
   char buf[512];
@@ -102,33 +142,43 @@ TEST(FdStore, TheManagerReceivesTheDescriptorWithItsNameAndTheRemoval) {
 
 TEST(FdStore, AStoredListenerMustBeTheSocketItsNameSays) {
   UniqueFd tcp = bound_socket(SOCK_STREAM, true);
-  EXPECT_TRUE(check_stored_listener(tcp.get(), cookie_of(tcp.get())).ok());
+  EXPECT_TRUE(check_stored_listener(tcp.get(), name_of(tcp.get(), SOCK_STREAM)).ok());
   UniqueFd udp = bound_socket(SOCK_DGRAM, false);
-  EXPECT_TRUE(check_stored_listener(udp.get(), cookie_of(udp.get())).ok());
+  EXPECT_TRUE(check_stored_listener(udp.get(), name_of(udp.get(), SOCK_DGRAM)).ok());
 
-  auto wrong = check_stored_listener(tcp.get(), cookie_of(udp.get()));
+  // Another socket's cookie, a port or a protocol that differs.
+  StoredListenerName other = name_of(tcp.get(), SOCK_STREAM);
+  other.cookie = cookie_of(udp.get());
+  auto wrong = check_stored_listener(tcp.get(), other);
   ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.error().message.find("another socket's name"), std::string::npos);
+  EXPECT_NE(wrong.error().message.find("another socket than its name says"), std::string::npos);
+  StoredListenerName moved = name_of(tcp.get(), SOCK_STREAM);
+  moved.spec.port = static_cast<uint16_t>(moved.spec.port + 1);
+  auto port = check_stored_listener(tcp.get(), moved);
+  ASSERT_FALSE(port.ok());
+  EXPECT_NE(port.error().message.find("not bound as its name says"), std::string::npos);
+  EXPECT_FALSE(check_stored_listener(udp.get(), name_of(udp.get(), SOCK_STREAM)).ok());
 
   UniqueFd quiet = bound_socket(SOCK_STREAM, false);
-  auto not_listening = check_stored_listener(quiet.get(), cookie_of(quiet.get()));
+  auto not_listening = check_stored_listener(quiet.get(), name_of(quiet.get(), SOCK_STREAM));
   ASSERT_FALSE(not_listening.ok());
   EXPECT_NE(not_listening.error().message.find("does not listen"), std::string::npos);
 
   UniqueFd unbound(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  auto no_port = check_stored_listener(unbound.get(), cookie_of(unbound.get()));
+  wire::ListenerSpec port_zero = spec_of(udp.get(), SOCK_DGRAM);
+  auto no_port = check_stored_listener(unbound.get(), {cookie_of(unbound.get()), port_zero});
   ASSERT_FALSE(no_port.ok());
-  EXPECT_NE(no_port.error().message.find("no port"), std::string::npos);
+  EXPECT_NE(no_port.error().message.find("not bound as its name says"), std::string::npos);
 
   int pair[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd a(pair[0]), b(pair[1]);
-  auto unix_socket = check_stored_listener(a.get(), cookie_of(a.get()));
+  auto unix_socket = check_stored_listener(a.get(), {cookie_of(a.get()), port_zero});
   ASSERT_FALSE(unix_socket.ok());
   EXPECT_NE(unix_socket.error().message.find("not IPv4 or IPv6"), std::string::npos);
 
   UniqueFd file(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  auto not_socket = check_stored_listener(file.get(), 1);
+  auto not_socket = check_stored_listener(file.get(), {1, port_zero});
   ASSERT_FALSE(not_socket.ok());
   EXPECT_NE(not_socket.error().message.find("not a socket"), std::string::npos);
 }
@@ -137,7 +187,9 @@ TEST(FdStore, StartUpTakesStoredListenersAndTheNewestStateAndLeavesTheRest) {
   UniqueFd l1 = bound_socket(SOCK_STREAM, true);
   UniqueFd l2 = bound_socket(SOCK_DGRAM, false);
   UniqueFd impostor = bound_socket(SOCK_STREAM, true);
-  const uint64_t c1 = cookie_of(l1.get()), c2 = cookie_of(l2.get());
+  const StoredListenerName n1 = name_of(l1.get(), SOCK_STREAM), n2 = name_of(l2.get(), SOCK_DGRAM);
+  StoredListenerName false_name = name_of(impostor.get(), SOCK_STREAM);
+  false_name.cookie = n2.cookie + 1000;
   UniqueFd control(open("/dev/null", O_RDONLY | O_CLOEXEC));
   UniqueFd old_state(open("/dev/null", O_RDONLY | O_CLOEXEC));
   UniqueFd new_state(open("/dev/zero", O_RDONLY | O_CLOEXEC));
@@ -152,22 +204,23 @@ TEST(FdStore, StartUpTakesStoredListenersAndTheNewestStateAndLeavesTheRest) {
   UniqueFd l1_copy(dup(l1.get()));
   add(std::move(control), "control");
   add(std::move(old_state), "state-6");
-  add(std::move(l1), stored_listener_name(c1));
+  add(std::move(l1), stored_listener_name(n1.cookie, n1.spec));
   add(std::move(new_state), "state-7");
-  add(std::move(l2), stored_listener_name(c2));
-  add(std::move(impostor), stored_listener_name(c2 + 1000));  // a name not its own
-  add(std::move(l1_copy), stored_listener_name(c1));          // stored twice
+  add(std::move(l2), stored_listener_name(n2.cookie, n2.spec));
+  add(std::move(impostor), stored_listener_name(false_name.cookie, false_name.spec));
+  add(std::move(l1_copy), stored_listener_name(n1.cookie, n1.spec));  // stored twice
 
   StoredFds stored = take_stored_fds(fds, names);
   ASSERT_EQ(stored.listeners.size(), 2u);
-  EXPECT_EQ(stored.listeners[0].cookie, c1);
-  EXPECT_EQ(stored.listeners[1].cookie, c2);
+  EXPECT_EQ(stored.listeners[0].name.cookie, n1.cookie);
+  EXPECT_EQ(stored.listeners[1].name.cookie, n2.cookie);
+  EXPECT_EQ(stored.listeners[1].name.spec.port, n2.spec.port);
   EXPECT_EQ(stored.state.get(), new_state_raw);
   EXPECT_EQ(stored.state_sequence, 7u);
   ASSERT_EQ(stored.dropped.size(), 3u);
   EXPECT_NE(stored.dropped[0].find("state-6: an older state than state-7"), std::string::npos)
       << stored.dropped[0];
-  EXPECT_NE(stored.dropped[1].find("another socket's name"), std::string::npos)
+  EXPECT_NE(stored.dropped[1].find("another socket than its name says"), std::string::npos)
       << stored.dropped[1];
   EXPECT_NE(stored.dropped[2].find("stored twice"), std::string::npos) << stored.dropped[2];
   // The socket unit's own descriptor is left where it was.
