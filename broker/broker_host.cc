@@ -47,7 +47,7 @@ bool is_space(char c) {
 
 // The dispatch table. A request type not listed here, or listed but arriving
 // in another state, means the worker is compromised.
-const BrokerHost::DispatchEntry BrokerHost::kDispatch[6] = {
+const BrokerHost::DispatchEntry BrokerHost::kDispatch[9] = {
     {wire::BrokerMsg::kHello, HostState::kAwaitHello, sizeof(wire::HelloMsg), 0, "Hello",
      &BrokerHost::answer_hello},
     {wire::BrokerMsg::kInitialPorts, HostState::kAwaitInitial, sizeof(wire::InitialPortsMsg), 0,
@@ -60,6 +60,12 @@ const BrokerHost::DispatchEntry BrokerHost::kDispatch[6] = {
      "OpenSockets", &BrokerHost::answer_open_sockets},
     {wire::BrokerMsg::kWorkerStatus, HostState::kReady, sizeof(wire::WorkerStatusMsg), 0,
      "WorkerStatus", &BrokerHost::answer_worker_status},
+    {wire::BrokerMsg::kStoreState, HostState::kReady, sizeof(wire::StoreStateMsg), 2, "StoreState",
+     &BrokerHost::answer_store_state},
+    {wire::BrokerMsg::kResume, HostState::kAwaitResume, sizeof(wire::ResumeMsg), 0, "Resume",
+     &BrokerHost::answer_resume},
+    {wire::BrokerMsg::kReclaimListeners, HostState::kReclaiming, sizeof(wire::ReclaimListenersMsg),
+     0, "ReclaimListeners", &BrokerHost::answer_reclaim},
 };
 
 const BrokerHost::DispatchEntry* BrokerHost::find_entry(uint32_t type) noexcept {
@@ -90,7 +96,7 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
   if (entry == nullptr) {
     return Err("message type " + std::to_string(header.type) +
                " is not a request the broker accepts (only Hello, InitialPorts, OpenListeners, "
-               "PeerQuery, OpenSockets and WorkerStatus)");
+               "PeerQuery, OpenSockets, WorkerStatus, StoreState, Resume and ReclaimListeners)");
   }
   if (msg.size() != entry->size) {
     return Err(std::string(entry->name) + " of " + std::to_string(msg.size()) +
@@ -110,6 +116,12 @@ Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t> msg, size_t fd_c
       why =
           " after the initial rules' ports were declared (they are declared once, right after "
           "Hello, before a peer could have reached the worker)";
+    } else if (state == HostState::kAwaitResume || state == HostState::kReclaiming ||
+               entry->type == wire::BrokerMsg::kResume ||
+               entry->type == wire::BrokerMsg::kReclaimListeners) {
+      why =
+          " out of turn: a restarted worker asks Resume once, right after InitialPorts, then "
+          "ReclaimListeners until the last batch, before anything else";
     } else {
       why = " before the initial rules' ports were declared (InitialPorts must follow Hello)";
     }
@@ -330,7 +342,7 @@ BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
       request_(std::make_unique<wire::OpenListenersMsg>()),
       reply_(std::make_unique<wire::ListenersOpenedMsg>()),
       initial_(std::make_unique<wire::InitialPortsMsg>()),
-      pending_(new uint8_t[sizeof(wire::ListenersOpenedMsg)]) {}
+      pending_(new uint8_t[wire::kMaxWireMessage]) {}
 
 void BrokerHost::serve_splice(int helper_channel, bool has_bind_cap,
                               uint32_t unprivileged_port_start) {
@@ -352,10 +364,10 @@ HandleStatus BrokerHost::handle_one(int fd) {
   // One byte more than the largest request: an oversized datagram then shows
   // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
   fds_.clear();
-  // At most one fd (a PeerQuery's); more is a violation, and receive_message
+  // At most two fds (a StoreState's); more is a violation, and receive_message
   // closes whatever arrived. Every fd the worker sent that the broker closes
   // is closed without lingering (close_without_linger): the worker chose it.
-  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 1, MSG_DONTWAIT,
+  auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 2, MSG_DONTWAIT,
                              RefusedFds::kCloseWithoutLinger);
   if (!got) {
     const Error& e = got.error();
@@ -381,11 +393,9 @@ HandleStatus BrokerHost::handle_one(int fd) {
 
 HandleStatus BrokerHost::send_reply(int fd, const void* reply, size_t len,
                                     std::vector<UniqueFd> fds) {
-  // Every reply fits the pending buffer: ListenersOpened is the largest.
-  static_assert(sizeof(wire::HelloReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
-  static_assert(sizeof(wire::PeerReplyMsg) <= sizeof(wire::ListenersOpenedMsg));
-  static_assert(sizeof(wire::SocketsOpenedMsg) <= sizeof(wire::ListenersOpenedMsg));
-  CHECK(!reply_pending() && len <= sizeof(wire::ListenersOpenedMsg));
+  // Every reply fits the pending buffer: ListenersReclaimed is the largest.
+  static_assert(sizeof(wire::ListenersReclaimedMsg) <= wire::kMaxWireMessage);
+  CHECK(!reply_pending() && len <= wire::kMaxWireMessage);
   std::memcpy(pending_.get(), reply, len);
   pending_len_ = len;
   pending_fds_ = std::move(fds);
@@ -437,6 +447,9 @@ HandleStatus BrokerHost::answer_hello(int fd) {
     if (splice_policy_.has_bind_cap) reply.flags |= wire::kBrokerSpliceHasBindCap;
     reply.splice_unprivileged_port_start = splice_policy_.unprivileged_port_start;
   }
+  // A worker after a crash takes over what sluiced kept (broker_host_resume.cc).
+  resume_ = grants_closed_ && (escrow_.size() > 0 || escrow_.blob_bytes() > 0);
+  if (resume_) reply.flags |= wire::kBrokerResume;
   state_ = HostState::kAwaitInitial;
   LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",
             policy_.has_bind_cap ? 1 : 0, policy_.unprivileged_port_start);
@@ -450,11 +463,17 @@ HandleStatus BrokerHost::answer_initial_ports(int /*fd*/) {
       validate_initial_ports(msg, policy_.initial_grants.size(), policy_.unprivileged_port_start,
                              splice_served(), splice_policy_.unprivileged_port_start);
   if (!ok) return fail(HandleStatus::kViolation, "malformed InitialPorts: " + ok.error().message);
-  policy_.initial_grants.insert(policy_.initial_grants.end(), msg.grants, msg.grants + msg.count);
+  // A restarted worker declares the same ports from the same command line;
+  // the set the first worker declared stays the one in force.
+  if (!grants_closed_) {
+    policy_.initial_grants.insert(policy_.initial_grants.end(), msg.grants, msg.grants + msg.count);
+  }
   if ((msg.flags & wire::kInitialPortsLast) != 0) {
     // The set is closed for sluiced's lifetime: the dispatch table admits no
     // InitialPorts in kReady. One line says which policy is in force.
-    state_ = HostState::kReady;
+    state_ = resume_ ? HostState::kAwaitResume : HostState::kReady;
+    if (grants_closed_) return HandleStatus::kContinue;
+    grants_closed_ = true;
     LOG_INFO("%s", describe_bind_policy(policy_).c_str());
     // SPLICE entries are judged by the same grants (a SPLICE rule's carry
     // kListenerSplice, so each table's grants match only its own entries).
@@ -541,7 +560,13 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
   opened.reserve(req.count);
   for (uint32_t i = 0; i < req.count; ++i) {
     if (reply_->status[i] == wire::kStatusPolicyDenied) ++denied;
-    if (reply_->status[i] == wire::kStatusOk) opened.push_back(std::move(by_entry[i]));
+    if (reply_->status[i] != wire::kStatusOk) continue;
+    // sluiced keeps its own copy, so that a restarted worker gets it back.
+    if (auto kept = escrow_.keep(by_entry[i].get(), req.entries[i], req.header.sequence); !kept) {
+      LOG_WARN("%s: not kept for a worker restart: %s", describe_listener(req.entries[i]).c_str(),
+               kept.error().message.c_str());
+    }
+    opened.push_back(std::move(by_entry[i]));
   }
   reply_->fd_count = static_cast<uint32_t>(opened.size());
   LOG_DEBUG("OpenListeners #%llu: %u entries, %zu opened, %u denied by policy, %zu failed",

@@ -17,6 +17,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "broker/listener_escrow.h"
 #include "policy/bind_policy.h"
 #include "policy/control_policy.h"
 #include "schema/broker_wire.h"
@@ -24,9 +25,10 @@
 namespace sluice {
 
 /// Where the conversation with the worker is: Hello is permitted once, first;
-/// then InitialPorts until the one flagged last; OpenListeners and PeerQuery
-/// only afterwards.
-enum class HostState { kAwaitHello, kAwaitInitial, kReady };
+/// then InitialPorts until the one flagged last; for a restarted worker then
+/// Resume once, and ReclaimListeners until the last batch; OpenListeners,
+/// PeerQuery, OpenSockets, WorkerStatus and StoreState only afterwards.
+enum class HostState { kAwaitHello, kAwaitInitial, kAwaitResume, kReclaiming, kReady };
 
 /// What handle_one() saw; main() decides what to do with it.
 enum class HandleStatus {
@@ -104,6 +106,11 @@ Result<void> validate_open_sockets(const wire::OpenSocketsMsg& msg, bool splice_
 /// values: sluiced only prints them).
 Result<void> validate_worker_status(const wire::WorkerStatusMsg& msg);
 
+/// Checks a StoreState: its reserved word is 0 (its numbers are only logged).
+Result<void> validate_store_state(const wire::StoreStateMsg& msg);
+/// Checks a Resume or a ReclaimListeners: its reserved words are 0.
+Result<void> validate_resume(const wire::ResumeMsg& msg);
+
 /// The worker's last WorkerStatus, as received.
 struct WorkerReport {
   bool seen = false;        // a WorkerStatus arrived: the initial commit is in force
@@ -146,6 +153,15 @@ class BrokerHost {
   /// handle_one(). Needs `sendmsg` on `fd`.
   HandleStatus flush_reply(int fd);
 
+  /// A new worker replaces the one that died: the conversation starts again
+  /// at Hello, with any reply still waiting dropped. The escrow and the blob
+  /// stay, for the new worker to take over (kBrokerResume), and so do the
+  /// initial rules' grants: the new worker's InitialPorts is checked, but
+  /// the set stays the one the first worker declared, for sluiced's life.
+  void new_worker() noexcept;
+  /// The listeners and the blob sluiced keeps for a restart.
+  const ListenerEscrow& escrow() const noexcept { return escrow_; }
+
   /// The current protocol state.
   HostState state() const noexcept { return state_; }
   /// The worker's last WorkerStatus (readiness and the watchdog).
@@ -163,7 +179,7 @@ class BrokerHost {
     const char* name;
     HandleStatus (BrokerHost::*answer)(int fd);
   };
-  static const DispatchEntry kDispatch[6];
+  static const DispatchEntry kDispatch[9];
   friend Result<wire::BrokerMsg> check_envelope(std::span<const uint8_t>, size_t, HostState);
   /// Returns the dispatch row for a wire `type`, or nullptr for a type the
   /// broker never accepts from a worker.
@@ -185,6 +201,15 @@ class BrokerHost {
   /// something wrong) with the reason; sluiced then stops.
   Result<void> open_splice_entries(const wire::OpenListenersMsg& req,
                                    wire::ListenersOpenedMsg* reply, std::vector<UniqueFd>* fds);
+  /// Takes a StoreState and its two memfds into the escrow (no reply);
+  /// anything malformed is a violation (broker_host_resume.cc).
+  HandleStatus answer_store_state(int fd);
+  /// Answers Resume with ResumeReply and a copy of the blob, if any, and
+  /// moves to kReclaiming.
+  HandleStatus answer_resume(int fd);
+  /// Answers ReclaimListeners with the next batch of escrowed listeners; the
+  /// last one moves to kReady.
+  HandleStatus answer_reclaim(int fd);
   /// Records a WorkerStatus (no reply).
   HandleStatus answer_worker_status(int fd);
   /// Answers PeerQuery with PeerReply and closes the received fd; a socket
@@ -204,6 +229,9 @@ class BrokerHost {
   ControlPolicy control_;
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;
+  ListenerEscrow escrow_;
+  bool grants_closed_ = false;  // the first worker declared its InitialPorts
+  bool resume_ = false;         // this worker was told kBrokerResume
   WorkerReport report_;
   std::string last_error_;
   size_t len_ = 0;                                   // length of the datagram in buf_

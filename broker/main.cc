@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,9 +25,11 @@
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
+#include "broker/restart_policy.h"
 #include "broker/sd_notify.h"
 #include "broker/socket_activation.h"
 #include "broker/worker_launch.h"
+#include "broker/worker_launcher.h"
 #include "broker/worker_user.h"
 #include "policy/policy_file.h"
 #include "policy/seccomp_broker.h"
@@ -250,60 +253,182 @@ Result<ControlSocket> activated_socket(UniqueFd fd, const SocketRole& role,
   return sock;
 }
 
-/// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT, the
-/// worker's code when it exits, kExitFailure on a violation or channel error,
-/// or when the namespace helper (`helper`, nullptr without --netns) exits.
+/// What serve() needs besides the host: the fixed-number descriptors and
+/// the bookkeeping of worker restarts.
+struct Serving {
+  WorkerProcess* worker;          // its pidfd and channel at kWorker and kChannel
+  const NamespaceHelper* helper;  // nullptr without --netns
+  const UniqueFd* signals;
+  const UniqueFd* launcher_pidfd;    // at kLauncher
+  const UniqueFd* launcher_channel;  // at kLauncherChannel
+  const UniqueFd* policy_text;       // the policy text a new worker gets (the one in force)
+  std::string control_path;
+  std::string pesto_path;
+  Notifier* notifier;
+  RestartPolicy* restarts;
+};
+
+/// Starts a new worker through the launcher and puts its pidfd and channel on
+/// kWorker and kChannel (dup3 over the dead worker's). Fails with the
+/// launcher's reason. Needs what launch_through() needs, `dup3` and `close`.
+Result<void> relaunch(Serving& s, uint64_t sequence) {
+  auto launched = launch_through(s.launcher_channel->get(), s.policy_text->get(), sequence);
+  if (!launched) return Err(launched.error());
+  if (::dup3(launched->channel.get(), broker_fd::kChannel, O_CLOEXEC) != broker_fd::kChannel ||
+      ::dup3(launched->pidfd.get(), broker_fd::kWorker, O_CLOEXEC) != broker_fd::kWorker) {
+    int err = errno;
+    return SysErr(err, "dup3 of the new worker's descriptors");
+  }
+  s.worker->pid = launched->pid;
+  return Ok();
+}
+
+/// The state of worker restarts in serve().
+struct RestartState {
+  bool alive = true;           // a worker runs on kWorker/kChannel
+  bool launcher_alive = true;  // restarts are possible
+  uint64_t restart_at_ns = 0;  // with !alive: when the next worker starts
+  uint64_t down_since_ns =
+      0;  // when the last worker died: the heartbeat's age until the next reports
+};
+
+/// A worker ended with `code` (as poll_worker_exit() gives it): logs how,
+/// and that its connections are lost, and schedules the next worker as the
+/// restart policy says. Returns -1 when a new one will start, else sluiced's
+/// exit code: the worker's when the first worker never served (a start-up
+/// failure) or restarts are off, kExitFailure when the policy gives up or
+/// the launcher is gone.
+int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) {
+  const WorkerReport& report = host.worker_report();
+  const bool served = report.at_ns != 0;
+  if (s.restarts->restarts() == 0 && !report.seen) return code;  // never served: start-up
+  if (s.restarts->limit().count == 0) return code;               // restarts are off
+  const uint64_t now = monotonic_ns();
+  auto delay = s.restarts->on_death(now, served);
+  const std::string how = describe_worker_end(code);
+  if (!delay) {
+    LOG_ERROR(
+        "the worker %s; %zu workers died within %u s (--worker-restarts %u/%u): sluiced gives up "
+        "and stops, and nothing is forwarded any more; find the cause in the worker's messages "
+        "above (or the kernel log), then start sluiced again",
+        how.c_str(), s.restarts->recent(), s.restarts->limit().seconds, s.restarts->limit().count,
+        s.restarts->limit().seconds);
+    return kExitFailure;
+  }
+  if (!r.launcher_alive) {
+    LOG_ERROR(
+        "the worker %s, and no new worker can be started: the worker launcher is gone (see "
+        "above); stopping. Start sluiced again",
+        how.c_str());
+    return kExitFailure;
+  }
+  const std::string when = *delay == 0 ? "now" : "in " + std::to_string(*delay) + " ms";
+  LOG_ERROR(
+      "the worker %s; its established connections and UDP flows are lost. The listeners stay "
+      "open in sluiced (new connections wait in the kernel) and a new worker takes them and the "
+      "tables over %s",
+      how.c_str(), when.c_str());
+  r.alive = false;
+  r.down_since_ns = now;
+  r.restart_at_ns = now + *delay * 1000000ULL;
+  return -1;
+}
+
+/// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT,
+/// the worker's code when the first worker ends before it served (a
+/// start-up failure) or when restarts are off (--worker-restarts 0/..),
+/// kExitFailure on a violation, when workers died too often (the restart
+/// policy gives up), or when the namespace helper (nullptr without --netns)
+/// exits. A worker that dies otherwise is replaced (restart_policy.h): its
+/// listeners stay open in sluiced's escrow, so connections queue in the
+/// kernel meanwhile, and the new worker takes them and the last tables over.
 /// While an answer waits for room on the channel (the worker is slow to read
 /// its replies), the loop waits for POLLOUT instead of reading: as long as
 /// the worker lives, with no time limit, since a slow worker is not a broken
 /// one; signals and the worker's exit are still seen at once.
-/// Under systemd, `notifier` reports readiness, status and the watchdog as
-/// the worker's WorkerStatus messages say (broker/sd_notify.h); poll wakes
-/// for its deadlines.
-/// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier and
-/// stop_worker() need.
-int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* helper,
-          const UniqueFd& signals, const std::string& control_path, const std::string& pesto_path,
-          Notifier& notifier) {
+/// Under systemd, the notifier reports readiness (once), status and the
+/// watchdog as the worker's WorkerStatus messages say (broker/sd_notify.h);
+/// during a restart the heartbeat's age counts from the death, so a restart
+/// within kWorkerStatusStaleMs never stops the pings. poll wakes for its
+/// deadlines and for a delayed restart.
+/// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier,
+/// relaunch() and stop_worker() need.
+int serve(BrokerHost& host, Serving& s) {
+  WorkerProcess& worker = *s.worker;
   bool announced = false;
+  RestartState r;
+  bool& alive = r.alive;
+  bool& launcher_alive = r.launcher_alive;
+  uint64_t launch_sequence = 1;  // the first launch was 1
   for (;;) {
+    uint64_t now = monotonic_ns();
+    if (!alive && now >= r.restart_at_ns) {
+      if (auto ok = relaunch(s, ++launch_sequence); !ok) {
+        LOG_ERROR("starting a new worker: %s; stopping", ok.error().message.c_str());
+        return kExitFailure;
+      }
+      host.new_worker();
+      alive = true;
+      s.notifier->set_restarts(s.restarts->restarts());
+      LOG_INFO("worker restart %u: pid %d", s.restarts->restarts(), static_cast<int>(worker.pid));
+      now = monotonic_ns();
+    }
     const WorkerReport& report = host.worker_report();
-    notifier.update(monotonic_ns(), report.seen, report.generation, report.listeners, report.at_ns);
-    const bool waiting = host.reply_pending();
-    struct pollfd fds[4] = {
-        {worker.pidfd.get(), POLLIN, 0},
-        {signals.get(), POLLIN, 0},
-        {worker.channel.get(), static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
-        {helper != nullptr ? helper->pidfd.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 4, notifier.timeout_ms(monotonic_ns())) < 0) {
+    // Until the new worker reports, the heartbeat's age counts from the death.
+    const uint64_t beat = report.at_ns != 0 ? report.at_ns : r.down_since_ns;
+    s.notifier->update(now, report.seen, report.generation, report.listeners, beat);
+    int timeout = s.notifier->timeout_ms(now);
+    if (!alive) {
+      const int until = static_cast<int>((r.restart_at_ns - now + 999999) / 1000000);
+      timeout = timeout < 0 || until < timeout ? until : timeout;
+    }
+    const bool waiting = alive && host.reply_pending();
+    struct pollfd fds[5] = {
+        {alive ? worker.pidfd.get() : -1, POLLIN, 0},
+        {s.signals->get(), POLLIN, 0},
+        {alive ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
+        {s.helper != nullptr ? s.helper->pidfd.get() : -1, POLLIN, 0},
+        {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0}};
+    if (::poll(fds, 5, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
-      stop_worker(worker, StopMode::kTerminate);
+      if (alive) stop_worker(worker, StopMode::kTerminate);
       return kExitFailure;
     }
     // Signals first: an operator's SIGTERM/SIGINT is a clean shutdown (exit 0)
     // even when the worker's exit is already visible in the same wakeup.
     if (fds[1].revents != 0) {
       struct signalfd_siginfo si;
-      if (::read(signals.get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si)) &&
+      if (::read(s.signals->get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si)) &&
           (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
         LOG_INFO("%s received; stopping the worker",
                  si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-        notifier.stopping();
-        stop_worker(worker, StopMode::kTerminate);
+        s.notifier->stopping();
+        if (alive) stop_worker(worker, StopMode::kTerminate);
         return 0;
       }
-      continue;  // SIGCHLD: the pidfd reports the worker's exit
+      continue;  // SIGCHLD: the pidfds report the exits
+    }
+    if (fds[4].revents != 0) {
+      siginfo_t info = {};
+      ::waitid(P_PIDFD, static_cast<id_t>(s.launcher_pidfd->get()), &info, WEXITED | WNOHANG);
+      launcher_alive = false;
+      LOG_ERROR(
+          "the worker launcher exited; forwarding goes on, but a worker that dies can no longer "
+          "be replaced");
     }
     if (fds[0].revents != 0) {
       int code = poll_worker_exit(worker);
-      if (code >= 0) return code;
+      if (code >= 0) {
+        if (int exit_code = worker_ended(host, s, r, code); exit_code >= 0) return exit_code;
+        continue;
+      }
     }
-    if (fds[3].revents != 0 && poll_helper_exit(*helper) >= 0) {
+    if (fds[3].revents != 0 && poll_helper_exit(*s.helper) >= 0) {
       // SPLICE listeners can no longer be opened: stop cleanly rather than
       // serve a table that a commit could not change.
       LOG_ERROR("the namespace helper is gone, so SPLICE rules cannot be served; stopping");
-      stop_worker(worker, StopMode::kTerminate);
+      if (alive) stop_worker(worker, StopMode::kTerminate);
       return kExitFailure;
     }
     if (fds[2].revents == 0) continue;
@@ -312,29 +437,41 @@ int serve(BrokerHost& host, const WorkerProcess& worker, const NamespaceHelper* 
     switch (status) {
       case HandleStatus::kContinue:
         if (!announced && host.state() == HostState::kReady) {
-          LOG_INFO("control socket %s; list the rules with: sluicectl %s", control_path.c_str(),
-                   control_path.c_str());
-          if (!pesto_path.empty()) {
+          LOG_INFO("control socket %s; list the rules with: sluicectl %s", s.control_path.c_str(),
+                   s.control_path.c_str());
+          if (!s.pesto_path.empty()) {
             LOG_INFO("pesto socket %s; pesto edits the rules with: pesto --add -t 8080 %s",
-                     pesto_path.c_str(), pesto_path.c_str());
+                     s.pesto_path.c_str(), s.pesto_path.c_str());
           }
           announced = true;
         }
         break;
-      case HandleStatus::kPeerClosed:
+      case HandleStatus::kPeerClosed: {
         LOG_INFO("%s; waiting for the worker to exit", host.last_error().c_str());
-        return stop_worker(worker, StopMode::kAwaitExit);
+        if (int exit_code = worker_ended(host, s, r, stop_worker(worker, StopMode::kAwaitExit));
+            exit_code >= 0) {
+          return exit_code;
+        }
+        break;
+      }
       case HandleStatus::kViolation:
+        // A compromised worker is not replaced: whoever compromised it holds
+        // a working exploit, and a new worker would give them another try.
         LOG_ERROR(
             "the worker sent a request the broker does not permit: %s; the worker is "
-            "treated as compromised and killed",
+            "treated as compromised and killed, and sluiced stops (a compromised worker is "
+            "never replaced)",
             host.last_error().c_str());
         stop_worker(worker, StopMode::kKill);
         return kExitFailure;
-      case HandleStatus::kIoError:
+      case HandleStatus::kIoError: {
         LOG_ERROR("%s; stopping the worker", host.last_error().c_str());
-        stop_worker(worker, StopMode::kTerminate);
-        return kExitFailure;
+        if (int exit_code = worker_ended(host, s, r, stop_worker(worker, StopMode::kTerminate));
+            exit_code >= 0) {
+          return exit_code;
+        }
+        break;
+      }
     }
   }
 }
@@ -405,32 +542,38 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
               static_cast<int>(helper->pid), helper->has_bind_cap ? "held" : "not held",
               helper->unprivileged_port_start);
   }
-  // The worker is forked BEFORE the broker drops its capabilities and loads
-  // its filter: started as root, the worker needs CAP_SETUID/CAP_SETGID to
-  // switch to an unprivileged user (its first stages drop everything else),
-  // and a seccomp filter would be inherited and forbids execve.
-  // SPLICE auto-scan rules follow what is bound on this side: sluiced opens
-  // its own /proc/net tables for the worker, which reads them; sluiced does not.
-  HostScanFiles host_scan;
-  if (target != nullptr) host_scan = open_host_scan_files();
-  auto launched = launch_worker(*worker_path, args, control.listen_fd.get(), audit.sink.get(),
-                                loaded.text.get(), pesto ? pesto->listen_fd.get() : -1,
-                                audit.tail.valid() ? audit.tail.get() : -1, host_scan, target);
+  // Workers are started by the launcher (broker/worker_launcher.h), forked
+  // BEFORE the broker drops its capabilities and loads its filter: started
+  // as root, a worker needs CAP_SETUID/CAP_SETGID to switch to an
+  // unprivileged user (its first stages drop everything else), and a seccomp
+  // filter would be inherited and forbids execve. The launcher keeps what
+  // every worker's start needs, so that sluiced can replace a worker that
+  // dies. SPLICE auto-scan rules follow what is bound on this side: sluiced
+  // opens its own /proc/net tables for the worker, which reads them; sluiced
+  // does not.
+  LaunchSet set;
+  set.path = *worker_path;
+  set.args = args;
+  if (target != nullptr) set.host_scan = open_host_scan_files();
+  set.control = std::move(control.listen_fd);
+  if (pesto != nullptr) set.pesto = std::move(pesto->listen_fd);
+  set.audit = std::move(audit.sink);
+  set.audit_tail = std::move(audit.tail);
+  // sluiced keeps no namespace fd: the launcher and its workers hold them.
+  if (target != nullptr) set.target = std::move(*target);
+  auto started_launcher = start_worker_launcher(std::move(set));
+  if (!started_launcher) {
+    LOG_ERROR("%s", started_launcher.error().message.c_str());
+    return kExitFailure;
+  }
+  WorkerLauncher launcher = std::move(*started_launcher);
+  // The policy text stays here: every worker gets the one in force.
+  auto launched = launch_through(launcher.channel.get(), loaded.text.get(), 1);
   if (!launched) {
     LOG_ERROR("%s", launched.error().message.c_str());
     return kExitFailure;
   }
   WorkerProcess worker = std::move(*launched);
-  // The worker owns the control socket, the audit sink and the policy text now,
-  // and runs in the target namespace: sluiced keeps no namespace fd (its own
-  // fds go to fixed numbers next).
-  if (target != nullptr) *target = TargetNamespace{};
-  control.listen_fd.reset();
-  if (pesto != nullptr) pesto->listen_fd.reset();
-  audit.sink.reset();
-  audit.tail.reset();
-  loaded.text.reset();
-  for (UniqueFd& f : host_scan) f.reset();
 
   auto has_bind_cap = drop_capabilities();  // stage 4
   if (!has_bind_cap) {
@@ -465,11 +608,17 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
   }
-  const FdPlacement placements[] = {
-      {&worker.channel, broker_fd::kChannel}, {&signals, broker_fd::kSignal},
-      {&worker.pidfd, broker_fd::kWorker},    {&control.dir_fd, broker_fd::kControlDir},
-      {&pesto_dir, broker_fd::kPestoDir},     {&helper_channel, broker_fd::kHelperChannel},
-      {&helper_pidfd, broker_fd::kHelper},    {&notify_fd, broker_fd::kNotify}};
+  const FdPlacement placements[] = {{&worker.channel, broker_fd::kChannel},
+                                    {&signals, broker_fd::kSignal},
+                                    {&worker.pidfd, broker_fd::kWorker},
+                                    {&control.dir_fd, broker_fd::kControlDir},
+                                    {&pesto_dir, broker_fd::kPestoDir},
+                                    {&helper_channel, broker_fd::kHelperChannel},
+                                    {&helper_pidfd, broker_fd::kHelper},
+                                    {&notify_fd, broker_fd::kNotify},
+                                    {&launcher.channel, broker_fd::kLauncherChannel},
+                                    {&launcher.pidfd, broker_fd::kLauncher},
+                                    {&loaded.text, broker_fd::kPolicyText}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -486,8 +635,13 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                       helper->unprivileged_port_start);
   }
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
-  const int code = serve(host, worker, helper ? &*helper : nullptr, signals, control.path,
-                         pesto != nullptr ? pesto->path : "", notifier);
+  RestartPolicy restarts(options.worker_restarts);
+  Serving serving{&worker,           helper ? &*helper : nullptr,
+                  &signals,          &launcher.pidfd,
+                  &launcher.channel, &loaded.text,
+                  control.path,      pesto != nullptr ? pesto->path : "",
+                  &notifier,         &restarts};
+  const int code = serve(host, serving);
   if (helper) stop_namespace_helper(*helper);
   return code;
 }

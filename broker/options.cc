@@ -28,6 +28,7 @@ enum LongOnly : int {
   kOptSourceConnections,
   kOptIdleTimeout,
   kOptWorkerUser,
+  kOptWorkerRestarts,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -46,6 +47,7 @@ constexpr struct option kLongOptions[] = {
     {"userns", required_argument, nullptr, kOptUserns},
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
     {"worker-user", required_argument, nullptr, kOptWorkerUser},
+    {"worker-restarts", required_argument, nullptr, kOptWorkerRestarts},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -123,6 +125,7 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
   BrokerOptions& o = out.options;
   optind = 0;  // full re-initialisation of getopt's state (glibc)
   opterr = 0;
+  bool restarts_given = false;
   for (;;) {
     int opt = getopt_long(argc, argv, kShortOptions, kLongOptions, nullptr);
     if (opt == -1) break;
@@ -212,6 +215,14 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptWorkerRestarts: {
+        if (restarts_given) return Err("--worker-restarts given twice");
+        restarts_given = true;
+        auto limit = parse_restart_limit(optarg);
+        if (!limit) return Err(limit.error());
+        o.worker_restarts = *limit;
+        break;
+      }
       case 'd':
         o.debug = true;
         break;
@@ -313,14 +324,20 @@ void print_usage(std::FILE* out) {
       "                        started as root: the user the sandboxed worker runs\n"
       "                        as (default: the user %s if it exists, else\n"
       "                        nobody, which other processes may share)\n"
+      "      --worker-restarts COUNT/SECONDS\n"
+      "                        replace a worker that dies (listeners and tables\n"
+      "                        carry over; its connections are lost), and give up\n"
+      "                        when COUNT die within SECONDS (default 30/60; 0/1:\n"
+      "                        never replace, sluiced exits with the worker)\n"
       "  -d, --debug           debug logging (also for the worker)\n"
       "  -q, --quiet           warnings and errors only (also for the worker)\n"
       "  -h, --help            show this help\n"
       "      --version         show the version\n"
       "\n"
       "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
-      "failure or a misbehaving worker; otherwise the worker's exit status\n"
-      "(128+N when it was killed by signal N).\n",
+      "failure, a misbehaving worker, or when workers died too often\n"
+      "(--worker-restarts); otherwise the worker's exit status (128+N when it was\n"
+      "killed by signal N).\n",
       kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault, kUdpIdleTimeoutMaxS,
       kUdpIdleTimeoutDefaultS, kTcpConnectionsMax, kTcpConnectionsDefault, kRuleConnectionsMax,
       kSourceConnectionsMax, kSourceConnectionsDefault, kIdleTimeoutMaxS, kConnectTimeoutMaxS,

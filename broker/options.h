@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "broker/restart_policy.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
@@ -36,10 +37,11 @@ struct BrokerOptions {
   std::optional<uint32_t> max_connections_per_rule;    // --max-connections-per-rule
   std::optional<uint32_t> max_connections_per_source;  // --max-connections-per-source
   std::optional<uint32_t> idle_timeout_s;              // --idle-timeout
-  std::string netns;        // --netns PATH|PID, or a trailing PID; empty: none
-  std::string userns;       // --userns PATH (only with a target namespace)
-  std::string pesto_path;   // --pesto-socket PATH; empty: no pesto endpoint
-  std::string worker_user;  // --worker-user NAME|UID[:GID]; empty: broker/worker_user.h
+  std::string netns;             // --netns PATH|PID, or a trailing PID; empty: none
+  std::string userns;            // --userns PATH (only with a target namespace)
+  std::string pesto_path;        // --pesto-socket PATH; empty: no pesto endpoint
+  std::string worker_user;       // --worker-user NAME|UID[:GID]; empty: broker/worker_user.h
+  RestartLimit worker_restarts;  // --worker-restarts COUNT/SECONDS
 };
 
 /// What main() should do after parsing.

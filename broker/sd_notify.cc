@@ -92,13 +92,24 @@ Result<uint64_t> parse_watchdog(const char* usec, const char* pid, pid_t self) {
   return value;
 }
 
-std::string status_line(uint64_t generation, uint32_t listeners) {
-  return "STATUS=serving generation " + std::to_string(generation) + ", " +
-         std::to_string(listeners) + (listeners == 1 ? " listener" : " listeners");
+std::string status_line(uint64_t generation, uint32_t listeners, uint32_t restarts) {
+  std::string line = "STATUS=serving generation " + std::to_string(generation) + ", " +
+                     std::to_string(listeners) + (listeners == 1 ? " listener" : " listeners");
+  if (restarts > 0) {
+    line +=
+        ", " + std::to_string(restarts) + (restarts == 1 ? " worker restart" : " worker restarts");
+  }
+  return line;
 }
 
 std::string ready_message(uint64_t generation, uint32_t listeners, pid_t main_pid) {
   return "READY=1\n" + status_line(generation, listeners) + "\nMAINPID=" + std::to_string(main_pid);
+}
+
+void Notifier::set_restarts(uint32_t restarts) noexcept {
+  if (restarts == restarts_) return;
+  restarts_ = restarts;
+  if (ready_sent_) status_pending_ = true;
 }
 
 Notifier::Notifier(int fd, uint64_t watchdog_usec, pid_t main_pid)
@@ -129,7 +140,7 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
     }
   }
   if (status_pending_ && now_ns - status_at_ns_ >= kStatusMinIntervalNs) {
-    send(status_line(generation_, listeners_));
+    send(status_line(generation_, listeners_, restarts_));
     sent_generation_ = generation_;
     sent_listeners_ = listeners_;
     status_at_ns_ = now_ns;

@@ -57,8 +57,9 @@ Result<UniqueFd> connect_notify_socket(std::string_view value);
 /// another process). Fails on a value that is not a positive decimal number.
 Result<uint64_t> parse_watchdog(const char* usec, const char* pid, pid_t self);
 
-/// The STATUS= line for `generation` and `listeners` (no newline).
-std::string status_line(uint64_t generation, uint32_t listeners);
+/// The STATUS= line for `generation` and `listeners`, and the number of
+/// worker restarts when there were any (no newline).
+std::string status_line(uint64_t generation, uint32_t listeners, uint32_t restarts = 0);
 
 /// The first message: READY=1, the STATUS= line, and MAINPID=`main_pid`.
 std::string ready_message(uint64_t generation, uint32_t listeners, pid_t main_pid);
@@ -87,6 +88,10 @@ class Notifier {
   int timeout_ms(uint64_t now_ns) const noexcept;
   /// Sends STOPPING=1 (at SIGTERM/SIGINT). Needs `sendto`.
   void stopping() noexcept;
+  /// Records how many workers were started after one died, for STATUS=
+  /// (sent with the next update, rate-limited). READY=1 is never sent again:
+  /// a restart is not a new start.
+  void set_restarts(uint32_t restarts) noexcept;
   /// True once READY=1 was sent.
   bool ready_sent() const noexcept { return ready_sent_; }
 
@@ -104,6 +109,7 @@ class Notifier {
   uint32_t sent_listeners_ = 0;
   uint64_t generation_ = 0;  // the latest report
   uint32_t listeners_ = 0;
+  uint32_t restarts_ = 0;        // worker restarts, for STATUS=
   uint64_t status_at_ns_ = 0;    // when the last STATUS= went out
   uint64_t watchdog_at_ns_ = 0;  // when the last WATCHDOG=1 went out, 0: never
   bool stale_logged_ = false;    // the stale-worker warning was logged

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 extern "C" {
 #include <sys/pidfd.h>
 }
+
+#include <sched.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -272,7 +275,8 @@ HostScanFiles open_host_scan_files() {
 
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
                                     int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
-                                    const HostScanFiles& host_scan, const TargetNamespace* target) {
+                                    const HostScanFiles& host_scan, const TargetNamespace* target,
+                                    bool sibling) {
   const std::vector<std::string> argv = to_argv(args);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -302,7 +306,13 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   exec_argv.push_back(nullptr);
   char* envp[] = {nullptr};  // an empty environment: nothing to inherit or parse
 
-  pid_t pid = ::fork();
+  // A sibling is a child of this process's parent (CLONE_PARENT): the
+  // launcher starts workers that sluiced reaps and that die with sluiced.
+  // Without CLONE_VM and with no new stack, clone returns in the child like
+  // fork; the launcher is single-threaded.
+  pid_t pid = sibling ? static_cast<pid_t>(::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr,
+                                                     nullptr, nullptr, 0))
+                      : ::fork();
   if (pid < 0) {
     int err = errno;
     return SysErr(err, "fork for the worker");
@@ -318,7 +328,7 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   if (!worker.pidfd.valid()) {
     int err = errno;
     ::kill(pid, SIGKILL);  // not yet reaped, so the pid cannot have been recycled
-    ::waitpid(pid, nullptr, 0);
+    if (!sibling) ::waitpid(pid, nullptr, 0);
     return Err(err,
                "pidfd_open for the worker: " + errno_text(err) + " (needs Linux 5.3 or later)");
   }

@@ -100,12 +100,13 @@ Result<std::string> find_worker_binary();
 /// reset, in its own process group (terminal signals reach the broker only). The broker's end of
 /// the pair is made non-blocking (see WorkerProcess). With `target`, the child first joins the
 /// target namespace (join_target_namespace), so the worker runs in it. The child reports a setns or
-/// exec failure on stderr and exits 127. Block SIGCHLD before calling. Fails when the socketpair,
-/// fcntl, /dev/null, fork or pidfd_open fail.
+/// exec failure on stderr and exits 127. Block SIGCHLD before calling. With `sibling`, the worker
+/// is started with clone(CLONE_PARENT): a child of the caller's parent (the launcher's, sluiced),
+/// which reaps it. Fails when the socketpair, fcntl, /dev/null, fork or pidfd_open fail.
 Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& args, int control_fd,
                                     int audit_fd, int policy_fd, int pesto_fd, int audit_tail_fd,
                                     const HostScanFiles& host_scan = {},
-                                    const TargetNamespace* target = nullptr);
+                                    const TargetNamespace* target = nullptr, bool sibling = false);
 
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it
 /// is still running: its exit status, or 128+N when killed by signal N; logs

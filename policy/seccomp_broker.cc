@@ -216,6 +216,43 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
            {eq32(0, P_PIDFD), eq32(1, kWorker), eq32(3, WEXITED | WNOHANG)},
            "reap the worker and learn its exit status"},
 
+          // --- Worker restarts (worker_launcher.cc, listener_escrow.cc, main.cc) ---
+          {"sendmsg",
+           {eq32(0, kLauncherChannel), eq32(2, MSG_NOSIGNAL)},
+           "ask the worker launcher for a new worker, with the policy text in force; "
+           "MSG_NOSIGNAL: a dead launcher gives EPIPE"},
+          {"recvmsg",
+           {eq32(0, kLauncherChannel), eq32(2, MSG_CMSG_CLOEXEC)},
+           "the launcher's answer with the new worker's pidfd and channel (after poll)"},
+          {"dup3",
+           {eq32(1, kChannel), eq32(2, O_CLOEXEC)},
+           "put a new worker's channel on the fixed number the rows above allow"},
+          {"dup3",
+           {eq32(1, kWorker), eq32(2, O_CLOEXEC)},
+           "put a new worker's pidfd on the fixed number the rows above allow"},
+          {"waitid",
+           {eq32(0, P_PIDFD), eq32(1, kLauncher), eq32(3, WEXITED | WNOHANG)},
+           "learn that the worker launcher exited (no more restarts), and reap it"},
+          {"fcntl",
+           {eq32(1, F_DUPFD_CLOEXEC)},
+           "the escrow's own copy of each listener issued, and the copies handed to a new "
+           "worker (listener_escrow.cc); a copy only, close-on-exec"},
+          {"getsockopt",
+           {eq32(1, SOL_SOCKET), eq32(2, SO_COOKIE)},
+           "the escrow keys each listener by its socket cookie, which the worker's StoreState "
+           "names"},
+          {"fcntl",
+           {eq32(1, F_GET_SEALS)},
+           "StoreState: check that the worker's memfds are sealed (their content is final)"},
+          {"newfstatat",
+           {eq32(3, AT_EMPTY_PATH)},
+           "StoreState: fstat of the worker's memfds (regular file, size limits); glibc's "
+           "fstat is newfstatat(fd, \"\", AT_EMPTY_PATH), which names no path"},
+          {"pread64",
+           {},
+           "StoreState: read the cookie list from the worker's sealed memfd (at most 8 bytes "
+           "per escrowed listener); pread writes nothing"},
+
           // --- Shutdown (control_socket.cc) ---
           {"newfstatat",
            {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},

@@ -34,8 +34,18 @@ inline constexpr int kHelper = 9;
 /// systemd's NOTIFY_SOCKET, connected before the filter (broker/sd_notify.h):
 /// datagrams with no address (sendto). /dev/null without NOTIFY_SOCKET.
 inline constexpr int kNotify = 10;
+/// SOCK_SEQPACKET to the worker launcher (broker/worker_launcher.h):
+/// LaunchWorker out, WorkerLaunched and the new worker's pidfd and channel
+/// back (sendmsg, recvmsg), after which sluiced moves those two onto kWorker
+/// and kChannel (dup3).
+inline constexpr int kLauncherChannel = 11;
+/// pidfd of the worker launcher (poll, waitid): its exit ends restarts.
+inline constexpr int kLauncher = 12;
+/// The policy text in force (a sealed memfd), which every new worker gets
+/// through the launcher (sendmsg to kLauncherChannel carries it).
+inline constexpr int kPolicyText = 13;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 11;
+inline constexpr int kFirstFree = 14;
 
 }  // namespace sluice::broker_fd
 

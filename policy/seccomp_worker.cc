@@ -110,6 +110,13 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(fcntl_row(F_SETFD, {arg_flags_within(2, FD_CLOEXEC)}, "set FD_CLOEXEC only"));
   r.push_back(fcntl_row(F_GETPIPE_SZ, {}, "read a splice pipe's size"));
   r.push_back(fcntl_row(F_SETPIPE_SZ, {}, "size splice pipes deliberately (DEPENDENCIES.md)"));
+  // Worker restarts (worker/state_store.cc): the state handed to sluiced
+  // after each change is two memfds, sealed so that sluiced can check that
+  // their content is final. Seals only ever restrict a memfd; any other file
+  // refuses F_ADD_SEALS.
+  r.push_back(fcntl_row(
+      F_ADD_SEALS, {arg_flags_within(2, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)},
+      "seal the state memfds for sluiced (restarts); seals only, no other bits"));
 
   // --- I/O on sockets, pipes, the broker channel, the control socket, the log.
   r.push_back({"read", {}, "control frames, pipes; generic reads"});
@@ -126,7 +133,14 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
                "auto-scan: read both sides' /proc/net tables from offset 0; only on fds 16-23 "
                "(16-19 the target namespace's, 20-23 sluiced's side's), placed before the "
                "sandbox"});
-  r.push_back({"write", {}, "log lines, audit records, control replies"});
+  r.push_back({"write", {}, "log lines, audit records, control replies, the state memfds"});
+  // An anonymous file in memory: no path, no filesystem; the worker's root
+  // is empty anyway. Only close-on-exec and sealable (never MFD_HUGETLB or
+  // MFD_EXEC).
+  r.push_back({"memfd_create",
+               {arg_eq32(1, MFD_CLOEXEC | MFD_ALLOW_SEALING)},
+               "the state blob and the cookie list for sluiced (worker restarts); flags exactly "
+               "CLOEXEC|ALLOW_SEALING"});
   r.push_back({"readv", {}, "scatter reads of control frames"});
   r.push_back({"writev", {}, "gather writes of control replies and audit records"});
   r.push_back({"recvfrom",
@@ -169,6 +183,8 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_PEERCRED,
                           "control client pid for logs; sluiced tells its real ids (PeerQuery)"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_RCVBUF, "buffer sizes for stats"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_COOKIE,
+                          "name each listener held to sluiced's escrow (StoreState, restarts)"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_SNDBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_TCP, TCP_INFO, "connection state for stats"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_IP, IP_PKTINFO,

@@ -32,6 +32,25 @@
 //                     initial commit is in force, on every change and every
 //                     kWorkerStatusIntervalMs as a heartbeat (readiness and
 //                     the watchdog under systemd, broker/sd_notify.h)
+//   worker -> broker  StoreState {generation, listeners} + 2 sealed memfds (no
+//                     reply, any number): the blob of the tables in force and
+//                     the socket cookies of every listener the worker holds;
+//                     sluiced closes its escrowed copies of the others
+//   worker -> broker  Resume        (a restarted worker only, once, first
+//                     request after InitialPorts)
+//   broker -> worker  ResumeReply {blob_bytes, listeners} + the blob (or none)
+//   worker -> broker  ReclaimListeners (after ResumeReply, until the last)
+//   broker -> worker  ListenersReclaimed {count, flags, specs} + one fd per spec
+//
+// A restart (docs/ARCHITECTURE.md "Worker restarts"): sluiced keeps its own
+// reference to every listener it issued (the escrow) and the worker's last
+// blob. A new worker learns in HelloReply (kBrokerResume) that there is
+// something to take over, asks for it with Resume and ReclaimListeners, and
+// treats the blob as untrusted input. sluiced starts workers through its
+// launcher (broker/worker_launcher.h), on a third private channel:
+//   sluiced -> launcher LaunchWorker + the policy text to hand to the worker
+//   launcher -> sluiced WorkerLaunched {status, pid} + the worker's pidfd and
+//                       sluiced's end of its channel (none when status != 0)
 // Requests are answered one at a time, in order; the worker pipelines them.
 // InitialPorts is a statement, not a request: the broker records it and
 // answers nothing, and it is permitted only between Hello and the first
@@ -58,7 +77,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 5;
+inline constexpr uint32_t kBrokerWireVersion = 6;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -124,6 +143,14 @@ enum class BrokerMsg : uint32_t {
   kSocketsOpened = 9,    // broker -> worker, `count` fds
   kHelperReady = 10,     // namespace helper -> sluiced, 0 fds (never from a worker)
   kWorkerStatus = 11,    // worker -> broker, 0 fds, no reply
+  // Worker restarts: 12-19.
+  kStoreState = 12,          // worker -> broker, exactly 2 fds, no reply
+  kResume = 13,              // worker -> broker, 0 fds
+  kResumeReply = 14,         // broker -> worker, 1 fd when blob_bytes != 0, else 0
+  kReclaimListeners = 15,    // worker -> broker, 0 fds
+  kListenersReclaimed = 16,  // broker -> worker, `count` fds
+  kLaunchWorker = 17,        // sluiced -> launcher, exactly 1 fd (never from a worker)
+  kWorkerLaunched = 18,      // launcher -> sluiced, 2 fds when status is 0 (never from a worker)
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -189,8 +216,11 @@ inline constexpr uint32_t kBrokerSpliceServed = 1u << 1;
 /// The namespace helper holds CAP_NET_BIND_SERVICE in the target namespace
 /// (always, for a namespace owned by sluiced's user).
 inline constexpr uint32_t kBrokerSpliceHasBindCap = 1u << 2;
+/// A previous worker died: sluiced holds listeners and/or a blob for this
+/// one, which asks for them with Resume right after InitialPorts.
+inline constexpr uint32_t kBrokerResume = 1u << 3;
 inline constexpr uint32_t kBrokerFlagMask =
-    kBrokerHasBindCap | kBrokerSpliceServed | kBrokerSpliceHasBindCap;
+    kBrokerHasBindCap | kBrokerSpliceServed | kBrokerSpliceHasBindCap | kBrokerResume;
 struct HelloReplyMsg {
   WireHeader header;                        // type kHelloReply
   uint32_t version;                         // kBrokerWireVersion
@@ -376,6 +406,89 @@ struct WorkerStatusMsg {
   uint32_t reserved;    // 0
 };
 static_assert(sizeof(WorkerStatusMsg) == 32);
+
+/// Limit: bytes of the blob of StoreState. The blob holds what one commit
+/// request holds (two full tables and a generation, about 1 MiB at most), so
+/// the control protocol's frame limit (schema/frame.h
+/// kMaxControlMessageBytes, 4 MiB) bounds it too; sluiced holds one blob.
+inline constexpr uint64_t kMaxStateBlobBytes = 4u << 20;
+/// Limit: listeners sluiced keeps in escrow. The worker holds at most
+/// kMaxListenersPerTable per table; sluiced never keeps more, and the cookie
+/// file of StoreState is at most 8 bytes per escrowed listener.
+inline constexpr size_t kMaxEscrowListeners = kMaxListenersPerTable * kPifCount;
+
+/// The worker's state after each change of the listeners it holds (a commit,
+/// an auto-scan change, before a rebind): two sealed memfds (F_SEAL_WRITE,
+/// F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL), checked by sluiced with fstat
+/// and F_GET_SEALS only:
+///   fd 0: the blob (1..kMaxStateBlobBytes bytes): the tables in force and
+///         their generation (schema/state_blob.h); sluiced never reads it;
+///   fd 1: the SO_COOKIE of every listener the worker holds, as uint64_t in
+///         host order, strictly ascending, at most one per escrowed listener.
+///         sluiced closes its copy of every listener it issued in reply to a
+///         request of sequence <= header.sequence whose cookie is not there.
+/// header.sequence: the sequence of the last request the worker had sent.
+struct StoreStateMsg {
+  WireHeader header;    // type kStoreState
+  uint64_t generation;  // for sluiced's log only
+  uint32_t listeners;   // cookies in fd 1, for sluiced's log only
+  uint32_t reserved;    // 0
+};
+static_assert(sizeof(StoreStateMsg) == 32);
+
+/// A restarted worker's first request after InitialPorts.
+struct ResumeMsg {
+  WireHeader header;     // type kResume
+  uint32_t reserved[2];  // 0
+};
+static_assert(sizeof(ResumeMsg) == 24);
+
+/// The answer to Resume: the blob the dead worker stored last (attached when
+/// blob_bytes != 0: a sealed memfd, to be mapped, not read: its offset is
+/// shared) and how many listeners ReclaimListeners will hand over.
+struct ResumeReplyMsg {
+  WireHeader header;    // type kResumeReply, sequence of the request
+  uint64_t blob_bytes;  // 0: no blob (the dead worker never stored one)
+  uint32_t listeners;   // escrowed listeners, 0..kMaxEscrowListeners
+  uint32_t reserved;    // 0
+};
+static_assert(sizeof(ResumeReplyMsg) == 32);
+
+/// Asks for the next batch of escrowed listeners.
+struct ReclaimListenersMsg {
+  WireHeader header;     // type kReclaimListeners
+  uint32_t reserved[2];  // 0
+};
+static_assert(sizeof(ReclaimListenersMsg) == 24);
+
+/// ListenersReclaimed flags.
+inline constexpr uint32_t kReclaimLast = 1u << 0;  // no listener is left to hand over
+/// One batch of escrowed listeners: the spec each was opened for (as the
+/// worker asked for it) and, attached in order, a copy of each socket.
+struct ListenersReclaimedMsg {
+  WireHeader header;                            // type kListenersReclaimed, sequence of the request
+  uint32_t count;                               // 0..kMaxListenersPerMessage, == fds attached
+  uint32_t flags;                               // kReclaimLast on the last batch
+  ListenerSpec specs[kMaxListenersPerMessage];  // past `count`: all zero
+};
+static_assert(sizeof(ListenersReclaimedMsg) == sizeof(OpenListenersMsg));
+
+/// sluiced asks its launcher for a new worker; the attached fd is the policy
+/// text to hand it (kWorkerFdPolicy).
+struct LaunchWorkerMsg {
+  WireHeader header;     // type kLaunchWorker
+  uint32_t reserved[2];  // 0
+};
+static_assert(sizeof(LaunchWorkerMsg) == 24);
+
+/// The launcher's answer: status 0 with the worker's pid, its pidfd and
+/// sluiced's end of its channel attached; else the errno of what failed.
+struct WorkerLaunchedMsg {
+  WireHeader header;  // type kWorkerLaunched, sequence of the request
+  int32_t status;     // 0 or an errno
+  int32_t pid;        // the worker's pid (a child of sluiced), or 0
+};
+static_assert(sizeof(WorkerLaunchedMsg) == 24);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

@@ -759,4 +759,34 @@ Sha256Digest digest_tables(const TableSet& tables) {
   return sha256(bytes.begin(), bytes.size());
 }
 
+std::string encode_state_blob(const StateBlob& blob) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<cp::StateBlob>();
+  root.setMagic(cp::STATE_BLOB_MAGIC);
+  root.setGeneration(blob.generation);
+  encode_tables(blob.tables, root.initTables(kPifCount));
+  return to_frame(builder);
+}
+
+Result<StateBlob> decode_state_blob(const void* frame, size_t len) {
+  // The frame's own header first, as for a control frame: the blob crossed
+  // two processes and is not trusted.
+  if (reinterpret_cast<uintptr_t>(frame) % alignof(capnp::word) != 0) {
+    return Err(EBADMSG, "state blob is not 8-byte aligned");
+  }
+  FrameCheck check = check_frame(static_cast<const uint8_t*>(frame), len, kMaxControlMessageBytes);
+  if (check.status != FrameStatus::kComplete || check.frame_bytes != len) {
+    return Err(EBADMSG, "state blob is not one whole frame" +
+                            (check.message.empty() ? std::string() : ": " + check.message));
+  }
+  return decode_frame<StateBlob>(frame, len, [](capnp::FlatArrayMessageReader& reader) {
+    auto root = reader.getRoot<cp::StateBlob>();
+    if (root.getMagic() != cp::STATE_BLOB_MAGIC) throw DecodeError{"state blob has a bad magic"};
+    StateBlob out;
+    out.generation = root.getGeneration();
+    out.tables = decode_tables(root.getTables());
+    return out;
+  });
+}
+
 }  // namespace sluice::control

@@ -28,6 +28,21 @@ Result<Request> decode_request(const void* frame, size_t len);
 /// Decodes one complete frame into a Response, with the same checks.
 Result<Response> decode_response(const void* frame, size_t len);
 
+/// The worker's state blob (control.capnp StateBlob): what a worker that
+/// replaces a dead one resumes from. It is untrusted input: the decoder
+/// checks it as a control frame, and the worker then commits its tables
+/// through check_commit and the policy like any commit.
+struct StateBlob {
+  uint64_t generation = 0;
+  TableSet tables;
+};
+/// Encodes a state blob as one framed message.
+std::string encode_state_blob(const StateBlob& blob);
+/// Decodes `len` bytes at `frame` (8-byte aligned) that must be exactly one
+/// frame (check_frame, kMaxControlMessageBytes) into a StateBlob, with the
+/// checks of decode_request on its tables. Fails with a sanitised message.
+Result<StateBlob> decode_state_blob(const void* frame, size_t len);
+
 /// SHA-256 of the canonical Cap'n Proto encoding of `tables`. Equal tables
 /// give equal digests whatever order their fields were set in.
 Sha256Digest digest_tables(const TableSet& tables);

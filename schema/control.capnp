@@ -285,3 +285,15 @@ struct Response {
     confirm @8 :ConfirmResult;
   }
 }
+
+# The worker's state blob (not a control message: one worker writes it, sluiced
+# keeps it without reading it, and the next worker reads it after a crash;
+# schema/codec.h encode_state_blob). The tables in force and their
+# generation; the reader treats it as untrusted input, exactly as a commit.
+const stateBlobMagic :UInt32 = 0x54534c53;  # "SLST" little-endian
+
+struct StateBlob {
+  magic @0 :UInt32;          # stateBlobMagic
+  generation @1 :UInt64;     # the generation of the tables
+  tables @2 :List(Table);    # one per pif, as in CommitRequest
+}

@@ -243,6 +243,7 @@ Result<BrokerInfo> BrokerClient::hello(const TableSet& initial) {
   info.splice_served = (reply.flags & wire::kBrokerSpliceServed) != 0;
   info.splice_has_bind_cap = (reply.flags & wire::kBrokerSpliceHasBindCap) != 0;
   info.splice_unprivileged_port_start = reply.splice_unprivileged_port_start;
+  info.resume = (reply.flags & wire::kBrokerResume) != 0;
 
   // The initial rules' privileged ports, now and only now: the broker admits
   // InitialPorts between Hello and the first request, never later.
@@ -434,6 +435,7 @@ void BrokerClient::on_event(uint32_t events) noexcept {
     // Room again: what waited goes out first, in order, then it is watched
     // no longer unless a send finds the channel full again.
     watch_for_room(false);
+    send_state();
     send_peers();
     send_sockets();
     pump();
@@ -550,6 +552,7 @@ void BrokerClient::lose(std::string reason, bool idle_eof) noexcept {
   sockets_in_flight_ = 0;
   unsent_peers_.clear();
   unsent_sockets_.clear();
+  unsent_state_.reset();
   calls_.clear();
   if (on_lost_) on_lost_(BrokerLoss{std::move(reason), idle_eof});
 }

@@ -76,6 +76,18 @@ struct BrokerInfo {
   /// policy's only privileged ports, in the broker and in the worker's own
   /// pre-check (policy/bind_policy.h BindPolicy::initial_grants).
   std::vector<wire::PortGrant> initial_grants;
+  /// A previous worker died: sluiced holds its listeners and state blob for
+  /// this one (kBrokerResume), which takes them with BrokerClient::resume().
+  bool resume = false;
+};
+
+/// What a restarted worker takes over (BrokerClient::resume()).
+struct Resumed {
+  UniqueFd blob;            // the dead worker's last state blob (a sealed memfd), or invalid
+  uint64_t blob_bytes = 0;  // its size as sluiced checked it
+  /// The escrowed listeners, each checked against the key it was opened for.
+  std::vector<std::pair<ListenerKey, UniqueFd>> listeners;
+  size_t refused = 0;  // listeners that failed the check (closed), e.g. shut down by a rollback
 };
 
 /// The outcome for one requested listener: `status` is wire::kStatusOk (and
@@ -127,6 +139,27 @@ class BrokerClient final : public EventHandler {
   /// privileged ranges (more rules than a valid table set holds). Needs
   /// `sendmsg`, `recvmsg`.
   Result<BrokerInfo> hello(const TableSet& initial);
+
+  /// A restarted worker, right after hello() (info.resume): asks sluiced for
+  /// the dead worker's blob (Resume) and its listeners (ReclaimListeners,
+  /// until the last batch), blocking, before start(). Each listener is
+  /// checked with verify_listener() against the key of the spec it came
+  /// with; one that fails is closed and counted, not fatal (a listener the
+  /// dead worker shut down in a rollback no longer listens). Fails when
+  /// sluiced closes the channel or answers something malformed
+  /// (broker_resume.cc). Needs `sendmsg`, `recvmsg`, and what
+  /// verify_listener() needs.
+  Result<Resumed> resume();
+
+  /// Hands sluiced the worker's state (StoreState, no reply): `blob` and
+  /// `cookies` are sealed memfds (worker/state_store.h), `sequence` is
+  /// last_sequence() when the cookie list was made. Sends now, or as soon as
+  /// the channel has room; a newer state replaces one still waiting.
+  /// Nothing happens once the channel is lost. Needs `sendmsg` (MSG_DONTWAIT).
+  void store_state(UniqueFd blob, UniqueFd cookies, uint64_t sequence, uint64_t generation,
+                   uint32_t listeners) noexcept;
+  /// The sequence of the last request sent.
+  uint64_t last_sequence() const noexcept { return sequence_; }
 
   /// Registers the channel with the loop (level-triggered EPOLLIN) and sets
   /// the one callback for the end of the channel. Fails only if epoll
@@ -233,6 +266,13 @@ class BrokerClient final : public EventHandler {
   /// Sends the PeerQuery requests that wait, in order, until the channel is
   /// full. Needs `sendmsg`.
   void send_peers() noexcept;
+  /// Sends the StoreState that waits, if any. Needs `sendmsg`.
+  void send_state() noexcept;
+  /// Sends one blocking request of `len` bytes and reads its reply into
+  /// `buf` (`cap` bytes, at most `max_fds` fds); checks magic, type `reply`
+  /// and sequence. Fails on anything else (resume()).
+  Result<ReceivedMessage> ask_blocking(const void* msg, size_t len, void* buf, size_t cap,
+                                       size_t max_fds, wire::BrokerMsg reply, const char* name);
   /// Sends the OpenSockets requests that wait, in order, until the channel
   /// is full. Needs `sendmsg`.
   void send_sockets() noexcept;
@@ -277,8 +317,14 @@ class BrokerClient final : public EventHandler {
   std::deque<InFlight> in_flight_;
   size_t peers_in_flight_ = 0;
   size_t sockets_in_flight_ = 0;
-  std::deque<UnsentPeer> unsent_peers_;              // in order; at most kPeerQueryWindow
-  std::deque<UnsentSockets> unsent_sockets_;         // in order; at most one per pool
+  std::deque<UnsentPeer> unsent_peers_;       // in order; at most kPeerQueryWindow
+  std::deque<UnsentSockets> unsent_sockets_;  // in order; at most one per pool
+  /// A StoreState that waits for room: the newest only.
+  struct UnsentState {
+    wire::StoreStateMsg msg;
+    UniqueFd blob, cookies;
+  };
+  std::optional<UnsentState> unsent_state_;
   bool waiting_for_room_ = false;                    // a send found the channel full
   std::deque<OpenCall> calls_;                       // in order; only the front one is answered
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // receive buffer, about 1 KiB
@@ -286,6 +332,8 @@ class BrokerClient final : public EventHandler {
 
 /// Fills the wire form of a listener key.
 wire::ListenerSpec to_wire(const ListenerKey& key) noexcept;
+/// The key a well-formed `spec` stands for (the inverse of to_wire).
+ListenerKey from_wire(const wire::ListenerSpec& spec) noexcept;
 
 /// Returns the privileged port ranges of `tables`: for every rule with a
 /// port below the unprivileged port start of the side it listens on (`info`:

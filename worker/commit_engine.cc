@@ -11,6 +11,7 @@
 #include "base/strings.h"
 #include "policy/check_commit.h"
 #include "schema/broker_wire.h"
+#include "worker/state_store.h"
 
 namespace sluice {
 
@@ -271,6 +272,22 @@ void CommitEngine::acquire_opens() noexcept {
 
 void CommitEngine::acquire(Acquisition& acq, Answered answered) noexcept {
   if (acq.asked == 0) return (this->*answered)({});
+  if (!adopted_.empty()) {
+    // A restarted worker: keys the dead worker held come from the escrow it
+    // handed over; only the others are asked of sluiced.
+    auto results = std::make_shared<std::vector<OpenedListener>>();
+    std::vector<size_t> missing = take_adopted(acq, results.get());
+    if (missing.empty()) return (this->*answered)(std::move(*results));
+    std::vector<ListenerKey> keys;
+    for (size_t i : missing) keys.push_back(acq.keys[i].key);
+    broker_.open_listeners(std::move(keys),
+                           [this, answered, results, missing](std::vector<OpenedListener> got) {
+                             for (size_t k = 0; k < missing.size(); ++k)
+                               (*results)[missing[k]] = std::move(got[k]);
+                             (this->*answered)(std::move(*results));
+                           });
+    return;
+  }
   // The callback never runs once the channel is lost, and the engine
   // outlives the broker's requests (it is destroyed after the loop stops).
   broker_.open_listeners(acq.asked_keys(), [this, answered](std::vector<OpenedListener> results) {
@@ -318,6 +335,9 @@ void CommitEngine::release_clashing_slice() noexcept {
 
 void CommitEngine::acquire_rebinds() noexcept {
   Active& a = *active_;
+  // sluiced still holds the clashing listeners just released: it lets go of
+  // them now, or the rebinds would find their ports taken.
+  store_state(true);
   a.rebinds = prepare_acquisition(a.plan.rebind, bind_policy_, info_);
   acquire(a.rebinds, &CommitEngine::rebinds_answered);
 }
@@ -353,9 +373,11 @@ void CommitEngine::reinstall_restored() noexcept {
   for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
     Installed& slot = installed_[a.plan.clashing[i]];
     if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
+      const uint64_t cookie = socket_cookie(a.restore.fds[i].get());
       auto listener = serve(slot.key, std::move(a.restore.fds[i]), a.restore_routes[i]);
       if (listener) {
         slot.listener = *listener;
+        slot.cookie = cookie;
         continue;
       }
     }
@@ -376,6 +398,7 @@ void CommitEngine::reinstall_restored() noexcept {
   // scan rule's at the next scan).
   std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
   scan_.retry = true;
+  store_state(false);
   finish(control::Outcome::kRejected);
 }
 
@@ -398,6 +421,8 @@ void CommitEngine::finish_applied() noexcept {
             [](const Installed& x, const Installed& y) { return x.key < y.key; });
   installed_ = std::move(a.next_installed);
   scan_applied();
+  if (!a.job.scan) drop_adopted();
+  store_state(false);
   if (a.job.request.end_removed_flows && !a.removed.empty()) {
     std::vector<std::string> removed = a.removed;
     std::sort(removed.begin(), removed.end());

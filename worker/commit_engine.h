@@ -82,6 +82,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -213,6 +214,18 @@ class CommitEngine final : public Ticker {
   /// limits; `uptime_millis` is the worker's.
   control::Stats stats(uint64_t uptime_millis) const;
 
+  // Worker restarts (commit_resume.cc, docs/ARCHITECTURE.md "Worker restarts").
+  /// Takes the listeners a dead worker held (BrokerClient::resume()): until
+  /// the first commit applies, a key asked for is taken from them instead
+  /// of from sluiced; what is left then is closed.
+  void adopt(std::vector<std::pair<ListenerKey, UniqueFd>> listeners);
+  /// The next commit that applies sets the generation to `generation` (the
+  /// dead worker's, from its state blob) instead of bumping it; nullopt
+  /// cancels that.
+  void resume_at(std::optional<uint64_t> generation) { resume_generation_ = generation; }
+  /// Listeners adopted and not yet used.
+  size_t adopted() const noexcept { return adopted_.size(); }
+
   // Confirmed commits (commit_confirm.cc, worker/confirm_state.h).
   /// Confirms the commit that waits for confirmation, for the client `peer`
   /// (the control server has checked its commit access). Logs what happened;
@@ -256,8 +269,9 @@ class CommitEngine final : public Ticker {
   /// One socket in force, the key it was opened for, and its rule.
   struct Installed {
     ListenerKey key;
-    Listener* listener;  // a TcpListener or a UdpListener, as key.proto says
-    KeyOrigin origin;    // the rule of the tables in force it serves
+    Listener* listener;   // a TcpListener or a UdpListener, as key.proto says
+    KeyOrigin origin;     // the rule of the tables in force it serves
+    uint64_t cookie = 0;  // its SO_COOKIE: how sluiced's escrow names it (StoreState)
   };
   /// Auto-scan's state (commit_scan.cc).
   struct ScanState {
@@ -357,6 +371,20 @@ class CommitEngine final : public Ticker {
   /// Asks the broker for the asked keys of `acq`, and hands the answers to
   /// `answered`; with nothing to ask, hands it an empty answer at once.
   void acquire(Acquisition& acq, Answered answered) noexcept;
+  /// Takes the adopted listeners of the asked keys of `acq` into `results`
+  /// (one per asked key, in order); returns the indices of the keys still to
+  /// ask the broker for.
+  std::vector<size_t> take_adopted(const Acquisition& acq,
+                                   std::vector<OpenedListener>* results) noexcept;
+  /// Closes the adopted listeners no commit used.
+  void drop_adopted() noexcept;
+  /// Hands sluiced the state blob of the tables in force and the cookies of
+  /// every listener the worker holds: those in force, and with
+  /// `with_acquired` the active commit's acquired opens too (before its
+  /// rebinds, so that sluiced lets go of the clashing ones first). A failure
+  /// to build either memfd is logged (rate-limited); sluiced then keeps the
+  /// last state. Needs what sealed_memfd() and socket_cookie() need.
+  void store_state(bool with_acquired) noexcept;
   /// Writes the record of the active commit with `outcome`, answers its
   /// client, and fires Replied.
   void finish(control::Outcome outcome) noexcept;
@@ -451,7 +479,10 @@ class CommitEngine final : public Ticker {
   PortScanner* scanner_ = nullptr;       // the target namespace's bound ports, or none
   PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
-  ConfirmState confirm_;  // the commit that waits for confirmation, if any
+  ConfirmState confirm_;                       // the commit that waits for confirmation, if any
+  std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
+  std::optional<uint64_t> resume_generation_;  // the generation a resume commit takes
+  LogRateLimit store_log_{5, 1};               // store_state() failures
 };
 
 }  // namespace sluice

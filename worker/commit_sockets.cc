@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "worker/commit_engine.h"
+#include "worker/state_store.h"
 
 namespace sluice {
 namespace {
@@ -73,7 +74,10 @@ void CommitEngine::swap() noexcept {
     for (const Rule& rule : table.rules) tcp_rules += rule.proto == Proto::kTcp ? 1 : 0;
   }
   forwarder_.set_tcp_rules(tcp_rules);
-  ++generation_;
+  // A resume commit takes the dead worker's generation: the tables are the
+  // ones it served, and clients' compare-and-swap keeps working.
+  generation_ = resume_generation_ ? *resume_generation_ : generation_ + 1;
+  resume_generation_.reset();
   digest_ = control::digest_tables(tables_);
 }
 
@@ -87,10 +91,11 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
       UniqueFd& fd = acq.fds[a.install_next];
       if (!fd.valid()) continue;  // a failed port of a weak rule
       const PlannedKey& k = acq.keys[a.install_next];
+      const uint64_t cookie = socket_cookie(fd.get());
       auto listener =
           serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
       CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
-      a.next_installed.push_back(Installed{k.key, *listener, k.origin});
+      a.next_installed.push_back(Installed{k.key, *listener, k.origin, cookie});
       --*budget;
     }
   }

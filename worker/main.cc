@@ -36,6 +36,7 @@
 #include "worker/port_scan.h"
 #include "worker/sandbox.h"
 #include "worker/socket_pool.h"
+#include "worker/state_store.h"
 #include "worker/status_reporter.h"
 #include "worker/udp_forwarder.h"
 
@@ -215,6 +216,41 @@ int run(int argc, char** argv) {
     LOG_ERROR("%s", info.error().message.c_str());
     return 1;
   }
+  // After a crash: the dead worker's listeners and its last tables, which
+  // sluiced kept. The blob is untrusted input: decoded here, then committed
+  // through the same checks and policy as any commit.
+  std::optional<control::StateBlob> resumed_state;
+  std::vector<std::pair<ListenerKey, UniqueFd>> adopted;
+  if (info->resume) {
+    auto resumed = broker.resume();
+    if (!resumed) {
+      LOG_ERROR("taking over from the worker that died: %s", resumed.error().message.c_str());
+      return 1;
+    }
+    adopted = std::move(resumed->listeners);
+    if (resumed->refused > 0) {
+      LOG_INFO("%zu listener%s from sluiced no longer listen%s; closed", resumed->refused,
+               resumed->refused == 1 ? "" : "s", resumed->refused == 1 ? "s" : "");
+    }
+    if (resumed->blob.valid()) {
+      auto words = read_blob(resumed->blob.get(), resumed->blob_bytes);
+      auto blob = words ? control::decode_state_blob(words->data(), resumed->blob_bytes)
+                        : Result<control::StateBlob>(Err(words.error()));
+      if (blob) {
+        resumed_state = std::move(*blob);
+      } else {
+        LOG_ERROR(
+            "the state blob of the worker that died is refused: %s; starting from the initial "
+            "rules of the sluiced command line",
+            blob.error().message.c_str());
+      }
+    }
+    LOG_INFO("taking over from a worker that died: %zu listener%s%s", adopted.size(),
+             adopted.size() == 1 ? "" : "s",
+             resumed_state
+                 ? (", tables of generation " + std::to_string(resumed_state->generation)).c_str()
+                 : ", no tables (the initial rules apply)");
+  }
 
   // SPLICE is served where sluiced says it is (a target namespace and its
   // namespace helper); auto-scan exactly when the worker can read the side
@@ -264,6 +300,7 @@ int run(int argc, char** argv) {
   engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
   engine.start();
+  engine.adopt(std::move(adopted));
   // The heartbeat to sluiced, from the initial commit on (readiness and the
   // systemd watchdog, schema/broker_wire.h WorkerStatus).
   StatusReporter reporter(**loop, broker, engine);
@@ -292,9 +329,36 @@ int run(int argc, char** argv) {
   // later one; the control socket is served only once they are in force.
   int status = 0;
   control::CommitRequest initial;
-  initial.tables = std::move(*tables);
+  initial.tables = *tables;
   initial.comment = "initial rules from the sluiced command line";
-  engine.submit(std::move(initial), sluiced_cred, [&](const control::CommitResult& result) {
+  bool resuming = resumed_state.has_value();
+  if (resuming) {
+    initial.tables = std::move(resumed_state->tables);
+    initial.comment = "resumed after a worker restart: the tables of generation " +
+                      std::to_string(resumed_state->generation) + " (from sluiced's state blob)";
+    engine.resume_at(resumed_state->generation);
+  }
+  std::function<void(const control::CommitResult&)> on_initial;
+  on_initial = [&](const control::CommitResult& result) {
+    if (!result.applied && resuming) {
+      // The blob came from a worker that may have been compromised: its
+      // tables get no more trust than a client's commit.
+      resuming = false;
+      for (const control::Failure& f : result.failures) {
+        LOG_ERROR("resumed tables: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
+      }
+      LOG_ERROR(
+          "the tables of the worker that died are refused; starting from the initial rules of "
+          "the sluiced command line");
+      engine.resume_at(std::nullopt);
+      control::CommitRequest fallback;
+      fallback.tables = *tables;
+      fallback.comment =
+          "initial rules from the sluiced command line (the resumed tables were "
+          "refused)";
+      engine.submit(std::move(fallback), sluiced_cred, on_initial);
+      return;
+    }
     if (!result.applied) {
       for (const control::Failure& f : result.failures) {
         LOG_ERROR("initial rules: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
@@ -330,7 +394,8 @@ int run(int argc, char** argv) {
     LOG_INFO("ready: %zu listener%s, generation %llu", engine.listener_count(),
              engine.listener_count() == 1 ? "" : "s",
              static_cast<unsigned long long>(engine.generation()));
-  });
+  };
+  engine.submit(std::move(initial), sluiced_cred, on_initial);
   // Limit: tick every 250 ms, the resolution of control-client timeouts and
   // of resuming listeners paused at the descriptor limit.
   (*loop)->run(250);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/check.h"
 #include "base/scm_rights.h"
@@ -150,6 +152,25 @@ class BrokerHostTest : public ::testing::Test {
 
   /// Hello and an empty InitialPorts to the fixture's host.
   void do_hello() { handshake(host_, ch_); }
+  /// Sends a StoreState as of request `sequence` naming `cookies` as held,
+  /// with a one-byte blob, both sealed memfds, and has host_ take it.
+  void store_state(uint64_t sequence, std::vector<uint64_t> cookies = {}) {
+    auto sealed = [](const void* data, size_t len) {
+      UniqueFd fd(::memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+      EXPECT_EQ(::write(fd.get(), data, len), static_cast<ssize_t>(len));
+      EXPECT_EQ(::fcntl(fd.get(), F_ADD_SEALS,
+                        F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+                0);
+      return fd;
+    };
+    UniqueFd blob = sealed("b", 1);
+    UniqueFd list = sealed(cookies.data(), cookies.size() * sizeof(uint64_t));
+    wire::StoreStateMsg msg = {};
+    msg.header = wire::header(wire::BrokerMsg::kStoreState, sequence);
+    const int fds[] = {blob.get(), list.get()};
+    send_raw(&msg, sizeof(msg), fds);
+    EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  }
 
   /// Sends `req`, lets the host answer, and returns the reply and its fds.
   ReceivedMessage request(const wire::OpenListenersMsg& req, wire::ListenersOpenedMsg* reply) {

@@ -16,7 +16,7 @@
 //   bit 7      the host state is awaiting InitialPorts (after Hello).
 //
 // Contracts checked: check_envelope accepts only a datagram with exactly the
-// fds of its type (one for PeerQuery, none otherwise), of the exact size of a
+// fds of its type (one for PeerQuery, two for StoreState, none otherwise), of the exact size of a
 // request type permitted in the state, with the magic;
 // every refusal is a printable message (it goes to the broker's log); a valid
 // OpenListeners has its count in range and entries the policy can judge; a
@@ -143,6 +143,25 @@ void validate_body(wire::BrokerMsg type, const std::vector<uint8_t>& msg) {
     FUZZ_CHECK(status.reserved == 0, "a WorkerStatus with reserved bits passed");
     return;
   }
+  if (type == wire::BrokerMsg::kStoreState) {
+    // Its memfds are checked by the escrow (listener_escrow.cc), not here.
+    FUZZ_CHECK(msg.size() == sizeof(wire::StoreStateMsg), "a StoreState of the wrong size passed");
+    wire::StoreStateMsg state;
+    std::memcpy(&state, msg.data(), sizeof(state));
+    Result<void> ok = validate_store_state(state);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(state.reserved == 0, "a StoreState with reserved bits passed");
+    return;
+  }
+  if (type == wire::BrokerMsg::kResume || type == wire::BrokerMsg::kReclaimListeners) {
+    FUZZ_CHECK(msg.size() == sizeof(wire::ResumeMsg), "a Resume of the wrong size passed");
+    wire::ResumeMsg resume;
+    std::memcpy(&resume, msg.data(), sizeof(resume));
+    Result<void> ok = validate_resume(resume);
+    if (!ok) return check_refusal(ok.error());
+    FUZZ_CHECK(resume.reserved[0] == 0 && resume.reserved[1] == 0, "a bad Resume passed");
+    return;
+  }
   if (type == wire::BrokerMsg::kPeerQuery) {
     FUZZ_CHECK(msg.size() == sizeof(wire::PeerQueryMsg), "a PeerQuery of the wrong size passed");
     wire::PeerQueryMsg query;
@@ -218,6 +237,13 @@ size_t request_size(uint32_t type) {
   if (type == static_cast<uint32_t>(wire::BrokerMsg::kWorkerStatus)) {
     return sizeof(wire::WorkerStatusMsg);
   }
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kStoreState)) {
+    return sizeof(wire::StoreStateMsg);
+  }
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kResume)) return sizeof(wire::ResumeMsg);
+  if (type == static_cast<uint32_t>(wire::BrokerMsg::kReclaimListeners)) {
+    return sizeof(wire::ReclaimListenersMsg);
+  }
   return 0;
 }
 
@@ -246,7 +272,9 @@ int broker_wire_one_input(const uint8_t* data, size_t size) {
     check_refusal(type.error());
     return 0;
   }
-  FUZZ_CHECK(fd_count == (*type == wire::BrokerMsg::kPeerQuery ? 1u : 0u),
+  FUZZ_CHECK(fd_count == (*type == wire::BrokerMsg::kPeerQuery    ? 1u
+                          : *type == wire::BrokerMsg::kStoreState ? 2u
+                                                                  : 0u),
              "a request with the wrong number of fds passed");
   wire::WireHeader header;
   FUZZ_CHECK(msg.size() >= sizeof(header), "a truncated request passed");

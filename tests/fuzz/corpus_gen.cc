@@ -325,6 +325,19 @@ void broker_seeds() {
   none.header = initial.header;
   none.flags = wire::kInitialPortsLast;
   put(t, "initial_ports_none", await_initial + raw(none));
+
+  // The worker's state for a restart: two fds (bits 2..6 of the control byte
+  // hold 2), then one with the fd of a PeerQuery only; a restarted worker's
+  // Resume out of its state.
+  wire::StoreStateMsg store{};
+  store.header = wire::header(wire::BrokerMsg::kStoreState, 9);
+  store.generation = 3;
+  store.listeners = 2;
+  put(t, "store_state", std::string(1, static_cast<char>(1 | (2 << 2))) + raw(store));
+  put(t, "store_state_one_fd", std::string(1, static_cast<char>(1 | (1 << 2))) + raw(store));
+  wire::ResumeMsg resume{};
+  resume.header = wire::header(wire::BrokerMsg::kResume, 3);
+  put(t, "resume_out_of_state", ready + raw(resume));
 }
 
 /// Returns an audit record: `outcome`, generations `before` -> `after`.
@@ -553,6 +566,43 @@ void pesto_seeds() {
   put(t, "hello_v4_default_target", half + pesto::encode_hello({v4_table}));
 }
 
+/// Seeds of state_blob_fuzzer: blobs as the worker writes them (empty, one
+/// rule, both tables with every field), one cut short, one with a wrong magic.
+void state_blob_seeds() {
+  const std::string t = "state_blob_fuzzer";
+  control::StateBlob empty;
+  put(t, "empty_tables", control::encode_state_blob(empty));
+  control::StateBlob one;
+  one.generation = 7;
+  Rule r;
+  r.listen = addr_v4(127, 0, 0, 1);
+  r.first = r.last = 8080;
+  r.to = 8000;
+  one.tables.of(Pif::kHost).rules = {r};
+  put(t, "one_rule", control::encode_state_blob(one));
+  control::StateBlob both = one;
+  Rule s = r;
+  s.proto = Proto::kUdp;
+  s.dual_stack = true;
+  s.listen = Addr{};
+  s.ifname = "lo";
+  s.weak = true;
+  s.scan = true;
+  s.first = 5000;
+  s.last = 5010;
+  both.tables.of(Pif::kSplice).rules = {s};
+  both.generation = UINT64_MAX;
+  const std::string full = control::encode_state_blob(both);
+  put(t, "both_tables", full);
+  put(t, "cut_short", full.substr(0, full.size() / 2));
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<cp::StateBlob>();
+  root.setMagic(cp::MAGIC);  // the control protocol's, not the blob's
+  auto words = capnp::messageToFlatArray(builder);
+  put(t, "wrong_magic",
+      std::string(reinterpret_cast<const char*>(words.asBytes().begin()), words.asBytes().size()));
+}
+
 }  // namespace
 }  // namespace sluice
 
@@ -569,5 +619,6 @@ int main(int argc, char** argv) {
   sluice::option_file_seeds();
   sluice::spec_seeds();
   sluice::pesto_seeds();
+  sluice::state_blob_seeds();
   return 0;
 }

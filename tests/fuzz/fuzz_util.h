@@ -42,6 +42,9 @@ int spec_one_input(const uint8_t* data, size_t size);
 /// pesto's protocol v2 (schema/pesto_wire.h): an update split in two feeds,
 /// and a hello.
 int pesto_wire_one_input(const uint8_t* data, size_t size);
+/// The worker's state blob (schema/codec.h decode_state_blob), as a
+/// restarted worker reads it from sluiced.
+int state_blob_one_input(const uint8_t* data, size_t size);
 
 /// Returns true when every byte of `text` is printable ASCII, or '\n' when
 /// `newlines` is set: what may reach a terminal from a hostile peer.

@@ -48,6 +48,7 @@ const Target kTargets[] = {
     {"audit_verify_fuzzer", audit_verify_one_input},
     {"option_file_fuzzer", option_file_one_input},
     {"pesto_wire_fuzzer", pesto_wire_one_input},
+    {"state_blob_fuzzer", state_blob_one_input},
 };
 
 TEST(FuzzCorpus, EverySeedPassesItsTarget) {

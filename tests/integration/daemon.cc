@@ -179,6 +179,10 @@ pid_t Daemon::worker_pid() const {
   return child_named(pid_, "sluice-worker");
 }
 
+pid_t Daemon::launcher_pid() const {
+  return child_named(pid_, "sluice-launcher");
+}
+
 pid_t Daemon::helper_pid() const {
   return child_named(pid_, "sluiced");  // a fork of sluiced, never exec'd
 }

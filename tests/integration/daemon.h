@@ -46,6 +46,9 @@ class Daemon {
   void signal(int sig);
   /// Returns the worker's pid (the broker's child named sluice-worker), or -1.
   pid_t worker_pid() const;
+  /// Returns the worker launcher's pid (the broker's child named
+  /// sluice-launcher, broker/worker_launcher.h), or -1.
+  pid_t launcher_pid() const;
   /// Returns the namespace helper's pid (with --netns: the broker's child
   /// that is a fork of sluiced), or -1.
   pid_t helper_pid() const;

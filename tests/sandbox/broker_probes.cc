@@ -37,7 +37,10 @@ using broker_fd::kChannel;
 using broker_fd::kControlDir;
 using broker_fd::kHelper;
 using broker_fd::kHelperChannel;
+using broker_fd::kLauncher;
+using broker_fd::kLauncherChannel;
 using broker_fd::kPestoDir;
+using broker_fd::kPolicyText;
 using broker_fd::kSignal;
 using broker_fd::kWorker;
 
@@ -296,6 +299,63 @@ const std::vector<Probe>& broker_probes() {
     {"shutdown_helper_channel_read_only", Expect::kKilled,
      FORBIDDEN(shutdown(kHelperChannel, SHUT_RD)), kSetupBrokerFds},
 
+    // --- Worker restarts: the launcher, the escrow, StoreState.
+    {"sendmsg_launcher", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       const int fds[] = {kPolicyText};
+       return send_message(kLauncherChannel, "l", 1, fds).ok();
+     },
+     kSetupBrokerFds},
+    {"sendmsg_launcher_dontwait", Expect::kKilled,
+     FORBIDDEN(send_one(kLauncherChannel, MSG_NOSIGNAL | MSG_DONTWAIT)), kSetupBrokerFds},
+    {"recvmsg_launcher", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[8];
+       Result<ReceivedMessage> got = receive_message(kLauncherChannel, buf, sizeof(buf), 2);
+       return got && got->len == 1;
+     },
+     kSetupBrokerFds},
+    {"recvmsg_launcher_dontwait", Expect::kKilled,
+     FORBIDDEN(recv_one(kLauncherChannel, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    {"dup3_new_worker_channel_and_pidfd", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       return dup3(f.tcp4, kChannel, O_CLOEXEC) == kChannel &&
+              dup3(f.tcp4, kWorker, O_CLOEXEC) == kWorker;
+     },
+     kSetupBrokerFds},
+    {"dup3_other_target", Expect::kKilled, FORBIDDEN(dup3(f.tcp4, kSignal, O_CLOEXEC)),
+     kSetupBrokerFds},
+    {"dup3_without_cloexec", Expect::kKilled, FORBIDDEN(dup3(f.tcp4, kChannel, 0)),
+     kSetupBrokerFds},
+    {"waitid_launcher_nohang", Expect::kAllowed,
+     +[](const ProbeFds&) { return raw_waitid(P_PIDFD, kLauncher, WEXITED | WNOHANG) == 0; },
+     kSetupBrokerFds},
+    {"waitid_launcher_blocking", Expect::kKilled,
+     FORBIDDEN(raw_waitid(P_PIDFD, kLauncher, WEXITED)), kSetupBrokerFds},
+    {"escrow_copy_and_cookie", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       uint64_t cookie = 0;
+       socklen_t len = sizeof(cookie);
+       const int copy = fcntl(f.listener, F_DUPFD_CLOEXEC, 0);
+       return copy >= 0 && close(copy) == 0 &&
+              getsockopt(f.listener, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 && cookie != 0;
+     },
+     kSetupBrokerFds},
+    {"fcntl_dupfd_without_cloexec", Expect::kKilled, FORBIDDEN(fcntl(f.listener, F_DUPFD, 0)),
+     kSetupBrokerFds},
+    {"store_state_checks", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       struct stat st;
+       char buf[6];
+       return fstat(kPolicyText, &st) == 0 && st.st_size == 6 &&
+              fcntl(kPolicyText, F_GET_SEALS) > 0 && pread(kPolicyText, buf, 6, 0) == 6;
+     },
+     kSetupBrokerFds},
+    {"fcntl_add_seals", Expect::kKilled, FORBIDDEN(fcntl(kPolicyText, F_ADD_SEALS, F_SEAL_SEAL)),
+     kSetupBrokerFds},
+    {"fstatat_path_not_empty_flag", Expect::kKilled,
+     FORBIDDEN(stat_at(kPolicyText, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)), kSetupBrokerFds},
+
     // --- The listener factory.
     {"socket_tcp4", Expect::kAllowed, +[](const ProbeFds&) { return make_socket(AF_INET, kStream); },
      kSetupBrokerFds},
@@ -497,8 +557,8 @@ const std::vector<Probe>& broker_probes() {
      kSetupBrokerFds},
     {"newfstatat_following_links", Expect::kKilled, FORBIDDEN(stat_at(kControlDir, ".", 0)),
      kSetupBrokerFds},
-    {"fstat", Expect::kKilled, FORBIDDEN(stat_at(kControlDir, "", AT_EMPTY_PATH)),
-     kSetupBrokerFds},
+    {"fstatat_by_path_without_nofollow", Expect::kKilled,
+     FORBIDDEN(stat_at(kControlDir, kNoSuchFile, 0)), kSetupBrokerFds},
     {"unlinkat_control_dir", Expect::kAllowed,
      +[](const ProbeFds&) { return unlinkat(kControlDir, kNoSuchFile, 0) == -1 && errno == ENOENT; },
      kSetupBrokerFds},
@@ -607,8 +667,7 @@ const std::vector<Probe>& broker_probes() {
     {"pidfd_open", Expect::kKilled, FORBIDDEN(syscall(SYS_pidfd_open, f.child, 0)),
      kSetupBrokerFds},
     {"fcntl_getfl", Expect::kKilled, FORBIDDEN(fcntl(kChannel, F_GETFL)), kSetupBrokerFds},
-    {"fcntl_dupfd", Expect::kKilled, FORBIDDEN(fcntl(kChannel, F_DUPFD_CLOEXEC, 0)),
-     kSetupBrokerFds},
+    {"fcntl_dupfd", Expect::kKilled, FORBIDDEN(fcntl(kChannel, F_DUPFD, 0)), kSetupBrokerFds},
     {"fcntl_setfl", Expect::kKilled, FORBIDDEN(fcntl(f.tcp4, F_SETFL, O_NONBLOCK)),
      kSetupBrokerFds},
     {"ioctl", Expect::kKilled, FORBIDDEN(ioctl(f.tcp4, FIONREAD, nullptr)), kSetupBrokerFds},

@@ -106,11 +106,27 @@ void place_broker_fds(ProbeFds& f) {
     setup_failed("socketpair(SOCK_DGRAM) for the notify socket");
   }
   f.notify_peer = move_high(notify[1], "notify peer");
+  // The worker launcher's channel with one answer queued, the pidfd of a
+  // third waiting child, and the policy text: a sealed memfd.
+  int launcher[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, launcher) != 0) {
+    setup_failed("socketpair(SOCK_SEQPACKET) for the launcher");
+  }
+  if (send(launcher[1], "l", 1, MSG_NOSIGNAL) != 1) setup_failed("send");
+  f.launcher_child = start_waiting_child();
+  int launcher_pidfd =
+      need(static_cast<int>(syscall(SYS_pidfd_open, f.launcher_child, 0)), "pidfd_open");
+  int policy = need(memfd_create("probe-policy", MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
+  if (write(policy, "policy", 6) != 6 ||
+      fcntl(policy, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    setup_failed("sealing the policy memfd");
+  }
 
   // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
   f.channel_peer = move_high(channel[1], "channel peer");
   f.helper_peer = move_high(helper[1], "helper peer");
+  f.launcher_peer = move_high(launcher[1], "launcher peer");
   const int sources[] = {move_high(channel[0], "channel"),
                          move_high(signal_fd, "signalfd"),
                          move_high(pidfd, "pidfd"),
@@ -118,10 +134,14 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(pesto_dir, "pesto dir"),
                          move_high(helper[0], "helper"),
                          move_high(helper_pidfd, "helper pidfd"),
-                         move_high(notify[0], "notify")};
-  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,   broker_fd::kWorker,
-                         broker_fd::kControlDir, broker_fd::kPestoDir, broker_fd::kHelperChannel,
-                         broker_fd::kHelper,     broker_fd::kNotify};
+                         move_high(notify[0], "notify"),
+                         move_high(launcher[0], "launcher"),
+                         move_high(launcher_pidfd, "launcher pidfd"),
+                         move_high(policy, "policy")};
+  const int targets[] = {broker_fd::kChannel,    broker_fd::kSignal,    broker_fd::kWorker,
+                         broker_fd::kControlDir, broker_fd::kPestoDir,  broker_fd::kHelperChannel,
+                         broker_fd::kHelper,     broker_fd::kNotify,    broker_fd::kLauncherChannel,
+                         broker_fd::kLauncher,   broker_fd::kPolicyText};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

@@ -57,6 +57,11 @@ struct ProbeFds {
   int helper_peer = -1;     // the other end of kHelperChannel (the "helper")
   int notify_peer = -1;     // the other end of kNotify, a SOCK_DGRAM pair (the "service manager")
   pid_t helper_child = -1;  // a second child that waits to be killed
+  // kSetupBrokerFds also: kLauncherChannel a SOCK_SEQPACKET end with one
+  // answer queued, kLauncher the pidfd of `launcher_child`, kPolicyText a
+  // sealed memfd holding "policy".
+  int launcher_peer = -1;     // the other end of kLauncherChannel (the "launcher")
+  pid_t launcher_child = -1;  // a third child that waits to be killed
 };
 
 /// A pid that never exists (above the kernel's PID_MAX_LIMIT of 2^22), for

@@ -236,6 +236,23 @@ const std::vector<Probe>& worker_probes() {
            return fcntl(f.pipe_w, F_SETPIPE_SZ, 1 << 17) >= (1 << 17) &&
                   fcntl(f.pipe_w, F_GETPIPE_SZ) >= (1 << 17);
          }},
+        {"state_memfd_sealed", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           const int fd = memfd_create("sluice-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+           uint64_t cookie = 0;
+           socklen_t len = sizeof(cookie);
+           return fd >= 0 && write(fd, "blob", 4) == 4 &&
+                  fcntl(fd, F_ADD_SEALS,
+                        F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0 &&
+                  getsockopt(f.listener, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0;
+         }},
+        {"memfd_create_without_sealing", Expect::kKilled,
+         FORBIDDEN(memfd_create("x", MFD_CLOEXEC))},
+        {"memfd_create_hugetlb", Expect::kKilled,
+         FORBIDDEN(memfd_create("x", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB))},
+        {"fcntl_add_seals_future_write", Expect::kKilled,
+         FORBIDDEN(fcntl(f.pipe_w, F_ADD_SEALS, F_SEAL_FUTURE_WRITE))},
+        {"fcntl_get_seals", Expect::kKilled, FORBIDDEN(fcntl(f.pipe_w, F_GET_SEALS))},
         {"fcntl_setfl_async", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_ASYNC))},
         {"fcntl_setfl_append", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFL, O_APPEND))},
         {"fcntl_setfd_other_bit", Expect::kKilled, FORBIDDEN(fcntl(f.tcp6, F_SETFD, 2))},

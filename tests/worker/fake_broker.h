@@ -97,6 +97,8 @@ class FakeBroker {
   const std::vector<wire::ListenerSpec>& asked() const { return asked_; }
   /// OpenListeners requests read so far.
   size_t open_requests() const { return open_requests_; }
+  /// StoreState messages received: one after every change of the listeners held.
+  size_t states_stored() const { return states_stored_; }
   /// OpenListeners requests answered so far.
   size_t open_replies() const { return open_replies_; }
   /// Requests read and not answered yet (held back).
@@ -147,6 +149,7 @@ class FakeBroker {
   std::vector<wire::ListenerSpec> asked_;
   std::vector<wire::PortGrant> grants_;
   size_t open_requests_ = 0;
+  size_t states_stored_ = 0;  // StoreState messages received (worker restarts)
   size_t open_replies_ = 0;
   size_t answered_keys_ = 0;  // keys of the OpenListeners answered so far
   size_t peer_replies_ = 0;

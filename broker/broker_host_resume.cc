@@ -1,0 +1,93 @@
+// The host side of worker restarts (see broker_host.h and listener_escrow.h):
+// StoreState into the escrow, and Resume and ReclaimListeners out of it for
+// the worker that replaces one that died.
+#include <cstring>
+
+#include "base/log.h"
+#include "base/scm_rights.h"
+#include "broker/broker_host.h"
+
+namespace sluice {
+
+Result<void> validate_store_state(const wire::StoreStateMsg& msg) {
+  if (msg.reserved != 0) return Err("reserved field is " + std::to_string(msg.reserved));
+  return Ok();
+}
+
+Result<void> validate_resume(const wire::ResumeMsg& msg) {
+  if (msg.reserved[0] != 0 || msg.reserved[1] != 0) return Err("reserved fields are not 0");
+  return Ok();
+}
+
+void BrokerHost::new_worker() noexcept {
+  state_ = HostState::kAwaitHello;
+  pending_len_ = 0;
+  pending_fds_.clear();
+  fds_.clear();
+  resume_ = false;
+  // The heartbeat counts from the new worker's first report; readiness was
+  // announced once and stays announced (main.cc, sd_notify.h).
+  report_.at_ns = 0;
+  escrow_.new_worker();
+}
+
+HandleStatus BrokerHost::answer_store_state(int /*fd*/) {
+  wire::StoreStateMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_store_state(msg);
+  if (!ok) {
+    close_without_linger(fds_);
+    return fail(HandleStatus::kViolation, "malformed StoreState: " + ok.error().message);
+  }
+  // fds_[0] is the blob, fds_[1] the cookie list: memfds, whose close never
+  // lingers; anything else fails the checks and is closed without lingering.
+  UniqueFd blob = std::move(fds_[0]);
+  UniqueFd cookies = std::move(fds_[1]);
+  fds_.clear();
+  auto stored = escrow_.store(msg, std::move(blob), std::move(cookies));
+  if (!stored) {
+    return fail(HandleStatus::kViolation, "malformed StoreState: " + stored.error().message);
+  }
+  return HandleStatus::kContinue;
+}
+
+HandleStatus BrokerHost::answer_resume(int fd) {
+  wire::ResumeMsg msg;
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_resume(msg);
+  if (!ok) return fail(HandleStatus::kViolation, "malformed Resume: " + ok.error().message);
+  auto blob = escrow_.blob_copy();
+  if (!blob) return fail(HandleStatus::kIoError, "copying the state blob: " + blob.error().message);
+  wire::ResumeReplyMsg reply = {};
+  reply.header = wire::header(wire::BrokerMsg::kResumeReply, msg.header.sequence);
+  reply.blob_bytes = blob->valid() ? escrow_.blob_bytes() : 0;
+  reply.listeners = static_cast<uint32_t>(escrow_.size());
+  state_ = HostState::kReclaiming;
+  LOG_INFO("the new worker takes over %zu listener%s and a state blob of %llu bytes",
+           escrow_.size(), escrow_.size() == 1 ? "" : "s",
+           static_cast<unsigned long long>(reply.blob_bytes));
+  std::vector<UniqueFd> fds;
+  if (blob->valid()) fds.push_back(std::move(*blob));
+  return send_reply(fd, &reply, sizeof(reply), std::move(fds));
+}
+
+HandleStatus BrokerHost::answer_reclaim(int fd) {
+  wire::ResumeMsg msg;  // the same layout: a header and two reserved words
+  static_assert(sizeof(wire::ResumeMsg) == sizeof(wire::ReclaimListenersMsg));
+  std::memcpy(&msg, buf_.get(), sizeof(msg));
+  auto ok = validate_resume(msg);
+  if (!ok) {
+    return fail(HandleStatus::kViolation, "malformed ReclaimListeners: " + ok.error().message);
+  }
+  auto reply = std::make_unique<wire::ListenersReclaimedMsg>();
+  std::vector<UniqueFd> fds;
+  auto batch = escrow_.next_batch(reply.get(), &fds);
+  if (!batch) {
+    return fail(HandleStatus::kIoError, "copying escrowed listeners: " + batch.error().message);
+  }
+  reply->header = wire::header(wire::BrokerMsg::kListenersReclaimed, msg.header.sequence);
+  if ((reply->flags & wire::kReclaimLast) != 0) state_ = HostState::kReady;
+  return send_reply(fd, reply.get(), sizeof(*reply), std::move(fds));
+}
+
+}  // namespace sluice

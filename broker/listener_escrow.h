@@ -1,0 +1,83 @@
+// The listener escrow: sluiced's own reference to every listening socket it
+// issued to the worker, and the worker's last state blob, so that a worker
+// that dies refuses nothing (docs/ARCHITECTURE.md "Worker restarts").
+//
+// The escrow holds a copy of each socket (a dup made as it is issued), keyed
+// by its SO_COOKIE, which every descriptor of one socket shares: the worker
+// names the sockets it still holds by their cookies (StoreState), and sluiced
+// closes its copy of every other one, so that a removed rule's port neither
+// queues connections nobody accepts nor blocks a later bind. The blob is kept
+// as the sealed memfd the worker sent, checked with fstat and F_GET_SEALS
+// only: sluiced stores and returns it, and never reads it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "schema/broker_wire.h"
+
+namespace sluice {
+
+/// Checks that `fd` is a sealed memfd as StoreState requires: a regular
+/// file of at most `max_bytes` bytes (and at least `min_bytes`) carrying
+/// F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL, so that its
+/// content can change no more. Returns its size; the Error names `what` and
+/// the failed check. Needs `newfstatat` (AT_EMPTY_PATH) and `fcntl`
+/// (F_GET_SEALS).
+Result<uint64_t> check_sealed_memfd(int fd, uint64_t min_bytes, uint64_t max_bytes,
+                                    const char* what);
+
+/// sluiced's listeners in escrow and the worker's blob.
+class ListenerEscrow {
+ public:
+  /// Keeps a copy of the listener `fd` that sluiced issued for `spec` in
+  /// reply to the worker's request `sequence`. Fails (and keeps nothing)
+  /// when the copy or its cookie cannot be had, or the escrow is full
+  /// (wire::kMaxEscrowListeners); the worker still gets its socket, which a
+  /// restart then cannot hand back. Needs `fcntl` (F_DUPFD_CLOEXEC) and
+  /// `getsockopt` (SO_COOKIE).
+  Result<void> keep(int fd, const wire::ListenerSpec& spec, uint64_t sequence);
+
+  /// Takes a StoreState: checks both memfds (check_sealed_memfd: the blob,
+  /// and the cookie file, at most 8 bytes per escrowed listener, a whole
+  /// number of cookies, strictly ascending), then keeps the blob and closes
+  /// the escrowed listeners issued for requests up to `msg.header.sequence`
+  /// whose cookie is not listed. Fails on any malformed part, changing
+  /// nothing: the worker is then compromised. Needs `pread64` besides what
+  /// check_sealed_memfd() needs, and `close`.
+  Result<void> store(const wire::StoreStateMsg& msg, UniqueFd blob, UniqueFd cookies);
+
+  /// A new worker takes over: every listener in escrow now counts as issued
+  /// before its first request (its sequences start again at 1), and the
+  /// hand-over starts from the first listener.
+  void new_worker() noexcept;
+
+  /// Listeners in escrow.
+  size_t size() const noexcept { return entries_.size(); }
+  /// Bytes of the blob held, 0 for none.
+  uint64_t blob_bytes() const noexcept { return blob_bytes_; }
+  /// A copy of the blob's memfd for the new worker (invalid when none is
+  /// held). Fails when the copy cannot be made. Needs `fcntl` (F_DUPFD_CLOEXEC).
+  Result<UniqueFd> blob_copy() const;
+  /// Fills `msg` (count, flags, specs) and `fds` with copies of the next
+  /// listeners to hand over, at most wire::kMaxListenersPerMessage; sets
+  /// kReclaimLast when none is left after them. Fails when a copy cannot be
+  /// made. Needs `fcntl` (F_DUPFD_CLOEXEC).
+  Result<void> next_batch(wire::ListenersReclaimedMsg* msg, std::vector<UniqueFd>* fds);
+
+ private:
+  struct Entry {
+    UniqueFd fd;
+    wire::ListenerSpec spec;
+    uint64_t sequence;  // the request it was issued for (0: a previous worker's)
+  };
+  std::map<uint64_t, Entry> entries_;  // by SO_COOKIE
+  UniqueFd blob_;
+  uint64_t blob_bytes_ = 0;
+  uint64_t reclaim_from_ = 0;  // the next cookie to hand over
+};
+
+}  // namespace sluice

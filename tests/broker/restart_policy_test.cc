@@ -1,0 +1,198 @@
+// Worker restarts on sluiced's side: the restart policy (back-off, give-up,
+// --worker-restarts), the checks of StoreState's memfds, and the escrow's
+// bookkeeping over a real socketpair-free set of listeners.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "broker/listener_escrow.h"
+#include "broker/restart_policy.h"
+
+namespace sluice {
+namespace {
+
+constexpr uint64_t kSec = 1000000000ULL;
+
+TEST(RestartPolicy, AServingWorkerIsReplacedAtOnce) {
+  RestartPolicy p(RestartLimit{30, 60});
+  for (int i = 0; i < 20; ++i) {
+    auto delay = p.on_death(uint64_t(i + 1) * kSec / 10, true);
+    ASSERT_TRUE(delay.has_value()) << i;
+    EXPECT_EQ(*delay, 0u);
+  }
+  EXPECT_EQ(p.restarts(), 20u);
+}
+
+TEST(RestartPolicy, AWorkerThatNeverServesBacksOffThenIsGivenUpOn) {
+  RestartPolicy p(RestartLimit{8, 60});
+  const uint64_t want[] = {0, 100, 200, 400, 800, 1600, 3200};
+  for (size_t i = 0; i < 7; ++i) {
+    auto delay = p.on_death((i + 1) * kSec, false);
+    ASSERT_TRUE(delay.has_value()) << i;
+    EXPECT_EQ(*delay, want[i]) << i;
+  }
+  EXPECT_FALSE(p.on_death(8 * kSec, false).has_value());  // the 8th within 60 s
+}
+
+TEST(RestartPolicy, TheDelayIsCappedAndServingResetsIt) {
+  RestartPolicy p(RestartLimit{100, 1});
+  uint64_t now = 0;
+  std::optional<uint64_t> delay;
+  for (int i = 0; i < 12; ++i) delay = p.on_death(now += 2 * kSec, false);
+  EXPECT_EQ(*delay, kMaxBackoffMs);
+  EXPECT_EQ(*p.on_death(now += 2 * kSec, true), 0u);
+  EXPECT_EQ(*p.on_death(now += 2 * kSec, false), 0u);
+}
+
+TEST(RestartPolicy, OnlyDeathsWithinTheWindowCount) {
+  RestartPolicy quick(RestartLimit{3, 10});
+  EXPECT_TRUE(quick.on_death(1 * kSec, true));
+  EXPECT_TRUE(quick.on_death(2 * kSec, true));
+  EXPECT_FALSE(quick.on_death(3 * kSec, true));  // the third within 10 s
+  RestartPolicy spread(RestartLimit{3, 10});
+  EXPECT_TRUE(spread.on_death(1 * kSec, true));
+  EXPECT_TRUE(spread.on_death(2 * kSec, true));
+  EXPECT_TRUE(spread.on_death(12 * kSec, true));  // both earlier ones left the window
+  EXPECT_TRUE(spread.on_death(13 * kSec, true));
+  EXPECT_FALSE(spread.on_death(14 * kSec, true));
+}
+
+TEST(RestartPolicy, ZeroNeverRestarts) {
+  RestartPolicy p(RestartLimit{0, 60});
+  EXPECT_FALSE(p.on_death(kSec, true).has_value());
+}
+
+TEST(RestartPolicy, LimitsParse) {
+  auto ok = parse_restart_limit("5/10");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->count, 5u);
+  EXPECT_EQ(ok->seconds, 10u);
+  for (const char* bad :
+       {"", "5", "/10", "5/", "5/0", "x/10", "5/10/2", "-1/10", "10001/10", "5/86401", "5 /10"}) {
+    auto got = parse_restart_limit(bad);
+    EXPECT_FALSE(got.ok()) << bad;
+    if (!got.ok()) {
+      EXPECT_NE(got.error().message.find("COUNT/SECONDS"), std::string::npos);
+    }
+  }
+}
+
+TEST(RestartPolicy, WorkerEndsAreDescribed) {
+  EXPECT_EQ(describe_worker_end(1), "exited with status 1");
+  EXPECT_EQ(describe_worker_end(128 + 9), "was killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(describe_worker_end(128 + 31), "was killed by signal 31 (SIGSYS)");
+}
+
+/// A memfd holding `bytes`, sealed with `seals`.
+UniqueFd memfd(const std::string& bytes, int seals) {
+  UniqueFd fd(memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_EQ(write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  if (seals != 0) {
+    EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, seals), 0);
+  }
+  return fd;
+}
+constexpr int kAllSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+TEST(ListenerEscrow, MemfdsMustBeSealedAndWithinTheirSize) {
+  EXPECT_TRUE(check_sealed_memfd(memfd("abc", kAllSeals).get(), 1, 8, "blob").ok());
+  EXPECT_FALSE(check_sealed_memfd(memfd("abc", 0).get(), 1, 8, "blob").ok());
+  EXPECT_FALSE(check_sealed_memfd(memfd("abc", F_SEAL_WRITE).get(), 1, 8, "blob").ok());
+  EXPECT_FALSE(check_sealed_memfd(memfd("abcdefghi", kAllSeals).get(), 1, 8, "blob").ok());
+  EXPECT_FALSE(check_sealed_memfd(memfd("", kAllSeals).get(), 1, 8, "blob").ok());
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  auto sock = check_sealed_memfd(a.get(), 0, 8, "blob");
+  ASSERT_FALSE(sock.ok());
+  EXPECT_NE(sock.error().message.find("not a memfd"), std::string::npos);
+}
+
+/// A TCP listener on 127.0.0.1, any port; its spec.
+UniqueFd listener(wire::ListenerSpec* spec) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  EXPECT_EQ(listen(fd.get(), 4), 0);
+  socklen_t len = sizeof(sin);
+  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sin), &len);
+  *spec = {};
+  spec->proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  spec->family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  spec->port = ntohs(sin.sin_port);
+  return fd;
+}
+
+/// The SO_COOKIE of `fd`.
+uint64_t cookie(int fd) {
+  uint64_t c = 0;
+  socklen_t len = sizeof(c);
+  getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len);
+  return c;
+}
+
+/// A StoreState of `sequence`.
+wire::StoreStateMsg store(uint64_t sequence) {
+  wire::StoreStateMsg m{};
+  m.header = wire::header(wire::BrokerMsg::kStoreState, sequence);
+  return m;
+}
+
+/// A sealed cookie list.
+UniqueFd cookies(std::vector<uint64_t> list) {
+  return memfd(std::string(reinterpret_cast<const char*>(list.data()), list.size() * 8), kAllSeals);
+}
+
+TEST(ListenerEscrow, ReleasedListenersCloseAndTheRestAreHandedOver) {
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1, s2, s3;
+  UniqueFd l1 = listener(&s1), l2 = listener(&s2), l3 = listener(&s3);
+  ASSERT_TRUE(escrow.keep(l1.get(), s1, 1).ok());
+  ASSERT_TRUE(escrow.keep(l2.get(), s2, 1).ok());
+  ASSERT_TRUE(escrow.keep(l3.get(), s3, 5).ok());  // issued after the report below
+  EXPECT_EQ(escrow.size(), 3u);
+  // The worker holds l1 only, as of request 2: l2 goes, l3 (request 5) stays.
+  ASSERT_TRUE(escrow.store(store(2), memfd("blob", kAllSeals), cookies({cookie(l1.get())})).ok());
+  EXPECT_EQ(escrow.size(), 2u);
+  EXPECT_EQ(escrow.blob_bytes(), 4u);
+  // A new worker takes over both, in one batch with the last flag.
+  escrow.new_worker();
+  auto batch = std::make_unique<wire::ListenersReclaimedMsg>();
+  std::vector<UniqueFd> fds;
+  ASSERT_TRUE(escrow.next_batch(batch.get(), &fds).ok());
+  EXPECT_EQ(batch->count, 2u);
+  EXPECT_EQ(fds.size(), 2u);
+  EXPECT_EQ(batch->flags, wire::kReclaimLast);
+  // Its first report, holding nothing, releases everything kept before it.
+  ASSERT_TRUE(escrow.store(store(1), memfd("b", kAllSeals), cookies({})).ok());
+  EXPECT_EQ(escrow.size(), 0u);
+}
+
+TEST(ListenerEscrow, MalformedCookieListsAreRefusedAndChangeNothing) {
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1, s2;
+  UniqueFd l1 = listener(&s1), l2 = listener(&s2);
+  ASSERT_TRUE(escrow.keep(l1.get(), s1, 1).ok());
+  ASSERT_TRUE(escrow.keep(l2.get(), s2, 1).ok());
+  const uint64_t a = cookie(l1.get()), b = cookie(l2.get());
+  const uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+  // Not ascending; more cookies than listeners held; not whole cookies; unsealed.
+  EXPECT_FALSE(escrow.store(store(9), memfd("x", kAllSeals), cookies({hi, lo})).ok());
+  EXPECT_FALSE(escrow.store(store(9), memfd("x", kAllSeals), cookies({lo, hi, hi + 1})).ok());
+  EXPECT_FALSE(escrow.store(store(9), memfd("x", kAllSeals), memfd("1234567", kAllSeals)).ok());
+  EXPECT_FALSE(escrow.store(store(9), memfd("x", 0), cookies({lo})).ok());
+  EXPECT_EQ(escrow.size(), 2u);
+  EXPECT_EQ(escrow.blob_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,74 @@
+// The commit engine's part in worker restarts (see commit_engine.h and
+// docs/ARCHITECTURE.md "Worker restarts"): the listeners a dead worker held,
+// taken instead of asking sluiced while the resume commit acquires, and the
+// state handed to sluiced after every change of the listeners held.
+#include <algorithm>
+
+#include "base/log.h"
+#include "schema/codec.h"
+#include "worker/commit_engine.h"
+#include "worker/state_store.h"
+
+namespace sluice {
+
+void CommitEngine::adopt(std::vector<std::pair<ListenerKey, UniqueFd>> listeners) {
+  for (auto& [key, fd] : listeners) adopted_[key] = std::move(fd);
+}
+
+std::vector<size_t> CommitEngine::take_adopted(const Acquisition& acq,
+                                               std::vector<OpenedListener>* results) noexcept {
+  results->clear();
+  results->resize(acq.asked);
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < acq.asked; ++i) {
+    auto it = adopted_.find(acq.keys[i].key);
+    if (it == adopted_.end()) {
+      missing.push_back(i);
+      continue;
+    }
+    (*results)[i].status = wire::kStatusOk;
+    (*results)[i].fd = std::move(it->second);
+    adopted_.erase(it);
+  }
+  return missing;
+}
+
+void CommitEngine::drop_adopted() noexcept {
+  if (adopted_.empty()) return;
+  // Plain closes: sluiced closes its copies at the StoreState that follows,
+  // and then the ports stop listening.
+  LOG_INFO("%zu listener%s of the previous worker %s not in the tables; closed", adopted_.size(),
+           adopted_.size() == 1 ? "" : "s", adopted_.size() == 1 ? "is" : "are");
+  adopted_.clear();
+}
+
+void CommitEngine::store_state(bool with_acquired) noexcept {
+  std::vector<uint64_t> cookies;
+  cookies.reserve(installed_.size());
+  for (const Installed& i : installed_) {
+    if (i.listener != nullptr && i.cookie != 0) cookies.push_back(i.cookie);
+  }
+  if (with_acquired && active_) {
+    for (const UniqueFd& fd : active_->opens.fds) {
+      if (!fd.valid()) continue;
+      if (uint64_t c = socket_cookie(fd.get()); c != 0) cookies.push_back(c);
+    }
+  }
+  std::sort(cookies.begin(), cookies.end());
+  cookies.erase(std::unique(cookies.begin(), cookies.end()), cookies.end());
+  const std::string blob = control::encode_state_blob(control::StateBlob{generation_, tables_});
+  auto blob_fd = sealed_memfd("sluice-state", blob.data(), blob.size());
+  auto cookie_fd =
+      sealed_memfd("sluice-cookies", cookies.data(), cookies.size() * sizeof(uint64_t));
+  if (!blob_fd || !cookie_fd) {
+    if (store_log_.allow()) {
+      LOG_WARN("cannot hand sluiced the state for a restart: %s; it keeps the last one",
+               (!blob_fd ? blob_fd : cookie_fd).error().message.c_str());
+    }
+    return;
+  }
+  broker_.store_state(std::move(*blob_fd), std::move(*cookie_fd), broker_.last_sequence(),
+                      generation_, static_cast<uint32_t>(cookies.size()));
+}
+
+}  // namespace sluice
