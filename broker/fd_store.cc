@@ -35,7 +35,7 @@ bool bound_as(int fd, const wire::ListenerSpec& spec) {
   if (addr.ss_family == AF_INET && spec.family == static_cast<uint8_t>(wire::WireFamily::kInet)) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
     return ntohs(in->sin_port) == spec.port &&
-           std::memcmp(&in->sin_addr, spec.addr, sizeof(in->sin_addr)) == 0;
+           std::memcmp(&in->sin_addr, spec.addr + 12, sizeof(in->sin_addr)) == 0;  // v4-mapped
   }
   if (addr.ss_family == AF_INET6 && spec.family == static_cast<uint8_t>(wire::WireFamily::kInet6)) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);

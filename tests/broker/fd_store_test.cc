@@ -55,7 +55,10 @@ wire::ListenerSpec spec_of(int fd, int type) {
   socklen_t len = sizeof(addr);
   EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   spec.port = ntohs(addr.sin_port);
-  std::memcpy(spec.addr, &addr.sin_addr, sizeof(addr.sin_addr));
+  // IPv4 as the wire carries it: v4-mapped (::ffff:a.b.c.d).
+  spec.addr[10] = 0xff;
+  spec.addr[11] = 0xff;
+  std::memcpy(spec.addr + 12, &addr.sin_addr, sizeof(addr.sin_addr));
   return spec;
 }
 

@@ -67,7 +67,7 @@ bool store_settles(ServiceManager& m, size_t listeners) {
   return false;
 }
 
-TEST(Restart, DISABLED_TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
+TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   std::atomic<bool> stop{false};
   std::thread acceptor([&] {
