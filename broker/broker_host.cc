@@ -491,8 +491,9 @@ HandleStatus BrokerHost::answer_hello(int fd) {
     if (splice_policy_.has_bind_cap) reply.flags |= wire::kBrokerSpliceHasBindCap;
     reply.splice_unprivileged_port_start = splice_policy_.unprivileged_port_start;
   }
-  // A worker after a crash takes over what sluiced kept (broker_host_resume.cc).
-  resume_ = grants_closed_ && (escrow_.size() > 0 || escrow_.blob_bytes() > 0);
+  // A worker after a crash takes over what sluiced kept (broker_host_resume.cc),
+  // and so does the first one after a restart of sluiced under systemd.
+  resume_ = (grants_closed_ || resume_first_) && (escrow_.size() > 0 || escrow_.blob_bytes() > 0);
   if (resume_) reply.flags |= wire::kBrokerResume;
   state_ = HostState::kAwaitInitial;
   LOG_DEBUG("Hello from the worker; has_bind_cap=%d unprivileged_port_start=%u",

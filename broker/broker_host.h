@@ -182,6 +182,13 @@ class BrokerHost {
   /// through flush_reply(), once the worker is ready (after InitialPorts):
   /// before that, the worker reads only HelloReply.
   void queue_policy_reload(int text_fd, uint32_t length) noexcept;
+  /// The same, to fill at start from the service manager's fd store and to
+  /// mirror into it (broker/fd_store.h).
+  ListenerEscrow& escrow() noexcept { return escrow_; }
+  /// The first worker, too, takes over what the escrow holds (kBrokerResume):
+  /// set at start when the service manager's fd store gave back listeners or
+  /// a state, which a restart of sluiced resumes from.
+  void resume_first_worker() noexcept { resume_first_ = true; }
 
   /// The current protocol state.
   HostState state() const noexcept { return state_; }
@@ -252,6 +259,7 @@ class BrokerHost {
   HostState state_ = HostState::kAwaitHello;
   ListenerEscrow escrow_;
   bool grants_closed_ = false;  // the first worker declared its InitialPorts
+  bool resume_first_ = false;   // resume_first_worker(): the store gave something back
   bool resume_ = false;         // this worker was told kBrokerResume
   WorkerReport report_;
   std::string last_error_;

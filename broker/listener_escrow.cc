@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "broker/fd_store.h"
 
 namespace sluice {
 namespace {
@@ -72,8 +73,63 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   if (!cookie) return Err(cookie.error());
   auto copy = copy_of(fd, min_fd_);
   if (!copy) return Err(copy.error());
+  if (mirror_fd_ >= 0) {
+    if (auto put = fd_store_put(mirror_fd_, stored_listener_name(*cookie, spec), copy->get());
+        !put) {
+      LOG_WARN(
+          "port %u is not in the service manager's fd store (%s): a restart of sluiced "
+          "binds it again; raise FileDescriptorStoreMax= if the store is full",
+          spec.port, put.error().message.c_str());
+    }
+  }
   entries_[*cookie] = Entry{std::move(*copy), spec, sequence};
   return Ok();
+}
+
+Result<void> ListenerEscrow::adopt(UniqueFd fd, uint64_t cookie, const wire::ListenerSpec& spec) {
+  if (entries_.size() >= wire::kMaxEscrowListeners) {
+    return Err(ENOSPC, "the escrow holds " + std::to_string(entries_.size()) + " listeners");
+  }
+  entries_[cookie] = Entry{std::move(fd), spec, 0};
+  return Ok();
+}
+
+Result<void> ListenerEscrow::adopt_blob(UniqueFd blob, uint64_t sequence) {
+  auto size = check_sealed_memfd(blob.get(), 1, wire::kMaxStateBlobBytes, "stored state");
+  if (!size) return Err(size.error());
+  blob_ = std::move(blob);
+  blob_bytes_ = *size;
+  blob_sequence_ = sequence;
+  return Ok();
+}
+
+/// Removes the listener `cookie` of `spec` from the fd store, when mirrored.
+void ListenerEscrow::unstore(uint64_t cookie, const wire::ListenerSpec& spec) noexcept {
+  if (mirror_fd_ < 0) return;
+  if (auto removed = fd_store_remove(mirror_fd_, stored_listener_name(cookie, spec)); !removed) {
+    LOG_WARN("port %u: %s; a restart of sluiced gets the closed listener back and drops it",
+             spec.port, removed.error().message.c_str());
+  }
+}
+
+/// Stores the blob just taken as the next state, then removes the one
+/// before it, when mirrored: the store never lacks a state.
+void ListenerEscrow::store_blob() noexcept {
+  if (mirror_fd_ < 0) return;
+  const uint64_t next = blob_sequence_ + 1;
+  if (auto put = fd_store_put(mirror_fd_, stored_state_name(next), blob_.get()); !put) {
+    LOG_WARN(
+        "the worker's state is not in the service manager's fd store (%s): a restart of "
+        "sluiced resumes from an older one",
+        put.error().message.c_str());
+    return;
+  }
+  if (blob_sequence_ != 0) {
+    if (auto removed = fd_store_remove(mirror_fd_, stored_state_name(blob_sequence_)); !removed) {
+      LOG_WARN("%s", removed.error().message.c_str());
+    }
+  }
+  blob_sequence_ = next;
 }
 
 Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob,
@@ -122,6 +178,7 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
   for (auto it = entries_.begin(); it != entries_.end();) {
     const bool listed = std::binary_search(held.begin(), held.end(), it->first);
     if (!listed && it->second.sequence <= msg.header.sequence) {
+      unstore(it->first, it->second.spec);
       it = entries_.erase(it);  // the worker released it: sluiced's copy closes
       ++closed;
     } else {
@@ -130,6 +187,7 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
   }
   blob_ = std::move(blob);
   blob_bytes_ = *blob_size;
+  store_blob();
   LOG_DEBUG("StoreState: generation %llu, %zu listener%s held, %zu released, blob of %llu bytes",
             static_cast<unsigned long long>(msg.generation), held.size(),
             held.size() == 1 ? "" : "s", closed, static_cast<unsigned long long>(blob_bytes_));

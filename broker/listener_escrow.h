@@ -60,6 +60,25 @@ class ListenerEscrow {
     min_fd_ = min_fd;
   }
 
+  /// Mirrors the escrow from now on into the service manager's
+  /// file-descriptor store on the connected notify socket `notify_fd`
+  /// (broker/fd_store.h): each listener kept is stored, each one released is
+  /// removed, each new blob is stored before the one before it is removed.
+  /// Failures are logged and change nothing here (a listener missing from
+  /// the store is bound again after a restart of sluiced). Needs `sendmsg`
+  /// and `sendto` on the notify fd.
+  void mirror_to(int notify_fd) noexcept { mirror_fd_ = notify_fd; }
+  /// Takes a listener the store gave back at start (check_stored_listener()
+  /// passed): kept as issued before the first worker's requests, and already
+  /// in the store under its name. Fails when the escrow is full.
+  Result<void> adopt(UniqueFd fd, uint64_t cookie, const wire::ListenerSpec& spec);
+  /// Takes the state the store gave back at start, stored as
+  /// state-`sequence`: checked as a StoreState's blob (check_sealed_memfd),
+  /// then kept as the blob the next worker resumes from. Fails, keeping
+  /// nothing, when the checks fail. Needs `fstat` and `fcntl` (before the
+  /// filter).
+  Result<void> adopt_blob(UniqueFd blob, uint64_t sequence);
+
   /// A new worker takes over: every listener in escrow now counts as issued
   /// before its first request (its sequences start again at 1), and the
   /// hand-over starts from the first listener.
@@ -79,6 +98,12 @@ class ListenerEscrow {
   Result<void> next_batch(wire::ListenersReclaimedMsg* msg, std::vector<UniqueFd>* fds);
 
  private:
+  /// Removes the listener `cookie` of `spec` from the fd store, when mirrored.
+  void unstore(uint64_t cookie, const wire::ListenerSpec& spec) noexcept;
+  /// Stores the blob just taken as the next state and removes the one
+  /// before it, when mirrored.
+  void store_blob() noexcept;
+
   struct Entry {
     UniqueFd fd;
     wire::ListenerSpec spec;
@@ -87,9 +112,11 @@ class ListenerEscrow {
   std::map<uint64_t, Entry> entries_;  // by SO_COOKIE
   UniqueFd blob_;
   uint64_t blob_bytes_ = 0;
-  uint64_t reclaim_from_ = 0;  // the next cookie to hand over
-  int staging_fd_ = -1;        // where cookie lists are read, -1: where they arrive
-  int min_fd_ = 0;             // the lowest number of what the escrow keeps
+  uint64_t reclaim_from_ = 0;   // the next cookie to hand over
+  int staging_fd_ = -1;         // where cookie lists are read, -1: where they arrive
+  int min_fd_ = 0;              // the lowest number of what the escrow keeps
+  int mirror_fd_ = -1;          // the notify socket of the fd store, -1: no mirror
+  uint64_t blob_sequence_ = 0;  // the blob's number in the fd store (0: none stored)
 };
 
 }  // namespace sluice

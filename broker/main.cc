@@ -19,6 +19,7 @@
 #include "base/strings.h"
 #include "broker/broker_host.h"
 #include "broker/control_socket.h"
+#include "broker/fd_store.h"
 #include "broker/isolation.h"
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
@@ -146,19 +147,44 @@ Result<LoadedPolicy> load_policy(const std::string& path) {
 struct AdoptedSockets {
   UniqueFd control;  // named `control`, or invalid
   UniqueFd pesto;    // named `pesto`, or invalid
+  StoredFds stored;  // listeners and the worker's state from the fd store
 };
 
-/// Adopts the fds of `env` (from kListenFdsStart on): `control`, and `pesto`
-/// when sluiced has --pesto-socket (`want_pesto`), each checked with
-/// check_activated_socket() and made CLOEXEC and non-blocking (the worker
-/// accepts from its event loop); every other fd, or a second one of a name,
-/// is closed with a log line. Fails, naming the fd, when a `control` or
+/// Moves `fd` above every fixed descriptor number of sluiced
+/// (broker_fd::kFirstFree and up), close-on-exec, so that place_fds() finds
+/// its numbers free. Fails with the errno of fcntl.
+Result<void> move_above_fixed(UniqueFd& fd) {
+  UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, broker_fd::kFirstFree));
+  if (!moved.valid()) {
+    int err = errno;
+    return SysErr(err, "fcntl(F_DUPFD_CLOEXEC) of a stored descriptor");
+  }
+  fd = std::move(moved);
+  return Ok();
+}
+
+/// Adopts the fds of `env` (from kListenFdsStart on): the listeners and the
+/// worker's state that sluiced put in the service manager's fd store
+/// (take_stored_fds(): checked, moved above the fixed numbers), `control`,
+/// and `pesto` when sluiced has --pesto-socket (`want_pesto`), each checked
+/// with check_activated_socket() and made CLOEXEC and non-blocking (the
+/// worker accepts from its event loop); every other fd, or a second one of a
+/// name, is closed with a log line. Fails, naming the fd, when a `control` or
 /// `pesto` fd is not a listening UNIX stream socket; the caller exits.
 Result<AdoptedSockets> adopt_activated(const ListenEnv& env, bool want_pesto) {
   AdoptedSockets out;
   std::vector<UniqueFd> fds;
   for (int i = 0; i < env.count; ++i) fds.emplace_back(kListenFdsStart + i);
+  out.stored = take_stored_fds(fds, env.names);
+  for (const std::string& line : out.stored.dropped) LOG_WARN("fd store: %s", line.c_str());
+  for (auto& listener : out.stored.listeners) {
+    if (auto ok = move_above_fixed(listener.fd); !ok) return Err(ok.error());
+  }
+  if (out.stored.state.valid()) {
+    if (auto ok = move_above_fixed(out.stored.state); !ok) return Err(ok.error());
+  }
   for (int i = 0; i < env.count; ++i) {
+    if (!fds[static_cast<size_t>(i)].valid()) continue;  // taken from the store
     const std::string& name = env.names[static_cast<size_t>(i)];
     const int fd = kListenFdsStart + i;
     UniqueFd* slot = nullptr;
@@ -439,11 +465,50 @@ int serve(BrokerHost& host, Serving& s) {
   }
 }
 
+/// Hands what the service manager's fd store gave back (`stored`) to the
+/// escrow of `host`, so that the first worker resumes from it as after a
+/// worker crash, and, under a service manager (`notify`), mirrors the escrow
+/// into the store from now on. False (logged) when the stored state fails
+/// its checks or the escrow is full: sluiced then stops rather than start
+/// with part of what it had.
+bool adopt_stored(BrokerHost& host, StoredFds stored, bool notify) {
+  ListenerEscrow& escrow = host.escrow();
+  const size_t listeners = stored.listeners.size();
+  for (auto& listener : stored.listeners) {
+    if (auto kept = escrow.adopt(std::move(listener.fd), listener.name.cookie, listener.name.spec);
+        !kept) {
+      LOG_ERROR("fd store: %s", kept.error().message.c_str());
+      return false;
+    }
+  }
+  const bool state = stored.state.valid();
+  if (state) {
+    if (auto kept = escrow.adopt_blob(std::move(stored.state), stored.state_sequence); !kept) {
+      LOG_ERROR(
+          "fd store: %s; remove it with `systemctl clean --what=fdstore sluiced` (or "
+          "stop the service) and start again",
+          kept.error().message.c_str());
+      return false;
+    }
+  }
+  if (listeners > 0 || state) {
+    LOG_INFO(
+        "restart: %zu listener%s%s from the service manager's fd store; the worker resumes "
+        "from %s",
+        listeners, listeners == 1 ? "" : "s", state ? " and the worker's state" : "",
+        state ? "the tables in force when sluiced stopped (not the command line's rules)"
+              : "the command line's rules");
+    host.resume_first_worker();
+  }
+  if (notify) escrow.mirror_to(broker_fd::kNotify);
+  return true;
+}
+
 /// Everything after the control socket exists: worker, isolation, loop.
 /// Returns the exit code; the caller removes the socket file afterwards.
 int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSocket& control,
                     ControlSocket* pesto, UniqueFd signals, AuditFds audit, TargetNamespace* target,
-                    UniqueFd notify_fd, uint64_t watchdog_usec) {
+                    UniqueFd notify_fd, uint64_t watchdog_usec, StoredFds stored) {
   BindPolicy& policy = loaded.bind;
   auto worker_path = find_worker_binary();
   if (!worker_path) {
@@ -621,6 +686,10 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
   host.set_state_staging_fd(broker_fd::kStateStaging, broker_fd::kFirstFree);
   PolicyReloader reloader(reader ? broker_fd::kPolicyReader : -1, options.policy_path);
+  if (!adopt_stored(host, std::move(stored), notify)) {
+    stop_worker(worker, StopMode::kKill);
+    return kExitFailure;
+  }
   RestartPolicy restarts(options.worker_restarts);
   Serving serving{&worker,           helper ? &*helper : nullptr,
                   &signals,          &launcher.pidfd,
@@ -758,7 +827,7 @@ int run(const BrokerOptions& options) {
   }
   int code = run_with_socket(options, std::move(*policy), *control, pesto ? &*pesto : nullptr,
                              std::move(*signals), std::move(*audit), target ? &*target : nullptr,
-                             std::move(notify_fd), watchdog_usec);
+                             std::move(notify_fd), watchdog_usec, std::move(adopted->stored));
   remove_control_socket(*control);
   if (pesto) remove_control_socket(*pesto);
   return code;

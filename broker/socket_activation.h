@@ -21,10 +21,13 @@ namespace sluice {
 
 /// The first fd of socket activation (SD_LISTEN_FDS_START).
 inline constexpr int kListenFdsStart = 3;
-/// Limit: descriptors sluiced accepts from LISTEN_FDS. It uses two (control
-/// and pesto); 64 leaves room for a unit that passes a few more (they are
-/// closed) while refusing a nonsense count before close_range sizes on it.
-inline constexpr int kMaxListenFds = 64;
+/// Limit: descriptors sluiced accepts from LISTEN_FDS: the socket unit's
+/// two (control and pesto), and what sluiced put in the service manager's fd
+/// store (one per listener and the worker's state; broker/fd_store.h), which
+/// the unit's FileDescriptorStoreMax= bounds. 65,536 is the shipped unit's
+/// LimitNOFILE, more than sluiced could hold open anyway; a larger count is
+/// nonsense, refused before close_range sizes on it.
+inline constexpr int kMaxListenFds = 65536;
 
 /// LISTEN_FDNAMES name of the control socket's fd (FileDescriptorName=).
 inline constexpr char kControlFdName[] = "control";

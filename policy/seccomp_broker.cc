@@ -148,6 +148,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
        "NOTIFY_SOCKET connected before the filter: no address (it cannot be sent elsewhere), "
        "never waits (MSG_DONTWAIT), no SIGPIPE; /dev/null on that number without "
        "NOTIFY_SOCKET, where sendto fails"},
+      {"sendmsg",
+       {eq32(0, kNotify), eq32(2, MSG_DONTWAIT | MSG_NOSIGNAL)},
+       "FDSTORE=1 with one listener or the worker's state to the service manager's fd store "
+       "(fd_store.h), so that a restart of sluiced refuses nothing; on the NOTIFY_SOCKET "
+       "connected before the filter, never waits, no SIGPIPE. seccomp cannot see the msghdr: "
+       "an address in it could reach another datagram socket, which a compromised sluiced "
+       "could reach as root anyway (THREAT_MODEL.md)"},
   };
   // --- The listener factory (listener_factory.cc), the broker's purpose ---
   append(rules, listener_factory_rows());

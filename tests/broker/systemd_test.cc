@@ -188,7 +188,9 @@ TEST(ListenFds, OnlyForThisPid) {
   EXPECT_EQ(parse_listen_env("43", "1", "control", 42)->count, 0);
   EXPECT_EQ(parse_listen_env(nullptr, "1", "control", 42)->count, 0);
   EXPECT_FALSE(parse_listen_env("42", "x", "control", 42).ok());
-  EXPECT_FALSE(parse_listen_env("42", "65", nullptr, 42).ok());
+  // Past kMaxListenFds (the unit's LimitNOFILE): refused before any use.
+  EXPECT_FALSE(parse_listen_env("42", "65537", nullptr, 42).ok());
+  EXPECT_EQ(parse_listen_env("42", "65536", nullptr, 42)->count, 65536);
   EXPECT_FALSE(parse_listen_env("4x", "1", "control", 42).ok());
 }
 

@@ -119,6 +119,7 @@ void Daemon::start(const std::vector<std::string>& args, bool drop_bind_cap) {
   argv.insert(argv.end(), args.begin(), args.end());
   int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   ASSERT_GE(log_fd, 0);
+  exit_status_ = -1;  // a restart: the earlier run's status is not this one's
   pid_ = fork();
   ASSERT_GE(pid_, 0);
   if (pid_ == 0) {

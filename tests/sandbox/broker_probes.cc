@@ -215,6 +215,16 @@ const std::vector<Probe>& broker_probes() {
        return false;
      },
      kSetupBrokerFds},
+    // The service manager's fd store (broker/fd_store.h): one listener
+    // with FDSTORE=1, never waiting; a blocking send dies.
+    {"sendmsg_notify_fdstore", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       const int fds[] = {f.listener};
+       return send_message(broker_fd::kNotify, "FDSTORE=1", 9, fds, MSG_DONTWAIT).ok();
+     },
+     kSetupBrokerFds},
+    {"sendmsg_notify_blocking", Expect::kKilled,
+     FORBIDDEN(send_one(broker_fd::kNotify, MSG_NOSIGNAL)), kSetupBrokerFds},
     {"send_channel", Expect::kKilled, FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)),
      kSetupBrokerFds},
     {"write_channel", Expect::kKilled, FORBIDDEN(write(kChannel, "x", 1)), kSetupBrokerFds},
