@@ -144,6 +144,10 @@ bool log_enabled(LogLevel level) noexcept {
   return level >= g_min;
 }
 
+LogLevel log_level() noexcept {
+  return g_min;
+}
+
 void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept {
   if (!log_enabled(level)) return;
   if (g_limit.burst() != 0 && level != LogLevel::kError && !g_limit.allow()) return;

@@ -26,6 +26,8 @@ void log_init(const char* role, int fd, LogLevel min_level) noexcept;
 void log_set_level(LogLevel min_level) noexcept;
 /// Returns true when `level` would be printed.
 bool log_enabled(LogLevel level) noexcept;
+/// The lowest level printed now, for a forked helper that logs as its parent.
+LogLevel log_level() noexcept;
 /// Formats and writes one line: "role: LEVEL: func: message\n". Never fails
 /// loudly: a short or failed write is dropped. Under a rate limit
 /// (log_set_rate_limit), a line beyond it is suppressed and counted, and the

@@ -33,17 +33,10 @@ extern "C" {
 namespace sluice {
 namespace {
 
-/// The log level in force, so that the helper logs as sluiced does.
-LogLevel current_level() {
-  if (log_enabled(LogLevel::kDebug)) return LogLevel::kDebug;
-  if (log_enabled(LogLevel::kInfo)) return LogLevel::kInfo;
-  return log_enabled(LogLevel::kWarn) ? LogLevel::kWarn : LogLevel::kError;
-}
-
 /// In the forked child: the helper's stages in order (namespace_helper.h),
 /// then its loop. Never returns; exits 1 after logging a failed stage.
 [[noreturn]] void helper_main(const TargetNamespace& target, int channel, pid_t parent) noexcept {
-  log_init("sluiced-netns", 2, current_level());
+  log_init("sluiced-netns", 2, log_level());
   // Stage 1: die with sluiced. Checked after the prctl: sluiced may already
   // have died between the fork and the call.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);

@@ -29,13 +29,6 @@
 namespace sluice {
 namespace {
 
-/// The log level in force, so that the reader logs as sluiced does.
-LogLevel current_level() {
-  if (log_enabled(LogLevel::kDebug)) return LogLevel::kDebug;
-  if (log_enabled(LogLevel::kInfo)) return LogLevel::kInfo;
-  return log_enabled(LogLevel::kWarn) ? LogLevel::kWarn : LogLevel::kError;
-}
-
 /// Stage 3: namespaces of the reader's own: a user namespace (when the
 /// system lets any process make one; its uid stays sluiced's for every file
 /// and peer outside), a PID namespace (the reader's child is its first
@@ -128,7 +121,7 @@ bool answer_read(const std::string& path, uint64_t sequence) {
 /// its loop. Never returns: exits 0 when sluiced closes the channel, 1 after
 /// logging a failed stage or a malformed request.
 [[noreturn]] void reader_main(const std::string& path, int channel, pid_t parent) noexcept {
-  log_init("sluiced-policy", 2, current_level());
+  log_init("sluiced-policy", 2, log_level());
   // Stage 1: die with sluiced. Checked after the prctl: sluiced may already
   // have died between the fork and the call.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);

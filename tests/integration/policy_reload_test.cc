@@ -260,5 +260,38 @@ TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+TEST(PolicyReload, AWorkerStartedAfterAReloadJudgesByTheReloadedPolicy) {
+  // `target` lines are the worker's alone to enforce (sluiced never sees a
+  // target), so a worker that replaced a dead one after a reload must have
+  // been given the reloaded text, not the one sluiced started with.
+  const std::string bind = "bind allow tcp 18080-18081 127.0.0.1\n";
+  PolicyFileFixture policy(bind + "target allow tcp 127.0.0.0/8 18000-18010\n");
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", rule(18080)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  policy.rewrite(bind +
+                 "target deny tcp 127.0.0.1 18001\ntarget allow tcp 127.0.0.0/8 18000-18010\n");
+  reload(d, 1);
+
+  const pid_t first = d.worker_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  pid_t next = -1;
+  for (int i = 0; i < 400 && (next <= 0 || next == first); ++i) {
+    usleep(25 * 1000);
+    next = d.worker_pid();
+  }
+  ASSERT_TRUE(next > 0 && next != first) << "no new worker\n" << d.log();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  expect_forwarding(target.get(), 18080, d);
+
+  RunResult denied = d.ctl({"-A", "-t", "127.0.0.1/18081:18001"});
+  EXPECT_EQ(denied.status, 1) << denied.out << denied.err << d.log();
+  EXPECT_NE(denied.err.find("which the target policy does not allow"), std::string::npos)
+      << denied.err;
+  EXPECT_NE(denied.err.find("target deny tcp 127.0.0.1 18001"), std::string::npos) << denied.err;
+}
+
 }  // namespace
 }  // namespace sluice::test

@@ -46,6 +46,19 @@ bool same_file(int a, int b) {
 
 }  // namespace
 
+UniqueFd unit_socket(const std::string& path, int type, bool listen_too) {
+  UniqueFd fd(socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  unlink(path.c_str());
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  if (listen_too) {
+    EXPECT_EQ(listen(fd.get(), 64), 0);
+  }
+  return fd;
+}
+
 ServiceManager::ServiceManager() {
   char tmpl[] = "/tmp/sluice-manager-XXXXXX";
   const char* dir = mkdtemp(tmpl);

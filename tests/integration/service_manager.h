@@ -12,6 +12,8 @@
 // Everything is bounded: receiving waits at most the time it is given.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -21,6 +23,10 @@
 #include "tests/integration/daemon.h"
 
 namespace sluice::test {
+
+/// A UNIX socket bound at `path` (an old file there is removed), as a
+/// .socket unit makes it: of `type`, listening when `listen_too`.
+UniqueFd unit_socket(const std::string& path, int type = SOCK_STREAM, bool listen_too = true);
 
 class ServiceManager {
  public:

@@ -33,19 +33,6 @@ using Clock = std::chrono::steady_clock;
 /// loop across 20 sluiced restarts: 0 refused").
 constexpr int kRestarts = 20;
 
-/// A listening UNIX stream socket at `path`: the control socket as
-/// sluiced.socket makes it, before and across the service's restarts.
-UniqueFd control_unit_socket(const std::string& path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  unlink(path.c_str());
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(listen(fd.get(), 64), 0);
-  return fd;
-}
-
 /// Counts the names in `names` that begin with `prefix`.
 size_t count_prefixed(const std::vector<std::string>& names, const std::string& prefix) {
   size_t n = 0;
@@ -75,7 +62,7 @@ TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
   });
   ServiceManager m;
   Daemon d;
-  UniqueFd control = control_unit_socket(d.socket_path());
+  UniqueFd control = unit_socket(d.socket_path());
   m.prepare(d, {{"control", control.get()}});
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_FALSE(m.wait_for("READY=1").empty()) << d.log();

@@ -23,6 +23,7 @@
 
 #include "base/unique_fd.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/service_manager.h"
 #include "tests/integration/tcp_util.h"
 
 namespace sluice::test {
@@ -237,20 +238,6 @@ TEST(Systemd, NoWatchdogWithoutWatchdogUsec) {
   EXPECT_EQ(manager.count_for("WATCHDOG=1", 1500), 0);
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
-}
-
-/// Makes a listening UNIX stream socket at `path`, as a .socket unit does.
-UniqueFd unit_socket(const std::string& path, int type = SOCK_STREAM, bool listen_too = true) {
-  UniqueFd fd(socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  unlink(path.c_str());
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  if (listen_too) {
-    EXPECT_EQ(listen(fd.get(), 16), 0);
-  }
-  return fd;
 }
 
 /// Passes `fd` as fd 3 of the child with LISTEN_PID set there, as systemd.

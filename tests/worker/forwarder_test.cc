@@ -458,31 +458,17 @@ TEST(TcpTransfer, AKeptAliveConnectionOfSmallMessagesNeverTakesAPipe) {
   // keeps the copy path (the latency benchmark's 64-byte ping-pong).
   BulkTarget target;
   ASSERT_NE(target.port(), 0);
-  Fixture f(ForwarderLimits{});
-  EventLoop& loop = **f.loop;
-  uint16_t port = 0;
-  UniqueFd lfd = listen_loopback(AF_INET, false, &port);
-  auto route = std::make_shared<Route>();
-  route->first = port;
-  route->to = target.port();
-  route->text = "test rule";
-  ASSERT_TRUE(f.forwarder->add_tcp_listener(std::move(lfd), port, route).ok());
-  UniqueFd client = connect_to(Where{AF_INET, port}, 2000);
-  ASSERT_TRUE(client.valid()) << std::strerror(errno);
+  TransferFixture t(target);
+  ASSERT_TRUE(t.client.valid()) << std::strerror(errno);
   const std::string message(64, 'm');
   const size_t rounds = kSpliceAfterBytes / message.size() + 100;
   for (size_t i = 0; i < rounds; ++i) {
-    ASSERT_EQ(send(client.get(), message.data(), message.size(), MSG_NOSIGNAL), 64);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (target.got.size() < (i + 1) * message.size() &&
-           std::chrono::steady_clock::now() < until) {
-      loop.run_once(2);
-      target.serve();
-    }
-    ASSERT_EQ(target.got.size(), (i + 1) * message.size()) << "message " << i;
+    ASSERT_EQ(send(t.client.get(), message.data(), message.size(), MSG_NOSIGNAL), 64);
+    ASSERT_TRUE(t.turn([&] { return target.got.size() == (i + 1) * message.size(); }))
+        << "message " << i;
   }
-  EXPECT_GT(f.forwarder->counters().bytes_to_target, kSpliceAfterBytes);
-  EXPECT_EQ(f.forwarder->idle_pipes(), 0u) << "small messages should never splice";
+  EXPECT_GT(t.f.forwarder->counters().bytes_to_target, kSpliceAfterBytes);
+  EXPECT_EQ(t.f.forwarder->idle_pipes(), 0u) << "small messages should never splice";
 }
 
 TEST(TcpTransfer, ShortExchangesCopyWithoutAPipeAndLongStreamsSpliceIntact) {
