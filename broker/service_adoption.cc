@@ -103,8 +103,8 @@ bool adopt_stored(BrokerHost& host, StoredFds stored, bool notify) {
   if (state) {
     if (auto kept = escrow.adopt_blob(std::move(stored.state), stored.state_sequence); !kept) {
       LOG_ERROR(
-          "fd store: %s; remove it with `systemctl clean --what=fdstore sluiced` (or "
-          "stop the service) and start again",
+          "fd store: %s; stop the service (systemd then empties its store) and start it again: "
+          "it starts from the command line's rules",
           kept.error().message.c_str());
       return false;
     }

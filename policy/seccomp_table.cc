@@ -168,7 +168,8 @@ std::vector<SyscallRule> sanitizer_seccomp_rules() {
 #ifdef SLUICE_SANITIZE
   // Only in ASan+UBSan builds, which are for tests. None of these is in the
   // exported (golden) policy, and none widens a row that the death tests
-  // probe with a forbidden argument. Found with strace on gcc 12's libasan:
+  // probe with a forbidden argument, but ioctl(2, TCGETS), which the client
+  // probe tcgets_stderr expects allowed in these builds. Found with strace on gcc 12's libasan:
   // the allocator maps, unmaps and advises memory, spin locks yield,
   // IsAccessibleMemoryRange() probes memory by writing it into a pipe.
   // LeakSanitizer's exit-time check needs ptrace, clone and /proc and cannot
