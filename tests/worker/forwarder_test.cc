@@ -474,27 +474,11 @@ TEST(TcpTransfer, AKeptAliveConnectionOfSmallMessagesNeverTakesAPipe) {
 TEST(TcpTransfer, ShortExchangesCopyWithoutAPipeAndLongStreamsSpliceIntact) {
   BulkTarget target;
   ASSERT_NE(target.port(), 0);
-  Fixture f(ForwarderLimits{});
-  EventLoop& loop = **f.loop;
-  uint16_t port = 0;
-  UniqueFd lfd = listen_loopback(AF_INET, false, &port);
-  auto route = std::make_shared<Route>();
-  route->first = port;
-  route->to = target.port();
-  route->text = "test rule";
-  ASSERT_TRUE(f.forwarder->add_tcp_listener(std::move(lfd), port, route).ok());
-  UniqueFd client = connect_to(Where{AF_INET, port}, 2000);
-  ASSERT_TRUE(client.valid()) << std::strerror(errno);
-  ASSERT_EQ(fcntl(client.get(), F_SETFL, O_NONBLOCK), 0);
-  // Turns the loop and serves the target until `done` or 10 s.
-  auto turn = [&](const std::function<bool()>& done) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done() && std::chrono::steady_clock::now() < until) {
-      loop.run_once(2);
-      target.serve();
-    }
-    return done();
-  };
+  TransferFixture t(target);
+  ASSERT_TRUE(t.client.valid()) << std::strerror(errno);
+  Fixture& f = t.f;
+  UniqueFd& client = t.client;
+  auto turn = [&](const std::function<bool()>& done) { return t.turn(done); };
 
   // A short request: copied, no pipe taken.
   ASSERT_EQ(send(client.get(), "request", 7, MSG_NOSIGNAL), 7);
