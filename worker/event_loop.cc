@@ -1,5 +1,8 @@
 #include "worker/event_loop.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 
 #include "base/log.h"
@@ -7,10 +10,27 @@
 
 namespace sluice {
 
-Result<std::unique_ptr<EventLoop>> EventLoop::create() {
+Result<std::unique_ptr<EventLoop>> EventLoop::create(int tick_ms) {
   UniqueFd epfd(epoll_create1(EPOLL_CLOEXEC));
   if (!epfd.valid()) return SysErr("epoll_create1");
-  return std::unique_ptr<EventLoop>(new EventLoop(std::move(epfd)));
+  UniqueFd timer(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer.valid()) return SysErr("timerfd_create");
+  struct itimerspec every = {};
+  every.it_interval.tv_sec = tick_ms / 1000;
+  every.it_interval.tv_nsec = static_cast<long>(tick_ms % 1000) * 1'000'000;
+  every.it_value = every.it_interval;
+  if (timerfd_settime(timer.get(), 0, &every, nullptr) != 0) return SysErr("timerfd_settime");
+  std::unique_ptr<EventLoop> loop(new EventLoop(std::move(epfd), std::move(timer)));
+  auto added = loop->add(loop->tick_.fd(), EPOLLIN, &loop->tick_);
+  if (!added) return Err(added.error());
+  return loop;
+}
+
+void EventLoop::Tick::on_event(uint32_t) noexcept {
+  uint64_t expiries;
+  // EAGAIN (no expiry since the last read) is harmless: the loop only wanted
+  // to wake. Nothing else can fail on a timerfd that is open.
+  [[maybe_unused]] ssize_t n = ::read(fd_.get(), &expiries, sizeof(expiries));
 }
 
 Result<void> EventLoop::add(int fd, uint32_t events, EventHandler* handler) noexcept {
@@ -65,9 +85,9 @@ bool EventLoop::run_once(int timeout_ms) noexcept {
   return !stopped_;
 }
 
-void EventLoop::run(int tick_ms) noexcept {
+void EventLoop::run() noexcept {
   // stop() may come before the first wait (a failed initial commit).
-  while (!stopped_ && run_once(tick_ms)) {
+  while (!stopped_ && run_once(-1)) {
   }
 }
 

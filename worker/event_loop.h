@@ -33,9 +33,15 @@ class Ticker {
 
 class EventLoop {
  public:
-  /// Creates the epoll instance (epoll_create1 happens before the seccomp
-  /// filter is loaded; the worker's allowlist has no epoll_create1).
-  static Result<std::unique_ptr<EventLoop>> create();
+  /// Limit: the default tick, 250 ms: the resolution of control-client
+  /// timeouts and of resuming listeners paused at the descriptor limit.
+  static constexpr int kDefaultTickMs = 250;
+
+  /// Creates the epoll instance and the tick timer, a periodic timerfd of
+  /// `tick_ms` in the epoll set. Both are made and armed here, before the
+  /// seccomp filter is loaded: the worker's allowlist has neither
+  /// epoll_create1 nor timerfd_create nor timerfd_settime.
+  static Result<std::unique_ptr<EventLoop>> create(int tick_ms = kDefaultTickMs);
 
   /// Registers `fd` for `events` with `handler` as its cookie (epoll_ctl ADD).
   Result<void> add(int fd, uint32_t events, EventHandler* handler) noexcept;
@@ -49,11 +55,15 @@ class EventLoop {
   /// Adds a ticker called after every batch (never removed; lives as long as the loop).
   void add_ticker(Ticker* ticker) { tickers_.push_back(ticker); }
 
-  /// Waits up to `timeout_ms`, dispatches one batch, frees retired handlers,
-  /// then calls the tickers. Returns false after stop().
+  /// Waits up to `timeout_ms` (-1: until an event or the next tick),
+  /// dispatches one batch, frees retired handlers, then calls the tickers.
+  /// Returns false after stop().
   bool run_once(int timeout_ms) noexcept;
-  /// Runs until stop(). Wakes at least every `tick_ms` for the tickers.
-  void run(int tick_ms) noexcept;
+  /// Runs until stop(). The tick timer wakes it at least every tick for the
+  /// tickers; otherwise it sleeps until an event, with no timeout armed.
+  void run() noexcept;
+  /// The tick timer's fd, which the sandbox must keep open too.
+  int timer_fd() const noexcept { return tick_.fd(); }
   /// The epoll fd, which the sandbox must keep open (it closes every other fd).
   int fd() const noexcept { return epfd_.get(); }
   /// Makes the next wait return at once, so that tickers run again without
@@ -63,9 +73,26 @@ class EventLoop {
   void stop() noexcept { stopped_ = true; }
 
  private:
-  explicit EventLoop(UniqueFd epfd) : epfd_(std::move(epfd)) {}
+  /// The tick timer: a periodic timerfd whose expiries only wake the loop.
+  /// Why a timer and not an epoll_wait timeout: a wait with a timeout arms and
+  /// cancels an hrtimer on every sleep, a cost on every hop of the data path
+  /// (on a VM, a write of the timer MSR each time); the timerfd is armed once.
+  class Tick : public EventHandler {
+   public:
+    explicit Tick(UniqueFd fd) : fd_(std::move(fd)) {}
+    /// Reads the expiry count, so that the level-triggered fd is quiet again.
+    void on_event(uint32_t events) noexcept override;
+    /// The timerfd.
+    int fd() const noexcept { return fd_.get(); }
+
+   private:
+    UniqueFd fd_;
+  };
+
+  EventLoop(UniqueFd epfd, UniqueFd timer) : epfd_(std::move(epfd)), tick_(std::move(timer)) {}
 
   UniqueFd epfd_;
+  Tick tick_;
   std::vector<std::unique_ptr<EventHandler>> graveyard_;
   std::vector<Ticker*> tickers_;
   bool stopped_ = false;

@@ -160,7 +160,7 @@ int run(int argc, char** argv) {
     LOG_ERROR("%s", loop.error().message.c_str());
     return 1;
   }
-  std::vector<int> keep = {(*loop)->fd()};
+  std::vector<int> keep = {(*loop)->fd(), (*loop)->timer_fd()};
   for (const std::optional<PortScanner>* s : {&scanner, &host_scanner}) {
     if (!*s) continue;
     for (int fd : (*s)->fds()) {
@@ -411,9 +411,8 @@ int run(int argc, char** argv) {
              static_cast<unsigned long long>(engine.generation()));
   };
   engine.submit(std::move(initial), sluiced_cred, on_initial);
-  // Limit: tick every 250 ms, the resolution of control-client timeouts and
-  // of resuming listeners paused at the descriptor limit.
-  (*loop)->run(250);
+  // The loop ticks every EventLoop::kDefaultTickMs.
+  (*loop)->run();
   if (!audit.flush()) {
     LOG_WARN(
         "%zu bytes of audit lines were never taken by the audit sink (its reader stopped); "

@@ -4,9 +4,14 @@
 #include "worker/event_loop.h"
 
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 
 #include <memory>
 #include <vector>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
 
 namespace sluice {
 namespace {
@@ -55,6 +60,60 @@ TEST(EventLoop, ATickerMayAddTickersWhileTheLoopTicks) {
   ASSERT_TRUE((*loop)->run_once(0));
   EXPECT_EQ(before.ticks, 2);
   for (const auto& t : extra) EXPECT_EQ(t->ticks, 2);
+}
+
+/// Stops the loop on its `stop_at`-th tick.
+class StoppingTicker : public Ticker {
+ public:
+  StoppingTicker(EventLoop* loop, int stop_at) : loop_(loop), stop_at_(stop_at) {}
+  void on_tick(uint64_t) noexcept override {
+    if (++ticks == stop_at_) loop_->stop();
+  }
+  int ticks = 0;
+
+ private:
+  EventLoop* loop_;
+  int stop_at_;
+};
+
+/// Records that it fired and stops the loop: the test's bound on run().
+class Watchdog : public EventHandler {
+ public:
+  explicit Watchdog(EventLoop* loop) : loop_(loop) {}
+  void on_event(uint32_t) noexcept override {
+    fired = true;
+    loop_->stop();
+  }
+  bool fired = false;
+
+ private:
+  EventLoop* loop_;
+};
+
+// run() waits with no timeout; the tick timer alone must wake it for the
+// tickers. Without it, run() would sleep until the watchdog wakes it.
+TEST(EventLoop, TheTickTimerWakesAnIdleLoopForTheTickers) {
+  constexpr int kTickMs = 20;
+  auto loop = EventLoop::create(kTickMs);
+  ASSERT_TRUE(loop.ok()) << loop.error().message;
+  // Limit: the watchdog fires once after 10 s, far above 3 ticks of 20 ms
+  // on a busy machine.
+  UniqueFd bound(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  ASSERT_TRUE(bound.valid());
+  struct itimerspec once = {};
+  once.it_value.tv_sec = 10;
+  ASSERT_EQ(timerfd_settime(bound.get(), 0, &once, nullptr), 0);
+  Watchdog watchdog(loop->get());
+  ASSERT_TRUE((*loop)->add(bound.get(), EPOLLIN, &watchdog).ok());
+  StoppingTicker ticker(loop->get(), 3);
+  (*loop)->add_ticker(&ticker);
+  const uint64_t start = monotonic_ns();
+  (*loop)->run();
+  const uint64_t elapsed_ms = (monotonic_ns() - start) / 1'000'000;
+  EXPECT_FALSE(watchdog.fired) << "the loop slept until the 10 s watchdog: no tick woke it";
+  EXPECT_EQ(ticker.ticks, 3);
+  // Three ticks of one loop need at least two tick periods between them.
+  EXPECT_GE(elapsed_ms, static_cast<uint64_t>(2 * kTickMs) - 1);
 }
 
 }  // namespace
