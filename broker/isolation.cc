@@ -280,6 +280,70 @@ Result<bool> drop_capabilities(bool keep_bind_cap) {
   return has_bind_cap;
 }
 
+Result<CapSets> cut_launcher_capabilities(bool keep_setid) {
+  // Why these two: a worker started by real root switches to its own user
+  // (worker/sandbox.cc stage 2: setgroups and setresgid need CAP_SETGID,
+  // setresuid CAP_SETUID). Nothing else: its later stages run in a user
+  // namespace of its own, where it holds every capability anyway (stage 7
+  // drops its bounding set there, so no CAP_SETPCAP is needed here); the
+  // launcher joined a target network namespace before this cut (root) or
+  // its workers join one they own (no capability); it opens no privileged
+  // file and binds nothing. The bounding set keeps them too: a root exec
+  // gains exactly inheritable | bounding (limited by NO_NEW_PRIVS to what
+  // the launcher holds), so the worker starts with these two only.
+  if (capng_get_caps_process() != 0) {
+    return Err("cannot read this process's capabilities (capng_get_caps_process)");
+  }
+  const bool has_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) != 0;
+  const auto all =
+      static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET);
+  capng_clear(CAPNG_SELECT_BOTH);
+  if (keep_setid && (capng_update(CAPNG_ADD, all, CAP_SETUID) != 0 ||
+                     capng_update(CAPNG_ADD, all, CAP_SETGID) != 0)) {
+    return Err("capng_update(CAP_SETUID, CAP_SETGID) failed");
+  }
+  // The bounding set first, while CAP_SETPCAP is still held (DEPENDENCIES.md:
+  // Debian's libcap-ng drops nothing without it, and says nothing).
+  if (has_setpcap && capng_apply(CAPNG_SELECT_BOUNDS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_BOUNDS) failed to cut the launcher's bounding set");
+  }
+  if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_CAPS) failed to cut the launcher's capabilities");
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+    int err = errno;
+    return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  }
+  // NO_NEW_PRIVS: its filter needs it, and no exec (a worker) gains more than
+  // the launcher holds.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    int err = errno;
+    return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  auto status = read_proc_file("/proc/self/status");
+  if (!status) return Err(status.error());
+  auto caps = parse_cap_status(*status);
+  if (!caps) return Err(caps.error());
+  const uint64_t kept = keep_setid ? kSetidCapMask : 0;
+  const struct {
+    const char* name;
+    uint64_t value;
+    bool checked;
+  } sets[] = {{"CapEff", caps->eff, true},
+              {"CapPrm", caps->prm, true},
+              {"CapInh", caps->inh, true},
+              {"CapAmb", caps->amb, true},
+              {"CapBnd", caps->bnd, has_setpcap}};
+  for (const auto& s : sets) {
+    if (s.checked && (s.value & ~kept) != 0) {
+      return Err(std::string("the worker launcher's capabilities were not cut: ") + s.name +
+                 " is " + cap_hex(s.value) + ", but only " + cap_hex(kept) +
+                 " may remain; refusing to start workers with more privilege than that");
+    }
+  }
+  return *caps;
+}
+
 Result<void> place_fds(std::span<const FdPlacement> placements) {
   int highest = 0;
   for (const FdPlacement& p : placements) highest = p.target > highest ? p.target : highest;
@@ -312,6 +376,20 @@ Result<void> install_broker_seccomp() {
   return Ok();
 #else
   return install_seccomp(broker_seccomp_rules(static_cast<int>(::getpid())));
+#endif
+}
+
+Result<void> install_launcher_seccomp(int channel, uint32_t worker_uid, uint32_t worker_gid) {
+#if defined(SLUICE_SANITIZE)
+  (void)channel;
+  (void)worker_uid;
+  (void)worker_gid;
+  LOG_WARN(
+      "sanitizer build: the worker launcher's seccomp filter is NOT loaded (the sanitizer "
+      "runtime needs syscalls outside it, and so would every worker it starts)");
+  return Ok();
+#else
+  return install_seccomp(launcher_seccomp_rules(channel, worker_uid, worker_gid));
 #endif
 }
 

@@ -85,6 +85,20 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared);
 /// `keep_bind_cap` false (the policy reader), nothing at all is kept.
 Result<bool> drop_capabilities(bool keep_bind_cap = true);
 
+/// CAP_SETUID and CAP_SETGID as a bit mask of /proc/self/status (bits 7 and
+/// 6): what the worker launcher keeps when its workers switch to their user.
+inline constexpr uint64_t kSetidCapMask = (1ULL << 7) | (1ULL << 6);
+
+/// The worker launcher's capability cut (broker/worker_launcher.cc, its
+/// stage 3), with libcap-ng: with `keep_setid` (real root in the initial
+/// user namespace, whose workers switch to their own user in their stage 2),
+/// CAP_SETUID and CAP_SETGID stay in the effective, permitted and bounding
+/// sets and nothing else anywhere; otherwise every set is emptied (the
+/// bounding set only while CAP_SETPCAP is held). The ambient set is cleared
+/// and NO_NEW_PRIVS set. Reads the result back from /proc/self/status and
+/// returns it. Fails, naming the set, when anything else is left.
+Result<CapSets> cut_launcher_capabilities(bool keep_setid);
+
 /// One descriptor and the fixed number it must end up on.
 struct FdPlacement {
   UniqueFd* fd;
@@ -101,6 +115,12 @@ Result<void> place_fds(std::span<const FdPlacement> placements);
 /// default). Skipped with a warning in sanitizer builds, whose runtime needs
 /// more syscalls. Fails with the libseccomp error.
 Result<void> install_broker_seccomp();
+
+/// The worker launcher's last stage: loads launcher_seccomp_rules() for its
+/// channel on `channel` and workers of `worker_uid`:`worker_gid`
+/// (KILL_PROCESS by default). Skipped with a warning in sanitizer builds, as
+/// install_broker_seccomp(). Fails with the libseccomp error.
+Result<void> install_launcher_seccomp(int channel, uint32_t worker_uid, uint32_t worker_gid);
 
 /// The namespace helper's last stage: loads helper_seccomp_rules()
 /// (KILL_PROCESS by default). Skipped with a warning in sanitizer builds, as

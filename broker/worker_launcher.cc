@@ -17,21 +17,73 @@ extern "C" {
 #include "base/log.h"
 #include "base/scm_rights.h"
 #include "base/strings.h"
+#include "broker/isolation.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
 namespace {
 
-/// In the launcher: answers LaunchWorker requests on `channel` until it
-/// closes, then exits 0 (1 when sluiced is gone or sent something else).
-/// Never returns.
-[[noreturn]] void launcher_main(const LaunchSet& set, int channel, pid_t parent) {
+/// In the launcher, before its first request: stages 2 to 4 (see
+/// worker_launcher.h). Returns the target namespace its workers' children
+/// still join (nullptr: none, or the launcher joined it itself). Exits 1
+/// after logging a stage that failed.
+const TargetNamespace* isolate_launcher(LaunchSet& set, int channel) {
+  // Stage 2: real root joins the target network namespace itself, now,
+  // while it still holds CAP_SYS_ADMIN (setns into a network namespace
+  // needs it in the caller's user namespace too), so that its workers are
+  // born there and no capability beyond stage 3's is kept for them. Its
+  // user namespace stays the initial one (probe_target_namespace). The
+  // owner of a rootless container instead lets each worker's child join
+  // (exec_child): it needs no capability for that, and the launcher stays
+  // out of the container's user namespace.
+  const TargetNamespace* child_joins = nullptr;
+  if (set.target && set.target->net_only) {
+    if (int err = join_target_namespace(*set.target); err != 0) {
+      LOG_ERROR("the worker launcher cannot join the target namespace %s: %s",
+                set.target->name.c_str(), errno_text(err).c_str());
+      ::_exit(1);
+    }
+    set.target->netns.reset();
+  } else if (set.target) {
+    child_joins = &*set.target;
+  }
+  // Stage 3: capabilities cut to what a worker's start needs: CAP_SETUID
+  // and CAP_SETGID when the worker switches to its user (real root in the
+  // initial user namespace, as worker/sandbox.cc stage 2 decides), else
+  // none (isolation.h cut_launcher_capabilities says why).
+  uid_t ruid = 1, euid = 1, suid = 1;
+  ::getresuid(&ruid, &euid, &suid);
+  const bool keep_setid = (ruid == 0 || euid == 0 || suid == 0) && in_initial_user_namespace();
+  auto caps = cut_launcher_capabilities(keep_setid);
+  if (!caps) {
+    LOG_ERROR("%s", caps.error().message.c_str());
+    ::_exit(1);
+  }
+  // Stage 4: its filter, last (cut_launcher_capabilities reads /proc, and
+  // the filter admits no open with O_CREAT or O_TRUNC).
+  if (auto filtered = install_launcher_seccomp(channel, set.args.worker_uid, set.args.worker_gid);
+      !filtered) {
+    LOG_ERROR("the worker launcher's seccomp filter: %s", filtered.error().message.c_str());
+    ::_exit(1);
+  }
+  LOG_DEBUG("worker launcher: CapEff %016llx, CapBnd %016llx, seccomp loaded",
+            static_cast<unsigned long long>(caps->eff), static_cast<unsigned long long>(caps->bnd));
+  return child_joins;
+}
+
+/// In the launcher: its stages, then answers LaunchWorker requests on
+/// `channel` until it closes, then exits 0 (1 when sluiced is gone or sent
+/// something else, or a stage failed). Never returns.
+[[noreturn]] void launcher_main(LaunchSet& set, int channel, pid_t parent) {
   // Stage 1: never outlive sluiced (the check closes the race with a
-  // sluiced that died before the prctl).
+  // sluiced that died before the prctl). Stage 3's capability cut keeps the
+  // parent-death signal: the kernel resets it only when privilege is gained
+  // or ids change.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
   // Its own name in ps and /proc (sluiced's other fork is the namespace
   // helper); the name has 15 bytes, the most comm holds.
   ::prctl(PR_SET_NAME, "sluice-launcher", 0, 0, 0);
+  const TargetNamespace* child_joins = isolate_launcher(set, channel);
   for (;;) {
     wire::LaunchWorkerMsg req;
     auto got = receive_message(channel, &req, sizeof(req), 1);
@@ -57,11 +109,10 @@ namespace {
       reply.status = errno;
       LOG_ERROR("cannot rewind the policy text for the worker: %s", errno_text(errno).c_str());
     } else {
-      auto launched =
-          launch_worker(set.path, set.args, set.control.get(), set.audit.get(), policy,
-                        set.pesto.valid() ? set.pesto.get() : -1,
-                        set.audit_tail.valid() ? set.audit_tail.get() : -1, set.host_scan,
-                        set.target ? &*set.target : nullptr, /*sibling=*/true);
+      auto launched = launch_worker(set.path, set.args, set.control.get(), set.audit.get(), policy,
+                                    set.pesto.valid() ? set.pesto.get() : -1,
+                                    set.audit_tail.valid() ? set.audit_tail.get() : -1,
+                                    set.host_scan, child_joins, /*sibling=*/true);
       if (launched) {
         worker = std::move(*launched);
         reply.pid = worker->pid;

@@ -10,23 +10,29 @@
 // namespace); the launcher keeps its own copies and sluiced drops them. The
 // launcher then only:
 //   1. dies with sluiced (PR_SET_PDEATHSIG) and exits when its channel closes;
-//   2. waits for one fixed-size LaunchWorker on its channel (only sluiced
+//   2. as real root with --netns, joins the target network namespace itself,
+//      so that its workers are born there (otherwise each worker's child
+//      joins a namespace its owner may join without any capability);
+//   3. cuts its capabilities to CAP_SETUID and CAP_SETGID when its workers
+//      switch to their own user (real root in the initial user namespace), and
+//      to none otherwise, in every set, bounding and ambient included, and
+//      sets NO_NEW_PRIVS (isolation.h cut_launcher_capabilities);
+//   4. loads its seccomp filter (policy/seccomp_launcher.cc). A filter is
+//      inherited across clone and execve, so that allowlist also admits what
+//      every worker does until and after it loads its own; it pins the
+//      launcher's own calls, the clone flags, the ids setresuid and setresgid
+//      may switch to, and forbids every open that creates or truncates;
+//   5. waits for one fixed-size LaunchWorker on its channel (only sluiced
 //      holds the other end; the worker never reaches it), which carries the
 //      policy text to hand over (the one sluiced has in force now);
-//   3. rewinds that text (a memfd shared with sluiced, whose offset the last
+//   6. rewinds that text (a memfd shared with sluiced, whose offset the last
 //      worker moved), and starts the worker as launch_worker() does, as a
 //      child of sluiced (CLONE_PARENT): sluiced reaps it and learns how it
 //      ended, and the worker's PR_SET_PDEATHSIG follows sluiced;
-//   4. answers WorkerLaunched with the worker's pid, its pidfd and sluiced's
+//   7. answers WorkerLaunched with the worker's pid, its pidfd and sluiced's
 //      end of its channel, then closes its own copies.
-// It reads nothing from the worker or any peer, and it keeps sluiced's
-// capabilities for the worker's start (a worker started by root switches to
-// its own user).
-// TODO(security): cut its capabilities to those a worker's start needs
-// (CAP_SETUID, CAP_SETGID, and what joining the target namespace needs),
-// and give it a filter that admits clone, execve and exec_child's fd moves
-// only (docs/THREAT_MODEL.md "Known gaps"). Each new worker re-reads the audit log's last line, so
-// its run links to the chain the dead worker wrote.
+// It reads nothing from the worker or any peer. Each new worker re-reads the
+// audit log's last line, so its run links to the chain the dead worker wrote.
 #pragma once
 
 #include <sys/types.h>
