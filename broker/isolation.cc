@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "broker/target_namespace.h"
 #include "policy/seccomp.h"
 
 namespace sluice {
@@ -280,27 +281,48 @@ Result<bool> drop_capabilities(bool keep_bind_cap) {
   return has_bind_cap;
 }
 
-Result<CapSets> cut_launcher_capabilities(bool keep_setid) {
-  // Why these two: a worker started by real root switches to its own user
-  // (worker/sandbox.cc stage 2: setgroups and setresgid need CAP_SETGID,
-  // setresuid CAP_SETUID). Nothing else: its later stages run in a user
-  // namespace of its own, where it holds every capability anyway (stage 7
-  // drops its bounding set there, so no CAP_SETPCAP is needed here); the
-  // launcher joined a target network namespace before this cut (root) or
-  // its workers join one they own (no capability); it opens no privileged
-  // file and binds nothing. The bounding set keeps them too: a root exec
-  // gains exactly inheritable | bounding (limited by NO_NEW_PRIVS to what
-  // the launcher holds), so the worker starts with these two only.
+uint64_t launcher_capabilities_needed() {
+  uid_t ruid = 1, euid = 1, suid = 1;
+  if (::getresuid(&ruid, &euid, &suid) != 0 || (ruid != 0 && euid != 0 && suid != 0)) return 0;
+  // Real root: its workers switch to their own user (worker/sandbox.cc
+  // stage 2): setgroups and setresgid need CAP_SETGID, setresuid
+  // CAP_SETUID. Their user namespace (stage 4) then maps that user, which
+  // needs nothing more.
+  // uid 0 in another user namespace (`unshare -Ur`): its workers do not
+  // switch, and their stage 4 maps uid 0 of this namespace into their own;
+  // since Linux 5.12 that map is refused unless the process held CAP_SETFCAP
+  // when it made the namespace (verify_root_map, kernel/user_namespace.c).
+  // Nothing else: a worker's later stages run in a user namespace of its
+  // own, where it holds every capability (stage 7 empties its bounding set
+  // there, so no CAP_SETPCAP is needed here); real root's launcher joined a
+  // target network namespace before the cut, and the owner of a rootless
+  // container needs no capability to join it; the launcher opens no
+  // privileged file, binds nothing and signals no other user.
+  return in_initial_user_namespace() ? kSetidCapMask : kSetfcapMask;
+}
+
+Result<CapSets> cut_launcher_capabilities(uint64_t keep) {
+  // The bounding set keeps them too: a root exec gains exactly inheritable |
+  // bounding (limited by NO_NEW_PRIVS to what the launcher holds), so the
+  // worker starts with these and nothing else.
   if (capng_get_caps_process() != 0) {
     return Err("cannot read this process's capabilities (capng_get_caps_process)");
   }
   const bool has_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) != 0;
-  const auto all =
-      static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET);
+  unsigned kept_caps[3];
+  size_t n = 0;
+  for (unsigned cap : {unsigned{CAP_SETUID}, unsigned{CAP_SETGID}, unsigned{CAP_SETFCAP}}) {
+    if ((keep & (1ULL << cap)) != 0 && capng_have_capability(CAPNG_PERMITTED, cap) != 0) {
+      kept_caps[n++] = cap;
+    }
+  }
   capng_clear(CAPNG_SELECT_BOTH);
-  if (keep_setid && (capng_update(CAPNG_ADD, all, CAP_SETUID) != 0 ||
-                     capng_update(CAPNG_ADD, all, CAP_SETGID) != 0)) {
-    return Err("capng_update(CAP_SETUID, CAP_SETGID) failed");
+  const auto where =
+      static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET);
+  for (size_t i = 0; i < n; ++i) {
+    if (capng_update(CAPNG_ADD, where, kept_caps[i]) != 0) {
+      return Err("capng_update(" + std::to_string(kept_caps[i]) + ") failed");
+    }
   }
   // The bounding set first, while CAP_SETPCAP is still held (DEPENDENCIES.md:
   // Debian's libcap-ng drops nothing without it, and says nothing).
@@ -314,8 +336,7 @@ Result<CapSets> cut_launcher_capabilities(bool keep_setid) {
     int err = errno;
     return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
   }
-  // NO_NEW_PRIVS: its filter needs it, and no exec (a worker) gains more than
-  // the launcher holds.
+  // NO_NEW_PRIVS: no exec (a worker) gains more than the launcher holds.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     int err = errno;
     return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
@@ -324,7 +345,6 @@ Result<CapSets> cut_launcher_capabilities(bool keep_setid) {
   if (!status) return Err(status.error());
   auto caps = parse_cap_status(*status);
   if (!caps) return Err(caps.error());
-  const uint64_t kept = keep_setid ? kSetidCapMask : 0;
   const struct {
     const char* name;
     uint64_t value;
@@ -335,9 +355,9 @@ Result<CapSets> cut_launcher_capabilities(bool keep_setid) {
               {"CapAmb", caps->amb, true},
               {"CapBnd", caps->bnd, has_setpcap}};
   for (const auto& s : sets) {
-    if (s.checked && (s.value & ~kept) != 0) {
+    if (s.checked && (s.value & ~keep) != 0) {
       return Err(std::string("the worker launcher's capabilities were not cut: ") + s.name +
-                 " is " + cap_hex(s.value) + ", but only " + cap_hex(kept) +
+                 " is " + cap_hex(s.value) + ", but only " + cap_hex(keep) +
                  " may remain; refusing to start workers with more privilege than that");
     }
   }
@@ -376,20 +396,6 @@ Result<void> install_broker_seccomp() {
   return Ok();
 #else
   return install_seccomp(broker_seccomp_rules(static_cast<int>(::getpid())));
-#endif
-}
-
-Result<void> install_launcher_seccomp(int channel, uint32_t worker_uid, uint32_t worker_gid) {
-#if defined(SLUICE_SANITIZE)
-  (void)channel;
-  (void)worker_uid;
-  (void)worker_gid;
-  LOG_WARN(
-      "sanitizer build: the worker launcher's seccomp filter is NOT loaded (the sanitizer "
-      "runtime needs syscalls outside it, and so would every worker it starts)");
-  return Ok();
-#else
-  return install_seccomp(launcher_seccomp_rules(channel, worker_uid, worker_gid));
 #endif
 }
 

@@ -86,18 +86,28 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared);
 Result<bool> drop_capabilities(bool keep_bind_cap = true);
 
 /// CAP_SETUID and CAP_SETGID as a bit mask of /proc/self/status (bits 7 and
-/// 6): what the worker launcher keeps when its workers switch to their user.
+/// 6): what the worker launcher of real root keeps (its workers switch to
+/// their own user).
 inline constexpr uint64_t kSetidCapMask = (1ULL << 7) | (1ULL << 6);
+/// CAP_SETFCAP as a bit mask of /proc/self/status (bit 31): what the worker
+/// launcher of uid 0 in a user namespace keeps (its workers map uid 0).
+inline constexpr uint64_t kSetfcapMask = 1ULL << 31;
+
+/// Returns the capabilities a worker's start needs, which the worker
+/// launcher keeps (isolation.cc says why for each): kSetidCapMask for real
+/// root in the initial user namespace, kSetfcapMask for uid 0 in another
+/// user namespace, 0 for anyone else. Reads /proc/self/uid_map.
+uint64_t launcher_capabilities_needed();
 
 /// The worker launcher's capability cut (broker/worker_launcher.cc, its
-/// stage 3), with libcap-ng: with `keep_setid` (real root in the initial
-/// user namespace, whose workers switch to their own user in their stage 2),
-/// CAP_SETUID and CAP_SETGID stay in the effective, permitted and bounding
-/// sets and nothing else anywhere; otherwise every set is emptied (the
-/// bounding set only while CAP_SETPCAP is held). The ambient set is cleared
-/// and NO_NEW_PRIVS set. Reads the result back from /proc/self/status and
-/// returns it. Fails, naming the set, when anything else is left.
-Result<CapSets> cut_launcher_capabilities(bool keep_setid);
+/// stage 3), with libcap-ng: the capabilities of `keep` (a /proc/self/status
+/// mask of launcher_capabilities_needed(), limited to what is permitted) stay
+/// in the effective, permitted and bounding sets and nothing else anywhere
+/// (the bounding set is cut only while CAP_SETPCAP is held). The ambient set
+/// is cleared and NO_NEW_PRIVS set. Reads the result back from
+/// /proc/self/status and returns it. Fails, naming the set, when anything
+/// else is left.
+Result<CapSets> cut_launcher_capabilities(uint64_t keep);
 
 /// One descriptor and the fixed number it must end up on.
 struct FdPlacement {
@@ -115,12 +125,6 @@ Result<void> place_fds(std::span<const FdPlacement> placements);
 /// default). Skipped with a warning in sanitizer builds, whose runtime needs
 /// more syscalls. Fails with the libseccomp error.
 Result<void> install_broker_seccomp();
-
-/// The worker launcher's last stage: loads launcher_seccomp_rules() for its
-/// channel on `channel` and workers of `worker_uid`:`worker_gid`
-/// (KILL_PROCESS by default). Skipped with a warning in sanitizer builds, as
-/// install_broker_seccomp(). Fails with the libseccomp error.
-Result<void> install_launcher_seccomp(int channel, uint32_t worker_uid, uint32_t worker_gid);
 
 /// The namespace helper's last stage: loads helper_seccomp_rules()
 /// (KILL_PROCESS by default). Skipped with a warning in sanitizer builds, as

@@ -23,11 +23,11 @@ extern "C" {
 namespace sluice {
 namespace {
 
-/// In the launcher, before its first request: stages 2 to 4 (see
+/// In the launcher, before its first request: stages 2 and 3 (see
 /// worker_launcher.h). Returns the target namespace its workers' children
 /// still join (nullptr: none, or the launcher joined it itself). Exits 1
 /// after logging a stage that failed.
-const TargetNamespace* isolate_launcher(LaunchSet& set, int channel) {
+const TargetNamespace* isolate_launcher(LaunchSet& set) {
   // Stage 2: real root joins the target network namespace itself, now,
   // while it still holds CAP_SYS_ADMIN (setns into a network namespace
   // needs it in the caller's user namespace too), so that its workers are
@@ -47,26 +47,14 @@ const TargetNamespace* isolate_launcher(LaunchSet& set, int channel) {
   } else if (set.target) {
     child_joins = &*set.target;
   }
-  // Stage 3: capabilities cut to what a worker's start needs: CAP_SETUID
-  // and CAP_SETGID when the worker switches to its user (real root in the
-  // initial user namespace, as worker/sandbox.cc stage 2 decides), else
-  // none (isolation.h cut_launcher_capabilities says why).
-  uid_t ruid = 1, euid = 1, suid = 1;
-  ::getresuid(&ruid, &euid, &suid);
-  const bool keep_setid = (ruid == 0 || euid == 0 || suid == 0) && in_initial_user_namespace();
-  auto caps = cut_launcher_capabilities(keep_setid);
+  // Stage 3: capabilities cut to what a worker's start needs
+  // (launcher_capabilities_needed says why for each).
+  auto caps = cut_launcher_capabilities(launcher_capabilities_needed());
   if (!caps) {
     LOG_ERROR("%s", caps.error().message.c_str());
     ::_exit(1);
   }
-  // Stage 4: its filter, last (cut_launcher_capabilities reads /proc, and
-  // the filter admits no open with O_CREAT or O_TRUNC).
-  if (auto filtered = install_launcher_seccomp(channel, set.args.worker_uid, set.args.worker_gid);
-      !filtered) {
-    LOG_ERROR("the worker launcher's seccomp filter: %s", filtered.error().message.c_str());
-    ::_exit(1);
-  }
-  LOG_DEBUG("worker launcher: CapEff %016llx, CapBnd %016llx, seccomp loaded",
+  LOG_DEBUG("worker launcher: CapEff %016llx, CapBnd %016llx",
             static_cast<unsigned long long>(caps->eff), static_cast<unsigned long long>(caps->bnd));
   return child_joins;
 }
@@ -83,7 +71,7 @@ const TargetNamespace* isolate_launcher(LaunchSet& set, int channel) {
   // Its own name in ps and /proc (sluiced's other fork is the namespace
   // helper); the name has 15 bytes, the most comm holds.
   ::prctl(PR_SET_NAME, "sluice-launcher", 0, 0, 0);
-  const TargetNamespace* child_joins = isolate_launcher(set, channel);
+  const TargetNamespace* child_joins = isolate_launcher(set);
   for (;;) {
     wire::LaunchWorkerMsg req;
     auto got = receive_message(channel, &req, sizeof(req), 1);

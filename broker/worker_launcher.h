@@ -13,26 +13,31 @@
 //   2. as real root with --netns, joins the target network namespace itself,
 //      so that its workers are born there (otherwise each worker's child
 //      joins a namespace its owner may join without any capability);
-//   3. cuts its capabilities to CAP_SETUID and CAP_SETGID when its workers
-//      switch to their own user (real root in the initial user namespace), and
-//      to none otherwise, in every set, bounding and ambient included, and
-//      sets NO_NEW_PRIVS (isolation.h cut_launcher_capabilities);
-//   4. loads its seccomp filter (policy/seccomp_launcher.cc). A filter is
-//      inherited across clone and execve, so that allowlist also admits what
-//      every worker does until and after it loads its own; it pins the
-//      launcher's own calls, the clone flags, the ids setresuid and setresgid
-//      may switch to, and forbids every open that creates or truncates;
-//   5. waits for one fixed-size LaunchWorker on its channel (only sluiced
+//   3. cuts its capabilities to what a worker's start needs, in every set,
+//      bounding and ambient included, and sets NO_NEW_PRIVS
+//      (isolation.h cut_launcher_capabilities): CAP_SETUID and CAP_SETGID
+//      for real root (its workers switch to their own user), CAP_SETFCAP
+//      for uid 0 in a user namespace (its workers map uid 0 into their own),
+//      none for anyone else;
+//   4. waits for one fixed-size LaunchWorker on its channel (only sluiced
 //      holds the other end; the worker never reaches it), which carries the
 //      policy text to hand over (the one sluiced has in force now);
-//   6. rewinds that text (a memfd shared with sluiced, whose offset the last
+//   5. rewinds that text (a memfd shared with sluiced, whose offset the last
 //      worker moved), and starts the worker as launch_worker() does, as a
 //      child of sluiced (CLONE_PARENT): sluiced reaps it and learns how it
 //      ended, and the worker's PR_SET_PDEATHSIG follows sluiced;
-//   7. answers WorkerLaunched with the worker's pid, its pidfd and sluiced's
+//   6. answers WorkerLaunched with the worker's pid, its pidfd and sluiced's
 //      end of its channel, then closes its own copies.
 // It reads nothing from the worker or any peer. Each new worker re-reads the
 // audit log's last line, so its run links to the chain the dead worker wrote.
+// TODO(security): a seccomp filter for the launcher. A filter is inherited
+// by every child and kept across execve, so it would bind every worker too:
+// it must admit the worker's whole start (the loader's opens, its own
+// /proc/self/uid_map writes, unshare, mount, pivot_root, capset, seccomp)
+// and its whole allowlist, and tests/broker's stand-in worker also binds,
+// listens and polls. Such a union filter was built and passes the real
+// worker's tests, but would still let a root launcher open root's files for
+// writing (docs/THREAT_MODEL.md "Known gaps" has the way out).
 #pragma once
 
 #include <sys/types.h>

@@ -68,14 +68,6 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid);
 /// the listener factory. `self_pid` restricts tgkill (abort) to itself.
 std::vector<SyscallRule> helper_seccomp_rules(int self_pid);
 
-/// The allowlist of sluiced's worker launcher (broker/worker_launcher.h),
-/// loaded before it reads its first request: its channel on `channel`, the
-/// clone and exec of a worker, and, because a seccomp filter is inherited
-/// across clone and execve, everything a worker of `worker_uid`:`worker_gid`
-/// does until and after it loads its own filter (seccomp_launcher.cc).
-std::vector<SyscallRule> launcher_seccomp_rules(int channel, uint32_t worker_uid,
-                                                uint32_t worker_gid);
-
 /// Builds a filter from `rules` (KILL_PROCESS default and bad-arch action).
 /// Fails with the syscall name when one is unknown. The caller owns the
 /// returned context and frees it with seccomp_release().

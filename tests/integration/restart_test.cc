@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -182,6 +183,44 @@ TEST(Restart, TheLauncherIsAChildOfSluiced) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   EXPECT_GT(d.launcher_pid(), 0);
   EXPECT_EQ(d.helper_pid(), -1);  // without --netns there is no namespace helper
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+/// Parses a hex capability mask from /proc/PID/status.
+uint64_t cap_mask(pid_t pid, const char* field) {
+  return std::strtoull(proc_status_field(pid, field).c_str(), nullptr, 16);
+}
+
+TEST(Restart, TheLauncherKeepsOnlyWhatAWorkersStartNeeds) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t launcher = d.launcher_pid();
+  ASSERT_GT(launcher, 0);
+  // Real root: CAP_SETUID (7) and CAP_SETGID (6), for the worker's switch to
+  // its user. uid 0 of the user-namespace run: CAP_SETFCAP (31), for the
+  // worker's map of uid 0. Nothing else in any set, the bounding set too.
+  const uint64_t kept = real_root_run() ? (1ULL << 7) | (1ULL << 6) : 1ULL << 31;
+  EXPECT_EQ(cap_mask(launcher, "CapEff"), kept);
+  EXPECT_EQ(cap_mask(launcher, "CapPrm"), kept);
+  EXPECT_EQ(cap_mask(launcher, "CapBnd"), kept);
+  EXPECT_EQ(cap_mask(launcher, "CapInh"), 0u);
+  EXPECT_EQ(cap_mask(launcher, "CapAmb"), 0u);
+  EXPECT_EQ(proc_status_field(launcher, "NoNewPrivs"), "1");
+  // A worker it starts after a kill sandboxes itself as the first did.
+  const pid_t first = d.worker_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  const pid_t next = wait_for_new_worker(d, first);
+  ASSERT_GT(next, 0) << d.log();
+  ASSERT_TRUE(wait_for_count(d, "ready: 1 listener", 2)) << d.log();
+  EXPECT_EQ(proc_status_field(next, "Seccomp"), "2");
+  EXPECT_EQ(cap_mask(next, "CapEff"), 0u);
+  EXPECT_EQ(cap_mask(next, "CapBnd"), 0u);
+  if (real_root_run()) {
+    EXPECT_EQ(proc_status_field(next, "Uid"), "65534\t65534\t65534\t65534");
+  }
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
