@@ -458,8 +458,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   // BEFORE the broker drops its capabilities and loads its filter: started
   // as root, a worker needs CAP_SETUID/CAP_SETGID to switch to an
   // unprivileged user (its first stages drop everything else), and a seccomp
-  // filter would be inherited and forbids execve. The launcher keeps what
-  // every worker's start needs, so that sluiced can replace a worker that
+  // filter would be inherited and forbids execve. The launcher cuts its own
+  // capabilities at once to what every worker's start needs (CAP_SETUID and
+  // CAP_SETGID as real root), so that sluiced can replace a worker that
   // dies. SPLICE auto-scan rules follow what is bound on this side: sluiced
   // opens its own /proc/net tables for the worker, which reads them; sluiced
   // does not.
