@@ -13,23 +13,13 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "broker/fd_store.h"
+#include "broker/socket_facts.h"
 
 namespace sluice {
 namespace {
 
 /// The seals that make a memfd's content final.
 constexpr int kFinalSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-
-/// Returns the SO_COOKIE of the socket `fd`. Needs `getsockopt`.
-Result<uint64_t> cookie_of(int fd) {
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) {
-    int err = errno;
-    return SysErr(err, "getsockopt(SO_COOKIE)");
-  }
-  return cookie;
-}
 
 /// Returns a close-on-exec copy of `fd` on a number from `min_fd` on. Needs
 /// `fcntl` (F_DUPFD_CLOEXEC).
@@ -69,7 +59,7 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   if (entries_.size() >= wire::kMaxEscrowListeners) {
     return Err(ENOSPC, "the escrow holds " + std::to_string(entries_.size()) + " listeners");
   }
-  auto cookie = cookie_of(fd);
+  auto cookie = socket_cookie(fd);
   if (!cookie) return Err(cookie.error());
   auto copy = copy_of(fd, min_fd_);
   if (!copy) return Err(copy.error());
