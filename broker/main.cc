@@ -308,8 +308,10 @@ int serve(BrokerHost& host, Serving& s) {
         {s.helper != nullptr ? s.helper->pidfd.get() : -1, POLLIN, 0},
         {s.reloader->poll_fd(), POLLIN, 0},
         {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0},
-        // Only while fd store operations wait for the manager to read.
-        {escrow.store_wants_writable(now) ? broker_fd::kNotify : -1, POLLOUT, 0}};
+        // Only while fd store operations wait for the manager to read, and
+        // not while READY=1 waits: the room it makes goes to READY=1 first.
+        {escrow.store_wants_writable(now) && !s.notifier->ready_waits() ? broker_fd::kNotify : -1,
+         POLLOUT, 0}};
     if (::poll(fds, 7, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());

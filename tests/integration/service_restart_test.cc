@@ -173,5 +173,31 @@ TEST(Restart, ACommitLargerThanTheNotifyQueueEndsUpWhollyInTheStore) {
   EXPECT_EQ(d.wait_exit(30000), 0) << d.log();
 }
 
+// READY=1 shares the notify socket with the fd store's puts: an initial
+// table larger than the manager's queue fills it before the worker reports,
+// and READY=1 must wait for room rather than be lost (a lost one fails the
+// start under systemd). The manager reads nothing until sluicectl is served.
+TEST(Restart, ALargeInitialTableStillSaysReadyAndStoresEveryListener) {
+  rlimit nofile = {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  nofile.rlim_cur = nofile.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &nofile), 0);
+  ServiceManager m;
+  Daemon d;
+  UniqueFd control = unit_socket(d.socket_path());
+  m.prepare(d, {{"control", control.get()}});
+  const std::string range = "127.0.0.1/23000-" + std::to_string(23000 + kManyListeners - 1) +
+                            ":24000-" + std::to_string(24000 + kManyListeners - 1);
+  d.start({"-t", range});
+  ASSERT_TRUE(d.wait_ready(30000)) << d.log();
+  ASSERT_TRUE(store_fills(m, kManyListeners)) << m.stored_count() << " stored\n" << d.log();
+  bool ready = false;
+  for (const std::string& msg : m.messages()) ready = ready || msg.find("READY=1") == 0;
+  if (!ready) ready = !m.wait_for("READY=1", 10000).empty();
+  EXPECT_TRUE(ready) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(30000), 0) << d.log();
+}
+
 }  // namespace
 }  // namespace sluice::test
