@@ -30,6 +30,7 @@ class SocketPoolTest : public EngineTest {
     pool->set_on_refilled([this](int family, Proto proto) {
       ++refills;
       if (proto == Proto::kTcp) forwarder->host_sockets_ready(family);
+      if (proto == Proto::kUdp) udp->host_sockets_ready();
     });
   }
   /// Unwires the pool before it goes.
