@@ -1,17 +1,29 @@
 // The worker's user (see worker_user.h).
 #include "broker/worker_user.h"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <string_view>
 
 #include "base/strings.h"
+#include "base/unique_fd.h"
 #include "broker/target_namespace.h"
 #include "schema/worker_args.h"
 
 namespace sluice {
 namespace {
+
+/// What the lookup child of lookup_system_user writes to its pipe.
+struct LookupAnswer {
+  uint32_t found;  // 1: the user exists; 0: it does not
+  uint32_t uid;
+  uint32_t gid;
+};
 
 /// Limit: bytes of a refused --worker-user quoted in a message.
 constexpr size_t kQuotedMax = 64;
@@ -103,13 +115,50 @@ Result<WorkerUser> resolve_worker_user(const std::string& spec, const UserLookup
   return user;
 }
 
-std::optional<UserEntry> lookup_system_user(const std::string& name) {
+std::optional<UserEntry> lookup_system_user_here(const std::string& name) {
   char buf[16384];  // Limit: NSS scratch space; a passwd entry beyond 16 KiB is refused
   struct passwd pw, *found = nullptr;
   if (::getpwnam_r(name.c_str(), &pw, buf, sizeof(buf), &found) != 0 || found == nullptr) {
     return std::nullopt;
   }
   return UserEntry{found->pw_uid, found->pw_gid};
+}
+
+std::optional<UserEntry> lookup_system_user(const std::string& name) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return lookup_system_user_here(name);
+  UniqueFd rd(fds[0]), wr(fds[1]);
+  const pid_t pid = ::fork();
+  if (pid < 0) return lookup_system_user_here(name);
+  if (pid == 0) {
+    rd.reset();
+    const std::optional<UserEntry> found = lookup_system_user_here(name);
+    const LookupAnswer answer{found.has_value() ? 1u : 0u, found ? found->uid : 0u,
+                              found ? found->gid : 0u};
+    const bool sent = ::write(wr.get(), &answer, sizeof(answer)) == sizeof(answer);
+    ::_exit(sent ? 0 : 1);
+  }
+  wr.reset();
+  LookupAnswer answer{};
+  size_t got = 0;
+  // Limit: one fixed-size answer; ends at EOF (the child exits) or an error.
+  while (got < sizeof(answer)) {
+    const ssize_t n =
+        ::read(rd.get(), reinterpret_cast<char*>(&answer) + got, sizeof(answer) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  // The child is this binary, not a peer; still, only a whole answer of a
+  // child that exited cleanly is taken. Anything else: ask here instead.
+  if (got != sizeof(answer) || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || answer.found > 1) {
+    return lookup_system_user_here(name);
+  }
+  if (answer.found == 0) return std::nullopt;
+  return UserEntry{answer.uid, answer.gid};
 }
 
 bool root_in_initial_user_namespace() {

@@ -48,8 +48,17 @@ struct WorkerUser {
 /// name, a malformed or out-of-range number, or a user or group 0.
 Result<WorkerUser> resolve_worker_user(const std::string& spec, const UserLookup& lookup);
 
-/// The user database through NSS (getpwnam_r), as sluiced uses it.
+/// The user database through NSS (getpwnam_r), in a short-lived child
+/// process, as sluiced uses it. Why a child: NSS loads the modules that
+/// /etc/nsswitch.conf names (libnss_systemd and what it links, about 0.8 MiB
+/// resident) into the process that asks, and they stay for its whole life;
+/// in the child they go when it exits. Falls back to asking in this process
+/// when the child cannot be started or gives no answer. Call it only while
+/// this process has one thread (it forks).
 std::optional<UserEntry> lookup_system_user(const std::string& name);
+
+/// The same lookup in this process: what the child of lookup_system_user runs.
+std::optional<UserEntry> lookup_system_user_here(const std::string& name);
 
 /// True when this process is real root in the initial user namespace (the
 /// one case where the worker switches ids). Reads /proc/self/uid_map; false

@@ -14,6 +14,13 @@ namespace {
 /// Nanoseconds in a second.
 constexpr uint64_t kNsPerSecond = 1000000000ULL;
 
+/// Asks for a receive buffer of UdpForwarder::kReceiveBufferBytes on `fd`.
+/// Tuning, not correctness: a refusal leaves the kernel's default.
+void enlarge_receive_buffer(int fd) noexcept {
+  int bytes = UdpForwarder::kReceiveBufferBytes;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
 /// True when datagram `i` of `batch` belongs to `key` (same sender, same
 /// local address; the listener is the same for the whole batch).
 bool same_flow(const UdpBatch& batch, size_t i, const FlowKey& key) noexcept {
@@ -63,6 +70,7 @@ Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& 
   auto listener = std::make_unique<UdpListener>(*this, std::move(fd), key.port, family,
                                                 next_listener_id_++, std::move(route));
   UdpListener* raw = listener.get();
+  enlarge_receive_buffer(raw->fd());
   auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
   raw->slot = listeners_.size();
@@ -321,6 +329,7 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
       guard = true;
     }
   }
+  enlarge_receive_buffer(sock.get());
   id = table_.insert(key, now_ns);
   CHECK(id != kNoFlow);  // not full: checked above
   if (flows_.size() < table_.id_bound()) flows_.resize(table_.id_bound());

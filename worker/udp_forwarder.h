@@ -149,10 +149,21 @@ class UdpForwarder final : public Ticker {
   /// whole event batch; a socket that stops early parks and resumes right
   /// after the batch (edge triggering would not report it again).
   static constexpr int kMaxBatchesPerWake = 4;
-  /// Limit: batches a closing listener forwards. 64 x 32 = 2048 datagrams,
-  /// more than a default receive buffer (net.core.rmem_default, 208 KiB)
-  /// can hold, so everything queued when the drain began is forwarded.
-  static constexpr int kMaxDrainBatches = 64;
+  /// Limit: the receive buffer asked for on every UDP socket of the data
+  /// path (listeners and flow sockets): 1 MiB, which the kernel doubles for
+  /// its bookkeeping and caps at net.core.rmem_max. Why: the default
+  /// (net.core.rmem_default, 208 KiB) holds about 1 ms of a 1 Gbit/s stream
+  /// of 1400-byte datagrams, so a worker that waits longer for a core (which
+  /// it shares with both ends on a small host) drops datagrams; 2 MiB holds
+  /// about 10 ms. A limit, not an allocation: memory is used only while
+  /// datagrams wait, and all UDP sockets together stay within
+  /// net.ipv4.udp_mem. The seccomp row "setsockopt SOL_SOCKET SO_RCVBUF".
+  static constexpr int kReceiveBufferBytes = 1 << 20;
+  /// Limit: batches a closing listener forwards. 96 x 32 = 3072 datagrams,
+  /// more than a 2 MiB receive buffer (kReceiveBufferBytes, doubled) can
+  /// hold (each datagram costs at least 768 bytes of it), so everything
+  /// queued when the drain began is forwarded.
+  static constexpr int kMaxDrainBatches = 96;
   /// Limit: flows expired per tick. Each costs an epoll_ctl and a close; 1024
   /// keep a tick under a millisecond, and the rest follow right after the
   /// next batch of events instead of stalling this one.

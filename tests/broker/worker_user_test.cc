@@ -5,8 +5,12 @@
 #include "broker/worker_user.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -132,6 +136,57 @@ TEST(WorkerUser, TheIdsReachTheWorkersArgvAndBack) {
   EXPECT_NE(zero.error().message.find("--worker-uid needs a number from 1 to 4294967294"),
             std::string::npos)
       << zero.error().message;
+}
+
+/// True when this process maps an NSS module (libnss_*.so).
+bool maps_an_nss_module() {
+  FILE* f = fopen("/proc/self/maps", "r");
+  if (f == nullptr) return false;
+  char line[4096];
+  bool found = false;
+  // Limit: the lines of this process's maps.
+  while (!found && fgets(line, sizeof(line), f) != nullptr)
+    found = strstr(line, "/libnss_") != nullptr;
+  fclose(f);
+  return found;
+}
+
+// sluiced asks through a child so that the modules NSS loads (libnss_systemd
+// on Debian) never stay in its address space. A child of the test first
+// finds out whether an unknown name loads one at all on this host. Before
+// the next test, which loads them into this process.
+TEST(SystemUser, TheLookupLoadsNoNssModuleIntoTheAskingProcess) {
+  if (maps_an_nss_module()) GTEST_SKIP() << "an earlier test of this process loaded one";
+  const pid_t probe = fork();
+  ASSERT_GE(probe, 0);
+  if (probe == 0) {
+    lookup_system_user_here("sluice-no-such-user-7f3a");
+    _exit(maps_an_nss_module() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(probe, &status, 0), probe);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) != 0) {
+    GTEST_SKIP() << "/etc/nsswitch.conf names no module for passwd beyond libc's own";
+  }
+  EXPECT_FALSE(lookup_system_user("sluice-no-such-user-7f3a").has_value());
+  EXPECT_FALSE(maps_an_nss_module());
+}
+
+// The lookup through a child answers what the lookup in this process answers:
+// a user that exists, with its ids, and one that does not.
+TEST(SystemUser, TheChildAnswersAsThisProcessWould) {
+  for (const char* name : {"root", "nobody", "sluice-no-such-user-7f3a"}) {
+    const std::optional<UserEntry> here = lookup_system_user_here(name);
+    const std::optional<UserEntry> child = lookup_system_user(name);
+    ASSERT_EQ(here.has_value(), child.has_value()) << name;
+    if (!here) continue;
+    EXPECT_EQ(here->uid, child->uid) << name;
+    EXPECT_EQ(here->gid, child->gid) << name;
+  }
+  EXPECT_FALSE(lookup_system_user("sluice-no-such-user-7f3a").has_value());
+  ASSERT_TRUE(lookup_system_user("root").has_value());
+  EXPECT_EQ(lookup_system_user("root")->uid, 0u);
 }
 
 }  // namespace

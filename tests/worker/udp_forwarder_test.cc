@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <string>
 
@@ -209,6 +211,54 @@ TEST_F(UdpForwarderTest, RefusedTargetIsCountedAndTheFlowStays) {
   ASSERT_TRUE(pump([&] { return n.target_errors >= 1; }));
   EXPECT_EQ(n.active, 1u);
   EXPECT_EQ(n.to_target, 1u);
+}
+
+/// The kernel's cap on SO_RCVBUF (net.core.rmem_max, global), in bytes.
+long rmem_max() {
+  FILE* f = fopen("/proc/sys/net/core/rmem_max", "r");
+  if (f == nullptr) return -1;
+  long v = -1;
+  if (fscanf(f, "%ld", &v) != 1) v = -1;
+  fclose(f);
+  return v;
+}
+
+// A listener and a flow socket both get the larger receive buffer: the
+// kernel reports twice what was granted, which is kReceiveBufferBytes or
+// net.core.rmem_max, whichever is smaller (the default is rmem_default).
+TEST_F(UdpForwarderTest, ListenersAndFlowSocketsGetTheLargerReceiveBuffer) {
+  const long cap = rmem_max();
+  ASSERT_GT(cap, 0);
+  const long want = 2 * std::min<long>(UdpForwarder::kReceiveBufferBytes, cap);
+  UdpListener* listener = serve(udp_socket(true));
+  ASSERT_NE(listener, nullptr);
+  int got = 0;
+  socklen_t len = sizeof(got);
+  ASSERT_EQ(getsockopt(listener->fd(), SOL_SOCKET, SO_RCVBUF, &got, &len), 0);
+  EXPECT_EQ(got, want);
+  // The flow socket: the only other UDP socket of this process bound to
+  // loopback and connected to the target once a client has sent.
+  UniqueFd client = udp_socket(false);
+  send_to(client.get(), listener->port(), "x");
+  const UdpCounters& n = udp_->counters();
+  ASSERT_TRUE(pump([&] { return n.to_target == 1; }));
+  struct sockaddr_in target;
+  socklen_t target_len = sizeof(target);
+  ASSERT_EQ(getsockname(target_.get(), reinterpret_cast<struct sockaddr*>(&target), &target_len),
+            0);
+  int flows_seen = 0;
+  // Limit: descriptors of this test process.
+  for (int fd = 3; fd < 1024; ++fd) {
+    struct sockaddr_in peer;
+    socklen_t peer_len = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<struct sockaddr*>(&peer), &peer_len) != 0) continue;
+    if (peer.sin_family != AF_INET || peer.sin_port != target.sin_port) continue;
+    ++flows_seen;
+    len = sizeof(got);
+    ASSERT_EQ(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len), 0);
+    EXPECT_EQ(got, want) << "flow socket fd " << fd;
+  }
+  EXPECT_EQ(flows_seen, 1);
 }
 
 }  // namespace
