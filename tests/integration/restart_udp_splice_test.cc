@@ -15,11 +15,10 @@
 // connections and UDP flows (which are not kept). Every loop is bounded in
 // count and time; a wait for the machine is only ever an upper bound.
 #include <signal.h>
-#include <unistd.h>
+#include <sys/types.h>
 
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdio>
 #include <set>
 #include <string>
