@@ -14,17 +14,10 @@
 
 #include "base/scm_rights.h"
 #include "base/strings.h"
+#include "broker/socket_facts.h"
 
 namespace sluice {
 namespace {
-
-/// The int value of socket option `opt` (SOL_SOCKET) of `fd`, or -1.
-int sockopt_int(int fd, int opt) {
-  int value = 0;
-  socklen_t len = sizeof(value);
-  if (::getsockopt(fd, SOL_SOCKET, opt, &value, &len) != 0) return -1;
-  return value;
-}
 
 /// True when the socket `fd` is bound to the family, address and port of
 /// `spec` (getsockname).
@@ -155,15 +148,11 @@ Result<void> check_stored_listener(int fd, const StoredListenerName& name) {
   if (name.spec.proto != static_cast<uint8_t>(proto) || !bound_as(fd, name.spec)) {
     return Err(EPROTO, what + " is not bound as its name says (protocol, family, address or port)");
   }
-  uint64_t actual = 0;
-  socklen_t len = sizeof(actual);
-  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &actual, &len) != 0) {
-    int err = errno;
-    return SysErr(err, what + ": getsockopt(SO_COOKIE)");
-  }
-  if (actual != name.cookie) {
+  auto actual = socket_cookie(fd);
+  if (!actual) return Err(actual.error().err, what + ": " + actual.error().message);
+  if (*actual != name.cookie) {
     return Err(EPROTO, what + " is another socket than its name says (cookie " +
-                           std::to_string(actual) + ", not " + std::to_string(name.cookie) + ")");
+                           std::to_string(*actual) + ", not " + std::to_string(name.cookie) + ")");
   }
   return Ok();
 }

@@ -9,27 +9,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "base/log.h"
 #include "base/strings.h"
 #include "broker/fd_store.h"
+#include "broker/socket_facts.h"
 
 namespace sluice {
 namespace {
 
 /// The seals that make a memfd's content final.
 constexpr int kFinalSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-
-/// Returns the SO_COOKIE of the socket `fd`. Needs `getsockopt`.
-Result<uint64_t> cookie_of(int fd) {
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) {
-    int err = errno;
-    return SysErr(err, "getsockopt(SO_COOKIE)");
-  }
-  return cookie;
-}
 
 /// Returns a close-on-exec copy of `fd` on a number from `min_fd` on. Needs
 /// `fcntl` (F_DUPFD_CLOEXEC).
@@ -69,20 +60,23 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   if (entries_.size() >= wire::kMaxEscrowListeners) {
     return Err(ENOSPC, "the escrow holds " + std::to_string(entries_.size()) + " listeners");
   }
-  auto cookie = cookie_of(fd);
+  auto cookie = socket_cookie(fd);
   if (!cookie) return Err(cookie.error());
   auto copy = copy_of(fd, min_fd_);
   if (!copy) return Err(copy.error());
+  const int kept = copy->get();
+  entries_[*cookie] = Entry{std::move(*copy), spec, sequence};
   if (mirror_fd_ >= 0) {
-    if (auto put = fd_store_put(mirror_fd_, stored_listener_name(*cookie, spec), copy->get());
-        !put) {
+    // The put refers to the copy just kept, which stays open until its
+    // remove is queued (unstore()).
+    if (auto put = store_ops_.put(FdStoreKey::listener(*cookie, spec), kept); !put) {
       LOG_WARN(
           "port %u is not in the service manager's fd store (%s): a restart of sluiced "
-          "binds it again; raise FileDescriptorStoreMax= if the store is full",
+          "binds it again",
           spec.port, put.error().message.c_str());
     }
+    flush_store(monotonic_ns());
   }
-  entries_[*cookie] = Entry{std::move(*copy), spec, sequence};
   return Ok();
 }
 
@@ -103,21 +97,25 @@ Result<void> ListenerEscrow::adopt_blob(UniqueFd blob, uint64_t sequence) {
   return Ok();
 }
 
-/// Removes the listener `cookie` of `spec` from the fd store, when mirrored.
+/// Removes the listener `cookie` of `spec` from the fd store, when mirrored:
+/// queued, or its put dropped when that still waits.
 void ListenerEscrow::unstore(uint64_t cookie, const wire::ListenerSpec& spec) noexcept {
   if (mirror_fd_ < 0) return;
-  if (auto removed = fd_store_remove(mirror_fd_, stored_listener_name(cookie, spec)); !removed) {
-    LOG_WARN("port %u: %s; a restart of sluiced gets the closed listener back and drops it",
-             spec.port, removed.error().message.c_str());
+  if (auto removed = store_ops_.remove(FdStoreKey::listener(cookie, spec)); !removed) {
+    LOG_WARN(
+        "port %u: not removed from the service manager's fd store (%s); a restart of "
+        "sluiced gets the closed listener back and closes it once unused",
+        spec.port, removed.error().message.c_str());
   }
 }
 
 /// Stores the blob just taken as the next state, then removes the one
-/// before it, when mirrored: the store never lacks a state.
+/// before it, when mirrored: queued in that order, so the store never lacks
+/// a state (the old one's put, when it still waits, is dropped instead).
 void ListenerEscrow::store_blob() noexcept {
   if (mirror_fd_ < 0) return;
   const uint64_t next = blob_sequence_ + 1;
-  if (auto put = fd_store_put(mirror_fd_, stored_state_name(next), blob_.get()); !put) {
+  if (auto put = store_ops_.put(FdStoreKey::worker_state(next), blob_.get()); !put) {
     LOG_WARN(
         "the worker's state is not in the service manager's fd store (%s): a restart of "
         "sluiced resumes from an older one",
@@ -125,11 +123,21 @@ void ListenerEscrow::store_blob() noexcept {
     return;
   }
   if (blob_sequence_ != 0) {
-    if (auto removed = fd_store_remove(mirror_fd_, stored_state_name(blob_sequence_)); !removed) {
-      LOG_WARN("%s", removed.error().message.c_str());
+    if (auto removed = store_ops_.remove(FdStoreKey::worker_state(blob_sequence_)); !removed) {
+      LOG_WARN("the worker's state %llu stays in the service manager's fd store (%s)",
+               static_cast<unsigned long long>(blob_sequence_), removed.error().message.c_str());
     }
   }
   blob_sequence_ = next;
+}
+
+void ListenerEscrow::flush_store(uint64_t now_ns) noexcept {
+  if (mirror_fd_ < 0 || store_ops_.empty()) return;
+  const FdStoreFlush done = store_ops_.flush(mirror_fd_, now_ns);
+  if (done.blocked && done.sent > 0) {
+    LOG_DEBUG("fd store: %zu operations sent, %zu wait for the service manager", done.sent,
+              store_ops_.size());
+  }
 }
 
 Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob,
@@ -185,9 +193,13 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
       ++it;
     }
   }
-  blob_ = std::move(blob);
+  // The old blob closes only after its state's remove is queued: a put of
+  // it that still waits refers to its number.
+  UniqueFd old_blob = std::exchange(blob_, std::move(blob));
   blob_bytes_ = *blob_size;
   store_blob();
+  old_blob.reset();
+  flush_store(monotonic_ns());
   LOG_DEBUG("StoreState: generation %llu, %zu listener%s held, %zu released, blob of %llu bytes",
             static_cast<unsigned long long>(msg.generation), held.size(),
             held.size() == 1 ? "" : "s", closed, static_cast<unsigned long long>(blob_bytes_));

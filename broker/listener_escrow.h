@@ -17,6 +17,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "broker/fd_store_queue.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -64,10 +65,25 @@ class ListenerEscrow {
   /// file-descriptor store on the connected notify socket `notify_fd`
   /// (broker/fd_store.h): each listener kept is stored, each one released is
   /// removed, each new blob is stored before the one before it is removed.
-  /// Failures are logged and change nothing here (a listener missing from
-  /// the store is bound again after a restart of sluiced). Needs `sendmsg`
-  /// and `sendto` on the notify fd.
+  /// The operations go through an FdStoreQueue (broker/fd_store_queue.h)
+  /// and are sent at once when the manager has room; what it has no room
+  /// for waits, in order, for flush_store(). Needs `sendmsg` and `sendto`
+  /// on the notify fd.
   void mirror_to(int notify_fd) noexcept { mirror_fd_ = notify_fd; }
+  /// Sends the store operations that wait, as far as the manager takes them
+  /// (FdStoreQueue::flush at `now_ns`). Call when the notify socket is
+  /// writable, or before sluiced stops.
+  void flush_store(uint64_t now_ns) noexcept;
+  /// True when store operations wait and the loop should poll the notify
+  /// socket for POLLOUT at `now_ns`.
+  bool store_wants_writable(uint64_t now_ns) const noexcept {
+    return mirror_fd_ >= 0 && store_ops_.wants_writable(now_ns);
+  }
+  /// Milliseconds until waiting store operations may be tried again after
+  /// ENOBUFS, for poll; -1 for none.
+  int store_timeout_ms(uint64_t now_ns) const noexcept { return store_ops_.timeout_ms(now_ns); }
+  /// Store operations waiting for the manager.
+  size_t store_waiting() const noexcept { return store_ops_.size(); }
   /// Takes a listener the store gave back at start (check_stored_listener()
   /// passed): kept as issued before the first worker's requests, and already
   /// in the store under its name. Fails when the escrow is full.
@@ -98,10 +114,12 @@ class ListenerEscrow {
   Result<void> next_batch(wire::ListenersReclaimedMsg* msg, std::vector<UniqueFd>* fds);
 
  private:
-  /// Removes the listener `cookie` of `spec` from the fd store, when mirrored.
+  /// Removes the listener `cookie` of `spec` from the fd store, when
+  /// mirrored (queued; a put that still waits is dropped instead). Call
+  /// before its copy closes.
   void unstore(uint64_t cookie, const wire::ListenerSpec& spec) noexcept;
   /// Stores the blob just taken as the next state and removes the one
-  /// before it, when mirrored.
+  /// before it, when mirrored (queued). Call before the old blob closes.
   void store_blob() noexcept;
 
   struct Entry {
@@ -116,6 +134,7 @@ class ListenerEscrow {
   int staging_fd_ = -1;         // where cookie lists are read, -1: where they arrive
   int min_fd_ = 0;              // the lowest number of what the escrow keeps
   int mirror_fd_ = -1;          // the notify socket of the fd store, -1: no mirror
+  FdStoreQueue store_ops_;      // what the fd store still has to be told, in order
   uint64_t blob_sequence_ = 0;  // the blob's number in the fd store (0: none stored)
 };
 

@@ -226,6 +226,25 @@ int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) 
   return -1;
 }
 
+/// The earlier of two poll timeouts in ms, where -1 means none.
+int earliest_timeout(int a, int b) noexcept {
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return a < b ? a : b;
+}
+
+/// At a stop: sends the fd store operations that still wait, as far as the
+/// manager takes them now (never waiting), and says how many are lost.
+void store_before_stop(ListenerEscrow& escrow) noexcept {
+  escrow.flush_store(monotonic_ns());
+  if (escrow.store_waiting() > 0) {
+    LOG_WARN(
+        "%zu fd store operations were never taken by the service manager: a restart of sluiced "
+        "binds the ports whose listeners are missing again",
+        escrow.store_waiting());
+  }
+}
+
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT,
 /// the worker's code when the first worker ends before it served (a
 /// start-up failure) or when restarts are off (--worker-restarts 0/..),
@@ -242,14 +261,18 @@ int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) 
 /// watchdog as the worker's WorkerStatus messages say (broker/sd_notify.h);
 /// during a restart the heartbeat's age counts from the death, so a restart
 /// within kWorkerStatusStaleMs never stops the pings. poll wakes for its
-/// deadlines and for a delayed restart.
+/// deadlines and for a delayed restart. While fd store operations wait for
+/// the manager (ListenerEscrow::flush_store), poll waits for room on the
+/// notify socket too.
 /// SIGHUP reloads the policy through the reloader (policy_reader.h): the
 /// reader's answer is polled for like the rest, and the loop never waits
 /// for it.
 /// Needs `poll`, `read` on the signalfd, and what BrokerHost, Notifier,
-/// PolicyReloader, relaunch() and stop_worker() need.
+/// ListenerEscrow::flush_store(), PolicyReloader, relaunch() and
+/// stop_worker() need.
 int serve(BrokerHost& host, Serving& s) {
   WorkerProcess& worker = *s.worker;
+  ListenerEscrow& escrow = host.escrow();
   bool announced = false;
   RestartState r;
   bool& alive = r.alive;
@@ -272,20 +295,24 @@ int serve(BrokerHost& host, Serving& s) {
     // Until the new worker reports, the heartbeat's age counts from the death.
     const uint64_t beat = report.at_ns != 0 ? report.at_ns : r.down_since_ns;
     s.notifier->update(now, report.seen, report.generation, report.listeners, beat);
-    int timeout = s.notifier->timeout_ms(now);
+    int timeout = earliest_timeout(s.notifier->timeout_ms(now), escrow.store_timeout_ms(now));
     if (!alive) {
-      const int until = static_cast<int>((r.restart_at_ns - now + 999999) / 1000000);
-      timeout = timeout < 0 || until < timeout ? until : timeout;
+      timeout =
+          earliest_timeout(timeout, static_cast<int>((r.restart_at_ns - now + 999999) / 1000000));
     }
     const bool waiting = alive && host.reply_pending();
-    struct pollfd fds[6] = {
+    struct pollfd fds[7] = {
         {alive ? worker.pidfd.get() : -1, POLLIN, 0},
         {s.signals->get(), POLLIN, 0},
         {alive ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
         {s.helper != nullptr ? s.helper->pidfd.get() : -1, POLLIN, 0},
         {s.reloader->poll_fd(), POLLIN, 0},
-        {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0}};
-    if (::poll(fds, 6, timeout) < 0) {
+        {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0},
+        // Only while fd store operations wait for the manager to read, and
+        // not while READY=1 waits: the room it makes goes to READY=1 first.
+        {escrow.store_wants_writable(now) && !s.notifier->ready_waits() ? broker_fd::kNotify : -1,
+         POLLOUT, 0}};
+    if (::poll(fds, 7, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       if (alive) stop_worker(worker, StopMode::kTerminate);
@@ -299,6 +326,7 @@ int serve(BrokerHost& host, Serving& s) {
           (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
         LOG_INFO("%s received; stopping the worker",
                  si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        store_before_stop(escrow);
         s.notifier->stopping();
         if (alive) stop_worker(worker, StopMode::kTerminate);
         return 0;
@@ -306,6 +334,7 @@ int serve(BrokerHost& host, Serving& s) {
       if (si.ssi_signo == SIGHUP) s.reloader->start(*s.notifier);
       continue;  // SIGCHLD: the pidfds report the exits
     }
+    if (fds[6].revents != 0) escrow.flush_store(monotonic_ns());
     if (fds[4].revents != 0) s.reloader->finish(host, *s.notifier);
     if (fds[5].revents != 0) {
       siginfo_t info = {};

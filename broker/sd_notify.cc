@@ -115,12 +115,15 @@ void Notifier::set_restarts(uint32_t restarts) noexcept {
 Notifier::Notifier(int fd, uint64_t watchdog_usec, pid_t main_pid)
     : fd_(fd), watchdog_ns_(watchdog_usec * 1000 / 2), main_pid_(main_pid) {}
 
-void Notifier::send(const std::string& msg) noexcept {
-  if (fd_ < 0) return;
+int Notifier::send(const std::string& msg) noexcept {
+  if (fd_ < 0) return EBADF;
   // A connected socket: send() is sendto() with no address.
   if (::send(fd_, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-    LOG_DEBUG("NOTIFY_SOCKET: %s", errno_text(errno).c_str());
+    const int err = errno;
+    LOG_DEBUG("NOTIFY_SOCKET: %s", errno_text(err).c_str());
+    return err;
   }
+  return 0;
 }
 
 void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
@@ -130,11 +133,20 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
     generation_ = generation;
     listeners_ = listeners;
     if (!ready_sent_) {
-      send(ready_message(generation, listeners, main_pid_));
-      ready_sent_ = true;
-      sent_generation_ = generation;
-      sent_listeners_ = listeners;
-      status_at_ns_ = now_ns;
+      if (!ready_waits_ || now_ns >= ready_retry_at_ns_) {
+        const int err = send(ready_message(generation, listeners, main_pid_));
+        // A full queue keeps READY=1 for later; any other failure will not
+        // heal by waiting, and the start then fails as before.
+        ready_waits_ = err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+        if (ready_waits_) {
+          ready_retry_at_ns_ = now_ns + kReadyRetryNs;
+        } else {
+          ready_sent_ = true;
+          sent_generation_ = generation;
+          sent_listeners_ = listeners;
+          status_at_ns_ = now_ns;
+        }
+      }
     } else if (generation != sent_generation_ || listeners != sent_listeners_) {
       status_pending_ = true;
     }
@@ -169,7 +181,8 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
 int Notifier::timeout_ms(uint64_t now_ns) const noexcept {
   if (fd_ < 0) return -1;
   uint64_t due = UINT64_MAX;
-  if (status_pending_) due = status_at_ns_ + kStatusMinIntervalNs;
+  if (ready_waits_) due = ready_retry_at_ns_;
+  if (status_pending_) due = std::min(due, status_at_ns_ + kStatusMinIntervalNs);
   if (watchdog_ns_ != 0) due = std::min(due, watchdog_at_ns_ + watchdog_ns_);
   if (due == UINT64_MAX) return -1;
   if (due <= now_ns) return 0;

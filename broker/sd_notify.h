@@ -4,7 +4,8 @@
 // sluiced connects to it before its seccomp filter, on a fixed fd
 // (broker_fd::kNotify), and sends newline-separated KEY=VALUE datagrams:
 //   READY=1     once the worker's first WorkerStatus arrives: the initial
-//               rules are committed and served (schema/broker_wire.h);
+//               rules are committed and served (schema/broker_wire.h); kept
+//               and tried again while the manager's queue is full;
 //   STATUS=...  the generation and the listener count, as the worker
 //               reports them, at most once a second (kStatusMinIntervalNs);
 //   WATCHDOG=1  every WATCHDOG_USEC/2 while sluiced runs its loop AND the
@@ -41,6 +42,13 @@ inline constexpr uint64_t kStatusMinIntervalNs = 1000000000ULL;
 /// path and one line): far below a notify datagram's practical size, and
 /// readable in `systemctl status`.
 inline constexpr size_t kMaxStatusBytes = 512;
+
+/// Limit: how soon READY=1 is tried again when the manager's queue had no
+/// room for it (EAGAIN, ENOBUFS: a first commit's fd store puts filled it):
+/// soon enough that readiness is not noticeably late, seldom enough to cost
+/// nothing. The loop sends no fd store operation while READY=1 waits
+/// (ready_waits()), so what the manager reads makes room for it.
+inline constexpr uint64_t kReadyRetryNs = 10 * 1000000ULL;
 
 /// A parsed NOTIFY_SOCKET: the address to connect to and its length.
 struct NotifyAddress {
@@ -90,10 +98,10 @@ class Notifier {
   bool enabled() const noexcept { return fd_ >= 0; }
   /// Takes the worker's latest report (`seen`: one has arrived; its numbers
   /// and arrival time `at_ns`), and sends what is due at `now_ns`: READY=1
-  /// with the first report, STATUS= after a change (rate-limited), WATCHDOG=1
-  /// when its half-interval passed and the report is fresh (or none arrived
-  /// yet: start-up is bounded by the unit's TimeoutStartSec instead). Needs
-  /// `sendto` on the fd.
+  /// with the first report (kept and tried again while the manager's queue
+  /// is full: a lost READY=1 would fail the start), STATUS= after a change (rate-limited),
+  /// WATCHDOG=1 when its half-interval passed and the report is fresh (or none arrived yet:
+  /// start-up is bounded by the unit's TimeoutStartSec instead). Needs `sendto` on the fd.
   void update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
               uint64_t at_ns) noexcept;
   /// Milliseconds until update() has something to do, for poll(); -1 when
@@ -112,18 +120,24 @@ class Notifier {
   void set_restarts(uint32_t restarts) noexcept;
   /// True once READY=1 was sent.
   bool ready_sent() const noexcept { return ready_sent_; }
+  /// True while READY=1 waits for room in the manager's queue (tried again
+  /// every kReadyRetryNs by update()).
+  bool ready_waits() const noexcept { return ready_waits_; }
 
  private:
   /// Sends one datagram (MSG_DONTWAIT | MSG_NOSIGNAL); a failure is logged
   /// at debug level (the manager may be gone at shutdown) and dropped.
-  void send(const std::string& msg) noexcept;
+  /// Returns 0, or the errno of the failure.
+  int send(const std::string& msg) noexcept;
 
   int fd_;
   uint64_t watchdog_ns_;  // the ping interval: WATCHDOG_USEC/2 in ns, 0 for none
   pid_t main_pid_;
   bool ready_sent_ = false;
-  bool status_pending_ = false;   // a change not yet sent (rate limit)
-  uint64_t sent_generation_ = 0;  // what the last STATUS= said
+  bool ready_waits_ = false;        // READY=1 found the manager's queue full
+  uint64_t ready_retry_at_ns_ = 0;  // with ready_waits_: when to try again
+  bool status_pending_ = false;     // a change not yet sent (rate limit)
+  uint64_t sent_generation_ = 0;    // what the last STATUS= said
   uint32_t sent_listeners_ = 0;
   uint64_t generation_ = 0;  // the latest report
   uint32_t listeners_ = 0;

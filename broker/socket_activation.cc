@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/strings.h"
+#include "broker/socket_facts.h"
 
 namespace sluice {
 namespace {
@@ -26,14 +27,6 @@ long parse_small(const char* text) {
     if (*p < '0' || *p > '9') return -1;
     value = value * 10 + (*p - '0');
   }
-  return value;
-}
-
-/// Reads the int socket option `opt` of `fd`, or -1 with errno set.
-int sockopt_int(int fd, int opt) {
-  int value = 0;
-  socklen_t len = sizeof(value);
-  if (::getsockopt(fd, SOL_SOCKET, opt, &value, &len) != 0) return -1;
   return value;
 }
 

@@ -129,7 +129,9 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       {"poll",
        {},
        "wait on the channel (a request, or room for a reply that waits), the signalfd, the "
-       "worker's pidfd and the namespace helper's"},
+       "worker's pidfd and the namespace helper's, and for room on the notify socket while fd "
+       "store operations wait (fd_store_queue.h); poll's array is not an argument seccomp "
+       "can see, so this row has no condition"},
       {"recvmsg",
        {eq32(0, kChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
        "receive one request from the worker (base/scm_rights.cc receive_message)"},

@@ -290,8 +290,9 @@ int run(int argc, char** argv) {
   if (info->splice_served) {
     forwarder.set_host_sockets(&host_sockets);
     udp->set_host_sockets(&host_sockets);
-    host_sockets.set_on_refilled([&forwarder](int family, Proto proto) {
+    host_sockets.set_on_refilled([&forwarder, udp = udp.get()](int family, Proto proto) {
       if (proto == Proto::kTcp) forwarder.host_sockets_ready(family);
+      if (proto == Proto::kUdp) udp->host_sockets_ready();
     });
   }
   audit.attach(loop->get());

@@ -31,6 +31,7 @@ bool same_flow(const UdpBatch& batch, size_t i, const FlowKey& key) noexcept {
 
 void UdpListener::on_event(uint32_t /*events*/) noexcept {
   if (!fd_.valid()) return;  // closed by a commit earlier in this batch
+  if (awaits_pool) return;   // read in full when the host-side sockets came
   owner_.read_listener(*this, UdpForwarder::kMaxBatchesPerWake);
 }
 
@@ -77,10 +78,41 @@ Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& 
   if (key.pif == Pif::kSplice && host_sockets_ != nullptr && splice_listeners_++ == 0) {
     host_sockets_->set_wanted(Proto::kUdp, true);  // filled before the first flow
   }
+  if (key.pif == Pif::kSplice && host_sockets_ != nullptr && pool_pending()) {
+    // Its new flows would find no socket: what is queued (a listener adopted
+    // after a worker restart holds what arrived while no worker ran) waits
+    // in the kernel for the refill, which is on its way.
+    raw->awaits_pool = true;
+    pool_waiters_.push_back(raw);
+    return raw;
+  }
   // Datagrams may have arrived between the broker's bind and now; edge
   // triggering reports only new ones, so read now.
   read_listener(*raw, kMaxBatchesPerWake);
   return raw;
+}
+
+bool UdpForwarder::pool_pending() const noexcept {
+  for (int family : {AF_INET, AF_INET6}) {
+    if (host_sockets_->ready(family, Proto::kUdp) == 0 &&
+        host_sockets_->refilling(family, Proto::kUdp)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void UdpForwarder::host_sockets_ready() noexcept {
+  // A refill that came back short or empty (sluiced out of descriptors)
+  // ends the wait too: the pool asks no more, and datagrams of new flows are
+  // then dropped and counted, as for any empty pool.
+  if (pool_waiters_.empty() || host_sockets_ == nullptr || pool_pending()) return;
+  std::vector<UdpListener*> waiters;
+  waiters.swap(pool_waiters_);
+  for (UdpListener* l : waiters) l->awaits_pool = false;
+  // Reading ends no flow and closes no listener, so every pointer stays
+  // valid (a closed one was taken off the list by close_listener).
+  for (UdpListener* l : waiters) l->on_event(EPOLLIN);
 }
 
 void UdpForwarder::close_listener(UdpListener* listener) noexcept {
@@ -93,6 +125,7 @@ void UdpForwarder::close_listener(UdpListener* listener) noexcept {
   }
   loop_.remove(listener->fd());
   unpark(listener, parked_listeners_);
+  if (listener->awaits_pool) std::erase(pool_waiters_, listener);
   if (listener->route()->pif == Pif::kSplice && host_sockets_ != nullptr &&
       --splice_listeners_ == 0) {
     host_sockets_->set_wanted(Proto::kUdp, false);

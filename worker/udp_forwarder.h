@@ -90,6 +90,7 @@ class UdpListener final : public Listener {
 
   std::vector<FlowId> flows;  // the flows answering through this socket
   bool parked = false;        // in the forwarder's resume list
+  bool awaits_pool = false;   // a SPLICE listener not read until the first refill
 
  private:
   UdpForwarder& owner_;
@@ -177,8 +178,15 @@ class UdpForwarder final : public Ticker {
   /// namespace) instead of making one. A new flow that finds the pool empty
   /// drops its datagrams (counted as dropped_no_flow, as when socket() fails:
   /// nothing is queued beyond the batch) while the refill is on its way.
+  /// A SPLICE listener served while the pools wait for their first refill is
+  /// not read until it came (host_sockets_ready), so what was queued in it
+  /// (an adopted listener, after a worker restart) is not dropped.
   /// Set before any SPLICE listener is served.
   void set_host_sockets(SocketPool* pool) { host_sockets_ = pool; }
+  /// A refill of the host-side UDP sockets arrived: once no pool of them
+  /// still waits for its refill empty, reads the SPLICE listeners that
+  /// waited for it. Needs what read_listener needs.
+  void host_sockets_ready() noexcept;
 
   /// Starts serving the bound UDP socket `fd` of `key` with `route`.
   /// Returns the listener (owned by the forwarder), or an Error if epoll
@@ -222,6 +230,9 @@ class UdpForwarder final : public Ticker {
   /// Takes a listener or flow off its resume list, if it is there.
   template <typename T>
   void unpark(T* socket, std::vector<T*>& list) noexcept;
+  /// True while a pool of host-side UDP sockets is empty with its refill
+  /// on the way: a SPLICE listener's new flows would find no socket now.
+  bool pool_pending() const noexcept;
   /// Counts a send's outcome into the totals of one direction and into the
   /// counters of the flow's rule.
   void account(const SendResult& r, bool to_target, RuleCounters& rule) noexcept;
@@ -237,6 +248,7 @@ class UdpForwarder final : public Ticker {
   std::vector<std::unique_ptr<UdpListener>> listeners_;
   std::vector<std::unique_ptr<UdpFlow>> flows_;  // indexed by FlowId
   std::vector<UdpListener*> parked_listeners_;   // stopped early: read again after the batch
+  std::vector<UdpListener*> pool_waiters_;       // awaits_pool: read at the first refill
   std::vector<UdpFlow*> parked_flows_;
   /// Local endpoints of the flow sockets of guarded rules (Route::guard_loops),
   /// with their rule: a datagram from one of them came back into sluice.

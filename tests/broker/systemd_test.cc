@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,31 @@ TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
   EXPECT_TRUE(m.take().empty());  // nothing changed
   n.stopping();
   EXPECT_EQ(m.take(), std::vector<std::string>{"STOPPING=1\nSTATUS=stopping"});
+}
+
+// A regression test: READY=1 that finds the manager's queue full (fd store
+// puts filled it) is kept and sent once there is room, or the start fails.
+TEST(Notifier, ReadyWaitsForRoomInTheManagersQueue) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  int fillers = 0;
+  while (fillers < 100000 && send(m.fds[0], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++fillers;
+  ASSERT_EQ(errno, EAGAIN);
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, true, 1, 2, t0);
+  EXPECT_FALSE(n.ready_sent());
+  EXPECT_TRUE(n.ready_waits());
+  EXPECT_EQ(n.timeout_ms(t0), 10);
+  // The manager reads (take() reads at most 1000 at a time): room.
+  size_t taken = 0;
+  for (int i = 0; i < 1000 && taken < static_cast<size_t>(fillers); ++i) taken += m.take().size();
+  EXPECT_EQ(taken, static_cast<size_t>(fillers));
+  n.update(t0 + 5 * kMs, true, 1, 2, t0);  // not yet due
+  EXPECT_TRUE(m.take().empty());
+  n.update(t0 + 10 * kMs, true, 1, 2, t0);
+  EXPECT_TRUE(n.ready_sent());
+  EXPECT_FALSE(n.ready_waits());
+  EXPECT_EQ(m.take(), std::vector<std::string>{ready_message(1, 2, 7)});
 }
 
 TEST(Notifier, AWorkerRestartSendsNoSecondReadyAndCountsInStatus) {

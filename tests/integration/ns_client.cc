@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -72,6 +73,7 @@ bool join(pid_t pid) {
   }
   write_line(fd, "ready");
   std::vector<UniqueFd> held;
+  UniqueFd kept_udp;  // udp-send's socket, which udp-await reads
   std::unique_ptr<KeptPortProber> prober;
   std::string line;
   // Limit: the child serves one test; an idle minute means the test is gone.
@@ -104,6 +106,20 @@ bool join(pid_t pid) {
         Datagram reply = request(u.get(), addr, static_cast<uint16_t>(port), text);
         answer = "= " + (reply.ok ? reply.payload : std::string());
       }
+    } else if (verb == "udp-send") {
+      in >> addr >> port;
+      std::getline(in, text);
+      if (!text.empty() && text[0] == ' ') text.erase(0, 1);
+      if (!kept_udp.valid()) kept_udp = bind_udp(addr);
+      answer = send_udp(kept_udp.get(), addr, static_cast<uint16_t>(port), text) ? "ok" : "failed";
+    } else if (verb == "udp-await" && kept_udp.valid()) {
+      int timeout_ms = 0;
+      in >> timeout_ms;
+      std::getline(in, text);
+      if (!text.empty() && text[0] == ' ') text.erase(0, 1);
+      // Limit: the answer must come before ask()'s 30 s.
+      const Datagram reply = await_reply(kept_udp.get(), text, std::min(timeout_ms, 25000));
+      answer = "= " + (reply.ok ? reply.payload : std::string());
     } else if (verb == "hold") {
       in >> addr >> port;
       struct sockaddr_storage ss;
@@ -178,6 +194,15 @@ std::string NsClient::tcp_echo(const std::string& addr, uint16_t port, const std
 
 std::string NsClient::udp_request(const std::string& addr, uint16_t port, const std::string& text) {
   const std::string a = ask("udp " + addr + " " + std::to_string(port) + " " + text);
+  return a.rfind("= ", 0) == 0 ? a.substr(2) : "";
+}
+
+bool NsClient::udp_send(const std::string& addr, uint16_t port, const std::string& text) {
+  return ask("udp-send " + addr + " " + std::to_string(port) + " " + text) == "ok";
+}
+
+std::string NsClient::udp_await(const std::string& text, int timeout_ms) {
+  const std::string a = ask("udp-await " + std::to_string(timeout_ms) + " " + text);
   return a.rfind("= ", 0) == 0 ? a.substr(2) : "";
 }
 

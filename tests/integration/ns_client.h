@@ -36,6 +36,13 @@ class NsClient {
   /// and returns the reply that ends with it, "" when none came (3 tries of
   /// 2 s).
   std::string udp_request(const std::string& addr, uint16_t port, const std::string& text);
+  /// Sends `text` in one UDP datagram to `addr`:`port` inside the namespace
+  /// from a socket the child keeps (one per child, made at the first call),
+  /// and does not wait for a reply; false when it could not be sent.
+  bool udp_send(const std::string& addr, uint16_t port, const std::string& text);
+  /// Waits at most `timeout_ms` on the socket of udp_send for a reply that
+  /// ends with "|" + `text`, sending nothing; returns it, "" when none came.
+  std::string udp_await(const std::string& text, int timeout_ms);
   /// Holds a TCP listener on `addr`:`port` inside the namespace until the
   /// child exits; false when it cannot bind.
   bool hold_tcp(const std::string& addr, uint16_t port);

@@ -52,12 +52,28 @@ void reload(Daemon& d, int reloads) {
   ASSERT_GE(seen, static_cast<size_t>(reloads)) << d.log();
 }
 
-TEST(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
-  PolicyFileFixture policy("bind allow tcp 18080-18082 127.0.0.1\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+/// What most tests here start from: a policy file, the target listener, and
+/// sluiced started with --policy on that file and one rule, 18080 to the
+/// target. The members are destroyed in reverse order: sluiced stops first.
+struct PolicyReload : ::testing::Test {
+  /// Writes `text` as the policy file, listens on the target port and starts
+  /// sluiced with --policy and rule(18080). Fails the test (a fatal failure,
+  /// so callers wrap it in ASSERT_NO_FATAL_FAILURE) when sluiced does not
+  /// come up.
+  void start_with_policy(const std::string& text) {
+    policy.rewrite(text);
+    target = listen_tcp("127.0.0.1", kTargetPort);
+    d.start({"--policy", policy.path(), "-t", rule(18080)});
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+  }
+
+  PolicyFileFixture policy{""};  // empty until start_with_policy writes it
+  UniqueFd target;
   Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+};
+
+TEST_F(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18082 127.0.0.1\n"));
 
   policy.rewrite("# 18080 is retired\nbind allow tcp 18081 127.0.0.1\n");
   reload(d, 1);
@@ -90,12 +106,8 @@ TEST(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
   EXPECT_NE(stats.out.find("every rule in force passes it"), std::string::npos) << stats.out;
 }
 
-TEST(PolicyReload, LooseningAllowsADeniedCommit) {
-  PolicyFileFixture policy("bind allow tcp 18080 127.0.0.1\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+TEST_F(PolicyReload, LooseningAllowsADeniedCommit) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080 127.0.0.1\n"));
   RunResult denied = d.ctl({"-A", "-t", rule(18081)});
   EXPECT_EQ(denied.status, 1) << denied.err;
 
@@ -107,12 +119,8 @@ TEST(PolicyReload, LooseningAllowsADeniedCommit) {
   expect_forwarding(target.get(), 18080, d);
 }
 
-TEST(PolicyReload, BrokenFileKeepsTheOldPolicy) {
-  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+TEST_F(PolicyReload, BrokenFileKeepsTheOldPolicy) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
 
   policy.rewrite("bind allow tcp 18080-18082 127.0.0.1\nbind allow tcp 0 *\n");
   d.signal(SIGHUP);
@@ -133,15 +141,11 @@ TEST(PolicyReload, BrokenFileKeepsTheOldPolicy) {
   EXPECT_EQ(now.status, 0) << now.err;
 }
 
-TEST(PolicyReload, ControlLinesApplyToTheNextClient) {
+TEST_F(PolicyReload, ControlLinesApplyToTheNextClient) {
   // By name: the reader resolves it, sluiced gets the number.
   const struct passwd* me = ::getpwuid(::getuid());
   const std::string who = me != nullptr ? me->pw_name : std::to_string(::getuid());
-  PolicyFileFixture policy("control read uid=" + who + "\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("control read uid=" + who + "\n"));
   RunResult refused = d.ctl({"-A", "-t", rule(18081)});
   EXPECT_EQ(refused.status, 3) << refused.err;
 
@@ -161,9 +165,8 @@ TEST(PolicyReload, ControlLinesApplyToTheNextClient) {
   expect_forwarding(target.get(), 18081, d);
 }
 
-TEST(PolicyReload, WithoutPolicyThereIsNothingToReload) {
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
+TEST_F(PolicyReload, WithoutPolicyThereIsNothingToReload) {
+  target = listen_tcp("127.0.0.1", kTargetPort);
   d.start({"-t", rule(18080)});
   ASSERT_TRUE(d.wait_ready()) << d.log();
   d.signal(SIGHUP);
@@ -187,11 +190,8 @@ pid_t child_with_comm(pid_t parent, const std::string& comm) {
   return -1;
 }
 
-TEST(PolicyReload, TheReaderHoldsNothing) {
-  PolicyFileFixture policy("bind allow tcp 18080 127.0.0.1\n");
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+TEST_F(PolicyReload, TheReaderHoldsNothing) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080 127.0.0.1\n"));
   const pid_t outer = child_with_comm(d.pid(), "sluiced-policy");
   ASSERT_GT(outer, 0) << d.log();
   // The reader works in a PID namespace of its own, as its first process: a
@@ -232,12 +232,8 @@ TEST(PolicyReload, TheReaderHoldsNothing) {
   reload(d, 1);
 }
 
-TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
-  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+TEST_F(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
   const pid_t reader = child_with_comm(d.pid(), "sluiced-policy");
   ASSERT_GT(reader, 0) << d.log();
   const pid_t child = child_with_comm(reader, "sluiced-policy");  // in its PID namespace
@@ -260,16 +256,12 @@ TEST(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
-TEST(PolicyReload, AWorkerStartedAfterAReloadJudgesByTheReloadedPolicy) {
+TEST_F(PolicyReload, AWorkerStartedAfterAReloadJudgesByTheReloadedPolicy) {
   // `target` lines are the worker's alone to enforce (sluiced never sees a
   // target), so a worker that replaced a dead one after a reload must have
   // been given the reloaded text, not the one sluiced started with.
   const std::string bind = "bind allow tcp 18080-18081 127.0.0.1\n";
-  PolicyFileFixture policy(bind + "target allow tcp 127.0.0.0/8 18000-18010\n");
-  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
-  Daemon d;
-  d.start({"--policy", policy.path(), "-t", rule(18080)});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_with_policy(bind + "target allow tcp 127.0.0.0/8 18000-18010\n"));
   policy.rewrite(bind +
                  "target deny tcp 127.0.0.1 18001\ntarget allow tcp 127.0.0.0/8 18000-18010\n");
   reload(d, 1);

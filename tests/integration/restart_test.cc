@@ -21,38 +21,11 @@
 
 #include "tests/integration/daemon.h"
 #include "tests/integration/kept_port.h"
+#include "tests/integration/restart_util.h"
 #include "tests/integration/tcp_util.h"
 
 namespace sluice::test {
 namespace {
-
-/// Counts the occurrences of `needle` in `text`.
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
-/// Waits (at most 10 s) until the daemon's log holds `count` lines with
-/// `needle`. Returns whether it did.
-bool wait_for_count(const Daemon& d, const std::string& needle, size_t count) {
-  for (int i = 0; i < 1000; ++i) {
-    if (count_of(d.log(), needle) >= count) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-/// Waits (at most 10 s) for a worker other than `old` (and not -1); returns
-/// it, or -1.
-pid_t wait_for_new_worker(const Daemon& d, pid_t old) {
-  for (int i = 0; i < 2000; ++i) {
-    pid_t w = d.worker_pid();
-    if (w > 0 && w != old) return w;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return -1;
-}
 
 /// Returns whether 127.0.0.1:`port` can be bound and listened on now.
 bool can_listen(uint16_t port) {

@@ -6,6 +6,7 @@
 // Waits are generous and bounded; nothing passes or fails by the machine's
 // speed.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -33,6 +34,11 @@ using Clock = std::chrono::steady_clock;
 /// loop across 20 sluiced restarts: 0 refused").
 constexpr int kRestarts = 20;
 
+/// Limit: listeners of the large commit: more than systemd's notify queue
+/// holds (net.unix.max_dgram_qlen, 512), and far more than a new network
+/// namespace's (10), where this test runs: most puts meet a full queue.
+constexpr int kManyListeners = 600;
+
 /// Counts the names in `names` that begin with `prefix`.
 size_t count_prefixed(const std::vector<std::string>& names, const std::string& prefix) {
   size_t n = 0;
@@ -45,6 +51,21 @@ size_t count_prefixed(const std::vector<std::string>& names, const std::string& 
 bool store_settles(ServiceManager& m, size_t listeners) {
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   for (int i = 0; i < 1000 && Clock::now() < deadline; ++i) {
+    m.wait_for("FDSTORE", 50);
+    const auto names = m.stored_names();
+    if (count_prefixed(names, "listener-") == listeners && count_prefixed(names, "state-") == 1) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/// Handles the manager's datagrams until the store holds `listeners`
+/// listeners and one state; bounded by a datagram count (every put and
+/// remove is one, plus a few notifications) and 60 s. True when it does.
+bool store_fills(ServiceManager& m, size_t listeners) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  for (size_t i = 0; i < 4 * listeners + 1000 && Clock::now() < deadline; ++i) {
     m.wait_for("FDSTORE", 50);
     const auto names = m.stored_names();
     if (count_prefixed(names, "listener-") == listeners && count_prefixed(names, "state-") == 1) {
@@ -100,6 +121,82 @@ TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
               prober.refused(), prober.reset(), prober.slow());
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+// A regression test: a commit of more listeners than the manager's notify
+// queue holds used to lose the puts that found it full (EAGAIN); they now
+// wait in sluiced, in order, and go out as the manager reads.
+TEST(Restart, ACommitLargerThanTheNotifyQueueEndsUpWhollyInTheStore) {
+  // The manager gets 601 descriptors, and its next start passes them on.
+  rlimit nofile = {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  nofile.rlim_cur = nofile.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &nofile), 0);
+  ASSERT_GE(nofile.rlim_cur, rlim_t{4 * kManyListeners});
+  ServiceManager m;
+  Daemon d;
+  UniqueFd control = unit_socket(d.socket_path());
+  m.prepare(d, {{"control", control.get()}});
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_FALSE(m.wait_for("READY=1").empty()) << d.log();
+  ASSERT_TRUE(store_settles(m, 1)) << d.log();
+
+  // The manager reads nothing while the commit runs: its queue fills after
+  // a few datagrams, and sluiced keeps the rest.
+  const std::string range = "127.0.0.1/21000-" + std::to_string(21000 + kManyListeners - 1) +
+                            ":22000-" + std::to_string(22000 + kManyListeners - 1);
+  RunResult added = d.ctl({"-A", "-t", range});
+  ASSERT_EQ(added.status, 0) << added.err << d.log();
+
+  // It reads again: every listener and the newest state arrive.
+  ASSERT_TRUE(store_fills(m, kManyListeners + 1)) << m.stored_count() << " stored\n" << d.log();
+  EXPECT_EQ(d.log().find("not in the service manager's fd store"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("the service manager's store:"), std::string::npos) << d.log();
+  const std::string before = d.ctl().out;
+
+  // A restart of sluiced adopts all of them and serves the same tables.
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(30000), 0) << d.log();
+  m.drain();
+  m.prepare(d, {{"control", control.get()}});
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_FALSE(m.wait_for("READY=1", 30000).empty()) << d.log();
+  const std::string adopted =
+      "restart: " + std::to_string(kManyListeners + 1) +
+      " listeners and the worker's state from the service manager's fd store";
+  EXPECT_NE(d.log().find(adopted), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("fd store: listener-"), std::string::npos) << "a listener was dropped\n"
+                                                                    << d.log();
+  EXPECT_EQ(d.ctl().out, before);
+  ASSERT_TRUE(store_fills(m, kManyListeners + 1)) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(30000), 0) << d.log();
+}
+
+// READY=1 shares the notify socket with the fd store's puts: an initial
+// table larger than the manager's queue fills it before the worker reports,
+// and READY=1 must wait for room rather than be lost (a lost one fails the
+// start under systemd). The manager reads nothing until sluicectl is served.
+TEST(Restart, ALargeInitialTableStillSaysReadyAndStoresEveryListener) {
+  rlimit nofile = {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  nofile.rlim_cur = nofile.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &nofile), 0);
+  ServiceManager m;
+  Daemon d;
+  UniqueFd control = unit_socket(d.socket_path());
+  m.prepare(d, {{"control", control.get()}});
+  const std::string range = "127.0.0.1/23000-" + std::to_string(23000 + kManyListeners - 1) +
+                            ":24000-" + std::to_string(24000 + kManyListeners - 1);
+  d.start({"-t", range});
+  ASSERT_TRUE(d.wait_ready(30000)) << d.log();
+  ASSERT_TRUE(store_fills(m, kManyListeners)) << m.stored_count() << " stored\n" << d.log();
+  bool ready = false;
+  for (const std::string& msg : m.messages()) ready = ready || msg.find("READY=1") == 0;
+  if (!ready) ready = !m.wait_for("READY=1", 10000).empty();
+  EXPECT_TRUE(ready) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(30000), 0) << d.log();
 }
 
 }  // namespace

@@ -174,10 +174,14 @@ TEST(Udp, FlowsExpireOnlyAfterTheIdleTimeout) {
   UniqueFd a = bind_udp("127.0.0.1");
   UniqueFd b = bind_udp("127.0.0.1");
   uint16_t a_flow = 0;
+  // When A's flow last carried a datagram (its answer came): its idle time
+  // counts from there, not from the end of B's last try below.
+  Clock::time_point quiet;
   // A talks every ~300 ms for 2.4 s, more than twice the timeout.
   for (int i = 0; i < 8; ++i) {
     Datagram ra = request(a.get(), "127.0.0.1", kPort, "a" + std::to_string(i));
     ASSERT_TRUE(ra.ok) << i << "\n" << d.log();
+    quiet = Clock::now();
     uint16_t port = parse_echo(ra.payload).source_port;
     if (i == 0) a_flow = port;
     EXPECT_EQ(port, a_flow) << "A's flow must live while A is active";
@@ -185,7 +189,6 @@ TEST(Udp, FlowsExpireOnlyAfterTheIdleTimeout) {
     EXPECT_FALSE(rb.ok) << "B got in at round " << i << " while A's flow was active";
   }
   // A goes quiet; B retries every 200 ms (bounded: 5 s).
-  auto quiet = Clock::now();
   Datagram rb;
   for (int i = 0; i < 25 && !rb.ok; ++i) {
     rb = request(b.get(), "127.0.0.1", kPort, "late" + std::to_string(i), 200, 1);

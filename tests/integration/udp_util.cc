@@ -112,6 +112,18 @@ Datagram request(int fd, const std::string& addr, uint16_t port, const std::stri
   return d;
 }
 
+Datagram await_reply(int fd, const std::string& payload, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (int skipped = 0; skipped < 16; ++skipped) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    Datagram d = recv_udp(fd, static_cast<int>(left.count()));
+    if (!d.ok || ends_with(d.payload, "|" + payload)) return d;
+  }
+  return Datagram{false, EAGAIN, "", "", 0};
+}
+
 EchoReply parse_echo(const std::string& text) {
   EchoReply r;
   size_t a = text.find('|');

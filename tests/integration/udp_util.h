@@ -33,6 +33,12 @@ bool send_udp(int fd, const std::string& addr, uint16_t port, const std::string&
 /// Waits up to `timeout_ms` for one datagram on `fd`.
 Datagram recv_udp(int fd, int timeout_ms);
 
+/// Waits up to `timeout_ms` for a reply on `fd` that ends with "|" + `payload`
+/// (an echo of it), skipping other datagrams (at most 16). Sends nothing, so
+/// a datagram the kernel dropped is not hidden by a retry. `ok` is false
+/// when none came.
+Datagram await_reply(int fd, const std::string& payload, int timeout_ms);
+
 /// Sends `payload` to addr:port and waits up to `timeout_ms` for a reply that
 /// ends with it (replies to earlier attempts are skipped), trying at most
 /// `attempts` times. Adds the extra attempts it needed to *retries when given.

@@ -223,6 +223,14 @@ const std::vector<Probe>& broker_probes() {
        return send_message(broker_fd::kNotify, "FDSTORE=1", 9, fds, MSG_DONTWAIT).ok();
      },
      kSetupBrokerFds},
+    // While store operations wait, the loop polls the notify socket for
+    // room (fd_store_queue.h): the poll row, which has no condition.
+    {"poll_notify_writable", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       pollfd p = {broker_fd::kNotify, POLLOUT, 0};
+       return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
+     },
+     kSetupBrokerFds},
     {"sendmsg_notify_blocking", Expect::kKilled,
      FORBIDDEN(send_one(broker_fd::kNotify, MSG_NOSIGNAL)), kSetupBrokerFds},
     {"send_channel", Expect::kKilled, FORBIDDEN(send(kChannel, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL)),

@@ -1,7 +1,8 @@
 // The host-side sockets of SPLICE rules (worker/socket_pool.h) on a real
 // event loop, against the fake broker with SPLICE served: OpenSockets on the
 // broker channel, the pool's fill and refill, its answer when empty, a short
-// answer from sluiced, a SPLICE rule connecting through the pool, and what
+// answer from sluiced, a SPLICE rule connecting through the pool, a UDP
+// SPLICE listener served before the pool's first refill, and what
 // verify_fresh_socket refuses.
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@ class SocketPoolTest : public EngineTest {
     pool->set_on_refilled([this](int family, Proto proto) {
       ++refills;
       if (proto == Proto::kTcp) forwarder->host_sockets_ready(family);
+      if (proto == Proto::kUdp) udp->host_sockets_ready();
     });
   }
   /// Unwires the pool before it goes.
@@ -155,6 +157,58 @@ TEST_F(SocketPoolTest, AConnectionThatFindsThePoolEmptyWaitsForTheRefill) {
   })) << "the waiting connection went on once a refill came";
   EXPECT_EQ(forwarder->waiting_count(), 0u);
   EXPECT_GE(refills, before + 2);
+}
+
+/// A non-blocking UDP socket on 127.0.0.1:0, with IP_PKTINFO when `pktinfo`
+/// (a listener's option, which sluiced sets).
+UniqueFd udp_on_loopback(bool pktinfo) {
+  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  int one = 1;
+  if (pktinfo) setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)), 0);
+  return fd;
+}
+
+/// The port `fd` is bound to.
+uint16_t bound_port(int fd) {
+  struct sockaddr_in sin = {};
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<struct sockaddr*>(&sin), &len);
+  return ntohs(sin.sin_port);
+}
+
+TEST_F(SocketPoolTest, AUdpSpliceListenerServedBeforeTheFirstRefillLosesNothingQueued) {
+  // A listener a new worker adopts after a restart holds what arrived while
+  // no worker ran, and the pools are empty when it is served: the datagram
+  // waits in the kernel for the refill instead of finding no flow socket.
+  UniqueFd target = udp_on_loopback(false);
+  UniqueFd listener = udp_on_loopback(true);
+  UniqueFd client = udp_on_loopback(false);
+  const uint16_t port = bound_port(listener.get());
+  struct sockaddr_in to = {};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(sendto(client.get(), "queued", 6, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 6);
+  ListenerKey key;
+  key.proto = Proto::kUdp;
+  key.pif = Pif::kSplice;
+  key.addr = addr_v4(127, 0, 0, 1);
+  key.port = port;
+  auto route = std::make_shared<const Route>(Route{Pif::kSplice, addr_v4(127, 0, 0, 1), port,
+                                                   bound_port(target.get()), "SPLICE UDP rule"});
+  auto served = udp->add_listener(std::move(listener), key, route);
+  ASSERT_TRUE(served.ok());
+  EXPECT_TRUE(pool->refilling(AF_INET, Proto::kUdp)) << "serving it asked for the pool";
+  char buf[16] = {};
+  ASSERT_TRUE(run_until([&] { return recv(target.get(), buf, sizeof(buf), MSG_DONTWAIT) == 6; }))
+      << "the queued datagram never reached the target";
+  EXPECT_EQ(std::string(buf, 6), "queued");
+  EXPECT_EQ(udp->counters().dropped_no_flow, 0u);
+  udp->close_listener(*served);
 }
 
 TEST(VerifyFreshSocket, RefusesWhatSluicedMustNeverSend) {
