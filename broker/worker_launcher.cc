@@ -28,16 +28,19 @@ namespace {
 /// still join (nullptr: none, or the launcher joined it itself). Exits 1
 /// after logging a stage that failed.
 const TargetNamespace* isolate_launcher(LaunchSet& set) {
-  // Stage 2: real root joins the target network namespace itself, now,
-  // while it still holds CAP_SYS_ADMIN (setns into a network namespace
-  // needs it in the caller's user namespace too), so that its workers are
-  // born there and no capability beyond stage 3's is kept for them. Its
-  // user namespace stays the initial one (probe_target_namespace). The
-  // owner of a rootless container instead lets each worker's child join
-  // (exec_child): it needs no capability for that, and the launcher stays
-  // out of the container's user namespace.
+  // Stage 2: a target network namespace joined without its user namespace
+  // is joined by the launcher itself, now, while it still holds
+  // CAP_SYS_ADMIN (setns into a network namespace needs it over the
+  // namespace's owner), so that its workers are born there and no capability
+  // beyond stage 3's is kept for them. That is real root with a container's
+  // namespace (net_only, probe_target_namespace), and anyone whose target is
+  // owned by sluiced's own user namespace (`ip netns add`, `unshare -n`),
+  // which has no user namespace to join. The owner of a rootless container
+  // instead lets each worker's child join the container's user namespace,
+  // then its network namespace (exec_child): that needs no capability, and
+  // the launcher stays out of the container's user namespace.
   const TargetNamespace* child_joins = nullptr;
-  if (set.target && set.target->net_only) {
+  if (set.target && !set.target->userns.valid()) {
     if (int err = join_target_namespace(*set.target); err != 0) {
       LOG_ERROR("the worker launcher cannot join the target namespace %s: %s",
                 set.target->name.c_str(), errno_text(err).c_str());

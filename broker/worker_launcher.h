@@ -10,9 +10,12 @@
 // namespace); the launcher keeps its own copies and sluiced drops them. The
 // launcher then only:
 //   1. dies with sluiced (PR_SET_PDEATHSIG) and exits when its channel closes;
-//   2. as real root with --netns, joins the target network namespace itself,
-//      so that its workers are born there (otherwise each worker's child
-//      joins a namespace its owner may join without any capability);
+//   2. with a --netns joined without its user namespace (real root with a
+//      container's namespace, or a namespace of sluiced's own user
+//      namespace), joins the target network namespace itself, so that its
+//      workers are born there (otherwise each worker's child joins the
+//      container's user namespace, then its network namespace, which its
+//      owner may do without any capability);
 //   3. cuts its capabilities to what a worker's start needs, in every set,
 //      bounding and ambient included, and sets NO_NEW_PRIVS
 //      (isolation.h cut_launcher_capabilities): CAP_SETUID and CAP_SETGID

@@ -4,7 +4,10 @@
 // on the loopback addresses inside, says "ready PID" on stdout, and exits
 // when its stdin closes (the test ends, or the test process dies).
 //
-// Usage: sluice_test_container [addr IP | tcp PORT | udp PORT]...
+// Usage: sluice_test_container [netonly] [addr IP | tcp PORT | udp PORT]...
+// `netonly` keeps the caller's user namespace: only a network namespace is
+// made (as `ip netns add` or `unshare -n` would), which has no user
+// namespace of its own to join.
 // `addr` adds IP to the namespace's lo (a container's address, such as
 // 10.88.0.5 or fd00::5); every server then listens on the loopback address
 // and on each added address of its family. A TCP echo answers every byte it
@@ -189,14 +192,19 @@ bool serve_commands(std::vector<Served>& served, std::string& pending) {
 
 /// Enters the namespaces, binds the servers, says ready, serves until stdin closes.
 int main(int argc, char** argv) {
-  if (!sluice::test::enter_user_namespace() || !sluice::test::enter_net_namespace()) return 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  // "netonly" first: a network namespace of the caller's own user namespace
+  // (as `ip netns add` or `unshare -n` makes), not a user namespace of its own.
+  const bool net_only = argc > 1 && std::strcmp(argv[1], "netonly") == 0;
+  const int first = net_only ? 2 : 1;
+  if (!net_only && !sluice::test::enter_user_namespace()) return 1;
+  if (!sluice::test::enter_net_namespace()) return 1;
+  for (int i = first; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "addr") != 0) continue;
     if (!sluice::test::add_address_to_lo(argv[i + 1])) return 1;
     g_addrs.push_back(argv[i + 1]);
   }
   std::vector<Served> served;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = first; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "addr") == 0) continue;
     const uint16_t port = static_cast<uint16_t>(std::atoi(argv[i + 1]));
     if (!start_servers(served, std::strcmp(argv[i], "tcp") == 0 ? "tcp" : "udp", port)) {

@@ -51,6 +51,38 @@ TEST(TargetNamespace, HostRulesForwardIntoTheNamespaceByDefault) {
   EXPECT_NE(list.out.find("TCP [*]:8080 => 8080"), std::string::npos) << list.out;
 }
 
+// A network namespace of sluiced's own user namespace (`ip netns add`,
+// `unshare -n`: what root uses most) has no user namespace to join: the
+// worker launcher joins it before it gives up its capabilities. Given as a
+// path and in pasta's PID form, TCP and UDP reach the servers inside, also
+// after the worker was replaced (the launcher's workers are born inside).
+TEST(TargetNamespace, ANetworkNamespaceOfSluicedsOwnUserNamespaceIsServed) {
+  Container box({"netonly", "tcp", "8080", "udp", "5353"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  for (const std::string& netns : {box.netns(), std::to_string(box.pid())}) {
+    Daemon d;
+    d.start({"--netns", netns, "-t", "8080", "-u", "18053:5353"});
+    ASSERT_TRUE(d.wait_ready()) << netns << "\n" << d.log();
+    EXPECT_EQ(tcp_echo(8080, "hello v4"), "hello v4") << d.log();
+    UniqueFd u = bind_udp("127.0.0.1");
+    Datagram reply = request(u.get(), "127.0.0.1", 18053, "ping");
+    ASSERT_TRUE(reply.ok) << d.log();
+    EXPECT_EQ(reply.payload, "5353|ping");
+    // A worker started later comes from the launcher too.
+    const pid_t first = d.worker_pid();
+    ASSERT_GT(first, 0) << d.log();
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    std::string echoed;
+    // Bounded: 100 tries of 100 ms while the next worker starts (its back-off is under 5 s).
+    for (int i = 0; i < 100 && (d.worker_pid() == first || echoed != "again"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      echoed = tcp_echo(8080, "again");
+    }
+    EXPECT_EQ(echoed, "again") << d.log();
+    EXPECT_NE(d.worker_pid(), first) << d.log();
+  }
+}
+
 TEST(TargetNamespace, RulesAddedAtRunTimeAndExplicitTargetsReachTheNamespace) {
   Container box({"tcp", "8080", "tcp", "9090"});
   ASSERT_GT(box.pid(), 0);
