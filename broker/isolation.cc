@@ -229,6 +229,38 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared) {
   return Ok();
 }
 
+namespace {
+
+/// Applies the capabilities staged in libcap-ng (capng_clear, capng_update):
+/// the bounding set first while CAP_SETPCAP is still held (`has_setpcap`;
+/// Debian's libcap-ng returns success without dropping anything when it is
+/// not, DEPENDENCIES.md, which the caller's read-back then catches), then the
+/// effective, permitted and inheritable sets; clears the ambient set; sets
+/// NO_NEW_PRIVS; and reads back what the kernel now holds from
+/// /proc/self/status. `whose` ("sluiced's", "the launcher's") names the
+/// process in errors.
+Result<CapSets> apply_staged_capabilities(bool has_setpcap, const std::string& whose) {
+  if (has_setpcap && capng_apply(CAPNG_SELECT_BOUNDS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_BOUNDS) failed to cut " + whose + " bounding set");
+  }
+  if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+    return Err("capng_apply(CAPNG_SELECT_CAPS) failed to cut " + whose + " capabilities");
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+    int err = errno;
+    return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  }
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    int err = errno;
+    return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  auto status = read_proc_file("/proc/self/status");
+  if (!status) return Err(status.error());
+  return parse_cap_status(*status);
+}
+
+}  // namespace
+
 Result<bool> drop_capabilities(bool keep_bind_cap) {
   // Stage 4. Why here: the worker is already forked (it needs CAP_SETUID to
   // switch to an unprivileged user); from now on the broker needs nothing but
@@ -245,29 +277,10 @@ Result<bool> drop_capabilities(bool keep_bind_cap) {
                    CAP_NET_BIND_SERVICE) != 0) {
     return Err("capng_update(CAP_NET_BIND_SERVICE) failed");
   }
-  // The bounding set first, while CAP_SETPCAP is still held: Debian's
-  // libcap-ng returns success without dropping anything when it is not
-  // (DEPENDENCIES.md), which the read-back below would then catch.
-  if (has_setpcap && capng_apply(CAPNG_SELECT_BOUNDS) != 0) {
-    return Err("capng_apply(CAPNG_SELECT_BOUNDS) failed to clear the bounding set");
-  }
-  if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
-    return Err("capng_apply(CAPNG_SELECT_CAPS) failed to drop capabilities");
-  }
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
-    int err = errno;
-    return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
-  }
-  // NO_NEW_PRIVS: no exec can ever gain privilege again (the bounding set is
-  // then irrelevant), and the seccomp filter can be loaded without
-  // CAP_SYS_ADMIN.
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    int err = errno;
-    return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
-  }
-  auto status = read_proc_file("/proc/self/status");
-  if (!status) return Err(status.error());
-  auto caps = parse_cap_status(*status);
+  // NO_NEW_PRIVS (set by the helper): no exec can ever gain privilege again
+  // (the bounding set is then irrelevant), and the seccomp filter can be
+  // loaded without CAP_SYS_ADMIN.
+  auto caps = apply_staged_capabilities(has_setpcap, "sluiced's");
   if (!caps) return Err(caps.error());
   if (auto ok = check_caps_dropped(*caps, has_setpcap); !ok) return Err(ok.error());
   if (!has_setpcap) {
@@ -324,26 +337,9 @@ Result<CapSets> cut_launcher_capabilities(uint64_t keep) {
       return Err("capng_update(" + std::to_string(kept_caps[i]) + ") failed");
     }
   }
-  // The bounding set first, while CAP_SETPCAP is still held (DEPENDENCIES.md:
-  // Debian's libcap-ng drops nothing without it, and says nothing).
-  if (has_setpcap && capng_apply(CAPNG_SELECT_BOUNDS) != 0) {
-    return Err("capng_apply(CAPNG_SELECT_BOUNDS) failed to cut the launcher's bounding set");
-  }
-  if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
-    return Err("capng_apply(CAPNG_SELECT_CAPS) failed to cut the launcher's capabilities");
-  }
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
-    int err = errno;
-    return SysErr(err, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
-  }
-  // NO_NEW_PRIVS: no exec (a worker) gains more than the launcher holds.
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    int err = errno;
-    return SysErr(err, "prctl(PR_SET_NO_NEW_PRIVS)");
-  }
-  auto status = read_proc_file("/proc/self/status");
-  if (!status) return Err(status.error());
-  auto caps = parse_cap_status(*status);
+  // NO_NEW_PRIVS (set by the helper): no exec (a worker) gains more than the
+  // launcher holds.
+  auto caps = apply_staged_capabilities(has_setpcap, "the launcher's");
   if (!caps) return Err(caps.error());
   const struct {
     const char* name;

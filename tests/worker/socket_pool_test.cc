@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "tests/worker/engine_fixture.h"
+#include "tests/worker/udp_sockets.h"
 #include "worker/socket_pool.h"
 
 namespace sluice::testing {
@@ -159,35 +160,14 @@ TEST_F(SocketPoolTest, AConnectionThatFindsThePoolEmptyWaitsForTheRefill) {
   EXPECT_GE(refills, before + 2);
 }
 
-/// A non-blocking UDP socket on 127.0.0.1:0, with IP_PKTINFO when `pktinfo`
-/// (a listener's option, which sluiced sets).
-UniqueFd udp_on_loopback(bool pktinfo) {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  int one = 1;
-  if (pktinfo) setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
-  struct sockaddr_in sin = {};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)), 0);
-  return fd;
-}
-
-/// The port `fd` is bound to.
-uint16_t bound_port(int fd) {
-  struct sockaddr_in sin = {};
-  socklen_t len = sizeof(sin);
-  getsockname(fd, reinterpret_cast<struct sockaddr*>(&sin), &len);
-  return ntohs(sin.sin_port);
-}
-
 TEST_F(SocketPoolTest, AUdpSpliceListenerServedBeforeTheFirstRefillLosesNothingQueued) {
   // A listener a new worker adopts after a restart holds what arrived while
   // no worker ran, and the pools are empty when it is served: the datagram
   // waits in the kernel for the refill instead of finding no flow socket.
-  UniqueFd target = udp_on_loopback(false);
-  UniqueFd listener = udp_on_loopback(true);
-  UniqueFd client = udp_on_loopback(false);
-  const uint16_t port = bound_port(listener.get());
+  UniqueFd target = test::loopback_udp(false);
+  UniqueFd listener = test::loopback_udp(true);
+  UniqueFd client = test::loopback_udp(false);
+  const uint16_t port = test::udp_port(listener.get());
   struct sockaddr_in to = {};
   to.sin_family = AF_INET;
   to.sin_port = htons(port);
@@ -198,8 +178,8 @@ TEST_F(SocketPoolTest, AUdpSpliceListenerServedBeforeTheFirstRefillLosesNothingQ
   key.pif = Pif::kSplice;
   key.addr = addr_v4(127, 0, 0, 1);
   key.port = port;
-  auto route = std::make_shared<const Route>(Route{Pif::kSplice, addr_v4(127, 0, 0, 1), port,
-                                                   bound_port(target.get()), "SPLICE UDP rule"});
+  auto route = std::make_shared<const Route>(Route{
+      Pif::kSplice, addr_v4(127, 0, 0, 1), port, test::udp_port(target.get()), "SPLICE UDP rule"});
   auto served = udp->add_listener(std::move(listener), key, route);
   ASSERT_TRUE(served.ok());
   EXPECT_TRUE(pool->refilling(AF_INET, Proto::kUdp)) << "serving it asked for the pool";

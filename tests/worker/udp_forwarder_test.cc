@@ -16,30 +16,11 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "tests/worker/udp_sockets.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
 namespace {
-
-/// A non-blocking UDP socket on 127.0.0.1:0, with IP_PKTINFO when `pktinfo`.
-UniqueFd udp_socket(bool pktinfo) {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  int one = 1;
-  if (pktinfo) setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
-  struct sockaddr_in sin = {};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)), 0);
-  return fd;
-}
-
-/// The port `fd` is bound to.
-uint16_t port_of(int fd) {
-  struct sockaddr_in sin;
-  socklen_t len = sizeof(sin);
-  getsockname(fd, reinterpret_cast<struct sockaddr*>(&sin), &len);
-  return ntohs(sin.sin_port);
-}
 
 /// Sends `text` from `fd` to 127.0.0.1:`port`.
 void send_to(int fd, uint16_t port, const std::string& text) {
@@ -77,9 +58,10 @@ class UdpForwarderTest : public ::testing::Test {
     ListenerKey key;
     key.proto = Proto::kUdp;
     key.addr = addr_v4(127, 0, 0, 1);
-    key.port = port_of(listener.get());
-    auto route = std::make_shared<const Route>(Route{Pif::kHost, addr_v4(127, 0, 0, 1), key.port,
-                                                     port_of(target_.get()), "UDP test rule"});
+    key.port = test::udp_port(listener.get());
+    auto route =
+        std::make_shared<const Route>(Route{Pif::kHost, addr_v4(127, 0, 0, 1), key.port,
+                                            test::udp_port(target_.get()), "UDP test rule"});
     auto served = udp_->add_listener(std::move(listener), key, route);
     EXPECT_TRUE(served.ok());
     return served.ok() ? *served : nullptr;
@@ -102,7 +84,7 @@ class UdpForwarderTest : public ::testing::Test {
     auto loop = EventLoop::create();
     ASSERT_TRUE(loop.ok());
     loop_ = std::move(*loop);
-    target_ = udp_socket(false);
+    target_ = test::loopback_udp(false);
     UdpLimits limits;
     limits.max_flows = 2;
     limits.idle_timeout_s = 1;
@@ -119,10 +101,11 @@ class UdpForwarderTest : public ::testing::Test {
 };
 
 TEST_F(UdpForwarderTest, FlowsAreLimitedCountedAndExpire) {
-  UdpListener* listener = serve(udp_socket(true));
+  UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
   uint16_t port = listener->port();
-  UniqueFd c1 = udp_socket(false), c2 = udp_socket(false), c3 = udp_socket(false);
+  UniqueFd c1 = test::loopback_udp(false), c2 = test::loopback_udp(false),
+           c3 = test::loopback_udp(false);
   send_to(c1.get(), port, "1");
   send_to(c2.get(), port, "2");
   const UdpCounters& n = udp_->counters();
@@ -161,10 +144,10 @@ TEST_F(UdpForwarderTest, FlowsAreLimitedCountedAndExpire) {
 }
 
 TEST_F(UdpForwarderTest, CommitsEndFlows) {
-  UdpListener* listener = serve(udp_socket(true));
+  UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
   uint16_t port = listener->port();
-  UniqueFd c1 = udp_socket(false), c2 = udp_socket(false);
+  UniqueFd c1 = test::loopback_udp(false), c2 = test::loopback_udp(false);
   send_to(c1.get(), port, "a");
   send_to(c2.get(), port, "b");
   const UdpCounters& n = udp_->counters();
@@ -186,10 +169,10 @@ TEST_F(UdpForwarderTest, CommitsEndFlows) {
 }
 
 TEST_F(UdpForwarderTest, ClosingListenerForwardsWhatItHadQueued) {
-  UdpListener* listener = serve(udp_socket(true));
+  UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
   uint16_t port = listener->port();
-  UniqueFd c1 = udp_socket(false);
+  UniqueFd c1 = test::loopback_udp(false);
   // Queued while the loop does not run (as during a commit's slice).
   for (int i = 0; i < 40; ++i) send_to(c1.get(), port, "q" + std::to_string(i));
   listener->drain();
@@ -202,10 +185,10 @@ TEST_F(UdpForwarderTest, ClosingListenerForwardsWhatItHadQueued) {
 }
 
 TEST_F(UdpForwarderTest, RefusedTargetIsCountedAndTheFlowStays) {
-  UdpListener* listener = serve(udp_socket(true));
+  UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
   target_.reset();  // nothing listens on the target port any more: ICMP port unreachable
-  UniqueFd c1 = udp_socket(false);
+  UniqueFd c1 = test::loopback_udp(false);
   send_to(c1.get(), listener->port(), "x");
   const UdpCounters& n = udp_->counters();
   ASSERT_TRUE(pump([&] { return n.target_errors >= 1; }));
@@ -230,7 +213,7 @@ TEST_F(UdpForwarderTest, ListenersAndFlowSocketsGetTheLargerReceiveBuffer) {
   const long cap = rmem_max();
   ASSERT_GT(cap, 0);
   const long want = 2 * std::min<long>(UdpForwarder::kReceiveBufferBytes, cap);
-  UdpListener* listener = serve(udp_socket(true));
+  UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
   int got = 0;
   socklen_t len = sizeof(got);
@@ -238,7 +221,7 @@ TEST_F(UdpForwarderTest, ListenersAndFlowSocketsGetTheLargerReceiveBuffer) {
   EXPECT_EQ(got, want);
   // The flow socket: the only other UDP socket of this process bound to
   // loopback and connected to the target once a client has sent.
-  UniqueFd client = udp_socket(false);
+  UniqueFd client = test::loopback_udp(false);
   send_to(client.get(), listener->port(), "x");
   const UdpCounters& n = udp_->counters();
   ASSERT_TRUE(pump([&] { return n.to_target == 1; }));
