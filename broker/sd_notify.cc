@@ -126,9 +126,37 @@ int Notifier::send(const std::string& msg) noexcept {
   return 0;
 }
 
+void Notifier::send_or_hold(std::string msg, uint64_t now_ns) noexcept {
+  if (fd_ < 0) return;
+  if (held_.empty()) {
+    const int err = send(msg);
+    if (err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS) return;
+    held_retry_at_ns_ = now_ns == 0 ? 0 : now_ns + kReadyRetryNs;
+  }
+  if (held_.size() >= kMaxHeldNotifications) {
+    LOG_WARN("the service manager reads no notifications; an older one is dropped: %s",
+             sanitize(held_.front(), kMaxStatusBytes).c_str());
+    held_.pop_front();
+  }
+  held_.push_back(std::move(msg));
+}
+
+void Notifier::flush_held(uint64_t now_ns) noexcept {
+  // Limit: at most the held messages, each sent once or kept.
+  while (!held_.empty() && now_ns >= held_retry_at_ns_) {
+    const int err = send(held_.front());
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+      held_retry_at_ns_ = now_ns + kReadyRetryNs;
+      return;
+    }
+    held_.pop_front();  // sent, or failed for good (logged by send())
+  }
+}
+
 void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
                       uint64_t at_ns) noexcept {
   if (fd_ < 0) return;
+  flush_held(now_ns);
   if (seen) {
     generation_ = generation;
     listeners_ = listeners;
@@ -182,6 +210,7 @@ int Notifier::timeout_ms(uint64_t now_ns) const noexcept {
   if (fd_ < 0) return -1;
   uint64_t due = UINT64_MAX;
   if (ready_waits_) due = ready_retry_at_ns_;
+  if (!held_.empty()) due = std::min(due, held_retry_at_ns_);
   if (status_pending_) due = std::min(due, status_at_ns_ + kStatusMinIntervalNs);
   if (watchdog_ns_ != 0) due = std::min(due, watchdog_at_ns_ + watchdog_ns_);
   if (due == UINT64_MAX) return -1;
@@ -197,14 +226,14 @@ std::string reloading_message(uint64_t now_ns) {
 }
 
 void Notifier::reloading(uint64_t now_ns) noexcept {
-  send(reloading_message(now_ns));
+  send_or_hold(reloading_message(now_ns), now_ns);
 }
 
 void Notifier::reloaded(const std::string& status) noexcept {
   // Before the first READY=1 the initial rules are not served yet: that
   // READY=1 still waits for the worker (update()).
   const std::string line = "STATUS=" + sanitize(status, kMaxStatusBytes);
-  send(ready_sent_ ? "READY=1\n" + line : line);
+  send_or_hold(ready_sent_ ? "READY=1\n" + line : line, 0);
 }
 
 void Notifier::stopping() noexcept {

@@ -25,6 +25,7 @@
 #include <sys/un.h>
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,12 @@ inline constexpr size_t kMaxStatusBytes = 512;
 /// nothing. The loop sends no fd store operation while READY=1 waits
 /// (ready_waits()), so what the manager reads makes room for it.
 inline constexpr uint64_t kReadyRetryNs = 10 * 1000000ULL;
+/// Limit: a reload's messages (RELOADING=1, then READY=1 and its STATUS=)
+/// held while the manager's queue is full, oldest first. systemd stays in
+/// "reloading" until the READY=1 after RELOADING=1 arrives, so neither may be
+/// lost to a full queue; 8 hold four reloads' worth, and beyond that the
+/// oldest is dropped (logged), since only the newest pair matters.
+inline constexpr size_t kMaxHeldNotifications = 8;
 
 /// A parsed NOTIFY_SOCKET: the address to connect to and its length.
 struct NotifyAddress {
@@ -107,10 +114,13 @@ class Notifier {
   /// Milliseconds until update() has something to do, for poll(); -1 when
   /// nothing is scheduled.
   int timeout_ms(uint64_t now_ns) const noexcept;
-  /// Sends reloading_message(`now_ns`) (SIGHUP with --policy). Needs `sendto`.
+  /// Sends reloading_message(`now_ns`) (SIGHUP with --policy); held and
+  /// tried again by update() every kReadyRetryNs while the manager's queue is
+  /// full. Needs `sendto`.
   void reloading(uint64_t now_ns) noexcept;
   /// Ends a reload: READY=1 (only once the first READY=1 went out) and
-  /// STATUS=`status`, sanitised and cut at kMaxStatusBytes. Needs `sendto`.
+  /// STATUS=`status`, sanitised and cut at kMaxStatusBytes; held like
+  /// reloading()'s message, and never ahead of it. Needs `sendto`.
   void reloaded(const std::string& status) noexcept;
   /// Sends STOPPING=1 (at SIGTERM/SIGINT). Needs `sendto`.
   void stopping() noexcept;
@@ -120,15 +130,22 @@ class Notifier {
   void set_restarts(uint32_t restarts) noexcept;
   /// True once READY=1 was sent.
   bool ready_sent() const noexcept { return ready_sent_; }
-  /// True while READY=1 waits for room in the manager's queue (tried again
-  /// every kReadyRetryNs by update()).
-  bool ready_waits() const noexcept { return ready_waits_; }
+  /// True while READY=1, or a reload's message, waits for room in the
+  /// manager's queue (tried again every kReadyRetryNs by update()).
+  bool ready_waits() const noexcept { return ready_waits_ || !held_.empty(); }
 
  private:
   /// Sends one datagram (MSG_DONTWAIT | MSG_NOSIGNAL); a failure is logged
   /// at debug level (the manager may be gone at shutdown) and dropped.
   /// Returns 0, or the errno of the failure.
   int send(const std::string& msg) noexcept;
+  /// Sends `msg` after every message held before it; holds it when the
+  /// manager's queue is full (EAGAIN, ENOBUFS). Other failures drop it, as
+  /// send() does. `now_ns`: when to try again is counted from it (0: at the
+  /// next update()).
+  void send_or_hold(std::string msg, uint64_t now_ns) noexcept;
+  /// Sends the held messages in order until one finds the queue full.
+  void flush_held(uint64_t now_ns) noexcept;
 
   int fd_;
   uint64_t watchdog_ns_;  // the ping interval: WATCHDOG_USEC/2 in ns, 0 for none
@@ -136,6 +153,8 @@ class Notifier {
   bool ready_sent_ = false;
   bool ready_waits_ = false;        // READY=1 found the manager's queue full
   uint64_t ready_retry_at_ns_ = 0;  // with ready_waits_: when to try again
+  std::deque<std::string> held_;    // a reload's messages the queue had no room for
+  uint64_t held_retry_at_ns_ = 0;   // with held_: when to try again
   bool status_pending_ = false;     // a change not yet sent (rate limit)
   uint64_t sent_generation_ = 0;    // what the last STATUS= said
   uint32_t sent_listeners_ = 0;

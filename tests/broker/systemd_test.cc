@@ -129,6 +129,37 @@ TEST(Notifier, ReadyWaitsForRoomInTheManagersQueue) {
   EXPECT_EQ(m.take(), std::vector<std::string>{ready_message(1, 2, 7)});
 }
 
+// systemd stays "reloading" until the READY=1 after RELOADING=1 arrives: a
+// reload's two messages that find the manager's queue full are held, in
+// order, and go out once it has read.
+TEST(Notifier, AReloadsMessagesWaitForRoomInTheManagersQueue) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, true, 1, 2, t0);
+  ASSERT_EQ(m.take(), std::vector<std::string>{ready_message(1, 2, 7)});
+  int fillers = 0;
+  while (fillers < 100000 && send(m.fds[0], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++fillers;
+  ASSERT_EQ(errno, EAGAIN);
+  n.reloading(t0 + 1 * kMs);
+  n.reloaded("policy reloaded");
+  EXPECT_TRUE(n.ready_waits());
+  EXPECT_EQ(n.timeout_ms(t0 + 1 * kMs), 10);
+  n.update(t0 + 11 * kMs, true, 1, 2, t0 + 11 * kMs);  // due, still full: both stay
+  EXPECT_TRUE(n.ready_waits());
+  EXPECT_EQ(n.timeout_ms(t0 + 11 * kMs), 10);
+  size_t taken = 0;
+  // Limit: the fillers, read 1000 at a time at most.
+  for (int i = 0; i < 1000 && taken < static_cast<size_t>(fillers); ++i) taken += m.take().size();
+  ASSERT_EQ(taken, static_cast<size_t>(fillers));
+  n.update(t0 + 15 * kMs, true, 1, 2, t0 + 15 * kMs);  // not yet due
+  EXPECT_TRUE(m.take().empty());
+  n.update(t0 + 21 * kMs, true, 1, 2, t0 + 21 * kMs);
+  EXPECT_FALSE(n.ready_waits());
+  EXPECT_EQ(m.take(), (std::vector<std::string>{reloading_message(t0 + 1 * kMs),
+                                                "READY=1\nSTATUS=policy reloaded"}));
+}
+
 TEST(Notifier, AWorkerRestartSendsNoSecondReadyAndCountsInStatus) {
   Manager m;
   Notifier n(m.fds[0], 0, 7);
