@@ -307,9 +307,10 @@ uint64_t launcher_capabilities_needed() {
   // when it made the namespace (verify_root_map, kernel/user_namespace.c).
   // Nothing else: a worker's later stages run in a user namespace of its
   // own, where it holds every capability (stage 7 empties its bounding set
-  // there, so no CAP_SETPCAP is needed here); real root's launcher joined a
-  // target network namespace before the cut, and the owner of a rootless
-  // container needs no capability to join it; the launcher opens no
+  // there, so no CAP_SETPCAP is needed here); a target network namespace
+  // with no user namespace to join was joined by the launcher before the
+  // cut, and the owner of a rootless container needs no capability to join
+  // it; the launcher opens no
   // privileged file, binds nothing and signals no other user.
   return in_initial_user_namespace() ? kSetidCapMask : kSetfcapMask;
 }

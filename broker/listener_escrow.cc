@@ -75,7 +75,7 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
           "binds it again",
           spec.port, put.error().message.c_str());
     }
-    flush_store(monotonic_ns());
+    send_store_unless_full(monotonic_ns());
   }
   return Ok();
 }
@@ -131,9 +131,17 @@ void ListenerEscrow::store_blob() noexcept {
   blob_sequence_ = next;
 }
 
+void ListenerEscrow::send_store_unless_full(uint64_t now_ns) noexcept {
+  // The manager's queue was full at the last try: another try per listener
+  // of a large commit would only fail again. The loop's flush_store() goes
+  // on once the notify socket is writable.
+  if (!store_full_) flush_store(now_ns);
+}
+
 void ListenerEscrow::flush_store(uint64_t now_ns) noexcept {
   if (mirror_fd_ < 0 || store_ops_.empty()) return;
   const FdStoreFlush done = store_ops_.flush(mirror_fd_, now_ns);
+  store_full_ = done.blocked;
   if (done.blocked && done.sent > 0) {
     LOG_DEBUG("fd store: %zu operations sent, %zu wait for the service manager", done.sent,
               store_ops_.size());
@@ -199,7 +207,7 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
   blob_bytes_ = *blob_size;
   store_blob();
   old_blob.reset();
-  flush_store(monotonic_ns());
+  send_store_unless_full(monotonic_ns());
   LOG_DEBUG("StoreState: generation %llu, %zu listener%s held, %zu released, blob of %llu bytes",
             static_cast<unsigned long long>(msg.generation), held.size(),
             held.size() == 1 ? "" : "s", closed, static_cast<unsigned long long>(blob_bytes_));

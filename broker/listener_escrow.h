@@ -121,6 +121,9 @@ class ListenerEscrow {
   /// Stores the blob just taken as the next state and removes the one
   /// before it, when mirrored (queued). Call before the old blob closes.
   void store_blob() noexcept;
+  /// flush_store(), unless the last try found the manager's queue full
+  /// (then only the loop's flush_store(), on POLLOUT, tries again).
+  void send_store_unless_full(uint64_t now_ns) noexcept;
 
   struct Entry {
     UniqueFd fd;
@@ -136,6 +139,7 @@ class ListenerEscrow {
   int mirror_fd_ = -1;          // the notify socket of the fd store, -1: no mirror
   FdStoreQueue store_ops_;      // what the fd store still has to be told, in order
   uint64_t blob_sequence_ = 0;  // the blob's number in the fd store (0: none stored)
+  bool store_full_ = false;     // the last flush stopped at a full manager queue
 };
 
 }  // namespace sluice
