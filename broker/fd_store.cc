@@ -167,6 +167,7 @@ StoredFds take_stored_fds(std::vector<UniqueFd>& fds, const std::vector<std::str
       UniqueFd fd = std::move(fds[i]);
       if (auto ok = check_stored_listener(fd.get(), *listener); !ok) {
         out.dropped.push_back(name + ": " + ok.error().message + "; closed");
+        out.stale.push_back(FdStoreKey::listener(listener->cookie, listener->spec));
         continue;
       }
       // The manager keeps one copy of a socket however often it is stored,
@@ -182,16 +183,25 @@ StoredFds take_stored_fds(std::vector<UniqueFd>& fds, const std::vector<std::str
       if (out.state.valid() && *sequence <= out.state_sequence) {
         out.dropped.push_back(name + ": an older state than " +
                               stored_state_name(out.state_sequence) + "; closed");
+        out.stale.push_back(FdStoreKey::worker_state(*sequence));
         continue;
       }
       if (out.state.valid()) {
         out.dropped.push_back(stored_state_name(out.state_sequence) + ": an older state than " +
                               name + "; closed");
+        out.stale.push_back(FdStoreKey::worker_state(out.state_sequence));
       }
       out.state = std::move(fd);
       out.state_sequence = *sequence;
     }
   }
+  // FDSTOREREMOVE=1 drops every descriptor of a name: a name also kept (a
+  // listener that failed its check under the cookie of one that passed, a
+  // state stored twice under one number) stays in the store.
+  std::erase_if(out.stale, [&](const FdStoreKey& key) {
+    if (key.state) return out.state.valid() && key.id == out.state_sequence;
+    return seen.count(key.id) != 0;
+  });
   return out;
 }
 

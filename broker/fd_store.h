@@ -31,6 +31,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "broker/fd_store_queue.h"
 #include "schema/broker_wire.h"
 
 namespace sluice {
@@ -92,13 +93,19 @@ struct StoredFds {
   UniqueFd state;                    // the highest-numbered state, unchecked
   uint64_t state_sequence = 0;       // its number (0 with no state)
   std::vector<std::string> dropped;  // one line per descriptor closed, and why
+  // The names closed here that the manager still stores, to be removed
+  // from its store (ListenerEscrow::unstore_stale): a listener that failed
+  // its check, and every older state. Never a name also kept (a second copy
+  // of a listener has its name: removing that would drop the one kept).
+  std::vector<FdStoreKey> stale;
 };
 
 /// Takes from `fds` (parallel to `names`, the LISTEN_FDNAMES) every
 /// descriptor whose name is a stored listener's or a state's, and leaves the
 /// others (the socket unit's `control` and `pesto`) in place. A listener
 /// that fails check_stored_listener(), a second one with the same cookie, and
-/// every state but the highest-numbered are closed and named in `dropped`.
+/// every state but the highest-numbered are closed and named in `dropped`;
+/// those whose names no kept descriptor shares are listed in `stale`.
 StoredFds take_stored_fds(std::vector<UniqueFd>& fds, const std::vector<std::string>& names);
 
 }  // namespace sluice

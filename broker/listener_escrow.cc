@@ -131,6 +131,19 @@ void ListenerEscrow::store_blob() noexcept {
   blob_sequence_ = next;
 }
 
+void ListenerEscrow::unstore_stale(const std::vector<FdStoreKey>& keys) noexcept {
+  if (mirror_fd_ < 0) return;
+  for (const FdStoreKey& key : keys) {
+    if (auto removed = store_ops_.remove(key); !removed) {
+      LOG_WARN(
+          "fd store: %s stays in the service manager's store (%s); it is closed again at "
+          "the next start",
+          key.describe().c_str(), removed.error().message.c_str());
+      return;  // the queue is full: the rest would fail alike
+    }
+  }
+}
+
 void ListenerEscrow::send_store_unless_full(uint64_t now_ns) noexcept {
   // The manager's queue was full at the last try: another try per listener
   // of a large commit would only fail again. The loop's flush_store() goes

@@ -70,6 +70,11 @@ class ListenerEscrow {
   /// for waits, in order, for flush_store(). Needs `sendmsg` and `sendto`
   /// on the notify fd.
   void mirror_to(int notify_fd) noexcept { mirror_fd_ = notify_fd; }
+  /// Removes from the fd store, when mirrored (queued, then sent as
+  /// flush_store() sends), the names sluiced closed at start that the
+  /// manager still holds (StoredFds::stale): otherwise they would come back
+  /// at every start until the service stops.
+  void unstore_stale(const std::vector<FdStoreKey>& keys) noexcept;
   /// Sends the store operations that wait, as far as the manager takes them
   /// (FdStoreQueue::flush at `now_ns`). Call when the notify socket is
   /// writable, or before sluiced stops.

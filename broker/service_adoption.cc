@@ -118,7 +118,10 @@ bool adopt_stored(BrokerHost& host, StoredFds stored, bool notify) {
               : "the command line's rules");
     host.resume_first_worker();
   }
-  if (notify) escrow.mirror_to(broker_fd::kNotify);
+  if (notify) {
+    escrow.mirror_to(broker_fd::kNotify);
+    escrow.unstore_stale(stored.stale);
+  }
   return true;
 }
 

@@ -44,7 +44,8 @@ Result<ControlSocket> activated_socket(UniqueFd fd, const SocketRole& role,
 /// Hands what the service manager's fd store gave back (`stored`) to the
 /// escrow of `host`, so that the first worker resumes from it as after a
 /// worker crash, and, under a service manager (`notify`), mirrors the escrow
-/// into the store from now on. False (logged) when the stored state fails
+/// into the store from now on and removes from it what sluiced closed at
+/// start (StoredFds::stale). False (logged) when the stored state fails
 /// its checks or the escrow is full: sluiced then stops rather than start
 /// with part of what it had.
 bool adopt_stored(BrokerHost& host, StoredFds stored, bool notify);

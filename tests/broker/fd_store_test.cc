@@ -226,10 +226,39 @@ TEST(FdStore, StartUpTakesStoredListenersAndTheNewestStateAndLeavesTheRest) {
   EXPECT_NE(stored.dropped[1].find("another socket than its name says"), std::string::npos)
       << stored.dropped[1];
   EXPECT_NE(stored.dropped[2].find("stored twice"), std::string::npos) << stored.dropped[2];
+  // The store is to forget what was closed, but not the name of the copy
+  // stored twice: removing it would remove the listener kept.
+  ASSERT_EQ(stored.stale.size(), 2u);
+  EXPECT_TRUE(stored.stale[0].state);
+  EXPECT_EQ(stored.stale[0].id, 6u);
+  EXPECT_FALSE(stored.stale[1].state);
+  EXPECT_EQ(stored.stale[1].name(), stored_listener_name(false_name.cookie, false_name.spec));
   // The socket unit's own descriptor is left where it was.
   ASSERT_TRUE(fds[0].valid());
   EXPECT_EQ(fds[0].get(), control_raw);
   for (size_t i = 1; i < fds.size(); ++i) EXPECT_FALSE(fds[i].valid()) << names[i];
+}
+
+TEST(FdStore, ANameAlsoKeptIsNeverStale) {
+  // Another socket under the name of a listener that is also stored: it is
+  // closed, but removing its name would remove the listener kept too.
+  UniqueFd l1 = bound_socket(SOCK_STREAM, true);
+  UniqueFd impostor = bound_socket(SOCK_STREAM, true);
+  const StoredListenerName n1 = name_of(l1.get(), SOCK_STREAM);
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(impostor));
+  fds.push_back(std::move(l1));
+  fds.push_back(UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+  fds.push_back(UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+  const std::vector<std::string> names = {stored_listener_name(n1.cookie, n1.spec),
+                                          stored_listener_name(n1.cookie, n1.spec), "state-3",
+                                          "state-3"};
+  StoredFds stored = take_stored_fds(fds, names);
+  ASSERT_EQ(stored.listeners.size(), 1u);
+  EXPECT_EQ(stored.listeners[0].name.cookie, n1.cookie);
+  EXPECT_EQ(stored.state_sequence, 3u);
+  EXPECT_EQ(stored.dropped.size(), 2u);
+  EXPECT_TRUE(stored.stale.empty()) << stored.stale[0].name();
 }
 
 }  // namespace

@@ -99,6 +99,12 @@ std::vector<std::string> ServiceManager::stored_names() const {
   return names;
 }
 
+void ServiceManager::store(const std::string& name, UniqueFd fd) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  apply("FDSTORE=1\nFDNAME=" + name, std::move(fds));
+}
+
 void ServiceManager::prepare(Daemon& d,
                              const std::vector<std::pair<std::string, int>>& unit_fds) const {
   // Plain numbers and one joined string, computed here: the child may only

@@ -51,6 +51,9 @@ class ServiceManager {
   std::vector<std::string> stored_names() const;
   /// How many descriptors are stored.
   size_t stored_count() const { return store_.size(); }
+  /// Stores `fd` under `name` as a FDSTORE=1 datagram would (once per open
+  /// file): what an earlier run of the service left in the store.
+  void store(const std::string& name, UniqueFd fd);
 
   /// Makes `d`'s next start() get what systemd gives a service: NOTIFY_SOCKET,
   /// and from fd 3 on the socket unit's descriptors `unit_fds` (name, fd; not
