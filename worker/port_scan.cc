@@ -181,12 +181,12 @@ BoundPorts listener_ports(std::span<const ListenerKey> keys, Pif pif) {
 
 BoundPorts scan_view(const BoundPorts& raw, const BoundPorts& own) noexcept {
   BoundPorts out;
-  out.tcp = raw.tcp & ~own.tcp;
+  out.tcp = raw.tcp - own.tcp;
   // pasta's rule: a TCP listener's port is watched for UDP too (iperf3 and
   // others set up UDP transfers on the number of their TCP control port);
   // only a TCP port that is not sluice's own, so that a HOST TCP listener
   // never opens a SPLICE UDP port, nor the reverse.
-  out.udp = (raw.udp | out.tcp) & ~own.udp;
+  out.udp = (raw.udp | out.tcp) - own.udp;
   return out;
 }
 

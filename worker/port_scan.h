@@ -37,6 +37,7 @@
 #include <bitset>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -74,8 +75,74 @@ inline constexpr size_t kMaxProcNetLineBytes = 256;
 /// minute: the condition would otherwise repeat at every scan.
 inline constexpr uint64_t kScanWarnIntervalNs = 60 * 1000000000ULL;
 
-/// One bit per port number (bit 0 unused).
-using PortSet = std::bitset<kMaxPort + 1>;
+/// A set of port numbers: one bit per port (bit 0 unused), in 8 KiB that
+/// are allocated when the first port is added. Most sets stay empty (every
+/// one of a worker without auto-scan, and the other protocol's and table's
+/// of one with it); as plain bitsets, the engine's scan state and a commit's
+/// temporaries took about 200 KiB of memory in every worker, whatever its
+/// tables held.
+class PortSet {
+ public:
+  using Bits = std::bitset<kMaxPort + 1>;
+
+  PortSet() = default;
+  /// A copy of `other` (allocated only when `other` is).
+  PortSet(const PortSet& other)
+      : bits_(other.bits_ ? std::make_unique<Bits>(*other.bits_) : nullptr) {}
+  /// Becomes a copy of `other`.
+  PortSet& operator=(const PortSet& other) {
+    if (this != &other) bits_ = other.bits_ ? std::make_unique<Bits>(*other.bits_) : nullptr;
+    return *this;
+  }
+  PortSet(PortSet&&) noexcept = default;
+  PortSet& operator=(PortSet&&) noexcept = default;
+
+  /// True when `port` (at most kMaxPort) is in the set.
+  bool test(size_t port) const { return bits_ != nullptr && bits_->test(port); }
+  /// Adds `port` (at most kMaxPort).
+  void set(size_t port) {
+    if (bits_ == nullptr) bits_ = std::make_unique<Bits>();
+    bits_->set(port);
+  }
+  /// Removes `port` (at most kMaxPort).
+  void reset(size_t port) {
+    if (bits_ != nullptr) bits_->reset(port);
+  }
+  /// True when the set holds a port.
+  bool any() const { return bits_ != nullptr && bits_->any(); }
+  /// True when the set holds no port.
+  bool none() const { return !any(); }
+  /// How many ports the set holds.
+  size_t count() const { return bits_ != nullptr ? bits_->count() : 0; }
+  /// True when both hold the same ports (an unallocated set equals an empty one).
+  bool operator==(const PortSet& other) const {
+    if (bits_ == nullptr || other.bits_ == nullptr) return none() && other.none();
+    return *bits_ == *other.bits_;
+  }
+
+  /// The ports in both `a` and `b`.
+  friend PortSet operator&(const PortSet& a, const PortSet& b) {
+    if (a.none() || b.none()) return PortSet();
+    return PortSet(*a.bits_ & *b.bits_);
+  }
+  /// The ports in `a` or `b`.
+  friend PortSet operator|(const PortSet& a, const PortSet& b) {
+    if (b.none()) return a;
+    if (a.none()) return b;
+    return PortSet(*a.bits_ | *b.bits_);
+  }
+  /// The ports in `a` and not in `b`.
+  friend PortSet operator-(const PortSet& a, const PortSet& b) {
+    if (a.none() || b.none()) return a;
+    return PortSet(*a.bits_ & ~*b.bits_);
+  }
+
+ private:
+  /// A set of exactly `bits` (allocated).
+  explicit PortSet(const Bits& bits) : bits_(std::make_unique<Bits>(bits)) {}
+
+  std::unique_ptr<Bits> bits_;  // null: no port yet
+};
 
 /// The ports bound in the target namespace, per protocol.
 struct BoundPorts {

@@ -53,6 +53,49 @@ PortSet ports_of(const std::string& text, ProcNetKind kind, ProcNetParse* result
   return set;
 }
 
+TEST(PortSet, AnEmptySetIsAPointerAndBehavesAsAFullSizedOne) {
+  // What the engine keeps per table and protocol whatever its tables hold:
+  // no 8 KiB bitset until a port is added.
+  static_assert(sizeof(PortSet) == sizeof(void*));
+  static_assert(sizeof(PifPorts) == kPifCount * 2 * sizeof(void*));
+  PortSet empty, a, b;
+  EXPECT_TRUE(empty.none());
+  EXPECT_FALSE(empty.test(80));
+  EXPECT_EQ(empty.count(), 0u);
+  a.set(80);
+  a.set(443);
+  a.set(kMaxPort);
+  b.set(443);
+  b.set(8080);
+  EXPECT_TRUE(a.test(kMaxPort));
+  EXPECT_EQ(a.count(), 3u);
+  // An allocated set that became empty equals one that never held a port.
+  PortSet emptied;
+  emptied.set(1);
+  emptied.reset(1);
+  EXPECT_EQ(emptied, empty);
+  EXPECT_EQ(empty, emptied);
+  EXPECT_NE(a, empty);
+  const PortSet both = a & b, either = a | b, only_a = a - b;
+  EXPECT_EQ(both.count(), 1u);
+  EXPECT_TRUE(both.test(443));
+  EXPECT_EQ(either.count(), 4u);
+  EXPECT_TRUE(either.test(8080) && either.test(80));
+  EXPECT_EQ(only_a.count(), 2u);
+  EXPECT_FALSE(only_a.test(443));
+  EXPECT_EQ(a - empty, a);
+  EXPECT_EQ(empty - a, empty);
+  EXPECT_EQ((a & empty).count(), 0u);
+  EXPECT_EQ(a | empty, a);
+  EXPECT_EQ(empty | b, b);
+  // Copies are deep.
+  PortSet copy = a;
+  copy.reset(80);
+  EXPECT_TRUE(a.test(80));
+  copy = b;
+  EXPECT_EQ(copy, b);
+}
+
 TEST(ProcNetParse, OnlyListeningTcpSocketsCount) {
   std::string text = kTcpHeader;
   text += tcp_line(0, "0100007F:1F90", "00000000:0000", "0A");  // 127.0.0.1:8080 LISTEN
