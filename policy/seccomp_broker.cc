@@ -295,6 +295,12 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
       });
   // --- Memory, time and abort() (libc) ---
   append(rules, libc_rows(self));
+  rules.push_back(
+      {"madvise",
+       {eq32(2, MADV_DONTNEED)},
+       "malloc_trim() once the start-up is over (main.cc): the heap the start-up freed (the "
+       "filter's build above all, about 90 KiB) goes back to the kernel; only DONTNEED, which "
+       "drops this process's own pages"});
   return rules;
 }
 

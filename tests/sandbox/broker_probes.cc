@@ -8,6 +8,7 @@
 // never needs after start-up: open, exec, fork, ioctl, fcntl, prctl, ...
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <vector>
 
 #include "base/scm_rights.h"
 #include "policy/seccomp_broker.h"
@@ -678,6 +680,20 @@ const std::vector<Probe>& broker_probes() {
        void* a = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
        return syscall(SYS_brk, 0) > 0 && a != MAP_FAILED && munmap(a, 4096) == 0;
      },
+     kSetupBrokerFds},
+    {"malloc_trim", Expect::kAllowed,
+     +[](const ProbeFds& f) {
+       // Free blocks in the middle of the heap: malloc_trim returns their
+       // pages with madvise(MADV_DONTNEED).
+       std::vector<void*> blocks;
+       for (int i = 0; i < 64; ++i) blocks.push_back(std::malloc(16384));
+       for (size_t i = 0; i + 1 < blocks.size(); i += 2) std::free(blocks[i]);
+       malloc_trim(0);
+       for (size_t i = 1; i < blocks.size(); i += 2) std::free(blocks[i]);
+       return madvise(f.page, 4096, MADV_DONTNEED) == 0;
+     },
+     kSetupBrokerFds},
+    {"madvise_dontfork", Expect::kKilled, FORBIDDEN(madvise(f.page, 4096, MADV_DONTFORK)),
      kSetupBrokerFds},
     {"mmap_exec", Expect::kKilled,
      FORBIDDEN(mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
