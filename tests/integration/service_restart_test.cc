@@ -76,6 +76,15 @@ bool store_fills(ServiceManager& m, size_t listeners) {
   return false;
 }
 
+/// Starts `d` under `m` as systemd would, with the socket unit's `control`
+/// and one rule (18080 to 18000), and waits at most `timeout_ms` for READY=1;
+/// true when it came.
+bool start_under(ServiceManager& m, Daemon& d, const UniqueFd& control, int timeout_ms = 10000) {
+  m.prepare(d, {{"control", control.get()}});
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  return !m.wait_for("READY=1", timeout_ms).empty();
+}
+
 TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   std::atomic<bool> stop{false};
@@ -85,9 +94,7 @@ TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
   ServiceManager m;
   Daemon d;
   UniqueFd control = unit_socket(d.socket_path());
-  m.prepare(d, {{"control", control.get()}});
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_FALSE(m.wait_for("READY=1").empty()) << d.log();
+  ASSERT_TRUE(start_under(m, d, control)) << d.log();
   // A rule added at run time: the restarts must keep it, since the tables
   // come back from the store, not from the command line.
   RunResult added = d.ctl({"-A", "-t", "127.0.0.1/18081:18000"});
@@ -101,9 +108,7 @@ TEST(Restart, TwentyRestartsOfSluicedRefuseNothingAndKeepTheTables) {
     d.signal(SIGTERM);
     ASSERT_EQ(d.wait_exit(30000), 0) << "restart " << i << "\n" << d.log();
     m.drain();
-    m.prepare(d, {{"control", control.get()}});
-    d.start({"-t", "127.0.0.1/18080:18000"});
-    ASSERT_FALSE(m.wait_for("READY=1", 30000).empty()) << "restart " << i << "\n" << d.log();
+    ASSERT_TRUE(start_under(m, d, control, 30000)) << "restart " << i << "\n" << d.log();
     ASSERT_TRUE(store_settles(m, 2)) << "restart " << i << "\n" << d.log();
   }
   prober.await_probe();
@@ -137,9 +142,7 @@ TEST(Restart, ACommitLargerThanTheNotifyQueueEndsUpWhollyInTheStore) {
   ServiceManager m;
   Daemon d;
   UniqueFd control = unit_socket(d.socket_path());
-  m.prepare(d, {{"control", control.get()}});
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_FALSE(m.wait_for("READY=1").empty()) << d.log();
+  ASSERT_TRUE(start_under(m, d, control)) << d.log();
   ASSERT_TRUE(store_settles(m, 1)) << d.log();
 
   // The manager reads nothing while the commit runs: its queue fills after
@@ -159,9 +162,7 @@ TEST(Restart, ACommitLargerThanTheNotifyQueueEndsUpWhollyInTheStore) {
   d.signal(SIGTERM);
   ASSERT_EQ(d.wait_exit(30000), 0) << d.log();
   m.drain();
-  m.prepare(d, {{"control", control.get()}});
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_FALSE(m.wait_for("READY=1", 30000).empty()) << d.log();
+  ASSERT_TRUE(start_under(m, d, control, 30000)) << d.log();
   const std::string adopted =
       "restart: " + std::to_string(kManyListeners + 1) +
       " listeners and the worker's state from the service manager's fd store";
@@ -181,9 +182,7 @@ TEST(Restart, WhatSluicedClosesAtStartLeavesTheStore) {
   ServiceManager m;
   Daemon d;
   UniqueFd control = unit_socket(d.socket_path());
-  m.prepare(d, {{"control", control.get()}});
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_FALSE(m.wait_for("READY=1").empty()) << d.log();
+  ASSERT_TRUE(start_under(m, d, control)) << d.log();
   ASSERT_TRUE(store_settles(m, 1)) << d.log();
   d.signal(SIGTERM);
   ASSERT_EQ(d.wait_exit(30000), 0) << d.log();
@@ -206,9 +205,7 @@ TEST(Restart, WhatSluicedClosesAtStartLeavesTheStore) {
   m.store(older, UniqueFd(memfd_create("older-state", MFD_CLOEXEC)));
   ASSERT_EQ(m.stored_count(), 4u);
 
-  m.prepare(d, {{"control", control.get()}});
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_FALSE(m.wait_for("READY=1", 30000).empty()) << d.log();
+  ASSERT_TRUE(start_under(m, d, control, 30000)) << d.log();
   EXPECT_NE(d.log().find("fd store: " + impostor), std::string::npos) << d.log();
   EXPECT_NE(d.log().find("fd store: " + older + ": an older state"), std::string::npos) << d.log();
   ASSERT_TRUE(store_settles(m, 1)) << d.log();
