@@ -105,7 +105,8 @@ struct StoredFds {
 /// others (the socket unit's `control` and `pesto`) in place. A listener
 /// that fails check_stored_listener(), a second one with the same cookie, and
 /// every state but the highest-numbered are closed and named in `dropped`;
-/// those whose names no kept descriptor shares are listed in `stale`.
+/// those listed in `stale` are the ones whose cookie (a listener) or number
+/// (a state) no kept descriptor has, so that no kept name is removed.
 StoredFds take_stored_fds(std::vector<UniqueFd>& fds, const std::vector<std::string>& names);
 
 }  // namespace sluice

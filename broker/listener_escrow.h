@@ -96,8 +96,8 @@ class ListenerEscrow {
   /// Takes the state the store gave back at start, stored as
   /// state-`sequence`: checked as a StoreState's blob (check_sealed_memfd),
   /// then kept as the blob the next worker resumes from. Fails, keeping
-  /// nothing, when the checks fail. Needs `fstat` and `fcntl` (before the
-  /// filter).
+  /// nothing, when the checks fail. Needs `fstat` and `fcntl` (F_GET_SEALS),
+  /// which the broker's filter allows.
   Result<void> adopt_blob(UniqueFd blob, uint64_t sequence);
 
   /// A new worker takes over: every listener in escrow now counts as issued

@@ -83,7 +83,7 @@ void CommitEngine::refresh_scan(const PifPorts& watched) noexcept {
     const BoundPorts& w = watched.of(pif);
     if (scanner == nullptr || (!w.tcp.any() && !w.udp.any())) continue;
     Result<BoundPorts> got = scanner->scan();
-    if (got) scan_.raw.of(pif) = *got;
+    if (got) scan_.raw.of(pif) = std::move(*got);
   }
   // sluice's own listeners on each side never count (port_scan.h), so that
   // HOST and SPLICE scan rules never follow each other's listeners.

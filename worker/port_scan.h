@@ -35,6 +35,7 @@
 
 #include <array>
 #include <bitset>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -89,23 +90,35 @@ class PortSet {
   /// A copy of `other` (allocated only when `other` is).
   PortSet(const PortSet& other)
       : bits_(other.bits_ ? std::make_unique<Bits>(*other.bits_) : nullptr) {}
-  /// Becomes a copy of `other`.
+  /// Becomes a copy of `other` (in the bits it holds already, when it has some).
   PortSet& operator=(const PortSet& other) {
-    if (this != &other) bits_ = other.bits_ ? std::make_unique<Bits>(*other.bits_) : nullptr;
+    if (this == &other) return *this;
+    if (other.bits_ == nullptr) {
+      bits_.reset();
+    } else if (bits_ != nullptr) {
+      *bits_ = *other.bits_;
+    } else {
+      bits_ = std::make_unique<Bits>(*other.bits_);
+    }
     return *this;
   }
   PortSet(PortSet&&) noexcept = default;
   PortSet& operator=(PortSet&&) noexcept = default;
 
   /// True when `port` (at most kMaxPort) is in the set.
-  bool test(size_t port) const { return bits_ != nullptr && bits_->test(port); }
+  bool test(size_t port) const {
+    assert(port <= kMaxPort);
+    return bits_ != nullptr && bits_->test(port);
+  }
   /// Adds `port` (at most kMaxPort).
   void set(size_t port) {
+    assert(port <= kMaxPort);
     if (bits_ == nullptr) bits_ = std::make_unique<Bits>();
     bits_->set(port);
   }
   /// Removes `port` (at most kMaxPort).
   void reset(size_t port) {
+    assert(port <= kMaxPort);
     if (bits_ != nullptr) bits_->reset(port);
   }
   /// True when the set holds a port.
@@ -192,7 +205,8 @@ struct ProcNetParse {
 /// "HEX:PORT", "HEX:PORT" and a two-digit state (addresses of 8 or 32 hex
 /// digits, ports of 4), are skipped and counted; parsing stops after
 /// kMaxProcNetLines lines. A last line without its newline is not parsed
-/// (the read that made the text was cut). Pure; never fails.
+/// (the read that made the text was cut). Pure; fails only to allocate
+/// `out`'s bits (8 KiB), which ends the worker like any allocation failure.
 ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept;
 
 /// Returns the target port of `port` of `rule`: to + port - first. Auto-scan

@@ -198,6 +198,7 @@ TEST(Restart, WhatSluicedClosesAtStartLeavesTheStore) {
   ASSERT_TRUE(listener.size() > 26 && listener[25] == '-') << listener;  // listener-<16 hex>-
   const std::string impostor = "listener-00000000000000ff" + listener.substr(25);
   ASSERT_NE(impostor, listener);
+  ASSERT_FALSE(state.empty());
   const unsigned long newest = std::stoul(state.substr(6));
   ASSERT_GE(newest, 1u) << state;
   const std::string older = "state-" + std::to_string(newest - 1);

@@ -88,12 +88,25 @@ TEST(PortSet, AnEmptySetIsAPointerAndBehavesAsAFullSizedOne) {
   EXPECT_EQ((a & empty).count(), 0u);
   EXPECT_EQ(a | empty, a);
   EXPECT_EQ(empty | b, b);
-  // Copies are deep.
+  // Copies are deep, also into bits a set holds already.
   PortSet copy = a;
   copy.reset(80);
   EXPECT_TRUE(a.test(80));
   copy = b;
   EXPECT_EQ(copy, b);
+  copy.set(9);
+  EXPECT_FALSE(b.test(9));
+  copy = empty;
+  EXPECT_TRUE(copy.none());
+  // Self-assignment keeps the set; a moved-from set is empty and usable.
+  const PortSet& same = a;
+  a = same;
+  EXPECT_EQ(a.count(), 3u);
+  PortSet moved = std::move(a);
+  EXPECT_EQ(moved.count(), 3u);
+  EXPECT_TRUE(a.none());  // NOLINT(bugprone-use-after-move): the state is specified
+  a.set(1);
+  EXPECT_TRUE(a.test(1));
 }
 
 TEST(ProcNetParse, OnlyListeningTcpSocketsCount) {
