@@ -323,19 +323,19 @@ Result<CapSets> cut_launcher_capabilities(uint64_t keep) {
     return Err("cannot read this process's capabilities (capng_get_caps_process)");
   }
   const bool has_setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP) != 0;
-  unsigned kept_caps[3];
-  size_t n = 0;
-  for (unsigned cap : {unsigned{CAP_SETUID}, unsigned{CAP_SETGID}, unsigned{CAP_SETFCAP}}) {
+  // What of `keep` is permitted now, read before capng_clear() forgets it.
+  uint64_t kept = 0;
+  for (unsigned cap = 0; cap <= CAP_LAST_CAP; ++cap) {
     if ((keep & (1ULL << cap)) != 0 && capng_have_capability(CAPNG_PERMITTED, cap) != 0) {
-      kept_caps[n++] = cap;
+      kept |= 1ULL << cap;
     }
   }
   capng_clear(CAPNG_SELECT_BOTH);
   const auto where =
       static_cast<capng_type_t>(CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET);
-  for (size_t i = 0; i < n; ++i) {
-    if (capng_update(CAPNG_ADD, where, kept_caps[i]) != 0) {
-      return Err("capng_update(" + std::to_string(kept_caps[i]) + ") failed");
+  for (unsigned cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if ((kept & (1ULL << cap)) != 0 && capng_update(CAPNG_ADD, where, cap) != 0) {
+      return Err("capng_update(" + std::to_string(cap) + ") failed");
     }
   }
   // NO_NEW_PRIVS (set by the helper): no exec (a worker) gains more than the

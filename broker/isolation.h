@@ -9,6 +9,8 @@
 // Each stage says why it is there and why it is safe at that point.
 #pragma once
 
+#include <linux/capability.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -85,13 +87,12 @@ Result<void> check_caps_dropped(const CapSets& caps, bool bounding_cleared);
 /// `keep_bind_cap` false (the policy reader), nothing at all is kept.
 Result<bool> drop_capabilities(bool keep_bind_cap = true);
 
-/// CAP_SETUID and CAP_SETGID as a bit mask of /proc/self/status (bits 7 and
-/// 6): what the worker launcher of real root keeps (its workers switch to
-/// their own user).
-inline constexpr uint64_t kSetidCapMask = (1ULL << 7) | (1ULL << 6);
-/// CAP_SETFCAP as a bit mask of /proc/self/status (bit 31): what the worker
-/// launcher of uid 0 in a user namespace keeps (its workers map uid 0).
-inline constexpr uint64_t kSetfcapMask = 1ULL << 31;
+/// CAP_SETUID and CAP_SETGID as a bit mask of /proc/self/status: what the
+/// worker launcher of real root keeps (its workers switch to their own user).
+inline constexpr uint64_t kSetidCapMask = (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID);
+/// CAP_SETFCAP as a bit mask of /proc/self/status: what the worker launcher
+/// of uid 0 in a user namespace keeps (its workers map uid 0).
+inline constexpr uint64_t kSetfcapMask = 1ULL << CAP_SETFCAP;
 
 /// Returns the capabilities a worker's start needs, which the worker
 /// launcher keeps (isolation.cc says why for each): kSetidCapMask for real

@@ -126,31 +126,53 @@ int Notifier::send(const std::string& msg) noexcept {
   return 0;
 }
 
-void Notifier::send_or_hold(std::string msg, uint64_t now_ns) noexcept {
+namespace {
+
+/// True when `err` (from Notifier::send) means the manager's queue had no
+/// room: worth another try once it has read.
+bool queue_full(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+}
+
+}  // namespace
+
+void Notifier::send_or_hold(std::string msg, uint64_t now_ns, bool ready) noexcept {
   if (fd_ < 0) return;
   if (held_.empty()) {
-    const int err = send(msg);
-    if (err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS) return;
+    // Any other failure will not heal by waiting: the message is dropped
+    // (for the first READY=1, the start then fails as it would anyway).
+    if (!queue_full(send(msg))) {
+      if (ready) ready_went_out(now_ns);
+      return;
+    }
     held_retry_at_ns_ = now_ns == 0 ? 0 : now_ns + kReadyRetryNs;
   }
   if (held_.size() >= kMaxHeldNotifications) {
+    // Never the first READY=1: a start that never reports ready fails.
+    auto oldest = held_.front().ready ? held_.begin() + 1 : held_.begin();
     LOG_WARN("the service manager reads no notifications; an older one is dropped: %s",
-             sanitize(held_.front(), kMaxStatusBytes).c_str());
-    held_.pop_front();
+             sanitize(oldest->msg, kMaxStatusBytes).c_str());
+    held_.erase(oldest);
   }
-  held_.push_back(std::move(msg));
+  held_.push_back({std::move(msg), ready});
 }
 
 void Notifier::flush_held(uint64_t now_ns) noexcept {
   // Limit: at most the held messages, each sent once or kept.
   while (!held_.empty() && now_ns >= held_retry_at_ns_) {
-    const int err = send(held_.front());
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+    if (queue_full(send(held_.front().msg))) {
       held_retry_at_ns_ = now_ns + kReadyRetryNs;
       return;
     }
-    held_.pop_front();  // sent, or failed for good (logged by send())
+    // Sent, or failed for good (logged by send()).
+    if (held_.front().ready) ready_went_out(now_ns);
+    held_.pop_front();
   }
+}
+
+void Notifier::ready_went_out(uint64_t now_ns) noexcept {
+  ready_sent_ = true;
+  status_at_ns_ = now_ns;
 }
 
 void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t listeners,
@@ -160,22 +182,13 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
   if (seen) {
     generation_ = generation;
     listeners_ = listeners;
-    if (!ready_sent_) {
-      if (!ready_waits_ || now_ns >= ready_retry_at_ns_) {
-        const int err = send(ready_message(generation, listeners, main_pid_));
-        // A full queue keeps READY=1 for later; any other failure will not
-        // heal by waiting, and the start then fails as before.
-        ready_waits_ = err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
-        if (ready_waits_) {
-          ready_retry_at_ns_ = now_ns + kReadyRetryNs;
-        } else {
-          ready_sent_ = true;
-          sent_generation_ = generation;
-          sent_listeners_ = listeners;
-          status_at_ns_ = now_ns;
-        }
-      }
-    } else if (generation != sent_generation_ || listeners != sent_listeners_) {
+    if (!ready_queued_) {
+      // READY=1 with the first report; a full queue holds it (send_or_hold).
+      ready_queued_ = true;
+      sent_generation_ = generation;
+      sent_listeners_ = listeners;
+      send_or_hold(ready_message(generation, listeners, main_pid_), now_ns, true);
+    } else if (ready_sent_ && (generation != sent_generation_ || listeners != sent_listeners_)) {
       status_pending_ = true;
     }
   }
@@ -209,8 +222,7 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
 int Notifier::timeout_ms(uint64_t now_ns) const noexcept {
   if (fd_ < 0) return -1;
   uint64_t due = UINT64_MAX;
-  if (ready_waits_) due = ready_retry_at_ns_;
-  if (!held_.empty()) due = std::min(due, held_retry_at_ns_);
+  if (!held_.empty()) due = held_retry_at_ns_;
   if (status_pending_) due = std::min(due, status_at_ns_ + kStatusMinIntervalNs);
   if (watchdog_ns_ != 0) due = std::min(due, watchdog_at_ns_ + watchdog_ns_);
   if (due == UINT64_MAX) return -1;
@@ -231,9 +243,10 @@ void Notifier::reloading(uint64_t now_ns) noexcept {
 
 void Notifier::reloaded(const std::string& status) noexcept {
   // Before the first READY=1 the initial rules are not served yet: that
-  // READY=1 still waits for the worker (update()).
+  // READY=1 still waits for the worker (update()). Once it is sent or held,
+  // the reload's messages follow it in order, and this READY=1 ends the reload.
   const std::string line = "STATUS=" + sanitize(status, kMaxStatusBytes);
-  send_or_hold(ready_sent_ ? "READY=1\n" + line : line, 0);
+  send_or_hold(ready_queued_ ? "READY=1\n" + line : line, 0);
 }
 
 void Notifier::stopping() noexcept {

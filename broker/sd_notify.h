@@ -44,17 +44,20 @@ inline constexpr uint64_t kStatusMinIntervalNs = 1000000000ULL;
 /// readable in `systemctl status`.
 inline constexpr size_t kMaxStatusBytes = 512;
 
-/// Limit: how soon READY=1 is tried again when the manager's queue had no
-/// room for it (EAGAIN, ENOBUFS: a first commit's fd store puts filled it):
+/// Limit: how soon READY=1, or a reload's message, is tried again when the
+/// manager's queue had no room for it (EAGAIN, ENOBUFS: a first commit's fd
+/// store puts filled it):
 /// soon enough that readiness is not noticeably late, seldom enough to cost
 /// nothing. The loop sends no fd store operation while READY=1 waits
 /// (ready_waits()), so what the manager reads makes room for it.
 inline constexpr uint64_t kReadyRetryNs = 10 * 1000000ULL;
-/// Limit: a reload's messages (RELOADING=1, then READY=1 and its STATUS=)
-/// held while the manager's queue is full, oldest first. systemd stays in
-/// "reloading" until the READY=1 after RELOADING=1 arrives, so neither may be
-/// lost to a full queue; 8 hold four reloads' worth, and beyond that the
-/// oldest is dropped (logged), since only the newest pair matters.
+/// Limit: messages held while the manager's queue is full, oldest first: the
+/// first READY=1 and a reload's (RELOADING=1, then READY=1 and its STATUS=).
+/// systemd stays in "reloading" until the READY=1 after RELOADING=1
+/// arrives, so neither may be lost to a full queue; 8 hold the first
+/// READY=1 and three reloads' worth, and beyond that the oldest reload
+/// message is dropped (logged), since only the newest pair matters. The
+/// first READY=1 is never dropped.
 inline constexpr size_t kMaxHeldNotifications = 8;
 
 /// A parsed NOTIFY_SOCKET: the address to connect to and its length.
@@ -132,7 +135,7 @@ class Notifier {
   bool ready_sent() const noexcept { return ready_sent_; }
   /// True while READY=1, or a reload's message, waits for room in the
   /// manager's queue (tried again every kReadyRetryNs by update()).
-  bool ready_waits() const noexcept { return ready_waits_ || !held_.empty(); }
+  bool ready_waits() const noexcept { return !held_.empty(); }
 
  private:
   /// Sends one datagram (MSG_DONTWAIT | MSG_NOSIGNAL); a failure is logged
@@ -142,21 +145,30 @@ class Notifier {
   /// Sends `msg` after every message held before it; holds it when the
   /// manager's queue is full (EAGAIN, ENOBUFS). Other failures drop it, as
   /// send() does. `now_ns`: when to try again is counted from it (0: at the
-  /// next update()).
-  void send_or_hold(std::string msg, uint64_t now_ns) noexcept;
+  /// next update()). `ready`: it is the first READY=1 (ready_went_out()
+  /// once it is out).
+  void send_or_hold(std::string msg, uint64_t now_ns, bool ready = false) noexcept;
   /// Sends the held messages in order until one finds the queue full.
   void flush_held(uint64_t now_ns) noexcept;
+  /// The first READY=1 went out at `now_ns` (or failed for good): STATUS=
+  /// lines follow, rate-limited from then.
+  void ready_went_out(uint64_t now_ns) noexcept;
+
+  /// One message the manager's queue had no room for.
+  struct Held {
+    std::string msg;
+    bool ready;  // the first READY=1
+  };
 
   int fd_;
   uint64_t watchdog_ns_;  // the ping interval: WATCHDOG_USEC/2 in ns, 0 for none
   pid_t main_pid_;
-  bool ready_sent_ = false;
-  bool ready_waits_ = false;        // READY=1 found the manager's queue full
-  uint64_t ready_retry_at_ns_ = 0;  // with ready_waits_: when to try again
-  std::deque<std::string> held_;    // a reload's messages the queue had no room for
-  uint64_t held_retry_at_ns_ = 0;   // with held_: when to try again
-  bool status_pending_ = false;     // a change not yet sent (rate limit)
-  uint64_t sent_generation_ = 0;    // what the last STATUS= said
+  bool ready_queued_ = false;      // the first READY=1 was sent or is held
+  bool ready_sent_ = false;        // ... and went out
+  std::deque<Held> held_;          // what the queue had no room for, oldest first
+  uint64_t held_retry_at_ns_ = 0;  // with held_: when to try again
+  bool status_pending_ = false;    // a change not yet sent (rate limit)
+  uint64_t sent_generation_ = 0;   // what the last STATUS= said
   uint32_t sent_listeners_ = 0;
   uint64_t generation_ = 0;  // the latest report
   uint32_t listeners_ = 0;

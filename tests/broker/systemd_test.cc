@@ -81,6 +81,22 @@ struct Manager {
     }
     return out;
   }
+  /// Fills the manager's queue with 1-byte datagrams until the kernel has no
+  /// room (bounded); returns how many went in.
+  int fill() {
+    int n = 0;
+    while (n < 100000 && send(fds[0], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++n;
+    EXPECT_EQ(errno, EAGAIN);
+    return n;
+  }
+  /// Reads the `n` fillers of fill() (take() reads at most 1000 at a time);
+  /// returns how many it read.
+  size_t take_fillers(int n) {
+    size_t taken = 0;
+    // Limit: the fillers, read 1000 at a time at most.
+    for (int i = 0; i < 1000 && taken < static_cast<size_t>(n); ++i) taken += take().size();
+    return taken;
+  }
 };
 
 TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
@@ -109,18 +125,14 @@ TEST(Notifier, ReadyOnceThenRateLimitedStatus) {
 TEST(Notifier, ReadyWaitsForRoomInTheManagersQueue) {
   Manager m;
   Notifier n(m.fds[0], 0, 7);
-  int fillers = 0;
-  while (fillers < 100000 && send(m.fds[0], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++fillers;
-  ASSERT_EQ(errno, EAGAIN);
+  const int fillers = m.fill();
   const uint64_t t0 = 1000 * kMs;
   n.update(t0, true, 1, 2, t0);
   EXPECT_FALSE(n.ready_sent());
   EXPECT_TRUE(n.ready_waits());
   EXPECT_EQ(n.timeout_ms(t0), 10);
-  // The manager reads (take() reads at most 1000 at a time): room.
-  size_t taken = 0;
-  for (int i = 0; i < 1000 && taken < static_cast<size_t>(fillers); ++i) taken += m.take().size();
-  EXPECT_EQ(taken, static_cast<size_t>(fillers));
+  // The manager reads: room.
+  EXPECT_EQ(m.take_fillers(fillers), static_cast<size_t>(fillers));
   n.update(t0 + 5 * kMs, true, 1, 2, t0);  // not yet due
   EXPECT_TRUE(m.take().empty());
   n.update(t0 + 10 * kMs, true, 1, 2, t0);
@@ -138,9 +150,7 @@ TEST(Notifier, AReloadsMessagesWaitForRoomInTheManagersQueue) {
   const uint64_t t0 = 1000 * kMs;
   n.update(t0, true, 1, 2, t0);
   ASSERT_EQ(m.take(), std::vector<std::string>{ready_message(1, 2, 7)});
-  int fillers = 0;
-  while (fillers < 100000 && send(m.fds[0], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++fillers;
-  ASSERT_EQ(errno, EAGAIN);
+  const int fillers = m.fill();
   n.reloading(t0 + 1 * kMs);
   n.reloaded("policy reloaded");
   EXPECT_TRUE(n.ready_waits());
@@ -148,16 +158,35 @@ TEST(Notifier, AReloadsMessagesWaitForRoomInTheManagersQueue) {
   n.update(t0 + 11 * kMs, true, 1, 2, t0 + 11 * kMs);  // due, still full: both stay
   EXPECT_TRUE(n.ready_waits());
   EXPECT_EQ(n.timeout_ms(t0 + 11 * kMs), 10);
-  size_t taken = 0;
-  // Limit: the fillers, read 1000 at a time at most.
-  for (int i = 0; i < 1000 && taken < static_cast<size_t>(fillers); ++i) taken += m.take().size();
-  ASSERT_EQ(taken, static_cast<size_t>(fillers));
+  ASSERT_EQ(m.take_fillers(fillers), static_cast<size_t>(fillers));
   n.update(t0 + 15 * kMs, true, 1, 2, t0 + 15 * kMs);  // not yet due
   EXPECT_TRUE(m.take().empty());
   n.update(t0 + 21 * kMs, true, 1, 2, t0 + 21 * kMs);
   EXPECT_FALSE(n.ready_waits());
   EXPECT_EQ(m.take(), (std::vector<std::string>{reloading_message(t0 + 1 * kMs),
                                                 "READY=1\nSTATUS=policy reloaded"}));
+}
+
+// The first READY=1 and a reload's messages share one queue: a reload that
+// begins while READY=1 waits for room goes out after it, never ahead (a
+// RELOADING=1 before READY=1 would confuse systemd), and ends with READY=1.
+TEST(Notifier, AReloadWhileReadyWaitsFollowsIt) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  const int fillers = m.fill();
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, true, 1, 2, t0);
+  n.reloading(t0 + 1 * kMs);
+  n.reloaded("policy reloaded");
+  EXPECT_FALSE(n.ready_sent());
+  EXPECT_TRUE(n.ready_waits());
+  ASSERT_EQ(m.take_fillers(fillers), static_cast<size_t>(fillers));
+  n.update(t0 + 10 * kMs, true, 1, 2, t0 + 10 * kMs);
+  EXPECT_TRUE(n.ready_sent());
+  EXPECT_FALSE(n.ready_waits());
+  EXPECT_EQ(m.take(),
+            (std::vector<std::string>{ready_message(1, 2, 7), reloading_message(t0 + 1 * kMs),
+                                      "READY=1\nSTATUS=policy reloaded"}));
 }
 
 TEST(Notifier, AWorkerRestartSendsNoSecondReadyAndCountsInStatus) {

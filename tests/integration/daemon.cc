@@ -245,9 +245,15 @@ bool real_root_run() {
   return mode != nullptr && std::string(mode) == "net";
 }
 
-bool wait_for_log(const Daemon& d, const std::string& needle) {
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+bool wait_for_log(const Daemon& d, const std::string& needle, size_t count) {
   for (int i = 0; i < 500; ++i) {
-    if (d.log().find(needle) != std::string::npos) return true;
+    if (count_of(d.log(), needle) >= count) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;

@@ -102,8 +102,12 @@ class PolicyFileFixture {
 /// user-namespace run only one uid is mapped.
 bool real_root_run();
 
-/// Waits (at most 10 s) until the daemon logged `needle`.
-bool wait_for_log(const Daemon& d, const std::string& needle);
+/// Counts the occurrences of `needle` in `text`.
+size_t count_of(const std::string& text, const std::string& needle);
+
+/// Waits (at most 10 s) until the daemon's log holds `needle` at least
+/// `count` times. Returns whether it did.
+bool wait_for_log(const Daemon& d, const std::string& needle, size_t count = 1);
 
 /// Reads the whole file at `path`; "" when it cannot be opened.
 std::string slurp(const std::string& path);

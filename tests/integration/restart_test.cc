@@ -77,11 +77,9 @@ TEST(Restart, TwentyKillsRefuseNothing) {
   for (int i = 0; i < 20; ++i) {
     ASSERT_EQ(::kill(worker, SIGKILL), 0);
     // Bounded: the new worker is started and serves, then probes go on.
-    worker = wait_for_new_worker(d, worker);
-    ASSERT_GT(worker, 0) << "kill " << i + 1 << ": no new worker\n" << d.log();
-    ASSERT_TRUE(wait_for_count(d, "sluice-worker: info: ready:", static_cast<size_t>(i) + 2))
-        << "kill " << i + 1 << ": the new worker does not serve\n"
-        << d.log();
+    std::string why;
+    worker = wait_for_serving_worker(d, worker, static_cast<size_t>(i) + 2, &why);
+    ASSERT_GT(worker, 0) << "kill " << i + 1 << ": " << why << "\n" << d.log();
     prober.await_probe();
   }
   prober.stop();
@@ -143,8 +141,8 @@ TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {
   // And a restart hands over only what the tables have.
   const pid_t worker = d.worker_pid();
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
-  ASSERT_GT(wait_for_new_worker(d, worker), 0) << d.log();
-  ASSERT_TRUE(wait_for_count(d, "sluice-worker: info: ready:", 2)) << d.log();
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
   EXPECT_NE(d.log().find("takes over 1 listener"), std::string::npos) << d.log();
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
@@ -187,7 +185,7 @@ TEST(Restart, TheLauncherKeepsOnlyWhatAWorkersStartNeeds) {
   ASSERT_EQ(::kill(first, SIGKILL), 0);
   const pid_t next = wait_for_new_worker(d, first);
   ASSERT_GT(next, 0) << d.log();
-  ASSERT_TRUE(wait_for_count(d, "ready: 1 listener", 2)) << d.log();
+  ASSERT_TRUE(wait_for_log(d, "ready: 1 listener", 2)) << d.log();
   EXPECT_EQ(proc_status_field(next, "Seccomp"), "2");
   EXPECT_EQ(cap_mask(next, "CapEff"), 0u);
   EXPECT_EQ(cap_mask(next, "CapBnd"), 0u);

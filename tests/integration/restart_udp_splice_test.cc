@@ -44,8 +44,6 @@ constexpr int kKills = 5;
 /// answered once the next one runs (an upper bound for a busy machine).
 constexpr int kQueuedReplyMs = 20000;
 
-/// The worker's "ready" line, one per worker that serves.
-constexpr const char* kReady = "sluice-worker: info: ready:";
 /// sluiced's line for each worker death.
 constexpr const char* kLost = "its established connections and UDP flows are lost";
 
@@ -77,11 +75,9 @@ TEST(RestartUdp, ADatagramSentWhileNoWorkerRunsIsAnsweredByTheNext) {
     ASSERT_NO_FATAL_FAILURE(kill_worker_while_stopped(d, worker, [&] {
       EXPECT_TRUE(send_udp(client.get(), "127.0.0.1", kUdpPort, queued));
     })) << at;
-    worker = wait_for_new_worker(d, worker);
-    ASSERT_GT(worker, 0) << at << "no new worker\n" << d.log();
-    ASSERT_TRUE(wait_for_count(d, kReady, static_cast<size_t>(i) + 2))
-        << at << "the new worker does not serve\n"
-        << d.log();
+    std::string why;
+    worker = wait_for_serving_worker(d, worker, static_cast<size_t>(i) + 2, &why);
+    ASSERT_GT(worker, 0) << at << why << "\n" << d.log();
     // Answered, from the port it was sent to: the kernel queued it on the
     // kept socket, and the new worker read it from there. Had the port been
     // closed and bound again, it would have been dropped.
@@ -156,11 +152,9 @@ TEST(RestartSplice, KillsUnderNetnsRefuseNothingAndKeepTheListenersInside) {
       ASSERT_EQ(::kill(worker, SIGKILL), 0);
     }
     // Bounded: the new worker is started and serves, then probes go on.
-    worker = wait_for_new_worker(d, worker);
-    ASSERT_GT(worker, 0) << at << "no new worker\n" << d.log();
-    ASSERT_TRUE(wait_for_count(d, kReady, static_cast<size_t>(i) + 2))
-        << at << "the new worker does not serve\n"
-        << d.log();
+    std::string why;
+    worker = wait_for_serving_worker(d, worker, static_cast<size_t>(i) + 2, &why);
+    ASSERT_GT(worker, 0) << at << why << "\n" << d.log();
     if (last) {
       EXPECT_EQ(parse_echo(inside.udp_await(queued, kQueuedReplyMs)).payload, queued)
           << at << "the datagram sent while no worker ran got no answer\n"

@@ -12,20 +12,6 @@
 
 namespace sluice::test {
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
-bool wait_for_count(const Daemon& d, const std::string& needle, size_t count) {
-  for (int i = 0; i < 1000; ++i) {
-    if (count_of(d.log(), needle) >= count) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
 pid_t wait_for_new_worker(const Daemon& d, pid_t old) {
   for (int i = 0; i < 2000; ++i) {
     pid_t w = d.worker_pid();
@@ -33,6 +19,19 @@ pid_t wait_for_new_worker(const Daemon& d, pid_t old) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return -1;
+}
+
+pid_t wait_for_serving_worker(const Daemon& d, pid_t old, size_t ready_lines, std::string* why) {
+  const pid_t worker = wait_for_new_worker(d, old);
+  if (worker <= 0) {
+    *why = "no new worker";
+    return -1;
+  }
+  if (!wait_for_log(d, kWorkerReady, ready_lines)) {
+    *why = "the new worker does not serve";
+    return -1;
+  }
+  return worker;
 }
 
 char process_state(pid_t pid) {

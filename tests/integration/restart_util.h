@@ -1,6 +1,6 @@
 // Helpers of the worker restart tests (restart_test.cc,
-// restart_udp_splice_test.cc): bounded waits for a new worker and for log
-// lines, the state of a process, and the inode of a listening socket as the
+// restart_udp_splice_test.cc): a bounded wait for a new worker (daemon.h
+// waits for log lines), the state of a process, and the inode of a listening socket as the
 // kernel lists it in /proc/net, which tells a kept socket from a re-bound one.
 #pragma once
 
@@ -15,16 +15,18 @@
 
 namespace sluice::test {
 
-/// Counts the occurrences of `needle` in `text`.
-size_t count_of(const std::string& text, const std::string& needle);
-
-/// Waits (at most 10 s) until the daemon's log holds `count` lines with
-/// `needle`. Returns whether it did.
-bool wait_for_count(const Daemon& d, const std::string& needle, size_t count);
-
 /// Waits (at most 10 s) for a worker other than `old` (and not -1); returns
 /// it, or -1.
 pid_t wait_for_new_worker(const Daemon& d, pid_t old);
+
+/// The line each worker logs once it serves.
+inline constexpr const char* kWorkerReady = "sluice-worker: info: ready:";
+
+/// Waits for a worker other than `old` (wait_for_new_worker), then until the
+/// daemon's log holds `ready_lines` lines kWorkerReady, that is until the
+/// replacement serves (at most 10 s each). Returns the new worker, or -1
+/// with `why` set to which of the two did not happen.
+pid_t wait_for_serving_worker(const Daemon& d, pid_t old, size_t ready_lines, std::string* why);
 
 /// The state letter of /proc/PID/stat ('R', 'S', 'T', 'Z', ...), or 0 when
 /// there is no such process.
