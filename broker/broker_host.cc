@@ -12,7 +12,6 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "broker/listener_factory.h"
-#include "broker/namespace_helper.h"
 
 namespace sluice {
 namespace {
@@ -344,15 +343,6 @@ BrokerHost::BrokerHost(BindPolicy policy, ControlPolicy control)
       initial_(std::make_unique<wire::InitialPortsMsg>()),
       pending_(new uint8_t[wire::kMaxWireMessage]) {}
 
-void BrokerHost::serve_splice(int helper_channel, bool has_bind_cap,
-                              uint32_t unprivileged_port_start) {
-  CHECK(helper_channel >= 0 && state_ == HostState::kAwaitHello);
-  helper_channel_ = helper_channel;
-  splice_policy_ = policy_;  // the same bind lines, the target namespace's kernel
-  splice_policy_.has_bind_cap = has_bind_cap;
-  splice_policy_.unprivileged_port_start = unprivileged_port_start;
-}
-
 HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
   last_error_ = std::move(what);
   return status;
@@ -360,7 +350,7 @@ HandleStatus BrokerHost::fail(HandleStatus status, std::string what) {
 
 HandleStatus BrokerHost::handle_one(int fd) {
   // One request at a time: the next is read only once this reply is sent.
-  if (reply_pending()) return HandleStatus::kContinue;
+  if (reply_pending() || splice_wait_.active) return HandleStatus::kContinue;
   // One byte more than the largest request: an oversized datagram then shows
   // up as a length mismatch (or MSG_TRUNC), never as a silently cut message.
   fds_.clear();
@@ -573,110 +563,6 @@ HandleStatus BrokerHost::answer_peer_query(int fd) {
             static_cast<unsigned long long>(msg.header.sequence), reply.status, reply.pid,
             reply.uid, reply.gid, reply.access, reply.line);
   return send_reply(fd, &reply, sizeof(reply), {});
-}
-
-HandleStatus BrokerHost::answer_open_listeners(int fd) {
-  std::memcpy(request_.get(), buf_.get(), sizeof(*request_));
-  const wire::OpenListenersMsg& req = *request_;
-  auto ok = validate_open_listeners(req, splice_served());
-  if (!ok) return fail(HandleStatus::kViolation, "malformed OpenListeners: " + ok.error().message);
-
-  std::memset(reply_.get(), 0, sizeof(*reply_));
-  reply_->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
-  reply_->count = req.count;
-  // One slot per entry, so that the SPLICE entries the helper opens land in
-  // entry order among this side's. The broker's copies stay owned by the
-  // reply until it is sent (or the worker is gone), then close.
-  std::vector<UniqueFd> by_entry(req.count);
-  unsigned denied = 0;
-  bool any_splice = false;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    if ((req.entries[i].flags & wire::kListenerSplice) != 0) {
-      any_splice = true;  // opened below, all at once, inside the target namespace
-      continue;
-    }
-    reply_->status[i] = open_listener_checked(policy_, req.entries[i], &by_entry[i]);
-  }
-  if (any_splice) {
-    auto opened = open_splice_entries(req, reply_.get(), &by_entry);
-    if (!opened) return fail(HandleStatus::kIoError, opened.error().message);
-  }
-  std::vector<UniqueFd> opened;
-  opened.reserve(req.count);
-  for (uint32_t i = 0; i < req.count; ++i) {
-    if (reply_->status[i] == wire::kStatusPolicyDenied) ++denied;
-    if (reply_->status[i] != wire::kStatusOk) continue;
-    // sluiced keeps its own copy, so that a restarted worker gets it back.
-    if (auto kept = escrow_.keep(by_entry[i].get(), req.entries[i], req.header.sequence); !kept) {
-      LOG_WARN("%s: not kept for a worker restart: %s", describe_listener(req.entries[i]).c_str(),
-               kept.error().message.c_str());
-    }
-    opened.push_back(std::move(by_entry[i]));
-  }
-  reply_->fd_count = static_cast<uint32_t>(opened.size());
-  LOG_DEBUG("OpenListeners #%llu: %u entries, %zu opened, %u denied by policy, %zu failed",
-            static_cast<unsigned long long>(req.header.sequence), req.count, opened.size(), denied,
-            req.count - opened.size() - denied);
-  return send_reply(fd, reply_.get(), sizeof(*reply_), std::move(opened));
-}
-
-Result<void> BrokerHost::open_splice_entries(const wire::OpenListenersMsg& req,
-                                             wire::ListenersOpenedMsg* reply,
-                                             std::vector<UniqueFd>* fds) {
-  // The bind policy first, here, under the target namespace's kernel facts:
-  // the helper is asked only for what the policy allows.
-  std::vector<wire::ListenerSpec> asked;
-  std::vector<uint32_t> index;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    const wire::ListenerSpec& spec = req.entries[i];
-    if ((spec.flags & wire::kListenerSplice) == 0) continue;
-    BindDecision decision = check_bind(splice_policy_, spec);
-    if (!decision.allowed) {
-      LOG_INFO("refused %s in the target namespace: %s", describe_listener(spec).c_str(),
-               decision.reason.c_str());
-      reply->status[i] = wire::kStatusPolicyDenied;
-      continue;
-    }
-    asked.push_back(spec);
-    index.push_back(i);
-  }
-  if (asked.empty()) return Ok();
-  std::vector<int32_t> status(asked.size(), 0);
-  std::vector<UniqueFd> got;
-  auto answered = ask_helper(helper_channel_, ++helper_sequence_, asked, status, &got);
-  if (!answered) return Err(answered.error());
-  for (size_t k = 0; k < asked.size(); ++k) {
-    reply->status[index[k]] = status[k];
-    (*fds)[index[k]] = std::move(got[k]);
-  }
-  return Ok();
-}
-
-HandleStatus BrokerHost::answer_open_sockets(int fd) {
-  wire::OpenSocketsMsg msg;
-  std::memcpy(&msg, buf_.get(), sizeof(msg));
-  auto ok = validate_open_sockets(msg, splice_served());
-  if (!ok) return fail(HandleStatus::kViolation, "malformed OpenSockets: " + ok.error().message);
-  wire::SocketsOpenedMsg reply = {};
-  reply.header = wire::header(wire::BrokerMsg::kSocketsOpened, msg.header.sequence);
-  std::vector<UniqueFd> made;
-  made.reserve(msg.count);
-  for (uint32_t i = 0; i < msg.count; ++i) {
-    auto sock = open_fresh_socket(static_cast<wire::WireFamily>(msg.family),
-                                  static_cast<wire::WireProto>(msg.proto));
-    if (!sock) {
-      // Out of descriptors or memory: what was made goes out, with the errno.
-      const int err = sock.error().err;
-      reply.status = err >= 1 && err <= wire::kStatusMaxErrno ? err : EIO;
-      break;
-    }
-    made.push_back(std::move(*sock));
-  }
-  reply.count = static_cast<uint32_t>(made.size());
-  LOG_DEBUG("OpenSockets #%llu: %u of %u made (status %d)",
-            static_cast<unsigned long long>(msg.header.sequence), reply.count, msg.count,
-            reply.status);
-  return send_reply(fd, &reply, sizeof(reply), std::move(made));
 }
 
 }  // namespace sluice

@@ -131,10 +131,13 @@ class BrokerHost {
   /// Serves the SPLICE table: its listeners (kListenerSplice entries) are
   /// forwarded, after the bind policy under the target namespace's kernel
   /// facts (`has_bind_cap`, `unprivileged_port_start`, as the helper reported
-  /// them), to the namespace helper on `helper_channel` (a blocking
-  /// SOCK_SEQPACKET socket; ask_helper()), and OpenSockets is answered.
-  /// Without this call both are violations. Call before the first request.
-  void serve_splice(int helper_channel, bool has_bind_cap, uint32_t unprivileged_port_start);
+  /// them), to the namespace helper on `helper_channel` (a SOCK_SEQPACKET
+  /// socket; send_helper_request()), whose answer serve_helper() takes, and
+  /// OpenSockets is answered. `helper_pid` (> 0 when known) is named in the
+  /// log when the helper does not answer. Without this call both are
+  /// violations. Call before the first request.
+  void serve_splice(int helper_channel, bool has_bind_cap, uint32_t unprivileged_port_start,
+                    int helper_pid = -1);
   /// True once serve_splice() was called.
   bool splice_served() const noexcept { return helper_channel_ >= 0; }
 
@@ -145,12 +148,36 @@ class BrokerHost {
   /// Never exits or throws; `last_error()` explains any status other than
   /// kContinue. Needs `recvmsg` and `sendmsg` on `fd`, and what
   /// open_listener() needs, in the seccomp policy.
+  /// While splice_waiting(), nothing is read (kContinue).
   HandleStatus handle_one(int fd);
   /// True while an answer, or a PolicyReload once the worker is ready,
   /// waits for room on the channel.
   bool reply_pending() const noexcept {
     return pending_len_ != 0 || (push_fd_ >= 0 && state_ == HostState::kReady);
   }
+  /// True while an OpenListeners waits for the namespace helper's answer
+  /// (its SPLICE entries): the worker's channel is not read meanwhile, so
+  /// that its answers keep their order.
+  bool splice_waiting() const noexcept { return splice_wait_.active; }
+  /// The helper's channel while an answer from it is due (one that a
+  /// request waits for, or a late one to drain), else -1: poll it for
+  /// POLLIN and call serve_helper() when it is readable.
+  int helper_poll_fd() const noexcept {
+    return helper_answered_ < helper_sequence_ ? helper_channel_ : -1;
+  }
+  /// Milliseconds until the helper's answer is overdue (kHelperAnswerTimeoutMs
+  /// after the request; 0 when it is), -1 when no request waits.
+  int splice_timeout_ms(uint64_t now_ns) const noexcept;
+  /// Takes the helper's answer if it is there (never waits) and answers the
+  /// waiting OpenListeners on the worker's channel `fd`; when none came and
+  /// the wait is overdue at `now_ns`, answers it with ETIMEDOUT for its
+  /// SPLICE entries. A late answer nobody waits for has its sockets closed.
+  /// `fd` < 0 (the worker is gone) drops the wait. kIoError when the helper
+  /// closed its channel or sent anything else (sluiced stops: SPLICE rules
+  /// cannot be served); otherwise as flush_reply(). Needs `recvmsg` on the
+  /// helper's channel, `sendmsg` on `fd`, and what check_opened_listener()
+  /// needs.
+  HandleStatus serve_helper(int fd, uint64_t now_ns);
   /// Sends the answer that waits (call when `fd` is writable): kContinue
   /// when it went out, or still waits (EAGAIN); kPeerClosed or kIoError as
   /// handle_one(). Needs `sendmsg` on `fd`.
@@ -223,12 +250,17 @@ class BrokerHost {
   /// Answers OpenSockets with SocketsOpened and the fresh sockets.
   /// Needs `socket`.
   HandleStatus answer_open_sockets(int fd);
-  /// Opens the SPLICE entries of the request in buf_ through the namespace
-  /// helper, after the bind policy of the target namespace: fills `status`
-  /// and `fds` at their entry indices. Fails (the helper is gone, or sent
-  /// something wrong) with the reason; sluiced then stops.
-  Result<void> open_splice_entries(const wire::OpenListenersMsg& req,
-                                   wire::ListenersOpenedMsg* reply, std::vector<UniqueFd>* fds);
+  /// Judges the SPLICE entries of `req` by the bind policy of the target
+  /// namespace (reply_ gets kStatusPolicyDenied) and asks the helper for the
+  /// rest (broker_host_splice.cc). Returns true when the answer now waits
+  /// for the helper (splice_wait_), false when reply_ is complete: nothing
+  /// to ask, or an earlier request is still unanswered (ETIMEDOUT). Fails
+  /// when the helper is gone; sluiced then stops.
+  Result<bool> ask_splice_entries(const wire::OpenListenersMsg& req);
+  /// Completes the OpenListeners in request_ whose statuses are in reply_:
+  /// keeps each opened socket of `by_entry` (one slot per entry) in the
+  /// escrow and sends the reply with them on `fd`.
+  HandleStatus finish_open_listeners(int fd, std::vector<UniqueFd> by_entry);
   /// Takes a StoreState and its two memfds into the escrow (no reply);
   /// anything malformed is a violation (broker_host_resume.cc).
   HandleStatus answer_store_state(int fd);
@@ -252,8 +284,22 @@ class BrokerHost {
 
   BindPolicy policy_;
   BindPolicy splice_policy_;  // policy_ with the target namespace's kernel facts
-  int helper_channel_ = -1;   // the namespace helper's channel, -1: no SPLICE table
-  uint64_t helper_sequence_ = 0;
+  /// An OpenListeners whose SPLICE entries the helper is opening.
+  struct SpliceWait {
+    bool active = false;
+    uint64_t deadline_ns = 0;               // kHelperAnswerTimeoutMs after the request
+    std::vector<wire::ListenerSpec> asked;  // the entries sent to the helper
+    std::vector<uint32_t> index;            // each one's index in request_
+    std::vector<UniqueFd> by_entry;         // this side's sockets, one slot per entry
+  };
+  int helper_channel_ = -1;          // the namespace helper's channel, -1: no SPLICE table
+  int helper_pid_ = -1;              // for the log, when known
+  uint64_t helper_sequence_ = 0;     // the last request sent to the helper
+  uint64_t helper_answered_ = 0;     // the last request it answered (it answers in order)
+  uint64_t helper_asked_at_ns_ = 0;  // when the last request was sent
+  uint64_t helper_overdue_ = 0;      // a request that timed out, unanswered; 0: none
+  unsigned helper_refused_ = 0;      // requests failed at once since it timed out
+  SpliceWait splice_wait_;
   ControlPolicy control_;
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;

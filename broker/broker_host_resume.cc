@@ -24,6 +24,7 @@ void BrokerHost::new_worker() noexcept {
   pending_len_ = 0;
   pending_fds_.clear();
   fds_.clear();
+  splice_wait_ = {};  // the helper's answer, when it comes, is closed (serve_helper)
   resume_ = false;
   // The heartbeat counts from the new worker's first report; readiness was
   // announced once and stays announced (main.cc, sd_notify.h).

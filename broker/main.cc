@@ -301,19 +301,24 @@ int serve(BrokerHost& host, Serving& s) {
       timeout =
           earliest_timeout(timeout, static_cast<int>((r.restart_at_ns - now + 999999) / 1000000));
     }
+    timeout = earliest_timeout(timeout, host.splice_timeout_ms(now));
     const bool waiting = alive && host.reply_pending();
-    struct pollfd fds[7] = {
+    // While the namespace helper opens a request's SPLICE listeners, the
+    // worker's channel is not read (its answers stay in order).
+    const bool reading = alive && !host.splice_waiting();
+    struct pollfd fds[8] = {
         {alive ? worker.pidfd.get() : -1, POLLIN, 0},
         {s.signals->get(), POLLIN, 0},
-        {alive ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
+        {reading ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
         {s.helper != nullptr ? s.helper->pidfd.get() : -1, POLLIN, 0},
         {s.reloader->poll_fd(), POLLIN, 0},
         {launcher_alive ? s.launcher_pidfd->get() : -1, POLLIN, 0},
         // Only while fd store operations wait for the manager to read, and
         // not while READY=1 waits: the room it makes goes to READY=1 first.
         {escrow.store_wants_writable(now) && !s.notifier->ready_waits() ? broker_fd::kNotify : -1,
-         POLLOUT, 0}};
-    if (::poll(fds, 7, timeout) < 0) {
+         POLLOUT, 0},
+        {host.helper_poll_fd(), POLLIN, 0}};
+    if (::poll(fds, 8, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       if (alive) stop_worker(worker, StopMode::kTerminate);
@@ -359,9 +364,24 @@ int serve(BrokerHost& host, Serving& s) {
       if (alive) stop_worker(worker, StopMode::kTerminate);
       return kExitFailure;
     }
-    if (fds[2].revents == 0) continue;
-    const HandleStatus status =
-        waiting ? host.flush_reply(worker.channel.get()) : host.handle_one(worker.channel.get());
+    HandleStatus status = HandleStatus::kContinue;
+    now = monotonic_ns();
+    if (fds[7].revents != 0 || host.splice_timeout_ms(now) == 0) {
+      // The helper's answer, or its time is up: the waiting request is answered.
+      status = host.serve_helper(alive ? worker.channel.get() : -1, now);
+      if (status == HandleStatus::kIoError) {
+        // A helper that closed its channel or sent something else cannot
+        // open SPLICE listeners any more: stop, as when it exits.
+        LOG_ERROR("%s; SPLICE rules cannot be served; stopping", host.last_error().c_str());
+        if (alive) stop_worker(worker, StopMode::kTerminate);
+        return kExitFailure;
+      }
+    } else if (fds[2].revents != 0) {
+      status =
+          waiting ? host.flush_reply(worker.channel.get()) : host.handle_one(worker.channel.get());
+    } else {
+      continue;
+    }
     switch (status) {
       case HandleStatus::kContinue:
         if (!announced && host.state() == HostState::kReady) {
@@ -582,7 +602,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   BrokerHost host(std::move(policy), std::move(loaded.control));
   if (helper) {
     host.serve_splice(broker_fd::kHelperChannel, helper->has_bind_cap,
-                      helper->unprivileged_port_start);
+                      helper->unprivileged_port_start, static_cast<int>(helper->pid));
   }
   Notifier notifier(notify ? broker_fd::kNotify : -1, notify ? watchdog_usec : 0, ::getpid());
   host.set_state_staging_fd(broker_fd::kStateStaging, broker_fd::kFirstFree);

@@ -40,6 +40,9 @@ namespace {
   // Stage 1: die with sluiced. Checked after the prctl: sluiced may already
   // have died between the fork and the call.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
+  // Its name in ps and pgrep, as in its log lines (sluiced's log names its
+  // pid when it stops answering).
+  ::prctl(PR_SET_NAME, "sluiced-netns", 0, 0, 0);
   // Stage 2: into the target namespace, while its files are open.
   if (int err = join_target_namespace(target); err != 0) {
     LOG_ERROR("cannot join the target namespace %s: %s", target.name.c_str(),
@@ -198,11 +201,12 @@ Result<void> check_opened_listener(int fd, const wire::ListenerSpec& spec) {
   return Ok();
 }
 
-Result<void> ask_helper(int channel, uint64_t sequence, std::span<const wire::ListenerSpec> specs,
-                        std::span<int32_t> status, std::vector<UniqueFd>* fds) {
-  CHECK(!specs.empty() && specs.size() <= wire::kMaxListenersPerMessage &&
-        status.size() == specs.size());
-  // About 10 KiB each way: kept off the stack.
+Result<void> send_helper_request(int channel, uint64_t sequence,
+                                 std::span<const wire::ListenerSpec> specs) {
+  CHECK(!specs.empty() && specs.size() <= wire::kMaxListenersPerMessage);
+  // About 10 KiB: kept off the stack. Hardly ever is more than one request
+  // unanswered (broker_host_splice.cc), so the channel has room and this
+  // does not wait.
   auto msg = std::make_unique<wire::OpenListenersMsg>();
   std::memset(msg.get(), 0, sizeof(*msg));
   msg->header = wire::header(wire::BrokerMsg::kOpenListeners, sequence);
@@ -211,18 +215,31 @@ Result<void> ask_helper(int channel, uint64_t sequence, std::span<const wire::Li
   if (auto sent = send_message(channel, msg.get(), sizeof(*msg), {}); !sent) {
     return Err(sent.error().err, "the namespace helper is gone: " + sent.error().message);
   }
+  return Ok();
+}
+
+Result<void> read_helper_answer(int channel, uint64_t sequence,
+                                std::span<const wire::ListenerSpec> specs,
+                                std::span<int32_t> status, std::vector<UniqueFd>* fds) {
+  CHECK(status.size() == specs.size() && specs.size() <= wire::kMaxListenersPerMessage);
   auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  auto got = receive_message(channel, reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage);
+  auto got = receive_message(channel, reply.get(), sizeof(*reply), wire::kMaxListenersPerMessage,
+                             MSG_DONTWAIT);
   if (!got) {
-    return Err(got.error().err, "reading the namespace helper's answer: " + got.error().message);
+    const int err = got.error().err;
+    if (err == EAGAIN || err == EWOULDBLOCK) return Err(EAGAIN, "no answer yet");
+    return Err(err, "reading the namespace helper's answer: " + got.error().message);
   }
   if (got->len == 0) return Err(EPIPE, "the namespace helper closed its channel (it exited)");
   if (got->len != sizeof(*reply) || reply->header.magic != wire::kBrokerWireMagic ||
       reply->header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
-      reply->header.sequence != sequence || reply->count != specs.size() ||
-      reply->fd_count != got->fds.size() || reply->reserved != 0) {
+      reply->header.sequence != sequence || reply->count == 0 ||
+      reply->count > wire::kMaxListenersPerMessage ||
+      (!specs.empty() && reply->count != specs.size()) || reply->fd_count != got->fds.size() ||
+      reply->reserved != 0) {
     return Err(EPROTO, "the namespace helper sent a malformed ListenersOpened");
   }
+  if (specs.empty()) return Ok();  // a late answer: its sockets close with `got`
   fds->clear();
   fds->resize(specs.size());
   size_t next = 0;

@@ -70,17 +70,39 @@ struct NamespaceHelper {
 /// `waitpid`.
 Result<NamespaceHelper> start_namespace_helper(const TargetNamespace& target);
 
-/// Asks the helper on `channel` to open `specs` (each a well-formed SPLICE
-/// entry that sluiced's bind policy allowed) in one OpenListeners with
-/// `sequence`, and waits for its answer (blocking: the helper answers at
-/// once). Fills `status` (one per spec: kStatusOk, an errno, or
-/// kStatusPolicyDenied) and `fds` (one per spec, valid for kStatusOk), after
-/// checking the reply (length, magic, type, sequence, counts, statuses) and
-/// every socket (check_opened_listener). Fails when the helper is gone or
-/// sent anything else; the sockets that came are closed. Needs `sendmsg`,
-/// `recvmsg`, and what check_opened_listener() needs.
-Result<void> ask_helper(int channel, uint64_t sequence, std::span<const wire::ListenerSpec> specs,
-                        std::span<int32_t> status, std::vector<UniqueFd>* fds);
+/// Limit: how long a request's SPLICE listeners wait for the helper's
+/// answer. The helper only binds and listens, so a healthy one answers in
+/// milliseconds even on a loaded machine; a helper stopped by a signal
+/// (SIGSTOP, from root or from sluiced's own user) or stuck in the kernel
+/// never does. Past it, those listeners fail with ETIMEDOUT (the worker's
+/// commit rolls back and names rule, port and errno), and the worker's
+/// channel, which waits meanwhile to keep its answers in order, is served
+/// again. 5 s is half sluicectl's default --timeout, so that its user reads
+/// the per-rule error and not the client's own timeout. It bounds a stall,
+/// it measures no speed.
+inline constexpr int kHelperAnswerTimeoutMs = 5000;
+
+/// Sends the helper on `channel` one OpenListeners with `sequence` for
+/// `specs` (each a well-formed SPLICE entry that sluiced's bind policy
+/// allowed). Never waits for the answer: read_helper_answer() takes it.
+/// Fails when the helper is gone. Needs `sendmsg`.
+Result<void> send_helper_request(int channel, uint64_t sequence,
+                                 std::span<const wire::ListenerSpec> specs);
+
+/// Reads the helper's answer to the request `sequence` from `channel`
+/// without waiting (MSG_DONTWAIT; EAGAIN when it has not come yet). With
+/// `specs` (the request's entries) it checks the reply (length, magic, type,
+/// sequence, counts, statuses) and every socket (check_opened_listener), and
+/// fills `status` (one per spec: kStatusOk, an errno, or
+/// kStatusPolicyDenied) and `fds` (one per spec, valid for kStatusOk). With
+/// no `specs` (an answer nobody waits for any more: it came after
+/// kHelperAnswerTimeoutMs) it checks the envelope and closes the sockets.
+/// Fails when the helper closed its channel (EPIPE) or sent anything else
+/// (EPROTO); the sockets that came are closed. Needs `recvmsg`, and what
+/// check_opened_listener() needs.
+Result<void> read_helper_answer(int channel, uint64_t sequence,
+                                std::span<const wire::ListenerSpec> specs,
+                                std::span<int32_t> status, std::vector<UniqueFd>* fds);
 
 /// Checks that `fd` is the listening socket `spec` asked for: SO_DOMAIN,
 /// SO_TYPE, SO_ACCEPTCONN for TCP, IP_PKTINFO or IPV6_RECVPKTINFO on for UDP,

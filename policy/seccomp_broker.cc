@@ -169,9 +169,9 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
            "ask the namespace helper for the SPLICE listeners of a worker request; "
            "MSG_NOSIGNAL: a dead helper gives EPIPE, and sluiced stops"},
           {"recvmsg",
-           {eq32(0, kHelperChannel), eq32(2, MSG_CMSG_CLOEXEC)},
-           "the namespace helper's answer and its listeners, waited for (it answers at once: "
-           "bind and listen only)"},
+           {eq32(0, kHelperChannel), eq32(2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)},
+           "the namespace helper's answer and its listeners, once poll says it is there "
+           "(never waits: a stopped helper must not stop sluiced)"},
           {"getsockopt",
            {eq32(1, SOL_SOCKET), eq32(2, SO_ACCEPTCONN)},
            "check that a TCP socket from the namespace helper listens (check_opened_listener)"},

@@ -178,6 +178,12 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
       return "the interface does not exist; check the name with `ip link`";
     case EAFNOSUPPORT:
       return "the address family is disabled on this host";
+    case ETIMEDOUT:
+      // No bind returns it: sluiced gives it when its namespace helper,
+      // which opens listeners inside the target namespace, did not answer.
+      return "sluiced's namespace helper (sluiced-netns), which opens listeners inside the "
+             "target namespace, did not answer in time; sluiced's log says why (a stopped "
+             "helper is continued with kill -CONT); try again once it answers";
     case EMFILE:
     case ENFILE:
       return "sluiced ran out of file descriptors; raise its RLIMIT_NOFILE or forward fewer ports";

@@ -6,6 +6,7 @@
 // sockets; both are violations without a target namespace.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/log.h"
 #include "base/scm_rights.h"
 #include "broker/broker_host.h"
 #include "broker/listener_factory.h"
@@ -124,6 +126,22 @@ class SpliceHostTest : public ::testing::Test {
     return reply;
   }
 
+  /// Waits (at most 30 s: a real helper answers in milliseconds) for the
+  /// helper's answer to the request that waits for it, and lets the host
+  /// take it and answer the worker.
+  HandleStatus helper_answers() {
+    EXPECT_TRUE(host_.splice_waiting());
+    struct pollfd p = {helper_.a.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 30000), 1) << "the helper did not answer";
+    return host_.serve_helper(worker_.a.get(), monotonic_ns());
+  }
+
+  /// True when the worker's end has a datagram to read.
+  bool worker_has_reply() {
+    struct pollfd p = {worker_.b.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
+
   /// Reads a ListenersOpened with its fds.
   ReceivedMessage listeners_reply(wire::ListenersOpenedMsg* reply) {
     auto got = receive_message(worker_.b.get(), reply, sizeof(*reply), kScmMaxFds, MSG_DONTWAIT);
@@ -163,6 +181,10 @@ TEST_F(SpliceHostTest, SpliceEntriesAreOpenedByTheHelperInEntryOrder) {
   add_entry(m.get(), spec_v4(127, 0, 0, 1, host_port));
   add_entry(m.get(), spec_splice(splice_port, wire::WireProto::kUdp));
   ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_FALSE(worker_has_reply()) << "the answer waits for the helper";
+  ASSERT_EQ(helper_answers(), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_FALSE(host_.splice_waiting());
+  EXPECT_EQ(host_.helper_poll_fd(), -1);
   wire::ListenersOpenedMsg reply;
   ReceivedMessage got = listeners_reply(&reply);
   ASSERT_EQ(reply.fd_count, 3u);
@@ -216,6 +238,7 @@ TEST_F(SpliceHostTest, WithoutBindLinesPrivilegedPortsInsideAreTheInitialSpliceR
   add_entry(m.get(), spec_splice(90));            // only granted here
   add_entry(m.get(), spec_v4(127, 0, 0, 1, 80));  // only granted inside
   ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  ASSERT_EQ(helper_answers(), HandleStatus::kContinue) << host_.last_error();
   wire::ListenersOpenedMsg reply;
   ReceivedMessage got = listeners_reply(&reply);
   EXPECT_EQ(reply.status[0], wire::kStatusOk);
@@ -294,10 +317,189 @@ TEST_F(SpliceHostTest, ASocketTheHelperWasNotAskedForStopsTheBroker) {
   });
   auto m = open_listeners();
   add_entry(m.get(), spec_splice(asked));
-  EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kIoError);
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_EQ(helper_answers(), HandleStatus::kIoError);
   liar.join();
   EXPECT_NE(host_.last_error().find("not what was asked: bound to the wrong port"),
             std::string::npos)
+      << host_.last_error();
+}
+
+/// Reads, as the helper, the OpenListeners waiting on `fd` (without waiting).
+std::unique_ptr<wire::OpenListenersMsg> helper_request(int fd) {
+  auto req = std::make_unique<wire::OpenListenersMsg>();
+  auto got = receive_message(fd, req.get(), sizeof(*req), 0, MSG_DONTWAIT);
+  if (!got.ok() || got->len != sizeof(*req)) return nullptr;
+  return req;
+}
+
+/// Answers `req` on `fd` as the helper does: opens each entry here.
+void helper_answer(int fd, const wire::OpenListenersMsg& req) {
+  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
+  std::memset(reply.get(), 0, sizeof(*reply));
+  reply->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
+  reply->count = req.count;
+  std::vector<UniqueFd> socks;
+  std::vector<int> raw;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    auto sock = open_listener(req.entries[i]);
+    ASSERT_TRUE(sock.ok()) << sock.error().message;
+    raw.push_back(sock->get());
+    socks.push_back(std::move(*sock));
+  }
+  reply->fd_count = static_cast<uint32_t>(raw.size());
+  ASSERT_TRUE(send_message(fd, reply.get(), sizeof(*reply), raw).ok());
+}
+
+/// True when a TCP listener can be bound on the dual-stack [::]:`port`, that
+/// is, nothing holds it any more.
+bool port_is_free(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int off = 0;
+  ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  struct sockaddr_in6 sin6 = {};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(port);
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
+}
+
+TEST_F(SpliceHostTest, AHelperThatDoesNotAnswerFailsItsEntriesWithEtimedoutAndNoMore) {
+  // The test holds the helper's end and answers late, as a helper stopped
+  // with SIGSTOP and continued later would.
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  const uint16_t late_port = free_dual_port();
+  const uint16_t host_port = free_dual_port();
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(late_port));
+  add_entry(m.get(), spec_v4(127, 0, 0, 1, host_port));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+  ASSERT_TRUE(host_.splice_waiting());
+  EXPECT_EQ(host_.helper_poll_fd(), helper_.a.get());
+  const uint64_t asked_at = monotonic_ns();
+  const int left = host_.splice_timeout_ms(asked_at);
+  EXPECT_GT(left, 0);
+  EXPECT_LE(left, kHelperAnswerTimeoutMs);
+
+  // Meanwhile the worker's next request is not read: answers keep their order.
+  auto sockets = open_sockets(1, wire::WireFamily::kInet, wire::WireProto::kTcp, 8);
+  ASSERT_EQ(request(&sockets, sizeof(sockets)), HandleStatus::kContinue);
+  EXPECT_FALSE(worker_has_reply());
+  // Before its time, nothing is answered.
+  ASSERT_EQ(host_.serve_helper(worker_.a.get(), asked_at), HandleStatus::kContinue);
+  EXPECT_TRUE(host_.splice_waiting());
+
+  // Past it, the SPLICE entry fails with ETIMEDOUT; the HOST entry opened.
+  const uint64_t overdue = asked_at + kHelperAnswerTimeoutMs * 1000000ULL;
+  EXPECT_EQ(host_.splice_timeout_ms(overdue), 0);
+  ASSERT_EQ(host_.serve_helper(worker_.a.get(), overdue), HandleStatus::kContinue)
+      << host_.last_error();
+  EXPECT_FALSE(host_.splice_waiting());
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = listeners_reply(&reply);
+  EXPECT_EQ(reply.header.sequence, 7u);
+  EXPECT_EQ(reply.status[0], ETIMEDOUT);
+  EXPECT_EQ(reply.status[1], wire::kStatusOk);
+  EXPECT_EQ(got.fds.size(), 1u);
+  // The OpenSockets that waited is read and answered now.
+  ASSERT_EQ(host_.handle_one(worker_.a.get()), HandleStatus::kContinue) << host_.last_error();
+  wire::SocketsOpenedMsg sockets_reply;
+  auto sockets_got = receive_message(worker_.b.get(), &sockets_reply, sizeof(sockets_reply),
+                                     wire::kMaxSocketsPerMessage, MSG_DONTWAIT);
+  ASSERT_TRUE(sockets_got.ok());
+  EXPECT_EQ(sockets_reply.header.sequence, 8u);
+
+  // While that request is unanswered, the next SPLICE entry fails at once,
+  // and the helper is not asked again.
+  auto again = open_listeners(9);
+  add_entry(again.get(), spec_splice(free_dual_port()));
+  ASSERT_EQ(request(again.get(), sizeof(*again)), HandleStatus::kContinue);
+  EXPECT_FALSE(host_.splice_waiting());
+  listeners_reply(&reply);
+  EXPECT_EQ(reply.status[0], ETIMEDOUT);
+  auto first = helper_request(helper_.b.get());
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->count, 1u);
+  EXPECT_EQ(first->entries[0].port, late_port);
+  EXPECT_EQ(helper_request(helper_.b.get()), nullptr) << "asked twice";
+
+  // The late answer is taken and its socket closed: the port is free again,
+  // and the next SPLICE entry goes to the helper.
+  helper_answer(helper_.b.get(), *first);
+  ASSERT_EQ(host_.helper_poll_fd(), helper_.a.get());
+  ASSERT_EQ(host_.serve_helper(worker_.a.get(), monotonic_ns() + 20000000000ULL),
+            HandleStatus::kContinue)
+      << host_.last_error();
+  EXPECT_EQ(host_.helper_poll_fd(), -1);
+  EXPECT_FALSE(worker_has_reply());
+  EXPECT_TRUE(port_is_free(late_port));
+  auto third = open_listeners(10);
+  add_entry(third.get(), spec_splice(late_port));
+  ASSERT_EQ(request(third.get(), sizeof(*third)), HandleStatus::kContinue);
+  ASSERT_TRUE(host_.splice_waiting());
+  auto asked = helper_request(helper_.b.get());
+  ASSERT_NE(asked, nullptr);
+  EXPECT_GT(asked->header.sequence, first->header.sequence);
+  helper_answer(helper_.b.get(), *asked);
+  ASSERT_EQ(helper_answers(), HandleStatus::kContinue) << host_.last_error();
+  got = listeners_reply(&reply);
+  EXPECT_EQ(reply.header.sequence, 10u);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  ASSERT_EQ(got.fds.size(), 1u);
+  EXPECT_TRUE(check_opened_listener(got.fds[0].get(), third->entries[0]).ok());
+}
+
+TEST_F(SpliceHostTest, AnAnswerForAWorkerThatDiedIsClosedAndTheNextWorkerIsServed) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  const uint16_t port = free_dual_port();
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(port));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
+  ASSERT_TRUE(host_.splice_waiting());
+  // The worker dies: the loop passes no channel, and the wait is dropped.
+  ASSERT_EQ(host_.serve_helper(-1, monotonic_ns()), HandleStatus::kContinue);
+  EXPECT_FALSE(host_.splice_waiting());
+  EXPECT_EQ(host_.helper_poll_fd(), helper_.a.get()) << "its answer is still due";
+  // The next worker asks before that answer came: it is asked for at once
+  // (the helper is not overdue, only its asker is gone).
+  host_.new_worker();
+  do_hello();
+  const uint16_t next_port = free_dual_port();
+  auto next = open_listeners(3);
+  add_entry(next.get(), spec_splice(next_port));
+  ASSERT_EQ(request(next.get(), sizeof(*next)), HandleStatus::kContinue);
+  ASSERT_TRUE(host_.splice_waiting());
+  // The helper answers both, in order: the first answer is closed, the
+  // second one goes to the new worker.
+  for (int i = 0; i < 2; ++i) {
+    auto req = helper_request(helper_.b.get());
+    ASSERT_NE(req, nullptr) << i;
+    helper_answer(helper_.b.get(), *req);
+  }
+  ASSERT_EQ(helper_answers(), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_EQ(host_.helper_poll_fd(), -1);
+  EXPECT_TRUE(port_is_free(port));
+  wire::ListenersOpenedMsg reply;
+  ReceivedMessage got = listeners_reply(&reply);
+  EXPECT_EQ(reply.header.sequence, 3u);
+  EXPECT_EQ(reply.status[0], wire::kStatusOk);
+  ASSERT_EQ(got.fds.size(), 1u);
+  EXPECT_TRUE(check_opened_listener(got.fds[0].get(), next->entries[0]).ok());
+}
+
+TEST_F(SpliceHostTest, AnAnswerToAnotherRequestStopsTheBroker) {
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(free_dual_port()));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
+  auto req = helper_request(helper_.b.get());
+  ASSERT_NE(req, nullptr);
+  req->header.sequence += 1;
+  helper_answer(helper_.b.get(), *req);
+  EXPECT_EQ(helper_answers(), HandleStatus::kIoError);
+  EXPECT_NE(host_.last_error().find("malformed ListenersOpened"), std::string::npos)
       << host_.last_error();
 }
 

@@ -184,7 +184,7 @@ pid_t Daemon::launcher_pid() const {
 }
 
 pid_t Daemon::helper_pid() const {
-  return child_named(pid_, "sluiced");  // a fork of sluiced, never exec'd
+  return child_named(pid_, "sluiced-netns");  // a fork of sluiced, never exec'd
 }
 
 RunResult Daemon::ctl(const std::vector<std::string>& args) {

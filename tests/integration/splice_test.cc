@@ -251,6 +251,51 @@ TEST(Splice, TheHelpersDeathEndsSluicedWithAClearError) {
   EXPECT_NE(d.log().find("the namespace helper is gone"), std::string::npos) << d.log();
 }
 
+TEST(Splice, AStoppedHelperFailsSpliceListenersWithEtimedoutAndForwardingGoesOn) {
+  Container box({"tcp", "8080"});
+  ASSERT_GT(box.pid(), 0);
+  NsClient inside(box.pid());
+  ASSERT_TRUE(inside.ok());
+  HostEcho tcp(19000);
+  Daemon d;
+  start_on(d, box, {"-t", "127.0.0.1/18080:8080", "-T", "29000:19000"});
+  const pid_t helper = d.helper_pid();
+  ASSERT_GT(helper, 0) << d.log();
+  ASSERT_EQ(kill(helper, SIGSTOP), 0);
+  // A commit that needs a listener inside waits for the helper, at most
+  // kHelperAnswerTimeoutMs, then fails naming rule, port and errno, and
+  // rolls back the HOST rule that came with it.
+  RunResult stalled =
+      d.ctl({"--timeout", "60", "-A", "-t", "127.0.0.1/18081:8080", "-T", "29001:19000"});
+  EXPECT_NE(stalled.status, 0);
+  std::string said = stalled.out + stalled.err;
+  EXPECT_NE(said.find("SPLICE rule 1 (TCP [*]%lo:29001 => 19000)"), std::string::npos) << said;
+  EXPECT_NE(said.find("port 29001"), std::string::npos) << said;
+  EXPECT_NE(said.find("ETIMEDOUT"), std::string::npos) << said;
+  EXPECT_NE(said.find("kill -CONT"), std::string::npos) << said;
+  EXPECT_NE(d.log().find("kill -CONT " + std::to_string(helper)), std::string::npos) << d.log();
+  EXPECT_FALSE(listening(18081)) << "the HOST rule of the failed commit was rolled back";
+  // sluiced serves on: what is in force forwards, a HOST commit applies, and
+  // a second SPLICE listener fails at once (the helper is not asked again).
+  EXPECT_EQ(tcp_echo(18080, "kept host"), "kept host") << d.log();
+  EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29000, "kept splice"), "kept splice") << d.log();
+  RunResult host = d.ctl({"-A", "-t", "127.0.0.1/18082:8080"});
+  EXPECT_EQ(host.status, 0) << host.out << host.err << d.log();
+  EXPECT_EQ(tcp_echo(18082, "new host"), "new host") << d.log();
+  RunResult again = d.ctl({"-A", "-T", "29002:19000"});
+  EXPECT_NE(again.status, 0);
+  EXPECT_NE((again.out + again.err).find("ETIMEDOUT"), std::string::npos) << again.out << again.err;
+  EXPECT_NE(d.log().find("still has not answered"), std::string::npos) << d.log();
+  // Continued, the helper's late answer is drained and SPLICE works again.
+  ASSERT_EQ(kill(helper, SIGCONT), 0);
+  ASSERT_TRUE(wait_for_log(d, "the namespace helper answered")) << d.log();
+  EXPECT_FALSE(inside.listening(29001)) << "the late answer's socket was closed";
+  RunResult later = d.ctl({"-A", "-T", "29001:19000"});
+  ASSERT_EQ(later.status, 0) << later.out << later.err << d.log();
+  EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29001, "after"), "after") << d.log();
+  EXPECT_EQ(d.helper_pid(), helper);
+}
+
 TEST(Splice, PestoHelloOffersSpliceAndTheRealPestoAddsATRule) {
   Container box({});
   ASSERT_GT(box.pid(), 0);

@@ -312,15 +312,17 @@ const std::vector<Probe>& broker_probes() {
      FORBIDDEN(send_one(kHelperChannel, 0)), kSetupBrokerFds},
     {"sendmsg_helper_channel_dontwait", Expect::kKilled,
      FORBIDDEN(send_one(kHelperChannel, MSG_NOSIGNAL | MSG_DONTWAIT)), kSetupBrokerFds},
-    {"recvmsg_helper_channel_blocking", Expect::kAllowed,
+    {"recvmsg_helper_channel_dontwait", Expect::kAllowed,
      +[](const ProbeFds&) {
        char buf[8];
-       Result<ReceivedMessage> got = receive_message(kHelperChannel, buf, sizeof(buf), 253);
+       Result<ReceivedMessage> got =
+           receive_message(kHelperChannel, buf, sizeof(buf), 253, MSG_DONTWAIT);
        return got && got->len == 1;
      },
      kSetupBrokerFds},
-    {"recvmsg_helper_channel_dontwait", Expect::kKilled,
-     FORBIDDEN(recv_one(kHelperChannel, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
+    // A blocking read would let a stopped helper stop sluiced.
+    {"recvmsg_helper_channel_blocking", Expect::kKilled,
+     FORBIDDEN(recv_one(kHelperChannel, MSG_CMSG_CLOEXEC)), kSetupBrokerFds},
     {"recvmsg_helper_peer", Expect::kKilled, FORBIDDEN(recv_one(f.helper_peer, MSG_CMSG_CLOEXEC)),
      kSetupBrokerFds},
     {"getsockopt_acceptconn", Expect::kAllowed,

@@ -177,6 +177,7 @@ TEST(BindAdvice, SaysWhatToDo) {
   EXPECT_NE(bind_errno_advice(EADDRINUSE, 8080, {}).find("ss -ltnup"), std::string::npos);
   EXPECT_NE(bind_errno_advice(EACCES, 80, {false, 1024}).find("CAP_NET_BIND_SERVICE"),
             std::string::npos);
+  EXPECT_NE(bind_errno_advice(ETIMEDOUT, 8080, {true, 1024}).find("kill -CONT"), std::string::npos);
   EXPECT_EQ(bind_errno_advice(EIO, 80, {}), "");
 }
 
