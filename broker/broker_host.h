@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -162,9 +163,16 @@ class BrokerHost {
   /// The helper's channel while an answer from it is due (one that a
   /// request waits for, or a late one to drain), else -1: poll it for
   /// POLLIN and call serve_helper() when it is readable.
-  int helper_poll_fd() const noexcept {
-    return helper_answered_ < helper_sequence_ ? helper_channel_ : -1;
-  }
+  int helper_poll_fd() const noexcept { return helper_sent_ns_.empty() ? -1 : helper_channel_; }
+  /// True once serve_helper() returned kIoError because of the helper (it
+  /// closed its channel or sent something else), not of the worker.
+  bool helper_failed() const noexcept { return helper_failed_; }
+  /// The time to count the worker's heartbeat from (sd_notify.h): `heard_ns`
+  /// (its last WorkerStatus, or what stands in for it), or `now_ns` while
+  /// splice_waiting(), when its reports wait unread behind the helper's
+  /// answer for at most kHelperAnswerTimeoutMs: a stopped helper must not
+  /// starve systemd's watchdog.
+  uint64_t heartbeat_ns(uint64_t heard_ns, uint64_t now_ns) const noexcept;
   /// Milliseconds until the helper's answer is overdue (kHelperAnswerTimeoutMs
   /// after the request; 0 when it is), -1 when no request waits.
   int splice_timeout_ms(uint64_t now_ns) const noexcept;
@@ -254,13 +262,16 @@ class BrokerHost {
   /// namespace (reply_ gets kStatusPolicyDenied) and asks the helper for the
   /// rest (broker_host_splice.cc). Returns true when the answer now waits
   /// for the helper (splice_wait_), false when reply_ is complete: nothing
-  /// to ask, or an earlier request is still unanswered (ETIMEDOUT). Fails
+  /// to ask, or an overdue request is still unanswered (ETIMEDOUT). Fails
   /// when the helper is gone; sluiced then stops.
   Result<bool> ask_splice_entries(const wire::OpenListenersMsg& req);
   /// Completes the OpenListeners in request_ whose statuses are in reply_:
   /// keeps each opened socket of `by_entry` (one slot per entry) in the
   /// escrow and sends the reply with them on `fd`.
   HandleStatus finish_open_listeners(int fd, std::vector<UniqueFd> by_entry);
+  /// True when the oldest request not answered yet has timed out: its wait
+  /// did, or it was sent kHelperAnswerTimeoutMs or more before `now_ns`.
+  bool helper_overdue(uint64_t now_ns) const noexcept;
   /// Takes a StoreState and its two memfds into the escrow (no reply);
   /// anything malformed is a violation (broker_host_resume.cc).
   HandleStatus answer_store_state(int fd);
@@ -292,13 +303,15 @@ class BrokerHost {
     std::vector<uint32_t> index;            // each one's index in request_
     std::vector<UniqueFd> by_entry;         // this side's sockets, one slot per entry
   };
-  int helper_channel_ = -1;          // the namespace helper's channel, -1: no SPLICE table
-  int helper_pid_ = -1;              // for the log, when known
-  uint64_t helper_sequence_ = 0;     // the last request sent to the helper
-  uint64_t helper_answered_ = 0;     // the last request it answered (it answers in order)
-  uint64_t helper_asked_at_ns_ = 0;  // when the last request was sent
-  uint64_t helper_overdue_ = 0;      // a request that timed out, unanswered; 0: none
-  unsigned helper_refused_ = 0;      // requests failed at once since it timed out
+  int helper_channel_ = -1;       // the namespace helper's channel, -1: no SPLICE table
+  int helper_pid_ = -1;           // for the log, when known
+  uint64_t helper_sequence_ = 0;  // the last request sent to the helper
+  // When each request not answered yet was sent, oldest first: the last
+  // one's sequence is helper_sequence_ (the helper answers in order).
+  std::deque<uint64_t> helper_sent_ns_;
+  uint64_t helper_timed_out_ = 0;  // the last request whose wait timed out
+  unsigned helper_refused_ = 0;    // requests failed at once while one was overdue
+  bool helper_failed_ = false;     // helper_failed()
   SpliceWait splice_wait_;
   ControlPolicy control_;
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_

@@ -9,10 +9,11 @@
 // comes (serve_helper()) or kHelperAnswerTimeoutMs passes. Meanwhile the
 // worker's channel is not read, so its answers stay in order, and sluiced
 // serves its signals, the service manager and policy reloads as before.
-// While a request that timed out is unanswered (the helper is stopped or
-// stuck), later SPLICE entries fail at once with ETIMEDOUT instead of
-// waiting again. So at most one request is unanswered, or two for a moment
-// when a worker died while its request was out: the channel always has room.
+// While a request of kHelperAnswerTimeoutMs ago or more is unanswered (the
+// helper is stopped or stuck), later SPLICE entries fail at once with
+// ETIMEDOUT instead of waiting again. So requests pile up only while the
+// oldest is younger than that, which takes workers dying with requests out
+// faster than the restart policy lets them: the channel has room.
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -107,37 +108,51 @@ Result<bool> BrokerHost::ask_splice_entries(const wire::OpenListenersMsg& req) {
     wait.index.push_back(i);
   }
   if (wait.asked.empty()) return false;
-  if (helper_overdue_ != 0) {
-    // The helper still owes the answer to a request that timed out: it is
-    // stopped or stuck, and this one would only wait as long again. Said
-    // once: auto-scan asks again every second.
+  const uint64_t now = monotonic_ns();
+  if (helper_overdue(now)) {
+    // The helper still owes the answer to a request of kHelperAnswerTimeoutMs
+    // ago or more: it is stopped or stuck, and this one would only wait as
+    // long again. Said once: auto-scan asks again every second.
     if (helper_refused_++ == 0) {
       LOG_ERROR(
           "the namespace helper still has not answered a request of %llu s ago, so listeners "
           "inside the target namespace fail with ETIMEDOUT until it does; %s",
-          static_cast<unsigned long long>((monotonic_ns() - helper_asked_at_ns_) / 1000000000ULL),
+          static_cast<unsigned long long>((now - helper_sent_ns_.front()) / 1000000000ULL),
           continue_hint(helper_pid_).c_str());
     }
     for (uint32_t i : wait.index) reply_->status[i] = ETIMEDOUT;
     return false;
   }
-  // An earlier request may still be unanswered here only when its worker
-  // died meanwhile (a few milliseconds): its answer comes first and is closed.
+  // An earlier request may still be unanswered here, younger than the limit,
+  // only when its worker died meanwhile: its answer comes first and is closed.
   auto sent = send_helper_request(helper_channel_, ++helper_sequence_, wait.asked);
   if (!sent) return Err(sent.error());
-  helper_asked_at_ns_ = monotonic_ns();
+  helper_sent_ns_.push_back(now);
   wait.active = true;
-  wait.deadline_ns = helper_asked_at_ns_ + static_cast<uint64_t>(kHelperAnswerTimeoutMs) * 1000000;
+  wait.deadline_ns = now + static_cast<uint64_t>(kHelperAnswerTimeoutMs) * 1000000;
   splice_wait_ = std::move(wait);
   return true;
+}
+
+bool BrokerHost::helper_overdue(uint64_t now_ns) const noexcept {
+  if (helper_sent_ns_.empty()) return false;
+  const uint64_t oldest = helper_sequence_ - helper_sent_ns_.size() + 1;
+  return oldest <= helper_timed_out_ || now_ns - helper_sent_ns_.front() >=
+                                            static_cast<uint64_t>(kHelperAnswerTimeoutMs) * 1000000;
+}
+
+uint64_t BrokerHost::heartbeat_ns(uint64_t heard_ns, uint64_t now_ns) const noexcept {
+  // The worker's WorkerStatus reports wait unread behind the helper's answer,
+  // at most kHelperAnswerTimeoutMs: the worker is waiting for sluiced.
+  return splice_wait_.active ? now_ns : heard_ns;
 }
 
 HandleStatus BrokerHost::serve_helper(int fd, uint64_t now_ns) {
   if (fd < 0) splice_wait_ = {};  // the worker is gone: nobody waits for the answer
   // The helper answers in order, so the next answer is to the oldest request
   // not yet answered; only the newest one can have a request waiting for it.
-  while (helper_answered_ < helper_sequence_) {
-    const uint64_t sequence = helper_answered_ + 1;
+  while (!helper_sent_ns_.empty()) {
+    const uint64_t sequence = helper_sequence_ - helper_sent_ns_.size() + 1;
     const bool awaited = splice_wait_.active && sequence == helper_sequence_;
     const std::span<const wire::ListenerSpec> specs =
         awaited ? std::span<const wire::ListenerSpec>(splice_wait_.asked)
@@ -148,23 +163,24 @@ HandleStatus BrokerHost::serve_helper(int fd, uint64_t now_ns) {
     if (!read) {
       if (read.error().err == EAGAIN) break;
       splice_wait_ = {};
+      helper_failed_ = true;
       return fail(HandleStatus::kIoError, read.error().message);
     }
-    helper_answered_ = sequence;
+    const bool was_overdue = helper_overdue(now_ns);
+    const uint64_t asked_ns = helper_sent_ns_.front();
+    helper_sent_ns_.pop_front();
     if (!awaited) {
       // Nobody waits for it: it timed out, or its worker died meanwhile.
       // Its sockets are closed (read_helper_answer).
-      if (sequence != helper_overdue_) {
+      if (!was_overdue) {
         LOG_DEBUG("the namespace helper answered a dead worker's request; its sockets closed");
         continue;
       }
       LOG_WARN(
-          "the namespace helper answered, %llu s late; the sockets it opened are closed, and "
-          "SPLICE listeners can be opened again (%u more request(s) failed with ETIMEDOUT "
-          "meanwhile)",
-          static_cast<unsigned long long>((now_ns - helper_asked_at_ns_) / 1000000000ULL),
-          helper_refused_);
-      helper_overdue_ = 0;
+          "the namespace helper answered a request %llu s after it was asked; the sockets it "
+          "opened are closed, and SPLICE listeners can be opened again (%u more request(s) "
+          "failed with ETIMEDOUT meanwhile)",
+          static_cast<unsigned long long>((now_ns - asked_ns) / 1000000000ULL), helper_refused_);
       helper_refused_ = 0;
       continue;
     }
@@ -181,7 +197,7 @@ HandleStatus BrokerHost::serve_helper(int fd, uint64_t now_ns) {
       "the namespace helper did not answer within %d s, so %zu listener(s) inside the target "
       "namespace fail with ETIMEDOUT and the commit that asked for them rolls back; %s",
       kHelperAnswerTimeoutMs / 1000, splice_wait_.asked.size(), continue_hint(helper_pid_).c_str());
-  helper_overdue_ = helper_sequence_;
+  helper_timed_out_ = helper_sequence_;
   for (uint32_t i : splice_wait_.index) reply_->status[i] = ETIMEDOUT;
   std::vector<UniqueFd> by_entry = std::move(splice_wait_.by_entry);
   splice_wait_ = {};

@@ -261,7 +261,10 @@ void store_before_stop(ListenerEscrow& escrow) noexcept {
 /// Under systemd, the notifier reports readiness (once), status and the
 /// watchdog as the worker's WorkerStatus messages say (broker/sd_notify.h);
 /// during a restart the heartbeat's age counts from the death, so a restart
-/// within kWorkerStatusStaleMs never stops the pings. poll wakes for its
+/// within kWorkerStatusStaleMs never stops the pings, and while a request
+/// waits for the namespace helper (the worker's reports wait unread behind
+/// it, at most kHelperAnswerTimeoutMs) the heartbeat counts as fresh, so a
+/// stopped helper never starves the watchdog. poll wakes for its
 /// deadlines and for a delayed restart. While fd store operations wait for
 /// the manager (ListenerEscrow::flush_store), poll waits for room on the
 /// notify socket too.
@@ -294,7 +297,8 @@ int serve(BrokerHost& host, Serving& s) {
     }
     const WorkerReport& report = host.worker_report();
     // Until the new worker reports, the heartbeat's age counts from the death.
-    const uint64_t beat = report.at_ns != 0 ? report.at_ns : r.down_since_ns;
+    const uint64_t beat =
+        host.heartbeat_ns(report.at_ns != 0 ? report.at_ns : r.down_since_ns, now);
     s.notifier->update(now, report.seen, report.generation, report.listeners, beat);
     int timeout = earliest_timeout(s.notifier->timeout_ms(now), escrow.store_timeout_ms(now));
     if (!alive) {
@@ -369,7 +373,7 @@ int serve(BrokerHost& host, Serving& s) {
     if (fds[7].revents != 0 || host.splice_timeout_ms(now) == 0) {
       // The helper's answer, or its time is up: the waiting request is answered.
       status = host.serve_helper(alive ? worker.channel.get() : -1, now);
-      if (status == HandleStatus::kIoError) {
+      if (host.helper_failed()) {
         // A helper that closed its channel or sent something else cannot
         // open SPLICE listeners any more: stop, as when it exits.
         LOG_ERROR("%s; SPLICE rules cannot be served; stopping", host.last_error().c_str());

@@ -488,6 +488,43 @@ TEST_F(SpliceHostTest, AnAnswerForAWorkerThatDiedIsClosedAndTheNextWorkerIsServe
   EXPECT_TRUE(check_opened_listener(got.fds[0].get(), next->entries[0]).ok());
 }
 
+TEST_F(SpliceHostTest, AWaitForTheHelperKeepsTheHeartbeatFresh) {
+  // The worker's WorkerStatus reports wait unread behind the helper's answer:
+  // the heartbeat must not go stale meanwhile (systemd's watchdog).
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  const uint64_t heard = 1000;
+  const uint64_t now = monotonic_ns();
+  EXPECT_EQ(host_.heartbeat_ns(heard, now), heard);
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(free_dual_port()));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
+  ASSERT_TRUE(host_.splice_waiting());
+  EXPECT_EQ(host_.heartbeat_ns(heard, now), now);
+  const uint64_t overdue = monotonic_ns() + kHelperAnswerTimeoutMs * 1000000ULL;
+  ASSERT_EQ(host_.serve_helper(worker_.a.get(), overdue), HandleStatus::kContinue);
+  EXPECT_FALSE(host_.splice_waiting());
+  EXPECT_EQ(host_.heartbeat_ns(heard, now), heard);
+}
+
+TEST_F(SpliceHostTest, AFailedReplyToTheWorkerIsNotTheHelpersFault) {
+  // The worker's end is gone when the helper's answer comes: a worker
+  // failure (restart it), not a helper failure (stop sluiced).
+  host_.serve_splice(helper_.a.get(), true, 1024);
+  do_hello();
+  auto m = open_listeners(7);
+  add_entry(m.get(), spec_splice(free_dual_port()));
+  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
+  auto req = helper_request(helper_.b.get());
+  ASSERT_NE(req, nullptr);
+  helper_answer(helper_.b.get(), *req);
+  worker_.b.reset();
+  const HandleStatus status = helper_answers();
+  EXPECT_TRUE(status == HandleStatus::kPeerClosed || status == HandleStatus::kIoError)
+      << host_.last_error();
+  EXPECT_FALSE(host_.helper_failed());
+}
+
 TEST_F(SpliceHostTest, AnAnswerToAnotherRequestStopsTheBroker) {
   host_.serve_splice(helper_.a.get(), true, 1024);
   do_hello();
@@ -499,6 +536,7 @@ TEST_F(SpliceHostTest, AnAnswerToAnotherRequestStopsTheBroker) {
   req->header.sequence += 1;
   helper_answer(helper_.b.get(), *req);
   EXPECT_EQ(helper_answers(), HandleStatus::kIoError);
+  EXPECT_TRUE(host_.helper_failed());
   EXPECT_NE(host_.last_error().find("malformed ListenersOpened"), std::string::npos)
       << host_.last_error();
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "tests/integration/container.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/service_manager.h"
 #include "tests/integration/tcp_util.h"
@@ -236,6 +237,38 @@ TEST(Systemd, NoWatchdogWithoutWatchdogUsec) {
   d.start({"-t", "127.0.0.1/18080:18000"});
   ASSERT_FALSE(manager.wait_for("READY=1").empty()) << d.log();
   EXPECT_EQ(manager.count_for("WATCHDOG=1", 1500), 0);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+TEST(Systemd, AStoppedNamespaceHelperNeverStarvesTheWatchdog) {
+  // A commit's SPLICE listener waits up to 5 s for a stopped namespace
+  // helper, and the worker's heartbeats wait unread behind it meanwhile.
+  Container box({});
+  ASSERT_GT(box.pid(), 0);
+  NotifySocket manager(false);
+  Daemon d;
+  notify_env(d, manager.name(), true);  // a ping every 500 ms, stale after 3 s
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t", "none", "-T", "29000:19000"});
+  ASSERT_FALSE(manager.wait_for("READY=1").empty()) << d.log();
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t helper = d.helper_pid();
+  ASSERT_GT(helper, 0) << d.log();
+  ASSERT_EQ(kill(helper, SIGSTOP), 0);
+  RunResult commit;
+  std::thread committer([&d, &commit] {
+    commit = d.ctl({"--timeout", "60", "-A", "-T", "29001:19000"});
+  });
+  // Past 3.2 s of the wait the last heartbeat read is older than 3 s, so
+  // without the wait counted as a heartbeat no ping would go out; the
+  // window ends before the wait does (5 s).
+  manager.count_for("WATCHDOG=1", 3200);
+  EXPECT_GE(manager.count_for("WATCHDOG=1", 1500), 1) << d.log();
+  committer.join();
+  EXPECT_NE(commit.status, 0);
+  EXPECT_NE((commit.out + commit.err).find("ETIMEDOUT"), std::string::npos)
+      << commit.out << commit.err;
+  ASSERT_EQ(kill(helper, SIGCONT), 0);
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
