@@ -441,6 +441,10 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   }
   bool used_default = false;
   WorkerArgs args = worker_args(options, &used_default);
+  // Who sluiced is, as it sees itself: the worker may join a user namespace
+  // where it would read another id (worker_args.h).
+  args.sluiced_uid = ::getuid();
+  args.sluiced_gid = ::getgid();
   // The worker's ids: switched to in its stage 2, only when sluiced is real
   // root in the initial user namespace (otherwise it keeps sluiced's user).
   if (root_in_initial_user_namespace()) {

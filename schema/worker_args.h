@@ -58,6 +58,13 @@ inline constexpr const char* kWorkerOptHostEphemeralLast = "--host-ephemeral-las
 /// by a worker that is not root in the initial user namespace.
 inline constexpr const char* kWorkerOptUid = "--worker-uid";  // UID
 inline constexpr const char* kWorkerOptGid = "--worker-gid";  // GID
+/// The ids sluiced runs as, as sluiced sees them (in its own user namespace):
+/// what the audit log and the history record for the initial rules, and the
+/// owner the default control policy admits. The worker cannot read them
+/// itself when it joins a target namespace's user namespace, where sluiced's
+/// user shows as another id (0 for a rootless container's owner).
+inline constexpr const char* kWorkerOptSluicedUid = "--sluiced-uid";  // UID
+inline constexpr const char* kWorkerOptSluicedGid = "--sluiced-gid";  // GID
 /// The rule option letters, each followed by one SPEC, as for sluicectl: -t
 /// and -u fill the HOST table, -T and -U the SPLICE table.
 inline constexpr std::string_view kWorkerRuleOptions = "tuTU";
@@ -207,6 +214,8 @@ struct WorkerArgs {
   uint32_t host_ephemeral_last = 0;         // --host-ephemeral-last; 0: not given
   uint32_t worker_uid = kWorkerIdFallback;  // --worker-uid
   uint32_t worker_gid = kWorkerIdFallback;  // --worker-gid
+  uint32_t sluiced_uid = 0;                 // --sluiced-uid
+  uint32_t sluiced_gid = 0;                 // --sluiced-gid
   std::vector<WorkerRuleArg> rules;         // -t/-u/-T/-U, in order
 
   bool operator==(const WorkerArgs&) const = default;
@@ -260,12 +269,27 @@ inline constexpr WorkerLimit kWorkerUid = {kWorkerOptUid, kWorkerIdMin, kWorkerI
 inline constexpr WorkerLimit kWorkerGid = {kWorkerOptGid, kWorkerIdMin, kWorkerIdMax,
                                            kWorkerIdFallback, &WorkerArgs::worker_gid};
 
+/// sluiced's own ids: any id but (uid_t)-1; 0 (root) is the default.
+inline constexpr WorkerLimit kSluicedUid = {kWorkerOptSluicedUid, 0, kWorkerIdMax, 0,
+                                            &WorkerArgs::sluiced_uid};
+inline constexpr WorkerLimit kSluicedGid = {kWorkerOptSluicedGid, 0, kWorkerIdMax, 0,
+                                            &WorkerArgs::sluiced_gid};
+
 /// The numeric limits, in the order to_argv() writes them.
-inline constexpr WorkerLimit kWorkerLimits[] = {
-    kUdpFlowsLimit,          kUdpIdleTimeoutLimit, kTcpConnectionsLimit,
-    kConnectTimeoutLimit,    kPipeSizeLimit,       kRuleConnectionsLimit,
-    kSourceConnectionsLimit, kIdleTimeoutLimit,    kHostEphemeralFirst,
-    kHostEphemeralLast,      kWorkerUid,           kWorkerGid};
+inline constexpr WorkerLimit kWorkerLimits[] = {kUdpFlowsLimit,
+                                                kUdpIdleTimeoutLimit,
+                                                kTcpConnectionsLimit,
+                                                kConnectTimeoutLimit,
+                                                kPipeSizeLimit,
+                                                kRuleConnectionsLimit,
+                                                kSourceConnectionsLimit,
+                                                kIdleTimeoutLimit,
+                                                kHostEphemeralFirst,
+                                                kHostEphemeralLast,
+                                                kWorkerUid,
+                                                kWorkerGid,
+                                                kSluicedUid,
+                                                kSluicedGid};
 
 /// Returns "--udp-flows needs a number from 1 to 1048576, not "0"": the
 /// message for `value` (sanitised and cut) outside `limit`'s range.

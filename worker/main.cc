@@ -135,8 +135,9 @@ int run(int argc, char** argv) {
     LOG_WARN("getrandom failed; the UDP flow table's hash key is not secret");
   }
   // The initial rules come from sluiced's command line: audit them as sluiced's
-  // (its pid, and the ids it runs as, which the sandbox is about to change).
-  struct ucred sluiced_cred = {getppid(), getuid(), getgid()};
+  // (its pid, and the ids it runs as, which sluiced sent: the worker's own
+  // may be another user namespace's view, and the sandbox changes them).
+  struct ucred sluiced_cred = {getppid(), args->sluiced_uid, args->sluiced_gid};
   // The audit log's last line, as bytes, while fstat and pread are still
   // allowed (the filter has no fstat, and pread64 only on the auto-scan fds);
   // parsed only inside the sandbox. The descriptor is closed at once: nothing

@@ -7,6 +7,7 @@
 // its user (--worker-user) and sandboxes itself as without --netns. Joining the container's user
 // namespace instead left the worker unable to create its own user namespace
 // (EPERM: its uid is unmapped there). Only in the rootns run (real root).
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,6 +94,40 @@ TEST(RootlessContainer, ExplicitUserNamespaceAndALowSplicePortInsideWork) {
   const std::string uid = proc_status_field(d.worker_pid(), "Uid");
   EXPECT_NE(uid.rfind("0\t", 0), 0u) << uid;
   EXPECT_EQ(uid.find(std::to_string(kContainerOwner)), std::string::npos) << uid;
+}
+
+TEST(RootlessContainer, TheContainersOwnerRunningSluicedIsAuditedAsItself) {
+  // The owner of a rootless container runs sluiced: the worker joins the
+  // container's user namespace, where the owner's uid shows as 0. The audit
+  // log, the history and the control policy must name the owner's real ids.
+  if (!real_root_run()) GTEST_SKIP() << "needs real root: sluiced runs as another uid";
+  Container box({"tcp", "8080"}, kContainerOwner);
+  ASSERT_GT(box.pid(), 0);
+  Daemon d;
+  const std::string dir = d.socket_path().substr(0, d.socket_path().rfind('/'));
+  ASSERT_EQ(chown(dir.c_str(), kContainerOwner, kContainerOwner), 0);
+  d.set_child_setup([] {
+    if (setgroups(0, nullptr) != 0 ||
+        setresgid(kContainerOwner, kContainerOwner, kContainerOwner) != 0 ||
+        setresuid(kContainerOwner, kContainerOwner, kContainerOwner) != 0) {
+      _exit(126);
+    }
+  });
+  d.start({"-t", "18080:8080", std::to_string(box.pid())});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(tcp_echo(18080, "as the owner"), "as the owner") << d.log();
+  const std::string owner = std::to_string(kContainerOwner);
+  // The run's start record (the audit sink is sluiced's stderr here).
+  const std::string log = d.log();
+  const size_t start = log.find("\"record\":\"start\"");
+  ASSERT_NE(start, std::string::npos) << log;
+  const std::string record = log.substr(start, log.find('\n', start) - start);
+  EXPECT_NE(record.find("\"uid\":" + owner + ",\"gid\":" + owner), std::string::npos) << record;
+  // The initial rules' commit, in the history.
+  RunResult history = d.ctl({"--history"});
+  ASSERT_EQ(history.status, 0) << history.err;
+  EXPECT_NE(history.out.find("uid " + owner + " gid " + owner), std::string::npos) << history.out;
+  EXPECT_EQ(history.out.find("uid 0 gid 0"), std::string::npos) << history.out;
 }
 
 }  // namespace
