@@ -154,7 +154,10 @@ void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept 
   // Limit: one line is at most 4 KiB; longer messages are cut, never allocated.
   char buf[4096];
   int off = std::snprintf(buf, sizeof(buf), "%s: %s: ", g_role, level_name(level));
-  if (level == LogLevel::kDebug || level == LogLevel::kError) {
+  // The function only at debug level: it locates a line for a developer, and
+  // an operator's error says what failed in words ("run:" or "operator():"
+  // would only be noise to them).
+  if (level == LogLevel::kDebug) {
     off += std::snprintf(buf + off, sizeof(buf) - static_cast<size_t>(off), "%s: ", func);
   }
   va_list ap;

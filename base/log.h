@@ -1,4 +1,4 @@
-// Logging: one macro family that adds the process role and the function name,
+// Logging: one macro family that adds the process role (and, at debug level, the function name),
 // writing to a descriptor chosen before the sandbox (stderr by default). It
 // formats into a stack buffer and makes one write(2), so it needs no syscall
 // beyond `write` and works under every seccomp allowlist in the project (a
@@ -28,7 +28,8 @@ void log_set_level(LogLevel min_level) noexcept;
 bool log_enabled(LogLevel level) noexcept;
 /// The lowest level printed now, for a forked helper that logs as its parent.
 LogLevel log_level() noexcept;
-/// Formats and writes one line: "role: LEVEL: func: message\n". Never fails
+/// Formats and writes one line: "role: LEVEL: message\n", with the function
+/// after the level at debug level only ("role: debug: func: message\n"). Never fails
 /// loudly: a short or failed write is dropped. Under a rate limit
 /// (log_set_rate_limit), a line beyond it is suppressed and counted, and the
 /// next line that goes out is preceded by a notice of how many were.

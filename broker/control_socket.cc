@@ -139,6 +139,17 @@ Result<void> bind_0660(ControlSocket& sock) {
   int rc = ::bind(sock.listen_fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len);
   int bind_err = errno;
   ::umask(old_umask);
+  if (rc != 0 && (bind_err == EACCES || bind_err == EROFS)) {
+    // The directory passed its checks but refuses the new file: say whose it is to write.
+    const std::string dir = sock.path.substr(0, sock.path.rfind('/') + 1);
+    return Err(bind_err, "cannot bind the " + std::string(sock.role.noun) + " " + sock.path + ": " +
+                             errno_text(bind_err) + "; sluiced's user (uid " +
+                             std::to_string(::getuid()) + ") may not create files in " +
+                             (dir.empty() ? std::string("the working directory") : dir) +
+                             ": give " + sock.role.option +
+                             " in a directory it may write (an ordinary user's default is "
+                             "$XDG_RUNTIME_DIR/sluice/)");
+  }
   if (rc != 0)
     return SysErr(bind_err, "cannot bind the " + std::string(sock.role.noun) + " " + sock.path);
   struct stat st;

@@ -105,7 +105,10 @@ Result<std::string> unblock_log() {
   if (!fresh.valid()) {
     int err = errno;
     return Err(err, "cannot reopen stderr non-blocking (" + errno_text(err) +
-                        "); its log lines may wait for a slow reader");
+                        (err == EACCES ? ": the pipe or terminal belongs to another user" : "") +
+                        "), so a log line waits while its reader is slow; to avoid that, "
+                        "give sluiced a file, a socket (systemd's journal), or a pipe of its "
+                        "own user as stderr");
   }
   // Not close-on-exec, as fd 2 always was (the worker's fds are set
   // explicitly anyway).

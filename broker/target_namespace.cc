@@ -81,9 +81,20 @@ Result<TargetNamespace> open_target_namespace(const std::string& netns, const st
                             "container (podman inspect --format '{{.State.Pid}}' NAME)");
     }
     net_path = proc + "/ns/net";
+    // Another user's process: its namespace files are not this user's to open.
+    auto not_ours = [&](const Error& e) -> Error {
+      if (e.err != EACCES && e.err != EPERM) return e;
+      return Error{e.err, "--netns " + netns + ": process " + netns + " belongs to uid " +
+                              std::to_string(st.st_uid) + ", and sluiced (uid " +
+                              std::to_string(::getuid()) +
+                              ") may not open its namespaces: " + errno_text(e.err) +
+                              "; give the PID of a container this user started (podman "
+                              "inspect --format '{{.State.Pid}}' NAME), or run sluiced as uid " +
+                              std::to_string(st.st_uid)};
+    };
     if (user_path.empty()) {
       auto user = open_namespace(proc + "/ns/user", CLONE_NEWUSER, "user", "--netns " + netns);
-      if (!user) return Err(user.error());
+      if (!user) return Err(not_ours(user.error()));
       if (!is_own_user_namespace(user->get())) target.userns = std::move(*user);
     }
   }

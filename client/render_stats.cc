@@ -76,7 +76,7 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->key("rule");
   w->number(r.rule);
   w->key("proto");
-  w->string(proto_name(r.proto));
+  w->string(r.proto == Proto::kTcp ? "tcp" : "udp");  // as the listing and Prometheus say it
   w->key("text");
   w->string(r.text);
   w->key("accepted");

@@ -59,9 +59,23 @@ Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept {
   return Endpoint{e.addr, e.port};
 }
 
+std::string describe_connect_failure(const Route& route, uint16_t target_port, int err) {
+  std::string line = route.text + ": connect to port " + std::to_string(target_port) +
+                     " of the target: " + errno_text(err);
+  switch (err) {
+    case ECONNREFUSED:
+      return line + "; nothing listens there: start the server, or correct the rule's target";
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+      return line + "; the target address has no route from here: check it, and the routes";
+    default:
+      return line;
+  }
+}
+
 socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,
                           struct sockaddr_storage* out) noexcept {
-  uint16_t target_port = static_cast<uint16_t>(route.to + (port - route.first));
+  const uint16_t target_port = route_target_port(route, port);
   bool v4;
   Addr addr = route.target;
   if (is_default_target(addr)) {
@@ -311,8 +325,10 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
     if (errno != EINPROGRESS) {
       ++counters_.connect_failed;
       ++rule.failed;
+      const int err = errno;
       if (conn_log_.allow()) {
-        LOG_WARN("%s: connect to target: %s", route.text.c_str(), errno_text(errno).c_str());
+        LOG_WARN("%s",
+                 describe_connect_failure(route, route_target_port(route, port), err).c_str());
       }
       set_reset_on_close(client.get());  // the client sees a refusal, not a silent EOF
       return;
@@ -333,7 +349,7 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
   }
   auto conn = std::make_unique<TcpConnection>(
       *this, std::move(client), std::move(sock), connected, route_ptr,
-      connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
+      route_target_port(route, port), connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
   raw->source = std::move(source);
   if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;

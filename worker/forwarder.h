@@ -82,6 +82,16 @@ struct EndpointHash {
 /// IPv6 address counts as IPv4, as a dual-stack listener reports it).
 Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept;
 
+/// Returns the warning for a connect to `target_port` of `route`'s target that
+/// failed with `err`: the rule, the port, the errno, and what to do for the
+/// common causes (nothing listening, no route).
+std::string describe_connect_failure(const Route& route, uint16_t target_port, int err);
+
+/// Returns the port that `port` of `route` forwards to.
+inline uint16_t route_target_port(const Route& route, uint16_t port) noexcept {
+  return static_cast<uint16_t>(route.to + (port - route.first));
+}
+
 /// Builds the sockaddr of the target for traffic that arrived from `peer` on
 /// `port` under `route`: the route's address, or loopback of the peer's own
 /// family (v4-mapped peers on a dual-stack socket count as IPv4), with the

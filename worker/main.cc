@@ -5,6 +5,7 @@
 // and the control socket in one event loop.
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,6 +97,31 @@ control::ServerHello make_hello(const HostFacts& facts, const ServerCaps& caps,
   hello.ephemeral_last = facts.ephemeral_last;
   hello.target_namespace = target_namespace;
   return hello;
+}
+
+/// Answers a person who runs sluice-worker by hand: --version prints the
+/// version, --help and a start without sluiced's channel (a SOCK_SEQPACKET
+/// socket on kWorkerFdBroker) say to run sluiced. Returns the exit status
+/// (0, or 2 without the channel), or -1 when sluiced started it. Runs before
+/// the sandbox; needs `getsockopt`.
+int run_by_hand(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
+    std::printf("sluice-worker %s\n", SLUICE_VERSION);
+    return 0;
+  }
+  const bool help = argc == 2 && std::strcmp(argv[1], "--help") == 0;
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (!help && ::getsockopt(wire::kWorkerFdBroker, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+      type == SOCK_SEQPACKET) {
+    return -1;
+  }
+  std::fprintf(stderr,
+               "sluice-worker is started by sluiced, which hands it its descriptors (its "
+               "channel to sluiced on fd %d) and its arguments; run sluiced instead (sluiced "
+               "--help, man sluiced)\n",
+               wire::kWorkerFdBroker);
+  return help ? 0 : 2;
 }
 
 /// Runs the worker; returns the process exit status.
@@ -430,5 +456,6 @@ int run(int argc, char** argv) {
 /// Entry point: logs as "sluice-worker" to stderr (fd 2, set up by sluiced).
 int main(int argc, char** argv) {
   sluice::log_init("sluice-worker", 2, sluice::LogLevel::kInfo);
+  if (int status = sluice::run_by_hand(argc, argv); status >= 0) return status;
   return sluice::run(argc, argv);
 }

@@ -347,8 +347,8 @@ void PestoServer::submit(std::vector<pesto::WireTable> update, struct ucred peer
               result.opened, result.closed);
         } else {
           LOG_WARN(
-              "pesto update from %s refused, nothing changed (%zu failure%s; "
-              "`sluicectl --history` has them all):",
+              "pesto update from %s refused, nothing changed (%zu failure%s; the audit "
+              "log's commit record has them all):",
               who(peer).c_str(), result.failures.size(), result.failures.size() == 1 ? "" : "s");
           for (size_t i = 0; i < result.failures.size() && i < kMaxFailureLines; ++i) {
             LOG_WARN("  %s", result.failures[i].message.c_str());

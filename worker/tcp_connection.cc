@@ -42,12 +42,14 @@ void note_ending(Direction& dir, uint32_t events) noexcept {
 }  // namespace
 
 TcpConnection::TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
-                             std::shared_ptr<const Route> route, uint64_t connect_deadline_ns)
+                             std::shared_ptr<const Route> route, uint16_t target_port,
+                             uint64_t connect_deadline_ns)
     : owner_(owner),
       client_(std::move(client)),
       target_(std::move(target)),
       route_(std::move(route)),
       connected_(connected),
+      target_port_(target_port),
       connect_deadline_ns_(connect_deadline_ns),
       last_active_ns_(monotonic_ns()) {}
 
@@ -68,9 +70,11 @@ void TcpConnection::connect_timed_out() noexcept {
   ++owner_.counters().connect_failed;
   ++route_->counters->failed;
   if (owner_.conn_log().allow()) {
-    LOG_WARN("%s: the target did not answer within %llu s; the client is reset",
-             route_->text.c_str(),
-             static_cast<unsigned long long>(owner_.limits().connect_timeout_ns / 1000000000ULL));
+    LOG_WARN(
+        "%s: port %u of the target did not answer within %llu s (--connect-timeout); the client "
+        "is reset",
+        route_->text.c_str(), static_cast<unsigned>(target_port_),
+        static_cast<unsigned long long>(owner_.limits().connect_timeout_ns / 1000000000ULL));
   }
   close_all(true);
 }
@@ -159,7 +163,9 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
   }
   ++owner_.counters().connect_failed;
   ++route_->counters->failed;
-  if (owner_.conn_log().allow()) LOG_WARN("connect to target: %s", errno_text(err).c_str());
+  if (owner_.conn_log().allow()) {
+    LOG_WARN("%s", describe_connect_failure(*route_, target_port_, err).c_str());
+  }
   close_all(true);  // the client sees a reset, as if the target had refused it directly
 }
 

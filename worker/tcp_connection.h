@@ -16,10 +16,12 @@ class TcpConnection final : public EventHandler {
  public:
   /// Takes the accepted client and the target socket whose connect() is in
   /// progress (or done). Registers nothing; call start().
+  /// `target_port` is the port it connects to (for messages);
   /// `connect_deadline_ns` is when a connect still in progress is given up
   /// (monotonic_ns), 0 when already connected.
   TcpConnection(Forwarder& owner, UniqueFd client, UniqueFd target, bool connected,
-                std::shared_ptr<const Route> route, uint64_t connect_deadline_ns);
+                std::shared_ptr<const Route> route, uint16_t target_port,
+                uint64_t connect_deadline_ns);
   /// Registers both sockets with the loop (edge-triggered, in and out): the
   /// client socket with this object, the target socket with target_side_,
   /// so that each event says which socket it is for.
@@ -143,7 +145,8 @@ class TcpConnection final : public EventHandler {
   TargetSide target_side_{this};
   bool connected_;
   bool closed_ = false;
-  bool moved_ = false;  // bytes moved since the idle scan last looked (idle_for)
+  bool moved_ = false;    // bytes moved since the idle scan last looked (idle_for)
+  uint16_t target_port_;  // the port it connects to, for messages (in the padding)
   uint64_t connect_deadline_ns_;
   uint64_t last_active_ns_;  // when the idle scan last saw bytes move (or the start)
 };

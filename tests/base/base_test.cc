@@ -202,8 +202,25 @@ TEST(Log, RateLimitHoldsLinesBackAndSaysHowMany) {
             "log-test: info: line 3\n"
             "log-test: info: line 4\n"
             "log-test: warning: 15 log lines suppressed (at most 5 at once, then 0 a second)\n"
-            "log-test: error: TestBody: the last words\n"
+            "log-test: error: the last words\n"
             "log-test: info: unlimited again\n");
+}
+
+TEST(Log, OnlyDebugLinesNameTheFunction) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  log_init("log-test", w.get(), LogLevel::kDebug);
+  LOG_DEBUG("for a developer");
+  LOG_INFO("for an operator");
+  LOG_WARN("a warning");
+  LOG_ERROR("an error");
+  log_init("sluice", 2, LogLevel::kInfo);
+  EXPECT_EQ(drain(r.get()),
+            "log-test: debug: TestBody: for a developer\n"
+            "log-test: info: for an operator\n"
+            "log-test: warning: a warning\n"
+            "log-test: error: an error\n");
 }
 
 }  // namespace sluice

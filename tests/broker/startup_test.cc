@@ -327,6 +327,42 @@ TEST_F(ControlSocketTest, DirectoryWritableByOthersIsRefused) {
   EXPECT_FALSE(create_control_socket(path_).ok());
 }
 
+TEST_F(ControlSocketTest, ADirectoryTheUserMayNotWriteSaysSoAndWhatToDo) {
+  // root's directory, mode 0755: it passes the ownership checks, but an
+  // ordinary user may not create the socket in it.
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(p[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(77);  // one uid mapped (the user-namespace run): nothing to switch to
+    }
+    auto s = create_control_socket(path_);
+    const std::string said = s.ok() ? "created" : s.error().message;
+    ssize_t ignored = ::write(p[1], said.data(), said.size());
+    (void)ignored;
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string said;
+  char buf[1024];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof(buf))) > 0;)
+    said.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "needs a second uid";
+  EXPECT_NE(said.find("cannot bind the control socket " + path_ + ": EACCES"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("(uid 65534) may not create files in " + dir_ + "/: give -c PATH"),
+            std::string::npos)
+      << said;
+}
+
 TEST_F(ControlSocketTest, StickyDirectoryWritableByOthersIsAccepted) {
   // Like /tmp: others may add files, but not remove or rename ours.
   ASSERT_EQ(::chmod(dir_.c_str(), 01777), 0);

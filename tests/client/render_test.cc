@@ -381,7 +381,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                            "closedIdle",
                                                            "scanActive"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
-  EXPECT_EQ(rules.array[1].get("proto")->string, "UDP");
+  EXPECT_EQ(rules.array[1].get("proto")->string, "udp");  // lower case, as in the listing
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
   EXPECT_EQ(rules.array[1].get("dropped")->integer(), 1);
 }

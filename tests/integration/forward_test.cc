@@ -123,6 +123,12 @@ TEST(Forward, RefusedTargetResetsTheClient) {
   ssize_t n = recv(client.get(), &c, 1, 0);
   EXPECT_EQ(n, -1);
   EXPECT_EQ(errno, ECONNRESET);
+  // The log names the rule, the port, the errno and what to do.
+  EXPECT_TRUE(wait_for_log(d,
+                           "TCP [127.0.0.1]:18080 => 18000: connect to port 18000 of the "
+                           "target: ECONNREFUSED"))
+      << d.log();
+  EXPECT_NE(d.log().find("nothing listens there: start the server"), std::string::npos) << d.log();
 }
 
 TEST(Forward, SluicectlListsTheRulesInPestoFormat) {

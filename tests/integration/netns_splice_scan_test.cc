@@ -92,7 +92,7 @@ TEST(SpliceScan, ATcpServerOnSluicedsSideIsReachableInsideAndGoesAway) {
   long long up = wait_ms([&] { return inside.tcp_echo("127.0.0.1", 19100, "out") == "out"; });
   ASSERT_GE(up, 0) << "not reachable inside within 15 s\n" << d.log();
   EXPECT_EQ(inside.tcp_echo("::1", 19100, "over v6"), "over v6") << d.log();
-  EXPECT_TRUE(has(active_ports(d, "SPLICE", "TCP"), 19100)) << d.ctl({"--stats"}).out;
+  EXPECT_TRUE(has(active_ports(d, "SPLICE", "tcp"), 19100)) << d.ctl({"--stats"}).out;
   RunResult stats = d.ctl({"--stats"});
   EXPECT_NE(stats.out.find("auto-scan: listening on 19100\n"), std::string::npos) << stats.out;
 
@@ -100,7 +100,7 @@ TEST(SpliceScan, ATcpServerOnSluicedsSideIsReachableInsideAndGoesAway) {
   long long down = wait_ms([&] { return !inside.listening(19100); });
   ASSERT_GE(down, 0) << "port 19100 still accepts inside 15 s after the server closed\n" << d.log();
   EXPECT_TRUE(wait_for_log(d, "auto-scan: stopped listening on TCP 19100")) << d.log();
-  EXPECT_FALSE(has(active_ports(d, "SPLICE", "TCP"), 19100));
+  EXPECT_FALSE(has(active_ports(d, "SPLICE", "tcp"), 19100));
   std::cout << "published inside after " << up << " ms, withdrawn after " << down << " ms\n";
 }
 
@@ -115,9 +115,9 @@ TEST(SpliceScan, AUdpServerOnSluicedsSideIsReachableInsideAndGoesAway) {
   long long up = wait_ms(
       [&] { return parse_echo(inside.udp_request("127.0.0.1", 19153, "ping")).payload == "ping"; });
   ASSERT_GE(up, 0) << "no UDP reply inside within 15 s\n" << d.log() << d.ctl({"--stats"}).out;
-  EXPECT_TRUE(has(active_ports(d, "SPLICE", "UDP"), 19153)) << d.ctl({"--stats"}).out;
+  EXPECT_TRUE(has(active_ports(d, "SPLICE", "udp"), 19153)) << d.ctl({"--stats"}).out;
   server.reset();
-  long long down = wait_ms([&] { return !has(active_ports(d, "SPLICE", "UDP"), 19153); });
+  long long down = wait_ms([&] { return !has(active_ports(d, "SPLICE", "udp"), 19153); });
   ASSERT_GE(down, 0) << "UDP 19153 still listened on 15 s after the server closed\n" << d.log();
   EXPECT_TRUE(wait_for_log(d, "auto-scan: stopped listening on UDP 19153")) << d.log();
   std::cout << "published inside after " << up << " ms, withdrawn after " << down << " ms\n";
@@ -139,8 +139,8 @@ TEST(SpliceScan, HostAndSpliceAutoTogetherNeverFollowEachOther) {
   Daemon d;
   start_on(d, box, {"-t", "auto", "-u", "auto", "-T", "auto", "-U", "auto"});
   long long up = wait_ms([&] {
-    return has(active_ports(d, "HOST", "TCP"), 8090) &&
-           has(active_ports(d, "SPLICE", "TCP"), 19200);
+    return has(active_ports(d, "HOST", "tcp"), 8090) &&
+           has(active_ports(d, "SPLICE", "tcp"), 19200);
   });
   ASSERT_GE(up, 0) << "the two servers were not published within 15 s\n"
                    << d.ctl({"--stats"}).out << d.log();
@@ -151,10 +151,10 @@ TEST(SpliceScan, HostAndSpliceAutoTogetherNeverFollowEachOther) {
   std::string seen;
   const auto until = Clock::now() + std::chrono::seconds(30);
   for (; rounds < kRounds && Clock::now() < until; ++rounds) {
-    const std::vector<int> host_tcp = active_ports(d, "HOST", "TCP");
-    const std::vector<int> host_udp = active_ports(d, "HOST", "UDP");
-    const std::vector<int> splice_tcp = active_ports(d, "SPLICE", "TCP");
-    const std::vector<int> splice_udp = active_ports(d, "SPLICE", "UDP");
+    const std::vector<int> host_tcp = active_ports(d, "HOST", "tcp");
+    const std::vector<int> host_udp = active_ports(d, "HOST", "udp");
+    const std::vector<int> splice_tcp = active_ports(d, "SPLICE", "tcp");
+    const std::vector<int> splice_udp = active_ports(d, "SPLICE", "udp");
     // HOST follows the namespace (8090; UDP 8090 by pasta's TCP rule),
     // SPLICE follows this side (19200, UDP 19200 likewise); nothing else.
     const bool ok = host_tcp == std::vector<int>{8090} && splice_tcp == std::vector<int>{19200} &&
@@ -196,7 +196,7 @@ TEST(SpliceScan, AKeptSplicePortRefusesAndResetsNothingWhileScansComeAndGo) {
     auto current = std::make_unique<HostEcho>(port);
     previous.reset();
     long long took = wait_ms([&] {
-      const std::vector<int> active = active_ports(d, "SPLICE", "TCP");
+      const std::vector<int> active = active_ports(d, "SPLICE", "tcp");
       return active == std::vector<int>{port};
     });
     ASSERT_GE(took, 0) << "scan change " << i << " not seen within 15 s\n"

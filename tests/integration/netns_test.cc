@@ -5,10 +5,14 @@
 // port 8080 instead of being refused as a loop. Bad --netns input is one
 // clear line and exit 1.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <grp.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -234,6 +238,29 @@ TEST(TargetNamespace, BadNamespaceArgumentsAreOneClearLine) {
     EXPECT_TRUE(status == 1 || status == 2) << status << d.log();
     EXPECT_NE(d.log().find(c.says), std::string::npos) << d.log();
   }
+}
+
+TEST(TargetNamespace, AnotherUsersProcessSaysWhoseItIsAndWhatToGive) {
+  if (!real_root_run()) GTEST_SKIP() << "needs real root: sluiced runs as another uid";
+  Daemon d;
+  const std::string dir = d.socket_path().substr(0, d.socket_path().rfind('/'));
+  ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+  d.set_child_setup([] {
+    if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      _exit(126);
+    }
+  });
+  // This test's own process: root's, not nobody's.
+  const std::string pid = std::to_string(getpid());
+  d.start({"--netns", pid, "-t", "18080:8080"});
+  EXPECT_EQ(d.wait_exit(), 1) << d.log();
+  EXPECT_NE(d.log().find("--netns " + pid + ": process " + pid +
+                         " belongs to uid 0, and sluiced (uid 65534) may not open its namespaces"),
+            std::string::npos)
+      << d.log();
+  EXPECT_NE(d.log().find("give the PID of a container this user started"), std::string::npos)
+      << d.log();
 }
 
 }  // namespace

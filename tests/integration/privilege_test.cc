@@ -344,5 +344,19 @@ TEST(Privilege, BadSpecIsAClearError) {
   EXPECT_NE(log.find("position"), std::string::npos) << log;
 }
 
+TEST(Privilege, SluiceWorkerRunByHandSaysToRunSluiced) {
+  // No channel to sluiced on fd 3: one line that says what to run, exit 2.
+  RunResult bare = run_command({bin("sluice-worker"), "-t", "8080"});
+  EXPECT_EQ(bare.status, 2) << bare.err;
+  EXPECT_NE(bare.err.find("sluice-worker is started by sluiced"), std::string::npos) << bare.err;
+  EXPECT_NE(bare.err.find("run sluiced instead"), std::string::npos) << bare.err;
+  RunResult help = run_command({bin("sluice-worker"), "--help"});
+  EXPECT_EQ(help.status, 0) << help.err;
+  EXPECT_NE(help.err.find("run sluiced instead"), std::string::npos) << help.err;
+  RunResult version = run_command({bin("sluice-worker"), "--version"});
+  EXPECT_EQ(version.status, 0) << version.err;
+  EXPECT_EQ(version.out.rfind("sluice-worker ", 0), 0u) << version.out;
+}
+
 }  // namespace
 }  // namespace sluice::test

@@ -59,7 +59,7 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
   ASSERT_TRUE(doc.has_value());
   const JsonValue* tcp = rule_with(*doc, ":18080");
   ASSERT_NE(tcp, nullptr);
-  EXPECT_EQ(tcp->get("proto")->string, "TCP");
+  EXPECT_EQ(tcp->get("proto")->string, "tcp");  // as in the listing's JSON
   EXPECT_EQ(tcp->get("accepted")->integer(), 3);
   EXPECT_EQ(tcp->get("failed")->integer(), 0);
   EXPECT_EQ(tcp->get("bytesToTarget")->integer(), 3000);
@@ -70,7 +70,7 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
   EXPECT_EQ(refused->get("failed")->integer(), 2);
   const JsonValue* udp = rule_with(*doc, ":15353");
   ASSERT_NE(udp, nullptr);
-  EXPECT_EQ(udp->get("proto")->string, "UDP");
+  EXPECT_EQ(udp->get("proto")->string, "udp");
   EXPECT_EQ(udp->get("flowsCreated")->integer(), 1);
   EXPECT_EQ(udp->get("flowsActive")->integer(), 1);
   EXPECT_EQ(udp->get("datagramsToTarget")->integer(), 5);

@@ -42,6 +42,23 @@ int pipe_size(const Pipe& pipe) {
   return fcntl(pipe.write_end.get(), F_GETPIPE_SZ);
 }
 
+TEST(ConnectFailure, NamesRulePortErrnoAndWhatToDo) {
+  Route route;
+  route.first = 8000;
+  route.to = 9000;
+  route.text = "TCP [*]:8000-8099 => 9000-9099";
+  EXPECT_EQ(route_target_port(route, 8042), 9042);
+  const std::string refused = describe_connect_failure(route, 9042, ECONNREFUSED);
+  EXPECT_EQ(refused.rfind("TCP [*]:8000-8099 => 9000-9099: connect to port 9042 of the target: "
+                          "ECONNREFUSED",
+                          0),
+            0u)
+      << refused;
+  EXPECT_NE(refused.find("start the server"), std::string::npos) << refused;
+  EXPECT_NE(describe_connect_failure(route, 9000, ENETUNREACH).find("no route"), std::string::npos);
+  EXPECT_EQ(describe_connect_failure(route, 9000, EIO).find(';'), std::string::npos);
+}
+
 TEST(PipePool, PipesAreEnlargedWithinTheBudgetOnly) {
   ForwarderLimits limits;
   limits.pipe_size = 256 * 1024;   // 48 pages above the kernel's 64 KiB
