@@ -11,6 +11,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "client/long_options.h"
+#include "client/spec_context.h"
 #include "schema/codec.h"
 #include "schema/rules/spec_parser.h"
 
@@ -40,6 +41,57 @@ bool all_digits(std::string_view text) {
     if (c < '0' || c > '9') return false;
   }
   return true;
+}
+
+/// Returns the usage error of a --history count that is not one: `value` is
+/// what was given, `where_text` where ("FILE:LINE: " or "").
+Unexpected history_count_error(const std::string& where_text, std::string_view value) {
+  return Err(where_text + "--history takes a number of entries from 1 to " +
+             std::to_string(control::kMaxHistory) + " (the server keeps that many), not " +
+             quote(value));
+}
+
+/// True when `c` is an ASCII letter.
+bool is_letter(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/// True when `word`, a run of letters, may stand in a spec outside an
+/// interface name: the words all and auto, or hex digits (of an IPv6
+/// address).
+bool spec_word(std::string_view word) {
+  if (word == "all" || word == "auto") return true;
+  for (char c : word) {
+    if (!((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
+  }
+  return true;
+}
+
+/// True when `spec` looks like a file's path rather than a spec: it has a
+/// '/' and a run of two or more letters (outside a %IFNAME, which ends at
+/// its '/') that no spec has, such as "tmp" or "sock". A single stray letter
+/// ("80x") is a typo in a spec, not a path.
+bool looks_like_path(std::string_view spec) {
+  if (spec.find('/') == std::string_view::npos) return false;
+  size_t i = 0;
+  while (i < spec.size()) {
+    if (spec[i] == '%') {  // an interface name: any letters, up to its '/'
+      size_t slash = spec.find('/', i);
+      if (slash == std::string_view::npos) return false;
+      i = slash;
+      continue;
+    }
+    if (!is_letter(spec[i])) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < spec.size() && is_letter(spec[end])) ++end;
+    std::string_view word = spec.substr(i, end - i);
+    if (word.size() >= 2 && !spec_word(word)) return true;
+    i = end;
+  }
+  return false;
 }
 
 /// Returns the pif named `text` (HOST or SPLICE, any case), or nullopt.
@@ -77,7 +129,8 @@ class Parser {
   /// Handles --file: reads, splits and parses the file in place.
   Result<void> include_file(const std::string& path, const Arg& arg, bool in_file);
   /// Handles an argument that is not an option: the control socket path.
-  Result<void> positional(const Arg& arg, bool in_file);
+  /// `after_history` says that it came right after a --history without N.
+  Result<void> positional(const Arg& arg, bool in_file, bool after_history);
 
   const FileReader& reader_;
   bool comment_given_ = false;
@@ -90,6 +143,11 @@ class Parser {
   std::string allow_empty_where_;  // how --allow-empty was given, for messages
   std::string end_flows_where_;    // how --end-removed-flows was given, for messages
   std::string dry_run_where_, comment_where_;
+  // The argument right after a --history given without N, until the parse
+  // loop reaches it; and whether the PATH was that argument: then a second
+  // PATH means that the word was meant as --history's N.
+  const Arg* after_bare_history_ = nullptr;
+  bool path_after_history_ = false;
 };
 
 Result<std::string> Parser::take_value(const std::vector<Arg>& args, size_t* i,
@@ -277,21 +335,26 @@ Result<void> Parser::long_option(const std::vector<Arg>& args, size_t* i, bool i
     }
     unsigned long n = kDefaultHistory;
     if (inline_value && (!parse_uint(*inline_value, control::kMaxHistory, &n) || n == 0)) {
-      return Err(where(arg) + "--history takes a number of entries from 1 to " +
-                 std::to_string(control::kMaxHistory) + " (the server keeps that many), not " +
-                 quote(*inline_value));
+      return history_count_error(where(arg), *inline_value);
     }
+    // A word that is not a number is taken as the PATH; should a second
+    // positional word follow, positional() says that it was meant as N.
+    if (!inline_value && *i + 1 < args.size()) after_bare_history_ = &args[*i + 1];
     plan.history = static_cast<uint32_t>(n);
     history_where_ = where(arg);
   }
   return Ok();
 }
 
-Result<void> Parser::positional(const Arg& arg, bool in_file) {
+Result<void> Parser::positional(const Arg& arg, bool in_file, bool after_history) {
   if (in_file) {
     return Err(where(arg) + "unexpected word " + quote(arg.text) +
                ": an option file holds options only (a SPEC goes after its -t/-u/-T/-U); give "
                "the control socket PATH on the command line");
+  }
+  // Two PATHs, one of them right after --history: that word was meant as N.
+  if (path_given_ && (path_after_history_ || after_history)) {
+    return history_count_error(history_where_, path_after_history_ ? plan.path : arg.text);
   }
   if (path_given_) {
     return Err("one control socket PATH at most; got " + quote(plan.path) + " and " +
@@ -299,6 +362,7 @@ Result<void> Parser::positional(const Arg& arg, bool in_file) {
   }
   if (arg.text.empty()) return Err("the control socket PATH is empty; give a path or leave it out");
   path_given_ = true;
+  path_after_history_ = after_history;
   plan.path = arg.text;
   return Ok();
 }
@@ -308,8 +372,10 @@ Result<void> Parser::parse(const std::vector<Arg>& args, bool in_file) {
   for (size_t i = 0; i < args.size() && !stopped; ++i) {
     const Arg& arg = args[i];
     const std::string& text = arg.text;
+    const bool after_history = &arg == after_bare_history_;
+    after_bare_history_ = nullptr;
     if (options_done || text.size() < 2 || text[0] != '-') {
-      auto r = positional(arg, in_file);
+      auto r = positional(arg, in_file, after_history);
       if (!r) return r;
       continue;
     }
@@ -492,6 +558,25 @@ Result<Plan> parse_command_line(const std::vector<std::string>& args, const File
   auto finished = parser.finish();
   if (!finished) return Err(finished.error());
   return std::move(parser.plan);
+}
+
+Result<void> check_specs(const Plan& plan) {
+  const SpecContext ctx = permissive_spec_context();
+  for (const EditCommand& command : plan.edits) {
+    if (command.kind != EditCommand::Kind::kSpec) continue;
+    auto rules = parse_spec(command.option, command.spec, ctx);
+    if (rules) continue;
+    std::string message =
+        (command.origin.empty() ? "" : command.origin + ": ") + rules.error().message;
+    if (plan.path.empty() && command.origin.empty() && looks_like_path(command.spec)) {
+      message += std::string("; if ") + quote(command.spec) +
+                 " is the control socket: a SPEC goes right after its -t/-u/-T/-U, and the "
+                 "socket PATH comes last, e.g. sluicectl -A -" +
+                 command.option + " 8080:80 PATH";
+    }
+    return Err(message);
+  }
+  return Ok();
 }
 
 Result<std::string> read_option_file(const std::string& path) {

@@ -93,6 +93,16 @@ Result<std::vector<FileWord>> split_option_file(std::string_view text, const std
 /// or --comment without edits, an unreadable file.
 Result<Plan> parse_command_line(const std::vector<std::string>& args, const FileReader& reader);
 
+/// Parses every -t/-u/-T/-U spec of `plan` with permissive_spec_context()
+/// (client/spec_context.h), before sluicectl connects: a spec that does not
+/// parse is a usage error, not a connection problem, whether the server is
+/// there or not. Fails with the parser's message (after "FILE:LINE: " for a
+/// spec from --file); when no PATH was given and the spec looks like a path
+/// (a '/' and a word of letters no spec has, as in control.sock), it adds
+/// that a SPEC goes right after its option and the PATH comes last. What
+/// passes may still be refused with the server's facts, later.
+Result<void> check_specs(const Plan& plan);
+
 /// Reads the file at `path` with open/read (before the sandbox: the client's
 /// seccomp allowlist has no open). Fails on an error of open or read, on a
 /// directory or other non-regular file, and over kMaxOptionFileBytes.

@@ -9,6 +9,7 @@
 
 #include "base/strings.h"
 #include "schema/frame.h"
+#include "schema/pesto_wire.h"
 
 namespace sluice {
 namespace {
@@ -27,6 +28,14 @@ Error refusal(const control::ProtocolError& error, const char* refused) {
                      said + ")"};
   }
   return Error{EPROTO, std::string(refused) + ": " + said};
+}
+
+/// True when the `len` bytes at `data` start with the hello magic of pesto's
+/// protocol (pesto::kMagic, "basil:s\0"): the peer is sluiced's pesto socket
+/// (or pasta's), not a control socket.
+bool starts_with_pesto_magic(const uint8_t* data, size_t len) {
+  return len >= pesto::kMagic.size() &&
+         std::memcmp(data, pesto::kMagic.data(), pesto::kMagic.size()) == 0;
 }
 
 /// Returns CLOCK_MONOTONIC_COARSE in nanoseconds: the clock of request
@@ -113,6 +122,16 @@ Result<control::Response> ControlConnection::read_response(uint64_t deadline_ns)
     auto* data = reinterpret_cast<uint8_t*>(buf_.data());
     FrameCheck check = check_frame(data, len_, kMaxControlMessageBytes);
     if (check.status == FrameStatus::kInvalid) {
+      // A frame is judged invalid only once its first 8 bytes are here
+      // (check_frame), so the whole magic is there to compare.
+      if (starts_with_pesto_magic(data, len_)) {
+        return Err(EPROTO,
+                   "this is sluiced's pesto socket (sluiced --pesto-socket), which speaks "
+                   "pesto's protocol (pesto and Podman use it); sluicectl talks to sluiced's "
+                   "control socket: pass the PATH sluiced was given with -c (default: "
+                   "/run/sluice/control.sock as root, else "
+                   "$XDG_RUNTIME_DIR/sluice/control.sock)");
+      }
       return Err(EPROTO, "the server sent an invalid frame: " + check.message);
     }
     if (check.status == FrameStatus::kComplete) {

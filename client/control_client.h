@@ -55,7 +55,10 @@ class ControlConnection {
   /// Returns the ETIMEDOUT error of a request whose deadline passed: `what`
   /// did not happen within the timeout.
   Error timed_out(const char* what) const;
-  /// Reads one whole frame and decodes it, before `deadline_ns`. Needs
+  /// Reads one whole frame and decodes it, before `deadline_ns`. Bytes that
+  /// start with pesto's hello magic fail with EPROTO and a message that names
+  /// the socket as sluiced's pesto socket and says to pass the control socket
+  /// instead (sluicectl at --pesto-socket's PATH). Needs
   /// `recvfrom` with no flags (recv); SO_RCVTIMEO (kWaitSliceMs) ends each
   /// wait, and the clock is read from the vDSO between waits.
   Result<control::Response> read_response(uint64_t deadline_ns);

@@ -1,6 +1,8 @@
 // sluicectl: the unprivileged client of sluice, command-line compatible with
 // pasta's pesto. The order of its steps is its security:
-//   1. parse the command line, reading every --file (the sandbox has no open);
+//   1. parse the command line, reading every --file (the sandbox has no open),
+//      and parse every spec without the server's facts (a bad one is a usage
+//      error, whether a server is there or not);
 //   2. connect to the control socket;
 //   3. sandbox itself (NO_NEW_PRIVS and a seccomp allowlist) before it reads
 //      a byte from the server;
@@ -394,6 +396,14 @@ int run(int argc, char** argv) {
   }
   if (plan->action == Plan::Action::kVersion) {
     return print_out(std::string("sluicectl ") + SLUICE_VERSION + "\n") ? kExitOk : kExitConnection;
+  }
+  // Before the connection, so that a mistyped or forgotten spec is not
+  // reported as a connection problem. edit_tables parses the specs again
+  // with the server's facts, which may refuse what only they decide.
+  auto specs = check_specs(*plan);
+  if (!specs) {
+    print_err(specs.error().message);
+    return kExitUsage;
   }
   std::string path = plan->path;
   if (path.empty()) {

@@ -180,6 +180,26 @@ TEST(Cli, HistoryTakesAnOptionalCount) {
             std::string::npos);
 }
 
+TEST(Cli, AWordAfterHistoryThatIsNoNumberIsCalledSoWhenAPathFollows) {
+  const std::string expected =
+      "--history takes a number of entries from 1 to 256 (the server keeps that many), not "
+      "'abc'";
+  EXPECT_EQ(usage_error({"--history", "abc", "SOCK"}), expected);
+  EXPECT_EQ(usage_error({"--history", "abc", "--json", "SOCK"}), expected);
+  EXPECT_EQ(usage_error({"SOCK", "--history", "abc"}), expected);
+  // Two paths with --history elsewhere are still two paths.
+  EXPECT_EQ(usage_error({"--history", "5", "a.sock", "b.sock"}),
+            "one control socket PATH at most; got 'a.sock' and 'b.sock' (a SPEC goes right after "
+            "its -t/-u/-T/-U)");
+  EXPECT_EQ(usage_error({"--history", "--json", "a.sock", "b.sock"}),
+            "one control socket PATH at most; got 'a.sock' and 'b.sock' (a SPEC goes right after "
+            "its -t/-u/-T/-U)");
+  // Alone, the word is the path, as before.
+  Plan p = parse({"--history", "abc"});
+  EXPECT_EQ(p.history, 20u);
+  EXPECT_EQ(p.path, "abc");
+}
+
 TEST(Cli, StatsStandsAlone) {
   Plan p = parse({"--stats", "--json", "/run/x.sock"});
   EXPECT_TRUE(p.stats);

@@ -234,14 +234,118 @@ TEST(Ctl, ConflictIsRejectedWithoutACommit) {
   EXPECT_FALSE(has(h.out, "rejected")) << h.out;  // the server never saw it
 }
 
-TEST(Ctl, InvalidSpecIsRejected) {
+TEST(Ctl, InvalidSpecIsAUsageError) {
   Daemon d;
   start(d);
   RunResult r = d.ctl({"-t", "80-70"});
-  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err,
             "sluicectl: -t '80-70': at position 1: the range 80-70 runs backwards; write "
             "70-80\n");
+  EXPECT_TRUE(has(listing(d), "generation 1,"));
+}
+
+TEST(Ctl, SpecsAreCheckedBeforeTheConnection) {
+  // No server at this path: a spec error is reported as such, not as a
+  // connection problem.
+  const std::string nowhere = "/tmp/sluice-no-such-dir/control.sock";
+  RunResult typo = run_command({bin("sluicectl"), "-A", "-t", "80-70", nowhere});
+  EXPECT_EQ(typo.status, 2);
+  EXPECT_EQ(typo.err,
+            "sluicectl: -t '80-70': at position 1: the range 80-70 runs backwards; write "
+            "70-80\n");
+  // The spec forgotten, so the path was taken as the spec.
+  RunResult forgot = run_command({bin("sluicectl"), "-A", "-t", nowhere});
+  EXPECT_EQ(forgot.status, 2);
+  EXPECT_TRUE(has(forgot.err, "sluicectl: -t '" + nowhere + "': at position 2: ")) << forgot.err;
+  EXPECT_TRUE(
+      has(forgot.err, "; if '" + nowhere +
+                          "' is the control socket: a SPEC goes right after its -t/-u/-T/-U, and "
+                          "the socket PATH comes last, e.g. sluicectl -A -t 8080:80 PATH\n"))
+      << forgot.err;
+  EXPECT_FALSE(has(forgot.err, "cannot connect")) << forgot.err;
+  EXPECT_EQ(forgot.out, "");
+}
+
+/// Sets this network namespace's ephemeral port range (every test process
+/// has its own, namespace_main.cc) and puts the old one back when destroyed.
+class EphemeralRange {
+ public:
+  /// Writes "`first` `last`"; ok() says whether that worked.
+  EphemeralRange(unsigned first, unsigned last) {
+    old_ = slurp(kPath);
+    ok_ = write_range(std::to_string(first) + " " + std::to_string(last));
+  }
+  /// Puts the old range back.
+  ~EphemeralRange() {
+    if (ok_) write_range(old_);
+  }
+  EphemeralRange(const EphemeralRange&) = delete;
+  EphemeralRange& operator=(const EphemeralRange&) = delete;
+  /// True when the new range was written.
+  bool ok() const { return ok_; }
+
+ private:
+  static constexpr const char* kPath = "/proc/sys/net/ipv4/ip_local_port_range";
+  /// Writes `text` to the sysctl; false when that fails.
+  static bool write_range(const std::string& text) {
+    int fd = open(kPath, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    close(fd);
+    return ok;
+  }
+  std::string old_;
+  bool ok_ = false;
+};
+
+TEST(Ctl, ASpecThatOnlyTheServersEphemeralRangeMakesValidIsAccepted) {
+  // With the default range (32768-60999) left out, this spec forwards
+  // nothing; this server's range (40000-60999) leaves 39990-39999. The
+  // check before the connection, which knows no server, must let it through.
+  EphemeralRange range(40000, 60999);
+  ASSERT_TRUE(range.ok()) << "cannot set ip_local_port_range in the test's namespace";
+  Daemon d;
+  start(d);
+  RunResult r = d.ctl({"-A", "-t", "127.0.0.1/all:127.0.0.2,~1-39989,~40000-65535"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(listing(d), "TCP [127.0.0.1]:39990-39999 => 127.0.0.2:39990-39999"))
+      << listing(d);
+  EXPECT_TRUE(listening(39995));
+}
+
+TEST(Ctl, PestoSocketIsNamedAsSuch) {
+  // sluiced's pesto socket greets with pesto's magic, "basil:s\0", which is
+  // no control frame: say what the socket is, not that the frame is bad.
+  Daemon d;
+  d.start({"--pesto-socket", d.pesto_path(), "-t", kInitial});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult r = run_command({bin("sluicectl"), d.pesto_path()});
+  EXPECT_EQ(r.status, 3);
+  EXPECT_EQ(r.err, "sluicectl: " + d.pesto_path() +
+                       ": this is sluiced's pesto socket (sluiced --pesto-socket), which speaks "
+                       "pesto's protocol (pesto and Podman use it); sluicectl talks to sluiced's "
+                       "control socket: pass the PATH sluiced was given with -c (default: "
+                       "/run/sluice/control.sock as root, else "
+                       "$XDG_RUNTIME_DIR/sluice/control.sock)\n");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(Ctl, ManPageDeleteExampleTakesAPortOutOfARange) {
+  // sluicectl(1): "sluicectl -s -D -t 1500:11500", with the range rule its
+  // comment names.
+  Daemon d;
+  start(d, "1000-2000:11000-12000");
+  RunResult r = d.ctl({"-s", "-D", "-t", "1500:11500"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out,
+                  "diff:\n- HOST TCP [*]:1000-2000 => 11000-12000\n"
+                  "+ HOST TCP [*]:1000-1499 => 11000-11499\n"
+                  "+ HOST TCP [*]:1501-2000 => 11501-12000\n"))
+      << r.out;
+  EXPECT_TRUE(has(r.out, "applied: generation 2, kept 1000, opened 0, closed 1")) << r.out;
+  EXPECT_FALSE(listening(1500));
+  EXPECT_TRUE(listening(1501));
 }
 
 TEST(Ctl, BindFailureKeepsTheOldTableServing) {
@@ -309,7 +413,7 @@ TEST(Ctl, OptionFileIsSplicedInPlace) {
   EXPECT_TRUE(has(listing(d), "    TCP [127.0.0.1]:18083 => 18003\n"));
   std::string bad = write_temp("-A\n-t 80-70\n");
   RunResult e = d.ctl({"--file", bad});
-  EXPECT_EQ(e.status, 1);
+  EXPECT_EQ(e.status, 2);
   EXPECT_TRUE(has(e.err, "sluicectl: " + bad + ":2: -t '80-70': at position 1")) << e.err;
   std::string usage = write_temp("-A\n\n--frob\n");
   RunResult u = d.ctl({"--file", usage});
