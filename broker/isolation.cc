@@ -287,10 +287,14 @@ Result<bool> drop_capabilities(bool keep_bind_cap) {
   if (!caps) return Err(caps.error());
   if (auto ok = check_caps_dropped(*caps, has_setpcap); !ok) return Err(ok.error());
   if (!has_setpcap) {
-    LOG_DEBUG(
-        "bounding set left as is (%s): clearing it needs CAP_SETPCAP, which an "
-        "unprivileged sluiced lacks; NO_NEW_PRIVS makes it irrelevant",
-        cap_hex(caps->bnd).c_str());
+    // Root without CAP_SETPCAP: a service manager's bounding set left it
+    // out, and the operator should know (the shipped unit keeps it).
+    const bool root = ::geteuid() == 0;
+    log_write(root ? LogLevel::kWarn : LogLevel::kDebug, __func__,
+              "bounding set left as is (%s): clearing it needs CAP_SETPCAP, which sluiced does "
+              "not hold%s; NO_NEW_PRIVS keeps any exec from gaining a capability",
+              cap_hex(caps->bnd).c_str(),
+              root ? " (a CapabilityBoundingSet= without it? add CAP_SETPCAP there)" : "");
   }
   const bool has_bind_cap = (caps->eff & kBindCapMask) != 0;
   LOG_DEBUG("capabilities dropped; CAP_NET_BIND_SERVICE %s", has_bind_cap ? "kept" : "not held");

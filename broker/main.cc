@@ -392,8 +392,10 @@ int serve(BrokerHost& host, Serving& s) {
           LOG_INFO("control socket %s; list the rules with: sluicectl %s", s.control_path.c_str(),
                    s.control_path.c_str());
           if (!s.pesto_path.empty()) {
-            LOG_INFO("pesto socket %s; pesto edits the rules with: pesto --add -t 8080 %s",
-                     s.pesto_path.c_str(), s.pesto_path.c_str());
+            // Without a target namespace, a port alone would forward to itself.
+            LOG_INFO("pesto socket %s; pesto edits the rules with: pesto --add -t %s %s",
+                     s.pesto_path.c_str(), s.helper != nullptr ? "8080" : "8080:8000",
+                     s.pesto_path.c_str());
           }
           announced = true;
         }
@@ -742,7 +744,13 @@ int run(const BrokerOptions& options) {
                      ? activated_socket(std::move(adopted->control), kControlRole, *path)
                      : create_control_socket(*path);
   if (!control) {
-    LOG_ERROR("%s", control.error().message.c_str());
+    // A socket unit whose fd is not named `control` still holds the path.
+    LOG_ERROR("%s%s", control.error().message.c_str(),
+              adopted->closed_unnamed
+                  ? "; the service manager passed sockets of other names (closed, above): if "
+                    "one is this socket, name it in its .socket unit with "
+                    "FileDescriptorName=control"
+                  : "");
     return kExitFailure;
   }
   std::optional<ControlSocket> pesto;

@@ -250,7 +250,8 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   notifier.reloading(monotonic_ns());
   if (lost_) {
     end_reload(notifier,
-               "the policy reader is gone (its error is above); restart sluiced to reload");
+               "the policy reader is gone (sluiced said so when it ended, above); restart "
+               "sluiced to reload");
     return;
   }
   wire::PolicyReadMsg req = {};
@@ -269,6 +270,18 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
   auto reply = std::make_unique<wire::PolicyTextMsg>();
   auto got = receive_message(channel_, reply.get(), sizeof(*reply), 1, MSG_DONTWAIT);
   if (!got && (got.error().err == EAGAIN || got.error().err == EWOULDBLOCK)) return;
+  if (!pending_) {
+    // No reload runs: the reader ended (or spoke out of turn, which only a
+    // broken one does). Said now, not at the next SIGHUP.
+    lost_ = true;
+    LOG_ERROR(
+        "the policy reader %s, so a SIGHUP can no longer reload %s; the policy in force stays. "
+        "Restart sluiced to reload the policy",
+        !got || got->len == 0 ? "exited (its own error, if any, is above)"
+                              : "sent a message nobody asked for and is no longer used",
+        path_.c_str());
+    return;
+  }
   pending_ = false;
   if (!got || got->len == 0) {
     lost_ = true;

@@ -104,11 +104,14 @@ class PolicyReloader {
   /// `sendmsg` on the reader's channel and `sendto` on the notify socket.
   void start(Notifier& notifier) noexcept;
 
-  /// The fd to poll for the reader's answer: its channel while a reload
-  /// runs, else -1 (poll skips it).
-  int poll_fd() const noexcept { return pending_ ? channel_ : -1; }
+  /// The fd to poll: the reader's channel while the reader is there (its
+  /// answer while a reload runs, its end at any time), else -1 (poll skips
+  /// it).
+  int poll_fd() const noexcept { return pending_ || !lost_ ? channel_ : -1; }
 
-  /// The reader's answer is there: takes it (PolicyText), and on success
+  /// The reader's channel is readable. Without a reload running, that is
+  /// the reader's end: logged at once, and every later reload fails saying
+  /// so. Otherwise the reader's answer is there: takes it (PolicyText), and on success
   /// parses the text (numbers only), puts the new bind and control policy
   /// in force in `host` (which tells the worker, PolicyReload) and keeps the
   /// text on broker_fd::kPolicyText; on failure keeps the policy in force

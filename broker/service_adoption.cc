@@ -53,6 +53,7 @@ Result<AdoptedSockets> adopt_activated(const ListenEnv& env, bool want_pesto) {
           "socket activation: fd %d named %s is not one sluiced uses (it takes `control`%s); "
           "closed",
           fd, sanitize(name, 64).c_str(), want_pesto ? " and `pesto`" : "");
+      out.closed_unnamed = true;
       continue;
     }
     if (auto ok = check_activated_socket(fd, name); !ok) return Err(ok.error());

@@ -19,9 +19,10 @@ namespace sluice {
 
 /// The sockets the service manager passed (socket activation), adopted.
 struct AdoptedSockets {
-  UniqueFd control;  // named `control`, or invalid
-  UniqueFd pesto;    // named `pesto`, or invalid
-  StoredFds stored;  // listeners and the worker's state from the fd store
+  UniqueFd control;             // named `control`, or invalid
+  UniqueFd pesto;               // named `pesto`, or invalid
+  StoredFds stored;             // listeners and the worker's state from the fd store
+  bool closed_unnamed = false;  // an fd of a name sluiced does not use was closed
 };
 
 /// Adopts the fds of `env` (from kListenFdsStart on): the listeners and the

@@ -245,6 +245,9 @@ TEST_F(PolicyReload, AReaderThatDiedFailsTheReloadAndNothingElse) {
     if (state.empty() || state[0] == 'Z') break;
     usleep(50 * 1000);
   }
+  // sluiced says so at once, not only at the next SIGHUP.
+  ASSERT_TRUE(wait_for_log(d, "the policy reader exited")) << d.log();
+  EXPECT_NE(d.log().find("a SIGHUP can no longer reload"), std::string::npos) << d.log();
   policy.rewrite("bind allow tcp 18080 127.0.0.1\n");
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "policy reload failed: the policy reader is gone")) << d.log();

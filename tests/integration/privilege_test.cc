@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,8 +14,10 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
@@ -170,6 +173,54 @@ TEST(Privilege, BrokerKeepsAtMostNetBindService) {
   EXPECT_EQ(cap_mask(d.pid(), "CapAmb"), 0u);
   // In the test's namespace it started with every capability, so it kept this one.
   EXPECT_EQ(cap_mask(d.pid(), "CapEff"), kCapNetBindService);
+}
+
+/// The capability numbers of the names the shipped units may use; a name
+/// outside it fails the test that reads the unit (add it here).
+int capability_number(const std::string& name) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"CAP_SETGID", 6},     {"CAP_SETUID", 7},  {"CAP_SETPCAP", 8}, {"CAP_NET_BIND_SERVICE", 10},
+      {"CAP_SYS_ADMIN", 21}, {"CAP_SETFCAP", 31}};
+  for (const auto& [n, number] : kNames) {
+    if (name == n) return number;
+  }
+  return -1;
+}
+
+TEST(Privilege, UnderTheShippedUnitsBoundingSetNothingKeepsMoreThanItNeeds) {
+  // The unit's CapabilityBoundingSet= is what sluiced starts with under
+  // systemd: it must let sluiced and its launcher clear their bounding sets
+  // (which needs CAP_SETPCAP), as they do when started as root by hand.
+  if (!real_root_run()) GTEST_SKIP() << "the system unit runs sluiced as real root";
+  std::ifstream unit(std::string(SLUICE_SOURCE_DIR) + "/scripts/dist/sluiced.service.in");
+  ASSERT_TRUE(unit.good());
+  std::string line, caps;
+  while (std::getline(unit, line)) {
+    if (line.rfind("CapabilityBoundingSet=", 0) == 0) caps = line.substr(line.find('=') + 1);
+  }
+  ASSERT_FALSE(caps.empty()) << "the unit sets no CapabilityBoundingSet=";
+  uint64_t bounding = 0;
+  std::istringstream words(caps);
+  for (std::string name; words >> name;) {
+    const int number = capability_number(name);
+    ASSERT_GE(number, 0) << "unknown capability " << name << " in the unit";
+    bounding |= 1ULL << number;
+  }
+  Daemon d;
+  d.set_child_setup([bounding] {
+    for (int cap = 0; cap < 64; ++cap) {
+      if ((bounding & (1ULL << cap)) == 0) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
+  });
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(cap_mask(d.pid(), "CapBnd") & ~kCapNetBindService, 0u);
+  const pid_t launcher = d.launcher_pid();
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(cap_mask(launcher, "CapBnd"), (1ULL << 7) | (1ULL << 6));  // CAP_SETUID, CAP_SETGID
+  EXPECT_EQ(cap_mask(d.worker_pid(), "CapBnd"), 0u);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
 TEST(Privilege, BrokerLinksNoCapnProto) {

@@ -349,6 +349,21 @@ TEST(Systemd, SocketActivationClosesUnknownFds) {
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+TEST(Systemd, AControlSocketUnitOfAnotherNameSaysToNameIt) {
+  // The unit's socket is the control socket's path, but under systemd's
+  // default name (the unit's): sluiced cannot use it, and the path is taken.
+  Daemon d;
+  UniqueFd sock = unit_socket(d.socket_path());
+  activate(d, sock.get(), "sluiced.socket");
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  EXPECT_EQ(d.wait_exit(), 1) << d.log();
+  EXPECT_NE(d.log().find("fd 3 named sluiced.socket is not one sluiced uses"), std::string::npos)
+      << d.log();
+  EXPECT_NE(d.log().find("name it in its .socket unit with FileDescriptorName=control"),
+            std::string::npos)
+      << d.log();
+}
+
 TEST(Systemd, SocketActivationRefusesAWrongSocketType) {
   Daemon d;
   UniqueFd sock = unit_socket(d.socket_path(), SOCK_DGRAM, false);
