@@ -91,6 +91,44 @@ struct ForkedHelper {
   pid_t pid = -1;
 };
 
+/// Reads, as the helper, the OpenListeners waiting on `fd` (without waiting).
+std::unique_ptr<wire::OpenListenersMsg> helper_request(int fd) {
+  auto req = std::make_unique<wire::OpenListenersMsg>();
+  auto got = receive_message(fd, req.get(), sizeof(*req), 0, MSG_DONTWAIT);
+  if (!got.ok() || got->len != sizeof(*req)) return nullptr;
+  return req;
+}
+
+/// Answers `req` on `fd` as the helper does: opens each entry here.
+void helper_answer(int fd, const wire::OpenListenersMsg& req) {
+  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
+  std::memset(reply.get(), 0, sizeof(*reply));
+  reply->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
+  reply->count = req.count;
+  std::vector<UniqueFd> socks;
+  std::vector<int> raw;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    auto sock = open_listener(req.entries[i]);
+    ASSERT_TRUE(sock.ok()) << sock.error().message;
+    raw.push_back(sock->get());
+    socks.push_back(std::move(*sock));
+  }
+  reply->fd_count = static_cast<uint32_t>(raw.size());
+  ASSERT_TRUE(send_message(fd, reply.get(), sizeof(*reply), raw).ok());
+}
+
+/// True when a TCP listener can be bound on the dual-stack [::]:`port`, that
+/// is, nothing holds it any more.
+bool port_is_free(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int off = 0;
+  ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  struct sockaddr_in6 sin6 = {};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(port);
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
+}
+
 class SpliceHostTest : public ::testing::Test {
  protected:
   /// A host with the default policy.
@@ -134,6 +172,19 @@ class SpliceHostTest : public ::testing::Test {
     struct pollfd p = {helper_.a.get(), POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 30000), 1) << "the helper did not answer";
     return host_.serve_helper(worker_.a.get(), monotonic_ns());
+  }
+
+  /// Serves SPLICE with a helper holding the capability, then Hello; sends
+  /// an OpenListeners #7 of one SPLICE entry on a free port, which must wait
+  /// for the helper, and returns the request as the helper's end received it.
+  std::unique_ptr<wire::OpenListenersMsg> ask_one_splice() {
+    host_.serve_splice(helper_.a.get(), true, 1024);
+    do_hello();
+    auto m = open_listeners(7);
+    add_entry(m.get(), spec_splice(free_dual_port()));
+    EXPECT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue) << host_.last_error();
+    EXPECT_TRUE(host_.splice_waiting());
+    return helper_request(helper_.b.get());
   }
 
   /// True when the worker's end has a datagram to read.
@@ -325,44 +376,6 @@ TEST_F(SpliceHostTest, ASocketTheHelperWasNotAskedForStopsTheBroker) {
       << host_.last_error();
 }
 
-/// Reads, as the helper, the OpenListeners waiting on `fd` (without waiting).
-std::unique_ptr<wire::OpenListenersMsg> helper_request(int fd) {
-  auto req = std::make_unique<wire::OpenListenersMsg>();
-  auto got = receive_message(fd, req.get(), sizeof(*req), 0, MSG_DONTWAIT);
-  if (!got.ok() || got->len != sizeof(*req)) return nullptr;
-  return req;
-}
-
-/// Answers `req` on `fd` as the helper does: opens each entry here.
-void helper_answer(int fd, const wire::OpenListenersMsg& req) {
-  auto reply = std::make_unique<wire::ListenersOpenedMsg>();
-  std::memset(reply.get(), 0, sizeof(*reply));
-  reply->header = wire::header(wire::BrokerMsg::kListenersOpened, req.header.sequence);
-  reply->count = req.count;
-  std::vector<UniqueFd> socks;
-  std::vector<int> raw;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    auto sock = open_listener(req.entries[i]);
-    ASSERT_TRUE(sock.ok()) << sock.error().message;
-    raw.push_back(sock->get());
-    socks.push_back(std::move(*sock));
-  }
-  reply->fd_count = static_cast<uint32_t>(raw.size());
-  ASSERT_TRUE(send_message(fd, reply.get(), sizeof(*reply), raw).ok());
-}
-
-/// True when a TCP listener can be bound on the dual-stack [::]:`port`, that
-/// is, nothing holds it any more.
-bool port_is_free(uint16_t port) {
-  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  int off = 0;
-  ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-  struct sockaddr_in6 sin6 = {};
-  sin6.sin6_family = AF_INET6;
-  sin6.sin6_port = htons(port);
-  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin6), sizeof(sin6)) == 0;
-}
-
 TEST_F(SpliceHostTest, AHelperThatDoesNotAnswerFailsItsEntriesWithEtimedoutAndNoMore) {
   // The test holds the helper's end and answers late, as a helper stopped
   // with SIGSTOP and continued later would.
@@ -450,13 +463,9 @@ TEST_F(SpliceHostTest, AHelperThatDoesNotAnswerFailsItsEntriesWithEtimedoutAndNo
 }
 
 TEST_F(SpliceHostTest, AnAnswerForAWorkerThatDiedIsClosedAndTheNextWorkerIsServed) {
-  host_.serve_splice(helper_.a.get(), true, 1024);
-  do_hello();
-  const uint16_t port = free_dual_port();
-  auto m = open_listeners(7);
-  add_entry(m.get(), spec_splice(port));
-  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
-  ASSERT_TRUE(host_.splice_waiting());
+  auto first = ask_one_splice();
+  ASSERT_NE(first, nullptr);
+  const uint16_t port = first->entries[0].port;
   // The worker dies: the loop passes no channel, and the wait is dropped.
   ASSERT_EQ(host_.serve_helper(-1, monotonic_ns()), HandleStatus::kContinue);
   EXPECT_FALSE(host_.splice_waiting());
@@ -472,11 +481,10 @@ TEST_F(SpliceHostTest, AnAnswerForAWorkerThatDiedIsClosedAndTheNextWorkerIsServe
   ASSERT_TRUE(host_.splice_waiting());
   // The helper answers both, in order: the first answer is closed, the
   // second one goes to the new worker.
-  for (int i = 0; i < 2; ++i) {
-    auto req = helper_request(helper_.b.get());
-    ASSERT_NE(req, nullptr) << i;
-    helper_answer(helper_.b.get(), *req);
-  }
+  helper_answer(helper_.b.get(), *first);
+  auto second = helper_request(helper_.b.get());
+  ASSERT_NE(second, nullptr);
+  helper_answer(helper_.b.get(), *second);
   ASSERT_EQ(helper_answers(), HandleStatus::kContinue) << host_.last_error();
   EXPECT_EQ(host_.helper_poll_fd(), -1);
   EXPECT_TRUE(port_is_free(port));
@@ -491,14 +499,10 @@ TEST_F(SpliceHostTest, AnAnswerForAWorkerThatDiedIsClosedAndTheNextWorkerIsServe
 TEST_F(SpliceHostTest, AWaitForTheHelperKeepsTheHeartbeatFresh) {
   // The worker's WorkerStatus reports wait unread behind the helper's answer:
   // the heartbeat must not go stale meanwhile (systemd's watchdog).
-  host_.serve_splice(helper_.a.get(), true, 1024);
-  do_hello();
   const uint64_t heard = 1000;
   const uint64_t now = monotonic_ns();
   EXPECT_EQ(host_.heartbeat_ns(heard, now), heard);
-  auto m = open_listeners(7);
-  add_entry(m.get(), spec_splice(free_dual_port()));
-  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
+  ASSERT_NE(ask_one_splice(), nullptr);
   ASSERT_TRUE(host_.splice_waiting());
   EXPECT_EQ(host_.heartbeat_ns(heard, now), now);
   const uint64_t overdue = monotonic_ns() + kHelperAnswerTimeoutMs * 1000000ULL;
@@ -510,12 +514,7 @@ TEST_F(SpliceHostTest, AWaitForTheHelperKeepsTheHeartbeatFresh) {
 TEST_F(SpliceHostTest, AFailedReplyToTheWorkerIsNotTheHelpersFault) {
   // The worker's end is gone when the helper's answer comes: a worker
   // failure (restart it), not a helper failure (stop sluiced).
-  host_.serve_splice(helper_.a.get(), true, 1024);
-  do_hello();
-  auto m = open_listeners(7);
-  add_entry(m.get(), spec_splice(free_dual_port()));
-  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
-  auto req = helper_request(helper_.b.get());
+  auto req = ask_one_splice();
   ASSERT_NE(req, nullptr);
   helper_answer(helper_.b.get(), *req);
   worker_.b.reset();
@@ -526,12 +525,7 @@ TEST_F(SpliceHostTest, AFailedReplyToTheWorkerIsNotTheHelpersFault) {
 }
 
 TEST_F(SpliceHostTest, AnAnswerToAnotherRequestStopsTheBroker) {
-  host_.serve_splice(helper_.a.get(), true, 1024);
-  do_hello();
-  auto m = open_listeners(7);
-  add_entry(m.get(), spec_splice(free_dual_port()));
-  ASSERT_EQ(request(m.get(), sizeof(*m)), HandleStatus::kContinue);
-  auto req = helper_request(helper_.b.get());
+  auto req = ask_one_splice();
   ASSERT_NE(req, nullptr);
   req->header.sequence += 1;
   helper_answer(helper_.b.get(), *req);

@@ -12,18 +12,10 @@
 #include <vector>
 
 #include "client/cli.h"
+#include "tests/client/fake_files.h"
 
 namespace sluice {
 namespace {
-
-/// A FileReader over an in-memory map of files.
-FileReader fake_files(std::map<std::string, std::string> files) {
-  return [files = std::move(files)](const std::string& path) -> Result<std::string> {
-    auto it = files.find(path);
-    if (it == files.end()) return Err(ENOENT, "cannot open it: ENOENT (No such file or directory)");
-    return it->second;
-  };
-}
 
 /// Parses `args` with `files`; fails the test on an error.
 Plan parse(const std::vector<std::string>& args,

@@ -13,18 +13,10 @@
 
 #include "client/cli.h"
 #include "client/spec_context.h"
+#include "tests/client/fake_files.h"
 
 namespace sluice {
 namespace {
-
-/// A FileReader over an in-memory map of files.
-FileReader fake_files(std::map<std::string, std::string> files) {
-  return [files = std::move(files)](const std::string& path) -> Result<std::string> {
-    auto it = files.find(path);
-    if (it == files.end()) return Err(ENOENT, "cannot open it: ENOENT (No such file or directory)");
-    return it->second;
-  };
-}
 
 /// Returns check_specs' error for `args` ("" and a test failure when the
 /// specs pass or the command line does not parse).

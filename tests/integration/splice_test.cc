@@ -50,6 +50,25 @@ Rule splice_rule(Proto proto, uint16_t first, uint16_t last, uint16_t to) {
   return r;
 }
 
+/// What the tests of a HOST and a SPLICE rule together share: a container
+/// with a TCP server on its port 8080, a client inside it, an echo server on
+/// port 19000 on this side, and sluiced with -t 127.0.0.1/18080:8080 and
+/// -T 29000:19000.
+struct HostAndSplice {
+  Container box{std::vector<std::string>{"tcp", "8080"}};
+  NsClient inside{box.pid()};
+  HostEcho tcp{19000};
+  Daemon d;
+
+  /// Starts sluiced; fails the test when the container, the client inside
+  /// or sluiced does not come up.
+  void start() {
+    ASSERT_GT(box.pid(), 0) << "the container did not start";
+    ASSERT_TRUE(inside.ok());
+    start_on(d, box, {"-t", "127.0.0.1/18080:8080", "-T", "29000:19000"});
+  }
+};
+
 TEST(Splice, TcpAndUdpFromInsideReachThisSideOverIpv4AndIpv6) {
   Container box({});
   ASSERT_GT(box.pid(), 0) << "the container did not start";
@@ -117,13 +136,9 @@ TEST(Splice, ManyConnectionsAtOnceWaitForHostSocketsAndAllGoThrough) {
 }
 
 TEST(Splice, HostAndSpliceRulesCommitTogetherAndABindErrorInsideRollsBackBoth) {
-  Container box({"tcp", "8080"});
-  ASSERT_GT(box.pid(), 0);
-  NsClient inside(box.pid());
-  ASSERT_TRUE(inside.ok());
-  HostEcho tcp(19000);
-  Daemon d;
-  start_on(d, box, {"-t", "127.0.0.1/18080:8080", "-T", "29000:19000"});
+  HostAndSplice s;
+  ASSERT_NO_FATAL_FAILURE(s.start());
+  auto& [box, inside, tcp, d] = s;
   // One commit, both tables.
   RunResult both = d.ctl({"-A", "-t", "127.0.0.1/18081:8080", "-T", "29001:19000"});
   ASSERT_EQ(both.status, 0) << both.out << both.err << d.log();
@@ -155,13 +170,9 @@ TEST(Splice, HostAndSpliceRulesCommitTogetherAndABindErrorInsideRollsBackBoth) {
 }
 
 TEST(Splice, KeptSplicePortRefusesNothingAcross60Commits) {
-  Container box({"tcp", "8080"});
-  ASSERT_GT(box.pid(), 0);
-  NsClient inside(box.pid());
-  ASSERT_TRUE(inside.ok());
-  HostEcho tcp(19000);
-  Daemon d;
-  start_on(d, box, {"-t", "127.0.0.1/18080:8080", "-T", "29000:19000"});
+  HostAndSplice s;
+  ASSERT_NO_FATAL_FAILURE(s.start());
+  auto& [box, inside, tcp, d] = s;
   ASSERT_TRUE(inside.start_prober(29000));
   auto control = connect_control(d);
   ASSERT_TRUE(control.has_value());
@@ -252,13 +263,9 @@ TEST(Splice, TheHelpersDeathEndsSluicedWithAClearError) {
 }
 
 TEST(Splice, AStoppedHelperFailsSpliceListenersWithEtimedoutAndForwardingGoesOn) {
-  Container box({"tcp", "8080"});
-  ASSERT_GT(box.pid(), 0);
-  NsClient inside(box.pid());
-  ASSERT_TRUE(inside.ok());
-  HostEcho tcp(19000);
-  Daemon d;
-  start_on(d, box, {"-t", "127.0.0.1/18080:8080", "-T", "29000:19000"});
+  HostAndSplice s;
+  ASSERT_NO_FATAL_FAILURE(s.start());
+  auto& [box, inside, tcp, d] = s;
   const pid_t helper = d.helper_pid();
   ASSERT_GT(helper, 0) << d.log();
   ASSERT_EQ(kill(helper, SIGSTOP), 0);
