@@ -2,7 +2,7 @@
 // handler per request (answer_*), reached through a dispatch table of
 // {type, permitted state, exact size, handler}. Anything the table does not
 // permit means the worker is compromised; handle_one() then reports
-// kViolation with the failed check, and main() kills the worker and exits.
+// kViolation with the failed check, and serve() (serve.h) kills the worker and exits.
 //
 // The validation is in pure functions so that tests can call them directly;
 // BrokerHost itself is driven over a real SOCK_SEQPACKET socketpair in tests.
@@ -31,7 +31,7 @@ namespace sluice {
 /// PeerQuery, OpenSockets, WorkerStatus and StoreState only afterwards.
 enum class HostState { kAwaitHello, kAwaitInitial, kAwaitResume, kReclaiming, kReady };
 
-/// What handle_one() saw; main() decides what to do with it.
+/// What handle_one() saw; serve() decides what to do with it.
 enum class HandleStatus {
   kContinue,    // a request was answered, or nothing was there to read (EAGAIN)
   kPeerClosed,  // the worker closed its end (EOF), or died before its reply was sent
@@ -191,8 +191,26 @@ class BrokerHost {
   /// handle_one(). Needs `sendmsg` on `fd`.
   HandleStatus flush_reply(int fd);
 
+  /// The worker is dead (its pidfd said so): takes what it sent before it
+  /// died and the loop has not read yet from `fd`, its channel, without
+  /// answering anything (never waits), once it was ready (kReady; before,
+  /// nothing is read). Its StoreState (the tables and
+  /// listeners the next worker takes over: a commit whose client was told it
+  /// applied is not lost) and its WorkerStatus (whether it served) count as
+  /// if read in time; any other request is dropped, its fds closed without
+  /// lingering. At most kMaxDeadWorkerMessages datagrams. kViolation when
+  /// one fails the checks handle_one() makes (the worker is treated as
+  /// compromised, as when alive), else kContinue. Needs `recvmsg` on `fd`
+  /// and what answer_store_state() needs.
+  HandleStatus drain_dead_worker(int fd);
+  /// Limit: datagrams drain_dead_worker() reads. A dead worker adds nothing
+  /// to its channel, whose receive buffer holds a few thousand of the
+  /// smallest requests at most; 4096 only keeps the loop bounded.
+  static constexpr size_t kMaxDeadWorkerMessages = 4096;
   /// A new worker replaces the one that died: the conversation starts again
-  /// at Hello, with any reply still waiting dropped. The escrow and the blob
+  /// at Hello, with any reply still waiting dropped, and a PolicyReload that
+  /// waits too: call it right after the new worker is launched, with the
+  /// policy text in force, which it reads at start. The escrow and the blob
   /// stay, for the new worker to take over (kBrokerResume), and so do the
   /// initial rules' grants: the new worker's InitialPorts is checked, but
   /// the set stays the one the first worker declared, for sluiced's life.

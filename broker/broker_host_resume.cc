@@ -1,6 +1,8 @@
 // The host side of worker restarts (see broker_host.h and listener_escrow.h):
 // StoreState into the escrow, and Resume and ReclaimListeners out of it for
-// the worker that replaces one that died.
+// the worker that replaces one that died, and what a dead worker sent last.
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "base/log.h"
@@ -26,10 +28,54 @@ void BrokerHost::new_worker() noexcept {
   fds_.clear();
   splice_wait_ = {};  // the helper's answer, when it comes, is closed (serve_helper)
   resume_ = false;
+  // A PolicyReload that waits was for the dead worker. The new one was
+  // started with the policy text in force (kPolicyText at its launch), and
+  // read that memfd to its end: sending it again would make it re-check its
+  // tables for nothing and, its offset shared, read 0 bytes of it.
+  push_fd_ = -1;
+  push_length_ = 0;
   // The heartbeat counts from the new worker's first report; readiness was
-  // announced once and stays announced (main.cc, sd_notify.h).
+  // announced once and stays announced (serve.cc, sd_notify.h).
   report_.at_ns = 0;
   escrow_.new_worker();
+}
+
+HandleStatus BrokerHost::drain_dead_worker(int fd) {
+  // StoreState and WorkerStatus come only from a ready worker, and requests
+  // dropped unread in kReady change no state; before it, a dropped request
+  // would leave the state behind what follows it, so nothing is read.
+  if (state_ != HostState::kReady) return HandleStatus::kContinue;
+  // Nothing waits for an answer any more.
+  pending_len_ = 0;
+  pending_fds_.clear();
+  for (size_t i = 0; i < kMaxDeadWorkerMessages; ++i) {
+    fds_.clear();
+    auto got = receive_message(fd, buf_.get(), wire::kMaxWireMessage + 1, 2, MSG_DONTWAIT,
+                               RefusedFds::kCloseWithoutLinger);
+    if (!got) {
+      const Error& e = got.error();
+      if (e.err == EPROTO || e.err == EMSGSIZE) return fail(HandleStatus::kViolation, e.message);
+      return HandleStatus::kContinue;  // EAGAIN: all read; or the channel is gone
+    }
+    if (got->len == 0) return HandleStatus::kContinue;  // its end closed: all read
+    len_ = got->len;
+    fds_ = std::move(got->fds);
+    auto type = check_envelope({buf_.get(), len_}, fds_.size(), state_);
+    if (!type) {
+      close_without_linger(fds_);
+      return fail(HandleStatus::kViolation, type.error().message);
+    }
+    HandleStatus status = HandleStatus::kContinue;
+    if (*type == wire::BrokerMsg::kStoreState) {
+      status = answer_store_state(fd);
+    } else if (*type == wire::BrokerMsg::kWorkerStatus) {
+      status = answer_worker_status(fd);
+    } else {
+      close_without_linger(fds_);  // a request nobody waits for the answer of
+    }
+    if (status != HandleStatus::kContinue) return status;
+  }
+  return HandleStatus::kContinue;
 }
 
 HandleStatus BrokerHost::answer_store_state(int /*fd*/) {

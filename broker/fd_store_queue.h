@@ -8,7 +8,7 @@
 // the datagram is refused with EAGAIN and nothing is stored. The operation
 // then stays here, and the broker's loop polls the notify socket for
 // POLLOUT while anything waits and sends the rest once the manager has read
-// (broker/main.cc serve). The order is kept, so that a listener's removal
+// (broker/serve.cc serve). The order is kept, so that a listener's removal
 // never overtakes its put and a state is stored before the one before it
 // is removed; a remove of a name whose put still waits drops both, since
 // the manager never had it.

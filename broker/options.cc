@@ -332,7 +332,8 @@ void print_usage(std::FILE* out) {
       "                        replace a worker that dies (listeners and tables\n"
       "                        carry over; its connections are lost), and give up\n"
       "                        when COUNT die within SECONDS (default 30/60; 0/1:\n"
-      "                        never replace, sluiced exits with the worker)\n"
+      "                        never replace, sluiced exits with the worker), or\n"
+      "                        when 3 new workers in a row die before they serve\n"
       "  -d, --debug           debug logging (also for the worker)\n"
       "  -q, --quiet           warnings and errors only (also for the worker)\n"
       "  -h, --help            show this help\n"
@@ -340,8 +341,8 @@ void print_usage(std::FILE* out) {
       "\n"
       "Exit status: 0 after SIGTERM/SIGINT; 2 on a usage error; 1 on a start-up\n"
       "failure, a misbehaving worker, or when workers died too often\n"
-      "(--worker-restarts); otherwise the worker's exit status (128+N when it was\n"
-      "killed by signal N).\n",
+      "(--worker-restarts) or new ones die at start; otherwise the worker's exit\n"
+      "status (128+N when it was killed by signal N).\n",
       kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault, kUdpIdleTimeoutMaxS,
       kUdpIdleTimeoutDefaultS, kTcpConnectionsMax, kTcpConnectionsDefault, kRuleConnectionsMax,
       kSourceConnectionsMax, kSourceConnectionsDefault, kIdleTimeoutMaxS, kConnectTimeoutMaxS,

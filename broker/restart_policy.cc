@@ -43,7 +43,8 @@ std::string describe_worker_end(int code) {
   if (code > 128) {
     const int sig = code - 128;
     const char* name = sigabbrev_np(sig);
-    return "was killed by signal " + std::to_string(sig) + " (SIG" + (name ? name : "?") + ")";
+    return "was killed by signal " + std::to_string(sig) + " (SIG" + (name ? name : "?") + ")" +
+           (sig == SIGSYS ? ": a syscall outside its seccomp allowlist, a bug to report" : "");
   }
   return "exited with status " + std::to_string(code);
 }
@@ -52,17 +53,19 @@ std::optional<uint64_t> RestartPolicy::on_death(uint64_t now_ns, bool served) {
   const uint64_t window_ns = uint64_t{limit_.seconds} * 1000000000ULL;
   while (!deaths_.empty() && now_ns - deaths_.front() >= window_ns) deaths_.pop_front();
   deaths_.push_back(now_ns);
-  if (limit_.count == 0 || deaths_.size() >= limit_.count) return std::nullopt;
-  ++restarts_;
-  if (served) {
-    unserved_streak_ = 0;
-    return 0;
+  unserved_streak_ = served ? 0 : unserved_streak_ + 1;
+  gave_up_ = GiveUp::kNo;
+  if (limit_.count == 0 || deaths_.size() >= limit_.count) {
+    gave_up_ = GiveUp::kTooMany;
+    return std::nullopt;
   }
-  ++unserved_streak_;
-  if (unserved_streak_ == 1) return 0;
-  const uint32_t shift = unserved_streak_ - 2 < 16 ? unserved_streak_ - 2 : 16;
-  const uint64_t delay = kFirstBackoffMs << shift;
-  return delay < kMaxBackoffMs ? delay : kMaxBackoffMs;
+  if (unserved_streak_ >= kMaxFailedRestarts) {
+    gave_up_ = GiveUp::kFailedStarts;
+    return std::nullopt;
+  }
+  ++restarts_;
+  if (unserved_streak_ <= 1) return 0;
+  return kFirstBackoffMs << (unserved_streak_ - 2);
 }
 
 }  // namespace sluice

@@ -192,7 +192,7 @@ void Notifier::update(uint64_t now_ns, bool seen, uint64_t generation, uint32_t 
       status_pending_ = true;
     }
   }
-  if (status_pending_ && now_ns - status_at_ns_ >= kStatusMinIntervalNs) {
+  if (status_pending_ && !down_ && now_ns - status_at_ns_ >= kStatusMinIntervalNs) {
     send(status_line(generation_, listeners_, restarts_));
     sent_generation_ = generation_;
     sent_listeners_ = listeners_;
@@ -249,8 +249,23 @@ void Notifier::reloaded(const std::string& status) noexcept {
   send_or_hold(ready_queued_ ? "READY=1\n" + line : line, 0);
 }
 
-void Notifier::stopping() noexcept {
-  send("STOPPING=1\nSTATUS=stopping");
+void Notifier::stopping(const std::string& why) noexcept {
+  send("STOPPING=1\nSTATUS=stopping" + (why.empty() ? "" : ": " + sanitize(why, kMaxStatusBytes)));
+}
+
+void Notifier::worker_down(uint64_t now_ns, const std::string& status) noexcept {
+  down_ = true;
+  if (fd_ < 0) return;
+  send("STATUS=" + sanitize(status, kMaxStatusBytes));
+  status_at_ns_ = now_ns;
+  // The serving line goes out again once the next worker reports.
+  status_pending_ = ready_sent_;
+}
+
+void Notifier::worker_serves() noexcept {
+  if (!down_) return;
+  down_ = false;
+  if (ready_sent_) status_pending_ = true;
 }
 
 }  // namespace sluice

@@ -8,6 +8,8 @@
 //               and tried again while the manager's queue is full;
 //   STATUS=...  the generation and the listener count, as the worker
 //               reports them, at most once a second (kStatusMinIntervalNs);
+//               from a worker's death until its replacement reports, that no
+//               worker serves and why;
 //   WATCHDOG=1  every WATCHDOG_USEC/2 while sluiced runs its loop AND the
 //               worker's last heartbeat is fresh (kWorkerStatusStaleMs): a
 //               wedged worker stops the pings, and systemd restarts sluiced;
@@ -15,7 +17,8 @@
 //               Type=notify-reload wants it) and a STATUS=; then, once the
 //               reload is over, READY=1 and a STATUS= that says whether the
 //               new policy is in force or why the old one stays;
-//   STOPPING=1  on SIGTERM/SIGINT.
+//   STOPPING=1  on SIGTERM/SIGINT, and when sluiced gives up on workers
+//               that die (with a STATUS= that says so).
 // The worker never sees the socket (its environment is empty; sluiced
 // unsets NOTIFY_SOCKET for its children), so NotifyAccess=main suffices.
 #pragma once
@@ -125,8 +128,19 @@ class Notifier {
   /// STATUS=`status`, sanitised and cut at kMaxStatusBytes; held like
   /// reloading()'s message, and never ahead of it. Needs `sendto`.
   void reloaded(const std::string& status) noexcept;
-  /// Sends STOPPING=1 (at SIGTERM/SIGINT). Needs `sendto`.
-  void stopping() noexcept;
+  /// Sends STOPPING=1 and STATUS=stopping, followed by ": `why`" when it is
+  /// not empty (SIGTERM/SIGINT; sluiced giving up on its workers). Needs
+  /// `sendto`.
+  void stopping(const std::string& why = "") noexcept;
+  /// The worker died at `now_ns`: sends STATUS=`status` at once (once per
+  /// death, which the restart policy bounds, so past the rate limit), and
+  /// sends no "serving" line until worker_serves(). Needs `sendto`.
+  void worker_down(uint64_t now_ns, const std::string& status) noexcept;
+  /// The current worker has reported: after worker_down(), the next update()
+  /// sends the serving STATUS= line again (rate-limited). Otherwise nothing.
+  void worker_serves() noexcept;
+  /// True from worker_down() until worker_serves().
+  bool worker_is_down() const noexcept { return down_; }
   /// Records how many workers were started after one died, for STATUS=
   /// (sent with the next update, rate-limited). READY=1 is never sent again:
   /// a restart is not a new start.
@@ -176,6 +190,7 @@ class Notifier {
   uint64_t status_at_ns_ = 0;    // when the last STATUS= went out
   uint64_t watchdog_at_ns_ = 0;  // when the last WATCHDOG=1 went out, 0: never
   bool stale_logged_ = false;    // the stale-worker warning was logged
+  bool down_ = false;            // no worker serves (worker_down() until worker_serves())
 };
 
 }  // namespace sluice

@@ -336,30 +336,32 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
   return worker;
 }
 
-int poll_worker_exit(const WorkerProcess& worker, int expected_signal) {
+int poll_worker_exit(const WorkerProcess& worker, int expected_signal, EndLog log) {
   siginfo_t info = {};
   if (::waitid(P_PIDFD, static_cast<id_t>(worker.pidfd.get()), &info, WEXITED | WNOHANG) != 0) {
     LOG_ERROR("waitid for the worker: %s", errno_text(errno).c_str());
     return 1;
   }
   if (info.si_pid == 0) return -1;  // still running
+  const bool quiet = log == EndLog::kCallerLogs;
   if (info.si_code == CLD_EXITED) {
-    if (info.si_status == 0) {
-      LOG_INFO("worker exited with status 0");
-    } else {
-      LOG_ERROR("worker exited with status %d", info.si_status);
-    }
+    log_write(quiet                 ? LogLevel::kDebug
+              : info.si_status == 0 ? LogLevel::kInfo
+                                    : LogLevel::kError,
+              __func__, "worker exited with status %d", info.si_status);
     return info.si_status;
   }
   const char* name = sigabbrev_np(info.si_status);
-  log_write(info.si_status == expected_signal ? LogLevel::kInfo : LogLevel::kError, __func__,
-            "worker was killed by signal %d (SIG%s)%s", info.si_status, name ? name : "?",
+  log_write(quiet                               ? LogLevel::kDebug
+            : info.si_status == expected_signal ? LogLevel::kInfo
+                                                : LogLevel::kError,
+            __func__, "worker was killed by signal %d (SIG%s)%s", info.si_status, name ? name : "?",
             info.si_status == SIGSYS ? ": a syscall outside its seccomp allowlist" : "");
   return 128 + info.si_status;
 }
 
-int stop_worker(const WorkerProcess& worker, StopMode mode) {
-  int code = poll_worker_exit(worker);
+int stop_worker(const WorkerProcess& worker, StopMode mode, EndLog log) {
+  int code = poll_worker_exit(worker, 0, log);
   if (code >= 0) return code;
   // EOF on the channel makes the worker stop by itself, and unlike a signal
   // it needs no permission over the worker's uid. A compromised worker
@@ -368,7 +370,7 @@ int stop_worker(const WorkerProcess& worker, StopMode mode) {
   if (mode != StopMode::kKill) ::shutdown(worker.channel.get(), SHUT_RDWR);
   if (mode != StopMode::kKill) {
     if (wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs)) {
-      code = poll_worker_exit(worker);
+      code = poll_worker_exit(worker, 0, log);
       if (code >= 0) return code;
     }
     LOG_WARN("worker did not exit within %d ms; killing it", kWorkerStopTimeoutMs);
@@ -386,7 +388,7 @@ int stop_worker(const WorkerProcess& worker, StopMode mode) {
   }
   // After SIGKILL only a task stuck in the kernel takes long; still bounded.
   wait_readable(worker.pidfd.get(), kWorkerStopTimeoutMs);
-  code = poll_worker_exit(worker, SIGKILL);
+  code = poll_worker_exit(worker, SIGKILL, log);
   if (code < 0) {
     LOG_ERROR("worker (pid %d) did not die after SIGKILL; leaving it",
               static_cast<int>(worker.pid));

@@ -108,12 +108,20 @@ Result<WorkerProcess> launch_worker(const std::string& path, const WorkerArgs& a
                                     const HostScanFiles& host_scan = {},
                                     const TargetNamespace* target = nullptr, bool sibling = false);
 
+/// Who logs how the worker ended.
+enum class EndLog {
+  kLog,         // poll_worker_exit() does (at stops: SIGTERM, a violation)
+  kCallerLogs,  // the caller does, in its own line (a death it replaces the worker after)
+};
+
 /// Returns the worker's exit code as the broker reproduces it, or -1 when it
-/// is still running: its exit status, or 128+N when killed by signal N; logs
-/// "worker exited with status N" once it has exited (an error unless 0, or
-/// unless it died of `expected_signal`, the one the broker itself sent).
-/// Needs `waitid` (P_PIDFD, WEXITED|WNOHANG).
-int poll_worker_exit(const WorkerProcess& worker, int expected_signal = 0);
+/// is still running: its exit status, or 128+N when killed by signal N; with
+/// EndLog::kLog, logs "worker exited with status N" once it has exited (an
+/// error unless 0, or unless it died of `expected_signal`, the one the
+/// broker itself sent); with kCallerLogs only at debug level, so that each
+/// end is one line. Needs `waitid` (P_PIDFD, WEXITED|WNOHANG).
+int poll_worker_exit(const WorkerProcess& worker, int expected_signal = 0,
+                     EndLog log = EndLog::kLog);
 
 /// How stop_worker() ends the worker.
 enum class StopMode {
@@ -123,13 +131,14 @@ enum class StopMode {
 };
 
 /// Ends the worker as `mode` says and reaps it. Returns the exit code as
-/// poll_worker_exit() does (1 when it could not be reaped).
+/// poll_worker_exit() does (1 when it could not be reaped); `log` says who
+/// logs how it ended, as there.
 ///
 /// A clean stop closes the broker channel instead of signalling: the worker
 /// stops on EOF. Signals may be refused: a worker started by root runs as
 /// 65534, and the broker keeps no CAP_KILL. Then the worker still dies when
 /// sluiced exits, through its PR_SET_PDEATHSIG(SIGKILL). Needs `shutdown`,
 /// `pidfd_send_signal`, `poll`, `waitid` and `clock_gettime`.
-int stop_worker(const WorkerProcess& worker, StopMode mode);
+int stop_worker(const WorkerProcess& worker, StopMode mode, EndLog log = EndLog::kLog);
 
 }  // namespace sluice

@@ -422,9 +422,11 @@ struct WorkerStatusMsg {
 };
 static_assert(sizeof(WorkerStatusMsg) == 32);
 
-/// Limit: bytes of the blob of StoreState. The blob holds what one commit
-/// request holds (two full tables and a generation, about 1 MiB at most), so
-/// the control protocol's frame limit (schema/frame.h
+/// Limit: bytes of the blob of StoreState. The blob holds what two commit
+/// requests hold (the tables in force and, while a commit waits for
+/// confirmation, the tables it replaced: four full tables and two
+/// generations, under 2 MiB at most, as a schema test checks),
+/// so the control protocol's frame limit (schema/frame.h
 /// kMaxControlMessageBytes, 4 MiB) bounds it too; sluiced holds one blob.
 inline constexpr uint64_t kMaxStateBlobBytes = 4u << 20;
 /// Limit: listeners sluiced keeps in escrow. The worker holds at most
@@ -437,7 +439,8 @@ inline constexpr size_t kMaxEscrowListeners = kMaxListenersPerTable * kPifCount;
 /// F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL), checked by sluiced with fstat
 /// and F_GET_SEALS only:
 ///   fd 0: the blob (1..kMaxStateBlobBytes bytes): the tables in force and
-///         their generation (schema/state_blob.h); sluiced never reads it;
+///         their generation, and a commit's that waits for confirmation
+///         (schema/codec.h StateBlob); sluiced never reads it;
 ///   fd 1: the SO_COOKIE of every listener the worker holds, as uint64_t in
 ///         host order, strictly ascending, at most one per escrowed listener.
 ///         sluiced closes its copy of every listener it issued in reply to a

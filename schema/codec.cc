@@ -774,6 +774,12 @@ std::string encode_state_blob(const StateBlob& blob) {
   root.setMagic(cp::STATE_BLOB_MAGIC);
   root.setGeneration(blob.generation);
   encode_tables(blob.tables, root.initTables(kPifCount));
+  if (blob.unconfirmed) {
+    root.setUnconfirmed(true);
+    root.setRollbackGeneration(blob.unconfirmed->rollback_generation);
+    encode_tables(blob.unconfirmed->rollback_tables, root.initRollbackTables(kPifCount));
+    root.setConfirmSeconds(blob.unconfirmed->seconds);
+  }
   return to_frame(builder);
 }
 
@@ -793,6 +799,13 @@ Result<StateBlob> decode_state_blob(const void* frame, size_t len) {
     StateBlob out;
     out.generation = root.getGeneration();
     out.tables = decode_tables(root.getTables());
+    if (root.getUnconfirmed()) {
+      StateBlob::Unconfirmed u;
+      u.rollback_generation = root.getRollbackGeneration();
+      u.rollback_tables = decode_tables(root.getRollbackTables());
+      u.seconds = root.getConfirmSeconds();
+      out.unconfirmed = std::move(u);
+    }
     return out;
   });
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -30,11 +31,20 @@ Result<Response> decode_response(const void* frame, size_t len);
 
 /// The worker's state blob (control.capnp StateBlob): what a worker that
 /// replaces a dead one resumes from. It is untrusted input: the decoder
-/// checks it as a control frame, and the worker then commits its tables
-/// through check_commit and the policy like any commit.
+/// checks it as a control frame, and the worker then commits its tables (or,
+/// with `unconfirmed`, the rollback tables) through check_commit and the
+/// policy like any commit.
 struct StateBlob {
   uint64_t generation = 0;
   TableSet tables;
+  /// A commit that waits for confirmation (sluicectl --confirm-within): the
+  /// tables above are its, unconfirmed; a worker that resumes rolls back.
+  struct Unconfirmed {
+    uint64_t rollback_generation = 0;  // the generation the commit replaced
+    TableSet rollback_tables;          // its tables
+    uint32_t seconds = 0;              // as the commit asked
+  };
+  std::optional<Unconfirmed> unconfirmed;
 };
 /// Encodes a state blob as one framed message.
 std::string encode_state_blob(const StateBlob& blob);

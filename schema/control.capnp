@@ -301,4 +301,12 @@ struct StateBlob {
   magic @0 :UInt32;          # stateBlobMagic
   generation @1 :UInt64;     # the generation of the tables
   tables @2 :List(Table);    # one per pif, as in CommitRequest
+  # Set while the tables above wait for confirmation (sluicectl
+  # --confirm-within): the generation they replaced and its tables. A worker
+  # that resumes from such a blob commits those at once instead, as the
+  # automatic rollback of the unconfirmed commit.
+  unconfirmed @3 :Bool;
+  rollbackGeneration @4 :UInt64;
+  rollbackTables @5 :List(Table);   # one per pif
+  confirmSeconds @6 :UInt32;        # as the unconfirmed commit asked
 }

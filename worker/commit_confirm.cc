@@ -82,7 +82,13 @@ void CommitEngine::confirm_tick(uint64_t now_ns) noexcept {
 control::ConfirmResult CommitEngine::confirm(const struct ucred& peer) noexcept {
   control::ConfirmResult result = confirm_.confirm(generation_);
   LOG_INFO("confirm from pid %d uid %u: %s", peer.pid, peer.uid, result.message.c_str());
+  // Confirmed: a worker that resumes keeps these tables, no longer rolls back.
+  if (result.confirmed) store_state(false);
   return result;
+}
+
+void CommitEngine::note_resume_rollback(uint64_t unconfirmed) noexcept {
+  confirm_.rolled_back_at_resume(unconfirmed, generation_, realtime_millis());
 }
 
 std::optional<control::PendingConfirm> CommitEngine::pending_confirm() const noexcept {

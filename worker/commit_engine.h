@@ -248,6 +248,10 @@ class CommitEngine final : public Ticker {
   control::ConfirmResult confirm(const struct ucred& peer) noexcept;
   /// The commit that waits for confirmation now, if any (state and stats).
   std::optional<control::PendingConfirm> pending_confirm() const noexcept;
+  /// The resume commit that just applied was the automatic rollback of
+  /// generation `unconfirmed`, which waited for confirmation when the worker
+  /// before died: a confirm is told so, and the stats count the rollback.
+  void note_resume_rollback(uint64_t unconfirmed) noexcept;
   /// The confirmation state machine, for tests.
   const ConfirmState& confirmation() const noexcept { return confirm_; }
 

@@ -1,7 +1,8 @@
 // The commit engine's part in worker restarts (see commit_engine.h and
 // docs/ARCHITECTURE.md "Worker restarts"): the listeners a dead worker held,
 // taken instead of asking sluiced while the resume commit acquires, and the
-// state handed to sluiced after every change of the listeners held.
+// state handed to sluiced after every change of the listeners held or of a
+// pending confirmation.
 #include <algorithm>
 
 #include "base/log.h"
@@ -56,7 +57,23 @@ void CommitEngine::store_state(bool with_acquired) noexcept {
   }
   std::sort(cookies.begin(), cookies.end());
   cookies.erase(std::unique(cookies.begin(), cookies.end()), cookies.end());
-  const std::string blob = control::encode_state_blob(control::StateBlob{generation_, tables_});
+  control::StateBlob state{generation_, tables_, std::nullopt};
+  // A commit in force that waits for confirmation goes with the tables it
+  // replaced: the worker that resumes rolls it back (an unconfirmed commit
+  // never outlives its worker). From the state of the one just applied
+  // (finish_applied(), before it is armed), or from the armed one.
+  const Active* a = active_ ? &*active_ : nullptr;
+  if (a != nullptr && !a->job.rollback && !a->job.scan && !a->job.request.dry_run &&
+      a->job.request.confirm_within_seconds != 0 && generation_ != a->generation_before) {
+    state.unconfirmed = control::StateBlob::Unconfirmed{a->generation_before, a->tables_before,
+                                                        a->job.request.confirm_within_seconds};
+  } else if (confirm_.phase() != ConfirmState::Phase::kNone &&
+             confirm_.armed().generation == generation_) {
+    const ConfirmState::Armed& armed = confirm_.armed();
+    state.unconfirmed = control::StateBlob::Unconfirmed{armed.rollback_generation,
+                                                        armed.rollback_tables, armed.seconds};
+  }
+  const std::string blob = control::encode_state_blob(state);
   auto blob_fd = sealed_memfd("sluice-state", blob.data(), blob.size());
   auto cookie_fd =
       sealed_memfd("sluice-cookies", cookies.data(), cookies.size() * sizeof(uint64_t));

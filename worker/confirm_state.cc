@@ -53,9 +53,10 @@ control::ConfirmResult ConfirmState::confirm(uint64_t generation) noexcept {
   }
   if (last_rollback_ != 0 && last_rollback_ == generation) {
     out.message = "nothing to confirm: generation " + std::to_string(last_rolled_back_) +
-                  " was not confirmed in time and was rolled back at " +
-                  audit_time_text(last_rollback_millis_) + " (generation " +
-                  std::to_string(last_rollback_) +
+                  (last_at_resume_ ? " still waited for confirmation when its worker died, and"
+                                   : " was not confirmed in time and") +
+                  " was rolled back at " + audit_time_text(last_rollback_millis_) +
+                  " (generation " + std::to_string(last_rollback_) +
                   " is in force); commit the edit again if it is still wanted";
   } else {
     out.message = "nothing to confirm: no commit waits for confirmation (generation " +
@@ -69,9 +70,19 @@ void ConfirmState::rolled_back(uint64_t generation, int64_t unix_millis) noexcep
   last_rolled_back_ = armed_.generation;
   last_rollback_ = generation;
   last_rollback_millis_ = unix_millis;
+  last_at_resume_ = false;
   ++rollbacks_;
   phase_ = Phase::kNone;
   armed_ = Armed{};
+}
+
+void ConfirmState::rolled_back_at_resume(uint64_t unconfirmed, uint64_t generation,
+                                         int64_t unix_millis) noexcept {
+  last_rolled_back_ = unconfirmed;
+  last_rollback_ = generation;
+  last_rollback_millis_ = unix_millis;
+  last_at_resume_ = true;
+  ++rollbacks_;
 }
 
 void ConfirmState::rollback_failed(uint64_t now_ns, int64_t unix_millis_now) noexcept {

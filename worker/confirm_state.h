@@ -71,6 +71,13 @@ class ConfirmState {
   /// RollingBack -> None; a late confirm will be told so.
   void rolled_back(uint64_t generation, int64_t unix_millis) noexcept;
 
+  /// A worker that resumed rolled back generation `unconfirmed`, which
+  /// waited for confirmation when the worker before it died, as
+  /// `generation` at `unix_millis`. The phase stays None; a confirm is told
+  /// what happened, and rollbacks() counts it.
+  void rolled_back_at_resume(uint64_t unconfirmed, uint64_t generation,
+                             int64_t unix_millis) noexcept;
+
   /// The rollback failed at `now_ns`: RollingBack -> Pending, due again
   /// kRetryNs later (still refusing other commits, still confirmable).
   void rollback_failed(uint64_t now_ns, int64_t unix_millis_now) noexcept;
@@ -101,6 +108,7 @@ class ConfirmState {
   uint64_t last_rolled_back_ = 0;  // the generation that was not confirmed
   uint64_t last_rollback_ = 0;     // the generation of its rollback; 0: none yet
   int64_t last_rollback_millis_ = 0;
+  bool last_at_resume_ = false;  // the last rollback was a resumed worker's
 };
 
 }  // namespace sluice

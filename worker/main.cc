@@ -273,11 +273,18 @@ int run(int argc, char** argv) {
             blob.error().message.c_str());
       }
     }
+    std::string what = ", no tables (the initial rules apply)";
+    if (resumed_state && resumed_state->unconfirmed) {
+      what = ", tables of generation " + std::to_string(resumed_state->generation) +
+             ", which still waited for confirmation: its pending confirmation ends with the "
+             "worker that died, and the tables of generation " +
+             std::to_string(resumed_state->unconfirmed->rollback_generation) +
+             " come back at once (an automatic rollback)";
+    } else if (resumed_state) {
+      what = ", tables of generation " + std::to_string(resumed_state->generation);
+    }
     LOG_INFO("taking over from a worker that died: %zu listener%s%s", adopted.size(),
-             adopted.size() == 1 ? "" : "s",
-             resumed_state
-                 ? (", tables of generation " + std::to_string(resumed_state->generation)).c_str()
-                 : ", no tables (the initial rules apply)");
+             adopted.size() == 1 ? "" : "s", what.c_str());
   }
 
   // SPLICE is served where sluiced says it is (a target namespace and its
@@ -375,7 +382,20 @@ int run(int argc, char** argv) {
   initial.tables = *tables;
   initial.comment = "initial rules from the sluiced command line";
   bool resuming = resumed_state.has_value();
-  if (resuming) {
+  // A commit that waited for confirmation does not outlive its worker: the
+  // tables it replaced are resumed instead, as its automatic rollback (a new
+  // generation, as a rollback at the deadline makes).
+  std::optional<uint64_t> unconfirmed;
+  if (resuming && resumed_state->unconfirmed) {
+    control::StateBlob::Unconfirmed& u = *resumed_state->unconfirmed;
+    unconfirmed = resumed_state->generation;
+    initial.tables = std::move(u.rollback_tables);
+    initial.comment = "automatic rollback of generation " + std::to_string(*unconfirmed) +
+                      ": its worker died while it waited for confirmation (within " +
+                      std::to_string(u.seconds) + " s); back to the tables of generation " +
+                      std::to_string(u.rollback_generation) + " (from sluiced's state blob)";
+    engine.resume_at(*unconfirmed + 1);
+  } else if (resuming) {
     initial.tables = std::move(resumed_state->tables);
     initial.comment = "resumed after a worker restart: the tables of generation " +
                       std::to_string(resumed_state->generation) + " (from sluiced's state blob)";
@@ -391,8 +411,10 @@ int run(int argc, char** argv) {
         LOG_ERROR("resumed tables: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
       }
       LOG_ERROR(
-          "the tables of the worker that died are refused; starting from the initial rules of "
-          "the sluiced command line");
+          "the tables of the worker that died%s are refused; starting from the initial rules of "
+          "the sluiced command line",
+          unconfirmed ? " (those before its unconfirmed commit)" : "");
+      unconfirmed.reset();
       engine.resume_at(std::nullopt);
       control::CommitRequest fallback;
       fallback.tables = *tables;
@@ -406,12 +428,17 @@ int run(int argc, char** argv) {
       for (const control::Failure& f : result.failures) {
         LOG_ERROR("initial rules: %s: %s", control::failure_kind_name(f.kind), f.message.c_str());
       }
-      LOG_ERROR("no rule was applied (%zu failure%s); fix the rules and start sluiced again",
-                result.failures.size(), result.failures.size() == 1 ? "" : "s");
+      LOG_ERROR("no rule was applied (%zu failure%s)%s; fix the %s and start sluiced again",
+                result.failures.size(), result.failures.size() == 1 ? "" : "s",
+                info->resume ? ": neither the resumed tables nor the initial rules pass the "
+                               "checks and the policy"
+                             : "",
+                info->resume ? "policy file or the rules," : "rules");
       status = 1;
       (*loop)->stop();
       return;
     }
+    if (unconfirmed) engine.note_resume_rollback(*unconfirmed);
     for (const Rule& rule : engine.tables().of(Pif::kHost).rules) {
       LOG_INFO("forwarding %s", format_rule(rule).c_str());
     }

@@ -1,9 +1,9 @@
 // The broker's side of a policy reload, on a real channel with the test as
 // the worker: the reloaded bind policy decides the next request, the kernel
 // facts and the initial rules' grants stay, PolicyReload goes out with its
-// memfd only once the worker is ready and after a waiting answer, a worker
-// that sends one is a violation, and the reader's text is parsed with
-// numbers only.
+// memfd only once the worker is ready and after a waiting answer, and never
+// to a worker started after it, a worker that sends one is a violation, and the reader's text is
+// parsed with numbers only.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -90,6 +90,33 @@ TEST_F(BrokerHostTest, PolicyReloadWaitsUntilTheWorkerIsReady) {
   EXPECT_EQ(std::string(buf), text);
   // sluiced keeps its own reference: the policy in force.
   EXPECT_GE(::fcntl(fd.get(), F_GET_SEALS), 0);
+}
+
+// A regression test: a reload put in force after the worker died (or before
+// it took the PolicyReload) was sent to the next worker too, which had been
+// launched with that very text and read the shared memfd to its end: it
+// read 0 bytes and logged a false "the policy loaded before stays in force".
+TEST_F(BrokerHostTest, APolicyReloadForADeadWorkerIsNotSentToTheNextOne) {
+  const std::string text = "bind allow tcp 80 *\n";
+  UniqueFd fd = text_fd(text);
+  do_hello();
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  ASSERT_TRUE(host_.reply_pending());
+  // The worker dies before it is sent; the next one starts with the text.
+  host_.new_worker();
+  ch_ = make_channel();
+  EXPECT_FALSE(host_.reply_pending());
+  do_hello();
+  EXPECT_FALSE(host_.reply_pending()) << "the dead worker's PolicyReload went to the new one";
+  wire::PolicyReloadMsg msg;
+  EXPECT_FALSE(receive_message(ch_.worker.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT).ok());
+  // A reload after the new worker's start goes to it.
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  auto got = receive_message(ch_.worker.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(msg.header.type, static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
 }
 
 TEST_F(BrokerHostTest, AWorkerThatSendsPolicyReloadIsViolation) {

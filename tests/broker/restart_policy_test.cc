@@ -1,6 +1,6 @@
-// Worker restarts on sluiced's side: the restart policy (back-off, give-up,
-// --worker-restarts), the checks of StoreState's memfds, and the escrow's
-// bookkeeping over a real socketpair-free set of listeners.
+// Worker restarts on sluiced's side: the restart policy (back-off, give-up
+// after failed restarts in a row, --worker-restarts), the checks of StoreState's memfds, and the
+// escrow's bookkeeping over a real socketpair-free set of listeners.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -30,25 +30,40 @@ TEST(RestartPolicy, AServingWorkerIsReplacedAtOnce) {
   EXPECT_EQ(p.restarts(), 20u);
 }
 
-TEST(RestartPolicy, AWorkerThatNeverServesBacksOffThenIsGivenUpOn) {
-  RestartPolicy p(RestartLimit{8, 60});
-  const uint64_t want[] = {0, 100, 200, 400, 800, 1600, 3200};
-  for (size_t i = 0; i < 7; ++i) {
-    auto delay = p.on_death((i + 1) * kSec, false);
-    ASSERT_TRUE(delay.has_value()) << i;
-    EXPECT_EQ(*delay, want[i]) << i;
-  }
-  EXPECT_FALSE(p.on_death(8 * kSec, false).has_value());  // the 8th within 60 s
+TEST(RestartPolicy, ReplacementsThatNeverServeAreGivenUpOnAfterThreeInARow) {
+  // The default --worker-restarts (30/60) would never end this: a worker
+  // that dies at start is given up on after kMaxFailedRestarts in a row.
+  RestartPolicy p(RestartLimit{30, 60});
+  EXPECT_EQ(*p.on_death(1 * kSec, true), 0u);   // a serving worker died
+  EXPECT_EQ(*p.on_death(2 * kSec, false), 0u);  // its replacement died at start
+  EXPECT_EQ(p.failed_in_a_row(), 1u);
+  EXPECT_EQ(*p.on_death(3 * kSec, false), kFirstBackoffMs);
+  EXPECT_EQ(p.gave_up(), RestartPolicy::GiveUp::kNo);
+  EXPECT_FALSE(p.on_death(4 * kSec, false).has_value());
+  EXPECT_EQ(p.gave_up(), RestartPolicy::GiveUp::kFailedStarts);
+  EXPECT_EQ(p.failed_in_a_row(), kMaxFailedRestarts);
+  EXPECT_EQ(p.restarts(), 3u);
 }
 
-TEST(RestartPolicy, TheDelayIsCappedAndServingResetsIt) {
-  RestartPolicy p(RestartLimit{100, 1});
+TEST(RestartPolicy, AWorkerThatServesInBetweenStartsTheCountAgain) {
+  RestartPolicy p(RestartLimit{100, 60});
   uint64_t now = 0;
-  std::optional<uint64_t> delay;
-  for (int i = 0; i < 12; ++i) delay = p.on_death(now += 2 * kSec, false);
-  EXPECT_EQ(*delay, kMaxBackoffMs);
-  EXPECT_EQ(*p.on_death(now += 2 * kSec, true), 0u);
-  EXPECT_EQ(*p.on_death(now += 2 * kSec, false), 0u);
+  // Forever "two failed restarts, then one that serves": never given up on
+  // for failing to start, and each first failure is replaced at once.
+  for (int round = 0; round < 10; ++round) {
+    EXPECT_EQ(*p.on_death(now += kSec / 10, true), 0u) << round;
+    EXPECT_EQ(*p.on_death(now += kSec / 10, false), 0u) << round;
+    EXPECT_EQ(*p.on_death(now += kSec / 10, false), kFirstBackoffMs) << round;
+  }
+  EXPECT_EQ(p.gave_up(), RestartPolicy::GiveUp::kNo);
+}
+
+TEST(RestartPolicy, TheCountOfDeathsIsCheckedFirst) {
+  RestartPolicy p(RestartLimit{3, 60});
+  EXPECT_TRUE(p.on_death(1 * kSec, true));
+  EXPECT_TRUE(p.on_death(2 * kSec, false));
+  EXPECT_FALSE(p.on_death(3 * kSec, false));
+  EXPECT_EQ(p.gave_up(), RestartPolicy::GiveUp::kTooMany);
 }
 
 TEST(RestartPolicy, OnlyDeathsWithinTheWindowCount) {
@@ -87,7 +102,9 @@ TEST(RestartPolicy, LimitsParse) {
 TEST(RestartPolicy, WorkerEndsAreDescribed) {
   EXPECT_EQ(describe_worker_end(1), "exited with status 1");
   EXPECT_EQ(describe_worker_end(128 + 9), "was killed by signal 9 (SIGKILL)");
-  EXPECT_EQ(describe_worker_end(128 + 31), "was killed by signal 31 (SIGSYS)");
+  EXPECT_EQ(describe_worker_end(128 + 31),
+            "was killed by signal 31 (SIGSYS): a syscall outside its seccomp allowlist, a bug to "
+            "report");
 }
 
 /// A memfd holding `bytes`, sealed with `seals`.

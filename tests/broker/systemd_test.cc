@@ -205,6 +205,36 @@ TEST(Notifier, AWorkerRestartSendsNoSecondReadyAndCountsInStatus) {
   EXPECT_TRUE(m.take().empty());  // no READY=1 again, nothing changed
 }
 
+// While no worker serves (between a death and the replacement's first
+// report), STATUS= says so and never "serving"; at a give-up, STOPPING=1.
+TEST(Notifier, NoServingStatusWhileNoWorkerServes) {
+  Manager m;
+  Notifier n(m.fds[0], 0, 7);
+  const uint64_t t0 = 1000 * kMs;
+  n.update(t0, true, 4, 2, t0);
+  ASSERT_EQ(m.take(), std::vector<std::string>{ready_message(4, 2, 7)});
+  n.worker_down(t0 + 100 * kMs, "no worker serves: the worker exited with status 1");
+  EXPECT_TRUE(n.worker_is_down());
+  EXPECT_EQ(m.take(),
+            std::vector<std::string>{"STATUS=no worker serves: the worker exited with status 1"});
+  // A restart is counted, and the old report is still there: no "serving".
+  n.set_restarts(1);
+  n.update(t0 + 2000 * kMs, true, 4, 2, t0 + 100 * kMs);
+  n.update(t0 + 3000 * kMs, true, 4, 2, t0 + 100 * kMs);
+  EXPECT_TRUE(m.take().empty());
+  // The new worker reports: "serving" again.
+  n.worker_serves();
+  EXPECT_FALSE(n.worker_is_down());
+  n.update(t0 + 3100 * kMs, true, 4, 2, t0 + 3100 * kMs);
+  EXPECT_EQ(m.take(), std::vector<std::string>{status_line(4, 2, 1)});
+  n.worker_serves();  // nothing more to say
+  n.update(t0 + 5000 * kMs, true, 4, 2, t0 + 5000 * kMs);
+  EXPECT_TRUE(m.take().empty());
+  n.stopping("new workers die at start; see the log");
+  EXPECT_EQ(m.take(), std::vector<std::string>{
+                          "STOPPING=1\nSTATUS=stopping: new workers die at start; see the log"});
+}
+
 TEST(Notifier, ReloadSaysReloadingThenReadyOnlyOnceReady) {
   EXPECT_EQ(reloading_message(1234567890123ULL),
             "RELOADING=1\nMONOTONIC_USEC=1234567890\nSTATUS=reloading the policy");

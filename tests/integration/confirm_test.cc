@@ -3,7 +3,9 @@
 // generation, hitless for a kept port, audited, in --history), the pending
 // confirmation shows in the listing, --json, --stats and the Prometheus
 // output, a confirmed one stays, and another commit is refused while one
-// waits.
+// waits. A worker that dies while a commit waits takes the commit with it:
+// the new worker rolls it back; a confirmed one stays.
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 
 #include "tests/integration/daemon.h"
 #include "tests/integration/kept_port.h"
+#include "tests/integration/restart_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/json_check.h"
 #include "tests/prometheus_check.h"
@@ -196,6 +199,71 @@ TEST(Confirm, ConfirmedCommitStaysAndOtherCommitsWaitForIt) {
   EXPECT_FALSE(answer->get("confirmed")->boolean);
   EXPECT_EQ(answer->get("message")->string,
             "nothing to confirm: no commit waits for confirmation (generation 3 is in force)");
+}
+
+// A regression test: a commit that waited for confirmation became
+// permanent when its worker died (the new worker resumed it with nothing
+// pending). The new worker rolls it back at once, as a new generation, and
+// a late --confirm says what happened.
+TEST(Confirm, AnUnconfirmedCommitDoesNotOutliveItsWorker) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult push = d.ctl({"--confirm-within", "600", "-A", "-t", "127.0.0.1/18081:18000"});
+  ASSERT_EQ(push.status, 0) << push.err;
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+
+  auto doc = state_json(d);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->get("generation")->integer(), 3) << d.log();
+  EXPECT_EQ(doc->get("pendingConfirm")->type, JsonValue::Type::kNull);
+  RunResult listing = d.ctl({});
+  EXPECT_NE(listing.out.find("TCP [127.0.0.1]:18080 => 18000"), std::string::npos) << listing.out;
+  EXPECT_EQ(listing.out.find(":18081"), std::string::npos) << listing.out;
+  EXPECT_NE(d.log().find("tables of generation 2, which still waited for confirmation: its "
+                         "pending confirmation ends with the worker that died, and the tables of "
+                         "generation 1 come back at once"),
+            std::string::npos)
+      << d.log();
+  RunResult history = d.ctl({"--history", "--json"});
+  ASSERT_EQ(history.status, 0) << history.err;
+  auto entries = parse_json(history.out);
+  ASSERT_TRUE(entries.has_value());
+  EXPECT_EQ(entries->array.back().get("comment")->string,
+            "automatic rollback of generation 2: its worker died while it waited for "
+            "confirmation (within 600 s); back to the tables of generation 1 (from sluiced's "
+            "state blob)");
+  RunResult late = d.ctl({"--confirm"});
+  EXPECT_EQ(late.status, 1);
+  EXPECT_NE(late.err.find("nothing to confirm: generation 2 still waited for confirmation when "
+                          "its worker died, and was rolled back at "),
+            std::string::npos)
+      << late.err;
+  // Commits are taken again.
+  EXPECT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18082:18000"}).status, 0) << d.log();
+}
+
+TEST(Confirm, AConfirmedCommitOutlivesItsWorker) {
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult push = d.ctl({"--confirm-within", "600", "-A", "-t", "127.0.0.1/18081:18000"});
+  ASSERT_EQ(push.status, 0) << push.err;
+  ASSERT_EQ(d.ctl({"--confirm"}).status, 0) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  auto doc = state_json(d);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->get("generation")->integer(), 2) << d.log();
+  RunResult listing = d.ctl({});
+  EXPECT_NE(listing.out.find("TCP [127.0.0.1]:18081 => 18000"), std::string::npos) << listing.out;
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 // forwarded port in a loop. sluiced keeps the listeners, starts a new worker,
 // and hands it the listeners and the last tables: nothing is refused, the
 // generation and the tables stay, the audit chain goes on. A worker that
-// keeps dying is given up on with a clear error, and a listener the tables no
-// longer have is closed in sluiced too.
+// keeps dying, or new workers that die at start, are given up on with a clear
+// error, and a listener the tables no longer have is closed in sluiced too.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -124,6 +124,42 @@ TEST(Restart, AWorkerThatKeepsDyingIsGivenUpOn) {
   EXPECT_NE(log.find("3 workers died within 60 s (--worker-restarts 3/60)"), std::string::npos)
       << log;
   EXPECT_NE(log.find("was killed by signal 9 (SIGKILL)"), std::string::npos) << log;
+}
+
+// A regression test: a reloaded policy that refuses both the tables in force
+// and the initial rules makes every new worker exit at start. With the
+// default --worker-restarts (30/60) and delays of up to 5 s, sluiced started
+// one every 5 s for ever while the listeners queued connections nobody
+// served. Now it gives up after kMaxFailedRestarts in a row, with one error
+// that says why and what to do, and each death is logged once.
+TEST(Restart, WorkersThatDieAtStartAreGivenUpOnWithOneClearError) {
+  PolicyFileFixture policy("target allow * 127.0.0.1\n");
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  policy.rewrite("target deny * 127.0.0.1 18000\ntarget allow * 127.0.0.1\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "in force for the next commit:")) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  // Three workers start and exit 1 (about 100 ms of delays in all); the
+  // bound is for a slow machine.
+  EXPECT_EQ(d.wait_exit(15000), 1) << d.log();
+  const std::string log = d.log();
+  EXPECT_EQ(count_of(log, "sluiced: info: worker restart "), 3u) << log;
+  EXPECT_EQ(count_of(log, "neither the resumed tables nor the initial rules pass"), 3u) << log;
+  EXPECT_EQ(count_of(log,
+                     "sluiced: error: the worker exited with status 1 before it served: 3 new "
+                     "workers in a row died at start, so sluiced gives up and stops"),
+            1u)
+      << log;
+  EXPECT_NE(log.find("fix the policy file or the rules, then start sluiced again"),
+            std::string::npos)
+      << log;
+  // One line per death: the kill, then two workers that died at start.
+  EXPECT_EQ(count_of(log, "killed by signal 9"), 1u) << log;
+  EXPECT_EQ(count_of(log, "exited with status 1"), 3u) << log;
 }
 
 TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {

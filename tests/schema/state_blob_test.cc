@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "schema/broker_wire.h"
 #include "schema/codec.h"
 #include "schema/control.capnp.h"
 #include "schema/frame.h"
@@ -63,6 +64,52 @@ TEST(StateBlob, RoundTrips) {
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(back->generation, 42u);
   EXPECT_EQ(back->tables, b.tables);
+}
+
+TEST(StateBlob, AnUnconfirmedCommitRoundTripsWithItsRollbackTables) {
+  StateBlob b = sample();
+  EXPECT_FALSE(decode(encode_state_blob(b))->unconfirmed.has_value());
+  StateBlob::Unconfirmed u;
+  u.rollback_generation = 41;
+  u.rollback_tables = sample().tables;
+  u.rollback_tables.of(Pif::kSplice).rules.clear();
+  u.seconds = 30;
+  b.unconfirmed = u;
+  auto back = decode(encode_state_blob(b));
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->tables, b.tables);
+  ASSERT_TRUE(back->unconfirmed.has_value());
+  EXPECT_EQ(back->unconfirmed->rollback_generation, 41u);
+  EXPECT_EQ(back->unconfirmed->rollback_tables, u.rollback_tables);
+  EXPECT_EQ(back->unconfirmed->seconds, 30u);
+}
+
+// sluiced refuses a blob above kMaxStateBlobBytes as a violation: the
+// largest one, two full tables in force and two full rollback tables with
+// every field at its longest, must stay below it.
+TEST(StateBlob, TheLargestBlobFitsTheLimitSluicedChecks) {
+  Rule r;
+  r.listen = addr_v4(127, 0, 0, 1);
+  std::memset(r.listen.data(), 0xfe, r.listen.size());
+  std::memset(r.target.data(), 0xfd, r.target.size());
+  r.ifname = std::string(15, 'i');
+  r.first = r.last = 65535;
+  r.to = 65535;
+  r.weak = r.scan = true;
+  TableSet full;
+  for (Pif pif : {Pif::kHost, Pif::kSplice}) {
+    full.of(pif).rules.assign(kMaxRulesPerTable, r);
+  }
+  StateBlob b;
+  b.generation = UINT64_MAX;
+  b.tables = full;
+  b.unconfirmed = StateBlob::Unconfirmed{UINT64_MAX - 1, full, 86400};
+  const std::string bytes = encode_state_blob(b);
+  EXPECT_LE(bytes.size(), wire::kMaxStateBlobBytes);
+  EXPECT_LT(bytes.size(), 2u << 20) << "broker_wire.h says under 2 MiB";
+  auto back = decode(bytes);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->unconfirmed->rollback_tables, full);
 }
 
 TEST(StateBlob, EveryPrefixIsRefused) {

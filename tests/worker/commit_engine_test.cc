@@ -3,14 +3,20 @@
 // (engine_fixture.h): a commit that keeps, opens and closes; a failed open
 // rolled back; a dry run; a rebind; a failed rebind restored (and a restore
 // that fails too); a stale generation; a target policy and a bind policy
-// denial; a broker policy denial; sliced installs; and the transition table.
+// denial; a broker policy denial; sliced installs; the state for a restart
+// with a commit that waits for confirmation; and the transition table.
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <set>
+#include <vector>
 
 #include "policy/policy_file.h"
+#include "schema/codec.h"
 #include "tests/worker/engine_fixture.h"
 
 namespace sluice::testing {
@@ -334,6 +340,63 @@ TEST_F(CommitEngineTest, AnAttemptRefusedBeforeTheEngineIsRecordedInOrderAndChan
   EXPECT_EQ(h.entries[0].comment, "pesto update from pid 42");
   EXPECT_TRUE(h.entries[0].added.empty());
   EXPECT_EQ(engine->state(), State::kIdle);
+}
+
+/// Decodes the fake broker's last state blob, or nothing.
+std::optional<control::StateBlob> last_state(const FakeBroker& fake) {
+  const std::string& bytes = fake.last_blob();
+  std::vector<uint64_t> words(bytes.size() / 8 + 1, 0);
+  std::memcpy(words.data(), bytes.data(), bytes.size());
+  auto blob = control::decode_state_blob(words.data(), bytes.size());
+  if (!blob.ok()) return std::nullopt;
+  return *blob;
+}
+
+// The state handed to sluiced for a restart carries a commit that waits for
+// confirmation with the tables it replaced, from the moment it applied (so
+// that a new worker rolls it back), and no longer once it is confirmed.
+TEST_F(CommitEngineTest, TheStateForARestartCarriesAnUnconfirmedCommit) {
+  const TableSet before = host_tables({tcp_rule(20001, 21001)});
+  const TableSet after = host_tables({tcp_rule(20001, 21001), tcp_rule(20002, 21002)});
+  ASSERT_TRUE(commit(before).applied);
+  // The StoreStates that follow a change, up to the one `check` accepts.
+  auto state_where = [&](const std::function<bool(const control::StateBlob&)>& check) {
+    std::optional<control::StateBlob> state;
+    run_until([&] {
+      state = last_state(fake);
+      return state && check(*state);
+    });
+    return state;
+  };
+  auto first = state_where([](const control::StateBlob& b) { return b.generation == 1; });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_FALSE(first->unconfirmed.has_value());
+
+  control::CommitRequest req;
+  req.tables = after;
+  req.expected_generation = engine->generation();
+  req.confirm_within_seconds = 600;
+  auto out = std::make_shared<Submitted>();
+  const struct ucred peer = {getpid(), getuid(), getgid()};
+  engine->submit(std::move(req), peer, [out](const control::CommitResult& result) {
+    out->done = true;
+    out->result = result;
+  });
+  ASSERT_TRUE(run_until([&] { return out->done; }));
+  ASSERT_TRUE(out->result.applied);
+  auto pending = state_where([](const control::StateBlob& b) { return b.generation == 2; });
+  ASSERT_TRUE(pending.has_value());
+  EXPECT_EQ(pending->tables, after);
+  ASSERT_TRUE(pending->unconfirmed.has_value());
+  EXPECT_EQ(pending->unconfirmed->rollback_generation, 1u);
+  EXPECT_EQ(pending->unconfirmed->rollback_tables, before);
+  EXPECT_EQ(pending->unconfirmed->seconds, 600u);
+
+  ASSERT_TRUE(engine->confirm(peer).confirmed);
+  auto confirmed = state_where([](const control::StateBlob& b) { return !b.unconfirmed; });
+  ASSERT_TRUE(confirmed.has_value()) << "no state without the confirmation after --confirm";
+  EXPECT_EQ(confirmed->generation, 2u);
+  EXPECT_EQ(confirmed->tables, after);
 }
 
 TEST(CommitEngineStates, TheTransitionTable) {

@@ -130,6 +130,28 @@ TEST(ConfirmState, AppliedRollbackEndsItAndALateConfirmIsToldSo) {
             "nothing to confirm: no commit waits for confirmation (generation 7 is in force)");
 }
 
+TEST(ConfirmState, ARollbackAtResumeIsCountedAndALateConfirmIsToldWhy) {
+  // A new worker rolled back generation 5, which waited when the worker
+  // before died, as generation 6: its confirm says what happened.
+  ConfirmState c;
+  c.rolled_back_at_resume(5, 6, 1'782'907'230'250);
+  EXPECT_EQ(c.phase(), ConfirmState::Phase::kNone);
+  EXPECT_EQ(c.rollbacks(), 1u);
+  EXPECT_FALSE(c.refusal(0).has_value());
+  control::ConfirmResult r = c.confirm(6);
+  EXPECT_FALSE(r.confirmed);
+  EXPECT_EQ(r.message,
+            "nothing to confirm: generation 5 still waited for confirmation when its worker "
+            "died, and was rolled back at 2026-07-01T12:00:30.250Z (generation 6 is in force); "
+            "commit the edit again if it is still wanted");
+  // A later rollback at a deadline says "in time" again.
+  c.arm(armed_at_100s());
+  ASSERT_TRUE(c.due(130 * kSecond));
+  c.rolled_back(8, 1'782'907'230'250);
+  EXPECT_NE(c.confirm(8).message.find("was not confirmed in time and was rolled back"),
+            std::string::npos);
+}
+
 TEST(ConfirmState, FailedRollbackIsRetriedLater) {
   ConfirmState c;
   c.arm(armed_at_100s());

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -153,6 +154,15 @@ bool FakeBroker::read_one() {
       return false;
     }
     ++states_stored_;
+    last_blob_.clear();
+    char buf[4096];
+    // Limit: the blob's bytes, at most wire::kMaxStateBlobBytes.
+    for (off_t off = 0; off < static_cast<off_t>(wire::kMaxStateBlobBytes);) {
+      const ssize_t n = pread(got->fds[0].get(), buf, sizeof(buf), off);
+      if (n <= 0) break;
+      last_blob_.append(buf, static_cast<size_t>(n));
+      off += n;
+    }
     return true;
   }
   Request request;

@@ -102,6 +102,8 @@ class FakeBroker {
   size_t open_requests() const { return open_requests_; }
   /// StoreState messages received: one after every change of the listeners held.
   size_t states_stored() const { return states_stored_; }
+  /// The bytes of the last StoreState's blob (read as sluiced never does).
+  const std::string& last_blob() const { return last_blob_; }
   /// OpenListeners requests answered so far.
   size_t open_replies() const { return open_replies_; }
   /// Requests read and not answered yet (held back).
@@ -153,6 +155,7 @@ class FakeBroker {
   std::vector<wire::PortGrant> grants_;
   size_t open_requests_ = 0;
   size_t states_stored_ = 0;  // StoreState messages received (worker restarts)
+  std::string last_blob_;     // the last one's blob
   size_t open_replies_ = 0;
   size_t answered_keys_ = 0;  // keys of the OpenListeners answered so far
   size_t peer_replies_ = 0;
