@@ -482,12 +482,38 @@ bool BrokerClient::receive_policy_reload() noexcept {
   return true;
 }
 
+bool BrokerClient::receive_policy_failure() noexcept {
+  auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+  auto got = receive_message(channel_.get(), msg.get(), sizeof(*msg), 0, MSG_DONTWAIT);
+  if (!got) {
+    lose("reading PolicyReloadFailed: " + got.error().message);
+    return false;
+  }
+  const char* error = msg->error;
+  const size_t len = got->len == sizeof(*msg) ? strnlen(error, sizeof(msg->error)) : 0;
+  bool well_formed = got->len == sizeof(*msg) && msg->header.magic == wire::kBrokerWireMagic &&
+                     msg->header.sequence == 0 && len < sizeof(msg->error);
+  for (size_t i = 0; well_formed && i < sizeof(msg->error); ++i) {
+    const unsigned char c = static_cast<unsigned char>(error[i]);
+    well_formed = i < len ? (c >= 0x20 && c < 0x7f) : c == 0;
+  }
+  if (!well_formed) {
+    lose("malformed PolicyReloadFailed from sluiced");
+    return false;
+  }
+  if (on_policy_failed_) on_policy_failed_(std::string(error, len));
+  return true;
+}
+
 bool BrokerClient::receive_one() noexcept {
-  // sluiced's one unasked message may come between any two replies.
+  // sluiced's unasked messages may come between any two replies.
   auto type = peek_type();
   if (!type) return false;
   if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload)) {
     return receive_policy_reload();
+  }
+  if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReloadFailed)) {
+    return receive_policy_failure();
   }
   if (in_flight_.empty()) return receive_unasked();
   if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();

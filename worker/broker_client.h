@@ -126,6 +126,8 @@ class BrokerClient final : public EventHandler {
   /// A PolicyReload: the memfd of the new policy text and its length
   /// (at most wire::kMaxPolicyTextBytes).
   using PolicyReloaded = std::function<void(UniqueFd text, uint32_t length)>;
+  /// A PolicyReloadFailed: why sluiced's reload failed (printable ASCII).
+  using PolicyFailed = std::function<void(const std::string& error)>;
 
   /// Wraps the broker channel (a SOCK_SEQPACKET socket) for `loop`.
   BrokerClient(EventLoop& loop, UniqueFd channel);
@@ -172,6 +174,10 @@ class BrokerClient final : public EventHandler {
   /// Sets the callback for a PolicyReload (SIGHUP in sluiced), called from
   /// the loop, between replies. Without one, a PolicyReload is dropped.
   void on_policy_reload(PolicyReloaded done) { on_policy_ = std::move(done); }
+  /// Sets the callback for a PolicyReloadFailed (a SIGHUP whose reload
+  /// failed in sluiced), called as on_policy_reload's. Without one, it is
+  /// dropped.
+  void on_policy_failed(PolicyFailed done) { on_policy_failed_ = std::move(done); }
 
   /// Asks the broker for a listening socket per key (at least one) and calls
   /// `done` with one result per key, in order, once every batch is answered.
@@ -311,6 +317,10 @@ class BrokerClient final : public EventHandler {
   /// length limit, reserved) and hands it on. Returns false as
   /// receive_one().
   bool receive_policy_reload() noexcept;
+  /// Reads a PolicyReloadFailed, checks it (length, magic, sequence 0, no
+  /// fd, a NUL-terminated printable text with only zeros after it) and
+  /// hands it on. Returns false as receive_one().
+  bool receive_policy_failure() noexcept;
   /// With nothing asked: EOF, or a message out of turn. Returns false.
   bool receive_unasked() noexcept;
   /// Reads the reply `name` to the oldest request, a `request`, into `buf`
@@ -327,6 +337,7 @@ class BrokerClient final : public EventHandler {
   UniqueFd channel_;
   Lost on_lost_;
   PolicyReloaded on_policy_;
+  PolicyFailed on_policy_failed_;
   bool registered_ = false;
   bool lost_ = false;
   uint64_t sequence_ = 0;

@@ -185,6 +185,28 @@ void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Don
 void CommitEngine::submit_refused(struct ucred peer, std::string comment,
                                   std::vector<control::Failure> failures, Done done) {
   CHECK(!failures.empty());
+  // A client that may only read can repeat a refused attempt as fast as it
+  // reconnects: past the bound it is counted, not recorded.
+  const std::optional<uint64_t> before = refusals_.admit(peer, monotonic_ns());
+  if (!before) {
+    held_back_kind_ = failures.front().kind;
+    return;
+  }
+  std::string count;
+  if (*before > 0) {
+    count = " (" + std::to_string(*before) + " refused attempt" + (*before == 1 ? "" : "s") +
+            " before it not recorded one by one: " + std::to_string(kRefusalRecordBurst) +
+            " records at most, then one per " +
+            std::to_string(kRefusalRecordIntervalNs / 1000000000ULL) + " s)";
+  }
+  // A comment longer than a client's own may be would make the history
+  // unreadable to every client (the codec refuses it): cut it, keep the count.
+  const size_t room = control::kMaxCommentBytes - count.size();
+  if (comment.size() > room) {
+    comment.resize(room - 3);
+    comment += "...";
+  }
+  comment += count;
   Job job;
   job.request.comment = std::move(comment);
   job.peer = peer;
@@ -198,6 +220,27 @@ void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
   confirm_tick(now_ns);
+  if (state_ == State::kStopped) return;
+  if (auto summary = refusals_.summary_due(now_ns)) {
+    // The attempts the bound held back, once a record may be written and no
+    // further attempt came to carry their count.
+    const std::string n = std::to_string(summary->held_back);
+    control::Failure f = whole_commit_failure(
+        held_back_kind_, Pif::kHost,
+        n + " attempt" + (summary->held_back == 1 ? " was" : "s were") +
+            " refused before the commit engine (by the control policy, or malformed) and not "
+            "recorded one by one: " +
+            std::to_string(kRefusalRecordBurst) + " such records at most, then one per " +
+            std::to_string(kRefusalRecordIntervalNs / 1000000000ULL) +
+            " s; this record stands for them, under the ids of the last one");
+    Job job;
+    job.request.comment = n + " refused attempts, counted (the last from pid " +
+                          std::to_string(summary->last.pid) + ")";
+    job.peer = summary->last;
+    job.refused = {std::move(f)};
+    queue_.push_back(std::move(job));
+    if (state_ == State::kIdle) fire(Event::kSubmitted);
+  }
 }
 
 void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {

@@ -350,15 +350,21 @@ int run(int argc, char** argv) {
   const std::string policy_source =
       args->policy_source.empty() ? "the default policy" : args->policy_source;
   broker.on_policy_reload([&](UniqueFd text, uint32_t length) {
+    // What fails here, sluiced already put in force: the worker keeps the
+    // policy it had, says so, and audits it.
     auto file = read_reloaded_policy(text.get(), length, policy_source);
     if (!file) {
       LOG_ERROR("policy reload: %s; the policy loaded before stays in force",
                 file.error().message.c_str());
+      engine.reload_failed(policy_source, file.error().message, sluiced_cred);
       return;
     }
     engine.reload_policy(*file, sluiced_cred);
     control.set_policy(control_policy_from_file(*file, sluiced_cred.uid));
   });
+  // A SIGHUP whose reload failed in sluiced: audited as well.
+  broker.on_policy_failed(
+      [&](const std::string& error) { engine.reload_failed(policy_source, error, sluiced_cred); });
   // pesto's protocol on --pesto-socket, served once the initial rules are in
   // force, like the control socket; without it, fd 7 is /dev/null.
   std::unique_ptr<PestoServer> pesto;
