@@ -296,6 +296,13 @@ void CommitEngine::check() noexcept {
   keys.reserve(installed_.size());
   for (const Installed& i : installed_) keys.push_back(i.key);
   a.plan = plan_commit(keys, req.tables, &scan_.bound);
+  // Refused before sluiced is asked when the new listeners would not fit
+  // the worker's descriptor table: past it, the kernel drops sockets in
+  // transit.
+  if (auto full = check_descriptors()) {
+    a.failures.push_back(std::move(*full));
+    return fire(Event::kRefused);
+  }
   fire(Event::kPlanned);
 }
 
@@ -343,6 +350,7 @@ void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept 
   a.opens.take(std::move(results));
   note_scan_failures(a.opens);
   a.failures = judge(false);
+  note_lost_sockets(a.opens);
   // Rebinds cannot be trial-bound while the clashing sockets listen; a dry
   // run counts them in the plan.
   if (a.job.request.dry_run) return fire(Event::kTrialBound);
@@ -352,11 +360,16 @@ void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept 
 
 void CommitEngine::discard_trial() noexcept {
   active_->opens.discard();
+  // sluiced keeps a copy of every socket it sent (its escrow) until the
+  // worker's next StoreState leaves it out: tell it now, or the trial binds
+  // would stay bound there.
+  if (active_->opens.asked > 0) store_state(false);
   finish(control::Outcome::kDryRun);
 }
 
 void CommitEngine::roll_back_opens() noexcept {
-  active_->opens.discard();  // the old table never stopped serving
+  active_->opens.discard();                          // the old table never stopped serving
+  if (active_->opens.asked > 0) store_state(false);  // sluiced lets go of its copies too
   finish(control::Outcome::kRejected);
 }
 
@@ -390,6 +403,7 @@ void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcep
   a.rebinds.take(std::move(results));
   note_scan_failures(a.rebinds);
   a.failures = judge(true);
+  note_lost_sockets(a.rebinds);
   fire(a.failures.empty() ? Event::kRebound : Event::kRebindFailed);
 }
 

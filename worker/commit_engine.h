@@ -101,6 +101,7 @@
 #include "worker/commit_record.h"
 #include "worker/confirm_state.h"
 #include "worker/event_loop.h"
+#include "worker/fd_budget.h"
 #include "worker/forwarder.h"
 #include "worker/port_scan.h"
 #include "worker/refusal_audit.h"
@@ -223,6 +224,12 @@ class CommitEngine final : public Ticker {
   const ServerCaps& caps() const { return facts_.caps; }
   /// What check_commit is told about this server.
   const CommitFacts& facts() const { return facts_; }
+  /// Sets the worker's RLIMIT_NOFILE (HostFacts::fd_limit): every commit
+  /// and dry run is checked against the descriptor budget before the broker
+  /// is asked (worker/fd_budget.h). 0, the default, checks nothing.
+  void set_fd_limit(uint64_t limit) { fd_limit_ = limit; }
+  /// What the worker holds now, as the descriptor budget counts it.
+  FdUse fd_use() const noexcept;
   /// Records that HOST rules connect in a target namespace (sluiced --netns):
   /// their targets are then never sluice's own listeners, so no loop check.
   void set_target_namespace(bool in_namespace) { facts_.targets_share_namespace = !in_namespace; }
@@ -426,6 +433,15 @@ class CommitEngine final : public Ticker {
   /// installed_); their entries keep the key with a null listener until the
   /// swap drops them. Returns true when all are released.
   bool release_slice(size_t* budget) noexcept;
+  /// Checking: the `capacity` failure that refuses the active commit because
+  /// the new listeners of its plan do not fit the descriptor budget
+  /// (check_fd_budget); nullopt when they fit (commit_sockets.cc).
+  std::optional<control::Failure> check_descriptors() const;
+  /// Acquiring or Rebinding: when sockets of `acq` were lost on the way (the
+  /// descriptor table was full), logs it and adds the `capacity` failure
+  /// that fails the commit, whatever its rules' kind; a scan job only logs
+  /// (its ports are tried again at the next scan).
+  void note_lost_sockets(const Acquisition& acq) noexcept;
   /// Serves up to `budget` acquired sockets; true when all are served.
   bool install_slice(size_t* budget) noexcept;
   /// Judges the rules of the active commit on everything acquired so far,
@@ -514,6 +530,7 @@ class CommitEngine final : public Ticker {
   std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
   std::optional<uint64_t> resume_generation_;  // the generation a resume commit takes
   LogRateLimit store_log_{5, 1};               // store_state() failures
+  uint64_t fd_limit_ = 0;                      // RLIMIT_NOFILE; 0: no descriptor budget
   RefusalAudit refusals_;                      // the bound on records of refused attempts
   control::FailureKind held_back_kind_ = control::FailureKind::kPolicyDenied;  // the last held back
 };

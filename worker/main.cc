@@ -325,6 +325,7 @@ int run(int argc, char** argv) {
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
+  engine.set_fd_limit(facts.fd_limit);
   engine.set_target_namespace(args->target_netns);
   engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
@@ -352,7 +353,13 @@ int run(int argc, char** argv) {
   broker.on_policy_reload([&](UniqueFd text, uint32_t length) {
     // What fails here, sluiced already put in force: the worker keeps the
     // policy it had, says so, and audits it.
-    auto file = read_reloaded_policy(text.get(), length, policy_source);
+    auto file = text.valid()
+                    ? read_reloaded_policy(text.get(), length, policy_source)
+                    : Result<PolicyFile>(
+                          Err(EMFILE,
+                              "the reloaded policy text from sluiced did not arrive: the worker's "
+                              "descriptor table is full (RLIMIT_NOFILE); forward fewer ports or "
+                              "raise the limit, then reload again"));
     if (!file) {
       LOG_ERROR("policy reload: %s; the policy loaded before stays in force",
                 file.error().message.c_str());
