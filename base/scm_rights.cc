@@ -60,7 +60,7 @@ Unexpected refuse(ReceivedMessage& out, RefusedFds refused, Error error) noexcep
 }  // namespace
 
 Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t max_fds, int flags,
-                                        RefusedFds refused) noexcept {
+                                        RefusedFds refused, CutFds cut) noexcept {
   struct iovec iov = {buf, cap};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
@@ -91,6 +91,10 @@ Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t 
       std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
       out.fds.emplace_back(fd);
     }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) && cut == CutFds::kKeep) {
+    out.fds_cut = true;
+    msg.msg_flags &= ~MSG_CTRUNC;
   }
   if (msg.msg_flags & MSG_CTRUNC) {
     return refuse(out, refused,

@@ -19,6 +19,10 @@ inline constexpr size_t kScmMaxFds = 253;
 struct ReceivedMessage {
   size_t len = 0;
   std::vector<UniqueFd> fds;
+  /// The kernel cut the fds short (MSG_CTRUNC, with CutFds::kKeep only):
+  /// `fds` are the first ones sent, in order; the rest never arrived (they
+  /// were closed in transit), because the receiver reached its RLIMIT_NOFILE.
+  bool fds_cut = false;
 };
 
 /// Sends `len` bytes (at least 1: a zero-length payload would read as EOF) and
@@ -35,16 +39,25 @@ enum class RefusedFds {
   kCloseWithoutLinger,  // close_without_linger(): for fds from a less privileged peer
 };
 
+/// What receive_message() makes of control data the kernel cut short
+/// (MSG_CTRUNC). The control buffer always has room for kScmMaxFds, so a
+/// cut means the receiver's fd table is full (RLIMIT_NOFILE): the kernel
+/// hands over the fds it could install, in order, and closes the rest.
+enum class CutFds {
+  kRefuse,  // a failure, closing what arrived: the message is of no use without all its fds
+  kKeep,    // the message and the fds that arrived, with ReceivedMessage::fds_cut set
+};
+
 /// Receives one message into `buf` (capacity `cap`) with MSG_CMSG_CLOEXEC, and
 /// wraps every fd at once. Fails, closing whatever fds arrived as `refused`
 /// says, on a truncated payload (MSG_TRUNC), truncated control data
-/// (MSG_CTRUNC), any other unexpected msg_flags, a control message that is not
-/// SCM_RIGHTS, or more than `max_fds` fds. EAGAIN/EINTR come back as an Error
-/// with that errno. Needs the `recvmsg` syscall (and what
-/// close_without_linger() needs, with kCloseWithoutLinger).
+/// (MSG_CTRUNC) unless `cut` is kKeep, any other unexpected msg_flags, a
+/// control message that is not SCM_RIGHTS, or more than `max_fds` fds.
+/// EAGAIN/EINTR come back as an Error with that errno. Needs the `recvmsg`
+/// syscall (and what close_without_linger() needs, with kCloseWithoutLinger).
 Result<ReceivedMessage> receive_message(int sock, void* buf, size_t cap, size_t max_fds,
-                                        int flags = 0,
-                                        RefusedFds refused = RefusedFds::kClose) noexcept;
+                                        int flags = 0, RefusedFds refused = RefusedFds::kClose,
+                                        CutFds cut = CutFds::kRefuse) noexcept;
 
 /// Closes every fd of `fds` (and empties it) so that no close() can block.
 /// The peer that sent them chose what they are: the last close of a TCP

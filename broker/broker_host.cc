@@ -409,35 +409,69 @@ void BrokerHost::replace_policy(BindPolicy bind, ControlPolicy control) {
 }
 
 void BrokerHost::queue_policy_reload(int text_fd, uint32_t length) noexcept {
+  failure_first_ = push_failed_;  // a failure that waits ended before this reload
   push_fd_ = text_fd;
   push_length_ = length;
 }
 
+void BrokerHost::queue_policy_failure(const std::string& error) noexcept {
+  failure_first_ = push_fd_ < 0;  // a reload that waits ended before this failure
+  push_failed_ = true;
+  // The texts are sluiced's own and the reader's, already made printable;
+  // whatever is not is replaced, so the worker may insist on it.
+  push_error_ = error.substr(0, wire::kPolicyErrorBytes - 1);
+  for (char& c : push_error_) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+}
+
+HandleStatus BrokerHost::flush_pushes(int fd) {
+  // Unasked messages, in the order the reloads ended: bounded, at most one
+  // failure and one reload wait.
+  for (int round = 0; round < 2 && (push_failed_ || push_fd_ >= 0); ++round) {
+    const bool failure = push_failed_ && (failure_first_ || push_fd_ < 0);
+    Result<void> sent = Ok();
+    if (failure) {
+      // A failed reload, for the worker's audit log: no fd.
+      auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+      std::memset(msg.get(), 0, sizeof(*msg));
+      msg->header = wire::header(wire::BrokerMsg::kPolicyReloadFailed, 0);
+      std::memcpy(msg->error, push_error_.data(), push_error_.size());
+      sent = send_message(fd, msg.get(), sizeof(*msg), {});
+    } else {
+      // The memfd stays sluiced's (the policy in force): the worker gets its
+      // own reference.
+      wire::PolicyReloadMsg msg = {};
+      msg.header = wire::header(wire::BrokerMsg::kPolicyReload, 0);
+      msg.length = push_length_;
+      const int raw[1] = {push_fd_};
+      sent = send_message(fd, &msg, sizeof(msg), raw);
+    }
+    if (!sent) {
+      const int err = sent.error().err;
+      if (err == EAGAIN || err == EWOULDBLOCK) return HandleStatus::kContinue;
+      push_fd_ = -1;
+      push_failed_ = false;
+      return fail(
+          err == EPIPE || err == ECONNRESET ? HandleStatus::kPeerClosed : HandleStatus::kIoError,
+          std::string(err == EPIPE || err == ECONNRESET
+                          ? "the worker went away before the reloaded policy was sent: "
+                          : "sending the reloaded policy to the worker: ") +
+              sent.error().message);
+    }
+    if (failure) {
+      push_failed_ = false;
+    } else {
+      push_fd_ = -1;
+    }
+    failure_first_ = push_failed_;  // what still waits came after
+  }
+  return HandleStatus::kContinue;
+}
+
 HandleStatus BrokerHost::flush_reply(int fd) {
   CHECK(reply_pending());
-  if (pending_len_ == 0) {
-    // Only a PolicyReload waits. The memfd stays sluiced's (the policy in
-    // force): the worker gets its own reference.
-    wire::PolicyReloadMsg msg = {};
-    msg.header = wire::header(wire::BrokerMsg::kPolicyReload, 0);
-    msg.length = push_length_;
-    const int raw[1] = {push_fd_};
-    auto sent = send_message(fd, &msg, sizeof(msg), raw);
-    if (sent) {
-      push_fd_ = -1;
-      return HandleStatus::kContinue;
-    }
-    const int err = sent.error().err;
-    if (err == EAGAIN || err == EWOULDBLOCK) return HandleStatus::kContinue;
-    push_fd_ = -1;
-    if (err == EPIPE || err == ECONNRESET) {
-      return fail(
-          HandleStatus::kPeerClosed,
-          "the worker went away before the reloaded policy was sent: " + sent.error().message);
-    }
-    return fail(HandleStatus::kIoError,
-                "sending the reloaded policy to the worker: " + sent.error().message);
-  }
+  if (pending_len_ == 0) return flush_pushes(fd);  // only unasked messages wait
   int raw[wire::kMaxListenersPerMessage];
   CHECK(pending_fds_.size() <= wire::kMaxListenersPerMessage);
   for (size_t i = 0; i < pending_fds_.size(); ++i) raw[i] = pending_fds_[i].get();

@@ -154,7 +154,7 @@ class BrokerHost {
   /// True while an answer, or a PolicyReload once the worker is ready,
   /// waits for room on the channel.
   bool reply_pending() const noexcept {
-    return pending_len_ != 0 || (push_fd_ >= 0 && state_ == HostState::kReady);
+    return pending_len_ != 0 || ((push_fd_ >= 0 || push_failed_) && state_ == HostState::kReady);
   }
   /// True while an OpenListeners waits for the namespace helper's answer
   /// (its SPLICE entries): the worker's channel is not read meanwhile, so
@@ -235,6 +235,11 @@ class BrokerHost {
   /// through flush_reply(), once the worker is ready (after InitialPorts):
   /// before that, the worker reads only HelloReply.
   void queue_policy_reload(int text_fd, uint32_t length) noexcept;
+  /// Queues a PolicyReloadFailed for the worker, which records the failed
+  /// reload in the audit log: `error` (cut to fit, made printable ASCII) says
+  /// why. Sent as a PolicyReload is, and in order with one: a later failure
+  /// replaces one that still waits.
+  void queue_policy_failure(const std::string& error) noexcept;
   /// The same, to fill at start from the service manager's fd store and to
   /// mirror into it (broker/fd_store.h).
   ListenerEscrow& escrow() noexcept { return escrow_; }
@@ -251,6 +256,10 @@ class BrokerHost {
   const std::string& last_error() const noexcept { return last_error_; }
 
  private:
+  /// Sends the unasked messages that wait, PolicyReload and
+  /// PolicyReloadFailed, in the order their reloads ended, as far as the
+  /// channel takes them; results as flush_reply(). Needs `sendmsg` on `fd`.
+  HandleStatus flush_pushes(int fd);
   /// One row of the dispatch table.
   struct DispatchEntry {
     wire::BrokerMsg type;
@@ -349,6 +358,9 @@ class BrokerHost {
   size_t pending_len_ = 0;                           // its length; 0 when none waits
   int push_fd_ = -1;                                 // a PolicyReload's text to send, not owned
   uint32_t push_length_ = 0;                         // its length
+  bool push_failed_ = false;                         // a PolicyReloadFailed waits
+  bool failure_first_ = false;                       // it came before the PolicyReload that waits
+  std::string push_error_;                           // its error text
   std::vector<UniqueFd> pending_fds_;                // its sockets, closed once sent
 };
 

@@ -234,7 +234,7 @@ Result<PolicyFile> parse_reloaded_policy(const std::string& text, const std::str
   return parse_policy_text(text, source, &numbers_only);
 }
 
-void PolicyReloader::start(Notifier& notifier) noexcept {
+void PolicyReloader::start(BrokerHost& host, Notifier& notifier) noexcept {
   if (channel_ < 0) {
     LOG_INFO(
         "SIGHUP: nothing to reload: sluiced runs the default policy (no --policy); restart it "
@@ -249,7 +249,7 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   LOG_INFO("SIGHUP: reloading the policy from %s", path_.c_str());
   notifier.reloading(monotonic_ns());
   if (lost_) {
-    end_reload(notifier,
+    end_reload(host, notifier,
                "the policy reader is gone (sluiced said so when it ended, above); restart "
                "sluiced to reload");
     return;
@@ -259,8 +259,9 @@ void PolicyReloader::start(Notifier& notifier) noexcept {
   auto sent = send_message(channel_, &req, sizeof(req), {}, MSG_DONTWAIT);
   if (!sent) {
     lost_ = true;
-    end_reload(notifier, "the policy reader is gone (" + sent.error().message +
-                             "); restart sluiced to reload");
+    end_reload(
+        host, notifier,
+        "the policy reader is gone (" + sent.error().message + "); restart sluiced to reload");
     return;
   }
   pending_ = true;
@@ -285,9 +286,10 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
   pending_ = false;
   if (!got || got->len == 0) {
     lost_ = true;
-    end_reload(notifier, std::string("the policy reader is gone (") +
-                             (got ? "it closed its channel" : got.error().message) +
-                             "); restart sluiced to reload");
+    end_reload(host, notifier,
+               std::string("the policy reader is gone (") +
+                   (got ? "it closed its channel" : got.error().message) +
+                   "); restart sluiced to reload");
     return;
   }
   const bool ok_status = reply->status == wire::kPolicyTextOk;
@@ -297,15 +299,15 @@ void PolicyReloader::finish(BrokerHost& host, Notifier& notifier) noexcept {
       (reply->status != wire::kPolicyTextOk && reply->status != wire::kPolicyTextFailed) ||
       got->fds.size() != (ok_status ? 1u : 0u) || reply->length > wire::kMaxPolicyTextBytes ||
       reply->error[sizeof(reply->error) - 1] != '\0') {
-    end_reload(notifier, "the policy reader sent a malformed answer");
+    end_reload(host, notifier, "the policy reader sent a malformed answer");
     return;
   }
   if (!ok_status) {
-    end_reload(notifier, sanitize(std::string(reply->error), sizeof(reply->error)));
+    end_reload(host, notifier, sanitize(std::string(reply->error), sizeof(reply->error)));
     return;
   }
   auto applied = apply(host, std::move(got->fds[0]), reply->length);
-  end_reload(notifier, applied ? "" : applied.error().message);
+  end_reload(host, notifier, applied ? "" : applied.error().message);
 }
 
 Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t length) {
@@ -349,7 +351,8 @@ Result<void> PolicyReloader::apply(BrokerHost& host, UniqueFd fd, uint32_t lengt
   return Ok();
 }
 
-void PolicyReloader::end_reload(Notifier& notifier, const std::string& error) noexcept {
+void PolicyReloader::end_reload(BrokerHost& host, Notifier& notifier,
+                                const std::string& error) noexcept {
   std::string status;
   if (error.empty()) {
     ++applied_;
@@ -360,6 +363,7 @@ void PolicyReloader::end_reload(Notifier& notifier, const std::string& error) no
     ++failed_;
     LOG_ERROR("policy reload failed: %s; the policy loaded before stays in force", error.c_str());
     status = "policy reload failed, the previous policy stays in force: " + error;
+    host.queue_policy_failure(error);  // the worker writes its audit line
   }
   notifier.reloaded(status);
 }

@@ -100,9 +100,10 @@ class PolicyReloader {
   /// SIGHUP: without --policy, logs that there is nothing to reload; while a
   /// reload runs, logs that this one is folded into it; otherwise sends
   /// RELOADING=1 (with MONOTONIC_USEC) and asks the reader. A reader that is
-  /// gone ends the reload at once with its reason (READY=1, STATUS=). Needs
-  /// `sendmsg` on the reader's channel and `sendto` on the notify socket.
-  void start(Notifier& notifier) noexcept;
+  /// gone ends the reload at once with its reason (READY=1, STATUS=, and a
+  /// PolicyReloadFailed queued in `host`). Needs `sendmsg` on the reader's
+  /// channel and `sendto` on the notify socket.
+  void start(BrokerHost& host, Notifier& notifier) noexcept;
 
   /// The fd to poll: the reader's channel while the reader is there (its
   /// answer while a reload runs, its end at any time), else -1 (poll skips
@@ -114,8 +115,9 @@ class PolicyReloader {
   /// so. Otherwise the reader's answer is there: takes it (PolicyText), and on success
   /// parses the text (numbers only), puts the new bind and control policy
   /// in force in `host` (which tells the worker, PolicyReload) and keeps the
-  /// text on broker_fd::kPolicyText; on failure keeps the policy in force
-  /// and logs why. Either way sends READY=1 and a STATUS= that says what
+  /// text on broker_fd::kPolicyText; on failure keeps the policy in force,
+  /// logs why and tells the worker, which audits it (PolicyReloadFailed
+  /// queued in `host`). Either way sends READY=1 and a STATUS= that says what
   /// happened. Needs `recvmsg` on the reader's channel, `dup3`, `pread64`
   /// and `close` on broker_fd::kPolicyStaging, `dup3` onto
   /// broker_fd::kPolicyText.
@@ -126,9 +128,10 @@ class PolicyReloader {
   uint64_t failed() const noexcept { return failed_; }
 
  private:
-  /// Ends the reload: logs `error` (a failure, the old policy stays) or the
-  /// new policy, and tells the service manager.
-  void end_reload(Notifier& notifier, const std::string& error) noexcept;
+  /// Ends the reload: logs `error` (a failure, the old policy stays, and
+  /// the worker is told through `host`) or the new policy, and tells the
+  /// service manager.
+  void end_reload(BrokerHost& host, Notifier& notifier, const std::string& error) noexcept;
   /// Takes the answer's memfd (`fd`, `length` bytes): checks its seals,
   /// reads and parses it, and swaps the policy in `host`. Fails with why.
   Result<void> apply(BrokerHost& host, UniqueFd fd, uint32_t length);

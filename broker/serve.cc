@@ -214,7 +214,7 @@ int serve(BrokerHost& host, Serving& s) {
         if (alive) stop_worker(worker, StopMode::kTerminate);
         return 0;
       }
-      if (si.ssi_signo == SIGHUP) s.reloader->start(*s.notifier);
+      if (si.ssi_signo == SIGHUP) s.reloader->start(host, *s.notifier);
       continue;  // SIGCHLD: the pidfds report the exits
     }
     if (fds[6].revents != 0) escrow.flush_store(monotonic_ns());

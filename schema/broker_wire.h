@@ -77,6 +77,9 @@
 // worker, unasked, between any two replies:
 //   broker -> worker  PolicyReload {length} + the same sealed memfd
 //                     (the worker tells it from a reply by its type)
+// or, when the reload failed (the reader's error, or sluiced's own), so that
+// the worker records it in the audit log:
+//   broker -> worker  PolicyReloadFailed {error}, no fd, unasked as well
 #pragma once
 
 #include <cstddef>
@@ -89,7 +92,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 6;
+inline constexpr uint32_t kBrokerWireVersion = 7;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -166,6 +169,7 @@ enum class BrokerMsg : uint32_t {
   kPolicyReload = 20,        // broker -> worker, exactly 1 fd, unasked, no reply
   kPolicyRead = 21,          // sluiced -> policy reader, 0 fds (never to or from a worker)
   kPolicyText = 22,          // policy reader -> sluiced, 1 fd when ok (never from a worker)
+  kPolicyReloadFailed = 23,  // broker -> worker, 0 fds, unasked, no reply
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -549,6 +553,15 @@ struct PolicyTextMsg {
   char error[kPolicyErrorBytes];  // kPolicyTextFailed: NUL-terminated; else all 0
 };
 static_assert(sizeof(PolicyTextMsg) == 24 + kPolicyErrorBytes);
+
+/// A policy reload failed (SIGHUP): sent by the broker, unasked and with no
+/// reply, like PolicyReload, so that the worker writes the audit line of the
+/// attempt; the policy in force does not change. Sequence 0.
+struct PolicyReloadFailedMsg {
+  WireHeader header;              // type kPolicyReloadFailed, sequence 0
+  char error[kPolicyErrorBytes];  // why, NUL-terminated, printable ASCII; the rest all 0
+};
+static_assert(sizeof(PolicyReloadFailedMsg) == 16 + kPolicyErrorBytes);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

@@ -173,11 +173,12 @@ Result<void> verify_fresh_socket(int fd, int family, Proto proto) {
 Result<std::vector<OpenedListener>> check_listeners_opened(const wire::ListenersOpenedMsg& reply,
                                                            size_t len, std::vector<UniqueFd> fds,
                                                            uint64_t sequence,
-                                                           std::span<const ListenerKey> keys) {
+                                                           std::span<const ListenerKey> keys,
+                                                           bool cut) {
   if (len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
       reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kListenersOpened) ||
       reply.header.sequence != sequence || reply.count != keys.size() ||
-      reply.fd_count != fds.size()) {
+      (cut ? fds.size() > reply.fd_count : reply.fd_count != fds.size())) {
     return Err(EPROTO, "malformed ListenersOpened from sluiced");
   }
   std::vector<OpenedListener> out;
@@ -186,7 +187,11 @@ Result<std::vector<OpenedListener>> check_listeners_opened(const wire::Listeners
   for (size_t i = 0; i < keys.size(); ++i) {
     OpenedListener result;
     result.status = reply.status[i];
-    if (result.status == wire::kStatusOk) {
+    if (result.status == wire::kStatusOk && cut && next_fd >= fds.size()) {
+      // Sent, and closed in transit: the worker's descriptor table is full.
+      result.status = EMFILE;
+      result.lost = true;
+    } else if (result.status == wire::kStatusOk) {
       if (next_fd >= fds.size()) return Err(EPROTO, "ListenersOpened carries too few fds");
       result.fd = std::move(fds[next_fd++]);
       auto ok = verify_listener(result.fd.get(), keys[i]);
@@ -407,7 +412,7 @@ void BrokerClient::send_sockets() noexcept {
 bool BrokerClient::receive_sockets() noexcept {
   wire::SocketsOpenedMsg reply;
   auto got = receive_reply(&reply, sizeof(reply), wire::kMaxSocketsPerMessage, "SocketsOpened",
-                           "OpenSockets");
+                           "OpenSockets", CutFds::kKeep);
   if (!got) return false;
   InFlight request = std::move(in_flight_.front());
   in_flight_.pop_front();
@@ -415,18 +420,22 @@ bool BrokerClient::receive_sockets() noexcept {
   if (got->len != sizeof(reply) || reply.header.magic != wire::kBrokerWireMagic ||
       reply.header.type != static_cast<uint32_t>(wire::BrokerMsg::kSocketsOpened) ||
       reply.header.sequence != request.sequence || reply.count > request.count ||
-      reply.count != got->fds.size() || reply.status < 0 || reply.status > wire::kStatusMaxErrno ||
+      (got->fds_cut ? got->fds.size() > reply.count : reply.count != got->fds.size()) ||
+      reply.status < 0 || reply.status > wire::kStatusMaxErrno ||
       (reply.status == 0) != (reply.count == request.count)) {
     lose("malformed SocketsOpened from sluiced");
     return false;
   }
+  // The worker's descriptor table was full: the sockets that did not arrive
+  // count as a short answer, which the pool asks again for later.
+  const int32_t status = got->fds_cut && reply.status == 0 ? EMFILE : reply.status;
   for (UniqueFd& fd : got->fds) {
     if (auto ok = verify_fresh_socket(fd.get(), request.family, request.proto); !ok) {
       lose("a socket from sluiced for OpenSockets: " + ok.error().message);
       return false;
     }
   }
-  request.sockets_done(std::move(got->fds), reply.status);
+  request.sockets_done(std::move(got->fds), status);
   return true;
 }
 
@@ -467,27 +476,56 @@ std::optional<uint32_t> BrokerClient::peek_type() noexcept {
 
 bool BrokerClient::receive_policy_reload() noexcept {
   wire::PolicyReloadMsg msg;
-  auto got = receive_message(channel_.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT);
+  auto got = receive_message(channel_.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT, RefusedFds::kClose,
+                             CutFds::kKeep);
   if (!got) {
     lose("reading PolicyReload: " + got.error().message);
     return false;
   }
   if (got->len != sizeof(msg) || msg.header.magic != wire::kBrokerWireMagic ||
-      msg.header.sequence != 0 || got->fds.size() != 1 || msg.length > wire::kMaxPolicyTextBytes ||
-      msg.reserved != 0) {
+      msg.header.sequence != 0 || got->fds.size() != (got->fds_cut ? 0u : 1u) ||
+      msg.length > wire::kMaxPolicyTextBytes || msg.reserved != 0) {
     lose("malformed PolicyReload from sluiced");
     return false;
   }
-  if (on_policy_) on_policy_(std::move(got->fds[0]), msg.length);
+  // Cut short, the text never arrived: the handler gets an invalid fd.
+  UniqueFd text = got->fds_cut ? UniqueFd() : std::move(got->fds[0]);
+  if (on_policy_) on_policy_(std::move(text), msg.length);
+  return true;
+}
+
+bool BrokerClient::receive_policy_failure() noexcept {
+  auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+  auto got = receive_message(channel_.get(), msg.get(), sizeof(*msg), 0, MSG_DONTWAIT);
+  if (!got) {
+    lose("reading PolicyReloadFailed: " + got.error().message);
+    return false;
+  }
+  const char* error = msg->error;
+  const size_t len = got->len == sizeof(*msg) ? strnlen(error, sizeof(msg->error)) : 0;
+  bool well_formed = got->len == sizeof(*msg) && msg->header.magic == wire::kBrokerWireMagic &&
+                     msg->header.sequence == 0 && len < sizeof(msg->error);
+  for (size_t i = 0; well_formed && i < sizeof(msg->error); ++i) {
+    const unsigned char c = static_cast<unsigned char>(error[i]);
+    well_formed = i < len ? (c >= 0x20 && c < 0x7f) : c == 0;
+  }
+  if (!well_formed) {
+    lose("malformed PolicyReloadFailed from sluiced");
+    return false;
+  }
+  if (on_policy_failed_) on_policy_failed_(std::string(error, len));
   return true;
 }
 
 bool BrokerClient::receive_one() noexcept {
-  // sluiced's one unasked message may come between any two replies.
+  // sluiced's unasked messages may come between any two replies.
   auto type = peek_type();
   if (!type) return false;
   if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload)) {
     return receive_policy_reload();
+  }
+  if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReloadFailed)) {
+    return receive_policy_failure();
   }
   if (in_flight_.empty()) return receive_unasked();
   if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();
@@ -496,9 +534,10 @@ bool BrokerClient::receive_one() noexcept {
 }
 
 std::optional<ReceivedMessage> BrokerClient::receive_reply(void* buf, size_t cap, size_t max_fds,
-                                                           const char* name,
-                                                           const char* request) noexcept {
-  auto got = receive_message(channel_.get(), buf, cap, max_fds, MSG_DONTWAIT);
+                                                           const char* name, const char* request,
+                                                           CutFds cut) noexcept {
+  auto got =
+      receive_message(channel_.get(), buf, cap, max_fds, MSG_DONTWAIT, RefusedFds::kClose, cut);
   if (!got) {
     if (got.error().err != EAGAIN && got.error().err != EWOULDBLOCK) {
       lose(std::string("reading ") + name + ": " + got.error().message);
@@ -551,17 +590,19 @@ bool BrokerClient::receive_peer_reply() noexcept {
 }
 
 bool BrokerClient::receive_listeners() noexcept {
+  // A batch the worker's full descriptor table cut short fails the sockets
+  // that did not arrive (EMFILE), and with them the commit; not the channel.
   auto got = receive_reply(reply_.get(), sizeof(*reply_), wire::kMaxListenersPerMessage,
-                           "ListenersOpened", "OpenListeners");
+                           "ListenersOpened", "OpenListeners", CutFds::kKeep);
   if (!got) return false;
   CHECK(!calls_.empty());
   InFlight request = in_flight_.front();
   in_flight_.pop_front();
   OpenCall& call = calls_.front();
   const size_t first = call.results.size();
-  auto results =
-      check_listeners_opened(*reply_, got->len, std::move(got->fds), request.sequence,
-                             std::span<const ListenerKey>(call.keys).subspan(first, request.count));
+  auto results = check_listeners_opened(
+      *reply_, got->len, std::move(got->fds), request.sequence,
+      std::span<const ListenerKey>(call.keys).subspan(first, request.count), got->fds_cut);
   if (!results) {
     lose(results.error().message);
     return false;

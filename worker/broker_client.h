@@ -22,7 +22,11 @@
 // Replies come back in order. Each wake-up drains every reply already there
 // (recvmsg with MSG_DONTWAIT until EAGAIN), not just one; replies to batches
 // sent during that drain wait for the next wake-up, so data events run
-// between windows. EOF, a send that fails (other than for room), or a
+// between windows. A reply whose sockets the kernel cut short because the
+// worker reached its RLIMIT_NOFILE (MSG_CTRUNC) is no protocol failure: the
+// sockets that did not arrive are answered EMFILE (OpenedListener::lost), a
+// short OpenSockets reply EMFILE, a PolicyReload without its text an invalid
+// descriptor. EOF, a send that fails (other than for room), or a
 // malformed reply means the broker is gone or broken: on_lost is called once,
 // every request still open is dropped unanswered (their sockets closed), and
 // the channel is closed to the loop. The worker then stops.
@@ -95,6 +99,9 @@ struct Resumed {
 struct OpenedListener {
   int32_t status = wire::kStatusOk;
   UniqueFd fd;
+  /// sluiced opened and sent the socket, and it never arrived: the worker's
+  /// descriptor table was full (MSG_CTRUNC). `status` is then EMFILE.
+  bool lost = false;
 };
 
 /// Who a control client is, as the broker saw it (PeerReply).
@@ -124,8 +131,11 @@ class BrokerClient final : public EventHandler {
   using SocketsDone = std::function<void(std::vector<UniqueFd>, int)>;
   using Lost = std::function<void(const BrokerLoss&)>;
   /// A PolicyReload: the memfd of the new policy text and its length
-  /// (at most wire::kMaxPolicyTextBytes).
+  /// (at most wire::kMaxPolicyTextBytes); an invalid `text` when the memfd
+  /// did not arrive because the worker's descriptor table was full.
   using PolicyReloaded = std::function<void(UniqueFd text, uint32_t length)>;
+  /// A PolicyReloadFailed: why sluiced's reload failed (printable ASCII).
+  using PolicyFailed = std::function<void(const std::string& error)>;
 
   /// Wraps the broker channel (a SOCK_SEQPACKET socket) for `loop`.
   BrokerClient(EventLoop& loop, UniqueFd channel);
@@ -172,6 +182,10 @@ class BrokerClient final : public EventHandler {
   /// Sets the callback for a PolicyReload (SIGHUP in sluiced), called from
   /// the loop, between replies. Without one, a PolicyReload is dropped.
   void on_policy_reload(PolicyReloaded done) { on_policy_ = std::move(done); }
+  /// Sets the callback for a PolicyReloadFailed (a SIGHUP whose reload
+  /// failed in sluiced), called as on_policy_reload's. Without one, it is
+  /// dropped.
+  void on_policy_failed(PolicyFailed done) { on_policy_failed_ = std::move(done); }
 
   /// Asks the broker for a listening socket per key (at least one) and calls
   /// `done` with one result per key, in order, once every batch is answered.
@@ -311,14 +325,20 @@ class BrokerClient final : public EventHandler {
   /// length limit, reserved) and hands it on. Returns false as
   /// receive_one().
   bool receive_policy_reload() noexcept;
+  /// Reads a PolicyReloadFailed, checks it (length, magic, sequence 0, no
+  /// fd, a NUL-terminated printable text with only zeros after it) and
+  /// hands it on. Returns false as receive_one().
+  bool receive_policy_failure() noexcept;
   /// With nothing asked: EOF, or a message out of turn. Returns false.
   bool receive_unasked() noexcept;
   /// Reads the reply `name` to the oldest request, a `request`, into `buf`
-  /// (`cap` bytes, at most `max_fds` fds), without waiting. Returns nothing
+  /// (`cap` bytes, at most `max_fds` fds), without waiting; `cut` says what
+  /// fds the kernel cut short make of it (receive_message). Returns nothing
   /// when no reply is there (EAGAIN), and also, after lose(), on a read error
   /// or EOF; the caller checks the reply itself.
   std::optional<ReceivedMessage> receive_reply(void* buf, size_t cap, size_t max_fds,
-                                               const char* name, const char* request) noexcept;
+                                               const char* name, const char* request,
+                                               CutFds cut = CutFds::kRefuse) noexcept;
   /// Marks the channel lost, drops every open request, unregisters the
   /// channel and calls on_lost, once.
   void lose(std::string reason, bool idle_eof = false) noexcept;
@@ -327,6 +347,7 @@ class BrokerClient final : public EventHandler {
   UniqueFd channel_;
   Lost on_lost_;
   PolicyReloaded on_policy_;
+  PolicyFailed on_policy_failed_;
   bool registered_ = false;
   bool lost_ = false;
   uint64_t sequence_ = 0;
@@ -379,11 +400,15 @@ Result<void> verify_fresh_socket(int fd, int family, Proto proto);
 
 /// Checks a ListenersOpened of `len` bytes with `fds` against the request
 /// `sequence` for `keys`: exact length, magic, type, sequence, count,
-/// fd_count, valid statuses, and every socket with verify_listener. Returns
-/// one result per key; an Error names what is wrong (the fds are closed).
+/// fd_count, valid statuses, and every socket with verify_listener. With
+/// `cut` (the kernel cut the fds short, ReceivedMessage::fds_cut), fewer fds
+/// than fd_count may have come: they are the first ones, and each entry
+/// whose socket is missing gets EMFILE and `lost`. Returns one result per
+/// key; an Error names what is wrong (the fds are closed).
 Result<std::vector<OpenedListener>> check_listeners_opened(const wire::ListenersOpenedMsg& reply,
                                                            size_t len, std::vector<UniqueFd> fds,
                                                            uint64_t sequence,
-                                                           std::span<const ListenerKey> keys);
+                                                           std::span<const ListenerKey> keys,
+                                                           bool cut = false);
 
 }  // namespace sluice

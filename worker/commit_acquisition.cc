@@ -20,6 +20,7 @@ void Acquisition::take(std::vector<OpenedListener> results) noexcept {
   for (size_t i = 0; i < asked; ++i) {
     status[i] = results[i].status;
     fds[i] = std::move(results[i].fd);
+    if (results[i].lost) ++lost;
   }
 }
 

@@ -26,10 +26,14 @@ struct Acquisition {
   std::vector<UniqueFd> fds;               // per key, valid when status is kStatusOk
   std::vector<std::string> policy_reason;  // per key, for denials of the pre-check
   size_t asked = 0;                        // keys[0, asked) go to the broker
+  /// Sockets sluiced sent that never arrived: the worker's descriptor table
+  /// was full (OpenedListener::lost). Their keys have status EMFILE.
+  size_t lost = 0;
 
   /// Returns the keys to ask the broker for, keys[0, asked).
   std::vector<ListenerKey> asked_keys() const;
-  /// Takes the broker's answers: one per asked key, in order (a CHECK).
+  /// Takes the broker's answers: one per asked key, in order (a CHECK), and
+  /// counts the lost ones.
   void take(std::vector<OpenedListener> results) noexcept;
   /// Closes the sockets acquired and not published to the data path (a dry
   /// run's trial binds, a rollback); see discard_unpublished. Needs

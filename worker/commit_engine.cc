@@ -185,6 +185,28 @@ void CommitEngine::submit(control::CommitRequest request, struct ucred peer, Don
 void CommitEngine::submit_refused(struct ucred peer, std::string comment,
                                   std::vector<control::Failure> failures, Done done) {
   CHECK(!failures.empty());
+  // A client that may only read can repeat a refused attempt as fast as it
+  // reconnects: past the bound it is counted, not recorded.
+  const std::optional<uint64_t> before = refusals_.admit(peer, monotonic_ns());
+  if (!before) {
+    held_back_kind_ = failures.front().kind;
+    return;
+  }
+  std::string count;
+  if (*before > 0) {
+    count = " (" + std::to_string(*before) + " refused attempt" + (*before == 1 ? "" : "s") +
+            " before it not recorded one by one: " + std::to_string(kRefusalRecordBurst) +
+            " records at most, then one per " +
+            std::to_string(kRefusalRecordIntervalNs / 1000000000ULL) + " s)";
+  }
+  // A comment longer than a client's own may be would make the history
+  // unreadable to every client (the codec refuses it): cut it, keep the count.
+  const size_t room = control::kMaxCommentBytes - count.size();
+  if (comment.size() > room) {
+    comment.resize(room - 3);
+    comment += "...";
+  }
+  comment += count;
   Job job;
   job.request.comment = std::move(comment);
   job.peer = peer;
@@ -198,6 +220,27 @@ void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
   confirm_tick(now_ns);
+  if (state_ == State::kStopped) return;
+  if (auto summary = refusals_.summary_due(now_ns)) {
+    // The attempts the bound held back, once a record may be written and no
+    // further attempt came to carry their count.
+    const std::string n = std::to_string(summary->held_back);
+    control::Failure f = whole_commit_failure(
+        held_back_kind_, Pif::kHost,
+        n + " attempt" + (summary->held_back == 1 ? " was" : "s were") +
+            " refused before the commit engine (by the control policy, or malformed) and not "
+            "recorded one by one: " +
+            std::to_string(kRefusalRecordBurst) + " such records at most, then one per " +
+            std::to_string(kRefusalRecordIntervalNs / 1000000000ULL) +
+            " s; this record stands for them, under the ids of the last one");
+    Job job;
+    job.request.comment = n + " refused attempts, counted (the last from pid " +
+                          std::to_string(summary->last.pid) + ")";
+    job.peer = summary->last;
+    job.refused = {std::move(f)};
+    queue_.push_back(std::move(job));
+    if (state_ == State::kIdle) fire(Event::kSubmitted);
+  }
 }
 
 void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {
@@ -253,6 +296,13 @@ void CommitEngine::check() noexcept {
   keys.reserve(installed_.size());
   for (const Installed& i : installed_) keys.push_back(i.key);
   a.plan = plan_commit(keys, req.tables, &scan_.bound);
+  // Refused before sluiced is asked when the new listeners would not fit
+  // the worker's descriptor table: past it, the kernel drops sockets in
+  // transit.
+  if (auto full = check_descriptors()) {
+    a.failures.push_back(std::move(*full));
+    return fire(Event::kRefused);
+  }
   fire(Event::kPlanned);
 }
 
@@ -300,6 +350,7 @@ void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept 
   a.opens.take(std::move(results));
   note_scan_failures(a.opens);
   a.failures = judge(false);
+  note_lost_sockets(a.opens);
   // Rebinds cannot be trial-bound while the clashing sockets listen; a dry
   // run counts them in the plan.
   if (a.job.request.dry_run) return fire(Event::kTrialBound);
@@ -309,11 +360,16 @@ void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept 
 
 void CommitEngine::discard_trial() noexcept {
   active_->opens.discard();
+  // sluiced keeps a copy of every socket it sent (its escrow) until the
+  // worker's next StoreState leaves it out: tell it now, or the trial binds
+  // would stay bound there.
+  if (active_->opens.asked > 0) store_state(false);
   finish(control::Outcome::kDryRun);
 }
 
 void CommitEngine::roll_back_opens() noexcept {
-  active_->opens.discard();  // the old table never stopped serving
+  active_->opens.discard();                          // the old table never stopped serving
+  if (active_->opens.asked > 0) store_state(false);  // sluiced lets go of its copies too
   finish(control::Outcome::kRejected);
 }
 
@@ -347,6 +403,7 @@ void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcep
   a.rebinds.take(std::move(results));
   note_scan_failures(a.rebinds);
   a.failures = judge(true);
+  note_lost_sockets(a.rebinds);
   fire(a.failures.empty() ? Event::kRebound : Event::kRebindFailed);
 }
 

@@ -101,8 +101,10 @@
 #include "worker/commit_record.h"
 #include "worker/confirm_state.h"
 #include "worker/event_loop.h"
+#include "worker/fd_budget.h"
 #include "worker/forwarder.h"
 #include "worker/port_scan.h"
+#include "worker/refusal_audit.h"
 #include "worker/udp_forwarder.h"
 
 namespace sluice {
@@ -171,6 +173,13 @@ class CommitEngine final : public Ticker {
   /// failures are those rules. No history entry, no generation change.
   /// Defined in policy_recheck.cc. Needs `write` (audit).
   void reload_policy(const PolicyFile& file, const struct ucred& peer);
+  /// Records a policy reload that failed (sluiced could not read or parse
+  /// the file, or the worker could not take the text it sent; the caller
+  /// logs it): writes one audit line, a rejected record by `peer` whose comment names
+  /// `source` and says that the policy loaded before stays in force, with one
+  /// `invalid` failure carrying `error`. Nothing else changes: no history
+  /// entry, no generation. Defined in policy_recheck.cc. Needs `write`.
+  void reload_failed(const std::string& source, const std::string& error, const struct ucred& peer);
   /// The rules in force that the policy in force no longer lets pass, one
   /// failure each (recheck_policy); empty until a reload. Never fails.
   std::vector<control::Failure> policy_failures() const;
@@ -183,11 +192,17 @@ class CommitEngine final : public Ticker {
   /// broker is lost, commits are queued and never run.
   void submit(control::CommitRequest request, struct ucred peer, Done done);
   /// Queues an attempt that its transport already refused (a malformed pesto
-  /// update): it is recorded like a refused commit, in order with the others
-  /// (audit line, history entry with `comment` and `failures`, `done`), and
-  /// never checked or applied.
+  /// update, a commit the control policy refuses): it is recorded like a
+  /// refused commit, outcome rejected, in order with the others (audit line,
+  /// history entry with `comment` and `failures`, `done`), and never checked
+  /// or applied. Within the bound of worker/refusal_audit.h: an attempt past
+  /// it is only counted (`done` is not called), and the next record's
+  /// comment, or a summary record at a later tick, says how many. A
+  /// `comment` past control::kMaxCommentBytes is cut to it, ending in "...".
   void submit_refused(struct ucred peer, std::string comment,
                       std::vector<control::Failure> failures, Done done);
+  /// Refused attempts held back by that bound and not recorded yet.
+  uint64_t refusals_held_back() const noexcept { return refusals_.held_back(); }
 
   /// The broker channel ended: logs why, closes the sockets the commit in
   /// progress acquired and did not publish, drops that commit unanswered
@@ -195,7 +210,8 @@ class CommitEngine final : public Ticker {
   /// stops the loop. The engine is kStopped afterwards.
   void on_broker_lost(const BrokerLoss& loss) noexcept;
 
-  /// Runs the next slice of a commit's socket work (release, install).
+  /// Runs the next slice of a commit's socket work (release, install), and
+  /// queues the summary record of refused attempts held back, when due.
   void on_tick(uint64_t now_ns) noexcept override;
 
   State state() const { return state_; }
@@ -208,6 +224,12 @@ class CommitEngine final : public Ticker {
   const ServerCaps& caps() const { return facts_.caps; }
   /// What check_commit is told about this server.
   const CommitFacts& facts() const { return facts_; }
+  /// Sets the worker's RLIMIT_NOFILE (HostFacts::fd_limit): every commit
+  /// and dry run is checked against the descriptor budget before the broker
+  /// is asked (worker/fd_budget.h). 0, the default, checks nothing.
+  void set_fd_limit(uint64_t limit) { fd_limit_ = limit; }
+  /// What the worker holds now, as the descriptor budget counts it.
+  FdUse fd_use() const noexcept;
   /// Records that HOST rules connect in a target namespace (sluiced --netns):
   /// their targets are then never sluice's own listeners, so no loop check.
   void set_target_namespace(bool in_namespace) { facts_.targets_share_namespace = !in_namespace; }
@@ -415,6 +437,15 @@ class CommitEngine final : public Ticker {
   /// installed_); their entries keep the key with a null listener until the
   /// swap drops them. Returns true when all are released.
   bool release_slice(size_t* budget) noexcept;
+  /// Checking: the `capacity` failure that refuses the active commit because
+  /// the new listeners of its plan do not fit the descriptor budget
+  /// (check_fd_budget); nullopt when they fit (commit_sockets.cc).
+  std::optional<control::Failure> check_descriptors() const;
+  /// Acquiring or Rebinding: when sockets of `acq` were lost on the way (the
+  /// descriptor table was full), logs it and adds the `capacity` failure
+  /// that fails the commit, whatever its rules' kind; a scan job only logs
+  /// (its ports are tried again at the next scan).
+  void note_lost_sockets(const Acquisition& acq) noexcept;
   /// Serves up to `budget` acquired sockets; true when all are served.
   bool install_slice(size_t* budget) noexcept;
   /// Judges the rules of the active commit on everything acquired so far,
@@ -503,6 +534,9 @@ class CommitEngine final : public Ticker {
   std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
   std::optional<uint64_t> resume_generation_;  // the generation a resume commit takes
   LogRateLimit store_log_{5, 1};               // store_state() failures
+  uint64_t fd_limit_ = 0;                      // RLIMIT_NOFILE; 0: no descriptor budget
+  RefusalAudit refusals_;                      // the bound on records of refused attempts
+  control::FailureKind held_back_kind_ = control::FailureKind::kPolicyDenied;  // the last held back
 };
 
 }  // namespace sluice

@@ -186,7 +186,9 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
              "helper is continued with kill -CONT); try again once it answers";
     case EMFILE:
     case ENFILE:
-      return "sluiced ran out of file descriptors; raise its RLIMIT_NOFILE or forward fewer ports";
+      return "sluiced or the worker ran out of file descriptors; forward fewer ports, or raise "
+             "the hard RLIMIT_NOFILE sluiced starts with (LimitNOFILE=, ulimit -Hn), which its "
+             "workers take too";
     default:
       return "";
   }

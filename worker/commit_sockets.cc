@@ -117,6 +117,48 @@ bool CommitEngine::release_slice(size_t* budget) noexcept {
   return a.released == a.to_release.size();
 }
 
+FdUse CommitEngine::fd_use() const noexcept {
+  FdUse use;
+  use.limit = fd_limit_;
+  use.listeners = installed_.size() + adopted_.size();
+  use.connections = forwarder_.in_use();
+  use.idle_pipes = forwarder_.idle_pipes();
+  use.flows = udp_.flow_count();
+  return use;
+}
+
+std::optional<control::Failure> CommitEngine::check_descriptors() const {
+  const CommitPlan& plan = active_->plan;
+  // What sluiced is asked for: the opens and rebinds, but for the keys a
+  // dead worker's escrow hands over (counted as held already).
+  size_t fresh[kPifCount] = {};
+  for (const std::vector<PlannedKey>* keys : {&plan.open, &plan.rebind}) {
+    for (const PlannedKey& k : *keys) {
+      if (!adopted_.contains(k.key)) ++fresh[static_cast<size_t>(k.key.pif)];
+    }
+  }
+  const size_t total_fresh = fresh[0] + fresh[1];
+  const size_t total = plan.keep.size() + plan.open.size() + plan.rebind.size();
+  const Pif pif = fresh[static_cast<size_t>(Pif::kSplice)] > fresh[static_cast<size_t>(Pif::kHost)]
+                      ? Pif::kSplice
+                      : Pif::kHost;
+  return check_fd_budget(total_fresh, total, pif, fd_use());
+}
+
+void CommitEngine::note_lost_sockets(const Acquisition& acq) noexcept {
+  if (acq.lost == 0) return;
+  const FdUse use = fd_use();
+  LOG_WARN(
+      "%zu listening socket%s from sluiced never arrived: the worker's descriptor table is full "
+      "(RLIMIT_NOFILE %llu, about %llu held)%s",
+      acq.lost, acq.lost == 1 ? "" : "s", static_cast<unsigned long long>(use.limit),
+      static_cast<unsigned long long>(use.held()),
+      active_->job.scan ? "; auto-scan tries them again at the next scan"
+                        : "; the commit fails and nothing changes");
+  if (active_->job.scan) return;
+  active_->failures.push_back(lost_sockets_failure(acq.lost, acq.keys.front().key.pif, use));
+}
+
 Result<Listener*> CommitEngine::serve(const ListenerKey& key, UniqueFd fd,
                                       std::shared_ptr<const Route> route) {
   if (key.proto == Proto::kUdp) {

@@ -14,7 +14,10 @@
 //   3. admitted: the server speaks first (the hello), then reads requests.
 //      Frames are checked by hand (schema/frame.h) before the one decode
 //      (schema/codec.h); a client that may not commit may send requests of at
-//      most max_reader_request_bytes.
+//      most max_reader_request_bytes. Its commit, dry run or confirmation is
+//      refused (notPermitted, which closes the connection) and recorded in
+//      the audit log and the history, within the bound of
+//      worker/refusal_audit.h.
 // Memory is bounded per client, by back-pressure: a client's next request is
 // neither read nor answered while its last reply has not drained, or while
 // its commit runs; the input buffer grows only to the size of the one frame
@@ -124,7 +127,8 @@ class ControlClient final : public EventHandler {
   /// everything else after it), pass its row's own check, and be permitted
   /// the row's access; otherwise the client fails with outOfOrder, the
   /// check's error or notPermitted. A kind with no row fails as
-  /// unknownRequest.
+  /// unknownRequest. A commit, dry run or confirmation refused for want of
+  /// commit access is also recorded (CommitEngine::submit_refused).
   void handle(const control::Request& request) noexcept;
 
   /// Checks the hello's protocol version; fails the client with
@@ -151,8 +155,12 @@ class ControlClient final : public EventHandler {
   void reserve_input(size_t bytes) noexcept;
   /// True when the client's access is at least `needed`; otherwise fails the
   /// client with notPermitted, saying what `what` needs and which policy line
-  /// decided, and returns false.
+  /// decided (denial()), and returns false.
   bool permitted(ControlAccess needed, const char* what) noexcept;
+  /// The message of a refusal of `what`, which needs `needed` access the
+  /// client lacks: why the control policy refuses it (its line when one
+  /// decided) and what to do.
+  std::string denial(ControlAccess needed, const char* what) const;
 
   /// Where in the conversation a request is permitted.
   enum class Stage {

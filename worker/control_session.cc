@@ -232,9 +232,8 @@ void ControlClient::refuse(ErrorCode code, const std::string& message) noexcept 
   if (!dead_) server_.drop(this);
 }
 
-bool ControlClient::permitted(ControlAccess needed, const char* what) noexcept {
+std::string ControlClient::denial(ControlAccess needed, const char* what) const {
   const auto access = static_cast<ControlAccess>(identity_.access);
-  if (access >= needed) return true;
   std::string why;
   if (identity_.status == ERANGE) {
     why = "the client process has more than " + std::to_string(kMaxPeerGroups) +
@@ -254,8 +253,13 @@ bool ControlClient::permitted(ControlAccess needed, const char* what) noexcept {
           "; run sluicectl as a permitted user, or ask the administrator to add a `control " +
           access_name(needed) + "` line for uid " + std::to_string(identity_.uid);
   }
-  fail(ErrorCode::kNotPermitted, std::string("permission denied: ") + what + " needs " +
-                                     access_name(needed) + " access, and " + why);
+  return std::string("permission denied: ") + what + " needs " + access_name(needed) +
+         " access, and " + why;
+}
+
+bool ControlClient::permitted(ControlAccess needed, const char* what) noexcept {
+  if (access() >= needed) return true;
+  fail(ErrorCode::kNotPermitted, denial(needed, what));
   return false;
 }
 
@@ -310,6 +314,24 @@ void ControlClient::handle(const control::Request& request) noexcept {
     return fail(ErrorCode::kUnknownRequest, "this server does not serve that request");
   }
   if (route->check != nullptr && !(this->*route->check)(request)) return;
+  if (access() < route->needed && route->needed >= ControlAccess::kCommit) {
+    // An attempt to change the tables that the control policy refuses is
+    // recorded like any refused commit: audit line and history entry, with
+    // the ids sluiced saw (the engine bounds how many, refusal_audit.h).
+    std::string comment = std::string(route->what(request)) + " from control client pid " +
+                          std::to_string(peer_.pid) + ", refused by the control policy";
+    if (const auto* commit = std::get_if<control::CommitRequest>(&request.body)) {
+      if (!commit->comment.empty()) comment += "; its comment: " + commit->comment;
+    }
+    control::Failure failure;
+    failure.kind = control::FailureKind::kPolicyDenied;
+    failure.pif = Pif::kHost;
+    failure.err = EACCES;
+    failure.message =
+        "the control policy refused it: " + denial(route->needed, route->what(request));
+    server_.engine().submit_refused(peer_, std::move(comment), {std::move(failure)},
+                                    [](const control::CommitResult&) {});
+  }
   if (!permitted(route->needed, route->what(request))) return;
   (this->*route->answer)(request);
 }

@@ -332,6 +332,7 @@ int run(int argc, char** argv) {
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
+  engine.set_fd_limit(facts.fd_limit);
   engine.set_target_namespace(args->target_netns);
   engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
@@ -357,15 +358,27 @@ int run(int argc, char** argv) {
   const std::string policy_source =
       args->policy_source.empty() ? "the default policy" : args->policy_source;
   broker.on_policy_reload([&](UniqueFd text, uint32_t length) {
-    auto file = read_reloaded_policy(text.get(), length, policy_source);
+    // What fails here, sluiced already put in force: the worker keeps the
+    // policy it had, says so, and audits it.
+    auto file = text.valid()
+                    ? read_reloaded_policy(text.get(), length, policy_source)
+                    : Result<PolicyFile>(
+                          Err(EMFILE,
+                              "the reloaded policy text from sluiced did not arrive: the worker's "
+                              "descriptor table is full (RLIMIT_NOFILE); forward fewer ports or "
+                              "raise the limit, then reload again"));
     if (!file) {
       LOG_ERROR("policy reload: %s; the policy loaded before stays in force",
                 file.error().message.c_str());
+      engine.reload_failed(policy_source, file.error().message, sluiced_cred);
       return;
     }
     engine.reload_policy(*file, sluiced_cred);
     control.set_policy(control_policy_from_file(*file, sluiced_cred.uid));
   });
+  // A SIGHUP whose reload failed in sluiced: audited as well.
+  broker.on_policy_failed(
+      [&](const std::string& error) { engine.reload_failed(policy_source, error, sluiced_cred); });
   // pesto's protocol on --pesto-socket, served once the initial rules are in
   // force, like the control socket; without it, fd 7 is /dev/null.
   std::unique_ptr<PestoServer> pesto;

@@ -22,7 +22,8 @@
 //     the hello, the client's edit (the rules it added and removed) is
 //     applied to the tables in force instead of overwriting them.
 // v2 has no reply: a refused or malformed update is logged, and is in the
-// audit log and in `sluicectl --history` like any refused commit. pesto exits 0 once
+// audit log and in `sluicectl --history` like any refused commit (within the
+// bound of worker/refusal_audit.h). pesto exits 0 once
 // the update is sent, whatever happens to it.
 #pragma once
 

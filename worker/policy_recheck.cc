@@ -106,6 +106,24 @@ void CommitEngine::reload_policy(const PolicyFile& file, const struct ucred& pee
   audit_.write(std::move(record));
 }
 
+void CommitEngine::reload_failed(const std::string& source, const std::string& error,
+                                 const struct ucred& peer) {
+  CommitRecord record;
+  record.outcome = control::Outcome::kRejected;
+  record.peer = peer;
+  record.comment =
+      "policy reload from " + source + " failed: the policy loaded before stays in force";
+  record.generation_before = record.generation_after = generation_;
+  record.digest_before = record.digest_after = digest_;
+  record.kept = static_cast<uint32_t>(installed_.size());
+  control::Failure f;
+  f.kind = control::FailureKind::kInvalid;
+  f.pif = Pif::kHost;
+  f.message = "policy reload failed: " + error + "; fix the file and reload again";
+  record.failures.push_back(std::move(f));
+  audit_.write(std::move(record));
+}
+
 std::vector<control::Failure> CommitEngine::policy_failures() const {
   if (policy_reloads_ == 0) return {};
   std::vector<PlannedKey> keys;

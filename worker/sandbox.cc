@@ -500,6 +500,15 @@ HostFacts gather_host_facts() {
     LOG_WARN("cannot read %s; assuming %llu pipe pages per user", kPipePagesPath,
              static_cast<unsigned long long>(facts.pipe_user_pages_soft));
   }
+  // The descriptor budget of every commit (worker/fd_budget.h). The sandbox
+  // changes no limit, but read it here with the other facts.
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    facts.fd_limit = nofile.rlim_cur == RLIM_INFINITY ? UINT64_MAX : nofile.rlim_cur;
+  } else {
+    LOG_WARN("getrlimit(RLIMIT_NOFILE): %s; commits are not checked against the descriptor limit",
+             errno_text(errno).c_str());
+  }
   return facts;
 }
 

@@ -21,6 +21,10 @@ struct HostFacts {
   /// fs.pipe-user-pages-soft: pipe pages a user may hold before new pipes
   /// shrink to one or two pages; 0 means no limit.
   uint64_t pipe_user_pages_soft = 16384;
+  /// The soft RLIMIT_NOFILE: one more than the highest descriptor number the
+  /// worker may hold (worker/fd_budget.h); 0 when it could not be read (no
+  /// budget is checked then).
+  uint64_t fd_limit = 0;
 };
 
 /// Reads HostFacts. Falls back to the kernel defaults, with a warning, when a

@@ -2,13 +2,16 @@
 // the worker: the reloaded bind policy decides the next request, the kernel
 // facts and the initial rules' grants stay, PolicyReload goes out with its
 // memfd only once the worker is ready and after a waiting answer, and never
-// to a worker started after it, a worker that sends one is a violation, and the reader's text is
-// parsed with numbers only.
+// to a worker started after it; a failed reload goes out as
+// PolicyReloadFailed in order with them; a worker that sends either is a
+// violation; and the reader's text is parsed with numbers only.
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "base/scm_rights.h"
@@ -117,6 +120,60 @@ TEST_F(BrokerHostTest, APolicyReloadForADeadWorkerIsNotSentToTheNextOne) {
   auto got = receive_message(ch_.worker.get(), &msg, sizeof(msg), 1, MSG_DONTWAIT);
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_EQ(msg.header.type, static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
+}
+
+/// Reads one message from the worker's end of the channel into `buf`:
+/// its type, or 0 when none came or it is malformed.
+uint32_t next_type(int worker_end, wire::PolicyReloadFailedMsg* buf, size_t* fds) {
+  auto got = receive_message(worker_end, buf, sizeof(*buf), 1, MSG_DONTWAIT);
+  if (!got || got->len < sizeof(wire::WireHeader)) return 0;
+  *fds = got->fds.size();
+  return buf->header.type;
+}
+
+TEST_F(BrokerHostTest, AFailedReloadGoesToTheWorkerInOrderWithTheReloads) {
+  // Failed, then one that applied, then failed again: the worker hears them
+  // in that order, so that its audit log has them in the order they ran.
+  host_.queue_policy_failure("P line 1: bad port \"0\"\n\x01");
+  const std::string text = "bind allow tcp 80 *\n";
+  UniqueFd fd = text_fd(text);
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  EXPECT_FALSE(host_.reply_pending());  // not before the worker is ready
+  do_hello();
+  auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+  size_t fds = 0;
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  ASSERT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kPolicyReloadFailed));
+  EXPECT_EQ(fds, 0u);
+  EXPECT_EQ(msg->header.sequence, 0u);
+  EXPECT_EQ(std::string(msg->error), "P line 1: bad port \"0\"??");  // made printable
+  ASSERT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
+  EXPECT_EQ(fds, 1u);
+  EXPECT_FALSE(host_.reply_pending());
+  // A reload that applied, then one that failed, while the channel is full:
+  // they wait, and go out in that order.
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  host_.queue_policy_failure("P: cannot open policy file");
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  ASSERT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
+  ASSERT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kPolicyReloadFailed));
+  EXPECT_EQ(std::string(msg->error), "P: cannot open policy file");
+  EXPECT_FALSE(host_.reply_pending());
+}
+
+TEST_F(BrokerHostTest, AWorkerThatSendsPolicyReloadFailedIsViolation) {
+  do_hello();
+  auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+  std::memset(msg.get(), 0, sizeof(*msg));
+  msg->header = wire::header(wire::BrokerMsg::kPolicyReloadFailed, 0);
+  send_raw(msg.get(), sizeof(*msg), {});
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
 }
 
 TEST_F(BrokerHostTest, AWorkerThatSendsPolicyReloadIsViolation) {

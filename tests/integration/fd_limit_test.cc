@@ -1,0 +1,112 @@
+// The worker's descriptor limit end to end: a real sluiced started with a low
+// RLIMIT_NOFILE (soft and hard, as LimitNOFILE= sets it; sluiced raises its
+// soft limit to the hard one, and the worker inherits it), so that a few
+// hundred ports are past it. A commit or dry run of more listeners than the
+// worker can take is refused before sluiced opens a socket, naming the
+// numbers and what to do; the worker is not restarted and forwards on. And a
+// dry run leaves nothing bound in sluiced (its copies of the trial sockets
+// are closed), so the port can be committed right after. Every wait is
+// bounded; nothing depends on the machine's speed.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/integration/daemon.h"
+#include "tests/integration/tcp_util.h"
+#include "tests/integration/udp_util.h"
+
+namespace sluice::test {
+namespace {
+
+constexpr uint16_t kTargetPort = 18000;
+/// Limit: the descriptors sluiced and its worker get. The worker keeps 1024
+/// of them free for connections (worker/fd_budget.h) and holds a few dozen
+/// of its own, so about 140 listeners fit: 400 are well past it, 100 well
+/// within.
+constexpr rlim_t kNofile = 1200;
+
+/// Expects one connection through 127.0.0.1:`port` to reach `target`.
+void expect_forwarding(int target, uint16_t port, const Daemon& d) {
+  UniqueFd client = connect_tcp("127.0.0.1", port, 5000);
+  ASSERT_TRUE(client.valid()) << d.log();
+  UniqueFd conn = accept_one(target, 5000);
+  EXPECT_TRUE(conn.valid()) << "the daemon stopped forwarding\n" << d.log();
+}
+
+/// Starts `d` with RLIMIT_NOFILE kNofile (soft and hard) and `args`.
+void start_limited(Daemon& d, const std::vector<std::string>& args) {
+  d.set_child_setup([] {
+    struct rlimit lim = {kNofile, kNofile};
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+  });
+  d.start(args);
+}
+
+TEST(FdLimit, MoreListenersThanTheWorkerCanHoldAreRefusedAndTheWorkerServesOn) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_limited(d, {"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  // The reproduction, scaled down: a dry run, then a commit, of 400
+  // ports. Before, the worker received the listeners past its limit cut
+  // short, stopped, and was restarted; sluicectl exited 3.
+  for (bool dry_run : {true, false}) {
+    std::vector<std::string> args = {"-A", "-t", "127.0.0.1/20000-20399:30000-30399"};
+    if (dry_run) args.insert(args.begin(), "--dry-run");
+    RunResult r = d.ctl(args);
+    EXPECT_EQ(r.status, 1) << args[0] << "\n" << r.err << d.log();
+    EXPECT_NE(r.err.find("capacity: the tables need 401 listening sockets, 400 of them new, and "
+                         "only "),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("more fit the worker's descriptor limit (RLIMIT_NOFILE 1200: "),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("Forward fewer ports, or raise the hard limit sluiced starts with "
+                         "(LimitNOFILE= in its systemd unit, or ulimit -Hn)"),
+              std::string::npos)
+        << r.err;
+  }
+  EXPECT_EQ(d.worker_pid(), worker) << "the worker was restarted\n" << d.log();
+  EXPECT_EQ(d.log().find("MSG_CTRUNC"), std::string::npos) << d.log();
+  EXPECT_FALSE(listening(20000));
+  expect_forwarding(target.get(), 18080, d);
+  // What fits is served as before.
+  RunResult fits = d.ctl({"-A", "-t", "127.0.0.1/20000-20099:30000-30099"});
+  EXPECT_EQ(fits.status, 0) << fits.err;
+  EXPECT_TRUE(listening(20099));
+  EXPECT_EQ(d.worker_pid(), worker);
+}
+
+TEST(FdLimit, ADryRunLeavesNothingBoundInSluiced) {
+  // sluiced keeps a copy of every socket it opens for the worker; the trial
+  // binds of a dry run must not stay bound there. A UDP port shows it: a
+  // second UDP socket cannot bind it while any copy lives.
+  UdpEcho echo("127.0.0.1", kTargetPort, "target");
+  Daemon d;
+  d.start({"-u", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult dry = d.ctl({"--dry-run", "-A", "-u", "127.0.0.1/18081:18000"});
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  // A rejected commit acquires the same way: the next commit gets its port too.
+  UniqueFd taken = bind_udp("127.0.0.1", 18083);
+  RunResult rejected = d.ctl({"-A", "-u", "127.0.0.1/18082:18000", "-u", "127.0.0.1/18083:18000"});
+  ASSERT_EQ(rejected.status, 1) << rejected.err;
+  taken.reset();
+  RunResult commit = d.ctl({"-A", "-u", "127.0.0.1/18081:18000", "-u", "127.0.0.1/18082:18000"});
+  ASSERT_EQ(commit.status, 0) << commit.err << d.log();
+  UniqueFd client = bind_udp("127.0.0.1");
+  for (uint16_t port : {18081, 18082}) {
+    Datagram reply = request(client.get(), "127.0.0.1", port, "through " + std::to_string(port));
+    EXPECT_TRUE(reply.ok) << port << "\n" << d.log();
+  }
+}
+
+}  // namespace
+}  // namespace sluice::test
