@@ -6,9 +6,13 @@
 
 namespace sluice {
 
+uint64_t FdUse::reserve() const noexcept {
+  return limit >= kSmallFdLimit ? kFdReserve : limit / 4;
+}
+
 uint64_t FdUse::room() const noexcept {
   if (limit == 0 || limit == UINT64_MAX) return UINT64_MAX;
-  const uint64_t taken = held() + kFdReserve;
+  const uint64_t taken = held() + reserve();
   return limit > taken ? limit - taken : 0;
 }
 
@@ -25,7 +29,7 @@ std::optional<control::Failure> check_fd_budget(size_t fresh, size_t total, Pif 
               std::to_string(room) + " more fit the worker's descriptor limit (RLIMIT_NOFILE " +
               std::to_string(use.limit) + ": " + std::to_string(use.held()) + " held now, " +
               std::to_string(use.listeners) + " of them listening sockets, and " +
-              std::to_string(kFdReserve) +
+              std::to_string(use.reserve()) +
               " kept free for connections and control clients); nothing was opened. Forward "
               "fewer ports, or raise the hard limit sluiced starts with (LimitNOFILE= in its "
               "systemd unit, or ulimit -Hn), which sluiced and its workers take, and restart "

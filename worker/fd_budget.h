@@ -39,6 +39,11 @@ inline constexpr size_t kWorkerFixedFds = 32;
 /// the first burst.
 inline constexpr size_t kFdReserve = 1024;
 
+/// Limit: RLIMIT_NOFILE below which the reserve is a quarter of the limit
+/// instead of kFdReserve: 1.5 x kFdReserve, where kFdReserve would leave
+/// fewer than a third of the descriptors to listeners and the worker's own.
+inline constexpr uint64_t kSmallFdLimit = kFdReserve * 3 / 2;
+
 /// Limit: descriptors one TCP connection slot is counted for, the most it
 /// holds: its two sockets and, while bytes are in flight, a pipe each way
 /// (two descriptors each), as the shipped unit's LimitNOFILE= counts them.
@@ -57,8 +62,13 @@ struct FdUse {
     return kWorkerFixedFds + listeners + kFdsPerConnection * uint64_t{connections} +
            2 * uint64_t{idle_pipes} + flows;
   }
-  /// Listening sockets that may still arrive without eating into kFdReserve:
-  /// limit - held() - kFdReserve, or 0. UINT64_MAX when the limit is unknown.
+  /// The descriptors kept free: kFdReserve, or a quarter of a limit below
+  /// kSmallFdLimit, so that a low hard limit (1,024 is common for a user)
+  /// leaves room for listeners too instead of none.
+  uint64_t reserve() const noexcept;
+  /// Listening sockets that may still arrive without eating into the
+  /// reserve: limit - held() - reserve(), or 0. UINT64_MAX when the limit is
+  /// unknown.
   uint64_t room() const noexcept;
 };
 

@@ -24,10 +24,10 @@ namespace {
 
 constexpr uint16_t kTargetPort = 18000;
 /// Limit: the descriptors sluiced and its worker get. The worker keeps 1024
-/// of them free for connections (worker/fd_budget.h) and holds a few dozen
-/// of its own, so about 140 listeners fit: 400 are well past it, 100 well
-/// within.
-constexpr rlim_t kNofile = 1200;
+/// of them free for connections (worker/fd_budget.h: kFdReserve, at a limit
+/// of at least kSmallFdLimit) and holds a few dozen of its own, so about 540
+/// listeners fit: 800 are well past it, 100 well within.
+constexpr rlim_t kNofile = 1600;
 
 /// Expects one connection through 127.0.0.1:`port` to reach `target`.
 void expect_forwarding(int target, uint16_t port, const Daemon& d) {
@@ -53,19 +53,19 @@ TEST(FdLimit, MoreListenersThanTheWorkerCanHoldAreRefusedAndTheWorkerServesOn) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
   const pid_t worker = d.worker_pid();
   ASSERT_GT(worker, 0);
-  // The reproduction, scaled down: a dry run, then a commit, of 400
+  // The reproduction, scaled down: a dry run, then a commit, of 800
   // ports. Before, the worker received the listeners past its limit cut
   // short, stopped, and was restarted; sluicectl exited 3.
   for (bool dry_run : {true, false}) {
-    std::vector<std::string> args = {"-A", "-t", "127.0.0.1/20000-20399:30000-30399"};
+    std::vector<std::string> args = {"-A", "-t", "127.0.0.1/20000-20799:30000-30799"};
     if (dry_run) args.insert(args.begin(), "--dry-run");
     RunResult r = d.ctl(args);
     EXPECT_EQ(r.status, 1) << args[0] << "\n" << r.err << d.log();
-    EXPECT_NE(r.err.find("capacity: the tables need 401 listening sockets, 400 of them new, and "
+    EXPECT_NE(r.err.find("capacity: the tables need 801 listening sockets, 800 of them new, and "
                          "only "),
               std::string::npos)
         << r.err;
-    EXPECT_NE(r.err.find("more fit the worker's descriptor limit (RLIMIT_NOFILE 1200: "),
+    EXPECT_NE(r.err.find("more fit the worker's descriptor limit (RLIMIT_NOFILE 1600: "),
               std::string::npos)
         << r.err;
     EXPECT_NE(r.err.find("Forward fewer ports, or raise the hard limit sluiced starts with "

@@ -49,6 +49,14 @@ TEST(FdBudget, RoomIsTheLimitLessWhatIsHeldAndTheReserve) {
   EXPECT_EQ(use.room(), 500u - 100 - 10 * kFdsPerConnection - 10 - 20);
   use.limit = 10;
   EXPECT_EQ(use.room(), 0u);
+  // A low hard limit keeps a quarter free, not all of it: a one-port rule
+  // still fits at 1,024 (a common limit for a user).
+  FdUse small;
+  small.limit = 1024;
+  EXPECT_EQ(small.reserve(), 256u);
+  EXPECT_EQ(small.room(), 1024u - kWorkerFixedFds - 256);
+  small.limit = kSmallFdLimit;
+  EXPECT_EQ(small.reserve(), kFdReserve);
   EXPECT_FALSE(check_fd_budget(0, 5, Pif::kHost, use).has_value()) << "nothing new always fits";
   auto refused = check_fd_budget(1, 6, Pif::kSplice, use);
   ASSERT_TRUE(refused.has_value());
@@ -59,15 +67,18 @@ TEST(FdBudget, RoomIsTheLimitLessWhatIsHeldAndTheReserve) {
 }
 
 TEST_F(FdBudgetTest, ACommitOverTheBudgetIsRefusedBeforeSluicedIsAsked) {
-  engine->set_fd_limit(kWorkerFixedFds + kFdReserve + 100);
+  // Room for 600 listeners, at a limit where the whole kFdReserve is kept.
+  constexpr uint64_t kLimit = kWorkerFixedFds + kFdReserve + 600;
+  static_assert(kLimit >= kSmallFdLimit);
+  engine->set_fd_limit(kLimit);
   for (bool dry_run : {true, false}) {
-    control::CommitResult result = commit(host_tables({ports(22000, 101)}), dry_run);
+    control::CommitResult result = commit(host_tables({ports(22000, 601)}), dry_run);
     EXPECT_FALSE(result.applied);
     const control::Failure* f = failure_of(result, control::FailureKind::kCapacity);
     ASSERT_NE(f, nullptr) << (result.failures.empty() ? "" : result.failures[0].message);
-    EXPECT_NE(f->message.find("the tables need 101 listening sockets, 101 of them new, and only "
-                              "100 more fit the worker's descriptor limit (RLIMIT_NOFILE " +
-                              std::to_string(kWorkerFixedFds + kFdReserve + 100)),
+    EXPECT_NE(f->message.find("the tables need 601 listening sockets, 601 of them new, and only "
+                              "600 more fit the worker's descriptor limit (RLIMIT_NOFILE " +
+                              std::to_string(kLimit)),
               std::string::npos)
         << f->message;
     EXPECT_NE(f->message.find("Forward fewer ports, or raise the hard limit sluiced starts with "
@@ -78,16 +89,16 @@ TEST_F(FdBudgetTest, ACommitOverTheBudgetIsRefusedBeforeSluicedIsAsked) {
   }
   EXPECT_EQ(engine->generation(), 0u);
   // What fits commits; a listener kept counts as held, not as new.
-  ASSERT_TRUE(commit(host_tables({ports(22000, 100)})).applied);
-  EXPECT_TRUE(commit(host_tables({ports(22000, 100)}), true).failures.empty());
-  control::CommitResult more = commit(host_tables({ports(22000, 101)}));
+  ASSERT_TRUE(commit(host_tables({ports(22000, 600)})).applied);
+  EXPECT_TRUE(commit(host_tables({ports(22000, 600)}), true).failures.empty());
+  control::CommitResult more = commit(host_tables({ports(22000, 601)}));
   EXPECT_FALSE(more.applied);
   const control::Failure* f = failure_of(more, control::FailureKind::kCapacity);
   ASSERT_NE(f, nullptr);
-  EXPECT_NE(f->message.find("need 101 listening sockets, 1 of them new, and only 0 more fit"),
+  EXPECT_NE(f->message.find("need 601 listening sockets, 1 of them new, and only 0 more fit"),
             std::string::npos)
       << f->message;
-  EXPECT_EQ(engine->listener_count(), 100u);
+  EXPECT_EQ(engine->listener_count(), 600u);
 }
 
 TEST_F(FdBudgetTest, ABatchCutShortByTheDescriptorLimitFailsTheCommitNotTheWorker) {
