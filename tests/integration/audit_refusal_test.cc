@@ -69,13 +69,19 @@ uint64_t number_after(const std::string& line, const std::string& prefix) {
                                  : std::strtoull(line.c_str() + at + prefix.size(), nullptr, 10);
 }
 
+/// Starts `d` with `policy`, an audit log in `audit` and one rule; fails the
+/// test when it does not come up.
+void start_audited(Daemon& d, const PolicyFileFixture& policy, const AuditDir& audit) {
+  d.start({"--policy", policy.path(), "--audit-log", audit.log, "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+}
+
 TEST(AuditRefusal, ChangesTheControlPolicyRefusesAreRecordedWithThePolicyLine) {
   const std::string uid = std::to_string(::getuid());
   PolicyFileFixture policy("control read uid=" + uid + "\n");
   AuditDir audit;
   Daemon d;
-  d.start({"--policy", policy.path(), "--audit-log", audit.log, "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_audited(d, policy, audit));
   for (const std::vector<std::string>& args :
        // A comment as long as a client may send: the record's own words must
        // not make the history unreadable.
@@ -129,8 +135,7 @@ TEST(AuditRefusal, AFloodOfRefusedCommitsIsRecordedUpToItsBoundAndCounted) {
   PolicyFileFixture policy("control read uid=" + uid + "\n");
   AuditDir audit;
   Daemon d;
-  d.start({"--policy", policy.path(), "--audit-log", audit.log, "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_audited(d, policy, audit));
   // worker/refusal_audit.h: 10 records at once, then one per 10 s.
   constexpr size_t kBurst = 10;
   constexpr size_t kAttempts = kBurst + 5;
@@ -172,8 +177,7 @@ TEST(AuditRefusal, AFailedPolicyReloadIsRecorded) {
   PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
   AuditDir audit;
   Daemon d;
-  d.start({"--policy", policy.path(), "--audit-log", audit.log, "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_audited(d, policy, audit));
   policy.rewrite("bind allow tcp 18080-18082 127.0.0.1\nbind allow tcp 0 *\n");
   d.signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(d, "policy reload failed: ")) << d.log();

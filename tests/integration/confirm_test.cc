@@ -201,21 +201,31 @@ TEST(Confirm, ConfirmedCommitStaysAndOtherCommitsWaitForIt) {
             "nothing to confirm: no commit waits for confirmation (generation 3 is in force)");
 }
 
+/// Starts `d` forwarding 18080, pushes -A 18081 to be confirmed within
+/// 600 s (confirmed at once with `confirm`), kills the worker and waits for
+/// its replacement to serve; fails the test when any step does not happen.
+void push_then_kill_the_worker(Daemon& d, bool confirm) {
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  RunResult push = d.ctl({"--confirm-within", "600", "-A", "-t", "127.0.0.1/18081:18000"});
+  ASSERT_EQ(push.status, 0) << push.err;
+  if (confirm) {
+    ASSERT_EQ(d.ctl({"--confirm"}).status, 0) << d.log();
+  }
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+}
+
 // A regression test: a commit that waited for confirmation became
 // permanent when its worker died (the new worker resumed it with nothing
 // pending). The new worker rolls it back at once, as a new generation, and
 // a late --confirm says what happened.
 TEST(Confirm, AnUnconfirmedCommitDoesNotOutliveItsWorker) {
   Daemon d;
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
-  RunResult push = d.ctl({"--confirm-within", "600", "-A", "-t", "127.0.0.1/18081:18000"});
-  ASSERT_EQ(push.status, 0) << push.err;
-  const pid_t worker = d.worker_pid();
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(::kill(worker, SIGKILL), 0);
-  std::string why;
-  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  ASSERT_NO_FATAL_FAILURE(push_then_kill_the_worker(d, false));
 
   auto doc = state_json(d);
   ASSERT_TRUE(doc.has_value());
@@ -249,16 +259,7 @@ TEST(Confirm, AnUnconfirmedCommitDoesNotOutliveItsWorker) {
 
 TEST(Confirm, AConfirmedCommitOutlivesItsWorker) {
   Daemon d;
-  d.start({"-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
-  RunResult push = d.ctl({"--confirm-within", "600", "-A", "-t", "127.0.0.1/18081:18000"});
-  ASSERT_EQ(push.status, 0) << push.err;
-  ASSERT_EQ(d.ctl({"--confirm"}).status, 0) << d.log();
-  const pid_t worker = d.worker_pid();
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(::kill(worker, SIGKILL), 0);
-  std::string why;
-  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  ASSERT_NO_FATAL_FAILURE(push_then_kill_the_worker(d, true));
   auto doc = state_json(d);
   ASSERT_TRUE(doc.has_value());
   EXPECT_EQ(doc->get("generation")->integer(), 2) << d.log();

@@ -1,6 +1,7 @@
 #include "tests/integration/daemon.h"
 
 #include "base/check.h"
+#include "tests/integration/tcp_util.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -249,6 +250,13 @@ size_t count_of(const std::string& text, const std::string& needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
+}
+
+void expect_forwarding(int target_listener, uint16_t port, const Daemon& d) {
+  UniqueFd client = connect_tcp("127.0.0.1", port, 5000);
+  ASSERT_TRUE(client.valid()) << d.log();
+  UniqueFd conn = accept_one(target_listener, 5000);
+  EXPECT_TRUE(conn.valid()) << "the daemon stopped forwarding\n" << d.log();
 }
 
 bool wait_for_log(const Daemon& d, const std::string& needle, size_t count) {

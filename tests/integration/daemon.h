@@ -109,6 +109,10 @@ size_t count_of(const std::string& text, const std::string& needle);
 /// `count` times. Returns whether it did.
 bool wait_for_log(const Daemon& d, const std::string& needle, size_t count = 1);
 
+/// Expects one connection through 127.0.0.1:`port` to reach
+/// `target_listener` (within 5 s each way), naming `d`'s log when not.
+void expect_forwarding(int target_listener, uint16_t port, const Daemon& d);
+
 /// Reads the whole file at `path`; "" when it cannot be opened.
 std::string slurp(const std::string& path);
 

@@ -29,14 +29,6 @@ constexpr uint16_t kTargetPort = 18000;
 /// listeners fit: 800 are well past it, 100 well within.
 constexpr rlim_t kNofile = 1600;
 
-/// Expects one connection through 127.0.0.1:`port` to reach `target`.
-void expect_forwarding(int target, uint16_t port, const Daemon& d) {
-  UniqueFd client = connect_tcp("127.0.0.1", port, 5000);
-  ASSERT_TRUE(client.valid()) << d.log();
-  UniqueFd conn = accept_one(target, 5000);
-  EXPECT_TRUE(conn.valid()) << "the daemon stopped forwarding\n" << d.log();
-}
-
 /// Starts `d` with RLIMIT_NOFILE kNofile (soft and hard) and `args`.
 void start_limited(Daemon& d, const std::vector<std::string>& args) {
   d.set_child_setup([] {

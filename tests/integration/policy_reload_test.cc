@@ -22,14 +22,6 @@ namespace {
 
 constexpr uint16_t kTargetPort = 18000;
 
-/// Expects one connection through `port` to reach the target listener.
-void expect_forwarding(int target_listener, uint16_t port, const Daemon& d) {
-  UniqueFd client = connect_tcp("127.0.0.1", port, 5000);
-  ASSERT_TRUE(client.valid()) << d.log();
-  UniqueFd conn = accept_one(target_listener, 5000);
-  EXPECT_TRUE(conn.valid()) << "the daemon stopped forwarding\n" << d.log();
-}
-
 /// A rule from 127.0.0.1:`port` to the target.
 std::string rule(uint16_t port) {
   return "127.0.0.1/" + std::to_string(port) + ":" + std::to_string(kTargetPort);
