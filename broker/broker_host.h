@@ -296,6 +296,9 @@ class BrokerHost {
   /// keeps each opened socket of `by_entry` (one slot per entry) in the
   /// escrow and sends the reply with them on `fd`.
   HandleStatus finish_open_listeners(int fd, std::vector<UniqueFd> by_entry);
+  /// Ends the wait for the helper: answers its OpenListeners on `fd` with
+  /// the statuses in reply_ and the sockets it collected.
+  HandleStatus finish_wait(int fd);
   /// True when the oldest request not answered yet has timed out: its wait
   /// did, or it was sent kHelperAnswerTimeoutMs or more before `now_ns`.
   bool helper_overdue(uint64_t now_ns) const noexcept;

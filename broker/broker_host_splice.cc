@@ -188,9 +188,7 @@ HandleStatus BrokerHost::serve_helper(int fd, uint64_t now_ns) {
       reply_->status[splice_wait_.index[k]] = status[k];
       splice_wait_.by_entry[splice_wait_.index[k]] = std::move(got[k]);
     }
-    std::vector<UniqueFd> by_entry = std::move(splice_wait_.by_entry);
-    splice_wait_ = {};
-    return finish_open_listeners(fd, std::move(by_entry));
+    return finish_wait(fd);
   }
   if (!splice_wait_.active || now_ns < splice_wait_.deadline_ns) return HandleStatus::kContinue;
   LOG_ERROR(
@@ -199,6 +197,10 @@ HandleStatus BrokerHost::serve_helper(int fd, uint64_t now_ns) {
       kHelperAnswerTimeoutMs / 1000, splice_wait_.asked.size(), continue_hint(helper_pid_).c_str());
   helper_timed_out_ = helper_sequence_;
   for (uint32_t i : splice_wait_.index) reply_->status[i] = ETIMEDOUT;
+  return finish_wait(fd);
+}
+
+HandleStatus BrokerHost::finish_wait(int fd) {
   std::vector<UniqueFd> by_entry = std::move(splice_wait_.by_entry);
   splice_wait_ = {};
   return finish_open_listeners(fd, std::move(by_entry));
