@@ -24,6 +24,8 @@
 #include "base/scm_rights.h"
 #include "base/strings.h"
 #include "broker/isolation.h"
+#include "broker/restart_policy.h"
+#include "policy/seccomp.h"
 #include "policy/seccomp_broker.h"
 
 namespace sluice {
@@ -57,26 +59,40 @@ bool make_namespaces() {
   return true;
 }
 
-/// In the reader made by make_namespaces(): forks the child that does the
-/// work (the first process of the new PID namespace) and, in the parent,
-/// closes the channel and waits for it, exiting with its status. Returns in
-/// the child only. The child dies with the parent, which dies with sluiced.
-void fork_into_pid_namespace() {
+/// Forks the child that does the work: the first process of the reader's
+/// PID namespace when make_namespaces() made one (`in_namespaces`), a plain
+/// child otherwise. Returns in the child only. The parent waits for it and
+/// says how it ended when that was not a clean exit (a kill by the child's
+/// seccomp filter above all, which nothing else would report), then exits
+/// with its status. The parent keeps its copy of the channel open until then
+/// and never reads it, so sluiced sees the channel close only after the
+/// reason is logged. The child dies with the parent, which dies with sluiced.
+void fork_working_child(bool in_namespaces) {
   const pid_t pid = ::fork();
   if (pid < 0) {
-    LOG_ERROR("fork into the policy reader's PID namespace: %s", errno_text(errno).c_str());
+    LOG_ERROR("fork of the policy reader's working child: %s", errno_text(errno).c_str());
     ::_exit(1);
   }
   if (pid == 0) {
-    // getppid() is 0 here (the parent is outside the namespace), so a parent
-    // that died before this call cannot be seen; then sluiced is gone too,
-    // and the channel's end of file ends the child.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) ::_exit(1);
+    // In a new PID namespace getppid() is 0 here (the parent is outside),
+    // so a parent that died before this call cannot be seen; then sluiced
+    // is gone too, and the channel's end of file ends the child.
+    const pid_t parent = in_namespaces ? 0 : ::getppid();
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
     return;
   }
-  ::close(reader_fd::kChannel);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+    LOG_ERROR(
+        "the policy reader was stopped by its seccomp filter: the user database (NSS) made a "
+        "system call the reader may not make (no network, no writes, no new processes; the "
+        "kernel's log names the call: journalctl -k | grep -i seccomp). Write the users and "
+        "groups of `control` lines as numbers (uid=1000, gid=27: no lookup), or resolve names "
+        "through sssd, nslcd or nscd (docs/POLICY.md), then restart sluiced to reload again");
+  } else if (WIFSIGNALED(status)) {
+    LOG_ERROR("the policy reader %s", describe_worker_end(128 + WTERMSIG(status)).c_str());
   }
   ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
@@ -147,9 +163,15 @@ bool answer_read(const std::string& path, uint64_t sequence) {
     LOG_ERROR("%s", dropped.error().message.c_str());
     ::_exit(1);
   }
-  if (in_namespaces) fork_into_pid_namespace();
-  LOG_DEBUG("policy reader for %s: no capabilities, waiting for SIGHUP's request", path.c_str());
-  // Stage 5: one answer per request, until sluiced closes the channel.
+  fork_working_child(in_namespaces);
+  // Stage 5: the filter, before the first request (policy/seccomp_reader.cc).
+  if (auto filtered = install_seccomp(reader_seccomp_rules(::getpid())); !filtered) {
+    LOG_ERROR("the policy reader's seccomp filter: %s", filtered.error().message.c_str());
+    ::_exit(1);
+  }
+  LOG_DEBUG("policy reader for %s: no capabilities, filtered, waiting for SIGHUP's request",
+            path.c_str());
+  // Stage 6: one answer per request, until sluiced closes the channel.
   for (;;) {
     wire::PolicyReadMsg req;
     char buf[sizeof(req) + 1];  // one byte more: a longer datagram shows as a wrong length

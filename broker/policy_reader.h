@@ -19,20 +19,22 @@
 //      other (it sees no process outside);
 //   4. drops every capability, the bounding set included, and sets
 //      NO_NEW_PRIVS (drop_capabilities without CAP_NET_BIND_SERVICE), then
-//      forks the child that works, the first process of its PID namespace,
-//      and waits for it;
-//   5. (the child) waits for PolicyRead from sluiced; for each it reads the file, checks
-//      it, resolves its names (resolve_policy_names) and answers PolicyText
-//      with a sealed memfd of the text, names written as numbers, or with
-//      the parse error naming the line. It never talks to the worker.
-// It loads no seccomp filter: NSS may open files, load modules and connect
-// to daemons as the system is configured, and an allowlist that admits all
-// of that admits most of what a filter would stop. What it can reach is
-// bounded by the stages above: no capability, no descriptor of sluiced's,
-// a read-only file system, no process to signal.
-// TODO(security): a broad allowlist for the reader (read-only opens, AF_UNIX
-// connects, memory), killing it on anything else (docs/THREAT_MODEL.md,
-// known gaps).
+//      forks the child that works (the first process of its PID namespace,
+//      when it made one) and waits for it: it says how the child ended when
+//      that was not a clean exit (above all a kill by the child's filter),
+//      and keeps its copy of the channel until then, so sluiced sees the
+//      reader go only after the reason is in the log;
+//   5. (the child) loads its seccomp filter (reader_seccomp_rules,
+//      policy/seccomp_reader.cc): broad where NSS needs it (read-only opens,
+//      module loading, AF_UNIX sockets to its daemons), but no file change,
+//      exec, process, signal to another, network or ioctl;
+//   6. (the child) waits for PolicyRead from sluiced; for each it reads the
+//      file, checks it, resolves its names (resolve_policy_names) and
+//      answers PolicyText with a sealed memfd of the text, names written as
+//      numbers, or with the parse error naming the line. It never talks to
+//      the worker.
+// What it can still reach (any file sluiced's uid may read, any local
+// AF_UNIX socket) is in docs/THREAT_MODEL.md, known gaps.
 //
 // sluiced trusts what comes back (its own child reading the administrator's
 // file) but parses it again with a resolver that accepts only numbers, so

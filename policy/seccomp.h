@@ -68,6 +68,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid);
 /// the listener factory. `self_pid` restricts tgkill (abort) to itself.
 std::vector<SyscallRule> helper_seccomp_rules(int self_pid);
 
+/// The allowlist of sluiced's policy reader (broker/policy_reader.h), loaded
+/// by its working child before the first request: broad, because NSS modules
+/// choose their own files and daemons, but no write, exec, process, signal
+/// or network (policy/seccomp_reader.cc). `self_pid` restricts tgkill
+/// (abort) to itself.
+std::vector<SyscallRule> reader_seccomp_rules(int self_pid);
+
 /// Builds a filter from `rules` (KILL_PROCESS default and bad-arch action).
 /// Fails with the syscall name when one is unknown. The caller owns the
 /// returned context and frees it with seccomp_release().

@@ -4,15 +4,26 @@
 // they no longer pass, a broken file keeps the old policy, and the reader
 // itself holds nothing. Every wait is bounded (wait_for_log: 10 s).
 #include <dirent.h>
+#include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
@@ -220,6 +231,10 @@ TEST_F(PolicyReload, TheReaderHoldsNothing) {
     if (point == "/") root_ro = opts.rfind("ro", 0) == 0;
   }
   EXPECT_TRUE(root_ro) << slurp("/proc/" + std::to_string(reader) + "/mountinfo");
+  // The reader that works is under its seccomp filter (mode 2); the one
+  // that only waits for it is not.
+  EXPECT_EQ(proc_status_field(reader, "Seccomp"), "2");
+  EXPECT_EQ(proc_status_field(outer, "Seccomp"), "0");
   // It still reads and answers.
   reload(d, 1);
 }
@@ -278,6 +293,177 @@ TEST_F(PolicyReload, AWorkerStartedAfterAReloadJudgesByTheReloadedPolicy) {
   EXPECT_NE(denied.err.find("which the target policy does not allow"), std::string::npos)
       << denied.err;
   EXPECT_NE(denied.err.find("target deny tcp 127.0.0.1 18001"), std::string::npos) << denied.err;
+}
+
+/// Binds and listens on an AF_UNIX stream socket at `path`; empty on failure.
+UniqueFd listen_unix(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd.get(), 8) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+/// What the fake systemd-userdb service answers to one varlink request: the
+/// user "vl-user" (uid 4300) and the group "vl-group" (gid 4301), and "no
+/// such record" to everything else (other names, GetMemberships).
+std::string userdb_answer(const std::string& request) {
+  if (request.find("GetUserRecord") != std::string::npos &&
+      request.find("\"vl-user\"") != std::string::npos) {
+    return R"({"parameters":{"record":{"userName":"vl-user","uid":4300,"gid":4300,)"
+           R"("disposition":"regular","service":"io.sluice.Test"},"incomplete":false}})";
+  }
+  if (request.find("GetGroupRecord") != std::string::npos &&
+      request.find("\"vl-group\"") != std::string::npos) {
+    return R"({"parameters":{"record":{"groupName":"vl-group","gid":4301,)"
+           R"("disposition":"regular","service":"io.sluice.Test"},"incomplete":false}})";
+  }
+  return R"({"error":"io.systemd.UserDatabase.NoRecordFound","parameters":{}})";
+}
+
+/// User databases of the test's own for the policy reader to ask. The test
+/// runs in a mount namespace of its own, in which /etc/nsswitch.conf reads
+/// `files sluicetest systemd`:
+///  - sluicetest, the module of nss_test_module.cc (found through
+///    LD_LIBRARY_PATH, which sluiced and its reader inherit), asks a
+///    "daemon" thread here over AF_UNIX, as sss, nslcd and nscd clients do;
+///    it answers with the id 4242;
+///  - systemd, the system's real libnss_systemd, asks the varlink services
+///    in /run/systemd/userdb/ (a tmpfs over /run here), where the same
+///    thread serves io.sluice.Test (userdb_answer).
+struct ReaderFilter : PolicyReload {
+  void SetUp() override {
+    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
+    char tmpl[] = "/tmp/sluice-nss-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    std::ofstream(dir + "/nsswitch.conf")
+        << "passwd: files sluicetest systemd\ngroup: files sluicetest systemd\n";
+    ASSERT_EQ(
+        ::mount((dir + "/nsswitch.conf").c_str(), "/etc/nsswitch.conf", nullptr, MS_BIND, nullptr),
+        0)
+        << std::strerror(errno);
+    ASSERT_EQ(::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755"), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir("/run/systemd", 0755), 0);
+    ASSERT_EQ(::mkdir("/run/systemd/userdb", 0755), 0);
+    ASSERT_EQ(::setenv("LD_LIBRARY_PATH", SLUICE_NSS_MODULE_DIR, 1), 0);
+    ASSERT_EQ(::setenv("SLUICE_TEST_NSS_SOCKET", (dir + "/nss.sock").c_str(), 1), 0);
+    module_daemon = listen_unix(dir + "/nss.sock");
+    userdb = listen_unix("/run/systemd/userdb/io.sluice.Test");
+    ASSERT_TRUE(module_daemon.valid() && userdb.valid()) << std::strerror(errno);
+    daemon = std::thread([this] { serve(); });
+  }
+
+  void TearDown() override {
+    stop = true;
+    if (daemon.joinable()) daemon.join();
+    // For the next test run in this process (ctest runs one per process).
+    ::umount2("/run", MNT_DETACH);
+    ::umount2("/etc/nsswitch.conf", MNT_DETACH);
+    std::remove((dir + "/nss.sock").c_str());
+    std::remove((dir + "/nsswitch.conf").c_str());
+    ::rmdir(dir.c_str());
+  }
+
+  /// Both daemons, until the test ends (every wait is a slice of 100 ms, so
+  /// `stop` is always seen).
+  void serve() {
+    while (!stop) {
+      pollfd p[2] = {{module_daemon.get(), POLLIN, 0}, {userdb.get(), POLLIN, 0}};
+      if (::poll(p, 2, 100) < 1) continue;
+      if (p[0].revents & POLLIN) answer_module();
+      if (p[1].revents & POLLIN) answer_userdb();
+    }
+  }
+
+  /// One request of the sluicetest module: a name in, "4242" out.
+  void answer_module() {
+    UniqueFd conn(::accept4(module_daemon.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    char name[64] = {};
+    if (!conn.valid() || ::recv(conn.get(), name, sizeof(name) - 1, 0) <= 0) return;
+    ::send(conn.get(), "4242", 4, MSG_NOSIGNAL);
+    ++asked;
+  }
+
+  /// One varlink connection of libnss_systemd: NUL-terminated JSON requests,
+  /// each answered in turn, until the client closes or is silent for 1 s
+  /// (at most 16 requests).
+  void answer_userdb() {
+    UniqueFd conn(::accept4(userdb.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::string pending;
+    for (int i = 0; conn.valid() && i < 16; ++i) {
+      size_t end;
+      while ((end = pending.find('\0')) == std::string::npos) {
+        pollfd p = {conn.get(), POLLIN, 0};
+        char buf[4096];
+        const ssize_t n = ::poll(&p, 1, 1000) == 1 ? ::recv(conn.get(), buf, sizeof(buf), 0) : 0;
+        if (n <= 0) return;
+        pending.append(buf, static_cast<size_t>(n));
+      }
+      const std::string answer = userdb_answer(pending.substr(0, end)) + '\0';
+      pending.erase(0, end + 1);
+      ::send(conn.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
+      ++userdb_asked;
+    }
+  }
+
+  std::string dir;
+  UniqueFd module_daemon, userdb;
+  std::thread daemon;
+  std::atomic<bool> stop{false};
+  std::atomic<int> asked{0}, userdb_asked{0};
+};
+
+TEST_F(ReaderFilter, NamesFromSystemdUserdbResolveUnderTheFilter) {
+  // The real libnss_systemd, as on a host that runs systemd: its varlink
+  // client (directory listing, non-blocking AF_UNIX socket, ppoll).
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
+  policy.rewrite(
+      "bind allow tcp 18080-18081 127.0.0.1\ncontrol read uid=vl-user gid=vl-group\n"
+      "control commit uid=0\n");
+  reload(d, 1);
+  EXPECT_GE(userdb_asked.load(), 2) << "libnss_systemd never asked the service\n" << d.log();
+  EXPECT_NE(d.log().find("policy " + policy.path() + " reloaded"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("seccomp"), std::string::npos) << d.log();
+}
+
+TEST_F(ReaderFilter, NamesFromAUserDatabaseDaemonResolveUnderTheFilter) {
+  // As sss, nslcd and nscd clients do: an AF_UNIX socket to a daemon.
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
+  policy.rewrite(
+      "bind allow tcp 18080-18081 127.0.0.1\ncontrol read uid=sluice-nss-unix "
+      "gid=sluice-nss-unix\ncontrol commit uid=0\n");
+  reload(d, 1);
+  EXPECT_GE(asked.load(), 2) << "the module never asked its daemon\n" << d.log();
+  EXPECT_NE(d.log().find("policy " + policy.path() + " reloaded"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("seccomp"), std::string::npos) << d.log();
+}
+
+TEST_F(ReaderFilter, AUserDatabaseThatGoesToTheNetworkStopsTheReaderSayingWhy) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
+  policy.rewrite("bind allow tcp 18080-18081 127.0.0.1\ncontrol read uid=sluice-nss-inet\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "policy reload failed: the policy reader is gone")) << d.log();
+  // Why, and what to do, is said before sluiced sees the reader go.
+  const std::string log = d.log();
+  const size_t why = log.find("the policy reader was stopped by its seccomp filter");
+  ASSERT_NE(why, std::string::npos) << log;
+  EXPECT_LT(why, log.find("policy reload failed")) << log;
+  EXPECT_NE(log.find("as numbers (uid=1000, gid=27"), std::string::npos) << log;
+  // The policy in force stays, forwarding goes on, and the next reload
+  // fails at once, saying why.
+  RunResult allowed = d.ctl({"-A", "-t", rule(18081)});
+  EXPECT_EQ(allowed.status, 0) << allowed.err;
+  expect_forwarding(target.get(), 18080, d);
+  policy.rewrite("bind allow tcp 18080-18081 127.0.0.1\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "restart sluiced to reload", 2)) << d.log();
 }
 
 }  // namespace

@@ -124,10 +124,12 @@ bool ia32_syscalls_work();
                             void (*prepare)() = nullptr);
 
 /// Probe tables, defined in worker_probes.cc, client_probes.cc and
-/// broker_probes.cc (sluiced's and its namespace helper's).
+/// broker_probes.cc (sluiced's) and helper_probes.cc (its namespace helper's).
 const std::vector<Probe>& worker_probes();
 const std::vector<Probe>& client_probes();
 const std::vector<Probe>& broker_probes();
 const std::vector<Probe>& helper_probes();
+/// The policy reader's, defined in reader_probes.cc.
+const std::vector<Probe>& reader_probes();
 
 }  // namespace sluice::testing

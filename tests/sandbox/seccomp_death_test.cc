@@ -66,6 +66,7 @@ class WorkerFilter : public ::testing::TestWithParam<Probe> {};
 class ClientFilter : public ::testing::TestWithParam<Probe> {};
 class BrokerFilter : public ::testing::TestWithParam<Probe> {};
 class HelperFilter : public ::testing::TestWithParam<Probe> {};
+class ReaderFilter : public ::testing::TestWithParam<Probe> {};
 
 TEST_P(WorkerFilter, Probe) {
   expect_probe(GetParam(), worker_seccomp_rules);
@@ -79,17 +80,21 @@ TEST_P(BrokerFilter, Probe) {
 TEST_P(HelperFilter, Probe) {
   expect_probe(GetParam(), helper_seccomp_rules);
 }
+TEST_P(ReaderFilter, Probe) {
+  expect_probe(GetParam(), reader_seccomp_rules);
+}
 
 INSTANTIATE_TEST_SUITE_P(Seccomp, WorkerFilter, ::testing::ValuesIn(worker_probes()), probe_name);
 INSTANTIATE_TEST_SUITE_P(Seccomp, ClientFilter, ::testing::ValuesIn(client_probes()), probe_name);
 INSTANTIATE_TEST_SUITE_P(Seccomp, BrokerFilter, ::testing::ValuesIn(broker_probes()), probe_name);
 INSTANTIATE_TEST_SUITE_P(Seccomp, HelperFilter, ::testing::ValuesIn(helper_probes()), probe_name);
+INSTANTIATE_TEST_SUITE_P(Seccomp, ReaderFilter, ::testing::ValuesIn(reader_probes()), probe_name);
 
 /// Every probe table holds both verdicts, so a filter that allowed or killed
 /// everything could not pass.
 TEST(SeccompProbes, TablesHaveBothVerdicts) {
   for (const auto* table :
-       {&worker_probes(), &client_probes(), &broker_probes(), &helper_probes()}) {
+       {&worker_probes(), &client_probes(), &broker_probes(), &helper_probes(), &reader_probes()}) {
     size_t allowed = 0, killed = 0;
     for (const Probe& p : *table) {
       if (p.expect == Expect::kAllowed) ++allowed;

@@ -110,6 +110,10 @@ TEST(SeccompGolden, Helper) {
   check_golden(helper_seccomp_rules(kGoldenPid), "helper.pfc");
 }
 
+TEST(SeccompGolden, Reader) {
+  check_golden(reader_seccomp_rules(kGoldenPid), "reader.pfc");
+}
+
 TEST(SeccompGolden, DiffShowsChangedLines) {
   EXPECT_EQ(line_diff("a\nb\nc\n", "a\nB\nc\nd\n"), "@2 + B\n@2 - b\n@4 + d\n");
 }
@@ -257,6 +261,74 @@ TEST(SeccompTable, HelperTable) {
         "waitid",   "pidfd_open", "seccomp", "bpf",     "unlinkat",   "pidfd_send_signal",
         "sendmmsg", "mprotect"}) {
     EXPECT_EQ(names.count(forbidden), 0u) << "the namespace helper allows " << forbidden;
+  }
+}
+
+TEST(SeccompTable, ReaderTable) {
+  std::vector<SyscallRule> rules = reader_seccomp_rules(kGoldenPid);
+  // Broad on purpose (policy/seccomp_reader.cc): NSS modules choose their own
+  // files and daemons. 80: room for no more than a few rows more.
+  check_table(rules, 80, "reader");
+  std::set<std::string> names;
+  for (const SyscallRule& row : rules) names.insert(row.name);
+  // No write to a file, no process, no signal to another, no privilege, no
+  // namespace, no ioctl, and less of the kernel to attack.
+  for (const char* forbidden : {"openat2",
+                                "creat",
+                                "execve",
+                                "execveat",
+                                "clone",
+                                "clone3",
+                                "fork",
+                                "vfork",
+                                "ptrace",
+                                "kill",
+                                "tkill",
+                                "pidfd_open",
+                                "unshare",
+                                "setns",
+                                "mount",
+                                "umount2",
+                                "pivot_root",
+                                "chroot",
+                                "setuid",
+                                "setgid",
+                                "setresuid",
+                                "capset",
+                                "seccomp",
+                                "bpf",
+                                "ioctl",
+                                "socketpair",
+                                "bind",
+                                "listen",
+                                "accept4",
+                                "unlinkat",
+                                "unlink",
+                                "renameat2",
+                                "rename",
+                                "mkdirat",
+                                "fchmodat",
+                                "fchownat",
+                                "truncate",
+                                "ftruncate",
+                                "link",
+                                "symlinkat",
+                                "keyctl",
+                                "add_key",
+                                "io_uring_setup",
+                                "userfaultfd",
+                                "perf_event_open",
+                                "process_vm_writev",
+                                "process_vm_readv",
+                                "init_module",
+                                "finit_module",
+                                "kexec_load",
+                                "reboot",
+                                "swapon",
+                                "personality",
+                                "memfd_secret",
+                                "pidfd_send_signal"}) {
+    EXPECT_EQ(names.count(forbidden), 0u) << "the policy reader allows " << forbidden;
   }
 }
 
