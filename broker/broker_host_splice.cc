@@ -71,6 +71,9 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
   // entry order among this side's. The broker's copies stay owned by the
   // reply until it is sent (or the worker is gone), then close.
   std::vector<UniqueFd> by_entry(req.count);
+  // Rebinds first: the listeners they replace must carry SO_REUSEPORT before
+  // their successors bind, here and in the target namespace alike.
+  escrow_.share_ports(std::span<wire::ListenerSpec>(request_->entries, req.count));
   bool any_splice = false;
   for (uint32_t i = 0; i < req.count; ++i) {
     if ((req.entries[i].flags & wire::kListenerSplice) != 0) {

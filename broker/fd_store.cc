@@ -148,7 +148,7 @@ Result<void> check_stored_listener(int fd, const StoredListenerName& name) {
   if (name.spec.proto != static_cast<uint8_t>(proto) || !bound_as(fd, name.spec)) {
     return Err(EPROTO, what + " is not bound as its name says (protocol, family, address or port)");
   }
-  auto actual = socket_cookie(fd);
+  auto actual = read_socket_cookie(fd);
   if (!actual) return Err(actual.error().err, what + ": " + actual.error().message);
   if (*actual != name.cookie) {
     return Err(EPROTO, what + " is another socket than its name says (cookie " +

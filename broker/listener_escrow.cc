@@ -60,24 +60,65 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   if (entries_.size() >= wire::kMaxEscrowListeners) {
     return Err(ENOSPC, "the escrow holds " + std::to_string(entries_.size()) + " listeners");
   }
-  auto cookie = socket_cookie(fd);
+  auto cookie = read_socket_cookie(fd);
   if (!cookie) return Err(cookie.error());
   auto copy = copy_of(fd, min_fd_);
   if (!copy) return Err(copy.error());
   const int kept = copy->get();
-  entries_[*cookie] = Entry{std::move(*copy), spec, sequence};
+  wire::ListenerSpec what = spec;
+  what.flags &= ~wire::kListenerReplaces;  // how it was opened, not what it is
+  entries_[*cookie] = Entry{std::move(*copy), what, sequence};
   if (mirror_fd_ >= 0) {
     // The put refers to the copy just kept, which stays open until its
     // remove is queued (unstore()).
-    if (auto put = store_ops_.put(FdStoreKey::listener(*cookie, spec), kept); !put) {
+    if (auto put = store_ops_.put(FdStoreKey::listener(*cookie, what), kept); !put) {
       LOG_WARN(
           "port %u is not in the service manager's fd store (%s): a restart of sluiced "
           "binds it again",
-          spec.port, put.error().message.c_str());
+          what.port, put.error().message.c_str());
     }
     send_store_unless_full(monotonic_ns());
   }
   return Ok();
+}
+
+size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries) noexcept {
+  // The (table, protocol, port) of every rebind in the request, sorted, so
+  // that one pass over the escrow finds the listeners they replace.
+  std::vector<uint32_t> ports;
+  for (const wire::ListenerSpec& spec : entries) {
+    if ((spec.flags & wire::kListenerReplaces) != 0) ports.push_back(port_slot(spec));
+  }
+  if (ports.empty()) return 0;
+  std::sort(ports.begin(), ports.end());
+  std::vector<uint32_t> held;  // the ports of `ports` that a listener in escrow holds
+  size_t shared = 0;
+  for (auto& [cookie, entry] : entries_) {
+    const uint32_t slot = port_slot(entry.spec);
+    if (!std::binary_search(ports.begin(), ports.end(), slot)) continue;
+    held.push_back(slot);
+    const int one = 1;
+    if (::setsockopt(entry.fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) {
+      ++shared;
+    } else {
+      // The rebind then fails with EADDRINUSE and the commit rolls back, the
+      // old listener serving throughout.
+      LOG_WARN("port %u: SO_REUSEPORT for a rebind: %s", entry.spec.port,
+               errno_text(errno).c_str());
+    }
+  }
+  // A rebind of a port no listener of sluiced's holds replaces nothing: it
+  // is opened as any other, so that the worker cannot share a port with a
+  // socket that is not sluiced's (another service of sluiced's user with
+  // SO_REUSEPORT).
+  std::sort(held.begin(), held.end());
+  for (wire::ListenerSpec& spec : entries) {
+    if ((spec.flags & wire::kListenerReplaces) != 0 &&
+        !std::binary_search(held.begin(), held.end(), port_slot(spec))) {
+      spec.flags &= ~wire::kListenerReplaces;
+    }
+  }
+  return shared;
 }
 
 Result<void> ListenerEscrow::adopt(UniqueFd fd, uint64_t cookie, const wire::ListenerSpec& spec) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <vector>
 
 #include "base/result.h"
@@ -89,6 +90,18 @@ class ListenerEscrow {
   int store_timeout_ms(uint64_t now_ns) const noexcept { return store_ops_.timeout_ms(now_ns); }
   /// Store operations waiting for the manager.
   size_t store_waiting() const noexcept { return store_ops_.size(); }
+  /// Prepares the rebinds among `entries` (those with wire::kListenerReplaces):
+  /// sets SO_REUSEPORT on sluiced's copy of every listener in escrow on the
+  /// same port, protocol and table as one of them, so that the new socket,
+  /// opened with SO_REUSEPORT too, binds while the old one still listens.
+  /// Clears the flag of a rebind whose port no listener in escrow holds: it
+  /// replaces nothing of sluiced's, and opens as any other entry. A listener
+  /// the worker still holds is always in escrow (unless the escrow was full
+  /// when it was issued; its rebind then fails with EADDRINUSE and the
+  /// commit rolls back). Returns how many listeners it set. Needs
+  /// `setsockopt` (SO_REUSEPORT).
+  size_t share_ports(std::span<wire::ListenerSpec> entries) noexcept;
+
   /// Takes a listener the store gave back at start (check_stored_listener()
   /// passed): kept as issued before the first worker's requests, and already
   /// in the store under its name. Fails when the escrow is full.
@@ -129,6 +142,12 @@ class ListenerEscrow {
   /// flush_store(), unless the last try found the manager's queue full
   /// (then only the loop's flush_store(), on POLLOUT, tries again).
   void send_store_unless_full(uint64_t now_ns) noexcept;
+
+  /// (table, protocol, port) of `spec` as one number, for share_ports().
+  static uint32_t port_slot(const wire::ListenerSpec& spec) noexcept {
+    return ((spec.flags & wire::kListenerSplice) != 0 ? 1u << 24 : 0u) |
+           (uint32_t{spec.proto} << 16) | spec.port;
+  }
 
   struct Entry {
     UniqueFd fd;

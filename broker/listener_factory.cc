@@ -68,6 +68,13 @@ Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
     auto r = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, "setsockopt(IPV6_V6ONLY)");
     if (!r) return Err(r.error());
   }
+  if ((spec.flags & wire::kListenerReplaces) != 0) {
+    // A rebind (wire::kListenerReplaces): the listener it replaces still
+    // listens, and sluiced set SO_REUSEPORT on it; the kernel lets the two
+    // share the port only when both carry it and have one owner.
+    auto r = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
+    if (!r) return Err(r.error());
+  }
   size_t ifname_len = strnlen(spec.ifname, sizeof(spec.ifname));
   if (ifname_len > 0) {
     // The validated name is NUL-terminated within IFNAMSIZ; pass it with its NUL.

@@ -14,7 +14,7 @@ int sockopt_int(int fd, int opt) noexcept {
   return value;
 }
 
-Result<uint64_t> socket_cookie(int fd) {
+Result<uint64_t> read_socket_cookie(int fd) {
   uint64_t cookie = 0;
   socklen_t len = sizeof(cookie);
   if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) {

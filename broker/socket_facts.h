@@ -20,6 +20,6 @@ int sockopt_int(int fd, int opt) noexcept;
 /// Returns the SO_COOKIE of the socket `fd`: a number the kernel gives each
 /// socket once, shared by every descriptor of it. Fails with the errno of
 /// getsockopt. Needs `getsockopt` (SOL_SOCKET, SO_COOKIE).
-Result<uint64_t> socket_cookie(int fd);
+Result<uint64_t> read_socket_cookie(int fd);
 
 }  // namespace sluice

@@ -145,9 +145,12 @@ std::string describe_grant(const wire::PortGrant& grant) {
 }
 
 bool granted(std::span<const wire::PortGrant> grants, const wire::ListenerSpec& spec) {
+  // A rebind's flag (wire::kListenerReplaces) says how to open, not what.
+  const uint32_t flags = spec.flags & ~wire::kListenerReplaces;
   for (const wire::PortGrant& g : grants) {
     const wire::ListenerSpec& l = g.listener;
-    if (l.proto == spec.proto && l.family == spec.family && l.flags == spec.flags &&
+    if (l.proto == spec.proto && l.family == spec.family &&
+        (l.flags & ~wire::kListenerReplaces) == flags &&
         std::memcmp(l.addr, spec.addr, sizeof(l.addr)) == 0 &&
         std::memcmp(l.ifname, spec.ifname, sizeof(l.ifname)) == 0 && spec.port >= l.port &&
         spec.port <= g.last_port) {

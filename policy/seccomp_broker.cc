@@ -60,6 +60,11 @@ std::vector<SyscallRule> listener_factory_rows() {
        {eq32(1, SOL_SOCKET), eq32(2, SO_REUSEADDR)},
        "TCP: re-bind a port whose old connections are in TIME_WAIT"},
       {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_REUSEPORT)},
+       "a rebind (wire::kListenerReplaces): the new listener, and sluiced's escrowed copies of "
+       "the ones on its port, share the port until the old ones close; the kernel admits that "
+       "only among sockets of one owner"},
+      {"setsockopt",
        {eq32(1, IPPROTO_IP), eq32(2, IP_PKTINFO)},
        "IPv4 UDP: datagrams tell the worker which local address they were sent to"},
       {"setsockopt",

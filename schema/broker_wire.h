@@ -92,7 +92,7 @@ namespace sluice::wire {
 
 /// Protocol version. Bumped on any layout change; Hello refuses a mismatch
 /// (both binaries come from one build, so a mismatch is a packaging error).
-inline constexpr uint32_t kBrokerWireVersion = 7;
+inline constexpr uint32_t kBrokerWireVersion = 8;
 /// "SLCB" in little-endian: catches a peer that speaks something else entirely.
 inline constexpr uint32_t kBrokerWireMagic = 0x42434c53;
 
@@ -194,7 +194,19 @@ inline constexpr uint32_t kListenerDualStack = 1u << 0;  // AF_INET6 [::] with V
 /// namespace, and only on the namespace's loopback: bound to `lo`, or to a
 /// loopback address (see kListenerSpliceIfName).
 inline constexpr uint32_t kListenerSplice = 1u << 1;
-inline constexpr uint32_t kListenerFlagMask = kListenerDualStack | kListenerSplice;
+/// A rebind: this listener replaces one sluiced issued on the same port and
+/// protocol (and table), which still listens and clashes with it in the
+/// kernel (127.0.0.1:80 giving way to 0.0.0.0:80, say). sluiced sets
+/// SO_REUSEPORT on its copies of every listener it issued on that port and on
+/// the new socket before bind, so that the new one binds while the old one
+/// still serves: no moment without a listener, in which another user's
+/// process could take the port. The kernel shares a port that way only
+/// among sockets of one owner, so no other user's socket can join. The flag
+/// is an instruction for that open only: it is not part of the listener's
+/// identity (grants, escrow, fd store).
+inline constexpr uint32_t kListenerReplaces = 1u << 2;
+inline constexpr uint32_t kListenerFlagMask =
+    kListenerDualStack | kListenerSplice | kListenerReplaces;
 /// The interface a SPLICE listener binds to: the target namespace's loopback,
 /// where pasta's -T/-U listen. A listener there hears only the namespace's
 /// own processes, never the container's network: an outbound rule must not

@@ -322,13 +322,14 @@ bool BrokerClient::report_status(uint64_t generation, uint32_t listeners) noexce
   return send_now(&msg, sizeof(msg), {}, "WorkerStatus") == Sent::kYes;
 }
 
-void BrokerClient::open_listeners(std::vector<ListenerKey> keys, OpenDone done) {
+void BrokerClient::open_listeners(std::vector<ListenerKey> keys, OpenDone done, bool replaces) {
   CHECK(!keys.empty() && done != nullptr);
   if (lost_) return;  // the worker is stopping; nobody is answered any more
   OpenCall call;
   call.results.reserve(keys.size());
   call.keys = std::move(keys);
   call.done = std::move(done);
+  call.replaces = replaces;
   calls_.push_back(std::move(call));
   pump();
 }
@@ -345,7 +346,10 @@ void BrokerClient::pump() noexcept {
       std::memset(msg.get(), 0, sizeof(*msg));
       msg->header = wire::header(wire::BrokerMsg::kOpenListeners, sequence_ + 1);
       msg->count = static_cast<uint32_t>(n);
-      for (size_t i = 0; i < n; ++i) msg->entries[i] = to_wire(call.keys[call.sent + i]);
+      for (size_t i = 0; i < n; ++i) {
+        msg->entries[i] = to_wire(call.keys[call.sent + i]);
+        if (call.replaces) msg->entries[i].flags |= wire::kListenerReplaces;
+      }
       // The sequence is taken only once the batch is sent: requests are
       // answered in the order they were sent, whatever waited for room.
       if (send_now(msg.get(), sizeof(*msg), {}, "OpenListeners") != Sent::kYes) return;

@@ -189,10 +189,12 @@ class BrokerClient final : public EventHandler {
 
   /// Asks the broker for a listening socket per key (at least one) and calls
   /// `done` with one result per key, in order, once every batch is answered.
+  /// `replaces`: the keys are rebinds, each sharing its port with the
+  /// listeners in force it replaces (wire::kListenerReplaces).
   /// Each socket is checked against its key (verify_listener) before `done`
   /// sees it. A send that fails loses the channel (on_lost, possibly before
   /// this returns) and `done` is never called. Needs `sendmsg`.
-  void open_listeners(std::vector<ListenerKey> keys, OpenDone done);
+  void open_listeners(std::vector<ListenerKey> keys, OpenDone done, bool replaces = false);
 
   /// Asks who is behind the accepted control connection `conn`: sends one
   /// PeerQuery with it now, or, when the channel is full, as soon as it has
@@ -270,6 +272,7 @@ class BrokerClient final : public EventHandler {
     std::vector<OpenedListener> results;  // one per key answered so far
     size_t sent = 0;                      // keys handed to the broker so far
     OpenDone done;
+    bool replaces = false;  // rebinds: wire::kListenerReplaces on every entry
   };
 
   /// A PeerQuery not sent yet: the connection and the callback.

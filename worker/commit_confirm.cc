@@ -83,7 +83,7 @@ control::ConfirmResult CommitEngine::confirm(const struct ucred& peer) noexcept 
   control::ConfirmResult result = confirm_.confirm(generation_);
   LOG_INFO("confirm from pid %d uid %u: %s", peer.pid, peer.uid, result.message.c_str());
   // Confirmed: a worker that resumes keeps these tables, no longer rolls back.
-  if (result.confirmed) store_state(false);
+  if (result.confirmed) store_state();
   return result;
 }
 

@@ -49,21 +49,16 @@ const CommitEngine::Transition CommitEngine::kTransitions[] = {
     {State::kAcquiring,         Event::kTrialBound,   State::kFinishing,         &CommitEngine::discard_trial},
     {State::kAcquiring,         Event::kOpenFailed,   State::kFinishing,         &CommitEngine::roll_back_opens},
     {State::kAcquiring,         Event::kOpened,       State::kInstalling,        &CommitEngine::swap_tables},
-    {State::kAcquiring,         Event::kClashes,      State::kReleasingClashing, &CommitEngine::release_clashing},
-    {State::kReleasingClashing, Event::kTick,         State::kReleasingClashing, &CommitEngine::release_clashing_slice},
-    {State::kReleasingClashing, Event::kReleased,     State::kRebinding,         &CommitEngine::acquire_rebinds},
+    {State::kAcquiring,         Event::kClashes,      State::kRebinding,         &CommitEngine::acquire_rebinds},
     {State::kRebinding,         Event::kRebound,      State::kInstalling,        &CommitEngine::swap_tables},
-    {State::kRebinding,         Event::kRebindFailed, State::kRestoring,         &CommitEngine::restore_clashing},
-    {State::kRestoring,         Event::kRestored,     State::kFinishing,         &CommitEngine::reinstall_restored},
+    {State::kRebinding,         Event::kRebindFailed, State::kFinishing,         &CommitEngine::roll_back_rebinds},
     {State::kInstalling,        Event::kTick,         State::kInstalling,        &CommitEngine::install_slice_step},
     {State::kInstalling,        Event::kInstalled,    State::kFinishing,         &CommitEngine::finish_applied},
     {State::kFinishing,         Event::kReplied,      State::kIdle,              &CommitEngine::start_next},
     // The broker can go away whenever the engine waits, for the broker or for a tick.
     {State::kIdle,              Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
     {State::kAcquiring,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
-    {State::kReleasingClashing, Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
     {State::kRebinding,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
-    {State::kRestoring,         Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
     {State::kInstalling,        Event::kBrokerLost,   State::kStopped,           &CommitEngine::stop_for_broker},
 };
 // clang-format on
@@ -83,12 +78,8 @@ const char* CommitEngine::state_name(State state) noexcept {
       return "Checking";
     case State::kAcquiring:
       return "Acquiring";
-    case State::kReleasingClashing:
-      return "ReleasingClashing";
     case State::kRebinding:
       return "Rebinding";
-    case State::kRestoring:
-      return "Restoring";
     case State::kInstalling:
       return "Installing";
     case State::kFinishing:
@@ -119,14 +110,10 @@ const char* CommitEngine::event_name(Event event) noexcept {
       return "Clashes";
     case Event::kTick:
       return "Tick";
-    case Event::kReleased:
-      return "Released";
     case Event::kRebound:
       return "Rebound";
     case Event::kRebindFailed:
       return "RebindFailed";
-    case Event::kRestored:
-      return "Restored";
     case Event::kInstalled:
       return "Installed";
     case Event::kReplied:
@@ -217,7 +204,7 @@ void CommitEngine::submit_refused(struct ucred peer, std::string comment,
 }
 
 void CommitEngine::on_tick(uint64_t now_ns) noexcept {
-  if (state_ == State::kReleasingClashing || state_ == State::kInstalling) fire(Event::kTick);
+  if (state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
   confirm_tick(now_ns);
   if (state_ == State::kStopped) return;
@@ -320,7 +307,7 @@ void CommitEngine::acquire_opens() noexcept {
   acquire(a.opens, &CommitEngine::opens_answered);
 }
 
-void CommitEngine::acquire(Acquisition& acq, Answered answered) noexcept {
+void CommitEngine::acquire(Acquisition& acq, Answered answered, bool replaces) noexcept {
   if (acq.asked == 0) return (this->*answered)({});
   if (!adopted_.empty()) {
     // A restarted worker: keys the dead worker held come from the escrow it
@@ -330,19 +317,23 @@ void CommitEngine::acquire(Acquisition& acq, Answered answered) noexcept {
     if (missing.empty()) return (this->*answered)(std::move(*results));
     std::vector<ListenerKey> keys;
     for (size_t i : missing) keys.push_back(acq.keys[i].key);
-    broker_.open_listeners(std::move(keys),
-                           [this, answered, results, missing](std::vector<OpenedListener> got) {
-                             for (size_t k = 0; k < missing.size(); ++k)
-                               (*results)[missing[k]] = std::move(got[k]);
-                             (this->*answered)(std::move(*results));
-                           });
+    broker_.open_listeners(
+        std::move(keys),
+        [this, answered, results, missing](std::vector<OpenedListener> got) {
+          for (size_t k = 0; k < missing.size(); ++k) (*results)[missing[k]] = std::move(got[k]);
+          (this->*answered)(std::move(*results));
+        },
+        replaces);
     return;
   }
   // The callback never runs once the channel is lost, and the engine
   // outlives the broker's requests (it is destroyed after the loop stops).
-  broker_.open_listeners(acq.asked_keys(), [this, answered](std::vector<OpenedListener> results) {
-    (this->*answered)(std::move(results));
-  });
+  broker_.open_listeners(
+      acq.asked_keys(),
+      [this, answered](std::vector<OpenedListener> results) {
+        (this->*answered)(std::move(results));
+      },
+      replaces);
 }
 
 void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept {
@@ -351,8 +342,9 @@ void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept 
   note_scan_failures(a.opens);
   a.failures = judge(false);
   note_lost_sockets(a.opens);
-  // Rebinds cannot be trial-bound while the clashing sockets listen; a dry
-  // run counts them in the plan.
+  // A dry run does not trial-bind its rebinds: that would mark the listeners
+  // in force for sharing (SO_REUSEPORT) for a commit that never happens. It
+  // counts them in the plan.
   if (a.job.request.dry_run) return fire(Event::kTrialBound);
   if (!a.failures.empty()) return fire(Event::kOpenFailed);
   fire(a.plan.rebind.empty() ? Event::kOpened : Event::kClashes);
@@ -363,39 +355,24 @@ void CommitEngine::discard_trial() noexcept {
   // sluiced keeps a copy of every socket it sent (its escrow) until the
   // worker's next StoreState leaves it out: tell it now, or the trial binds
   // would stay bound there.
-  if (active_->opens.asked > 0) store_state(false);
+  if (active_->opens.asked > 0) store_state();
   finish(control::Outcome::kDryRun);
 }
 
 void CommitEngine::roll_back_opens() noexcept {
-  active_->opens.discard();                          // the old table never stopped serving
-  if (active_->opens.asked > 0) store_state(false);  // sluiced lets go of its copies too
+  active_->opens.discard();                     // the old table never stopped serving
+  if (active_->opens.asked > 0) store_state();  // sluiced lets go of its copies too
   finish(control::Outcome::kRejected);
-}
-
-void CommitEngine::release_clashing() noexcept {
-  Active& a = *active_;
-  // Remember how to restore the clashing listeners, then close them (in
-  // slices) before their successors are bound.
-  for (size_t i : a.plan.clashing) a.restore_routes.push_back(installed_[i].listener->route());
-  a.to_release = a.plan.clashing;
-  a.released = 0;
-  release_clashing_slice();
-}
-
-void CommitEngine::release_clashing_slice() noexcept {
-  size_t budget = kSliceListeners;
-  if (!release_slice(&budget)) return loop_.request_immediate_tick();
-  fire(Event::kReleased);
 }
 
 void CommitEngine::acquire_rebinds() noexcept {
   Active& a = *active_;
-  // sluiced still holds the clashing listeners just released: it lets go of
-  // them now, or the rebinds would find their ports taken.
-  store_state(true);
+  // The listeners the rebinds replace keep listening: sluiced lets each new
+  // socket share its port with them (wire::kListenerReplaces) until the
+  // swap drains and closes them, so the port never stops listening and no
+  // other user's process can take it in between.
   a.rebinds = prepare_acquisition(a.plan.rebind, bind_policy_, info_);
-  acquire(a.rebinds, &CommitEngine::rebinds_answered);
+  acquire(a.rebinds, &CommitEngine::rebinds_answered, true);
 }
 
 void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcept {
@@ -407,55 +384,12 @@ void CommitEngine::rebinds_answered(std::vector<OpenedListener> results) noexcep
   fire(a.failures.empty() ? Event::kRebound : Event::kRebindFailed);
 }
 
-void CommitEngine::restore_clashing() noexcept {
+void CommitEngine::roll_back_rebinds() noexcept {
   Active& a = *active_;
-  // Roll back: re-acquire the sockets the rebinds replaced.
+  // As roll_back_opens(): the listeners in force never stopped serving.
   a.rebinds.discard();
   a.opens.discard();
-  std::vector<PlannedKey> old;
-  for (size_t i : a.plan.clashing) old.push_back(PlannedKey{installed_[i].key, KeyOrigin{}});
-  a.restore = prepare_acquisition(std::move(old), bind_policy_, info_);
-  acquire(a.restore, &CommitEngine::restore_answered);
-}
-
-void CommitEngine::restore_answered(std::vector<OpenedListener> results) noexcept {
-  active_->restore.take(std::move(results));
-  fire(Event::kRestored);
-}
-
-void CommitEngine::reinstall_restored() noexcept {
-  Active& a = *active_;
-  // prepare_acquisition() keeps the order of allowed keys, and the old keys
-  // were all allowed before, so restore.keys[i] matches plan.clashing[i].
-  for (size_t i = 0; i < a.plan.clashing.size(); ++i) {
-    Installed& slot = installed_[a.plan.clashing[i]];
-    if (a.restore.status[i] == wire::kStatusOk && slot.key == a.restore.keys[i].key) {
-      const uint64_t cookie = socket_cookie(a.restore.fds[i].get());
-      auto listener = serve(slot.key, std::move(a.restore.fds[i]), a.restore_routes[i]);
-      if (listener) {
-        slot.listener = *listener;
-        slot.cookie = cookie;
-        continue;
-      }
-    }
-    control::Failure f = whole_commit_failure(
-        control::FailureKind::kBindFailed, slot.key.pif,
-        "rolling back a failed rebind, port " + std::to_string(slot.key.port) +
-            " could not be bound again (" +
-            (a.restore.status[i] > 0 && a.restore.status[i] <= wire::kStatusMaxErrno
-                 ? errno_text(a.restore.status[i])
-                 : std::string("refused")) +
-            "); the old table is in force but this port is not served until the next "
-            "commit; commit the current tables again to retry");
-    f.port = slot.key.port;
-    LOG_ERROR("%s", f.message.c_str());
-    a.failures.push_back(std::move(f));
-  }
-  // Drop entries that could not be restored: the next plan opens them (a
-  // scan rule's at the next scan).
-  std::erase_if(installed_, [](const Installed& i) { return i.listener == nullptr; });
-  scan_.retry = true;
-  store_state(false);
+  store_state();  // sluiced lets go of its copies of what was acquired
   finish(control::Outcome::kRejected);
 }
 
@@ -465,10 +399,20 @@ void CommitEngine::swap_tables() noexcept {
 }
 
 void CommitEngine::install_slice_step() noexcept {
+  Active& a = *active_;
   size_t budget = kSliceListeners;
   // Serve the new sockets first, then release the old ones, so a closing
   // listener drains under the old rule while its successor serves.
   if (!install_slice(&budget) || !release_slice(&budget)) return loop_.request_immediate_tick();
+  if (!a.to_release_settled.empty()) {
+    // The listeners the rebinds replace go once their handshakes under way
+    // have completed (swap() quiesced them); a tick brings the engine back.
+    if (monotonic_ns() < a.settle_until_ns) return;
+    a.to_release = std::move(a.to_release_settled);
+    a.to_release_settled.clear();
+    a.released = 0;
+    if (!release_slice(&budget)) return loop_.request_immediate_tick();
+  }
   fire(Event::kInstalled);
 }
 
@@ -479,7 +423,7 @@ void CommitEngine::finish_applied() noexcept {
   installed_ = std::move(a.next_installed);
   scan_applied();
   if (!a.job.scan) drop_adopted();
-  store_state(false);
+  store_state();
   if (a.job.request.end_removed_flows && !a.removed.empty()) {
     std::vector<std::string> removed = a.removed;
     std::sort(removed.begin(), removed.end());
@@ -506,7 +450,6 @@ void CommitEngine::stop_for_broker() noexcept {
     // yet; its client is not answered, and sees the worker exit.
     active_->opens.discard();
     active_->rebinds.discard();
-    active_->restore.discard();
     active_.reset();
   }
   loop_.stop();

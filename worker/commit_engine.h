@@ -22,10 +22,14 @@
 // A commit plans its scan rules on the ports bound at that moment.
 //
 // Opens that clash in the kernel with a closing socket (0.0.0.0:80 giving way
-// to 127.0.0.1:80) are rebinds: the clashing listeners are drained and closed
-// first, then the rebinds are acquired; if one fails, the closed listeners
-// are re-acquired and the old table stays. Rebinds are the only moment a port
-// of the table stops listening, and they are counted and reported.
+// to 127.0.0.1:80) are rebinds. They are acquired after the other opens, with
+// wire::kListenerReplaces: sluiced lets each share its port (SO_REUSEPORT,
+// which the kernel admits only among sockets of one owner) with the
+// listeners it replaces, which keep listening until the swap drains and
+// closes them. So a rebind never leaves its port without a listener, no
+// other user's process can take the port in between, and a rebind that
+// fails rolls back like any open: the old listeners never stopped. Rebinds
+// are counted and reported.
 //
 // The engine is an explicit state machine. Every change of state goes through
 // one table of transitions (state, event) -> next state, with the handler
@@ -47,16 +51,11 @@
 //              +-----------+  TrialBound, OpenFailed     +-----------+      |
 //              | Acquiring |---------------------------->| Finishing |------+
 //              +-----------+                             +-----------+ Replied
-//          Opened |     | Clashes                Restored  ^       ^ Installed
+//          Opened |     | Clashes          RebindFailed  ^       ^ Installed
 //                 |     v                                  |       |
-//                 |  +-------------------+ Tick            |       |
-//                 |  | ReleasingClashing |-----+           |       |
-//                 |  +-------------------+<----+           |       |
-//                 |     | Released                         |       |
-//                 |     v                                  |       |
-//                 |  +-----------+  RebindFailed  +-----------+    |
-//                 |  | Rebinding |--------------->| Restoring |    |
-//                 |  +-----------+                +-----------+    |
+//                 |  +-----------+                         |       |
+//                 |  | Rebinding |-------------------------+       |
+//                 |  +-----------+                                 |
 //                 |     | Rebound                                  |
 //                 v     v                                          |
 //              +------------+ Tick                                 |
@@ -65,16 +64,17 @@
 //                    |                                             |
 //                    +---------------------------------------------+
 //
-//     Idle, Acquiring, ReleasingClashing, Rebinding, Restoring, Installing
+//     Idle, Acquiring, Rebinding, Installing
 //        --BrokerLost--> Stopped (final: the broker is gone, the worker stops)
 //
 // Checking and Finishing never wait: a commit passes through them within one
-// call. A scan job only ever takes Planned, Opened (or Clashes, Released,
-// Rebound, RebindFailed, Restored: never in practice, since the keys of one
-// valid table set do not clash), Tick, Installed and Replied. Acquiring, Rebinding and Restoring
-// wait for the broker (BrokerClient::open_listeners completes them by callback); ReleasingClashing
-// and Installing work in slices, one per loop iteration, so that a 10,000-port commit never holds
-// traffic up. The engine never reads the broker channel itself.
+// call. A scan job only ever takes Planned, Opened (or Clashes, Rebound,
+// RebindFailed: never in practice, since the keys of one valid table set do
+// not clash), Tick, Installed and Replied. Acquiring and Rebinding wait for
+// the broker (BrokerClient::open_listeners completes them by callback);
+// Installing works in slices, one per loop iteration, so that a 10,000-port
+// commit never holds traffic up. The engine never reads the broker channel
+// itself.
 #pragma once
 
 #include <sys/socket.h>
@@ -109,21 +109,28 @@
 
 namespace sluice {
 
+/// Limit: how long the listener a rebind replaces serves on after it stops
+/// taking new handshakes (Listener::quiesce), before it is drained and
+/// closed. A handshake under way completes within a round trip, in the
+/// kernel; 100 ms covers that many times over on a loaded host, so that
+/// none completes into a queue just closed (a reset). The commit's reply
+/// waits for it: the engine looks again at each tick (250 ms), so a commit
+/// with rebinds takes 100 to 350 ms longer; one without takes no longer.
+inline constexpr uint64_t kRebindSettleNs = 100'000'000;
+
 class CommitEngine final : public Ticker {
  public:
   using Done = std::function<void(const control::CommitResult&)>;
 
   /// The states of the engine (see the diagram above).
   enum class State : uint8_t {
-    kIdle,               // no commit runs; the next queued one starts at once
-    kChecking,           // compare-and-swap, check_commit, plan (never waits)
-    kAcquiring,          // the new sockets (plan.open) are asked of the broker
-    kReleasingClashing,  // the listeners the rebinds clash with are released, in slices
-    kRebinding,          // the rebind sockets are asked of the broker
-    kRestoring,          // a rebind failed: the released listeners are asked for again
-    kInstalling,         // swapped: new sockets served, old ones released, in slices
-    kFinishing,          // the record is written and the client answered (never waits)
-    kStopped,            // the broker is gone; the worker stops
+    kIdle,        // no commit runs; the next queued one starts at once
+    kChecking,    // compare-and-swap, check_commit, plan (never waits)
+    kAcquiring,   // the new sockets (plan.open) are asked of the broker
+    kRebinding,   // the rebind sockets are asked of the broker, sharing their ports
+    kInstalling,  // swapped: new sockets served, old ones released, in slices
+    kFinishing,   // the record is written and the client answered (never waits)
+    kStopped,     // the broker is gone; the worker stops
   };
 
   /// What moves the engine from one state to the next.
@@ -135,12 +142,10 @@ class CommitEngine final : public Ticker {
     kTrialBound,    // a dry run's sockets are all answered
     kOpenFailed,    // the broker answered every open, and a rule fails
     kOpened,        // every open is answered, no rule fails, and nothing clashes
-    kClashes,       // as kOpened, but rebinds must wait for clashing listeners
+    kClashes,       // as kOpened, and there are rebinds to acquire
     kTick,          // the next slice of sliced work
-    kReleased,      // the clashing listeners are closed
     kRebound,       // every rebind is answered, and no rule fails
     kRebindFailed,  // every rebind is answered, and a rule fails
-    kRestored,      // the broker answered for every clashing key again
     kInstalled,     // every new socket is served and every old one released
     kReplied,       // the record is written and the client answered
     kBrokerLost,    // the broker channel ended (EOF, failed send, bad reply)
@@ -334,10 +339,8 @@ class CommitEngine final : public Ticker {
     Job job;
     uint64_t start_ns = 0;
     CommitPlan plan;
-    Acquisition opens;    // plan.open
-    Acquisition rebinds;  // plan.rebind
-    Acquisition restore;  // the clashing keys, re-acquired after a failed rebind
-    std::vector<std::shared_ptr<const Route>> restore_routes;
+    Acquisition opens;                        // plan.open
+    Acquisition rebinds;                      // plan.rebind
     std::vector<control::Failure> failures;   // collected for the record
     std::vector<std::string> added, removed;  // the requested diff, for the record
     TableSet tables_before;                   // a confirmed commit's rollback tables
@@ -345,6 +348,10 @@ class CommitEngine final : public Ticker {
     // sockets to serve, and the table of listeners being built.
     std::vector<size_t> to_release;
     size_t released = 0;
+    // The listeners the rebinds replace: quiesced at the swap, released
+    // once settle_until_ns has passed (kRebindSettleNs).
+    std::vector<size_t> to_release_settled;
+    uint64_t settle_until_ns = 0;
     size_t install_acq = 0;  // 0: opens, 1: rebinds
     size_t install_next = 0;
     std::vector<Installed> next_installed;
@@ -376,18 +383,12 @@ class CommitEngine final : public Ticker {
   void discard_trial() noexcept;
   /// Acquiring -> Finishing on OpenFailed: rolls the opens back.
   void roll_back_opens() noexcept;
-  /// Acquiring -> ReleasingClashing: remembers how to restore the clashing
-  /// listeners, then releases the first slice of them.
-  void release_clashing() noexcept;
-  /// ReleasingClashing -> ReleasingClashing on Tick: one slice of releases.
-  void release_clashing_slice() noexcept;
-  /// ReleasingClashing -> Rebinding: asks the broker for the rebinds.
+  /// Acquiring -> Rebinding: asks the broker for the rebinds, each sharing
+  /// its port with the listeners it replaces (wire::kListenerReplaces).
   void acquire_rebinds() noexcept;
-  /// Rebinding -> Restoring: closes what was acquired, asks for the
-  /// clashing keys again.
-  void restore_clashing() noexcept;
-  /// Restoring -> Finishing: serves what came back, reports what did not.
-  void reinstall_restored() noexcept;
+  /// Rebinding -> Finishing on RebindFailed: closes the rebinds and opens
+  /// acquired; the listeners in force never stopped serving.
+  void roll_back_rebinds() noexcept;
   /// Acquiring or Rebinding -> Installing: swaps the tables, then installs
   /// the first slice.
   void swap_tables() noexcept;
@@ -406,12 +407,11 @@ class CommitEngine final : public Ticker {
   void opens_answered(std::vector<OpenedListener> results) noexcept;
   /// The rebinds are answered: Rebound or RebindFailed.
   void rebinds_answered(std::vector<OpenedListener> results) noexcept;
-  /// The clashing keys are answered again: Restored.
-  void restore_answered(std::vector<OpenedListener> results) noexcept;
 
   /// Asks the broker for the asked keys of `acq`, and hands the answers to
   /// `answered`; with nothing to ask, hands it an empty answer at once.
-  void acquire(Acquisition& acq, Answered answered) noexcept;
+  /// `replaces`: the keys are rebinds (wire::kListenerReplaces).
+  void acquire(Acquisition& acq, Answered answered, bool replaces = false) noexcept;
   /// Takes the adopted listeners of the asked keys of `acq` into `results`
   /// (one per asked key, in order); returns the indices of the keys still to
   /// ask the broker for.
@@ -420,12 +420,11 @@ class CommitEngine final : public Ticker {
   /// Closes the adopted listeners no commit used.
   void drop_adopted() noexcept;
   /// Hands sluiced the state blob of the tables in force and the cookies of
-  /// every listener the worker holds: those in force, and with
-  /// `with_acquired` the active commit's acquired opens too (before its
-  /// rebinds, so that sluiced lets go of the clashing ones first). A failure
-  /// to build either memfd is logged (rate-limited); sluiced then keeps the
-  /// last state. Needs what sealed_memfd() and socket_cookie() need.
-  void store_state(bool with_acquired) noexcept;
+  /// every listener in force, so that it lets go of its copies of every
+  /// other. A failure to build either memfd is logged (rate-limited);
+  /// sluiced then keeps the last state. Needs what sealed_memfd() and
+  /// socket_cookie() need.
+  void store_state() noexcept;
   /// Writes the record of the active commit with `outcome`, answers its
   /// client, and fires Replied.
   void finish(control::Outcome outcome) noexcept;

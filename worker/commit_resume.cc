@@ -43,17 +43,11 @@ void CommitEngine::drop_adopted() noexcept {
   adopted_.clear();
 }
 
-void CommitEngine::store_state(bool with_acquired) noexcept {
+void CommitEngine::store_state() noexcept {
   std::vector<uint64_t> cookies;
   cookies.reserve(installed_.size());
   for (const Installed& i : installed_) {
     if (i.listener != nullptr && i.cookie != 0) cookies.push_back(i.cookie);
-  }
-  if (with_acquired && active_) {
-    for (const UniqueFd& fd : active_->opens.fds) {
-      if (!fd.valid()) continue;
-      if (uint64_t c = socket_cookie(fd.get()); c != 0) cookies.push_back(c);
-    }
   }
   std::sort(cookies.begin(), cookies.end());
   cookies.erase(std::unique(cookies.begin(), cookies.end()), cookies.end());

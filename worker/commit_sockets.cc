@@ -62,8 +62,19 @@ void CommitEngine::swap() noexcept {
   // delays the first accept by a slice, it refuses nothing.
   a.install_acq = 0;
   a.install_next = 0;
-  a.to_release = a.plan.close;
   a.released = 0;
+  a.to_release.clear();
+  // A port a rebind moves keeps its clients: the listener it replaces stops
+  // taking new handshakes now, and is drained and closed only after
+  // kRebindSettleNs, when those under way have completed into its queue.
+  // Its successor shares the port meanwhile; a SYN the old one drops is
+  // sent again by the client, and finds the successor.
+  for (size_t c : a.plan.close) {
+    const bool replaced = std::binary_search(a.plan.clashing.begin(), a.plan.clashing.end(), c);
+    (replaced ? a.to_release_settled : a.to_release).push_back(c);
+    if (replaced) installed_[c].listener->quiesce();
+  }
+  if (!a.to_release_settled.empty()) a.settle_until_ns = monotonic_ns() + kRebindSettleNs;
   // A scan change is not a commit: same tables, generation and digest.
   if (a.job.scan) return;
   tables_ = next;

@@ -116,6 +116,11 @@ class Listener : public EventHandler {
   /// A TCP listener first stops taking new connections, so that none can
   /// join its queue between the drain and the close.
   virtual void drain() noexcept = 0;
+  /// Stops taking new connections, ahead of a drain() that comes later
+  /// (the listener a rebind replaces): it keeps serving what is queued and
+  /// the handshakes already under way. A TCP listener stops new handshakes
+  /// (stop_new_connections); a UDP socket has none, and does nothing.
+  virtual void quiesce() noexcept {}
   /// Stops serving, closes the socket now, and hands the object to its
   /// forwarder, which frees it after the current batch of events. The
   /// pointer must not be used afterwards.
@@ -186,6 +191,8 @@ class TcpListener final : public Listener {
   /// kernel resets connections left in the queue. Stops early only at the
   /// connection or descriptor limit.
   void drain() noexcept override;
+  /// stop_new_connections(); a failure is reported by the drain.
+  void quiesce() noexcept override { stop_new_connections(); }
   /// Makes the kernel complete no new handshake on the socket; connections
   /// already queued stay, for drain(). A client whose SYN arrives now gets no
   /// answer, and retrying a second later finds the port closed (refused).

@@ -10,9 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "broker/listener_escrow.h"
+#include "broker/listener_factory.h"
 #include "broker/restart_policy.h"
 
 namespace sluice {
@@ -209,6 +212,48 @@ TEST(ListenerEscrow, MalformedCookieListsAreRefusedAndChangeNothing) {
   EXPECT_FALSE(escrow.store(store(9), memfd("x", 0), cookies({lo})).ok());
   EXPECT_EQ(escrow.size(), 2u);
   EXPECT_EQ(escrow.blob_bytes(), 0u);
+}
+
+/// SO_REUSEPORT of the socket `fd` (-1 when it cannot be read).
+int reuseport(int fd) {
+  int on = -1;
+  socklen_t len = sizeof(on);
+  getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len);
+  return on;
+}
+
+TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1, s2;
+  UniqueFd l1 = listener(&s1), l2 = listener(&s2);
+  ASSERT_TRUE(escrow.keep(l1.get(), s1, 1).ok());
+  ASSERT_TRUE(escrow.keep(l2.get(), s2, 1).ok());
+  // 127.0.0.1:P giving way to 0.0.0.0:P, and a rebind of a port sluiced
+  // holds no listener of (the port of l2, but UDP).
+  wire::ListenerSpec entries[2] = {s1, s2};
+  std::memset(entries[0].addr, 0, sizeof(entries[0].addr));
+  entries[0].addr[10] = entries[0].addr[11] = 0xff;  // ::ffff:0.0.0.0
+  entries[0].flags = wire::kListenerReplaces;
+  entries[1].proto = static_cast<uint8_t>(wire::WireProto::kUdp);
+  entries[1].flags = wire::kListenerReplaces;
+  EXPECT_EQ(escrow.share_ports(entries), 1u);
+  EXPECT_EQ(reuseport(l1.get()), 1);
+  EXPECT_EQ(reuseport(l2.get()), 0);
+  EXPECT_EQ(entries[0].flags, wire::kListenerReplaces);
+  EXPECT_EQ(entries[1].flags, 0u) << "a rebind that replaces nothing of sluiced's must not share";
+  // The successor binds while the old listener still listens.
+  auto wildcard = open_listener(entries[0]);
+  ASSERT_TRUE(wildcard.ok()) << wildcard.error().message;
+  EXPECT_EQ(reuseport(wildcard->get()), 1);
+  // Without the flag, the kernel refuses the clash.
+  wire::ListenerSpec plain = entries[0];
+  plain.flags = 0;
+  wire::ListenerSpec s3;
+  UniqueFd l3 = listener(&s3);
+  plain.port = s3.port;
+  auto refused = open_listener(plain);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().err, EADDRINUSE);
 }
 
 }  // namespace

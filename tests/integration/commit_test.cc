@@ -1,8 +1,15 @@
 // Commits against the real daemon, over the real control socket: hitless
 // keeps under load, rollback on a bind failure, compare-and-swap, dry runs,
-// rebinds and a 10,000-port table. The server's checks are exercised without
+// rebinds (hitless too, and never a moment for another process to take the
+// port) and a 10,000-port table. The server's checks are exercised without
 // any client-side validation: these tests send tables as they are.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -224,6 +231,99 @@ TEST(Commit, RebindIsCountedAndServes) {
   Sha256Digest got = receive_all(client.get(), &n);
   server.join();
   EXPECT_EQ(got, stream_digest(3, 1000));
+}
+
+/// A process that tries, as hard as it can, to take 127.0.0.1:`port` or
+/// 0.0.0.0:`port` with a plain bind, as another user would in the moment a
+/// listener is not there: forked at once (before the test starts threads),
+/// it waits for a byte on `go`, then binds in a loop until `go` closes (or
+/// 60 s pass). As real root it first becomes uid 65534 and also tries
+/// SO_REUSEPORT, which the kernel must refuse to another owner. Exits 0 when
+/// no bind ever succeeded, 1 when one did.
+pid_t start_grabber(uint16_t port, int go, int go_write) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  close(go_write);  // else the child's own copy would keep `go` from ever closing
+  const bool other_user = real_root_run();
+  if (other_user && (syscall(SYS_setresgid, 65534, 65534, 65534) != 0 ||
+                     syscall(SYS_setresuid, 65534, 65534, 65534) != 0)) {
+    _exit(2);
+  }
+  char byte;
+  if (read(go, &byte, 1) != 1) _exit(2);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (uint64_t i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    if (i % 256 == 0) {
+      pollfd p = {go, POLLIN, 0};
+      if (poll(&p, 1, 0) == 1) _exit(0);  // EOF: the test is done
+    }
+    for (const char* addr : {"127.0.0.1", "0.0.0.0"}) {
+      for (int reuseport = 0; reuseport <= (other_user ? 1 : 0); ++reuseport) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        const int one = 1;
+        if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        sockaddr_in sin{};
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(port);
+        inet_pton(AF_INET, addr, &sin.sin_addr);
+        if (bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0) _exit(1);
+        close(fd);
+      }
+    }
+  }
+  _exit(0);
+}
+
+TEST(Commit, RebindsRefuseNothingAndLeaveTheirPortToNobodyElse) {
+  // A rule moving between 127.0.0.1:P and 0.0.0.0:P rebinds at every
+  // commit. The new listener shares the port with the old one until the old
+  // one is drained and closed, so the port is never without a listener:
+  // probes through it are never refused or reset, and a process binding it
+  // in a loop (another user, as real root) never gets it.
+  int go[2];
+  ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+  const pid_t grabber = start_grabber(18080, go[0], go[1]);
+  ASSERT_GT(grabber, 0);
+  close(go[0]);
+  UniqueFd go_end(go[1]);
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  std::atomic<bool> stop{false};
+  std::thread acceptor([&] {
+    while (!stop) UniqueFd c = accept_one(target.get(), 100);
+  });
+  KeptPortProber prober(18080, KeptPortProber::Target::kClose);
+  ASSERT_EQ(write(go_end.get(), "g", 1), 1);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
+  uint64_t gen = get_state(c).generation;
+  // 30 rebinds: each waits for the old listener to settle (kRebindSettleNs,
+  // up to a tick), and a probe between them.
+  for (int i = 0; i < 30; ++i) {
+    TableSet t;
+    t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000, i % 2 ? "127.0.0.1" : "0.0.0.0")};
+    control::CommitResult r = commit(c, t, gen);
+    ASSERT_TRUE(r.applied) << i << ": " << (r.failures.empty() ? "" : r.failures[0].message)
+                           << d.log();
+    EXPECT_EQ(r.rebound, 1u);
+    gen = r.generation;
+    prober.await_probe();
+  }
+  prober.stop();
+  go_end.reset();  // the grabber stops
+  int status = -1;
+  ASSERT_EQ(waitpid(grabber, &status, 0), grabber);
+  stop = true;
+  acceptor.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "another process bound the port during a rebind (status " << status << ")";
+  EXPECT_GE(prober.ok(), 30);
+  EXPECT_EQ(prober.refused(), 0);
+  EXPECT_EQ(prober.reset(), 0);
+  expect_forwarding(target.get(), 18080, d);
 }
 
 TEST(Commit, TenThousandPortsAndBackToOne) {

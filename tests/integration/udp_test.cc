@@ -324,8 +324,8 @@ TEST(Udp, RemovedRuleStopsForwarding) {
 }
 
 TEST(Udp, RebindFromTheWildcardToOneAddress) {
-  // 0.0.0.0:P giving way to 127.0.0.1:P clashes in the kernel: the old socket
-  // is drained and closed (its flows end), then the new one is bound.
+  // 0.0.0.0:P giving way to 127.0.0.1:P clashes in the kernel: the new socket
+  // shares the port until the old one is drained and closed (its flows end).
   UdpEcho target("127.0.0.1", kTarget, "t");
   Daemon d;
   d.start({"-u", "0.0.0.0/" + std::to_string(kPort) + ":" + std::to_string(kTarget)});

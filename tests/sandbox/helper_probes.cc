@@ -177,8 +177,10 @@ const std::vector<Probe>& helper_probes() {
          return false;
        },
        kFds},
-      {"setsockopt_reuseport", Expect::kKilled,
-       FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_REUSEPORT, 1)), kFds},
+      {"setsockopt_reuseport", Expect::kAllowed,
+       +[](const ProbeFds& f) { return set_int(f.tcp4, SOL_SOCKET, SO_REUSEPORT, 1) == 0; }, kFds},
+      {"setsockopt_reuseport_wrong_level", Expect::kKilled,
+       FORBIDDEN(set_int(f.tcp4, IPPROTO_TCP, SO_REUSEPORT, 1)), kFds},
       {"setsockopt_ip_transparent", Expect::kKilled,
        FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TRANSPARENT, 1)), kFds},
       {"bind", Expect::kAllowed, +[](const ProbeFds& f) { return bind_loopback(f.tcp4) == 0; },

@@ -163,6 +163,15 @@ bool FakeBroker::read_one() {
       last_blob_.append(buf, static_cast<size_t>(n));
       off += n;
     }
+    if (escrow_) {
+      wire::StoreStateMsg msg;
+      std::memcpy(&msg, buffer_.get(), sizeof(msg));
+      if (auto stored = escrow_->store(msg, std::move(got->fds[0]), std::move(got->fds[1]));
+          !stored) {
+        violation("StoreState: " + stored.error().message);
+        return false;
+      }
+    }
     return true;
   }
   Request request;
@@ -240,11 +249,14 @@ bool FakeBroker::answer_open(const Request& request) {
   reply->count = static_cast<uint32_t>(request.entries.size());
   std::vector<UniqueFd> sockets;
   std::vector<int> fds;
+  // As sluiced: the listeners a rebind replaces may share their port first.
+  std::vector<wire::ListenerSpec> entries = request.entries;
+  if (escrow_) escrow_->share_ports(entries);
   // Requests are answered in order, so this request's first key is the
   // first one not answered yet.
   size_t ordinal = answered_keys_;
-  for (size_t i = 0; i < request.entries.size(); ++i, ++ordinal) {
-    const wire::ListenerSpec& spec = request.entries[i];
+  for (size_t i = 0; i < entries.size(); ++i, ++ordinal) {
+    const wire::ListenerSpec& spec = entries[i];
     int32_t status = wire::kStatusOk;
     if (auto it = fail_ordinal_.find(ordinal); it != fail_ordinal_.end()) {
       status = it->second;
@@ -252,6 +264,12 @@ bool FakeBroker::answer_open(const Request& request) {
       status = p->second;
     } else {
       auto fd = open_listener(spec);
+      if (fd && escrow_) {
+        if (auto kept = escrow_->keep(fd->get(), spec, request.sequence); !kept) {
+          violation("escrow: " + kept.error().message);
+          return false;
+        }
+      }
       if (fd) {
         fds.push_back(fd->get());
         sockets.push_back(std::move(*fd));
@@ -266,10 +284,15 @@ bool FakeBroker::answer_open(const Request& request) {
     violation("sending ListenersOpened failed");
     return false;
   }
-  // Like sluiced, the broker closes its copies once they are sent.
+  // Like sluiced, the broker closes these copies once they are sent (the
+  // escrow's own copies, with keep_listeners(), stay until a StoreState).
   answered_keys_ = ordinal;
   ++open_replies_;
   return true;
+}
+
+void FakeBroker::keep_listeners() {
+  escrow_ = std::make_unique<ListenerEscrow>();
 }
 
 bool FakeBroker::answer_peer(const Request& request) {

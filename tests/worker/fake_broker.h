@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "broker/listener_escrow.h"
 #include "schema/broker_wire.h"
 
 namespace sluice::testing {
@@ -74,6 +75,12 @@ class FakeBroker {
   void hold_after(size_t replies) { answer_limit_ = replies; }
   /// Script: answer every request again, held ones first, at the next serve().
   void release() { answer_limit_ = SIZE_MAX; }
+  /// Keeps a copy of every listener it sends in a real ListenerEscrow, as
+  /// sluiced does, released by the worker's StoreState: so a rebind
+  /// (wire::kListenerReplaces) shares its port with the listener it
+  /// replaces, as with sluiced. Off by default: without it the fake closes
+  /// its copies once sent, and a rebind's port is still taken.
+  void keep_listeners();
   /// Script: close the channel when the `n`-th OpenListeners request (1 for
   /// the first) arrives, without answering it.
   void close_on_request(size_t n) { close_on_request_ = n; }
@@ -167,7 +174,8 @@ class FakeBroker {
   size_t socket_replies_ = 0;
   size_t sockets_sent_ = 0;
   std::string error_;
-  std::unique_ptr<uint8_t[]> buffer_;  // one request, plus a byte to see oversized ones
+  std::unique_ptr<ListenerEscrow> escrow_;  // keep_listeners(): the sent listeners' copies
+  std::unique_ptr<uint8_t[]> buffer_;       // one request, plus a byte to see oversized ones
 };
 
 }  // namespace sluice::testing
