@@ -1,6 +1,7 @@
-// The pesto endpoint (see pesto_server.h): one session at a time, identified
-// by sluiced, greeted with the tables in force, read without blocking, and
-// committed through the commit engine.
+// The pesto endpoint (see pesto_server.h): clients identified by sluiced,
+// readers greeted beside each other, committers one at a time, each greeted
+// with the tables in force, read without blocking, and committed through
+// the commit engine.
 #include "worker/pesto_server.h"
 
 #include <sys/socket.h>
@@ -102,10 +103,14 @@ void PestoSession::on_event(uint32_t /*events*/) noexcept {
   if (!done_) read_update();
 }
 
-void PestoSession::identified(const PeerIdentity& identity, const std::string& hello) noexcept {
+void PestoSession::identify(const PeerIdentity& identity) noexcept {
   peer_ = ucred{identity.pid, identity.uid, identity.gid};
   access_ = static_cast<ControlAccess>(identity.access);
-  decoder_ = pesto::UpdateDecoder(server_.offered_pifs());
+  identified_ = true;
+}
+
+void PestoSession::greet(const std::string& hello, std::vector<Pif> pifs) noexcept {
+  decoder_ = pesto::UpdateDecoder(std::move(pifs));
   out_ = hello;
   admitted_ns_ = monotonic_ns();
   flush();
@@ -188,6 +193,8 @@ PestoServer::PestoServer(EventLoop& loop, UniqueFd listen_fd, CommitEngine& engi
 
 PestoServer::~PestoServer() {
   if (session_) loop_.remove(session_->fd());
+  for (const auto& s : queued_) loop_.remove(s->fd());
+  for (const auto& s : others_) loop_.remove(s->fd());
   loop_.remove(listen_fd_.get());
 }
 
@@ -204,23 +211,33 @@ void PestoServer::on_event(uint32_t /*events*/) noexcept {
 }
 
 void PestoServer::on_tick(uint64_t now_ns) noexcept {
+  // Greeted sessions past the timeout: the committer served, and readers.
+  std::vector<PestoSession*> late;
   if (session_ && session_->admitted_ns() != 0 &&
       now_ns - session_->admitted_ns() > kPestoSessionTimeoutNs) {
-    if (log_allowed()) {
-      LOG_WARN(
-          "pesto client %s dropped: no complete update within %llu s of the tables; nothing "
-          "changed, the next pesto client is served",
-          who(session_->peer()).c_str(),
-          static_cast<unsigned long long>(kPestoSessionTimeoutNs / 1000000000ULL));
+    late.push_back(session_.get());
+  }
+  for (const auto& s : others_) {
+    if (s->admitted_ns() != 0 && now_ns - s->admitted_ns() > kPestoSessionTimeoutNs) {
+      late.push_back(s.get());
     }
-    end(session_.get());
+  }
+  for (PestoSession* s : late) {
+    if (log_allowed()) {
+      LOG_WARN("pesto client %s dropped: no complete update within %llu s of the tables; %s",
+               who(s->peer()).c_str(),
+               static_cast<unsigned long long>(kPestoSessionTimeoutNs / 1000000000ULL),
+               s == session_.get() ? "nothing changed, the next pesto client is served"
+                                   : "it may only read the tables, and held up no one");
+    }
+    end(s);
   }
   if (accept_waiting_) accept_next();
 }
 
 void PestoServer::accept_next() noexcept {
   accept_waiting_ = false;
-  while (!session_ && !committing_ && !broker_.lost()) {
+  while (open_count() < kMaxPestoConnections && !broker_.lost()) {
     if (broker_.peer_queries_open() >= kPeerQueryWindow) {
       accept_waiting_ = true;  // the control server's clients fill the window
       return;
@@ -240,50 +257,101 @@ void PestoServer::accept_next() noexcept {
       if (log_allowed()) LOG_WARN("SO_PEERCRED: %s", errno_text(errno).c_str());
       continue;
     }
-    session_ = std::make_unique<PestoSession>(*this, std::move(conn), peer);
-    PestoSession* session = session_.get();
+    others_.push_back(std::make_unique<PestoSession>(*this, std::move(conn), peer));
+    PestoSession* session = others_.back().get();
     if (!loop_.add(session->fd(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, session)) {
-      loop_.retire(std::move(session_));
+      loop_.retire(std::move(others_.back()));
+      others_.pop_back();
       continue;
     }
     // Who it is, and what it may do, only sluiced can tell; nothing is sent
-    // to it or read from it before the answer.
+    // to it or read from it before the answer. A session is never dropped
+    // while its query is open (no timeout runs before the greeting).
     auto asked = broker_.peer_query(session->fd(), [this, session](const PeerIdentity& identity) {
-      if (session_.get() != session) return;  // cannot happen: never dropped while asked
-      if (identity.status != 0 || identity.access == wire::kAccessNone) {
-        if (log_allowed()) {
-          LOG_WARN(
-              "pesto client pid %d refused: the control policy gives uid %u no access; add a "
-              "`control commit` line for it to the policy file",
-              identity.pid, identity.uid);
-        }
-        end(session);
-        return;
-      }
-      auto hello = make_hello();
-      if (!hello) {
-        if (log_allowed()) {
-          LOG_WARN("pesto client pid %d refused: %s", identity.pid, hello.error().message.c_str());
-        }
-        end(session);
-        return;
-      }
-      session->identified(identity, *hello);
+      on_identified(session, identity);
     });
     if (!asked) {
       // The broker channel failed; its end stops the worker. The fd was
       // never sent, so it may close now.
-      loop_.remove(session->fd());
-      loop_.retire(std::move(session_));
+      retire(session);
+      return;
     }
-    return;
   }
 }
 
-Result<std::string> PestoServer::make_hello() {
+void PestoServer::on_identified(PestoSession* session, const PeerIdentity& identity) noexcept {
+  if (identity.status != 0 || identity.access == wire::kAccessNone) {
+    if (log_allowed()) {
+      LOG_WARN(
+          "pesto client pid %d refused: the control policy gives uid %u no access; add a "
+          "`control commit` line for it to the policy file",
+          identity.pid, identity.uid);
+    }
+    end(session);
+    return;
+  }
+  session->identify(identity);
+  if (session->access() >= ControlAccess::kCommit) {
+    // Committers go one at a time, in the order they connected.
+    auto it = std::find_if(others_.begin(), others_.end(),
+                           [session](const auto& s) { return s.get() == session; });
+    queued_.push_back(std::move(*it));
+    others_.erase(it);
+    serve_next_committer();
+    return;
+  }
+  size_t readers = 0;
+  for (const auto& s : others_) {
+    if (s.get() != session && s->identified() && s->peer().uid == identity.uid) ++readers;
+  }
+  if (readers >= kMaxPestoReadersPerUid) {
+    if (reader_drop_log_.allow()) {
+      LOG_WARN(
+          "pesto client %s dropped: that user may only read the tables, and already holds %zu "
+          "pesto sessions (at most %zu at once)",
+          who(session->peer()).c_str(), readers, kMaxPestoReadersPerUid);
+    }
+    end(session);
+    return;
+  }
+  PestoOffer offer;
+  auto hello = make_hello(&offer);
+  if (!hello) {
+    if (log_allowed()) {
+      LOG_WARN("pesto client %s refused: %s", who(session->peer()).c_str(),
+               hello.error().message.c_str());
+    }
+    end(session);
+    return;
+  }
+  std::vector<Pif> pifs;
+  for (const pesto::WireTable& t : offer.tables) pifs.push_back(t.pif);
+  session->greet(*hello, std::move(pifs));
+}
+
+void PestoServer::serve_next_committer() noexcept {
+  while (!session_ && !committing_ && !queued_.empty()) {
+    session_ = std::move(queued_.front());
+    queued_.pop_front();
+    auto hello = make_hello(&offer_);
+    if (!hello) {
+      if (log_allowed()) {
+        LOG_WARN("pesto client %s refused: %s", who(session_->peer()).c_str(),
+                 hello.error().message.c_str());
+      }
+      retire(session_.get());
+      continue;
+    }
+    std::vector<Pif> pifs;
+    for (const pesto::WireTable& t : offer_.tables) pifs.push_back(t.pif);
+    session_->greet(*hello, std::move(pifs));
+  }
+}
+
+Result<std::string> PestoServer::make_hello(PestoOffer* offer) const {
   const uint32_t caps = pesto::caps_bits(engine_.caps());
-  offer_ = PestoOffer{};
-  offer_.generation = engine_.generation();
+  *offer = PestoOffer{};
+  offer->generation = engine_.generation();
   // SPLICE (pif 3) is offered only where it is served: sluiced has a target
   // namespace. Both tables carry the server's caps (IFNAME included: pesto
   // then writes -T/-U rules as [*]%lo, the form the SPLICE table takes);
@@ -302,15 +370,9 @@ Result<std::string> PestoServer::make_hello() {
     out.pif = pif;
     out.caps = caps;
     for (const Rule& rule : table.rules) out.rules.push_back({rule, record_of(rule)});
-    offer_.tables.push_back(std::move(out));
+    offer->tables.push_back(std::move(out));
   }
-  return pesto::encode_hello(offer_.tables);
-}
-
-std::vector<Pif> PestoServer::offered_pifs() const {
-  std::vector<Pif> out;
-  for (const pesto::WireTable& t : offer_.tables) out.push_back(t.pif);
-  return out;
+  return pesto::encode_hello(offer->tables);
 }
 
 void PestoServer::commit(PestoSession* session, std::vector<pesto::WireTable> update) noexcept {
@@ -355,6 +417,7 @@ void PestoServer::submit(std::vector<pesto::WireTable> update, struct ucred peer
           }
         }
         committing_ = false;
+        serve_next_committer();
         accept_next();
       });
 }
@@ -406,11 +469,32 @@ void PestoServer::refuse(PestoSession* session, control::FailureKind kind,
   end(session);
 }
 
+bool PestoServer::retire(PestoSession* session) noexcept {
+  std::unique_ptr<PestoSession> owned;
+  if (session_ && session_.get() == session) {
+    owned = std::move(session_);
+  } else if (auto q = std::find_if(queued_.begin(), queued_.end(),
+                                   [session](const auto& s) { return s.get() == session; });
+             q != queued_.end()) {
+    owned = std::move(*q);
+    queued_.erase(q);
+  } else if (auto o = std::find_if(others_.begin(), others_.end(),
+                                   [session](const auto& s) { return s.get() == session; });
+             o != others_.end()) {
+    owned = std::move(*o);
+    others_.erase(o);
+  } else {
+    return false;  // ended already
+  }
+  loop_.remove(owned->fd());
+  loop_.retire(std::move(owned));
+  return true;
+}
+
 void PestoServer::end(PestoSession* session) noexcept {
-  if (!session_ || session_.get() != session) return;
-  loop_.remove(session->fd());
-  loop_.retire(std::move(session_));
-  if (!committing_) accept_next();
+  if (!retire(session)) return;
+  serve_next_committer();
+  accept_next();
 }
 
 }  // namespace sluice

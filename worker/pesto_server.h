@@ -2,13 +2,21 @@
 // socket sluiced created for --pesto-socket, so that the unmodified pesto
 // binary, and with it Podman and rootlesskit, drive sluice as they drive pasta.
 //
-// Sessions are served one at a time, as pasta serves them: pesto reads the
-// tables, edits them and sends them all back, with no generation to compare,
-// so a second session may start only once the first one's update is in force.
-// Unlike pasta, nothing waits on a client:
-//   - the server accepts one connection, asks sluiced who it is (PeerQuery),
-//     and only then sends the hello: the tables in force, each rule with the
-//     bytes it arrived with;
+// Sessions of clients that may change the tables are served one at a time,
+// as pasta serves them: pesto reads the tables, edits them and sends them all
+// back, with no generation to compare, so a second such session may start
+// only once the first one's update is in force. Unlike pasta, nothing waits
+// on a client:
+//   - the server accepts connections (at most kMaxPestoConnections open at
+//     once), asks sluiced who each is (PeerQuery), and only then sends the
+//     hello: the tables in force, each rule with the bytes it arrived with;
+//   - a client that may only read (control policy) is greeted at once,
+//     beside the others: its update could only be refused, so it holds up
+//     no one. One user holds at most kMaxPestoReadersPerUid such sessions;
+//     more are closed once identified, so that a user who may only read
+//     cannot fill the server's connections and stall Podman's updates;
+//   - a client that may commit waits, identified, for the sessions of
+//     committers before it (in the order they connected);
 //   - the update is read without blocking, as it arrives, into the
 //     incremental decoder; the data path and sluicectl's clients run between
 //     reads;
@@ -30,6 +38,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +59,17 @@ namespace sluice {
 /// heavy load, and bounds how long a silent client holds up the next pesto
 /// session (never anything else).
 inline constexpr uint64_t kPestoSessionTimeoutNs = 5ULL * 1000000000ULL;
+/// Limit: pesto connections open at once (being identified, reading the
+/// tables, waiting for their turn, or being served). Each holds one
+/// descriptor and, while identified, one of the PeerQuery window's slots
+/// (shared with sluicectl's clients); the kernel's backlog holds the rest.
+/// Podman starts a pesto per container, and a user starting many containers
+/// at once runs as many: 16 keep them moving without a queue of thousands.
+inline constexpr size_t kMaxPestoConnections = 16;
+/// Limit: sessions of clients that may only read, per user, at once. pesto
+/// reads the tables in a few milliseconds; 2 let a user list them twice at
+/// once, and keep one user's idle connections from filling the server.
+inline constexpr size_t kMaxPestoReadersPerUid = 2;
 /// Limit: how many times an update is re-applied when a sluicectl commit
 /// lands between its submission and its check (a stale generation). Each
 /// retry re-applies the client's edit to the newer tables; three in a row
@@ -81,15 +101,21 @@ class PestoSession final : public EventHandler {
   PestoSession(PestoServer& server, UniqueFd fd, struct ucred peer);
   /// Readable or writable: sends the rest of the hello, then reads the update.
   void on_event(uint32_t events) noexcept override;
-  /// Takes sluiced's answer: refuses a client without at least read access,
-  /// greets the others with `offer`'s tables (encoded with `hello`).
-  void identified(const PeerIdentity& identity, const std::string& hello) noexcept;
+  /// Takes sluiced's ids and the client's access (before it is greeted).
+  void identify(const PeerIdentity& identity) noexcept;
+  /// Greets the client with `hello`, which offers the tables of `pifs`, and
+  /// reads its update from now on.
+  void greet(const std::string& hello, std::vector<Pif> pifs) noexcept;
+  /// What the control policy lets the client do (kNone before identify()).
+  ControlAccess access() const { return access_; }
   /// Who the client is (the broker's ids once identified).
   const struct ucred& peer() const { return peer_; }
   /// The client's connection.
   int fd() const { return fd_.get(); }
-  /// When the session was admitted (0 before), for the timeout.
+  /// When the session was greeted (0 before), for the timeout.
   uint64_t admitted_ns() const { return admitted_ns_; }
+  /// True once sluiced said who the client is.
+  bool identified() const { return identified_; }
 
  private:
   /// Writes what is left of the hello until EAGAIN. Needs `sendto`.
@@ -105,11 +131,13 @@ class PestoSession final : public EventHandler {
   std::string out_;
   size_t out_off_ = 0;
   pesto::UpdateDecoder decoder_;
-  uint64_t admitted_ns_ = 0;  // 0 until sluiced answered: nothing is read before
+  uint64_t admitted_ns_ = 0;  // 0 until greeted: nothing is read before
+  bool identified_ = false;   // sluiced answered the PeerQuery
   bool done_ = false;         // ended: the server frees it after the current batch
 };
 
-/// The pesto socket: one session at a time, each a whole-table commit.
+/// The pesto socket: readers beside each other, committers one at a time,
+/// each update a whole-table commit.
 class PestoServer final : public EventHandler, public Ticker {
  public:
   /// Serves `listen_fd` (listening, non-blocking) with `engine` as the
@@ -119,19 +147,14 @@ class PestoServer final : public EventHandler, public Ticker {
   ~PestoServer() override;
   /// Registers the listening socket and the ticker with the loop.
   Result<void> start();
-  /// The listening socket is readable (edge-triggered): accepts a client
-  /// when none is being served.
+  /// The listening socket is readable (edge-triggered): accepts clients
+  /// while fewer than kMaxPestoConnections are open.
   void on_event(uint32_t events) noexcept override;
-  /// Drops a session past kPestoSessionTimeoutNs; accepts the next client
+  /// Drops a greeted session past kPestoSessionTimeoutNs; accepts again
   /// when accepting had to wait (a full PeerQuery window, an accept error).
   void on_tick(uint64_t now_ns) noexcept override;
 
   // For PestoSession.
-  /// The tables to offer now, and the hello that carries them; fails when a
-  /// table holds more rules than v2 can carry (then the session is refused).
-  Result<std::string> make_hello();
-  /// The tables a session's decoder accepts (those of the last hello).
-  std::vector<Pif> offered_pifs() const;
   /// Commits a complete update of `session` as one whole-table commit.
   void commit(PestoSession* session, std::vector<pesto::WireTable> update) noexcept;
   /// Refuses the update of `session` before it reaches the engine as a
@@ -140,15 +163,32 @@ class PestoServer final : public EventHandler, public Ticker {
   /// session.
   void refuse(PestoSession* session, control::FailureKind kind,
               const std::string& message) noexcept;
-  /// Ends `session` (closes it after the current batch) and serves the next.
+  /// Ends `session` (closes it after the current batch), serves the next
+  /// committer if it was the one served, and accepts again.
   void end(PestoSession* session) noexcept;
   /// True when a refusal may be logged now (10 at once, then 1 per second).
   bool log_allowed() noexcept { return log_limit_.allow(); }
 
  private:
-  /// Accepts one client if no session runs and the PeerQuery window has
-  /// room, and asks sluiced who it is. Needs `accept4`, `getsockopt`.
+  /// Accepts clients while fewer than kMaxPestoConnections are open and the
+  /// PeerQuery window has room, and asks sluiced who each is. Needs
+  /// `accept4`, `getsockopt`.
   void accept_next() noexcept;
+  /// sluiced said who `session` is: drops a client without access, greets
+  /// one that may only read (within kMaxPestoReadersPerUid), queues one that
+  /// may commit.
+  void on_identified(PestoSession* session, const PeerIdentity& identity) noexcept;
+  /// Greets the first committer that waits, when none is served and no
+  /// update is in the engine.
+  void serve_next_committer() noexcept;
+  /// The tables to offer now, and the hello that carries them; fails when a
+  /// table holds more rules than v2 can carry (then the session is refused).
+  Result<std::string> make_hello(PestoOffer* offer) const;
+  /// Takes `session` out of the loop and out of whichever list holds it,
+  /// and frees it after the current batch. Returns whether it was found.
+  bool retire(PestoSession* session) noexcept;
+  /// Connections open: served, waiting, and the others.
+  size_t open_count() const { return (session_ ? 1 : 0) + queued_.size() + others_.size(); }
   /// Submits `tables` for the session's client, retrying a stale generation
   /// up to kPestoStaleRetries times with the edit re-applied.
   void submit(std::vector<pesto::WireTable> update, struct ucred peer, int attempt) noexcept;
@@ -163,12 +203,17 @@ class PestoServer final : public EventHandler, public Ticker {
   UniqueFd listen_fd_;
   CommitEngine& engine_;
   BrokerClient& broker_;
-  std::unique_ptr<PestoSession> session_;  // the one being served, or null
-  bool committing_ = false;                // the session's update is in the engine
-  bool accept_waiting_ = false;            // retry accepting at the next tick
-  PestoOffer offer_;                       // what the current session was sent
+  std::unique_ptr<PestoSession> session_;              // the committer being served, or null
+  std::deque<std::unique_ptr<PestoSession>> queued_;   // committers waiting for their turn
+  std::vector<std::unique_ptr<PestoSession>> others_;  // being identified, or readers
+  bool committing_ = false;                            // the session's update is in the engine
+  bool accept_waiting_ = false;                        // retry accepting at the next tick
+  PestoOffer offer_;                                   // what the committer served was sent
   std::vector<pesto::WireRule> remembered_;
   LogRateLimit log_limit_{10, 1};
+  // Readers over their per-user bound: a flood of them must not use up
+  // log_limit_, which says why updates are refused.
+  LogRateLimit reader_drop_log_{5, 1};
 };
 
 }  // namespace sluice

@@ -4,10 +4,20 @@
 // the client is dropped, nothing changes, forwarding never stops, and the
 // next pesto session waits only for a bounded time.
 #include <arpa/inet.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -218,6 +228,88 @@ TEST(PestoHostile, ATableTooLargeForV2IsRefusedWithAClearLine) {
   if (!real_pesto().empty()) {
     EXPECT_EQ(run_pesto({}, f.d.pesto_path()).status, 1);
   }
+}
+
+/// Forks a child that, as uid 65534, keeps `count` idle connections to the
+/// pesto socket `path` open for `seconds`, reading nothing and replacing
+/// each the server closes, then exits. Call it while the test process has
+/// no other thread.
+pid_t hog_pesto(const std::string& path, int count, int seconds) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+      setresuid(65534, 65534, 65534) != 0) {
+    _exit(2);
+  }
+  std::vector<int> held;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    while (static_cast<int>(held.size()) < count) {
+      int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+      if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(s);  // the backlog is full: try again after the poll
+        break;
+      }
+      held.push_back(s);
+    }
+    std::vector<pollfd> p;
+    for (int s : held) p.push_back({s, POLLRDHUP, 0});
+    poll(p.data(), p.size(), 50);
+    for (size_t i = p.size(); i-- > 0;) {
+      if (p[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+        close(held[i]);
+        held.erase(held.begin() + static_cast<long>(i));
+      }
+    }
+  }
+  _exit(0);
+}
+
+TEST(PestoHostile, AUserWhoMayOnlyReadCannotHoldUpACommitter) {
+  if (!real_root_run()) GTEST_SKIP() << "needs real root: only one uid is mapped here";
+  // uid 65534 may read, root may commit. It keeps 40 idle connections to
+  // the pesto socket and replaces each the server closes: it gets two
+  // sessions, the rest are closed once identified, and root's pesto is
+  // served at once. (When sessions went one at a time, each of its
+  // connections held the next for 5 s, and root's never came.)
+  Container box{{"tcp", "8080"}};
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  PolicyFileFixture policy(
+      "bind allow tcp,udp 1024-65535 *\ncontrol commit uid=0\ncontrol read uid=65534\n");
+  Daemon d;
+  start_with_pesto(d, {"--policy", policy.path(), "--netns", box.netns(), "--userns", box.userns(),
+                       "-t", "18080:8080"});
+  ASSERT_EQ(::chmod(d.pesto_path().c_str(), 0666), 0);
+  const std::string dir = d.pesto_path().substr(0, d.pesto_path().rfind('/'));
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  const pid_t hog = hog_pesto(d.pesto_path(), 40, 40);
+  ASSERT_GT(hog, 0);
+  ASSERT_TRUE(wait_for_log(d, "already holds 2 pesto sessions")) << d.log();
+  RawPesto root(d.pesto_path());
+  ASSERT_TRUE(root.valid());
+  // The bound allows a loaded machine; the hog runs for 40 s.
+  const bool greeted = root.read_hello(20000);
+  const bool hog_running = waitpid(hog, nullptr, WNOHANG) == 0;
+  ASSERT_TRUE(greeted) << root.failure() << "\n" << d.log();
+  EXPECT_TRUE(hog_running) << "the hog ended before root was served: the test proves nothing";
+  // Its update is applied, the hog still there.
+  ASSERT_FALSE(root.tables().empty());
+  const pesto::WireTable& host = root.tables()[0];
+  ASSERT_EQ(host.rules.size(), 1u);
+  ASSERT_TRUE(root.send(host_header(2) + bytes(host.rules[0].record) +
+                        bytes(make_record(true, "0.0.0.0", 19000, 19000, 8080)) + '\0'));
+  root.close();
+  bool applied = false;
+  for (int i = 0; i < 200 && !applied; ++i) {  // bounded: 10 s
+    applied = listening(19000);
+    if (!applied) usleep(50000);
+  }
+  EXPECT_TRUE(applied) << d.log();
+  kill(hog, SIGKILL);
+  waitpid(hog, nullptr, 0);
 }
 
 }  // namespace
