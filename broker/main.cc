@@ -245,7 +245,14 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   set.audit = std::move(audit.sink);
   set.audit_tail = std::move(audit.tail);
   // sluiced keeps no namespace fd: the launcher and its workers hold them.
-  if (target != nullptr) set.target = std::move(*target);
+  // It keeps the target process's pidfd, to say when the container stops.
+  UniqueFd target_process;
+  if (target != nullptr) {
+    target_process = std::move(target->process);
+    set.target = std::move(*target);
+  }
+  const bool watch_target = target_process.valid();
+  if (!watch_target) target_process.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   auto started_launcher = start_worker_launcher(std::move(set));
   if (!started_launcher) {
     LOG_ERROR("%s", started_launcher.error().message.c_str());
@@ -294,7 +301,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
   UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
   if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid() ||
-      !reader_channel.valid()) {
+      !reader_channel.valid() || !target_process.valid()) {
     LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
@@ -310,7 +317,8 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                                     {&reader_channel, broker_fd::kPolicyReader},
                                     {&loaded.text, broker_fd::kPolicyText},
                                     {&launcher.channel, broker_fd::kLauncherChannel},
-                                    {&launcher.pidfd, broker_fd::kLauncher}};
+                                    {&launcher.pidfd, broker_fd::kLauncher},
+                                    {&target_process, broker_fd::kTarget}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -342,7 +350,8 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                   &launcher.channel, &loaded.text,
                   control.path,      pesto != nullptr ? pesto->path : "",
                   &notifier,         &restarts,
-                  &reloader};
+                  &reloader,         watch_target,
+                  options.netns};
   const int code = serve(host, serving);
   if (helper) stop_namespace_helper(*helper);
   return code;

@@ -183,7 +183,7 @@ int serve(BrokerHost& host, Serving& s) {
     // While the namespace helper opens a request's SPLICE listeners, the
     // worker's channel is not read (its answers stay in order).
     const bool reading = alive && !host.splice_waiting();
-    struct pollfd fds[8] = {
+    struct pollfd fds[9] = {
         {alive ? worker.pidfd.get() : -1, POLLIN, 0},
         {s.signals->get(), POLLIN, 0},
         {reading ? worker.channel.get() : -1, static_cast<short>(waiting ? POLLOUT : POLLIN), 0},
@@ -194,8 +194,9 @@ int serve(BrokerHost& host, Serving& s) {
         // not while READY=1 waits: the room it makes goes to READY=1 first.
         {escrow.store_wants_writable(now) && !s.notifier->ready_waits() ? broker_fd::kNotify : -1,
          POLLOUT, 0},
-        {host.helper_poll_fd(), POLLIN, 0}};
-    if (::poll(fds, 8, timeout) < 0) {
+        {host.helper_poll_fd(), POLLIN, 0},
+        {s.watch_target ? broker_fd::kTarget : -1, POLLIN, 0}};
+    if (::poll(fds, 9, timeout) < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("poll: %s; stopping", errno_text(errno).c_str());
       if (alive) stop_worker(worker, StopMode::kTerminate);
@@ -218,6 +219,19 @@ int serve(BrokerHost& host, Serving& s) {
       continue;  // SIGCHLD: the pidfds report the exits
     }
     if (fds[6].revents != 0) escrow.flush_store(monotonic_ns());
+    if (fds[8].revents != 0) {
+      // Said once: the namespace lives on (sluiced's helper and worker hold
+      // it), so the rules whose targets still answer keep working, and a
+      // commit still works; only its processes are gone.
+      s.watch_target = false;
+      LOG_ERROR(
+          "the process --netns %s named has exited: the container stopped. Its network "
+          "namespace lives on only through sluiced, so connections through HOST rules are "
+          "refused there from now on. If the container started again, it has a new namespace: "
+          "start sluiced again with its new PID (podman inspect --format '{{.State.Pid}}' "
+          "NAME); sluiced itself keeps serving",
+          s.target_name.c_str());
+    }
     if (fds[4].revents != 0) s.reloader->finish(host, *s.notifier);
     if (fds[5].revents != 0) {
       siginfo_t info = {};

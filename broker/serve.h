@@ -32,6 +32,8 @@ struct Serving {
   Notifier* notifier;
   RestartPolicy* restarts;
   PolicyReloader* reloader;  // SIGHUP: the policy reader's answers
+  bool watch_target;         // broker_fd::kTarget is the --netns PID's pidfd
+  std::string target_name;   // --netns as given, for the message
 };
 
 /// The broker loop. Returns sluiced's exit code: 0 after SIGTERM/SIGINT,

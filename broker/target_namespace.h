@@ -34,6 +34,10 @@ struct TargetNamespace {
   UniqueFd netns;    // a network namespace (NS_GET_NSTYPE == CLONE_NEWNET)
   UniqueFd userns;   // its user namespace to join first; invalid: none to join
   std::string name;  // what the administrator gave, for messages
+  // A pidfd of the process --netns named by its PID (invalid for a path):
+  // sluiced says at once when that process exits, which is the container
+  // stopping. Kept in sluiced, never in the launcher or a worker.
+  UniqueFd process;
   // True when probe_target_namespace chose to join the network namespace
   // alone although it has a user namespace of its own (see there).
   bool net_only = false;

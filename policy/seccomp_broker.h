@@ -55,8 +55,11 @@ inline constexpr int kLauncher = 15;
 /// The cookie list of a StoreState while sluiced reads it (dup3 onto it,
 /// pread64, close); closed otherwise (broker/listener_escrow.h).
 inline constexpr int kStateStaging = 16;
+/// pidfd of the process --netns named by its PID (poll): its exit is the
+/// container stopping, which sluiced reports. /dev/null otherwise.
+inline constexpr int kTarget = 17;
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 17;
+inline constexpr int kFirstFree = 18;
 
 }  // namespace sluice::broker_fd
 

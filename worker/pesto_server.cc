@@ -288,14 +288,13 @@ void PestoServer::on_identified(PestoSession* session, const PeerIdentity& ident
               " supplementary groups, too many to check against the control policy; run pesto "
               "with fewer groups";
       } else if (identity.status != 0) {
-        why = "sluiced could not read the client's credentials (" +
-              errno_text(identity.status) + "); try again";
+        why = "sluiced could not read the client's credentials (" + errno_text(identity.status) +
+              "); try again";
       } else {
         why = "the control policy gives uid " + std::to_string(identity.uid) +
               " no access; add a `control commit` line for it to the policy file";
       }
-      LOG_WARN("pesto client pid %d (uid %u) refused: %s", identity.pid, identity.uid,
-               why.c_str());
+      LOG_WARN("pesto client pid %d (uid %u) refused: %s", identity.pid, identity.uid, why.c_str());
     }
     end(session);
     return;

@@ -220,6 +220,27 @@ TEST(TargetNamespace, ContainerThatStopsLeavesSluicedServingWhatItCan) {
   EXPECT_EQ(d.wait_exit(200), -1) << "sluiced must keep running\n" << d.log();
 }
 
+TEST(TargetNamespace, AContainerThatStopsIsReportedAtOnce) {
+  // --netns by PID, as Podman's pasta command line gives it: when that
+  // process exits, sluiced says so at once (pasta would exit here), and
+  // serves on.
+  auto box = std::make_unique<Container>(std::vector<std::string>{"tcp", "8080"});
+  ASSERT_GT(box->pid(), 0);
+  const std::string pid = std::to_string(box->pid());
+  Daemon d;
+  d.start({"--netns", pid, "-t", "127.0.0.1/18080:8080"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(tcp_echo(18080, "before"), "before");
+  EXPECT_EQ(d.log().find("has exited"), std::string::npos) << d.log();
+  box.reset();  // the container stops
+  ASSERT_TRUE(wait_for_log(d, "the process --netns " + pid + " named has exited")) << d.log();
+  EXPECT_NE(d.log().find("start sluiced again with its new PID"), std::string::npos) << d.log();
+  EXPECT_EQ(count_of(d.log(), "has exited: the container stopped"), 1u) << d.log();
+  RunResult list = d.ctl();
+  EXPECT_EQ(list.status, 0) << list.err << d.log();
+  EXPECT_EQ(d.wait_exit(200), -1) << "sluiced must keep running\n" << d.log();
+}
+
 TEST(TargetNamespace, BadNamespaceArgumentsAreOneClearLine) {
   struct Case {
     std::vector<std::string> args;
