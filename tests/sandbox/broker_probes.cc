@@ -54,14 +54,6 @@ constexpr int kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 /// A name that does not exist in the control socket's directory ("/").
 constexpr const char* kNoSuchFile = "sluice-broker-probe-no-such-file";
 
-/// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)                            \
-  +[](const ProbeFds& f) -> bool {                 \
-    (void)f;                                       \
-    [[maybe_unused]] auto forbidden_call = (call); \
-    return false;                                  \
-  }
-
 /// Creates a socket as the listener factory does and closes it; true when
 /// that worked.
 bool make_socket(int family, int type) {

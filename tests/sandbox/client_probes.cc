@@ -29,14 +29,6 @@
 namespace sluice::testing {
 namespace {
 
-/// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)                            \
-  +[](const ProbeFds& f) -> bool {                 \
-    (void)f;                                       \
-    [[maybe_unused]] auto forbidden_call = (call); \
-    return false;                                  \
-  }
-
 /// ioctl(fd, TCGETS), as isatty() makes it.
 bool tcgets(int fd) {
   termios t;

@@ -65,6 +65,16 @@ struct ProbeFds {
   pid_t launcher_child = -1;  // a third child that waits to be killed
 };
 
+/// A probe of a call the filter must forbid: it makes `call`, which must
+/// not return (the filter kills the process); if it does, the probe
+/// returns false and the child exits kExitNotKilled.
+#define FORBIDDEN(call)                               \
+  +[](const ::sluice::testing::ProbeFds& f) -> bool { \
+    (void)f;                                          \
+    [[maybe_unused]] auto forbidden_call = (call);    \
+    return false;                                     \
+  }
+
 /// A pid that never exists (above the kernel's PID_MAX_LIMIT of 2^22), for
 /// probes that signal "someone else": should the filter wrongly allow the
 /// call, it fails with ESRCH instead of hitting a real process.

@@ -36,14 +36,6 @@ using helper_fd::kChannel;
 constexpr int kStream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 constexpr int kDgram = SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
 
-/// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)                            \
-  +[](const ProbeFds& f) -> bool {                 \
-    (void)f;                                       \
-    [[maybe_unused]] auto forbidden_call = (call); \
-    return false;                                  \
-  }
-
 /// Creates a socket as the listener factory does and closes it.
 bool make_socket(int family, int type) {
   int fd = socket(family, type, 0);

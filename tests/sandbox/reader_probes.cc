@@ -33,14 +33,6 @@
 namespace sluice::testing {
 namespace {
 
-/// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)                            \
-  +[](const ProbeFds& f) -> bool {                 \
-    (void)f;                                       \
-    [[maybe_unused]] auto forbidden_call = (call); \
-    return false;                                  \
-  }
-
 /// A file every system has, readable by everyone.
 constexpr const char* kReadable = "/etc/passwd";
 /// A path that never exists: should the filter wrongly allow a writing

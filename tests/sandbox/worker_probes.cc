@@ -147,14 +147,6 @@ long raw_sendmmsg(int fd, unsigned long flags) {
 /// already holds a line.
 constexpr int kAuditFd = wire::kWorkerFdAudit;
 
-/// A probe that returns false, for forbidden calls (they must not return).
-#define FORBIDDEN(call)                            \
-  +[](const ProbeFds& f) -> bool {                 \
-    (void)f;                                       \
-    [[maybe_unused]] auto forbidden_call = (call); \
-    return false;                                  \
-  }
-
 }  // namespace
 
 const std::vector<Probe>& worker_probes() {
