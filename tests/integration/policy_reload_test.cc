@@ -430,7 +430,7 @@ TEST_F(ReaderFilter, NamesFromSystemdUserdbResolveUnderTheFilter) {
   reload(d, 1);
   EXPECT_GE(userdb_asked.load(), 2) << "libnss_systemd never asked the service\n" << d.log();
   EXPECT_NE(d.log().find("policy " + policy.path() + " reloaded"), std::string::npos) << d.log();
-  EXPECT_EQ(d.log().find("seccomp"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("stopped by its seccomp filter"), std::string::npos) << d.log();
 }
 
 TEST_F(ReaderFilter, NamesFromAUserDatabaseDaemonResolveUnderTheFilter) {
@@ -442,7 +442,7 @@ TEST_F(ReaderFilter, NamesFromAUserDatabaseDaemonResolveUnderTheFilter) {
   reload(d, 1);
   EXPECT_GE(asked.load(), 2) << "the module never asked its daemon\n" << d.log();
   EXPECT_NE(d.log().find("policy " + policy.path() + " reloaded"), std::string::npos) << d.log();
-  EXPECT_EQ(d.log().find("seccomp"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("stopped by its seccomp filter"), std::string::npos) << d.log();
 }
 
 TEST_F(ReaderFilter, AUserDatabaseThatGoesToTheNetworkStopsTheReaderSayingWhy) {
