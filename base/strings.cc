@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include <sys/stat.h>
+
 #include "base/result.h"
 
 #include <cerrno>
@@ -67,6 +69,17 @@ std::string sanitize(std::string_view bytes, size_t max_len) {
   }
   if (bytes.size() > max_len) out += "...";
   return out;
+}
+
+const char* file_kind(mode_t mode) noexcept {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "a file of unknown type";
 }
 
 bool parse_uint(std::string_view text, unsigned long max, unsigned long* out) noexcept {

@@ -2,6 +2,8 @@
 // messages, and sanitising of peer-supplied bytes before they reach a log.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -12,6 +14,12 @@ const char* errno_name(int err) noexcept;
 
 /// Returns "EADDRINUSE (Address already in use)": the name and strerror text.
 std::string errno_text(int err);
+
+/// Returns what kind of file `mode` (st_mode) describes, for messages that
+/// refuse it: "a regular file", "a directory", "a FIFO (named pipe)", "a
+/// character device", "a block device", "a socket", "a symbolic link", or
+/// "a file of unknown type".
+const char* file_kind(mode_t mode) noexcept;
 
 /// Returns `bytes` with every byte outside printable ASCII replaced by a \xNN
 /// escape, cut to `max_len` input bytes. Used for anything a peer supplied

@@ -322,7 +322,10 @@ Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& s
 }
 
 Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver* resolver) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  // O_NONBLOCK: a FIFO put in the file's place would block a plain open until
+  // a writer came, and with it every later SIGHUP; opened like this it is
+  // refused below instead. Symlinks are followed: administrators link configs.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int err = errno;
     return Err(err, "cannot open policy file " + path + ": " + errno_text(err) +
@@ -334,7 +337,10 @@ Result<PolicyFile> load_policy_file(const std::string& path, const NameResolver*
     return SysErr(err, "cannot stat policy file " + path);
   }
   if (!S_ISREG(st.st_mode)) {
-    return Err("policy file " + path + " is not a regular file; give --policy a file");
+    return Err(EINVAL, "policy file " + path + " is " + file_kind(st.st_mode) +
+                           ", not a regular file: sluiced reads its policy only from a regular "
+                           "file (a FIFO or device could stall or never end the read); give "
+                           "--policy a regular file, or a symbolic link to one");
   }
   std::string text;
   char buf[8192];

@@ -65,9 +65,13 @@ Result<PolicyFile> parse_policy_text(std::string_view text, const std::string& s
                                      const NameResolver* resolver = nullptr);
 
 /// Reads and parses the policy file at `path` (a regular file of at most
-/// kMaxPolicyFileBytes), keeping its text. Fails with the path, the errno
-/// text and what to do when it cannot be read, or with the parse error.
-/// Needs `openat`, `fstat` and `read`; called before the broker's seccomp filter.
+/// kMaxPolicyFileBytes; a symlink to one is followed), keeping its text. The
+/// open never waits: anything but a regular file (a FIFO, a device, a
+/// directory) is refused at once, so that a reload cannot hang on it. Fails
+/// with the path, the errno text or the kind of file, and what to do, or with
+/// the parse error. Needs `openat` (read-only, O_NONBLOCK), `fstat` and
+/// `read`: sluiced calls it before its seccomp filter, the policy reader
+/// under its own.
 Result<PolicyFile> load_policy_file(const std::string& path,
                                     const NameResolver* resolver = nullptr);
 

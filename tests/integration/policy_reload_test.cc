@@ -144,6 +144,32 @@ TEST_F(PolicyReload, BrokenFileKeepsTheOldPolicy) {
   EXPECT_EQ(now.status, 0) << now.err;
 }
 
+TEST_F(PolicyReload, AFifoInPlaceOfTheFileFailsTheReloadAndTheNextReloadWorks) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18081 127.0.0.1\n"));
+
+  // A FIFO renamed over the file: nobody ever writes to it.
+  const std::string fifo = policy.path() + ".fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0) << std::strerror(errno);
+  ASSERT_EQ(::rename(fifo.c_str(), policy.path().c_str()), 0) << std::strerror(errno);
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "policy reload failed: ")) << d.log();
+  EXPECT_NE(
+      d.log().find("policy file " + policy.path() + " is a FIFO (named pipe), not a regular file"),
+      std::string::npos)
+      << d.log();
+  EXPECT_NE(d.log().find("give --policy a regular file"), std::string::npos) << d.log();
+  // The old policy still decides.
+  RunResult denied = d.ctl({"-A", "-t", rule(18082)});
+  EXPECT_EQ(denied.status, 1) << denied.err;
+
+  // A regular file in its place loads on the next SIGHUP: the reader is free.
+  policy.rewrite("bind allow tcp 18080-18082 127.0.0.1\n");
+  reload(d, 1);
+  RunResult allowed = d.ctl({"-A", "-t", rule(18082)});
+  EXPECT_EQ(allowed.status, 0) << allowed.err;
+  expect_forwarding(target.get(), 18080, d);
+}
+
 TEST_F(PolicyReload, ControlLinesApplyToTheNextClient) {
   // By name: the reader resolves it, sluiced gets the number.
   const struct passwd* me = ::getpwuid(::getuid());

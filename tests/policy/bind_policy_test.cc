@@ -2,12 +2,16 @@
 // with its line number) and check_bind (first match wins, no match = deny,
 // the privileged-port rule, allow/deny address matching).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <future>
 #include <string>
 
 #include "policy/bind_policy.h"
@@ -156,6 +160,65 @@ TEST(PolicyFile, LoadsFromDiskAndReportsMissingFile) {
   auto dir = load_policy_file("/tmp");
   ASSERT_FALSE(dir.ok());
   EXPECT_NE(dir.error().message.find("not a regular file"), std::string::npos);
+}
+
+/// Runs load_policy_file(`path`) on another thread and returns its result
+/// within 5 s. When it is still blocked then (a FIFO opened without
+/// O_NONBLOCK waits for a writer), `unblock` frees it so that the test ends;
+/// the blocked call then counts as a failure of the test.
+Result<PolicyFile> load_within_5s(const std::string& path, const std::function<void()>& unblock) {
+  auto load = std::async(std::launch::async, [&path] { return load_policy_file(path); });
+  if (load.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "load_policy_file(" << path << ") still blocked after 5 s";
+    unblock();
+  }
+  return load.get();
+}
+
+TEST(PolicyFile, RefusesAFifoAtOnceWithoutWaitingForAWriter) {
+  char dir[] = "/tmp/sluice-policy-fifo-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/policy";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  const auto started = std::chrono::steady_clock::now();
+  auto f = load_within_5s(path, [&path] {
+    // A writer that comes and goes lets a blocked open (and its read) finish.
+    int w = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (w >= 0) ::close(w);
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  ASSERT_FALSE(f.ok());
+  const std::string& msg = f.error().message;
+  EXPECT_NE(msg.find("policy file " + path + " is a FIFO (named pipe), not a regular file"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("give --policy a regular file"), std::string::npos) << msg;
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
+TEST(PolicyFile, RefusesADeviceAndFollowsASymlinkToAFile) {
+  auto dev = load_within_5s("/dev/zero", [] {});
+  ASSERT_FALSE(dev.ok());
+  EXPECT_NE(dev.error().message.find("/dev/zero is a character device, not a regular file"),
+            std::string::npos)
+      << dev.error().message;
+  // Administrators link their configs: a symlink to a regular file is read.
+  char dir[] = "/tmp/sluice-policy-link-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/real", link = std::string(dir) + "/link";
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  const std::string text = "bind allow * * *\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  ASSERT_EQ(::symlink(file.c_str(), link.c_str()), 0);
+  auto linked = load_policy_file(link);
+  ASSERT_TRUE(linked.ok()) << linked.error().message;
+  EXPECT_EQ(linked->bind_rules.size(), 1u);
+  ::unlink(link.c_str());
+  ::unlink(file.c_str());
+  ::rmdir(dir);
 }
 
 // --- check_bind ---
