@@ -7,7 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
 
 #include "base/json.h"
 #include "base/strings.h"
@@ -243,17 +247,32 @@ AuditReport verify_audit_bytes(std::string_view contents, AuditVerifyOptions opt
   return verifier.finish();
 }
 
-Result<AuditReport> verify_audit_fd(int fd, AuditVerifyOptions options) {
+Result<AuditReport> verify_audit_fd(int fd, AuditVerifyOptions options,
+                                    std::optional<uint64_t> snapshot_bytes) {
   AuditVerifier verifier(options);
   std::string buf(kReadChunkBytes, '\0');
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+  uint64_t total = 0;
+  // With a snapshot: past its end, only the rest of a line being written.
+  const uint64_t limit = snapshot_bytes ? *snapshot_bytes + kMaxAuditLineBytes : UINT64_MAX;
+  bool ends_line = true;
+  while (total < limit) {
+    if (snapshot_bytes && total >= *snapshot_bytes && ends_line) break;
+    size_t want = buf.size();
+    if (snapshot_bytes && total >= *snapshot_bytes) {
+      // Byte by byte up to the newline, so that nothing after it is read.
+      want = 1;
+    } else if (snapshot_bytes) {
+      want = static_cast<size_t>(std::min<uint64_t>(want, *snapshot_bytes - total));
+    }
+    ssize_t n = ::read(fd, buf.data(), want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
       return SysErr(err, "cannot read the audit log");
     }
     if (n == 0) break;
+    total += static_cast<uint64_t>(n);
+    ends_line = buf[static_cast<size_t>(n) - 1] == '\n';
     verifier.feed(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
   return verifier.finish();
@@ -365,14 +384,48 @@ std::string audit_report_json(const AuditReport& report) {
 
 int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions options, FILE* out,
                      FILE* err) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  // O_NONBLOCK: a FIFO in the log's place would block a plain open until a
+  // writer came; opened like this it is refused below instead.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) {
     int e = errno;
     std::fprintf(err, "sluicectl: cannot open the audit log %s: %s\n", sanitize(path).c_str(),
                  errno_text(e).c_str());
     return kVerifyExitUnreadable;
   }
-  Result<AuditReport> report = verify_audit_fd(fd.get(), options);
+  struct stat st, in;
+  if (::fstat(fd.get(), &st) != 0) {
+    int e = errno;
+    std::fprintf(err, "sluicectl: cannot stat the audit log %s: %s\n", sanitize(path).c_str(),
+                 errno_text(e).c_str());
+    return kVerifyExitUnreadable;
+  }
+  std::optional<uint64_t> snapshot;
+  if (S_ISREG(st.st_mode)) {
+    // The file as it was when opened (a line being written then, to its
+    // end): a log that grows while it is read still gives an answer.
+    snapshot = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISFIFO(st.st_mode) && ::fstat(0, &in) == 0 && S_ISFIFO(in.st_mode) &&
+             in.st_dev == st.st_dev && in.st_ino == st.st_ino) {
+    // The caller's own standard input (/dev/stdin), fed by a pipeline of
+    // theirs (cat audit.log.1 audit.log |): read to its end, waiting for it.
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+      int e = errno;
+      std::fprintf(err, "sluicectl: cannot read the audit log %s: fcntl: %s\n",
+                   sanitize(path).c_str(), errno_text(e).c_str());
+      return kVerifyExitUnreadable;
+    }
+  } else {
+    std::fprintf(err,
+                 "sluicectl: the audit log %s is %s, not a regular file: --verify-audit reads "
+                 "a regular file, or a pipe on its own standard input (a FIFO or device could "
+                 "stall or never end the read); give the log file itself, or pipe the files in "
+                 "(cat audit.log.1 audit.log | sluicectl --verify-audit /dev/stdin)\n",
+                 sanitize(path).c_str(), file_kind(st.st_mode));
+    return kVerifyExitUnreadable;
+  }
+  Result<AuditReport> report = verify_audit_fd(fd.get(), options, snapshot);
   if (!report) {
     std::fprintf(err, "sluicectl: %s (%s)\n", report.error().message.c_str(),
                  sanitize(path).c_str());

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -137,9 +138,14 @@ class AuditVerifier {
 /// Verifies a whole file held in memory (tests, small files). Never fails.
 AuditReport verify_audit_bytes(std::string_view contents, AuditVerifyOptions options = {});
 
-/// Verifies what `fd` yields until end of file, in bounded chunks. Fails with
-/// the errno of a read error. Needs `read`.
-Result<AuditReport> verify_audit_fd(int fd, AuditVerifyOptions options = {});
+/// Verifies what `fd` yields, in bounded chunks: until end of file, or with
+/// `snapshot_bytes` (a regular file's size when it was opened) no further
+/// than that, except for the rest of a line that was being written then (at
+/// most kMaxAuditLineBytes more, read up to its newline), so that a log that
+/// grows while it is read cannot keep the verifier reading. Fails with the
+/// errno of a read error. Needs `read`.
+Result<AuditReport> verify_audit_fd(int fd, AuditVerifyOptions options = {},
+                                    std::optional<uint64_t> snapshot_bytes = std::nullopt);
 
 /// Returns the text report: "intact: N lines in K runs; last hash HEX" and
 /// one line per run (or "empty: ..." for an empty file that was allowed), or
@@ -154,11 +160,15 @@ std::string audit_report_text(const AuditReport& report);
 std::string audit_report_json(const AuditReport& report);
 
 /// `sluicectl --verify-audit FILE [--allow-empty]`: opens and reads `path`
-/// (call it before the client's seccomp sandbox: it needs `open` and `read`),
-/// verifies it, prints the report (text, or JSON when `json`) to `out`, and
+/// (call it before the client's seccomp sandbox: it needs `open`, `fstat`,
+/// `fcntl` and `read`), verifies it, prints the report (text, or JSON when `json`) to `out`, and
 /// returns kVerifyExitIntact (0), kVerifyExitBroken (1: damaged, tampered,
 /// a run that does not link, or empty unless `options.allow_empty`) or
-/// kVerifyExitUnreadable (3, with the reason on `err`).
+/// kVerifyExitUnreadable (3, with the reason on `err`). `path` must be a
+/// regular file (read as it was when opened), or name the caller's own
+/// standard input when that is a pipe (/dev/stdin, read to its end); the
+/// open never waits, so a FIFO, a device or a directory is refused at once,
+/// unreadable.
 int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions options, FILE* out,
                      FILE* err);
 
