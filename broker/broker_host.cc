@@ -310,6 +310,11 @@ void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply)
     reply->status = errno;
     return;
   }
+  // Who it is, whatever comes next: a refusal for its groups must still name
+  // the peer in the worker's log and audit record, never as pid 0, uid 0.
+  reply->pid = cred.pid;
+  reply->uid = cred.uid;
+  reply->gid = cred.gid;
   // One more slot than the limit: a peer with more groups fails with ERANGE
   // from the kernel, or fills every slot; either way it is refused.
   gid_t groups[kMaxPeerGroups + 1];
@@ -327,9 +332,6 @@ void answer_peer(const ControlPolicy& policy, int fd, wire::PeerReplyMsg* reply)
   ControlDecision d =
       decide_control(policy, cred.uid, cred.gid,
                      std::span<const uint32_t>(reinterpret_cast<const uint32_t*>(groups), count));
-  reply->pid = cred.pid;
-  reply->uid = cred.uid;
-  reply->gid = cred.gid;
   reply->access = static_cast<uint32_t>(d.access);
   reply->line = d.line;
 }

@@ -310,9 +310,11 @@ inline constexpr uint32_t kAccessCommit = 2;
 
 /// The answer to a PeerQuery. `status` is 0, or the errno of the getsockopt
 /// that failed (ENOTSOCK: not a socket; ERANGE: the peer has more than
-/// kMaxPeerGroups supplementary groups), and the ids are then 0 and access
-/// kAccessNone. `line` is the policy line that decided, 0 for the default
-/// policy or when no line matched.
+/// kMaxPeerGroups supplementary groups), and access is then kAccessNone. The
+/// ids are the peer's whenever SO_PEERCRED could be read, so that a refusal
+/// for its groups still names it; they are 0 only when SO_PEERCRED itself
+/// failed. `line` is the policy line that decided, 0 for the default policy,
+/// when no line matched, or on a failure.
 struct PeerReplyMsg {
   WireHeader header;  // type kPeerReply, sequence of the query
   int32_t status;     // 0 or an errno (1..kStatusMaxErrno)

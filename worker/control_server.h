@@ -71,7 +71,9 @@ class ControlClient final : public EventHandler {
   /// Sends the result of this client's commit and resumes reading its requests.
   void commit_done(uint64_t request_id, const control::CommitResult& result) noexcept;
   /// Takes the broker's answer about who the client is, for its logs,
-  /// audit records and denials. Reads nothing.
+  /// audit records and denials: its ids replace the ones read at accept,
+  /// unless the broker could read none (a failure with ids all 0). Reads
+  /// nothing.
   void identified(const PeerIdentity& identity) noexcept;
   /// Admits the identified client: queues `hello` (the server speaks first),
   /// then reads and answers what it sent meanwhile.

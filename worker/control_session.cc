@@ -198,10 +198,17 @@ void ControlClient::read_input() noexcept {
 void ControlClient::identified(const PeerIdentity& identity) noexcept {
   awaiting_identity_ = false;
   identity_ = identity;
-  // From now on, logs and audit records carry the ids the broker saw.
-  peer_.pid = identity.pid;
-  peer_.uid = identity.uid;
-  peer_.gid = identity.gid;
+  // From now on, logs and audit records carry the ids the broker saw. It
+  // sends them even when it refuses the peer (too many groups); only when it
+  // could read none at all are they zeros, which would name the peer as root:
+  // then the ids this worker read at accept stay.
+  const bool broker_has_ids =
+      identity.status == 0 || identity.pid != 0 || identity.uid != 0 || identity.gid != 0;
+  if (broker_has_ids) {
+    peer_.pid = identity.pid;
+    peer_.uid = identity.uid;
+    peer_.gid = identity.gid;
+  }
   LOG_DEBUG("control client pid %d uid %u gid %u: access %s (policy line %u)", peer_.pid, peer_.uid,
             peer_.gid, access_name(access()), identity.line);
 }

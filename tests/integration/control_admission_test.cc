@@ -80,13 +80,14 @@ struct Holder {
   std::string last_message;  // the last error message the child saw
 };
 
-/// Forks a child that switches to `uid` (gid the same, no groups), opens
-/// `count` connections to `path` one after the other, reads what the server
-/// says first on each, reports it, and holds every connection (idle) until
-/// the returned holder's `release` is closed (at most 60 s). Call it only
-/// while the test process has no other thread. Fails the test when the
-/// child does not report within 20 s.
-Holder hold_connections(const std::string& path, uid_t uid, int count) {
+/// Forks a child that switches to `uid` (gid the same, supplementary groups
+/// `groups`, none by default), opens `count` connections to `path` one after
+/// the other, reads what the server says first on each, reports it, and
+/// holds every connection (idle) until the returned holder's `release` is
+/// closed (at most 60 s). Call it only while the test process has no other
+/// thread. Fails the test when the child does not report within 20 s.
+Holder hold_connections(const std::string& path, uid_t uid, int count,
+                        const std::vector<gid_t>& groups = {}) {
   Holder h;
   int report[2], release[2];
   if (pipe2(report, O_CLOEXEC) != 0 || pipe2(release, O_CLOEXEC) != 0) {
@@ -97,7 +98,7 @@ Holder hold_connections(const std::string& path, uid_t uid, int count) {
   if (h.pid == 0) {
     ::close(report[0]);
     ::close(release[1]);
-    if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
+    if (setgroups(groups.size(), groups.data()) != 0 || setresgid(uid, uid, uid) != 0 ||
         setresuid(uid, uid, uid) != 0) {
       _exit(2);
     }
@@ -292,6 +293,33 @@ TEST(ControlAdmission, UsersWhoMayOnlyReadCannotKeepACommitterOut) {
   expect_admin_commits(d, 18081);
   expect_admin_commits(d, 18082);
   release_all(&holders);
+}
+
+TEST(ControlAdmission, AClientWithTooManyGroupsIsRefusedAndLoggedByItsRealIds) {
+  if (!real_root_run()) GTEST_SKIP() << "needs real root: only one uid is mapped here";
+  // uid 1000 may read, but its 300 groups are more than sluiced checks
+  // (kMaxPeerGroups, 256): it is refused, and named by its own ids, not as
+  // pid 0, uid 0 (root).
+  PolicyFileFixture policy("control commit uid=0\ncontrol read uid=1000\n");
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", base_rule()});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  open_socket_to_all(d);
+  std::vector<gid_t> groups;
+  for (gid_t g = 3000; g < 3300; ++g) groups.push_back(g);
+  std::vector<Holder> holders;
+  holders.push_back(hold_connections(d.socket_path(), 1000, 1, groups));
+  const pid_t child = holders[0].pid;
+  EXPECT_EQ(holders[0].firsts, std::string(1, static_cast<char>(First::kDenied)));
+  EXPECT_NE(holders[0].last_message.find("more than 256 supplementary groups"), std::string::npos)
+      << holders[0].last_message;
+  const std::string named = "control client pid " + std::to_string(child) + " uid 1000 dropped";
+  EXPECT_TRUE(wait_for_log(d, named)) << d.log();
+  EXPECT_EQ(d.log().find("control client pid 0 uid 0 dropped"), std::string::npos) << d.log();
+  release_all(&holders);
+  // The administrator is served as before.
+  expect_admin_commits(d, 18081);
 }
 
 }  // namespace
