@@ -8,10 +8,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -172,20 +177,221 @@ Result<void> bind_0660(ControlSocket& sock) {
 }  // namespace
 
 Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode, uint32_t euid,
-                               const SocketRole& role) {
+                               const SocketRole& role, const std::string& on_way_to,
+                               bool owner_unmapped) {
   const std::string noun = role.noun;
   const std::string option = role.option;
-  if (owner != 0 && owner != euid) {
-    return Err(dir + ", the " + noun + "'s directory, belongs to uid " + std::to_string(owner) +
-               ", who could replace the socket; use a directory of root or of uid " +
-               std::to_string(euid) + " (such as /run/sluice), or pass another " + option);
+  char octal[8];
+  std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
+  // What `dir` is to the socket, and what its owner or writers could do.
+  const bool own = on_way_to.empty();
+  const std::string what =
+      own ? ", the " + noun + "'s directory,"
+          : ", a directory on the way to " + on_way_to + " (the " + noun + "'s directory),";
+  const std::string could =
+      own ? "could replace the socket"
+          : "could rename what lies below it and put their own directory and socket in its place";
+  if (owner != 0 && owner != euid && !owner_unmapped) {
+    if (own) {
+      return Err(dir + what + " belongs to uid " + std::to_string(owner) + " (mode " + octal +
+                 "), who " + could + "; use a directory of root or of uid " + std::to_string(euid) +
+                 " (such as /run/sluice), or pass another " + option);
+    }
+    return Err(dir + what + " belongs to uid " + std::to_string(owner) + " (mode " + octal +
+               "), who " + could + "; every directory on the way to the " + noun +
+               " must belong to root or to uid " + std::to_string(euid) + ": pass another " +
+               option + " (such as one in /run/sluice), or chown " + dir);
   }
   if ((mode & (S_IWGRP | S_IWOTH)) != 0 && (mode & S_ISVTX) == 0) {
-    char octal[8];
-    std::snprintf(octal, sizeof(octal), "%04o", mode & 07777);
-    return Err(dir + ", the " + noun + "'s directory, is writable by other users (mode " + octal +
-               "), who could replace the socket; run chmod go-w (or chmod +t) on it, " +
-               "or pass another " + option);
+    return Err(dir + what + " is writable by other users (mode " + octal + "), who " + could +
+               "; run chmod go-w (or chmod +t) on it, or pass another " + option);
+  }
+  return Ok();
+}
+
+bool owner_is_unmapped(uint32_t owner, std::string_view uid_map, uint32_t overflow_uid) {
+  if (owner != overflow_uid) return false;
+  // Each line: "INSIDE OUTSIDE COUNT"; the owner is mapped when it lies in
+  // an inside range (the initial namespace maps 0 to 4294967294).
+  size_t at = 0;
+  while (at < uid_map.size()) {
+    size_t end = uid_map.find('\n', at);
+    if (end == std::string_view::npos) end = uid_map.size();
+    std::string line(uid_map.substr(at, end - at));
+    at = end + 1;
+    unsigned long inside = 0, outside = 0, count = 0;
+    if (std::sscanf(line.c_str(), "%lu %lu %lu", &inside, &outside, &count) != 3) continue;
+    if (owner >= inside && owner - inside < count) return false;
+  }
+  return true;
+}
+
+namespace {
+
+/// Reads at most `max` bytes of the small /proc file `path`; "" when it
+/// cannot be read.
+std::string read_proc_text(const char* path, size_t max) {
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd.valid()) return "";
+  std::string text(max, '\0');
+  size_t got = 0;
+  while (got < max) {
+    ssize_t n = ::read(fd.get(), text.data() + got, max - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
+}
+
+/// Whether `owner`, as fstat shows it here, stands for a user that sluiced's
+/// user namespace does not map (owner_is_unmapped() on this process's
+/// /proc/self/uid_map and the kernel's overflow uid). False when /proc
+/// cannot be read: the owner is then judged as it reads.
+bool unmapped_here(uint32_t owner) {
+  // Limit: /proc/self/uid_map holds at most 340 lines of at most 33 bytes.
+  const std::string map = read_proc_text("/proc/self/uid_map", 340 * 33);
+  if (map.empty()) return false;
+  // Limit: the overflow uid is one number of at most 10 digits and a newline.
+  const std::string overflow = read_proc_text("/proc/sys/kernel/overflowuid", 16);
+  unsigned long overflow_uid = 65534;
+  if (!parse_uint(overflow.substr(0, overflow.find('\n')), UINT32_MAX, &overflow_uid)) {
+    overflow_uid = 65534;
+  }
+  return owner_is_unmapped(owner, map, static_cast<uint32_t>(overflow_uid));
+}
+
+/// Returns the parent of the absolute path `path` ("/" for "/" and "/x").
+std::string parent_path(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+/// Returns the real path of `path` (realpath), or `path` when it has none.
+std::string real_path_of(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  std::string real = resolved != nullptr ? std::string(resolved) : path;
+  std::free(resolved);
+  return real;
+}
+
+/// Returns the directories that `dir`'s path goes through before `dir`
+/// itself, in order: "/", "/a" and "/a/b" for "/a/b/c"; ".", "a" for "a/b".
+std::vector<std::string> path_prefixes(const std::string& dir) {
+  std::vector<std::string> out;
+  std::string prefix = dir[0] == '/' ? "/" : ".";
+  out.push_back(prefix);
+  size_t at = dir[0] == '/' ? 1 : 0;
+  while (at < dir.size()) {
+    size_t slash = dir.find('/', at);
+    if (slash == std::string::npos) break;  // the last component is `dir` itself
+    std::string component = dir.substr(at, slash - at);
+    at = slash + 1;
+    if (component.empty() || component == ".") continue;
+    prefix = prefix == "/" ? "/" + component : prefix == "." ? component : prefix + "/" + component;
+    out.push_back(prefix);
+  }
+  return out;
+}
+
+/// Checks the directory open as `dir_fd`, whose real path is `real`, and
+/// every directory above it, walking ".." up to / (at most
+/// kMaxControlDirDepth) or to a directory in `checked` (whose ancestors were
+/// checked). `dir_fd` is the socket's own directory, named `own_name` in
+/// messages, when `on_way_to` is empty; otherwise that is the directory
+/// `on_way_to`. Adds every directory that passes to `checked`. Fails with
+/// the first that does not.
+Result<void> check_upwards(int dir_fd, const std::string& real, const std::string& own_name,
+                           const std::string& on_way_to, uint32_t euid, const SocketRole& role,
+                           std::set<std::pair<dev_t, ino_t>>* checked) {
+  UniqueFd cur(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.valid()) {
+    int err = errno;
+    return SysErr(err, "cannot open " + real + " to check it");
+  }
+  std::string name = real;
+  for (size_t depth = 0; depth < kMaxControlDirDepth; ++depth) {
+    struct stat st;
+    if (::fstat(cur.get(), &st) != 0) {
+      int err = errno;
+      return SysErr(err, "cannot stat " + name);
+    }
+    if (checked->count({st.st_dev, st.st_ino}) != 0) return Ok();
+    const bool unmapped = st.st_uid != 0 && st.st_uid != euid && unmapped_here(st.st_uid);
+    if (unmapped) {
+      LOG_DEBUG(
+          "%s belongs to a user outside sluiced's user namespace (uid %u here): its owner "
+          "cannot be checked, only its mode",
+          name.c_str(), static_cast<unsigned>(st.st_uid));
+    }
+    const bool own = depth == 0 && on_way_to.empty();
+    auto ok = check_control_dir(own ? own_name : name, st.st_uid, st.st_mode, euid, role,
+                                own                 ? ""
+                                : on_way_to.empty() ? own_name
+                                                    : on_way_to,
+                                unmapped);
+    if (!ok) return ok;
+    checked->insert({st.st_dev, st.st_ino});
+    UniqueFd up(::openat(cur.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!up.valid()) {
+      int err = errno;
+      return SysErr(err, "cannot open the directory above " + name + " to check it");
+    }
+    struct stat up_st;
+    if (::fstat(up.get(), &up_st) != 0) {
+      int err = errno;
+      return SysErr(err, "cannot stat the directory above " + name);
+    }
+    // At the root, ".." is the directory itself: every directory is checked.
+    if (up_st.st_dev == st.st_dev && up_st.st_ino == st.st_ino) return Ok();
+    cur = std::move(up);
+    name = parent_path(name);
+  }
+  return Err(real + " is more than " + std::to_string(kMaxControlDirDepth) +
+             " directories deep; give a shorter " + role.option);
+}
+
+}  // namespace
+
+Result<void> check_control_dir_chain(int dir_fd, const std::string& dir, uint32_t euid,
+                                     const SocketRole& role) {
+  std::set<std::pair<dev_t, ino_t>> checked;
+  // The directory the socket goes in, by its real path: the walk follows
+  // ".." from the directory that was opened, so no rename can steer it.
+  const std::string real = real_path_of(dir);
+  const std::string named = real == dir ? dir : dir + " (real path " + real + ")";
+  if (auto ok = check_upwards(dir_fd, real, named, "", euid, role, &checked); !ok) return ok;
+  // The path as written, which clients follow too. A symbolic link on it
+  // must be root's or sluiced's user's: in a sticky directory (/tmp) its
+  // owner may replace it, pointing the path elsewhere.
+  std::vector<std::string> prefixes = path_prefixes(dir);
+  prefixes.push_back(dir);
+  for (const std::string& prefix : prefixes) {
+    struct stat st;
+    if (prefix == "/" || prefix == "." || ::lstat(prefix.c_str(), &st) != 0 ||
+        !S_ISLNK(st.st_mode) || st.st_uid == 0 || st.st_uid == euid || unmapped_here(st.st_uid)) {
+      continue;
+    }
+    return Err(prefix + ", a symbolic link on the way to " + named + " (the " + role.noun +
+               "'s directory), belongs to uid " + std::to_string(st.st_uid) +
+               ", who could point it elsewhere; pass another " + role.option +
+               " (such as one in /run/sluice), or give the real path");
+  }
+  prefixes.pop_back();
+  // The directories the path goes through as written: the one that holds a
+  // symbolic link could point it elsewhere. Without symlinks, they were all
+  // checked above.
+  for (const std::string& prefix : prefixes) {
+    UniqueFd fd(::open(prefix.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) {
+      int err = errno;
+      return SysErr(err, "cannot open " + prefix + ", on the way to " + dir + ", to check it");
+    }
+    const std::string real_prefix = real_path_of(prefix);
+    auto ok = check_upwards(fd.get(), real_prefix, real_prefix, named, euid, role, &checked);
+    if (!ok) return ok;
   }
   return Ok();
 }
@@ -236,12 +442,7 @@ Result<ControlSocket> create_control_socket(const std::string& path, const Socke
     return Err(err, "cannot open " + dir + ", the directory of the " + noun + ": " +
                         errno_text(err) + "; create it, or pass another " + option);
   }
-  struct stat dir_st;
-  if (::fstat(sock.dir_fd.get(), &dir_st) != 0) {
-    int err = errno;
-    return SysErr(err, "cannot stat " + dir);
-  }
-  auto safe = check_control_dir(dir, dir_st.st_uid, dir_st.st_mode, ::geteuid(), role);
+  auto safe = check_control_dir_chain(sock.dir_fd.get(), dir, ::geteuid(), role);
   if (!safe) return Err(safe.error());
 
   ScopedCwd in_dir(sock.dir_fd.get());

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -58,20 +60,55 @@ struct ControlSocket {
 /// Fails, saying what was tried and to pass -c PATH, when neither works.
 Result<std::string> default_control_path();
 
-/// The rule for the directory that holds the control socket, given its
-/// owner and mode and sluiced's effective uid. Anyone who can write to the
-/// directory can replace the socket (and then hear what clients send), so:
+/// Limit: directories checked from the socket's directory up to /. A path
+/// of PATH_MAX (4096) bytes has at most 2048 components; a deeper walk means
+/// a loop, and is refused.
+inline constexpr size_t kMaxControlDirDepth = 2048;
+
+/// The rule for one directory on the way from the control socket to /, given
+/// its owner and mode and sluiced's effective uid. Anyone who can write to
+/// the socket's directory can replace the socket (and then hear what clients
+/// send); anyone who can write to a directory above it can rename the
+/// directories below and put their own in place, which is the same. So, as
+/// OpenSSH's StrictModes asks of the paths it trusts:
 ///   - it must belong to root or to sluiced's user, and
 ///   - it must not be writable by group or others, unless it is sticky (like
-///     /tmp): then only its owner and a file's owner may remove or rename
-///     the socket.
-/// Fails with one line naming the directory and what to do.
-/// `role` words the message.
+///     /tmp): then only its owner and an entry's owner may remove or rename
+///     what is in it.
+/// `on_way_to` is empty for the socket's own directory, else that directory
+/// (`dir` is then above it, or on the way to it through a symbolic link),
+/// for the message. `owner_unmapped`
+/// says that `owner` is the overflow uid standing for a user that sluiced's
+/// user namespace does not map: such an owner cannot be told apart from
+/// root, and only the mode is checked. Fails with one line naming the
+/// directory, its owner or mode, and what to do. `role` words the message.
 Result<void> check_control_dir(const std::string& dir, uint32_t owner, uint32_t mode, uint32_t euid,
-                               const SocketRole& role = kControlRole);
+                               const SocketRole& role = kControlRole,
+                               const std::string& on_way_to = "", bool owner_unmapped = false);
+
+/// Whether `owner` stands for a user outside the user namespace whose
+/// /proc/self/uid_map is `uid_map`: it is the kernel's `overflow_uid`
+/// (/proc/sys/kernel/overflowuid), which the map does not map. False for
+/// every uid in the initial namespace, whose map covers them all.
+bool owner_is_unmapped(uint32_t owner, std::string_view uid_map, uint32_t overflow_uid);
+
+/// Checks with check_control_dir() the directory open as `dir_fd` (named
+/// `dir`, as given) and every directory above it up to /, at most
+/// kMaxControlDirDepth. The walk follows ".." from the open directory, so it
+/// checks its real path whatever symlinks `dir` went through and whatever is
+/// renamed meanwhile. Then every directory that the path `dir` goes through
+/// as written (clients follow it too), with the directories above each:
+/// the directory that holds a symbolic link on the way must pass as well,
+/// or its owner could point the link elsewhere. Messages name directories
+/// by their real path (realpath). Fails with the first directory that does
+/// not pass, or with the errno of a step. Needs `open`/`openat` (O_PATH),
+/// `fstat`, and /proc/self/uid_map when an owner reads as the overflow uid.
+Result<void> check_control_dir_chain(int dir_fd, const std::string& dir, uint32_t euid,
+                                     const SocketRole& role = kControlRole);
 
 /// Creates the control socket at `path`. Opens its directory and checks it
-/// with check_control_dir(), then works inside that directory (fchdir), so a
+/// and every directory above it with check_control_dir_chain(), then works
+/// inside that directory (fchdir), so a
 /// component of the path that changes meanwhile cannot move the socket. An
 /// existing socket file is probed with connect(): ECONNREFUSED means stale
 /// (it is removed), a connection means "another sluiced is listening" (an

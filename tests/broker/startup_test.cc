@@ -381,9 +381,9 @@ TEST(ControlDir, OnlyRootOrSluicedsUserMayOwnIt) {
   auto other = check_control_dir("/home/eve", 1001, 040755, 0);
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.error().message,
-            "/home/eve, the control socket's directory, belongs to uid 1001, who could replace "
-            "the socket; use a directory of root or of uid 0 (such as /run/sluice), or pass "
-            "another -c PATH");
+            "/home/eve, the control socket's directory, belongs to uid 1001 (mode 0755), who "
+            "could replace the socket; use a directory of root or of uid 0 (such as "
+            "/run/sluice), or pass another -c PATH");
   EXPECT_FALSE(check_control_dir("/tmp/eve", 1001, 041777, 1000).ok());  // sticky, but hers
 }
 
@@ -394,6 +394,155 @@ TEST(ControlDir, WritableByOthersOnlyWhenSticky) {
   EXPECT_TRUE(check_control_dir("/tmp", 0, 041777, 0).ok());
   EXPECT_TRUE(check_control_dir("/d", 0, 041775, 0).ok());
   EXPECT_TRUE(check_control_dir("/d", 0, 040750, 0).ok());
+}
+
+TEST(ControlDir, AnOwnerOutsideTheUserNamespaceIsToldApartFromAMappedOne) {
+  // The initial namespace maps every uid: 65534 is nobody, a real user.
+  EXPECT_FALSE(owner_is_unmapped(65534, "         0          0 4294967295\n", 65534));
+  // `unshare -Ur` by uid 1000: only 0 is mapped; 65534 stands for any
+  // user outside (root's / and /tmp read so).
+  EXPECT_TRUE(owner_is_unmapped(65534, "         0       1000          1\n", 65534));
+  // A range that covers 65534 maps it.
+  EXPECT_FALSE(owner_is_unmapped(65534, "0 1000 1\n1 100000 65536\n", 65534));
+  // Only the overflow uid can stand for an unmapped owner.
+  EXPECT_FALSE(owner_is_unmapped(1001, "0 1000 1\n", 65534));
+  EXPECT_TRUE(check_control_dir("/", 65534, 040755, 0, kControlRole, "/x", true).ok());
+  // Its mode is still checked.
+  EXPECT_FALSE(check_control_dir("/", 65534, 040777, 0, kControlRole, "/x", true).ok());
+}
+
+/// A tree of real directories under /tmp for the checks of the directories
+/// on the way to the socket; needs root (it chowns to other uids).
+class ControlDirTree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: the directories belong to other uids";
+    char tmpl[] = "/tmp/sluice-ctl-tree-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+  }
+  void TearDown() override {
+    if (!base_.empty()) std::filesystem::remove_all(base_);
+  }
+  /// Makes directory `rel` under the base with `mode`, owned by `uid`.
+  void dir(const std::string& rel, mode_t mode, uid_t uid = 0) {
+    const std::string path = base_ + "/" + rel;
+    ASSERT_EQ(::mkdir(path.c_str(), mode), 0) << path;
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;  // not narrowed by the umask
+    ASSERT_EQ(::chown(path.c_str(), uid, uid), 0) << path;
+  }
+  /// Makes symlink `rel` under the base to `target`, owned by `uid`.
+  void link(const std::string& rel, const std::string& target, uid_t uid = 0) {
+    const std::string path = base_ + "/" + rel;
+    ASSERT_EQ(::symlink(target.c_str(), path.c_str()), 0) << path;
+    ASSERT_EQ(::lchown(path.c_str(), uid, uid), 0) << path;
+  }
+  /// Creates (and removes again) a control socket in directory `rel`;
+  /// returns "" when that worked, else the error.
+  std::string create_in(const std::string& rel) {
+    auto s = create_control_socket(base_ + "/" + rel + "/c.sock");
+    if (!s.ok()) return s.error().message;
+    remove_control_socket(*s);
+    return "";
+  }
+  std::string base_;
+};
+
+TEST_F(ControlDirTree, ADirectoryAboveOfAnotherUserIsRefusedWithItsOwnerAndMode) {
+  // The attack: uid 65534 owns `theirs`, root owns `theirs/ok`; 65534 could
+  // rename ok away and make an ok of its own, socket included.
+  ASSERT_NO_FATAL_FAILURE(dir("theirs", 0755, 65534));
+  ASSERT_NO_FATAL_FAILURE(dir("theirs/ok", 0755));
+  EXPECT_EQ(create_in("theirs/ok"),
+            base_ + "/theirs, a directory on the way to " + base_ +
+                "/theirs/ok (the control socket's directory), belongs to uid 65534 (mode 0755), "
+                "who could rename what lies below it and put their own directory and socket in "
+                "its place; every directory on the way to the control socket must belong to "
+                "root or to uid 0: pass another -c PATH (such as one in /run/sluice), or chown " +
+                base_ + "/theirs");
+  EXPECT_NE(::access((base_ + "/theirs/ok/c.sock").c_str(), F_OK), 0) << "created there";
+  // Deeper below it, the same.
+  ASSERT_NO_FATAL_FAILURE(dir("theirs/ok/deeper", 0755));
+  EXPECT_NE(create_in("theirs/ok/deeper").find(base_ + "/theirs, a directory on the way to"),
+            std::string::npos);
+  // The pesto socket is made by the same code, and says so.
+  auto pesto = create_control_socket(base_ + "/theirs/ok/p.sock", kPestoRole);
+  ASSERT_FALSE(pesto.ok());
+  EXPECT_NE(pesto.error().message.find("(the pesto socket's directory), belongs to uid 65534"),
+            std::string::npos)
+      << pesto.error().message;
+  EXPECT_NE(pesto.error().message.find("pass another --pesto-socket PATH"), std::string::npos);
+}
+
+TEST_F(ControlDirTree, ADirectoryAboveWritableByOthersIsRefusedUnlessSticky) {
+  ASSERT_NO_FATAL_FAILURE(dir("shared", 0775));
+  ASSERT_NO_FATAL_FAILURE(dir("shared/ok", 0755));
+  EXPECT_EQ(create_in("shared/ok"),
+            base_ + "/shared, a directory on the way to " + base_ +
+                "/shared/ok (the control socket's directory), is writable by other users (mode "
+                "0775), who could rename what lies below it and put their own directory and "
+                "socket in its place; run chmod go-w (or chmod +t) on it, or pass another -c "
+                "PATH");
+  // Sticky, like /tmp: only an entry's owner (root here) may rename it.
+  ASSERT_NO_FATAL_FAILURE(dir("sticky", 01777));
+  ASSERT_NO_FATAL_FAILURE(dir("sticky/ok", 0755));
+  EXPECT_EQ(create_in("sticky/ok"), "");
+}
+
+TEST_F(ControlDirTree, DirectoriesOfSluicedsOwnUserPass) {
+  // A rootless sluiced in its $XDG_RUNTIME_DIR or a test's mkdtemp
+  // directory: its own directories, with root's above them.
+  ASSERT_NO_FATAL_FAILURE(dir("user", 0700, 1000));
+  ASSERT_NO_FATAL_FAILURE(dir("user/sluice", 0700, 1000));
+  UniqueFd fd(::open((base_ + "/user/sluice").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  auto as_owner = check_control_dir_chain(fd.get(), base_ + "/user/sluice", 1000);
+  EXPECT_TRUE(as_owner.ok()) << as_owner.error().message;
+  // For root, uid 1000 is another user.
+  auto as_root = check_control_dir_chain(fd.get(), base_ + "/user/sluice", 0);
+  ASSERT_FALSE(as_root.ok());
+  EXPECT_NE(as_root.error().message.find(base_ + "/user/sluice, the control socket's directory, "
+                                                 "belongs to uid 1000 (mode 0700)"),
+            std::string::npos)
+      << as_root.error().message;
+}
+
+TEST_F(ControlDirTree, SymlinksAreResolvedAndTheirDirectoriesAndOwnersChecked) {
+  ASSERT_NO_FATAL_FAILURE(dir("good", 0755));
+  ASSERT_NO_FATAL_FAILURE(dir("theirs", 0755, 65534));
+  ASSERT_NO_FATAL_FAILURE(dir("theirs/ok", 0755));
+  // Root's link to root's directory: fine.
+  ASSERT_NO_FATAL_FAILURE(link("to-good", base_ + "/good"));
+  EXPECT_EQ(create_in("to-good"), "");
+  // Root's link into the other user's tree: the real path is checked.
+  ASSERT_NO_FATAL_FAILURE(link("to-theirs", base_ + "/theirs/ok"));
+  const std::string real = create_in("to-theirs");
+  EXPECT_NE(real.find(base_ + "/theirs, a directory on the way to " + base_ +
+                      "/to-theirs (real "
+                      "path " +
+                      base_ +
+                      "/theirs/ok) (the control socket's directory), "
+                      "belongs to uid 65534"),
+            std::string::npos)
+      << real;
+  // A link in the other user's directory, to root's: they could point it
+  // elsewhere.
+  ASSERT_NO_FATAL_FAILURE(link("theirs/link", base_ + "/good"));
+  const std::string via = create_in("theirs/link");
+  EXPECT_NE(via.find(base_ + "/theirs, a directory on the way to " + base_ + "/theirs/link"),
+            std::string::npos)
+      << via;
+  // The other user's link in a sticky directory: its owner may replace it.
+  ASSERT_NO_FATAL_FAILURE(dir("sticky", 01777));
+  ASSERT_NO_FATAL_FAILURE(link("sticky/link", base_ + "/good", 65534));
+  EXPECT_EQ(create_in("sticky/link"),
+            base_ + "/sticky/link, a symbolic link on the way to " + base_ +
+                "/sticky/link (real "
+                "path " +
+                base_ +
+                "/good) (the control socket's directory), belongs to uid "
+                "65534, who could point it elsewhere; pass another -c PATH (such as one in "
+                "/run/sluice), or give the real path");
 }
 
 /// In a child: loads a filter that fails every chmod with EPERM, sets the

@@ -409,5 +409,30 @@ TEST(Privilege, SluiceWorkerRunByHandSaysToRunSluiced) {
   EXPECT_EQ(version.out.rfind("sluice-worker ", 0), 0u) << version.out;
 }
 
+TEST(Privilege, AControlSocketBelowAnotherUsersDirectoryIsRefused) {
+  if (!real_root_run()) GTEST_SKIP() << "needs real root: only one uid is mapped here";
+  // BASE/nobody is uid 65534's, BASE/nobody/ok root's: 65534 could rename ok
+  // away and put a socket of its own in its place, which root's sluicectl
+  // would then talk to. sluiced refuses to start there.
+  char tmpl[] = "/tmp/sluice-ctl-owner-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string base = tmpl;
+  const std::string theirs = base + "/nobody", ok = theirs + "/ok", sock = ok + "/c.sock";
+  ASSERT_EQ(::mkdir(theirs.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::mkdir(ok.c_str(), 0755), 0);
+  RunResult r = run_command({bin("sluiced"), "-c", sock, "-t", "127.0.0.1/18080:18000"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find(theirs + ", a directory on the way to " + ok +
+                       " (the control socket's directory), belongs to uid 65534 (mode 0755)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("pass another -c PATH"), std::string::npos) << r.err;
+  EXPECT_NE(::access(sock.c_str(), F_OK), 0) << "a socket was created there";
+  ::rmdir(ok.c_str());
+  ::rmdir(theirs.c_str());
+  ::rmdir(base.c_str());
+}
+
 }  // namespace
 }  // namespace sluice::test
