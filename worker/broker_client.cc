@@ -11,8 +11,19 @@
 
 #include "base/scm_rights.h"
 #include "base/strings.h"
+#include "policy/control_policy.h"
 
 namespace sluice {
+
+std::string identity_failure(const PeerIdentity& identity, const char* client) {
+  if (identity.status == ERANGE) {
+    return "the client process has more than " + std::to_string(kMaxPeerGroups) +
+           " supplementary groups, too many to check against the control policy; run " + client +
+           " with fewer groups";
+  }
+  return "sluiced could not read the client's credentials (" + errno_text(identity.status) +
+         "); try again";
+}
 
 wire::ListenerSpec to_wire(const ListenerKey& key) noexcept {
   wire::ListenerSpec spec = {};

@@ -114,6 +114,12 @@ struct PeerIdentity {
   uint32_t line = 0;  // the deciding `control` line, 0 for the default or no match
 };
 
+/// Why sluiced could not judge a client whose PeerQuery failed
+/// (`identity.status` is not 0), and what to do: more groups than the
+/// control policy checks (ERANGE), or credentials it could not read.
+/// `client` names the program the client runs (sluicectl, pesto).
+std::string identity_failure(const PeerIdentity& identity, const char* client);
+
 /// Why the broker channel ended.
 struct BrokerLoss {
   std::string reason;

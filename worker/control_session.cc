@@ -242,13 +242,8 @@ void ControlClient::refuse(ErrorCode code, const std::string& message) noexcept 
 std::string ControlClient::denial(ControlAccess needed, const char* what) const {
   const auto access = static_cast<ControlAccess>(identity_.access);
   std::string why;
-  if (identity_.status == ERANGE) {
-    why = "the client process has more than " + std::to_string(kMaxPeerGroups) +
-          " supplementary groups, too many to check against the control policy; run sluicectl "
-          "with fewer groups";
-  } else if (identity_.status != 0) {
-    why = "sluiced could not read the client's credentials (" + errno_text(identity_.status) +
-          "); try again";
+  if (identity_.status != 0) {
+    why = identity_failure(identity_, "sluicectl");
   } else {
     const ControlPolicy& policy = server_.policy();
     std::string text;

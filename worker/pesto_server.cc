@@ -282,18 +282,11 @@ void PestoServer::accept_next() noexcept {
 void PestoServer::on_identified(PestoSession* session, const PeerIdentity& identity) noexcept {
   if (identity.status != 0 || identity.access == wire::kAccessNone) {
     if (log_allowed()) {
-      std::string why;
-      if (identity.status == ERANGE) {
-        why = "the client process has more than " + std::to_string(kMaxPeerGroups) +
-              " supplementary groups, too many to check against the control policy; run pesto "
-              "with fewer groups";
-      } else if (identity.status != 0) {
-        why = "sluiced could not read the client's credentials (" + errno_text(identity.status) +
-              "); try again";
-      } else {
-        why = "the control policy gives uid " + std::to_string(identity.uid) +
-              " no access; add a `control commit` line for it to the policy file";
-      }
+      const std::string why =
+          identity.status != 0
+              ? identity_failure(identity, "pesto")
+              : "the control policy gives uid " + std::to_string(identity.uid) +
+                    " no access; add a `control commit` line for it to the policy file";
       LOG_WARN("pesto client pid %d (uid %u) refused: %s", identity.pid, identity.uid, why.c_str());
     }
     end(session);
