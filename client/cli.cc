@@ -103,6 +103,75 @@ std::optional<Pif> parse_pif(std::string_view text) {
   return std::nullopt;
 }
 
+/// Returns `text` as one shell word for an example command line: as it is
+/// when it has only characters no shell treats specially, else in single
+/// quotes (a quote inside becomes '\'').
+std::string shell_word(std::string_view text) {
+  bool plain = !text.empty();
+  for (char c : text) {
+    if (!(is_letter(c) || (c >= '0' && c <= '9') || std::strchr("./:,~%_-+@=", c) != nullptr)) {
+      plain = false;
+    }
+  }
+  if (plain) return std::string(text);
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+/// Checks that every -A and -D has a spec after it. A mode switch applies
+/// only to the specs that follow it, so a trailing one applies to nothing; the
+/// specs before it then replace their table, which wiped whole tables when
+/// "-t SPEC -A" was meant as "add SPEC" (pesto takes that line silently and
+/// replaces the table). Fails with a usage error that names the switch, says
+/// what the line would do instead, and gives the line to write.
+Result<void> check_mode_switches(const Plan& plan) {
+  using Kind = EditCommand::Kind;
+  const std::vector<EditCommand>& edits = plan.edits;
+  size_t last_spec = edits.size();  // none
+  for (size_t i = 0; i < edits.size(); ++i) {
+    if (edits[i].kind == Kind::kSpec) last_spec = i;
+  }
+  size_t first_after = last_spec == edits.size() ? 0 : last_spec + 1;
+  const EditCommand* stray = nullptr;
+  for (size_t i = first_after; i < edits.size() && stray == nullptr; ++i) {
+    if (edits[i].kind == Kind::kAppend || edits[i].kind == Kind::kDelete) stray = &edits[i];
+  }
+  if (stray == nullptr) return Ok();
+  const std::string name = stray->kind == Kind::kAppend ? "-A" : "-D";
+  const std::string where_text = stray->origin.empty() ? "" : stray->origin + ": ";
+  const std::string socket = plan.path.empty() ? "" : " " + shell_word(plan.path);
+  // The specs given before any -A/-D: those replace their table.
+  std::vector<const EditCommand*> replacing;
+  bool host = false, splice = false;
+  for (const EditCommand& e : edits) {
+    if (e.kind == Kind::kAppend || e.kind == Kind::kDelete) break;
+    if (e.kind != Kind::kSpec) continue;
+    replacing.push_back(&e);
+    (e.option == 't' || e.option == 'u' ? host : splice) = true;
+  }
+  if (replacing.empty()) {
+    return Err(where_text + name + " applies to the specs after it, and no spec follows it " +
+               "here, so it would do nothing; put the specs to " +
+               (stray->kind == Kind::kAppend ? "add" : "delete") + " after it: sluicectl " + name +
+               " -t SPEC" + (socket.empty() ? " SOCKET" : socket));
+  }
+  // The line to write: the same specs, after the switch. Up to four of them
+  // are shown as given; more would make the message a wall of text.
+  constexpr size_t kMaxShownSpecs = 4;
+  std::string example = "sluicectl " + name;
+  for (size_t i = 0; i < replacing.size() && i < kMaxShownSpecs; ++i) {
+    example += std::string(" -") + replacing[i]->option + " " + shell_word(replacing[i]->spec);
+  }
+  if (replacing.size() > kMaxShownSpecs) example += " ...";
+  example += socket.empty() ? " SOCKET" : socket;
+  const std::string tables = host && splice ? "HOST and SPLICE" : host ? "HOST" : "SPLICE";
+  return Err(where_text + name + " applies to the specs after it; nothing follows it here, " +
+             "so this would replace every rule of " + tables +
+             " with the specs before it (pesto would do so without a word). Put " + name +
+             " first: " + example);
+}
+
 /// Builds a plan from arguments; one instance per parse_command_line call.
 class Parser {
  public:
@@ -471,6 +540,7 @@ Result<void> Parser::finish() {
                  "edit; drop them");
     }
   }
+  if (auto switches = check_mode_switches(plan); !switches) return switches;
   if (!plan.has_edits()) {
     if (plan.end_removed_flows) {
       return Err(end_flows_where_ +
@@ -628,7 +698,8 @@ std::string usage_text() {
          "  -U SPEC, --udp-ns=SPEC     UDP rules of the SPLICE table\n"
          "                     Without -A/-D, specs replace their table: the first -t/-u\n"
          "                     empties HOST, the first -T/-U empties SPLICE.\n"
-         "  -A, --add          the specs that follow add to their table\n"
+         "  -A, --add          the specs that follow add to their table; -A goes before\n"
+         "                     them (an -A or -D that no spec follows is an error)\n"
          "  -D, --delete       the specs that follow delete the rules they match (listen\n"
          "                     part, target and flags; part of a rule's ports splits it)\n"
          "  -C PIF, --clear=PIF  empty table PIF (HOST or SPLICE)\n"

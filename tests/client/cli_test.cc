@@ -109,6 +109,31 @@ TEST(Cli, MissingValuesNameTheOption) {
   EXPECT_EQ(usage_error({"--file"}), "--file needs a FILE of options");
 }
 
+TEST(Cli, AModeSwitchThatNoSpecFollowsIsAUsageError) {
+  // "-t SPEC -A" replaced a whole table: -A applies to the specs after it.
+  EXPECT_EQ(usage_error({"--tcp-p=0.0.0.0/19100:127.0.0.1/8000", "--ad", "/run/s.sock"}),
+            "-A applies to the specs after it; nothing follows it here, so this would replace "
+            "every rule of HOST with the specs before it (pesto would do so without a word). Put "
+            "-A first: sluicectl -A -t 0.0.0.0/19100:127.0.0.1/8000 /run/s.sock");
+  EXPECT_EQ(usage_error({"-t", "[::]/80", "-T", "22", "-u", "53", "-t", "1", "-t", "2", "-D"}),
+            "-D applies to the specs after it; nothing follows it here, so this would replace "
+            "every rule of HOST and SPLICE with the specs before it (pesto would do so without "
+            "a word). Put -D first: sluicectl -D -t '[::]/80' -T 22 -u 53 -t 1 ... SOCKET");
+  EXPECT_EQ(usage_error({"-A", "s.sock"}),
+            "-A applies to the specs after it, and no spec follows it here, so it would do "
+            "nothing; put the specs to add after it: sluicectl -A -t SPEC s.sock");
+  EXPECT_EQ(usage_error({"-A", "-t", "22", "-D"}),
+            "-D applies to the specs after it, and no spec follows it here, so it would do "
+            "nothing; put the specs to delete after it: sluicectl -D -t SPEC SOCKET");
+  EXPECT_NE(usage_error({"-t", "22", "-C", "HOST", "-A"}).find("-A applies to the specs after it"),
+            std::string::npos);
+  EXPECT_EQ(usage_error({"--file", "f"}, {{"f", "-t 22\n-A\n"}}).rfind("f:2: -A applies", 0), 0u);
+  // A switch with specs after it, wherever they come from, is fine.
+  EXPECT_EQ(parse({"-A", "--file", "f"}, {{"f", "-t 22\n"}}).edits.size(), 2u);
+  EXPECT_EQ(parse({"-D", "-A", "-t", "22"}).edits.size(), 3u);
+  EXPECT_EQ(parse({"-t", "22", "-A", "-C", "HOST", "-t", "23"}).edits.size(), 4u);
+}
+
 TEST(Cli, UnknownOptionsSayWhereToLook) {
   EXPECT_EQ(usage_error({"-x"}), "unknown option -x in '-x'; see sluicectl -h for the options");
   EXPECT_EQ(usage_error({"-Ax"}), "unknown option -x in '-Ax'; see sluicectl -h for the options");
@@ -123,7 +148,7 @@ TEST(Cli, LongOptionsTakeValuesBothWays) {
   EXPECT_TRUE(p.json);
   EXPECT_TRUE(p.dry_run);
   EXPECT_EQ(parse({"--timeout", "3600"}).timeout_ms, 3600000);
-  EXPECT_EQ(parse({"--comment=a=b", "-A"}).comment, "a=b");
+  EXPECT_EQ(parse({"--comment=a=b", "-C", "HOST"}).comment, "a=b");
 }
 
 TEST(Cli, TimeoutIsChecked) {
@@ -279,17 +304,17 @@ TEST(Cli, DryRunAndCommentNeedAnEdit) {
 }
 
 TEST(Cli, CommentLimits) {
-  EXPECT_EQ(parse({"--comment", std::string(1024, 'a'), "-A"}).comment.size(), 1024u);
+  EXPECT_EQ(parse({"--comment", std::string(1024, 'a'), "-C", "HOST"}).comment.size(), 1024u);
   EXPECT_EQ(
-      usage_error({"--comment", std::string(1025, 'a'), "-A"}),
+      usage_error({"--comment", std::string(1025, 'a'), "-C", "HOST"}),
       "--comment has 1025 bytes, over the limit of 1024; shorten it to one line of prose (the "
       "audit log keeps the details)");
-  EXPECT_EQ(usage_error({"--comment", "a\nb", "-A"}),
+  EXPECT_EQ(usage_error({"--comment", "a\nb", "-C", "HOST"}),
             "--comment 'a\\x0ab' has a control character (such as a newline); write it on one "
             "line");
-  EXPECT_EQ(usage_error({"--comment", "a", "--comment", "b", "-A"}),
+  EXPECT_EQ(usage_error({"--comment", "a", "--comment", "b", "-C", "HOST"}),
             "--comment is given twice; give one comment for the commit");
-  EXPECT_EQ(parse({"--comment", "naïve", "-A"}).comment, "naïve");
+  EXPECT_EQ(parse({"--comment", "naïve", "-C", "HOST"}).comment, "naïve");
 }
 
 TEST(CliPesto, EveryLongOptionOfPestosTable) {

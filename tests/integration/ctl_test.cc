@@ -126,6 +126,22 @@ TEST(Ctl, DeletingAPortNotForwardedIsAnError) {
   EXPECT_TRUE(has(listing(d), "generation 1,"));
 }
 
+TEST(Ctl, ATrailingAddIsAUsageErrorAndTheTableStays) {
+  // "-t SPEC --add" would replace the table with SPEC: -A applies to the
+  // specs after it, and none follows.
+  Daemon d;
+  start(d);
+  const std::string before = listing(d);
+  RunResult r = d.ctl({"--tcp-p=127.0.0.1/18099:18000", "--ad"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err,
+                  "-A applies to the specs after it; nothing follows it here, so this "
+                  "would replace every rule of HOST with the specs before it"))
+      << r.err;
+  EXPECT_TRUE(has(r.err, "Put -A first: sluicectl -A -t 127.0.0.1/18099:18000 ")) << r.err;
+  EXPECT_EQ(listing(d), before);
+}
+
 TEST(Ctl, DeleteThenAppendWorks) {
   Daemon d;
   start(d);
