@@ -74,14 +74,15 @@ std::string spec_addr(const Addr& addr) {
   return addr_is_v4(addr) ? format_addr(addr) : "[" + format_addr(addr) + "]";
 }
 
-/// Returns where `rule` sends ports first..last, and how: "port 80",
-/// "10.88.0.5:80-84", "[fd00::5]:80", with ", best effort" and ", with
-/// auto-scan" for its flags.
+/// Returns where `rule` sends ports first..last, and how: "port 80 of the
+/// default target", "10.88.0.5:80-84", "[fd00::5]:80", with ", best effort"
+/// and ", with auto-scan" for its flags.
 std::string forwarding_text(const Rule& rule, uint32_t first, uint32_t last) {
   uint32_t to = static_cast<uint16_t>(rule.to + (first - rule.first));
   uint32_t to_last = to + (last - first);
   std::string out = is_default_target(rule.target)
-                        ? (first == last ? "port " : "ports ") + range_text(to, to_last)
+                        ? (first == last ? "port " : "ports ") + range_text(to, to_last) +
+                              " of the default target"
                         : spec_addr(rule.target) + ":" + range_text(to, to_last);
   if (rule.weak) out += ", best effort";
   if (rule.scan) out += ", with auto-scan";
@@ -116,10 +117,34 @@ std::string delete_spec(const Rule& rule, Pif pif, uint32_t first, uint32_t last
   return out;
 }
 
-/// True when `what` forwards its ports as a plain spec does: to the same
-/// port numbers on the default target, without flags.
-bool plain_forwarding(const Rule& what) {
-  return is_default_target(what.target) && what.to == what.first && !what.weak && !what.scan;
+/// Returns what `rule` does otherwise than `what`, for the -D error: "its
+/// target", "its listen address and flags", ...; "" when nothing differs.
+std::string differences(const Rule& rule, const Rule& what) {
+  std::vector<std::string> parts;
+  if (rule.listen != what.listen || rule.dual_stack != what.dual_stack) {
+    parts.emplace_back("listen address");
+  }
+  if (rule.ifname != what.ifname) parts.emplace_back("interface");
+  const bool address = rule.target != what.target;
+  const bool port =
+      static_cast<uint16_t>(rule.to - rule.first) != static_cast<uint16_t>(what.to - what.first);
+  if (address && port) parts.emplace_back("target (address and port)");
+  if (address && !port) parts.emplace_back("target address");
+  if (!address && port) parts.emplace_back("target port");
+  if (rule.weak != what.weak || rule.scan != what.scan) parts.emplace_back("flags");
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    out += i == 0 ? "its " : i + 1 == parts.size() ? " and " : ", ";
+    out += parts[i];
+  }
+  return out;
+}
+
+/// Returns the option that edits `proto` rules of table `pif`: "-t", "-u",
+/// "-T" or "-U".
+std::string option_of(Pif pif, Proto proto) {
+  if (pif == Pif::kSplice) return proto == Proto::kTcp ? "-T" : "-U";
+  return proto == Proto::kTcp ? "-t" : "-u";
 }
 
 /// Returns the message for ports of `what` that no rule forwards exactly as
@@ -138,8 +163,10 @@ std::string missing_message(const Table& table, const Rule& what, const char* la
   if (missing.size() > kMaxMissingNamed) {
     list += " and " + std::to_string(missing.size() - kMaxMissingNamed) + " more ranges";
   }
-  std::string how =
-      plain_forwarding(what) ? "" : " to " + forwarding_text(what, what.first, what.last);
+  // Always where the spec sends the ports, even for a plain one: a plain
+  // spec means the same port of the default target, and a rule that listens
+  // there but goes elsewhere is no match.
+  std::string how = " to " + forwarding_text(what, what.first, what.last);
   std::string msg = std::string(proto_name(what.proto)) + (ports == 1 ? " port " : " ports ") +
                     list + " on " + listen_text(what) + (ports == 1 ? " is" : " are") +
                     " not forwarded" + how + " in " + label + " (no such rule), so " +
@@ -167,12 +194,20 @@ std::string missing_message(const Table& table, const Rule& what, const char* la
     size_t i = best_index;
     uint32_t first = std::max<uint32_t>(r.first, what.first);
     uint32_t last = std::min<uint32_t>(r.last, what.last);
+    // A best-effort rule is deleted whole ("all"), whatever ports it is
+    // asked for.
+    const bool whole = r.weak || (first == r.first && last == r.last);
+    std::string differs = differences(r, what);
     return msg + "; " + label + " rule " + std::to_string(i) + " (" + sanitize(format_rule(r)) +
            ") forwards port " + std::to_string(port) + " on " + listen_text(r) + " to " +
            forwarding_text(r, port, port) +
-           ": -D deletes what matches a rule in listen address, interface, target and flags, "
-           "as pesto's does; to delete from it, give its spec (e.g. " +
-           delete_spec(r, table.pif, first, last) + ")";
+           (differs.empty() ? "" : ", so it differs in " + differs) +
+           ": -D deletes only what matches a rule in listen address, interface, target and "
+           "flags, as pesto's does; to delete " +
+           (whole ? std::string("it")
+                  : (first == last ? "port " : "ports ") + range_text(first, last) + " from it") +
+           ", write -D " + option_of(table.pif, what.proto) + " " +
+           delete_spec(r, table.pif, first, last);
   }
   return msg + "; list the rules with sluicectl and delete only ports that are forwarded";
 }

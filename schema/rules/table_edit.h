@@ -60,9 +60,10 @@ Result<TableSet> apply_edits(const TableSet& tables, const std::vector<EditComma
 /// in its place, with `to` shifted so every remaining port keeps its target
 /// port. Fails, leaving `table` unchanged, when some of those ports are not
 /// forwarded that way: the message says there is no such rule, names the
-/// ports, points at a rule that forwards the first of them otherwise (another
-/// address, interface, target or flags), if there is one, and gives the spec
-/// that would delete from it. `label` is the table name used in messages
+/// ports and where `what` sends them (the default target included), points
+/// at a rule that forwards the first of them otherwise (another address,
+/// interface, target or flags), if there is one, says in what it differs,
+/// and gives the -D spec that would delete from it. `label` is the table name used in messages
 /// ("HOST").
 Result<void> delete_ports(Table* table, const Rule& what, const char* label);
 

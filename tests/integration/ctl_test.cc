@@ -121,7 +121,7 @@ TEST(Ctl, DeletingAPortNotForwardedIsAnError) {
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(has(r.err,
                   "sluicectl: -D -t '127.0.0.1/18999': TCP port 18999 on [127.0.0.1] is "
-                  "not forwarded in HOST"))
+                  "not forwarded to port 18999 of the default target in HOST"))
       << r.err;
   EXPECT_TRUE(has(listing(d), "generation 1,"));
 }

@@ -179,22 +179,25 @@ TEST(TableEditDelete, SplitKeepsWeakAndScanFlags) {
 TEST(TableEditDelete, FlagsMustMatch) {
   TableSet start = tables_of({spec('t', "all")});
   std::string e = error_of(start, {del(), spec('t', "22")});
-  EXPECT_NE(e.find("-D -t '22': TCP port 22 on [*] is not forwarded in HOST (no such rule)"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("-D -t '22': TCP port 22 on [*] is not forwarded to port 22 of the default target in "
+             "HOST (no such rule)"),
+      std::string::npos)
       << e;
   EXPECT_NE(e.find("HOST rule 0 (TCP [*]:1-32767 => 1-32767 (best effort)) forwards port 22 on "
-                   "[*] to port 22, best effort"),
+                   "[*] to port 22 of the default target, best effort, so it differs in its flags"),
             std::string::npos)
       << e;
-  EXPECT_NE(e.find("(e.g. all)"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete it, write -D -t all"), std::string::npos) << e;
   EXPECT_EQ(host_after(start, {del(), spec('t', "all")}), Texts{});
 
   TableSet scan = tables_of({spec('t', "8000-8010,auto")});
   e = error_of(scan, {del(), spec('t', "8005")});
-  EXPECT_NE(e.find("to port 8005, with auto-scan"), std::string::npos) << e;
-  EXPECT_NE(e.find("(e.g. 8005,auto)"), std::string::npos) << e;
+  EXPECT_NE(e.find("to port 8005 of the default target, with auto-scan"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete port 8005 from it, write -D -t 8005,auto"), std::string::npos) << e;
   e = error_of(tables_of({spec('t', "8005")}), {del(), spec('t', "8005,auto")});
-  EXPECT_NE(e.find("TCP port 8005 on [*] is not forwarded to port 8005, with auto-scan in HOST"),
+  EXPECT_NE(e.find("TCP port 8005 on [*] is not forwarded to port 8005 of the default target, with "
+                   "auto-scan in HOST"),
             std::string::npos)
       << e;
 }
@@ -208,11 +211,15 @@ TEST(TableEditDelete, RangeAcrossSeveralAdjacentRules) {
       (Texts{"TCP [*]:10-14 => 10-14", "TCP [*]:31-40 => 131-140", "TCP [*]:41-50 => 41-50"}));
   // One range across rules with other mappings matches only where they agree.
   std::string e = error_of(start, {del(), spec('t', "15-45")});
-  EXPECT_NE(e.find("TCP ports 21-40 on [*] are not forwarded in HOST"), std::string::npos) << e;
+  EXPECT_NE(
+      e.find(
+          "TCP ports 21-40 on [*] are not forwarded to ports 15-45 of the default target in HOST"),
+      std::string::npos)
+      << e;
   EXPECT_NE(e.find("HOST rule 1 (TCP [*]:21-40 => 121-140) forwards port 21 on [*] to port 121"),
             std::string::npos)
       << e;
-  EXPECT_NE(e.find("(e.g. 21-40:121-140)"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete it, write -D -t 21-40:121-140"), std::string::npos) << e;
   TableSet plain = tables_of({spec('t', "10-20,21-40,41-50")});
   EXPECT_EQ(host_after(plain, {del(), spec('t', "15-45")}),
             (Texts{"TCP [*]:10-14 => 10-14", "TCP [*]:46-50 => 46-50"}));
@@ -221,8 +228,10 @@ TEST(TableEditDelete, RangeAcrossSeveralAdjacentRules) {
 TEST(TableEditDelete, PortNotForwardedIsAnErrorNamingIt) {
   TableSet start = tables_of({spec('t', "22")});
   std::string e = error_of(start, {del(), spec('t', "9999")});
-  EXPECT_NE(e.find("-D -t '9999': TCP port 9999 on [*] is not forwarded in HOST"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("-D -t '9999': TCP port 9999 on [*] is not forwarded to port 9999 of the default "
+             "target in HOST"),
+      std::string::npos)
       << e;
   EXPECT_NE(e.find("nothing was changed"), std::string::npos) << e;
 }
@@ -254,12 +263,16 @@ TEST(TableEditDelete, OnePartNotForwardedChangesNothing) {
 TEST(TableEditDelete, AddressMustMatchAndTheMessagePointsAtTheRule) {
   TableSet start = tables_of({spec('t', "127.0.0.1/8080")});
   std::string e = error_of(start, {del(), spec('t', "8080")});
-  EXPECT_NE(e.find("TCP port 8080 on [*] is not forwarded in HOST"), std::string::npos) << e;
+  EXPECT_NE(
+      e.find("TCP port 8080 on [*] is not forwarded to port 8080 of the default target in HOST"),
+      std::string::npos)
+      << e;
   EXPECT_NE(e.find("HOST rule 0 (TCP [127.0.0.1]:8080 => 8080) forwards port 8080 on "
                    "[127.0.0.1]"),
             std::string::npos)
       << e;
-  EXPECT_NE(e.find("(e.g. 127.0.0.1/8080)"), std::string::npos) << e;
+  EXPECT_NE(e.find("so it differs in its listen address"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete it, write -D -t 127.0.0.1/8080"), std::string::npos) << e;
   EXPECT_EQ(host_after(start, {del(), spec('t', "127.0.0.1/8080")}), Texts{});
 }
 
@@ -275,7 +288,8 @@ TEST(TableEditDelete, ProtocolAndInterfaceMustMatch) {
   EXPECT_NE(e.find("-D -u '53': UDP port 53 on [*] is not forwarded"), std::string::npos) << e;
   e = error_of(start, {del(), spec('t', "22")});
   EXPECT_NE(e.find("forwards port 22 on [*]%eth0"), std::string::npos) << e;
-  EXPECT_NE(e.find("(e.g. *%eth0/22)"), std::string::npos) << e;
+  EXPECT_NE(e.find("differs in its interface"), std::string::npos) << e;
+  EXPECT_NE(e.find("write -D -t *%eth0/22"), std::string::npos) << e;
   EXPECT_EQ(host_after(start, {del(), spec('t', "%eth0/22")}), (Texts{"TCP [*]:53 => 53"}));
 }
 
@@ -283,15 +297,20 @@ TEST(TableEditDelete, TargetOfTheDeleteSpecMustMatch) {
   // pesto's -D: the target port is part of the match.
   TableSet start = tables_of({spec('t', "1000-2000:3000-4000")});
   std::string e = error_of(start, {del(), spec('t', "1500:80")});
-  EXPECT_NE(e.find("-D -t '1500:80': TCP port 1500 on [*] is not forwarded to port 80 in HOST "
-                   "(no such rule), so it cannot be deleted; nothing was changed; HOST rule 0 "
-                   "(TCP [*]:1000-2000 => 3000-4000) forwards port 1500 on [*] to port 3500"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("-D -t '1500:80': TCP port 1500 on [*] is not forwarded to port 80 of the default "
+             "target in HOST "
+             "(no such rule), so it cannot be deleted; nothing was changed; HOST rule 0 "
+             "(TCP [*]:1000-2000 => 3000-4000) forwards port 1500 on [*] to port 3500"),
+      std::string::npos)
       << e;
-  EXPECT_NE(e.find("(e.g. 1500:3500)"), std::string::npos) << e;
+  EXPECT_NE(e.find("differs in its target port"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete port 1500 from it, write -D -t 1500:3500"), std::string::npos) << e;
   e = error_of(start, {del(), spec('t', "1500")});
-  EXPECT_NE(e.find("TCP port 1500 on [*] is not forwarded in HOST (no such rule)"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("TCP port 1500 on [*] is not forwarded to port 1500 of the default target in HOST "
+             "(no such rule)"),
+      std::string::npos)
       << e;
 }
 
@@ -303,10 +322,31 @@ TEST(TableEditDelete, PodmanWrongTargetIsNoSuchRule) {
             "-D -t '0.0.0.0/8080:10.88.0.6/80': TCP port 8080 on [0.0.0.0] is not forwarded to "
             "10.88.0.6:80 in HOST (no such rule), so it cannot be deleted; nothing was changed; "
             "HOST rule 0 (TCP [0.0.0.0]:8080 => 10.88.0.5:80) forwards port 8080 on [0.0.0.0] to "
-            "10.88.0.5:80: -D deletes what matches a rule in listen address, interface, target "
-            "and flags, as pesto's does; to delete from it, give its spec (e.g. "
-            "0.0.0.0/8080:10.88.0.5/80)");
+            "10.88.0.5:80, so it differs in its target address: -D deletes only what matches a "
+            "rule in listen address, interface, target and flags, as pesto's does; to delete "
+            "it, write -D -t 0.0.0.0/8080:10.88.0.5/80");
   EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/8080:10.88.0.5/80")}), Texts{});
+}
+
+TEST(TableEditDelete, APlainSpecMeansTheDefaultTargetAndTheMessageSaysSo) {
+  // -D -t 0.0.0.0/18080 names port 18080 of the default target; the rule on
+  // that port goes elsewhere, so it is no match, and the message says both.
+  TableSet start = tables_of({spec('t', "22"), spec('t', "0.0.0.0/18080:127.0.0.2/9000")});
+  std::string e = error_of(start, {del(), spec('t', "0.0.0.0/18080")});
+  EXPECT_EQ(e,
+            "-D -t '0.0.0.0/18080': TCP port 18080 on [0.0.0.0] is not forwarded to port 18080 "
+            "of the default target in HOST (no such rule), so it cannot be deleted; nothing was "
+            "changed; HOST rule 1 (TCP [0.0.0.0]:18080 => 127.0.0.2:9000) forwards port 18080 on "
+            "[0.0.0.0] to 127.0.0.2:9000, so it differs in its target (address and port): -D "
+            "deletes only what matches a rule in listen address, interface, target and flags, as "
+            "pesto's does; to delete it, write -D -t 0.0.0.0/18080:127.0.0.2/9000");
+  // The spec it gives deletes the rule.
+  EXPECT_EQ(host_after(start, {del(), spec('t', "0.0.0.0/18080:127.0.0.2/9000")}),
+            (Texts{"TCP [*]:22 => 22"}));
+  // Several differences are named together.
+  e = error_of(tables_of({spec('t', "127.0.0.1/18080:9000,auto")}), {del(), spec('t', "18080")});
+  EXPECT_NE(e.find("so it differs in its listen address, target port and flags"), std::string::npos)
+      << e;
 }
 
 TEST(TableEditDelete, PodmanIPv6TargetIsMatchedUnbracketedOrBracketed) {
@@ -316,7 +356,7 @@ TEST(TableEditDelete, PodmanIPv6TargetIsMatchedUnbracketedOrBracketed) {
             (Texts{"TCP [0.0.0.0]:8080 => 10.88.0.5:80"}));
   std::string e = error_of(start, {del(), spec('t', "[::]/8080:fd00::6/80")});
   EXPECT_NE(e.find("forwards port 8080 on [::] to [fd00::5]:80"), std::string::npos) << e;
-  EXPECT_NE(e.find("(e.g. [::]/8080:[fd00::5]/80)"), std::string::npos) << e;
+  EXPECT_NE(e.find("write -D -t [::]/8080:[fd00::5]/80"), std::string::npos) << e;
 }
 
 TEST(TableEditDelete, ExactRangeRuleAndPartOfIt) {
@@ -327,7 +367,9 @@ TEST(TableEditDelete, ExactRangeRuleAndPartOfIt) {
             (Texts{"TCP [0.0.0.0]:8000-8001 => 10.88.0.5:80-81",
                    "TCP [0.0.0.0]:8003-8004 => 10.88.0.5:83-84"}));
   std::string e = error_of(start, {del(), spec('t', "0.0.0.0/8002:10.88.0.5/80")});
-  EXPECT_NE(e.find("(e.g. 0.0.0.0/8002:10.88.0.5/82)"), std::string::npos) << e;
+  EXPECT_NE(e.find("to delete port 8002 from it, write -D -t 0.0.0.0/8002:10.88.0.5/82"),
+            std::string::npos)
+      << e;
 }
 
 TEST(TableEditDelete, DeleteThenAppendWorks) {
@@ -371,8 +413,10 @@ TEST(TableEditSequence, PestoManPageExample) {
                                     append(), spec('T', "3000"), spec('t', "2001"),
                                     del(),    spec('u', "5000")};
   std::string e = error_of(start, edits);
-  EXPECT_NE(e.find("-D -u '5000': UDP port 5000 on [*] is not forwarded in HOST"),
-            std::string::npos)
+  EXPECT_NE(
+      e.find("-D -u '5000': UDP port 5000 on [*] is not forwarded to port 5000 of the default "
+             "target in HOST"),
+      std::string::npos)
       << e;
   // With the UDP rule appended after the clear, the same sequence deletes it.
   edits.insert(edits.begin() + 6, spec('u', "5000"));
