@@ -244,6 +244,90 @@ size_t find_listen_end(std::string_view spec) {
   return slash;
 }
 
+/// Reads, at `*i` in `text`, an address as socat, HAProxy and ss write it
+/// before ":PORT": "*", "[IPv6]" (or "[IPv4]") or a dotted IPv4 address,
+/// and advances `*i` past it. Returns false, without moving, on anything
+/// else. An unbracketed IPv6 address is not read: where it ends is ambiguous.
+bool take_colon_style_address(std::string_view text, size_t* i) {
+  size_t at = *i;
+  if (at >= text.size()) return false;
+  if (text[at] == '*') {
+    *i = at + 1;
+    return true;
+  }
+  Addr addr{};
+  if (text[at] == '[') {
+    size_t close = text.find(']', at);
+    if (close == std::string_view::npos || close - at - 1 > kMaxAddressText) return false;
+    if (!parse_addr(std::string(text.substr(at + 1, close - at - 1)), &addr)) return false;
+    *i = close + 1;
+    return true;
+  }
+  size_t end = at;
+  while (end < text.size() && is_ipv4_byte(text[end])) ++end;
+  std::string_view run = text.substr(at, end - at);
+  if (run.find('.') == std::string_view::npos || run.size() > kMaxAddressText ||
+      !parse_addr(std::string(run), &addr)) {
+    return false;
+  }
+  *i = end;
+  return true;
+}
+
+/// Reads a port range (digits, optionally "-" and digits) at `*i` in `text`
+/// and advances past it; returns false, without moving, when no digit is there.
+bool take_port_text(std::string_view text, size_t* i) {
+  size_t at = *i;
+  auto digits = [&](size_t from) {
+    size_t to = from;
+    while (to < text.size() && is_digit(text[to])) ++to;
+    return to;
+  };
+  size_t end = digits(at);
+  if (end == at) return false;
+  if (end < text.size() && text[end] == '-' && digits(end + 1) > end + 1) end = digits(end + 1);
+  *i = end;
+  return true;
+}
+
+/// Returns the error for a spec that starts with the ADDRESS:PORT habit of
+/// socat, HAProxy and ss (0.0.0.0:19300, [::]:19300, *:19300,
+/// 127.0.0.53%lo:53), with the spec rewritten as sluice reads it: the listen
+/// address before a '/', and a target written ADDRESS:PORT after it turned
+/// into ADDRESS/PORT. Returns nullopt for any other spec. Meant for a spec
+/// that failed to parse, so that no valid spec changes its meaning.
+std::optional<Unexpected> colon_style_hint(const SpecErrors& errs) {
+  std::string_view spec = errs.spec();
+  size_t i = 0;
+  if (!take_colon_style_address(spec, &i)) return std::nullopt;
+  if (i < spec.size() && spec[i] == '%') {  // an interface, as ss prints 127.0.0.53%lo:53
+    size_t end = spec.find_first_of(":/,", i);
+    if (end == std::string_view::npos || spec[end] != ':' || end == i + 1) return std::nullopt;
+    i = end;
+  }
+  if (i >= spec.size() || spec[i] != ':') return std::nullopt;
+  const size_t colon = i;
+  ++i;
+  if (!take_port_text(spec, &i)) return std::nullopt;
+  const size_t shown_end = i;
+  std::string rewritten =
+      std::string(spec.substr(0, colon)) + "/" + std::string(spec.substr(colon + 1, i - colon - 1));
+  // A target in the same habit (":127.0.0.1:8000") becomes ":127.0.0.1/8000".
+  size_t target = i + 1;
+  size_t after_address = target;
+  if (i < spec.size() && spec[i] == ':' && target < spec.size() && spec[target] != '*' &&
+      take_colon_style_address(spec, &after_address) && after_address < spec.size() &&
+      spec[after_address] == ':') {
+    rewritten += std::string(spec.substr(i, after_address - i)) + "/";
+    i = after_address + 1;
+  }
+  rewritten += std::string(spec.substr(i));
+  return errs.whole(show_text(spec.substr(0, shown_end)) +
+                    " looks like ADDRESS:PORT; sluice (like pasta) writes the listen address "
+                    "before a '/': " +
+                    sanitize(rewritten));
+}
+
 /// Makes `base` listen on the wildcard: dual-stack `::` when the server has
 /// both families, else that family's own wildcard.
 void set_wildcard(const SpecContext& ctx, Rule* base) {
@@ -587,45 +671,13 @@ Result<void> parse_chunk(const SpecErrors& errs, Scanner cur, size_t ports_begin
   return errs.at(cur.pos, what);
 }
 
-}  // namespace
-}  // namespace spec_detail
-
-Pif option_pif(char option) noexcept {
-  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
-            "option letter is not one of t, u, T, U");
-  return option == 't' || option == 'u' ? Pif::kHost : Pif::kSplice;
-}
-
-Proto option_proto(char option) noexcept {
-  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
-            "option letter is not one of t, u, T, U");
-  return option == 't' || option == 'T' ? Proto::kTcp : Proto::kUdp;
-}
-
-Result<std::vector<Rule>> parse_spec(char option, std::string_view spec, const SpecContext& ctx) {
-  using namespace spec_detail;  // NOLINT: this file's own helpers
-  if (option != 't' && option != 'u' && option != 'T' && option != 'U') {
-    return Err("unknown forwarding option -" + sanitize(std::string_view(&option, 1)) +
-               "; use -t or -u (TCP or UDP into the target) or -T or -U (out of it)");
-  }
-  SpecErrors errs(option, spec);
-  if (spec.size() > kMaxSpecBytes) {
-    return errs.whole("the spec is " + std::to_string(spec.size()) +
-                      " bytes long, over the limit "
-                      "of " +
-                      std::to_string(kMaxSpecBytes) + "; split it into several -" +
-                      std::string(1, option) + " options");
-  }
-  if (spec.empty()) {
-    return errs.whole(
-        "the spec is empty; give ports such as 22 or 8000-8010, or none to "
-        "forward nothing");
-  }
-  if (spec == "none") return std::vector<Rule>{};
-  if (!ctx.ipv4 && !ctx.ipv6) {
-    return errs.whole("the server has neither IPv4 nor IPv6 enabled, so nothing can be forwarded");
-  }
-
+/// Parses a spec other than "none" with the server's facts `ctx`: the
+/// listen part, if any, then each chunk, then expands them into rules.
+/// Fails at the first thing the grammar does not allow, or that `ctx` rules
+/// out.
+Result<std::vector<Rule>> parse_ports_spec(const SpecErrors& errs, const SpecContext& ctx) {
+  const std::string_view spec = errs.spec();
+  const char option = errs.option();
   ParsedSpec parsed;
   parsed.base.proto = option_proto(option);
   set_wildcard(ctx, &parsed.base);
@@ -672,6 +724,52 @@ Result<std::vector<Rule>> parse_spec(char option, std::string_view spec, const S
     }
   }
   return expand_spec(errs, parsed, ctx);
+}
+
+}  // namespace
+}  // namespace spec_detail
+
+Pif option_pif(char option) noexcept {
+  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
+            "option letter is not one of t, u, T, U");
+  return option == 't' || option == 'u' ? Pif::kHost : Pif::kSplice;
+}
+
+Proto option_proto(char option) noexcept {
+  CHECK_MSG(option == 't' || option == 'u' || option == 'T' || option == 'U',
+            "option letter is not one of t, u, T, U");
+  return option == 't' || option == 'T' ? Proto::kTcp : Proto::kUdp;
+}
+
+Result<std::vector<Rule>> parse_spec(char option, std::string_view spec, const SpecContext& ctx) {
+  using namespace spec_detail;  // NOLINT: this file's own helpers
+  if (option != 't' && option != 'u' && option != 'T' && option != 'U') {
+    return Err("unknown forwarding option -" + sanitize(std::string_view(&option, 1)) +
+               "; use -t or -u (TCP or UDP into the target) or -T or -U (out of it)");
+  }
+  SpecErrors errs(option, spec);
+  if (spec.size() > kMaxSpecBytes) {
+    return errs.whole("the spec is " + std::to_string(spec.size()) +
+                      " bytes long, over the limit "
+                      "of " +
+                      std::to_string(kMaxSpecBytes) + "; split it into several -" +
+                      std::string(1, option) + " options");
+  }
+  if (spec.empty()) {
+    return errs.whole(
+        "the spec is empty; give ports such as 22 or 8000-8010, or none to "
+        "forward nothing");
+  }
+  if (spec == "none") return std::vector<Rule>{};
+  if (!ctx.ipv4 && !ctx.ipv6) {
+    return errs.whole("the server has neither IPv4 nor IPv6 enabled, so nothing can be forwarded");
+  }
+
+  auto rules = parse_ports_spec(errs, ctx);
+  if (!rules) {
+    if (auto hint = colon_style_hint(errs)) return *hint;
+  }
+  return rules;
 }
 
 }  // namespace sluice

@@ -129,6 +129,48 @@ TEST_P(SpecErrorsTest, MessageSaysWhereWhatAndHow) {
 
 INSTANTIATE_TEST_SUITE_P(Messages, SpecErrorsTest, testing::ValuesIn(kErrors));
 
+/// Returns the error of `spec` under -t, or "" and a test failure when it parses.
+std::string tcp_error(const std::string& spec) {
+  auto rules = parse_spec('t', spec, SpecContext{});
+  EXPECT_FALSE(rules.ok()) << spec << " parsed";
+  return rules.ok() ? "" : rules.error().message;
+}
+
+TEST(SpecErrors, AddressColonPortAsSocatHaproxyAndSsWriteItSaysToUseASlash) {
+  EXPECT_EQ(tcp_error("0.0.0.0:19300"),
+            "-t '0.0.0.0:19300': '0.0.0.0:19300' looks like ADDRESS:PORT; sluice (like pasta) "
+            "writes the listen address before a '/': 0.0.0.0/19300");
+  EXPECT_EQ(tcp_error("[::]:19300"),
+            "-t '[::]:19300': '[::]:19300' looks like ADDRESS:PORT; sluice (like pasta) writes "
+            "the listen address before a '/': [::]/19300");
+  EXPECT_EQ(tcp_error("*:19300"),
+            "-t '*:19300': '*:19300' looks like ADDRESS:PORT; sluice (like pasta) writes the "
+            "listen address before a '/': */19300");
+  // ss prints the interface after '%'; a range, a list and a target follow along.
+  EXPECT_NE(tcp_error("127.0.0.53%lo:53").find("before a '/': 127.0.0.53%lo/53"),
+            std::string::npos);
+  EXPECT_NE(tcp_error("[::1]:8000-8010,9000").find("before a '/': [::1]/8000-8010,9000"),
+            std::string::npos);
+  EXPECT_NE(tcp_error("0.0.0.0:19100:127.0.0.1:8000")
+                .find("'0.0.0.0:19100' looks like ADDRESS:PORT; sluice (like pasta) writes the "
+                      "listen address before a '/': 0.0.0.0/19100:127.0.0.1/8000"),
+            std::string::npos);
+  EXPECT_NE(tcp_error("0.0.0.0:19100:[::1]:8000").find("0.0.0.0/19100:[::1]/8000"),
+            std::string::npos);
+  EXPECT_NE(tcp_error("0.0.0.0:19100:8000").find("before a '/': 0.0.0.0/19100:8000"),
+            std::string::npos);
+  // Each suggestion parses.
+  for (const char* fixed : {"0.0.0.0/19300", "[::]/19300", "*/19300",
+                            "0.0.0.0/19100:127.0.0.1/8000", "[::1]/8000-8010,9000"}) {
+    EXPECT_TRUE(parse_spec('t', fixed, SpecContext{}).ok()) << fixed;
+  }
+  // Other mistakes keep their own messages, and valid specs parse as before.
+  EXPECT_EQ(tcp_error("0:80").find("looks like ADDRESS:PORT"), std::string::npos);
+  EXPECT_EQ(tcp_error("300.1.1.1:80").find("looks like ADDRESS:PORT"), std::string::npos);
+  EXPECT_TRUE(parse_spec('t', "80:fd00::5:80", SpecContext{}).ok());
+  EXPECT_TRUE(parse_spec('t', "0.0.0.0/22:192.0.2.1", SpecContext{}).ok());
+}
+
 TEST(SpecErrors, UnknownOptionLetter) {
   auto rules = parse_spec('x', "22", SpecContext{});
   ASSERT_FALSE(rules.ok());
