@@ -457,19 +457,44 @@ void Forwarder::park(TcpListener* listener, bool soon) noexcept {
 void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
   if (!listener->parked) {
     const Route& route = *listener->route();
+    const uint64_t held = route.counters->active + route.counters->waiting;
     if (why == RuleAdmit::kGlobal) {
       ++route.counters->paused_global_limit;
+      // One line when the limit is reached, not one per listener it pauses;
+      // on_tick() re-arms it once a slot is free.
+      if (!global_limit_warned_ && conn_log_.allow()) {
+        global_limit_warned_ = true;
+        LOG_WARN(
+            "%s: port %u paused: all %zu connections of sluiced --max-connections are in use, "
+            "across all %zu TCP rules; new clients of every rule wait in the kernel's accept "
+            "queue until a connection ends; if this load is expected, raise --max-connections "
+            "(each connection needs two descriptors)",
+            route.text.c_str(), listener->port(), limits_.max_connections, tcp_rules_);
+      }
     } else {
       ++route.counters->paused_rule_limit;
+      const size_t cap = limits_.max_connections_per_rule;
       if (conn_log_.allow()) {
-        const uint64_t held = route.counters->active + route.counters->waiting;
-        LOG_WARN(
-            "%s: port %u paused at the rule's connection limit (it holds %llu; %zu in use of "
-            "%zu; fair share %zu, per-rule limit %zu); it resumes when one of its connections "
-            "ends",
-            route.text.c_str(), listener->port(), static_cast<unsigned long long>(held), in_use(),
-            limits_.max_connections, fair_share(limits_.max_connections, tcp_rules_),
-            limits_.max_connections_per_rule);
+        if (cap != 0 && held >= cap) {
+          LOG_WARN(
+              "%s: port %u paused at the per-rule cap, sluiced --max-connections-per-rule %zu "
+              "(the rule holds %llu connections); its new clients wait in the kernel's accept "
+              "queue until one of them ends; raise --max-connections-per-rule if the rule needs "
+              "more",
+              route.text.c_str(), listener->port(), cap, static_cast<unsigned long long>(held));
+        } else {
+          const size_t share = fair_share(limits_.max_connections, tcp_rules_);
+          LOG_WARN(
+              "%s: port %u paused at its fair share of sluiced --max-connections: the rule "
+              "holds %llu, its share is %zu (%zu shared among %zu TCP rules), and past its "
+              "share it may only take a slot while %zu stay free for the other rules (%zu of "
+              "%zu are in use); its new clients wait in the kernel's accept queue until one of "
+              "its connections ends; raise --max-connections to give every rule more",
+              route.text.c_str(), listener->port(), static_cast<unsigned long long>(held), share,
+              limits_.max_connections, tcp_rules_,
+              share_reserve(limits_.max_connections, tcp_rules_), in_use(),
+              limits_.max_connections);
+        }
       }
     }
   }
@@ -532,6 +557,7 @@ void Forwarder::on_tick(uint64_t now_ns) noexcept {
       }
     }
   }
+  if (!at_capacity()) global_limit_warned_ = false;  // a slot is free: warn again next time
   if (parked_.empty() || !recheck_parked_ || at_capacity()) return;
   resume_parked();
 }

@@ -419,6 +419,9 @@ class Forwarder final : public Ticker {
   static constexpr uint64_t kTimeoutScanNs = 100'000'000;
   uint64_t next_timeout_scan_ns_ = 0;
   bool pipe_size_warned_ = false;
+  /// The global limit's warning went out, and no slot was free since: it is
+  /// logged once each time the limit is reached, not per paused listener.
+  bool global_limit_warned_ = false;
   // Per-connection errors: at most 20 lines at once, then 5 per second.
   LogRateLimit conn_log_{20, 5};
 };

@@ -2,7 +2,9 @@
 // rule flooded with idle connections leaves room for the others and resumes
 // when a slot frees; one source is held to --max-connections-per-source
 // while another is served; --idle-timeout resets an idle connection and
-// spares an active one; and --stats shows the limits and what they did.
+// spares an active one; --stats shows the limits and what they did; and the
+// log names the limit that paused a rule (its fair share, the per-rule cap,
+// the global limit) and what to raise.
 // Every wait is bounded; no check depends on the machine being fast.
 #include <netinet/in.h>
 #include <poll.h>
@@ -109,6 +111,14 @@ TEST(Limits, OneRuleFloodedWithIdleConnectionsLeavesRoomForAnotherRule) {
             std::string::npos)
       << text.out;
   EXPECT_NE(text.out.find("x at the rule limit"), std::string::npos) << text.out;
+  // The log says which limit paused the rule, and what to raise.
+  EXPECT_TRUE(wait_for_log(d,
+                           "port 18080 paused at its fair share of sluiced --max-connections: the "
+                           "rule holds 12, its share is 8 (16 shared among 2 TCP rules), and past "
+                           "its share it may only take a slot while 4 stay free for the other "
+                           "rules"))
+      << d.log();
+  EXPECT_NE(d.log().find("raise --max-connections to give every rule more"), std::string::npos);
 
   // The other rule's client leaves, and one of the flooded rule's
   // connections ends (a reset, which ends both sides at once): more than the
@@ -123,6 +133,48 @@ TEST(Limits, OneRuleFloodedWithIdleConnectionsLeavesRoomForAnotherRule) {
   clients[0].reset();
   UniqueFd resumed = accept_one(target_a.get(), 10000);
   ASSERT_TRUE(resumed.valid()) << "the paused listener did not resume\n" << d.log();
+}
+
+TEST(Limits, PerRuleCapAndGlobalLimitEachLogWhichLimitPausedAndWhatToRaise) {
+  // --max-connections 3 and --max-connections-per-rule 2: the third client of
+  // rule A waits at the per-rule cap; one client of rule B fills the global
+  // limit, and its second waits at that.
+  UniqueFd target_a = listen_tcp("127.0.0.1", 18000);
+  UniqueFd target_b = listen_tcp("127.0.0.1", 18001);
+  Daemon d;
+  d.start({"--max-connections", "3", "--max-connections-per-rule", "2", "-t",
+           "127.0.0.1/18080:18000", "-t", "127.0.0.1/18081:18001"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  std::vector<UniqueFd> clients, served;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect_tcp("127.0.0.1", 18080));
+    ASSERT_TRUE(clients.back().valid()) << i;
+  }
+  for (int i = 0; i < 2; ++i) {
+    served.push_back(accept_one(target_a.get(), 10000));
+    ASSERT_TRUE(served.back().valid()) << i << "\n" << d.log();
+  }
+  EXPECT_FALSE(accept_one(target_a.get(), 500).valid()) << "rule A took a third connection";
+  EXPECT_TRUE(wait_for_log(d,
+                           "port 18080 paused at the per-rule cap, sluiced "
+                           "--max-connections-per-rule 2 (the rule holds 2 connections)"))
+      << d.log();
+  EXPECT_NE(d.log().find("raise --max-connections-per-rule if the rule needs more"),
+            std::string::npos);
+
+  clients.push_back(connect_tcp("127.0.0.1", 18081));
+  ASSERT_TRUE(clients.back().valid());
+  served.push_back(accept_one(target_b.get(), 10000));
+  ASSERT_TRUE(served.back().valid()) << d.log();
+  clients.push_back(connect_tcp("127.0.0.1", 18081));
+  ASSERT_TRUE(clients.back().valid());
+  EXPECT_FALSE(accept_one(target_b.get(), 500).valid()) << "past the global limit";
+  EXPECT_TRUE(wait_for_log(d,
+                           "port 18081 paused: all 3 connections of sluiced --max-connections are "
+                           "in use, across all 2 TCP rules"))
+      << d.log();
+  EXPECT_NE(d.log().find("if this load is expected, raise --max-connections"), std::string::npos);
+  EXPECT_EQ(d.log().find("per-rule limit 0"), std::string::npos) << d.log();
 }
 
 TEST(Limits, PerSourceLimitRefusesTheNextFromOneSourceAndServesAnother) {
