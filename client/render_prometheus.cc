@@ -60,6 +60,9 @@ const RuleFamily kRuleFamilies[] = {
     {"sluice_rule_udp_datagrams_dropped_total", "counter",
      "UDP datagrams of the rule dropped (flow limit, full socket buffers).", RuleKind::kUdp,
      [](const control::RuleStats& r) { return r.dropped; }, nullptr},
+    {"sluice_rule_udp_target_errors_total", "counter",
+     "ICMP errors the rule's UDP target answered with (port closed, unreachable).", RuleKind::kUdp,
+     [](const control::RuleStats& r) { return r.target_errors; }, nullptr},
     {"sluice_rule_bytes_total", "counter",
      "Payload bytes forwarded by the rule, TCP and UDP, by direction (to_target: from the "
      "client).",

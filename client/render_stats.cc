@@ -109,6 +109,8 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->number(r.refused_source);
   w->key("closedIdle");
   w->number(r.closed_idle);
+  w->key("targetErrors");
+  w->number(r.target_errors);
   w->key("scanActive");
   if (!r.scan_active) {
     w->null();
@@ -209,6 +211,12 @@ std::string render_stats(const control::Stats& stats) {
                std::to_string(r.datagrams_to_client) + " to client, " + std::to_string(r.dropped) +
                " dropped";
         if (r.loops != 0) out += " (" + std::to_string(r.loops) + " as forwarding loops)";
+        // Only a problem is shown: the target's side answered with an ICMP
+        // error (nothing listens there, or no route), which UDP cannot pass on.
+        if (r.target_errors != 0) {
+          out += "; " + std::to_string(r.target_errors) + " target error" +
+                 (r.target_errors == 1 ? "" : "s") + " (port closed or unreachable)";
+        }
       } else {
         out += "connections " + std::to_string(r.accepted) + " accepted, " +
                std::to_string(r.active) + " active, " + std::to_string(r.failed) + " failed";

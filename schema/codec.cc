@@ -442,6 +442,7 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setPausedAtGlobalLimit(r.paused_global_limit);
     o.setRefusedBySource(r.refused_source);
     o.setClosedIdle(r.closed_idle);
+    o.setTargetErrors(r.target_errors);
     if (r.scan_active) {
       auto runs = o.initScanActive(static_cast<unsigned>(r.scan_active->size()));
       for (size_t k = 0; k < r.scan_active->size(); ++k) {
@@ -524,6 +525,7 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.paused_global_limit = r.getPausedAtGlobalLimit();
     o.refused_source = r.getRefusedBySource();
     o.closed_idle = r.getClosedIdle();
+    o.target_errors = r.getTargetErrors();
     if (r.hasScanActive()) o.scan_active = decode_port_runs(r.getScanActive());
     st.rules.push_back(std::move(o));
   }

@@ -221,6 +221,8 @@ struct RuleStats {
   pausedAtGlobalLimit @17 :UInt64;  # times a listener of the rule paused at --max-connections
   refusedBySource @18 :UInt64;      # TCP connections reset at --max-connections-per-source
   closedIdle @19 :UInt64;           # TCP connections reset by --idle-timeout
+  targetErrors @20 :UInt64;         # UDP: errors the target's side reported (ICMP: port
+                                    # closed, unreachable), one per datagram they answered
 }
 
 struct Stats {

@@ -253,6 +253,7 @@ struct RuleStats {
   uint64_t paused_global_limit = 0;  // listener pauses at the global limit
   uint64_t refused_source = 0;       // connections reset at the per-source limit
   uint64_t closed_idle = 0;          // connections reset by the idle timeout
+  uint64_t target_errors = 0;        // UDP: ICMP errors from the target (closed, unreachable)
   bool operator==(const RuleStats&) const = default;
 };
 

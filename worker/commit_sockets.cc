@@ -263,6 +263,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
       r.paused_global_limit = c.paused_global_limit;
       r.refused_source = c.refused_source;
       r.closed_idle = c.closed_idle;
+      r.target_errors = c.target_errors;
       if (table.rules[i].scan) r.scan_active = active[p][i];
       st.rules.push_back(std::move(r));
     }

@@ -59,18 +59,34 @@ Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept {
   return Endpoint{e.addr, e.port};
 }
 
-std::string describe_connect_failure(const Route& route, uint16_t target_port, int err) {
-  std::string line = route.text + ": connect to port " + std::to_string(target_port) +
-                     " of the target: " + errno_text(err);
+namespace {
+
+/// Returns what to do about an error `err` in reaching a rule's target, after
+/// "; ", for the common causes (nothing listening, no route); "" for others.
+std::string target_error_advice(int err) {
   switch (err) {
     case ECONNREFUSED:
-      return line + "; nothing listens there: start the server, or correct the rule's target";
+      return "; nothing listens there: start the server, or correct the rule's target";
     case ENETUNREACH:
     case EHOSTUNREACH:
-      return line + "; the target address has no route from here: check it, and the routes";
+      return "; the target address has no route from here: check it, and the routes";
     default:
-      return line;
+      return "";
   }
+}
+
+}  // namespace
+
+std::string describe_connect_failure(const Route& route, uint16_t target_port, int err) {
+  return route.text + ": connect to port " + std::to_string(target_port) +
+         " of the target: " + errno_text(err) + target_error_advice(err);
+}
+
+std::string describe_udp_target_error(const Route& route, uint16_t target_port, int err) {
+  return route.text + ": datagrams to port " + std::to_string(target_port) +
+         " of the target are answered with an error: " + errno_text(err) +
+         target_error_advice(err) +
+         " (sluicectl --stats counts these as target errors; the clients get no answer)";
 }
 
 socklen_t target_sockaddr(const Route& route, const struct sockaddr_storage& peer, uint16_t port,

@@ -47,6 +47,7 @@ struct RuleCounters {
   uint64_t paused_global_limit = 0;  // times a listener paused at --max-connections
   uint64_t refused_source = 0;       // TCP connections reset at --max-connections-per-source
   uint64_t closed_idle = 0;          // TCP connections reset after --idle-timeout without a byte
+  uint64_t target_errors = 0;        // UDP: ICMP errors from the target (port closed, unreachable)
 };
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
@@ -86,6 +87,11 @@ Endpoint endpoint_of(const struct sockaddr_storage& sa) noexcept;
 /// failed with `err`: the rule, the port, the errno, and what to do for the
 /// common causes (nothing listening, no route).
 std::string describe_connect_failure(const Route& route, uint16_t target_port, int err);
+
+/// Returns the warning for an ICMP error `err` that `route`'s target side
+/// answered a UDP datagram to `target_port` with: the rule, the port, the
+/// errno, and what to do for the common causes, as describe_connect_failure.
+std::string describe_udp_target_error(const Route& route, uint16_t target_port, int err);
 
 /// Returns the port that `port` of `route` forwards to.
 inline uint16_t route_target_port(const Route& route, uint16_t port) noexcept {

@@ -235,9 +235,15 @@ void UdpForwarder::read_flow(UdpFlow& flow, int max_batches) noexcept {
         // An ICMP error for an earlier datagram (the target port is closed,
         // or unreachable): reported once, and already cleared. UDP has no
         // way to pass it on; the flow stays for the target's return.
+        const int err = errno;
         ++counters_.target_errors;
-        if (log_.allow()) {
-          LOG_DEBUG("%s: target: %s", flow.route().text.c_str(), errno_text(errno).c_str());
+        ++flow.route().counters->target_errors;
+        if (!flow.target_error_logged && log_.allow()) {
+          flow.target_error_logged = true;
+          LOG_WARN("%s",
+                   describe_udp_target_error(
+                       flow.route(), route_target_port(flow.route(), flow.listener().port()), err)
+                       .c_str());
         }
       }
       continue;

@@ -131,6 +131,9 @@ class UdpFlow final : public EventHandler {
   Endpoint own_endpoint;
   bool guarded = false;
   bool parked = false;  // in the forwarder's resume list
+  /// A target error of this flow was logged: one warning per flow (and the
+  /// forwarder's rate limit over all), not one per datagram a client retries.
+  bool target_error_logged = false;
 
  private:
   UdpForwarder& owner_;

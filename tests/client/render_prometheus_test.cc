@@ -53,6 +53,7 @@ control::Stats two_rule_stats() {
   udp.datagrams_to_target = 7;
   udp.datagrams_to_client = 6;
   udp.dropped = 1;
+  udp.target_errors = 2;
   udp.bytes_to_target = 700;
   udp.bytes_to_client = 600;
   st.rules = {tcp, udp};
@@ -118,6 +119,7 @@ TEST(RenderPrometheus, ParsesStrictlyWithEveryValue) {
   EXPECT_EQ(p.value("sluice_rule_udp_flows_created_total", {{"ports", "53-54"}}), 5);
   EXPECT_EQ(p.value("sluice_rule_udp_datagrams_total", {{"direction", "to_client"}}), 6);
   EXPECT_EQ(p.value("sluice_rule_udp_datagrams_dropped_total"), 1);
+  EXPECT_EQ(p.value("sluice_rule_udp_target_errors_total", {{"ports", "53-54"}}), 2);
   EXPECT_EQ(p.value("sluice_rule_bytes_total", {{"proto", "udp"}, {"direction", "to_client"}}),
             600);
   // TCP families carry no UDP rule, and the other way round.

@@ -279,7 +279,8 @@ control::Stats sample_stats() {
 }
 
 TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
-  std::string text = render_stats(sample_stats());
+  control::Stats st = sample_stats();
+  std::string text = render_stats(st);
   EXPECT_EQ(text,
             "generation 4, up 1h02m; 3 listening sockets (1 paused at a limit); TCP connections "
             "2 of 4096; UDP flows 1 of 8192\n"
@@ -293,6 +294,14 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
             "    UDP [*]:53 => 5353\\x1b[31m\n"
             "        flows 1 active, 5 created; datagrams 7 to target, 6 to client, 1 dropped; "
             "700 B to target, 600 B to client\n");
+  // A UDP target that answers with ICMP errors shows; none shows nothing.
+  st.rules[1].target_errors = 1;
+  EXPECT_NE(render_stats(st).find("6 to client, 1 dropped; 1 target error (port closed or "
+                                  "unreachable); 700 B to target"),
+            std::string::npos)
+      << render_stats(st);
+  st.rules[1].target_errors = 3;
+  EXPECT_NE(render_stats(st).find("; 3 target errors ("), std::string::npos) << render_stats(st);
   control::Stats empty;
   EXPECT_NE(render_stats(empty).find("(no rules)"), std::string::npos);
   control::Stats lossy = sample_stats();
@@ -379,6 +388,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                            "pausedAtGlobalLimit",
                                                            "refusedBySource",
                                                            "closedIdle",
+                                                           "targetErrors",
                                                            "scanActive"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
   EXPECT_EQ(rules.array[1].get("proto")->string, "udp");  // lower case, as in the listing

@@ -3,7 +3,8 @@
 // clients. Replies must come back from the address each client sent to,
 // through specific, wildcard and dual-stack listeners; flows expire when
 // idle, the flow limit drops new clients and recovers, a kept port keeps
-// delivering through commits, and a removed rule stops forwarding.
+// delivering through commits, a removed rule stops forwarding, and a target
+// where nothing listens is logged and counted.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/stats_util.h"
 #include "tests/integration/udp_util.h"
 
 namespace sluice::test {
@@ -196,6 +198,34 @@ TEST(Udp, FlowsExpireOnlyAfterTheIdleTimeout) {
   ASSERT_TRUE(rb.ok) << d.log();
   EXPECT_GE(ms_since(quiet), 900) << "A's flow expired before its idle timeout";
   EXPECT_NE(d.log().find("UDP flow limit of 1 reached"), std::string::npos) << d.log();
+}
+
+TEST(Udp, ATargetWhereNothingListensIsLoggedAndCountedInStats) {
+  // Nothing listens on kTarget: the datagram is answered with an ICMP port
+  // unreachable, which the flow's socket reports as ECONNREFUSED.
+  Daemon d;
+  d.start({"-u", "127.0.0.1/" + std::to_string(kPort) + ":" + std::to_string(kTarget)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd client = bind_udp("127.0.0.1");
+  ASSERT_TRUE(send_udp(client.get(), "127.0.0.1", kPort, "anyone there?"));
+  EXPECT_TRUE(wait_for_log(d,
+                           "UDP [127.0.0.1]:19053 => 19000: datagrams to port 19000 of the target "
+                           "are answered with an error: ECONNREFUSED"))
+      << d.log();
+  EXPECT_NE(d.log().find("nothing listens there: start the server, or correct the rule's target"),
+            std::string::npos)
+      << d.log();
+  auto doc = stats_json(d);
+  ASSERT_TRUE(doc.has_value());
+  const JsonValue* rule = rule_with(*doc, ":19053");
+  ASSERT_NE(rule, nullptr);
+  ASSERT_NE(rule->get("targetErrors"), nullptr);
+  EXPECT_EQ(rule->get("targetErrors")->integer(), 1);
+  RunResult text = d.ctl({"--stats"});
+  EXPECT_NE(text.out.find("; 1 target error (port closed or unreachable)"), std::string::npos)
+      << text.out;
+  RunResult prom = d.ctl({"--stats", "--prometheus"});
+  EXPECT_NE(prom.out.find("sluice_rule_udp_target_errors_total{"), std::string::npos) << prom.out;
 }
 
 TEST(Udp, FlowLimitDropsNewClientsWithARateLimitedLogAndRecovers) {

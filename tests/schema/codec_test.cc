@@ -204,6 +204,7 @@ TEST(Codec, StatsRoundTrip) {
   udp.datagrams_to_target = 20;
   udp.datagrams_to_client = 19;
   udp.dropped = 1;
+  udp.target_errors = 7;
   tcp.loops = 2;
   tcp.paused_rule_limit = 3;
   tcp.paused_global_limit = 4;

@@ -59,6 +59,20 @@ TEST(ConnectFailure, NamesRulePortErrnoAndWhatToDo) {
   EXPECT_EQ(describe_connect_failure(route, 9000, EIO).find(';'), std::string::npos);
 }
 
+TEST(ConnectFailure, UdpTargetErrorsNameRulePortErrnoAndWhatToDo) {
+  Route route;
+  route.first = 53;
+  route.to = 5353;
+  route.text = "UDP [*]:53 => 5353";
+  EXPECT_EQ(describe_udp_target_error(route, 5353, ECONNREFUSED),
+            "UDP [*]:53 => 5353: datagrams to port 5353 of the target are answered with an error: "
+            "ECONNREFUSED (Connection refused); nothing listens there: start the server, or "
+            "correct the rule's target (sluicectl --stats counts these as target errors; the "
+            "clients get no answer)");
+  EXPECT_NE(describe_udp_target_error(route, 5353, EHOSTUNREACH).find("no route"),
+            std::string::npos);
+}
+
 TEST(PipePool, PipesAreEnlargedWithinTheBudgetOnly) {
   ForwarderLimits limits;
   limits.pipe_size = 256 * 1024;   // 48 pages above the kernel's 64 KiB

@@ -194,6 +194,7 @@ TEST_F(UdpForwarderTest, RefusedTargetIsCountedAndTheFlowStays) {
   ASSERT_TRUE(pump([&] { return n.target_errors >= 1; }));
   EXPECT_EQ(n.active, 1u);
   EXPECT_EQ(n.to_target, 1u);
+  EXPECT_EQ(listener->route()->counters->target_errors, 1u);  // on the rule, for --stats
 }
 
 /// The kernel's cap on SO_RCVBUF (net.core.rmem_max, global), in bytes.
