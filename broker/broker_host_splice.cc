@@ -72,7 +72,17 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
   // reply until it is sent (or the worker is gone), then close.
   std::vector<UniqueFd> by_entry(req.count);
   // Rebinds first: the listeners they replace must carry SO_REUSEPORT before
-  // their successors bind, here and in the target namespace alike.
+  // their successors bind, here and in the target namespace alike. Only a
+  // rebind the bind policy allows shares anything (one it refuses is
+  // answered as refused below).
+  for (uint32_t i = 0; i < req.count; ++i) {
+    wire::ListenerSpec& spec = request_->entries[i];
+    if ((spec.flags & wire::kListenerReplaces) == 0) continue;
+    const bool splice = (spec.flags & wire::kListenerSplice) != 0;
+    if (!check_bind(splice ? splice_policy_ : policy_, spec).allowed) {
+      spec.flags &= ~wire::kListenerReplaces;
+    }
+  }
   escrow_.share_ports(std::span<wire::ListenerSpec>(request_->entries, req.count));
   bool any_splice = false;
   for (uint32_t i = 0; i < req.count; ++i) {

@@ -82,41 +82,75 @@ Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64
   return Ok();
 }
 
+bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept {
+  if (((a.flags ^ b.flags) & wire::kListenerSplice) != 0 || a.proto != b.proto ||
+      a.port != b.port) {
+    return false;
+  }
+  if (a.ifname[0] != '\0' && b.ifname[0] != '\0' &&
+      std::strncmp(a.ifname, b.ifname, sizeof(a.ifname)) != 0) {
+    return false;
+  }
+  const bool a_v4 = a.family == static_cast<uint8_t>(wire::WireFamily::kInet);
+  const bool b_v4 = b.family == static_cast<uint8_t>(wire::WireFamily::kInet);
+  const bool a_dual = (a.flags & wire::kListenerDualStack) != 0;
+  const bool b_dual = (b.flags & wire::kListenerDualStack) != 0;
+  if (a_dual || b_dual) {
+    // [::] with V6ONLY=0 covers both families, at every address.
+    return ((a_v4 || a_dual) && (b_v4 || b_dual)) || (!a_v4 && !b_v4);
+  }
+  if (a_v4 != b_v4) return false;
+  // IPv4 addresses are v4-mapped: only the last 4 bytes say which.
+  const size_t from = a_v4 ? 12 : 0;
+  auto unspecified = [from](const wire::ListenerSpec& s) {
+    for (size_t i = from; i < sizeof(s.addr); ++i) {
+      if (s.addr[i] != 0) return false;
+    }
+    return true;
+  };
+  return unspecified(a) || unspecified(b) ||
+         std::memcmp(a.addr + from, b.addr + from, sizeof(a.addr) - from) == 0;
+}
+
 size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries) noexcept {
   // The (table, protocol, port) of every rebind in the request, sorted, so
-  // that one pass over the escrow finds the listeners they replace.
+  // that one pass over the escrow finds the listeners they may replace.
   std::vector<uint32_t> ports;
   for (const wire::ListenerSpec& spec : entries) {
     if ((spec.flags & wire::kListenerReplaces) != 0) ports.push_back(port_slot(spec));
   }
   if (ports.empty()) return 0;
   std::sort(ports.begin(), ports.end());
-  std::vector<uint32_t> held;  // the ports of `ports` that a listener in escrow holds
-  size_t shared = 0;
+  std::vector<Entry*> candidates;
   for (auto& [cookie, entry] : entries_) {
-    const uint32_t slot = port_slot(entry.spec);
-    if (!std::binary_search(ports.begin(), ports.end(), slot)) continue;
-    held.push_back(slot);
-    const int one = 1;
-    if (::setsockopt(entry.fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) {
-      ++shared;
-    } else {
-      // The rebind then fails with EADDRINUSE and the commit rolls back, the
-      // old listener serving throughout.
-      LOG_WARN("port %u: SO_REUSEPORT for a rebind: %s", entry.spec.port,
-               errno_text(errno).c_str());
+    if (std::binary_search(ports.begin(), ports.end(), port_slot(entry.spec))) {
+      candidates.push_back(&entry);
     }
   }
-  // A rebind of a port no listener of sluiced's holds replaces nothing: it
-  // is opened as any other, so that the worker cannot share a port with a
-  // socket that is not sluiced's (another service of sluiced's user with
-  // SO_REUSEPORT).
-  std::sort(held.begin(), held.end());
+  // A rebind shares its port only with the listeners of sluiced's it clashes
+  // with in the kernel, the ones it replaces; one that clashes with none
+  // replaces nothing and opens as any other entry. So the worker cannot have
+  // a socket of sluiced's made with SO_REUSEPORT at an address where only
+  // another program's socket is (THREAT_MODEL.md, known gaps, says what
+  // sharing still allows).
+  size_t shared = 0;
   for (wire::ListenerSpec& spec : entries) {
-    if ((spec.flags & wire::kListenerReplaces) != 0 &&
-        !std::binary_search(held.begin(), held.end(), port_slot(spec))) {
-      spec.flags &= ~wire::kListenerReplaces;
+    if ((spec.flags & wire::kListenerReplaces) == 0) continue;
+    bool replaces = false;
+    for (Entry* entry : candidates) {
+      if (!specs_clash(spec, entry->spec)) continue;
+      replaces = true;
+      const int one = 1;
+      if (::setsockopt(entry->fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) {
+        ++shared;
+      } else {
+        // The rebind then fails with EADDRINUSE and the commit rolls back,
+        // the old listener serving throughout.
+        LOG_WARN("port %u: SO_REUSEPORT for a rebind: %s", entry->spec.port,
+                 errno_text(errno).c_str());
+      }
     }
+    if (!replaces) spec.flags &= ~wire::kListenerReplaces;
   }
   return shared;
 }

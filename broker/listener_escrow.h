@@ -32,6 +32,14 @@ namespace sluice {
 Result<uint64_t> check_sealed_memfd(int fd, uint64_t min_bytes, uint64_t max_bytes,
                                     const char* what);
 
+/// Whether the listeners `a` and `b` would clash in the kernel (the one's
+/// bind fails with EADDRINUSE while the other is bound): one table, protocol
+/// and port, devices that do not differ, and overlapping addresses (the
+/// same, or either unspecified, in one family; a dual-stack [::] overlaps
+/// IPv4 too). The broker's side of the worker's kernel_clash
+/// (worker/commit_plan.h), on wire specs.
+bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept;
+
 /// sluiced's listeners in escrow and the worker's blob.
 class ListenerEscrow {
  public:
@@ -90,11 +98,12 @@ class ListenerEscrow {
   int store_timeout_ms(uint64_t now_ns) const noexcept { return store_ops_.timeout_ms(now_ns); }
   /// Store operations waiting for the manager.
   size_t store_waiting() const noexcept { return store_ops_.size(); }
-  /// Prepares the rebinds among `entries` (those with wire::kListenerReplaces):
-  /// sets SO_REUSEPORT on sluiced's copy of every listener in escrow on the
-  /// same port, protocol and table as one of them, so that the new socket,
+  /// Prepares the rebinds among `entries` (those with wire::kListenerReplaces,
+  /// which the caller has cleared from entries the bind policy refuses): sets
+  /// SO_REUSEPORT on sluiced's copy of every listener in escrow that one of
+  /// them clashes with in the kernel (specs_clash), so that the new socket,
   /// opened with SO_REUSEPORT too, binds while the old one still listens.
-  /// Clears the flag of a rebind whose port no listener in escrow holds: it
+  /// Clears the flag of a rebind that clashes with no listener in escrow: it
   /// replaces nothing of sluiced's, and opens as any other entry. A listener
   /// the worker still holds is always in escrow (unless the escrow was full
   /// when it was issued; its rebind then fails with EADDRINUSE and the

@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -245,19 +246,23 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   set.audit = std::move(audit.sink);
   set.audit_tail = std::move(audit.tail);
   // sluiced keeps no namespace fd: the launcher and its workers hold them.
-  // It keeps the target process's pidfd, to say when the container stops.
-  UniqueFd target_process;
-  if (target != nullptr) {
-    target_process = std::move(target->process);
-    set.target = std::move(*target);
-  }
-  const bool watch_target = target_process.valid();
-  if (!watch_target) target_process.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const pid_t target_pid = target != nullptr ? target->pid : 0;
+  if (target != nullptr) set.target = std::move(*target);
   auto started_launcher = start_worker_launcher(std::move(set));
   if (!started_launcher) {
     LOG_ERROR("%s", started_launcher.error().message.c_str());
     return kExitFailure;
   }
+  // The target process's pidfd, to say when the container stops: opened
+  // after the last fork (the namespace helper, the launcher), so that it is
+  // sluiced's alone. A PID recycled since the namespace was opened, moments
+  // ago, is a risk only for that message. Not fatal.
+  UniqueFd target_process;
+  if (target_pid > 0) {
+    target_process.reset(static_cast<int>(::syscall(SYS_pidfd_open, target_pid, 0)));
+  }
+  const bool watch_target = target_process.valid();
+  if (!watch_target) target_process.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   WorkerLauncher launcher = std::move(*started_launcher);
   // The policy text stays here (on broker_fd::kPolicyText once placed, where a
   // reload replaces it): every worker gets the one in force.

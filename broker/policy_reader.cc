@@ -68,6 +68,9 @@ bool make_namespaces() {
 /// and never reads it, so sluiced sees the channel close only after the
 /// reason is logged. The child dies with the parent, which dies with sluiced.
 void fork_working_child(bool in_namespaces) {
+  // Taken before the fork: read after it in the child, a parent already
+  // dead would show as the reaper on both sides of the check.
+  const pid_t self = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     LOG_ERROR("fork of the policy reader's working child: %s", errno_text(errno).c_str());
@@ -77,7 +80,7 @@ void fork_working_child(bool in_namespaces) {
     // In a new PID namespace getppid() is 0 here (the parent is outside),
     // so a parent that died before this call cannot be seen; then sluiced
     // is gone too, and the channel's end of file ends the child.
-    const pid_t parent = in_namespaces ? 0 : ::getppid();
+    const pid_t parent = in_namespaces ? 0 : self;
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
     return;
   }

@@ -6,7 +6,6 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,12 +81,7 @@ Result<TargetNamespace> open_target_namespace(const std::string& netns, const st
                             "container (podman inspect --format '{{.State.Pid}}' NAME)");
     }
     net_path = proc + "/ns/net";
-    // Opened before the namespace files, so that it is this process's (a
-    // PID recycled in between would fail the opens below, or name a
-    // namespace the new process lives in). Not fatal: only a message
-    // depends on it.
-    target.process.reset(
-        static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(std::stol(netns)), 0)));
+    target.pid = static_cast<pid_t>(std::stol(netns));
     // Another user's process: its namespace files are not this user's to open.
     auto not_ours = [&](const Error& e) -> Error {
       if (e.err != EACCES && e.err != EPERM) return e;

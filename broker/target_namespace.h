@@ -22,6 +22,8 @@
 // (probe_target_namespace).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "base/result.h"
@@ -34,10 +36,10 @@ struct TargetNamespace {
   UniqueFd netns;    // a network namespace (NS_GET_NSTYPE == CLONE_NEWNET)
   UniqueFd userns;   // its user namespace to join first; invalid: none to join
   std::string name;  // what the administrator gave, for messages
-  // A pidfd of the process --netns named by its PID (invalid for a path):
-  // sluiced says at once when that process exits, which is the container
-  // stopping. Kept in sluiced, never in the launcher or a worker.
-  UniqueFd process;
+  // The process --netns named by its PID (0 for a path): sluiced watches it
+  // with a pidfd, opened once its helpers are forked so that it stays in
+  // sluiced alone, and says at once when it exits (the container stopping).
+  pid_t pid = 0;
   // True when probe_target_namespace chose to join the network namespace
   // alone although it has a user namespace of its own (see there).
   bool net_only = false;

@@ -232,6 +232,13 @@ void CommitEngine::on_tick(uint64_t now_ns) noexcept {
 
 void CommitEngine::on_broker_lost(const BrokerLoss& loss) noexcept {
   loss_ = loss;
+  // Finishing never waits, but what it sends (StoreState, a pesto client's
+  // PeerQuery from a commit's callback) can find the channel gone: the
+  // engine stops once the commit is answered (start_next()).
+  if (state_ == State::kFinishing) {
+    broker_lost_pending_ = true;
+    return;
+  }
   fire(Event::kBrokerLost);
 }
 
@@ -433,6 +440,10 @@ void CommitEngine::finish_applied() noexcept {
 }
 
 void CommitEngine::start_next() noexcept {
+  if (broker_lost_pending_) {
+    broker_lost_pending_ = false;
+    return fire(Event::kBrokerLost);
+  }
   if (!queue_.empty()) fire(Event::kSubmitted);
 }
 

@@ -397,7 +397,8 @@ class CommitEngine final : public Ticker {
   /// Installing -> Finishing: the new listener table takes over; removed
   /// rules' flows end when asked.
   void finish_applied() noexcept;
-  /// Finishing -> Idle: starts the next queued commit, if any.
+  /// Finishing -> Idle: stops the engine when the broker was lost while it
+  /// finished (BrokerLost from Idle), else starts the next queued commit.
   void start_next() noexcept;
   /// Any waiting state -> Stopped on BrokerLost.
   void stop_for_broker() noexcept;
@@ -512,8 +513,9 @@ class CommitEngine final : public Ticker {
   TargetPolicy target_policy_;
   uint64_t policy_reloads_ = 0;  // reload_policy() calls (stats)
   State state_ = State::kIdle;
-  BrokerLoss loss_;          // why the broker was lost, for stop_for_broker()
-  std::string broker_loss_;  // the same reason, kept for broker_loss()
+  BrokerLoss loss_;                   // why the broker was lost, for stop_for_broker()
+  bool broker_lost_pending_ = false;  // lost while Finishing: stop once answered
+  std::string broker_loss_;           // the same reason, kept for broker_loss()
   TableSet tables_;
   uint64_t generation_ = 0;
   Sha256Digest digest_{};

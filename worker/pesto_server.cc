@@ -300,6 +300,7 @@ void PestoServer::on_identified(PestoSession* session, const PeerIdentity& ident
     queued_.push_back(std::move(*it));
     others_.erase(it);
     serve_next_committer();
+    accept_next();  // a committer refused there (a table too large) freed a slot
     return;
   }
   size_t readers = 0;

@@ -1,6 +1,7 @@
 // The worker's heartbeat to sluiced (see status_reporter.h).
 #include "worker/status_reporter.h"
 
+#include "base/log.h"
 #include "schema/broker_wire.h"
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
@@ -12,7 +13,13 @@ StatusReporter::StatusReporter(EventLoop& loop, BrokerClient& broker, const Comm
 
 void StatusReporter::start() noexcept {
   started_ = true;
-  loop_.request_immediate_tick();
+  // The first report goes at once, before the worker logs that it is ready:
+  // whoever acts on that line (an operator, a test killing the worker) may
+  // count on sluiced knowing that this worker served, so that its death is
+  // not taken for a failed start. Without room on the channel, the next
+  // tick tries again.
+  on_tick(monotonic_ns());
+  if (!sent_once_) loop_.request_immediate_tick();
 }
 
 void StatusReporter::on_tick(uint64_t now_ns) noexcept {

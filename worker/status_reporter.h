@@ -20,8 +20,9 @@ class StatusReporter final : public Ticker {
   /// Reports what `engine` serves through `broker`; silent until start().
   StatusReporter(EventLoop& loop, BrokerClient& broker, const CommitEngine& engine);
 
-  /// Starts reporting (call once the initial commit is in force) and asks
-  /// the loop for a tick at once, so that readiness is not a tick late.
+  /// Starts reporting (call once the initial commit is in force): sends the
+  /// first report at once, before the worker logs that it is ready, or, when
+  /// the channel is full, asks the loop for a tick at once to try again.
   void start() noexcept;
   /// Sends a WorkerStatus when the numbers changed or the interval passed.
   /// A report that finds the channel full is retried on the next tick.

@@ -256,5 +256,65 @@ TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
   EXPECT_EQ(refused.error().err, EADDRINUSE);
 }
 
+/// A TCP spec of `port` at the IPv4 address a.b.c.d (v4-mapped, as on the wire).
+wire::ListenerSpec v4_spec(uint16_t port, uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  wire::ListenerSpec s{};
+  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
+  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
+  s.port = port;
+  s.addr[10] = s.addr[11] = 0xff;
+  s.addr[12] = a;
+  s.addr[13] = b;
+  s.addr[14] = c;
+  s.addr[15] = d;
+  return s;
+}
+
+TEST(ListenerEscrow, SpecsClashAsTheKernelSays) {
+  const wire::ListenerSpec any = v4_spec(80, 0, 0, 0, 0), lo = v4_spec(80, 127, 0, 0, 1),
+                           lo2 = v4_spec(80, 127, 0, 0, 2);
+  EXPECT_TRUE(specs_clash(any, lo));
+  EXPECT_TRUE(specs_clash(lo, any));
+  EXPECT_TRUE(specs_clash(lo, lo));
+  EXPECT_FALSE(specs_clash(lo, lo2));  // two addresses: both may be bound
+  EXPECT_FALSE(specs_clash(lo, v4_spec(81, 127, 0, 0, 1)));
+  wire::ListenerSpec udp = lo;
+  udp.proto = static_cast<uint8_t>(wire::WireProto::kUdp);
+  EXPECT_FALSE(specs_clash(lo, udp));
+  wire::ListenerSpec splice = lo;
+  splice.flags = wire::kListenerSplice;
+  EXPECT_FALSE(specs_clash(lo, splice));  // another namespace
+  wire::ListenerSpec v6any{};
+  v6any.proto = lo.proto;
+  v6any.family = static_cast<uint8_t>(wire::WireFamily::kInet6);
+  v6any.port = 80;
+  EXPECT_FALSE(specs_clash(v6any, any));  // [::] V6ONLY=1 leaves IPv4 alone
+  wire::ListenerSpec dual = v6any;
+  dual.flags = wire::kListenerDualStack;
+  EXPECT_TRUE(specs_clash(dual, lo));
+  EXPECT_TRUE(specs_clash(dual, v6any));
+  wire::ListenerSpec eth0 = any, eth1 = any;
+  std::strcpy(eth0.ifname, "eth0");
+  std::strcpy(eth1.ifname, "eth1");
+  EXPECT_FALSE(specs_clash(eth0, eth1));
+  EXPECT_TRUE(specs_clash(eth0, any));
+}
+
+TEST(ListenerEscrow, ARebindThatReplacesNoListenerOfSluicedsSharesNothing) {
+  // sluiced holds 127.0.0.1:P. A rebind at 127.0.0.2:P clashes with none of
+  // its listeners (it may be another program's address): no SO_REUSEPORT
+  // anywhere, and the entry opens as any other.
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1;
+  UniqueFd l1 = listener(&s1);
+  const wire::ListenerSpec held = v4_spec(s1.port, 127, 0, 0, 1);
+  ASSERT_TRUE(escrow.keep(l1.get(), held, 1).ok());
+  wire::ListenerSpec entries[1] = {v4_spec(s1.port, 127, 0, 0, 2)};
+  entries[0].flags = wire::kListenerReplaces;
+  EXPECT_EQ(escrow.share_ports(entries), 0u);
+  EXPECT_EQ(entries[0].flags, 0u);
+  EXPECT_EQ(reuseport(l1.get()), 0);
+}
+
 }  // namespace
 }  // namespace sluice

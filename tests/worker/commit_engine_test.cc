@@ -428,6 +428,20 @@ TEST(CommitEngineStates, TheTransitionTable) {
   }
 }
 
+TEST_F(CommitEngineTest, ABrokerLostWhileACommitFinishesStopsTheEngineOnceItIsAnswered) {
+  // The dry run's answer comes, and then the broker is gone: the StoreState
+  // that tells sluiced to let go of the trial sockets is sent while the
+  // engine finishes, and finds the channel closed. The client still gets
+  // its answer, and then the engine stops (it used to CHECK-fail: no
+  // transition from Finishing on BrokerLost).
+  fake.close_after_reply(1);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}), true);
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(s->done);
+  EXPECT_TRUE(s->result.dry_run);
+  EXPECT_FALSE(engine->broker_loss().empty());
+}
+
 TEST_F(CommitEngineTest, AnEventTheTableDoesNotAllowIsABug) {
   fake.close();
   ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));

@@ -288,6 +288,7 @@ bool FakeBroker::answer_open(const Request& request) {
   // escrow's own copies, with keep_listeners(), stay until a StoreState).
   answered_keys_ = ordinal;
   ++open_replies_;
+  if (open_replies_ == close_after_reply_) channel_.reset();
   return true;
 }
 

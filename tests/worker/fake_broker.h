@@ -84,6 +84,10 @@ class FakeBroker {
   /// Script: close the channel when the `n`-th OpenListeners request (1 for
   /// the first) arrives, without answering it.
   void close_on_request(size_t n) { close_on_request_ = n; }
+  /// Script: close the channel right after sending the `n`-th
+  /// ListenersOpened (1 for the first): the worker reads the answer, and its
+  /// next send finds the broker gone.
+  void close_after_reply(size_t n) { close_after_reply_ = n; }
   /// Script: what PeerReply says (status 0, the ids, the access, the line).
   void set_peer_reply(int32_t pid, uint32_t uid, uint32_t gid, uint32_t access, uint32_t line);
 
@@ -156,6 +160,7 @@ class FakeBroker {
   std::map<uint16_t, int32_t> fail_port_;
   size_t answer_limit_ = SIZE_MAX;
   size_t close_on_request_ = 0;
+  size_t close_after_reply_ = 0;
   wire::PeerReplyMsg peer_reply_ = {};
   std::deque<Request> waiting_;
   std::vector<wire::ListenerSpec> asked_;
