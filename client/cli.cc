@@ -124,7 +124,11 @@ std::string shell_word(std::string_view text) {
 /// specs before it then replace their table, which wiped whole tables when
 /// "-t SPEC -A" was meant as "add SPEC" (pesto takes that line silently and
 /// replaces the table). Fails with a usage error that names the switch, says
-/// what the line would do instead, and gives the line to write.
+/// what the line would do instead, and, when the specs before it are the
+/// line's only specs, gives the line to write. After an earlier -A/-D no
+/// rewritten line is safe to suggest (putting the trailing -D first could turn
+/// an add into a delete), so the error only says to remove the switch or to
+/// put its specs after it.
 Result<void> check_mode_switches(const Plan& plan) {
   using Kind = EditCommand::Kind;
   const std::vector<EditCommand>& edits = plan.edits;
@@ -138,6 +142,10 @@ Result<void> check_mode_switches(const Plan& plan) {
     if (edits[i].kind == Kind::kAppend || edits[i].kind == Kind::kDelete) stray = &edits[i];
   }
   if (stray == nullptr) return Ok();
+  bool earlier_switch = false;  // an -A/-D before the stray one
+  for (const EditCommand* e = edits.data(); e != stray; ++e) {
+    if (e->kind == Kind::kAppend || e->kind == Kind::kDelete) earlier_switch = true;
+  }
   const std::string name = stray->kind == Kind::kAppend ? "-A" : "-D";
   const std::string where_text = stray->origin.empty() ? "" : stray->origin + ": ";
   const std::string socket = plan.path.empty() ? "" : " " + shell_word(plan.path);
@@ -149,6 +157,12 @@ Result<void> check_mode_switches(const Plan& plan) {
     if (e.kind != Kind::kSpec) continue;
     replacing.push_back(&e);
     (e.option == 't' || e.option == 'u' ? host : splice) = true;
+  }
+  if (earlier_switch && !replacing.empty()) {
+    return Err(where_text + "the trailing " + name +
+               " applies to the specs after it, and no spec follows it here, so it applies to "
+               "nothing; remove it, or put the specs it should " +
+               (stray->kind == Kind::kAppend ? "add" : "delete") + " after it");
   }
   if (replacing.empty()) {
     return Err(where_text + name + " applies to the specs after it, and no spec follows it " +

@@ -125,6 +125,18 @@ TEST(Cli, AModeSwitchThatNoSpecFollowsIsAUsageError) {
   EXPECT_EQ(usage_error({"-A", "-t", "22", "-D"}),
             "-D applies to the specs after it, and no spec follows it here, so it would do "
             "nothing; put the specs to delete after it: sluicectl -D -t SPEC SOCKET");
+  // After an earlier switch, putting the trailing one first would change what
+  // the other specs do (here: delete 80 instead of replacing HOST with it), so
+  // no rewritten line is suggested.
+  std::string mixed = usage_error({"-t", "80", "-A", "-t", "81", "-D", "SOCK"});
+  EXPECT_EQ(mixed,
+            "the trailing -D applies to the specs after it, and no spec follows it here, so it "
+            "applies to nothing; remove it, or put the specs it should delete after it");
+  EXPECT_EQ(mixed.find("sluicectl -D -t 80"), std::string::npos) << mixed;
+  EXPECT_EQ(
+      usage_error({"--file", "f"}, {{"f", "-t 80\n-D -t 81\n-A\n"}}),
+      "f:3: the trailing -A applies to the specs after it, and no spec follows it here, so it "
+      "applies to nothing; remove it, or put the specs it should add after it");
   EXPECT_NE(usage_error({"-t", "22", "-C", "HOST", "-A"}).find("-A applies to the specs after it"),
             std::string::npos);
   EXPECT_EQ(usage_error({"--file", "f"}, {{"f", "-t 22\n-A\n"}}).rfind("f:2: -A applies", 0), 0u);
