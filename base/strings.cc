@@ -82,6 +82,22 @@ const char* file_kind(mode_t mode) noexcept {
   return "a file of unknown type";
 }
 
+std::string shell_word(std::string_view text) {
+  bool plain = !text.empty();
+  for (char c : text) {
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    // c != '\0': strchr finds the terminator.
+    if (!(letter || (c >= '0' && c <= '9') ||
+          (c != '\0' && std::strchr("./:,~%_-+@=", c) != nullptr))) {
+      plain = false;
+    }
+  }
+  if (plain) return std::string(text);
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 bool parse_uint(std::string_view text, unsigned long max, unsigned long* out) noexcept {
   if (text.empty() || text.size() > 20) return false;
   unsigned long v = 0;

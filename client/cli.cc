@@ -103,22 +103,6 @@ std::optional<Pif> parse_pif(std::string_view text) {
   return std::nullopt;
 }
 
-/// Returns `text` as one shell word for an example command line: as it is
-/// when it has only characters no shell treats specially, else in single
-/// quotes (a quote inside becomes '\'').
-std::string shell_word(std::string_view text) {
-  bool plain = !text.empty();
-  for (char c : text) {
-    if (!(is_letter(c) || (c >= '0' && c <= '9') || std::strchr("./:,~%_-+@=", c) != nullptr)) {
-      plain = false;
-    }
-  }
-  if (plain) return std::string(text);
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 /// Checks that every -A and -D has a spec after it. A mode switch applies
 /// only to the specs that follow it, so a trailing one applies to nothing; the
 /// specs before it then replace their table, which wiped whole tables when

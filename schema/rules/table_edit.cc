@@ -92,7 +92,8 @@ std::string forwarding_text(const Rule& rule, uint32_t first, uint32_t last) {
 /// Returns a spec that -D can delete ports first..last of `rule` with, in
 /// table `pif`: its listen part (none for SPLICE or a plain dual-stack rule),
 /// the ports and its target; "all" for a best-effort rule, which no port
-/// list can name; ",auto" for scan.
+/// list can name; ",auto" for scan. Unquoted: a message quotes it with
+/// shell_word, since "*" and "[...]" would glob.
 std::string delete_spec(const Rule& rule, Pif pif, uint32_t first, uint32_t last) {
   std::string out;
   if (pif == Pif::kHost && (!rule.dual_stack || !rule.ifname.empty())) {
@@ -207,7 +208,7 @@ std::string missing_message(const Table& table, const Rule& what, const char* la
            (whole ? std::string("it")
                   : (first == last ? "port " : "ports ") + range_text(first, last) + " from it") +
            ", write -D " + option_of(table.pif, what.proto) + " " +
-           delete_spec(r, table.pif, first, last);
+           shell_word(delete_spec(r, table.pif, first, last));
   }
   return msg + "; list the rules with sluicectl and delete only ports that are forwarded";
 }

@@ -111,6 +111,18 @@ TEST(Strings, SanitizeEscapesEverythingUnprintable) {
   EXPECT_EQ(sanitize("abcdef", 3), "abc...");
 }
 
+TEST(Strings, ShellWordQuotesWhatAShellWouldGlobOrSplit) {
+  EXPECT_EQ(shell_word("0.0.0.0/8080:10.88.0.5/80"), "0.0.0.0/8080:10.88.0.5/80");
+  EXPECT_EQ(shell_word("%eth0/22,auto"), "%eth0/22,auto");
+  EXPECT_EQ(shell_word("/run/sluice/control.sock"), "/run/sluice/control.sock");
+  EXPECT_EQ(shell_word("*/80"), "'*/80'");
+  EXPECT_EQ(shell_word("[::1]/80"), "'[::1]/80'");
+  EXPECT_EQ(shell_word("a b"), "'a b'");
+  EXPECT_EQ(shell_word("it's"), "'it'\\''s'");
+  EXPECT_EQ(shell_word(""), "''");
+  EXPECT_EQ(shell_word(std::string("8\0", 2)), std::string("'8\0'", 4));
+}
+
 TEST(Strings, ParseUint) {
   unsigned long v = 0;
   EXPECT_TRUE(parse_uint("65535", 65535, &v));

@@ -289,7 +289,7 @@ TEST(TableEditDelete, ProtocolAndInterfaceMustMatch) {
   e = error_of(start, {del(), spec('t', "22")});
   EXPECT_NE(e.find("forwards port 22 on [*]%eth0"), std::string::npos) << e;
   EXPECT_NE(e.find("differs in its interface"), std::string::npos) << e;
-  EXPECT_NE(e.find("write -D -t *%eth0/22"), std::string::npos) << e;
+  EXPECT_NE(e.find("write -D -t '*%eth0/22'"), std::string::npos) << e;
   EXPECT_EQ(host_after(start, {del(), spec('t', "%eth0/22")}), (Texts{"TCP [*]:53 => 53"}));
 }
 
@@ -356,7 +356,7 @@ TEST(TableEditDelete, PodmanIPv6TargetIsMatchedUnbracketedOrBracketed) {
             (Texts{"TCP [0.0.0.0]:8080 => 10.88.0.5:80"}));
   std::string e = error_of(start, {del(), spec('t', "[::]/8080:fd00::6/80")});
   EXPECT_NE(e.find("forwards port 8080 on [::] to [fd00::5]:80"), std::string::npos) << e;
-  EXPECT_NE(e.find("write -D -t [::]/8080:[fd00::5]/80"), std::string::npos) << e;
+  EXPECT_NE(e.find("write -D -t '[::]/8080:[fd00::5]/80'"), std::string::npos) << e;
 }
 
 TEST(TableEditDelete, ExactRangeRuleAndPartOfIt) {
