@@ -221,8 +221,10 @@ struct RuleStats {
   pausedAtGlobalLimit @17 :UInt64;  # times a listener of the rule paused at --max-connections
   refusedBySource @18 :UInt64;      # TCP connections reset at --max-connections-per-source
   closedIdle @19 :UInt64;           # TCP connections reset by --idle-timeout
-  targetErrors @20 :UInt64;         # UDP: errors the target's side reported (ICMP: port
-                                    # closed, unreachable), one per datagram they answered
+  targetErrors @20 :UInt64;         # UDP: errors the kernel reported on the rule's flow
+                                    # sockets (ICMP: port closed, unreachable); a socket keeps
+                                    # one pending error, so the ICMP errors that arrive before
+                                    # a read count once: errors reported, not datagrams
 }
 
 struct Stats {
