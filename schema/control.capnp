@@ -158,7 +158,7 @@ struct CommitResult {
   kept @4 :UInt32;        # listening sockets carried over
   opened @5 :UInt32;
   closed @6 :UInt32;
-  rebound @7 :UInt32;     # opens that had to wait for a clashing close
+  rebound @7 :UInt32;     # opens that clash with a closing socket, sharing its port until the swap
   failures @8 :List(Failure);
   durationMicros @9 :UInt64;
 }

@@ -1,6 +1,6 @@
 // The acquisition bookkeeping of a commit: the listener keys one phase of a
-// commit asks the broker for (the opens, the rebinds, or the clashing keys
-// re-acquired after a failed rebind), and what came back for each. The bind
+// commit asks the broker for (the opens, or the rebinds, acquired while the
+// listeners they replace still listen), and what came back for each. The bind
 // policy is pre-checked here, so that a denial names its policy line and the
 // broker is never asked for a key the worker already knows it refuses.
 #pragma once

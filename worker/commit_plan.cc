@@ -57,7 +57,9 @@ void sort_keys(std::vector<PlannedKey>* keys) {
 }
 
 /// Plans the change from the sorted keys in force to the sorted `wanted`:
-/// keep, open, close, and the opens that must wait for a clashing close.
+/// keep, open, close, and the opens that clash with a closing socket (the
+/// rebinds, which share the port with it until the swap) with the sockets
+/// they replace.
 CommitPlan plan_to(std::span<const ListenerKey> installed, const std::vector<PlannedKey>& wanted) {
   CommitPlan plan;
   std::vector<PlannedKey> opens;
@@ -72,8 +74,9 @@ CommitPlan plan_to(std::span<const ListenerKey> installed, const std::vector<Pla
       plan.keep.push_back(CommitPlan::Keep{i++, wanted[j++].origin});
     }
   }
-  // An open that clashes with a closing socket must wait for that close. Index
-  // the closing keys by (protocol, port) and look each open up by range.
+  // An open that clashes with a closing socket is a rebind, acquired to share
+  // its port with that socket until the swap. Index the closing keys by
+  // (protocol, port) and look each open up by range.
   struct Slot {
     Proto proto;
     uint16_t port;

@@ -37,7 +37,7 @@ struct CommitPlan {
   std::vector<PlannedKey> open;    // new sockets that can be bound next to the old ones
   std::vector<PlannedKey> rebind;  // new sockets that clash in the kernel with a closing one
   std::vector<size_t> close;       // installed indices to close
-  std::vector<size_t> clashing;    // the subset of `close` that the rebinds wait for
+  std::vector<size_t> clashing;    // the subset of `close` that the rebinds replace
 };
 
 /// Returns every listener key `tables` needs with its rule, sorted by key. A
