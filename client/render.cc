@@ -233,10 +233,6 @@ std::string render_commit_summary(const control::CommitResult& r) {
           std::to_string(r.closed) + ", rebound " + std::to_string(r.rebound) + "; digest " +
           to_hex(r.digest);
   }
-  if (r.rebound > 0) {
-    out += r.dry_run ? " (a rebound port stops listening for a moment)"
-                     : " (the rebound ports stopped listening for a moment)";
-  }
   return out;
 }
 

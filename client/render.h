@@ -57,7 +57,7 @@ std::string render_show(const control::State& before, const TableSet& after,
 /// Returns one line for a result without failures:
 ///   "applied: generation 4, kept 1, opened 2, closed 0, rebound 0; digest HEX"
 ///   "dry run: would keep 1, open 2, close 0, rebind 0; nothing changed"
-/// with a note when ports are rebound (they stop listening for a moment).
+/// A rebound port needs no note: it never stops listening.
 std::string render_commit_summary(const control::CommitResult& result);
 
 /// Writes one failure as a JSON object (pif, rule, text, port, errno,

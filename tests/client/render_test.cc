@@ -120,8 +120,7 @@ TEST(RenderResult, Summaries) {
   r.closed = 3;
   r.rebound = 1;
   EXPECT_EQ(render_commit_summary(r),
-            "dry run: would keep 1, open 2, close 3, rebind 1; nothing changed (a rebound port "
-            "stops listening for a moment)");
+            "dry run: would keep 1, open 2, close 3, rebind 1; nothing changed");
 }
 
 TEST(RenderResult, FailuresAreKindAndSanitisedMessage) {
