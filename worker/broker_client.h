@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "base/scm_rights.h"
 #include "base/unique_fd.h"
@@ -371,8 +372,9 @@ class BrokerClient final : public EventHandler {
     UniqueFd blob, cookies;
   };
   std::optional<UnsentState> unsent_state_;
-  bool waiting_for_room_ = false;                    // a send found the channel full
-  std::deque<OpenCall> calls_;                       // in order; only the front one is answered
+  LogRateLimit state_log_{5, 1};   // StoreState that waits for descriptors in flight
+  bool waiting_for_room_ = false;  // a send found the channel full
+  std::deque<OpenCall> calls_;     // in order; only the front one is answered
   std::unique_ptr<wire::ListenersOpenedMsg> reply_;  // receive buffer, about 1 KiB
 };
 

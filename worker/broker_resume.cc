@@ -1,6 +1,8 @@
 // The worker's side of worker restarts on the broker channel (see
 // broker_client.h): Resume and ReclaimListeners at start-up, StoreState
 // after every change of the listeners the worker holds.
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -106,7 +108,24 @@ void BrokerClient::store_state(UniqueFd blob, UniqueFd cookies, uint64_t sequenc
 void BrokerClient::send_state() noexcept {
   if (lost_ || !unsent_state_) return;
   const int fds[] = {unsent_state_->blob.get(), unsent_state_->cookies.get()};
-  if (send_now(&unsent_state_->msg, sizeof(unsent_state_->msg), fds, "StoreState") != Sent::kYes) {
+  // ETOOMANYREFS: the kernel holds more descriptors in flight for this user
+  // than the worker's RLIMIT_NOFILE, other processes' included. That passes
+  // as they are received, and says nothing about sluiced: the state waits
+  // and goes with the next change (or when the channel has room again).
+  auto sent = send_message(channel_.get(), &unsent_state_->msg, sizeof(unsent_state_->msg), fds,
+                           MSG_DONTWAIT);
+  if (!sent) {
+    const int err = sent.error().err;
+    if (err == ETOOMANYREFS) {
+      if (state_log_.allow()) {
+        LOG_WARN("StoreState waits: %s; it goes to sluiced with the next change",
+                 sent.error().message.c_str());
+      }
+    } else if (err == EAGAIN || err == EWOULDBLOCK) {
+      watch_for_room(true);  // never wait for sluiced: the loop says when there is room
+    } else {
+      lose("sending StoreState: " + sent.error().message);
+    }
     return;
   }
   unsent_state_.reset();  // sluiced holds its own copies now
