@@ -132,7 +132,7 @@ Result<void> check_mode_switches(const Plan& plan) {
   }
   const std::string name = stray->kind == Kind::kAppend ? "-A" : "-D";
   const std::string where_text = stray->origin.empty() ? "" : stray->origin + ": ";
-  const std::string socket = plan.path.empty() ? "" : " " + shell_word(plan.path);
+  const std::string socket = plan.path.empty() ? "" : " " + shell_word(sanitize(plan.path));
   // The specs given before any -A/-D: those replace their table.
   std::vector<const EditCommand*> replacing;
   bool host = false, splice = false;
@@ -159,7 +159,8 @@ Result<void> check_mode_switches(const Plan& plan) {
   constexpr size_t kMaxShownSpecs = 4;
   std::string example = "sluicectl " + name;
   for (size_t i = 0; i < replacing.size() && i < kMaxShownSpecs; ++i) {
-    example += std::string(" -") + replacing[i]->option + " " + shell_word(replacing[i]->spec);
+    example +=
+        std::string(" -") + replacing[i]->option + " " + shell_word(sanitize(replacing[i]->spec));
   }
   if (replacing.size() > kMaxShownSpecs) example += " ...";
   example += socket.empty() ? " SOCKET" : socket;

@@ -296,6 +296,10 @@ bool take_port_text(std::string_view text, size_t* i) {
 /// address before a '/', and a target written ADDRESS:PORT after it turned
 /// into ADDRESS/PORT. Returns nullopt for any other spec. Meant for a spec
 /// that failed to parse, so that no valid spec changes its meaning.
+/// Limit: bytes of the rewritten spec a hint shows. A spec may be 4 KiB;
+/// the start says what to write, and keeps the message short.
+constexpr size_t kMaxHintBytes = 80;
+
 std::optional<Unexpected> colon_style_hint(const SpecErrors& errs) {
   std::string_view spec = errs.spec();
   size_t i = 0;
@@ -325,7 +329,7 @@ std::optional<Unexpected> colon_style_hint(const SpecErrors& errs) {
   return errs.whole(show_text(spec.substr(0, shown_end)) +
                     " looks like ADDRESS:PORT; sluice (like pasta) writes the listen address "
                     "before a '/': " +
-                    sanitize(rewritten));
+                    sanitize(rewritten, kMaxHintBytes));
 }
 
 /// Makes `base` listen on the wildcard: dual-stack `::` when the server has
