@@ -19,6 +19,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "broker/listener_escrow.h"
+#include "broker/port_holders.h"
 #include "policy/bind_policy.h"
 #include "policy/control_policy.h"
 #include "schema/broker_wire.h"
@@ -217,6 +218,14 @@ class BrokerHost {
   void new_worker() noexcept;
   /// The listeners and the blob sluiced keeps for a restart.
   const ListenerEscrow& escrow() const noexcept { return escrow_; }
+  /// The socket tables a rebind's check reads (broker/port_holders.h):
+  /// sluiced's side's, for HOST listeners, and the target namespace's, for
+  /// SPLICE listeners. Until they are set, no rebind shares its port (each
+  /// then fails with EADDRINUSE and its commit rolls back).
+  void set_socket_tables(SocketTables host, SocketTables target) noexcept {
+    host_tables_ = std::move(host);
+    target_tables_ = std::move(target);
+  }
   /// Reads StoreState's cookie lists on `fd` and keeps the escrow from
   /// `min_fd` on (ListenerEscrow::set_staging_fd).
   void set_state_staging_fd(int fd, int min_fd) noexcept { escrow_.set_staging_fd(fd, min_fd); }
@@ -347,6 +356,8 @@ class BrokerHost {
   std::vector<UniqueFd> fds_;  // the fds of the datagram in buf_
   HostState state_ = HostState::kAwaitHello;
   ListenerEscrow escrow_;
+  SocketTables host_tables_;    // set_socket_tables()
+  SocketTables target_tables_;  // set_socket_tables()
   bool grants_closed_ = false;  // the first worker declared its InitialPorts
   bool resume_first_ = false;   // resume_first_worker(): the store gave something back
   bool resume_ = false;         // this worker was told kBrokerResume

@@ -83,7 +83,8 @@ HandleStatus BrokerHost::answer_open_listeners(int fd) {
       spec.flags &= ~wire::kListenerReplaces;
     }
   }
-  escrow_.share_ports(std::span<wire::ListenerSpec>(request_->entries, req.count));
+  escrow_.share_ports(std::span<wire::ListenerSpec>(request_->entries, req.count),
+                      check_holders_on(host_tables_, target_tables_));
   bool any_splice = false;
   for (uint32_t i = 0; i < req.count; ++i) {
     if ((req.entries[i].flags & wire::kListenerSplice) != 0) {

@@ -112,7 +112,8 @@ bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexc
          std::memcmp(a.addr + from, b.addr + from, sizeof(a.addr) - from) == 0;
 }
 
-size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries) noexcept {
+size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
+                                   const ForeignHolderCheck& foreign) {
   // The (table, protocol, port) of every rebind in the request, sorted, so
   // that one pass over the escrow finds the listeners they may replace.
   std::vector<uint32_t> ports;
@@ -131,26 +132,47 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries) noexce
   // with in the kernel, the ones it replaces; one that clashes with none
   // replaces nothing and opens as any other entry. So the worker cannot have
   // a socket of sluiced's made with SO_REUSEPORT at an address where only
-  // another program's socket is (THREAT_MODEL.md, known gaps, says what
-  // sharing still allows).
+  // another program's socket is. And it shares nothing while another
+  // program's socket holds the port at an address the new listener clashes
+  // with: with SO_REUSEPORT on both, the new listener would bind beside it,
+  // or join its group (port_holders.h).
   size_t shared = 0;
+  std::vector<Entry*> replaced;
+  std::vector<uint64_t> own;
   for (wire::ListenerSpec& spec : entries) {
     if ((spec.flags & wire::kListenerReplaces) == 0) continue;
-    bool replaces = false;
+    replaced.clear();
+    own.clear();
     for (Entry* entry : candidates) {
-      if (!specs_clash(spec, entry->spec)) continue;
-      replaces = true;
+      if (port_slot(entry->spec) != port_slot(spec)) continue;
+      struct stat st {};
+      if (::fstat(entry->fd.get(), &st) == 0) own.push_back(static_cast<uint64_t>(st.st_ino));
+      if (specs_clash(spec, entry->spec)) replaced.push_back(entry);
+    }
+    if (replaced.empty()) {
+      spec.flags &= ~wire::kListenerReplaces;
+      continue;
+    }
+    Result<std::optional<std::string>> holder = foreign(spec, own);
+    if (!holder || *holder) {
+      // The rebind then fails with EADDRINUSE and the commit rolls back,
+      // the old listener serving throughout.
+      LOG_WARN("port %u: a rebind does not share the port: %s", spec.port,
+               holder ? ("another program's socket holds it at " + **holder).c_str()
+                      : ("cannot tell who else holds it: " + holder.error().message).c_str());
+      spec.flags &= ~wire::kListenerReplaces;
+      continue;
+    }
+    for (Entry* entry : replaced) {
       const int one = 1;
       if (::setsockopt(entry->fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) {
         ++shared;
       } else {
-        // The rebind then fails with EADDRINUSE and the commit rolls back,
-        // the old listener serving throughout.
+        // As above: EADDRINUSE, and the commit rolls back.
         LOG_WARN("port %u: SO_REUSEPORT for a rebind: %s", entry->spec.port,
                  errno_text(errno).c_str());
       }
     }
-    if (!replaces) spec.flags &= ~wire::kListenerReplaces;
   }
   return shared;
 }

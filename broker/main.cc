@@ -25,6 +25,7 @@
 #include "broker/namespace_helper.h"
 #include "broker/options.h"
 #include "broker/policy_reader.h"
+#include "broker/port_holders.h"
 #include "broker/restart_policy.h"
 #include "broker/sd_notify.h"
 #include "broker/serve.h"
@@ -263,6 +264,22 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   }
   const bool watch_target = target_process.valid();
   if (!watch_target) target_process.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  // The socket tables a rebind reads before it shares its port
+  // (broker/port_holders.h), opened here, after the last fork, so that they
+  // are sluiced's alone: its own side's, and the target namespace's through
+  // the helper, which lives there (the kernel binds a table to the namespace
+  // of the process it was opened through).
+  SocketTables host_tables = open_socket_tables("/proc/self/net");
+  SocketTables target_tables =
+      helper ? open_socket_tables("/proc/" + std::to_string(helper->pid) + "/net")
+             : no_socket_tables("sluiced has no target namespace");
+  for (const SocketTables* side : {&host_tables, &target_tables}) {
+    if (side->error.empty() || (side == &target_tables && !helper)) continue;
+    LOG_WARN(
+        "%s; rebinds on that side fail with EADDRINUSE (a rule that moves to another "
+        "address of its port: remove it in one change and add it in the next)",
+        side->error.c_str());
+  }
   WorkerLauncher launcher = std::move(*started_launcher);
   // The policy text stays here (on broker_fd::kPolicyText once placed, where a
   // reload replaces it): every worker gets the one in force.
@@ -305,8 +322,12 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   UniqueFd& reader_channel = reader ? reader->channel : no_reader;
   UniqueFd& helper_channel = helper ? helper->channel : no_helper_channel;
   UniqueFd& helper_pidfd = helper ? helper->pidfd : no_helper_pidfd;
+  bool tables_valid = true;
+  for (const SocketTables* side : {&host_tables, &target_tables}) {
+    for (const UniqueFd& file : side->files) tables_valid = tables_valid && file.valid();
+  }
   if (!helper_channel.valid() || !helper_pidfd.valid() || !notify_fd.valid() ||
-      !reader_channel.valid() || !target_process.valid()) {
+      !reader_channel.valid() || !target_process.valid() || !tables_valid) {
     LOG_ERROR("cannot open /dev/null: %s", errno_text(errno).c_str());
     stop_worker(worker, StopMode::kKill);
     return kExitFailure;
@@ -323,7 +344,15 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
                                     {&loaded.text, broker_fd::kPolicyText},
                                     {&launcher.channel, broker_fd::kLauncherChannel},
                                     {&launcher.pidfd, broker_fd::kLauncher},
-                                    {&target_process, broker_fd::kTarget}};
+                                    {&target_process, broker_fd::kTarget},
+                                    {&host_tables.files[0], broker_fd::kSocketTables},
+                                    {&host_tables.files[1], broker_fd::kSocketTables + 1},
+                                    {&host_tables.files[2], broker_fd::kSocketTables + 2},
+                                    {&host_tables.files[3], broker_fd::kSocketTables + 3},
+                                    {&target_tables.files[0], broker_fd::kTargetSocketTables},
+                                    {&target_tables.files[1], broker_fd::kTargetSocketTables + 1},
+                                    {&target_tables.files[2], broker_fd::kTargetSocketTables + 2},
+                                    {&target_tables.files[3], broker_fd::kTargetSocketTables + 3}};
   auto placed = place_fds(placements);                         // stage 5
   auto filtered = placed ? install_broker_seccomp() : placed;  // stage 6, last
   if (!filtered) {
@@ -335,6 +364,7 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
             policy.has_bind_cap ? "held" : "not held", policy.unprivileged_port_start);
 
   BrokerHost host(std::move(policy), std::move(loaded.control));
+  host.set_socket_tables(std::move(host_tables), std::move(target_tables));
   if (helper) {
     host.serve_splice(broker_fd::kHelperChannel, helper->has_bind_cap,
                       helper->unprivileged_port_start, static_cast<int>(helper->pid));

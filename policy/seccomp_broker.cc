@@ -288,6 +288,13 @@ std::vector<SyscallRule> broker_seccomp_rules(int self_pid) {
            "StoreState: read the cookie list from the worker's sealed memfd (at most 8 bytes "
            "per escrowed listener), only on kStateStaging; pread writes nothing"},
 
+          // --- Rebinds (broker/port_holders.h): who else holds the port ---
+          {"pread64",
+           {arg_masked_eq32(0, kSocketTablesMask, static_cast<uint32_t>(kSocketTables))},
+           "before a rebind shares its port: read the side's /proc/net socket tables from "
+           "offset 0; only on fds 24-31, opened read-only before the filter; pread writes "
+           "nothing"},
+
           // --- Shutdown (control_socket.cc) ---
           {"newfstatat",
            {eq32(0, kControlDir), eq32(3, AT_SYMLINK_NOFOLLOW)},

@@ -58,8 +58,17 @@ inline constexpr int kStateStaging = 16;
 /// pidfd of the process --netns named by its PID (poll): its exit is the
 /// container stopping, which sluiced reports. /dev/null otherwise.
 inline constexpr int kTarget = 17;
+/// The socket tables sluiced reads before a rebind shares a port
+/// (broker/port_holders.h): /proc/net/{tcp,tcp6,udp,udp6} of sluiced's side on
+/// 24-27, of the target namespace on 28-31 (pread64; /dev/null where there is
+/// none). Eight numbers from a multiple of 8, so that the filter admits them
+/// with one masked compare (fd & ~7 == 24); 18-23 stay unused.
+inline constexpr int kSocketTables = 24;
+inline constexpr int kTargetSocketTables = kSocketTables + 4;
+inline constexpr unsigned kSocketTablesMask = ~7u;
+static_assert((kSocketTables & 7) == 0, "one masked compare admits all eight");
 /// The first number not reserved above.
-inline constexpr int kFirstFree = 18;
+inline constexpr int kFirstFree = 32;
 
 }  // namespace sluice::broker_fd
 

@@ -16,144 +16,18 @@
 #include "schema/broker_wire.h"
 
 namespace sluice {
-namespace {
 
-/// The kernel's TCP_LISTEN (include/net/tcp_states.h): a listening socket.
-constexpr unsigned kStateListen = 0x0A;
-/// The kernel's TCP_CLOSE, which UDP uses for a socket without a peer.
-constexpr unsigned kStateUdpUnconnected = 0x07;
-
-/// Returns the value of hex digit `c`, or -1.
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-/// Parses exactly `text` as hex digits into `*out`; false on any other byte,
-/// on an empty text, or on more than 8 digits.
-bool parse_hex(std::string_view text, unsigned* out) noexcept {
-  if (text.empty() || text.size() > 8) return false;
-  unsigned v = 0;
-  for (char c : text) {
-    int d = hex_value(c);
-    if (d < 0) return false;
-    v = (v << 4) | static_cast<unsigned>(d);
-  }
-  *out = v;
-  return true;
-}
-
-/// An address and port as the kernel prints them: "0100007F:1F90".
-struct Endpoint {
-  bool zero_addr = false;  // every address digit is 0
-  unsigned port = 0;
-};
-
-/// Parses "HEX:PORT" with an address of 8 (IPv4) or 32 (IPv6) hex digits and
-/// a port of 4; false on anything else.
-bool parse_endpoint(std::string_view field, Endpoint* out) noexcept {
-  const size_t colon = field.find(':');
-  if (colon == std::string_view::npos) return false;
-  std::string_view addr = field.substr(0, colon);
-  std::string_view port = field.substr(colon + 1);
-  if ((addr.size() != 8 && addr.size() != 32) || port.size() != 4) return false;
-  bool zero = true;
-  for (char c : addr) {
-    if (hex_value(c) < 0) return false;
-    if (c != '0') zero = false;
-  }
-  unsigned p = 0;
-  if (!parse_hex(port, &p)) return false;
-  out->zero_addr = zero;
-  out->port = p;
-  return true;
-}
-
-/// Splits off the next field of `*rest` (separated by spaces) and returns it;
-/// empty when there is none.
-std::string_view next_field(std::string_view* rest) noexcept {
-  size_t start = rest->find_first_not_of(' ');
-  if (start == std::string_view::npos) {
-    *rest = {};
-    return {};
-  }
-  size_t end = rest->find(' ', start);
-  std::string_view field =
-      rest->substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-  *rest = end == std::string_view::npos ? std::string_view{} : rest->substr(end);
-  return field;
-}
-
-/// Parses one socket line. Returns false when it is not the kernel's shape;
-/// otherwise sets `*counts` when the socket counts as bound for `kind`, and
-/// `*port` to its local port.
-bool parse_line(std::string_view line, ProcNetKind kind, bool* counts, unsigned* port) noexcept {
-  std::string_view rest = line;
-  std::string_view slot = next_field(&rest);
-  // "N:": the slot number and a colon.
-  if (slot.size() < 2 || slot.back() != ':') return false;
-  for (char c : slot.substr(0, slot.size() - 1)) {
-    if (c < '0' || c > '9') return false;
-  }
-  Endpoint local, remote;
-  if (!parse_endpoint(next_field(&rest), &local)) return false;
-  if (!parse_endpoint(next_field(&rest), &remote)) return false;
-  std::string_view st = next_field(&rest);
-  unsigned state = 0;
-  if (st.size() != 2 || !parse_hex(st, &state)) return false;
-  *port = local.port;
-  if (kind == ProcNetKind::kTcp) {
-    *counts = state == kStateListen;
-  } else {
-    // Bound and not connected. A connected socket (a client, or one of the
-    // worker's own flow sockets) has st 01 and its peer as the remote.
-    *counts = state == kStateUdpUnconnected && remote.zero_addr && remote.port == 0;
-  }
-  return true;
-}
-
-}  // namespace
-
-ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept {
-  ProcNetParse result;
-  size_t at = 0;
-  size_t lines = 0;
-  bool header = true;
-  while (at < text.size()) {
-    const size_t nl = text.find('\n', at);
-    if (nl == std::string_view::npos) {
-      result.truncated = true;  // the read was cut mid-line: not a whole line
-      break;
-    }
-    if (lines == kMaxProcNetLines) {
-      result.truncated = true;
-      break;
-    }
-    ++lines;
-    std::string_view line = text.substr(at, nl - at);
-    at = nl + 1;
-    if (header) {
-      header = false;
-      continue;
-    }
-    if (line.size() > kMaxProcNetLineBytes) {
-      ++result.malformed;
-      continue;
-    }
-    bool counts = false;
-    unsigned port = 0;
-    if (!parse_line(line, kind, &counts, &port)) {
-      ++result.malformed;
-      continue;
-    }
-    ++result.entries;
-    if (counts && port != 0) {
-      out->set(port);
+PortScanParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept {
+  PortScanParse result;
+  const ProcNetParse parsed = for_each_proc_net_socket(text, [&](const ProcNetSocket& socket) {
+    if (socket.port != 0 && proc_net_bound(socket, kind)) {
+      out->set(socket.port);
       ++result.bound;
     }
-  }
+  });
+  result.entries = parsed.entries;
+  result.malformed = parsed.malformed;
+  result.truncated = parsed.truncated;
   return result;
 }
 
@@ -314,7 +188,7 @@ Result<BoundPorts> PortScanner::scan() {
       return Err(got.error());
     }
     const ProcNetKind kind = i < 2 ? ProcNetKind::kTcp : ProcNetKind::kUdp;
-    ProcNetParse parsed =
+    PortScanParse parsed =
         parse_proc_net(std::string_view(buf_.data(), *got), kind, i < 2 ? &out.tcp : &out.udp);
     if ((full || parsed.truncated || parsed.malformed != 0) && may_warn()) {
       LOG_WARN(

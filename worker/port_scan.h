@@ -27,10 +27,9 @@
 // sockets are connected to their target (st 01, a remote set); the pool's
 // unused sockets are unbound, so they are in no table at all.
 //
-// The text comes from the kernel, but it is parsed all the same: every read
-// is bounded (kMaxProcNetBytes), and so is every line (kMaxProcNetLineBytes)
-// and the number of lines (kMaxProcNetLines); a line that does not have the
-// kernel's exact shape is skipped and counted.
+// The text comes from the kernel, but it is parsed all the same, by
+// base/proc_net.h's bounded parser (which sluiced uses too, before a rebind
+// shares a port).
 #pragma once
 
 #include <array>
@@ -45,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/proc_net.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "schema/model.h"
@@ -65,13 +65,6 @@ inline constexpr uint64_t kScanIntervalNs = 1000000000ULL;
 /// a container with more bound UDP sockets than that is far outside what
 /// auto-scan is for. The buffer is allocated once and reused.
 inline constexpr size_t kMaxProcNetBytes = 1 << 20;
-/// Limit: lines parsed of one file, whatever text the parser is given
-/// (kMaxProcNetBytes holds fewer kernel lines than this).
-inline constexpr size_t kMaxProcNetLines = 16384;
-/// Limit: bytes of one line. The kernel's lines have fixed widths: 150 bytes
-/// for tcp, 178 for tcp6, at most about 170 for udp6 (its drop counter
-/// widens it). A longer line is not the kernel's format, and is skipped.
-inline constexpr size_t kMaxProcNetLineBytes = 256;
 /// Limit: at most one warning about unreadable, cut or malformed tables per
 /// minute: the condition would otherwise repeat at every scan.
 inline constexpr uint64_t kScanWarnIntervalNs = 60 * 1000000000ULL;
@@ -186,28 +179,22 @@ struct PifPorts {
   bool operator==(const PifPorts&) const = default;
 };
 
-/// Which table a text comes from: tcp/tcp6 or udp/udp6 (the two families have
-/// the same layout, with 8 or 32 hex digits of address).
-enum class ProcNetKind : uint8_t { kTcp, kUdp };
-
-/// What parse_proc_net() saw.
-struct ProcNetParse {
+/// What parse_proc_net() saw: for_each_proc_net_socket()'s counts, and how
+/// many sockets counted as bound.
+struct PortScanParse {
   size_t entries = 0;      // well-formed socket lines
-  size_t bound = 0;        // of them, the ones that count as bound
+  size_t bound = 0;        // of them, the ones that count as bound (proc_net_bound)
   size_t malformed = 0;    // lines skipped: too long, or not the kernel's shape
   bool truncated = false;  // stopped at kMaxProcNetLines, or the text ends mid-line
 };
 
-/// Parses the text of one /proc/net/{tcp,tcp6,udp,udp6} file (its first line
-/// is the header, and is skipped) and sets in `out` the local port of every
-/// socket that counts as bound (see the top of this file). Lines longer than
-/// kMaxProcNetLineBytes, or whose first four fields are not "N:",
-/// "HEX:PORT", "HEX:PORT" and a two-digit state (addresses of 8 or 32 hex
-/// digits, ports of 4), are skipped and counted; parsing stops after
-/// kMaxProcNetLines lines. A last line without its newline is not parsed
-/// (the read that made the text was cut). Pure; fails only to allocate
-/// `out`'s bits (8 KiB), which ends the worker like any allocation failure.
-ProcNetParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept;
+/// Parses the text of one /proc/net/{tcp,tcp6,udp,udp6} file with
+/// for_each_proc_net_socket() (base/proc_net.h says which lines are skipped
+/// and where parsing stops) and sets in `out` the local port of every socket
+/// that counts as bound (see the top of this file). Pure; fails only to
+/// allocate `out`'s bits (8 KiB), which ends the worker like any allocation
+/// failure.
+PortScanParse parse_proc_net(std::string_view text, ProcNetKind kind, PortSet* out) noexcept;
 
 /// Returns the target port of `port` of `rule`: to + port - first. Auto-scan
 /// watches this port in the target namespace (for a rule without a mapping,

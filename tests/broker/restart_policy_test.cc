@@ -16,6 +16,7 @@
 
 #include "broker/listener_escrow.h"
 #include "broker/listener_factory.h"
+#include "broker/port_holders.h"
 #include "broker/restart_policy.h"
 
 namespace sluice {
@@ -223,6 +224,7 @@ int reuseport(int fd) {
 }
 
 TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
+  const SocketTables tables = open_socket_tables("/proc/self/net");
   ListenerEscrow escrow;
   wire::ListenerSpec s1, s2;
   UniqueFd l1 = listener(&s1), l2 = listener(&s2);
@@ -236,7 +238,7 @@ TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
   entries[0].flags = wire::kListenerReplaces;
   entries[1].proto = static_cast<uint8_t>(wire::WireProto::kUdp);
   entries[1].flags = wire::kListenerReplaces;
-  EXPECT_EQ(escrow.share_ports(entries), 1u);
+  EXPECT_EQ(escrow.share_ports(entries, check_holders_on(tables, tables)), 1u);
   EXPECT_EQ(reuseport(l1.get()), 1);
   EXPECT_EQ(reuseport(l2.get()), 0);
   EXPECT_EQ(entries[0].flags, wire::kListenerReplaces);
@@ -304,6 +306,7 @@ TEST(ListenerEscrow, ARebindThatReplacesNoListenerOfSluicedsSharesNothing) {
   // sluiced holds 127.0.0.1:P. A rebind at 127.0.0.2:P clashes with none of
   // its listeners (it may be another program's address): no SO_REUSEPORT
   // anywhere, and the entry opens as any other.
+  const SocketTables tables = open_socket_tables("/proc/self/net");
   ListenerEscrow escrow;
   wire::ListenerSpec s1;
   UniqueFd l1 = listener(&s1);
@@ -311,7 +314,7 @@ TEST(ListenerEscrow, ARebindThatReplacesNoListenerOfSluicedsSharesNothing) {
   ASSERT_TRUE(escrow.keep(l1.get(), held, 1).ok());
   wire::ListenerSpec entries[1] = {v4_spec(s1.port, 127, 0, 0, 2)};
   entries[0].flags = wire::kListenerReplaces;
-  EXPECT_EQ(escrow.share_ports(entries), 0u);
+  EXPECT_EQ(escrow.share_ports(entries, check_holders_on(tables, tables)), 0u);
   EXPECT_EQ(entries[0].flags, 0u);
   EXPECT_EQ(reuseport(l1.get()), 0);
 }

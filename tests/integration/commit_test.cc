@@ -326,6 +326,82 @@ TEST(Commit, RebindsRefuseNothingAndLeaveTheirPortToNobodyElse) {
   expect_forwarding(target.get(), 18080, d);
 }
 
+/// Listens on `addr`:`port` with SO_REUSEPORT, as HAProxy and Envoy do, in
+/// this process (of sluiced's user). Empty, with errno, when the bind fails.
+UniqueFd listen_shared(const char* addr, uint16_t port) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, addr, &sa.sin_addr);
+  if (!fd.valid() || setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
+      listen(fd.get(), 128) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+/// Expects `r` to have failed on rule 0's port 18080 with EADDRINUSE.
+void expect_port_in_use(const control::CommitResult& r, Daemon& d) {
+  EXPECT_FALSE(r.applied) << d.log();
+  ASSERT_EQ(r.failures.size(), 1u) << d.log();
+  EXPECT_EQ(r.failures[0].kind, control::FailureKind::kBindFailed);
+  EXPECT_EQ(r.failures[0].rule, 0);
+  EXPECT_EQ(r.failures[0].port, 18080);
+  EXPECT_EQ(r.failures[0].err, EADDRINUSE) << r.failures[0].message;
+}
+
+TEST(Commit, ARebindNeverSharesAPortWithAnotherProgram) {
+  // A rebind shares its port with sluiced's own listeners only. Another
+  // program of sluiced's user with SO_REUSEPORT on 127.0.0.2:P would
+  // otherwise be joined (its connections split with sluice) by a rule moving
+  // 127.0.0.1 -> 0.0.0.0 -> 127.0.0.2, each a rebind. sluiced reads the
+  // socket tables first and refuses to share: each step fails as any
+  // program's bind would, and rolls back.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
+  TableSet any, other;
+  any.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000, "0.0.0.0")};
+  other.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000, "127.0.0.2")};
+
+  // The program is there first: the move to 0.0.0.0 clashes with it.
+  UniqueFd first = listen_shared("127.0.0.2", 18080);
+  ASSERT_TRUE(first.valid()) << strerror(errno);
+  control::State before = get_state(c);
+  expect_port_in_use(commit(c, any, before.generation), d);
+  EXPECT_EQ(get_state(c).generation, before.generation);
+  expect_forwarding(target.get(), 18080, d);
+  first.reset();
+
+  // Alone, the move is a rebind like any other.
+  control::CommitResult r = commit(c, any, before.generation);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message) << d.log();
+  EXPECT_EQ(r.rebound, 1u);
+  // The program starts now, beside sluice's 0.0.0.0 (the kernel lets two
+  // sockets of one owner with SO_REUSEPORT share), and the rule moves onto
+  // its address: joining its group is refused.
+  UniqueFd later = listen_shared("127.0.0.2", 18080);
+  ASSERT_TRUE(later.valid()) << strerror(errno);
+  expect_port_in_use(commit(c, other, r.generation), d);
+  EXPECT_EQ(get_state(c).generation, r.generation);
+  // Every connection to its address is still the program's alone.
+  for (int i = 0; i < 8; ++i) {
+    UniqueFd client = connect_tcp("127.0.0.2", 18080);
+    ASSERT_TRUE(client.valid()) << i;
+    EXPECT_TRUE(accept_one(later.get(), 5000).valid()) << "connection " << i << " went to sluice";
+  }
+  expect_forwarding(target.get(), 18080, d);
+  EXPECT_NE(d.log().find("another program's socket holds it at 127.0.0.2:18080"), std::string::npos)
+      << d.log();
+}
+
 TEST(Commit, TenThousandPortsAndBackToOne) {
   Daemon d;
   d.start({"-t", "127.0.0.1/18080:18000"});

@@ -120,13 +120,17 @@ bool join(pid_t pid) {
       // Limit: the answer must come before ask()'s 30 s.
       const Datagram reply = await_reply(kept_udp.get(), text, std::min(timeout_ms, 25000));
       answer = "= " + (reply.ok ? reply.payload : std::string());
-    } else if (verb == "hold") {
+    } else if (verb == "hold" || verb == "hold-shared") {
       in >> addr >> port;
       struct sockaddr_storage ss;
       socklen_t len = make_addr(addr, static_cast<uint16_t>(port), &ss);
       UniqueFd s(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      const bool bound = s.valid() && bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 &&
-                         listen(s.get(), 8) == 0;
+      const int one = 1;
+      const bool shared = verb == "hold-shared";
+      const bool bound =
+          s.valid() &&
+          (!shared || setsockopt(s.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) &&
+          bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 && listen(s.get(), 8) == 0;
       if (bound) held.push_back(std::move(s));
       answer = bound ? "ok" : "failed";
     } else if (verb == "listening") {
@@ -208,6 +212,10 @@ std::string NsClient::udp_await(const std::string& text, int timeout_ms) {
 
 bool NsClient::hold_tcp(const std::string& addr, uint16_t port) {
   return ask("hold " + addr + " " + std::to_string(port)) == "ok";
+}
+
+bool NsClient::hold_tcp_shared(const std::string& addr, uint16_t port) {
+  return ask("hold-shared " + addr + " " + std::to_string(port)) == "ok";
 }
 
 bool NsClient::listening(uint16_t port) {

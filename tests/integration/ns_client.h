@@ -46,6 +46,8 @@ class NsClient {
   /// Holds a TCP listener on `addr`:`port` inside the namespace until the
   /// child exits; false when it cannot bind.
   bool hold_tcp(const std::string& addr, uint16_t port);
+  /// The same with SO_REUSEPORT, as HAProxy and Envoy listen.
+  bool hold_tcp_shared(const std::string& addr, uint16_t port);
   /// True when a TCP connection to 127.0.0.1:`port` inside the namespace is
   /// accepted within 2 s.
   bool listening(uint16_t port);

@@ -202,6 +202,50 @@ TEST(Splice, KeptSplicePortRefusesNothingAcross60Commits) {
   EXPECT_FALSE(inside.listening(29010));
 }
 
+TEST(Splice, ARebindInsideSharesNoPortWithAnotherProgramThere) {
+  // A SPLICE rule moving 127.0.0.1 -> *%lo -> 127.0.0.2 on one port, each a
+  // rebind inside the namespace. sluiced reads the namespace's socket tables
+  // (through its helper there) before it shares a port: the first move
+  // shares with sluice's own listener; the second would join another
+  // program's SO_REUSEPORT listener on 127.0.0.2, and fails instead.
+  HostAndSplice s;
+  ASSERT_NO_FATAL_FAILURE(s.start());
+  auto& [box, inside, tcp, d] = s;
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  auto splice_at = [](const char* listen) {
+    Rule r = make_rule(listen, 29020, 29020, 19000);
+    if (std::string(listen) == "*") r.ifname = "lo";
+    TableSet t = host_table({make_rule("127.0.0.1", 18080, 18080, 8080)});
+    t.of(Pif::kSplice).rules = {splice_rule(Proto::kTcp, 29000, 29000, 19000), r};
+    return t;
+  };
+  control::CommitRequest req;
+  req.tables = splice_at("127.0.0.1");
+  req.expected_generation = get_state(*control).generation;
+  control::CommitResult r = commit_request(*control, req);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message) << d.log();
+  req.tables = splice_at("*");
+  req.expected_generation = r.generation;
+  r = commit_request(*control, req);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message) << d.log();
+  EXPECT_EQ(r.rebound, 1u);
+  EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29020, "moved"), "moved") << d.log();
+  // Another program inside, of sluiced's user, with SO_REUSEPORT: the
+  // kernel lets it bind beside sluice's *%lo.
+  ASSERT_TRUE(inside.hold_tcp_shared("127.0.0.2", 29020));
+  req.tables = splice_at("127.0.0.2");
+  req.expected_generation = r.generation;
+  control::CommitResult refused = commit_request(*control, req);
+  EXPECT_FALSE(refused.applied) << d.log();
+  ASSERT_EQ(refused.failures.size(), 1u) << d.log();
+  EXPECT_EQ(refused.failures[0].port, 29020);
+  EXPECT_EQ(refused.failures[0].err, EADDRINUSE) << refused.failures[0].message;
+  EXPECT_NE(d.log().find("another program's socket holds it at 127.0.0.2:29020"), std::string::npos)
+      << d.log();
+  EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29020, "still"), "still") << d.log();
+}
+
 TEST(Splice, LowPortsInsideANamespaceTheUserOwnsWork) {
   Container box({});
   ASSERT_GT(box.pid(), 0);

@@ -435,6 +435,26 @@ const std::vector<Probe>& broker_probes() {
        return false;
      },
      kSetupBrokerFds},
+    // Rebinds: the socket tables, 24-31 only (one masked compare).
+    {"pread_socket_tables", Expect::kAllowed,
+     +[](const ProbeFds&) {
+       char buf[64];
+       return pread(broker_fd::kSocketTables, buf, sizeof(buf), 0) > 0 &&
+              pread(broker_fd::kTargetSocketTables + 3, buf, sizeof(buf), 0) > 0;
+     },
+     kSetupBrokerFds},
+    {"pread_below_socket_tables", Expect::kKilled,
+     FORBIDDEN([] {
+       char buf[1];
+       return pread(broker_fd::kSocketTables - 1, buf, sizeof(buf), 0);
+     }()),
+     kSetupBrokerFds},
+    {"pread_above_socket_tables", Expect::kKilled,
+     FORBIDDEN([] {
+       char buf[1];
+       return pread(broker_fd::kFirstFree, buf, sizeof(buf), 0);
+     }()),
+     kSetupBrokerFds},
     {"fcntl_add_seals", Expect::kKilled, FORBIDDEN(fcntl(kPolicyText, F_ADD_SEALS, F_SEAL_SEAL)),
      kSetupBrokerFds},
     {"fstatat_path_not_empty_flag", Expect::kKilled,

@@ -136,6 +136,14 @@ void place_broker_fds(ProbeFds& f) {
   int launcher_pidfd =
       need(static_cast<int>(syscall(SYS_pidfd_open, f.launcher_child, 0)), "pidfd_open");
   const int state_staging = sealed_memfd();
+  // The socket tables a rebind reads: sluiced's side's tcp and the target
+  // namespace's udp6 (this process's own, for the probe), and the same file
+  // on the numbers just outside their range, which the filter must refuse.
+  auto proc_net = [](const char* name) { return need(open(name, O_RDONLY | O_CLOEXEC), name); };
+  const int tables = proc_net("/proc/self/net/tcp");
+  const int target_tables = proc_net("/proc/self/net/tcp");
+  const int below_tables = proc_net("/proc/self/net/tcp");
+  const int above_tables = proc_net("/proc/self/net/tcp");
 
   // Everything out of the way first, the peers included: any of them may sit
   // on a fixed number.
@@ -155,13 +163,20 @@ void place_broker_fds(ProbeFds& f) {
                          move_high(policy_staging, "policy staging"),
                          move_high(launcher[0], "launcher"),
                          move_high(launcher_pidfd, "launcher pidfd"),
-                         move_high(state_staging, "state staging")};
-  const int targets[] = {
-      broker_fd::kChannel,    broker_fd::kSignal,        broker_fd::kWorker,
-      broker_fd::kControlDir, broker_fd::kPestoDir,      broker_fd::kHelperChannel,
-      broker_fd::kHelper,     broker_fd::kNotify,        broker_fd::kPolicyReader,
-      broker_fd::kPolicyText, broker_fd::kPolicyStaging, broker_fd::kLauncherChannel,
-      broker_fd::kLauncher,   broker_fd::kStateStaging};
+                         move_high(state_staging, "state staging"),
+                         move_high(tables, "socket tables"),
+                         move_high(target_tables, "target socket tables"),
+                         move_high(below_tables, "below the socket tables"),
+                         move_high(above_tables, "above the socket tables")};
+  const int targets[] = {broker_fd::kChannel,          broker_fd::kSignal,
+                         broker_fd::kWorker,           broker_fd::kControlDir,
+                         broker_fd::kPestoDir,         broker_fd::kHelperChannel,
+                         broker_fd::kHelper,           broker_fd::kNotify,
+                         broker_fd::kPolicyReader,     broker_fd::kPolicyText,
+                         broker_fd::kPolicyStaging,    broker_fd::kLauncherChannel,
+                         broker_fd::kLauncher,         broker_fd::kStateStaging,
+                         broker_fd::kSocketTables,     broker_fd::kTargetSocketTables + 3,
+                         broker_fd::kSocketTables - 1, broker_fd::kFirstFree};
   static_assert(sizeof(sources) == sizeof(targets));
   for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); ++i) {
     if (dup3(sources[i], targets[i], O_CLOEXEC) != targets[i]) setup_failed("dup3");

@@ -251,7 +251,7 @@ bool FakeBroker::answer_open(const Request& request) {
   std::vector<int> fds;
   // As sluiced: the listeners a rebind replaces may share their port first.
   std::vector<wire::ListenerSpec> entries = request.entries;
-  if (escrow_) escrow_->share_ports(entries);
+  if (escrow_) escrow_->share_ports(entries, check_holders_on(tables_, tables_));
   // Requests are answered in order, so this request's first key is the
   // first one not answered yet.
   size_t ordinal = answered_keys_;

@@ -26,6 +26,7 @@
 
 #include "base/unique_fd.h"
 #include "broker/listener_escrow.h"
+#include "broker/port_holders.h"
 #include "schema/broker_wire.h"
 
 namespace sluice::testing {
@@ -180,7 +181,9 @@ class FakeBroker {
   size_t sockets_sent_ = 0;
   std::string error_;
   std::unique_ptr<ListenerEscrow> escrow_;  // keep_listeners(): the sent listeners' copies
-  std::unique_ptr<uint8_t[]> buffer_;       // one request, plus a byte to see oversized ones
+  // What a rebind's check reads, as sluiced's (this process's side).
+  SocketTables tables_ = open_socket_tables("/proc/self/net");
+  std::unique_ptr<uint8_t[]> buffer_;  // one request, plus a byte to see oversized ones
 };
 
 }  // namespace sluice::testing

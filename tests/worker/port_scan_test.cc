@@ -46,9 +46,9 @@ std::string udp_line(int slot, const std::string& local, const std::string& remo
 }
 
 /// Parses `text` as `kind` and returns the ports set.
-PortSet ports_of(const std::string& text, ProcNetKind kind, ProcNetParse* result = nullptr) {
+PortSet ports_of(const std::string& text, ProcNetKind kind, PortScanParse* result = nullptr) {
   PortSet set;
-  ProcNetParse r = parse_proc_net(text, kind, &set);
+  PortScanParse r = parse_proc_net(text, kind, &set);
   if (result != nullptr) *result = r;
   return set;
 }
@@ -109,14 +109,14 @@ TEST(PortSet, AnEmptySetIsAPointerAndBehavesAsAFullSizedOne) {
   EXPECT_TRUE(a.test(1));
 }
 
-TEST(ProcNetParse, OnlyListeningTcpSocketsCount) {
+TEST(PortScanParse, OnlyListeningTcpSocketsCount) {
   std::string text = kTcpHeader;
   text += tcp_line(0, "0100007F:1F90", "00000000:0000", "0A");  // 127.0.0.1:8080 LISTEN
   text += tcp_line(1, "00000000:0016", "00000000:0000", "0A");  // *:22 LISTEN
   text += tcp_line(2, "0100007F:9C40", "0100007F:1F90", "01");  // a client, ESTABLISHED
   text += tcp_line(3, "0100007F:A000", "0100007F:1F90", "02");  // SYN_SENT (a connect)
   text += tcp_line(4, "0100007F:A001", "0100007F:1F90", "06");  // TIME_WAIT
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(text, ProcNetKind::kTcp, &r);
   EXPECT_EQ(r.entries, 5u);
   EXPECT_EQ(r.bound, 2u);
@@ -128,7 +128,7 @@ TEST(ProcNetParse, OnlyListeningTcpSocketsCount) {
   EXPECT_FALSE(set.test(0x9C40));
 }
 
-TEST(ProcNetParse, Tcp6LinesHave32DigitAddresses) {
+TEST(PortScanParse, Tcp6LinesHave32DigitAddresses) {
   std::string text =
       "  sl  local_address                         remote_address                        st "
       "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
@@ -136,14 +136,14 @@ TEST(ProcNetParse, Tcp6LinesHave32DigitAddresses) {
                    "00000000000000000000000000000000:0000", "0A");
   text += tcp_line(1, "0000000000000000FFFF00000100007F:1F92",
                    "0000000000000000FFFF00000100007F:1F91", "01");
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(text, ProcNetKind::kTcp, &r);
   EXPECT_EQ(r.entries, 2u);
   EXPECT_TRUE(set.test(8081));
   EXPECT_FALSE(set.test(8082));
 }
 
-TEST(ProcNetParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
+TEST(PortScanParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
   std::string text = kUdpHeader;
   text += udp_line(1, "0100007F:14E9", "00000000:0000", "07");  // a server on 5353
   text += udp_line(2, "00000000:0035", "00000000:0000", "07");  // a server on *:53
@@ -153,7 +153,7 @@ TEST(ProcNetParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
   // Disconnected again is unconnected; a remote set with st 07 is not the
   // kernel's, and does not count either.
   text += udp_line(4, "0100007F:9C42", "0100007F:14E9", "07");
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(text, ProcNetKind::kUdp, &r);
   EXPECT_EQ(r.entries, 4u);
   EXPECT_EQ(r.bound, 2u);
@@ -172,7 +172,7 @@ TEST(ProcNetParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
           .test(80));
 }
 
-TEST(ProcNetParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
+TEST(PortScanParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
   std::string text = kTcpHeader;
   const char* bad[] = {
       "garbage\n",
@@ -194,7 +194,7 @@ TEST(ProcNetParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
   text += tcp_line(9, "0100007F:0016", "00000000:0000", "0A");  // still read
   // A line longer than kMaxProcNetLineBytes is not the kernel's, whatever it holds.
   text += "   7: 0100007F:0017 00000000:0000 0A " + std::string(kMaxProcNetLineBytes, 'x') + "\n";
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(text, ProcNetKind::kTcp, &r);
   EXPECT_EQ(r.malformed, sizeof(bad) / sizeof(bad[0]) + 1);
   EXPECT_EQ(r.entries, 1u);
@@ -203,24 +203,24 @@ TEST(ProcNetParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
   EXPECT_FALSE(set.test(23));
 }
 
-TEST(ProcNetParse, PortZeroNeverCounts) {
+TEST(PortScanParse, PortZeroNeverCounts) {
   PortSet set =
       ports_of(std::string(kTcpHeader) + tcp_line(0, "00000000:0000", "00000000:0000", "0A"),
                ProcNetKind::kTcp);
   EXPECT_TRUE(set.none());
 }
 
-TEST(ProcNetParse, ALastLineWithoutItsNewlineIsNotParsed) {
+TEST(PortScanParse, ALastLineWithoutItsNewlineIsNotParsed) {
   std::string line = tcp_line(0, "0100007F:1F90", "00000000:0000", "0A");
   line.pop_back();  // the read stopped here
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(std::string(kTcpHeader) + line, ProcNetKind::kTcp, &r);
   EXPECT_TRUE(r.truncated);
   EXPECT_EQ(r.entries, 0u);
   EXPECT_TRUE(set.none());
 }
 
-TEST(ProcNetParse, TheLineCountIsBounded) {
+TEST(PortScanParse, TheLineCountIsBounded) {
   std::string text = kTcpHeader;
   const size_t lines = kMaxProcNetLines + 10;
   for (size_t i = 0; i < lines; ++i) {
@@ -228,7 +228,7 @@ TEST(ProcNetParse, TheLineCountIsBounded) {
     std::snprintf(local, sizeof(local), "0100007F:%04zX", i + 1);
     text += tcp_line(static_cast<int>(i), local, "00000000:0000", "0A");
   }
-  ProcNetParse r;
+  PortScanParse r;
   PortSet set = ports_of(text, ProcNetKind::kTcp, &r);
   EXPECT_TRUE(r.truncated);
   // The header counts as a line.
@@ -237,8 +237,8 @@ TEST(ProcNetParse, TheLineCountIsBounded) {
   EXPECT_FALSE(set.test(kMaxProcNetLines));
 }
 
-TEST(ProcNetParse, EmptyTextAndHeaderOnlyHoldNothing) {
-  ProcNetParse r;
+TEST(PortScanParse, EmptyTextAndHeaderOnlyHoldNothing) {
+  PortScanParse r;
   EXPECT_TRUE(ports_of("", ProcNetKind::kTcp, &r).none());
   EXPECT_FALSE(r.truncated);
   EXPECT_TRUE(ports_of(kUdpHeader, ProcNetKind::kUdp, &r).none());
