@@ -18,9 +18,12 @@
 #include "broker/listener_factory.h"
 #include "broker/port_holders.h"
 #include "broker/restart_policy.h"
+#include "tests/broker/test_wire.h"
 
 namespace sluice {
 namespace {
+
+using testing::spec_v4;
 
 constexpr uint64_t kSec = 1000000000ULL;
 
@@ -258,28 +261,14 @@ TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
   EXPECT_EQ(refused.error().err, EADDRINUSE);
 }
 
-/// A TCP spec of `port` at the IPv4 address a.b.c.d (v4-mapped, as on the wire).
-wire::ListenerSpec v4_spec(uint16_t port, uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
-  wire::ListenerSpec s{};
-  s.proto = static_cast<uint8_t>(wire::WireProto::kTcp);
-  s.family = static_cast<uint8_t>(wire::WireFamily::kInet);
-  s.port = port;
-  s.addr[10] = s.addr[11] = 0xff;
-  s.addr[12] = a;
-  s.addr[13] = b;
-  s.addr[14] = c;
-  s.addr[15] = d;
-  return s;
-}
-
 TEST(ListenerEscrow, SpecsClashAsTheKernelSays) {
-  const wire::ListenerSpec any = v4_spec(80, 0, 0, 0, 0), lo = v4_spec(80, 127, 0, 0, 1),
-                           lo2 = v4_spec(80, 127, 0, 0, 2);
+  const wire::ListenerSpec any = spec_v4(0, 0, 0, 0, 80), lo = spec_v4(127, 0, 0, 1, 80),
+                           lo2 = spec_v4(127, 0, 0, 2, 80);
   EXPECT_TRUE(specs_clash(any, lo));
   EXPECT_TRUE(specs_clash(lo, any));
   EXPECT_TRUE(specs_clash(lo, lo));
   EXPECT_FALSE(specs_clash(lo, lo2));  // two addresses: both may be bound
-  EXPECT_FALSE(specs_clash(lo, v4_spec(81, 127, 0, 0, 1)));
+  EXPECT_FALSE(specs_clash(lo, spec_v4(127, 0, 0, 1, 81)));
   wire::ListenerSpec udp = lo;
   udp.proto = static_cast<uint8_t>(wire::WireProto::kUdp);
   EXPECT_FALSE(specs_clash(lo, udp));
@@ -310,9 +299,9 @@ TEST(ListenerEscrow, ARebindThatReplacesNoListenerOfSluicedsSharesNothing) {
   ListenerEscrow escrow;
   wire::ListenerSpec s1;
   UniqueFd l1 = listener(&s1);
-  const wire::ListenerSpec held = v4_spec(s1.port, 127, 0, 0, 1);
+  const wire::ListenerSpec held = spec_v4(127, 0, 0, 1, s1.port);
   ASSERT_TRUE(escrow.keep(l1.get(), held, 1).ok());
-  wire::ListenerSpec entries[1] = {v4_spec(s1.port, 127, 0, 0, 2)};
+  wire::ListenerSpec entries[1] = {spec_v4(127, 0, 0, 2, s1.port)};
   entries[0].flags = wire::kListenerReplaces;
   EXPECT_EQ(escrow.share_ports(entries, check_holders_on(tables, tables)), 0u);
   EXPECT_EQ(entries[0].flags, 0u);
