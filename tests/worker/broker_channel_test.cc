@@ -24,12 +24,6 @@ namespace {
 using State = CommitEngine::State;
 using BrokerChannelTest = EngineTest;
 
-/// A rule of `count` TCP ports on 127.0.0.1 from `first`, to ports from 40000.
-Rule wide_rule(uint16_t first, uint16_t count) {
-  return make_rule(Proto::kTcp, addr_v4(127, 0, 0, 1), first,
-                   static_cast<uint16_t>(first + count - 1), 40000);
-}
-
 TEST_F(BrokerChannelTest, AtMostFourBatchesInFlightAndEveryReplyDrainedPerWakeUp) {
   // 1100 ports: five OpenListeners batches (4 x 253 + 88).
   fake.hold_after(0);

@@ -57,6 +57,13 @@ inline Rule tcp_rule(uint16_t port, uint16_t to) {
   return make_rule(Proto::kTcp, addr_v4(127, 0, 0, 1), port, port, to);
 }
 
+/// Returns a rule of `count` TCP ports on 127.0.0.1 from `first`, going to
+/// loopback ports from 40000: enough listeners to fill several batches.
+inline Rule wide_rule(uint16_t first, uint16_t count) {
+  return make_rule(Proto::kTcp, addr_v4(127, 0, 0, 1), first,
+                   static_cast<uint16_t>(first + count - 1), 40000);
+}
+
 /// Returns tables whose HOST table holds `rules`.
 inline TableSet host_tables(std::vector<Rule> rules) {
   TableSet t;

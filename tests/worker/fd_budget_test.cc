@@ -22,12 +22,6 @@ namespace {
 using State = CommitEngine::State;
 using FdBudgetTest = EngineTest;
 
-/// A rule of `count` TCP ports on 127.0.0.1 from `first`, to ports from 40000.
-Rule ports(uint16_t first, uint16_t count) {
-  return make_rule(Proto::kTcp, addr_v4(127, 0, 0, 1), first,
-                   static_cast<uint16_t>(first + count - 1), 40000);
-}
-
 /// The first failure of `result` of kind `kind`, or nullptr.
 const control::Failure* failure_of(const control::CommitResult& result, control::FailureKind kind) {
   for (const control::Failure& f : result.failures) {
@@ -72,7 +66,7 @@ TEST_F(FdBudgetTest, ACommitOverTheBudgetIsRefusedBeforeSluicedIsAsked) {
   static_assert(kLimit >= kSmallFdLimit);
   engine->set_fd_limit(kLimit);
   for (bool dry_run : {true, false}) {
-    control::CommitResult result = commit(host_tables({ports(22000, 601)}), dry_run);
+    control::CommitResult result = commit(host_tables({wide_rule(22000, 601)}), dry_run);
     EXPECT_FALSE(result.applied);
     const control::Failure* f = failure_of(result, control::FailureKind::kCapacity);
     ASSERT_NE(f, nullptr) << (result.failures.empty() ? "" : result.failures[0].message);
@@ -89,9 +83,9 @@ TEST_F(FdBudgetTest, ACommitOverTheBudgetIsRefusedBeforeSluicedIsAsked) {
   }
   EXPECT_EQ(engine->generation(), 0u);
   // What fits commits; a listener kept counts as held, not as new.
-  ASSERT_TRUE(commit(host_tables({ports(22000, 600)})).applied);
-  EXPECT_TRUE(commit(host_tables({ports(22000, 600)}), true).failures.empty());
-  control::CommitResult more = commit(host_tables({ports(22000, 601)}));
+  ASSERT_TRUE(commit(host_tables({wide_rule(22000, 600)})).applied);
+  EXPECT_TRUE(commit(host_tables({wide_rule(22000, 600)}), true).failures.empty());
+  control::CommitResult more = commit(host_tables({wide_rule(22000, 601)}));
   EXPECT_FALSE(more.applied);
   const control::Failure* f = failure_of(more, control::FailureKind::kCapacity);
   ASSERT_NE(f, nullptr);
@@ -104,7 +98,7 @@ TEST_F(FdBudgetTest, ACommitOverTheBudgetIsRefusedBeforeSluicedIsAsked) {
 TEST_F(FdBudgetTest, ABatchCutShortByTheDescriptorLimitFailsTheCommitNotTheWorker) {
   // A best-effort rule: judged on its ports alone, the ones that arrived
   // would apply. A batch cut short fails the commit as a whole instead.
-  Rule weak = ports(22000, 200);
+  Rule weak = wide_rule(22000, 200);
   weak.weak = true;
   fake.hold_after(0);
   auto s = submit(host_tables({weak}));
@@ -141,7 +135,7 @@ TEST_F(FdBudgetTest, ABatchCutShortByTheDescriptorLimitFailsTheCommitNotTheWorke
   EXPECT_TRUE(refused(22000));
   // The worker serves on: the next commit applies.
   UniqueFd target = tcp_target(40000);
-  ASSERT_TRUE(commit(host_tables({ports(22000, 1)})).applied);
+  ASSERT_TRUE(commit(host_tables({wide_rule(22000, 1)})).applied);
   EXPECT_TRUE(forwards(22000, target.get()));
   // sluiced is told what the worker holds, so that it closes its copies of
   // the rest, including those of the sockets that never arrived: at once,
@@ -156,16 +150,16 @@ TEST_F(FdBudgetTest, ACommitThatDoesNotApplyTellsSluicedToCloseItsCopies) {
   // worker's StoreState leaves it out; a dry run's trial binds and a
   // rolled-back commit's sockets must not stay bound there.
   const size_t stored = fake.states_stored();
-  control::CommitResult dry = commit(host_tables({ports(22000, 3)}), true);
+  control::CommitResult dry = commit(host_tables({wide_rule(22000, 3)}), true);
   EXPECT_TRUE(dry.failures.empty());
   EXPECT_TRUE(run_until([&] { return fake.states_stored() == stored + 1; }));
   fake.fail_port(22011, EADDRINUSE);
-  control::CommitResult rejected = commit(host_tables({ports(22010, 2)}));
+  control::CommitResult rejected = commit(host_tables({wide_rule(22010, 2)}));
   EXPECT_FALSE(rejected.applied);
   EXPECT_TRUE(run_until([&] { return fake.states_stored() == stored + 2; }));
   // A commit refused before sluiced is asked has nothing to tell it.
   engine->set_fd_limit(1);
-  EXPECT_FALSE(commit(host_tables({ports(22030, 1)})).applied);
+  EXPECT_FALSE(commit(host_tables({wide_rule(22030, 1)})).applied);
   EXPECT_FALSE(run_until([&] { return fake.states_stored() != stored + 2; }, 5));
   EXPECT_EQ(fake.open_requests(), 2u);
 }
