@@ -65,6 +65,18 @@ std::string who(const struct ucred& peer) {
   return "pid " + std::to_string(peer.pid) + " (uid " + std::to_string(peer.uid) + ")";
 }
 
+/// Takes `session` out of `list` (one of the server's lists of sessions) and
+/// returns it, or nullptr when `list` does not hold it.
+template <typename List>
+std::unique_ptr<PestoSession> take_session(List& list, const PestoSession* session) {
+  auto it = std::find_if(list.begin(), list.end(),
+                         [session](const auto& s) { return s.get() == session; });
+  if (it == list.end()) return nullptr;
+  std::unique_ptr<PestoSession> owned = std::move(*it);
+  list.erase(it);
+  return owned;
+}
+
 }  // namespace
 
 TableSet rebase_update(const PestoOffer& offered, const std::vector<pesto::WireTable>& update,
@@ -295,10 +307,7 @@ void PestoServer::on_identified(PestoSession* session, const PeerIdentity& ident
   session->identify(identity);
   if (session->access() >= ControlAccess::kCommit) {
     // Committers go one at a time, in the order they connected.
-    auto it = std::find_if(others_.begin(), others_.end(),
-                           [session](const auto& s) { return s.get() == session; });
-    queued_.push_back(std::move(*it));
-    others_.erase(it);
+    queued_.push_back(take_session(others_, session));
     serve_next_committer();
     accept_next();  // a committer refused there (a table too large) freed a slot
     return;
@@ -474,21 +483,10 @@ void PestoServer::refuse(PestoSession* session, control::FailureKind kind,
 
 bool PestoServer::retire(PestoSession* session) noexcept {
   std::unique_ptr<PestoSession> owned;
-  if (session_ && session_.get() == session) {
-    owned = std::move(session_);
-  } else if (auto q = std::find_if(queued_.begin(), queued_.end(),
-                                   [session](const auto& s) { return s.get() == session; });
-             q != queued_.end()) {
-    owned = std::move(*q);
-    queued_.erase(q);
-  } else if (auto o = std::find_if(others_.begin(), others_.end(),
-                                   [session](const auto& s) { return s.get() == session; });
-             o != others_.end()) {
-    owned = std::move(*o);
-    others_.erase(o);
-  } else {
-    return false;  // ended already
-  }
+  if (session_ && session_.get() == session) owned = std::move(session_);
+  if (!owned) owned = take_session(queued_, session);
+  if (!owned) owned = take_session(others_, session);
+  if (!owned) return false;  // ended already
   loop_.remove(owned->fd());
   loop_.retire(std::move(owned));
   return true;
