@@ -29,6 +29,7 @@ enum LongOnly : int {
   kOptIdleTimeout,
   kOptWorkerUser,
   kOptWorkerRestarts,
+  kOptLogConnections,
 };
 
 constexpr struct option kLongOptions[] = {
@@ -48,6 +49,7 @@ constexpr struct option kLongOptions[] = {
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
     {"worker-user", required_argument, nullptr, kOptWorkerUser},
     {"worker-restarts", required_argument, nullptr, kOptWorkerRestarts},
+    {"log-connections", no_argument, nullptr, kOptLogConnections},
     {"debug", no_argument, nullptr, 'd'},
     {"quiet", no_argument, nullptr, 'q'},
     {"help", no_argument, nullptr, 'h'},
@@ -223,6 +225,9 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
         o.worker_restarts = *limit;
         break;
       }
+      case kOptLogConnections:
+        o.log_connections = true;
+        break;
       case 'd':
         o.debug = true;
         break;
@@ -259,6 +264,11 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
     return Err("--userns needs a target namespace: give --netns PATH|PID too");
   }
   if (o.debug && o.quiet) return Err("-d/--debug and -q/--quiet exclude each other");
+  if (o.log_connections && o.quiet) {
+    return Err(
+        "--log-connections and -q/--quiet exclude each other: the connection log's lines are "
+        "info lines, which -q leaves out");
+  }
   return out;
 }
 
@@ -334,6 +344,9 @@ void print_usage(std::FILE* out) {
       "                        when COUNT die within SECONDS (default 30/60; 0/1:\n"
       "                        never replace, sluiced exits with the worker), or\n"
       "                        when 3 new workers in a row die before they serve\n"
+      "      --log-connections one line for every TCP connection and UDP flow that\n"
+      "                        ends (client address and port, rule, duration, bytes\n"
+      "                        each way, how it ended) and every connection refused\n"
       "  -d, --debug           debug logging (also for the worker)\n"
       "  -q, --quiet           warnings and errors only (also for the worker)\n"
       "  -h, --help            show this help\n"
@@ -355,6 +368,7 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   args.quiet = options.quiet;
   args.target_netns = !options.netns.empty();
   args.pesto = !options.pesto_path.empty();
+  args.log_connections = options.log_connections;
   // Only for messages: the worker reads the text from kWorkerFdPolicy.
   args.policy_source = options.policy_path;
   // A limit that was not given (0) keeps the worker's default.

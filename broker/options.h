@@ -28,6 +28,7 @@ struct BrokerOptions {
   std::string audit_log_path;            // --audit-log; empty: a dup of stderr
   bool debug = false;                    // -d
   bool quiet = false;                    // -q
+  bool log_connections = false;          // --log-connections
   uint32_t udp_flows = 0;                // --udp-flows; 0: the worker's default
   uint32_t udp_idle_timeout_s = 0;       // --udp-idle-timeout; 0: the worker's default
   uint32_t max_connections = 0;          // --max-connections; 0: the worker's default

@@ -93,6 +93,7 @@ std::vector<std::string> to_argv(const WorkerArgs& args) {
   if (args.quiet) argv.push_back(kWorkerOptQuiet);
   if (args.target_netns) argv.push_back(kWorkerOptTargetNetns);
   if (args.pesto) argv.push_back(kWorkerOptPesto);
+  if (args.log_connections) argv.push_back(kWorkerOptLogConnections);
   if (!args.policy_source.empty()) {
     argv.push_back(kWorkerOptPolicySource);
     argv.push_back(args.policy_source);
@@ -118,11 +119,12 @@ Result<WorkerArgs> parse_worker_args(const std::vector<std::string>& argv) {
     const std::string& word = argv[i];
     const bool has_value = i + 1 < argv.size();
     if (word == kWorkerOptDebug || word == kWorkerOptQuiet || word == kWorkerOptTargetNetns ||
-        word == kWorkerOptPesto) {
+        word == kWorkerOptPesto || word == kWorkerOptLogConnections) {
       bool& flag = word == kWorkerOptDebug         ? args.debug
                    : word == kWorkerOptQuiet       ? args.quiet
                    : word == kWorkerOptTargetNetns ? args.target_netns
-                                                   : args.pesto;
+                   : word == kWorkerOptPesto       ? args.pesto
+                                                   : args.log_connections;
       if (flag) return Err(twice(word));
       flag = true;
     } else if (word == kWorkerOptPolicySource) {

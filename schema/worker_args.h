@@ -37,6 +37,9 @@ inline constexpr const char* kWorkerOptTargetNetns = "--target-netns";
 /// sluiced was given --pesto-socket: the worker serves pesto's protocol on
 /// kWorkerFdPesto (schema/broker_wire.h); without it, that fd is /dev/null.
 inline constexpr const char* kWorkerOptPesto = "--pesto";
+/// sluiced was given --log-connections: a line for every TCP connection and
+/// UDP flow that ends, and every connection refused (worker/conn_log.h).
+inline constexpr const char* kWorkerOptLogConnections = "--log-connections";
 inline constexpr const char* kWorkerOptPolicySource = "--policy-source";       // PATH, for messages
 inline constexpr const char* kWorkerOptUdpFlows = "--udp-flows";               // N
 inline constexpr const char* kWorkerOptUdpIdleTimeout = "--udp-idle-timeout";  // SECONDS
@@ -195,10 +198,11 @@ struct WorkerRuleArg {
 /// Everything sluice-worker is started with, besides its fds. The limits hold
 /// the values in force: a limit sluiced was not given keeps its default.
 struct WorkerArgs {
-  bool debug = false;         // -d: debug logging
-  bool quiet = false;         // -q: warnings and errors only (never with debug)
-  bool target_netns = false;  // --target-netns: started inside sluiced's --netns
-  bool pesto = false;         // --pesto: serve pesto's protocol on kWorkerFdPesto
+  bool debug = false;            // -d: debug logging
+  bool quiet = false;            // -q: warnings and errors only (never with debug)
+  bool target_netns = false;     // --target-netns: started inside sluiced's --netns
+  bool pesto = false;            // --pesto: serve pesto's protocol on kWorkerFdPesto
+  bool log_connections = false;  // --log-connections: the connection log
   /// --policy-source: sluiced's --policy path, only to name the policy in
   /// messages (its text arrives on fd 6); empty: the default policy.
   std::string policy_source;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/strings.h"
+#include "worker/conn_log.h"
 #include "worker/socket_pool.h"
 #include "worker/tcp_connection.h"
 #include "worker/udp_batch.h"
@@ -234,6 +235,7 @@ void Forwarder::fail_waiting(Waiting& w, const char* why) noexcept {
   ++counters_.connect_failed;
   ++w.route->counters->failed;
   if (conn_log_.allow()) LOG_WARN("%s: %s; the client is reset", w.route->text.c_str(), why);
+  log_refused(*w.route, w.peer, why);
   set_reset_on_close(w.client.get());
   w.client.reset();
 }
@@ -312,10 +314,11 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   }
   UniqueFd sock(socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock.valid()) {
+    const int err = errno;
     ++counters_.connect_failed;
     ++route.counters->failed;
-    if (conn_log_.allow())
-      LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(errno).c_str());
+    if (conn_log_.allow()) LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(err).c_str());
+    log_refused(route, peer, "no socket for the target: " + errno_text(err));
     set_reset_on_close(client.get());
     return;
   }
@@ -346,6 +349,7 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
         LOG_WARN("%s",
                  describe_connect_failure(route, route_target_port(route, port), err).c_str());
       }
+      log_refused(route, peer, "the target refused it: " + errno_text(err));
       set_reset_on_close(client.get());  // the client sees a refusal, not a silent EOF
       return;
     }
@@ -367,6 +371,7 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
       *this, std::move(client), std::move(sock), connected, route_ptr,
       route_target_port(route, port), connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
+  if (limits_.log_connections) raw->keep_record(endpoint_of(peer), monotonic_ns());
   raw->source = std::move(source);
   if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;
   raw->slot = connections_.size();
@@ -413,7 +418,14 @@ void Forwarder::refuse_source(UniqueFd client, const struct sockaddr_storage& pe
         "is reset",
         route.text.c_str(), text, v4 ? "" : "/64", limits_.max_connections_per_source);
   }
+  log_refused(route, peer, "its source holds --max-connections-per-source connections");
   set_reset_on_close(client.get());
+}
+
+void Forwarder::log_refused(const Route& route, const struct sockaddr_storage& peer,
+                            const std::string& why) noexcept {
+  if (!limits_.log_connections) return;
+  LOG_INFO("%s", connection_refused_line(route, endpoint_of(peer), why).c_str());
 }
 
 void Forwarder::set_tcp_rules(size_t rules) noexcept {
@@ -436,6 +448,7 @@ void Forwarder::refuse_loop(UniqueFd client, const struct sockaddr_storage& peer
         "host, or listen on specific addresses instead of a wildcard",
         it != own_endpoints_.end() ? it->second->text.c_str() : "a rule", port, route.text.c_str());
   }
+  log_refused(route, peer, "a forwarding loop: it came from one of sluice's own connections");
   set_reset_on_close(client.get());
 }
 
@@ -452,6 +465,7 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
       ++it;
       continue;
     }
+    log_refused(*it->route, it->peer, "its rule was removed");
     set_reset_on_close(it->client.get());
     unwait(*it);
     it = waiting_.erase(it);

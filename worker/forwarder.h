@@ -162,6 +162,9 @@ struct ForwarderLimits {
   /// fs.pipe-user-pages-soft (0: no limit there).
   uint64_t pipe_pages_budget = 8192;
   uint64_t connect_timeout_ns = uint64_t{kConnectTimeoutDefaultS} * 1000000000ULL;
+  /// --log-connections: a line for every connection that ends or is
+  /// refused (worker/conn_log.h).
+  bool log_connections = false;
   /// Bytes a direction copies before it splices (worker/transfer_mode.h);
   /// tests raise it to hold a long stream on the copy path.
   uint64_t splice_after_bytes = kSpliceAfterBytes;
@@ -386,6 +389,10 @@ class Forwarder final : public Ticker {
                       SourceSlot source) noexcept;
   /// Resets a client that never got a target socket, counting the failure.
   void fail_waiting(Waiting& w, const char* why) noexcept;
+  /// With --log-connections, logs that the connection from `peer` under
+  /// `route` was refused before it reached the target, and `why`.
+  void log_refused(const Route& route, const struct sockaddr_storage& peer,
+                   const std::string& why) noexcept;
   /// Takes `w` off the waiting list's count of its rule (the caller erases it).
   static void unwait(Waiting& w) noexcept { --w.route->counters->waiting; }
   /// Resets `client`, accepted under `route` from `peer`, whose source holds

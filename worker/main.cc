@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -309,11 +310,13 @@ int run(int argc, char** argv) {
   tcp_limits.connect_timeout_ns = uint64_t{args->connect_timeout_s} * 1000000000ULL;
   tcp_limits.pipe_size = args->pipe_size;
   tcp_limits.pipe_pages_budget = facts.pipe_user_pages_soft / 2;
+  tcp_limits.log_connections = args->log_connections;
   Forwarder forwarder(**loop, tcp_limits);
   (*loop)->add_ticker(&forwarder);
   UdpLimits udp_limits;
   udp_limits.max_flows = args->udp_flows;
   udp_limits.idle_timeout_s = args->udp_idle_timeout_s;
+  udp_limits.log_flows = args->log_connections;
   udp_limits.hash_seed[0] = seed[0];
   udp_limits.hash_seed[1] = seed[1];
   // On the heap: its batch headers take about 12 KiB.
@@ -496,6 +499,14 @@ int run(int argc, char** argv) {
 /// Entry point: logs as "sluice-worker" to stderr (fd 2, set up by sluiced).
 int main(int argc, char** argv) {
   sluice::log_init("sluice-worker", 2, sluice::LogLevel::kInfo);
+  // sluiced gave its stderr a non-blocking description of its own when it is
+  // a pipe or a terminal (broker/isolation.h, unblock_log); a socket (the
+  // journal's stream) is shared, so the worker's lines go out with
+  // MSG_DONTWAIT instead: a journal that falls behind (the connection log
+  // at full rate) drops lines rather than stopping forwarding. The sandbox
+  // allows `sendto` with any flags.
+  struct stat st;
+  if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode)) sluice::log_set_socket_sink(true);
   if (int status = sluice::run_by_hand(argc, argv); status >= 0) return status;
   return sluice::run(argc, argv);
 }

@@ -62,7 +62,7 @@ void TcpConnection::idle_timed_out() noexcept {
               route_->text.c_str(),
               static_cast<unsigned long long>(owner_.limits().idle_timeout_ns / 1000000000ULL));
   }
-  close_all(true);
+  close_all(true, ConnEnd::kIdle);
 }
 
 void TcpConnection::connect_timed_out() noexcept {
@@ -76,7 +76,7 @@ void TcpConnection::connect_timed_out() noexcept {
         route_->text.c_str(), static_cast<unsigned>(target_port_),
         static_cast<unsigned long long>(owner_.limits().connect_timeout_ns / 1000000000ULL));
   }
-  close_all(true);
+  close_all(true, ConnEnd::kConnectTimeout);
 }
 
 Result<void> TcpConnection::start() noexcept {
@@ -100,11 +100,11 @@ bool TcpConnection::pump_down() noexcept {
 
 bool TcpConnection::settle(Pump r) noexcept {
   if (r == Pump::kError) {
-    close_all(true);
+    close_all(true, ConnEnd::kReset);
     return false;
   }
   if (up_.write_shut && down_.write_shut) {
-    close_all(false);
+    close_all(false, ConnEnd::kClosed);
     return false;
   }
   return true;
@@ -166,7 +166,7 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
   if (owner_.conn_log().allow()) {
     LOG_WARN("%s", describe_connect_failure(*route_, target_port_, err).c_str());
   }
-  close_all(true);  // the client sees a reset, as if the target had refused it directly
+  close_all(true, ConnEnd::kConnectFailed, err);  // the client sees a reset, as if refused
 }
 
 TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64_t* byte_counter,
@@ -186,6 +186,7 @@ TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
   const Direction& other = &dir == &up_ ? down_ : up_;
   if (!other.write_shut) shutdown(to, SHUT_WR);
   dir.write_shut = true;
+  if (record_ && record_->first_fin == 0) record_->first_fin = &dir == &up_ ? 'c' : 't';
   owner_.give_pipe(std::move(dir.pipe));
   return Pump::kFinished;
 }
@@ -286,6 +287,7 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
                          SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
       if (n > 0) {
         dir.pipe.bytes -= static_cast<size_t>(n);
+        dir.delivered += static_cast<uint64_t>(n);
         *byte_counter += static_cast<uint64_t>(n);
         *rule_counter += static_cast<uint64_t>(n);
         progress = true;
@@ -305,9 +307,14 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
   }
 }
 
-void TcpConnection::close_all(bool reset) noexcept {
+void TcpConnection::close_all(bool reset, ConnEnd how, int err) noexcept {
   if (closed_) return;
   closed_ = true;
+  if (record_) {
+    LOG_INFO("%s", connection_ended_line(*route_, *record_, target_port_, monotonic_ns(),
+                                         up_.delivered, down_.delivered, how, err)
+                       .c_str());
+  }
   if (reset) {
     struct linger lg = {1, 0};
     setsockopt(client_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "base/unique_fd.h"
+#include "worker/conn_log.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 
@@ -36,7 +37,15 @@ class TcpConnection final : public EventHandler {
   void on_target_event(uint32_t events) noexcept;
 
   /// Ends the connection with a reset to both peers (a removed rule's flow).
-  void reset() noexcept { close_all(true); }
+  void reset() noexcept { close_all(true, ConnEnd::kEnded); }
+  /// Keeps what the connection log (--log-connections) says of it when it
+  /// ends: the client `client`, accepted at `now_ns`. Only while the log is
+  /// on; without it, nothing is kept.
+  void keep_record(const Endpoint& client, uint64_t now_ns) {
+    record_ = std::make_unique<ConnRecord>();
+    record_->client = client;
+    record_->start_ns = now_ns;
+  }
   /// True when the connect to the target is still in progress at `now_ns`
   /// and past its deadline.
   bool connect_overdue(uint64_t now_ns) const noexcept {
@@ -135,7 +144,9 @@ class TcpConnection final : public EventHandler {
   Pump finish(int to, Direction& dir) noexcept;
   /// Closes both sockets. With `reset`, the surviving peer gets an RST
   /// (SO_LINGER 0) instead of a FIN, so a reset or refusal is propagated.
-  void close_all(bool reset) noexcept;
+  /// With the connection log on, logs the connection's line: it ended
+  /// `how` (with `err`, the errno of a failed connect).
+  void close_all(bool reset, ConnEnd how, int err = 0) noexcept;
 
   Forwarder& owner_;
   UniqueFd client_, target_;
@@ -148,7 +159,8 @@ class TcpConnection final : public EventHandler {
   bool moved_ = false;    // bytes moved since the idle scan last looked (idle_for)
   uint16_t target_port_;  // the port it connects to, for messages (in the padding)
   uint64_t connect_deadline_ns_;
-  uint64_t last_active_ns_;  // when the idle scan last saw bytes move (or the start)
+  uint64_t last_active_ns_;             // when the idle scan last saw bytes move (or the start)
+  std::unique_ptr<ConnRecord> record_;  // keep_record(): only with --log-connections
 };
 
 }  // namespace sluice

@@ -160,7 +160,7 @@ void UdpForwarder::on_tick(uint64_t now_ns) noexcept {
       loop_.request_immediate_tick();  // the rest right after the next batch
       break;
     }
-    end_flow(flows_[id].get());
+    end_flow(flows_[id].get(), FlowEnd::kIdle);
     ++expired;
   }
   counters_.flows_expired += expired;
@@ -214,7 +214,12 @@ bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcep
       while (end < count && !batch_.truncated(end) && same_flow(batch_, end, key)) ++end;
       UdpFlow* flow = flow_for(listener, key, local, i, end - i, now);
       if (flow != nullptr) {
-        account(batch_.send_connected(flow->fd(), i, end), true, *flow->route().counters);
+        const SendResult sent = batch_.send_connected(flow->fd(), i, end);
+        account(sent, true, *flow->route().counters);
+        if (flow->record) {
+          flow->record->datagrams_to_target += sent.sent;
+          flow->record->bytes_to_target += sent.bytes;
+        }
         table_.touch(flow->id(), now);
       }
       i = end;
@@ -256,8 +261,12 @@ void UdpForwarder::read_flow(UdpFlow& flow, int max_batches) noexcept {
       }
     }
     UdpListener& l = flow.listener();
-    account(batch_.send_to(l.fd(), l.family(), flow.peer(), flow.local(), 0, count), false,
-            *flow.route().counters);
+    const SendResult sent = batch_.send_to(l.fd(), l.family(), flow.peer(), flow.local(), 0, count);
+    account(sent, false, *flow.route().counters);
+    if (flow.record) {
+      flow.record->datagrams_to_client += sent.sent;
+      flow.record->bytes_to_client += sent.bytes;
+    }
     table_.touch(flow.id(), monotonic_ns());
     if (count < kUdpBatch) return;
   }
@@ -342,6 +351,10 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   flows_[id] =
       std::make_unique<UdpFlow>(*this, id, std::move(sock), listener, route, key.peer, local);
   UdpFlow* flow = flows_[id].get();
+  if (limits_.log_flows) {
+    flow->record = std::make_unique<FlowRecord>();
+    flow->record->start_ns = now_ns;
+  }
   if (guard) flow->guarded = own_endpoints_.emplace(flow->own_endpoint = own, route.get()).second;
   if (auto added = loop_.add(flow->fd(), EPOLLIN | EPOLLET, flow); !added) {
     counters_.dropped_no_flow += run;
@@ -361,9 +374,14 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   return flow;
 }
 
-void UdpForwarder::end_flow(UdpFlow* flow) noexcept {
+void UdpForwarder::end_flow(UdpFlow* flow, FlowEnd how) noexcept {
   FlowId id = flow->id();
   CHECK(id < flows_.size() && flows_[id].get() == flow);
+  if (flow->record) {
+    const Endpoint client{flow->peer().addr, flow->peer().port};
+    LOG_INFO("%s",
+             flow_ended_line(flow->route(), client, *flow->record, monotonic_ns(), how).c_str());
+  }
   loop_.remove(flow->fd());
   if (flow->guarded) own_endpoints_.erase(flow->own_endpoint);
   flow->close_socket();

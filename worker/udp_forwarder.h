@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "schema/worker_args.h"
+#include "worker/conn_log.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/udp_batch.h"
@@ -39,6 +40,7 @@ struct UdpLimits {
   size_t max_flows = kUdpFlowsDefault;
   uint64_t idle_timeout_s = kUdpIdleTimeoutDefaultS;
   uint64_t hash_seed[2] = {0, 0};  // keys the flow table's hash (getrandom before the sandbox)
+  bool log_flows = false;          // --log-connections: a line for every flow that ends
 };
 
 /// Totals of the UDP data path. Every datagram that is not forwarded is
@@ -134,6 +136,9 @@ class UdpFlow final : public EventHandler {
   /// A target error of this flow was logged: one warning per flow (and the
   /// forwarder's rate limit over all), not one per datagram a client retries.
   bool target_error_logged = false;
+  /// What it moved, for the connection log (--log-connections); empty
+  /// while the log is off.
+  std::unique_ptr<FlowRecord> record;
 
  private:
   UdpForwarder& owner_;
@@ -225,7 +230,7 @@ class UdpForwarder final : public Ticker {
                     size_t run, uint64_t now_ns) noexcept;
   /// Ends `flow`: unregisters and closes its socket, frees its slot, and
   /// frees the object after the batch.
-  void end_flow(UdpFlow* flow) noexcept;
+  void end_flow(UdpFlow* flow, FlowEnd how = FlowEnd::kRemoved) noexcept;
   /// Puts a listener or flow that stopped early on its resume list, to be
   /// read again right after the current batch of events.
   template <typename T>

@@ -224,6 +224,21 @@ TEST(Options, UsageErrors) {
   expect_usage_error({"-c", ""}, "non-empty");
   expect_usage_error({"-d", "-q"}, "exclude each other");
   expect_usage_error({"--debug=1"}, "takes no argument");
+  expect_usage_error({"--log-connections", "-q"}, "which -q leaves out");
+}
+
+TEST(Options, LogConnectionsGoesToTheWorker) {
+  auto r = parse({"--log-connections", "-t", "8080"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  auto received = parse_worker_args(worker_argv(r->options, &used_default));
+  ASSERT_TRUE(received.ok()) << received.error().message;
+  EXPECT_TRUE(received->log_connections);
+  r = parse({"-t", "8080"});
+  ASSERT_TRUE(r.ok());
+  received = parse_worker_args(worker_argv(r->options, &used_default));
+  ASSERT_TRUE(received.ok());
+  EXPECT_FALSE(received->log_connections);
 }
 
 // --- control socket ---

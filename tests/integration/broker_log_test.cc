@@ -163,6 +163,64 @@ TEST(BrokerLog, StderrThatNobodyReadsBlocksNeitherSluicedNorForwarding) {
   EXPECT_EQ(d.wait_exit(10000), 0);
 }
 
+TEST(BrokerLog, AJournalSocketThatFallsBehindNeverStopsTheWorkersConnectionLog) {
+  // stderr a stream socket, as systemd's journal gives it, that nobody
+  // reads: the worker's lines (a line per connection with
+  // --log-connections) go out with MSG_DONTWAIT, so a full socket drops
+  // them; a blocking write would stop the worker at the first line that
+  // did not fit, and every connection after it.
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd journal(sv[0]), stream(sv[1]);
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(stream.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  ASSERT_EQ(::fcntl(journal.get(), F_SETFL, O_NONBLOCK), 0);
+  Daemon d;
+  d.use_stderr(stream.get());
+  d.start({"--log-connections", "-t",
+           "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort)});
+  std::string got;
+  ASSERT_TRUE(read_until(
+      journal.get(), &got,
+      [](const std::string& s) {
+        return s.find("sluice-worker: info: ready:") != std::string::npos;
+      },
+      10000))
+      << got;
+  ASSERT_TRUE(d.wait_ready()) << got;
+  // Fill the socket through a description of our own, and stop reading.
+  const std::string junk = std::string(511, 'x') + "\n";
+  for (int i = 0;
+       i < 4096 && ::send(stream.get(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0;
+       ++i) {
+  }
+  for (int i = 0; i < 4096 && ::send(stream.get(), "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
+       ++i) {
+  }
+  ASSERT_EQ(::send(stream.get(), "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL), -1);
+  // Each transfer ends in a line that does not fit; the next is still served.
+  for (int i = 0; i < 20; ++i) expect_forwarding(target.get());
+  EXPECT_EQ(::waitpid(d.pid(), nullptr, WNOHANG), 0) << "sluiced exited";
+  // Read again: the worker's next line says how many it dropped.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  got.clear();
+  read_until(
+      journal.get(), &got, [](const std::string&) { return false; }, 100);
+  got.clear();
+  expect_forwarding(target.get());
+  ASSERT_TRUE(read_until(
+      journal.get(), &got,
+      [](const std::string& s) {
+        return s.find("connection from 127.0.0.1:") != std::string::npos;
+      },
+      10000))
+      << got.substr(0, 3000);
+  EXPECT_NE(got.find("sluice-worker: warning: "), std::string::npos) << got.substr(0, 3000);
+  EXPECT_NE(got.find(" log lines dropped: stderr was not being read\n"), std::string::npos)
+      << got.substr(0, 3000);
+}
+
 TEST(BrokerLog, LinesBeyondTheRateAreHeldBackAndCounted) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;

@@ -1,5 +1,7 @@
 // Data through a forwarded port, end to end: the real sluiced and worker in
 // the test's own network namespace, a real target server, real sockets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +15,7 @@
 
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
+#include "tests/integration/udp_util.h"
 
 namespace sluice::test {
 namespace {
@@ -129,6 +132,87 @@ TEST(Forward, RefusedTargetResetsTheClient) {
                            "target: ECONNREFUSED"))
       << d.log();
   EXPECT_NE(d.log().find("nothing listens there: start the server"), std::string::npos) << d.log();
+}
+
+/// The local port of the socket `fd`.
+uint16_t port_of(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return 0;
+  return ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+}
+
+TEST(Forward, TheConnectionLogHasALineForEveryConnectionAndFlow) {
+  // --log-connections: a line for each TCP connection when it ends (client
+  // address and port, rule, duration, bytes each way, how it ended), one for
+  // a connection the target refused, and one for each UDP flow.
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  UdpEcho echo("127.0.0.1", 18053, "e");
+  Daemon d;
+  d.start({"--log-connections", "--udp-idle-timeout", "1", "-t",
+           "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort), "-t",
+           "127.0.0.1/18081:18001", "-u", "127.0.0.1/18153:18053"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string rule = "TCP [127.0.0.1]:18080 => 18000: connection from 127.0.0.1:";
+
+  // The client sends 5 bytes, the target answers 11 and closes first.
+  UniqueFd client = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(client.valid());
+  const uint16_t client_port = port_of(client.get());
+  UniqueFd server = accept_one(target.get());
+  ASSERT_TRUE(server.valid());
+  ASSERT_EQ(send(client.get(), "hello", 5, MSG_NOSIGNAL), 5);
+  char buf[64];
+  ASSERT_EQ(recv(server.get(), buf, sizeof(buf), 0), 5);
+  ASSERT_EQ(send(server.get(), "hello there", 11, MSG_NOSIGNAL), 11);
+  server.reset();
+  size_t got = 0;
+  for (ssize_t n; (n = recv(client.get(), buf, sizeof(buf), 0)) > 0;) got += static_cast<size_t>(n);
+  EXPECT_EQ(got, 11u);
+  client.reset();
+  const std::string line = rule + std::to_string(client_port) + " to port 18000 ended after ";
+  ASSERT_TRUE(wait_for_log(d, line)) << d.log();
+  const std::string log = d.log();
+  const std::string rest = log.substr(log.find(line) + line.size());
+  EXPECT_EQ(rest.substr(rest.find(" s, "), rest.find('\n') - rest.find(" s, ")),
+            " s, 5 bytes to the target and 11 to the client: the target closed first")
+      << log;
+
+  // Nothing listens on 18001: the target refuses.
+  UniqueFd refused = connect_tcp("127.0.0.1", 18081);
+  ASSERT_TRUE(refused.valid());
+  const uint16_t refused_port = port_of(refused.get());
+  EXPECT_TRUE(wait_for_log(d, "TCP [127.0.0.1]:18081 => 18001: connection from 127.0.0.1:" +
+                                  std::to_string(refused_port) + " to port 18001 ended after "))
+      << d.log();
+  EXPECT_TRUE(wait_for_log(d, " to the client: the target refused it: ECONNREFUSED")) << d.log();
+
+  // A UDP flow of two datagrams each way, ended by --udp-idle-timeout.
+  UniqueFd udp = bind_udp("127.0.0.1");
+  for (const char* payload : {"one", "two"}) {
+    ASSERT_TRUE(send_udp(udp.get(), "127.0.0.1", 18153, payload));
+    ASSERT_TRUE(await_reply(udp.get(), payload, 5000).ok) << d.log();
+  }
+  EXPECT_TRUE(wait_for_log(d, "UDP [127.0.0.1]:18153 => 18053: flow from 127.0.0.1:" +
+                                  std::to_string(local_port(udp.get())) + " ended after "))
+      << d.log();
+  EXPECT_TRUE(wait_for_log(d, " 2 datagrams (6 bytes) to the target and 2 (")) << d.log();
+  EXPECT_TRUE(wait_for_log(d, " to the client: idle for --udp-idle-timeout")) << d.log();
+}
+
+TEST(Forward, WithoutTheConnectionLogConnectionsAreNotLogged) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort),
+           "-t", "127.0.0.1/18081:18001"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  expect_forwarding(target.get(), kListenPort, d);
+  // Then one the target refuses, whose warning is logged either way: the
+  // worker has handled the first connection's end by then.
+  UniqueFd refused = connect_tcp("127.0.0.1", 18081);
+  ASSERT_TRUE(refused.valid());
+  ASSERT_TRUE(wait_for_log(d, "connect to port 18001 of the target: ECONNREFUSED")) << d.log();
+  EXPECT_EQ(d.log().find("connection from"), std::string::npos) << d.log();
 }
 
 TEST(Forward, SluicectlListsTheRulesInPestoFormat) {

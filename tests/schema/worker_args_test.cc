@@ -18,6 +18,7 @@ using Argv = std::vector<std::string>;
 WorkerArgs every_field_set() {
   WorkerArgs a;
   a.debug = true;
+  a.log_connections = true;
   a.policy_source = "/etc/sluice/policy with space";
   a.udp_flows = 10;
   a.udp_idle_timeout_s = 5;
@@ -204,6 +205,8 @@ TEST(WorkerArgs, RepeatedOptionsAndBothLogLevelsAreRefused) {
   EXPECT_EQ(refusal(worker({"-d", "-d"})), "option -d given twice");
   EXPECT_EQ(refusal(worker({"-q", "-q"})), "option -q given twice");
   EXPECT_EQ(refusal(worker({"-d", "-q"})), "-d and -q exclude each other");
+  EXPECT_EQ(refusal(worker({"--log-connections", "--log-connections"})),
+            "option --log-connections given twice");
   // Rule options repeat: they are the rule list.
   auto r = parse_worker_args(worker({"-t", "80", "-t", "81", "-u", "53"}));
   ASSERT_TRUE(r.ok()) << r.error().message;
