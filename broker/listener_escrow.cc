@@ -15,6 +15,7 @@
 #include "base/strings.h"
 #include "broker/fd_store.h"
 #include "broker/socket_facts.h"
+#include "policy/bind_policy.h"
 
 namespace sluice {
 namespace {
@@ -122,12 +123,18 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   }
   if (ports.empty()) return 0;
   std::sort(ports.begin(), ports.end());
-  std::vector<Entry*> candidates;
+  // sluiced's listeners on those ports, sorted by port, and their inodes.
+  std::vector<std::pair<uint32_t, Entry*>> candidates;
+  std::vector<uint64_t> own;
   for (auto& [cookie, entry] : entries_) {
-    if (std::binary_search(ports.begin(), ports.end(), port_slot(entry.spec))) {
-      candidates.push_back(&entry);
-    }
+    const uint32_t slot = port_slot(entry.spec);
+    if (!std::binary_search(ports.begin(), ports.end(), slot)) continue;
+    candidates.emplace_back(slot, &entry);
+    struct stat st {};
+    if (::fstat(entry.fd.get(), &st) == 0) own.push_back(static_cast<uint64_t>(st.st_ino));
   }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   // A rebind shares its port only with the listeners of sluiced's it clashes
   // with in the kernel, the ones it replaces; one that clashes with none
   // replaces nothing and opens as any other entry. So the worker cannot have
@@ -136,34 +143,48 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   // program's socket holds the port at an address the new listener clashes
   // with: with SO_REUSEPORT on both, the new listener would bind beside it,
   // or join its group (port_holders.h).
-  size_t shared = 0;
-  std::vector<Entry*> replaced;
-  std::vector<uint64_t> own;
+  std::vector<wire::ListenerSpec*> rebinds;
+  std::vector<wire::ListenerSpec> asked;
   for (wire::ListenerSpec& spec : entries) {
     if ((spec.flags & wire::kListenerReplaces) == 0) continue;
-    replaced.clear();
-    own.clear();
-    for (Entry* entry : candidates) {
-      if (port_slot(entry->spec) != port_slot(spec)) continue;
-      struct stat st {};
-      if (::fstat(entry->fd.get(), &st) == 0) own.push_back(static_cast<uint64_t>(st.st_ino));
-      if (specs_clash(spec, entry->spec)) replaced.push_back(entry);
+    const uint32_t slot = port_slot(spec);
+    auto first = std::lower_bound(candidates.begin(), candidates.end(), slot,
+                                  [](const auto& c, uint32_t s) { return c.first < s; });
+    bool replaces = false;
+    for (auto it = first; it != candidates.end() && it->first == slot && !replaces; ++it) {
+      replaces = specs_clash(spec, it->second->spec);
     }
-    if (replaced.empty()) {
+    if (!replaces) {
       spec.flags &= ~wire::kListenerReplaces;
       continue;
     }
-    Result<std::optional<std::string>> holder = foreign(spec, own);
-    if (!holder || *holder) {
+    rebinds.push_back(&spec);
+    asked.push_back(spec);
+  }
+  if (rebinds.empty()) return 0;
+  const std::vector<Result<std::optional<std::string>>> holders = foreign(asked, own);
+  size_t shared = 0;
+  for (size_t i = 0; i < rebinds.size(); ++i) {
+    wire::ListenerSpec& spec = *rebinds[i];
+    const Result<std::optional<std::string>>* holder = i < holders.size() ? &holders[i] : nullptr;
+    if (holder == nullptr || !*holder || **holder) {
       // The rebind then fails with EADDRINUSE and the commit rolls back,
       // the old listener serving throughout.
-      LOG_WARN("port %u: a rebind does not share the port: %s", spec.port,
-               holder ? ("another program's socket holds it at " + **holder).c_str()
-                      : ("cannot tell who else holds it: " + holder.error().message).c_str());
+      const std::string why = holder == nullptr ? std::string("no answer for it")
+                              : !*holder
+                                  ? "cannot tell who else holds it: " + holder->error().message
+                                  : "another program's socket holds it at " + ***holder;
+      LOG_WARN("%s: a rebind does not share its port: %s; the commit fails with EADDRINUSE",
+               describe_listener(spec).c_str(), why.c_str());
       spec.flags &= ~wire::kListenerReplaces;
       continue;
     }
-    for (Entry* entry : replaced) {
+    const uint32_t slot = port_slot(spec);
+    auto first = std::lower_bound(candidates.begin(), candidates.end(), slot,
+                                  [](const auto& c, uint32_t s) { return c.first < s; });
+    for (auto it = first; it != candidates.end() && it->first == slot; ++it) {
+      Entry* entry = it->second;
+      if (!specs_clash(spec, entry->spec)) continue;
       const int one = 1;
       if (::setsockopt(entry->fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) {
         ++shared;

@@ -43,12 +43,14 @@ Result<uint64_t> check_sealed_memfd(int fd, uint64_t min_bytes, uint64_t max_byt
 /// (worker/commit_plan.h), on wire specs.
 bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept;
 
-/// What share_ports() asks before a rebind shares its port: a description
-/// of a socket that is not among `own` (inodes) and holds the port of `spec`
-/// at an address that clashes with it, or nothing (foreign_holder() in
-/// port_holders.h, on the side's tables).
-using ForeignHolderCheck = std::function<Result<std::optional<std::string>>(
-    const wire::ListenerSpec& spec, std::span<const uint64_t> own)>;
+/// What share_ports() asks, once per request, before rebinds share their
+/// ports: for each of `rebinds`, a description of a socket that is not among
+/// `own` (the inodes of sluiced's listeners on their ports) and holds the
+/// rebind's port at an address that clashes with it; nothing when none does;
+/// an error when who holds it cannot be told (foreign_holders() in
+/// port_holders.h, on the sides' tables).
+using ForeignHolderCheck = std::function<std::vector<Result<std::optional<std::string>>>(
+    std::span<const wire::ListenerSpec> rebinds, std::span<const uint64_t> own)>;
 
 /// sluiced's listeners in escrow and the worker's blob.
 class ListenerEscrow {
@@ -117,14 +119,13 @@ class ListenerEscrow {
   /// replaces nothing of sluiced's, and opens as any other entry. A listener
   /// the worker still holds is always in escrow (unless the escrow was full
   /// when it was issued; its rebind then fails with EADDRINUSE and the
-  /// commit rolls back). Before it shares, it asks `foreign` (given the
-  /// rebind's spec and the inodes of sluiced's listeners on its port) for a
-  /// socket of another program that holds the port at a clashing address
-  /// (port_holders.h says why): when there is one, or `foreign` fails, the
-  /// rebind shares nothing and loses its flag (logged with the reason), so
-  /// its bind fails with EADDRINUSE as any program's would. Returns how many
-  /// listeners it set. Needs `setsockopt` (SO_REUSEPORT), `newfstatat`
-  /// (AT_EMPTY_PATH) and what `foreign` needs.
+  /// commit rolls back). Before it shares, it asks `foreign` once, for all
+  /// the rebinds that replace something, whether another program's socket
+  /// holds their ports at clashing addresses (port_holders.h says why): a
+  /// rebind with one, or one `foreign` cannot judge, shares nothing and
+  /// loses its flag (logged with the reason), so its bind fails with
+  /// EADDRINUSE as any program's would. Returns how many listeners it set. Needs `setsockopt`
+  /// (SO_REUSEPORT), `newfstatat` (AT_EMPTY_PATH) and what `foreign` needs.
   size_t share_ports(std::span<wire::ListenerSpec> entries, const ForeignHolderCheck& foreign);
 
   /// Takes a listener the store gave back at start (check_stored_listener()

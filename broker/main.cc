@@ -5,6 +5,7 @@
 // request it does not permit.
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -273,6 +274,16 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   SocketTables target_tables =
       helper ? open_socket_tables("/proc/" + std::to_string(helper->pid) + "/net")
              : no_socket_tables("sluiced has no target namespace");
+  if (helper) {
+    // By PID: the helper must still be the process that number names, or
+    // the tables could be another namespace's. It is sluiced's child, so
+    // its number is not reused before sluiced reaps it; its pidfd says
+    // whether it exited (then sluiced stops at its first poll anyway).
+    struct pollfd exited = {helper->pidfd.get(), POLLIN, 0};
+    if (::poll(&exited, 1, 0) != 0) {
+      target_tables = no_socket_tables("the namespace helper exited before its tables were read");
+    }
+  }
   for (const SocketTables* side : {&host_tables, &target_tables}) {
     if (side->error.empty() || (side == &target_tables && !helper)) continue;
     LOG_WARN(

@@ -102,19 +102,26 @@ namespace {
 /// the listening hash, then the established one with TIME_WAIT), so its
 /// connections, however many, are never read; a UDP table lists bound
 /// sockets only (servers and the worker's flows). A side with more is far
-/// beyond what sluiced serves, and the rebind there shares nothing.
+/// beyond what sluiced serves, and its rebinds share nothing.
 constexpr uint64_t kMaxHolderTableBytes = 16u << 20;
 /// Limit: one read of a table: 64 KiB, hundreds of lines (256 bytes at most
 /// each, kMaxProcNetLineBytes), allocated for the check and freed after it.
 constexpr size_t kHolderChunkBytes = 64u << 10;
+/// Limit: other programs' sockets kept from one table on the rebinds' ports
+/// (about 40 bytes each). Another program rarely holds even one; more than
+/// this many is a host where sluiced will not tell them apart, and its
+/// rebinds share nothing.
+constexpr size_t kMaxForeignSockets = 4096;
 
-/// Reads table `i` of `tables` from offset 0, line by line, and returns the
-/// first socket that holds_against() `spec`, described. Fails on a read
-/// error and when the table goes on past kMaxHolderTableBytes. Lines that
-/// are not the kernel's shape are skipped; so is a last line cut short.
-Result<std::optional<std::string>> scan_table(const SocketTables& tables, size_t i,
-                                              ProcNetKind kind, const wire::ListenerSpec& spec,
-                                              std::span<const uint64_t> own) {
+/// Reads table `i` of `tables` from offset 0, line by line, and appends to
+/// `*out` every socket that counts as bound for `kind` (proc_net_bound), is
+/// on one of `ports` and is not among `own` (both sorted). Fails on a read
+/// error, when the table goes on past kMaxHolderTableBytes, and past
+/// kMaxForeignSockets. Lines that are not the kernel's shape are skipped; so
+/// is a last line cut short.
+Result<void> collect_table(const SocketTables& tables, size_t i, ProcNetKind kind,
+                           const std::vector<uint16_t>& ports, const std::vector<uint64_t>& own,
+                           std::vector<ProcNetSocket>* out) {
   std::vector<char> buf(kHolderChunkBytes);
   size_t kept = 0;  // the start of a line not read whole yet, at buf's start
   uint64_t offset = 0;
@@ -144,12 +151,20 @@ Result<std::optional<std::string>> scan_table(const SocketTables& tables, size_t
       }
       const std::optional<ProcNetSocket> socket = parse_proc_net_line(line);
       if (!socket) continue;
-      if (kind == ProcNetKind::kTcp && !proc_net_bound(*socket, kind)) {
-        return std::optional<std::string>();  // the listeners are behind
+      const bool bound = proc_net_bound(*socket, kind);
+      if (kind == ProcNetKind::kTcp && !bound) return Ok();  // the listeners are behind
+      if (!bound || !std::binary_search(ports.begin(), ports.end(), socket->port) ||
+          std::binary_search(own.begin(), own.end(), socket->inode)) {
+        continue;
       }
-      if (holds_against(*socket, kind, spec, own)) return std::optional(describe(*socket));
+      if (out->size() == kMaxForeignSockets) {
+        return Err(E2BIG, std::string("the ") + kTableNames[i] + " table has more than " +
+                              std::to_string(kMaxForeignSockets) +
+                              " other programs' sockets on these ports");
+      }
+      out->push_back(*socket);
     }
-    if (n == 0) return std::optional<std::string>();
+    if (n == 0) return Ok();
     kept = end - at;
     std::memmove(buf.data(), buf.data() + at, kept);
     if (kept == buf.size()) {
@@ -165,25 +180,66 @@ Result<std::optional<std::string>> scan_table(const SocketTables& tables, size_t
 
 }  // namespace
 
-Result<std::optional<std::string>> foreign_holder(const SocketTables& tables,
-                                                  const wire::ListenerSpec& spec,
-                                                  std::span<const uint64_t> own) {
-  if (!tables.error.empty()) return Err(EIO, tables.error);
-  const bool tcp = spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp);
-  const ProcNetKind kind = tcp ? ProcNetKind::kTcp : ProcNetKind::kUdp;
-  for (size_t i = tcp ? 0 : 2; i < (tcp ? 2u : 4u); ++i) {
-    if (!tables.present[i]) continue;
-    auto found = scan_table(tables, i, kind, spec, own);
-    if (!found || *found) return found;
+std::vector<Result<std::optional<std::string>>> foreign_holders(
+    const SocketTables& host, const SocketTables& target,
+    std::span<const wire::ListenerSpec> rebinds, std::span<const uint64_t> own_inodes) {
+  std::vector<Result<std::optional<std::string>>> out;
+  out.reserve(rebinds.size());
+  for (size_t r = 0; r < rebinds.size(); ++r) out.emplace_back(std::optional<std::string>());
+  std::vector<uint64_t> own(own_inodes.begin(), own_inodes.end());
+  std::sort(own.begin(), own.end());
+  // One pass over each side's two tables of each protocol the rebinds use.
+  for (const bool splice : {false, true}) {
+    const SocketTables& tables = splice ? target : host;
+    for (const bool tcp : {true, false}) {
+      std::vector<size_t> which;
+      std::vector<uint16_t> ports;
+      for (size_t r = 0; r < rebinds.size(); ++r) {
+        const wire::ListenerSpec& spec = rebinds[r];
+        if (((spec.flags & wire::kListenerSplice) != 0) != splice ||
+            (spec.proto == static_cast<uint8_t>(wire::WireProto::kTcp)) != tcp) {
+          continue;
+        }
+        which.push_back(r);
+        ports.push_back(spec.port);
+      }
+      if (which.empty()) continue;
+      std::sort(ports.begin(), ports.end());
+      ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+      const ProcNetKind kind = tcp ? ProcNetKind::kTcp : ProcNetKind::kUdp;
+      std::vector<ProcNetSocket> held;
+      Result<void> read = tables.error.empty() ? Ok() : Result<void>(Err(EIO, tables.error));
+      for (size_t i = tcp ? 0 : 2; read && i < (tcp ? 2u : 4u); ++i) {
+        if (tables.present[i]) read = collect_table(tables, i, kind, ports, own, &held);
+      }
+      if (!read) {
+        for (size_t r : which) out[r] = Err(read.error());
+        continue;
+      }
+      std::sort(held.begin(), held.end(),
+                [](const ProcNetSocket& a, const ProcNetSocket& b) { return a.port < b.port; });
+      for (size_t r : which) {
+        const wire::ListenerSpec& spec = rebinds[r];
+        auto first =
+            std::lower_bound(held.begin(), held.end(), spec.port,
+                             [](const ProcNetSocket& s, uint16_t port) { return s.port < port; });
+        for (auto it = first; it != held.end() && it->port == spec.port; ++it) {
+          if (holds_against(*it, kind, spec, {})) {
+            out[r] = std::optional(describe(*it));
+            break;
+          }
+        }
+      }
+    }
   }
-  return std::optional<std::string>();
+  return out;
 }
 
 ForeignHolderCheck check_holders_on(const SocketTables& host, const SocketTables& target) {
-  return [&host, &target](const wire::ListenerSpec& spec, std::span<const uint64_t> own) {
-    const bool splice = (spec.flags & wire::kListenerSplice) != 0;
-    return foreign_holder(splice ? target : host, spec, own);
-  };
+  return
+      [&host, &target](std::span<const wire::ListenerSpec> rebinds, std::span<const uint64_t> own) {
+        return foreign_holders(host, target, rebinds, own);
+      };
 }
 
 }  // namespace sluice

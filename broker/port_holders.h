@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/proc_net.h"
 #include "base/result.h"
@@ -68,20 +69,23 @@ SocketTables no_socket_tables(std::string why);
 bool holds_against(const ProcNetSocket& socket, ProcNetKind kind, const wire::ListenerSpec& spec,
                    std::span<const uint64_t> own) noexcept;
 
-/// Reads `tables`' two tables of `spec`'s protocol, a chunk at a time from
+/// Judges `rebinds` against the sides' tables (`host` for HOST listeners,
+/// `target` for SPLICE ones), each table read once, a chunk at a time from
 /// offset 0 (a TCP table only up to its last listener, which the kernel
-/// lists first), and returns the first socket that holds_against() `spec`,
-/// as "127.0.0.2:8080" or "[::1]:8080"; nothing when there is none. Lines
-/// that are not the kernel's shape are skipped. Fails, so that the caller shares nothing,
-/// when the side has an error, a read fails, or a table is longer than
-/// sluiced reads (16 MiB): an unread socket could be the other program's.
-/// Needs `pread64` on the tables.
-Result<std::optional<std::string>> foreign_holder(const SocketTables& tables,
-                                                  const wire::ListenerSpec& spec,
-                                                  std::span<const uint64_t> own);
+/// lists first), whatever the number of rebinds. For each rebind, in order:
+/// the first socket that holds_against() it and is not among `own` (the
+/// inodes of sluiced's listeners), as "127.0.0.2:8080" or "[::1]:8080";
+/// nothing when there is none; an error, so that it shares nothing, when
+/// its side has an error, a read fails, a table is longer than sluiced reads
+/// (16 MiB) or holds more than 4096 other sockets on these ports: an unread
+/// socket could be the other program's. Lines that are not the kernel's
+/// shape are skipped. Needs `pread64` on the tables.
+std::vector<Result<std::optional<std::string>>> foreign_holders(
+    const SocketTables& host, const SocketTables& target,
+    std::span<const wire::ListenerSpec> rebinds, std::span<const uint64_t> own);
 
-/// share_ports()'s check on these sides: foreign_holder() on `host` for a
-/// HOST listener, on `target` for a SPLICE one. Both must outlive the check.
+/// share_ports()'s check on these sides: foreign_holders() on `host` and
+/// `target`. Both must outlive the check.
 ForeignHolderCheck check_holders_on(const SocketTables& host, const SocketTables& target);
 
 }  // namespace sluice

@@ -477,11 +477,10 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
     reasons.insert(reasons.end(), a.rebinds.policy_reason.begin(), a.rebinds.policy_reason.end());
   }
   std::vector<std::string> warnings;
-  auto failures =
-      judge_rules(a.job.request.tables, keys, status, reasons,
-                  BindContext{info_.has_bind_cap, info_.unprivileged_port_start,
-                              info_.splice_has_bind_cap, info_.splice_unprivileged_port_start},
-                  &warnings);
+  BindContext ctx{info_.has_bind_cap, info_.unprivileged_port_start, info_.splice_has_bind_cap,
+                  info_.splice_unprivileged_port_start};
+  if (with_rebinds) ctx.first_rebind = a.opens.keys.size();
+  auto failures = judge_rules(a.job.request.tables, keys, status, reasons, ctx, &warnings);
   // A scan job retries a failing port every second: the same failures are
   // logged once a minute there, and any burst is rate-limited.
   const bool log_them = !a.job.scan || warnings.empty() || scan_failures_worth_logging();

@@ -158,6 +158,16 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
   std::string p = std::to_string(port);
   switch (err) {
     case EADDRINUSE:
+      if (ctx.rebind) {
+        // sluiced opens a rebind beside the listener it replaces, unless
+        // another program's socket holds the port (broker/port_holders.h).
+        return "the rule moves to another address of port " + p +
+               ", and another program's socket holds that port" +
+               (ctx.in_target_namespace ? " inside the target namespace" : "") +
+               " at an address the new one overlaps, or sluiced could not tell who holds it "
+               "(sluiced's log names the address, or says why); stop that program, or give the "
+               "rule an address that does not overlap it";
+      }
       return "another socket already listens on port " + p +
              (ctx.in_target_namespace ? " inside the target namespace" : "") +
              "; stop that service (see `" +
@@ -237,6 +247,7 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
       f.kind = control::FailureKind::kBindFailed;
       f.err = status[i];
       BindContext where_ctx = ctx;
+      where_ctx.rebind = i >= ctx.first_rebind;
       if (f.pif == Pif::kSplice) {
         where_ctx.has_bind_cap = ctx.splice_has_bind_cap;
         where_ctx.unprivileged_port_start = ctx.splice_unprivileged_port_start;

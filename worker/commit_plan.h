@@ -76,6 +76,11 @@ struct BindContext {
   uint32_t splice_unprivileged_port_start = 1024;
   /// True for the advice about a SPLICE listener (inside the target namespace).
   bool in_target_namespace = false;
+  /// judge_rules(): the keys from this index on are rebinds (a rule moving
+  /// to another address of its port); SIZE_MAX: none are.
+  size_t first_rebind = SIZE_MAX;
+  /// True for the advice about a rebind.
+  bool rebind = false;
 };
 
 /// Returns advice for a bind errno ("another socket already listens ..."), or

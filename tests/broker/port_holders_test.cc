@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,12 @@ std::string sock(const std::string& local, const std::string& st, const std::str
          inode;
 }
 
+/// foreign_holders() for the one rebind `spec`, with `t` as both sides.
+Result<std::optional<std::string>> holder_of(const SocketTables& t, const wire::ListenerSpec& spec,
+                                             std::vector<uint64_t> own = {}) {
+  return foreign_holders(t, t, std::span<const wire::ListenerSpec>(&spec, 1), own)[0];
+}
+
 /// Tables whose tcp table (or udp, with `udp`) is `text`, in a memfd.
 SocketTables tables_of(const std::string& text, bool udp = false) {
   SocketTables t;
@@ -47,13 +54,13 @@ SocketTables tables_of(const std::string& text, bool udp = false) {
   return t;
 }
 
-/// Runs foreign_holder() on a table of `lines` (after a header) for `spec`.
+/// Runs holder_of() on a table of `lines` (after a header) for `spec`.
 std::optional<std::string> holder(const std::vector<std::string>& lines,
                                   const wire::ListenerSpec& spec, std::vector<uint64_t> own = {}) {
   std::string text = "header\n";
   for (const std::string& line : lines) text += "   0: " + line + "\n";
   const bool udp = spec.proto == static_cast<uint8_t>(wire::WireProto::kUdp);
-  auto found = foreign_holder(tables_of(text, udp), spec, own);
+  auto found = holder_of(tables_of(text, udp), spec, own);
   EXPECT_TRUE(found.ok()) << found.error().message;
   return found.ok() ? *found : std::nullopt;
 }
@@ -96,12 +103,53 @@ TEST(PortHolders, TheTablesAreReadInChunksTcpOnlyUpToItsLastListener) {
   std::string huge = "header\n";
   const std::string line = "   0: " + sock("0100007F:0016", "0A", "1") + "\n";
   while (huge.size() <= (16u << 20)) huge += line;
-  auto cut = foreign_holder(tables_of(huge), any, {});
+  auto cut = holder_of(tables_of(huge), any, {});
   ASSERT_FALSE(cut.ok());
   EXPECT_NE(cut.error().message.find("longer than"), std::string::npos) << cut.error().message;
   // A line no reader would split: not the kernel's table.
-  auto garbage = foreign_holder(tables_of("header\n" + std::string(70000, 'x')), any, {});
+  auto garbage = holder_of(tables_of("header\n" + std::string(70000, 'x')), any, {});
   ASSERT_FALSE(garbage.ok());
+}
+
+TEST(PortHolders, ManyRebindsAreJudgedInOnePassEachAgainstItsOwnPortSideAndProtocol) {
+  // A range of 4096 ports moving address: one answer per rebind, in order;
+  // only the rebind whose port another program holds is refused, and only
+  // for its protocol and side.
+  std::vector<std::string> lines;
+  for (uint16_t p = 20000; p < 24096; ++p) {
+    char local[16];
+    std::snprintf(local, sizeof(local), "0100007F:%04X", p);
+    lines.push_back(sock(local, "0A", std::to_string(100000 + p)));  // sluiced's own
+  }
+  lines.push_back(sock("0200007F:5DC0", "0A", "7"));  // 127.0.0.2:24000, another program's
+  std::string text = "header\n";
+  for (const std::string& line : lines) text += "   0: " + line + "\n";
+  const SocketTables tables = tables_of(text);
+  std::vector<wire::ListenerSpec> rebinds;
+  std::vector<uint64_t> own;
+  for (uint16_t p = 20000; p < 24096; ++p) {
+    rebinds.push_back(spec_v4(0, 0, 0, 0, p));
+    own.push_back(100000 + p);
+  }
+  rebinds.push_back(spec_v4(0, 0, 0, 0, 24000, wire::WireProto::kUdp));  // no udp table: none
+  wire::ListenerSpec inside = spec_v4(127, 0, 0, 1, 24000);
+  inside.flags = wire::kListenerSplice;
+  rebinds.push_back(inside);  // the other side: its tables have an error
+  const SocketTables none = no_socket_tables("sluiced has no target namespace");
+  auto answers = foreign_holders(tables, none, rebinds, own);
+  ASSERT_EQ(answers.size(), rebinds.size());
+  for (size_t i = 0; i + 2 < rebinds.size(); ++i) {
+    ASSERT_TRUE(answers[i].ok()) << i << ": " << answers[i].error().message;
+    if (rebinds[i].port == 24000) {
+      EXPECT_EQ(*answers[i], "127.0.0.2:24000");
+    } else {
+      EXPECT_FALSE(answers[i]->has_value()) << rebinds[i].port << ": " << **answers[i];
+    }
+  }
+  ASSERT_TRUE(answers[rebinds.size() - 2].ok());
+  EXPECT_FALSE(answers[rebinds.size() - 2]->has_value());
+  ASSERT_FALSE(answers.back().ok());
+  EXPECT_EQ(answers.back().error().message, "sluiced has no target namespace");
 }
 
 TEST(PortHolders, AnIPv6WildcardIsTakenForDualStackAndMappedAddressesForIPv4) {
@@ -150,25 +198,25 @@ TEST(PortHolders, TheKernelsTablesNameAnotherProgramsSocketAndNotOurs) {
   uint16_t port = 0;
   UniqueFd theirs = shared_listener(2, &port);
   ASSERT_TRUE(theirs.valid());
-  auto found = foreign_holder(tables, spec_v4(0, 0, 0, 0, port), {});
+  auto found = holder_of(tables, spec_v4(0, 0, 0, 0, port), {});
   ASSERT_TRUE(found.ok()) << found.error().message;
   EXPECT_EQ(*found, "127.0.0.2:" + std::to_string(port));
-  const uint64_t own[] = {inode(theirs.get())};
-  found = foreign_holder(tables, spec_v4(0, 0, 0, 0, port), own);
+  const std::vector<uint64_t> own = {inode(theirs.get())};
+  found = holder_of(tables, spec_v4(0, 0, 0, 0, port), own);
   ASSERT_TRUE(found.ok());
   EXPECT_FALSE(found->has_value());
   // UDP reads the other two tables: no UDP socket holds the port.
-  found = foreign_holder(tables, spec_v4(0, 0, 0, 0, port, wire::WireProto::kUdp), {});
+  found = holder_of(tables, spec_v4(0, 0, 0, 0, port, wire::WireProto::kUdp), {});
   ASSERT_TRUE(found.ok());
   EXPECT_FALSE(found->has_value());
 }
 
 TEST(PortHolders, TablesThatCouldNotBeOpenedShareNothing) {
   const SocketTables unset;
-  EXPECT_FALSE(foreign_holder(unset, spec_v4(0, 0, 0, 0, 80), {}).ok());
+  EXPECT_FALSE(holder_of(unset, spec_v4(0, 0, 0, 0, 80), {}).ok());
   const SocketTables none = no_socket_tables("sluiced has no target namespace");
   for (const UniqueFd& file : none.files) EXPECT_TRUE(file.valid());
-  auto r = foreign_holder(none, spec_v4(0, 0, 0, 0, 80), {});
+  auto r = holder_of(none, spec_v4(0, 0, 0, 0, 80), {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "sluiced has no target namespace");
   const SocketTables missing = open_socket_tables("/proc/self/no-such-dir");
@@ -201,8 +249,10 @@ TEST(PortHolders, ARebindBesideAnotherProgramsSharedSocketSharesNothing) {
 
   // What the check prevents: shared anyway, the rebind binds beside it.
   entries[0].flags = wire::kListenerReplaces;
-  const ForeignHolderCheck blind = [](const wire::ListenerSpec&, std::span<const uint64_t>) {
-    return Result<std::optional<std::string>>(std::optional<std::string>());
+  const ForeignHolderCheck blind = [](std::span<const wire::ListenerSpec> rebinds,
+                                      std::span<const uint64_t>) {
+    return std::vector<Result<std::optional<std::string>>>(rebinds.size(),
+                                                           std::optional<std::string>());
   };
   EXPECT_EQ(escrow.share_ports(entries, blind), 1u);
   {

@@ -52,6 +52,7 @@ TEST(WorkerArgs, RoundTripWithEveryFieldSet) {
   const Argv argv = to_argv(a);
   EXPECT_EQ(argv, (Argv{"sluice-worker",
                         "-d",
+                        "--log-connections",
                         "--policy-source",
                         "/etc/sluice/policy with space",
                         "--udp-flows",

@@ -165,6 +165,27 @@ TEST(JudgeRules, PolicyDenialCarriesItsReason) {
   EXPECT_NE(failures[0].message.find("ip_unprivileged_port_start"), std::string::npos);
 }
 
+TEST(JudgeRules, ARebindInUseSaysTheRuleMovesAndWhereTheReasonIs) {
+  // Two rules; the second's key is a rebind (keys from first_rebind on).
+  TableSet next = host({rule("127.0.0.1", 80, 80, 80), rule("0.0.0.0", 81, 81, 81)});
+  auto keys = planned_keys(next);
+  ASSERT_EQ(keys.size(), 2u);
+  std::vector<int32_t> status = {EADDRINUSE, EADDRINUSE};
+  std::vector<std::string> reasons(2);
+  BindContext ctx;
+  ctx.first_rebind = 1;
+  auto failures = judge_rules(next, keys, status, reasons, ctx, nullptr);
+  ASSERT_EQ(failures.size(), 2u);  // in rule order; the keys are in address order
+  const size_t moved = keys[1].origin.rule;
+  const control::Failure& plain = failures[1 - moved];
+  const control::Failure& rebind = failures[moved];
+  EXPECT_NE(plain.message.find("another socket already listens on port"), std::string::npos)
+      << plain.message;
+  EXPECT_NE(rebind.message.find("the rule moves to another address of port"), std::string::npos)
+      << rebind.message;
+  EXPECT_NE(rebind.message.find("sluiced's log names the address"), std::string::npos);
+}
+
 TEST(RuleDiff, IsAMultisetDifferenceInTableOrder) {
   TableSet a = host({rule("*", 80, 80, 80), rule("*", 81, 81, 81), rule("*", 80, 80, 80)});
   TableSet b = host({rule("*", 80, 80, 80)});

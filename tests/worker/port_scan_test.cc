@@ -109,7 +109,7 @@ TEST(PortSet, AnEmptySetIsAPointerAndBehavesAsAFullSizedOne) {
   EXPECT_TRUE(a.test(1));
 }
 
-TEST(PortScanParse, OnlyListeningTcpSocketsCount) {
+TEST(ProcNetParse, OnlyListeningTcpSocketsCount) {
   std::string text = kTcpHeader;
   text += tcp_line(0, "0100007F:1F90", "00000000:0000", "0A");  // 127.0.0.1:8080 LISTEN
   text += tcp_line(1, "00000000:0016", "00000000:0000", "0A");  // *:22 LISTEN
@@ -128,7 +128,7 @@ TEST(PortScanParse, OnlyListeningTcpSocketsCount) {
   EXPECT_FALSE(set.test(0x9C40));
 }
 
-TEST(PortScanParse, Tcp6LinesHave32DigitAddresses) {
+TEST(ProcNetParse, Tcp6LinesHave32DigitAddresses) {
   std::string text =
       "  sl  local_address                         remote_address                        st "
       "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
@@ -143,7 +143,7 @@ TEST(PortScanParse, Tcp6LinesHave32DigitAddresses) {
   EXPECT_FALSE(set.test(8082));
 }
 
-TEST(PortScanParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
+TEST(ProcNetParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
   std::string text = kUdpHeader;
   text += udp_line(1, "0100007F:14E9", "00000000:0000", "07");  // a server on 5353
   text += udp_line(2, "00000000:0035", "00000000:0000", "07");  // a server on *:53
@@ -172,7 +172,7 @@ TEST(PortScanParse, UdpCountsSocketsThatAreBoundAndNotConnected) {
           .test(80));
 }
 
-TEST(PortScanParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
+TEST(ProcNetParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
   std::string text = kTcpHeader;
   const char* bad[] = {
       "garbage\n",
@@ -203,14 +203,14 @@ TEST(PortScanParse, MalformedLinesAreSkippedAndCountedTheRestIsRead) {
   EXPECT_FALSE(set.test(23));
 }
 
-TEST(PortScanParse, PortZeroNeverCounts) {
+TEST(ProcNetParse, PortZeroNeverCounts) {
   PortSet set =
       ports_of(std::string(kTcpHeader) + tcp_line(0, "00000000:0000", "00000000:0000", "0A"),
                ProcNetKind::kTcp);
   EXPECT_TRUE(set.none());
 }
 
-TEST(PortScanParse, ALastLineWithoutItsNewlineIsNotParsed) {
+TEST(ProcNetParse, ALastLineWithoutItsNewlineIsNotParsed) {
   std::string line = tcp_line(0, "0100007F:1F90", "00000000:0000", "0A");
   line.pop_back();  // the read stopped here
   PortScanParse r;
@@ -220,7 +220,7 @@ TEST(PortScanParse, ALastLineWithoutItsNewlineIsNotParsed) {
   EXPECT_TRUE(set.none());
 }
 
-TEST(PortScanParse, TheLineCountIsBounded) {
+TEST(ProcNetParse, TheLineCountIsBounded) {
   std::string text = kTcpHeader;
   const size_t lines = kMaxProcNetLines + 10;
   for (size_t i = 0; i < lines; ++i) {
@@ -237,7 +237,7 @@ TEST(PortScanParse, TheLineCountIsBounded) {
   EXPECT_FALSE(set.test(kMaxProcNetLines));
 }
 
-TEST(PortScanParse, EmptyTextAndHeaderOnlyHoldNothing) {
+TEST(ProcNetParse, EmptyTextAndHeaderOnlyHoldNothing) {
   PortScanParse r;
   EXPECT_TRUE(ports_of("", ProcNetKind::kTcp, &r).none());
   EXPECT_FALSE(r.truncated);
