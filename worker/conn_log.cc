@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -28,15 +29,19 @@ std::string ending(ConnEnd how, char first_fin, int err) {
     case ConnEnd::kClosed:
       return first_fin == 't' ? "the target closed first" : "the client closed first";
     case ConnEnd::kReset:
-      return "reset (a peer reset it, or a send or receive failed)";
+      return "reset (a peer reset it, or a socket operation failed)";
     case ConnEnd::kIdle:
       return "reset: no byte either way for --idle-timeout";
     case ConnEnd::kConnectFailed:
-      return "the target refused it: " + errno_text(err);
+      return (err == ECONNREFUSED ? "the target refused it: "
+                                  : "could not connect to the target: ") +
+             errno_text(err);
     case ConnEnd::kConnectTimeout:
       return "the target did not answer within --connect-timeout";
     case ConnEnd::kEnded:
       return "reset: its rule was removed";
+    case ConnEnd::kStopped:
+      return "still open when the worker stopped";
   }
   return "ended";
 }
@@ -63,21 +68,26 @@ std::string connection_ended_line(const Route& route, const ConnRecord& record,
          " to the client: " + ending(how, record.first_fin, err);
 }
 
-std::string connection_refused_line(const Route& route, const Endpoint& client,
-                                    const std::string& why) {
-  return route.text + ": connection from " + describe_endpoint(client) + " refused: " + why;
+std::string connection_refused_line(const Route& route, const Endpoint& client, const char* why,
+                                    int err) {
+  return route.text + ": connection from " + describe_endpoint(client) + " refused: " + why +
+         (err != 0 ? ": " + errno_text(err) : std::string());
 }
 
 std::string flow_ended_line(const Route& route, const Endpoint& client, const FlowRecord& record,
                             uint64_t now_ns, FlowEnd how) {
   const uint64_t lasted = now_ns > record.start_ns ? now_ns - record.start_ns : 0;
+  const char* why = how == FlowEnd::kIdle          ? "idle for --udp-idle-timeout"
+                    : how == FlowEnd::kRuleRemoved ? "its rule was removed"
+                    : how == FlowEnd::kStopped
+                        ? "still open when the worker stopped"
+                        : "its listener closed (a commit removed or moved its port)";
   return route.text + ": flow from " + describe_endpoint(client) + " ended after " +
-         seconds(lasted) + ", " + std::to_string(record.datagrams_to_target) + " datagrams (" +
+         seconds(lasted) + ", " + std::to_string(record.datagrams_to_target) +
+         (record.datagrams_to_target == 1 ? " datagram (" : " datagrams (") +
          std::to_string(record.bytes_to_target) + " bytes) to the target and " +
          std::to_string(record.datagrams_to_client) + " (" +
-         std::to_string(record.bytes_to_client) + " bytes) to the client: " +
-         (how == FlowEnd::kIdle ? "idle for --udp-idle-timeout"
-                                : "its listener closed (a commit removed or moved its port)");
+         std::to_string(record.bytes_to_client) + " bytes) to the client: " + why;
 }
 
 }  // namespace sluice

@@ -21,19 +21,20 @@ namespace sluice {
 /// How a TCP connection ended.
 enum class ConnEnd : uint8_t {
   kClosed,          // both sides finished their streams (FIN each way)
-  kReset,           // a peer reset it, or a send or receive failed
+  kReset,           // a peer reset it, or a socket operation failed
   kIdle,            // no byte either way for --idle-timeout
-  kConnectFailed,   // the target refused or was unreachable (with an errno)
+  kConnectFailed,   // the target refused, or could not be reached (with an errno)
   kConnectTimeout,  // the target did not answer within --connect-timeout
   kEnded,           // sluice ended it: its rule was removed (--end-removed-flows)
+  kStopped,         // still open when the worker stopped
 };
 
 /// What the connection log keeps of one TCP connection while it lasts, only
-/// when the log is on.
+/// when the log is on (a connection holds a pointer to it, empty otherwise).
 struct ConnRecord {
   Endpoint client;        // the client's address and port
   uint64_t start_ns = 0;  // when it was accepted (monotonic_ns)
-  char first_fin = 0;     // 'c' or 't': the side whose FIN was forwarded first
+  char first_fin = 0;     // 'c' or 't': the side whose FIN sluice read first
 };
 
 /// Returns "10.0.0.5:51234" or "[2001:db8::5]:51234" (an IPv4 address mapped
@@ -50,15 +51,18 @@ std::string connection_ended_line(const Route& route, const ConnRecord& record,
                                   uint64_t to_client, ConnEnd how, int err);
 
 /// Returns the line for a connection of `route` from `client` that was
-/// refused before it reached the target: "TCP [0.0.0.0]:8080 => 8000:
-/// connection from 10.0.0.5:51234 refused: WHY". Pure.
-std::string connection_refused_line(const Route& route, const Endpoint& client,
-                                    const std::string& why);
+/// refused before sluice tried its target: "TCP [0.0.0.0]:8080 => 8000:
+/// connection from 10.0.0.5:51234 refused: WHY", with ": ERRNO" after WHY
+/// when `err` is not 0. Pure.
+std::string connection_refused_line(const Route& route, const Endpoint& client, const char* why,
+                                    int err);
 
 /// How a UDP flow ended.
 enum class FlowEnd : uint8_t {
-  kIdle,     // no datagram either way for --udp-idle-timeout
-  kRemoved,  // its listener closed, or its rule was removed (--end-removed-flows)
+  kIdle,         // no datagram either way for --udp-idle-timeout
+  kRemoved,      // its listener closed (a commit removed or moved its port)
+  kRuleRemoved,  // its rule was removed (--end-removed-flows), the port kept
+  kStopped,      // still open when the worker stopped
 };
 
 /// What a UDP flow moved, kept while the connection log is on.

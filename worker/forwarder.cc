@@ -225,7 +225,7 @@ void Forwarder::host_sockets_ready(int family) noexcept {
     it = waiting_.erase(it);
     unwait(w);
     connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock),
-                   std::move(w.source));
+                   std::move(w.source), w.accepted_ns);
   }
 }
 
@@ -292,13 +292,15 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
   }
   struct sockaddr_storage target;
   target_sockaddr(route, peer, port, &target);
+  const uint64_t accepted_ns = limits_.log_connections ? monotonic_ns() : 0;
   ++counters_.accepted;
   ++route.counters->accepted;
   if (route.pif == Pif::kSplice && host_sockets_ != nullptr) {
     // The target is on sluiced's side: its socket comes from sluiced.
     UniqueFd sock = host_sockets_->take(target.ss_family, Proto::kTcp);
     if (sock.valid()) {
-      connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source));
+      connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source),
+                     accepted_ns);
       return;
     }
     // None ready: wait for the refill, which take() has asked for (bounded
@@ -308,7 +310,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
                 route.text.c_str());
     }
     waiting_.push_back(Waiting{std::move(client), peer, port, route_ptr, target.ss_family,
-                               monotonic_ns() + limits_.connect_timeout_ns, std::move(source)});
+                               monotonic_ns() + limits_.connect_timeout_ns, std::move(source),
+                               accepted_ns});
     ++route.counters->waiting;
     return;
   }
@@ -318,16 +321,17 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     ++counters_.connect_failed;
     ++route.counters->failed;
     if (conn_log_.allow()) LOG_WARN("%s: socket: %s", route.text.c_str(), errno_text(err).c_str());
-    log_refused(route, peer, "no socket for the target: " + errno_text(err));
+    log_refused(route, peer, "no socket for the target", err);
     set_reset_on_close(client.get());
     return;
   }
-  connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source));
+  connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source),
+                 accepted_ns);
 }
 
 void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
                                const std::shared_ptr<const Route>& route_ptr, UniqueFd sock,
-                               SourceSlot source) noexcept {
+                               SourceSlot source, uint64_t accepted_ns) noexcept {
   const Route& route = *route_ptr;
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(route, peer, port, &target);
@@ -349,7 +353,15 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
         LOG_WARN("%s",
                  describe_connect_failure(route, route_target_port(route, port), err).c_str());
       }
-      log_refused(route, peer, "the target refused it: " + errno_text(err));
+      if (limits_.log_connections) {
+        // The same line as a connect that fails later (TcpConnection).
+        ConnRecord record;
+        record.client = endpoint_of(peer);
+        record.start_ns = accepted_ns;
+        LOG_INFO("%s", connection_ended_line(route, record, route_target_port(route, port),
+                                             monotonic_ns(), 0, 0, ConnEnd::kConnectFailed, err)
+                           .c_str());
+      }
       set_reset_on_close(client.get());  // the client sees a refusal, not a silent EOF
       return;
     }
@@ -371,14 +383,14 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
       *this, std::move(client), std::move(sock), connected, route_ptr,
       route_target_port(route, port), connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
-  if (limits_.log_connections) raw->keep_record(endpoint_of(peer), monotonic_ns());
+  if (limits_.log_connections) raw->keep_record(endpoint_of(peer), accepted_ns);
   raw->source = std::move(source);
   if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
   ++counters_.active;
   ++rule.active;
-  if (!raw->start()) end_connection(raw);
+  if (!raw->start()) raw->abort_start();
 }
 
 void Forwarder::end_connection(TcpConnection* conn) noexcept {
@@ -423,9 +435,15 @@ void Forwarder::refuse_source(UniqueFd client, const struct sockaddr_storage& pe
 }
 
 void Forwarder::log_refused(const Route& route, const struct sockaddr_storage& peer,
-                            const std::string& why) noexcept {
+                            const char* why, int err) noexcept {
   if (!limits_.log_connections) return;
-  LOG_INFO("%s", connection_refused_line(route, endpoint_of(peer), why).c_str());
+  LOG_INFO("%s", connection_refused_line(route, endpoint_of(peer), why, err).c_str());
+}
+
+void Forwarder::log_open_connections() noexcept {
+  if (!limits_.log_connections) return;
+  for (auto& conn : connections_) conn->log_stopped();
+  for (const Waiting& w : waiting_) log_refused(*w.route, w.peer, "the worker stopped");
 }
 
 void Forwarder::set_tcp_rules(size_t rules) noexcept {

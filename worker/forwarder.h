@@ -281,6 +281,10 @@ class Forwarder final : public Ticker {
                                         std::shared_ptr<const Route> route);
   /// Stops serving `listener` and closes its socket.
   void close_listener(TcpListener* listener) noexcept;
+  /// With --log-connections, logs a line for every connection still open or
+  /// waiting for a host-side socket, as the worker stops (they close with
+  /// the forwarder).
+  void log_open_connections() noexcept;
 
   /// Called by a listener for each accepted client: connects to the target.
   void start_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
@@ -378,21 +382,24 @@ class Forwarder final : public Ticker {
     std::shared_ptr<const Route> route;
     int family;  // of its target
     uint64_t deadline_ns;
-    SourceSlot source;  // its place under the per-source limit
+    SourceSlot source;         // its place under the per-source limit
+    uint64_t accepted_ns = 0;  // when it was accepted, with --log-connections only
   };
   /// Connects `client` (accepted on `port` from `peer` under `route`) to
   /// its target with `sock`, a fresh socket of the target's family, and
-  /// starts forwarding once the connect completes. Needs `connect`,
-  /// `setsockopt`, `getsockname`, `epoll_ctl`.
+  /// starts forwarding once the connect completes. `accepted_ns` is when
+  /// it was accepted, for the connection log (0 while it is off). Needs
+  /// `connect`, `setsockopt`, `getsockname`, `epoll_ctl`.
   void connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                      const std::shared_ptr<const Route>& route, UniqueFd sock,
-                      SourceSlot source) noexcept;
+                      const std::shared_ptr<const Route>& route, UniqueFd sock, SourceSlot source,
+                      uint64_t accepted_ns) noexcept;
   /// Resets a client that never got a target socket, counting the failure.
   void fail_waiting(Waiting& w, const char* why) noexcept;
   /// With --log-connections, logs that the connection from `peer` under
-  /// `route` was refused before it reached the target, and `why`.
-  void log_refused(const Route& route, const struct sockaddr_storage& peer,
-                   const std::string& why) noexcept;
+  /// `route` was refused before sluice tried its target: `why`, and `err`
+  /// when not 0.
+  void log_refused(const Route& route, const struct sockaddr_storage& peer, const char* why,
+                   int err = 0) noexcept;
   /// Takes `w` off the waiting list's count of its rule (the caller erases it).
   static void unwait(Waiting& w) noexcept { --w.route->counters->waiting; }
   /// Resets `client`, accepted under `route` from `peer`, whose source holds

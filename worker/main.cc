@@ -484,6 +484,10 @@ int run(int argc, char** argv) {
   engine.submit(std::move(initial), sluiced_cred, on_initial);
   // The loop ticks every EventLoop::kDefaultTickMs.
   (*loop)->run();
+  // What is still open closes with the forwarders: the connection log says
+  // so first.
+  forwarder.log_open_connections();
+  udp->log_open_flows();
   if (!audit.flush()) {
     LOG_WARN(
         "%zu bytes of audit lines were never taken by the audit sink (its reader stopped); "

@@ -118,6 +118,7 @@ void TcpConnection::on_event(uint32_t events) noexcept {
   // every readable one) matters only to a direction holding undelivered
   // bytes; one with none is resumed by its source's readable edge.
   note_ending(up_, events);            // even before the connect completes
+  if (up_.eof_seen) note_fin(up_);     // the kernel has the FIN, maybe behind unread bytes
   if (closed_ || !connected_) return;  // the target's first event pumps both
   if ((events & kReadable) != 0 && !pump_up()) return;
   if ((events & kWritable) != 0 && down_.pending()) pump_down();
@@ -125,6 +126,7 @@ void TcpConnection::on_event(uint32_t events) noexcept {
 
 void TcpConnection::on_target_event(uint32_t events) noexcept {
   note_ending(down_, events);
+  if (down_.eof_seen) note_fin(down_);
   if (closed_) return;
   if (!connected_) {
     finish_connect(events);
@@ -186,7 +188,6 @@ TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
   const Direction& other = &dir == &up_ ? down_ : up_;
   if (!other.write_shut) shutdown(to, SHUT_WR);
   dir.write_shut = true;
-  if (record_ && record_->first_fin == 0) record_->first_fin = &dir == &up_ ? 'c' : 't';
   owner_.give_pipe(std::move(dir.pipe));
   return Pump::kFinished;
 }
@@ -223,6 +224,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
     ssize_t got = recv(from, buf, kCopyChunk, MSG_DONTWAIT);
     if (got == 0) {
       dir.read_eof = true;
+      note_fin(dir);
       continue;
     }
     if (got < 0) {
@@ -249,6 +251,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
     }
     if (read_reached_fin(n, kCopyChunk, dir.fin_seen)) {
       dir.read_eof = true;  // the next recv() would return 0
+      note_fin(dir);
       continue;
     }
     if (read_drained(n, kCopyChunk, dir.eof_seen)) return Pump::kIdle;
@@ -277,6 +280,7 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
         moved_ = true;
       } else if (n == 0) {
         dir.read_eof = true;
+        note_fin(dir);
         progress = true;
       } else if (errno != EAGAIN && errno != EINTR) {
         return Pump::kError;
@@ -307,14 +311,16 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
   }
 }
 
+void TcpConnection::log_line(ConnEnd how, int err) noexcept {
+  LOG_INFO("%s", connection_ended_line(*route_, *record_, target_port_, monotonic_ns(),
+                                       up_.delivered, down_.delivered, how, err)
+                     .c_str());
+}
+
 void TcpConnection::close_all(bool reset, ConnEnd how, int err) noexcept {
   if (closed_) return;
   closed_ = true;
-  if (record_) {
-    LOG_INFO("%s", connection_ended_line(*route_, *record_, target_port_, monotonic_ns(),
-                                         up_.delivered, down_.delivered, how, err)
-                       .c_str());
-  }
+  if (record_) log_line(how, err);
   if (reset) {
     struct linger lg = {1, 0};
     setsockopt(client_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

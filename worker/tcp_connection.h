@@ -38,6 +38,14 @@ class TcpConnection final : public EventHandler {
 
   /// Ends the connection with a reset to both peers (a removed rule's flow).
   void reset() noexcept { close_all(true, ConnEnd::kEnded); }
+  /// Ends a connection whose start() failed: a reset to both peers, and its
+  /// line in the connection log.
+  void abort_start() noexcept { close_all(true, ConnEnd::kReset); }
+  /// With the connection log on, logs the line of a connection still open
+  /// when the worker stops (the forwarder then closes it).
+  void log_stopped() noexcept {
+    if (record_ && !closed_) log_line(ConnEnd::kStopped, 0);
+  }
   /// Keeps what the connection log (--log-connections) says of it when it
   /// ends: the client `client`, accepted at `now_ns`. Only while the log is
   /// on; without it, nothing is kept.
@@ -147,6 +155,15 @@ class TcpConnection final : public EventHandler {
   /// With the connection log on, logs the connection's line: it ended
   /// `how` (with `err`, the errno of a failed connect).
   void close_all(bool reset, ConnEnd how, int err = 0) noexcept;
+  /// Logs the connection log's line: it ended `how` (with `err`).
+  void log_line(ConnEnd how, int err) noexcept;
+  /// Notes in the connection log's record that `dir`'s source finished
+  /// first, unless the other did: at its first event that reports the FIN
+  /// (the kernel has it, perhaps behind bytes not delivered yet), or when a
+  /// read finds it.
+  void note_fin(const Direction& dir) noexcept {
+    if (record_ && record_->first_fin == 0) record_->first_fin = &dir == &up_ ? 'c' : 't';
+  }
 
   Forwarder& owner_;
   UniqueFd client_, target_;

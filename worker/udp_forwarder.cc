@@ -147,7 +147,7 @@ size_t UdpForwarder::end_flows(const std::function<bool(const Route&)>& pred) no
   for (auto& flow : flows_) {
     if (flow && pred(flow->route())) doomed.push_back(flow.get());
   }
-  for (UdpFlow* flow : doomed) end_flow(flow);
+  for (UdpFlow* flow : doomed) end_flow(flow, FlowEnd::kRuleRemoved);
   counters_.flows_ended += doomed.size();
   return doomed.size();
 }
@@ -372,6 +372,17 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   ++route->counters->flows_created;
   ++route->counters->flows_active;
   return flow;
+}
+
+void UdpForwarder::log_open_flows() noexcept {
+  if (!limits_.log_flows) return;
+  const uint64_t now = monotonic_ns();
+  for (const auto& flow : flows_) {
+    if (!flow || !flow->record) continue;
+    const Endpoint client{flow->peer().addr, flow->peer().port};
+    LOG_INFO("%s",
+             flow_ended_line(flow->route(), client, *flow->record, now, FlowEnd::kStopped).c_str());
+  }
 }
 
 void UdpForwarder::end_flow(UdpFlow* flow, FlowEnd how) noexcept {

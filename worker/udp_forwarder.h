@@ -195,6 +195,9 @@ class UdpForwarder final : public Ticker {
   /// still waits for its refill empty, reads the SPLICE listeners that
   /// waited for it. Needs what read_listener needs.
   void host_sockets_ready() noexcept;
+  /// With --log-connections, logs a line for every flow still open as the
+  /// worker stops (they close with the forwarder).
+  void log_open_flows() noexcept;
 
   /// Starts serving the bound UDP socket `fd` of `key` with `route`.
   /// Returns the listener (owned by the forwarder), or an Error if epoll

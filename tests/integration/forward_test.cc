@@ -2,6 +2,7 @@
 // the test's own network namespace, a real target server, real sockets.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -198,6 +200,85 @@ TEST(Forward, TheConnectionLogHasALineForEveryConnectionAndFlow) {
       << d.log();
   EXPECT_TRUE(wait_for_log(d, " 2 datagrams (6 bytes) to the target and 2 (")) << d.log();
   EXPECT_TRUE(wait_for_log(d, " to the client: idle for --udp-idle-timeout")) << d.log();
+}
+
+TEST(Forward, TheConnectionLogSaysWhoClosedFirstAndWhatWasOpenWhenTheWorkerStopped) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  UdpEcho echo("127.0.0.1", 18053, "e");
+  Daemon d;
+  d.start({"--log-connections", "-t",
+           "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort), "-t",
+           "127.0.0.1/18082:192.0.2.1/18002", "-u", "127.0.0.1/18153:18053"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+
+  // The target sends more than the client takes in, and finishes; its FIN
+  // reaches sluice behind bytes the client has not read yet. The client
+  // finishes after that, then reads everything: the target closed first.
+  UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int small = 16384;
+  ASSERT_EQ(setsockopt(client.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+  struct sockaddr_storage ss;
+  socklen_t len = make_addr("127.0.0.1", kListenPort, &ss);
+  ASSERT_EQ(connect(client.get(), reinterpret_cast<struct sockaddr*>(&ss), len), 0);
+  const uint16_t client_port = port_of(client.get());
+  UniqueFd server = accept_one(target.get());
+  ASSERT_TRUE(server.valid());
+  const std::string chunk(1 << 20, 'x');
+  ASSERT_EQ(send(server.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(chunk.size()));
+  ASSERT_EQ(shutdown(server.get(), SHUT_WR), 0);
+  // Bounded: until sluice's side acknowledged the FIN (FIN_WAIT2).
+  bool acked = false;
+  for (int i = 0; i < 500 && !acked; ++i) {
+    struct tcp_info info {};
+    socklen_t ilen = sizeof(info);
+    acked = getsockopt(server.get(), IPPROTO_TCP, TCP_INFO, &info, &ilen) == 0 &&
+            info.tcpi_state == TCP_FIN_WAIT2;
+    if (!acked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(acked) << "sluice did not acknowledge the target's FIN";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its event reaches the worker
+  ASSERT_EQ(shutdown(client.get(), SHUT_WR), 0);
+  char buf[65536];
+  size_t got = 0;
+  for (ssize_t n; (n = recv(client.get(), buf, sizeof(buf), 0)) > 0;) got += static_cast<size_t>(n);
+  EXPECT_EQ(got, chunk.size());
+  client.reset();
+  server.reset();
+  EXPECT_TRUE(wait_for_log(d, "connection from 127.0.0.1:" + std::to_string(client_port) +
+                                  " to port 18000 ended after "))
+      << d.log();
+  EXPECT_TRUE(wait_for_log(d,
+                           " bytes to the target and 1048576 to the client: the target closed "
+                           "first"))
+      << d.log();
+
+  // A target this namespace has no route to: not a refusal.
+  UniqueFd unreachable = connect_tcp("127.0.0.1", 18082);
+  ASSERT_TRUE(unreachable.valid());
+  EXPECT_TRUE(wait_for_log(d, "to port 18002 ended after "));
+  EXPECT_TRUE(wait_for_log(d, "could not connect to the target: ENETUNREACH")) << d.log();
+
+  // A connection and a flow still open when the worker stops.
+  UniqueFd open = connect_tcp("127.0.0.1", kListenPort);
+  ASSERT_TRUE(open.valid());
+  UniqueFd open_server = accept_one(target.get());
+  ASSERT_TRUE(open_server.valid());
+  UniqueFd udp = bind_udp("127.0.0.1");
+  ASSERT_TRUE(send_udp(udp.get(), "127.0.0.1", 18153, "ping"));
+  ASSERT_TRUE(await_reply(udp.get(), "ping", 5000).ok) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  const std::string log = d.log();
+  EXPECT_NE(log.find("connection from 127.0.0.1:" + std::to_string(port_of(open.get())) +
+                     " to port 18000 ended after "),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(count_of(log, ": still open when the worker stopped"), 2u) << log;
+  EXPECT_NE(
+      log.find("flow from 127.0.0.1:" + std::to_string(local_port(udp.get())) + " ended after "),
+      std::string::npos)
+      << log;
 }
 
 TEST(Forward, WithoutTheConnectionLogConnectionsAreNotLogged) {

@@ -4,6 +4,8 @@
 // (Forward.TheConnectionLogHasALineForEveryConnectionAndFlow).
 #include "worker/conn_log.h"
 
+#include "base/strings.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 
@@ -58,7 +60,8 @@ TEST(ConnLog, AConnectionsLineSaysWhoWhereHowLongHowMuchAndHowItEnded) {
                 .find(": the target closed first"),
             std::string::npos);
   const std::pair<ConnEnd, const char*> endings[] = {
-      {ConnEnd::kReset, ": reset (a peer reset it, or a send or receive failed)"},
+      {ConnEnd::kReset, ": reset (a peer reset it, or a socket operation failed)"},
+      {ConnEnd::kStopped, ": still open when the worker stopped"},
       {ConnEnd::kIdle, ": reset: no byte either way for --idle-timeout"},
       {ConnEnd::kConnectTimeout, ": the target did not answer within --connect-timeout"},
       {ConnEnd::kEnded, ": reset: its rule was removed"},
@@ -71,6 +74,13 @@ TEST(ConnLog, AConnectionsLineSaysWhoWhereHowLongHowMuchAndHowItEnded) {
                                                     ConnEnd::kConnectFailed, ECONNREFUSED);
   EXPECT_NE(refused.find("ended after 0.000 s"), std::string::npos) << refused;
   EXPECT_NE(refused.find(": the target refused it: ECONNREFUSED"), std::string::npos) << refused;
+  // Only ECONNREFUSED is a refusal; the rest could not reach it.
+  for (int err : {ENETUNREACH, EHOSTUNREACH, ETIMEDOUT}) {
+    const std::string line =
+        connection_ended_line(r, rec, 8000, end, 0, 0, ConnEnd::kConnectFailed, err);
+    EXPECT_NE(line.find(": could not connect to the target: " + errno_text(err)), std::string::npos)
+        << line;
+  }
   // A clock read before the start (it cannot go back, but a record made
   // later than the end is no reason for a wrapped duration).
   EXPECT_NE(
@@ -80,8 +90,12 @@ TEST(ConnLog, AConnectionsLineSaysWhoWhereHowLongHowMuchAndHowItEnded) {
 
 TEST(ConnLog, ARefusedConnectionAndAFlowHaveTheirLines) {
   EXPECT_EQ(connection_refused_line(route("TCP [::]:443 => 8443"), endpoint("2001:db8::7", 40000),
-                                    "a forwarding loop"),
+                                    "a forwarding loop", 0),
             "TCP [::]:443 => 8443: connection from [2001:db8::7]:40000 refused: a forwarding loop");
+  EXPECT_EQ(connection_refused_line(route("TCP [::]:443 => 8443"), endpoint("10.0.0.1", 1),
+                                    "no socket for the target", EMFILE),
+            "TCP [::]:443 => 8443: connection from 10.0.0.1:1 refused: no socket for the target: "
+            "EMFILE (Too many open files)");
   FlowRecord rec;
   rec.start_ns = 1'000'000'000ULL;
   rec.datagrams_to_target = 12;
@@ -95,6 +109,18 @@ TEST(ConnLog, ARefusedConnectionAndAFlowHaveTheirLines) {
             "--udp-idle-timeout");
   EXPECT_NE(flow_ended_line(r, endpoint("10.0.0.5", 40000), rec, rec.start_ns, FlowEnd::kRemoved)
                 .find(": its listener closed (a commit removed or moved its port)"),
+            std::string::npos);
+  EXPECT_NE(
+      flow_ended_line(r, endpoint("10.0.0.5", 40000), rec, rec.start_ns, FlowEnd::kRuleRemoved)
+          .find(": its rule was removed"),
+      std::string::npos);
+  EXPECT_NE(flow_ended_line(r, endpoint("10.0.0.5", 40000), rec, rec.start_ns, FlowEnd::kStopped)
+                .find(": still open when the worker stopped"),
+            std::string::npos);
+  FlowRecord one;
+  one.datagrams_to_target = 1;
+  EXPECT_NE(flow_ended_line(r, endpoint("10.0.0.5", 40000), one, 0, FlowEnd::kIdle)
+                .find(", 1 datagram (0 bytes) to the target"),
             std::string::npos);
 }
 
