@@ -20,6 +20,10 @@
 namespace sluice {
 namespace {
 
+/// Limit: rebinds of one request whose refusal to share is logged one by one
+/// (the rest are counted in one line).
+constexpr size_t kLoggedRefusedShares = 3;
+
 /// The seals that make a memfd's content final.
 constexpr int kFinalSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
@@ -164,18 +168,23 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   if (rebinds.empty()) return 0;
   const std::vector<Result<std::optional<std::string>>> holders = foreign(asked, own);
   size_t shared = 0;
+  size_t refused = 0;
   for (size_t i = 0; i < rebinds.size(); ++i) {
     wire::ListenerSpec& spec = *rebinds[i];
     const Result<std::optional<std::string>>* holder = i < holders.size() ? &holders[i] : nullptr;
     if (holder == nullptr || !*holder || **holder) {
       // The rebind then fails with EADDRINUSE and the commit rolls back,
-      // the old listener serving throughout.
-      const std::string why = holder == nullptr ? std::string("no answer for it")
-                              : !*holder
-                                  ? "cannot tell who else holds it: " + holder->error().message
-                                  : "another program's socket holds it at " + ***holder;
-      LOG_WARN("%s: a rebind does not share its port: %s; the commit fails with EADDRINUSE",
-               describe_listener(spec).c_str(), why.c_str());
+      // the old listener serving throughout. Limit: the first few are
+      // logged, the rest counted (a range of thousands of ports fails the
+      // same way for each).
+      if (++refused <= kLoggedRefusedShares) {
+        const std::string why = holder == nullptr ? std::string("no answer for it")
+                                : !*holder
+                                    ? "cannot tell who else holds it: " + holder->error().message
+                                    : "another program's socket holds it at " + ***holder;
+        LOG_WARN("%s: a rebind does not share its port: %s; the commit fails with EADDRINUSE",
+                 describe_listener(spec).c_str(), why.c_str());
+      }
       spec.flags &= ~wire::kListenerReplaces;
       continue;
     }
@@ -194,6 +203,10 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
                  errno_text(errno).c_str());
       }
     }
+  }
+  if (refused > kLoggedRefusedShares) {
+    LOG_WARN("%zu more rebinds of this request do not share their ports either",
+             refused - kLoggedRefusedShares);
   }
   return shared;
 }
