@@ -246,6 +246,12 @@ Result<std::string> render_prometheus(const control::Stats& stats, const TableSe
          "Audit lines not written whole (sink errors, full backlog).", stats.audit_lines_lost);
   single(&out, "sluice_audit_waiting_bytes", "gauge",
          "Audit bytes waiting for a sink that pushes back.", stats.audit_bytes_waiting);
+  single(&out, "sluice_log_lines_dropped_total", "counter",
+         "Lines of the worker's log dropped because its standard error was not read fast enough.",
+         stats.log_lines_dropped);
+  single(&out, "sluice_connection_log", "gauge",
+         "1 when the connection log (--log-connections) is on, else 0.",
+         stats.connection_log ? 1 : 0);
 
   family_header(&out, "sluice_commits_total", "counter",
                 "Commit attempts since the worker started, by outcome (pesto updates included).");

@@ -193,6 +193,12 @@ std::string render_stats(const control::Stats& stats) {
            format_bytes(stats.audit_bytes_waiting) +
            " waiting for the sink; check what reads the audit sink (--audit-log)\n";
   }
+  if (stats.connection_log) out += "connection log: on (--log-connections)\n";
+  if (stats.log_lines_dropped != 0) {
+    out += "log: " + std::to_string(stats.log_lines_dropped) + " line" +
+           (stats.log_lines_dropped == 1 ? "" : "s") +
+           " dropped; check what reads sluiced's standard error (the journal, a pipe)\n";
+  }
   bool any[kPifCount] = {};
   for (const control::RuleStats& r : stats.rules) any[static_cast<size_t>(r.pif)] = true;
   for (size_t p = 0; p < kPifCount; ++p) {
@@ -278,6 +284,10 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.audit_lines_lost);
   w.key("auditBytesWaiting");
   w.number(stats.audit_bytes_waiting);
+  w.key("logLinesDropped");
+  w.number(stats.log_lines_dropped);
+  w.key("connectionLog");
+  w.boolean(stats.connection_log);
   w.key("idleTimeoutSeconds");
   w.number(stats.idle_timeout_seconds);
   w.key("connectionLimitPerRule");

@@ -37,6 +37,8 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setCommitsStale(st.commits_stale);
   out.setRollbacks(st.rollbacks);
   out.setPolicyReloads(st.policy_reloads);
+  out.setLogLinesDropped(st.log_lines_dropped);
+  out.setConnectionLog(st.connection_log);
   auto policy_failures = out.initPolicyFailures(static_cast<unsigned>(st.policy_failures.size()));
   for (size_t i = 0; i < st.policy_failures.size(); ++i) {
     encode_failure(st.policy_failures[i], policy_failures[static_cast<unsigned>(i)]);
@@ -120,6 +122,8 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.commits_stale = in.getCommitsStale();
   st.rollbacks = in.getRollbacks();
   st.policy_reloads = in.getPolicyReloads();
+  st.log_lines_dropped = in.getLogLinesDropped();
+  st.connection_log = in.getConnectionLog();
   auto policy_failures = in.getPolicyFailures();
   if (policy_failures.size() > kMaxFailures) throw DecodeError{"too many policy failures"};
   for (auto f : policy_failures) st.policy_failures.push_back(decode_failure(f));

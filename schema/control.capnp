@@ -261,6 +261,10 @@ struct Stats {
   # policyDenied): they keep forwarding until a commit removes or changes them.
   policyReloads @26 :UInt64;
   policyFailures @27 :List(Failure);
+  # The worker's log: lines a sink that pushed back dropped (its standard
+  # error not read fast enough), and whether the connection log is on.
+  logLinesDropped @28 :UInt64;
+  connectionLog @29 :Bool;  # --log-connections
 }
 
 struct ConfirmResult {

@@ -294,6 +294,10 @@ struct Stats {
   std::vector<Failure> policy_failures;
   /// The commit that waits for confirmation, if any.
   std::optional<PendingConfirm> pending_confirm;
+  /// Lines of the worker's log a sink that pushed back dropped (its stderr
+  /// not read fast enough): connection log lines among them.
+  uint64_t log_lines_dropped = 0;
+  bool connection_log = false;  // --log-connections
   bool operator==(const Stats&) const = default;
 };
 

@@ -32,6 +32,8 @@ control::Stats two_rule_stats() {
   st.connect_timeout_seconds = 10;
   st.udp_idle_timeout_seconds = 180;
   st.audit_lines_lost = 2;
+  st.log_lines_dropped = 5;
+  st.connection_log = true;
   st.audit_bytes_waiting = 5;
   st.commits_applied = 7;
   st.commits_rejected = 2;
@@ -108,6 +110,8 @@ TEST(RenderPrometheus, ParsesStrictlyWithEveryValue) {
   EXPECT_EQ(p.value("sluice_udp_flows"), 1);
   EXPECT_EQ(p.value("sluice_udp_flows_limit"), 8192);
   EXPECT_EQ(p.value("sluice_audit_lines_lost_total"), 2);
+  EXPECT_EQ(p.value("sluice_log_lines_dropped_total"), 5);
+  EXPECT_EQ(p.value("sluice_connection_log"), 1);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "applied"}}), 7);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "rejected"}}), 2);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "dry_run"}}), 1);

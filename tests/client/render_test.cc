@@ -309,6 +309,16 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
   EXPECT_NE(render_stats(lossy).find("audit: 1 line lost, 2.0 KiB waiting for the sink; "),
             std::string::npos)
       << render_stats(lossy);
+  EXPECT_EQ(render_stats(lossy).find("connection log"), std::string::npos);
+  EXPECT_EQ(render_stats(lossy).find("log: "), std::string::npos);
+  lossy.connection_log = true;
+  lossy.log_lines_dropped = 12;
+  EXPECT_NE(render_stats(lossy).find("connection log: on (--log-connections)\n"), std::string::npos)
+      << render_stats(lossy);
+  EXPECT_NE(render_stats(lossy).find("log: 12 lines dropped; check what reads sluiced's standard "
+                                     "error"),
+            std::string::npos)
+      << render_stats(lossy);
 }
 
 TEST(RenderStats, TextShowsTheLimitsAndWhatTheyDidToEachRule) {
@@ -351,6 +361,8 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "udpIdleTimeoutSeconds",
                                                "auditLinesLost",
                                                "auditBytesWaiting",
+                                               "logLinesDropped",
+                                               "connectionLog",
                                                "idleTimeoutSeconds",
                                                "connectionLimitPerRule",
                                                "connectionLimitPerSource",

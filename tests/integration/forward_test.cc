@@ -200,6 +200,10 @@ TEST(Forward, TheConnectionLogHasALineForEveryConnectionAndFlow) {
       << d.log();
   EXPECT_TRUE(wait_for_log(d, " 2 datagrams (6 bytes) to the target and 2 (")) << d.log();
   EXPECT_TRUE(wait_for_log(d, " to the client: idle for --udp-idle-timeout")) << d.log();
+  // sluicectl --stats says that the log is on, and that no line was dropped.
+  const RunResult stats = d.ctl({"--stats", "--json"});
+  EXPECT_NE(stats.out.find("\"logLinesDropped\":0,\"connectionLog\":true"), std::string::npos)
+      << stats.out;
 }
 
 TEST(Forward, TheConnectionLogSaysWhoClosedFirstAndWhatWasOpenWhenTheWorkerStopped) {

@@ -171,6 +171,8 @@ TEST(Codec, StatsRoundTrip) {
   st.udp_idle_timeout_seconds = 180;
   st.audit_lines_lost = 2;
   st.audit_bytes_waiting = 1400;
+  st.log_lines_dropped = 7;
+  st.connection_log = true;
   st.idle_timeout_seconds = 300;
   st.policy_reloads = 3;
   Failure pf;
