@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -187,7 +189,7 @@ TEST(Confirm, ConfirmedCommitStaysAndOtherCommitsWaitForIt) {
   EXPECT_EQ(doc->get("generation")->integer(), 2);
   EXPECT_EQ(doc->get("pendingConfirm")->type, JsonValue::Type::kNull);
   UniqueFd c = connect_tcp("127.0.0.1", 18081);
-  EXPECT_TRUE(c.valid());
+  EXPECT_TRUE(c.valid()) << std::strerror(errno) << "\n" << d.log();
 
   // Commits go through again, and nothing is left to confirm.
   RunResult next = d.ctl({"-A", "-t", "127.0.0.1/18082:18000"});
