@@ -86,10 +86,9 @@ SocketTables no_socket_tables(std::string why) {
   return out;
 }
 
-bool holds_against(const ProcNetSocket& socket, ProcNetKind kind, const wire::ListenerSpec& spec,
-                   std::span<const uint64_t> own) noexcept {
+bool holds_against(const ProcNetSocket& socket, ProcNetKind kind,
+                   const wire::ListenerSpec& spec) noexcept {
   if (socket.port != spec.port || !proc_net_bound(socket, kind)) return false;
-  if (std::find(own.begin(), own.end(), socket.inode) != own.end()) return false;
   return specs_clash(spec, as_spec(socket, spec));
 }
 
@@ -224,7 +223,7 @@ std::vector<Result<std::optional<std::string>>> foreign_holders(
             std::lower_bound(held.begin(), held.end(), spec.port,
                              [](const ProcNetSocket& s, uint16_t port) { return s.port < port; });
         for (auto it = first; it != held.end() && it->port == spec.port; ++it) {
-          if (holds_against(*it, kind, spec, {})) {
+          if (holds_against(*it, kind, spec)) {
             out[r] = std::optional(describe(*it));
             break;
           }

@@ -65,9 +65,10 @@ SocketTables no_socket_tables(std::string why);
 /// counts as bound (proc_net_bound), is on the port at an address that
 /// clashes with `spec` (specs_clash; a socket's device and IPV6_V6ONLY do not
 /// show in the table, so an IPv6 wildcard is taken for dual-stack, and any
-/// device for `spec`'s), and its inode is not in `own`. Pure.
-bool holds_against(const ProcNetSocket& socket, ProcNetKind kind, const wire::ListenerSpec& spec,
-                   std::span<const uint64_t> own) noexcept;
+/// device for `spec`'s). Whose socket it is, foreign_holders() has judged
+/// by its inode already. Pure.
+bool holds_against(const ProcNetSocket& socket, ProcNetKind kind,
+                   const wire::ListenerSpec& spec) noexcept;
 
 /// Judges `rebinds` against the sides' tables (`host` for HOST listeners,
 /// `target` for SPLICE ones), each table read once, a chunk at a time from

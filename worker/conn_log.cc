@@ -1,15 +1,12 @@
 // The connection log's lines (see conn_log.h).
 #include "worker/conn_log.h"
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
-
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <cstring>
 
 #include "base/strings.h"
+#include "schema/model.h"
 
 namespace sluice {
 namespace {
@@ -49,13 +46,9 @@ std::string ending(ConnEnd how, char first_fin, int err) {
 }  // namespace
 
 std::string describe_endpoint(const Endpoint& endpoint) {
-  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  const bool v4 = std::memcmp(endpoint.addr.data(), kV4Mapped, sizeof(kV4Mapped)) == 0;
-  char text[INET6_ADDRSTRLEN] = "?";
-  inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? endpoint.addr.data() + 12 : endpoint.addr.data(), text,
-            sizeof(text));
   const std::string port = std::to_string(endpoint.port);
-  return v4 ? std::string(text) + ":" + port : "[" + std::string(text) + "]:" + port;
+  const std::string addr = format_addr(endpoint.addr);
+  return addr_is_v4(endpoint.addr) ? addr + ":" + port : "[" + addr + "]:" + port;
 }
 
 std::string connection_ended_line(const Route& route, const ConnRecord& record,

@@ -420,15 +420,12 @@ void Forwarder::refuse_source(UniqueFd client, const struct sockaddr_storage& pe
   ++counters_.refused_source;
   ++route.counters->refused_source;
   if (conn_log_.allow()) {
-    char text[INET6_ADDRSTRLEN] = "?";
     const Addr key = source_key(peer);
-    static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    const bool v4 = std::memcmp(key.data(), kV4Mapped, sizeof(kV4Mapped)) == 0;
-    inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key.data() + 12 : key.data(), text, sizeof(text));
     LOG_WARN(
         "%s: source %s%s holds %zu connections (--max-connections-per-source); the new one "
         "is reset",
-        route.text.c_str(), text, v4 ? "" : "/64", limits_.max_connections_per_source);
+        route.text.c_str(), format_addr(key).c_str(), addr_is_v4(key) ? "" : "/64",
+        limits_.max_connections_per_source);
   }
   log_refused(route, peer, "its source holds --max-connections-per-source connections");
   set_reset_on_close(client.get());
