@@ -181,11 +181,11 @@ TEST(Forward, TheConnectionLogHasALineForEveryConnectionAndFlow) {
       << log;
 
   // Nothing listens on 18001: the target refuses.
-  UniqueFd refused = connect_tcp("127.0.0.1", 18081);
-  ASSERT_TRUE(refused.valid());
-  const uint16_t refused_port = port_of(refused.get());
+  const ConnectionEnd refused = connect_then_end("127.0.0.1", "127.0.0.1", 18081);
+  ASSERT_TRUE(refused.connected) << std::strerror(refused.err);
   EXPECT_TRUE(wait_for_log(d, "TCP [127.0.0.1]:18081 => 18001: connection from 127.0.0.1:" +
-                                  std::to_string(refused_port) + " to port 18001 ended after "))
+                                  std::to_string(refused.local_port) +
+                                  " to port 18001 ended after "))
       << d.log();
   EXPECT_TRUE(wait_for_log(d, " to the client: the target refused it: ECONNREFUSED")) << d.log();
 
@@ -212,7 +212,7 @@ TEST(Forward, TheConnectionLogSaysWhoClosedFirstAndWhatWasOpenWhenTheWorkerStopp
   Daemon d;
   d.start({"--log-connections", "-t",
            "127.0.0.1/" + std::to_string(kListenPort) + ":" + std::to_string(kTargetPort), "-t",
-           "127.0.0.1/18082:192.0.2.1/18002", "-u", "127.0.0.1/18153:18053"});
+           "127.0.0.1/18082:198.51.100.1/18002", "-u", "127.0.0.1/18153:18053"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
 
   // The target sends more than the client takes in, and finishes; its FIN
@@ -257,9 +257,9 @@ TEST(Forward, TheConnectionLogSaysWhoClosedFirstAndWhatWasOpenWhenTheWorkerStopp
                            "first"))
       << d.log();
 
-  // A target this namespace has no route to: not a refusal.
-  UniqueFd unreachable = connect_tcp("127.0.0.1", 18082);
-  ASSERT_TRUE(unreachable.valid());
+  // A target this namespace has no route to (198.51.100.1: no test gives lo
+  // that address; RuleCheck gives it 192.0.2.1): not a refusal.
+  ASSERT_TRUE(connect_then_end("127.0.0.1", "127.0.0.1", 18082).connected);
   EXPECT_TRUE(wait_for_log(d, "to port 18002 ended after "));
   EXPECT_TRUE(wait_for_log(d, "could not connect to the target: ENETUNREACH")) << d.log();
 
@@ -294,8 +294,7 @@ TEST(Forward, WithoutTheConnectionLogConnectionsAreNotLogged) {
   expect_forwarding(target.get(), kListenPort, d);
   // Then one the target refuses, whose warning is logged either way: the
   // worker has handled the first connection's end by then.
-  UniqueFd refused = connect_tcp("127.0.0.1", 18081);
-  ASSERT_TRUE(refused.valid());
+  ASSERT_TRUE(connect_then_end("127.0.0.1", "127.0.0.1", 18081).connected);
   ASSERT_TRUE(wait_for_log(d, "connect to port 18001 of the target: ECONNREFUSED")) << d.log();
   EXPECT_EQ(d.log().find("connection from"), std::string::npos) << d.log();
 }

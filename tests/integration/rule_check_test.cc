@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -185,15 +186,11 @@ TEST(RuleCheck, RunTimeLoopThroughAWildcardListenerIsResetAndCounted) {
   Daemon d;
   d.start({"-t", "0.0.0.0/18080:192.0.2.1/18080"});
   ASSERT_TRUE(d.wait_ready()) << d.log();
-  UniqueFd client = connect_tcp("127.0.0.1", 18080, 5000);
-  ASSERT_TRUE(client.valid()) << d.log();
   // The client's connection ends (the loop was reset) instead of hanging.
-  struct timeval tv = {10, 0};
-  setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  char byte;
-  ssize_t n = recv(client.get(), &byte, 1, 0);
-  EXPECT_LE(n, 0) << "the looping connection delivered data";
-  EXPECT_NE(n < 0 ? errno : 0, EAGAIN) << "the looping connection was not ended within 10 s";
+  const ConnectionEnd end = connect_then_end("127.0.0.1", "127.0.0.1", 18080);
+  ASSERT_TRUE(end.connected) << std::strerror(end.err) << "\n" << d.log();
+  EXPECT_EQ(end.bytes, 0u) << "the looping connection delivered data";
+  EXPECT_NE(end.err, EAGAIN) << "the looping connection was not ended within 10 s";
   // Counted once, and not multiplied: one client connection, one loop.
   RunResult stats = d.ctl({"--stats", "--json"});
   ASSERT_EQ(stats.status, 0) << stats.err;

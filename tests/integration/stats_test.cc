@@ -42,10 +42,9 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
   }
   // Two refused.
   for (int i = 0; i < 2; ++i) {
-    UniqueFd c = connect_tcp("127.0.0.1", 18081);
-    ASSERT_TRUE(c.valid());
-    char b;
-    EXPECT_EQ(recv(c.get(), &b, 1, 0), -1);
+    const ConnectionEnd end = connect_then_end("127.0.0.1", "127.0.0.1", 18081);
+    ASSERT_TRUE(end.connected) << std::strerror(end.err);
+    EXPECT_EQ(end.err, ECONNRESET);
   }
   // Five UDP round trips of 100 bytes from one client socket: one flow. One
   // attempt each, so the counts below are exact.

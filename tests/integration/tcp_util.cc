@@ -143,7 +143,50 @@ std::string tcp_echo(uint16_t port, const std::string& text, bool v6) {
 }
 
 bool listening(uint16_t port) {
-  return connect_tcp("127.0.0.1", port, 2000).valid();
+  UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
+  // ECONNRESET from connect(): the handshake completed (see connect_then_end).
+  return c.valid() || errno == ECONNRESET;
+}
+
+ConnectionEnd connect_then_end(const std::string& source, const std::string& addr, uint16_t port,
+                               int timeout_ms) {
+  ConnectionEnd end;
+  struct sockaddr_storage local, remote;
+  const socklen_t local_len = make_addr(source, 0, &local);
+  const socklen_t remote_len = make_addr(addr, port, &remote);
+  UniqueFd fd(socket(remote.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // Bound first, so that the port stays known after a failed connect().
+  if (bind(fd.get(), reinterpret_cast<struct sockaddr*>(&local), local_len) != 0) {
+    end.err = errno;
+    return end;
+  }
+  socklen_t len = sizeof(local);
+  if (getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&local), &len) == 0) {
+    end.local_port = ntohs(local.ss_family == AF_INET
+                               ? reinterpret_cast<struct sockaddr_in*>(&local)->sin_port
+                               : reinterpret_cast<struct sockaddr_in6*>(&local)->sin6_port);
+  }
+  if (connect(fd.get(), reinterpret_cast<struct sockaddr*>(&remote), remote_len) != 0) {
+    end.err = errno == EINPROGRESS ? ETIMEDOUT : errno;  // EINPROGRESS: SO_SNDTIMEO ran out
+    end.connected = end.err == ECONNRESET;
+    return end;
+  }
+  end.connected = true;
+  char buf[4096];
+  for (int i = 0; i < 10000; ++i) {  // bounded by the count and the receive timeout
+    const ssize_t n = recv(fd.get(), buf, sizeof(buf), 0);
+    if (n == 0) return end;
+    if (n < 0) {
+      end.err = errno;
+      return end;
+    }
+    end.bytes += static_cast<size_t>(n);
+  }
+  end.err = EAGAIN;
+  return end;
 }
 
 }  // namespace sluice::test

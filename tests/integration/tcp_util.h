@@ -28,9 +28,27 @@ UniqueFd accept_one(int listen_fd, int timeout_ms = 10000);
 /// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
 /// `v6`) and returns what came back, "" on any failure (5 s timeouts).
 std::string tcp_echo(uint16_t port, const std::string& text, bool v6 = false);
-/// True when a TCP connection to 127.0.0.1:`port` is accepted by someone
-/// within 2 s.
+/// True when a listener on 127.0.0.1:`port` completes a TCP handshake within
+/// 2 s, even if it resets the connection at once (a forwarder whose target
+/// refuses, or at a limit: see connect_then_end); false when the port
+/// refuses or stays silent.
 bool listening(uint16_t port);
+
+/// How a connection that the forwarder may end at once ended.
+struct ConnectionEnd {
+  int err = 0;              // ECONNRESET, ECONNREFUSED (no listener), ETIMEDOUT, EAGAIN; 0: EOF
+  bool connected = false;   // a listener completed the handshake
+  size_t bytes = 0;         // bytes received before the end
+  uint16_t local_port = 0;  // the client's port, known even when connect() failed
+};
+/// Connects from `source` (a port the kernel picks) to `addr`:`port` and
+/// reads until the connection ends, each step bounded by `timeout_ms`.
+/// For a connection the forwarder resets at once: on a busy machine the
+/// reset can come in after the handshake but before the client returns from
+/// connect(), and the kernel then reports it there (ECONNRESET) instead of
+/// at the first read; both count as the same end.
+ConnectionEnd connect_then_end(const std::string& source, const std::string& addr, uint16_t port,
+                               int timeout_ms = 10000);
 
 /// Writes `bytes` bytes of the stream seeded by `seed`; returns the SHA-256 of
 /// what was written, or all zeros if a write failed.
