@@ -287,8 +287,9 @@ int run_with_socket(const BrokerOptions& options, LoadedPolicy loaded, ControlSo
   for (const SocketTables* side : {&host_tables, &target_tables}) {
     if (side->error.empty() || (side == &target_tables && !helper)) continue;
     LOG_WARN(
-        "%s; rebinds on that side fail with EADDRINUSE (a rule that moves to another "
-        "address of its port: remove it in one change and add it in the next)",
+        "%s; rebinds on that side fail with EADDRINUSE (to move a rule to another "
+        "address of its port, remove it in one change and add it in the next: the port is "
+        "closed in between)",
         side->error.c_str());
   }
   WorkerLauncher launcher = std::move(*started_launcher);

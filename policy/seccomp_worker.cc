@@ -209,7 +209,9 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
                           "IPv6 target sockets that must not fall back to IPv4"));
   // TcpListener::stop_new_connections: a floor of 255 makes the kernel drop
   // new SYNs (and nothing already queued) before the drain and the close; the
-  // connections accepted then get 0 back. Affects only the worker's own sockets.
+  // connections accepted then get 0 back, and so do the listeners a dead worker
+  // held (CommitEngine::adopt), which it may have stopped before it died.
+  // Affects only the worker's own sockets.
   r.push_back(sockopt_row("setsockopt", IPPROTO_IP, IP_MINTTL,
                           "a closing TCP listener completes no new handshake (TTL floor)"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_IPV6, IPV6_MINHOPCOUNT,

@@ -165,8 +165,9 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx) {
                ", and another program's socket holds that port" +
                (ctx.in_target_namespace ? " inside the target namespace" : "") +
                " at an address the new one overlaps, or sluiced could not tell who holds it "
-               "(sluiced's log names the address, or says why); stop that program, or give the "
-               "rule an address that does not overlap it";
+               "(sluiced's log names the address, or says why); stop that program, give the "
+               "rule an address that does not overlap it, or move the rule in two changes "
+               "(remove it, then add it: the port is closed in between)";
       }
       return "another socket already listens on port " + p +
              (ctx.in_target_namespace ? " inside the target namespace" : "") +

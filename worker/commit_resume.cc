@@ -6,14 +6,26 @@
 #include <algorithm>
 
 #include "base/log.h"
+#include "base/strings.h"
 #include "schema/codec.h"
 #include "worker/commit_engine.h"
+#include "worker/forwarder.h"
 #include "worker/state_store.h"
 
 namespace sluice {
 
 void CommitEngine::adopt(std::vector<std::pair<ListenerKey, UniqueFd>> listeners) {
-  for (auto& [key, fd] : listeners) adopted_[key] = std::move(fd);
+  for (auto& [key, fd] : listeners) {
+    // The dead worker may have stopped it for a close it did not live to make.
+    if (key.proto == Proto::kTcp && !reopen_to_new_connections(fd.get())) {
+      LOG_WARN(
+          "port %u: a listener of the previous worker could not be reopened to new "
+          "connections (%s); new clients of the port may get no answer until a commit "
+          "removes its rule and adds it again",
+          key.port, errno_text(errno).c_str());
+    }
+    adopted_[key] = std::move(fd);
+  }
 }
 
 std::vector<size_t> CommitEngine::take_adopted(const Acquisition& acq,

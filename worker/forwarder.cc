@@ -172,6 +172,13 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
   return false;
 }
 
+bool reopen_to_new_connections(int fd) noexcept {
+  struct sockaddr_storage local;
+  socklen_t len = sizeof(local);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&local), &len) != 0) return false;
+  return set_min_ttl(fd, local.ss_family == AF_INET6, 0);
+}
+
 bool TcpListener::stop_new_connections() noexcept {
   if (!fd_.valid()) return true;
   if (!stopped_) {

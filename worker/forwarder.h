@@ -93,6 +93,16 @@ std::string describe_connect_failure(const Route& route, uint16_t target_port, i
 /// errno, and what to do for the common causes, as describe_connect_failure.
 std::string describe_udp_target_error(const Route& route, uint16_t target_port, int err);
 
+/// Lets the TCP listener `fd` complete handshakes again: clears the minimum
+/// TTL and hop limit that TcpListener::stop_new_connections() sets. For the
+/// listeners a dead worker held: one that died between stopping a listener
+/// and closing it (a rebind's settle time, the release slices of a large
+/// commit) leaves the floor on the copy sluiced keeps, and the resumed table
+/// would serve a port that drops every new client. Needs `getsockname` and
+/// `setsockopt(IP_MINTTL, IPV6_MINHOPCOUNT)`. Returns false when the kernel
+/// refused.
+bool reopen_to_new_connections(int fd) noexcept;
+
 /// Returns the port that `port` of `route` forwards to.
 inline uint16_t route_target_port(const Route& route, uint16_t port) noexcept {
   return static_cast<uint16_t>(route.to + (port - route.first));

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -182,6 +184,55 @@ TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {
   EXPECT_NE(d.log().find("takes over 1 listener"), std::string::npos) << d.log();
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
+/// Stops new connections on worker `worker`'s IPv4 TCP listener of `port`,
+/// as TcpListener::stop_new_connections() does before a close (a minimum
+/// TTL of 255), through a copy of it taken with pidfd_getfd. Returns false
+/// when there is no such listener or the kernel refused.
+bool stop_new_connections_of(pid_t worker, uint16_t port) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, worker, 0)));
+  if (!pidfd.valid()) return false;
+  for (int n = 0; n < 4096; ++n) {  // bounded: the worker's descriptors are far fewer
+    UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), n, 0)));
+    if (!fd.valid()) continue;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    struct sockaddr_in local = {};
+    socklen_t local_len = sizeof(local);
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        listening == 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&local), &local_len) != 0 ||
+        local.sin_family != AF_INET || ntohs(local.sin_port) != port) {
+      continue;
+    }
+    const int floor = 255;
+    return ::setsockopt(fd.get(), IPPROTO_IP, IP_MINTTL, &floor, sizeof(floor)) == 0;
+  }
+  return false;
+}
+
+TEST(Restart, AListenerTheDeadWorkerStoppedServesUnderTheNext) {
+  // A worker stops a listener's new connections before it closes it (a
+  // rebind's settle time, the release slices of a large commit); one that
+  // dies in between leaves the stop on the copy sluiced hands the next one.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_TRUE(stop_new_connections_of(worker, 18080)) << std::strerror(errno);
+  // Stopped: the handshake gets no answer (not even a reset) within 300 ms.
+  EXPECT_FALSE(connect_tcp("127.0.0.1", 18080, 300).valid());
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  EXPECT_NE(d.log().find("takes over 1 listener"), std::string::npos) << d.log();
+  // Within 5 s a dropped SYN would be sent twice more, and dropped again.
+  UniqueFd client = connect_tcp("127.0.0.1", 18080, 5000);
+  ASSERT_TRUE(client.valid()) << std::strerror(errno) << "\n" << d.log();
+  EXPECT_TRUE(accept_one(target.get(), 5000).valid()) << d.log();
 }
 
 TEST(Restart, TheLauncherIsAChildOfSluiced) {

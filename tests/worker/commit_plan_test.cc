@@ -184,6 +184,9 @@ TEST(JudgeRules, ARebindInUseSaysTheRuleMovesAndWhereTheReasonIs) {
   EXPECT_NE(rebind.message.find("the rule moves to another address of port"), std::string::npos)
       << rebind.message;
   EXPECT_NE(rebind.message.find("sluiced's log names the address"), std::string::npos);
+  EXPECT_NE(rebind.message.find("or move the rule in two changes (remove it, then add it"),
+            std::string::npos)
+      << rebind.message;
 }
 
 TEST(RuleDiff, IsAMultisetDifferenceInTableOrder) {
