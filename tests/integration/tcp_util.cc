@@ -142,8 +142,8 @@ std::string tcp_echo(uint16_t port, const std::string& text, bool v6) {
   return got;
 }
 
-bool listening(uint16_t port) {
-  UniqueFd c = connect_tcp("127.0.0.1", port, 2000);
+bool listening(uint16_t port, const std::string& addr) {
+  UniqueFd c = connect_tcp(addr, port, 2000);
   // ECONNRESET from connect(): the handshake completed (see connect_then_end).
   return c.valid() || errno == ECONNRESET;
 }

@@ -28,11 +28,11 @@ UniqueFd accept_one(int listen_fd, int timeout_ms = 10000);
 /// Sends `text` on a new TCP connection to 127.0.0.1:`port` (or [::1] with
 /// `v6`) and returns what came back, "" on any failure (5 s timeouts).
 std::string tcp_echo(uint16_t port, const std::string& text, bool v6 = false);
-/// True when a listener on 127.0.0.1:`port` completes a TCP handshake within
+/// True when a listener on `addr`:`port` completes a TCP handshake within
 /// 2 s, even if it resets the connection at once (a forwarder whose target
 /// refuses, or at a limit: see connect_then_end); false when the port
 /// refuses or stays silent.
-bool listening(uint16_t port);
+bool listening(uint16_t port, const std::string& addr = "127.0.0.1");
 
 /// How a connection that the forwarder may end at once ended.
 struct ConnectionEnd {
