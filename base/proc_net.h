@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
 namespace sluice {
 
@@ -68,33 +69,44 @@ struct ProcNetParse {
   size_t entries = 0;      // well-formed socket lines
   size_t malformed = 0;    // lines skipped: too long, or not the kernel's shape
   bool truncated = false;  // stopped at kMaxProcNetLines, or the text ends mid-line
+  bool stopped = false;    // `each` asked to stop
+  size_t consumed = 0;     // bytes of the whole lines read (up to a newline)
 };
 
 /// Calls `each(const ProcNetSocket&)` for every well-formed socket line of
 /// `text`, the text of one file: its first line is the header and is
-/// skipped; parsing stops after kMaxProcNetLines lines; a last line without
-/// its newline is not parsed (the read that made the text was cut).
+/// skipped (unless `header` is false: `text` goes on from an earlier part
+/// of the file); parsing stops after kMaxProcNetLines lines, and after a
+/// call of `each` that returns false (`each` may return void); a last line
+/// without its newline is not parsed (the read that made the text was cut,
+/// or a reader by parts has the rest still to read).
 template <typename Each>
-ProcNetParse for_each_proc_net_socket(std::string_view text, Each&& each) {
+ProcNetParse for_each_proc_net_socket(std::string_view text, Each&& each, bool header = true) {
   ProcNetParse result;
-  size_t at = 0;
   size_t lines = 0;
-  while (at < text.size()) {
-    const size_t nl = text.find('\n', at);
+  while (result.consumed < text.size()) {
+    const size_t nl = text.find('\n', result.consumed);
     if (nl == std::string_view::npos || lines == kMaxProcNetLines) {
       result.truncated = true;
       break;
     }
-    const std::string_view line = text.substr(at, nl - at);
-    at = nl + 1;
-    if (lines++ == 0) continue;  // the header
+    const std::string_view line = text.substr(result.consumed, nl - result.consumed);
+    result.consumed = nl + 1;
+    if (lines++ == 0 && header) continue;
     std::optional<ProcNetSocket> socket = parse_proc_net_line(line);
     if (!socket) {
       ++result.malformed;
       continue;
     }
     ++result.entries;
-    each(*socket);
+    if constexpr (std::is_same_v<decltype(each(*socket)), bool>) {
+      if (!each(*socket)) {
+        result.stopped = true;
+        break;
+      }
+    } else {
+      each(*socket);
+    }
   }
   return result;
 }

@@ -139,6 +139,18 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
+  // The candidates on the port of `slot`.
+  auto on_port = [&candidates](uint32_t slot) {
+    struct BySlot {
+      bool operator()(const std::pair<uint32_t, Entry*>& c, uint32_t s) const {
+        return c.first < s;
+      }
+      bool operator()(uint32_t s, const std::pair<uint32_t, Entry*>& c) const {
+        return s < c.first;
+      }
+    };
+    return std::equal_range(candidates.begin(), candidates.end(), slot, BySlot{});
+  };
   // A rebind shares its port only with the listeners of sluiced's it clashes
   // with in the kernel, the ones it replaces; one that clashes with none
   // replaces nothing and opens as any other entry. So the worker cannot have
@@ -151,13 +163,10 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   std::vector<wire::ListenerSpec> asked;
   for (wire::ListenerSpec& spec : entries) {
     if ((spec.flags & wire::kListenerReplaces) == 0) continue;
-    const uint32_t slot = port_slot(spec);
-    auto first = std::lower_bound(candidates.begin(), candidates.end(), slot,
-                                  [](const auto& c, uint32_t s) { return c.first < s; });
+    const auto [first, last] = on_port(port_slot(spec));
     bool replaces = false;
-    for (auto it = first; it != candidates.end() && it->first == slot && !replaces; ++it) {
+    for (auto it = first; it != last && !replaces; ++it)
       replaces = specs_clash(spec, it->second->spec);
-    }
     if (!replaces) {
       spec.flags &= ~wire::kListenerReplaces;
       continue;
@@ -188,10 +197,8 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
       spec.flags &= ~wire::kListenerReplaces;
       continue;
     }
-    const uint32_t slot = port_slot(spec);
-    auto first = std::lower_bound(candidates.begin(), candidates.end(), slot,
-                                  [](const auto& c, uint32_t s) { return c.first < s; });
-    for (auto it = first; it != candidates.end() && it->first == slot; ++it) {
+    const auto [first, last] = on_port(port_slot(spec));
+    for (auto it = first; it != last; ++it) {
       Entry* entry = it->second;
       if (!specs_clash(spec, entry->spec)) continue;
       const int one = 1;

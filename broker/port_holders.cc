@@ -137,35 +137,30 @@ Result<void> collect_table(const SocketTables& tables, size_t i, ProcNetKind kin
     }
     offset += static_cast<uint64_t>(n);
     const size_t end = kept + static_cast<size_t>(n);
-    size_t at = 0;
-    for (;;) {
-      const void* nl = std::memchr(buf.data() + at, '\n', end - at);
-      if (nl == nullptr) break;
-      const size_t stop = static_cast<size_t>(static_cast<const char*>(nl) - buf.data());
-      const std::string_view line(buf.data() + at, stop - at);
-      at = stop + 1;
-      if (header) {
-        header = false;
-        continue;
-      }
-      const std::optional<ProcNetSocket> socket = parse_proc_net_line(line);
-      if (!socket) continue;
-      const bool bound = proc_net_bound(*socket, kind);
-      if (kind == ProcNetKind::kTcp && !bound) return Ok();  // the listeners are behind
-      if (!bound || !std::binary_search(ports.begin(), ports.end(), socket->port) ||
-          std::binary_search(own.begin(), own.end(), socket->inode)) {
-        continue;
-      }
-      if (out->size() == kMaxForeignSockets) {
-        return Err(E2BIG, std::string("the ") + kTableNames[i] + " table has more than " +
-                              std::to_string(kMaxForeignSockets) +
-                              " other programs' sockets on these ports");
-      }
-      out->push_back(*socket);
+    bool full = false;  // past kMaxForeignSockets
+    const ProcNetParse parsed = for_each_proc_net_socket(
+        std::string_view(buf.data(), end),
+        [&](const ProcNetSocket& socket) {
+          const bool bound = proc_net_bound(socket, kind);
+          if (kind == ProcNetKind::kTcp && !bound) return false;  // the listeners are behind
+          if (!bound || !std::binary_search(ports.begin(), ports.end(), socket.port) ||
+              std::binary_search(own.begin(), own.end(), socket.inode)) {
+            return true;
+          }
+          full = out->size() == kMaxForeignSockets;
+          if (!full) out->push_back(socket);
+          return !full;
+        },
+        header);
+    if (full) {
+      return Err(E2BIG, std::string("the ") + kTableNames[i] + " table has more than " +
+                            std::to_string(kMaxForeignSockets) +
+                            " other programs' sockets on these ports");
     }
-    if (n == 0) return Ok();
-    kept = end - at;
-    std::memmove(buf.data(), buf.data() + at, kept);
+    if (parsed.stopped || n == 0) return Ok();
+    if (parsed.consumed > 0) header = false;
+    kept = end - parsed.consumed;
+    std::memmove(buf.data(), buf.data() + parsed.consumed, kept);
     if (kept == buf.size()) {
       return Err(EPROTO, std::string("the ") + kTableNames[i] + " table has a line of over " +
                              std::to_string(kHolderChunkBytes) + " bytes");

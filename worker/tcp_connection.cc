@@ -195,17 +195,10 @@ TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
 TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
                                              uint64_t* byte_counter,
                                              uint64_t* rule_counter) noexcept {
-  // Counts `n` bytes delivered to the destination.
-  auto deliver = [&](size_t n) {
-    dir.delivered += n;
-    *byte_counter += n;
-    *rule_counter += n;
-    moved_ = true;
-  };
   if (dir.held_len > 0) {
     ssize_t n = send(to, dir.held.get() + dir.held_off, dir.held_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) return (errno == EAGAIN || errno == EINTR) ? Pump::kIdle : Pump::kError;
-    deliver(static_cast<size_t>(n));
+    count_delivered(dir, static_cast<size_t>(n), byte_counter, rule_counter);
     dir.held_off += static_cast<size_t>(n);
     dir.held_len -= static_cast<size_t>(n);
     // A short send means the destination is full; its writable edge resumes.
@@ -223,8 +216,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
     }
     ssize_t got = recv(from, buf, kCopyChunk, MSG_DONTWAIT);
     if (got == 0) {
-      dir.read_eof = true;
-      note_fin(dir);
+      reached_eof(dir);
       continue;
     }
     if (got < 0) {
@@ -239,7 +231,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
       if (errno != EAGAIN && errno != EINTR) return Pump::kError;
       sent = 0;
     }
-    deliver(static_cast<size_t>(sent));
+    count_delivered(dir, static_cast<size_t>(sent), byte_counter, rule_counter);
     if (static_cast<size_t>(sent) < n) {
       // The destination is full: keep the rest (at most kCopyChunk) and
       // read no more until it is delivered (back-pressure, as a full pipe).
@@ -250,8 +242,7 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
       return Pump::kIdle;
     }
     if (read_reached_fin(n, kCopyChunk, dir.fin_seen)) {
-      dir.read_eof = true;  // the next recv() would return 0
-      note_fin(dir);
+      reached_eof(dir);  // the next recv() would return 0
       continue;
     }
     if (read_drained(n, kCopyChunk, dir.eof_seen)) return Pump::kIdle;
@@ -279,8 +270,7 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
         progress = true;
         moved_ = true;
       } else if (n == 0) {
-        dir.read_eof = true;
-        note_fin(dir);
+        reached_eof(dir);
         progress = true;
       } else if (errno != EAGAIN && errno != EINTR) {
         return Pump::kError;
@@ -291,11 +281,8 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
                          SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
       if (n > 0) {
         dir.pipe.bytes -= static_cast<size_t>(n);
-        dir.delivered += static_cast<uint64_t>(n);
-        *byte_counter += static_cast<uint64_t>(n);
-        *rule_counter += static_cast<uint64_t>(n);
+        count_delivered(dir, static_cast<size_t>(n), byte_counter, rule_counter);
         progress = true;
-        moved_ = true;
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         return Pump::kError;
       }

@@ -157,6 +157,21 @@ class TcpConnection final : public EventHandler {
   void close_all(bool reset, ConnEnd how, int err = 0) noexcept;
   /// Logs the connection log's line: it ended `how` (with `err`).
   void log_line(ConnEnd how, int err) noexcept;
+  /// Counts `n` bytes of `dir` delivered to its destination: the direction's
+  /// total, the forwarder's (`byte_counter`) and the rule's (`rule_counter`),
+  /// and the activity the idle scan looks for.
+  void count_delivered(Direction& dir, size_t n, uint64_t* byte_counter,
+                       uint64_t* rule_counter) noexcept {
+    dir.delivered += n;
+    *byte_counter += n;
+    *rule_counter += n;
+    moved_ = true;
+  }
+  /// A read of `dir`'s source found its end: nothing more comes from it.
+  void reached_eof(Direction& dir) noexcept {
+    dir.read_eof = true;
+    note_fin(dir);
+  }
   /// Notes in the connection log's record that `dir`'s source finished
   /// first, unless the other did: at its first event that reports the FIN
   /// (the kernel has it, perhaps behind bytes not delivered yet), or when a

@@ -378,21 +378,20 @@ void UdpForwarder::log_open_flows() noexcept {
   if (!limits_.log_flows) return;
   const uint64_t now = monotonic_ns();
   for (const auto& flow : flows_) {
-    if (!flow || !flow->record) continue;
-    const Endpoint client{flow->peer().addr, flow->peer().port};
-    LOG_INFO("%s",
-             flow_ended_line(flow->route(), client, *flow->record, now, FlowEnd::kStopped).c_str());
+    if (flow) log_flow_end(*flow, FlowEnd::kStopped, now);
   }
+}
+
+void UdpForwarder::log_flow_end(const UdpFlow& flow, FlowEnd how, uint64_t now_ns) noexcept {
+  if (!flow.record) return;
+  const Endpoint client{flow.peer().addr, flow.peer().port};
+  LOG_INFO("%s", flow_ended_line(flow.route(), client, *flow.record, now_ns, how).c_str());
 }
 
 void UdpForwarder::end_flow(UdpFlow* flow, FlowEnd how) noexcept {
   FlowId id = flow->id();
   CHECK(id < flows_.size() && flows_[id].get() == flow);
-  if (flow->record) {
-    const Endpoint client{flow->peer().addr, flow->peer().port};
-    LOG_INFO("%s",
-             flow_ended_line(flow->route(), client, *flow->record, monotonic_ns(), how).c_str());
-  }
+  if (flow->record) log_flow_end(*flow, how, monotonic_ns());
   loop_.remove(flow->fd());
   if (flow->guarded) own_endpoints_.erase(flow->own_endpoint);
   flow->close_socket();

@@ -234,6 +234,9 @@ class UdpForwarder final : public Ticker {
   /// Ends `flow`: unregisters and closes its socket, frees its slot, and
   /// frees the object after the batch.
   void end_flow(UdpFlow* flow, FlowEnd how = FlowEnd::kRemoved) noexcept;
+  /// With the connection log on (the flow has a record), logs `flow`'s line:
+  /// it ended `how` at `now_ns`.
+  void log_flow_end(const UdpFlow& flow, FlowEnd how, uint64_t now_ns) noexcept;
   /// Puts a listener or flow that stopped early on its resume list, to be
   /// read again right after the current batch of events.
   template <typename T>
