@@ -114,5 +114,25 @@ TEST(ProcNetText, TheHeaderIsSkippedACutLastLineIsNotReadAndLinesAreBounded) {
   EXPECT_TRUE(r.truncated);
 }
 
+TEST(ProcNetText, ALaterPartHasNoHeaderAndTheCallbackMayStop) {
+  const std::string line = tcp_line("0100007F:1F90", "00000000:0000", "0A") + "\n";
+  const std::string cut = line.substr(0, 20);
+  // A part read after the first: every whole line is a socket; the bytes
+  // consumed end at the last newline, where the next part goes on.
+  size_t seen = 0;
+  ProcNetParse r = for_each_proc_net_socket(
+      line + line + cut, [&](const ProcNetSocket&) { ++seen; }, false);
+  EXPECT_EQ(seen, 2u);
+  EXPECT_EQ(r.consumed, 2 * line.size());
+  EXPECT_FALSE(r.stopped);
+  // A callback that returns false stops the walk after that socket.
+  seen = 0;
+  r = for_each_proc_net_socket(
+      line + line + line, [&](const ProcNetSocket&) { return ++seen < 2; }, false);
+  EXPECT_EQ(seen, 2u);
+  EXPECT_TRUE(r.stopped);
+  EXPECT_EQ(r.consumed, 2 * line.size());
+}
+
 }  // namespace
 }  // namespace sluice
