@@ -3,6 +3,9 @@
 // (tests/prometheus_check.h), and a mismatch of counters and tables refused.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -133,6 +136,55 @@ TEST(RenderPrometheus, ParsesStrictlyWithEveryValue) {
   EXPECT_EQ(p.types.count("sluice_rule_scan_listening_ports"), 0u);
   // Every family has its help, and every counter ends in _total (the parser checks).
   for (const auto& [name, type] : p.types) EXPECT_EQ(p.helps.count(name), 1u) << name;
+}
+
+/// The whole text of the file at `path` under the source tree; "" when it
+/// cannot be read.
+std::string source_file(const std::string& path) {
+  std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/" + path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Operators look a family up in sluicectl(1) and in OPERATIONS.md; a family
+// the formatter gained without a word there is one nobody alerts on.
+TEST(RenderPrometheus, EveryFamilyIsInTheManPageAndTheOperationsGuide) {
+  control::Stats st = two_rule_stats();
+  control::PendingConfirm pending;
+  pending.generation = 8;
+  pending.rollback_generation = 7;
+  pending.deadline_unix_millis = 1700000000000;
+  st.pending_confirm = pending;
+  st.rules[1].scan_active = std::vector<control::PortRange>{{53, 53}};
+  auto text = render_prometheus(st, two_rule_tables(), "0.1.0");
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  std::string error;
+  auto parsed = parse_prometheus(*text, &error);
+  ASSERT_TRUE(parsed.has_value()) << error;
+  const std::string man = source_file("docs/man/sluicectl.1");
+  const std::string ops = source_file("docs/OPERATIONS.md");
+  ASSERT_FALSE(man.empty());
+  ASSERT_FALSE(ops.empty());
+  // Every family the formatter can emit with these stats, the optional ones too.
+  EXPECT_EQ(parsed->types.count("sluice_confirm_deadline_timestamp_seconds"), 1u);
+  EXPECT_EQ(parsed->types.count("sluice_rule_scan_listening_ports"), 1u);
+  for (const auto& [name, type] : parsed->types) {
+    // A name is there when no longer name continues it (sluice_rule_udp_flows
+    // inside sluice_rule_udp_flows_created_total does not count).
+    auto named = [&name](const std::string& doc) {
+      for (size_t at = doc.find(name); at != std::string::npos; at = doc.find(name, at + 1)) {
+        const size_t end = at + name.size();
+        if (end == doc.size() ||
+            !(std::isalnum(static_cast<unsigned char>(doc[end])) || doc[end] == '_')) {
+          return true;
+        }
+      }
+      return false;
+    };
+    EXPECT_TRUE(named(man)) << name << " is not in docs/man/sluicectl.1 (--prometheus)";
+    EXPECT_TRUE(named(ops)) << name << " is not in docs/OPERATIONS.md";
+  }
 }
 
 TEST(RenderPrometheus, EmptyTablesStillParse) {

@@ -1,4 +1,5 @@
-// Every test the documentation names exists. The threat model, the
+// Every test the documentation names exists, and no document holds a control
+// byte. The threat model, the
 // architecture and the operations guide back their claims with test names
 // (`Suite.Name`, `Suite.*Glob*`, `Suite.Probe/probe_name`); a test renamed or
 // removed would leave a claim that nothing checks any more. This test reads
@@ -110,6 +111,28 @@ TEST(DocReferences, EveryTestTheDocumentationNamesExists) {
     }
     EXPECT_TRUE(found) << ref.file << " names `" << ref.name
                        << "`, which no test defines: rename the reference, or the test back";
+  }
+}
+
+// A control byte in a page (a form feed where the roff escape `\f` was meant)
+// shows as garbage in man(1) and in a browser.
+TEST(DocReferences, NoDocumentHoldsAControlByte) {
+  const fs::path root = SLUICE_SOURCE_DIR;
+  std::vector<fs::path> docs = {root / "README.md"};
+  for (const char* dir : {"docs", "docs/man"}) {
+    for (const auto& entry : fs::directory_iterator(root / dir)) {
+      if (entry.is_regular_file()) docs.push_back(entry.path());
+    }
+  }
+  EXPECT_GT(docs.size(), 8u);
+  for (const fs::path& doc : docs) {
+    const std::string text = read_all(doc);
+    size_t line = 1;
+    for (unsigned char c : text) {
+      if (c == '\n') ++line;
+      EXPECT_FALSE(c < 0x20 && c != '\n' && c != '\t')
+          << doc.filename().string() << ":" << line << " holds the control byte " << int{c};
+    }
   }
 }
 
