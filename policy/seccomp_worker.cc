@@ -199,6 +199,8 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
   // flow sockets take ICMP errors as plain errnos (no IP_RECVERR).
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_LINGER, "RST propagation (linger 0)"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_KEEPALIVE, "TCP keepalive on connections"));
+  r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_OOBINLINE,
+                          "forward a connection's urgent byte in its stream, not drop it"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_RCVBUF, "size socket buffers"));
   r.push_back(sockopt_row("setsockopt", SOL_SOCKET, SO_SNDBUF, "size socket buffers"));
   r.push_back(sockopt_row("setsockopt", IPPROTO_TCP, TCP_NODELAY, "no Nagle delay on forwarding"));

@@ -20,8 +20,8 @@ namespace {
 constexpr size_t kSpliceChunk = 1u << 20;
 
 /// Events that let a socket's bytes be read (EOF and errors included: the
-/// splice then reports them).
-constexpr uint32_t kReadable = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+/// splice then reports them; urgent data too).
+constexpr uint32_t kReadable = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 /// Events that let bytes be written to a socket.
 constexpr uint32_t kWritable = EPOLLOUT | EPOLLHUP | EPOLLERR;
 /// Events after which the socket's next read must be taken to its 0 or its
@@ -80,7 +80,9 @@ void TcpConnection::connect_timed_out() noexcept {
 }
 
 Result<void> TcpConnection::start() noexcept {
-  constexpr uint32_t kEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  // EPOLLPRI: the kernel reports it only while urgent data waits, so the
+  // common path never sees it (note_urgent).
+  constexpr uint32_t kEvents = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   auto a = owner_.loop().add(client_.get(), kEvents, this);
   if (!a) return a;
   auto b = owner_.loop().add(target_.get(), kEvents, &target_side_);
@@ -117,16 +119,40 @@ void TcpConnection::on_event(uint32_t events) noexcept {
   // that has nothing to do: a writable edge (epoll reports EPOLLOUT with
   // every readable one) matters only to a direction holding undelivered
   // bytes; one with none is resumed by its source's readable edge.
-  note_ending(up_, events);            // even before the connect completes
-  if (up_.eof_seen) note_fin(up_);     // the kernel has the FIN, maybe behind unread bytes
+  note_ending(up_, events);         // even before the connect completes
+  if (up_.eof_seen) note_fin(up_);  // the kernel has the FIN, maybe behind unread bytes
+  if ((events & EPOLLPRI) != 0) note_urgent(client_.get(), up_);
   if (closed_ || !connected_) return;  // the target's first event pumps both
   if ((events & kReadable) != 0 && !pump_up()) return;
-  if ((events & kWritable) != 0 && down_.pending()) pump_down();
+  if ((events & kWritable) != 0 && down_.pending() && !pump_down()) return;
+  if ((events & EPOLLERR) != 0) reset_on_error(client_.get());
+}
+
+void TcpConnection::note_urgent(int from, Direction& dir) noexcept {
+  if (dir.urgent) return;
+  dir.urgent = true;
+  // The urgent byte stays in the stream, where the copy path reads it, and
+  // reaches the destination as an ordinary byte: without this, recv() would
+  // skip it, and the byte would be lost. Set before the byte is first read.
+  const int on = 1;
+  setsockopt(from, SOL_SOCKET, SO_OOBINLINE, &on, sizeof(on));
+}
+
+void TcpConnection::reset_on_error(int fd) noexcept {
+  if (closed_) return;
+  // An error the pumps did not meet: the socket's own direction had ended
+  // (its FIN came first) and the other had nothing to write, so no call saw
+  // it. A reset after a FIN is still a reset: pass it on.
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) return;
+  close_all(true, ConnEnd::kReset);
 }
 
 void TcpConnection::on_target_event(uint32_t events) noexcept {
   note_ending(down_, events);
   if (down_.eof_seen) note_fin(down_);
+  if ((events & EPOLLPRI) != 0) note_urgent(target_.get(), down_);
   if (closed_) return;
   if (!connected_) {
     finish_connect(events);
@@ -136,7 +162,8 @@ void TcpConnection::on_target_event(uint32_t events) noexcept {
     return;
   }
   if ((events & kReadable) != 0 && !pump_down()) return;
-  if ((events & kWritable) != 0 && up_.pending()) pump_up();
+  if ((events & kWritable) != 0 && up_.pending() && !pump_up()) return;
+  if ((events & EPOLLERR) != 0) reset_on_error(target_.get());
 }
 
 void TcpConnection::finish_connect(uint32_t events) noexcept {
@@ -178,7 +205,14 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
     Pump r = pump_copy(from, to, dir, byte_counter, rule_counter);
     if (!dir.splicing) return r;
   }
-  return pump_splice(from, to, dir, byte_counter, rule_counter);
+  Pump r = pump_splice(from, to, dir, byte_counter, rule_counter);
+  if (r == Pump::kIdle && dir.urgent && !dir.pipe.read_end.valid()) {
+    // splice() stops at the urgent mark for good, and the pipe is empty
+    // (given back): copy from here on, which reads through the mark.
+    dir.splicing = false;
+    return pump_copy(from, to, dir, byte_counter, rule_counter);
+  }
+  return r;
 }
 
 TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
@@ -209,8 +243,8 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
   char* buf = owner_.copy_buffer();
   for (;;) {
     if (dir.read_eof) return finish(to, dir);  // everything the source sent was delivered
-    if (should_splice(dir.delivered, dir.held_len, dir.read_full,
-                      owner_.limits().splice_after_bytes)) {
+    if (!dir.urgent && should_splice(dir.delivered, dir.held_len, dir.read_full,
+                                     owner_.limits().splice_after_bytes)) {
       dir.splicing = true;
       return Pump::kIdle;
     }
@@ -241,6 +275,9 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
       std::memcpy(dir.held.get(), buf + sent, dir.held_len);
       return Pump::kIdle;
     }
+    // recv() also stops short at an urgent mark with bytes behind it: after
+    // urgent data, only EAGAIN or 0 say where the stream is.
+    if (dir.urgent) continue;
     if (read_reached_fin(n, kCopyChunk, dir.fin_seen)) {
       reached_eof(dir);  // the next recv() would return 0
       continue;
@@ -269,6 +306,9 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
         dir.pipe.bytes += static_cast<size_t>(n);
         progress = true;
         moved_ = true;
+      } else if (n == 0 && dir.urgent) {
+        // At an urgent mark with the FIN behind it, splice() returns 0 as
+        // if at the end: the copy path reads on once the pipe is empty.
       } else if (n == 0) {
         reached_eof(dir);
         progress = true;

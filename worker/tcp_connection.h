@@ -106,6 +106,10 @@ class TcpConnection final : public EventHandler {
     bool fin_seen = false;    // one reported FIN alone (read_reached_fin)
     bool read_eof = false;    // the source sent FIN
     bool write_shut = false;  // FIN forwarded to the destination
+    // The source sent urgent data (MSG_OOB; telnet's interrupt, FTP's ABOR):
+    // a short recv() no longer means drained or at the FIN (it stops at the
+    // mark), and the direction copies for good (splice() cannot pass it).
+    bool urgent = false;
     /// Bytes read from the source and not yet delivered: the destination
     /// was full, so its writable event must resume the direction.
     bool pending() const noexcept { return pipe.bytes > 0 || held_len > 0; }
@@ -128,6 +132,14 @@ class TcpConnection final : public EventHandler {
   /// directions are shut (orderly close); false when it ended.
   bool settle(Pump r) noexcept;
 
+  /// The source `from` of `dir` reported urgent data (EPOLLPRI): from now on
+  /// the direction reads it inline (SO_OOBINLINE) and copies. Once per
+  /// direction. Needs `setsockopt(SO_OOBINLINE)`.
+  void note_urgent(int from, Direction& dir) noexcept;
+  /// After an event with EPOLLERR on `fd` that no pump acted on: resets the
+  /// connection when the socket holds an error (a peer's reset after its own
+  /// FIN). Needs `getsockopt(SO_ERROR)`.
+  void reset_on_error(int fd) noexcept;
   /// Checks the result of the non-blocking connect (SO_ERROR) when the
   /// target socket reported `events`: EPOLLOUT with no error means connected.
   void finish_connect(uint32_t events) noexcept;

@@ -1,5 +1,6 @@
 // The TCP data path's semantics end to end, with the real daemon: a reset on
-// either side reaches the other as a reset, 1,000 concurrent connections each
+// either side reaches the other as a reset (after a FIN too), urgent data
+// passes in its place, 1,000 concurrent connections each
 // get their own bytes back, and IPv6, dual-stack and IPv6-target rules carry
 // data on the family they were asked for.
 #include <netinet/in.h>
@@ -291,6 +292,103 @@ TEST(ForwardTcp, BothSidesOfAConnectionKeepAlive) {
   RunResult plain = run_command(
       {"/usr/bin/ss", "-tnoH", "state", "established", "(", "sport", "=", ":18000", ")"});
   EXPECT_EQ(plain.out.find("timer:(keepalive"), std::string::npos) << plain.out;
+}
+
+/// Reads from `fd` until EOF, an error or its receive timeout; returns what
+/// came (at most `limit` bytes).
+std::string read_all_of(int fd, size_t limit) {
+  std::string out;
+  char buf[65536];
+  for (int i = 0; i < 100000 && out.size() < limit; ++i) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+/// Sends `prefix`, then one urgent byte '!' (MSG_OOB), then 100 'B' and
+/// `tail` from `client`, then its FIN; the target `server` must read all of it,
+/// in order, the urgent byte in its place, then the end.
+void expect_urgent_byte_in_place(int client, int server, const std::string& prefix,
+                                 const std::string& tail) {
+  const std::string after(100, 'B');
+  ASSERT_EQ(send(client, prefix.data(), prefix.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(prefix.size()));
+  ASSERT_EQ(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
+  ASSERT_EQ(send(client, after.data(), after.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(after.size()));
+  ASSERT_EQ(send(client, tail.data(), tail.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(tail.size()));
+  ASSERT_EQ(shutdown(client, SHUT_WR), 0);
+  const std::string want = prefix + "!" + after + tail;
+  const std::string got = read_all_of(server, want.size() + 1);
+  EXPECT_EQ(got.size(), want.size()) << "bytes after the urgent mark were stalled or lost";
+  EXPECT_TRUE(got == want) << "the stream differs from what the client sent";
+}
+
+TEST(ForwardTcp, UrgentDataIsForwardedInItsPlaceAndNothingAfterItStalls) {
+  // TCP urgent data (telnet's interrupt, FTP's ABOR): recv() stops short at
+  // the mark, and splice() cannot pass it. The worker forwards the urgent
+  // byte inline and keeps reading through it; a short read there is neither
+  // the end of the bytes queued nor the FIN.
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  // The copy path, many times: the urgent segment and the bytes behind it
+  // arrive in varying slices.
+  for (int i = 0; i < 30 && !testing::Test::HasFailure(); ++i) {
+    auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+    ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
+    struct timeval tv = {5, 0};
+    setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    expect_urgent_byte_in_place(client.get(), conn.get(), std::string(100, 'A'), "");
+  }
+  // The splice path: 512 KiB first, then the urgent byte and more.
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
+  struct timeval tv = {5, 0};
+  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string bulk(512 * 1024, 'A');
+  for (size_t i = 0; i < bulk.size(); i += 4096) bulk[i] = static_cast<char>('a' + i % 26);
+  std::thread reader([&] {
+    // Reads the bulk as it comes, so the client's sends never block for long.
+    std::string got(bulk.size(), '\0');
+    EXPECT_EQ(recv(conn.get(), got.data(), got.size(), MSG_WAITALL),
+              static_cast<ssize_t>(bulk.size()));
+    EXPECT_TRUE(got == bulk);
+  });
+  ASSERT_EQ(send(client.get(), bulk.data(), bulk.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bulk.size()));
+  reader.join();
+  expect_urgent_byte_in_place(client.get(), conn.get(), std::string(100, 'A'),
+                              std::string(3000, 'C'));
+}
+
+TEST(ForwardTcp, AResetAfterTheClientsFinReachesTheTarget) {
+  // The client half-closes, the target reads the end, and then the client
+  // aborts: its reset comes after its own FIN, when the worker has no read
+  // of that side left to meet it. The target must learn of it, not keep a
+  // connection that only its next write would find dead.
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  Daemon d;
+  start_with(d, "127.0.0.1/18080:18000");
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
+  struct timeval tv = {10, 0};
+  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ASSERT_EQ(send(client.get(), "request", 7, MSG_NOSIGNAL), 7);
+  ASSERT_EQ(shutdown(client.get(), SHUT_WR), 0);
+  EXPECT_EQ(read_all_of(conn.get(), 100), "request");  // then the FIN
+  reset_close(client);
+  bool reset = false;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int i = 0; i < 100 && !reset && std::chrono::steady_clock::now() < end; ++i) {
+    struct pollfd p = {conn.get(), POLLIN, 0};
+    if (poll(&p, 1, 100) > 0 && (p.revents & POLLERR) != 0) reset = true;
+    if (!reset) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(reset) << "the target never saw the client's reset";
 }
 
 }  // namespace

@@ -530,6 +530,7 @@ const std::vector<Probe>& worker_probes() {
            linger lg = {1, 0};
            return setsockopt(f.tcp4, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0 &&
                   set_int(f.tcp4, SOL_SOCKET, SO_KEEPALIVE) &&
+                  set_int(f.tcp4, SOL_SOCKET, SO_OOBINLINE) &&
                   set_int(f.tcp4, SOL_SOCKET, SO_RCVBUF) &&
                   set_int(f.tcp4, SOL_SOCKET, SO_SNDBUF) &&
                   set_int(f.tcp4, IPPROTO_TCP, TCP_NODELAY) &&
@@ -546,6 +547,8 @@ const std::vector<Probe>& worker_probes() {
         {"setsockopt_ip_ttl", Expect::kKilled, FORBIDDEN(set_int(f.tcp4, IPPROTO_IP, IP_TTL))},
         {"setsockopt_minttl_wrong_level", Expect::kKilled,
          FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, IP_MINTTL))},
+        {"setsockopt_oobinline_wrong_level", Expect::kKilled,
+         FORBIDDEN(set_int(f.tcp4, IPPROTO_TCP, SO_OOBINLINE))},
         {"setsockopt_attach_filter", Expect::kKilled,
          FORBIDDEN(set_int(f.tcp4, SOL_SOCKET, SO_ATTACH_FILTER))},
         // The broker sets pktinfo before bind; the worker sets no UDP option.
