@@ -34,6 +34,11 @@ enum LongOnly : int {
 
 constexpr struct option kLongOptions[] = {
     {"control", required_argument, nullptr, 'c'},
+    // pasta's long names of the rule options.
+    {"tcp-ports", required_argument, nullptr, 't'},
+    {"udp-ports", required_argument, nullptr, 'u'},
+    {"tcp-ns", required_argument, nullptr, 'T'},
+    {"udp-ns", required_argument, nullptr, 'U'},
     {"policy", required_argument, nullptr, kOptPolicy},
     {"audit-log", required_argument, nullptr, kOptAuditLog},
     {"udp-flows", required_argument, nullptr, kOptUdpFlows},
@@ -284,7 +289,9 @@ void print_usage(std::FILE* out) {
       "                        /run/sluice/control.sock as root, else\n"
       "                        $XDG_RUNTIME_DIR/sluice/control.sock)\n"
       "  -t, -u, -T, -U SPEC   initial rules, as for sluicectl; repeatable, passed to\n"
-      "                        sluice-worker unchanged and in order. Without any, the\n"
+      "                        sluice-worker unchanged and in order (pasta's long\n"
+      "                        names: --tcp-ports, --udp-ports, --tcp-ns, --udp-ns).\n"
+      "                        Without any, the\n"
       "                        default rule set is: -%c %s\n"
       "                        (forward 127.0.0.1:8080 to 127.0.0.1:8000);\n"
       "                        -t none starts with an empty table\n"

@@ -1,6 +1,7 @@
 #include "client/control_client.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -75,6 +76,15 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
   if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
     std::string advice;
+    struct stat st;
+    if (err == ECONNREFUSED && stat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      // connect() says "refused" for a file or a directory too.
+      return Err(ENOTSOCK, "cannot connect to " + path + ": it is " +
+                               (S_ISDIR(st.st_mode) ? "a directory" : "not a socket") +
+                               ", not sluiced's control socket; pass the socket's path (sluiced "
+                               "logs it at start: \"control socket PATH\"), or none for the "
+                               "default");
+    }
     if (err == ENOENT || err == ECONNREFUSED) {
       advice =
           "; is sluiced running with this control socket? Start it (./scripts/run, or "

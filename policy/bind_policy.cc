@@ -246,7 +246,9 @@ BindDecision check_bind(const BindPolicy& policy, const wire::ListenerSpec& spec
                        "for the rules on its command line; to allow it, start sluiced with "
                        "--policy FILE holding `" +
                        allow_line_for(spec) +
-                       "` (a policy's `bind` lines decide every port: docs/POLICY.md)"};
+                       "` and `bind allow tcp,udp 1024-65535 *` (a policy's `bind` lines decide "
+                       "every port, so the second keeps the unprivileged ones open: "
+                       "docs/POLICY.md)"};
   }
   return {true, ""};
 }

@@ -43,8 +43,37 @@ void target_ports(const Rule& r, unsigned* t0, unsigned* t1) noexcept {
   *t1 = static_cast<unsigned>(r.to) + (r.last - r.first);
 }
 
+/// The listen part of `r` in spec syntax, with its "/": "" for dual-stack
+/// any, "0.0.0.0/", "[::1]/", "*%eth0/", "127.0.0.1%eth0/".
+std::string listen_spec(const Rule& r) {
+  std::string out;
+  if (!r.dual_stack) {
+    out = addr_is_v4(r.listen) ? format_addr(r.listen) : "[" + format_addr(r.listen) + "]";
+  } else if (!r.ifname.empty()) {
+    out = "*";
+  }
+  if (!r.ifname.empty()) out += "%" + r.ifname;
+  return out.empty() ? out : out + "/";
+}
+
+/// `r` as a spec whose target ports start at `to` instead: "8080:9080",
+/// "0.0.0.0/8000-8010:9000-9010", "127.0.0.1/80:192.0.2.1/1080".
+std::string respec_to(const Rule& r, unsigned to) {
+  const unsigned span = static_cast<unsigned>(r.last - r.first);
+  auto range = [span](unsigned first) {
+    return span == 0 ? std::to_string(first)
+                     : std::to_string(first) + "-" + std::to_string(first + span);
+  };
+  std::string target = is_default_target(r.target) ? std::string() : format_addr(r.target) + "/";
+  if (!target.empty() && !addr_is_v4(r.target)) target = "[" + format_addr(r.target) + "]/";
+  return listen_spec(r) + range(r.first) + ":" + target + range(to);
+}
+
 /// Builds the failure for rule `i` (`r`) forwarding into rule `j` (`s`) at
-/// target address `t`.
+/// target address `t`. The advice keeps the rule's listen address and
+/// target, and moves only its target ports where they fit; a rule that
+/// forwards each port to itself on loopback (`-t 8080`, `-t all`) is what
+/// publishing a container looks like, so it points to --netns first.
 control::Failure loop_failure(size_t i, const Rule& r, size_t j, const Rule& s, const Addr& t) {
   unsigned t0, t1;
   target_ports(r, &t0, &t1);
@@ -57,17 +86,33 @@ control::Failure loop_failure(size_t i, const Rule& r, size_t j, const Rule& s, 
   f.port = static_cast<uint16_t>(r.first + (port - t0));
   if (i != j) f.other_rule = static_cast<int32_t>(j);
   const bool loopback = is_default_target(r.target);
-  f.message =
-      "HOST rule " + std::to_string(i) + " (" + f.text + ") forwards port " +
-      std::to_string(f.port) + " to port " + std::to_string(port) + " of " +
-      (loopback ? std::string("loopback") : format_addr(t)) + ", where " +
-      (i == j ? std::string("the rule itself")
-              : "HOST rule " + std::to_string(j) + " (" + format_rule(s) + ")") +
-      " listens: every connection would come back into sluice and multiply; map it to a port "
-      "nothing forwards (e.g. " +
-      std::to_string(r.first) + ":" +
-      std::to_string(r.first + 1000 <= 65535 ? r.first + 1000 : r.first - 1000) + ") or give " +
-      (loopback ? "a target address" : "another target address");
+  // Target ports 1000 up (or down) from the listening ones, when they fit;
+  // none for a best-effort rule (from `all` or exclusions: thousands of
+  // ports, which no shift suits).
+  std::string example;
+  if (!r.weak && r.last + 1000u <= kMaxPort && r.first + 1000u != t0) {
+    example = respec_to(r, r.first + 1000u);
+  } else if (!r.weak && r.first > 1000 && r.first - 1000u != t0) {
+    example = respec_to(r, r.first - 1000u);
+  }
+  const std::string move = example.empty()
+                               ? std::string("map it to ports nothing forwards")
+                               : "map it to ports nothing forwards (e.g. " + example + ")";
+  f.message = "HOST rule " + std::to_string(i) + " (" + f.text + ") forwards port " +
+              std::to_string(f.port) + " to port " + std::to_string(port) + " of " +
+              (loopback ? std::string("loopback") : format_addr(t)) + ", where " +
+              (i == j ? std::string("the rule itself")
+                      : "HOST rule " + std::to_string(j) + " (" + format_rule(s) + ")") +
+              " listens: every connection would come back into sluice and multiply; ";
+  if (i == j && loopback && t0 == r.first) {
+    f.message +=
+        "to publish a container's ports, start sluiced with --netns PID|PATH (the container's "
+        "network namespace), where the default target is the container's loopback; to forward "
+        "on this host, " +
+        move + " or give a target address";
+  } else {
+    f.message += move + " or give " + (loopback ? "a target address" : "another target address");
+  }
   return f;
 }
 

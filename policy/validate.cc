@@ -291,6 +291,13 @@ control::Failure conflict_issue(const Table& table, int i, int j) {
   issue.rule = i;
   issue.text = format_rule(a);
   issue.other_rule = j;
+  if (a == b) {
+    // The commonest conflict: adding (-A) a rule the table already has.
+    issue.message = rule_label(table.pif, i, a) + " is the same rule as rule " + std::to_string(j) +
+                    ": the table already forwards exactly this, so there is nothing to add; "
+                    "leave it out (sluicectl lists the tables in force)";
+    return issue;
+  }
   issue.message = rule_label(table.pif, i, a) + " conflicts with rule " + std::to_string(j) + " (" +
                   sanitize(format_rule(b)) + "): both listen for " + proto_name(a.proto) + " on " +
                   (lo == hi ? "port " : "ports ") + range_text(lo, hi) + ", and " +

@@ -77,6 +77,27 @@ Result<PortRange> parse_range(const SpecErrors& errs, Scanner* cur) {
 /// Parses an IPv4 or IPv6 address (no brackets) in the spec bytes
 /// [begin, end). `role` names it in messages ("listen address", "target
 /// address"). Returns the address (IPv4 v4-mapped). Fails on an empty text,
+/// True when `text`, or its part after the last ':', reads as a host name
+/// ("localhost", "db.example"): letters, digits, '-' and '.', beginning with a
+/// letter, with a letter that no address holds (g-z).
+bool looks_like_host_name(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon != std::string_view::npos) text = text.substr(colon + 1);
+  const size_t slash = text.find('/');
+  if (slash != std::string_view::npos) text = text.substr(0, slash);
+  if (text.empty() || !is_alpha(text[0])) return false;
+  bool name_letter = false;
+  for (char c : text) {
+    if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '.') return false;
+    if (is_alpha(c) && !is_hex_letter(c)) name_letter = true;
+  }
+  return name_letter;
+}
+
+/// What to write instead of a host name: sluice resolves no names.
+constexpr const char* kNoHostNames =
+    "host names are not looked up: write an address (127.0.0.1 or ::1 for localhost)";
+
 /// a byte that cannot be in an address (reported at its own position) or
 /// text that is not an address.
 Result<Addr> parse_address(const SpecErrors& errs, size_t begin, size_t end, const char* role) {
@@ -88,8 +109,10 @@ Result<Addr> parse_address(const SpecErrors& errs, size_t begin, size_t end, con
   text.take_while(is_address_byte);
   if (!text.done()) {
     return errs.at(text.pos, std::string("unexpected ") + show_byte(text.peek()) + " in the " +
-                                 role + " " + show_text(text.slice(begin, end)) +
-                                 "; an address is IPv4 (192.0.2.1) or IPv6 (2001:db8::1)");
+                                 role + " " + show_text(text.slice(begin, end)) + "; " +
+                                 (looks_like_host_name(text.slice(begin, end))
+                                      ? kNoHostNames
+                                      : "an address is IPv4 (192.0.2.1) or IPv6 (2001:db8::1)"));
   }
   std::string copy(text.slice(begin, end));
   Addr addr{};
@@ -507,9 +530,12 @@ Result<void> parse_include_target(const SpecErrors& errs, Scanner* cur, const Pa
   bool plain_address = take_plain_address(&probe).has_value();  // as pasta tries it first
   if (c == '[' || plain_address || digits_then_dot || (!is_digit(c) && (c == ':' || is_alpha(c)))) {
     if (is_alpha(c) && !is_hex_letter(c)) {
-      return errs.at(cur->pos, "unexpected " + show_byte(c) +
-                                   " after ':'; give target ports (22:2222), a target address "
-                                   "(22:192.0.2.1) or both (22:192.0.2.1/2222)");
+      return errs.at(cur->pos, "unexpected " + show_byte(c) + " after ':'; " +
+                                   (looks_like_host_name(cur->slice(cur->pos, cur->end))
+                                        ? std::string(kNoHostNames)
+                                        : std::string("give target ports (22:2222), a target "
+                                                      "address (22:192.0.2.1) or both "
+                                                      "(22:192.0.2.1/2222)")));
     }
     auto addr = parse_target_address(errs, cur);
     if (!addr) return Err(std::move(addr).error());
@@ -524,6 +550,7 @@ Result<void> parse_include_target(const SpecErrors& errs, Scanner* cur, const Pa
       bool ports = !rest.empty() && rest.size() <= 11 &&
                    rest.find_first_not_of("0123456789-") == std::string_view::npos;
       return errs.at(cur->pos, "target ports follow the target address after '/', not ':'; write " +
+                                   sanitize(errs.spec().substr(0, ports_begin)) +
                                    range_text(src.first, src.last) + ":" +
                                    sanitize(cur->slice(addr_pos, cur->pos)) + "/" +
                                    (ports ? std::string(rest) : std::string("PORTS")));

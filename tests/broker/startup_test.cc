@@ -67,6 +67,16 @@ TEST(Options, RuleOptionsPassThroughInOrder) {
   EXPECT_FALSE(used_default);
 }
 
+TEST(Options, PastasLongNamesOfTheRuleOptionsAreTheShortOnes) {
+  auto r = parse({"--tcp-ports", "8080:80", "--udp-ports=53", "--tcp-ns", "none", "--udp-ns=1-2"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  bool used_default = true;
+  EXPECT_EQ(worker_argv(r->options, &used_default),
+            (std::vector<std::string>{"sluice-worker", "-t", "8080:80", "-u", "53", "-T", "none",
+                                      "-U", "1-2"}));
+  EXPECT_FALSE(used_default);
+}
+
 TEST(Options, SpecsAreNotParsed) {
   // Anything goes through unchanged, even what looks like an option.
   auto r = parse({"-t", "-q", "-t", "  weird spec "});

@@ -147,7 +147,7 @@ TEST(RenderResult, ValidatorFailuresNameTheirRule) {
   EXPECT_EQ(failures[0].text, "TCP [*]:80 => 80");
   std::vector<std::string> lines = render_failures(failures);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_NE(lines[0].find("conflicts with rule 0"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("is the same rule as rule 0"), std::string::npos) << lines[0];
   // A failure of a whole table names no rule.
   TableSet big;
   big.of(Pif::kHost).rules.assign(kMaxRulesPerTable + 1, t.of(Pif::kHost).rules[0]);

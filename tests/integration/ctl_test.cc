@@ -243,6 +243,13 @@ TEST(Ctl, ConflictIsRejectedWithoutACommit) {
                   "sluicectl: conflict: HOST rule 1 (TCP [*]:18080 => 18080) conflicts "
                   "with rule 0"))
       << r.err;
+  // Adding a rule the table has already says so.
+  RunResult again = d.ctl({"-A", "-t", kInitial});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_TRUE(has(again.err,
+                  "sluicectl: conflict: HOST rule 1 (TCP [127.0.0.1]:18080 => 18000) is the "
+                  "same rule as rule 0: the table already forwards exactly this"))
+      << again.err;
   EXPECT_TRUE(has(r.err, "nothing was sent")) << r.err;
   EXPECT_TRUE(has(listing(d), "generation 1,"));
   RunResult h = d.ctl({"--history"});
@@ -455,6 +462,27 @@ TEST(Ctl, MissingSocketExitsThree) {
   EXPECT_TRUE(has(r.err, "cannot connect to /tmp/sluice-no-such-dir/control.sock: ENOENT"))
       << r.err;
   EXPECT_TRUE(has(r.err, "is sluiced running")) << r.err;
+}
+
+TEST(Ctl, APathThatIsNoSocketIsNamedAsSuch) {
+  // connect() answers ECONNREFUSED for a file or a directory: "is sluiced
+  // running?" would send the user the wrong way.
+  char dir[] = "/tmp/sluice-ctl-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/control.sock";
+  int fd = open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  RunResult r = run_command({bin("sluicectl"), file});
+  EXPECT_EQ(r.status, 3);
+  EXPECT_TRUE(has(r.err, "cannot connect to " + file + ": it is not a socket")) << r.err;
+  EXPECT_FALSE(has(r.err, "is sluiced running")) << r.err;
+  r = run_command({bin("sluicectl"), dir});
+  EXPECT_EQ(r.status, 3);
+  EXPECT_TRUE(has(r.err, std::string(": it is a directory, not sluiced's control socket")))
+      << r.err;
+  unlink(file.c_str());
+  rmdir(dir);
 }
 
 TEST(Ctl, ConcurrentClientsRetryOnStaleGenerations) {

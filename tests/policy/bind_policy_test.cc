@@ -286,8 +286,9 @@ TEST(CheckBind, DefaultPolicyDenialSaysHowToAllowThePort) {
             "port 22 is below net.ipv4.ip_unprivileged_port_start (1024) and sluiced's initial "
             "rules do not name tcp 0.0.0.0 port 22: without `bind` lines in a policy, sluiced "
             "opens privileged ports only for the rules on its command line; to allow it, start "
-            "sluiced with --policy FILE holding `bind allow tcp 22 0.0.0.0` (a policy's `bind` "
-            "lines decide every port: docs/POLICY.md)");
+            "sluiced with --policy FILE holding `bind allow tcp 22 0.0.0.0` and `bind allow "
+            "tcp,udp 1024-65535 *` (a policy's `bind` lines decide every port, so the second "
+            "keeps the unprivileged ones open: docs/POLICY.md)");
   // The suggested line allows what was refused: dual-stack names both halves.
   auto dual = spec_v6(nullptr, 443, true, wire::WireProto::kUdp);
   d = check_bind(p, dual);
@@ -296,6 +297,11 @@ TEST(CheckBind, DefaultPolicyDenialSaysHowToAllowThePort) {
   d = check_bind(p, spec_v6(kLoop6, 53));
   EXPECT_NE(d.reason.find("`bind allow tcp 53 ::1`"), std::string::npos) << d.reason;
   EXPECT_TRUE(check_bind(policy_of("bind allow tcp 53 ::1\n"), spec_v6(kLoop6, 53)).allowed);
+  // The suggested file, both lines, keeps the unprivileged ports open too.
+  BindPolicy both = policy_of("bind allow tcp 53 ::1\nbind allow tcp,udp 1024-65535 *\n");
+  EXPECT_TRUE(check_bind(both, spec_v6(kLoop6, 53)).allowed);
+  EXPECT_TRUE(check_bind(both, spec_v4(127, 0, 0, 1, 18080)).allowed);
+  EXPECT_TRUE(check_bind(both, spec_v6(nullptr, 18080, true, wire::WireProto::kUdp)).allowed);
 }
 
 TEST(CheckBind, PolicyFileBindLinesDecideWithoutGrants) {

@@ -44,6 +44,42 @@ TEST(ForwardingLoops, IdentityMappingOnLoopbackLoops) {
   EXPECT_EQ(loops(host({rule("::", 8080, 8080, 8080)})).size(), 1u);
 }
 
+TEST(ForwardingLoops, TheAdviceKeepsTheListenAddressAndTargetAndNamesNetnsForTheSamePort) {
+  /// The message of the one loop in `r`'s table.
+  auto advice = [](const Rule& r) {
+    auto found = loops(host({r}));
+    return found.size() == 1 ? found[0].message : std::string("no single loop");
+  };
+  // A port forwarded to itself is what publishing a container looks like.
+  std::string m = advice(rule("0.0.0.0", 8080, 8080, 8080));
+  EXPECT_NE(m.find("start sluiced with --netns PID|PATH"), std::string::npos) << m;
+  EXPECT_NE(m.find("(e.g. 0.0.0.0/8080:9080)"), std::string::npos) << m;
+  m = advice(rule("*", 8000, 8010, 8000));
+  EXPECT_NE(m.find("(e.g. 8000-8010:9000-9010)"), std::string::npos) << m;
+  m = advice(rule("::1", 8080, 8080, 8080));
+  EXPECT_NE(m.find("(e.g. [::1]/8080:9080)"), std::string::npos) << m;
+  Rule on_if = rule("*", 65000, 65000, 65000);
+  on_if.ifname = "lo";
+  m = advice(on_if);
+  EXPECT_NE(m.find("(e.g. *%lo/65000:64000)"), std::string::npos) << m;
+  // -t all: thousands of best-effort ports, which no shift suits.
+  Rule all = rule("*", 1, 32767, 1);
+  all.weak = true;
+  m = advice(all);
+  EXPECT_NE(m.find("--netns"), std::string::npos) << m;
+  EXPECT_EQ(m.find("e.g."), std::string::npos) << m;
+  // Into another rule at an explicit address: the target stays, and --netns
+  // is not the answer.
+  auto found =
+      loops(host({rule("0.0.0.0", 80, 80, 8080, "192.0.2.7"), rule("192.0.2.7", 8080, 8080, 81)}));
+  ASSERT_EQ(found.size(), 1u);
+  m = found[0].message;
+  EXPECT_NE(m.find("(e.g. 0.0.0.0/80:192.0.2.7/1080) or give another target address"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("--netns"), std::string::npos) << m;
+}
+
 TEST(ForwardingLoops, TargetServedByAnotherRuleLoops) {
   auto found =
       loops(host({rule("127.0.0.1", 8080, 8080, 9000), rule("0.0.0.0", 9000, 9010, 7000)}));
