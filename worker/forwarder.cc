@@ -144,7 +144,14 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      // A network error pending on the next connection is reported by
+      // accept() itself (accept(2): retry as for EAGAIN); the queue behind
+      // it still holds clients that no new edge would announce.
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
+          errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
+          errno == EOPNOTSUPP || errno == ENETUNREACH || errno == EPERM) {
+        continue;
+      }
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: stop accepting instead of spinning, and
         // retry when a connection closes or on the next tick.
@@ -154,9 +161,12 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
         owner_.park(this, false);
         return false;
       }
+      // Anything else: the clients queued behind it would wait for a new
+      // edge; retry when a connection closes or on the next tick instead.
       if (owner_.conn_log().allow()) {
-        LOG_WARN("accept on port %u: %s", port_, errno_text(errno).c_str());
+        LOG_WARN("accept on port %u paused: %s", port_, errno_text(errno).c_str());
       }
+      owner_.park(this, false);
       return false;
     }
     // A connection completed after stop_new_connections() inherited its
