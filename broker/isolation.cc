@@ -102,6 +102,14 @@ Result<std::string> unblock_log() {
   // changes nothing for fd 1 or for the processes that share the old one.
   // O_NOCTTY: a terminal never becomes sluiced's controlling terminal.
   UniqueFd fresh(::open("/proc/self/fd/2", O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fresh.valid() && errno == EACCES && S_ISCHR(st.st_mode)) {
+    // A terminal of another user (sluiced started with runuser or sudo -u
+    // from someone's session): someone is watching it, and a terminal holds
+    // a line only while its output is stopped (Ctrl-S). Not worth a warning.
+    return std::string(
+        "stderr is another user's terminal, which sluiced may not reopen: it writes it as it "
+        "is (a terminal stopped with Ctrl-S holds log lines)");
+  }
   if (!fresh.valid()) {
     int err = errno;
     return Err(err, "cannot reopen stderr non-blocking (" + errno_text(err) +

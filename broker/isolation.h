@@ -49,7 +49,9 @@ Result<void> sanitize_inherited_fds(int activated = 0);
 ///     lines go out with send(MSG_DONTWAIT) instead (log_set_socket_sink),
 ///     which is non-blocking per call and changes no description;
 ///   - anything else (a regular file, /dev/null): kept; a write there does
-///     not wait for a reader.
+///     not wait for a reader;
+///   - another user's terminal, which may not be reopened (EACCES; runuser
+///     or sudo -u from someone's session): kept, with no warning.
 /// A line the sink pushes back is dropped and counted (base/log.h). Returns
 /// what was done, for a debug line. Fails, leaving fd 2 as it was, when
 /// stderr cannot be examined or reopened (no /proc; a pipe whose reader is
