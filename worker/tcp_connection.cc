@@ -121,8 +121,10 @@ void TcpConnection::on_event(uint32_t events) noexcept {
   // bytes; one with none is resumed by its source's readable edge.
   note_ending(up_, events);         // even before the connect completes
   if (up_.eof_seen) note_fin(up_);  // the kernel has the FIN, maybe behind unread bytes
+  if (closed_) return;
+  // Before the connect completes too: the first read must see it.
   if ((events & EPOLLPRI) != 0) note_urgent(client_.get(), up_);
-  if (closed_ || !connected_) return;  // the target's first event pumps both
+  if (!connected_) return;  // the target's first event pumps both
   if ((events & kReadable) != 0 && !pump_up()) return;
   if ((events & kWritable) != 0 && down_.pending() && !pump_down()) return;
   if ((events & EPOLLERR) != 0) reset_on_error(client_.get());
@@ -152,8 +154,8 @@ void TcpConnection::reset_on_error(int fd) noexcept {
 void TcpConnection::on_target_event(uint32_t events) noexcept {
   note_ending(down_, events);
   if (down_.eof_seen) note_fin(down_);
-  if ((events & EPOLLPRI) != 0) note_urgent(target_.get(), down_);
   if (closed_) return;
+  if ((events & EPOLLPRI) != 0) note_urgent(target_.get(), down_);
   if (!connected_) {
     finish_connect(events);
     if (!connected_ || closed_) return;

@@ -74,9 +74,6 @@ Result<PortRange> parse_range(const SpecErrors& errs, Scanner* cur) {
   return range;
 }
 
-/// Parses an IPv4 or IPv6 address (no brackets) in the spec bytes
-/// [begin, end). `role` names it in messages ("listen address", "target
-/// address"). Returns the address (IPv4 v4-mapped). Fails on an empty text,
 /// True when `text`, or its part after the last ':', reads as a host name
 /// ("localhost", "db.example"): letters, digits, '-' and '.', beginning with a
 /// letter, with a letter that no address holds (g-z).
@@ -98,6 +95,9 @@ bool looks_like_host_name(std::string_view text) {
 constexpr const char* kNoHostNames =
     "host names are not looked up: write an address (127.0.0.1 or ::1 for localhost)";
 
+/// Parses an IPv4 or IPv6 address (no brackets) in the spec bytes
+/// [begin, end). `role` names it in messages ("listen address", "target
+/// address"). Returns the address (IPv4 v4-mapped). Fails on an empty text,
 /// a byte that cannot be in an address (reported at its own position) or
 /// text that is not an address.
 Result<Addr> parse_address(const SpecErrors& errs, size_t begin, size_t end, const char* role) {
