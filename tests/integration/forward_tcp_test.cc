@@ -70,11 +70,16 @@ struct Connected {
 };
 
 /// Connects to `addr`:kListenPort and accepts the forwarded connection on
-/// `target_listener`; either end is empty when that step failed.
-Connected connect_through(int target_listener, const std::string& addr) {
+/// `target_listener`; either end is empty when that step failed. With
+/// `server_timeout_s`, the target's end gets that receive timeout.
+Connected connect_through(int target_listener, const std::string& addr, int server_timeout_s = 0) {
   Connected c;
   c.client = connect_tcp(addr, kListenPort);
   if (c.client.valid()) c.server = accept_one(target_listener);
+  if (c.server.valid() && server_timeout_s > 0) {
+    struct timeval tv = {server_timeout_s, 0};
+    setsockopt(c.server.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
   return c;
 }
 
@@ -101,10 +106,8 @@ TEST(ForwardTcp, ResetByTheClientReachesTheTargetAsReset) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
   start_with(d, "127.0.0.1/18080:18000");
-  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1", 10);
   ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
-  struct timeval tv = {10, 0};
-  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   expect_exchange(client.get(), conn.get(), "before the reset");
   reset_close(client);
   EXPECT_EQ(read_until_end(conn.get()), ECONNRESET) << "a reset became a silent EOF";
@@ -338,17 +341,13 @@ TEST(ForwardTcp, UrgentDataIsForwardedInItsPlaceAndNothingAfterItStalls) {
   // The copy path, many times: the urgent segment and the bytes behind it
   // arrive in varying slices.
   for (int i = 0; i < 30 && !testing::Test::HasFailure(); ++i) {
-    auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+    auto [client, conn] = connect_through(target.get(), "127.0.0.1", 5);
     ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
-    struct timeval tv = {5, 0};
-    setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     expect_urgent_byte_in_place(client.get(), conn.get(), std::string(100, 'A'), "");
   }
   // The splice path: 512 KiB first, then the urgent byte and more.
-  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1", 5);
   ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
-  struct timeval tv = {5, 0};
-  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::string bulk(512 * 1024, 'A');
   for (size_t i = 0; i < bulk.size(); i += 4096) bulk[i] = static_cast<char>('a' + i % 26);
   std::thread reader([&] {
@@ -373,10 +372,8 @@ TEST(ForwardTcp, AResetAfterTheClientsFinReachesTheTarget) {
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
   Daemon d;
   start_with(d, "127.0.0.1/18080:18000");
-  auto [client, conn] = connect_through(target.get(), "127.0.0.1");
+  auto [client, conn] = connect_through(target.get(), "127.0.0.1", 10);
   ASSERT_TRUE(client.valid() && conn.valid()) << d.log();
-  struct timeval tv = {10, 0};
-  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ASSERT_EQ(send(client.get(), "request", 7, MSG_NOSIGNAL), 7);
   ASSERT_EQ(shutdown(client.get(), SHUT_WR), 0);
   EXPECT_EQ(read_all_of(conn.get(), 100), "request");  // then the FIN
