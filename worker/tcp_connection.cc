@@ -208,9 +208,9 @@ TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64
     if (!dir.splicing) return r;
   }
   Pump r = pump_splice(from, to, dir, byte_counter, rule_counter);
-  if (r == Pump::kIdle && dir.urgent && !dir.pipe.read_end.valid()) {
-    // splice() stops at the urgent mark for good, and the pipe is empty
-    // (given back): copy from here on, which reads through the mark.
+  if (r == Pump::kIdle && (dir.urgent || dir.copy_only) && !dir.pipe.read_end.valid()) {
+    // splice() stops at the urgent mark for good, or no pipe could be had;
+    // no pipe holds bytes: copy from here on (through the mark).
     dir.splicing = false;
     return pump_copy(from, to, dir, byte_counter, rule_counter);
   }
@@ -245,8 +245,9 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
   char* buf = owner_.copy_buffer();
   for (;;) {
     if (dir.read_eof) return finish(to, dir);  // everything the source sent was delivered
-    if (!dir.urgent && should_splice(dir.delivered, dir.held_len, dir.read_full,
-                                     owner_.limits().splice_after_bytes)) {
+    if (!dir.urgent && !dir.copy_only &&
+        should_splice(dir.delivered, dir.held_len, dir.read_full,
+                      owner_.limits().splice_after_bytes)) {
       dir.splicing = true;
       return Pump::kIdle;
     }
@@ -294,8 +295,13 @@ TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
   if (!dir.pipe.read_end.valid()) {
     auto pipe = owner_.take_pipe();
     if (!pipe) {
-      if (owner_.conn_log().allow()) LOG_WARN("%s", pipe.error().message.c_str());
-      return Pump::kError;
+      // Out of descriptors: the copy path needs no pipe, so the transfer
+      // goes on, copying, instead of being cut off.
+      if (owner_.conn_log().allow()) {
+        LOG_WARN("%s; the connection copies instead", pipe.error().message.c_str());
+      }
+      dir.copy_only = true;
+      return Pump::kIdle;
     }
     dir.pipe = std::move(pipe).value();
   }

@@ -110,6 +110,8 @@ class TcpConnection final : public EventHandler {
     // a short recv() no longer means drained or at the FIN (it stops at the
     // mark), and the direction copies for good (splice() cannot pass it).
     bool urgent = false;
+    // No pipe could be had (the worker is out of descriptors): copies for good.
+    bool copy_only = false;
     /// Bytes read from the source and not yet delivered: the destination
     /// was full, so its writable event must resume the direction.
     bool pending() const noexcept { return pipe.bytes > 0 || held_len > 0; }

@@ -5,7 +5,8 @@
 // worker can take is refused before sluiced opens a socket, naming the
 // numbers and what to do; the worker is not restarted and forwards on. And a
 // dry run leaves nothing bound in sluiced (its copies of the trial sockets
-// are closed), so the port can be committed right after. Every wait is
+// are closed), so the port can be committed right after. A connection that
+// finds no descriptor for a pipe copies on. Every wait is
 // bounded; nothing depends on the machine's speed.
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/daemon.h"
@@ -98,6 +100,52 @@ TEST(FdLimit, ADryRunLeavesNothingBoundInSluiced) {
     Datagram reply = request(client.get(), "127.0.0.1", port, "through " + std::to_string(port));
     EXPECT_TRUE(reply.ok) << port << "\n" << d.log();
   }
+}
+
+TEST(FdLimit, AConnectionThatFindsNoDescriptorForAPipeCopiesOn) {
+  // A transfer past the copy path's first 64 KiB splices through a pipe; a
+  // worker out of descriptors cannot make one. The transfer then goes on by
+  // copy instead of being reset.
+  constexpr rlim_t kTight = 256;
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort, 1024);
+  Daemon d;
+  d.set_child_setup([] {
+    struct rlimit lim = {kTight, kTight};
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+  });
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd client = connect_tcp("127.0.0.1", 18080);
+  ASSERT_TRUE(client.valid());
+  UniqueFd server = accept_one(target.get());
+  ASSERT_TRUE(server.valid()) << d.log();
+  // Idle connections until the worker has no descriptor left for another
+  // target socket: the next connection's target end never arrives.
+  std::vector<UniqueFd> held;
+  bool exhausted = false;
+  for (rlim_t i = 0; i < kTight && !exhausted; ++i) {
+    UniqueFd c = connect_tcp("127.0.0.1", 18080, 2000);
+    ASSERT_TRUE(c.valid());  // the kernel completes the handshake whatever the worker can do
+    UniqueFd s = accept_one(target.get(), 2000);
+    exhausted = !s.valid();
+    held.push_back(std::move(c));
+    held.push_back(std::move(s));
+  }
+  ASSERT_TRUE(exhausted) << "the worker's descriptors did not run out\n" << d.log();
+  // 1 MiB through the first connection, read as it comes.
+  std::string bulk(1 << 20, 'x');
+  for (size_t i = 0; i < bulk.size(); i += 997) bulk[i] = static_cast<char>('a' + i % 26);
+  struct timeval tv = {10, 0};
+  setsockopt(server.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string got(bulk.size(), '\0');
+  ssize_t n = -1;
+  std::thread reader([&] { n = recv(server.get(), got.data(), got.size(), MSG_WAITALL); });
+  const ssize_t sent = send(client.get(), bulk.data(), bulk.size(), MSG_NOSIGNAL);
+  reader.join();
+  EXPECT_EQ(sent, static_cast<ssize_t>(bulk.size()));
+  EXPECT_EQ(n, static_cast<ssize_t>(bulk.size())) << "the transfer was cut off\n" << d.log();
+  EXPECT_TRUE(got == bulk);
+  EXPECT_NE(d.log().find("the connection copies instead"), std::string::npos) << d.log();
 }
 
 }  // namespace
