@@ -84,6 +84,14 @@ uint64_t log_dropped_total() noexcept;
 /// Monotonic clock in nanoseconds (clock_gettime through the vDSO).
 uint64_t monotonic_ns() noexcept;
 
+/// Nanoseconds from `since` to `now`; 0 when `since` is the later one. The
+/// event loop reads `now` once per tick, before its tickers run, and a ticker
+/// may stamp a later time meanwhile (a commit it finishes admits the next
+/// client): that must read as "just now", never wrap around to "long ago".
+constexpr uint64_t elapsed_ns(uint64_t now, uint64_t since) noexcept {
+  return now > since ? now - since : 0;
+}
+
 }  // namespace sluice
 
 #define LOG_DEBUG(...) ::sluice::log_write(::sluice::LogLevel::kDebug, __func__, __VA_ARGS__)

@@ -129,13 +129,8 @@ bool ControlClient::timed_out(uint64_t now_ns) const noexcept {
   // Waiting for sluiced's answer, or for its own commit: the server is the
   // slow side, not the client.
   if (!admitted_ || commit_pending_) return false;
-  // `now_ns` was read before this tick's tickers ran; a commit finished by an
-  // earlier ticker may have stamped a later time. Never let that wrap around.
-  auto overdue = [now_ns](uint64_t since, uint64_t limit) {
-    return now_ns > since && now_ns - since > limit;
-  };
-  if (busy_since_ns_ != 0) return overdue(busy_since_ns_, limits.request_timeout_ns);
-  return overdue(idle_since_ns_, limits.idle_timeout_ns);
+  if (busy_since_ns_ != 0) return elapsed_ns(now_ns, busy_since_ns_) > limits.request_timeout_ns;
+  return elapsed_ns(now_ns, idle_since_ns_) > limits.idle_timeout_ns;
 }
 
 void ControlClient::on_event(uint32_t /*events*/) noexcept {

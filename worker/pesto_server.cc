@@ -226,11 +226,11 @@ void PestoServer::on_tick(uint64_t now_ns) noexcept {
   // Greeted sessions past the timeout: the committer served, and readers.
   std::vector<PestoSession*> late;
   if (session_ && session_->admitted_ns() != 0 &&
-      now_ns - session_->admitted_ns() > kPestoSessionTimeoutNs) {
+      elapsed_ns(now_ns, session_->admitted_ns()) > kPestoSessionTimeoutNs) {
     late.push_back(session_.get());
   }
   for (const auto& s : others_) {
-    if (s->admitted_ns() != 0 && now_ns - s->admitted_ns() > kPestoSessionTimeoutNs) {
+    if (s->admitted_ns() != 0 && elapsed_ns(now_ns, s->admitted_ns()) > kPestoSessionTimeoutNs) {
       late.push_back(s.get());
     }
   }

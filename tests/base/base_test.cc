@@ -172,6 +172,14 @@ TEST(Log, LinesAFullNonBlockingSinkRefusesAreCountedAndReported) {
   EXPECT_NE(second.find("log-test: info: after\n"), std::string::npos) << second;
 }
 
+TEST(Log, ElapsedTimeNeverWrapsAround) {
+  EXPECT_EQ(elapsed_ns(5000, 2000), 3000u);
+  EXPECT_EQ(elapsed_ns(2000, 2000), 0u);
+  // A time stamped after `now` was read (by an earlier ticker of the tick).
+  EXPECT_EQ(elapsed_ns(2000, 2001), 0u);
+  EXPECT_EQ(elapsed_ns(0, UINT64_MAX), 0u);
+}
+
 TEST(LogRateLimit, ABurstThenTheRateAndACountOfWhatItHeldBack) {
   constexpr uint64_t kSecond = 1000000000ULL;
   LogRateLimit limit(3, 2);  // 3 at once, then 2 a second

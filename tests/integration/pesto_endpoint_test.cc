@@ -134,6 +134,36 @@ TEST(PestoEndpoint, RootlesskitLinesAndItsConflictingAdd) {
   EXPECT_EQ(host_rules(d), (Lines{kOtherText, "TCP [0.0.0.0]:8080 => 80"}));
 }
 
+TEST(PestoEndpoint, AnUpdateRightAfterALargeOneIsApplied) {
+  // Containers started together (podman compose up) send updates back to
+  // back. The one after an update of a thousand sockets waits for it to be
+  // in force, then must be applied: it used to be dropped as late, when the
+  // large commit finished in the tick that timed the sessions out, and pesto
+  // died of SIGPIPE or exited 0 with nothing applied.
+  SKIP_WITHOUT_REAL_PESTO();
+  Container box({"tcp", "80"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  Daemon d;
+  start_on(d, box);
+  Lines want = {kOtherText};
+  for (int i = 0; i < 5; ++i) {
+    const int first = 20000 + i * 600;
+    const std::string big = std::to_string(first) + "-" + std::to_string(first + 499);
+    const std::string small = std::to_string(7300 + i);
+    RunResult large =
+        run_pesto({"--add", "-t", "0.0.0.0/" + big, "-t", "[::]/" + big}, d.pesto_path());
+    RunResult next = run_pesto({"--add", "-t", "0.0.0.0/" + small}, d.pesto_path());
+    EXPECT_EQ(large.status, 0) << large.err;
+    EXPECT_EQ(next.status, 0) << next.err;
+    want.push_back("TCP [0.0.0.0]:" + big + " => " + big);
+    want.push_back("TCP [::]:" + big + " => " + big);
+    want.push_back("TCP [0.0.0.0]:" + small + " => " + small);
+  }
+  pesto_tables(d.pesto_path());
+  EXPECT_EQ(host_rules(d), want) << d.log();
+  EXPECT_EQ(d.log().find("no complete update"), std::string::npos) << d.log();
+}
+
 TEST(PestoEndpoint, ContainerRestartAddDeleteAddAndAWrongDelete) {
   SKIP_WITHOUT_REAL_PESTO();
   Container box({"addr", "10.88.0.5", "tcp", "80"});
