@@ -211,6 +211,14 @@ std::string to_frame(capnp::MallocMessageBuilder& builder) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+/// `what` up to a "\nstack:" that kj appends to what() (code addresses).
+std::string cut_at_stack(const char* what) {
+  std::string text(what);
+  const size_t stack = text.find("\nstack:");
+  if (stack != std::string::npos) text.resize(stack);
+  return text;
+}
+
 /// Runs `body` on a FlatArrayMessageReader of the frame, inside the one
 /// try-block that turns every capnp exception and DecodeError into an Error.
 template <typename T, typename Body>
@@ -226,9 +234,14 @@ Result<T> decode_frame(const void* frame, size_t len, Body body) {
     return body(reader);
   } catch (const DecodeError& e) {
     return Err(EBADMSG, sanitize(e.message));
+  } catch (const kj::Exception& e) {
+    // Cap'n Proto's own: its description only. what() adds kj's source file
+    // and line and a stack of code addresses, which would tell a client
+    // where the worker is loaded; the description may quote raw bytes.
+    return Err(EBADMSG, "malformed message: " + sanitize(e.getDescription().cStr(), 200));
   } catch (const std::exception& e) {
-    // kj::Exception derives from std::exception; its text may quote raw bytes.
-    return Err(EBADMSG, "malformed message: " + sanitize(e.what(), 200));
+    // Anything else (std::bad_alloc): its name, never more than 200 bytes.
+    return Err(EBADMSG, "malformed message: " + sanitize(cut_at_stack(e.what()), 200));
   }
 }
 
