@@ -28,7 +28,7 @@ uint64_t g_dropped = 0;
 bool g_dropped_mid_line = false;
 uint64_t g_dropped_total = 0;  // every line dropped so far, reported or not
 // The rate limit of log_set_rate_limit(); burst 0 is off.
-LogRateLimit g_limit(0, 0);
+LogRateLimit g_limit(0, 0, false);
 // The log fd is a socket: send with MSG_DONTWAIT instead of write.
 bool g_socket = false;
 
@@ -129,7 +129,7 @@ void log_set_level(LogLevel min_level) noexcept {
 }
 
 void log_set_rate_limit(uint32_t burst, uint32_t per_second) noexcept {
-  g_limit = LogRateLimit(burst, per_second);
+  g_limit = LogRateLimit(burst, per_second, false);
 }
 
 void log_set_socket_sink(bool socket) noexcept {
@@ -186,21 +186,45 @@ uint64_t LogRateLimit::take_suppressed() noexcept {
   return n;
 }
 
-bool LogRateLimit::allow_at(uint64_t now) noexcept {
+uint64_t LogRateLimit::note_held_back(uint64_t now_ns, const char* what) noexcept {
+  if (suppressed_ == 0) return 0;
+  refill(now_ns);
+  if (tokens_ == 0) return 0;
+  --tokens_;
+  const uint64_t k = take_suppressed();
+  log_write(LogLevel::kWarn, __func__,
+            "%llu more line%s about %s %s held back (at most %u at once, then %u a second)",
+            static_cast<unsigned long long>(k), k == 1 ? "" : "s", what, k == 1 ? "was" : "were",
+            burst_, per_second_);
+  return k;
+}
+
+void LogRateLimit::refill(uint64_t now) noexcept {
   if (last_ns_ != 0 && per_second_ != 0) {
-    uint64_t refill = (now - last_ns_) * per_second_ / 1000000000ULL;
-    if (refill > 0) {
-      tokens_ = static_cast<uint32_t>(refill + tokens_ > burst_ ? burst_ : refill + tokens_);
+    const uint64_t earned = elapsed_ns(now, last_ns_) * per_second_ / 1000000000ULL;
+    if (earned > 0) {
+      tokens_ = static_cast<uint32_t>(earned + tokens_ > burst_ ? burst_ : earned + tokens_);
       last_ns_ = now;
     }
   } else {
     last_ns_ = now;
   }
+}
+
+bool LogRateLimit::allow_at(uint64_t now) noexcept {
+  refill(now);
   if (tokens_ == 0) {
     ++suppressed_;
     return false;
   }
   --tokens_;
+  if (notes_ && suppressed_ != 0) {
+    const uint64_t k = take_suppressed();
+    log_write(LogLevel::kWarn, __func__,
+              "%llu more line%s like the next %s held back (at most %u at once, then %u a second)",
+              static_cast<unsigned long long>(k), k == 1 ? "" : "s", k == 1 ? "was" : "were",
+              burst_, per_second_);
+  }
   return true;
 }
 

@@ -37,11 +37,16 @@ void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept
     __attribute__((format(printf, 3, 4)));
 
 /// A token bucket for per-connection errors: at most `burst` lines, refilled at
-/// `per_second`. Returns true if a line may be written now.
+/// `per_second`. Returns true if a line may be written now. With `notes`
+/// (the default, for a limiter of one kind of line), the first line let
+/// through after some were held back is preceded by a warning that says how
+/// many: "K more lines like the next were held back (...)"; a ticker says it
+/// once they stop coming with note_held_back(). The process-wide limit
+/// (log_set_rate_limit) reports its own, without.
 class LogRateLimit {
  public:
-  LogRateLimit(uint32_t burst, uint32_t per_second) noexcept
-      : burst_(burst), per_second_(per_second), tokens_(burst) {}
+  LogRateLimit(uint32_t burst, uint32_t per_second, bool notes = true) noexcept
+      : burst_(burst), per_second_(per_second), tokens_(burst), notes_(notes) {}
   /// Takes one token if available (at monotonic_ns()); counts a refusal as
   /// suppressed.
   bool allow() noexcept;
@@ -52,6 +57,11 @@ class LogRateLimit {
   uint64_t suppressed() const noexcept { return suppressed_; }
   /// Returns the lines suppressed so far and starts counting from zero.
   uint64_t take_suppressed() noexcept;
+  /// For a ticker, so that a count is said even when no line of the kind
+  /// follows: when lines were held back and a token is free at `now_ns`,
+  /// takes it and logs a warning "K more lines about `what` were held back
+  /// (...)", then counts from zero. Returns the count said (0: nothing).
+  uint64_t note_held_back(uint64_t now_ns, const char* what) noexcept;
   uint32_t burst() const noexcept { return burst_; }
   uint32_t per_second() const noexcept { return per_second_; }
 
@@ -60,6 +70,9 @@ class LogRateLimit {
   uint32_t tokens_;
   uint64_t last_ns_ = 0;
   uint64_t suppressed_ = 0;
+  bool notes_;
+  /// Refills the bucket for the time up to `now`.
+  void refill(uint64_t now) noexcept;
 };
 
 /// Caps the lines this process logs below kError: `burst` at once, then

@@ -136,6 +136,9 @@ void ControlServer::identified(uint64_t client_id, const PeerIdentity& identity)
 }
 
 void ControlServer::on_tick(uint64_t now_ns) noexcept {
+  // A flood of refused or dropped clients that ended: say how many lines it
+  // held back, so that the log's account of them is whole.
+  log_limit_.note_held_back(now_ns, "control clients");
   for (size_t i = 0; i < clients_.size();) {
     ControlClient* client = clients_[i].get();
     if (client->timed_out(now_ns)) {

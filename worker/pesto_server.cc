@@ -223,6 +223,8 @@ void PestoServer::on_event(uint32_t /*events*/) noexcept {
 }
 
 void PestoServer::on_tick(uint64_t now_ns) noexcept {
+  log_limit_.note_held_back(now_ns, "pesto clients");
+  reader_drop_log_.note_held_back(now_ns, "dropped pesto readers");
   // Greeted sessions past the timeout: the committer served, and readers.
   std::vector<PestoSession*> late;
   if (session_ && session_->admitted_ns() != 0 &&

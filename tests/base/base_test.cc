@@ -172,6 +172,37 @@ TEST(Log, LinesAFullNonBlockingSinkRefusesAreCountedAndReported) {
   EXPECT_NE(second.find("log-test: info: after\n"), std::string::npos) << second;
 }
 
+TEST(LogRateLimit, ALimiterOfOneKindSaysHowManyLinesItHeldBack) {
+  constexpr uint64_t kSecond = 1000000000ULL;
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  log_init("log-test", w.get(), LogLevel::kInfo);
+  LogRateLimit limit(1, 1);
+  uint64_t t = 7 * kSecond;
+  EXPECT_TRUE(limit.allow_at(t));
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(limit.allow_at(t));
+  EXPECT_EQ(drain(r.get()), "");
+  // The next line let through is preceded by the count.
+  EXPECT_TRUE(limit.allow_at(t + kSecond));
+  std::string got = drain(r.get());
+  EXPECT_EQ(got,
+            "log-test: warning: 3 more lines like the next were held back (at most 1 at once, "
+            "then 1 a second)\n");
+  EXPECT_EQ(limit.suppressed(), 0u);
+  // A ticker says it when no line of the kind follows, once a token is free.
+  EXPECT_FALSE(limit.allow_at(t + kSecond));
+  EXPECT_FALSE(limit.allow_at(t + kSecond));
+  EXPECT_EQ(limit.note_held_back(t + kSecond, "control clients"), 0u);  // no token yet
+  EXPECT_EQ(limit.note_held_back(t + 2 * kSecond, "control clients"), 2u);
+  got = drain(r.get());
+  log_init("sluice", 2, LogLevel::kInfo);
+  EXPECT_EQ(got,
+            "log-test: warning: 2 more lines about control clients were held back (at most 1 at "
+            "once, then 1 a second)\n");
+  EXPECT_EQ(limit.note_held_back(t + 9 * kSecond, "control clients"), 0u);  // nothing held back
+}
+
 TEST(Log, ElapsedTimeNeverWrapsAround) {
   EXPECT_EQ(elapsed_ns(5000, 2000), 3000u);
   EXPECT_EQ(elapsed_ns(2000, 2000), 0u);
@@ -182,7 +213,7 @@ TEST(Log, ElapsedTimeNeverWrapsAround) {
 
 TEST(LogRateLimit, ABurstThenTheRateAndACountOfWhatItHeldBack) {
   constexpr uint64_t kSecond = 1000000000ULL;
-  LogRateLimit limit(3, 2);  // 3 at once, then 2 a second
+  LogRateLimit limit(3, 2, false);  // 3 at once, then 2 a second; counts only
   uint64_t t = 5 * kSecond;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(limit.allow_at(t)) << i;
   EXPECT_FALSE(limit.allow_at(t));

@@ -438,8 +438,8 @@ TEST(Codec, RandomBytesNeverEscapeAsExceptions) {
     auto req = decode_request(buf.data(), c.frame_bytes);
     auto resp = decode_response(buf.data(), c.frame_bytes);
     // What a client is told says what is wrong, never where the code is.
-    for (const std::string* m : {req.ok() ? nullptr : &req.error().message,
-                                 resp.ok() ? nullptr : &resp.error().message}) {
+    for (const std::string* m :
+         {req.ok() ? nullptr : &req.error().message, resp.ok() ? nullptr : &resp.error().message}) {
       if (m == nullptr) continue;
       EXPECT_EQ(m->find("stack:"), std::string::npos) << "input " << i << ": " << *m;
       EXPECT_EQ(m->find(".c++:"), std::string::npos) << "input " << i << ": " << *m;
