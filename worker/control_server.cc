@@ -142,10 +142,12 @@ void ControlServer::on_tick(uint64_t now_ns) noexcept {
   for (size_t i = 0; i < clients_.size();) {
     ControlClient* client = clients_[i].get();
     if (client->timed_out(now_ns)) {
-      if (client->closing()) {
-        // It did not even read the error in time: cut it off.
+      if (client->closing() || client->reply_unread()) {
+        // It did not read the error in time, or did not read a reply: an
+        // error queued behind that would not drain either. Cut it off.
         if (log_limit_.allow()) {
-          LOG_INFO("control client pid %d dropped: timed out", client->peer().pid);
+          LOG_INFO("control client pid %d dropped: %s", client->peer().pid,
+                   client->closing() ? "timed out" : "it did not read its replies in time");
         }
         drop(client);  // swaps the last client into slot i
         continue;

@@ -101,6 +101,8 @@ class ControlClient final : public EventHandler {
   ControlAccess access() const { return static_cast<ControlAccess>(identity_.access); }
   /// True once an error was queued and the connection closes after sending it.
   bool closing() const { return closing_; }
+  /// True while a reply the client has not read is still queued.
+  bool reply_unread() const noexcept { return out_off_ < out_.size(); }
   /// Marks the client gone: later events in the same batch are ignored.
   void mark_dead() noexcept { dead_ = true; }
   /// The client's connection.

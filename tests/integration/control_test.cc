@@ -180,6 +180,37 @@ TEST(Control, SlowClientIsDroppedAndStallsNothing) {
   echo.join();
 }
 
+TEST(Control, AClientThatReadsNoReplyIsDroppedAtTheTimeout) {
+  // Requests sent ahead and no reply read: its replies fill the socket, and
+  // an error frame queued behind them could never be read either. It is cut
+  // off at the reply timeout (5 s), not given a second one for the error.
+  // 600 rules: each stats reply is tens of KiB, so a few fill the socket.
+  std::vector<std::string> args;
+  for (int i = 0; i < 600; ++i) {
+    if (i % 300 == 0) args.insert(args.end(), {"-t", "127.0.0.1/"});
+    args.back() += (i % 300 == 0 ? "" : ",") + std::to_string(20000 + 2 * i) + ":" +
+                   std::to_string(30000 + 2 * i);
+  }
+  Daemon d;
+  d.start(args);
+  ASSERT_TRUE(d.wait_ready(20000)) << d.log();
+  UniqueFd c = raw_session(d);
+  ASSERT_TRUE(c.valid()) << d.log();
+  const int small = 4096;
+  setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  const std::string req = control::encode_request(control::Request{2, control::StatsRequest{}});
+  for (int i = 0; i < 64; ++i) {
+    if (send(c.get(), req.data(), req.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) break;
+  }
+  const char* const kDropped = "dropped: it did not read its replies in time";
+  // At most 2 x 10 s: the timeout is 5 s, and the tick a quarter second.
+  EXPECT_TRUE(wait_until([&] { return d.log().find(kDropped) != std::string::npos; }) ||
+              wait_until([&] { return d.log().find(kDropped) != std::string::npos; }))
+      << d.log();
+  // Meanwhile, and after, other clients are served.
+  EXPECT_EQ(d.ctl().status, 0);
+}
+
 TEST(Control, MalformedFramesGetAnErrorOrADrop) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   std::thread echo = echo_server(target.get(), 1);
