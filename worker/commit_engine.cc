@@ -508,9 +508,9 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   record.added = std::move(a.added);
   record.removed = std::move(a.removed);
   record.kept = static_cast<uint32_t>(a.plan.keep.size());
-  record.opened = static_cast<uint32_t>(a.plan.open.size());
+  record.opened = static_cast<uint32_t>(a.plan.open.size()) - a.not_opened[0];
   record.closed = static_cast<uint32_t>(a.plan.close.size());
-  record.rebound = static_cast<uint32_t>(a.plan.rebind.size());
+  record.rebound = static_cast<uint32_t>(a.plan.rebind.size()) - a.not_opened[1];
   record.failures = std::move(a.failures);
   cut_failures(&record.failures);
   record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;

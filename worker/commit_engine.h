@@ -354,6 +354,9 @@ class CommitEngine final : public Ticker {
     uint64_t settle_until_ns = 0;
     size_t install_acq = 0;  // 0: opens, 1: rebinds
     size_t install_next = 0;
+    // Ports of best-effort rules that did not open (opens, rebinds): the
+    // counts of what the commit opened and rebound leave them out.
+    uint32_t not_opened[2] = {0, 0};
     std::vector<Installed> next_installed;
     std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;

@@ -100,7 +100,10 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
     for (; a.install_next < acq.keys.size(); ++a.install_next) {
       if (*budget == 0) return false;
       UniqueFd& fd = acq.fds[a.install_next];
-      if (!fd.valid()) continue;  // a failed port of a weak rule
+      if (!fd.valid()) {  // a failed port of a weak rule
+        ++a.not_opened[a.install_acq];
+        continue;
+      }
       const PlannedKey& k = acq.keys[a.install_next];
       const uint64_t cookie = socket_cookie(fd.get());
       auto listener =

@@ -207,6 +207,33 @@ TEST(Commit, DryRunTrialBindsAndChangesNothing) {
   EXPECT_EQ(get_state(c).generation, s.generation);
 }
 
+TEST(Commit, APortABestEffortRuleCouldNotOpenIsNotCountedAsOpened) {
+  // A best-effort rule (from `all` or exclusions) serves the ports it could
+  // bind and warns about the rest: the commit's counts say what it opened.
+  UniqueFd squatter = listen_tcp("127.0.0.1", 18092);
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  ControlConnection& c = *control;
+  Rule weak = loopback_rule(18090, 18094, 28090);
+  weak.weak = true;
+  TableSet t;
+  t.of(Pif::kHost).rules = {loopback_rule(18080, 18080, 18000), weak};
+  control::CommitResult r = commit(c, t, get_state(c).generation);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+  EXPECT_EQ(r.kept, 1u);
+  EXPECT_EQ(r.opened, 4u) << "18092 is another program's";
+  EXPECT_TRUE(listening(18094));
+  // The next commit tries 18092 again, and opens only its new port.
+  t.of(Pif::kHost).rules.push_back(loopback_rule(18096, 18096, 28096));
+  r = commit(c, t, get_state(c).generation);
+  ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+  EXPECT_EQ(r.kept, 5u);
+  EXPECT_EQ(r.opened, 1u);
+}
+
 TEST(Commit, RebindIsCountedAndServes) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000);
   Daemon d;
