@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <type_traits>
@@ -274,9 +275,12 @@ void ControlClient::process_frames() noexcept {
       return fail(frame_error_code(check.error), check.message);
     }
     if (check.status == FrameStatus::kNeedMore) {
-      // Grow to the one frame being read, never further (check_frame kept
-      // it within the limit).
-      if (check.frame_bytes > in_.size() * 8) reserve_input(check.frame_bytes);
+      // Grow toward the one frame being read, never further (check_frame
+      // kept it within the limit), and at most twice what is held: a header
+      // alone that promises 4 MiB costs the worker 4 MiB only once the bytes
+      // come, not at once for each client that sends one.
+      const size_t cap = in_.size() * 8;
+      if (check.frame_bytes > cap) reserve_input(std::min(check.frame_bytes, 2 * cap));
       return;
     }
     auto request = control::decode_request(data, check.frame_bytes);

@@ -8,7 +8,8 @@
 // request is answered, in order, once the client reads, however deep its
 // pipeline.
 //
-// The worker's peak resident size (VmHWM in /proc/PID/status) is compared
+// A client that only promises a large frame costs what it sends. The
+// worker's peak resident size (VmHWM in /proc/PID/status) is compared
 // before and after; memory, unlike time, does not depend on the machine's
 // speed.
 #include <sys/socket.h>
@@ -182,6 +183,41 @@ TEST(ControlMemory, ReadersPipeliningLargeRepliesHoldOneReplyEachAndAreAllAnswer
     if (!served) usleep(20000);
   }
   EXPECT_TRUE(served) << d.log();
+}
+
+TEST(ControlMemory, AHeaderThatPromisesALargeFrameCostsOnlyWhatArrives) {
+  // A client that may commit sends requests of up to 4 MiB. The header
+  // alone used to make the worker allocate (and zero) all of it at once, so
+  // 40 such clients that sent nothing more held 160 MiB; the buffer now
+  // grows with the bytes that come, at most doubling.
+  constexpr int kPromisers = 40;
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  const long before = peak_kib(worker);
+  ASSERT_GT(before, 0) << "no VmHWM for the worker";
+  std::vector<UniqueFd> clients;
+  for (int c = 0; c < kPromisers; ++c) {
+    clients.push_back(raw_session(d));
+    ASSERT_TRUE(clients.back().valid()) << "client " << c << "\n" << d.log();
+    // One segment of (4 MiB - 16) bytes, then 4 KiB of it, then silence.
+    const uint32_t header[2] = {0, static_cast<uint32_t>((kMaxControlMessageBytes - 16) / 8)};
+    std::string bytes(reinterpret_cast<const char*>(header), sizeof(header));
+    bytes += std::string(4096, '\0');
+    ASSERT_EQ(send(clients.back().get(), bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  // Every client is served: a request round trip on a new session answers
+  // only after the worker has read what the others sent.
+  EXPECT_EQ(d.ctl().status, 0) << d.log();
+  const long grown_kib = peak_kib(worker) - before;
+  std::printf("[ memory   ] %d clients each promising a 4 MiB frame; worker peak grew by %ld KiB\n",
+              kPromisers, grown_kib);
+#ifndef SLUICE_SANITIZE
+  EXPECT_LT(grown_kib, 16 * 1024) << "the worker's peak grew by " << grown_kib << " KiB";
+#endif
 }
 
 }  // namespace
