@@ -106,6 +106,13 @@ TEST(FdLimit, AConnectionThatFindsNoDescriptorForAPipeCopiesOn) {
   // A transfer past the copy path's first 64 KiB splices through a pipe; a
   // worker out of descriptors cannot make one. The transfer then goes on by
   // copy instead of being reset.
+#ifdef SLUICE_SANITIZE
+  // The sanitizer runtime needs descriptors of its own (it probes memory by
+  // writing it through a pipe); with none left it fails inside the worker's
+  // filter (SIGSYS on readlink) before sluice's code runs. The normal build
+  // runs this test.
+  GTEST_SKIP() << "a worker with no descriptor left dies in the sanitizer runtime";
+#endif
   constexpr rlim_t kTight = 256;
   UniqueFd target = listen_tcp("127.0.0.1", kTargetPort, 1024);
   Daemon d;
