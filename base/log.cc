@@ -191,11 +191,15 @@ uint64_t LogRateLimit::note_held_back(uint64_t now_ns, const char* what) noexcep
   refill(now_ns);
   if (tokens_ == 0) return 0;
   --tokens_;
+  return say_held_back("about", what);
+}
+
+uint64_t LogRateLimit::say_held_back(const char* relation, const char* what) noexcept {
   const uint64_t k = take_suppressed();
   log_write(LogLevel::kWarn, __func__,
-            "%llu more line%s about %s %s held back (at most %u at once, then %u a second)",
-            static_cast<unsigned long long>(k), k == 1 ? "" : "s", what, k == 1 ? "was" : "were",
-            burst_, per_second_);
+            "%llu more line%s %s %s %s held back (at most %u at once, then %u a second)",
+            static_cast<unsigned long long>(k), k == 1 ? "" : "s", relation, what,
+            k == 1 ? "was" : "were", burst_, per_second_);
   return k;
 }
 
@@ -218,13 +222,7 @@ bool LogRateLimit::allow_at(uint64_t now) noexcept {
     return false;
   }
   --tokens_;
-  if (notes_ && suppressed_ != 0) {
-    const uint64_t k = take_suppressed();
-    log_write(LogLevel::kWarn, __func__,
-              "%llu more line%s like the next %s held back (at most %u at once, then %u a second)",
-              static_cast<unsigned long long>(k), k == 1 ? "" : "s", k == 1 ? "was" : "were",
-              burst_, per_second_);
-  }
+  if (notes_ && suppressed_ != 0) say_held_back("like", "the next");
   return true;
 }
 

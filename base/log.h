@@ -73,6 +73,9 @@ class LogRateLimit {
   bool notes_;
   /// Refills the bucket for the time up to `now`.
   void refill(uint64_t now) noexcept;
+  /// Logs "K more lines `relation` `what` were held back (...)" for the lines
+  /// held back so far and counts from zero; returns K.
+  uint64_t say_held_back(const char* relation, const char* what) noexcept;
 };
 
 /// Caps the lines this process logs below kError: `burst` at once, then
