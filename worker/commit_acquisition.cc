@@ -28,16 +28,28 @@ void Acquisition::discard() noexcept {
   discard_unpublished(fds);
 }
 
+namespace {
+
+/// The bind policy a key of `pif` is checked against: the file's bind lines
+/// (pre-checked to name the line), with the kernel's privileged port rule as
+/// the broker reported it (for SPLICE keys, the target namespace's, whose
+/// kernel binds them) and the default policy's privileged ports.
+BindPolicy effective_policy(const BindPolicy& file_policy, const BrokerInfo& info, Pif pif) {
+  BindPolicy policy = file_policy;
+  const bool splice = pif == Pif::kSplice;
+  policy.unprivileged_port_start =
+      splice ? info.splice_unprivileged_port_start : info.unprivileged_port_start;
+  policy.has_bind_cap = splice ? info.splice_has_bind_cap : info.has_bind_cap;
+  policy.initial_grants = info.initial_grants;
+  return policy;
+}
+
+}  // namespace
+
 Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& file_policy,
                                 const BrokerInfo& info) {
-  BindPolicy policy = file_policy;  // the file's bind lines, pre-checked to name the line
-  policy.unprivileged_port_start = info.unprivileged_port_start;
-  policy.has_bind_cap = info.has_bind_cap;
-  policy.initial_grants = info.initial_grants;  // the default policy's privileged ports
-  // SPLICE listeners are bound inside the target namespace, under its kernel.
-  BindPolicy splice_policy = policy;
-  splice_policy.unprivileged_port_start = info.splice_unprivileged_port_start;
-  splice_policy.has_bind_cap = info.splice_has_bind_cap;
+  const BindPolicy policy = effective_policy(file_policy, info, Pif::kHost);
+  const BindPolicy splice_policy = effective_policy(file_policy, info, Pif::kSplice);
   Acquisition acq;
   std::vector<PlannedKey> denied;
   std::vector<std::string> reasons;
@@ -61,6 +73,20 @@ Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& 
     acq.policy_reason[acq.asked + i] = std::move(reasons[i]);
   }
   return acq;
+}
+
+void deny_changed_kept(Acquisition* acq, std::span<const PlannedKey> kept,
+                       const BindPolicy& file_policy, const BrokerInfo& info) {
+  const BindPolicy policy = effective_policy(file_policy, info, Pif::kHost);
+  const BindPolicy splice_policy = effective_policy(file_policy, info, Pif::kSplice);
+  for (const PlannedKey& k : kept) {
+    BindDecision d = check_bind(k.key.pif == Pif::kSplice ? splice_policy : policy, to_wire(k.key));
+    if (d.allowed) continue;
+    acq->keys.push_back(k);
+    acq->status.push_back(wire::kStatusPolicyDenied);
+    acq->fds.emplace_back();
+    acq->policy_reason.push_back(std::move(d.reason));
+  }
 }
 
 void discard_unpublished(std::span<UniqueFd> fds) noexcept {

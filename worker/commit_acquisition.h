@@ -51,6 +51,17 @@ struct Acquisition {
 Acquisition prepare_acquisition(std::vector<PlannedKey> keys, const BindPolicy& file_policy,
                                 const BrokerInfo& info);
 
+/// Appends to `acq`, as denied without asking the broker, each key of
+/// `kept` that the bind policy refuses now, with its reason. `kept` are the
+/// listeners in force that a commit keeps for a rule it changes (a new
+/// target, a wider range): a changed rule is judged as a new one, as
+/// POLICY.md says ("New `bind` lines apply from the next commit"), even
+/// where its socket stays; otherwise a rule the reloaded policy forbids
+/// could be changed at will, and then be refused when a restarted worker
+/// resumes the tables. Checked as prepare_acquisition() checks. No syscalls.
+void deny_changed_kept(Acquisition* acq, std::span<const PlannedKey> kept,
+                       const BindPolicy& file_policy, const BrokerInfo& info);
+
 /// Closes sockets the broker opened for a commit that will not use them.
 /// Each is shut down (SHUT_RD) before it is closed, so that the port refuses
 /// from now on even where sluiced still holds a copy. Needs `shutdown`,

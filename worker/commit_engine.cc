@@ -311,6 +311,16 @@ void CommitEngine::finish_refused() noexcept {
 void CommitEngine::acquire_opens() noexcept {
   Active& a = *active_;
   a.opens = prepare_acquisition(a.plan.open, bind_policy_, info_);
+  // Kept sockets whose rule changes: judged by the bind policy as new ones.
+  std::vector<PlannedKey> changed;
+  for (const CommitPlan::Keep& keep : a.plan.keep) {
+    const Installed& in = installed_[keep.installed];
+    if (!(tables_.of(in.origin.pif).rules[in.origin.rule] ==
+          a.job.request.tables.of(keep.origin.pif).rules[keep.origin.rule])) {
+      changed.push_back(PlannedKey{in.key, keep.origin});
+    }
+  }
+  deny_changed_kept(&a.opens, changed, bind_policy_, info_);
   acquire(a.opens, &CommitEngine::opens_answered);
 }
 
@@ -367,8 +377,12 @@ void CommitEngine::discard_trial() noexcept {
 }
 
 void CommitEngine::roll_back_opens() noexcept {
-  active_->opens.discard();                     // the old table never stopped serving
-  if (active_->opens.asked > 0) store_state();  // sluiced lets go of its copies too
+  if (taking_over_) {
+    keep_for_next_commit(active_->opens);  // no table in force yet: the next commit takes them
+  } else {
+    active_->opens.discard();                     // the old table never stopped serving
+    if (active_->opens.asked > 0) store_state();  // sluiced lets go of its copies too
+  }
   finish(control::Outcome::kRejected);
 }
 
@@ -395,8 +409,12 @@ void CommitEngine::roll_back_rebinds() noexcept {
   Active& a = *active_;
   // As roll_back_opens(): the listeners in force never stopped serving.
   a.rebinds.discard();
-  a.opens.discard();
-  store_state();  // sluiced lets go of its copies of what was acquired
+  if (taking_over_) {
+    keep_for_next_commit(a.opens);
+  } else {
+    a.opens.discard();
+    store_state();  // sluiced lets go of its copies of what was acquired
+  }
   finish(control::Outcome::kRejected);
 }
 
@@ -430,6 +448,7 @@ void CommitEngine::finish_applied() noexcept {
   installed_ = std::move(a.next_installed);
   scan_applied();
   if (!a.job.scan) drop_adopted();
+  taking_over_ = false;
   store_state();
   if (a.job.request.end_removed_flows && !a.removed.empty()) {
     std::vector<std::string> removed = a.removed;

@@ -55,7 +55,16 @@ void CommitEngine::drop_adopted() noexcept {
   adopted_.clear();
 }
 
+void CommitEngine::keep_for_next_commit(Acquisition& acq) noexcept {
+  for (size_t i = 0; i < acq.asked; ++i) {
+    if (acq.status[i] == wire::kStatusOk && acq.fds[i].valid()) {
+      adopted_[acq.keys[i].key] = std::move(acq.fds[i]);
+    }
+  }
+}
+
 void CommitEngine::store_state() noexcept {
+  if (taking_over_) return;
   std::vector<uint64_t> cookies;
   cookies.reserve(installed_.size());
   for (const Installed& i : installed_) {

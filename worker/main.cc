@@ -341,6 +341,7 @@ int run(int argc, char** argv) {
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);
   engine.start();
   engine.adopt(std::move(adopted));
+  if (info->resume) engine.begin_takeover();
   // The heartbeat to sluiced, from the initial commit on (readiness and the
   // systemd watchdog, schema/broker_wire.h WorkerStatus).
   StatusReporter reporter(**loop, broker, engine);

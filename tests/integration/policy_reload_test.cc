@@ -109,6 +109,31 @@ TEST_F(PolicyReload, TighteningKeepsTheRuleInForceAndReportsIt) {
   EXPECT_NE(stats.out.find("every rule in force passes it"), std::string::npos) << stats.out;
 }
 
+// A commit that changes a rule on a port the reloaded bind policy denies is
+// judged as a new rule, though its socket is kept; one that keeps the rule
+// as it is passes. The change was once applied, and the tables it made were
+// then refused when a restarted worker resumed them.
+TEST_F(PolicyReload, AChangedRuleOnAPortTheReloadDeniesIsJudgedAsANewOne) {
+  ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080-18082 127.0.0.1\n"));
+  policy.rewrite("bind allow tcp 18081-18082 127.0.0.1\n");
+  reload(d, 1);
+  const std::string denial = "denied by " + policy.path() + ": no `bind` line matches";
+  RunResult retarget = d.ctl({"-t", "127.0.0.1/18080:18001"});
+  EXPECT_EQ(retarget.status, 1) << retarget.err;
+  EXPECT_NE(retarget.err.find("policy-denied"), std::string::npos) << retarget.err;
+  EXPECT_NE(retarget.err.find(denial), std::string::npos) << retarget.err;
+  EXPECT_NE(retarget.err.find("18080"), std::string::npos) << retarget.err;
+  RunResult widen = d.ctl({"-t", "127.0.0.1/18080-18081:18000-18001"});
+  EXPECT_EQ(widen.status, 1) << widen.err;
+  EXPECT_NE(widen.err.find(denial), std::string::npos) << widen.err;
+  // Nothing changed, and a commit that keeps the rule as it is passes.
+  expect_forwarding(target.get(), 18080, d);
+  RunResult keep = d.ctl({"-A", "-t", rule(18081)});
+  EXPECT_EQ(keep.status, 0) << keep.err;
+  expect_forwarding(target.get(), 18081, d);
+  expect_forwarding(target.get(), 18080, d);
+}
+
 TEST_F(PolicyReload, LooseningAllowsADeniedCommit) {
   ASSERT_NO_FATAL_FAILURE(start_with_policy("bind allow tcp 18080 127.0.0.1\n"));
   RunResult denied = d.ctl({"-A", "-t", rule(18081)});

@@ -5,6 +5,9 @@
 // generation and the tables stay, the audit chain goes on. A worker that
 // keeps dying, or new workers that die at start, are given up on with a clear
 // error, and a listener the tables no longer have is closed in sluiced too.
+// A resume the reloaded policy refuses falls back to the initial rules
+// without closing a port they share, or stops sluiced when they are refused
+// too.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -162,6 +165,79 @@ TEST(Restart, WorkersThatDieAtStartAreGivenUpOnWithOneClearError) {
   // One line per death: the kill, then two workers that died at start.
   EXPECT_EQ(count_of(log, "killed by signal 9"), 1u) << log;
   EXPECT_EQ(count_of(log, "exited with status 1"), 3u) << log;
+}
+
+/// Writes `text` as the policy, sends SIGHUP and waits (bounded) until the
+/// worker says the reload is in force.
+void reload_policy(Daemon& d, PolicyFileFixture& policy, const std::string& text) {
+  policy.rewrite(text);
+  d.signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(d, "in force for the next commit:")) << d.log();
+}
+
+// A reloaded bind policy that refuses a rule added at run time, not the
+// initial rules: the new worker's resume is refused and it commits the
+// initial rules instead, taking over the dead worker's listener of the port
+// that is in both. It once shut that listener down with the refused resume
+// (and sluiced's copy with it) and bound the port anew: connections to a
+// port in every table were refused during the restart.
+TEST(Restart, AResumeThePolicyRefusesFallsBackWithoutClosingAPortInEveryTable) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  std::atomic<bool> stop{false};
+  std::thread acceptor([&] {
+    while (!stop) UniqueFd c = accept_one(target.get(), 100);
+  });
+  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18081:18000"}).status, 0) << d.log();
+  ASSERT_NO_FATAL_FAILURE(reload_policy(d, policy, "bind allow tcp 18080 127.0.0.1\n"));
+
+  KeptPortProber prober(18080, KeptPortProber::Target::kClose);
+  prober.await_probe();
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  prober.await_probe();
+  prober.await_probe();
+  prober.stop();
+  stop = true;
+  acceptor.join();
+
+  EXPECT_EQ(prober.refused(), 0) << d.log();
+  EXPECT_LE(prober.reset(), 1);  // a probe in flight through the killed worker
+  EXPECT_NE(d.log().find("are refused; starting from the initial rules"), std::string::npos)
+      << d.log();
+  const RunResult list = d.ctl({});
+  EXPECT_NE(list.out.find("18080"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("18081"), std::string::npos) << list.out;
+  EXPECT_TRUE(can_listen(18081)) << "the refused rule's port still listens\n" << d.log();
+}
+
+// A reloaded bind policy that refuses the initial rules and the tables in
+// force: every new worker exits 1 and sluiced gives up, as it does for
+// `target` lines (WorkersThatDieAtStartAreGivenUpOnWithOneClearError). The
+// first new worker once handed sluiced an empty table as it rolled its
+// refused resume back; the next one resumed that and served nothing, and
+// sluiced ran on, every port closed, looking healthy.
+TEST(Restart, ResumeAndInitialRulesTheBindPolicyRefusesStopSluiced) {
+  PolicyFileFixture policy("bind allow tcp 18080-18081 127.0.0.1\n");
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18081:18000"}).status, 0) << d.log();
+  ASSERT_NO_FATAL_FAILURE(reload_policy(d, policy, "bind allow tcp 18081 127.0.0.1\n"));
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  EXPECT_EQ(d.wait_exit(15000), 1) << d.log();
+  const std::string log = d.log();
+  EXPECT_EQ(count_of(log, "neither the resumed tables nor the initial rules pass"), 3u) << log;
+  EXPECT_EQ(count_of(log, "ready: 0 listeners"), 0u) << log;
+  EXPECT_EQ(count_of(log, "resumed after a worker restart: the tables of generation 0"), 0u) << log;
 }
 
 TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {
