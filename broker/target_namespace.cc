@@ -49,11 +49,17 @@ Result<UniqueFd> open_namespace(const std::string& path, int type, const char* w
   return fd;
 }
 
+/// True when `fd` is the namespace sluiced itself is in, as /proc/self/ns/`kind`.
+bool is_own_namespace(int fd, const char* kind) {
+  struct stat own, other;
+  const std::string self = std::string("/proc/self/ns/") + kind;
+  if (::stat(self.c_str(), &own) != 0 || ::fstat(fd, &other) != 0) return false;
+  return own.st_dev == other.st_dev && own.st_ino == other.st_ino;
+}
+
 /// True when `fd` is the user namespace sluiced itself is in.
 bool is_own_user_namespace(int fd) {
-  struct stat own, other;
-  if (::stat("/proc/self/ns/user", &own) != 0 || ::fstat(fd, &other) != 0) return false;
-  return own.st_dev == other.st_dev && own.st_ino == other.st_ino;
+  return is_own_namespace(fd, "user");
 }
 
 }  // namespace
@@ -101,6 +107,16 @@ Result<TargetNamespace> open_target_namespace(const std::string& netns, const st
   }
   auto net = open_namespace(net_path, CLONE_NEWNET, "network", "--netns");
   if (!net) return Err(net.error());
+  // The namespace sluiced listens in: HOST rules would connect back into
+  // sluiced's own listeners (one connection loops until a limit stops it),
+  // and the loop check assumes the targets are elsewhere.
+  if (is_own_namespace(net->get(), "net")) {
+    return Err(EINVAL, "--netns " + sanitize(netns, 200) +
+                           ": this is sluiced's own network namespace, not a container's; "
+                           "give the PID of a process inside the container (podman inspect "
+                           "--format '{{.State.Pid}}' NAME), or leave --netns out to forward "
+                           "in this namespace");
+  }
   target.netns = std::move(*net);
   if (!user_path.empty()) {
     auto user = open_namespace(user_path, CLONE_NEWUSER, "user", "--userns");

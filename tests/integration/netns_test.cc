@@ -251,6 +251,9 @@ TEST(TargetNamespace, BadNamespaceArgumentsAreOneClearLine) {
       {{"--netns", "4194000"}, "no process has this PID"},
       {{"--netns", "/proc/self/ns/user"}, "not a network namespace file"},
       {{"--userns", "/proc/self/ns/user"}, "--userns needs a target namespace"},
+      // sluiced's own namespace: HOST rules would connect back into sluiced.
+      {{"--netns", "/proc/self/ns/net"}, "this is sluiced's own network namespace"},
+      {{"--netns", std::to_string(::getpid())}, "this is sluiced's own network namespace"},
   };
   for (const Case& c : cases) {
     Daemon d;
