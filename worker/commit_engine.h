@@ -337,6 +337,8 @@ class CommitEngine final : public Ticker {
     LogRateLimit change_log{10, 1};    // the info line of each scan change
     LogRateLimit fail_log{5, 1};       // scan ports that failed to bind
     std::vector<ListenerKey> failing;  // the scan keys that failed to bind last time, sorted
+    size_t budget_cut = 0;             // ports the last scan left out: no descriptor room
+    uint64_t next_budget_log_ns = 0;   // when the same cut may be logged again
     uint64_t next_repeat_log_ns = 0;   // when the same failures may be logged again
   };
   /// The commit in progress.
@@ -503,6 +505,13 @@ class CommitEngine final : public Ticker {
   /// Checking, for a scan job: plans the scan rules' sockets on the ports
   /// bound now, and fires Planned.
   void plan_scan_job() noexcept;
+  /// Leaves out of a scan job's opens those past the descriptor room
+  /// (FdUse::room): a container may bind more ports than the worker can
+  /// hold, and a scan that took the reserve would starve the control
+  /// socket, commits and TCP accepts. They count as failing, are tried
+  /// again at the next scan, and are logged once a minute while the cut
+  /// stays the same. A scan rule never fails, so what fits is opened.
+  void fit_scan_to_descriptors() noexcept;
   /// Notes in the active job the keys of scan rules that failed in `acq`,
   /// and whether one failed with an errno (worth another try; a policy
   /// denial is not).

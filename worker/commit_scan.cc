@@ -111,7 +111,42 @@ void CommitEngine::plan_scan_job() noexcept {
   }
   a.plan = plan_scan(keys, origins, tables_, scan_.bound);
   for (size_t c : a.plan.close) a.scan_closing.push_back(installed_[c].key);
+  fit_scan_to_descriptors();
   fire(Event::kPlanned);
+}
+
+void CommitEngine::fit_scan_to_descriptors() noexcept {
+  Active& a = *active_;
+  // The sockets asked of sluiced: those no dead worker's escrow hands over.
+  const uint64_t room = fd_use().room();
+  uint64_t fresh = 0;
+  for (const PlannedKey& k : a.plan.rebind) fresh += adopted_.contains(k.key) ? 0 : 1;
+  std::vector<PlannedKey> fit;
+  fit.reserve(a.plan.open.size());
+  size_t cut = 0;
+  for (PlannedKey& k : a.plan.open) {
+    if (!adopted_.contains(k.key) && fresh++ >= room) {
+      a.scan_failing.push_back(k.key);  // tried again at the next scan, when room may be back
+      ++cut;
+      continue;
+    }
+    fit.push_back(std::move(k));
+  }
+  a.plan.open = std::move(fit);
+  if (cut > 0) a.scan_retry = true;
+  const uint64_t now = monotonic_ns();
+  if (cut != 0 && (cut != scan_.budget_cut || now >= scan_.next_budget_log_ns)) {
+    const FdUse use = fd_use();
+    LOG_WARN(
+        "auto-scan: %zu port%s bound on the side a scan rule follows get%s no listener: the "
+        "worker's RLIMIT_NOFILE (%llu) has room for no more, keeping %llu descriptors for "
+        "connections and control clients; raise sluiced's LimitNOFILE= or ulimit -n (its "
+        "workers inherit it), or narrow the scan rules' ranges",
+        cut, cut == 1 ? "" : "s", cut == 1 ? "s" : "", static_cast<unsigned long long>(use.limit),
+        static_cast<unsigned long long>(use.reserve()));
+    scan_.next_budget_log_ns = now + kScanRepeatLogNs;
+  }
+  scan_.budget_cut = cut;
 }
 
 void CommitEngine::note_scan_failures(const Acquisition& acq) noexcept {

@@ -49,6 +49,14 @@ inline constexpr uint64_t kSmallFdLimit = kFdReserve * 3 / 2;
 /// (two descriptors each), as the shipped unit's LimitNOFILE= counts them.
 inline constexpr size_t kFdsPerConnection = 6;
 
+/// Limit: descriptors of the room (FdUse::room) that UDP flows leave to the
+/// listeners of later commits. Flows come from whoever sends a datagram,
+/// spoofed sources included; without this, a flood of sources would take
+/// all the room, and every commit that adds a port would fail for lack of
+/// descriptors until the flows went idle. 256 lets a commit of a few hundred
+/// new ports through.
+inline constexpr uint64_t kFlowListenerHeadroom = 256;
+
 /// What the worker holds when a commit is checked.
 struct FdUse {
   uint64_t limit = 0;      // RLIMIT_NOFILE (soft); 0: unknown, nothing is checked

@@ -336,6 +336,17 @@ int run(int argc, char** argv) {
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));
   engine.set_fd_limit(facts.fd_limit);
+  udp->set_descriptor_room([&engine] { return engine.fd_use().room(); });
+  if (FdUse idle{facts.fd_limit};
+      facts.fd_limit != 0 && args->udp_flows + kFlowListenerHeadroom > idle.room()) {
+    LOG_WARN(
+        "--udp-flows %u is more than the worker's RLIMIT_NOFILE (%llu) leaves for flows "
+        "(about %llu, less as listeners and connections come): past that, datagrams from new "
+        "clients are dropped; raise sluiced's LimitNOFILE= or ulimit -n, or lower --udp-flows",
+        static_cast<unsigned>(args->udp_flows), static_cast<unsigned long long>(facts.fd_limit),
+        static_cast<unsigned long long>(
+            idle.room() > kFlowListenerHeadroom ? idle.room() - kFlowListenerHeadroom : 0));
+  }
   engine.set_target_namespace(args->target_netns);
   engine.set_scanner(scanner ? &*scanner : nullptr);
   engine.set_host_scanner(host_scanner ? &*host_scanner : nullptr);

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "base/strings.h"
+#include "worker/fd_budget.h"
 #include "worker/socket_pool.h"
 
 namespace sluice {
@@ -304,6 +305,20 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
           "--udp-idle-timeout",
           table_.capacity(), static_cast<unsigned long long>(counters_.dropped_flow_limit),
           static_cast<unsigned long long>(limits_.idle_timeout_s));
+    }
+    return nullptr;
+  }
+  if (descriptor_room_ && descriptor_room_() <= kFlowListenerHeadroom) {
+    counters_.dropped_no_flow += run;
+    listener.route()->counters->dropped += run;
+    if (limit_log_.allow()) {
+      LOG_WARN(
+          "no descriptor for a new UDP flow: the worker's RLIMIT_NOFILE is taken but for what "
+          "is kept for connections, control clients and the listeners of later commits (%zu "
+          "flows open); datagrams from "
+          "new clients are dropped until flows end (after %llu s idle); raise sluiced's "
+          "LimitNOFILE= or ulimit -n, or lower --udp-flows",
+          table_.size(), static_cast<unsigned long long>(limits_.idle_timeout_s));
     }
     return nullptr;
   }

@@ -191,6 +191,14 @@ class UdpForwarder final : public Ticker {
   /// (an adopted listener, after a worker restart) is not dropped.
   /// Set before any SPLICE listener is served.
   void set_host_sockets(SocketPool* pool) { host_sockets_ = pool; }
+  /// `room` returns how many more descriptors the worker may take without
+  /// eating into the reserve kept for connections and control clients
+  /// (FdUse::room, worker/fd_budget.h). A new flow is made only while it is
+  /// above kFlowListenerHeadroom: flows come from whoever sends a datagram,
+  /// spoofed sources included, and must not take the descriptors that the
+  /// control socket, commits and TCP accepts need. Without it, only
+  /// --udp-flows limits them.
+  void set_descriptor_room(std::function<uint64_t()> room) { descriptor_room_ = std::move(room); }
   /// A refill of the host-side UDP sockets arrived: once no pool of them
   /// still waits for its refill empty, reads the SPLICE listeners that
   /// waited for it. Needs what read_listener needs.
@@ -271,6 +279,7 @@ class UdpForwarder final : public Ticker {
   LogRateLimit log_{20, 5};
   // The flow-limit warning: one line per second at most, with the running count.
   LogRateLimit limit_log_{1, 1};
+  std::function<uint64_t()> descriptor_room_;  // set_descriptor_room
 };
 
 }  // namespace sluice

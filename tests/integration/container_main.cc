@@ -38,8 +38,10 @@
 
 namespace {
 
-/// Limit: sockets served at once: listeners and connections of one test.
-constexpr size_t kMaxFds = 256;
+/// Limit: sockets served at once: listeners and connections of one test;
+/// the most a test binds is 700 ports, two listeners each (127.0.0.1, ::1),
+/// past a worker's descriptor limit (netns_scan_test.cc).
+constexpr size_t kMaxFds = 2048;
 /// Limit: bytes of one command line; the commands are a few words.
 constexpr size_t kMaxCommand = 128;
 

@@ -6,7 +6,8 @@
 // numbers and what to do; the worker is not restarted and forwards on. And a
 // dry run leaves nothing bound in sluiced (its copies of the trial sockets
 // are closed), so the port can be committed right after. A connection that
-// finds no descriptor for a pipe copies on. Every wait is
+// finds no descriptor for a pipe copies on, and UDP flows from many
+// sources leave the control socket and TCP room. Every wait is
 // bounded; nothing depends on the machine's speed.
 #include <sys/resource.h>
 #include <unistd.h>
@@ -100,6 +101,36 @@ TEST(FdLimit, ADryRunLeavesNothingBoundInSluiced) {
     Datagram reply = request(client.get(), "127.0.0.1", port, "through " + std::to_string(port));
     EXPECT_TRUE(reply.ok) << port << "\n" << d.log();
   }
+}
+
+// UDP flows come from whoever sends, spoofed sources included, one socket
+// each: they once took every descriptor the worker had, and the control
+// socket (sluicectl timed out), commits and TCP accepts failed with EMFILE
+// until the flows went idle. Now a new flow needs room outside the reserve.
+TEST(FdLimit, UdpFlowsFromManySourcesLeaveRoomForControlAndTcp) {
+  UniqueFd target = listen_tcp("127.0.0.1", kTargetPort);
+  UdpEcho echo("127.0.0.1", kTargetPort, "target");
+  Daemon d;
+  start_limited(d, {"-t", "127.0.0.1/18080:18000", "-u", "127.0.0.1/18081:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // More sources than the whole limit: each would be a flow socket.
+  std::vector<UniqueFd> clients;
+  for (rlim_t i = 0; i < kNofile + 100; ++i) {
+    clients.push_back(bind_udp("127.0.0.1"));
+    ASSERT_TRUE(clients.back().valid());
+    ASSERT_TRUE(send_udp(clients.back().get(), "127.0.0.1", 18081, "new source"));
+  }
+  ASSERT_TRUE(wait_for_log(d, "no descriptor for a new UDP flow")) << d.log();
+  EXPECT_EQ(d.log().find("EMFILE"), std::string::npos) << d.log();
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_EQ(stats.status, 0) << stats.err << d.log();
+  expect_forwarding(target.get(), 18080, d);
+  RunResult commit = d.ctl({"-A", "-t", "127.0.0.1/18082:18000"});
+  EXPECT_EQ(commit.status, 0) << commit.err << d.log();
+  expect_forwarding(target.get(), 18082, d);
+  // A client that got its flow before the limit is answered still.
+  Datagram reply = request(clients.front().get(), "127.0.0.1", 18081, "old source");
+  EXPECT_TRUE(reply.ok) << d.log();
 }
 
 TEST(FdLimit, AConnectionThatFindsNoDescriptorForAPipeCopiesOn) {

@@ -4,13 +4,15 @@
 // bound on it inside, and stops when nothing is. A kept port of an ordinary
 // rule refuses and resets nothing while scans come and go; a scan change is
 // no commit (the generation stays, a client's compare-and-swap still holds);
-// sluice's own connections and flows inside never make a port listen; and
-// auto without a target namespace is one clear line that says what to do.
+// sluice's own connections and flows inside never make a port listen; more
+// ports inside than descriptors open what fits; and auto without a target
+// namespace is one clear line that says what to do.
 //
 // Scans run about once a second. Every wait is bounded (15 s for what takes
 // about one scan, 2 s in the worst case) and reports the time it measured, so
 // that no test passes or fails by the machine's speed.
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -246,6 +248,34 @@ TEST(TargetNamespaceScan, SluicesOwnConnectionsAndFlowsInsideNeverMakeAPortListe
     EXPECT_TRUE(udp_free(port)) << port;
   }
   EXPECT_EQ(d.log().find("auto-scan: now listening"), std::string::npos) << d.log();
+}
+
+// A container that binds more ports than the worker's descriptor limit can
+// hold listeners for: the scan once opened them all, the worker's table
+// filled, and the control socket, TCP accepts and the state for restarts
+// failed with EMFILE, retried every second. Now a scan opens what fits
+// outside the reserve, says so, and the rest of sluice serves on.
+TEST(TargetNamespaceScan, MorePortsInsideThanDescriptorsOpenWhatFitsAndServeOn) {
+  Container box({"tcp", "8080"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  Daemon d;
+  // Limit: 1600 descriptors, of which the worker keeps 1024 free and holds a
+  // few dozen: about 540 listeners fit, fewer than the 700 ports below.
+  d.set_child_setup([] {
+    struct rlimit lim = {1600, 1600};
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+  });
+  ASSERT_NO_FATAL_FAILURE(start_in(d, box, {"-t", "8080", "-t", "20000-20999,auto"}));
+  for (int port = 20000; port < 20700; ++port) {
+    ASSERT_EQ(box.command("tcp " + std::to_string(port)), "ok") << port;
+  }
+  ASSERT_TRUE(wait_for_log(d, "ports bound on the side a scan rule follows get no listener"))
+      << d.log();
+  EXPECT_EQ(d.log().find("EMFILE"), std::string::npos) << d.log();
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_EQ(stats.status, 0) << stats.err << d.log();
+  EXPECT_EQ(tcp_echo(8080, "static"), "static") << d.log();
+  EXPECT_EQ(tcp_echo(20000, "scanned"), "scanned") << d.log();
 }
 
 TEST(TargetNamespaceScan, AutoWithoutATargetNamespaceSaysToStartSluicedWithNetns) {
