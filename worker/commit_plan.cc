@@ -261,9 +261,12 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
     if (rule_fails) {
       failures.push_back(std::move(f));
     } else if (warnings != nullptr) {
-      warnings->push_back(f.message + (rule.scan
-                                           ? " (auto-scan: tried again at the next scan)"
-                                           : " (best effort: the rule keeps its other ports)"));
+      const char* note = !rule.scan ? " (best effort: the rule keeps its other ports)"
+                         : f.kind == control::FailureKind::kPolicyDenied
+                             ? " (auto-scan: tried again once a policy reload or a commit changes "
+                               "something)"
+                             : " (auto-scan: tried again at the next scan)";
+      warnings->push_back(f.message + note);
     }
   }
   std::sort(failures.begin(), failures.end(),

@@ -84,6 +84,9 @@ Result<PolicyFile> read_reloaded_policy(int fd, uint32_t length, const std::stri
 void CommitEngine::reload_policy(const PolicyFile& file, const struct ucred& peer) {
   set_policy(bind_policy_from_file(file), target_policy_from_file(file));
   ++policy_reloads_;
+  // Scan ports the old policy denied are not retried by scans alone: the
+  // next scan plans again, under the new lines.
+  if (scan_.active) scan_.retry = true;
   std::vector<control::Failure> failures = policy_failures();
   for (const control::Failure& f : failures) LOG_WARN("policy reload: %s", f.message.c_str());
   LOG_INFO(

@@ -5,13 +5,15 @@
 // rule refuses and resets nothing while scans come and go; a scan change is
 // no commit (the generation stays, a client's compare-and-swap still holds);
 // sluice's own connections and flows inside never make a port listen; more
-// ports inside than descriptors open what fits; and auto without a target
+// ports inside than descriptors open what fits; a reload that allows a
+// denied scan port opens it; and auto without a target
 // namespace is one clear line that says what to do.
 //
 // Scans run about once a second. Every wait is bounded (15 s for what takes
 // about one scan, 2 s in the worst case) and reports the time it measured, so
 // that no test passes or fails by the machine's speed.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -276,6 +278,26 @@ TEST(TargetNamespaceScan, MorePortsInsideThanDescriptorsOpenWhatFitsAndServeOn) 
   EXPECT_EQ(stats.status, 0) << stats.err << d.log();
   EXPECT_EQ(tcp_echo(8080, "static"), "static") << d.log();
   EXPECT_EQ(tcp_echo(20000, "scanned"), "scanned") << d.log();
+}
+
+// A scan port the bind policy denies is not retried by scans; a reload that
+// allows it once had to wait for some other port to change inside. Now the
+// reload makes the next scan plan again.
+TEST(TargetNamespaceScan, AReloadThatAllowsADeniedScanPortOpensIt) {
+  Container box({"tcp", "20001", "tcp", "20002"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  PolicyFileFixture policy("bind deny tcp,udp 20001 *\nbind allow tcp,udp 1024-65535 *\n");
+  Daemon d;
+  ASSERT_NO_FATAL_FAILURE(start_in(d, box, {"--policy", policy.path(), "-t", "20000-20010,auto"}));
+  ASSERT_GE(wait_ms([] { return tcp_echo(20002, "allowed") == "allowed"; }), 0) << d.log();
+  EXPECT_TRUE(tcp_refused(20001));
+  EXPECT_NE(d.log().find("tried again once a policy reload or a commit changes something"),
+            std::string::npos)
+      << d.log();
+  policy.rewrite("bind allow tcp,udp 1024-65535 *\n");
+  d.signal(SIGHUP);
+  long long up = wait_ms([] { return tcp_echo(20001, "now") == "now"; });
+  EXPECT_GE(up, 0) << "20001 not published within 15 s of the reload\n" << d.log();
 }
 
 TEST(TargetNamespaceScan, AutoWithoutATargetNamespaceSaysToStartSluicedWithNetns) {
