@@ -174,9 +174,49 @@ void AuditVerifier::check_start(const AuditLine& rec) {
             " could have been deleted unseen; run sluiced with --audit-log FILE, whose runs link");
   }
   open_run(rec);
-  // Generations restart with each run of the worker.
+  // Generations restart with each run of the worker; a run that resumes the
+  // tables of the one before continues from its last applied generation,
+  // when the two link (a run that applied nothing passes it on).
+  if (applied_known_) {
+    earlier_applied_known_ = true;
+    earlier_applied_after_ = applied_after_;
+    earlier_applied_line_ = applied_line_;
+  }
+  if (!(rec.tail == AuditTail::kLinked && have_prev_line_ && rec.prev == prev_hash_)) {
+    earlier_applied_known_ = false;
+  }
   prev_known_ = false;
   applied_known_ = false;
+}
+
+void AuditVerifier::check_resumed(const AuditLine& rec) {
+  // The comments CommitEngine's resume writes (worker/main.cc): the tables
+  // of the dead worker's generation N, or the rollback of its unconfirmed N.
+  static constexpr std::string_view kResumed =
+      "resumed after a worker restart: the tables of generation ";
+  static constexpr std::string_view kRolledBack = "automatic rollback of generation ";
+  std::string_view rest = rec.comment;
+  if (rest.starts_with(kResumed)) {
+    rest.remove_prefix(kResumed.size());
+  } else if (rest.starts_with(kRolledBack)) {
+    rest.remove_prefix(kRolledBack.size());
+  } else {
+    return;
+  }
+  uint64_t resumed = 0;
+  size_t digits = 0;
+  while (digits < rest.size() && digits < 20 && rest[digits] >= '0' && rest[digits] <= '9') {
+    resumed = resumed * 10 + static_cast<uint64_t>(rest[digits++] - '0');
+  }
+  if (digits == 0 || resumed == earlier_applied_after_) return;
+  const uint64_t n = report_.lines;
+  problem("line " + std::to_string(n) + ": this run resumes the tables of generation " +
+          std::to_string(resumed) + ", but the last applied commit before it (line " +
+          std::to_string(earlier_applied_line_) + ") made generation " +
+          std::to_string(earlier_applied_after_) +
+          ": the record of an applied commit is missing; lines at the end of the run before "
+          "were cut before this one started, or its worker died between applying a commit and "
+          "recording it");
 }
 
 void AuditVerifier::check_commit(const AuditLine& rec) {
@@ -206,6 +246,7 @@ void AuditVerifier::check_commit(const AuditLine& rec) {
                       : "lines were deleted, inserted or reordered here"));
   }
   if (rec.outcome == kAuditApplied) {
+    if (!applied_known_ && earlier_applied_known_) check_resumed(rec);
     if (applied_known_ && rec.generation_before != applied_after_) {
       problem("line " + std::to_string(n) + ": generation.before " +
               std::to_string(rec.generation_before) + " is not generation.after " +

@@ -118,6 +118,12 @@ class AuditVerifier {
   void open_run(const AuditLine& rec);
   /// Records a problem at the current line.
   void problem(std::string message);
+  /// Checks the first applied commit `rec` of a run that follows linked
+  /// runs: when it resumes a dead worker's tables (or rolls back its
+  /// unconfirmed commit), the generation it names must be the last one the
+  /// log records as applied; otherwise the record of an applied commit is
+  /// missing (cut from the end of a run before a restart).
+  void check_resumed(const AuditLine& rec);
 
   AuditVerifyOptions options_;
   AuditReport report_;
@@ -133,6 +139,11 @@ class AuditVerifier {
   bool applied_known_ = false;
   uint64_t applied_after_ = 0;
   uint64_t applied_line_ = 0;
+  // The same of the runs before the open one, as far as they link to it: a
+  // worker that takes over resumes the generation the dead one left.
+  bool earlier_applied_known_ = false;
+  uint64_t earlier_applied_after_ = 0;
+  uint64_t earlier_applied_line_ = 0;
 };
 
 /// Verifies a whole file held in memory (tests, small files). Never fails.

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -238,6 +239,45 @@ TEST(Restart, ResumeAndInitialRulesTheBindPolicyRefusesStopSluiced) {
   EXPECT_EQ(count_of(log, "neither the resumed tables nor the initial rules pass"), 3u) << log;
   EXPECT_EQ(count_of(log, "ready: 0 listeners"), 0u) << log;
   EXPECT_EQ(count_of(log, "resumed after a worker restart: the tables of generation 0"), 0u) << log;
+}
+
+/// Returns `path`'s contents without its last line.
+std::string without_last_line(const std::string& path) {
+  std::string text = slurp(path);
+  if (!text.empty()) text.pop_back();  // the last line's "\n"
+  const size_t cut = text.rfind('\n');
+  return cut == std::string::npos ? std::string() : text.substr(0, cut + 1);
+}
+
+// The record of the last commit cut from the log before a worker restart:
+// the run after it links to the cut file's last line, so the chain holds,
+// and the cut once passed as intact. The new run resumes the generation the
+// cut commit made, which the verifier now checks against the log.
+TEST(Restart, AnAppliedCommitCutFromTheLogBeforeARestartShows) {
+  AuditDir audit;
+  Daemon d;
+  d.start({"--audit-log", audit.log(), "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18081:18000"}).status, 0) << d.log();
+  ASSERT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18082:18000"}).status, 0) << d.log();
+  // Whoever holds the file deletes the record of the last commit (generation 3).
+  const std::string cut = without_last_line(audit.log());
+  ASSERT_NE(cut.find("\"after\":2"), std::string::npos) << cut;
+  std::ofstream(audit.log(), std::ios::trunc) << cut;
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  std::string why;
+  ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+  ASSERT_EQ(d.ctl({"-A", "-t", "127.0.0.1/18083:18000"}).status, 0) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(), 0) << d.log();
+  const RunResult verified = run_command({bin("sluicectl"), "--verify-audit", audit.log()});
+  EXPECT_EQ(verified.status, 1) << verified.out << verified.err;
+  EXPECT_NE(verified.out.find("this run resumes the tables of generation 3, but the last applied "
+                              "commit before it"),
+            std::string::npos)
+      << verified.out;
 }
 
 TEST(Restart, ARemovedRulesPortIsClosedInSluicedToo) {
