@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -120,15 +121,16 @@ UdpBatch::UdpBatch() : buffers_(new uint8_t[kUdpBatch * kUdpMaxDatagram]) {
   }
 }
 
-int UdpBatch::receive(int fd) noexcept {
-  for (size_t i = 0; i < kUdpBatch; ++i) {
+int UdpBatch::receive(int fd, size_t max) noexcept {
+  max = std::min(max, kUdpBatch);
+  for (size_t i = 0; i < max; ++i) {
     // The kernel overwrites the lengths and flags of every message it fills.
     in_[i].msg_hdr.msg_namelen = sizeof(names_[i]);
     in_[i].msg_hdr.msg_controllen = kControlBytes;
     in_[i].msg_hdr.msg_flags = 0;
     in_[i].msg_len = 0;
   }
-  return recvmmsg(fd, in_, kUdpBatch, MSG_DONTWAIT, nullptr);
+  return recvmmsg(fd, in_, static_cast<unsigned>(max), MSG_DONTWAIT, nullptr);
 }
 
 bool UdpBatch::prepare_out(size_t i, size_t count) noexcept {

@@ -86,11 +86,12 @@ class UdpBatch {
   UdpBatch(const UdpBatch&) = delete;
   UdpBatch& operator=(const UdpBatch&) = delete;
 
-  /// Receives up to kUdpBatch datagrams from `fd` with one recvmmsg()
-  /// (MSG_DONTWAIT, no timeout). Returns how many (1..kUdpBatch), or -1 with
-  /// errno (EAGAIN: nothing queued; ECONNREFUSED and friends: an ICMP error
-  /// on a connected socket, reported once and cleared). Needs `recvmmsg`.
-  int receive(int fd) noexcept;
+  /// Receives up to `max` datagrams (at most kUdpBatch) from `fd` with one
+  /// recvmmsg() (MSG_DONTWAIT, no timeout). Returns how many (1..max), or -1
+  /// with errno (EAGAIN: nothing queued; ECONNREFUSED and friends: an ICMP
+  /// error on a connected socket, reported once and cleared). Needs
+  /// `recvmmsg`.
+  int receive(int fd, size_t max = kUdpBatch) noexcept;
 
   /// The received payload `i` and its length.
   const uint8_t* data(size_t i) const noexcept { return buffers_.get() + i * kUdpMaxDatagram; }

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "base/strings.h"
@@ -183,10 +184,34 @@ void UdpForwarder::on_tick(uint64_t now_ns) noexcept {
   for (UdpFlow* f : flows) f->on_event(EPOLLIN);
 }
 
+size_t UdpForwarder::pool_batch_cap() const noexcept {
+  size_t cap = kUdpBatch;
+  for (int family : {AF_INET, AF_INET6}) {
+    const size_t ready = host_sockets_->ready(family, Proto::kUdp);
+    // A family with no socket and no refill open has no pool (the host has
+    // no such family) or sluiced could not fill it: nothing to wait for.
+    if (ready == 0 && !host_sockets_->refilling(family, Proto::kUdp)) continue;
+    cap = std::min(cap, ready);
+  }
+  return cap;
+}
+
 bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcept {
+  const bool pooled = listener.route()->pif == Pif::kSplice && host_sockets_ != nullptr;
   for (int b = 0; b < max_batches; ++b) {
     if (listener.fd() < 0) return true;
-    int n = batch_.receive(listener.fd());
+    // A SPLICE listener reads no more datagrams than the pool has sockets
+    // for, each a new flow at worst; at none, it waits for the refill on
+    // its way, and what is queued stays in the kernel meanwhile.
+    const size_t cap = pooled ? pool_batch_cap() : kUdpBatch;
+    if (cap == 0) {
+      if (!listener.awaits_pool) {
+        listener.awaits_pool = true;
+        pool_waiters_.push_back(&listener);
+      }
+      return true;
+    }
+    int n = batch_.receive(listener.fd(), cap);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
       if (errno == EINTR) continue;
@@ -225,7 +250,7 @@ bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcep
       }
       i = end;
     }
-    if (count < kUdpBatch) return true;  // a short batch: the queue is empty
+    if (count < cap) return true;  // a short batch: the queue is empty
   }
   park(&listener, parked_listeners_);
   return false;

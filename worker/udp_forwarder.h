@@ -92,7 +92,7 @@ class UdpListener final : public Listener {
 
   std::vector<FlowId> flows;  // the flows answering through this socket
   bool parked = false;        // in the forwarder's resume list
-  bool awaits_pool = false;   // a SPLICE listener not read until the first refill
+  bool awaits_pool = false;   // a SPLICE listener not read until a refill of the pool
 
  private:
   UdpForwarder& owner_;
@@ -183,12 +183,14 @@ class UdpForwarder final : public Ticker {
   ~UdpForwarder() override;
 
   /// Flows of SPLICE rules take their socket from `pool` (sluiced's
-  /// namespace) instead of making one. A new flow that finds the pool empty
-  /// drops its datagrams (counted as dropped_no_flow, as when socket() fails:
-  /// nothing is queued beyond the batch) while the refill is on its way.
-  /// A SPLICE listener served while the pools wait for their first refill is
-  /// not read until it came (host_sockets_ready), so what was queued in it
-  /// (an adopted listener, after a worker restart) is not dropped.
+  /// namespace) instead of making one. A SPLICE listener reads no more
+  /// datagrams at a time than the pools hold sockets (pool_batch_cap), and
+  /// none while a pool is empty and its refill on its way: what is queued
+  /// waits in the kernel until the refill came (host_sockets_ready), so a
+  /// burst of new clients (a DNS client makes a flow per query) or what an
+  /// adopted listener queued while no worker ran is not dropped. A new flow
+  /// that still finds no socket (sluiced could not refill) drops its
+  /// datagrams, counted as dropped_no_flow.
   /// Set before any SPLICE listener is served.
   void set_host_sockets(SocketPool* pool) { host_sockets_ = pool; }
   /// `room` returns how many more descriptors the worker may take without
@@ -199,6 +201,11 @@ class UdpForwarder final : public Ticker {
   /// control socket, commits and TCP accepts need. Without it, only
   /// --udp-flows limits them.
   void set_descriptor_room(std::function<uint64_t()> room) { descriptor_room_ = std::move(room); }
+  /// How many datagrams a SPLICE listener may read in its next batch: the
+  /// fewest host-side sockets ready in a pool that has some or is being
+  /// refilled, at most kUdpBatch; 0 while one is empty and its refill is on
+  /// the way. Needs host_sockets_.
+  size_t pool_batch_cap() const noexcept;
   /// A refill of the host-side UDP sockets arrived: once no pool of them
   /// still waits for its refill empty, reads the SPLICE listeners that
   /// waited for it. Needs what read_listener needs.
@@ -270,7 +277,7 @@ class UdpForwarder final : public Ticker {
   std::vector<std::unique_ptr<UdpListener>> listeners_;
   std::vector<std::unique_ptr<UdpFlow>> flows_;  // indexed by FlowId
   std::vector<UdpListener*> parked_listeners_;   // stopped early: read again after the batch
-  std::vector<UdpListener*> pool_waiters_;       // awaits_pool: read at the first refill
+  std::vector<UdpListener*> pool_waiters_;       // awaits_pool: read at the next refill
   std::vector<UdpFlow*> parked_flows_;
   /// Local endpoints of the flow sockets of guarded rules (Route::guard_loops),
   /// with their rule: a datagram from one of them came back into sluice.

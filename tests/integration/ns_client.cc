@@ -73,7 +73,8 @@ bool join(pid_t pid) {
   }
   write_line(fd, "ready");
   std::vector<UniqueFd> held;
-  UniqueFd kept_udp;  // udp-send's socket, which udp-await reads
+  UniqueFd kept_udp;            // udp-send's socket, which udp-await reads
+  std::vector<UniqueFd> burst;  // udp-burst's sockets, one per new client
   std::unique_ptr<KeptPortProber> prober;
   std::string line;
   // Limit: the child serves one test; an idle minute means the test is gone.
@@ -120,6 +121,33 @@ bool join(pid_t pid) {
       // Limit: the answer must come before ask()'s 30 s.
       const Datagram reply = await_reply(kept_udp.get(), text, std::min(timeout_ms, 25000));
       answer = "= " + (reply.ok ? reply.payload : std::string());
+    } else if (verb == "udp-burst") {
+      // Limit: 1000 clients, within the child's descriptors.
+      unsigned count = 0;
+      in >> addr >> port >> count;
+      burst.clear();
+      bool sent = count <= 1000;
+      for (unsigned i = 0; sent && i < count; ++i) {
+        burst.push_back(bind_udp(addr));
+        sent =
+            burst.back().valid() && send_udp(burst.back().get(), addr, static_cast<uint16_t>(port),
+                                             "burst " + std::to_string(i));
+      }
+      answer = sent ? "ok" : "failed";
+    } else if (verb == "udp-burst-await") {
+      int timeout_ms = 0;
+      in >> timeout_ms;
+      // Limit: the answer must come before ask()'s 30 s.
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(std::min(timeout_ms, 25000));
+      size_t replied = 0;
+      for (const UniqueFd& u : burst) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - std::chrono::steady_clock::now())
+                              .count();
+        if (recv_udp(u.get(), static_cast<int>(std::max<long long>(left, 0))).ok) ++replied;
+      }
+      answer = std::to_string(replied);
     } else if (verb == "hold" || verb == "hold-shared") {
       in >> addr >> port;
       struct sockaddr_storage ss;
@@ -208,6 +236,16 @@ bool NsClient::udp_send(const std::string& addr, uint16_t port, const std::strin
 std::string NsClient::udp_await(const std::string& text, int timeout_ms) {
   const std::string a = ask("udp-await " + std::to_string(timeout_ms) + " " + text);
   return a.rfind("= ", 0) == 0 ? a.substr(2) : "";
+}
+
+bool NsClient::udp_burst(const std::string& addr, uint16_t port, size_t count) {
+  return ask("udp-burst " + addr + " " + std::to_string(port) + " " + std::to_string(count)) ==
+         "ok";
+}
+
+size_t NsClient::udp_burst_replies(int timeout_ms) {
+  const std::string a = ask("udp-burst-await " + std::to_string(timeout_ms));
+  return a.empty() || a == "error" ? 0 : std::stoul(a);
 }
 
 bool NsClient::hold_tcp(const std::string& addr, uint16_t port) {

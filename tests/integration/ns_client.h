@@ -43,6 +43,13 @@ class NsClient {
   /// Waits at most `timeout_ms` on the socket of udp_send for a reply that
   /// ends with "|" + `text`, sending nothing; returns it, "" when none came.
   std::string udp_await(const std::string& text, int timeout_ms);
+  /// Sends one UDP datagram to `addr`:`port` inside the namespace from each
+  /// of `count` new sockets (at most 1000), as `count` new clients at once;
+  /// false when one could not be sent.
+  bool udp_burst(const std::string& addr, uint16_t port, size_t count);
+  /// Waits at most `timeout_ms` in all for the replies to the last
+  /// udp_burst, and returns how many of its sockets got one.
+  size_t udp_burst_replies(int timeout_ms);
   /// Holds a TCP listener on `addr`:`port` inside the namespace until the
   /// child exits; false when it cannot bind.
   bool hold_tcp(const std::string& addr, uint16_t port);

@@ -26,6 +26,7 @@
 #include "tests/integration/host_echo.h"
 #include "tests/integration/ns_client.h"
 #include "tests/integration/pesto_util.h"
+#include "tests/integration/restart_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
 #include "tests/rule_util.h"
@@ -133,6 +134,31 @@ TEST(Splice, ManyConnectionsAtOnceWaitForHostSocketsAndAllGoThrough) {
   if (d.log().find("waits for sluiced's refill") != std::string::npos) {
     std::cout << "some connections waited for a refill of host-side sockets\n";
   }
+}
+
+// New UDP flows of a SPLICE rule take host-side sockets from a pool sluiced
+// refills. A burst of new clients larger than the pool once lost the
+// datagrams of those that found it empty (a DNS client behind -U makes a new
+// flow for every query). The listener now reads no more than the pool can
+// serve, and waits for the refill.
+TEST(Splice, ABurstOfNewUdpClientsLargerThanThePoolIsServedWhole) {
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  NsClient inside(box.pid());
+  ASSERT_TRUE(inside.ok());
+  UdpEcho udp4("127.0.0.1", 19053, "v4");
+  Daemon d;
+  start_on(d, box, {"-t", "none", "-U", "29053:19053"});
+  ASSERT_NE(inside.udp_request("127.0.0.1", 29053, "first"), "") << d.log();
+  // The worker stopped, the burst queues whole in its listener.
+  const pid_t worker = d.worker_pid();
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGSTOP), 0);
+  ASSERT_TRUE(wait_for_state(worker, 'T'));
+  const bool sent = inside.udp_burst("127.0.0.1", 29053, 100);
+  ASSERT_EQ(::kill(worker, SIGCONT), 0);
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(inside.udp_burst_replies(15000), 100u) << d.ctl({"--stats"}).out << d.log();
 }
 
 TEST(Splice, HostAndSpliceRulesCommitTogetherAndABindErrorInsideRollsBackBoth) {
