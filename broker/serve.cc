@@ -225,9 +225,10 @@ int serve(BrokerHost& host, Serving& s) {
       // commit still works; only its processes are gone.
       s.watch_target = false;
       LOG_ERROR(
-          "the process --netns %s named has exited: the container stopped. Its network "
-          "namespace lives on only through sluiced, so connections through HOST rules are "
-          "refused there from now on. If the container started again, it has a new namespace: "
+          "the process --netns %s named has exited: the container stopped. Unless other "
+          "processes of the container still run there, its network namespace lives on only "
+          "through sluiced, and connections through HOST rules are refused there from now on. "
+          "If the container started again, it has a new namespace: "
           "start sluiced again with its new PID (podman inspect --format '{{.State.Pid}}' "
           "NAME); sluiced itself keeps serving",
           s.target_name.c_str());
