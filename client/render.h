@@ -104,6 +104,19 @@ std::string render_edit_json(const control::State& before, const TableSet& after
 /// HistoryEntry in camelCase, plus "time" (format_utc_millis).
 std::string render_history_json(const control::History& history);
 
+/// TCP connections and UDP flows open under rules no longer in force: a
+/// commit removed or changed their rule (a new target is a new rule), and
+/// they keep the rule they started under until they end, counted in the
+/// totals but in no rule of the tables. The totals less the rules' own
+/// counts; 0 when the rules count more (never, from one reply).
+struct OldRuleCounts {
+  uint64_t connections = 0;
+  uint64_t flows = 0;
+};
+
+/// Returns the OldRuleCounts of `stats`. (render_stats.cc)
+OldRuleCounts old_rule_counts(const control::Stats& stats);
+
 /// Renders --stats as text: a summary line (generation, uptime, listening
 /// sockets and how many are paused at a limit, connections and flows against
 /// their limits), then per pif each rule in listing format with its counters

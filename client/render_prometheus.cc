@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/strings.h"
+#include "client/render.h"
 
 namespace sluice {
 namespace {
@@ -216,6 +217,14 @@ Result<std::string> render_prometheus(const control::Stats& stats, const TableSe
          "The most TCP connections open at once (sluiced --max-connections).",
          stats.connection_limit);
   single(&out, "sluice_udp_flows", "gauge", "UDP flows open now.", stats.flows_active);
+  const OldRuleCounts old = old_rule_counts(stats);
+  single(&out, "sluice_tcp_connections_of_old_rules", "gauge",
+         "TCP connections open now under rules no longer in force (removed or changed by a "
+         "commit).",
+         old.connections);
+  single(&out, "sluice_udp_flows_of_old_rules", "gauge",
+         "UDP flows open now under rules no longer in force (removed or changed by a commit).",
+         old.flows);
   single(&out, "sluice_udp_flows_limit", "gauge",
          "The most UDP flows open at once (sluiced --udp-flows).", stats.flow_limit);
   single(&out, "sluice_pipe_size_bytes", "gauge", "Bytes per splice pipe (--pipe-size).",

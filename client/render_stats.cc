@@ -48,13 +48,15 @@ std::string format_uptime(uint64_t millis) {
 constexpr size_t kMaxRunsShown = 32;
 
 /// Formats the ports an auto-scan rule of `pif` listens on now, for the text
-/// output: "listening on 22, 8080-8081", or that nothing is bound now on the
-/// side it follows (the target namespace for HOST, sluiced's side for SPLICE).
+/// output: "listening on 22, 8080-8081", or that it listens on none: none of
+/// its ports is bound now on the side it follows (the target namespace for
+/// HOST, sluiced's side for SPLICE), or those bound could not be listened on
+/// (in use on this side, the policy, the descriptor limit: the log says).
 std::string scan_line(Pif pif, const std::vector<control::PortRange>& runs) {
   if (runs.empty()) {
-    return pif == Pif::kSplice
-               ? "auto-scan: no port of this rule is bound on sluiced's side now"
-               : "auto-scan: no port of this rule is bound in the target namespace now";
+    return std::string("auto-scan: listening on no port now: none of its ports is bound ") +
+           (pif == Pif::kSplice ? "on sluiced's side" : "in the target namespace") +
+           ", or those bound could not be listened on (sluiced's log says why)";
   }
   std::string out = "auto-scan: listening on ";
   for (size_t i = 0; i < runs.size() && i < kMaxRunsShown; ++i) {
@@ -171,6 +173,19 @@ std::string limit_counts(const control::RuleStats& r) {
 
 }  // namespace
 
+OldRuleCounts old_rule_counts(const control::Stats& stats) {
+  uint64_t connections = 0, flows = 0;
+  for (const control::RuleStats& r : stats.rules) {
+    connections += r.active;
+    flows += r.flows_active;
+  }
+  OldRuleCounts old;
+  old.connections =
+      stats.connections_active > connections ? stats.connections_active - connections : 0;
+  old.flows = stats.flows_active > flows ? stats.flows_active - flows : 0;
+  return old;
+}
+
 std::string render_stats(const control::Stats& stats) {
   std::string out = "generation " + std::to_string(stats.generation) + ", up " +
                     format_uptime(stats.uptime_millis) + "; " + std::to_string(stats.listeners) +
@@ -181,6 +196,14 @@ std::string render_stats(const control::Stats& stats) {
   out += "; TCP connections " + std::to_string(stats.connections_active) + " of " +
          std::to_string(stats.connection_limit) + "; UDP flows " +
          std::to_string(stats.flows_active) + " of " + std::to_string(stats.flow_limit) + "\n";
+  if (const OldRuleCounts old = old_rule_counts(stats); old.connections != 0 || old.flows != 0) {
+    out +=
+        "of them under rules no longer in force (a commit removed or changed them; each "
+        "keeps the rule it started under until it ends, or a commit with "
+        "--end-removed-flows ends it): " +
+        std::to_string(old.connections) + " TCP connection" + (old.connections == 1 ? "" : "s") +
+        ", " + std::to_string(old.flows) + " UDP flow" + (old.flows == 1 ? "" : "s") + "\n";
+  }
   out += "pipes " + format_bytes(stats.pipe_size) + "; connect timeout " +
          std::to_string(stats.connect_timeout_seconds) + " s; UDP idle timeout " +
          std::to_string(stats.udp_idle_timeout_seconds) + " s\n";
@@ -274,6 +297,11 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.flows_active);
   w.key("flowLimit");
   w.number(stats.flow_limit);
+  const OldRuleCounts old = old_rule_counts(stats);
+  w.key("connectionsOfOldRules");
+  w.number(old.connections);
+  w.key("flowsOfOldRules");
+  w.number(old.flows);
   w.key("pipeSize");
   w.number(stats.pipe_size);
   w.key("connectTimeoutSeconds");

@@ -356,6 +356,8 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "connectionLimit",
                                                "flowsActive",
                                                "flowLimit",
+                                               "connectionsOfOldRules",
+                                               "flowsOfOldRules",
                                                "pipeSize",
                                                "connectTimeoutSeconds",
                                                "udpIdleTimeoutSeconds",
@@ -450,8 +452,9 @@ TEST(RenderStats, ScanRulesShowThePortsListeningNow) {
   st.rules.push_back(busy);
   std::string text = render_stats(st);
   EXPECT_NE(text.find("    TCP [*]:8000-8010 => 8000-8010 (auto-scan)\n"
-                      "        auto-scan: no port of this rule is bound in the target namespace "
-                      "now\n        connections 0 accepted"),
+                      "        auto-scan: listening on no port now: none of its ports is bound "
+                      "in the target namespace, or those bound could not be listened on "
+                      "(sluiced's log says why)\n        connections 0 accepted"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("    UDP [*]:1-1000 => 1-1000 (auto-scan)\n"
@@ -459,7 +462,7 @@ TEST(RenderStats, ScanRulesShowThePortsListeningNow) {
             std::string::npos)
       << text;
   // Rules without auto-scan say nothing about it.
-  EXPECT_EQ(text.find("auto-scan: "), text.find("auto-scan: no port")) << text;
+  EXPECT_EQ(text.find("auto-scan: "), text.find("auto-scan: listening on no port")) << text;
 
   // Thousands of runs: the first 32, then a count.
   control::RuleStats wide;

@@ -82,7 +82,8 @@ TEST(TargetNamespaceScan, ATcpServerStartedInsideIsPublishedAndWithdrawn) {
   start_in(d, box, {"-t", "auto"});  // pasta's -t auto: every non-ephemeral port, scanned
   EXPECT_TRUE(tcp_refused(8081));
   RunResult idle = d.ctl({"--stats"});
-  EXPECT_NE(idle.out.find("auto-scan: no port of this rule is bound in the target namespace now"),
+  EXPECT_NE(idle.out.find("auto-scan: listening on no port now: none of its ports is bound in the "
+                          "target namespace"),
             std::string::npos)
       << idle.out;
 
@@ -240,7 +241,7 @@ TEST(TargetNamespaceScan, SluicesOwnConnectionsAndFlowsInsideNeverMakeAPortListe
   RunResult stats = d.ctl({"--stats"});
   size_t idle = 0;
   for (size_t at = 0;
-       (at = stats.out.find("auto-scan: no port of this rule is bound", at)) != std::string::npos;
+       (at = stats.out.find("auto-scan: listening on no port now", at)) != std::string::npos;
        ++at) {
     ++idle;
   }

@@ -84,7 +84,8 @@ TEST(SpliceScan, ATcpServerOnSluicedsSideIsReachableInsideAndGoesAway) {
   start_on(d, box, {"-t", "none", "-T", "auto"});  // pasta's -T auto: every non-ephemeral port
   EXPECT_FALSE(inside.listening(19100));
   RunResult idle = d.ctl({"--stats"});
-  EXPECT_NE(idle.out.find("auto-scan: no port of this rule is bound on sluiced's side now"),
+  EXPECT_NE(idle.out.find("auto-scan: listening on no port now: none of its ports is bound on "
+                          "sluiced's side"),
             std::string::npos)
       << idle.out;
 

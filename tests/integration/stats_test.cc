@@ -1,6 +1,7 @@
 // sluicectl --stats against the real daemon: per-rule TCP and UDP counters
 // that match the traffic sent, counters that survive a commit keeping their
-// rule, and the text and JSON forms.
+// rule, connections and flows that outlive their rule, and the text and
+// JSON forms.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -101,6 +102,38 @@ TEST(Stats, CountersFollowTheTrafficAndSurviveCommitsThatKeepTheRule) {
                           "0 dropped"),
             std::string::npos)
       << text.out;
+}
+
+// A connection and a flow that outlive their rule (a commit gave it a new
+// target: a new rule) count in the totals and in no rule's; they once went
+// unaccounted, the rules' counts adding up to less than the totals. --stats
+// now says how many are under rules no longer in force.
+TEST(Stats, ConnectionsAndFlowsOfAChangedRuleShowAsOfOldRules) {
+  UniqueFd target = listen_tcp("127.0.0.1", 18000);
+  UdpEcho echo("127.0.0.1", 5353, "dns");
+  Daemon d;
+  d.start({"-t", "127.0.0.1/18080:18000", "-u", "127.0.0.1/15353:5353"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd c = connect_tcp("127.0.0.1", 18080);
+  ASSERT_TRUE(c.valid());
+  UniqueFd s = accept_one(target.get());
+  ASSERT_TRUE(s.valid()) << d.log();
+  UniqueFd udp_client = bind_udp("127.0.0.1");
+  ASSERT_TRUE(request(udp_client.get(), "127.0.0.1", 15353, "before", 2000, 1).ok) << d.log();
+  RunResult same = d.ctl({"--stats"});
+  EXPECT_EQ(same.out.find("no longer in force"), std::string::npos) << same.out;
+
+  ASSERT_EQ(d.ctl({"-t", "127.0.0.1/18080:18001", "-u", "127.0.0.1/15353:5354"}).status, 0);
+  RunResult stats = d.ctl({"--stats"});
+  EXPECT_NE(stats.out.find("TCP connections 1 of "), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("): 1 TCP connection, 1 UDP flow\n"), std::string::npos) << stats.out;
+  RunResult json = d.ctl({"--stats", "--json"});
+  EXPECT_NE(json.out.find("\"connectionsOfOldRules\":1,\"flowsOfOldRules\":1"), std::string::npos)
+      << json.out;
+  // The connection still works, under the rule it started with.
+  ASSERT_EQ(send(c.get(), "x", 1, MSG_NOSIGNAL), 1);
+  char byte = 0;
+  EXPECT_EQ(recv(s.get(), &byte, 1, MSG_WAITALL), 1);
 }
 
 TEST(Stats, ShowTheLimitsSluicedWasStartedWith) {
