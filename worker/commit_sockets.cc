@@ -33,6 +33,7 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
       const Rule& rule = tables.tables[p].rules[i];
       Route route{tables.tables[p].pif, rule.target, rule.first, rule.to, format_rule(rule)};
       route.guard_loops = guard[i];
+      route.scan = rule.scan;
       auto it =
           std::lower_bound(old.begin(), old.end(), route.text,
                            [](const Route* r, const std::string& text) { return r->text < text; });

@@ -62,6 +62,9 @@ struct Route {
   /// endpoint of every connection to it is recorded, so a connection that
   /// comes back into sluice is recognised and reset.
   bool guard_loops = false;
+  /// An auto-scan rule: its ports listen while something is bound on them on
+  /// the other side, whatever the address (for the advice of a refusal).
+  bool scan = false;
   /// The rule's counters; the pointer is fixed, the counts change.
   std::shared_ptr<RuleCounters> counters = std::make_shared<RuleCounters>();
 };

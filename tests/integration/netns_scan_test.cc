@@ -6,7 +6,8 @@
 // no commit (the generation stays, a client's compare-and-swap still holds);
 // sluice's own connections and flows inside never make a port listen; more
 // ports inside than descriptors open what fits; a reload that allows a
-// denied scan port opens it; and auto without a target
+// denied scan port opens it; a server on one address other than loopback
+// is explained; and auto without a target
 // namespace is one clear line that says what to do.
 //
 // Scans run about once a second. Every wait is bounded (15 s for what takes
@@ -34,6 +35,7 @@
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/kept_port.h"
+#include "tests/integration/ns_client.h"
 #include "tests/integration/scan_wait.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
@@ -299,6 +301,24 @@ TEST(TargetNamespaceScan, AReloadThatAllowsADeniedScanPortOpensIt) {
   d.signal(SIGHUP);
   long long up = wait_ms([] { return tcp_echo(20001, "now") == "now"; });
   EXPECT_GE(up, 0) << "20001 not published within 15 s of the reload\n" << d.log();
+}
+
+// A server inside bound to one address other than the loopback that sluice
+// connects to: auto-scan publishes its port (any address counts, as in
+// pasta), its connections are refused inside, and the warning once said
+// "nothing listens there: start the server". It now says why, and what to do.
+TEST(TargetNamespaceScan, AServerOnOneAddressOtherThanLoopbackIsExplained) {
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  NsClient inside(box.pid());
+  ASSERT_TRUE(inside.ok());
+  Daemon d;
+  ASSERT_NO_FATAL_FAILURE(start_in(d, box, {"-t", "20000-20010,auto"}));
+  ASSERT_TRUE(inside.hold_tcp("127.0.0.2", 20005));
+  ASSERT_GE(wait_ms([] { return listening(20005); }), 0) << d.log();
+  EXPECT_EQ(tcp_echo(20005, "refused inside"), "");
+  EXPECT_TRUE(wait_for_log(d, "listens on one address other than loopback")) << d.log();
+  EXPECT_EQ(d.log().find("nothing listens there"), std::string::npos) << d.log();
 }
 
 TEST(TargetNamespaceScan, AutoWithoutATargetNamespaceSaysToStartSluicedWithNetns) {
