@@ -74,7 +74,7 @@ PifPorts restrict_to(const PifPorts& bound, const PifPorts& watched) noexcept {
 }
 
 PortScanner::PortScanner(std::array<UniqueFd, kFiles> files, std::string side)
-    : files_(std::move(files)), side_(std::move(side)), buf_(kMaxProcNetBytes) {}
+    : files_(std::move(files)), side_(std::move(side)), buf_(new char[kMaxProcNetBytes]) {}
 
 Result<PortScanner> PortScanner::open_own(std::string side) {
   std::array<UniqueFd, kFiles> files;
@@ -152,9 +152,9 @@ Result<size_t> PortScanner::read_file(size_t i, bool* full) {
   // Offset 0 first: a seq_file starts over from the first socket. Each later
   // read continues where the last one ended, which the kernel serves without
   // walking the table again.
-  while (have < buf_.size()) {
-    ssize_t n =
-        ::pread(files_[i].get(), buf_.data() + have, buf_.size() - have, static_cast<off_t>(have));
+  while (have < kMaxProcNetBytes) {
+    ssize_t n = ::pread(files_[i].get(), buf_.get() + have, kMaxProcNetBytes - have,
+                        static_cast<off_t>(have));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int err = errno;
@@ -189,7 +189,7 @@ Result<BoundPorts> PortScanner::scan() {
     }
     const ProcNetKind kind = i < 2 ? ProcNetKind::kTcp : ProcNetKind::kUdp;
     PortScanParse parsed =
-        parse_proc_net(std::string_view(buf_.data(), *got), kind, i < 2 ? &out.tcp : &out.udp);
+        parse_proc_net(std::string_view(buf_.get(), *got), kind, i < 2 ? &out.tcp : &out.udp);
     if ((full || parsed.truncated || parsed.malformed != 0) && may_warn()) {
       LOG_WARN(
           "auto-scan of %s: %s: read %zu entries%s%s; ports of sockets beyond them are not "

@@ -61,9 +61,11 @@ inline constexpr uint64_t kScanIntervalNs = 1000000000ULL;
 
 /// Limit: bytes read of each file per scan (1 MiB, about 6,000 entries of
 /// 150 to 180 bytes). The kernel lists TCP listeners before established
-/// connections, so a cut drops only connections there, which never count;
-/// a container with more bound UDP sockets than that is far outside what
-/// auto-scan is for. The buffer is allocated once and reused.
+/// connections, so a cut drops connections first, which never count; a
+/// container with more listening or bound sockets than that (in one file)
+/// is far outside what auto-scan is for, and the ports past the cut are not
+/// seen: the warning of a cut table (once a minute) says so. The buffer is
+/// allocated once and reused.
 inline constexpr size_t kMaxProcNetBytes = 1 << 20;
 /// Limit: at most one warning about unreadable, cut or malformed tables per
 /// minute: the condition would otherwise repeat at every scan.
@@ -300,7 +302,10 @@ class PortScanner {
 
   std::array<UniqueFd, kFiles> files_;
   std::string side_;  // names the side in log lines
-  std::vector<char> buf_;
+  /// kMaxProcNetBytes, not zeroed: its pages are taken only as far as the
+  /// files' text fills them (a few KiB for a usual container), not 1 MiB
+  /// per scanner at start.
+  std::unique_ptr<char[]> buf_;
   uint64_t next_warn_ns_ = 0;
 };
 
