@@ -78,9 +78,11 @@ std::string flow_ended_line(const Route& route, const Endpoint& client, const Fl
   return route.text + ": flow from " + describe_endpoint(client) + " ended after " +
          seconds(lasted) + ", " + std::to_string(record.datagrams_to_target) +
          (record.datagrams_to_target == 1 ? " datagram (" : " datagrams (") +
-         std::to_string(record.bytes_to_target) + " bytes) to the target and " +
+         std::to_string(record.bytes_to_target) +
+         (record.bytes_to_target == 1 ? " byte" : " bytes") + ") to the target and " +
          std::to_string(record.datagrams_to_client) + " (" +
-         std::to_string(record.bytes_to_client) + " bytes) to the client: " + why;
+         std::to_string(record.bytes_to_client) +
+         (record.bytes_to_client == 1 ? " byte" : " bytes") + ") to the client: " + why;
 }
 
 }  // namespace sluice
