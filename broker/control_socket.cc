@@ -400,10 +400,14 @@ Result<std::string> default_control_path() {
   std::string tried;
   if (::geteuid() == 0) {
     // 0755: clients of any user may reach the socket, whose own mode (0660)
-    // then decides who may connect.
+    // then decides who may connect. Root has no other default: sluicectl
+    // run by root looks there (base/paths.h), so a socket put anywhere else
+    // would not be found.
     auto ok = ensure_dir("/run/sluice", 0755);
     if (ok) return std::string("/run/sluice/control.sock");
-    tried = ok.error().message + "; ";
+    return Err("no default place for the control socket: " + ok.error().message +
+               "; fix /run/sluice (a directory of root, not writable by others), or pass a path "
+               "with -c PATH and give the same path to sluicectl");
   }
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
   if (xdg != nullptr && xdg[0] == '/') {

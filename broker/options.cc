@@ -3,6 +3,7 @@
 
 #include <getopt.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/strings.h"
@@ -82,8 +83,9 @@ Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
   if (*slot != 0) return Err(std::string(name) + " given twice");
   unsigned long n = 0;
   if (!parse_uint(value, limit.max, &n) || n < 1) {
-    return Err(std::string(name) + " needs a number from 1 to " + std::to_string(limit.max) +
-               ", not \"" + sanitize(value, 32) + "\"");
+    return Err(std::string(name) + " needs a number from " +
+               std::to_string(std::max<uint64_t>(limit.min, 1)) + " to " +
+               std::to_string(limit.max) + ", not \"" + sanitize(value, 32) + "\"");
   }
   if (n < limit.min) {
     return Err(std::string(name) + " needs at least " + std::to_string(limit.min) + min_unit);

@@ -161,7 +161,7 @@ TEST(Options, TcpLimitErrors) {
   expect_usage_error({"--connect-timeout", "601"},
                      "--connect-timeout needs a number from 1 to 600");
   expect_usage_error({"--pipe-size", "4095"}, "--pipe-size needs at least 4096 bytes (one page)");
-  expect_usage_error({"--pipe-size", "1048577"}, "--pipe-size needs a number from 1 to 1048576");
+  expect_usage_error({"--pipe-size", "1048577"}, "--pipe-size needs a number from 4096 to 1048576");
   expect_usage_error({"--connect-timeout", "1", "--connect-timeout", "2"},
                      "--connect-timeout given twice");
 }

@@ -456,6 +456,30 @@ TEST(Ctl, UsageErrorsExitTwo) {
   EXPECT_EQ(d.ctl({"--dry-run"}).status, 2);
 }
 
+// As root, sluiced's default control socket is /run/sluice/control.sock, where
+// sluicectl run by root looks. When /run/sluice was not usable (a file there,
+// a symbolic link), sluiced once fell back to $XDG_RUNTIME_DIR, set in most
+// root shells, and said so only in an info line: sluicectl then found no
+// socket. Now it stops with one line that says what to do.
+TEST(Ctl, RootsDefaultSocketDirectoryUnusableStopsSluicedSayingWhatToDo) {
+  if (geteuid() != 0) GTEST_SKIP() << "root's default path";
+  // A mount namespace of its own, with a tmpfs on /run that holds a file
+  // named sluice: the host's /run is not touched.
+  const RunResult r =
+      run_command({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                   "mount -t tmpfs none /run && touch /run/sluice && mkdir -p /run/user/0 && "
+                   "XDG_RUNTIME_DIR=/run/user/0 exec \"$0\" -t 127.0.0.1/18080:18000",
+                   bin("sluiced")},
+                  10000);
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("no default place for the control socket: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("fix /run/sluice (a directory of root, not writable by others), or pass a "
+                       "path with -c PATH and give the same path to sluicectl"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("/run/user/0/sluice"), std::string::npos) << r.err;
+}
+
 TEST(Ctl, MissingSocketExitsThree) {
   RunResult r = run_command({bin("sluicectl"), "/tmp/sluice-no-such-dir/control.sock"});
   EXPECT_EQ(r.status, 3);
