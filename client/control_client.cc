@@ -94,6 +94,10 @@ Result<ControlConnection> ControlConnection::connect(const std::string& path, in
       advice =
           "; the socket is mode 0660: run sluicectl as the user sluiced runs as, or as a "
           "member of its group";
+    } else if (err == ENOTDIR) {
+      advice =
+          "; a part of the path is a file, not a directory, so no sluiced made its socket "
+          "there: pass the socket's path (sluiced logs it at start: \"control socket PATH\")";
     }
     return Err(err, "cannot connect to " + path + ": " + errno_text(err) + advice);
   }
