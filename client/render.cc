@@ -1,5 +1,6 @@
 #include "client/render.h"
 
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -236,12 +237,75 @@ std::string render_commit_summary(const control::CommitResult& r) {
   return out;
 }
 
+namespace {
+
+/// Returns `message` with every occurrence of `port` as a word of its own
+/// (not within a longer number or a name such as "ipv4") replaced by "#", so that the failures of
+/// two ports of one rule compare equal when they say the same thing.
+std::string without_port(const std::string& message, uint16_t port) {
+  const std::string digits = std::to_string(port);
+  std::string out;
+  size_t i = 0;
+  while (i < message.size()) {
+    const bool starts = message.compare(i, digits.size(), digits) == 0;
+    // A whole word: not part of a longer number, nor of a name ("ipv4").
+    const bool before_ok = i == 0 || !std::isalnum(static_cast<unsigned char>(message[i - 1]));
+    const size_t end = i + digits.size();
+    const bool after_ok =
+        end >= message.size() || !std::isalnum(static_cast<unsigned char>(message[end]));
+    if (starts && before_ok && after_ok) {
+      out += '#';
+      i = end;
+    } else {
+      out += message[i++];
+    }
+  }
+  return out;
+}
+
+/// Returns what `f` says but for its port: the message's "RULE, port P: "
+/// prefix without P, and the reason after it with P as "#" (a reason may
+/// name the port). The rule's own text, before the prefix's port, is kept
+/// whole: it holds numbers (its range) that may equal the port.
+std::string reason_of(const control::Failure& f) {
+  const std::string where = ", port " + std::to_string(f.port) + ": ";
+  const size_t at = f.message.find(where);
+  if (at == std::string::npos) return without_port(f.message, f.port);
+  return f.message.substr(0, at) +
+         ", port #: " + without_port(f.message.substr(at + where.size()), f.port);
+}
+
+/// True when `next` is the failure of the port after `prev`'s, of the same
+/// rule, for the same reason (the same kind, errno and message but for the
+/// port number).
+bool same_reason_next_port(const control::Failure& prev, const control::Failure& next) {
+  return prev.rule >= 0 && next.rule == prev.rule && next.pif == prev.pif &&
+         next.kind == prev.kind && next.err == prev.err && prev.port != 0 &&
+         next.port == prev.port + 1 && reason_of(next) == reason_of(prev);
+}
+
+}  // namespace
+
 std::vector<std::string> render_failures(const std::vector<control::Failure>& failures) {
   std::vector<std::string> out;
   out.reserve(failures.size());
-  for (const control::Failure& f : failures) {
-    out.push_back(std::string(control::failure_kind_name(f.kind)) + ": " +
-                  sanitize(f.message, kMaxPrintedText));
+  for (size_t i = 0; i < failures.size();) {
+    const control::Failure& f = failures[i];
+    // A run of ports of one rule that failed for the same reason (a range
+    // below the privileged port limit, a missing interface) is one line,
+    // not one per port.
+    size_t end = i + 1;
+    while (end < failures.size() && same_reason_next_port(failures[end - 1], failures[end])) ++end;
+    std::string line = std::string(control::failure_kind_name(f.kind)) + ": " +
+                       sanitize(f.message, kMaxPrintedText);
+    if (end - i > 1) {
+      line += "; the same for port" + std::string(end - i > 2 ? "s " : " ") +
+              std::to_string(f.port + 1) +
+              (end - i > 2 ? "-" + std::to_string(failures[end - 1].port) : "") + " (" +
+              std::to_string(end - i) + " ports in all)";
+    }
+    out.push_back(std::move(line));
+    i = end;
   }
   return out;
 }

@@ -65,7 +65,9 @@ std::string render_commit_summary(const control::CommitResult& result);
 void failure_json(const control::Failure& f, JsonWriter* w);
 
 /// Returns one line per failure, "KIND: MESSAGE" (kind as failure_kind_name),
-/// each sanitised; the caller prefixes "sluicectl: ".
+/// each sanitised; the caller prefixes "sluicectl: ". A run of failures of
+/// consecutive ports of one rule that say the same but for the port is one
+/// line: the first one's, then "; the same for ports A-B (N ports in all)".
 std::vector<std::string> render_failures(const std::vector<control::Failure>& failures);
 
 /// Formats milliseconds since the Unix epoch as ISO 8601 UTC with

@@ -135,6 +135,45 @@ TEST(RenderResult, FailuresAreKindAndSanitisedMessage) {
                                       "stale-generation: stale"}));
 }
 
+// A range below the privileged port limit once printed one line per port
+// (1,023 for -t 1-1023): consecutive ports of one rule that fail for the same
+// reason are one line now. Another rule, another reason, a gap in the ports
+// or a message that differs otherwise each start a line of their own.
+TEST(RenderResult, ConsecutivePortsFailingForOneReasonAreOneLine) {
+  auto denied = [](int32_t rule, uint16_t port) {
+    control::Failure f;
+    f.kind = control::FailureKind::kPolicyDenied;
+    f.pif = Pif::kHost;
+    f.rule = rule;
+    f.port = port;
+    f.err = EACCES;
+    f.message = "HOST rule " + std::to_string(rule) + " (TCP [*]:1-1023 => 1-1023), port " +
+                std::to_string(port) + ": port " + std::to_string(port) +
+                " is below net.ipv4.ip_unprivileged_port_start (1024)";
+    return f;
+  };
+  std::vector<control::Failure> failures;
+  for (uint16_t port = 1; port <= 1023; ++port) failures.push_back(denied(0, port));
+  failures.push_back(denied(1, 1024));  // another rule
+  failures.push_back(denied(1, 1026));  // a gap
+  failures.push_back(denied(1, 1027));
+  control::Failure other = denied(1, 1028);
+  other.message += "; and something else";  // another reason
+  failures.push_back(other);
+  EXPECT_EQ(render_failures(failures),
+            (std::vector<std::string>{
+                "policy-denied: HOST rule 0 (TCP [*]:1-1023 => 1-1023), port 1: port 1 is below "
+                "net.ipv4.ip_unprivileged_port_start (1024); the same for ports 2-1023 (1023 "
+                "ports in all)",
+                "policy-denied: HOST rule 1 (TCP [*]:1-1023 => 1-1023), port 1024: port 1024 is "
+                "below net.ipv4.ip_unprivileged_port_start (1024)",
+                "policy-denied: HOST rule 1 (TCP [*]:1-1023 => 1-1023), port 1026: port 1026 is "
+                "below net.ipv4.ip_unprivileged_port_start (1024); the same for port 1027 (2 "
+                "ports in all)",
+                "policy-denied: HOST rule 1 (TCP [*]:1-1023 => 1-1023), port 1028: port 1028 is "
+                "below net.ipv4.ip_unprivileged_port_start (1024); and something else"}));
+}
+
 TEST(RenderResult, ValidatorFailuresNameTheirRule) {
   TableSet t = make({spec('t', "80")});
   t.of(Pif::kHost).rules.push_back(t.of(Pif::kHost).rules[0]);
