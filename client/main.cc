@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -351,10 +352,11 @@ int edit_tables(const Session& s) {
     }
     if (!result->failures.empty()) {
       print_failures(result->failures);
-      print_err("the server rejected the tables (" + std::to_string(result->failures.size()) +
-                (result->failures.size() == 1 ? " failure" : " failures") +
-                "); nothing changed, and generation " + std::to_string(state->generation) +
-                " still serves");
+      // The list stops at kMaxFailures; the count says how many in all.
+      const size_t count = std::max<size_t>(result->failure_count, result->failures.size());
+      print_err("the server rejected the tables (" + std::to_string(count) +
+                (count == 1 ? " failure" : " failures") + "); nothing changed, and generation " +
+                std::to_string(state->generation) + " still serves");
       return kExitRejected;
     }
     if (!result->applied && !result->dry_run) {

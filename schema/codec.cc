@@ -291,6 +291,7 @@ void encode_commit_result(const CommitResult& r, cp::CommitResult::Builder out) 
     encode_failure(r.failures[i], failures[static_cast<unsigned>(i)]);
   }
   out.setDurationMicros(r.duration_micros);
+  out.setFailureCount(r.failure_count);
 }
 
 /// Reads a commit result.
@@ -310,6 +311,7 @@ CommitResult decode_commit_result(cp::CommitResult::Reader in) {
   if (failures.size() > kMaxFailures) throw DecodeError{"too many failures"};
   for (auto f : failures) r.failures.push_back(decode_failure(f));
   r.duration_micros = in.getDurationMicros();
+  r.failure_count = in.getFailureCount();
   return r;
 }
 

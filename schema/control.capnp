@@ -161,6 +161,9 @@ struct CommitResult {
   rebound @7 :UInt32;     # opens that clash with a closing socket, sharing its port until the swap
   failures @8 :List(Failure);
   durationMicros @9 :UInt64;
+  # Failures in all: `failures` lists at most 4,096 (the last one then says
+  # how many more there were); 0 from a server that does not send it.
+  failureCount @10 :UInt32;
 }
 
 enum Outcome {

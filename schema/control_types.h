@@ -181,6 +181,9 @@ struct CommitResult {
   uint32_t rebound = 0;
   std::vector<Failure> failures;
   uint64_t duration_micros = 0;
+  /// Failures in all, past the kMaxFailures that `failures` lists; 0 from
+  /// a server that does not send it (count `failures` then).
+  uint32_t failure_count = 0;
   bool operator==(const CommitResult&) const = default;
 };
 

@@ -531,7 +531,7 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   record.closed = static_cast<uint32_t>(a.plan.close.size());
   record.rebound = static_cast<uint32_t>(a.plan.rebind.size()) - a.not_opened[1];
   record.failures = std::move(a.failures);
-  cut_failures(&record.failures);
+  record.failure_count = cut_failures(&record.failures);
   record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
   record = audit_.write(std::move(record));  // stamps the sequence and the time
   history_.push_back(to_history_entry(record));

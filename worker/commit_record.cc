@@ -1,6 +1,8 @@
 // The views of a commit record (see commit_record.h).
 #include "worker/commit_record.h"
 
+#include <algorithm>
+
 #include "base/strings.h"
 
 namespace sluice {
@@ -22,8 +24,9 @@ AuditFailure audit_failure(const control::Failure& f) {
 
 }  // namespace
 
-void cut_failures(std::vector<control::Failure>* failures) {
-  if (failures->size() <= control::kMaxFailures) return;
+uint32_t cut_failures(std::vector<control::Failure>* failures) {
+  const auto total = static_cast<uint32_t>(failures->size());
+  if (failures->size() <= control::kMaxFailures) return total;
   size_t cut = failures->size() - (control::kMaxFailures - 1);
   failures->resize(control::kMaxFailures - 1);
   control::Failure more;
@@ -31,6 +34,7 @@ void cut_failures(std::vector<control::Failure>* failures) {
   more.pif = failures->front().pif;
   more.message = std::to_string(cut) + " more failures are not listed; fix the ones above first";
   failures->push_back(std::move(more));
+  return total;
 }
 
 control::CommitResult to_result(const CommitRecord& record) {
@@ -44,6 +48,7 @@ control::CommitResult to_result(const CommitRecord& record) {
   r.closed = record.closed;
   r.rebound = record.rebound;
   r.failures = record.failures;
+  r.failure_count = std::max(record.failure_count, static_cast<uint32_t>(record.failures.size()));
   r.duration_micros = record.duration_micros;
   return r;
 }
@@ -100,7 +105,7 @@ control::HistoryEntry to_history_entry(const CommitRecord& record) {
   entry.opened = record.opened;
   entry.closed = record.closed;
   entry.rebound = record.rebound;
-  entry.failures = static_cast<uint32_t>(record.failures.size());
+  entry.failures = std::max(record.failure_count, static_cast<uint32_t>(record.failures.size()));
   entry.duration_micros = record.duration_micros;
   return entry;
 }

@@ -39,15 +39,16 @@ struct CommitRecord {
   uint32_t closed = 0;
   uint32_t rebound = 0;
   std::vector<control::Failure> failures;  // at most control::kMaxFailures (cut_failures)
+  uint32_t failure_count = 0;              // failures in all, before the cut
   uint64_t duration_micros = 0;
   int64_t unix_millis = 0;  // when the audit line was written (AuditLog::write stamps it)
   uint64_t sequence = 0;    // the audit line's `seq` (AuditLog::write stamps it)
 };
 
 /// Cuts `failures` to control::kMaxFailures: the last kept entry then says
-/// how many more there were (with the kind and pif of the first). Never
-/// fails; no syscalls.
-void cut_failures(std::vector<control::Failure>* failures);
+/// how many more there were (with the kind and pif of the first). Returns
+/// how many there were in all, before the cut. Never fails; no syscalls.
+uint32_t cut_failures(std::vector<control::Failure>* failures);
 
 /// Returns the reply to the client: applied when the outcome is applied, the
 /// generation and digest after the attempt, the counts, the failures and the

@@ -105,7 +105,7 @@ void CommitEngine::reload_policy(const PolicyFile& file, const struct ucred& pee
   record.digest_before = record.digest_after = digest_;
   record.kept = static_cast<uint32_t>(installed_.size());
   record.failures = std::move(failures);
-  cut_failures(&record.failures);
+  record.failure_count = cut_failures(&record.failures);
   audit_.write(std::move(record));
 }
 

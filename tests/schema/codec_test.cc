@@ -292,6 +292,7 @@ TEST(Codec, FailuresRoundTripWithTheOtherRuleOfAConflict) {
   bind.err = 98;
   bind.message = "bind failed";
   result.failures = {conflict, bind};
+  result.failure_count = 10000;  // the list is cut at kMaxFailures; the count is not
   Response r{9, result};
   auto got = decode_resp(encode_response(r));
   ASSERT_TRUE(got.ok()) << got.error().message;

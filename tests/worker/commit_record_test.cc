@@ -206,13 +206,26 @@ TEST(CommitRecord, TheWriterStampsTheRecordItReturns) {
 TEST(CommitRecord, FailuresAreCutOnceWithACountOfTheRest) {
   std::vector<control::Failure> failures(control::kMaxFailures + 10);
   for (control::Failure& f : failures) f.kind = control::FailureKind::kConflict;
-  cut_failures(&failures);
+  EXPECT_EQ(cut_failures(&failures), control::kMaxFailures + 10);
   ASSERT_EQ(failures.size(), control::kMaxFailures);
   EXPECT_EQ(failures.back().kind, control::FailureKind::kConflict);
   EXPECT_EQ(failures.back().message, "11 more failures are not listed; fix the ones above first");
   std::vector<control::Failure> few(3);
-  cut_failures(&few);
+  EXPECT_EQ(cut_failures(&few), 3u);
   EXPECT_EQ(few.size(), 3u);
+}
+
+// The client's last line, --history and the reply once said 4,096 for a
+// commit with 10,000 failures: the list is cut, and they counted the list.
+TEST(CommitRecord, TheReplyAndTheHistoryCountEveryFailureNotTheListCut) {
+  CommitRecord record;
+  record.outcome = control::Outcome::kRejected;
+  record.failures.assign(10000, control::Failure{});
+  record.failure_count = cut_failures(&record.failures);
+  const control::CommitResult result = to_result(record);
+  EXPECT_EQ(result.failures.size(), control::kMaxFailures);
+  EXPECT_EQ(result.failure_count, 10000u);
+  EXPECT_EQ(to_history_entry(record).failures, 10000u);
 }
 
 }  // namespace
