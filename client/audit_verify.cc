@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <charconv>
 
 #include <algorithm>
 #include <cstdint>
@@ -190,25 +191,19 @@ void AuditVerifier::check_start(const AuditLine& rec) {
 }
 
 void AuditVerifier::check_resumed(const AuditLine& rec) {
-  // The comments CommitEngine's resume writes (worker/main.cc): the tables
-  // of the dead worker's generation N, or the rollback of its unconfirmed N.
-  static constexpr std::string_view kResumed =
-      "resumed after a worker restart: the tables of generation ";
-  static constexpr std::string_view kRolledBack = "automatic rollback of generation ";
+  // The comments a worker's resume writes (worker/main.cc): the tables of
+  // the dead worker's generation N, or the rollback of its unconfirmed N.
   std::string_view rest = rec.comment;
-  if (rest.starts_with(kResumed)) {
-    rest.remove_prefix(kResumed.size());
-  } else if (rest.starts_with(kRolledBack)) {
-    rest.remove_prefix(kRolledBack.size());
+  if (rest.starts_with(kAuditResumeComment)) {
+    rest.remove_prefix(kAuditResumeComment.size());
+  } else if (rest.starts_with(kAuditRollbackComment)) {
+    rest.remove_prefix(kAuditRollbackComment.size());
   } else {
     return;
   }
   uint64_t resumed = 0;
-  size_t digits = 0;
-  while (digits < rest.size() && digits < 20 && rest[digits] >= '0' && rest[digits] <= '9') {
-    resumed = resumed * 10 + static_cast<uint64_t>(rest[digits++] - '0');
-  }
-  if (digits == 0 || resumed == earlier_applied_after_) return;
+  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), resumed);
+  if (ec != std::errc() || resumed == earlier_applied_after_) return;
   const uint64_t n = report_.lines;
   problem("line " + std::to_string(n) + ": this run resumes the tables of generation " +
           std::to_string(resumed) + ", but the last applied commit before it (line " +

@@ -75,6 +75,14 @@ inline constexpr std::array<std::string_view, 4> kAuditOutcomes = {kAuditApplied
                                                                    "dry-run", "stale"};
 /// The `kind` of the failure that ends a cut failures list.
 inline constexpr std::string_view kAuditCapacity = "capacity";
+/// How the comment of a worker's first commit begins when it resumes a dead
+/// worker's tables of generation N, or rolls back that worker's unconfirmed
+/// commit N (then also the comment of a rollback at the deadline), N right
+/// after it: the verifier checks N against the last applied generation the
+/// log records (client/audit_verify.cc).
+inline constexpr std::string_view kAuditResumeComment =
+    "resumed after a worker restart: the tables of generation ";
+inline constexpr std::string_view kAuditRollbackComment = "automatic rollback of generation ";
 /// Every failure `kind` a line may hold: control::failure_kind_name() of each
 /// control::FailureKind (tests/audit checks that the two agree).
 inline constexpr std::array<std::string_view, 7> kAuditFailureKinds = {

@@ -377,12 +377,8 @@ void CommitEngine::discard_trial() noexcept {
 }
 
 void CommitEngine::roll_back_opens() noexcept {
-  if (taking_over_) {
-    keep_for_next_commit(active_->opens);  // no table in force yet: the next commit takes them
-  } else {
-    active_->opens.discard();                     // the old table never stopped serving
-    if (active_->opens.asked > 0) store_state();  // sluiced lets go of its copies too
-  }
+  set_aside(active_->opens);                    // the old table never stopped serving
+  if (active_->opens.asked > 0) store_state();  // sluiced lets go of its copies too
   finish(control::Outcome::kRejected);
 }
 
@@ -409,12 +405,8 @@ void CommitEngine::roll_back_rebinds() noexcept {
   Active& a = *active_;
   // As roll_back_opens(): the listeners in force never stopped serving.
   a.rebinds.discard();
-  if (taking_over_) {
-    keep_for_next_commit(a.opens);
-  } else {
-    a.opens.discard();
-    store_state();  // sluiced lets go of its copies of what was acquired
-  }
+  set_aside(a.opens);
+  store_state();  // sluiced lets go of its copies of what was acquired
   finish(control::Outcome::kRejected);
 }
 

@@ -268,7 +268,7 @@ class CommitEngine final : public Ticker {
   /// This worker replaces one that died (sluiced's hello says so): until a
   /// commit applies, sluiced keeps the state the dead worker stored, and a
   /// refused commit keeps what it acquired for the next (store_state,
-  /// keep_for_next_commit).
+  /// set_aside).
   void begin_takeover() noexcept { taking_over_ = true; }
   /// Listeners adopted and not yet used.
   size_t adopted() const noexcept { return adopted_.size(); }
@@ -430,22 +430,23 @@ class CommitEngine final : public Ticker {
                                    std::vector<OpenedListener>* results) noexcept;
   /// Closes the adopted listeners no commit used.
   void drop_adopted() noexcept;
-  /// A refused commit while taking over from a dead worker (a resume the
-  /// policy now refuses, before the initial rules are tried): keeps every
-  /// socket `acq` acquired with the adopted listeners, for the next commit,
-  /// instead of discarding it. discard() would shut down a listener the dead
-  /// worker held, and with it sluiced's copy: a port in every table would
-  /// refuse until the next commit bound it anew.
-  void keep_for_next_commit(Acquisition& acq) noexcept;
+  /// Takes back the sockets `acq` acquired for a refused commit: discards
+  /// them (Acquisition::discard), but while taking over from a dead worker
+  /// (a resume the policy now refuses, before the initial rules are tried)
+  /// keeps them with the adopted listeners for the next commit: discard()
+  /// would shut down a listener the dead worker held, and with it sluiced's
+  /// copy, and a port in every table would refuse until the next commit
+  /// bound it anew.
+  void set_aside(Acquisition& acq) noexcept;
   /// Hands sluiced the state blob of the tables in force and the cookies of
   /// every listener in force, so that it lets go of its copies of every
   /// other. Nothing while taking over from a dead worker (begin_takeover),
   /// until a commit applies: until then sluiced keeps what the dead worker
   /// stored (its tables, its listeners), so a resume and initial rules that
   /// are both refused leave the next worker the same tables to try, not an
-  /// empty table that would pass. A failure to build either
-  /// memfd is logged (rate-limited); sluiced then keeps the last state. Needs what sealed_memfd()
-  /// and socket_cookie() need.
+  /// empty table that would pass. A failure to build either memfd is logged
+  /// (rate-limited); sluiced then keeps the last state. Needs what
+  /// sealed_memfd() and socket_cookie() need.
   void store_state() noexcept;
   /// Writes the record of the active commit with `outcome`, answers its
   /// client, and fires Replied.

@@ -22,6 +22,12 @@ AuditFailure audit_failure(const control::Failure& f) {
   return out;
 }
 
+/// The failures of `record` in all: its count from cut_failures, or its list
+/// for a record that was never cut (a failed policy reload has one).
+uint32_t failure_total(const CommitRecord& record) {
+  return std::max(record.failure_count, static_cast<uint32_t>(record.failures.size()));
+}
+
 }  // namespace
 
 uint32_t cut_failures(std::vector<control::Failure>* failures) {
@@ -48,7 +54,7 @@ control::CommitResult to_result(const CommitRecord& record) {
   r.closed = record.closed;
   r.rebound = record.rebound;
   r.failures = record.failures;
-  r.failure_count = std::max(record.failure_count, static_cast<uint32_t>(record.failures.size()));
+  r.failure_count = failure_total(record);
   r.duration_micros = record.duration_micros;
   return r;
 }
@@ -105,7 +111,7 @@ control::HistoryEntry to_history_entry(const CommitRecord& record) {
   entry.opened = record.opened;
   entry.closed = record.closed;
   entry.rebound = record.rebound;
-  entry.failures = std::max(record.failure_count, static_cast<uint32_t>(record.failures.size()));
+  entry.failures = failure_total(record);
   entry.duration_micros = record.duration_micros;
   return entry;
 }

@@ -55,7 +55,8 @@ void CommitEngine::drop_adopted() noexcept {
   adopted_.clear();
 }
 
-void CommitEngine::keep_for_next_commit(Acquisition& acq) noexcept {
+void CommitEngine::set_aside(Acquisition& acq) noexcept {
+  if (!taking_over_) return acq.discard();
   for (size_t i = 0; i < acq.asked; ++i) {
     if (acq.status[i] == wire::kStatusOk && acq.fds[i].valid()) {
       adopted_[acq.keys[i].key] = std::move(acq.fds[i]);

@@ -118,7 +118,8 @@ void CommitEngine::plan_scan_job() noexcept {
 void CommitEngine::fit_scan_to_descriptors() noexcept {
   Active& a = *active_;
   // The sockets asked of sluiced: those no dead worker's escrow hands over.
-  const uint64_t room = fd_use().room();
+  const FdUse use = fd_use();
+  const uint64_t room = use.room();
   uint64_t fresh = 0;
   for (const PlannedKey& k : a.plan.rebind) fresh += adopted_.contains(k.key) ? 0 : 1;
   std::vector<PlannedKey> fit;
@@ -136,7 +137,6 @@ void CommitEngine::fit_scan_to_descriptors() noexcept {
   if (cut > 0) a.scan_retry = true;
   const uint64_t now = monotonic_ns();
   if (cut != 0 && (cut != scan_.budget_cut || now >= scan_.next_budget_log_ns)) {
-    const FdUse use = fd_use();
     LOG_WARN(
         "auto-scan: %zu port%s bound on the side a scan rule follows get%s no listener: the "
         "worker's RLIMIT_NOFILE (%llu) has room for no more, keeping %llu descriptors for "

@@ -129,7 +129,7 @@ std::optional<control::Failure> ConfirmState::refusal(uint64_t now_ns) const {
 }
 
 std::string ConfirmState::rollback_comment() const {
-  return "automatic rollback of generation " + std::to_string(armed_.generation) +
+  return std::string(kAuditRollbackComment) + std::to_string(armed_.generation) +
          ": not confirmed within " + std::to_string(armed_.seconds) +
          " s; back to the tables of generation " + std::to_string(armed_.rollback_generation);
 }

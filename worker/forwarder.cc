@@ -79,18 +79,18 @@ std::string target_error_advice(int err) {
 }  // namespace
 
 std::string describe_connect_failure(const Route& route, uint16_t target_port, int err) {
-  if (route.scan && err == ECONNREFUSED) {
-    // The scan counted the port, so something is bound there, but not on
-    // the loopback address (or wildcard) the connection went to.
-    return route.text + ": connect to port " + std::to_string(target_port) +
-           " of the target: " + errno_text(err) +
-           "; auto-scan saw the port bound on the other side, so the server there either just "
-           "closed it or listens on one address other than loopback (sluice connects to the "
-           "loopback address of the client's family): bind it to 0.0.0.0, [::] or 127.0.0.1, "
-           "or forward the port with a rule whose target is its address";
-  }
+  // An auto-scan rule's port is bound on the other side (the scan counted
+  // it), so a refusal means the server is not on the loopback address (or
+  // wildcard) the connection went to, or it just closed.
+  const std::string advice =
+      route.scan && err == ECONNREFUSED
+          ? "; auto-scan saw the port bound on the other side, so the server there either just "
+            "closed it or listens on one address other than loopback (sluice connects to the "
+            "loopback address of the client's family): bind it to 0.0.0.0, [::] or 127.0.0.1, "
+            "or forward the port with a rule whose target is its address"
+          : target_error_advice(err);
   return route.text + ": connect to port " + std::to_string(target_port) +
-         " of the target: " + errno_text(err) + target_error_advice(err);
+         " of the target: " + errno_text(err) + advice;
 }
 
 std::string describe_udp_target_error(const Route& route, uint16_t target_port, int err) {

@@ -418,15 +418,15 @@ int run(int argc, char** argv) {
     control::StateBlob::Unconfirmed& u = *resumed_state->unconfirmed;
     unconfirmed = resumed_state->generation;
     initial.tables = std::move(u.rollback_tables);
-    initial.comment = "automatic rollback of generation " + std::to_string(*unconfirmed) +
+    initial.comment = std::string(kAuditRollbackComment) + std::to_string(*unconfirmed) +
                       ": its worker died while it waited for confirmation (within " +
                       std::to_string(u.seconds) + " s); back to the tables of generation " +
                       std::to_string(u.rollback_generation) + " (from sluiced's state blob)";
     engine.resume_at(*unconfirmed + 1);
   } else if (resuming) {
     initial.tables = std::move(resumed_state->tables);
-    initial.comment = "resumed after a worker restart: the tables of generation " +
-                      std::to_string(resumed_state->generation) + " (from sluiced's state blob)";
+    initial.comment = std::string(kAuditResumeComment) + std::to_string(resumed_state->generation) +
+                      " (from sluiced's state blob)";
     engine.resume_at(resumed_state->generation);
   }
   std::function<void(const control::CommitResult&)> on_initial;

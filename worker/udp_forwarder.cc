@@ -80,16 +80,11 @@ Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& 
   if (key.pif == Pif::kSplice && host_sockets_ != nullptr && splice_listeners_++ == 0) {
     host_sockets_->set_wanted(Proto::kUdp, true);  // filled before the first flow
   }
-  if (key.pif == Pif::kSplice && host_sockets_ != nullptr && pool_pending()) {
-    // Its new flows would find no socket: what is queued (a listener adopted
-    // after a worker restart holds what arrived while no worker ran) waits
-    // in the kernel for the refill, which is on its way.
-    raw->awaits_pool = true;
-    pool_waiters_.push_back(raw);
-    return raw;
-  }
   // Datagrams may have arrived between the broker's bind and now; edge
-  // triggering reports only new ones, so read now.
+  // triggering reports only new ones, so read now. A SPLICE listener whose
+  // pools wait for their refill reads nothing yet: what is queued (a
+  // listener adopted after a worker restart holds what arrived while no
+  // worker ran) waits in the kernel for it (pool_batch_cap).
   read_listener(*raw, kMaxBatchesPerWake);
   return raw;
 }

@@ -201,11 +201,6 @@ class UdpForwarder final : public Ticker {
   /// control socket, commits and TCP accepts need. Without it, only
   /// --udp-flows limits them.
   void set_descriptor_room(std::function<uint64_t()> room) { descriptor_room_ = std::move(room); }
-  /// How many datagrams a SPLICE listener may read in its next batch: the
-  /// fewest host-side sockets ready in a pool that has some or is being
-  /// refilled, at most kUdpBatch; 0 while one is empty and its refill is on
-  /// the way. Needs host_sockets_.
-  size_t pool_batch_cap() const noexcept;
   /// A refill of the host-side UDP sockets arrived: once no pool of them
   /// still waits for its refill empty, reads the SPLICE listeners that
   /// waited for it. Needs what read_listener needs.
@@ -262,6 +257,10 @@ class UdpForwarder final : public Ticker {
   /// True while a pool of host-side UDP sockets is empty with its refill
   /// on the way: a SPLICE listener's new flows would find no socket now.
   bool pool_pending() const noexcept;
+  /// How many datagrams a SPLICE listener may read in its next batch: the
+  /// fewest host-side sockets ready in a pool that has some or is being
+  /// refilled, at most kUdpBatch; 0 exactly while pool_pending(). Needs host_sockets_.
+  size_t pool_batch_cap() const noexcept;
   /// Counts a send's outcome into the totals of one direction and into the
   /// counters of the flow's rule.
   void account(const SendResult& r, bool to_target, RuleCounters& rule) noexcept;
