@@ -422,6 +422,16 @@ void CommitEngine::install_slice_step() noexcept {
   // listener drains under the old rule while its successor serves.
   if (!install_slice(&budget) || !release_slice(&budget)) return loop_.request_immediate_tick();
   if (!a.to_release_settled.empty()) {
+    // A UDP socket a rebind replaces hands its flows to its successors,
+    // served now, so that they outlive its close.
+    if (!a.handed_over) {
+      a.handed_over = true;
+      for (size_t c : a.to_release_settled) {
+        const Installed& old = installed_[c];
+        if (old.key.proto != Proto::kUdp || old.listener == nullptr) continue;
+        udp_.hand_over(static_cast<UdpListener*>(old.listener), udp_successors(old.key));
+      }
+    }
     // The listeners the rebinds replace go once their handshakes under way
     // have completed (swap() quiesced them); a tick brings the engine back.
     if (monotonic_ns() < a.settle_until_ns) return;

@@ -359,12 +359,17 @@ class CommitEngine final : public Ticker {
     // once settle_until_ns has passed (kRebindSettleNs).
     std::vector<size_t> to_release_settled;
     uint64_t settle_until_ns = 0;
-    size_t install_acq = 0;  // 0: opens, 1: rebinds
+    bool handed_over = false;  // the UDP ones handed their flows over (hand_over)
+    size_t install_acq = 0;    // 0: opens, 1: rebinds
     size_t install_next = 0;
     // Ports of best-effort rules that did not open (opens, rebinds): the
     // counts of what the commit opened and rebound leave them out.
     uint32_t not_opened[2] = {0, 0};
     std::vector<Installed> next_installed;
+    // Indices into next_installed of its UDP listeners, by table and port,
+    // for udp_successors; built when first needed, once all are installed.
+    std::vector<size_t> udp_by_port;
+    bool udp_by_port_built = false;
     std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
@@ -459,6 +464,12 @@ class CommitEngine final : public Ticker {
   /// installed_); their entries keep the key with a null listener until the
   /// swap drops them. Returns true when all are released.
   bool release_slice(size_t* budget) noexcept;
+  /// The UDP listeners of a.next_installed that take the port of the UDP
+  /// listener keyed `key` (same table and port, another key): where its
+  /// flows go on (UdpForwarder::hand_over). O(log n) after a sort of the
+  /// new listeners the first time a commit asks; call it once all are
+  /// installed.
+  std::vector<UdpListener*> udp_successors(const ListenerKey& key) noexcept;
   /// Checking: the `capacity` failure that refuses the active commit because
   /// the new listeners of its plan do not fit the descriptor budget
   /// (check_fd_budget); nullopt when they fit (commit_sockets.cc).

@@ -132,6 +132,33 @@ bool CommitEngine::release_slice(size_t* budget) noexcept {
   return a.released == a.to_release.size();
 }
 
+std::vector<UdpListener*> CommitEngine::udp_successors(const ListenerKey& key) noexcept {
+  Active& a = *active_;
+  auto order = [&](size_t i) {
+    return std::make_pair(a.next_installed[i].key.pif, a.next_installed[i].key.port);
+  };
+  if (!a.udp_by_port_built) {
+    a.udp_by_port.clear();
+    for (size_t i = 0; i < a.next_installed.size(); ++i) {
+      if (a.next_installed[i].key.proto == Proto::kUdp) a.udp_by_port.push_back(i);
+    }
+    std::sort(a.udp_by_port.begin(), a.udp_by_port.end(),
+              [&](size_t x, size_t y) { return order(x) < order(y); });
+    a.udp_by_port_built = true;
+  }
+  const auto want = std::make_pair(key.pif, key.port);
+  auto it = std::lower_bound(a.udp_by_port.begin(), a.udp_by_port.end(), want,
+                             [&](size_t i, const auto& w) { return order(i) < w; });
+  std::vector<UdpListener*> out;
+  for (; it != a.udp_by_port.end() && order(*it) == want; ++it) {
+    const Installed& inst = a.next_installed[*it];
+    if (inst.key != key && inst.listener != nullptr) {
+      out.push_back(static_cast<UdpListener*>(inst.listener));
+    }
+  }
+  return out;
+}
+
 FdUse CommitEngine::fd_use() const noexcept {
   FdUse use;
   use.limit = fd_limit_;

@@ -126,6 +126,32 @@ void FlowTable::erase(FlowId id) noexcept {
   free_.push_back(id);  // room reserved by insert(): never allocates
 }
 
+bool FlowTable::move_to_listener(FlowId id, uint64_t listener) noexcept {
+  CHECK(contains(id));
+  Slot& s = slots_[id];
+  FlowKey moved = s.key;
+  moved.listener = listener;
+  if (index_.count(moved) != 0) return false;
+  // Re-keys the node in place: no allocation, and the table's size (hence
+  // its bucket count) does not change.
+  auto node = index_.extract(s.key);
+  node.key() = moved;
+  index_.insert(std::move(node));
+  s.key = moved;
+  return true;
+}
+
+bool listener_covers(const ListenerKey& successor, const ListenerKey& replaced, const Addr& local,
+                     bool local_known) noexcept {
+  if (!local_known || successor.pif != replaced.pif || successor.proto != replaced.proto ||
+      successor.port != replaced.port || successor.ifname != replaced.ifname) {
+    return false;
+  }
+  if (successor.dual_stack) return true;  // [::] with V6ONLY off: every local address
+  if (addr_is_v4(successor.addr) != addr_is_v4(local)) return false;
+  return addr_is_unspecified(successor.addr) || successor.addr == local;
+}
+
 FlowId FlowTable::oldest_expired(uint64_t now_ns) const noexcept {
   if (head_ == kNoFlow) return kNoFlow;
   uint64_t last = slots_[head_].last_active;

@@ -48,6 +48,15 @@ struct FlowKey {
 using FlowId = uint32_t;
 inline constexpr FlowId kNoFlow = UINT32_MAX;
 
+/// True when a datagram to `local` (what IP_PKTINFO or IPV6_PKTINFO said)
+/// would reach the UDP listener `successor`, which takes the port of
+/// `replaced` in a commit, and its replies can leave from `local` there:
+/// the same table, port and interface binding, and an address that is
+/// `local` or the wildcard of its family (a dual-stack `*` covers both).
+/// An unknown local address is never covered. Pure.
+bool listener_covers(const ListenerKey& successor, const ListenerKey& replaced, const Addr& local,
+                     bool local_known) noexcept;
+
 /// SipHash-1-3 of `key` under the 128-bit key (k0, k1). The hash of Rust's
 /// and Python's hash tables: keyed, so collisions cannot be chosen from
 /// outside without the key. Never fails.
@@ -71,6 +80,12 @@ class FlowTable {
   void touch(FlowId id, uint64_t now_ns) noexcept;
   /// Removes `id`; its slot may be handed out again by insert(). Never fails.
   void erase(FlowId id) noexcept;
+  /// Moves flow `id` to the listener `listener` (a rebind's successor takes
+  /// the flows of the socket it replaces): the same slot and activity, the
+  /// key's listener changed. Returns false, changing nothing, when the new
+  /// key is in the table already (the client has a flow on that listener).
+  /// Never allocates.
+  bool move_to_listener(FlowId id, uint64_t listener) noexcept;
 
   /// The flow idle longest, if it has been idle for the timeout at `now_ns`;
   /// otherwise kNoFlow. Call it in a loop, erasing each one, to expire.

@@ -68,9 +68,8 @@ UdpForwarder::~UdpForwarder() {
 
 Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& key,
                                                 std::shared_ptr<const Route> route) {
-  int family = !key.dual_stack && addr_is_v4(key.addr) ? AF_INET : AF_INET6;
-  auto listener = std::make_unique<UdpListener>(*this, std::move(fd), key.port, family,
-                                                next_listener_id_++, std::move(route));
+  auto listener = std::make_unique<UdpListener>(*this, std::move(fd), key, next_listener_id_++,
+                                                std::move(route));
   UdpListener* raw = listener.get();
   enlarge_receive_buffer(raw->fd());
   auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
@@ -112,10 +111,46 @@ void UdpForwarder::host_sockets_ready() noexcept {
   for (UdpListener* l : waiters) l->on_event(EPOLLIN);
 }
 
+UdpListener* UdpForwarder::successor_for(const UdpListener& listener, const Addr& local,
+                                         bool local_known) const noexcept {
+  for (UdpListener* s : listener.successors) {
+    if (listener_covers(s->key(), listener.key(), local, local_known)) return s;
+  }
+  return nullptr;
+}
+
+void UdpForwarder::move_flows(UdpListener& listener) noexcept {
+  // Walks the list from its end; a flow that stays is swapped before `i`.
+  for (size_t i = listener.flows.size(); i-- > 0;) {
+    UdpFlow* flow = flows_[listener.flows[i]].get();
+    UdpListener* to = successor_for(listener, flow->local().addr, flow->local().known);
+    // A client with a flow on the successor already keeps that one.
+    if (to == nullptr || !table_.move_to_listener(flow->id(), to->id())) continue;
+    if (i != listener.flows.size() - 1) {
+      listener.flows[i] = listener.flows.back();
+      flows_[listener.flows[i]]->listener_slot = i;
+    }
+    listener.flows.pop_back();
+    flow->listener_slot = to->flows.size();
+    to->flows.push_back(flow->id());
+    flow->move_to(*to);
+    ++counters_.flows_moved;
+  }
+}
+
+void UdpForwarder::hand_over(UdpListener* listener, std::vector<UdpListener*> successors) noexcept {
+  std::erase(successors, listener);
+  listener->successors = std::move(successors);
+  move_flows(*listener);
+}
+
 void UdpForwarder::close_listener(UdpListener* listener) noexcept {
   size_t slot = listener->slot;
   CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
-  // Replies of its flows would have no socket to leave from: end them first.
+  // A flow the successor of a rebind covers goes on there (a drain after
+  // hand_over may have made one); the others would have no socket to leave
+  // from: they end, before the socket closes.
+  if (!listener->successors.empty()) move_flows(*listener);
   while (!listener->flows.empty()) {
     end_flow(flows_[listener->flows.back()].get());
     ++counters_.flows_ended;
@@ -296,6 +331,14 @@ void UdpForwarder::read_flow(UdpFlow& flow, int max_batches) noexcept {
 
 UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const LocalAddr& local,
                                 size_t i, size_t run, uint64_t now_ns) noexcept {
+  if (!listener.successors.empty()) {
+    // A rebind handed this port over: the flow is the successor's.
+    if (UdpListener* to = successor_for(listener, local.addr, local.known)) {
+      FlowKey theirs = key;
+      theirs.listener = to->id();
+      return flow_for(*to, theirs, local, i, run, now_ns);
+    }
+  }
   FlowId id = table_.find(key);
   if (id != kNoFlow) return flows_[id].get();
   if (!own_endpoints_.empty()) {

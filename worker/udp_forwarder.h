@@ -53,6 +53,7 @@ struct UdpCounters {
   uint64_t flows_created = 0;
   uint64_t flows_expired = 0;        // ended by the idle timeout
   uint64_t flows_ended = 0;          // ended by a commit (port removed, endRemovedFlows)
+  uint64_t flows_moved = 0;          // handed to the listener that took their port (a rebind)
   uint64_t dropped_flow_limit = 0;   // from new clients while the table was full
   uint64_t dropped_would_block = 0;  // a socket buffer was full
   uint64_t dropped_no_flow = 0;      // the flow's socket could not be created or connected
@@ -67,14 +68,15 @@ class SocketPool;
 /// One bound UDP socket, received from the broker.
 class UdpListener final : public Listener {
  public:
-  /// `family` is the socket's (AF_INET, or AF_INET6 also for dual-stack);
-  /// `id` is unique for the worker's lifetime and keys the listener's flows.
-  UdpListener(UdpForwarder& owner, UniqueFd fd, uint16_t port, int family, uint64_t id,
+  /// `key` is what the socket is bound to; `id` is unique for the worker's
+  /// lifetime and keys the listener's flows.
+  UdpListener(UdpForwarder& owner, UniqueFd fd, const ListenerKey& key, uint64_t id,
               std::shared_ptr<const Route> route)
-      : Listener(port, std::move(route)),
+      : Listener(key.port, std::move(route)),
         owner_(owner),
         fd_(std::move(fd)),
-        family_(family),
+        key_(key),
+        family_(!key.dual_stack && addr_is_v4(key.addr) ? AF_INET : AF_INET6),
         id_(id) {}
   /// Reads and forwards datagrams (edge-triggered), at most
   /// kMaxBatchesPerWake batches, then parks if more may be queued.
@@ -87,16 +89,22 @@ class UdpListener final : public Listener {
   /// Closes the socket now; the object ignores events until it is freed.
   void close_socket() noexcept { fd_.reset(); }
   int fd() const { return fd_.get(); }
+  /// The socket's family: AF_INET, or AF_INET6 also for dual-stack.
   int family() const { return family_; }
   uint64_t id() const { return id_; }
+  const ListenerKey& key() const { return key_; }
 
   std::vector<FlowId> flows;  // the flows answering through this socket
-  bool parked = false;        // in the forwarder's resume list
-  bool awaits_pool = false;   // a SPLICE listener not read until a refill of the pool
+  /// The listeners that take this one's port in a rebind (hand_over): from
+  /// then on, datagrams it still receives belong to flows of theirs.
+  std::vector<UdpListener*> successors;
+  bool parked = false;       // in the forwarder's resume list
+  bool awaits_pool = false;  // a SPLICE listener not read until a refill of the pool
 
  private:
   UdpForwarder& owner_;
   UniqueFd fd_;
+  ListenerKey key_;
   int family_;
   uint64_t id_;
 };
@@ -110,7 +118,7 @@ class UdpFlow final : public EventHandler {
       : owner_(owner),
         id_(id),
         sock_(std::move(sock)),
-        listener_(listener),
+        listener_(&listener),
         route_(std::move(route)),
         peer_(peer),
         local_(local) {}
@@ -121,7 +129,9 @@ class UdpFlow final : public EventHandler {
 
   int fd() const { return sock_.get(); }
   FlowId id() const { return id_; }
-  UdpListener& listener() const { return listener_; }
+  UdpListener& listener() const { return *listener_; }
+  /// Answers through `successor` from now on (close_listener's hand-over).
+  void move_to(UdpListener& successor) noexcept { listener_ = &successor; }
   /// The rule the flow was created under (a commit may re-point its listener).
   const Route& route() const { return *route_; }
   const UdpEndpoint& peer() const { return peer_; }
@@ -144,7 +154,7 @@ class UdpFlow final : public EventHandler {
   UdpForwarder& owner_;
   FlowId id_;
   UniqueFd sock_;
-  UdpListener& listener_;
+  UdpListener* listener_;  // never null
   std::shared_ptr<const Route> route_;
   UdpEndpoint peer_;
   LocalAddr local_;
@@ -214,7 +224,20 @@ class UdpForwarder final : public Ticker {
   /// refuses the fd. Forwards what is already queued.
   Result<UdpListener*> add_listener(UniqueFd fd, const ListenerKey& key,
                                     std::shared_ptr<const Route> route);
-  /// Ends the listener's flows, stops serving it and closes its socket.
+  /// A rebind: `successors` (served already) take the port of `listener`,
+  /// which serves on until its settle time ends and it closes. Its flows
+  /// move to the first successor that covers their local address
+  /// (listener_covers), keeping their socket toward the target, so that a
+  /// client's exchange goes on through the rebind (the target sees the same
+  /// source port) and its replies leave through the successor's socket. A
+  /// datagram that still reaches `listener` from now on belongs to the flow
+  /// on that successor, new or moved, under the successor's rule: the
+  /// kernel may prefer either socket while both are bound. Flows whose local
+  /// address no successor covers stay, and end when `listener` closes.
+  void hand_over(UdpListener* listener, std::vector<UdpListener*> successors) noexcept;
+  /// Stops serving `listener` and closes its socket. Its flows end (their
+  /// replies would have no socket to leave from), but for those a
+  /// successor covers (hand_over), which move there.
   void close_listener(UdpListener* listener) noexcept;
   /// Ends every flow whose rule matches `pred` (a commit's endRemovedFlows);
   /// returns how many were ended.
@@ -241,6 +264,12 @@ class UdpForwarder final : public Ticker {
   /// datagrams it would have carried as dropped.
   UdpFlow* flow_for(UdpListener& listener, const FlowKey& key, const LocalAddr& local, size_t i,
                     size_t run, uint64_t now_ns) noexcept;
+  /// The first of `listener.successors` that serves datagrams to `local`;
+  /// nullptr when none does (or there are none).
+  UdpListener* successor_for(const UdpListener& listener, const Addr& local,
+                             bool local_known) const noexcept;
+  /// Moves every flow of `listener` that a successor covers there.
+  void move_flows(UdpListener& listener) noexcept;
   /// Ends `flow`: unregisters and closes its socket, frees its slot, and
   /// frees the object after the batch.
   void end_flow(UdpFlow* flow, FlowEnd how = FlowEnd::kRemoved) noexcept;

@@ -381,6 +381,39 @@ TEST(Udp, RebindFromTheWildcardToOneAddress) {
   EXPECT_EQ(target.received(), received);
 }
 
+TEST(Udp, ARebindKeepsTheFlowsOfTheAddressesItsSuccessorServes) {
+  // 0.0.0.0:P and the dual-stack *:P take turns on the port, a rebind each
+  // time. The client's flow moves to the socket that takes the port: the
+  // target sees the same source port throughout (no new flow), and the
+  // replies keep coming from the address the client sent to.
+  UdpEcho target("127.0.0.1", kTarget, "t");
+  Daemon d;
+  d.start({"-u", "0.0.0.0/" + std::to_string(kPort) + ":" + std::to_string(kTarget)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  UniqueFd client = bind_udp("127.0.0.1");
+  Datagram first = request(client.get(), "127.0.0.1", kPort, "first");
+  ASSERT_TRUE(first.ok) << d.log();
+  const EchoReply echo = parse_echo(first.payload);
+  ASSERT_EQ(echo.tag, "t");
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  uint64_t gen = 1;
+  Rule wide = udp_rule(kPort, kTarget, "::");
+  wide.dual_stack = true;
+  for (int i = 0; i < 6; ++i) {
+    control::CommitResult r =
+        commit(*control, {i % 2 == 0 ? wide : udp_rule(kPort, kTarget, "0.0.0.0")}, &gen);
+    ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message);
+    EXPECT_EQ(r.rebound, 1u);
+    const std::string tag = "after-" + std::to_string(i);
+    Datagram after = request(client.get(), "127.0.0.1", kPort, tag);
+    ASSERT_TRUE(after.ok) << tag << "\n" << d.log();
+    EXPECT_EQ(after.from_addr, "127.0.0.1");
+    EXPECT_EQ(parse_echo(after.payload).source_port, echo.source_port)
+        << tag << ": the client's datagrams reached the target from a new flow socket";
+  }
+}
+
 TEST(Udp, FlowsOutliveCommitsUnlessEndRemovedFlows) {
   UdpEcho one("127.0.0.1", kTarget, "one");
   UdpEcho two("127.0.0.1", kTarget2, "two");

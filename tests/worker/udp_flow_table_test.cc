@@ -146,6 +146,63 @@ TEST(FlowTable, ManyFlowsExpireInActivityOrder) {
   EXPECT_EQ(t.id_bound(), kFlows);
 }
 
+TEST(FlowTable, AFlowMovesToAnotherListenerUnlessTheClientHasOneThere) {
+  FlowTable t(8, kSecond, 1, 2);
+  FlowId a = t.insert(client(53, 1), 10);
+  FlowId b = t.insert(client(54, 1), 20);
+  FlowId there = t.insert(client(54, 2), 30);
+  ASSERT_NE(there, kNoFlow);
+  EXPECT_TRUE(t.move_to_listener(a, 2));
+  EXPECT_EQ(t.find(client(53, 2)), a);
+  EXPECT_EQ(t.find(client(53, 1)), kNoFlow);
+  EXPECT_EQ(t.key(a).listener, 2u);
+  EXPECT_EQ(t.last_active(a), 10u);  // its place in the expiry order stays
+  EXPECT_EQ(t.oldest_expired(10 + kSecond), a);
+  // The client of b has a flow on listener 2 already: nothing changes.
+  EXPECT_FALSE(t.move_to_listener(b, 2));
+  EXPECT_EQ(t.find(client(54, 1)), b);
+  EXPECT_EQ(t.find(client(54, 2)), there);
+  EXPECT_EQ(t.size(), 3u);
+}
+
+/// A UDP listener key on `addr`:53 of the HOST table.
+ListenerKey udp_key(const char* addr, bool dual = false) {
+  ListenerKey k;
+  k.proto = Proto::kUdp;
+  EXPECT_TRUE(parse_addr(addr, &k.addr));
+  k.dual_stack = dual;
+  k.port = 53;
+  return k;
+}
+
+TEST(ListenerCovers, TheWildcardOfTheFamilyOrTheSameAddressOnTheSamePortAndInterface) {
+  Addr v4, v6;
+  ASSERT_TRUE(parse_addr("127.0.0.1", &v4));
+  ASSERT_TRUE(parse_addr("::1", &v6));
+  const ListenerKey old = udp_key("127.0.0.1");
+  EXPECT_TRUE(listener_covers(udp_key("0.0.0.0"), old, v4, true));
+  EXPECT_TRUE(listener_covers(udp_key("::", true), old, v4, true));  // "*": both families
+  EXPECT_TRUE(listener_covers(udp_key("127.0.0.1"), udp_key("0.0.0.0"), v4, true));
+  EXPECT_FALSE(listener_covers(udp_key("127.0.0.2"), udp_key("0.0.0.0"), v4, true));
+  EXPECT_FALSE(listener_covers(udp_key("::"), old, v4, true));  // [::] with V6ONLY: no IPv4
+  EXPECT_TRUE(listener_covers(udp_key("::"), udp_key("::", true), v6, true));
+  EXPECT_FALSE(listener_covers(udp_key("0.0.0.0"), udp_key("::", true), v6, true));
+  EXPECT_FALSE(listener_covers(udp_key("0.0.0.0"), old, v4, false));  // no pktinfo: unknown
+  ListenerKey other_port = udp_key("0.0.0.0");
+  other_port.port = 54;
+  EXPECT_FALSE(listener_covers(other_port, old, v4, true));
+  ListenerKey splice = udp_key("0.0.0.0");
+  splice.pif = Pif::kSplice;
+  EXPECT_FALSE(listener_covers(splice, old, v4, true));
+  ListenerKey bound = udp_key("0.0.0.0");
+  bound.ifname[0] = 'l';
+  bound.ifname[1] = 'o';
+  EXPECT_FALSE(listener_covers(bound, old, v4, true));  // another interface binding
+  ListenerKey bound_old = old;
+  bound_old.ifname = bound.ifname;
+  EXPECT_TRUE(listener_covers(bound, bound_old, v4, true));
+}
+
 TEST(FlowHash, DeterministicAndKeyed) {
   FlowKey k = client(53);
   EXPECT_EQ(siphash13(k, 1, 2), siphash13(k, 1, 2));

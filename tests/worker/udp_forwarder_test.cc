@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "base/log.h"
@@ -53,11 +54,11 @@ class UdpForwarderTest : public ::testing::Test {
     for (int i = 0; i < 500 && !done(); ++i) loop_->run_once(10);
     return done();
   }
-  /// Serves `listener` on the forwarder, forwarding to target_.
-  UdpListener* serve(UniqueFd listener) {
+  /// Serves `listener` (keyed `addr`) on the forwarder, forwarding to target_.
+  UdpListener* serve(UniqueFd listener, Addr addr = addr_v4(127, 0, 0, 1)) {
     ListenerKey key;
     key.proto = Proto::kUdp;
-    key.addr = addr_v4(127, 0, 0, 1);
+    key.addr = addr;
     key.port = test::udp_port(listener.get());
     auto route =
         std::make_shared<const Route>(Route{Pif::kHost, addr_v4(127, 0, 0, 1), key.port,
@@ -165,6 +166,104 @@ TEST_F(UdpForwarderTest, CommitsEndFlows) {
   EXPECT_EQ(n.active, 0u);
   EXPECT_EQ(n.flows_ended, 3u);
   EXPECT_EQ(udp_->listener_count(), 0u);
+  loop_->run_once(0);  // frees the retired objects
+}
+
+/// A UDP listener socket as sluiced makes one (IP_PKTINFO), bound to
+/// `ip`:`port` with SO_REUSEADDR, so that 127.0.0.1:P and 0.0.0.0:P can both
+/// be bound, as a rebind's two sockets are while they share the port.
+UniqueFd shared_udp(uint32_t ip, uint16_t port) {
+  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  int one = 1;
+  setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in sin = {};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(ip);
+  sin.sin_port = htons(port);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<struct sockaddr*>(&sin), sizeof(sin)), 0);
+  return fd;
+}
+
+/// Reads the next datagram at the target (within 2 s); returns the port
+/// it came from (the flow socket's), 0 on timeout, and answers it "re:"+it.
+uint16_t answer_one(int target) {
+  struct pollfd p = {target, POLLIN, 0};
+  if (poll(&p, 1, 2000) != 1) return 0;
+  char buf[64];
+  struct sockaddr_in from;
+  socklen_t len = sizeof(from);
+  ssize_t n =
+      recvfrom(target, buf, sizeof(buf), 0, reinterpret_cast<struct sockaddr*>(&from), &len);
+  if (n < 0) return 0;
+  std::string reply = "re:" + std::string(buf, static_cast<size_t>(n));
+  sendto(target, reply.data(), reply.size(), 0, reinterpret_cast<struct sockaddr*>(&from), len);
+  return ntohs(from.sin_port);
+}
+
+// A rebind from 127.0.0.1:P to 0.0.0.0:P. At the hand-over the flow of the
+// listener being replaced moves to its successor, which covers its local
+// address; while both sockets are bound the kernel still delivers to the
+// more specific old one, and those datagrams (of the moved client and of a
+// new one) belong to flows of the successor. Replies come from P through
+// the new socket, the target sees the same source port throughout, and the
+// close of the old socket ends nothing. A successor that does not cover the
+// address (another address of the family) takes nothing.
+TEST_F(UdpForwarderTest, ARebindHandsTheFlowsToTheListenerThatTakesThePort) {
+  UniqueFd first = shared_udp(INADDR_LOOPBACK, 0);
+  const uint16_t port = test::udp_port(first.get());
+  UdpListener* old_listener = serve(std::move(first));
+  ASSERT_NE(old_listener, nullptr);
+  UniqueFd a = test::loopback_udp(false), b = test::loopback_udp(false);
+  const UdpCounters& n = udp_->counters();
+  send_to(a.get(), port, "a1");
+  ASSERT_TRUE(pump([&] { return n.to_target == 1; }));
+  const uint16_t flow_port = answer_one(target_.get());
+  ASSERT_NE(flow_port, 0);
+  ASSERT_TRUE(pump([&] { return n.to_client == 1; }));
+  EXPECT_EQ(receive(a.get()), "re:a1");
+
+  UdpListener* other = serve(shared_udp(INADDR_LOOPBACK + 1, port), addr_v4(127, 0, 0, 2));
+  UdpListener* wide = serve(shared_udp(INADDR_ANY, port), addr_v4(0, 0, 0, 0));
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(wide, nullptr);
+  udp_->hand_over(old_listener, {other, wide, old_listener});
+  EXPECT_EQ(n.flows_moved, 1u);
+  EXPECT_TRUE(old_listener->flows.empty());
+  EXPECT_EQ(wide->flows.size(), 1u);
+  EXPECT_TRUE(other->flows.empty());
+
+  // Both still reach the old socket (127.0.0.1 is more specific than 0.0.0.0).
+  send_to(a.get(), port, "a2");
+  send_to(b.get(), port, "b1");
+  ASSERT_TRUE(pump([&] { return n.to_target == 3; }));
+  EXPECT_EQ(n.flows_created, 2u);
+  EXPECT_EQ(wide->flows.size(), 2u);
+  EXPECT_TRUE(old_listener->flows.empty());
+  std::set<uint16_t> seen = {answer_one(target_.get()), answer_one(target_.get())};
+  EXPECT_EQ(seen.count(flow_port), 1u) << "the moved client's datagram took a new flow socket";
+  ASSERT_TRUE(pump([&] { return n.to_client == 3; }));
+  uint16_t from = 0;
+  EXPECT_EQ(receive(a.get(), &from), "re:a2");
+  EXPECT_EQ(from, port);
+  EXPECT_EQ(receive(b.get(), &from), "re:b1");
+  EXPECT_EQ(from, port);
+
+  old_listener->release();
+  EXPECT_EQ(n.flows_ended, 0u);
+  EXPECT_EQ(n.active, 2u);
+  send_to(a.get(), port, "a3");  // to the wildcard now
+  ASSERT_TRUE(pump([&] { return n.to_target == 4; }));
+  EXPECT_EQ(answer_one(target_.get()), flow_port);
+  EXPECT_EQ(n.flows_created, 2u);
+
+  // Only 127.0.0.2 is left after the wildcard: nothing covers 127.0.0.1,
+  // so its flows end with their listener.
+  udp_->hand_over(wide, {other});
+  EXPECT_EQ(n.flows_moved, 1u);
+  wide->release();
+  EXPECT_EQ(n.flows_ended, 2u);
+  EXPECT_EQ(n.active, 0u);
   loop_->run_once(0);  // frees the retired objects
 }
 
