@@ -37,6 +37,16 @@ bool wildcard_for(const Rule& s, const Addr& t) noexcept {
   return addr_is_v4(s.listen) == addr_is_v4(t) && addr_is_unspecified(s.listen);
 }
 
+/// True when a listener of `s` may accept a connection that the target
+/// namespace (a --netns) sends to its address `t`: `t` may be an address of
+/// this host that the namespace routes back to (a veth's host end), and the
+/// connection then arrives on that interface, not on lo, so an interface
+/// binding does not keep it out.
+bool may_route_back(const Rule& s, const Addr& t) noexcept {
+  if (s.dual_stack) return true;
+  return addr_is_v4(s.listen) == addr_is_v4(t) && (addr_is_unspecified(s.listen) || s.listen == t);
+}
+
 /// The target port range of `r`: [*t0, *t1].
 void target_ports(const Rule& r, unsigned* t0, unsigned* t1) noexcept {
   *t0 = r.to;
@@ -238,14 +248,18 @@ std::vector<control::Failure> find_cross_table_loops(const TableSet& tables,
 
 std::vector<bool> rules_needing_loop_guard(const Table& table, const CommitFacts& facts) {
   std::vector<bool> out(table.rules.size(), false);
-  if (!facts.targets_share_namespace || table.pif != Pif::kHost) return out;
+  if (table.pif != Pif::kHost) return out;
   for (size_t i = 0; i < table.rules.size(); ++i) {
     const Rule& r = table.rules[i];
+    // Loopback (the default target included) is the target namespace's own
+    // when targets are reached there: it cannot lead back here.
     if (is_default_target(r.target) || addr_is_loopback(r.target)) continue;
     unsigned t0, t1;
     target_ports(r, &t0, &t1);
     for (const Rule& s : table.rules) {
-      if (s.proto == r.proto && s.last >= t0 && s.first <= t1 && wildcard_for(s, r.target)) {
+      if (s.proto == r.proto && s.last >= t0 && s.first <= t1 &&
+          (facts.targets_share_namespace ? wildcard_for(s, r.target)
+                                         : may_route_back(s, r.target))) {
         out[i] = true;
         break;
       }

@@ -73,9 +73,12 @@ std::vector<control::Failure> find_cross_table_loops(const TableSet& tables,
 /// explicit address that is not loopback, and a wildcard (or dual-stack)
 /// listener of the table, not bound to another interface, serves a port of
 /// the target range, so the target may be one of the host's own addresses.
-/// The forwarder guards such rules at run time (a connection that arrives
-/// from one of sluice's own outgoing connections is reset). All false when
-/// targets do not share the namespace.
+/// With a target namespace (targets do not share the namespace), the target
+/// may be an address of this host that the namespace routes back to: a
+/// listener of the table on that address or its family's wildcard, bound to
+/// an interface or not, serving a port of the target range counts too. The
+/// forwarder guards such rules at run time (a connection or datagram that
+/// arrives from one of sluice's own outgoing sockets is reset or dropped).
 std::vector<bool> rules_needing_loop_guard(const Table& table, const CommitFacts& facts);
 
 }  // namespace sluice

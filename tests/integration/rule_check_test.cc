@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/integration/container.h"
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/tcp_util.h"
@@ -235,6 +236,61 @@ TEST(RuleCheck, RunTimeUdpLoopThroughAWildcardListenerIsDroppedAndCounted) {
   EXPECT_NE(d.log().find("forwarding loop: UDP [0.0.0.0]:18080"), std::string::npos) << d.log();
   // The client got nothing back.
   EXPECT_FALSE(recv_udp(client.get(), 200).ok);
+}
+
+TEST(RuleCheck, ALoopThroughARouteBackFromTheTargetNamespaceIsResetAndDropped) {
+  // --netns with a veth into the container: 198.51.100.1 is this side's end,
+  // so the publish forms -t/-u 0.0.0.0/18081:198.51.100.1/18081 send what
+  // they forward from inside the namespace back to their own listeners here.
+  // Connections arrive on the veth, not on lo; the guard must still see them.
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  const std::string pid = std::to_string(box.pid());
+  const std::vector<std::vector<std::string>> setup = {
+      {"/sbin/ip", "link", "add", "slh0", "type", "veth", "peer", "name", "slc0", "netns", pid},
+      {"/sbin/ip", "addr", "add", "198.51.100.1/24", "dev", "slh0"},
+      {"/sbin/ip", "link", "set", "slh0", "up"},
+      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "addr", "add", "198.51.100.5/24", "dev",
+       "slc0"},
+      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "link", "set", "slc0", "up"},
+  };
+  for (const auto& argv : setup) {
+    RunResult r = run_command(argv);
+    ASSERT_EQ(r.status, 0) << argv[0] << " " << argv[2] << ": " << r.err;
+  }
+  Daemon d;
+  d.start({"--netns", box.netns(), "--userns", box.userns(), "-t",
+           "0.0.0.0/18081:198.51.100.1/18081", "-u", "0.0.0.0/18081:198.51.100.1/18081"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const ConnectionEnd end = connect_then_end("127.0.0.1", "127.0.0.1", 18081);
+  ASSERT_TRUE(end.connected) << std::strerror(end.err) << "\n" << d.log();
+  EXPECT_EQ(end.bytes, 0u) << "the looping connection delivered data";
+  EXPECT_NE(end.err, EAGAIN) << "the looping connection was not ended within 10 s";
+  UniqueFd client = bind_udp("127.0.0.1");
+  ASSERT_TRUE(send_udp(client.get(), "127.0.0.1", 18081, "once"));
+  // Without the guard one connection becomes hundreds (until the per-source
+  // limit) and one datagram fills the flow table. Wait (bounded) for the
+  // UDP drop to show.
+  const JsonValue* tcp = nullptr;
+  const JsonValue* udp = nullptr;
+  std::optional<JsonValue> doc;
+  for (int i = 0; i < 100; ++i) {
+    RunResult stats = d.ctl({"--stats", "--json"});
+    ASSERT_EQ(stats.status, 0) << stats.err;
+    doc = parse_json(stats.out);
+    ASSERT_TRUE(doc.has_value()) << stats.out;
+    tcp = rule_stats(*doc, "TCP [0.0.0.0]:18081 => 198.51.100.1:18081");
+    udp = rule_stats(*doc, "UDP [0.0.0.0]:18081 => 198.51.100.1:18081");
+    ASSERT_NE(tcp, nullptr) << stats.out;
+    ASSERT_NE(udp, nullptr) << stats.out;
+    if (udp->get("loops")->integer() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(tcp->get("loops")->integer(), 1) << d.log();
+  EXPECT_EQ(tcp->get("accepted")->integer(), 1) << d.log();
+  EXPECT_EQ(udp->get("loops")->integer(), 1) << d.log();
+  EXPECT_EQ(udp->get("flowsCreated")->integer(), 1) << d.log();
+  EXPECT_TRUE(listening(18081));
 }
 
 }  // namespace

@@ -153,9 +153,25 @@ TEST(ForwardingLoops, OnlyRulesThatMayLoopAreGuarded) {
                 .of(Pif::kHost);
   EXPECT_EQ(rules_needing_loop_guard(t, CommitFacts{}),
             (std::vector<bool>{false, true, false, false}));
+  // With a target namespace, loopback there cannot lead back; an explicit
+  // address may be this host's, routed back (a veth's host end).
   CommitFacts apart;
   apart.targets_share_namespace = false;
-  EXPECT_EQ(rules_needing_loop_guard(t, apart), (std::vector<bool>{false, false, false, false}));
+  EXPECT_EQ(rules_needing_loop_guard(t, apart), (std::vector<bool>{false, true, false, false}));
+}
+
+TEST(ForwardingLoops, ATargetNamespaceRoutingBackArrivesOnAnInterfaceNotLo) {
+  // *:7410 bound to the veth's host end: sluice's own connections on lo never
+  // reach it, but those the target namespace routes back arrive there.
+  Rule bound = rule("0.0.0.0", 7410, 7410, 7410, "10.88.0.1");
+  bound.ifname = "veth0";
+  Rule exact = rule("10.88.0.1", 7411, 7411, 7411, "10.88.0.1");
+  exact.ifname = "veth0";
+  Table t = host({bound, exact}).of(Pif::kHost);
+  EXPECT_EQ(rules_needing_loop_guard(t, CommitFacts{}), (std::vector<bool>{false, false}));
+  CommitFacts apart;
+  apart.targets_share_namespace = false;
+  EXPECT_EQ(rules_needing_loop_guard(t, apart), (std::vector<bool>{true, true}));
 }
 
 TEST(ForwardingLoops, NoneWhenTargetsAreInAnotherNamespace) {
