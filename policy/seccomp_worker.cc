@@ -187,6 +187,9 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
                           "name each listener held to sluiced's escrow (StoreState, restarts)"));
   r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_SNDBUF, "buffer sizes for stats"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_TCP, TCP_INFO, "connection state for stats"));
+  r.push_back(sockopt_row("getsockopt", SOL_SOCKET, SO_BINDTODEVICE,
+                          "notice that a %IFNAME listener's interface was removed or re-created "
+                          "(it names the interface; binding to one stays refused below)"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_IP, IP_PKTINFO,
                           "check that a received IPv4 UDP socket reports local addresses"));
   r.push_back(sockopt_row("getsockopt", IPPROTO_IPV6, IPV6_RECVPKTINFO,

@@ -206,6 +206,7 @@ void CommitEngine::submit_refused(struct ucred peer, std::string comment,
 void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kInstalling) fire(Event::kTick);
   scan_tick(now_ns);
+  interface_tick(now_ns);
   confirm_tick(now_ns);
   if (state_ == State::kStopped) return;
   if (auto summary = refusals_.summary_due(now_ns)) {
@@ -356,6 +357,7 @@ void CommitEngine::acquire(Acquisition& acq, Answered answered, bool replaces) n
 void CommitEngine::opens_answered(std::vector<OpenedListener> results) noexcept {
   Active& a = *active_;
   a.opens.take(std::move(results));
+  if (!a.rebound_stale.empty()) settle_stale_rebinds();
   note_scan_failures(a.opens);
   a.failures = judge(false);
   note_lost_sockets(a.opens);

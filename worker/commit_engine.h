@@ -324,6 +324,15 @@ class CommitEngine final : public Ticker {
     KeyOrigin origin;     // the rule of the tables in force it serves
     uint64_t cookie = 0;  // its SO_COOKIE: how sluiced's escrow names it (StoreState)
   };
+  /// The watch over listeners bound to an interface (commit_interfaces.cc).
+  struct InterfaceWatch {
+    size_t cursor = 0;                // the next entry of installed_ to look at
+    uint64_t next_ns = 0;             // when the next look is due
+    std::vector<ListenerKey> stale;   // keys whose socket lost its interface, sorted
+    std::vector<ListenerKey> failed;  // those whose new socket failed last time, sorted
+    uint64_t next_fail_log_ns = 0;    // when the same failures may be logged again
+    LogRateLimit log{10, 1};          // the info line of each re-bound listener
+  };
   /// Auto-scan's state (commit_scan.cc).
   struct ScanState {
     PifPorts raw;          // per table, the ports bound on the side it follows, at the last read
@@ -377,6 +386,10 @@ class CommitEngine final : public Ticker {
     std::vector<ListenerKey> scan_failing;  // keys of scan rules that failed, sorted
     bool scan_retry = false;                // one failed with an errno: worth another try
     std::vector<ListenerKey> scan_closing;  // a scan job's closing keys, for its log line
+    // Listeners whose interface was removed or re-created, bound anew by a
+    // scan job (commit_interfaces.cc): their keys, sorted, each with the
+    // index in installed_ of the stale socket it replaces.
+    std::vector<std::pair<ListenerKey, size_t>> rebound_stale;
   };
   /// What the broker's answers are handed to.
   using Answered = void (CommitEngine::*)(std::vector<OpenedListener>) noexcept;
@@ -504,6 +517,20 @@ class CommitEngine final : public Ticker {
   /// Queues the rollback when the deadline has passed at `now_ns`.
   void confirm_tick(uint64_t now_ns) noexcept;
 
+  // Listeners bound to an interface (commit_interfaces.cc).
+  /// Looks, when due, at up to kInterfaceChecksPerTick listeners in force
+  /// bound to an interface (`%IFNAME`) and queues a scan job when one has
+  /// lost its interface (interface_lost): it binds them anew.
+  void interface_tick(uint64_t now_ns) noexcept;
+  /// In a scan job's plan: replaces each kept listener of interface_.stale
+  /// that is still stale by a new socket of the same key (a close and an
+  /// open): bound now, it takes the interface's new index.
+  void plan_stale_rebinds() noexcept;
+  /// When the broker answered a scan job's opens: a stale listener whose new
+  /// socket failed (the interface is not back yet: ENODEV) stays as it is,
+  /// kept instead of closed, and is tried again; the failure is logged once
+  /// a minute, not judged. Logs the ones bound anew.
+  void settle_stale_rebinds() noexcept;
   // Auto-scan (commit_scan.cc).
   /// Reads the bound ports when a scan is due and the tables have scan
   /// rules, and queues a scan job when the scan rules need other sockets
@@ -571,6 +598,7 @@ class CommitEngine final : public Ticker {
   PortScanner* scanner_ = nullptr;       // the target namespace's bound ports, or none
   PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
+  InterfaceWatch interface_;
   ConfirmState confirm_;                       // the commit that waits for confirmation, if any
   std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
   bool taking_over_ = false;                   // begin_takeover() until a commit applies

@@ -48,11 +48,18 @@ std::string port_list(std::vector<LoggedPort> ports) {
   return out;
 }
 
-/// Appends to `out` the ports of `acq` that the broker opened.
-void opened_ports(const Acquisition& acq, std::vector<LoggedPort>* out) {
+/// Appends to `out` the ports of `acq` that the broker opened, but for the
+/// listeners of `rebound` (sorted: sockets bound anew to an interface that
+/// came back, which commit_interfaces.cc logs on its own).
+void opened_ports(const Acquisition& acq, std::vector<LoggedPort>* out,
+                  const std::vector<std::pair<ListenerKey, size_t>>& rebound) {
   for (size_t i = 0; i < acq.keys.size(); ++i) {
-    if (acq.status[i] == wire::kStatusOk)
-      out->push_back({acq.keys[i].key.proto, acq.keys[i].key.port});
+    if (acq.status[i] != wire::kStatusOk) continue;
+    const ListenerKey& key = acq.keys[i].key;
+    auto it = std::lower_bound(rebound.begin(), rebound.end(), key,
+                               [](const auto& e, const ListenerKey& k) { return e.first < k; });
+    if (it != rebound.end() && it->first == key) continue;
+    out->push_back({key.proto, key.port});
   }
 }
 
@@ -112,6 +119,7 @@ void CommitEngine::plan_scan_job() noexcept {
   a.plan = plan_scan(keys, origins, tables_, scan_.bound);
   for (size_t c : a.plan.close) a.scan_closing.push_back(installed_[c].key);
   fit_scan_to_descriptors();
+  plan_stale_rebinds();
   fire(Event::kPlanned);
 }
 
@@ -185,8 +193,8 @@ void CommitEngine::finish_scan_job(control::Outcome outcome) noexcept {
   Active& a = *active_;
   std::vector<LoggedPort> opened, closed;
   if (outcome == control::Outcome::kApplied) {
-    opened_ports(a.opens, &opened);
-    opened_ports(a.rebinds, &opened);
+    opened_ports(a.opens, &opened, a.rebound_stale);
+    opened_ports(a.rebinds, &opened, a.rebound_stale);
     for (const ListenerKey& k : a.scan_closing) closed.push_back({k.proto, k.port});
   }
   const unsigned long long micros = (monotonic_ns() - a.start_ns) / 1000;

@@ -130,6 +130,8 @@ class Listener : public EventHandler {
   /// The rule the listener serves now.
   const std::shared_ptr<const Route>& route() const { return route_; }
   uint16_t port() const { return port_; }
+  /// The socket, or -1 once closed.
+  virtual int fd() const = 0;
   /// Forwards what the kernel already queued on the socket under the current
   /// rule, before the socket is closed (which would discard it). Bounded.
   /// A TCP listener first stops taking new connections, so that none can
@@ -242,7 +244,7 @@ class TcpListener final : public Listener {
   /// Closes the socket now; the object lives on until the batch ends, and
   /// ignores events meanwhile.
   void close_socket() noexcept { fd_.reset(); }
-  int fd() const { return fd_.get(); }
+  int fd() const override { return fd_.get(); }
 
   bool parked = false;  // in the forwarder's parked list (O(1) membership)
 

@@ -88,7 +88,7 @@ class UdpListener final : public Listener {
   void release() noexcept override;
   /// Closes the socket now; the object ignores events until it is freed.
   void close_socket() noexcept { fd_.reset(); }
-  int fd() const { return fd_.get(); }
+  int fd() const override { return fd_.get(); }
   /// The socket's family: AF_INET, or AF_INET6 also for dual-stack.
   int family() const { return family_; }
   uint64_t id() const { return id_; }

@@ -99,4 +99,26 @@ Container::~Container() {
   }
 }
 
+std::string link_to(const Container& box, const std::string& name, const std::string& here,
+                    const std::string& there) {
+  const std::string pid = std::to_string(box.pid());
+  const std::vector<std::vector<std::string>> steps = {
+      {"/sbin/ip", "link", "add", name + "h", "type", "veth", "peer", "name", name + "c", "netns",
+       pid},
+      {"/sbin/ip", "addr", "add", here, "dev", name + "h"},
+      {"/sbin/ip", "link", "set", name + "h", "up"},
+      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "addr", "add", there, "dev", name + "c"},
+      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "link", "set", name + "c", "up"},
+  };
+  for (const auto& argv : steps) {
+    RunResult r = run_command(argv);
+    if (r.status != 0) {
+      std::string line;
+      for (const std::string& a : argv) line += a + " ";
+      return line + "failed: " + r.err;
+    }
+  }
+  return "";
+}
+
 }  // namespace sluice::test

@@ -50,4 +50,11 @@ class Container {
   int stdout_ = -1;  // its answers, read line by line
 };
 
+/// Links the test's network namespace to `box`'s with a veth pair, as a
+/// container network does: `name`h here with `here` (an address with its
+/// prefix, "198.51.100.1/24"), `name`c inside with `there`, both up. Needs
+/// /sbin/ip and nsenter. Returns "" or the command that failed and why.
+std::string link_to(const Container& box, const std::string& name, const std::string& here,
+                    const std::string& there);
+
 }  // namespace sluice::test

@@ -245,19 +245,8 @@ TEST(RuleCheck, ALoopThroughARouteBackFromTheTargetNamespaceIsResetAndDropped) {
   // Connections arrive on the veth, not on lo; the guard must still see them.
   Container box({});
   ASSERT_GT(box.pid(), 0) << "the container did not start";
-  const std::string pid = std::to_string(box.pid());
-  const std::vector<std::vector<std::string>> setup = {
-      {"/sbin/ip", "link", "add", "slh0", "type", "veth", "peer", "name", "slc0", "netns", pid},
-      {"/sbin/ip", "addr", "add", "198.51.100.1/24", "dev", "slh0"},
-      {"/sbin/ip", "link", "set", "slh0", "up"},
-      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "addr", "add", "198.51.100.5/24", "dev",
-       "slc0"},
-      {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip", "link", "set", "slc0", "up"},
-  };
-  for (const auto& argv : setup) {
-    RunResult r = run_command(argv);
-    ASSERT_EQ(r.status, 0) << argv[0] << " " << argv[2] << ": " << r.err;
-  }
+  const std::string linked = link_to(box, "sl", "198.51.100.1/24", "198.51.100.5/24");
+  ASSERT_EQ(linked, "");
   Daemon d;
   d.start({"--netns", box.netns(), "--userns", box.userns(), "-t",
            "0.0.0.0/18081:198.51.100.1/18081", "-u", "0.0.0.0/18081:198.51.100.1/18081"});

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -237,6 +238,13 @@ const std::vector<Probe>& worker_probes() {
                   fcntl(fd, F_ADD_SEALS,
                         F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0 &&
                   getsockopt(f.listener, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0;
+         }},
+        {"getsockopt_bindtodevice", Expect::kAllowed,
+         +[](const ProbeFds& f) {
+           // Names the interface a listener is bound to (none here: length 0).
+           char name[IFNAMSIZ] = {};
+           socklen_t len = sizeof(name);
+           return getsockopt(f.listener, SOL_SOCKET, SO_BINDTODEVICE, name, &len) == 0 && len == 0;
          }},
         {"memfd_create_without_sealing", Expect::kKilled,
          FORBIDDEN(memfd_create("x", MFD_CLOEXEC))},
