@@ -300,7 +300,9 @@ int edit_tables(const Session& s) {
                 " still serves");
       return kExitRejected;
     }
-    if (*after == state->tables) {
+    // The same tables are sent again when some of their best-effort ports
+    // do not listen: the commit tries those binds again, as pesto's does.
+    if (*after == state->tables && state->unbound == 0) {
       if (!report(s, *state, *after, local, true)) return kExitConnection;
       if (!s.plan.json) {
         if (!print_out("no change: the tables already are what the edits ask for (generation " +
@@ -364,6 +366,9 @@ int edit_tables(const Session& s) {
                 ": the server neither applied nor rejected the tables; list them with "
                 "sluicectl and report this as a bug");
       return kExitConnection;
+    }
+    for (const std::string& line : render_failures(result->warnings)) {
+      print_err("warning: " + line);
     }
     if (!s.plan.json && !print_out(render_commit_summary(*result) + "\n")) return kExitConnection;
     if (!s.plan.json && s.plan.confirm_within != 0 && result->applied &&

@@ -412,6 +412,10 @@ std::string render_edit_json(const control::State& before, const TableSet& after
   w.begin_array();
   for (const control::Failure& f : result.failures) failure_json(f, &w);
   w.end_array();
+  w.key("warnings");
+  w.begin_array();
+  for (const control::Failure& f : result.warnings) failure_json(f, &w);
+  w.end_array();
   w.end_object();
   w.end_object();
   CHECK(w.complete());

@@ -292,6 +292,10 @@ void encode_commit_result(const CommitResult& r, cp::CommitResult::Builder out) 
   }
   out.setDurationMicros(r.duration_micros);
   out.setFailureCount(r.failure_count);
+  auto warnings = out.initWarnings(static_cast<unsigned>(r.warnings.size()));
+  for (size_t i = 0; i < r.warnings.size(); ++i) {
+    encode_failure(r.warnings[i], warnings[static_cast<unsigned>(i)]);
+  }
 }
 
 /// Reads a commit result.
@@ -312,6 +316,9 @@ CommitResult decode_commit_result(cp::CommitResult::Reader in) {
   for (auto f : failures) r.failures.push_back(decode_failure(f));
   r.duration_micros = in.getDurationMicros();
   r.failure_count = in.getFailureCount();
+  auto warnings = in.getWarnings();
+  if (warnings.size() > kMaxFailures) throw DecodeError{"too many warnings"};
+  for (auto f : warnings) r.warnings.push_back(decode_failure(f));
   return r;
 }
 
@@ -466,6 +473,7 @@ std::string encode_response(const Response& response) {
     s.setDigest(kj::arrayPtr(state->digest.data(), state->digest.size()));
     encode_tables(state->tables, s.initTables(kPifCount));
     if (state->pending_confirm) encode_pending(*state->pending_confirm, s.initPendingConfirm());
+    s.setUnbound(state->unbound);
   } else if (const auto* confirm = std::get_if<ConfirmResult>(&response.body)) {
     auto c = root.initConfirm();
     c.setConfirmed(confirm->confirmed);
@@ -587,6 +595,7 @@ Result<Response> decode_response(const void* frame, size_t len) {
         std::memcpy(state.digest.data(), digest.begin(), digest.size());
         state.tables = decode_tables(s.getTables());
         if (s.hasPendingConfirm()) state.pending_confirm = decode_pending(s.getPendingConfirm());
+        state.unbound = s.getUnbound();
         out.body = std::move(state);
         return out;
       }

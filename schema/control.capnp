@@ -101,6 +101,9 @@ struct State {
   digest @1 :Data;        # SHA-256 of the canonical encoding of the tables
   tables @2 :List(Table);
   pendingConfirm @3 :PendingConfirm;  # null when no commit waits for confirmation
+  # Ports of best-effort rules of the tables that do not listen: their bind
+  # failed at the last commit. A commit of the same tables tries them again.
+  unbound @4 :UInt32;
 }
 
 enum ErrorCode {
@@ -164,6 +167,10 @@ struct CommitResult {
   # Failures in all: `failures` lists at most 4,096 (the last one then says
   # how many more there were); 0 from a server that does not send it.
   failureCount @10 :UInt32;
+  # Ports of best-effort rules that did not bind (each rule keeps its other
+  # ports) and of auto-scan rules (tried again at the next scan), as
+  # failures: at most 4,096, cut as `failures` is.
+  warnings @11 :List(Failure);
 }
 
 enum Outcome {

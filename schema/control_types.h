@@ -68,6 +68,9 @@ struct State {
   TableSet tables;
   /// The commit that waits for confirmation, if any.
   std::optional<PendingConfirm> pending_confirm;
+  /// Ports of best-effort rules of `tables` that do not listen (their bind
+  /// failed at the last commit); a commit of the same tables retries them.
+  uint32_t unbound = 0;
   bool operator==(const State&) const = default;
 };
 
@@ -184,6 +187,9 @@ struct CommitResult {
   /// Failures in all, past the kMaxFailures that `failures` lists; 0 from
   /// a server that does not send it (count `failures` then).
   uint32_t failure_count = 0;
+  /// Ports of best-effort and auto-scan rules that did not bind, each as a
+  /// failure (the commit applies without them); at most kMaxFailures.
+  std::vector<Failure> warnings;
   bool operator==(const CommitResult&) const = default;
 };
 

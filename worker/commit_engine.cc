@@ -490,7 +490,7 @@ void CommitEngine::stop_for_broker() noexcept {
 }
 
 std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
-  const Active& a = *active_;
+  Active& a = *active_;
   std::vector<PlannedKey> keys = a.opens.keys;
   std::vector<int32_t> status = a.opens.status;
   std::vector<std::string> reasons = a.opens.policy_reason;
@@ -499,7 +499,7 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
     status.insert(status.end(), a.rebinds.status.begin(), a.rebinds.status.end());
     reasons.insert(reasons.end(), a.rebinds.policy_reason.begin(), a.rebinds.policy_reason.end());
   }
-  std::vector<std::string> warnings;
+  std::vector<control::Failure> warnings;
   BindContext ctx{info_.has_bind_cap, info_.unprivileged_port_start, info_.splice_has_bind_cap,
                   info_.splice_unprivileged_port_start};
   if (with_rebinds) ctx.first_rebind = a.opens.keys.size();
@@ -507,12 +507,13 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
   // A scan job retries a failing port every second: the same failures are
   // logged once a minute there, and any burst is rate-limited.
   const bool log_them = !a.job.scan || warnings.empty() || scan_failures_worth_logging();
-  for (const std::string& w : warnings) {
+  for (const control::Failure& w : warnings) {
     if (!log_them) break;
     if (!a.job.scan || scan_.fail_log.allow()) {
-      LOG_WARN("%s%s", a.job.scan ? "auto-scan: " : "", w.c_str());
+      LOG_WARN("%s%s", a.job.scan ? "auto-scan: " : "", w.message.c_str());
     }
   }
+  if (!a.job.scan) a.warnings = std::move(warnings);  // the client's reply says them too
   return failures;
 }
 
@@ -536,18 +537,41 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   record.rebound = static_cast<uint32_t>(a.plan.rebind.size()) - a.not_opened[1];
   record.failures = std::move(a.failures);
   record.failure_count = cut_failures(&record.failures);
+  if (outcome == control::Outcome::kApplied) {
+    // Best-effort ports that did not bind: a commit of the same tables
+    // tries them again, so sluicectl sends one (State.unbound).
+    unbound_ = 0;
+    for (const control::Failure& w : a.warnings) {
+      const Table& table = tables_.of(w.pif);
+      if (w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
+          !table.rules[static_cast<size_t>(w.rule)].scan) {
+        ++unbound_;
+      }
+    }
+  }
+  if (outcome == control::Outcome::kApplied || outcome == control::Outcome::kDryRun) {
+    record.warnings = std::move(a.warnings);
+    const uint32_t total = cut_failures(&record.warnings);
+    if (total > control::kMaxFailures) {
+      record.warnings.back().message =
+          std::to_string(total - (control::kMaxFailures - 1)) + " more ports did not bind";
+    }
+  }
   record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;
   record = audit_.write(std::move(record));  // stamps the sequence and the time
   history_.push_back(to_history_entry(record));
   ++outcomes_[static_cast<size_t>(outcome)];
   note_confirmation(record);
   while (history_.size() > control::kMaxHistory) history_.pop_front();
+  // A commit that did not apply changed nothing: its counts are the plan's.
+  const bool applied = outcome == control::Outcome::kApplied;
   LOG_INFO(
-      "commit from pid %d uid %u: %s, generation %llu, kept %u opened %u closed %u "
-      "rebound %u, %zu failure%s, %llu us",
+      "commit from pid %d uid %u: %s, generation %llu, %s kept %u opened %u closed %u "
+      "rebound %u, %u failure%s, %llu us",
       record.peer.pid, record.peer.uid, control::outcome_name(outcome),
-      static_cast<unsigned long long>(record.generation_after), record.kept, record.opened,
-      record.closed, record.rebound, record.failures.size(), record.failures.size() == 1 ? "" : "s",
+      static_cast<unsigned long long>(record.generation_after),
+      applied ? "" : "planned:", record.kept, record.opened, record.closed, record.rebound,
+      record.failure_count, record.failure_count == 1 ? "" : "s",
       static_cast<unsigned long long>(record.duration_micros));
 
   Done done = std::move(a.job.done);

@@ -223,6 +223,9 @@ class CommitEngine final : public Ticker {
   /// Why the broker was lost (empty unless state() is kStopped).
   const std::string& broker_loss() const { return broker_loss_; }
   const TableSet& tables() const { return tables_; }
+  /// Ports of best-effort rules of the tables in force that do not listen:
+  /// their bind failed at the last applied commit (State.unbound).
+  uint32_t unbound() const { return unbound_; }
   uint64_t generation() const { return generation_; }
   const Sha256Digest& digest() const { return digest_; }
   size_t listener_count() const { return installed_.size(); }
@@ -358,6 +361,7 @@ class CommitEngine final : public Ticker {
     Acquisition opens;                        // plan.open
     Acquisition rebinds;                      // plan.rebind
     std::vector<control::Failure> failures;   // collected for the record
+    std::vector<control::Failure> warnings;   // ports of rules that do not fail (judge)
     std::vector<std::string> added, removed;  // the requested diff, for the record
     TableSet tables_before;                   // a confirmed commit's rollback tables
     // Sliced work: listeners to release (indices into installed_), new
@@ -599,6 +603,7 @@ class CommitEngine final : public Ticker {
   PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
   InterfaceWatch interface_;
+  uint32_t unbound_ = 0;                       // unbound()
   ConfirmState confirm_;                       // the commit that waits for confirmation, if any
   std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
   bool taking_over_ = false;                   // begin_takeover() until a commit applies

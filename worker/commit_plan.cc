@@ -212,7 +212,7 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
                                           std::span<const int32_t> status,
                                           std::span<const std::string> policy_reason,
                                           const BindContext& ctx,
-                                          std::vector<std::string>* warnings) {
+                                          std::vector<control::Failure>* warnings) {
   // Per rule: how many of its ports failed (kept ports never fail).
   struct Tally {
     size_t failed = 0;
@@ -266,15 +266,17 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
                              ? " (auto-scan: tried again once a policy reload or a commit changes "
                                "something)"
                              : " (auto-scan: tried again at the next scan)";
-      warnings->push_back(f.message + note);
+      f.message += note;
+      warnings->push_back(std::move(f));
     }
   }
-  std::sort(failures.begin(), failures.end(),
-            [](const control::Failure& a, const control::Failure& b) {
-              if (a.pif != b.pif) return a.pif < b.pif;
-              if (a.rule != b.rule) return a.rule < b.rule;
-              return a.port < b.port;
-            });
+  auto by_place = [](const control::Failure& a, const control::Failure& b) {
+    if (a.pif != b.pif) return a.pif < b.pif;
+    if (a.rule != b.rule) return a.rule < b.rule;
+    return a.port < b.port;
+  };
+  std::sort(failures.begin(), failures.end(), by_place);
+  if (warnings != nullptr) std::sort(warnings->begin(), warnings->end(), by_place);
   return failures;
 }
 

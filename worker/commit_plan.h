@@ -95,12 +95,12 @@ std::string bind_errno_advice(int err, uint16_t port, const BindContext& ctx);
 /// a weak rule only when none of its ports is bound (kept ports count as
 /// bound); an auto-scan rule never fails: its failed ports are tried again
 /// at the next scan. Failed ports of rules that do not fail are returned in
-/// `warnings`.
+/// `warnings`, their messages saying so.
 std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const PlannedKey> keys,
                                           std::span<const int32_t> status,
                                           std::span<const std::string> policy_reason,
                                           const BindContext& ctx,
-                                          std::vector<std::string>* warnings);
+                                          std::vector<control::Failure>* warnings);
 
 /// Returns the rules of `a` missing from `b`, as "PIF RULE-TEXT" lines, in
 /// table order (a multiset difference: duplicates count).

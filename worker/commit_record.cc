@@ -55,6 +55,7 @@ control::CommitResult to_result(const CommitRecord& record) {
   r.rebound = record.rebound;
   r.failures = record.failures;
   r.failure_count = failure_total(record);
+  r.warnings = record.warnings;
   r.duration_micros = record.duration_micros;
   return r;
 }

@@ -40,6 +40,7 @@ struct CommitRecord {
   uint32_t rebound = 0;
   std::vector<control::Failure> failures;  // at most control::kMaxFailures (cut_failures)
   uint32_t failure_count = 0;              // failures in all, before the cut
+  std::vector<control::Failure> warnings;  // ports that did not bind, of rules that do not fail
   uint64_t duration_micros = 0;
   int64_t unix_millis = 0;  // when the audit line was written (AuditLog::write stamps it)
   uint64_t sequence = 0;    // the audit line's `seq` (AuditLog::write stamps it)

@@ -360,7 +360,7 @@ void ControlClient::answer_get_state(const control::Request& request) noexcept {
   control::Response response;
   response.id = request.id;
   response.body = control::State{engine.generation(), engine.digest(), engine.tables(),
-                                 engine.pending_confirm()};
+                                 engine.pending_confirm(), engine.unbound()};
   queue(control::encode_response(response));
 }
 

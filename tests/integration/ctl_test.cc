@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -402,6 +403,46 @@ TEST(Ctl, BindFailureKeepsTheOldTableServing) {
   EXPECT_EQ(f.get("kind")->string, "bind-failed");
   EXPECT_EQ(f.get("port")->integer(), 18090);
   EXPECT_FALSE(v->get("result")->get("applied")->boolean);
+}
+
+TEST(Ctl, ABestEffortPortThatDidNotBindIsReportedAndTriedAgainBySendingTheSameTables) {
+  // Exclusions make a best-effort rule (ports 18090-18094 here): it keeps
+  // the ports that bind. The one another program holds is a warning with
+  // its rule, port and errno, and the same command tries it again (it is not
+  // "no change" while a port of the tables does not listen), as pesto's does.
+  // 192.0.2.1 is an address of this namespace's own, so that the default
+  // target (loopback) is not where the rule listens.
+  RunResult ip = run_command({"/sbin/ip", "addr", "replace", "192.0.2.1/32", "dev", "lo"});
+  ASSERT_EQ(ip.status, 0) << ip.err;
+  const std::string spec = "192.0.2.1/~1-18089,~18095-65535";
+  auto squatter = std::make_unique<UniqueFd>(listen_tcp("192.0.2.1", 18092));
+  Daemon d;
+  start(d, "none");
+  RunResult r = d.ctl({"-t", spec});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err,
+                  "sluicectl: warning: bind-failed: HOST rule 0 (TCP [192.0.2.1]:18090-18094 "
+                  "=> 18090-18094 (best effort)), port 18092: bind failed: EADDRINUSE"))
+      << r.err;
+  EXPECT_TRUE(has(r.err, "(best effort: the rule keeps its other ports)")) << r.err;
+  EXPECT_TRUE(has(r.out, "opened 4")) << r.out;
+
+  RunResult j = d.ctl({"--json", "-t", spec});
+  EXPECT_EQ(j.status, 0) << j.err;
+  auto v = parse_json(j.out);
+  ASSERT_TRUE(v.has_value()) << j.out;
+  EXPECT_TRUE(v->get("result")->get("applied")->boolean) << j.out;
+  const JsonValue& w = v->get("result")->get("warnings")->array.at(0);
+  EXPECT_EQ(w.get("port")->integer(), 18092);
+  EXPECT_EQ(w.get("errnoName")->string, "EADDRINUSE");
+
+  squatter.reset();
+  r = d.ctl({"-t", spec});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "opened 1")) << r.out;
+  EXPECT_FALSE(has(r.err, "warning")) << r.err;
+  r = d.ctl({"-t", spec});
+  EXPECT_TRUE(has(r.out, "no change")) << r.out;
 }
 
 TEST(Ctl, CommentGoesIntoTheHistory) {

@@ -93,6 +93,7 @@ TEST(Codec, ResponsesRoundTrip) {
   EXPECT_EQ(*got1, r1);
 
   State state{7, digest_tables(sample_tables()), sample_tables()};
+  state.unbound = 3;  // best-effort ports that do not listen
   Response r2{3, state};
   auto got2 = decode_resp(encode_response(r2));
   ASSERT_TRUE(got2.ok()) << got2.error().message;
@@ -293,11 +294,16 @@ TEST(Codec, FailuresRoundTripWithTheOtherRuleOfAConflict) {
   bind.message = "bind failed";
   result.failures = {conflict, bind};
   result.failure_count = 10000;  // the list is cut at kMaxFailures; the count is not
+  Failure weak = bind;
+  weak.port = 81;
+  weak.message = "bind failed (best effort: the rule keeps its other ports)";
+  result.warnings = {weak};
   Response r{9, result};
   auto got = decode_resp(encode_response(r));
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_EQ(*got, r);
   EXPECT_EQ(std::get<CommitResult>(got->body).failures[1].other_rule, -1);
+  EXPECT_EQ(std::get<CommitResult>(got->body).warnings[0].port, 81);
 }
 
 TEST(Codec, TheDefaultTargetDecodesToOneCanonicalForm) {

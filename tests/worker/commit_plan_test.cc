@@ -129,7 +129,7 @@ TEST(JudgeRules, StrictRuleFailsOnAnyPort) {
   auto keys = planned_keys(next);
   std::vector<int32_t> status = {wire::kStatusOk, EADDRINUSE, wire::kStatusOk};
   std::vector<std::string> reasons(3);
-  std::vector<std::string> warnings;
+  std::vector<control::Failure> warnings;
   auto failures = judge_rules(next, keys, status, reasons, BindContext{}, &warnings);
   ASSERT_EQ(failures.size(), 1u);
   EXPECT_EQ(failures[0].port, 81);
@@ -146,7 +146,7 @@ TEST(JudgeRules, WeakRuleFailsOnlyWhenNoPortBinds) {
   TableSet next = host({rule("127.0.0.1", 80, 81, 80, /*weak=*/true)});
   auto keys = planned_keys(next);
   std::vector<std::string> reasons(2);
-  std::vector<std::string> warnings;
+  std::vector<control::Failure> warnings;
   std::vector<int32_t> one_ok = {wire::kStatusOk, EADDRINUSE};
   EXPECT_TRUE(judge_rules(next, keys, one_ok, reasons, BindContext{}, &warnings).empty());
   EXPECT_EQ(warnings.size(), 1u);
@@ -284,12 +284,12 @@ TEST(JudgeRules, AScanRuleNeverFailsItsPortsAreWarnings) {
   std::vector<PlannedKey> keys = planned_keys(t, &bound);
   std::vector<int32_t> status = {EADDRINUSE, EADDRINUSE};
   std::vector<std::string> reasons = {"", ""};
-  std::vector<std::string> warnings;
+  std::vector<control::Failure> warnings;
   auto failures = judge_rules(t, keys, status, reasons, BindContext{}, &warnings);
   EXPECT_TRUE(failures.empty());
   ASSERT_EQ(warnings.size(), 2u);
-  EXPECT_NE(warnings[0].find("auto-scan: tried again at the next scan"), std::string::npos)
-      << warnings[0];
+  EXPECT_NE(warnings[0].message.find("auto-scan: tried again at the next scan"), std::string::npos)
+      << warnings[0].message;
 }
 
 }  // namespace
