@@ -255,6 +255,13 @@ std::vector<control::Failure> judge_rules(const TableSet& next, std::span<const 
         where_ctx.in_target_namespace = true;
       }
       std::string advice = bind_errno_advice(f.err, f.port, where_ctx);
+      const Addr& listen = keys[i].key.addr;
+      if (f.err == EINVAL && !addr_is_v4(listen) && listen[0] == 0xfe &&
+          (listen[1] & 0xc0) == 0x80 && keys[i].key.ifname[0] == '\0') {
+        // fe80::/10 is ambiguous without an interface: the kernel wants one.
+        advice = "a link-local address needs its interface: write [" + format_addr(listen) +
+                 "]%IFNAME/" + std::to_string(f.port);
+      }
       f.message =
           where + "bind failed: " + errno_text(f.err) + (advice.empty() ? "" : "; ") + advice;
     }

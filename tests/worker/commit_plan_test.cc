@@ -154,6 +154,19 @@ TEST(JudgeRules, WeakRuleFailsOnlyWhenNoPortBinds) {
   EXPECT_EQ(judge_rules(next, keys, none_ok, reasons, BindContext{}, nullptr).size(), 2u);
 }
 
+TEST(JudgeRules, ALinkLocalAddressWithoutInterfaceIsToldToNameOne) {
+  TableSet next = host({rule("fe80::1", 22, 22, 22)});
+  auto keys = planned_keys(next);
+  std::vector<int32_t> status = {EINVAL};
+  std::vector<std::string> reasons(1);
+  auto failures = judge_rules(next, keys, status, reasons, BindContext{}, nullptr);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].message.find("bind failed: EINVAL (Invalid argument); a link-local "
+                                     "address needs its interface: write [fe80::1]%IFNAME/22"),
+            std::string::npos)
+      << failures[0].message;
+}
+
 TEST(JudgeRules, PolicyDenialCarriesItsReason) {
   TableSet next = host({rule("127.0.0.1", 80, 80, 80)});
   auto keys = planned_keys(next);
