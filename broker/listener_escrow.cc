@@ -117,6 +117,13 @@ bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexc
          std::memcmp(a.addr + from, b.addr + from, sizeof(a.addr) - from) == 0;
 }
 
+bool same_listener(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept {
+  wire::ListenerSpec x = a, y = b;
+  x.flags &= ~wire::kListenerReplaces;
+  y.flags &= ~wire::kListenerReplaces;
+  return std::memcmp(&x, &y, sizeof(x)) == 0;  // 40 bytes, no padding (broker_wire.h)
+}
+
 size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
                                    const ForeignHolderCheck& foreign) {
   // The (table, protocol, port) of every rebind in the request, sorted, so
@@ -164,9 +171,17 @@ size_t ListenerEscrow::share_ports(std::span<wire::ListenerSpec> entries,
   for (wire::ListenerSpec& spec : entries) {
     if ((spec.flags & wire::kListenerReplaces) == 0) continue;
     const auto [first, last] = on_port(port_slot(spec));
+    // A rebind replaces a listener at another address of the port. One the
+    // same as a listener sluiced holds replaces nothing: the worker has that
+    // socket already, and asking for it again as a rebind would only make
+    // the port shareable (SO_REUSEPORT) with every process of sluiced's user.
     bool replaces = false;
-    for (auto it = first; it != last && !replaces; ++it)
-      replaces = specs_clash(spec, it->second->spec);
+    bool same = false;
+    for (auto it = first; it != last && !same; ++it) {
+      same = same_listener(spec, it->second->spec);
+      replaces = replaces || specs_clash(spec, it->second->spec);
+    }
+    if (same) replaces = false;
     if (!replaces) {
       spec.flags &= ~wire::kListenerReplaces;
       continue;

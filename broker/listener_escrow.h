@@ -43,6 +43,10 @@ Result<uint64_t> check_sealed_memfd(int fd, uint64_t min_bytes, uint64_t max_byt
 /// (worker/commit_plan.h), on wire specs.
 bool specs_clash(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept;
 
+/// Whether `a` and `b` ask for the same listener: every field equal but the
+/// kListenerReplaces flag.
+bool same_listener(const wire::ListenerSpec& a, const wire::ListenerSpec& b) noexcept;
+
 /// What share_ports() asks, once per request, before rebinds share their
 /// ports: for each of `rebinds`, a description of a socket that is not among
 /// `own` (the inodes of sluiced's listeners on their ports) and holds the

@@ -261,6 +261,25 @@ TEST(ListenerEscrow, ARebindSharesThePortOfTheListenerItReplacesAndNoOther) {
   EXPECT_EQ(refused.error().err, EADDRINUSE);
 }
 
+TEST(ListenerEscrow, ARebindOfTheListenerItselfSharesNothing) {
+  // A worker that asks, flagged as a rebind, for the very listener sluiced
+  // holds replaces nothing: neither copy may become shareable, or any
+  // process of sluiced's user could bind beside it with SO_REUSEPORT.
+  const SocketTables tables = open_socket_tables("/proc/self/net");
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1;
+  UniqueFd l1 = listener(&s1);
+  const wire::ListenerSpec held = spec_v4(127, 0, 0, 1, s1.port);
+  ASSERT_TRUE(escrow.keep(l1.get(), held, 1).ok());
+  wire::ListenerSpec entries[1] = {held};
+  entries[0].flags = wire::kListenerReplaces;
+  EXPECT_EQ(escrow.share_ports(entries, check_holders_on(tables, tables)), 0u);
+  EXPECT_EQ(entries[0].flags, 0u);
+  EXPECT_EQ(reuseport(l1.get()), 0);
+  EXPECT_TRUE(same_listener(entries[0], held));
+  EXPECT_FALSE(same_listener(spec_v4(127, 0, 0, 2, s1.port), held));
+}
+
 TEST(ListenerEscrow, SpecsClashAsTheKernelSays) {
   const wire::ListenerSpec any = spec_v4(0, 0, 0, 0, 80), lo = spec_v4(127, 0, 0, 1, 80),
                            lo2 = spec_v4(127, 0, 0, 2, 80);
