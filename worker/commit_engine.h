@@ -540,6 +540,9 @@ class CommitEngine final : public Ticker {
   /// rules, and queues a scan job when the scan rules need other sockets
   /// than they have (or a scan port is to be tried again).
   void scan_tick(uint64_t now_ns) noexcept;
+  /// Queues a scan job (scan_.queued until it starts) and starts it when the
+  /// engine is idle.
+  void queue_scan_job() noexcept;
   /// Reads the bound ports of each side some table's scan rules watch in
   /// `watched` into scan_.raw (keeping a side's last ones when its read
   /// fails; the scanner logs it), then sets scan_.bound from them without

@@ -85,13 +85,7 @@ void CommitEngine::interface_tick(uint64_t now_ns) noexcept {
       if (at == interface_.stale.end() || *at != inst.key) interface_.stale.insert(at, inst.key);
     }
   }
-  if (interface_.stale.empty() || scan_.queued) return;
-  scan_.queued = true;
-  Job job;
-  job.scan = true;
-  job.peer = {};
-  queue_.push_back(std::move(job));
-  if (state_ == State::kIdle) fire(Event::kSubmitted);
+  if (!interface_.stale.empty() && !scan_.queued) queue_scan_job();
 }
 
 void CommitEngine::plan_stale_rebinds() noexcept {

@@ -73,6 +73,10 @@ void CommitEngine::scan_tick(uint64_t now_ns) noexcept {
   refresh_scan(scan_.watched);
   if (scan_.queued) return;  // the queued job reads again when it starts
   if (restrict_to(scan_.bound, scan_.watched) == scan_.applied && !scan_.retry) return;
+  queue_scan_job();
+}
+
+void CommitEngine::queue_scan_job() noexcept {
   scan_.queued = true;
   Job job;
   job.scan = true;

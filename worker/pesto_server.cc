@@ -402,6 +402,19 @@ void PestoServer::submit(std::vector<pesto::WireTable> update, struct ucred peer
   request.tables = rebase_update(offer_, update, engine_.tables());
   request.expected_generation = engine_.generation();
   request.comment = "pesto update from pid " + std::to_string(peer.pid);
+  if (request.tables == engine_.tables() && engine_.unbound() == 0) {
+    // An update that sends the tables back as they are (and none of their
+    // best-effort ports waits for a bind to be tried again) is no commit, as
+    // sluicectl sends none: no new generation, audit record or history
+    // entry, and no stale generation for a concurrent sluicectl.
+    remember(update);
+    LOG_INFO("pesto update from %s changes nothing: not committed; generation %llu still serves",
+             who(peer).c_str(), static_cast<unsigned long long>(engine_.generation()));
+    committing_ = false;
+    serve_next_committer();
+    accept_next();
+    return;
+  }
   if (engine_.generation() != offer_.generation) {
     LOG_INFO("pesto update from %s: the tables changed since its hello; applying its edit to %s",
              who(peer).c_str(), "the tables in force");

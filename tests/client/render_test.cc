@@ -637,7 +637,7 @@ TEST(RenderJson, EditReportHasBeforeAfterAndResult) {
   const JsonValue* res = v->get("result");
   EXPECT_EQ(res->keys, (std::vector<std::string>{"applied", "dryRun", "unchanged", "generation",
                                                  "digest", "kept", "opened", "closed", "rebound",
-                                                 "durationMicros", "failures"}));
+                                                 "durationMicros", "failures", "warnings"}));
   EXPECT_FALSE(res->get("applied")->boolean);
   EXPECT_FALSE(res->get("unchanged")->boolean);
   EXPECT_EQ(res->get("durationMicros")->integer(), 77);

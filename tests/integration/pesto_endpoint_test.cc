@@ -110,6 +110,29 @@ TEST(PestoEndpoint, PodmanLinesWithATargetReachTheContainerAddress) {
   });
 }
 
+TEST(PestoEndpoint, AnUpdateThatChangesNothingIsNoCommit) {
+  // pesto always sends the whole tables back. When they are the ones in
+  // force, nothing is committed, as sluicectl sends nothing then: no new
+  // generation, audit record or history entry.
+  SKIP_WITHOUT_REAL_PESTO();
+  Container box({"tcp", "80"});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  Daemon d;
+  start_on(d, box);
+  RunResult same = pesto(d, {"-t", kOther});
+  EXPECT_EQ(same.status, 0) << same.err;
+  EXPECT_EQ(host_rules(d), Lines{kOtherText});
+  EXPECT_NE(d.log().find("changes nothing: not committed; generation 1 still serves"),
+            std::string::npos)
+      << d.log();
+  RunResult history = d.ctl({"--history"});
+  EXPECT_EQ(history.out.find("pesto update"), std::string::npos) << history.out;
+  // A real change still commits.
+  ASSERT_EQ(pesto(d, {"-A", "-t", "0.0.0.0/8080:80"}).status, 0);
+  history = d.ctl({"--history"});
+  EXPECT_NE(history.out.find("pesto update"), std::string::npos) << history.out;
+}
+
 TEST(PestoEndpoint, RootlesskitLinesAndItsConflictingAdd) {
   SKIP_WITHOUT_REAL_PESTO();
   RunResult version = run_command({real_pesto(), "--version"});
