@@ -105,9 +105,11 @@ int worker_ended(const BrokerHost& host, Serving& s, RestartState& r, int code) 
   const std::string when = *delay == 0 ? "now" : "in " + std::to_string(*delay) + " ms";
   if (served) {
     LOG_ERROR(
-        "the worker %s; its established connections and UDP flows are lost. The listeners stay "
-        "open in sluiced (new connections wait in the kernel) and a new worker takes them and "
-        "the tables over %s",
+        "the worker %s; its established connections and UDP flows are lost, and so is a commit "
+        "it had not applied yet (a sluicectl client sees its connection close; a pesto client, "
+        "which gets no reply, exited 0: check the tables with sluicectl and run it again). The "
+        "listeners stay open in sluiced (new connections wait in the kernel) and a new worker "
+        "takes them and the tables over %s",
         how.c_str(), when.c_str());
   } else {
     LOG_ERROR(
