@@ -90,6 +90,11 @@ const RuleFamily kRuleFamilies[] = {
     {"sluice_rule_scan_listening_ports", "gauge",
      "Ports an auto-scan rule listens on now (bound in the target namespace).", RuleKind::kScan,
      scan_ports, nullptr},
+    {"sluice_rule_scan_failing_ports", "gauge",
+     "Ports an auto-scan rule could not listen on at the last try, though bound on the side it "
+     "follows (in use here, the bind policy, the privileged port limit).",
+     RuleKind::kScan, [](const control::RuleStats& r) { return uint64_t{r.scan_failing.size()}; },
+     nullptr},
 };
 
 /// Writes the # HELP and # TYPE lines of a family. Help texts are ours: no

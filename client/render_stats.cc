@@ -47,6 +47,26 @@ std::string format_uptime(uint64_t millis) {
 /// can have thousands, which would make one line of the listing unreadable.
 constexpr size_t kMaxRunsShown = 32;
 
+/// Formats the ports an auto-scan rule could not listen on, for the text
+/// output: "auto-scan: bound there, not listening here: 80 (EACCES), 443
+/// (refused by the bind policy); --json says why" (at most kMaxRunsShown).
+std::string scan_failing_line(const std::vector<control::Failure>& failing) {
+  std::string out = "auto-scan: bound there, not listening here: ";
+  for (size_t i = 0; i < failing.size() && i < kMaxRunsShown; ++i) {
+    const control::Failure& f = failing[i];
+    if (i != 0) out += ", ";
+    out +=
+        std::to_string(f.port) + " (" +
+        (f.kind == control::FailureKind::kPolicyDenied ? std::string("refused by the bind policy")
+                                                       : errno_name(f.err)) +
+        ")";
+  }
+  if (failing.size() > kMaxRunsShown) {
+    out += ", and " + std::to_string(failing.size() - kMaxRunsShown) + " more";
+  }
+  return out + "; tried again at each scan, --json says why";
+}
+
 /// Formats the ports an auto-scan rule of `pif` listens on now, for the text
 /// output: "listening on 22, 8080-8081", or that it listens on none: none of
 /// its ports is bound now on the side it follows (the target namespace for
@@ -113,6 +133,10 @@ void rule_json(const control::RuleStats& r, JsonWriter* w) {
   w->number(r.closed_idle);
   w->key("targetErrors");
   w->number(r.target_errors);
+  w->key("scanFailing");
+  w->begin_array();
+  for (const control::Failure& f : r.scan_failing) failure_json(f, w);
+  w->end_array();
   w->key("scanActive");
   if (!r.scan_active) {
     w->null();
@@ -233,6 +257,7 @@ std::string render_stats(const control::Stats& stats) {
       // Rule texts come from the server: sanitise before they reach a terminal.
       out += "    " + sanitize(r.text, control::kMaxTextBytes) + "\n        ";
       if (r.scan_active) out += scan_line(pif, *r.scan_active) + "\n        ";
+      if (!r.scan_failing.empty()) out += scan_failing_line(r.scan_failing) + "\n        ";
       if (r.proto == Proto::kUdp) {
         out += "flows " + std::to_string(r.flows_active) + " active, " +
                std::to_string(r.flows_created) + " created; datagrams " +

@@ -68,6 +68,12 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
     o.setRefusedBySource(r.refused_source);
     o.setClosedIdle(r.closed_idle);
     o.setTargetErrors(r.target_errors);
+    if (!r.scan_failing.empty()) {
+      auto failing = o.initScanFailing(static_cast<unsigned>(r.scan_failing.size()));
+      for (size_t k = 0; k < r.scan_failing.size(); ++k) {
+        encode_failure(r.scan_failing[k], failing[static_cast<unsigned>(k)]);
+      }
+    }
     if (r.scan_active) {
       auto runs = o.initScanActive(static_cast<unsigned>(r.scan_active->size()));
       for (size_t k = 0; k < r.scan_active->size(); ++k) {
@@ -131,6 +137,7 @@ Stats decode_stats(cp::Stats::Reader in) {
   auto rules = in.getRules();
   if (rules.size() > 2 * kMaxRulesPerTable) throw DecodeError{"stats for too many rules"};
   st.rules.reserve(rules.size());
+  size_t failing_total = 0;  // scanFailing over all rules
   for (auto r : rules) {
     RuleStats o;
     o.pif = decode_pif(r.getPif());
@@ -154,6 +161,10 @@ Stats decode_stats(cp::Stats::Reader in) {
     o.closed_idle = r.getClosedIdle();
     o.target_errors = r.getTargetErrors();
     if (r.hasScanActive()) o.scan_active = decode_port_runs(r.getScanActive());
+    auto failing = r.getScanFailing();
+    failing_total += failing.size();
+    if (failing_total > kMaxFailures) throw DecodeError{"too many failing scan ports"};
+    for (auto f : failing) o.scan_failing.push_back(decode_failure(f));
     st.rules.push_back(std::move(o));
   }
   return st;

@@ -235,6 +235,11 @@ struct RuleStats {
                                     # sockets (ICMP: port closed, unreachable); a socket keeps
                                     # one pending error, so the ICMP errors that arrive before
                                     # a read count once: errors reported, not datagrams
+  # An auto-scan rule's ports bound on the side it follows that it could not
+  # listen on at the last try (in use on this side, the bind policy, the
+  # privileged port limit), each as a failure that says why; tried again at
+  # the next scan. Empty for every other rule. At most 4,096 over all rules.
+  scanFailing @21 :List(Failure);
 }
 
 struct Stats {

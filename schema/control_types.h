@@ -258,6 +258,9 @@ struct RuleStats {
   /// An auto-scan rule's ports listening now, in increasing disjoint runs;
   /// nullopt for a rule without auto-scan.
   std::optional<std::vector<PortRange>> scan_active;
+  /// An auto-scan rule's ports bound on the side it follows that it could
+  /// not listen on at the last try, each as a failure saying why.
+  std::vector<Failure> scan_failing;
   uint64_t paused_rule_limit = 0;    // listener pauses at the rule's limit or fair share
   uint64_t paused_global_limit = 0;  // listener pauses at the global limit
   uint64_t refused_source = 0;       // connections reset at the per-source limit

@@ -513,7 +513,7 @@ std::vector<control::Failure> CommitEngine::judge(bool with_rebinds) {
       LOG_WARN("%s%s", a.job.scan ? "auto-scan: " : "", w.message.c_str());
     }
   }
-  if (!a.job.scan) a.warnings = std::move(warnings);  // the client's reply says them too
+  a.warnings = std::move(warnings);  // the reply, State.unbound and --stats say them too
   return failures;
 }
 

@@ -346,12 +346,13 @@ class CommitEngine final : public Ticker {
     bool retry = false;    // a scan port failed to bind: plan again at the next scan
     bool queued = false;   // a scan job waits in queue_
     uint64_t next_ns = 0;  // when the next scan is due
-    LogRateLimit change_log{10, 1};    // the info line of each scan change
-    LogRateLimit fail_log{5, 1};       // scan ports that failed to bind
-    std::vector<ListenerKey> failing;  // the scan keys that failed to bind last time, sorted
-    size_t budget_cut = 0;             // ports the last scan left out: no descriptor room
-    uint64_t next_budget_log_ns = 0;   // when the same cut may be logged again
-    uint64_t next_repeat_log_ns = 0;   // when the same failures may be logged again
+    LogRateLimit change_log{10, 1};     // the info line of each scan change
+    LogRateLimit fail_log{5, 1};        // scan ports that failed to bind
+    std::vector<ListenerKey> failing;   // the scan keys that failed to bind last time, sorted
+    std::vector<control::Failure> why;  // why each port of a scan rule failed then (--stats)
+    size_t budget_cut = 0;              // ports the last scan left out: no descriptor room
+    uint64_t next_budget_log_ns = 0;    // when the same cut may be logged again
+    uint64_t next_repeat_log_ns = 0;    // when the same failures may be logged again
   };
   /// The commit in progress.
   struct Active {

@@ -191,6 +191,16 @@ void CommitEngine::scan_applied() noexcept {
   scan_.applied = a.scan_seen;
   scan_.retry = a.scan_retry;
   scan_.failing = a.scan_failing;
+  // Every job tries each missing port of the scan rules again (plan_scan),
+  // so its failures are the whole list; the tables in force are the job's.
+  scan_.why.clear();
+  for (const control::Failure& w : a.warnings) {
+    const Table& table = tables_.of(w.pif);
+    if (w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
+        table.rules[static_cast<size_t>(w.rule)].scan && scan_.why.size() < control::kMaxFailures) {
+      scan_.why.push_back(w);
+    }
+  }
 }
 
 void CommitEngine::finish_scan_job(control::Outcome outcome) noexcept {

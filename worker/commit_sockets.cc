@@ -297,7 +297,19 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
       r.refused_source = c.refused_source;
       r.closed_idle = c.closed_idle;
       r.target_errors = c.target_errors;
-      if (table.rules[i].scan) r.scan_active = active[p][i];
+      if (table.rules[i].scan) {
+        r.scan_active = active[p][i];
+        // scan_.why is sorted by table, rule and port (judge_rules).
+        auto at = std::lower_bound(
+            scan_.why.begin(), scan_.why.end(), std::make_pair(table.pif, static_cast<int32_t>(i)),
+            [](const control::Failure& f, const std::pair<Pif, int32_t>& want) {
+              return std::make_pair(f.pif, f.rule) < want;
+            });
+        for (; at != scan_.why.end() && at->pif == table.pif && at->rule == static_cast<int32_t>(i);
+             ++at) {
+          r.scan_failing.push_back(*at);
+        }
+      }
       st.rules.push_back(std::move(r));
     }
   }

@@ -441,6 +441,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                            "refusedBySource",
                                                            "closedIdle",
                                                            "targetErrors",
+                                                           "scanFailing",
                                                            "scanActive"}));
   EXPECT_EQ(rules.array[0].get("bytesToClient")->integer(), 3 << 20);
   EXPECT_EQ(rules.array[1].get("proto")->string, "udp");  // lower case, as in the listing

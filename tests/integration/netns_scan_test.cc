@@ -297,10 +297,34 @@ TEST(TargetNamespaceScan, AReloadThatAllowsADeniedScanPortOpensIt) {
   EXPECT_NE(d.log().find("tried again once a policy reload or a commit changes something"),
             std::string::npos)
       << d.log();
+  // --stats says which bound port does not listen here, and why.
+  RunResult text = d.ctl({"--stats"});
+  EXPECT_NE(text.out.find("auto-scan: bound there, not listening here: 20001 (refused by the bind "
+                          "policy)"),
+            std::string::npos)
+      << text.out;
+  auto failing = [&d]() -> std::vector<JsonValue> {
+    RunResult json = d.ctl({"--stats", "--json"});
+    auto doc = parse_json(json.out);
+    if (!doc) return {};
+    for (const JsonValue& r : doc->get("rules")->array) {
+      if (r.get("scanActive") != nullptr && !r.get("scanActive")->is_null()) {
+        return r.get("scanFailing")->array;
+      }
+    }
+    return {};
+  };
+  std::vector<JsonValue> denied = failing();
+  ASSERT_EQ(denied.size(), 1u) << d.ctl({"--stats", "--json"}).out;
+  EXPECT_EQ(denied[0].get("port")->integer(), 20001);
+  EXPECT_EQ(denied[0].get("kind")->string, "policy-denied");
+  EXPECT_NE(d.ctl({"--stats", "--prometheus"}).out.find("sluice_rule_scan_failing_ports{"),
+            std::string::npos);
   policy.rewrite("bind allow tcp,udp 1024-65535 *\n");
   d.signal(SIGHUP);
   long long up = wait_ms([] { return tcp_echo(20001, "now") == "now"; });
   EXPECT_GE(up, 0) << "20001 not published within 15 s of the reload\n" << d.log();
+  EXPECT_TRUE(failing().empty()) << d.ctl({"--stats", "--json"}).out;
 }
 
 // A server inside bound to one address other than the loopback that sluice
