@@ -419,7 +419,7 @@ std::string audit_report_json(const AuditReport& report) {
 }
 
 int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions options, FILE* out,
-                     FILE* err) {
+                     FILE* err, const std::function<Result<int>(int)>& confine) {
   // O_NONBLOCK: a FIFO in the log's place would block a plain open until a
   // writer came; opened like this it is refused below instead.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
@@ -460,6 +460,15 @@ int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions opti
                  "(cat audit.log.1 audit.log | sluicectl --verify-audit /dev/stdin)\n",
                  sanitize(path).c_str(), file_kind(st.st_mode));
     return kVerifyExitUnreadable;
+  }
+  if (confine) {
+    Result<int> confined = confine(fd.get());
+    if (!confined) {
+      std::fprintf(err, "sluicectl: cannot sandbox itself to read %s: %s\n", sanitize(path).c_str(),
+                   confined.error().message.c_str());
+      return kVerifyExitUnreadable;
+    }
+    if (*confined != fd.get()) fd = UniqueFd(*confined);  // the old number is closed
   }
   Result<AuditReport> report = verify_audit_fd(fd.get(), options, snapshot);
   if (!report) {

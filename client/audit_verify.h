@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -180,7 +181,13 @@ std::string audit_report_json(const AuditReport& report);
 /// standard input when that is a pipe (/dev/stdin, read to its end); the
 /// open never waits, so a FIFO, a device or a directory is refused at once,
 /// unreadable.
+///
+/// `confine`, when given, runs once the file is open and checked, before its
+/// first byte is read: it gets the descriptor and returns the one to read
+/// (sluicectl moves it onto a fixed number and loads its seccomp filter
+/// there, since the log holds what a worker wrote); an error ends the run,
+/// unreadable.
 int run_verify_audit(const std::string& path, bool json, AuditVerifyOptions options, FILE* out,
-                     FILE* err);
+                     FILE* err, const std::function<Result<int>(int)>& confine = {});
 
 }  // namespace sluice

@@ -9,6 +9,7 @@
 //   4. handshake, read the state, apply the edits to a copy of the tables,
 //      validate them with the worker's own validator, show, commit, and retry
 //      on a stale generation.
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -50,7 +51,7 @@ constexpr int kMaxCommitAttempts = 3;
 /// set up so that they need no probing later (prepare_client_for_seccomp), no
 /// new privileges, and a seccomp allowlist of what talking and printing need
 /// (no open, no read). Fails with the step that failed.
-Result<void> sandbox_client() {
+Result<void> sandbox_client(bool verifier = false) {
   auto prepared = prepare_client_for_seccomp();
   if (!prepared) return prepared;
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
@@ -58,10 +59,25 @@ Result<void> sandbox_client() {
   }
 #ifdef SLUICE_SANITIZE
   // The sanitizer runtime makes syscalls outside the client's allowlist.
+  (void)verifier;
   return Ok();
 #else
-  return install_seccomp(client_seccomp_rules(getpid()));
+  return install_seccomp(verifier ? verifier_seccomp_rules(getpid())
+                                  : client_seccomp_rules(getpid()));
 #endif
+}
+
+/// --verify-audit's confinement, once the log is open: moves it onto
+/// kVerifierAuditFd and loads the verifier's allowlist (sandbox_client), so
+/// that what a worker wrote is parsed with no open, socket or exec at hand.
+/// Returns the descriptor to read.
+Result<int> confine_verifier(int fd) {
+  if (fd != kVerifierAuditFd && ::dup3(fd, kVerifierAuditFd, O_CLOEXEC) < 0) {
+    return SysErr("dup3 of the audit log onto fd 9 (kVerifierAuditFd)");
+  }
+  auto sandboxed = sandbox_client(true);
+  if (!sandboxed) return Err(sandboxed.error());
+  return kVerifierAuditFd;
 }
 
 /// Writes `text` to stdout and flushes; returns false when that fails.
@@ -399,7 +415,8 @@ int run(int argc, char** argv) {
     // A file, no server: read and checked before (and without) any connection.
     AuditVerifyOptions options;
     options.allow_empty = plan->allow_empty;
-    return run_verify_audit(plan->audit_path, plan->json, options, stdout, stderr);
+    return run_verify_audit(plan->audit_path, plan->json, options, stdout, stderr,
+                            confine_verifier);
   }
   if (plan->action == Plan::Action::kVersion) {
     return print_out(std::string("sluicectl ") + SLUICE_VERSION + "\n") ? kExitOk : kExitConnection;

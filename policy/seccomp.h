@@ -55,6 +55,14 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid);
 /// after prepare_client_for_seccomp(). `self_pid` restricts tgkill (abort) to
 /// the client itself.
 std::vector<SyscallRule> client_seccomp_rules(int self_pid);
+/// The fixed number `sluicectl --verify-audit` moves the audit log onto
+/// before its filter: the one descriptor verifier_seccomp_rules() reads.
+inline constexpr int kVerifierAuditFd = 9;
+/// `sluicectl --verify-audit`'s allowlist: client_seccomp_rules() and `read`
+/// of kVerifierAuditFd only. The log holds what a worker wrote, and an
+/// administrator runs the check, often as root: a flaw in its parser then
+/// finds no open, socket, exec or write beyond stdout and stderr.
+std::vector<SyscallRule> verifier_seccomp_rules(int self_pid);
 /// Puts the process into the state client_seccomp_rules() assumes; call it
 /// just before the filter is loaded. It gives stdout its buffer and stderr its
 /// unbuffered mode (stdio then never fstats them or asks for TCGETS), and turns

@@ -73,6 +73,14 @@ Result<void> prepare_client_for_seccomp() {
   return Ok();
 }
 
+std::vector<SyscallRule> verifier_seccomp_rules(int self_pid) {
+  std::vector<SyscallRule> r = client_seccomp_rules(self_pid);
+  r.push_back({"read",
+               {arg_eq32(0, static_cast<uint32_t>(kVerifierAuditFd))},
+               "--verify-audit: the audit log, moved onto this number before the filter"});
+  return r;
+}
+
 std::vector<SyscallRule> client_seccomp_rules(int self_pid) {
   const uint32_t self = static_cast<uint32_t>(self_pid);
   std::vector<SyscallRule> r;

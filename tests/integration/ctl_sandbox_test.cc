@@ -6,9 +6,11 @@
 // allowlist lacks, SIGPIPE that a closed server could kill it. The
 // connection-free paths (--help, --version, a usage error) run no filter and
 // are checked here too.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -104,6 +106,61 @@ TEST(CtlSandbox, HelpAndVersionNeedNoServer) {
   EXPECT_EQ(usage.status, 2);
   EXPECT_EQ(usage.out, "");
   EXPECT_TRUE(has(usage.err, "sluicectl: ")) << usage.err;
+}
+
+/// The value of `field` ("Seccomp") in /proc/`pid`/status, "" when absent.
+std::string status_field(pid_t pid, const std::string& field) {
+  RunResult r = run_command({"/bin/cat", "/proc/" + std::to_string(pid) + "/status"});
+  const std::string key = "\n" + field + ":\t";
+  const size_t at = r.out.find(key);
+  if (at == std::string::npos) return "";
+  const size_t from = at + key.size();
+  return r.out.substr(from, r.out.find('\n', from) - from);
+}
+
+TEST(CtlSandbox, TheAuditVerifierReadsTheLogUnderItsFilter) {
+  // The log holds what a worker wrote, and an administrator verifies it,
+  // often as root: sluicectl reads it only once its filter is in place. Fed
+  // through a pipe that stays open, it waits in that read, where its status
+  // shows the filter and no new privileges; the end of the pipe ends it.
+  int in[2];
+  ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+  const std::string path = bin("sluicectl");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(in[0], 0);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(path.c_str(), "sluicectl", "--verify-audit", "/dev/stdin", "--allow-empty",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  UniqueFd writer(in[1]);
+#ifdef SLUICE_SANITIZE
+  // The sanitizer runtime needs syscalls outside the allowlist: sluicectl
+  // loads no filter in such a build (sandbox_client), only no new privileges.
+  const char* field = "NoNewPrivs";
+  const std::string want = "1";
+#else
+  const char* field = "Seccomp";  // set last, after NoNewPrivs
+  const std::string want = "2";
+#endif
+  std::string got;
+  // Bounded: 100 looks, 50 ms apart.
+  for (int i = 0; i < 100 && got != want; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    got = status_field(pid, field);
+  }
+  EXPECT_EQ(got, want) << field << ": the verifier reads before it confines itself";
+  EXPECT_EQ(status_field(pid, "NoNewPrivs"), "1");
+  writer.reset();  // end of the log: the verifier finishes
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "an empty log with --allow-empty is intact";
 }
 
 TEST(CtlSandbox, SilentServerTimesOut) {

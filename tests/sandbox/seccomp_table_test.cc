@@ -102,6 +102,9 @@ TEST(SeccompGolden, Worker) {
 TEST(SeccompGolden, Client) {
   check_golden(client_seccomp_rules(kGoldenPid), "client.pfc");
 }
+TEST(SeccompGolden, Verifier) {
+  check_golden(verifier_seccomp_rules(kGoldenPid), "verifier.pfc");
+}
 TEST(SeccompGolden, Broker) {
   check_golden(broker_seccomp_rules(kGoldenPid), "broker.pfc");
 }
