@@ -133,6 +133,10 @@ std::vector<SyscallRule> worker_seccomp_rules(int self_pid) {
                "auto-scan: read both sides' /proc/net tables from offset 0; only on fds 16-23 "
                "(16-19 the target namespace's, 20-23 sluiced's side's), placed before the "
                "sandbox"});
+  r.push_back({"pread64",
+               {arg_eq32(0, static_cast<uint32_t>(wire::kWorkerFdPolicy))},
+               "the policy text sluiced put on fd 6, read from its start: sluiced and every "
+               "earlier worker share that file's offset, so a read() could start anywhere"});
   r.push_back({"write", {}, "log lines, audit records, control replies, the state memfds"});
   // An anonymous file in memory: no path, no filesystem; the worker's root
   // is empty anyway. Only close-on-exec and sealable (never MFD_HUGETLB or

@@ -64,14 +64,17 @@ Result<TableSet> build_tables(const std::vector<WorkerRuleArg>& specs, const Hos
   return tables;
 }
 
-/// Reads the policy text sluiced put on kWorkerFdPolicy (to EOF, at most
-/// kMaxPolicyFileBytes) and parses it; `source` names it in messages. Needs
-/// `read`.
+/// Reads the policy text sluiced put on kWorkerFdPolicy (from its start to
+/// EOF, at most kMaxPolicyFileBytes) and parses it; `source` names it in
+/// messages. From its start, with pread: the file's offset is shared with
+/// sluiced and every worker before, and one that a process holding a copy
+/// moved would otherwise make this worker parse a cut policy (fewer
+/// `target` lines). Needs `pread64` on that fd.
 Result<PolicyFile> read_policy(const std::string& source) {
   std::string text;
   char buf[8192];
   for (;;) {
-    ssize_t n = ::read(wire::kWorkerFdPolicy, buf, sizeof(buf));
+    ssize_t n = ::pread(wire::kWorkerFdPolicy, buf, sizeof(buf), static_cast<off_t>(text.size()));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return SysErr("reading the policy text from sluiced");
     if (n == 0) break;

@@ -371,6 +371,20 @@ const std::vector<Probe>& worker_probes() {
            return false;
          },
          kSetupScanFds},
+        // The policy text on its fixed number, read from its start: the file
+        // offset is shared with sluiced and every earlier worker.
+        {"pread64_policy_fd", Expect::kAllowed,
+         +[](const ProbeFds&) {
+           char buf[8];
+           ssize_t n = pread(wire::kWorkerFdPolicy, buf, sizeof(buf), 0);
+           return n >= 0 || errno == EBADF || errno == ESPIPE;
+         }},
+        {"pread64_fd_after_the_policy", Expect::kKilled,
+         +[](const ProbeFds&) {
+           char buf[8];
+           [[maybe_unused]] ssize_t n = pread(wire::kWorkerFdPolicy + 1, buf, sizeof(buf), 0);
+           return false;
+         }},
         // The audit log's earlier lines cannot be read back at an offset either.
         {"pread64_audit_fd", Expect::kKilled,
          +[](const ProbeFds&) {
