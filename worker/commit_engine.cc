@@ -4,6 +4,8 @@
 // tables in force (serving, releasing, stats) is in commit_sockets.cc.
 #include "worker/commit_engine.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -205,6 +207,10 @@ void CommitEngine::submit_refused(struct ucred peer, std::string comment,
 
 void CommitEngine::on_tick(uint64_t now_ns) noexcept {
   if (state_ == State::kInstalling) fire(Event::kTick);
+  if (trim_pending_ && !active_) {
+    trim_pending_ = false;
+    ::malloc_trim(0);  // needs madvise(MADV_DONTNEED), and brk to shrink the heap
+  }
   scan_tick(now_ns);
   interface_tick(now_ns);
   confirm_tick(now_ns);
@@ -447,6 +453,9 @@ void CommitEngine::install_slice_step() noexcept {
 
 void CommitEngine::finish_applied() noexcept {
   Active& a = *active_;
+  // The listeners and the plan of a large commit are freed after the current
+  // batch of events; a tick later their heap goes back to the system.
+  if (a.plan.close.size() >= kTrimAfterClosing) trim_pending_ = true;
   std::sort(a.next_installed.begin(), a.next_installed.end(),
             [](const Installed& x, const Installed& y) { return x.key < y.key; });
   installed_ = std::move(a.next_installed);

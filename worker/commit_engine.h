@@ -607,7 +607,14 @@ class CommitEngine final : public Ticker {
   PortScanner* host_scanner_ = nullptr;  // sluiced's side's bound ports, or none
   ScanState scan_;
   InterfaceWatch interface_;
-  uint32_t unbound_ = 0;                       // unbound()
+  uint32_t unbound_ = 0;  // unbound()
+  /// Limit: a commit that closes this many listeners (each about 250 bytes
+  /// of heap, with its route and plan entries) returns the heap they held at
+  /// the next tick (malloc_trim): a table of 10,000 ports emptied left the
+  /// worker at its peak RSS. Smaller commits leave it to glibc, which trims
+  /// the top of the heap by itself.
+  static constexpr size_t kTrimAfterClosing = 1024;
+  bool trim_pending_ = false;                  // a large commit's memory is to be returned
   ConfirmState confirm_;                       // the commit that waits for confirmation, if any
   std::map<ListenerKey, UniqueFd> adopted_;    // a dead worker's listeners, until used
   bool taking_over_ = false;                   // begin_takeover() until a commit applies

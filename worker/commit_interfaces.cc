@@ -93,6 +93,11 @@ void CommitEngine::plan_stale_rebinds() noexcept {
   if (interface_.stale.empty()) return;
   std::vector<ListenerKey> stale;
   stale.swap(interface_.stale);
+  // Each new socket stands beside the one it replaces until the swap: as
+  // many as the descriptor room holds beyond the job's own opens; the rest
+  // wait for the next job.
+  const uint64_t room = fd_use().room();
+  uint64_t fresh = a.plan.open.size() + a.plan.rebind.size();
   std::vector<CommitPlan::Keep> keep;
   keep.reserve(a.plan.keep.size());
   for (const CommitPlan::Keep& k : a.plan.keep) {
@@ -103,6 +108,11 @@ void CommitEngine::plan_stale_rebinds() noexcept {
       keep.push_back(k);
       continue;
     }
+    if (fresh++ >= room) {
+      keep.push_back(k);
+      interface_.stale.push_back(inst.key);  // sorted: `stale` was, and keep is in its order
+      continue;
+    }
     // The new socket binds beside the stale one: the kernel sees two
     // interface indices, so they do not clash.
     a.plan.close.push_back(k.installed);
@@ -110,6 +120,7 @@ void CommitEngine::plan_stale_rebinds() noexcept {
     a.rebound_stale.emplace_back(inst.key, k.installed);
   }
   a.plan.keep = std::move(keep);
+  std::sort(interface_.stale.begin(), interface_.stale.end());
   std::sort(a.rebound_stale.begin(), a.rebound_stale.end());
 }
 
