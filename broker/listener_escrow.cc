@@ -62,13 +62,24 @@ Result<uint64_t> check_sealed_memfd(int fd, uint64_t min_bytes, uint64_t max_byt
 }
 
 Result<void> ListenerEscrow::keep(int fd, const wire::ListenerSpec& spec, uint64_t sequence) {
+  // One the worker holds and sluiced does not: its cookie may be listed too.
+  auto unkept = [this] {
+    if (unkept_ < wire::kMaxEscrowListeners) ++unkept_;
+  };
   if (entries_.size() >= wire::kMaxEscrowListeners) {
+    unkept();
     return Err(ENOSPC, "the escrow holds " + std::to_string(entries_.size()) + " listeners");
   }
   auto cookie = read_socket_cookie(fd);
-  if (!cookie) return Err(cookie.error());
+  if (!cookie) {
+    unkept();
+    return Err(cookie.error());
+  }
   auto copy = copy_of(fd, min_fd_);
-  if (!copy) return Err(copy.error());
+  if (!copy) {
+    unkept();  // EMFILE: sluiced's descriptor table is full
+    return Err(copy.error());
+  }
   const int kept = copy->get();
   wire::ListenerSpec what = spec;
   what.flags &= ~wire::kListenerReplaces;  // how it was opened, not what it is
@@ -318,10 +329,11 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
                                    UniqueFd cookies) {
   auto blob_size = check_sealed_memfd(blob.get(), 1, wire::kMaxStateBlobBytes, "state blob");
   if (!blob_size) return Err(blob_size.error());
-  // Never more cookies than listeners in escrow: the read is bounded by what
-  // sluiced itself holds.
-  auto list_size =
-      check_sealed_memfd(cookies.get(), 0, entries_.size() * sizeof(uint64_t), "cookie list");
+  // Never more cookies than the listeners this worker got: the read is
+  // bounded by what sluiced holds, and those it issued without keeping a
+  // copy (its descriptor table was full), which the worker lists as well.
+  auto list_size = check_sealed_memfd(
+      cookies.get(), 0, (entries_.size() + unkept_) * sizeof(uint64_t), "cookie list");
   if (!list_size) return Err(list_size.error());
   if (*list_size % sizeof(uint64_t) != 0) {
     return Err(EPROTO, "the cookie list is not a whole number of 8-byte cookies");
@@ -382,6 +394,7 @@ Result<void> ListenerEscrow::store(const wire::StoreStateMsg& msg, UniqueFd blob
 
 void ListenerEscrow::new_worker() noexcept {
   for (auto& [cookie, entry] : entries_) entry.sequence = 0;
+  unkept_ = 0;  // their only copy died with the worker
   reclaim_from_ = 0;
 }
 

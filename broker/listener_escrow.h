@@ -68,7 +68,8 @@ class ListenerEscrow {
   Result<void> keep(int fd, const wire::ListenerSpec& spec, uint64_t sequence);
 
   /// Takes a StoreState: checks both memfds (check_sealed_memfd: the blob,
-  /// and the cookie file, at most 8 bytes per escrowed listener, a whole
+  /// and the cookie file, at most 8 bytes per listener issued to this worker
+  /// (escrowed, or issued when no copy could be kept), a whole
   /// number of cookies, strictly ascending), then keeps the blob and closes
   /// the escrowed listeners issued for requests up to `msg.header.sequence`
   /// whose cookie is not listed. Fails on any malformed part, changing
@@ -185,6 +186,9 @@ class ListenerEscrow {
     uint64_t sequence;  // the request it was issued for (0: a previous worker's)
   };
   std::map<uint64_t, Entry> entries_;  // by SO_COOKIE
+  /// Listeners issued to the worker in force whose copy keep() could not
+  /// make (at most kMaxEscrowListeners): its cookie lists may name them.
+  size_t unkept_ = 0;
   UniqueFd blob_;
   uint64_t blob_bytes_ = 0;
   uint64_t reclaim_from_ = 0;   // the next cookie to hand over

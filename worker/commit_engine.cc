@@ -575,11 +575,11 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   // A commit that did not apply changed nothing: its counts are the plan's.
   const bool applied = outcome == control::Outcome::kApplied;
   LOG_INFO(
-      "commit from pid %d uid %u: %s, generation %llu, %s kept %u opened %u closed %u "
+      "commit from pid %d uid %u: %s, generation %llu, %skept %u opened %u closed %u "
       "rebound %u, %u failure%s, %llu us",
       record.peer.pid, record.peer.uid, control::outcome_name(outcome),
       static_cast<unsigned long long>(record.generation_after),
-      applied ? "" : "planned:", record.kept, record.opened, record.closed, record.rebound,
+      applied ? "" : "planned: ", record.kept, record.opened, record.closed, record.rebound,
       record.failure_count, record.failure_count == 1 ? "" : "s",
       static_cast<unsigned long long>(record.duration_micros));
 

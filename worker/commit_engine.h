@@ -384,6 +384,10 @@ class CommitEngine final : public Ticker {
     // for udp_successors; built when first needed, once all are installed.
     std::vector<size_t> udp_by_port;
     bool udp_by_port_built = false;
+    // Indices into installed_ of the UDP listeners of plan.clashing, by
+    // table and port, for udp_predecessors; built when first needed.
+    std::vector<size_t> udp_clashing;
+    bool udp_clashing_built = false;
     std::vector<std::vector<std::shared_ptr<const Route>>> routes;
     uint64_t generation_before = 0;
     Sha256Digest digest_before{};
@@ -488,6 +492,10 @@ class CommitEngine final : public Ticker {
   /// new listeners the first time a commit asks; call it once all are
   /// installed.
   std::vector<UdpListener*> udp_successors(const ListenerKey& key) noexcept;
+  /// The UDP listeners in force that the rebind keyed `key` replaces: those
+  /// of plan.clashing on its table and port that clash with it in the kernel.
+  /// O(log n) after a sort of plan.clashing the first time a commit asks.
+  std::vector<UdpListener*> udp_predecessors(const ListenerKey& key) noexcept;
   /// Checking: the `capacity` failure that refuses the active commit because
   /// the new listeners of its plan do not fit the descriptor budget
   /// (check_fd_budget); nullopt when they fit (commit_sockets.cc).
@@ -505,7 +513,9 @@ class CommitEngine final : public Ticker {
   std::vector<control::Failure> judge(bool with_rebinds);
   /// Starts serving the socket `fd` of `key` with `route`, on the data path
   /// of the key's protocol. Fails only if epoll refuses the fd.
-  Result<Listener*> serve(const ListenerKey& key, UniqueFd fd, std::shared_ptr<const Route> route);
+  /// `predecessors`: a UDP rebind's listeners it replaces (udp_predecessors).
+  Result<Listener*> serve(const ListenerKey& key, UniqueFd fd, std::shared_ptr<const Route> route,
+                          std::vector<UdpListener*> predecessors = {});
   /// Ends the connections and flows of the rules in `removed` ("PIF RULE-TEXT"
   /// lines, sorted): a commit's endRemovedFlows.
   void end_removed_flows(const std::vector<std::string>& removed) noexcept;

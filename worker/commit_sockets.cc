@@ -107,8 +107,13 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
       }
       const PlannedKey& k = acq.keys[a.install_next];
       const uint64_t cookie = socket_cookie(fd.get());
+      // A UDP rebind takes over the flows of the sockets it replaces as
+      // their clients send to it (UdpForwarder::add_listener).
+      std::vector<UdpListener*> predecessors;
+      if (a.install_acq == 1 && k.key.proto == Proto::kUdp) predecessors = udp_predecessors(k.key);
       auto listener =
-          serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule]);
+          serve(k.key, std::move(fd), a.routes[static_cast<size_t>(k.origin.pif)][k.origin.rule],
+                std::move(predecessors));
       CHECK_MSG(listener.ok(), listener.ok() ? "" : listener.error().message.c_str());
       a.next_installed.push_back(Installed{k.key, *listener, k.origin, cookie});
       --*budget;
@@ -159,6 +164,32 @@ std::vector<UdpListener*> CommitEngine::udp_successors(const ListenerKey& key) n
   return out;
 }
 
+std::vector<UdpListener*> CommitEngine::udp_predecessors(const ListenerKey& key) noexcept {
+  Active& a = *active_;
+  auto order = [&](size_t c) {
+    return std::make_pair(installed_[c].key.pif, installed_[c].key.port);
+  };
+  if (!a.udp_clashing_built) {
+    for (size_t c : a.plan.clashing) {
+      if (installed_[c].key.proto == Proto::kUdp) a.udp_clashing.push_back(c);
+    }
+    std::sort(a.udp_clashing.begin(), a.udp_clashing.end(),
+              [&](size_t x, size_t y) { return order(x) < order(y); });
+    a.udp_clashing_built = true;
+  }
+  const auto want = std::make_pair(key.pif, key.port);
+  auto it = std::lower_bound(a.udp_clashing.begin(), a.udp_clashing.end(), want,
+                             [&](size_t c, const auto& w) { return order(c) < w; });
+  std::vector<UdpListener*> out;
+  for (; it != a.udp_clashing.end() && order(*it) == want; ++it) {
+    const Installed& old = installed_[*it];
+    if (old.listener != nullptr && kernel_clash(key, old.key)) {
+      out.push_back(static_cast<UdpListener*>(old.listener));
+    }
+  }
+  return out;
+}
+
 FdUse CommitEngine::fd_use() const noexcept {
   FdUse use;
   use.limit = fd_limit_;
@@ -202,9 +233,10 @@ void CommitEngine::note_lost_sockets(const Acquisition& acq) noexcept {
 }
 
 Result<Listener*> CommitEngine::serve(const ListenerKey& key, UniqueFd fd,
-                                      std::shared_ptr<const Route> route) {
+                                      std::shared_ptr<const Route> route,
+                                      std::vector<UdpListener*> predecessors) {
   if (key.proto == Proto::kUdp) {
-    auto udp = udp_.add_listener(std::move(fd), key, std::move(route));
+    auto udp = udp_.add_listener(std::move(fd), key, std::move(route), std::move(predecessors));
     if (!udp) return Err(udp.error());
     return static_cast<Listener*>(*udp);
   }

@@ -67,10 +67,12 @@ UdpForwarder::~UdpForwarder() {
 }
 
 Result<UdpListener*> UdpForwarder::add_listener(UniqueFd fd, const ListenerKey& key,
-                                                std::shared_ptr<const Route> route) {
+                                                std::shared_ptr<const Route> route,
+                                                std::vector<UdpListener*> predecessors) {
   auto listener = std::make_unique<UdpListener>(*this, std::move(fd), key, next_listener_id_++,
                                                 std::move(route));
   UdpListener* raw = listener.get();
+  raw->predecessors = std::move(predecessors);  // before the first read below
   enlarge_receive_buffer(raw->fd());
   auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
@@ -126,16 +128,38 @@ void UdpForwarder::move_flows(UdpListener& listener) noexcept {
     UdpListener* to = successor_for(listener, flow->local().addr, flow->local().known);
     // A client with a flow on the successor already keeps that one.
     if (to == nullptr || !table_.move_to_listener(flow->id(), to->id())) continue;
-    if (i != listener.flows.size() - 1) {
-      listener.flows[i] = listener.flows.back();
-      flows_[listener.flows[i]]->listener_slot = i;
-    }
-    listener.flows.pop_back();
-    flow->listener_slot = to->flows.size();
-    to->flows.push_back(flow->id());
-    flow->move_to(*to);
-    ++counters_.flows_moved;
+    move_flow(flow, *to);  // swaps the list's last entry into `i`: one already looked at
   }
+}
+
+void UdpForwarder::move_flow(UdpFlow* flow, UdpListener& to) noexcept {
+  std::vector<FlowId>& list = flow->listener().flows;
+  const size_t slot = flow->listener_slot;
+  CHECK(slot < list.size() && list[slot] == flow->id());
+  if (slot != list.size() - 1) {
+    list[slot] = list.back();
+    flows_[list[slot]]->listener_slot = slot;
+  }
+  list.pop_back();
+  flow->listener_slot = to.flows.size();
+  to.flows.push_back(flow->id());
+  flow->move_to(to);
+  ++counters_.flows_moved;
+}
+
+UdpFlow* UdpForwarder::take_over_flow(UdpListener& listener, const FlowKey& key,
+                                      const LocalAddr& local) noexcept {
+  for (UdpListener* p : listener.predecessors) {
+    if (!listener_covers(listener.key(), p->key(), local.addr, local.known)) continue;
+    FlowKey theirs = key;
+    theirs.listener = p->id();
+    const FlowId id = table_.find(theirs);
+    if (id == kNoFlow || !table_.move_to_listener(id, listener.id())) continue;
+    UdpFlow* flow = flows_[id].get();
+    move_flow(flow, listener);
+    return flow;
+  }
+  return nullptr;
 }
 
 void UdpForwarder::hand_over(UdpListener* listener, std::vector<UdpListener*> successors) noexcept {
@@ -151,6 +175,9 @@ void UdpForwarder::close_listener(UdpListener* listener) noexcept {
   // hand_over may have made one); the others would have no socket to leave
   // from: they end, before the socket closes.
   if (!listener->successors.empty()) move_flows(*listener);
+  // Its successors are all that may list it as a predecessor (hand_over
+  // gave each listener that takes its port).
+  for (UdpListener* s : listener->successors) std::erase(s->predecessors, listener);
   while (!listener->flows.empty()) {
     end_flow(flows_[listener->flows.back()].get());
     ++counters_.flows_ended;
@@ -341,6 +368,11 @@ UdpFlow* UdpForwarder::flow_for(UdpListener& listener, const FlowKey& key, const
   }
   FlowId id = table_.find(key);
   if (id != kNoFlow) return flows_[id].get();
+  if (!listener.predecessors.empty()) {
+    // A rebind's new socket that the kernel prefers gets the clients of the
+    // one it replaces before the hand-over: they keep their flows.
+    if (UdpFlow* flow = take_over_flow(listener, key, local)) return flow;
+  }
   if (!own_endpoints_.empty()) {
     auto own = own_endpoints_.find(Endpoint{key.peer.addr, key.peer.port});
     if (own != own_endpoints_.end()) {

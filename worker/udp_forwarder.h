@@ -98,6 +98,10 @@ class UdpListener final : public Listener {
   /// The listeners that take this one's port in a rebind (hand_over): from
   /// then on, datagrams it still receives belong to flows of theirs.
   std::vector<UdpListener*> successors;
+  /// The listeners this one replaces in a rebind, until they close: the
+  /// flow of a client that sends here first (the kernel may prefer this
+  /// socket at once) is taken over from them, not made anew.
+  std::vector<UdpListener*> predecessors;
   bool parked = false;       // in the forwarder's resume list
   bool awaits_pool = false;  // a SPLICE listener not read until a refill of the pool
 
@@ -219,11 +223,14 @@ class UdpForwarder final : public Ticker {
   /// worker stops (they close with the forwarder).
   void log_open_flows() noexcept;
 
-  /// Starts serving the bound UDP socket `fd` of `key` with `route`.
-  /// Returns the listener (owned by the forwarder), or an Error if epoll
-  /// refuses the fd. Forwards what is already queued.
+  /// Starts serving the bound UDP socket `fd` of `key` with `route`; in a
+  /// rebind, `predecessors` are the listeners it replaces, whose flows it
+  /// takes over as their clients send to it. Returns the listener (owned by
+  /// the forwarder), or an Error if epoll refuses the fd. Forwards what is
+  /// already queued.
   Result<UdpListener*> add_listener(UniqueFd fd, const ListenerKey& key,
-                                    std::shared_ptr<const Route> route);
+                                    std::shared_ptr<const Route> route,
+                                    std::vector<UdpListener*> predecessors = {});
   /// A rebind: `successors` (served already) take the port of `listener`,
   /// which serves on until its settle time ends and it closes. Its flows
   /// move to the first successor that covers their local address
@@ -270,6 +277,14 @@ class UdpForwarder final : public Ticker {
                              bool local_known) const noexcept;
   /// Moves every flow of `listener` that a successor covers there.
   void move_flows(UdpListener& listener) noexcept;
+  /// Moves `flow`, whose key names `to` already (move_to_listener), from its
+  /// listener's list to `to`'s.
+  void move_flow(UdpFlow* flow, UdpListener& to) noexcept;
+  /// The flow of `key` (on `listener`) that a predecessor of `listener` has
+  /// for the same client and local address, moved to `listener`; nullptr
+  /// when none has one.
+  UdpFlow* take_over_flow(UdpListener& listener, const FlowKey& key,
+                          const LocalAddr& local) noexcept;
   /// Ends `flow`: unregisters and closes its socket, frees its slot, and
   /// frees the object after the batch.
   void end_flow(UdpFlow* flow, FlowEnd how = FlowEnd::kRemoved) noexcept;

@@ -218,6 +218,27 @@ TEST(ListenerEscrow, MalformedCookieListsAreRefusedAndChangeNothing) {
   EXPECT_EQ(escrow.blob_bytes(), 0u);
 }
 
+TEST(ListenerEscrow, AListenerIssuedWithoutACopyMayBeListed) {
+  // sluiced's descriptor table was full: the worker got a listener whose
+  // copy sluiced could not keep, and lists its cookie. That is one more
+  // cookie than sluiced holds, not a violation (it stopped sluiced, all
+  // forwarding with it). A new worker has no such listener.
+  ListenerEscrow escrow;
+  wire::ListenerSpec s1, s2;
+  UniqueFd l1 = listener(&s1), l2 = listener(&s2);
+  ASSERT_TRUE(escrow.keep(l1.get(), s1, 1).ok());
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  EXPECT_FALSE(escrow.keep(r.get(), s2, 1).ok());  // no copy kept (no cookie here)
+  const uint64_t a = cookie(l1.get()), b = cookie(l2.get());
+  const std::vector<uint64_t> both = {a < b ? a : b, a < b ? b : a};
+  EXPECT_TRUE(escrow.store(store(2), memfd("x", kAllSeals), cookies(both)).ok());
+  EXPECT_EQ(escrow.size(), 1u);
+  escrow.new_worker();
+  EXPECT_FALSE(escrow.store(store(1), memfd("x", kAllSeals), cookies(both)).ok());
+}
+
 /// SO_REUSEPORT of the socket `fd` (-1 when it cannot be read).
 int reuseport(int fd) {
   int on = -1;

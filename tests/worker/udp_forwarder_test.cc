@@ -267,6 +267,54 @@ TEST_F(UdpForwarderTest, ARebindHandsTheFlowsToTheListenerThatTakesThePort) {
   loop_->run_once(0);  // frees the retired objects
 }
 
+// A rebind from 0.0.0.0:P to 127.0.0.1:P: the new socket is the more
+// specific one, so the kernel hands it the client's next datagram at once,
+// before the hand-over. It takes the flow over from its predecessor: the
+// same flow socket (the target sees the same source port), no new flow, and
+// nothing ends when the old socket closes.
+TEST_F(UdpForwarderTest, ARebindThatTheKernelPrefersTakesTheFlowsOverAtOnce) {
+  UniqueFd first = shared_udp(INADDR_ANY, 0);
+  const uint16_t port = test::udp_port(first.get());
+  UdpListener* wide = serve(std::move(first), addr_v4(0, 0, 0, 0));
+  ASSERT_NE(wide, nullptr);
+  UniqueFd client = test::loopback_udp(false);
+  const UdpCounters& n = udp_->counters();
+  send_to(client.get(), port, "a1");
+  ASSERT_TRUE(pump([&] { return n.to_target == 1; }));
+  const uint16_t flow_port = answer_one(target_.get());
+  ASSERT_NE(flow_port, 0);
+  ASSERT_TRUE(pump([&] { return n.to_client == 1; }));
+  EXPECT_EQ(receive(client.get()), "re:a1");
+
+  ListenerKey key;
+  key.proto = Proto::kUdp;
+  key.addr = addr_v4(127, 0, 0, 1);
+  key.port = port;
+  auto route = std::make_shared<const Route>(Route{Pif::kHost, addr_v4(127, 0, 0, 1), port,
+                                                   test::udp_port(target_.get()), "UDP new rule"});
+  auto served = udp_->add_listener(shared_udp(INADDR_LOOPBACK, port), key, route, {wide});
+  ASSERT_TRUE(served.ok());
+  UdpListener* narrow = *served;
+  send_to(client.get(), port, "a2");  // reaches the new, more specific socket
+  ASSERT_TRUE(pump([&] { return n.to_target == 2; }));
+  EXPECT_EQ(answer_one(target_.get()), flow_port) << "the client got a new flow socket";
+  EXPECT_EQ(n.flows_created, 1u);
+  EXPECT_EQ(n.flows_moved, 1u);
+  EXPECT_EQ(narrow->flows.size(), 1u);
+  EXPECT_TRUE(wide->flows.empty());
+  ASSERT_TRUE(pump([&] { return n.to_client == 2; }));
+  uint16_t from = 0;
+  EXPECT_EQ(receive(client.get(), &from), "re:a2");
+  EXPECT_EQ(from, port);
+
+  udp_->hand_over(wide, {narrow});
+  wide->release();
+  EXPECT_EQ(n.flows_ended, 0u);
+  EXPECT_EQ(n.active, 1u);
+  EXPECT_TRUE(narrow->predecessors.empty()) << "a closed listener is left as a predecessor";
+  loop_->run_once(0);  // frees the retired objects
+}
+
 TEST_F(UdpForwarderTest, ClosingListenerForwardsWhatItHadQueued) {
   UdpListener* listener = serve(test::loopback_udp(true));
   ASSERT_NE(listener, nullptr);
