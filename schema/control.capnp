@@ -102,7 +102,9 @@ struct State {
   tables @2 :List(Table);
   pendingConfirm @3 :PendingConfirm;  # null when no commit waits for confirmation
   # Ports of best-effort rules of the tables that do not listen: their bind
-  # failed at the last commit. A commit of the same tables tries them again.
+  # failed at the last commit for a reason that may pass (in use, no such
+  # interface or address yet; not the bind policy or the privileged port
+  # limit). A commit of the same tables tries them again.
   unbound @4 :UInt32;
 }
 

@@ -547,12 +547,18 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
   record.failures = std::move(a.failures);
   record.failure_count = cut_failures(&record.failures);
   if (outcome == control::Outcome::kApplied) {
-    // Best-effort ports that did not bind: a commit of the same tables
-    // tries them again, so sluicectl sends one (State.unbound).
+    // Best-effort ports that did not bind for a reason that may pass (a
+    // port in use, an interface or address not there yet): a commit of the
+    // same tables tries them again, so sluicectl sends one (State.unbound).
+    // Not those the bind policy or the privileged port limit refuse: only a
+    // policy reload or new rights change that, and an unchanged table would
+    // otherwise be committed anew at every call.
     unbound_ = 0;
     for (const control::Failure& w : a.warnings) {
       const Table& table = tables_.of(w.pif);
-      if (w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
+      const bool may_pass = w.kind == control::FailureKind::kBindFailed && w.err != EACCES &&
+                            w.err != EPERM;
+      if (may_pass && w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
           !table.rules[static_cast<size_t>(w.rule)].scan) {
         ++unbound_;
       }

@@ -224,7 +224,8 @@ class CommitEngine final : public Ticker {
   const std::string& broker_loss() const { return broker_loss_; }
   const TableSet& tables() const { return tables_; }
   /// Ports of best-effort rules of the tables in force that do not listen:
-  /// their bind failed at the last applied commit (State.unbound).
+  /// their bind failed at the last applied commit for a reason that may pass
+  /// (not the bind policy, not the privileged port limit) (State.unbound).
   uint32_t unbound() const { return unbound_; }
   uint64_t generation() const { return generation_; }
   const Sha256Digest& digest() const { return digest_; }

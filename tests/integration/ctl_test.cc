@@ -445,6 +445,24 @@ TEST(Ctl, ABestEffortPortThatDidNotBindIsReportedAndTriedAgainBySendingTheSameTa
   EXPECT_TRUE(has(r.out, "no change")) << r.out;
 }
 
+TEST(Ctl, ABestEffortPortThePolicyRefusesIsNoReasonToSendTheTablesAgain) {
+  // Only a policy reload changes a denial: the same command again is "no
+  // change", not a new generation (and audit record) at every call.
+  RunResult ip = run_command({"/sbin/ip", "addr", "replace", "192.0.2.1/32", "dev", "lo"});
+  ASSERT_EQ(ip.status, 0) << ip.err;
+  PolicyFileFixture policy("bind deny tcp,udp 18093 *\nbind allow tcp,udp 1024-65535 *\n");
+  Daemon d;
+  d.start({"--policy", policy.path(), "-t", "none"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  const std::string spec = "192.0.2.1/~1-18089,~18095-65535";
+  RunResult r = d.ctl({"-t", spec});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "sluicectl: warning: policy-denied: ")) << r.err;
+  EXPECT_TRUE(has(r.out, "opened 4")) << r.out;
+  r = d.ctl({"-t", spec});
+  EXPECT_TRUE(has(r.out, "no change")) << r.out << r.err;
+}
+
 TEST(Ctl, CommentGoesIntoTheHistory) {
   Daemon d;
   start(d);
