@@ -556,8 +556,8 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
     unbound_ = 0;
     for (const control::Failure& w : a.warnings) {
       const Table& table = tables_.of(w.pif);
-      const bool may_pass = w.kind == control::FailureKind::kBindFailed && w.err != EACCES &&
-                            w.err != EPERM;
+      const bool may_pass =
+          w.kind == control::FailureKind::kBindFailed && w.err != EACCES && w.err != EPERM;
       if (may_pass && w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
           !table.rules[static_cast<size_t>(w.rule)].scan) {
         ++unbound_;

@@ -80,7 +80,16 @@ void CommitEngine::interface_tick(uint64_t now_ns) noexcept {
       const Installed& inst = installed_[interface_.cursor++];
       if (!removable_interface(inst.key) || inst.listener == nullptr) continue;
       ++looked;
-      if (!lost_interface(inst.listener->fd(), inst.key.ifname.data())) continue;
+      if (!lost_interface(inst.listener->fd(), inst.key.ifname.data())) {
+        // Its interface is back under its name with the same index (it was
+        // renamed away and back): it serves again as it is.
+        if (inst.listener->silenced()) {
+          inst.listener->unsilence();
+          LOG_INFO("%s: the interface is back; listening on it again",
+                   describe_key(inst.key).c_str());
+        }
+        continue;
+      }
       auto at = std::lower_bound(interface_.stale.begin(), interface_.stale.end(), inst.key);
       if (at == interface_.stale.end() || *at != inst.key) interface_.stale.insert(at, inst.key);
     }
@@ -136,7 +145,9 @@ void CommitEngine::settle_stale_rebinds() noexcept {
                                [](const auto& e, const ListenerKey& k) { return e.first < k; });
     const bool stale = it != a.rebound_stale.end() && it->first == key;
     if (stale && acq.status[i] != wire::kStatusOk) {
-      // Not back yet: the stale socket stays in force, and is tried again.
+      // Not back yet: the stale socket stays in force, and is tried again;
+      // silenced, since its old index may name another interface now.
+      installed_[it->second].listener->silence();
       std::erase(a.plan.close, it->second);
       a.plan.keep.push_back(CommitPlan::Keep{it->second, acq.keys[i].origin});
       failed.push_back(key);
@@ -172,9 +183,10 @@ void CommitEngine::settle_stale_rebinds() noexcept {
   const uint64_t now = monotonic_ns();
   if (failed != interface_.failed || now >= interface_.next_fail_log_ns) {
     LOG_WARN(
-        "listeners bound to an interface that was removed hear nothing until it is back: %s; "
-        "sluice binds them again as soon as the interface exists (looked at every second). "
-        "Bring the interface back, or remove the rules that name it",
+        "listeners bound to an interface that is gone (removed, renamed, or its index given to "
+        "another) serve nothing until it is back: %s; sluice binds them again as soon as an "
+        "interface of that name exists (looked at every second). Bring the interface back, or "
+        "remove the rules that name it",
         failures.c_str());
     interface_.next_fail_log_ns = now + kInterfaceFailLogNs;
   }

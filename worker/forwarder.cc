@@ -211,6 +211,11 @@ bool TcpListener::stop_new_connections() noexcept {
   return set_min_ttl(fd_.get(), v6_, kMaxTtl);
 }
 
+void TcpListener::unsilence() noexcept {
+  silenced_ = false;
+  if (fd_.valid() && reopen_to_new_connections(fd_.get())) stopped_ = false;
+}
+
 void TcpListener::drain() noexcept {
   // Limit: connections accepted while draining. The accept queue holds at
   // most SOMAXCONN (4096) and takes nothing new once stopped; twice that

@@ -142,6 +142,16 @@ class Listener : public EventHandler {
   /// the handshakes already under way. A TCP listener stops new handshakes
   /// (stop_new_connections); a UDP socket has none, and does nothing.
   virtual void quiesce() noexcept {}
+  /// Serves no new client until it is released: a listener bound to an
+  /// interface that was removed, whose index may now name another interface
+  /// (re-used, or the interface renamed), must not serve there. A TCP
+  /// listener stops new handshakes (stop_new_connections); a UDP listener
+  /// drops what it receives, counted.
+  virtual void silence() noexcept = 0;
+  /// Serves again after silence(): its interface is back under its name.
+  virtual void unsilence() noexcept = 0;
+  /// True from silence() to unsilence().
+  bool silenced() const { return silenced_; }
   /// Stops serving, closes the socket now, and hands the object to its
   /// forwarder, which frees it after the current batch of events. The
   /// pointer must not be used afterwards.
@@ -152,6 +162,7 @@ class Listener : public EventHandler {
  protected:
   uint16_t port_;
   std::shared_ptr<const Route> route_;
+  bool silenced_ = false;  // silence() ran
 };
 
 /// Limits of the data path (the defaults and their reasons are in
@@ -217,6 +228,13 @@ class TcpListener final : public Listener {
   void drain() noexcept override;
   /// stop_new_connections(); a failure is reported by the drain.
   void quiesce() noexcept override { stop_new_connections(); }
+  /// stop_new_connections().
+  void silence() noexcept override {
+    silenced_ = true;
+    stop_new_connections();
+  }
+  /// Takes new connections again (reopen_to_new_connections).
+  void unsilence() noexcept override;
   /// Makes the kernel complete no new handshake on the socket; connections
   /// already queued stay, for drain(). A client whose SYN arrives now gets no
   /// answer, and retrying a second later finds the port closed (refused).

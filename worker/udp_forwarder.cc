@@ -282,6 +282,12 @@ bool UdpForwarder::read_listener(UdpListener& listener, int max_batches) noexcep
     }
     uint64_t now = monotonic_ns();
     size_t count = static_cast<size_t>(n);
+    if (listener.silenced()) {
+      counters_.dropped_silenced += count;
+      listener.route()->counters->dropped += count;
+      if (count < cap) return true;
+      continue;
+    }
     for (size_t i = 0; i < count;) {
       if (batch_.truncated(i)) {
         ++counters_.dropped_error;

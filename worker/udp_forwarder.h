@@ -58,6 +58,7 @@ struct UdpCounters {
   uint64_t dropped_would_block = 0;  // a socket buffer was full
   uint64_t dropped_no_flow = 0;      // the flow's socket could not be created or connected
   uint64_t dropped_error = 0;        // a send failed, or a datagram was truncated
+  uint64_t dropped_silenced = 0;     // arrived on a listener that lost its interface (silence)
   uint64_t target_errors = 0;        // ICMP errors reported on flow sockets (refused, unreachable)
   uint64_t active = 0;               // flows now
 };
@@ -84,6 +85,10 @@ class UdpListener final : public Listener {
   /// Forwards what is already queued (up to kMaxDrainBatches batches) before
   /// the socket is closed.
   void drain() noexcept override;
+  /// Drops what it receives from now on (Listener::silence), counted.
+  void silence() noexcept override { silenced_ = true; }
+  /// Forwards again.
+  void unsilence() noexcept override { silenced_ = false; }
   /// UdpForwarder::close_listener(this): ends its flows, closes the socket.
   void release() noexcept override;
   /// Closes the socket now; the object ignores events until it is freed.

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/container.h"
 #include "tests/integration/daemon.h"
@@ -55,7 +56,7 @@ TEST(Interface, AListenerFollowsItsInterfaceThroughRemovalAndRecreation) {
   RunResult del = run_command({"/sbin/ip", "link", "del", "slih"});
   ASSERT_EQ(del.status, 0) << del.err;
   EXPECT_TRUE(within_10s([&] {
-    return d.log().find("hear nothing until it is back") != std::string::npos;
+    return d.log().find("serve nothing until it is back") != std::string::npos;
   })) << d.log();
   EXPECT_EQ(d.ctl().status, 0);  // sluiced serves its clients meanwhile
 
@@ -72,6 +73,42 @@ TEST(Interface, AListenerFollowsItsInterfaceThroughRemovalAndRecreation) {
   // Not a commit: the generation is the start's.
   EXPECT_NE(d.ctl({"--stats"}).out.find("generation 1"), std::string::npos)
       << d.ctl({"--stats"}).out;
+}
+
+TEST(Interface, AListenerServesNoOtherInterfaceThanItsOwn) {
+  // The interface is renamed: the socket's index now names another
+  // interface, and a rule for the old name must not serve on it. Renamed
+  // back, the same socket serves again.
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  NsClient inside(box.pid());  // before any thread of the test's own
+  ASSERT_TRUE(inside.ok());
+  ASSERT_EQ(link_to(box, "slr", "198.51.100.1/24", "198.51.100.5/24"), "");
+  HostEcho tcp_target(kTarget);
+  Daemon d;
+  d.start({"-t", "%slrh/" + std::to_string(kPort) + ":" + std::to_string(kTarget)});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_EQ(inside.tcp_echo("198.51.100.1", kPort, "before"), "before") << d.log();
+  auto rename = [](const std::string& from, const std::string& to) {
+    for (const std::vector<std::string>& argv :
+         {std::vector<std::string>{"/sbin/ip", "link", "set", from, "down"},
+          std::vector<std::string>{"/sbin/ip", "link", "set", from, "name", to},
+          std::vector<std::string>{"/sbin/ip", "link", "set", to, "up"}}) {
+      RunResult r = run_command(argv);
+      if (r.status != 0) return r.err;
+    }
+    return std::string();
+  };
+  ASSERT_EQ(rename("slrh", "slrx"), "");
+  EXPECT_TRUE(within_10s([&] {
+    return d.log().find("serve nothing until it is back: TCP 18090 on slrh") != std::string::npos;
+  })) << d.log();
+  EXPECT_EQ(inside.tcp_echo("198.51.100.1", kPort, "renamed"), "")
+      << "served on slrx for a rule of slrh\n"
+      << d.log();
+  ASSERT_EQ(rename("slrx", "slrh"), "");
+  EXPECT_TRUE(within_10s([&] { return inside.tcp_echo("198.51.100.1", kPort, "back") == "back"; }))
+      << d.log();
 }
 
 }  // namespace
