@@ -220,6 +220,9 @@ class CommitEngine final : public Ticker {
   void on_tick(uint64_t now_ns) noexcept override;
 
   State state() const { return state_; }
+  /// True when no commit runs and none waits: the tables in force are the
+  /// ones the next commit starts from.
+  bool quiet() const { return state_ == State::kIdle && queue_.empty(); }
   /// Why the broker was lost (empty unless state() is kStopped).
   const std::string& broker_loss() const { return broker_loss_; }
   const TableSet& tables() const { return tables_; }

@@ -402,7 +402,9 @@ void PestoServer::submit(std::vector<pesto::WireTable> update, struct ucred peer
   request.tables = rebase_update(offer_, update, engine_.tables());
   request.expected_generation = engine_.generation();
   request.comment = "pesto update from pid " + std::to_string(peer.pid);
-  if (request.tables == engine_.tables() && engine_.unbound() == 0) {
+  // Only while no other commit runs or waits: one would change the tables
+  // this edit is compared with (and is retried against, when stale).
+  if (engine_.quiet() && request.tables == engine_.tables() && engine_.unbound() == 0) {
     // An update that sends the tables back as they are (and none of their
     // best-effort ports waits for a bind to be tried again) is no commit, as
     // sluicectl sends none: no new generation, audit record or history
