@@ -3,6 +3,8 @@
 // sockets and releasing old ones in slices, ending removed flows, and the
 // history and counters that `sluicectl --history` and `--stats` show.
 #include <algorithm>
+#include <span>
+#include <utility>
 
 #include "base/log.h"
 #include "worker/commit_engine.h"
@@ -42,6 +44,35 @@ std::vector<std::vector<std::shared_ptr<const Route>>> make_routes(
     }
   }
   return routes;
+}
+
+/// A key's table and port: what the two sockets of a rebind share.
+std::pair<Pif, uint16_t> table_port(const ListenerKey& key) noexcept {
+  return {key.pif, key.port};
+}
+
+/// Sorts `index`, positions in `entries` (the engine's Installed lists), by
+/// the table and port of their keys, for on_table_port().
+template <typename Entry>
+void sort_by_table_port(std::vector<size_t>* index, const std::vector<Entry>& entries) {
+  std::sort(index->begin(), index->end(), [&](size_t x, size_t y) {
+    return table_port(entries[x].key) < table_port(entries[y].key);
+  });
+}
+
+/// The positions of `index` (sort_by_table_port) whose keys in `entries`
+/// are on the table and port of `key`. O(log n).
+template <typename Entry>
+std::span<const size_t> on_table_port(const std::vector<size_t>& index,
+                                      const std::vector<Entry>& entries, const ListenerKey& key) {
+  const auto want = table_port(key);
+  auto first = std::lower_bound(index.begin(), index.end(), want, [&](size_t i, const auto& w) {
+    return table_port(entries[i].key) < w;
+  });
+  auto last = std::upper_bound(first, index.end(), want, [&](const auto& w, size_t i) {
+    return w < table_port(entries[i].key);
+  });
+  return {first, last};
 }
 
 }  // namespace
@@ -139,24 +170,16 @@ bool CommitEngine::release_slice(size_t* budget) noexcept {
 
 std::vector<UdpListener*> CommitEngine::udp_successors(const ListenerKey& key) noexcept {
   Active& a = *active_;
-  auto order = [&](size_t i) {
-    return std::make_pair(a.next_installed[i].key.pif, a.next_installed[i].key.port);
-  };
   if (!a.udp_by_port_built) {
-    a.udp_by_port.clear();
     for (size_t i = 0; i < a.next_installed.size(); ++i) {
       if (a.next_installed[i].key.proto == Proto::kUdp) a.udp_by_port.push_back(i);
     }
-    std::sort(a.udp_by_port.begin(), a.udp_by_port.end(),
-              [&](size_t x, size_t y) { return order(x) < order(y); });
+    sort_by_table_port(&a.udp_by_port, a.next_installed);
     a.udp_by_port_built = true;
   }
-  const auto want = std::make_pair(key.pif, key.port);
-  auto it = std::lower_bound(a.udp_by_port.begin(), a.udp_by_port.end(), want,
-                             [&](size_t i, const auto& w) { return order(i) < w; });
   std::vector<UdpListener*> out;
-  for (; it != a.udp_by_port.end() && order(*it) == want; ++it) {
-    const Installed& inst = a.next_installed[*it];
+  for (size_t i : on_table_port(a.udp_by_port, a.next_installed, key)) {
+    const Installed& inst = a.next_installed[i];
     if (inst.key != key && inst.listener != nullptr) {
       out.push_back(static_cast<UdpListener*>(inst.listener));
     }
@@ -166,23 +189,16 @@ std::vector<UdpListener*> CommitEngine::udp_successors(const ListenerKey& key) n
 
 std::vector<UdpListener*> CommitEngine::udp_predecessors(const ListenerKey& key) noexcept {
   Active& a = *active_;
-  auto order = [&](size_t c) {
-    return std::make_pair(installed_[c].key.pif, installed_[c].key.port);
-  };
   if (!a.udp_clashing_built) {
     for (size_t c : a.plan.clashing) {
       if (installed_[c].key.proto == Proto::kUdp) a.udp_clashing.push_back(c);
     }
-    std::sort(a.udp_clashing.begin(), a.udp_clashing.end(),
-              [&](size_t x, size_t y) { return order(x) < order(y); });
+    sort_by_table_port(&a.udp_clashing, installed_);
     a.udp_clashing_built = true;
   }
-  const auto want = std::make_pair(key.pif, key.port);
-  auto it = std::lower_bound(a.udp_clashing.begin(), a.udp_clashing.end(), want,
-                             [&](size_t c, const auto& w) { return order(c) < w; });
   std::vector<UdpListener*> out;
-  for (; it != a.udp_clashing.end() && order(*it) == want; ++it) {
-    const Installed& old = installed_[*it];
+  for (size_t c : on_table_port(a.udp_clashing, installed_, key)) {
+    const Installed& old = installed_[c];
     if (old.listener != nullptr && kernel_clash(key, old.key)) {
       out.push_back(static_cast<UdpListener*>(old.listener));
     }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -178,6 +179,30 @@ const JsonValue* rule_stats(const JsonValue& doc, const std::string& text) {
   return nullptr;
 }
 
+/// Polls `sluicectl --stats --json` (at most 100 times, 50 ms apart) until
+/// the rule listed as `text` counts a loop: a dropped datagram shows a
+/// little after it was sent. Leaves the last document in `*doc` and returns
+/// the rule in it, or nullptr (a test failure) when it never showed.
+const JsonValue* wait_for_loop(Daemon& d, std::optional<JsonValue>* doc, const std::string& text) {
+  const JsonValue* rule = nullptr;
+  for (int i = 0; i < 100; ++i) {
+    RunResult stats = d.ctl({"--stats", "--json"});
+    *doc = parse_json(stats.out);
+    if (stats.status != 0 || !doc->has_value()) {
+      ADD_FAILURE() << "sluicectl --stats --json: " << stats.err << stats.out;
+      return nullptr;
+    }
+    rule = rule_stats(**doc, text);
+    if (rule == nullptr) {
+      ADD_FAILURE() << "no rule " << text << " in " << stats.out;
+      return nullptr;
+    }
+    if (rule->get("loops")->integer() > 0) return rule;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return rule;
+}
+
 TEST(RuleCheck, RunTimeLoopThroughAWildcardListenerIsResetAndCounted) {
   // 192.0.2.1 is one of this namespace's own addresses, so the publish form
   // -t 0.0.0.0/18080:192.0.2.1/18080 sends its connections back to itself.
@@ -219,18 +244,9 @@ TEST(RuleCheck, RunTimeUdpLoopThroughAWildcardListenerIsDroppedAndCounted) {
   // The datagram goes out once and comes back once: it is dropped there,
   // not sent round again (without the guard it would circle until the flow
   // limit, one new flow per round). Wait (bounded) for the drop to show.
-  const JsonValue* rule = nullptr;
   std::optional<JsonValue> doc;
-  for (int i = 0; i < 100; ++i) {
-    RunResult stats = d.ctl({"--stats", "--json"});
-    ASSERT_EQ(stats.status, 0) << stats.err;
-    doc = parse_json(stats.out);
-    ASSERT_TRUE(doc.has_value()) << stats.out;
-    rule = rule_stats(*doc, "UDP [0.0.0.0]:18080 => 192.0.2.1:18080");
-    ASSERT_NE(rule, nullptr) << stats.out;
-    if (rule->get("loops")->integer() > 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  const JsonValue* rule = wait_for_loop(d, &doc, "UDP [0.0.0.0]:18080 => 192.0.2.1:18080");
+  ASSERT_NE(rule, nullptr) << d.log();
   EXPECT_EQ(rule->get("loops")->integer(), 1) << d.log();
   EXPECT_EQ(rule->get("flowsCreated")->integer(), 1) << d.log();
   EXPECT_NE(d.log().find("forwarding loop: UDP [0.0.0.0]:18080"), std::string::npos) << d.log();
@@ -260,21 +276,11 @@ TEST(RuleCheck, ALoopThroughARouteBackFromTheTargetNamespaceIsResetAndDropped) {
   // Without the guard one connection becomes hundreds (until the per-source
   // limit) and one datagram fills the flow table. Wait (bounded) for the
   // UDP drop to show.
-  const JsonValue* tcp = nullptr;
-  const JsonValue* udp = nullptr;
   std::optional<JsonValue> doc;
-  for (int i = 0; i < 100; ++i) {
-    RunResult stats = d.ctl({"--stats", "--json"});
-    ASSERT_EQ(stats.status, 0) << stats.err;
-    doc = parse_json(stats.out);
-    ASSERT_TRUE(doc.has_value()) << stats.out;
-    tcp = rule_stats(*doc, "TCP [0.0.0.0]:18081 => 198.51.100.1:18081");
-    udp = rule_stats(*doc, "UDP [0.0.0.0]:18081 => 198.51.100.1:18081");
-    ASSERT_NE(tcp, nullptr) << stats.out;
-    ASSERT_NE(udp, nullptr) << stats.out;
-    if (udp->get("loops")->integer() > 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  const JsonValue* udp = wait_for_loop(d, &doc, "UDP [0.0.0.0]:18081 => 198.51.100.1:18081");
+  ASSERT_NE(udp, nullptr) << d.log();
+  const JsonValue* tcp = rule_stats(*doc, "TCP [0.0.0.0]:18081 => 198.51.100.1:18081");
+  ASSERT_NE(tcp, nullptr);
   EXPECT_EQ(tcp->get("loops")->integer(), 1) << d.log();
   EXPECT_EQ(tcp->get("accepted")->integer(), 1) << d.log();
   EXPECT_EQ(udp->get("loops")->integer(), 1) << d.log();
