@@ -119,7 +119,7 @@ void CommitEngine::plan_stale_rebinds() noexcept {
     }
     if (fresh++ >= room) {
       keep.push_back(k);
-      interface_.stale.push_back(inst.key);  // sorted: `stale` was, and keep is in its order
+      interface_.stale.push_back(inst.key);  // for the next job (sorted below)
       continue;
     }
     // The new socket binds beside the stale one: the kernel sees two
