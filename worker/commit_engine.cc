@@ -569,11 +569,15 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
     }
   }
   if (outcome == control::Outcome::kApplied || outcome == control::Outcome::kDryRun) {
+    // One reply holds at most kMaxFailures of both lists (a dry run may
+    // have both): the frame stays within what a client reads.
     record.warnings = std::move(a.warnings);
-    const uint32_t total = cut_failures(&record.warnings);
-    if (total > control::kMaxFailures) {
+    const size_t room =
+        control::kMaxFailures - std::min(record.failures.size(), control::kMaxFailures - 1);
+    const uint32_t total = cut_failures(&record.warnings, room);
+    if (total > record.warnings.size()) {
       record.warnings.back().message =
-          std::to_string(total - (control::kMaxFailures - 1)) + " more ports did not bind";
+          std::to_string(total - (record.warnings.size() - 1)) + " more ports did not bind";
     }
   }
   record.duration_micros = (monotonic_ns() - a.start_ns) / 1000;

@@ -30,14 +30,15 @@ uint32_t failure_total(const CommitRecord& record) {
 
 }  // namespace
 
-uint32_t cut_failures(std::vector<control::Failure>* failures) {
+uint32_t cut_failures(std::vector<control::Failure>* failures, size_t max) {
   const auto total = static_cast<uint32_t>(failures->size());
-  if (failures->size() <= control::kMaxFailures) return total;
-  size_t cut = failures->size() - (control::kMaxFailures - 1);
-  failures->resize(control::kMaxFailures - 1);
+  max = std::max<size_t>(max, 1);
+  if (failures->size() <= max) return total;
   control::Failure more;
   more.kind = failures->front().kind;
   more.pif = failures->front().pif;
+  size_t cut = failures->size() - (max - 1);
+  failures->resize(max - 1);
   more.message = std::to_string(cut) + " more failures are not listed; fix the ones above first";
   failures->push_back(std::move(more));
   return total;

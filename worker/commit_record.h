@@ -46,10 +46,10 @@ struct CommitRecord {
   uint64_t sequence = 0;    // the audit line's `seq` (AuditLog::write stamps it)
 };
 
-/// Cuts `failures` to control::kMaxFailures: the last kept entry then says
+/// Cuts `failures` to `max` (at least 1): the last kept entry then says
 /// how many more there were (with the kind and pif of the first). Returns
 /// how many there were in all, before the cut. Never fails; no syscalls.
-uint32_t cut_failures(std::vector<control::Failure>* failures);
+uint32_t cut_failures(std::vector<control::Failure>* failures, size_t max = control::kMaxFailures);
 
 /// Returns the reply to the client: applied when the outcome is applied, the
 /// generation and digest after the attempt, the counts, the failures and the

@@ -213,6 +213,19 @@ TEST(CommitRecord, FailuresAreCutOnceWithACountOfTheRest) {
   std::vector<control::Failure> few(3);
   EXPECT_EQ(cut_failures(&few), 3u);
   EXPECT_EQ(few.size(), 3u);
+  // A smaller room (a reply that carries failures and warnings), down to
+  // the count alone.
+  std::vector<control::Failure> five(5);
+  EXPECT_EQ(cut_failures(&five, 3), 5u);
+  ASSERT_EQ(five.size(), 3u);
+  EXPECT_EQ(five.back().message, "3 more failures are not listed; fix the ones above first");
+  std::vector<control::Failure> two(2);
+  EXPECT_EQ(cut_failures(&two, 1), 2u);
+  ASSERT_EQ(two.size(), 1u);
+  EXPECT_EQ(two.back().message, "2 more failures are not listed; fix the ones above first");
+  std::vector<control::Failure> none_room(2);
+  EXPECT_EQ(cut_failures(&none_room, 0), 2u);  // 0 counts as 1
+  EXPECT_EQ(none_room.size(), 1u);
 }
 
 // The client's last line, --history and the reply once said 4,096 for a
