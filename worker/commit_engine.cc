@@ -559,13 +559,9 @@ void CommitEngine::finish(control::Outcome outcome) noexcept {
     // otherwise be committed anew at every call.
     unbound_ = 0;
     for (const control::Failure& w : a.warnings) {
-      const Table& table = tables_.of(w.pif);
       const bool may_pass =
           w.kind == control::FailureKind::kBindFailed && w.err != EACCES && w.err != EPERM;
-      if (may_pass && w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
-          !table.rules[static_cast<size_t>(w.rule)].scan) {
-        ++unbound_;
-      }
+      if (may_pass && !of_scan_rule(w)) ++unbound_;
     }
   }
   if (outcome == control::Outcome::kApplied || outcome == control::Outcome::kDryRun) {

@@ -558,6 +558,8 @@ class CommitEngine final : public Ticker {
   /// Queues a scan job (scan_.queued until it starts) and starts it when the
   /// engine is idle.
   void queue_scan_job() noexcept;
+  /// True when `f` names a port of an auto-scan rule of the tables in force.
+  bool of_scan_rule(const control::Failure& f) const noexcept;
   /// Reads the bound ports of each side some table's scan rules watch in
   /// `watched` into scan_.raw (keeping a side's last ones when its read
   /// fails; the scanner logs it), then sets scan_.bound from them without

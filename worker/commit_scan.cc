@@ -195,12 +195,14 @@ void CommitEngine::scan_applied() noexcept {
   // so its failures are the whole list; the tables in force are the job's.
   scan_.why.clear();
   for (const control::Failure& w : a.warnings) {
-    const Table& table = tables_.of(w.pif);
-    if (w.rule >= 0 && static_cast<size_t>(w.rule) < table.rules.size() &&
-        table.rules[static_cast<size_t>(w.rule)].scan && scan_.why.size() < control::kMaxFailures) {
-      scan_.why.push_back(w);
-    }
+    if (of_scan_rule(w) && scan_.why.size() < control::kMaxFailures) scan_.why.push_back(w);
   }
+}
+
+bool CommitEngine::of_scan_rule(const control::Failure& f) const noexcept {
+  const Table& table = tables_.of(f.pif);
+  return f.rule >= 0 && static_cast<size_t>(f.rule) < table.rules.size() &&
+         table.rules[static_cast<size_t>(f.rule)].scan;
 }
 
 void CommitEngine::finish_scan_job(control::Outcome outcome) noexcept {
