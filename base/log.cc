@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
 #include "base/check.h"
 
@@ -150,6 +151,11 @@ LogLevel log_level() noexcept {
 
 void log_write(LogLevel level, const char* func, const char* fmt, ...) noexcept {
   if (!log_enabled(level)) return;
+  // The worker's data-path threads log too (worker/data_thread.h): one line
+  // at a time through the sink and its counters. Recursive: the rate limit
+  // may log its own note from inside.
+  static std::recursive_mutex mu;
+  std::lock_guard<std::recursive_mutex> lock(mu);
   if (g_limit.burst() != 0 && level != LogLevel::kError && !g_limit.allow()) return;
   // Limit: one line is at most 4 KiB; longer messages are cut, never allocated.
   char buf[4096];

@@ -28,6 +28,7 @@ enum LongOnly : int {
   kOptRuleConnections,
   kOptSourceConnections,
   kOptIdleTimeout,
+  kOptDataThreads,
   kOptWorkerUser,
   kOptWorkerRestarts,
   kOptLogConnections,
@@ -50,6 +51,7 @@ constexpr struct option kLongOptions[] = {
     {"max-connections-per-rule", required_argument, nullptr, kOptRuleConnections},
     {"max-connections-per-source", required_argument, nullptr, kOptSourceConnections},
     {"idle-timeout", required_argument, nullptr, kOptIdleTimeout},
+    {"data-threads", required_argument, nullptr, kOptDataThreads},
     {"netns", required_argument, nullptr, kOptNetns},
     {"userns", required_argument, nullptr, kOptUserns},
     {"pesto-socket", required_argument, nullptr, kOptPestoSocket},
@@ -208,6 +210,12 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
           return Err(r.error());
         }
         break;
+      case kOptDataThreads:
+        if (auto r = set_limit_once(&o.data_threads, "--data-threads", optarg, kDataThreadsLimit);
+            !r) {
+          return Err(r.error());
+        }
+        break;
       case kOptNetns:
         if (auto r = set_once(&o.netns, "--netns", optarg); !r) return Err(r.error());
         break;
@@ -333,6 +341,8 @@ void print_usage(std::FILE* out) {
       "                        within SECONDS (1-%u, default %u)\n"
       "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
       "                        fs.pipe-user-pages-soft\n"
+      "      --data-threads N  TCP data-path threads (1-%u, default %u): each accepts\n"
+      "                        new connections and serves them, one per core\n"
       "      --netns PATH|PID  target network namespace (a container's): HOST rules\n"
       "                        connect inside it, and their default target is its\n"
       "                        loopback; a PID may also be given as the last\n"
@@ -368,7 +378,8 @@ void print_usage(std::FILE* out) {
       kDefaultRuleOption, kDefaultRuleSpec, kUdpFlowsMax, kUdpFlowsDefault, kUdpIdleTimeoutMaxS,
       kUdpIdleTimeoutDefaultS, kTcpConnectionsMax, kTcpConnectionsDefault, kRuleConnectionsMax,
       kSourceConnectionsMax, kSourceConnectionsDefault, kIdleTimeoutMaxS, kConnectTimeoutMaxS,
-      kConnectTimeoutDefaultS, kPipeSizeMin, kPipeSizeMax, kPipeSizeDefault, kWorkerUserName);
+      kConnectTimeoutDefaultS, kPipeSizeMin, kPipeSizeMax, kPipeSizeDefault, kDataThreadsMax,
+      kDataThreadsDefault, kWorkerUserName);
 }
 
 WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
@@ -386,6 +397,7 @@ WorkerArgs worker_args(const BrokerOptions& options, bool* used_default) {
   if (options.max_connections != 0) args.max_connections = options.max_connections;
   if (options.connect_timeout_s != 0) args.connect_timeout_s = options.connect_timeout_s;
   if (options.pipe_size != 0) args.pipe_size = options.pipe_size;
+  if (options.data_threads != 0) args.data_threads = options.data_threads;
   if (options.max_connections_per_rule) {
     args.max_connections_per_rule = *options.max_connections_per_rule;
   }

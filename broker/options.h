@@ -34,6 +34,7 @@ struct BrokerOptions {
   uint32_t max_connections = 0;          // --max-connections; 0: the worker's default
   uint32_t connect_timeout_s = 0;        // --connect-timeout; 0: the worker's default
   uint32_t pipe_size = 0;                // --pipe-size; 0: the worker's default
+  uint32_t data_threads = 0;             // --data-threads; 0: the worker's default
   // These three take 0 (off), so "not given" is an empty optional.
   std::optional<uint32_t> max_connections_per_rule;    // --max-connections-per-rule
   std::optional<uint32_t> max_connections_per_source;  // --max-connections-per-source

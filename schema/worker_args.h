@@ -50,6 +50,7 @@ inline constexpr const char* kWorkerOptMaxConnectionsPerRule = "--max-connection
 inline constexpr const char* kWorkerOptMaxConnectionsPerSource =
     "--max-connections-per-source";                                     // N
 inline constexpr const char* kWorkerOptIdleTimeout = "--idle-timeout";  // SECONDS
+inline constexpr const char* kWorkerOptDataThreads = "--data-threads";  // N
 /// With --target-netns: net.ipv4.ip_local_port_range of sluiced's namespace,
 /// where HOST rules listen, read by sluiced (the worker, inside the target
 /// namespace, would read the namespace's). The hello carries it, so that
@@ -171,6 +172,21 @@ inline constexpr uint32_t kIdleTimeoutDefaultS = 0;
 /// that is a session the operator wants kept, and 0 says so.
 inline constexpr uint32_t kIdleTimeoutMaxS = 7 * 86400;
 
+// ---- Data-path threads (--data-threads; worker/data_thread.h) ----
+
+/// Limit: one data-path thread by default, the worker's main one. A second
+/// thread lets a forwarder use a second core for new connections (about 10 %
+/// more per second on two cores shared with the clients and servers,
+/// docs/BENCHMARKS.md), at the price of a lock per connection and a thread
+/// the administrator may not expect on a small host; the operator who wants
+/// it says so.
+inline constexpr uint32_t kDataThreadsDefault = 1;
+/// Limit: the most --data-threads. A thread serves about one core's worth of
+/// new connections; beyond the cores a machine gives a forwarder they only
+/// contend. 16 bounds what the option can cost: five descriptors and a stack
+/// per thread.
+inline constexpr uint32_t kDataThreadsMax = 16;
+
 // ---- The worker's user (--worker-uid, --worker-gid) ----
 
 /// The ids a root-started worker runs as when sluiced finds no dedicated
@@ -214,6 +230,7 @@ struct WorkerArgs {
   uint32_t max_connections_per_rule = kRuleConnectionsDefault;      // 0: the fair share only
   uint32_t max_connections_per_source = kSourceConnectionsDefault;  // 0: off
   uint32_t idle_timeout_s = kIdleTimeoutDefaultS;                   // 0: never
+  uint32_t data_threads = kDataThreadsDefault;                      // --data-threads
   uint32_t host_ephemeral_first = 0;        // --host-ephemeral-first; 0: not given
   uint32_t host_ephemeral_last = 0;         // --host-ephemeral-last; 0: not given
   uint32_t worker_uid = kWorkerIdFallback;  // --worker-uid
@@ -259,6 +276,8 @@ inline constexpr WorkerLimit kSourceConnectionsLimit = {
     &WorkerArgs::max_connections_per_source};
 inline constexpr WorkerLimit kIdleTimeoutLimit = {
     kWorkerOptIdleTimeout, 0, kIdleTimeoutMaxS, kIdleTimeoutDefaultS, &WorkerArgs::idle_timeout_s};
+inline constexpr WorkerLimit kDataThreadsLimit = {kWorkerOptDataThreads, 1, kDataThreadsMax,
+                                                  kDataThreadsDefault, &WorkerArgs::data_threads};
 
 /// The host side's ephemeral range (not limits, but numbers with a range):
 /// a port, 0 when sluiced did not send it.
@@ -288,6 +307,7 @@ inline constexpr WorkerLimit kWorkerLimits[] = {kUdpFlowsLimit,
                                                 kRuleConnectionsLimit,
                                                 kSourceConnectionsLimit,
                                                 kIdleTimeoutLimit,
+                                                kDataThreadsLimit,
                                                 kHostEphemeralFirst,
                                                 kHostEphemeralLast,
                                                 kWorkerUid,

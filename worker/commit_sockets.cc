@@ -155,6 +155,16 @@ bool CommitEngine::install_slice(size_t* budget) noexcept {
 
 bool CommitEngine::release_slice(size_t* budget) noexcept {
   Active& a = *active_;
+  // The other data-path threads let go of this slice's TCP listeners in one
+  // round trip each, not one per listener (Forwarder::close_listener).
+  std::vector<TcpListener*> tcp;
+  for (size_t i = a.released; i < a.to_release.size() && i - a.released < *budget; ++i) {
+    const Installed& inst = installed_[a.to_release[i]];
+    if (inst.listener != nullptr && inst.key.proto == Proto::kTcp) {
+      tcp.push_back(static_cast<TcpListener*>(inst.listener));
+    }
+  }
+  forwarder_.unshare(tcp);
   for (; a.released < a.to_release.size() && *budget > 0; ++a.released, --*budget) {
     Listener* listener = installed_[a.to_release[a.released]].listener;
     if (listener == nullptr) continue;
@@ -286,7 +296,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   control::Stats st;
   st.generation = generation_;
   st.uptime_millis = uptime_millis;
-  st.connections_active = forwarder_.counters().active;
+  st.connections_active = forwarder_.active_total();
   st.connection_limit = forwarder_.max_connections();
   st.flows_active = udp_.flow_count();
   st.flow_limit = udp_.limits().max_flows;

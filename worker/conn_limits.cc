@@ -65,6 +65,7 @@ size_t SourceCounts::Hash::operator()(const Addr& key) const noexcept {
 }
 
 bool SourceCounts::try_add(const Addr& key, size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
   size_t& n = counts_[key];
   if (limit != 0 && n >= limit) return false;  // n > 0 here: the entry existed
   ++n;
@@ -72,14 +73,21 @@ bool SourceCounts::try_add(const Addr& key, size_t limit) {
 }
 
 void SourceCounts::remove(const Addr& key) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = counts_.find(key);
   CHECK(it != counts_.end() && it->second > 0);
   if (--it->second == 0) counts_.erase(it);
 }
 
 size_t SourceCounts::count(const Addr& key) const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = counts_.find(key);
   return it == counts_.end() ? 0 : it->second;
+}
+
+size_t SourceCounts::size() const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counts_.size();
 }
 
 }  // namespace sluice

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <unordered_map>
 
 #include "schema/model.h"
@@ -76,7 +77,7 @@ Addr source_key(const struct sockaddr_storage& peer) noexcept;
 /// exist only while their count is above zero, so the table holds at most as
 /// many entries as there are connections. The hash is keyed (SipHash under a
 /// secret seed): the sources are chosen by clients, who could otherwise aim
-/// them all at one bucket.
+/// them all at one bucket. Thread-safe.
 class SourceCounts {
  public:
   /// An empty table whose hash is keyed with (seed0, seed1).
@@ -90,7 +91,7 @@ class SourceCounts {
   /// The connections `key` holds now.
   size_t count(const Addr& key) const noexcept;
   /// Sources holding connections now.
-  size_t size() const noexcept { return counts_.size(); }
+  size_t size() const noexcept;
 
  private:
   /// SipHash-1-3 of the 16 address bytes under the table's key.
@@ -98,6 +99,10 @@ class SourceCounts {
     uint64_t k0, k1;
     size_t operator()(const Addr& key) const noexcept;
   };
+  /// Every data-path thread counts its connections here
+  /// (worker/data_thread.h): one lock around each operation, uncontended
+  /// but for two threads accepting from one source at once.
+  mutable std::mutex mu_;
   std::unordered_map<Addr, size_t, Hash> counts_;
 };
 

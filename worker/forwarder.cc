@@ -11,6 +11,7 @@
 
 #include "base/strings.h"
 #include "worker/conn_log.h"
+#include "worker/data_thread.h"
 #include "worker/socket_pool.h"
 #include "worker/tcp_connection.h"
 #include "worker/udp_batch.h"
@@ -132,6 +133,16 @@ void TcpListener::release() noexcept {
   owner_.close_listener(this);
 }
 
+void TcpListener::set_route(std::shared_ptr<const Route> route) {
+  std::lock_guard<std::mutex> lock(owner_.share().mu);
+  route_ = std::move(route);
+}
+
+std::shared_ptr<const Route> TcpListener::shared_route() const {
+  std::lock_guard<std::mutex> lock(owner_.share().mu);
+  return route_;
+}
+
 void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();
 }
@@ -142,9 +153,9 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
     // The global limit, the rule's limit and its fair share: at any of them
     // the listener pauses and its clients wait in the kernel's queue, until
     // a connection of the rule (or any, for the global limit) ends.
-    RuleAdmit why = owner_.admit(*route_);
-    if (draining && why == RuleAdmit::kRule) why = RuleAdmit::kOk;
-    if (why != RuleAdmit::kOk) {
+    RuleAdmit why = RuleAdmit::kOk;
+    ConnSlot held = owner_.take_slot(route_, draining, &why);
+    if (!held) {
       owner_.park_at_limit(this, why);
       return false;
     }
@@ -181,12 +192,12 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
     }
     // A connection completed after stop_new_connections() inherited its
     // minimum TTL, which would drop everything the client sends.
-    if (stopped_) set_min_ttl(fd, v6_, 0);
+    if (stopped()) set_min_ttl(fd, v6_, 0);
     if (owner_.is_own_connection(peer)) {
       owner_.refuse_loop(UniqueFd(fd), peer, port_, *route_);
       continue;
     }
-    owner_.start_connection(UniqueFd(fd), peer, port_, route_);
+    owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
   }
   owner_.park(this, true);
   return false;
@@ -201,19 +212,19 @@ bool reopen_to_new_connections(int fd) noexcept {
 
 bool TcpListener::stop_new_connections() noexcept {
   if (!fd_.valid()) return true;
-  if (!stopped_) {
+  if (!stopped()) {
     struct sockaddr_storage local;
     socklen_t len = sizeof(local);
     v6_ = getsockname(fd_.get(), reinterpret_cast<struct sockaddr*>(&local), &len) == 0 &&
           local.ss_family == AF_INET6;
-    stopped_ = true;
+    stopped_.store(true);
   }
   return set_min_ttl(fd_.get(), v6_, kMaxTtl);
 }
 
 void TcpListener::unsilence() noexcept {
   silenced_ = false;
-  if (fd_.valid() && reopen_to_new_connections(fd_.get())) stopped_ = false;
+  if (fd_.valid() && reopen_to_new_connections(fd_.get())) stopped_.store(false);
 }
 
 void TcpListener::drain() noexcept {
@@ -232,11 +243,25 @@ void TcpListener::drain() noexcept {
   }
 }
 
-Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits)
+Forwarder::Forwarder(EventLoop& loop, ForwarderLimits limits, ConnShare* share)
     : loop_(loop),
       limits_(limits),
-      sources_(limits.hash_seed[0], limits.hash_seed[1]),
+      own_share_(share == nullptr
+                     ? std::make_unique<ConnShare>(limits.hash_seed[0], limits.hash_seed[1])
+                     : nullptr),
+      share_(share == nullptr ? own_share_.get() : share),
       copy_buffer_(new char[kCopyChunk]) {}
+
+ConnSlot Forwarder::take_slot(const std::shared_ptr<const Route>& route, bool draining,
+                              RuleAdmit* why) noexcept {
+  std::lock_guard<std::mutex> lock(share_->mu);
+  *why = admit(*route);
+  if (draining && *why == RuleAdmit::kRule) *why = RuleAdmit::kOk;
+  if (*why != RuleAdmit::kOk) return ConnSlot();
+  share_->in_use.fetch_add(1);
+  route->counters->slots.fetch_add(1);
+  return ConnSlot(share_, route->counters);
+}
 
 Forwarder::~Forwarder() {
   for (auto& listener : listeners_) loop_.remove(listener->fd());
@@ -257,12 +282,13 @@ void Forwarder::host_sockets_ready(int family) noexcept {
     it = waiting_.erase(it);
     unwait(w);
     connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock),
-                   std::move(w.source), w.accepted_ns);
+                   std::move(w.slot), std::move(w.source), w.accepted_ns);
   }
 }
 
 void Forwarder::fail_waiting(Waiting& w, const char* why) noexcept {
   unwait(w);
+  w.slot.reset();
   w.source.reset();
   ++counters_.connect_failed;
   ++w.route->counters->failed;
@@ -274,12 +300,22 @@ void Forwarder::fail_waiting(Waiting& w, const char* why) noexcept {
 
 Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
                                                  std::shared_ptr<const Route> route) {
-  auto listener = std::make_unique<TcpListener>(*this, std::move(fd), port, std::move(route));
+  auto listener =
+      std::make_unique<TcpListener>(*this, std::move(fd), port, std::move(route), next_serial_++);
   TcpListener* raw = listener.get();
-  auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET, raw);
+  // Shared with the other data-path threads: each waits on the socket with
+  // EPOLLEXCLUSIVE, so that the kernel wakes one of them per new client,
+  // not all (each accepts what it is woken for, and keeps those connections).
+  const bool shared = !threads_.empty() && shareable(*raw->route());
+  auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET | (shared ? uint32_t{EPOLLEXCLUSIVE} : 0u), raw);
   if (!added) return Err(added.error());
   raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
+  if (shared) {
+    raw->shared = true;
+    shared_.emplace(raw->serial, raw);
+    for (DataThread* thread : threads_) thread->share_listener(raw);
+  }
   if (raw->route()->pif == Pif::kSplice && host_sockets_ != nullptr && splice_listeners_++ == 0) {
     host_sockets_->set_wanted(Proto::kTcp, true);  // filled before the first connection
   }
@@ -292,8 +328,14 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
 void Forwarder::close_listener(TcpListener* listener) noexcept {
   size_t slot = listener->slot;
   CHECK(slot < listeners_.size() && listeners_[slot].get() == listener);
+  // The other threads let go of the socket before it closes: its number may
+  // be reused at once.
+  if (listener->shared) unshare({listener});
   loop_.remove(listener->fd());
-  if (listener->parked) std::erase(parked_, listener);
+  if (listener->parked) {
+    std::erase(parked_, listener);
+    share_->parked_any.store(!parked_.empty());
+  }
   if (listener->route()->pif == Pif::kSplice && host_sockets_ != nullptr &&
       --splice_listeners_ == 0) {
     host_sockets_->set_wanted(Proto::kTcp, false);
@@ -310,17 +352,17 @@ void Forwarder::close_listener(TcpListener* listener) noexcept {
 }
 
 void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage& peer,
-                                 uint16_t port,
-                                 const std::shared_ptr<const Route>& route_ptr) noexcept {
+                                 uint16_t port, const std::shared_ptr<const Route>& route_ptr,
+                                 ConnSlot slot) noexcept {
   const Route& route = *route_ptr;
   SourceSlot source;
   if (limits_.max_connections_per_source != 0) {
     const Addr key = source_key(peer);
-    if (!sources_.try_add(key, limits_.max_connections_per_source)) {
+    if (!share_->sources.try_add(key, limits_.max_connections_per_source)) {
       refuse_source(std::move(client), peer, route);
       return;
     }
-    source = SourceSlot(&sources_, key);
+    source = SourceSlot(&share_->sources, key);
   }
   struct sockaddr_storage target;
   target_sockaddr(route, peer, port, &target);
@@ -331,8 +373,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     // The target is on sluiced's side: its socket comes from sluiced.
     UniqueFd sock = host_sockets_->take(target.ss_family, Proto::kTcp);
     if (sock.valid()) {
-      connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source),
-                     accepted_ns);
+      connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(slot),
+                     std::move(source), accepted_ns);
       return;
     }
     // None ready: wait for the refill, which take() has asked for (bounded
@@ -342,8 +384,8 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
                 route.text.c_str());
     }
     waiting_.push_back(Waiting{std::move(client), peer, port, route_ptr, target.ss_family,
-                               monotonic_ns() + limits_.connect_timeout_ns, std::move(source),
-                               accepted_ns});
+                               monotonic_ns() + limits_.connect_timeout_ns, std::move(slot),
+                               std::move(source), accepted_ns});
     ++route.counters->waiting;
     return;
   }
@@ -357,13 +399,13 @@ void Forwarder::start_connection(UniqueFd client, const struct sockaddr_storage&
     set_reset_on_close(client.get());
     return;
   }
-  connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(source),
-                 accepted_ns);
+  connect_target(std::move(client), peer, port, route_ptr, std::move(sock), std::move(slot),
+                 std::move(source), accepted_ns);
 }
 
 void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
                                const std::shared_ptr<const Route>& route_ptr, UniqueFd sock,
-                               SourceSlot source, uint64_t accepted_ns) noexcept {
+                               ConnSlot slot, SourceSlot source, uint64_t accepted_ns) noexcept {
   const Route& route = *route_ptr;
   struct sockaddr_storage target;
   socklen_t target_len = target_sockaddr(route, peer, port, &target);
@@ -416,8 +458,13 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
       route_target_port(route, port), connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
   TcpConnection* raw = conn.get();
   if (limits_.log_connections) raw->keep_record(endpoint_of(peer), accepted_ns);
+  raw->conn_slot = std::move(slot);
   raw->source = std::move(source);
-  if (guard) raw->guarded = own_endpoints_.emplace(raw->own_endpoint = own, &route).second;
+  if (guard) {
+    std::lock_guard<std::mutex> lock(share_->mu);
+    raw->guarded = share_->own_endpoints.emplace(raw->own_endpoint = own, &route).second;
+    share_->own_count.store(share_->own_endpoints.size());
+  }
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
   ++counters_.active;
@@ -430,9 +477,15 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   CHECK(slot < connections_.size() && connections_[slot].get() == conn);
   --conn->route().counters->active;
   // Now, not when the object is freed after the batch (maybe after the
-  // forwarder, at exit): the source's place is free for its next connection.
+  // forwarder, at exit): the slot and the source's place are free for the
+  // next connection.
+  conn->conn_slot.reset();
   conn->source.reset();
-  if (conn->guarded) own_endpoints_.erase(conn->own_endpoint);
+  if (conn->guarded) {
+    std::lock_guard<std::mutex> lock(share_->mu);
+    share_->own_endpoints.erase(conn->own_endpoint);
+    share_->own_count.store(share_->own_endpoints.size());
+  }
   loop_.retire(std::move(connections_[slot]));
   if (slot != connections_.size() - 1) {
     connections_[slot] = std::move(connections_.back());
@@ -440,10 +493,15 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   }
   connections_.pop_back();
   --counters_.active;
-  // Room again: resume listeners that stopped at a limit, after this batch.
+  // Room again: resume listeners that stopped at a limit, after this batch;
+  // on another data-path thread, the main thread's (only it parks at a
+  // limit), told once until it looked.
   if (!parked_.empty()) {
     recheck_parked_ = true;
     loop_.request_immediate_tick();
+  }
+  if (main_ != nullptr && share_->parked_any.load() && !share_->wake_posted.exchange(true)) {
+    post_main_([main = main_] { main->wake_parked(); });
   }
 }
 
@@ -471,12 +529,13 @@ void Forwarder::log_refused(const Route& route, const struct sockaddr_storage& p
 
 void Forwarder::log_open_connections() noexcept {
   if (!limits_.log_connections) return;
+  for (DataThread* thread : threads_) thread->log_open_connections();
   for (auto& conn : connections_) conn->log_stopped();
   for (const Waiting& w : waiting_) log_refused(*w.route, w.peer, "the worker stopped");
 }
 
 void Forwarder::set_tcp_rules(size_t rules) noexcept {
-  tcp_rules_ = rules;
+  share_->tcp_rules.store(rules);
   if (!parked_.empty()) {
     recheck_parked_ = true;
     loop_.request_immediate_tick();
@@ -485,21 +544,59 @@ void Forwarder::set_tcp_rules(size_t rules) noexcept {
 
 void Forwarder::refuse_loop(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
                             const Route& route) noexcept {
-  auto it = own_endpoints_.find(endpoint_of(peer));
   ++counters_.loops;
   ++route.counters->loops;
   if (conn_log_.allow()) {
+    std::string sender = "a rule";
+    {
+      std::lock_guard<std::mutex> lock(share_->mu);
+      auto it = share_->own_endpoints.find(endpoint_of(peer));
+      if (it != share_->own_endpoints.end()) sender = it->second->text;
+    }
     LOG_WARN(
         "forwarding loop reset: %s sent a connection to one of this host's own addresses, and it "
         "came back on port %u under %s; give that rule a target that is not an address of this "
         "host, or listen on specific addresses instead of a wildcard",
-        it != own_endpoints_.end() ? it->second->text.c_str() : "a rule", port, route.text.c_str());
+        sender.c_str(), port, route.text.c_str());
   }
   log_refused(route, peer, "a forwarding loop: it came from one of sluice's own connections");
   set_reset_on_close(client.get());
 }
 
+void Forwarder::accept_punted(uint64_t serial) noexcept {
+  auto it = shared_.find(serial);
+  if (it != shared_.end()) it->second->accept_all();
+}
+
+void Forwarder::wake_parked() noexcept {
+  share_->wake_posted.store(false);
+  if (parked_.empty()) return;
+  recheck_parked_ = true;
+  loop_.request_immediate_tick();
+}
+
+void Forwarder::unshare(const std::vector<TcpListener*>& listeners) noexcept {
+  std::vector<TcpListener*> gone;
+  for (TcpListener* listener : listeners) {
+    if (!listener->shared) continue;
+    listener->shared = false;
+    shared_.erase(listener->serial);
+    gone.push_back(listener);
+  }
+  if (gone.empty()) return;
+  for (DataThread* thread : threads_) thread->unshare_listeners(gone);
+}
+
+uint64_t Forwarder::active_total() const noexcept {
+  uint64_t n = counters_.active;
+  for (DataThread* thread : threads_) n += thread->active();
+  return n;
+}
+
 size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred) noexcept {
+  // The other threads' first, each while this one waits.
+  size_t others = 0;
+  for (DataThread* thread : threads_) others += thread->end_connections(pred);
   // Collect first: closing a connection swaps the table's last entry into its slot.
   std::vector<TcpConnection*> doomed;
   for (auto& conn : connections_) {
@@ -518,7 +615,7 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
     it = waiting_.erase(it);
     ++waiting;
   }
-  return doomed.size() + waiting;
+  return others + doomed.size() + waiting;
 }
 
 void Forwarder::park(TcpListener* listener, bool soon) noexcept {
@@ -529,12 +626,14 @@ void Forwarder::park(TcpListener* listener, bool soon) noexcept {
   if (listener->parked) return;
   listener->parked = true;
   parked_.push_back(listener);
+  share_->parked_any.store(true);
 }
 
 void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
+  const size_t rules = tcp_rules();
   if (!listener->parked) {
     const Route& route = *listener->route();
-    const uint64_t held = route.counters->active + route.counters->waiting;
+    const uint64_t held = route.counters->slots;
     if (why == RuleAdmit::kGlobal) {
       ++route.counters->paused_global_limit;
       // One line when the limit is reached, not one per listener it pauses;
@@ -546,7 +645,7 @@ void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
             "across all %zu TCP rules; new clients of every rule wait in the kernel's accept "
             "queue until a connection ends; if this load is expected, raise --max-connections "
             "(each connection needs two descriptors)",
-            route.text.c_str(), listener->port(), limits_.max_connections, tcp_rules_);
+            route.text.c_str(), listener->port(), limits_.max_connections, rules);
       }
     } else {
       ++route.counters->paused_rule_limit;
@@ -560,7 +659,7 @@ void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
               "more",
               route.text.c_str(), listener->port(), cap, static_cast<unsigned long long>(held));
         } else {
-          const size_t share = fair_share(limits_.max_connections, tcp_rules_);
+          const size_t share = fair_share(limits_.max_connections, rules);
           LOG_WARN(
               "%s: port %u paused at its fair share of sluiced --max-connections: the rule "
               "holds %llu, its share is %zu (%zu shared among %zu TCP rules), and past its "
@@ -568,8 +667,8 @@ void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
               "%zu are in use); its new clients wait in the kernel's accept queue until one of "
               "its connections ends; raise --max-connections to give every rule more",
               route.text.c_str(), listener->port(), static_cast<unsigned long long>(held), share,
-              limits_.max_connections, tcp_rules_,
-              share_reserve(limits_.max_connections, tcp_rules_), in_use(),
+              limits_.max_connections, rules,
+              share_reserve(limits_.max_connections, rules), in_use(),
               limits_.max_connections);
         }
       }
@@ -593,6 +692,7 @@ void Forwarder::resume_parked() noexcept {
     }
   }
   parked_.swap(keep);
+  share_->parked_any.store(!parked_.empty());
   for (TcpListener* listener : resume) listener->accept_all();
 }
 

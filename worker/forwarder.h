@@ -9,12 +9,15 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
@@ -27,27 +30,37 @@
 
 namespace sluice {
 
+/// A counter that every data-path thread may add to and the main thread
+/// reads for --stats: atomic, each on its own (no count is read together
+/// with another).
+using Counter = std::atomic<uint64_t>;
+
 /// Counters of one rule (sluicectl --stats). A commit that keeps the rule
 /// hands the same object to the rule's new Route, so they count from the
-/// moment the rule entered the tables. Only the event loop's thread touches them.
+/// moment the rule entered the tables. Every data-path thread counts its own
+/// connections here (worker/data_thread.h).
 struct RuleCounters {
-  uint64_t accepted = 0;  // TCP connections accepted
-  uint64_t active = 0;    // TCP connections open now
-  uint64_t failed = 0;    // TCP connections whose target could not be reached
-  uint64_t bytes_to_target = 0;
-  uint64_t bytes_to_client = 0;
-  uint64_t flows_active = 0;  // UDP flows open now
-  uint64_t flows_created = 0;
-  uint64_t datagrams_to_target = 0;
-  uint64_t datagrams_to_client = 0;
-  uint64_t dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
-  uint64_t loops = 0;  // TCP connections reset, UDP datagrams dropped: they came from sluice itself
-  uint64_t waiting = 0;  // TCP connections waiting for a host-side socket now (they hold a slot)
-  uint64_t paused_rule_limit = 0;    // times a listener paused at the rule's limit or share
-  uint64_t paused_global_limit = 0;  // times a listener paused at --max-connections
-  uint64_t refused_source = 0;       // TCP connections reset at --max-connections-per-source
-  uint64_t closed_idle = 0;          // TCP connections reset after --idle-timeout without a byte
-  uint64_t target_errors = 0;        // UDP: ICMP errors from the target (port closed, unreachable)
+  Counter accepted = 0;  // TCP connections accepted
+  Counter active = 0;    // TCP connections open now
+  Counter failed = 0;    // TCP connections whose target could not be reached
+  Counter bytes_to_target = 0;
+  Counter bytes_to_client = 0;
+  Counter flows_active = 0;  // UDP flows open now
+  Counter flows_created = 0;
+  Counter datagrams_to_target = 0;
+  Counter datagrams_to_client = 0;
+  Counter dropped = 0;  // UDP datagrams dropped: flow limit, no flow socket, full buffers, errors
+  Counter loops = 0;  // TCP connections reset, UDP datagrams dropped: they came from sluice itself
+  Counter waiting = 0;  // TCP connections waiting for a host-side socket now (they hold a slot)
+  Counter paused_rule_limit = 0;    // times a listener paused at the rule's limit or share
+  Counter paused_global_limit = 0;  // times a listener paused at --max-connections
+  Counter refused_source = 0;       // TCP connections reset at --max-connections-per-source
+  Counter closed_idle = 0;          // TCP connections reset after --idle-timeout without a byte
+  Counter target_errors = 0;        // UDP: ICMP errors from the target (port closed, unreachable)
+  /// TCP connection slots the rule holds now (open, waiting, being
+  /// accepted): what its limits count (ConnSlot). Changed under
+  /// ConnShare::mu only.
+  Counter slots = 0;
 };
 
 /// Where the connections of one rule go. Shared by the listeners of that rule.
@@ -80,6 +93,73 @@ struct Endpoint {
 /// chosen by the kernel, so nobody outside can aim at one bucket).
 struct EndpointHash {
   size_t operator()(const Endpoint& e) const noexcept;
+};
+
+/// What the Forwarders of all data-path threads share (worker/data_thread.h):
+/// the connection slots under the limits, the sources, and the loop guard's
+/// endpoints. One mutex; every operation under it is a few comparisons.
+struct ConnShare {
+  ConnShare(uint64_t seed0, uint64_t seed1) : sources(seed0, seed1) {}
+  /// Guards the slot counts (in_use, RuleCounters::slots) together, so that
+  /// two threads never both take the last slot, and own_endpoints.
+  std::mutex mu;
+  /// Slots held by every thread's connections (changed under mu).
+  std::atomic<size_t> in_use{0};
+  /// TCP rules in the tables in force (the fair share's divisor).
+  std::atomic<size_t> tcp_rules{1};
+  /// Connections per source (its own lock).
+  SourceCounts sources;
+  /// Local endpoints of the open outgoing connections of guarded rules, with
+  /// the rule that made each (the connection holds the route, and its entry
+  /// is erased when the connection ends). Under mu.
+  std::unordered_map<Endpoint, const Route*, EndpointHash> own_endpoints;
+  /// own_endpoints.size(), readable without the lock: the data path skips
+  /// the lookup while no guarded connection is open.
+  std::atomic<size_t> own_count{0};
+  /// The main thread has listeners parked at a limit: a slot given back on
+  /// another thread tells it (wake_posted: once until it looked).
+  std::atomic<bool> parked_any{false};
+  std::atomic<bool> wake_posted{false};
+};
+
+/// One TCP connection's slot under --max-connections and its rule's limits,
+/// taken before the accept and held until the connection ends: gives it back
+/// when reset or destroyed. Move-only.
+class ConnSlot {
+ public:
+  ConnSlot() = default;
+  /// Holds a slot already counted in `share` and `rule`.
+  ConnSlot(ConnShare* share, std::shared_ptr<RuleCounters> rule)
+      : share_(share), rule_(std::move(rule)) {}
+  ConnSlot(ConnSlot&& other) noexcept
+      : share_(std::exchange(other.share_, nullptr)), rule_(std::move(other.rule_)) {}
+  ConnSlot& operator=(ConnSlot&& other) noexcept {
+    if (this != &other) {
+      reset();
+      share_ = std::exchange(other.share_, nullptr);
+      rule_ = std::move(other.rule_);
+    }
+    return *this;
+  }
+  ConnSlot(const ConnSlot&) = delete;
+  ConnSlot& operator=(const ConnSlot&) = delete;
+  ~ConnSlot() { reset(); }
+  /// Gives the slot back (once); a no-op for an empty one.
+  void reset() noexcept {
+    if (share_ == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(share_->mu);
+      share_->in_use.fetch_sub(1);
+      rule_->slots.fetch_sub(1);
+    }
+    share_ = nullptr;
+    rule_.reset();
+  }
+  explicit operator bool() const { return share_ != nullptr; }
+
+ private:
+  ConnShare* share_ = nullptr;
+  std::shared_ptr<RuleCounters> rule_;
 };
 
 /// Returns the endpoint of an AF_INET or AF_INET6 address (a v4-mapped
@@ -126,7 +206,7 @@ class Listener : public EventHandler {
   Listener(uint16_t port, std::shared_ptr<const Route> route)
       : port_(port), route_(std::move(route)) {}
   /// Points the listener at a new rule (a kept socket across a commit).
-  void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
+  virtual void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
   /// The rule the listener serves now.
   const std::shared_ptr<const Route>& route() const { return route_; }
   uint16_t port() const { return port_; }
@@ -198,24 +278,37 @@ struct ForwarderLimits {
 
 /// Totals across all listeners (per-rule counters come with `stats`).
 struct ForwarderCounters {
-  uint64_t accepted = 0;
-  uint64_t connect_failed = 0;
-  uint64_t bytes_to_target = 0;
-  uint64_t bytes_to_client = 0;
-  uint64_t active = 0;
-  uint64_t loops = 0;           // connections reset as forwarding loops
-  uint64_t refused_source = 0;  // connections reset at the per-source limit
-  uint64_t closed_idle = 0;     // connections reset by the idle timeout
+  Counter accepted = 0;
+  Counter connect_failed = 0;
+  Counter bytes_to_target = 0;
+  Counter bytes_to_client = 0;
+  Counter active = 0;
+  Counter loops = 0;           // connections reset as forwarding loops
+  Counter refused_source = 0;  // connections reset at the per-source limit
+  Counter closed_idle = 0;     // connections reset by the idle timeout
 };
 
+class DataThread;
 class Forwarder;
 class SocketPool;
 
 /// One listening TCP socket, received from the broker.
 class TcpListener final : public Listener {
  public:
-  TcpListener(Forwarder& owner, UniqueFd fd, uint16_t port, std::shared_ptr<const Route> route)
-      : Listener(port, std::move(route)), owner_(owner), fd_(std::move(fd)) {}
+  TcpListener(Forwarder& owner, UniqueFd fd, uint16_t port, std::shared_ptr<const Route> route,
+              uint64_t id)
+      : Listener(port, std::move(route)), serial(id), owner_(owner), fd_(std::move(fd)) {}
+  /// Points the listener at a new rule, under ConnShare::mu: the other
+  /// data-path threads read it there (shared_route).
+  void set_route(std::shared_ptr<const Route> route) override;
+  /// The rule in force, read under ConnShare::mu: for another data-path
+  /// thread, while the listener is shared with it.
+  std::shared_ptr<const Route> shared_route() const;
+  /// True once stop_new_connections() ran: a socket accepted from now on
+  /// inherited its TTL floor. Any thread.
+  bool stopped() const noexcept { return stopped_.load(); }
+  /// Whether the listener is an IPv6 socket (known once stopped()).
+  bool v6() const noexcept { return v6_; }
   /// Accepts every pending connection (edge-triggered).
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the
@@ -265,6 +358,10 @@ class TcpListener final : public Listener {
   int fd() const override { return fd_.get(); }
 
   bool parked = false;  // in the forwarder's parked list (O(1) membership)
+  /// Shared with the other data-path threads (Forwarder::add_tcp_listener).
+  bool shared = false;
+  /// Names the listener in the other threads' requests (unique per worker).
+  const uint64_t serial;
 
  private:
   /// Limit: connections accepted per wake-up. Fairness between listeners: a
@@ -280,8 +377,10 @@ class TcpListener final : public Listener {
 
   Forwarder& owner_;
   UniqueFd fd_;
-  bool stopped_ = false;  // stop_new_connections() ran: clear what accepted sockets inherit
-  bool v6_ = false;       // an AF_INET6 socket (known once stopped_)
+  /// stop_new_connections() ran: clear what accepted sockets inherit. Read
+  /// by the other data-path threads; v6_ is written before it.
+  std::atomic<bool> stopped_{false};
+  bool v6_ = false;  // an AF_INET6 socket (known once stopped_)
 };
 
 /// A pipe used to splice one direction of a connection.
@@ -293,8 +392,10 @@ struct Pipe {
 
 class Forwarder final : public Ticker {
  public:
-  /// Creates an empty data path on `loop`.
-  Forwarder(EventLoop& loop, ForwarderLimits limits);
+  /// Creates an empty data path on `loop`. Data-path threads share `share`
+  /// (the slots, sources and the loop guard); without one, the forwarder
+  /// has its own.
+  Forwarder(EventLoop& loop, ForwarderLimits limits, ConnShare* share = nullptr);
   /// Unregisters the listeners; closes every socket.
   ~Forwarder() override;
 
@@ -308,6 +409,41 @@ class Forwarder final : public Ticker {
   /// Connections waiting for a host-side socket now.
   size_t waiting_count() const { return waiting_.size(); }
 
+  /// The main thread's forwarder shares the TCP listeners of rules that
+  /// shareable() admits with `threads` (worker/data_thread.h): each waits on
+  /// them too, and keeps the connections it accepts. Set before the first
+  /// listener.
+  void set_data_threads(std::vector<DataThread*> threads) { threads_ = std::move(threads); }
+  /// A data-path thread's forwarder: `main` is the main thread's, which
+  /// serves what this one cannot (a limit reached, a rule it may not
+  /// serve), told through `post` (its mailbox).
+  void set_main(Forwarder* main, std::function<void(std::function<void()>)> post) {
+    main_ = main;
+    post_main_ = std::move(post);
+  }
+  /// True when another data-path thread may serve connections of `route`:
+  /// not a guarded rule (the loop guard records its endpoints here) and not
+  /// a SPLICE rule whose target sockets come from sluiced (the pool is here).
+  bool shareable(const Route& route) const noexcept {
+    return !route.guard_loops && !(route.pif == Pif::kSplice && host_sockets_ != nullptr);
+  }
+  /// On the main thread, asked by another data-path thread: the shared
+  /// listener `serial` has clients that thread did not take (a limit, a
+  /// rule it may not serve, an accept error): accept them here, where the
+  /// limits park the listener. A listener closed meanwhile is skipped.
+  void accept_punted(uint64_t serial) noexcept;
+  /// On the main thread, asked by another data-path thread: a slot was given
+  /// back there; look at the parked listeners after this batch.
+  void wake_parked() noexcept;
+  /// Stops sharing `listeners` with the other threads, and waits until each
+  /// has let go of them: they may be closed then. One round trip per
+  /// thread for all of them.
+  void unshare(const std::vector<TcpListener*>& listeners) noexcept;
+  /// Connections open now on every data-path thread.
+  uint64_t active_total() const noexcept;
+  /// What the data-path threads share.
+  ConnShare& share() noexcept { return *share_; }
+
   /// Starts serving a listening TCP socket on `port` with `route`. Returns the
   /// listener (owned by the forwarder) or an Error if epoll refuses the fd.
   Result<TcpListener*> add_tcp_listener(UniqueFd fd, uint16_t port,
@@ -319,9 +455,15 @@ class Forwarder final : public Ticker {
   /// the forwarder).
   void log_open_connections() noexcept;
 
-  /// Called by a listener for each accepted client: connects to the target.
+  /// Called by a listener for each accepted client, which holds `slot`:
+  /// connects to the target.
   void start_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                        const std::shared_ptr<const Route>& route) noexcept;
+                        const std::shared_ptr<const Route>& route, ConnSlot slot) noexcept;
+  /// Takes a slot for one more connection of `route` when the limits admit
+  /// it (admit()); otherwise returns an empty slot and sets `why`. With
+  /// `draining` only the global limit refuses (TcpListener::drain).
+  ConnSlot take_slot(const std::shared_ptr<const Route>& route, bool draining,
+                     RuleAdmit* why) noexcept;
   /// Resets every connection whose rule matches `pred` (a commit's
   /// endRemovedFlows); returns how many were ended.
   size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
@@ -329,7 +471,9 @@ class Forwarder final : public Ticker {
   /// connections of a guarded rule: the connection came back into sluice.
   /// O(1); false at once while no guarded connection is open.
   bool is_own_connection(const struct sockaddr_storage& peer) const noexcept {
-    return !own_endpoints_.empty() && own_endpoints_.count(endpoint_of(peer)) != 0;
+    if (share_->own_count.load(std::memory_order_relaxed) == 0) return false;
+    std::lock_guard<std::mutex> lock(share_->mu);
+    return share_->own_endpoints.count(endpoint_of(peer)) != 0;
   }
   /// Resets `client`, accepted on `port` under `route` but coming from
   /// sluice's own connection: a forwarding loop. Counts it (the total and the
@@ -344,17 +488,17 @@ class Forwarder final : public Ticker {
   size_t parked_count() const { return parked_.size(); }
   /// The connection limit in force.
   size_t max_connections() const { return limits_.max_connections; }
-  /// Slots held now: open connections and those waiting for a host-side
-  /// socket (each holds its client).
-  size_t in_use() const noexcept { return counters_.active + waiting_.size(); }
+  /// Slots held now, by every data-path thread: open connections, those
+  /// waiting for a host-side socket (each holds its client), and those being
+  /// accepted.
+  size_t in_use() const noexcept { return share_->in_use.load(); }
   /// True when no further connection may be accepted now.
   bool at_capacity() const noexcept { return in_use() >= limits_.max_connections; }
   /// Whether a listener of `route` may accept one more connection now: the
   /// global limit, the per-rule limit and the rule's fair share
   /// (worker/conn_limits.h). O(1).
   RuleAdmit admit(const Route& route) const noexcept {
-    return admit_rule(conn_limits(), in_use(), route.counters->active + route.counters->waiting,
-                      tcp_rules_);
+    return admit_rule(conn_limits(), in_use(), route.counters->slots, tcp_rules());
   }
   /// The connection limits in force.
   ConnLimits conn_limits() const noexcept {
@@ -366,9 +510,9 @@ class Forwarder final : public Ticker {
   /// at again after the batch: a share may have grown.
   void set_tcp_rules(size_t rules) noexcept;
   /// TCP rules in the tables in force.
-  size_t tcp_rules() const { return tcp_rules_; }
+  size_t tcp_rules() const { return share_->tcp_rules.load(); }
   /// Sources (IPv4 addresses, IPv6 /64s) holding connections now.
-  size_t source_count() const { return sources_.size(); }
+  size_t source_count() const { return share_->sources.size(); }
   /// Parks a listener that stopped accepting early. With `soon`, it resumes
   /// after the current batch (fairness cut); otherwise when a connection
   /// closes, or within kTimeoutScanNs (descriptor or connection limit).
@@ -415,6 +559,7 @@ class Forwarder final : public Ticker {
     std::shared_ptr<const Route> route;
     int family;  // of its target
     uint64_t deadline_ns;
+    ConnSlot slot;             // its slot under the connection limits
     SourceSlot source;         // its place under the per-source limit
     uint64_t accepted_ns = 0;  // when it was accepted, with --log-connections only
   };
@@ -424,8 +569,8 @@ class Forwarder final : public Ticker {
   /// it was accepted, for the connection log (0 while it is off). Needs
   /// `connect`, `setsockopt`, `getsockname`, `epoll_ctl`.
   void connect_target(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
-                      const std::shared_ptr<const Route>& route, UniqueFd sock, SourceSlot source,
-                      uint64_t accepted_ns) noexcept;
+                      const std::shared_ptr<const Route>& route, UniqueFd sock, ConnSlot slot,
+                      SourceSlot source, uint64_t accepted_ns) noexcept;
   /// Resets a client that never got a target socket, counting the failure.
   void fail_waiting(Waiting& w, const char* why) noexcept;
   /// With --log-connections, logs that the connection from `peer` under
@@ -447,10 +592,20 @@ class Forwarder final : public Ticker {
   ForwarderLimits limits_;
   ForwarderCounters counters_;
   SocketPool* host_sockets_ = nullptr;
-  /// Connections per source: declared before every holder of a SourceSlot
-  /// (waiting_, connections_), so that it is destroyed after them.
-  SourceCounts sources_;
-  size_t tcp_rules_ = 1;  // TCP rules in force (set_tcp_rules)
+  /// The share of a forwarder made without one: declared before every
+  /// holder of a ConnSlot or SourceSlot (waiting_, connections_), so that
+  /// it is destroyed after them.
+  std::unique_ptr<ConnShare> own_share_;
+  ConnShare* share_;
+  /// The other data-path threads (main thread only; set_data_threads).
+  std::vector<DataThread*> threads_;
+  /// Shared listeners by serial, for accept_punted (main thread only).
+  std::unordered_map<uint64_t, TcpListener*> shared_;
+  uint64_t next_serial_ = 1;
+  /// On another data-path thread: the main thread's forwarder and how to
+  /// post to it (set_main); null on the main thread.
+  Forwarder* main_ = nullptr;
+  std::function<void(std::function<void()>)> post_main_;
   /// Parked listeners may have room: look at them after the batch.
   bool recheck_parked_ = false;
   std::deque<Waiting> waiting_;  // at most max_connections (at_capacity)
@@ -462,10 +617,6 @@ class Forwarder final : public Ticker {
   uint64_t extra_pipe_pages_ = 0;
   /// The copy path's scratch buffer (copy_buffer), kCopyChunk bytes.
   std::unique_ptr<char[]> copy_buffer_;
-  /// Local endpoints of the open outgoing connections of guarded rules, with
-  /// the rule that made each (the connection holds the route, and its entry
-  /// is erased when the connection ends).
-  std::unordered_map<Endpoint, const Route*, EndpointHash> own_endpoints_;
   /// Limit: connect and idle timeouts are checked every 100 ms, a tenth of
   /// the shortest --connect-timeout and --idle-timeout, so they fire at most
   /// that late; listeners parked at the descriptor limit retry as often.

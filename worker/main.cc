@@ -32,6 +32,7 @@
 #include "worker/broker_client.h"
 #include "worker/commit_engine.h"
 #include "worker/control_server.h"
+#include "worker/data_thread.h"
 #include "worker/event_loop.h"
 #include "worker/forwarder.h"
 #include "worker/pesto_server.h"
@@ -198,7 +199,48 @@ int run(int argc, char** argv) {
       if (fd >= 0) keep.push_back(fd);
     }
   }
-  auto sandboxed = enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid});
+  // The data-path threads beyond this one (--data-threads), and the mailbox
+  // they post to: made now, since the sandbox allows neither epoll_create1
+  // nor eventfd2, and started between its last two stages. A started thread
+  // is never freed: it waits on its object's eventfd until the process exits.
+  std::vector<DataThread*> threads;
+  std::unique_ptr<Mailbox> inbox;
+  bool threads_started = false;
+  struct ThreadsOwner {
+    std::vector<DataThread*>& threads;
+    const bool& started;
+    ~ThreadsOwner() {
+      if (started) return;
+      for (DataThread* t : threads) delete t;
+    }
+  } threads_owner{threads, threads_started};
+  if (args->data_threads > 1) {
+    auto box = Mailbox::create(**loop);
+    if (!box) {
+      LOG_ERROR("%s", box.error().message.c_str());
+      return 1;
+    }
+    inbox = std::move(*box);
+    keep.push_back(inbox->fd());
+    for (uint32_t i = 1; i < args->data_threads; ++i) {
+      auto t = DataThread::create();
+      if (!t) {
+        LOG_ERROR("%s", t.error().message.c_str());
+        return 1;
+      }
+      for (int fd : (*t)->fds()) keep.push_back(fd);
+      threads.push_back(t->release());
+    }
+  }
+  auto sandboxed = enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid},
+                                 [&]() -> Result<void> {
+                                   for (DataThread* t : threads) {
+                                     auto started = t->start();
+                                     if (!started) return started;
+                                     threads_started = true;
+                                   }
+                                   return Ok();
+                                 });
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;
@@ -314,8 +356,22 @@ int run(int argc, char** argv) {
   tcp_limits.pipe_size = args->pipe_size;
   tcp_limits.pipe_pages_budget = facts.pipe_user_pages_soft / 2;
   tcp_limits.log_connections = args->log_connections;
-  Forwarder forwarder(**loop, tcp_limits);
+  // Each data-path thread keeps its own pipes: the budget and the pool are
+  // divided among them.
+  tcp_limits.pipe_pages_budget /= args->data_threads;
+  tcp_limits.max_idle_pipes = std::max<size_t>(1, tcp_limits.max_idle_pipes / args->data_threads);
+  ConnShare conn_share(seed[0], seed[1]);
+  Forwarder forwarder(**loop, tcp_limits, &conn_share);
   (*loop)->add_ticker(&forwarder);
+  for (DataThread* t : threads) t->serve(tcp_limits, &conn_share, &forwarder, inbox.get());
+  // Whichever way run() returns, the threads stop before what they share
+  // (conn_share, forwarder) is destroyed.
+  struct ThreadsStopper {
+    std::vector<DataThread*>& threads;
+    ~ThreadsStopper() {
+      for (DataThread* t : threads) t->stop();
+    }
+  } threads_stopper{threads};
   UdpLimits udp_limits;
   udp_limits.max_flows = args->udp_flows;
   udp_limits.idle_timeout_s = args->udp_idle_timeout_s;
@@ -335,6 +391,8 @@ int run(int argc, char** argv) {
       if (proto == Proto::kUdp) udp->host_sockets_ready();
     });
   }
+  // After set_host_sockets: which rules the threads may serve depends on it.
+  forwarder.set_data_threads(threads);
   audit.attach(loop->get());
   CommitEngine engine(**loop, forwarder, *udp, broker, *info, caps, audit);
   engine.set_policy(bind_policy_from_file(*policy), target_policy_from_file(*policy));

@@ -321,9 +321,16 @@ Result<void> enter_user_namespace() {
 // processes. The network namespace is kept on purpose: the worker must reach
 // the forwarding targets in it. Safe: nothing the worker uses lives in these
 // namespaces; the worker's own pid does not change.
-Result<void> unshare_other_namespaces() {
-  if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID) != 0) {
-    return stage_error("5 (namespaces)", "unshare(NEWNS|NEWIPC|NEWUTS|NEWPID)", errno);
+// With data-path threads (`pid` false) the PID namespace is left out: the
+// kernel makes no thread (CLONE_THREAD) once the caller's children would be
+// born in another PID namespace than its own, and the threads are made
+// after this stage. It costs nothing: the namespace was for children, which
+// the filter forbids either way.
+Result<void> unshare_other_namespaces(bool pid) {
+  if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (pid ? CLONE_NEWPID : 0)) != 0) {
+    return stage_error("5 (namespaces)",
+                       pid ? "unshare(NEWNS|NEWIPC|NEWUTS|NEWPID)" : "unshare(NEWNS|NEWIPC|NEWUTS)",
+                       errno);
   }
   return Ok();
 }
@@ -512,7 +519,8 @@ HostFacts gather_host_facts() {
   return facts;
 }
 
-Result<void> enter_sandbox(std::span<const int> keep_fds, WorkerIds ids) {
+Result<void> enter_sandbox(std::span<const int> keep_fds, WorkerIds ids,
+                           const std::function<Result<void>()>& before_filter) {
   // The broker's pid, read before anything can re-parent us (stage 3).
   const pid_t parent = getppid();
 
@@ -520,10 +528,13 @@ Result<void> enter_sandbox(std::span<const int> keep_fds, WorkerIds ids) {
   if (Result<void> r = switch_to_unprivileged_user(ids); !r) return r;
   if (Result<void> r = die_with_parent(parent); !r) return r;
   if (Result<void> r = enter_user_namespace(); !r) return r;
-  if (Result<void> r = unshare_other_namespaces(); !r) return r;
+  if (Result<void> r = unshare_other_namespaces(!before_filter); !r) return r;
   if (Result<void> r = pivot_to_empty_root(); !r) return r;
   if (Result<void> r = drop_capabilities(); !r) return r;
   if (Result<void> r = forbid_privilege_regain(); !r) return r;
+  if (before_filter) {
+    if (Result<void> r = before_filter(); !r) return stage_wrap("9 (data-path threads)", r.error());
+  }
   if (Result<void> r = load_allowlist(); !r) return r;
   LOG_DEBUG("sandbox complete");
   return Ok();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "base/result.h"
@@ -48,13 +49,17 @@ struct WorkerIds {
 ///      (never 0), dropping supplementary groups;
 ///   3. PR_SET_PDEATHSIG(SIGKILL), then exit if the broker is already gone;
 ///   4. a new user namespace, mapping only the current uid/gid;
-///   5. unshare of mount, IPC, UTS and PID namespaces;
+///   5. unshare of mount, IPC, UTS and (without `before_filter`) PID namespaces;
 ///   6. pivot_root into an empty, read-only tmpfs;
 ///   7. drop the bounding set, ambient, inheritable, permitted and effective capabilities;
 ///   8. PR_SET_DUMPABLE 0 and PR_SET_NO_NEW_PRIVS 1;
 ///   9. the seccomp allowlist of policy/seccomp_worker.cc (KILL_PROCESS default).
+/// `before_filter`, when given, runs between stages 8 and 9: it starts the
+/// data-path threads (worker/data_thread.h), which inherit stages 2-8 and
+/// get the filter with the main thread (TSYNC); its error stops the start.
 /// Returns an Error naming the stage and errno on any failure (also when an
 /// fd in `keep_fds` is not open); the caller exits.
-Result<void> enter_sandbox(std::span<const int> keep_fds = {}, WorkerIds ids = {});
+Result<void> enter_sandbox(std::span<const int> keep_fds = {}, WorkerIds ids = {},
+                           const std::function<Result<void>()>& before_filter = {});
 
 }  // namespace sluice

@@ -200,8 +200,8 @@ void TcpConnection::finish_connect(uint32_t events) noexcept {
   close_all(true, ConnEnd::kConnectFailed, err);  // the client sees a reset, as if refused
 }
 
-TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, uint64_t* byte_counter,
-                                        uint64_t* rule_counter) noexcept {
+TcpConnection::Pump TcpConnection::pump(int from, int to, Direction& dir, Counter* byte_counter,
+                                        Counter* rule_counter) noexcept {
   if (dir.write_shut) return Pump::kFinished;
   if (!dir.splicing) {
     Pump r = pump_copy(from, to, dir, byte_counter, rule_counter);
@@ -229,8 +229,8 @@ TcpConnection::Pump TcpConnection::finish(int to, Direction& dir) noexcept {
 }
 
 TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
-                                             uint64_t* byte_counter,
-                                             uint64_t* rule_counter) noexcept {
+                                             Counter* byte_counter,
+                                             Counter* rule_counter) noexcept {
   if (dir.held_len > 0) {
     ssize_t n = send(to, dir.held.get() + dir.held_off, dir.held_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) return (errno == EAGAIN || errno == EINTR) ? Pump::kIdle : Pump::kError;
@@ -290,8 +290,8 @@ TcpConnection::Pump TcpConnection::pump_copy(int from, int to, Direction& dir,
 }
 
 TcpConnection::Pump TcpConnection::pump_splice(int from, int to, Direction& dir,
-                                               uint64_t* byte_counter,
-                                               uint64_t* rule_counter) noexcept {
+                                               Counter* byte_counter,
+                                               Counter* rule_counter) noexcept {
   if (!dir.pipe.read_end.valid()) {
     auto pipe = owner_.take_pipe();
     if (!pipe) {

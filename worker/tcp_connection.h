@@ -89,6 +89,9 @@ class TcpConnection final : public EventHandler {
   /// (valid when `guarded`).
   Endpoint own_endpoint;
   bool guarded = false;
+  /// Its slot under the connection limits; the forwarder gives it back
+  /// when the connection ends.
+  ConnSlot conn_slot;
   /// Its place under --max-connections-per-source (empty when off); the
   /// forwarder gives it back when the connection ends.
   SourceSlot source;
@@ -148,18 +151,18 @@ class TcpConnection final : public EventHandler {
   /// Moves bytes `from` -> `to`, adding what was delivered to
   /// `byte_counter` (the total) and `rule_counter` (the rule's): by copy
   /// while the direction is short, then by splice (transfer_mode.h).
-  Pump pump(int from, int to, Direction& dir, uint64_t* byte_counter,
-            uint64_t* rule_counter) noexcept;
+  Pump pump(int from, int to, Direction& dir, Counter* byte_counter,
+            Counter* rule_counter) noexcept;
   /// The copy path: flushes held bytes, then recv() into the forwarder's
   /// scratch buffer and send() on, until the source is drained, the
   /// destination full, or the direction proves long enough to splice.
   /// Needs `recvfrom`, `sendto`.
-  Pump pump_copy(int from, int to, Direction& dir, uint64_t* byte_counter,
-                 uint64_t* rule_counter) noexcept;
+  Pump pump_copy(int from, int to, Direction& dir, Counter* byte_counter,
+                 Counter* rule_counter) noexcept;
   /// The splice path: moves bytes `from` -> pipe -> `to` until both would
   /// block. Needs `splice`.
-  Pump pump_splice(int from, int to, Direction& dir, uint64_t* byte_counter,
-                   uint64_t* rule_counter) noexcept;
+  Pump pump_splice(int from, int to, Direction& dir, Counter* byte_counter,
+                   Counter* rule_counter) noexcept;
   /// Forwards the source's FIN once everything it sent was delivered: by
   /// shutdown(SHUT_WR), or by the close that follows when the other
   /// direction is finished already.
@@ -174,8 +177,8 @@ class TcpConnection final : public EventHandler {
   /// Counts `n` bytes of `dir` delivered to its destination: the direction's
   /// total, the forwarder's (`byte_counter`) and the rule's (`rule_counter`),
   /// and the activity the idle scan looks for.
-  void count_delivered(Direction& dir, size_t n, uint64_t* byte_counter,
-                       uint64_t* rule_counter) noexcept {
+  void count_delivered(Direction& dir, size_t n, Counter* byte_counter,
+                       Counter* rule_counter) noexcept {
     dir.delivered += n;
     *byte_counter += n;
     *rule_counter += n;

@@ -1,0 +1,270 @@
+// The data path's other threads (see data_thread.h).
+#include "worker/data_thread.h"
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace sluice {
+
+Result<std::unique_ptr<Mailbox>> Mailbox::create(EventLoop& loop) {
+  UniqueFd fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!fd.valid()) return SysErr("eventfd for a data-path thread's mailbox");
+  std::unique_ptr<Mailbox> box(new Mailbox(std::move(fd)));
+  auto added = loop.add(box->fd(), EPOLLIN, box.get());
+  if (!added) return Err(added.error());
+  return box;
+}
+
+void Mailbox::post(std::function<void()> fn) noexcept {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(fn));
+  }
+  // EAGAIN only when the counter is near its maximum: a wake is pending.
+  const uint64_t one = 1;
+  (void)!::write(fd_.get(), &one, sizeof(one));
+}
+
+void Mailbox::on_event(uint32_t /*events*/) noexcept {
+  uint64_t n;
+  (void)!::read(fd_.get(), &n, sizeof(n));  // level-triggered: quiet again
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(queue_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+/// A data-path thread's view of one listener the main thread shares with it:
+/// the main thread's socket, waited on in this thread's loop too.
+class DataThread::Mirror final : public EventHandler {
+ public:
+  Mirror(DataThread& owner, TcpListener* listener)
+      : owner_(owner), listener_(listener), fd_(listener->fd()), serial_(listener->serial) {}
+  /// A new client: accept.
+  void on_event(uint32_t /*events*/) noexcept override {
+    if (!detached) accept_some();
+  }
+  /// Accepts until EAGAIN, or kMaxAcceptsPerWake clients (then again after
+  /// the batch, as a TcpListener does). What this thread may not take goes
+  /// to the main thread (punt): a client past a limit (the main thread
+  /// parks the listener there), a rule it may not serve (shareable), an
+  /// accept error other than the ones to retry.
+  void accept_some() noexcept;
+  /// Asks the main thread to accept on the listener.
+  void punt() noexcept {
+    owner_.main_inbox_->post([main = owner_.main_, serial = serial_] {
+      main->accept_punted(serial);
+    });
+  }
+
+  bool detached = false;  // unshared: ignores events still in the batch
+  bool again = false;     // in owner_.again_
+
+ private:
+  /// Limit: clients accepted per wake-up, TcpListener's fairness cut.
+  static constexpr int kMaxAcceptsPerWake = 64;
+
+  DataThread& owner_;
+  TcpListener* listener_;  // the main thread's; alive until detached
+  int fd_;                 // its socket, owned by the main thread
+  uint64_t serial_;
+};
+
+void DataThread::Mirror::accept_some() noexcept {
+  Forwarder& fwd = *owner_.forwarder_;
+  for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
+    // The rule in force now: a commit may point the socket at another.
+    std::shared_ptr<const Route> route = listener_->shared_route();
+    if (!owner_.main_->shareable(*route)) {
+      punt();
+      return;
+    }
+    RuleAdmit why = RuleAdmit::kOk;
+    ConnSlot slot = fwd.take_slot(route, false, &why);
+    if (!slot) {
+      punt();
+      return;
+    }
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int fd = ::accept4(fd_, reinterpret_cast<struct sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // accept(2) says to retry these, as TcpListener does.
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
+          errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
+          errno == EOPNOTSUPP || errno == ENETUNREACH || errno == EPERM) {
+        continue;
+      }
+      // Out of descriptors or memory, or worse: the main thread pauses the
+      // listener and retries, and says so.
+      punt();
+      return;
+    }
+    // Accepted after the main thread stopped new connections on the
+    // socket: it inherited the TTL floor (TcpListener::stop_new_connections).
+    if (listener_->stopped()) reopen_to_new_connections(fd);
+    const uint16_t port = listener_->port();
+    if (fwd.is_own_connection(peer)) {
+      fwd.refuse_loop(UniqueFd(fd), peer, port, *route);
+      continue;
+    }
+    fwd.start_connection(UniqueFd(fd), peer, port, route, std::move(slot));
+  }
+  if (!again) {
+    again = true;
+    owner_.again_.push_back(this);
+  }
+  owner_.loop_->request_immediate_tick();
+}
+
+void DataThread::Again::on_tick(uint64_t /*now_ns*/) noexcept {
+  std::vector<Mirror*> run;
+  run.swap(owner_.again_);
+  for (Mirror* m : run) m->again = false;
+  for (Mirror* m : run) {
+    if (!m->detached) m->accept_some();
+  }
+}
+
+Result<std::unique_ptr<DataThread>> DataThread::create() {
+  auto loop = EventLoop::create();
+  if (!loop) return Err(loop.error());
+  auto mailbox = Mailbox::create(**loop);
+  if (!mailbox) return Err(mailbox.error());
+  UniqueFd reply(::eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE));
+  UniqueFd park(::eventfd(0, EFD_CLOEXEC));
+  if (!reply.valid() || !park.valid()) return SysErr("eventfd for a data-path thread");
+  std::unique_ptr<DataThread> t(
+      new DataThread(std::move(*loop), std::move(*mailbox), std::move(reply), std::move(park)));
+  t->loop_->add_ticker(&t->again_ticker_);
+  return t;
+}
+
+DataThread::DataThread(std::unique_ptr<EventLoop> loop, std::unique_ptr<Mailbox> mailbox,
+                       UniqueFd reply, UniqueFd park)
+    : loop_(std::move(loop)),
+      mailbox_(std::move(mailbox)),
+      reply_(std::move(reply)),
+      park_(std::move(park)) {}
+
+DataThread::~DataThread() = default;
+
+std::vector<int> DataThread::fds() const {
+  return {loop_->fd(), loop_->timer_fd(), mailbox_->fd(), reply_.get(), park_.get()};
+}
+
+Result<void> DataThread::start() noexcept {
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    return Err(e.code().value(), std::string("a data-path thread: ") + e.what());
+  }
+  // Never joined: a stopped thread waits for good (stop()).
+  thread_.detach();
+  thread_started_ = true;
+  return Ok();
+}
+
+void DataThread::run() noexcept {
+  loop_->run();
+  answer();  // stop() waits for the loop to have returned
+  // park_ is never written, and never closed: the main thread leaves this
+  // object alive to the process exit (main.cc).
+  uint64_t v;
+  for (;;) (void)!::read(park_.get(), &v, sizeof(v));
+}
+
+void DataThread::answer() noexcept {
+  const uint64_t one = 1;
+  (void)!::write(reply_.get(), &one, sizeof(one));
+}
+
+void DataThread::await_answer() noexcept {
+  uint64_t v;
+  while (::read(reply_.get(), &v, sizeof(v)) < 0 && errno == EINTR) {
+  }
+}
+
+void DataThread::call(const std::function<void()>& fn) noexcept {
+  mailbox_->post([this, &fn] {
+    fn();
+    answer();
+  });
+  await_answer();
+}
+
+void DataThread::serve(const ForwarderLimits& limits, ConnShare* share, Forwarder* main,
+                       Mailbox* main_inbox) noexcept {
+  main_ = main;
+  main_inbox_ = main_inbox;
+  call([&] {
+    forwarder_ = std::make_unique<Forwarder>(*loop_, limits, share);
+    loop_->add_ticker(forwarder_.get());
+    forwarder_->set_main(main, [main_inbox](std::function<void()> fn) {
+      main_inbox->post(std::move(fn));
+    });
+  });
+}
+
+void DataThread::share_listener(TcpListener* listener) noexcept {
+  mailbox_->post([this, listener] {
+    auto mirror = std::make_unique<Mirror>(*this, listener);
+    Mirror* raw = mirror.get();
+    auto added = loop_->add(listener->fd(), EPOLLIN | EPOLLET | EPOLLEXCLUSIVE, raw);
+    if (!added) {
+      // The main thread serves the socket alone.
+      LOG_WARN("port %u: a data-path thread cannot wait on it too: %s", listener->port(),
+               added.error().message.c_str());
+      return;
+    }
+    mirrors_.emplace(listener, std::move(mirror));
+    // Clients queued before the thread waited: no edge announces them.
+    raw->accept_some();
+  });
+}
+
+void DataThread::unshare_listeners(const std::vector<TcpListener*>& listeners) noexcept {
+  call([&] {
+    for (TcpListener* listener : listeners) {
+      auto it = mirrors_.find(listener);
+      if (it == mirrors_.end()) continue;  // never waited on (share_listener failed)
+      Mirror* m = it->second.get();
+      m->detached = true;
+      loop_->remove(listener->fd());
+      if (m->again) std::erase(again_, m);
+      // Events of this batch may still name it.
+      loop_->retire(std::move(it->second));
+      mirrors_.erase(it);
+    }
+  });
+}
+
+size_t DataThread::end_connections(const std::function<bool(const Route&)>& pred) noexcept {
+  size_t n = 0;
+  call([&] { n = forwarder_->end_connections(pred); });
+  return n;
+}
+
+void DataThread::log_open_connections() noexcept {
+  call([&] { forwarder_->log_open_connections(); });
+}
+
+void DataThread::stop() noexcept {
+  if (stopped_ || !thread_started_) return;
+  stopped_ = true;
+  mailbox_->post([this] { loop_->stop(); });
+  await_answer();
+}
+
+}  // namespace sluice

@@ -1,0 +1,155 @@
+// The data path's other threads (sluiced --data-threads). Each has its own
+// event loop and Forwarder: it waits on the TCP listeners the main thread
+// shares with it and keeps the connections it accepts until they end. Both
+// threads wait on a shared listener with EPOLLEXCLUSIVE, so the kernel wakes
+// one of them per new client, as nginx's workers share their listeners.
+//
+// What stays on the main thread: commits, the control and pesto sockets, UDP,
+// auto-scan, every listener's life (add, drain, close), the listeners of
+// guarded rules (the loop guard records endpoints there) and of SPLICE rules
+// served through sluiced's socket pool, and parking at a limit. What the
+// threads share (ConnShare, worker/forwarder.h): the connection slots, taken
+// under one lock before each accept, so that --max-connections and the
+// per-rule limits hold exactly across threads; the per-source counts; the
+// loop guard's endpoints; the per-rule counters, which are atomic.
+//
+// How they talk: the main thread calls into a thread (its mailbox, an
+// eventfd) and waits for the answer on a second eventfd, for what must be
+// done before it goes on (letting go of listeners about to close, ending the
+// connections of removed rules, --stats); a thread posts to the main
+// thread's mailbox without waiting (clients it did not take, a slot given
+// back while the main thread has parked listeners). The main thread never
+// holds a lock while it waits, and a thread never waits for the main one.
+//
+// Sandbox: the threads are created after every stage of the worker's sandbox
+// but the last, its seccomp filter, which the kernel then applies to all of
+// them at once (TSYNC). They inherit the worker's user, namespaces, root,
+// capabilities (none) and no-new-privileges, and read nothing before the
+// filter is loaded. So the filter needs no clone, clone3, rseq or
+// set_robust_list: a thread is never created or ended afterwards (a stopped
+// thread waits for good, and the process exit ends it); its locks use the
+// private futex operations the filter already grants.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "worker/event_loop.h"
+#include "worker/forwarder.h"
+
+namespace sluice {
+
+/// Functions queued for an event loop's thread by other threads: an eventfd
+/// in the loop wakes it, and it runs them after its current batch, in order.
+class Mailbox final : public EventHandler {
+ public:
+  /// Makes the eventfd (before the sandbox: eventfd2 is not in the worker's
+  /// filter) and registers it on `loop`, whose thread runs what is posted.
+  static Result<std::unique_ptr<Mailbox>> create(EventLoop& loop);
+  /// Queues `fn` and wakes the loop. Any thread; never blocks (the eventfd
+  /// is non-blocking, and a wake pending already is enough).
+  void post(std::function<void()> fn) noexcept;
+  /// Runs everything queued (on the loop's thread).
+  void on_event(uint32_t events) noexcept override;
+  /// The eventfd, which the sandbox must keep.
+  int fd() const noexcept { return fd_.get(); }
+
+ private:
+  explicit Mailbox(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+  std::mutex mu_;
+  std::vector<std::function<void()>> queue_;  // under mu_
+};
+
+/// One data-path thread beyond the main one.
+class DataThread {
+ public:
+  /// Makes the thread's event loop (epoll, tick timer), its mailbox, and the
+  /// eventfds of its answers and of its final wait: before the sandbox,
+  /// which closes every descriptor not listed in fds().
+  static Result<std::unique_ptr<DataThread>> create();
+  /// Frees a thread that never started (a started one is never freed).
+  ~DataThread();
+  /// The descriptors the sandbox must keep open.
+  std::vector<int> fds() const;
+  /// Starts the thread, which waits on its (empty) loop: before the seccomp
+  /// filter and after every other stage of the sandbox. Fails with the
+  /// errno of pthread_create.
+  Result<void> start() noexcept;
+  /// Gives the thread its Forwarder, which shares `share` with `main` (the
+  /// main thread's) and posts to `main_inbox`. Waits until it is made.
+  void serve(const ForwarderLimits& limits, ConnShare* share, Forwarder* main,
+             Mailbox* main_inbox) noexcept;
+
+  /// Starts waiting on `listener` too (the main thread's, which stays its
+  /// owner). Does not wait: until the thread looks, the main one serves.
+  void share_listener(TcpListener* listener) noexcept;
+  /// Stops waiting on `listeners` and returns once the thread will not touch
+  /// them again: they may be closed then.
+  void unshare_listeners(const std::vector<TcpListener*>& listeners) noexcept;
+  /// Resets the thread's connections whose rule matches `pred`; returns how
+  /// many (Forwarder::end_connections). Waits.
+  size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
+  /// The connection log's lines of its open connections, as the worker
+  /// stops. Waits.
+  void log_open_connections() noexcept;
+  /// Its connections open now. Any thread.
+  uint64_t active() const noexcept {
+    return forwarder_ ? forwarder_->counters().active.load() : 0;
+  }
+  /// Stops its loop; the thread then waits for good, touching nothing of
+  /// this object but its final eventfd, which is never closed (the process
+  /// exit ends the thread). Waits until the loop has stopped; once.
+  void stop() noexcept;
+
+ private:
+  class Mirror;
+  /// Runs the mirrors that stopped at the per-wake cut again, after a batch.
+  class Again final : public Ticker {
+   public:
+    explicit Again(DataThread& owner) : owner_(owner) {}
+    /// Accepts again on the mirrors cut short in the last batch.
+    void on_tick(uint64_t now_ns) noexcept override;
+
+   private:
+    DataThread& owner_;
+  };
+
+  /// Takes what create() made.
+  DataThread(std::unique_ptr<EventLoop> loop, std::unique_ptr<Mailbox> mailbox, UniqueFd reply,
+             UniqueFd park);
+  /// Runs `fn` on the thread after its current batch and waits until it
+  /// returned. Main thread only, one call at a time.
+  void call(const std::function<void()>& fn) noexcept;
+  /// Wakes the main thread's wait in call() or stop().
+  void answer() noexcept;
+  /// Waits for answer() (a blocking read of the answer eventfd).
+  void await_answer() noexcept;
+  /// The thread: its loop until stop(), then a wait for good.
+  void run() noexcept;
+
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Mailbox> mailbox_;
+  UniqueFd reply_;  // eventfd, blocking: the answer to a call
+  UniqueFd park_;   // eventfd, blocking, never written: the stopped thread's wait
+  std::unique_ptr<Forwarder> forwarder_;
+  Forwarder* main_ = nullptr;
+  Mailbox* main_inbox_ = nullptr;
+  /// The thread's mirror of each shared listener, by the main thread's
+  /// listener (thread only).
+  std::unordered_map<TcpListener*, std::unique_ptr<Mirror>> mirrors_;
+  std::vector<Mirror*> again_;  // cut at the per-wake limit in this batch
+  bool thread_started_ = false;  // start() succeeded (main thread)
+  bool stopped_ = false;         // stop() ran (main thread)
+  Again again_ticker_{*this};
+  std::thread thread_;
+};
+
+}  // namespace sluice
