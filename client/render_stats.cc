@@ -241,6 +241,12 @@ std::string render_stats(const control::Stats& stats) {
            " waiting for the sink; check what reads the audit sink (--audit-log)\n";
   }
   if (stats.connection_log) out += "connection log: on (--log-connections)\n";
+  if (stats.threads_accepted.size() > 1) {
+    out += "data-path threads: " + std::to_string(stats.threads_accepted.size()) +
+           "; TCP connections each accepted:";
+    for (uint64_t n : stats.threads_accepted) out += " " + std::to_string(n);
+    out += "\n";
+  }
   if (stats.log_lines_dropped != 0) {
     out += "log: " + std::to_string(stats.log_lines_dropped) + " line" +
            (stats.log_lines_dropped == 1 ? "" : "s") +
@@ -341,6 +347,10 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.log_lines_dropped);
   w.key("connectionLog");
   w.boolean(stats.connection_log);
+  w.key("threadsAccepted");
+  w.begin_array();
+  for (uint64_t n : stats.threads_accepted) w.number(n);
+  w.end_array();
   w.key("idleTimeoutSeconds");
   w.number(stats.idle_timeout_seconds);
   w.key("connectionLimitPerRule");

@@ -39,6 +39,10 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setPolicyReloads(st.policy_reloads);
   out.setLogLinesDropped(st.log_lines_dropped);
   out.setConnectionLog(st.connection_log);
+  auto threads = out.initThreadsAccepted(static_cast<unsigned>(st.threads_accepted.size()));
+  for (size_t i = 0; i < st.threads_accepted.size(); ++i) {
+    threads.set(static_cast<unsigned>(i), st.threads_accepted[i]);
+  }
   auto policy_failures = out.initPolicyFailures(static_cast<unsigned>(st.policy_failures.size()));
   for (size_t i = 0; i < st.policy_failures.size(); ++i) {
     encode_failure(st.policy_failures[i], policy_failures[static_cast<unsigned>(i)]);
@@ -130,6 +134,7 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.policy_reloads = in.getPolicyReloads();
   st.log_lines_dropped = in.getLogLinesDropped();
   st.connection_log = in.getConnectionLog();
+  for (uint64_t n : in.getThreadsAccepted()) st.threads_accepted.push_back(n);
   auto policy_failures = in.getPolicyFailures();
   if (policy_failures.size() > kMaxFailures) throw DecodeError{"too many policy failures"};
   for (auto f : policy_failures) st.policy_failures.push_back(decode_failure(f));

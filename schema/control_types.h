@@ -310,6 +310,9 @@ struct Stats {
   /// not read fast enough): connection log lines among them.
   uint64_t log_lines_dropped = 0;
   bool connection_log = false;  // --log-connections
+  /// TCP connections each data-path thread accepted since the worker
+  /// started, the main thread first (--data-threads).
+  std::vector<uint64_t> threads_accepted;
   bool operator==(const Stats&) const = default;
 };
 

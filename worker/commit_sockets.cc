@@ -297,6 +297,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.generation = generation_;
   st.uptime_millis = uptime_millis;
   st.connections_active = forwarder_.active_total();
+  st.threads_accepted = forwarder_.accepted_by_thread();
   st.connection_limit = forwarder_.max_connections();
   st.flows_active = udp_.flow_count();
   st.flow_limit = udp_.limits().max_flows;

@@ -61,9 +61,8 @@ class DataThread::Mirror final : public EventHandler {
   void accept_some() noexcept;
   /// Asks the main thread to accept on the listener.
   void punt() noexcept {
-    owner_.main_inbox_->post([main = owner_.main_, serial = serial_] {
-      main->accept_punted(serial);
-    });
+    owner_.main_inbox_->post(
+        [main = owner_.main_, serial = serial_] { main->accept_punted(serial); });
   }
 
   bool detached = false;  // unshared: ignores events still in the batch
@@ -173,10 +172,15 @@ Result<void> DataThread::start() noexcept {
   // Never joined: a stopped thread waits for good (stop()).
   thread_.detach();
   thread_started_ = true;
+  // The thread's own start (glibc registers its robust list and rseq area,
+  // restores its signal mask) must be over before the filter, which allows
+  // none of it: it says when it reached its loop.
+  await_answer();
   return Ok();
 }
 
 void DataThread::run() noexcept {
+  answer();  // start() waits for this
   loop_->run();
   answer();  // stop() waits for the loop to have returned
   // park_ is never written, and never closed: the main thread leaves this
@@ -211,9 +215,8 @@ void DataThread::serve(const ForwarderLimits& limits, ConnShare* share, Forwarde
   call([&] {
     forwarder_ = std::make_unique<Forwarder>(*loop_, limits, share);
     loop_->add_ticker(forwarder_.get());
-    forwarder_->set_main(main, [main_inbox](std::function<void()> fn) {
-      main_inbox->post(std::move(fn));
-    });
+    forwarder_->set_main(
+        main, [main_inbox](std::function<void()> fn) { main_inbox->post(std::move(fn)); });
   });
 }
 

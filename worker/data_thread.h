@@ -80,8 +80,9 @@ class DataThread {
   /// The descriptors the sandbox must keep open.
   std::vector<int> fds() const;
   /// Starts the thread, which waits on its (empty) loop: before the seccomp
-  /// filter and after every other stage of the sandbox. Fails with the
-  /// errno of pthread_create.
+  /// filter and after every other stage of the sandbox. Returns once the
+  /// thread runs its own code (its start's syscalls are not in the filter).
+  /// Fails with the errno of pthread_create.
   Result<void> start() noexcept;
   /// Gives the thread its Forwarder, which shares `share` with `main` (the
   /// main thread's) and posts to `main_inbox`. Waits until it is made.
@@ -100,10 +101,12 @@ class DataThread {
   /// The connection log's lines of its open connections, as the worker
   /// stops. Waits.
   void log_open_connections() noexcept;
-  /// Its connections open now. Any thread.
-  uint64_t active() const noexcept {
-    return forwarder_ ? forwarder_->counters().active.load() : 0;
+  /// The connections it accepted so far. Any thread.
+  uint64_t accepted() const noexcept {
+    return forwarder_ ? forwarder_->counters().accepted.load() : 0;
   }
+  /// Its connections open now. Any thread.
+  uint64_t active() const noexcept { return forwarder_ ? forwarder_->counters().active.load() : 0; }
   /// Stops its loop; the thread then waits for good, touching nothing of
   /// this object but its final eventfd, which is never closed (the process
   /// exit ends the thread). Waits until the loop has stopped; once.
@@ -145,7 +148,7 @@ class DataThread {
   /// The thread's mirror of each shared listener, by the main thread's
   /// listener (thread only).
   std::unordered_map<TcpListener*, std::unique_ptr<Mirror>> mirrors_;
-  std::vector<Mirror*> again_;  // cut at the per-wake limit in this batch
+  std::vector<Mirror*> again_;   // cut at the per-wake limit in this batch
   bool thread_started_ = false;  // start() succeeded (main thread)
   bool stopped_ = false;         // stop() ran (main thread)
   Again again_ticker_{*this};

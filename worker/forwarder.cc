@@ -281,8 +281,8 @@ void Forwarder::host_sockets_ready(int family) noexcept {
     Waiting w = std::move(*it);
     it = waiting_.erase(it);
     unwait(w);
-    connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock),
-                   std::move(w.slot), std::move(w.source), w.accepted_ns);
+    connect_target(std::move(w.client), w.peer, w.port, w.route, std::move(sock), std::move(w.slot),
+                   std::move(w.source), w.accepted_ns);
   }
 }
 
@@ -307,7 +307,8 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   // EPOLLEXCLUSIVE, so that the kernel wakes one of them per new client,
   // not all (each accepts what it is woken for, and keeps those connections).
   const bool shared = !threads_.empty() && shareable(*raw->route());
-  auto added = loop_.add(raw->fd(), EPOLLIN | EPOLLET | (shared ? uint32_t{EPOLLEXCLUSIVE} : 0u), raw);
+  auto added =
+      loop_.add(raw->fd(), EPOLLIN | EPOLLET | (shared ? uint32_t{EPOLLEXCLUSIVE} : 0u), raw);
   if (!added) return Err(added.error());
   raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
@@ -587,6 +588,12 @@ void Forwarder::unshare(const std::vector<TcpListener*>& listeners) noexcept {
   for (DataThread* thread : threads_) thread->unshare_listeners(gone);
 }
 
+std::vector<uint64_t> Forwarder::accepted_by_thread() const {
+  std::vector<uint64_t> out{counters_.accepted};
+  for (DataThread* thread : threads_) out.push_back(thread->accepted());
+  return out;
+}
+
 uint64_t Forwarder::active_total() const noexcept {
   uint64_t n = counters_.active;
   for (DataThread* thread : threads_) n += thread->active();
@@ -667,9 +674,8 @@ void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
               "%zu are in use); its new clients wait in the kernel's accept queue until one of "
               "its connections ends; raise --max-connections to give every rule more",
               route.text.c_str(), listener->port(), static_cast<unsigned long long>(held), share,
-              limits_.max_connections, rules,
-              share_reserve(limits_.max_connections, rules), in_use(),
-              limits_.max_connections);
+              limits_.max_connections, rules, share_reserve(limits_.max_connections, rules),
+              in_use(), limits_.max_connections);
         }
       }
     }

@@ -441,6 +441,8 @@ class Forwarder final : public Ticker {
   void unshare(const std::vector<TcpListener*>& listeners) noexcept;
   /// Connections open now on every data-path thread.
   uint64_t active_total() const noexcept;
+  /// Connections each data-path thread accepted so far, this one first.
+  std::vector<uint64_t> accepted_by_thread() const;
   /// What the data-path threads share.
   ConnShare& share() noexcept { return *share_; }
 

@@ -232,15 +232,15 @@ int run(int argc, char** argv) {
       threads.push_back(t->release());
     }
   }
-  auto sandboxed = enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid},
-                                 [&]() -> Result<void> {
-                                   for (DataThread* t : threads) {
-                                     auto started = t->start();
-                                     if (!started) return started;
-                                     threads_started = true;
-                                   }
-                                   return Ok();
-                                 });
+  auto sandboxed =
+      enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid}, [&]() -> Result<void> {
+        for (DataThread* t : threads) {
+          auto started = t->start();
+          if (!started) return started;
+          threads_started = true;
+        }
+        return Ok();
+      });
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;

@@ -1,0 +1,304 @@
+// The data path's second thread (sluiced --data-threads 2) against the real
+// daemon: both threads serve connections and every one is forwarded; the
+// connection limit holds exactly across them; commits that keep a port and
+// close others refuse and reset nothing while clients load both threads;
+// a removed rule's connections end on every thread.
+// Every wait and loop is bounded in count and time; which thread the kernel
+// wakes is up to it, so the tests load the port until the second thread has
+// served, with a deadline, and never depend on how fast the machine is.
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "schema/model.h"
+#include "tests/integration/control_util.h"
+#include "tests/integration/daemon.h"
+#include "tests/integration/kept_port.h"
+#include "tests/integration/stats_util.h"
+#include "tests/integration/tcp_util.h"
+#include "tests/json_check.h"
+
+namespace sluice::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// A rule 127.0.0.1:`port` -> 127.0.0.1:`to`.
+Rule loopback_rule(uint16_t port, uint16_t to) {
+  Rule r;
+  parse_addr("127.0.0.1", &r.listen);
+  r.first = r.last = port;
+  r.to = to;
+  return r;
+}
+
+/// The connections each data-path thread accepted (--stats JSON), or empty.
+std::vector<int64_t> threads_accepted(Daemon& d) {
+  std::vector<int64_t> out;
+  auto doc = stats_json(d);
+  if (!doc) return out;
+  const JsonValue* list = doc->get("threadsAccepted");
+  if (list == nullptr) return out;
+  for (const JsonValue& v : list->array) out.push_back(v.integer());
+  return out;
+}
+
+/// The number of threads of process `pid` (its /proc/PID/task entries).
+int thread_count(pid_t pid) {
+  int n = 0;
+  DIR* dir = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+  if (dir == nullptr) return -1;
+  while (struct dirent* e = readdir(dir)) n += e->d_name[0] != '.' ? 1 : 0;
+  closedir(dir);
+  return n;
+}
+
+/// A target that accepts every connection on `fd` and closes it at once,
+/// until stopped: a client through sluice must then see EOF, not a reset.
+class ClosingTarget {
+ public:
+  explicit ClosingTarget(uint16_t port) : fd_(listen_tcp("127.0.0.1", port, 1024)) {
+    thread_ = std::thread([this] {
+      while (!stop_) UniqueFd c = accept_one(fd_.get(), 100);
+    });
+  }
+  ~ClosingTarget() {
+    stop_ = true;
+    thread_.join();
+  }
+  bool valid() const { return fd_.valid(); }
+
+ private:
+  UniqueFd fd_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+/// Clients that connect to 127.0.0.1:`port` over and over from `n` threads,
+/// each reading to EOF, until stopped (at most `seconds`): each counts a
+/// connection that ended with EOF as ok, anything else as bad.
+class Load {
+ public:
+  Load(uint16_t port, int n, int seconds = 60) {
+    const auto end = Clock::now() + std::chrono::seconds(seconds);
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this, port, end] {
+        for (int k = 0; k < 100000 && !stop_ && Clock::now() < end; ++k) {
+          UniqueFd c = connect_tcp("127.0.0.1", port, 10000);
+          if (!c.valid()) {
+            ++refused_;
+            continue;
+          }
+          char b;
+          ssize_t got = recv(c.get(), &b, 1, 0);  // 10 s receive timeout (connect_tcp)
+          (got == 0 ? ok_ : bad_)++;
+        }
+      });
+    }
+  }
+  ~Load() { stop(); }
+  /// Stops and joins the clients.
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int ok() const { return ok_.load(); }
+  int bad() const { return bad_.load(); }
+  int refused() const { return refused_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, bad_{0}, refused_{0};
+  std::vector<std::thread> threads_;
+};
+
+/// Waits (at most 60 s, polling --stats) until every data-path thread of
+/// `d` accepted at least one connection; returns the last counts.
+std::vector<int64_t> wait_all_threads_served(Daemon& d) {
+  std::vector<int64_t> counts;
+  const auto end = Clock::now() + std::chrono::seconds(60);
+  for (int i = 0; i < 600 && Clock::now() < end; ++i) {
+    counts = threads_accepted(d);
+    bool all = !counts.empty();
+    for (int64_t n : counts) all = all && n > 0;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return counts;
+}
+
+TEST(DataThreads, EveryThreadServesAndEveryConnectionIsForwarded) {
+  ClosingTarget target(18000);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  EXPECT_EQ(thread_count(d.worker_pid()), 2);
+  Load load(18080, 6);
+  std::vector<int64_t> counts = wait_all_threads_served(d);
+  load.stop();
+  ASSERT_EQ(counts.size(), 2u) << d.log();
+  EXPECT_GT(counts[0], 0);
+  EXPECT_GT(counts[1], 0) << "the second thread never accepted a connection";
+  EXPECT_GT(load.ok(), 0);
+  EXPECT_EQ(load.bad(), 0) << "connections reset or cut short";
+  EXPECT_EQ(load.refused(), 0);
+  // Every connection was counted once, by the thread that accepted it.
+  counts = threads_accepted(d);
+  ASSERT_EQ(counts.size(), 2u);
+  EXPECT_EQ(counts[0] + counts[1], load.ok() + load.bad());
+  RunResult text = d.ctl({"--stats"});
+  EXPECT_NE(text.out.find("data-path threads: 2; TCP connections each accepted: "),
+            std::string::npos)
+      << text.out;
+}
+
+TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
+  // --max-connections 8 and 32 clients connecting at once from 8 threads:
+  // both data-path threads accept, and exactly 8 reach the target until
+  // one ends.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  d.start({"--data-threads", "2", "--max-connections", "8", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  std::vector<UniqueFd> clients(32);
+  std::vector<std::thread> connectors;
+  for (int t = 0; t < 8; ++t) {
+    connectors.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) clients[t * 4 + i] = connect_tcp("127.0.0.1", 18080);
+    });
+  }
+  for (auto& t : connectors) t.join();
+  for (const UniqueFd& c : clients) ASSERT_TRUE(c.valid());
+  std::vector<UniqueFd> served;
+  for (int i = 0; i < 8; ++i) {
+    served.push_back(accept_one(target.get(), 10000));
+    ASSERT_TRUE(served.back().valid()) << "only " << i << " of 8 arrived\n" << d.log();
+  }
+  EXPECT_FALSE(accept_one(target.get(), 1000).valid()) << "a 9th connection passed the limit";
+  auto doc = stats_json(d);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->get("connectionsActive")->integer(), 8);
+  // One ends (reset: both sides at once): one more is let through, no more.
+  struct linger lg = {1, 0};
+  setsockopt(served[0].get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  served[0].reset();
+  UniqueFd next = accept_one(target.get(), 10000);
+  EXPECT_TRUE(next.valid()) << "the paused listener did not resume\n" << d.log();
+  EXPECT_FALSE(accept_one(target.get(), 1000).valid()) << "two came in for one slot";
+}
+
+TEST(DataThreads, CommitsThatKeepAPortRefuseAndResetNothingWhileBothThreadsServe) {
+  // 200 commits keep 18080 and move a second rule between 18090 and 18091,
+  // closing a listener both threads wait on each time, while clients load
+  // both ports: the kept port refuses and resets nothing, and the worker
+  // lives on.
+  ClosingTarget target(18000);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  Load kept_load(18080, 3);
+  Load moving_load(18090, 2);  // refused while 18090 is closed: only counted
+  KeptPortProber prober(18080, KeptPortProber::Target::kClose);
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  uint64_t gen = get_state(*control).generation;
+  for (int i = 0; i < 200; ++i) {
+    control::CommitRequest req;
+    req.tables.of(Pif::kHost).rules = {loopback_rule(18080, 18000),
+                                       loopback_rule(static_cast<uint16_t>(18090 + i % 2), 18000)};
+    req.expected_generation = gen;
+    control::CommitResult r = commit_request(*control, req);
+    ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message) << d.log();
+    gen = r.generation;
+    prober.await_probe();
+  }
+  prober.stop();
+  kept_load.stop();
+  moving_load.stop();
+  std::vector<int64_t> counts = threads_accepted(d);
+  ASSERT_EQ(counts.size(), 2u) << d.log();
+  EXPECT_GT(counts[1], 0) << "the second thread served nothing: the test proves little";
+  EXPECT_GE(prober.ok(), 200);
+  EXPECT_EQ(prober.refused(), 0);
+  EXPECT_EQ(prober.reset(), 0);
+  EXPECT_EQ(kept_load.bad(), 0);
+  EXPECT_EQ(kept_load.refused(), 0);
+  // The moving port's clients are only load: a client whose handshake the
+  // kernel completes between a closing listener's drain and its close is
+  // reset by design (TcpListener::stop_new_connections).
+  EXPECT_GT(moving_load.ok(), 0);
+  EXPECT_TRUE(listening(18080));
+  EXPECT_EQ(d.ctl({"--stats"}).status, 0) << d.log();
+}
+
+TEST(DataThreads, ARemovedRulesConnectionsEndOnEveryThread) {
+  // Connections held open through 18081 on both threads; a commit that
+  // removes the rule with endRemovedFlows resets every one of them.
+  UniqueFd target = listen_tcp("127.0.0.1", 18001, 1024);
+  ClosingTarget loader_target(18000);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1/18081:18001"});
+  ASSERT_TRUE(d.wait_ready()) << d.log();
+  // Hold connections, 8 at a time from 8 threads, until both threads hold
+  // some (at most 64 rounds).
+  std::vector<UniqueFd> clients, servers;
+  std::vector<int64_t> before = threads_accepted(d);
+  ASSERT_EQ(before.size(), 2u);
+  for (int round = 0; round < 64; ++round) {
+    std::vector<UniqueFd> batch(8);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t) {
+      ts.emplace_back([&, t] { batch[t] = connect_tcp("127.0.0.1", 18081); });
+    }
+    for (auto& t : ts) t.join();
+    for (UniqueFd& c : batch) {
+      ASSERT_TRUE(c.valid());
+      clients.push_back(std::move(c));
+      servers.push_back(accept_one(target.get(), 10000));
+      ASSERT_TRUE(servers.back().valid()) << d.log();
+    }
+    std::vector<int64_t> now = threads_accepted(d);
+    if (now.size() == 2 && now[0] > before[0] && now[1] > before[1]) break;
+  }
+  std::vector<int64_t> now = threads_accepted(d);
+  ASSERT_EQ(now.size(), 2u);
+  EXPECT_GT(now[1], before[1]) << "no held connection on the second thread: the test proves little";
+  auto control = connect_control(d);
+  ASSERT_TRUE(control.has_value());
+  control::CommitRequest req;
+  req.tables.of(Pif::kHost).rules = {loopback_rule(18080, 18000)};
+  req.expected_generation = get_state(*control).generation;
+  req.end_removed_flows = true;
+  control::CommitResult r = commit_request(*control, req);
+  ASSERT_TRUE(r.applied) << d.log();
+  // Every held connection is reset, on whichever thread held it.
+  for (size_t i = 0; i < clients.size(); ++i) {
+    char b;
+    ssize_t got = recv(clients[i].get(), &b, 1, 0);  // 10 s receive timeout
+    EXPECT_TRUE(got < 0 && errno == ECONNRESET) << "client " << i << " got " << got;
+  }
+  auto doc = stats_json(d);
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->get("connectionsActive")->integer(), 0);
+  EXPECT_TRUE(wait_for_log(d, "ended " + std::to_string(clients.size()) + " connections"))
+      << d.log();
+}
+
+}  // namespace
+}  // namespace sluice::test
