@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -27,7 +28,9 @@ LogLevel g_min = LogLevel::kInfo;
 // the worker; the lines are lost instead, and a notice says how many.
 uint64_t g_dropped = 0;
 bool g_dropped_mid_line = false;
-uint64_t g_dropped_total = 0;  // every line dropped so far, reported or not
+// Every line dropped so far, reported or not; read by --stats while other
+// threads log.
+std::atomic<uint64_t> g_dropped_total{0};
 // The rate limit of log_set_rate_limit(); burst 0 is off.
 LogRateLimit g_limit(0, 0, false);
 // The log fd is a socket: send with MSG_DONTWAIT instead of write.
@@ -138,7 +141,7 @@ void log_set_socket_sink(bool socket) noexcept {
 }
 
 uint64_t log_dropped_total() noexcept {
-  return g_dropped_total;
+  return g_dropped_total.load();
 }
 
 bool log_enabled(LogLevel level) noexcept {

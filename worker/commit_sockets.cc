@@ -109,6 +109,11 @@ void CommitEngine::swap() noexcept {
   if (!a.to_release_settled.empty()) a.settle_until_ns = monotonic_ns() + kRebindSettleNs;
   // A scan change is not a commit: same tables, generation and digest.
   if (a.job.scan) return;
+  // The other data-path threads read a kept listener's rule at each
+  // accept; one that read the old rule just before the set_route above may
+  // still be accepting under it. Once each has finished its batch, a client
+  // that connects after the reply is served under the new rule.
+  forwarder_.sync_threads();
   tables_ = next;
   routes_ = a.routes;
   // The fair share of the connection limit divides it among the TCP rules.
@@ -221,7 +226,7 @@ FdUse CommitEngine::fd_use() const noexcept {
   use.limit = fd_limit_;
   use.listeners = installed_.size() + adopted_.size();
   use.connections = forwarder_.in_use();
-  use.idle_pipes = forwarder_.idle_pipes();
+  use.idle_pipes = forwarder_.idle_pipes_total();
   use.flows = udp_.flow_count();
   return use;
 }

@@ -182,6 +182,9 @@ Result<void> DataThread::start() noexcept {
 void DataThread::run() noexcept {
   answer();  // start() waits for this
   loop_->run();
+  // Only stop() ends the loop: an epoll_wait that failed would leave the
+  // main thread's next call waiting for good, or answered by this answer().
+  CHECK_MSG(loop_stopped_, "a data-path thread's event loop failed");
   answer();  // stop() waits for the loop to have returned
   // park_ is never written, and never closed: the main thread leaves this
   // object alive to the process exit (main.cc).
@@ -215,8 +218,6 @@ void DataThread::serve(const ForwarderLimits& limits, ConnShare* share, Forwarde
   call([&] {
     forwarder_ = std::make_unique<Forwarder>(*loop_, limits, share);
     loop_->add_ticker(forwarder_.get());
-    forwarder_->set_main(
-        main, [main_inbox](std::function<void()> fn) { main_inbox->post(std::move(fn)); });
   });
 }
 
@@ -266,7 +267,10 @@ void DataThread::log_open_connections() noexcept {
 void DataThread::stop() noexcept {
   if (stopped_ || !thread_started_) return;
   stopped_ = true;
-  mailbox_->post([this] { loop_->stop(); });
+  mailbox_->post([this] {
+    loop_stopped_ = true;
+    loop_->stop();
+  });
   await_answer();
 }
 

@@ -98,6 +98,11 @@ class DataThread {
   /// Resets the thread's connections whose rule matches `pred`; returns how
   /// many (Forwarder::end_connections). Waits.
   size_t end_connections(const std::function<bool(const Route&)>& pred) noexcept;
+  /// Returns once the thread has finished the batch it is in (a call that
+  /// does nothing).
+  void sync() noexcept {
+    call([] {});
+  }
   /// The connection log's lines of its open connections, as the worker
   /// stops. Waits.
   void log_open_connections() noexcept;
@@ -105,6 +110,8 @@ class DataThread {
   uint64_t accepted() const noexcept {
     return forwarder_ ? forwarder_->counters().accepted.load() : 0;
   }
+  /// The idle pipes of its pool now. Any thread.
+  size_t idle_pipes() const noexcept { return forwarder_ ? forwarder_->idle_pipes() : 0; }
   /// Its connections open now. Any thread.
   uint64_t active() const noexcept { return forwarder_ ? forwarder_->counters().active.load() : 0; }
   /// Stops its loop; the thread then waits for good, touching nothing of
@@ -151,6 +158,7 @@ class DataThread {
   std::vector<Mirror*> again_;   // cut at the per-wake limit in this batch
   bool thread_started_ = false;  // start() succeeded (main thread)
   bool stopped_ = false;         // stop() ran (main thread)
+  bool loop_stopped_ = false;    // stop()'s request ran (the thread)
   Again again_ticker_{*this};
   std::thread thread_;
 };

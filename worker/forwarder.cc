@@ -419,7 +419,37 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
   set_int_option(sock.get(), IPPROTO_TCP, TCP_NODELAY, 1);
   set_int_option(sock.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
   bool connected = true;
+  // A guarded rule's connect and the record of its local endpoint happen
+  // under the share's lock, announced in own_count first: on loopback the
+  // connection may be in a listener's queue before connect() returns, and
+  // another data-path thread that accepts it then waits for the record
+  // (is_own_connection) instead of missing the loop.
+  std::unique_lock<std::mutex> guard_lock;
+  if (route.guard_loops) {
+    guard_lock = std::unique_lock<std::mutex>(share_->mu);
+    share_->own_count.store(share_->own_endpoints.size() + 1);
+  }
+  int connect_err = 0;
   if (connect(sock.get(), reinterpret_cast<struct sockaddr*>(&target), target_len) != 0) {
+    connect_err = errno;
+  }
+  Endpoint own;
+  bool guard = false;
+  if (route.guard_loops) {
+    // The kernel picked the local endpoint in connect(); a connection that
+    // arrives from it later came back into sluice. Needs `getsockname`.
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof(local);
+    if ((connect_err == 0 || connect_err == EINPROGRESS) &&
+        getsockname(sock.get(), reinterpret_cast<struct sockaddr*>(&local), &local_len) == 0) {
+      own = endpoint_of(local);
+      guard = share_->own_endpoints.emplace(own, &route).second;
+    }
+    share_->own_count.store(share_->own_endpoints.size());
+    guard_lock.unlock();
+  }
+  if (connect_err != 0) {
+    errno = connect_err;
     if (errno != EINPROGRESS) {
       ++counters_.connect_failed;
       ++rule.failed;
@@ -442,18 +472,6 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
     }
     connected = false;
   }
-  Endpoint own;
-  bool guard = false;
-  if (route.guard_loops) {
-    // The kernel picked the local endpoint in connect(); a connection that
-    // arrives from it later came back into sluice. Needs `getsockname`.
-    struct sockaddr_storage local;
-    socklen_t local_len = sizeof(local);
-    if (getsockname(sock.get(), reinterpret_cast<struct sockaddr*>(&local), &local_len) == 0) {
-      own = endpoint_of(local);
-      guard = true;
-    }
-  }
   auto conn = std::make_unique<TcpConnection>(
       *this, std::move(client), std::move(sock), connected, route_ptr,
       route_target_port(route, port), connected ? 0 : monotonic_ns() + limits_.connect_timeout_ns);
@@ -462,9 +480,8 @@ void Forwarder::connect_target(UniqueFd client, const struct sockaddr_storage& p
   raw->conn_slot = std::move(slot);
   raw->source = std::move(source);
   if (guard) {
-    std::lock_guard<std::mutex> lock(share_->mu);
-    raw->guarded = share_->own_endpoints.emplace(raw->own_endpoint = own, &route).second;
-    share_->own_count.store(share_->own_endpoints.size());
+    raw->guarded = true;
+    raw->own_endpoint = own;
   }
   raw->slot = connections_.size();
   connections_.push_back(std::move(conn));
@@ -494,15 +511,11 @@ void Forwarder::end_connection(TcpConnection* conn) noexcept {
   }
   connections_.pop_back();
   --counters_.active;
-  // Room again: resume listeners that stopped at a limit, after this batch;
-  // on another data-path thread, the main thread's (only it parks at a
-  // limit), told once until it looked.
+  // Room again: resume listeners that stopped at a limit, after this batch
+  // (a slot given back on another thread tells this one: ConnSlot::reset).
   if (!parked_.empty()) {
     recheck_parked_ = true;
     loop_.request_immediate_tick();
-  }
-  if (main_ != nullptr && share_->parked_any.load() && !share_->wake_posted.exchange(true)) {
-    post_main_([main = main_] { main->wake_parked(); });
   }
 }
 
@@ -594,6 +607,16 @@ std::vector<uint64_t> Forwarder::accepted_by_thread() const {
   return out;
 }
 
+void Forwarder::sync_threads() noexcept {
+  for (DataThread* thread : threads_) thread->sync();
+}
+
+size_t Forwarder::idle_pipes_total() const noexcept {
+  size_t n = idle_pipes();
+  for (DataThread* thread : threads_) n += thread->idle_pipes();
+  return n;
+}
+
 uint64_t Forwarder::active_total() const noexcept {
   uint64_t n = counters_.active;
   for (DataThread* thread : threads_) n += thread->active();
@@ -681,6 +704,12 @@ void Forwarder::park_at_limit(TcpListener* listener, RuleAdmit why) noexcept {
     }
   }
   park(listener, false);
+  // A slot given back on another thread between the refusal and the park
+  // saw no parked listener and told nobody: look again now.
+  if (admit(*listener->route()) == RuleAdmit::kOk) {
+    recheck_parked_ = true;
+    loop_.request_immediate_tick();
+  }
 }
 
 void Forwarder::resume_parked() noexcept {
@@ -749,6 +778,7 @@ Result<Pipe> Forwarder::take_pipe() noexcept {
   if (!idle_pipes_.empty()) {
     Pipe p = std::move(idle_pipes_.back());
     idle_pipes_.pop_back();
+    idle_count_.store(idle_pipes_.size(), std::memory_order_relaxed);
     return p;
   }
   int fds[2];
@@ -778,6 +808,7 @@ void Forwarder::give_pipe(Pipe pipe) noexcept {
   if (!pipe.read_end.valid()) return;
   if (pipe.bytes == 0 && idle_pipes_.size() < limits_.max_idle_pipes) {
     idle_pipes_.push_back(std::move(pipe));
+    idle_count_.store(idle_pipes_.size(), std::memory_order_relaxed);
     return;
   }
   extra_pipe_pages_ -= pipe.extra_pages;  // closed when `pipe` goes out of scope

@@ -116,10 +116,14 @@ struct ConnShare {
   /// own_endpoints.size(), readable without the lock: the data path skips
   /// the lookup while no guarded connection is open.
   std::atomic<size_t> own_count{0};
-  /// The main thread has listeners parked at a limit: a slot given back on
-  /// another thread tells it (wake_posted: once until it looked).
+  /// The main thread has listeners parked at a limit: a slot given back
+  /// tells it through wake_main (wake_posted: once until it looked), on
+  /// whichever thread the slot was held.
   std::atomic<bool> parked_any{false};
   std::atomic<bool> wake_posted{false};
+  /// Posts Forwarder::wake_parked to the main thread; set before the first
+  /// listener when there are other data-path threads (empty: none).
+  std::function<void()> wake_main;
 };
 
 /// One TCP connection's slot under --max-connections and its rule's limits,
@@ -147,13 +151,17 @@ class ConnSlot {
   /// Gives the slot back (once); a no-op for an empty one.
   void reset() noexcept {
     if (share_ == nullptr) return;
+    ConnShare* share = std::exchange(share_, nullptr);
     {
-      std::lock_guard<std::mutex> lock(share_->mu);
-      share_->in_use.fetch_sub(1);
+      std::lock_guard<std::mutex> lock(share->mu);
+      share->in_use.fetch_sub(1);
       rule_->slots.fetch_sub(1);
     }
-    share_ = nullptr;
     rule_.reset();
+    // Room again: a listener the main thread parked at a limit may go on.
+    if (share->wake_main && share->parked_any.load() && !share->wake_posted.exchange(true)) {
+      share->wake_main();
+    }
   }
   explicit operator bool() const { return share_ != nullptr; }
 
@@ -414,13 +422,6 @@ class Forwarder final : public Ticker {
   /// them too, and keeps the connections it accepts. Set before the first
   /// listener.
   void set_data_threads(std::vector<DataThread*> threads) { threads_ = std::move(threads); }
-  /// A data-path thread's forwarder: `main` is the main thread's, which
-  /// serves what this one cannot (a limit reached, a rule it may not
-  /// serve), told through `post` (its mailbox).
-  void set_main(Forwarder* main, std::function<void(std::function<void()>)> post) {
-    main_ = main;
-    post_main_ = std::move(post);
-  }
   /// True when another data-path thread may serve connections of `route`:
   /// not a guarded rule (the loop guard records its endpoints here) and not
   /// a SPLICE rule whose target sockets come from sluiced (the pool is here).
@@ -432,13 +433,16 @@ class Forwarder final : public Ticker {
   /// rule it may not serve, an accept error): accept them here, where the
   /// limits park the listener. A listener closed meanwhile is skipped.
   void accept_punted(uint64_t serial) noexcept;
-  /// On the main thread, asked by another data-path thread: a slot was given
-  /// back there; look at the parked listeners after this batch.
+  /// On the main thread, asked through ConnShare::wake_main: a slot was
+  /// given back; look at the parked listeners after this batch.
   void wake_parked() noexcept;
   /// Stops sharing `listeners` with the other threads, and waits until each
   /// has let go of them: they may be closed then. One round trip per
   /// thread for all of them.
   void unshare(const std::vector<TcpListener*>& listeners) noexcept;
+  /// Waits until every other data-path thread has finished its current
+  /// batch of events (one round trip each).
+  void sync_threads() noexcept;
   /// Connections open now on every data-path thread.
   uint64_t active_total() const noexcept;
   /// Connections each data-path thread accepted so far, this one first.
@@ -537,8 +541,10 @@ class Forwarder final : public Ticker {
   void give_pipe(Pipe pipe) noexcept;
   /// Pages held by enlarged pipes now, beyond the kernel's default size.
   uint64_t extra_pipe_pages() const { return extra_pipe_pages_; }
-  /// Idle pipes in the pool now.
-  size_t idle_pipes() const { return idle_pipes_.size(); }
+  /// Idle pipes in the pool now. Any thread.
+  size_t idle_pipes() const { return idle_count_.load(std::memory_order_relaxed); }
+  /// Idle pipes in the pools of every data-path thread now.
+  size_t idle_pipes_total() const noexcept;
   /// The scratch buffer of the connections' copy path, kCopyChunk bytes
   /// (worker/transfer_mode.h): one for the whole single-threaded loop, since
   /// what a short send() leaves behind is moved to the connection.
@@ -604,10 +610,6 @@ class Forwarder final : public Ticker {
   /// Shared listeners by serial, for accept_punted (main thread only).
   std::unordered_map<uint64_t, TcpListener*> shared_;
   uint64_t next_serial_ = 1;
-  /// On another data-path thread: the main thread's forwarder and how to
-  /// post to it (set_main); null on the main thread.
-  Forwarder* main_ = nullptr;
-  std::function<void(std::function<void()>)> post_main_;
   /// Parked listeners may have room: look at them after the batch.
   bool recheck_parked_ = false;
   std::deque<Waiting> waiting_;  // at most max_connections (at_capacity)
@@ -616,6 +618,7 @@ class Forwarder final : public Ticker {
   std::vector<std::unique_ptr<class TcpConnection>> connections_;
   std::vector<TcpListener*> parked_;
   std::vector<Pipe> idle_pipes_;
+  std::atomic<size_t> idle_count_{0};  // idle_pipes_.size(), for other threads
   uint64_t extra_pipe_pages_ = 0;
   /// The copy path's scratch buffer (copy_buffer), kCopyChunk bytes.
   std::unique_ptr<char[]> copy_buffer_;

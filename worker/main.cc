@@ -3,6 +3,7 @@
 // arguments (initial rules, limits) as argv, declared in schema/worker_args.h.
 // It enters its sandbox before it reads any input, then serves the data path
 // and the control socket in one event loop.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -215,6 +216,16 @@ int run(int argc, char** argv) {
     }
   } threads_owner{threads, threads_started};
   if (args->data_threads > 1) {
+    // One malloc arena for every thread. A thread's own arena is made of
+    // mmap'd heaps, and glibc's trimming of such a heap opens
+    // /proc/sys/vm/overcommit_memory, and its ninth arena asks
+    // sched_getaffinity: the filter allows neither, and would kill the
+    // worker under load or at start. Each thread keeps its tcache, so small
+    // allocations still take no lock.
+    if (mallopt(M_ARENA_MAX, 1) != 1) {
+      LOG_ERROR("mallopt(M_ARENA_MAX, 1) failed: the data-path threads cannot start safely");
+      return 1;
+    }
     auto box = Mailbox::create(**loop);
     if (!box) {
       LOG_ERROR("%s", box.error().message.c_str());
@@ -232,15 +243,21 @@ int run(int argc, char** argv) {
       threads.push_back(t->release());
     }
   }
+  // Without other threads, no hook: the sandbox keeps its PID namespace
+  // stage (enter_sandbox).
+  std::function<Result<void>()> start_threads;
+  if (!threads.empty()) {
+    start_threads = [&]() -> Result<void> {
+      for (DataThread* t : threads) {
+        auto started = t->start();
+        if (!started) return started;
+        threads_started = true;
+      }
+      return Ok();
+    };
+  }
   auto sandboxed =
-      enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid}, [&]() -> Result<void> {
-        for (DataThread* t : threads) {
-          auto started = t->start();
-          if (!started) return started;
-          threads_started = true;
-        }
-        return Ok();
-      });
+      enter_sandbox(keep, WorkerIds{args->worker_uid, args->worker_gid}, start_threads);
   if (!sandboxed) {
     LOG_ERROR("cannot enter the sandbox: %s", sandboxed.error().message.c_str());
     return 1;
@@ -362,6 +379,11 @@ int run(int argc, char** argv) {
   tcp_limits.max_idle_pipes = std::max<size_t>(1, tcp_limits.max_idle_pipes / args->data_threads);
   ConnShare conn_share(seed[0], seed[1]);
   Forwarder forwarder(**loop, tcp_limits, &conn_share);
+  if (inbox) {
+    conn_share.wake_main = [box = inbox.get(), f = &forwarder] {
+      box->post([f] { f->wake_parked(); });
+    };
+  }
   (*loop)->add_ticker(&forwarder);
   for (DataThread* t : threads) t->serve(tcp_limits, &conn_share, &forwarder, inbox.get());
   // Whichever way run() returns, the threads stop before what they share

@@ -404,6 +404,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "auditBytesWaiting",
                                                "logLinesDropped",
                                                "connectionLog",
+                                               "threadsAccepted",
                                                "idleTimeoutSeconds",
                                                "connectionLimitPerRule",
                                                "connectionLimitPerSource",
@@ -447,6 +448,23 @@ TEST(RenderStats, JsonHasEveryCounter) {
   EXPECT_EQ(rules.array[1].get("proto")->string, "udp");  // lower case, as in the listing
   EXPECT_EQ(rules.array[1].get("text")->string, "UDP [*]:53 => 5353\x1b[31m");
   EXPECT_EQ(rules.array[1].get("dropped")->integer(), 1);
+}
+
+TEST(RenderStats, DataThreadsShowWhatEachAccepted) {
+  control::Stats st = sample_stats();
+  st.threads_accepted = {1};  // one thread: nothing to compare, no line
+  EXPECT_EQ(render_stats(st).find("data-path threads"), std::string::npos);
+  st.threads_accepted = {1200, 1187};
+  EXPECT_NE(
+      render_stats(st).find("data-path threads: 2; TCP connections each accepted: 1200 1187\n"),
+      std::string::npos)
+      << render_stats(st);
+  auto v = parse_json(render_stats_json(st));
+  ASSERT_TRUE(v.has_value());
+  const JsonValue* list = v->get("threadsAccepted");
+  ASSERT_NE(list, nullptr);
+  ASSERT_EQ(list->array.size(), 2u);
+  EXPECT_EQ(list->array[1].integer(), 1187);
 }
 
 TEST(RenderStats, PolicyReloadShowsWhatNoLongerPasses) {
