@@ -221,11 +221,14 @@ int run(int argc, char** argv) {
     // /proc/sys/vm/overcommit_memory, and its ninth arena asks
     // sched_getaffinity: the filter allows neither, and would kill the
     // worker under load or at start. Each thread keeps its tcache, so small
-    // allocations still take no lock.
+    // allocations still take no lock. (The sanitizers' allocator replaces
+    // glibc's, and refuses the option: it makes no arenas.)
+#ifndef SLUICE_SANITIZE
     if (mallopt(M_ARENA_MAX, 1) != 1) {
       LOG_ERROR("mallopt(M_ARENA_MAX, 1) failed: the data-path threads cannot start safely");
       return 1;
     }
+#endif
     auto box = Mailbox::create(**loop);
     if (!box) {
       LOG_ERROR("%s", box.error().message.c_str());
