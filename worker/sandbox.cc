@@ -533,7 +533,9 @@ Result<void> enter_sandbox(std::span<const int> keep_fds, WorkerIds ids,
   if (Result<void> r = drop_capabilities(); !r) return r;
   if (Result<void> r = forbid_privilege_regain(); !r) return r;
   if (before_filter) {
-    if (Result<void> r = before_filter(); !r) return stage_wrap("9 (data-path threads)", r.error());
+    if (Result<void> r = before_filter(); !r) {
+      return stage_wrap("8 (data-path threads, after no new privileges)", r.error());
+    }
   }
   if (Result<void> r = load_allowlist(); !r) return r;
   LOG_DEBUG("sandbox complete");
