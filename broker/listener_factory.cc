@@ -14,6 +14,10 @@
 namespace sluice {
 namespace {
 
+/// The loopback device's index in every network namespace (the kernel's
+/// LOOPBACK_IFINDEX: it registers loopback first in each one).
+constexpr int kLoopbackIfIndex = 1;
+
 /// Returns an Error for the syscall `what` that just failed, carrying errno.
 Unexpected syscall_error(const char* what) {
   int err = errno != 0 ? errno : EIO;
@@ -76,7 +80,17 @@ Result<UniqueFd> open_listener(const wire::ListenerSpec& spec) noexcept {
     if (!r) return Err(r.error());
   }
   size_t ifname_len = strnlen(spec.ifname, sizeof(spec.ifname));
-  if (ifname_len > 0) {
+  if ((spec.flags & wire::kListenerSplice) != 0 &&
+      std::strcmp(spec.ifname, wire::kListenerSpliceIfName) == 0) {
+    // A SPLICE listener on the target namespace's loopback: bound by index,
+    // not by name. The namespace belongs to its owner, who may rename `lo`
+    // and give the name to an interface that reaches other hosts; the
+    // loopback device has the same index in every network namespace
+    // (kLoopbackIfIndex), whatever it is called.
+    auto r = set_int_option(fd.get(), SOL_SOCKET, SO_BINDTOIFINDEX, kLoopbackIfIndex,
+                            "setsockopt(SO_BINDTOIFINDEX) to the loopback device");
+    if (!r) return Err(r.error());
+  } else if (ifname_len > 0) {
     // The validated name is NUL-terminated within IFNAMSIZ; pass it with its NUL.
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_BINDTODEVICE, spec.ifname,
                      static_cast<socklen_t>(ifname_len + 1)) != 0) {

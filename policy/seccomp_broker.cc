@@ -81,7 +81,11 @@ std::vector<SyscallRule> listener_factory_rows() {
        "IPv6: V6ONLY=1, or 0 for a dual-stack [::] listener"},
       {"setsockopt",
        {eq32(1, SOL_SOCKET), eq32(2, SO_BINDTODEVICE)},
-       "a listener bound to an interface (rule with %IFNAME; SPLICE listeners on lo)"},
+       "a listener bound to an interface by name (rule with %IFNAME)"},
+      {"setsockopt",
+       {eq32(1, SOL_SOCKET), eq32(2, SO_BINDTOIFINDEX)},
+       "a SPLICE listener bound to the target namespace's loopback by index (1 in every "
+       "namespace), whatever its owner named the interfaces"},
       {"bind", {}, "bind the listener; checked against the bind policy first"},
       {"listen", {eq32(1, SOMAXCONN)}, "TCP listeners listen with the kernel's maximum backlog"},
       {"close", {}, "close the process's copy of a listener once it is sent"},

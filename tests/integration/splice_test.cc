@@ -101,6 +101,29 @@ TEST(Splice, TcpAndUdpFromInsideReachThisSideOverIpv4AndIpv6) {
   EXPECT_NE(stats.out.find("TCP [*]%lo:29000 => 19000"), std::string::npos) << stats.out;
 }
 
+TEST(Splice, ListenersAreOnTheLoopbackDeviceWhateverItIsNamedInside) {
+  // The namespace belongs to its owner, who may rename its loopback device
+  // and give the name `lo` to an interface that reaches other hosts. A
+  // SPLICE listener bound to the name would then serve that interface, not
+  // the namespace's own processes; it is bound to the loopback device's
+  // index (1 in every namespace) instead.
+  Container box({});
+  ASSERT_GT(box.pid(), 0) << "the container did not start";
+  const std::string pid = std::to_string(box.pid());
+  RunResult renamed = run_command(
+      {"/usr/bin/nsenter", "-t", pid, "-U", "-n", "--preserve-credentials", "/bin/sh", "-c",
+       "ip link set lo down && ip link set lo name lo2 && ip link set lo2 up && "
+       "ip link add lo type veth peer name lopeer"});
+  if (renamed.status != 0) GTEST_SKIP() << "cannot rename lo or add a veth: " << renamed.err;
+  NsClient inside(box.pid());
+  ASSERT_TRUE(inside.ok());
+  HostEcho tcp(19000);
+  Daemon d;
+  start_on(d, box, {"-t", "none", "-T", "29000:19000"});
+  EXPECT_EQ(inside.tcp_echo("127.0.0.1", 29000, "still loopback"), "still loopback") << d.log();
+  EXPECT_EQ(inside.tcp_echo("::1", 29000, "still loopback"), "still loopback") << d.log();
+}
+
 TEST(Splice, ManyConnectionsAtOnceWaitForHostSocketsAndAllGoThrough) {
   Container box({});
   ASSERT_GT(box.pid(), 0);
