@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <system_error>
+#include <thread>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -99,20 +101,13 @@ void DataThread::Mirror::accept_some() noexcept {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // accept(2) says to retry these, as TcpListener does.
-      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
-          errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
-          errno == EOPNOTSUPP || errno == ENETUNREACH || errno == EPERM) {
-        continue;
-      }
+      if (accept_error_retryable(errno)) continue;
       // Out of descriptors or memory, or worse: the main thread pauses the
       // listener and retries, and says so.
       punt();
       return;
     }
-    // Accepted after the main thread stopped new connections on the
-    // socket: it inherited the TTL floor (TcpListener::stop_new_connections).
-    if (listener_->stopped()) reopen_to_new_connections(fd);
+    listener_->clear_inherited_floor(fd);
     const uint16_t port = listener_->port();
     if (fwd.is_own_connection(peer)) {
       fwd.refuse_loop(UniqueFd(fd), peer, port, *route);
@@ -165,12 +160,11 @@ std::vector<int> DataThread::fds() const {
 
 Result<void> DataThread::start() noexcept {
   try {
-    thread_ = std::thread([this] { run(); });
+    // Never joined: a stopped thread waits for good (stop()).
+    std::thread([this] { run(); }).detach();
   } catch (const std::system_error& e) {
     return Err(e.code().value(), std::string("a data-path thread: ") + e.what());
   }
-  // Never joined: a stopped thread waits for good (stop()).
-  thread_.detach();
   thread_started_ = true;
   // The thread's own start (glibc registers its robust list and rseq area,
   // restores its signal mask) must be over before the filter, which allows

@@ -35,7 +35,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -160,7 +159,6 @@ class DataThread {
   bool stopped_ = false;         // stop() ran (main thread)
   bool loop_stopped_ = false;    // stop()'s request ran (the thread)
   Again again_ticker_{*this};
-  std::thread thread_;
 };
 
 }  // namespace sluice

@@ -143,6 +143,16 @@ std::shared_ptr<const Route> TcpListener::shared_route() const {
   return route_;
 }
 
+bool accept_error_retryable(int err) noexcept {
+  return err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
+         err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+         err == EOPNOTSUPP || err == ENETUNREACH || err == EPERM;
+}
+
+void TcpListener::clear_inherited_floor(int accepted) const noexcept {
+  if (stopped_.load()) set_min_ttl(accepted, v6_, 0);
+}
+
 void TcpListener::on_event(uint32_t /*events*/) noexcept {
   accept_all();
 }
@@ -165,14 +175,7 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      // A network error pending on the next connection is reported by
-      // accept() itself (accept(2): retry as for EAGAIN); the queue behind
-      // it still holds clients that no new edge would announce.
-      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
-          errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
-          errno == EOPNOTSUPP || errno == ENETUNREACH || errno == EPERM) {
-        continue;
-      }
+      if (accept_error_retryable(errno)) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: stop accepting instead of spinning, and
         // retry when a connection closes or on the next tick.
@@ -190,9 +193,7 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
       owner_.park(this, false);
       return false;
     }
-    // A connection completed after stop_new_connections() inherited its
-    // minimum TTL, which would drop everything the client sends.
-    if (stopped()) set_min_ttl(fd, v6_, 0);
+    clear_inherited_floor(fd);
     if (owner_.is_own_connection(peer)) {
       owner_.refuse_loop(UniqueFd(fd), peer, port_, *route_);
       continue;
@@ -212,7 +213,7 @@ bool reopen_to_new_connections(int fd) noexcept {
 
 bool TcpListener::stop_new_connections() noexcept {
   if (!fd_.valid()) return true;
-  if (!stopped()) {
+  if (!stopped_.load()) {
     struct sockaddr_storage local;
     socklen_t len = sizeof(local);
     v6_ = getsockname(fd_.get(), reinterpret_cast<struct sockaddr*>(&local), &len) == 0 &&

@@ -194,6 +194,11 @@ std::string describe_udp_target_error(const Route& route, uint16_t target_port, 
 /// refused.
 bool reopen_to_new_connections(int fd) noexcept;
 
+/// True for the errors accept(2) says to retry as for EAGAIN (a network
+/// error pending on the next connection): the queue behind it still holds
+/// clients that no new edge would announce.
+bool accept_error_retryable(int err) noexcept;
+
 /// Returns the port that `port` of `route` forwards to.
 inline uint16_t route_target_port(const Route& route, uint16_t port) noexcept {
   return static_cast<uint16_t>(route.to + (port - route.first));
@@ -312,11 +317,11 @@ class TcpListener final : public Listener {
   /// The rule in force, read under ConnShare::mu: for another data-path
   /// thread, while the listener is shared with it.
   std::shared_ptr<const Route> shared_route() const;
-  /// True once stop_new_connections() ran: a socket accepted from now on
-  /// inherited its TTL floor. Any thread.
-  bool stopped() const noexcept { return stopped_.load(); }
-  /// Whether the listener is an IPv6 socket (known once stopped()).
-  bool v6() const noexcept { return v6_; }
+  /// Takes the TTL floor of stop_new_connections() off `accepted`, a
+  /// socket accepted from this listener, which inherited it (it would drop
+  /// everything the client sends); nothing while the listener takes new
+  /// connections. Any thread.
+  void clear_inherited_floor(int accepted) const noexcept;
   /// Accepts every pending connection (edge-triggered).
   void on_event(uint32_t events) noexcept override;
   /// Accepts until EAGAIN, or until the connection limit is reached (then the

@@ -27,19 +27,18 @@
 #include "tests/integration/stats_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/json_check.h"
+#include "tests/rule_util.h"
 
 namespace sluice::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// A rule 127.0.0.1:`port` -> 127.0.0.1:`to`.
-Rule loopback_rule(uint16_t port, uint16_t to) {
-  Rule r;
-  parse_addr("127.0.0.1", &r.listen);
-  r.first = r.last = port;
-  r.to = to;
-  return r;
+/// Starts `d` with `args` and waits until it serves; a fatal failure, with
+/// its log, when it does not.
+void start_ready(Daemon& d, const std::vector<std::string>& args) {
+  d.start(args);
+  ASSERT_TRUE(d.wait_ready()) << d.log();
 }
 
 /// The connections each data-path thread accepted (--stats JSON), or empty.
@@ -143,8 +142,7 @@ TEST(DataThreads, EveryThreadServesAndEveryConnectionIsForwarded) {
   ClosingTarget target(18000);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(d, {"--data-threads", "2", "-t", "127.0.0.1/18080:18000"}));
   EXPECT_EQ(thread_count(d.worker_pid()), 2);
   Load load(18080, 6);
   std::vector<int64_t> counts = wait_all_threads_served(d);
@@ -172,8 +170,8 @@ TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start({"--data-threads", "2", "--max-connections", "8", "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(
+      d, {"--data-threads", "2", "--max-connections", "8", "-t", "127.0.0.1/18080:18000"}));
   std::vector<UniqueFd> clients(32);
   std::vector<std::thread> connectors;
   for (int t = 0; t < 8; ++t) {
@@ -209,8 +207,7 @@ TEST(DataThreads, CommitsThatKeepAPortRefuseAndResetNothingWhileBothThreadsServe
   ClosingTarget target(18000);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(d, {"--data-threads", "2", "-t", "127.0.0.1/18080:18000"}));
   Load kept_load(18080, 3);
   Load moving_load(18090, 2);  // refused while 18090 is closed: only counted
   KeptPortProber prober(18080, KeptPortProber::Target::kClose);
@@ -219,8 +216,9 @@ TEST(DataThreads, CommitsThatKeepAPortRefuseAndResetNothingWhileBothThreadsServe
   uint64_t gen = get_state(*control).generation;
   for (int i = 0; i < 200; ++i) {
     control::CommitRequest req;
-    req.tables.of(Pif::kHost).rules = {loopback_rule(18080, 18000),
-                                       loopback_rule(static_cast<uint16_t>(18090 + i % 2), 18000)};
+    req.tables.of(Pif::kHost).rules = {make_rule("127.0.0.1", 18080, 18080, 18000),
+                                       make_rule("127.0.0.1", static_cast<uint16_t>(18090 + i % 2),
+                                                 static_cast<uint16_t>(18090 + i % 2), 18000)};
     req.expected_generation = gen;
     control::CommitResult r = commit_request(*control, req);
     ASSERT_TRUE(r.applied) << (r.failures.empty() ? "" : r.failures[0].message) << d.log();
@@ -253,8 +251,8 @@ TEST(DataThreads, ARemovedRulesConnectionsEndOnEveryThread) {
   ClosingTarget loader_target(18000);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start({"--data-threads", "2", "-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1/18081:18001"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(
+      d, {"--data-threads", "2", "-t", "127.0.0.1/18080:18000", "-t", "127.0.0.1/18081:18001"}));
   // Hold connections, 8 at a time from 8 threads, until both threads hold
   // some (at most 64 rounds).
   std::vector<UniqueFd> clients, servers;
@@ -282,7 +280,7 @@ TEST(DataThreads, ARemovedRulesConnectionsEndOnEveryThread) {
   auto control = connect_control(d);
   ASSERT_TRUE(control.has_value());
   control::CommitRequest req;
-  req.tables.of(Pif::kHost).rules = {loopback_rule(18080, 18000)};
+  req.tables.of(Pif::kHost).rules = {make_rule("127.0.0.1", 18080, 18080, 18000)};
   req.expected_generation = get_state(*control).generation;
   req.end_removed_flows = true;
   control::CommitResult r = commit_request(*control, req);
@@ -320,9 +318,9 @@ TEST(DataThreads, AChainThroughASharedListenerIsRecognisedEveryTime) {
     }
   });
   Daemon d;
-  d.start({"--data-threads", "2", "-t", "0.0.0.0/18080:192.0.2.1/18081", "-t",
-           "0.0.0.0/18081:127.0.0.1/18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(
+      start_ready(d, {"--data-threads", "2", "-t", "0.0.0.0/18080:192.0.2.1/18081", "-t",
+                      "0.0.0.0/18081:127.0.0.1/18000"}));
   constexpr int kRounds = 60;
   int delivered = 0;
   for (int i = 0; i < kRounds; ++i) {
@@ -346,8 +344,7 @@ TEST(DataThreads, SixteenThreadsStartAndServe) {
   ClosingTarget target(18000);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start({"--data-threads", "16", "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(d, {"--data-threads", "16", "-t", "127.0.0.1/18080:18000"}));
   EXPECT_EQ(thread_count(d.worker_pid()), 16);
   Load load(18080, 8);
   const auto end = Clock::now() + std::chrono::seconds(30);
@@ -370,9 +367,8 @@ TEST(DataThreads, ThousandsOfConnectionsComeAndGoOnEveryThread) {
   UniqueFd target = listen_tcp("127.0.0.1", 18000, 4096);
   ASSERT_TRUE(target.valid());
   Daemon d;
-  d.start(
-      {"--data-threads", "2", "--max-connections-per-source", "0", "-t", "127.0.0.1/18080:18000"});
-  ASSERT_TRUE(d.wait_ready()) << d.log();
+  ASSERT_NO_FATAL_FAILURE(start_ready(d, {"--data-threads", "2", "--max-connections-per-source",
+                                          "0", "-t", "127.0.0.1/18080:18000"}));
   constexpr int kHeld = 1600;
   for (int round = 0; round < 3; ++round) {
     std::vector<UniqueFd> clients(kHeld);
