@@ -51,83 +51,83 @@ class DataThread::Mirror final : public EventHandler {
  public:
   Mirror(DataThread& owner, TcpListener* listener)
       : owner_(owner), listener_(listener), fd_(listener->fd()), serial_(listener->serial) {}
-  /// A new client: accept.
+  /// A client is queued: accept one.
   void on_event(uint32_t /*events*/) noexcept override {
-    if (!detached) accept_some();
+    if (!detached && !muted) accept_one();
   }
-  /// Accepts until EAGAIN, or kMaxAcceptsPerWake clients (then again after
-  /// the batch, as a TcpListener does). What this thread may not take goes
-  /// to the main thread (punt): a client past a limit (the main thread
-  /// parks the listener there), a rule it may not serve (shareable), an
-  /// accept error other than the ones to retry.
-  void accept_some() noexcept;
-  /// Asks the main thread to accept on the listener.
-  void punt() noexcept {
-    owner_.main_inbox_->post(
-        [main = owner_.main_, serial = serial_] { main->accept_punted(serial); });
-  }
+  /// Waits on the socket, level-triggered and exclusive (as the main
+  /// thread's TcpListener does when shared); false if epoll refused.
+  Result<void> watch() noexcept { return owner_.loop_->add(fd_, EPOLLIN | EPOLLEXCLUSIVE, this); }
+  /// Accepts one client: level triggering reports the rest at the next wait,
+  /// here or in whichever thread the kernel wakes. What this thread may not
+  /// take goes to the main thread (punt): a client past a limit (the main
+  /// thread parks the listener there), a rule it may not serve (shareable),
+  /// an accept error other than the ones to retry.
+  void accept_one() noexcept;
+  /// Stops waiting on the socket until the retry ticker's next round
+  /// (kMutedNs), and asks the main thread to accept on the listener.
+  void punt() noexcept;
 
   bool detached = false;  // unshared: ignores events still in the batch
-  bool again = false;     // in owner_.again_
+  bool muted = false;     // off the socket after a punt, in owner_.muted_
+  uint64_t muted_ns = 0;  // when
 
  private:
-  /// Limit: clients accepted per wake-up, TcpListener's fairness cut.
-  static constexpr int kMaxAcceptsPerWake = 64;
-
   DataThread& owner_;
   TcpListener* listener_;  // the main thread's; alive until detached
   int fd_;                 // its socket, owned by the main thread
   uint64_t serial_;
 };
 
-void DataThread::Mirror::accept_some() noexcept {
+void DataThread::Mirror::accept_one() noexcept {
   Forwarder& fwd = *owner_.forwarder_;
-  for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-    // The rule in force now: a commit may point the socket at another.
-    std::shared_ptr<const Route> route = listener_->shared_route();
-    if (!owner_.main_->shareable(*route)) {
-      punt();
-      return;
-    }
-    RuleAdmit why = RuleAdmit::kOk;
-    ConnSlot slot = fwd.take_slot(route, false, &why);
-    if (!slot) {
-      punt();
-      return;
-    }
-    struct sockaddr_storage peer;
-    socklen_t len = sizeof(peer);
-    int fd = ::accept4(fd_, reinterpret_cast<struct sockaddr*>(&peer), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (accept_error_retryable(errno)) continue;
-      // Out of descriptors or memory, or worse: the main thread pauses the
-      // listener and retries, and says so.
-      punt();
-      return;
-    }
-    listener_->clear_inherited_floor(fd);
-    const uint16_t port = listener_->port();
-    if (fwd.is_own_connection(peer)) {
-      fwd.refuse_loop(UniqueFd(fd), peer, port, *route);
-      continue;
-    }
-    fwd.start_connection(UniqueFd(fd), peer, port, route, std::move(slot));
+  // The rule in force now: a commit may point the socket at another.
+  std::shared_ptr<const Route> route = listener_->shared_route();
+  if (!owner_.main_->shareable(*route)) return punt();
+  RuleAdmit why = RuleAdmit::kOk;
+  ConnSlot slot = fwd.take_slot(route, false, &why);
+  if (!slot) return punt();
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof(peer);
+  int fd =
+      ::accept4(fd_, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    // Queue empty (another thread took the client), or an error that ends
+    // only that client: the next wait tells.
+    if (errno == EAGAIN || errno == EWOULDBLOCK || accept_error_retryable(errno)) return;
+    // Out of descriptors or memory, or worse: the main thread pauses the
+    // listener and retries, and says so.
+    return punt();
   }
-  if (!again) {
-    again = true;
-    owner_.again_.push_back(this);
-  }
-  owner_.loop_->request_immediate_tick();
+  listener_->clear_inherited_floor(fd);
+  const uint16_t port = listener_->port();
+  if (fwd.is_own_connection(peer)) return fwd.refuse_loop(UniqueFd(fd), peer, port, *route);
+  fwd.start_connection(UniqueFd(fd), peer, port, route, std::move(slot));
 }
 
-void DataThread::Again::on_tick(uint64_t /*now_ns*/) noexcept {
-  std::vector<Mirror*> run;
-  run.swap(owner_.again_);
-  for (Mirror* m : run) m->again = false;
-  for (Mirror* m : run) {
-    if (!m->detached) m->accept_some();
+void DataThread::Mirror::punt() noexcept {
+  // Level-triggered, the queued clients would wake this thread at every
+  // wait until the main thread took them, or for good at a limit.
+  if (!muted) {
+    owner_.loop_->remove(fd_);
+    muted = true;
+    muted_ns = monotonic_ns();
+    owner_.muted_.push_back(this);
+  }
+  owner_.main_inbox_->post(
+      [main = owner_.main_, serial = serial_] { main->accept_punted(serial); });
+}
+
+void DataThread::Retry::on_tick(uint64_t now_ns) noexcept {
+  auto& muted = owner_.muted_;
+  for (auto it = muted.begin(); it != muted.end();) {
+    Mirror* m = *it;
+    if (now_ns - m->muted_ns < kMutedNs || !m->watch()) {
+      ++it;  // not yet, or epoll refused (no memory): the next round tries again
+      continue;
+    }
+    m->muted = false;
+    it = muted.erase(it);
   }
 }
 
@@ -141,7 +141,7 @@ Result<std::unique_ptr<DataThread>> DataThread::create() {
   if (!reply.valid() || !park.valid()) return SysErr("eventfd for a data-path thread");
   std::unique_ptr<DataThread> t(
       new DataThread(std::move(*loop), std::move(*mailbox), std::move(reply), std::move(park)));
-  t->loop_->add_ticker(&t->again_ticker_);
+  t->loop_->add_ticker(&t->retry_ticker_);
   return t;
 }
 
@@ -219,16 +219,15 @@ void DataThread::share_listener(TcpListener* listener) noexcept {
   mailbox_->post([this, listener] {
     auto mirror = std::make_unique<Mirror>(*this, listener);
     Mirror* raw = mirror.get();
-    auto added = loop_->add(listener->fd(), EPOLLIN | EPOLLET | EPOLLEXCLUSIVE, raw);
+    auto added = raw->watch();
     if (!added) {
       // The main thread serves the socket alone.
       LOG_WARN("port %u: a data-path thread cannot wait on it too: %s", listener->port(),
                added.error().message.c_str());
       return;
     }
+    // Clients queued before the thread waited are reported at its next wait.
     mirrors_.emplace(listener, std::move(mirror));
-    // Clients queued before the thread waited: no edge announces them.
-    raw->accept_some();
   });
 }
 
@@ -239,8 +238,11 @@ void DataThread::unshare_listeners(const std::vector<TcpListener*>& listeners) n
       if (it == mirrors_.end()) continue;  // never waited on (share_listener failed)
       Mirror* m = it->second.get();
       m->detached = true;
-      loop_->remove(listener->fd());
-      if (m->again) std::erase(again_, m);
+      if (m->muted) {
+        std::erase(muted_, m);
+      } else {
+        loop_->remove(listener->fd());
+      }
       // Events of this batch may still name it.
       loop_->retire(std::move(it->second));
       mirrors_.erase(it);

@@ -154,7 +154,24 @@ void TcpListener::clear_inherited_floor(int accepted) const noexcept {
 }
 
 void TcpListener::on_event(uint32_t /*events*/) noexcept {
-  accept_all();
+  if (!muted_) accept_up_to(level ? 1 : kMaxAcceptsPerWake, false);  // muted: a stale report
+}
+
+void TcpListener::accept_all() noexcept {
+  if (muted_) {
+    if (!owner_.loop().add(fd_.get(), EPOLLIN | EPOLLEXCLUSIVE, this)) {
+      owner_.park(this, false);  // epoll out of memory: the next tick tries again
+      return;
+    }
+    muted_ = false;
+  }
+  accept_up_to(level ? 1 : kMaxAcceptsPerWake, false);
+}
+
+void TcpListener::mute() noexcept {
+  if (!level || muted_ || !fd_.valid()) return;
+  owner_.loop().remove(fd_.get());
+  muted_ = true;
 }
 
 bool TcpListener::accept_up_to(int max, bool draining) noexcept {
@@ -200,7 +217,7 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
     }
     owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
   }
-  owner_.park(this, true);
+  if (!level) owner_.park(this, true);
   return false;
 }
 
@@ -308,9 +325,9 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   // EPOLLEXCLUSIVE, so that the kernel wakes one of them per new client,
   // not all (each accepts what it is woken for, and keeps those connections).
   const bool shared = !threads_.empty() && shareable(*raw->route());
-  auto added =
-      loop_.add(raw->fd(), EPOLLIN | EPOLLET | (shared ? uint32_t{EPOLLEXCLUSIVE} : 0u), raw);
+  auto added = loop_.add(raw->fd(), shared ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
+  raw->level = shared;
   raw->slot = listeners_.size();
   listeners_.push_back(std::move(listener));
   if (shared) {
@@ -323,7 +340,7 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   }
   // Connections may already wait in the queue (the socket listened before it
   // reached us); edge triggering reports only new ones, so accept now.
-  raw->accept_all();
+  if (!shared) raw->accept_all();
   return raw;
 }
 
@@ -654,6 +671,7 @@ void Forwarder::park(TcpListener* listener, bool soon) noexcept {
     recheck_parked_ = true;
     loop_.request_immediate_tick();
   }
+  listener->mute();
   if (listener->parked) return;
   listener->parked = true;
   parked_.push_back(listener);

@@ -322,11 +322,17 @@ class TcpListener final : public Listener {
   /// everything the client sends); nothing while the listener takes new
   /// connections. Any thread.
   void clear_inherited_floor(int accepted) const noexcept;
-  /// Accepts every pending connection (edge-triggered).
+  /// A client is queued: accepts every pending one (edge-triggered), or one
+  /// (level-triggered, shared with the other threads).
   void on_event(uint32_t events) noexcept override;
-  /// Accepts until EAGAIN, or until the connection limit is reached (then the
-  /// listener is parked and resumed when a connection closes).
-  void accept_all() noexcept { accept_up_to(kMaxAcceptsPerWake, false); }
+  /// Accepts as on_event, first waiting on the socket again if a park took
+  /// it off (mute). At the connection limit the listener is parked, and
+  /// resumed when a connection closes.
+  void accept_all() noexcept;
+  /// While parked: stops waiting on the socket, if level-triggered (the
+  /// kernel would report its queued clients at every wait); accept_all()
+  /// waits on it again. Nothing for an edge-triggered listener.
+  void mute() noexcept;
   /// Stops new connections (stop_new_connections), then accepts everything
   /// queued, without the per-wake cap, before the listener is closed: the
   /// kernel resets connections left in the queue. Stops early only at the
@@ -373,14 +379,18 @@ class TcpListener final : public Listener {
   bool parked = false;  // in the forwarder's parked list (O(1) membership)
   /// Shared with the other data-path threads (Forwarder::add_tcp_listener).
   bool shared = false;
+  /// Waited on level-triggered and exclusive, one accept per report: a
+  /// listener shared with the other threads (data_thread.h says why).
+  bool level = false;
   /// Names the listener in the other threads' requests (unique per worker).
   const uint64_t serial;
 
  private:
-  /// Limit: connections accepted per wake-up. Fairness between listeners: a
-  /// flood on one port cannot starve the others for a whole batch. Edge
-  /// triggering would lose the rest, so a listener that stops early parks and
-  /// resumes right after the batch.
+  /// Limit: connections accepted per wake-up, edge-triggered. Fairness
+  /// between listeners: a flood on one port cannot starve the others for a
+  /// whole batch. Edge triggering would lose the rest, so a listener that
+  /// stops early parks and resumes right after the batch. (Level-triggered,
+  /// one per report: the kernel reports the rest.)
   static constexpr int kMaxAcceptsPerWake = 64;
   /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
   /// the queue was emptied. With `draining` (the listener closes next) only
@@ -393,7 +403,8 @@ class TcpListener final : public Listener {
   /// stop_new_connections() ran: clear what accepted sockets inherit. Read
   /// by the other data-path threads; v6_ is written before it.
   std::atomic<bool> stopped_{false};
-  bool v6_ = false;  // an AF_INET6 socket (known once stopped_)
+  bool v6_ = false;     // an AF_INET6 socket (known once stopped_)
+  bool muted_ = false;  // level-triggered and off the loop while parked (mute)
 };
 
 /// A pipe used to splice one direction of a connection.

@@ -2,7 +2,8 @@
 // daemon: both threads serve connections and every one is forwarded; the
 // connection limit holds exactly across them; commits that keep a port and
 // close others refuse and reset nothing while clients load both threads;
-// a removed rule's connections end on every thread.
+// a removed rule's connections end on every thread; clients queued at the
+// limit wake no thread in a loop.
 // Every wait and loop is bounded in count and time; which thread the kernel
 // wakes is up to it, so the tests load the port until the second thread has
 // served, with a deadline, and never depend on how fast the machine is.
@@ -16,6 +17,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -197,6 +201,97 @@ TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
   UniqueFd next = accept_one(target.get(), 10000);
   EXPECT_TRUE(next.valid()) << "the paused listener did not resume\n" << d.log();
   EXPECT_FALSE(accept_one(target.get(), 1000).valid()) << "two came in for one slot";
+}
+
+/// CPU time process `pid` used so far, all its threads, in clock ticks
+/// (/proc/PID/stat: utime + stime), or -1.
+long cpu_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  const std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t paren = s.rfind(')');  // the name may hold spaces
+  if (paren == std::string::npos) return -1;
+  std::istringstream in(s.substr(paren + 1));
+  std::string skip;
+  for (int field = 3; field <= 13; ++field) in >> skip;
+  long utime = -1, stime = -1;
+  in >> utime >> stime;
+  return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
+TEST(DataThreads, ClientsQueuedAtTheLimitWakeNoThreadUntilASlotFrees) {
+  // The threads wait on a shared listener level-triggered: at
+  // --max-connections every thread must leave the socket (the main one
+  // parks it, the others hand it over), or the queued clients would wake
+  // them at every wait. The worker then uses next to no CPU while 8 clients
+  // wait; each slot freed lets one in; and the second thread, back on the
+  // socket, serves again once the limit is gone.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  ASSERT_NO_FATAL_FAILURE(start_ready(
+      d, {"--data-threads", "2", "--max-connections", "4", "-t", "127.0.0.1/18080:18000"}));
+  std::vector<UniqueFd> clients;
+  std::vector<UniqueFd> served;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connect_tcp("127.0.0.1", 18080));
+    served.push_back(accept_one(target.get(), 10000));
+    ASSERT_TRUE(served.back().valid()) << "connection " << i << " did not arrive\n" << d.log();
+  }
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(connect_tcp("127.0.0.1", 18080));  // completed by the kernel, queued
+    ASSERT_TRUE(clients.back().valid());
+  }
+  EXPECT_FALSE(accept_one(target.get(), 500).valid()) << "a 5th connection passed the limit";
+  // 2 s of 8 queued clients. A thread woken at every wait would spend most
+  // of a core on it even on a busy machine; parked, the worker spends a few
+  // ticks (the mirrors try the socket again every 250 ms).
+  const long hz = sysconf(_SC_CLK_TCK);
+  const long before = cpu_ticks(d.worker_pid());
+  ASSERT_GE(before, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long spent = cpu_ticks(d.worker_pid()) - before;
+  EXPECT_LE(spent, hz * 2 / 5) << "the worker spent " << spent << " of " << hz * 2
+                               << " ticks with clients queued at the limit: it spins";
+  // Each slot freed lets exactly one queued client through, twice over.
+  for (int round = 0; round < 2; ++round) {
+    struct linger lg = {1, 0};
+    for (UniqueFd& s : served) {
+      setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+      s.reset();
+    }
+    served.clear();
+    for (int i = 0; i < 4; ++i) {
+      served.push_back(accept_one(target.get(), 10000));
+      ASSERT_TRUE(served.back().valid())
+          << "round " << round << ": only " << i << " of 4 queued clients arrived\n"
+          << d.log();
+    }
+    EXPECT_FALSE(accept_one(target.get(), 500).valid()) << "more came in than slots freed";
+  }
+  served.clear();
+  clients.clear();
+  target.reset();
+  // No limit in reach now: both threads serve again.
+  ClosingTarget closing(18000);
+  ASSERT_TRUE(closing.valid());
+  const std::vector<int64_t> at_limit = threads_accepted(d);
+  ASSERT_EQ(at_limit.size(), 2u);
+  std::vector<int64_t> counts;
+  {
+    Load load(18080, 3);
+    const auto end = Clock::now() + std::chrono::seconds(60);
+    for (int i = 0; i < 600 && Clock::now() < end; ++i) {
+      counts = threads_accepted(d);
+      if (counts.size() == 2 && counts[0] > at_limit[0] && counts[1] > at_limit[1]) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    load.stop();
+    EXPECT_EQ(load.bad(), 0);
+  }
+  ASSERT_EQ(counts.size(), 2u);
+  EXPECT_GT(counts[1], at_limit[1]) << "the second thread never came back to the socket\n"
+                                    << d.log();
+  EXPECT_GT(counts[0], at_limit[0]);
 }
 
 TEST(DataThreads, CommitsThatKeepAPortRefuseAndResetNothingWhileBothThreadsServe) {
