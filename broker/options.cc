@@ -2,9 +2,11 @@
 #include "broker/options.h"
 
 #include <getopt.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "base/strings.h"
 #include "schema/worker_args.h"
@@ -93,6 +95,32 @@ Result<void> set_limit_once(uint32_t* slot, const char* name, const char* value,
     return Err(std::string(name) + " needs at least " + std::to_string(limit.min) + min_unit);
   }
   *slot = static_cast<uint32_t>(n);
+  return Ok();
+}
+
+/// The threads --data-threads auto gives: one per CPU sluiced may run on
+/// (its affinity mask, which taskset and systemd's CPUAffinity= set), as
+/// nginx's and HAProxy's `auto`; at most kDataThreadsLimit's maximum; 1 when
+/// the mask cannot be read.
+uint32_t auto_data_threads() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  return static_cast<uint32_t>(std::clamp<int>(cpus, 1, static_cast<int>(kDataThreadsLimit.max)));
+}
+
+/// Stores --data-threads `value` into `slot`: a number within
+/// kDataThreadsLimit, or `auto` (auto_data_threads), once.
+Result<void> set_data_threads(uint32_t* slot, const char* value) {
+  if (*slot != 0) return Err("--data-threads given twice");
+  if (std::string_view(value) == "auto") {
+    *slot = auto_data_threads();
+    return Ok();
+  }
+  if (!set_limit_once(slot, "--data-threads", value, kDataThreadsLimit)) {
+    return Err("--data-threads needs a number from 1 to " + std::to_string(kDataThreadsLimit.max) +
+               ", or auto (one per CPU sluiced may run on), not \"" + sanitize(value, 32) + "\"");
+  }
   return Ok();
 }
 
@@ -211,10 +239,7 @@ Result<ParsedOptions> parse_broker_options(int argc, char* const* argv) {
         }
         break;
       case kOptDataThreads:
-        if (auto r = set_limit_once(&o.data_threads, "--data-threads", optarg, kDataThreadsLimit);
-            !r) {
-          return Err(r.error());
-        }
+        if (auto r = set_data_threads(&o.data_threads, optarg); !r) return Err(r.error());
         break;
       case kOptNetns:
         if (auto r = set_once(&o.netns, "--netns", optarg); !r) return Err(r.error());
@@ -340,8 +365,10 @@ void print_usage(std::FILE* out) {
                "                        within SECONDS (1-%u, default %u)\n"
                "      --pipe-size BYTES splice pipe size (%u-%u, default %u), within half of\n"
                "                        fs.pipe-user-pages-soft\n"
-               "      --data-threads N  TCP data-path threads (1-%u, default %u): each accepts\n"
-               "                        new connections and serves them, one per core\n"
+               "      --data-threads N|auto\n"
+               "                        TCP data-path threads (1-%u, default %u; auto: one\n"
+               "                        per CPU sluiced may run on): each accepts new\n"
+               "                        connections and serves them, one per core\n"
                "      --netns PATH|PID  target network namespace (a container's): HOST rules\n"
                "                        connect inside it, and their default target is its\n"
                "                        loopback; a PID may also be given as the last\n"

@@ -179,7 +179,7 @@ inline constexpr uint32_t kIdleTimeoutMaxS = 7 * 86400;
 /// more per second on two cores shared with the clients and servers,
 /// docs/BENCHMARKS.md), at the price of a lock per connection and a thread
 /// the administrator may not expect on a small host; the operator who wants
-/// it says so.
+/// it says so (a number, or sluiced's `auto`: one per CPU it may run on).
 inline constexpr uint32_t kDataThreadsDefault = 1;
 /// Limit: the most --data-threads. A thread serves about one core's worth of
 /// new connections; beyond the cores a machine gives a forwarder they only

@@ -64,9 +64,12 @@ class DataThread::Mirror final : public EventHandler {
   /// thread parks the listener there), a rule it may not serve (shareable),
   /// an accept error other than the ones to retry.
   void accept_one() noexcept;
-  /// Stops waiting on the socket until the retry ticker's next round
-  /// (kMutedNs), and asks the main thread to accept on the listener.
+  /// Stops waiting on the socket for kMutedNs or more (Retry), and asks the
+  /// main thread to accept on the listener.
   void punt() noexcept;
+  /// Whether this thread may take a client of the listener now: its rule is
+  /// one it may serve, with room under the limits.
+  bool may_take() const noexcept;
 
   bool detached = false;  // unshared: ignores events still in the batch
   bool muted = false;     // off the socket after a punt, in owner_.muted_
@@ -118,16 +121,26 @@ void DataThread::Mirror::punt() noexcept {
       [main = owner_.main_, serial = serial_] { main->accept_punted(serial); });
 }
 
+bool DataThread::Mirror::may_take() const noexcept {
+  std::shared_ptr<const Route> route = listener_->shared_route();
+  return owner_.main_->shareable(*route) && owner_.forwarder_->admit(*route) == RuleAdmit::kOk;
+}
+
 void DataThread::Retry::on_tick(uint64_t now_ns) noexcept {
+  // In the order they left (each one that stays goes to the back with a new
+  // time): after each batch, only the ones due are looked at.
   auto& muted = owner_.muted_;
-  for (auto it = muted.begin(); it != muted.end();) {
-    Mirror* m = *it;
-    if (now_ns - m->muted_ns < kMutedNs || !m->watch()) {
-      ++it;  // not yet, or epoll refused (no memory): the next round tries again
-      continue;
+  for (size_t n = muted.size(); n > 0 && now_ns - muted.front()->muted_ns >= kMutedNs; --n) {
+    Mirror* m = muted.front();
+    muted.pop_front();
+    // At a limit that holds, or a rule this thread may not serve, the mirror
+    // stays off without a syscall; epoll out of memory: the same.
+    if (m->may_take() && m->watch()) {
+      m->muted = false;
+    } else {
+      m->muted_ns = now_ns;
+      muted.push_back(m);
     }
-    m->muted = false;
-    it = muted.erase(it);
   }
 }
 
@@ -239,7 +252,7 @@ void DataThread::unshare_listeners(const std::vector<TcpListener*>& listeners) n
       Mirror* m = it->second.get();
       m->detached = true;
       if (m->muted) {
-        std::erase(muted_, m);
+        muted_.erase(std::find(muted_.begin(), muted_.end(), m));
       } else {
         loop_->remove(listener->fd());
       }

@@ -7,8 +7,8 @@
 // thread finds what is left at its next wait. (Accepting until EAGAIN, as a
 // listener of the main thread alone does, let whichever thread woke first
 // take a burst while the other slept, and cost each wake-up an accept that
-// found the queue empty: bench/peers measured about 6 % fewer new
-// connections per second with two threads.)
+// found the queue empty: bench/peers' two-thread relay floor opened about
+// 3 % fewer connections per second that way, docs/BENCHMARKS.md.)
 //
 // What stays on the main thread: commits, the control and pesto sockets, UDP,
 // auto-scan, every listener's life (add, drain, close), the listeners of
@@ -38,6 +38,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -137,11 +138,13 @@ class DataThread {
     DataThread& owner_;
   };
   /// Limit: how long a mirror that handed a client to the main thread stays
-  /// off its socket, one tick (250 ms). Meanwhile the main thread serves the
-  /// listener, and at a limit parks it and resumes it the moment a slot
-  /// frees; the other threads rejoin after this. Level-triggered, a thread
-  /// left on the socket would be woken for the same queued clients at every
-  /// wait; a limit that holds costs each thread one wake-up per period.
+  /// off its socket at least, one tick (250 ms; it returns at the first tick
+  /// after, so within two). Meanwhile the main thread serves the listener,
+  /// and at a limit parks it and resumes it the moment a slot frees; the
+  /// other threads rejoin after this, once the rule has room. Level-
+  /// triggered, a thread left on the socket would be woken for the same
+  /// queued clients at every wait; a limit that holds costs each thread a
+  /// look at the counters per muted listener and period, no syscall.
   static constexpr uint64_t kMutedNs = 250'000'000;
 
   /// Takes what create() made.
@@ -167,7 +170,7 @@ class DataThread {
   /// The thread's mirror of each shared listener, by the main thread's
   /// listener (thread only).
   std::unordered_map<TcpListener*, std::unique_ptr<Mirror>> mirrors_;
-  std::vector<Mirror*> muted_;   // off their sockets after a punt (Mirror::punt)
+  std::deque<Mirror*> muted_;    // off their sockets after a punt, oldest first
   bool thread_started_ = false;  // start() succeeded (main thread)
   bool stopped_ = false;         // stop() ran (main thread)
   bool loop_stopped_ = false;    // stop()'s request ran (the thread)

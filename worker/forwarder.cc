@@ -144,9 +144,11 @@ std::shared_ptr<const Route> TcpListener::shared_route() const {
 }
 
 bool accept_error_retryable(int err) noexcept {
+  // Not EPERM: a security module that refuses accept() does so before the
+  // client leaves the queue, so the same client would come back at once.
   return err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
          err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
-         err == EOPNOTSUPP || err == ENETUNREACH || err == EPERM;
+         err == EOPNOTSUPP || err == ENETUNREACH;
 }
 
 void TcpListener::clear_inherited_floor(int accepted) const noexcept {
@@ -158,14 +160,24 @@ void TcpListener::on_event(uint32_t /*events*/) noexcept {
 }
 
 void TcpListener::accept_all() noexcept {
+  if (!fd_.valid()) return;
   if (muted_) {
-    if (!owner_.loop().add(fd_.get(), EPOLLIN | EPOLLEXCLUSIVE, this)) {
-      owner_.park(this, false);  // epoll out of memory: the next tick tries again
+    // Still no room (a resume for the global limit, a thread's hand-over):
+    // parked again as it was, without two epoll_ctl calls per listener.
+    if (owner_.admit(*route_) != RuleAdmit::kOk ||
+        !owner_.loop().add(fd_.get(), EPOLLIN | EPOLLEXCLUSIVE, this)) {
+      owner_.park(this, false);  // the next slot freed or tick tries again
       return;
     }
     muted_ = false;
   }
   accept_up_to(level ? 1 : kMaxAcceptsPerWake, false);
+}
+
+void TcpListener::accept_punted() noexcept {
+  if (!level) return accept_all();
+  if (!fd_.valid() || muted_) return accept_all();  // parked: as a resume
+  accept_up_to(kMaxAcceptsPerWake, false);
 }
 
 void TcpListener::mute() noexcept {
@@ -217,7 +229,7 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
     }
     owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
   }
-  if (!level) owner_.park(this, true);
+  if (!level || max > 1) owner_.park(this, true);
   return false;
 }
 
@@ -597,7 +609,7 @@ void Forwarder::refuse_loop(UniqueFd client, const struct sockaddr_storage& peer
 
 void Forwarder::accept_punted(uint64_t serial) noexcept {
   auto it = shared_.find(serial);
-  if (it != shared_.end()) it->second->accept_all();
+  if (it != shared_.end()) it->second->accept_punted();
 }
 
 void Forwarder::wake_parked() noexcept {

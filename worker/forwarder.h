@@ -4,7 +4,9 @@
 // it completes move bytes both ways with splice() through a pair of pooled
 // pipes, without copying them to user space. Half-close is propagated with
 // shutdown(SHUT_WR); a reset on one side becomes a reset on the other
-// (SO_LINGER 0). All of it is edge-triggered and noexcept.
+// (SO_LINGER 0). All of it is noexcept, and edge-triggered but for the
+// listeners shared with other data-path threads (level-triggered, one accept
+// per report: worker/data_thread.h).
 #pragma once
 
 #include <sys/socket.h>
@@ -325,10 +327,17 @@ class TcpListener final : public Listener {
   /// A client is queued: accepts every pending one (edge-triggered), or one
   /// (level-triggered, shared with the other threads).
   void on_event(uint32_t events) noexcept override;
-  /// Accepts as on_event, first waiting on the socket again if a park took
-  /// it off (mute). At the connection limit the listener is parked, and
-  /// resumed when a connection closes.
+  /// Accepts as on_event: after a park (resume_parked) or for another
+  /// thread (accept_punted). A listener a park took off its loop (mute)
+  /// waits on its socket again first, once its rule has room: at a limit
+  /// that holds, it stays parked without a syscall. At the connection limit
+  /// the listener is parked, and resumed when a connection closes.
   void accept_all() noexcept;
+  /// For another thread, which handed its client over: accepts until
+  /// EAGAIN, as an edge-triggered listener does (the kernel may have woken
+  /// only that thread for a burst), then parks for the rest of the batch at
+  /// the per-wake cap.
+  void accept_punted() noexcept;
   /// While parked: stops waiting on the socket, if level-triggered (the
   /// kernel would report its queued clients at every wait); accept_all()
   /// waits on it again. Nothing for an edge-triggered listener.
@@ -393,9 +402,10 @@ class TcpListener final : public Listener {
   /// one per report: the kernel reports the rest.)
   static constexpr int kMaxAcceptsPerWake = 64;
   /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
-  /// the queue was emptied. With `draining` (the listener closes next) only
-  /// the global limit stops it, not the rule's share: what stays queued is
-  /// reset by the close, and a rule past its share is better than a reset.
+  /// the queue was emptied. Parks to resume after the batch when `max` was
+  /// reached, unless it is the level-triggered one per report. With `draining` (the listener closes
+  /// next) only the global limit stops it, not the rule's share: what stays queued is reset by the
+  /// close, and a rule past its share is better than a reset.
   bool accept_up_to(int max, bool draining) noexcept;
 
   Forwarder& owner_;

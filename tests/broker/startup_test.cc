@@ -4,6 +4,7 @@
 // placement, and a log that never blocks.
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -164,6 +166,33 @@ TEST(Options, TcpLimitErrors) {
   expect_usage_error({"--pipe-size", "1048577"}, "--pipe-size needs a number from 4096 to 1048576");
   expect_usage_error({"--connect-timeout", "1", "--connect-timeout", "2"},
                      "--connect-timeout given twice");
+}
+
+TEST(Options, DataThreadsAutoIsOnePerCpuSluicedMayRunOnAtMostSixteen) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  const uint32_t want = std::min<uint32_t>(static_cast<uint32_t>(CPU_COUNT(&set)), 16);
+  auto r = parse({"--data-threads", "auto"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->options.data_threads, want);
+  if (want > 1) {
+    bool used_default = true;
+    const std::vector<std::string> argv = worker_argv(r->options, &used_default);
+    EXPECT_NE(std::find(argv.begin(), argv.end(), std::to_string(want)), argv.end());
+  }
+  r = parse({"--data-threads", "3"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->options.data_threads, 3u);
+  expect_usage_error({"--data-threads", "17"},
+                     "--data-threads needs a number from 1 to 16, or auto (one per CPU sluiced "
+                     "may run on), not \"17\"");
+  expect_usage_error({"--data-threads", "0"}, "from 1 to 16, or auto");
+  expect_usage_error({"--data-threads", "Auto"}, "not \"Auto\"");
+  expect_usage_error({"--data-threads", "auto", "--data-threads", "2"},
+                     "--data-threads given twice");
+  expect_usage_error({"--data-threads", "2", "--data-threads", "auto"},
+                     "--data-threads given twice");
 }
 
 TEST(Options, FairnessLimitsTakeZeroForOffAndGoToTheWorker) {

@@ -9,11 +9,13 @@
 // served, with a deadline, and never depend on how fast the machine is.
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -218,13 +220,13 @@ long cpu_ticks(pid_t pid) {
   return utime < 0 || stime < 0 ? -1 : utime + stime;
 }
 
-TEST(DataThreads, ClientsQueuedAtTheLimitWakeNoThreadUntilASlotFrees) {
+TEST(DataThreads, ClientsQueuedAtTheLimitSpinNoThreadAndEachFreedSlotLetsOneIn) {
   // The threads wait on a shared listener level-triggered: at
   // --max-connections every thread must leave the socket (the main one
-  // parks it, the others hand it over), or the queued clients would wake
-  // them at every wait. The worker then uses next to no CPU while 8 clients
-  // wait; each slot freed lets one in; and the second thread, back on the
-  // socket, serves again once the limit is gone.
+  // parks it, the others hand it over and stay off), or the queued clients
+  // would wake them at every wait. The worker then uses next to no CPU
+  // while 12 clients wait; each slot freed lets exactly one in; and the
+  // second thread, back on the socket, serves again once the limit is gone.
   UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
   ASSERT_TRUE(target.valid());
   Daemon d;
@@ -237,14 +239,14 @@ TEST(DataThreads, ClientsQueuedAtTheLimitWakeNoThreadUntilASlotFrees) {
     served.push_back(accept_one(target.get(), 10000));
     ASSERT_TRUE(served.back().valid()) << "connection " << i << " did not arrive\n" << d.log();
   }
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 12; ++i) {
     clients.push_back(connect_tcp("127.0.0.1", 18080));  // completed by the kernel, queued
     ASSERT_TRUE(clients.back().valid());
   }
   EXPECT_FALSE(accept_one(target.get(), 500).valid()) << "a 5th connection passed the limit";
-  // 2 s of 8 queued clients. A thread woken at every wait would spend most
+  // 2 s of 12 queued clients. A thread woken at every wait would spend most
   // of a core on it even on a busy machine; parked, the worker spends a few
-  // ticks (the mirrors try the socket again every 250 ms).
+  // ticks (a muted thread looks at the counters every 250 ms).
   const long hz = sysconf(_SC_CLK_TCK);
   const long before = cpu_ticks(d.worker_pid());
   ASSERT_GE(before, 0);
@@ -252,21 +254,18 @@ TEST(DataThreads, ClientsQueuedAtTheLimitWakeNoThreadUntilASlotFrees) {
   const long spent = cpu_ticks(d.worker_pid()) - before;
   EXPECT_LE(spent, hz * 2 / 5) << "the worker spent " << spent << " of " << hz * 2
                                << " ticks with clients queued at the limit: it spins";
-  // Each slot freed lets exactly one queued client through, twice over.
-  for (int round = 0; round < 2; ++round) {
+  // One slot freed at a time, 8 times, with clients still queued after the
+  // last: each lets exactly one client through.
+  for (int round = 0; round < 8; ++round) {
     struct linger lg = {1, 0};
-    for (UniqueFd& s : served) {
-      setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-      s.reset();
-    }
-    served.clear();
-    for (int i = 0; i < 4; ++i) {
-      served.push_back(accept_one(target.get(), 10000));
-      ASSERT_TRUE(served.back().valid())
-          << "round " << round << ": only " << i << " of 4 queued clients arrived\n"
-          << d.log();
-    }
-    EXPECT_FALSE(accept_one(target.get(), 500).valid()) << "more came in than slots freed";
+    setsockopt(served.front().get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    served.erase(served.begin());  // reset: the connection ends at once
+    served.push_back(accept_one(target.get(), 10000));
+    ASSERT_TRUE(served.back().valid())
+        << "round " << round << ": a freed slot let no queued client in\n"
+        << d.log();
+    EXPECT_FALSE(accept_one(target.get(), 300).valid())
+        << "round " << round << ": two came in for one slot";
   }
   served.clear();
   clients.clear();
@@ -452,6 +451,18 @@ TEST(DataThreads, SixteenThreadsStartAndServe) {
   std::vector<int64_t> counts = threads_accepted(d);
   EXPECT_EQ(counts.size(), 16u) << d.log();
   EXPECT_EQ(thread_count(d.worker_pid()), 16) << d.log();
+}
+
+TEST(DataThreads, AutoStartsOneThreadPerCpuSluicedMayRunOn) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  const int want = std::min(CPU_COUNT(&set), 16);
+  Daemon d;
+  ASSERT_NO_FATAL_FAILURE(
+      start_ready(d, {"--data-threads", "auto", "-t", "127.0.0.1/18080:18000"}));
+  EXPECT_EQ(thread_count(d.worker_pid()), want) << d.log();
+  EXPECT_EQ(threads_accepted(d).size(), static_cast<size_t>(want));
 }
 
 TEST(DataThreads, ThousandsOfConnectionsComeAndGoOnEveryThread) {
