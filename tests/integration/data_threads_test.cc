@@ -47,6 +47,15 @@ void start_ready(Daemon& d, const std::vector<std::string>& args) {
   ASSERT_TRUE(d.wait_ready()) << d.log();
 }
 
+/// Listens on 127.0.0.1:18000 (into `target`), then starts `d` with two
+/// threads, --max-connections `max` and one rule from 18080 to it.
+void start_with_limit(Daemon& d, const char* max, UniqueFd* target) {
+  *target = listen_tcp("127.0.0.1", 18000, 128);
+  ASSERT_TRUE(target->valid());
+  ASSERT_NO_FATAL_FAILURE(start_ready(
+      d, {"--data-threads", "2", "--max-connections", max, "-t", "127.0.0.1/18080:18000"}));
+}
+
 /// The connections each data-path thread accepted (--stats JSON), or empty.
 std::vector<int64_t> threads_accepted(Daemon& d) {
   std::vector<int64_t> out;
@@ -173,11 +182,9 @@ TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
   // --max-connections 8 and 32 clients connecting at once from 8 threads:
   // both data-path threads accept, and exactly 8 reach the target until
   // one ends.
-  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
-  ASSERT_TRUE(target.valid());
   Daemon d;
-  ASSERT_NO_FATAL_FAILURE(start_ready(
-      d, {"--data-threads", "2", "--max-connections", "8", "-t", "127.0.0.1/18080:18000"}));
+  UniqueFd target;
+  ASSERT_NO_FATAL_FAILURE(start_with_limit(d, "8", &target));
   std::vector<UniqueFd> clients(32);
   std::vector<std::thread> connectors;
   for (int t = 0; t < 8; ++t) {
@@ -227,11 +234,9 @@ TEST(DataThreads, ClientsQueuedAtTheLimitSpinNoThreadAndEachFreedSlotLetsOneIn) 
   // would wake them at every wait. The worker then uses next to no CPU
   // while 12 clients wait; each slot freed lets exactly one in; and the
   // second thread, back on the socket, serves again once the limit is gone.
-  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
-  ASSERT_TRUE(target.valid());
   Daemon d;
-  ASSERT_NO_FATAL_FAILURE(start_ready(
-      d, {"--data-threads", "2", "--max-connections", "4", "-t", "127.0.0.1/18080:18000"}));
+  UniqueFd target;
+  ASSERT_NO_FATAL_FAILURE(start_with_limit(d, "4", &target));
   std::vector<UniqueFd> clients;
   std::vector<UniqueFd> served;
   for (int i = 0; i < 4; ++i) {
