@@ -175,8 +175,7 @@ void TcpListener::accept_all() noexcept {
 }
 
 void TcpListener::accept_punted() noexcept {
-  if (!level) return accept_all();
-  if (!fd_.valid() || muted_) return accept_all();  // parked: as a resume
+  if (!level || muted_ || !fd_.valid()) return accept_all();  // muted: parked, as a resume
   accept_up_to(kMaxAcceptsPerWake, false);
 }
 
@@ -335,7 +334,8 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   TcpListener* raw = listener.get();
   // Shared with the other data-path threads: each waits on the socket with
   // EPOLLEXCLUSIVE, so that the kernel wakes one of them per new client,
-  // not all (each accepts what it is woken for, and keeps those connections).
+  // not all, level-triggered, so that a busy one finds the rest at its next
+  // wait (each accepts one per report, and keeps its connections).
   const bool shared = !threads_.empty() && shareable(*raw->route());
   auto added = loop_.add(raw->fd(), shared ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
@@ -351,7 +351,8 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
     host_sockets_->set_wanted(Proto::kTcp, true);  // filled before the first connection
   }
   // Connections may already wait in the queue (the socket listened before it
-  // reached us); edge triggering reports only new ones, so accept now.
+  // reached us); edge triggering reports only new ones, so accept now (level
+  // triggering reports them at the next wait).
   if (!shared) raw->accept_all();
   return raw;
 }
