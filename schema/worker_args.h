@@ -177,9 +177,10 @@ inline constexpr uint32_t kIdleTimeoutMaxS = 7 * 86400;
 /// Limit: one data-path thread by default, the worker's main one. A second
 /// thread lets a forwarder use a second core for new connections (about a
 /// fifth more per second than a relay with one thread, on two cores shared
-/// with the clients and servers, docs/BENCHMARKS.md), at the price of a lock per connection and a thread
-/// the administrator may not expect on a small host; the operator who wants
-/// it says so (a number, or sluiced's `auto`: one per CPU it may run on).
+/// with the clients and servers, docs/BENCHMARKS.md), at the price of a
+/// lock per connection and a thread the administrator may not expect on a
+/// small host; the operator who wants it says so (a number, or sluiced's
+/// `auto`: one per CPU it may run on).
 inline constexpr uint32_t kDataThreadsDefault = 1;
 /// Limit: the most --data-threads. A thread serves about one core's worth of
 /// new connections; beyond the cores a machine gives a forwarder they only
