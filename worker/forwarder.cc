@@ -156,7 +156,7 @@ void TcpListener::clear_inherited_floor(int accepted) const noexcept {
 }
 
 void TcpListener::on_event(uint32_t /*events*/) noexcept {
-  if (!muted_) accept_up_to(level ? 1 : kMaxAcceptsPerWake, false);  // muted: a stale report
+  if (!muted_) accept_up_to(per_report(), false);  // muted: a stale report
 }
 
 void TcpListener::accept_all() noexcept {
@@ -171,7 +171,7 @@ void TcpListener::accept_all() noexcept {
     }
     muted_ = false;
   }
-  accept_up_to(level ? 1 : kMaxAcceptsPerWake, false);
+  accept_up_to(per_report(), false);
 }
 
 void TcpListener::accept_punted() noexcept {

@@ -401,11 +401,15 @@ class TcpListener final : public Listener {
   /// stops early parks and resumes right after the batch. (Level-triggered,
   /// one per report: the kernel reports the rest.)
   static constexpr int kMaxAcceptsPerWake = 64;
+  /// What one report accepts: one when level-triggered (the kernel reports
+  /// the rest), else up to kMaxAcceptsPerWake.
+  int per_report() const noexcept { return level ? 1 : kMaxAcceptsPerWake; }
   /// Accepts until EAGAIN, a limit, or `max` connections; returns true when
   /// the queue was emptied. Parks to resume after the batch when `max` was
-  /// reached, unless it is the level-triggered one per report. With `draining` (the listener closes
-  /// next) only the global limit stops it, not the rule's share: what stays queued is reset by the
-  /// close, and a rule past its share is better than a reset.
+  /// reached, unless it is the level-triggered one per report. With
+  /// `draining` (the listener closes next) only the global limit stops it,
+  /// not the rule's share: what stays queued is reset by the close, and a
+  /// rule past its share is better than a reset.
   bool accept_up_to(int max, bool draining) noexcept;
 
   Forwarder& owner_;

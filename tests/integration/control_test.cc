@@ -113,13 +113,8 @@ int accept_queue_length(uint16_t port) {
 
 /// The state letter of process `pid` (/proc/PID/stat: R, S, T, ...), or 0.
 char process_state(pid_t pid) {
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (f == nullptr) return 0;
-  char buf[512] = {};
-  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
-  const char* paren = std::strrchr(buf, ')');  // the command name may hold spaces
-  return paren != nullptr && paren + 2 < buf + n ? paren[2] : 0;
+  const std::string state = proc_stat_field(pid, 3);
+  return state.empty() ? 0 : state[0];
 }
 
 /// Polls `done` every millisecond for at most 10 s; true when it came true.

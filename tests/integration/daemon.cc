@@ -218,6 +218,20 @@ std::string proc_status_field(pid_t pid, const std::string& field) {
   return "";
 }
 
+std::string proc_stat_field(pid_t pid, int n) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || n < 3) return "";
+  std::istringstream fields(stat.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= n; ++i) {
+    if (!(fields >> field)) return "";
+  }
+  return field;
+}
+
 PolicyFileFixture::PolicyFileFixture(const std::string& text) {
   char tmpl[] = "/tmp/sluice-policy-XXXXXX";
   const char* dir = ::mkdtemp(tmpl);

@@ -118,5 +118,10 @@ std::string slurp(const std::string& path);
 
 /// Reads /proc/PID/status and returns the value of `field` ("CapEff"), or "".
 std::string proc_status_field(pid_t pid, const std::string& field);
+/// Reads /proc/PID/stat and returns field `n` as proc(5) numbers them (3 is
+/// the state, 14 utime, 15 stime), or "" when there is no such process or
+/// field. The command name (field 2) may hold spaces and parentheses, so
+/// the fields are counted from the last ')'.
+std::string proc_stat_field(pid_t pid, int n);
 
 }  // namespace sluice::test

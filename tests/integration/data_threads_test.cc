@@ -19,9 +19,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -215,16 +212,10 @@ TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
 /// CPU time process `pid` used so far, all its threads, in clock ticks
 /// (/proc/PID/stat: utime + stime), or -1.
 long cpu_ticks(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  const std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const size_t paren = s.rfind(')');  // the name may hold spaces
-  if (paren == std::string::npos) return -1;
-  std::istringstream in(s.substr(paren + 1));
-  std::string skip;
-  for (int field = 3; field <= 13; ++field) in >> skip;
-  long utime = -1, stime = -1;
-  in >> utime >> stime;
-  return utime < 0 || stime < 0 ? -1 : utime + stime;
+  const std::string utime = proc_stat_field(pid, 14);
+  const std::string stime = proc_stat_field(pid, 15);
+  if (utime.empty() || stime.empty()) return -1;
+  return std::stol(utime) + std::stol(stime);
 }
 
 TEST(DataThreads, ClientsQueuedAtTheLimitSpinNoThreadAndEachFreedSlotLetsOneIn) {

@@ -35,14 +35,8 @@ pid_t wait_for_serving_worker(const Daemon& d, pid_t old, size_t ready_lines, st
 }
 
 char process_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
-  // "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so the
-  // state follows the last ')'.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
-  return stat[close + 2];
+  const std::string state = proc_stat_field(pid, 3);
+  return state.empty() ? 0 : state[0];
 }
 
 bool wait_for_state(pid_t pid, char state) {
