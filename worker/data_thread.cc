@@ -67,6 +67,10 @@ class DataThread::Mirror final : public EventHandler {
   /// Stops waiting on the socket for kMutedNs or more (Retry), and asks the
   /// main thread to accept on the listener.
   void punt() noexcept;
+  /// This thread is busier than another (Forwarder::busier_than_another):
+  /// waits on the socket anew, at the back of its wait queue, as
+  /// TcpListener::requeue_if_busier does.
+  void requeue() noexcept;
   /// Whether this thread may take a client of the listener now: its rule is
   /// one it may serve, with room under the limits.
   bool may_take() const noexcept;
@@ -105,7 +109,18 @@ void DataThread::Mirror::accept_one() noexcept {
   listener_->clear_inherited_floor(fd);
   const uint16_t port = listener_->port();
   if (fwd.is_own_connection(peer)) return fwd.refuse_loop(UniqueFd(fd), peer, port, *route);
-  fwd.start_connection(UniqueFd(fd), peer, port, route, std::move(slot));
+  fwd.place_connection(UniqueFd(fd), peer, port, route, std::move(slot));
+  if (fwd.busier_than_another()) requeue();
+}
+
+void DataThread::Mirror::requeue() noexcept {
+  owner_.loop_->remove(fd_);
+  if (!watch()) {
+    // Epoll out of memory: off the socket until Retry's next try.
+    muted = true;
+    muted_ns = monotonic_ns();
+    owner_.muted_.push_back(this);
+  }
 }
 
 void DataThread::Mirror::punt() noexcept {
@@ -224,6 +239,7 @@ void DataThread::serve(const ForwarderLimits& limits, ConnShare* share, Forwarde
   main_inbox_ = main_inbox;
   call([&] {
     forwarder_ = std::make_unique<Forwarder>(*loop_, limits, share);
+    forwarder_->set_inbox(mailbox_.get());
     loop_->add_ticker(forwarder_.get());
   });
 }
@@ -281,6 +297,73 @@ void DataThread::stop() noexcept {
     loop_->stop();
   });
   await_answer();
+}
+
+// Forwarder's balancing among the data-path threads (forwarder.h), here with
+// the threads it serves.
+
+bool Forwarder::busier_than_another() const noexcept {
+  const uint64_t mine = load();
+  // Limit: the slack, an eighth of what this thread holds. With many short
+  // connections the counts differ by a few at any moment, and each move
+  // costs two epoll_ctl calls; with a few long ones, one more is already a
+  // thread's share.
+  const uint64_t slack = mine / 8;
+  for (const Forwarder* other : share_->forwarders) {
+    if (other != this && other->load() + slack < mine) return true;
+  }
+  return false;
+}
+
+void Forwarder::place_connection(UniqueFd client, const struct sockaddr_storage& peer,
+                                 uint16_t port, const std::shared_ptr<const Route>& route,
+                                 ConnSlot slot) noexcept {
+  const uint64_t mine = load();
+  Forwarder* least = nullptr;
+  uint64_t fewest = mine;
+  for (Forwarder* other : share_->forwarders) {
+    const uint64_t n = other->load();
+    if (other != this && n < fewest) {
+      least = other;
+      fewest = n;
+    }
+  }
+  // Limit: hand over only at two more, and more than an eighth more. One
+  // more is the best a thread may do when the count is odd; the eighth
+  // keeps threads with many short connections, whose counts move by a few
+  // at any moment, from paying a wake-up of another thread per client.
+  if (least == nullptr || mine < fewest + 2 + mine / 8) {
+    start_connection(std::move(client), peer, port, route, std::move(slot));
+    return;
+  }
+  least->hand_over(HandedClient{std::move(client), peer, port, route, std::move(slot)});
+}
+
+void Forwarder::hand_over(HandedClient client) noexcept {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(handed_mu_);
+    first = handed_.empty();
+    handed_.push_back(std::move(client));
+    // Under the lock: start_handed() takes the count down after the queue.
+    handed_count_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // One wake-up for a queue: the first post takes all that come meanwhile.
+  if (first) inbox_->post([this] { start_handed(); });
+}
+
+void Forwarder::start_handed() noexcept {
+  std::vector<HandedClient> batch;
+  {
+    std::lock_guard<std::mutex> lock(handed_mu_);
+    if (handed_.empty()) return;
+    batch.swap(handed_);
+  }
+  for (HandedClient& c : batch) {
+    start_connection(std::move(c.client), c.peer, c.port, c.route, std::move(c.slot));
+    // After the start counted it (load() never dips by one meanwhile).
+    handed_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace sluice

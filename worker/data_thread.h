@@ -118,6 +118,8 @@ class DataThread {
   }
   /// The idle pipes of its pool now. Any thread.
   size_t idle_pipes() const noexcept { return forwarder_ ? forwarder_->idle_pipes() : 0; }
+  /// Its Forwarder, once serve() made it.
+  Forwarder* forwarder() const noexcept { return forwarder_.get(); }
   /// Its connections open now. Any thread.
   uint64_t active() const noexcept { return forwarder_ ? forwarder_->counters().active.load() : 0; }
   /// Stops its loop; the thread then waits for good, touching nothing of

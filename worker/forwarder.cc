@@ -185,6 +185,15 @@ void TcpListener::mute() noexcept {
   muted_ = true;
 }
 
+void TcpListener::requeue_if_busier() noexcept {
+  if (muted_ || !fd_.valid() || !owner_.busier_than_another()) return;
+  owner_.loop().remove(fd_.get());
+  if (!owner_.loop().add(fd_.get(), EPOLLIN | EPOLLEXCLUSIVE, this)) {
+    muted_ = true;
+    owner_.park(this, false);  // accept_all() waits on it again
+  }
+}
+
 bool TcpListener::accept_up_to(int max, bool draining) noexcept {
   if (!fd_.valid()) return true;  // closed by a commit earlier in this batch
   for (int i = 0; i < max; ++i) {
@@ -226,7 +235,19 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
       owner_.refuse_loop(UniqueFd(fd), peer, port_, *route_);
       continue;
     }
-    owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
+    if (!level) {
+      owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
+      continue;
+    }
+    // Shared with the other threads: a rule they may serve goes to the
+    // least busy one when this one is busier (a commit may have pointed
+    // the listener at one they may not).
+    if (owner_.shareable(*route_)) {
+      owner_.place_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
+    } else {
+      owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
+    }
+    if (max == 1) requeue_if_busier();
   }
   if (!level || max > 1) owner_.park(this, true);
   return false;
@@ -658,6 +679,9 @@ size_t Forwarder::end_connections(const std::function<bool(const Route&)>& pred)
   // The other threads' first, each while this one waits.
   size_t others = 0;
   for (DataThread* thread : threads_) others += thread->end_connections(pred);
+  // Then this thread's, with the clients handed to it (those of the others
+  // were started by their own call).
+  start_handed();
   // Collect first: closing a connection swaps the table's last entry into its slot.
   std::vector<TcpConnection*> doomed;
   for (auto& conn : connections_) {

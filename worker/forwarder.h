@@ -97,6 +97,8 @@ struct EndpointHash {
   size_t operator()(const Endpoint& e) const noexcept;
 };
 
+class Forwarder;
+
 /// What the Forwarders of all data-path threads share (worker/data_thread.h):
 /// the connection slots under the limits, the sources, and the loop guard's
 /// endpoints. One mutex; every operation under it is a few comparisons.
@@ -126,6 +128,11 @@ struct ConnShare {
   /// Posts Forwarder::wake_parked to the main thread; set before the first
   /// listener when there are other data-path threads (empty: none).
   std::function<void()> wake_main;
+  /// Every data-path thread's Forwarder, the main thread's first, for
+  /// balancing the connections among them (worker/data_thread.cc). Filled
+  /// before the first listener is shared and read-only after; empty with
+  /// one thread.
+  std::vector<Forwarder*> forwarders;
 };
 
 /// One TCP connection's slot under --max-connections and its rule's limits,
@@ -304,8 +311,18 @@ struct ForwarderCounters {
 };
 
 class DataThread;
-class Forwarder;
+class Mailbox;
 class SocketPool;
+
+/// A client one data-path thread accepted for another, which holds fewer
+/// connections (Forwarder::place_connection): what start_connection takes.
+struct HandedClient {
+  UniqueFd client;
+  struct sockaddr_storage peer;
+  uint16_t port = 0;
+  std::shared_ptr<const Route> route;
+  ConnSlot slot;
+};
 
 /// One listening TCP socket, received from the broker.
 class TcpListener final : public Listener {
@@ -342,6 +359,13 @@ class TcpListener final : public Listener {
   /// kernel would report its queued clients at every wait); accept_all()
   /// waits on it again. Nothing for an edge-triggered listener.
   void mute() noexcept;
+  /// After an accept on a shared listener, if this thread is busier than
+  /// another (Forwarder::busier_than_another): waits on the socket anew, at
+  /// the back of its wait queue (EPOLL_CTL_DEL, then ADD), so that the
+  /// kernel wakes another thread first for the next client. Should epoll
+  /// refuse the ADD (out of memory), the listener parks muted, as mute(),
+  /// and waits again at its next resume.
+  void requeue_if_busier() noexcept;
   /// Stops new connections (stop_new_connections), then accepts everything
   /// queued, without the per-wake cap, before the listener is closed: the
   /// kernel resets connections left in the queue. Stops early only at the
@@ -475,6 +499,39 @@ class Forwarder final : public Ticker {
   void sync_threads() noexcept;
   /// Connections open now on every data-path thread.
   uint64_t active_total() const noexcept;
+
+  // Balancing among the data-path threads (worker/data_thread.cc).
+  /// Sets the mailbox of this forwarder's thread, through which the other
+  /// threads wake it for the clients they hand over (hand_over). Before
+  /// the first listener is shared.
+  void set_inbox(Mailbox* inbox) noexcept { inbox_ = inbox; }
+  /// The connections this thread holds now, and those handed to it and not
+  /// started yet: what balancing compares. Any thread.
+  uint64_t load() const noexcept {
+    return counters_.active.load(std::memory_order_relaxed) +
+           handed_count_.load(std::memory_order_relaxed);
+  }
+  /// True when this thread holds more connections than another data-path
+  /// thread does, by more than an eighth of its own (ConnShare::forwarders).
+  /// The kernel wakes the first thread asleep in a shared listener's wait
+  /// queue for each new client, so the busier one moves to the back
+  /// (TcpListener::requeue_if_busier). Any thread; a few atomic loads.
+  bool busier_than_another() const noexcept;
+  /// A client accepted here from a shared listener, holding `slot`: starts
+  /// its connection here (start_connection), or hands it to the thread
+  /// that holds the fewest connections when this one holds at least two
+  /// more, and more than an eighth more. The first thread back from a wait
+  /// takes every client of a burst (the others are still waking up), and
+  /// clients that arrive together (iperf3 -P 4's streams) would all land
+  /// on one thread. Not for a rule only the main thread serves (shareable).
+  void place_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
+                        const std::shared_ptr<const Route>& route, ConnSlot slot) noexcept;
+  /// Queues `client` for this forwarder's thread and wakes it. Any thread.
+  void hand_over(HandedClient client) noexcept;
+  /// Starts the connections handed to this thread, in order. On its thread:
+  /// when woken, and before it ends connections (end_connections), so that
+  /// a client accepted under a removed rule before the commit is ended too.
+  void start_handed() noexcept;
   /// Connections each data-path thread accepted so far, this one first.
   std::vector<uint64_t> accepted_by_thread() const;
   /// What the data-path threads share.
@@ -642,6 +699,13 @@ class Forwarder final : public Ticker {
   uint64_t next_serial_ = 1;
   /// Parked listeners may have room: look at them after the batch.
   bool recheck_parked_ = false;
+  /// This thread's mailbox (set_inbox), and the clients other threads
+  /// handed to it (hand_over): the queue under handed_mu_, its length
+  /// readable without the lock.
+  Mailbox* inbox_ = nullptr;
+  std::mutex handed_mu_;
+  std::vector<HandedClient> handed_;
+  std::atomic<uint64_t> handed_count_{0};
   std::deque<Waiting> waiting_;  // at most max_connections (at_capacity)
   size_t splice_listeners_ = 0;  // SPLICE listeners served: the pool is wanted while > 0
   std::vector<std::unique_ptr<TcpListener>> listeners_;

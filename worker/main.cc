@@ -389,6 +389,12 @@ int run(int argc, char** argv) {
   }
   (*loop)->add_ticker(&forwarder);
   for (DataThread* t : threads) t->serve(tcp_limits, &conn_share, &forwarder, inbox.get());
+  if (!threads.empty()) {
+    // Before set_data_threads shares a listener (worker/data_thread.cc).
+    forwarder.set_inbox(inbox.get());
+    conn_share.forwarders.push_back(&forwarder);
+    for (DataThread* t : threads) conn_share.forwarders.push_back(t->forwarder());
+  }
   // Whichever way run() returns, the threads stop before what they share
   // (conn_share, forwarder) is destroyed.
   struct ThreadsStopper {

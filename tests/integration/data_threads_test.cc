@@ -175,6 +175,89 @@ TEST(DataThreads, EveryThreadServesAndEveryConnectionIsForwarded) {
       << text.out;
 }
 
+/// Opens `n` connections to 127.0.0.1:18080 one after another, each one
+/// only once the previous reached `target` and carried a byte: a fatal
+/// failure, with the log of `d`, when one does not.
+void open_one_by_one(Daemon& d, int target, int n, std::vector<UniqueFd>* clients,
+                     std::vector<UniqueFd>* served) {
+  for (int i = 0; i < n; ++i) {
+    clients->push_back(connect_tcp("127.0.0.1", 18080));
+    ASSERT_TRUE(clients->back().valid()) << "connection " << i;
+    served->push_back(accept_one(target, 10000));
+    ASSERT_TRUE(served->back().valid()) << "connection " << i << " did not arrive\n" << d.log();
+    char b = 'x';
+    ASSERT_EQ(send(clients->back().get(), &b, 1, MSG_NOSIGNAL), 1);
+    ASSERT_EQ(recv(served->back().get(), &b, 1, 0), 1) << "connection " << i;
+  }
+}
+
+TEST(DataThreads, LongConnectionsOpenedOneAfterAnotherSpreadEvenlyOverTheThreads) {
+  // The kernel wakes the first thread that sleeps in the listener's wait
+  // queue, so clients that arrive one at a time (iperf3 -P 4's streams)
+  // would all land on one thread while the other idles. A thread that
+  // holds more connections than another moves to the back of the queue:
+  // each thread holds about half.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
+  ASSERT_TRUE(target.valid());
+  for (const char* threads : {"2", "4"}) {
+    SCOPED_TRACE(std::string("--data-threads ") + threads);
+    const int n = std::stoi(threads);
+    Daemon d;
+    ASSERT_NO_FATAL_FAILURE(
+        start_ready(d, {"--data-threads", threads, "-t", "127.0.0.1/18080:18000"}));
+    std::vector<UniqueFd> clients;
+    std::vector<UniqueFd> served;
+    ASSERT_NO_FATAL_FAILURE(open_one_by_one(d, target.get(), 4 * n, &clients, &served));
+    std::vector<int64_t> counts = threads_accepted(d);
+    ASSERT_EQ(counts.size(), static_cast<size_t>(n)) << d.log();
+    for (int t = 0; t < n; ++t) {
+      EXPECT_GE(counts[t], 3) << "thread " << t;
+      EXPECT_LE(counts[t], 5) << "thread " << t;
+    }
+  }
+}
+
+TEST(DataThreads, ClientsThatArriveTogetherAreSplitOverTheThreads) {
+  // 16 clients queued at once: the first thread back from its wait would
+  // take them all (the others are still waking up). A thread that holds
+  // two more than another hands the client it accepted over: with two
+  // threads, each holds about half.
+  UniqueFd target = listen_tcp("127.0.0.1", 18000, 128);
+  ASSERT_TRUE(target.valid());
+  Daemon d;
+  ASSERT_NO_FATAL_FAILURE(start_ready(d, {"--data-threads", "2", "-t", "127.0.0.1/18080:18000"}));
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::vector<int64_t> before = threads_accepted(d);
+    ASSERT_EQ(before.size(), 2u) << d.log();
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 16; ++i) {
+      clients.push_back(connect_tcp("127.0.0.1", 18080));  // completed by the kernel
+      ASSERT_TRUE(clients.back().valid());
+    }
+    std::vector<UniqueFd> served;
+    for (int i = 0; i < 16; ++i) {
+      served.push_back(accept_one(target.get(), 10000));
+      ASSERT_TRUE(served.back().valid()) << "only " << i << " of 16 arrived\n" << d.log();
+    }
+    const std::vector<int64_t> after = threads_accepted(d);
+    ASSERT_EQ(after.size(), 2u);
+    EXPECT_GE(after[0] - before[0], 6) << "the main thread took " << after[0] - before[0];
+    EXPECT_GE(after[1] - before[1], 6) << "the second thread took " << after[1] - before[1];
+    clients.clear();
+    served.clear();
+    // Every connection ends before the next round (bounded: 10 s).
+    int64_t active = -1;
+    for (int i = 0; i < 100 && active != 0; ++i) {
+      auto doc = stats_json(d);
+      ASSERT_TRUE(doc.has_value()) << d.log();
+      active = doc->get("connectionsActive")->integer();
+      if (active != 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(active, 0);
+  }
+}
+
 TEST(DataThreads, TheConnectionLimitHoldsExactlyAcrossThreads) {
   // --max-connections 8 and 32 clients connecting at once from 8 threads:
   // both data-path threads accept, and exactly 8 reach the target until
