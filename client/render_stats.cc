@@ -243,7 +243,7 @@ std::string render_stats(const control::Stats& stats) {
   if (stats.connection_log) out += "connection log: on (--log-connections)\n";
   if (stats.threads_accepted.size() > 1) {
     out += "data-path threads: " + std::to_string(stats.threads_accepted.size()) +
-           "; TCP connections each accepted:";
+           "; TCP connections each served:";
     for (uint64_t n : stats.threads_accepted) out += " " + std::to_string(n);
     out += "\n";
   }

@@ -282,8 +282,9 @@ struct Stats {
   # error not read fast enough), and whether the connection log is on.
   logLinesDropped @28 :UInt64;
   connectionLog @29 :Bool;  # --log-connections
-  # TCP connections each data-path thread accepted since the worker started
-  # (sluiced --data-threads), the main thread first.
+  # TCP connections each data-path thread served since the worker started
+  # (sluiced --data-threads), the main thread first: those it accepted and
+  # kept, and those another thread accepted and handed to it.
   threadsAccepted @30 :List(UInt64);
 }
 

@@ -1,6 +1,6 @@
 // The data path's other threads (sluiced --data-threads). Each has its own
 // event loop and Forwarder: it waits on the TCP listeners the main thread
-// shares with it and keeps the connections it accepts until they end. Every
+// shares with it and keeps the connections it starts until they end. Every
 // thread waits on a shared listener level-triggered with EPOLLEXCLUSIVE and
 // accepts one client per report, as nginx's workers share their listeners:
 // the kernel wakes a thread that sleeps for each new client, and a busy
@@ -9,6 +9,15 @@
 // take a burst while the other slept, and cost each wake-up an accept that
 // found the queue empty: bench/peers' two-thread relay floor opened about
 // 3 % fewer connections per second that way, docs/BENCHMARKS.md.)
+//
+// Balance: the kernel wakes the first thread asleep in the listener's wait
+// queue, and the first thread back from a wait takes every client of a
+// burst, so clients that arrive one at a time or together (iperf3 -P 4's
+// streams) would all land on one thread. A thread that holds more
+// connections than another moves to the back of the queue after an accept
+// (TcpListener::requeue_if_busier, Mirror::requeue), and one that holds two
+// more than the least busy hands it the client it accepted
+// (Forwarder::place_connection, defined at the end of data_thread.cc).
 //
 // What stays on the main thread: commits, the control and pesto sockets, UDP,
 // auto-scan, every listener's life (add, drain, close), the listeners of

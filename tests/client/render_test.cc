@@ -455,9 +455,8 @@ TEST(RenderStats, DataThreadsShowWhatEachAccepted) {
   st.threads_accepted = {1};  // one thread: nothing to compare, no line
   EXPECT_EQ(render_stats(st).find("data-path threads"), std::string::npos);
   st.threads_accepted = {1200, 1187};
-  EXPECT_NE(
-      render_stats(st).find("data-path threads: 2; TCP connections each accepted: 1200 1187\n"),
-      std::string::npos)
+  EXPECT_NE(render_stats(st).find("data-path threads: 2; TCP connections each served: 1200 1187\n"),
+            std::string::npos)
       << render_stats(st);
   auto v = parse_json(render_stats_json(st));
   ASSERT_TRUE(v.has_value());

@@ -170,8 +170,7 @@ TEST(DataThreads, EveryThreadServesAndEveryConnectionIsForwarded) {
   ASSERT_EQ(counts.size(), 2u);
   EXPECT_EQ(counts[0] + counts[1], load.ok() + load.bad());
   RunResult text = d.ctl({"--stats"});
-  EXPECT_NE(text.out.find("data-path threads: 2; TCP connections each accepted: "),
-            std::string::npos)
+  EXPECT_NE(text.out.find("data-path threads: 2; TCP connections each served: "), std::string::npos)
       << text.out;
 }
 
