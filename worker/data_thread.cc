@@ -328,11 +328,13 @@ void Forwarder::place_connection(UniqueFd client, const struct sockaddr_storage&
       fewest = n;
     }
   }
-  // Limit: hand over only at two more, and more than an eighth more. One
-  // more is the best a thread may do when the count is odd; the eighth
-  // keeps threads with many short connections, whose counts move by a few
-  // at any moment, from paying a wake-up of another thread per client.
-  if (least == nullptr || mine < fewest + 2 + mine / 8) {
+  // Limit: hand over when this thread holds more than the least busy one
+  // by more than an eighth of its own (the rule of busier_than_another):
+  // kept here, the client would leave them two apart, and a burst of two
+  // on one thread. The eighth keeps threads with many short connections,
+  // whose counts move by a few at any moment, from paying a wake-up of
+  // another thread per client.
+  if (least == nullptr || mine <= fewest + mine / 8) {
     start_connection(std::move(client), peer, port, route, std::move(slot));
     return;
   }
@@ -346,7 +348,7 @@ void Forwarder::hand_over(HandedClient client) noexcept {
     first = handed_.empty();
     handed_.push_back(std::move(client));
     // Under the lock: start_handed() takes the count down after the queue.
-    handed_count_.fetch_add(1, std::memory_order_relaxed);
+    handed_count_.fetch_add(1);
   }
   // One wake-up for a queue: the first post takes all that come meanwhile.
   if (first) inbox_->post([this] { start_handed(); });
@@ -361,8 +363,9 @@ void Forwarder::start_handed() noexcept {
   }
   for (HandedClient& c : batch) {
     start_connection(std::move(c.client), c.peer, c.port, c.route, std::move(c.slot));
-    // After the start counted it (load() never dips by one meanwhile).
-    handed_count_.fetch_sub(1, std::memory_order_relaxed);
+    // After the start counted it: load(), which reads this count first,
+    // never misses the client meanwhile.
+    handed_count_.fetch_sub(1);
   }
 }
 

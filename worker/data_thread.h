@@ -121,7 +121,7 @@ class DataThread {
   /// The connection log's lines of its open connections, as the worker
   /// stops. Waits.
   void log_open_connections() noexcept;
-  /// The connections it accepted so far. Any thread.
+  /// The connections it served so far (started). Any thread.
   uint64_t accepted() const noexcept {
     return forwarder_ ? forwarder_->counters().accepted.load() : 0;
   }

@@ -244,10 +244,10 @@ bool TcpListener::accept_up_to(int max, bool draining) noexcept {
     // the listener at one they may not).
     if (owner_.shareable(*route_)) {
       owner_.place_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
+      if (max == 1) requeue_if_busier();
     } else {
       owner_.start_connection(UniqueFd(fd), peer, port_, route_, std::move(held));
     }
-    if (max == 1) requeue_if_busier();
   }
   if (!level || max > 1) owner_.park(this, true);
   return false;
@@ -356,7 +356,7 @@ Result<TcpListener*> Forwarder::add_tcp_listener(UniqueFd fd, uint16_t port,
   // Shared with the other data-path threads: each waits on the socket with
   // EPOLLEXCLUSIVE, so that the kernel wakes one of them per new client,
   // not all, level-triggered, so that a busy one finds the rest at its next
-  // wait (each accepts one per report, and keeps its connections).
+  // wait (each accepts one per report; place_connection balances them).
   const bool shared = !threads_.empty() && shareable(*raw->route());
   auto added = loop_.add(raw->fd(), shared ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN | EPOLLET, raw);
   if (!added) return Err(added.error());
@@ -598,6 +598,11 @@ void Forwarder::log_open_connections() noexcept {
   for (DataThread* thread : threads_) thread->log_open_connections();
   for (auto& conn : connections_) conn->log_stopped();
   for (const Waiting& w : waiting_) log_refused(*w.route, w.peer, "the worker stopped");
+  std::lock_guard<std::mutex> lock(handed_mu_);
+  for (const HandedClient& c : handed_) {
+    log_refused(*c.route, c.peer, "the worker stopped");
+    set_reset_on_close(c.client.get());
+  }
 }
 
 void Forwarder::set_tcp_rules(size_t rules) noexcept {

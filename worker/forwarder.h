@@ -473,7 +473,7 @@ class Forwarder final : public Ticker {
 
   /// The main thread's forwarder shares the TCP listeners of rules that
   /// shareable() admits with `threads` (worker/data_thread.h): each waits on
-  /// them too, and keeps the connections it accepts. Set before the first
+  /// them too, and keeps the connections it starts. Set before the first
   /// listener.
   void set_data_threads(std::vector<DataThread*> threads) { threads_ = std::move(threads); }
   /// True when another data-path thread may serve connections of `route`:
@@ -508,8 +508,10 @@ class Forwarder final : public Ticker {
   /// The connections this thread holds now, and those handed to it and not
   /// started yet: what balancing compares. Any thread.
   uint64_t load() const noexcept {
-    return counters_.active.load(std::memory_order_relaxed) +
-           handed_count_.load(std::memory_order_relaxed);
+    // The handed count first: start_handed() counts a client as active
+    // before it takes it off, so the sum never misses one.
+    const uint64_t handed = handed_count_.load();
+    return counters_.active.load() + handed;
   }
   /// True when this thread holds more connections than another data-path
   /// thread does, by more than an eighth of its own (ConnShare::forwarders).
@@ -519,8 +521,8 @@ class Forwarder final : public Ticker {
   bool busier_than_another() const noexcept;
   /// A client accepted here from a shared listener, holding `slot`: starts
   /// its connection here (start_connection), or hands it to the thread
-  /// that holds the fewest connections when this one holds at least two
-  /// more, and more than an eighth more. The first thread back from a wait
+  /// that holds the fewest connections when this one holds more than it by
+  /// more than an eighth of its own. The first thread back from a wait
   /// takes every client of a burst (the others are still waking up), and
   /// clients that arrive together (iperf3 -P 4's streams) would all land
   /// on one thread. Not for a rule only the main thread serves (shareable).
@@ -532,7 +534,8 @@ class Forwarder final : public Ticker {
   /// when woken, and before it ends connections (end_connections), so that
   /// a client accepted under a removed rule before the commit is ended too.
   void start_handed() noexcept;
-  /// Connections each data-path thread accepted so far, this one first.
+  /// Connections each data-path thread served so far (started: accepted
+  /// and kept, or handed to it), this one first.
   std::vector<uint64_t> accepted_by_thread() const;
   /// What the data-path threads share.
   ConnShare& share() noexcept { return *share_; }

@@ -53,7 +53,7 @@ void start_with_limit(Daemon& d, const char* max, UniqueFd* target) {
       d, {"--data-threads", "2", "--max-connections", max, "-t", "127.0.0.1/18080:18000"}));
 }
 
-/// The connections each data-path thread accepted (--stats JSON), or empty.
+/// The connections each data-path thread served (--stats JSON), or empty.
 std::vector<int64_t> threads_accepted(Daemon& d) {
   std::vector<int64_t> out;
   auto doc = stats_json(d);
