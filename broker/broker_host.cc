@@ -428,6 +428,22 @@ void BrokerHost::queue_policy_failure(const std::string& error) noexcept {
 }
 
 HandleStatus BrokerHost::flush_pushes(int fd) {
+  if (exit_unsent_) {
+    wire::TargetExitedMsg msg = {};
+    msg.header = wire::header(wire::BrokerMsg::kTargetExited, 0);
+    auto sent = send_message(fd, &msg, sizeof(msg), {});
+    if (!sent) {
+      const int err = sent.error().err;
+      if (err == EAGAIN || err == EWOULDBLOCK) return HandleStatus::kContinue;
+      const bool gone = err == EPIPE || err == ECONNRESET;
+      return fail(gone ? HandleStatus::kPeerClosed : HandleStatus::kIoError,
+                  std::string(gone ? "the worker went away before it was told that the "
+                                     "--netns process exited: "
+                                   : "telling the worker that the --netns process exited: ") +
+                      sent.error().message);
+    }
+    exit_unsent_ = false;
+  }
   // Unasked messages, in the order the reloads ended: bounded, at most one
   // failure and one reload wait.
   for (int round = 0; round < 2 && (push_failed_ || push_fd_ >= 0); ++round) {

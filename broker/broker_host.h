@@ -155,7 +155,8 @@ class BrokerHost {
   /// True while an answer, or a PolicyReload once the worker is ready,
   /// waits for room on the channel.
   bool reply_pending() const noexcept {
-    return pending_len_ != 0 || ((push_fd_ >= 0 || push_failed_) && state_ == HostState::kReady);
+    return pending_len_ != 0 ||
+           ((push_fd_ >= 0 || push_failed_ || exit_unsent_) && state_ == HostState::kReady);
   }
   /// True while an OpenListeners waits for the namespace helper's answer
   /// (its SPLICE entries): the worker's channel is not read meanwhile, so
@@ -249,6 +250,14 @@ class BrokerHost {
   /// why. Sent as a PolicyReload is, and in order with one: a later failure
   /// replaces one that still waits.
   void queue_policy_failure(const std::string& error) noexcept;
+  /// The process --netns named has exited (serve.cc watches its pidfd):
+  /// queues a TargetExited for the worker, and for every worker started
+  /// after it (new_worker). Sent as a PolicyReload is, once the worker is
+  /// ready, before any reload that waits.
+  void queue_target_exited() noexcept {
+    target_exited_ = true;
+    exit_unsent_ = true;
+  }
   /// The same, to fill at start from the service manager's fd store and to
   /// mirror into it (broker/fd_store.h).
   ListenerEscrow& escrow() noexcept { return escrow_; }
@@ -265,9 +274,10 @@ class BrokerHost {
   const std::string& last_error() const noexcept { return last_error_; }
 
  private:
-  /// Sends the unasked messages that wait, PolicyReload and
-  /// PolicyReloadFailed, in the order their reloads ended, as far as the
-  /// channel takes them; results as flush_reply(). Needs `sendmsg` on `fd`.
+  /// Sends the unasked messages that wait, TargetExited first, then
+  /// PolicyReload and PolicyReloadFailed in the order their reloads ended,
+  /// as far as the channel takes them; results as flush_reply(). Needs
+  /// `sendmsg` on `fd`.
   HandleStatus flush_pushes(int fd);
   /// One row of the dispatch table.
   struct DispatchEntry {
@@ -375,6 +385,8 @@ class BrokerHost {
   bool push_failed_ = false;                         // a PolicyReloadFailed waits
   bool failure_first_ = false;                       // it came before the PolicyReload that waits
   std::string push_error_;                           // its error text
+  bool target_exited_ = false;                       // queue_target_exited() ran
+  bool exit_unsent_ = false;                         // this worker was not told yet
   std::vector<UniqueFd> pending_fds_;                // its sockets, closed once sent
 };
 

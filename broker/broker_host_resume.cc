@@ -34,6 +34,8 @@ void BrokerHost::new_worker() noexcept {
   // tables for nothing and, its offset shared, read 0 bytes of it.
   push_fd_ = -1;
   push_length_ = 0;
+  // The --netns process stays exited: the new worker is told too.
+  exit_unsent_ = target_exited_;
   // The heartbeat counts from the new worker's first report; readiness was
   // announced once and stays announced (serve.cc, sd_notify.h).
   report_.at_ns = 0;

@@ -226,6 +226,7 @@ int serve(BrokerHost& host, Serving& s) {
       // it), so the rules whose targets still answer keep working, and a
       // commit still works; only its processes are gone.
       s.watch_target = false;
+      host.queue_target_exited();  // for --stats
       LOG_ERROR(
           "the process --netns %s named has exited: the container stopped. Unless other "
           "processes of the container still run there, its network namespace lives on only "

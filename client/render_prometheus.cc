@@ -266,6 +266,10 @@ Result<std::string> render_prometheus(const control::Stats& stats, const TableSe
   single(&out, "sluice_connection_log", "gauge",
          "1 when the connection log (--log-connections) is on, else 0.",
          stats.connection_log ? 1 : 0);
+  single(&out, "sluice_target_exited", "gauge",
+         "1 once the process sluiced --netns PID named has exited (the container stopped), "
+         "else 0.",
+         stats.target_exited ? 1 : 0);
 
   family_header(&out, "sluice_commits_total", "counter",
                 "Commit attempts since the worker started, by outcome (pesto updates included).");

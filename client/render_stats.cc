@@ -241,6 +241,12 @@ std::string render_stats(const control::Stats& stats) {
            " waiting for the sink; check what reads the audit sink (--audit-log)\n";
   }
   if (stats.connection_log) out += "connection log: on (--log-connections)\n";
+  if (stats.target_exited) {
+    out +=
+        "target namespace: the process sluiced --netns named has exited (the container "
+        "stopped); connections through HOST rules are refused there. If the container started "
+        "again, start sluiced again with its new PID\n";
+  }
   if (stats.threads_accepted.size() > 1) {
     out += "data-path threads: " + std::to_string(stats.threads_accepted.size()) +
            "; TCP connections each served:";
@@ -347,6 +353,8 @@ std::string render_stats_json(const control::Stats& stats) {
   w.number(stats.log_lines_dropped);
   w.key("connectionLog");
   w.boolean(stats.connection_log);
+  w.key("targetExited");
+  w.boolean(stats.target_exited);
   w.key("threadsAccepted");
   w.begin_array();
   for (uint64_t n : stats.threads_accepted) w.number(n);

@@ -80,6 +80,10 @@
 // or, when the reload failed (the reader's error, or sluiced's own), so that
 // the worker records it in the audit log:
 //   broker -> worker  PolicyReloadFailed {error}, no fd, unasked as well
+// and, with --netns PID, once the process it names has exited (the
+// container stopped), so that --stats can say so; again to every worker
+// started after it:
+//   broker -> worker  TargetExited {}, no fd, unasked as well
 #pragma once
 
 #include <cstddef>
@@ -170,6 +174,7 @@ enum class BrokerMsg : uint32_t {
   kPolicyRead = 21,          // sluiced -> policy reader, 0 fds (never to or from a worker)
   kPolicyText = 22,          // policy reader -> sluiced, 1 fd when ok (never from a worker)
   kPolicyReloadFailed = 23,  // broker -> worker, 0 fds, unasked, no reply
+  kTargetExited = 24,        // broker -> worker, 0 fds, unasked, no reply
 };
 
 /// Limit: entries per OpenListeners. The reply carries one fd per entry and
@@ -576,6 +581,15 @@ struct PolicyReloadFailedMsg {
   char error[kPolicyErrorBytes];  // why, NUL-terminated, printable ASCII; the rest all 0
 };
 static_assert(sizeof(PolicyReloadFailedMsg) == 16 + kPolicyErrorBytes);
+
+/// The process `--netns PID` named has exited: sent by the broker, unasked
+/// and with no reply, once to each worker, after its InitialPorts. The
+/// namespace lives on through sluiced; the worker only reports it
+/// (control::Stats::target_exited). Sequence 0; the header alone.
+struct TargetExitedMsg {
+  WireHeader header;  // type kTargetExited, sequence 0
+};
+static_assert(sizeof(TargetExitedMsg) == 16);
 
 /// Largest message either side sends; receive buffers are this plus one byte so
 /// that an oversized datagram shows up as a length mismatch, not a silent cut.

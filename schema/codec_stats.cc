@@ -39,6 +39,7 @@ void encode_stats(const Stats& st, cp::Stats::Builder out) {
   out.setPolicyReloads(st.policy_reloads);
   out.setLogLinesDropped(st.log_lines_dropped);
   out.setConnectionLog(st.connection_log);
+  out.setTargetExited(st.target_exited);
   auto threads = out.initThreadsAccepted(static_cast<unsigned>(st.threads_accepted.size()));
   for (size_t i = 0; i < st.threads_accepted.size(); ++i) {
     threads.set(static_cast<unsigned>(i), st.threads_accepted[i]);
@@ -134,6 +135,7 @@ Stats decode_stats(cp::Stats::Reader in) {
   st.policy_reloads = in.getPolicyReloads();
   st.log_lines_dropped = in.getLogLinesDropped();
   st.connection_log = in.getConnectionLog();
+  st.target_exited = in.getTargetExited();
   for (uint64_t n : in.getThreadsAccepted()) st.threads_accepted.push_back(n);
   auto policy_failures = in.getPolicyFailures();
   if (policy_failures.size() > kMaxFailures) throw DecodeError{"too many policy failures"};

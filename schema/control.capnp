@@ -286,6 +286,10 @@ struct Stats {
   # (sluiced --data-threads), the main thread first: those it accepted and
   # kept, and those another thread accepted and handed to it.
   threadsAccepted @30 :List(UInt64);
+  # The process sluiced --netns PID named has exited (the container
+  # stopped): the namespace lives on only through sluiced, and HOST rules'
+  # connections into it are refused. False without --netns PID.
+  targetExited @31 :Bool;
 }
 
 struct ConfirmResult {

@@ -310,9 +310,13 @@ struct Stats {
   /// not read fast enough): connection log lines among them.
   uint64_t log_lines_dropped = 0;
   bool connection_log = false;  // --log-connections
-  /// TCP connections each data-path thread accepted since the worker
-  /// started, the main thread first (--data-threads).
+  /// TCP connections each data-path thread served since the worker
+  /// started (accepted and kept, or handed to it), the main thread first
+  /// (--data-threads).
   std::vector<uint64_t> threads_accepted;
+  /// The process `sluiced --netns PID` named has exited (the container
+  /// stopped); false without --netns PID.
+  bool target_exited = false;
   bool operator==(const Stats&) const = default;
 };
 

@@ -532,6 +532,22 @@ bool BrokerClient::receive_policy_failure() noexcept {
   return true;
 }
 
+bool BrokerClient::receive_target_exited() noexcept {
+  wire::TargetExitedMsg msg;
+  auto got = receive_message(channel_.get(), &msg, sizeof(msg), 0, MSG_DONTWAIT);
+  if (!got) {
+    lose("reading TargetExited: " + got.error().message);
+    return false;
+  }
+  if (got->len != sizeof(msg) || msg.header.magic != wire::kBrokerWireMagic ||
+      msg.header.sequence != 0) {
+    lose("malformed TargetExited from sluiced");
+    return false;
+  }
+  if (on_target_exited_) on_target_exited_();
+  return true;
+}
+
 bool BrokerClient::receive_one() noexcept {
   // sluiced's unasked messages may come between any two replies.
   auto type = peek_type();
@@ -541,6 +557,9 @@ bool BrokerClient::receive_one() noexcept {
   }
   if (*type == static_cast<uint32_t>(wire::BrokerMsg::kPolicyReloadFailed)) {
     return receive_policy_failure();
+  }
+  if (*type == static_cast<uint32_t>(wire::BrokerMsg::kTargetExited)) {
+    return receive_target_exited();
   }
   if (in_flight_.empty()) return receive_unasked();
   if (in_flight_.front().peer_done != nullptr) return receive_peer_reply();

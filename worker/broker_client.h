@@ -193,6 +193,9 @@ class BrokerClient final : public EventHandler {
   /// failed in sluiced), called as on_policy_reload's. Without one, it is
   /// dropped.
   void on_policy_failed(PolicyFailed done) { on_policy_failed_ = std::move(done); }
+  /// Sets the callback for a TargetExited (the process --netns named has
+  /// exited), called as on_policy_reload's. Without one, it is dropped.
+  void on_target_exited(std::function<void()> done) { on_target_exited_ = std::move(done); }
 
   /// Asks the broker for a listening socket per key (at least one) and calls
   /// `done` with one result per key, in order, once every batch is answered.
@@ -339,6 +342,9 @@ class BrokerClient final : public EventHandler {
   /// fd, a NUL-terminated printable text with only zeros after it) and
   /// hands it on. Returns false as receive_one().
   bool receive_policy_failure() noexcept;
+  /// Reads a TargetExited, checks it (length, magic, sequence 0, no fd) and
+  /// hands it on. Returns false as receive_one().
+  bool receive_target_exited() noexcept;
   /// With nothing asked: EOF, or a message out of turn. Returns false.
   bool receive_unasked() noexcept;
   /// Reads the reply `name` to the oldest request, a `request`, into `buf`
@@ -358,6 +364,7 @@ class BrokerClient final : public EventHandler {
   Lost on_lost_;
   PolicyReloaded on_policy_;
   PolicyFailed on_policy_failed_;
+  std::function<void()> on_target_exited_;
   bool registered_ = false;
   bool lost_ = false;
   uint64_t sequence_ = 0;

@@ -190,6 +190,9 @@ class CommitEngine final : public Ticker {
   std::vector<control::Failure> policy_failures() const;
   /// Reloaded policies put in force since the worker started.
   uint64_t policy_reloads() const noexcept { return policy_reloads_; }
+  /// sluiced said the process --netns named has exited (TargetExited):
+  /// stats() reports it from now on.
+  void set_target_exited() noexcept { target_exited_ = true; }
 
   /// Queues a commit from the client `peer`. Commits run one at a time, in
   /// order; `done` is called with the result from the event loop (or before
@@ -603,6 +606,7 @@ class CommitEngine final : public Ticker {
   BindPolicy bind_policy_;
   TargetPolicy target_policy_;
   uint64_t policy_reloads_ = 0;  // reload_policy() calls (stats)
+  bool target_exited_ = false;   // set_target_exited() (stats)
   State state_ = State::kIdle;
   BrokerLoss loss_;                   // why the broker was lost, for stop_for_broker()
   bool broker_lost_pending_ = false;  // lost while Finishing: stop once answered

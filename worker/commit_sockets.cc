@@ -318,6 +318,7 @@ control::Stats CommitEngine::stats(uint64_t uptime_millis) const {
   st.audit_bytes_waiting = audit_.pending_bytes();
   st.log_lines_dropped = log_dropped_total();
   st.connection_log = forwarder_.limits().log_connections;
+  st.target_exited = target_exited_;
   const ConnLimits limits = forwarder_.conn_limits();
   st.idle_timeout_seconds =
       static_cast<uint32_t>(forwarder_.limits().idle_timeout_ns / 1000000000ULL);

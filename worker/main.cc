@@ -486,6 +486,8 @@ int run(int argc, char** argv) {
   // A SIGHUP whose reload failed in sluiced: audited as well.
   broker.on_policy_failed(
       [&](const std::string& error) { engine.reload_failed(policy_source, error, sluiced_cred); });
+  // The process --netns named has exited (sluiced logged it): --stats says so.
+  broker.on_target_exited([&] { engine.set_target_exited(); });
   // pesto's protocol on --pesto-socket, served once the initial rules are in
   // force, like the control socket; without it, fd 7 is /dev/null.
   std::unique_ptr<PestoServer> pesto;

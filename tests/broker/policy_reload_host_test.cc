@@ -3,7 +3,8 @@
 // facts and the initial rules' grants stay, PolicyReload goes out with its
 // memfd only once the worker is ready and after a waiting answer, and never
 // to a worker started after it; a failed reload goes out as
-// PolicyReloadFailed in order with them; a worker that sends either is a
+// PolicyReloadFailed in order with them; TargetExited (the --netns process
+// exited) goes to each worker once; a worker that sends any of them is a
 // violation; and the reader's text is parsed with numbers only.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -184,6 +185,50 @@ TEST_F(BrokerHostTest, AWorkerThatSendsPolicyReloadIsViolation) {
   msg.length = 17;
   const int raw[1] = {fd.get()};
   send_raw(&msg, sizeof(msg), raw);
+  EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
+}
+
+TEST_F(BrokerHostTest, TargetExitedGoesOutOnceToEachWorkerBeforeAReloadThatWaits) {
+  // The --netns process exits before the worker is ready: nothing goes out
+  // until InitialPorts, then TargetExited, the header alone, before the
+  // reload queued before it; once only; and again to the next worker.
+  const std::string text = "bind allow tcp 80 *\n";
+  UniqueFd fd = text_fd(text);
+  host_.queue_policy_reload(fd.get(), static_cast<uint32_t>(text.size()));
+  host_.queue_target_exited();
+  EXPECT_FALSE(host_.reply_pending());
+  do_hello();
+  auto msg = std::make_unique<wire::PolicyReloadFailedMsg>();
+  size_t fds = 9;
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  auto got = receive_message(ch_.worker.get(), msg.get(), sizeof(*msg), 1, MSG_DONTWAIT);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->len, sizeof(wire::TargetExitedMsg));
+  EXPECT_EQ(got->fds.size(), 0u);
+  EXPECT_EQ(msg->header.type, static_cast<uint32_t>(wire::BrokerMsg::kTargetExited));
+  EXPECT_EQ(msg->header.sequence, 0u);
+  ASSERT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kPolicyReload));
+  EXPECT_FALSE(host_.reply_pending()) << "TargetExited went out twice";
+  EXPECT_EQ(next_type(ch_.worker.get(), msg.get(), &fds), 0u);
+  // A worker that replaces this one is told too, once it is ready.
+  host_.new_worker();
+  ch_ = make_channel();
+  EXPECT_FALSE(host_.reply_pending());
+  do_hello();
+  ASSERT_TRUE(host_.reply_pending());
+  ASSERT_EQ(host_.flush_reply(ch_.broker.get()), HandleStatus::kContinue) << host_.last_error();
+  EXPECT_EQ(next_type(ch_.worker.get(), msg.get(), &fds),
+            static_cast<uint32_t>(wire::BrokerMsg::kTargetExited));
+  EXPECT_FALSE(host_.reply_pending());
+}
+
+TEST_F(BrokerHostTest, AWorkerThatSendsTargetExitedIsViolation) {
+  do_hello();
+  wire::TargetExitedMsg msg = {};
+  msg.header = wire::header(wire::BrokerMsg::kTargetExited, 0);
+  send_raw(&msg, sizeof(msg), {});
   EXPECT_EQ(host_.handle_one(ch_.broker.get()), HandleStatus::kViolation);
 }
 

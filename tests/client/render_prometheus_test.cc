@@ -37,6 +37,7 @@ control::Stats two_rule_stats() {
   st.audit_lines_lost = 2;
   st.log_lines_dropped = 5;
   st.connection_log = true;
+  st.target_exited = true;
   st.audit_bytes_waiting = 5;
   st.commits_applied = 7;
   st.commits_rejected = 2;
@@ -115,6 +116,7 @@ TEST(RenderPrometheus, ParsesStrictlyWithEveryValue) {
   EXPECT_EQ(p.value("sluice_audit_lines_lost_total"), 2);
   EXPECT_EQ(p.value("sluice_log_lines_dropped_total"), 5);
   EXPECT_EQ(p.value("sluice_connection_log"), 1);
+  EXPECT_EQ(p.value("sluice_target_exited"), 1);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "applied"}}), 7);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "rejected"}}), 2);
   EXPECT_EQ(p.value("sluice_commits_total", {{"outcome", "dry_run"}}), 1);

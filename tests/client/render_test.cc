@@ -350,6 +350,14 @@ TEST(RenderStats, TextShowsEachRuleWithItsCounters) {
       << render_stats(lossy);
   EXPECT_EQ(render_stats(lossy).find("connection log"), std::string::npos);
   EXPECT_EQ(render_stats(lossy).find("log: "), std::string::npos);
+  EXPECT_EQ(render_stats(lossy).find("target namespace"), std::string::npos);
+  lossy.target_exited = true;
+  EXPECT_NE(render_stats(lossy).find("target namespace: the process sluiced --netns named has "
+                                     "exited (the container stopped); connections through HOST "
+                                     "rules are refused there. If the container started again, "
+                                     "start sluiced again with its new PID\n"),
+            std::string::npos)
+      << render_stats(lossy);
   lossy.connection_log = true;
   lossy.log_lines_dropped = 12;
   EXPECT_NE(render_stats(lossy).find("connection log: on (--log-connections)\n"), std::string::npos)
@@ -404,6 +412,7 @@ TEST(RenderStats, JsonHasEveryCounter) {
                                                "auditBytesWaiting",
                                                "logLinesDropped",
                                                "connectionLog",
+                                               "targetExited",
                                                "threadsAccepted",
                                                "idleTimeoutSeconds",
                                                "connectionLimitPerRule",

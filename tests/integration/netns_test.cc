@@ -29,6 +29,7 @@
 #include "tests/integration/control_util.h"
 #include "tests/integration/daemon.h"
 #include "tests/integration/kept_port.h"
+#include "tests/integration/restart_util.h"
 #include "tests/integration/tcp_util.h"
 #include "tests/integration/udp_util.h"
 #include "tests/rule_util.h"
@@ -236,6 +237,30 @@ TEST(TargetNamespace, AContainerThatStopsIsReportedAtOnce) {
   ASSERT_TRUE(wait_for_log(d, "the process --netns " + pid + " named has exited")) << d.log();
   EXPECT_NE(d.log().find("start sluiced again with its new PID"), std::string::npos) << d.log();
   EXPECT_EQ(count_of(d.log(), "has exited: the container stopped"), 1u) << d.log();
+  // --stats says so too, in the worker's answer (sluiced's TargetExited
+  // comes between two replies: bounded, 10 s), and so does a worker that
+  // replaces this one.
+  for (int round = 0; round < 2; ++round) {
+    RunResult stats;
+    for (int i = 0; i < 100; ++i) {
+      stats = d.ctl({"--stats"});
+      if (stats.out.find("has exited") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_NE(stats.out.find("target namespace: the process sluiced --netns named has exited"),
+              std::string::npos)
+        << "round " << round << "\n"
+        << stats.out << stats.err;
+    RunResult json = d.ctl({"--stats", "--json"});
+    EXPECT_NE(json.out.find("\"targetExited\":true"), std::string::npos) << json.out;
+    if (round == 0) {
+      const pid_t worker = d.worker_pid();
+      ASSERT_GT(worker, 0);
+      ASSERT_EQ(::kill(worker, SIGKILL), 0);
+      std::string why;
+      ASSERT_GT(wait_for_serving_worker(d, worker, 2, &why), 0) << why << "\n" << d.log();
+    }
+  }
   RunResult list = d.ctl();
   EXPECT_EQ(list.status, 0) << list.err << d.log();
   EXPECT_EQ(d.wait_exit(200), -1) << "sluiced must keep running\n" << d.log();

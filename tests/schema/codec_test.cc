@@ -174,6 +174,7 @@ TEST(Codec, StatsRoundTrip) {
   st.audit_bytes_waiting = 1400;
   st.log_lines_dropped = 7;
   st.connection_log = true;
+  st.target_exited = true;
   st.idle_timeout_seconds = 300;
   st.policy_reloads = 3;
   Failure pf;

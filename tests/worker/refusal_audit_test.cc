@@ -1,7 +1,8 @@
 // Audit records of what is refused before a commit runs: the bound on
 // records of refused attempts (worker/refusal_audit.h), with its clock passed
-// in and through the real engine; and failed policy reloads, which sluiced
-// reports with PolicyReloadFailed and the worker writes as one audit line.
+// in and through the real engine; failed policy reloads, which sluiced
+// reports with PolicyReloadFailed and the worker writes as one audit line;
+// and TargetExited, sluiced's other unasked message, which --stats shows.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -147,6 +148,50 @@ TEST_F(RefusalEngineTest, APolicyReloadFailedWithAControlByteLosesTheChannel) {
   ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
   ASSERT_TRUE(lost.has_value());
   EXPECT_NE(lost->reason.find("malformed PolicyReloadFailed"), std::string::npos) << lost->reason;
+}
+
+/// A TargetExited with `sequence` and `extra` bytes after the header, as
+/// the bytes of its datagram.
+std::string target_exited(uint64_t sequence = 0, size_t extra = 0) {
+  wire::TargetExitedMsg msg = {};
+  msg.header = wire::header(wire::BrokerMsg::kTargetExited, sequence);
+  return std::string(reinterpret_cast<const char*>(&msg), sizeof(msg)) + std::string(extra, '\0');
+}
+
+TEST_F(RefusalEngineTest, TargetExitedIsHandedOnBetweenRepliesAndShownByStats) {
+  bool told = false;
+  broker->on_target_exited([&] {
+    engine->set_target_exited();
+    told = true;
+  });
+  EXPECT_FALSE(engine->stats(0).target_exited);
+  fake.hold_after(0);
+  auto s = submit(host_tables({tcp_rule(20001, 21001)}));
+  ASSERT_TRUE(run_until([&] { return fake.waiting() == 1; }));
+  ASSERT_TRUE(fake.send_raw(target_exited()));
+  ASSERT_TRUE(run_until([&] { return told; }));
+  EXPECT_TRUE(engine->stats(0).target_exited);
+  fake.release();
+  ASSERT_TRUE(run_until([&] { return s->done; }));
+  EXPECT_TRUE(s->result.applied);
+  EXPECT_FALSE(lost.has_value());
+}
+
+TEST_F(RefusalEngineTest, ATargetExitedWithASequenceLosesTheChannel) {
+  ASSERT_TRUE(fake.send_raw(target_exited(1)));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->reason.find("malformed TargetExited"), std::string::npos) << lost->reason;
+}
+
+TEST_F(RefusalEngineTest, ATargetExitedLongerThanItsHeaderLosesTheChannel) {
+  ASSERT_TRUE(fake.send_raw(target_exited(0, 8)));
+  ASSERT_TRUE(run_until([&] { return engine->state() == State::kStopped; }));
+  ASSERT_TRUE(lost.has_value());
+  // Cut by the kernel to the header's length: the reader says so.
+  EXPECT_NE(lost->reason.find("reading TargetExited: message larger than its buffer"),
+            std::string::npos)
+      << lost->reason;
 }
 
 }  // namespace
