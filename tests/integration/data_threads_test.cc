@@ -64,6 +64,20 @@ std::vector<int64_t> threads_accepted(Daemon& d) {
   return out;
 }
 
+/// Waits (at most 10 s, polling --stats) until `d` holds no connection;
+/// returns the last count, or -1 when --stats did not answer.
+int64_t wait_until_none_active(Daemon& d) {
+  int64_t active = -1;
+  for (int i = 0; i < 100; ++i) {
+    auto doc = stats_json(d);
+    if (!doc) return -1;
+    active = doc->get("connectionsActive")->integer();
+    if (active == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return active;
+}
+
 /// The number of threads of process `pid` (its /proc/PID/task entries).
 int thread_count(pid_t pid) {
   int n = 0;
@@ -247,15 +261,8 @@ TEST(DataThreads, ClientsThatArriveTogetherAreSplitOverTheThreads) {
     EXPECT_GE(after[1] - before[1], least) << "the second thread took " << after[1] - before[1];
     clients.clear();
     served.clear();
-    // Every connection ends before the next burst (bounded: 10 s).
-    int64_t active = -1;
-    for (int i = 0; i < 100 && active != 0; ++i) {
-      auto doc = stats_json(d);
-      ASSERT_TRUE(doc.has_value()) << d.log();
-      active = doc->get("connectionsActive")->integer();
-      if (active != 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ASSERT_EQ(active, 0);
+    // Every connection ends before the next burst.
+    ASSERT_EQ(wait_until_none_active(d), 0) << d.log();
   }
 }
 
@@ -574,15 +581,8 @@ TEST(DataThreads, ThousandsOfConnectionsComeAndGoOnEveryThread) {
     }
     clients.clear();
     servers.clear();
-    // Every slot comes back (bounded: 10 s).
-    int64_t active = -1;
-    for (int i = 0; i < 100 && active != 0; ++i) {
-      auto doc = stats_json(d);
-      ASSERT_TRUE(doc.has_value()) << d.log();
-      active = doc->get("connectionsActive")->integer();
-      if (active != 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    EXPECT_EQ(active, 0) << "round " << round;
+    // Every slot comes back.
+    EXPECT_EQ(wait_until_none_active(d), 0) << "round " << round;
   }
   std::vector<int64_t> counts = threads_accepted(d);
   ASSERT_EQ(counts.size(), 2u) << d.log();
