@@ -15,9 +15,10 @@
 // burst, so clients that arrive one at a time or together (iperf3 -P 4's
 // streams) would all land on one thread. A thread that holds more
 // connections than another moves to the back of the queue after an accept
-// (TcpListener::requeue_if_busier, Mirror::requeue), and one that holds two
-// more than the least busy hands it the client it accepted
-// (Forwarder::place_connection, defined at the end of data_thread.cc).
+// (TcpListener::requeue_if_busier, Mirror::requeue), and hands the client
+// it accepted to the least busy thread when it holds more than that one by
+// more than an eighth of its own (Forwarder::place_connection, defined at
+// the end of data_thread.cc).
 //
 // What stays on the main thread: commits, the control and pesto sockets, UDP,
 // auto-scan, every listener's life (add, drain, close), the listeners of
