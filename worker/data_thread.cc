@@ -348,10 +348,13 @@ void Forwarder::hand_over(HandedClient client) noexcept {
     first = handed_.empty();
     handed_.push_back(std::move(client));
     // Under the lock: start_handed() takes the count down after the queue.
+    // Before waiting() below: see EventLoop::waiting.
     handed_count_.fetch_add(1);
   }
-  // One wake-up for a queue: the first post takes all that come meanwhile.
-  if (first) inbox_->post([this] { start_handed(); });
+  // A loop that is awake takes the queue after its batch (on_tick), or does
+  // not sleep while it holds any: no eventfd write, no wake-up. One post
+  // for a queue: it takes all that come meanwhile.
+  if (first && loop_.waiting()) inbox_->post([this] { start_handed(); });
 }
 
 void Forwarder::start_handed() noexcept {

@@ -66,7 +66,13 @@ bool EventLoop::run_once(int timeout_ms) noexcept {
   // stack frame small and bounds how long one batch delays the tickers.
   constexpr int kMaxEvents = 256;
   struct epoll_event events[kMaxEvents];
-  int n = epoll_wait(epfd_.get(), events, kMaxEvents, immediate_ ? 0 : timeout_ms);
+  int timeout = immediate_ ? 0 : timeout_ms;
+  if (queued_ != nullptr) {
+    waiting_.store(true);  // before the count: see waiting()
+    if (queued_->load() != 0) timeout = 0;
+  }
+  int n = epoll_wait(epfd_.get(), events, kMaxEvents, timeout);
+  if (queued_ != nullptr) waiting_.store(false);
   immediate_ = false;
   if (n < 0 && errno != EINTR) {
     LOG_ERROR("epoll_wait: %s", errno_text(errno).c_str());

@@ -6,6 +6,7 @@
 
 #include <sys/epoll.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -71,6 +72,16 @@ class EventLoop {
   void request_immediate_tick() noexcept { immediate_ = true; }
   /// Makes run() return after the current batch.
   void stop() noexcept { stopped_ = true; }
+  /// Counts work other threads queue for this loop without waking it: the
+  /// loop does not sleep while `*queued` is not 0, and its tickers take the
+  /// work after each batch. Set once, before any is queued.
+  void set_queued(const std::atomic<uint64_t>* queued) noexcept { queued_ = queued; }
+  /// True while the loop sleeps in epoll_wait, or is about to (set_queued
+  /// only): a thread that queued work must then wake it (a mailbox);
+  /// otherwise the loop finds the work after its batch. The queuing thread
+  /// raises the count before it reads this, and the loop raises this before
+  /// it reads the count: at least one of the two sees the other. Any thread.
+  bool waiting() const noexcept { return waiting_.load(); }
 
  private:
   /// The tick timer: a periodic timerfd whose expiries only wake the loop.
@@ -97,6 +108,8 @@ class EventLoop {
   std::vector<Ticker*> tickers_;
   bool stopped_ = false;
   bool immediate_ = false;
+  const std::atomic<uint64_t>* queued_ = nullptr;  // set_queued()
+  std::atomic<bool> waiting_{false};               // see waiting()
 };
 
 }  // namespace sluice

@@ -793,6 +793,8 @@ void Forwarder::resume_parked() noexcept {
 }
 
 void Forwarder::on_tick(uint64_t now_ns) noexcept {
+  // Clients another thread handed over while this one was awake.
+  if (handed_count_.load(std::memory_order_relaxed) != 0) start_handed();
   // Connect timeouts. Tickers run after every batch of events, so the scan
   // (one comparison per connection) runs at most every kTimeoutScanNs, not
   // on the data path's every wake-up. Collect first: ending a connection

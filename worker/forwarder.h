@@ -502,9 +502,13 @@ class Forwarder final : public Ticker {
 
   // Balancing among the data-path threads (worker/data_thread.cc).
   /// Sets the mailbox of this forwarder's thread, through which the other
-  /// threads wake it for the clients they hand over (hand_over). Before
-  /// the first listener is shared.
-  void set_inbox(Mailbox* inbox) noexcept { inbox_ = inbox; }
+  /// threads wake it for the clients they hand over (hand_over) while its
+  /// loop sleeps; awake, the loop takes them after its batch (on_tick).
+  /// Before the first listener is shared.
+  void set_inbox(Mailbox* inbox) noexcept {
+    inbox_ = inbox;
+    loop_.set_queued(&handed_count_);
+  }
   /// The connections this thread holds now, and those handed to it and not
   /// started yet: what balancing compares. Any thread.
   uint64_t load() const noexcept {
@@ -528,11 +532,13 @@ class Forwarder final : public Ticker {
   /// on one thread. Not for a rule only the main thread serves (shareable).
   void place_connection(UniqueFd client, const struct sockaddr_storage& peer, uint16_t port,
                         const std::shared_ptr<const Route>& route, ConnSlot slot) noexcept;
-  /// Queues `client` for this forwarder's thread and wakes it. Any thread.
+  /// Queues `client` for this forwarder's thread, and wakes it if its loop
+  /// sleeps (EventLoop::waiting). Any thread.
   void hand_over(HandedClient client) noexcept;
   /// Starts the connections handed to this thread, in order. On its thread:
-  /// when woken, and before it ends connections (end_connections), so that
-  /// a client accepted under a removed rule before the commit is ended too.
+  /// after each batch (on_tick), when woken, and before it ends connections
+  /// (end_connections), so that a client accepted under a removed rule
+  /// before the commit is ended too.
   void start_handed() noexcept;
   /// Connections each data-path thread served so far (started: accepted
   /// and kept, or handed to it), this one first.
