@@ -1,13 +1,20 @@
 // The worker's event loop: tickers, including one that adds tickers while it
 // is being ticked (the initial commit completing inside a tick starts the
-// control server, which adds its own ticker).
+// control server, which adds its own ticker); and work other threads queue
+// for it without waking it (set_queued, waiting).
 #include "worker/event_loop.h"
 
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "base/log.h"
@@ -114,6 +121,45 @@ TEST(EventLoop, TheTickTimerWakesAnIdleLoopForTheTickers) {
   EXPECT_EQ(ticker.ticks, 3);
   // Three ticks of one loop need at least two tick periods between them.
   EXPECT_GE(elapsed_ms, static_cast<uint64_t>(2 * kTickMs) - 1);
+}
+
+/// Does nothing: the loop's handler of a test eventfd.
+class NullHandler : public EventHandler {
+ public:
+  void on_event(uint32_t) noexcept override {}
+};
+
+TEST(EventLoop, DoesNotSleepWhileWorkIsQueuedAndSaysWhenItSleeps) {
+  // A tick of 10 s: a wait that did not return at once would take that long.
+  auto loop = EventLoop::create(10000);
+  ASSERT_TRUE(loop.ok()) << loop.error().message;
+  std::atomic<uint64_t> queued{1};
+  (*loop)->set_queued(&queued);
+  EXPECT_FALSE((*loop)->waiting());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*loop)->run_once(-1));  // work queued: no sleep
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_FALSE((*loop)->waiting());
+  // Nothing queued: it sleeps, and says so, until an event wakes it.
+  queued = 0;
+  UniqueFd ev(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(ev.valid());
+  NullHandler handler;
+  ASSERT_TRUE((*loop)->add(ev.get(), EPOLLIN | EPOLLET, &handler).ok());
+  std::atomic<bool> saw_waiting{false};
+  std::thread waker([&] {
+    // Bounded: 10 s at most, then it wakes the loop anyway.
+    for (int i = 0; i < 1000 && !(*loop)->waiting(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    saw_waiting = (*loop)->waiting();
+    const uint64_t one = 1;
+    (void)!::write(ev.get(), &one, sizeof(one));
+  });
+  ASSERT_TRUE((*loop)->run_once(-1));
+  waker.join();
+  EXPECT_TRUE(saw_waiting.load());
+  EXPECT_FALSE((*loop)->waiting());
 }
 
 }  // namespace
