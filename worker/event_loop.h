@@ -73,14 +73,17 @@ class EventLoop {
   /// Makes run() return after the current batch.
   void stop() noexcept { stopped_ = true; }
   /// Counts work other threads queue for this loop without waking it: the
-  /// loop does not sleep while `*queued` is not 0, and its tickers take the
-  /// work after each batch. Set once, before any is queued.
+  /// loop does not sleep while `*queued` is not 0, so a ticker of the loop
+  /// must take the count down after each batch, or the loop polls without
+  /// sleeping. Set once, on the loop's thread or before it runs, and before
+  /// any work is queued.
   void set_queued(const std::atomic<uint64_t>* queued) noexcept { queued_ = queued; }
-  /// True while the loop sleeps in epoll_wait, or is about to (set_queued
-  /// only): a thread that queued work must then wake it (a mailbox);
-  /// otherwise the loop finds the work after its batch. The queuing thread
-  /// raises the count before it reads this, and the loop raises this before
-  /// it reads the count: at least one of the two sees the other. Any thread.
+  /// True while the loop is in epoll_wait, or about to enter it, where it
+  /// may sleep (set_queued only): a thread that queued work must then wake
+  /// it (a mailbox); otherwise the loop finds the work after its batch. The
+  /// queuing thread raises the count before it reads this, and the loop
+  /// raises this before it reads the count: at least one of the two sees
+  /// the other. Any thread.
   bool waiting() const noexcept { return waiting_.load(); }
 
  private:

@@ -504,7 +504,8 @@ class Forwarder final : public Ticker {
   /// Sets the mailbox of this forwarder's thread, through which the other
   /// threads wake it for the clients they hand over (hand_over) while its
   /// loop sleeps; awake, the loop takes them after its batch (on_tick).
-  /// Before the first listener is shared.
+  /// On the forwarder's thread or before its loop runs, and before the
+  /// first listener is shared.
   void set_inbox(Mailbox* inbox) noexcept {
     inbox_ = inbox;
     loop_.set_queued(&handed_count_);
