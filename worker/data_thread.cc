@@ -71,6 +71,9 @@ class DataThread::Mirror final : public EventHandler {
   /// waits on the socket anew, at the back of its wait queue, as
   /// TcpListener::requeue_if_busier does.
   void requeue() noexcept;
+  /// Marks the mirror off its socket (removed from the loop already) from
+  /// now, in the owner's muted list, for Retry to put back.
+  void off_socket() noexcept;
   /// Whether this thread may take a client of the listener now: its rule is
   /// one it may serve, with room under the limits.
   bool may_take() const noexcept;
@@ -117,10 +120,14 @@ void DataThread::Mirror::requeue() noexcept {
   owner_.loop_->remove(fd_);
   if (!watch()) {
     // Epoll out of memory: off the socket until Retry's next try.
-    muted = true;
-    muted_ns = monotonic_ns();
-    owner_.muted_.push_back(this);
+    off_socket();
   }
+}
+
+void DataThread::Mirror::off_socket() noexcept {
+  muted = true;
+  muted_ns = monotonic_ns();
+  owner_.muted_.push_back(this);
 }
 
 void DataThread::Mirror::punt() noexcept {
@@ -128,9 +135,7 @@ void DataThread::Mirror::punt() noexcept {
   // wait until the main thread took them, or for good at a limit.
   if (!muted) {
     owner_.loop_->remove(fd_);
-    muted = true;
-    muted_ns = monotonic_ns();
-    owner_.muted_.push_back(this);
+    off_socket();
   }
   owner_.main_inbox_->post(
       [main = owner_.main_, serial = serial_] { main->accept_punted(serial); });
@@ -302,22 +307,7 @@ void DataThread::stop() noexcept {
 // Forwarder's balancing among the data-path threads (forwarder.h), here with
 // the threads it serves.
 
-bool Forwarder::busier_than_another() const noexcept {
-  const uint64_t mine = load();
-  // Limit: the slack, an eighth of what this thread holds. With many short
-  // connections the counts differ by a few at any moment, and each move
-  // costs two epoll_ctl calls; with a few long ones, one more is already a
-  // thread's share.
-  const uint64_t slack = mine / 8;
-  for (const Forwarder* other : share_->forwarders) {
-    if (other != this && other->load() + slack < mine) return true;
-  }
-  return false;
-}
-
-void Forwarder::place_connection(UniqueFd client, const struct sockaddr_storage& peer,
-                                 uint16_t port, const std::shared_ptr<const Route>& route,
-                                 ConnSlot slot) noexcept {
+Forwarder* Forwarder::less_busy_thread() const noexcept {
   const uint64_t mine = load();
   Forwarder* least = nullptr;
   uint64_t fewest = mine;
@@ -328,13 +318,20 @@ void Forwarder::place_connection(UniqueFd client, const struct sockaddr_storage&
       fewest = n;
     }
   }
-  // Limit: hand over when this thread holds more than the least busy one
-  // by more than an eighth of its own (the rule of busier_than_another):
-  // kept here, the client would leave them two apart, and a burst of two
-  // on one thread. The eighth keeps threads with many short connections,
-  // whose counts move by a few at any moment, from paying a wake-up of
-  // another thread per client.
-  if (least == nullptr || mine <= fewest + mine / 8) {
+  // Limit: the slack, an eighth of what this thread holds. With many short
+  // connections the counts differ by a few at any moment, and each move
+  // (two epoll_ctl calls) or hand-over (a wake-up of another thread) would
+  // be paid per client; with a few long ones, one more is already a
+  // thread's share (kept here, the client would leave the two threads two
+  // apart, and a burst of two on one thread).
+  return least != nullptr && mine > fewest + mine / 8 ? least : nullptr;
+}
+
+void Forwarder::place_connection(UniqueFd client, const struct sockaddr_storage& peer,
+                                 uint16_t port, const std::shared_ptr<const Route>& route,
+                                 ConnSlot slot) noexcept {
+  Forwarder* least = less_busy_thread();
+  if (least == nullptr) {
     start_connection(std::move(client), peer, port, route, std::move(slot));
     return;
   }

@@ -518,12 +518,14 @@ class Forwarder final : public Ticker {
     const uint64_t handed = handed_count_.load();
     return counters_.active.load() + handed;
   }
-  /// True when this thread holds more connections than another data-path
-  /// thread does, by more than an eighth of its own (ConnShare::forwarders).
-  /// The kernel wakes the first thread asleep in a shared listener's wait
-  /// queue for each new client, so the busier one moves to the back
-  /// (TcpListener::requeue_if_busier). Any thread; a few atomic loads.
-  bool busier_than_another() const noexcept;
+  /// The data-path thread that holds the fewest connections, when this one
+  /// holds more than it by more than an eighth of its own
+  /// (ConnShare::forwarders); else null. Any thread; a few atomic loads.
+  Forwarder* less_busy_thread() const noexcept;
+  /// True when less_busy_thread() finds one. The kernel wakes the first
+  /// thread asleep in a shared listener's wait queue for each new client,
+  /// so the busier one moves to the back (TcpListener::requeue_if_busier).
+  bool busier_than_another() const noexcept { return less_busy_thread() != nullptr; }
   /// A client accepted here from a shared listener, holding `slot`: starts
   /// its connection here (start_connection), or hands it to the thread
   /// that holds the fewest connections when this one holds more than it by
